@@ -1,0 +1,131 @@
+# libcnncuda — build the library, tools and tests. `make help` lists the targets.
+# Flags: CUDA=0|1 and CUDNN=0|1 (auto-detected), DEBUG=1 (-O0 -g, ASan+UBSan), CUDA_ARCH=,
+# PREFIX= (install), BUILD= (output folder, default build).
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+CC      ?= cc
+DEBUG   ?= 0
+
+# ---- what is on this machine -------------------------------------------------------------
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || (test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc))
+ifeq ($(origin CUDA),undefined)
+  CUDA := $(if $(NVCC),1,0)
+endif
+CUDNN_H := $(firstword $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h))
+ifeq ($(origin CUDNN),undefined)
+  CUDNN := $(if $(and $(filter 1,$(CUDA)),$(CUDNN_H)),1,0)
+endif
+ifeq ($(CUDA),0)
+  CUDNN := 0
+endif
+# Default: Ampere (sm_80) and Hopper (sm_90) machine code, plus sm_90 PTX for newer GPUs.
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+
+$(info libcnncuda: CUDA $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found / disabled) \
+  | cuDNN $(if $(filter 1,$(CUDNN)),found ($(CUDNN_H)),not found / disabled) | DEBUG=$(DEBUG))
+
+# ---- flags -------------------------------------------------------------------------------
+WARN     := -Wall -Wextra -Wno-unused-parameter
+CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE
+CFLAGS   := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
+LDLIBS   := -lopenblas -lstb -lz -lm -lpthread -fopenmp
+ifeq ($(DEBUG),1)
+  CFLAGS  += -O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+else
+  CFLAGS  += -O3 -march=x86-64-v2 -g1
+endif
+NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore \
+           -DCNN_WITH_CUDA=1 -DCNN_WITH_CUDNN=$(CUDNN) -MMD -MP
+ifeq ($(CUDA),1)
+  CUDA_LIB := $(CUDA_HOME)/lib64
+  CPPFLAGS += -I$(CUDA_HOME)/include
+  LDLIBS   += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart
+  ifeq ($(CUDNN),1)
+    LDLIBS += -lcudnn
+  endif
+endif
+
+# ---- sources -----------------------------------------------------------------------------
+LIB_SRC := $(wildcard core/*.c layers/*.c models/*.c data/*.c)
+ifeq ($(CUDA),1)
+  CUDA_C  := $(wildcard cuda/*.c)
+  ifeq ($(CUDNN),0)
+    CUDA_C := $(filter-out %_cudnn.c,$(CUDA_C))
+  endif
+  LIB_SRC += $(CUDA_C)
+  CU_SRC  := $(wildcard cuda/*.cu)
+endif
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+TOOL_SRC := $(wildcard tools/*.c)
+TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(BUILD)/tests/run_tests
+
+.PHONY: all lib tools tests test install deps demo clean help
+all: lib tools tests
+
+lib: $(BUILD)/libcnncuda.a $(BUILD)/libcnncuda.so $(BUILD)/cnncuda.pc
+tools: $(TOOLS)
+tests: $(TEST_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/libcnncuda.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcnncuda.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS) -Wl,-soname,libcnncuda.so.0
+
+$(BUILD)/cnncuda.pc: Makefile
+	@mkdir -p $(BUILD)
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda\nLibs.private: %s\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(LDLIBS)' > $@
+
+$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(BUILD)/libcnncuda.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJ) $(BUILD)/libcnncuda.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+
+# Runs the whole suite; the last line reads "N passed, N failed, N skipped".
+# TESTS=substring runs only the matching tests.
+test: $(TEST_BIN) $(TOOLS)
+	$(TEST_BIN) $(TESTS)
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/cnncuda.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libcnncuda.so $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0
+	ln -sf libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/libcnncuda.so
+	install -m 644 $(BUILD)/cnncuda.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+# Installs the Debian packages the build and the default demo need (only the missing ones).
+deps:
+	@sh scripts/install-deps.sh
+
+# Trains the default model (LeNet-5 on Fashion-MNIST, GPU if present) from a fresh checkout.
+demo: deps all
+	$(BUILD)/bin/train_imagenet_subset
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@echo "make [all|lib|tools|tests|test|install|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...]"
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d)

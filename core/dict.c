@@ -1,0 +1,186 @@
+/* dict.c — ordered name -> tensor maps with string metadata: the state dicts that models
+ * expose, optimizers fill and checkpoints read and write. Lookup is linear: dicts hold at most
+ * a few thousand entries and are walked once per save/load. */
+#include "internal.h"
+
+typedef struct { char *name; cnn_tensor *t; } dict_entry;
+typedef struct { char *key, *value; } meta_entry;
+
+struct cnn_dict {
+    dict_entry *e;
+    int n, cap;
+    meta_entry *m;
+    int nm, capm;
+};
+
+cnn_status cnn_dict_create(cnn_dict **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "dict_create: out is NULL");
+    *out = calloc(1, sizeof **out);
+    CNN_CHECK(*out, CNN_ERR_OUT_OF_MEMORY, "dict_create: out of host memory");
+    return CNN_OK;
+}
+
+void cnn_dict_destroy(cnn_dict **d)
+{
+    if (!d || !*d) return;
+    for (int i = 0; i < (*d)->n; i++) {
+        free((*d)->e[i].name);
+        cnn_tensor_free(&(*d)->e[i].t);
+    }
+    for (int i = 0; i < (*d)->nm; i++) {
+        free((*d)->m[i].key);
+        free((*d)->m[i].value);
+    }
+    free((*d)->e);
+    free((*d)->m);
+    free(*d);
+    *d = NULL;
+}
+
+static int find(const cnn_dict *d, const char *name)
+{
+    for (int i = 0; i < d->n; i++)
+        if (strcmp(d->e[i].name, name) == 0) return i;
+    return -1;
+}
+
+cnn_status cnn_dict_set(cnn_dict *d, const char *name, cnn_tensor *t)
+{
+    CNN_CHECK(d && name && t, CNN_ERR_INVALID_ARG, "dict_set: NULL argument");
+    CNN_CHECK(name[0], CNN_ERR_INVALID_ARG, "dict_set: empty name");
+    int i = find(d, name);
+    if (i >= 0) {
+        cnn_tensor *old = d->e[i].t;
+        d->e[i].t = cnn_tensor_retain(t);
+        cnn_tensor_free(&old);
+        return CNN_OK;
+    }
+    if (d->n == d->cap) {
+        int cap = d->cap ? d->cap * 2 : 32;
+        dict_entry *e = realloc(d->e, (size_t)cap * sizeof *e);
+        CNN_CHECK(e, CNN_ERR_OUT_OF_MEMORY, "dict_set: out of host memory");
+        d->e = e;
+        d->cap = cap;
+    }
+    char *copy = strdup(name);
+    CNN_CHECK(copy, CNN_ERR_OUT_OF_MEMORY, "dict_set: out of host memory");
+    d->e[d->n++] = (dict_entry){copy, cnn_tensor_retain(t)};
+    return CNN_OK;
+}
+
+cnn_tensor *cnn_dict_get(const cnn_dict *d, const char *name)
+{
+    if (!d || !name) return NULL;
+    int i = find(d, name);
+    return i >= 0 ? d->e[i].t : NULL;
+}
+
+int cnn_dict_size(const cnn_dict *d) { return d ? d->n : 0; }
+const char *cnn_dict_name(const cnn_dict *d, int i)
+{
+    return (d && i >= 0 && i < d->n) ? d->e[i].name : NULL;
+}
+cnn_tensor *cnn_dict_at(const cnn_dict *d, int i)
+{
+    return (d && i >= 0 && i < d->n) ? d->e[i].t : NULL;
+}
+
+cnn_status cnn_dict_set_meta(cnn_dict *d, const char *key, const char *value)
+{
+    CNN_CHECK(d && key && value, CNN_ERR_INVALID_ARG, "dict_set_meta: NULL argument");
+    char *v = strdup(value);
+    CNN_CHECK(v, CNN_ERR_OUT_OF_MEMORY, "dict_set_meta: out of host memory");
+    for (int i = 0; i < d->nm; i++)
+        if (strcmp(d->m[i].key, key) == 0) {
+            free(d->m[i].value);
+            d->m[i].value = v;
+            return CNN_OK;
+        }
+    if (d->nm == d->capm) {
+        int cap = d->capm ? d->capm * 2 : 16;
+        meta_entry *m = realloc(d->m, (size_t)cap * sizeof *m);
+        if (!m) {
+            free(v);
+            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "dict_set_meta: out of host memory");
+        }
+        d->m = m;
+        d->capm = cap;
+    }
+    char *k = strdup(key);
+    if (!k) {
+        free(v);
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "dict_set_meta: out of host memory");
+    }
+    d->m[d->nm++] = (meta_entry){k, v};
+    return CNN_OK;
+}
+
+const char *cnn_dict_get_meta(const cnn_dict *d, const char *key)
+{
+    if (!d || !key) return NULL;
+    for (int i = 0; i < d->nm; i++)
+        if (strcmp(d->m[i].key, key) == 0) return d->m[i].value;
+    return NULL;
+}
+
+int cnn_dict_meta_size(const cnn_dict *d) { return d ? d->nm : 0; }
+const char *cnn_dict_meta_key(const cnn_dict *d, int i)
+{
+    return (d && i >= 0 && i < d->nm) ? d->m[i].key : NULL;
+}
+const char *cnn_dict_meta_value(const cnn_dict *d, int i)
+{
+    return (d && i >= 0 && i < d->nm) ? d->m[i].value : NULL;
+}
+
+/* Appends name to a comma-separated list, ending it with "..." when it no longer fits. */
+static void list_add(char *buf, size_t cap, const char *name)
+{
+    size_t len = strlen(buf);
+    if (len >= 3 && strcmp(buf + len - 3, "...") == 0) return;
+    size_t need = strlen(name) + (len ? 2 : 0);
+    if (len + need + 4 >= cap) {
+        snprintf(buf + len, cap - len, "%s...", len ? ", " : "");
+        return;
+    }
+    snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", name);
+}
+
+cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report)
+{
+    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "dict_load: NULL argument");
+    cnn_load_report r;
+    memset(&r, 0, sizeof r);
+    /* Validate everything before copying anything, so a failure changes nothing. */
+    for (int i = 0; i < dst->n; i++) {
+        cnn_tensor *s = cnn_dict_get(src, dst->e[i].name);
+        if (!s) {
+            r.n_missing++;
+            list_add(r.missing, sizeof r.missing, dst->e[i].name);
+            continue;
+        }
+        cnn_tensor *t = dst->e[i].t;
+        CNN_CHECK(cnn_shape_equal(s->shape, t->shape), CNN_ERR_SHAPE,
+                  "load: tensor '%s' has shape %s in the checkpoint but %s in the model",
+                  dst->e[i].name, cnn_shape_of(s), cnn_shape_of(t));
+        CNN_CHECK(s->dtype == t->dtype, CNN_ERR_SHAPE,
+                  "load: tensor '%s' has dtype %s in the checkpoint but %s in the model",
+                  dst->e[i].name, cnn_dtype_name(s->dtype), cnn_dtype_name(t->dtype));
+    }
+    for (int i = 0; i < src->n; i++)
+        if (find(dst, src->e[i].name) < 0) {
+            r.n_unexpected++;
+            list_add(r.unexpected, sizeof r.unexpected, src->e[i].name);
+        }
+    if (report) *report = r;
+    if (strict && (r.n_missing || r.n_unexpected))
+        return cnn_error(CNN_ERR_NOT_FOUND, "load (strict): %d missing tensor(s)%s%s, %d "
+                         "unexpected tensor(s)%s%s", r.n_missing, r.n_missing ? ": " : "",
+                         r.missing, r.n_unexpected, r.n_unexpected ? ": " : "", r.unexpected);
+    for (int i = 0; i < dst->n; i++) {
+        cnn_tensor *s = cnn_dict_get(src, dst->e[i].name);
+        if (s) CNN_TRY(cnn_tensor_copy_(dst->e[i].t, s));
+    }
+    return CNN_OK;
+}

@@ -1,0 +1,172 @@
+/* internal.h — what every part of the library shares but users never see: the tensor and
+ * context structs, the autograd node, error macros, and helpers ops use to check arguments and
+ * record themselves. It knows nothing of any op's math and includes no CUDA header. */
+#ifndef CNN_INTERNAL_H
+#define CNN_INTERNAL_H
+
+#include "cnncuda.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef CNN_WITH_CUDA
+#define CNN_WITH_CUDA 0
+#endif
+#ifndef CNN_WITH_CUDNN
+#define CNN_WITH_CUDNN 0
+#endif
+
+/* ---- errors ------------------------------------------------------------------------------ */
+/* Sets this thread's error message and returns s. */
+cnn_status cnn_error(cnn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepends "what: " to the current message (for context added on the way up). */
+cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define CNN_TRY(expr)                                                                             \
+    do {                                                                                          \
+        cnn_status cnn_s_ = (expr);                                                               \
+        if (cnn_s_ != CNN_OK) return cnn_s_;                                                      \
+    } while (0)
+/* For functions with `cnn_status st = CNN_OK;` and a `done:` clean-up label. */
+#define CNN_TRYG(expr)                                                                            \
+    do {                                                                                          \
+        st = (expr);                                                                              \
+        if (st != CNN_OK) goto done;                                                              \
+    } while (0)
+#define CNN_CHECK(cond, status, ...)                                                              \
+    do {                                                                                          \
+        if (!(cond)) return cnn_error((status), __VA_ARGS__);                                     \
+    } while (0)
+/* Only for true invariants: a failure is a bug, reported as CNN_ERR_INTERNAL. */
+#define CNN_ASSERT(cond)                                                                          \
+    do {                                                                                          \
+        if (!(cond))                                                                              \
+            return cnn_error(CNN_ERR_INTERNAL, "internal error: '%s' failed at %s:%d", #cond,     \
+                             __FILE__, __LINE__);                                                 \
+    } while (0)
+
+/* ---- storage and tensors ----------------------------------------------------------------- */
+typedef struct cnn_storage cnn_storage;
+struct cnn_storage {
+    int refcount;
+    void *data;
+    size_t bytes;
+    cnn_device device;
+    /* Returns the memory to whoever allocated it (CPU free, or the CUDA caching allocator). */
+    void (*release)(cnn_storage *s);
+    void *allocator; /* the allocator's own state, for release */
+};
+
+struct cnn_node;
+struct cnn_tape;
+
+struct cnn_tensor {
+    int refcount;
+    cnn_dtype dtype;
+    cnn_device device;
+    cnn_shape shape;
+    int64_t strides[CNN_MAX_DIMS]; /* in bytes */
+    cnn_storage *storage;
+    size_t offset;                 /* in bytes, into storage->data */
+    bool requires_grad;            /* leaf flag, set by the user */
+    cnn_tensor *grad;              /* a leaf's accumulated gradient */
+    /* The op that produced this tensor, valid only while tape->gen == tape_gen. */
+    struct cnn_node *node;
+    struct cnn_tape *tape;
+    uint64_t tape_gen;
+};
+
+size_t cnn_dtype_size(cnn_dtype dt);
+const char *cnn_dtype_name(cnn_dtype dt);
+int64_t cnn_shape_numel(cnn_shape s);
+bool cnn_shape_equal(cnn_shape a, cnn_shape b);
+/* Checks 0 <= ndim <= 4 and every size >= 0; `what` names the caller in the message. */
+cnn_status cnn_shape_validate(cnn_shape s, const char *what);
+/* Number of bytes of a contiguous tensor. */
+size_t cnn_tensor_nbytes(const cnn_tensor *t);
+/* First element (storage data + offset). */
+static inline void *cnn_ptr(const cnn_tensor *t) { return (char *)t->storage->data + t->offset; }
+static inline float *cnn_f32(const cnn_tensor *t) { return (float *)cnn_ptr(t); }
+static inline bool cnn_on_cuda(const cnn_tensor *t) { return t->device.type == CNN_DEVICE_CUDA; }
+/* New view of t's storage with another shape/strides (retains the storage). */
+cnn_status cnn_tensor_view(const cnn_tensor *t, cnn_shape shape, const int64_t *byte_strides,
+                           size_t offset, cnn_tensor **out);
+/* Contiguous input for a kernel: a new reference to t, or a contiguous copy. Not recorded. */
+cnn_status cnn_contig(const cnn_tensor *t, cnn_tensor **out);
+/* dst += src, elementwise, same shape, both contiguous F32 on one device. Not recorded. */
+cnn_status cnn_tensor_accumulate_(cnn_tensor *dst, const cnn_tensor *src);
+/* Fills n floats of device memory with the context RNG stream (dist 0: U[a,b), 1: N(a,b^2)),
+ * advancing the context's offset. */
+cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_device device);
+/* Takes `n_counters` Philox counters from the context stream; returns the first offset. */
+uint64_t cnn_rng_take(int64_t n_counters);
+
+/* ---- argument checks shared by ops (each sets a message naming op and tensor) -------------- */
+cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t);
+cnn_status cnn_check_same_device(const char *op, const cnn_tensor *a, const char *an,
+                                 const cnn_tensor *b, const char *bn);
+/* "(8, 3, 32, 32)" of a tensor, in a thread-local rotating buffer (valid for a few calls). */
+const char *cnn_shape_of(const cnn_tensor *t);
+
+/* ---- context ----------------------------------------------------------------------------- */
+typedef struct cnn_tape {
+    struct cnn_node **nodes;
+    size_t n, cap;
+    uint64_t gen; /* bumped at every reset: tensors from older generations are constants */
+} cnn_tape;
+
+struct cnn_context {
+    cnn_device device;
+    bool grad_enabled;
+    bool deterministic;
+    bool tf32;
+    cnn_backend backend;
+    uint64_t rng_seed, rng_offset;
+    cnn_tape tape;
+    void *gpu; /* cuda/'s per-context state (stream, handles, caches); NULL on CPU */
+};
+/* The thread's current context (created on first use). Never NULL. */
+cnn_context *cnn_ctx(void);
+
+/* ---- autograd ---------------------------------------------------------------------------- */
+typedef struct cnn_node cnn_node;
+/* Computes dx[i] for every input i with node->in[i].needs_grad, from dy (the gradient of the
+ * node's output, contiguous). Each dx[i] is a new tensor of the input's shape. */
+typedef cnn_status (*cnn_backward_fn)(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx);
+
+typedef struct cnn_node_input {
+    bool needs_grad;
+    cnn_node *producer;   /* the op that made this input, if it is on the tape */
+    cnn_tensor *leaf;     /* retained leaf that requires grad, else NULL */
+    cnn_shape shape;
+    cnn_device device;
+} cnn_node_input;
+
+#define CNN_NODE_MAX_SAVED 6
+#define CNN_NODE_PARAM_BYTES 128
+struct cnn_node {
+    const char *op;
+    cnn_backward_fn backward;
+    int n_inputs;
+    cnn_node_input *in;
+    cnn_shape out_shape;
+    cnn_device out_device;
+    cnn_tensor *dout;     /* accumulated gradient of the output during backward */
+    int n_saved;
+    cnn_tensor *saved[CNN_NODE_MAX_SAVED];
+    _Alignas(8) unsigned char params[CNN_NODE_PARAM_BYTES]; /* the op's packed parameters */
+};
+
+/* True when grad mode is on and any of the n inputs (NULLs allowed) requires grad. */
+bool cnn_should_record(const cnn_tensor *const *inputs, int n);
+/* Appends a node for `out` = op(inputs) to the current tape and links out to it. params
+ * (psize <= CNN_NODE_PARAM_BYTES) are copied. inputs may contain NULLs. */
+cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor *out,
+                           const cnn_tensor *const *inputs, int n, const void *params,
+                           size_t psize, cnn_node **node);
+/* Keeps t alive for the node's backward (retained; released after backward or at reset). */
+void cnn_node_save(cnn_node *node, const cnn_tensor *t);
+
+#endif /* CNN_INTERNAL_H */

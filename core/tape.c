@@ -1,0 +1,241 @@
+/* tape.c — reverse-mode autograd. Ops append nodes in execution order (so the tape is already
+ * topologically sorted); cnn_backward walks it backwards, handing each node the gradient of its
+ * output and routing the input gradients it returns to producers (summed) or leaves
+ * (accumulated across backward calls until zeroed). Knows nothing of any op's math. */
+#include "internal.h"
+
+static bool node_valid(const cnn_tensor *t, const cnn_context *c)
+{
+    return t->node && t->tape == &c->tape && t->tape_gen == c->tape.gen;
+}
+
+bool cnn_tensor_requires_grad(const cnn_tensor *t)
+{
+    return t && (t->requires_grad || node_valid(t, cnn_ctx()));
+}
+
+cnn_status cnn_tensor_set_requires_grad(cnn_tensor *t, bool requires_grad)
+{
+    CNN_CHECK(t, CNN_ERR_INVALID_ARG, "set_requires_grad: tensor is NULL");
+    CNN_CHECK(!node_valid(t, cnn_ctx()), CNN_ERR_INVALID_ARG,
+              "set_requires_grad: tensor %s was produced by a recorded op (only leaves can be "
+              "marked)", cnn_shape_of(t));
+    CNN_CHECK(!requires_grad || t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED,
+              "set_requires_grad: only F32 tensors can require grad, this one is %s",
+              cnn_dtype_name(t->dtype));
+    t->requires_grad = requires_grad;
+    return CNN_OK;
+}
+
+cnn_tensor *cnn_tensor_grad(const cnn_tensor *t) { return t ? t->grad : NULL; }
+
+void cnn_tensor_zero_grad(cnn_tensor *t)
+{
+    if (t) cnn_tensor_free(&t->grad);
+}
+
+bool cnn_should_record(const cnn_tensor *const *inputs, int n)
+{
+    cnn_context *c = cnn_ctx();
+    if (!c->grad_enabled) return false;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && (inputs[i]->requires_grad || node_valid(inputs[i], c))) return true;
+    return false;
+}
+
+static void node_free(cnn_node *n)
+{
+    for (int i = 0; i < n->n_inputs; i++) cnn_tensor_free(&n->in[i].leaf);
+    for (int i = 0; i < n->n_saved; i++) cnn_tensor_free(&n->saved[i]);
+    cnn_tensor_free(&n->dout);
+    free(n->in);
+    free(n);
+}
+
+cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor *out,
+                           const cnn_tensor *const *inputs, int n, const void *params,
+                           size_t psize, cnn_node **node)
+{
+    cnn_context *c = cnn_ctx();
+    cnn_tape *tape = &c->tape;
+    CNN_ASSERT(psize <= CNN_NODE_PARAM_BYTES && n > 0);
+    if (tape->n == tape->cap) {
+        size_t cap = tape->cap ? tape->cap * 2 : 256;
+        cnn_node **nodes = realloc(tape->nodes, cap * sizeof *nodes);
+        if (!nodes) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory (tape)", op);
+        tape->nodes = nodes;
+        tape->cap = cap;
+    }
+    cnn_node *nd = calloc(1, sizeof *nd);
+    cnn_node_input *in = calloc((size_t)n, sizeof *in);
+    if (!nd || !in) {
+        free(nd);
+        free(in);
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory (tape)", op);
+    }
+    nd->op = op;
+    nd->backward = backward;
+    nd->n_inputs = n;
+    nd->in = in;
+    nd->out_shape = out->shape;
+    nd->out_device = out->device;
+    if (params && psize) memcpy(nd->params, params, psize);
+    for (int i = 0; i < n; i++) {
+        const cnn_tensor *x = inputs[i];
+        if (!x) continue;
+        in[i].shape = x->shape;
+        in[i].device = x->device;
+        if (node_valid(x, c)) {
+            in[i].producer = x->node;
+            in[i].needs_grad = true;
+        } else if (x->requires_grad) {
+            in[i].leaf = cnn_tensor_retain((cnn_tensor *)x);
+            in[i].needs_grad = true;
+        }
+    }
+    out->node = nd;
+    out->tape = tape;
+    out->tape_gen = tape->gen;
+    tape->nodes[tape->n++] = nd;
+    if (node) *node = nd;
+    return CNN_OK;
+}
+
+void cnn_node_save(cnn_node *node, const cnn_tensor *t)
+{
+    /* CNN_NODE_MAX_SAVED bounds what any op saves; an op saving more is a bug caught in tests. */
+    if (node->n_saved < CNN_NODE_MAX_SAVED)
+        node->saved[node->n_saved++] = cnn_tensor_retain((cnn_tensor *)t);
+}
+
+void cnn_tape_reset(void)
+{
+    cnn_tape *tape = &cnn_ctx()->tape;
+    for (size_t i = 0; i < tape->n; i++) node_free(tape->nodes[i]);
+    tape->n = 0;
+    tape->gen++;
+}
+
+void cnn_tape_destroy(cnn_tape *tape)
+{
+    for (size_t i = 0; i < tape->n; i++) node_free(tape->nodes[i]);
+    free(tape->nodes);
+    tape->nodes = NULL;
+    tape->n = tape->cap = 0;
+}
+
+size_t cnn_tape_size(void) { return cnn_ctx()->tape.n; }
+
+/* Adds g into *slot: takes g over when the slot is empty (cloning if someone else also holds
+ * it, so a later in-place sum cannot change their copy), else sums in place. Consumes g. */
+static cnn_status accumulate_into(cnn_tensor **slot, cnn_tensor *g)
+{
+    cnn_status st = CNN_OK;
+    if (!*slot) {
+        if (g->refcount == 1 && cnn_tensor_is_contiguous(g)) {
+            *slot = g;
+            return CNN_OK;
+        }
+        cnn_tensor *own = NULL;
+        st = cnn_tensor_empty(g->shape, g->dtype, g->device, &own);
+        if (st == CNN_OK) st = cnn_tensor_copy_(own, g);
+        if (st == CNN_OK) *slot = own;
+        else cnn_tensor_free(&own);
+    } else {
+        cnn_tensor *gc = NULL;
+        st = cnn_contig(g, &gc);
+        if (st == CNN_OK) st = cnn_tensor_accumulate_(*slot, gc);
+        cnn_tensor_free(&gc);
+    }
+    cnn_tensor_free(&g);
+    return st;
+}
+
+static cnn_status run_node(cnn_node *nd)
+{
+    cnn_status st = CNN_OK;
+    cnn_tensor *dx_stack[8] = {0};
+    cnn_tensor **dx = nd->n_inputs <= 8 ? dx_stack : calloc((size_t)nd->n_inputs, sizeof *dx);
+    if (!dx) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "backward of %s: out of host memory", nd->op);
+    st = nd->backward(nd, nd->dout, dx);
+    if (st != CNN_OK) {
+        cnn_error_prefix(st, "backward of %s", nd->op);
+        goto done;
+    }
+    for (int i = 0; i < nd->n_inputs; i++) {
+        cnn_node_input *in = &nd->in[i];
+        if (!dx[i]) continue;
+        if (!in->needs_grad || !cnn_shape_equal(dx[i]->shape, in->shape)) {
+            if (in->needs_grad) {
+                char a[64], b[64];
+                st = cnn_error(CNN_ERR_INTERNAL,
+                               "backward of %s: gradient of input %d has shape %s, expected %s",
+                               nd->op, i, cnn_shape_str(dx[i]->shape, a, sizeof a),
+                               cnn_shape_str(in->shape, b, sizeof b));
+                goto done;
+            }
+            cnn_tensor_free(&dx[i]);
+            continue;
+        }
+        cnn_tensor *g = dx[i];
+        dx[i] = NULL;
+        if (in->producer) st = accumulate_into(&in->producer->dout, g);
+        else st = accumulate_into(&in->leaf->grad, g);
+        if (st != CNN_OK) goto done;
+    }
+done:
+    for (int i = 0; i < nd->n_inputs; i++) cnn_tensor_free(&dx[i]);
+    if (dx != dx_stack) free(dx);
+    /* What this node saved and its output gradient are no longer needed: free them now so peak
+     * memory falls as the walk proceeds. */
+    cnn_tensor_free(&nd->dout);
+    for (int i = 0; i < nd->n_saved; i++) cnn_tensor_free(&nd->saved[i]);
+    nd->n_saved = 0;
+    return st;
+}
+
+cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad)
+{
+    CNN_CHECK(out && grad, CNN_ERR_INVALID_ARG, "backward: NULL tensor");
+    CNN_CHECK(cnn_shape_equal(out->shape, grad->shape) && grad->dtype == CNN_F32, CNN_ERR_SHAPE,
+              "backward: gradient %s does not match output %s", cnn_shape_of(grad),
+              cnn_shape_of(out));
+    CNN_TRY(cnn_check_same_device("backward", out, "output", grad, "gradient"));
+    cnn_context *c = cnn_ctx();
+    cnn_tensor *seed = NULL;
+    CNN_TRY(cnn_tensor_clone(grad, &seed));
+    if (!node_valid(out, c)) {
+        if (out->requires_grad) return accumulate_into(&out->grad, seed);
+        cnn_tensor_free(&seed);
+        return cnn_error(CNN_ERR_INVALID_ARG,
+                         "backward: tensor %s does not require grad (no recorded op produced it; "
+                         "was grad mode off, or the tape reset?)", cnn_shape_of(out));
+    }
+    cnn_tape *tape = &c->tape;
+    size_t start = tape->n;
+    while (start > 0 && tape->nodes[start - 1] != out->node) start--;
+    CNN_ASSERT(start > 0);
+    cnn_status st = accumulate_into(&out->node->dout, seed);
+    bool was = c->grad_enabled;
+    c->grad_enabled = false; /* backward functions may call ops: record none of them */
+    for (size_t i = start; st == CNN_OK && i-- > 0;) {
+        cnn_node *nd = tape->nodes[i];
+        if (nd->dout) st = run_node(nd);
+    }
+    c->grad_enabled = was;
+    cnn_tape_reset();
+    return st;
+}
+
+cnn_status cnn_backward(cnn_tensor *loss)
+{
+    CNN_CHECK(loss, CNN_ERR_INVALID_ARG, "backward: loss is NULL");
+    CNN_CHECK(cnn_shape_numel(loss->shape) == 1, CNN_ERR_SHAPE,
+              "backward: loss must have one element, got shape %s (use "
+              "cnn_backward_with_grad)", cnn_shape_of(loss));
+    cnn_tensor *one = NULL;
+    CNN_TRY(cnn_tensor_full(loss->shape, 1.0f, loss->device, &one));
+    cnn_status st = cnn_backward_with_grad(loss, one);
+    cnn_tensor_free(&one);
+    return st;
+}

@@ -1,0 +1,520 @@
+/* tensor.c — tensor and storage lifetime, creation, copies between devices, reading and
+ * writing values. No op math here: views with autograd live in view.c, ops in layers/. */
+#include "internal.h"
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
+
+/* ---- dtypes and shapes ------------------------------------------------------------------- */
+size_t cnn_dtype_size(cnn_dtype dt)
+{
+    switch (dt) {
+    case CNN_F32: return 4;
+    case CNN_F16: return 2;
+    case CNN_BF16: return 2;
+    case CNN_I64: return 8;
+    case CNN_I32: return 4;
+    }
+    return 0;
+}
+
+const char *cnn_dtype_name(cnn_dtype dt)
+{
+    switch (dt) {
+    case CNN_F32: return "F32";
+    case CNN_F16: return "F16";
+    case CNN_BF16: return "BF16";
+    case CNN_I64: return "I64";
+    case CNN_I32: return "I32";
+    }
+    return "?";
+}
+
+int64_t cnn_shape_numel(cnn_shape s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s.ndim; i++) n *= s.d[i];
+    return n;
+}
+
+bool cnn_shape_equal(cnn_shape a, cnn_shape b)
+{
+    if (a.ndim != b.ndim) return false;
+    for (int i = 0; i < a.ndim; i++)
+        if (a.d[i] != b.d[i]) return false;
+    return true;
+}
+
+cnn_status cnn_shape_validate(cnn_shape s, const char *what)
+{
+    CNN_CHECK(s.ndim >= 0 && s.ndim <= CNN_MAX_DIMS, CNN_ERR_SHAPE,
+              "%s: rank %d is outside 0..%d", what, s.ndim, CNN_MAX_DIMS);
+    for (int i = 0; i < s.ndim; i++)
+        CNN_CHECK(s.d[i] >= 0, CNN_ERR_SHAPE, "%s: size %lld of dim %d is negative", what,
+                  (long long)s.d[i], i);
+    /* Guard against sizes whose byte count would overflow. */
+    double bytes = 8;
+    for (int i = 0; i < s.ndim; i++) bytes *= (double)s.d[i];
+    CNN_CHECK(bytes < 9.0e18, CNN_ERR_SHAPE, "%s: shape is too large", what);
+    return CNN_OK;
+}
+
+const char *cnn_shape_str(cnn_shape s, char *buf, size_t n)
+{
+    size_t used = 0;
+    if (n == 0) return buf;
+    used += (size_t)snprintf(buf + used, n - used, "(");
+    for (int i = 0; i < s.ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, i ? ", %lld" : "%lld", (long long)s.d[i]);
+    if (used < n) snprintf(buf + used, n - used, ")");
+    return buf;
+}
+
+const char *cnn_shape_of(const cnn_tensor *t)
+{
+    static _Thread_local char bufs[4][64];
+    static _Thread_local int next;
+    char *b = bufs[next++ & 3];
+    if (!t) return "(null)";
+    return cnn_shape_str(t->shape, b, 64);
+}
+
+/* ---- storage ----------------------------------------------------------------------------- */
+static void cpu_release(cnn_storage *s) { free(s->data); }
+
+static cnn_status storage_new(size_t bytes, cnn_device device, const char *what, cnn_storage **out)
+{
+    cnn_storage *s = calloc(1, sizeof *s);
+    if (!s) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+    s->refcount = 1;
+    s->bytes = bytes;
+    s->device = device;
+    if (device.type == CNN_DEVICE_CPU) {
+        size_t rounded = (bytes + 63) / 64 * 64;
+        s->data = aligned_alloc(64, rounded ? rounded : 64);
+        if (!s->data) {
+            free(s);
+            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory allocating %zu bytes",
+                             what, bytes);
+        }
+        s->release = cpu_release;
+    } else {
+#if CNN_WITH_CUDA
+        cnn_context *ctx = cnn_ctx();
+        if (ctx->device.type != CNN_DEVICE_CUDA || ctx->device.index != device.index) {
+            free(s);
+            return cnn_error(CNN_ERR_DEVICE,
+                             "%s: tensor on cuda:%d requested but the current context is on %s:%d",
+                             what, device.index,
+                             ctx->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu",
+                             ctx->device.index);
+        }
+        cnn_status st = cnn_cuda_storage_alloc(ctx, s, bytes, what);
+        if (st != CNN_OK) {
+            free(s);
+            return st;
+        }
+#else
+        free(s);
+        return cnn_error(CNN_ERR_DEVICE, "%s: CUDA tensor requested but libcnncuda was built "
+                                         "without CUDA (CUDA=0)", what);
+#endif
+    }
+    *out = s;
+    return CNN_OK;
+}
+
+static void storage_release(cnn_storage *s)
+{
+    if (s && __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (s->release) s->release(s);
+        free(s);
+    }
+}
+
+/* ---- tensor lifetime --------------------------------------------------------------------- */
+static void set_contiguous_strides(cnn_tensor *t)
+{
+    int64_t st = (int64_t)cnn_dtype_size(t->dtype);
+    for (int i = t->shape.ndim - 1; i >= 0; i--) {
+        t->strides[i] = st;
+        st *= t->shape.d[i];
+    }
+}
+
+cnn_status cnn_tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device, cnn_tensor **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_empty: out is NULL");
+    *out = NULL;
+    CNN_TRY(cnn_shape_validate(shape, "tensor_empty"));
+    CNN_CHECK(cnn_dtype_size(dtype) > 0, CNN_ERR_INVALID_ARG, "tensor_empty: unknown dtype %d",
+              (int)dtype);
+    cnn_tensor *t = calloc(1, sizeof *t);
+    if (!t) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "tensor_empty: out of host memory");
+    t->refcount = 1;
+    t->dtype = dtype;
+    t->device = device;
+    t->shape = shape;
+    for (int i = shape.ndim; i < CNN_MAX_DIMS; i++) t->shape.d[i] = 0;
+    set_contiguous_strides(t);
+    size_t bytes = (size_t)cnn_shape_numel(shape) * cnn_dtype_size(dtype);
+    cnn_status st = storage_new(bytes, device, "tensor_empty", &t->storage);
+    if (st != CNN_OK) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return CNN_OK;
+}
+
+cnn_tensor *cnn_tensor_retain(cnn_tensor *t)
+{
+    if (t) __atomic_add_fetch(&t->refcount, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
+void cnn_tensor_free(cnn_tensor **tp)
+{
+    if (!tp || !*tp) return;
+    cnn_tensor *t = *tp;
+    *tp = NULL;
+    if (__atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
+    cnn_tensor_free(&t->grad);
+    storage_release(t->storage);
+    free(t);
+}
+
+cnn_status cnn_tensor_view(const cnn_tensor *t, cnn_shape shape, const int64_t *byte_strides,
+                           size_t offset, cnn_tensor **out)
+{
+    cnn_tensor *v = calloc(1, sizeof *v);
+    if (!v) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "view: out of host memory");
+    v->refcount = 1;
+    v->dtype = t->dtype;
+    v->device = t->device;
+    v->shape = shape;
+    for (int i = 0; i < CNN_MAX_DIMS; i++) v->strides[i] = i < shape.ndim ? byte_strides[i] : 0;
+    v->storage = t->storage;
+    __atomic_add_fetch(&v->storage->refcount, 1, __ATOMIC_RELAXED);
+    v->offset = offset;
+    *out = v;
+    return CNN_OK;
+}
+
+/* ---- queries ----------------------------------------------------------------------------- */
+cnn_shape cnn_tensor_shape(const cnn_tensor *t) { return t ? t->shape : CNN_SCALAR; }
+int cnn_tensor_ndim(const cnn_tensor *t) { return t ? t->shape.ndim : 0; }
+int64_t cnn_tensor_numel(const cnn_tensor *t) { return t ? cnn_shape_numel(t->shape) : 0; }
+cnn_dtype cnn_tensor_dtype(const cnn_tensor *t) { return t ? t->dtype : CNN_F32; }
+cnn_device cnn_tensor_device(const cnn_tensor *t) { return t ? t->device : CNN_CPU; }
+size_t cnn_tensor_nbytes(const cnn_tensor *t)
+{
+    return (size_t)cnn_tensor_numel(t) * cnn_dtype_size(t->dtype);
+}
+
+int64_t cnn_tensor_dim(const cnn_tensor *t, int i)
+{
+    if (!t) return 0;
+    if (i < 0) i += t->shape.ndim;
+    return (i >= 0 && i < t->shape.ndim) ? t->shape.d[i] : 0;
+}
+
+bool cnn_tensor_is_contiguous(const cnn_tensor *t)
+{
+    int64_t st = (int64_t)cnn_dtype_size(t->dtype);
+    for (int i = t->shape.ndim - 1; i >= 0; i--) {
+        if (t->shape.d[i] != 1 && t->strides[i] != st) return false;
+        st *= t->shape.d[i];
+    }
+    return true;
+}
+
+float *cnn_tensor_data(cnn_tensor *t)
+{
+    if (!t || t->device.type != CNN_DEVICE_CPU || t->dtype != CNN_F32 ||
+        !cnn_tensor_is_contiguous(t))
+        return NULL;
+    return cnn_f32(t);
+}
+
+const float *cnn_tensor_cdata(const cnn_tensor *t) { return cnn_tensor_data((cnn_tensor *)t); }
+
+/* ---- copies ------------------------------------------------------------------------------ */
+/* Host strided copy, element by element over a rank <= 4 index space. */
+static void cpu_strided_copy(char *dst, const int64_t *ds, const char *src, const int64_t *ss,
+                             cnn_shape shape, size_t esize)
+{
+    int64_t d[4] = {1, 1, 1, 1}, dst4[4] = {0}, src4[4] = {0};
+    int off = 4 - shape.ndim;
+    for (int i = 0; i < shape.ndim; i++) {
+        d[off + i] = shape.d[i];
+        dst4[off + i] = ds[i];
+        src4[off + i] = ss[i];
+    }
+    for (int64_t a = 0; a < d[0]; a++)
+        for (int64_t b = 0; b < d[1]; b++)
+            for (int64_t c = 0; c < d[2]; c++) {
+                char *dp = dst + a * dst4[0] + b * dst4[1] + c * dst4[2];
+                const char *sp = src + a * src4[0] + b * src4[1] + c * src4[2];
+                if (esize == 4 && dst4[3] == 4 && src4[3] == 4) {
+                    memcpy(dp, sp, (size_t)d[3] * 4);
+                    continue;
+                }
+                for (int64_t e = 0; e < d[3]; e++)
+                    memcpy(dp + e * dst4[3], sp + e * src4[3], esize);
+            }
+}
+
+cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src)
+{
+    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "tensor_copy_: NULL tensor");
+    CNN_CHECK(cnn_shape_equal(dst->shape, src->shape), CNN_ERR_SHAPE,
+              "tensor_copy_: destination %s and source %s differ in shape", cnn_shape_of(dst),
+              cnn_shape_of(src));
+    CNN_CHECK(dst->dtype == src->dtype, CNN_ERR_SHAPE,
+              "tensor_copy_: destination dtype %s, source dtype %s", cnn_dtype_name(dst->dtype),
+              cnn_dtype_name(src->dtype));
+    size_t es = cnn_dtype_size(src->dtype);
+    if (cnn_shape_numel(src->shape) == 0) return CNN_OK;
+    bool same_dev = dst->device.type == src->device.type && dst->device.index == src->device.index;
+    if (same_dev && dst->device.type == CNN_DEVICE_CPU) {
+        cpu_strided_copy(cnn_ptr(dst), dst->strides, cnn_ptr(src), src->strides, src->shape, es);
+        return CNN_OK;
+    }
+#if CNN_WITH_CUDA
+    cnn_context *ctx = cnn_ctx();
+    if (same_dev)
+        return cnn_cuda_strided_copy(ctx, cnn_ptr(dst), dst->strides, cnn_ptr(src), src->strides,
+                                     src->shape, es);
+    /* Across devices: both sides contiguous, then one memcpy. */
+    cnn_status st = CNN_OK;
+    cnn_tensor *s = NULL, *tmp = NULL;
+    CNN_TRYG(cnn_contig(src, &s));
+    if (cnn_tensor_is_contiguous(dst)) {
+        CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(dst), dst->device, cnn_ptr(s), s->device,
+                                 cnn_tensor_nbytes(s)));
+    } else {
+        CNN_TRYG(cnn_tensor_empty(src->shape, src->dtype, dst->device, &tmp));
+        CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(tmp), tmp->device, cnn_ptr(s), s->device,
+                                 cnn_tensor_nbytes(s)));
+        CNN_TRYG(cnn_tensor_copy_(dst, tmp));
+    }
+done:
+    cnn_tensor_free(&s);
+    cnn_tensor_free(&tmp);
+    return st;
+#else
+    return cnn_error(CNN_ERR_DEVICE, "tensor_copy_: CUDA tensor in a build without CUDA");
+#endif
+}
+
+cnn_status cnn_contig(const cnn_tensor *t, cnn_tensor **out)
+{
+    if (cnn_tensor_is_contiguous(t)) {
+        *out = cnn_tensor_retain((cnn_tensor *)t);
+        return CNN_OK;
+    }
+    CNN_TRY(cnn_tensor_empty(t->shape, t->dtype, t->device, out));
+    cnn_status st = cnn_tensor_copy_(*out, t);
+    if (st != CNN_OK) cnn_tensor_free(out);
+    return st;
+}
+
+cnn_status cnn_tensor_contiguous(const cnn_tensor *t, cnn_tensor **out)
+{
+    CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_contiguous: NULL argument");
+    return cnn_contig(t, out);
+}
+
+cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out)
+{
+    CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_clone: NULL argument");
+    return cnn_tensor_to(t, t->device, out);
+}
+
+cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **out)
+{
+    CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_to: NULL argument");
+    CNN_TRY(cnn_tensor_empty(t->shape, t->dtype, device, out));
+    cnn_status st = cnn_tensor_copy_(*out, t);
+    if (st != CNN_OK) cnn_tensor_free(out);
+    return st;
+}
+
+/* ---- filling ----------------------------------------------------------------------------- */
+cnn_status cnn_tensor_fill_(cnn_tensor *t, float value)
+{
+    CNN_CHECK(t, CNN_ERR_INVALID_ARG, "tensor_fill_: NULL tensor");
+    CNN_CHECK(t->dtype == CNN_F32 || t->dtype == CNN_I64, CNN_ERR_UNSUPPORTED,
+              "tensor_fill_: dtype %s is not supported", cnn_dtype_name(t->dtype));
+    int64_t n = cnn_shape_numel(t->shape);
+    if (!cnn_tensor_is_contiguous(t)) {
+        cnn_tensor *tmp = NULL;
+        CNN_TRY(cnn_tensor_empty(t->shape, t->dtype, t->device, &tmp));
+        cnn_status st = cnn_tensor_fill_(tmp, value);
+        if (st == CNN_OK) st = cnn_tensor_copy_(t, tmp);
+        cnn_tensor_free(&tmp);
+        return st;
+    }
+    if (t->device.type == CNN_DEVICE_CPU) {
+        if (t->dtype == CNN_F32) {
+            float *p = cnn_f32(t);
+            for (int64_t i = 0; i < n; i++) p[i] = value;
+        } else {
+            int64_t *p = cnn_ptr(t);
+            for (int64_t i = 0; i < n; i++) p[i] = (int64_t)value;
+        }
+        return CNN_OK;
+    }
+#if CNN_WITH_CUDA
+    if (t->dtype == CNN_F32) return cnn_cuda_fill_f32(cnn_ctx(), cnn_f32(t), value, n);
+    int64_t *host = malloc((size_t)(n ? n : 1) * sizeof *host);
+    if (!host) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "tensor_fill_: out of host memory");
+    for (int64_t i = 0; i < n; i++) host[i] = (int64_t)value;
+    cnn_status st = cnn_tensor_write(t, host, (size_t)n);
+    free(host);
+    return st;
+#else
+    return cnn_error(CNN_ERR_DEVICE, "tensor_fill_: CUDA tensor in a build without CUDA");
+#endif
+}
+
+cnn_status cnn_tensor_full(cnn_shape shape, float value, cnn_device device, cnn_tensor **out)
+{
+    CNN_TRY(cnn_tensor_empty(shape, CNN_F32, device, out));
+    cnn_status st = cnn_tensor_fill_(*out, value);
+    if (st != CNN_OK) cnn_tensor_free(out);
+    return st;
+}
+
+cnn_status cnn_tensor_zeros(cnn_shape shape, cnn_device device, cnn_tensor **out)
+{
+    return cnn_tensor_full(shape, 0.0f, device, out);
+}
+
+cnn_status cnn_tensor_ones(cnn_shape shape, cnn_device device, cnn_tensor **out)
+{
+    return cnn_tensor_full(shape, 1.0f, device, out);
+}
+
+static cnn_status random_tensor(cnn_shape shape, int dist, float a, float b, cnn_device device,
+                                cnn_tensor **out)
+{
+    CNN_TRY(cnn_tensor_empty(shape, CNN_F32, device, out));
+    cnn_status st = cnn_rng_fill(cnn_f32(*out), cnn_shape_numel(shape), dist, a, b, device);
+    if (st != CNN_OK) cnn_tensor_free(out);
+    return st;
+}
+
+cnn_status cnn_tensor_uniform(cnn_shape shape, float low, float high, cnn_device device,
+                              cnn_tensor **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_uniform: out is NULL");
+    CNN_CHECK(low <= high, CNN_ERR_INVALID_ARG, "tensor_uniform: low %g > high %g", low, high);
+    return random_tensor(shape, 0, low, high, device, out);
+}
+
+cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device device,
+                             cnn_tensor **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_normal: out is NULL");
+    CNN_CHECK(std >= 0, CNN_ERR_INVALID_ARG, "tensor_normal: std %g is negative", std);
+    return random_tensor(shape, 1, mean, std, device, out);
+}
+
+/* ---- host values in and out --------------------------------------------------------------- */
+cnn_status cnn_tensor_write(cnn_tensor *t, const void *src, size_t n)
+{
+    CNN_CHECK(t && (src || n == 0), CNN_ERR_INVALID_ARG, "tensor_write: NULL argument");
+    CNN_CHECK((int64_t)n == cnn_shape_numel(t->shape), CNN_ERR_SHAPE,
+              "tensor_write: %zu values given for a tensor of shape %s (%lld elements)", n,
+              cnn_shape_of(t), (long long)cnn_shape_numel(t->shape));
+    cnn_tensor host = *t; /* a borrowed CPU view of the caller's buffer */
+    cnn_storage hs = {.refcount = 1, .data = (void *)src, .bytes = cnn_tensor_nbytes(t),
+                      .device = CNN_CPU};
+    host.device = CNN_CPU;
+    host.storage = &hs;
+    host.offset = 0;
+    set_contiguous_strides(&host);
+    return cnn_tensor_copy_(t, &host);
+}
+
+cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n)
+{
+    CNN_CHECK(t && (dst || n == 0), CNN_ERR_INVALID_ARG, "tensor_read: NULL argument");
+    CNN_CHECK((int64_t)n == cnn_shape_numel(t->shape), CNN_ERR_SHAPE,
+              "tensor_read: room for %zu values given for a tensor of shape %s (%lld elements)",
+              n, cnn_shape_of(t), (long long)cnn_shape_numel(t->shape));
+    cnn_tensor host = *t;
+    cnn_storage hs = {.refcount = 1, .data = dst, .bytes = cnn_tensor_nbytes(t), .device = CNN_CPU};
+    host.device = CNN_CPU;
+    host.storage = &hs;
+    host.offset = 0;
+    set_contiguous_strides(&host);
+    return cnn_tensor_copy_(&host, t);
+}
+
+static cnn_status from_host(cnn_shape shape, cnn_dtype dt, const void *data, cnn_device device,
+                            cnn_tensor **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_from_data: out is NULL");
+    CNN_CHECK(data || cnn_shape_numel(shape) == 0, CNN_ERR_INVALID_ARG,
+              "tensor_from_data: data is NULL");
+    CNN_TRY(cnn_tensor_empty(shape, dt, device, out));
+    cnn_status st = cnn_tensor_write(*out, data, (size_t)cnn_shape_numel(shape));
+    if (st != CNN_OK) cnn_tensor_free(out);
+    return st;
+}
+
+cnn_status cnn_tensor_from_data(cnn_shape shape, const float *data, cnn_device device,
+                                cnn_tensor **out)
+{
+    return from_host(shape, CNN_F32, data, device, out);
+}
+
+cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device device,
+                               cnn_tensor **out)
+{
+    return from_host(shape, CNN_I64, data, device, out);
+}
+
+/* ---- gradient accumulation (used by the tape and optimizers) ------------------------------ */
+cnn_status cnn_tensor_accumulate_(cnn_tensor *dst, const cnn_tensor *src)
+{
+    CNN_ASSERT(cnn_shape_equal(dst->shape, src->shape) && dst->dtype == CNN_F32 &&
+               src->dtype == CNN_F32 && cnn_tensor_is_contiguous(dst) &&
+               cnn_tensor_is_contiguous(src));
+    int64_t n = cnn_shape_numel(dst->shape);
+    if (dst->device.type == CNN_DEVICE_CPU) {
+        float *d = cnn_f32(dst);
+        const float *s = cnn_f32(src);
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+        return CNN_OK;
+    }
+#if CNN_WITH_CUDA
+    return cnn_cuda_accumulate_f32(cnn_ctx(), cnn_f32(dst), cnn_f32(src), n);
+#else
+    return cnn_error(CNN_ERR_DEVICE, "accumulate: CUDA tensor in a build without CUDA");
+#endif
+}
+
+/* ---- argument checks shared by ops ---------------------------------------------------------- */
+cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t)
+{
+    CNN_CHECK(t, CNN_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
+    CNN_CHECK(t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED, "%s: %s has dtype %s; only F32 is supported",
+              op, name, cnn_dtype_name(t->dtype));
+    return CNN_OK;
+}
+
+cnn_status cnn_check_same_device(const char *op, const cnn_tensor *a, const char *an,
+                                 const cnn_tensor *b, const char *bn)
+{
+    if (!a || !b) return CNN_OK;
+    CNN_CHECK(a->device.type == b->device.type && a->device.index == b->device.index,
+              CNN_ERR_DEVICE, "%s: %s is on %s:%d but %s is on %s:%d (no implicit copies)", op, an,
+              a->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu", a->device.index, bn,
+              b->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu", b->device.index);
+    return CNN_OK;
+}

@@ -1,0 +1,32 @@
+/* gradcheck.h — finite-difference gradient checks and tensor comparisons shared by the tests. */
+#ifndef CNN_GRADCHECK_H
+#define CNN_GRADCHECK_H
+
+#include "test.h"
+
+/* The function under test: y = f(inputs). ud is the caller's parameters. */
+typedef cnn_status (*gc_fn)(cnn_tensor *const *inputs, void *ud, cnn_tensor **y);
+
+typedef struct gc_opts {
+    float eps;  /* finite-difference step (default 1e-2) */
+    float atol; /* |analytic - numeric| <= atol + rtol * |numeric| (defaults 1e-3, 1e-2) */
+    float rtol;
+    int max_checks; /* per input, elements checked (spread over the tensor); 0 = all */
+} gc_opts;
+
+/* Checks d<y, r>/d(input) for every input that requires grad, with r a fixed random tensor:
+ * the analytic gradient from cnn_backward_with_grad against central differences of <y, r>
+ * (accumulated in double). CPU tensors only. Prints the first mismatches and the max error;
+ * returns 1 when all agree. */
+int gradcheck(const char *what, gc_fn f, cnn_tensor *const *inputs, int n, void *ud,
+              const gc_opts *opts);
+
+/* Compares two tensors of one shape (any devices) with |a - b| <= atol + rtol * |b|, b the
+ * reference. Prints the first mismatches and the max error; returns 1 when all agree. */
+int tensors_close(const char *what, const cnn_tensor *a, const cnn_tensor *ref, float atol,
+                  float rtol);
+
+/* A new CPU tensor with values uniform in [lo, hi), requiring grad if asked. */
+cnn_tensor *rand_tensor(cnn_shape s, float lo, float hi, int requires_grad);
+
+#endif /* CNN_GRADCHECK_H */

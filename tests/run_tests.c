@@ -1,0 +1,120 @@
+/* run_tests.c — runs every registered test (or those whose "file:name" contains an argument),
+ * each in a fresh context, and ends with the line "N passed, N failed, N skipped". */
+#include "test.h"
+
+#include <stdarg.h>
+#include <time.h>
+
+typedef struct {
+    const char *file, *name;
+    cnn_test_fn fn;
+    int gpu;
+} test_entry;
+
+static test_entry *g_tests;
+static int g_n, g_cap;
+static int g_failed_now, g_skipped_now;
+static char g_skip_reason[256];
+
+void cnn_test_register(const char *file, const char *name, cnn_test_fn fn, int gpu)
+{
+    if (g_n == g_cap) {
+        g_cap = g_cap ? 2 * g_cap : 256;
+        g_tests = realloc(g_tests, (size_t)g_cap * sizeof *g_tests);
+        if (!g_tests) {
+            fprintf(stderr, "run_tests: out of memory\n");
+            exit(2);
+        }
+    }
+    const char *base = strrchr(file, '/');
+    g_tests[g_n++] = (test_entry){base ? base + 1 : file, name, fn, gpu};
+}
+
+void cnn_test_fail(const char *file, int line, const char *fmt, ...)
+{
+    const char *base = strrchr(file, '/');
+    va_list ap;
+    va_start(ap, fmt);
+    printf("    FAIL %s:%d: ", base ? base + 1 : file, line);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    g_failed_now++;
+}
+
+void cnn_test_skip(const char *why)
+{
+    g_skipped_now = 1;
+    snprintf(g_skip_reason, sizeof g_skip_reason, "%s", why);
+}
+
+int cnn_test_failed(void) { return g_failed_now > 0; }
+
+static int cmp_tests(const void *a, const void *b)
+{
+    const test_entry *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Registration order depends on link order; run in a stable order instead. */
+    qsort(g_tests, (size_t)g_n, sizeof *g_tests, cmp_tests);
+    int gpus = cnn_cuda_device_count();
+    printf("libcnncuda %s tests: %d registered, CUDA %s, %d GPU(s)\n", cnn_version(), g_n,
+           cnn_built_with_cuda() ? "built" : "not built", gpus);
+    int passed = 0, failed = 0, skipped = 0;
+    double t_all = now_ms();
+    for (int i = 0; i < g_n; i++) {
+        test_entry *t = &g_tests[i];
+        char full[256];
+        snprintf(full, sizeof full, "%s:%s", t->file, t->name);
+        int selected = argc < 2;
+        for (int a = 1; a < argc; a++)
+            if (strstr(full, argv[a])) selected = 1;
+        if (!selected) continue;
+        if (t->gpu && gpus == 0) {
+            printf("skip %s (no CUDA device)\n", full);
+            skipped++;
+            continue;
+        }
+        cnn_context *ctx = NULL;
+        cnn_status st = cnn_context_create(t->gpu ? CNN_CUDA(0) : CNN_CPU, &ctx);
+        if (st != CNN_OK) {
+            printf("FAIL %s: cannot create context: %s\n", full, cnn_last_error());
+            failed++;
+            continue;
+        }
+        cnn_context_set_current(ctx);
+        cnn_manual_seed(1234);
+        cnn_clear_error();
+        g_failed_now = g_skipped_now = 0;
+        double t0 = now_ms();
+        t->fn();
+        double ms = now_ms() - t0;
+        cnn_context_destroy(&ctx);
+        if (g_failed_now) {
+            printf("FAIL %s (%.0f ms)\n", full, ms);
+            failed++;
+        } else if (g_skipped_now) {
+            printf("skip %s (%s)\n", full, g_skip_reason);
+            skipped++;
+        } else {
+            printf("ok   %s (%.0f ms)\n", full, ms);
+            passed++;
+        }
+    }
+    printf("total time %.1f s\n", (now_ms() - t_all) / 1e3);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    free(g_tests);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,121 @@
+/* test_autograd.c — the tape: gradient routing and summing, accumulation across backward
+ * calls, no-grad mode, resets that release what was saved, and gradchecks of the core ops. */
+#include "gradcheck.h"
+
+TEST(leaf_grads_accumulate_until_zeroed)
+{
+    float av[3] = {1, 2, 3};
+    cnn_tensor *a = NULL, *y = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), av, CNN_CPU, &a));
+    CHECK_OK(cnn_tensor_set_requires_grad(a, true));
+    for (int step = 0; step < 2; step++) {
+        CHECK_OK(cnn_add(a, a, &y)); /* y = 2a: both inputs route to the same leaf */
+        CHECK_OK(cnn_sum(y, &s));
+        CHECK_OK(cnn_backward(s));
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&s);
+    }
+    REQUIRE(cnn_tensor_grad(a));
+    for (int i = 0; i < 3; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(a))[i] == 4.0f);
+    cnn_tensor_zero_grad(a);
+    CHECK(cnn_tensor_grad(a) == NULL);
+    CHECK(cnn_tape_size() == 0);
+    cnn_tensor_free(&a);
+}
+
+TEST(branches_sum_and_no_grad_mode)
+{
+    cnn_tensor *a = rand_tensor(CNN_SHAPE(4), -1, 1, 1), *b = NULL, *c = NULL, *d = NULL, *s = NULL;
+    REQUIRE(a);
+    CHECK_OK(cnn_scale(a, 3.0f, &b));   /* b = 3a */
+    CHECK_OK(cnn_scale(b, 2.0f, &c));   /* c = 6a */
+    CHECK_OK(cnn_add(b, c, &d));        /* d = 9a, b used twice */
+    CHECK_OK(cnn_mean(d, &s));
+    CHECK(cnn_tape_size() == 4);
+    CHECK_OK(cnn_backward(s));
+    for (int i = 0; i < 4; i++) CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(a))[i], 9.0 / 4, 1e-6);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&c);
+    cnn_tensor_free(&d);
+    cnn_tensor_free(&s);
+    bool was = cnn_set_grad_enabled(false);
+    CHECK_OK(cnn_scale(a, 3.0f, &b));
+    CHECK(cnn_tape_size() == 0);
+    CHECK(!cnn_tensor_requires_grad(b));
+    CHECK_ERR(cnn_backward(b), CNN_ERR_SHAPE);
+    cnn_set_grad_enabled(was);
+    CHECK_OK(cnn_sum(b, &s));
+    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG); /* b is a constant: nothing to do */
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&s);
+}
+
+TEST(tape_reset_releases_and_does_not_grow)
+{
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(16), -1, 1, 1);
+    REQUIRE(w);
+    for (int step = 0; step < 10000; step++) {
+        cnn_tensor *y = NULL, *z = NULL, *s = NULL;
+        CHECK_OK(cnn_scale(w, 0.5f, &y));
+        CHECK_OK(cnn_add(y, w, &z));
+        CHECK_OK(cnn_sum(z, &s));
+        if (step % 2) {
+            CHECK_OK(cnn_backward(s));
+        } else {
+            cnn_tape_reset(); /* e.g. an evaluation pass that never calls backward */
+            CHECK(!cnn_tensor_requires_grad(z)); /* stale outputs become constants */
+        }
+        CHECK(cnn_tape_size() == 0);
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&z);
+        cnn_tensor_free(&s);
+        if (cnn_test_failed()) break;
+    }
+    CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(w))[0], 5000 * 1.5, 1e-2);
+    cnn_tensor_free(&w);
+}
+
+static cnn_status f_views(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    cnn_tensor *t = NULL, *n = NULL, *r = NULL;
+    cnn_status st = cnn_tensor_transpose(in[0], 1, 3, &t);
+    if (st == CNN_OK) st = cnn_tensor_narrow(t, 2, 1, 2, &n);
+    if (st == CNN_OK) st = cnn_flatten(n, 1, &r);
+    if (st == CNN_OK) st = cnn_scale(r, 1.5f, y);
+    cnn_tensor_free(&t);
+    cnn_tensor_free(&n);
+    cnn_tensor_free(&r);
+    return st;
+}
+
+TEST(gradcheck_views)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 4, 5), -1, 1, 1);
+    CHECK(gradcheck("transpose+narrow+flatten", f_views, &x, 1, NULL, NULL));
+    cnn_tensor_free(&x);
+}
+
+static cnn_status f_add(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    return cnn_add(in[0], in[1], y);
+}
+static cnn_status f_mean(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    return cnn_mean(in[0], y);
+}
+
+TEST(gradcheck_elementwise)
+{
+    cnn_tensor *in[2] = {rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1), rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1)};
+    CHECK(gradcheck("add", f_add, in, 2, NULL, NULL));
+    CHECK(gradcheck("mean", f_mean, in, 1, NULL, NULL));
+    cnn_tensor *c = NULL;
+    CHECK_ERR(cnn_add(in[0], c, &c), CNN_ERR_INVALID_ARG);
+    cnn_tensor *other = rand_tensor(CNN_SHAPE(5, 3), -1, 1, 0);
+    CHECK_ERR(cnn_add(in[0], other, &c), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "(3, 5)") && strstr(cnn_last_error(), "(5, 3)"));
+    cnn_tensor_free(&other);
+    cnn_tensor_free(&in[0]);
+    cnn_tensor_free(&in[1]);
+}
