@@ -505,6 +505,11 @@ cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *
     CNN_CHECK(t, CNN_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
     CNN_CHECK(t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED, "%s: %s has dtype %s; only F32 is supported",
               op, name, cnn_dtype_name(t->dtype));
+    /* Ops reach their CUDA kernels before this check once they have them; until then a CUDA
+     * tensor must be refused here rather than handed to CPU loops. */
+    CNN_CHECK(t->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
+              "%s: %s is on cuda:%d, and this op has no CUDA kernel in this build (copy it to the "
+              "CPU with cnn_tensor_to)", op, name, t->device.index);
     return CNN_OK;
 }
 

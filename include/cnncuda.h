@@ -241,7 +241,9 @@ typedef struct cnn_pool2d_params {
     int padding[2];
     int dilation[2];   /* max pool only; 0 means 1 */
     bool ceil_mode;
-    bool count_include_pad; /* avg pool only; PyTorch's default is true */
+    /* avg pool only: true = PyTorch's count_include_pad=False. Zero (the default) counts the
+     * padding in the divisor, as PyTorch's default count_include_pad=True does. */
+    bool exclude_pad;
 } cnn_pool2d_params;
 cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y);
 cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y);
