@@ -27,6 +27,9 @@ CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=s
 $(info libcnncuda: CUDA $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found / disabled) \
   | cuDNN $(if $(filter 1,$(CUDNN)),found ($(CUDNN_H)),not found / disabled) | DEBUG=$(DEBUG))
 
+# AVX2 + FMA (every x86-64 server of the last decade); override with CPU_ARCH=-march=native.
+CPU_ARCH ?= -march=x86-64-v3
+
 # ---- flags -------------------------------------------------------------------------------
 WARN     := -Wall -Wextra -Wno-unused-parameter
 CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE
@@ -36,7 +39,7 @@ ifeq ($(DEBUG),1)
   CFLAGS  += -O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
 else
-  CFLAGS  += -O3 -march=x86-64-v2 -g1
+  CFLAGS  += -O3 $(CPU_ARCH) -g1
 endif
 NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore \
            -DCNN_WITH_CUDA=1 -DCNN_WITH_CUDNN=$(CUDNN) -MMD -MP
@@ -60,16 +63,18 @@ ifeq ($(CUDA),1)
   CU_SRC  := $(wildcard cuda/*.cu)
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+# Each tools/NAME.c is a program build/bin/NAME; tools/common/*.c is linked into every tool.
 TOOL_SRC := $(wildcard tools/*.c)
 TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
+TOOL_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/common/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
-.PHONY: all lib tools tests test install deps demo clean help
+.PHONY: all lib tools tests test install deps demo clean help check-example
 all: lib tools tests
 
-lib: $(BUILD)/libcnncuda.a $(BUILD)/libcnncuda.so $(BUILD)/cnncuda.pc
+lib: $(BUILD)/libcnncuda.a $(BUILD)/libcnncuda.so
 tools: $(TOOLS)
 tests: $(TEST_BIN)
 
@@ -88,14 +93,9 @@ $(BUILD)/libcnncuda.a: $(LIB_OBJ)
 $(BUILD)/libcnncuda.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS) -Wl,-soname,libcnncuda.so.0
 
-$(BUILD)/cnncuda.pc: Makefile
-	@mkdir -p $(BUILD)
-	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda\nLibs.private: %s\nCflags: -I$${includedir}\n' \
-	  '$(PREFIX)' '$(LDLIBS)' > $@
-
-$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(BUILD)/libcnncuda.a
+$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
 
 $(TEST_BIN): $(TEST_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
@@ -104,7 +104,7 @@ $(TEST_BIN): $(TEST_OBJ) $(BUILD)/libcnncuda.a
 # Runs the whole suite; the last line reads "N passed, N failed, N skipped".
 # TESTS=substring runs only the matching tests.
 test: $(TEST_BIN) $(TOOLS)
-	$(TEST_BIN) $(TESTS)
+	CNN_TOOLS_DIR=$(BUILD)/bin $(TEST_BIN) $(TESTS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -112,7 +112,20 @@ install: lib
 	install -m 644 $(BUILD)/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libcnncuda.so $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0
 	ln -sf libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/libcnncuda.so
-	install -m 644 $(BUILD)/cnncuda.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda\nLibs.private: %s\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(LDLIBS)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+
+# Builds examples/*.c against an installed copy (make install PREFIX=... first), through
+# pkg-config exactly as a user would, and runs each.
+check-example:
+	@mkdir -p $(BUILD)/examples
+	@for f in examples/*.c; do \
+	  b=$(BUILD)/examples/$$(basename $$f .c); \
+	  PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
+	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -o $$b"; \
+	  $(CC) -std=c11 -Wall -Wextra $$f $$(pkg-config --cflags --libs cnncuda) \
+	    -Wl,-rpath,$(PREFIX)/lib -o $$b && $$b || exit 1; \
+	done
 
 # Installs the Debian packages the build and the default demo need (only the missing ones).
 deps:
@@ -128,4 +141,5 @@ clean:
 help:
 	@echo "make [all|lib|tools|tests|test|install|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...]"
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
+         $(TOOL_COMMON_OBJ:.o=.d)

@@ -78,6 +78,11 @@ struct cnn_tensor {
     uint64_t tape_gen;
 };
 
+/* Host memory for a CPU storage from the caching allocator (alloc_cpu.c): sets s->data,
+ * s->release and s->allocator. */
+cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what);
+size_t cnn_cpu_cached_bytes(void);
+
 size_t cnn_dtype_size(cnn_dtype dt);
 const char *cnn_dtype_name(cnn_dtype dt);
 int64_t cnn_shape_numel(cnn_shape s);

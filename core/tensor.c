@@ -81,8 +81,6 @@ const char *cnn_shape_of(const cnn_tensor *t)
 }
 
 /* ---- storage ----------------------------------------------------------------------------- */
-static void cpu_release(cnn_storage *s) { free(s->data); }
-
 static cnn_status storage_new(size_t bytes, cnn_device device, const char *what, cnn_storage **out)
 {
     cnn_storage *s = calloc(1, sizeof *s);
@@ -91,14 +89,11 @@ static cnn_status storage_new(size_t bytes, cnn_device device, const char *what,
     s->bytes = bytes;
     s->device = device;
     if (device.type == CNN_DEVICE_CPU) {
-        size_t rounded = (bytes + 63) / 64 * 64;
-        s->data = aligned_alloc(64, rounded ? rounded : 64);
-        if (!s->data) {
+        cnn_status st = cnn_cpu_storage_alloc(s, bytes, what);
+        if (st != CNN_OK) {
             free(s);
-            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory allocating %zu bytes",
-                             what, bytes);
+            return st;
         }
-        s->release = cpu_release;
     } else {
 #if CNN_WITH_CUDA
         cnn_context *ctx = cnn_ctx();

@@ -111,6 +111,9 @@ void cnn_manual_seed(uint64_t seed);
 /* The RNG state (seed, offset): saving and restoring both reproduces the stream exactly. */
 void cnn_rng_get_state(uint64_t *seed, uint64_t *offset);
 void cnn_rng_set_state(uint64_t seed, uint64_t offset);
+/* Returns the host memory cached for CPU tensors (blocks >= 64 KiB kept for reuse; at most
+ * CNN_CPU_CACHE_MB megabytes, default 4096, 0 disables) to the system. */
+void cnn_cpu_empty_cache(void);
 /* Waits until all work queued on the current context's device is done. */
 cnn_status cnn_synchronize(void);
 
@@ -321,6 +324,387 @@ cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_lo
 cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d);
 /* Reads and fully validates a safetensors file into a new dict of CPU tensors. */
 cnn_status cnn_safetensors_load(const char *path, cnn_dict **out);
+
+/* ------------------------------------------------------------------------------------------
+ * Models: the zoo (LeNet-5, AlexNet, VGG, ResNet), torchvision's architectures, initialisation
+ * and state_dict names, so that torchvision weights (converted to safetensors) load directly.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct cnn_model cnn_model;
+
+/* Start from cnn_model_default_options() and change what you need. */
+typedef struct cnn_model_options {
+    int num_classes;         /* 0: the architecture's default (1000; LeNet-5: 10) */
+    int in_channels;         /* 0: the architecture's default (3; LeNet-5: 1) */
+    bool zero_init_residual; /* ResNet: the last BN of each block starts with weight 0 */
+    bool tanh;               /* LeNet-5: tanh activations (LeCun 1998) instead of ReLU */
+    float dropout;           /* AlexNet / VGG classifier dropout probability (default 0.5) */
+} cnn_model_options;
+cnn_model_options cnn_model_default_options(void);
+
+/* What a model is and what it expects as input. */
+typedef struct cnn_model_info {
+    const char *name;         /* the zoo name, e.g. "resnet50" (borrowed from the model) */
+    int num_classes, in_channels;
+    int input_h, input_w;     /* the usual input size (224 for ImageNet models) */
+    int min_h, min_w;         /* the smallest input the architecture accepts */
+    float mean[3], std[3];    /* per-channel input normalisation (ImageNet's for ImageNet
+                                 models with 3 channels, else 0.5 / 0.5) */
+} cnn_model_info;
+
+/* The zoo's names (a borrowed static array of *count entries): lenet5, alexnet, vgg11..vgg19
+ * and their _bn variants, resnet18..resnet152, and resnet18_small / resnet34_small /
+ * resnet50_small (3x3 stride-1 stem, no max-pool: for 28..64-pixel images). */
+const char *const *cnn_model_names(int *count);
+/* New model with torchvision's initialisation (from the context RNG), tensors on the CPU.
+ * num_classes / in_channels 0 take the defaults. Unknown name: CNN_ERR_NOT_FOUND listing the
+ * valid names. LeNet-5 takes 32x32 inputs, and 28x28 ones zero-padded by 2 inside the model. */
+cnn_status cnn_model_create(const char *name, int num_classes, int in_channels, cnn_model **out);
+cnn_status cnn_model_create_ex(const char *name, const cnn_model_options *opts, cnn_model **out);
+void cnn_model_destroy(cnn_model **m);
+/* x: (N, in_channels, H, W) -> new logits (N, num_classes), recorded on the tape. training:
+ * batch norm uses batch statistics and updates running_mean / running_var (momentum 0.1, eps
+ * 1e-5) and num_batches_tracked; dropout is on. Eval: running statistics, no dropout. */
+cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, cnn_tensor **logits);
+cnn_model_info cnn_model_get_info(const cnn_model *m);
+/* Parameters and buffers under torchvision's state_dict keys, in its order (borrowed): load
+ * weights with cnn_dict_load(cnn_model_state(m), src, strict, report). */
+cnn_dict *cnn_model_state(cnn_model *m);
+/* The trainable parameters only, same tensors and order (borrowed). */
+cnn_dict *cnn_model_parameters(cnn_model *m);
+/* True for the i-th trainable parameter when it is a bias or a batch-norm weight/bias (the
+ * usual no-weight-decay group). */
+bool cnn_model_param_no_decay(const cnn_model *m, int i);
+/* Number of trainable scalars (num_batches_tracked and running stats are buffers). */
+int64_t cnn_model_num_parameters(const cnn_model *m);
+/* Moves every parameter and buffer to device (gradients are dropped). On failure nothing
+ * moves. */
+cnn_status cnn_model_to(cnn_model *m, cnn_device device);
+cnn_device cnn_model_device(const cnn_model *m);
+/* Writes / reads the state as safetensors (reading: strict or not, see cnn_dict_load). */
+cnn_status cnn_model_save(const cnn_model *m, const char *path);
+cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_report *report);
+
+/* Per-layer summary for one image of height x width, computed from shapes alone. MACs count
+ * the multiply-accumulates of conv and linear layers only (as ptflops/torchvision report);
+ * batch norm, activations, pooling and residual adds count 0. */
+typedef struct cnn_layer_summary {
+    char name[48];       /* module path, e.g. "layer1.0.conv1" */
+    char type[24];       /* "Conv2d", "BatchNorm2d", "ReLU", "Add", ... */
+    cnn_shape out_shape; /* for a batch of 1 */
+    int64_t params;      /* trainable scalars of this layer */
+    int64_t macs;
+} cnn_layer_summary;
+typedef struct cnn_model_summary {
+    int n_layers;
+    cnn_layer_summary *layers;
+    cnn_shape in_shape, out_shape;
+    int64_t total_params, total_macs;
+} cnn_model_summary;
+/* Fills *out (release with cnn_model_summary_free). Too small an input: CNN_ERR_SHAPE naming
+ * the layer where it fails. */
+cnn_status cnn_model_summarize(const cnn_model *m, int height, int width, cnn_model_summary *out);
+void cnn_model_summary_free(cnn_model_summary *s);
+/* Formats a summary as a table into buf (truncated to n); returns the length it needs. */
+size_t cnn_model_summary_format(const cnn_model_summary *s, char *buf, size_t n);
+
+/* ------------------------------------------------------------------------------------------
+ * Optimizers, LR schedules and initialisers (torch.optim, torch.optim.lr_scheduler,
+ * torch.nn.utils.clip_grad_norm_, torch.nn.init: same formulas, defaults and argument order)
+ * ---------------------------------------------------------------------------------------- */
+typedef enum cnn_optim_kind { CNN_OPTIM_SGD = 0, CNN_OPTIM_ADAM, CNN_OPTIM_ADAMW } cnn_optim_kind;
+typedef struct cnn_optim_config {
+    cnn_optim_kind kind;
+    float lr;           /* >= 0 */
+    float momentum;     /* SGD: >= 0 */
+    float dampening;    /* SGD */
+    bool nesterov;      /* SGD: needs momentum > 0 and dampening 0 */
+    float weight_decay; /* >= 0; SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    float beta1, beta2; /* Adam/AdamW: in [0, 1) */
+    float eps;          /* Adam/AdamW: >= 0, added after sqrt(v_hat) */
+} cnn_optim_config;
+typedef struct cnn_optim cnn_optim;
+
+/* PyTorch's defaults for a kind: lr 1e-3; Adam betas (0.9, 0.999), eps 1e-8; AdamW weight
+ * decay 1e-2; everything else 0/false. */
+cnn_optim_config cnn_optim_defaults(cnn_optim_kind kind);
+/* New optimizer with no parameters. Bad hyper-parameters -> CNN_ERR_INVALID_ARG. */
+cnn_status cnn_optim_create(const cnn_optim_config *cfg, cnn_optim **out);
+void cnn_optim_destroy(cnn_optim **opt);
+/* Adds a leaf F32 contiguous parameter under a unique name (its state-dict key); the optimizer
+ * retains it. apply_weight_decay false exempts it from weight decay (e.g. BN weights, biases). */
+cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *param,
+                               bool apply_weight_decay);
+/* Adds every tensor of d that requires grad, under its dict name; tensors of rank <= 1 (biases,
+ * BN weights) get weight decay only if decay_1d. */
+cnn_status cnn_optim_add_dict(cnn_optim *opt, const cnn_dict *d, bool decay_1d);
+/* One update of every parameter that has a gradient (those whose grad is NULL are skipped).
+ * On failure no parameter has changed. */
+cnn_status cnn_optim_step(cnn_optim *opt);
+/* Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)). */
+void cnn_optim_zero_grad(cnn_optim *opt);
+cnn_status cnn_optim_set_lr(cnn_optim *opt, float lr);
+float cnn_optim_get_lr(const cnn_optim *opt);
+/* Number of cnn_optim_step calls so far (restored by cnn_optim_load_state_dict). */
+int64_t cnn_optim_step_count(const cnn_optim *opt);
+/* Adds the optimizer's state to d (copies): tensors "optim.<param>.momentum_buffer" (SGD with
+ * momentum) or "optim.<param>.exp_avg" / ".exp_avg_sq" (Adam/AdamW), and metadata
+ * "optim.kind", "optim.lr", "optim.step" and "optim.<param>.step". */
+cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d);
+/* Restores what cnn_optim_state_dict wrote (entries of d outside "optim." are ignored): kind
+ * must match, every parameter needs its state, shapes must match, no unknown "optim.<name>"
+ * entries. lr and step counts are restored too. On failure nothing is changed. */
+cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d);
+
+/* torch.nn.utils.clip_grad_norm_: total = L2 norm over all gradients (NULL grads skipped, the
+ * params array may hold NULLs); every gradient is multiplied by min(1, max_norm / (total +
+ * 1e-6)). total_norm may be NULL. */
+cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, float *total_norm);
+/* The same over an optimizer's parameters. */
+cnn_status cnn_optim_clip_grad_norm(cnn_optim *opt, float max_norm, float *total_norm);
+
+/* Learning-rate schedules as pure functions of t, the number of completed epochs (or steps),
+ * PyTorch's last_epoch. StepLR: base * gamma^floor(t / step_size). */
+cnn_status cnn_sched_step_lr(float base_lr, int step_size, float gamma, int64_t t, float *lr);
+/* MultiStepLR: base * gamma^(number of milestones <= t); milestones in any order. */
+cnn_status cnn_sched_multistep_lr(float base_lr, const int64_t *milestones, int n, float gamma,
+                                  int64_t t, float *lr);
+/* Linear warmup then cosine annealing over `total` units (warmup counts inside total), with
+ * T = total - warmup:
+ *   t < warmup:          base * (t + 1) / warmup
+ *   warmup <= t < total: eta_min + (base - eta_min) * (1 + cos(pi * (t - warmup) / T)) / 2
+ *                        (CosineAnnealingLR's closed form with T_max = T)
+ *   t >= total:          eta_min (where PyTorch's closed form would rise again).
+ * warmup 0 is plain CosineAnnealingLR(T_max = total). Needs 0 <= warmup < total. */
+cnn_status cnn_sched_cosine_lr(float base_lr, int64_t warmup, int64_t total, float eta_min,
+                               int64_t t, float *lr);
+
+/* ReduceLROnPlateau: stateful, driven by a validation metric once per epoch. */
+typedef enum cnn_plateau_mode { CNN_PLATEAU_MIN = 0, CNN_PLATEAU_MAX } cnn_plateau_mode;
+typedef struct cnn_plateau_config {
+    cnn_plateau_mode mode;
+    float factor;        /* in (0, 1): new lr = max(lr * factor, min_lr) */
+    int patience;        /* bad epochs tolerated before a reduction */
+    float threshold;     /* improvement needed to count as better */
+    bool threshold_abs;  /* false: 'rel' (best * (1 -+ threshold)); true: 'abs' (best -+ it) */
+    int cooldown;        /* epochs after a reduction during which bad epochs are not counted */
+    float min_lr;
+    float eps;           /* reductions smaller than eps are skipped */
+} cnn_plateau_config;
+typedef struct cnn_plateau cnn_plateau;
+/* PyTorch's defaults: min, factor 0.1, patience 10, threshold 1e-4 rel, cooldown 0, min_lr 0,
+ * eps 1e-8. */
+cnn_plateau_config cnn_sched_plateau_defaults(void);
+cnn_status cnn_sched_plateau_create(const cnn_plateau_config *cfg, float initial_lr,
+                                    cnn_plateau **out);
+void cnn_sched_plateau_destroy(cnn_plateau **p);
+/* Feeds one epoch's metric; *lr (may be NULL) receives the lr to use next, which is also set on
+ * opt when opt is not NULL. */
+cnn_status cnn_sched_step_metric(cnn_plateau *p, float metric, cnn_optim *opt, float *lr);
+float cnn_sched_plateau_get_lr(const cnn_plateau *p);
+/* The scheduler's state (lr, best, bad-epoch and cooldown counters, epoch) as metadata
+ * "sched.plateau.*" of d, and back (validated; on failure nothing is changed). */
+cnn_status cnn_sched_plateau_state_dict(const cnn_plateau *p, cnn_dict *d);
+cnn_status cnn_sched_plateau_load_state_dict(cnn_plateau *p, const cnn_dict *d);
+
+/* Initialisers (torch.nn.init), in place on any tensor, drawing from the context RNG. */
+typedef enum cnn_fan_mode { CNN_FAN_IN = 0, CNN_FAN_OUT } cnn_fan_mode;
+typedef enum cnn_nonlinearity {
+    CNN_NONLIN_LINEAR = 0, /* also conv and identity: gain 1 */
+    CNN_NONLIN_SIGMOID,    /* 1 */
+    CNN_NONLIN_TANH,       /* 5/3 */
+    CNN_NONLIN_RELU,       /* sqrt(2) */
+    CNN_NONLIN_LEAKY_RELU, /* sqrt(2 / (1 + slope^2)) */
+    CNN_NONLIN_SELU        /* 3/4 */
+} cnn_nonlinearity;
+/* torch.nn.init.calculate_gain; param is leaky_relu's negative slope (ignored otherwise). */
+cnn_status cnn_init_gain(cnn_nonlinearity nl, float param, float *gain);
+/* fan_in = size(1) * receptive field, fan_out = size(0) * receptive field (rank >= 2). */
+cnn_status cnn_init_fans(const cnn_tensor *t, int64_t *fan_in, int64_t *fan_out);
+cnn_status cnn_init_uniform_(cnn_tensor *t, float low, float high);
+cnn_status cnn_init_normal_(cnn_tensor *t, float mean, float std);
+cnn_status cnn_init_constant_(cnn_tensor *t, float value);
+cnn_status cnn_init_zeros_(cnn_tensor *t);
+cnn_status cnn_init_ones_(cnn_tensor *t);
+/* Kaiming: std = gain(nl, a) / sqrt(fan); uniform bound sqrt(3) * std. PyTorch's defaults are
+ * a = 0, CNN_FAN_IN, CNN_NONLIN_LEAKY_RELU. */
+cnn_status cnn_init_kaiming_uniform_(cnn_tensor *t, float a, cnn_fan_mode mode,
+                                     cnn_nonlinearity nl);
+cnn_status cnn_init_kaiming_normal_(cnn_tensor *t, float a, cnn_fan_mode mode,
+                                    cnn_nonlinearity nl);
+/* Xavier/Glorot: std = gain * sqrt(2 / (fan_in + fan_out)); uniform bound sqrt(3) * std. */
+cnn_status cnn_init_xavier_uniform_(cnn_tensor *t, float gain);
+cnn_status cnn_init_xavier_normal_(cnn_tensor *t, float gain);
+/* PyTorch's default Conv2d/Linear init: weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming
+ * uniform with a = sqrt(5)), bias (may be NULL) ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+cnn_status cnn_init_default_(cnn_tensor *weight, cnn_tensor *bias);
+
+/* ------------------------------------------------------------------------------------------
+ * Datasets and data loading (data/). A dataset maps an index to (image, label); a transform
+ * turns the decoded image into a normalised (C, H, W) float image; a loader shuffles, decodes
+ * on worker threads and hands out CPU batches. All randomness comes from (seed, epoch, sample
+ * index), so a seed gives the same batches whatever the number of workers.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct cnn_dataset cnn_dataset;
+
+/* IDX files (MNIST layout), plain or gzip: images (N, rows, cols) ubyte and labels (N) ubyte.
+ * Everything is read and validated up front (magic, dims, sizes, same N in both files); a bad
+ * file gives CNN_ERR_IO / CNN_ERR_FORMAT naming it. 1 channel; num_classes = max label + 1;
+ * mean/std computed over all pixels. channels: 1, or 3 to repeat the gray plane. */
+cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_path, int channels,
+                                  cnn_dataset **out);
+/* Fashion-MNIST from root (NULL: /usr/share/datasets/fashion-mnist) holding
+ * {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz: the train (60,000) or test (10,000) split,
+ * with its 10 class names and the train split's mean/std (0.2860, 0.3530) for both splits. */
+cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, cnn_dataset **out);
+/* An ImageNet-style folder ROOT/<split>/<class>/<image files> (split e.g. "train" or "val").
+ * Classes are the sub-folders sorted by name (strcmp), labels 0..K-1 in that order; files are
+ * sorted within a class; files whose extension stb_image does not read (jpg jpeg png bmp gif
+ * tga psd pnm ppm pgm pic hdr, any case) and hidden files are ignored. Images are decoded when
+ * a sample is fetched, so a bad file shows up then, per sample. channels: 3 (RGB) or 1 (gray);
+ * any source format is converted. Errors: missing root or split folder (CNN_ERR_IO), no class
+ * folder or no image at all (CNN_ERR_NOT_FOUND). An empty class folder is allowed and kept
+ * (its label exists with no sample) and listed in the warnings. Mean/std are ImageNet's. */
+cnn_status cnn_imagefolder_create(const char *root, const char *split, int channels,
+                                  cnn_dataset **out);
+void cnn_dataset_destroy(cnn_dataset **ds);
+
+int64_t cnn_dataset_size(const cnn_dataset *ds);
+int cnn_dataset_num_classes(const cnn_dataset *ds);
+/* Name of class i (a folder name, or Fashion-MNIST's "T-shirt/top" ...), borrowed; NULL when
+ * out of range. */
+const char *cnn_dataset_class_name(const cnn_dataset *ds, int i);
+/* Label of sample i, or -1 when out of range. Needs no decoding. */
+int64_t cnn_dataset_label(const cnn_dataset *ds, int64_t i);
+/* Channels of every image the dataset hands out (1 or 3). */
+int cnn_dataset_channels(const cnn_dataset *ds);
+/* Stored image size for datasets with one (IDX: 28 x 28); 0 for folders (sizes vary). */
+int cnn_dataset_native_size(const cnn_dataset *ds, int *height, int *width);
+/* Per-channel mean/std of the pixels scaled to [0, 1] used by the default normalisation. */
+void cnn_dataset_mean_std(const cnn_dataset *ds, float mean[3], float std[3]);
+/* Writes a name for sample i (its file path, or "file[i]" for IDX) into buf; returns buf. */
+const char *cnn_dataset_sample_name(const cnn_dataset *ds, int64_t i, char *buf, size_t n);
+/* Things found while opening the dataset that are not errors (empty class folders, ignored
+ * files): count and i-th message (borrowed). */
+int cnn_dataset_num_warnings(const cnn_dataset *ds);
+const char *cnn_dataset_warning(const cnn_dataset *ds, int i);
+
+/* How a sample becomes a (C, img_size, img_size) float image. Steps in order: geometry ->
+ * random affine -> horizontal flip -> colour jitter -> normalise ((x - mean) / std, x in
+ * [0, 1]). The random steps run only when `train` is true. */
+typedef enum cnn_geometry {
+    /* train: torchvision RandomResizedCrop(img_size, scale, ratio) (10 tries, then centre
+     * crop); eval: Resize(round(img_size / eval_crop_ratio)) of the shorter side + CenterCrop */
+    CNN_GEOM_CROP = 0,
+    /* Zero-pad (centred) up to img_size when the image is smaller by an even amount per side
+     * (28 -> 32 for LeNet), else resize to img_size x img_size; the same in train and eval */
+    CNN_GEOM_PAD_OR_RESIZE = 1
+} cnn_geometry;
+typedef struct cnn_transform {
+    int img_size;            /* output height = width; 0: the dataset's native size (IDX) */
+    bool train;              /* random augmentation on (training) or off (evaluation) */
+    cnn_geometry geometry;
+    float scale[2];          /* RandomResizedCrop area fraction range (0.08, 1) */
+    float ratio[2];          /* RandomResizedCrop aspect range (3/4, 4/3) */
+    float eval_crop_ratio;   /* crop / resize ratio in eval (0.875) */
+    float hflip_p;           /* probability of a horizontal flip (0.5 for photos, 0 for digits) */
+    float brightness, contrast, saturation; /* ColorJitter factors; 0: off */
+    float affine_degrees;    /* RandomAffine: rotation in [-deg, deg]; all three 0: off */
+    float affine_translate;  /* max shift as a fraction of the size, per axis */
+    float affine_scale[2];   /* scale range; (0, 0) means (1, 1) */
+    float mean[3], std[3];   /* per output channel */
+} cnn_transform;
+/* The default pipeline for a dataset: folders -> CNN_GEOM_CROP, hflip 0.5 in training, no
+ * jitter; IDX -> CNN_GEOM_PAD_OR_RESIZE, no flip, no affine. Mean/std from the dataset.
+ * img_size 0 keeps an IDX dataset's native size (a folder needs img_size > 0). */
+cnn_transform cnn_transform_default(const cnn_dataset *ds, bool train, int img_size);
+/* Sample i decoded and transformed into out[C * S * S] (S = img_size, or the native size),
+ * with its label in *label (may be NULL). Randomness from (seed, epoch, i) only. A file that
+ * cannot be decoded gives CNN_ERR_FORMAT / CNN_ERR_IO naming it and stb_image's reason.
+ * Thread-safe: several threads may fetch from one dataset. */
+cnn_status cnn_dataset_get(const cnn_dataset *ds, int64_t i, const cnn_transform *t,
+                           uint64_t seed, int64_t epoch, float *out, int64_t *label);
+/* Output size S of a transform on a dataset (0 with an error if it has none). */
+int cnn_transform_output_size(const cnn_dataset *ds, const cnn_transform *t);
+
+typedef struct cnn_loader cnn_loader;
+typedef struct cnn_loader_options {
+    int batch_size;        /* > 0 */
+    bool shuffle;          /* a new permutation every epoch, from (seed, epoch) */
+    bool drop_last;        /* drop a final batch smaller than batch_size */
+    int num_workers;       /* decoding threads (<= CNN_LOADER_MAX_WORKERS); 0: decode inside
+                              cnn_loader_next on the calling thread */
+    int prefetch;          /* batches decoded ahead of the consumer; 0 means 2 */
+    int64_t limit;         /* > 0: use only `limit` samples, spread evenly over the dataset
+                              (indices floor(k * size / limit)) so every class appears */
+    uint64_t seed;
+    bool strict;           /* a bad sample fails cnn_loader_next instead of being skipped */
+    cnn_transform transform;
+} cnn_loader_options;
+#define CNN_LOADER_MAX_WORKERS 64
+/* Options with batch_size, shuffle = train, the dataset's default transform and everything
+ * else zero (no workers, prefetch 2, not strict, all samples, seed 0). */
+cnn_loader_options cnn_loader_default_options(const cnn_dataset *ds, bool train, int img_size,
+                                              int batch_size);
+/* New loader over ds (borrowed: keep it alive until the loader is destroyed). Starts its
+ * workers, which wait for the first epoch. */
+cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *opt,
+                             cnn_loader **out);
+/* Stops and joins the workers (safe at any point of an epoch) and frees everything. */
+void cnn_loader_destroy(cnn_loader **l);
+/* Starts (or restarts, dropping what was prefetched) epoch `epoch`: its permutation and
+ * augmentation draws depend on (seed, epoch). cnn_loader_next starts epoch 0 if none was. */
+cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch);
+/* The next batch: new CPU tensors images (B, C, S, S) F32 and labels (B) I64. At the end of the
+ * epoch both are set to NULL and CNN_OK is returned. Bad samples (undecodable files) are
+ * skipped and recorded: the batch is completed from the following samples, so every batch
+ * has batch_size samples except the epoch's last, which may be smaller (or dropped with
+ * drop_last). With `strict`, a bad sample makes this call fail with CNN_ERR_FORMAT (or
+ * CNN_ERR_IO) naming the file; the partial batch is discarded and the next call goes on with
+ * the following samples. */
+cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels);
+/* Samples per epoch (after `limit`) and batches per epoch if no sample is bad. */
+int64_t cnn_loader_num_samples(const cnn_loader *l);
+int64_t cnn_loader_num_batches(const cnn_loader *l);
+/* Bad samples met so far (each file once, in the order met): count, path, reason. Borrowed,
+ * valid until the loader is destroyed; call from the thread that calls cnn_loader_next. */
+int cnn_loader_num_bad(const cnn_loader *l);
+const char *cnn_loader_bad_name(const cnn_loader *l, int i);
+const char *cnn_loader_bad_reason(const cnn_loader *l, int i);
+
+typedef struct cnn_loader_stats {
+    int64_t images_decoded;   /* good samples decoded (including prefetched, not yet handed out) */
+    int64_t bad_samples;      /* samples that failed to decode */
+    int64_t batches;          /* batches handed out */
+    int n_workers;            /* entries used below: num_workers, or 1 for the calling thread */
+    double decode_seconds[CNN_LOADER_MAX_WORKERS]; /* time spent decoding + transforming */
+    int64_t worker_images[CNN_LOADER_MAX_WORKERS]; /* => images / second per worker */
+    double wait_seconds;      /* wall time spent inside cnn_loader_next (waiting for data) */
+} cnn_loader_stats;
+/* Counters since the loader was created. */
+void cnn_loader_get_stats(cnn_loader *l, cnn_loader_stats *out);
+
+/* ------------------------------------------------------------------------------------------
+ * CUDA devices and memory. Device memory comes from a caching allocator: a released tensor's
+ * block stays cached on its device and is reused by later allocations on the same stream, so
+ * a steady training step calls neither cudaMalloc nor cudaFree. Sizes are rounded up (512 B
+ * steps up to 1 MiB, 2 MiB steps above); the byte counts below are rounded sizes.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct cnn_cuda_memory_stats {
+    size_t allocated_bytes;      /* held by live tensors */
+    size_t peak_allocated_bytes; /* the most allocated_bytes since start or the last reset */
+    size_t reserved_bytes;       /* obtained from cudaMalloc: allocated + cached */
+    size_t cached_bytes;         /* reserved but free, ready for reuse */
+    uint64_t n_cuda_malloc;      /* successful cudaMalloc calls */
+    uint64_t n_cuda_free;        /* cudaFree calls */
+} cnn_cuda_memory_stats;
+/* The allocator's counters for cuda:device (all zero before its first allocation).
+ * CNN_ERR_DEVICE for a device that does not exist. */
+cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out);
+/* Restarts peak_allocated_bytes from the current allocated_bytes. */
+void cnn_cuda_reset_peak_memory(int device);
+/* Waits for each device, then returns every cached (free) block to CUDA; live tensors keep
+ * theirs. */
+cnn_status cnn_cuda_empty_cache(void);
 
 #ifdef __cplusplus
 }

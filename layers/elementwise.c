@@ -1,4 +1,4 @@
-/* elementwise.c — add, scale, sum, mean: shape rules, forward, backward and CPU kernels.
+/* elementwise.c — add, scale, sum, mean, concat: shape rules, forward, backward and CPU kernels.
  * Simple ops, and the pattern every op file follows: check arguments (naming op and shapes),
  * compute into a new output, record a node with what backward needs, nothing more. */
 #include "internal.h"
@@ -115,3 +115,95 @@ static cnn_status reduce(const char *op, const cnn_tensor *x, bool mean, cnn_ten
 
 cnn_status cnn_sum(const cnn_tensor *x, cnn_tensor **y) { return reduce("sum", x, false, y); }
 cnn_status cnn_mean(const cnn_tensor *x, cnn_tensor **y) { return reduce("mean", x, true, y); }
+
+/* ---- concat along one dim ----------------------------------------------------------------- */
+/* Copies part into the slab [at, at + len) of whole's middle dim (to_slab), or that slab out
+ * into part (backward). */
+// part: (outer, len, inner); whole: (outer, total, inner)
+static void concat_copy(float *whole, float *part, int64_t outer, int64_t total, int64_t at,
+                        int64_t len, int64_t inner, bool to_slab)
+{
+    size_t bytes = (size_t)(len * inner) * sizeof(float);
+    #pragma omp parallel for if (outer * len * inner > 65536 && outer > 1)
+    for (int64_t o = 0; o < outer; o++) {
+        float *w = whole + (o * total + at) * inner, *q = part + o * len * inner;
+        if (bytes) memcpy(to_slab ? w : q, to_slab ? q : w, bytes);
+    }
+}
+
+static void concat_extent(cnn_shape s, int dim, int64_t *outer, int64_t *inner)
+{
+    *outer = *inner = 1;
+    for (int i = 0; i < s.ndim; i++) {
+        if (i < dim) *outer *= s.d[i];
+        else if (i > dim) *inner *= s.d[i];
+    }
+}
+
+static cnn_status concat_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    int dim;
+    memcpy(&dim, n->params, sizeof dim);
+    int64_t outer, inner, total = dy->shape.d[dim], at = 0;
+    concat_extent(dy->shape, dim, &outer, &inner);
+    for (int i = 0; i < n->n_inputs; i++) {
+        int64_t len = n->in[i].shape.d[dim];
+        if (n->in[i].needs_grad) {
+            CNN_TRY(cnn_tensor_empty(n->in[i].shape, CNN_F32, n->in[i].device, &dx[i]));
+            concat_copy(cnn_f32(dy), cnn_f32(dx[i]), outer, total, at, len, inner, false);
+        }
+        at += len;
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "concat: y is NULL");
+    *y = NULL;
+    CNN_CHECK(xs && n >= 1, CNN_ERR_INVALID_ARG, "concat: needs at least one tensor, got %d%s", n,
+              xs ? "" : " (xs is NULL)");
+    char name[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "xs[%d]", i);
+        CNN_TRY(cnn_check_tensor("concat", name, xs[i]));
+    }
+    const cnn_tensor *x0 = xs[0];
+    int nd = x0->shape.ndim;
+    CNN_CHECK(nd > 0, CNN_ERR_SHAPE, "concat: xs[0] is a scalar (rank 0) and cannot be concatenated");
+    int d = dim < 0 ? dim + nd : dim;
+    CNN_CHECK(d >= 0 && d < nd, CNN_ERR_SHAPE, "concat: dim %d is out of range for %s (rank %d)",
+              dim, cnn_shape_of(x0), nd);
+    cnn_shape out = x0->shape;
+    for (int i = 1; i < n; i++) {
+        const cnn_tensor *x = xs[i];
+        snprintf(name, sizeof name, "xs[%d]", i);
+        CNN_TRY(cnn_check_same_device("concat", x0, "xs[0]", x, name));
+        CNN_CHECK(x->shape.ndim == nd, CNN_ERR_SHAPE,
+                  "concat: xs[%d] %s has rank %d but xs[0] %s has rank %d", i, cnn_shape_of(x),
+                  x->shape.ndim, cnn_shape_of(x0), nd);
+        for (int j = 0; j < nd; j++)
+            CNN_CHECK(j == d || x->shape.d[j] == x0->shape.d[j], CNN_ERR_SHAPE,
+                      "concat: xs[%d] %s and xs[0] %s differ in dim %d (only dim %d may differ)", i,
+                      cnn_shape_of(x), cnn_shape_of(x0), j, d);
+        out.d[d] += x->shape.d[d];
+    }
+    int64_t outer, inner;
+    concat_extent(out, d, &outer, &inner);
+    CNN_TRY(cnn_tensor_empty(out, CNN_F32, x0->device, y));
+    cnn_status st = CNN_OK;
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        cnn_tensor *xc = NULL;
+        CNN_TRYG(cnn_contig(xs[i], &xc));
+        int64_t len = xs[i]->shape.d[d];
+        concat_copy(cnn_f32(*y), cnn_f32(xc), outer, out.d[d], at, len, inner, true);
+        cnn_tensor_free(&xc);
+        at += len;
+    }
+    if (cnn_should_record(xs, n))
+        CNN_TRYG(cnn_tape_record("concat", concat_backward, *y, xs, n, &d, sizeof d, NULL));
+done:
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}

@@ -82,7 +82,9 @@ TEST(transpose_narrow_contiguous)
     float o2[4];
     CHECK_OK(cnn_tensor_read(nr, o2, 4));
     CHECK(o2[0] == 2 && o2[1] == 3 && o2[2] == 5 && o2[3] == 6);
+    cnn_tensor_free(&nr);
     CHECK_ERR(cnn_tensor_narrow(t, 1, 2, 2, &nr), CNN_ERR_SHAPE);
+    CHECK(nr == NULL);
     cnn_tensor_free(&t);
     cnn_tensor_free(&tt);
     cnn_tensor_free(&c);

@@ -1,0 +1,115 @@
+/* alloc_cpu.c — the host caching allocator behind CPU tensor storage. Large buffers handed
+ * back to the OS are page-faulted in again on the next allocation (hundreds of ms per 50 MB on
+ * a VM), and a training step reallocates the same sizes every time, so blocks of 64 KiB and up
+ * are kept on a free list and reused. The cache is process-wide (tensors are freed from any
+ * thread), guarded by a mutex, and capped; it never changes any value a tensor holds. */
+#include "internal.h"
+
+#include <pthread.h>
+
+#define SMALL_LIMIT (64u << 10)     /* below this, plain aligned_alloc/free */
+#define GRANULE (4096u)
+
+typedef struct { void *p; size_t bytes; } cpu_block;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static cpu_block *g_free;
+static size_t g_n, g_cap, g_cached;
+
+static size_t cache_limit(void)
+{
+    static size_t limit;
+    if (!limit) {
+        const char *v = getenv("CNN_CPU_CACHE_MB");
+        limit = (v && *v) ? (size_t)strtoull(v, NULL, 10) << 20 : (size_t)4 << 30;
+        if (!limit) limit = 1; /* "0" disables caching */
+    }
+    return limit;
+}
+
+static void release_block(cnn_storage *s);
+
+cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what)
+{
+    size_t rounded = bytes < SMALL_LIMIT ? (bytes + 63) / 64 * 64 : (bytes + GRANULE - 1) / GRANULE * GRANULE;
+    if (!rounded) rounded = 64;
+    void *p = NULL;
+    size_t got = rounded;
+    if (rounded >= SMALL_LIMIT) {
+        /* Best fit among cached blocks no more than 25% larger than asked. */
+        pthread_mutex_lock(&g_lock);
+        size_t best = (size_t)-1;
+        for (size_t i = 0; i < g_n; i++)
+            if (g_free[i].bytes >= rounded && g_free[i].bytes <= rounded + rounded / 4 &&
+                (best == (size_t)-1 || g_free[i].bytes < g_free[best].bytes))
+                best = i;
+        if (best != (size_t)-1) {
+            p = g_free[best].p;
+            got = g_free[best].bytes;
+            g_cached -= got;
+            g_free[best] = g_free[--g_n];
+        }
+        pthread_mutex_unlock(&g_lock);
+    }
+    if (!p) p = aligned_alloc(64, rounded);
+    if (!p) {
+        cnn_cpu_empty_cache();
+        p = aligned_alloc(64, rounded);
+    }
+    if (!p) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory allocating %zu bytes",
+                             what, bytes);
+    s->data = p;
+    s->allocator = (void *)(uintptr_t)got;
+    s->release = release_block;
+    return CNN_OK;
+}
+
+static void release_block(cnn_storage *s)
+{
+    size_t bytes = (size_t)(uintptr_t)s->allocator;
+    if (bytes < SMALL_LIMIT || bytes > cache_limit()) {
+        free(s->data);
+        return;
+    }
+    pthread_mutex_lock(&g_lock);
+    /* Make room under the cap by dropping the largest cached blocks first. */
+    while (g_n && g_cached + bytes > cache_limit()) {
+        size_t big = 0;
+        for (size_t i = 1; i < g_n; i++)
+            if (g_free[i].bytes > g_free[big].bytes) big = i;
+        free(g_free[big].p);
+        g_cached -= g_free[big].bytes;
+        g_free[big] = g_free[--g_n];
+    }
+    if (g_n == g_cap) {
+        size_t cap = g_cap ? 2 * g_cap : 64;
+        cpu_block *nb = realloc(g_free, cap * sizeof *nb);
+        if (!nb) {
+            pthread_mutex_unlock(&g_lock);
+            free(s->data);
+            return;
+        }
+        g_free = nb;
+        g_cap = cap;
+    }
+    g_free[g_n++] = (cpu_block){s->data, bytes};
+    g_cached += bytes;
+    pthread_mutex_unlock(&g_lock);
+}
+
+void cnn_cpu_empty_cache(void)
+{
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < g_n; i++) free(g_free[i].p);
+    g_n = 0;
+    g_cached = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+size_t cnn_cpu_cached_bytes(void)
+{
+    pthread_mutex_lock(&g_lock);
+    size_t c = g_cached;
+    pthread_mutex_unlock(&g_lock);
+    return c;
+}

@@ -1,0 +1,69 @@
+/* dropout.c — inverted dropout: forward, backward and CPU kernel. The mask is never stored:
+ * element i is kept when Philox uniform i of the (seed, offset) block taken from the context
+ * stream is < 1 - p, so backward (and a CUDA kernel) regenerate exactly the same mask. */
+#include "internal.h"
+#include "philox.h"
+
+#include <math.h>
+
+typedef struct {
+    uint64_t seed, offset; /* the Philox block this call drew: counter offset + i/4, word i%4 */
+    float p;
+} dropout_params;
+
+/* y[i] = keep(i) ? x[i] * scale : 0, keep(i) = uniform(seed, offset, i) < 1 - p. Also the
+ * backward, with x = dy. One Philox call yields the four uniforms of elements 4j..4j+3, the same
+ * numbers cnn_philox_uniform gives one at a time. */
+// x, y: (numel)
+static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64_t n)
+{
+    float keep_below = 1.0f - p->p;
+    float scale = p->p < 1.0f ? 1.0f / (1.0f - p->p) : 0.0f;
+    int64_t blocks = (n + 3) / 4;
+    #pragma omp parallel for if (n > 32768)
+    for (int64_t b = 0; b < blocks; b++) {
+        uint32_t r[4];
+        cnn_philox4x32(p->seed, p->offset + (uint64_t)b, r);
+        for (int k = 0; k < 4; k++) {
+            int64_t i = 4 * b + k;
+            if (i < n) y[i] = cnn_u32_to_unit(r[k]) < keep_below ? x[i] * scale : 0.0f;
+        }
+    }
+}
+
+static cnn_status dropout_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    const dropout_params *p = (const dropout_params *)node->params;
+    CNN_ASSERT(cnn_tensor_is_contiguous(dy));
+    CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
+    dropout_cpu(p, cnn_f32(dy), cnn_f32(dx[0]), cnn_shape_numel(dy->shape));
+    return CNN_OK;
+}
+
+cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "dropout: y is NULL");
+    *y = NULL;
+    CNN_CHECK(x, CNN_ERR_INVALID_ARG, "dropout: x is NULL");
+    CNN_CHECK(p >= 0.0f && p <= 1.0f, CNN_ERR_INVALID_ARG,
+              "dropout: probability p = %g is outside [0, 1]", (double)p);
+    /* The identity needs no kernel, so it serves every device. */
+    if (!training || p == 0.0f) {
+        *y = cnn_tensor_retain((cnn_tensor *)x);
+        return CNN_OK;
+    }
+    CNN_TRY(cnn_check_tensor("dropout", "x", x));
+    int64_t n = cnn_shape_numel(x->shape);
+    dropout_params dp = {cnn_ctx()->rng_seed, cnn_rng_take((n + 3) / 4), p};
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    dropout_cpu(&dp, cnn_f32(xc), cnn_f32(*y), n);
+    if (cnn_should_record(&x, 1))
+        CNN_TRYG(cnn_tape_record("dropout", dropout_backward, *y, &x, 1, &dp, sizeof dp, NULL));
+done:
+    cnn_tensor_free(&xc);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}

@@ -1,0 +1,228 @@
+/* loss.c — softmax, log_softmax and cross-entropy: shape rules, forward, backward and CPU
+ * kernels. All subtract the maximum before exponentiating so large logits stay finite; each
+ * saves only its probabilities (or log-probabilities), never its input. */
+#include "internal.h"
+
+#include <math.h>
+
+/* ---- softmax / log_softmax along one dim --------------------------------------------------- */
+typedef struct {
+    int64_t outer, k, inner; /* x viewed as (outer, k, inner), the softmax dim in the middle */
+    bool log;
+} softmax_params;
+
+/* Rows are independent; below this many elements a thread team costs more than it saves. */
+#define SOFTMAX_OMP_MIN 32768
+
+// x, y: (outer, k, inner), softmax over k
+static void softmax_cpu(const softmax_params *p, const float *x, float *y)
+{
+    int64_t k = p->k, inner = p->inner, rows = p->outer * p->inner;
+    #pragma omp parallel for if (rows * k > SOFTMAX_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + (r / inner) * k * inner + r % inner;
+        float *yr = y + (r / inner) * k * inner + r % inner;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < k; j++) m = fmaxf(m, xr[j * inner]);
+        double s = 0;
+        for (int64_t j = 0; j < k; j++) s += exp((double)(xr[j * inner] - m));
+        if (p->log) {
+            float lse = m + (float)log(s);
+            for (int64_t j = 0; j < k; j++) yr[j * inner] = xr[j * inner] - lse;
+        } else {
+            float inv = (float)(1.0 / s);
+            for (int64_t j = 0; j < k; j++) yr[j * inner] = expf(xr[j * inner] - m) * inv;
+        }
+    }
+}
+
+/* softmax: dx = y * (dy - sum_j dy_j y_j); log_softmax: dx = dy - exp(y) * sum_j dy_j. */
+// y, dy, dx: (outer, k, inner)
+static void softmax_backward_cpu(const softmax_params *p, const float *y, const float *dy,
+                                 float *dx)
+{
+    int64_t k = p->k, inner = p->inner, rows = p->outer * p->inner;
+    #pragma omp parallel for if (rows * k > SOFTMAX_OMP_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t base = (r / inner) * k * inner + r % inner;
+        const float *yr = y + base, *dyr = dy + base;
+        float *dxr = dx + base;
+        double s = 0;
+        if (p->log) {
+            for (int64_t j = 0; j < k; j++) s += dyr[j * inner];
+            for (int64_t j = 0; j < k; j++)
+                dxr[j * inner] = dyr[j * inner] - expf(yr[j * inner]) * (float)s;
+        } else {
+            for (int64_t j = 0; j < k; j++) s += (double)dyr[j * inner] * yr[j * inner];
+            for (int64_t j = 0; j < k; j++)
+                dxr[j * inner] = yr[j * inner] * (dyr[j * inner] - (float)s);
+        }
+    }
+}
+
+static cnn_status softmax_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    const softmax_params *p = (const softmax_params *)node->params;
+    const cnn_tensor *y = node->saved[0];
+    CNN_ASSERT(node->n_saved == 1 && cnn_tensor_is_contiguous(y) && cnn_tensor_is_contiguous(dy));
+    CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
+    softmax_backward_cpu(p, cnn_f32(y), cnn_f32(dy), cnn_f32(dx[0]));
+    return CNN_OK;
+}
+
+static cnn_status softmax_op(const char *op, const cnn_tensor *x, int dim, bool log, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
+    *y = NULL;
+    CNN_TRY(cnn_check_tensor(op, "x", x));
+    int nd = x->shape.ndim;
+    /* As PyTorch, a scalar accepts dim 0 or -1 and is its own single-element row. */
+    int span = nd > 0 ? nd : 1;
+    int d = dim < 0 ? dim + span : dim;
+    CNN_CHECK(d >= 0 && d < span, CNN_ERR_SHAPE, "%s: dim %d is out of range for %s (rank %d)",
+              op, dim, cnn_shape_of(x), nd);
+    softmax_params p = {1, 1, 1, log};
+    for (int i = 0; i < nd; i++) {
+        if (i < d) p.outer *= x->shape.d[i];
+        else if (i == d) p.k = x->shape.d[i];
+        else p.inner *= x->shape.d[i];
+    }
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    softmax_cpu(&p, cnn_f32(xc), cnn_f32(*y));
+    if (cnn_should_record(&x, 1)) {
+        cnn_node *node = NULL;
+        CNN_TRYG(cnn_tape_record(op, softmax_backward, *y, &x, 1, &p, sizeof p, &node));
+        cnn_node_save(node, *y);
+    }
+done:
+    cnn_tensor_free(&xc);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}
+
+cnn_status cnn_softmax(const cnn_tensor *x, int dim, cnn_tensor **y)
+{
+    return softmax_op("softmax", x, dim, false, y);
+}
+
+cnn_status cnn_log_softmax(const cnn_tensor *x, int dim, cnn_tensor **y)
+{
+    return softmax_op("log_softmax", x, dim, true, y);
+}
+
+/* ---- cross-entropy ------------------------------------------------------------------------ */
+typedef struct {
+    float label_smoothing;
+} ce_params;
+
+/* Per sample: loss_n = -sum_k q_k log p_k with q = (1 - ls) onehot(label) + ls / K, i.e.
+ * lse - (1 - ls) x_label - ls/K sum_k x_k. Writes the probabilities p and returns the batch sum. */
+// logits, prob: (N, K); labels: (N)
+static double cross_entropy_cpu(const float *logits, const int64_t *labels, float ls, int64_t n,
+                                int64_t k, float *prob)
+{
+    double total = 0;
+    #pragma omp parallel for reduction(+ : total) if (n * k > SOFTMAX_OMP_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *x = logits + i * k;
+        float *pr = prob + i * k;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < k; j++) m = fmaxf(m, x[j]);
+        double s = 0, sum_x = 0;
+        for (int64_t j = 0; j < k; j++) {
+            s += exp((double)(x[j] - m));
+            sum_x += (double)x[j] - m;
+        }
+        double lse = log(s); /* of the shifted logits x - m */
+        for (int64_t j = 0; j < k; j++) pr[j] = (float)(exp((double)(x[j] - m) - lse));
+        double nll = lse - ((double)x[labels[i]] - m);
+        double smooth = lse - sum_x / (double)k;
+        total += (1.0 - ls) * nll + (double)ls * smooth;
+    }
+    return total;
+}
+
+/* dlogits = g / N * (p - q). saved: p (N, K) and a copy of the labels (N). */
+// prob, dlogits: (N, K); labels: (N)
+static cnn_status cross_entropy_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    const ce_params *cp = (const ce_params *)node->params;
+    CNN_ASSERT(node->n_saved == 2);
+    const cnn_tensor *prob = node->saved[0], *lab = node->saved[1];
+    CNN_ASSERT(cnn_tensor_is_contiguous(prob) && cnn_tensor_is_contiguous(lab) &&
+               lab->dtype == CNN_I64);
+    float g;
+    CNN_TRY(cnn_tensor_read(dy, &g, 1));
+    int64_t n = prob->shape.d[0], k = prob->shape.d[1];
+    CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
+    const float *p = cnn_f32(prob);
+    const int64_t *labels = (const int64_t *)cnn_ptr(lab);
+    float *d = cnn_f32(dx[0]);
+    float scale = g / (float)n, off = cp->label_smoothing / (float)k;
+    float hit = 1.0f - cp->label_smoothing;
+    #pragma omp parallel for if (n * k > SOFTMAX_OMP_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < k; j++) d[i * k + j] = scale * (p[i * k + j] - off);
+        d[i * k + labels[i]] -= scale * hit;
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
+                             float label_smoothing, cnn_tensor **loss)
+{
+    CNN_CHECK(loss, CNN_ERR_INVALID_ARG, "cross_entropy: loss is NULL");
+    *loss = NULL;
+    CNN_TRY(cnn_check_tensor("cross_entropy", "logits", logits));
+    CNN_CHECK(labels, CNN_ERR_INVALID_ARG, "cross_entropy: labels is NULL");
+    CNN_CHECK(logits->shape.ndim == 2, CNN_ERR_SHAPE,
+              "cross_entropy: logits must be (N, K), got %s (rank %d)", cnn_shape_of(logits),
+              logits->shape.ndim);
+    CNN_CHECK(labels->dtype == CNN_I64, CNN_ERR_SHAPE,
+              "cross_entropy: labels must be I64 class indices, got dtype %s",
+              cnn_dtype_name(labels->dtype));
+    CNN_TRY(cnn_check_same_device("cross_entropy", logits, "logits", labels, "labels"));
+    int64_t n = logits->shape.d[0], k = logits->shape.d[1];
+    CNN_CHECK(labels->shape.ndim == 1 && labels->shape.d[0] == n, CNN_ERR_SHAPE,
+              "cross_entropy: labels %s do not match logits %s (expected (%lld))",
+              cnn_shape_of(labels), cnn_shape_of(logits), (long long)n);
+    CNN_CHECK(label_smoothing >= 0.0f && label_smoothing < 1.0f, CNN_ERR_INVALID_ARG,
+              "cross_entropy: label_smoothing %g is outside [0, 1)", (double)label_smoothing);
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL, *prob = NULL, *lab = NULL;
+    /* A private copy of the labels: the caller may refill its batch buffer before backward. */
+    CNN_TRYG(cnn_tensor_empty(labels->shape, CNN_I64, CNN_CPU, &lab));
+    int64_t *lv = (int64_t *)cnn_ptr(lab);
+    CNN_TRYG(cnn_tensor_read(labels, lv, (size_t)n));
+    for (int64_t i = 0; i < n; i++)
+        if (lv[i] < 0 || lv[i] >= k) {
+            st = cnn_error(CNN_ERR_INVALID_ARG,
+                           "cross_entropy: label %lld at index %lld is outside [0, %lld) for "
+                           "logits %s", (long long)lv[i], (long long)i, (long long)k,
+                           cnn_shape_of(logits));
+            goto done;
+        }
+    CNN_TRYG(cnn_contig(logits, &xc));
+    CNN_TRYG(cnn_tensor_empty(logits->shape, CNN_F32, logits->device, &prob));
+    double total = cross_entropy_cpu(cnn_f32(xc), lv, label_smoothing, n, k, cnn_f32(prob));
+    /* An empty batch gives NaN, as PyTorch's mean over nothing. */
+    CNN_TRYG(cnn_tensor_full(CNN_SCALAR, (float)(total / (double)n), logits->device, loss));
+    /* Labels are integers: the node has logits as its only input. */
+    if (cnn_should_record(&logits, 1)) {
+        cnn_node *node = NULL;
+        ce_params cp = {label_smoothing};
+        CNN_TRYG(cnn_tape_record("cross_entropy", cross_entropy_backward, *loss, &logits, 1, &cp,
+                                 sizeof cp, &node));
+        cnn_node_save(node, prob);
+        cnn_node_save(node, lab);
+    }
+done:
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&prob);
+    cnn_tensor_free(&lab);
+    if (st != CNN_OK) cnn_tensor_free(loss);
+    return st;
+}
