@@ -1,0 +1,497 @@
+/* optim.c — SGD, Adam and AdamW with torch.optim's update formulas, their state dicts for
+ * checkpoints, and gradient-norm clipping. Parameters are updated in place and nothing is
+ * recorded on the tape. Each optimizer's per-parameter update is one function over raw floats,
+ * so a fused CUDA kernel can take its place behind the same dispatch. */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+
+typedef struct {
+    char *name;
+    cnn_tensor *p;
+    bool decay;
+    int64_t step;  /* updates this parameter has had (PyTorch's state['step']) */
+    cnn_tensor *s1; /* SGD: momentum_buffer; Adam/AdamW: exp_avg */
+    cnn_tensor *s2; /* Adam/AdamW: exp_avg_sq */
+} optim_param;
+
+struct cnn_optim {
+    cnn_optim_config cfg;
+    optim_param *ps;
+    int n, cap;
+    int64_t steps;
+};
+
+static const char *kind_name(cnn_optim_kind k)
+{
+    switch (k) {
+    case CNN_OPTIM_SGD: return "sgd";
+    case CNN_OPTIM_ADAM: return "adam";
+    case CNN_OPTIM_ADAMW: return "adamw";
+    }
+    return "?";
+}
+
+cnn_optim_config cnn_optim_defaults(cnn_optim_kind kind)
+{
+    cnn_optim_config c = {.kind = kind, .lr = 1e-3f};
+    if (kind == CNN_OPTIM_ADAM || kind == CNN_OPTIM_ADAMW) {
+        c.beta1 = 0.9f;
+        c.beta2 = 0.999f;
+        c.eps = 1e-8f;
+    }
+    if (kind == CNN_OPTIM_ADAMW) c.weight_decay = 1e-2f;
+    return c;
+}
+
+static cnn_status check_lr(const char *op, float lr)
+{
+    CNN_CHECK(lr >= 0 && isfinite(lr), CNN_ERR_INVALID_ARG, "%s: invalid learning rate %g", op, lr);
+    return CNN_OK;
+}
+
+static cnn_status check_config(const cnn_optim_config *c)
+{
+    CNN_CHECK(c->kind == CNN_OPTIM_SGD || c->kind == CNN_OPTIM_ADAM || c->kind == CNN_OPTIM_ADAMW,
+              CNN_ERR_INVALID_ARG, "optim_create: unknown optimizer kind %d", (int)c->kind);
+    CNN_TRY(check_lr("optim_create", c->lr));
+    CNN_CHECK(c->weight_decay >= 0, CNN_ERR_INVALID_ARG, "optim_create: invalid weight_decay %g",
+              c->weight_decay);
+    if (c->kind == CNN_OPTIM_SGD) {
+        CNN_CHECK(c->momentum >= 0, CNN_ERR_INVALID_ARG, "optim_create: invalid momentum %g",
+                  c->momentum);
+        CNN_CHECK(isfinite(c->dampening), CNN_ERR_INVALID_ARG, "optim_create: invalid dampening %g",
+                  c->dampening);
+        CNN_CHECK(!c->nesterov || (c->momentum > 0 && c->dampening == 0), CNN_ERR_INVALID_ARG,
+                  "optim_create: Nesterov momentum needs momentum > 0 and dampening 0 (got "
+                  "momentum %g, dampening %g)", c->momentum, c->dampening);
+        return CNN_OK;
+    }
+    CNN_CHECK(c->beta1 >= 0 && c->beta1 < 1, CNN_ERR_INVALID_ARG,
+              "optim_create: invalid beta1 %g (must be in [0, 1))", c->beta1);
+    CNN_CHECK(c->beta2 >= 0 && c->beta2 < 1, CNN_ERR_INVALID_ARG,
+              "optim_create: invalid beta2 %g (must be in [0, 1))", c->beta2);
+    CNN_CHECK(c->eps >= 0, CNN_ERR_INVALID_ARG, "optim_create: invalid eps %g", c->eps);
+    return CNN_OK;
+}
+
+cnn_status cnn_optim_create(const cnn_optim_config *cfg, cnn_optim **out)
+{
+    CNN_CHECK(cfg && out, CNN_ERR_INVALID_ARG, "optim_create: NULL argument");
+    *out = NULL;
+    CNN_TRY(check_config(cfg));
+    cnn_optim *o = calloc(1, sizeof *o);
+    CNN_CHECK(o, CNN_ERR_OUT_OF_MEMORY, "optim_create: out of host memory");
+    o->cfg = *cfg;
+    *out = o;
+    return CNN_OK;
+}
+
+static void param_free(optim_param *q)
+{
+    free(q->name);
+    cnn_tensor_free(&q->p);
+    cnn_tensor_free(&q->s1);
+    cnn_tensor_free(&q->s2);
+}
+
+void cnn_optim_destroy(cnn_optim **opt)
+{
+    if (!opt || !*opt) return;
+    for (int i = 0; i < (*opt)->n; i++) param_free(&(*opt)->ps[i]);
+    free((*opt)->ps);
+    free(*opt);
+    *opt = NULL;
+}
+
+cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *param,
+                               bool apply_weight_decay)
+{
+    CNN_CHECK(opt && name && param, CNN_ERR_INVALID_ARG, "optim_add_param: NULL argument");
+    CNN_CHECK(name[0], CNN_ERR_INVALID_ARG, "optim_add_param: empty parameter name");
+    CNN_CHECK(param->dtype == CNN_F32, CNN_ERR_UNSUPPORTED,
+              "optim_add_param: '%s' has dtype %s; only F32 parameters can be optimized", name,
+              cnn_dtype_name(param->dtype));
+    CNN_CHECK(param->requires_grad || !cnn_tensor_requires_grad(param), CNN_ERR_INVALID_ARG,
+              "optim_add_param: '%s' %s is the output of a recorded op, not a leaf", name,
+              cnn_shape_of(param));
+    CNN_CHECK(cnn_tensor_is_contiguous(param), CNN_ERR_INVALID_ARG,
+              "optim_add_param: '%s' %s is not contiguous", name, cnn_shape_of(param));
+    for (int i = 0; i < opt->n; i++) {
+        CNN_CHECK(strcmp(opt->ps[i].name, name) != 0, CNN_ERR_INVALID_ARG,
+                  "optim_add_param: a parameter named '%s' was already added", name);
+        CNN_CHECK(opt->ps[i].p != param, CNN_ERR_INVALID_ARG,
+                  "optim_add_param: '%s' is the same tensor as '%s', already added", name,
+                  opt->ps[i].name);
+    }
+    if (opt->n == opt->cap) {
+        int cap = opt->cap ? 2 * opt->cap : 16;
+        optim_param *ps = realloc(opt->ps, (size_t)cap * sizeof *ps);
+        CNN_CHECK(ps, CNN_ERR_OUT_OF_MEMORY, "optim_add_param: out of host memory");
+        opt->ps = ps;
+        opt->cap = cap;
+    }
+    char *copy = strdup(name);
+    CNN_CHECK(copy, CNN_ERR_OUT_OF_MEMORY, "optim_add_param: out of host memory");
+    opt->ps[opt->n++] = (optim_param){.name = copy, .p = cnn_tensor_retain(param),
+                                      .decay = apply_weight_decay};
+    return CNN_OK;
+}
+
+cnn_status cnn_optim_add_dict(cnn_optim *opt, const cnn_dict *d, bool decay_1d)
+{
+    CNN_CHECK(opt && d, CNN_ERR_INVALID_ARG, "optim_add_dict: NULL argument");
+    int n0 = opt->n;
+    for (int i = 0; i < cnn_dict_size(d); i++) {
+        cnn_tensor *t = cnn_dict_at(d, i);
+        if (!t->requires_grad) continue;
+        bool decay = decay_1d || t->shape.ndim > 1;
+        cnn_status st = cnn_optim_add_param(opt, cnn_dict_name(d, i), t, decay);
+        if (st != CNN_OK) {
+            while (opt->n > n0) param_free(&opt->ps[--opt->n]);
+            return st;
+        }
+    }
+    return CNN_OK;
+}
+
+/* ---- per-parameter updates (CPU reference; a CUDA launcher takes the same arguments) ------- */
+/* p, g, buf: (n). buf is NULL without momentum; first: buf holds nothing yet and starts as the
+ * (decayed) gradient, as torch.optim.SGD's clone(grad). */
+static void sgd_update_f32(float *p, const float *g, float *buf, int64_t n, float lr,
+                           float momentum, float dampening, bool nesterov, float wd, bool first)
+{
+    const float keep = (float)(1.0 - (double)dampening), neg_lr = -lr;
+    #pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        if (wd != 0) gi = gi + wd * p[i];
+        if (buf) {
+            float b = first ? gi : buf[i] * momentum + keep * gi;
+            buf[i] = b;
+            gi = nesterov ? gi + momentum * b : b;
+        }
+        p[i] = p[i] + neg_lr * gi;
+    }
+}
+
+/* torch.lerp's two-sided form, which keeps the result exact at both ends. */
+static inline float lerp_f32(float a, float b, float w)
+{
+    return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
+/* p, g, m (exp_avg), v (exp_avg_sq): (n). step counts this update (>= 1). decoupled: AdamW's
+ * p *= 1 - lr*wd before the Adam step; else wd is L2 added to the gradient. */
+static void adam_update_f32(float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                            float beta1, float beta2, float eps, float wd, bool decoupled,
+                            int64_t step)
+{
+    /* Scalars in double as PyTorch computes them in Python, then applied in float. */
+    const double bc1 = 1.0 - pow((double)beta1, (double)step);
+    const double bc2 = 1.0 - pow((double)beta2, (double)step);
+    const float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    const float w1 = (float)(1.0 - (double)beta1), w2 = (float)(1.0 - (double)beta2);
+    const float shrink = (float)(1.0 - (double)lr * (double)wd);
+    const bool l2 = !decoupled && wd != 0, dec = decoupled && wd != 0;
+    #pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i], gi = g[i];
+        if (dec) pi = pi * shrink;
+        if (l2) gi = gi + wd * pi;
+        float mi = lerp_f32(m[i], gi, w1);
+        float vi = v[i] * beta2 + w2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        p[i] = pi - step_size * (mi / denom);
+    }
+}
+
+static bool uses_momentum_buffer(const cnn_optim_config *c)
+{
+    return c->kind == CNN_OPTIM_SGD && c->momentum != 0;
+}
+
+/* Checks a parameter's gradient and allocates missing state, changing no value. */
+static cnn_status prepare(cnn_optim *opt, optim_param *q, const cnn_tensor *g)
+{
+    const cnn_tensor *p = q->p;
+    CNN_CHECK(g->dtype == CNN_F32 && cnn_shape_equal(g->shape, p->shape), CNN_ERR_SHAPE,
+              "optim_step: gradient of '%s' is %s %s, parameter is F32 %s", q->name,
+              cnn_dtype_name(g->dtype), cnn_shape_of(g), cnn_shape_of(p));
+    CNN_TRY(cnn_check_same_device("optim_step", p, q->name, g, "its gradient"));
+    CNN_CHECK(p->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
+              "optim_step: '%s' is on cuda:%d and the optimizers have no CUDA kernel in this "
+              "build", q->name, p->device.index);
+    CNN_CHECK(cnn_tensor_is_contiguous(p) && cnn_tensor_is_contiguous(g), CNN_ERR_INVALID_ARG,
+              "optim_step: '%s' or its gradient is no longer contiguous", q->name);
+    if (opt->cfg.kind == CNN_OPTIM_SGD) {
+        if (uses_momentum_buffer(&opt->cfg) && !q->s1) /* filled from the first gradient */
+            CNN_TRY(cnn_tensor_empty(p->shape, CNN_F32, p->device, &q->s1));
+        return CNN_OK;
+    }
+    if (!q->s1) CNN_TRY(cnn_tensor_zeros(p->shape, p->device, &q->s1));
+    if (!q->s2) CNN_TRY(cnn_tensor_zeros(p->shape, p->device, &q->s2));
+    return CNN_OK;
+}
+
+static void update(const cnn_optim_config *c, optim_param *q, const cnn_tensor *g)
+{
+    float *p = cnn_f32(q->p);
+    const float *gd = cnn_f32(g);
+    int64_t n = cnn_shape_numel(q->p->shape);
+    float wd = q->decay ? c->weight_decay : 0.0f;
+    q->step++;
+    if (c->kind == CNN_OPTIM_SGD)
+        sgd_update_f32(p, gd, q->s1 ? cnn_f32(q->s1) : NULL, n, c->lr, c->momentum, c->dampening,
+                       c->nesterov, wd, q->step == 1);
+    else
+        adam_update_f32(p, gd, cnn_f32(q->s1), cnn_f32(q->s2), n, c->lr, c->beta1, c->beta2,
+                        c->eps, wd, c->kind == CNN_OPTIM_ADAMW, q->step);
+}
+
+cnn_status cnn_optim_step(cnn_optim *opt)
+{
+    CNN_CHECK(opt, CNN_ERR_INVALID_ARG, "optim_step: optimizer is NULL");
+    /* All checks and allocations first, so that a failure leaves every parameter unchanged. */
+    for (int i = 0; i < opt->n; i++)
+        if (opt->ps[i].p->grad) CNN_TRY(prepare(opt, &opt->ps[i], opt->ps[i].p->grad));
+    for (int i = 0; i < opt->n; i++)
+        if (opt->ps[i].p->grad) update(&opt->cfg, &opt->ps[i], opt->ps[i].p->grad);
+    opt->steps++;
+    return CNN_OK;
+}
+
+void cnn_optim_zero_grad(cnn_optim *opt)
+{
+    if (!opt) return;
+    for (int i = 0; i < opt->n; i++) cnn_tensor_zero_grad(opt->ps[i].p);
+}
+
+cnn_status cnn_optim_set_lr(cnn_optim *opt, float lr)
+{
+    CNN_CHECK(opt, CNN_ERR_INVALID_ARG, "optim_set_lr: optimizer is NULL");
+    CNN_TRY(check_lr("optim_set_lr", lr));
+    opt->cfg.lr = lr;
+    return CNN_OK;
+}
+
+float cnn_optim_get_lr(const cnn_optim *opt) { return opt ? opt->cfg.lr : NAN; }
+int64_t cnn_optim_step_count(const cnn_optim *opt) { return opt ? opt->steps : 0; }
+
+/* ---- gradient clipping -------------------------------------------------------------------- */
+cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, float *total_norm)
+{
+    CNN_CHECK(n >= 0 && (params || n == 0), CNN_ERR_INVALID_ARG,
+              "clip_grad_norm: %d parameters at %p", n, (const void *)params);
+    CNN_CHECK(max_norm >= 0, CNN_ERR_INVALID_ARG, "clip_grad_norm: invalid max_norm %g", max_norm);
+    double sq = 0;
+    for (int i = 0; i < n; i++) {
+        const cnn_tensor *g = params[i] ? params[i]->grad : NULL;
+        if (!g) continue;
+        CNN_CHECK(g->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
+                  "clip_grad_norm: gradient %d is on cuda:%d, which has no kernel in this build",
+                  i, g->device.index);
+        CNN_CHECK(g->dtype == CNN_F32 && cnn_tensor_is_contiguous(g), CNN_ERR_INVALID_ARG,
+                  "clip_grad_norm: gradient %d %s is not a contiguous F32 tensor", i,
+                  cnn_shape_of(g));
+        const float *d = cnn_f32(g);
+        int64_t m = cnn_shape_numel(g->shape);
+        double s = 0;
+        #pragma omp parallel for reduction(+ : s) if (m > 65536)
+        for (int64_t j = 0; j < m; j++) s += (double)d[j] * d[j];
+        sq += s;
+    }
+    float total = (float)sqrt(sq);
+    if (total_norm) *total_norm = total;
+    float coef = max_norm / (total + 1e-6f);
+    /* As PyTorch: grads are multiplied by min(coef, 1), so a NaN/inf norm spreads to them. */
+    if (coef >= 1.0f) return CNN_OK;
+    for (int i = 0; i < n; i++) {
+        cnn_tensor *g = params[i] ? params[i]->grad : NULL;
+        if (!g) continue;
+        float *d = cnn_f32(g);
+        int64_t m = cnn_shape_numel(g->shape);
+        for (int64_t j = 0; j < m; j++) d[j] *= coef;
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_optim_clip_grad_norm(cnn_optim *opt, float max_norm, float *total_norm)
+{
+    CNN_CHECK(opt, CNN_ERR_INVALID_ARG, "optim_clip_grad_norm: optimizer is NULL");
+    cnn_tensor **ps = malloc((size_t)(opt->n ? opt->n : 1) * sizeof *ps);
+    CNN_CHECK(ps, CNN_ERR_OUT_OF_MEMORY, "optim_clip_grad_norm: out of host memory");
+    for (int i = 0; i < opt->n; i++) ps[i] = opt->ps[i].p;
+    cnn_status st = cnn_clip_grad_norm(ps, opt->n, max_norm, total_norm);
+    free(ps);
+    return st;
+}
+
+/* ---- state dicts -------------------------------------------------------------------------- */
+#define KEY_MAX 512
+
+static const char *state_suffix(const cnn_optim_config *c, int which)
+{
+    if (c->kind == CNN_OPTIM_SGD) return which == 0 && c->momentum != 0 ? "momentum_buffer" : NULL;
+    return which == 0 ? "exp_avg" : which == 1 ? "exp_avg_sq" : NULL;
+}
+
+static cnn_status key_of(char *buf, const char *name, const char *suffix)
+{
+    int len = snprintf(buf, KEY_MAX, "optim.%s.%s", name, suffix);
+    CNN_CHECK(len > 0 && len < KEY_MAX, CNN_ERR_INVALID_ARG,
+              "optim: parameter name '%.64s...' is too long for a state-dict key", name);
+    return CNN_OK;
+}
+
+cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d)
+{
+    CNN_CHECK(opt && d, CNN_ERR_INVALID_ARG, "optim_state_dict: NULL argument");
+    char key[KEY_MAX], val[64];
+    CNN_TRY(cnn_dict_set_meta(d, "optim.kind", kind_name(opt->cfg.kind)));
+    snprintf(val, sizeof val, "%.9g", opt->cfg.lr);
+    CNN_TRY(cnn_dict_set_meta(d, "optim.lr", val));
+    snprintf(val, sizeof val, "%" PRId64, opt->steps);
+    CNN_TRY(cnn_dict_set_meta(d, "optim.step", val));
+    for (int i = 0; i < opt->n; i++) {
+        const optim_param *q = &opt->ps[i];
+        CNN_TRY(key_of(key, q->name, "step"));
+        snprintf(val, sizeof val, "%" PRId64, q->step);
+        CNN_TRY(cnn_dict_set_meta(d, key, val));
+        if (q->step == 0) continue;
+        for (int w = 0; w < 2; w++) {
+            const char *suffix = state_suffix(&opt->cfg, w);
+            cnn_tensor *s = w == 0 ? q->s1 : q->s2, *copy = NULL;
+            if (!suffix) continue;
+            CNN_ASSERT(s);
+            CNN_TRY(key_of(key, q->name, suffix));
+            CNN_TRY(cnn_tensor_clone(s, &copy));
+            cnn_status st = cnn_dict_set(d, key, copy);
+            cnn_tensor_free(&copy);
+            CNN_TRY(st);
+        }
+    }
+    return CNN_OK;
+}
+
+static cnn_status parse_i64(const cnn_dict *d, const char *key, int64_t *v)
+{
+    const char *s = cnn_dict_get_meta(d, key);
+    CNN_CHECK(s, CNN_ERR_NOT_FOUND, "optim_load_state_dict: metadata '%s' is missing", key);
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    CNN_CHECK(errno == 0 && end != s && *end == '\0' && x >= 0, CNN_ERR_FORMAT,
+              "optim_load_state_dict: metadata '%s' = '%s' is not a count", key, s);
+    *v = x;
+    return CNN_OK;
+}
+
+/* True when `name` is "optim.<param>.<suffix>" for a parameter whose loaded state has it. */
+static bool expected_tensor(const cnn_optim *opt, const int64_t *steps, const char *name)
+{
+    const char *rest = name + strlen("optim.");
+    for (int i = 0; i < opt->n; i++) {
+        size_t len = strlen(opt->ps[i].name);
+        if (strncmp(rest, opt->ps[i].name, len) != 0 || rest[len] != '.' || steps[i] == 0) continue;
+        for (int w = 0; w < 2; w++) {
+            const char *suffix = state_suffix(&opt->cfg, w);
+            if (suffix && strcmp(rest + len + 1, suffix) == 0) return true;
+        }
+    }
+    return false;
+}
+
+static bool expected_meta(const cnn_optim *opt, const char *key)
+{
+    if (!strcmp(key, "optim.kind") || !strcmp(key, "optim.lr") || !strcmp(key, "optim.step"))
+        return true;
+    const char *rest = key + strlen("optim.");
+    for (int i = 0; i < opt->n; i++) {
+        size_t len = strlen(opt->ps[i].name);
+        if (strncmp(rest, opt->ps[i].name, len) == 0 && !strcmp(rest + len, ".step")) return true;
+    }
+    return false;
+}
+
+/* Copies of the saved state for every parameter, checked against the parameters. */
+static cnn_status load_states(const cnn_optim *opt, const cnn_dict *d, int64_t *steps,
+                              cnn_tensor **s)
+{
+    char key[KEY_MAX];
+    for (int i = 0; i < opt->n; i++) {
+        const optim_param *q = &opt->ps[i];
+        CNN_TRY(key_of(key, q->name, "step"));
+        CNN_TRY(parse_i64(d, key, &steps[i]));
+        if (steps[i] == 0) continue;
+        for (int w = 0; w < 2; w++) {
+            const char *suffix = state_suffix(&opt->cfg, w);
+            if (!suffix) continue;
+            CNN_TRY(key_of(key, q->name, suffix));
+            const cnn_tensor *t = cnn_dict_get(d, key);
+            CNN_CHECK(t, CNN_ERR_NOT_FOUND, "optim_load_state_dict: '%s' is missing (parameter "
+                      "'%s' has had %" PRId64 " steps)", key, q->name, steps[i]);
+            CNN_CHECK(t->dtype == CNN_F32 && cnn_shape_equal(t->shape, q->p->shape), CNN_ERR_SHAPE,
+                      "optim_load_state_dict: '%s' is %s %s, parameter '%s' is F32 %s", key,
+                      cnn_dtype_name(t->dtype), cnn_shape_of(t), q->name, cnn_shape_of(q->p));
+            CNN_TRY(cnn_tensor_to(t, q->p->device, &s[2 * i + w]));
+        }
+    }
+    for (int i = 0; i < cnn_dict_size(d); i++) {
+        const char *name = cnn_dict_name(d, i);
+        CNN_CHECK(strncmp(name, "optim.", 6) != 0 || expected_tensor(opt, steps, name),
+                  CNN_ERR_NOT_FOUND, "optim_load_state_dict: unexpected tensor '%s' for this %s "
+                  "optimizer and its parameters", name, kind_name(opt->cfg.kind));
+    }
+    for (int i = 0; i < cnn_dict_meta_size(d); i++) {
+        const char *key2 = cnn_dict_meta_key(d, i);
+        CNN_CHECK(strncmp(key2, "optim.", 6) != 0 || expected_meta(opt, key2), CNN_ERR_NOT_FOUND,
+                  "optim_load_state_dict: unexpected metadata '%s' (no such parameter)", key2);
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d)
+{
+    CNN_CHECK(opt && d, CNN_ERR_INVALID_ARG, "optim_load_state_dict: NULL argument");
+    const char *kind = cnn_dict_get_meta(d, "optim.kind");
+    CNN_CHECK(kind, CNN_ERR_NOT_FOUND, "optim_load_state_dict: metadata 'optim.kind' is missing");
+    CNN_CHECK(!strcmp(kind, kind_name(opt->cfg.kind)), CNN_ERR_FORMAT,
+              "optim_load_state_dict: the state is for '%s', this optimizer is '%s'", kind,
+              kind_name(opt->cfg.kind));
+    const char *lrs = cnn_dict_get_meta(d, "optim.lr");
+    CNN_CHECK(lrs, CNN_ERR_NOT_FOUND, "optim_load_state_dict: metadata 'optim.lr' is missing");
+    char *end = NULL;
+    float lr = strtof(lrs, &end);
+    CNN_CHECK(end != lrs && *end == '\0' && lr >= 0 && isfinite(lr), CNN_ERR_FORMAT,
+              "optim_load_state_dict: metadata 'optim.lr' = '%s' is not a learning rate", lrs);
+    int64_t total = 0;
+    CNN_TRY(parse_i64(d, "optim.step", &total));
+
+    int64_t *steps = calloc((size_t)opt->n + 1, sizeof *steps);
+    cnn_tensor **s = calloc(2 * (size_t)opt->n + 1, sizeof *s);
+    cnn_status st = steps && s ? load_states(opt, d, steps, s)
+                               : cnn_error(CNN_ERR_OUT_OF_MEMORY, "optim_load_state_dict: out of "
+                                           "host memory");
+    if (st == CNN_OK) {
+        for (int i = 0; i < opt->n; i++) {
+            optim_param *q = &opt->ps[i];
+            cnn_tensor_free(&q->s1);
+            cnn_tensor_free(&q->s2);
+            q->s1 = s[2 * i];
+            q->s2 = s[2 * i + 1];
+            s[2 * i] = s[2 * i + 1] = NULL;
+            q->step = steps[i];
+        }
+        opt->cfg.lr = lr;
+        opt->steps = total;
+    }
+    for (int i = 0; s && i < 2 * opt->n; i++) cnn_tensor_free(&s[i]);
+    free(s);
+    free(steps);
+    return st;
+}
