@@ -1,0 +1,322 @@
+/* pool.c — 2-D max, average and adaptive average pooling over (N, C, H, W) or (C, H, W): shape
+ * rules (PyTorch's, ceil_mode included), forward, backward and the CPU kernels. Max pooling saves
+ * its argmax indices, never its input; average pooling saves nothing. */
+#include "internal.h"
+
+#include <math.h>
+
+/* One pooling call's geometry, also the tape node's packed parameters. */
+typedef struct {
+    int64_t planes;   /* N * C */
+    int64_t h, w;     /* input */
+    int64_t oh, ow;   /* output */
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+    bool exclude_pad; /* avg: divide by the in-input count only */
+} pool_geom;
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
+
+/* PyTorch's pooling_output_shape: with ceil_mode the last window must still start inside the
+ * input or its left padding, so a window lying wholly in the right padding is dropped. */
+static int64_t pool_out_size(int64_t in, int k, int s, int pad, int dil, bool ceil_mode)
+{
+    int64_t span = in + 2 * pad - (int64_t)dil * (k - 1) - 1;
+    int64_t out = floor_div(span + (ceil_mode ? s - 1 : 0), s) + 1;
+    if (ceil_mode && (out - 1) * s >= in + pad) out--;
+    return out;
+}
+
+/* Checks x and p and fills g; max_pool selects the dilation rule. */
+static cnn_status pool_geometry(const char *op, const cnn_tensor *x, const cnn_pool2d_params *p,
+                                bool max_pool, pool_geom *g)
+{
+    CNN_TRY(cnn_check_tensor(op, "x", x));
+    CNN_CHECK(p, CNN_ERR_INVALID_ARG, "%s: params is NULL", op);
+    int nd = x->shape.ndim;
+    CNN_CHECK(nd == 3 || nd == 4, CNN_ERR_SHAPE, "%s: x must be (N, C, H, W) or (C, H, W), got %s",
+              op, cnn_shape_of(x));
+    const int64_t *d = x->shape.d + (nd - 3);
+    CNN_CHECK(d[0] > 0 && d[1] > 0 && d[2] > 0, CNN_ERR_SHAPE,
+              "%s: x %s has an empty channel or spatial dimension", op, cnn_shape_of(x));
+    CNN_CHECK(p->kernel[0] > 0 && p->kernel[1] > 0, CNN_ERR_INVALID_ARG,
+              "%s: kernel (%d, %d) must be positive", op, p->kernel[0], p->kernel[1]);
+    CNN_CHECK(p->stride[0] >= 0 && p->stride[1] >= 0 && p->padding[0] >= 0 && p->padding[1] >= 0 &&
+                  p->dilation[0] >= 0 && p->dilation[1] >= 0,
+              CNN_ERR_INVALID_ARG,
+              "%s: stride (%d, %d), padding (%d, %d), dilation (%d, %d) must not be negative", op,
+              p->stride[0], p->stride[1], p->padding[0], p->padding[1], p->dilation[0],
+              p->dilation[1]);
+    CNN_CHECK(max_pool || (p->dilation[0] <= 1 && p->dilation[1] <= 1), CNN_ERR_INVALID_ARG,
+              "%s: dilation (%d, %d) is not supported (max_pool2d only)", op, p->dilation[0],
+              p->dilation[1]);
+    CNN_CHECK(p->padding[0] <= p->kernel[0] / 2 && p->padding[1] <= p->kernel[1] / 2,
+              CNN_ERR_INVALID_ARG,
+              "%s: padding (%d, %d) must be at most half of kernel (%d, %d)", op, p->padding[0],
+              p->padding[1], p->kernel[0], p->kernel[1]);
+    CNN_CHECK(x->shape.d[nd - 1] * x->shape.d[nd - 2] <= INT32_MAX, CNN_ERR_UNSUPPORTED,
+              "%s: x %s has more than 2^31 elements per plane", op, cnn_shape_of(x));
+    *g = (pool_geom){0};
+    g->planes = nd == 4 ? x->shape.d[0] * d[0] : d[0];
+    g->h = d[1];
+    g->w = d[2];
+    g->kh = p->kernel[0];
+    g->kw = p->kernel[1];
+    g->sh = p->stride[0] ? p->stride[0] : p->kernel[0];
+    g->sw = p->stride[1] ? p->stride[1] : p->kernel[1];
+    g->ph = p->padding[0];
+    g->pw = p->padding[1];
+    g->dh = max_pool && p->dilation[0] ? p->dilation[0] : 1;
+    g->dw = max_pool && p->dilation[1] ? p->dilation[1] : 1;
+    g->exclude_pad = !max_pool && p->exclude_pad;
+    g->oh = pool_out_size(g->h, g->kh, g->sh, g->ph, g->dh, p->ceil_mode);
+    g->ow = pool_out_size(g->w, g->kw, g->sw, g->pw, g->dw, p->ceil_mode);
+    CNN_CHECK(g->oh > 0 && g->ow > 0, CNN_ERR_SHAPE,
+              "%s: kernel (%d, %d) with dilation (%d, %d) is larger than the padded input "
+              "(%lld, %lld) of x %s (output size (%lld, %lld))", op, g->kh, g->kw, g->dh, g->dw,
+              (long long)(g->h + 2 * g->ph), (long long)(g->w + 2 * g->pw), cnn_shape_of(x),
+              (long long)g->oh, (long long)g->ow);
+    return CNN_OK;
+}
+
+/* x's shape with the last two dims replaced by (oh, ow). */
+static cnn_shape pool_out_shape(cnn_shape s, int64_t oh, int64_t ow)
+{
+    s.d[s.ndim - 2] = oh;
+    s.d[s.ndim - 1] = ow;
+    return s;
+}
+
+/* ---- max pooling ------------------------------------------------------------------------- */
+/* PyTorch's rule: the first maximum wins ties, and a NaN wins over any number. idx is the
+ * position h * W + w inside the plane, -1 for a window that covers only padding.
+ * x: (planes, H, W) -> y, idx: (planes, OH, OW) */
+static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_t *idx)
+{
+    int64_t plane_out = g->oh * g->ow;
+    #pragma omp parallel for if (g->planes * plane_out * g->kh * g->kw > 32768)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        const float *xp = x + pl * g->h * g->w;
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t hs = oh * g->sh - g->ph;
+            int64_t he = hs + (int64_t)(g->kh - 1) * g->dh + 1;
+            if (he > g->h) he = g->h;
+            while (hs < 0) hs += g->dh;
+            for (int64_t ow = 0; ow < g->ow; ow++) {
+                int64_t ws = ow * g->sw - g->pw;
+                int64_t we = ws + (int64_t)(g->kw - 1) * g->dw + 1;
+                if (we > g->w) we = g->w;
+                while (ws < 0) ws += g->dw;
+                float best = -INFINITY;
+                int64_t bi = (hs < he && ws < we) ? hs * g->w + ws : -1;
+                for (int64_t h = hs; h < he; h += g->dh)
+                    for (int64_t w = ws; w < we; w += g->dw) {
+                        float v = xp[h * g->w + w];
+                        if (v > best || isnan(v)) {
+                            best = v;
+                            bi = h * g->w + w;
+                        }
+                    }
+                int64_t o = pl * plane_out + oh * g->ow + ow;
+                y[o] = best;
+                idx[o] = (int32_t)bi;
+            }
+        }
+    }
+}
+
+static cnn_status max_pool_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    const pool_geom *g = (const pool_geom *)nd->params;
+    CNN_ASSERT(nd->n_saved == 1 && cnn_tensor_is_contiguous(dy));
+    CNN_TRY(cnn_tensor_zeros(nd->in[0].shape, nd->in[0].device, &dx[0]));
+    /* dy, idx: (planes, OH, OW) -> dx: (planes, H, W) */
+    const int32_t *idx = (const int32_t *)cnn_ptr(nd->saved[0]);
+    const float *pdy = cnn_f32(dy);
+    float *pdx = cnn_f32(dx[0]);
+    int64_t plane_out = g->oh * g->ow;
+    #pragma omp parallel for if (g->planes * plane_out > 32768)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        float *d = pdx + pl * g->h * g->w;
+        for (int64_t o = pl * plane_out; o < (pl + 1) * plane_out; o++)
+            if (idx[o] >= 0) d[idx[o]] += pdy[o];
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "max_pool2d: y is NULL");
+    *y = NULL;
+    pool_geom g;
+    CNN_TRY(pool_geometry("max_pool2d", x, p, true, &g));
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL, *idx = NULL;
+    cnn_shape os = pool_out_shape(x->shape, g.oh, g.ow);
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_tensor_empty(os, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
+    max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), (int32_t *)cnn_ptr(idx));
+    if (cnn_should_record(&x, 1)) {
+        cnn_node *nd = NULL;
+        CNN_TRYG(cnn_tape_record("max_pool2d", max_pool_backward, *y, &x, 1, &g, sizeof g, &nd));
+        cnn_node_save(nd, idx);
+    }
+done:
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&idx);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}
+
+/* ---- average pooling --------------------------------------------------------------------- */
+/* PyTorch's windows: clipped first to the padded input (which sets the count_include_pad
+ * divisor, smaller for ceil_mode windows running past it) and then to the input itself (the
+ * exclude_pad divisor). Returns the divisor, 0 for a window outside the input. */
+static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *hs, int64_t *he,
+                          int64_t *ws, int64_t *we)
+{
+    *hs = oh * g->sh - g->ph;
+    *ws = ow * g->sw - g->pw;
+    *he = *hs + g->kh < g->h + g->ph ? *hs + g->kh : g->h + g->ph;
+    *we = *ws + g->kw < g->w + g->pw ? *ws + g->kw : g->w + g->pw;
+    int64_t padded = (*he - *hs) * (*we - *ws);
+    if (*hs < 0) *hs = 0;
+    if (*ws < 0) *ws = 0;
+    if (*he > g->h) *he = g->h;
+    if (*we > g->w) *we = g->w;
+    if (*hs >= *he || *ws >= *we) return 0;
+    return g->exclude_pad ? (*he - *hs) * (*we - *ws) : padded;
+}
+
+/* x: (planes, H, W) -> y: (planes, OH, OW) */
+static void avg_pool_kernel(const pool_geom *g, const float *x, float *y)
+{
+    int64_t plane_out = g->oh * g->ow;
+    #pragma omp parallel for if (g->planes * plane_out * g->kh * g->kw > 32768)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        const float *xp = x + pl * g->h * g->w;
+        for (int64_t oh = 0; oh < g->oh; oh++)
+            for (int64_t ow = 0; ow < g->ow; ow++) {
+                int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+                float s = 0;
+                for (int64_t h = hs; h < he; h++)
+                    for (int64_t w = ws; w < we; w++) s += xp[h * g->w + w];
+                y[pl * plane_out + oh * g->ow + ow] = div ? s / (float)div : 0.0f;
+            }
+    }
+}
+
+/* dy: (planes, OH, OW) -> dx: (planes, H, W), dx zeroed by the caller */
+static void avg_pool_backward_kernel(const pool_geom *g, const float *dy, float *dx)
+{
+    int64_t plane_out = g->oh * g->ow;
+    #pragma omp parallel for if (g->planes * plane_out * g->kh * g->kw > 32768)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        float *d = dx + pl * g->h * g->w;
+        for (int64_t oh = 0; oh < g->oh; oh++)
+            for (int64_t ow = 0; ow < g->ow; ow++) {
+                int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+                if (!div) continue;
+                float v = dy[pl * plane_out + oh * g->ow + ow] / (float)div;
+                for (int64_t h = hs; h < he; h++)
+                    for (int64_t w = ws; w < we; w++) d[h * g->w + w] += v;
+            }
+    }
+}
+
+static cnn_status avg_pool_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    CNN_ASSERT(cnn_tensor_is_contiguous(dy));
+    CNN_TRY(cnn_tensor_zeros(nd->in[0].shape, nd->in[0].device, &dx[0]));
+    avg_pool_backward_kernel((const pool_geom *)nd->params, cnn_f32(dy), cnn_f32(dx[0]));
+    return CNN_OK;
+}
+
+cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "avg_pool2d: y is NULL");
+    *y = NULL;
+    pool_geom g;
+    CNN_TRY(pool_geometry("avg_pool2d", x, p, false, &g));
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_tensor_empty(pool_out_shape(x->shape, g.oh, g.ow), CNN_F32, x->device, y));
+    avg_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y));
+    if (cnn_should_record(&x, 1))
+        CNN_TRYG(cnn_tape_record("avg_pool2d", avg_pool_backward, *y, &x, 1, &g, sizeof g, NULL));
+done:
+    cnn_tensor_free(&xc);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}
+
+/* ---- adaptive average pooling ------------------------------------------------------------ */
+/* Output cell i covers [floor(i * H / out), ceil((i + 1) * H / out)): windows of varying size
+ * that may overlap, so it has its own kernels rather than avg_pool's fixed stride.
+ * x: (planes, H, W) -> y: (planes, OH, OW); backward: dy -> dx (zeroed by the caller) */
+static void adaptive_kernel(const pool_geom *g, const float *src, float *dst, bool backward)
+{
+    int64_t plane_out = g->oh * g->ow, plane_in = g->h * g->w;
+    #pragma omp parallel for if (g->planes * plane_in > 32768)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t hs = oh * g->h / g->oh, he = ((oh + 1) * g->h + g->oh - 1) / g->oh;
+            for (int64_t ow = 0; ow < g->ow; ow++) {
+                int64_t ws = ow * g->w / g->ow, we = ((ow + 1) * g->w + g->ow - 1) / g->ow;
+                float div = (float)((he - hs) * (we - ws));
+                int64_t o = pl * plane_out + oh * g->ow + ow;
+                if (backward) {
+                    float v = src[o] / div;
+                    for (int64_t h = hs; h < he; h++)
+                        for (int64_t w = ws; w < we; w++) dst[pl * plane_in + h * g->w + w] += v;
+                } else {
+                    float s = 0;
+                    for (int64_t h = hs; h < he; h++)
+                        for (int64_t w = ws; w < we; w++) s += src[pl * plane_in + h * g->w + w];
+                    dst[o] = s / div;
+                }
+            }
+        }
+    }
+}
+
+static cnn_status adaptive_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    CNN_ASSERT(cnn_tensor_is_contiguous(dy));
+    CNN_TRY(cnn_tensor_zeros(nd->in[0].shape, nd->in[0].device, &dx[0]));
+    adaptive_kernel((const pool_geom *)nd->params, cnn_f32(dy), cnn_f32(dx[0]), true);
+    return CNN_OK;
+}
+
+cnn_status cnn_adaptive_avg_pool2d(const cnn_tensor *x, int out_h, int out_w, cnn_tensor **y)
+{
+    const char *op = "adaptive_avg_pool2d";
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
+    *y = NULL;
+    CNN_TRY(cnn_check_tensor(op, "x", x));
+    int nd = x->shape.ndim;
+    CNN_CHECK(nd == 3 || nd == 4, CNN_ERR_SHAPE, "%s: x must be (N, C, H, W) or (C, H, W), got %s",
+              op, cnn_shape_of(x));
+    const int64_t *d = x->shape.d + (nd - 3);
+    CNN_CHECK(d[0] > 0 && d[1] > 0 && d[2] > 0, CNN_ERR_SHAPE,
+              "%s: x %s has an empty channel or spatial dimension", op, cnn_shape_of(x));
+    CNN_CHECK(out_h >= 0 && out_w >= 0, CNN_ERR_INVALID_ARG,
+              "%s: output size (%d, %d) must not be negative", op, out_h, out_w);
+    pool_geom g = {.planes = nd == 4 ? x->shape.d[0] * d[0] : d[0], .h = d[1], .w = d[2],
+                   .oh = out_h, .ow = out_w};
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_tensor_empty(pool_out_shape(x->shape, out_h, out_w), CNN_F32, x->device, y));
+    adaptive_kernel(&g, cnn_f32(xc), cnn_f32(*y), false);
+    if (cnn_should_record(&x, 1))
+        CNN_TRYG(cnn_tape_record(op, adaptive_backward, *y, &x, 1, &g, sizeof g, NULL));
+done:
+    cnn_tensor_free(&xc);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}

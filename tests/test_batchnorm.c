@@ -1,0 +1,262 @@
+/* test_batchnorm.c — batch norm against a naive double-precision reference, the batch statistics
+ * of its output, running-stat updates (unbiased variance) and eval mode, gradchecks of x, weight
+ * and bias in training and eval, and argument errors. */
+#include "gradcheck.h"
+
+#include <stdbool.h>
+
+/* Per-channel mean and biased variance of x: (N, C, inner), in double. */
+static void ref_stats(const float *x, int64_t n, int64_t c, int64_t inner, double *mean,
+                      double *var)
+{
+    for (int64_t ch = 0; ch < c; ch++) {
+        double s = 0, q = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < inner; j++) s += x[(i * c + ch) * inner + j];
+        mean[ch] = s / (double)(n * inner);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < inner; j++) {
+                double d = x[(i * c + ch) * inner + j] - mean[ch];
+                q += d * d;
+            }
+        var[ch] = q / (double)(n * inner);
+    }
+}
+
+/* y = (x - mean) / sqrt(var + eps) * w + b with the given per-channel mean/var. */
+static void ref_apply(const float *x, int64_t n, int64_t c, int64_t inner, const double *mean,
+                      const double *var, const float *w, const float *b, float eps, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t j = 0; j < inner; j++) {
+                int64_t e = (i * c + ch) * inner + j;
+                double v = (x[e] - mean[ch]) / sqrt(var[ch] + eps);
+                y[e] = (float)(v * (w ? w[ch] : 1.0) + (b ? b[ch] : 0.0));
+            }
+}
+
+/* Runs batch norm on x of shape s in training mode and compares with the reference. */
+static void check_train_forward(cnn_shape s, bool affine, float offset)
+{
+    int64_t n = s.d[0], c = s.d[1], inner = 1;
+    for (int i = 2; i < s.ndim; i++) inner *= s.d[i];
+    cnn_tensor *x = rand_tensor(s, offset - 2, offset + 2, 0);
+    cnn_tensor *w = affine ? rand_tensor(CNN_SHAPE(c), 0.5f, 1.5f, 0) : NULL;
+    cnn_tensor *b = affine ? rand_tensor(CNN_SHAPE(c), -1, 1, 0) : NULL;
+    cnn_tensor *y = NULL, *ref = NULL;
+    REQUIRE(x);
+    double mean[16], var[16];
+    float *yv = malloc((size_t)(n * c * inner) * sizeof *yv);
+    REQUIRE(yv && c <= 16);
+    ref_stats(cnn_tensor_cdata(x), n, c, inner, mean, var);
+    ref_apply(cnn_tensor_cdata(x), n, c, inner, mean, var, w ? cnn_tensor_cdata(w) : NULL,
+              b ? cnn_tensor_cdata(b) : NULL, 1e-5f, yv);
+    CHECK_OK(cnn_tensor_from_data(s, yv, CNN_CPU, &ref));
+    CHECK_OK(cnn_batch_norm(x, NULL, NULL, w, b, true, 0.1f, 1e-5f, &y));
+    CHECK(tensors_close("batch_norm train", y, ref, 1e-4f, 1e-4f));
+    free(yv);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&ref);
+}
+
+TEST(bn_train_forward_matches_reference)
+{
+    check_train_forward(CNN_SHAPE(3, 4, 2, 5), true, 0.0f);
+    check_train_forward(CNN_SHAPE(6, 3), true, 0.5f);
+    check_train_forward(CNN_SHAPE(2, 3, 7), false, -1.0f);
+    check_train_forward(CNN_SHAPE(1, 2, 3, 3), true, 0.0f); /* batch 1, H*W > 1 */
+    /* A large mean with a small spread: one-pass E[x^2] - E[x]^2 in float would lose it all. */
+    check_train_forward(CNN_SHAPE(4, 2, 3, 3), true, 10000.0f);
+}
+
+TEST(bn_train_output_has_zero_mean_unit_variance)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(8, 3, 4, 4), 2, 9, 0), *y = NULL;
+    REQUIRE(x);
+    CHECK_OK(cnn_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y));
+    double mean[3], var[3];
+    ref_stats(cnn_tensor_cdata(y), 8, 3, 16, mean, var);
+    for (int ch = 0; ch < 3; ch++) {
+        CHECK_NEAR(mean[ch], 0.0, 1e-5);
+        CHECK_NEAR(var[ch], 1.0, 1e-3);
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+}
+
+TEST(bn_running_stats_use_unbiased_variance)
+{
+    const float momentum = 0.1f;
+    cnn_tensor *rm = NULL, *rv = NULL;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(3), CNN_CPU, &rm));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3), CNN_CPU, &rv));
+    double em[3] = {0, 0, 0}, ev[3] = {1, 1, 1};
+    for (int step = 1; step <= 3; step++) {
+        cnn_tensor *x = rand_tensor(CNN_SHAPE(4, 3, 2, 3), (float)step, 3.0f * step, 0), *y = NULL;
+        REQUIRE(x);
+        double mean[3], var[3];
+        ref_stats(cnn_tensor_cdata(x), 4, 3, 6, mean, var);
+        const double m = 24;
+        for (int ch = 0; ch < 3; ch++) {
+            em[ch] = (1 - momentum) * em[ch] + momentum * mean[ch];
+            ev[ch] = (1 - momentum) * ev[ch] + momentum * var[ch] * m / (m - 1);
+        }
+        CHECK_OK(cnn_batch_norm(x, rm, rv, NULL, NULL, true, momentum, 1e-5f, &y));
+        if (step == 1 || step == 3)
+            for (int ch = 0; ch < 3; ch++) {
+                CHECK_NEAR(cnn_tensor_cdata(rm)[ch], em[ch], 1e-5);
+                CHECK_NEAR(cnn_tensor_cdata(rv)[ch], ev[ch], 1e-5);
+            }
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+    }
+    cnn_tensor_free(&rm);
+    cnn_tensor_free(&rv);
+}
+
+TEST(bn_eval_uses_running_stats)
+{
+    float rmv[2] = {0.5f, -1.0f}, rvv[2] = {4.0f, 0.25f};
+    float wv[2] = {2.0f, -1.0f}, bv[2] = {0.1f, 3.0f};
+    float xv[8] = {1, 2, 3, 4, -1, -2, 0, 5}; /* (2, 2, 2) */
+    cnn_tensor *x = NULL, *rm = NULL, *rv = NULL, *w = NULL, *b = NULL, *y = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 2, 2), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2), rmv, CNN_CPU, &rm));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2), rvv, CNN_CPU, &rv));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2), wv, CNN_CPU, &w));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2), bv, CNN_CPU, &b));
+    CHECK_OK(cnn_batch_norm(x, rm, rv, w, b, false, 0.1f, 0.0f, &y));
+    /* channel 0: (x - 0.5) / 2 * 2 + 0.1; channel 1: (x + 1) / 0.5 * -1 + 3 */
+    const float want[8] = {0.6f, 1.6f, -5.0f, -7.0f, -1.4f, -2.4f, 1.0f, -9.0f};
+    for (int i = 0; i < 8; i++) CHECK_NEAR(cnn_tensor_cdata(y)[i], want[i], 1e-6);
+    for (int ch = 0; ch < 2; ch++) { /* eval leaves the running stats alone */
+        CHECK(cnn_tensor_cdata(rm)[ch] == rmv[ch]);
+        CHECK(cnn_tensor_cdata(rv)[ch] == rvv[ch]);
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&rm);
+    cnn_tensor_free(&rv);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&y);
+}
+
+typedef struct {
+    bool training;
+    cnn_tensor *rm, *rv;
+} bn_case;
+
+/* inputs: x, weight, bias (the last two may be NULL). */
+static cnn_status f_bn(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    const bn_case *c = ud;
+    return cnn_batch_norm(in[0], c->rm, c->rv, in[1], in[2], c->training, 0.1f, 1e-5f, y);
+}
+
+static void gradcheck_bn(const char *what, cnn_shape s, bool training, bool affine)
+{
+    int64_t c = s.d[1];
+    cnn_tensor *in[3] = {rand_tensor(s, -1, 1, 1), NULL, NULL};
+    if (affine) {
+        in[1] = rand_tensor(CNN_SHAPE(c), 0.5f, 1.5f, 1);
+        in[2] = rand_tensor(CNN_SHAPE(c), -1, 1, 1);
+    }
+    bn_case bc = {training, rand_tensor(CNN_SHAPE(c), -0.5f, 0.5f, 0),
+                  rand_tensor(CNN_SHAPE(c), 0.5f, 2.0f, 0)};
+    int64_t numel = 1;
+    for (int i = 0; i < s.ndim; i++) numel *= s.d[i];
+    gc_opts o = {.eps = 1e-2f, .atol = 2e-3f, .rtol = 1e-2f, .max_checks = numel > 4096 ? 12 : 0};
+    CHECK(gradcheck(what, f_bn, in, 3, &bc, &o));
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&in[i]);
+    cnn_tensor_free(&bc.rm);
+    cnn_tensor_free(&bc.rv);
+}
+
+TEST(bn_gradcheck_train)
+{
+    gradcheck_bn("bn train (N,C,H,W)", CNN_SHAPE(2, 3, 2, 3), true, true);
+    gradcheck_bn("bn train (N,C)", CNN_SHAPE(5, 3), true, true);
+    gradcheck_bn("bn train batch 1", CNN_SHAPE(1, 2, 3, 3), true, true);
+    gradcheck_bn("bn train no affine", CNN_SHAPE(3, 2, 2, 2), true, false);
+}
+
+TEST(bn_gradcheck_eval)
+{
+    gradcheck_bn("bn eval (N,C,H,W)", CNN_SHAPE(2, 3, 2, 3), false, true);
+    gradcheck_bn("bn eval (N,C)", CNN_SHAPE(4, 3), false, true);
+    gradcheck_bn("bn eval no affine", CNN_SHAPE(2, 2, 3), false, false);
+}
+
+TEST(bn_errors)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 2, 2), -1, 1, 0);
+    cnn_tensor *w4 = rand_tensor(CNN_SHAPE(4), -1, 1, 0), *c3 = rand_tensor(CNN_SHAPE(3), 1, 2, 0);
+    cnn_tensor *v = rand_tensor(CNN_SHAPE(6), -1, 1, 0);
+    cnn_tensor *one = rand_tensor(CNN_SHAPE(1, 3), -1, 1, 0);
+    cnn_tensor *one4 = rand_tensor(CNN_SHAPE(1, 3, 1, 1), -1, 1, 0), *y = NULL;
+    REQUIRE(x && w4 && c3 && v && one && one4);
+    CHECK_ERR(cnn_batch_norm(NULL, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, NULL),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm(v, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "batch_norm") && strstr(cnn_last_error(), "(6)"));
+    CHECK_ERR(cnn_batch_norm(x, NULL, NULL, w4, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "weight") && strstr(cnn_last_error(), "(4)") &&
+          strstr(cnn_last_error(), "(2, 3, 2, 2)"));
+    CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, w4, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_batch_norm(x, w4, c3, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_batch_norm(x, c3, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, NULL, false, 0.1f, 1e-5f, &y),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1f, -1.0f, &y),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm(one, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "more than 1 value per channel"));
+    CHECK_ERR(cnn_batch_norm(one4, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK(y == NULL);
+    /* One value per channel is fine in eval, where nothing is estimated from the batch. */
+    cnn_tensor *rv = rand_tensor(CNN_SHAPE(3), 1, 2, 0);
+    CHECK_OK(cnn_batch_norm(one, c3, rv, NULL, NULL, false, 0.1f, 1e-5f, &y));
+    CHECK(y && cnn_tensor_numel(y) == 3);
+    cnn_tensor_free(&rv);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w4);
+    cnn_tensor_free(&c3);
+    cnn_tensor_free(&v);
+    cnn_tensor_free(&one);
+    cnn_tensor_free(&one4);
+}
+
+TEST(bn_records_only_when_needed)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(4, 2), -1, 1, 0), *w = rand_tensor(CNN_SHAPE(2), 1, 2, 1);
+    cnn_tensor *y = NULL, *s = NULL;
+    REQUIRE(x && w);
+    CHECK_OK(cnn_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y));
+    CHECK(cnn_tape_size() == 0);
+    cnn_tensor_free(&y);
+    /* Only the weight needs a gradient: d sum(y) / d w = sum of xhat = 0 per channel. */
+    CHECK_OK(cnn_batch_norm(x, NULL, NULL, w, NULL, true, 0.1f, 1e-5f, &y));
+    CHECK(cnn_tape_size() == 1);
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(w));
+    for (int ch = 0; ch < 2; ch++) CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(w))[ch], 0.0, 1e-5);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+}
+
+/* Big enough for the OpenMP paths (more than 32768 elements). */
+TEST(bn_large_parallel_matches_reference)
+{
+    check_train_forward(CNN_SHAPE(8, 16, 16, 17), true, 1.0f);
+    gradcheck_bn("bn train large", CNN_SHAPE(8, 4, 32, 33), true, true);
+}
