@@ -109,6 +109,9 @@ cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_
 uint64_t cnn_rng_take(int64_t n_counters);
 
 /* ---- argument checks shared by ops (each sets a message naming op and tensor) -------------- */
+/* NULL and dtype (F32) check, any device: for ops that dispatch to CUDA kernels. */
+cnn_status cnn_check_f32(const char *op, const char *name, const cnn_tensor *t);
+/* cnn_check_f32 plus "on the CPU": for ops (or paths) without a CUDA kernel. */
 cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t);
 cnn_status cnn_check_same_device(const char *op, const cnn_tensor *a, const char *an,
                                  const cnn_tensor *b, const char *bn);

@@ -495,13 +495,19 @@ cnn_status cnn_tensor_accumulate_(cnn_tensor *dst, const cnn_tensor *src)
 }
 
 /* ---- argument checks shared by ops ---------------------------------------------------------- */
-cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t)
+cnn_status cnn_check_f32(const char *op, const char *name, const cnn_tensor *t)
 {
     CNN_CHECK(t, CNN_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
     CNN_CHECK(t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED, "%s: %s has dtype %s; only F32 is supported",
               op, name, cnn_dtype_name(t->dtype));
-    /* Ops reach their CUDA kernels before this check once they have them; until then a CUDA
-     * tensor must be refused here rather than handed to CPU loops. */
+    return CNN_OK;
+}
+
+cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t)
+{
+    CNN_TRY(cnn_check_f32(op, name, t));
+    /* Ops with CUDA kernels check with cnn_check_f32 and dispatch; the others must refuse a
+     * CUDA tensor here rather than hand device memory to CPU loops. */
     CNN_CHECK(t->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
               "%s: %s is on cuda:%d, and this op has no CUDA kernel in this build (copy it to the "
               "CPU with cnn_tensor_to)", op, name, t->device.index);
