@@ -24,6 +24,10 @@ cnn_status cnn_error(cnn_status s, const char *fmt, ...) __attribute__((format(p
 /* Prepends "what: " to the current message (for context added on the way up). */
 cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* One line on stderr when CNN_DEBUG=1 is set, else nothing (e.g. "conv2d: cuDNN cannot do
+ * this case, using the hand-written kernel"). Callers log a given fact once. */
+void cnn_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #define CNN_TRY(expr)                                                                             \
     do {                                                                                          \
         cnn_status cnn_s_ = (expr);                                                               \

@@ -55,3 +55,21 @@ const char *cnn_status_name(cnn_status s)
 }
 
 const char *cnn_version(void) { return CNN_VERSION; }
+
+/* Debug log: silent unless the environment sets CNN_DEBUG=1 (then one line on stderr). Used
+ * for facts a user may want when tuning, such as a backend falling back to another. */
+void cnn_log_debug(const char *fmt, ...)
+{
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *v = getenv("CNN_DEBUG");
+        enabled = v && *v && strcmp(v, "0") != 0;
+    }
+    if (!enabled) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("libcnncuda debug: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
