@@ -338,6 +338,8 @@ typedef struct cnn_model_options {
     bool zero_init_residual; /* ResNet: the last BN of each block starts with weight 0 */
     bool tanh;               /* LeNet-5: tanh activations (LeCun 1998) instead of ReLU */
     float dropout;           /* AlexNet / VGG classifier dropout probability (default 0.5) */
+    bool skip_init;          /* conv / linear weights left uninitialised (no RNG, no fill):
+                                for loading a checkpoint right after creation */
 } cnn_model_options;
 cnn_model_options cnn_model_default_options(void);
 
@@ -548,8 +550,8 @@ typedef struct cnn_dataset cnn_dataset;
 
 /* IDX files (MNIST layout), plain or gzip: images (N, rows, cols) ubyte and labels (N) ubyte.
  * Everything is read and validated up front (magic, dims, sizes, same N in both files); a bad
- * file gives CNN_ERR_IO / CNN_ERR_FORMAT naming it. 1 channel; num_classes = max label + 1;
- * mean/std computed over all pixels. channels: 1, or 3 to repeat the gray plane. */
+ * file gives CNN_ERR_IO / CNN_ERR_FORMAT naming it. num_classes = max label + 1; mean/std
+ * computed over all pixels. channels: 1 (the stored gray), or 3 to repeat the gray plane. */
 cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_path, int channels,
                                   cnn_dataset **out);
 /* Fashion-MNIST from root (NULL: /usr/share/datasets/fashion-mnist) holding
@@ -577,7 +579,8 @@ const char *cnn_dataset_class_name(const cnn_dataset *ds, int i);
 int64_t cnn_dataset_label(const cnn_dataset *ds, int64_t i);
 /* Channels of every image the dataset hands out (1 or 3). */
 int cnn_dataset_channels(const cnn_dataset *ds);
-/* Stored image size for datasets with one (IDX: 28 x 28); 0 for folders (sizes vary). */
+/* Stored image size of datasets that have one (IDX: 28 x 28) in *height, *width (may be NULL);
+ * returns the side when square, else 0 (folders: sizes vary, all 0). */
 int cnn_dataset_native_size(const cnn_dataset *ds, int *height, int *width);
 /* Per-channel mean/std of the pixels scaled to [0, 1] used by the default normalisation. */
 void cnn_dataset_mean_std(const cnn_dataset *ds, float mean[3], float std[3]);
@@ -655,7 +658,8 @@ void cnn_loader_destroy(cnn_loader **l);
  * augmentation draws depend on (seed, epoch). cnn_loader_next starts epoch 0 if none was. */
 cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch);
 /* The next batch: new CPU tensors images (B, C, S, S) F32 and labels (B) I64. At the end of the
- * epoch both are set to NULL and CNN_OK is returned. Bad samples (undecodable files) are
+ * epoch both are set to NULL and CNN_OK is returned (again on every later call, until
+ * cnn_loader_start_epoch). Bad samples (undecodable files) are
  * skipped and recorded: the batch is completed from the following samples, so every batch
  * has batch_size samples except the epoch's last, which may be smaller (or dropped with
  * drop_last). With `strict`, a bad sample makes this call fail with CNN_ERR_FORMAT (or

@@ -1,0 +1,51 @@
+/* dataset.h — what the dataset kinds (idx.c, imagefolder.c) share with the per-sample pipeline
+ * (augment.c) and the loader (loader.c): the dataset struct and its decode hook. Private to
+ * data/; users only see the opaque cnn_dataset of cnncuda.h. */
+#ifndef CNN_DATA_DATASET_H
+#define CNN_DATA_DATASET_H
+
+#include "internal.h"
+
+#include <math.h>
+
+/* A decoded image: h rows of w pixels of `channels` interleaved bytes (HWC). `owned` says
+ * whether pix must be freed (with free) after use; IDX images point into the loaded file. */
+typedef struct cnn_image_u8 {
+    unsigned char *pix;
+    int h, w, channels;
+    bool owned;
+} cnn_image_u8;
+
+typedef struct cnn_dataset_ops {
+    /* Decodes sample i with ds->channels channels. Fails with IO / FORMAT naming the file. */
+    cnn_status (*decode)(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img);
+    /* Writes the sample's name (a path, or "file[i]") into buf. */
+    void (*sample_name)(const cnn_dataset *ds, int64_t i, char *buf, size_t n);
+    /* Frees what impl holds (the common fields are freed by cnn_dataset_destroy). */
+    void (*destroy_impl)(void *impl);
+} cnn_dataset_ops;
+
+struct cnn_dataset {
+    const cnn_dataset_ops *ops;
+    void *impl;
+    int64_t n;
+    int num_classes;
+    int channels;
+    char **class_names;      /* num_classes strings */
+    int64_t *labels;         /* n labels */
+    int native_h, native_w;  /* 0 when images differ in size */
+    float mean[3], std[3];
+    char **warnings;
+    int n_warnings;
+};
+
+/* A zeroed dataset with ops set, or NULL (out of memory). */
+cnn_dataset *cnn_dataset_alloc(const cnn_dataset_ops *ops);
+/* Appends a formatted warning (dropped silently if memory runs out: warnings are advisory). */
+void cnn_dataset_warn(cnn_dataset *ds, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Checks a transform's fields against a dataset (ranges, std > 0 per channel). */
+cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t);
+/* strdup that reports out of memory as a status. */
+cnn_status cnn_data_strdup(const char *s, const char *what, char **out);
+
+#endif /* CNN_DATA_DATASET_H */

@@ -1,0 +1,233 @@
+/* imagefolder.c — the ImageNet folder layout ROOT/<split>/<class>/<files>: lists classes and
+ * files once (sorted), and decodes one file per sample with stb_image. It never augments
+ * (augment.c) and never prints: empty classes and ignored files become dataset warnings. */
+#include "dataset.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <stb/stb_image.h>
+
+typedef struct folder_impl {
+    char **paths; /* n full paths, class by class, sorted within a class */
+    size_t n;
+} folder_impl;
+
+/* A growable list of strings. */
+typedef struct strlist {
+    char **v;
+    size_t n, cap;
+} strlist;
+
+static cnn_status strlist_push(strlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (!v) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    CNN_TRY(cnn_data_strdup(s, "imagefolder", &l->v[l->n]));
+    l->n++;
+    return CNN_OK;
+}
+
+static void strlist_free(strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    *l = (strlist){0};
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool has_image_extension(const char *name)
+{
+    static const char *const exts[] = {"jpg", "jpeg", "png", "bmp", "gif", "tga", "psd",
+                                       "pnm", "ppm",  "pgm", "pic", "hdr"};
+    const char *dot = strrchr(name, '.');
+    if (!dot) return false;
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        if (strcasecmp(dot + 1, exts[i]) == 0) return true;
+    return false;
+}
+
+static cnn_status join_path(const char *a, const char *b, char *out, size_t n)
+{
+    int k = snprintf(out, n, "%s/%s", a, b);
+    if (k < 0 || (size_t)k >= n)
+        return cnn_error(CNN_ERR_INVALID_ARG, "imagefolder: path '%s/%s' is too long", a, b);
+    return CNN_OK;
+}
+
+/* Names in dir (not hidden) that are directories (want_dirs) or regular files, sorted. */
+static cnn_status list_dir(const char *dir, bool want_dirs, strlist *out, int *n_other)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return cnn_error(CNN_ERR_IO, "imagefolder: cannot open folder '%s': %s", dir,
+                         strerror(errno));
+    cnn_status st = CNN_OK;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        CNN_TRYG(join_path(dir, e->d_name, path, sizeof path));
+        struct stat sb;
+        if (stat(path, &sb) != 0) {
+            if (n_other) (*n_other)++;
+            continue;
+        }
+        bool is_dir = S_ISDIR(sb.st_mode);
+        if (want_dirs ? is_dir : (S_ISREG(sb.st_mode) && has_image_extension(e->d_name)))
+            CNN_TRYG(strlist_push(out, e->d_name));
+        else if (n_other)
+            (*n_other)++;
+    }
+    if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
+done:
+    closedir(d);
+    return st;
+}
+
+static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
+{
+    const folder_impl *m = ds->impl;
+    const char *path = m->paths[i];
+    int w = 0, h = 0, n = 0;
+    unsigned char *pix = stbi_load(path, &w, &h, &n, ds->channels);
+    if (!pix) {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            return cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path,
+                             strerror(errno));
+        const char *why = stbi_failure_reason();
+        return cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%lld bytes): %s", path,
+                         (long long)sb.st_size, why ? why : "unknown reason");
+    }
+    if (w <= 0 || h <= 0) {
+        stbi_image_free(pix);
+        return cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' decodes to a %dx%d image", path, w, h);
+    }
+    *img = (cnn_image_u8){pix, h, w, ds->channels, true};
+    return CNN_OK;
+}
+
+static void folder_sample_name(const cnn_dataset *ds, int64_t i, char *buf, size_t n)
+{
+    const folder_impl *m = ds->impl;
+    snprintf(buf, n, "%s", m->paths[i]);
+}
+
+static void folder_destroy_impl(void *p)
+{
+    folder_impl *m = p;
+    if (!m) return;
+    for (size_t i = 0; i < m->n; i++) free(m->paths[i]);
+    free(m->paths);
+    free(m);
+}
+
+static const cnn_dataset_ops g_folder_ops = {folder_decode, folder_sample_name,
+                                             folder_destroy_impl};
+
+cnn_status cnn_imagefolder_create(const char *root, const char *split, int channels,
+                                  cnn_dataset **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "imagefolder_create: out is NULL");
+    *out = NULL;
+    CNN_CHECK(root && split, CNN_ERR_INVALID_ARG, "imagefolder_create: root or split is NULL");
+    CNN_CHECK(channels == 1 || channels == 3, CNN_ERR_INVALID_ARG,
+              "imagefolder_create: channels must be 1 or 3, got %d", channels);
+    struct stat sb;
+    CNN_CHECK(stat(root, &sb) == 0 && S_ISDIR(sb.st_mode), CNN_ERR_IO,
+              "imagefolder: root '%s' is not a folder", root);
+    char dir[4096], cdir[4096], fpath[4096];
+    CNN_TRY(join_path(root, split, dir, sizeof dir));
+    CNN_CHECK(stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode), CNN_ERR_IO,
+              "imagefolder: split folder '%s' does not exist", dir);
+
+    cnn_status st = CNN_OK;
+    strlist classes = {0}, files = {0}, all = {0};
+    int64_t *labels = NULL;
+    size_t lcap = 0;
+    cnn_dataset *ds = cnn_dataset_alloc(&g_folder_ops);
+    folder_impl *m = calloc(1, sizeof *m);
+    if (!ds || !m) {
+        free(m);
+        cnn_dataset_destroy(&ds);
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder_create: out of memory");
+    }
+    ds->impl = m;
+    ds->channels = channels;
+    CNN_TRYG(list_dir(dir, true, &classes, NULL));
+    if (classes.n == 0) {
+        st = cnn_error(CNN_ERR_NOT_FOUND, "imagefolder: '%s' has no class folders", dir);
+        goto done;
+    }
+    if (classes.n > (1u << 30)) {
+        st = cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' has %zu class folders", dir, classes.n);
+        goto done;
+    }
+    for (size_t c = 0; c < classes.n; c++) {
+        CNN_TRYG(join_path(dir, classes.v[c], cdir, sizeof cdir));
+        int ignored = 0;
+        CNN_TRYG(list_dir(cdir, false, &files, &ignored));
+        if (files.n == 0) cnn_dataset_warn(ds, "class '%s' (label %zu) has no images: '%s'",
+                                           classes.v[c], c, cdir);
+        if (ignored)
+            cnn_dataset_warn(ds, "class '%s': ignored %d entries that are not image files",
+                             classes.v[c], ignored);
+        if (all.n + files.n > lcap) {
+            size_t cap = (all.n + files.n) * 2;
+            int64_t *nl = realloc(labels, cap * sizeof *nl);
+            if (!nl) {
+                st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory");
+                goto done;
+            }
+            labels = nl;
+            lcap = cap;
+        }
+        for (size_t f = 0; f < files.n; f++) {
+            CNN_TRYG(join_path(cdir, files.v[f], fpath, sizeof fpath));
+            labels[all.n] = (int64_t)c;
+            CNN_TRYG(strlist_push(&all, fpath));
+        }
+        strlist_free(&files);
+    }
+    if (all.n == 0) {
+        st = cnn_error(CNN_ERR_NOT_FOUND, "imagefolder: no image files under '%s' (%zu classes)",
+                       dir, classes.n);
+        goto done;
+    }
+    ds->n = (int64_t)all.n;
+    ds->labels = labels;
+    labels = NULL;
+    m->paths = all.v;
+    m->n = all.n;
+    all = (strlist){0};
+    ds->num_classes = (int)classes.n;
+    ds->class_names = classes.v;
+    classes = (strlist){0};
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    for (int c = 0; c < 3; c++) {
+        /* A gray image is the luma of an RGB one: use its weighted mean/std. */
+        ds->mean[c] = channels == 3 ? mean[c] : 0.449f;
+        ds->std[c] = channels == 3 ? std[c] : 0.226f;
+    }
+    *out = ds;
+    ds = NULL;
+done:
+    free(labels);
+    strlist_free(&classes);
+    strlist_free(&files);
+    strlist_free(&all);
+    cnn_dataset_destroy(&ds);
+    return st;
+}

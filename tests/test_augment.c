@@ -1,0 +1,202 @@
+/* test_augment.c — the per-sample transforms on synthetic IDX images the test writes: eval
+ * geometry (resize + centre crop gives known pixels), padding, normalisation, flip, affine
+ * zoom, colour jitter, and determinism of the random steps in (seed, epoch, index). */
+#include "test.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+static void put_be32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    fwrite(b, 1, 4, f);
+}
+
+/* Writes dir/img and dir/lab: n images rows x cols with pixel (i, y, x) = (i*37 + y*cols + x)
+ * mod 256 and label i mod 3. Returns 0 on success. */
+int data_test_write_idx(const char *dir, int n, int rows, int cols, char *img, char *lab)
+{
+    sprintf(img, "%s/img", dir);
+    sprintf(lab, "%s/lab", dir);
+    FILE *f = fopen(img, "wb"), *g = fopen(lab, "wb");
+    if (!f || !g) {
+        if (f) fclose(f);
+        if (g) fclose(g);
+        return -1;
+    }
+    fwrite("\0\0\x08\x03", 1, 4, f);
+    put_be32(f, (uint32_t)n);
+    put_be32(f, (uint32_t)rows);
+    put_be32(f, (uint32_t)cols);
+    fwrite("\0\0\x08\x01", 1, 4, g);
+    put_be32(g, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < rows * cols; p++) fputc((i * 37 + p) & 255, f);
+        fputc(i % 3, g);
+    }
+    fclose(f);
+    fclose(g);
+    return 0;
+}
+
+static cnn_dataset *synthetic(char *dir, int n, int rows, int cols)
+{
+    char img[128], lab[128];
+    strcpy(dir, "/tmp/cnn_aug_XXXXXX");
+    if (!mkdtemp(dir) || data_test_write_idx(dir, n, rows, cols, img, lab) != 0) return NULL;
+    cnn_dataset *ds = NULL;
+    if (cnn_idx_dataset_create(img, lab, 1, &ds) != CNN_OK) ds = NULL;
+    unlink(img);
+    unlink(lab);
+    rmdir(dir);
+    return ds;
+}
+
+static cnn_transform raw_transform(const cnn_dataset *ds, bool train, int size)
+{
+    cnn_transform t = cnn_transform_default(ds, train, size);
+    for (int c = 0; c < 3; c++) {
+        t.mean[c] = 0;
+        t.std[c] = 1;
+    }
+    return t;
+}
+
+TEST(augment_eval_centre_crop_known_pixels)
+{
+    char dir[32];
+    /* 16 rows x 19 cols: the shorter side is already round(14 / 0.875) = 16, so no resize;
+     * the crop starts at row round(1) = 1 and column round(2.5) = 2 (half to even, as
+     * Python's round in torchvision's center_crop). */
+    cnn_dataset *ds = synthetic(dir, 2, 16, 19);
+    REQUIRE(ds);
+    cnn_transform t = raw_transform(ds, false, 14);
+    t.geometry = CNN_GEOM_CROP;
+    float out[14 * 14];
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL));
+    int bad = 0;
+    for (int y = 0; y < 14; y++)
+        for (int x = 0; x < 14; x++) {
+            float want = (float)(((y + 1) * 19 + x + 2) & 255) / 255.0f;
+            if (fabsf(out[y * 14 + x] - want) > 1e-6f) bad++;
+        }
+    CHECK(bad == 0);
+    /* A crop ratio of 1 on a 16x19 image at size 16: columns round(1.5) = 2 onward. */
+    t.img_size = 16;
+    t.eval_crop_ratio = 1.0f;
+    float out16[256];
+    CHECK_OK(cnn_dataset_get(ds, 1, &t, 1, 0, out16, NULL));
+    CHECK_NEAR(out16[0], ((37 + 2) & 255) / 255.0, 1e-6);
+    CHECK_NEAR(out16[15 * 16 + 15], ((37 + 15 * 19 + 17) & 255) / 255.0, 1e-6);
+    /* Eval output does not depend on the seed or the epoch. */
+    float again[256];
+    CHECK_OK(cnn_dataset_get(ds, 1, &t, 99, 5, again, NULL));
+    CHECK(memcmp(out16, again, sizeof again) == 0);
+    cnn_dataset_destroy(&ds);
+}
+
+TEST(augment_pad_and_normalise)
+{
+    char dir[32];
+    cnn_dataset *ds = synthetic(dir, 3, 28, 28);
+    REQUIRE(ds);
+    cnn_transform t = cnn_transform_default(ds, false, 32);
+    CHECK(t.geometry == CNN_GEOM_PAD_OR_RESIZE && t.hflip_p == 0);
+    t.mean[0] = 0.25f;
+    t.std[0] = 0.5f;
+    float out[32 * 32];
+    int64_t y = -1;
+    CHECK_OK(cnn_dataset_get(ds, 2, &t, 0, 0, out, &y));
+    CHECK(y == 2);
+    CHECK_NEAR(out[0], -0.5, 1e-6);              /* padding is 0 before normalising */
+    CHECK_NEAR(out[31 * 32 + 31], -0.5, 1e-6);
+    CHECK_NEAR(out[2 * 32 + 2], ((74 & 255) / 255.0 - 0.25) / 0.5, 1e-5);
+    CHECK_NEAR(out[(2 + 5) * 32 + 2 + 9], (((74 + 5 * 28 + 9) & 255) / 255.0 - 0.25) / 0.5, 1e-5);
+    /* img_size 0 keeps the native 28x28; a zero std is refused. */
+    t.img_size = 0;
+    CHECK(cnn_transform_output_size(ds, &t) == 28);
+    t.std[0] = 0;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 0, 0, out, NULL), CNN_ERR_INVALID_ARG);
+    cnn_dataset_destroy(&ds);
+}
+
+TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
+{
+    char dir[32];
+    cnn_dataset *ds = synthetic(dir, 4, 16, 16);
+    REQUIRE(ds);
+    cnn_transform t = raw_transform(ds, true, 8);
+    t.geometry = CNN_GEOM_CROP;
+    t.hflip_p = 0.5f;
+    t.brightness = t.contrast = 0.4f;
+    float a[64], b[64];
+    CHECK_OK(cnn_dataset_get(ds, 3, &t, 42, 1, a, NULL));
+    CHECK_OK(cnn_dataset_get(ds, 3, &t, 42, 1, b, NULL));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    int differ_epoch = 0, differ_seed = 0;
+    for (int e = 2; e < 6; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 3, &t, 42, e, b, NULL));
+        differ_epoch += memcmp(a, b, sizeof a) != 0;
+        CHECK_OK(cnn_dataset_get(ds, 3, &t, 43 + e, 1, b, NULL));
+        differ_seed += memcmp(a, b, sizeof a) != 0;
+    }
+    CHECK(differ_epoch == 4 && differ_seed == 4);
+    cnn_dataset_destroy(&ds);
+}
+
+TEST(augment_flip_affine_zoom_and_jitter)
+{
+    char dir[32];
+    cnn_dataset *ds = synthetic(dir, 1, 16, 16);
+    REQUIRE(ds);
+    /* A full-image crop (scale 1, ratio 1) at the native size is the identity; p = 1 flips. */
+    cnn_transform t = raw_transform(ds, true, 16);
+    t.geometry = CNN_GEOM_CROP;
+    t.scale[0] = t.scale[1] = 1;
+    t.ratio[0] = t.ratio[1] = 1;
+    t.hflip_p = 1;
+    float out[256];
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 0, out, NULL));
+    int bad = 0;
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++)
+            if (fabsf(out[y * 16 + x] - (float)(y * 16 + 15 - x) / 255.0f) > 1e-6f) bad++;
+    CHECK(bad == 0);
+    /* Affine zoom x2 about the centre (7.5, 7.5): bilinear is exact on the linear ramp
+     * v = 16y + x, so out(y, x) = 16 (3.75 + y/2) + 3.75 + x/2. */
+    t.hflip_p = 0;
+    t.affine_scale[0] = t.affine_scale[1] = 2;
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 0, out, NULL));
+    bad = 0;
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++) {
+            float want = (16 * (3.75f + y / 2.0f) + 3.75f + x / 2.0f) / 255.0f;
+            if (fabsf(out[y * 16 + x] - want) > 1e-5f) bad++;
+        }
+    CHECK(bad == 0);
+    /* A rotation keeps the centre pixel's neighbourhood and zero-fills the corners. */
+    t.affine_scale[0] = t.affine_scale[1] = 0;
+    t.affine_degrees = 45;
+    int zero_corners = 0;
+    for (int e = 0; e < 8; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, e, out, NULL));
+        zero_corners += out[15] == 0.0f; /* its source value is 15/255 */
+    }
+    CHECK(zero_corners >= 1);
+    /* Brightness only: every unclamped pixel is scaled by one factor in [0.5, 1.5]. */
+    t.affine_degrees = 0;
+    t.brightness = 0.5f;
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL));
+    float f = out[1] / (1 / 255.0f);
+    CHECK(f >= 0.5f && f <= 1.5f);
+    bad = 0;
+    for (int p = 1; p < 256; p++) {
+        float want = fminf(1.0f, f * p / 255.0f);
+        if (fabsf(out[p] - want) > 1e-4f) bad++;
+    }
+    CHECK(bad == 0);
+    t.brightness = -1;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    cnn_dataset_destroy(&ds);
+}

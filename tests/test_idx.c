@@ -1,0 +1,230 @@
+/* test_idx.c — the IDX reader against facts of the real Fashion-MNIST files, the pad-to-32
+ * pipeline, and corrupt / truncated / mismatched IDX files written by the test. */
+#include "test.h"
+
+#include <stdint.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+
+static bool have_fashion_mnist(void)
+{
+    return access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) == 0 &&
+           access(FMNIST "/t10k-labels-idx1-ubyte.gz", R_OK) == 0;
+}
+
+TEST(idx_fashion_mnist_train_facts)
+{
+    if (!have_fashion_mnist()) {
+        cnn_test_skip("Fashion-MNIST not installed in " FMNIST);
+        return;
+    }
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_fashion_mnist_create(NULL, true, 1, &ds));
+    CHECK(cnn_dataset_size(ds) == 60000);
+    int h = 0, w = 0;
+    CHECK(cnn_dataset_native_size(ds, &h, &w) == 28 && h == 28 && w == 28);
+    CHECK(cnn_dataset_channels(ds) == 1);
+    REQUIRE(cnn_dataset_num_classes(ds) == 10);
+    CHECK(strcmp(cnn_dataset_class_name(ds, 0), "T-shirt/top") == 0);
+    CHECK(strcmp(cnn_dataset_class_name(ds, 9), "Ankle boot") == 0);
+    CHECK(cnn_dataset_class_name(ds, 10) == NULL);
+    int64_t hist[10] = {0};
+    for (int64_t i = 0; i < cnn_dataset_size(ds); i++) {
+        int64_t y = cnn_dataset_label(ds, i);
+        REQUIRE(y >= 0 && y < 10);
+        hist[y]++;
+    }
+    for (int c = 0; c < 10; c++) CHECK(hist[c] == 6000);
+    CHECK(cnn_dataset_label(ds, 60000) == -1);
+    const int64_t first[10] = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5};
+    for (int i = 0; i < 10; i++) CHECK(cnn_dataset_label(ds, i) == first[i]);
+    /* Image 0 at its native size, unnormalised: its bytes sum to 76247. */
+    cnn_transform t = cnn_transform_default(ds, false, 0);
+    t.mean[0] = 0;
+    t.std[0] = 1;
+    float img[28 * 28];
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 0, 0, img, NULL));
+    double sum = 0;
+    for (int p = 0; p < 28 * 28; p++) sum += img[p] * 255.0;
+    CHECK_NEAR(sum, 76247, 0.05);
+    float mean[3], std[3];
+    cnn_dataset_mean_std(ds, mean, std);
+    CHECK_NEAR(mean[0], 0.2860, 1e-6);
+    CHECK_NEAR(std[0], 0.3530, 1e-6);
+    cnn_dataset_destroy(&ds);
+    CHECK(ds == NULL);
+}
+
+TEST(idx_fashion_mnist_test_split_and_stats)
+{
+    if (!have_fashion_mnist()) {
+        cnn_test_skip("Fashion-MNIST not installed in " FMNIST);
+        return;
+    }
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_fashion_mnist_create(FMNIST, false, 3, &ds));
+    CHECK(cnn_dataset_size(ds) == 10000);
+    CHECK(cnn_dataset_channels(ds) == 3);
+    int64_t hist[10] = {0};
+    for (int64_t i = 0; i < 10000; i++) hist[cnn_dataset_label(ds, i)]++;
+    for (int c = 0; c < 10; c++) CHECK(hist[c] == 1000);
+    cnn_dataset_destroy(&ds);
+    /* The generic reader computes the statistics itself: the known train values. */
+    CHECK_OK(cnn_idx_dataset_create(FMNIST "/train-images-idx3-ubyte.gz",
+                                    FMNIST "/train-labels-idx1-ubyte.gz", 1, &ds));
+    float mean[3], std[3];
+    cnn_dataset_mean_std(ds, mean, std);
+    CHECK_NEAR(mean[0], 0.2860, 5e-4);
+    CHECK_NEAR(std[0], 0.3530, 5e-4);
+    char name[256];
+    CHECK(strstr(cnn_dataset_sample_name(ds, 7, name, sizeof name), "train-images") != NULL);
+    CHECK(strstr(name, "[7]") != NULL);
+    cnn_dataset_destroy(&ds);
+}
+
+/* Writes an IDX file (gzip when gz) with the given header and n data bytes of value v. */
+static void write_idx(const char *path, bool gz, const unsigned char *head, int hlen, int64_t n)
+{
+    unsigned char *buf = malloc((size_t)hlen + (size_t)n);
+    memcpy(buf, head, (size_t)hlen);
+    for (int64_t i = 0; i < n; i++) buf[hlen + i] = (unsigned char)(i % 10);
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        gzwrite(f, buf, (unsigned)(hlen + n));
+        gzclose(f);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(buf, 1, (size_t)(hlen + n), f);
+        fclose(f);
+    }
+    free(buf);
+}
+
+static void be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+TEST(idx_corrupt_files_are_format_errors)
+{
+    char dir[] = "/tmp/cnn_idx_XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char img[256], lab[256], bad[256];
+    snprintf(img, sizeof img, "%s/img.gz", dir);
+    snprintf(lab, sizeof lab, "%s/lab", dir);
+    snprintf(bad, sizeof bad, "%s/bad", dir);
+    unsigned char ih[16] = {0, 0, 8, 3}, lh[8] = {0, 0, 8, 1};
+    be32(ih + 4, 5);
+    be32(ih + 8, 4);
+    be32(ih + 12, 2);
+    be32(lh + 4, 5);
+    write_idx(img, true, ih, 16, 5 * 4 * 2);
+    write_idx(lab, false, lh, 8, 5);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_idx_dataset_create(img, lab, 1, &ds));
+    CHECK(cnn_dataset_size(ds) == 5 && cnn_dataset_num_classes(ds) == 5);
+    int h = 0, w = 0;
+    cnn_dataset_native_size(ds, &h, &w);
+    CHECK(h == 4 && w == 2);
+    /* A non-square image with img_size 0 has no output size; 6x6 pads 1 row and 2 columns. */
+    cnn_transform t = cnn_transform_default(ds, false, 0);
+    float out[36];
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 0, 0, out, NULL), CNN_ERR_INVALID_ARG);
+    t = cnn_transform_default(ds, false, 6);
+    t.mean[0] = 0;
+    t.std[0] = 1;
+    int64_t y = -1;
+    CHECK_OK(cnn_dataset_get(ds, 1, &t, 0, 0, out, &y));
+    CHECK(y == 1);
+    CHECK(out[0] == 0 && out[1 * 6 + 1] == 0 && out[1 * 6 + 4] == 0 && out[35] == 0);
+    /* Sample 1 starts at byte 8 of the data: values (8 + k) % 10. */
+    CHECK_NEAR(out[1 * 6 + 2], 8 / 255.0, 1e-6);
+    CHECK_NEAR(out[1 * 6 + 3], 9 / 255.0, 1e-6);
+    CHECK_NEAR(out[2 * 6 + 2], 0, 1e-6);
+    CHECK_NEAR(out[4 * 6 + 3], 5 / 255.0, 1e-6);
+    CHECK_ERR(cnn_dataset_get(ds, 5, &t, 0, 0, out, NULL), CNN_ERR_INVALID_ARG);
+    cnn_dataset_destroy(&ds);
+
+    /* Truncated data (gzip and plain). */
+    write_idx(bad, true, ih, 16, 5 * 4 * 2 - 1);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), bad) && strstr(cnn_last_error(), "truncated"));
+    CHECK(ds == NULL);
+    write_idx(bad, false, lh, 8, 3);
+    CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), bad) != NULL);
+    write_idx(bad, false, ih, 10, 0);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    /* Wrong magic: an image file given as labels, and a bad type byte. */
+    CHECK_ERR(cnn_idx_dataset_create(img, img, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "magic") != NULL);
+    unsigned char wrong[16];
+    memcpy(wrong, ih, 16);
+    wrong[2] = 0x0D;
+    write_idx(bad, false, wrong, 16, 40);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    /* Counts that disagree, and bytes after the data. */
+    unsigned char lh4[8] = {0, 0, 8, 1};
+    be32(lh4 + 4, 4);
+    write_idx(bad, false, lh4, 8, 4);
+    CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "5 images") && strstr(cnn_last_error(), "4 labels"));
+    write_idx(bad, false, lh4, 8, 5);
+    CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
+    /* Missing file, bad channel count. */
+    snprintf(bad, sizeof bad, "%s/missing", dir);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), bad) != NULL);
+    CHECK_ERR(cnn_idx_dataset_create(img, lab, 2, &ds), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_fashion_mnist_create(dir, true, 1, &ds), CNN_ERR_IO);
+    CHECK(ds == NULL);
+
+    snprintf(bad, sizeof bad, "%s/bad", dir);
+    unlink(img);
+    unlink(lab);
+    unlink(bad);
+    rmdir(dir);
+}
+
+TEST(idx_fashion_mnist_test_epoch_through_the_loader)
+{
+    if (!have_fashion_mnist()) {
+        cnn_test_skip("Fashion-MNIST not installed in " FMNIST);
+        return;
+    }
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_fashion_mnist_create(NULL, false, 1, &ds));
+    cnn_loader_options o = cnn_loader_default_options(ds, false, 32, 500);
+    o.num_workers = 2;
+    cnn_loader *l = NULL;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    int64_t hist[10] = {0}, first = -1;
+    int batches = 0;
+    for (;;) {
+        cnn_tensor *x = NULL, *y = NULL;
+        CHECK_OK(cnn_loader_next(l, &x, &y));
+        if (!x) break;
+        batches++;
+        CHECK(cnn_tensor_dim(x, 0) == 500 && cnn_tensor_dim(x, 1) == 1 &&
+              cnn_tensor_dim(x, 2) == 32 && cnn_tensor_dim(x, 3) == 32);
+        int64_t lab[500];
+        CHECK_OK(cnn_tensor_read(y, lab, 500));
+        if (first < 0) {
+            first = lab[0];
+            /* Padding normalises to (0 - 0.2860) / 0.3530. */
+            CHECK_NEAR(cnn_tensor_cdata(x)[0], -0.2860 / 0.3530, 1e-5);
+        }
+        for (int i = 0; i < 500; i++) hist[lab[i]]++;
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+    }
+    CHECK(batches == 20 && first == 9);
+    for (int c = 0; c < 10; c++) CHECK(hist[c] == 1000);
+    cnn_loader_destroy(&l);
+    cnn_dataset_destroy(&ds);
+}

@@ -1,0 +1,252 @@
+/* test_imagefolder.c — the folder dataset on a small tree the test writes itself (mixed PNG /
+ * JPEG / BMP, gray and RGB, several sizes, bad files, an empty class), and its errors. The tree
+ * builder is shared with test_loader.c. */
+#include "test.h"
+
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb/stb_image_write.h>
+
+/* Every image of a class has one gray level, so labels can be checked from pixels. */
+const int data_test_class_value[4] = {40, 120, -1, 200};
+
+static int write_image(const char *dir, const char *name, int w, int h, int comp, int value)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unsigned char *p = malloc((size_t)w * h * comp);
+    if (!p) return -1;
+    memset(p, value, (size_t)w * h * comp);
+    const char *ext = strrchr(name, '.');
+    int ok = 0;
+    if (strcmp(ext, ".png") == 0) ok = stbi_write_png(path, w, h, comp, p, w * comp);
+    else if (strcmp(ext, ".bmp") == 0) ok = stbi_write_bmp(path, w, h, comp, p);
+    else ok = stbi_write_jpg(path, w, h, comp, p, 95);
+    free(p);
+    return ok ? 0 : -1;
+}
+
+static int write_bytes(const char *dir, const char *name, const void *data, size_t n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = n ? fwrite(data, 1, n, f) : 0;
+    fclose(f);
+    return w == n ? 0 : -1;
+}
+
+/* A noisy 64x64 JPEG cut to three quarters of its length (inside the entropy-coded data). */
+static int write_truncated_jpeg(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unsigned char p[64 * 64 * 3];
+    for (int i = 0; i < 64 * 64 * 3; i++) p[i] = (unsigned char)((i * 7919) >> 3);
+    if (!stbi_write_jpg(path, 64, 64, 3, p, 90)) return -1;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    return truncate(path, sb.st_size * 3 / 4);
+}
+
+/* Writes ROOT/train/{B_dog, a_cat, c_empty, d_fish}/... under a new /tmp folder whose path is
+ * put in root (>= 64 bytes). Samples in order (strcmp of class, then file):
+ *   0 B_dog/img0.png gray 33x17   1 B_dog/img1.jpg RGB 50x60   2 B_dog/trunc.jpg (bad)
+ *   3 a_cat/img0.png RGB 20x30    4 a_cat/img1.jpg gray 40x25  5 a_cat/img2.bmp RGB 16x16
+ *   6 a_cat/zero.jpg (0 bytes)    7 d_fish/img0.jpg RGB 24x24  8 d_fish/img1.png gray 9x12
+ *   9 d_fish/text.jpg (text)
+ * plus B_dog/notes.txt (ignored) and the empty class c_empty (label 2). */
+int data_test_make_tree(char *root)
+{
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    if (!mkdtemp(root)) return -1;
+    char dir[512];
+    int rc = 0;
+    snprintf(dir, sizeof dir, "%s/train", root);
+    rc |= mkdir(dir, 0755);
+    const char *classes[4] = {"d_fish", "B_dog", "c_empty", "a_cat"};
+    for (int c = 0; c < 4; c++) {
+        snprintf(dir, sizeof dir, "%s/train/%s", root, classes[c]);
+        rc |= mkdir(dir, 0755);
+    }
+    snprintf(dir, sizeof dir, "%s/train/B_dog", root);
+    rc |= write_image(dir, "img0.png", 33, 17, 1, 40);
+    rc |= write_image(dir, "img1.jpg", 50, 60, 3, 40);
+    rc |= write_truncated_jpeg(dir, "trunc.jpg");
+    rc |= write_bytes(dir, "notes.txt", "not an image\n", 13);
+    snprintf(dir, sizeof dir, "%s/train/a_cat", root);
+    rc |= write_image(dir, "img0.png", 20, 30, 3, 120);
+    rc |= write_image(dir, "img1.jpg", 40, 25, 1, 120);
+    rc |= write_image(dir, "img2.bmp", 16, 16, 3, 120);
+    rc |= write_bytes(dir, "zero.jpg", "", 0);
+    snprintf(dir, sizeof dir, "%s/train/d_fish", root);
+    rc |= write_image(dir, "img0.jpg", 24, 24, 3, 200);
+    rc |= write_image(dir, "img1.png", 9, 12, 1, 200);
+    rc |= write_bytes(dir, "text.jpg", "hello, I am not a JPEG\n", 23);
+    return rc ? -1 : 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+void data_test_remove_tree(const char *root) { nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+TEST(imagefolder_lists_sorted_classes_and_files)
+{
+    char root[64];
+    REQUIRE(data_test_make_tree(root) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    CHECK(cnn_dataset_size(ds) == 10);
+    REQUIRE(cnn_dataset_num_classes(ds) == 4);
+    const char *names[4] = {"B_dog", "a_cat", "c_empty", "d_fish"};
+    for (int c = 0; c < 4; c++) CHECK(strcmp(cnn_dataset_class_name(ds, c), names[c]) == 0);
+    const int64_t labels[10] = {0, 0, 0, 1, 1, 1, 1, 3, 3, 3};
+    const char *files[10] = {"B_dog/img0.png", "B_dog/img1.jpg", "B_dog/trunc.jpg",
+                             "a_cat/img0.png", "a_cat/img1.jpg", "a_cat/img2.bmp",
+                             "a_cat/zero.jpg", "d_fish/img0.jpg", "d_fish/img1.png",
+                             "d_fish/text.jpg"};
+    char name[512];
+    for (int i = 0; i < 10; i++) {
+        CHECK(cnn_dataset_label(ds, i) == labels[i]);
+        cnn_dataset_sample_name(ds, i, name, sizeof name);
+        size_t a = strlen(name), b = strlen(files[i]);
+        CHECK(a > b && strcmp(name + a - b, files[i]) == 0);
+    }
+    CHECK(cnn_dataset_native_size(ds, NULL, NULL) == 0);
+    /* The empty class and the ignored text file are reported, not errors. */
+    REQUIRE(cnn_dataset_num_warnings(ds) == 2);
+    bool empty_seen = false, ignored_seen = false;
+    for (int i = 0; i < 2; i++) {
+        const char *w = cnn_dataset_warning(ds, i);
+        if (strstr(w, "c_empty") && strstr(w, "no images")) empty_seen = true;
+        if (strstr(w, "B_dog") && strstr(w, "ignored 1")) ignored_seen = true;
+    }
+    CHECK(empty_seen && ignored_seen);
+    CHECK(cnn_dataset_warning(ds, 2) == NULL);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+TEST(imagefolder_decodes_good_files_and_names_bad_ones)
+{
+    char root[64];
+    REQUIRE(data_test_make_tree(root) == 0);
+    for (int channels = 1; channels <= 3; channels += 2) {
+        cnn_dataset *ds = NULL;
+        CHECK_OK(cnn_imagefolder_create(root, "train", channels, &ds));
+        CHECK(cnn_dataset_channels(ds) == channels);
+        cnn_transform t = cnn_transform_default(ds, false, 8);
+        for (int c = 0; c < 3; c++) {
+            t.mean[c] = 0;
+            t.std[c] = 1;
+        }
+        float out[3 * 64];
+        for (int64_t i = 0; i < 10; i++) {
+            int64_t y = -1;
+            cnn_status st = cnn_dataset_get(ds, i, &t, 7, 0, out, &y);
+            char name[512];
+            cnn_dataset_sample_name(ds, i, name, sizeof name);
+            if (i == 2 || i == 6 || i == 9) {
+                CHECK(st == CNN_ERR_FORMAT);
+                CHECK(strstr(cnn_last_error(), name) != NULL);
+                /* The path, then stb_image's reason. */
+                const char *why = i == 2 ? "): " : "): unknown image type";
+                CHECK(strstr(cnn_last_error(), why) != NULL);
+                continue;
+            }
+            CHECK(st == CNN_OK);
+            CHECK(y == cnn_dataset_label(ds, i));
+            float v = data_test_class_value[y] / 255.0f, worst = 0;
+            for (int p = 0; p < channels * 64; p++) worst = fmaxf(worst, fabsf(out[p] - v));
+            if (worst > 3 / 255.0f) cnn_test_fail(__FILE__, __LINE__, "%s: off by %g", name, worst);
+        }
+        cnn_dataset_destroy(&ds);
+    }
+    data_test_remove_tree(root);
+}
+
+TEST(imagefolder_missing_or_empty_roots_are_errors)
+{
+    char root[64], dir[512];
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    cnn_dataset *ds = NULL;
+    snprintf(dir, sizeof dir, "%s/nowhere", root);
+    CHECK_ERR(cnn_imagefolder_create(dir, "train", 3, &ds), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), dir) != NULL);
+    CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), "train") != NULL);
+    snprintf(dir, sizeof dir, "%s/train", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_NOT_FOUND);
+    CHECK(strstr(cnn_last_error(), "no class folders") != NULL);
+    snprintf(dir, sizeof dir, "%s/train/only", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_NOT_FOUND);
+    CHECK(strstr(cnn_last_error(), "no image files") != NULL);
+    CHECK_ERR(cnn_imagefolder_create(root, "train", 2, &ds), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_imagefolder_create(NULL, "train", 3, &ds), CNN_ERR_INVALID_ARG);
+    CHECK(ds == NULL);
+    data_test_remove_tree(root);
+}
+
+/* Rewrites one byte of a file: at the first FF C0 (baseline SOF) marker plus `delta`. */
+static int patch_sof(const char *path, int delta, unsigned char value)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f) return -1;
+    unsigned char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int rc = -1;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (buf[i] == 0xFF && buf[i + 1] == 0xC0) {
+            fseek(f, (long)(i + (size_t)delta), SEEK_SET);
+            fputc(value, f);
+            rc = 0;
+            break;
+        }
+    fclose(f);
+    return rc;
+}
+
+TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
+{
+    char root[64], dir[512], path[1024];
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/val", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    snprintf(dir, sizeof dir, "%s/val/k", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    /* 12-bit precision and arithmetic coding (SOF9), which stb_image does not decode. */
+    REQUIRE(write_image(dir, "a12bit.jpg", 16, 16, 3, 10) == 0);
+    snprintf(path, sizeof path, "%s/a12bit.jpg", dir);
+    REQUIRE(patch_sof(path, 4, 12) == 0);
+    REQUIRE(write_image(dir, "arith.jpg", 16, 16, 3, 10) == 0);
+    snprintf(path, sizeof path, "%s/arith.jpg", dir);
+    REQUIRE(patch_sof(path, 1, 0xC9) == 0);
+    REQUIRE(write_image(dir, "good.PNG", 5, 7, 3, 10) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "val", 3, &ds));
+    REQUIRE(cnn_dataset_size(ds) == 3);
+    cnn_transform t = cnn_transform_default(ds, true, 4);
+    float out[48];
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "a12bit.jpg") && strstr(cnn_last_error(), "only 8-bit"));
+    CHECK_ERR(cnn_dataset_get(ds, 1, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "arith.jpg") != NULL);
+    CHECK_OK(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL));
+    /* A file removed after listing is an I/O error of that sample. */
+    snprintf(path, sizeof path, "%s/good.PNG", dir);
+    REQUIRE(unlink(path) == 0);
+    CHECK_ERR(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), "good.PNG") != NULL);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}

@@ -1,0 +1,310 @@
+/* test_loader.c — the threaded loader: every sample once per epoch (with and without
+ * drop_last), identical batches for 0, 1 and 3 workers, bad files skipped and listed, strict
+ * mode, limit, statistics, restart and destroy in the middle of an epoch. */
+#include "test.h"
+
+#include <unistd.h>
+
+int data_test_write_idx(const char *dir, int n, int rows, int cols, char *img, char *lab);
+int data_test_make_tree(char *root);
+void data_test_remove_tree(const char *root);
+extern const int data_test_class_value[4];
+
+/* n synthetic 12x12 IDX images; sample i's first pixel is (37 i mod 256) / 255. */
+static cnn_dataset *synthetic(int n)
+{
+    char dir[32], img[128], lab[128];
+    strcpy(dir, "/tmp/cnn_load_XXXXXX");
+    if (!mkdtemp(dir) || data_test_write_idx(dir, n, 12, 12, img, lab) != 0) return NULL;
+    cnn_dataset *ds = NULL;
+    if (cnn_idx_dataset_create(img, lab, 1, &ds) != CNN_OK) ds = NULL;
+    unlink(img);
+    unlink(lab);
+    rmdir(dir);
+    return ds;
+}
+
+/* The dataset index of a sample from its first pixel (raw transform: mean 0, std 1). */
+static int sample_of(const float *pix)
+{
+    int v = (int)lrintf(pix[0] * 255.0f);
+    for (int i = 0; i < 256; i++)
+        if (((i * 37) & 255) == v) return i;
+    return -1;
+}
+
+static cnn_loader_options raw_options(const cnn_dataset *ds, bool train, int batch, int workers)
+{
+    cnn_loader_options o = cnn_loader_default_options(ds, train, 12, batch);
+    o.num_workers = workers;
+    o.seed = 2024;
+    for (int c = 0; c < 3; c++) {
+        o.transform.mean[c] = 0;
+        o.transform.std[c] = 1;
+    }
+    return o;
+}
+
+/* Runs one epoch; counts how often each sample index appears and the batch sizes. */
+static int run_epoch(cnn_loader *l, int64_t epoch, int *seen, int n_seen, int *sizes, int max_b)
+{
+    if (cnn_loader_start_epoch(l, epoch) != CNN_OK) return -1;
+    int nb = 0;
+    for (;;) {
+        cnn_tensor *x = NULL, *y = NULL;
+        if (cnn_loader_next(l, &x, &y) != CNN_OK) return -1;
+        if (!x) break;
+        int64_t b = cnn_tensor_dim(x, 0);
+        if (cnn_tensor_dim(y, 0) != b || cnn_tensor_dtype(y) != CNN_I64) return -1;
+        const float *p = cnn_tensor_cdata(x);
+        int64_t labels[64];
+        if (b > 64 || cnn_tensor_read(y, labels, (size_t)b) != CNN_OK) return -1;
+        for (int64_t i = 0; i < b; i++) {
+            int s = sample_of(p + i * 144);
+            if (s < 0 || s >= n_seen || labels[i] != s % 3) return -1;
+            seen[s]++;
+        }
+        if (nb < max_b) sizes[nb] = (int)b;
+        nb++;
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+    }
+    return nb;
+}
+
+TEST(loader_every_sample_once_per_epoch)
+{
+    cnn_dataset *ds = synthetic(37);
+    REQUIRE(ds);
+    for (int drop = 0; drop <= 1; drop++) {
+        cnn_loader_options o = raw_options(ds, false, 5, 2);
+        o.shuffle = true;
+        o.drop_last = drop;
+        cnn_loader *l = NULL;
+        CHECK_OK(cnn_loader_create(ds, &o, &l));
+        CHECK(cnn_loader_num_samples(l) == 37);
+        CHECK(cnn_loader_num_batches(l) == (drop ? 7 : 8));
+        for (int epoch = 0; epoch < 2; epoch++) {
+            int seen[37] = {0}, sizes[16] = {0};
+            int nb = run_epoch(l, epoch, seen, 37, sizes, 16);
+            REQUIRE(nb == (drop ? 7 : 8));
+            int total = 0, twice = 0;
+            for (int i = 0; i < 37; i++) {
+                total += seen[i];
+                twice += seen[i] > 1;
+            }
+            CHECK(twice == 0);
+            CHECK(total == (drop ? 35 : 37));
+            for (int b = 0; b < 7; b++) CHECK(sizes[b] == 5);
+            if (!drop) CHECK(sizes[7] == 2);
+        }
+        cnn_loader_destroy(&l);
+        CHECK(l == NULL);
+    }
+    cnn_dataset_destroy(&ds);
+}
+
+/* All batches of two epochs, concatenated (images then labels per batch). */
+static float *collect(const cnn_dataset *ds, int workers, int prefetch, size_t *n_out)
+{
+    cnn_loader_options o = raw_options(ds, true, 4, workers);
+    o.prefetch = prefetch;
+    o.transform.hflip_p = 0.5f;
+    o.transform.brightness = o.transform.contrast = 0.3f;
+    o.transform.affine_degrees = 10;
+    o.transform.affine_translate = 0.1f;
+    o.transform.geometry = CNN_GEOM_CROP;
+    o.transform.img_size = 10;
+    cnn_loader *l = NULL;
+    if (cnn_loader_create(ds, &o, &l) != CNN_OK) return NULL;
+    size_t cap = 2 * (23 * (100 + 1) + 6), n = 0;
+    float *all = malloc(cap * sizeof *all);
+    for (int epoch = 0; epoch < 2 && all; epoch++) {
+        cnn_loader_start_epoch(l, epoch);
+        for (;;) {
+            cnn_tensor *x = NULL, *y = NULL;
+            if (cnn_loader_next(l, &x, &y) != CNN_OK || !x) break;
+            int64_t b = cnn_tensor_dim(x, 0);
+            memcpy(all + n, cnn_tensor_cdata(x), (size_t)b * 100 * sizeof *all);
+            n += (size_t)b * 100;
+            int64_t lab[4];
+            cnn_tensor_read(y, lab, (size_t)b);
+            for (int64_t i = 0; i < b; i++) all[n++] = (float)lab[i];
+            all[n++] = -1; /* batch boundary */
+            cnn_tensor_free(&x);
+            cnn_tensor_free(&y);
+        }
+    }
+    cnn_loader_destroy(&l);
+    *n_out = n;
+    return all;
+}
+
+TEST(loader_same_batches_for_any_worker_count)
+{
+    cnn_dataset *ds = synthetic(23);
+    REQUIRE(ds);
+    size_t n0 = 0, n1 = 0, n3 = 0;
+    float *a = collect(ds, 0, 2, &n0), *b = collect(ds, 1, 1, &n1), *c = collect(ds, 3, 3, &n3);
+    REQUIRE(a && b && c);
+    CHECK(n0 == 2 * (23 * 101 + 6));
+    CHECK(n0 == n1 && n0 == n3);
+    CHECK(memcmp(a, b, n0 * sizeof *a) == 0);
+    CHECK(memcmp(a, c, n0 * sizeof *a) == 0);
+    /* The two epochs differ (another permutation and other crops). */
+    size_t half = n0 / 2;
+    CHECK(memcmp(a, a + half, half * sizeof *a) != 0);
+    free(a);
+    free(b);
+    free(c);
+    cnn_dataset_destroy(&ds);
+}
+
+TEST(loader_skips_and_lists_bad_files)
+{
+    char root[64];
+    REQUIRE(data_test_make_tree(root) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    for (int workers = 0; workers <= 2; workers += 2) {
+        cnn_loader_options o = cnn_loader_default_options(ds, false, 8, 3);
+        o.num_workers = workers;
+        o.shuffle = true;
+        for (int c = 0; c < 3; c++) {
+            o.transform.mean[c] = 0;
+            o.transform.std[c] = 1;
+        }
+        cnn_loader *l = NULL;
+        CHECK_OK(cnn_loader_create(ds, &o, &l));
+        for (int epoch = 0; epoch < 2; epoch++) {
+            CHECK_OK(cnn_loader_start_epoch(l, epoch));
+            int sizes[8] = {0}, nb = 0, hist[4] = {0};
+            for (;;) {
+                cnn_tensor *x = NULL, *y = NULL;
+                CHECK_OK(cnn_loader_next(l, &x, &y));
+                if (!x) break;
+                int64_t b = cnn_tensor_dim(x, 0), lab[3];
+                REQUIRE(nb < 8 && b <= 3);
+                CHECK(cnn_tensor_dim(x, 1) == 3 && cnn_tensor_dim(x, 2) == 8);
+                sizes[nb++] = (int)b;
+                CHECK_OK(cnn_tensor_read(y, lab, (size_t)b));
+                for (int64_t i = 0; i < b; i++) {
+                    REQUIRE(lab[i] >= 0 && lab[i] < 4);
+                    hist[lab[i]]++;
+                    float v = cnn_tensor_cdata(x)[i * 192 + 100] * 255.0f;
+                    CHECK(fabsf(v - data_test_class_value[lab[i]]) < 3);
+                }
+                cnn_tensor_free(&x);
+                cnn_tensor_free(&y);
+            }
+            /* 7 good samples: full batches, the last smaller. */
+            CHECK(nb == 3 && sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 1);
+            CHECK(hist[0] == 2 && hist[1] == 3 && hist[2] == 0 && hist[3] == 2);
+        }
+        REQUIRE(cnn_loader_num_bad(l) == 3); /* each file once, though met in two epochs */
+        int found = 0;
+        for (int i = 0; i < 3; i++) {
+            const char *name = cnn_loader_bad_name(l, i), *why = cnn_loader_bad_reason(l, i);
+            REQUIRE(name && why);
+            CHECK(strstr(why, name) != NULL);
+            if (strstr(name, "trunc.jpg")) found += strstr(why, "cannot decode") != NULL;
+            if (strstr(name, "zero.jpg")) found += strstr(why, "unknown image type") != NULL;
+            if (strstr(name, "text.jpg")) found += strstr(why, "unknown image type") != NULL;
+        }
+        CHECK(found == 3);
+        CHECK(cnn_loader_bad_name(l, 3) == NULL);
+        cnn_loader_stats st;
+        cnn_loader_get_stats(l, &st);
+        CHECK(st.images_decoded == 14 && st.bad_samples == 6 && st.batches == 6);
+        CHECK(st.n_workers == (workers ? workers : 1));
+        int64_t per_worker = 0;
+        for (int w = 0; w < st.n_workers; w++) per_worker += st.worker_images[w];
+        CHECK(per_worker == 14);
+        double secs = 0;
+        for (int w = 0; w < st.n_workers; w++) secs += st.decode_seconds[w];
+        CHECK(secs > 0 && st.wait_seconds > 0);
+        cnn_loader_destroy(&l);
+    }
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+TEST(loader_strict_mode_names_the_bad_file)
+{
+    char root[64];
+    REQUIRE(data_test_make_tree(root) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 1, &ds));
+    cnn_loader_options o = cnn_loader_default_options(ds, false, 8, 3);
+    o.num_workers = 1;
+    o.strict = true;
+    cnn_loader *l = NULL;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    cnn_tensor *x = NULL, *y = NULL;
+    /* Samples 0, 1 are good, 2 (B_dog/trunc.jpg) is not: the first batch fails. */
+    CHECK_ERR(cnn_loader_next(l, &x, &y), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "B_dog/trunc.jpg") != NULL);
+    CHECK(x == NULL && y == NULL);
+    /* The next call goes on with samples 3, 4, 5 (a_cat, label 1). */
+    CHECK_OK(cnn_loader_next(l, &x, &y));
+    REQUIRE(x && cnn_tensor_dim(x, 0) == 3 && cnn_tensor_dim(x, 1) == 1);
+    int64_t lab[3];
+    CHECK_OK(cnn_tensor_read(y, lab, 3));
+    CHECK(lab[0] == 1 && lab[1] == 1 && lab[2] == 1);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    CHECK_ERR(cnn_loader_next(l, &x, &y), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "a_cat/zero.jpg") != NULL);
+    CHECK(cnn_loader_num_bad(l) == 2);
+    cnn_loader_destroy(&l);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+TEST(loader_limit_restart_and_destroy_mid_epoch)
+{
+    cnn_dataset *ds = synthetic(40);
+    REQUIRE(ds);
+    cnn_loader_options o = raw_options(ds, false, 4, 3);
+    o.limit = 10;
+    cnn_loader *l = NULL;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    CHECK(cnn_loader_num_samples(l) == 10 && cnn_loader_num_batches(l) == 3);
+    int seen[40] = {0}, sizes[4];
+    CHECK(run_epoch(l, 0, seen, 40, sizes, 4) == 3);
+    for (int i = 0; i < 40; i++) CHECK(seen[i] == (i % 4 == 0 ? 1 : 0));
+    cnn_loader_destroy(&l);
+
+    /* Restart in the middle of an epoch, then finish a full one. */
+    o = raw_options(ds, false, 4, 3);
+    o.shuffle = true;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    cnn_tensor *x = NULL, *y = NULL;
+    CHECK_OK(cnn_loader_next(l, &x, &y));
+    REQUIRE(x);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    memset(seen, 0, sizeof seen);
+    CHECK(run_epoch(l, 3, seen, 40, sizes, 4) == 10);
+    for (int i = 0; i < 40; i++) CHECK(seen[i] == 1);
+    /* Destroy while workers are decoding ahead. */
+    CHECK_OK(cnn_loader_start_epoch(l, 4));
+    CHECK_OK(cnn_loader_next(l, &x, &y));
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    cnn_loader_destroy(&l);
+    /* And right after creation, before any epoch. */
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    cnn_loader_destroy(&l);
+
+    o.batch_size = 0;
+    CHECK_ERR(cnn_loader_create(ds, &o, &l), CNN_ERR_INVALID_ARG);
+    o.batch_size = 4;
+    o.num_workers = CNN_LOADER_MAX_WORKERS + 1;
+    CHECK_ERR(cnn_loader_create(ds, &o, &l), CNN_ERR_INVALID_ARG);
+    o.num_workers = 0;
+    o.transform.std[0] = -1;
+    CHECK_ERR(cnn_loader_create(ds, &o, &l), CNN_ERR_INVALID_ARG);
+    CHECK(l == NULL);
+    cnn_dataset_destroy(&ds);
+}
