@@ -53,9 +53,10 @@ cnn_status cnn_shape_validate(cnn_shape s, const char *what)
     for (int i = 0; i < s.ndim; i++)
         CNN_CHECK(s.d[i] >= 0, CNN_ERR_SHAPE, "%s: size %lld of dim %d is negative", what,
                   (long long)s.d[i], i);
-    /* Guard against sizes whose byte count would overflow. */
+    /* Guard against sizes whose byte count or strides would overflow (strides multiply the
+     * non-zero sizes even when another size is 0). */
     double bytes = 8;
-    for (int i = 0; i < s.ndim; i++) bytes *= (double)s.d[i];
+    for (int i = 0; i < s.ndim; i++) bytes *= s.d[i] ? (double)s.d[i] : 1.0;
     CNN_CHECK(bytes < 9.0e18, CNN_ERR_SHAPE, "%s: shape is too large", what);
     return CNN_OK;
 }

@@ -1,0 +1,583 @@
+/* safetensors.c — checkpoints in Hugging Face's safetensors format: a dict written atomically
+ * (temporary file, fsync, rename, fsync of the directory) and read back with the whole header
+ * validated before any tensor is allocated. Files are untrusted input: nothing here may crash,
+ * leak or read out of bounds on them, and nothing prints. */
+#include "json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors.c writes tensor bytes as they are in memory: it needs a little-endian host"
+#endif
+
+/* The reference implementation's limits: a larger header is refused as absurd. */
+#define ST_MAX_HEADER 100000000ull
+#define ST_MAX_DEPTH 64
+/* Resource caps for hostile headers: a node per JSON value (~100 bytes each), and cnn_dict's
+ * linear lookup, which makes loading n tensors cost O(n^2). Real checkpoints hold a few
+ * thousand tensors and about ten values per tensor. */
+#define ST_MAX_VALUES (1u << 20)
+#define ST_MAX_TENSORS 65536
+#define ST_ALIGN 8
+
+/* Every dtype the format defines: the ones libcnncuda stores map to a cnn_dtype; the others are
+ * recognised (so the file is valid) but refused as unsupported. */
+typedef struct st_dtype {
+    const char *name;
+    int bits;
+    int dtype; /* a cnn_dtype, or -1 when unsupported */
+} st_dtype;
+static const st_dtype DTYPES[] = {
+    {"F32", 32, CNN_F32},     {"F16", 16, CNN_F16},     {"BF16", 16, CNN_BF16},
+    {"I64", 64, CNN_I64},     {"I32", 32, CNN_I32},     {"F64", 64, -1},
+    {"U64", 64, -1},          {"U32", 32, -1},          {"I16", 16, -1},
+    {"U16", 16, -1},          {"I8", 8, -1},            {"U8", 8, -1},
+    {"BOOL", 8, -1},          {"F8_E5M2", 8, -1},       {"F8_E4M3", 8, -1},
+    {"F8_E8M0", 8, -1},       {"F6_E2M3", 6, -1},       {"F6_E3M2", 6, -1},
+    {"F4", 4, -1},            {"C64", 64, -1},
+};
+
+static const st_dtype *dtype_by_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < sizeof DTYPES / sizeof DTYPES[0]; i++)
+        if (strlen(DTYPES[i].name) == n && memcmp(DTYPES[i].name, s, n) == 0) return &DTYPES[i];
+    return NULL;
+}
+
+static const st_dtype *dtype_of(cnn_dtype dt)
+{
+    for (size_t i = 0; i < sizeof DTYPES / sizeof DTYPES[0]; i++)
+        if (DTYPES[i].dtype == (int)dt) return &DTYPES[i];
+    return NULL;
+}
+
+static const char *errstr(int err, char *buf, size_t n)
+{
+    return strerror_r(err, buf, n); /* the GNU variant: _GNU_SOURCE is set by the Makefile */
+}
+
+/* ==== reading ============================================================================ */
+
+typedef struct st_entry {
+    const cnn_json *node; /* the member in the header: its key is the name */
+    const st_dtype *dt;
+    int ndim;             /* the true rank, even above CNN_MAX_DIMS */
+    uint64_t d[CNN_MAX_DIMS];
+    uint64_t begin, end;
+    cnn_tensor *t;
+} st_entry;
+
+typedef struct st_reader {
+    const char *path;
+    FILE *f;
+    uint64_t file_size, header_len, data_len;
+    char *header;
+    cnn_json *root;
+    st_entry *e;
+    st_entry **sorted; /* e by data offsets */
+    size_t n;
+    const cnn_json *meta; /* the __metadata__ object, or NULL */
+} st_reader;
+
+static cnn_status fmt_err(const st_reader *r, cnn_status s, const cnn_json *tensor,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static cnn_status fmt_err(const st_reader *r, cnn_status s, const cnn_json *tensor,
+                          const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (tensor)
+        return cnn_error(s, "safetensors_load: '%s': tensor '%.200s': %s", r->path, tensor->key,
+                         what);
+    return cnn_error(s, "safetensors_load: '%s': %s", r->path, what);
+}
+
+static cnn_status io_err(const st_reader *r, const char *what, int err)
+{
+    char eb[128];
+    if (err == 0)
+        return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': %s: file ended early", r->path, what);
+    return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': %s: %s", r->path, what,
+                     errstr(err, eb, sizeof eb));
+}
+
+static cnn_status read_exact(st_reader *r, void *dst, size_t n, const char *what)
+{
+    if (n == 0) return CNN_OK;
+    errno = 0;
+    if (fread(dst, 1, n, r->f) != n) return io_err(r, what, ferror(r->f) ? errno : 0);
+    return CNN_OK;
+}
+
+static cnn_status read_header(st_reader *r)
+{
+    struct stat sb;
+    if (fstat(fileno(r->f), &sb) != 0) return io_err(r, "cannot stat", errno);
+    if (!S_ISREG(sb.st_mode)) return io_err(r, "not a regular file", EINVAL);
+    r->file_size = (uint64_t)sb.st_size;
+    if (r->file_size < 8)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "file is %llu bytes, shorter than the 8-byte "
+                       "header length", (unsigned long long)r->file_size);
+    unsigned char len8[8];
+    CNN_TRY(read_exact(r, len8, 8, "reading the header length"));
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | len8[i];
+    if (n > ST_MAX_HEADER)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "header length %llu is absurd (over the %llu "
+                       "byte limit)", (unsigned long long)n, ST_MAX_HEADER);
+    if (n > r->file_size - 8)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "header length %llu is larger than the %llu "
+                       "bytes left in the file", (unsigned long long)n,
+                       (unsigned long long)(r->file_size - 8));
+    r->header_len = n;
+    r->data_len = r->file_size - 8 - n;
+    r->header = malloc((size_t)n + 1);
+    if (!r->header) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_load: out of host "
+                                     "memory for a %llu-byte header", (unsigned long long)n);
+    CNN_TRY(read_exact(r, r->header, (size_t)n, "reading the header"));
+    cnn_status st = cnn_json_parse(r->header, (size_t)n, ST_MAX_DEPTH, ST_MAX_VALUES, &r->root);
+    if (st != CNN_OK)
+        return cnn_error_prefix(st, "safetensors_load: '%s': header", r->path);
+    if (r->root->type != CNN_JSON_OBJECT)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "header is %s, expected a JSON object",
+                       cnn_json_type_name(r->root));
+    return CNN_OK;
+}
+
+static bool has_nul(const char *s, size_t n) { return memchr(s, '\0', n) != NULL; }
+
+static int cmp_keys(const void *a, const void *b)
+{
+    const cnn_json *x = *(const cnn_json *const *)a, *y = *(const cnn_json *const *)b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    if (c) return c;
+    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+/* Finds a repeated key among an object's members in O(n log n): hostile headers may hold
+ * millions of them. */
+static const cnn_json *find_duplicate(const cnn_json *obj, cnn_status *st)
+{
+    *st = CNN_OK;
+    if (obj->n_children < 2) return NULL;
+    const cnn_json **v = malloc(obj->n_children * sizeof *v);
+    if (!v) {
+        *st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_load: out of host memory");
+        return NULL;
+    }
+    size_t k = 0;
+    for (const cnn_json *c = obj->child; c; c = c->next) v[k++] = c;
+    qsort(v, k, sizeof *v, cmp_keys);
+    const cnn_json *dup = NULL;
+    for (size_t i = 1; i < k && !dup; i++)
+        if (cmp_keys(&v[i - 1], &v[i]) == 0) dup = v[i];
+    free(v);
+    return dup;
+}
+
+static cnn_status parse_metadata(st_reader *r, const cnn_json *m)
+{
+    if (r->meta)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "\"__metadata__\" appears twice");
+    if (m->type == CNN_JSON_NULL) return CNN_OK;
+    if (m->type != CNN_JSON_OBJECT)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "\"__metadata__\" is %s, expected an object of "
+                       "strings", cnn_json_type_name(m));
+    for (const cnn_json *c = m->child; c; c = c->next)
+        if (c->type != CNN_JSON_STRING)
+            return fmt_err(r, CNN_ERR_FORMAT, NULL, "\"__metadata__\" value of '%.200s' is %s, "
+                           "expected a string", c->key, cnn_json_type_name(c));
+    cnn_status st;
+    const cnn_json *dup = find_duplicate(m, &st);
+    CNN_TRY(st);
+    if (dup)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "\"__metadata__\" key '%.200s' appears twice",
+                       dup->key);
+    r->meta = m;
+    return CNN_OK;
+}
+
+/* Checks one tensor's description: fields, types, shape, byte length and bounds. */
+static cnn_status parse_entry(st_reader *r, const cnn_json *m, st_entry *e)
+{
+    e->node = m;
+    if (m->type != CNN_JSON_OBJECT)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "description is %s, expected an object",
+                       cnn_json_type_name(m));
+    const cnn_json *dtype = NULL, *shape = NULL, *offs = NULL;
+    for (const cnn_json *c = m->child; c; c = c->next) {
+        const cnn_json **slot = strcmp(c->key, "dtype") == 0          ? &dtype
+                                : strcmp(c->key, "shape") == 0        ? &shape
+                                : strcmp(c->key, "data_offsets") == 0 ? &offs : NULL;
+        if (!slot || c->key_len != strlen(c->key)) continue; /* unknown fields are ignored */
+        if (*slot) return fmt_err(r, CNN_ERR_FORMAT, m, "field \"%s\" appears twice", c->key);
+        *slot = c;
+    }
+    if (!dtype || !shape || !offs)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "missing field \"%s\"",
+                       !dtype ? "dtype" : !shape ? "shape" : "data_offsets");
+    if (dtype->type != CNN_JSON_STRING)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "\"dtype\" is %s, expected a string",
+                       cnn_json_type_name(dtype));
+    e->dt = dtype_by_name(dtype->str, dtype->len);
+    if (!e->dt)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "unknown dtype '%.40s'", dtype->str);
+    if (shape->type != CNN_JSON_ARRAY)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "\"shape\" is %s, expected an array",
+                       cnn_json_type_name(shape));
+    uint64_t numel = 1;
+    int i = 0;
+    for (const cnn_json *c = shape->child; c; c = c->next, i++) {
+        uint64_t v;
+        if (!cnn_json_get_u64(c, &v))
+            return fmt_err(r, CNN_ERR_FORMAT, m, "shape entry %d (%.40s) is not a non-negative "
+                           "integer", i, c->type == CNN_JSON_NUMBER ? c->str
+                           : cnn_json_type_name(c));
+        if (__builtin_mul_overflow(numel, v, &numel))
+            return fmt_err(r, CNN_ERR_FORMAT, m, "the product of the shape overflows 64 bits");
+        if (i < CNN_MAX_DIMS) e->d[i] = v;
+    }
+    e->ndim = i;
+    if (offs->type != CNN_JSON_ARRAY || offs->n_children != 2 ||
+        !cnn_json_get_u64(offs->child, &e->begin) || !cnn_json_get_u64(offs->child->next, &e->end))
+        return fmt_err(r, CNN_ERR_FORMAT, m, "\"data_offsets\" must be an array of two "
+                       "non-negative integers");
+    if (e->end < e->begin)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "data_offsets [%llu, %llu] end before they begin",
+                       (unsigned long long)e->begin, (unsigned long long)e->end);
+    uint64_t bits;
+    if (__builtin_mul_overflow(numel, (uint64_t)e->dt->bits, &bits))
+        return fmt_err(r, CNN_ERR_FORMAT, m, "the byte size of the shape overflows 64 bits");
+    if (bits % 8)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "%llu elements of %s do not fill whole bytes",
+                       (unsigned long long)numel, e->dt->name);
+    if (e->end - e->begin != bits / 8)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "data_offsets [%llu, %llu] hold %llu bytes but %llu "
+                       "elements of %s need %llu", (unsigned long long)e->begin,
+                       (unsigned long long)e->end, (unsigned long long)(e->end - e->begin),
+                       (unsigned long long)numel, e->dt->name, (unsigned long long)(bits / 8));
+    if (e->end > r->data_len)
+        return fmt_err(r, CNN_ERR_FORMAT, m, "data_offsets [%llu, %llu] run past the end of the "
+                       "%llu-byte data section", (unsigned long long)e->begin,
+                       (unsigned long long)e->end, (unsigned long long)r->data_len);
+    return CNN_OK;
+}
+
+static int cmp_offsets(const void *a, const void *b)
+{
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* As the reference implementation: tensors sorted by offsets must tile the data section
+ * exactly, with no overlap, no hole and nothing left over. */
+static cnn_status check_layout(st_reader *r)
+{
+    st_entry **sorted = r->sorted;
+    for (size_t i = 0; i < r->n; i++) sorted[i] = &r->e[i];
+    qsort(sorted, r->n, sizeof *sorted, cmp_offsets);
+    uint64_t at = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const st_entry *e = sorted[i];
+        if (e->begin < at)
+            return fmt_err(r, CNN_ERR_FORMAT, e->node, "bytes [%llu, %llu) overlap tensor "
+                           "'%.200s'", (unsigned long long)e->begin, (unsigned long long)e->end,
+                           sorted[i - 1]->node->key);
+        if (e->begin > at)
+            return fmt_err(r, CNN_ERR_FORMAT, e->node, "a hole of %llu unused bytes precedes it "
+                           "in the data section", (unsigned long long)(e->begin - at));
+        at = e->end;
+    }
+    if (at != r->data_len)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "the tensors cover %llu bytes but the data "
+                       "section holds %llu", (unsigned long long)at,
+                       (unsigned long long)r->data_len);
+    return CNN_OK;
+}
+
+/* What the format allows but a cnn_dict cannot hold. Checked after the whole file is known to
+ * be valid, so a corrupt file is always reported as corrupt. */
+static cnn_status check_supported(st_reader *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const st_entry *e = &r->e[i];
+        const cnn_json *m = e->node;
+        if (e->dt->dtype < 0)
+            return fmt_err(r, CNN_ERR_UNSUPPORTED, m, "dtype %s is not supported (F32, F16, "
+                           "BF16, I64 and I32 are)", e->dt->name);
+        if (e->ndim > CNN_MAX_DIMS)
+            return fmt_err(r, CNN_ERR_UNSUPPORTED, m, "rank %d is above the supported %d",
+                           e->ndim, CNN_MAX_DIMS);
+        /* An empty tensor may have huge sizes beside its zero; byte strides must still fit. */
+        uint64_t span = (uint64_t)e->dt->bits / 8;
+        for (int k = 0; k < e->ndim; k++)
+            if (e->d[k] && (__builtin_mul_overflow(span, e->d[k], &span) || span > INT64_MAX))
+                return fmt_err(r, CNN_ERR_UNSUPPORTED, m, "sizes too large for int64 byte "
+                               "strides (dim %d is %llu)", k, (unsigned long long)e->d[k]);
+        if (m->key_len == 0 || has_nul(m->key, m->key_len))
+            return fmt_err(r, CNN_ERR_UNSUPPORTED, m, "an empty name or one holding U+0000 "
+                           "cannot be a dict key");
+    }
+    if (r->meta)
+        for (const cnn_json *c = r->meta->child; c; c = c->next)
+            if (has_nul(c->key, c->key_len) || has_nul(c->str, c->len))
+                return fmt_err(r, CNN_ERR_UNSUPPORTED, NULL, "\"__metadata__\" entry '%.200s' "
+                               "holds U+0000", c->key);
+    return CNN_OK;
+}
+
+static cnn_status validate(st_reader *r)
+{
+    cnn_status st;
+    size_t n = 0;
+    for (const cnn_json *c = r->root->child; c; c = c->next)
+        if (strcmp(c->key, "__metadata__") != 0 || c->key_len != 12) n++;
+    if (n > ST_MAX_TENSORS)
+        return fmt_err(r, CNN_ERR_UNSUPPORTED, NULL, "%zu tensors is more than the supported %d",
+                       n, ST_MAX_TENSORS);
+    r->e = calloc(n ? n : 1, sizeof *r->e);
+    r->sorted = calloc(n ? n : 1, sizeof *r->sorted);
+    if (!r->e || !r->sorted)
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_load: out of host memory");
+    for (const cnn_json *c = r->root->child; c; c = c->next) {
+        if (c->key_len == 12 && strcmp(c->key, "__metadata__") == 0)
+            CNN_TRY(parse_metadata(r, c));
+        else
+            CNN_TRY(parse_entry(r, c, &r->e[r->n++]));
+    }
+    const cnn_json *dup = find_duplicate(r->root, &st);
+    CNN_TRY(st);
+    if (dup)
+        return fmt_err(r, CNN_ERR_FORMAT, NULL, "tensor name '%.200s' appears twice", dup->key);
+    CNN_TRY(check_layout(r));
+    return check_supported(r);
+}
+
+/* Allocates the tensors (header order) and fills them in file order with sequential reads. */
+static cnn_status build_dict(st_reader *r, cnn_dict *d)
+{
+    if (r->meta)
+        for (const cnn_json *c = r->meta->child; c; c = c->next)
+            CNN_TRY(cnn_dict_set_meta(d, c->key, c->str));
+    for (size_t i = 0; i < r->n; i++) {
+        st_entry *e = &r->e[i];
+        cnn_shape s = {.ndim = e->ndim};
+        for (int k = 0; k < e->ndim; k++) s.d[k] = (int64_t)e->d[k];
+        CNN_TRY(cnn_tensor_empty(s, (cnn_dtype)e->dt->dtype, CNN_CPU, &e->t));
+        CNN_TRY(cnn_dict_set(d, e->node->key, e->t));
+    }
+    if (fseeko(r->f, (off_t)(8 + r->header_len), SEEK_SET) != 0)
+        return io_err(r, "seeking to the data", errno);
+    for (size_t i = 0; i < r->n; i++) {
+        st_entry *e = r->sorted[i];
+        char what[256];
+        snprintf(what, sizeof what, "reading tensor '%.200s'", e->node->key);
+        CNN_TRY(read_exact(r, cnn_ptr(e->t), (size_t)(e->end - e->begin), what));
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_safetensors_load(const char *path, cnn_dict **out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "safetensors_load: out is NULL");
+    *out = NULL;
+    CNN_CHECK(path && path[0], CNN_ERR_INVALID_ARG, "safetensors_load: empty path");
+    st_reader r = {.path = path};
+    cnn_dict *d = NULL;
+    cnn_status st = CNN_OK;
+    r.f = fopen(path, "rbe"); /* e: close-on-exec */
+    if (!r.f) return io_err(&r, "cannot open", errno);
+    CNN_TRYG(read_header(&r));
+    CNN_TRYG(validate(&r));
+    CNN_TRYG(cnn_dict_create(&d));
+    CNN_TRYG(build_dict(&r, d));
+    *out = d;
+    d = NULL;
+done:
+    for (size_t i = 0; i < r.n; i++) cnn_tensor_free(&r.e[i].t);
+    cnn_dict_destroy(&d);
+    free(r.sorted);
+    free(r.e);
+    cnn_json_free(&r.root);
+    free(r.header);
+    fclose(r.f);
+    return st;
+}
+
+/* ==== writing ============================================================================ */
+
+static cnn_status save_err(const char *path, const char *what, int err)
+{
+    char eb[128];
+    return cnn_error(CNN_ERR_IO, "safetensors_save: '%s': %s: %s", path, what,
+                     errstr(err, eb, sizeof eb));
+}
+
+/* The header JSON, padded with spaces so the data starts 8-byte aligned, as the reference
+ * writer does. Metadata first, then tensors in dict order, stored back to back. */
+static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
+{
+    int nm = cnn_dict_meta_size(d), nt = cnn_dict_size(d);
+    CNN_CHECK(nt <= ST_MAX_TENSORS, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': %d tensors is "
+              "more than the %d that safetensors_load accepts", path, nt, ST_MAX_TENSORS);
+    for (int i = 0; i < nm; i++) {
+        const char *k = cnn_dict_meta_key(d, i), *v = cnn_dict_meta_value(d, i);
+        CNN_CHECK(cnn_utf8_valid(k, strlen(k)) && cnn_utf8_valid(v, strlen(v)),
+                  CNN_ERR_INVALID_ARG, "safetensors_save: '%s': metadata entry %d is not valid "
+                  "UTF-8", path, i);
+    }
+    cnn_buf_append(b, "{", 1);
+    if (nm) {
+        cnn_buf_append(b, "\"__metadata__\":{", 16);
+        for (int i = 0; i < nm; i++) {
+            if (i) cnn_buf_append(b, ",", 1);
+            cnn_buf_json_string(b, cnn_dict_meta_key(d, i));
+            cnn_buf_append(b, ":", 1);
+            cnn_buf_json_string(b, cnn_dict_meta_value(d, i));
+        }
+        cnn_buf_append(b, "}", 1);
+    }
+    uint64_t at = 0;
+    for (int i = 0; i < nt; i++) {
+        const char *name = cnn_dict_name(d, i);
+        const cnn_tensor *t = cnn_dict_at(d, i);
+        CNN_CHECK(cnn_utf8_valid(name, strlen(name)), CNN_ERR_INVALID_ARG,
+                  "safetensors_save: '%s': tensor name %d is not valid UTF-8", path, i);
+        CNN_CHECK(strcmp(name, "__metadata__") != 0, CNN_ERR_INVALID_ARG,
+                  "safetensors_save: '%s': a tensor may not be named \"__metadata__\"", path);
+        const st_dtype *dt = dtype_of(t->dtype);
+        CNN_CHECK(dt, CNN_ERR_INVALID_ARG, "safetensors_save: '%s': tensor '%s' has unknown "
+                  "dtype %d", path, name, (int)t->dtype);
+        uint64_t nbytes = cnn_tensor_nbytes(t);
+        if (nm || i) cnn_buf_append(b, ",", 1);
+        cnn_buf_json_string(b, name);
+        cnn_buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dt->name);
+        for (int k = 0; k < t->shape.ndim; k++)
+            cnn_buf_printf(b, k ? ",%lld" : "%lld", (long long)t->shape.d[k]);
+        cnn_buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
+                       (unsigned long long)(at + nbytes));
+        at += nbytes;
+    }
+    cnn_buf_append(b, "}", 1);
+    while (b->len % ST_ALIGN) cnn_buf_append(b, " ", 1);
+    CNN_CHECK(!b->oom, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory for the "
+              "header");
+    CNN_CHECK(b->len <= ST_MAX_HEADER, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': a %zu-byte "
+              "header is over the %llu-byte limit of readers", path, b->len, ST_MAX_HEADER);
+    return CNN_OK;
+}
+
+/* Writes one tensor's bytes, contiguous and in row-major order, whatever its layout/device. */
+static cnn_status write_tensor(FILE *f, const char *path, const cnn_tensor *t, const char *name)
+{
+    size_t nbytes = cnn_tensor_nbytes(t);
+    if (nbytes == 0) return CNN_OK;
+    if (t->device.type == CNN_DEVICE_CPU && cnn_tensor_is_contiguous(t)) {
+        if (fwrite(cnn_ptr(t), 1, nbytes, f) != nbytes)
+            return save_err(path, "writing the temporary file failed", errno);
+        return CNN_OK;
+    }
+    void *host = malloc(nbytes);
+    CNN_CHECK(host, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory copying "
+              "tensor '%s' (%zu bytes)", name, nbytes);
+    cnn_status st = cnn_tensor_read(t, host, (size_t)cnn_tensor_numel(t));
+    if (st != CNN_OK) st = cnn_error_prefix(st, "safetensors_save: tensor '%s'", name);
+    else if (fwrite(host, 1, nbytes, f) != nbytes)
+        st = save_err(path, "writing the temporary file failed", errno);
+    free(host);
+    return st;
+}
+
+/* Makes the rename itself durable. Some file systems cannot fsync a directory (EINVAL). */
+static cnn_status sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    CNN_CHECK(dir, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
+    cnn_status st = CNN_OK;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) st = save_err(path, "cannot open its directory to sync the rename", errno);
+    else if (fsync(fd) != 0 && errno != EINVAL)
+        st = save_err(path, "fsync of its directory failed", errno);
+    if (fd >= 0) close(fd);
+    free(dir);
+    return st;
+}
+
+cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
+{
+    CNN_CHECK(path && path[0] && d, CNN_ERR_INVALID_ARG, "safetensors_save: NULL argument or "
+              "empty path");
+    cnn_status st = CNN_OK;
+    cnn_buf hdr = {0};
+    FILE *f = NULL;
+    char *tmp = NULL;
+    CNN_TRYG(build_header(path, d, &hdr));
+    size_t tlen = strlen(path) + 64;
+    tmp = malloc(tlen);
+    if (!tmp) {
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
+        goto done;
+    }
+    /* Unique per process and thread, so concurrent saves to one path never share a file. */
+    snprintf(tmp, tlen, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)gettid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        st = save_err(path, "cannot create the temporary file", errno);
+        free(tmp);
+        tmp = NULL; /* nothing to remove */
+        goto done;
+    }
+    f = fdopen(fd, "wb");
+    if (!f) {
+        st = save_err(path, "cannot open the temporary file as a stream", errno);
+        close(fd);
+        goto done;
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr.len >> (8 * i));
+    if (fwrite(len8, 1, 8, f) != 8 || fwrite(hdr.data, 1, hdr.len, f) != hdr.len) {
+        st = save_err(path, "writing the temporary file failed", errno);
+        goto done;
+    }
+    for (int i = 0; i < cnn_dict_size(d); i++)
+        CNN_TRYG(write_tensor(f, path, cnn_dict_at(d, i), cnn_dict_name(d, i)));
+    if (fflush(f) != 0) {
+        st = save_err(path, "writing the temporary file failed", errno);
+        goto done;
+    }
+    if (fsync(fileno(f)) != 0) {
+        st = save_err(path, "fsync of the temporary file failed", errno);
+        goto done;
+    }
+    int rc = fclose(f);
+    f = NULL;
+    if (rc != 0) {
+        st = save_err(path, "closing the temporary file failed", errno);
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        st = save_err(path, "cannot rename the temporary file over it", errno);
+        goto done;
+    }
+    free(tmp);
+    tmp = NULL;
+    st = sync_dir(path);
+done:
+    if (f) fclose(f);
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    cnn_buf_free(&hdr);
+    return st;
+}
