@@ -32,7 +32,11 @@ CPU_ARCH ?= -march=x86-64-v3
 
 # ---- flags -------------------------------------------------------------------------------
 WARN     := -Wall -Wextra -Wno-unused-parameter
-CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE
+# CPPFLAGS_EXTRA / LDFLAGS_EXTRA: extra include and library paths, e.g. for dependencies
+# unpacked into a folder on a machine without them installed (scripts/gpu-verify.sh).
+CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE \
+            $(CPPFLAGS_EXTRA)
+LDFLAGS  += $(LDFLAGS_EXTRA)
 CFLAGS   := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
 LDLIBS   := -lopenblas -lstb -lz -lm -lpthread -fopenmp
 ifeq ($(DEBUG),1)
@@ -41,12 +45,13 @@ ifeq ($(DEBUG),1)
 else
   CFLAGS  += -O3 $(CPU_ARCH) -g1
 endif
-NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore \
+NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore $(CPPFLAGS_EXTRA) \
            -DCNN_WITH_CUDA=1 -DCNN_WITH_CUDNN=$(CUDNN) -MMD -MP
 ifeq ($(CUDA),1)
   CUDA_LIB := $(CUDA_HOME)/lib64
   CPPFLAGS += -I$(CUDA_HOME)/include
-  LDLIBS   += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart
+  # nvcc's launch stubs need the C++ runtime.
+  LDLIBS   += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart -lstdc++
   ifeq ($(CUDNN),1)
     LDLIBS += -lcudnn
   endif
@@ -72,6 +77,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
 .PHONY: all lib tools tests test install deps demo clean help check-example check-valgrind
+# Keep object files make would otherwise treat as intermediate (and delete).
+.SECONDARY:
 all: lib tools tests
 
 lib: $(BUILD)/libcnncuda.a $(BUILD)/libcnncuda.so

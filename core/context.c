@@ -155,3 +155,17 @@ cnn_status cnn_synchronize(void)
 #endif
     return CNN_OK;
 }
+
+#if !CNN_WITH_CUDA
+/* A CPU-only build has no device memory: the statistics calls answer as for a missing GPU. */
+cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out)
+{
+    if (out) memset(out, 0, sizeof *out);
+    return cnn_error(CNN_ERR_DEVICE, "cuda_get_memory_stats: cuda:%d requested but libcnncuda "
+                                     "was built without CUDA (CUDA=0)", device);
+}
+
+void cnn_cuda_reset_peak_memory(int device) { (void)device; }
+
+cnn_status cnn_cuda_empty_cache(void) { return CNN_OK; }
+#endif

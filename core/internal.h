@@ -168,7 +168,10 @@ struct cnn_node {
     cnn_tensor *dout;     /* accumulated gradient of the output during backward */
     int n_saved;
     cnn_tensor *saved[CNN_NODE_MAX_SAVED];
-    _Alignas(8) unsigned char params[CNN_NODE_PARAM_BYTES]; /* the op's packed parameters */
+    union { /* the op's packed parameters, aligned for any struct an op stores */
+        unsigned char params[CNN_NODE_PARAM_BYTES];
+        uint64_t params_align_;
+    };
 };
 
 /* True when grad mode is on and any of the n inputs (NULLs allowed) requires grad. */

@@ -1,5 +1,5 @@
 /* cuda_api.h — the plain-C face of cuda/: what core/ and layers/ may call on CUDA tensors.
- * Declared here, defined in cuda/*.c and cuda/*.cu; only built (and only called) when
+ * Declared here, defined in the .c and .cu files of cuda/; only built (and only called) when
  * CNN_WITH_CUDA is 1. It includes no CUDA header, so nothing outside cuda/ ever does. */
 #ifndef CNN_CUDA_API_H
 #define CNN_CUDA_API_H
@@ -36,5 +36,180 @@ cnn_status cnn_cuda_strided_copy(cnn_context *ctx, void *dst, const int64_t *dst
 /* Philox stream into p: dist 0 uniform [a, b), 1 normal (mean a, std b), as core/rng.c. */
 cnn_status cnn_cuda_random_f32(cnn_context *ctx, float *p, int64_t n, int dist, float a, float b,
                                uint64_t seed, uint64_t offset);
+
+/* ---- Pooling, batch norm, LRN and linear (cuda/pool.cu, pool_cudnn.c, batchnorm.cu,
+ * batchnorm_cudnn.c, lrn.cu, gemm_cublas.c) ----------------------------------------------------
+ * Every pointer is device memory of a contiguous tensor; the layer files check shapes first. */
+/* One 2-D pooling call over `planes` = N * C planes of (H, W), as layers/pool.c resolved it. */
+typedef struct cnn_cuda_pool_geom {
+    int64_t planes, h, w, oh, ow;
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+    bool exclude_pad;
+} cnn_cuda_pool_geom;
+/* Max pooling with PyTorch's argmax (first maximum, NaN wins; h * W + w in the plane, -1 for a
+ * window wholly in padding). Backward gathers, so it is deterministic and matches the CPU. */
+cnn_status cnn_cuda_max_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                       const float *x, float *y, int32_t *idx);
+cnn_status cnn_cuda_max_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                        const float *dy, const int32_t *idx, float *dx);
+cnn_status cnn_cuda_avg_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                       const float *x, float *y);
+cnn_status cnn_cuda_avg_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                        const float *dy, float *dx);
+/* Adaptive average pooling to (g->oh, g->ow); only planes, h, w, oh, ow of g are used. */
+cnn_status cnn_cuda_adaptive_avg_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                                const float *x, float *y);
+cnn_status cnn_cuda_adaptive_avg_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                                 const float *dy, float *dx);
+/* cuDNN pooling (no dilation, output size as floor mode): max, or average including or
+ * excluding the padding as g->exclude_pad says. Backward needs the forward's x and y. */
+cnn_status cnn_cudnn_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g, bool max_pool,
+                                    const float *x, float *y);
+cnn_status cnn_cudnn_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g, bool max_pool,
+                                     const float *x, const float *y, const float *dy, float *dx);
+
+/* Batch norm over x seen as (N, C, inner), with the (4, C) statistics layout of
+ * layers/batchnorm.c: rows mean_hi, mean_lo, invstd, weight. The caller writes the weight row.
+ * Training: batch mean/variance (two passes, double accumulation) into rows 0..2, and rm/rv
+ * (may be NULL) updated with momentum and the unbiased variance. Eval: rows from rm/rv. */
+cnn_status cnn_cuda_batch_norm_stats(cnn_context *ctx, const float *x, int64_t n, int64_t c,
+                                     int64_t inner, bool training, float momentum, float eps,
+                                     float *rm, float *rv, float *stats);
+/* y = (x - mean) * invstd * weight + bias (bias may be NULL). */
+cnn_status cnn_cuda_batch_norm_forward(cnn_context *ctx, const float *x, const float *stats,
+                                       const float *bias, int64_t n, int64_t c, int64_t inner,
+                                       float *y);
+/* dx (training: through the batch statistics), dweight, dbias; any output may be NULL. */
+cnn_status cnn_cuda_batch_norm_backward(cnn_context *ctx, const float *x, const float *dy,
+                                        const float *stats, int64_t n, int64_t c, int64_t inner,
+                                        bool training, float *dx, float *dw, float *db);
+/* cuDNN spatial batch norm, training: y, rows 0..2 of stats (cuDNN's saved mean and inverse
+ * std, mean_lo 0) and rm/rv (both NULL or both given) with factor momentum. Uses the weight row
+ * of stats as the scale; bias may be NULL. eps must be >= CUDNN_BN_MIN_EPSILON. */
+cnn_status cnn_cudnn_batch_norm_forward_training(cnn_context *ctx, const float *x, int64_t n,
+                                                 int64_t c, int64_t inner, float *stats,
+                                                 const float *bias, float momentum, float eps,
+                                                 float *rm, float *rv, float *y);
+/* cuDNN inference: y from running statistics and the weight row of stats. */
+cnn_status cnn_cudnn_batch_norm_forward_inference(cnn_context *ctx, const float *x, int64_t n,
+                                                  int64_t c, int64_t inner, const float *stats,
+                                                  const float *bias, const float *rm,
+                                                  const float *rv, float eps, float *y);
+/* cuDNN training backward from the saved statistics: dx, and dw/db (may be NULL). */
+cnn_status cnn_cudnn_batch_norm_backward(cnn_context *ctx, const float *x, const float *dy,
+                                         const float *stats, int64_t n, int64_t c, int64_t inner,
+                                         float eps, float *dx, float *dw, float *db);
+/* The smallest eps cuDNN batch norm accepts (CUDNN_BN_MIN_EPSILON). */
+double cnn_cudnn_bn_min_epsilon(void);
+
+/* LRN across channels of x seen as (N, C, inner), torch.nn.LocalResponseNorm's window. The
+ * backward needs a scratch buffer t of x's size. */
+cnn_status cnn_cuda_lrn_forward(cnn_context *ctx, const float *x, int64_t n, int64_t c,
+                                int64_t inner, int size, float alpha, float beta, float k,
+                                float *y);
+cnn_status cnn_cuda_lrn_backward(cnn_context *ctx, const float *x, const float *dy, int64_t n,
+                                 int64_t c, int64_t inner, int size, float alpha, float beta,
+                                 float k, float *t, float *dx);
+
+/* Linear with cuBLAS sgemm (TF32 as the context says): y = x w^T + b (b may be NULL).
+ * x: (n, in), w: (out, in), y: (n, out). */
+cnn_status cnn_cuda_linear_forward(cnn_context *ctx, const float *x, const float *w,
+                                   const float *b, int64_t n, int64_t in, int64_t out, float *y);
+/* dx = dy w, dw = dy^T x, db = column sums of dy; each output may be NULL. */
+cnn_status cnn_cuda_linear_backward(cnn_context *ctx, const float *x, const float *w,
+                                    const float *dy, int64_t n, int64_t in, int64_t out,
+                                    float *dx, float *dw, float *db);
+
+/* ---- Convolution (cuda/conv2d.cu hand-written, cuda/conv2d_cudnn.c cuDNN) ------------------ */
+/* A conv2d's geometry with every default applied, as layers/conv2d.c resolves it.
+ * x: (n, c, h, w), w: (k, cg, r, s), y: (n, k, p, q); cg = c/groups, kg = k/groups. */
+typedef struct cnn_cuda_conv {
+    int64_t n, c, h, w, k, r, s, p, q, cg, kg;
+    int sh, sw, ph, pw, dh, dw, groups;
+} cnn_cuda_conv;
+/* Hand-written kernels (never cuDNN), exact FP32 and deterministic (no float atomics). All
+ * pointers are contiguous device memory; every element of the output is written.
+ * y = conv(x, w) + b (b may be NULL). */
+cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *g, const float *x,
+                                   const float *w, const float *b, float *y);
+/* dx: (n, c, h, w) from dy: (n, k, p, q) and w. */
+cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *g,
+                                         const float *dy, const float *w, float *dx);
+/* dw: (k, cg, r, s) and db: (k), overwritten and summed over the batch; either may be NULL. */
+cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *g,
+                                           const float *dy, const float *x, float *dw,
+                                           float *db);
+#if CNN_WITH_CUDNN
+/* The same three through cuDNN, the algorithm found by timing once per shape/math/determinism
+ * key and cached per context. CNN_ERR_UNSUPPORTED (nothing else changed) when cuDNN cannot do
+ * the case, so the caller falls back to the kernels above. */
+cnn_status cnn_cudnn_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *g, const float *x,
+                                    const float *w, const float *b, float *y);
+cnn_status cnn_cudnn_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *g,
+                                          const float *dy, const float *w, float *dx);
+cnn_status cnn_cudnn_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *g,
+                                            const float *dy, const float *x, float *dw,
+                                            float *db);
+/* Algorithm cache of ctx: entries held and searches (cudnnFind* calls) made so far. */
+void cnn_cudnn_conv2d_cache_stats(const cnn_context *ctx, size_t *entries, uint64_t *searches);
+/* Drops ctx's cache; cnn_cuda_context_release calls it. */
+void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx);
+#endif
+
+/* ---- Elementwise, activation, dropout, loss and optimizer kernels --------------------------
+ * (cuda/elementwise.cu, activation.cu, dropout.cu, loss.cu, optim.cu). Raw pointers into
+ * contiguous device memory (F32, labels I64), work queued on ctx's stream; nothing comes back
+ * to the host except cnn_cuda_norm2_f32's one scalar. Each mirrors the CPU loop of its op. */
+/* y = a + b. */
+cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b, int64_t n);
+/* y = alpha * x (y may be x). */
+cnn_status cnn_cuda_scale_f32(cnn_context *ctx, float *y, const float *x, float alpha, int64_t n);
+/* y[i] = g[0] * scale, g a one-element device array (backward of sum / mean). */
+cnn_status cnn_cuda_fill_scaled_f32(cnn_context *ctx, float *y, const float *g, float scale,
+                                    int64_t n);
+/* out[0] = (float)(sum of x in double * scale). Two fixed stages, no atomics: the summation
+ * order depends on n only, so every run gives the same bits. */
+cnn_status cnn_cuda_sum_f32(cnn_context *ctx, float *out, const float *x, int64_t n,
+                            double scale);
+/* *norm (host) = sqrt of the sum of squares of `count` device arrays xs[i] of ns[i] floats,
+ * reduced as cnn_cuda_sum_f32; only this scalar is copied back. */
+cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *xs, const int64_t *ns,
+                              int count, float *norm);
+/* part (outer, len, inner) into the slab [at, at + len) of whole (outer, total, inner), or
+ * (to_slab false) that slab out into part. */
+cnn_status cnn_cuda_concat_copy_f32(cnn_context *ctx, float *whole, float *part, int64_t outer,
+                                    int64_t total, int64_t at, int64_t len, int64_t inner,
+                                    bool to_slab);
+/* kind in layers/activation.c's order: 0 relu, 1 leaky_relu, 2 elu, 3 sigmoid, 4 tanh; param:
+ * negative_slope or alpha. Backward reads `saved`: the output when saved_is_y, else the input. */
+cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, float param, const float *x,
+                                       float *y, int64_t n);
+cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param, bool saved_is_y,
+                                        const float *saved, const float *dy, float *dx,
+                                        int64_t n);
+/* y[i] = philox uniform i of (seed, offset) < keep_below ? x[i] * scale : 0, the CPU mask. */
+cnn_status cnn_cuda_dropout_f32(cnn_context *ctx, const float *x, float *y, int64_t n,
+                                uint64_t seed, uint64_t offset, float keep_below, float scale);
+/* x, y, dy, dx: (outer, k, inner), softmax (or log_softmax) over k. */
+cnn_status cnn_cuda_softmax_forward(cnn_context *ctx, const float *x, float *y, int64_t outer,
+                                    int64_t k, int64_t inner, bool log);
+cnn_status cnn_cuda_softmax_backward(cnn_context *ctx, const float *y, const float *dy, float *dx,
+                                     int64_t outer, int64_t k, int64_t inner, bool log);
+/* logits, prob: (n, k); labels, loss: (n), loss per sample. Labels are not checked on the host:
+ * one outside [0, k) makes its sample's loss NaN (and its gradient row lacks the label term). */
+cnn_status cnn_cuda_cross_entropy_forward(cnn_context *ctx, const float *logits,
+                                          const int64_t *labels, float *prob, float *loss,
+                                          int64_t n, int64_t k, float label_smoothing);
+/* dx = g[0] / n * (prob - q), q the smoothed one-hot; g a one-element device array. */
+cnn_status cnn_cuda_cross_entropy_backward(cnn_context *ctx, const float *prob,
+                                           const int64_t *labels, const float *g, float *dx,
+                                           int64_t n, int64_t k, float label_smoothing);
+/* The fused updates of core/optim.c's sgd_update_f32 / adam_update_f32, same arguments. */
+cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, float *p, const float *g, float *buf,
+                                   int64_t n, float lr, float momentum, float dampening,
+                                   bool nesterov, float wd, bool first);
+cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, float *p, const float *g, float *m,
+                                    float *v, int64_t n, float lr, float beta1, float beta2,
+                                    float eps, float wd, bool decoupled, int64_t step);
 
 #endif /* CNN_CUDA_API_H */

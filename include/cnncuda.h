@@ -359,13 +359,14 @@ typedef struct cnn_model_info {
 const char *const *cnn_model_names(int *count);
 /* New model with torchvision's initialisation (from the context RNG), tensors on the CPU.
  * num_classes / in_channels 0 take the defaults. Unknown name: CNN_ERR_NOT_FOUND listing the
- * valid names. LeNet-5 takes 32x32 inputs, and 28x28 ones zero-padded by 2 inside the model. */
+ * valid names. LeNet-5 takes 32x32 inputs, or 28x28 ones (zero-padded by 2 inside the model). */
 cnn_status cnn_model_create(const char *name, int num_classes, int in_channels, cnn_model **out);
 cnn_status cnn_model_create_ex(const char *name, const cnn_model_options *opts, cnn_model **out);
 void cnn_model_destroy(cnn_model **m);
 /* x: (N, in_channels, H, W) -> new logits (N, num_classes), recorded on the tape. training:
  * batch norm uses batch statistics and updates running_mean / running_var (momentum 0.1, eps
- * 1e-5) and num_batches_tracked; dropout is on. Eval: running statistics, no dropout. */
+ * 1e-5) and num_batches_tracked; dropout is on. Eval: running statistics, no dropout. The
+ * parameters require grad, so an evaluation pass should turn grad mode off to record nothing. */
 cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, cnn_tensor **logits);
 cnn_model_info cnn_model_get_info(const cnn_model *m);
 /* Parameters and buffers under torchvision's state_dict keys, in its order (borrowed): load
@@ -378,8 +379,9 @@ cnn_dict *cnn_model_parameters(cnn_model *m);
 bool cnn_model_param_no_decay(const cnn_model *m, int i);
 /* Number of trainable scalars (num_batches_tracked and running stats are buffers). */
 int64_t cnn_model_num_parameters(const cnn_model *m);
-/* Moves every parameter and buffer to device (gradients are dropped). On failure nothing
- * moves. */
+/* Moves every parameter and buffer (and gradient) to device, keeping the tensor handles, as
+ * module.to() does; a CUDA device must be the current context's. Call it between steps (not
+ * with a recorded forward pending). On failure nothing moves. */
 cnn_status cnn_model_to(cnn_model *m, cnn_device device);
 cnn_device cnn_model_device(const cnn_model *m);
 /* Writes / reads the state as safetensors (reading: strict or not, see cnn_dict_load). */
@@ -387,8 +389,9 @@ cnn_status cnn_model_save(const cnn_model *m, const char *path);
 cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_report *report);
 
 /* Per-layer summary for one image of height x width, computed from shapes alone. MACs count
- * the multiply-accumulates of conv and linear layers only (as ptflops/torchvision report);
- * batch norm, activations, pooling and residual adds count 0. */
+ * the multiply-accumulates of conv and linear layers (bias adds excluded), as torchvision's
+ * model table does (ResNet-50: 4.09 G at 224x224); batch norm, activations, pooling and
+ * residual adds count 0. */
 typedef struct cnn_layer_summary {
     char name[48];       /* module path, e.g. "layer1.0.conv1" */
     char type[24];       /* "Conv2d", "BatchNorm2d", "ReLU", "Add", ... */

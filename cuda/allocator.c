@@ -1,0 +1,338 @@
+/* allocator.c — the caching allocator for device memory and copies between host and device.
+ * Blocks are rounded up (512 B small, 2 MiB large), kept per device after release and reused
+ * best-fit by the stream that allocated them, so a steady training step calls neither cudaMalloc
+ * nor cudaFree. It owns memory only: no kernels, no printing. */
+#include "cuda_check.h"
+
+#include <pthread.h>
+
+#define SMALL_LIMIT ((size_t)1 << 20) /* requests up to 1 MiB come from the small sizes */
+#define SMALL_ROUND ((size_t)512)
+#define LARGE_ROUND ((size_t)2 << 20)
+
+typedef struct dev_cache dev_cache;
+
+typedef struct block {
+    void *ptr;
+    size_t size;
+    /* The stream that allocated it: work queued there is ordered before any reuse by that same
+     * stream. NULL once that stream was drained and destroyed: then any stream may take it. */
+    cudaStream_t stream;
+    dev_cache *dev;
+    struct block *prev, *next; /* in the device's live list or its free list */
+} block;
+
+struct dev_cache {
+    int device;
+    block *free_list; /* ascending size, for best fit */
+    block *live;      /* handed out and not yet released */
+    cnn_cuda_memory_stats stats;
+};
+
+/* The library's one piece of process-wide state, and why: device memory belongs to the process,
+ * not to a context; a tensor may outlive the context that allocated it and be released from any
+ * thread. So each device's cache lives here, created on first use, all behind one mutex. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static dev_cache **g_devs; /* g_ndev entries, each NULL until that device's first allocation */
+static int g_ndev;
+
+/* ---- lists (caller holds g_lock) ------------------------------------------------------------ */
+static void list_remove(block **head, block *b)
+{
+    if (b->prev) b->prev->next = b->next;
+    else *head = b->next;
+    if (b->next) b->next->prev = b->prev;
+    b->prev = b->next = NULL;
+}
+
+static void list_push(block **head, block *b)
+{
+    b->prev = NULL;
+    b->next = *head;
+    if (*head) (*head)->prev = b;
+    *head = b;
+}
+
+static void free_list_insert(dev_cache *dc, block *b)
+{
+    block *prev = NULL, *cur = dc->free_list;
+    while (cur && cur->size < b->size) {
+        prev = cur;
+        cur = cur->next;
+    }
+    b->prev = prev;
+    b->next = cur;
+    if (cur) cur->prev = b;
+    if (prev) prev->next = b;
+    else dc->free_list = b;
+}
+
+static void note_allocated(dev_cache *dc, size_t size)
+{
+    dc->stats.allocated_bytes += size;
+    if (dc->stats.allocated_bytes > dc->stats.peak_allocated_bytes)
+        dc->stats.peak_allocated_bytes = dc->stats.allocated_bytes;
+}
+
+/* The cache of a device, created on first use; NULL (with a message) for a device that does not
+ * exist or when host memory runs out. */
+static dev_cache *get_dev(int device, const char *op, cnn_status *st)
+{
+    if (!g_devs) {
+        int n = cnn_cuda_count_devices();
+        g_devs = n > 0 ? calloc((size_t)n, sizeof *g_devs) : NULL;
+        if (!g_devs) {
+            *st = n > 0 ? cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op)
+                        : cnn_error(CNN_ERR_DEVICE, "%s: no CUDA device is available", op);
+            return NULL;
+        }
+        g_ndev = n;
+    }
+    if (device < 0 || device >= g_ndev) {
+        *st = cnn_error(CNN_ERR_DEVICE, "%s: cuda:%d requested but %d device(s) are present", op,
+                        device, g_ndev);
+        return NULL;
+    }
+    if (!g_devs[device]) {
+        g_devs[device] = calloc(1, sizeof **g_devs);
+        if (!g_devs[device]) {
+            *st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+            return NULL;
+        }
+        g_devs[device]->device = device;
+    }
+    return g_devs[device];
+}
+
+/* Best fit among the free blocks this stream may reuse. At most twice the rounded size, so a
+ * small request never pins a large block. */
+static block *take_free(dev_cache *dc, size_t size, cudaStream_t stream)
+{
+    for (block *b = dc->free_list; b && b->size <= 2 * size; b = b->next) {
+        if (b->size < size || (b->stream != stream && b->stream != NULL)) continue;
+        list_remove(&dc->free_list, b);
+        b->stream = stream;
+        return b;
+    }
+    return NULL;
+}
+
+static size_t round_size(size_t bytes)
+{
+    if (bytes <= SMALL_ROUND) return SMALL_ROUND;
+    if (bytes <= SMALL_LIMIT) return (bytes + SMALL_ROUND - 1) / SMALL_ROUND * SMALL_ROUND;
+    return (bytes + LARGE_ROUND - 1) / LARGE_ROUND * LARGE_ROUND;
+}
+
+/* ---- giving memory back to CUDA ------------------------------------------------------------- */
+/* Frees every cached block of one device after waiting for the device: a cached block may still
+ * be read by work queued before its tensor was released. Leaves the current device as it was. */
+static cnn_status free_cached(int device)
+{
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
+    block *list = NULL;
+    if (dc) {
+        list = dc->free_list;
+        dc->free_list = NULL;
+        for (block *b = list; b; b = b->next) dc->stats.reserved_bytes -= b->size;
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (!list) return CNN_OK;
+
+    cnn_status st = CNN_OK;
+    int prev_device = -1;
+    uint64_t n_freed = 0;
+    (void)cudaGetDevice(&prev_device);
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess)
+        st = cnn_error(CNN_ERR_CUDA, "empty_cache: waiting for cuda:%d failed: %s", device,
+                       cudaGetErrorString(e));
+    while (list) {
+        block *b = list;
+        list = b->next;
+        e = cudaFree(b->ptr);
+        if (e != cudaSuccess && st == CNN_OK)
+            st = cnn_error(CNN_ERR_CUDA, "empty_cache: cudaFree of %zu bytes on cuda:%d failed: %s",
+                           b->size, device, cudaGetErrorString(e));
+        n_freed++;
+        free(b);
+    }
+    if (prev_device >= 0) (void)cudaSetDevice(prev_device);
+    pthread_mutex_lock(&g_lock);
+    dc->stats.n_cuda_free += n_freed;
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
+{
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
+    if (dc) {
+        for (block *b = dc->free_list; b; b = b->next)
+            if (b->stream == stream) b->stream = NULL;
+        for (block *b = dc->live; b; b = b->next)
+            if (b->stream == stream) b->stream = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- storage allocation and release ---------------------------------------------------------- */
+/* Called from any thread when a storage's last reference goes: the block goes back to the
+ * cache, reusable at once by its stream (later work there is ordered after earlier work). */
+static void block_release(cnn_storage *s)
+{
+    block *b = s->allocator;
+    if (!b) return;
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = b->dev;
+    list_remove(&dc->live, b);
+    dc->stats.allocated_bytes -= b->size;
+    free_list_insert(dc, b);
+    pthread_mutex_unlock(&g_lock);
+    s->data = NULL;
+    s->allocator = NULL;
+}
+
+/* cudaMalloc of `size` bytes; on out-of-memory, frees this device's cache and tries once more. */
+static cnn_status device_malloc(int device, size_t size, size_t bytes, const char *op, void **p)
+{
+    cudaError_t e = cudaMalloc(p, size);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        CNN_TRY(free_cached(device));
+        e = cudaMalloc(p, size);
+    }
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        (void)cudaMemGetInfo(&free_b, &total_b);
+        (void)cudaGetLastError();
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY,
+                         "%s: out of GPU memory on cuda:%d: %zu bytes requested, %zu of %zu bytes "
+                         "free", op, device, bytes, free_b, total_b);
+    }
+    if (e != cudaSuccess)
+        return cnn_error(CNN_ERR_CUDA, "%s: cudaMalloc of %zu bytes on cuda:%d failed: %s", op,
+                         size, device, cudaGetErrorString(e));
+    return CNN_OK;
+}
+
+cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes, const char *op)
+{
+    cudaStream_t stream;
+    CNN_TRY(cnn_cuda_enter(ctx, op, &stream));
+    int device = ctx->device.index;
+    CNN_CHECK(bytes <= SIZE_MAX - LARGE_ROUND, CNN_ERR_OUT_OF_MEMORY,
+              "%s: %zu bytes requested on cuda:%d is beyond any device", op, bytes, device);
+    size_t size = round_size(bytes);
+
+    cnn_status st = CNN_OK;
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = get_dev(device, op, &st);
+    block *b = dc ? take_free(dc, size, stream) : NULL;
+    if (b) {
+        list_push(&dc->live, b);
+        note_allocated(dc, b->size);
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (!dc) return st;
+
+    if (!b) {
+        void *p = NULL;
+        CNN_TRY(device_malloc(device, size, bytes, op, &p));
+        b = calloc(1, sizeof *b);
+        if (!b) {
+            (void)cudaFree(p);
+            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+        }
+        b->ptr = p;
+        b->size = size;
+        b->stream = stream;
+        b->dev = dc;
+        pthread_mutex_lock(&g_lock);
+        list_push(&dc->live, b);
+        dc->stats.reserved_bytes += size;
+        dc->stats.n_cuda_malloc++;
+        note_allocated(dc, size);
+        pthread_mutex_unlock(&g_lock);
+    }
+    s->data = b->ptr;
+    s->release = block_release;
+    s->allocator = b;
+    return CNN_OK;
+}
+
+/* ---- public statistics ------------------------------------------------------------------------ */
+cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out)
+{
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "cuda_get_memory_stats: out is NULL");
+    memset(out, 0, sizeof *out);
+    int n = cnn_cuda_count_devices();
+    CNN_CHECK(device >= 0 && device < n, CNN_ERR_DEVICE,
+              "cuda_get_memory_stats: cuda:%d requested but %d device(s) are present", device, n);
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = (g_devs && device < g_ndev) ? g_devs[device] : NULL;
+    if (dc) {
+        *out = dc->stats;
+        out->cached_bytes = dc->stats.reserved_bytes - dc->stats.allocated_bytes;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return CNN_OK;
+}
+
+void cnn_cuda_reset_peak_memory(int device)
+{
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
+    if (dc) dc->stats.peak_allocated_bytes = dc->stats.allocated_bytes;
+    pthread_mutex_unlock(&g_lock);
+}
+
+cnn_status cnn_cuda_empty_cache(void)
+{
+    pthread_mutex_lock(&g_lock);
+    int n = g_devs ? g_ndev : 0;
+    pthread_mutex_unlock(&g_lock);
+    cnn_status first = CNN_OK;
+    for (int d = 0; d < n; d++) {
+        cnn_status st = free_cached(d);
+        if (first == CNN_OK) first = st;
+    }
+    return first;
+}
+
+/* ---- copies ------------------------------------------------------------------------------------ */
+cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
+                           cnn_device src_dev, size_t bytes)
+{
+    bool dst_host = dst_dev.type == CNN_DEVICE_CPU, src_host = src_dev.type == CNN_DEVICE_CPU;
+    if (bytes == 0) return CNN_OK;
+    if (dst_host && src_host) {
+        memcpy(dst, src, bytes);
+        return CNN_OK;
+    }
+    if (!ctx || !ctx->gpu) {
+        /* A CUDA tensor read or written under a CPU context: there is no stream to order on,
+         * so wait for the whole device and copy synchronously. */
+        CNN_CUDA_TRY(cudaSetDevice(src_host ? dst_dev.index : src_dev.index));
+        CNN_CUDA_TRY(cudaDeviceSynchronize());
+        CNN_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+        return CNN_OK;
+    }
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "memcpy", &s));
+    if (!dst_host && !src_host && dst_dev.index != src_dev.index) {
+        CNN_CUDA_TRY(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, s));
+    } else {
+        enum cudaMemcpyKind kind = src_host   ? cudaMemcpyHostToDevice
+                                   : dst_host ? cudaMemcpyDeviceToHost
+                                              : cudaMemcpyDeviceToDevice;
+        CNN_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, kind, s));
+    }
+    /* The caller reads host memory next: it must have landed. */
+    if (dst_host) CNN_CUDA_TRY(cudaStreamSynchronize(s));
+    return CNN_OK;
+}

@@ -1,0 +1,99 @@
+/* cuda_check.h — what every file in cuda/ shares: one generator for the macros that check CUDA,
+ * cuBLAS and cuDNN calls and kernel launches, and access to a context's device, stream and
+ * library handles. Only cuda/ includes it (it pulls in the CUDA headers); it never prints. */
+#ifndef CNN_CUDA_CHECK_H
+#define CNN_CUDA_CHECK_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#if CNN_WITH_CUDNN
+#include <cudnn.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#include "cuda_api.h"
+
+/* ---- error translation --------------------------------------------------------------------- */
+/* Out-of-memory is reported as such, never as a CUDA failure. */
+static inline cnn_status cnn_cuda_status_of(cudaError_t e)
+{
+    return e == cudaErrorMemoryAllocation ? CNN_ERR_OUT_OF_MEMORY : CNN_ERR_CUDA;
+}
+static inline cnn_status cnn_cublas_status_of(cublasStatus_t e)
+{
+    return e == CUBLAS_STATUS_ALLOC_FAILED ? CNN_ERR_OUT_OF_MEMORY : CNN_ERR_CUDA;
+}
+#if CNN_WITH_CUDNN
+static inline cnn_status cnn_cudnn_status_of(cudnnStatus_t e)
+{
+    return (e == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+            e == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+               ? CNN_ERR_OUT_OF_MEMORY
+               : CNN_ERR_CUDA;
+}
+#endif
+
+/* The generator: evaluates stmt once; on a result other than ok, sets the thread's message to
+ * "<function>: <statement> failed at <file>:<line>: <library's error string>" and runs on_fail
+ * with the translated status in cnn_cs_. */
+#define CNN_CUDA_CHECK_GEN(stmt, type, ok, to_status, to_string, on_fail)                         \
+    do {                                                                                          \
+        type cnn_ce_ = (stmt);                                                                    \
+        if (cnn_ce_ != (ok)) {                                                                    \
+            cnn_status cnn_cs_ = cnn_error(to_status(cnn_ce_), "%s: %s failed at %s:%d: %s",      \
+                                           __func__, #stmt, __FILE__, __LINE__,                   \
+                                           to_string(cnn_ce_));                                   \
+            on_fail;                                                                              \
+        }                                                                                         \
+    } while (0)
+
+/* Return the status from the enclosing function on failure. */
+#define CNN_CUDA_TRY(stmt)                                                                        \
+    CNN_CUDA_CHECK_GEN(stmt, cudaError_t, cudaSuccess, cnn_cuda_status_of, cudaGetErrorString,    \
+                       return cnn_cs_)
+#define CNN_CUBLAS_TRY(stmt)                                                                      \
+    CNN_CUDA_CHECK_GEN(stmt, cublasStatus_t, CUBLAS_STATUS_SUCCESS, cnn_cublas_status_of,         \
+                       cublasGetStatusString, return cnn_cs_)
+#if CNN_WITH_CUDNN
+#define CNN_CUDNN_TRY(stmt)                                                                       \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_status_of,            \
+                       cudnnGetErrorString, return cnn_cs_)
+#endif
+/* For functions with `cnn_status st = CNN_OK;` and a `done:` clean-up label. */
+#define CNN_CUDA_TRYG(stmt)                                                                       \
+    CNN_CUDA_CHECK_GEN(stmt, cudaError_t, cudaSuccess, cnn_cuda_status_of, cudaGetErrorString,    \
+                       st = cnn_cs_; goto done)
+/* After every kernel launch: a bad configuration or a missing image for this GPU shows here,
+ * as "<function>: launch of <kernel> failed at <file>:<line>: <error string>". */
+#define CNN_CUDA_LAUNCH_CHECK(kernel)                                                             \
+    do {                                                                                          \
+        cudaError_t cnn_le_ = cudaGetLastError();                                                 \
+        if (cnn_le_ != cudaSuccess)                                                               \
+            return cnn_error(cnn_cuda_status_of(cnn_le_), "%s: launch of %s failed at %s:%d: %s", \
+                             __func__, #kernel, __FILE__, __LINE__, cudaGetErrorString(cnn_le_)); \
+    } while (0)
+
+/* ---- the context's GPU side (cuda/device.c) -------------------------------------------------- */
+/* Makes ctx's device current on this thread and hands back its stream. Every launcher and copy
+ * starts here, since two contexts on one thread may sit on different devices. Fails with
+ * CNN_ERR_DEVICE (naming op) when ctx is not a CUDA context. */
+cnn_status cnn_cuda_enter(cnn_context *ctx, const char *op, cudaStream_t *stream);
+/* The context's cuBLAS handle, created on first use, bound to its stream, with TF32 tensor-op
+ * math as ctx->tf32 says. The caller has entered ctx. */
+cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out);
+#if CNN_WITH_CUDNN
+/* The context's cuDNN handle, created on first use and bound to its stream. */
+cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out);
+#endif
+
+/* ---- allocator hooks (cuda/allocator.c) ------------------------------------------------------ */
+/* Called when a stream is about to be destroyed (after it was synchronised): cached and live
+ * blocks tagged with it become reusable by any stream. */
+void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNN_CUDA_CHECK_H */

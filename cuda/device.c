@@ -1,0 +1,121 @@
+/* device.c — the GPU side of a context: device count, the context's own non-blocking stream and
+ * its lazily created cuBLAS/cuDNN handles, all kept in ctx->gpu (never in globals, so contexts
+ * on different threads or devices cannot interfere). No op logic here; it never prints. */
+#include "cuda_check.h"
+
+typedef struct cnn_gpu_state {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t cublas;       /* NULL until first use */
+    struct cudnnContext *cudnn;  /* a cudnnHandle_t, NULL until first use (or without cuDNN) */
+} cnn_gpu_state;
+
+int cnn_cuda_count_devices(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        /* No driver or no GPU is an answer, 0 devices, not a failure: clear the error so no
+         * later check picks it up. */
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+cnn_status cnn_cuda_context_init(cnn_context *ctx)
+{
+    cnn_status st = CNN_OK;
+    cnn_gpu_state *g = calloc(1, sizeof *g);
+    if (!g) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "context_create: out of host memory");
+    g->device = ctx->device.index;
+    CNN_CUDA_TRYG(cudaSetDevice(g->device));
+    /* Non-blocking: the context's work must not serialise with the legacy default stream that
+     * other code in the process may use. */
+    CNN_CUDA_TRYG(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+    ctx->gpu = g;
+    return CNN_OK;
+done:
+    free(g);
+    return cnn_error_prefix(st, "context_create(cuda:%d)", ctx->device.index);
+}
+
+void cnn_cuda_context_release(cnn_context *ctx)
+{
+    cnn_gpu_state *g = ctx->gpu;
+    if (!g) return;
+    ctx->gpu = NULL;
+    /* Nobody is left to report a failure to: everything is released regardless. The stream is
+     * drained first so that no queued work still uses memory the cache may hand out again. */
+    (void)cudaSetDevice(g->device);
+    (void)cudaStreamSynchronize(g->stream);
+    if (g->cublas) (void)cublasDestroy(g->cublas);
+#if CNN_WITH_CUDNN
+    if (g->cudnn) (void)cudnnDestroy(g->cudnn);
+#endif
+    cnn_cuda_allocator_forget_stream(g->device, g->stream);
+    (void)cudaStreamDestroy(g->stream);
+    (void)cudaGetLastError();
+    free(g);
+}
+
+cnn_status cnn_cuda_enter(cnn_context *ctx, const char *op, cudaStream_t *stream)
+{
+    cnn_gpu_state *g = ctx ? ctx->gpu : NULL;
+    CNN_CHECK(g, CNN_ERR_DEVICE,
+              "%s: CUDA work needs a CUDA context, but the current one is on the CPU (create one "
+              "with cnn_context_create(CNN_CUDA(i), ...) and make it current)", op);
+    CNN_CUDA_TRY(cudaSetDevice(g->device));
+    *stream = g->stream;
+    return CNN_OK;
+}
+
+cnn_status cnn_cuda_synchronize(cnn_context *ctx)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "synchronize", &s));
+    CNN_CUDA_TRY(cudaStreamSynchronize(s));
+    return CNN_OK;
+}
+
+cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out)
+{
+    cnn_gpu_state *g = ctx->gpu;
+    CNN_ASSERT(g && out);
+    if (!g->cublas) {
+        cublasHandle_t h = NULL;
+        CNN_CUBLAS_TRY(cublasCreate(&h));
+        cublasStatus_t e = cublasSetStream(h, g->stream);
+        if (e != CUBLAS_STATUS_SUCCESS) {
+            (void)cublasDestroy(h);
+            return cnn_error(cnn_cublas_status_of(e), "%s: cublasSetStream failed: %s", __func__,
+                             cublasGetStatusString(e));
+        }
+        g->cublas = h;
+    }
+    /* Set on every use: the context's TF32 flag may change between calls. */
+    CNN_CUBLAS_TRY(cublasSetMathMode(g->cublas, ctx->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                           : CUBLAS_DEFAULT_MATH));
+    *out = g->cublas;
+    return CNN_OK;
+}
+
+#if CNN_WITH_CUDNN
+cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out)
+{
+    cnn_gpu_state *g = ctx->gpu;
+    CNN_ASSERT(g && out);
+    if (!g->cudnn) {
+        cudnnHandle_t h = NULL;
+        CNN_CUDNN_TRY(cudnnCreate(&h));
+        cudnnStatus_t e = cudnnSetStream(h, g->stream);
+        if (e != CUDNN_STATUS_SUCCESS) {
+            (void)cudnnDestroy(h);
+            return cnn_error(cnn_cudnn_status_of(e), "%s: cudnnSetStream failed: %s", __func__,
+                             cudnnGetErrorString(e));
+        }
+        g->cudnn = h;
+    }
+    *out = g->cudnn;
+    return CNN_OK;
+}
+#endif

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# gpu-verify.sh — the one script a session with a lent GPU runs (through the device tool): builds
+# with CUDA for sm_90, records the driver and cuDNN versions, runs the whole test suite, then the
+# GPU tests under compute-sanitizer memcheck. It changes nothing outside its build folder and
+# $OUT, never touches the GPU's settings, and exits non-zero if any step failed.
+#
+# Output: $OUT (the device tool's output folder; ./gpu-out when unset) gets env.txt, build.log,
+# tests.log, memcheck.log and summary.txt; the summary is also printed last.
+# Environment:
+#   DEPS_ROOT  a folder holding unpacked Debian packages (stb, OpenBLAS, zlib headers) for a
+#              machine that lacks them: adds $DEPS_ROOT/usr/include and
+#              $DEPS_ROOT/usr/lib/x86_64-linux-gnu (+ openblas-pthread) to the build and runtime.
+#   BUILD      build folder (default build-gpu); JOBS: parallel jobs (default: all cores).
+#   GPU_TEST_FILTER  which tests memcheck runs (default "cuda": GPU test files are named
+#              tests/test_cuda_*.c, and every GPU test's name starts with cuda_).
+#   TIME_BUDGET  seconds for the whole script (default 560, under the device tool's 600): each
+#              step gets at most what is left, and a step cut short counts as a failure.
+#   STEPS      which steps run (default "build tests memcheck"): to split the work over two
+#              device calls, run "build tests" then "build memcheck" (make rebuilds nothing).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT="${OUT:-$PWD/gpu-out}"
+BUILD_DIR="${BUILD:-build-gpu}"
+JOBS="${JOBS:-$(nproc)}"
+FILTER="${GPU_TEST_FILTER:-cuda}"
+STEPS=" ${STEPS:-build tests memcheck} "
+ARCH="-gencode arch=compute_90,code=sm_90"
+START=$(date +%s)
+BUDGET="${TIME_BUDGET:-560}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+status=0
+note() { echo "$*" | tee -a "$SUMMARY"; }
+fail() {
+    note "FAIL: $*"
+    status=1
+}
+finish() {
+    echo "==== summary ($OUT/summary.txt)"
+    cat "$SUMMARY"
+    exit "$status"
+}
+# Seconds left of the budget, at most $1.
+left() {
+    local l=$((BUDGET - ($(date +%s) - START)))
+    [ "$l" -gt "$1" ] && l=$1
+    [ "$l" -lt 1 ] && l=1
+    echo "$l"
+}
+# "exit N" with the reason for the usual codes of timeout(1) and the sanitizer.
+why() {
+    case "$1" in
+    0) echo "exit 0" ;;
+    124) echo "exit 124: out of time" ;;
+    99) echo "exit 99: memory errors found" ;;
+    *) echo "exit $1" ;;
+    esac
+}
+
+export PATH="/usr/local/cuda/bin:$PATH"
+CPP_EXTRA=""
+# nvcc's host-side launch stubs use the C++ runtime; linking with gcc needs it named.
+LD_EXTRA="-lstdc++"
+if [ -n "${DEPS_ROOT:-}" ]; then
+    D="$(cd "$DEPS_ROOT" && pwd)"
+    L1="$D/usr/lib/x86_64-linux-gnu"
+    L2="$L1/openblas-pthread"
+    # Debian reaches cblas.h and libopenblas.so through alternatives links that unpacked
+    # packages lack, so name the openblas-pthread folders directly.
+    CPP_EXTRA="-I$D/usr/include -I$D/usr/include/x86_64-linux-gnu/openblas-pthread"
+    LD_EXTRA="$LD_EXTRA -L$L1 -L$L2 -Wl,-rpath,$L1 -Wl,-rpath,$L2"
+    export LD_LIBRARY_PATH="$L1:$L2${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+# ---- what this machine is -----------------------------------------------------------------
+{
+    echo "== date"; date -u
+    echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "nvidia-smi failed"
+    echo "== nvcc"; nvcc --version 2>&1 || echo "nvcc not found"
+    echo "== cc"; ${CC:-cc} --version 2>&1 | head -1
+    echo "== cuDNN headers"
+    for h in /usr/include/x86_64-linux-gnu/cudnn_version*.h /usr/include/cudnn_version.h \
+             /usr/local/cuda/include/cudnn_version.h; do
+        [ -f "$h" ] && echo "$h" && grep -E '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$h"
+    done
+    echo "== cuDNN library"; ldconfig -p 2>/dev/null | grep -E 'libcudnn\.so' || echo "not in ldconfig"
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+note "gpu: ${gpu:-none seen by nvidia-smi}"
+for h in /usr/include/x86_64-linux-gnu/cudnn_version.h /usr/include/cudnn_version.h \
+         /usr/local/cuda/include/cudnn_version.h; do
+    if [ -f "$h" ]; then
+        v=$(awk '/#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) /{printf "%s%s", sep, $3; sep="."}' "$h")
+        note "cudnn header: $v ($h)"
+        break
+    fi
+done
+note "nvcc: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo missing)"
+command -v make >/dev/null || { fail "make is not installed"; finish; }
+
+# ---- build --------------------------------------------------------------------------------
+BIN="$BUILD_DIR/tests/run_tests"
+if [[ "$STEPS" == *" build "* ]]; then
+    t0=$(date +%s)
+    timeout "$(left 240)" make BUILD="$BUILD_DIR" CUDA=1 CUDA_ARCH="$ARCH" \
+        CPPFLAGS_EXTRA="$CPP_EXTRA" LDFLAGS_EXTRA="$LD_EXTRA" -j"$JOBS" tests tools \
+        >"$OUT/build.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        note "build: ok ($(($(date +%s) - t0)) s, $(grep -m1 '^libcnncuda:' "$OUT/build.log"))"
+    else
+        fail "build ($(why "$rc"); last lines of build.log below)"
+        tail -25 "$OUT/build.log" | tee -a "$SUMMARY"
+        finish
+    fi
+fi
+[ -x "$BIN" ] || { fail "$BIN is missing (run with \"build\" in STEPS)"; finish; }
+
+# ---- the whole suite ------------------------------------------------------------------------
+if [[ "$STEPS" == *" tests "* ]]; then
+    t0=$(date +%s)
+    CNN_TOOLS_DIR="$BUILD_DIR/bin" timeout "$(left 300)" "$BIN" >"$OUT/tests.log" 2>&1
+    rc=$?
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/tests.log" | tail -1)
+    note "tests: ${last:-no result line} ($(why "$rc"), $(($(date +%s) - t0)) s)"
+    [ "$rc" -eq 0 ] || fail "test suite ($(why "$rc"))"
+    grep -E '^FAIL' "$OUT/tests.log" | head -20 | tee -a "$SUMMARY"
+    if grep -q ' 0 GPU(s)' "$OUT/tests.log"; then fail "the test binary saw no GPU"; fi
+    nskip=$(grep -c 'no CUDA device' "$OUT/tests.log")
+    [ "$nskip" -eq 0 ] || fail "$nskip GPU tests were skipped"
+fi
+
+# ---- memcheck on the GPU tests ----------------------------------------------------------------
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+     /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+if [[ "$STEPS" != *" memcheck "* ]]; then
+    :
+elif [ -z "$CS" ]; then
+    fail "compute-sanitizer not found"
+else
+    t0=$(date +%s)
+    # No leak check: the caching allocator keeps its blocks until the process ends, by design.
+    timeout "$(left 600)" "$CS" --tool memcheck --error-exitcode 99 "$BIN" "$FILTER" \
+        >"$OUT/memcheck.log" 2>&1
+    rc=$?
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/memcheck.log" | tail -1)
+    errs=$(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)
+    note "memcheck '$FILTER': ${last:-no result line}; ${errs:-no error summary} ($(why "$rc"), $(($(date +%s) - t0)) s)"
+    if [ "$rc" -ne 0 ]; then
+        fail "memcheck ($(why "$rc"); last test reached: $(grep -E '^(ok|FAIL|skip) ' "$OUT/memcheck.log" | tail -1))"
+    fi
+    grep -E '^FAIL|Invalid|out of bounds' "$OUT/memcheck.log" | head -20 | tee -a "$SUMMARY"
+    if grep -q ' 0 GPU(s)' "$OUT/memcheck.log"; then fail "memcheck: the test binary saw no GPU"; fi
+fi
+
+if [ "$status" -eq 0 ]; then note "RESULT: all passed"; else note "RESULT: FAILED"; fi
+finish
