@@ -1,8 +1,12 @@
 /* optim.c — SGD, Adam and AdamW with torch.optim's update formulas, their state dicts for
  * checkpoints, and gradient-norm clipping. Parameters are updated in place and nothing is
- * recorded on the tape. Each optimizer's per-parameter update is one function over raw floats,
- * so a fused CUDA kernel can take its place behind the same dispatch. */
+ * recorded on the tape. Each optimizer's per-parameter update is one function over raw floats;
+ * for CUDA parameters a fused kernel (cuda/optim.cu) with the same arguments takes its place,
+ * and the state tensors live on the parameter's device. */
 #include "internal.h"
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 #include <errno.h>
 #include <inttypes.h>
@@ -223,9 +227,19 @@ static cnn_status prepare(cnn_optim *opt, optim_param *q, const cnn_tensor *g)
               "optim_step: gradient of '%s' is %s %s, parameter is F32 %s", q->name,
               cnn_dtype_name(g->dtype), cnn_shape_of(g), cnn_shape_of(p));
     CNN_TRY(cnn_check_same_device("optim_step", p, q->name, g, "its gradient"));
+#if CNN_WITH_CUDA
+    /* Checked here, before any parameter changes, rather than when the first kernel is refused. */
+    const cnn_context *c = cnn_ctx();
+    CNN_CHECK(!cnn_on_cuda(p) ||
+                  (c->device.type == CNN_DEVICE_CUDA && c->device.index == p->device.index),
+              CNN_ERR_DEVICE, "optim_step: '%s' is on cuda:%d but the current context is on %s:%d",
+              q->name, p->device.index, c->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu",
+              c->device.index);
+#else
     CNN_CHECK(p->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
               "optim_step: '%s' is on cuda:%d and the optimizers have no CUDA kernel in this "
               "build", q->name, p->device.index);
+#endif
     CNN_CHECK(cnn_tensor_is_contiguous(p) && cnn_tensor_is_contiguous(g), CNN_ERR_INVALID_ARG,
               "optim_step: '%s' or its gradient is no longer contiguous", q->name);
     if (opt->cfg.kind == CNN_OPTIM_SGD) {
@@ -238,19 +252,35 @@ static cnn_status prepare(cnn_optim *opt, optim_param *q, const cnn_tensor *g)
     return CNN_OK;
 }
 
-static void update(const cnn_optim_config *c, optim_param *q, const cnn_tensor *g)
+/* Only a failed kernel launch can fail here, and then the step count is left as it was. */
+static cnn_status update(const cnn_optim_config *c, optim_param *q, const cnn_tensor *g)
 {
     float *p = cnn_f32(q->p);
     const float *gd = cnn_f32(g);
-    int64_t n = cnn_shape_numel(q->p->shape);
+    float *buf = q->s1 ? cnn_f32(q->s1) : NULL;
+    int64_t n = cnn_shape_numel(q->p->shape), step = q->step + 1;
     float wd = q->decay ? c->weight_decay : 0.0f;
-    q->step++;
-    if (c->kind == CNN_OPTIM_SGD)
-        sgd_update_f32(p, gd, q->s1 ? cnn_f32(q->s1) : NULL, n, c->lr, c->momentum, c->dampening,
-                       c->nesterov, wd, q->step == 1);
+    bool sgd = c->kind == CNN_OPTIM_SGD, decoupled = c->kind == CNN_OPTIM_ADAMW;
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(q->p)) {
+        if (sgd)
+            CNN_TRY(cnn_cuda_sgd_update_f32(cnn_ctx(), p, gd, buf, n, c->lr, c->momentum,
+                                            c->dampening, c->nesterov, wd, step == 1));
+        else
+            CNN_TRY(cnn_cuda_adam_update_f32(cnn_ctx(), p, gd, buf, cnn_f32(q->s2), n, c->lr,
+                                             c->beta1, c->beta2, c->eps, wd, decoupled, step));
+        q->step = step;
+        return CNN_OK;
+    }
+#endif
+    if (sgd)
+        sgd_update_f32(p, gd, buf, n, c->lr, c->momentum, c->dampening, c->nesterov, wd,
+                       step == 1);
     else
-        adam_update_f32(p, gd, cnn_f32(q->s1), cnn_f32(q->s2), n, c->lr, c->beta1, c->beta2,
-                        c->eps, wd, c->kind == CNN_OPTIM_ADAMW, q->step);
+        adam_update_f32(p, gd, buf, cnn_f32(q->s2), n, c->lr, c->beta1, c->beta2, c->eps, wd,
+                        decoupled, step);
+    q->step = step;
+    return CNN_OK;
 }
 
 cnn_status cnn_optim_step(cnn_optim *opt)
@@ -260,7 +290,7 @@ cnn_status cnn_optim_step(cnn_optim *opt)
     for (int i = 0; i < opt->n; i++)
         if (opt->ps[i].p->grad) CNN_TRY(prepare(opt, &opt->ps[i], opt->ps[i].p->grad));
     for (int i = 0; i < opt->n; i++)
-        if (opt->ps[i].p->grad) update(&opt->cfg, &opt->ps[i], opt->ps[i].p->grad);
+        if (opt->ps[i].p->grad) CNN_TRY(update(&opt->cfg, &opt->ps[i], opt->ps[i].p->grad));
     opt->steps++;
     return CNN_OK;
 }
@@ -283,29 +313,77 @@ float cnn_optim_get_lr(const cnn_optim *opt) { return opt ? opt->cfg.lr : NAN; }
 int64_t cnn_optim_step_count(const cnn_optim *opt) { return opt ? opt->steps : 0; }
 
 /* ---- gradient clipping -------------------------------------------------------------------- */
+static double sum_squares_cpu(const float *d, int64_t m)
+{
+    double s = 0;
+    #pragma omp parallel for reduction(+ : s) if (m > 65536)
+    for (int64_t j = 0; j < m; j++) s += (double)d[j] * d[j];
+    return s;
+}
+
+#if CNN_WITH_CUDA
+/* The norm of CUDA gradients: reduced on the device, only the final scalar comes back. */
+static cnn_status grad_norm_cuda(cnn_tensor *const *params, int n, float *total)
+{
+    const float **xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
+    int64_t *ns = malloc((size_t)(n ? n : 1) * sizeof *ns);
+    cnn_status st = CNN_OK;
+    if (!xs || !ns) st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "clip_grad_norm: out of host memory");
+    int count = 0;
+    for (int i = 0; st == CNN_OK && i < n; i++) {
+        const cnn_tensor *g = params[i] ? params[i]->grad : NULL;
+        if (!g) continue;
+        xs[count] = cnn_f32(g);
+        ns[count++] = cnn_shape_numel(g->shape);
+    }
+    if (st == CNN_OK) st = cnn_cuda_norm2_f32(cnn_ctx(), xs, ns, count, total);
+    free(xs);
+    free(ns);
+    return st;
+}
+#endif
+
 cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, float *total_norm)
 {
     CNN_CHECK(n >= 0 && (params || n == 0), CNN_ERR_INVALID_ARG,
               "clip_grad_norm: %d parameters at %p", n, (const void *)params);
     CNN_CHECK(max_norm >= 0, CNN_ERR_INVALID_ARG, "clip_grad_norm: invalid max_norm %g", max_norm);
-    double sq = 0;
+    const cnn_tensor *first = NULL;
+    int first_i = -1;
     for (int i = 0; i < n; i++) {
         const cnn_tensor *g = params[i] ? params[i]->grad : NULL;
         if (!g) continue;
+#if !CNN_WITH_CUDA
         CNN_CHECK(g->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
                   "clip_grad_norm: gradient %d is on cuda:%d, which has no kernel in this build",
                   i, g->device.index);
+#endif
         CNN_CHECK(g->dtype == CNN_F32 && cnn_tensor_is_contiguous(g), CNN_ERR_INVALID_ARG,
                   "clip_grad_norm: gradient %d %s is not a contiguous F32 tensor", i,
                   cnn_shape_of(g));
-        const float *d = cnn_f32(g);
-        int64_t m = cnn_shape_numel(g->shape);
-        double s = 0;
-        #pragma omp parallel for reduction(+ : s) if (m > 65536)
-        for (int64_t j = 0; j < m; j++) s += (double)d[j] * d[j];
-        sq += s;
+        if (!first) {
+            first = g;
+            first_i = i;
+            continue;
+        }
+        char an[32], bn[32];
+        snprintf(an, sizeof an, "gradient %d", first_i);
+        snprintf(bn, sizeof bn, "gradient %d", i);
+        CNN_TRY(cnn_check_same_device("clip_grad_norm", first, an, g, bn));
     }
-    float total = (float)sqrt(sq);
+    float total = 0;
+#if CNN_WITH_CUDA
+    if (first && cnn_on_cuda(first)) CNN_TRY(grad_norm_cuda(params, n, &total));
+    else
+#endif
+    {
+        double sq = 0;
+        for (int i = 0; i < n; i++) {
+            const cnn_tensor *g = params[i] ? params[i]->grad : NULL;
+            if (g) sq += sum_squares_cpu(cnn_f32(g), cnn_shape_numel(g->shape));
+        }
+        total = (float)sqrt(sq);
+    }
     if (total_norm) *total_norm = total;
     float coef = max_norm / (total + 1e-6f);
     /* As PyTorch: grads are multiplied by min(coef, 1), so a NaN/inf norm spreads to them. */
@@ -315,7 +393,11 @@ cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, 
         if (!g) continue;
         float *d = cnn_f32(g);
         int64_t m = cnn_shape_numel(g->shape);
-        for (int64_t j = 0; j < m; j++) d[j] *= coef;
+#if CNN_WITH_CUDA
+        if (cnn_on_cuda(g)) CNN_TRY(cnn_cuda_scale_f32(cnn_ctx(), d, d, coef, m));
+        else
+#endif
+            for (int64_t j = 0; j < m; j++) d[j] *= coef;
     }
     return CNN_OK;
 }

@@ -1,10 +1,15 @@
-/* activation.c — relu, leaky_relu, elu, sigmoid, tanh: forward, backward and CPU kernels.
- * Each saves the least its backward needs, preferring the output (which the next layer usually
- * keeps anyway) over the input, so an activation adds no tensor of its own to training memory. */
+/* activation.c — relu, leaky_relu, elu, sigmoid, tanh: forward, backward, CPU kernels and the
+ * choice of CUDA kernel (cuda/activation.cu). Each saves the least its backward needs, preferring
+ * the output (which the next layer usually keeps anyway) over the input, so an activation adds
+ * no tensor of its own to training memory. */
 #include "internal.h"
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 #include <math.h>
 
+/* cuda/activation.cu takes the kind as an int in this order. */
 typedef enum { ACT_RELU, ACT_LEAKY, ACT_ELU, ACT_SIGMOID, ACT_TANH } act_kind;
 
 typedef struct {
@@ -86,7 +91,13 @@ static cnn_status act_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor 
     const cnn_tensor *s = node->saved[0];
     CNN_ASSERT(node->n_saved == 1 && cnn_tensor_is_contiguous(s) && cnn_tensor_is_contiguous(dy));
     CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
-    act_backward_cpu(p, cnn_f32(s), cnn_f32(dy), cnn_f32(dx[0]), cnn_shape_numel(s->shape));
+    int64_t n = cnn_shape_numel(s->shape);
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(s))
+        return cnn_cuda_activation_backward(cnn_ctx(), (int)p->kind, p->param, p->saved_is_y,
+                                            cnn_f32(s), cnn_f32(dy), cnn_f32(dx[0]), n);
+#endif
+    act_backward_cpu(p, cnn_f32(s), cnn_f32(dy), cnn_f32(dx[0]), n);
     return CNN_OK;
 }
 
@@ -95,7 +106,7 @@ static cnn_status activation(const char *op, act_kind kind, float param, const c
 {
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
     *y = NULL;
-    CNN_TRY(cnn_check_tensor(op, "x", x));
+    CNN_TRY(cnn_check_f32(op, "x", x));
     CNN_CHECK(isfinite(param), CNN_ERR_INVALID_ARG, "%s: %s %g is not finite", op,
               kind == ACT_LEAKY ? "negative_slope" : "alpha", (double)param);
     /* Only a negative slope/alpha breaks the sign correspondence that lets backward read y. */
@@ -104,7 +115,13 @@ static cnn_status activation(const char *op, act_kind kind, float param, const c
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
-    act_forward_cpu(kind, param, cnn_f32(xc), cnn_f32(*y), cnn_shape_numel(x->shape));
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(x))
+        CNN_TRYG(cnn_cuda_activation_forward(cnn_ctx(), (int)kind, param, cnn_f32(xc), cnn_f32(*y),
+                                             cnn_shape_numel(x->shape)));
+    else
+#endif
+        act_forward_cpu(kind, param, cnn_f32(xc), cnn_f32(*y), cnn_shape_numel(x->shape));
     if (cnn_should_record(&x, 1)) {
         cnn_node *node = NULL;
         CNN_TRYG(cnn_tape_record(op, act_backward, *y, &x, 1, &p, sizeof p, &node));

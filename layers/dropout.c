@@ -1,8 +1,12 @@
-/* dropout.c — inverted dropout: forward, backward and CPU kernel. The mask is never stored:
- * element i is kept when Philox uniform i of the (seed, offset) block taken from the context
- * stream is < 1 - p, so backward (and a CUDA kernel) regenerate exactly the same mask. */
+/* dropout.c — inverted dropout: forward, backward, CPU kernel and the choice of CUDA kernel
+ * (cuda/dropout.cu). The mask is never stored: element i is kept when Philox uniform i of the
+ * (seed, offset) block taken from the context stream is < 1 - p, so backward and the CUDA kernel
+ * regenerate exactly the same mask. */
 #include "internal.h"
 #include "philox.h"
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 #include <math.h>
 
@@ -11,14 +15,16 @@ typedef struct {
     float p;
 } dropout_params;
 
+static float keep_below_of(const dropout_params *p) { return 1.0f - p->p; }
+static float scale_of(const dropout_params *p) { return p->p < 1.0f ? 1.0f / (1.0f - p->p) : 0.0f; }
+
 /* y[i] = keep(i) ? x[i] * scale : 0, keep(i) = uniform(seed, offset, i) < 1 - p. Also the
  * backward, with x = dy. One Philox call yields the four uniforms of elements 4j..4j+3, the same
  * numbers cnn_philox_uniform gives one at a time. */
 // x, y: (numel)
 static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64_t n)
 {
-    float keep_below = 1.0f - p->p;
-    float scale = p->p < 1.0f ? 1.0f / (1.0f - p->p) : 0.0f;
+    float keep_below = keep_below_of(p), scale = scale_of(p);
     int64_t blocks = (n + 3) / 4;
     #pragma omp parallel for if (n > 32768)
     for (int64_t b = 0; b < blocks; b++) {
@@ -31,13 +37,25 @@ static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64
     }
 }
 
+/* Runs the CUDA kernel for device memory, else the CPU loop. */
+static cnn_status dropout_run(const dropout_params *p, const cnn_tensor *x, cnn_tensor *y)
+{
+    int64_t n = cnn_shape_numel(x->shape);
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(x))
+        return cnn_cuda_dropout_f32(cnn_ctx(), cnn_f32(x), cnn_f32(y), n, p->seed, p->offset,
+                                    keep_below_of(p), scale_of(p));
+#endif
+    dropout_cpu(p, cnn_f32(x), cnn_f32(y), n);
+    return CNN_OK;
+}
+
 static cnn_status dropout_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
 {
     const dropout_params *p = (const dropout_params *)node->params;
     CNN_ASSERT(cnn_tensor_is_contiguous(dy));
     CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
-    dropout_cpu(p, cnn_f32(dy), cnn_f32(dx[0]), cnn_shape_numel(dy->shape));
-    return CNN_OK;
+    return dropout_run(p, dy, dx[0]);
 }
 
 cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor **y)
@@ -52,14 +70,14 @@ cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor *
         *y = cnn_tensor_retain((cnn_tensor *)x);
         return CNN_OK;
     }
-    CNN_TRY(cnn_check_tensor("dropout", "x", x));
+    CNN_TRY(cnn_check_f32("dropout", "x", x));
     int64_t n = cnn_shape_numel(x->shape);
     dropout_params dp = {cnn_ctx()->rng_seed, cnn_rng_take((n + 3) / 4), p};
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
-    dropout_cpu(&dp, cnn_f32(xc), cnn_f32(*y), n);
+    CNN_TRYG(dropout_run(&dp, xc, *y));
     if (cnn_should_record(&x, 1))
         CNN_TRYG(cnn_tape_record("dropout", dropout_backward, *y, &x, 1, &dp, sizeof dp, NULL));
 done:

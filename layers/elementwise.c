@@ -1,7 +1,11 @@
-/* elementwise.c — add, scale, sum, mean, concat: shape rules, forward, backward and CPU kernels.
- * Simple ops, and the pattern every op file follows: check arguments (naming op and shapes),
- * compute into a new output, record a node with what backward needs, nothing more. */
+/* elementwise.c — add, scale, sum, mean, concat: shape rules, forward, backward, CPU kernels and
+ * the choice of CUDA kernel (cuda/elementwise.cu) for CUDA tensors. Simple ops, and the pattern
+ * every op file follows: check arguments (naming op and shapes), compute into a new output,
+ * record a node with what backward needs, nothing more. */
 #include "internal.h"
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 #include <math.h>
 
@@ -18,8 +22,8 @@ cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
 {
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "add: y is NULL");
     *y = NULL;
-    CNN_TRY(cnn_check_tensor("add", "a", a));
-    CNN_TRY(cnn_check_tensor("add", "b", b));
+    CNN_TRY(cnn_check_f32("add", "a", a));
+    CNN_TRY(cnn_check_f32("add", "b", b));
     CNN_TRY(cnn_check_same_device("add", a, "a", b, "b"));
     CNN_CHECK(cnn_shape_equal(a->shape, b->shape), CNN_ERR_SHAPE,
               "add: a %s and b %s differ in shape", cnn_shape_of(a), cnn_shape_of(b));
@@ -33,8 +37,14 @@ cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
         const float *pa = cnn_f32(ac), *pb = cnn_f32(bc);
         float *py = cnn_f32(*y);
         int64_t n = cnn_shape_numel(a->shape);
-        #pragma omp parallel for simd if (n > 32768)
-        for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
+#if CNN_WITH_CUDA
+        if (cnn_on_cuda(a)) CNN_TRYG(cnn_cuda_add_f32(cnn_ctx(), py, pa, pb, n));
+        else
+#endif
+        {
+            #pragma omp parallel for simd if (n > 32768)
+            for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
+        }
     }
     const cnn_tensor *in[2] = {a, b};
     if (cnn_should_record(in, 2)) CNN_TRYG(cnn_tape_record("add", add_backward, *y, in, 2, NULL, 0, NULL));
@@ -55,8 +65,15 @@ static cnn_status scale_kernel(const cnn_tensor *a, float alpha, cnn_tensor **y)
         const float *pa = cnn_f32(ac);
         float *py = cnn_f32(*y);
         int64_t n = cnn_shape_numel(a->shape);
-        #pragma omp parallel for simd if (n > 32768)
-        for (int64_t i = 0; i < n; i++) py[i] = alpha * pa[i];
+#if CNN_WITH_CUDA
+        if (cnn_on_cuda(a)) st = cnn_cuda_scale_f32(cnn_ctx(), py, pa, alpha, n);
+        else
+#endif
+        {
+            #pragma omp parallel for simd if (n > 32768)
+            for (int64_t i = 0; i < n; i++) py[i] = alpha * pa[i];
+        }
+        if (st != CNN_OK) cnn_tensor_free(y);
     }
     cnn_tensor_free(&ac);
     return st;
@@ -73,7 +90,7 @@ cnn_status cnn_scale(const cnn_tensor *a, float alpha, cnn_tensor **y)
 {
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "scale: y is NULL");
     *y = NULL;
-    CNN_TRY(cnn_check_tensor("scale", "a", a));
+    CNN_TRY(cnn_check_f32("scale", "a", a));
     CNN_TRY(scale_kernel(a, alpha, y));
     cnn_status st = CNN_OK;
     if (cnn_should_record(&a, 1))
@@ -87,6 +104,16 @@ static cnn_status reduce_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor 
 {
     float scale, g;
     memcpy(&scale, n->params, sizeof scale);
+#if CNN_WITH_CUDA
+    /* dy stays on the device: the kernel reads the scalar there, with no host round trip. */
+    if (cnn_on_cuda(dy)) {
+        CNN_TRY(cnn_tensor_empty(n->in[0].shape, CNN_F32, n->in[0].device, &dx[0]));
+        cnn_status st = cnn_cuda_fill_scaled_f32(cnn_ctx(), cnn_f32(dx[0]), cnn_f32(dy), scale,
+                                                 cnn_shape_numel(n->in[0].shape));
+        if (st != CNN_OK) cnn_tensor_free(&dx[0]);
+        return st;
+    }
+#endif
     CNN_TRY(cnn_tensor_read(dy, &g, 1));
     return cnn_tensor_full(n->in[0].shape, g * scale, n->in[0].device, &dx[0]);
 }
@@ -95,18 +122,31 @@ static cnn_status reduce(const char *op, const cnn_tensor *x, bool mean, cnn_ten
 {
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
     *y = NULL;
-    CNN_TRY(cnn_check_tensor(op, "x", x));
+    CNN_TRY(cnn_check_f32(op, "x", x));
     cnn_tensor *xc = NULL;
     CNN_TRY(cnn_contig(x, &xc));
     int64_t n = cnn_shape_numel(x->shape);
     const float *p = cnn_f32(xc);
-    double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) s += p[i];
-    cnn_tensor_free(&xc);
     float scale = mean ? (n ? 1.0f / (float)n : NAN) : 1.0f;
-    CNN_TRY(cnn_tensor_full(CNN_SCALAR, (float)(s * scale), x->device, y));
     cnn_status st = CNN_OK;
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(x)) {
+        st = cnn_tensor_empty(CNN_SCALAR, CNN_F32, x->device, y);
+        if (st == CNN_OK) st = cnn_cuda_sum_f32(cnn_ctx(), cnn_f32(*y), p, n, scale);
+        cnn_tensor_free(&xc);
+        if (st != CNN_OK) {
+            cnn_tensor_free(y);
+            return st;
+        }
+    } else
+#endif
+    {
+        double s = 0;
+        #pragma omp parallel for reduction(+ : s) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) s += p[i];
+        cnn_tensor_free(&xc);
+        CNN_TRY(cnn_tensor_full(CNN_SCALAR, (float)(s * scale), x->device, y));
+    }
     if (cnn_should_record(&x, 1))
         st = cnn_tape_record(op, reduce_backward, *y, &x, 1, &scale, sizeof scale, NULL);
     if (st != CNN_OK) cnn_tensor_free(y);
@@ -150,7 +190,13 @@ static cnn_status concat_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor 
         int64_t len = n->in[i].shape.d[dim];
         if (n->in[i].needs_grad) {
             CNN_TRY(cnn_tensor_empty(n->in[i].shape, CNN_F32, n->in[i].device, &dx[i]));
-            concat_copy(cnn_f32(dy), cnn_f32(dx[i]), outer, total, at, len, inner, false);
+#if CNN_WITH_CUDA
+            if (cnn_on_cuda(dy))
+                CNN_TRY(cnn_cuda_concat_copy_f32(cnn_ctx(), cnn_f32(dy), cnn_f32(dx[i]), outer,
+                                                 total, at, len, inner, false));
+            else
+#endif
+                concat_copy(cnn_f32(dy), cnn_f32(dx[i]), outer, total, at, len, inner, false);
         }
         at += len;
     }
@@ -166,7 +212,7 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
     char name[32];
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "xs[%d]", i);
-        CNN_TRY(cnn_check_tensor("concat", name, xs[i]));
+        CNN_TRY(cnn_check_f32("concat", name, xs[i]));
     }
     const cnn_tensor *x0 = xs[0];
     int nd = x0->shape.ndim;
@@ -197,8 +243,15 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
         cnn_tensor *xc = NULL;
         CNN_TRYG(cnn_contig(xs[i], &xc));
         int64_t len = xs[i]->shape.d[d];
-        concat_copy(cnn_f32(*y), cnn_f32(xc), outer, out.d[d], at, len, inner, true);
+#if CNN_WITH_CUDA
+        if (cnn_on_cuda(x0))
+            st = cnn_cuda_concat_copy_f32(cnn_ctx(), cnn_f32(*y), cnn_f32(xc), outer, out.d[d], at,
+                                          len, inner, true);
+        else
+#endif
+            concat_copy(cnn_f32(*y), cnn_f32(xc), outer, out.d[d], at, len, inner, true);
         cnn_tensor_free(&xc);
+        if (st != CNN_OK) goto done;
         at += len;
     }
     if (cnn_should_record(xs, n))

@@ -1,7 +1,12 @@
-/* loss.c — softmax, log_softmax and cross-entropy: shape rules, forward, backward and CPU
- * kernels. All subtract the maximum before exponentiating so large logits stay finite; each
- * saves only its probabilities (or log-probabilities), never its input. */
+/* loss.c — softmax, log_softmax and cross-entropy: shape rules, forward, backward, CPU kernels
+ * and the choice of CUDA kernel (cuda/loss.cu). All subtract the maximum before exponentiating
+ * so large logits stay finite; each saves only its probabilities (or log-probabilities), never
+ * its input. On CUDA, cross-entropy leaves its labels on the device and does not check them:
+ * a label outside [0, K) gives a NaN loss instead of CNN_ERR_INVALID_ARG (no host round trip). */
 #include "internal.h"
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 #include <math.h>
 
@@ -66,6 +71,11 @@ static cnn_status softmax_backward(cnn_node *node, const cnn_tensor *dy, cnn_ten
     const cnn_tensor *y = node->saved[0];
     CNN_ASSERT(node->n_saved == 1 && cnn_tensor_is_contiguous(y) && cnn_tensor_is_contiguous(dy));
     CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(y))
+        return cnn_cuda_softmax_backward(cnn_ctx(), cnn_f32(y), cnn_f32(dy), cnn_f32(dx[0]),
+                                         p->outer, p->k, p->inner, p->log);
+#endif
     softmax_backward_cpu(p, cnn_f32(y), cnn_f32(dy), cnn_f32(dx[0]));
     return CNN_OK;
 }
@@ -74,7 +84,7 @@ static cnn_status softmax_op(const char *op, const cnn_tensor *x, int dim, bool 
 {
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
     *y = NULL;
-    CNN_TRY(cnn_check_tensor(op, "x", x));
+    CNN_TRY(cnn_check_f32(op, "x", x));
     int nd = x->shape.ndim;
     /* As PyTorch, a scalar accepts dim 0 or -1 and is its own single-element row. */
     int span = nd > 0 ? nd : 1;
@@ -91,7 +101,13 @@ static cnn_status softmax_op(const char *op, const cnn_tensor *x, int dim, bool 
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
-    softmax_cpu(&p, cnn_f32(xc), cnn_f32(*y));
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(x))
+        CNN_TRYG(cnn_cuda_softmax_forward(cnn_ctx(), cnn_f32(xc), cnn_f32(*y), p.outer, p.k,
+                                          p.inner, p.log));
+    else
+#endif
+        softmax_cpu(&p, cnn_f32(xc), cnn_f32(*y));
     if (cnn_should_record(&x, 1)) {
         cnn_node *node = NULL;
         CNN_TRYG(cnn_tape_record(op, softmax_backward, *y, &x, 1, &p, sizeof p, &node));
@@ -154,10 +170,17 @@ static cnn_status cross_entropy_backward(cnn_node *node, const cnn_tensor *dy, c
     const cnn_tensor *prob = node->saved[0], *lab = node->saved[1];
     CNN_ASSERT(cnn_tensor_is_contiguous(prob) && cnn_tensor_is_contiguous(lab) &&
                lab->dtype == CNN_I64);
-    float g;
-    CNN_TRY(cnn_tensor_read(dy, &g, 1));
     int64_t n = prob->shape.d[0], k = prob->shape.d[1];
     CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
+#if CNN_WITH_CUDA
+    /* The loss gradient stays on the device: the kernel reads it there. */
+    if (cnn_on_cuda(prob))
+        return cnn_cuda_cross_entropy_backward(cnn_ctx(), cnn_f32(prob),
+                                               (const int64_t *)cnn_ptr(lab), cnn_f32(dy),
+                                               cnn_f32(dx[0]), n, k, cp->label_smoothing);
+#endif
+    float g;
+    CNN_TRY(cnn_tensor_read(dy, &g, 1));
     const float *p = cnn_f32(prob);
     const int64_t *labels = (const int64_t *)cnn_ptr(lab);
     float *d = cnn_f32(dx[0]);
@@ -171,12 +194,63 @@ static cnn_status cross_entropy_backward(cnn_node *node, const cnn_tensor *dy, c
     return CNN_OK;
 }
 
+/* The CPU forward: labels copied to the host and checked, probabilities and the batch mean.
+ * On success *lab (a private copy of the labels: the caller may refill its batch buffer before
+ * backward), *prob and *loss are new; on failure the caller frees what was set. */
+static cnn_status cross_entropy_forward_cpu(const cnn_tensor *logits, const cnn_tensor *labels,
+                                            float ls, cnn_tensor **lab, cnn_tensor **prob,
+                                            cnn_tensor **loss)
+{
+    int64_t n = logits->shape.d[0], k = logits->shape.d[1];
+    CNN_TRY(cnn_tensor_empty(labels->shape, CNN_I64, CNN_CPU, lab));
+    int64_t *lv = (int64_t *)cnn_ptr(*lab);
+    CNN_TRY(cnn_tensor_read(labels, lv, (size_t)n));
+    for (int64_t i = 0; i < n; i++)
+        CNN_CHECK(lv[i] >= 0 && lv[i] < k, CNN_ERR_INVALID_ARG,
+                  "cross_entropy: label %lld at index %lld is outside [0, %lld) for logits %s",
+                  (long long)lv[i], (long long)i, (long long)k, cnn_shape_of(logits));
+    cnn_tensor *xc = NULL;
+    CNN_TRY(cnn_contig(logits, &xc));
+    cnn_status st = cnn_tensor_empty(logits->shape, CNN_F32, logits->device, prob);
+    double total = st == CNN_OK ? cross_entropy_cpu(cnn_f32(xc), lv, ls, n, k, cnn_f32(*prob)) : 0;
+    cnn_tensor_free(&xc);
+    CNN_TRY(st);
+    /* An empty batch gives NaN, as PyTorch's mean over nothing. */
+    return cnn_tensor_full(CNN_SCALAR, (float)(total / (double)n), logits->device, loss);
+}
+
+#if CNN_WITH_CUDA
+/* The CUDA forward, as the CPU one but with the labels copied on the device and never read on
+ * the host (see the file comment for what an out-of-range label does). */
+static cnn_status cross_entropy_forward_cuda(const cnn_tensor *logits, const cnn_tensor *labels,
+                                             float ls, cnn_tensor **lab, cnn_tensor **prob,
+                                             cnn_tensor **loss)
+{
+    int64_t n = logits->shape.d[0], k = logits->shape.d[1];
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL, *per_sample = NULL;
+    CNN_TRYG(cnn_tensor_clone(labels, lab));
+    CNN_TRYG(cnn_contig(logits, &xc));
+    CNN_TRYG(cnn_tensor_empty(logits->shape, CNN_F32, logits->device, prob));
+    CNN_TRYG(cnn_tensor_empty(labels->shape, CNN_F32, logits->device, &per_sample));
+    CNN_TRYG(cnn_cuda_cross_entropy_forward(cnn_ctx(), cnn_f32(xc), (const int64_t *)cnn_ptr(*lab),
+                                            cnn_f32(*prob), cnn_f32(per_sample), n, k, ls));
+    CNN_TRYG(cnn_tensor_empty(CNN_SCALAR, CNN_F32, logits->device, loss));
+    /* The batch mean; an empty batch gives NaN, as on the CPU. */
+    CNN_TRYG(cnn_cuda_sum_f32(cnn_ctx(), cnn_f32(*loss), cnn_f32(per_sample), n, 1.0 / (double)n));
+done:
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&per_sample);
+    return st;
+}
+#endif
+
 cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
                              float label_smoothing, cnn_tensor **loss)
 {
     CNN_CHECK(loss, CNN_ERR_INVALID_ARG, "cross_entropy: loss is NULL");
     *loss = NULL;
-    CNN_TRY(cnn_check_tensor("cross_entropy", "logits", logits));
+    CNN_TRY(cnn_check_f32("cross_entropy", "logits", logits));
     CNN_CHECK(labels, CNN_ERR_INVALID_ARG, "cross_entropy: labels is NULL");
     CNN_CHECK(logits->shape.ndim == 2, CNN_ERR_SHAPE,
               "cross_entropy: logits must be (N, K), got %s (rank %d)", cnn_shape_of(logits),
@@ -185,31 +259,20 @@ cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
               "cross_entropy: labels must be I64 class indices, got dtype %s",
               cnn_dtype_name(labels->dtype));
     CNN_TRY(cnn_check_same_device("cross_entropy", logits, "logits", labels, "labels"));
-    int64_t n = logits->shape.d[0], k = logits->shape.d[1];
+    int64_t n = logits->shape.d[0];
     CNN_CHECK(labels->shape.ndim == 1 && labels->shape.d[0] == n, CNN_ERR_SHAPE,
               "cross_entropy: labels %s do not match logits %s (expected (%lld))",
               cnn_shape_of(labels), cnn_shape_of(logits), (long long)n);
     CNN_CHECK(label_smoothing >= 0.0f && label_smoothing < 1.0f, CNN_ERR_INVALID_ARG,
               "cross_entropy: label_smoothing %g is outside [0, 1)", (double)label_smoothing);
     cnn_status st = CNN_OK;
-    cnn_tensor *xc = NULL, *prob = NULL, *lab = NULL;
-    /* A private copy of the labels: the caller may refill its batch buffer before backward. */
-    CNN_TRYG(cnn_tensor_empty(labels->shape, CNN_I64, CNN_CPU, &lab));
-    int64_t *lv = (int64_t *)cnn_ptr(lab);
-    CNN_TRYG(cnn_tensor_read(labels, lv, (size_t)n));
-    for (int64_t i = 0; i < n; i++)
-        if (lv[i] < 0 || lv[i] >= k) {
-            st = cnn_error(CNN_ERR_INVALID_ARG,
-                           "cross_entropy: label %lld at index %lld is outside [0, %lld) for "
-                           "logits %s", (long long)lv[i], (long long)i, (long long)k,
-                           cnn_shape_of(logits));
-            goto done;
-        }
-    CNN_TRYG(cnn_contig(logits, &xc));
-    CNN_TRYG(cnn_tensor_empty(logits->shape, CNN_F32, logits->device, &prob));
-    double total = cross_entropy_cpu(cnn_f32(xc), lv, label_smoothing, n, k, cnn_f32(prob));
-    /* An empty batch gives NaN, as PyTorch's mean over nothing. */
-    CNN_TRYG(cnn_tensor_full(CNN_SCALAR, (float)(total / (double)n), logits->device, loss));
+    cnn_tensor *prob = NULL, *lab = NULL;
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(logits))
+        CNN_TRYG(cross_entropy_forward_cuda(logits, labels, label_smoothing, &lab, &prob, loss));
+    else
+#endif
+        CNN_TRYG(cross_entropy_forward_cpu(logits, labels, label_smoothing, &lab, &prob, loss));
     /* Labels are integers: the node has logits as its only input. */
     if (cnn_should_record(&logits, 1)) {
         cnn_node *node = NULL;
@@ -220,7 +283,6 @@ cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
         cnn_node_save(node, lab);
     }
 done:
-    cnn_tensor_free(&xc);
     cnn_tensor_free(&prob);
     cnn_tensor_free(&lab);
     if (st != CNN_OK) cnn_tensor_free(loss);

@@ -1,0 +1,89 @@
+/* activation.cu — CUDA kernels of layers/activation.c: relu, leaky_relu, elu, sigmoid, tanh,
+ * forward and backward, with the same formulas (and the same saved-tensor rules) as its CPU
+ * loops. Launchers and kernels only; argument checks are the caller's. */
+#include "cuda_check.h"
+
+#define THREADS 256
+
+static unsigned grid_for(int64_t n)
+{
+    int64_t blocks = (n + THREADS - 1) / THREADS;
+    return (unsigned)(blocks < 8192 ? blocks : 8192);
+}
+
+#define GRID_STRIDE_LOOP(i, n)                                                                    \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* activation.c's act_kind, in its order. */
+enum { K_RELU, K_LEAKY, K_ELU, K_SIGMOID, K_TANH };
+
+/* The kind is the same for every thread of a launch, so the switch never diverges and one
+ * kernel serves all five activations. */
+__device__ __forceinline__ float act_forward(int kind, float x, float a)
+{
+    switch (kind) {
+    case K_RELU: return x > 0.0f ? x : 0.0f;
+    case K_LEAKY: return x > 0.0f ? x : a * x;
+    case K_ELU: return x > 0.0f ? x : a * expm1f(x);
+    case K_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    default: return tanhf(x);
+    }
+}
+
+/* s is the saved output y (saved_is_y) or the input x; see act_backward_cpu for why the sign
+ * of y stands in for the sign of x. */
+__device__ __forceinline__ float act_backward(int kind, float s, float dy, float a,
+                                              bool saved_is_y)
+{
+    switch (kind) {
+    case K_RELU: return s > 0.0f ? dy : 0.0f;
+    case K_LEAKY: return s > 0.0f ? dy : a * dy;
+    case K_ELU:
+        if (s > 0.0f) return dy;
+        return saved_is_y ? dy * (s + a) : dy * a * expf(s);
+    case K_SIGMOID: return dy * s * (1.0f - s);
+    /* __fmul_rn keeps nvcc from fusing 1 - s*s into an FMA the CPU loop does not do. */
+    default: return dy * (1.0f - __fmul_rn(s, s));
+    }
+}
+
+// x, y: (numel)
+__global__ void act_forward_kernel(int kind, const float *x, float *y, float a, int64_t n)
+{
+    GRID_STRIDE_LOOP(i, n) y[i] = act_forward(kind, x[i], a);
+}
+
+// s, dy, dx: (numel)
+__global__ void act_backward_kernel(int kind, const float *s, const float *dy, float *dx, float a,
+                                    bool saved_is_y, int64_t n)
+{
+    GRID_STRIDE_LOOP(i, n) dx[i] = act_backward(kind, s[i], dy[i], a, saved_is_y);
+}
+
+extern "C" cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, float param,
+                                                  const float *x, float *y, int64_t n)
+{
+    CNN_CHECK(kind >= K_RELU && kind <= K_TANH, CNN_ERR_INTERNAL,
+              "activation: unknown kind %d", kind);
+    if (n <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "activation", &s));
+    act_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(kind, x, y, param, n);
+    CNN_CUDA_LAUNCH_CHECK(act_forward_kernel);
+    return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param,
+                                                   bool saved_is_y, const float *saved,
+                                                   const float *dy, float *dx, int64_t n)
+{
+    CNN_CHECK(kind >= K_RELU && kind <= K_TANH, CNN_ERR_INTERNAL,
+              "activation backward: unknown kind %d", kind);
+    if (n <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "activation backward", &s));
+    act_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(kind, saved, dy, dx, param, saved_is_y, n);
+    CNN_CUDA_LAUNCH_CHECK(act_backward_kernel);
+    return CNN_OK;
+}

@@ -1,0 +1,247 @@
+/* elementwise.cu — CUDA kernels of layers/elementwise.c (add, scale, sum/mean, concat) and the
+ * full-tensor reductions shared with core/optim.c (gradient norm). Reductions run in two fixed
+ * stages whose order depends only on the sizes, never on timing: no float atomics, so a sum is
+ * the same bits on every run. Launchers and kernels only; argument checks are the caller's. */
+#include "cuda_check.h"
+
+#define THREADS 256
+/* Stage-1 blocks of a reduction: a constant, so the summation order is a function of n alone. */
+#define RED_BLOCKS 256
+
+static unsigned grid_for(int64_t n)
+{
+    int64_t blocks = (n + THREADS - 1) / THREADS;
+    return (unsigned)(blocks < 8192 ? blocks : 8192);
+}
+
+static unsigned red_blocks_for(int64_t n)
+{
+    int64_t blocks = (n + THREADS - 1) / THREADS;
+    return (unsigned)(blocks < RED_BLOCKS ? blocks : RED_BLOCKS);
+}
+
+#define GRID_STRIDE_LOOP(i, n)                                                                    \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* Device scratch from the caching allocator. Released right after the kernels are queued: the
+ * block goes back to this stream's cache, and later work on the stream runs after them. */
+static cnn_status scratch_alloc(cnn_context *ctx, size_t bytes, const char *op, cnn_storage *s)
+{
+    memset(s, 0, sizeof *s);
+    return cnn_cuda_storage_alloc(ctx, s, bytes, op);
+}
+
+static void scratch_free(cnn_storage *s)
+{
+    if (s->release) s->release(s);
+}
+
+/* ---- add, scale, fill from a device scalar --------------------------------------------------- */
+/* add and scale move four floats per load when every pointer is 16-byte aligned (always, for
+ * tensors fresh from the allocator); the last n % 4 elements go one by one, in block 0. */
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// y, a, b: (n)
+__global__ void add_f32_kernel(float *y, const float *a, const float *b, int64_t n)
+{
+    GRID_STRIDE_LOOP(i, n) y[i] = a[i] + b[i];
+}
+
+// y, a, b: (n), 16-byte aligned
+__global__ void add_f32x4_kernel(float *y, const float *a, const float *b, int64_t n)
+{
+    int64_t n4 = n / 4;
+    GRID_STRIDE_LOOP(i, n4) {
+        float4 u = reinterpret_cast<const float4 *>(a)[i];
+        float4 v = reinterpret_cast<const float4 *>(b)[i];
+        reinterpret_cast<float4 *>(y)[i] = make_float4(u.x + v.x, u.y + v.y, u.z + v.z, u.w + v.w);
+    }
+    int64_t t = 4 * n4 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) y[t] = a[t] + b[t];
+}
+
+// y, x: (n); y may be x
+__global__ void scale_f32_kernel(float *y, const float *x, float alpha, int64_t n)
+{
+    GRID_STRIDE_LOOP(i, n) y[i] = alpha * x[i];
+}
+
+// y, x: (n), 16-byte aligned; y may be x
+__global__ void scale_f32x4_kernel(float *y, const float *x, float alpha, int64_t n)
+{
+    int64_t n4 = n / 4;
+    GRID_STRIDE_LOOP(i, n4) {
+        float4 u = reinterpret_cast<const float4 *>(x)[i];
+        reinterpret_cast<float4 *>(y)[i] =
+            make_float4(alpha * u.x, alpha * u.y, alpha * u.z, alpha * u.w);
+    }
+    int64_t t = 4 * n4 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) y[t] = alpha * x[t];
+}
+
+// y: (n); g: (1)
+__global__ void fill_scaled_f32_kernel(float *y, const float *g, float scale, int64_t n)
+{
+    float v = g[0] * scale;
+    GRID_STRIDE_LOOP(i, n) y[i] = v;
+}
+
+extern "C" cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b,
+                                       int64_t n)
+{
+    if (n <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "add", &s));
+    if (aligned16(y) && aligned16(a) && aligned16(b)) {
+        add_f32x4_kernel<<<grid_for(n / 4 > 0 ? n / 4 : 1), THREADS, 0, s>>>(y, a, b, n);
+        CNN_CUDA_LAUNCH_CHECK(add_f32x4_kernel);
+    } else {
+        add_f32_kernel<<<grid_for(n), THREADS, 0, s>>>(y, a, b, n);
+        CNN_CUDA_LAUNCH_CHECK(add_f32_kernel);
+    }
+    return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_scale_f32(cnn_context *ctx, float *y, const float *x, float alpha,
+                                         int64_t n)
+{
+    if (n <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "scale", &s));
+    if (aligned16(y) && aligned16(x)) {
+        scale_f32x4_kernel<<<grid_for(n / 4 > 0 ? n / 4 : 1), THREADS, 0, s>>>(y, x, alpha, n);
+        CNN_CUDA_LAUNCH_CHECK(scale_f32x4_kernel);
+    } else {
+        scale_f32_kernel<<<grid_for(n), THREADS, 0, s>>>(y, x, alpha, n);
+        CNN_CUDA_LAUNCH_CHECK(scale_f32_kernel);
+    }
+    return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_fill_scaled_f32(cnn_context *ctx, float *y, const float *g,
+                                               float scale, int64_t n)
+{
+    if (n <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "fill_scaled", &s));
+    fill_scaled_f32_kernel<<<grid_for(n), THREADS, 0, s>>>(y, g, scale, n);
+    CNN_CUDA_LAUNCH_CHECK(fill_scaled_f32_kernel);
+    return CNN_OK;
+}
+
+/* ---- deterministic reductions ---------------------------------------------------------------- */
+/* Sum of v over the block (blockDim.x == THREADS, a power of two) in a fixed tree order. */
+__device__ double block_sum(double v, double *sh)
+{
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int stride = THREADS / 2; stride > 0; stride >>= 1) {
+        if ((int)threadIdx.x < stride) sh[threadIdx.x] += sh[threadIdx.x + stride];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+// x: (n) -> partial: (gridDim.x), each block's sum of x (or x^2) in double
+__global__ void reduce_partials_kernel(const float *x, int64_t n, bool square, double *partial)
+{
+    __shared__ double sh[THREADS];
+    double acc = 0;
+    GRID_STRIDE_LOOP(i, n) {
+        double v = x[i];
+        acc += square ? v * v : v;
+    }
+    double total = block_sum(acc, sh);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+// partial: (count) -> out: (1) = sum * scale, or sqrt(sum); launched with one block
+__global__ void reduce_finish_kernel(const double *partial, int64_t count, double scale,
+                                     bool take_sqrt, float *out)
+{
+    __shared__ double sh[THREADS];
+    double acc = 0;
+    for (int64_t i = threadIdx.x; i < count; i += THREADS) acc += partial[i];
+    double total = block_sum(acc, sh);
+    if (threadIdx.x == 0) out[0] = (float)(take_sqrt ? sqrt(total) : total * scale);
+}
+
+/* Stage 1 over each of count arrays into consecutive slices of partial, then stage 2 into out.
+ * Launch failures return here so the caller can release the scratch in one place. */
+static cnn_status reduce_launch(cudaStream_t s, const float *const *xs, const int64_t *ns,
+                                int count, bool square, double *partial, double scale,
+                                bool take_sqrt, float *out)
+{
+    int64_t at = 0;
+    for (int i = 0; i < count; i++) {
+        unsigned blocks = red_blocks_for(ns[i]);
+        if (!blocks) continue;
+        reduce_partials_kernel<<<blocks, THREADS, 0, s>>>(xs[i], ns[i], square, partial + at);
+        CNN_CUDA_LAUNCH_CHECK(reduce_partials_kernel);
+        at += blocks;
+    }
+    /* Stage 2 also runs when there is nothing to sum, so the result (0, or NaN) is written. */
+    reduce_finish_kernel<<<1, THREADS, 0, s>>>(partial, at, scale, take_sqrt, out);
+    CNN_CUDA_LAUNCH_CHECK(reduce_finish_kernel);
+    return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_sum_f32(cnn_context *ctx, float *out, const float *x, int64_t n,
+                                       double scale)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "sum", &s));
+    cnn_storage scratch;
+    CNN_TRY(scratch_alloc(ctx, RED_BLOCKS * sizeof(double), "sum", &scratch));
+    cnn_status st = reduce_launch(s, &x, &n, 1, false, (double *)scratch.data, scale, false, out);
+    scratch_free(&scratch);
+    return st;
+}
+
+extern "C" cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *xs,
+                                         const int64_t *ns, int count, float *norm)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "grad_norm", &s));
+    int64_t total_blocks = 0;
+    for (int i = 0; i < count; i++) total_blocks += red_blocks_for(ns[i]);
+    /* The partial sums, then the one float that comes back to the host. */
+    size_t n_partial = (size_t)(total_blocks ? total_blocks : 1);
+    cnn_storage scratch;
+    CNN_TRY(scratch_alloc(ctx, n_partial * sizeof(double) + sizeof(float), "grad_norm", &scratch));
+    double *partial = (double *)scratch.data;
+    float *dev_norm = (float *)(partial + n_partial);
+    cnn_status st = reduce_launch(s, xs, ns, count, true, partial, 1.0, true, dev_norm);
+    if (st == CNN_OK)
+        st = cnn_cuda_memcpy(ctx, norm, CNN_CPU, dev_norm, ctx->device, sizeof(float));
+    scratch_free(&scratch);
+    return st;
+}
+
+/* ---- concat ---------------------------------------------------------------------------------- */
+// part: (outer, len, inner); whole: (outer, total, inner). One strided 2-D copy: outer rows.
+extern "C" cnn_status cnn_cuda_concat_copy_f32(cnn_context *ctx, float *whole, float *part,
+                                               int64_t outer, int64_t total, int64_t at,
+                                               int64_t len, int64_t inner, bool to_slab)
+{
+    size_t width = (size_t)(len * inner) * sizeof(float);
+    if (outer <= 0 || width == 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "concat", &s));
+    float *slab = whole + at * inner;
+    size_t whole_pitch = (size_t)(total * inner) * sizeof(float);
+    /* One row (e.g. concat along dim 0) is one plain copy, free of the 2-D copy's pitch limit. */
+    if (outer == 1)
+        CNN_CUDA_TRY(cudaMemcpyAsync(to_slab ? slab : part, to_slab ? part : slab, width,
+                                     cudaMemcpyDeviceToDevice, s));
+    else if (to_slab)
+        CNN_CUDA_TRY(cudaMemcpy2DAsync(slab, whole_pitch, part, width, width, (size_t)outer,
+                                       cudaMemcpyDeviceToDevice, s));
+    else
+        CNN_CUDA_TRY(cudaMemcpy2DAsync(part, width, slab, whole_pitch, width, (size_t)outer,
+                                       cudaMemcpyDeviceToDevice, s));
+    return CNN_OK;
+}

@@ -1,0 +1,599 @@
+/* test_cuda_elementwise.c — the CUDA kernels of the elementwise family (add, scale, sum, mean,
+ * concat), activations, dropout, softmax / log_softmax, cross-entropy and the optimizers, each
+ * against the CPU reference on fresh random inputs of awkward shapes. GPU tests only: skipped
+ * (and counted as skipped) without a device. Tolerances are |gpu - cpu| <= abs + rel * |cpu|. */
+#include "gradcheck.h"
+
+#include <stdint.h>
+
+/* Tolerances per op family (abs, rel). */
+#define EW_ATOL 1e-6f
+#define EW_RTOL 1e-5f
+#define SM_ATOL 1e-5f
+#define SM_RTOL 1e-4f
+
+/* Makes unwritten output elements fail. Ops allocate their own outputs, so the poison goes in
+ * through the caching allocator: four NaN-filled tensors of shape s are freed just before the
+ * op runs, and the allocator hands the most recently freed block of a size out first, so the
+ * op's outputs (and scratch) of that size start as NaN instead of stale correct values. */
+static void poison_cache(cnn_shape s)
+{
+    cnn_tensor *t[4] = {0};
+    for (int i = 0; i < 4; i++)
+        if (cnn_tensor_full(s, NAN, CNN_CUDA(0), &t[i]) != CNN_OK) break;
+    cnn_synchronize();
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&t[i]);
+}
+
+/* A CUDA copy of a CPU tensor, requiring grad when the source does. */
+static cnn_tensor *to_gpu(const cnn_tensor *c)
+{
+    cnn_tensor *g = NULL;
+    if (cnn_tensor_to(c, CNN_CUDA(0), &g) != CNN_OK) return NULL;
+    if (cnn_tensor_requires_grad(c)) cnn_tensor_set_requires_grad(g, true);
+    return g;
+}
+
+static bool on_gpu(const cnn_tensor *t) { return t && cnn_tensor_device(t).type != CNN_DEVICE_CPU; }
+
+/* Runs f on CPU inputs (forward, then backward with a random output gradient), then on CUDA
+ * copies of them with poisoned outputs, and compares the outputs and every input gradient. */
+static void check_op(const char *what, gc_fn f, void *ud, int n, const cnn_shape *shapes,
+                     float atol, float rtol)
+{
+    cnn_tensor *xc[4] = {0}, *xg[4] = {0}, *yc = NULL, *yg = NULL, *r = NULL, *rg = NULL;
+    char name[160];
+    if (n > 4) n = 4;
+    for (int i = 0; i < n; i++) {
+        xc[i] = rand_tensor(shapes[i], -3, 3, 1);
+        xg[i] = xc[i] ? to_gpu(xc[i]) : NULL;
+        if (!xg[i]) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: inputs: %s", what, cnn_last_error());
+            goto out;
+        }
+    }
+    /* The CPU reference first: a backward resets the tape the other run would be on. */
+    if (f(xc, ud, &yc) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: cpu forward: %s", what, cnn_last_error());
+        goto out;
+    }
+    r = rand_tensor(cnn_tensor_shape(yc), -1, 1, 0);
+    rg = r ? to_gpu(r) : NULL;
+    if (!rg || cnn_backward_with_grad(yc, r) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: cpu backward: %s", what, cnn_last_error());
+        goto out;
+    }
+    poison_cache(cnn_tensor_shape(yc));
+    if (f(xg, ud, &yg) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: gpu forward: %s", what, cnn_last_error());
+        goto out;
+    }
+    CHECK(on_gpu(yg));
+    snprintf(name, sizeof name, "%s forward", what);
+    if (!tensors_close(name, yg, yc, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", name);
+    for (int i = 0; i < n; i++) poison_cache(shapes[i]);
+    if (cnn_backward_with_grad(yg, rg) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: gpu backward: %s", what, cnn_last_error());
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const cnn_tensor *gg = cnn_tensor_grad(xg[i]), *gc = cnn_tensor_grad(xc[i]);
+        snprintf(name, sizeof name, "%s grad of input %d", what, i);
+        if (!gg || !gc || !on_gpu(gg) || !tensors_close(name, gg, gc, atol, rtol))
+            cnn_test_fail(__FILE__, __LINE__, "%s", name);
+    }
+out:
+    for (int i = 0; i < n; i++) {
+        cnn_tensor_free(&xc[i]);
+        cnn_tensor_free(&xg[i]);
+    }
+    cnn_tensor_free(&yc);
+    cnn_tensor_free(&yg);
+    cnn_tensor_free(&r);
+    cnn_tensor_free(&rg);
+}
+
+/* Shapes every unary op runs on: odd sizes, batch 1 with 513 channels, sizes not a multiple of
+ * 4, a scalar, and one past what one grid covers (the grid-stride loop). */
+static const cnn_shape k_shapes[] = {
+    {4, {3, 5, 7, 11}}, {4, {1, 513, 3, 3}}, {1, {7}}, {2, {2, 3}}, {0, {0}}, {1, {1}},
+    {4, {2, 600, 41, 43}},
+};
+#define N_SHAPES ((int)(sizeof k_shapes / sizeof *k_shapes))
+
+/* ---- add, scale, sum, mean, concat ----------------------------------------------------------- */
+/* The ops as gradcheck's gc_fn; ud points to a letter: + add, * scale, s sum, m mean. */
+static cnn_status f_ew(cnn_tensor *const *x, void *ud, cnn_tensor **y)
+{
+    switch (*(const char *)ud) {
+    case '+': return cnn_add(x[0], x[1], y);
+    case '*': return cnn_scale(x[0], -1.75f, y);
+    case 's': return cnn_sum(x[0], y);
+    default: return cnn_mean(x[0], y);
+    }
+}
+
+GPU_TEST(cuda_add_scale_match_cpu)
+{
+    for (int i = 0; i < N_SHAPES; i++) {
+        cnn_shape two[2] = {k_shapes[i], k_shapes[i]};
+        check_op("add", f_ew, "+", 2, two, EW_ATOL, EW_RTOL);
+        check_op("scale", f_ew, "*", 1, &k_shapes[i], EW_ATOL, EW_RTOL);
+    }
+}
+
+GPU_TEST(cuda_sum_mean_match_cpu_and_are_deterministic)
+{
+    for (int i = 0; i < N_SHAPES; i++) {
+        check_op("sum", f_ew, "s", 1, &k_shapes[i], 1e-5f, 1e-5f);
+        check_op("mean", f_ew, "m", 1, &k_shapes[i], 1e-6f, 1e-5f);
+    }
+    /* The same input gives the same bits every time (no atomics in the reduction). */
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(2, 600, 41, 43), -1, 1, 0), *xg = NULL;
+    REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
+    float first = 0, again = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        cnn_tensor *s = NULL;
+        CHECK_OK(cnn_sum(xg, &s));
+        CHECK_OK(cnn_tensor_read(s, rep ? &again : &first, 1));
+        cnn_tensor_free(&s);
+        if (rep) CHECK(memcmp(&first, &again, sizeof first) == 0);
+    }
+    /* Empty tensors: sum 0, mean NaN, as on the CPU. */
+    cnn_tensor *e = NULL, *s = NULL, *m = NULL;
+    float vs = NAN, vm = 0;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 5), CNN_CUDA(0), &e));
+    poison_cache(CNN_SCALAR);
+    CHECK_OK(cnn_sum(e, &s));
+    CHECK_OK(cnn_mean(e, &m));
+    CHECK_OK(cnn_tensor_read(s, &vs, 1));
+    CHECK_OK(cnn_tensor_read(m, &vm, 1));
+    CHECK(vs == 0.0f && isnan(vm));
+    cnn_tensor *all[5] = {e, s, m, xc, xg};
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&all[i]);
+}
+
+static cnn_status f_concat(cnn_tensor *const *x, void *ud, cnn_tensor **y)
+{
+    const int *p = ud; /* {n, dim} */
+    return cnn_concat((const cnn_tensor *const *)x, p[0], p[1], y);
+}
+
+GPU_TEST(cuda_concat_matches_cpu)
+{
+    int a[2] = {3, 1};
+    cnn_shape s1[3] = {CNN_SHAPE(2, 3, 5, 7), CNN_SHAPE(2, 513, 5, 7), CNN_SHAPE(2, 1, 5, 7)};
+    check_op("concat dim 1", f_concat, a, 3, s1, 0, 0);
+    int b[2] = {2, 0};
+    cnn_shape s0[2] = {CNN_SHAPE(1, 3, 5), CNN_SHAPE(4, 3, 5)};
+    check_op("concat dim 0", f_concat, b, 2, s0, 0, 0);
+    int c[2] = {3, -1};
+    cnn_shape s3[3] = {CNN_SHAPE(3, 4, 1), CNN_SHAPE(3, 4, 6), CNN_SHAPE(3, 4, 0)};
+    check_op("concat dim -1", f_concat, c, 3, s3, 0, 0);
+    int d[2] = {1, 0};
+    cnn_shape one[1] = {CNN_SHAPE(11)};
+    check_op("concat of one", f_concat, d, 1, one, 0, 0);
+}
+
+GPU_TEST(cuda_add_refuses_mixed_devices)
+{
+    cnn_tensor *a = rand_tensor(CNN_SHAPE(3, 4), -1, 1, 0), *b = NULL, *y = NULL;
+    REQUIRE(a && (b = to_gpu(a)) != NULL);
+    CHECK_ERR(cnn_add(a, b, &y), CNN_ERR_DEVICE);
+    CHECK(y == NULL);
+    CHECK_ERR(cnn_add(b, a, &y), CNN_ERR_DEVICE);
+    CHECK(y == NULL);
+    const cnn_tensor *xs[2] = {b, a};
+    CHECK_ERR(cnn_concat(xs, 2, 0, &y), CNN_ERR_DEVICE);
+    CHECK(y == NULL);
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+}
+
+/* ---- activations ----------------------------------------------------------------------------- */
+typedef struct {
+    int kind; /* 0 relu, 1 leaky, 2 elu, 3 sigmoid, 4 tanh */
+    float param;
+} act_case;
+
+static cnn_status f_act(cnn_tensor *const *x, void *ud, cnn_tensor **y)
+{
+    const act_case *c = ud;
+    switch (c->kind) {
+    case 0: return cnn_relu(x[0], y);
+    case 1: return cnn_leaky_relu(x[0], c->param, y);
+    case 2: return cnn_elu(x[0], c->param, y);
+    case 3: return cnn_sigmoid(x[0], y);
+    default: return cnn_tanh(x[0], y);
+    }
+}
+
+GPU_TEST(cuda_activations_match_cpu)
+{
+    /* Negative slope / alpha make backward read the input instead of the output. */
+    const act_case cases[] = {{0, 0}, {1, 0.1f}, {1, -0.2f}, {2, 1.0f}, {2, -0.5f}, {3, 0}, {4, 0}};
+    const char *names[] = {"relu", "leaky_relu 0.1", "leaky_relu -0.2", "elu 1", "elu -0.5",
+                           "sigmoid", "tanh"};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int i = 0; i < N_SHAPES; i++)
+            check_op(names[c], f_act, (void *)&cases[c], 1, &k_shapes[i], EW_ATOL, EW_RTOL);
+}
+
+GPU_TEST(cuda_ops_on_views_match_cpu)
+{
+    /* A transposed view goes through the contiguous copy first; a view narrowed to start at
+     * row 1 stays contiguous but misaligned, which takes the one-float-per-load kernels. */
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(5, 7, 3), -2, 2, 0), *xg = NULL;
+    REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
+    for (int view = 0; view < 2; view++) {
+        cnn_tensor *vc = NULL, *vg = NULL, *y[6] = {0};
+        CHECK_OK(view ? cnn_tensor_narrow(xc, 0, 1, 3, &vc) : cnn_tensor_transpose(xc, 0, 2, &vc));
+        CHECK_OK(view ? cnn_tensor_narrow(xg, 0, 1, 3, &vg) : cnn_tensor_transpose(xg, 0, 2, &vg));
+        for (int d = 0; d < 2; d++) { /* CPU into y[0..2], GPU into y[3..5] */
+            cnn_tensor *v = d ? vg : vc;
+            poison_cache(cnn_tensor_shape(v));
+            CHECK_OK(cnn_elu(v, 0.7f, &y[3 * d]));
+            CHECK_OK(cnn_add(v, v, &y[3 * d + 1]));
+            CHECK_OK(cnn_scale(v, 0.3f, &y[3 * d + 2]));
+        }
+        for (int k = 0; k < 3; k++)
+            CHECK(tensors_close(view ? "op of a narrowed view" : "op of a transposed view",
+                                y[3 + k], y[k], EW_ATOL, EW_RTOL));
+        for (int k = 0; k < 6; k++) cnn_tensor_free(&y[k]);
+        cnn_tensor_free(&vc);
+        cnn_tensor_free(&vg);
+    }
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&xg);
+}
+
+/* ---- dropout --------------------------------------------------------------------------------- */
+static cnn_status f_dropout(cnn_tensor *const *x, void *ud, cnn_tensor **y)
+{
+    /* Re-seeded on every call, so the CPU and GPU runs draw from the same state. */
+    cnn_manual_seed(4242);
+    return cnn_dropout(x[0], *(const float *)ud, true, y);
+}
+
+GPU_TEST(cuda_dropout_mask_is_the_cpu_mask)
+{
+    const float ps[] = {0.3f, 0.5f, 0.9f, 1.0f};
+    for (size_t k = 0; k < sizeof ps / sizeof *ps; k++)
+        for (int i = 0; i < N_SHAPES; i++) {
+            float p = ps[k];
+            /* Exact: the same Philox words and one float multiply on both devices. */
+            check_op("dropout", f_dropout, &p, 1, &k_shapes[i], 0, 0);
+        }
+    /* Both devices take the same number of counters from the context stream. */
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(3, 5, 7, 11), -1, 1, 0), *xg = NULL, *y = NULL;
+    REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
+    uint64_t seed, off[2];
+    for (int d = 0; d < 2; d++) {
+        cnn_manual_seed(9);
+        CHECK_OK(cnn_dropout(d ? xg : xc, 0.5f, true, &y));
+        cnn_tensor_free(&y);
+        cnn_rng_get_state(&seed, &off[d]);
+    }
+    CHECK(off[0] == off[1] && off[0] > 0);
+    /* Eval mode is the identity on the GPU too. */
+    CHECK_OK(cnn_dropout(xg, 0.5f, false, &y));
+    CHECK(y == xg);
+    cnn_tensor *all[3] = {y, xc, xg};
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
+}
+
+/* ---- softmax, log_softmax, cross-entropy ----------------------------------------------------- */
+typedef struct {
+    int dim;
+    bool log;
+} sm_case;
+
+static cnn_status f_softmax(cnn_tensor *const *x, void *ud, cnn_tensor **y)
+{
+    const sm_case *c = ud;
+    return c->log ? cnn_log_softmax(x[0], c->dim, y) : cnn_softmax(x[0], c->dim, y);
+}
+
+GPU_TEST(cuda_softmax_and_log_softmax_match_cpu)
+{
+    /* Each dim of an odd 4-d shape (inner > 1 and inner == 1 kernels), rows longer than a
+     * block, one row, batch 1. */
+    const struct {
+        cnn_shape s;
+        int dim;
+    } cases[] = {
+        {CNN_SHAPE(3, 5, 7, 11), 0}, {CNN_SHAPE(3, 5, 7, 11), 1}, {CNN_SHAPE(3, 5, 7, 11), 2},
+        {CNN_SHAPE(3, 5, 7, 11), 3}, {CNN_SHAPE(3, 5, 7, 11), -1}, {CNN_SHAPE(37, 1000), 1},
+        {CNN_SHAPE(4, 1537), -1},    {CNN_SHAPE(1, 513, 3, 3), 1}, {CNN_SHAPE(1, 10), 1},
+        {CNN_SHAPE(6, 1), 1},        {CNN_SHAPE(9), 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int lg = 0; lg < 2; lg++) {
+            sm_case c = {cases[i].dim, lg == 1};
+            check_op(lg ? "log_softmax" : "softmax", f_softmax, &c, 1, &cases[i].s, SM_ATOL,
+                     SM_RTOL);
+        }
+}
+
+GPU_TEST(cuda_softmax_gradcheck)
+{
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(2, 5, 3), -2, 2, 0), *xg = NULL;
+    REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
+    CHECK_OK(cnn_tensor_set_requires_grad(xg, true));
+    for (int lg = 0; lg < 2; lg++) {
+        sm_case c = {1, lg == 1};
+        CHECK(gradcheck(lg ? "log_softmax on cuda" : "softmax on cuda", f_softmax, &xg, 1, &c,
+                        NULL));
+    }
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&xg);
+}
+
+typedef struct {
+    const cnn_tensor *labels; /* on the device of the logits */
+    float ls;
+} ce_case;
+
+static cnn_status f_ce(cnn_tensor *const *x, void *ud, cnn_tensor **y)
+{
+    const ce_case *c = ud;
+    return cnn_cross_entropy(x[0], c->labels, c->ls, y);
+}
+
+/* Cross-entropy of (n, k) logits on both devices with the same random labels. */
+static void check_cross_entropy(int64_t n, int64_t k, float ls)
+{
+    int64_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
+    cnn_tensor *lc = NULL, *lg = NULL, *xc = NULL, *xg = NULL, *yc = NULL, *yg = NULL;
+    REQUIRE(lab);
+    uint64_t s = (uint64_t)(n * 7919 + k);
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        lab[i] = (int64_t)((s >> 33) % (uint64_t)k);
+    }
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CPU, &lc));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CUDA(0), &lg));
+    free(lab);
+    /* The CPU reference (forward and backward) first, then the GPU with poisoned outputs. */
+    xc = rand_tensor(CNN_SHAPE(n, k), -4, 4, 1);
+    REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
+    ce_case cg = {lg, ls};
+    CHECK_OK(cnn_cross_entropy(xc, lc, ls, &yc));
+    CHECK_OK(cnn_backward(yc));
+    poison_cache(CNN_SHAPE(n, k));
+    poison_cache(CNN_SHAPE(n));
+    poison_cache(CNN_SCALAR);
+    CHECK_OK(f_ce(&xg, &cg, &yg));
+    CHECK(on_gpu(yg));
+    char name[96];
+    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g", (long long)n, (long long)k, ls);
+    CHECK(tensors_close(name, yg, yc, SM_ATOL, SM_RTOL));
+    poison_cache(CNN_SHAPE(n, k));
+    CHECK_OK(cnn_backward(yg));
+    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g grad", (long long)n,
+             (long long)k, ls);
+    CHECK(cnn_tensor_grad(xg) && tensors_close(name, cnn_tensor_grad(xg), cnn_tensor_grad(xc),
+                                               SM_ATOL, SM_RTOL));
+    cnn_tensor *all[6] = {lc, lg, xc, xg, yc, yg};
+    for (int i = 0; i < 6; i++) cnn_tensor_free(&all[i]);
+}
+
+GPU_TEST(cuda_cross_entropy_matches_cpu)
+{
+    const int64_t sizes[][2] = {{1, 10}, {5, 3}, {37, 1000}, {256, 10}, {3, 1}, {2, 1537}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.0f);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f);
+    }
+}
+
+GPU_TEST(cuda_cross_entropy_bad_labels)
+{
+    /* On the GPU a label outside [0, K) is not checked on the host: its loss is NaN (the CPU
+     * path reports CNN_ERR_INVALID_ARG). Labels on another device: CNN_ERR_DEVICE. */
+    int64_t lab[3] = {0, 7, 2};
+    cnn_tensor *lg = NULL, *lc = NULL, *x = NULL, *y = NULL;
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(3), lab, CNN_CUDA(0), &lg));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(3), lab, CNN_CPU, &lc));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(3, 4), CNN_CUDA(0), &x));
+    float v = 0;
+    CHECK_OK(cnn_cross_entropy(x, lg, 0.0f, &y));
+    CHECK_OK(cnn_tensor_read(y, &v, 1));
+    CHECK(isnan(v));
+    cnn_tensor_free(&y);
+    CHECK_ERR(cnn_cross_entropy(x, lc, 0.0f, &y), CNN_ERR_DEVICE);
+    CHECK(y == NULL);
+    cnn_tensor *all[3] = {lg, lc, x};
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
+}
+
+GPU_TEST(cuda_cross_entropy_gradcheck)
+{
+    int64_t lab[4] = {2, 0, 4, 1};
+    cnn_tensor *lg = NULL, *xc = rand_tensor(CNN_SHAPE(4, 5), -2, 2, 0), *xg = NULL;
+    REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
+    CHECK_OK(cnn_tensor_set_requires_grad(xg, true));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(4), lab, CNN_CUDA(0), &lg));
+    ce_case c = {lg, 0.2f};
+    CHECK(gradcheck("cross_entropy on cuda", f_ce, &xg, 1, &c, NULL));
+    cnn_tensor_free(&lg);
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&xg);
+}
+
+/* ---- optimizers and gradient clipping -------------------------------------------------------- */
+#define N_PARAMS 3
+static const cnn_shape k_param_shapes[N_PARAMS] = {{4, {3, 5, 7, 11}}, {1, {513}}, {1, {1}}};
+
+/* Parameters with the same values on both devices. */
+static int make_params(cnn_tensor **pc, cnn_tensor **pg)
+{
+    for (int i = 0; i < N_PARAMS; i++) {
+        pc[i] = rand_tensor(k_param_shapes[i], -1, 1, 1);
+        pg[i] = pc[i] ? to_gpu(pc[i]) : NULL;
+        if (!pg[i]) return 0;
+    }
+    return 1;
+}
+
+/* Sets the gradient of every parameter to fresh random values, the same on both devices (a
+ * backward from a leaf seeds its .grad). */
+static int set_grads(cnn_tensor **pc, cnn_tensor **pg, float scale)
+{
+    int ok = 1;
+    for (int i = 0; i < N_PARAMS; i++) {
+        cnn_tensor_zero_grad(pc[i]);
+        cnn_tensor_zero_grad(pg[i]);
+        cnn_tensor *g = rand_tensor(k_param_shapes[i], -scale, scale, 0);
+        cnn_tensor *gg = g ? to_gpu(g) : NULL;
+        ok = ok && gg && cnn_backward_with_grad(pc[i], g) == CNN_OK &&
+             cnn_backward_with_grad(pg[i], gg) == CNN_OK;
+        cnn_tensor_free(&g);
+        cnn_tensor_free(&gg);
+    }
+    return ok;
+}
+
+static void free_params(cnn_tensor **pc, cnn_tensor **pg)
+{
+    for (int i = 0; i < N_PARAMS; i++) {
+        cnn_tensor_free(&pc[i]);
+        cnn_tensor_free(&pg[i]);
+    }
+}
+
+/* Five steps of one optimizer on both devices; parameters and state must agree (the kernels
+ * use the CPU's float operations in the CPU's order, so they should be exact; the tolerance only
+ * keeps a last-ulp libm difference in the host-side scalars from failing the test). */
+static void check_optim(const cnn_optim_config *cfg, const char *what)
+{
+    static const char *names[N_PARAMS] = {"conv.weight", "conv.bias", "scale"};
+    cnn_tensor *pc[N_PARAMS] = {0}, *pg[N_PARAMS] = {0};
+    cnn_optim *oc = NULL, *og = NULL;
+    cnn_dict *dc = NULL, *dg = NULL;
+    char name[128];
+    if (!make_params(pc, pg)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: parameters: %s", what, cnn_last_error());
+        goto out;
+    }
+    if (cnn_optim_create(cfg, &oc) != CNN_OK || cnn_optim_create(cfg, &og) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: create: %s", what, cnn_last_error());
+        goto out;
+    }
+    for (int i = 0; i < N_PARAMS; i++) {
+        /* The bias is exempt from weight decay, as a model's biases usually are. */
+        CHECK(cnn_optim_add_param(oc, names[i], pc[i], i != 1) == CNN_OK);
+        CHECK(cnn_optim_add_param(og, names[i], pg[i], i != 1) == CNN_OK);
+    }
+    for (int step = 0; step < 5; step++) {
+        if (!set_grads(pc, pg, 1.0f)) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: gradients: %s", what, cnn_last_error());
+            goto out;
+        }
+        if (cnn_optim_step(oc) != CNN_OK || cnn_optim_step(og) != CNN_OK) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: step %d: %s", what, step, cnn_last_error());
+            goto out;
+        }
+    }
+    for (int i = 0; i < N_PARAMS; i++) {
+        snprintf(name, sizeof name, "%s: %s after 5 steps", what, names[i]);
+        if (!on_gpu(pg[i]) || !tensors_close(name, pg[i], pc[i], EW_ATOL, EW_RTOL))
+            cnn_test_fail(__FILE__, __LINE__, "%s", name);
+    }
+    /* The state lives on the parameter's device and matches the CPU's. */
+    if (cnn_dict_create(&dc) != CNN_OK || cnn_dict_create(&dg) != CNN_OK ||
+        cnn_optim_state_dict(oc, dc) != CNN_OK || cnn_optim_state_dict(og, dg) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: state dicts: %s", what, cnn_last_error());
+        goto out;
+    }
+    CHECK(cnn_dict_size(dc) == cnn_dict_size(dg));
+    for (int i = 0; i < cnn_dict_size(dc); i++) {
+        const cnn_tensor *tg = cnn_dict_get(dg, cnn_dict_name(dc, i));
+        snprintf(name, sizeof name, "%s: state %s", what, cnn_dict_name(dc, i));
+        if (!tg || !on_gpu(tg) || !tensors_close(name, tg, cnn_dict_at(dc, i), EW_ATOL, EW_RTOL))
+            cnn_test_fail(__FILE__, __LINE__, "%s", name);
+    }
+out:
+    cnn_dict_destroy(&dc);
+    cnn_dict_destroy(&dg);
+    cnn_optim_destroy(&oc);
+    cnn_optim_destroy(&og);
+    free_params(pc, pg);
+}
+
+GPU_TEST(cuda_sgd_matches_cpu_over_5_steps)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
+    c.lr = 0.1f;
+    check_optim(&c, "sgd plain");
+    c.weight_decay = 1e-2f;
+    check_optim(&c, "sgd wd");
+    c.momentum = 0.9f;
+    check_optim(&c, "sgd momentum wd");
+    c.dampening = 0.5f;
+    check_optim(&c, "sgd momentum dampening wd");
+    c.dampening = 0.0f;
+    c.nesterov = true;
+    check_optim(&c, "sgd nesterov wd");
+    /* A CUDA parameter stepped under a CPU context is refused before anything changes. */
+    cnn_tensor *p = NULL, *g = NULL;
+    cnn_optim *o = NULL;
+    float v[5] = {0};
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(5), 2.0f, CNN_CUDA(0), &p));
+    CHECK_OK(cnn_tensor_set_requires_grad(p, true));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(5), 1.0f, CNN_CUDA(0), &g));
+    CHECK_OK(cnn_backward_with_grad(p, g));
+    CHECK_OK(cnn_optim_create(&c, &o));
+    CHECK_OK(cnn_optim_add_param(o, "p", p, true));
+    cnn_context *ctx = cnn_context_current();
+    cnn_context_set_current(NULL);
+    cnn_status st = cnn_optim_step(o);
+    cnn_context_set_current(ctx);
+    CHECK(st == CNN_ERR_DEVICE);
+    CHECK_OK(cnn_tensor_read(p, v, 5));
+    CHECK(v[0] == 2.0f && v[4] == 2.0f);
+    cnn_optim_destroy(&o);
+    cnn_tensor_free(&p);
+    cnn_tensor_free(&g);
+}
+
+GPU_TEST(cuda_adam_adamw_match_cpu_over_5_steps)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_ADAMW);
+    c.lr = 1e-2f;
+    c.weight_decay = 0.1f;
+    check_optim(&c, "adamw");
+    c = cnn_optim_defaults(CNN_OPTIM_ADAM);
+    c.lr = 1e-2f;
+    check_optim(&c, "adam");
+    c.weight_decay = 1e-2f;
+    check_optim(&c, "adam l2");
+}
+
+GPU_TEST(cuda_clip_grad_norm_matches_cpu)
+{
+    cnn_tensor *pc[N_PARAMS + 1] = {0}, *pg[N_PARAMS + 1] = {0};
+    REQUIRE(make_params(pc, pg));
+    REQUIRE(set_grads(pc, pg, 2.0f));
+    /* A NULL entry is skipped, as on the CPU. */
+    float nc = 0, ng = 0;
+    CHECK_OK(cnn_clip_grad_norm(pc, N_PARAMS + 1, 1e6f, &nc));
+    CHECK_OK(cnn_clip_grad_norm(pg, N_PARAMS + 1, 1e6f, &ng));
+    CHECK(nc > 1.0f);
+    CHECK_NEAR(ng, nc, 1e-6 * nc);
+    for (int i = 0; i < N_PARAMS; i++) /* max_norm above the norm: nothing changes */
+        CHECK(tensors_close("unclipped", cnn_tensor_grad(pg[i]), cnn_tensor_grad(pc[i]), 0, 0));
+    CHECK_OK(cnn_clip_grad_norm(pc, N_PARAMS + 1, 0.5f, &nc));
+    CHECK_OK(cnn_clip_grad_norm(pg, N_PARAMS + 1, 0.5f, &ng));
+    CHECK_NEAR(ng, nc, 1e-6 * nc);
+    for (int i = 0; i < N_PARAMS; i++)
+        CHECK(tensors_close("clipped grad", cnn_tensor_grad(pg[i]), cnn_tensor_grad(pc[i]),
+                            EW_ATOL, EW_RTOL));
+    /* The clipped gradients have norm max_norm (to float accuracy). */
+    CHECK_OK(cnn_clip_grad_norm(pg, N_PARAMS, 1e6f, &ng));
+    CHECK_NEAR(ng, 0.5, 1e-5);
+    /* Gradients on two devices cannot be clipped together. */
+    cnn_tensor *mixed[2] = {pc[0], pg[1]};
+    CHECK_ERR(cnn_clip_grad_norm(mixed, 2, 1.0f, NULL), CNN_ERR_DEVICE);
+    free_params(pc, pg);
+}
