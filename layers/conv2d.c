@@ -1,0 +1,512 @@
+/* conv2d.c — 2-D convolution as torch.nn.functional.conv2d: shape rules, forward, backward
+ * (dx, dw, db) and the CPU kernels (im2col / col2im around OpenBLAS sgemm, direct loops for
+ * depthwise). No GPU code here; nothing kept between calls. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <pthread.h>
+
+/* Everything a kernel needs, resolved once (defaults applied) and packed into the tape node. */
+typedef struct conv_geom {
+    int64_t n, c, h, w;      /* input */
+    int64_t k, r, s;         /* weight: (K, C/groups, R, S) */
+    int64_t p, q;            /* output height, width */
+    int64_t cg, kg;          /* channels per group: in, out */
+    int sh, sw, ph, pw, dh, dw, groups;
+} conv_geom;
+_Static_assert(sizeof(conv_geom) <= CNN_NODE_PARAM_BYTES, "conv_geom must fit a tape node");
+
+/* ---- OpenBLAS threads inside our own parallel regions --------------------------------------
+ * The batch loops run one single-threaded sgemm per OpenMP thread: that beats one threaded
+ * sgemm per sample with im2col between them, whose OpenBLAS workers spin against our threads.
+ * OpenBLAS' thread count is process-wide, so it is lowered while any such region runs and put
+ * back by the last one to leave. An OpenMP-built OpenBLAS runs single-threaded inside parallel
+ * regions by itself (and its set_num_threads would change ours), a serial one has no threads. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_depth, blas_saved_threads;
+
+static void blas_single_begin(void)
+{
+    if (openblas_get_parallel() != OPENBLAS_THREAD) return;
+    pthread_mutex_lock(&blas_lock);
+    if (blas_depth++ == 0) {
+        blas_saved_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+static void blas_single_end(void)
+{
+    if (openblas_get_parallel() != OPENBLAS_THREAD) return;
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_depth == 0) openblas_set_num_threads(blas_saved_threads);
+    pthread_mutex_unlock(&blas_lock);
+}
+
+/* Threads for `units` independent (sample, group) pieces of `flops` work in all: every thread
+ * when each gets at least one piece and the work outweighs waking them (tiny convs, as in
+ * gradchecks, run far slower in parallel), else 1 (and OpenBLAS may thread each sgemm). */
+static int unit_threads(int64_t units, double flops)
+{
+    int nt = omp_get_max_threads();
+    return (nt > 1 && units >= nt && flops >= 4e6) ? nt : 1;
+}
+
+static double conv_flops(const conv_geom *g)
+{
+    return 2.0 * (double)g->n * (double)g->k * (double)(g->p * g->q) *
+           (double)(g->cg * g->r * g->s);
+}
+
+static bool is_pointwise(const conv_geom *g)
+{
+    return g->r == 1 && g->s == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+/* Output columns q in [lo, hi) read input column q*sw + off inside [0, W). */
+static void valid_cols(int64_t off, int64_t sw, int64_t w, int64_t q, int64_t *lo, int64_t *hi)
+{
+    int64_t a = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int64_t b = (w - 1 - off) < 0 ? 0 : (w - 1 - off) / sw + 1;
+    *lo = a < q ? a : q;
+    *hi = b < q ? b : q;
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* x: (Cg, H, W) of one sample and group -> col: (Cg*R*S, P*Q), zeros where the window pads. */
+static void im2col(const conv_geom *g, const float *x, float *col)
+{
+    const int64_t pq = g->p * g->q;
+    for (int64_t c = 0; c < g->cg; c++)
+        for (int64_t r = 0; r < g->r; r++)
+            for (int64_t s = 0; s < g->s; s++) {
+                float *row = col + ((c * g->r + r) * g->s + s) * pq;
+                int64_t off = s * g->dw - g->pw, lo, hi;
+                valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
+                for (int64_t p = 0; p < g->p; p++) {
+                    float *o = row + p * g->q;
+                    int64_t hh = p * g->sh - g->ph + r * g->dh;
+                    if (hh < 0 || hh >= g->h) {
+                        memset(o, 0, (size_t)g->q * sizeof *o);
+                        continue;
+                    }
+                    const float *xr = x + (c * g->h + hh) * g->w + off;
+                    for (int64_t q = 0; q < lo; q++) o[q] = 0.0f;
+                    if (g->sw == 1) memcpy(o + lo, xr + lo, (size_t)(hi - lo) * sizeof *o);
+                    else
+                        for (int64_t q = lo; q < hi; q++) o[q] = xr[q * g->sw];
+                    for (int64_t q = hi; q < g->q; q++) o[q] = 0.0f;
+                }
+            }
+}
+
+/* The adjoint of im2col: col (Cg*R*S, P*Q) is summed into dx (Cg, H, W). */
+static void col2im(const conv_geom *g, const float *col, float *dx)
+{
+    const int64_t pq = g->p * g->q;
+    for (int64_t c = 0; c < g->cg; c++)
+        for (int64_t r = 0; r < g->r; r++)
+            for (int64_t s = 0; s < g->s; s++) {
+                const float *row = col + ((c * g->r + r) * g->s + s) * pq;
+                int64_t off = s * g->dw - g->pw, lo, hi;
+                valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
+                for (int64_t p = 0; p < g->p; p++) {
+                    int64_t hh = p * g->sh - g->ph + r * g->dh;
+                    if (hh < 0 || hh >= g->h) continue;
+                    const float *o = row + p * g->q;
+                    float *xr = dx + (c * g->h + hh) * g->w + off;
+                    if (g->sw == 1)
+                        for (int64_t q = lo; q < hi; q++) xr[q] += o[q];
+                    else
+                        for (int64_t q = lo; q < hi; q++) xr[q * g->sw] += o[q];
+                }
+            }
+}
+
+static cnn_status alloc_cols(const char *op, const conv_geom *g, int nt, float **cols)
+{
+    *cols = NULL;
+    if (is_pointwise(g)) return CNN_OK;
+    size_t n = (size_t)nt * (size_t)(g->cg * g->r * g->s) * (size_t)(g->p * g->q);
+    *cols = malloc(n * sizeof **cols);
+    CNN_CHECK(*cols, CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory for a %zu-float im2col buffer",
+              op, n);
+    return CNN_OK;
+}
+
+/* ---- depthwise (one input channel per output channel): direct loops ----------------------------
+ * Per (sample, channel) the sgemm would be (K/groups) x (P*Q) x (R*S), too thin to pay for its
+ * packing and the im2col copy; these loops read each input row in place. They cover any conv
+ * with C/groups == 1: depthwise, channel multipliers, and single-channel inputs. */
+static bool is_depthwise(const conv_geom *g) { return g->cg == 1; }
+
+/* x: (N, C, H, W), w: (K, 1, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+static void depthwise_forward(const conv_geom *g, const float *x, const float *w, const float *b,
+                              float *y)
+{
+    const int64_t planes = g->n * g->k, pq = g->p * g->q;
+    #pragma omp parallel for schedule(static) if (conv_flops(g) >= 4e6)
+    for (int64_t nk = 0; nk < planes; nk++) {
+        const int64_t n = nk / g->k, k = nk % g->k, c = k / g->kg;
+        const float *xc = x + (n * g->c + c) * g->h * g->w;
+        float *yp = y + nk * pq;
+        const float bk = b ? b[k] : 0.0f;
+        for (int64_t i = 0; i < pq; i++) yp[i] = bk;
+        for (int64_t r = 0; r < g->r; r++)
+            for (int64_t s = 0; s < g->s; s++) {
+                const float wv = w[(k * g->r + r) * g->s + s];
+                int64_t off = s * g->dw - g->pw, lo, hi;
+                valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
+                for (int64_t p = 0; p < g->p; p++) {
+                    int64_t hh = p * g->sh - g->ph + r * g->dh;
+                    if (hh < 0 || hh >= g->h) continue;
+                    const float *xr = xc + hh * g->w + off;
+                    float *yr = yp + p * g->q;
+                    if (g->sw == 1)
+                        for (int64_t q = lo; q < hi; q++) yr[q] += wv * xr[q];
+                    else
+                        for (int64_t q = lo; q < hi; q++) yr[q] += wv * xr[q * g->sw];
+                }
+            }
+    }
+}
+
+/* dy: (N, K, P, Q), w: (K, 1, R, S) -> dx: (N, C, H, W), every element written. */
+static void depthwise_backward_data(const conv_geom *g, const float *dy, const float *w, float *dx)
+{
+    const int64_t planes = g->n * g->c, pq = g->p * g->q, hw = g->h * g->w;
+    #pragma omp parallel for schedule(static) if (conv_flops(g) >= 4e6)
+    for (int64_t nc = 0; nc < planes; nc++) {
+        const int64_t n = nc / g->c, c = nc % g->c;
+        float *dxp = dx + nc * hw;
+        memset(dxp, 0, (size_t)hw * sizeof *dxp);
+        for (int64_t k = c * g->kg; k < (c + 1) * g->kg; k++) {
+            const float *dyp = dy + (n * g->k + k) * pq;
+            for (int64_t r = 0; r < g->r; r++)
+                for (int64_t s = 0; s < g->s; s++) {
+                    const float wv = w[(k * g->r + r) * g->s + s];
+                    int64_t off = s * g->dw - g->pw, lo, hi;
+                    valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
+                    for (int64_t p = 0; p < g->p; p++) {
+                        int64_t hh = p * g->sh - g->ph + r * g->dh;
+                        if (hh < 0 || hh >= g->h) continue;
+                        float *xr = dxp + hh * g->w + off;
+                        const float *dr = dyp + p * g->q;
+                        if (g->sw == 1)
+                            for (int64_t q = lo; q < hi; q++) xr[q] += wv * dr[q];
+                        else
+                            for (int64_t q = lo; q < hi; q++) xr[q * g->sw] += wv * dr[q];
+                    }
+                }
+        }
+    }
+}
+
+/* dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, 1, R, S), summed over the batch. */
+static void depthwise_backward_filter(const conv_geom *g, const float *dy, const float *x,
+                                      float *dw)
+{
+    const int64_t pq = g->p * g->q;
+    #pragma omp parallel for schedule(static) if (conv_flops(g) >= 4e6)
+    for (int64_t k = 0; k < g->k; k++) {
+        const int64_t c = k / g->kg;
+        for (int64_t r = 0; r < g->r; r++)
+            for (int64_t s = 0; s < g->s; s++) {
+                int64_t off = s * g->dw - g->pw, lo, hi;
+                valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
+                double acc = 0;
+                for (int64_t n = 0; n < g->n; n++) {
+                    const float *xc = x + (n * g->c + c) * g->h * g->w;
+                    const float *dyp = dy + (n * g->k + k) * pq;
+                    float part = 0;
+                    for (int64_t p = 0; p < g->p; p++) {
+                        int64_t hh = p * g->sh - g->ph + r * g->dh;
+                        if (hh < 0 || hh >= g->h) continue;
+                        const float *xr = xc + hh * g->w + off, *dr = dyp + p * g->q;
+                        for (int64_t q = lo; q < hi; q++) part += dr[q] * xr[q * g->sw];
+                    }
+                    acc += part;
+                }
+                dw[(k * g->r + r) * g->s + s] = (float)acc;
+            }
+    }
+}
+
+/* x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const float *w,
+                                   const float *b, float *y)
+{
+    if (is_depthwise(g)) {
+        depthwise_forward(g, x, w, b, y);
+        return CNN_OK;
+    }
+    const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
+    const int nt = unit_threads(units, conv_flops(g));
+    const bool pw = is_pointwise(g);
+    float *cols;
+    CNN_TRY(alloc_cols("conv2d", g, nt, &cols));
+    if (nt > 1) blas_single_begin();
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t u = 0; u < units; u++) {
+        const int64_t n = u / g->groups, gi = u % g->groups;
+        const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
+        float *yg = y + (n * g->k + gi * g->kg) * pq;
+        const float *bmat = xg;
+        if (!pw) {
+            float *col = cols + (size_t)omp_get_thread_num() * (size_t)(crs * pq);
+            im2col(g, xg, col);
+            bmat = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)pq, (int)crs, 1.0f,
+                    w + gi * g->kg * crs, (int)crs, bmat, (int)pq, 0.0f, yg, (int)pq);
+        if (b)
+            for (int64_t k = 0; k < g->kg; k++) {
+                const float bk = b[gi * g->kg + k];
+                float *yr = yg + k * pq;
+                for (int64_t i = 0; i < pq; i++) yr[i] += bk;
+            }
+    }
+    if (nt > 1) blas_single_end();
+    free(cols);
+    return CNN_OK;
+}
+
+/* With stride 1, dx is itself a stride-1 conv of dy (padded by dil*(R-1) - pad) with the
+ * weights flipped in space and transposed per group, so the forward's im2col + sgemm serves:
+ * its sgemm has depth K*R*S instead of K, and no col2im scatter is needed. */
+static bool data_grad_as_conv(const conv_geom *g)
+{
+    return g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->r - 1) &&
+           g->pw <= g->dw * (g->s - 1) && !is_pointwise(g) &&
+           g->kg * g->r * g->s * g->h * g->w < INT_MAX;
+}
+
+/* dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W), every element written. */
+static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, const float *w,
+                                         float *dx)
+{
+    const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
+    if (is_depthwise(g)) {
+        depthwise_backward_data(g, dy, w, dx);
+        return CNN_OK;
+    }
+    if (data_grad_as_conv(g)) {
+        const int64_t rs = g->r * g->s;
+        conv_geom t = *g;
+        t.c = g->k, t.h = g->p, t.w = g->q, t.k = g->c, t.p = g->h, t.q = g->w;
+        t.cg = g->kg, t.kg = g->cg;
+        t.ph = (int)(g->dh * (g->r - 1) - g->ph), t.pw = (int)(g->dw * (g->s - 1) - g->pw);
+        /* wt: (C, Kg, R, S) = w: (K, Cg, R, S) flipped in R and S, Kg <-> Cg within each group */
+        float *wt = malloc((size_t)(g->k * crs) * sizeof *wt);
+        CNN_CHECK(wt, CNN_ERR_OUT_OF_MEMORY, "conv2d backward: out of host memory");
+        for (int64_t gi = 0; gi < g->groups; gi++)
+            for (int64_t k = 0; k < g->kg; k++)
+                for (int64_t c = 0; c < g->cg; c++) {
+                    const float *src = w + ((gi * g->kg + k) * g->cg + c) * rs;
+                    float *dst = wt + ((gi * g->cg + c) * g->kg + k) * rs;
+                    for (int64_t i = 0; i < rs; i++) dst[rs - 1 - i] = src[i];
+                }
+        cnn_status st = conv_forward_cpu(&t, dy, wt, NULL, dx);
+        free(wt);
+        return st;
+    }
+    const int nt = unit_threads(units, conv_flops(g));
+    const bool pw = is_pointwise(g);
+    float *cols;
+    if (!pw) memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof *dx);
+    CNN_TRY(alloc_cols("conv2d backward", g, nt, &cols));
+    if (nt > 1) blas_single_begin();
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t u = 0; u < units; u++) {
+        const int64_t n = u / g->groups, gi = u % g->groups;
+        float *dxg = dx + (n * g->c + gi * g->cg) * g->h * g->w;
+        const float *dyg = dy + (n * g->k + gi * g->kg) * pq;
+        float *dst = pw ? dxg : cols + (size_t)omp_get_thread_num() * (size_t)(crs * pq);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)pq, (int)g->kg, 1.0f,
+                    w + gi * g->kg * crs, (int)crs, dyg, (int)pq, 0.0f, dst, (int)pq);
+        if (!pw) col2im(g, dst, dxg);
+    }
+    if (nt > 1) blas_single_end();
+    free(cols);
+    return CNN_OK;
+}
+
+/* dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, Cg, R, S) (overwritten) and db: (K) (overwritten,
+ * when not NULL), both summed over the batch. dw may be NULL when only db is wanted. */
+static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, const float *x,
+                                           float *dw, float *db)
+{
+    const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
+    if (db) {
+        #pragma omp parallel for schedule(static) if (g->n * g->k * pq > 65536)
+        for (int64_t k = 0; k < g->k; k++) {
+            double acc = 0;
+            for (int64_t n = 0; n < g->n; n++) {
+                const float *d = dy + (n * g->k + k) * pq;
+                float part = 0;
+                for (int64_t i = 0; i < pq; i++) part += d[i];
+                acc += part;
+            }
+            db[k] = (float)acc;
+        }
+    }
+    if (!dw) return CNN_OK;
+    if (is_depthwise(g)) {
+        depthwise_backward_filter(g, dy, x, dw);
+        return CNN_OK;
+    }
+    const int nt = unit_threads(units, conv_flops(g));
+    const bool pw = is_pointwise(g);
+    const size_t wsize = (size_t)(g->k * crs);
+    float *cols, *partial = NULL;
+    memset(dw, 0, wsize * sizeof *dw);
+    CNN_TRY(alloc_cols("conv2d backward", g, nt, &cols));
+    if (nt > 1) {
+        /* One private dw per thread, summed at the end: the samples of a batch all add into
+         * the same weights. */
+        partial = calloc((size_t)nt * wsize, sizeof *partial);
+        if (!partial) {
+            free(cols);
+            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d backward: out of host memory");
+        }
+        blas_single_begin();
+    }
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t u = 0; u < units; u++) {
+        const int64_t n = u / g->groups, gi = u % g->groups;
+        const int t = omp_get_thread_num();
+        const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
+        const float *dyg = dy + (n * g->k + gi * g->kg) * pq;
+        float *acc = (partial ? partial + (size_t)t * wsize : dw) + gi * g->kg * crs;
+        const float *bmat = xg;
+        if (!pw) {
+            float *col = cols + (size_t)t * (size_t)(crs * pq);
+            im2col(g, xg, col);
+            bmat = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->kg, (int)crs, (int)pq, 1.0f,
+                    dyg, (int)pq, bmat, (int)pq, 1.0f, acc, (int)crs);
+    }
+    if (partial) {
+        blas_single_end();
+        for (int t = 0; t < nt; t++)
+            for (size_t i = 0; i < wsize; i++) dw[i] += partial[(size_t)t * wsize + i];
+    }
+    free(partial);
+    free(cols);
+    return CNN_OK;
+}
+
+/* ---- autograd ----------------------------------------------------------------------------- */
+static cnn_status conv2d_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    conv_geom g;
+    memcpy(&g, nd->params, sizeof g);
+    const cnn_tensor *x = nd->saved[0], *w = nd->saved[1];
+    cnn_status st = CNN_OK;
+    if (nd->in[0].needs_grad) {
+        CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
+        CNN_TRYG(conv_backward_data_cpu(&g, cnn_f32(dy), cnn_f32(w), cnn_f32(dx[0])));
+    }
+    bool want_w = nd->in[1].needs_grad, want_b = nd->n_inputs > 2 && nd->in[2].needs_grad;
+    if (want_w) CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
+    if (want_b) CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.k), CNN_F32, w->device, &dx[2]));
+    if (want_w || want_b)
+        CNN_TRYG(conv_backward_filter_cpu(&g, cnn_f32(dy), cnn_f32(x),
+                                          want_w ? cnn_f32(dx[1]) : NULL,
+                                          want_b ? cnn_f32(dx[2]) : NULL));
+done:
+    return st;
+}
+
+/* ---- shape rules -------------------------------------------------------------------------- */
+static cnn_status conv_resolve(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_conv2d_params *p, conv_geom *g)
+{
+    static const cnn_conv2d_params defaults;
+    if (!p) p = &defaults;
+    CNN_TRY(cnn_check_tensor("conv2d", "x", x));
+    CNN_TRY(cnn_check_tensor("conv2d", "w", w));
+    if (b) CNN_TRY(cnn_check_tensor("conv2d", "b", b));
+    CNN_TRY(cnn_check_same_device("conv2d", x, "x", w, "w"));
+    CNN_TRY(cnn_check_same_device("conv2d", x, "x", b, "b"));
+    CNN_CHECK(x->shape.ndim == 4, CNN_ERR_SHAPE, "conv2d: input must be 4-D (N, C, H, W), got %s",
+              cnn_shape_of(x));
+    CNN_CHECK(w->shape.ndim == 4, CNN_ERR_SHAPE,
+              "conv2d: weight must be 4-D (K, C/groups, R, S), got %s", cnn_shape_of(w));
+    for (int i = 0; i < 2; i++) {
+        CNN_CHECK(p->stride[i] >= 0 && p->padding[i] >= 0 && p->dilation[i] >= 0,
+                  CNN_ERR_INVALID_ARG,
+                  "conv2d: stride (%d, %d), padding (%d, %d) and dilation (%d, %d) must not be "
+                  "negative", p->stride[0], p->stride[1], p->padding[0], p->padding[1],
+                  p->dilation[0], p->dilation[1]);
+    }
+    CNN_CHECK(p->groups >= 0, CNN_ERR_INVALID_ARG, "conv2d: groups %d is negative", p->groups);
+    *g = (conv_geom){
+        .n = x->shape.d[0], .c = x->shape.d[1], .h = x->shape.d[2], .w = x->shape.d[3],
+        .k = w->shape.d[0], .r = w->shape.d[2], .s = w->shape.d[3],
+        .sh = p->stride[0] ? p->stride[0] : 1, .sw = p->stride[1] ? p->stride[1] : 1,
+        .ph = p->padding[0], .pw = p->padding[1],
+        .dh = p->dilation[0] ? p->dilation[0] : 1, .dw = p->dilation[1] ? p->dilation[1] : 1,
+        .groups = p->groups ? p->groups : 1,
+    };
+    g->cg = w->shape.d[1];
+    CNN_CHECK(g->k > 0 && g->cg > 0 && g->r > 0 && g->s > 0, CNN_ERR_SHAPE,
+              "conv2d: weight %s has an empty dimension", cnn_shape_of(w));
+    CNN_CHECK(g->k % g->groups == 0, CNN_ERR_SHAPE,
+              "conv2d: weight %s has %lld output channels, not divisible by groups %d",
+              cnn_shape_of(w), (long long)g->k, g->groups);
+    CNN_CHECK(g->c == g->cg * g->groups, CNN_ERR_SHAPE,
+              "conv2d: input %s has %lld channels, weight %s expects %lld (groups %d)",
+              cnn_shape_of(x), (long long)g->c, cnn_shape_of(w), (long long)(g->cg * g->groups),
+              g->groups);
+    g->kg = g->k / g->groups;
+    if (b)
+        CNN_CHECK(b->shape.ndim == 1 && b->shape.d[0] == g->k, CNN_ERR_SHAPE,
+                  "conv2d: bias %s does not match weight %s (expected (%lld))", cnn_shape_of(b),
+                  cnn_shape_of(w), (long long)g->k);
+    g->p = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1;
+    g->q = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1;
+    /* C's division truncates toward zero, so a negative numerator must be caught first. */
+    CNN_CHECK(g->h + 2 * g->ph - g->dh * (g->r - 1) - 1 >= 0 &&
+              g->w + 2 * g->pw - g->dw * (g->s - 1) - 1 >= 0, CNN_ERR_SHAPE,
+              "conv2d: input %s is smaller than the weight %s's window (padding (%d, %d), "
+              "dilation (%d, %d)): the output would be empty", cnn_shape_of(x), cnn_shape_of(w),
+              g->ph, g->pw, g->dh, g->dw);
+    CNN_CHECK(g->cg * g->r * g->s * g->p * g->q < INT_MAX && g->k * g->cg * g->r * g->s < INT_MAX,
+              CNN_ERR_UNSUPPORTED, "conv2d: input %s with weight %s is too large for one sgemm",
+              cnn_shape_of(x), cnn_shape_of(w));
+    return CNN_OK;
+}
+
+cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                      const cnn_conv2d_params *p, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "conv2d: y is NULL");
+    *y = NULL;
+    conv_geom g;
+    CNN_TRY(conv_resolve(x, w, b, p, &g));
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL, *wc = NULL, *bc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_contig(w, &wc));
+    if (b) CNN_TRYG(cnn_contig(b, &bc));
+    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.k, g.p, g.q), CNN_F32, x->device, y));
+    CNN_TRYG(conv_forward_cpu(&g, cnn_f32(xc), cnn_f32(wc), bc ? cnn_f32(bc) : NULL, cnn_f32(*y)));
+    const cnn_tensor *in[3] = {x, w, b};
+    if (cnn_should_record(in, 3)) {
+        cnn_node *nd = NULL;
+        CNN_TRYG(cnn_tape_record("conv2d", conv2d_backward, *y, in, 3, &g, sizeof g, &nd));
+        cnn_node_save(nd, xc);
+        cnn_node_save(nd, wc);
+    }
+done:
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&wc);
+    cnn_tensor_free(&bc);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}

@@ -1,0 +1,116 @@
+/* linear.c — fully connected layer as torch.nn.functional.linear (y = x w^T + b): shape rules,
+ * forward, backward (dx, dw, db) and the CPU kernels, all OpenBLAS sgemm (threaded by OpenBLAS).
+ * No GPU code here. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+
+typedef struct linear_geom {
+    int64_t n, in, out;
+} linear_geom;
+
+static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    linear_geom g;
+    memcpy(&g, nd->params, sizeof g);
+    const cnn_tensor *x = nd->saved[0], *w = nd->saved[1];
+    const float *pdy = cnn_f32(dy);
+    cnn_status st = CNN_OK;
+    if (nd->in[0].needs_grad) {
+        /* dy: (N, out), w: (out, in) -> dx: (N, in) = dy w */
+        CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.n, (int)g.in, (int)g.out,
+                    1.0f, pdy, (int)g.out, cnn_f32(w), (int)g.in, 0.0f, cnn_f32(dx[0]), (int)g.in);
+    }
+    if (nd->in[1].needs_grad) {
+        /* dy: (N, out), x: (N, in) -> dw: (out, in) = dy^T x, summed over the batch */
+        CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
+        if (g.n == 0) memset(cnn_f32(dx[1]), 0, cnn_tensor_nbytes(dx[1]));
+        else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.out, (int)g.in, (int)g.n,
+                         1.0f, pdy, (int)g.out, cnn_f32(x), (int)g.in, 0.0f, cnn_f32(dx[1]),
+                         (int)g.in);
+    }
+    if (nd->in[2].needs_grad) {
+        /* dy: (N, out) -> db: (out), column sums */
+        CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, w->device, &dx[2]));
+        float *db = cnn_f32(dx[2]);
+        #pragma omp parallel for schedule(static) if (g.n * g.out > 65536)
+        for (int64_t o = 0; o < g.out; o++) {
+            double acc = 0;
+            for (int64_t i = 0; i < g.n; i++) acc += pdy[i * g.out + o];
+            db[o] = (float)acc;
+        }
+    }
+done:
+    return st;
+}
+
+static cnn_status linear_resolve(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                                 linear_geom *g)
+{
+    CNN_TRY(cnn_check_tensor("linear", "x", x));
+    CNN_TRY(cnn_check_tensor("linear", "w", w));
+    if (b) CNN_TRY(cnn_check_tensor("linear", "b", b));
+    CNN_TRY(cnn_check_same_device("linear", x, "x", w, "w"));
+    CNN_TRY(cnn_check_same_device("linear", x, "x", b, "b"));
+    CNN_CHECK(x->shape.ndim == 2, CNN_ERR_SHAPE,
+              "linear: input must be 2-D (N, in_features), got %s (flatten it first)",
+              cnn_shape_of(x));
+    CNN_CHECK(w->shape.ndim == 2, CNN_ERR_SHAPE,
+              "linear: weight must be 2-D (out_features, in_features), got %s", cnn_shape_of(w));
+    CNN_CHECK(x->shape.d[1] == w->shape.d[1], CNN_ERR_SHAPE,
+              "linear: input %s has %lld features, weight %s expects %lld", cnn_shape_of(x),
+              (long long)x->shape.d[1], cnn_shape_of(w), (long long)w->shape.d[1]);
+    if (b)
+        CNN_CHECK(b->shape.ndim == 1 && b->shape.d[0] == w->shape.d[0], CNN_ERR_SHAPE,
+                  "linear: bias %s does not match weight %s (expected (%lld))", cnn_shape_of(b),
+                  cnn_shape_of(w), (long long)w->shape.d[0]);
+    CNN_CHECK(w->shape.d[0] > 0 && w->shape.d[1] > 0, CNN_ERR_SHAPE,
+              "linear: weight %s has an empty dimension", cnn_shape_of(w));
+    *g = (linear_geom){.n = x->shape.d[0], .in = x->shape.d[1], .out = w->shape.d[0]};
+    CNN_CHECK(g->n < INT_MAX && g->in < INT_MAX && g->out < INT_MAX, CNN_ERR_UNSUPPORTED,
+              "linear: input %s with weight %s is too large for one sgemm", cnn_shape_of(x),
+              cnn_shape_of(w));
+    return CNN_OK;
+}
+
+cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "linear: y is NULL");
+    *y = NULL;
+    linear_geom g;
+    CNN_TRY(linear_resolve(x, w, b, &g));
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL, *wc = NULL, *bc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_contig(w, &wc));
+    if (b) CNN_TRYG(cnn_contig(b, &bc));
+    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.out), CNN_F32, x->device, y));
+    {
+        /* x: (N, in), w: (out, in), b: (out) -> y: (N, out); the bias rows go in first so the
+         * sgemm adds onto them (beta = 1). */
+        float *py = cnn_f32(*y);
+        if (bc) {
+            const float *pb = cnn_f32(bc);
+            for (int64_t i = 0; i < g.n; i++)
+                memcpy(py + i * g.out, pb, (size_t)g.out * sizeof *py);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.n, (int)g.out, (int)g.in, 1.0f,
+                    cnn_f32(xc), (int)g.in, cnn_f32(wc), (int)g.in, bc ? 1.0f : 0.0f, py,
+                    (int)g.out);
+    }
+    const cnn_tensor *in[3] = {x, w, b};
+    if (cnn_should_record(in, 3)) {
+        cnn_node *nd = NULL;
+        CNN_TRYG(cnn_tape_record("linear", linear_backward, *y, in, 3, &g, sizeof g, &nd));
+        cnn_node_save(nd, xc);
+        cnn_node_save(nd, wc);
+    }
+done:
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&wc);
+    cnn_tensor_free(&bc);
+    if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}

@@ -1,0 +1,288 @@
+/* test_conv.c — cnn_conv2d: forward against a naive direct convolution on awkward random
+ * shapes, finite-difference gradients of x, w and b for every kind of conv (stride, padding,
+ * dilation, groups, depthwise, 1x1), and the shape errors with their messages. */
+#include "gradcheck.h"
+
+typedef struct conv_case {
+    const char *name;
+    int n, c, h, w, k, r, s;
+    cnn_conv2d_params p;
+    int bias;
+} conv_case;
+
+/* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q), in double. */
+static void naive_conv(const conv_case *cc, const float *x, const float *w, const float *b,
+                       float *y, int *pp, int *qq)
+{
+    int sh = cc->p.stride[0] ? cc->p.stride[0] : 1, sw = cc->p.stride[1] ? cc->p.stride[1] : 1;
+    int dh = cc->p.dilation[0] ? cc->p.dilation[0] : 1;
+    int dw = cc->p.dilation[1] ? cc->p.dilation[1] : 1;
+    int ph = cc->p.padding[0], pw = cc->p.padding[1], gr = cc->p.groups ? cc->p.groups : 1;
+    int P = (cc->h + 2 * ph - dh * (cc->r - 1) - 1) / sh + 1;
+    int Q = (cc->w + 2 * pw - dw * (cc->s - 1) - 1) / sw + 1;
+    int cg = cc->c / gr, kg = cc->k / gr;
+    *pp = P;
+    *qq = Q;
+    for (int n = 0; n < cc->n; n++)
+        for (int k = 0; k < cc->k; k++)
+            for (int p = 0; p < P; p++)
+                for (int q = 0; q < Q; q++) {
+                    double acc = b ? b[k] : 0;
+                    for (int c = 0; c < cg; c++)
+                        for (int r = 0; r < cc->r; r++)
+                            for (int s = 0; s < cc->s; s++) {
+                                int hh = p * sh - ph + r * dh, ww = q * sw - pw + s * dw;
+                                if (hh < 0 || hh >= cc->h || ww < 0 || ww >= cc->w) continue;
+                                int ci = (k / kg) * cg + c;
+                                acc += (double)x[((n * cc->c + ci) * cc->h + hh) * cc->w + ww] *
+                                       w[((k * cg + c) * cc->r + r) * cc->s + s];
+                            }
+                    y[((n * cc->k + k) * P + p) * Q + q] = (float)acc;
+                }
+}
+
+/* Runs cnn_conv2d and the naive reference on the same random inputs; 1 when they agree. */
+static int forward_matches(const conv_case *cc)
+{
+    int gr = cc->p.groups ? cc->p.groups : 1;
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(cc->k, cc->c / gr, cc->r, cc->s), -1, 1, 0);
+    cnn_tensor *b = cc->bias ? rand_tensor(CNN_SHAPE(cc->k), -1, 1, 0) : NULL;
+    cnn_tensor *y = NULL, *ref = NULL;
+    int ok = 0, P, Q;
+    if (cnn_conv2d(x, w, b, &cc->p, &y) != CNN_OK) {
+        printf("    %s: conv2d failed: %s\n", cc->name, cnn_last_error());
+        goto done;
+    }
+    float *yr = malloc((size_t)cnn_tensor_numel(y) * sizeof *yr);
+    naive_conv(cc, cnn_tensor_cdata(x), cnn_tensor_cdata(w), b ? cnn_tensor_cdata(b) : NULL, yr,
+               &P, &Q);
+    cnn_shape want = CNN_SHAPE(cc->n, cc->k, P, Q);
+    if (cnn_tensor_ndim(y) == 4 && cnn_tensor_dim(y, 2) == P && cnn_tensor_dim(y, 3) == Q &&
+        cnn_tensor_from_data(want, yr, CNN_CPU, &ref) == CNN_OK)
+        ok = tensors_close(cc->name, y, ref, 1e-4f, 1e-4f);
+    else
+        printf("    %s: output shape differs from (%d, %d, %d, %d)\n", cc->name, cc->n, cc->k, P,
+               Q);
+    free(yr);
+done:
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&ref);
+    return ok;
+}
+
+static cnn_status f_conv(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    return cnn_conv2d(in[0], in[1], in[2], (const cnn_conv2d_params *)ud, y);
+}
+
+/* Gradchecks x, w and (when the case has one) b; the conv is linear in each, so a large step
+ * is exact and keeps float rounding out of the comparison. */
+static int grads_match_n(const conv_case *cc, int x_grad, int w_grad, int max_checks)
+{
+    int gr = cc->p.groups ? cc->p.groups : 1;
+    cnn_tensor *in[3] = {
+        rand_tensor(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), -1, 1, x_grad),
+        rand_tensor(CNN_SHAPE(cc->k, cc->c / gr, cc->r, cc->s), -1, 1, w_grad),
+        cc->bias ? rand_tensor(CNN_SHAPE(cc->k), -1, 1, 1) : NULL,
+    };
+    gc_opts o = {.eps = 0.25f, .atol = 1e-3f, .rtol = 1e-3f, .max_checks = max_checks};
+    int ok = gradcheck(cc->name, f_conv, in, 3, (void *)&cc->p, &o);
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&in[i]);
+    return ok;
+}
+
+static int grads_match(const conv_case *cc, int x_grad, int w_grad)
+{
+    return grads_match_n(cc, x_grad, w_grad, 0);
+}
+
+static const conv_case grad_cases[] = {
+    {"3x3 pad 1", 2, 3, 6, 6, 4, 3, 3, {.padding = {1, 1}}, 1},
+    {"stride 2", 2, 3, 7, 7, 4, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, 1},
+    {"pad (1, 0)", 2, 2, 5, 6, 3, 3, 3, {.padding = {1, 0}}, 1},
+    {"stride (1, 2) pad (0, 2)", 1, 2, 5, 6, 3, 3, 3, {.stride = {1, 2}, .padding = {0, 2}}, 1},
+    {"dilation 2", 2, 2, 7, 7, 3, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}, 1},
+    {"dilation (2, 1)", 1, 2, 7, 6, 2, 3, 2, {.padding = {1, 0}, .dilation = {2, 1}}, 1},
+    {"groups 2", 2, 4, 5, 5, 6, 3, 3, {.padding = {1, 1}, .groups = 2}, 1},
+    {"depthwise", 2, 3, 5, 5, 3, 3, 3, {.padding = {1, 1}, .groups = 3}, 1},
+    {"depthwise x2 stride 2", 2, 3, 6, 5, 6, 3, 3,
+     {.stride = {2, 2}, .padding = {1, 1}, .groups = 3}, 1},
+    {"depthwise x2 dilation (2, 1) stride (1, 2)", 2, 2, 7, 6, 4, 3, 3,
+     {.stride = {1, 2}, .padding = {2, 1}, .dilation = {2, 1}, .groups = 2}, 1},
+    {"1 input channel", 2, 1, 6, 5, 3, 3, 2, {.padding = {1, 0}}, 1},
+    {"1x1", 2, 5, 4, 4, 3, 1, 1, {.groups = 1}, 1},
+    {"1x1 stride 2", 2, 5, 5, 4, 3, 1, 1, {.stride = {2, 2}}, 1},
+    {"1x1 groups 5", 2, 5, 3, 4, 5, 1, 1, {.groups = 5}, 1},
+    {"1x1 groups 2", 2, 4, 3, 4, 6, 1, 1, {.groups = 2}, 1},
+    {"pad (3, 2) wider than the window", 1, 2, 4, 4, 3, 3, 3, {.padding = {3, 2}}, 1},
+    {"no bias", 2, 3, 5, 5, 4, 3, 3, {.padding = {1, 1}}, 0},
+    {"batch 1", 1, 3, 6, 6, 4, 3, 3, {.padding = {1, 1}}, 1},
+    {"odd 7x5, 3x2 kernel", 2, 3, 7, 5, 4, 3, 2, {.stride = {2, 1}, .padding = {1, 1}}, 1},
+};
+
+TEST(conv2d_gradcheck_all_kinds)
+{
+    for (size_t i = 0; i < sizeof grad_cases / sizeof *grad_cases; i++) {
+        if (!grads_match(&grad_cases[i], 1, 1))
+            cnn_test_fail(__FILE__, __LINE__, "gradcheck of conv2d '%s'", grad_cases[i].name);
+    }
+}
+
+TEST(conv2d_gradcheck_partial_requires_grad)
+{
+    /* Only the inputs that require grad get one; the others' backward work is skipped. */
+    conv_case cc = {"x only", 2, 3, 5, 5, 4, 3, 3, {.padding = {1, 1}}, 0};
+    CHECK(grads_match(&cc, 1, 0));
+    cc.name = "w only";
+    CHECK(grads_match(&cc, 0, 1));
+}
+
+/* Big enough (> 4 MFLOP, several samples) to take the multi-threaded batch path, where each
+ * thread has its own im2col buffer and its own dw partial sum. */
+static const conv_case threaded_cases[] = {
+    {"threaded 3x3 pad 1", 4, 16, 16, 16, 16, 3, 3, {.padding = {1, 1}}, 1},
+    {"threaded 1x1", 4, 64, 16, 16, 32, 1, 1, {.groups = 1}, 1},
+    {"threaded groups 4 stride 2", 4, 32, 31, 29, 32, 3, 3,
+     {.stride = {2, 2}, .padding = {1, 1}, .groups = 4}, 1},
+    {"threaded depthwise x2", 4, 32, 32, 32, 64, 3, 3, {.padding = {1, 1}, .groups = 32}, 1},
+};
+
+TEST(conv2d_gradcheck_threaded)
+{
+    for (size_t i = 0; i < sizeof threaded_cases / sizeof *threaded_cases; i++) {
+        if (!forward_matches(&threaded_cases[i]))
+            cnn_test_fail(__FILE__, __LINE__, "forward of conv2d '%s'", threaded_cases[i].name);
+        if (!grads_match_n(&threaded_cases[i], 1, 1, 12))
+            cnn_test_fail(__FILE__, __LINE__, "gradcheck of conv2d '%s'", threaded_cases[i].name);
+    }
+}
+
+TEST(conv2d_forward_matches_naive_fixed)
+{
+    for (size_t i = 0; i < sizeof grad_cases / sizeof *grad_cases; i++)
+        if (!forward_matches(&grad_cases[i]))
+            cnn_test_fail(__FILE__, __LINE__, "forward of conv2d '%s'", grad_cases[i].name);
+    conv_case big = {"resnet-like 3x3", 4, 16, 14, 13, 12, 3, 3, {.padding = {1, 1}}, 1};
+    CHECK(forward_matches(&big));
+    conv_case pw = {"resnet-like 1x1", 3, 24, 9, 11, 8, 1, 1, {.groups = 1}, 1};
+    CHECK(forward_matches(&pw));
+}
+
+TEST(conv2d_forward_matches_naive_random)
+{
+    /* Awkward random geometries from a fixed-seed generator (independent of the tensor RNG). */
+    unsigned st = 12345;
+#define RND(lo, hi) ((int)((st = st * 1103515245u + 12345u) >> 16) % ((hi) - (lo) + 1) + (lo))
+    int tried = 0;
+    for (int it = 0; it < 200 && tried < 40; it++) {
+        conv_case cc = {"random", RND(1, 3), 0, RND(1, 12), RND(1, 12), 0, RND(1, 4), RND(1, 4),
+                        {.groups = 1}, RND(0, 1)};
+        int gr = RND(1, 3), cg = RND(1, 3), kg = RND(1, 3);
+        cc.c = gr * cg;
+        cc.k = gr * kg;
+        cc.p = (cnn_conv2d_params){.stride = {RND(1, 3), RND(1, 3)},
+                                   .padding = {RND(0, 2), RND(0, 2)},
+                                   .dilation = {RND(1, 2), RND(1, 2)},
+                                   .groups = gr};
+        int dh = cc.p.dilation[0], dw = cc.p.dilation[1];
+        if (cc.h + 2 * cc.p.padding[0] < dh * (cc.r - 1) + 1 ||
+            cc.w + 2 * cc.p.padding[1] < dw * (cc.s - 1) + 1)
+            continue;
+        tried++;
+        if (!forward_matches(&cc)) {
+            cnn_test_fail(__FILE__, __LINE__,
+                          "random conv2d: x (%d, %d, %d, %d) w (%d, %d, %d, %d) stride (%d, %d) "
+                          "pad (%d, %d) dil (%d, %d) groups %d", cc.n, cc.c, cc.h, cc.w, cc.k, cg,
+                          cc.r, cc.s, cc.p.stride[0], cc.p.stride[1], cc.p.padding[0],
+                          cc.p.padding[1], dh, dw, gr);
+            break;
+        }
+    }
+#undef RND
+    CHECK(tried >= 40);
+}
+
+TEST(conv2d_non_contiguous_input_and_defaults)
+{
+    /* A transposed view must give the same result as its contiguous copy; NULL params means
+     * stride 1, padding 0, dilation 1, groups 1. */
+    cnn_tensor *base = rand_tensor(CNN_SHAPE(2, 3, 5, 6), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(4, 3, 2, 2), -1, 1, 0);
+    cnn_tensor *xt = NULL, *xc = NULL, *y1 = NULL, *y2 = NULL, *y3 = NULL;
+    cnn_conv2d_params zero = {.groups = 1};
+    CHECK_OK(cnn_tensor_transpose(base, 2, 3, &xt));
+    CHECK_OK(cnn_tensor_clone(xt, &xc));
+    CHECK_OK(cnn_conv2d(xt, w, NULL, &zero, &y1));
+    CHECK_OK(cnn_conv2d(xc, w, NULL, &zero, &y2));
+    CHECK_OK(cnn_conv2d(xc, w, NULL, NULL, &y3));
+    CHECK(cnn_tensor_dim(y1, 2) == 5 && cnn_tensor_dim(y1, 3) == 4);
+    CHECK(tensors_close("transposed view", y1, y2, 0, 0));
+    CHECK(tensors_close("NULL params", y3, y2, 0, 0));
+    cnn_tensor_free(&base);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&xt);
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&y1);
+    cnn_tensor_free(&y2);
+    cnn_tensor_free(&y3);
+}
+
+static int msg_has(const char *a, const char *b)
+{
+    const char *m = cnn_last_error();
+    int ok = strstr(m, "conv2d") && strstr(m, a) && (!b || strstr(m, b));
+    if (!ok) printf("    unexpected message: %s\n", m);
+    return ok;
+}
+
+TEST(conv2d_shape_errors)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 8, 8), -1, 1, 0);
+    cnn_tensor *w64 = rand_tensor(CNN_SHAPE(64, 64, 3, 3), -1, 1, 0);
+    cnn_tensor *x3 = rand_tensor(CNN_SHAPE(3, 8, 8), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(4, 3, 3, 3), -1, 1, 0);
+    cnn_tensor *w6 = rand_tensor(CNN_SHAPE(6, 1, 3, 3), -1, 1, 0);
+    cnn_tensor *wbig = rand_tensor(CNN_SHAPE(4, 3, 9, 3), -1, 1, 0);
+    cnn_tensor *b5 = rand_tensor(CNN_SHAPE(5), -1, 1, 0);
+    cnn_tensor *y = NULL;
+    cnn_conv2d_params p = {.padding = {1, 1}};
+
+    CHECK_ERR(cnn_conv2d(x, w64, NULL, &p, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(2, 3, 8, 8)", "(64, 64, 3, 3)") && msg_has("3 channels", "expects 64"));
+    CHECK_ERR(cnn_conv2d(x3, w, NULL, &p, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(3, 8, 8)", "4-D"));
+    CHECK_ERR(cnn_conv2d(x, x3, NULL, &p, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(3, 8, 8)", "weight"));
+    CHECK_ERR(cnn_conv2d(x, wbig, NULL, NULL, &y), CNN_ERR_SHAPE); /* 8 rows < 9-tall window */
+    CHECK(msg_has("(2, 3, 8, 8)", "(4, 3, 9, 3)"));
+    cnn_conv2d_params dil = {.dilation = {4, 1}};                  /* window 9 rows tall */
+    CHECK_ERR(cnn_conv2d(x, w, NULL, &dil, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(2, 3, 8, 8)", "(4, 3, 3, 3)"));
+    cnn_conv2d_params g4 = {.groups = 4};                          /* 6 output channels */
+    CHECK_ERR(cnn_conv2d(x, w6, NULL, &g4, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(6, 1, 3, 3)", "groups 4"));
+    cnn_conv2d_params g2 = {.groups = 2};                          /* 3 input channels */
+    CHECK_ERR(cnn_conv2d(x, w6, NULL, &g2, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(2, 3, 8, 8)", "groups 2"));
+    CHECK_ERR(cnn_conv2d(x, w, b5, &p, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("(5)", "(4, 3, 3, 3)"));
+    cnn_conv2d_params neg = {.stride = {-1, 1}};
+    CHECK_ERR(cnn_conv2d(x, w, NULL, &neg, &y), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_conv2d(NULL, w, NULL, &p, &y), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_conv2d(x, NULL, NULL, &p, &y), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_conv2d(x, w, NULL, &p, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(y == NULL);
+    CHECK(cnn_tape_size() == 0);
+
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w64);
+    cnn_tensor_free(&x3);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&w6);
+    cnn_tensor_free(&wbig);
+    cnn_tensor_free(&b5);
+}
