@@ -1,13 +1,20 @@
 /* batchnorm.c — batch normalisation per channel C of (N, C), (N, C, L) or (N, C, H, W): argument
- * checks, forward (batch or running statistics), the in-place running-stat update, backward and
- * the CPU kernels. The running-stat update is a buffer write, never recorded on the tape. */
+ * checks, forward (batch or running statistics), the in-place running-stat update, backward, the
+ * CPU kernels and the backend choice. The running-stat update is a buffer write, never recorded
+ * on the tape. */
 #include "internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 typedef struct {
     int64_t n, c, inner; /* x seen as (N, C, inner) */
     bool training;
+    float eps;
 } bn_params;
 
 /* Per-channel statistics the kernels share, rows of one (4, C) tensor saved for backward: the
@@ -97,6 +104,42 @@ static void bn_backward_kernel(const float *x, const float *dy, const float *sta
     }
 }
 
+/* ---- backend choice ---------------------------------------------------------------------- */
+typedef enum { BN_CPU, BN_CUDA, BN_CUDNN } bn_backend;
+
+/* CPU tensors: the CPU kernels. CUDA tensors: cuDNN (spatial mode) when built, preferred
+ * (AUTO/CUDNN) and eps >= CUDNN_BN_MIN_EPSILON, else the hand-written kernels. */
+static bn_backend bn_backend_for(const cnn_tensor *x, float eps)
+{
+    if (!cnn_on_cuda(x)) return BN_CPU;
+    cnn_backend pref = cnn_get_backend();
+    if (!CNN_WITH_CUDNN || (pref != CNN_BACKEND_AUTO && pref != CNN_BACKEND_CUDNN)) return BN_CUDA;
+#if CNN_WITH_CUDNN
+    if ((double)eps >= cnn_cudnn_bn_min_epsilon()) return BN_CUDNN;
+#endif
+    static atomic_flag logged = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&logged))
+        cnn_log_debug("batch_norm: eps %g is below cuDNN's minimum, using the hand-written CUDA "
+                      "kernel", (double)eps);
+    return BN_CUDA;
+}
+
+#if CNN_WITH_CUDA
+/* cuDNN's backward assumes batch statistics, so eval mode, and a call that needs no dx, take the
+ * hand-written kernel. */
+static cnn_status bn_backward_gpu(const bn_params *p, const cnn_tensor *x, const cnn_tensor *stats,
+                                  const cnn_tensor *dy, float *dx, float *dw, float *db)
+{
+#if CNN_WITH_CUDNN
+    if (p->training && dx && bn_backend_for(x, p->eps) == BN_CUDNN)
+        return cnn_cudnn_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy), cnn_f32(stats),
+                                             p->n, p->c, p->inner, p->eps, dx, dw, db);
+#endif
+    return cnn_cuda_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy), cnn_f32(stats), p->n,
+                                        p->c, p->inner, p->training, dx, dw, db);
+}
+#endif
+
 static cnn_status bn_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
 {
     const bn_params *p = (const bn_params *)nd->params;
@@ -115,6 +158,9 @@ static cnn_status bn_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **d
         CNN_TRY(cnn_tensor_empty(nd->in[2].shape, CNN_F32, nd->in[2].device, &dx[2]));
         pdb = cnn_f32(dx[2]);
     }
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(x)) return bn_backward_gpu(p, x, stats, dy, pdx, pdw, pdb);
+#endif
     bn_backward_kernel(cnn_f32(x), cnn_f32(dy), cnn_f32(stats), p->n, p->c, p->inner, p->training,
                        pdx, pdw, pdb);
     return CNN_OK;
@@ -125,7 +171,7 @@ static cnn_status bn_check_channel(const char *name, const cnn_tensor *t, const 
                                    int64_t c)
 {
     if (!t) return CNN_OK;
-    CNN_TRY(cnn_check_tensor("batch_norm", name, t));
+    CNN_TRY(cnn_check_f32("batch_norm", name, t));
     CNN_TRY(cnn_check_same_device("batch_norm", x, "x", t, name));
     CNN_CHECK(t->shape.ndim == 1 && t->shape.d[0] == c, CNN_ERR_SHAPE,
               "batch_norm: %s has shape %s, expected (%lld) for x %s with %lld channels", name,
@@ -136,7 +182,7 @@ static cnn_status bn_check_channel(const char *name, const cnn_tensor *t, const 
 static cnn_status bn_check_args(const cnn_tensor *x, const cnn_tensor *rm, const cnn_tensor *rv,
                                 const cnn_tensor *w, const cnn_tensor *b, bool training, float eps)
 {
-    CNN_TRY(cnn_check_tensor("batch_norm", "x", x));
+    CNN_TRY(cnn_check_f32("batch_norm", "x", x));
     CNN_CHECK(x->shape.ndim >= 2 && x->shape.ndim <= 4, CNN_ERR_SHAPE,
               "batch_norm: x must be (N, C), (N, C, L) or (N, C, H, W), got %s", cnn_shape_of(x));
     int64_t c = x->shape.d[1];
@@ -172,47 +218,88 @@ static cnn_status bn_update_running(cnn_tensor *rm, cnn_tensor *rv, const double
     return cnn_tensor_write(rv, buf, (size_t)c);
 }
 
-cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
-                          const cnn_tensor *weight, const cnn_tensor *bias, bool training,
-                          float momentum, float eps, cnn_tensor **y)
+#if CNN_WITH_CUDA
+/* The GPU forward: the weight row of stats (a copy of weight, or ones), then statistics, the
+ * running-stat update and y from cuDNN or the hand-written kernels. Running stats that are
+ * strided views are updated through contiguous copies written back.
+ * xc: contiguous x; stats: (4, C); bc: contiguous bias or NULL */
+static cnn_status bn_forward_gpu(const bn_params *p, const cnn_tensor *xc, cnn_tensor *rm,
+                                 cnn_tensor *rv, const cnn_tensor *weight, const cnn_tensor *bc,
+                                 float momentum, cnn_tensor *stats, cnn_tensor *y)
 {
-    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "batch_norm: y is NULL");
-    *y = NULL;
-    CNN_TRY(bn_check_args(x, running_mean, running_var, weight, bias, training, eps));
-    bn_params p = {x->shape.d[0], x->shape.d[1], 1, training};
-    for (int i = 2; i < x->shape.ndim; i++) p.inner *= x->shape.d[i];
-    int64_t c = p.c;
+    int64_t c = p->c;
     cnn_status st = CNN_OK;
-    cnn_tensor *xc = NULL, *stats = NULL, *bc = NULL;
-    double *mean = NULL, *var = NULL;
-    float *buf = NULL;
-    CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(BN_ROWS, c), CNN_F32, x->device, &stats));
-    mean = malloc((size_t)(c ? c : 1) * sizeof *mean);
-    var = malloc((size_t)(c ? c : 1) * sizeof *var);
-    buf = malloc((size_t)(c ? c : 1) * sizeof *buf);
+    cnn_tensor *wrow = NULL, *rmc = NULL, *rvc = NULL;
+    int64_t stride = sizeof(float);
+    CNN_TRYG(cnn_tensor_view(stats, CNN_SHAPE(c), &stride, stats->offset + 3 * c * sizeof(float),
+                             &wrow));
+    CNN_TRYG(weight ? cnn_tensor_copy_(wrow, weight) : cnn_tensor_fill_(wrow, 1.0f));
+    if (rm) {
+        CNN_TRYG(cnn_contig(rm, &rmc));
+        CNN_TRYG(cnn_contig(rv, &rvc));
+    }
+    float *prm = rmc ? cnn_f32(rmc) : NULL, *prv = rvc ? cnn_f32(rvc) : NULL;
+    const float *pb = bc ? cnn_f32(bc) : NULL;
+    cnn_context *ctx = cnn_ctx();
+    bn_backend be = bn_backend_for(xc, p->eps);
+    if (be == BN_CUDA || !p->training)
+        CNN_TRYG(cnn_cuda_batch_norm_stats(ctx, cnn_f32(xc), p->n, c, p->inner, p->training,
+                                           momentum, p->eps, prm, prv, cnn_f32(stats)));
+    if (be == BN_CUDA)
+        CNN_TRYG(cnn_cuda_batch_norm_forward(ctx, cnn_f32(xc), cnn_f32(stats), pb, p->n, c,
+                                             p->inner, cnn_f32(y)));
+#if CNN_WITH_CUDNN
+    if (be == BN_CUDNN && p->training)
+        CNN_TRYG(cnn_cudnn_batch_norm_forward_training(ctx, cnn_f32(xc), p->n, c, p->inner,
+                                                       cnn_f32(stats), pb, momentum, p->eps, prm,
+                                                       prv, cnn_f32(y)));
+    if (be == BN_CUDNN && !p->training)
+        CNN_TRYG(cnn_cudnn_batch_norm_forward_inference(ctx, cnn_f32(xc), p->n, c, p->inner,
+                                                        cnn_f32(stats), pb, prm, prv, p->eps,
+                                                        cnn_f32(y)));
+#endif
+    if (p->training && rmc != rm) CNN_TRYG(cnn_tensor_copy_(rm, rmc));
+    if (p->training && rvc != rv) CNN_TRYG(cnn_tensor_copy_(rv, rvc));
+done:
+    cnn_tensor_free(&wrow);
+    cnn_tensor_free(&rmc);
+    cnn_tensor_free(&rvc);
+    return st;
+}
+#endif
+
+/* The CPU forward: statistics (rows of stats), the running-stat update and y.
+ * xc: contiguous x; stats: (4, C); bc: contiguous bias or NULL */
+static cnn_status bn_forward_cpu(const bn_params *p, const cnn_tensor *xc, cnn_tensor *rm,
+                                 cnn_tensor *rv, const cnn_tensor *weight, const cnn_tensor *bc,
+                                 float momentum, cnn_tensor *stats, cnn_tensor *y)
+{
+    int64_t c = p->c;
+    cnn_status st = CNN_OK;
+    double *mean = malloc((size_t)(c ? c : 1) * sizeof *mean);
+    double *var = malloc((size_t)(c ? c : 1) * sizeof *var);
+    float *buf = malloc((size_t)(c ? c : 1) * sizeof *buf);
     if (!mean || !var || !buf) {
         st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "batch_norm: out of host memory for %lld channels",
                        (long long)c);
         goto done;
     }
     float *ps = cnn_f32(stats);
-    if (training) {
-        bn_batch_stats(cnn_f32(xc), p.n, c, p.inner, mean, var);
+    if (p->training) {
+        bn_batch_stats(cnn_f32(xc), p->n, c, p->inner, mean, var);
         for (int64_t ch = 0; ch < c; ch++) {
             ps[BN_MEAN_HI * c + ch] = (float)mean[ch];
             ps[BN_MEAN_LO * c + ch] = (float)(mean[ch] - (double)ps[BN_MEAN_HI * c + ch]);
-            ps[BN_INVSTD * c + ch] = (float)(1.0 / sqrt(var[ch] + (double)eps));
+            ps[BN_INVSTD * c + ch] = (float)(1.0 / sqrt(var[ch] + (double)p->eps));
         }
-        if (running_mean)
-            CNN_TRYG(bn_update_running(running_mean, running_var, mean, var, c, p.n * p.inner,
-                                       momentum, buf));
+        if (rm)
+            CNN_TRYG(bn_update_running(rm, rv, mean, var, c, p->n * p->inner, momentum, buf));
     } else {
-        CNN_TRYG(cnn_tensor_read(running_mean, ps + BN_MEAN_HI * c, (size_t)c));
-        CNN_TRYG(cnn_tensor_read(running_var, buf, (size_t)c));
+        CNN_TRYG(cnn_tensor_read(rm, ps + BN_MEAN_HI * c, (size_t)c));
+        CNN_TRYG(cnn_tensor_read(rv, buf, (size_t)c));
         for (int64_t ch = 0; ch < c; ch++) {
             ps[BN_MEAN_LO * c + ch] = 0.0f;
-            ps[BN_INVSTD * c + ch] = (float)(1.0 / sqrt((double)buf[ch] + (double)eps));
+            ps[BN_INVSTD * c + ch] = (float)(1.0 / sqrt((double)buf[ch] + (double)p->eps));
         }
     }
     if (weight) {
@@ -220,9 +307,38 @@ cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_ten
     } else {
         for (int64_t ch = 0; ch < c; ch++) ps[BN_WEIGHT * c + ch] = 1.0f;
     }
+    bn_forward_kernel(cnn_f32(xc), ps, bc ? cnn_f32(bc) : NULL, p->n, c, p->inner, cnn_f32(y));
+done:
+    free(mean);
+    free(var);
+    free(buf);
+    return st;
+}
+
+cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
+                          const cnn_tensor *weight, const cnn_tensor *bias, bool training,
+                          float momentum, float eps, cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "batch_norm: y is NULL");
+    *y = NULL;
+    CNN_TRY(bn_check_args(x, running_mean, running_var, weight, bias, training, eps));
+    bn_params p = {x->shape.d[0], x->shape.d[1], 1, training, eps};
+    for (int i = 2; i < x->shape.ndim; i++) p.inner *= x->shape.d[i];
+    cnn_status st = CNN_OK;
+    cnn_tensor *xc = NULL, *stats = NULL, *bc = NULL;
+    CNN_TRYG(cnn_contig(x, &xc));
+    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(BN_ROWS, p.c), CNN_F32, x->device, &stats));
     if (bias) CNN_TRYG(cnn_contig(bias, &bc));
     CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
-    bn_forward_kernel(cnn_f32(xc), ps, bc ? cnn_f32(bc) : NULL, p.n, c, p.inner, cnn_f32(*y));
+    if (bn_backend_for(x, eps) == BN_CPU) {
+        CNN_TRYG(bn_forward_cpu(&p, xc, running_mean, running_var, weight, bc, momentum, stats,
+                                *y));
+    } else {
+#if CNN_WITH_CUDA
+        CNN_TRYG(bn_forward_gpu(&p, xc, running_mean, running_var, weight, bc, momentum, stats,
+                                *y));
+#endif
+    }
     const cnn_tensor *in[3] = {x, weight, bias};
     if (cnn_should_record(in, 3)) {
         cnn_node *nd = NULL;
@@ -231,9 +347,6 @@ cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_ten
         cnn_node_save(nd, stats);
     }
 done:
-    free(mean);
-    free(var);
-    free(buf);
     cnn_tensor_free(&xc);
     cnn_tensor_free(&stats);
     cnn_tensor_free(&bc);

@@ -1,10 +1,15 @@
 /* linear.c — fully connected layer as torch.nn.functional.linear (y = x w^T + b): shape rules,
  * forward, backward (dx, dw, db) and the CPU kernels, all OpenBLAS sgemm (threaded by OpenBLAS).
- * No GPU code here. */
+ * CUDA tensors go to cuBLAS (cuda/gemm_cublas.c) whatever the backend preference: there is no
+ * hand-written GEMM. */
 #include "internal.h"
 
 #include <cblas.h>
 #include <limits.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 typedef struct linear_geom {
     int64_t n, in, out;
@@ -17,6 +22,18 @@ static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
     const cnn_tensor *x = nd->saved[0], *w = nd->saved[1];
     const float *pdy = cnn_f32(dy);
     cnn_status st = CNN_OK;
+    if (cnn_on_cuda(x)) {
+#if CNN_WITH_CUDA
+        if (nd->in[0].needs_grad) CNN_TRY(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
+        if (nd->in[1].needs_grad) CNN_TRY(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
+        if (nd->in[2].needs_grad)
+            CNN_TRY(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, w->device, &dx[2]));
+        return cnn_cuda_linear_backward(cnn_ctx(), cnn_f32(x), cnn_f32(w), pdy, g.n, g.in, g.out,
+                                        dx[0] ? cnn_f32(dx[0]) : NULL,
+                                        dx[1] ? cnn_f32(dx[1]) : NULL,
+                                        dx[2] ? cnn_f32(dx[2]) : NULL);
+#endif
+    }
     if (nd->in[0].needs_grad) {
         /* dy: (N, out), w: (out, in) -> dx: (N, in) = dy w */
         CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
@@ -49,9 +66,9 @@ done:
 static cnn_status linear_resolve(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                                  linear_geom *g)
 {
-    CNN_TRY(cnn_check_tensor("linear", "x", x));
-    CNN_TRY(cnn_check_tensor("linear", "w", w));
-    if (b) CNN_TRY(cnn_check_tensor("linear", "b", b));
+    CNN_TRY(cnn_check_f32("linear", "x", x));
+    CNN_TRY(cnn_check_f32("linear", "w", w));
+    if (b) CNN_TRY(cnn_check_f32("linear", "b", b));
     CNN_TRY(cnn_check_same_device("linear", x, "x", w, "w"));
     CNN_TRY(cnn_check_same_device("linear", x, "x", b, "b"));
     CNN_CHECK(x->shape.ndim == 2, CNN_ERR_SHAPE,
@@ -87,7 +104,12 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
     CNN_TRYG(cnn_contig(w, &wc));
     if (b) CNN_TRYG(cnn_contig(b, &bc));
     CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.out), CNN_F32, x->device, y));
-    {
+    if (cnn_on_cuda(x)) {
+#if CNN_WITH_CUDA
+        CNN_TRYG(cnn_cuda_linear_forward(cnn_ctx(), cnn_f32(xc), cnn_f32(wc),
+                                         bc ? cnn_f32(bc) : NULL, g.n, g.in, g.out, cnn_f32(*y)));
+#endif
+    } else {
         /* x: (N, in), w: (out, in), b: (out) -> y: (N, out); the bias rows go in first so the
          * sgemm adds onto them (beta = 1). */
         float *py = cnn_f32(*y);

@@ -1,10 +1,15 @@
 /* lrn.c — local response normalisation across channels (torch.nn.LocalResponseNorm) of
- * (N, C, L) or (N, C, H, W): checks, forward, backward and the CPU kernels. Backward recomputes
- * the per-element scale from the saved input rather than keeping a second activation-sized
- * tensor alive. */
+ * (N, C, L) or (N, C, H, W): checks, forward, backward, the CPU kernels and the backend choice
+ * (CUDA tensors always take the hand-written kernels of cuda/lrn.cu, which keep PyTorch's window
+ * for every size; cuDNN's LRN accepts only sizes 1..16). Backward recomputes the per-element
+ * scale from the saved input rather than keeping a second activation-sized tensor alive. */
 #include "internal.h"
 
 #include <math.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 typedef struct {
     int64_t n, c, inner; /* x seen as (N, C, inner) */
@@ -81,8 +86,14 @@ static cnn_status lrn_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **
     cnn_tensor *t = NULL;
     CNN_TRY(cnn_tensor_empty(nd->in[0].shape, CNN_F32, nd->in[0].device, &t));
     cnn_status st = cnn_tensor_empty(nd->in[0].shape, CNN_F32, nd->in[0].device, &dx[0]);
-    if (st == CNN_OK)
+    if (st == CNN_OK && !cnn_on_cuda(nd->saved[0]))
         lrn_backward_kernel(p, cnn_f32(nd->saved[0]), cnn_f32(dy), cnn_f32(t), cnn_f32(dx[0]));
+#if CNN_WITH_CUDA
+    if (st == CNN_OK && cnn_on_cuda(nd->saved[0]))
+        st = cnn_cuda_lrn_backward(cnn_ctx(), cnn_f32(nd->saved[0]), cnn_f32(dy), p->n, p->c,
+                                   p->inner, p->size, p->alpha, p->beta, p->k, cnn_f32(t),
+                                   cnn_f32(dx[0]));
+#endif
     cnn_tensor_free(&t);
     return st;
 }
@@ -91,7 +102,7 @@ cnn_status cnn_lrn(const cnn_tensor *x, int size, float alpha, float beta, float
 {
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "lrn: y is NULL");
     *y = NULL;
-    CNN_TRY(cnn_check_tensor("lrn", "x", x));
+    CNN_TRY(cnn_check_f32("lrn", "x", x));
     CNN_CHECK(x->shape.ndim == 3 || x->shape.ndim == 4, CNN_ERR_SHAPE,
               "lrn: x must be (N, C, L) or (N, C, H, W), got %s", cnn_shape_of(x));
     CNN_CHECK(size > 0, CNN_ERR_INVALID_ARG, "lrn: size %d must be positive", size);
@@ -101,7 +112,12 @@ cnn_status cnn_lrn(const cnn_tensor *x, int size, float alpha, float beta, float
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
-    {
+    if (cnn_on_cuda(x)) {
+#if CNN_WITH_CUDA
+        CNN_TRYG(cnn_cuda_lrn_forward(cnn_ctx(), cnn_f32(xc), p.n, p.c, p.inner, size, alpha, beta,
+                                      k, cnn_f32(*y)));
+#endif
+    } else {
         /* x, y: (N, C, inner); the scale is computed into y, then replaced by the result */
         const float *px = cnn_f32(xc);
         float *py = cnn_f32(*y);

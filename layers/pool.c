@@ -1,9 +1,15 @@
 /* pool.c — 2-D max, average and adaptive average pooling over (N, C, H, W) or (C, H, W): shape
- * rules (PyTorch's, ceil_mode included), forward, backward and the CPU kernels. Max pooling saves
- * its argmax indices, never its input; average pooling saves nothing. */
+ * rules (PyTorch's, ceil_mode included), forward, backward, the CPU kernels and the backend
+ * choice. Max pooling saves its argmax indices (cuDNN's max pooling: its input and output, which
+ * cuDNN's backward needs), never more; average pooling saves nothing. */
 #include "internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 /* One pooling call's geometry, also the tape node's packed parameters. */
 typedef struct {
@@ -33,7 +39,7 @@ static int64_t pool_out_size(int64_t in, int k, int s, int pad, int dil, bool ce
 static cnn_status pool_geometry(const char *op, const cnn_tensor *x, const cnn_pool2d_params *p,
                                 bool max_pool, pool_geom *g)
 {
-    CNN_TRY(cnn_check_tensor(op, "x", x));
+    CNN_TRY(cnn_check_f32(op, "x", x));
     CNN_CHECK(p, CNN_ERR_INVALID_ARG, "%s: params is NULL", op);
     int nd = x->shape.ndim;
     CNN_CHECK(nd == 3 || nd == 4, CNN_ERR_SHAPE, "%s: x must be (N, C, H, W) or (C, H, W), got %s",
@@ -81,6 +87,36 @@ static cnn_status pool_geometry(const char *op, const cnn_tensor *x, const cnn_p
     return CNN_OK;
 }
 
+/* ---- backend choice ---------------------------------------------------------------------- */
+typedef enum { POOL_CPU, POOL_CUDA, POOL_CUDNN } pool_backend;
+
+/* CPU tensors: the CPU kernels. CUDA tensors: cuDNN when built, preferred (AUTO/CUDNN) and able
+ * to compute PyTorch's result (no dilation; an output size that floor mode gives, since cuDNN
+ * has no ceil_mode), else the hand-written kernels. Adaptive pooling passes NULL (no cuDNN). */
+static pool_backend pool_backend_for(const char *op, const cnn_tensor *x, const pool_geom *g)
+{
+    if (!cnn_on_cuda(x)) return POOL_CPU;
+    cnn_backend pref = cnn_get_backend();
+    if (!CNN_WITH_CUDNN || !g || (pref != CNN_BACKEND_AUTO && pref != CNN_BACKEND_CUDNN))
+        return POOL_CUDA;
+    bool floor_shape = g->oh == pool_out_size(g->h, g->kh, g->sh, g->ph, g->dh, false) &&
+                       g->ow == pool_out_size(g->w, g->kw, g->sw, g->pw, g->dw, false);
+    if (g->dh == 1 && g->dw == 1 && floor_shape && g->planes <= INT32_MAX) return POOL_CUDNN;
+    static atomic_flag logged = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&logged))
+        cnn_log_debug("%s: cuDNN has no dilation or ceil_mode output size, using the hand-written "
+                      "CUDA kernel", op);
+    return POOL_CUDA;
+}
+
+#if CNN_WITH_CUDA
+static cnn_cuda_pool_geom cuda_geom(const pool_geom *g)
+{
+    return (cnn_cuda_pool_geom){g->planes, g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw,
+                                g->ph, g->pw, g->dh, g->dw, g->exclude_pad};
+}
+#endif
+
 /* x's shape with the last two dims replaced by (oh, ow). */
 static cnn_shape pool_out_shape(cnn_shape s, int64_t oh, int64_t ow)
 {
@@ -127,10 +163,26 @@ static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_
     }
 }
 
+/* Saved: the argmax indices, or (cuDNN forward) x and y for cuDNN's backward. */
 static cnn_status max_pool_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
 {
     const pool_geom *g = (const pool_geom *)nd->params;
-    CNN_ASSERT(nd->n_saved == 1 && cnn_tensor_is_contiguous(dy));
+    CNN_ASSERT((nd->n_saved == 1 || nd->n_saved == 2) && cnn_tensor_is_contiguous(dy));
+    if (nd->in[0].device.type == CNN_DEVICE_CUDA) {
+#if CNN_WITH_CUDA
+        CNN_TRY(cnn_tensor_empty(nd->in[0].shape, CNN_F32, nd->in[0].device, &dx[0]));
+        cnn_cuda_pool_geom cg = cuda_geom(g);
+#if CNN_WITH_CUDNN
+        if (nd->n_saved == 2)
+            return cnn_cudnn_pool2d_backward(cnn_ctx(), &cg, true, cnn_f32(nd->saved[0]),
+                                             cnn_f32(nd->saved[1]), cnn_f32(dy), cnn_f32(dx[0]));
+#endif
+        CNN_ASSERT(nd->n_saved == 1);
+        return cnn_cuda_max_pool2d_backward(cnn_ctx(), &cg, cnn_f32(dy),
+                                            (const int32_t *)cnn_ptr(nd->saved[0]), cnn_f32(dx[0]));
+#endif
+    }
+    CNN_ASSERT(nd->n_saved == 1);
     CNN_TRY(cnn_tensor_zeros(nd->in[0].shape, nd->in[0].device, &dx[0]));
     /* dy, idx: (planes, OH, OW) -> dx: (planes, H, W) */
     const int32_t *idx = (const int32_t *)cnn_ptr(nd->saved[0]);
@@ -152,17 +204,35 @@ cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     *y = NULL;
     pool_geom g;
     CNN_TRY(pool_geometry("max_pool2d", x, p, true, &g));
+    pool_backend be = pool_backend_for("max_pool2d", x, &g);
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL, *idx = NULL;
     cnn_shape os = pool_out_shape(x->shape, g.oh, g.ow);
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(os, CNN_F32, x->device, y));
-    CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
-    max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), (int32_t *)cnn_ptr(idx));
+    if (be != POOL_CUDNN) CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
+#if CNN_WITH_CUDA
+    cnn_cuda_pool_geom cg = cuda_geom(&g);
+#endif
+    if (be == POOL_CPU) max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), (int32_t *)cnn_ptr(idx));
+#if CNN_WITH_CUDA
+    if (be == POOL_CUDA)
+        CNN_TRYG(cnn_cuda_max_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y),
+                                             (int32_t *)cnn_ptr(idx)));
+#endif
+#if CNN_WITH_CUDNN
+    if (be == POOL_CUDNN)
+        CNN_TRYG(cnn_cudnn_pool2d_forward(cnn_ctx(), &cg, true, cnn_f32(xc), cnn_f32(*y)));
+#endif
     if (cnn_should_record(&x, 1)) {
         cnn_node *nd = NULL;
         CNN_TRYG(cnn_tape_record("max_pool2d", max_pool_backward, *y, &x, 1, &g, sizeof g, &nd));
-        cnn_node_save(nd, idx);
+        if (idx) {
+            cnn_node_save(nd, idx);
+        } else {
+            cnn_node_save(nd, xc);
+            cnn_node_save(nd, *y);
+        }
     }
 done:
     cnn_tensor_free(&xc);
@@ -227,9 +297,18 @@ static void avg_pool_backward_kernel(const pool_geom *g, const float *dy, float 
     }
 }
 
+/* On the GPU always the hand-written gather kernel, also after a cuDNN forward: cuDNN's backward
+ * would need x and y, which average pooling does not keep alive. */
 static cnn_status avg_pool_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
 {
     CNN_ASSERT(cnn_tensor_is_contiguous(dy));
+    if (nd->in[0].device.type == CNN_DEVICE_CUDA) {
+#if CNN_WITH_CUDA
+        CNN_TRY(cnn_tensor_empty(nd->in[0].shape, CNN_F32, nd->in[0].device, &dx[0]));
+        cnn_cuda_pool_geom cg = cuda_geom((const pool_geom *)nd->params);
+        return cnn_cuda_avg_pool2d_backward(cnn_ctx(), &cg, cnn_f32(dy), cnn_f32(dx[0]));
+#endif
+    }
     CNN_TRY(cnn_tensor_zeros(nd->in[0].shape, nd->in[0].device, &dx[0]));
     avg_pool_backward_kernel((const pool_geom *)nd->params, cnn_f32(dy), cnn_f32(dx[0]));
     return CNN_OK;
@@ -241,11 +320,23 @@ cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     *y = NULL;
     pool_geom g;
     CNN_TRY(pool_geometry("avg_pool2d", x, p, false, &g));
+    pool_backend be = pool_backend_for("avg_pool2d", x, &g);
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(pool_out_shape(x->shape, g.oh, g.ow), CNN_F32, x->device, y));
-    avg_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y));
+#if CNN_WITH_CUDA
+    cnn_cuda_pool_geom cg = cuda_geom(&g);
+#endif
+    if (be == POOL_CPU) avg_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y));
+#if CNN_WITH_CUDA
+    if (be == POOL_CUDA)
+        CNN_TRYG(cnn_cuda_avg_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y)));
+#endif
+#if CNN_WITH_CUDNN
+    if (be == POOL_CUDNN)
+        CNN_TRYG(cnn_cudnn_pool2d_forward(cnn_ctx(), &cg, false, cnn_f32(xc), cnn_f32(*y)));
+#endif
     if (cnn_should_record(&x, 1))
         CNN_TRYG(cnn_tape_record("avg_pool2d", avg_pool_backward, *y, &x, 1, &g, sizeof g, NULL));
 done:
@@ -287,6 +378,13 @@ static void adaptive_kernel(const pool_geom *g, const float *src, float *dst, bo
 static cnn_status adaptive_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
 {
     CNN_ASSERT(cnn_tensor_is_contiguous(dy));
+    if (nd->in[0].device.type == CNN_DEVICE_CUDA) {
+#if CNN_WITH_CUDA
+        CNN_TRY(cnn_tensor_empty(nd->in[0].shape, CNN_F32, nd->in[0].device, &dx[0]));
+        cnn_cuda_pool_geom cg = cuda_geom((const pool_geom *)nd->params);
+        return cnn_cuda_adaptive_avg_pool2d_backward(cnn_ctx(), &cg, cnn_f32(dy), cnn_f32(dx[0]));
+#endif
+    }
     CNN_TRY(cnn_tensor_zeros(nd->in[0].shape, nd->in[0].device, &dx[0]));
     adaptive_kernel((const pool_geom *)nd->params, cnn_f32(dy), cnn_f32(dx[0]), true);
     return CNN_OK;
@@ -297,7 +395,7 @@ cnn_status cnn_adaptive_avg_pool2d(const cnn_tensor *x, int out_h, int out_w, cn
     const char *op = "adaptive_avg_pool2d";
     CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
     *y = NULL;
-    CNN_TRY(cnn_check_tensor(op, "x", x));
+    CNN_TRY(cnn_check_f32(op, "x", x));
     int nd = x->shape.ndim;
     CNN_CHECK(nd == 3 || nd == 4, CNN_ERR_SHAPE, "%s: x must be (N, C, H, W) or (C, H, W), got %s",
               op, cnn_shape_of(x));
@@ -312,7 +410,14 @@ cnn_status cnn_adaptive_avg_pool2d(const cnn_tensor *x, int out_h, int out_w, cn
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(pool_out_shape(x->shape, out_h, out_w), CNN_F32, x->device, y));
-    adaptive_kernel(&g, cnn_f32(xc), cnn_f32(*y), false);
+    if (pool_backend_for(op, x, NULL) == POOL_CPU) {
+        adaptive_kernel(&g, cnn_f32(xc), cnn_f32(*y), false);
+    } else {
+#if CNN_WITH_CUDA
+        cnn_cuda_pool_geom cg = cuda_geom(&g);
+        CNN_TRYG(cnn_cuda_adaptive_avg_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y)));
+#endif
+    }
     if (cnn_should_record(&x, 1))
         CNN_TRYG(cnn_tape_record(op, adaptive_backward, *y, &x, 1, &g, sizeof g, NULL));
 done:

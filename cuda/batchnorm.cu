@@ -1,0 +1,175 @@
+/* batchnorm.cu — hand-written CUDA batch norm: per-channel statistics (one block per channel,
+ * two passes accumulated in double, as the CPU reference), running-stat update, forward and
+ * backward. Statistics use layers/batchnorm.c's (4, C) layout. No atomics: results do not
+ * depend on scheduling. Launchers only; layers/batchnorm.c checks the arguments. */
+#include "cuda_check.h"
+
+#define BLOCK 512
+
+enum { MEAN_HI = 0, MEAN_LO = 1, INVSTD = 2, WEIGHT = 3 };
+
+/* Sum of v over the block; every thread gets the result. */
+static __device__ double block_sum(double v)
+{
+    __shared__ double part[BLOCK];
+    __syncthreads(); /* part may still be read by the previous call's threads */
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = BLOCK / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    return part[0];
+}
+
+/* Element k of channel ch, k in [0, n * inner). */
+static __device__ int64_t bn_at(int64_t k, int64_t ch, int64_t c, int64_t inner)
+{
+    return ((k / inner) * c + ch) * inner + k % inner;
+}
+
+// x: (N, C, inner); stats: (4, C); rm, rv: (C) or NULL. One block per channel.
+__global__ void bn_train_stats_kernel(const float *x, int64_t n, int64_t c, int64_t inner,
+                                      float momentum, float eps, float *rm, float *rv,
+                                      float *stats)
+{
+    int64_t ch = blockIdx.x, m = n * inner;
+    double s = 0;
+    for (int64_t k = threadIdx.x; k < m; k += BLOCK) s += x[bn_at(k, ch, c, inner)];
+    double mu = block_sum(s) / (double)m;
+    double q = 0;
+    for (int64_t k = threadIdx.x; k < m; k += BLOCK) {
+        double d = x[bn_at(k, ch, c, inner)] - mu;
+        q += d * d;
+    }
+    double var = block_sum(q) / (double)m;
+    if (threadIdx.x == 0) {
+        float hi = (float)mu;
+        stats[MEAN_HI * c + ch] = hi;
+        stats[MEAN_LO * c + ch] = (float)(mu - (double)hi);
+        stats[INVSTD * c + ch] = (float)(1.0 / sqrt(var + (double)eps));
+        if (rm) {
+            double unbias = (double)m / (double)(m - 1);
+            rm[ch] = (float)((1.0 - momentum) * rm[ch] + (double)momentum * mu);
+            rv[ch] = (float)((1.0 - momentum) * rv[ch] + (double)momentum * var * unbias);
+        }
+    }
+}
+
+// rm, rv: (C) -> stats rows 0..2: (4, C)
+__global__ void bn_eval_stats_kernel(const float *rm, const float *rv, int64_t c, float eps,
+                                     float *stats)
+{
+    for (int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ch < c;
+         ch += (int64_t)gridDim.x * blockDim.x) {
+        stats[MEAN_HI * c + ch] = rm[ch];
+        stats[MEAN_LO * c + ch] = 0.0f;
+        stats[INVSTD * c + ch] = (float)(1.0 / sqrt((double)rv[ch] + (double)eps));
+    }
+}
+
+// x, y: (N, C, inner); stats: (4, C); bias: (C) or NULL
+__global__ void bn_forward_kernel(const float *x, const float *stats, const float *bias,
+                                  int64_t n, int64_t c, int64_t inner, float *y)
+{
+    int64_t total = n * c * inner;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ch = (e / inner) % c;
+        float hi = stats[MEAN_HI * c + ch], lo = stats[MEAN_LO * c + ch];
+        float a = __fmul_rn(stats[INVSTD * c + ch], stats[WEIGHT * c + ch]);
+        float b = bias ? bias[ch] : 0.0f;
+        /* Rounded step by step like the CPU code (no fused multiply-add). */
+        y[e] = __fadd_rn(__fmul_rn((x[e] - hi) - lo, a), b);
+    }
+}
+
+/* The CPU's bn_backward_kernel, one block per channel: dbias = sum dy, dweight = sum dy * xhat;
+ * dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) in training, w * invstd * dy in
+ * eval. x, dy, dx: (N, C, inner); stats: (4, C); dw, db: (C); dx, dw, db may be NULL */
+__global__ void bn_backward_kernel(const float *x, const float *dy, const float *stats,
+                                   int64_t n, int64_t c, int64_t inner, bool training,
+                                   float *dx, float *dw, float *db)
+{
+    int64_t ch = blockIdx.x, m = n * inner;
+    float hi = stats[MEAN_HI * c + ch], lo = stats[MEAN_LO * c + ch];
+    float is = stats[INVSTD * c + ch], w = stats[WEIGHT * c + ch];
+    double sdy = 0, sdyx = 0;
+    for (int64_t k = threadIdx.x; k < m; k += BLOCK) {
+        int64_t e = bn_at(k, ch, c, inner);
+        sdy += dy[e];
+        sdyx += (double)dy[e] * (double)__fmul_rn((x[e] - hi) - lo, is);
+    }
+    sdy = block_sum(sdy);
+    sdyx = block_sum(sdyx);
+    if (threadIdx.x == 0) {
+        if (db) db[ch] = (float)sdy;
+        if (dw) dw[ch] = (float)sdyx;
+    }
+    if (!dx) return;
+    float kk = __fmul_rn(w, is);
+    float mdy = training ? (float)(sdy / (double)m) : 0.0f;
+    float mdyx = training ? (float)(sdyx / (double)m) : 0.0f;
+    for (int64_t k = threadIdx.x; k < m; k += BLOCK) {
+        int64_t e = bn_at(k, ch, c, inner);
+        float xhat_m = __fmul_rn(__fmul_rn((x[e] - hi) - lo, is), mdyx);
+        dx[e] = __fmul_rn(kk, (dy[e] - mdy) - xhat_m);
+    }
+}
+
+/* ---- launchers ------------------------------------------------------------------------------ */
+static unsigned grid_for(int64_t n, int threads)
+{
+    int64_t blocks = (n + threads - 1) / threads;
+    return (unsigned)(blocks < 65535 ? blocks : 65535);
+}
+
+extern "C" cnn_status cnn_cuda_batch_norm_stats(cnn_context *ctx, const float *x, int64_t n,
+                                                int64_t c, int64_t inner, bool training,
+                                                float momentum, float eps, float *rm, float *rv,
+                                                float *stats)
+{
+    if (c <= 0) return CNN_OK;
+    CNN_CHECK(c <= INT32_MAX, CNN_ERR_UNSUPPORTED, "batch_norm: %lld channels is too many",
+              (long long)c);
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "batch_norm", &s));
+    if (training) {
+        bn_train_stats_kernel<<<(unsigned)c, BLOCK, 0, s>>>(x, n, c, inner, momentum, eps, rm, rv,
+                                                            stats);
+        CNN_CUDA_LAUNCH_CHECK(bn_train_stats_kernel);
+    } else {
+        bn_eval_stats_kernel<<<grid_for(c, 256), 256, 0, s>>>(rm, rv, c, eps, stats);
+        CNN_CUDA_LAUNCH_CHECK(bn_eval_stats_kernel);
+    }
+    return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_batch_norm_forward(cnn_context *ctx, const float *x,
+                                                  const float *stats, const float *bias,
+                                                  int64_t n, int64_t c, int64_t inner, float *y)
+{
+    int64_t total = n * c * inner;
+    if (total <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "batch_norm", &s));
+    bn_forward_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, stats, bias, n, c, inner, y);
+    CNN_CUDA_LAUNCH_CHECK(bn_forward_kernel);
+    return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_batch_norm_backward(cnn_context *ctx, const float *x,
+                                                   const float *dy, const float *stats,
+                                                   int64_t n, int64_t c, int64_t inner,
+                                                   bool training, float *dx, float *dw, float *db)
+{
+    if (c <= 0) return CNN_OK;
+    CNN_CHECK(c <= INT32_MAX, CNN_ERR_UNSUPPORTED, "batch_norm backward: %lld channels is too many",
+              (long long)c);
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "batch_norm backward", &s));
+    bn_backward_kernel<<<(unsigned)c, BLOCK, 0, s>>>(x, dy, stats, n, c, inner, training, dx, dw,
+                                                     db);
+    CNN_CUDA_LAUNCH_CHECK(bn_backward_kernel);
+    return CNN_OK;
+}

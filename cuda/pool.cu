@@ -1,0 +1,241 @@
+/* pool.cu — hand-written CUDA kernels for max, average and adaptive average pooling, forward
+ * and backward, with the CPU reference's exact rules (layers/pool.c). Backward kernels gather
+ * (one thread per input element sums the windows covering it): no atomics, deterministic, and
+ * in the CPU's summation order. Launchers only; shapes are checked by layers/pool.c. */
+#include "cuda_check.h"
+
+#define THREADS 256
+
+static unsigned grid_for(int64_t n)
+{
+    int64_t blocks = (n + THREADS - 1) / THREADS;
+    return (unsigned)(blocks < 65535 ? blocks : 65535);
+}
+
+#define GRID_STRIDE_LOOP(i, n)                                                                    \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+static __device__ int64_t div_floor(int64_t a, int64_t b)
+{
+    return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
+
+static __device__ int64_t div_ceil(int64_t a, int64_t b) { return -div_floor(-a, b); }
+
+/* ---- max pooling --------------------------------------------------------------------------- */
+// x: (planes, H, W) -> y, idx: (planes, OH, OW)
+__global__ void max_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y,
+                                        int32_t *idx)
+{
+    int64_t total = g.planes * g.oh * g.ow;
+    GRID_STRIDE_LOOP(o, total) {
+        int64_t ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+        const float *xp = x + pl * g.h * g.w;
+        int64_t hs = oh * g.sh - g.ph, he = hs + (int64_t)(g.kh - 1) * g.dh + 1;
+        int64_t ws = ow * g.sw - g.pw, we = ws + (int64_t)(g.kw - 1) * g.dw + 1;
+        if (he > g.h) he = g.h;
+        if (we > g.w) we = g.w;
+        while (hs < 0) hs += g.dh;
+        while (ws < 0) ws += g.dw;
+        float best = -INFINITY;
+        int64_t bi = (hs < he && ws < we) ? hs * g.w + ws : -1;
+        for (int64_t h = hs; h < he; h += g.dh)
+            for (int64_t w = ws; w < we; w += g.dw) {
+                float v = xp[h * g.w + w];
+                if (v > best || isnan(v)) {
+                    best = v;
+                    bi = h * g.w + w;
+                }
+            }
+        y[o] = best;
+        idx[o] = (int32_t)bi;
+    }
+}
+
+/* Output rows whose window [o * s - p, o * s - p + span) holds input row i, clipped to
+ * [0, out): o in [ceil((i + p - span + 1) / s), floor((i + p) / s)]. */
+static __device__ void covering(int64_t i, int64_t s, int64_t p, int64_t span, int64_t out,
+                                int64_t *lo, int64_t *hi)
+{
+    *lo = div_ceil(i + p - span + 1, s);
+    *hi = div_floor(i + p, s) + 1;
+    if (*lo < 0) *lo = 0;
+    if (*hi > out) *hi = out;
+}
+
+// dy, idx: (planes, OH, OW) -> dx: (planes, H, W)
+__global__ void max_pool_backward_kernel(cnn_cuda_pool_geom g, const float *dy,
+                                         const int32_t *idx, float *dx)
+{
+    int64_t total = g.planes * g.h * g.w;
+    GRID_STRIDE_LOOP(e, total) {
+        int64_t w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
+        int64_t ohs, ohe, ows, owe;
+        covering(h, g.sh, g.ph, (int64_t)(g.kh - 1) * g.dh + 1, g.oh, &ohs, &ohe);
+        covering(w, g.sw, g.pw, (int64_t)(g.kw - 1) * g.dw + 1, g.ow, &ows, &owe);
+        int32_t me = (int32_t)(h * g.w + w);
+        float s = 0.0f;
+        for (int64_t oh = ohs; oh < ohe; oh++)
+            for (int64_t ow = ows; ow < owe; ow++) {
+                int64_t o = (pl * g.oh + oh) * g.ow + ow;
+                if (idx[o] == me) s += dy[o];
+            }
+        dx[e] = s;
+    }
+}
+
+/* ---- average pooling ----------------------------------------------------------------------- */
+/* The CPU's avg_window: clipped to the padded input (count_include_pad divisor), then to the
+ * input (exclude_pad divisor); 0 for a window outside the input. */
+static __device__ int64_t avg_window(const cnn_cuda_pool_geom &g, int64_t oh, int64_t ow,
+                                     int64_t *hs, int64_t *he, int64_t *ws, int64_t *we)
+{
+    *hs = oh * g.sh - g.ph;
+    *ws = ow * g.sw - g.pw;
+    *he = *hs + g.kh < g.h + g.ph ? *hs + g.kh : g.h + g.ph;
+    *we = *ws + g.kw < g.w + g.pw ? *ws + g.kw : g.w + g.pw;
+    int64_t padded = (*he - *hs) * (*we - *ws);
+    if (*hs < 0) *hs = 0;
+    if (*ws < 0) *ws = 0;
+    if (*he > g.h) *he = g.h;
+    if (*we > g.w) *we = g.w;
+    if (*hs >= *he || *ws >= *we) return 0;
+    return g.exclude_pad ? (*he - *hs) * (*we - *ws) : padded;
+}
+
+// x: (planes, H, W) -> y: (planes, OH, OW)
+__global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y)
+{
+    int64_t total = g.planes * g.oh * g.ow;
+    GRID_STRIDE_LOOP(o, total) {
+        int64_t ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+        const float *xp = x + pl * g.h * g.w;
+        int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+        float s = 0.0f;
+        for (int64_t h = hs; h < he; h++)
+            for (int64_t w = ws; w < we; w++) s += xp[h * g.w + w];
+        y[o] = div ? s / (float)div : 0.0f;
+    }
+}
+
+// dy: (planes, OH, OW) -> dx: (planes, H, W)
+__global__ void avg_pool_backward_kernel(cnn_cuda_pool_geom g, const float *dy, float *dx)
+{
+    int64_t total = g.planes * g.h * g.w;
+    GRID_STRIDE_LOOP(e, total) {
+        int64_t w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
+        int64_t ohs, ohe, ows, owe;
+        covering(h, g.sh, g.ph, g.kh, g.oh, &ohs, &ohe);
+        covering(w, g.sw, g.pw, g.kw, g.ow, &ows, &owe);
+        float s = 0.0f;
+        for (int64_t oh = ohs; oh < ohe; oh++)
+            for (int64_t ow = ows; ow < owe; ow++) {
+                int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+                if (div && h >= hs && h < he && w >= ws && w < we)
+                    s += dy[(pl * g.oh + oh) * g.ow + ow] / (float)div;
+            }
+        dx[e] = s;
+    }
+}
+
+/* ---- adaptive average pooling -------------------------------------------------------------- */
+/* Output cell i covers [floor(i * in / out), ceil((i + 1) * in / out)); input j is covered by
+ * the cells i in [floor(j * out / in), ceil((j + 1) * out / in)) (the same rule, roles swapped). */
+static __device__ void adaptive_span(int64_t i, int64_t in, int64_t out, int64_t *s, int64_t *e)
+{
+    *s = i * in / out;
+    *e = ((i + 1) * in + out - 1) / out;
+}
+
+// x: (planes, H, W) -> y: (planes, OH, OW)
+__global__ void adaptive_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y)
+{
+    int64_t total = g.planes * g.oh * g.ow;
+    GRID_STRIDE_LOOP(o, total) {
+        int64_t ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+        const float *xp = x + pl * g.h * g.w;
+        int64_t hs, he, ws, we;
+        adaptive_span(oh, g.h, g.oh, &hs, &he);
+        adaptive_span(ow, g.w, g.ow, &ws, &we);
+        float s = 0.0f;
+        for (int64_t h = hs; h < he; h++)
+            for (int64_t w = ws; w < we; w++) s += xp[h * g.w + w];
+        y[o] = s / (float)((he - hs) * (we - ws));
+    }
+}
+
+// dy: (planes, OH, OW) -> dx: (planes, H, W)
+__global__ void adaptive_backward_kernel(cnn_cuda_pool_geom g, const float *dy, float *dx)
+{
+    int64_t total = g.planes * g.h * g.w;
+    GRID_STRIDE_LOOP(e, total) {
+        int64_t w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
+        float s = 0.0f;
+        if (g.oh > 0 && g.ow > 0) {
+            int64_t ohs, ohe, ows, owe;
+            adaptive_span(h, g.oh, g.h, &ohs, &ohe);
+            adaptive_span(w, g.ow, g.w, &ows, &owe);
+            for (int64_t oh = ohs; oh < ohe; oh++)
+                for (int64_t ow = ows; ow < owe; ow++) {
+                    int64_t hs, he, ws, we;
+                    adaptive_span(oh, g.h, g.oh, &hs, &he);
+                    adaptive_span(ow, g.w, g.ow, &ws, &we);
+                    if (h >= hs && h < he && w >= ws && w < we)
+                        s += dy[(pl * g.oh + oh) * g.ow + ow] / (float)((he - hs) * (we - ws));
+                }
+        }
+        dx[e] = s;
+    }
+}
+
+/* ---- launchers ------------------------------------------------------------------------------ */
+#define LAUNCH(op, kernel, n, ...)                                                                \
+    do {                                                                                          \
+        if ((n) <= 0) return CNN_OK;                                                              \
+        cudaStream_t s_;                                                                          \
+        CNN_TRY(cnn_cuda_enter(ctx, op, &s_));                                                    \
+        kernel<<<grid_for(n), THREADS, 0, s_>>>(__VA_ARGS__);                                     \
+        CNN_CUDA_LAUNCH_CHECK(kernel);                                                            \
+        return CNN_OK;                                                                            \
+    } while (0)
+
+extern "C" cnn_status cnn_cuda_max_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                                  const float *x, float *y, int32_t *idx)
+{
+    LAUNCH("max_pool2d", max_pool_forward_kernel, g->planes * g->oh * g->ow, *g, x, y, idx);
+}
+
+extern "C" cnn_status cnn_cuda_max_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                                   const float *dy, const int32_t *idx, float *dx)
+{
+    LAUNCH("max_pool2d backward", max_pool_backward_kernel, g->planes * g->h * g->w, *g, dy, idx,
+           dx);
+}
+
+extern "C" cnn_status cnn_cuda_avg_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                                  const float *x, float *y)
+{
+    LAUNCH("avg_pool2d", avg_pool_forward_kernel, g->planes * g->oh * g->ow, *g, x, y);
+}
+
+extern "C" cnn_status cnn_cuda_avg_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
+                                                   const float *dy, float *dx)
+{
+    LAUNCH("avg_pool2d backward", avg_pool_backward_kernel, g->planes * g->h * g->w, *g, dy, dx);
+}
+
+extern "C" cnn_status cnn_cuda_adaptive_avg_pool2d_forward(cnn_context *ctx,
+                                                           const cnn_cuda_pool_geom *g,
+                                                           const float *x, float *y)
+{
+    LAUNCH("adaptive_avg_pool2d", adaptive_forward_kernel, g->planes * g->oh * g->ow, *g, x, y);
+}
+
+extern "C" cnn_status cnn_cuda_adaptive_avg_pool2d_backward(cnn_context *ctx,
+                                                            const cnn_cuda_pool_geom *g,
+                                                            const float *dy, float *dx)
+{
+    LAUNCH("adaptive_avg_pool2d backward", adaptive_backward_kernel, g->planes * g->h * g->w, *g,
+           dy, dx);
+}

@@ -1,0 +1,527 @@
+/* test_cuda_nn.c — pooling, batch norm, LRN and linear on the GPU against the CPU reference,
+ * through the public ops, once with the hand-written kernels (CNN_BACKEND_CUDA) and once with
+ * cuDNN where it applies (CNN_BACKEND_CUDNN; linear is cuBLAS in both, and its launchers are also
+ * tested directly, in FP32 and TF32): forward, every gradient, BN running stats, on fresh random
+ * inputs of awkward shapes. GPU outputs start as NaN (see poison_cache). */
+#include "gradcheck.h"
+
+#include <stdint.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
+
+#define MAX_IN 3
+
+/* A device copy of a CPU tensor, requiring grad as the source does. NULL stays NULL. */
+static cnn_tensor *to_gpu(const cnn_tensor *t)
+{
+    cnn_tensor *d = NULL;
+    if (!t || cnn_tensor_to(t, CNN_CUDA(0), &d) != CNN_OK) return NULL;
+    if (cnn_tensor_requires_grad(t)) cnn_tensor_set_requires_grad(d, true);
+    return d;
+}
+
+/* The caching allocator hands a released block back, best fit, to the next request of its
+ * size. So allocating NaN-filled tensors of the shapes an op is about to allocate, and releasing
+ * them, makes the op's outputs start as NaN: an element a kernel never writes then fails the
+ * comparison instead of passing as a stale zero or an old correct value. */
+static void poison_cache(const cnn_shape *shapes, int n)
+{
+    enum { COPIES = 3, MAX_SHAPES = 8 };
+    cnn_tensor *t[COPIES * MAX_SHAPES] = {0};
+    for (int i = 0; i < n && i < MAX_SHAPES; i++)
+        for (int k = 0; k < COPIES; k++)
+            (void)cnn_tensor_full(shapes[i], NAN, CNN_CUDA(0), &t[i * COPIES + k]);
+    for (int i = 0; i < COPIES * MAX_SHAPES; i++) cnn_tensor_free(&t[i]);
+}
+
+static const char *impl_name(cnn_backend b)
+{
+    return b == CNN_BACKEND_CUDA ? "hand-written" : "cudnn";
+}
+
+static void check_close(const char *what, const char *part, const cnn_tensor *got,
+                        const cnn_tensor *ref, float atol, float rtol)
+{
+    char buf[200];
+    snprintf(buf, sizeof buf, "%s: %s", what, part);
+    if (!got) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: missing", buf);
+        return;
+    }
+    if (!tensors_close(buf, got, ref, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", buf);
+}
+
+/* One op on inputs[0..n) (NULL entries allowed): y = f(inputs, ud). Builds fresh random CPU
+ * inputs (uniform [lo, hi), all requiring grad), runs f and its backward (with a random dy) on
+ * the CPU and on the GPU with `backend`, and compares y and every input gradient:
+ * |gpu - cpu| <= atol + rtol * |cpu|. */
+typedef struct op_case {
+    const char *name;
+    gc_fn f;
+    void *ud;
+    int n;
+    cnn_shape in[MAX_IN];
+    bool absent[MAX_IN];
+    float lo, hi, atol, rtol;
+} op_case;
+
+static void run_case(const op_case *oc, cnn_backend backend)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s [%s]", oc->name, impl_name(backend));
+    cnn_tensor *cx[MAX_IN] = {0}, *gx[MAX_IN] = {0};
+    cnn_tensor *cy = NULL, *gy = NULL, *cdy = NULL, *gdy = NULL;
+    for (int i = 0; i < oc->n; i++) {
+        if (oc->absent[i]) continue;
+        cx[i] = rand_tensor(oc->in[i], oc->lo, oc->hi, 1);
+        gx[i] = to_gpu(cx[i]);
+        if (!cx[i] || !gx[i]) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: setup: %s", what, cnn_last_error());
+            goto done;
+        }
+    }
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    if (oc->f(cx, oc->ud, &cy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: CPU forward: %s", what, cnn_last_error());
+        goto done;
+    }
+    cdy = rand_tensor(cnn_tensor_shape(cy), -1, 1, 0);
+    gdy = to_gpu(cdy);
+    if (!gdy || cnn_backward_with_grad(cy, cdy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: CPU backward: %s", what, cnn_last_error());
+        goto done;
+    }
+    cnn_set_backend(backend);
+    cnn_shape shapes[MAX_IN + 1];
+    int ns = 0;
+    shapes[ns++] = cnn_tensor_shape(cy);
+    for (int i = 0; i < oc->n; i++)
+        if (!oc->absent[i]) shapes[ns++] = oc->in[i];
+    poison_cache(shapes, ns);
+    if (oc->f(gx, oc->ud, &gy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: GPU forward: %s", what, cnn_last_error());
+        goto done;
+    }
+    check_close(what, "y", gy, cy, oc->atol, oc->rtol);
+    poison_cache(shapes, ns);
+    if (cnn_backward_with_grad(gy, gdy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: GPU backward: %s", what, cnn_last_error());
+        goto done;
+    }
+    for (int i = 0; i < oc->n; i++) {
+        if (oc->absent[i]) continue;
+        char part[32];
+        snprintf(part, sizeof part, "d(input %d)", i);
+        check_close(what, part, cnn_tensor_grad(gx[i]), cnn_tensor_grad(cx[i]), oc->atol,
+                    oc->rtol);
+    }
+done:
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    for (int i = 0; i < MAX_IN; i++) {
+        cnn_tensor_free(&cx[i]);
+        cnn_tensor_free(&gx[i]);
+    }
+    cnn_tensor_free(&cy);
+    cnn_tensor_free(&gy);
+    cnn_tensor_free(&cdy);
+    cnn_tensor_free(&gdy);
+}
+
+static void run_both(const op_case *oc)
+{
+    run_case(oc, CNN_BACKEND_CUDA);
+    run_case(oc, CNN_BACKEND_CUDNN);
+}
+
+/* ---- pooling ------------------------------------------------------------------------------ */
+typedef struct pool_ud {
+    int kind; /* 0 max, 1 avg, 2 adaptive */
+    cnn_pool2d_params p;
+    int oh, ow;
+} pool_ud;
+
+static cnn_status pool_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    const pool_ud *u = ud;
+    if (u->kind == 0) return cnn_max_pool2d(in[0], &u->p, y);
+    if (u->kind == 1) return cnn_avg_pool2d(in[0], &u->p, y);
+    return cnn_adaptive_avg_pool2d(in[0], u->oh, u->ow, y);
+}
+
+/* The GPU kernels repeat the CPU's operations in the CPU's order (the gather backward sums the
+ * windows in the order the CPU scatters them), and cuDNN differs at most by rounding of one
+ * division: a tight tolerance. */
+#define POOL_ATOL 1e-6f
+#define POOL_RTOL 1e-5f
+
+static void pool_case(const char *name, cnn_shape s, int kind, cnn_pool2d_params p)
+{
+    pool_ud u = {kind, p, 0, 0};
+    op_case oc = {name, pool_f, &u, 1, {s}, {false}, -2, 2, POOL_ATOL, POOL_RTOL};
+    run_both(&oc);
+}
+
+static void adaptive_case(const char *name, cnn_shape s, int oh, int ow)
+{
+    pool_ud u = {.kind = 2, .oh = oh, .ow = ow};
+    op_case oc = {name, pool_f, &u, 1, {s}, {false}, -2, 2, POOL_ATOL, POOL_RTOL};
+    run_both(&oc);
+}
+
+#define PP(kh, kw, sh, sw, ph, pw, dh, dw, ceil, excl)                                            \
+    ((cnn_pool2d_params){{kh, kw}, {sh, sw}, {ph, pw}, {dh, dw}, ceil, excl})
+
+GPU_TEST(cuda_max_pool_matches_cpu)
+{
+    pool_case("max 3x3/2 pad 1", CNN_SHAPE(2, 5, 13, 11), 0,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 0));
+    pool_case("max 2x2 default stride", CNN_SHAPE(1, 3, 9, 8), 0,
+              PP(2, 2, 0, 0, 0, 0, 0, 0, 0, 0));
+    pool_case("max 3x3/2 ceil_mode", CNN_SHAPE(2, 4, 14, 9), 0,
+              PP(3, 3, 2, 2, 0, 0, 0, 0, 1, 0));
+    pool_case("max ceil_mode pad 1", CNN_SHAPE(1, 3, 10, 7), 0,
+              PP(3, 2, 2, 2, 1, 1, 0, 0, 1, 0));
+    pool_case("max dilation 2", CNN_SHAPE(2, 3, 12, 13), 0,
+              PP(3, 3, 1, 2, 1, 1, 2, 2, 0, 0));
+    pool_case("max overlapping 3x3/1", CNN_SHAPE(1, 2, 7, 6), 0,
+              PP(3, 3, 1, 1, 1, 1, 0, 0, 0, 0));
+    pool_case("max (C, H, W) input", CNN_SHAPE(6, 11, 10), 0,
+              PP(2, 3, 2, 1, 1, 0, 0, 0, 0, 0));
+    pool_case("max 520 channels", CNN_SHAPE(1, 520, 7, 7), 0,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 0));
+}
+
+GPU_TEST(cuda_avg_pool_matches_cpu)
+{
+    pool_case("avg 3x3/2 pad 1 incl", CNN_SHAPE(2, 5, 13, 11), 1,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 0));
+    pool_case("avg 3x3/2 pad 1 excl", CNN_SHAPE(2, 5, 13, 11), 1,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 1));
+    pool_case("avg 2x2", CNN_SHAPE(1, 3, 9, 8), 1,
+              PP(2, 2, 0, 0, 0, 0, 0, 0, 0, 0));
+    pool_case("avg ceil_mode incl", CNN_SHAPE(2, 3, 10, 7), 1,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 1, 0));
+    pool_case("avg ceil_mode excl", CNN_SHAPE(2, 3, 10, 7), 1,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 1, 1));
+    pool_case("avg asymmetric", CNN_SHAPE(1, 4, 9, 12), 1,
+              PP(2, 4, 1, 3, 1, 2, 0, 0, 0, 1));
+    pool_case("avg 513 channels", CNN_SHAPE(1, 513, 5, 6), 1,
+              PP(2, 2, 2, 2, 0, 0, 0, 0, 1, 0));
+}
+
+GPU_TEST(cuda_adaptive_avg_pool_matches_cpu)
+{
+    adaptive_case("adaptive 13x11 -> 5x4", CNN_SHAPE(2, 3, 13, 11), 5, 4);
+    adaptive_case("adaptive global", CNN_SHAPE(1, 600, 7, 7), 1, 1);
+    adaptive_case("adaptive upsampling 3x2 -> 7x5", CNN_SHAPE(2, 2, 3, 2), 7, 5);
+    adaptive_case("adaptive (C, H, W) 6x6", CNN_SHAPE(4, 15, 9), 6, 6);
+}
+
+/* ---- LRN ---------------------------------------------------------------------------------- */
+typedef struct lrn_ud {
+    int size;
+    float alpha, beta, k;
+} lrn_ud;
+
+static cnn_status lrn_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    const lrn_ud *u = ud;
+    return cnn_lrn(in[0], u->size, u->alpha, u->beta, u->k, y);
+}
+
+/* Same operations and order as the CPU; only powf may differ by an ulp or two. */
+#define LRN_ATOL 1e-5f
+#define LRN_RTOL 1e-4f
+
+static void lrn_case(const char *name, cnn_shape s, lrn_ud u)
+{
+    op_case oc = {name, lrn_f, &u, 1, {s}, {false}, -2, 2, LRN_ATOL, LRN_RTOL};
+    run_both(&oc);
+}
+
+GPU_TEST(cuda_lrn_matches_cpu)
+{
+    lrn_case("lrn AlexNet 5", CNN_SHAPE(2, 13, 9, 7), (lrn_ud){5, 1e-4f, 0.75f, 2.0f});
+    lrn_case("lrn even size 4", CNN_SHAPE(1, 6, 5, 5), (lrn_ud){4, 0.5f, 0.75f, 1.0f});
+    lrn_case("lrn (N, C, L), size > C", CNN_SHAPE(3, 5, 11), (lrn_ud){7, 2.0f, 0.6f, 1.5f});
+    lrn_case("lrn 520 channels", CNN_SHAPE(1, 520, 3, 3), (lrn_ud){5, 1e-4f, 0.75f, 2.0f});
+}
+
+/* A finite-difference check on the GPU itself (gradcheck reads and writes device tensors). */
+GPU_TEST(cuda_lrn_and_avg_pool_gradcheck_on_gpu)
+{
+    lrn_ud u = {3, 0.3f, 0.75f, 1.0f};
+    cnn_tensor *c = rand_tensor(CNN_SHAPE(2, 5, 3, 4), -1, 1, 1);
+    cnn_tensor *g = to_gpu(c);
+    REQUIRE(g);
+    gc_opts o = {.eps = 1e-2f, .atol = 2e-3f, .rtol = 2e-2f};
+    CHECK(gradcheck("lrn on cuda", lrn_f, &g, 1, &u, &o));
+    pool_ud pu = {1, PP(3, 3, 2, 2, 1, 1, 0, 0, 1, 1), 0, 0};
+    cnn_set_backend(CNN_BACKEND_CUDA);
+    CHECK(gradcheck("avg_pool2d on cuda", pool_f, &g, 1, &pu, &o));
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    cnn_tensor_free(&c);
+    cnn_tensor_free(&g);
+}
+
+/* ---- batch norm --------------------------------------------------------------------------- */
+typedef struct bn_ud {
+    bool training;
+    float momentum, eps;
+    cnn_tensor *rm, *rv; /* on the device of the run, or NULL */
+} bn_ud;
+
+static cnn_status bn_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    bn_ud *u = ud;
+    return cnn_batch_norm(in[0], u->rm, u->rv, in[1], in[2], u->training, u->momentum, u->eps, y);
+}
+
+/* Statistics are double sums on both sides (cuDNN: its own float reductions), so the outputs
+ * agree to a few float roundings of O(1) values; running stats are O(1) as well. */
+#define BN_ATOL 1e-4f
+#define BN_RTOL 1e-3f
+
+typedef struct bn_case {
+    const char *name;
+    cnn_shape x;
+    bool affine, bias, running, training;
+    float eps;
+} bn_case;
+
+/* One case: CPU, then GPU with `backend`, on the same fresh inputs and running stats, comparing
+ * y, the running stats after the update, dx, dweight and dbias. */
+static void bn_run(const bn_case *bc, cnn_backend backend)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s [%s]", bc->name, impl_name(backend));
+    int64_t c = bc->x.d[1];
+    cnn_tensor *cx[3] = {0}, *gx[3] = {0}, *cy = NULL, *gy = NULL, *cdy = NULL, *gdy = NULL;
+    bn_ud cu = {bc->training, 0.1f, bc->eps, NULL, NULL}, gu = cu;
+    if (bc->running || !bc->training) {
+        cu.rm = rand_tensor(CNN_SHAPE(c), -0.5f, 0.5f, 0);
+        cu.rv = rand_tensor(CNN_SHAPE(c), 0.5f, 1.5f, 0);
+        gu.rm = to_gpu(cu.rm);
+        gu.rv = to_gpu(cu.rv);
+    }
+    cx[0] = rand_tensor(bc->x, -1, 3, 1);
+    if (bc->affine) cx[1] = rand_tensor(CNN_SHAPE(c), 0.5f, 1.5f, 1);
+    if (bc->bias) cx[2] = rand_tensor(CNN_SHAPE(c), -1, 1, 1);
+    for (int i = 0; i < 3; i++) gx[i] = to_gpu(cx[i]);
+    cdy = rand_tensor(bc->x, -1, 1, 0);
+    gdy = to_gpu(cdy);
+    if (!gx[0] || !gdy || (bc->affine && !gx[1]) || (bc->bias && !gx[2]) || (cu.rm && !gu.rv)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: setup: %s", what, cnn_last_error());
+        goto done;
+    }
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    if (bn_f(cx, &cu, &cy) != CNN_OK || cnn_backward_with_grad(cy, cdy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: CPU reference: %s", what, cnn_last_error());
+        goto done;
+    }
+    cnn_set_backend(backend);
+    cnn_shape shapes[2] = {bc->x, CNN_SHAPE(4, c)};
+    poison_cache(shapes, 2);
+    if (bn_f(gx, &gu, &gy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: GPU forward: %s", what, cnn_last_error());
+        goto done;
+    }
+    check_close(what, "y", gy, cy, BN_ATOL, BN_RTOL);
+    if (cu.rm) {
+        check_close(what, "running_mean", gu.rm, cu.rm, 1e-5f, 1e-4f);
+        check_close(what, "running_var", gu.rv, cu.rv, 1e-5f, 1e-4f);
+    }
+    poison_cache(shapes, 2);
+    if (cnn_backward_with_grad(gy, gdy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: GPU backward: %s", what, cnn_last_error());
+        goto done;
+    }
+    const char *names[3] = {"dx", "dweight", "dbias"};
+    for (int i = 0; i < 3; i++)
+        if (cx[i])
+            check_close(what, names[i], cnn_tensor_grad(gx[i]), cnn_tensor_grad(cx[i]), BN_ATOL,
+                        BN_RTOL);
+done:
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    for (int i = 0; i < 3; i++) {
+        cnn_tensor_free(&cx[i]);
+        cnn_tensor_free(&gx[i]);
+    }
+    cnn_tensor_free(&cy);
+    cnn_tensor_free(&gy);
+    cnn_tensor_free(&cdy);
+    cnn_tensor_free(&gdy);
+    cnn_tensor_free(&cu.rm);
+    cnn_tensor_free(&cu.rv);
+    cnn_tensor_free(&gu.rm);
+    cnn_tensor_free(&gu.rv);
+}
+
+GPU_TEST(cuda_batch_norm_matches_cpu)
+{
+    const bn_case cases[] = {
+        {"bn train 4-D affine", CNN_SHAPE(3, 5, 7, 9), true, true, true, true, 1e-5f},
+        {"bn train batch 1", CNN_SHAPE(1, 7, 5, 3), true, true, true, true, 1e-5f},
+        {"bn train (N, C)", CNN_SHAPE(9, 13), true, true, true, true, 1e-5f},
+        {"bn train (N, C, L) no affine", CNN_SHAPE(4, 6, 11), false, false, true, true, 1e-3f},
+        {"bn train weight only", CNN_SHAPE(2, 3, 5, 5), true, false, false, true, 1e-5f},
+        {"bn train 520 channels", CNN_SHAPE(2, 520, 3, 3), true, true, true, true, 1e-5f},
+        {"bn train long channel", CNN_SHAPE(8, 3, 33, 31), true, true, true, true, 1e-5f},
+        {"bn eval 4-D", CNN_SHAPE(3, 5, 7, 9), true, true, true, false, 1e-5f},
+        {"bn eval (N, C) no affine", CNN_SHAPE(5, 17), false, false, true, false, 1e-5f},
+        {"bn train eps 0", CNN_SHAPE(3, 4, 5, 6), true, true, true, true, 0.0f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bn_run(&cases[i], CNN_BACKEND_CUDA);
+        bn_run(&cases[i], CNN_BACKEND_CUDNN);
+    }
+}
+
+/* Arguments on different devices are refused, naming both. */
+GPU_TEST(cuda_nn_device_mismatch_is_refused)
+{
+    cnn_tensor *x = NULL, *w = NULL, *y = NULL;
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(2, 3, 4, 4), CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3), CNN_CPU, &w));
+    CHECK_ERR(cnn_batch_norm(x, NULL, NULL, w, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_DEVICE);
+    CHECK(y == NULL);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+}
+
+/* ---- linear (cuBLAS) ---------------------------------------------------------------------- */
+static cnn_status linear_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    return cnn_linear(in[0], in[1], in[2], y);
+}
+
+/* Through the public op (cuBLAS whatever the backend preference): FP32 sums of 600 O(1)
+ * products. */
+GPU_TEST(cuda_linear_op_matches_cpu)
+{
+    cnn_set_tf32(false);
+    op_case with_bias = {"linear op 19x600 -> 513", linear_f, NULL, 3,
+                         {CNN_SHAPE(19, 600), CNN_SHAPE(513, 600), CNN_SHAPE(513)},
+                         {false, false, false}, -1, 1, 1e-4f, 1e-3f};
+    op_case no_bias = {"linear op batch 1, no bias", linear_f, NULL, 3,
+                       {CNN_SHAPE(1, 37), CNN_SHAPE(5, 37), CNN_SHAPE(5)},
+                       {false, false, true}, -1, 1, 1e-4f, 1e-3f};
+    run_both(&with_bias);
+    run_both(&no_bias);
+}
+
+#if CNN_WITH_CUDA
+typedef struct lin_case {
+    const char *name;
+    int n, in, out;
+    bool bias;
+} lin_case;
+
+/* The cuBLAS launchers on device copies of a CPU reference (cnn_linear on the CPU). */
+static void linear_run(const lin_case *lc, float atol, float rtol)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s%s", lc->name, cnn_is_tf32() ? " [tf32]" : "");
+    float ws = 1.0f / sqrtf((float)lc->in);
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(lc->n, lc->in), -1, 1, 1);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(lc->out, lc->in), -ws, ws, 1);
+    cnn_tensor *b = lc->bias ? rand_tensor(CNN_SHAPE(lc->out), -1, 1, 1) : NULL;
+    cnn_tensor *y = NULL, *dy = rand_tensor(CNN_SHAPE(lc->n, lc->out), -1, 1, 0);
+    cnn_tensor *gx = to_gpu(x), *gw = to_gpu(w), *gb = to_gpu(b), *gdy = to_gpu(dy);
+    cnn_tensor *gy = NULL, *gdx = NULL, *gdw = NULL, *gdb = NULL;
+    if (!x || !w || !dy || !gx || !gw || !gdy || (lc->bias && !gb) ||
+        cnn_linear(x, w, b, &y) != CNN_OK || cnn_backward_with_grad(y, dy) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: reference: %s", what, cnn_last_error());
+        goto done;
+    }
+    cnn_shape shapes[4] = {CNN_SHAPE(lc->n, lc->out), CNN_SHAPE(lc->n, lc->in),
+                           CNN_SHAPE(lc->out, lc->in), CNN_SHAPE(lc->out)};
+    poison_cache(shapes, 4);
+    if (cnn_tensor_empty(shapes[0], CNN_F32, CNN_CUDA(0), &gy) != CNN_OK ||
+        cnn_tensor_empty(shapes[1], CNN_F32, CNN_CUDA(0), &gdx) != CNN_OK ||
+        cnn_tensor_empty(shapes[2], CNN_F32, CNN_CUDA(0), &gdw) != CNN_OK ||
+        cnn_tensor_empty(shapes[3], CNN_F32, CNN_CUDA(0), &gdb) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: alloc: %s", what, cnn_last_error());
+        goto done;
+    }
+    cnn_context *ctx = cnn_context_current();
+    cnn_status s1 = cnn_cuda_linear_forward(ctx, cnn_f32(gx), cnn_f32(gw), gb ? cnn_f32(gb) : NULL,
+                                            lc->n, lc->in, lc->out, cnn_f32(gy));
+    cnn_status s2 = cnn_cuda_linear_backward(ctx, cnn_f32(gx), cnn_f32(gw), cnn_f32(gdy), lc->n,
+                                             lc->in, lc->out, cnn_f32(gdx), cnn_f32(gdw),
+                                             lc->bias ? cnn_f32(gdb) : NULL);
+    if (s1 != CNN_OK || s2 != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: %s / %s: %s", what, cnn_status_name(s1),
+                      cnn_status_name(s2), cnn_last_error());
+        goto done;
+    }
+    check_close(what, "y", gy, y, atol, rtol);
+    check_close(what, "dx", gdx, cnn_tensor_grad(x), atol, rtol);
+    check_close(what, "dw", gdw, cnn_tensor_grad(w), atol, rtol);
+    if (b) check_close(what, "db", gdb, cnn_tensor_grad(b), atol, rtol);
+done:
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&gx);
+    cnn_tensor_free(&gw);
+    cnn_tensor_free(&gb);
+    cnn_tensor_free(&gdy);
+    cnn_tensor_free(&gy);
+    cnn_tensor_free(&gdx);
+    cnn_tensor_free(&gdw);
+    cnn_tensor_free(&gdb);
+}
+
+static const lin_case lin_cases[] = {
+    {"linear 7x13 -> 5", 7, 13, 5, true},
+    {"linear batch 1", 1, 300, 17, true},
+    {"linear no bias", 33, 65, 129, false},
+    {"linear 600 -> 513", 19, 600, 513, true},
+    {"linear 4096 -> 10", 64, 4096, 10, true},
+};
+
+/* FP32: sums of up to 4096 O(1/sqrt(in)) products (dw: up to 64 O(1) products). */
+GPU_TEST(cuda_linear_cublas_matches_cpu)
+{
+    cnn_set_tf32(false);
+    for (size_t i = 0; i < sizeof lin_cases / sizeof *lin_cases; i++)
+        linear_run(&lin_cases[i], 1e-4f, 1e-3f);
+}
+
+/* TF32 keeps 10 mantissa bits per operand (relative error ~5e-4 per product). */
+GPU_TEST(cuda_linear_cublas_tf32)
+{
+    cnn_set_tf32(true);
+    for (size_t i = 0; i < sizeof lin_cases / sizeof *lin_cases; i++)
+        linear_run(&lin_cases[i], 1e-2f, 1e-2f);
+    cnn_set_tf32(false);
+}
+
+/* An empty batch: y has no rows, dw and db are zeros (not left unwritten). */
+GPU_TEST(cuda_linear_cublas_empty_batch)
+{
+    cnn_tensor *x = NULL, *w = NULL, *dy = NULL, *dw = NULL, *db = NULL;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 4), CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3, 4), CNN_CUDA(0), &w));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CUDA(0), &dy));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(3, 4), NAN, CNN_CUDA(0), &dw));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(3), NAN, CNN_CUDA(0), &db));
+    CHECK_OK(cnn_cuda_linear_backward(cnn_context_current(), cnn_f32(x), cnn_f32(w), cnn_f32(dy), 0,
+                                      4, 3, NULL, cnn_f32(dw), cnn_f32(db)));
+    float v[12];
+    CHECK_OK(cnn_tensor_read(dw, v, 12));
+    for (int i = 0; i < 12; i++) CHECK(v[i] == 0.0f);
+    CHECK_OK(cnn_tensor_read(db, v, 3));
+    for (int i = 0; i < 3; i++) CHECK(v[i] == 0.0f);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&dw);
+    cnn_tensor_free(&db);
+}
+#endif
