@@ -50,6 +50,7 @@ void cnn_cuda_context_release(cnn_context *ctx)
     (void)cudaStreamSynchronize(g->stream);
     if (g->cublas) (void)cublasDestroy(g->cublas);
 #if CNN_WITH_CUDNN
+    cnn_cudnn_conv2d_cache_release(ctx);
     if (g->cudnn) (void)cudnnDestroy(g->cudnn);
 #endif
     cnn_cuda_allocator_forget_stream(g->device, g->stream);

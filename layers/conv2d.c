@@ -1,12 +1,18 @@
 /* conv2d.c — 2-D convolution as torch.nn.functional.conv2d: shape rules, forward, backward
  * (dx, dw, db) and the CPU kernels (im2col / col2im around OpenBLAS sgemm, direct loops for
- * depthwise). No GPU code here; nothing kept between calls. */
+ * depthwise), and the backend choice for CUDA tensors. No GPU code here (that is cuda/conv2d.cu
+ * and cuda/conv2d_cudnn.c); nothing kept between calls. */
 #include "internal.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
 #include <pthread.h>
+#if CNN_WITH_CUDA
+#include <stdatomic.h>
+
+#include "../cuda/cuda_api.h"
+#endif
 
 /* Everything a kernel needs, resolved once (defaults applied) and packed into the tape node. */
 typedef struct conv_geom {
@@ -400,6 +406,73 @@ static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, 
     return CNN_OK;
 }
 
+/* ---- backend choice ------------------------------------------------------------------------
+ * CPU tensors: the kernels above. CUDA tensors: cuDNN when built and preferred (AUTO / CUDNN),
+ * else, and wherever cuDNN declines (CNN_ERR_UNSUPPORTED), the hand-written cuda/conv2d.cu.
+ * Every path saves x and w, so one backward function serves every device. */
+enum { PASS_FORWARD, PASS_DATA, PASS_FILTER };
+
+#if CNN_WITH_CUDA
+/* forward: (x, w, bias) -> out = y; data: (dy, w) -> out = dx; filter: (dy, x) -> dw, db. */
+static cnn_status run_gpu(int pass, const conv_geom *g, const float *a, const float *b,
+                          const float *bias, float *out, float *db)
+{
+    cnn_cuda_conv c = {.n = g->n, .c = g->c, .h = g->h, .w = g->w, .k = g->k, .r = g->r,
+                       .s = g->s, .p = g->p, .q = g->q, .cg = g->cg, .kg = g->kg, .sh = g->sh,
+                       .sw = g->sw, .ph = g->ph, .pw = g->pw, .dh = g->dh, .dw = g->dw,
+                       .groups = g->groups};
+    cnn_context *ctx = cnn_ctx();
+#if CNN_WITH_CUDNN
+    cnn_backend pref = cnn_get_backend();
+    if (pref == CNN_BACKEND_AUTO || pref == CNN_BACKEND_CUDNN) {
+        cnn_status st =
+            pass == PASS_FORWARD ? cnn_cudnn_conv2d_forward(ctx, &c, a, b, bias, out)
+            : pass == PASS_DATA  ? cnn_cudnn_conv2d_backward_data(ctx, &c, a, b, out)
+                                 : cnn_cudnn_conv2d_backward_filter(ctx, &c, a, b, out, db);
+        if (st != CNN_ERR_UNSUPPORTED) return st;
+        /* Said once per process; the message is dropped, as the hand-written kernel serves. */
+        static atomic_flag logged = ATOMIC_FLAG_INIT;
+        if (!atomic_flag_test_and_set(&logged))
+            cnn_log_debug("conv2d: %s; using the hand-written CUDA kernel", cnn_last_error());
+        cnn_clear_error();
+    }
+#endif
+    return pass == PASS_FORWARD ? cnn_cuda_conv2d_forward(ctx, &c, a, b, bias, out)
+           : pass == PASS_DATA  ? cnn_cuda_conv2d_backward_data(ctx, &c, a, b, out)
+                                : cnn_cuda_conv2d_backward_filter(ctx, &c, a, b, out, db);
+}
+#endif
+
+/* x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q), on the CPU or the GPU. */
+static cnn_status run_forward(const conv_geom *g, bool gpu, const float *x, const float *w,
+                              const float *b, float *y)
+{
+#if CNN_WITH_CUDA
+    if (gpu) return run_gpu(PASS_FORWARD, g, x, w, b, y, NULL);
+#endif
+    return conv_forward_cpu(g, x, w, b, y);
+}
+
+/* dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W). */
+static cnn_status run_backward_data(const conv_geom *g, bool gpu, const float *dy,
+                                    const float *w, float *dx)
+{
+#if CNN_WITH_CUDA
+    if (gpu) return run_gpu(PASS_DATA, g, dy, w, NULL, dx, NULL);
+#endif
+    return conv_backward_data_cpu(g, dy, w, dx);
+}
+
+/* dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, Cg, R, S) and db: (K), either may be NULL. */
+static cnn_status run_backward_filter(const conv_geom *g, bool gpu, const float *dy,
+                                      const float *x, float *dw, float *db)
+{
+#if CNN_WITH_CUDA
+    if (gpu) return run_gpu(PASS_FILTER, g, dy, x, NULL, dw, db);
+#endif
+    return conv_backward_filter_cpu(g, dy, x, dw, db);
+}
+
 /* ---- autograd ----------------------------------------------------------------------------- */
 static cnn_status conv2d_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
 {
@@ -409,15 +482,15 @@ static cnn_status conv2d_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
     cnn_status st = CNN_OK;
     if (nd->in[0].needs_grad) {
         CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
-        CNN_TRYG(conv_backward_data_cpu(&g, cnn_f32(dy), cnn_f32(w), cnn_f32(dx[0])));
+        CNN_TRYG(run_backward_data(&g, cnn_on_cuda(x), cnn_f32(dy), cnn_f32(w), cnn_f32(dx[0])));
     }
     bool want_w = nd->in[1].needs_grad, want_b = nd->n_inputs > 2 && nd->in[2].needs_grad;
     if (want_w) CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
     if (want_b) CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.k), CNN_F32, w->device, &dx[2]));
     if (want_w || want_b)
-        CNN_TRYG(conv_backward_filter_cpu(&g, cnn_f32(dy), cnn_f32(x),
-                                          want_w ? cnn_f32(dx[1]) : NULL,
-                                          want_b ? cnn_f32(dx[2]) : NULL));
+        CNN_TRYG(run_backward_filter(&g, cnn_on_cuda(x), cnn_f32(dy), cnn_f32(x),
+                                     want_w ? cnn_f32(dx[1]) : NULL,
+                                     want_b ? cnn_f32(dx[2]) : NULL));
 done:
     return st;
 }
@@ -428,9 +501,9 @@ static cnn_status conv_resolve(const cnn_tensor *x, const cnn_tensor *w, const c
 {
     static const cnn_conv2d_params defaults;
     if (!p) p = &defaults;
-    CNN_TRY(cnn_check_tensor("conv2d", "x", x));
-    CNN_TRY(cnn_check_tensor("conv2d", "w", w));
-    if (b) CNN_TRY(cnn_check_tensor("conv2d", "b", b));
+    CNN_TRY(cnn_check_f32("conv2d", "x", x));
+    CNN_TRY(cnn_check_f32("conv2d", "w", w));
+    if (b) CNN_TRY(cnn_check_f32("conv2d", "b", b));
     CNN_TRY(cnn_check_same_device("conv2d", x, "x", w, "w"));
     CNN_TRY(cnn_check_same_device("conv2d", x, "x", b, "b"));
     CNN_CHECK(x->shape.ndim == 4, CNN_ERR_SHAPE, "conv2d: input must be 4-D (N, C, H, W), got %s",
@@ -495,7 +568,8 @@ cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
     CNN_TRYG(cnn_contig(w, &wc));
     if (b) CNN_TRYG(cnn_contig(b, &bc));
     CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.k, g.p, g.q), CNN_F32, x->device, y));
-    CNN_TRYG(conv_forward_cpu(&g, cnn_f32(xc), cnn_f32(wc), bc ? cnn_f32(bc) : NULL, cnn_f32(*y)));
+    CNN_TRYG(run_forward(&g, cnn_on_cuda(x), cnn_f32(xc), cnn_f32(wc), bc ? cnn_f32(bc) : NULL,
+                         cnn_f32(*y)));
     const cnn_tensor *in[3] = {x, w, b};
     if (cnn_should_record(in, 3)) {
         cnn_node *nd = NULL;

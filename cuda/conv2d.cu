@@ -1,0 +1,539 @@
+/* conv2d.cu — hand-written CUDA conv2d: forward, backward-data and backward-filter as implicit
+ * GEMMs over shared-memory tiles (im2col indices computed on the fly), direct kernels for
+ * depthwise convs and the bias gradient. Exact FP32, no float atomics (bit-reproducible); it
+ * never calls cuDNN and keeps no state between calls. */
+#include "cuda_check.h"
+
+#include <climits>
+
+namespace {
+
+/* Division by a divisor fixed for the whole launch, as a multiply-high, an add and a shift
+ * (round-up method of Granlund & Montgomery, exact for 0 <= n < 2^31): the implicit GEMM
+ * splits an index into coordinates on every operand load, where a true division would cost
+ * about as much as the multiply-adds it feeds. */
+struct FastDiv {
+    unsigned m, s;
+    __device__ int div(int n) const
+    {
+        return (int)((__umulhi((unsigned)n, m) + (unsigned)n) >> s);
+    }
+};
+
+FastDiv fast_div(int d)
+{
+    unsigned s = 0;
+    while ((1ull << s) < (unsigned long long)d) s++;
+    return FastDiv{(unsigned)((1ull << 32) * ((1ull << s) - (unsigned long long)d) / d + 1), s};
+}
+
+/* The geometry in 32-bit ints: the launchers refuse tensors of 2^31 elements or more, so every
+ * offset below fits and the index arithmetic stays cheap. The FastDivs divide by R*S, S, P*Q,
+ * Q, sh and sw. */
+struct Geo {
+    int n, c, h, w, k, r, s, p, q, cg, kg, sh, sw, ph, pw, dh, dw, groups;
+    FastDiv by_rs, by_s, by_pq, by_q, by_sh, by_sw;
+};
+
+/* ---- the implicit GEMM -----------------------------------------------------------------------
+ * Per group gi: C[m][j] = sum_t A[m][t] * B[t][j] for m < M, j < NC, t in this split's part of
+ * [0, KD). An Op supplies the operands and the store; rows of A and columns of B are resolved
+ * once per thread (RowA / ColB) so that the inner loads only decompose t.
+ * Tiles are loaded "row-fast" (consecutive threads along m or j) or "t-fast" (consecutive
+ * threads along t), whichever keeps their global reads coalesced for that operand. */
+template <int BM, int BN, int BK, int TM, int TN, class Op>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+    igemm_kernel(Op op, int M, int NC, int KD, int splits, int kchunk)
+{
+    constexpr int THREADS = (BM / TM) * (BN / TN);
+    constexpr int A_LD = BM * BK / THREADS, B_LD = BN * BK / THREADS;
+    static_assert(BM * BK % THREADS == 0 && BN * BK % THREADS == 0, "tile/thread mismatch");
+    static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are read as float4");
+    /* +4 floats per row: t-fast stores of a warp then hit 32 distinct banks, and rows stay
+     * 16-byte aligned for the float4 reads. */
+    __shared__ __align__(16) float As[2][BK][BM + 4];
+    __shared__ __align__(16) float Bs[2][BK][BN + 4];
+
+    const int tid = threadIdx.x;
+    const int gi = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int m0 = blockIdx.x * BM, j0 = blockIdx.y * BN;
+    const int kbeg = split * kchunk, kend = min(KD, kbeg + kchunk);
+
+    typename Op::RowA ra[A_LD];
+    typename Op::ColB cb[B_LD];
+    int a_t[A_LD], a_m[A_LD], b_t[B_LD], b_j[B_LD];
+#pragma unroll
+    for (int i = 0; i < A_LD; i++) {
+        const int e = tid + THREADS * i;
+        a_m[i] = Op::A_T_FAST ? e / BK : e % BM;
+        a_t[i] = Op::A_T_FAST ? e % BK : e / BM;
+        ra[i] = op.row_a(gi, m0 + a_m[i], M);
+    }
+#pragma unroll
+    for (int i = 0; i < B_LD; i++) {
+        const int e = tid + THREADS * i;
+        b_j[i] = Op::B_T_FAST ? e / BK : e % BN;
+        b_t[i] = Op::B_T_FAST ? e % BK : e / BN;
+        cb[i] = op.col_b(gi, j0 + b_j[i], NC);
+    }
+
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; i++)
+#pragma unroll
+        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+
+    float la[A_LD], lb[B_LD];
+    auto load = [&](int k0) {
+#pragma unroll
+        for (int i = 0; i < A_LD; i++) {
+            const int t = k0 + a_t[i];
+            la[i] = t < kend ? op.a(ra[i], t) : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < B_LD; i++) {
+            const int t = k0 + b_t[i];
+            lb[i] = t < kend ? op.b(cb[i], t) : 0.0f;
+        }
+    };
+    auto stash = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < A_LD; i++) As[buf][a_t[i]][a_m[i]] = la[i];
+#pragma unroll
+        for (int i = 0; i < B_LD; i++) Bs[buf][b_t[i]][b_j[i]] = lb[i];
+    };
+
+    /* Thread (tm, tn) owns TM/4 runs of 4 rows, run i starting at i*4*(BM/TM) + 4*tm, and the
+     * same for columns: each run is one float4 read, and the 8 threads of a quarter-warp read
+     * 128 consecutive bytes (no bank conflict); a warp's stores of C cover consecutive pixels. */
+    const int tm = tid % (BM / TM), tn = tid / (BM / TM);
+    int buf = 0;
+    if (kbeg < kend) {
+        load(kbeg);
+        stash(0);
+    }
+    __syncthreads();
+    /* Double buffering: the next tile is fetched into registers while this one is multiplied,
+     * then written to the other buffer; one barrier per step suffices because a buffer is only
+     * rewritten after the barrier that ends the step which read it. */
+    for (int k0 = kbeg; k0 < kend; k0 += BK) {
+        const bool more = k0 + BK < kend;
+        if (more) load(k0 + BK);
+#pragma unroll
+        for (int kk = 0; kk < BK; kk++) {
+            float av[TM], bv[TN];
+#pragma unroll
+            for (int i = 0; i < TM / 4; i++) {
+                const float4 v =
+                    *reinterpret_cast<const float4 *>(&As[buf][kk][i * 4 * (BM / TM) + 4 * tm]);
+                av[4 * i] = v.x, av[4 * i + 1] = v.y, av[4 * i + 2] = v.z, av[4 * i + 3] = v.w;
+            }
+#pragma unroll
+            for (int j = 0; j < TN / 4; j++) {
+                const float4 v =
+                    *reinterpret_cast<const float4 *>(&Bs[buf][kk][j * 4 * (BN / TN) + 4 * tn]);
+                bv[4 * j] = v.x, bv[4 * j + 1] = v.y, bv[4 * j + 2] = v.z, bv[4 * j + 3] = v.w;
+            }
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        if (more) stash(buf ^ 1);
+        __syncthreads();
+        buf ^= 1;
+    }
+
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+        const int m = m0 + (i / 4) * 4 * (BM / TM) + 4 * tm + i % 4;
+        if (m >= M) continue;
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            const int col = j0 + (j / 4) * 4 * (BN / TN) + 4 * tn + j % 4;
+            if (col < NC) op.store(gi, split, m, col, acc[i][j]);
+        }
+    }
+}
+
+/* Forward. m = (n, p, q) output pixel, j = output channel within the group, t = (c, r, s).
+ * x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+struct FwdOp {
+    static constexpr bool A_T_FAST = false, B_T_FAST = true;
+    Geo g;
+    const float *x, *w, *bias;
+    float *y;
+    struct RowA { int base, h0, w0; bool ok; };
+    struct ColB { int base; bool ok; };
+    __device__ RowA row_a(int gi, int m, int M) const
+    {
+        RowA r{0, 0, 0, m < M};
+        if (!r.ok) return r;
+        const int pq = g.p * g.q, n = m / pq, rem = m - n * pq, p = rem / g.q, q = rem - p * g.q;
+        r.base = (n * g.c + gi * g.cg) * g.h * g.w;
+        r.h0 = p * g.sh - g.ph;
+        r.w0 = q * g.sw - g.pw;
+        return r;
+    }
+    __device__ ColB col_b(int gi, int j, int NC) const
+    {
+        return ColB{(gi * g.kg + j) * g.cg * g.r * g.s, j < NC};
+    }
+    __device__ float a(const RowA &r, int t) const
+    {
+        const int rs = g.r * g.s, c = g.by_rs.div(t), u = t - c * rs, ri = g.by_s.div(u);
+        const int si = u - ri * g.s, hh = r.h0 + ri * g.dh, ww = r.w0 + si * g.dw;
+        if (!r.ok || hh < 0 || hh >= g.h || ww < 0 || ww >= g.w) return 0.0f;
+        return __ldg(x + r.base + (c * g.h + hh) * g.w + ww);
+    }
+    __device__ float b(const ColB &c, int t) const { return c.ok ? __ldg(w + c.base + t) : 0.0f; }
+    __device__ void store(int gi, int, int m, int j, float v) const
+    {
+        const int pq = g.p * g.q, n = m / pq, rem = m - n * pq, k = gi * g.kg + j;
+        y[(n * g.k + k) * pq + rem] = bias ? v + __ldg(bias + k) : v;
+    }
+};
+
+/* Backward data as a gather: m = (n, h, w) input pixel, j = input channel within the group,
+ * t = (k, r, s); dy contributes where (h + ph - r*dh) is a multiple of sh (likewise w), so any
+ * stride and dilation is exact and every dx element is written once.
+ * dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W). */
+struct DataOp {
+    static constexpr bool A_T_FAST = false, B_T_FAST = true;
+    Geo g;
+    const float *dy, *w;
+    float *dx;
+    struct RowA { int base, hh, ww; bool ok; };
+    struct ColB { int base; bool ok; };
+    __device__ RowA row_a(int gi, int m, int M) const
+    {
+        RowA r{0, 0, 0, m < M};
+        if (!r.ok) return r;
+        const int hw = g.h * g.w, n = m / hw, rem = m - n * hw, h = rem / g.w, x = rem - h * g.w;
+        r.base = (n * g.k + gi * g.kg) * g.p * g.q;
+        r.hh = h + g.ph;
+        r.ww = x + g.pw;
+        return r;
+    }
+    __device__ ColB col_b(int gi, int j, int NC) const
+    {
+        return ColB{(gi * g.kg * g.cg + j) * g.r * g.s, j < NC};
+    }
+    __device__ float a(const RowA &r, int t) const
+    {
+        const int rs = g.r * g.s, k = g.by_rs.div(t), u = t - k * rs, ri = g.by_s.div(u);
+        const int si = u - ri * g.s, ph = r.hh - ri * g.dh, pw = r.ww - si * g.dw;
+        if (!r.ok || ph < 0 || pw < 0) return 0.0f;
+        const int p = g.by_sh.div(ph), q = g.by_sw.div(pw);
+        if (p * g.sh != ph || q * g.sw != pw || p >= g.p || q >= g.q) return 0.0f;
+        return __ldg(dy + r.base + (k * g.p + p) * g.q + q);
+    }
+    __device__ float b(const ColB &c, int t) const
+    {
+        if (!c.ok) return 0.0f;
+        const int rs = g.r * g.s, k = g.by_rs.div(t), u = t - k * rs;
+        return __ldg(w + c.base + k * g.cg * rs + u);
+    }
+    __device__ void store(int gi, int, int m, int j, float v) const
+    {
+        const int hw = g.h * g.w, n = m / hw, rem = m - n * hw;
+        dx[(n * g.c + gi * g.cg + j) * hw + rem] = v;
+    }
+};
+
+/* Backward filter: m = output channel within the group, j = (c, r, s), t = (n, p, q), the
+ * batch-and-pixel reduction, split over blockIdx.z when it is long. Each split writes its own
+ * slice of ws (or dw directly when there is one split); a second kernel adds the slices in a
+ * fixed order, so the result does not depend on scheduling.
+ * dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, Cg, R, S). */
+struct FilterOp {
+    static constexpr bool A_T_FAST = true, B_T_FAST = true;
+    Geo g;
+    const float *dy, *x;
+    float *out; /* dw, or ws: (splits, K, Cg*R*S) */
+    int slice;  /* K * Cg * R * S: elements of one split's slice */
+    struct RowA { int base; bool ok; };
+    struct ColB { int base, hoff, woff; bool ok; };
+    __device__ RowA row_a(int gi, int m, int M) const
+    {
+        return RowA{(gi * g.kg + m) * g.p * g.q, m < M};
+    }
+    __device__ ColB col_b(int gi, int j, int NC) const
+    {
+        ColB c{0, 0, 0, j < NC};
+        if (!c.ok) return c;
+        const int rs = g.r * g.s, ci = j / rs, u = j - ci * rs, ri = u / g.s, si = u - ri * g.s;
+        c.base = (gi * g.cg + ci) * g.h * g.w;
+        c.hoff = ri * g.dh - g.ph;
+        c.woff = si * g.dw - g.pw;
+        return c;
+    }
+    __device__ float a(const RowA &r, int t) const
+    {
+        if (!r.ok) return 0.0f;
+        const int pq = g.p * g.q, n = g.by_pq.div(t), u = t - n * pq;
+        return __ldg(dy + n * g.k * pq + r.base + u);
+    }
+    __device__ float b(const ColB &c, int t) const
+    {
+        const int pq = g.p * g.q, n = g.by_pq.div(t), u = t - n * pq, p = g.by_q.div(u);
+        const int q = u - p * g.q, hh = p * g.sh + c.hoff, ww = q * g.sw + c.woff;
+        if (!c.ok || hh < 0 || hh >= g.h || ww < 0 || ww >= g.w) return 0.0f;
+        return __ldg(x + n * g.c * g.h * g.w + c.base + hh * g.w + ww);
+    }
+    __device__ void store(int gi, int split, int m, int j, float v) const
+    {
+        const int crs = g.cg * g.r * g.s;
+        out[split * slice + (gi * g.kg + m) * crs + j] = v;
+    }
+};
+
+/* dw[i] = sum over splits of ws[s][i], in split order. */
+__global__ void sum_splits_kernel(const float *ws, int splits, int slice, float *dw)
+{
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < slice; i += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int k = 0; k < splits; k++) s += ws[k * slice + i];
+        dw[i] = s;
+    }
+}
+
+/* ---- depthwise (Cg == 1): one thread per output element ------------------------------------ */
+/* x: (N, C, H, W), w: (K, 1, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+__global__ void dw_forward_kernel(Geo g, const float *x, const float *w, const float *b, float *y)
+{
+    const int total = g.n * g.k * g.p * g.q;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const int q = i % g.q, p = (i / g.q) % g.p, k = (i / (g.p * g.q)) % g.k;
+        const int n = i / (g.p * g.q * g.k), c = k / g.kg;
+        const float *xc = x + (n * g.c + c) * g.h * g.w, *wk = w + k * g.r * g.s;
+        float acc = 0.0f;
+        for (int r = 0; r < g.r; r++) {
+            const int hh = p * g.sh - g.ph + r * g.dh;
+            if (hh < 0 || hh >= g.h) continue;
+            for (int s = 0; s < g.s; s++) {
+                const int ww = q * g.sw - g.pw + s * g.dw;
+                if (ww >= 0 && ww < g.w)
+                    acc = fmaf(__ldg(wk + r * g.s + s), __ldg(xc + hh * g.w + ww), acc);
+            }
+        }
+        y[i] = b ? acc + __ldg(b + k) : acc;
+    }
+}
+
+/* dy: (N, K, P, Q), w: (K, 1, R, S) -> dx: (N, C, H, W), gathered like DataOp. */
+__global__ void dw_backward_data_kernel(Geo g, const float *dy, const float *w, float *dx)
+{
+    const int total = g.n * g.c * g.h * g.w;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const int xw = i % g.w, h = (i / g.w) % g.h, c = (i / (g.h * g.w)) % g.c;
+        const int n = i / (g.h * g.w * g.c);
+        float acc = 0.0f;
+        for (int k = c * g.kg; k < (c + 1) * g.kg; k++) {
+            const float *dyk = dy + (n * g.k + k) * g.p * g.q, *wk = w + k * g.r * g.s;
+            for (int r = 0; r < g.r; r++) {
+                const int ph = h + g.ph - r * g.dh, p = ph / g.sh;
+                if (ph < 0 || p * g.sh != ph || p >= g.p) continue;
+                for (int s = 0; s < g.s; s++) {
+                    const int pw = xw + g.pw - s * g.dw, q = pw / g.sw;
+                    if (pw < 0 || q * g.sw != pw || q >= g.q) continue;
+                    acc = fmaf(__ldg(wk + r * g.s + s), __ldg(dyk + p * g.q + q), acc);
+                }
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+/* Block-wide sum of one value per thread, in a fixed order (deterministic). blockDim.x = 256. */
+__device__ float block_sum(float v)
+{
+    __shared__ float part[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
+    if (threadIdx.x < 32)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* One block per (k, r, s): dw[k][0][r][s] = sum over (n, p, q) of dy * x.
+ * dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, 1, R, S). */
+__global__ void dw_backward_filter_kernel(Geo g, const float *dy, const float *x, float *dw)
+{
+    const int rs = g.r * g.s, k = blockIdx.x / rs, u = blockIdx.x % rs;
+    const int r = u / g.s, s = u % g.s, c = k / g.kg, pq = g.p * g.q;
+    float acc = 0.0f;
+    for (int i = threadIdx.x; i < g.n * pq; i += blockDim.x) {
+        const int n = i / pq, pi = i - n * pq, p = pi / g.q, q = pi - p * g.q;
+        const int hh = p * g.sh - g.ph + r * g.dh, ww = q * g.sw - g.pw + s * g.dw;
+        if (hh < 0 || hh >= g.h || ww < 0 || ww >= g.w) continue;
+        acc = fmaf(__ldg(dy + (n * g.k + k) * pq + pi),
+                   __ldg(x + ((n * g.c + c) * g.h + hh) * g.w + ww), acc);
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) dw[blockIdx.x] = acc;
+}
+
+/* One block per channel: db[k] = sum over (n, p, q) of dy. dy: (N, K, P, Q) -> db: (K). */
+__global__ void bias_grad_kernel(Geo g, const float *dy, float *db)
+{
+    const int k = blockIdx.x, pq = g.p * g.q;
+    float acc = 0.0f;
+    for (int i = threadIdx.x; i < g.n * pq; i += blockDim.x) {
+        const int n = i / pq;
+        acc += __ldg(dy + (n * g.k + k) * pq + (i - n * pq));
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) db[k] = acc;
+}
+
+/* ---- launch helpers ------------------------------------------------------------------------ */
+cnn_status to_geo(const char *op, const cnn_cuda_conv *c, Geo *g)
+{
+    const int64_t big[] = {c->n * c->c * c->h * c->w, c->n * c->k * c->p * c->q,
+                           c->k * c->cg * c->r * c->s};
+    for (int64_t v : big)
+        CNN_CHECK(v < INT_MAX, CNN_ERR_UNSUPPORTED,
+                  "%s: the hand-written CUDA conv needs tensors under 2^31 elements (x (%lld, "
+                  "%lld, %lld, %lld), weight (%lld, %lld, %lld, %lld))", op, (long long)c->n,
+                  (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->k,
+                  (long long)c->cg, (long long)c->r, (long long)c->s);
+    CNN_CHECK(c->groups >= 1 && c->groups <= 65535, CNN_ERR_UNSUPPORTED,
+              "%s: groups %d is more than the hand-written CUDA conv launches", op, c->groups);
+    *g = Geo{(int)c->n, (int)c->c, (int)c->h, (int)c->w, (int)c->k, (int)c->r, (int)c->s,
+             (int)c->p, (int)c->q, (int)c->cg, (int)c->kg, c->sh, c->sw, c->ph, c->pw, c->dh,
+             c->dw, c->groups, fast_div((int)(c->r * c->s)), fast_div((int)c->s),
+             fast_div((int)(c->p * c->q)), fast_div((int)c->q), fast_div(c->sh),
+             fast_div(c->sw)};
+    return CNN_OK;
+}
+
+int grid_for(int64_t total, int threads)
+{
+    const int64_t b = (total + threads - 1) / threads;
+    return (int)(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
+}
+
+/* Big tiles (128x128, 8x8 per thread) when both GEMM sides fill them, else 64x64 (4x4). */
+template <class Op>
+cnn_status launch_igemm(cudaStream_t st, const Op &op, int M, int NC, int KD, int groups,
+                        int splits, int kchunk)
+{
+    const bool big = M >= 128 && NC >= 96;
+    const int bm = big ? 128 : 64, bn = big ? 128 : 64;
+    const int64_t gx = (M + bm - 1) / bm, gy = (NC + bn - 1) / bn, gz = (int64_t)groups * splits;
+    CNN_CHECK(gx < INT_MAX && gy <= 65535 && gz <= 65535, CNN_ERR_UNSUPPORTED,
+              "conv2d: a GEMM of %d x %d x %d in %d groups is beyond the hand-written kernel's "
+              "grid",
+              M, NC, KD, groups);
+    dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)gz);
+    if (big) {
+        igemm_kernel<128, 128, 8, 8, 8, Op><<<grid, 256, 0, st>>>(op, M, NC, KD, splits, kchunk);
+        CNN_CUDA_LAUNCH_CHECK(igemm_kernel_128x128);
+    } else {
+        igemm_kernel<64, 64, 8, 4, 4, Op><<<grid, 256, 0, st>>>(op, M, NC, KD, splits, kchunk);
+        CNN_CUDA_LAUNCH_CHECK(igemm_kernel_64x64);
+    }
+    return CNN_OK;
+}
+
+} /* namespace */
+
+extern "C" cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *c,
+                                              const float *x, const float *w, const float *b,
+                                              float *y)
+{
+    cudaStream_t st;
+    Geo g;
+    CNN_TRY(cnn_cuda_enter(ctx, "conv2d", &st));
+    CNN_TRY(to_geo("conv2d", c, &g));
+    if (g.cg == 1) {
+        const int blocks = grid_for((int64_t)g.n * g.k * g.p * g.q, 256);
+        dw_forward_kernel<<<blocks, 256, 0, st>>>(g, x, w, b, y);
+        CNN_CUDA_LAUNCH_CHECK(dw_forward_kernel);
+        return CNN_OK;
+    }
+    FwdOp op{g, x, w, b, y};
+    return launch_igemm(st, op, g.n * g.p * g.q, g.kg, g.cg * g.r * g.s, g.groups, 1,
+                        g.cg * g.r * g.s);
+}
+
+extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *c,
+                                                    const float *dy, const float *w, float *dx)
+{
+    cudaStream_t st;
+    Geo g;
+    CNN_TRY(cnn_cuda_enter(ctx, "conv2d backward", &st));
+    CNN_TRY(to_geo("conv2d backward", c, &g));
+    if (g.cg == 1) {
+        const int blocks = grid_for((int64_t)g.n * g.c * g.h * g.w, 256);
+        dw_backward_data_kernel<<<blocks, 256, 0, st>>>(g, dy, w, dx);
+        CNN_CUDA_LAUNCH_CHECK(dw_backward_data_kernel);
+        return CNN_OK;
+    }
+    DataOp op{g, dy, w, dx};
+    return launch_igemm(st, op, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1,
+                        g.kg * g.r * g.s);
+}
+
+extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *c,
+                                                      const float *dy, const float *x, float *dw,
+                                                      float *db)
+{
+    cudaStream_t st;
+    Geo g;
+    CNN_TRY(cnn_cuda_enter(ctx, "conv2d backward", &st));
+    CNN_TRY(to_geo("conv2d backward", c, &g));
+    if (db) {
+        bias_grad_kernel<<<g.k, 256, 0, st>>>(g, dy, db);
+        CNN_CUDA_LAUNCH_CHECK(bias_grad_kernel);
+    }
+    if (!dw) return CNN_OK;
+    if (g.cg == 1) {
+        dw_backward_filter_kernel<<<g.k * g.r * g.s, 256, 0, st>>>(g, dy, x, dw);
+        CNN_CUDA_LAUNCH_CHECK(dw_backward_filter_kernel);
+        return CNN_OK;
+    }
+    /* The reduction (N*P*Q) is usually far longer than the output (Kg x Cg*R*S) is wide: split
+     * it until the grid has a few blocks per multiprocessor, keeping each split >= 256 long. */
+    const int M = g.kg, NC = g.cg * g.r * g.s, KD = g.n * g.p * g.q, slice = g.k * NC;
+    const bool big = M >= 128 && NC >= 96;
+    const int64_t tiles = (int64_t)((M + (big ? 127 : 63)) / (big ? 128 : 64)) *
+                          ((NC + (big ? 127 : 63)) / (big ? 128 : 64)) * g.groups;
+    int sms = 0;
+    CNN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device.index));
+    int64_t splits = (4 * (int64_t)sms + tiles - 1) / tiles;
+    const int64_t max_by_len = KD / 256 > 0 ? KD / 256 : 1;
+    if (splits > max_by_len) splits = max_by_len;
+    if (splits > 65535 / g.groups) splits = 65535 / g.groups;
+    if ((int64_t)slice * splits >= INT_MAX) splits = INT_MAX / slice;
+    if (splits < 1) splits = 1;
+    /* Chunks are whole tiles of BK (8) so that no split's tiles straddle another's. */
+    const int kchunk = (int)(((KD + splits - 1) / splits + 7) / 8 * 8);
+    splits = (KD + kchunk - 1) / kchunk;
+    if (splits == 1) {
+        FilterOp op{g, dy, x, dw, slice};
+        return launch_igemm(st, op, M, NC, KD, g.groups, 1, KD);
+    }
+    cnn_tensor *ws = NULL;
+    cnn_shape wshape = {};
+    wshape.ndim = 1;
+    wshape.d[0] = splits * slice;
+    CNN_TRY(cnn_tensor_empty(wshape, CNN_F32, ctx->device, &ws));
+    FilterOp op{g, dy, x, cnn_f32(ws), slice};
+    cnn_status s = launch_igemm(st, op, M, NC, KD, g.groups, (int)splits, kchunk);
+    if (s == CNN_OK) {
+        sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(cnn_f32(ws), (int)splits, slice,
+                                                                 dw);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess)
+            s = cnn_error(cnn_cuda_status_of(e), "conv2d backward: launch of sum_splits_kernel "
+                          "failed: %s", cudaGetErrorString(e));
+    }
+    /* Released at once: the caching allocator reuses the block only for later work on this
+     * stream, which runs after these kernels. */
+    cnn_tensor_free(&ws);
+    return s;
+}

@@ -1,0 +1,428 @@
+/* conv2d_cudnn.c — conv2d through cuDNN: NCHW float descriptors, the algorithm chosen by timing
+ * (cudnnFind*AlgorithmEx) once per key and cached per context, workspace from the caching
+ * allocator under a cap. Built only with CUDNN=1. It answers CNN_ERR_UNSUPPORTED, changing
+ * nothing, where cuDNN cannot do a case (the caller then uses cuda/conv2d.cu); it never prints. */
+#include "cuda_check.h"
+
+#include <limits.h>
+#include <pthread.h>
+
+/* cuDNN 9 marks its whole v7-style convolution API deprecated, yet ships it in every 9.x; it is
+ * used instead of the graph API so that the same calls run on each cuDNN 9 release (the GPU
+ * machines have 9.14, this build 9.19). */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+enum { DIR_FORWARD, DIR_DATA, DIR_FILTER };
+static const char *const dir_name[] = {"forward", "backward-data", "backward-filter"};
+
+/* Everything an algorithm's choice depends on. Zero-filled before use: compared with memcmp. */
+typedef struct algo_key {
+    int device, dir, tf32, deterministic;
+    int64_t n, c, h, w, k, r, s;
+    int sh, sw, ph, pw, dh, dw, groups;
+} algo_key;
+
+typedef struct algo_entry {
+    algo_key key;
+    int algo;
+    cudnnMathType_t math;
+    size_t workspace;
+    struct algo_entry *next;
+} algo_entry;
+
+/* One context's cache. The context struct (core/) has no slot for it, so the caches live in a
+ * list keyed by the context's address; entries also carry the device, so a later context at a
+ * reused address could at worst reuse a choice made for the same shapes on the same device. */
+typedef struct ctx_cache {
+    const cnn_context *ctx;
+    algo_entry *entries;
+    size_t n_entries;
+    uint64_t searches;
+    struct ctx_cache *next;
+} ctx_cache;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static ctx_cache *caches;
+
+/* Called with cache_lock held. */
+static ctx_cache *cache_of(const cnn_context *ctx, bool create)
+{
+    for (ctx_cache *c = caches; c; c = c->next)
+        if (c->ctx == ctx) return c;
+    if (!create) return NULL;
+    ctx_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->ctx = ctx;
+    c->next = caches;
+    caches = c;
+    return c;
+}
+
+static bool cache_find(const cnn_context *ctx, const algo_key *key, algo_entry *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&cache_lock);
+    ctx_cache *c = cache_of(ctx, false);
+    for (algo_entry *e = c ? c->entries : NULL; e && !found; e = e->next)
+        if (memcmp(&e->key, key, sizeof *key) == 0) {
+            *out = *e;
+            found = true;
+        }
+    pthread_mutex_unlock(&cache_lock);
+    return found;
+}
+
+/* Counts one search and keeps its result; a failed host allocation only costs a later search. */
+static void cache_put(const cnn_context *ctx, const algo_entry *val)
+{
+    pthread_mutex_lock(&cache_lock);
+    ctx_cache *c = cache_of(ctx, true);
+    if (c) {
+        c->searches++;
+        algo_entry *e = malloc(sizeof *e);
+        if (e) {
+            *e = *val;
+            e->next = c->entries;
+            c->entries = e;
+            c->n_entries++;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
+void cnn_cudnn_conv2d_cache_stats(const cnn_context *ctx, size_t *entries, uint64_t *searches)
+{
+    pthread_mutex_lock(&cache_lock);
+    ctx_cache *c = cache_of(ctx, false);
+    if (entries) *entries = c ? c->n_entries : 0;
+    if (searches) *searches = c ? c->searches : 0;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx)
+{
+    pthread_mutex_lock(&cache_lock);
+    for (ctx_cache **pc = &caches; *pc; pc = &(*pc)->next) {
+        ctx_cache *c = *pc;
+        if (c->ctx != ctx) continue;
+        *pc = c->next;
+        for (algo_entry *e = c->entries, *nx; e; e = nx) {
+            nx = e->next;
+            free(e);
+        }
+        free(c);
+        break;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* ---- descriptors --------------------------------------------------------------------------- */
+typedef struct conv_descs {
+    cudnnTensorDescriptor_t x, y; /* x: (N, C, H, W), y: (N, K, P, Q) */
+    cudnnFilterDescriptor_t w;    /* (K, C/groups, R, S) */
+    cudnnConvolutionDescriptor_t conv;
+} conv_descs;
+
+/* A parameter cuDNN rejects is a case it cannot do, not a failure. */
+static cnn_status setup_status_of(cudnnStatus_t e)
+{
+    return (e >= 2000 && e < 4000) ? CNN_ERR_UNSUPPORTED : cnn_cudnn_status_of(e);
+}
+#define SETUP_TRY(stmt)                                                                           \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, setup_status_of,                \
+                       cudnnGetErrorString, st = cnn_cs_; goto done)
+#define CUDNN_TRYG(stmt)                                                                          \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_status_of,            \
+                       cudnnGetErrorString, st = cnn_cs_; goto done)
+
+static void descs_free(conv_descs *d)
+{
+    if (d->x) (void)cudnnDestroyTensorDescriptor(d->x);
+    if (d->y) (void)cudnnDestroyTensorDescriptor(d->y);
+    if (d->w) (void)cudnnDestroyFilterDescriptor(d->w);
+    if (d->conv) (void)cudnnDestroyConvolutionDescriptor(d->conv);
+    memset(d, 0, sizeof *d);
+}
+
+static cnn_status descs_make(const cnn_cuda_conv *g, cudnnMathType_t math, conv_descs *d)
+{
+    cnn_status st = CNN_OK;
+    memset(d, 0, sizeof *d);
+    /* The v7 API takes int dimensions and strides: tensors of 2^31 elements are beyond it. */
+    CNN_CHECK(g->n * g->c * g->h * g->w < INT_MAX && g->n * g->k * g->p * g->q < INT_MAX &&
+                  g->k * g->cg * g->r * g->s < INT_MAX,
+              CNN_ERR_UNSUPPORTED, "conv2d: cuDNN takes tensors under 2^31 elements");
+    CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->x));
+    CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->y));
+    CUDNN_TRYG(cudnnCreateFilterDescriptor(&d->w));
+    CUDNN_TRYG(cudnnCreateConvolutionDescriptor(&d->conv));
+    SETUP_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
+                                         (int)g->c, (int)g->h, (int)g->w));
+    SETUP_TRY(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
+                                         (int)g->k, (int)g->p, (int)g->q));
+    SETUP_TRY(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g->k,
+                                         (int)g->cg, (int)g->r, (int)g->s));
+    SETUP_TRY(cudnnSetConvolution2dDescriptor(d->conv, g->ph, g->pw, g->sh, g->sw, g->dh, g->dw,
+                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    SETUP_TRY(cudnnSetConvolutionGroupCount(d->conv, g->groups));
+    SETUP_TRY(cudnnSetConvolutionMathType(d->conv, math));
+done:
+    if (st != CNN_OK) descs_free(d);
+    return st;
+}
+
+/* ---- workspace ------------------------------------------------------------------------------ */
+/* The cap on any one convolution's workspace: CNN_CUDNN_WORKSPACE_MB, default 256 MiB. */
+static size_t workspace_cap(void)
+{
+    const char *v = getenv("CNN_CUDNN_WORKSPACE_MB");
+    char *end = NULL;
+    long mb = v ? strtol(v, &end, 10) : -1;
+    if (!v || end == v || mb < 0) mb = 256;
+    return (size_t)mb << 20;
+}
+
+/* A device buffer of `bytes` from the caching allocator (a float tensor, so the block returns
+ * to the cache when freed); *ws NULL and *p NULL for 0 bytes. */
+static cnn_status workspace_get(cnn_context *ctx, size_t bytes, const char *what, cnn_tensor **ws,
+                                void **p)
+{
+    *ws = NULL;
+    *p = NULL;
+    if (bytes == 0) return CNN_OK;
+    cnn_shape s = CNN_SHAPE((int64_t)((bytes + 3) / 4));
+    cnn_status st = cnn_tensor_empty(s, CNN_F32, ctx->device, ws);
+    if (st == CNN_ERR_OUT_OF_MEMORY)
+        return cnn_error_prefix(st, "conv2d: cuDNN %s workspace of %zu bytes", what, bytes);
+    CNN_TRY(st);
+    *p = cnn_ptr(*ws);
+    return CNN_OK;
+}
+
+/* ---- algorithm search ------------------------------------------------------------------------ */
+/* The fields shared by the three cudnnConvolution*AlgoPerf_t structs. */
+typedef struct perf {
+    int algo;
+    cudnnStatus_t status;
+    size_t memory;
+    cudnnDeterminism_t determinism;
+    cudnnMathType_t math;
+} perf;
+
+typedef struct conv_call {
+    cnn_context *ctx;
+    cudnnHandle_t h;
+    const cnn_cuda_conv *g;
+    int dir;
+    conv_descs d;
+    const float *in0, *in1; /* forward: x, w; data: dy, w; filter: x, dy */
+    float *out;             /* y, dx or dw */
+} conv_call;
+
+static size_t algo_workspace(const conv_call *c, int algo)
+{
+    size_t b = 0;
+    cudnnStatus_t e;
+    if (c->dir == DIR_FORWARD)
+        e = cudnnGetConvolutionForwardWorkspaceSize(c->h, c->d.x, c->d.w, c->d.conv, c->d.y,
+                                                    (cudnnConvolutionFwdAlgo_t)algo, &b);
+    else if (c->dir == DIR_DATA)
+        e = cudnnGetConvolutionBackwardDataWorkspaceSize(c->h, c->d.w, c->d.y, c->d.conv, c->d.x,
+                                                         (cudnnConvolutionBwdDataAlgo_t)algo, &b);
+    else
+        e = cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            c->h, c->d.x, c->d.y, c->d.conv, c->d.w, (cudnnConvolutionBwdFilterAlgo_t)algo, &b);
+    return e == CUDNN_STATUS_SUCCESS ? b : 0;
+}
+
+#define N_ALGOS 8 /* >= each direction's CUDNN_CONVOLUTION_*_ALGO_COUNT */
+
+/* Times every algorithm on the call's own buffers (the output is overwritten, as the real call
+ * will do again) with a workspace as large as the hungriest one under the cap, and picks the
+ * fastest one that succeeded, fits the cap, is deterministic when asked, and stays off the
+ * tensor cores unless TF32 is on. */
+static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
+{
+    const size_t cap = workspace_cap();
+    const int counts[] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
+    const int count = counts[c->dir];
+    size_t ws_bytes = 0;
+    for (int a = 0; a < count; a++) {
+        size_t b = algo_workspace(c, a);
+        if (b <= cap && b > ws_bytes) ws_bytes = b;
+    }
+    cnn_tensor *ws = NULL;
+    void *wp = NULL;
+    CNN_TRY(workspace_get(c->ctx, ws_bytes, "search", &ws, &wp));
+
+    cnn_status st = CNN_OK;
+    perf p[N_ALGOS];
+    int n = 0;
+    if (c->dir == DIR_FORWARD) {
+        cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        CUDNN_TRYG(cudnnFindConvolutionForwardAlgorithmEx(c->h, c->d.x, c->in0, c->d.w, c->in1,
+                                                          c->d.conv, c->d.y, c->out, count, &n, r,
+                                                          wp, ws_bytes));
+        for (int i = 0; i < n; i++)
+            p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
+    } else if (c->dir == DIR_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        CUDNN_TRYG(cudnnFindConvolutionBackwardDataAlgorithmEx(c->h, c->d.w, c->in1, c->d.y,
+                                                               c->in0, c->d.conv, c->d.x, c->out,
+                                                               count, &n, r, wp, ws_bytes));
+        for (int i = 0; i < n; i++)
+            p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        CUDNN_TRYG(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->h, c->d.x, c->in0, c->d.y,
+                                                                 c->in1, c->d.conv, c->d.w,
+                                                                 c->out, count, &n, r, wp,
+                                                                 ws_bytes));
+        for (int i = 0; i < n; i++)
+            p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
+    }
+    /* Results come sorted by time: the first acceptable one is the fastest. */
+    bool oom = false;
+    for (int i = 0; i < n && i < N_ALGOS; i++) {
+        if (p[i].status != CUDNN_STATUS_SUCCESS) {
+            /* An algorithm that wanted more than the cap is not an out-of-memory. */
+            oom |= cnn_cudnn_status_of(p[i].status) == CNN_ERR_OUT_OF_MEMORY &&
+                   algo_workspace(c, p[i].algo) <= ws_bytes;
+            continue;
+        }
+        if (p[i].memory > ws_bytes) continue;
+        if (key->deterministic && p[i].determinism != CUDNN_DETERMINISTIC) continue;
+        if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
+        *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
+                            .workspace = p[i].memory};
+        cache_put(c->ctx, out);
+        goto done;
+    }
+    if (oom)
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d: cuDNN %s algorithm search ran out of GPU "
+                       "memory", dir_name[c->dir]);
+    else
+        st = cnn_error(CNN_ERR_UNSUPPORTED, "conv2d: cuDNN has no %s%s algorithm for this case "
+                       "within a %zu-byte workspace", key->deterministic ? "deterministic " : "",
+                       dir_name[c->dir], cap);
+done:
+    cnn_tensor_free(&ws);
+    return st;
+}
+
+/* Sets up, finds (or recalls) the algorithm, and runs one direction with alpha 1, beta 0. */
+static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, const float *in0,
+                           const float *in1, float *out)
+{
+    cudaStream_t stream;
+    CNN_TRY(cnn_cuda_enter(ctx, "conv2d", &stream));
+    conv_call c = {.ctx = ctx, .g = g, .dir = dir, .in0 = in0, .in1 = in1, .out = out};
+    CNN_TRY(cnn_cuda_cudnn(ctx, &c.h));
+    algo_key key;
+    memset(&key, 0, sizeof key);
+    key.device = ctx->device.index;
+    key.dir = dir;
+    key.tf32 = ctx->tf32;
+    key.deterministic = ctx->deterministic;
+    key.n = g->n, key.c = g->c, key.h = g->h, key.w = g->w;
+    key.k = g->k, key.r = g->r, key.s = g->s;
+    key.sh = g->sh, key.sw = g->sw, key.ph = g->ph, key.pw = g->pw;
+    key.dh = g->dh, key.dw = g->dw, key.groups = g->groups;
+    /* Exact FP32 unless TF32 is on: FMA math keeps cuDNN off the tensor cores. */
+    CNN_TRY(descs_make(g, ctx->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH, &c.d));
+
+    cnn_status st = CNN_OK;
+    cnn_tensor *ws = NULL;
+    void *wp = NULL;
+    algo_entry e;
+    if (!cache_find(ctx, &key, &e)) CNN_TRYG(search(&c, &key, &e));
+    /* With TF32 on, run with the math type that was timed. Exact FP32 keeps FMA math even when
+     * the search reports the default one, which would let Ampere and later GPUs use TF32. */
+    CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
+    CNN_TRYG(workspace_get(ctx, e.workspace, dir_name[dir], &ws, &wp));
+    const float one = 1.0f, zero = 0.0f;
+    if (dir == DIR_FORWARD)
+        CUDNN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
+                                           (cudnnConvolutionFwdAlgo_t)e.algo, wp, e.workspace,
+                                           &zero, c.d.y, out));
+    else if (dir == DIR_DATA)
+        CUDNN_TRYG(cudnnConvolutionBackwardData(c.h, &one, c.d.w, in1, c.d.y, in0, c.d.conv,
+                                                (cudnnConvolutionBwdDataAlgo_t)e.algo, wp,
+                                                e.workspace, &zero, c.d.x, out));
+    else
+        CUDNN_TRYG(cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, in0, c.d.y, in1, c.d.conv,
+                                                  (cudnnConvolutionBwdFilterAlgo_t)e.algo, wp,
+                                                  e.workspace, &zero, c.d.w, out));
+done:
+    /* Freed at once: the allocator hands the block out again only to later work on this
+     * stream, ordered after this call. */
+    cnn_tensor_free(&ws);
+    descs_free(&c.d);
+    return st;
+}
+
+/* A (1, K, 1, 1) descriptor for the bias and its gradient. */
+static cnn_status bias_desc(const cnn_cuda_conv *g, cudnnTensorDescriptor_t *d)
+{
+    cnn_status st = CNN_OK;
+    CNN_CUDNN_TRY(cudnnCreateTensorDescriptor(d));
+    SETUP_TRY(cudnnSetTensor4dDescriptor(*d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)g->k, 1,
+                                         1));
+    return CNN_OK;
+done:
+    (void)cudnnDestroyTensorDescriptor(*d);
+    *d = NULL;
+    return st;
+}
+
+cnn_status cnn_cudnn_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *g, const float *x,
+                                    const float *w, const float *b, float *y)
+{
+    CNN_TRY(run_conv(ctx, g, DIR_FORWARD, x, w, y));
+    if (!b) return CNN_OK;
+    cnn_status st = CNN_OK;
+    cudnnHandle_t h;
+    cudnnTensorDescriptor_t bd = NULL, yd = NULL;
+    CNN_TRY(cnn_cuda_cudnn(ctx, &h));
+    CNN_TRY(bias_desc(g, &bd));
+    CUDNN_TRYG(cudnnCreateTensorDescriptor(&yd));
+    CUDNN_TRYG(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
+                                          (int)g->k, (int)g->p, (int)g->q));
+    const float one = 1.0f;
+    CUDNN_TRYG(cudnnAddTensor(h, &one, bd, b, &one, yd, y));
+done:
+    (void)cudnnDestroyTensorDescriptor(bd);
+    if (yd) (void)cudnnDestroyTensorDescriptor(yd);
+    return st;
+}
+
+cnn_status cnn_cudnn_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *g,
+                                          const float *dy, const float *w, float *dx)
+{
+    return run_conv(ctx, g, DIR_DATA, dy, w, dx);
+}
+
+cnn_status cnn_cudnn_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *g,
+                                            const float *dy, const float *x, float *dw,
+                                            float *db)
+{
+    if (dw) CNN_TRY(run_conv(ctx, g, DIR_FILTER, x, dy, dw));
+    if (!db) return CNN_OK;
+    cnn_status st = CNN_OK;
+    cudaStream_t stream;
+    cudnnHandle_t h;
+    cudnnTensorDescriptor_t bd = NULL, yd = NULL;
+    CNN_TRY(cnn_cuda_enter(ctx, "conv2d backward", &stream));
+    CNN_TRY(cnn_cuda_cudnn(ctx, &h));
+    CNN_TRY(bias_desc(g, &bd));
+    CUDNN_TRYG(cudnnCreateTensorDescriptor(&yd));
+    CUDNN_TRYG(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
+                                          (int)g->k, (int)g->p, (int)g->q));
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRYG(cudnnConvolutionBackwardBias(h, &one, yd, dy, &zero, bd, db));
+done:
+    (void)cudnnDestroyTensorDescriptor(bd);
+    if (yd) (void)cudnnDestroyTensorDescriptor(yd);
+    return st;
+}

@@ -1,0 +1,471 @@
+/* test_cuda_conv.c — conv2d on the GPU, hand-written kernels and cuDNN, against the CPU
+ * reference (layers/conv2d.c) on fresh random inputs of awkward shapes: forward, backward-data,
+ * backward-filter and the bias gradient; the cuDNN algorithm cache; deterministic mode; a
+ * finite-difference gradcheck through the public op. GPU outputs are poisoned with NaN first. */
+#include "gradcheck.h"
+
+#include <stdint.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+
+typedef struct conv_case {
+    const char *name;
+    int n, c, h, w, k, r, s, sh, sw, ph, pw, dh, dw, groups, bias;
+} conv_case;
+
+static const conv_case cases[] = {
+    {"odd 3x3 pad 1", 2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+    {"3x3 stride 2", 2, 8, 15, 17, 12, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+    {"3x3 dilation 2", 1, 6, 14, 10, 9, 3, 3, 1, 1, 2, 2, 2, 2, 1, 0},
+    {"groups 4", 2, 8, 9, 9, 12, 3, 3, 1, 1, 1, 1, 1, 1, 4, 1},
+    {"depthwise stride 2", 2, 16, 12, 11, 16, 3, 3, 2, 2, 1, 1, 1, 1, 16, 1},
+    {"depthwise x2 5x5", 1, 4, 9, 9, 8, 5, 5, 1, 1, 2, 2, 1, 1, 4, 0},
+    {"1x1", 3, 64, 7, 7, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1},
+    {"1x1 stride 2", 2, 32, 9, 9, 64, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0},
+    {"7x7/2 stem", 1, 3, 37, 41, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0},
+    {"520 channels", 1, 520, 5, 5, 513, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+    {"big tiles, split-K", 4, 64, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+    {"asymmetric", 2, 5, 10, 7, 7, 3, 2, 2, 1, 1, 0, 1, 2, 1, 1},
+    {"stride 3 > kernel", 2, 4, 13, 14, 6, 2, 2, 3, 3, 0, 1, 1, 1, 2, 1},
+};
+#define N_CASES ((int)(sizeof cases / sizeof *cases))
+
+static cnn_conv2d_params params_of(const conv_case *cc)
+{
+    return (cnn_conv2d_params){{cc->sh, cc->sw}, {cc->ph, cc->pw}, {cc->dh, cc->dw}, cc->groups};
+}
+
+/* Inputs on the CPU, and the CPU op's outputs and gradients: the oracle. */
+typedef struct conv_ref {
+    cnn_tensor *x, *w, *b, *dy;  /* CPU inputs */
+    cnn_tensor *y, *dx, *dw, *db; /* CPU results (dx, dw, db borrowed from the leaves) */
+    cnn_cuda_conv g;
+} conv_ref;
+
+static void ref_free(conv_ref *r)
+{
+    cnn_tensor_free(&r->x);
+    cnn_tensor_free(&r->w);
+    cnn_tensor_free(&r->b);
+    cnn_tensor_free(&r->dy);
+    cnn_tensor_free(&r->y);
+}
+
+/* Weights scaled by 1/sqrt(fan-in) keep every output O(1), so one tolerance fits all cases. */
+static int make_ref(const conv_case *cc, conv_ref *r)
+{
+    memset(r, 0, sizeof *r);
+    const int cg = cc->c / cc->groups;
+    const float ws = 1.0f / sqrtf((float)(cg * cc->r * cc->s));
+    cnn_conv2d_params p = params_of(cc);
+    r->x = rand_tensor(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), -1, 1, 1);
+    r->w = rand_tensor(CNN_SHAPE(cc->k, cg, cc->r, cc->s), -ws, ws, 1);
+    if (cc->bias) r->b = rand_tensor(CNN_SHAPE(cc->k), -1, 1, 1);
+    if (!r->x || !r->w || (cc->bias && !r->b)) return 0;
+    if (cnn_conv2d(r->x, r->w, r->b, &p, &r->y) != CNN_OK) return 0;
+    cnn_shape ys = cnn_tensor_shape(r->y);
+    r->dy = rand_tensor(ys, -1, 1, 0);
+    if (!r->dy || cnn_backward_with_grad(r->y, r->dy) != CNN_OK) return 0;
+    r->dx = cnn_tensor_grad(r->x);
+    r->dw = cnn_tensor_grad(r->w);
+    r->db = r->b ? cnn_tensor_grad(r->b) : NULL;
+    r->g = (cnn_cuda_conv){.n = cc->n, .c = cc->c, .h = cc->h, .w = cc->w, .k = cc->k, .r = cc->r,
+                           .s = cc->s, .p = ys.d[2], .q = ys.d[3], .cg = cg,
+                           .kg = cc->k / cc->groups, .sh = cc->sh, .sw = cc->sw, .ph = cc->ph,
+                           .pw = cc->pw, .dh = cc->dh, .dw = cc->dw, .groups = cc->groups};
+    return r->dx && r->dw && (!r->b || r->db);
+}
+
+/* A device copy of a CPU tensor (no grad). */
+static cnn_tensor *on_gpu(const cnn_tensor *t)
+{
+    cnn_tensor *d = NULL;
+    if (t && cnn_tensor_to(t, CNN_CUDA(0), &d) != CNN_OK) return NULL;
+    return d;
+}
+
+/* A device tensor full of NaN: an element the kernel never writes stays NaN and fails. */
+static cnn_tensor *nan_gpu(cnn_shape s)
+{
+    cnn_tensor *t = NULL;
+    if (cnn_tensor_full(s, NAN, CNN_CUDA(0), &t) != CNN_OK) return NULL;
+    return t;
+}
+
+/* Poisons the caching allocator for outputs an op allocates itself: NaN-filled tensors of the
+ * sizes it is about to ask for (two of each) are released into the cache, which hands a block
+ * back only for a request of at least half its size, so the op's outputs most likely start as
+ * NaN rather than as zeros or old results that could hide unwritten elements. */
+static void poison_cache(const cnn_shape *shapes, int n)
+{
+    cnn_tensor *t[16] = {0};
+    for (int i = 0; i < n && 2 * i + 1 < 16; i++) {
+        t[2 * i] = nan_gpu(shapes[i]);
+        t[2 * i + 1] = nan_gpu(shapes[i]);
+    }
+    for (int i = 0; i < 16; i++) cnn_tensor_free(&t[i]);
+}
+
+typedef cnn_status (*fwd_fn)(cnn_context *, const cnn_cuda_conv *, const float *, const float *,
+                             const float *, float *);
+typedef cnn_status (*data_fn)(cnn_context *, const cnn_cuda_conv *, const float *, const float *,
+                              float *);
+typedef cnn_status (*filter_fn)(cnn_context *, const cnn_cuda_conv *, const float *,
+                                const float *, float *, float *);
+typedef struct conv_impl {
+    const char *name;
+    fwd_fn fwd;
+    data_fn data;
+    filter_fn filter;
+} conv_impl;
+
+static const conv_impl hand = {"hand-written", cnn_cuda_conv2d_forward,
+                               cnn_cuda_conv2d_backward_data, cnn_cuda_conv2d_backward_filter};
+#if CNN_WITH_CUDNN
+static const conv_impl dnn = {"cudnn", cnn_cudnn_conv2d_forward, cnn_cudnn_conv2d_backward_data,
+                              cnn_cudnn_conv2d_backward_filter};
+#endif
+
+static const float *f(const cnn_tensor *t) { return t ? cnn_f32(t) : NULL; }
+
+/* |got - ref| <= atol * max(1, max|ref|) + rtol * |ref|: the absolute part grows with the
+ * tensor's largest value, as the rounding of a long sum grows with the magnitudes summed (dw
+ * and db sum N*P*Q terms and reach ~100 here; y and dx stay O(1)). */
+static int close_scaled(const char *what, const cnn_tensor *got, const cnn_tensor *ref, float atol,
+                        float rtol)
+{
+    int64_t n = cnn_tensor_numel(ref);
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v), mx = 1.0f;
+    if (!v || cnn_tensor_read(ref, v, (size_t)n) != CNN_OK) {
+        free(v);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(v[i]));
+    free(v);
+    return tensors_close(what, got, ref, atol * mx, rtol);
+}
+
+/* Runs one implementation's three launchers on case cc and compares all four results with the
+ * CPU's: |gpu - cpu| <= atol + rtol * |cpu|. */
+static void check_impl(const conv_case *cc, const conv_impl *im, float atol, float rtol)
+{
+    conv_ref r;
+    if (!make_ref(cc, &r)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: reference failed: %s", cc->name, cnn_last_error());
+        ref_free(&r);
+        return;
+    }
+    cnn_tensor *x = on_gpu(r.x), *w = on_gpu(r.w), *b = on_gpu(r.b), *dy = on_gpu(r.dy);
+    cnn_tensor *y = nan_gpu(cnn_tensor_shape(r.dy)), *dx = nan_gpu(cnn_tensor_shape(r.x));
+    cnn_tensor *dw = nan_gpu(cnn_tensor_shape(r.w)), *db = nan_gpu(CNN_SHAPE(cc->k));
+    if (!x || !w || !dy || !y || !dx || !dw || !db || (cc->bias && !b)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: setup failed: %s", cc->name, cnn_last_error());
+        goto done;
+    }
+    cnn_context *ctx = cnn_context_current();
+    cnn_status s1 = im->fwd(ctx, &r.g, f(x), f(w), f(b), cnn_f32(y));
+    cnn_status s2 = im->data(ctx, &r.g, f(dy), f(w), cnn_f32(dx));
+    cnn_status s3 = im->filter(ctx, &r.g, f(dy), f(x), cnn_f32(dw), b ? cnn_f32(db) : NULL);
+    if (s1 != CNN_OK || s2 != CNN_OK || s3 != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s %s: %s / %s / %s: %s", im->name, cc->name,
+                      cnn_status_name(s1), cnn_status_name(s2), cnn_status_name(s3),
+                      cnn_last_error());
+        goto done;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "%s %s: y", im->name, cc->name);
+    if (!close_scaled(what, y, r.y, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+    snprintf(what, sizeof what, "%s %s: dx", im->name, cc->name);
+    if (!close_scaled(what, dx, r.dx, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+    snprintf(what, sizeof what, "%s %s: dw", im->name, cc->name);
+    if (!close_scaled(what, dw, r.dw, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+    if (b) {
+        snprintf(what, sizeof what, "%s %s: db", im->name, cc->name);
+        if (!close_scaled(what, db, r.db, atol, rtol))
+            cnn_test_fail(__FILE__, __LINE__, "%s", what);
+    }
+done:
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dx);
+    cnn_tensor_free(&dw);
+    cnn_tensor_free(&db);
+    ref_free(&r);
+}
+
+/* FP32 tolerance (see close_scaled): the longest sums have ~5000 terms; their rounding in any
+ * order stays near 1e-6 of the largest value, 20x below 2e-5 * max|ref| + 1e-3 * |ref|, while
+ * a wrong index or an unwritten element is off by O(max|ref|). */
+#define ATOL 2e-5f
+#define RTOL 1e-3f
+
+GPU_TEST(cuda_conv_hand_written_matches_cpu)
+{
+    for (int i = 0; i < N_CASES; i++) check_impl(&cases[i], &hand, ATOL, RTOL);
+}
+
+GPU_TEST(cuda_conv_cudnn_matches_cpu)
+{
+#if CNN_WITH_CUDNN
+    for (int i = 0; i < N_CASES; i++) check_impl(&cases[i], &dnn, ATOL, RTOL);
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
+/* TF32 rounds each operand to 10 mantissa bits (relative error ~5e-4 per product, ~1e-4 of
+ * max|ref| over a sum of 3000 random-sign terms): 2e-3 * max|ref| + 5e-3 * |ref|, and only for
+ * cuDNN, since the hand-written kernels stay exact FP32 (checked at the FP32 tolerance). */
+GPU_TEST(cuda_conv_tf32)
+{
+    cnn_set_tf32(true);
+    check_impl(&cases[10], &hand, ATOL, RTOL);
+#if CNN_WITH_CUDNN
+    check_impl(&cases[10], &dnn, 2e-3f, 5e-3f);
+    check_impl(&cases[9], &dnn, 2e-3f, 5e-3f);
+#endif
+    cnn_set_tf32(false);
+}
+
+/* Only the bias gradient (dw NULL) writes db and nothing else. */
+GPU_TEST(cuda_conv_bias_grad_alone)
+{
+    conv_ref r;
+    REQUIRE(make_ref(&cases[1], &r));
+    cnn_tensor *dy = on_gpu(r.dy), *db = nan_gpu(CNN_SHAPE(cases[1].k));
+    REQUIRE(dy && db);
+    CHECK_OK(cnn_cuda_conv2d_backward_filter(cnn_context_current(), &r.g, f(dy), NULL, NULL,
+                                             cnn_f32(db)));
+    CHECK(close_scaled("hand-written db", db, r.db, ATOL, RTOL));
+#if CNN_WITH_CUDNN
+    CHECK_OK(cnn_tensor_fill_(db, NAN));
+    CHECK_OK(cnn_cudnn_conv2d_backward_filter(cnn_context_current(), &r.g, f(dy), NULL, NULL,
+                                              cnn_f32(db)));
+    CHECK(close_scaled("cudnn db", db, r.db, ATOL, RTOL));
+#endif
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&db);
+    ref_free(&r);
+}
+
+/* Runs forward, backward-data and backward-filter of case cc with im and reads the three
+ * results back into host arrays (each malloc'ed). */
+static int run_to_host(const conv_case *cc, const conv_impl *im, const conv_ref *r, float **out)
+{
+    cnn_tensor *x = on_gpu(r->x), *w = on_gpu(r->w), *dy = on_gpu(r->dy);
+    cnn_tensor *y = nan_gpu(cnn_tensor_shape(r->dy)), *dx = nan_gpu(cnn_tensor_shape(r->x));
+    cnn_tensor *dw = nan_gpu(cnn_tensor_shape(r->w));
+    cnn_tensor *res[3] = {y, dx, dw};
+    cnn_context *ctx = cnn_context_current();
+    int ok = x && w && dy && y && dx && dw &&
+             im->fwd(ctx, &r->g, f(x), f(w), NULL, cnn_f32(y)) == CNN_OK &&
+             im->data(ctx, &r->g, f(dy), f(w), cnn_f32(dx)) == CNN_OK &&
+             im->filter(ctx, &r->g, f(dy), f(x), cnn_f32(dw), NULL) == CNN_OK;
+    for (int i = 0; i < 3; i++) {
+        out[i] = NULL;
+        if (!ok) continue;
+        size_t n = (size_t)cnn_tensor_numel(res[i]);
+        out[i] = malloc(n * sizeof *out[i]);
+        ok = out[i] && cnn_tensor_read(res[i], out[i], n) == CNN_OK;
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&dy);
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&res[i]);
+    return ok;
+}
+
+/* Deterministic mode: two runs give the same bits (the hand-written kernels always do). */
+static void check_bitwise_repeat(const conv_impl *im)
+{
+    const conv_case *cc = &cases[10];
+    conv_ref r;
+    REQUIRE(make_ref(cc, &r));
+    float *a[3], *b[3];
+    int ok = run_to_host(cc, im, &r, a) && run_to_host(cc, im, &r, b);
+    if (!ok) cnn_test_fail(__FILE__, __LINE__, "%s: runs failed: %s", im->name, cnn_last_error());
+    const int64_t n[3] = {cnn_tensor_numel(r.y), cnn_tensor_numel(r.x), cnn_tensor_numel(r.w)};
+    static const char *const names[3] = {"y", "dx", "dw"};
+    for (int i = 0; ok && i < 3; i++)
+        if (memcmp(a[i], b[i], (size_t)n[i] * sizeof(float)) != 0)
+            cnn_test_fail(__FILE__, __LINE__, "%s: %s differs between two runs", im->name,
+                          names[i]);
+    for (int i = 0; i < 3; i++) {
+        free(a[i]);
+        free(b[i]);
+    }
+    ref_free(&r);
+}
+
+GPU_TEST(cuda_conv_deterministic_is_bitwise_repeatable)
+{
+    cnn_set_deterministic(true);
+    check_bitwise_repeat(&hand);
+#if CNN_WITH_CUDNN
+    check_bitwise_repeat(&dnn);
+#endif
+    cnn_set_deterministic(false);
+}
+
+/* The second call with one key searches no more; a new shape, direction or mode does. Counted
+ * as differences, since the cache of an earlier context at the same address may remain. */
+GPU_TEST(cuda_conv_cudnn_algorithm_cache)
+{
+#if CNN_WITH_CUDNN
+    cnn_context *ctx = cnn_context_current();
+    conv_ref r;
+    REQUIRE(make_ref(&cases[1], &r));
+    cnn_tensor *x = on_gpu(r.x), *w = on_gpu(r.w), *y = nan_gpu(cnn_tensor_shape(r.dy));
+    cnn_tensor *dy = on_gpu(r.dy), *dx = nan_gpu(cnn_tensor_shape(r.x));
+    REQUIRE(x && w && y && dy && dx);
+    size_t e0, e1, e2, e3, e4;
+    uint64_t s0, s1, s2, s3, s4;
+    cnn_cudnn_conv2d_cache_stats(ctx, &e0, &s0);
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    cnn_cudnn_conv2d_cache_stats(ctx, &e1, &s1);
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    cnn_cudnn_conv2d_cache_stats(ctx, &e2, &s2);
+    CHECK(s1 == s0 + 1 && e1 == e0 + 1);
+    CHECK(s2 == s1 && e2 == e1);
+    CHECK_OK(cnn_cudnn_conv2d_backward_data(ctx, &r.g, f(dy), f(w), cnn_f32(dx)));
+    CHECK_OK(cnn_cudnn_conv2d_backward_data(ctx, &r.g, f(dy), f(w), cnn_f32(dx)));
+    cnn_cudnn_conv2d_cache_stats(ctx, &e3, &s3);
+    CHECK(s3 == s2 + 1 && e3 == e2 + 1);
+    cnn_set_deterministic(true);
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    cnn_set_deterministic(false);
+    cnn_cudnn_conv2d_cache_stats(ctx, &e4, &s4);
+    CHECK(s4 == s3 + 1 && e4 == e3 + 1);
+    /* The hand-written kernels never search. */
+    CHECK_OK(cnn_cuda_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    cnn_cudnn_conv2d_cache_stats(ctx, &e0, &s0);
+    CHECK(s0 == s4 && e0 == e4);
+    CHECK(close_scaled("cached cudnn y", y, r.y, ATOL, RTOL));
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&dx);
+    ref_free(&r);
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
+/* ---- through the public op: dispatch, autograd, finite differences -------------------------- */
+/* cnn_conv2d + cnn_backward_with_grad on device copies, under a backend preference; all four
+ * results against the CPU. */
+static void check_dispatch(const conv_case *cc, cnn_backend be)
+{
+    conv_ref r;
+    REQUIRE(make_ref(cc, &r));
+    cnn_tensor *x = on_gpu(r.x), *w = on_gpu(r.w), *b = on_gpu(r.b), *dy = on_gpu(r.dy);
+    cnn_tensor *y = NULL;
+    REQUIRE(x && w && dy && (!cc->bias || b));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(w, true));
+    if (b) CHECK_OK(cnn_tensor_set_requires_grad(b, true));
+    cnn_set_backend(be);
+    cnn_conv2d_params p = params_of(cc);
+    const cnn_shape shapes[4] = {cnn_tensor_shape(r.y), cnn_tensor_shape(r.x),
+                                 cnn_tensor_shape(r.w), CNN_SHAPE(cc->k)};
+    poison_cache(shapes, 1);
+    cnn_status st = cnn_conv2d(x, w, b, &p, &y);
+    poison_cache(shapes, 4);
+    if (st == CNN_OK) st = cnn_backward_with_grad(y, dy);
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    char what[160];
+    if (st != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s (backend %d): %s", cc->name, (int)be,
+                      cnn_last_error());
+    } else {
+        snprintf(what, sizeof what, "dispatch %d %s: y", (int)be, cc->name);
+        if (!close_scaled(what, y, r.y, ATOL, RTOL)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+        CHECK(cnn_tensor_device(y).type == CNN_DEVICE_CUDA);
+        const cnn_tensor *got[3] = {cnn_tensor_grad(x), cnn_tensor_grad(w),
+                                    b ? cnn_tensor_grad(b) : NULL};
+        const cnn_tensor *want[3] = {r.dx, r.dw, r.db};
+        for (int i = 0; i < (b ? 3 : 2); i++) {
+            snprintf(what, sizeof what, "dispatch %d %s: grad %d", (int)be, cc->name, i);
+            if (!got[i]) cnn_test_fail(__FILE__, __LINE__, "%s missing", what);
+            else if (!close_scaled(what, got[i], want[i], ATOL, RTOL))
+                cnn_test_fail(__FILE__, __LINE__, "%s", what);
+        }
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&y);
+    ref_free(&r);
+}
+
+GPU_TEST(cuda_conv_dispatch_autograd_matches_cpu)
+{
+    const int pick[] = {1, 3, 4, 8, 11};
+    for (size_t i = 0; i < sizeof pick / sizeof *pick; i++) {
+        check_dispatch(&cases[pick[i]], CNN_BACKEND_AUTO);
+        check_dispatch(&cases[pick[i]], CNN_BACKEND_CUDA);
+    }
+}
+
+static cnn_status f_conv(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    return cnn_conv2d(in[0], in[1], in[2], (const cnn_conv2d_params *)ud, y);
+}
+
+/* Finite differences of the GPU op itself (inputs on the device), under both backends. */
+GPU_TEST(cuda_conv_gradcheck)
+{
+    const cnn_backend bes[] = {CNN_BACKEND_AUTO, CNN_BACKEND_CUDA};
+    cnn_conv2d_params p = {{2, 1}, {1, 1}, {1, 1}, 2};
+    for (int i = 0; i < 2; i++) {
+        cnn_tensor *xc = rand_tensor(CNN_SHAPE(2, 4, 5, 6), -1, 1, 0);
+        cnn_tensor *wc = rand_tensor(CNN_SHAPE(6, 2, 3, 3), -1, 1, 0);
+        cnn_tensor *bc = rand_tensor(CNN_SHAPE(6), -1, 1, 0);
+        cnn_tensor *in[3] = {on_gpu(xc), on_gpu(wc), on_gpu(bc)};
+        cnn_tensor_free(&xc);
+        cnn_tensor_free(&wc);
+        cnn_tensor_free(&bc);
+        REQUIRE(in[0] && in[1] && in[2]);
+        for (int j = 0; j < 3; j++) CHECK_OK(cnn_tensor_set_requires_grad(in[j], true));
+        cnn_set_backend(bes[i]);
+        gc_opts o = {.eps = 1e-2f, .atol = 2e-3f, .rtol = 1e-2f};
+        if (!gradcheck(i ? "gpu conv2d (hand-written)" : "gpu conv2d (auto)", f_conv, in, 3, &p,
+                       &o))
+            cnn_test_fail(__FILE__, __LINE__, "gradcheck of the GPU conv2d, backend %d",
+                          (int)bes[i]);
+        cnn_set_backend(CNN_BACKEND_AUTO);
+        for (int j = 0; j < 3; j++) cnn_tensor_free(&in[j]);
+    }
+}
+
+/* Without a GPU this runs: the launchers refuse a CPU context before touching CUDA. */
+TEST(cuda_conv_launchers_refuse_cpu_context)
+{
+    cnn_context *cpu = cnn_context_current();
+    if (cnn_current_device().type != CNN_DEVICE_CPU) {
+        cnn_test_skip("current context is on a GPU");
+        return;
+    }
+    cnn_cuda_conv g = {.n = 1, .c = 1, .h = 3, .w = 3, .k = 1, .r = 1, .s = 1, .p = 3, .q = 3,
+                       .cg = 1, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    float buf[9] = {0};
+    CHECK_ERR(cnn_cuda_conv2d_forward(cpu, &g, buf, buf, NULL, buf), CNN_ERR_DEVICE);
+    CHECK(strstr(cnn_last_error(), "conv2d") != NULL);
+    CHECK_ERR(cnn_cuda_conv2d_backward_data(cpu, &g, buf, buf, buf), CNN_ERR_DEVICE);
+    CHECK_ERR(cnn_cuda_conv2d_backward_filter(cpu, &g, buf, buf, buf, buf), CNN_ERR_DEVICE);
+#if CNN_WITH_CUDNN
+    CHECK_ERR(cnn_cudnn_conv2d_forward(cpu, &g, buf, buf, NULL, buf), CNN_ERR_DEVICE);
+    size_t e = 1;
+    uint64_t s = 1;
+    cnn_cudnn_conv2d_cache_stats(cpu, &e, &s);
+    CHECK(e == 0 && s == 0);
+#endif
+}
+
+#endif /* CNN_WITH_CUDA */
