@@ -203,7 +203,8 @@ cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, 
 {
     CNN_CHECK(out, CNN_ERR_INVALID_ARG, "fashion_mnist_create: out is NULL");
     *out = NULL;
-    if (!root) root = "/usr/share/datasets/fashion-mnist";
+    if (!root || !*root) root = getenv("CNN_FASHION_MNIST_DIR");
+    if (!root || !*root) root = "/usr/share/datasets/fashion-mnist";
     const char *pre = train ? "train" : "t10k";
     char ipath[4096], lpath[4096];
     int a = snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", root, pre);

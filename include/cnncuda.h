@@ -557,7 +557,8 @@ typedef struct cnn_dataset cnn_dataset;
  * computed over all pixels. channels: 1 (the stored gray), or 3 to repeat the gray plane. */
 cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_path, int channels,
                                   cnn_dataset **out);
-/* Fashion-MNIST from root (NULL: /usr/share/datasets/fashion-mnist) holding
+/* Fashion-MNIST from root (NULL: $CNN_FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist,
+ * where Debian's dataset-fashion-mnist puts it) holding
  * {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz: the train (60,000) or test (10,000) split,
  * with its 10 class names and the train split's mean/std (0.2860, 0.3530) for both splits. */
 cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, cnn_dataset **out);

@@ -7,6 +7,7 @@
 # Output: $OUT (the device tool's output folder; ./gpu-out when unset) gets env.txt, build.log,
 # tests.log, memcheck.log and summary.txt; the summary is also printed last.
 # Environment:
+#   DEPS_DEBS  a folder of .deb files to unpack into a private DEPS_ROOT (see below).
 #   DEPS_ROOT  a folder holding unpacked Debian packages (stb, OpenBLAS, zlib headers) for a
 #              machine that lacks them: adds $DEPS_ROOT/usr/include and
 #              $DEPS_ROOT/usr/lib/x86_64-linux-gnu (+ openblas-pthread) to the build and runtime.
@@ -63,7 +64,15 @@ export PATH="/usr/local/cuda/bin:$PATH"
 CPP_EXTRA=""
 # nvcc's host-side launch stubs use the C++ runtime; linking with gcc needs it named.
 LD_EXTRA="-lstdc++"
+# DEPS_DEBS: a folder of .deb files (scripts/fetch-gpu-deps.sh puts them in .deps/, carried
+# with the device run) unpacked here with dpkg -x into a private root, never installed.
+if [ -n "${DEPS_DEBS:-}" ] && [ -z "${DEPS_ROOT:-}" ]; then
+    DEPS_ROOT=/tmp/cnn-deps-root
+    mkdir -p "$DEPS_ROOT"
+    for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$DEPS_ROOT"; done
+fi
 if [ -n "${DEPS_ROOT:-}" ]; then
+    export CNN_FASHION_MNIST_DIR="${CNN_FASHION_MNIST_DIR:-$DEPS_ROOT/usr/share/datasets/fashion-mnist}"
     D="$(cd "$DEPS_ROOT" && pwd)"
     L1="$D/usr/lib/x86_64-linux-gnu"
     L2="$L1/openblas-pthread"
