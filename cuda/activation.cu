@@ -2,18 +2,7 @@
  * forward and backward, with the same formulas (and the same saved-tensor rules) as its CPU
  * loops. Launchers and kernels only; argument checks are the caller's. */
 #include "cuda_check.h"
-
-#define THREADS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 8192 ? blocks : 8192);
-}
-
-#define GRID_STRIDE_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
-         i += (int64_t)gridDim.x * blockDim.x)
+#include "launch.cuh"
 
 /* activation.c's act_kind, in its order. */
 enum { K_RELU, K_LEAKY, K_ELU, K_SIGMOID, K_TANH };

@@ -2,15 +2,8 @@
  * the (seed, offset) block is < keep_below: the same counters, words and float operations as
  * dropout_cpu, so both devices draw the same mask bit for bit. Launcher and kernel only. */
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "philox.h"
-
-#define THREADS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 8192 ? blocks : 8192);
-}
 
 // x, y: (n); counter offset + b gives elements 4b .. 4b+3. Also the backward, with x = dy.
 __global__ void dropout_f32_kernel(const float *x, float *y, int64_t n, uint64_t seed,

@@ -3,26 +3,16 @@
  * stages whose order depends only on the sizes, never on timing: no float atomics, so a sum is
  * the same bits on every run. Launchers and kernels only; argument checks are the caller's. */
 #include "cuda_check.h"
+#include "launch.cuh"
 
-#define THREADS 256
 /* Stage-1 blocks of a reduction: a constant, so the summation order is a function of n alone. */
 #define RED_BLOCKS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 8192 ? blocks : 8192);
-}
 
 static unsigned red_blocks_for(int64_t n)
 {
     int64_t blocks = (n + THREADS - 1) / THREADS;
     return (unsigned)(blocks < RED_BLOCKS ? blocks : RED_BLOCKS);
 }
-
-#define GRID_STRIDE_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
-         i += (int64_t)gridDim.x * blockDim.x)
 
 /* Device scratch from the caching allocator. Released right after the kernels are queued: the
  * block goes back to this stream's cache, and later work on the stream runs after them. */

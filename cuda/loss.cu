@@ -3,18 +3,12 @@
  * loops (max subtracted first, sums in double); row reductions in a fixed tree order, so results
  * are reproducible. Nothing is read back to the host. Launchers and kernels only. */
 #include "cuda_check.h"
+#include "launch.cuh"
 
 #include <math.h>
 
 /* Threads per row when the softmax dim is innermost: one block reduces one row. */
 #define ROW_THREADS 128
-#define THREADS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 8192 ? blocks : 8192);
-}
 
 static unsigned row_grid_for(int64_t rows) { return (unsigned)(rows < 65535 ? rows : 65535); }
 

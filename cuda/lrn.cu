@@ -2,18 +2,8 @@
  * backward), one thread per element, with the CPU reference's window and operation order
  * (layers/lrn.c). Launchers only; layers/lrn.c checks the arguments. */
 #include "cuda_check.h"
+#include "launch.cuh"
 
-#define THREADS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 65535 ? blocks : 65535);
-}
-
-#define GRID_STRIDE_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
-         i += (int64_t)gridDim.x * blockDim.x)
 
 struct lrn_geom {
     int64_t n, c, inner;

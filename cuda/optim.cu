@@ -4,20 +4,9 @@
  * the CPU loop, so nvcc fuses nothing into an FMA and both devices compute the same bits.
  * Launchers and kernels only: state allocation and checks stay in core/optim.c. */
 #include "cuda_check.h"
+#include "launch.cuh"
 
 #include <math.h>
-
-#define THREADS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 8192 ? blocks : 8192);
-}
-
-#define GRID_STRIDE_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
-         i += (int64_t)gridDim.x * blockDim.x)
 
 /* p, g, buf: (n); buf is NULL without momentum. See sgd_update_f32 in core/optim.c. */
 __global__ void sgd_update_kernel(float *p, const float *g, float *buf, int64_t n, float neg_lr,

@@ -3,18 +3,8 @@
  * (one thread per input element sums the windows covering it): no atomics, deterministic, and
  * in the CPU's summation order. Launchers only; shapes are checked by layers/pool.c. */
 #include "cuda_check.h"
+#include "launch.cuh"
 
-#define THREADS 256
-
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 65535 ? blocks : 65535);
-}
-
-#define GRID_STRIDE_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
-         i += (int64_t)gridDim.x * blockDim.x)
 
 static __device__ int64_t div_floor(int64_t a, int64_t b)
 {

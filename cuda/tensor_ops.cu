@@ -2,20 +2,8 @@
  * accumulate, strided copy, and the Philox random fill that reproduces core/rng.c bit for bit.
  * Launchers (extern "C") and kernels only: argument checks on tensors are core/'s job. */
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "philox.h"
-
-#define THREADS 256
-
-/* Grid-stride loops: enough blocks to fill any current GPU, never more than needed. */
-static unsigned grid_for(int64_t n)
-{
-    int64_t blocks = (n + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 8192 ? blocks : 8192);
-}
-
-#define GRID_STRIDE_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
-         i += (int64_t)gridDim.x * blockDim.x)
 
 /* ---- fill and accumulate -------------------------------------------------------------------- */
 // p: (n)
