@@ -1,0 +1,369 @@
+/* bench_model.c — cnnbench's model modes: `model NAME` times a training step (forward,
+ * cross-entropy, backward, SGD momentum update) and inference, optionally with a per-layer
+ * breakdown; `summary NAME` prints the zoo's layer table. Public API only. */
+#include "bench_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "25,557,032" */
+static const char *thousands(long long v, char *buf, size_t n)
+{
+    char raw[32];
+    int len = snprintf(raw, sizeof raw, "%lld", v < 0 ? -v : v), o = 0;
+    if (v < 0 && o + 1 < (int)n) buf[o++] = '-';
+    for (int i = 0; i < len && o + 2 < (int)n; i++) {
+        buf[o++] = raw[i];
+        if ((len - i - 1) % 3 == 0 && i + 1 < len) buf[o++] = ',';
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+int bench_mode_summary(const bench_opts *o)
+{
+    cnn_model *m = NULL;
+    cnn_model_options mo = cnn_model_default_options();
+    mo.skip_init = true; /* shapes only */
+    if (cnn_model_create_ex(o->model, &mo, &m) != CNN_OK) {
+        fprintf(stderr, "cnnbench: %s\n", cnn_last_error());
+        return 2;
+    }
+    cnn_model_info info = cnn_model_get_info(m);
+    int s = o->img_size ? o->img_size : info.input_h;
+    cnn_model_summary sum = {0};
+    if (cnn_model_summarize(m, s, s, &sum) != CNN_OK) {
+        fprintf(stderr, "cnnbench: summary %s at %dx%d: %s\n", o->model, s, s, cnn_last_error());
+        cnn_model_destroy(&m);
+        return 2;
+    }
+    size_t need = cnn_model_summary_format(&sum, NULL, 0) + 1;
+    char *buf = malloc(need), a[32];
+    if (buf) {
+        cnn_model_summary_format(&sum, buf, need);
+        fputs(buf, stdout);
+    }
+    printf("%s at %dx%d: total params %s, %.2f GMACs per image\n", info.name, s, s,
+           thousands(sum.total_params, a, sizeof a), (double)sum.total_macs / 1e9);
+    free(buf);
+    cnn_model_summary_free(&sum);
+    cnn_model_destroy(&m);
+    return 0;
+}
+
+/* ---- one training step / one inference ------------------------------------------------------- */
+typedef struct model_job {
+    cnn_model *m;
+    cnn_optim *opt;
+    cnn_tensor *x, *labels;
+    bool train;
+} model_job;
+
+static int model_run(void *ud)
+{
+    model_job *j = ud;
+    cnn_tensor *logits = NULL, *loss = NULL;
+    cnn_status st;
+    if (j->train) {
+        st = cnn_model_forward(j->m, j->x, true, &logits);
+        if (!st) st = cnn_cross_entropy(logits, j->labels, 0.0f, &loss);
+        if (!st) st = cnn_backward(loss);
+        if (!st) st = cnn_optim_step(j->opt);
+        cnn_optim_zero_grad(j->opt);
+    } else {
+        bool was = cnn_set_grad_enabled(false);
+        st = cnn_model_forward(j->m, j->x, false, &logits);
+        cnn_set_grad_enabled(was);
+    }
+    if (st)
+        fprintf(stderr, "cnnbench: model %s: %s\n", j->train ? "train" : "infer", cnn_last_error());
+    cnn_tensor_free(&logits);
+    cnn_tensor_free(&loss);
+    cnn_tape_reset();
+    return st != CNN_OK;
+}
+
+/* ---- per-layer breakdown --------------------------------------------------------------------- */
+/* The model API has no hooks, so each Conv2d, Linear, BatchNorm2d, ReLU and Add layer is rebuilt
+ * alone from the summary (its input shape is the previous layer's output, or the block input
+ * for a ResNet downsample) and the model's own weights, then timed forward and forward +
+ * backward. Pooling, flatten and dropout layers are not timed alone: they fall in "other". */
+typedef struct layer_job {
+    int kind; /* 0 conv, 1 linear, 2 bn, 3 relu, 4 add */
+    cnn_tensor *x, *x2, *w, *b, *rm, *rv, *y, *dy;
+    cnn_conv2d_params cp;
+    bool bwd;
+} layer_job;
+
+static cnn_status layer_fwd(layer_job *j, cnn_tensor **y)
+{
+    switch (j->kind) {
+    case 0: return cnn_conv2d(j->x, j->w, j->b, &j->cp, y);
+    case 1: return cnn_linear(j->x, j->w, j->b, y);
+    case 2: return cnn_batch_norm(j->x, j->rm, j->rv, j->w, j->b, true, 0.1f, 1e-5f, y);
+    case 3: return cnn_relu(j->x, y);
+    default: return cnn_add(j->x, j->x2, y);
+    }
+}
+
+static int layer_run(void *ud)
+{
+    layer_job *j = ud;
+    cnn_tensor_free(&j->y);
+    cnn_status st = layer_fwd(j, &j->y);
+    if (!st && j->bwd) {
+        if (!j->dy)
+            st = cnn_tensor_uniform(cnn_tensor_shape(j->y), -1, 1, cnn_tensor_device(j->y), &j->dy);
+        if (!st) st = cnn_backward_with_grad(j->y, j->dy);
+    }
+    return st != CNN_OK;
+}
+
+static int layer_teardown(void *ud)
+{
+    layer_job *j = ud;
+    cnn_tensor_free(&j->y);
+    cnn_tensor *ts[] = {j->x, j->x2, j->w, j->b};
+    for (int i = 0; i < 4; i++) cnn_tensor_zero_grad(ts[i]);
+    cnn_tape_reset();
+    return 0;
+}
+
+static cnn_status rand_like_in(const bench_env *e, cnn_shape s, cnn_tensor **out)
+{
+    return cnn_tensor_uniform(s, -1, 1, e->dev, out);
+}
+
+static bool ends_with(const char *s, const char *t)
+{
+    size_t a = strlen(s), b = strlen(t);
+    return a >= b && !strcmp(s + a - b, t);
+}
+
+/* Stride and padding that turn `in` into `out` for kernel r: the symmetric padding first. */
+static bool find_stride_pad(int in, int out, int r, int *stride, int *pad)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int p = pass ? 0 : (r - 1) / 2; p <= (pass ? r : (r - 1) / 2); p++)
+            for (int s = 1; s <= 4; s++)
+                if ((in + 2 * p - r) / s + 1 == out && in + 2 * p >= r) {
+                    *stride = s;
+                    *pad = p;
+                    return true;
+                }
+    return false;
+}
+
+static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_model *m,
+                       const cnn_model_summary *s, double step_ms)
+{
+    const int kinds = 5;
+    const char *types[] = {"Conv2d", "Linear", "BatchNorm2d", "ReLU", "Add"};
+    double type_ms[5] = {0}, total = 0;
+    cnn_shape prev = s->in_shape, block_in = s->in_shape;
+    prev.d[0] = block_in.d[0] = o->batch;
+    cnn_dict *state = cnn_model_state(m);
+    printf(
+        "\nper-layer (each rebuilt alone on its input shape; fwd+bwd = forward then backward)\n");
+    printf("%-28s %-12s %-22s %10s %12s %7s\n", "layer", "type", "input", "fwd ms", "fwd+bwd ms",
+           "%step");
+    int rc = 0;
+    for (int i = 0; i < s->n_layers; i++) {
+        const cnn_layer_summary *ly = &s->layers[i];
+        cnn_shape out = ly->out_shape, in = prev;
+        out.d[0] = o->batch;
+        if (ends_with(ly->name, ".conv1")) block_in = prev;
+        if (strstr(ly->name, "downsample.0")) in = block_in;
+        prev = out;
+        int kind = -1;
+        for (int k = 0; k < kinds; k++)
+            if (!strcmp(ly->type, types[k])) kind = k;
+        if (kind < 0) continue;
+        layer_job j = {.kind = kind};
+        char key[64], sb[40];
+        cnn_status st = rand_like_in(e, in, &j.x);
+        if (!st && kind <= 2) {
+            snprintf(key, sizeof key, "%s.weight", ly->name);
+            j.w = cnn_tensor_retain(cnn_dict_get(state, key));
+            snprintf(key, sizeof key, "%s.bias", ly->name);
+            cnn_tensor *b = cnn_dict_get(state, key);
+            j.b = b ? cnn_tensor_retain(b) : NULL;
+            if (!j.w) st = CNN_ERR_NOT_FOUND;
+        }
+        if (!st && kind == 0) {
+            int r = (int)cnn_tensor_dim(j.w, 2), stride = 1, pad = 0;
+            j.cp.groups = (int)(in.d[1] / cnn_tensor_dim(j.w, 1));
+            if (!find_stride_pad((int)in.d[2], (int)out.d[2], r, &stride, &pad)) st = CNN_ERR_SHAPE;
+            j.cp.stride[0] = j.cp.stride[1] = stride;
+            j.cp.padding[0] = j.cp.padding[1] = pad;
+        }
+        if (!st && kind == 1 && in.ndim != 2) st = CNN_ERR_SHAPE;
+        if (!st && kind == 2) {
+            snprintf(key, sizeof key, "%s.running_mean", ly->name);
+            cnn_tensor *rm = cnn_dict_get(state, key);
+            if (!rm)
+                st = CNN_ERR_NOT_FOUND;
+            else
+                st = cnn_tensor_clone(rm, &j.rm);
+            snprintf(key, sizeof key, "%s.running_var", ly->name);
+            cnn_tensor *rv = cnn_dict_get(state, key);
+            if (!st && !rv)
+                st = CNN_ERR_NOT_FOUND;
+            else if (!st)
+                st = cnn_tensor_clone(rv, &j.rv);
+        }
+        if (!st && kind == 4) st = rand_like_in(e, in, &j.x2);
+        bench_stats tf = {0}, tb = {0};
+        if (!st) {
+            cnn_tensor_set_requires_grad(j.x, true);
+            if (j.x2) cnn_tensor_set_requires_grad(j.x2, true);
+            bool was = cnn_set_grad_enabled(false);
+            st = bench_time(e, o->warmup, o->iters, NULL, layer_run, layer_teardown, &j, &tf)
+                     ? CNN_ERR_INTERNAL
+                     : CNN_OK;
+            cnn_set_grad_enabled(was);
+            j.bwd = true;
+            if (!st && bench_time(e, o->warmup, o->iters, NULL, layer_run, layer_teardown, &j, &tb))
+                st = CNN_ERR_INTERNAL;
+        }
+        if (st) {
+            fprintf(stderr, "cnnbench: layer %s (%s): could not time it alone: %s\n", ly->name,
+                    ly->type, cnn_last_error());
+            rc = 1;
+        } else {
+            type_ms[kind] += tb.median;
+            total += tb.median;
+            printf("%-28s %-12s %-22s %10.3f %12.3f %6.1f%%\n", ly->name, ly->type,
+                   cnn_shape_str(in, sb, sizeof sb), tf.median, tb.median,
+                   100 * tb.median / step_ms);
+            for (int p = 0; p < 2; p++) {
+                bench_result *r = bench_log_add(l);
+                if (!r) break;
+                snprintf(r->mode, sizeof r->mode, "layer");
+                snprintf(r->backend, sizeof r->backend, "%s", e->backend);
+                snprintf(r->name, sizeof r->name, "%s", ly->name);
+                snprintf(r->shape, sizeof r->shape, "%s", sb);
+                snprintf(r->pass, sizeof r->pass, "%s", p ? "train" : "infer");
+                snprintf(r->check, sizeof r->check, "n/a");
+                r->t = p ? tb : tf;
+                r->count = 1;
+            }
+        }
+        layer_teardown(&j);
+        cnn_tensor *ts[] = {j.x, j.x2, j.w, j.b, j.rm, j.rv, j.dy};
+        for (int k = 0; k < 7; k++) cnn_tensor_free(&ts[k]);
+    }
+    printf("per type (fwd+bwd):");
+    for (int k = 0; k < kinds; k++)
+        if (type_ms[k] > 0)
+            printf("  %s %.3f ms (%.1f%%)", types[k], type_ms[k], 100 * type_ms[k] / step_ms);
+    printf("\nlayers timed alone: %.3f ms of the %.3f ms step; other (pooling, flatten, dropout, "
+           "loss, optimizer, overhead): %.3f ms\n",
+           total, step_ms, step_ms - total);
+    return rc;
+}
+
+/* ---- model mode ------------------------------------------------------------------------------ */
+static void model_row(bench_env *e, bench_log *l, const char *name, const char *shape,
+                      const char *pass, const bench_stats *t, double flops, int batch,
+                      double mem_mb, const char *check, double err)
+{
+    bench_result *r = bench_log_add(l);
+    if (!r) return;
+    snprintf(r->mode, sizeof r->mode, "model");
+    snprintf(r->backend, sizeof r->backend, "%s", e->backend);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->shape, sizeof r->shape, "%s", shape);
+    snprintf(r->pass, sizeof r->pass, "%s", pass);
+    snprintf(r->check, sizeof r->check, "%s", check);
+    r->max_err = err;
+    r->t = *t;
+    r->count = 1;
+    r->img_per_s = batch / (t->median * 1e-3);
+    r->gflops = flops / (t->median * 1e6);
+    r->peak_mem_mb = mem_mb;
+    bench_print_row(e, r);
+}
+
+int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
+{
+    cnn_model *m = NULL, *ref = NULL;
+    cnn_optim *opt = NULL;
+    cnn_tensor *x = NULL, *xc = NULL, *labels = NULL, *got = NULL, *want = NULL;
+    cnn_model_summary sum = {0};
+    int64_t *lab = NULL;
+    int rc = 1;
+    /* Same seed for the model and its CPU twin: identical weights. */
+    cnn_manual_seed(1);
+    if (cnn_model_create(o->model, 0, 0, &m) != CNN_OK) goto fail;
+    cnn_model_info info = cnn_model_get_info(m);
+    const int B = o->batch, S = o->img_size ? o->img_size : info.input_h, C = info.in_channels;
+    if (cnn_model_summarize(m, S, S, &sum) != CNN_OK) goto fail;
+    if (e->gpu) {
+        cnn_manual_seed(1);
+        if (cnn_model_create(o->model, 0, 0, &ref) || cnn_model_to(m, e->dev)) goto fail;
+    }
+    if (!(lab = malloc((size_t)B * sizeof *lab))) goto fail;
+    for (int i = 0; i < B; i++) lab[i] = (i * 7919) % info.num_classes;
+    if (cnn_tensor_uniform(CNN_SHAPE(B, C, S, S), -1, 1, CNN_CPU, &xc) ||
+        cnn_tensor_to(xc, e->dev, &x) || cnn_tensor_from_i64(CNN_SHAPE(B), lab, e->dev, &labels))
+        goto fail;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, C, S, S);
+    /* The check: evaluation logits on this backend against the CPU library (GPU only; on the
+     * CPU the layers are the reference themselves). */
+    const char *check = "n/a";
+    double err = 0;
+    if (e->gpu) {
+        bool was = cnn_set_grad_enabled(false);
+        cnn_status st = cnn_model_forward(m, x, false, &got);
+        if (!st) st = cnn_model_forward(ref, xc, false, &want);
+        cnn_set_grad_enabled(was);
+        if (st) goto fail;
+        double tol = e->tf32 ? 2e-2 : 2e-3;
+        check = bench_check_tensors(got, want, tol, tol, &err) ? "ok" : "mismatch";
+    }
+    cnn_optim_config oc = cnn_optim_defaults(CNN_OPTIM_SGD);
+    oc.lr = 0.01f;
+    oc.momentum = 0.9f;
+    if (cnn_optim_create(&oc, &opt) || cnn_optim_add_dict(opt, cnn_model_parameters(m), true))
+        goto fail;
+    const double fwd_flops = 2.0 * (double)sum.total_macs * B;
+    bench_stats tt, ti;
+    model_job j = {m, opt, x, labels, true};
+    if (e->gpu) cnn_cuda_reset_peak_memory(e->dev.index);
+    bench_print_row(e, NULL);
+    if (bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, &j, &tt)) goto fail;
+    double mem = bench_peak_rss_mb();
+    if (e->gpu) {
+        cnn_cuda_memory_stats ms;
+        mem =
+            cnn_cuda_get_memory_stats(e->dev.index, &ms) ? 0 : ms.peak_allocated_bytes / 1048576.0;
+    }
+    /* Training FLOPs: forward + backward-data + backward-filter, about 3x the forward. */
+    model_row(e, l, o->model, shape, "train", &tt, 3 * fwd_flops, B, mem, check, err);
+    j.train = false;
+    if (bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, &j, &ti)) goto fail;
+    model_row(e, l, o->model, shape, "infer", &ti, fwd_flops, B, 0, check, err);
+    printf("peak %s memory during training: %.1f MiB%s\n", e->gpu ? "device" : "host", mem,
+           e->gpu ? " (caching allocator, allocated bytes)" : " (process peak RSS)");
+    rc = strcmp(check, "mismatch") ? 0 : 1;
+    if (o->layers) rc |= time_layers(o, e, l, m, &sum, tt.median);
+    goto done;
+fail:
+    fprintf(stderr, "cnnbench: model %s: %s\n", o->model, cnn_last_error());
+done:
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&labels);
+    cnn_tensor_free(&got);
+    cnn_tensor_free(&want);
+    cnn_optim_destroy(&opt);
+    cnn_model_summary_free(&sum);
+    cnn_model_destroy(&m);
+    cnn_model_destroy(&ref);
+    free(lab);
+    cnn_tape_reset();
+    return rc;
+}

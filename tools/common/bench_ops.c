@@ -1,0 +1,598 @@
+/* bench_ops.c — the kernel modes of cnnbench (conv, gemm, bn, pool, elementwise): each op runs
+ * through the public API on the backend under test, its output is checked once before timing
+ * (direct double loops here, or the CPU library for GPU backward passes), then timed. */
+#include "bench_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { P_FWD, P_BWD_DATA, P_BWD_FILTER, P_BWD, N_PASSES };
+static const char *const pass_names[N_PASSES] = {"fwd", "bwd_data", "bwd_filter", "bwd"};
+
+typedef struct op_job op_job;
+/* An op on the backend under test: inputs in[], the pass being timed and its output. */
+struct op_job {
+    cnn_status (*fwd)(op_job *j, cnn_tensor **in, cnn_tensor **y);
+    /* Direct-loop check of a pass's output on host copies; -1 when the op has none for it. */
+    int (*naive)(op_job *j, int pass, const float *got, long n, double *max_err);
+    cnn_tensor *in[5], *dy, *y;
+    int n_in;
+    unsigned grad_mask[N_PASSES]; /* which inputs need a gradient in each pass */
+    int pass;
+    bench_conv_shape cs;
+    cnn_conv2d_params cp;
+    cnn_pool2d_params pp;
+    bool avg, add;
+    double rtol; /* of the sum of |terms|; GPU fp32 leaves room for Winograd/FFT algorithms */
+    float *hx, *hw, *hdy; /* host copies for the naive checks */
+};
+
+/* ---- forward functions ----------------------------------------------------------------------- */
+static cnn_status fwd_conv(op_job *j, cnn_tensor **in, cnn_tensor **y)
+{
+    return cnn_conv2d(in[0], in[1], NULL, &j->cp, y);
+}
+static cnn_status fwd_linear(op_job *j, cnn_tensor **in, cnn_tensor **y)
+{
+    return cnn_linear(in[0], in[1], NULL, y);
+}
+static cnn_status fwd_bn(op_job *j, cnn_tensor **in, cnn_tensor **y)
+{
+    return cnn_batch_norm(in[0], in[3], in[4], in[1], in[2], true, 0.1f, 1e-5f, y);
+}
+static cnn_status fwd_pool(op_job *j, cnn_tensor **in, cnn_tensor **y)
+{
+    return j->avg ? cnn_avg_pool2d(in[0], &j->pp, y) : cnn_max_pool2d(in[0], &j->pp, y);
+}
+static cnn_status fwd_ew(op_job *j, cnn_tensor **in, cnn_tensor **y)
+{
+    return j->add ? cnn_add(in[0], in[1], y) : cnn_relu(in[0], y);
+}
+
+/* ---- timed callbacks ------------------------------------------------------------------------- */
+/* Backward passes need a recorded forward first (untimed); which inputs require grad picks
+ * the pass (x alone: backward-data, w alone: backward-filter). */
+static int job_setup(void *ud)
+{
+    op_job *j = ud;
+    if (j->pass == P_FWD) return 0;
+    return j->fwd(j, j->in, &j->y) != CNN_OK;
+}
+
+static int job_run(void *ud)
+{
+    op_job *j = ud;
+    cnn_status st;
+    if (j->pass == P_FWD) {
+        bool was = cnn_set_grad_enabled(false);
+        st = j->fwd(j, j->in, &j->y);
+        cnn_set_grad_enabled(was);
+    } else {
+        st = cnn_backward_with_grad(j->y, j->dy);
+    }
+    if (st != CNN_OK) fprintf(stderr, "cnnbench: %s: %s\n", pass_names[j->pass], cnn_last_error());
+    return st != CNN_OK;
+}
+
+static int job_teardown(void *ud)
+{
+    op_job *j = ud;
+    cnn_tensor_free(&j->y);
+    for (int i = 0; i < j->n_in; i++) cnn_tensor_zero_grad(j->in[i]);
+    cnn_tape_reset();
+    return 0;
+}
+
+static void job_set_grads(op_job *j, int pass)
+{
+    j->pass = pass;
+    for (int i = 0; i < j->n_in; i++)
+        cnn_tensor_set_requires_grad(j->in[i], (j->grad_mask[pass] >> i) & 1);
+}
+
+static void job_free(op_job *j)
+{
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&j->in[i]);
+    cnn_tensor_free(&j->dy);
+    cnn_tensor_free(&j->y);
+    free(j->hx);
+    free(j->hw);
+    free(j->hdy);
+    cnn_tape_reset();
+}
+
+/* The pass's outputs: y for the forward, the gradients of the inputs that need one. */
+static int job_outputs(op_job *j, cnn_tensor **out, int max)
+{
+    if (j->pass == P_FWD) {
+        out[0] = j->y;
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < j->n_in && n < max; i++)
+        if ((j->grad_mask[j->pass] >> i) & 1) out[n++] = cnn_tensor_grad(j->in[i]);
+    return n;
+}
+
+/* Runs the pass once untimed and checks its outputs: direct loops where the op has them,
+ * else (GPU) the same pass through the CPU library on copies of the inputs, else n/a. */
+static void job_check(op_job *j, const bench_env *e, bench_result *r)
+{
+    cnn_tensor *outs[5], *refs[5] = {0};
+    bool ok = false;
+    double err = INFINITY;
+    op_job c = *j;
+    memset(c.in, 0, sizeof c.in);
+    c.dy = c.y = NULL;
+    c.hx = c.hw = c.hdy = NULL;
+    if (job_setup(j) || job_run(j)) goto done;
+    int n = job_outputs(j, outs, 5);
+    ok = true;
+    err = 0;
+    for (int i = 0; i < n && ok; i++) {
+        float *got = outs[i] ? bench_host_copy(outs[i]) : NULL;
+        double e1 = INFINITY;
+        int v =
+            got && j->naive ? j->naive(j, j->pass, got, (long)cnn_tensor_numel(outs[i]), &e1) : -1;
+        free(got);
+        if (!outs[i]) v = 0;
+        if (v < 0 && !e->gpu) {
+            snprintf(r->check, sizeof r->check, "n/a");
+            job_teardown(j);
+            return;
+        }
+        if (v < 0) {
+            /* Reference: the CPU library (gradient-checked) on the same input values. */
+            if (!c.in[0]) {
+                for (int k = 0; k < j->n_in; k++)
+                    if (cnn_tensor_to(j->in[k], CNN_CPU, &c.in[k])) goto done;
+                if (j->dy && cnn_tensor_to(j->dy, CNN_CPU, &c.dy)) goto done;
+                job_set_grads(&c, j->pass);
+                if (job_setup(&c) || job_run(&c)) goto done;
+                job_outputs(&c, refs, 5);
+            }
+            v = refs[i] && bench_check_tensors(outs[i], refs[i], j->rtol * 50, j->rtol * 5, &e1);
+        }
+        ok = ok && v;
+        err = fmax(err, e1);
+    }
+done:
+    bench_set_check(r, ok, err);
+    job_teardown(j);
+    if (c.in[0]) job_teardown(&c);
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&c.in[i]);
+    cnn_tensor_free(&c.dy);
+}
+
+/* Checks and times every pass in `passes` of a job and logs one row per pass. flops/bytes:
+ * per pass, for GFLOP/s and GB/s (0: not printed). */
+static int run_job(const bench_opts *o, bench_env *e, bench_log *l, op_job *j, const char *mode,
+                   const char *name, const char *shape, int count, const int *passes, int np,
+                   const double *flops, const double *bytes)
+{
+    int rc = 0;
+    for (int i = 0; i < np; i++) {
+        int p = passes[i];
+        bench_result *r = bench_log_add(l);
+        if (!r) return 1;
+        snprintf(r->mode, sizeof r->mode, "%s", mode);
+        snprintf(r->backend, sizeof r->backend, "%s", e->backend);
+        snprintf(r->name, sizeof r->name, "%s", name);
+        snprintf(r->shape, sizeof r->shape, "%s", shape);
+        snprintf(r->pass, sizeof r->pass, "%s", pass_names[p]);
+        if (!strcmp(mode, "conv")) snprintf(r->algo, sizeof r->algo, "%s", e->gpu ? "n/a" : "");
+        r->count = count;
+        job_set_grads(j, p);
+        job_check(j, e, r);
+        if (strcmp(r->check, "ok") && strcmp(r->check, "n/a")) rc = 1;
+        if (bench_time(e, o->warmup, o->iters, job_setup, job_run, job_teardown, j, &r->t)) {
+            fprintf(stderr, "cnnbench: %s %s %s %s failed: %s\n", mode, name, shape, pass_names[p],
+                    cnn_last_error());
+            job_teardown(j);
+            l->n--;
+            rc = 1;
+            continue;
+        }
+        r->gflops = flops[p] / (r->t.median * 1e6);
+        r->gbs = bytes[p] / (r->t.median * 1e6);
+        bench_print_row(e, r);
+    }
+    return rc;
+}
+
+/* Random inputs (uniform, never zeros, so no kernel can shortcut them), drawn on the CPU so
+ * that every backend sees the same values, then moved to the device. */
+static int rand_on(const bench_env *e, cnn_shape s, float lo, float hi, cnn_tensor **out)
+{
+    cnn_tensor *t = NULL;
+    if (cnn_tensor_uniform(s, lo, hi, CNN_CPU, &t)) return -1;
+    if (!e->gpu) return *out = t, 0;
+    cnn_status st = cnn_tensor_to(t, e->dev, out);
+    cnn_tensor_free(&t);
+    return st != CNN_OK;
+}
+
+/* ---- conv ------------------------------------------------------------------------------------ */
+static int out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+static void conv_ref_at(void *ud, long idx, double *ref, double *mag)
+{
+    const op_job *j = ud;
+    const bench_conv_shape *s = &j->cs;
+    const int P = out_size(s->h, s->r, s->stride, s->pad),
+              Q = out_size(s->w, s->s, s->stride, s->pad);
+    const int cg = s->c / s->groups, kg = s->k / s->groups;
+    double acc = 0, m = 0;
+    if (j->pass == P_FWD) {
+        int q = (int)(idx % Q), p = (int)(idx / Q % P), k = (int)(idx / ((long)P * Q) % s->k);
+        int n = (int)(idx / ((long)P * Q * s->k));
+        for (int c = 0; c < cg; c++)
+            for (int r = 0; r < s->r; r++)
+                for (int u = 0; u < s->s; u++) {
+                    int hh = p * s->stride - s->pad + r, ww = q * s->stride - s->pad + u;
+                    if (hh < 0 || hh >= s->h || ww < 0 || ww >= s->w) continue;
+                    double v =
+                        (double)
+                            j->hx[(((long)n * s->c + (k / kg) * cg + c) * s->h + hh) * s->w + ww] *
+                        j->hw[(((long)k * cg + c) * s->r + r) * s->s + u];
+                    acc += v;
+                    m += fabs(v);
+                }
+    } else if (j->pass == P_BWD_DATA) {
+        int ww = (int)(idx % s->w), hh = (int)(idx / s->w % s->h),
+            c = (int)(idx / ((long)s->w * s->h) % s->c);
+        int n = (int)(idx / ((long)s->w * s->h * s->c)), g = c / cg;
+        for (int k = g * kg; k < (g + 1) * kg; k++)
+            for (int r = 0; r < s->r; r++)
+                for (int u = 0; u < s->s; u++) {
+                    int ph = hh + s->pad - r, pw = ww + s->pad - u;
+                    if (ph < 0 || pw < 0 || ph % s->stride || pw % s->stride) continue;
+                    int p = ph / s->stride, q = pw / s->stride;
+                    if (p >= P || q >= Q) continue;
+                    double v = (double)j->hdy[(((long)n * s->k + k) * P + p) * Q + q] *
+                               j->hw[(((long)k * cg + c % cg) * s->r + r) * s->s + u];
+                    acc += v;
+                    m += fabs(v);
+                }
+    } else {
+        int u = (int)(idx % s->s), r = (int)(idx / s->s % s->r),
+            c = (int)(idx / ((long)s->s * s->r) % cg);
+        int k = (int)(idx / ((long)s->s * s->r * cg)), cin = (k / kg) * cg + c;
+        for (int n = 0; n < s->n; n++)
+            for (int p = 0; p < P; p++)
+                for (int q = 0; q < Q; q++) {
+                    int hh = p * s->stride - s->pad + r, ww = q * s->stride - s->pad + u;
+                    if (hh < 0 || hh >= s->h || ww < 0 || ww >= s->w) continue;
+                    double v = (double)j->hdy[(((long)n * s->k + k) * P + p) * Q + q] *
+                               j->hx[(((long)n * s->c + cin) * s->h + hh) * s->w + ww];
+                    acc += v;
+                    m += fabs(v);
+                }
+    }
+    *ref = acc;
+    *mag = m;
+}
+
+static int conv_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+{
+    const bench_conv_shape *s = &j->cs;
+    /* Backward-filter points each cost N*P*Q MACs: keep the check to ~50 M MACs. */
+    long per = (long)s->n * out_size(s->h, s->r, s->stride, s->pad) *
+               out_size(s->w, s->s, s->stride, s->pad);
+    long samples = pass == P_BWD_FILTER ? 50000000L / (per ? per : 1) : 2048;
+    if (samples < 16) samples = 16;
+    return bench_check(got, n, samples, conv_ref_at, j, j->rtol, 1e-5, max_err);
+}
+
+int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
+{
+    int rc = 0;
+    bench_print_row(e, NULL);
+    for (int i = 0; i < o->n_shapes; i++) {
+        const bench_conv_shape *s = &o->shapes[i];
+        op_job j = {.fwd = fwd_conv,
+                    .naive = conv_naive,
+                    .n_in = 2,
+                    .cs = *s,
+                    .grad_mask = {0, 1, 2, 0},
+                    .rtol = !e->gpu ? 2e-5 : e->tf32 ? 3e-3 : 2e-4,
+                    .cp = {.stride = {s->stride, s->stride},
+                           .padding = {s->pad, s->pad},
+                           .groups = s->groups}};
+        char shape[64];
+        bench_conv_shape_str(s, shape, sizeof shape);
+        const int P = out_size(s->h, s->r, s->stride, s->pad),
+                  Q = out_size(s->w, s->s, s->stride, s->pad);
+        if (P < 1 || Q < 1) {
+            fprintf(stderr, "cnnbench: conv %s: empty output\n", shape);
+            rc = 1;
+            continue;
+        }
+        if (rand_on(e, CNN_SHAPE(s->n, s->c, s->h, s->w), -1, 1, &j.in[0]) ||
+            rand_on(e, CNN_SHAPE(s->k, s->c / s->groups, s->r, s->s), -1, 1, &j.in[1]) ||
+            rand_on(e, CNN_SHAPE(s->n, s->k, P, Q), -1, 1, &j.dy) ||
+            !(j.hx = bench_host_copy(j.in[0])) || !(j.hw = bench_host_copy(j.in[1])) ||
+            !(j.hdy = bench_host_copy(j.dy))) {
+            fprintf(stderr, "cnnbench: conv %s: %s\n", shape, cnn_last_error());
+            job_free(&j);
+            rc = 1;
+            continue;
+        }
+        const double f = 2.0 * s->n * s->k * P * Q * (double)(s->c / s->groups) * s->r * s->s;
+        const double bx = 4.0 * s->n * s->c * s->h * s->w,
+                     bw = 4.0 * s->k * s->c / s->groups * s->r * s->s,
+                     by = 4.0 * s->n * s->k * P * Q;
+        const double flops[N_PASSES] = {f, f, f, 0},
+                     bytes[N_PASSES] = {bx + bw + by, by + bw + bx, bx + by + bw, 0};
+        const int passes[] = {P_FWD, P_BWD_DATA, P_BWD_FILTER};
+        rc |= run_job(o, e, l, &j, "conv", o->set ? o->set : "custom", shape, s->count, passes, 3,
+                      flops, bytes);
+        job_free(&j);
+    }
+    return rc;
+}
+
+/* ---- gemm (cnn_linear: y = x w^T) ------------------------------------------------------------ */
+static void gemm_ref_at(void *ud, long idx, double *ref, double *mag)
+{
+    const op_job *j = ud;
+    const int N = j->cs.k, K = j->cs.c; /* y: (M, N), x: (M, K), w: (N, K) */
+    long i = idx / N, jj = idx % N;
+    double acc = 0, m = 0;
+    for (int k = 0; k < K; k++) {
+        double v = (double)j->hx[i * K + k] * j->hw[jj * K + k];
+        acc += v;
+        m += fabs(v);
+    }
+    *ref = acc;
+    *mag = m;
+}
+
+static int gemm_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+{
+    return bench_check(got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5, max_err);
+}
+
+int bench_mode_gemm(const bench_opts *o, bench_env *e, bench_log *l)
+{
+    op_job j = {.fwd = fwd_linear,
+                .naive = gemm_naive,
+                .n_in = 2,
+                .cs = {.n = o->m, .k = o->n, .c = o->k},
+                .rtol = !e->gpu ? 2e-5 : e->tf32 ? 3e-3 : 2e-4};
+    char shape[64];
+    snprintf(shape, sizeof shape, "%d,%d,%d", o->m, o->n, o->k);
+    bench_print_row(e, NULL);
+    if (rand_on(e, CNN_SHAPE(o->m, o->k), -1, 1, &j.in[0]) ||
+        rand_on(e, CNN_SHAPE(o->n, o->k), -1, 1, &j.in[1]) || !(j.hx = bench_host_copy(j.in[0])) ||
+        !(j.hw = bench_host_copy(j.in[1]))) {
+        fprintf(stderr, "cnnbench: gemm %s: %s\n", shape, cnn_last_error());
+        job_free(&j);
+        return 1;
+    }
+    const double flops[N_PASSES] = {2.0 * o->m * o->n * (double)o->k};
+    const double bytes[N_PASSES] = {
+        4.0 * ((double)o->m * o->k + (double)o->n * o->k + (double)o->m * o->n)};
+    const int passes[] = {P_FWD};
+    int rc = run_job(o, e, l, &j, "gemm", "sgemm", shape, 1, passes, 1, flops, bytes);
+    job_free(&j);
+    return rc;
+}
+
+/* ---- batch norm (training mode, affine) ------------------------------------------------------ */
+typedef struct bn_ref {
+    op_job *j;
+    double *mean, *invstd;
+    long hw;
+    int c;
+} bn_ref;
+
+static void bn_ref_at(void *ud, long idx, double *ref, double *mag)
+{
+    const bn_ref *b = ud;
+    int c = (int)(idx / b->hw % b->c);
+    double xh = (b->j->hx[idx] - b->mean[c]) * b->invstd[c];
+    *ref = xh * b->j->hw[c] + b->j->hw[b->c + c];
+    *mag = fabs(xh * b->j->hw[c]) + fabs(b->j->hw[b->c + c]);
+}
+
+static int bn_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+{
+    if (pass != P_FWD) return -1;
+    const int c = (int)j->cs.c;
+    bn_ref b = {j, calloc((size_t)c, sizeof(double)), calloc((size_t)c, sizeof(double)),
+                (long)j->cs.h * j->cs.w, c};
+    if (!b.mean || !b.invstd) {
+        free(b.mean);
+        free(b.invstd);
+        return 0;
+    }
+    const long m = (long)j->cs.n * b.hw;
+    for (long i = 0; i < n; i++) b.mean[i / b.hw % c] += j->hx[i];
+    for (int k = 0; k < c; k++) b.mean[k] /= (double)m;
+    for (long i = 0; i < n; i++) {
+        double d = j->hx[i] - b.mean[i / b.hw % c];
+        b.invstd[i / b.hw % c] += d * d;
+    }
+    for (int k = 0; k < c; k++) b.invstd[k] = 1.0 / sqrt(b.invstd[k] / (double)m + 1e-5);
+    int ok = bench_check(got, n, n, bn_ref_at, &b, j->rtol, 1e-5, max_err);
+    free(b.mean);
+    free(b.invstd);
+    return ok;
+}
+
+int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l)
+{
+    const int shapes[][3] = {{64, 112, 112}, {256, 56, 56}, {1024, 14, 14}};
+    int rc = 0;
+    bench_print_row(e, NULL);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const int n = o->batch, c = shapes[i][0], h = shapes[i][1];
+        op_job j = {.fwd = fwd_bn,
+                    .naive = bn_naive,
+                    .n_in = 5,
+                    .cs = {.n = n, .c = c, .h = h, .w = h},
+                    .grad_mask = {0, 0, 0, 7},
+                    .rtol = 1e-4};
+        char shape[64];
+        snprintf(shape, sizeof shape, "%d,%d,%d,%d", n, c, h, h);
+        if (rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
+            rand_on(e, CNN_SHAPE(c), 0.5f, 1.5f, &j.in[1]) ||
+            rand_on(e, CNN_SHAPE(c), -1, 1, &j.in[2]) ||
+            cnn_tensor_zeros(CNN_SHAPE(c), e->dev, &j.in[3]) ||
+            cnn_tensor_ones(CNN_SHAPE(c), e->dev, &j.in[4]) ||
+            rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0])) ||
+            !(j.hw = malloc(2 * (size_t)c * sizeof(float))) ||
+            cnn_tensor_read(j.in[1], j.hw, (size_t)c) ||
+            cnn_tensor_read(j.in[2], j.hw + c, (size_t)c)) {
+            fprintf(stderr, "cnnbench: bn %s: %s\n", shape, cnn_last_error());
+            rc = 1;
+        } else {
+            /* Bytes of the minimal traffic: forward reads x twice (statistics, normalise) and
+             * writes y; backward reads x, dy twice and writes dx. */
+            const double nb = 4.0 * n * c * (double)h * h;
+            const double flops[N_PASSES] = {0}, bytes[N_PASSES] = {3 * nb, 0, 0, 5 * nb};
+            const int passes[] = {P_FWD, P_BWD};
+            rc |= run_job(o, e, l, &j, "bn", "batch_norm", shape, 1, passes, 2, flops, bytes);
+        }
+        job_free(&j);
+    }
+    return rc;
+}
+
+/* ---- pooling --------------------------------------------------------------------------------- */
+static void pool_ref_at(void *ud, long idx, double *ref, double *mag)
+{
+    const op_job *j = ud;
+    const bench_conv_shape *s = &j->cs; /* c, h, w and the window in r, stride, pad */
+    const int P = out_size(s->h, s->r, s->stride, s->pad),
+              Q = out_size(s->w, s->r, s->stride, s->pad);
+    int q = (int)(idx % Q), p = (int)(idx / Q % P);
+    long plane = idx / ((long)P * Q);
+    double best = -INFINITY, sum = 0;
+    for (int r = 0; r < s->r; r++)
+        for (int u = 0; u < s->r; u++) {
+            int hh = p * s->stride - s->pad + r, ww = q * s->stride - s->pad + u;
+            if (hh < 0 || hh >= s->h || ww < 0 || ww >= s->w) continue;
+            double v = j->hx[(plane * s->h + hh) * s->w + ww];
+            best = fmax(best, v);
+            sum += v;
+        }
+    *ref = j->avg ? sum / (s->r * s->r) : best; /* count_include_pad, PyTorch's default */
+    *mag = fabs(*ref) + 1;
+}
+
+static int pool_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+{
+    if (pass != P_FWD) return -1;
+    return bench_check(got, n, n, pool_ref_at, j, 1e-6, 1e-6, max_err);
+}
+
+int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
+{
+    /* ResNet's stem max-pool, VGG's 2x2 max-pool, and a 2x2 average pool. */
+    const struct {
+        int c, h, k, stride, pad;
+        bool avg;
+        const char *name;
+    } cases[] = {{64, 112, 3, 2, 1, false, "max_pool"},
+                 {128, 112, 2, 2, 0, false, "max_pool"},
+                 {256, 56, 2, 2, 0, true, "avg_pool"}};
+    int rc = 0;
+    bench_print_row(e, NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int n = o->batch, c = cases[i].c, h = cases[i].h, k = cases[i].k;
+        const int P = out_size(h, k, cases[i].stride, cases[i].pad);
+        op_job j = {.fwd = fwd_pool,
+                    .naive = pool_naive,
+                    .n_in = 1,
+                    .avg = cases[i].avg,
+                    .cs = {.n = n,
+                           .c = c,
+                           .h = h,
+                           .w = h,
+                           .r = k,
+                           .stride = cases[i].stride,
+                           .pad = cases[i].pad},
+                    .pp = {.kernel = {k, k},
+                           .stride = {cases[i].stride, cases[i].stride},
+                           .padding = {cases[i].pad, cases[i].pad}},
+                    .grad_mask = {0, 0, 0, 1},
+                    .rtol = 1e-5};
+        char shape[64];
+        snprintf(shape, sizeof shape, "%d,%d,%d,%d,k%d,s%d,p%d", n, c, h, h, k, cases[i].stride,
+                 cases[i].pad);
+        if (rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
+            rand_on(e, CNN_SHAPE(n, c, P, P), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0]))) {
+            fprintf(stderr, "cnnbench: pool %s: %s\n", shape, cnn_last_error());
+            rc = 1;
+        } else {
+            const double bx = 4.0 * n * c * (double)h * h, by = 4.0 * n * c * (double)P * P;
+            const double flops[N_PASSES] = {0}, bytes[N_PASSES] = {bx + by, 0, 0, bx + by};
+            const int passes[] = {P_FWD, P_BWD};
+            rc |= run_job(o, e, l, &j, "pool", cases[i].name, shape, 1, passes, 2, flops, bytes);
+        }
+        job_free(&j);
+    }
+    return rc;
+}
+
+/* ---- elementwise: relu (forward, backward) and add ------------------------------------------- */
+typedef struct ew_ref {
+    const op_job *j;
+    const float *hb;
+} ew_ref;
+
+static void ew_ref_at(void *ud, long idx, double *ref, double *mag)
+{
+    const ew_ref *w = ud;
+    const op_job *j = w->j;
+    if (j->add)
+        *ref = (double)j->hx[idx] + w->hb[idx];
+    else if (j->pass == P_FWD)
+        *ref = j->hx[idx] > 0 ? j->hx[idx] : 0;
+    else
+        *ref = j->hx[idx] > 0 ? j->hdy[idx] : 0;
+    *mag = fabs(*ref) + 1;
+}
+
+static int ew_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+{
+    ew_ref w = {j, j->hw};
+    return bench_check(got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
+}
+
+int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)
+{
+    /* A ResNet stage-1 activation: (N, 256, 56, 56). */
+    const int n = o->batch;
+    const double ne = (double)n * 256 * 56 * 56, nb = 4 * ne;
+    int rc = 0;
+    bench_print_row(e, NULL);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%d,256,56,56", n);
+    for (int add = 0; add < 2; add++) {
+        op_job j = {.fwd = fwd_ew,
+                    .naive = ew_naive,
+                    .n_in = add ? 2 : 1,
+                    .add = add,
+                    .grad_mask = {0, 0, 0, 1}};
+        if (rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.in[0]) ||
+            (add && rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.in[1])) ||
+            rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.dy) ||
+            !(j.hx = bench_host_copy(j.in[0])) || (add && !(j.hw = bench_host_copy(j.in[1]))) ||
+            !(j.hdy = bench_host_copy(j.dy))) {
+            fprintf(stderr, "cnnbench: elementwise %s: %s\n", shape, cnn_last_error());
+            rc = 1;
+        } else {
+            const double flops[N_PASSES] = {0};
+            const double bytes[N_PASSES] = {add ? 3 * nb : 2 * nb, 0, 0, 3 * nb};
+            const int passes[] = {P_FWD, P_BWD};
+            rc |= run_job(o, e, l, &j, "elementwise", add ? "add" : "relu", shape, 1, passes,
+                          add ? 1 : 2, flops, bytes);
+        }
+        job_free(&j);
+    }
+    return rc;
+}
