@@ -4,6 +4,7 @@
  * for CUDA parameters a fused kernel (cuda/optim.cu) with the same arguments takes its place,
  * and the state tensors live on the parameter's device. */
 #include "internal.h"
+#include "parallel.h"
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
 #endif
@@ -168,7 +169,7 @@ static void sgd_update_f32(float *p, const float *g, float *buf, int64_t n, floa
                            float momentum, float dampening, bool nesterov, float wd, bool first)
 {
     const float keep = (float)(1.0 - (double)dampening), neg_lr = -lr;
-    #pragma omp parallel for if (n > 65536)
+    #pragma omp parallel for if (cnn_par_worth(n * 8))
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
         if (wd != 0) gi = gi + wd * p[i];
@@ -200,7 +201,7 @@ static void adam_update_f32(float *p, const float *g, float *m, float *v, int64_
     const float w1 = (float)(1.0 - (double)beta1), w2 = (float)(1.0 - (double)beta2);
     const float shrink = (float)(1.0 - (double)lr * (double)wd);
     const bool l2 = !decoupled && wd != 0, dec = decoupled && wd != 0;
-    #pragma omp parallel for if (n > 65536)
+    #pragma omp parallel for if (cnn_par_worth(n * 8))
     for (int64_t i = 0; i < n; i++) {
         float pi = p[i], gi = g[i];
         if (dec) pi = pi * shrink;
@@ -316,7 +317,7 @@ int64_t cnn_optim_step_count(const cnn_optim *opt) { return opt ? opt->steps : 0
 static double sum_squares_cpu(const float *d, int64_t m)
 {
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (m > 65536)
+    #pragma omp parallel for reduction(+ : s) if (cnn_par_worth(m * 2))
     for (int64_t j = 0; j < m; j++) s += (double)d[j] * d[j];
     return s;
 }

@@ -2,6 +2,7 @@
  * values takes a block of counters starting at the context's offset, so CPU and CUDA produce
  * identical numbers and a (seed, offset) pair restores the stream exactly. */
 #include "internal.h"
+#include "parallel.h"
 #include "philox.h"
 
 #include <math.h>
@@ -64,11 +65,12 @@ cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_
 #endif
     }
     if (dist == 0) {
-        #pragma omp parallel for if (n > 65536)
+        /* One Philox call (about 60 integer operations) per element counts as its work. */
+        #pragma omp parallel for if (cnn_par_worth(n * 60))
         for (int64_t i = 0; i < n; i++)
             data[i] = a + (b - a) * cnn_philox_uniform(seed, offset, (uint64_t)i);
     } else {
-        #pragma omp parallel for if (n > 65536)
+        #pragma omp parallel for if (cnn_par_worth(n * 60))
         for (int64_t i = 0; i < n; i++) data[i] = a + b * normal_at(seed, offset, i);
     }
     return CNN_OK;

@@ -3,6 +3,7 @@
  * the output (which the next layer usually keeps anyway) over the input, so an activation adds
  * no tensor of its own to training memory. */
 #include "internal.h"
+#include "parallel.h"
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
 #endif
@@ -18,31 +19,28 @@ typedef struct {
     bool saved_is_y; /* the saved tensor is the output (else the input) */
 } act_params;
 
-/* Below this many elements a thread team costs more than it saves. */
-#define ACT_OMP_MIN 32768
-
 // x, y: (numel), any shape flattened
 static void act_forward_cpu(act_kind kind, float a, const float *x, float *y, int64_t n)
 {
     switch (kind) {
     case ACT_RELU:
-        #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+        #pragma omp parallel for simd if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case ACT_LEAKY:
-        #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+        #pragma omp parallel for simd if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
         break;
     case ACT_ELU:
-        #pragma omp parallel for if (n > ACT_OMP_MIN)
+        #pragma omp parallel for if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : a * expm1f(x[i]);
         break;
     case ACT_SIGMOID:
-        #pragma omp parallel for if (n > ACT_OMP_MIN)
+        #pragma omp parallel for if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
         break;
     case ACT_TANH:
-        #pragma omp parallel for if (n > ACT_OMP_MIN)
+        #pragma omp parallel for if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
         break;
     }
@@ -58,28 +56,28 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
     float a = p->param;
     switch (p->kind) {
     case ACT_RELU:
-        #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+        #pragma omp parallel for simd if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case ACT_LEAKY:
-        #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+        #pragma omp parallel for simd if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : a * dy[i];
         break;
     case ACT_ELU:
         if (p->saved_is_y) {
-            #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+            #pragma omp parallel for simd if (cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : dy[i] * (s[i] + a);
         } else {
-            #pragma omp parallel for if (n > ACT_OMP_MIN)
+            #pragma omp parallel for if (cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : dy[i] * a * expf(s[i]);
         }
         break;
     case ACT_SIGMOID:
-        #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+        #pragma omp parallel for simd if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * s[i] * (1.0f - s[i]);
         break;
     case ACT_TANH:
-        #pragma omp parallel for simd if (n > ACT_OMP_MIN)
+        #pragma omp parallel for simd if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - s[i] * s[i]);
         break;
     }

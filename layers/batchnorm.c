@@ -3,6 +3,7 @@
  * CPU kernels and the backend choice. The running-stat update is a buffer write, never recorded
  * on the tape. */
 #include "internal.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -29,7 +30,7 @@ static void bn_batch_stats(const float *x, int64_t n, int64_t c, int64_t inner, 
                            double *var)
 {
     int64_t m = n * inner;
-    #pragma omp parallel for if (n * c * inner > 32768)
+    #pragma omp parallel for if (cnn_par_worth(n * c * inner))
     for (int64_t ch = 0; ch < c; ch++) {
         double s = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -54,7 +55,7 @@ static void bn_batch_stats(const float *x, int64_t n, int64_t c, int64_t inner, 
 static void bn_forward_kernel(const float *x, const float *stats, const float *bias, int64_t n,
                               int64_t c, int64_t inner, float *y)
 {
-    #pragma omp parallel for if (n * c * inner > 32768)
+    #pragma omp parallel for if (cnn_par_worth(n * c * inner))
     for (int64_t ch = 0; ch < c; ch++) {
         float hi = stats[BN_MEAN_HI * c + ch], lo = stats[BN_MEAN_LO * c + ch];
         float a = stats[BN_INVSTD * c + ch] * stats[BN_WEIGHT * c + ch];
@@ -76,7 +77,7 @@ static void bn_backward_kernel(const float *x, const float *dy, const float *sta
                                float *db)
 {
     double m = (double)(n * inner);
-    #pragma omp parallel for if (n * c * inner > 32768)
+    #pragma omp parallel for if (cnn_par_worth(n * c * inner))
     for (int64_t ch = 0; ch < c; ch++) {
         float hi = stats[BN_MEAN_HI * c + ch], lo = stats[BN_MEAN_LO * c + ch];
         float is = stats[BN_INVSTD * c + ch];

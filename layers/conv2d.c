@@ -3,6 +3,7 @@
  * depthwise), and the backend choice for CUDA tensors. No GPU code here (that is cuda/conv2d.cu
  * and cuda/conv2d_cudnn.c); nothing kept between calls. */
 #include "internal.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -52,19 +53,18 @@ static void blas_single_end(void)
     pthread_mutex_unlock(&blas_lock);
 }
 
-/* Threads for `units` independent (sample, group) pieces of `flops` work in all: every thread
- * when each gets at least one piece and the work outweighs waking them (tiny convs, as in
- * gradchecks, run far slower in parallel), else 1 (and OpenBLAS may thread each sgemm). */
-static int unit_threads(int64_t units, double flops)
+static int64_t conv_macs(const conv_geom *g)
 {
-    int nt = omp_get_max_threads();
-    return (nt > 1 && units >= nt && flops >= 4e6) ? nt : 1;
+    return g->n * g->k * (g->p * g->q) * (g->cg * g->r * g->s);
 }
 
-static double conv_flops(const conv_geom *g)
+/* Threads for `units` independent (sample, group) pieces of `macs` work in all: every thread
+ * when each gets at least one piece and the work outweighs waking them (tiny convs, as in
+ * gradchecks, run far slower in parallel), else 1 (and OpenBLAS may thread each sgemm). */
+static int unit_threads(int64_t units, int64_t macs)
 {
-    return 2.0 * (double)g->n * (double)g->k * (double)(g->p * g->q) *
-           (double)(g->cg * g->r * g->s);
+    int nt = omp_get_max_threads();
+    return (nt > 1 && units >= nt && cnn_par_worth(macs)) ? nt : 1;
 }
 
 static bool is_pointwise(const conv_geom *g)
@@ -154,7 +154,7 @@ static void depthwise_forward(const conv_geom *g, const float *x, const float *w
                               float *y)
 {
     const int64_t planes = g->n * g->k, pq = g->p * g->q;
-    #pragma omp parallel for schedule(static) if (conv_flops(g) >= 4e6)
+    #pragma omp parallel for schedule(static) if (cnn_par_worth(conv_macs(g)))
     for (int64_t nk = 0; nk < planes; nk++) {
         const int64_t n = nk / g->k, k = nk % g->k, c = k / g->kg;
         const float *xc = x + (n * g->c + c) * g->h * g->w;
@@ -184,7 +184,7 @@ static void depthwise_forward(const conv_geom *g, const float *x, const float *w
 static void depthwise_backward_data(const conv_geom *g, const float *dy, const float *w, float *dx)
 {
     const int64_t planes = g->n * g->c, pq = g->p * g->q, hw = g->h * g->w;
-    #pragma omp parallel for schedule(static) if (conv_flops(g) >= 4e6)
+    #pragma omp parallel for schedule(static) if (cnn_par_worth(conv_macs(g)))
     for (int64_t nc = 0; nc < planes; nc++) {
         const int64_t n = nc / g->c, c = nc % g->c;
         float *dxp = dx + nc * hw;
@@ -211,34 +211,47 @@ static void depthwise_backward_data(const conv_geom *g, const float *dy, const f
     }
 }
 
+/* part[j]: sample n0 + j's share of dw[k, 0, r, s], summed over (p, q) in that order, for
+ * nb <= DWF_SAMPLES samples at once. Each sum is a serial chain of float adds whose order fixes
+ * the result; several chains side by side hide the add latency without reordering any sum. */
+#define DWF_SAMPLES 8
+static void depthwise_filter_part(const conv_geom *g, const float *dy, const float *x, int64_t k,
+                                  int64_t r, int64_t s, int64_t n0, int64_t nb, float *part)
+{
+    const int64_t pq = g->p * g->q, hw = g->h * g->w, c = k / g->kg;
+    int64_t off = s * g->dw - g->pw, lo, hi;
+    valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
+    const float *xc = x + (n0 * g->c + c) * hw + off, *dyp = dy + (n0 * g->k + k) * pq;
+    const int64_t xn = g->c * hw, dyn = g->k * pq; /* sample strides */
+    for (int64_t j = 0; j < nb; j++) part[j] = 0;
+    for (int64_t p = 0; p < g->p; p++) {
+        int64_t hh = p * g->sh - g->ph + r * g->dh;
+        if (hh < 0 || hh >= g->h) continue;
+        const float *xr = xc + hh * g->w, *dr = dyp + p * g->q;
+        for (int64_t q = lo; q < hi; q++)
+            for (int64_t j = 0; j < nb; j++) part[j] += dr[j * dyn + q] * xr[j * xn + q * g->sw];
+    }
+}
+
 /* dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, 1, R, S), summed over the batch. */
 static void depthwise_backward_filter(const conv_geom *g, const float *dy, const float *x,
                                       float *dw)
 {
-    const int64_t pq = g->p * g->q;
-    #pragma omp parallel for schedule(static) if (conv_flops(g) >= 4e6)
-    for (int64_t k = 0; k < g->k; k++) {
-        const int64_t c = k / g->kg;
+    #pragma omp parallel for schedule(static) if (cnn_par_worth(conv_macs(g)))
+    for (int64_t k = 0; k < g->k; k++)
         for (int64_t r = 0; r < g->r; r++)
             for (int64_t s = 0; s < g->s; s++) {
-                int64_t off = s * g->dw - g->pw, lo, hi;
-                valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
                 double acc = 0;
-                for (int64_t n = 0; n < g->n; n++) {
-                    const float *xc = x + (n * g->c + c) * g->h * g->w;
-                    const float *dyp = dy + (n * g->k + k) * pq;
-                    float part = 0;
-                    for (int64_t p = 0; p < g->p; p++) {
-                        int64_t hh = p * g->sh - g->ph + r * g->dh;
-                        if (hh < 0 || hh >= g->h) continue;
-                        const float *xr = xc + hh * g->w + off, *dr = dyp + p * g->q;
-                        for (int64_t q = lo; q < hi; q++) part += dr[q] * xr[q * g->sw];
-                    }
-                    acc += part;
+                float part[DWF_SAMPLES];
+                int64_t n0 = 0; /* full blocks: a constant count keeps the sums in registers */
+                for (; n0 + DWF_SAMPLES <= g->n; n0 += DWF_SAMPLES) {
+                    depthwise_filter_part(g, dy, x, k, r, s, n0, DWF_SAMPLES, part);
+                    for (int j = 0; j < DWF_SAMPLES; j++) acc += part[j];
                 }
+                if (n0 < g->n) depthwise_filter_part(g, dy, x, k, r, s, n0, g->n - n0, part);
+                for (int64_t j = 0; j < g->n - n0; j++) acc += part[j];
                 dw[(k * g->r + r) * g->s + s] = (float)acc;
             }
-    }
 }
 
 /* x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
@@ -250,7 +263,7 @@ static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const flo
         return CNN_OK;
     }
     const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
-    const int nt = unit_threads(units, conv_flops(g));
+    const int nt = unit_threads(units, conv_macs(g));
     const bool pw = is_pointwise(g);
     float *cols;
     CNN_TRY(alloc_cols("conv2d", g, nt, &cols));
@@ -319,7 +332,7 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
         free(wt);
         return st;
     }
-    const int nt = unit_threads(units, conv_flops(g));
+    const int nt = unit_threads(units, conv_macs(g));
     const bool pw = is_pointwise(g);
     float *cols;
     if (!pw) memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof *dx);
@@ -364,7 +377,7 @@ static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, 
         depthwise_backward_filter(g, dy, x, dw);
         return CNN_OK;
     }
-    const int nt = unit_threads(units, conv_flops(g));
+    const int nt = unit_threads(units, conv_macs(g));
     const bool pw = is_pointwise(g);
     const size_t wsize = (size_t)(g->k * crs);
     float *cols, *partial = NULL;

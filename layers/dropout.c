@@ -3,6 +3,7 @@
  * (seed, offset) block taken from the context stream is < 1 - p, so backward and the CUDA kernel
  * regenerate exactly the same mask. */
 #include "internal.h"
+#include "parallel.h"
 #include "philox.h"
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
@@ -26,7 +27,7 @@ static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64
 {
     float keep_below = keep_below_of(p), scale = scale_of(p);
     int64_t blocks = (n + 3) / 4;
-    #pragma omp parallel for if (n > 32768)
+    #pragma omp parallel for if (cnn_par_worth(n))
     for (int64_t b = 0; b < blocks; b++) {
         uint32_t r[4];
         cnn_philox4x32(p->seed, p->offset + (uint64_t)b, r);

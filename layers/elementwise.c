@@ -3,6 +3,7 @@
  * every op file follows: check arguments (naming op and shapes), compute into a new output,
  * record a node with what backward needs, nothing more. */
 #include "internal.h"
+#include "parallel.h"
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
 #endif
@@ -42,7 +43,7 @@ cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
         else
 #endif
         {
-            #pragma omp parallel for simd if (n > 32768)
+            #pragma omp parallel for simd if (cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
         }
     }
@@ -70,7 +71,7 @@ static cnn_status scale_kernel(const cnn_tensor *a, float alpha, cnn_tensor **y)
         else
 #endif
         {
-            #pragma omp parallel for simd if (n > 32768)
+            #pragma omp parallel for simd if (cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) py[i] = alpha * pa[i];
         }
         if (st != CNN_OK) cnn_tensor_free(y);
@@ -142,7 +143,7 @@ static cnn_status reduce(const char *op, const cnn_tensor *x, bool mean, cnn_ten
 #endif
     {
         double s = 0;
-        #pragma omp parallel for reduction(+ : s) if (n > 65536)
+        #pragma omp parallel for reduction(+ : s) if (cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) s += p[i];
         cnn_tensor_free(&xc);
         CNN_TRY(cnn_tensor_full(CNN_SCALAR, (float)(s * scale), x->device, y));
@@ -164,7 +165,7 @@ static void concat_copy(float *whole, float *part, int64_t outer, int64_t total,
                         int64_t len, int64_t inner, bool to_slab)
 {
     size_t bytes = (size_t)(len * inner) * sizeof(float);
-    #pragma omp parallel for if (outer * len * inner > 65536 && outer > 1)
+    #pragma omp parallel for if (cnn_par_worth(outer * len * inner) && outer > 1)
     for (int64_t o = 0; o < outer; o++) {
         float *w = whole + (o * total + at) * inner, *q = part + o * len * inner;
         if (bytes) memcpy(to_slab ? w : q, to_slab ? q : w, bytes);

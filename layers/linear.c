@@ -3,6 +3,7 @@
  * CUDA tensors go to cuBLAS (cuda/gemm_cublas.c) whatever the backend preference: there is no
  * hand-written GEMM. */
 #include "internal.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -52,7 +53,7 @@ static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
         /* dy: (N, out) -> db: (out), column sums */
         CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, w->device, &dx[2]));
         float *db = cnn_f32(dx[2]);
-        #pragma omp parallel for schedule(static) if (g.n * g.out > 65536)
+        #pragma omp parallel for schedule(static) if (cnn_par_worth(g.n * g.out))
         for (int64_t o = 0; o < g.out; o++) {
             double acc = 0;
             for (int64_t i = 0; i < g.n; i++) acc += pdy[i * g.out + o];

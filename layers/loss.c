@@ -4,6 +4,7 @@
  * its input. On CUDA, cross-entropy leaves its labels on the device and does not check them:
  * a label outside [0, K) gives a NaN loss instead of CNN_ERR_INVALID_ARG (no host round trip). */
 #include "internal.h"
+#include "parallel.h"
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
 #endif
@@ -16,14 +17,11 @@ typedef struct {
     bool log;
 } softmax_params;
 
-/* Rows are independent; below this many elements a thread team costs more than it saves. */
-#define SOFTMAX_OMP_MIN 32768
-
 // x, y: (outer, k, inner), softmax over k
 static void softmax_cpu(const softmax_params *p, const float *x, float *y)
 {
     int64_t k = p->k, inner = p->inner, rows = p->outer * p->inner;
-    #pragma omp parallel for if (rows * k > SOFTMAX_OMP_MIN)
+    #pragma omp parallel for if (cnn_par_worth(rows * k))
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + (r / inner) * k * inner + r % inner;
         float *yr = y + (r / inner) * k * inner + r % inner;
@@ -47,7 +45,7 @@ static void softmax_backward_cpu(const softmax_params *p, const float *y, const 
                                  float *dx)
 {
     int64_t k = p->k, inner = p->inner, rows = p->outer * p->inner;
-    #pragma omp parallel for if (rows * k > SOFTMAX_OMP_MIN)
+    #pragma omp parallel for if (cnn_par_worth(rows * k))
     for (int64_t r = 0; r < rows; r++) {
         int64_t base = (r / inner) * k * inner + r % inner;
         const float *yr = y + base, *dyr = dy + base;
@@ -141,7 +139,7 @@ static double cross_entropy_cpu(const float *logits, const int64_t *labels, floa
                                 int64_t k, float *prob)
 {
     double total = 0;
-    #pragma omp parallel for reduction(+ : total) if (n * k > SOFTMAX_OMP_MIN)
+    #pragma omp parallel for reduction(+ : total) if (cnn_par_worth(n * k))
     for (int64_t i = 0; i < n; i++) {
         const float *x = logits + i * k;
         float *pr = prob + i * k;
@@ -186,7 +184,7 @@ static cnn_status cross_entropy_backward(cnn_node *node, const cnn_tensor *dy, c
     float *d = cnn_f32(dx[0]);
     float scale = g / (float)n, off = cp->label_smoothing / (float)k;
     float hit = 1.0f - cp->label_smoothing;
-    #pragma omp parallel for if (n * k > SOFTMAX_OMP_MIN)
+    #pragma omp parallel for if (cnn_par_worth(n * k))
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < k; j++) d[i * k + j] = scale * (p[i * k + j] - off);
         d[i * k + labels[i]] -= scale * hit;

@@ -4,6 +4,7 @@
  * for every size; cuDNN's LRN accepts only sizes 1..16). Backward recomputes the per-element
  * scale from the saved input rather than keeping a second activation-sized tensor alive. */
 #include "internal.h"
+#include "parallel.h"
 
 #include <math.h>
 
@@ -33,7 +34,7 @@ static void lrn_window(const lrn_params *p, int64_t c, int64_t *lo, int64_t *hi)
 static void lrn_scale(const lrn_params *p, const float *x, float *scale)
 {
     float a = p->alpha / (float)p->size;
-    #pragma omp parallel for collapse(2) if (p->n * p->c * p->inner * p->size > 32768)
+    #pragma omp parallel for collapse(2) if (cnn_par_worth(p->n * p->c * p->inner * p->size))
     for (int64_t i = 0; i < p->n; i++)
         for (int64_t c = 0; c < p->c; c++) {
             int64_t lo, hi;
@@ -57,14 +58,14 @@ static void lrn_backward_kernel(const lrn_params *p, const float *x, const float
 {
     lrn_scale(p, x, dx);
     int64_t total = p->n * p->c * p->inner;
-    #pragma omp parallel for if (total > 32768)
+    #pragma omp parallel for if (cnn_par_worth(total * p->size))
     for (int64_t e = 0; e < total; e++) {
         float s = dx[e], sb = powf(s, -p->beta); /* s^(-beta-1) = sb / s: one powf, not two */
         t[e] = dy[e] * x[e] * sb / s;
         dx[e] = dy[e] * sb;
     }
     float f = 2.0f * p->beta * p->alpha / (float)p->size;
-    #pragma omp parallel for collapse(2) if (total * p->size > 32768)
+    #pragma omp parallel for collapse(2) if (cnn_par_worth(total * p->size))
     for (int64_t i = 0; i < p->n; i++)
         for (int64_t jc = 0; jc < p->c; jc++) {
             int64_t lo = jc - (p->size - 1) / 2, hi = jc + p->size / 2 + 1;
@@ -123,7 +124,8 @@ cnn_status cnn_lrn(const cnn_tensor *x, int size, float alpha, float beta, float
         float *py = cnn_f32(*y);
         int64_t total = p.n * p.c * p.inner;
         lrn_scale(&p, px, py);
-        #pragma omp parallel for if (total > 32768)
+        /* one powf (about 16 operations) per element */
+        #pragma omp parallel for if (cnn_par_worth(total * 16))
         for (int64_t e = 0; e < total; e++) py[e] = px[e] * powf(py[e], -beta);
     }
     if (cnn_should_record(&x, 1)) {

@@ -3,6 +3,7 @@
  * choice. Max pooling saves its argmax indices (cuDNN's max pooling: its input and output, which
  * cuDNN's backward needs), never more; average pooling saves nothing. */
 #include "internal.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -132,7 +133,7 @@ static cnn_shape pool_out_shape(cnn_shape s, int64_t oh, int64_t ow)
 static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_t *idx)
 {
     int64_t plane_out = g->oh * g->ow;
-    #pragma omp parallel for if (g->planes * plane_out * g->kh * g->kw > 32768)
+    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         const float *xp = x + pl * g->h * g->w;
         for (int64_t oh = 0; oh < g->oh; oh++) {
@@ -189,7 +190,7 @@ static cnn_status max_pool_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tens
     const float *pdy = cnn_f32(dy);
     float *pdx = cnn_f32(dx[0]);
     int64_t plane_out = g->oh * g->ow;
-    #pragma omp parallel for if (g->planes * plane_out > 32768)
+    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         float *d = pdx + pl * g->h * g->w;
         for (int64_t o = pl * plane_out; o < (pl + 1) * plane_out; o++)
@@ -242,58 +243,64 @@ done:
 }
 
 /* ---- average pooling --------------------------------------------------------------------- */
-/* PyTorch's windows: clipped first to the padded input (which sets the count_include_pad
- * divisor, smaller for ceil_mode windows running past it) and then to the input itself (the
- * exclude_pad divisor). Returns the divisor, 0 for a window outside the input. */
-static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *hs, int64_t *he,
-                          int64_t *ws, int64_t *we)
+/* PyTorch's windows, one axis at a time (the 2-D window is their product): clipped first to
+ * the padded input (which sets the count_include_pad divisor, smaller for ceil_mode windows
+ * running past it) and then to the input itself (the exclude_pad divisor). Returns this axis'
+ * factor of the divisor, 0 for a window outside the input. */
+static int64_t avg_span(int64_t o, int64_t k, int64_t stride, int64_t pad, int64_t size,
+                        bool exclude_pad, int64_t *lo, int64_t *hi)
 {
-    *hs = oh * g->sh - g->ph;
-    *ws = ow * g->sw - g->pw;
-    *he = *hs + g->kh < g->h + g->ph ? *hs + g->kh : g->h + g->ph;
-    *we = *ws + g->kw < g->w + g->pw ? *ws + g->kw : g->w + g->pw;
-    int64_t padded = (*he - *hs) * (*we - *ws);
-    if (*hs < 0) *hs = 0;
-    if (*ws < 0) *ws = 0;
-    if (*he > g->h) *he = g->h;
-    if (*we > g->w) *we = g->w;
-    if (*hs >= *he || *ws >= *we) return 0;
-    return g->exclude_pad ? (*he - *hs) * (*we - *ws) : padded;
+    int64_t s = o * stride - pad, e = s + k < size + pad ? s + k : size + pad;
+    int64_t padded = e - s;
+    *lo = s < 0 ? 0 : s;
+    *hi = e > size ? size : e;
+    if (*lo >= *hi) return 0;
+    return exclude_pad ? *hi - *lo : padded;
 }
 
 /* x: (planes, H, W) -> y: (planes, OH, OW) */
 static void avg_pool_kernel(const pool_geom *g, const float *x, float *y)
 {
-    int64_t plane_out = g->oh * g->ow;
-    #pragma omp parallel for if (g->planes * plane_out * g->kh * g->kw > 32768)
+    const int64_t plane_out = g->oh * g->ow;
+    const bool ex = g->exclude_pad;
+    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         const float *xp = x + pl * g->h * g->w;
-        for (int64_t oh = 0; oh < g->oh; oh++)
+        float *yp = y + pl * plane_out;
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t hs, he, fh = avg_span(oh, g->kh, g->sh, g->ph, g->h, ex, &hs, &he);
             for (int64_t ow = 0; ow < g->ow; ow++) {
-                int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+                int64_t ws, we, fw = avg_span(ow, g->kw, g->sw, g->pw, g->w, ex, &ws, &we);
+                int64_t div = fh * fw;
                 float s = 0;
                 for (int64_t h = hs; h < he; h++)
                     for (int64_t w = ws; w < we; w++) s += xp[h * g->w + w];
-                y[pl * plane_out + oh * g->ow + ow] = div ? s / (float)div : 0.0f;
+                yp[oh * g->ow + ow] = div ? s / (float)div : 0.0f;
             }
+        }
     }
 }
 
 /* dy: (planes, OH, OW) -> dx: (planes, H, W), dx zeroed by the caller */
 static void avg_pool_backward_kernel(const pool_geom *g, const float *dy, float *dx)
 {
-    int64_t plane_out = g->oh * g->ow;
-    #pragma omp parallel for if (g->planes * plane_out * g->kh * g->kw > 32768)
+    const int64_t plane_out = g->oh * g->ow;
+    const bool ex = g->exclude_pad;
+    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         float *d = dx + pl * g->h * g->w;
-        for (int64_t oh = 0; oh < g->oh; oh++)
+        const float *dyp = dy + pl * plane_out;
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t hs, he, fh = avg_span(oh, g->kh, g->sh, g->ph, g->h, ex, &hs, &he);
             for (int64_t ow = 0; ow < g->ow; ow++) {
-                int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+                int64_t ws, we, fw = avg_span(ow, g->kw, g->sw, g->pw, g->w, ex, &ws, &we);
+                int64_t div = fh * fw;
                 if (!div) continue;
-                float v = dy[pl * plane_out + oh * g->ow + ow] / (float)div;
+                float v = dyp[oh * g->ow + ow] / (float)div;
                 for (int64_t h = hs; h < he; h++)
                     for (int64_t w = ws; w < we; w++) d[h * g->w + w] += v;
             }
+        }
     }
 }
 
@@ -352,7 +359,7 @@ done:
 static void adaptive_kernel(const pool_geom *g, const float *src, float *dst, bool backward)
 {
     int64_t plane_out = g->oh * g->ow, plane_in = g->h * g->w;
-    #pragma omp parallel for if (g->planes * plane_in > 32768)
+    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_in))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         for (int64_t oh = 0; oh < g->oh; oh++) {
             int64_t hs = oh * g->h / g->oh, he = ((oh + 1) * g->h + g->oh - 1) / g->oh;
