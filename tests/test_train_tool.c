@@ -1,0 +1,447 @@
+/* test_train_tool.c — runs the built train_imagenet_subset (from $CNN_TOOLS_DIR, else build/bin;
+ * skipped when absent) on small Fashion-MNIST subsets: exit codes and error lines, the files a
+ * run leaves, exact resume, an accuracy floor, --eval-only and --predict. */
+#include "test.h"
+
+#include <signal.h>
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SUBSET "--limit-train 2000 --limit-val 500"
+
+/* The tool's path into buf; false (test skipped) when it is not built. */
+static bool tool_path(char *buf, size_t n)
+{
+    const char *dir = getenv("CNN_TOOLS_DIR");
+    snprintf(buf, n, "%s/train_imagenet_subset", dir && dir[0] ? dir : "build/bin");
+    if (access(buf, X_OK) == 0) return true;
+    char why[600];
+    snprintf(why, sizeof why, "%s not built (set CNN_TOOLS_DIR)", buf);
+    cnn_test_skip(why);
+    return false;
+}
+
+/* Runs "tool args" with stdout and stderr (or stderr only) captured into out (n bytes,
+ * truncated); returns the exit status, or -1 when it did not exit normally. Runs on the CPU
+ * unless args name a device: the exactness checks are CPU claims. */
+static int run_tool_ex(const char *tool, const char *args, bool stderr_only, char *out, size_t n)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s%s %s", tool, strstr(args, "--device") ? "" : "--device cpu ",
+             args, stderr_only ? "2>&1 >/dev/null" : "2>&1");
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t len = 0, got;
+    char chunk[4096];
+    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0) {
+        size_t take = len + got < n - 1 ? got : n - 1 - len;
+        memcpy(out + len, chunk, take);
+        len += take;
+    }
+    out[len] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_tool(const char *tool, const char *args, char *out, size_t n)
+{
+    return run_tool_ex(tool, args, false, out, n);
+}
+
+static bool make_tmpdir(char *buf, size_t n)
+{
+    snprintf(buf, n, "/tmp/cnn_train_test.XXXXXX");
+    return mkdtemp(buf) != NULL;
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("    note: could not remove %s\n", dir);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+    char p[600];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &sb) == 0 && sb.st_size > 0;
+}
+
+/* Every tensor of a and b: same names, shapes, dtypes and bytes. */
+static void check_same_tensors(const char *pa, const char *pb)
+{
+    cnn_dict *a = NULL, *b = NULL;
+    CHECK_OK(cnn_safetensors_load(pa, &a));
+    if (cnn_safetensors_load(pb, &b) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "loading %s: %s", pb, cnn_last_error());
+        cnn_dict_destroy(&a);
+        return;
+    }
+    CHECK(cnn_dict_size(a) == cnn_dict_size(b));
+    CHECK(cnn_dict_size(a) > 10);
+    int differ = 0;
+    for (int i = 0; i < cnn_dict_size(a); i++) {
+        const char *name = cnn_dict_name(a, i);
+        cnn_tensor *ta = cnn_dict_at(a, i), *tb = cnn_dict_get(b, name);
+        if (!tb || cnn_tensor_dtype(ta) != cnn_tensor_dtype(tb) ||
+            cnn_tensor_numel(ta) != cnn_tensor_numel(tb)) {
+            cnn_test_fail(__FILE__, __LINE__, "tensor %s missing or of another shape in %s", name,
+                          pb);
+            continue;
+        }
+        size_t esz = cnn_tensor_dtype(ta) == CNN_I64 ? 8 : 4, n = (size_t)cnn_tensor_numel(ta);
+        void *da = malloc(n * esz + 1), *db = malloc(n * esz + 1);
+        if (da && db && cnn_tensor_read(ta, da, n) == CNN_OK &&
+            cnn_tensor_read(tb, db, n) == CNN_OK && memcmp(da, db, n * esz) != 0 && differ++ < 5)
+            cnn_test_fail(__FILE__, __LINE__, "tensor %s differs between %s and %s", name, pa, pb);
+        free(da);
+        free(db);
+    }
+    cnn_dict_destroy(&a);
+    cnn_dict_destroy(&b);
+}
+
+static const char *meta_of(const char *path, const char *key, char *buf, size_t n)
+{
+    cnn_dict *d = NULL;
+    buf[0] = 0;
+    if (cnn_safetensors_load(path, &d) == CNN_OK && cnn_dict_get_meta(d, key))
+        snprintf(buf, n, "%s", cnn_dict_get_meta(d, key));
+    cnn_dict_destroy(&d);
+    return buf;
+}
+
+TEST(train_tool_help)
+{
+    char tool[512], out[16384];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(run_tool(tool, "--help", out, sizeof out) == 0);
+    const char *opts[] = {"--data",
+                          "--model",
+                          "--epochs",
+                          "--batch",
+                          "--lr",
+                          "--optimizer",
+                          "--momentum",
+                          "--weight-decay",
+                          "--schedule",
+                          "--warmup-epochs",
+                          "--label-smoothing",
+                          "--img-size",
+                          "--workers",
+                          "--device",
+                          "--backend",
+                          "--tf32",
+                          "--seed",
+                          "--limit-train",
+                          "--limit-val",
+                          "--checkpoint-dir",
+                          "--resume",
+                          "--eval-only",
+                          "--early-stop",
+                          "--strict",
+                          "--predict",
+                          "--checkpoint",
+                          "--help"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        if (!strstr(out, opts[i])) cnn_test_fail(__FILE__, __LINE__, "--help lacks %s", opts[i]);
+    CHECK(strstr(out, "[lenet5]") != NULL); /* defaults are listed */
+}
+
+/* A failing run: non-zero exit and exactly one line "train_imagenet_subset: ..." on stderr. */
+static void check_one_line_error(const char *tool, const char *args, const char *needle)
+{
+    char out[8192];
+    int rc = run_tool_ex(tool, args, true, out, sizeof out);
+    if (rc == 0) cnn_test_fail(__FILE__, __LINE__, "'%s' exited 0", args);
+    if (strncmp(out, "train_imagenet_subset: ", 23) != 0 ||
+        strchr(out, '\n') != out + strlen(out) - 1)
+        cnn_test_fail(__FILE__, __LINE__, "'%s' printed not one error line: %s", args, out);
+    if (!strstr(out, needle))
+        cnn_test_fail(__FILE__, __LINE__, "'%s': reason lacks '%s': %s", args, needle, out);
+}
+
+TEST(train_tool_bad_arguments)
+{
+    char tool[512];
+    if (!tool_path(tool, sizeof tool)) return;
+    check_one_line_error(tool, "--bogus", "unknown option '--bogus'");
+    check_one_line_error(tool, "--model nope --limit-train 10", "unknown model 'nope'");
+    check_one_line_error(tool, "--data /nonexistent/imagenet", "/nonexistent/imagenet");
+    check_one_line_error(tool, "--epochs", "--epochs needs a value");
+    check_one_line_error(tool, "--lr abc", "--lr: bad value 'abc'");
+    check_one_line_error(tool, "--optimizer rmsprop", "--optimizer");
+    if (cnn_cuda_device_count() == 0)
+        check_one_line_error(tool, "--device cuda --limit-train 10", "--device cuda");
+    check_one_line_error(tool, "--predict x.png", "--checkpoint");
+    check_one_line_error(tool, "--eval-only /nonexistent.safetensors", "nonexistent.safetensors");
+}
+
+TEST(train_tool_small_run_outputs)
+{
+    char tool[512], dir[256], args[1024], path[600], buf[64];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args, SUBSET " --epochs 2 --seed 3 --checkpoint-dir %s/run", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    char run[400];
+    snprintf(run, sizeof run, "%s/run", dir);
+    CHECK(strstr(out, "epoch 2/2  train loss") != NULL);
+    CHECK(strstr(out, "macro avg") != NULL && strstr(out, "confusion matrix") != NULL);
+    CHECK(strstr(out, "Ankle boot") != NULL);
+    /* metrics.csv: the header and one row per epoch, epochs 1 and 2 */
+    snprintf(path, sizeof path, "%s/metrics.csv", run);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f) {
+        char line[512];
+        int rows = 0;
+        CHECK(fgets(line, sizeof line, f) && !strncmp(line, "epoch,train_loss,", 17));
+        while (fgets(line, sizeof line, f)) {
+            rows++;
+            int ep = 0;
+            double tl, ta, vl, v1, v5;
+            CHECK(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf", &ep, &tl, &ta, &vl, &v1, &v5) == 6);
+            CHECK(ep == rows);
+            CHECK(tl > 0 && vl > 0 && v1 > 0.1 && v1 <= 1 && v5 >= v1 && v5 <= 1);
+        }
+        CHECK(rows == 2);
+        fclose(f);
+    }
+    /* checkpoints load and carry the model, optimizer state and metadata */
+    const char *names[] = {"last.safetensors", "best.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        cnn_dict *d = NULL;
+        snprintf(path, sizeof path, "%s/%s", run, names[i]);
+        CHECK_OK(cnn_safetensors_load(path, &d));
+        CHECK(cnn_dict_get(d, "conv1.weight") != NULL && cnn_dict_get(d, "fc3.bias") != NULL);
+        CHECK(cnn_dict_get(d, "optim.conv1.weight.exp_avg") != NULL);
+        CHECK(cnn_dict_get_meta(d, "model") && !strcmp(cnn_dict_get_meta(d, "model"), "lenet5"));
+        CHECK(cnn_dict_get_meta(d, "class_names") &&
+              strstr(cnn_dict_get_meta(d, "class_names"), "Sneaker"));
+        CHECK(cnn_dict_get_meta(d, "rng_offset") && cnn_dict_get_meta(d, "opt.lr"));
+        cnn_dict_destroy(&d);
+    }
+    snprintf(path, sizeof path, "%s/last.safetensors", run);
+    CHECK(!strcmp(meta_of(path, "epoch", buf, sizeof buf), "2"));
+    /* curves.png is a valid PNG of a sensible size */
+    snprintf(path, sizeof path, "%s/curves.png", run);
+    int w = 0, h = 0, comp = 0;
+    CHECK(stbi_info(path, &w, &h, &comp) == 1);
+    CHECK(w >= 400 && h >= 200 && comp == 3);
+    CHECK(file_exists(run, "confusion.csv"));
+    remove_tree(dir);
+}
+
+/* Writes a tiny ImageNet-style folder under dir: classes "bottom" and "top" (a bright half),
+ * 8 train and 4 val images each, plus one undecodable train/top/broken.png. */
+static bool make_folder_dataset(const char *dir)
+{
+    const char *splits[] = {"train", "val"}, *classes[] = {"bottom", "top"};
+    char p[600];
+    for (int s = 0; s < 2; s++) {
+        snprintf(p, sizeof p, "%s/%s", dir, splits[s]);
+        if (mkdir(p, 0777)) return false;
+        for (int c = 0; c < 2; c++) {
+            snprintf(p, sizeof p, "%s/%s/%s", dir, splits[s], classes[c]);
+            if (mkdir(p, 0777)) return false;
+            for (int i = 0; i < (s ? 4 : 8); i++) {
+                unsigned char img[40 * 40 * 3];
+                for (int k = 0; k < 40 * 40 * 3; k++) {
+                    int y = k / (40 * 3);
+                    img[k] = (unsigned char)(((y < 20) == (c == 1) ? 200 : 30) + (k * 7 + i) % 25);
+                }
+                snprintf(p, sizeof p, "%s/%s/%s/img%d.png", dir, splits[s], classes[c], i);
+                if (!stbi_write_png(p, 40, 40, 3, img, 40 * 3)) return false;
+            }
+        }
+    }
+    snprintf(p, sizeof p, "%s/train/top/broken.png", dir);
+    FILE *f = fopen(p, "w");
+    if (!f) return false;
+    fputs("this is not a PNG file", f);
+    return fclose(f) == 0;
+}
+
+/* An image folder: a bad image is skipped and listed (exit 0), or aborts with --strict. */
+TEST(train_tool_image_folder_bad_image)
+{
+    char tool[512], dir[256], data[300], args[2048];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    snprintf(args, sizeof args,
+             "--data %s --model lenet5 --img-size 32 --epochs 2 --batch 4 --workers 2 "
+             "--checkpoint-dir %s/run",
+             data, dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    CHECK(strstr(out, "17 train / 8 val images, 2 classes, 3x32x32 input") != NULL);
+    CHECK(strstr(out, "1 bad image(s) skipped in train") != NULL);
+    CHECK(strstr(out, "broken.png") != NULL);
+    CHECK(strstr(out, "bottom") != NULL && strstr(out, "top") != NULL);
+    snprintf(args, sizeof args,
+             "--data %s --img-size 32 --epochs 1 --batch 4 --strict "
+             "--checkpoint-dir %s/strict",
+             data, dir);
+    check_one_line_error(tool, args, "broken.png");
+    remove_tree(dir);
+}
+
+/* 2 epochs straight vs 1 epoch (--stop-after 1) + --resume: bit-identical final weights and
+ * optimizer state, the same metrics. */
+TEST(train_tool_resume_is_exact)
+{
+    char tool[512], dir[256], args[1024], pa[600], pb[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const char *common = "--limit-train 1000 --limit-val 200 --epochs 2 --seed 11 --batch 64";
+    snprintf(args, sizeof args, "%s --checkpoint-dir %s/a", common, dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "%s --stop-after 1 --checkpoint-dir %s/b", common, dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    CHECK(strstr(out, "--resume") != NULL);
+    snprintf(args, sizeof args, "--resume %s/b/last.safetensors", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    CHECK(strstr(out, "resuming at epoch 2") != NULL);
+    snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/b/last.safetensors", dir);
+    check_same_tensors(pa, pb);
+    remove_tree(dir);
+}
+
+/* Ctrl-C in the middle of an epoch: exit 0 with a checkpoint and the resume command; resuming
+ * from it ends bit-identical to an uninterrupted run. */
+TEST(train_tool_sigint_then_resume)
+{
+    char tool[512], dir[256], ckdir[300], args[1024], pa[600], pb[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const char *common = "--limit-train 3000 --limit-val 200 --epochs 1 --seed 5 --batch 32";
+    snprintf(ckdir, sizeof ckdir, "%s/b", dir);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl(tool, tool, "--device", "cpu", "--limit-train", "3000", "--limit-val", "200",
+              "--epochs", "1", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[1024];
+    size_t len = 0;
+    bool sent = false;
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (len + strlen(line) < sizeof out) {
+            memcpy(out + len, line, strlen(line) + 1);
+            len += strlen(line);
+        }
+        /* the first progress line (10%) means training is under way */
+        if (!sent && strstr(line, " 10% ")) {
+            kill(pid, SIGINT);
+            sent = true;
+        }
+    }
+    if (f) fclose(f);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(sent);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(strstr(out, "interrupted: saved") != NULL);
+    CHECK(strstr(out, "--resume") != NULL);
+    if (cnn_test_failed()) printf("%s\n", out);
+    snprintf(args, sizeof args, "--resume %s/last.safetensors", ckdir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "%s --checkpoint-dir %s/a", common, dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/last.safetensors", ckdir);
+    check_same_tensors(pa, pb);
+    remove_tree(dir);
+}
+
+/* End to end: LeNet-5 trained on 10,000 Fashion-MNIST images for 2 epochs (batch 64, lr 3e-3)
+ * reaches >= 78% top-1 on 1,000 test images (81.1% measured); then --eval-only and --predict on
+ * that checkpoint. */
+TEST(train_tool_accuracy_eval_predict)
+{
+    char tool[512], dir[256], args[2048], path[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args,
+             "--limit-train 10000 --limit-val 1000 --epochs 2 --batch 64 --lr 0.003 --seed 1 "
+             "--checkpoint-dir %s/run",
+             dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    REQUIRE(rc == 0);
+    const char *v = strstr(out, "validation:");
+    double loss = 0, top1 = 0;
+    REQUIRE(v && sscanf(v, "validation: loss %lf top-1 %lf%%", &loss, &top1) == 2);
+    if (top1 < 78)
+        cnn_test_fail(__FILE__, __LINE__, "top-1 %.2f%% < 78%% after 2 epochs of 10k", top1);
+
+    snprintf(args, sizeof args, "--eval-only %s/run/last.safetensors --limit-val 1000", dir);
+    REQUIRE(run_tool(tool, args, out, sizeof out) == 0);
+    v = strstr(out, "validation:");
+    double loss2 = 0, top1b = 0;
+    CHECK(v && sscanf(v, "validation: loss %lf top-1 %lf%%", &loss2, &top1b) == 2);
+    CHECK_NEAR(top1b, top1, 1e-9); /* the same model on the same images */
+
+    /* a 28x28 gray PNG: two bright vertical bars on black (trouser-like) */
+    unsigned char img[28 * 28] = {0};
+    for (int y = 2; y < 26; y++)
+        for (int x = 0; x < 28; x++)
+            img[y * 28 + x] = ((x >= 8 && x < 13) || (x >= 15 && x < 20)) ? 220 : 0;
+    snprintf(path, sizeof path, "%s/probe.png", dir);
+    REQUIRE(stbi_write_png(path, 28, 28, 1, img, 28) != 0);
+    snprintf(args, sizeof args, "--predict %s --checkpoint %s/run/best.safetensors %s", path, dir,
+             path);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    /* per file: "FILE:" then five lines "  k. CLASS  P%" with P falling */
+    int ranks = 0;
+    double sum = 0, prev = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        int k = 0;
+        char *pct = strrchr(l, '%'), *sp = pct;
+        if (sscanf(l, "  %d. ", &k) != 1 || !pct) continue;
+        *pct = 0;
+        while (sp > l && sp[-1] != ' ') sp--;
+        double p = atof(sp);
+        CHECK(k == ranks % 5 + 1);
+        CHECK(k == 1 || p <= prev + 1e-9);
+        prev = p;
+        sum += p;
+        ranks++;
+    }
+    CHECK(ranks == 10); /* 5 classes for each of the two files */
+    CHECK(sum > 2 * 50 && sum <= 2 * 100 + 0.1);
+    remove_tree(dir);
+}

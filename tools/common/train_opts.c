@@ -1,0 +1,362 @@
+/* train_opts.c — the option table of train_imagenet_subset and everything derived from it:
+ * parsing (--name value or --name=value), --help, validation, and the copy stored in
+ * checkpoints so that --resume continues with the same settings. Never exits. */
+#include "train_opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef enum { OT_STR, OT_INT, OT_I64, OT_F32, OT_FLAG } opt_type;
+
+typedef struct opt_desc {
+    const char *name; /* without the leading "--" */
+    opt_type type;
+    size_t off, size;
+    const char *def;
+    bool saved; /* a training setting: kept in checkpoints, restored by --resume */
+    const char *arg, *help;
+} opt_desc;
+
+#define F(field) offsetof(train_opts, field), sizeof(((train_opts *)0)->field)
+static const opt_desc OPTS[] = {
+    {"data", OT_STR, F(data), "fashion-mnist", true, "DIR",
+     "'fashion-mnist' (/usr/share/datasets/fashion-mnist) or an ImageNet-style folder\n"
+     "DIR/train/<class>/*, DIR/val/<class>/*"},
+    {"model", OT_STR, F(model), "lenet5", true, "NAME", "any zoo name (lenet5, resnet18, ...)"},
+    {"epochs", OT_INT, F(epochs), "12", true, "N", "training epochs"},
+    {"batch", OT_INT, F(batch), "128", true, "N", "batch size"},
+    {"lr", OT_F32, F(lr), "0.002", true, "LR", "base learning rate (after warm-up)"},
+    {"optimizer", OT_STR, F(optimizer), "adam", true, "sgd|adam|adamw", "optimizer"},
+    {"momentum", OT_F32, F(momentum), "0.9", true, "M", "SGD momentum (Adam: unused)"},
+    {"weight-decay", OT_F32, F(weight_decay), "0", true, "WD",
+     "weight decay (never on biases and batch-norm parameters)"},
+    {"schedule", OT_STR, F(schedule), "cosine", true, "cosine|step|plateau",
+     "cosine: per step, to 0; step: x0.1 every epochs/3 epochs;\n"
+     "plateau: ReduceLROnPlateau(factor 0.1, patience 2) on the val loss"},
+    {"warmup-epochs", OT_INT, F(warmup_epochs), "0", true, "N",
+     "linear learning-rate warm-up, per step, over N epochs"},
+    {"label-smoothing", OT_F32, F(label_smoothing), "0", true, "S",
+     "cross-entropy label smoothing in [0, 1)"},
+    {"img-size", OT_INT, F(img_size), "0", true, "S",
+     "input size; 0: the dataset's own (28 for Fashion-MNIST), else the model's"},
+    {"workers", OT_INT, F(workers), "1", false, "N", "decoding threads (0: in the training loop)"},
+    {"device", OT_STR, F(device), "auto", false, "cpu|cuda",
+     "auto: cuda if a GPU is usable, else cpu"},
+    {"backend", OT_STR, F(backend), "cudnn", false, "cudnn|cuda",
+     "kernels for CUDA tensors: cuDNN where possible, or hand-written only"},
+    {"tf32", OT_FLAG, F(tf32), "off", true, NULL, "TF32 math for conv and GEMM on the GPU"},
+    {"seed", OT_I64, F(seed), "0", true, "N", "seed of initialisation, shuffling and augmentation"},
+    {"limit-train", OT_I64, F(limit_train), "0", true, "N",
+     "train on N samples spread over the split (0: all)"},
+    {"limit-val", OT_I64, F(limit_val), "0", true, "N", "validate on N samples (0: all)"},
+    {"checkpoint-dir", OT_STR, F(checkpoint_dir), "", false, "DIR",
+     "where checkpoints, metrics.csv and curves.png go (default runs/<model>-<time>;\n"
+     "with --resume, the resumed checkpoint's folder)"},
+    {"resume", OT_STR, F(resume), "", false, "PATH", "continue training from a checkpoint"},
+    {"eval-only", OT_STR, F(eval_only), "", false, "PATH",
+     "evaluate a checkpoint on the validation split and stop"},
+    {"early-stop", OT_INT, F(early_stop), "0", true, "PATIENCE",
+     "stop after PATIENCE epochs without a better val top-1 (0: never)"},
+    {"stop-after", OT_INT, F(stop_after), "0", false, "N",
+     "end this invocation after N epochs, resumable (0: run all)"},
+    {"strict", OT_FLAG, F(strict), "off", true, NULL,
+     "a bad image aborts instead of being skipped"},
+    {"predict", OT_STR, F(predict), "", false, "IMAGE",
+     "print the top-5 classes of IMAGE and any further files given\n"
+     "after the options (needs --checkpoint)"},
+    {"checkpoint", OT_STR, F(checkpoint), "", false, "CKPT", "the checkpoint --predict uses"},
+    {"help", OT_FLAG, F(help), "", false, NULL, "this text"},
+};
+#undef F
+#define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
+_Static_assert(sizeof OPTS / sizeof OPTS[0] <= TR_MAX_OPTS, "TR_MAX_OPTS too small");
+
+/* Parses text into the field of option d; false if it is not a complete, in-range value. */
+static bool set_value(train_opts *o, const opt_desc *d, const char *v)
+{
+    char *p = (char *)o + d->off, *end = NULL;
+    errno = 0;
+    switch (d->type) {
+    case OT_STR:
+        if (strlen(v) >= d->size) return false;
+        memcpy(p, v, strlen(v) + 1);
+        return true;
+    case OT_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L) return false;
+        *(int *)p = (int)x;
+        return true;
+    }
+    case OT_I64: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end) return false;
+        *(int64_t *)p = x;
+        return true;
+    }
+    case OT_F32: {
+        float x = strtof(v, &end);
+        if (errno || end == v || *end || !isfinite(x)) return false;
+        *(float *)p = x;
+        return true;
+    }
+    case OT_FLAG:
+        if (!strcmp(v, "on") || !strcmp(v, "1"))
+            *(int *)p = 1;
+        else if (!strcmp(v, "off") || !strcmp(v, "0") || !v[0])
+            *(int *)p = 0;
+        else
+            return false;
+        return true;
+    }
+    return false;
+}
+
+/* The value of option d as text: exact (read back bit-identical by set_value) or short. */
+static void get_value(const train_opts *o, const opt_desc *d, bool exact, char *buf, size_t n)
+{
+    const char *p = (const char *)o + d->off;
+    switch (d->type) {
+    case OT_STR:
+        snprintf(buf, n, "%s", p);
+        break;
+    case OT_INT:
+        snprintf(buf, n, "%d", *(const int *)p);
+        break;
+    case OT_I64:
+        snprintf(buf, n, "%lld", (long long)*(const int64_t *)p);
+        break;
+    case OT_F32:
+        snprintf(buf, n, exact ? "%.9g" : "%g", (double)*(const float *)p);
+        break;
+    case OT_FLAG:
+        snprintf(buf, n, "%s", *(const int *)p ? "on" : "off");
+        break;
+    }
+}
+
+void tr_opts_defaults(train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < N_OPTS; i++) set_value(o, &OPTS[i], OPTS[i].def);
+}
+
+bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
+{
+    tr_opts_defaults(o);
+    o->files = argv + argc;
+    int first_file = argc;
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (arg[0] != '-' || !arg[1]) {
+            /* positional arguments: --predict's further files, kept together at the end */
+            if (first_file == argc)
+                first_file = a;
+            else if (first_file + o->n_files != a) {
+                snprintf(err, n, "'%s': files must come after all options", arg);
+                return false;
+            }
+            o->n_files++;
+            continue;
+        }
+        if (first_file != argc) {
+            snprintf(err, n, "'%s': options must come before the image files", arg);
+            return false;
+        }
+        if (!strcmp(arg, "-h")) arg = "--help";
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, n, "unknown option '%s' (see --help)", arg);
+            return false;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int i = 0;
+        while (i < N_OPTS && (strlen(OPTS[i].name) != len || strncmp(OPTS[i].name, name, len))) i++;
+        if (i == N_OPTS) {
+            snprintf(err, n, "unknown option '%.*s' (see --help)", (int)len + 2, arg);
+            return false;
+        }
+        const opt_desc *d = &OPTS[i];
+        const char *v;
+        if (d->type == OT_FLAG)
+            v = eq ? eq + 1 : "on";
+        else if (eq)
+            v = eq + 1;
+        else if (a + 1 < argc)
+            v = argv[++a];
+        else {
+            snprintf(err, n, "--%s needs a value (%s)", d->name, d->arg);
+            return false;
+        }
+        if (!set_value(o, d, v)) {
+            snprintf(err, n, "--%s: bad value '%s' (expected %s)", d->name, v,
+                     d->type == OT_FLAG ? "on|off" : d->arg);
+            return false;
+        }
+        o->given[i] = true;
+    }
+    o->files = argv + first_file;
+    if (o->n_files && !o->predict[0]) {
+        snprintf(err, n, "unexpected argument '%s' (image files need --predict)", o->files[0]);
+        return false;
+    }
+    return true;
+}
+
+static bool one_of(const char *v, const char *const *names)
+{
+    for (; *names; names++)
+        if (!strcmp(v, *names)) return true;
+    return false;
+}
+
+bool tr_opts_validate(const train_opts *o, char *err, size_t n)
+{
+    static const char *const optims[] = {"sgd", "adam", "adamw", NULL};
+    static const char *const scheds[] = {"cosine", "step", "plateau", NULL};
+    static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
+    static const char *const backends[] = {"cudnn", "cuda", NULL};
+    const char *bad = NULL;
+    if (o->epochs < 1)
+        bad = "--epochs must be >= 1";
+    else if (o->batch < 1)
+        bad = "--batch must be >= 1";
+    else if (!(o->lr > 0))
+        bad = "--lr must be > 0";
+    else if (!one_of(o->optimizer, optims))
+        bad = "--optimizer must be sgd, adam or adamw";
+    else if (o->momentum < 0 || o->momentum >= 1)
+        bad = "--momentum must be in [0, 1)";
+    else if (o->weight_decay < 0)
+        bad = "--weight-decay must be >= 0";
+    else if (!one_of(o->schedule, scheds))
+        bad = "--schedule must be cosine, step or plateau";
+    else if (o->warmup_epochs < 0 || o->warmup_epochs >= o->epochs)
+        bad = "--warmup-epochs must be in [0, epochs)";
+    else if (o->label_smoothing < 0 || o->label_smoothing >= 1)
+        bad = "--label-smoothing must be in [0, 1)";
+    else if (o->img_size < 0 || o->img_size > 4096)
+        bad = "--img-size must be in [0, 4096]";
+    else if (o->workers < 0 || o->workers > CNN_LOADER_MAX_WORKERS)
+        bad = "--workers must be in [0, 64]";
+    else if (!one_of(o->device, devices))
+        bad = "--device must be cpu or cuda";
+    else if (!one_of(o->backend, backends))
+        bad = "--backend must be cudnn or cuda";
+    else if (o->seed < 0)
+        bad = "--seed must be >= 0";
+    else if (o->limit_train < 0 || o->limit_val < 0)
+        bad = "--limit-train/--limit-val must be >= 0";
+    else if (o->early_stop < 0)
+        bad = "--early-stop must be >= 0";
+    else if (o->stop_after < 0)
+        bad = "--stop-after must be >= 0";
+    else if (o->predict[0] && !o->checkpoint[0])
+        bad = "--predict needs --checkpoint CKPT";
+    else if (!o->data[0])
+        bad = "--data must not be empty";
+    if (bad) {
+        snprintf(err, n, "%s", bad);
+        return false;
+    }
+    /* a bad --model fails here, before any dataset is read */
+    int count = 0;
+    const char *const *names = cnn_model_names(&count);
+    for (int i = 0; i < count; i++)
+        if (!strcmp(names[i], o->model)) return true;
+    int len = snprintf(err, n, "--model %s: unknown model '%s' (known:", o->model, o->model);
+    for (int i = 0; i < count && len > 0 && (size_t)len < n; i++)
+        len += snprintf(err + len, n - (size_t)len, "%s %s", i ? "," : "", names[i]);
+    if (len > 0 && (size_t)len < n) snprintf(err + len, n - (size_t)len, ")");
+    return false;
+}
+
+bool tr_make_dirs(const char *path, char *err, size_t n)
+{
+    char buf[TR_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p && *p != '/') continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            snprintf(err, n, "cannot create %s: %s", buf, strerror(errno));
+            return false;
+        }
+        if (!c) return true;
+        *p = c;
+    }
+}
+
+void tr_opts_usage(FILE *f)
+{
+    fprintf(f, "usage: train_imagenet_subset [options]\n"
+               "       train_imagenet_subset --predict IMAGE --checkpoint CKPT [IMAGE...]\n"
+               "Trains a zoo model on Fashion-MNIST or an ImageNet-style folder, writing\n"
+               "checkpoints (best.safetensors, last.safetensors), metrics.csv and curves.png.\n"
+               "Ctrl-C saves last.safetensors after the current step and prints how to resume;\n"
+               "--resume continues bit-identically on the same device and OMP_NUM_THREADS (a\n"
+               "resumed epoch re-reads the batches it had done).\n"
+               "options (default in brackets):\n");
+    for (int i = 0; i < N_OPTS; i++) {
+        const opt_desc *d = &OPTS[i];
+        char lhs[64];
+        snprintf(lhs, sizeof lhs, "--%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+        fprintf(f, "  %-26s ", lhs);
+        for (const char *h = d->help; *h; h++) {
+            fputc(*h, f);
+            if (*h == '\n') fprintf(f, "  %-26s ", "");
+        }
+        if (d->def[0] && d->type != OT_FLAG) fprintf(f, " [%s]", d->def);
+        fputc('\n', f);
+    }
+}
+
+cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d)
+{
+    for (int i = 0; i < N_OPTS; i++) {
+        if (!OPTS[i].saved) continue;
+        char key[64], val[TR_PATH_MAX + 32];
+        snprintf(key, sizeof key, "opt.%s", OPTS[i].name);
+        get_value(o, &OPTS[i], true, val, sizeof val);
+        cnn_status st = cnn_dict_set_meta(d, key, val);
+        if (st != CNN_OK) return st;
+    }
+    return CNN_OK;
+}
+
+bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, char *err, size_t n)
+{
+    for (int i = 0; i < N_OPTS; i++) {
+        if (!OPTS[i].saved || o->given[i]) continue;
+        char key[64];
+        snprintf(key, sizeof key, "opt.%s", OPTS[i].name);
+        const char *v = cnn_dict_get_meta(d, key);
+        if (!v) continue; /* an older checkpoint: keep the default */
+        if (!set_value(o, &OPTS[i], v)) {
+            snprintf(err, n, "checkpoint option %s has a bad value '%s'", key, v);
+            return false;
+        }
+    }
+    return true;
+}
+
+void tr_opts_print(const train_opts *o, FILE *f)
+{
+    int col = 0;
+    for (int i = 0; i < N_OPTS; i++) {
+        if (!OPTS[i].saved) continue;
+        char val[TR_PATH_MAX + 32];
+        get_value(o, &OPTS[i], false, val, sizeof val);
+        int w = (int)(strlen(OPTS[i].name) + strlen(val)) + 2;
+        if (col && col + w > 96) {
+            fputc('\n', f);
+            col = 0;
+        }
+        col += fprintf(f, "%s%s=%s", col ? " " : "", OPTS[i].name, val);
+    }
+    if (col) fputc('\n', f);
+}

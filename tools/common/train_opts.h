@@ -1,0 +1,68 @@
+/* train_opts.h — the command line of train_imagenet_subset: one table of options gives the
+ * parser, --help (with defaults) and the copy of the options kept in checkpoints. Tool code
+ * only: it may print, but never exits; the caller decides. */
+#ifndef TRAIN_OPTS_H
+#define TRAIN_OPTS_H
+
+#include "cnncuda.h"
+
+#include <stdio.h>
+
+#define TR_PATH_MAX 1024
+#define TR_MAX_OPTS 40
+
+typedef struct train_opts {
+    char data[TR_PATH_MAX];
+    char model[64];
+    int epochs;
+    int batch;
+    float lr;
+    char optimizer[16];
+    float momentum;
+    float weight_decay;
+    char schedule[16];
+    int warmup_epochs;
+    float label_smoothing;
+    int img_size;
+    int workers;
+    char device[16];
+    char backend[16];
+    int tf32;
+    int64_t seed;
+    int64_t limit_train, limit_val;
+    char checkpoint_dir[TR_PATH_MAX];
+    char resume[TR_PATH_MAX];
+    char eval_only[TR_PATH_MAX];
+    int early_stop;
+    int stop_after;
+    int strict;
+    char predict[TR_PATH_MAX];
+    char checkpoint[TR_PATH_MAX];
+    int help;
+    /* --predict's further image files (borrowed from argv) */
+    int n_files;
+    char **files;
+    /* given[i]: option i of the table was on the command line (it wins over a checkpoint) */
+    bool given[TR_MAX_OPTS];
+} train_opts;
+
+/* Fills every field with its default. */
+void tr_opts_defaults(train_opts *o);
+/* Parses argv over the defaults. On a bad command line returns false with a one-line reason in
+ * err. o->files points into argv. */
+bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n);
+/* Cross-checks the values (ranges, known names); false with a reason in err. */
+bool tr_opts_validate(const train_opts *o, char *err, size_t n);
+/* Prints the usage with every option and its default. */
+void tr_opts_usage(FILE *f);
+/* Stores the training options as metadata "opt.<name>" of d. */
+cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d);
+/* Restores from a checkpoint's metadata each training option not given on the command line.
+ * false with a reason in err for a value that does not parse. */
+bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, char *err, size_t n);
+/* mkdir -p path; false with a reason in err. */
+bool tr_make_dirs(const char *path, char *err, size_t n);
+/* Prints the training options, a few to a line. */
+void tr_opts_print(const train_opts *o, FILE *f);
+
+#endif /* TRAIN_OPTS_H */

@@ -1,0 +1,207 @@
+/* train_report.c — validation statistics, the per-class report, the confusion matrix and the
+ * per-epoch history (CSV and checkpoint string) of the training tool. The PNG plot lives in
+ * plot_png.c. Prints only where asked to, never exits. */
+#include "train_report.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool tr_eval_init(tr_eval *e, int num_classes)
+{
+    memset(e, 0, sizeof *e);
+    e->k = num_classes;
+    e->confusion = calloc((size_t)num_classes * (size_t)num_classes, sizeof *e->confusion);
+    return e->confusion != NULL;
+}
+
+void tr_eval_free(tr_eval *e)
+{
+    free(e->confusion);
+    memset(e, 0, sizeof *e);
+}
+
+void tr_eval_add(tr_eval *e, const float *logits, const int64_t *labels, int64_t b,
+                 double loss_mean)
+{
+    const int k = e->k;
+    for (int64_t i = 0; i < b; i++) {
+        const float *l = logits + i * k;
+        int64_t y = labels[i];
+        if (y < 0 || y >= k) continue;
+        /* rank of the true class; ties go to the lower index, as argmax does */
+        int rank = 0, pred = 0;
+        for (int j = 0; j < k; j++) {
+            if (l[j] > l[y] || (l[j] == l[y] && j < y)) rank++;
+            if (l[j] > l[pred]) pred = j;
+        }
+        e->confusion[y * k + pred]++;
+        e->top1 += rank == 0;
+        e->top5 += rank < 5;
+    }
+    e->n += b;
+    e->loss_sum += loss_mean * (double)b;
+}
+
+double tr_eval_loss(const tr_eval *e) { return e->n ? e->loss_sum / (double)e->n : 0; }
+double tr_eval_top1(const tr_eval *e) { return e->n ? (double)e->top1 / (double)e->n : 0; }
+double tr_eval_top5(const tr_eval *e) { return e->n ? (double)e->top5 / (double)e->n : 0; }
+
+void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, int),
+                          const void *ctx, FILE *f)
+{
+    const int k = e->k;
+    double sp = 0, sr = 0, sf = 0;
+    int counted = 0;
+    fprintf(f, "%4s %-24s %9s %9s %9s %8s\n", "", "class", "precision", "recall", "f1", "support");
+    for (int c = 0; c < k; c++) {
+        int64_t tp = e->confusion[c * k + c], row = 0, col = 0;
+        for (int j = 0; j < k; j++) {
+            row += e->confusion[c * k + j];
+            col += e->confusion[j * k + c];
+        }
+        double p = col ? (double)tp / (double)col : 0, r = row ? (double)tp / (double)row : 0;
+        double f1 = p + r > 0 ? 2 * p * r / (p + r) : 0;
+        if (row) {
+            sp += p;
+            sr += r;
+            sf += f1;
+            counted++;
+        }
+        fprintf(f, "%4d %-24.24s %9.4f %9.4f %9.4f %8lld\n", c, names(ctx, c), p, r, f1,
+                (long long)row);
+    }
+    if (counted)
+        fprintf(f, "%4s %-24s %9.4f %9.4f %9.4f %8lld\n", "", "macro avg", sp / counted,
+                sr / counted, sf / counted, (long long)e->n);
+    if (k > 20) {
+        fprintf(f, "(confusion matrix of %d classes: see confusion.csv)\n", k);
+        return;
+    }
+    fprintf(f, "confusion matrix (rows: true class, columns: predicted class)\n%28s", "");
+    for (int j = 0; j < k; j++) fprintf(f, " %5d", j);
+    fputc('\n', f);
+    for (int c = 0; c < k; c++) {
+        fprintf(f, "%4d %-23.23s", c, names(ctx, c));
+        for (int j = 0; j < k; j++) fprintf(f, " %5lld", (long long)e->confusion[c * k + j]);
+        fputc('\n', f);
+    }
+}
+
+/* CSV field: quoted, with quotes doubled, since class names may hold commas. */
+static void csv_field(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const void *, int),
+                                 const void *ctx, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fprintf(f, "true\\predicted");
+    for (int j = 0; j < e->k; j++) {
+        fputc(',', f);
+        csv_field(f, names(ctx, j));
+    }
+    fputc('\n', f);
+    for (int c = 0; c < e->k; c++) {
+        csv_field(f, names(ctx, c));
+        for (int j = 0; j < e->k; j++) fprintf(f, ",%lld", (long long)e->confusion[c * e->k + j]);
+        fputc('\n', f);
+    }
+    bool ok = !ferror(f);
+    return fclose(f) == 0 && ok;
+}
+
+void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f)
+{
+    int n = cnn_loader_num_bad(l);
+    if (!n) return;
+    fprintf(f, "%d bad image(s) skipped in %s:\n", n, split);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "  %s: %s\n", cnn_loader_bad_name(l, i), cnn_loader_bad_reason(l, i));
+}
+
+bool tr_history_add(tr_history *h, const tr_epoch_row *r)
+{
+    if (h->n == h->cap) {
+        int cap = h->cap ? 2 * h->cap : 16;
+        tr_epoch_row *rows = realloc(h->rows, (size_t)cap * sizeof *rows);
+        if (!rows) return false;
+        h->rows = rows;
+        h->cap = cap;
+    }
+    h->rows[h->n++] = *r;
+    return true;
+}
+
+void tr_history_free(tr_history *h)
+{
+    free(h->rows);
+    memset(h, 0, sizeof *h);
+}
+
+/* %.17g keeps doubles exact, so a resumed run's CSV equals an uninterrupted one's. */
+#define ROW_FMT "%d,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g"
+#define ROW_ARGS(r)                                                                                \
+    (r)->epoch, (r)->train_loss, (r)->train_acc, (r)->val_loss, (r)->val_top1, (r)->val_top5,      \
+        (r)->lr, (r)->seconds, (r)->data_wait
+
+char *tr_history_serialize(const tr_history *h)
+{
+    size_t cap = (size_t)h->n * 240 + 1;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    size_t len = 0;
+    s[0] = 0;
+    for (int i = 0; i < h->n; i++)
+        len +=
+            (size_t)snprintf(s + len, cap - len, "%s" ROW_FMT, i ? ";" : "", ROW_ARGS(&h->rows[i]));
+    return s;
+}
+
+bool tr_history_parse(tr_history *h, const char *s)
+{
+    tr_history out = {0};
+    while (*s) {
+        tr_epoch_row r;
+        int used = 0;
+        if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.epoch, &r.train_loss, &r.train_acc,
+                   &r.val_loss, &r.val_top1, &r.val_top5, &r.lr, &r.seconds, &r.data_wait,
+                   &used) != 9 ||
+            !tr_history_add(&out, &r)) {
+            tr_history_free(&out);
+            return false;
+        }
+        s += used;
+        if (*s == ';')
+            s++;
+        else if (*s) {
+            tr_history_free(&out);
+            return false;
+        }
+    }
+    tr_history_free(h);
+    *h = out;
+    return true;
+}
+
+bool tr_history_write_csv(const tr_history *h, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fprintf(f, "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,lr,epoch_seconds,"
+               "data_wait_fraction\n");
+    for (int i = 0; i < h->n; i++) {
+        const tr_epoch_row *r = &h->rows[i];
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.4f\n", ROW_ARGS(r));
+    }
+    bool ok = !ferror(f);
+    return fclose(f) == 0 && ok;
+}

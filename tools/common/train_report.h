@@ -1,0 +1,62 @@
+/* train_report.h — what the training tool measures and reports: validation statistics (loss,
+ * top-1/top-5, confusion matrix, per-class precision/recall/F1), the per-epoch history with its
+ * CSV and PNG renderings. Tool code: prints to the FILE it is given, never exits. */
+#ifndef TR_REPORT_H
+#define TR_REPORT_H
+
+#include "cnncuda.h"
+
+#include <stdio.h>
+
+/* Accumulates predictions of one pass over a split. */
+typedef struct tr_eval {
+    int k;              /* classes */
+    int64_t *confusion; /* k * k counts, [true * k + predicted] */
+    int64_t n, top1, top5;
+    double loss_sum; /* sum over samples of the per-sample loss */
+} tr_eval;
+
+/* false when out of memory. */
+bool tr_eval_init(tr_eval *e, int num_classes);
+void tr_eval_free(tr_eval *e);
+/* logits: (b, k) row-major; labels: b; loss_mean: the batch's mean loss. */
+void tr_eval_add(tr_eval *e, const float *logits, const int64_t *labels, int64_t b,
+                 double loss_mean);
+double tr_eval_loss(const tr_eval *e);
+double tr_eval_top1(const tr_eval *e);
+double tr_eval_top5(const tr_eval *e);
+/* Per-class precision/recall/F1 table, then the confusion matrix when k <= 20. names(i) gives
+ * class i's name. */
+void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, int),
+                          const void *ctx, FILE *f);
+/* The confusion matrix as CSV (header row of class names); false with errno set on failure. */
+bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const void *, int),
+                                 const void *ctx, const char *path);
+
+/* Lists the samples a loader skipped as undecodable (nothing when there is none). */
+void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f);
+
+/* One epoch's row of metrics.csv. */
+typedef struct tr_epoch_row {
+    int epoch; /* 1-based */
+    double train_loss, train_acc, val_loss, val_top1, val_top5, lr, seconds, data_wait;
+} tr_epoch_row;
+typedef struct tr_history {
+    tr_epoch_row *rows;
+    int n, cap;
+} tr_history;
+
+bool tr_history_add(tr_history *h, const tr_epoch_row *r);
+void tr_history_free(tr_history *h);
+/* The history as one string (rows separated by ';'), for checkpoint metadata; malloc'd, NULL
+ * when out of memory. */
+char *tr_history_serialize(const tr_history *h);
+/* Replaces h with a string from tr_history_serialize; false when it does not parse. */
+bool tr_history_parse(tr_history *h, const char *s);
+/* metrics.csv: a header and one row per epoch; false with errno set on failure. */
+bool tr_history_write_csv(const tr_history *h, const char *path);
+/* curves.png: loss (train, val) and accuracy (train, val top-1, val top-5) per epoch in two
+ * panels with axes and tick labels. false with a reason in err. */
+bool tr_plot_curves(const tr_history *h, const char *path, char *err, size_t n);
+
+#endif /* TR_REPORT_H */
