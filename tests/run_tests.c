@@ -3,7 +3,9 @@
 #include "test.h"
 
 #include <stdarg.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *file, *name;
@@ -49,6 +51,33 @@ void cnn_test_skip(const char *why)
 }
 
 int cnn_test_failed(void) { return g_failed_now > 0; }
+
+int cnn_test_tool_path(const char *name, char *buf, size_t n)
+{
+    const char *dir = getenv("CNN_TOOLS_DIR");
+    snprintf(buf, n, "%s/%s", dir && dir[0] ? dir : "build/bin", name);
+    if (access(buf, X_OK) == 0) return 1;
+    char why[600];
+    snprintf(why, sizeof why, "%s not built (set CNN_TOOLS_DIR)", buf);
+    cnn_test_skip(why);
+    return 0;
+}
+
+int cnn_test_capture(const char *cmd, char *out, size_t n)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t len = 0, got;
+    char chunk[4096];
+    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0) {
+        size_t take = len + got < n - 1 ? got : n - 1 - len;
+        memcpy(out + len, chunk, take);
+        len += take;
+    }
+    out[len] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 static int cmp_tests(const void *a, const void *b)
 {

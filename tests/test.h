@@ -19,6 +19,13 @@ void cnn_test_fail(const char *file, int line, const char *fmt, ...)
 void cnn_test_skip(const char *why);
 /* True when the running test has recorded a failure. */
 int cnn_test_failed(void);
+/* Path of a built tool (from $CNN_TOOLS_DIR, which `make test` sets, else build/bin) into buf;
+ * when it is not there, marks the running test skipped and returns 0. */
+int cnn_test_tool_path(const char *name, char *buf, size_t n);
+/* Runs a shell command line (with any redirections it names) and captures its standard output
+ * into out (truncated to n bytes, NUL-terminated); returns the exit status, or -1 when the
+ * command did not exit normally. */
+int cnn_test_capture(const char *cmd, char *out, size_t n);
 
 #define CNN_TEST_(name, gpu)                                                                      \
     static void test_##name(void);                                                                \

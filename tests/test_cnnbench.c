@@ -8,16 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static bool bench_path(char *buf, size_t n)
-{
-    const char *dir = getenv("CNN_TOOLS_DIR");
-    snprintf(buf, n, "%s/cnnbench", dir && dir[0] ? dir : "build/bin");
-    if (access(buf, X_OK) == 0) return true;
-    char why[600];
-    snprintf(why, sizeof why, "%s not built (set CNN_TOOLS_DIR)", buf);
-    cnn_test_skip(why);
-    return false;
-}
+static bool bench_path(char *buf, size_t n) { return cnn_test_tool_path("cnnbench", buf, n); }
 
 /* Runs a shell command with stdout and stderr captured into out (truncated to n); returns the
  * exit status, or -1 when it did not exit normally. */
@@ -25,18 +16,7 @@ static int run_cmd(const char *cmd, char *out, size_t n)
 {
     char full[4096];
     snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t len = 0, got;
-    char chunk[4096];
-    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0) {
-        size_t take = len + got < n - 1 ? got : n - 1 - len;
-        memcpy(out + len, chunk, take);
-        len += take;
-    }
-    out[len] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return cnn_test_capture(full, out, n);
 }
 
 static int run_bench(const char *tool, const char *env, const char *args, char *out, size_t n)

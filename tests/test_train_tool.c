@@ -15,13 +15,7 @@
 /* The tool's path into buf; false (test skipped) when it is not built. */
 static bool tool_path(char *buf, size_t n)
 {
-    const char *dir = getenv("CNN_TOOLS_DIR");
-    snprintf(buf, n, "%s/train_imagenet_subset", dir && dir[0] ? dir : "build/bin");
-    if (access(buf, X_OK) == 0) return true;
-    char why[600];
-    snprintf(why, sizeof why, "%s not built (set CNN_TOOLS_DIR)", buf);
-    cnn_test_skip(why);
-    return false;
+    return cnn_test_tool_path("train_imagenet_subset", buf, n);
 }
 
 /* Runs "tool args" with stdout and stderr (or stderr only) captured into out (n bytes,
@@ -32,18 +26,7 @@ static int run_tool_ex(const char *tool, const char *args, bool stderr_only, cha
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "%s %s%s %s", tool, strstr(args, "--device") ? "" : "--device cpu ",
              args, stderr_only ? "2>&1 >/dev/null" : "2>&1");
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t len = 0, got;
-    char chunk[4096];
-    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0) {
-        size_t take = len + got < n - 1 ? got : n - 1 - len;
-        memcpy(out + len, chunk, take);
-        len += take;
-    }
-    out[len] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return cnn_test_capture(cmd, out, n);
 }
 
 static int run_tool(const char *tool, const char *args, char *out, size_t n)
