@@ -462,6 +462,8 @@ static cnn_status run_forward(const conv_geom *g, bool gpu, const float *x, cons
 {
 #if CNN_WITH_CUDA
     if (gpu) return run_gpu(PASS_FORWARD, g, x, w, b, y, NULL);
+#else
+    (void)gpu;
 #endif
     return conv_forward_cpu(g, x, w, b, y);
 }
@@ -472,6 +474,8 @@ static cnn_status run_backward_data(const conv_geom *g, bool gpu, const float *d
 {
 #if CNN_WITH_CUDA
     if (gpu) return run_gpu(PASS_DATA, g, dy, w, NULL, dx, NULL);
+#else
+    (void)gpu;
 #endif
     return conv_backward_data_cpu(g, dy, w, dx);
 }
@@ -482,6 +486,8 @@ static cnn_status run_backward_filter(const conv_geom *g, bool gpu, const float 
 {
 #if CNN_WITH_CUDA
     if (gpu) return run_gpu(PASS_FILTER, g, dy, x, NULL, dw, db);
+#else
+    (void)gpu;
 #endif
     return conv_backward_filter_cpu(g, dy, x, dw, db);
 }

@@ -78,6 +78,7 @@ TEST(tape_reset_releases_and_does_not_grow)
 
 static cnn_status f_views(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {
+    (void)ud;
     cnn_tensor *t = NULL, *n = NULL, *r = NULL;
     cnn_status st = cnn_tensor_transpose(in[0], 1, 3, &t);
     if (st == CNN_OK) st = cnn_tensor_narrow(t, 2, 1, 2, &n);
@@ -98,10 +99,12 @@ TEST(gradcheck_views)
 
 static cnn_status f_add(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {
+    (void)ud;
     return cnn_add(in[0], in[1], y);
 }
 static cnn_status f_mean(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {
+    (void)ud;
     return cnn_mean(in[0], y);
 }
 

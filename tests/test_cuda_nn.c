@@ -394,6 +394,7 @@ GPU_TEST(cuda_nn_device_mismatch_is_refused)
 /* ---- linear (cuBLAS) ---------------------------------------------------------------------- */
 static cnn_status linear_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {
+    (void)ud;
     return cnn_linear(in[0], in[1], in[2], y);
 }
 

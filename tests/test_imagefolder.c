@@ -91,6 +91,7 @@ int data_test_make_tree(char *root)
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
+    (void)sb, (void)flag, (void)ftw;
     return remove(path);
 }
 

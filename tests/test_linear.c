@@ -4,6 +4,7 @@
 
 static cnn_status f_linear(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {
+    (void)ud;
     return cnn_linear(in[0], in[1], in[2], y);
 }
 

@@ -35,10 +35,12 @@ static cnn_status fwd_conv(op_job *j, cnn_tensor **in, cnn_tensor **y)
 }
 static cnn_status fwd_linear(op_job *j, cnn_tensor **in, cnn_tensor **y)
 {
+    (void)j;
     return cnn_linear(in[0], in[1], NULL, y);
 }
 static cnn_status fwd_bn(op_job *j, cnn_tensor **in, cnn_tensor **y)
 {
+    (void)j;
     return cnn_batch_norm(in[0], in[3], in[4], in[1], in[2], true, 0.1f, 1e-5f, y);
 }
 static cnn_status fwd_pool(op_job *j, cnn_tensor **in, cnn_tensor **y)
@@ -351,6 +353,7 @@ static void gemm_ref_at(void *ud, long idx, double *ref, double *mag)
 
 static int gemm_naive(op_job *j, int pass, const float *got, long n, double *max_err)
 {
+    (void)pass;
     return bench_check(got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5, max_err);
 }
 
@@ -559,6 +562,7 @@ static void ew_ref_at(void *ud, long idx, double *ref, double *mag)
 
 static int ew_naive(op_job *j, int pass, const float *got, long n, double *max_err)
 {
+    (void)pass;
     ew_ref w = {j, j->hw};
     return bench_check(got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
 }
