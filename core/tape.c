@@ -162,6 +162,9 @@ static cnn_status run_node(cnn_node *nd)
         cnn_error_prefix(st, "backward of %s", nd->op);
         goto done;
     }
+    /* The node needs its output gradient no more. Dropping its reference now lets the last
+     * input gradient that aliases it (add, reshape) be taken over instead of copied. */
+    cnn_tensor_free(&nd->dout);
     for (int i = 0; i < nd->n_inputs; i++) {
         cnn_node_input *in = &nd->in[i];
         if (!dx[i]) continue;
