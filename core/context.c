@@ -168,4 +168,30 @@ cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out)
 void cnn_cuda_reset_peak_memory(int device) { (void)device; }
 
 cnn_status cnn_cuda_empty_cache(void) { return CNN_OK; }
+
+cnn_status cnn_cuda_device_name(int device, char *buf, size_t size)
+{
+    CNN_CHECK(buf && size > 0, CNN_ERR_INVALID_ARG, "cuda_device_name: buf is NULL or size is 0");
+    buf[0] = '\0';
+    return cnn_error(CNN_ERR_DEVICE, "cuda_device_name: cuda:%d requested but libcnncuda was "
+                                     "built without CUDA (CUDA=0)", device);
+}
+
+cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn)
+{
+    if (driver) *driver = 0;
+    if (runtime) *runtime = 0;
+    if (cudnn) *cudnn = 0;
+    return cnn_error(CNN_ERR_DEVICE, "cuda_versions: libcnncuda was built without CUDA (CUDA=0)");
+}
+
+const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
+                                  const cnn_conv2d_params *p, int pass)
+{
+    (void)x;
+    (void)w;
+    (void)p;
+    (void)pass;
+    return NULL;
+}
 #endif

@@ -1,7 +1,9 @@
 /* batchnorm_cudnn.c — spatial batch norm through cuDNN's legacy batch-norm API (deprecated but
  * present in every cuDNN 9): training forward, inference forward and backward, x seen as
  * (N, C, inner, 1). Statistics use layers/batchnorm.c's (4, C) layout so either backend's
- * backward can follow either forward. Every cuDNN call is checked. */
+ * backward can follow either forward. Every cuDNN call is checked. CUDNN_BATCHNORM_SPATIAL, not
+ * SPATIAL_PERSISTENT: the persistent kernels may overflow on some inputs (cuDNN's own caveat).
+ * cuDNN's running statistics follow PyTorch: factor = momentum, running_var unbiased. */
 #include "cuda_check.h"
 
 #include <limits.h>
@@ -18,11 +20,17 @@ static void bn_descs_free(bn_descs *d)
     if (d->c) (void)cudnnDestroyTensorDescriptor(d->c);
 }
 
+/* The legacy API takes int sizes and strides: x must have fewer than 2^31 elements. Larger
+ * tensors take the hand-written kernels, which share the statistics layout, so the caller sees
+ * no difference. */
+static bool fits_cudnn(int64_t n, int64_t c, int64_t inner)
+{
+    return n * c * inner <= INT_MAX;
+}
+
 static cnn_status bn_descs_make(int64_t n, int64_t c, int64_t inner, bn_descs *d)
 {
-    CNN_CHECK(n <= INT_MAX && c <= INT_MAX && inner <= INT_MAX, CNN_ERR_UNSUPPORTED,
-              "batch_norm (cuDNN): (%lld, %lld, %lld) does not fit cuDNN's int sizes",
-              (long long)n, (long long)c, (long long)inner);
+    CNN_ASSERT(fits_cudnn(n, c, inner));
     CNN_CUDNN_TRY(cudnnCreateTensorDescriptor(&d->x));
     CNN_CUDNN_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)n,
                                              (int)c, (int)inner, 1));
@@ -50,6 +58,13 @@ cnn_status cnn_cudnn_batch_norm_forward_training(cnn_context *ctx, const float *
                                                  const float *bias, float momentum, float eps,
                                                  float *rm, float *rv, float *y)
 {
+    /* cuDNN rejects empty descriptors; an empty x has nothing to normalise (training with an
+     * empty batch is refused by layers/batchnorm.c). */
+    if (n * c * inner == 0) return CNN_OK;
+    if (!fits_cudnn(n, c, inner)) {
+        CNN_TRY(cnn_cuda_batch_norm_stats(ctx, x, n, c, inner, true, momentum, eps, rm, rv, stats));
+        return cnn_cuda_batch_norm_forward(ctx, x, stats, bias, n, c, inner, y);
+    }
     cudaStream_t s;
     cudnnHandle_t h;
     CNN_TRY(cnn_cuda_enter(ctx, "batch_norm", &s));
@@ -83,6 +98,10 @@ cnn_status cnn_cudnn_batch_norm_forward_inference(cnn_context *ctx, const float 
                                                   const float *bias, const float *rm,
                                                   const float *rv, float eps, float *y)
 {
+    if (n * c * inner == 0) return CNN_OK;
+    /* The caller computed the statistics rows from rm/rv already. */
+    if (!fits_cudnn(n, c, inner))
+        return cnn_cuda_batch_norm_forward(ctx, x, stats, bias, n, c, inner, y);
     cudaStream_t s;
     cudnnHandle_t h;
     CNN_TRY(cnn_cuda_enter(ctx, "batch_norm", &s));
@@ -113,6 +132,8 @@ cnn_status cnn_cudnn_batch_norm_backward(cnn_context *ctx, const float *x, const
                                          const float *stats, int64_t n, int64_t c, int64_t inner,
                                          float eps, float *dx, float *dw, float *db)
 {
+    if (n * c * inner == 0 || !fits_cudnn(n, c, inner))
+        return cnn_cuda_batch_norm_backward(ctx, x, dy, stats, n, c, inner, true, dx, dw, db);
     cudaStream_t s;
     cudnnHandle_t h;
     CNN_TRY(cnn_cuda_enter(ctx, "batch_norm backward", &s));

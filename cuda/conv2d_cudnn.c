@@ -1,7 +1,8 @@
 /* conv2d_cudnn.c — conv2d through cuDNN: NCHW float descriptors, the algorithm chosen by timing
- * (cudnnFind*AlgorithmEx) once per key and cached per context, workspace from the caching
- * allocator under a cap. Built only with CUDNN=1. It answers CNN_ERR_UNSUPPORTED, changing
- * nothing, where cuDNN cannot do a case (the caller then uses cuda/conv2d.cu); it never prints. */
+ * (cudnnFind*AlgorithmEx) once per key and cached per context (cnn_conv2d_cudnn_algo names it),
+ * workspace from the caching allocator under a cap. Built only with CUDNN=1. It answers
+ * CNN_ERR_UNSUPPORTED where cuDNN cannot do a case (the caller then uses cuda/conv2d.cu, which
+ * overwrites the whole output); it never prints. */
 #include "cuda_check.h"
 
 #include <limits.h>
@@ -24,7 +25,7 @@ typedef struct algo_key {
 
 typedef struct algo_entry {
     algo_key key;
-    int algo;
+    int algo; /* -1: cuDNN declined the case (search failed as unsupported) */
     cudnnMathType_t math;
     size_t workspace;
     struct algo_entry *next;
@@ -58,6 +59,20 @@ static ctx_cache *cache_of(const cnn_context *ctx, bool create)
     return c;
 }
 
+/* The key of one call: the geometry plus the context's device and math/determinism flags. */
+static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, algo_key *key)
+{
+    memset(key, 0, sizeof *key);
+    key->device = ctx->device.index;
+    key->dir = dir;
+    key->tf32 = ctx->tf32;
+    key->deterministic = ctx->deterministic;
+    key->n = g->n, key->c = g->c, key->h = g->h, key->w = g->w;
+    key->k = g->k, key->r = g->r, key->s = g->s;
+    key->sh = g->sh, key->sw = g->sw, key->ph = g->ph, key->pw = g->pw;
+    key->dh = g->dh, key->dw = g->dw, key->groups = g->groups;
+}
+
 static bool cache_find(const cnn_context *ctx, const algo_key *key, algo_entry *out)
 {
     bool found = false;
@@ -72,7 +87,8 @@ static bool cache_find(const cnn_context *ctx, const algo_key *key, algo_entry *
     return found;
 }
 
-/* Counts one search and keeps its result; a failed host allocation only costs a later search. */
+/* Counts one search and keeps its result (algo -1: cuDNN declined the case); a failed host
+ * allocation only costs a later search. */
 static void cache_put(const cnn_context *ctx, const algo_entry *val)
 {
     pthread_mutex_lock(&cache_lock);
@@ -133,6 +149,15 @@ static cnn_status setup_status_of(cudnnStatus_t e)
                        cudnnGetErrorString, st = cnn_cs_; goto done)
 #define CUDNN_TRYG(stmt)                                                                          \
     CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_status_of,            \
+                       cudnnGetErrorString, st = cnn_cs_; goto done)
+/* A search or a run that cuDNN answers with NOT_SUPPORTED (a shape, a GPU or a sub-library it
+ * lacks) leaves the case to the hand-written kernel, which overwrites the whole output. */
+static cnn_status run_status_of(cudnnStatus_t e)
+{
+    return (e >= 3000 && e < 4000) ? CNN_ERR_UNSUPPORTED : cnn_cudnn_status_of(e);
+}
+#define RUN_TRYG(stmt)                                                                            \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, run_status_of,                  \
                        cudnnGetErrorString, st = cnn_cs_; goto done)
 
 static void descs_free(conv_descs *d)
@@ -237,6 +262,19 @@ static size_t algo_workspace(const conv_call *c, int algo)
 
 #define N_ALGOS 8 /* >= each direction's CUDNN_CONVOLUTION_*_ALGO_COUNT */
 
+/* cuDNN's own flag, and the algorithms its documentation names non-deterministic (atomics):
+ * backward-data ALGO_0, backward-filter ALGO_0 and ALGO_3, excluded even if a release mislabels
+ * them. */
+static bool deterministic_algo(int dir, const perf *p)
+{
+    if (p->determinism != CUDNN_DETERMINISTIC) return false;
+    if (dir == DIR_DATA) return p->algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+    if (dir == DIR_FILTER)
+        return p->algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 &&
+               p->algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+    return true;
+}
+
 /* Times every algorithm on the call's own buffers (the output is overwritten, as the real call
  * will do again) with a workspace as large as the hungriest one under the cap, and picks the
  * fastest one that succeeded, fits the cap, is deterministic when asked, and stays off the
@@ -261,24 +299,24 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
     int n = 0;
     if (c->dir == DIR_FORWARD) {
         cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        CUDNN_TRYG(cudnnFindConvolutionForwardAlgorithmEx(c->h, c->d.x, c->in0, c->d.w, c->in1,
-                                                          c->d.conv, c->d.y, c->out, count, &n, r,
-                                                          wp, ws_bytes));
+        RUN_TRYG(cudnnFindConvolutionForwardAlgorithmEx(c->h, c->d.x, c->in0, c->d.w, c->in1,
+                                                        c->d.conv, c->d.y, c->out, count, &n, r,
+                                                        wp, ws_bytes));
         for (int i = 0; i < n; i++)
             p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
     } else if (c->dir == DIR_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        CUDNN_TRYG(cudnnFindConvolutionBackwardDataAlgorithmEx(c->h, c->d.w, c->in1, c->d.y,
-                                                               c->in0, c->d.conv, c->d.x, c->out,
-                                                               count, &n, r, wp, ws_bytes));
+        RUN_TRYG(cudnnFindConvolutionBackwardDataAlgorithmEx(c->h, c->d.w, c->in1, c->d.y,
+                                                             c->in0, c->d.conv, c->d.x, c->out,
+                                                             count, &n, r, wp, ws_bytes));
         for (int i = 0; i < n; i++)
             p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        CUDNN_TRYG(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->h, c->d.x, c->in0, c->d.y,
-                                                                 c->in1, c->d.conv, c->d.w,
-                                                                 c->out, count, &n, r, wp,
-                                                                 ws_bytes));
+        RUN_TRYG(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->h, c->d.x, c->in0, c->d.y,
+                                                               c->in1, c->d.conv, c->d.w,
+                                                               c->out, count, &n, r, wp,
+                                                               ws_bytes));
         for (int i = 0; i < n; i++)
             p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
     }
@@ -292,11 +330,10 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
             continue;
         }
         if (p[i].memory > ws_bytes) continue;
-        if (key->deterministic && p[i].determinism != CUDNN_DETERMINISTIC) continue;
+        if (key->deterministic && !deterministic_algo(c->dir, &p[i])) continue;
         if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
         *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
                             .workspace = p[i].memory};
-        cache_put(c->ctx, out);
         goto done;
     }
     if (oom)
@@ -320,40 +357,46 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     conv_call c = {.ctx = ctx, .g = g, .dir = dir, .in0 = in0, .in1 = in1, .out = out};
     CNN_TRY(cnn_cuda_cudnn(ctx, &c.h));
     algo_key key;
-    memset(&key, 0, sizeof key);
-    key.device = ctx->device.index;
-    key.dir = dir;
-    key.tf32 = ctx->tf32;
-    key.deterministic = ctx->deterministic;
-    key.n = g->n, key.c = g->c, key.h = g->h, key.w = g->w;
-    key.k = g->k, key.r = g->r, key.s = g->s;
-    key.sh = g->sh, key.sw = g->sw, key.ph = g->ph, key.pw = g->pw;
-    key.dh = g->dh, key.dw = g->dw, key.groups = g->groups;
-    /* Exact FP32 unless TF32 is on: FMA math keeps cuDNN off the tensor cores. */
-    CNN_TRY(descs_make(g, ctx->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH, &c.d));
+    key_of(ctx, g, dir, &key);
+    /* Exact FP32 unless TF32 is on: FMA math keeps cuDNN off the tensor cores. With TF32 the
+     * default math, as PyTorch's allow_tf32 uses: it permits TF32 tensor cores for float data
+     * on Ampere and later, and the search reports which math each algorithm ran with. */
+    CNN_TRY(descs_make(g, ctx->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH, &c.d));
 
     cnn_status st = CNN_OK;
     cnn_tensor *ws = NULL;
     void *wp = NULL;
     algo_entry e;
-    if (!cache_find(ctx, &key, &e)) CNN_TRYG(search(&c, &key, &e));
+    if (!cache_find(ctx, &key, &e)) {
+        /* A refusal is kept too (algo -1): searching again on every call would time every
+         * algorithm each time only to fall back again. An out-of-memory is not kept. */
+        st = search(&c, &key, &e);
+        if (st == CNN_ERR_UNSUPPORTED) e = (algo_entry){.key = key, .algo = -1};
+        if (st == CNN_OK || st == CNN_ERR_UNSUPPORTED) cache_put(ctx, &e);
+        if (st != CNN_OK) goto done;
+    }
+    if (e.algo < 0) {
+        st = cnn_error(CNN_ERR_UNSUPPORTED, "conv2d: cuDNN declined this %s case earlier",
+                       dir_name[dir]);
+        goto done;
+    }
     /* With TF32 on, run with the math type that was timed. Exact FP32 keeps FMA math even when
      * the search reports the default one, which would let Ampere and later GPUs use TF32. */
     CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
     CNN_TRYG(workspace_get(ctx, e.workspace, dir_name[dir], &ws, &wp));
     const float one = 1.0f, zero = 0.0f;
     if (dir == DIR_FORWARD)
-        CUDNN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
-                                           (cudnnConvolutionFwdAlgo_t)e.algo, wp, e.workspace,
-                                           &zero, c.d.y, out));
+        RUN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
+                                         (cudnnConvolutionFwdAlgo_t)e.algo, wp, e.workspace,
+                                         &zero, c.d.y, out));
     else if (dir == DIR_DATA)
-        CUDNN_TRYG(cudnnConvolutionBackwardData(c.h, &one, c.d.w, in1, c.d.y, in0, c.d.conv,
-                                                (cudnnConvolutionBwdDataAlgo_t)e.algo, wp,
-                                                e.workspace, &zero, c.d.x, out));
+        RUN_TRYG(cudnnConvolutionBackwardData(c.h, &one, c.d.w, in1, c.d.y, in0, c.d.conv,
+                                              (cudnnConvolutionBwdDataAlgo_t)e.algo, wp,
+                                              e.workspace, &zero, c.d.x, out));
     else
-        CUDNN_TRYG(cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, in0, c.d.y, in1, c.d.conv,
-                                                  (cudnnConvolutionBwdFilterAlgo_t)e.algo, wp,
-                                                  e.workspace, &zero, c.d.w, out));
+        RUN_TRYG(cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, in0, c.d.y, in1, c.d.conv,
+                                                (cudnnConvolutionBwdFilterAlgo_t)e.algo, wp,
+                                                e.workspace, &zero, c.d.w, out));
 done:
     /* Freed at once: the allocator hands the block out again only to later work on this
      * stream, ordered after this call. */
@@ -425,4 +468,50 @@ done:
     (void)cudnnDestroyTensorDescriptor(bd);
     if (yd) (void)cudnnDestroyTensorDescriptor(yd);
     return st;
+}
+
+/* ---- what the cache chose (cnn_conv2d_cudnn_algo) ------------------------------------------ */
+static const char *algo_name(int dir, int algo)
+{
+    static const char *const fwd[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT",
+                                      "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+    static const char *const data[] = {"ALGO_0", "ALGO_1", "FFT", "FFT_TILING", "WINOGRAD",
+                                       "WINOGRAD_NONFUSED"};
+    static const char *const filter[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD",
+                                         "WINOGRAD_NONFUSED", "FFT_TILING"};
+    _Static_assert(sizeof fwd / sizeof *fwd == CUDNN_CONVOLUTION_FWD_ALGO_COUNT, "forward names");
+    _Static_assert(sizeof data / sizeof *data == CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                   "backward-data names");
+    _Static_assert(sizeof filter / sizeof *filter == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                   "backward-filter names");
+    const char *const *names = dir == DIR_FORWARD ? fwd : dir == DIR_DATA ? data : filter;
+    const int count = dir == DIR_FORWARD ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
+                      : dir == DIR_DATA  ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
+                                         : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    return algo >= 0 && algo < count ? names[algo] : "UNKNOWN";
+}
+
+const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
+                                  const cnn_conv2d_params *p, int pass)
+{
+    static const cnn_conv2d_params defaults;
+    if (!p) p = &defaults;
+    cnn_context *ctx = cnn_ctx();
+    if (!x || !w || pass < DIR_FORWARD || pass > DIR_FILTER || !ctx->gpu || !cnn_on_cuda(x) ||
+        x->device.index != ctx->device.index || x->shape.ndim != 4 || w->shape.ndim != 4)
+        return NULL;
+    /* The geometry exactly as layers/conv2d.c resolves it for the cuDNN call (p and q are not
+     * part of the key: the other sizes fix them). */
+    cnn_cuda_conv g = {.n = x->shape.d[0], .c = x->shape.d[1], .h = x->shape.d[2],
+                       .w = x->shape.d[3], .k = w->shape.d[0], .r = w->shape.d[2],
+                       .s = w->shape.d[3], .cg = w->shape.d[1],
+                       .sh = p->stride[0] ? p->stride[0] : 1, .sw = p->stride[1] ? p->stride[1] : 1,
+                       .ph = p->padding[0], .pw = p->padding[1],
+                       .dh = p->dilation[0] ? p->dilation[0] : 1,
+                       .dw = p->dilation[1] ? p->dilation[1] : 1,
+                       .groups = p->groups ? p->groups : 1};
+    algo_key key;
+    algo_entry e;
+    key_of(ctx, &g, pass, &key);
+    return cache_find(ctx, &key, &e) && e.algo >= 0 ? algo_name(pass, e.algo) : NULL;
 }

@@ -1,6 +1,7 @@
-/* device.c — the GPU side of a context: device count, the context's own non-blocking stream and
- * its lazily created cuBLAS/cuDNN handles, all kept in ctx->gpu (never in globals, so contexts
- * on different threads or devices cannot interfere). No op logic here; it never prints. */
+/* device.c — the GPU side of a context: device count, name and library versions, the context's
+ * own non-blocking stream and its lazily created cuBLAS/cuDNN handles, all kept in ctx->gpu
+ * (never in globals, so contexts on different threads or devices cannot interfere). No op logic
+ * here; it never prints. */
 #include "cuda_check.h"
 
 typedef struct cnn_gpu_state {
@@ -8,6 +9,8 @@ typedef struct cnn_gpu_state {
     cudaStream_t stream;
     cublasHandle_t cublas;       /* NULL until first use */
     struct cudnnContext *cudnn;  /* a cudnnHandle_t, NULL until first use (or without cuDNN) */
+    bool cudnn_unusable;         /* cudnnCreate said cuDNN cannot run here (status below) */
+    int cudnn_status;
 } cnn_gpu_state;
 
 int cnn_cuda_count_devices(void)
@@ -21,6 +24,50 @@ int cnn_cuda_count_devices(void)
     }
     return n;
 }
+
+cnn_status cnn_cuda_device_name(int device, char *buf, size_t size)
+{
+    CNN_CHECK(buf && size > 0, CNN_ERR_INVALID_ARG, "cuda_device_name: buf is NULL or size is 0");
+    buf[0] = '\0';
+    int n = cnn_cuda_count_devices();
+    CNN_CHECK(device >= 0 && device < n, CNN_ERR_DEVICE,
+              "cuda_device_name: cuda:%d requested but %d device(s) are present", device, n);
+    struct cudaDeviceProp prop;
+    CNN_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    snprintf(buf, size, "%s", prop.name);
+    return CNN_OK;
+}
+
+cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn)
+{
+    /* Without a driver cudaDriverGetVersion answers 0, which is the answer wanted here. */
+    int d = 0, r = 0;
+    if (cudaDriverGetVersion(&d) != cudaSuccess) d = 0;
+    if (cudaRuntimeGetVersion(&r) != cudaSuccess) r = 0;
+    (void)cudaGetLastError();
+    if (driver) *driver = d;
+    if (runtime) *runtime = r;
+    /* The loaded library's version, which may differ from the headers this was built with. */
+#if CNN_WITH_CUDNN
+    if (cudnn) *cudnn = cudnnGetVersion();
+#else
+    if (cudnn) *cudnn = 0;
+#endif
+    return CNN_OK;
+}
+
+#if !CNN_WITH_CUDNN
+/* Without cuDNN no conv2d ever has a cuDNN algorithm (cuda/conv2d_cudnn.c is not built). */
+const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
+                                  const cnn_conv2d_params *p, int pass)
+{
+    (void)x;
+    (void)w;
+    (void)p;
+    (void)pass;
+    return NULL;
+}
+#endif
 
 cnn_status cnn_cuda_context_init(cnn_context *ctx)
 {
@@ -105,17 +152,33 @@ cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out)
 {
     cnn_gpu_state *g = ctx->gpu;
     CNN_ASSERT(g && out);
-    if (!g->cudnn) {
+    if (!g->cudnn && !g->cudnn_unusable) {
         cudnnHandle_t h = NULL;
-        CNN_CUDNN_TRY(cudnnCreate(&h));
-        cudnnStatus_t e = cudnnSetStream(h, g->stream);
-        if (e != CUDNN_STATUS_SUCCESS) {
-            (void)cudnnDestroy(h);
-            return cnn_error(cnn_cudnn_status_of(e), "%s: cudnnSetStream failed: %s", __func__,
+        cudnnStatus_t e = cudnnCreate(&h);
+        /* A GPU or driver this cuDNN does not support, or a sub-library (libcudnn_ops/_cnn,
+         * loaded lazily by libcudnn.so in cuDNN 9) that is missing, is a case cuDNN cannot do:
+         * callers that have a hand-written kernel fall back to it. Remembered, since
+         * cudnnCreate is slow and would fail the same way on every call. */
+        if (e == CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED ||
+            e == CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH || (e >= 3000 && e < 4000)) {
+            g->cudnn_unusable = true;
+            g->cudnn_status = (int)e;
+        } else if (e != CUDNN_STATUS_SUCCESS) {
+            return cnn_error(cnn_cudnn_status_of(e), "%s: cudnnCreate failed: %s", __func__,
                              cudnnGetErrorString(e));
+        } else {
+            e = cudnnSetStream(h, g->stream);
+            if (e != CUDNN_STATUS_SUCCESS) {
+                (void)cudnnDestroy(h);
+                return cnn_error(cnn_cudnn_status_of(e), "%s: cudnnSetStream failed: %s",
+                                 __func__, cudnnGetErrorString(e));
+            }
+            g->cudnn = h;
         }
-        g->cudnn = h;
     }
+    if (g->cudnn_unusable)
+        return cnn_error(CNN_ERR_UNSUPPORTED, "cuDNN is unusable here: cudnnCreate: %s",
+                         cudnnGetErrorString((cudnnStatus_t)g->cudnn_status));
     *out = g->cudnn;
     return CNN_OK;
 }

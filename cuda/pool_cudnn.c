@@ -17,13 +17,18 @@ static void pool_descs_free(pool_descs *d)
     if (d->y) (void)cudnnDestroyTensorDescriptor(d->y);
 }
 
+/* cuDNN's int sizes and strides: x and y each under 2^31 elements. */
+static bool fits_cudnn(const cnn_cuda_pool_geom *g)
+{
+    return g->planes * g->h * g->w <= INT_MAX && g->planes * g->oh * g->ow <= INT_MAX;
+}
+
 /* The N * C planes go in cuDNN's N, with C = 1, so (C, H, W) inputs need no special case.
  * Max pooling propagates NaN as PyTorch does; the deterministic max mode makes the backward
  * independent of scheduling. */
 static cnn_status pool_descs_make(const cnn_cuda_pool_geom *g, bool max_pool, pool_descs *d)
 {
-    CNN_CHECK(g->planes <= INT_MAX && g->h <= INT_MAX && g->w <= INT_MAX && g->dh == 1 &&
-                  g->dw == 1,
+    CNN_CHECK(fits_cudnn(g) && g->dh == 1 && g->dw == 1,
               CNN_ERR_UNSUPPORTED, "pool2d (cuDNN): %lld planes of (%lld, %lld) with dilation "
               "(%d, %d) is not a cuDNN case", (long long)g->planes, (long long)g->h,
               (long long)g->w, g->dh, g->dw);
@@ -52,6 +57,11 @@ cnn_status cnn_cudnn_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *
                                     const float *x, float *y)
 {
     if (g->planes * g->oh * g->ow == 0) return CNN_OK;
+    /* Average pooling's backward is the hand-written kernel's whatever the forward was, so a
+     * forward cuDNN cannot size goes there too. Max pooling saved no argmax for it: layers/pool.c
+     * must not send such a case here. */
+    if (!max_pool && !fits_cudnn(g))
+        return cnn_cuda_avg_pool2d_forward(ctx, g, x, y);
     cudaStream_t s;
     cudnnHandle_t h;
     CNN_TRY(cnn_cuda_enter(ctx, max_pool ? "max_pool2d" : "avg_pool2d", &s));

@@ -714,6 +714,21 @@ void cnn_cuda_reset_peak_memory(int device);
  * theirs. */
 cnn_status cnn_cuda_empty_cache(void);
 
+/* The name of cuda:device (cudaGetDeviceProperties, e.g. "NVIDIA H100 80GB HBM3") into buf,
+ * truncated to size - 1 characters. CNN_ERR_DEVICE (buf "") for a device that does not exist,
+ * without a GPU or driver, and in a CPU-only build. */
+cnn_status cnn_cuda_device_name(int device, char *buf, size_t size);
+/* Versions as the libraries encode them: CUDA driver and runtime (12040 is 12.4; driver 0
+ * without one) and the cuDNN library loaded at run time (91400 is 9.14.0; 0 in a build without
+ * cuDNN). Any pointer may be NULL. CNN_ERR_DEVICE, all 0, in a CPU-only build. */
+cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn);
+/* The cuDNN algorithm the current context has cached for cnn_conv2d(x, w, ., p) in `pass`
+ * (0 forward, 1 backward data, 2 backward filter) under its current TF32 and deterministic
+ * flags: a static name such as "IMPLICIT_PRECOMP_GEMM", "WINOGRAD_NONFUSED" or "ALGO_1".
+ * NULL when no choice is cached for that key (not run yet, CPU tensors, no cuDNN). */
+const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
+                                  const cnn_conv2d_params *p, int pass);
+
 #ifdef __cplusplus
 }
 #endif
