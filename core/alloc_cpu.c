@@ -2,10 +2,12 @@
  * back to the OS are page-faulted in again on the next allocation (hundreds of ms per 50 MB on
  * a VM), and a training step reallocates the same sizes every time, so blocks of 64 KiB and up
  * are kept on a free list and reused. The cache is process-wide (tensors are freed from any
- * thread), guarded by a mutex, and capped; it never changes any value a tensor holds. */
+ * thread), guarded by a mutex, and capped; it never changes any value a tensor holds. It also
+ * counts the bytes live tensors hold and their peak (cnn_cpu_memory_stats), cached blocks not. */
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #define SMALL_LIMIT (64u << 10)     /* below this, plain aligned_alloc/free */
 #define GRANULE (4096u)
@@ -15,6 +17,16 @@ typedef struct { void *p; size_t bytes; } cpu_block;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static cpu_block *g_free;
 static size_t g_n, g_cap, g_cached;
+/* Counted apart from the lock: small blocks never take it. */
+static atomic_size_t g_allocated, g_peak;
+
+static void count_alloc(size_t bytes)
+{
+    size_t now = atomic_fetch_add(&g_allocated, bytes) + bytes;
+    size_t peak = atomic_load(&g_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&g_peak, &peak, now)) {
+    }
+}
 
 static size_t cache_limit(void)
 {
@@ -59,14 +71,16 @@ cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what)
     if (!p) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory allocating %zu bytes",
                              what, bytes);
     s->data = p;
-    s->allocator = (void *)(uintptr_t)got;
+    s->allocator = (void *)(uintptr_t)got; /* the block size: what release frees and uncounts */
     s->release = release_block;
+    count_alloc(got);
     return CNN_OK;
 }
 
 static void release_block(cnn_storage *s)
 {
     size_t bytes = (size_t)(uintptr_t)s->allocator;
+    atomic_fetch_sub(&g_allocated, bytes);
     if (bytes < SMALL_LIMIT || bytes > cache_limit()) {
         free(s->data);
         return;
@@ -112,4 +126,11 @@ size_t cnn_cpu_cached_bytes(void)
     size_t c = g_cached;
     pthread_mutex_unlock(&g_lock);
     return c;
+}
+
+void cnn_cpu_memory_stats(size_t *allocated, size_t *peak, bool reset_peak)
+{
+    if (allocated) *allocated = atomic_load(&g_allocated);
+    if (peak) *peak = atomic_load(&g_peak);
+    if (reset_peak) atomic_store(&g_peak, atomic_load(&g_allocated));
 }

@@ -197,16 +197,11 @@ done:
     return st;
 }
 
-cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad)
+/* Walks the tape back from `out`, whose gradient is seeded with `seed` (consumed: taken over
+ * when nobody else holds it, so cnn_backward's seed costs no copy). */
+static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
 {
-    CNN_CHECK(out && grad, CNN_ERR_INVALID_ARG, "backward: NULL tensor");
-    CNN_CHECK(cnn_shape_equal(out->shape, grad->shape) && grad->dtype == CNN_F32, CNN_ERR_SHAPE,
-              "backward: gradient %s does not match output %s", cnn_shape_of(grad),
-              cnn_shape_of(out));
-    CNN_TRY(cnn_check_same_device("backward", out, "output", grad, "gradient"));
     cnn_context *c = cnn_ctx();
-    cnn_tensor *seed = NULL;
-    CNN_TRY(cnn_tensor_clone(grad, &seed));
     if (!node_valid(out, c)) {
         if (out->requires_grad) return accumulate_into(&out->grad, seed);
         cnn_tensor_free(&seed);
@@ -217,7 +212,11 @@ cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad)
     cnn_tape *tape = &c->tape;
     size_t start = tape->n;
     while (start > 0 && tape->nodes[start - 1] != out->node) start--;
-    CNN_ASSERT(start > 0);
+    if (start == 0) { /* out->node is valid, so it is on the tape: a broken invariant */
+        cnn_tensor_free(&seed);
+        return cnn_error(CNN_ERR_INTERNAL, "backward: the node of %s is not on the tape",
+                         cnn_shape_of(out));
+    }
     cnn_status st = accumulate_into(&out->node->dout, seed);
     bool was = c->grad_enabled;
     c->grad_enabled = false; /* backward functions may call ops: record none of them */
@@ -230,6 +229,17 @@ cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad)
     return st;
 }
 
+cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad)
+{
+    CNN_CHECK(out && grad, CNN_ERR_INVALID_ARG, "backward: NULL tensor");
+    CNN_CHECK(cnn_shape_equal(out->shape, grad->shape) && grad->dtype == CNN_F32, CNN_ERR_SHAPE,
+              "backward: gradient %s does not match output %s", cnn_shape_of(grad),
+              cnn_shape_of(out));
+    CNN_TRY(cnn_check_same_device("backward", out, "output", grad, "gradient"));
+    /* The caller keeps its reference, so the seed slot gets its own copy. */
+    return backward_from(out, cnn_tensor_retain((cnn_tensor *)grad));
+}
+
 cnn_status cnn_backward(cnn_tensor *loss)
 {
     CNN_CHECK(loss, CNN_ERR_INVALID_ARG, "backward: loss is NULL");
@@ -238,7 +248,5 @@ cnn_status cnn_backward(cnn_tensor *loss)
               "cnn_backward_with_grad)", cnn_shape_of(loss));
     cnn_tensor *one = NULL;
     CNN_TRY(cnn_tensor_full(loss->shape, 1.0f, loss->device, &one));
-    cnn_status st = cnn_backward_with_grad(loss, one);
-    cnn_tensor_free(&one);
-    return st;
+    return backward_from(loss, one);
 }

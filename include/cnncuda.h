@@ -692,6 +692,16 @@ typedef struct cnn_loader_stats {
 void cnn_loader_get_stats(cnn_loader *l, cnn_loader_stats *out);
 
 /* ------------------------------------------------------------------------------------------
+ * CPU memory: what CPU tensors hold (process-wide, every context and thread together)
+ * ---------------------------------------------------------------------------------------- */
+/* Bytes held by live CPU tensor storages now (*allocated) and the most held at any moment since
+ * the start or the last reset (*peak): sizes as allocated (rounded up to 64 B, 4 KiB from
+ * 64 KiB), cached free blocks excluded, as torch.cuda.memory_allocated / max_memory_allocated
+ * count device memory; pinned tensors (cnn_tensor_empty_pinned) are not counted. Either pointer
+ * may be NULL. reset_peak: after reading, the peak restarts from the current allocated bytes. */
+void cnn_cpu_memory_stats(size_t *allocated, size_t *peak, bool reset_peak);
+
+/* ------------------------------------------------------------------------------------------
  * CUDA devices and memory. Device memory comes from a caching allocator: a released tensor's
  * block stays cached on its device and is reused by later allocations on the same stream, so
  * a steady training step calls neither cudaMalloc nor cudaFree. Sizes are rounded up (512 B
