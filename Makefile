@@ -8,6 +8,16 @@ CC      ?= cc
 DEBUG   ?= 0
 
 # ---- what is on this machine -------------------------------------------------------------
+# CUDA_EMU=1: the CUDA code built against the CPU emulator in tests/cuda_emu (fake runtime and
+# cuBLAS, kernels compiled as C++ by g++), so the GPU tests run on a machine without a GPU.
+CUDA_EMU ?= 0
+ifeq ($(CUDA_EMU),1)
+  ifeq ($(CUDNN),1)
+    $(error CUDA_EMU=1 emulates no cuDNN: build it with CUDNN=0)
+  endif
+  CUDA  := 1
+  CUDNN := 0
+endif
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(shell command -v nvcc 2>/dev/null || (test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc))
 ifeq ($(origin CUDA),undefined)
@@ -24,7 +34,11 @@ endif
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90
 
-$(info libcnncuda: CUDA $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found / disabled) \
+CUDA_NOTE := $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found / disabled)
+ifeq ($(CUDA_EMU),1)
+  CUDA_NOTE := emulated on the CPU (tests/cuda_emu)
+endif
+$(info libcnncuda: CUDA $(CUDA_NOTE) \
   | cuDNN $(if $(filter 1,$(CUDNN)),found ($(CUDNN_H)),not found / disabled) | DEBUG=$(DEBUG))
 
 # AVX2 + FMA (every x86-64 server of the last decade); override with CPU_ARCH=-march=native.
@@ -47,7 +61,10 @@ else
 endif
 NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore $(CPPFLAGS_EXTRA) \
            -DCNN_WITH_CUDA=1 -DCNN_WITH_CUDNN=$(CUDNN) -MMD -MP
-ifeq ($(CUDA),1)
+ifeq ($(CUDA_EMU),1)
+  CPPFLAGS += -Itests/cuda_emu/include
+  LDLIBS   += -lstdc++
+else ifeq ($(CUDA),1)
   CUDA_LIB := $(CUDA_HOME)/lib64
   CPPFLAGS += -I$(CUDA_HOME)/include
   # nvcc's launch stubs need the C++ runtime.
@@ -68,6 +85,9 @@ ifeq ($(CUDA),1)
   CU_SRC  := $(wildcard cuda/*.cu)
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+ifeq ($(CUDA_EMU),1)
+  LIB_OBJ += $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/cuda_emu/*.cpp))
+endif
 # Each tools/NAME.c is a program build/bin/NAME; tools/common/*.c is linked into every tool.
 TOOL_SRC := $(wildcard tools/*.c)
 TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
@@ -89,9 +109,38 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+ifeq ($(CUDA_EMU),1)
+# The kernels as C++ (tests/cuda_emu/emu_rewrite.pl): `__shared__` arrays become statics that
+# the emulator registers, and `k<<<cfg>>>(args)` a call of its launcher.
+EMU_CXXFLAGS := -std=c++17 -fPIC -pthread -Wall -Wno-unknown-pragmas -ffp-contract=off \
+                -fno-strict-aliasing -MMD -MP
+ifeq ($(DEBUG),1)
+  EMU_CXXFLAGS += -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+else
+  EMU_CXXFLAGS += -O2 $(CPU_ARCH) -g1
+endif
+$(BUILD)/emu-src/%.cpp: %.cu tests/cuda_emu/emu_rewrite.pl
+	@mkdir -p $(dir $@)
+	perl -0777 -p tests/cuda_emu/emu_rewrite.pl $< > $@
+
+$(BUILD)/obj/%.cu.o: $(BUILD)/emu-src/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) -I$(dir $*) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(EMU_CXXFLAGS) -Wextra -c $< -o $@
+
+emu-selftest: $(BUILD)/tests/emu_selftest
+$(BUILD)/tests/emu_selftest: $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.o $(BUILD)/libcnncuda.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+-include $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.d
+else
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+endif
 
 $(BUILD)/libcnncuda.a: $(LIB_OBJ)
 	@rm -f $@
@@ -120,6 +169,24 @@ VALGRIND_TESTS ?= test_safetensors.c: test_idx.c: test_imagefolder.c: test_loade
 check-valgrind: $(TEST_BIN)
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=3 $(TEST_BIN) $(VALGRIND_TESTS)
+
+# The GPU tests without a GPU, on the CPU emulator (tests/cuda_emu). In build-emu: its
+# self-test, the whole suite, the GPU tests again with each block's threads run last first
+# (a missing barrier shows in one order or the other), and the no-device paths with the device
+# hidden. Then in build-emu-dbg, under ASan/UBSan (the memcheck available here): the self-test
+# and the GPU tests. TESTS= narrows the whole-suite run, EMU_GPU_TESTS= the GPU-test runs.
+.PHONY: check-cuda-emu emu-selftest
+EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
+EMU_GPU_TESTS ?= cuda models_on_gpu cnnbench_gpu
+check-cuda-emu:
+	$(MAKE) BUILD=build-emu $(EMU_FLAGS) all emu-selftest
+	build-emu/tests/emu_selftest
+	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(TESTS)
+	CNN_EMU_ORDER=reverse CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
+	CUDA_VISIBLE_DEVICES= CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests absent without_gpu
+	$(MAKE) BUILD=build-emu-dbg $(EMU_FLAGS) DEBUG=1 all emu-selftest
+	build-emu-dbg/tests/emu_selftest
+	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -421,6 +421,8 @@ template <class Op>
 cnn_status launch_igemm(cudaStream_t st, const Op &op, int M, int NC, int KD, int groups,
                         int splits, int kchunk)
 {
+    /* An empty batch leaves nothing to compute, and a grid of 0 blocks is a launch error. */
+    if (M == 0 || NC == 0) return CNN_OK;
     const bool big = M >= 128 && NC >= 96;
     const int bm = big ? 128 : 64, bn = big ? 128 : 64;
     const int64_t gx = (M + bm - 1) / bm, gy = (NC + bn - 1) / bn, gz = (int64_t)groups * splits;
@@ -499,6 +501,11 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cn
     /* The reduction (N*P*Q) is usually far longer than the output (Kg x Cg*R*S) is wide: split
      * it until the grid has a few blocks per multiprocessor, keeping each split >= 256 long. */
     const int M = g.kg, NC = g.cg * g.r * g.s, KD = g.n * g.p * g.q, slice = g.k * NC;
+    /* An empty batch: dw = 0 (and no split arithmetic on a reduction of length 0). */
+    if (KD == 0) {
+        CNN_CUDA_TRY(cudaMemsetAsync(dw, 0, (size_t)slice * sizeof(float), st));
+        return CNN_OK;
+    }
     const bool big = M >= 128 && NC >= 96;
     const int64_t tiles = (int64_t)((M + (big ? 127 : 63)) / (big ? 128 : 64)) *
                           ((NC + (big ? 127 : 63)) / (big ? 128 : 64)) * g.groups;

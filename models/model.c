@@ -298,7 +298,7 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
     CNN_CHECK(logits, CNN_ERR_INVALID_ARG, "model_forward: logits is NULL");
     *logits = NULL;
     CNN_CHECK(m, CNN_ERR_INVALID_ARG, "model_forward: model is NULL");
-    CNN_TRY(cnn_check_tensor(m->name, "x", x));
+    CNN_TRY(cnn_check_f32(m->name, "x", x));
     CNN_CHECK(x->shape.ndim == 4 && x->shape.d[1] == m->info.in_channels, CNN_ERR_SHAPE,
               "%s: input %s must be (N, %d, H, W)", m->name, cnn_shape_of(x),
               m->info.in_channels);

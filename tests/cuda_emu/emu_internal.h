@@ -1,0 +1,26 @@
+/* emu_internal.h — what the two halves of the CUDA emulator share: the runtime's error state
+ * and its table of device / pinned allocations (emu_runtime.cpp), used by the launcher
+ * (emu_launch.cpp) to check kernel arguments. Not seen by the library or the kernels. */
+#ifndef CNN_EMU_INTERNAL_H
+#define CNN_EMU_INTERNAL_H
+
+#include <cuda_runtime.h>
+
+namespace cnn_emu {
+
+enum mem_kind { MEM_UNKNOWN = 0, MEM_DEVICE = 1, MEM_PINNED = 2 };
+
+/* What [p, p + bytes) lies in: one device allocation, one pinned host allocation, or neither.
+ * bytes 0 accepts a pointer one past the end of an allocation. */
+mem_kind memory_kind(const void *p, size_t bytes);
+
+/* Sets the error cudaGetLastError returns next; returns e. */
+cudaError_t set_error(cudaError_t e);
+
+/* Sets the error and prints "cuda-emu: <message>" on stderr: for kernel and launch problems,
+ * which a real GPU would report with no more detail than the error code. */
+void report(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+} /* namespace cnn_emu */
+
+#endif /* CNN_EMU_INTERNAL_H */

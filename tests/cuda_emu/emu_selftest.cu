@@ -1,0 +1,345 @@
+/* emu_selftest.cu — checks the CUDA emulator itself (make check-cuda-emu runs it): that it
+ * refuses what an H100 refuses (block and grid limits, shared memory, host pointers, copies of
+ * the wrong kind, absurd allocations), that barriers and warp shuffles compute what they do on a
+ * GPU, and that misuse (deadlock, divergent barrier, bad masks) is reported, not hung on.
+ * Built only with CUDA_EMU=1; it ends with "N passed, N failed" like the main suite. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define EXPECT(cond)                                                                              \
+    do {                                                                                          \
+        if (cond) {                                                                               \
+            passed++;                                                                             \
+        } else {                                                                                  \
+            failed++;                                                                             \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                \
+        }                                                                                         \
+    } while (0)
+
+/* ---- kernels ------------------------------------------------------------------------------ */
+__global__ void fill_kernel(int *out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = i;
+}
+
+/* Tree reduction over a 1024-thread block through shared memory and __syncthreads. */
+__global__ void block_sum_kernel(const int *x, int *out)
+{
+    __shared__ int sh[1024];
+    sh[threadIdx.x] = x[blockIdx.x * 1024 + threadIdx.x];
+    __syncthreads();
+    for (int s = 512; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
+}
+
+/* Warp sums by __shfl_down_sync and __shfl_xor_sync, a broadcast and a ballot. */
+__global__ void warp_kernel(const int *x, int *down, int *xr, int *bcast, unsigned *ballot)
+{
+    int t = threadIdx.x, v = x[t], w = v;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) w += __shfl_xor_sync(0xffffffffu, w, o);
+    int b = __shfl_sync(0xffffffffu, x[t], 5);
+    unsigned bal = __ballot_sync(0xffffffffu, x[t] % 3 == 0);
+    if (t % 32 == 0) down[t / 32] = v;
+    xr[t] = w;
+    bcast[t] = b;
+    ballot[t] = bal;
+}
+
+/* Each half-warp shuffles with its own mask. */
+__global__ void half_warp_kernel(int *out)
+{
+    unsigned lane = threadIdx.x % 32, mask = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+    out[threadIdx.x] = __shfl_sync(mask, (int)threadIdx.x, 0, 16);
+}
+
+/* Reads shared memory nobody wrote: the emulator poisons it, so it is -1 (0xFFFFFFFF). */
+__global__ void unwritten_shared_kernel(int *out)
+{
+    __shared__ int sh[64];
+    __syncthreads();
+    out[threadIdx.x] = sh[threadIdx.x];
+    __syncthreads();
+    sh[threadIdx.x] = 7; /* overwritten with poison before the next block */
+}
+
+__global__ void big_static_shared_kernel(float *out)
+{
+    __shared__ float sh[13000]; /* 52000 bytes: more than 48 KiB of static shared memory */
+    sh[threadIdx.x] = 1.0f;
+    __syncthreads();
+    out[threadIdx.x] = sh[threadIdx.x];
+}
+
+__global__ void dynamic_shared_kernel(int *out)
+{
+    extern __shared__ int dyn[];
+    dyn[threadIdx.x] = (int)threadIdx.x * 2;
+    __syncthreads();
+    out[threadIdx.x] = dyn[blockDim.x - 1 - threadIdx.x];
+}
+
+__global__ void __launch_bounds__(64) bounded_kernel(int *out)
+{
+    out[threadIdx.x] = 1;
+}
+
+/* Thread 0 leaves before a barrier the others wait at: undefined on a GPU. */
+__global__ void divergent_barrier_kernel(int *out)
+{
+    if (threadIdx.x == 0) return;
+    __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+/* Half the warp waits at __syncthreads, the other half at __syncwarp for them: a deadlock. */
+__global__ void deadlock_kernel(int *out)
+{
+    if (threadIdx.x < 16) __syncthreads();
+    else __syncwarp();
+    out[threadIdx.x] = 1;
+}
+
+/* A full-warp shuffle in a block of 16 threads names lanes that do not exist. */
+__global__ void missing_lanes_kernel(int *out)
+{
+    out[threadIdx.x] = __shfl_down_sync(0xffffffffu, (int)threadIdx.x, 1);
+}
+
+/* ---- checks ------------------------------------------------------------------------------- */
+static cudaError_t last(void) { return cudaGetLastError(); }
+
+static void check_limits(int *d)
+{
+    fill_kernel<<<1, 1024>>>(d, 1024);
+    EXPECT(last() == cudaSuccess);
+    fill_kernel<<<1, 1025>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    fill_kernel<<<1, dim3(32, 32, 2)>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    fill_kernel<<<1, dim3(1, 1, 65)>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    fill_kernel<<<dim3(1, 65536), 32>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    fill_kernel<<<dim3(1, 1, 65536), 32>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    fill_kernel<<<0, 32>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    fill_kernel<<<1, 0>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    /* a negative block count converts to a huge unsigned one, as it does with nvcc */
+    fill_kernel<<<-1, 32>>>(d, 1024);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    dynamic_shared_kernel<<<1, 32, 64 << 10>>>(d);
+    EXPECT(last() == cudaErrorInvalidValue);
+    big_static_shared_kernel<<<1, 32>>>((float *)d);
+    EXPECT(last() == cudaErrorInvalidValue);
+    bounded_kernel<<<1, 64>>>(d);
+    EXPECT(last() == cudaSuccess);
+    bounded_kernel<<<1, 128>>>(d);
+    EXPECT(last() == cudaErrorLaunchOutOfResources);
+    int host[4];
+    fill_kernel<<<1, 4>>>(host, 4);
+    EXPECT(last() == cudaErrorIllegalAddress);
+    fill_kernel<<<1, 4>>>(d + 1024, 0); /* one past the end of the allocation is a pointer */
+    EXPECT(last() == cudaSuccess);
+}
+
+static void check_results(int *d)
+{
+    enum { BLOCKS = 3, N = BLOCKS * 1024 };
+    int h[N], got[N];
+    int *x = nullptr, *o1 = nullptr, *o2 = nullptr, *o3 = nullptr;
+    unsigned *o4 = nullptr;
+    EXPECT(cudaMalloc((void **)&x, sizeof h) == cudaSuccess);
+    EXPECT(cudaMalloc((void **)&o1, sizeof h) == cudaSuccess);
+    EXPECT(cudaMalloc((void **)&o2, sizeof h) == cudaSuccess);
+    EXPECT(cudaMalloc((void **)&o3, sizeof h) == cudaSuccess);
+    EXPECT(cudaMalloc((void **)&o4, sizeof h) == cudaSuccess);
+    for (int i = 0; i < N; i++) h[i] = (i * 7919) % 1000 - 300;
+    cudaMemcpy(x, h, sizeof h, cudaMemcpyHostToDevice);
+
+    block_sum_kernel<<<BLOCKS, 1024>>>(x, o1);
+    EXPECT(last() == cudaSuccess);
+    cudaMemcpy(got, o1, BLOCKS * sizeof(int), cudaMemcpyDeviceToHost);
+    for (int b = 0; b < BLOCKS; b++) {
+        int want = 0;
+        for (int i = 0; i < 1024; i++) want += h[b * 1024 + i];
+        EXPECT(got[b] == want);
+    }
+
+    warp_kernel<<<1, 1024>>>(x, o1, o2, o3, o4);
+    EXPECT(last() == cudaSuccess);
+    int down[32], xr[1024], bc[1024];
+    unsigned bal[1024];
+    cudaMemcpy(down, o1, sizeof down, cudaMemcpyDeviceToHost);
+    cudaMemcpy(xr, o2, sizeof xr, cudaMemcpyDeviceToHost);
+    cudaMemcpy(bc, o3, sizeof bc, cudaMemcpyDeviceToHost);
+    cudaMemcpy(bal, o4, sizeof bal, cudaMemcpyDeviceToHost);
+    int bad = 0;
+    for (int w = 0; w < 32; w++) {
+        int sum = 0;
+        unsigned want_bal = 0;
+        for (int l = 0; l < 32; l++) {
+            sum += h[w * 32 + l];
+            if (h[w * 32 + l] % 3 == 0) want_bal |= 1u << l;
+        }
+        bad += down[w] != sum;
+        for (int l = 0; l < 32; l++)
+            bad += xr[w * 32 + l] != sum || bc[w * 32 + l] != h[w * 32 + 5] ||
+                   bal[w * 32 + l] != want_bal;
+    }
+    EXPECT(bad == 0);
+
+    half_warp_kernel<<<1, 64>>>(o1);
+    EXPECT(last() == cudaSuccess);
+    cudaMemcpy(got, o1, 64 * sizeof(int), cudaMemcpyDeviceToHost);
+    bad = 0;
+    for (int t = 0; t < 64; t++) bad += got[t] != t / 16 * 16;
+    EXPECT(bad == 0);
+
+    unwritten_shared_kernel<<<2, 64>>>(o1);
+    EXPECT(last() == cudaSuccess);
+    cudaMemcpy(got, o1, 64 * sizeof(int), cudaMemcpyDeviceToHost);
+    bad = 0;
+    for (int t = 0; t < 64; t++) bad += got[t] != -1;
+    EXPECT(bad == 0);
+
+    dynamic_shared_kernel<<<1, 256, 256 * sizeof(int)>>>(o1);
+    EXPECT(last() == cudaSuccess);
+    cudaMemcpy(got, o1, 256 * sizeof(int), cudaMemcpyDeviceToHost);
+    bad = 0;
+    for (int t = 0; t < 256; t++) bad += got[t] != (255 - t) * 2;
+    EXPECT(bad == 0);
+
+    (void)d;
+    cudaFree(x);
+    cudaFree(o1);
+    cudaFree(o2);
+    cudaFree(o3);
+    cudaFree(o4);
+}
+
+static void check_misuse(int *d)
+{
+    divergent_barrier_kernel<<<1, 64>>>(d);
+    EXPECT(last() == cudaErrorLaunchFailure);
+    deadlock_kernel<<<2, 32>>>(d);
+    EXPECT(last() == cudaErrorLaunchFailure);
+    missing_lanes_kernel<<<1, 16>>>(d);
+    EXPECT(last() == cudaErrorLaunchFailure);
+    /* the emulator is usable after each */
+    fill_kernel<<<4, 256>>>(d, 1024);
+    EXPECT(last() == cudaSuccess);
+    int h[1024];
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    EXPECT(h[0] == 0 && h[1023] == 1023);
+}
+
+static void check_memory(int *d)
+{
+    int h[8] = {0};
+    void *p = nullptr;
+    EXPECT(cudaMalloc(&p, (size_t)1 << 50) == cudaErrorMemoryAllocation);
+    EXPECT(p == nullptr);
+    EXPECT(cudaGetLastError() == cudaErrorMemoryAllocation);
+    EXPECT(cudaGetLastError() == cudaSuccess);
+    EXPECT(cudaMemcpy(h, h + 4, 4 * sizeof(int), cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+    EXPECT(cudaMemcpy(h, d, 8 * sizeof(int), cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+    EXPECT(cudaMemcpy(h, d + 1020, 8 * sizeof(int), cudaMemcpyDeviceToHost) ==
+           cudaErrorInvalidValue); /* runs past the end of d */
+    EXPECT(cudaMemcpy(h, d, 8 * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+    EXPECT(cudaMemset(h, 0, sizeof h) == cudaErrorInvalidValue);
+    EXPECT(cudaFree(h) == cudaErrorInvalidValue);
+    cudaGetLastError();
+    void *pinned = nullptr;
+    EXPECT(cudaHostAlloc(&pinned, 4096, cudaHostAllocPortable) == cudaSuccess);
+    fill_kernel<<<1, 32>>>((int *)pinned, 32); /* pinned host memory is reachable */
+    EXPECT(last() == cudaSuccess && ((int *)pinned)[31] == 31);
+    EXPECT(cudaFree(pinned) == cudaErrorInvalidValue);
+    cudaGetLastError();
+    EXPECT(cudaFreeHost(pinned) == cudaSuccess);
+    EXPECT(cudaMemcpy2DAsync(d, 16, h, 32, 20, 2, cudaMemcpyHostToDevice, 0) ==
+           cudaErrorInvalidPitchValue);
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    EXPECT(cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b < total_b);
+    int v = 0;
+    EXPECT(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0) == cudaSuccess &&
+           v == 132);
+    EXPECT(cudaSetDevice(1) == cudaErrorInvalidDevice);
+    cudaGetLastError();
+}
+
+static void check_cublas(void)
+{
+    enum { M = 5, N = 3, K = 7 };
+    float a[M * K], b[K * N], c[M * N], want[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = 1.0f + (float)i / 3.0f;
+    for (int i = 0; i < K * N; i++) b[i] = 1.0f - (float)i / 7.0f;
+    /* column-major: C (M, N) = A (M, K) B (K, N) */
+    for (int j = 0; j < N; j++)
+        for (int i = 0; i < M; i++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += (double)a[k * M + i] * b[j * K + k];
+            want[j * M + i] = (float)s;
+        }
+    float *da, *db, *dc;
+    cudaMalloc((void **)&da, sizeof a);
+    cudaMalloc((void **)&db, sizeof b);
+    cudaMalloc((void **)&dc, sizeof c);
+    cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, b, sizeof b, cudaMemcpyHostToDevice);
+    cublasHandle_t h;
+    EXPECT(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    const float one = 1.0f, zero = 0.0f;
+    EXPECT(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, &one, da, M, db, K, &zero, dc, M) ==
+           CUBLAS_STATUS_SUCCESS);
+    cudaMemcpy(c, dc, sizeof c, cudaMemcpyDeviceToHost);
+    double err = 0, err32 = 0;
+    for (int i = 0; i < M * N; i++) err = fmax(err, fabs((double)c[i] - want[i]));
+    EXPECT(err < 1e-4);
+    cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
+    cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, &one, da, M, db, K, &zero, dc, M);
+    cudaMemcpy(c, dc, sizeof c, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < M * N; i++) err32 = fmax(err32, fabs((double)c[i] - want[i]));
+    EXPECT(err32 > 1e-4 && err32 < 0.1); /* TF32 rounding shows, within its precision */
+    EXPECT(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, &one, da, M - 1, db, K, &zero, dc,
+                       M) == CUBLAS_STATUS_INVALID_VALUE);
+    EXPECT(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, &one, a, M, db, K, &zero, dc, M) ==
+           CUBLAS_STATUS_EXECUTION_FAILED); /* a host operand */
+    cudaGetLastError();
+    cublasDestroy(h);
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+}
+
+int main(void)
+{
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    int n = 0;
+    EXPECT(cudaGetDeviceCount(&n) == cudaSuccess && n == 1);
+    int *d = nullptr;
+    EXPECT(cudaMalloc((void **)&d, 1024 * sizeof(int)) == cudaSuccess);
+    printf("emu_selftest: the \"cuda-emu:\" lines below are the errors it provokes\n");
+    check_limits(d);
+    check_results(d);
+    check_misuse(d);
+    check_memory(d);
+    check_cublas();
+    cudaFree(d);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
