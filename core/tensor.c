@@ -82,7 +82,8 @@ const char *cnn_shape_of(const cnn_tensor *t)
 }
 
 /* ---- storage ----------------------------------------------------------------------------- */
-static cnn_status storage_new(size_t bytes, cnn_device device, const char *what, cnn_storage **out)
+static cnn_status storage_new(size_t bytes, cnn_device device, bool pinned, const char *what,
+                              cnn_storage **out)
 {
     cnn_storage *s = calloc(1, sizeof *s);
     if (!s) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
@@ -90,7 +91,14 @@ static cnn_status storage_new(size_t bytes, cnn_device device, const char *what,
     s->bytes = bytes;
     s->device = device;
     if (device.type == CNN_DEVICE_CPU) {
-        cnn_status st = cnn_cpu_storage_alloc(s, bytes, what);
+#if CNN_WITH_CUDA
+        cnn_status st = pinned ? cnn_cuda_pinned_storage_alloc(s, bytes, what)
+                               : cnn_cpu_storage_alloc(s, bytes, what);
+#else
+        cnn_status st = pinned ? cnn_error(CNN_ERR_DEVICE, "%s: pinned host memory needs CUDA, "
+                                           "but libcnncuda was built without CUDA (CUDA=0)", what)
+                               : cnn_cpu_storage_alloc(s, bytes, what);
+#endif
         if (st != CNN_OK) {
             free(s);
             return st;
@@ -139,15 +147,16 @@ static void set_contiguous_strides(cnn_tensor *t)
     }
 }
 
-cnn_status cnn_tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device, cnn_tensor **out)
+static cnn_status tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device, bool pinned,
+                               const char *what, cnn_tensor **out)
 {
-    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_empty: out is NULL");
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "%s: out is NULL", what);
     *out = NULL;
-    CNN_TRY(cnn_shape_validate(shape, "tensor_empty"));
-    CNN_CHECK(cnn_dtype_size(dtype) > 0, CNN_ERR_INVALID_ARG, "tensor_empty: unknown dtype %d",
+    CNN_TRY(cnn_shape_validate(shape, what));
+    CNN_CHECK(cnn_dtype_size(dtype) > 0, CNN_ERR_INVALID_ARG, "%s: unknown dtype %d", what,
               (int)dtype);
     cnn_tensor *t = calloc(1, sizeof *t);
-    if (!t) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "tensor_empty: out of host memory");
+    if (!t) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
     t->refcount = 1;
     t->dtype = dtype;
     t->device = device;
@@ -155,13 +164,33 @@ cnn_status cnn_tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device,
     for (int i = shape.ndim; i < CNN_MAX_DIMS; i++) t->shape.d[i] = 0;
     set_contiguous_strides(t);
     size_t bytes = (size_t)cnn_shape_numel(shape) * cnn_dtype_size(dtype);
-    cnn_status st = storage_new(bytes, device, "tensor_empty", &t->storage);
+    cnn_status st = storage_new(bytes, device, pinned, what, &t->storage);
     if (st != CNN_OK) {
         free(t);
         return st;
     }
     *out = t;
     return CNN_OK;
+}
+
+cnn_status cnn_tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device, cnn_tensor **out)
+{
+    return tensor_empty(shape, dtype, device, false, "tensor_empty", out);
+}
+
+cnn_status cnn_tensor_empty_pinned(cnn_shape shape, cnn_dtype dtype, cnn_tensor **out)
+{
+    return tensor_empty(shape, dtype, CNN_CPU, true, "tensor_empty_pinned", out);
+}
+
+bool cnn_tensor_is_pinned(const cnn_tensor *t)
+{
+#if CNN_WITH_CUDA
+    return t && cnn_cuda_storage_is_pinned(t->storage);
+#else
+    (void)t;
+    return false;
+#endif
 }
 
 cnn_tensor *cnn_tensor_retain(cnn_tensor *t)
@@ -290,6 +319,9 @@ cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src)
     if (cnn_tensor_is_contiguous(dst)) {
         CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(dst), dst->device, cnn_ptr(s), s->device,
                                  cnn_tensor_nbytes(s)));
+        /* From pinned memory the copy is still running: keep its block from reuse until done
+         * (a copy into host memory has landed already). */
+        CNN_TRYG(cnn_cuda_pinned_record_use(ctx, s->storage));
     } else {
         CNN_TRYG(cnn_tensor_empty(src->shape, src->dtype, dst->device, &tmp));
         CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(tmp), tmp->device, cnn_ptr(s), s->device,

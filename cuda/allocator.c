@@ -1,7 +1,9 @@
 /* allocator.c — the caching allocator for device memory and copies between host and device.
  * Blocks are rounded up (512 B small, 2 MiB large), kept per device after release and reused
  * best-fit by the stream that allocated them, so a steady training step calls neither cudaMalloc
- * nor cudaFree. It owns memory only: no kernels, no printing. */
+ * nor cudaFree. A block handed to a second stream (cnn_cuda_record_stream: the data loader's
+ * copy stream fills batches the compute stream reads) is reused only after that stream's work
+ * at release time is done. It owns memory only: no kernels, no printing. */
 #include "cuda_check.h"
 
 #include <pthread.h>
@@ -18,6 +20,11 @@ typedef struct block {
     /* The stream that allocated it: work queued there is ordered before any reuse by that same
      * stream. NULL once that stream was drained and destroyed: then any stream may take it. */
     cudaStream_t stream;
+    /* Another stream the block was handed to (cnn_cuda_record_stream): at release an event is
+     * recorded there, and the block is reused only once that event has completed. */
+    cudaStream_t use_stream;
+    cudaEvent_t ready; /* created on first need */
+    bool pending;      /* `ready` was recorded and may not have completed */
     dev_cache *dev;
     struct block *prev, *next; /* in the device's live list or its free list */
 } block;
@@ -110,6 +117,13 @@ static block *take_free(dev_cache *dc, size_t size, cudaStream_t stream)
 {
     for (block *b = dc->free_list; b && b->size <= 2 * size; b = b->next) {
         if (b->size < size || (b->stream != stream && b->stream != NULL)) continue;
+        if (b->pending) {
+            if (cudaEventQuery(b->ready) != cudaSuccess) {
+                (void)cudaGetLastError(); /* not ready: an answer, not an error */
+                continue;
+            }
+            b->pending = false;
+        }
         list_remove(&dc->free_list, b);
         b->stream = stream;
         return b;
@@ -157,6 +171,7 @@ static cnn_status free_cached(int device)
             st = cnn_error(CNN_ERR_CUDA, "empty_cache: cudaFree of %zu bytes on cuda:%d failed: %s",
                            b->size, device, cudaGetErrorString(e));
         n_freed++;
+        if (b->ready) (void)cudaEventDestroy(b->ready);
         free(b);
     }
     if (prev_device >= 0) (void)cudaSetDevice(prev_device);
@@ -173,20 +188,38 @@ void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
     if (dc) {
         for (block *b = dc->free_list; b; b = b->next)
             if (b->stream == stream) b->stream = NULL;
-        for (block *b = dc->live; b; b = b->next)
+        for (block *b = dc->live; b; b = b->next) {
             if (b->stream == stream) b->stream = NULL;
+            if (b->use_stream == stream) b->use_stream = NULL; /* drained before destruction */
+        }
     }
     pthread_mutex_unlock(&g_lock);
 }
 
 /* ---- storage allocation and release ---------------------------------------------------------- */
 /* Called from any thread when a storage's last reference goes: the block goes back to the
- * cache, reusable at once by its stream (later work there is ordered after earlier work). */
+ * cache, reusable at once by its stream (later work there is ordered after earlier work), or,
+ * if another stream used it, once the work queued there so far is done. */
 static void block_release(cnn_storage *s)
 {
     block *b = s->allocator;
     if (!b) return;
     pthread_mutex_lock(&g_lock);
+    if (b->use_stream) {
+        /* The event must belong to the block's device, whichever device this thread is on. */
+        int prev = -1;
+        (void)cudaGetDevice(&prev);
+        cudaError_t e = cudaSetDevice(b->dev->device);
+        if (e == cudaSuccess && !b->ready)
+            e = cudaEventCreateWithFlags(&b->ready, cudaEventDisableTiming);
+        if (e == cudaSuccess) e = cudaEventRecord(b->ready, b->use_stream);
+        b->pending = e == cudaSuccess;
+        /* No event to wait on: wait for the stream itself rather than risk a reuse under it. */
+        if (e != cudaSuccess) (void)cudaStreamSynchronize(b->use_stream);
+        if (prev >= 0 && prev != b->dev->device) (void)cudaSetDevice(prev);
+        (void)cudaGetLastError();
+        b->use_stream = NULL;
+    }
     dev_cache *dc = b->dev;
     list_remove(&dc->live, b);
     dc->stats.allocated_bytes -= b->size;
@@ -265,6 +298,50 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
     return CNN_OK;
 }
 
+cnn_status cnn_cuda_record_stream(cnn_context *ctx, cnn_storage *s)
+{
+    cudaStream_t stream;
+    CNN_TRY(cnn_cuda_enter(ctx, "record_stream", &stream));
+    CNN_CHECK(s && s->release == block_release && s->allocator, CNN_ERR_INVALID_ARG,
+              "record_stream: the storage is not device memory from the caching allocator");
+    block *b = s->allocator;
+    cnn_status st = CNN_OK;
+    pthread_mutex_lock(&g_lock);
+    if (stream != b->stream && stream != b->use_stream) {
+        if (b->use_stream)
+            st = cnn_error(CNN_ERR_UNSUPPORTED,
+                           "record_stream: a block of %zu bytes is already used by a second "
+                           "stream; a third is not supported", b->size);
+        else
+            b->use_stream = stream;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+cnn_status cnn_cuda_stream_handoff(cnn_context *from, cnn_context *to, cnn_tensor *const *ts,
+                                   int n)
+{
+    cudaStream_t fs, tos;
+    CNN_TRY(cnn_cuda_enter(from, "stream_handoff", &fs));
+    CNN_TRY(cnn_cuda_enter(to, "stream_handoff", &tos));
+    CNN_CHECK(from->device.index == to->device.index, CNN_ERR_DEVICE,
+              "stream_handoff: from cuda:%d to cuda:%d", from->device.index, to->device.index);
+    for (int i = 0; i < n; i++) CNN_TRY(cnn_cuda_record_stream(to, ts[i]->storage));
+    cudaEvent_t ev;
+    CNN_CUDA_TRY(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    cudaError_t e = cudaEventRecord(ev, fs);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(tos, ev, 0);
+    /* Destroying a recorded event is allowed: CUDA releases it once it completes. */
+    (void)cudaEventDestroy(ev);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cnn_error(cnn_cuda_status_of(e), "stream_handoff: ordering the streams failed: %s",
+                         cudaGetErrorString(e));
+    }
+    return CNN_OK;
+}
+
 /* ---- public statistics ------------------------------------------------------------------------ */
 cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out)
 {
@@ -301,6 +378,7 @@ cnn_status cnn_cuda_empty_cache(void)
         cnn_status st = free_cached(d);
         if (first == CNN_OK) first = st;
     }
+    cnn_cuda_pinned_empty_cache();
     return first;
 }
 

@@ -19,6 +19,23 @@ cnn_status cnn_cuda_synchronize(cnn_context *ctx);
 /* Device memory for a storage from the caching allocator: sets s->data, s->release and
  * s->allocator. `op` names the caller for an out-of-memory message. */
 cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes, const char *op);
+/* A device storage from the allocator is about to be used by ctx's stream as well as the stream
+ * that allocated it: its block will be reused only after the work queued on ctx's stream by
+ * the time the storage is released has completed (one extra stream per block). */
+cnn_status cnn_cuda_record_stream(cnn_context *ctx, cnn_storage *s);
+/* Page-locked host memory for a CPU storage (cuda/host_alloc.c): sets s->data, s->release and
+ * s->allocator. CNN_ERR_DEVICE without a GPU. */
+cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const char *op);
+bool cnn_cuda_storage_is_pinned(const cnn_storage *s);
+/* An asynchronous copy on ctx's stream reads or writes pinned storage s: its block is reused
+ * only after that copy is done. No-op for other storage. */
+cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s);
+/* Frees the cached pinned blocks no copy still uses. */
+void cnn_cuda_pinned_empty_cache(void);
+/* Makes `to`'s stream wait for the work queued so far on `from`'s stream (same device), and
+ * records `to`'s use of each of the n device tensors' storage (cnn_cuda_record_stream). */
+cnn_status cnn_cuda_stream_handoff(cnn_context *from, cnn_context *to, cnn_tensor *const *ts,
+                                   int n);
 /* Copies bytes between any two of host and device memory, ordered on the context stream;
  * returns once a copy into host memory has landed. */
 cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,

@@ -1,8 +1,14 @@
 /* loader.c — batches from a dataset: a per-epoch permutation from (seed, epoch), worker threads
  * that decode + transform samples ahead into a bounded ring of sample slots, and an in-order
  * consumer that packs good samples into (B, C, S, S) batches. The order of samples, their
- * pixels and the batch boundaries never depend on the number of workers or on timing. */
+ * pixels and the batch boundaries never depend on the number of workers or on timing. For a
+ * CUDA destination, batches are packed into pinned memory and sent one batch ahead on the
+ * loader's own stream, so the copy runs while the caller's GPU works on the previous batch. */
 #include "dataset.h"
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 #include "philox.h"
 
@@ -24,6 +30,15 @@ typedef struct slot {
 typedef struct bad_entry {
     char *name, *reason;
 } bad_entry;
+
+/* The batch a CUDA loader sent ahead: device tensors whose copy may still run on the loader's
+ * stream, or the end of the epoch (x NULL), or the error met while making it. */
+typedef struct sent_batch {
+    bool valid;
+    cnn_tensor *x, *y;
+    cnn_status status;
+    char *error;
+} sent_batch;
 
 struct cnn_loader {
     const cnn_dataset *ds;
@@ -52,7 +67,18 @@ struct cnn_loader {
     int n_bad;
     bool *bad_seen;      /* per dataset index: already listed */
     cnn_loader_stats stats;
+
+    cnn_context *copy_ctx; /* CUDA destination: the context whose stream does the copies */
+    sent_batch ahead;
 };
+
+static void drop_ahead(cnn_loader *l)
+{
+    cnn_tensor_free(&l->ahead.x);
+    cnn_tensor_free(&l->ahead.y);
+    free(l->ahead.error);
+    l->ahead = (sent_batch){0};
+}
 
 static double now_s(void)
 {
@@ -142,6 +168,8 @@ void cnn_loader_destroy(cnn_loader **pl)
     if (!pl || !*pl) return;
     cnn_loader *l = *pl;
     stop_workers(l);
+    drop_ahead(l);
+    cnn_context_destroy(&l->copy_ctx);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv_work);
     pthread_cond_destroy(&l->cv_ready);
@@ -176,6 +204,8 @@ cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *op
     CNN_CHECK(opt->prefetch >= 0 && opt->prefetch <= 64 && opt->limit >= 0, CNN_ERR_INVALID_ARG,
               "loader_create: prefetch %d not in [0, 64] or limit %lld < 0", opt->prefetch,
               (long long)opt->limit);
+    CNN_CHECK(opt->device.type == CNN_DEVICE_CPU || opt->device.type == CNN_DEVICE_CUDA,
+              CNN_ERR_INVALID_ARG, "loader_create: unknown device type %d", (int)opt->device.type);
     int S = cnn_transform_output_size(ds, &opt->transform);
     if (S <= 0) return cnn_error_prefix(CNN_ERR_INVALID_ARG, "loader_create");
     CNN_TRY(cnn_transform_check(ds, &opt->transform));
@@ -212,6 +242,14 @@ cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *op
             goto done;
         }
     }
+    if (opt->device.type == CNN_DEVICE_CUDA) {
+        /* Its own context: copies on a stream of their own, beside the caller's kernels. */
+        st = cnn_context_create(opt->device, &l->copy_ctx);
+        if (st != CNN_OK) {
+            st = cnn_error_prefix(st, "loader_create (batches for cuda:%d)", opt->device.index);
+            goto done;
+        }
+    }
     l->stats.n_workers = opt->num_workers > 0 ? opt->num_workers : 1;
     for (int w = 0; w < opt->num_workers; w++) {
         worker_arg *a = malloc(sizeof *a);
@@ -241,6 +279,7 @@ cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch)
     CNN_CHECK(l, CNN_ERR_INVALID_ARG, "loader_start_epoch: loader is NULL");
     CNN_CHECK(epoch >= 0 && epoch < ((int64_t)1 << 24), CNN_ERR_INVALID_ARG,
               "loader_start_epoch: epoch %lld out of range", (long long)epoch);
+    drop_ahead(l);
     pthread_mutex_lock(&l->mu);
     /* Drop what is in flight: no new claims, wait until every worker has let go of its slot. */
     l->started = false;
@@ -270,9 +309,15 @@ cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch)
     return CNN_OK;
 }
 
-/* The one place batch memory is allocated (so it can become pinned host memory later). */
+/* Host memory for a batch: pinned when it goes on to a GPU, so that the copy is asynchronous. */
 static cnn_status alloc_batch(cnn_loader *l, int64_t b, cnn_tensor **images, cnn_tensor **labels)
 {
+    if (l->copy_ctx) {
+        CNN_TRY(cnn_tensor_empty_pinned(CNN_SHAPE(b, l->C, l->S, l->S), CNN_F32, images));
+        cnn_status st = cnn_tensor_empty_pinned(CNN_SHAPE(b), CNN_I64, labels);
+        if (st != CNN_OK) cnn_tensor_free(images);
+        return st;
+    }
     CNN_TRY(cnn_tensor_empty(CNN_SHAPE(b, l->C, l->S, l->S), CNN_F32, CNN_CPU, images));
     cnn_status st = cnn_tensor_empty(CNN_SHAPE(b), CNN_I64, CNN_CPU, labels);
     if (st != CNN_OK) cnn_tensor_free(images);
@@ -332,13 +377,9 @@ static void release(cnn_loader *l, slot *s)
     pthread_mutex_unlock(&l->mu);
 }
 
-cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels)
+/* The next batch of the epoch in host memory (NULLs at its end): waits for the workers. */
+static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels)
 {
-    CNN_CHECK(images && labels, CNN_ERR_INVALID_ARG, "loader_next: images or labels is NULL");
-    *images = *labels = NULL;
-    CNN_CHECK(l, CNN_ERR_INVALID_ARG, "loader_next: loader is NULL");
-    double t0 = now_s();
-    if (!l->started) CNN_TRY(cnn_loader_start_epoch(l, 0));
     cnn_status st = CNN_OK;
     cnn_tensor *x = NULL, *y = NULL;
     int64_t B = l->opt.batch_size, m = 0;
@@ -376,10 +417,85 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
     *images = x;
     *labels = y;
     x = y = NULL;
-    l->stats.batches++;
 done:
     cnn_tensor_free(&x);
     cnn_tensor_free(&y);
+    return st;
+}
+
+#if CNN_WITH_CUDA
+/* Packs the next batch and starts its copy to the device on the loader's stream; what happened
+ * (a batch, the end of the epoch or an error) waits in l->ahead for the next call. */
+static void send_ahead(cnn_loader *l)
+{
+    cnn_tensor *hx = NULL, *hy = NULL;
+    sent_batch *a = &l->ahead;
+    *a = (sent_batch){.valid = true};
+    a->status = pack_batch(l, &hx, &hy);
+    if (a->status == CNN_OK && hx) {
+        cnn_context *caller = cnn_context_current();
+        cnn_context_set_current(l->copy_ctx);
+        a->status = cnn_tensor_to(hx, l->opt.device, &a->x);
+        if (a->status == CNN_OK) a->status = cnn_tensor_to(hy, l->opt.device, &a->y);
+        cnn_context_set_current(caller);
+    }
+    if (a->status != CNN_OK) {
+        a->error = strdup(cnn_last_error());
+        cnn_tensor_free(&a->x);
+        cnn_tensor_free(&a->y);
+    }
+    /* The pinned blocks stay reserved until their copies are done (host_alloc.c). */
+    cnn_tensor_free(&hx);
+    cnn_tensor_free(&hy);
+}
+
+/* CUDA destination: hands over the batch sent ahead (ordering the caller's stream after its
+ * copy), then sends the following one. */
+static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels)
+{
+    cnn_context *caller = cnn_context_current();
+    cnn_device cur = cnn_current_device();
+    CNN_CHECK(cur.type == CNN_DEVICE_CUDA && cur.index == l->opt.device.index, CNN_ERR_DEVICE,
+              "loader_next: the loader delivers batches to cuda:%d, but the current context is "
+              "on %s:%d", l->opt.device.index, cur.type == CNN_DEVICE_CUDA ? "cuda" : "cpu",
+              cur.index);
+    if (!l->ahead.valid) send_ahead(l);
+    sent_batch b = l->ahead;
+    l->ahead = (sent_batch){0};
+    if (b.status != CNN_OK) {
+        cnn_status st = cnn_error(b.status, "%s", b.error ? b.error : "loader_next failed");
+        free(b.error);
+        return st;
+    }
+    if (!b.x) return CNN_OK; /* the end of the epoch (stays so: the next call finds it again) */
+    cnn_tensor *ts[2] = {b.x, b.y};
+    cnn_status st = cnn_cuda_stream_handoff(l->copy_ctx, caller, ts, 2);
+    if (st != CNN_OK) {
+        cnn_tensor_free(&b.x);
+        cnn_tensor_free(&b.y);
+        return st;
+    }
+    *images = b.x;
+    *labels = b.y;
+    send_ahead(l);
+    return CNN_OK;
+}
+#endif
+
+cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels)
+{
+    CNN_CHECK(images && labels, CNN_ERR_INVALID_ARG, "loader_next: images or labels is NULL");
+    *images = *labels = NULL;
+    CNN_CHECK(l, CNN_ERR_INVALID_ARG, "loader_next: loader is NULL");
+    double t0 = now_s();
+    if (!l->started) CNN_TRY(cnn_loader_start_epoch(l, 0));
+    cnn_status st;
+#if CNN_WITH_CUDA
+    if (l->copy_ctx) st = next_on_device(l, images, labels);
+    else
+#endif
+        st = pack_batch(l, images, labels);
+    if (*images) l->stats.batches++;
     l->stats.wait_seconds += now_s() - t0;
     return st;
 }

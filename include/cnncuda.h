@@ -153,6 +153,13 @@ cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device 
 cnn_status cnn_tensor_from_data(cnn_shape shape, const float *data, cnn_device device, cnn_tensor **out);
 /* New I64 tensor holding a copy of host int64 values (e.g. class labels). */
 cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device device, cnn_tensor **out);
+/* New uninitialised CPU tensor in page-locked (pinned) host memory, for data headed to the
+ * GPU: a copy from it to a CUDA tensor runs asynchronously on the context's stream (the call
+ * returns before the data has moved), so do not write into the pinned tensor again until the
+ * device has been synchronised; releasing it at once is always safe (its memory is reused only
+ * after the copy is done). CNN_ERR_DEVICE without CUDA or a GPU. */
+cnn_status cnn_tensor_empty_pinned(cnn_shape shape, cnn_dtype dtype, cnn_tensor **out);
+bool cnn_tensor_is_pinned(const cnn_tensor *t);
 /* Copies a tensor to another device (a new contiguous tensor, even on the same device). */
 cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **out);
 /* New contiguous copy on the same device (no autograd history). */
@@ -646,6 +653,11 @@ typedef struct cnn_loader_options {
     uint64_t seed;
     bool strict;           /* a bad sample fails cnn_loader_next instead of being skipped */
     cnn_transform transform;
+    cnn_device device;     /* where batches are delivered (default, zero: the CPU). For a CUDA
+                              device, batches are packed into pinned host memory and copied on
+                              the loader's own stream one batch ahead, overlapping the caller's
+                              GPU work; cnn_loader_next must then be called with a current
+                              context on that device (its stream waits for the copy). */
 } cnn_loader_options;
 #define CNN_LOADER_MAX_WORKERS 64
 /* Options with batch_size, shuffle = train, the dataset's default transform and everything
@@ -661,10 +673,11 @@ void cnn_loader_destroy(cnn_loader **l);
 /* Starts (or restarts, dropping what was prefetched) epoch `epoch`: its permutation and
  * augmentation draws depend on (seed, epoch). cnn_loader_next starts epoch 0 if none was. */
 cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch);
-/* The next batch: new CPU tensors images (B, C, S, S) F32 and labels (B) I64. At the end of the
- * epoch both are set to NULL and CNN_OK is returned (again on every later call, until
- * cnn_loader_start_epoch). Bad samples (undecodable files) are
- * skipped and recorded: the batch is completed from the following samples, so every batch
+/* The next batch: new tensors images (B, C, S, S) F32 and labels (B) I64 on the options'
+ * device (the CPU unless set). At the end of the epoch both are set to NULL and CNN_OK is
+ * returned (again on every later call, until cnn_loader_start_epoch). Bad samples
+ * (undecodable files) are skipped and recorded: the batch is completed from the following
+ * samples, so every batch
  * has batch_size samples except the epoch's last, which may be smaller (or dropped with
  * drop_last). With `strict`, a bad sample makes this call fail with CNN_ERR_FORMAT (or
  * CNN_ERR_IO) naming the file; the partial batch is discarded and the next call goes on with

@@ -40,10 +40,12 @@ int data_test_write_idx(const char *dir, int n, int rows, int cols, char *img, c
     return 0;
 }
 
-static cnn_dataset *synthetic(char *dir, int n, int rows, int cols)
+/* n synthetic single-channel IDX images of rows x cols, loaded and their files removed (shared
+ * with test_loader.c and test_cuda_transfer.c). */
+cnn_dataset *data_test_synthetic(int n, int rows, int cols)
 {
-    char img[128], lab[128];
-    strcpy(dir, "/tmp/cnn_aug_XXXXXX");
+    char dir[32], img[128], lab[128];
+    strcpy(dir, "/tmp/cnn_syn_XXXXXX");
     if (!mkdtemp(dir) || data_test_write_idx(dir, n, rows, cols, img, lab) != 0) return NULL;
     cnn_dataset *ds = NULL;
     if (cnn_idx_dataset_create(img, lab, 1, &ds) != CNN_OK) ds = NULL;
@@ -65,11 +67,10 @@ static cnn_transform raw_transform(const cnn_dataset *ds, bool train, int size)
 
 TEST(augment_eval_centre_crop_known_pixels)
 {
-    char dir[32];
     /* 16 rows x 19 cols: the shorter side is already round(14 / 0.875) = 16, so no resize;
      * the crop starts at row round(1) = 1 and column round(2.5) = 2 (half to even, as
      * Python's round in torchvision's center_crop). */
-    cnn_dataset *ds = synthetic(dir, 2, 16, 19);
+    cnn_dataset *ds = data_test_synthetic(2, 16, 19);
     REQUIRE(ds);
     cnn_transform t = raw_transform(ds, false, 14);
     t.geometry = CNN_GEOM_CROP;
@@ -98,8 +99,7 @@ TEST(augment_eval_centre_crop_known_pixels)
 
 TEST(augment_pad_and_normalise)
 {
-    char dir[32];
-    cnn_dataset *ds = synthetic(dir, 3, 28, 28);
+    cnn_dataset *ds = data_test_synthetic(3, 28, 28);
     REQUIRE(ds);
     cnn_transform t = cnn_transform_default(ds, false, 32);
     CHECK(t.geometry == CNN_GEOM_PAD_OR_RESIZE && t.hflip_p == 0);
@@ -123,8 +123,7 @@ TEST(augment_pad_and_normalise)
 
 TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
 {
-    char dir[32];
-    cnn_dataset *ds = synthetic(dir, 4, 16, 16);
+    cnn_dataset *ds = data_test_synthetic(4, 16, 16);
     REQUIRE(ds);
     cnn_transform t = raw_transform(ds, true, 8);
     t.geometry = CNN_GEOM_CROP;
@@ -147,8 +146,7 @@ TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
 
 TEST(augment_flip_affine_zoom_and_jitter)
 {
-    char dir[32];
-    cnn_dataset *ds = synthetic(dir, 1, 16, 16);
+    cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
     /* A full-image crop (scale 1, ratio 1) at the native size is the identity; p = 1 flips. */
     cnn_transform t = raw_transform(ds, true, 16);

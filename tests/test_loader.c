@@ -9,20 +9,7 @@ int data_test_write_idx(const char *dir, int n, int rows, int cols, char *img, c
 int data_test_make_tree(char *root);
 void data_test_remove_tree(const char *root);
 extern const int data_test_class_value[4];
-
-/* n synthetic 12x12 IDX images; sample i's first pixel is (37 i mod 256) / 255. */
-static cnn_dataset *synthetic(int n)
-{
-    char dir[32], img[128], lab[128];
-    strcpy(dir, "/tmp/cnn_load_XXXXXX");
-    if (!mkdtemp(dir) || data_test_write_idx(dir, n, 12, 12, img, lab) != 0) return NULL;
-    cnn_dataset *ds = NULL;
-    if (cnn_idx_dataset_create(img, lab, 1, &ds) != CNN_OK) ds = NULL;
-    unlink(img);
-    unlink(lab);
-    rmdir(dir);
-    return ds;
-}
+cnn_dataset *data_test_synthetic(int n, int rows, int cols);
 
 /* The dataset index of a sample from its first pixel (raw transform: mean 0, std 1). */
 static int sample_of(const float *pix)
@@ -74,7 +61,7 @@ static int run_epoch(cnn_loader *l, int64_t epoch, int *seen, int n_seen, int *s
 
 TEST(loader_every_sample_once_per_epoch)
 {
-    cnn_dataset *ds = synthetic(37);
+    cnn_dataset *ds = data_test_synthetic(37, 12, 12);
     REQUIRE(ds);
     for (int drop = 0; drop <= 1; drop++) {
         cnn_loader_options o = raw_options(ds, false, 5, 2);
@@ -142,7 +129,7 @@ static float *collect(const cnn_dataset *ds, int workers, int prefetch, size_t *
 
 TEST(loader_same_batches_for_any_worker_count)
 {
-    cnn_dataset *ds = synthetic(23);
+    cnn_dataset *ds = data_test_synthetic(23, 12, 12);
     REQUIRE(ds);
     size_t n0 = 0, n1 = 0, n3 = 0;
     float *a = collect(ds, 0, 2, &n0), *b = collect(ds, 1, 1, &n1), *c = collect(ds, 3, 3, &n3);
@@ -263,7 +250,7 @@ TEST(loader_strict_mode_names_the_bad_file)
 
 TEST(loader_limit_restart_and_destroy_mid_epoch)
 {
-    cnn_dataset *ds = synthetic(40);
+    cnn_dataset *ds = data_test_synthetic(40, 12, 12);
     REQUIRE(ds);
     cnn_loader_options o = raw_options(ds, false, 4, 3);
     o.limit = 10;

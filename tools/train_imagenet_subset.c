@@ -191,6 +191,8 @@ static cnn_loader *make_loader(const run *r, const cnn_dataset *ds, bool train)
     lo.seed = (uint64_t)o->seed;
     lo.limit = train ? o->limit_train : o->limit_val;
     lo.strict = o->strict != 0;
+    /* On a GPU the loader copies each batch ahead on its own stream from pinned memory. */
+    lo.device = r->dev;
     cnn_loader *l = NULL;
     if (cnn_loader_create(ds, &lo, &l) != CNN_OK)
         die("%s loader: %s", train ? "training" : "validation", cnn_last_error());
@@ -220,14 +222,8 @@ static float lr_at(const run *r, int64_t step)
 static cnn_tensor *forward_batch(run *r, cnn_tensor *images, cnn_tensor *labels, bool train,
                                  tr_eval *e)
 {
-    cnn_tensor *x = NULL, *logits = NULL, *loss = NULL;
-    LIB(cnn_tensor_to(images, r->dev, &x), "copying a batch to the device");
-    cnn_tensor *y = labels;
-    cnn_tensor *y_dev = NULL;
-    if (r->dev.type != CNN_DEVICE_CPU) {
-        LIB(cnn_tensor_to(labels, r->dev, &y_dev), "copying labels to the device");
-        y = y_dev;
-    }
+    /* The loaders deliver batches on r->dev already. */
+    cnn_tensor *x = images, *y = labels, *logits = NULL, *loss = NULL;
     LIB(cnn_model_forward(r->model, x, train, &logits), "forward");
     LIB(cnn_cross_entropy(logits, y, train ? r->o.label_smoothing : 0.0f, &loss), "loss");
     int64_t b = cnn_tensor_dim(images, 0), k = r->mm.num_classes;
@@ -240,8 +236,6 @@ static cnn_tensor *forward_batch(run *r, cnn_tensor *images, cnn_tensor *labels,
     LIB(cnn_tensor_read(loss, &lv, 1), "reading the loss");
     if (!isfinite(lv)) die("the loss is %g at step %lld: lower --lr", lv, (long long)r->st.step);
     tr_eval_add(e, r->host_logits, lab, b, lv);
-    cnn_tensor_free(&x);
-    cnn_tensor_free(&y_dev);
     cnn_tensor_free(&logits);
     if (train) return loss;
     cnn_tensor_free(&loss);
@@ -416,6 +410,25 @@ static void train(run *r)
     tr_eval_free(&te);
 }
 
+/* Decode throughput of the training loader's workers over the whole run. */
+static void print_data_stats(run *r)
+{
+    cnn_loader_stats s;
+    cnn_loader_get_stats(r->train_ld, &s);
+    int64_t images = 0;
+    double busy = 0;
+    for (int w = 0; w < s.n_workers; w++) {
+        images += s.worker_images[w];
+        busy += s.decode_seconds[w];
+    }
+    printf("data: %d worker(s) decoded %lld images at %.0f img/s per worker (%lld bad); "
+           "batches %s\n",
+           s.n_workers, (long long)images, busy > 0 ? (double)images / busy : 0.0,
+           (long long)s.bad_samples,
+           r->dev.type == CNN_DEVICE_CUDA ? "copied ahead to the GPU from pinned memory"
+                                          : "in host memory");
+}
+
 static void print_final(run *r, double wall)
 {
     char path[TR_PATH_MAX + 64];
@@ -424,6 +437,7 @@ static void print_final(run *r, double wall)
            100 * tr_eval_top1(ve), 100 * tr_eval_top5(ve), (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
     if (r->train_ld) { /* --eval-only leaves the checkpoint's folder alone */
+        print_data_stats(r);
         path_in_dir(r, "confusion.csv", path, sizeof path);
         if (!tr_eval_write_confusion_csv(ve, class_name_of, &r->mm, path))
             die("cannot write %s: %s", path, strerror(errno));

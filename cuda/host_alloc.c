@@ -1,0 +1,136 @@
+/* host_alloc.c — page-locked ("pinned") host memory for CPU tensors that feed the GPU: a copy
+ * from it to a device is a true asynchronous DMA, so the host can go on (and the copy can run
+ * beside kernels of another stream). cudaHostAlloc is slow, so released blocks are cached; a
+ * block an asynchronous copy still reads is reused only once that copy is done. Memory only. */
+#include "cuda_check.h"
+
+#include <pthread.h>
+
+#define PIN_ROUND ((size_t)64 << 10)
+
+typedef struct pinned_block {
+    void *ptr;
+    size_t size;
+    cudaEvent_t last_use; /* recorded after the latest copy that reads or writes the block */
+    bool in_use;          /* last_use was recorded and may not have completed */
+    struct pinned_block *next;
+} pinned_block;
+
+/* Process-wide like the device cache (allocator.c), for the same reason: a tensor may be freed
+ * from any thread and outlive its context. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pinned_block *g_free;
+
+/* Whether a cached block is free to hand out: its last recorded copy has completed. */
+static bool block_idle(pinned_block *b)
+{
+    if (!b->in_use) return true;
+    cudaError_t e = cudaEventQuery(b->last_use);
+    if (e == cudaSuccess) {
+        b->in_use = false;
+        return true;
+    }
+    (void)cudaGetLastError(); /* cudaErrorNotReady is an answer, not an error */
+    return false;
+}
+
+static void pinned_release(cnn_storage *s)
+{
+    pinned_block *b = s->allocator;
+    if (!b) return;
+    pthread_mutex_lock(&g_lock);
+    b->next = g_free;
+    g_free = b;
+    pthread_mutex_unlock(&g_lock);
+    s->data = NULL;
+    s->allocator = NULL;
+}
+
+cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const char *op)
+{
+    CNN_CHECK(cnn_cuda_count_devices() > 0, CNN_ERR_DEVICE,
+              "%s: pinned host memory needs a CUDA device, and none is available", op);
+    size_t size = (bytes + PIN_ROUND - 1) / PIN_ROUND * PIN_ROUND;
+    if (!size) size = PIN_ROUND;
+
+    /* Best fit among idle cached blocks no more than 25% larger than asked. */
+    pinned_block *b = NULL, **at = NULL;
+    pthread_mutex_lock(&g_lock);
+    for (pinned_block **p = &g_free; *p; p = &(*p)->next) {
+        pinned_block *c = *p;
+        if (c->size < size || c->size > size + size / 4 || (b && c->size >= b->size)) continue;
+        if (!block_idle(c)) continue;
+        b = c;
+        at = p;
+    }
+    if (b) *at = b->next;
+    pthread_mutex_unlock(&g_lock);
+
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+        cudaError_t e = cudaHostAlloc(&b->ptr, size, cudaHostAllocPortable);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            /* Idle cached blocks may be what stands in the way: give them back, try once more. */
+            cnn_cuda_pinned_empty_cache();
+            e = cudaHostAlloc(&b->ptr, size, cudaHostAllocPortable);
+        }
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            free(b);
+            return cnn_error(CNN_ERR_OUT_OF_MEMORY,
+                             "%s: cannot allocate %zu bytes of pinned host memory: %s", op, bytes,
+                             cudaGetErrorString(e));
+        }
+        e = cudaEventCreateWithFlags(&b->last_use, cudaEventDisableTiming);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            (void)cudaFreeHost(b->ptr);
+            free(b);
+            return cnn_error(cnn_cuda_status_of(e), "%s: cudaEventCreate failed: %s", op,
+                             cudaGetErrorString(e));
+        }
+        b->size = size;
+    }
+    b->next = NULL;
+    s->data = b->ptr;
+    s->release = pinned_release;
+    s->allocator = b;
+    return CNN_OK;
+}
+
+bool cnn_cuda_storage_is_pinned(const cnn_storage *s) { return s && s->release == pinned_release; }
+
+cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
+{
+    /* Under a CPU context cnn_cuda_memcpy copied synchronously: nothing is left running. */
+    if (!cnn_cuda_storage_is_pinned(s) || !s->allocator || !ctx || !ctx->gpu) return CNN_OK;
+    cudaStream_t stream;
+    CNN_TRY(cnn_cuda_enter(ctx, "pinned_record_use", &stream));
+    pinned_block *b = s->allocator;
+    CNN_CUDA_TRY(cudaEventRecord(b->last_use, stream));
+    b->in_use = true;
+    return CNN_OK;
+}
+
+void cnn_cuda_pinned_empty_cache(void)
+{
+    pthread_mutex_lock(&g_lock);
+    pinned_block *keep = NULL, *b = g_free;
+    while (b) {
+        pinned_block *next = b->next;
+        if (block_idle(b)) {
+            (void)cudaEventDestroy(b->last_use);
+            (void)cudaFreeHost(b->ptr);
+            free(b);
+        } else {
+            b->next = keep;
+            keep = b;
+        }
+        b = next;
+    }
+    g_free = keep;
+    (void)cudaGetLastError();
+    pthread_mutex_unlock(&g_lock);
+}
