@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""torch_reference.py — PyTorch side of cnnbench: the same conv shape sets, GEMM and zoo models
-timed through PyTorch (cuDNN, torch.backends.cudnn.benchmark=True), written in cnnbench's JSON
-schema so that bench/compare can put the two side by side. It never imports torch before it
-needs a GPU: --check-schema and the shape tables work on any machine with python3.
+"""torch_reference.py — PyTorch side of cnnbench: the same conv shape sets, GEMM, batch norm,
+pooling, elementwise ops and zoo models timed through PyTorch (cuDNN with
+torch.backends.cudnn.benchmark=True, or the CPU with --device cpu), written in cnnbench's JSON
+schema, row for row, so that bench/compare can put the two side by side. It imports torch only
+when it times something: --check-schema and the shape tables work on any machine with python3.
+Runs with torch 1.13 and 2.x (only APIs present in both).
 
-  python3 bench/torch_reference.py conv --shapes resnet50 --batch 32 --json torch_conv.json
-  python3 bench/torch_reference.py model resnet50 --batch 32 --json torch_resnet50.json
+  python3 bench/torch_reference.py conv --shapes resnet50 --batch 64 --json torch_conv.json
+  python3 bench/torch_reference.py model resnet50 --batch 256 --json torch_resnet50.json
+  python3 bench/torch_reference.py bn --device cpu --batch 2 --iters 2
   python3 bench/torch_reference.py --check-schema cnnbench.json
 """
 import argparse
 import json
+import resource
+import signal
 import sys
+import time
 
 # ---- the JSON schema shared with cnnbench ---------------------------------------------------------
 TOP_KEYS = {"tool": str, "device": str, "backend": str, "tf32": bool, "results": list}
@@ -18,6 +24,7 @@ ROW_KEYS = {"mode": str, "name": str, "shape": str, "pass": str, "median_ms": (i
             "min_ms": (int, float), "max_ms": (int, float), "check": str}
 PASSES = {"fwd", "bwd_data", "bwd_filter", "bwd", "train", "infer"}
 CHECKS = {"ok", "mismatch", "n/a"}
+MODES = ("conv", "gemm", "bn", "pool", "elementwise", "model")
 
 
 def schema_errors(doc):
@@ -66,7 +73,7 @@ def load(path):
     return doc
 
 
-# ---- the shapes (the same tables as tools/common/bench_shapes.c) -----------------------------------
+# ---- the shapes (the same tables as tools/common/bench_shapes.c and bench_ops.c) ------------------
 # (C, H, K, R, stride, pad, count) at 224x224, square, groups 1.
 CONV_SETS = {
     "resnet50": [(3, 224, 64, 7, 2, 3, 1),
@@ -84,6 +91,10 @@ CONV_SETS = {
     "alexnet": [(3, 224, 64, 11, 4, 2, 1), (64, 27, 192, 5, 1, 2, 1), (192, 13, 384, 3, 1, 1, 1),
                 (384, 13, 256, 3, 1, 1, 1), (256, 13, 256, 3, 1, 1, 1)],
 }
+BN_SHAPES = [(64, 112), (256, 56), (1024, 14)]  # (C, H): square, at --batch
+# (C, H, kernel, stride, pad, average?, name)
+POOL_CASES = [(64, 112, 3, 2, 1, False, "max_pool"), (128, 112, 2, 2, 0, False, "max_pool"),
+              (256, 56, 2, 2, 0, True, "avg_pool")]
 
 
 def conv_shapes(args):
@@ -93,72 +104,218 @@ def conv_shapes(args):
         for c, h, k, r, st, p, cnt in CONV_SETS[args.shapes or "resnet50"]:
             out.append((args.batch, c, h, h, k, r, r, st, p, 1, cnt))
     for s in args.shape or []:
-        v = [int(x) for x in s.split(",")]
+        try:
+            v = [int(x) for x in s.split(",")]
+        except ValueError:
+            v = []
         if len(v) not in (9, 10):
-            raise SystemExit("torch_reference: malformed --shape '%s'" % s)
+            raise SystemExit("torch_reference: malformed --shape '%s' "
+                             "(want N,C,H,W,K,R,S,stride,pad[,groups])" % s)
         out.append(tuple(v + [1] * (10 - len(v))) + (1,))
     return [(",".join(str(x) for x in t[:10]), t[:10], t[10]) for t in out]
 
 
-# ---- timing (needs torch and a GPU) ------------------------------------------------------------------
-def time_cuda(torch, fn, setup, warmup, iters, flush):
-    """median/min/max ms of fn() measured with CUDA events, setup() and an L2 flush untimed."""
-    times = []
-    for i in range(warmup + iters):
-        if setup:
-            setup()
-        flush.fill_(float(i))
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(start.elapsed_time(end))
-    times.sort()
-    n = len(times)
-    med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
-    return med, times[0], times[-1]
+# ---- timing ---------------------------------------------------------------------------------------
+class Stopped(Exception):
+    """SIGTERM / SIGINT: stop timing and write the rows completed so far."""
 
 
-def row(mode, name, shape, pas, t, **extra):
-    r = {"mode": mode, "backend": "cudnn", "name": name, "shape": shape, "pass": pas,
-         "median_ms": t[0], "min_ms": t[1], "max_ms": t[2], "count": 1, "check": "n/a"}
-    r.update(extra)
-    return r
+def on_stop_signal(sig, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second signal ends the process at once
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    raise Stopped()
 
 
-def bench_conv(torch, args, flush):
+class Bench:
+    """The device under test, its timer, the cache-flush buffer and the rows so far."""
+
+    def __init__(self, torch, args):
+        self.torch, self.args, self.dev = torch, args, args.device
+        self.rows = []
+        # Larger than the last-level cache (H100 L2: 50 MB; server CPUs' L3), written between
+        # repeats as cnnbench does: 128 MiB on the GPU, 64 MiB on the CPU.
+        self.flush = torch.empty((32 if self.dev == "cuda" else 16) << 20, device=self.dev)
+
+    def sync(self):
+        if self.dev == "cuda":
+            self.torch.cuda.synchronize()
+
+    def time(self, fn, setup=None):
+        """median/min/max ms of fn(): CUDA events on the GPU, perf_counter on the CPU; setup()
+        and the cache flush untimed."""
+        torch, times = self.torch, []
+        for i in range(self.args.warmup + self.args.iters):
+            if setup:
+                setup()
+            self.flush.fill_(float(i))
+            if self.dev == "cuda":
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                ms = start.elapsed_time(end)
+            else:
+                t0 = time.perf_counter()
+                fn()
+                ms = (time.perf_counter() - t0) * 1e3
+            if i >= self.args.warmup:
+                times.append(ms)
+        times.sort()
+        n = len(times)
+        med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+        return med, times[0], times[-1]
+
+    def rand(self, *shape, lo=-1.0, hi=1.0):
+        """Uniform in [lo, hi): never zeros, which some kernels shortcut."""
+        return self.torch.rand(*shape, device=self.dev) * (hi - lo) + lo
+
+    def row(self, mode, name, shape, pas, t, count=1, **extra):
+        r = {"mode": mode, "backend": "cudnn" if self.dev == "cuda" else "cpu", "name": name,
+             "shape": shape, "pass": pas, "median_ms": t[0], "min_ms": t[1], "max_ms": t[2],
+             "count": count, "check": "n/a"}
+        r.update(extra)
+        thr = ("%10.1f img/s" % r["img_per_s"] if "img_per_s" in r
+               else "%8.2f GFLOP/s" % r["gflops"] if "gflops" in r
+               else "%8.1f GB/s" % r["gbs"] if "gbs" in r else "")
+        print("%-11s %-10s %-30s %-10s %9.3f ms %s" % (mode, name, shape, pas, t[0], thr))
+        sys.stdout.flush()
+        self.rows.append(r)
+        return r
+
+
+def grad_pass(torch, b, fwd, inputs, wanted, dy):
+    """(setup, run) timing the backward of fwd(*inputs) for the inputs flagged in wanted; the
+    forward is recorded untimed in setup."""
+    state = {}
+
+    def setup():
+        xs = [t.detach().requires_grad_(w) for t, w in zip(inputs, wanted)]
+        state["y"] = fwd(*xs)
+        state["need"] = [x for x, w in zip(xs, wanted) if w]
+
+    def run():
+        torch.autograd.grad(state["y"], state["need"], dy)
+    return setup, run
+
+
+def bench_conv(torch, b, args):
     F = torch.nn.functional
     rows = []
+    name = args.shapes or ("resnet50" if not args.shape else "custom")
     for shape, (n, c, h, w, k, r, s, st, p, g), count in conv_shapes(args):
-        x = torch.rand(n, c, h, w, device="cuda") * 2 - 1
-        wt = torch.rand(k, c // g, r, s, device="cuda") * 2 - 1
-        y = F.conv2d(x, wt, None, st, p, 1, g)
-        dy = torch.rand_like(y) * 2 - 1
+        x, wt = b.rand(n, c, h, w), b.rand(k, c // g, r, s)
+
+        def conv(xx, ww):
+            return F.conv2d(xx, ww, None, st, p, 1, g)
+        with torch.no_grad():
+            y = conv(x, wt)
+        dy = b.rand(*y.shape)
         P, Q = y.shape[2], y.shape[3]
         flops = 2.0 * n * k * P * Q * (c // g) * r * s
-        state = {}
+        nbytes = 4.0 * (x.numel() + wt.numel() + y.numel())
 
         def fwd():
             with torch.no_grad():
-                F.conv2d(x, wt, None, st, p, 1, g)
+                conv(x, wt)
+        for pas, want in (("fwd", None), ("bwd_data", [True, False]), ("bwd_filter", [False, True])):
+            setup, run = (None, fwd) if want is None else grad_pass(torch, b, conv, [x, wt], want, dy)
+            t = b.time(run, setup)
+            rows.append(b.row("conv", name, shape, pas, t, count, gflops=flops / (t[0] * 1e6),
+                              gbs=nbytes / (t[0] * 1e6)))
+        del x, wt, y, dy
+    return rows
 
-        def setup(req):
-            def f():
-                xx = x.detach().requires_grad_(req == "x")
-                ww = wt.detach().requires_grad_(req == "w")
-                state["y"], state["inp"] = F.conv2d(xx, ww, None, st, p, 1, g), xx if req == "x" else ww
-            return f
 
-        def bwd():
-            torch.autograd.grad(state["y"], state["inp"], dy)
+def bench_gemm(torch, b, args):
+    m, n, k = args.mnk
+    a, w = b.rand(m, k), b.rand(n, k)
 
-        name = args.shapes or ("resnet50" if not args.shape else "custom")
-        for pas, fn, su in (("fwd", fwd, None), ("bwd_data", bwd, setup("x")), ("bwd_filter", bwd, setup("w"))):
-            t = time_cuda(torch, fn, su, args.warmup, args.iters, flush)
-            rows.append(row("conv", name, shape, pas, t, gflops=flops / (t[0] * 1e6), count=count))
-            print("%-34s %-10s %9.3f ms %8.2f TFLOP/s" % (shape, pas, t[0], flops / (t[0] * 1e9)))
+    def fn():
+        torch.nn.functional.linear(a, w)
+    t = b.time(fn)
+    nbytes = 4.0 * (m * k + n * k + m * n)
+    return [b.row("gemm", "sgemm", "%d,%d,%d" % (m, n, k), "fwd", t,
+                  gflops=2.0 * m * n * k / (t[0] * 1e6), gbs=nbytes / (t[0] * 1e6))]
+
+
+def bench_bn(torch, b, args):
+    F = torch.nn.functional
+    rows = []
+    for c, h in BN_SHAPES:
+        n = args.batch
+        x, dy = b.rand(n, c, h, h), b.rand(n, c, h, h)
+        gamma, beta = b.rand(c, lo=0.5, hi=1.5), b.rand(c)
+        rm, rv = torch.zeros(c, device=b.dev), torch.ones(c, device=b.dev)
+
+        def bn(xx, gg, bb):
+            return F.batch_norm(xx, rm, rv, gg, bb, True, 0.1, 1e-5)
+
+        def fwd():
+            with torch.no_grad():
+                bn(x, gamma, beta)
+        nb = 4.0 * x.numel()
+        shape = "%d,%d,%d,%d" % (n, c, h, h)
+        # Minimal traffic, as cnnbench counts it: forward reads x twice and writes y; backward
+        # reads x and dy twice and writes dx.
+        t = b.time(fwd)
+        rows.append(b.row("bn", "batch_norm", shape, "fwd", t, gbs=3 * nb / (t[0] * 1e6)))
+        setup, run = grad_pass(torch, b, bn, [x, gamma, beta], [True, True, True], dy)
+        t = b.time(run, setup)
+        rows.append(b.row("bn", "batch_norm", shape, "bwd", t, gbs=5 * nb / (t[0] * 1e6)))
+        del x, dy
+    return rows
+
+
+def bench_pool(torch, b, args):
+    F = torch.nn.functional
+    rows = []
+    for c, h, k, st, p, avg, name in POOL_CASES:
+        n = args.batch
+        x = b.rand(n, c, h, h)
+
+        def pool(xx):
+            return F.avg_pool2d(xx, k, st, p) if avg else F.max_pool2d(xx, k, st, p)
+        with torch.no_grad():
+            y = pool(x)
+        dy = b.rand(*y.shape)
+
+        def fwd():
+            with torch.no_grad():
+                pool(x)
+        nbytes = 4.0 * (x.numel() + y.numel())
+        shape = "%d,%d,%d,%d,k%d,s%d,p%d" % (n, c, h, h, k, st, p)
+        t = b.time(fwd)
+        rows.append(b.row("pool", name, shape, "fwd", t, gbs=nbytes / (t[0] * 1e6)))
+        setup, run = grad_pass(torch, b, pool, [x], [True], dy)
+        t = b.time(run, setup)
+        rows.append(b.row("pool", name, shape, "bwd", t, gbs=nbytes / (t[0] * 1e6)))
+        del x, y, dy
+    return rows
+
+
+def bench_elementwise(torch, b, args):
+    F = torch.nn.functional
+    n = args.batch
+    x, x2, dy = b.rand(n, 256, 56, 56), b.rand(n, 256, 56, 56), b.rand(n, 256, 56, 56)
+    nb = 4.0 * x.numel()
+    shape = "%d,256,56,56" % n
+
+    def relu():
+        with torch.no_grad():
+            F.relu(x)
+
+    def add():
+        with torch.no_grad():
+            torch.add(x, x2)
+    t = b.time(relu)
+    rows = [b.row("elementwise", "relu", shape, "fwd", t, gbs=2 * nb / (t[0] * 1e6))]
+    setup, run = grad_pass(torch, b, F.relu, [x], [True], dy)
+    t = b.time(run, setup)
+    rows.append(b.row("elementwise", "relu", shape, "bwd", t, gbs=3 * nb / (t[0] * 1e6)))
+    t = b.time(add)
+    rows.append(b.row("elementwise", "add", shape, "fwd", t, gbs=3 * nb / (t[0] * 1e6)))
     return rows
 
 
@@ -189,16 +346,18 @@ def count_macs(torch, model, x):
     return total[0]
 
 
-def bench_model(torch, args, flush):
+def bench_model(torch, b, args):
     if args.name == "lenet5":
         model, chans, size, classes = lenet5(torch), 1, args.img_size or 32, 10
     else:
         import torchvision
+        if not hasattr(torchvision.models, args.name):
+            raise SystemExit("torch_reference: torchvision has no model '%s'" % args.name)
         model, chans, size, classes = getattr(torchvision.models, args.name)(), 3, args.img_size or 224, 1000
-    model = model.cuda()
+    model = model.to(b.dev)
     B = args.batch
-    x = torch.rand(B, chans, size, size, device="cuda") * 2 - 1
-    labels = torch.tensor([(i * 7919) % classes for i in range(B)], device="cuda")
+    x = b.rand(B, chans, size, size)
+    labels = torch.tensor([(i * 7919) % classes for i in range(B)], device=b.dev)
     macs = count_macs(torch, model, x)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     shape = "%d,%d,%d,%d" % (B, chans, size, size)
@@ -213,35 +372,54 @@ def bench_model(torch, args, flush):
         with torch.no_grad():
             model(x)
     model.train()
-    torch.cuda.reset_peak_memory_stats()
-    t = time_cuda(torch, train, None, args.warmup, args.iters, flush)
-    mem = torch.cuda.max_memory_allocated() / 2 ** 20
-    rows = [row("model", args.name, shape, "train", t, img_per_s=B / (t[0] * 1e-3),
-                gflops=3 * 2.0 * macs / (t[0] * 1e6), peak_mem_mb=mem)]
+    if b.dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t = b.time(train)
+    # The same measure as cnnbench: allocated device bytes (the cache flush buffer included on
+    # both sides), or the process's peak RSS on the CPU.
+    mem = (torch.cuda.max_memory_allocated() / 2 ** 20 if b.dev == "cuda"
+           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    rows = [b.row("model", args.name, shape, "train", t, img_per_s=B / (t[0] * 1e-3),
+                  gflops=3 * 2.0 * macs / (t[0] * 1e6), peak_mem_mb=mem)]
     model.eval()
-    t = time_cuda(torch, infer, None, args.warmup, args.iters, flush)
-    rows.append(row("model", args.name, shape, "infer", t, img_per_s=B / (t[0] * 1e-3),
-                    gflops=2.0 * macs / (t[0] * 1e6)))
-    for r in rows:
-        print("%-10s %-16s %-6s %9.3f ms %10.1f img/s" % (r["name"], r["shape"], r["pass"],
-                                                           r["median_ms"], r["img_per_s"]))
+    t = b.time(infer)
+    rows.append(b.row("model", args.name, shape, "infer", t, img_per_s=B / (t[0] * 1e-3),
+                      gflops=2.0 * macs / (t[0] * 1e6)))
+    print("peak %s memory during training: %.1f MiB" % ("device" if b.dev == "cuda" else "host", mem))
     return rows
 
 
-def bench_gemm(torch, args, flush):
-    m, n, k = args.mnk
-    a = torch.rand(m, k, device="cuda") * 2 - 1
-    w = torch.rand(n, k, device="cuda") * 2 - 1
+def set_tf32(torch, on):
+    """TF32 for matmul and cuDNN conv, both off by default here (torch's cuDNN default is on).
+    torch >= 2.9 has fp32_precision and warns about the old flags, which older torch has only."""
+    mm, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    try:  # torch 1.13's matmul object raises AssertionError for unknown attributes
+        new_api = conv is not None and hasattr(conv, "fp32_precision") and hasattr(mm, "fp32_precision")
+    except AssertionError:
+        new_api = False
+    if new_api:
+        mm.fp32_precision = conv.fp32_precision = "tf32" if on else "ieee"
+    else:
+        mm.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
 
-    def fn():
-        torch.nn.functional.linear(a, w)
-    t = time_cuda(torch, fn, None, args.warmup, args.iters, flush)
-    return [row("gemm", "sgemm", "%d,%d,%d" % (m, n, k), "fwd", t, gflops=2.0 * m * n * k / (t[0] * 1e6))]
+
+def device_name(torch, dev):
+    if dev == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
 
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", nargs="?", choices=["conv", "model", "gemm"])
+    ap.add_argument("mode", nargs="?", choices=MODES)
     ap.add_argument("name", nargs="?", help="model: lenet5, alexnet, vgg16, resnet50, ...")
     ap.add_argument("--shapes", choices=sorted(CONV_SETS))
     ap.add_argument("--shape", action="append", help="N,C,H,W,K,R,S,stride,pad[,groups]")
@@ -251,6 +429,8 @@ def main(argv):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--tf32", action="store_true")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--json")
     ap.add_argument("--check-schema", metavar="FILE", help="validate a JSON file and exit")
     args = ap.parse_args(argv)
@@ -263,27 +443,49 @@ def main(argv):
         print("%s: schema ok (%d results)" % (args.check_schema, len(doc["results"])))
         return 0
     if not args.mode or (args.mode == "model" and not args.name):
-        ap.error("a mode is needed (conv, gemm, or model NAME)")
+        ap.error("a mode is needed (%s; model takes a NAME)" % ", ".join(MODES))
+    if args.iters < 1 or args.warmup < 0 or args.batch < 1 or len(args.mnk) != 3:
+        ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K")
     try:
         import torch
     except ImportError:
         print("torch_reference: PyTorch is not installed (it needs torch and torchvision)",
               file=sys.stderr)
         return 1
-    if not torch.cuda.is_available():
-        print("torch_reference: no CUDA device", file=sys.stderr)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("torch_reference: no CUDA device (use --device cpu)", file=sys.stderr)
         return 1
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    torch.backends.cudnn.allow_tf32 = args.tf32
+    set_tf32(torch, args.tf32)
     torch.manual_seed(1)
-    flush = torch.empty(32 << 20, device="cuda")  # 128 MiB written between repeats: L2 flush
-    print("torch %s on %s | cudnn.benchmark on | tf32 %s | CUDA events, warmup %d, iters %d"
-          % (torch.__version__, torch.cuda.get_device_name(), args.tf32, args.warmup, args.iters))
-    rows = {"conv": bench_conv, "model": bench_model, "gemm": bench_gemm}[args.mode](torch, args, flush)
-    doc = {"tool": "torch", "version": torch.__version__, "device": torch.cuda.get_device_name(),
-           "backend": "cudnn", "tf32": args.tf32, "mode": args.mode, "batch": args.batch,
-           "warmup": args.warmup, "iters": args.iters, "timing": "CUDA events", "results": rows}
+    b = Bench(torch, args)
+    dev = device_name(torch, args.device)
+    cudnn = torch.backends.cudnn.version() if args.device == "cuda" else None
+    print("torch %s on %s | %s | tf32 %s | %s, warmup %d, iters %d"
+          % (torch.__version__, dev,
+             "cuDNN %s, cudnn.benchmark on" % cudnn if cudnn else "%d CPU threads" % torch.get_num_threads(),
+             args.tf32, "CUDA events" if args.device == "cuda" else "perf_counter",
+             args.warmup, args.iters))
+    fn = {"conv": bench_conv, "gemm": bench_gemm, "bn": bench_bn, "pool": bench_pool,
+          "elementwise": bench_elementwise, "model": bench_model}[args.mode]
+    # A run cut short by a time limit still writes what it finished.
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    complete = True
+    try:
+        fn(torch, b, args)
+    except Stopped:
+        complete = False
+        print("torch_reference: stopped by a signal; %d result(s) completed%s"
+              % (len(b.rows), ", written to the JSON file" if args.json else ""), file=sys.stderr)
+    doc = {"tool": "torch", "version": torch.__version__, "device": dev,
+           "backend": "cudnn" if args.device == "cuda" else "cpu", "tf32": args.tf32,
+           "cudnn_version": cudnn, "mode": args.mode, "batch": args.batch,
+           "warmup": args.warmup, "iters": args.iters, "complete": complete,
+           "timing": "CUDA events" if args.device == "cuda" else "perf_counter",
+           "results": b.rows}
     errs = schema_errors(doc)
     if errs:
         print("torch_reference: internal schema error: %s" % errs, file=sys.stderr)
@@ -291,7 +493,7 @@ def main(argv):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
-    return 0
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
 /* test_cnnbench.c — runs the built cnnbench (from $CNN_TOOLS_DIR, else build/bin; skipped when
  * absent) on tiny problems: exit codes and messages for bad command lines, the JSON it writes,
- * the summary totals, the shape tables against the zoo, and that its output check catches a
- * corrupted result. Also bench/compare and the shared JSON schema (python3; skipped without). */
+ * the summary totals, the shape tables against the zoo, the loader mode, and that its output
+ * check catches a corrupted result. Also bench/compare, bench/conv_ratio and the shared JSON
+ * schema (python3; skipped without), and bench/torch_reference.py on the CPU row for row against
+ * cnnbench (skipped without a python that has torch). */
 #include "test.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The folder tree of test_imagefolder.c (7 good images in 3 classes, 3 bad files). */
+int data_test_make_tree(char *root);
+void data_test_remove_tree(const char *root);
 
 static bool bench_path(char *buf, size_t n) { return cnn_test_tool_path("cnnbench", buf, n); }
 
@@ -68,6 +74,8 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
         {"gemm --backend tpu", "unknown backend 'tpu'"},
         {"gemm --iters 0", "malformed --iters"},
         {"gemm --frobnicate 3", "unknown option '--frobnicate'"},
+        {"loader", "loader needs a data folder"},
+        {"loader fashion-mnist --workers 65", "--workers 65: at most 64"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int rc = run_bench(tool, "", cases[i].args, out, sizeof out);
@@ -137,7 +145,8 @@ TEST(cnnbench_conv_cpu_json)
                           "\"results\": [",
                           "\"pass\": \"bwd_filter\"",
                           "\"shape\": \"2,4,9,9,6,3,3,2,1,1\"",
-                          "\"check\": \"ok\""};
+                          "\"check\": \"ok\"",
+                          "\"timer_overhead_ms\": "};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strstr(j, keys[i]))
             cnn_test_fail(__FILE__, __LINE__, "JSON lacks %s:\n%s", keys[i], j);
@@ -195,23 +204,43 @@ TEST(cnnbench_other_modes_cpu)
     if (rc != 0 || !strstr(out, "img/s") || !strstr(out, " train ") || !strstr(out, " infer ") ||
         !strstr(out, "conv2 ") || !strstr(out, "fc3 ") || !strstr(out, "peak host memory"))
         cnn_test_fail(__FILE__, __LINE__, "model lenet5: exit %d, output:\n%s", rc, out);
-    rc = run_bench(tool, "", "model lenet5 --backend cuda --iters 1", out, sizeof out);
+    rc = run_bench(tool, "", "model lenet5 --backend cuda --warmup 0 --iters 1", out, sizeof out);
     if (cnn_cuda_device_count() == 0) CHECK(rc == 1 && strstr(out, "backend cuda: "));
 }
 
 GPU_TEST(cnnbench_gpu_backends_check_ok)
 {
-    char tool[512];
+    char tool[512], json[64] = "/tmp/cnnbench_gpu.XXXXXX", args[256];
     static char out[1 << 16];
     if (!bench_path(tool, sizeof tool)) return;
-    int rc = run_bench(tool, "",
-                       "conv --backend all --shape 2,8,15,15,16,3,3,2,1 --warmup 1 "
-                       "--iters 2",
-                       out, sizeof out);
-    if (rc != 0 || count_of(out, "  ok") < 9 || strstr(out, "MISMATCH"))
+    int fd = mkstemp(json);
+    REQUIRE(fd >= 0);
+    close(fd);
+    snprintf(args, sizeof args,
+             "conv --backend all --shape 2,8,15,15,16,3,3,2,1 --warmup 1 --iters 2 --json %s",
+             json);
+    int rc = run_bench(tool, "", args, out, sizeof out);
+    const int gpu_rows = cnn_built_with_cudnn() ? 6 : 3; /* cuda (+ cudnn), three passes each */
+    if (rc != 0 || count_of(out, "  ok") != 3 + gpu_rows || strstr(out, "MISMATCH"))
         cnn_test_fail(__FILE__, __LINE__, "conv --backend all: exit %d, output:\n%s", rc, out);
-    rc = run_bench(tool, "", "model lenet5 --backend cudnn --batch 8 --iters 2", out, sizeof out);
-    CHECK(rc == 0 && count_of(out, "  ok") == 2);
+    /* The GPU's name, not an ordinal; each cuDNN row names the algorithm cuDNN chose, each
+     * hand-written row says so. */
+    char name[128] = "", want[160];
+    CHECK_OK(cnn_cuda_device_name(0, name, sizeof name));
+    snprintf(want, sizeof want, "\"device\": \"%s\"", name);
+    const char *j = slurp(json);
+    REQUIRE(j != NULL);
+    CHECK(name[0] && strstr(j, want) != NULL);
+    CHECK(count_of(j, "\"algo\": \"hand-written\"") == 3);
+    CHECK(count_of(j, "\"algo\": ") == gpu_rows);
+    CHECK(count_of(out, "algo hand-written") == 3 && count_of(out, "  algo ") == gpu_rows);
+    unlink(json);
+    /* Train and infer rows per GPU backend, each checked against the CPU library. */
+    rc = run_bench(tool, "", "model lenet5 --backend gpu --batch 8 --warmup 1 --iters 2", out,
+                   sizeof out);
+    if (rc != 0 || count_of(out, "  ok") != 2 * gpu_rows / 3)
+        cnn_test_fail(__FILE__, __LINE__, "model lenet5 --backend gpu: exit %d, output:\n%s", rc,
+                      out);
 }
 
 TEST(bench_compare_prints_ratios)
@@ -261,4 +290,137 @@ TEST(bench_compare_prints_ratios)
     CHECK(rc == 2 && strstr(out, "missing top-level key 'device'") != NULL);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);
+}
+
+TEST(cnnbench_loader_mode_on_a_folder)
+{
+    char tool[512], root[64], args[256], json[96], out[8192];
+    if (!bench_path(tool, sizeof tool)) return;
+    REQUIRE(data_test_make_tree(root) == 0);
+    snprintf(json, sizeof json, "%s/loader.json", root);
+    /* 7 good images, batch 2: the 5 batches wrap into a second epoch. */
+    snprintf(args, sizeof args,
+             "loader %s --workers 2 --batch 2 --img-size 16 --warmup 1 --iters 4 --json %s", root,
+             json);
+    int rc = run_bench(tool, "", args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "delivered ") || !strstr(out, "over 2 worker(s)") ||
+        !strstr(out, "2,3,16,16,w2"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    const char *j = slurp(json);
+    CHECK(j && strstr(j, "\"mode\": \"loader\"") && strstr(j, "\"worker_img_per_s\": ") &&
+          strstr(j, "\"img_per_s\": "));
+    snprintf(args, sizeof args, "loader %s/nothing --iters 1", root);
+    rc = run_bench(tool, "", args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "is not a folder") != NULL);
+    data_test_remove_tree(root);
+}
+
+/* Writes a cnnbench-style conv JSON: one shape, three passes with the given times. */
+static bool write_conv_json(const char *path, const char *backend, const double ms[3])
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fprintf(f, "{\"tool\": \"cnnbench\", \"device\": \"x\", \"backend\": \"%s\", \"tf32\": false, "
+               "\"results\": [", backend);
+    const char *passes[3] = {"fwd", "bwd_data", "bwd_filter"};
+    for (int i = 0; i < 3; i++)
+        fprintf(f, "%s{\"mode\": \"conv\", \"backend\": \"%s\", \"name\": \"resnet50\", "
+                   "\"shape\": \"64,64,56,56,64,3,3,1,1,1\", \"pass\": \"%s\", \"median_ms\": %g, "
+                   "\"min_ms\": %g, \"max_ms\": %g, \"gflops\": 1, \"count\": 3, \"check\": "
+                   "\"ok\"}",
+                i ? ", " : "", backend, passes[i], ms[i], ms[i], ms[i]);
+    fprintf(f, "]}\n");
+    return fclose(f) == 0;
+}
+
+TEST(bench_conv_ratio_per_pass)
+{
+    char out[8192], dir[64] = "/tmp/cnnbench_ratio.XXXXXX", a[128], b[128], cmd[512];
+    if (!have_python() || access("bench/conv_ratio", X_OK) != 0) {
+        cnn_test_skip("python3 or bench/conv_ratio (run from the repository root) not found");
+        return;
+    }
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(a, sizeof a, "%s/cuda.json", dir);
+    snprintf(b, sizeof b, "%s/cudnn.json", dir);
+    const double hand[3] = {2.0, 4.0, 1.0}, dnn[3] = {1.0, 1.0, 1.0};
+    REQUIRE(write_conv_json(a, "cuda", hand) && write_conv_json(b, "cudnn", dnn));
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio %s %s", a, b);
+    int rc = run_cmd(cmd, out, sizeof out);
+    /* bwd_data at 0.25 misses the 0.5 goal: exit 3; fwd (0.50) and bwd_filter (1.00) meet it. */
+    if (rc != 3 || !strstr(out, "fwd: cuda/cudnn 0.50") || !strstr(out, "goal >= 0.50 met") ||
+        !strstr(out, "bwd_data: cuda/cudnn 0.25") || !strstr(out, "NOT met") ||
+        !strstr(out, "bwd_filter: cuda/cudnn 1.00"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio --goal 0.2 --markdown %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 &&
+          strstr(out, "| resnet50 | 64,64,56,56,64,3,3,1,1,1 | 3 | 0.50 | 0.25 | 1.00 |"));
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio --num cudnn --den cpu %s", b);
+    CHECK(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no conv row"));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* A python that imports torch: python3 or Debian's /usr/bin/python3 (NULL when neither). */
+static const char *torch_python(void)
+{
+    static const char *const cands[] = {"python3", "/usr/bin/python3"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0) return cands[i];
+    }
+    return NULL;
+}
+
+TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
+{
+    char tool[512], dir[64] = "/tmp/cnnbench_torch.XXXXXX", cmd[1024];
+    static char out[1 << 15];
+    if (!bench_path(tool, sizeof tool)) return;
+    const char *py = torch_python();
+    if (!py || access("bench/torch_reference.py", R_OK) != 0) {
+        cnn_test_skip("no python with torch, or not run from the repository root");
+        return;
+    }
+    REQUIRE(mkdtemp(dir) != NULL);
+    /* Each mode's rows must pair up one to one: compare reports no unmatched row. */
+    const char *modes[] = {"conv --shape 2,4,9,9,6,3,3,2,1", "pool --batch 1"};
+    const int rows[] = {3, 6};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s %s --warmup 0 --iters 1 --no-peak --json %s/ours.json >/dev/null && "
+                 "%s bench/torch_reference.py %s --device cpu --warmup 0 --iters 1 "
+                 "--json %s/torch.json >/dev/null && bench/compare %s/ours.json %s/torch.json",
+                 tool, modes[i], dir, py, modes[i], dir, dir, dir);
+        int rc = run_cmd(cmd, out, sizeof out);
+        char want[64];
+        snprintf(want, sizeof want, "over %d rows; 0 of ours unmatched", rows[i]);
+        if (rc != 0 || !strstr(out, want))
+            cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", modes[i], rc, out);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST(cnnbench_writes_completed_results_when_stopped)
+{
+    char tool[512], json[64] = "/tmp/cnnbench_stop.XXXXXX", cmd[1024];
+    static char out[1 << 15];
+    if (!bench_path(tool, sizeof tool)) return;
+    int fd = mkstemp(json);
+    REQUIRE(fd >= 0);
+    close(fd);
+    /* Far longer than the 2 s limit: SIGTERM arrives mid-run, as from a step's time limit. */
+    snprintf(cmd, sizeof cmd,
+             "timeout -s TERM 2 %s conv --shapes resnet50 --batch 1 --warmup 0 --iters 200 "
+             "--no-peak --json %s",
+             tool, json);
+    int rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 124 || !strstr(out, "cnnbench: stopped by a signal;"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    const char *j = slurp(json);
+    CHECK(j && j[0] == '{' && strstr(j, "\"complete\": false") && strstr(j, "\"results\": ["));
+    unlink(json);
 }

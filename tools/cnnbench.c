@@ -26,15 +26,22 @@ static void usage(FILE *f)
         "  model NAME     a zoo model: training step (forward + cross-entropy + backward + SGD\n"
         "                 momentum update) and inference, img/s; --layers adds a per-layer table\n"
         "  summary NAME   the zoo's layer table, total params and GMACs (no timing)\n"
+        "  loader DATA    training batches of DATA (an ImageNet-style folder, its train/ split,\n"
+        "                 or fashion-mnist) through the data loader with --workers threads and\n"
+        "                 nothing else to do: img/s delivered (to the GPU with a GPU backend)\n"
+        "                 and each worker's decode img/s; --warmup/--iters count batches\n"
         "options:\n"
-        "  --backend cpu|cuda|cudnn|all   (default cpu; all = cpu plus each GPU backend present)\n"
+        "  --backend cpu|cuda|cudnn|gpu|all   (default cpu; gpu = cuda and cudnn; all = cpu plus\n"
+        "                 each GPU backend present)\n"
         "  --shape N,C,H,W,K,R,S,stride,pad[,groups]   a conv shape (repeatable)\n"
         "  --shapes resnet50|vgg16|alexnet             every distinct conv of the model at 224\n"
         "  --list         conv: list the set's shapes, verified against the zoo summary; no "
         "timing\n"
         "  --mnk M,N,K    gemm size (default 1024,1024,1024)\n"
         "  --batch N      batch size (default 32)\n"
-        "  --img-size S   model/summary input size (default: the model's, 224 or 32)\n"
+        "  --img-size S   model/summary/loader input size (default: the model's, 224 or 32;\n"
+        "                 loader: 224 for folders, 28 for Fashion-MNIST)\n"
+        "  --workers N    loader: decoding threads (default 4)\n"
         "  --layers       model: also time each layer alone\n"
         "  --tf32         TF32 math for conv and GEMM on the GPU\n"
         "  --no-peak      skip measuring the device peak (no %%peak column)\n"
@@ -96,11 +103,18 @@ static bool known_model(const char *name)
 
 static void parse_args(int argc, char **argv, bench_opts *o)
 {
-    static const char *const modes[] = {"conv",        "gemm",  "bn",     "pool",
-                                        "elementwise", "model", "summary"};
-    *o = (bench_opts){
-        .backend = "cpu", .warmup = 3, .iters = 20, .batch = 32, .m = 1024, .n = 1024, .k = 1024};
-    if (argc < 2) die_usage("no mode given (conv, gemm, bn, pool, elementwise, model, summary)");
+    static const char *const modes[] = {"conv",  "gemm",    "bn",    "pool", "elementwise",
+                                        "model", "summary", "loader"};
+    *o = (bench_opts){.backend = "cpu",
+                      .warmup = 3,
+                      .iters = 20,
+                      .batch = 32,
+                      .workers = 4,
+                      .m = 1024,
+                      .n = 1024,
+                      .k = 1024};
+    if (argc < 2)
+        die_usage("no mode given (conv, gemm, bn, pool, elementwise, model, summary, loader)");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(stdout);
         exit(0);
@@ -109,7 +123,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     bool ok = false;
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) ok |= !strcmp(o->mode, modes[i]);
     if (!ok)
-        die_usage("unknown mode '%s' (conv, gemm, bn, pool, elementwise, model, summary)", o->mode);
+        die_usage("unknown mode '%s' (conv, gemm, bn, pool, elementwise, model, summary, loader)",
+                  o->mode);
     int i = 2;
     if (!strcmp(o->mode, "model") || !strcmp(o->mode, "summary")) {
         if (argc < 3 || argv[2][0] == '-')
@@ -119,6 +134,10 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage(
                 "unknown model '%s' (see cnn_model_names: lenet5, alexnet, vgg16, resnet50, ...)",
                 o->model);
+    } else if (!strcmp(o->mode, "loader")) {
+        if (argc < 3 || argv[2][0] == '-')
+            die_usage("loader needs a data folder (DIR/train/<class>/*) or fashion-mnist");
+        o->data = argv[i++];
     }
     const char *set = NULL;
     bench_conv_shape custom[BENCH_MAX_SHAPES];
@@ -173,17 +192,21 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             o->n = vals[1];
             o->k = vals[2];
         } else if (!strcmp(a, "--backend")) {
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "cudnn") && strcmp(v, "all"))
-                die_usage("unknown backend '%s' (cpu, cuda, cudnn, all)", v);
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "cudnn") && strcmp(v, "gpu") &&
+                strcmp(v, "all"))
+                die_usage("unknown backend '%s' (cpu, cuda, cudnn, gpu, all)", v);
             o->backend = v;
         } else if (!strcmp(a, "--warmup") || !strcmp(a, "--iters") || !strcmp(a, "--batch") ||
-                   !strcmp(a, "--img-size")) {
+                   !strcmp(a, "--img-size") || !strcmp(a, "--workers")) {
             int min = !strcmp(a, "--warmup") ? 0 : 1;
             if (parse_ints(v, vals, 1, 1, min) < 0) die_usage("malformed %s '%s'", a, v);
-            int *dst = !strcmp(a, "--warmup")  ? &o->warmup
-                       : !strcmp(a, "--iters") ? &o->iters
-                       : !strcmp(a, "--batch") ? &o->batch
-                                               : &o->img_size;
+            if (!strcmp(a, "--workers") && vals[0] > CNN_LOADER_MAX_WORKERS)
+                die_usage("--workers %d: at most %d", vals[0], CNN_LOADER_MAX_WORKERS);
+            int *dst = !strcmp(a, "--warmup")    ? &o->warmup
+                       : !strcmp(a, "--iters")   ? &o->iters
+                       : !strcmp(a, "--batch")   ? &o->batch
+                       : !strcmp(a, "--workers") ? &o->workers
+                                                 : &o->img_size;
             *dst = vals[0];
         } else if (!strcmp(a, "--json")) {
             o->json = v;
@@ -209,6 +232,7 @@ static int run_mode(const bench_opts *o, bench_env *e, bench_log *l)
     if (!strcmp(m, "bn")) return bench_mode_bn(o, e, l);
     if (!strcmp(m, "pool")) return bench_mode_pool(o, e, l);
     if (!strcmp(m, "elementwise")) return bench_mode_elementwise(o, e, l);
+    if (!strcmp(m, "loader")) return bench_mode_loader(o, e, l);
     return bench_mode_model(o, e, l);
 }
 
@@ -230,25 +254,40 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
     const int64_t flush_floats = e->gpu ? 32 << 20 : 16 << 20;
     if (cnn_tensor_empty(CNN_SHAPE(flush_floats), CNN_F32, e->dev, &e->flush) != CNN_OK)
         rc = 1;
+    if (!rc && bench_measure_overhead(e)) {
+        fprintf(stderr, "cnnbench: timing the timer on %s: %s\n", e->backend, cnn_last_error());
+        rc = 1;
+    }
     if (!rc && !o->no_peak && bench_measure_peak(e)) {
         fprintf(stderr, "cnnbench: measuring the %s peak: %s\n", e->backend, cnn_last_error());
         rc = 1;
     }
-    char cpu[160];
+    char cpu[160], where[384] = "the CPU";
     bench_cpu_name(cpu, sizeof cpu);
-    char where[32];
-    snprintf(where, sizeof where, e->gpu ? "cuda:%d" : "the CPU", e->dev.index);
+    if (e->gpu) {
+        char name[128] = "";
+        int drv = 0, rt = 0;
+        size_t dnn = 0;
+        cnn_cuda_device_name(e->dev.index, name, sizeof name);
+        cnn_cuda_versions(&drv, &rt, &dnn);
+        snprintf(where, sizeof where,
+                 "cuda:%d (%s; driver %d.%d, runtime %d.%d, cuDNN %zu.%zu.%zu)", e->dev.index,
+                 name, drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10, dnn / 10000,
+                 dnn % 10000 / 100, dnn % 100);
+    }
     printf("\ncnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
            "tf32 %s | warmup %d, iters %d\n",
            cnn_version(), o->mode, e->backend, where, cpu, omp_get_max_threads(),
            openblas_get_num_threads(), o->tf32 ? "on" : "off", o->warmup, o->iters);
-    printf("timing: host monotonic clock around cnn_synchronize() per repeat, median (min, max); "
-           "%d MiB written between repeats to flush the caches\n", e->gpu ? 128 : 64);
+    if (strcmp(o->mode, "loader"))
+        printf("timing: host monotonic clock around cnn_synchronize() per repeat, median (min, "
+               "max); %d MiB written between repeats to flush the caches; timer overhead "
+               "%.1f us (a one-element fill), included in every time below\n",
+               e->gpu ? 128 : 64, e->overhead_ms * 1e3);
     if (!o->no_peak)
         printf("measured peak: %.1f GFLOP/s (%s sgemm via cnn_linear), %.1f GB/s (copy, "
                "read+write)\n",
                e->peak_gflops, e->gpu ? "8192^3" : "1024^3", e->peak_gbs);
-    if (e->gpu) printf("cuDNN algorithm: n/a (not exposed by the public API)\n");
     if (!rc) rc = run_mode(o, e, l);
     cnn_tensor_free(&e->flush);
     cnn_context_set_current(NULL);
@@ -264,28 +303,43 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
         fprintf(stderr, "cnnbench: cannot write %s: %s\n", path, strerror(errno));
         return 1;
     }
-    char cpu[160];
+    char cpu[160], gpu_name[128] = "";
     bench_cpu_name(cpu, sizeof cpu);
     bool gpu = n_env > 0 && envs[n_env - 1].gpu;
+    int drv = 0, rt = 0;
+    size_t dnn = 0;
+    if (gpu) {
+        cnn_cuda_device_name(envs[n_env - 1].dev.index, gpu_name, sizeof gpu_name);
+        cnn_cuda_versions(&drv, &rt, &dnn);
+    }
     bench_json_begin(&j, '{');
     bench_json_key(&j, "tool"), bench_json_str(&j, "cnnbench");
     bench_json_key(&j, "version"), bench_json_str(&j, cnn_version());
-    bench_json_key(&j, "device"), bench_json_str(&j, gpu ? "cuda:0" : cpu);
+    bench_json_key(&j, "device"), bench_json_str(&j, gpu ? gpu_name : cpu);
     bench_json_key(&j, "cpu"), bench_json_str(&j, cpu);
+    if (gpu) {
+        bench_json_key(&j, "cuda_driver"), bench_json_int(&j, drv);
+        bench_json_key(&j, "cuda_runtime"), bench_json_int(&j, rt);
+        bench_json_key(&j, "cudnn_version"), bench_json_int(&j, (long long)dnn);
+    }
     bench_json_key(&j, "backend"), bench_json_str(&j, o->backend);
     bench_json_key(&j, "tf32"), bench_json_bool(&j, o->tf32);
     bench_json_key(&j, "mode"), bench_json_str(&j, o->mode);
     bench_json_key(&j, "batch"), bench_json_int(&j, o->batch);
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);
     bench_json_key(&j, "iters"), bench_json_int(&j, o->iters);
+    bench_json_key(&j, "complete"), bench_json_bool(&j, !bench_stop);
     bench_json_key(&j, "timing"), bench_json_str(&j, "host monotonic clock around cnn_synchronize");
     bench_json_key(&j, "peaks");
     bench_json_begin(&j, '[');
-    for (int i = 0; i < n_env && !o->no_peak; i++) {
+    for (int i = 0; i < n_env; i++) {
         bench_json_begin(&j, '{');
         bench_json_key(&j, "backend"), bench_json_str(&j, envs[i].backend);
-        bench_json_key(&j, "gflops"), bench_json_num(&j, envs[i].peak_gflops);
-        bench_json_key(&j, "gbs"), bench_json_num(&j, envs[i].peak_gbs);
+        if (!o->no_peak) {
+            bench_json_key(&j, "gflops"), bench_json_num(&j, envs[i].peak_gflops);
+            bench_json_key(&j, "gbs"), bench_json_num(&j, envs[i].peak_gbs);
+        }
+        bench_json_key(&j, "timer_overhead_ms"), bench_json_num(&j, envs[i].overhead_ms);
         bench_json_end(&j, '}');
     }
     bench_json_end(&j, ']');
@@ -307,6 +361,8 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
         if (r->img_per_s > 0) bench_json_key(&j, "img_per_s"), bench_json_num(&j, r->img_per_s);
         if (r->peak_mem_mb > 0)
             bench_json_key(&j, "peak_mem_mb"), bench_json_num(&j, r->peak_mem_mb);
+        if (r->worker_img_per_s > 0)
+            bench_json_key(&j, "worker_img_per_s"), bench_json_num(&j, r->worker_img_per_s);
         bench_json_key(&j, "count"), bench_json_int(&j, r->count);
         bench_json_key(&j, "check"), bench_json_str(&j, r->check);
         if (strcmp(r->check, "n/a")) bench_json_key(&j, "max_err"), bench_json_num(&j, r->max_err);
@@ -326,6 +382,8 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     parse_args(argc, argv, &o);
+    /* The loader moves data, not arithmetic: no device peaks to compare it with. */
+    if (!strcmp(o.mode, "loader")) o.no_peak = true;
     if (!strcmp(o.mode, "summary")) return bench_mode_summary(&o);
     if (!strcmp(o.mode, "conv") && o.list) {
         char b[64], msg[256];
@@ -347,9 +405,11 @@ int main(int argc, char **argv)
     const char *gpu_backends[] = {"cuda", "cudnn"};
     for (int i = 0; i < 2; i++) {
         const char *b = gpu_backends[i];
-        if (!all && strcmp(o.backend, b)) continue;
+        const bool gpu = !strcmp(o.backend, "gpu");
+        if (!all && !gpu && strcmp(o.backend, b)) continue;
         bool usable = has_gpu && (i == 0 || cnn_built_with_cudnn());
-        if (!usable && !all) {
+        /* all and gpu skip what is missing; gpu still needs a device (the cuda backend). */
+        if (!usable && (gpu ? i == 0 : !all)) {
             fprintf(stderr, "cnnbench: backend %s: %s\n", b,
                     !cnn_built_with_cuda() ? "this build has no CUDA backend (CUDA=0)"
                     : !has_gpu             ? "no CUDA device found"
@@ -365,7 +425,13 @@ int main(int argc, char **argv)
     }
     bench_log l = {0};
     int rc = 0;
-    for (int i = 0; i < n_env; i++) rc |= run_backend(&o, &envs[i], &l);
+    bench_catch_signals();
+    for (int i = 0; i < n_env && !bench_stop; i++) rc |= run_backend(&o, &envs[i], &l);
+    if (bench_stop) {
+        fprintf(stderr, "cnnbench: stopped by a signal; %d result(s) completed%s\n", l.n,
+                o.json ? ", written to the JSON file" : "");
+        rc = 1;
+    }
     if (o.json) rc |= write_json(o.json, &o, envs, n_env, &l);
     free(l.r);
     return rc;

@@ -6,6 +6,7 @@
 
 #include "cnncuda.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -28,7 +29,8 @@ const char *bench_conv_shape_str(const bench_conv_shape *s, char *buf, size_t n)
 #define BENCH_MAX_SHAPES 64
 typedef struct bench_opts {
     const char *mode, *model, *backend, *json, *set;
-    int warmup, iters, batch, img_size;
+    const char *data; /* loader: an ImageNet-style folder or "fashion-mnist" */
+    int warmup, iters, batch, img_size, workers;
     bool tf32, layers, list, no_peak;
     bench_conv_shape shapes[BENCH_MAX_SHAPES];
     int n_shapes;
@@ -42,6 +44,7 @@ typedef struct bench_env {
     bool gpu;
     bool tf32;
     double peak_gflops, peak_gbs; /* measured once per backend (0 when not measured) */
+    double overhead_ms;           /* the timer's own cost: a one-element fill timed alone */
     cnn_tensor *flush;            /* written between repeats to flush the caches */
 } bench_env;
 
@@ -55,6 +58,7 @@ typedef struct bench_result {
     double max_err;
     bench_stats t;
     double gflops, gbs, img_per_s, peak_mem_mb; /* 0: not applicable */
+    double worker_img_per_s;                    /* loader: mean decode rate of one worker */
     int count;
 } bench_result;
 
@@ -67,6 +71,11 @@ typedef struct bench_log {
 bench_result *bench_log_add(bench_log *l);
 
 /* ---- timing ---------------------------------------------------------------------------------- */
+/* Set by SIGTERM / SIGINT once bench_catch_signals() ran: bench_time fails at its next repeat and
+ * the modes' loops stop, so the tool can still write the results completed so far (a run cut
+ * short by a time limit keeps them). A second signal ends the process at once. */
+extern volatile sig_atomic_t bench_stop;
+void bench_catch_signals(void);
 double bench_now_ms(void);
 /* Runs warmup + iters repeats of: setup (untimed, may be NULL), a cache flush (e->flush), then
  * cnn_synchronize, run, cnn_synchronize timed with a monotonic host clock, then teardown
@@ -77,6 +86,10 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
 /* Measures e->peak_gflops (a large GEMM through cnn_linear) and e->peak_gbs (a large
  * cnn_tensor_copy_, read + write bytes) on e's device; 0 on success. */
 int bench_measure_peak(bench_env *e);
+/* Measures e->overhead_ms: the median time bench_time gives a one-element fill, i.e. what the
+ * host clock, the launch and the two cnn_synchronize calls add to every GPU measurement
+ * (CUDA events, as PyTorch uses, would not see it). 0 on success. */
+int bench_measure_overhead(bench_env *e);
 /* Peak resident set size of this process in MiB. */
 double bench_peak_rss_mb(void);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
@@ -111,6 +124,9 @@ int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l);
 int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l);
 int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l);
 int bench_mode_summary(const bench_opts *o);
+/* Batches of o->data's training split through the loader (o->workers threads), delivered to
+ * e's device with no other work: img/s and each worker's decode rate. */
+int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l);
 /* Prints one result row of the table (the header first when r is NULL). */
 void bench_print_row(const bench_env *e, const bench_result *r);
 

@@ -24,6 +24,25 @@ bench_result *bench_log_add(bench_log *l)
 }
 
 /* ---- timing ---------------------------------------------------------------------------------- */
+volatile sig_atomic_t bench_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    bench_stop = 1;
+}
+
+void bench_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
 double bench_now_ms(void)
 {
     struct timespec t;
@@ -44,6 +63,10 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
     if (!t) return -1;
     int rc = 0;
     for (int i = 0; i < warmup + iters && !rc; i++) {
+        if (bench_stop) {
+            rc = -1;
+            break;
+        }
         if (setup && setup(ud)) {
             rc = -1;
             break;
@@ -115,6 +138,21 @@ int bench_measure_peak(bench_env *e)
     cnn_tensor_free(&p.b);
     cnn_set_grad_enabled(was);
     return rc;
+}
+
+static int fill_run(void *ud) { return cnn_tensor_fill_((cnn_tensor *)ud, 1.0f) != CNN_OK; }
+
+int bench_measure_overhead(bench_env *e)
+{
+    cnn_tensor *t = NULL;
+    bench_stats st;
+    bench_env quiet = *e;
+    quiet.flush = NULL;
+    int rc = cnn_tensor_empty(CNN_SHAPE(1), CNN_F32, e->dev, &t) != CNN_OK ||
+             bench_time(&quiet, 5, 51, NULL, fill_run, NULL, t, &st);
+    e->overhead_ms = rc ? 0 : st.median;
+    cnn_tensor_free(&t);
+    return rc ? -1 : 0;
 }
 
 double bench_peak_rss_mb(void)

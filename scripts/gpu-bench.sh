@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# gpu-bench.sh — the benchmark call of a lent-GPU session (after scripts/gpu-verify.sh): cnnbench
+# and bench/torch_reference.py side by side on the same GPU, most important numbers first, so a
+# run cut short still brings back the ones that matter. Changes nothing outside its build
+# folder, /tmp and $OUT; never touches the GPU's settings.
+#
+# Order: conv over ResNet-50's shapes at batch 64 (cuDNN, hand-written, PyTorch; FP32), the
+# hand-written/cuDNN ratios per pass; models train + infer with peak memory (resnet50 b256,
+# vgg16 b64, alexnet b256, lenet5 b256 32x32) against PyTorch; bn, pool, gemm, elementwise;
+# then TF32 (conv and models); then ResNet-50 on the hand-written kernels and its per-layer
+# breakdown. Each step gets at most what is left of TIME_BUDGET; a step cut short is reported
+# and the next one starts.
+#
+# Output in $OUT (./gpu-out when unset), at most 5 files: summary.txt (also printed last),
+# tables.md (compare / conv_ratio markdown tables), env.txt, json.tar.gz (every JSON), logs.tar.gz
+# (every step's full output).
+# Environment:
+#   DEPS_DEBS    folder of .deb files (scripts/fetch-gpu-deps.sh: .deps), unpacked privately
+#   TIME_BUDGET  seconds for the whole script (default 560); BUILD: build folder (build-gpu)
+#   DRY=1        a run on this CPU machine: CUDA=0 build (default folder build-dry), --backend
+#                cpu, torch --device cpu, tiny sizes; checks that everything runs end to end
+#   PY           the python with torch (default: python3, else /usr/bin/python3)
+#   SKIP         words of steps to leave out, e.g. "tf32 layers"
+
+# ---- shared with scripts/gpu-train.sh, which sources this file for the functions ----------------
+gb_note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# Seconds left of the budget (minus what packing needs), at most $1.
+gb_left() {
+    local l=$((BUDGET - RESERVE - ($(date +%s) - START)))
+    [ "$l" -gt "$1" ] && l=$1
+    echo "$l"
+}
+
+# gb_step NAME CAP CMD...: runs CMD with at most min(CAP, what is left) seconds (SIGTERM, then
+# SIGKILL 5 s later; STEP_SIGNAL overrides the first), output in $W/NAME.log; one summary line.
+gb_step() {
+    local name=$1 cap=$2 l t0 rc
+    shift 2
+    if [[ " ${SKIP:-} " == *" $name "* ]]; then
+        gb_note "$name: skipped (SKIP)"
+        return 0
+    fi
+    l=$(gb_left "$cap")
+    if [ "$l" -lt "${MIN_STEP:-8}" ]; then
+        gb_note "$name: skipped (out of time)"
+        return 124
+    fi
+    t0=$(date +%s)
+    timeout -k 5 -s "${STEP_SIGNAL:-TERM}" "$l" "$@" >"$W/$name.log" 2>&1
+    rc=$?
+    case $rc in
+    0) gb_note "$name: ok ($(($(date +%s) - t0)) s)" ;;
+    124 | 137) gb_note "$name: CUT SHORT after $(($(date +%s) - t0)) s (limit $l s)" ;;
+    *) gb_note "$name: FAILED exit $rc ($(($(date +%s) - t0)) s): $(grep -v '^\s*$' "$W/$name.log" | tail -1 | cut -c1-200)" ;;
+    esac
+    return $rc
+}
+
+# The python that has torch: $PY, python3, or Debian's /usr/bin/python3.
+gb_python() {
+    local p
+    for p in ${PY:-} python3 /usr/bin/python3; do
+        if "$p" -c 'import torch, torchvision' >/dev/null 2>&1; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo python3
+}
+
+# Unpacks DEPS_DEBS (once per machine) and points the build and the runtime at it.
+gb_deps() {
+    if [ -n "${DEPS_DEBS:-}" ] && [ -z "${DEPS_ROOT:-}" ]; then
+        DEPS_ROOT=/tmp/cnn-deps-root
+        if [ ! -f "$DEPS_ROOT/.unpacked" ]; then
+            mkdir -p "$DEPS_ROOT"
+            for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$DEPS_ROOT" || return 1; done
+            touch "$DEPS_ROOT/.unpacked"
+        fi
+    fi
+    if [ -n "${DEPS_ROOT:-}" ]; then
+        export DEPS_ROOT
+        export CNN_FASHION_MNIST_DIR="${CNN_FASHION_MNIST_DIR:-$DEPS_ROOT/usr/share/datasets/fashion-mnist}"
+        local l1="$DEPS_ROOT/usr/lib/x86_64-linux-gnu"
+        export LD_LIBRARY_PATH="$l1:$l1/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+}
+
+# gb_setup NAME: the clock, the work folder /tmp/cnn-NAME, deps, python, build folder.
+gb_setup() {
+    START=$(date +%s)
+    BUDGET=${TIME_BUDGET:-560}
+    RESERVE=12
+    DRY=${DRY:-0}
+    OUT=${OUT:-$PWD/gpu-out}
+    W=/tmp/cnn-$1
+    rm -rf "$W"
+    mkdir -p "$W" "$OUT"
+    SUMMARY=$W/summary.txt
+    : >"$SUMMARY"
+    JOBS=${JOBS:-$(nproc)}
+    if [ "$DRY" = 1 ]; then BUILD_DIR=${BUILD:-build-dry}; else BUILD_DIR=${BUILD:-build-gpu}; fi
+    BIN=$BUILD_DIR/bin
+    export PATH="/usr/local/cuda/bin:$PATH"
+    export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+    PY=$(gb_python)
+    gb_deps || gb_note "FAIL: unpacking $DEPS_DEBS"
+    gb_note "$1 on ${HOSTNAME:-$(uname -n)} at $(date -u +%FT%TZ), budget ${BUDGET} s, DRY=$DRY, build $BUILD_DIR, python $PY"
+}
+
+# Builds the tools: on the GPU through gpu-verify.sh (sm_90, same flags as the test run; make
+# rebuilds nothing when call 1 left build-gpu on this machine), CUDA=0 in a dry run.
+gb_build() {
+    if [ "$DRY" = 1 ]; then
+        gb_step build 400 make BUILD="$BUILD_DIR" CUDA=0 -j"$JOBS" tools tests
+    else
+        gb_step build 300 env STEPS=build OUT="$W/verify" BUILD="$BUILD_DIR" \
+            TIME_BUDGET="$(gb_left 300)" scripts/gpu-verify.sh
+    fi
+    [ -x "$BIN/cnnbench" ] || {
+        gb_note "FAIL: $BIN/cnnbench was not built (see build.log)"
+        return 1
+    }
+}
+
+# What machine this is: GPU, driver, CUDA, cuDNN, torch.
+gb_env() {
+    {
+        echo "== date"; date -u
+        echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "no nvidia-smi"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
+            --format=csv 2>&1
+        echo "== nvcc"; nvcc --version 2>&1 | tail -2
+        echo "== cpu"; nproc; grep -m1 'model name' /proc/cpuinfo
+        echo "== torch"
+        "$PY" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")' 2>&1
+        echo "== build"; grep -m1 '^libcnncuda:' "$W/verify/build.log" "$W/build.log" 2>/dev/null
+    } >"$W/env.txt" 2>&1
+    gb_note "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+    gb_note "torch: $(grep -A1 '^== torch' "$W/env.txt" | tail -1)"
+}
+
+# gb_pack FILE...: what goes back: the summary and FILEs from $W, the JSONs and the logs tarred.
+gb_pack() {
+    local f
+    for f in "$@"; do [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"; done
+    (cd "$W" && ls ./*.json >/dev/null 2>&1 && tar czf "$OUT/json.tar.gz" ./*.json)
+    (cd "$W" && tar czf "$OUT/logs.tar.gz" --exclude='*.json' --exclude='*.tar.gz' \
+        --exclude='data' --exclude='runs' --exclude='*.safetensors' . 2>/dev/null)
+    cp "$SUMMARY" "$OUT/summary.txt"
+}
+
+# ---- the benchmark run ----------------------------------------------------------------------------
+# ours NAME CAP ARGS...: cnnbench ARGS --json $W/NAME.json.
+ours() {
+    local name=$1 cap=$2
+    shift 2
+    gb_step "$name" "$cap" "$BIN/cnnbench" "$@" --json "$W/$name.json"
+}
+
+# theirs NAME CAP ARGS...: torch_reference.py ARGS --json $W/NAME.json.
+theirs() {
+    local name=$1 cap=$2
+    shift 2
+    gb_step "$name" "$cap" "$PY" bench/torch_reference.py "$@" --device "$TDEV" \
+        --json "$W/$name.json"
+}
+
+# pair A B TITLE: compare's brief lines into the summary, its markdown table into tables.md.
+pair() {
+    [ -f "$W/$1.json" ] && [ -f "$W/$2.json" ] || return 0
+    {
+        echo "### $3"
+        echo
+        bench/compare --markdown "$W/$1.json" "$W/$2.json"
+        echo
+    } >>"$W/tables.md" 2>&1
+    bench/compare --brief "$W/$1.json" "$W/$2.json" 2>&1 | tee -a "$SUMMARY"
+}
+
+# ratio FILES...: the hand-written/cuDNN conv ratios per pass.
+ratio() {
+    local f have=()
+    for f in "$@"; do [ -f "$W/$f.json" ] && have+=("$W/$f.json"); done
+    [ ${#have[@]} -gt 0 ] || return 0
+    {
+        echo "### hand-written / cuDNN conv throughput"
+        echo
+        bench/conv_ratio --markdown --num "$HAND" --den "$FAST" "${have[@]}"
+        echo
+    } >>"$W/tables.md" 2>&1
+    bench/conv_ratio --num "$HAND" --den "$FAST" "${have[@]}" 2>&1 | grep -E '^(fwd|bwd_data|bwd_filter):' |
+        tee -a "$SUMMARY"
+}
+
+bench_main() {
+    set -uo pipefail
+    cd "$(dirname "$0")/.." || exit 1
+    gb_setup bench
+    trap 'gb_pack tables.md env.txt' EXIT
+    gb_build || exit 1
+    gb_env
+    local cb r50 mb vb ab lb sz vsz asz it mit oit lit
+    if [ "$DRY" = 1 ]; then
+        FAST=cpu HAND=cpu GPUS=cpu TDEV=cpu
+        cb=1 mb=2 vb=1 ab=2 lb=8 sz=(--img-size 64) vsz=(--img-size 32) asz=(--img-size 64)
+        it=(--warmup 0 --iters 1) mit=(--warmup 1 --iters 2) oit=(--warmup 0 --iters 1)
+        lit=(--warmup 1 --iters 2)
+        r50=(--shapes resnet50 --batch 1)
+    else
+        FAST=cudnn HAND=cuda GPUS=gpu TDEV=cuda
+        cb=64 mb=256 vb=64 ab=256 lb=256 sz=() vsz=() asz=()
+        it=(--warmup 2 --iters 10) mit=(--warmup 3 --iters 10) oit=(--warmup 3 --iters 20)
+        lit=(--warmup 10 --iters 100)
+        r50=(--shapes resnet50 --batch "$cb")
+    fi
+    # 1. conv, FP32: ours (cuDNN, hand-written) and PyTorch; the ratios.
+    ours conv_r50_cudnn 150 conv "${r50[@]}" --backend "$FAST" "${it[@]}"
+    theirs torch_conv_r50 90 conv "${r50[@]}" "${it[@]}"
+    pair conv_r50_cudnn torch_conv_r50 "conv, ResNet-50 shapes, batch $cb, FP32: cuDNN vs PyTorch"
+    ours conv_r50_cuda 180 conv "${r50[@]}" --backend "$HAND" "${it[@]}"
+    ratio conv_r50_cuda conv_r50_cudnn
+    # 2. models, FP32 (peak memory from the train row).
+    local m b s
+    for m in resnet50 vgg16 alexnet lenet5; do
+        case $m in
+        resnet50) b=$mb s=("${sz[@]}") ;;
+        vgg16) b=$vb s=("${vsz[@]}") ;;
+        alexnet) b=$ab s=("${asz[@]}") ;;
+        lenet5) b=$lb s=() ;;
+        esac
+        local i=("${mit[@]}")
+        [ $m = lenet5 ] && i=("${lit[@]}")
+        ours "model_$m" 120 model $m --batch "$b" "${s[@]}" --backend "$FAST" "${i[@]}"
+        theirs "torch_model_$m" 90 model $m --batch "$b" "${s[@]}" "${i[@]}"
+        pair "model_$m" "torch_model_$m" "$m train + infer, batch $b, FP32"
+    done
+    # 3. the other kernels, both GPU backends.
+    local k
+    for k in bn pool gemm elementwise; do
+        local extra=(--batch "$cb")
+        [ $k = gemm ] && extra=(--mnk "$([ "$DRY" = 1 ] && echo 128,128,128 || echo 8192,8192,8192)")
+        ours "ops_$k" 60 $k --backend "$GPUS" "${extra[@]}" "${oit[@]}"
+        theirs "torch_ops_$k" 45 $k "${extra[@]}" "${oit[@]}"
+        pair "ops_$k" "torch_ops_$k" "$k, FP32"
+    done
+    # 4. TF32: conv (both backends) and the big models.
+    if [[ " ${SKIP:-} " != *" tf32 "* ]]; then
+        ours conv_r50_cudnn_tf32 150 conv "${r50[@]}" --backend "$FAST" --tf32 "${it[@]}"
+        theirs torch_conv_r50_tf32 90 conv "${r50[@]}" --tf32 "${it[@]}"
+        pair conv_r50_cudnn_tf32 torch_conv_r50_tf32 "conv, ResNet-50 shapes, batch $cb, TF32: cuDNN vs PyTorch"
+        for m in resnet50 vgg16 alexnet; do
+            case $m in
+            resnet50) b=$mb s=("${sz[@]}") ;;
+            vgg16) b=$vb s=("${vsz[@]}") ;;
+            alexnet) b=$ab s=("${asz[@]}") ;;
+            esac
+            ours "model_${m}_tf32" 100 model $m --batch "$b" "${s[@]}" --backend "$FAST" --tf32 "${mit[@]}"
+            theirs "torch_model_${m}_tf32" 80 model $m --batch "$b" "${s[@]}" --tf32 "${mit[@]}"
+            pair "model_${m}_tf32" "torch_model_${m}_tf32" "$m train + infer, batch $b, TF32"
+        done
+        ours conv_r50_cuda_tf32 180 conv "${r50[@]}" --backend "$HAND" --tf32 "${it[@]}"
+        ratio conv_r50_cuda_tf32 conv_r50_cudnn_tf32
+    fi
+    # 5. ResNet-50 on the hand-written kernels end to end, and where its step goes.
+    ours model_resnet50_cuda 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$HAND" "${mit[@]}"
+    pair model_resnet50_cuda torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, hand-written kernels"
+    ours layers 150 model resnet50 --batch "$cb" "${sz[@]}" --backend "$FAST" --layers "${mit[@]}"
+    grep -hE '^(per type|layers timed alone)' "$W/layers.log" 2>/dev/null | cut -c1-400 | tee -a "$SUMMARY"
+    gb_pack tables.md env.txt
+    trap - EXIT
+    echo "==== summary ($OUT/summary.txt; full tables in tables.md, JSON in json.tar.gz)"
+    cat "$SUMMARY"
+    grep -qE 'FAILED|MISMATCH|FAIL:' "$SUMMARY" && exit 1
+    exit 0
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then bench_main "$@"; fi
