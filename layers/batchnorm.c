@@ -132,9 +132,12 @@ static cnn_status bn_backward_gpu(const bn_params *p, const cnn_tensor *x, const
                                   const cnn_tensor *dy, float *dx, float *dw, float *db)
 {
 #if CNN_WITH_CUDNN
-    if (p->training && dx && bn_backend_for(x, p->eps) == BN_CUDNN)
-        return cnn_cudnn_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy), cnn_f32(stats),
-                                             p->n, p->c, p->inner, p->eps, dx, dw, db);
+    if (p->training && dx && bn_backend_for(x, p->eps) == BN_CUDNN) {
+        cnn_status st = cnn_cudnn_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy),
+                                                      cnn_f32(stats), p->n, p->c, p->inner,
+                                                      p->eps, dx, dw, db);
+        if (st != CNN_ERR_UNSUPPORTED) return st; /* else the hand-written kernel below */
+    }
 #endif
     return cnn_cuda_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy), cnn_f32(stats), p->n,
                                         p->c, p->inner, p->training, dx, dw, db);
@@ -243,22 +246,31 @@ static cnn_status bn_forward_gpu(const bn_params *p, const cnn_tensor *xc, cnn_t
     const float *pb = bc ? cnn_f32(bc) : NULL;
     cnn_context *ctx = cnn_ctx();
     bn_backend be = bn_backend_for(xc, p->eps);
+#if CNN_WITH_CUDNN
+    if (be == BN_CUDNN) {
+        st = p->training
+                 ? cnn_cudnn_batch_norm_forward_training(ctx, cnn_f32(xc), p->n, c, p->inner,
+                                                         cnn_f32(stats), pb, momentum, p->eps,
+                                                         prm, prv, cnn_f32(y))
+                 : cnn_cudnn_batch_norm_forward_inference(ctx, cnn_f32(xc), p->n, c, p->inner,
+                                                          cnn_f32(stats), pb, prm, prv, p->eps,
+                                                          cnn_f32(y));
+        /* cuDNN cannot here (e.g. no usable handle on this GPU): the hand-written kernels can. */
+        if (st == CNN_ERR_UNSUPPORTED) {
+            cnn_log_debug("batch_norm: cuDNN declined (%s), using the hand-written kernel",
+                          cnn_last_error());
+            be = BN_CUDA;
+            st = CNN_OK;
+        }
+        if (st != CNN_OK) goto done;
+    }
+#endif
     if (be == BN_CUDA || !p->training)
         CNN_TRYG(cnn_cuda_batch_norm_stats(ctx, cnn_f32(xc), p->n, c, p->inner, p->training,
                                            momentum, p->eps, prm, prv, cnn_f32(stats)));
     if (be == BN_CUDA)
         CNN_TRYG(cnn_cuda_batch_norm_forward(ctx, cnn_f32(xc), cnn_f32(stats), pb, p->n, c,
                                              p->inner, cnn_f32(y)));
-#if CNN_WITH_CUDNN
-    if (be == BN_CUDNN && p->training)
-        CNN_TRYG(cnn_cudnn_batch_norm_forward_training(ctx, cnn_f32(xc), p->n, c, p->inner,
-                                                       cnn_f32(stats), pb, momentum, p->eps, prm,
-                                                       prv, cnn_f32(y)));
-    if (be == BN_CUDNN && !p->training)
-        CNN_TRYG(cnn_cudnn_batch_norm_forward_inference(ctx, cnn_f32(xc), p->n, c, p->inner,
-                                                        cnn_f32(stats), pb, prm, prv, p->eps,
-                                                        cnn_f32(y)));
-#endif
     if (p->training && rmc != rm) CNN_TRYG(cnn_tensor_copy_(rm, rmc));
     if (p->training && rvc != rv) CNN_TRYG(cnn_tensor_copy_(rv, rvc));
 done:
