@@ -43,6 +43,11 @@ static const opt_desc OPTS[] = {
      "cross-entropy label smoothing in [0, 1)"},
     {"img-size", OT_INT, F(img_size), "0", true, "S",
      "input size; 0: the dataset's own (28 for Fashion-MNIST), else the model's"},
+    {"hflip", OT_F32, F(hflip), "-1", true, "P",
+     "training: horizontal flip probability (-1: the dataset's default,\n"
+     "0.5 for image folders, 0 for IDX digits and clothes)"},
+    {"translate", OT_F32, F(translate), "0", true, "F",
+     "training: random shift up to F of the size per axis (RandomAffine)"},
     {"workers", OT_INT, F(workers), "1", false, "N", "decoding threads (0: in the training loop)"},
     {"device", OT_STR, F(device), "auto", false, "cpu|cuda",
      "auto: cuda if a GPU is usable, else cpu"},
@@ -240,6 +245,10 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--label-smoothing must be in [0, 1)";
     else if (o->img_size < 0 || o->img_size > 4096)
         bad = "--img-size must be in [0, 4096]";
+    else if (!(o->hflip == -1 || (o->hflip >= 0 && o->hflip <= 1)))
+        bad = "--hflip must be -1 (the dataset's default) or in [0, 1]";
+    else if (!(o->translate >= 0 && o->translate < 1))
+        bad = "--translate must be in [0, 1)";
     else if (o->workers < 0 || o->workers > CNN_LOADER_MAX_WORKERS)
         bad = "--workers must be in [0, 64]";
     else if (!one_of(o->device, devices))

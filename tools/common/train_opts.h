@@ -24,6 +24,8 @@ typedef struct train_opts {
     int warmup_epochs;
     float label_smoothing;
     int img_size;
+    float hflip;     /* -1: the dataset's default */
+    float translate;
     int workers;
     char device[16];
     char backend[16];
