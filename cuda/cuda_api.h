@@ -14,6 +14,12 @@ cnn_status cnn_cuda_context_init(cnn_context *ctx);
 void cnn_cuda_context_release(cnn_context *ctx);
 /* Waits for the context's stream. */
 cnn_status cnn_cuda_synchronize(cnn_context *ctx);
+/* The two CUDA events of a cnn_timer (core/timer.c), on ctx's device: created, recorded on
+ * ctx's stream (start, or stop), read (waits for the stop event), destroyed (NULL-safe). */
+cnn_status cnn_cuda_timer_create(cnn_context *ctx, void **out);
+cnn_status cnn_cuda_timer_record(cnn_context *ctx, void *events, bool stop);
+cnn_status cnn_cuda_timer_elapsed(void *events, double *ms);
+void cnn_cuda_timer_destroy(void *events);
 
 /* ---- memory (cuda/allocator.c) ------------------------------------------------------------ */
 /* Device memory for a storage from the caching allocator: sets s->data, s->release and

@@ -125,6 +125,65 @@ cnn_status cnn_cuda_synchronize(cnn_context *ctx)
     return CNN_OK;
 }
 
+/* ---- event timers (cnn_timer) ---------------------------------------------------------------- */
+typedef struct timer_events {
+    int device;
+    cudaEvent_t start, stop;
+} timer_events;
+
+cnn_status cnn_cuda_timer_create(cnn_context *ctx, void **out)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "timer_create", &s));
+    timer_events *t = calloc(1, sizeof *t);
+    if (!t) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "timer_create: out of host memory");
+    t->device = ctx->device.index;
+    cudaError_t e = cudaEventCreate(&t->start);
+    if (e == cudaSuccess) {
+        e = cudaEventCreate(&t->stop);
+        if (e != cudaSuccess) (void)cudaEventDestroy(t->start);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        free(t);
+        return cnn_error(cnn_cuda_status_of(e), "timer_create: cudaEventCreate failed: %s",
+                         cudaGetErrorString(e));
+    }
+    *out = t;
+    return CNN_OK;
+}
+
+cnn_status cnn_cuda_timer_record(cnn_context *ctx, void *events, bool stop)
+{
+    timer_events *t = events;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, stop ? "timer_stop" : "timer_start", &s));
+    CNN_CUDA_TRY(cudaEventRecord(stop ? t->stop : t->start, s));
+    return CNN_OK;
+}
+
+cnn_status cnn_cuda_timer_elapsed(void *events, double *ms)
+{
+    timer_events *t = events;
+    float f = 0;
+    CNN_CUDA_TRY(cudaSetDevice(t->device));
+    CNN_CUDA_TRY(cudaEventSynchronize(t->stop));
+    CNN_CUDA_TRY(cudaEventElapsedTime(&f, t->start, t->stop));
+    *ms = f;
+    return CNN_OK;
+}
+
+void cnn_cuda_timer_destroy(void *events)
+{
+    timer_events *t = events;
+    if (!t) return;
+    (void)cudaSetDevice(t->device);
+    (void)cudaEventDestroy(t->start);
+    (void)cudaEventDestroy(t->stop);
+    (void)cudaGetLastError();
+    free(t);
+}
+
 cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out)
 {
     cnn_gpu_state *g = ctx->gpu;

@@ -116,6 +116,19 @@ void cnn_rng_set_state(uint64_t seed, uint64_t offset);
 void cnn_cpu_empty_cache(void);
 /* Waits until all work queued on the current context's device is done. */
 cnn_status cnn_synchronize(void);
+/* A stopwatch for work queued on the current context. On a CUDA context, start and stop record
+ * CUDA events on the context's stream, so the time is the device's, between the two points of
+ * the stream, with no host synchronisation in between; on a CPU context they read the host's
+ * monotonic clock. Start and stop must be called under a context on the timer's device. */
+typedef struct cnn_timer cnn_timer;
+/* New timer for the current context's device. */
+cnn_status cnn_timer_create(cnn_timer **out);
+void cnn_timer_destroy(cnn_timer **t);
+cnn_status cnn_timer_start(cnn_timer *t);
+cnn_status cnn_timer_stop(cnn_timer *t);
+/* Milliseconds from the last start to the last stop; waits until the stop has been reached.
+ * CNN_ERR_INVALID_ARG if the timer was not started and stopped. */
+cnn_status cnn_timer_elapsed_ms(cnn_timer *t, double *ms);
 
 /* ------------------------------------------------------------------------------------------
  * Tensors: dtype, device, rank <= 4, dims and byte strides over a shared storage.

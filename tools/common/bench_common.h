@@ -78,17 +78,17 @@ extern volatile sig_atomic_t bench_stop;
 void bench_catch_signals(void);
 double bench_now_ms(void);
 /* Runs warmup + iters repeats of: setup (untimed, may be NULL), a cache flush (e->flush), then
- * cnn_synchronize, run, cnn_synchronize timed with a monotonic host clock, then teardown
- * (untimed, may be NULL). Each callback returns 0 on success. -1 on the first failure. */
+ * cnn_synchronize, then run timed with a cnn_timer (CUDA events on the context's stream on a
+ * GPU, the host clock on the CPU), then teardown (untimed, may be NULL). Each callback returns 0 on success. -1 on the first failure. */
 typedef int (*bench_fn)(void *ud);
 int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_fn run,
                bench_fn teardown, void *ud, bench_stats *st);
 /* Measures e->peak_gflops (a large GEMM through cnn_linear) and e->peak_gbs (a large
  * cnn_tensor_copy_, read + write bytes) on e's device; 0 on success. */
 int bench_measure_peak(bench_env *e);
-/* Measures e->overhead_ms: the median time bench_time gives a one-element fill, i.e. what the
- * host clock, the launch and the two cnn_synchronize calls add to every GPU measurement
- * (CUDA events, as PyTorch uses, would not see it). 0 on success. */
+/* Measures e->overhead_ms: the median time bench_time gives a one-element fill, i.e. the
+ * floor under every measurement (a kernel launch between the two events on a GPU). 0 on
+ * success. */
 int bench_measure_overhead(bench_env *e);
 /* Peak resident set size of this process in MiB. */
 double bench_peak_rss_mb(void);

@@ -1,6 +1,6 @@
-/* bench_util.c — cnnbench's shared machinery: host-clock timing around cnn_synchronize with
- * median/min/max, the measured device peaks, output checks and a dependency-free JSON writer.
- * Only public API calls; no CUDA header (the tools never include one). */
+/* bench_util.c — cnnbench's shared machinery: per-repeat timing with cnn_timer (CUDA events on
+ * the GPU, the host clock on the CPU) and median/min/max, the measured device peaks, output
+ * checks and a dependency-free JSON writer. Only public API calls; no CUDA header. */
 #include "bench_common.h"
 
 #include <math.h>
@@ -60,7 +60,11 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
                bench_fn teardown, void *ud, bench_stats *st)
 {
     double *t = malloc((size_t)iters * sizeof *t);
-    if (!t) return -1;
+    cnn_timer *tm = NULL;
+    if (!t || cnn_timer_create(&tm) != CNN_OK) {
+        free(t);
+        return -1;
+    }
     int rc = 0;
     for (int i = 0; i < warmup + iters && !rc; i++) {
         if (bench_stop) {
@@ -73,14 +77,18 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
         }
         /* A kernel must not find its inputs in L2 left warm by the previous repeat. */
         if (e->flush && cnn_tensor_fill_(e->flush, (float)i) != CNN_OK) rc = -1;
+        /* CUDA events around the repeat on the context's stream (the host clock on the CPU):
+         * the time between the two stream positions, as torch.cuda.Event measures it. */
         if (!rc && cnn_synchronize() != CNN_OK) rc = -1;
-        double t0 = bench_now_ms();
+        if (!rc && cnn_timer_start(tm) != CNN_OK) rc = -1;
         if (!rc && run(ud)) rc = -1;
-        if (!rc && cnn_synchronize() != CNN_OK) rc = -1;
-        double t1 = bench_now_ms();
+        if (!rc && cnn_timer_stop(tm) != CNN_OK) rc = -1;
+        double ms = 0;
+        if (!rc && cnn_timer_elapsed_ms(tm, &ms) != CNN_OK) rc = -1;
         if (teardown && teardown(ud)) rc = -1;
-        if (!rc && i >= warmup) t[i - warmup] = t1 - t0;
+        if (!rc && i >= warmup) t[i - warmup] = ms;
     }
+    cnn_timer_destroy(&tm);
     if (!rc) {
         qsort(t, (size_t)iters, sizeof *t, cmp_double);
         st->min = t[0];
