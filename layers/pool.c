@@ -102,13 +102,27 @@ static pool_backend pool_backend_for(const char *op, const cnn_tensor *x, const 
         return POOL_CUDA;
     bool floor_shape = g->oh == pool_out_size(g->h, g->kh, g->sh, g->ph, g->dh, false) &&
                        g->ow == pool_out_size(g->w, g->kw, g->sw, g->pw, g->dw, false);
-    if (g->dh == 1 && g->dw == 1 && floor_shape && g->planes <= INT32_MAX) return POOL_CUDNN;
+    /* cuDNN's descriptors take int strides: the whole of x and y must stay below 2^31. */
+    bool fits = g->planes * g->h * g->w <= INT32_MAX && g->planes * g->oh * g->ow <= INT32_MAX;
+    if (g->dh == 1 && g->dw == 1 && floor_shape && fits) return POOL_CUDNN;
     static atomic_flag logged = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&logged))
         cnn_log_debug("%s: cuDNN has no dilation or ceil_mode output size, using the hand-written "
                       "CUDA kernel", op);
     return POOL_CUDA;
 }
+
+#if CNN_WITH_CUDNN
+/* The status of a cuDNN forward; CNN_ERR_UNSUPPORTED (cuDNN cannot here, e.g. no usable handle
+ * on this GPU) switches *be to the hand-written kernels instead of failing. */
+static cnn_status cudnn_or_fallback(pool_backend *be, cnn_status st)
+{
+    if (st != CNN_ERR_UNSUPPORTED) return st;
+    cnn_log_debug("pool: cuDNN declined (%s), using the hand-written kernel", cnn_last_error());
+    *be = POOL_CUDA;
+    return CNN_OK;
+}
+#endif
 
 #if CNN_WITH_CUDA
 static cnn_cuda_pool_geom cuda_geom(const pool_geom *g)
@@ -211,19 +225,19 @@ cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     cnn_shape os = pool_out_shape(x->shape, g.oh, g.ow);
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(os, CNN_F32, x->device, y));
-    if (be != POOL_CUDNN) CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
 #if CNN_WITH_CUDA
     cnn_cuda_pool_geom cg = cuda_geom(&g);
 #endif
+#if CNN_WITH_CUDNN
+    if (be == POOL_CUDNN) CNN_TRYG(cudnn_or_fallback(&be, cnn_cudnn_pool2d_forward(
+                                       cnn_ctx(), &cg, true, cnn_f32(xc), cnn_f32(*y))));
+#endif
+    if (be != POOL_CUDNN) CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
     if (be == POOL_CPU) max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), (int32_t *)cnn_ptr(idx));
 #if CNN_WITH_CUDA
     if (be == POOL_CUDA)
         CNN_TRYG(cnn_cuda_max_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y),
                                              (int32_t *)cnn_ptr(idx)));
-#endif
-#if CNN_WITH_CUDNN
-    if (be == POOL_CUDNN)
-        CNN_TRYG(cnn_cudnn_pool2d_forward(cnn_ctx(), &cg, true, cnn_f32(xc), cnn_f32(*y)));
 #endif
     if (cnn_should_record(&x, 1)) {
         cnn_node *nd = NULL;
@@ -335,14 +349,14 @@ cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
 #if CNN_WITH_CUDA
     cnn_cuda_pool_geom cg = cuda_geom(&g);
 #endif
+#if CNN_WITH_CUDNN
+    if (be == POOL_CUDNN) CNN_TRYG(cudnn_or_fallback(&be, cnn_cudnn_pool2d_forward(
+                                       cnn_ctx(), &cg, false, cnn_f32(xc), cnn_f32(*y))));
+#endif
     if (be == POOL_CPU) avg_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y));
 #if CNN_WITH_CUDA
     if (be == POOL_CUDA)
         CNN_TRYG(cnn_cuda_avg_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y)));
-#endif
-#if CNN_WITH_CUDNN
-    if (be == POOL_CUDNN)
-        CNN_TRYG(cnn_cudnn_pool2d_forward(cnn_ctx(), &cg, false, cnn_f32(xc), cnn_f32(*y)));
 #endif
     if (cnn_should_record(&x, 1))
         CNN_TRYG(cnn_tape_record("avg_pool2d", avg_pool_backward, *y, &x, 1, &g, sizeof g, NULL));
