@@ -170,20 +170,21 @@ check-valgrind: $(TEST_BIN)
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=3 $(TEST_BIN) $(VALGRIND_TESTS)
 
-# The GPU tests without a GPU, on the CPU emulator (tests/cuda_emu). In build-emu: its
-# self-test, the whole suite, the GPU tests again with each block's threads run last first
+# The GPU tests without a GPU, on the CPU emulator (tests/cuda_emu). check-cuda-emu, in
+# build-emu: its self-test, the GPU tests, the same with each block's threads run last first
 # (a missing barrier shows in one order or the other), and the no-device paths with the device
-# hidden. Then in build-emu-dbg, under ASan/UBSan (the memcheck available here): the self-test
-# and the GPU tests. TESTS= narrows the whole-suite run, EMU_GPU_TESTS= the GPU-test runs.
-.PHONY: check-cuda-emu emu-selftest
+# hidden. check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available
+# here): the self-test and the GPU tests. EMU_GPU_TESTS= narrows the GPU-test runs.
+.PHONY: check-cuda-emu check-cuda-emu-asan emu-selftest
 EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
 EMU_GPU_TESTS ?= cuda models_on_gpu cnnbench_gpu
 check-cuda-emu:
 	$(MAKE) BUILD=build-emu $(EMU_FLAGS) all emu-selftest
 	build-emu/tests/emu_selftest
-	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(TESTS)
+	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CNN_EMU_ORDER=reverse CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CUDA_VISIBLE_DEVICES= CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests absent without_gpu
+check-cuda-emu-asan:
 	$(MAKE) BUILD=build-emu-dbg $(EMU_FLAGS) DEBUG=1 all emu-selftest
 	build-emu-dbg/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
