@@ -184,7 +184,10 @@ cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn)
     if (cudnn) *cudnn = 0;
     return cnn_error(CNN_ERR_DEVICE, "cuda_versions: libcnncuda was built without CUDA (CUDA=0)");
 }
+#endif
 
+#if !CNN_WITH_CUDNN
+/* Without cuDNN (CPU-only builds included) no conv2d ever has a cuDNN algorithm. */
 const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
                                   const cnn_conv2d_params *p, int pass)
 {

@@ -56,19 +56,6 @@ cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn)
     return CNN_OK;
 }
 
-#if !CNN_WITH_CUDNN
-/* Without cuDNN no conv2d ever has a cuDNN algorithm (cuda/conv2d_cudnn.c is not built). */
-const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
-                                  const cnn_conv2d_params *p, int pass)
-{
-    (void)x;
-    (void)w;
-    (void)p;
-    (void)pass;
-    return NULL;
-}
-#endif
-
 cnn_status cnn_cuda_context_init(cnn_context *ctx)
 {
     cnn_status st = CNN_OK;
