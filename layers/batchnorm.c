@@ -246,6 +246,10 @@ static cnn_status bn_forward_gpu(const bn_params *p, const cnn_tensor *xc, cnn_t
     const float *pb = bc ? cnn_f32(bc) : NULL;
     cnn_context *ctx = cnn_ctx();
     bn_backend be = bn_backend_for(xc, p->eps);
+    /* Eval: the statistics rows from the running ones, whichever backend normalises. */
+    if (!p->training)
+        CNN_TRYG(cnn_cuda_batch_norm_stats(ctx, cnn_f32(xc), p->n, c, p->inner, false, momentum,
+                                           p->eps, prm, prv, cnn_f32(stats)));
 #if CNN_WITH_CUDNN
     if (be == BN_CUDNN) {
         st = p->training
@@ -265,9 +269,9 @@ static cnn_status bn_forward_gpu(const bn_params *p, const cnn_tensor *xc, cnn_t
         if (st != CNN_OK) goto done;
     }
 #endif
-    if (be == BN_CUDA || !p->training)
-        CNN_TRYG(cnn_cuda_batch_norm_stats(ctx, cnn_f32(xc), p->n, c, p->inner, p->training,
-                                           momentum, p->eps, prm, prv, cnn_f32(stats)));
+    if (be == BN_CUDA && p->training)
+        CNN_TRYG(cnn_cuda_batch_norm_stats(ctx, cnn_f32(xc), p->n, c, p->inner, true, momentum,
+                                           p->eps, prm, prv, cnn_f32(stats)));
     if (be == BN_CUDA)
         CNN_TRYG(cnn_cuda_batch_norm_forward(ctx, cnn_f32(xc), cnn_f32(stats), pb, p->n, c,
                                              p->inner, cnn_f32(y)));
