@@ -218,15 +218,20 @@ cnn_status cnn_cuda_softmax_forward(cnn_context *ctx, const float *x, float *y, 
                                     int64_t k, int64_t inner, bool log);
 cnn_status cnn_cuda_softmax_backward(cnn_context *ctx, const float *y, const float *dy, float *dx,
                                      int64_t outer, int64_t k, int64_t inner, bool log);
-/* logits, prob: (n, k); labels, loss: (n), loss per sample. Labels are not checked on the host:
- * one outside [0, k) makes its sample's loss NaN (and its gradient row lacks the label term). */
+/* logits, prob: (n, k); labels, per_sample: (n); loss, count: (1). per_sample gets each
+ * sample's loss (0 where the label is ignore_index), *loss their mean over the *count samples
+ * not ignored. Labels are not checked on the host: one outside [0, k) (other than ignore_index)
+ * makes its sample's loss NaN (and its gradient row lacks the label term). */
 cnn_status cnn_cuda_cross_entropy_forward(cnn_context *ctx, const float *logits,
-                                          const int64_t *labels, float *prob, float *loss,
-                                          int64_t n, int64_t k, float label_smoothing);
-/* dx = g[0] / n * (prob - q), q the smoothed one-hot; g a one-element device array. */
+                                          const int64_t *labels, float *prob, float *per_sample,
+                                          float *loss, float *count, int64_t n, int64_t k,
+                                          float label_smoothing, int64_t ignore_index);
+/* dx = g[0] / count[0] * (prob - q), q the smoothed one-hot; rows of ignored samples 0. g and
+ * count are one-element device arrays. */
 cnn_status cnn_cuda_cross_entropy_backward(cnn_context *ctx, const float *prob,
-                                           const int64_t *labels, const float *g, float *dx,
-                                           int64_t n, int64_t k, float label_smoothing);
+                                           const int64_t *labels, const float *g,
+                                           const float *count, float *dx, int64_t n, int64_t k,
+                                           float label_smoothing, int64_t ignore_index);
 /* The fused updates of core/optim.c's sgd_update_f32 / adam_update_f32, same arguments. */
 cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, float *p, const float *g, float *buf,
                                    int64_t n, float lr, float momentum, float dampening,

@@ -164,12 +164,12 @@ extern "C" cnn_status cnn_cuda_softmax_backward(cnn_context *ctx, const float *y
 
 /* ---- cross-entropy -----------------------------------------------------------------------------
  * Per sample: loss = (1 - ls) (lse - x_label) + ls (lse - mean_k x_k), on logits shifted by
- * their max, as cross_entropy_cpu. A label outside [0, K) cannot be reported from here without
- * a host round trip: its sample's loss is NaN (so the batch loss is NaN) and its gradient row
- * has no label term. */
+ * their max, as cross_entropy_cpu; 0 for a sample whose label is `ignore`, which the mean
+ * leaves out. A label outside [0, K) cannot be reported from here without a host round trip:
+ * its sample's loss is NaN (so the batch loss is NaN) and its gradient row has no label term. */
 // logits, prob: (n, k); labels, loss: (n)
 __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels, float *prob,
-                                     float *loss, int64_t n, int64_t k, float ls)
+                                     float *loss, int64_t n, int64_t k, float ls, int64_t ignore)
 {
     __shared__ float shf[ROW_THREADS];
     __shared__ double shd[ROW_THREADS];
@@ -191,7 +191,9 @@ __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels,
             pr[j] = (float)exp((double)(x[j] - m) - lse);
         if (threadIdx.x == 0) {
             int64_t label = labels[r];
-            if (label < 0 || label >= k) {
+            if (label == ignore) {
+                loss[r] = 0.0f;
+            } else if (label < 0 || label >= k) {
                 loss[r] = NAN;
             } else {
                 double nll = lse - ((double)x[label] - m);
@@ -202,17 +204,41 @@ __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels,
     }
 }
 
-// prob, dx: (n, k); labels: (n); g: (1), the loss gradient
-__global__ void cross_entropy_backward_kernel(const float *prob, const int64_t *labels,
-                                              const float *g, float *dx, int64_t n, int64_t k,
-                                              float ls)
+/* The batch mean over the samples not ignored, in a fixed order: *loss = sum / count (NaN when
+ * every sample is ignored, as PyTorch), *count kept for backward. One block. */
+// per_sample, labels: (n)
+__global__ void cross_entropy_mean_kernel(const float *per_sample, const int64_t *labels,
+                                          int64_t n, int64_t ignore, float *loss, float *count)
 {
-    /* The host's float operations, one rounding each: scale = g / N, off = ls / K. */
-    float scale = __fdiv_rn(g[0], (float)n), off = __fdiv_rn(ls, (float)k);
+    __shared__ double sh[ROW_THREADS];
+    double s = 0, c = 0;
+    for (int64_t i = threadIdx.x; i < n; i += ROW_THREADS) {
+        s += per_sample[i];
+        c += labels[i] != ignore;
+    }
+    s = block_reduce<double, false>(s, sh);
+    c = block_reduce<double, false>(c, sh);
+    if (threadIdx.x == 0) {
+        *loss = (float)(s / c);
+        *count = (float)c;
+    }
+}
+
+// prob, dx: (n, k); labels: (n); g: (1), the loss gradient; count: (1), samples not ignored
+__global__ void cross_entropy_backward_kernel(const float *prob, const int64_t *labels,
+                                              const float *g, const float *count, float *dx,
+                                              int64_t n, int64_t k, float ls, int64_t ignore)
+{
+    /* The host's float operations, one rounding each: scale = g / count, off = ls / K. */
+    float scale = __fdiv_rn(g[0], count[0]), off = __fdiv_rn(ls, (float)k);
     float hit = __fsub_rn(1.0f, ls);
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n * k;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / k, j = i % k;
+        if (labels[r] == ignore) {
+            dx[i] = 0.0f;
+            continue;
+        }
         float v = __fmul_rn(scale, __fsub_rn(prob[i], off));
         if (labels[r] == j) v = __fsub_rn(v, __fmul_rn(scale, hit));
         dx[i] = v;
@@ -221,28 +247,35 @@ __global__ void cross_entropy_backward_kernel(const float *prob, const int64_t *
 
 extern "C" cnn_status cnn_cuda_cross_entropy_forward(cnn_context *ctx, const float *logits,
                                                      const int64_t *labels, float *prob,
-                                                     float *loss, int64_t n, int64_t k,
-                                                     float label_smoothing)
+                                                     float *per_sample, float *loss, float *count,
+                                                     int64_t n, int64_t k, float label_smoothing,
+                                                     int64_t ignore_index)
 {
-    if (n <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "cross_entropy", &s));
-    cross_entropy_kernel<<<row_grid_for(n), ROW_THREADS, 0, s>>>(logits, labels, prob, loss, n, k,
-                                                                 label_smoothing);
-    CNN_CUDA_LAUNCH_CHECK(cross_entropy_kernel);
+    if (n > 0) {
+        cross_entropy_kernel<<<row_grid_for(n), ROW_THREADS, 0, s>>>(
+            logits, labels, prob, per_sample, n, k, label_smoothing, ignore_index);
+        CNN_CUDA_LAUNCH_CHECK(cross_entropy_kernel);
+    }
+    /* An empty batch: 0 / 0, NaN, as PyTorch's mean over nothing. */
+    cross_entropy_mean_kernel<<<1, ROW_THREADS, 0, s>>>(per_sample, labels, n, ignore_index, loss,
+                                                        count);
+    CNN_CUDA_LAUNCH_CHECK(cross_entropy_mean_kernel);
     return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_cross_entropy_backward(cnn_context *ctx, const float *prob,
                                                       const int64_t *labels, const float *g,
-                                                      float *dx, int64_t n, int64_t k,
-                                                      float label_smoothing)
+                                                      const float *count, float *dx, int64_t n,
+                                                      int64_t k, float label_smoothing,
+                                                      int64_t ignore_index)
 {
     if (n <= 0 || k <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "cross_entropy backward", &s));
-    cross_entropy_backward_kernel<<<grid_for(n * k), THREADS, 0, s>>>(prob, labels, g, dx, n, k,
-                                                                      label_smoothing);
+    cross_entropy_backward_kernel<<<grid_for(n * k), THREADS, 0, s>>>(
+        prob, labels, g, count, dx, n, k, label_smoothing, ignore_index);
     CNN_CUDA_LAUNCH_CHECK(cross_entropy_backward_kernel);
     return CNN_OK;
 }

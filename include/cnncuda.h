@@ -298,9 +298,15 @@ cnn_status cnn_mean(const cnn_tensor *x, cnn_tensor **y);
 cnn_status cnn_softmax(const cnn_tensor *x, int dim, cnn_tensor **y);
 cnn_status cnn_log_softmax(const cnn_tensor *x, int dim, cnn_tensor **y);
 /* Cross-entropy of logits (N, K) against I64 labels (N) in [0, K), with label smoothing in
- * [0, 1), averaged over the batch -> a scalar. */
+ * [0, 1), averaged over the samples whose label is not ignore_index -> a scalar (NaN when none
+ * is left), as torch.nn.functional.cross_entropy. cnn_cross_entropy ignores CNN_IGNORE_INDEX
+ * (-100, PyTorch's default). Any other label outside [0, K) is CNN_ERR_INVALID_ARG on the CPU;
+ * on a GPU it is not checked on the host (that would synchronise) and makes the loss NaN. */
+#define CNN_IGNORE_INDEX (-100)
 cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
                              float label_smoothing, cnn_tensor **loss);
+cnn_status cnn_cross_entropy_ignore(const cnn_tensor *logits, const cnn_tensor *labels,
+                                    float label_smoothing, int64_t ignore_index, cnn_tensor **loss);
 /* Local response normalisation across channels (torch.nn.LocalResponseNorm):
  * y = x / (k + alpha/size * sum over `size` neighbouring channels of x^2)^beta. */
 cnn_status cnn_lrn(const cnn_tensor *x, int size, float alpha, float beta, float k, cnn_tensor **y);

@@ -130,13 +130,16 @@ cnn_status cnn_log_softmax(const cnn_tensor *x, int dim, cnn_tensor **y)
 /* ---- cross-entropy ------------------------------------------------------------------------ */
 typedef struct {
     float label_smoothing;
+    int64_t ignore_index;
+    int64_t n_valid; /* CPU: samples not ignored (CUDA keeps the count on the device) */
 } ce_params;
 
 /* Per sample: loss_n = -sum_k q_k log p_k with q = (1 - ls) onehot(label) + ls / K, i.e.
- * lse - (1 - ls) x_label - ls/K sum_k x_k. Writes the probabilities p and returns the batch sum. */
+ * lse - (1 - ls) x_label - ls/K sum_k x_k. Writes the probabilities p and returns the sum over
+ * the samples whose label is not `ignore`. */
 // logits, prob: (N, K); labels: (N)
-static double cross_entropy_cpu(const float *logits, const int64_t *labels, float ls, int64_t n,
-                                int64_t k, float *prob)
+static double cross_entropy_cpu(const float *logits, const int64_t *labels, float ls,
+                                int64_t ignore, int64_t n, int64_t k, float *prob)
 {
     double total = 0;
     #pragma omp parallel for reduction(+ : total) if (cnn_par_worth(n * k))
@@ -152,6 +155,7 @@ static double cross_entropy_cpu(const float *logits, const int64_t *labels, floa
         }
         double lse = log(s); /* of the shifted logits x - m */
         for (int64_t j = 0; j < k; j++) pr[j] = (float)(exp((double)(x[j] - m) - lse));
+        if (labels[i] == ignore) continue;
         double nll = lse - ((double)x[labels[i]] - m);
         double smooth = lse - sum_x / (double)k;
         total += (1.0 - ls) * nll + (double)ls * smooth;
@@ -159,12 +163,13 @@ static double cross_entropy_cpu(const float *logits, const int64_t *labels, floa
     return total;
 }
 
-/* dlogits = g / N * (p - q). saved: p (N, K) and a copy of the labels (N). */
+/* dlogits = g / N_valid * (p - q), 0 on ignored rows. saved: p (N, K), a copy of the labels (N)
+ * and, on CUDA, the device count N_valid (1). */
 // prob, dlogits: (N, K); labels: (N)
 static cnn_status cross_entropy_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
 {
     const ce_params *cp = (const ce_params *)node->params;
-    CNN_ASSERT(node->n_saved == 2);
+    CNN_ASSERT(node->n_saved == 2 || node->n_saved == 3);
     const cnn_tensor *prob = node->saved[0], *lab = node->saved[1];
     CNN_ASSERT(cnn_tensor_is_contiguous(prob) && cnn_tensor_is_contiguous(lab) &&
                lab->dtype == CNN_I64);
@@ -175,53 +180,68 @@ static cnn_status cross_entropy_backward(cnn_node *node, const cnn_tensor *dy, c
     if (cnn_on_cuda(prob))
         return cnn_cuda_cross_entropy_backward(cnn_ctx(), cnn_f32(prob),
                                                (const int64_t *)cnn_ptr(lab), cnn_f32(dy),
-                                               cnn_f32(dx[0]), n, k, cp->label_smoothing);
+                                               cnn_f32(node->saved[2]), cnn_f32(dx[0]), n, k,
+                                               cp->label_smoothing, cp->ignore_index);
 #endif
     float g;
     CNN_TRY(cnn_tensor_read(dy, &g, 1));
     const float *p = cnn_f32(prob);
     const int64_t *labels = (const int64_t *)cnn_ptr(lab);
     float *d = cnn_f32(dx[0]);
-    float scale = g / (float)n, off = cp->label_smoothing / (float)k;
+    float scale = g / (float)cp->n_valid, off = cp->label_smoothing / (float)k;
     float hit = 1.0f - cp->label_smoothing;
     #pragma omp parallel for if (cnn_par_worth(n * k))
     for (int64_t i = 0; i < n; i++) {
+        if (labels[i] == cp->ignore_index) {
+            for (int64_t j = 0; j < k; j++) d[i * k + j] = 0.0f;
+            continue;
+        }
         for (int64_t j = 0; j < k; j++) d[i * k + j] = scale * (p[i * k + j] - off);
         d[i * k + labels[i]] -= scale * hit;
     }
     return CNN_OK;
 }
 
-/* The CPU forward: labels copied to the host and checked, probabilities and the batch mean.
- * On success *lab (a private copy of the labels: the caller may refill its batch buffer before
- * backward), *prob and *loss are new; on failure the caller frees what was set. */
+/* The CPU forward: labels copied to the host and checked, probabilities and the mean over the
+ * samples not ignored (their count into cp->n_valid). On success *lab (a private copy of the
+ * labels: the caller may refill its batch buffer before backward), *prob and *loss are new; on
+ * failure the caller frees what was set. */
 static cnn_status cross_entropy_forward_cpu(const cnn_tensor *logits, const cnn_tensor *labels,
-                                            float ls, cnn_tensor **lab, cnn_tensor **prob,
+                                            ce_params *cp, cnn_tensor **lab, cnn_tensor **prob,
                                             cnn_tensor **loss)
 {
     int64_t n = logits->shape.d[0], k = logits->shape.d[1];
     CNN_TRY(cnn_tensor_empty(labels->shape, CNN_I64, CNN_CPU, lab));
     int64_t *lv = (int64_t *)cnn_ptr(*lab);
     CNN_TRY(cnn_tensor_read(labels, lv, (size_t)n));
-    for (int64_t i = 0; i < n; i++)
+    cp->n_valid = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (lv[i] == cp->ignore_index) continue;
         CNN_CHECK(lv[i] >= 0 && lv[i] < k, CNN_ERR_INVALID_ARG,
-                  "cross_entropy: label %lld at index %lld is outside [0, %lld) for logits %s",
-                  (long long)lv[i], (long long)i, (long long)k, cnn_shape_of(logits));
+                  "cross_entropy: label %lld at index %lld is outside [0, %lld) for logits %s "
+                  "(and is not ignore_index %lld)", (long long)lv[i], (long long)i, (long long)k,
+                  cnn_shape_of(logits), (long long)cp->ignore_index);
+        cp->n_valid++;
+    }
     cnn_tensor *xc = NULL;
     CNN_TRY(cnn_contig(logits, &xc));
     cnn_status st = cnn_tensor_empty(logits->shape, CNN_F32, logits->device, prob);
-    double total = st == CNN_OK ? cross_entropy_cpu(cnn_f32(xc), lv, ls, n, k, cnn_f32(*prob)) : 0;
+    double total = st == CNN_OK ? cross_entropy_cpu(cnn_f32(xc), lv, cp->label_smoothing,
+                                                    cp->ignore_index, n, k, cnn_f32(*prob))
+                                : 0;
     cnn_tensor_free(&xc);
     CNN_TRY(st);
-    /* An empty batch gives NaN, as PyTorch's mean over nothing. */
-    return cnn_tensor_full(CNN_SCALAR, (float)(total / (double)n), logits->device, loss);
+    /* No sample counted (an empty batch, or all ignored) gives NaN, as PyTorch's mean. */
+    return cnn_tensor_full(CNN_SCALAR, (float)(total / (double)cp->n_valid), logits->device,
+                           loss);
 }
 
 #if CNN_WITH_CUDA
 /* The CUDA forward, as the CPU one but with the labels copied on the device and never read on
  * the host (see the file comment for what an out-of-range label does). */
 static cnn_status cross_entropy_forward_cuda(const cnn_tensor *logits, const cnn_tensor *labels,
-                                             float ls, cnn_tensor **lab, cnn_tensor **prob,
+                                             const ce_params *cp, cnn_tensor **lab,
+                                             cnn_tensor **prob, cnn_tensor **count,
                                              cnn_tensor **loss)
 {
     int64_t n = logits->shape.d[0], k = logits->shape.d[1];
@@ -231,11 +251,13 @@ static cnn_status cross_entropy_forward_cuda(const cnn_tensor *logits, const cnn
     CNN_TRYG(cnn_contig(logits, &xc));
     CNN_TRYG(cnn_tensor_empty(logits->shape, CNN_F32, logits->device, prob));
     CNN_TRYG(cnn_tensor_empty(labels->shape, CNN_F32, logits->device, &per_sample));
-    CNN_TRYG(cnn_cuda_cross_entropy_forward(cnn_ctx(), cnn_f32(xc), (const int64_t *)cnn_ptr(*lab),
-                                            cnn_f32(*prob), cnn_f32(per_sample), n, k, ls));
+    CNN_TRYG(cnn_tensor_empty(CNN_SCALAR, CNN_F32, logits->device, count));
     CNN_TRYG(cnn_tensor_empty(CNN_SCALAR, CNN_F32, logits->device, loss));
-    /* The batch mean; an empty batch gives NaN, as on the CPU. */
-    CNN_TRYG(cnn_cuda_sum_f32(cnn_ctx(), cnn_f32(*loss), cnn_f32(per_sample), n, 1.0 / (double)n));
+    /* The mean over the samples not ignored; none (or an empty batch) gives NaN, as on the CPU. */
+    CNN_TRYG(cnn_cuda_cross_entropy_forward(cnn_ctx(), cnn_f32(xc), (const int64_t *)cnn_ptr(*lab),
+                                            cnn_f32(*prob), cnn_f32(per_sample), cnn_f32(*loss),
+                                            cnn_f32(*count), n, k, cp->label_smoothing,
+                                            cp->ignore_index));
 done:
     cnn_tensor_free(&xc);
     cnn_tensor_free(&per_sample);
@@ -245,6 +267,12 @@ done:
 
 cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
                              float label_smoothing, cnn_tensor **loss)
+{
+    return cnn_cross_entropy_ignore(logits, labels, label_smoothing, CNN_IGNORE_INDEX, loss);
+}
+
+cnn_status cnn_cross_entropy_ignore(const cnn_tensor *logits, const cnn_tensor *labels,
+                                    float label_smoothing, int64_t ignore_index, cnn_tensor **loss)
 {
     CNN_CHECK(loss, CNN_ERR_INVALID_ARG, "cross_entropy: loss is NULL");
     *loss = NULL;
@@ -264,25 +292,27 @@ cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
     CNN_CHECK(label_smoothing >= 0.0f && label_smoothing < 1.0f, CNN_ERR_INVALID_ARG,
               "cross_entropy: label_smoothing %g is outside [0, 1)", (double)label_smoothing);
     cnn_status st = CNN_OK;
-    cnn_tensor *prob = NULL, *lab = NULL;
+    cnn_tensor *prob = NULL, *lab = NULL, *count = NULL;
+    ce_params cp = {label_smoothing, ignore_index, 0};
 #if CNN_WITH_CUDA
     if (cnn_on_cuda(logits))
-        CNN_TRYG(cross_entropy_forward_cuda(logits, labels, label_smoothing, &lab, &prob, loss));
+        CNN_TRYG(cross_entropy_forward_cuda(logits, labels, &cp, &lab, &prob, &count, loss));
     else
 #endif
-        CNN_TRYG(cross_entropy_forward_cpu(logits, labels, label_smoothing, &lab, &prob, loss));
+        CNN_TRYG(cross_entropy_forward_cpu(logits, labels, &cp, &lab, &prob, loss));
     /* Labels are integers: the node has logits as its only input. */
     if (cnn_should_record(&logits, 1)) {
         cnn_node *node = NULL;
-        ce_params cp = {label_smoothing};
         CNN_TRYG(cnn_tape_record("cross_entropy", cross_entropy_backward, *loss, &logits, 1, &cp,
                                  sizeof cp, &node));
         cnn_node_save(node, prob);
         cnn_node_save(node, lab);
+        if (count) cnn_node_save(node, count);
     }
 done:
     cnn_tensor_free(&prob);
     cnn_tensor_free(&lab);
+    cnn_tensor_free(&count);
     if (st != CNN_OK) cnn_tensor_free(loss);
     return st;
 }

@@ -324,9 +324,13 @@ def check_softmax(out):
             y = F.log_softmax(x, dim) if log else F.softmax(x, dim)
             grads(y, [x], ref, p, ["x"])
             i += 1
-    for i, (n, k, ls) in enumerate([(6, 5, 0.0), (6, 5, 0.1), (3, 10, 0.3), (1, 2, 0.0)]):
+    # The last case ignores two samples through PyTorch's default ignore_index, -100.
+    cases = [(6, 5, 0.0), (6, 5, 0.1), (3, 10, 0.3), (1, 2, 0.0), (6, 5, 0.2)]
+    for i, (n, k, ls) in enumerate(cases):
         x = (rnd(n, k) * 4).requires_grad_(True)
         lab = torch.randint(0, k, (n,))
+        if i == len(cases) - 1:
+            lab[1] = lab[4] = -100
         p = f"ce{i}."
         ref[p + "fp"], ref[p + "x"], ref[p + "lab"] = torch.tensor([ls]), x, lab
         grads(F.cross_entropy(x, lab, label_smoothing=ls), [x], ref, p, ["x"])

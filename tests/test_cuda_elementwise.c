@@ -340,8 +340,9 @@ static cnn_status f_ce(cnn_tensor *const *x, void *ud, cnn_tensor **y)
     return cnn_cross_entropy(x[0], c->labels, c->ls, y);
 }
 
-/* Cross-entropy of (n, k) logits on both devices with the same random labels. */
-static void check_cross_entropy(int64_t n, int64_t k, float ls)
+/* Cross-entropy of (n, k) logits on both devices with the same random labels; with
+ * ignore_every > 0, every ignore_every-th label (from the second) is CNN_IGNORE_INDEX. */
+static void check_cross_entropy(int64_t n, int64_t k, float ls, int ignore_every)
 {
     int64_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
     cnn_tensor *lc = NULL, *lg = NULL, *xc = NULL, *xg = NULL, *yc = NULL, *yg = NULL;
@@ -350,6 +351,7 @@ static void check_cross_entropy(int64_t n, int64_t k, float ls)
     for (int64_t i = 0; i < n; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         lab[i] = (int64_t)((s >> 33) % (uint64_t)k);
+        if (ignore_every > 0 && i % ignore_every == 1) lab[i] = CNN_IGNORE_INDEX;
     }
     CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CPU, &lc));
     CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CUDA(0), &lg));
@@ -366,12 +368,13 @@ static void check_cross_entropy(int64_t n, int64_t k, float ls)
     CHECK_OK(f_ce(&xg, &cg, &yg));
     CHECK(on_gpu(yg));
     char name[96];
-    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g", (long long)n, (long long)k, ls);
+    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d", (long long)n,
+             (long long)k, ls, ignore_every);
     CHECK(tensors_close(name, yg, yc, SM_ATOL, SM_RTOL));
     poison_cache(CNN_SHAPE(n, k));
     CHECK_OK(cnn_backward(yg));
-    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g grad", (long long)n,
-             (long long)k, ls);
+    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d grad", (long long)n,
+             (long long)k, ls, ignore_every);
     CHECK(cnn_tensor_grad(xg) && tensors_close(name, cnn_tensor_grad(xg), cnn_tensor_grad(xc),
                                                SM_ATOL, SM_RTOL));
     cnn_tensor *all[6] = {lc, lg, xc, xg, yc, yg};
@@ -382,8 +385,9 @@ GPU_TEST(cuda_cross_entropy_matches_cpu)
 {
     const int64_t sizes[][2] = {{1, 10}, {5, 3}, {37, 1000}, {256, 10}, {3, 1}, {2, 1537}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        check_cross_entropy(sizes[i][0], sizes[i][1], 0.0f);
-        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.0f, 0);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f, 0);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f, 3);
     }
 }
 
@@ -409,7 +413,7 @@ GPU_TEST(cuda_cross_entropy_bad_labels)
 
 GPU_TEST(cuda_cross_entropy_gradcheck)
 {
-    int64_t lab[4] = {2, 0, 4, 1};
+    int64_t lab[4] = {2, CNN_IGNORE_INDEX, 4, 1};
     cnn_tensor *lg = NULL, *xc = rand_tensor(CNN_SHAPE(4, 5), -2, 2, 0), *xg = NULL;
     REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
     CHECK_OK(cnn_tensor_set_requires_grad(xg, true));

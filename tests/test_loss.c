@@ -173,6 +173,73 @@ TEST(cross_entropy_hand_worked_2x3)
     cnn_tensor_free(&lab);
 }
 
+TEST(cross_entropy_ignore_index_leaves_samples_out)
+{
+    /* Rows 0 and 2 are the 2x3 case above; rows 1 and 3 carry the ignored label: the loss is
+     * the mean over the two kept rows and the ignored rows get no gradient (as PyTorch). */
+    const float xv[12] = {1, 2, 3, 5, -1, 0, 1, 0, -1, 2, 2, 2};
+    const int64_t lv[4] = {2, CNN_IGNORE_INDEX, 1, CNN_IGNORE_INDEX};
+    const double c = log(1 + exp(-1.0) + exp(-2.0));
+    cnn_tensor *x = NULL, *lab = NULL, *loss = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4, 3), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(4), lv, CNN_CPU, &lab));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    float v;
+    CHECK_OK(cnn_cross_entropy(x, lab, 0.1f, &loss));
+    CHECK_OK(cnn_tensor_read(loss, &v, 1));
+    CHECK_NEAR(v, c + 0.55, 1e-6);
+    CHECK_OK(cnn_backward(loss));
+    const float *g = cnn_tensor_cdata(cnn_tensor_grad(x));
+    REQUIRE(g);
+    double p[12];
+    ref_softmax(xv, CNN_SHAPE(4, 3), 1, p);
+    for (int i = 0; i < 12; i++) {
+        int r = i / 3;
+        double q = 0.9 * (i % 3 == lv[r]) + 0.1 / 3.0;
+        CHECK_NEAR(g[i], lv[r] == CNN_IGNORE_INDEX ? 0.0 : (p[i] - q) / 2, 1e-6);
+    }
+    cnn_tensor_free(&loss);
+    /* Another ignore_index: here class 1, so row 2 is left out and -100 is out of range. */
+    CHECK_ERR(cnn_cross_entropy_ignore(x, lab, 0.0f, 1, &loss), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "ignore_index 1") != NULL);
+    const int64_t lv2[4] = {2, 0, 1, 1};
+    cnn_tensor *lab2 = NULL;
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(4), lv2, CNN_CPU, &lab2));
+    CHECK_OK(cnn_cross_entropy_ignore(x, lab2, 0.0f, 1, &loss));
+    CHECK_OK(cnn_tensor_read(loss, &v, 1));
+    /* Rows 2 and 3 (label 1) are left out: row 0 gives c, row 1 lse(5, -1, 0) - 5. */
+    CHECK_NEAR(v, (c + log(exp(5.0) + exp(-1.0) + 1.0) - 5.0) / 2, 1e-6);
+    cnn_tensor_free(&loss);
+    /* Every sample ignored: NaN, as PyTorch's mean over nothing. */
+    const int64_t none[4] = {CNN_IGNORE_INDEX, CNN_IGNORE_INDEX, CNN_IGNORE_INDEX,
+                             CNN_IGNORE_INDEX};
+    CHECK_OK(cnn_tensor_write(lab, none, 4));
+    CHECK_OK(cnn_cross_entropy(x, lab, 0.0f, &loss));
+    CHECK_OK(cnn_tensor_read(loss, &v, 1));
+    CHECK(isnan(v));
+    cnn_tensor_free(&loss);
+    cnn_tensor_free(&lab2);
+    cnn_tensor_free(&lab);
+    cnn_tensor_free(&x);
+}
+
+static cnn_status f_ce_ignore(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    (void)ud;
+    return cnn_cross_entropy_ignore(in[0], in[1], 0.2f, 3, y);
+}
+
+TEST(cross_entropy_ignore_index_gradcheck)
+{
+    const int64_t lv[5] = {0, 3, 2, 3, 1};
+    cnn_tensor *in[2] = {rand_tensor(CNN_SHAPE(5, 4), -3, 3, 4), NULL};
+    REQUIRE(in[0]);
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(5), lv, CNN_CPU, &in[1]));
+    CHECK(gradcheck("cross_entropy ignore_index 3", f_ce_ignore, in, 2, NULL, NULL));
+    cnn_tensor_free(&in[0]);
+    cnn_tensor_free(&in[1]);
+}
+
 TEST(cross_entropy_huge_logits_stay_finite)
 {
     const float xv[6] = {1e4f, 0.0f, -1e4f, -1e4f, 1e4f, 1e4f};
