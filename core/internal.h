@@ -27,6 +27,8 @@ cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...) __attribute__((f
 /* One line on stderr when CNN_DEBUG=1 is set, else nothing (e.g. "conv2d: cuDNN cannot do
  * this case, using the hand-written kernel"). Callers log a given fact once. */
 void cnn_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Seconds on the host's monotonic clock (core/timer.c). */
+double cnn_monotonic_s(void);
 
 #define CNN_TRY(expr)                                                                             \
     do {                                                                                          \

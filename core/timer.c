@@ -16,11 +16,11 @@ struct cnn_timer {
     bool started, stopped;
 };
 
-static double host_ms(void)
+double cnn_monotonic_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 cnn_status cnn_timer_create(cnn_timer **out)
@@ -66,7 +66,7 @@ static cnn_status mark(cnn_timer *t, bool stop, const char *op)
 #if CNN_WITH_CUDA
     if (t->events) CNN_TRY(cnn_cuda_timer_record(ctx, t->events, stop));
 #endif
-    if (!t->events) *(stop ? &t->t1 : &t->t0) = host_ms();
+    if (!t->events) *(stop ? &t->t1 : &t->t0) = 1e3 * cnn_monotonic_s();
     if (stop) {
         t->stopped = t->started;
     } else {

@@ -13,7 +13,6 @@
 #include "philox.h"
 
 #include <pthread.h>
-#include <time.h>
 
 /* One decoded sample in the ring. Owned by a worker between claim and `ready`, then by the
  * consumer until it releases the slot. */
@@ -80,18 +79,11 @@ static void drop_ahead(cnn_loader *l)
     l->ahead = (sent_batch){0};
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Decodes epoch position k into its slot; called by a worker or, with no workers, by the
  * consumer. Returns the seconds spent. */
 static double fill_slot(cnn_loader *l, slot *s, int64_t k, int64_t index)
 {
-    double t0 = now_s();
+    double t0 = cnn_monotonic_s();
     s->k = k;
     s->index = index;
     free(s->error);
@@ -99,7 +91,7 @@ static double fill_slot(cnn_loader *l, slot *s, int64_t k, int64_t index)
     s->status = cnn_dataset_get(l->ds, index, &l->opt.transform, l->opt.seed, l->epoch, s->pix,
                                 &s->label);
     if (s->status != CNN_OK) s->error = strdup(cnn_last_error());
-    return now_s() - t0;
+    return cnn_monotonic_s() - t0;
 }
 
 typedef struct worker_arg {
@@ -487,7 +479,7 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
     CNN_CHECK(images && labels, CNN_ERR_INVALID_ARG, "loader_next: images or labels is NULL");
     *images = *labels = NULL;
     CNN_CHECK(l, CNN_ERR_INVALID_ARG, "loader_next: loader is NULL");
-    double t0 = now_s();
+    double t0 = cnn_monotonic_s();
     if (!l->started) CNN_TRY(cnn_loader_start_epoch(l, 0));
     cnn_status st;
 #if CNN_WITH_CUDA
@@ -496,7 +488,7 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
 #endif
         st = pack_batch(l, images, labels);
     if (*images) l->stats.batches++;
-    l->stats.wait_seconds += now_s() - t0;
+    l->stats.wait_seconds += cnn_monotonic_s() - t0;
     return st;
 }
 
