@@ -1,8 +1,8 @@
 /* optim.c — SGD, Adam and AdamW with torch.optim's update formulas, their state dicts for
  * checkpoints, and gradient-norm clipping. Parameters are updated in place and nothing is
  * recorded on the tape. Each optimizer's per-parameter update is one function over raw floats;
- * for CUDA parameters a fused kernel (cuda/optim.cu) with the same arguments takes its place,
- * and the state tensors live on the parameter's device. */
+ * CUDA parameters are all updated together by a fused multi-tensor kernel (cuda/optim.cu) doing
+ * the same float operations, and the state tensors live on the parameter's device. */
 #include "internal.h"
 #include "parallel.h"
 #if CNN_WITH_CUDA
@@ -253,45 +253,71 @@ static cnn_status prepare(cnn_optim *opt, optim_param *q, const cnn_tensor *g)
     return CNN_OK;
 }
 
-/* Only a failed kernel launch can fail here, and then the step count is left as it was. */
-static cnn_status update(const cnn_optim_config *c, optim_param *q, const cnn_tensor *g)
+/* The CPU update of one parameter. */
+static void update_cpu(const cnn_optim_config *c, optim_param *q, const cnn_tensor *g)
 {
-    float *p = cnn_f32(q->p);
-    const float *gd = cnn_f32(g);
-    float *buf = q->s1 ? cnn_f32(q->s1) : NULL;
+    float *p = cnn_f32(q->p), *buf = q->s1 ? cnn_f32(q->s1) : NULL;
     int64_t n = cnn_shape_numel(q->p->shape), step = q->step + 1;
     float wd = q->decay ? c->weight_decay : 0.0f;
-    bool sgd = c->kind == CNN_OPTIM_SGD, decoupled = c->kind == CNN_OPTIM_ADAMW;
-#if CNN_WITH_CUDA
-    if (cnn_on_cuda(q->p)) {
-        if (sgd)
-            CNN_TRY(cnn_cuda_sgd_update_f32(cnn_ctx(), p, gd, buf, n, c->lr, c->momentum,
-                                            c->dampening, c->nesterov, wd, step == 1));
-        else
-            CNN_TRY(cnn_cuda_adam_update_f32(cnn_ctx(), p, gd, buf, cnn_f32(q->s2), n, c->lr,
-                                             c->beta1, c->beta2, c->eps, wd, decoupled, step));
-        q->step = step;
-        return CNN_OK;
-    }
-#endif
-    if (sgd)
-        sgd_update_f32(p, gd, buf, n, c->lr, c->momentum, c->dampening, c->nesterov, wd,
+    if (c->kind == CNN_OPTIM_SGD)
+        sgd_update_f32(p, cnn_f32(g), buf, n, c->lr, c->momentum, c->dampening, c->nesterov, wd,
                        step == 1);
     else
-        adam_update_f32(p, gd, buf, cnn_f32(q->s2), n, c->lr, c->beta1, c->beta2, c->eps, wd,
-                        decoupled, step);
-    q->step = step;
-    return CNN_OK;
+        adam_update_f32(p, cnn_f32(g), buf, cnn_f32(q->s2), n, c->lr, c->beta1, c->beta2, c->eps,
+                        wd, c->kind == CNN_OPTIM_ADAMW, step);
 }
+
+#if CNN_WITH_CUDA
+/* All CUDA parameters with a gradient in one fused update (a few launches in all). Only a
+ * failed launch can fail here. */
+static cnn_status update_cuda(cnn_optim *opt)
+{
+    const cnn_optim_config *c = &opt->cfg;
+    cnn_cuda_param_update *us = malloc((size_t)(opt->n ? opt->n : 1) * sizeof *us);
+    CNN_CHECK(us, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
+    int count = 0;
+    for (int i = 0; i < opt->n; i++) {
+        optim_param *q = &opt->ps[i];
+        if (!q->p->grad || !cnn_on_cuda(q->p)) continue;
+        us[count++] = (cnn_cuda_param_update){
+            .p = cnn_f32(q->p), .g = cnn_f32(q->p->grad), .s1 = q->s1 ? cnn_f32(q->s1) : NULL,
+            .s2 = q->s2 ? cnn_f32(q->s2) : NULL, .n = cnn_shape_numel(q->p->shape),
+            .wd = q->decay ? c->weight_decay : 0.0f, .step = q->step + 1};
+    }
+    cnn_status st = CNN_OK;
+    if (c->kind == CNN_OPTIM_SGD)
+        st = cnn_cuda_sgd_update_f32(cnn_ctx(), us, count, c->lr, c->momentum, c->dampening,
+                                     c->nesterov);
+    else
+        st = cnn_cuda_adam_update_f32(cnn_ctx(), us, count, c->lr, c->beta1, c->beta2, c->eps,
+                                      c->kind == CNN_OPTIM_ADAMW);
+    free(us);
+    return st;
+}
+#endif
 
 cnn_status cnn_optim_step(cnn_optim *opt)
 {
     CNN_CHECK(opt, CNN_ERR_INVALID_ARG, "optim_step: optimizer is NULL");
     /* All checks and allocations first, so that a failure leaves every parameter unchanged. */
-    for (int i = 0; i < opt->n; i++)
-        if (opt->ps[i].p->grad) CNN_TRY(prepare(opt, &opt->ps[i], opt->ps[i].p->grad));
-    for (int i = 0; i < opt->n; i++)
-        if (opt->ps[i].p->grad) CNN_TRY(update(&opt->cfg, &opt->ps[i], opt->ps[i].p->grad));
+    bool any_cuda = false;
+    for (int i = 0; i < opt->n; i++) {
+        optim_param *q = &opt->ps[i];
+        if (!q->p->grad) continue;
+        CNN_TRY(prepare(opt, q, q->p->grad));
+        any_cuda = any_cuda || cnn_on_cuda(q->p);
+    }
+#if CNN_WITH_CUDA
+    if (any_cuda) CNN_TRY(update_cuda(opt));
+#else
+    (void)any_cuda;
+#endif
+    for (int i = 0; i < opt->n; i++) {
+        optim_param *q = &opt->ps[i];
+        if (!q->p->grad) continue;
+        if (!cnn_on_cuda(q->p)) update_cpu(&opt->cfg, q, q->p->grad);
+        q->step++;
+    }
     opt->steps++;
     return CNN_OK;
 }

@@ -232,12 +232,22 @@ cnn_status cnn_cuda_cross_entropy_backward(cnn_context *ctx, const float *prob,
                                            const int64_t *labels, const float *g,
                                            const float *count, float *dx, int64_t n, int64_t k,
                                            float label_smoothing, int64_t ignore_index);
-/* The fused updates of core/optim.c's sgd_update_f32 / adam_update_f32, same arguments. */
-cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, float *p, const float *g, float *buf,
-                                   int64_t n, float lr, float momentum, float dampening,
-                                   bool nesterov, float wd, bool first);
-cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, float *p, const float *g, float *m,
-                                    float *v, int64_t n, float lr, float beta1, float beta2,
-                                    float eps, float wd, bool decoupled, int64_t step);
+/* One parameter of a fused optimizer update: p and its gradient g (n floats), its state (SGD:
+ * s1 the momentum buffer or NULL, s2 unused; Adam/AdamW: s1 exp_avg, s2 exp_avg_sq), its weight
+ * decay and the number of this update (1 on the first). */
+typedef struct cnn_cuda_param_update {
+    float *p;
+    const float *g;
+    float *s1, *s2;
+    int64_t n;
+    float wd;
+    int64_t step;
+} cnn_cuda_param_update;
+/* core/optim.c's sgd_update_f32 / adam_update_f32 applied to `count` parameters, all on ctx's
+ * device, in a few launches that each cover many parameters. */
+cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps, int count,
+                                   float lr, float momentum, float dampening, bool nesterov);
+cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps, int count,
+                                    float lr, float beta1, float beta2, float eps, bool decoupled);
 
 #endif /* CNN_CUDA_API_H */

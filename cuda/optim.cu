@@ -1,26 +1,62 @@
-/* optim.cu — fused CUDA updates for core/optim.c: one kernel per optimizer applies the whole
- * update of one parameter (weight decay, momentum / Nesterov / dampening, Adam moments, bias
- * correction) in one pass. Every float operation is an explicit _rn intrinsic in the order of
- * the CPU loop, so nvcc fuses nothing into an FMA and both devices compute the same bits.
- * Launchers and kernels only: state allocation and checks stay in core/optim.c. */
+/* optim.cu — fused CUDA updates for core/optim.c, applied to all of an optimizer's parameters
+ * at once: a launch covers up to MT_TENSORS parameters and MT_BLOCKS chunks of MT_CHUNK
+ * elements, described in the kernel's arguments (so ResNet-50's 161 parameters take a handful
+ * of launches, not 161). Each element's update (weight decay, momentum / Nesterov / dampening,
+ * Adam moments, bias correction) is one pass, with every float operation an explicit _rn
+ * intrinsic in the order of the CPU loop, so nvcc fuses nothing into an FMA and both devices
+ * compute the same bits. Launchers and kernels only: state allocation and checks stay in
+ * core/optim.c. */
 #include "cuda_check.h"
 #include "launch.cuh"
 
 #include <math.h>
 
-/* p, g, buf: (n); buf is NULL without momentum. See sgd_update_f32 in core/optim.c. */
-__global__ void sgd_update_kernel(float *p, const float *g, float *buf, int64_t n, float neg_lr,
-                                  float momentum, float keep, bool nesterov, float wd, bool first)
+namespace {
+
+constexpr int MT_TENSORS = 32;
+constexpr int MT_BLOCKS = 320;
+constexpr int64_t MT_CHUNK = 65536;
+
+/* One parameter as a kernel sees it, with the per-parameter scalars the host computed. */
+struct MtTensor {
+    float *p;
+    const float *g;
+    float *s1, *s2; /* SGD: momentum buffer or NULL; Adam: exp_avg, exp_avg_sq */
+    int64_t n;
+    float wd;
+    bool first;                        /* SGD: the momentum buffer starts as the gradient */
+    float shrink, step_size, bc2_sqrt; /* Adam */
+};
+
+/* Block b of a launch updates chunk chunk_of[b] of tensor tensor_of[b]. About 3.6 KB: within
+ * the 4 KB of kernel arguments any CUDA version takes. */
+struct MtArgs {
+    MtTensor t[MT_TENSORS];
+    unsigned char tensor_of[MT_BLOCKS];
+    int chunk_of[MT_BLOCKS];
+};
+static_assert(sizeof(MtArgs) + 64 <= 4096, "kernel arguments over 4 KB");
+
+/* The [begin, end) range of the chunk this block owns. */
+#define MT_CHUNK_LOOP(a, t, i)                                                                    \
+    const MtTensor &t = (a).t[(a).tensor_of[blockIdx.x]];                                         \
+    const int64_t begin_ = (int64_t)(a).chunk_of[blockIdx.x] * MT_CHUNK;                          \
+    const int64_t end_ = t.n < begin_ + MT_CHUNK ? t.n : begin_ + MT_CHUNK;                       \
+    for (int64_t i = begin_ + threadIdx.x; i < end_; i += blockDim.x)
+
+/* See sgd_update_f32 in core/optim.c. */
+__global__ void sgd_multi_kernel(MtArgs a, float neg_lr, float momentum, float keep,
+                                 bool nesterov)
 {
-    GRID_STRIDE_LOOP(i, n) {
-        float gi = g[i];
-        if (wd != 0) gi = __fadd_rn(gi, __fmul_rn(wd, p[i]));
-        if (buf) {
-            float b = first ? gi : __fadd_rn(__fmul_rn(buf[i], momentum), __fmul_rn(keep, gi));
-            buf[i] = b;
+    MT_CHUNK_LOOP(a, t, i) {
+        float gi = t.g[i];
+        if (t.wd != 0) gi = __fadd_rn(gi, __fmul_rn(t.wd, t.p[i]));
+        if (t.s1) {
+            float b = t.first ? gi : __fadd_rn(__fmul_rn(t.s1[i], momentum), __fmul_rn(keep, gi));
+            t.s1[i] = b;
             gi = nesterov ? __fadd_rn(gi, __fmul_rn(momentum, b)) : b;
         }
-        p[i] = __fadd_rn(p[i], __fmul_rn(neg_lr, gi));
+        t.p[i] = __fadd_rn(t.p[i], __fmul_rn(neg_lr, gi));
     }
 }
 
@@ -31,56 +67,102 @@ __device__ __forceinline__ float lerp_rn(float a, float b, float w)
                     : __fsub_rn(b, __fmul_rn(__fsub_rn(b, a), __fsub_rn(1.0f, w)));
 }
 
-/* p, g, m (exp_avg), v (exp_avg_sq): (n). See adam_update_f32 in core/optim.c. */
-__global__ void adam_update_kernel(float *p, const float *g, float *m, float *v, int64_t n,
-                                   float beta2, float eps, float wd, bool l2, bool dec,
-                                   float shrink, float w1, float w2, float step_size,
-                                   float bc2_sqrt)
+/* See adam_update_f32 in core/optim.c. l2: wd is added to the gradient (Adam); dec: the
+ * parameter shrinks first (AdamW). */
+__global__ void adam_multi_kernel(MtArgs a, float beta2, float eps, bool dec, float w1, float w2)
 {
-    GRID_STRIDE_LOOP(i, n) {
-        float pi = p[i], gi = g[i];
-        if (dec) pi = __fmul_rn(pi, shrink);
-        if (l2) gi = __fadd_rn(gi, __fmul_rn(wd, pi));
-        float mi = lerp_rn(m[i], gi, w1);
-        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(w2, gi), gi));
-        m[i] = mi;
-        v[i] = vi;
-        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
-        p[i] = __fsub_rn(pi, __fmul_rn(step_size, __fdiv_rn(mi, denom)));
+    MT_CHUNK_LOOP(a, t, i) {
+        float pi = t.p[i], gi = t.g[i];
+        if (dec && t.wd != 0) pi = __fmul_rn(pi, t.shrink);
+        if (!dec && t.wd != 0) gi = __fadd_rn(gi, __fmul_rn(t.wd, pi));
+        float mi = lerp_rn(t.s1[i], gi, w1);
+        float vi = __fadd_rn(__fmul_rn(t.s2[i], beta2), __fmul_rn(__fmul_rn(w2, gi), gi));
+        t.s1[i] = mi;
+        t.s2[i] = vi;
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), t.bc2_sqrt), eps);
+        t.p[i] = __fsub_rn(pi, __fmul_rn(t.step_size, __fdiv_rn(mi, denom)));
     }
 }
 
-extern "C" cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, float *p, const float *g,
-                                              float *buf, int64_t n, float lr, float momentum,
-                                              float dampening, bool nesterov, float wd, bool first)
+/* The status of the launch just made, naming the op and kernel if it failed. */
+cnn_status launch_status(const char *op, const char *kernel)
 {
-    if (n <= 0) return CNN_OK;
-    cudaStream_t s;
-    CNN_TRY(cnn_cuda_enter(ctx, "sgd_update", &s));
-    const float keep = (float)(1.0 - (double)dampening);
-    sgd_update_kernel<<<grid_for(n), THREADS, 0, s>>>(p, g, buf, n, -lr, momentum, keep, nesterov,
-                                                      wd, first);
-    CNN_CUDA_LAUNCH_CHECK(sgd_update_kernel);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return CNN_OK;
+    return cnn_error(cnn_cuda_status_of(e), "%s: launch of %s failed: %s", op, kernel,
+                     cudaGetErrorString(e));
+}
+
+/* Packs the parameters into launches of at most MT_TENSORS tensors and MT_BLOCKS chunks, and
+ * calls launch(args, blocks) for each. A parameter whose chunks overflow one launch continues
+ * in the next. */
+template <class Launch>
+cnn_status for_each_launch(const MtTensor *ts, int count, Launch launch)
+{
+    MtArgs a{};
+    int nt = 0, nb = 0;
+    for (int i = 0; i < count; i++) {
+        const int64_t chunks = (ts[i].n + MT_CHUNK - 1) / MT_CHUNK;
+        for (int64_t c = 0; c < chunks; c++) {
+            if (c == 0 || nt == 0) a.t[nt++] = ts[i];
+            a.tensor_of[nb] = (unsigned char)(nt - 1);
+            a.chunk_of[nb++] = (int)c;
+            const bool last_chunk = c + 1 == chunks;
+            if (nb == MT_BLOCKS || (nt == MT_TENSORS && last_chunk)) {
+                CNN_TRY(launch(a, nb));
+                nt = nb = 0;
+            }
+        }
+    }
+    if (nb > 0) CNN_TRY(launch(a, nb));
     return CNN_OK;
 }
 
-extern "C" cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, float *p, const float *g,
-                                               float *m, float *v, int64_t n, float lr,
-                                               float beta1, float beta2, float eps, float wd,
-                                               bool decoupled, int64_t step)
+} /* namespace */
+
+extern "C" cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps,
+                                              int count, float lr, float momentum,
+                                              float dampening, bool nesterov)
 {
-    if (n <= 0) return CNN_OK;
+    if (count <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "sgd_update", &s));
+    MtTensor *ts = (MtTensor *)calloc((size_t)count, sizeof *ts);
+    CNN_CHECK(ts, CNN_ERR_OUT_OF_MEMORY, "sgd_update: out of host memory");
+    for (int i = 0; i < count; i++)
+        ts[i] = MtTensor{ps[i].p, ps[i].g, ps[i].s1, NULL, ps[i].n, ps[i].wd, ps[i].step == 1,
+                         0.0f, 0.0f, 0.0f};
+    const float keep = (float)(1.0 - (double)dampening);
+    cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
+        sgd_multi_kernel<<<blocks, THREADS, 0, s>>>(a, -lr, momentum, keep, nesterov);
+        return launch_status("sgd_update", "sgd_multi_kernel");
+    });
+    free(ts);
+    return st;
+}
+
+extern "C" cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps,
+                                               int count, float lr, float beta1, float beta2,
+                                               float eps, bool decoupled)
+{
+    if (count <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "adam_update", &s));
-    /* The scalars exactly as the CPU path computes them: in double, then rounded once. */
-    const double bc1 = 1.0 - pow((double)beta1, (double)step);
-    const double bc2 = 1.0 - pow((double)beta2, (double)step);
-    const float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    MtTensor *ts = (MtTensor *)calloc((size_t)count, sizeof *ts);
+    CNN_CHECK(ts, CNN_ERR_OUT_OF_MEMORY, "adam_update: out of host memory");
+    for (int i = 0; i < count; i++) {
+        /* The scalars exactly as the CPU path computes them: in double, then rounded once. */
+        const double bc1 = 1.0 - pow((double)beta1, (double)ps[i].step);
+        const double bc2 = 1.0 - pow((double)beta2, (double)ps[i].step);
+        ts[i] = MtTensor{ps[i].p, ps[i].g, ps[i].s1, ps[i].s2, ps[i].n, ps[i].wd, false,
+                         (float)(1.0 - (double)lr * (double)ps[i].wd), (float)((double)lr / bc1),
+                         (float)sqrt(bc2)};
+    }
     const float w1 = (float)(1.0 - (double)beta1), w2 = (float)(1.0 - (double)beta2);
-    const float shrink = (float)(1.0 - (double)lr * (double)wd);
-    const bool l2 = !decoupled && wd != 0, dec = decoupled && wd != 0;
-    adam_update_kernel<<<grid_for(n), THREADS, 0, s>>>(p, g, m, v, n, beta2, eps, wd, l2, dec,
-                                                       shrink, w1, w2, step_size, bc2_sqrt);
-    CNN_CUDA_LAUNCH_CHECK(adam_update_kernel);
-    return CNN_OK;
+    cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
+        adam_multi_kernel<<<blocks, THREADS, 0, s>>>(a, beta2, eps, decoupled, w1, w2);
+        return launch_status("adam_update", "adam_multi_kernel");
+    });
+    free(ts);
+    return st;
 }

@@ -138,3 +138,13 @@ cnn_tensor *rand_tensor(cnn_shape s, float lo, float hi, int requires_grad)
     if (requires_grad) cnn_tensor_set_requires_grad(t, true);
     return t;
 }
+
+cnn_tensor *to_gpu(const cnn_tensor *t)
+{
+    cnn_tensor *d = NULL;
+    if (!t || cnn_tensor_to(t, CNN_CUDA(0), &d) != CNN_OK) return NULL;
+    if (cnn_tensor_requires_grad(t)) cnn_tensor_set_requires_grad(d, true);
+    return d;
+}
+
+bool on_gpu(const cnn_tensor *t) { return t && cnn_tensor_device(t).type == CNN_DEVICE_CUDA; }

@@ -29,4 +29,11 @@ int tensors_close(const char *what, const cnn_tensor *a, const cnn_tensor *ref, 
 /* A new CPU tensor with values uniform in [lo, hi), requiring grad if asked. */
 cnn_tensor *rand_tensor(cnn_shape s, float lo, float hi, int requires_grad);
 
+/* A copy on cuda:0 of a CPU tensor, requiring grad as the source does; NULL on failure or for
+ * a NULL source. */
+cnn_tensor *to_gpu(const cnn_tensor *t);
+
+/* Whether t is a tensor on a CUDA device. */
+bool on_gpu(const cnn_tensor *t);
+
 #endif /* CNN_GRADCHECK_H */

@@ -78,7 +78,7 @@ static int make_ref(const conv_case *cc, conv_ref *r)
 }
 
 /* A device copy of a CPU tensor (no grad). */
-static cnn_tensor *on_gpu(const cnn_tensor *t)
+static cnn_tensor *gpu_copy(const cnn_tensor *t)
 {
     cnn_tensor *d = NULL;
     if (t && cnn_tensor_to(t, CNN_CUDA(0), &d) != CNN_OK) return NULL;
@@ -156,7 +156,7 @@ static void check_impl(const conv_case *cc, const conv_impl *im, float atol, flo
         ref_free(&r);
         return;
     }
-    cnn_tensor *x = on_gpu(r.x), *w = on_gpu(r.w), *b = on_gpu(r.b), *dy = on_gpu(r.dy);
+    cnn_tensor *x = gpu_copy(r.x), *w = gpu_copy(r.w), *b = gpu_copy(r.b), *dy = gpu_copy(r.dy);
     cnn_tensor *y = nan_gpu(cnn_tensor_shape(r.dy)), *dx = nan_gpu(cnn_tensor_shape(r.x));
     cnn_tensor *dw = nan_gpu(cnn_tensor_shape(r.w)), *db = nan_gpu(CNN_SHAPE(cc->k));
     if (!x || !w || !dy || !y || !dx || !dw || !db || (cc->bias && !b)) {
@@ -236,7 +236,7 @@ GPU_TEST(cuda_conv_bias_grad_alone)
 {
     conv_ref r;
     REQUIRE(make_ref(&cases[1], &r));
-    cnn_tensor *dy = on_gpu(r.dy), *db = nan_gpu(CNN_SHAPE(cases[1].k));
+    cnn_tensor *dy = gpu_copy(r.dy), *db = nan_gpu(CNN_SHAPE(cases[1].k));
     REQUIRE(dy && db);
     CHECK_OK(cnn_cuda_conv2d_backward_filter(cnn_context_current(), &r.g, f(dy), NULL, NULL,
                                              cnn_f32(db)));
@@ -257,7 +257,7 @@ GPU_TEST(cuda_conv_bias_grad_alone)
 static int run_to_host(const conv_case *cc, const conv_impl *im, const conv_ref *r, float **out)
 {
     (void)cc; /* the case's geometry already shaped r's tensors */
-    cnn_tensor *x = on_gpu(r->x), *w = on_gpu(r->w), *dy = on_gpu(r->dy);
+    cnn_tensor *x = gpu_copy(r->x), *w = gpu_copy(r->w), *dy = gpu_copy(r->dy);
     cnn_tensor *y = nan_gpu(cnn_tensor_shape(r->dy)), *dx = nan_gpu(cnn_tensor_shape(r->x));
     cnn_tensor *dw = nan_gpu(cnn_tensor_shape(r->w));
     cnn_tensor *res[3] = {y, dx, dw};
@@ -320,8 +320,8 @@ GPU_TEST(cuda_conv_cudnn_algorithm_cache)
     cnn_context *ctx = cnn_context_current();
     conv_ref r;
     REQUIRE(make_ref(&cases[1], &r));
-    cnn_tensor *x = on_gpu(r.x), *w = on_gpu(r.w), *y = nan_gpu(cnn_tensor_shape(r.dy));
-    cnn_tensor *dy = on_gpu(r.dy), *dx = nan_gpu(cnn_tensor_shape(r.x));
+    cnn_tensor *x = gpu_copy(r.x), *w = gpu_copy(r.w), *y = nan_gpu(cnn_tensor_shape(r.dy));
+    cnn_tensor *dy = gpu_copy(r.dy), *dx = nan_gpu(cnn_tensor_shape(r.x));
     REQUIRE(x && w && y && dy && dx);
     size_t e0, e1, e2, e3, e4;
     uint64_t s0, s1, s2, s3, s4;
@@ -364,7 +364,7 @@ static void check_dispatch(const conv_case *cc, cnn_backend be)
 {
     conv_ref r;
     REQUIRE(make_ref(cc, &r));
-    cnn_tensor *x = on_gpu(r.x), *w = on_gpu(r.w), *b = on_gpu(r.b), *dy = on_gpu(r.dy);
+    cnn_tensor *x = gpu_copy(r.x), *w = gpu_copy(r.w), *b = gpu_copy(r.b), *dy = gpu_copy(r.dy);
     cnn_tensor *y = NULL;
     REQUIRE(x && w && dy && (!cc->bias || b));
     CHECK_OK(cnn_tensor_set_requires_grad(x, true));
@@ -428,7 +428,7 @@ GPU_TEST(cuda_conv_gradcheck)
         cnn_tensor *xc = rand_tensor(CNN_SHAPE(2, 4, 5, 6), -1, 1, 0);
         cnn_tensor *wc = rand_tensor(CNN_SHAPE(6, 2, 3, 3), -1, 1, 0);
         cnn_tensor *bc = rand_tensor(CNN_SHAPE(6), -1, 1, 0);
-        cnn_tensor *in[3] = {on_gpu(xc), on_gpu(wc), on_gpu(bc)};
+        cnn_tensor *in[3] = {gpu_copy(xc), gpu_copy(wc), gpu_copy(bc)};
         cnn_tensor_free(&xc);
         cnn_tensor_free(&wc);
         cnn_tensor_free(&bc);

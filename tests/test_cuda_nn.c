@@ -13,15 +13,6 @@
 
 #define MAX_IN 3
 
-/* A device copy of a CPU tensor, requiring grad as the source does. NULL stays NULL. */
-static cnn_tensor *to_gpu(const cnn_tensor *t)
-{
-    cnn_tensor *d = NULL;
-    if (!t || cnn_tensor_to(t, CNN_CUDA(0), &d) != CNN_OK) return NULL;
-    if (cnn_tensor_requires_grad(t)) cnn_tensor_set_requires_grad(d, true);
-    return d;
-}
-
 /* The caching allocator hands a released block back, best fit, to the next request of its
  * size. So allocating NaN-filled tensors of the shapes an op is about to allocate, and releasing
  * them, makes the op's outputs start as NaN: an element a kernel never writes then fails the

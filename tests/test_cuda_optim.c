@@ -1,0 +1,278 @@
+/* test_cuda_optim.c — the fused CUDA optimizer updates (SGD with momentum / Nesterov /
+ * dampening, Adam, AdamW) and gradient-norm clipping against the CPU reference, on a few
+ * parameters over several steps and on many parameters of awkward sizes that take several
+ * multi-tensor launches. GPU tests only: skipped (and counted as skipped) without a device.
+ * Tolerances are |gpu - cpu| <= abs + rel * |cpu|. */
+#include "gradcheck.h"
+
+#include <stdio.h>
+
+/* The kernels use the CPU's float operations in the CPU's order; the tolerance only keeps a
+ * last-ulp difference in a host-side scalar from failing a test. */
+#define EW_ATOL 1e-6f
+#define EW_RTOL 1e-5f
+
+/* ---- a few parameters --------------------------------------------------------------------- */
+#define N_PARAMS 3
+static const cnn_shape k_param_shapes[N_PARAMS] = {{4, {3, 5, 7, 11}}, {1, {513}}, {1, {1}}};
+
+/* Parameters with the same values on both devices. */
+static int make_params(cnn_tensor **pc, cnn_tensor **pg)
+{
+    for (int i = 0; i < N_PARAMS; i++) {
+        pc[i] = rand_tensor(k_param_shapes[i], -1, 1, 1);
+        pg[i] = pc[i] ? to_gpu(pc[i]) : NULL;
+        if (!pg[i]) return 0;
+    }
+    return 1;
+}
+
+/* Sets the gradient of every parameter to fresh random values, the same on both devices (a
+ * backward from a leaf seeds its .grad). */
+static int set_grads(cnn_tensor **pc, cnn_tensor **pg, float scale)
+{
+    int ok = 1;
+    for (int i = 0; i < N_PARAMS; i++) {
+        cnn_tensor_zero_grad(pc[i]);
+        cnn_tensor_zero_grad(pg[i]);
+        cnn_tensor *g = rand_tensor(k_param_shapes[i], -scale, scale, 0);
+        cnn_tensor *gg = g ? to_gpu(g) : NULL;
+        ok = ok && gg && cnn_backward_with_grad(pc[i], g) == CNN_OK &&
+             cnn_backward_with_grad(pg[i], gg) == CNN_OK;
+        cnn_tensor_free(&g);
+        cnn_tensor_free(&gg);
+    }
+    return ok;
+}
+
+static void free_params(cnn_tensor **pc, cnn_tensor **pg)
+{
+    for (int i = 0; i < N_PARAMS; i++) {
+        cnn_tensor_free(&pc[i]);
+        cnn_tensor_free(&pg[i]);
+    }
+}
+
+/* Five steps of one optimizer on both devices; parameters and state must agree (the kernels
+ * use the CPU's float operations in the CPU's order, so they should be exact; the tolerance only
+ * keeps a last-ulp libm difference in the host-side scalars from failing the test). */
+static void check_optim(const cnn_optim_config *cfg, const char *what)
+{
+    static const char *names[N_PARAMS] = {"conv.weight", "conv.bias", "scale"};
+    cnn_tensor *pc[N_PARAMS] = {0}, *pg[N_PARAMS] = {0};
+    cnn_optim *oc = NULL, *og = NULL;
+    cnn_dict *dc = NULL, *dg = NULL;
+    char name[128];
+    if (!make_params(pc, pg)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: parameters: %s", what, cnn_last_error());
+        goto out;
+    }
+    if (cnn_optim_create(cfg, &oc) != CNN_OK || cnn_optim_create(cfg, &og) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: create: %s", what, cnn_last_error());
+        goto out;
+    }
+    for (int i = 0; i < N_PARAMS; i++) {
+        /* The bias is exempt from weight decay, as a model's biases usually are. */
+        CHECK(cnn_optim_add_param(oc, names[i], pc[i], i != 1) == CNN_OK);
+        CHECK(cnn_optim_add_param(og, names[i], pg[i], i != 1) == CNN_OK);
+    }
+    for (int step = 0; step < 5; step++) {
+        if (!set_grads(pc, pg, 1.0f)) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: gradients: %s", what, cnn_last_error());
+            goto out;
+        }
+        if (cnn_optim_step(oc) != CNN_OK || cnn_optim_step(og) != CNN_OK) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: step %d: %s", what, step, cnn_last_error());
+            goto out;
+        }
+    }
+    for (int i = 0; i < N_PARAMS; i++) {
+        snprintf(name, sizeof name, "%s: %s after 5 steps", what, names[i]);
+        if (!on_gpu(pg[i]) || !tensors_close(name, pg[i], pc[i], EW_ATOL, EW_RTOL))
+            cnn_test_fail(__FILE__, __LINE__, "%s", name);
+    }
+    /* The state lives on the parameter's device and matches the CPU's. */
+    if (cnn_dict_create(&dc) != CNN_OK || cnn_dict_create(&dg) != CNN_OK ||
+        cnn_optim_state_dict(oc, dc) != CNN_OK || cnn_optim_state_dict(og, dg) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: state dicts: %s", what, cnn_last_error());
+        goto out;
+    }
+    CHECK(cnn_dict_size(dc) == cnn_dict_size(dg));
+    for (int i = 0; i < cnn_dict_size(dc); i++) {
+        const cnn_tensor *tg = cnn_dict_get(dg, cnn_dict_name(dc, i));
+        snprintf(name, sizeof name, "%s: state %s", what, cnn_dict_name(dc, i));
+        if (!tg || !on_gpu(tg) || !tensors_close(name, tg, cnn_dict_at(dc, i), EW_ATOL, EW_RTOL))
+            cnn_test_fail(__FILE__, __LINE__, "%s", name);
+    }
+out:
+    cnn_dict_destroy(&dc);
+    cnn_dict_destroy(&dg);
+    cnn_optim_destroy(&oc);
+    cnn_optim_destroy(&og);
+    free_params(pc, pg);
+}
+
+GPU_TEST(cuda_sgd_matches_cpu_over_5_steps)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
+    c.lr = 0.1f;
+    check_optim(&c, "sgd plain");
+    c.weight_decay = 1e-2f;
+    check_optim(&c, "sgd wd");
+    c.momentum = 0.9f;
+    check_optim(&c, "sgd momentum wd");
+    c.dampening = 0.5f;
+    check_optim(&c, "sgd momentum dampening wd");
+    c.dampening = 0.0f;
+    c.nesterov = true;
+    check_optim(&c, "sgd nesterov wd");
+    /* A CUDA parameter stepped under a CPU context is refused before anything changes. */
+    cnn_tensor *p = NULL, *g = NULL;
+    cnn_optim *o = NULL;
+    float v[5] = {0};
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(5), 2.0f, CNN_CUDA(0), &p));
+    CHECK_OK(cnn_tensor_set_requires_grad(p, true));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(5), 1.0f, CNN_CUDA(0), &g));
+    CHECK_OK(cnn_backward_with_grad(p, g));
+    CHECK_OK(cnn_optim_create(&c, &o));
+    CHECK_OK(cnn_optim_add_param(o, "p", p, true));
+    cnn_context *ctx = cnn_context_current();
+    cnn_context_set_current(NULL);
+    cnn_status st = cnn_optim_step(o);
+    cnn_context_set_current(ctx);
+    CHECK(st == CNN_ERR_DEVICE);
+    CHECK_OK(cnn_tensor_read(p, v, 5));
+    CHECK(v[0] == 2.0f && v[4] == 2.0f);
+    cnn_optim_destroy(&o);
+    cnn_tensor_free(&p);
+    cnn_tensor_free(&g);
+}
+
+GPU_TEST(cuda_adam_adamw_match_cpu_over_5_steps)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_ADAMW);
+    c.lr = 1e-2f;
+    c.weight_decay = 0.1f;
+    check_optim(&c, "adamw");
+    c = cnn_optim_defaults(CNN_OPTIM_ADAM);
+    c.lr = 1e-2f;
+    check_optim(&c, "adam");
+    c.weight_decay = 1e-2f;
+    check_optim(&c, "adam l2");
+}
+
+GPU_TEST(cuda_clip_grad_norm_matches_cpu)
+{
+    cnn_tensor *pc[N_PARAMS + 1] = {0}, *pg[N_PARAMS + 1] = {0};
+    REQUIRE(make_params(pc, pg));
+    REQUIRE(set_grads(pc, pg, 2.0f));
+    /* A NULL entry is skipped, as on the CPU. */
+    float nc = 0, ng = 0;
+    CHECK_OK(cnn_clip_grad_norm(pc, N_PARAMS + 1, 1e6f, &nc));
+    CHECK_OK(cnn_clip_grad_norm(pg, N_PARAMS + 1, 1e6f, &ng));
+    CHECK(nc > 1.0f);
+    CHECK_NEAR(ng, nc, 1e-6 * nc);
+    for (int i = 0; i < N_PARAMS; i++) /* max_norm above the norm: nothing changes */
+        CHECK(tensors_close("unclipped", cnn_tensor_grad(pg[i]), cnn_tensor_grad(pc[i]), 0, 0));
+    CHECK_OK(cnn_clip_grad_norm(pc, N_PARAMS + 1, 0.5f, &nc));
+    CHECK_OK(cnn_clip_grad_norm(pg, N_PARAMS + 1, 0.5f, &ng));
+    CHECK_NEAR(ng, nc, 1e-6 * nc);
+    for (int i = 0; i < N_PARAMS; i++)
+        CHECK(tensors_close("clipped grad", cnn_tensor_grad(pg[i]), cnn_tensor_grad(pc[i]),
+                            EW_ATOL, EW_RTOL));
+    /* The clipped gradients have norm max_norm (to float accuracy). */
+    CHECK_OK(cnn_clip_grad_norm(pg, N_PARAMS, 1e6f, &ng));
+    CHECK_NEAR(ng, 0.5, 1e-5);
+    /* Gradients on two devices cannot be clipped together. */
+    cnn_tensor *mixed[2] = {pc[0], pg[1]};
+    CHECK_ERR(cnn_clip_grad_norm(mixed, 2, 1.0f, NULL), CNN_ERR_DEVICE);
+    free_params(pc, pg);
+}
+
+/* ---- many parameters ---------------------------------------------------------------------- */
+/* 70 parameters whose sizes straddle the 65,536-element chunks (and one empty), more than one
+ * launch holds (32 tensors, 320 chunks): 330 chunks come from the largest alone. Each step some
+ * parameters get no gradient, so their update counts differ (the first SGD step and Adam's bias
+ * correction are per parameter), and every other one is exempt from weight decay. */
+#define MANY 70
+
+static int64_t many_size(int i)
+{
+    static const int64_t sizes[] = {1, 7, 65535, 65536, 65537, 300001, 1000, 0, 4099, 131072};
+    return i == MANY - 1 ? 330 * 65536 - 5 : sizes[i % 10];
+}
+
+/* Parameter i has a gradient at step s unless (i + s) % 5 == 0. */
+static bool has_grad_at(int i, int s) { return (i + s) % 5 != 0; }
+
+static void check_many(const cnn_optim_config *cfg, const char *what)
+{
+    cnn_tensor *pc[MANY] = {0}, *pg[MANY] = {0};
+    cnn_optim *oc = NULL, *og = NULL;
+    char name[160];
+    REQUIRE(cnn_optim_create(cfg, &oc) == CNN_OK && cnn_optim_create(cfg, &og) == CNN_OK);
+    for (int i = 0; i < MANY; i++) {
+        pc[i] = rand_tensor(CNN_SHAPE(many_size(i)), -1, 1, 1);
+        pg[i] = pc[i] ? to_gpu(pc[i]) : NULL;
+        snprintf(name, sizeof name, "p%d", i);
+        if (!pg[i] || cnn_optim_add_param(oc, name, pc[i], i % 2 == 0) != CNN_OK ||
+            cnn_optim_add_param(og, name, pg[i], i % 2 == 0) != CNN_OK) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: parameter %d: %s", what, i, cnn_last_error());
+            goto out;
+        }
+    }
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < MANY; i++) {
+            cnn_tensor_zero_grad(pc[i]);
+            cnn_tensor_zero_grad(pg[i]);
+            if (!has_grad_at(i, s)) continue;
+            cnn_tensor *g = rand_tensor(CNN_SHAPE(many_size(i)), -1, 1, 0), *gg = to_gpu(g);
+            bool ok = gg && cnn_backward_with_grad(pc[i], g) == CNN_OK &&
+                      cnn_backward_with_grad(pg[i], gg) == CNN_OK;
+            cnn_tensor_free(&g);
+            cnn_tensor_free(&gg);
+            if (!ok) {
+                cnn_test_fail(__FILE__, __LINE__, "%s: gradient %d: %s", what, i,
+                              cnn_last_error());
+                goto out;
+            }
+        }
+        if (cnn_optim_step(oc) != CNN_OK || cnn_optim_step(og) != CNN_OK) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: step %d: %s", what, s, cnn_last_error());
+            goto out;
+        }
+    }
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof name, "%s: parameter %d (%lld elements)", what, i,
+                 (long long)many_size(i));
+        if (!on_gpu(pg[i]) || !tensors_close(name, pg[i], pc[i], EW_ATOL, EW_RTOL)) {
+            cnn_test_fail(__FILE__, __LINE__, "%s", name);
+            break;
+        }
+    }
+out:
+    cnn_optim_destroy(&oc);
+    cnn_optim_destroy(&og);
+    for (int i = 0; i < MANY; i++) {
+        cnn_tensor_free(&pc[i]);
+        cnn_tensor_free(&pg[i]);
+    }
+}
+
+GPU_TEST(cuda_optimizers_match_cpu_on_70_parameters_in_several_launches)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
+    c.lr = 0.1f;
+    c.momentum = 0.9f;
+    c.weight_decay = 1e-2f;
+    check_many(&c, "sgd momentum wd");
+    c.momentum = 0.0f;
+    check_many(&c, "sgd wd");
+    c = cnn_optim_defaults(CNN_OPTIM_ADAMW);
+    c.lr = 1e-2f;
+    c.weight_decay = 0.1f;
+    check_many(&c, "adamw");
+    c = cnn_optim_defaults(CNN_OPTIM_ADAM);
+    c.weight_decay = 1e-2f;
+    check_many(&c, "adam l2");
+}
