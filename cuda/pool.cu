@@ -14,7 +14,7 @@ static __device__ int64_t div_floor(int64_t a, int64_t b)
 static __device__ int64_t div_ceil(int64_t a, int64_t b) { return -div_floor(-a, b); }
 
 /* ---- max pooling --------------------------------------------------------------------------- */
-// x: (planes, H, W) -> y, idx: (planes, OH, OW)
+// x: (planes, H, W) -> y, idx: (planes, OH, OW); idx NULL: no indices wanted
 __global__ void max_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y,
                                         int32_t *idx)
 {
@@ -39,7 +39,7 @@ __global__ void max_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, fl
                 }
             }
         y[o] = best;
-        idx[o] = (int32_t)bi;
+        if (idx) idx[o] = (int32_t)bi;
     }
 }
 

@@ -142,8 +142,8 @@ static cnn_shape pool_out_shape(cnn_shape s, int64_t oh, int64_t ow)
 
 /* ---- max pooling ------------------------------------------------------------------------- */
 /* PyTorch's rule: the first maximum wins ties, and a NaN wins over any number. idx is the
- * position h * W + w inside the plane, -1 for a window that covers only padding.
- * x: (planes, H, W) -> y, idx: (planes, OH, OW) */
+ * position h * W + w inside the plane, -1 for a window that covers only padding; NULL when no
+ * backward will need it. x: (planes, H, W) -> y, idx: (planes, OH, OW) */
 static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_t *idx)
 {
     int64_t plane_out = g->oh * g->ow;
@@ -172,7 +172,7 @@ static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_
                     }
                 int64_t o = pl * plane_out + oh * g->ow + ow;
                 y[o] = best;
-                idx[o] = (int32_t)bi;
+                if (idx) idx[o] = (int32_t)bi;
             }
         }
     }
@@ -223,6 +223,8 @@ cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL, *idx = NULL;
     cnn_shape os = pool_out_shape(x->shape, g.oh, g.ow);
+    /* The indices are kept for backward only: in eval or no-grad work they are not made. */
+    const bool record = cnn_should_record(&x, 1);
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(os, CNN_F32, x->device, y));
 #if CNN_WITH_CUDA
@@ -232,14 +234,14 @@ cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     if (be == POOL_CUDNN) CNN_TRYG(cudnn_or_fallback(&be, cnn_cudnn_pool2d_forward(
                                        cnn_ctx(), &cg, true, cnn_f32(xc), cnn_f32(*y))));
 #endif
-    if (be != POOL_CUDNN) CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
-    if (be == POOL_CPU) max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), (int32_t *)cnn_ptr(idx));
+    if (be != POOL_CUDNN && record) CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
+    int32_t *pidx = idx ? (int32_t *)cnn_ptr(idx) : NULL;
+    if (be == POOL_CPU) max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), pidx);
 #if CNN_WITH_CUDA
     if (be == POOL_CUDA)
-        CNN_TRYG(cnn_cuda_max_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y),
-                                             (int32_t *)cnn_ptr(idx)));
+        CNN_TRYG(cnn_cuda_max_pool2d_forward(cnn_ctx(), &cg, cnn_f32(xc), cnn_f32(*y), pidx));
 #endif
-    if (cnn_should_record(&x, 1)) {
+    if (record) {
         cnn_node *nd = NULL;
         CNN_TRYG(cnn_tape_record("max_pool2d", max_pool_backward, *y, &x, 1, &g, sizeof g, &nd));
         if (idx) {

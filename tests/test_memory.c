@@ -157,6 +157,30 @@ TEST(memory_ops_that_need_nothing_save_nothing)
     cnn_tensor_free(&x);
 }
 
+/* Max pooling keeps its argmax indices for backward only: without a recording, its peak is
+ * the output alone; with one, the output and as many int32 indices. */
+TEST(memory_max_pool_makes_indices_only_for_backward)
+{
+    cnn_tensor *x = NULL, *y = NULL;
+    cnn_pool2d_params p = {.kernel = {2, 2}, .stride = {2, 2}};
+    CHECK_OK(cnn_tensor_normal(CNN_SHAPE(2, 8, 32, 32), 0, 1, CNN_CPU, &x));
+    const size_t out_block = 2 * 8 * 16 * 16 * sizeof(float); /* 16 KiB: rounds to itself */
+    size_t a0 = 0, peak = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        bool training = pass == 1;
+        CHECK_OK(cnn_tensor_set_requires_grad(x, training));
+        cnn_cpu_empty_cache();
+        cnn_cpu_memory_stats(&a0, NULL, true);
+        CHECK_OK(cnn_max_pool2d(x, &p, &y));
+        cnn_cpu_memory_stats(NULL, &peak, false);
+        CHECK(peak - a0 == (training ? 2 * out_block : out_block));
+        CHECK(cnn_tape_size() == (training ? 1u : 0u));
+        cnn_tape_reset();
+        cnn_tensor_free(&y);
+    }
+    cnn_tensor_free(&x);
+}
+
 /* A probe recorded first runs last in backward: by then every later node must have dropped
  * what it saved and its output gradient, and only the probe's own gradient, the leaves'
  * gradients and the caller's handles may be alive. */
