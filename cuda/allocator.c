@@ -1,7 +1,10 @@
 /* allocator.c — the caching allocator for device memory and copies between host and device.
  * Blocks are rounded up (512 B small, 2 MiB large), kept per device after release and reused
  * best-fit by the stream that allocated them, so a steady training step calls neither cudaMalloc
- * nor cudaFree. A block handed to a second stream (cnn_cuda_record_stream: the data loader's
+ * nor cudaFree. A large request served from a larger free block takes its front and leaves the
+ * rest free (a split); released neighbours of one cudaMalloc'd segment merge again, so memory
+ * freed by one layer's big tensors serves the next layer's differently sized ones, and the
+ * allocated bytes are the rounded requests, as PyTorch's allocator counts them. A block handed to a second stream (cnn_cuda_record_stream: the data loader's
  * copy stream fills batches the compute stream reads) is reused only after that stream's work
  * at release time is done. It owns memory only: no kernels, no printing. */
 #include "cuda_check.h"
@@ -27,6 +30,9 @@ typedef struct block {
     bool pending;      /* `ready` was recorded and may not have completed */
     dev_cache *dev;
     struct block *prev, *next; /* in the device's live list or its free list */
+    /* The blocks before and after this one in its cudaMalloc'd segment (NULL at its ends). */
+    struct block *seg_prev, *seg_next;
+    bool is_free;
 } block;
 
 struct dev_cache {
@@ -111,24 +117,87 @@ static dev_cache *get_dev(int device, const char *op, cnn_status *st)
     return g_devs[device];
 }
 
-/* Best fit among the free blocks this stream may reuse. At most twice the rounded size, so a
- * small request never pins a large block. */
+/* Whether a free block's work on a second stream may still be running. */
+static bool still_pending(block *b)
+{
+    if (!b->pending) return false;
+    if (cudaEventQuery(b->ready) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not ready: an answer, not an error */
+        return true;
+    }
+    b->pending = false;
+    return false;
+}
+
+/* Cuts a block taken for `size` bytes after its front: the rest becomes a free block of the
+ * same segment, still owned by `owner` (the stream the whole block belonged to). Without host
+ * memory for the bookkeeping the block is simply used whole. */
+static void split(dev_cache *dc, block *b, size_t size, cudaStream_t owner)
+{
+    block *r = calloc(1, sizeof *r);
+    if (!r) return;
+    r->ptr = (char *)b->ptr + size;
+    r->size = b->size - size;
+    r->stream = owner;
+    r->dev = dc;
+    r->is_free = true;
+    r->seg_prev = b;
+    r->seg_next = b->seg_next;
+    if (b->seg_next) b->seg_next->seg_prev = r;
+    b->seg_next = r;
+    b->size = size;
+    free_list_insert(dc, r);
+}
+
+/* Best fit among the free blocks this stream may reuse. A small request takes a block of at most
+ * twice its size, whole; a large one takes any larger block and splits off what it leaves. */
 static block *take_free(dev_cache *dc, size_t size, cudaStream_t stream)
 {
-    for (block *b = dc->free_list; b && b->size <= 2 * size; b = b->next) {
-        if (b->size < size || (b->stream != stream && b->stream != NULL)) continue;
-        if (b->pending) {
-            if (cudaEventQuery(b->ready) != cudaSuccess) {
-                (void)cudaGetLastError(); /* not ready: an answer, not an error */
-                continue;
-            }
-            b->pending = false;
-        }
+    for (block *b = dc->free_list; b; b = b->next) {
+        if (b->size < size) continue;
+        if (size <= SMALL_LIMIT && b->size > 2 * size) break;
+        if ((b->stream != stream && b->stream != NULL) || still_pending(b)) continue;
         list_remove(&dc->free_list, b);
+        cudaStream_t owner = b->stream;
         b->stream = stream;
+        b->is_free = false;
+        if (size > SMALL_LIMIT && b->size - size >= LARGE_ROUND) split(dc, b, size, owner);
         return b;
     }
     return NULL;
+}
+
+/* Gives the event of a block that is going away to the block absorbing it, or destroys it. */
+static void absorb_event(block *into, block *gone)
+{
+    if (!gone->ready) return;
+    if (!into->ready) into->ready = gone->ready;
+    else (void)cudaEventDestroy(gone->ready);
+}
+
+/* Merges a block being freed (not yet in the free list) with free neighbours of its segment
+ * that the same stream owns and no other stream still uses. Returns the merged block. */
+static block *merge_free_neighbours(dev_cache *dc, block *b)
+{
+    block *n = b->seg_next, *p = b->seg_prev;
+    if (n && n->is_free && n->stream == b->stream && !still_pending(n)) {
+        list_remove(&dc->free_list, n);
+        b->size += n->size;
+        b->seg_next = n->seg_next;
+        if (n->seg_next) n->seg_next->seg_prev = b;
+        absorb_event(b, n);
+        free(n);
+    }
+    if (p && p->is_free && p->stream == b->stream && !still_pending(p)) {
+        list_remove(&dc->free_list, p);
+        p->size += b->size;
+        p->seg_next = b->seg_next;
+        if (b->seg_next) b->seg_next->seg_prev = p;
+        absorb_event(p, b);
+        free(b);
+        b = p;
+    }
+    return b;
 }
 
 static size_t round_size(size_t bytes)
@@ -139,17 +208,21 @@ static size_t round_size(size_t bytes)
 }
 
 /* ---- giving memory back to CUDA ------------------------------------------------------------- */
-/* Frees every cached block of one device after waiting for the device: a cached block may still
- * be read by work queued before its tensor was released. Leaves the current device as it was. */
+/* Frees every cached segment of one device (a free block that is a whole cudaMalloc'd segment;
+ * the free parts of a segment a live tensor still uses stay), after waiting for the device: a
+ * cached block may still be read by work queued before its tensor was released. Leaves the
+ * current device as it was. */
 static cnn_status free_cached(int device)
 {
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
     block *list = NULL;
-    if (dc) {
-        list = dc->free_list;
-        dc->free_list = NULL;
-        for (block *b = list; b; b = b->next) dc->stats.reserved_bytes -= b->size;
+    for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
+        next = b->next;
+        if (b->seg_prev || b->seg_next) continue;
+        list_remove(&dc->free_list, b);
+        dc->stats.reserved_bytes -= b->size;
+        list_push(&list, b);
     }
     pthread_mutex_unlock(&g_lock);
     if (!list) return CNN_OK;
@@ -223,6 +296,8 @@ static void block_release(cnn_storage *s)
     dev_cache *dc = b->dev;
     list_remove(&dc->live, b);
     dc->stats.allocated_bytes -= b->size;
+    b->is_free = true;
+    if (!b->pending) b = merge_free_neighbours(dc, b);
     free_list_insert(dc, b);
     pthread_mutex_unlock(&g_lock);
     s->data = NULL;

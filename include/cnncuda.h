@@ -737,7 +737,9 @@ void cnn_cpu_memory_stats(size_t *allocated, size_t *peak, bool reset_peak);
  * CUDA devices and memory. Device memory comes from a caching allocator: a released tensor's
  * block stays cached on its device and is reused by later allocations on the same stream, so
  * a steady training step calls neither cudaMalloc nor cudaFree. Sizes are rounded up (512 B
- * steps up to 1 MiB, 2 MiB steps above); the byte counts below are rounded sizes.
+ * steps up to 1 MiB, 2 MiB steps above); the byte counts below are rounded sizes. A request
+ * above 1 MiB may be cut from the front of a larger cached block, whose rest stays cached, and
+ * released neighbours within one cudaMalloc'd segment merge again.
  * ---------------------------------------------------------------------------------------- */
 typedef struct cnn_cuda_memory_stats {
     size_t allocated_bytes;      /* held by live tensors */
@@ -752,8 +754,8 @@ typedef struct cnn_cuda_memory_stats {
 cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out);
 /* Restarts peak_allocated_bytes from the current allocated_bytes. */
 void cnn_cuda_reset_peak_memory(int device);
-/* Waits for each device, then returns every cached (free) block to CUDA; live tensors keep
- * theirs. */
+/* Waits for each device, then returns every wholly free cudaMalloc'd segment to CUDA; live
+ * tensors keep theirs, and the free rest of a segment a live tensor uses stays cached. */
 cnn_status cnn_cuda_empty_cache(void);
 
 /* The name of cuda:device (cudaGetDeviceProperties, e.g. "NVIDIA H100 80GB HBM3") into buf,

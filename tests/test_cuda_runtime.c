@@ -1,6 +1,6 @@
 /* test_cuda_runtime.c — the CUDA runtime foundation: a clean refusal without a GPU, host/device
- * copies, the fill / accumulate / strided-copy kernels, Philox parity with the CPU, the caching
- * allocator (reuse, statistics, empty_cache, out of memory) and two contexts on two threads.
+ * copies, the fill / accumulate / strided-copy kernels, Philox parity with the CPU, two contexts
+ * on two threads and the timer. The caching allocator has test_cuda_allocator.c.
  * GPU tests poison every device output first, so elements a kernel never wrote fail. */
 #include "gradcheck.h"
 
@@ -83,13 +83,6 @@ static cnn_tensor *poisoned(cnn_shape s, cnn_dtype dt)
         cnn_tensor_free(&t);
     free(junk);
     return t;
-}
-
-static cnn_cuda_memory_stats stats_now(void)
-{
-    cnn_cuda_memory_stats s;
-    if (cnn_cuda_get_memory_stats(0, &s) != CNN_OK) memset(&s, 0, sizeof s);
-    return s;
 }
 
 GPU_TEST(cuda_roundtrip_is_bit_exact)
@@ -379,87 +372,6 @@ GPU_TEST(cuda_random_matches_cpu)
     CHECK(tensors_close("uniform cpu vs gpu", ug, u, 0.0f, 0.0f));
     cnn_tensor_free(&u);
     cnn_tensor_free(&ug);
-}
-
-GPU_TEST(cuda_allocator_reuses_blocks)
-{
-    const int64_t sizes[] = {1, 100, 1000, 4096, 70000, 300000, 1500000, 5000000};
-    enum { K = sizeof sizes / sizeof *sizes };
-    cnn_tensor *t[K] = {0};
-    cnn_cuda_memory_stats s0 = stats_now();
-    for (int it = 0; it < 101; it++) { /* iteration 0 warms the cache up */
-        if (it == 1) s0 = stats_now();
-        for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_empty(CNN_SHAPE(sizes[k]), CNN_F32, CNN_CUDA(0), &t[k]));
-        for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_fill_(t[k], (float)it));
-        for (int k = (it % 2) ? 0 : K - 1; k >= 0 && k < K; k += (it % 2) ? 1 : -1)
-            cnn_tensor_free(&t[k]);
-    }
-    CHECK_OK(cnn_synchronize());
-    cnn_cuda_memory_stats s1 = stats_now();
-    CHECK(s1.n_cuda_malloc == s0.n_cuda_malloc);
-    CHECK(s1.n_cuda_free == s0.n_cuda_free);
-    CHECK(s1.allocated_bytes == s0.allocated_bytes);
-    CHECK(s1.reserved_bytes == s0.reserved_bytes);
-    CHECK(s1.reserved_bytes == s1.allocated_bytes + s1.cached_bytes);
-
-    /* Statistics follow one large tensor. */
-    cnn_cuda_reset_peak_memory(0);
-    cnn_cuda_memory_stats a = stats_now();
-    CHECK(a.peak_allocated_bytes == a.allocated_bytes);
-    cnn_tensor *big = NULL;
-    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(5000000), CNN_F32, CNN_CUDA(0), &big));
-    cnn_cuda_memory_stats b = stats_now();
-    CHECK(b.allocated_bytes >= a.allocated_bytes + 20000000);
-    CHECK(b.peak_allocated_bytes >= a.allocated_bytes + 20000000);
-    cnn_tensor_free(&big);
-    cnn_cuda_memory_stats c = stats_now();
-    CHECK(c.allocated_bytes == a.allocated_bytes);
-    CHECK(c.peak_allocated_bytes == b.peak_allocated_bytes);
-    cnn_cuda_memory_stats bad;
-    CHECK_ERR(cnn_cuda_get_memory_stats(cnn_cuda_device_count(), &bad), CNN_ERR_DEVICE);
-    CHECK_ERR(cnn_cuda_get_memory_stats(-1, &bad), CNN_ERR_DEVICE);
-}
-
-GPU_TEST(cuda_empty_cache_returns_free_blocks)
-{
-    float keep_vals[4] = {1, 2, 3, 4}, back[4] = {0};
-    cnn_tensor *keep = NULL, *tmp = NULL;
-    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4), keep_vals, CNN_CUDA(0), &keep));
-    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(3 << 20), CNN_F32, CNN_CUDA(0), &tmp)); /* 12 MiB */
-    cnn_tensor_free(&tmp);
-    cnn_cuda_memory_stats a = stats_now();
-    CHECK(a.cached_bytes >= (size_t)12 << 20);
-    CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats b = stats_now();
-    CHECK(b.cached_bytes == 0);
-    CHECK(b.reserved_bytes == b.allocated_bytes);
-    CHECK(b.allocated_bytes == a.allocated_bytes);
-    CHECK(b.n_cuda_free > a.n_cuda_free);
-    CHECK_OK(cnn_tensor_read(keep, back, 4)); /* live tensors keep their memory */
-    CHECK(memcmp(keep_vals, back, sizeof back) == 0);
-    cnn_tensor_free(&keep);
-}
-
-GPU_TEST(cuda_out_of_memory_is_reported_and_survivable)
-{
-    cnn_tensor *t = NULL;
-    cnn_cuda_memory_stats a = stats_now();
-    /* 2^48 floats: 1125899906842624 bytes, beyond any GPU */
-    CHECK_ERR(cnn_tensor_empty(CNN_SHAPE((int64_t)1 << 48), CNN_F32, CNN_CUDA(0), &t),
-              CNN_ERR_OUT_OF_MEMORY);
-    CHECK(t == NULL);
-    CHECK(strstr(cnn_last_error(), "1125899906842624") != NULL);
-    CHECK(strstr(cnn_last_error(), "tensor_empty") != NULL);
-    cnn_cuda_memory_stats b = stats_now();
-    CHECK(b.allocated_bytes == a.allocated_bytes);
-    /* The context still works. */
-    float v[3] = {1, 2, 3}, back[3] = {0};
-    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), v, CNN_CUDA(0), &t));
-    CHECK_OK(cnn_tensor_fill_(t, 8.0f));
-    CHECK_OK(cnn_tensor_read(t, back, 3));
-    CHECK(back[0] == 8.0f && back[2] == 8.0f);
-    CHECK_OK(cnn_synchronize());
-    cnn_tensor_free(&t);
 }
 
 typedef struct {

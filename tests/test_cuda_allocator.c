@@ -1,0 +1,174 @@
+/* test_cuda_allocator.c — the caching device allocator: steady-state reuse without cudaMalloc,
+ * the statistics, splitting a large free block and merging its parts back, empty_cache (whole
+ * segments only) and out-of-memory errors. GPU tests only: skipped without a device. */
+#include "gradcheck.h"
+
+#include <string.h>
+
+static cnn_cuda_memory_stats stats_now(void)
+{
+    cnn_cuda_memory_stats s;
+    if (cnn_cuda_get_memory_stats(0, &s) != CNN_OK) memset(&s, 0, sizeof s);
+    return s;
+}
+
+GPU_TEST(cuda_allocator_reuses_blocks)
+{
+    const int64_t sizes[] = {1, 100, 1000, 4096, 70000, 300000, 1500000, 5000000};
+    enum { K = sizeof sizes / sizeof *sizes };
+    cnn_tensor *t[K] = {0};
+    cnn_cuda_memory_stats s0 = stats_now();
+    for (int it = 0; it < 101; it++) { /* iteration 0 warms the cache up */
+        if (it == 1) s0 = stats_now();
+        for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_empty(CNN_SHAPE(sizes[k]), CNN_F32, CNN_CUDA(0), &t[k]));
+        for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_fill_(t[k], (float)it));
+        for (int k = (it % 2) ? 0 : K - 1; k >= 0 && k < K; k += (it % 2) ? 1 : -1)
+            cnn_tensor_free(&t[k]);
+    }
+    CHECK_OK(cnn_synchronize());
+    cnn_cuda_memory_stats s1 = stats_now();
+    CHECK(s1.n_cuda_malloc == s0.n_cuda_malloc);
+    CHECK(s1.n_cuda_free == s0.n_cuda_free);
+    CHECK(s1.allocated_bytes == s0.allocated_bytes);
+    CHECK(s1.reserved_bytes == s0.reserved_bytes);
+    CHECK(s1.reserved_bytes == s1.allocated_bytes + s1.cached_bytes);
+
+    /* Statistics follow one large tensor. */
+    cnn_cuda_reset_peak_memory(0);
+    cnn_cuda_memory_stats a = stats_now();
+    CHECK(a.peak_allocated_bytes == a.allocated_bytes);
+    cnn_tensor *big = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(5000000), CNN_F32, CNN_CUDA(0), &big));
+    cnn_cuda_memory_stats b = stats_now();
+    CHECK(b.allocated_bytes >= a.allocated_bytes + 20000000);
+    CHECK(b.peak_allocated_bytes >= a.allocated_bytes + 20000000);
+    cnn_tensor_free(&big);
+    cnn_cuda_memory_stats c = stats_now();
+    CHECK(c.allocated_bytes == a.allocated_bytes);
+    CHECK(c.peak_allocated_bytes == b.peak_allocated_bytes);
+    cnn_cuda_memory_stats bad;
+    CHECK_ERR(cnn_cuda_get_memory_stats(cnn_cuda_device_count(), &bad), CNN_ERR_DEVICE);
+    CHECK_ERR(cnn_cuda_get_memory_stats(-1, &bad), CNN_ERR_DEVICE);
+}
+
+GPU_TEST(cuda_empty_cache_returns_free_blocks)
+{
+    float keep_vals[4] = {1, 2, 3, 4}, back[4] = {0};
+    cnn_tensor *keep = NULL, *tmp = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4), keep_vals, CNN_CUDA(0), &keep));
+    /* What stays cached after an empty_cache is the free part of segments that live tensors
+     * still use (none, unless an earlier test left a tensor alive). A tensor larger than all of
+     * it gets a segment of its own, which the next empty_cache returns whole. */
+    CHECK_OK(cnn_cuda_empty_cache());
+    size_t c0 = stats_now().cached_bytes, big = c0 + ((size_t)12 << 20);
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE((int64_t)(big / 4)), CNN_F32, CNN_CUDA(0), &tmp));
+    cnn_tensor_free(&tmp);
+    cnn_cuda_memory_stats a = stats_now();
+    CHECK(a.cached_bytes >= c0 + big);
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats b = stats_now();
+    CHECK(b.cached_bytes == c0);
+    CHECK(b.reserved_bytes == b.allocated_bytes + c0);
+    CHECK(b.allocated_bytes == a.allocated_bytes);
+    CHECK(b.n_cuda_free > a.n_cuda_free);
+    CHECK_OK(cnn_tensor_read(keep, back, 4)); /* live tensors keep their memory */
+    CHECK(memcmp(keep_vals, back, sizeof back) == 0);
+    cnn_tensor_free(&keep);
+}
+
+GPU_TEST(cuda_out_of_memory_is_reported_and_survivable)
+{
+    cnn_tensor *t = NULL;
+    cnn_cuda_memory_stats a = stats_now();
+    /* 2^48 floats: 1125899906842624 bytes, beyond any GPU */
+    CHECK_ERR(cnn_tensor_empty(CNN_SHAPE((int64_t)1 << 48), CNN_F32, CNN_CUDA(0), &t),
+              CNN_ERR_OUT_OF_MEMORY);
+    CHECK(t == NULL);
+    CHECK(strstr(cnn_last_error(), "1125899906842624") != NULL);
+    CHECK(strstr(cnn_last_error(), "tensor_empty") != NULL);
+    cnn_cuda_memory_stats b = stats_now();
+    CHECK(b.allocated_bytes == a.allocated_bytes);
+    /* The context still works. */
+    float v[3] = {1, 2, 3}, back[3] = {0};
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), v, CNN_CUDA(0), &t));
+    CHECK_OK(cnn_tensor_fill_(t, 8.0f));
+    CHECK_OK(cnn_tensor_read(t, back, 3));
+    CHECK(back[0] == 8.0f && back[2] == 8.0f);
+    CHECK_OK(cnn_synchronize());
+    cnn_tensor_free(&t);
+}
+
+#define MIB ((size_t)1 << 20)
+
+static cnn_tensor *dev_bytes(size_t bytes)
+{
+    cnn_tensor *t = NULL;
+    if (cnn_tensor_empty(CNN_SHAPE((int64_t)(bytes / sizeof(float))), CNN_F32, CNN_CUDA(0), &t) !=
+        CNN_OK)
+        return NULL;
+    return t;
+}
+
+/* Every element of a device tensor equals v. */
+static bool all_equal(const cnn_tensor *t, float v)
+{
+    size_t n = (size_t)cnn_tensor_numel(t);
+    float *h = malloc(n * sizeof *h);
+    bool ok = h && cnn_tensor_read(t, h, n) == CNN_OK;
+    for (size_t i = 0; ok && i < n; i++) ok = h[i] == v;
+    free(h);
+    return ok;
+}
+
+GPU_TEST(cuda_allocator_splits_large_blocks_and_merges_them_back)
+{
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats s0 = stats_now();
+    const size_t c0 = s0.cached_bytes; /* free parts of segments live tensors use (normally 0) */
+    /* A segment larger than all of that, so it is a fresh cudaMalloc. */
+    const size_t seg = (c0 + 64 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
+    cnn_tensor *a = dev_bytes(seg), *b = NULL, *c = NULL;
+    REQUIRE(a);
+    cnn_cuda_memory_stats s1 = stats_now();
+    CHECK(s1.n_cuda_malloc == s0.n_cuda_malloc + 1);
+    CHECK(s1.reserved_bytes == s0.reserved_bytes + seg);
+    cnn_tensor_free(&a);
+
+    /* Two tensors cut from free memory: no cudaMalloc, and each counts its own rounded size, not
+     * the block it was cut from. Their memory does not overlap. */
+    b = dev_bytes(20 * MIB);
+    c = dev_bytes(30 * MIB);
+    REQUIRE(b && c);
+    cnn_cuda_memory_stats s2 = stats_now();
+    CHECK(s2.n_cuda_malloc == s1.n_cuda_malloc);
+    CHECK(s2.reserved_bytes == s1.reserved_bytes);
+    CHECK(s2.allocated_bytes == s0.allocated_bytes + 50 * MIB);
+    CHECK(s2.cached_bytes == c0 + seg - 50 * MIB);
+    CHECK_OK(cnn_tensor_fill_(b, 1.0f));
+    CHECK_OK(cnn_tensor_fill_(c, 2.0f));
+    CHECK(all_equal(b, 1.0f));
+    CHECK(all_equal(c, 2.0f));
+
+    /* Released, the parts merge again: the whole segment serves a request of its full size. */
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&c);
+    a = dev_bytes(seg);
+    REQUIRE(a);
+    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    cnn_tensor_free(&a);
+
+    /* A live part keeps its segment through empty_cache; once it goes, the segment is returned. */
+    b = dev_bytes(10 * MIB);
+    REQUIRE(b);
+    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats s3 = stats_now();
+    if (c0 == 0) CHECK(s3.reserved_bytes == s1.reserved_bytes); /* b was cut from the segment */
+    CHECK(s3.allocated_bytes == s0.allocated_bytes + 10 * MIB);
+    cnn_tensor_free(&b);
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats s4 = stats_now();
+    CHECK(s4.reserved_bytes == s0.reserved_bytes);
+    CHECK(s4.cached_bytes == c0);
+    CHECK(s4.n_cuda_free == s3.n_cuda_free + 1);
+}
