@@ -485,7 +485,11 @@ cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, cons
                                               : cudaMemcpyDeviceToDevice;
         CNN_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, kind, s));
     }
-    /* The caller reads host memory next: it must have landed. */
-    if (dst_host) CNN_CUDA_TRY(cudaStreamSynchronize(s));
+    /* The caller reads host memory next: it must have landed. Having waited, report a bad
+     * label a kernel found meanwhile. */
+    if (dst_host) {
+        CNN_CUDA_TRY(cudaStreamSynchronize(s));
+        CNN_TRY(cnn_cuda_check_bad_label(ctx));
+    }
     return CNN_OK;
 }

@@ -88,6 +88,13 @@ cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out);
 cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out);
 #endif
 
+/* The context's slot where kernels report an out-of-range class label (cuda/loss.cu), armed
+ * so that the next wait for the stream reads it; k is the class count, for the message. */
+cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long long **slot);
+/* After the stream has been waited for: CNN_ERR_INVALID_ARG naming the bad label if a kernel
+ * reported one since the last check (the slot is then cleared), else CNN_OK. */
+cnn_status cnn_cuda_check_bad_label(cnn_context *ctx);
+
 /* ---- allocator hooks (cuda/allocator.c) ------------------------------------------------------ */
 /* Called when a stream is about to be destroyed (after it was synchronised): cached and live
  * blocks tagged with it become reusable by any stream. */

@@ -11,6 +11,10 @@ typedef struct cnn_gpu_state {
     struct cudnnContext *cudnn;  /* a cudnnHandle_t, NULL until first use (or without cuDNN) */
     bool cudnn_unusable;         /* cudnnCreate said cuDNN cannot run here (status below) */
     int cudnn_status;
+    /* Kernels report a bad input here (cnn_cuda_bad_label_slot); read at the next wait. */
+    unsigned long long *bad_label; /* device memory, NULL until first use */
+    bool bad_label_armed;          /* a kernel that may report has been queued since */
+    int64_t bad_label_k;           /* the class count of the last such kernel */
 } cnn_gpu_state;
 
 int cnn_cuda_count_devices(void)
@@ -87,6 +91,7 @@ void cnn_cuda_context_release(cnn_context *ctx)
     cnn_cudnn_conv2d_cache_release(ctx);
     if (g->cudnn) (void)cudnnDestroy(g->cudnn);
 #endif
+    if (g->bad_label) (void)cudaFree(g->bad_label);
     cnn_cuda_allocator_forget_stream(g->device, g->stream);
     (void)cudaStreamDestroy(g->stream);
     (void)cudaGetLastError();
@@ -109,7 +114,53 @@ cnn_status cnn_cuda_synchronize(cnn_context *ctx)
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "synchronize", &s));
     CNN_CUDA_TRY(cudaStreamSynchronize(s));
+    return cnn_cuda_check_bad_label(ctx);
+}
+
+/* ---- bad inputs found on the device ------------------------------------------------------------
+ * A kernel cannot return an error, and checking labels on the host would wait for the device on
+ * every step. So a kernel that meets a label outside [0, K) records (sample << 32 | label) with
+ * an atomicMin in the context's slot (the lowest bad sample wins: deterministic), and the next
+ * call that waits for the stream anyway reads the slot and reports it. */
+#define NO_BAD_LABEL (~0ull)
+
+cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long long **slot)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "cross_entropy", &s));
+    cnn_gpu_state *g = ctx->gpu;
+    if (!g->bad_label) {
+        void *p = NULL;
+        CNN_CUDA_TRY(cudaMalloc(&p, sizeof *g->bad_label));
+        cudaError_t e = cudaMemsetAsync(p, 0xff, sizeof *g->bad_label, s);
+        if (e != cudaSuccess) {
+            (void)cudaFree(p);
+            (void)cudaGetLastError();
+            return cnn_error(cnn_cuda_status_of(e), "cross_entropy: %s", cudaGetErrorString(e));
+        }
+        g->bad_label = p;
+    }
+    g->bad_label_armed = true;
+    g->bad_label_k = k;
+    *slot = g->bad_label;
     return CNN_OK;
+}
+
+cnn_status cnn_cuda_check_bad_label(cnn_context *ctx)
+{
+    cnn_gpu_state *g = ctx ? ctx->gpu : NULL;
+    if (!g || !g->bad_label_armed) return CNN_OK;
+    unsigned long long v = NO_BAD_LABEL;
+    CNN_CUDA_TRY(cudaMemcpyAsync(&v, g->bad_label, sizeof v, cudaMemcpyDeviceToHost, g->stream));
+    CNN_CUDA_TRY(cudaStreamSynchronize(g->stream));
+    g->bad_label_armed = false;
+    if (v == NO_BAD_LABEL) return CNN_OK;
+    CNN_CUDA_TRY(cudaMemsetAsync(g->bad_label, 0xff, sizeof *g->bad_label, g->stream));
+    return cnn_error(CNN_ERR_INVALID_ARG,
+                     "cross_entropy (queued earlier on cuda:%d): label %d of sample %llu is "
+                     "outside [0, %lld); that loss is NaN",
+                     g->device, (int)(int32_t)(uint32_t)(v & 0xffffffffu), v >> 32,
+                     (long long)g->bad_label_k);
 }
 
 /* ---- event timers (cnn_timer) ---------------------------------------------------------------- */

@@ -165,11 +165,20 @@ extern "C" cnn_status cnn_cuda_softmax_backward(cnn_context *ctx, const float *y
 /* ---- cross-entropy -----------------------------------------------------------------------------
  * Per sample: loss = (1 - ls) (lse - x_label) + ls (lse - mean_k x_k), on logits shifted by
  * their max, as cross_entropy_cpu; 0 for a sample whose label is `ignore`, which the mean
- * leaves out. A label outside [0, K) cannot be reported from here without a host round trip:
- * its sample's loss is NaN (so the batch loss is NaN) and its gradient row has no label term. */
-// logits, prob: (n, k); labels, loss: (n)
+ * leaves out. A label outside [0, K) makes its sample's loss NaN (so the batch loss is NaN),
+ * its gradient row has no label term, and it is reported in *bad (the context's slot, see
+ * cnn_cuda_bad_label_slot) as (sample << 32 | label as int32); the lowest sample wins.
+ * logits, prob: (n, k); labels, loss: (n) */
+__device__ void report_bad_label(unsigned long long *bad, int64_t r, int64_t label)
+{
+    const int64_t l = label < INT32_MIN ? INT32_MIN : label > INT32_MAX ? INT32_MAX : label;
+    const unsigned long long sample = r < 0xffffffffll ? (unsigned long long)r : 0xffffffffull;
+    atomicMin(bad, sample << 32 | (unsigned long long)(uint32_t)(int32_t)l);
+}
+
 __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels, float *prob,
-                                     float *loss, int64_t n, int64_t k, float ls, int64_t ignore)
+                                     float *loss, int64_t n, int64_t k, float ls, int64_t ignore,
+                                     unsigned long long *bad)
 {
     __shared__ float shf[ROW_THREADS];
     __shared__ double shd[ROW_THREADS];
@@ -195,6 +204,7 @@ __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels,
                 loss[r] = 0.0f;
             } else if (label < 0 || label >= k) {
                 loss[r] = NAN;
+                report_bad_label(bad, r, label);
             } else {
                 double nll = lse - ((double)x[label] - m);
                 double smooth = lse - sum_x / (double)k;
@@ -254,8 +264,10 @@ extern "C" cnn_status cnn_cuda_cross_entropy_forward(cnn_context *ctx, const flo
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "cross_entropy", &s));
     if (n > 0) {
+        unsigned long long *bad = NULL;
+        CNN_TRY(cnn_cuda_bad_label_slot(ctx, k, &bad));
         cross_entropy_kernel<<<row_grid_for(n), ROW_THREADS, 0, s>>>(
-            logits, labels, prob, per_sample, n, k, label_smoothing, ignore_index);
+            logits, labels, prob, per_sample, n, k, label_smoothing, ignore_index, bad);
         CNN_CUDA_LAUNCH_CHECK(cross_entropy_kernel);
     }
     /* An empty batch: 0 / 0, NaN, as PyTorch's mean over nothing. */

@@ -5,6 +5,7 @@
 #include "gradcheck.h"
 
 #include <stdint.h>
+#include <string.h>
 
 /* Tolerances per op family (abs, rel). */
 #define EW_ATOL 1e-6f
@@ -383,22 +384,35 @@ GPU_TEST(cuda_cross_entropy_matches_cpu)
 
 GPU_TEST(cuda_cross_entropy_bad_labels)
 {
-    /* On the GPU a label outside [0, K) is not checked on the host: its loss is NaN (the CPU
-     * path reports CNN_ERR_INVALID_ARG). Labels on another device: CNN_ERR_DEVICE. */
-    int64_t lab[3] = {0, 7, 2};
-    cnn_tensor *lg = NULL, *lc = NULL, *x = NULL, *y = NULL;
-    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(3), lab, CNN_CUDA(0), &lg));
-    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(3), lab, CNN_CPU, &lc));
-    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(3, 4), CNN_CUDA(0), &x));
+    /* On the GPU a label outside [0, K) is found by the kernel: the loss is NaN, and the next
+     * call that waits for the device (a read, cnn_synchronize) reports the lowest bad sample with
+     * CNN_ERR_INVALID_ARG, once. Labels on another device: CNN_ERR_DEVICE at once. */
+    int64_t lab[5] = {0, -100, 7, 2, -3}, good[5] = {0, 1, 2, 3, -100};
+    cnn_tensor *lg = NULL, *lc = NULL, *ok = NULL, *x = NULL, *y = NULL;
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(5), lab, CNN_CUDA(0), &lg));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(5), lab, CNN_CPU, &lc));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(5), good, CNN_CUDA(0), &ok));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(5, 4), CNN_CUDA(0), &x));
     float v = 0;
+    CHECK_OK(cnn_cross_entropy(x, lg, 0.0f, &y)); /* queued: nothing known yet */
+    CHECK_ERR(cnn_tensor_read(y, &v, 1), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "label 7 of sample 2 is outside [0, 4)") != NULL);
+    CHECK(isnan(v)); /* the value was still read */
+    CHECK_OK(cnn_tensor_read(y, &v, 1)); /* reported once */
+    cnn_tensor_free(&y);
     CHECK_OK(cnn_cross_entropy(x, lg, 0.0f, &y));
+    cnn_tensor_free(&y);
+    CHECK_ERR(cnn_synchronize(), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "sample 2") != NULL);
+    /* Good labels (and the ignored one) report nothing. */
+    CHECK_OK(cnn_cross_entropy(x, ok, 0.0f, &y));
     CHECK_OK(cnn_tensor_read(y, &v, 1));
-    CHECK(isnan(v));
+    CHECK_NEAR(v, log(4.0), 1e-6);
     cnn_tensor_free(&y);
     CHECK_ERR(cnn_cross_entropy(x, lc, 0.0f, &y), CNN_ERR_DEVICE);
     CHECK(y == NULL);
-    cnn_tensor *all[3] = {lg, lc, x};
-    for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
+    cnn_tensor *all[4] = {lg, lc, ok, x};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
 }
 
 GPU_TEST(cuda_cross_entropy_gradcheck)
