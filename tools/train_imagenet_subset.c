@@ -413,24 +413,6 @@ static void train(run *r)
 }
 
 /* Decode throughput of the training loader's workers over the whole run. */
-static void print_data_stats(run *r)
-{
-    cnn_loader_stats s;
-    cnn_loader_get_stats(r->train_ld, &s);
-    int64_t images = 0;
-    double busy = 0;
-    for (int w = 0; w < s.n_workers; w++) {
-        images += s.worker_images[w];
-        busy += s.decode_seconds[w];
-    }
-    printf("data: %d worker(s) decoded %lld images at %.0f img/s per worker (%lld bad); "
-           "batches %s\n",
-           s.n_workers, (long long)images, busy > 0 ? (double)images / busy : 0.0,
-           (long long)s.bad_samples,
-           r->dev.type == CNN_DEVICE_CUDA ? "copied ahead to the GPU from pinned memory"
-                                          : "in host memory");
-}
-
 static void print_final(run *r, double wall)
 {
     char path[TR_PATH_MAX + 64];
@@ -439,7 +421,7 @@ static void print_final(run *r, double wall)
            100 * tr_eval_top1(ve), 100 * tr_eval_top5(ve), (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
     if (r->train_ld) { /* --eval-only leaves the checkpoint's folder alone */
-        print_data_stats(r);
+        tr_print_data_stats(r->train_ld, r->dev.type == CNN_DEVICE_CUDA, stdout);
         path_in_dir(r, "confusion.csv", path, sizeof path);
         if (!tr_eval_write_confusion_csv(ve, class_name_of, &r->mm, path))
             die("cannot write %s: %s", path, strerror(errno));

@@ -128,6 +128,23 @@ void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f)
         fprintf(f, "  %s: %s\n", cnn_loader_bad_name(l, i), cnn_loader_bad_reason(l, i));
 }
 
+void tr_print_data_stats(cnn_loader *l, bool to_gpu, FILE *f)
+{
+    cnn_loader_stats s;
+    cnn_loader_get_stats(l, &s);
+    int64_t images = 0;
+    double busy = 0;
+    for (int w = 0; w < s.n_workers; w++) {
+        images += s.worker_images[w];
+        busy += s.decode_seconds[w];
+    }
+    fprintf(f, "data: %d worker(s) decoded %lld images at %.0f img/s per worker (%lld bad); "
+               "batches %s\n",
+            s.n_workers, (long long)images, busy > 0 ? (double)images / busy : 0.0,
+            (long long)s.bad_samples,
+            to_gpu ? "copied ahead to the GPU from pinned memory" : "in host memory");
+}
+
 bool tr_history_add(tr_history *h, const tr_epoch_row *r)
 {
     if (h->n == h->cap) {
