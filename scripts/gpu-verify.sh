@@ -5,7 +5,8 @@
 # $OUT, never touches the GPU's settings, and exits non-zero if any step failed.
 #
 # Output: $OUT (the device tool's output folder; ./gpu-out when unset) gets env.txt, build.log,
-# tests.log, memcheck.log and summary.txt; the summary is also printed last.
+# tests.log, memcheck.log (racecheck.log, synccheck.log) and summary.txt; the summary is also
+# printed last.
 # Environment:
 #   DEPS_DEBS  a folder of .deb files to unpack into a private DEPS_ROOT (see below).
 #   DEPS_ROOT  a folder holding unpacked Debian packages (stb, OpenBLAS, zlib headers) for a
@@ -16,8 +17,9 @@
 #              tests/test_cuda_*.c, and every GPU test's name starts with cuda_).
 #   TIME_BUDGET  seconds for the whole script (default 560, under the device tool's 600): each
 #              step gets at most what is left, and a step cut short counts as a failure.
-#   STEPS      which steps run (default "build tests memcheck"): to split the work over two
-#              device calls, run "build tests" then "build memcheck" (make rebuilds nothing).
+#   STEPS      which steps run (default "build tests memcheck"; also "racecheck" and
+#              "synccheck", on the tests of RACE_FILTER): to split the work over two device
+#              calls, run "build tests" then "build memcheck racecheck" (make rebuilds nothing).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -143,28 +145,38 @@ if [[ "$STEPS" == *" tests "* ]]; then
     [ "$nskip" -eq 0 ] || fail "$nskip GPU tests were skipped"
 fi
 
-# ---- memcheck on the GPU tests ----------------------------------------------------------------
+# ---- compute-sanitizer on the GPU tests ---------------------------------------------------------
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
      /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
-if [[ "$STEPS" != *" memcheck "* ]]; then
-    :
-elif [ -z "$CS" ]; then
-    fail "compute-sanitizer not found"
-else
+# sanitize TOOL FILTER SECONDS: the tests matching FILTER under `compute-sanitizer --tool TOOL`,
+# logged to $OUT/TOOL.log; any hazard or error fails the step.
+sanitize() {
+    local tool=$1 filter=$2 secs=$3 t0 rc last errs
+    if [ -z "$CS" ]; then
+        fail "compute-sanitizer not found"
+        return
+    fi
     t0=$(date +%s)
     # No leak check: the caching allocator keeps its blocks until the process ends, by design.
-    timeout "$(left 600)" "$CS" --tool memcheck --error-exitcode 99 "$BIN" "$FILTER" \
-        >"$OUT/memcheck.log" 2>&1
+    # shellcheck disable=SC2086 # FILTER is a list of test-name substrings
+    timeout "$(left "$secs")" "$CS" --tool "$tool" --error-exitcode 99 "$BIN" $filter \
+        >"$OUT/$tool.log" 2>&1
     rc=$?
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/memcheck.log" | tail -1)
-    errs=$(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)
-    note "memcheck '$FILTER': ${last:-no result line}; ${errs:-no error summary} ($(why "$rc"), $(($(date +%s) - t0)) s)"
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/$tool.log" | tail -1)
+    errs=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log" | tail -1)
+    note "$tool '$filter': ${last:-no result line}; ${errs:-no error summary} ($(why "$rc"), $(($(date +%s) - t0)) s)"
     if [ "$rc" -ne 0 ]; then
-        fail "memcheck ($(why "$rc"); last test reached: $(grep -E '^(ok|FAIL|skip) ' "$OUT/memcheck.log" | tail -1))"
+        fail "$tool ($(why "$rc"); last test reached: $(grep -E '^(ok|FAIL|skip) ' "$OUT/$tool.log" | tail -1))"
     fi
-    grep -E '^FAIL|Invalid|out of bounds' "$OUT/memcheck.log" | head -20 | tee -a "$SUMMARY"
-    if grep -q ' 0 GPU(s)' "$OUT/memcheck.log"; then fail "memcheck: the test binary saw no GPU"; fi
-fi
+    grep -E '^FAIL|Invalid|out of bounds|Race|hazard|Barrier' "$OUT/$tool.log" | head -20 | tee -a "$SUMMARY"
+    if grep -q ' 0 GPU(s)' "$OUT/$tool.log"; then fail "$tool: the test binary saw no GPU"; fi
+}
+[[ "$STEPS" == *" memcheck "* ]] && sanitize memcheck "$FILTER" 600
+# Shared-memory races and barrier misuse, which the CPU emulator cannot see: the tests of the
+# kernels that use shared memory or warp shuffles (conv tiles, reductions, softmax, batch norm).
+RACE_FILTER="${RACE_FILTER:-cuda_conv_hand_written cuda_sum_mean cuda_softmax_and cuda_cross_entropy_matches cuda_batch_norm_matches cuda_clip_grad}"
+[[ "$STEPS" == *" racecheck "* ]] && sanitize racecheck "$RACE_FILTER" 400
+[[ "$STEPS" == *" synccheck "* ]] && sanitize synccheck "$RACE_FILTER" 300
 
 if [ "$status" -eq 0 ]; then note "RESULT: all passed"; else note "RESULT: FAILED"; fi
 finish
