@@ -349,10 +349,12 @@ static double sum_squares_cpu(const float *d, int64_t m)
 }
 
 #if CNN_WITH_CUDA
-/* The norm of CUDA gradients: reduced on the device, only the final scalar comes back. */
-static cnn_status grad_norm_cuda(cnn_tensor *const *params, int n, float *total)
+/* On the CUDA gradients of params: scale false, *total = their norm, reduced on the device (only
+ * the final scalar comes back); scale true, each is multiplied by coef, all in a few launches. */
+static cnn_status grads_cuda(cnn_tensor *const *params, int n, bool scale, float coef,
+                             float *total)
 {
-    const float **xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
+    float **xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
     int64_t *ns = malloc((size_t)(n ? n : 1) * sizeof *ns);
     cnn_status st = CNN_OK;
     if (!xs || !ns) st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "clip_grad_norm: out of host memory");
@@ -363,7 +365,9 @@ static cnn_status grad_norm_cuda(cnn_tensor *const *params, int n, float *total)
         xs[count] = cnn_f32(g);
         ns[count++] = cnn_shape_numel(g->shape);
     }
-    if (st == CNN_OK) st = cnn_cuda_norm2_f32(cnn_ctx(), xs, ns, count, total);
+    if (st == CNN_OK)
+        st = scale ? cnn_cuda_scale_multi_f32(cnn_ctx(), xs, ns, count, coef)
+                   : cnn_cuda_norm2_f32(cnn_ctx(), (const float *const *)xs, ns, count, total);
     free(xs);
     free(ns);
     return st;
@@ -400,7 +404,7 @@ cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, 
     }
     float total = 0;
 #if CNN_WITH_CUDA
-    if (first && cnn_on_cuda(first)) CNN_TRY(grad_norm_cuda(params, n, &total));
+    if (first && cnn_on_cuda(first)) CNN_TRY(grads_cuda(params, n, false, 0.0f, &total));
     else
 #endif
     {
@@ -415,16 +419,15 @@ cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, 
     float coef = max_norm / (total + 1e-6f);
     /* As PyTorch: grads are multiplied by min(coef, 1), so a NaN/inf norm spreads to them. */
     if (coef >= 1.0f) return CNN_OK;
+#if CNN_WITH_CUDA
+    if (first && cnn_on_cuda(first)) return grads_cuda(params, n, true, coef, NULL);
+#endif
     for (int i = 0; i < n; i++) {
         cnn_tensor *g = params[i] ? params[i]->grad : NULL;
         if (!g) continue;
         float *d = cnn_f32(g);
         int64_t m = cnn_shape_numel(g->shape);
-#if CNN_WITH_CUDA
-        if (cnn_on_cuda(g)) CNN_TRY(cnn_cuda_scale_f32(cnn_ctx(), d, d, coef, m));
-        else
-#endif
-            for (int64_t j = 0; j < m; j++) d[j] *= coef;
+        for (int64_t j = 0; j < m; j++) d[j] *= coef;
     }
     return CNN_OK;
 }

@@ -249,5 +249,8 @@ cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_param_update
                                    float lr, float momentum, float dampening, bool nesterov);
 cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps, int count,
                                     float lr, float beta1, float beta2, float eps, bool decoupled);
+/* xs[i] *= alpha for `count` device arrays of ns[i] floats, in a few launches. */
+cnn_status cnn_cuda_scale_multi_f32(cnn_context *ctx, float *const *xs, const int64_t *ns,
+                                    int count, float alpha);
 
 #endif /* CNN_CUDA_API_H */

@@ -1,5 +1,5 @@
-/* optim.cu — fused CUDA updates for core/optim.c, applied to all of an optimizer's parameters
- * at once: a launch covers up to MT_TENSORS parameters and MT_BLOCKS chunks of MT_CHUNK
+/* optim.cu — fused CUDA updates for core/optim.c (and the scaling of gradient clipping),
+ * applied to all of an optimizer's parameters at once: a launch covers up to MT_TENSORS parameters and MT_BLOCKS chunks of MT_CHUNK
  * elements, described in the kernel's arguments (so ResNet-50's 161 parameters take a handful
  * of launches, not 161). Each element's update (weight decay, momentum / Nesterov / dampening,
  * Adam moments, bias correction) is one pass, with every float operation an explicit _rn
@@ -93,6 +93,12 @@ cnn_status launch_status(const char *op, const char *kernel)
                      cudaGetErrorString(e));
 }
 
+/* x *= alpha over each tensor's chunk (gradient clipping); the CPU's one multiply. */
+__global__ void scale_multi_kernel(MtArgs a, float alpha)
+{
+    MT_CHUNK_LOOP(a, t, i) t.p[i] = __fmul_rn(t.p[i], alpha);
+}
+
 /* Packs the parameters into launches of at most MT_TENSORS tensors and MT_BLOCKS chunks, and
  * calls launch(args, blocks) for each. A parameter whose chunks overflow one launch continues
  * in the next. */
@@ -162,6 +168,26 @@ extern "C" cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_
     cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
         adam_multi_kernel<<<blocks, THREADS, 0, s>>>(a, beta2, eps, decoupled, w1, w2);
         return launch_status("adam_update", "adam_multi_kernel");
+    });
+    free(ts);
+    return st;
+}
+
+extern "C" cnn_status cnn_cuda_scale_multi_f32(cnn_context *ctx, float *const *xs,
+                                               const int64_t *ns, int count, float alpha)
+{
+    if (count <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "clip_grad_norm", &s));
+    MtTensor *ts = (MtTensor *)calloc((size_t)count, sizeof *ts);
+    CNN_CHECK(ts, CNN_ERR_OUT_OF_MEMORY, "clip_grad_norm: out of host memory");
+    for (int i = 0; i < count; i++) {
+        ts[i].p = xs[i];
+        ts[i].n = ns[i];
+    }
+    cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
+        scale_multi_kernel<<<blocks, THREADS, 0, s>>>(a, alpha);
+        return launch_status("clip_grad_norm", "scale_multi_kernel");
     });
     free(ts);
     return st;
