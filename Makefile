@@ -11,12 +11,13 @@ DEBUG   ?= 0
 # CUDA_EMU=1: the CUDA code built against the CPU emulator in tests/cuda_emu (fake runtime and
 # cuBLAS, kernels compiled as C++ by g++), so the GPU tests run on a machine without a GPU.
 CUDA_EMU ?= 0
+# With CUDNN=1 the cuDNN paths run on the emulated cuDNN too (tests/cuda_emu/emu_cudnn*.cpp);
+# CUDNN defaults to 0 there, and no real libcudnn is linked either way.
 ifeq ($(CUDA_EMU),1)
-  ifeq ($(CUDNN),1)
-    $(error CUDA_EMU=1 emulates no cuDNN: build it with CUDNN=0)
-  endif
   CUDA  := 1
-  CUDNN := 0
+  ifneq ($(CUDNN),1)
+    CUDNN := 0
+  endif
 endif
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(shell command -v nvcc 2>/dev/null || (test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc))
@@ -35,11 +36,12 @@ CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=s
              -gencode arch=compute_90,code=compute_90
 
 CUDA_NOTE := $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found / disabled)
+CUDNN_NOTE := $(if $(filter 1,$(CUDNN)),found ($(CUDNN_H)),not found / disabled)
 ifeq ($(CUDA_EMU),1)
   CUDA_NOTE := emulated on the CPU (tests/cuda_emu)
+  CUDNN_NOTE := $(if $(filter 1,$(CUDNN)),emulated on the CPU (tests/cuda_emu),disabled)
 endif
-$(info libcnncuda: CUDA $(CUDA_NOTE) \
-  | cuDNN $(if $(filter 1,$(CUDNN)),found ($(CUDNN_H)),not found / disabled) | DEBUG=$(DEBUG))
+$(info libcnncuda: CUDA $(CUDA_NOTE) | cuDNN $(CUDNN_NOTE) | DEBUG=$(DEBUG))
 
 # AVX2 + FMA (every x86-64 server of the last decade); override with CPU_ARCH=-march=native.
 CPU_ARCH ?= -march=x86-64-v3
@@ -175,7 +177,7 @@ check-valgrind: $(TEST_BIN)
 # (a missing barrier shows in one order or the other), and the no-device paths with the device
 # hidden. check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available
 # here): the self-test and the GPU tests. EMU_GPU_TESTS= narrows the GPU-test runs.
-.PHONY: check-cuda-emu check-cuda-emu-asan emu-selftest
+.PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn emu-selftest
 EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
 EMU_GPU_TESTS ?= cuda models_on_gpu cnnbench_gpu
 check-cuda-emu:
@@ -188,6 +190,12 @@ check-cuda-emu-asan:
 	$(MAKE) BUILD=build-emu-dbg $(EMU_FLAGS) DEBUG=1 all emu-selftest
 	build-emu-dbg/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
+# check-cuda-emu-cudnn, in build-emu-cudnn: the same GPU tests with CUDNN=1 on the emulated
+# cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU.
+check-cuda-emu-cudnn:
+	$(MAKE) BUILD=build-emu-cudnn CUDA_EMU=1 CUDA=1 CUDNN=1 all emu-selftest
+	build-emu-cudnn/tests/emu_selftest
+	CNN_TOOLS_DIR=build-emu-cudnn/bin build-emu-cudnn/tests/run_tests $(EMU_GPU_TESTS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

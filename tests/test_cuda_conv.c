@@ -286,7 +286,7 @@ static void check_bitwise_repeat(const conv_impl *im)
     const conv_case *cc = &cases[10];
     conv_ref r;
     REQUIRE(make_ref(cc, &r));
-    float *a[3], *b[3];
+    float *a[3] = {NULL}, *b[3] = {NULL}; /* b stays unset when the first run fails */
     int ok = run_to_host(cc, im, &r, a) && run_to_host(cc, im, &r, b);
     if (!ok) cnn_test_fail(__FILE__, __LINE__, "%s: runs failed: %s", im->name, cnn_last_error());
     const int64_t n[3] = {cnn_tensor_numel(r.y), cnn_tensor_numel(r.x), cnn_tensor_numel(r.w)};
@@ -322,13 +322,14 @@ GPU_TEST(cuda_conv_cudnn_algorithm_cache)
     REQUIRE(make_ref(&cases[1], &r));
     cnn_tensor *x = gpu_copy(r.x), *w = gpu_copy(r.w), *y = nan_gpu(cnn_tensor_shape(r.dy));
     cnn_tensor *dy = gpu_copy(r.dy), *dx = nan_gpu(cnn_tensor_shape(r.x));
-    REQUIRE(x && w && y && dy && dx);
+    cnn_tensor *b = gpu_copy(r.b); /* r.y includes the case's bias */
+    REQUIRE(x && w && y && dy && dx && b);
     size_t e0, e1, e2, e3, e4;
     uint64_t s0, s1, s2, s3, s4;
     cnn_cudnn_conv2d_cache_stats(ctx, &e0, &s0);
-    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), f(b), cnn_f32(y)));
     cnn_cudnn_conv2d_cache_stats(ctx, &e1, &s1);
-    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), f(b), cnn_f32(y)));
     cnn_cudnn_conv2d_cache_stats(ctx, &e2, &s2);
     CHECK(s1 == s0 + 1 && e1 == e0 + 1);
     CHECK(s2 == s1 && e2 == e1);
@@ -337,12 +338,12 @@ GPU_TEST(cuda_conv_cudnn_algorithm_cache)
     cnn_cudnn_conv2d_cache_stats(ctx, &e3, &s3);
     CHECK(s3 == s2 + 1 && e3 == e2 + 1);
     cnn_set_deterministic(true);
-    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, f(x), f(w), f(b), cnn_f32(y)));
     cnn_set_deterministic(false);
     cnn_cudnn_conv2d_cache_stats(ctx, &e4, &s4);
     CHECK(s4 == s3 + 1 && e4 == e3 + 1);
     /* The hand-written kernels never search. */
-    CHECK_OK(cnn_cuda_conv2d_forward(ctx, &r.g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_cuda_conv2d_forward(ctx, &r.g, f(x), f(w), f(b), cnn_f32(y)));
     cnn_cudnn_conv2d_cache_stats(ctx, &e0, &s0);
     CHECK(s0 == s4 && e0 == e4);
     CHECK(close_scaled("cached cudnn y", y, r.y, ATOL, RTOL));
@@ -351,6 +352,7 @@ GPU_TEST(cuda_conv_cudnn_algorithm_cache)
     cnn_tensor_free(&y);
     cnn_tensor_free(&dy);
     cnn_tensor_free(&dx);
+    cnn_tensor_free(&b);
     ref_free(&r);
 #else
     cnn_test_skip("built without cuDNN");

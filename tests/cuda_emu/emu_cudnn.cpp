@@ -1,0 +1,676 @@
+/* emu_cudnn.cpp — the cuDNN calls of the emulator (include/cudnn.h) other than convolution
+ * (emu_cudnn_conv.cpp): handle, descriptors, cudnnAddTensor, pooling and batch norm, computed on
+ * the CPU with plain loops and cuDNN's documented semantics (alpha/beta blending, saved inverse
+ * std, unbiased running variance, the pooling output formula), so the library's glue in cuda/
+ * (the *_cudnn.c files) is tested, not trusted. Test infrastructure: it may print ("cuda-emu:"
+ * lines for bad arguments), and it never touches a real GPU. */
+#include "emu_cudnn_internal.h"
+#include "emu_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace cnn_emu {
+namespace {
+
+/* Calls of each compute function, on stderr at exit when CNN_EMU_PROFILE is set (which shows
+ * whether a test run reached the cuDNN paths at all). */
+struct call_counts {
+    std::mutex lock;
+    std::map<std::string, long> n;
+};
+call_counts &counts()
+{
+    static call_counts *c = new call_counts; /* never destroyed: read from atexit */
+    return *c;
+}
+void print_counts()
+{
+    for (auto &k : counts().n)
+        fprintf(stderr, "cuda-emu profile: %-44s %8ld calls\n", k.first.c_str(), k.second);
+}
+const bool counting = getenv("CNN_EMU_PROFILE") && atexit(print_counts) == 0;
+
+} /* namespace */
+
+void count(const char *fn)
+{
+    if (!counting) return;
+    std::lock_guard<std::mutex> hold(counts().lock);
+    counts().n[fn]++;
+}
+
+void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cuda-emu: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+bool on_device(const char *fn, const char *what, const void *p, size_t bytes)
+{
+    if (p && memory_kind(p, bytes) == MEM_DEVICE) return true;
+    say("%s: %s %p (%zu bytes) is not (wholly) in device memory", fn, what, p, bytes);
+    return false;
+}
+
+bool scalars(const char *fn, const void *alpha, const void *beta)
+{
+    if (alpha && beta) return true;
+    say("%s: alpha or beta is NULL", fn);
+    return false;
+}
+
+} /* namespace cnn_emu */
+
+using namespace cnn_emu;
+
+extern "C" {
+
+/* ---- handle ------------------------------------------------------------------------------ */
+size_t cudnnGetVersion(void) { return 91400; }
+
+const char *cudnnGetErrorString(cudnnStatus_t s)
+{
+    switch (s) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
+    case CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH:
+        return "CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH";
+    case CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED: return "CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_BAD_PARAM_NULL_POINTER: return "CUDNN_STATUS_BAD_PARAM_NULL_POINTER";
+    case CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH: return "CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_NOT_SUPPORTED_SHAPE: return "CUDNN_STATUS_NOT_SUPPORTED_SHAPE";
+    case CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE: return "CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE";
+    case CUDNN_STATUS_NOT_SUPPORTED_LAYOUT: return "CUDNN_STATUS_NOT_SUPPORTED_LAYOUT";
+    case CUDNN_STATUS_INTERNAL_ERROR: return "CUDNN_STATUS_INTERNAL_ERROR";
+    case CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED:
+        return "CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED";
+    case CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED:
+        return "CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED";
+    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+    }
+    return "CUDNN_STATUS_UNKNOWN";
+}
+
+cudnnStatus_t cudnnCreate(cudnnHandle_t *handle)
+{
+    if (!handle) return CUDNN_STATUS_BAD_PARAM;
+    *handle = nullptr;
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        (void)cudaGetLastError();
+        return CUDNN_STATUS_NOT_INITIALIZED;
+    }
+    *handle = new cudnnContext{nullptr};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroy(cudnnHandle_t handle)
+{
+    if (!handle) return CUDNN_STATUS_BAD_PARAM;
+    delete handle;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t stream)
+{
+    if (!handle) return CUDNN_STATUS_BAD_PARAM;
+    handle->stream = stream;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* ---- descriptors ------------------------------------------------------------------------- */
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d)
+{
+    if (!d) return CUDNN_STATUS_BAD_PARAM;
+    *d = new cudnnTensorStruct{};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format,
+                                         cudnnDataType_t type, int n, int c, int h, int w)
+{
+    if (!d || n <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
+    if ((unsigned)format > CUDNN_TENSOR_NCHW_VECT_C) return CUDNN_STATUS_BAD_PARAM;
+    /* Strides are int: the largest (n's) must fit. */
+    if ((long long)c * h * w > 0x7fffffffLL) return CUDNN_STATUS_BAD_PARAM;
+    /* Real cuDNN takes NHWC and other types too; the emulation computes NCHW float only. */
+    if (format != CUDNN_TENSOR_NCHW) return CUDNN_STATUS_NOT_SUPPORTED_LAYOUT;
+    if (type != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE;
+    *d = cudnnTensorStruct{true, n, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d)
+{
+    if (!d) return CUDNN_STATUS_BAD_PARAM;
+    *d = new cudnnFilterStruct{};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t type,
+                                         cudnnTensorFormat_t format, int k, int c, int h, int w)
+{
+    if (!d || k <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
+    if ((unsigned)format > CUDNN_TENSOR_NCHW_VECT_C) return CUDNN_STATUS_BAD_PARAM;
+    if (format != CUDNN_TENSOR_NCHW) return CUDNN_STATUS_NOT_SUPPORTED_LAYOUT;
+    if (type != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE;
+    *d = cudnnFilterStruct{true, k, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d)
+{
+    if (!d) return CUDNN_STATUS_BAD_PARAM;
+    /* cuDNN's defaults: one group, default math. */
+    *d = new cudnnConvolutionStruct{};
+    (*d)->groups = 1;
+    (*d)->math = CUDNN_DEFAULT_MATH;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h,
+                                              int pad_w, int u, int v, int dilation_h,
+                                              int dilation_w, cudnnConvolutionMode_t mode,
+                                              cudnnDataType_t computeType)
+{
+    if (!d || pad_h < 0 || pad_w < 0 || u <= 0 || v <= 0 || dilation_h <= 0 || dilation_w <= 0 ||
+        (mode != CUDNN_CONVOLUTION && mode != CUDNN_CROSS_CORRELATION))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (computeType != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE;
+    d->set = true;
+    d->ph = pad_h, d->pw = pad_w, d->sh = u, d->sw = v, d->dh = dilation_h, d->dw = dilation_w;
+    d->mode = mode;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t d, int groupCount)
+{
+    if (!d || groupCount < 1) return CUDNN_STATUS_BAD_PARAM;
+    d->groups = groupCount;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t m)
+{
+    if (!d || (unsigned)m > CUDNN_FMA_MATH) return CUDNN_STATUS_BAD_PARAM;
+    d->math = m;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreatePoolingDescriptor(cudnnPoolingDescriptor_t *d)
+{
+    if (!d) return CUDNN_STATUS_BAD_PARAM;
+    *d = new cudnnPoolingStruct{};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyPoolingDescriptor(cudnnPoolingDescriptor_t d)
+{
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetPooling2dDescriptor(cudnnPoolingDescriptor_t d, cudnnPoolingMode_t mode,
+                                          cudnnNanPropagation_t nan, int wh, int ww, int ph,
+                                          int pw, int sh, int sw)
+{
+    if (!d || (unsigned)mode > CUDNN_POOLING_MAX_DETERMINISTIC ||
+        (unsigned)nan > CUDNN_PROPAGATE_NAN || wh <= 0 || ww <= 0 || ph < 0 || pw < 0 ||
+        sh <= 0 || sw <= 0)
+        return CUDNN_STATUS_BAD_PARAM;
+    *d = cudnnPoolingStruct{true, mode, nan, wh, ww, ph, pw, sh, sw};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* cuDNN's formula: outputDim = 1 + (inputDim + 2 * padding - windowDim) / poolingStride. */
+cudnnStatus_t cudnnGetPooling2dForwardOutputDim(const cudnnPoolingDescriptor_t d,
+                                                const cudnnTensorDescriptor_t x, int *n, int *c,
+                                                int *h, int *w)
+{
+    if (!d || !d->set || !ready(x) || !n || !c || !h || !w) return CUDNN_STATUS_BAD_PARAM;
+    if (x->h + 2 * d->ph < d->wh || x->w + 2 * d->pw < d->ww) return CUDNN_STATUS_BAD_PARAM;
+    *n = x->n;
+    *c = x->c;
+    *h = 1 + (x->h + 2 * d->ph - d->wh) / d->sh;
+    *w = 1 + (x->w + 2 * d->pw - d->ww) / d->sw;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDeriveBNTensorDescriptor(cudnnTensorDescriptor_t bn,
+                                            const cudnnTensorDescriptor_t x,
+                                            cudnnBatchNormMode_t mode)
+{
+    if (!bn || !ready(x) || (unsigned)mode > CUDNN_BATCHNORM_SPATIAL_PERSISTENT)
+        return CUDNN_STATUS_BAD_PARAM;
+    if (mode == CUDNN_BATCHNORM_PER_ACTIVATION)
+        *bn = cudnnTensorStruct{true, 1, x->c, x->h, x->w};
+    else
+        *bn = cudnnTensorStruct{true, 1, x->c, 1, 1};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* ---- tensor ops -------------------------------------------------------------------------- */
+/* C = alpha * A + beta * C, each dimension of A equal to C's or 1 (broadcast). */
+cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTensorDescriptor_t ad,
+                             const void *A, const void *beta, const cudnnTensorDescriptor_t cd,
+                             void *C)
+{
+    const char *fn = "cudnnAddTensor";
+    count(fn);
+    if (!h || !ready(ad) || !ready(cd) || !scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
+    const int adims[4] = {ad->n, ad->c, ad->h, ad->w}, cdims[4] = {cd->n, cd->c, cd->h, cd->w};
+    for (int i = 0; i < 4; i++)
+        if (adims[i] != cdims[i] && adims[i] != 1) {
+            say("%s: A (%d, %d, %d, %d) does not broadcast to C (%d, %d, %d, %d)", fn, ad->n,
+                ad->c, ad->h, ad->w, cd->n, cd->c, cd->h, cd->w);
+            return CUDNN_STATUS_BAD_PARAM;
+        }
+    if (!on_device(fn, "A", A, numel(ad) * 4) || !on_device(fn, "C", C, numel(cd) * 4))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    const float *pa = (const float *)A;
+    float *pc = (float *)C;
+    for (int n = 0; n < cd->n; n++)
+        for (int c = 0; c < cd->c; c++)
+            for (int y = 0; y < cd->h; y++)
+                for (int x = 0; x < cd->w; x++) {
+                    const size_t ai = (((size_t)(ad->n == 1 ? 0 : n) * ad->c +
+                                        (ad->c == 1 ? 0 : c)) * ad->h +
+                                       (ad->h == 1 ? 0 : y)) * ad->w + (ad->w == 1 ? 0 : x);
+                    blend(&pc[(((size_t)n * cd->c + c) * cd->h + y) * cd->w + x], pa[ai], a, b);
+                }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+
+} /* extern "C" */
+
+/* ---- pooling ----------------------------------------------------------------------------- */
+
+namespace {
+
+/* The checks both directions share; *oh, *ow: cuDNN's output size. */
+cudnnStatus_t pool_check(const char *fn, cudnnHandle_t h, cudnnPoolingStruct *d,
+                         cudnnTensorStruct *x, const cudnnTensorStruct *y)
+{
+    if (!h || !d || !d->set || !ready(x) || !ready(y)) return CUDNN_STATUS_BAD_PARAM;
+    int n, c, oh, ow;
+    if (cudnnStatus_t e = cudnnGetPooling2dForwardOutputDim(d, x, &n, &c, &oh, &ow)) return e;
+    if (y->n != n || y->c != c || y->h != oh || y->w != ow) {
+        say("%s: y (%d, %d, %d, %d), cuDNN's output is (%d, %d, %d, %d)", fn, y->n, y->c, y->h,
+            y->w, n, c, oh, ow);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+bool is_max(const cudnnPoolingStruct *d)
+{
+    return d->mode == CUDNN_POOLING_MAX || d->mode == CUDNN_POOLING_MAX_DETERMINISTIC;
+}
+
+/* One window of one plane: the max (and where, -1 if none) or the average. Padding never wins
+ * a max; AVERAGE_COUNT_INCLUDE_PADDING divides by the window size, EXCLUDE by the inputs in it. */
+double pool_window(const cudnnPoolingStruct *d, const float *xp, int H, int W, int oy, int ox)
+{
+    const int y0 = oy * d->sh - d->ph, x0 = ox * d->sw - d->pw;
+    double acc = 0, best = -INFINITY;
+    long at = -1, count = 0;
+    bool nan = false;
+    for (int i = 0; i < d->wh; i++)
+        for (int j = 0; j < d->ww; j++) {
+            const int iy = y0 + i, ix = x0 + j;
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+            const float v = xp[(size_t)iy * W + ix];
+            count++;
+            acc += v;
+            if (isnan(v)) {
+                if (d->nan == CUDNN_PROPAGATE_NAN && !nan) {
+                    nan = true;
+                    at = (long)iy * W + ix;
+                }
+                continue;
+            }
+            if (!nan && (at < 0 || v > best)) {
+                best = v;
+                at = (long)iy * W + ix;
+            }
+        }
+    if (is_max(d)) return nan ? NAN : best;
+    if (d->mode == CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING)
+        return acc / ((double)d->wh * d->ww);
+    return count ? acc / (double)count : 0.0;
+}
+
+} /* namespace */
+
+extern "C" {
+
+cudnnStatus_t cudnnPoolingForward(cudnnHandle_t h, const cudnnPoolingDescriptor_t d,
+                                  const void *alpha, const cudnnTensorDescriptor_t xd,
+                                  const void *x, const void *beta,
+                                  const cudnnTensorDescriptor_t yd, void *y)
+{
+    const char *fn = "cudnnPoolingForward";
+    count(fn);
+    if (cudnnStatus_t e = pool_check(fn, h, d, xd, yd)) return e;
+    if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, numel(xd) * 4) ||
+        !on_device(fn, "y", y, numel(yd) * 4))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    for (size_t pl = 0; pl < (size_t)xd->n * xd->c; pl++) {
+        const float *xp = (const float *)x + pl * xd->h * xd->w;
+        float *yp = (float *)y + pl * yd->h * yd->w;
+        for (int oy = 0; oy < yd->h; oy++)
+            for (int ox = 0; ox < yd->w; ox++)
+                blend(&yp[oy * yd->w + ox], pool_window(d, xp, xd->h, xd->w, oy, ox), a,
+                      b);
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* dx = alpha * (each dy sent to its window's max, or spread evenly over the average's divisor)
+ * + beta * dx. The max's place is where x equals y (the first one in the window, row by row). */
+cudnnStatus_t cudnnPoolingBackward(cudnnHandle_t h, const cudnnPoolingDescriptor_t d,
+                                   const void *alpha, const cudnnTensorDescriptor_t yd,
+                                   const void *y, const cudnnTensorDescriptor_t dyd,
+                                   const void *dy, const cudnnTensorDescriptor_t xd,
+                                   const void *x, const void *beta,
+                                   const cudnnTensorDescriptor_t dxd, void *dx)
+{
+    const char *fn = "cudnnPoolingBackward";
+    count(fn);
+    if (cudnnStatus_t e = pool_check(fn, h, d, xd, yd)) return e;
+    if (!ready(dyd) || !ready(dxd) || dyd->n != yd->n || dyd->c != yd->c || dyd->h != yd->h ||
+        dyd->w != yd->w || dxd->n != xd->n || dxd->c != xd->c || dxd->h != xd->h ||
+        dxd->w != xd->w) {
+        say("%s: dy/dx descriptors differ from y/x", fn);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    if (!scalars(fn, alpha, beta) || !on_device(fn, "y", y, numel(yd) * 4) ||
+        !on_device(fn, "dy", dy, numel(dyd) * 4) || !on_device(fn, "x", x, numel(xd) * 4) ||
+        !on_device(fn, "dx", dx, numel(dxd) * 4))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    const int H = xd->h, W = xd->w, OH = yd->h, OW = yd->w;
+    std::vector<double> acc((size_t)H * W);
+    for (size_t pl = 0; pl < (size_t)xd->n * xd->c; pl++) {
+        const float *xp = (const float *)x + pl * H * W;
+        const float *dyp = (const float *)dy + pl * OH * OW;
+        const float *yp = (const float *)y + pl * OH * OW;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                const double g = dyp[oy * OW + ox];
+                const int y0 = oy * d->sh - d->ph, x0 = ox * d->sw - d->pw;
+                if (is_max(d)) {
+                    /* The gradient goes where x equals the given y (NaN: the first NaN): a y
+                     * that is not this x's forward output routes it wrongly, as on a GPU. */
+                    const float m = yp[oy * OW + ox];
+                    bool found = false;
+                    for (int i = 0; i < d->wh && !found; i++)
+                        for (int j = 0; j < d->ww && !found; j++) {
+                            const int iy = y0 + i, ix = x0 + j;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            const float v = xp[(size_t)iy * W + ix];
+                            if (v == m || (isnan(v) && isnan(m))) {
+                                acc[(size_t)iy * W + ix] += g;
+                                found = true;
+                            }
+                        }
+                    continue;
+                }
+                long count = 0;
+                for (int i = 0; i < d->wh; i++)
+                    for (int j = 0; j < d->ww; j++)
+                        count += y0 + i >= 0 && y0 + i < H && x0 + j >= 0 && x0 + j < W;
+                const double div = d->mode == CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
+                                       ? (double)d->wh * d->ww
+                                       : (double)count;
+                if (count == 0) continue;
+                for (int i = 0; i < d->wh; i++)
+                    for (int j = 0; j < d->ww; j++) {
+                        const int iy = y0 + i, ix = x0 + j;
+                        if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                            acc[(size_t)iy * W + ix] += g / div;
+                    }
+            }
+        float *dxp = (float *)dx + pl * H * W;
+        for (size_t i = 0; i < acc.size(); i++) blend(&dxp[i], acc[i], a, b);
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* ---- batch normalization ------------------------------------------------------------------ */
+} /* extern "C" */
+
+namespace {
+
+/* Spatial modes only (PER_ACTIVATION is not emulated); x and y alike; bn is (1, C, 1, 1). */
+cudnnStatus_t bn_check(const char *fn, cudnnHandle_t h, cudnnBatchNormMode_t mode,
+                       const cudnnTensorStruct *x, const cudnnTensorStruct *y,
+                       const cudnnTensorStruct *bn, double eps)
+{
+    if (!h || !ready(x) || !ready(y) || !ready(bn)) return CUDNN_STATUS_BAD_PARAM;
+    if (mode == CUDNN_BATCHNORM_PER_ACTIVATION) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (mode != CUDNN_BATCHNORM_SPATIAL && mode != CUDNN_BATCHNORM_SPATIAL_PERSISTENT)
+        return CUDNN_STATUS_BAD_PARAM;
+    if (x->n != y->n || x->c != y->c || x->h != y->h || x->w != y->w || bn->n != 1 ||
+        bn->c != x->c || bn->h != 1 || bn->w != 1) {
+        say("%s: x (%d, %d, %d, %d), y (%d, %d, %d, %d), bn (%d, %d, %d, %d)", fn, x->n, x->c,
+            x->h, x->w, y->n, y->c, y->h, y->w, bn->n, bn->c, bn->h, bn->w);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    if (!(eps >= CUDNN_BN_MIN_EPSILON)) {
+        say("%s: epsilon %g is below CUDNN_BN_MIN_EPSILON %g", fn, eps, CUDNN_BN_MIN_EPSILON);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* Channel c's batch mean and biased variance over N, H, W. */
+void channel_stats(const cudnnTensorStruct *x, const float *px, int c, double *mean, double *var)
+{
+    const size_t hw = (size_t)x->h * x->w, m = hw * x->n;
+    double s = 0;
+    for (int n = 0; n < x->n; n++)
+        for (size_t i = 0; i < hw; i++) s += px[((size_t)n * x->c + c) * hw + i];
+    const double mu = s / (double)m;
+    double v = 0;
+    for (int n = 0; n < x->n; n++)
+        for (size_t i = 0; i < hw; i++) {
+            const double d = px[((size_t)n * x->c + c) * hw + i] - mu;
+            v += d * d;
+        }
+    *mean = mu;
+    *var = v / (double)m;
+}
+
+} /* namespace */
+
+extern "C" {
+
+/* y = alpha * (scale (x - mean) / sqrt(var + eps) + bias) + beta * y with the batch's mean and
+ * biased variance; saved: mean and 1 / sqrt(var + eps); running (factor f):
+ * r = (1 - f) r + f * new, the running variance taking the unbiased variance (m / (m - 1)). */
+cudnnStatus_t cudnnBatchNormalizationForwardTraining(
+    cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha, const void *beta,
+    const cudnnTensorDescriptor_t xd, const void *x, const cudnnTensorDescriptor_t yd, void *y,
+    const cudnnTensorDescriptor_t bnd, const void *scale, const void *bias, double factor,
+    void *run_mean, void *run_var, double eps, void *save_mean, void *save_invstd)
+{
+    const char *fn = "cudnnBatchNormalizationForwardTraining";
+    count(fn);
+    if (cudnnStatus_t e = bn_check(fn, h, mode, xd, yd, bnd, eps)) return e;
+    if (!scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
+    if (!run_mean != !run_var || !save_mean != !save_invstd) {
+        say("%s: running mean/variance and saved mean/inverse variance go in pairs", fn);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    const size_t cb = (size_t)xd->c * 4;
+    if (!on_device(fn, "x", x, numel(xd) * 4) || !on_device(fn, "y", y, numel(yd) * 4) ||
+        !on_device(fn, "bnScale", scale, cb) || !on_device(fn, "bnBias", bias, cb) ||
+        (run_mean && (!on_device(fn, "resultRunningMean", run_mean, cb) ||
+                      !on_device(fn, "resultRunningVariance", run_var, cb))) ||
+        (save_mean && (!on_device(fn, "resultSaveMean", save_mean, cb) ||
+                       !on_device(fn, "resultSaveInvVariance", save_invstd, cb))))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    const float *px = (const float *)x, *ps = (const float *)scale, *pb = (const float *)bias;
+    float *py = (float *)y;
+    const size_t hw = (size_t)xd->h * xd->w, m = hw * xd->n;
+    for (int c = 0; c < xd->c; c++) {
+        double mean, var;
+        channel_stats(xd, px, c, &mean, &var);
+        const double invstd = 1.0 / sqrt(var + eps);
+        for (int n = 0; n < xd->n; n++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t at = ((size_t)n * xd->c + c) * hw + i;
+                blend(&py[at], ps[c] * (px[at] - mean) * invstd + pb[c], a, b);
+            }
+        if (run_mean) {
+            const double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
+            float *rm = (float *)run_mean + c, *rv = (float *)run_var + c;
+            *rm = (float)((1.0 - factor) * *rm + factor * mean);
+            *rv = (float)((1.0 - factor) * *rv + factor * unbiased);
+        }
+        if (save_mean) {
+            ((float *)save_mean)[c] = (float)mean;
+            ((float *)save_invstd)[c] = (float)invstd;
+        }
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* y = alpha * (scale (x - mean) / sqrt(var + eps) + bias) + beta * y from the given statistics. */
+cudnnStatus_t cudnnBatchNormalizationForwardInference(
+    cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha, const void *beta,
+    const cudnnTensorDescriptor_t xd, const void *x, const cudnnTensorDescriptor_t yd, void *y,
+    const cudnnTensorDescriptor_t bnd, const void *scale, const void *bias, const void *est_mean,
+    const void *est_var, double eps)
+{
+    const char *fn = "cudnnBatchNormalizationForwardInference";
+    count(fn);
+    if (cudnnStatus_t e = bn_check(fn, h, mode, xd, yd, bnd, eps)) return e;
+    if (!scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
+    const size_t cb = (size_t)xd->c * 4;
+    if (!on_device(fn, "x", x, numel(xd) * 4) || !on_device(fn, "y", y, numel(yd) * 4) ||
+        !on_device(fn, "bnScale", scale, cb) || !on_device(fn, "bnBias", bias, cb) ||
+        !on_device(fn, "estimatedMean", est_mean, cb) ||
+        !on_device(fn, "estimatedVariance", est_var, cb))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    const float *px = (const float *)x, *ps = (const float *)scale, *pb = (const float *)bias;
+    const float *pm = (const float *)est_mean, *pv = (const float *)est_var;
+    float *py = (float *)y;
+    const size_t hw = (size_t)xd->h * xd->w;
+    for (int c = 0; c < xd->c; c++) {
+        const double invstd = 1.0 / sqrt((double)pv[c] + eps);
+        for (int n = 0; n < xd->n; n++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t at = ((size_t)n * xd->c + c) * hw + i;
+                blend(&py[at], ps[c] * (px[at] - (double)pm[c]) * invstd + pb[c], a, b);
+            }
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* Training backward through the batch statistics: the saved mean and inverse std when given
+ * (both or neither), else recomputed from x with eps. dx blends with alphaDataDiff/betaDataDiff,
+ * dScale and dBias with alphaParamDiff/betaParamDiff. */
+cudnnStatus_t cudnnBatchNormalizationBackward(
+    cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha_d, const void *beta_d,
+    const void *alpha_p, const void *beta_p, const cudnnTensorDescriptor_t xd, const void *x,
+    const cudnnTensorDescriptor_t dyd, const void *dy, const cudnnTensorDescriptor_t dxd,
+    void *dx, const cudnnTensorDescriptor_t bnd, const void *scale, void *dscale, void *dbias,
+    double eps, const void *saved_mean, const void *saved_invstd)
+{
+    const char *fn = "cudnnBatchNormalizationBackward";
+    count(fn);
+    if (cudnnStatus_t e = bn_check(fn, h, mode, xd, dxd, bnd, eps)) return e;
+    if (!ready(dyd) || dyd->n != xd->n || dyd->c != xd->c || dyd->h != xd->h || dyd->w != xd->w)
+        return CUDNN_STATUS_BAD_PARAM;
+    if (!scalars(fn, alpha_d, beta_d) || !scalars(fn, alpha_p, beta_p))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (!saved_mean != !saved_invstd) {
+        say("%s: savedMean and savedInvVariance go in pairs", fn);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    const size_t cb = (size_t)xd->c * 4;
+    if (!on_device(fn, "x", x, numel(xd) * 4) || !on_device(fn, "dy", dy, numel(dyd) * 4) ||
+        !on_device(fn, "dx", dx, numel(dxd) * 4) || !on_device(fn, "bnScale", scale, cb) ||
+        !on_device(fn, "dBnScaleResult", dscale, cb) ||
+        !on_device(fn, "dBnBiasResult", dbias, cb) ||
+        (saved_mean && (!on_device(fn, "savedMean", saved_mean, cb) ||
+                        !on_device(fn, "savedInvVariance", saved_invstd, cb))))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float ad = *(const float *)alpha_d, bd = *(const float *)beta_d;
+    const float ap = *(const float *)alpha_p, bp = *(const float *)beta_p;
+    const float *px = (const float *)x, *pg = (const float *)dy, *ps = (const float *)scale;
+    float *pdx = (float *)dx;
+    const size_t hw = (size_t)xd->h * xd->w, m = hw * xd->n;
+    for (int c = 0; c < xd->c; c++) {
+        double mean, invstd;
+        if (saved_mean) {
+            mean = ((const float *)saved_mean)[c];
+            invstd = ((const float *)saved_invstd)[c];
+        } else {
+            double var;
+            channel_stats(xd, px, c, &mean, &var);
+            invstd = 1.0 / sqrt(var + eps);
+        }
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < xd->n; n++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t at = ((size_t)n * xd->c + c) * hw + i;
+                sdy += pg[at];
+                sdyx += pg[at] * (px[at] - mean) * invstd;
+            }
+        const double k = ps[c] * invstd / (double)m;
+        for (int n = 0; n < xd->n; n++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t at = ((size_t)n * xd->c + c) * hw + i;
+                const double xhat = (px[at] - mean) * invstd;
+                blend(&pdx[at], k * ((double)m * pg[at] - sdy - xhat * sdyx), ad, bd);
+            }
+        blend((float *)dscale + c, sdyx, ap, bp);
+        blend((float *)dbias + c, sdy, ap, bp);
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+} /* extern "C" */

@@ -1,0 +1,557 @@
+/* emu_cudnn_conv.cpp — the emulated cuDNN's convolutions (include/cudnn.h): descriptors checked
+ * against each other with cuDNN's output formula, a few algorithms per direction with their
+ * own workspaces and determinism, cudnnFind*AlgorithmEx, and the compute calls with alpha/beta,
+ * groups, dilation and (CUDNN_CONVOLUTION) the flipped filter, on the CPU with plain loops.
+ * Test infrastructure: it may print ("cuda-emu:" lines), and it never touches a real GPU. */
+#include "emu_cudnn_internal.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+using namespace cnn_emu;
+
+namespace {
+
+/* ---- convolution geometry --------------------------------------------------------------- */
+struct geom {
+    int n, c, h, w, k, cg, kg, r, s, p, q, ph, pw, sh, sw, dh, dw, groups;
+    bool flip; /* CUDNN_CONVOLUTION: the filter is applied rotated by 180 degrees */
+};
+
+/* x (N, C, H, W), w (K, C/groups, R, S), y (N, K, P, Q) with cuDNN's output formula
+ * P = 1 + (H + 2 pad - ((R - 1) dilation + 1)) / stride; any mismatch is BAD_PARAM. */
+cudnnStatus_t conv_geom(const char *fn, const cudnnTensorStruct *x, const cudnnFilterStruct *w,
+                        const cudnnConvolutionStruct *cv, const cudnnTensorStruct *y, geom *g)
+{
+    if (!ready(x) || !ready(w) || !cv || !cv->set || !ready(y)) {
+        say("%s: a descriptor is NULL or was never set", fn);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    g->n = x->n, g->c = x->c, g->h = x->h, g->w = x->w;
+    g->k = w->k, g->cg = w->c, g->r = w->h, g->s = w->w;
+    g->ph = cv->ph, g->pw = cv->pw, g->sh = cv->sh, g->sw = cv->sw, g->dh = cv->dh, g->dw = cv->dw;
+    g->groups = cv->groups;
+    g->flip = cv->mode == CUDNN_CONVOLUTION;
+    if (g->cg * g->groups != g->c || g->k % g->groups != 0) {
+        say("%s: x has %d channels, filter (%d, %d, %d, %d) with %d groups", fn, g->c, g->k,
+            g->cg, g->r, g->s, g->groups);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    g->kg = g->k / g->groups;
+    const long eh = (long)(g->r - 1) * g->dh + 1, ew = (long)(g->s - 1) * g->dw + 1;
+    const long hp = g->h + 2L * g->ph, wp = g->w + 2L * g->pw;
+    if (hp < eh || wp < ew) {
+        say("%s: filter (%d, %d) dilated (%d, %d) exceeds the padded input (%ld, %ld)", fn, g->r,
+            g->s, g->dh, g->dw, hp, wp);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    g->p = (int)(1 + (hp - eh) / g->sh);
+    g->q = (int)(1 + (wp - ew) / g->sw);
+    if (y->n != g->n || y->c != g->k || y->h != g->p || y->w != g->q) {
+        say("%s: output descriptor (%d, %d, %d, %d), cuDNN's output is (%d, %d, %d, %d)", fn,
+            y->n, y->c, y->h, y->w, g->n, g->k, g->p, g->q);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+size_t x_bytes(const geom &g) { return (size_t)g.n * g.c * g.h * g.w * sizeof(float); }
+size_t w_bytes(const geom &g) { return (size_t)g.k * g.cg * g.r * g.s * sizeof(float); }
+size_t y_bytes(const geom &g) { return (size_t)g.n * g.k * g.p * g.q * sizeof(float); }
+/* One image's unfolded input, as an explicit-GEMM algorithm would hold it. */
+size_t col_bytes(const geom &g)
+{
+    return (size_t)g.c * g.r * g.s * (size_t)g.p * g.q * sizeof(float);
+}
+
+/* The input row/column that output (oy, ox) reads through filter tap (i, j). */
+inline int in_row(const geom &g, int oy, int i)
+{
+    return oy * g.sh - g.ph + (g.flip ? g.r - 1 - i : i) * g.dh;
+}
+inline int in_col(const geom &g, int ox, int j)
+{
+    return ox * g.sw - g.pw + (g.flip ? g.s - 1 - j : j) * g.dw;
+}
+
+/* Round to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands. */
+float to_tf32(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+// x: (N, C, H, W), w: (K, C/groups, R, S) -> y: (N, K, P, Q), y = alpha conv + beta y
+void conv_fwd(const geom &g, const float *x, const float *w, float alpha, float beta, float *y)
+{
+    for (int n = 0; n < g.n; n++)
+        for (int k = 0; k < g.k; k++) {
+            const int gi = k / g.kg;
+            for (int oy = 0; oy < g.p; oy++)
+                for (int ox = 0; ox < g.q; ox++) {
+                    double acc = 0;
+                    for (int c = 0; c < g.cg; c++) {
+                        const float *xp = x + ((size_t)n * g.c + gi * g.cg + c) * g.h * g.w;
+                        const float *wp = w + ((size_t)k * g.cg + c) * g.r * g.s;
+                        for (int i = 0; i < g.r; i++) {
+                            const int iy = in_row(g, oy, i);
+                            if (iy < 0 || iy >= g.h) continue;
+                            for (int j = 0; j < g.s; j++) {
+                                const int ix = in_col(g, ox, j);
+                                if (ix < 0 || ix >= g.w) continue;
+                                acc += (double)xp[(size_t)iy * g.w + ix] * wp[i * g.s + j];
+                            }
+                        }
+                    }
+                    blend(&y[(((size_t)n * g.k + k) * g.p + oy) * g.q + ox], acc, alpha, beta);
+                }
+        }
+}
+
+/* Non-deterministic algorithms sum their partial products in an order that changes from call
+ * to call (as atomics would), so a result that must be reproducible shows when it is not. */
+std::atomic<unsigned> nondet_calls{0};
+
+// dy: (N, K, P, Q), w -> dx: (N, C, H, W)
+void conv_bwd_data(const geom &g, const float *dy, const float *w, float alpha, float beta,
+                   float *dx, bool nondet)
+{
+    std::vector<double> acc((size_t)g.c * g.h * g.w);
+    std::vector<float> accf(nondet ? acc.size() : 0);
+    const unsigned rot = nondet ? nondet_calls++ : 0;
+    for (int n = 0; n < g.n; n++) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        std::fill(accf.begin(), accf.end(), 0.0f);
+        for (int kk = 0; kk < g.k; kk++) {
+            const int k = (int)((kk + rot) % (unsigned)g.k), gi = k / g.kg;
+            for (int oy = 0; oy < g.p; oy++)
+                for (int ox = 0; ox < g.q; ox++) {
+                    const float d = dy[(((size_t)n * g.k + k) * g.p + oy) * g.q + ox];
+                    for (int c = 0; c < g.cg; c++) {
+                        const float *wp = w + ((size_t)k * g.cg + c) * g.r * g.s;
+                        const size_t base = (size_t)(gi * g.cg + c) * g.h * g.w;
+                        for (int i = 0; i < g.r; i++) {
+                            const int iy = in_row(g, oy, i);
+                            if (iy < 0 || iy >= g.h) continue;
+                            for (int j = 0; j < g.s; j++) {
+                                const int ix = in_col(g, ox, j);
+                                if (ix < 0 || ix >= g.w) continue;
+                                const size_t at = base + (size_t)iy * g.w + ix;
+                                if (nondet)
+                                    accf[at] += d * wp[i * g.s + j];
+                                else
+                                    acc[at] += (double)d * wp[i * g.s + j];
+                            }
+                        }
+                    }
+                }
+        }
+        float *dxn = dx + (size_t)n * g.c * g.h * g.w;
+        for (size_t i = 0; i < acc.size(); i++)
+            blend(&dxn[i], nondet ? accf[i] : acc[i], alpha, beta);
+    }
+}
+
+// x: (N, C, H, W), dy: (N, K, P, Q) -> dw: (K, C/groups, R, S)
+void conv_bwd_filter(const geom &g, const float *x, const float *dy, float alpha, float beta,
+                     float *dw, bool nondet)
+{
+    const unsigned rot = nondet ? nondet_calls++ : 0;
+    for (int k = 0; k < g.k; k++) {
+        const int gi = k / g.kg;
+        for (int c = 0; c < g.cg; c++)
+            for (int i = 0; i < g.r; i++)
+                for (int j = 0; j < g.s; j++) {
+                    double acc = 0;
+                    float accf = 0;
+                    for (int nn = 0; nn < g.n; nn++) {
+                        const int n = (int)((nn + rot) % (unsigned)g.n);
+                        const float *xp = x + ((size_t)n * g.c + gi * g.cg + c) * g.h * g.w;
+                        const float *dyp = dy + ((size_t)n * g.k + k) * g.p * g.q;
+                        for (int oy = 0; oy < g.p; oy++) {
+                            const int iy = in_row(g, oy, i);
+                            if (iy < 0 || iy >= g.h) continue;
+                            for (int ox = 0; ox < g.q; ox++) {
+                                const int ix = in_col(g, ox, j);
+                                if (ix < 0 || ix >= g.w) continue;
+                                const float a = xp[(size_t)iy * g.w + ix], b = dyp[oy * g.q + ox];
+                                if (nondet)
+                                    accf += a * b;
+                                else
+                                    acc += (double)a * b;
+                            }
+                        }
+                    }
+                    blend(&dw[(((size_t)k * g.cg + c) * g.r + i) * g.s + j], nondet ? accf : acc,
+                          alpha, beta);
+                }
+    }
+}
+
+/* ---- the emulated algorithms --------------------------------------------------------------
+ * Each direction offers a few; the rest answer NOT_SUPPORTED. Times are fixed and chosen so
+ * that the fastest one needs a workspace and, backward, is non-deterministic: the library's
+ * workspace path and its deterministic filter both run. */
+struct algo_info {
+    bool supported;
+    size_t workspace;
+    cudnnDeterminism_t det;
+    float ms;
+};
+
+algo_info fwd_algo(const geom &g, int a)
+{
+    switch (a) {
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return {true, 0, CUDNN_DETERMINISTIC, 0.30f};
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM:
+        return {true, (size_t)g.cg * g.r * g.s * sizeof(int) + 256, CUDNN_DETERMINISTIC, 0.10f};
+    case CUDNN_CONVOLUTION_FWD_ALGO_GEMM:
+        return {true, col_bytes(g), CUDNN_DETERMINISTIC, 0.20f};
+    default: return {false, 0, CUDNN_DETERMINISTIC, 0.0f};
+    }
+}
+
+algo_info data_algo(const geom &g, int a)
+{
+    switch (a) {
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return {true, 0, CUDNN_NON_DETERMINISTIC, 0.10f};
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_1:
+        return {true, col_bytes(g), CUDNN_DETERMINISTIC, 0.20f};
+    default: return {false, 0, CUDNN_DETERMINISTIC, 0.0f};
+    }
+}
+
+algo_info filter_algo(const geom &g, int a)
+{
+    switch (a) {
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0: return {true, 0, CUDNN_NON_DETERMINISTIC, 0.15f};
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1:
+        return {true, col_bytes(g), CUDNN_DETERMINISTIC, 0.20f};
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3:
+        return {true, (size_t)g.k * g.cg * g.r * g.s * sizeof(float), CUDNN_NON_DETERMINISTIC,
+                0.10f};
+    default: return {false, 0, CUDNN_DETERMINISTIC, 0.0f};
+    }
+}
+
+enum { DIR_FWD, DIR_DATA, DIR_FILTER };
+const int algo_count[] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
+
+algo_info info_of(int dir, const geom &g, int a)
+{
+    return dir == DIR_FWD ? fwd_algo(g, a) : dir == DIR_DATA ? data_algo(g, a) : filter_algo(g, a);
+}
+
+/* The math an algorithm runs with: FMA stays FMA (exact FP32); otherwise the forward implicit
+ * precomputed GEMM uses the TF32 tensor cores (reported as TENSOR_OP_MATH), the rest FP32
+ * (reported as DEFAULT_MATH). */
+cudnnMathType_t math_of(int dir, int a, cudnnMathType_t desc)
+{
+    if (desc == CUDNN_FMA_MATH) return CUDNN_FMA_MATH;
+    if (dir == DIR_FWD && a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
+        return CUDNN_TENSOR_OP_MATH;
+    return CUDNN_DEFAULT_MATH;
+}
+
+/* Runs algorithm a of direction dir after checking it exists and its workspace is enough. */
+cudnnStatus_t run_algo(const char *fn, int dir, const geom &g, cudnnMathType_t desc_math, int a,
+                       const float *in0, const float *in1, float alpha, float beta, float *out,
+                       void *ws, size_t ws_bytes)
+{
+    if (a < 0 || a >= algo_count[dir]) {
+        say("%s: algorithm %d does not exist", fn, a);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    const algo_info ai = info_of(dir, g, a);
+    if (!ai.supported) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (ws_bytes < ai.workspace) {
+        say("%s: algorithm %d needs %zu bytes of workspace, given %zu", fn, a, ai.workspace,
+            ws_bytes);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    if (ai.workspace && !on_device(fn, "workspace", ws, ai.workspace))
+        return CUDNN_STATUS_BAD_PARAM;
+    /* Scribble on the workspace, as a real algorithm would: nothing may rely on its content. */
+    if (ai.workspace) memset(ws, 0xA5, ai.workspace);
+    const bool nondet = ai.det == CUDNN_NON_DETERMINISTIC;
+    if (dir == DIR_FWD) {
+        if (math_of(dir, a, desc_math) == CUDNN_TENSOR_OP_MATH) {
+            std::vector<float> xt(in0, in0 + x_bytes(g) / 4), wt(in1, in1 + w_bytes(g) / 4);
+            for (float &v : xt) v = to_tf32(v);
+            for (float &v : wt) v = to_tf32(v);
+            conv_fwd(g, xt.data(), wt.data(), alpha, beta, out);
+        } else {
+            conv_fwd(g, in0, in1, alpha, beta, out);
+        }
+    } else if (dir == DIR_DATA) {
+        conv_bwd_data(g, in0, in1, alpha, beta, out, nondet);
+    } else {
+        conv_bwd_filter(g, in0, in1, alpha, beta, out, nondet);
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+struct perf {
+    int algo;
+    cudnnStatus_t status;
+    float time;
+    size_t memory;
+    cudnnDeterminism_t det;
+    cudnnMathType_t math;
+};
+
+/* cudnnFind*AlgorithmEx: every algorithm is run on the caller's buffers (alpha 1, beta 0) with
+ * the caller's workspace; the results come back successes first, fastest first. */
+cudnnStatus_t find(const char *fn, int dir, const geom &g, cudnnMathType_t desc_math,
+                   const float *in0, const float *in1, float *out, int requested, int *returned,
+                   std::vector<perf> &res, void *ws, size_t ws_bytes)
+{
+    if (requested <= 0 || !returned) {
+        say("%s: requestedAlgoCount %d, returnedAlgoCount %p", fn, requested, (void *)returned);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    if (ws_bytes && !on_device(fn, "workspace", ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
+    res.clear();
+    for (int a = 0; a < algo_count[dir]; a++) {
+        const algo_info ai = info_of(dir, g, a);
+        perf p = {a, CUDNN_STATUS_SUCCESS, ai.ms, ai.workspace, ai.det, math_of(dir, a, desc_math)};
+        if (!ai.supported) {
+            p.status = CUDNN_STATUS_NOT_SUPPORTED;
+            p.time = -1.0f;
+            p.memory = 0;
+        } else if (ai.workspace > ws_bytes) {
+            /* "workspace insufficient": cuDNN 9's ALLOC_FAILED alias */
+            p.status = CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+            p.time = -1.0f;
+        } else {
+            cudnnStatus_t e = run_algo(fn, dir, g, desc_math, a, in0, in1, 1.0f, 0.0f, out, ws,
+                                       ws_bytes);
+            if (e != CUDNN_STATUS_SUCCESS) return e;
+        }
+        res.push_back(p);
+    }
+    std::stable_sort(res.begin(), res.end(), [](const perf &l, const perf &r) {
+        const bool lo = l.status == CUDNN_STATUS_SUCCESS, ro = r.status == CUDNN_STATUS_SUCCESS;
+        if (lo != ro) return lo;
+        return lo && l.time < r.time;
+    });
+    *returned = std::min(requested, (int)res.size());
+    return CUDNN_STATUS_SUCCESS;
+}
+
+template <typename T> void put_perf(const std::vector<perf> &res, int n, T *out)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].algo = (decltype(out[i].algo))res[i].algo;
+        out[i].status = res[i].status;
+        out[i].time = res[i].time;
+        out[i].memory = res[i].memory;
+        out[i].determinism = res[i].det;
+        out[i].mathType = res[i].math;
+    }
+}
+
+
+} /* namespace */
+
+extern "C" {
+
+/* ---- convolution ------------------------------------------------------------------------- */
+#define CONV_SETUP(fn, xd, wd, yd)                                                                \
+    geom g;                                                                                       \
+    if (!h) return CUDNN_STATUS_BAD_PARAM;                                                        \
+    if (cudnnStatus_t e_ = conv_geom(fn, xd, wd, conv, yd, &g)) return e_
+
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(
+    cudnnHandle_t h, const cudnnTensorDescriptor_t xd, const cudnnFilterDescriptor_t wd,
+    const cudnnConvolutionDescriptor_t conv, const cudnnTensorDescriptor_t yd,
+    cudnnConvolutionFwdAlgo_t algo, size_t *bytes)
+{
+    CONV_SETUP("cudnnGetConvolutionForwardWorkspaceSize", xd, wd, yd);
+    if (!bytes || (unsigned)algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT) return CUDNN_STATUS_BAD_PARAM;
+    const algo_info ai = fwd_algo(g, algo);
+    if (!ai.supported) return CUDNN_STATUS_NOT_SUPPORTED;
+    *bytes = ai.workspace;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(
+    cudnnHandle_t h, const cudnnFilterDescriptor_t wd, const cudnnTensorDescriptor_t dyd,
+    const cudnnConvolutionDescriptor_t conv, const cudnnTensorDescriptor_t dxd,
+    cudnnConvolutionBwdDataAlgo_t algo, size_t *bytes)
+{
+    CONV_SETUP("cudnnGetConvolutionBackwardDataWorkspaceSize", dxd, wd, dyd);
+    if (!bytes || (unsigned)algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    const algo_info ai = data_algo(g, algo);
+    if (!ai.supported) return CUDNN_STATUS_NOT_SUPPORTED;
+    *bytes = ai.workspace;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
+    cudnnHandle_t h, const cudnnTensorDescriptor_t xd, const cudnnTensorDescriptor_t dyd,
+    const cudnnConvolutionDescriptor_t conv, const cudnnFilterDescriptor_t dwd,
+    cudnnConvolutionBwdFilterAlgo_t algo, size_t *bytes)
+{
+    CONV_SETUP("cudnnGetConvolutionBackwardFilterWorkspaceSize", xd, dwd, dyd);
+    if (!bytes || (unsigned)algo >= CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    const algo_info ai = filter_algo(g, algo);
+    if (!ai.supported) return CUDNN_STATUS_NOT_SUPPORTED;
+    *bytes = ai.workspace;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
+    cudnnHandle_t h, const cudnnTensorDescriptor_t xd, const void *x,
+    const cudnnFilterDescriptor_t wd, const void *w, const cudnnConvolutionDescriptor_t conv,
+    const cudnnTensorDescriptor_t yd, void *y, const int requested, int *returned,
+    cudnnConvolutionFwdAlgoPerf_t *perf_out, void *ws, size_t ws_bytes)
+{
+    const char *fn = "cudnnFindConvolutionForwardAlgorithmEx";
+    count(fn);
+    CONV_SETUP(fn, xd, wd, yd);
+    if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
+    if (!on_device(fn, "x", x, x_bytes(g)) || !on_device(fn, "w", w, w_bytes(g)) ||
+        !on_device(fn, "y", y, y_bytes(g)))
+        return CUDNN_STATUS_BAD_PARAM;
+    std::vector<perf> res;
+    cudnnStatus_t e = find(fn, DIR_FWD, g, conv->math, (const float *)x, (const float *)w,
+                           (float *)y, requested, returned, res, ws, ws_bytes);
+    if (e == CUDNN_STATUS_SUCCESS) put_perf(res, *returned, perf_out);
+    return e;
+}
+
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
+    cudnnHandle_t h, const cudnnFilterDescriptor_t wd, const void *w,
+    const cudnnTensorDescriptor_t dyd, const void *dy, const cudnnConvolutionDescriptor_t conv,
+    const cudnnTensorDescriptor_t dxd, void *dx, const int requested, int *returned,
+    cudnnConvolutionBwdDataAlgoPerf_t *perf_out, void *ws, size_t ws_bytes)
+{
+    const char *fn = "cudnnFindConvolutionBackwardDataAlgorithmEx";
+    count(fn);
+    CONV_SETUP(fn, dxd, wd, dyd);
+    if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
+    if (!on_device(fn, "w", w, w_bytes(g)) || !on_device(fn, "dy", dy, y_bytes(g)) ||
+        !on_device(fn, "dx", dx, x_bytes(g)))
+        return CUDNN_STATUS_BAD_PARAM;
+    std::vector<perf> res;
+    cudnnStatus_t e = find(fn, DIR_DATA, g, conv->math, (const float *)dy, (const float *)w,
+                           (float *)dx, requested, returned, res, ws, ws_bytes);
+    if (e == CUDNN_STATUS_SUCCESS) put_perf(res, *returned, perf_out);
+    return e;
+}
+
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    cudnnHandle_t h, const cudnnTensorDescriptor_t xd, const void *x,
+    const cudnnTensorDescriptor_t dyd, const void *dy, const cudnnConvolutionDescriptor_t conv,
+    const cudnnFilterDescriptor_t dwd, void *dw, const int requested, int *returned,
+    cudnnConvolutionBwdFilterAlgoPerf_t *perf_out, void *ws, size_t ws_bytes)
+{
+    const char *fn = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
+    count(fn);
+    CONV_SETUP(fn, xd, dwd, dyd);
+    if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
+    if (!on_device(fn, "x", x, x_bytes(g)) || !on_device(fn, "dy", dy, y_bytes(g)) ||
+        !on_device(fn, "dw", dw, w_bytes(g)))
+        return CUDNN_STATUS_BAD_PARAM;
+    std::vector<perf> res;
+    cudnnStatus_t e = find(fn, DIR_FILTER, g, conv->math, (const float *)x, (const float *)dy,
+                           (float *)dw, requested, returned, res, ws, ws_bytes);
+    if (e == CUDNN_STATUS_SUCCESS) put_perf(res, *returned, perf_out);
+    return e;
+}
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
+                                      const cudnnTensorDescriptor_t xd, const void *x,
+                                      const cudnnFilterDescriptor_t wd, const void *w,
+                                      const cudnnConvolutionDescriptor_t conv,
+                                      cudnnConvolutionFwdAlgo_t algo, void *ws, size_t ws_bytes,
+                                      const void *beta, const cudnnTensorDescriptor_t yd, void *y)
+{
+    const char *fn = "cudnnConvolutionForward";
+    count(fn);
+    CONV_SETUP(fn, xd, wd, yd);
+    if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, x_bytes(g)) ||
+        !on_device(fn, "w", w, w_bytes(g)) || !on_device(fn, "y", y, y_bytes(g)))
+        return CUDNN_STATUS_BAD_PARAM;
+    return run_algo(fn, DIR_FWD, g, conv->math, algo, (const float *)x, (const float *)w,
+                    *(const float *)alpha, *(const float *)beta, (float *)y, ws, ws_bytes);
+}
+
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
+                                           const cudnnFilterDescriptor_t wd, const void *w,
+                                           const cudnnTensorDescriptor_t dyd, const void *dy,
+                                           const cudnnConvolutionDescriptor_t conv,
+                                           cudnnConvolutionBwdDataAlgo_t algo, void *ws,
+                                           size_t ws_bytes, const void *beta,
+                                           const cudnnTensorDescriptor_t dxd, void *dx)
+{
+    const char *fn = "cudnnConvolutionBackwardData";
+    count(fn);
+    CONV_SETUP(fn, dxd, wd, dyd);
+    if (!scalars(fn, alpha, beta) || !on_device(fn, "w", w, w_bytes(g)) ||
+        !on_device(fn, "dy", dy, y_bytes(g)) || !on_device(fn, "dx", dx, x_bytes(g)))
+        return CUDNN_STATUS_BAD_PARAM;
+    return run_algo(fn, DIR_DATA, g, conv->math, algo, (const float *)dy, (const float *)w,
+                    *(const float *)alpha, *(const float *)beta, (float *)dx, ws, ws_bytes);
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
+                                             const cudnnTensorDescriptor_t xd, const void *x,
+                                             const cudnnTensorDescriptor_t dyd, const void *dy,
+                                             const cudnnConvolutionDescriptor_t conv,
+                                             cudnnConvolutionBwdFilterAlgo_t algo, void *ws,
+                                             size_t ws_bytes, const void *beta,
+                                             const cudnnFilterDescriptor_t dwd, void *dw)
+{
+    const char *fn = "cudnnConvolutionBackwardFilter";
+    count(fn);
+    CONV_SETUP(fn, xd, dwd, dyd);
+    if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, x_bytes(g)) ||
+        !on_device(fn, "dy", dy, y_bytes(g)) || !on_device(fn, "dw", dw, w_bytes(g)))
+        return CUDNN_STATUS_BAD_PARAM;
+    return run_algo(fn, DIR_FILTER, g, conv->math, algo, (const float *)x, (const float *)dy,
+                    *(const float *)alpha, *(const float *)beta, (float *)dw, ws, ws_bytes);
+}
+
+/* db = alpha * (sum of dy over N, H, W) + beta * db; db is (1, K, 1, 1). */
+cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
+                                           const cudnnTensorDescriptor_t dyd, const void *dy,
+                                           const void *beta, const cudnnTensorDescriptor_t dbd,
+                                           void *db)
+{
+    const char *fn = "cudnnConvolutionBackwardBias";
+    count(fn);
+    if (!h || !ready(dyd) || !ready(dbd) || !scalars(fn, alpha, beta))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (dbd->n != 1 || dbd->c != dyd->c || dbd->h != 1 || dbd->w != 1) {
+        say("%s: db (%d, %d, %d, %d) for dy with %d channels", fn, dbd->n, dbd->c, dbd->h,
+            dbd->w, dyd->c);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    if (!on_device(fn, "dy", dy, numel(dyd) * 4) || !on_device(fn, "db", db, numel(dbd) * 4))
+        return CUDNN_STATUS_BAD_PARAM;
+    const float *p = (const float *)dy;
+    const size_t hw = (size_t)dyd->h * dyd->w;
+    for (int c = 0; c < dyd->c; c++) {
+        double acc = 0;
+        for (int n = 0; n < dyd->n; n++)
+            for (size_t i = 0; i < hw; i++) acc += p[((size_t)n * dyd->c + c) * hw + i];
+        blend((float *)db + c, acc, *(const float *)alpha, *(const float *)beta);
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+} /* extern "C" */

@@ -1,0 +1,66 @@
+/* emu_cudnn_internal.h — what the two halves of the emulated cuDNN share: the descriptor
+ * structs behind cudnn.h's handles, and the argument checks (emu_cudnn.cpp defines them;
+ * emu_cudnn_conv.cpp holds the convolutions). Not seen by the library. */
+#ifndef CNN_EMU_CUDNN_INTERNAL_H
+#define CNN_EMU_CUDNN_INTERNAL_H
+
+#include <cudnn.h>
+
+#include <stddef.h>
+
+struct cudnnContext {
+    cudaStream_t stream;
+};
+struct cudnnTensorStruct {
+    bool set;
+    int n, c, h, w;
+};
+struct cudnnFilterStruct {
+    bool set;
+    int k, c, h, w;
+};
+struct cudnnConvolutionStruct {
+    bool set;
+    int ph, pw, sh, sw, dh, dw;
+    cudnnConvolutionMode_t mode;
+    int groups;
+    cudnnMathType_t math;
+};
+struct cudnnPoolingStruct {
+    bool set;
+    cudnnPoolingMode_t mode;
+    cudnnNanPropagation_t nan;
+    int wh, ww, ph, pw, sh, sw;
+};
+
+namespace cnn_emu {
+
+/* One "cuda-emu: <message>" line on stderr; no CUDA error is set (cuDNN reports argument
+ * errors through its own status only). */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Counts one call of fn, listed at exit when CNN_EMU_PROFILE is set. */
+void count(const char *fn);
+
+/* [p, p + bytes) lies wholly in one device allocation; else says so (fn, what) and is false. */
+bool on_device(const char *fn, const char *what, const void *p, size_t bytes);
+
+/* alpha and beta are given; else says so and is false. */
+bool scalars(const char *fn, const void *alpha, const void *beta);
+
+inline size_t numel(const cudnnTensorStruct *t)
+{
+    return (size_t)t->n * (size_t)t->c * (size_t)t->h * (size_t)t->w;
+}
+inline bool ready(const cudnnTensorStruct *t) { return t && t->set; }
+inline bool ready(const cudnnFilterStruct *f) { return f && f->set; }
+
+/* y = alpha * r + beta * y, with y left unread when beta is 0 (NaN in y must not survive). */
+inline void blend(float *y, double r, float alpha, float beta)
+{
+    *y = beta == 0.0f ? (float)(alpha * r) : (float)(alpha * r + (double)beta * *y);
+}
+
+} /* namespace cnn_emu */
+
+#endif /* CNN_EMU_CUDNN_INTERNAL_H */
