@@ -197,13 +197,15 @@ done:
 }
 
 /* ---- workspace ------------------------------------------------------------------------------ */
-/* The cap on any one convolution's workspace: CNN_CUDNN_WORKSPACE_MB, default 256 MiB. */
+/* The cap on any one convolution's workspace: CNN_CUDNN_WORKSPACE_MB, default 1 GiB. PyTorch
+ * (cudnn.benchmark) sets no cap, so a low one could leave cuDNN's fastest algorithm for a
+ * large-batch shape out of the choice; 1 GiB is transient and small beside an 80 GB GPU. */
 static size_t workspace_cap(void)
 {
     const char *v = getenv("CNN_CUDNN_WORKSPACE_MB");
     char *end = NULL;
     long mb = v ? strtol(v, &end, 10) : -1;
-    if (!v || end == v || mb < 0) mb = 256;
+    if (!v || end == v || mb < 0) mb = 1024;
     return (size_t)mb << 20;
 }
 
