@@ -35,6 +35,7 @@ typedef struct bad_entry {
 typedef struct sent_batch {
     bool valid;
     cnn_tensor *x, *y;
+    int64_t end; /* the epoch position after it */
     cnn_status status;
     char *error;
 } sent_batch;
@@ -60,6 +61,7 @@ struct cnn_loader {
     uint64_t gen;        /* bumped at every epoch start: older claims are dropped */
     int64_t next_claim;  /* next epoch position a worker takes */
     int64_t consumed;    /* positions the consumer has released */
+    int64_t handed;      /* the position after the last batch handed to the caller */
     int busy;            /* workers between claim and completion */
 
     bad_entry *bad;
@@ -266,11 +268,14 @@ done:
     return st;
 }
 
-cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch)
+cnn_status cnn_loader_start_epoch_at(cnn_loader *l, int64_t epoch, int64_t position)
 {
     CNN_CHECK(l, CNN_ERR_INVALID_ARG, "loader_start_epoch: loader is NULL");
     CNN_CHECK(epoch >= 0 && epoch < ((int64_t)1 << 24), CNN_ERR_INVALID_ARG,
               "loader_start_epoch: epoch %lld out of range", (long long)epoch);
+    CNN_CHECK(position >= 0 && position <= l->n, CNN_ERR_INVALID_ARG,
+              "loader_start_epoch: position %lld is outside the epoch's %lld samples",
+              (long long)position, (long long)l->n);
     drop_ahead(l);
     pthread_mutex_lock(&l->mu);
     /* Drop what is in flight: no new claims, wait until every worker has let go of its slot. */
@@ -293,13 +298,20 @@ cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch)
             l->perm[j] = tmp;
         }
     }
-    l->next_claim = 0;
-    l->consumed = 0;
+    /* Positions before `position` are neither decoded nor handed out. */
+    l->next_claim = l->consumed = l->handed = position;
     l->started = true;
     pthread_cond_broadcast(&l->cv_work);
     pthread_mutex_unlock(&l->mu);
     return CNN_OK;
 }
+
+cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch)
+{
+    return cnn_loader_start_epoch_at(l, epoch, 0);
+}
+
+int64_t cnn_loader_position(const cnn_loader *l) { return l ? l->handed : 0; }
 
 /* Host memory for a batch: pinned when it goes on to a GPU, so that the copy is asynchronous. */
 static cnn_status alloc_batch(cnn_loader *l, int64_t b, cnn_tensor **images, cnn_tensor **labels)
@@ -424,6 +436,7 @@ static void send_ahead(cnn_loader *l)
     sent_batch *a = &l->ahead;
     *a = (sent_batch){.valid = true};
     a->status = pack_batch(l, &hx, &hy);
+    a->end = l->consumed;
     if (a->status == CNN_OK && hx) {
         cnn_context *caller = cnn_context_current();
         cnn_context_set_current(l->copy_ctx);
@@ -469,6 +482,7 @@ static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor 
     }
     *images = b.x;
     *labels = b.y;
+    l->handed = b.end;
     send_ahead(l);
     return CNN_OK;
 }
@@ -486,7 +500,10 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
     if (l->copy_ctx) st = next_on_device(l, images, labels);
     else
 #endif
+    {
         st = pack_batch(l, images, labels);
+        if (*images) l->handed = l->consumed;
+    }
     if (*images) l->stats.batches++;
     l->stats.wait_seconds += cnn_monotonic_s() - t0;
     return st;

@@ -694,6 +694,14 @@ void cnn_loader_destroy(cnn_loader **l);
 /* Starts (or restarts, dropping what was prefetched) epoch `epoch`: its permutation and
  * augmentation draws depend on (seed, epoch). cnn_loader_next starts epoch 0 if none was. */
 cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch);
+/* Starts epoch `epoch` at a position in its order (0 <= position <= samples per epoch): the
+ * samples before it are neither decoded nor handed out, so the batches that follow are those an
+ * uninterrupted epoch would give after cnn_loader_position returned `position`. For resuming
+ * inside an epoch (bad samples met before the position are not listed again). */
+cnn_status cnn_loader_start_epoch_at(cnn_loader *l, int64_t epoch, int64_t position);
+/* The position in the current epoch's order just after the last batch handed out (bad samples
+ * skipped included); 0 at the start of an epoch. */
+int64_t cnn_loader_position(const cnn_loader *l);
 /* The next batch: new tensors images (B, C, S, S) F32 and labels (B) I64 on the options'
  * device (the CPU unless set). At the end of the epoch both are set to NULL and CNN_OK is
  * returned (again on every later call, until cnn_loader_start_epoch). Bad samples

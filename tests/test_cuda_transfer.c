@@ -135,6 +135,8 @@ GPU_TEST(cuda_loader_delivers_the_cpu_batches_on_the_device)
                 break;
             }
             nb++;
+            /* The device loader is a batch ahead; its position is still the caller's. */
+            CHECK(cnn_loader_position(lg) == cnn_loader_position(lc));
             CHECK(cnn_tensor_device(xg).type == CNN_DEVICE_CUDA);
             CHECK(cnn_tensor_device(yg).type == CNN_DEVICE_CUDA);
             CHECK(cnn_tensor_dim(xg, 0) == cnn_tensor_dim(xc, 0));

@@ -1,6 +1,7 @@
 /* test_loader.c — the threaded loader: every sample once per epoch (with and without
  * drop_last), identical batches for 0, 1 and 3 workers, bad files skipped and listed, strict
- * mode, limit, statistics, restart and destroy in the middle of an epoch. */
+ * mode, limit, statistics, restart and destroy in the middle of an epoch, and starting an
+ * epoch at a position (resume). */
 #include "test.h"
 
 #include <unistd.h>
@@ -294,4 +295,85 @@ TEST(loader_limit_restart_and_destroy_mid_epoch)
     CHECK_ERR(cnn_loader_create(ds, &o, &l), CNN_ERR_INVALID_ARG);
     CHECK(l == NULL);
     cnn_dataset_destroy(&ds);
+}
+
+/* The batches of `epoch` from `position` on, appended to buf (images then labels per batch);
+ * pos[i] gets the position after batch i. Returns the number of batches, -1 on error. */
+static int batches_from(cnn_loader *l, int64_t epoch, int64_t position, float *buf, size_t *n,
+                        int64_t *pos, int max_b)
+{
+    if (cnn_loader_start_epoch_at(l, epoch, position) != CNN_OK) return -1;
+    if (cnn_loader_position(l) != position) return -1;
+    int nb = 0;
+    *n = 0;
+    for (;;) {
+        cnn_tensor *x = NULL, *y = NULL;
+        if (cnn_loader_next(l, &x, &y) != CNN_OK) return -1;
+        if (!x) break;
+        int64_t b = cnn_tensor_dim(x, 0), lab[3];
+        if (nb == max_b || b > 3 || cnn_tensor_read(y, lab, (size_t)b) != CNN_OK) return -1;
+        memcpy(buf + *n, cnn_tensor_cdata(x), (size_t)b * 192 * sizeof *buf);
+        *n += (size_t)b * 192;
+        for (int64_t i = 0; i < b; i++) buf[(*n)++] = (float)lab[i];
+        pos[nb++] = cnn_loader_position(l);
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+    }
+    return nb;
+}
+
+/* Resuming inside an epoch: started at the position after batch k of an uninterrupted epoch,
+ * the loader hands out exactly that epoch's later batches, and (without workers, where decoding
+ * is observable per position) decodes none of the samples before the position. */
+TEST(loader_starts_an_epoch_at_a_position_without_decoding_what_is_before)
+{
+    char root[64];
+    REQUIRE(data_test_make_tree(root) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    enum { CAP = 8 * 3 * 193 };
+    float *all = malloc(CAP * sizeof *all), *rest = malloc(CAP * sizeof *rest);
+    REQUIRE(all && rest);
+    for (int workers = 0; workers <= 2; workers += 2) {
+        cnn_loader_options o = cnn_loader_default_options(ds, true, 8, 3);
+        o.num_workers = workers;
+        o.transform.hflip_p = 0.5f;
+        cnn_loader *l = NULL;
+        CHECK_OK(cnn_loader_create(ds, &o, &l));
+        int64_t pos[8], pos2[8];
+        size_t n_all = 0, n_rest = 0;
+        int nb = batches_from(l, 1, 0, all, &n_all, pos, 8);
+        cnn_loader_destroy(&l);
+        REQUIRE(nb == 3); /* 10 files, 3 bad: 3 + 3 + 1 */
+        CHECK(pos[0] >= 3 && pos[0] < pos[1] && pos[1] < pos[2] && pos[2] <= 10);
+        size_t at = 0; /* floats of the batches before k */
+        for (int k = 0; k <= nb; k++) {
+            int64_t start = k ? pos[k - 1] : 0;
+            CHECK_OK(cnn_loader_create(ds, &o, &l));
+            int got = batches_from(l, 1, start, rest, &n_rest, pos2, 8);
+            CHECK(got == nb - k);
+            CHECK(n_rest == n_all - at);
+            CHECK(memcmp(rest, all + at, n_rest * sizeof *rest) == 0);
+            for (int i = 0; i < got; i++) CHECK(pos2[i] == pos[k + i]);
+            cnn_loader_stats st;
+            cnn_loader_get_stats(l, &st);
+            if (workers == 0) CHECK(st.images_decoded + st.bad_samples == 10 - start);
+            cnn_loader_destroy(&l);
+            if (k < nb) at += (size_t)(k < 2 ? 3 : 1) * 193;
+        }
+    }
+    cnn_loader *l = NULL;
+    cnn_loader_options o = cnn_loader_default_options(ds, true, 8, 3);
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    CHECK_ERR(cnn_loader_start_epoch_at(l, 0, 11), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_loader_start_epoch_at(l, 0, -1), CNN_ERR_INVALID_ARG);
+    CHECK_OK(cnn_loader_start_epoch_at(l, 0, 10)); /* the end: no batch left */
+    cnn_tensor *x = NULL, *y = NULL;
+    CHECK_OK(cnn_loader_next(l, &x, &y));
+    CHECK(x == NULL && y == NULL);
+    cnn_loader_destroy(&l);
+    free(all);
+    free(rest);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
 }

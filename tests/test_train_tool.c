@@ -358,6 +358,9 @@ TEST(train_tool_sigint_then_resume)
     if (cnn_test_failed()) printf("%s\n", out);
     snprintf(args, sizeof args, "--resume %s/last.safetensors", ckdir);
     CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    /* It continues from the loader position saved, without decoding the batches done again. */
+    CHECK(strstr(out, "of the epoch's order") != NULL);
+    if (cnn_test_failed()) printf("%s\n", out);
     snprintf(args, sizeof args, "%s --checkpoint-dir %s/a", common, dir);
     CHECK(run_tool(tool, args, out, sizeof out) == 0);
     snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);

@@ -303,10 +303,13 @@ static void interrupted(run *r)
 static bool train_epoch(run *r, tr_eval *te, double *wait_s)
 {
     int64_t e = r->st.epoch;
-    LIB(cnn_loader_start_epoch(r->train_ld, e), "training loader");
-    /* A checkpoint taken inside this epoch: skip the batches it already trained on (the
-     * loader's order depends only on (seed, epoch), so these are the same batches). */
-    for (int64_t b = 0; b < r->st.batch; b++) {
+    /* A checkpoint taken inside this epoch: continue after the batches it already trained on
+     * (the loader's order depends only on (seed, epoch), so the rest is the same), without
+     * decoding them again; an older checkpoint without the position skips them by decoding. */
+    const bool at_position = r->st.batch > 0 && r->st.position >= 0;
+    LIB(cnn_loader_start_epoch_at(r->train_ld, e, at_position ? r->st.position : 0),
+        "training loader");
+    for (int64_t b = 0; b < (at_position ? 0 : r->st.batch); b++) {
         cnn_tensor *images = NULL, *labels = NULL;
         LIB(cnn_loader_next(r->train_ld, &images, &labels), "training data");
         cnn_tensor_free(&images);
@@ -336,6 +339,7 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
         cnn_tensor_free(&labels);
         r->st.step++;
         r->st.batch++;
+        r->st.position = cnn_loader_position(r->train_ld);
         r->st.part_loss = te->loss_sum;
         r->st.part_correct = te->top1;
         r->st.part_seen = te->n;
@@ -390,7 +394,7 @@ static void train(run *r)
             r->st.bad_epochs++;
         }
         r->st.epoch++;
-        r->st.batch = 0;
+        r->st.batch = r->st.position = 0;
         r->st.part_loss = r->st.part_seconds = 0;
         r->st.part_correct = r->st.part_seen = 0;
         save(r, "last.safetensors");
@@ -567,7 +571,11 @@ int main(int argc, char **argv)
            r.mm.img_size, r.mm.img_size);
     tr_opts_print(&r.o, stdout);
     printf("checkpoints: %s\n", r.dir);
-    if (r.o.resume[0])
+    if (r.o.resume[0] && r.st.batch > 0 && r.st.position >= 0)
+        printf("resuming at epoch %lld, batch %lld (step %lld), from sample %lld of the epoch's "
+               "order\n", (long long)r.st.epoch + 1, (long long)r.st.batch, (long long)r.st.step,
+               (long long)r.st.position);
+    else if (r.o.resume[0])
         printf("resuming at epoch %lld, batch %lld (step %lld)\n", (long long)r.st.epoch + 1,
                (long long)r.st.batch, (long long)r.st.step);
 

@@ -91,6 +91,7 @@ bool tr_checkpoint_save(const char *path, cnn_model *model, const cnn_optim *opt
     TRY(meta_names(d, mm));
     TRY(meta_i64(d, "epoch", s->epoch));
     TRY(meta_i64(d, "batch", s->batch));
+    TRY(meta_i64(d, "position", s->position));
     TRY(meta_i64(d, "step", s->step));
     TRY(meta_u64(d, "rng_seed", s->rng_seed));
     TRY(meta_u64(d, "rng_offset", s->rng_offset));
@@ -220,12 +221,16 @@ bool tr_checkpoint_open(const char *path, cnn_dict **d, tr_model_meta *mm, char 
 bool tr_checkpoint_state(const cnn_dict *d, tr_state *s, char *err, size_t n)
 {
     const char *bad = NULL, *hist = cnn_dict_get_meta(d, "history");
+    s->position = -1; /* absent in checkpoints written before it was recorded */
     if (!get_i64(d, "epoch", &s->epoch) || s->epoch < 0)
         bad = "epoch";
     else if (!get_i64(d, "batch", &s->batch) || s->batch < 0)
         bad = "batch";
     else if (!get_i64(d, "step", &s->step) || s->step < 0)
         bad = "step";
+    else if (cnn_dict_get_meta(d, "position") && (!get_i64(d, "position", &s->position) ||
+                                                  s->position < (s->batch ? 1 : 0)))
+        bad = "position";
     else if (!get_u64(d, "rng_seed", &s->rng_seed))
         bad = "rng_seed";
     else if (!get_u64(d, "rng_offset", &s->rng_offset))

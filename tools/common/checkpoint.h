@@ -24,6 +24,8 @@ typedef struct tr_model_meta {
 typedef struct tr_state {
     int64_t epoch; /* completed epochs (0-based index of the next one) */
     int64_t batch; /* batches of `epoch` already trained */
+    int64_t position; /* the training loader's position after them (cnn_loader_position);
+                         -1 in a checkpoint from before it was recorded */
     int64_t step;  /* optimizer steps so far */
     uint64_t rng_seed, rng_offset;
     double best_top1;     /* best validation top-1 so far (fraction) */
