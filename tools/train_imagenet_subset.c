@@ -48,13 +48,6 @@ static void die(const char *fmt, ...)
         if ((call) != CNN_OK) die("%s: %s", what, cnn_last_error());                               \
     } while (0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Everything a run holds; freed by run_free. */
 typedef struct run {
     train_opts o;
@@ -219,16 +212,11 @@ static float lr_at(const run *r, int64_t step)
     return lr;
 }
 
-/* One batch through the model: accumulates statistics into e. Returns the loss tensor when
- * training (the caller back-propagates it), NULL otherwise. */
-static cnn_tensor *forward_batch(run *r, cnn_tensor *images, cnn_tensor *labels, bool train,
-                                 tr_eval *e)
+/* Reads a batch's logits, labels and loss back into e's statistics. The first read waits for
+ * the device, so a training step calls it after queuing backward and update. */
+static void collect(run *r, cnn_tensor *logits, cnn_tensor *labels, cnn_tensor *loss, tr_eval *e)
 {
-    /* The loaders deliver batches on r->dev already. */
-    cnn_tensor *x = images, *y = labels, *logits = NULL, *loss = NULL;
-    LIB(cnn_model_forward(r->model, x, train, &logits), "forward");
-    LIB(cnn_cross_entropy(logits, y, train ? r->o.label_smoothing : 0.0f, &loss), "loss");
-    int64_t b = cnn_tensor_dim(images, 0), k = r->mm.num_classes;
+    int64_t b = cnn_tensor_dim(labels, 0), k = r->mm.num_classes;
     int64_t lab[b];
     float lv;
     if (!r->host_logits && !(r->host_logits = malloc((size_t)(r->o.batch * k) * sizeof(float))))
@@ -238,10 +226,14 @@ static cnn_tensor *forward_batch(run *r, cnn_tensor *images, cnn_tensor *labels,
     LIB(cnn_tensor_read(loss, &lv, 1), "reading the loss");
     if (!isfinite(lv)) die("the loss is %g at step %lld: lower --lr", lv, (long long)r->st.step);
     tr_eval_add(e, r->host_logits, lab, b, lv);
-    cnn_tensor_free(&logits);
-    if (train) return loss;
-    cnn_tensor_free(&loss);
-    return NULL;
+}
+
+/* One batch through the model and the loss (the loaders deliver batches on r->dev already). */
+static void forward_batch(run *r, cnn_tensor *images, cnn_tensor *labels, bool train,
+                          cnn_tensor **logits, cnn_tensor **loss)
+{
+    LIB(cnn_model_forward(r->model, images, train, logits), "forward");
+    LIB(cnn_cross_entropy(*logits, labels, train ? r->o.label_smoothing : 0.0f, loss), "loss");
 }
 
 /* Validation pass into e (fresh). False when Ctrl-C interrupted it. */
@@ -251,15 +243,23 @@ static bool evaluate(run *r, tr_eval *e)
     if (!tr_eval_init(e, r->mm.num_classes)) die("out of memory");
     bool was = cnn_set_grad_enabled(false);
     LIB(cnn_loader_start_epoch(r->val_ld, 0), "validation loader");
+    /* A batch's results are read once the next batch's forward is queued, so that the device
+     * stays busy while the host reads. */
+    cnn_tensor *prev[3] = {NULL, NULL, NULL}; /* logits, labels, loss */
     for (;;) {
         if (g_stop) break;
-        cnn_tensor *images = NULL, *labels = NULL;
+        cnn_tensor *images = NULL, *labels = NULL, *logits = NULL, *loss = NULL;
         LIB(cnn_loader_next(r->val_ld, &images, &labels), "validation data");
-        if (!images) break;
-        forward_batch(r, images, labels, false, e);
+        if (images) forward_batch(r, images, labels, false, &logits, &loss);
         cnn_tensor_free(&images);
-        cnn_tensor_free(&labels);
+        if (prev[0]) collect(r, prev[0], prev[1], prev[2], e);
+        for (int i = 0; i < 3; i++) cnn_tensor_free(&prev[i]);
+        if (!logits) break;
+        prev[0] = logits;
+        prev[1] = labels;
+        prev[2] = loss;
     }
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&prev[i]);
     cnn_set_grad_enabled(was);
     return !g_stop;
 }
@@ -330,10 +330,13 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
         LIB(cnn_loader_next(r->train_ld, &images, &labels), "training data");
         if (!images) break;
         LIB(cnn_optim_set_lr(r->opt, lr_at(r, r->st.step)), "setting the learning rate");
-        cnn_tensor *loss = forward_batch(r, images, labels, true, te);
+        cnn_tensor *logits = NULL, *loss = NULL;
+        forward_batch(r, images, labels, true, &logits, &loss);
         LIB(cnn_backward(loss), "backward");
         LIB(cnn_optim_step(r->opt), "optimizer step");
         cnn_optim_zero_grad(r->opt);
+        collect(r, logits, labels, loss, te);
+        cnn_tensor_free(&logits);
         cnn_tensor_free(&loss);
         cnn_tensor_free(&images);
         cnn_tensor_free(&labels);
@@ -364,13 +367,13 @@ static void train(run *r)
                    ran, r->dir);
             break;
         }
-        double t0 = now_s() - r->st.part_seconds, wait = 0;
+        double t0 = tr_now_s() - r->st.part_seconds, wait = 0;
         memset(te.confusion, 0, (size_t)(k * k) * sizeof *te.confusion);
         te.top5 = 0;
         bool done = train_epoch(r, &te, &wait);
-        double train_secs = r->st.part_seconds = now_s() - t0;
+        double train_secs = r->st.part_seconds = tr_now_s() - t0;
         if (!done || !evaluate(r, &r->last_eval)) interrupted(r);
-        double secs = now_s() - t0;
+        double secs = tr_now_s() - t0;
         const tr_eval *ve = &r->last_eval;
         tr_epoch_row row = {(int)r->st.epoch + 1,
                             tr_eval_loss(&te),
@@ -522,7 +525,7 @@ int main(int argc, char **argv)
         run_free(&r);
         return 0;
     }
-    double t_start = now_s();
+    double t_start = tr_now_s();
     if (r.o.resume[0]) {
         load_checkpoint(&r, r.o.resume, true);
         r.train_ds = open_split(&r.o, true, r.mm.in_channels);
@@ -591,7 +594,7 @@ int main(int argc, char **argv)
         /* resumed after the last epoch: report on the saved model */
         if (!evaluate(&r, &r.last_eval)) die("interrupted");
     }
-    print_final(&r, now_s() - t_start);
+    print_final(&r, tr_now_s() - t_start);
     run_free(&r);
     return 0;
 }

@@ -9,7 +9,7 @@
 
 #define BAR_WIDTH 24
 
-static double now_s(void)
+double tr_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -24,7 +24,7 @@ void tr_progress_start(tr_progress *p, const char *label, int64_t total, int64_t
     p->total = total > 0 ? total : 1;
     p->already = already;
     p->next_tenth = (int)(already * 10 / p->total) + 1;
-    p->t0 = now_s();
+    p->t0 = tr_now_s();
 }
 
 static void format_eta(double s, char *buf, size_t n)
@@ -38,7 +38,7 @@ static void format_eta(double s, char *buf, size_t n)
 
 void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc)
 {
-    double t = now_s(), el = t - p->t0;
+    double t = tr_now_s(), el = t - p->t0;
     p->done = done;
     double frac = (double)done / (double)p->total;
     if (frac > 1) frac = 1;

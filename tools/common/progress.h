@@ -22,4 +22,7 @@ void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc);
 /* Clears the bar (terminal) so that the epoch summary starts on a clean line. */
 void tr_progress_end(tr_progress *p);
 
+/* Seconds on a monotonic clock (for intervals). */
+double tr_now_s(void);
+
 #endif /* TR_PROGRESS_H */
