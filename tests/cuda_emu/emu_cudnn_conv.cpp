@@ -4,6 +4,7 @@
  * groups, dilation and (CUDNN_CONVOLUTION) the flipped filter, on the CPU with plain loops.
  * Test infrastructure: it may print ("cuda-emu:" lines), and it never touches a real GPU. */
 #include "emu_cudnn_internal.h"
+#include "emu_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -77,16 +78,6 @@ inline int in_row(const geom &g, int oy, int i)
 inline int in_col(const geom &g, int ox, int j)
 {
     return ox * g.sw - g.pw + (g.flip ? g.s - 1 - j : j) * g.dw;
-}
-
-/* Round to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands. */
-float to_tf32(float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
-    memcpy(&v, &u, sizeof v);
-    return v;
 }
 
 // x: (N, C, H, W), w: (K, C/groups, R, S) -> y: (N, K, P, Q), y = alpha conv + beta y

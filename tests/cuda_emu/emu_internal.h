@@ -1,6 +1,6 @@
-/* emu_internal.h — what the two halves of the CUDA emulator share: the runtime's error state
- * and its table of device / pinned allocations (emu_runtime.cpp), used by the launcher
- * (emu_launch.cpp) to check kernel arguments. Not seen by the library or the kernels. */
+/* emu_internal.h — what the parts of the CUDA emulator share: the runtime's error state, its
+ * table of device / pinned allocations (emu_runtime.cpp), used by the launcher (emu_launch.cpp)
+ * and the emulated cuDNN to check arguments, and TF32 rounding. Not seen by the library or the kernels. */
 #ifndef CNN_EMU_INTERNAL_H
 #define CNN_EMU_INTERNAL_H
 
@@ -20,6 +20,10 @@ cudaError_t set_error(cudaError_t e);
 /* Sets the error and prints "cuda-emu: <message>" on stderr: for kernel and launch problems,
  * which a real GPU would report with no more detail than the error code. */
 void report(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* v rounded to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands
+ * (the emulated cuBLAS and cuDNN in TF32 math mode). */
+float to_tf32(float v);
 
 } /* namespace cnn_emu */
 

@@ -467,10 +467,7 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode)
 
 } /* extern "C" */
 
-namespace {
-
-/* Round to TF32 (10 mantissa bits), nearest even, as the tensor cores read their inputs. */
-float to_tf32(float v)
+float cnn_emu::to_tf32(float v)
 {
     uint32_t u;
     memcpy(&u, &v, sizeof u);
@@ -478,6 +475,8 @@ float to_tf32(float v)
     memcpy(&v, &u, sizeof v);
     return v;
 }
+
+namespace {
 
 /* A column-major (rows, cols) operand with leading dimension ld, checked to lie in device
  * memory, rounded to TF32 into tmp when asked. */
