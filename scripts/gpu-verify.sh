@@ -13,21 +13,25 @@
 #              machine that lacks them: adds $DEPS_ROOT/usr/include and
 #              $DEPS_ROOT/usr/lib/x86_64-linux-gnu (+ openblas-pthread) to the build and runtime.
 #   BUILD      build folder (default build-gpu); JOBS: parallel jobs (default: all cores).
-#   GPU_TEST_FILTER  which tests memcheck runs (default "cuda": GPU test files are named
-#              tests/test_cuda_*.c, and every GPU test's name starts with cuda_).
+#   GPU_TEST_FILTER  run_tests arguments choosing the tests memcheck runs (default
+#              "--gpu-only --exclude=models_on_gpu_match_cpu": every GPU test but the zoo's
+#              224x224 training steps, which the "memcheck_models" step runs alone).
 #   TIME_BUDGET  seconds for the whole script (default 560, under the device tool's 600): each
 #              step gets at most what is left, and a step cut short counts as a failure.
-#   STEPS      which steps run (default "build tests memcheck"; also "racecheck" and
-#              "synccheck", on the tests of RACE_FILTER): to split the work over two device
-#              calls, run "build tests" then "build memcheck racecheck" (make rebuilds nothing).
+#   DRY=1      a run on a machine without a GPU (checks the script): a missing GPU is not a failure
+#   STEPS      which steps run (default "build tests memcheck memcheck_models"; also
+#              "racecheck" and "synccheck", on the tests of RACE_FILTER): to split the work over
+#              two device calls, run "build tests" then "build memcheck racecheck" (make
+#              rebuilds nothing).
+#   TESTS_ARGS run_tests arguments for the "tests" step (default: none, the whole suite).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 OUT="${OUT:-$PWD/gpu-out}"
 BUILD_DIR="${BUILD:-build-gpu}"
 JOBS="${JOBS:-$(nproc)}"
-FILTER="${GPU_TEST_FILTER:-cuda}"
-STEPS=" ${STEPS:-build tests memcheck} "
+FILTER="${GPU_TEST_FILTER:---gpu-only --exclude=models_on_gpu_match_cpu}"
+STEPS=" ${STEPS:-build tests memcheck memcheck_models} "
 ARCH="-gencode arch=compute_90,code=sm_90"
 START=$(date +%s)
 BUDGET="${TIME_BUDGET:-560}"
@@ -115,6 +119,8 @@ command -v make >/dev/null || { fail "make is not installed"; finish; }
 
 # ---- build --------------------------------------------------------------------------------
 BIN="$BUILD_DIR/tests/run_tests"
+# The tests that run the tools find them here (under the sanitizer too).
+export CNN_TOOLS_DIR="$BUILD_DIR/bin"
 if [[ "$STEPS" == *" build "* ]]; then
     t0=$(date +%s)
     timeout "$(left 240)" make BUILD="$BUILD_DIR" CUDA=1 CUDA_ARCH="$ARCH" \
@@ -134,24 +140,29 @@ fi
 # ---- the whole suite ------------------------------------------------------------------------
 if [[ "$STEPS" == *" tests "* ]]; then
     t0=$(date +%s)
-    CNN_TOOLS_DIR="$BUILD_DIR/bin" timeout "$(left 300)" "$BIN" >"$OUT/tests.log" 2>&1
+    # shellcheck disable=SC2086 # TESTS_ARGS is a list of run_tests arguments
+    timeout "$(left 300)" "$BIN" ${TESTS_ARGS:-} >"$OUT/tests.log" 2>&1
     rc=$?
     last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/tests.log" | tail -1)
     note "tests: ${last:-no result line} ($(why "$rc"), $(($(date +%s) - t0)) s)"
     [ "$rc" -eq 0 ] || fail "test suite ($(why "$rc"))"
     grep -E '^FAIL' "$OUT/tests.log" | head -20 | tee -a "$SUMMARY"
-    if grep -q ' 0 GPU(s)' "$OUT/tests.log"; then fail "the test binary saw no GPU"; fi
     nskip=$(grep -c 'no CUDA device' "$OUT/tests.log")
-    [ "$nskip" -eq 0 ] || fail "$nskip GPU tests were skipped"
+    if [ "${DRY:-0}" = 1 ]; then
+        note "tests: DRY run, $nskip GPU tests skipped"
+    else
+        if grep -q ' 0 GPU(s)' "$OUT/tests.log"; then fail "the test binary saw no GPU"; fi
+        [ "$nskip" -eq 0 ] || fail "$nskip GPU tests were skipped"
+    fi
 fi
 
 # ---- compute-sanitizer on the GPU tests ---------------------------------------------------------
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
      /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
-# sanitize TOOL FILTER SECONDS: the tests matching FILTER under `compute-sanitizer --tool TOOL`,
-# logged to $OUT/TOOL.log; any hazard or error fails the step.
+# sanitize TOOL FILTER SECONDS [LABEL]: the tests FILTER selects under `compute-sanitizer --tool
+# TOOL`, logged to $OUT/LABEL.log (LABEL defaults to TOOL); any hazard or error fails the step.
 sanitize() {
-    local tool=$1 filter=$2 secs=$3 t0 rc last errs
+    local tool=$1 filter=$2 secs=$3 label=${4:-$1} t0 rc last errs
     if [ -z "$CS" ]; then
         fail "compute-sanitizer not found"
         return
@@ -160,18 +171,21 @@ sanitize() {
     # No leak check: the caching allocator keeps its blocks until the process ends, by design.
     # shellcheck disable=SC2086 # FILTER is a list of test-name substrings
     timeout "$(left "$secs")" "$CS" --tool "$tool" --error-exitcode 99 "$BIN" $filter \
-        >"$OUT/$tool.log" 2>&1
+        >"$OUT/$label.log" 2>&1
     rc=$?
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/$tool.log" | tail -1)
-    errs=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log" | tail -1)
-    note "$tool '$filter': ${last:-no result line}; ${errs:-no error summary} ($(why "$rc"), $(($(date +%s) - t0)) s)"
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/$label.log" | tail -1)
+    errs=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$label.log" | tail -1)
+    note "$label '$filter': ${last:-no result line}; ${errs:-no error summary} ($(why "$rc"), $(($(date +%s) - t0)) s)"
     if [ "$rc" -ne 0 ]; then
-        fail "$tool ($(why "$rc"); last test reached: $(grep -E '^(ok|FAIL|skip) ' "$OUT/$tool.log" | tail -1))"
+        fail "$label ($(why "$rc"); last test reached: $(grep -E '^(ok|FAIL|skip) ' "$OUT/$label.log" | tail -1))"
     fi
-    grep -E '^FAIL|Invalid|out of bounds|Race|hazard|Barrier' "$OUT/$tool.log" | head -20 | tee -a "$SUMMARY"
-    if grep -q ' 0 GPU(s)' "$OUT/$tool.log"; then fail "$tool: the test binary saw no GPU"; fi
+    grep -E '^FAIL|Invalid|out of bounds|Race|hazard|Barrier' "$OUT/$label.log" | head -20 | tee -a "$SUMMARY"
+    if [ "${DRY:-0}" != 1 ] && grep -q ' 0 GPU(s)' "$OUT/$label.log"; then
+        fail "$label: the test binary saw no GPU"
+    fi
 }
 [[ "$STEPS" == *" memcheck "* ]] && sanitize memcheck "$FILTER" 600
+[[ "$STEPS" == *" memcheck_models "* ]] && sanitize memcheck models_on_gpu_match_cpu 600 memcheck_models
 # Shared-memory races and barrier misuse, which the CPU emulator cannot see: the tests of the
 # kernels that use shared memory or warp shuffles (conv tiles, reductions, softmax, batch norm).
 RACE_FILTER="${RACE_FILTER:-cuda_conv_hand_written cuda_sum_mean cuda_softmax_and cuda_cross_entropy_matches cuda_batch_norm_matches cuda_clip_grad}"

@@ -1,5 +1,7 @@
 /* run_tests.c — runs every registered test (or those whose "file:name" contains an argument),
- * each in a fresh context, and ends with the line "N passed, N failed, N skipped". */
+ * each in a fresh context, and ends with the line "N passed, N failed, N skipped".
+ * Options: --gpu-only (only the GPU tests), --exclude=TEXT (leave out tests whose "file:name"
+ * contains TEXT; repeatable). */
 #include "test.h"
 
 #include <stdarg.h>
@@ -93,9 +95,34 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Whether the command line selects this test: it matches a name argument (or there is none), is
+ * a GPU test under --gpu-only, and matches no --exclude=TEXT. */
+static int selected(const char *full, int gpu, int argc, char **argv)
+{
+    int names = 0, named = 0;
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--gpu-only") == 0) {
+            if (!gpu) return 0;
+        } else if (strncmp(argv[a], "--exclude=", 10) == 0) {
+            if (strstr(full, argv[a] + 10)) return 0;
+        } else {
+            names++;
+            if (strstr(full, argv[a])) named = 1;
+        }
+    }
+    return names == 0 || named;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int a = 1; a < argc; a++)
+        if (strncmp(argv[a], "--", 2) == 0 && strcmp(argv[a], "--gpu-only") != 0 &&
+            strncmp(argv[a], "--exclude=", 10) != 0) {
+            fprintf(stderr, "run_tests: unknown option %s (usage: run_tests [--gpu-only] "
+                            "[--exclude=TEXT]... [TEXT]...)\n", argv[a]);
+            return 2;
+        }
     /* Registration order depends on link order; run in a stable order instead. */
     qsort(g_tests, (size_t)g_n, sizeof *g_tests, cmp_tests);
     int gpus = cnn_cuda_device_count();
@@ -107,10 +134,7 @@ int main(int argc, char **argv)
         test_entry *t = &g_tests[i];
         char full[256];
         snprintf(full, sizeof full, "%s:%s", t->file, t->name);
-        int selected = argc < 2;
-        for (int a = 1; a < argc; a++)
-            if (strstr(full, argv[a])) selected = 1;
-        if (!selected) continue;
+        if (!selected(full, t->gpu, argc, argv)) continue;
         if (t->gpu && gpus == 0) {
             printf("skip %s (no CUDA device)\n", full);
             skipped++;
