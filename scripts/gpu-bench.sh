@@ -20,7 +20,13 @@
 #   DRY=1        a run on this CPU machine: CUDA=0 build (default folder build-dry), --backend
 #                cpu, torch --device cpu, tiny sizes; checks that everything runs end to end
 #   PY           the python with torch (default: python3, else /usr/bin/python3)
-#   SKIP         words of steps to leave out, e.g. "tf32 layers"
+#   SKIP         words of steps to leave out, e.g. "tf32 layers" (a word may be a pattern:
+#                "ops_*")
+#   ONLY         when set, words of the only steps that run (patterns too, e.g. "*model_vgg16")
+#   WORK         work folder to use and keep (default: a fresh /tmp/cnn-bench); runs sharing it
+#                see each other's JSON, and tables.md collects all their tables
+#   PREBUILT=1   the build folder is already built on this machine (scripts/gpu-session.sh):
+#                no make, only a check that the tools are there
 
 # ---- shared with scripts/gpu-train.sh, which sources this file for the functions ----------------
 gb_note() { echo "$*" | tee -a "$SUMMARY"; }
@@ -32,13 +38,32 @@ gb_left() {
     echo "$l"
 }
 
+# gb_wanted NAME: whether step NAME runs: it matches no word of SKIP and, when ONLY is set, one
+# of ONLY's (words are shell patterns).
+gb_wanted() {
+    local w skip only
+    read -ra skip <<<"${SKIP:-}"
+    read -ra only <<<"${ONLY:-}"
+    for w in "${skip[@]}"; do
+        # shellcheck disable=SC2053 # the word is a pattern on purpose
+        [[ $1 == $w ]] && return 1
+    done
+    [ ${#only[@]} -eq 0 ] && return 0
+    for w in "${only[@]}"; do
+        # shellcheck disable=SC2053
+        [[ $1 == $w ]] && return 0
+    done
+    return 1
+}
+
 # gb_step NAME CAP CMD...: runs CMD with at most min(CAP, what is left) seconds (SIGTERM, then
 # SIGKILL 5 s later; STEP_SIGNAL overrides the first), output in $W/NAME.log; one summary line.
+# A step that SKIP or ONLY leaves out returns 0 and says so only for SKIP.
 gb_step() {
     local name=$1 cap=$2 l t0 rc
     shift 2
-    if [[ " ${SKIP:-} " == *" $name "* ]]; then
-        gb_note "$name: skipped (SKIP)"
+    if ! gb_wanted "$name"; then
+        [ -z "${ONLY:-}" ] && gb_note "$name: skipped (SKIP)"
         return 0
     fi
     l=$(gb_left "$cap")
@@ -94,8 +119,9 @@ gb_setup() {
     RESERVE=12
     DRY=${DRY:-0}
     OUT=${OUT:-$PWD/gpu-out}
-    W=/tmp/cnn-$1
-    rm -rf "$W"
+    # WORK: a work folder shared by several runs (scripts/gpu-session.sh), kept; else a fresh one.
+    W=${WORK:-/tmp/cnn-$1}
+    [ -n "${WORK:-}" ] || rm -rf "$W"
     mkdir -p "$W" "$OUT"
     SUMMARY=$W/summary.txt
     : >"$SUMMARY"
@@ -112,10 +138,12 @@ gb_setup() {
 # Builds the tools: on the GPU through gpu-verify.sh (sm_90, same flags as the test run; make
 # rebuilds nothing when call 1 left build-gpu on this machine), CUDA=0 in a dry run.
 gb_build() {
-    if [ "$DRY" = 1 ]; then
-        gb_step build 400 make BUILD="$BUILD_DIR" CUDA=0 -j"$JOBS" tools tests
+    if [ "${PREBUILT:-0}" = 1 ]; then
+        :
+    elif [ "$DRY" = 1 ]; then
+        ONLY="" SKIP="" gb_step build 400 make BUILD="$BUILD_DIR" CUDA=0 -j"$JOBS" tools tests
     else
-        gb_step build 300 env STEPS=build OUT="$W/verify" BUILD="$BUILD_DIR" \
+        ONLY="" SKIP="" gb_step build 300 env STEPS=build OUT="$W/verify" BUILD="$BUILD_DIR" \
             TIME_BUDGET="$(gb_left 300)" scripts/gpu-verify.sh
     fi
     [ -x "$BIN/cnnbench" ] || {
@@ -126,6 +154,8 @@ gb_build() {
 
 # What machine this is: GPU, driver, CUDA, cuDNN, torch.
 gb_env() {
+    # Once per work folder (a shared one already has it).
+    if [ -s "$W/env.txt" ]; then return 0; fi
     {
         echo "== date"; date -u
         echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "no nvidia-smi"

@@ -11,6 +11,8 @@
 # Environment (besides gpu-bench.sh's DEPS_DEBS, TIME_BUDGET, BUILD, DRY, PY, SKIP):
 #   FM_EPOCHS    Fashion-MNIST epochs (default: what fits FM_SECONDS at the measured rate)
 #   FM_SECONDS   seconds for the Fashion-MNIST run (default 300, less when the budget is short)
+#   FM_SHARE     the share of the measured synthetic step rate the run is planned at (default
+#                0.65; less when something else shares the GPU)
 #   FM_TF32      1 (default): TF32 convs for the Fashion-MNIST run; 0: exact FP32
 #   R50_TF32     1: TF32 for the ResNet-50 throughput pair (default 0, FP32 as issue 6's table)
 #   WORKERS      decoding threads for the JPEG runs (default 16)
@@ -48,32 +50,49 @@ train_main() {
     [ "${R50_TF32:-0}" = 1 ] && r50_tf32=(--tf32)
     if [ "$DRY" = 1 ]; then dev=cpu be=cpu workers=${WORKERS:-2}; fi
 
-    # ---- 1. Fashion-MNIST, resnet18_small ----------------------------------------------------------
-    # Work per image: 0.46 GMACs forward at 28x28, x3 for a training step = 2.7 GFLOP; an epoch
-    # (60k train + 10k test forward) is ~175 TFLOP: ~6 s at 30 TFLOP/s. The step rate measured
-    # here replaces that guess.
+    if gb_wanted fm_rate || gb_wanted fashion_mnist; then fashion_mnist_part; fi
+    if gb_wanted gen_images; then jpeg_part; fi
+
+    gb_pack env.txt metrics.csv
+    trap - EXIT
+    echo "==== summary ($OUT/summary.txt; logs in logs.tar.gz)"
+    cat "$SUMMARY"
+    grep -qE 'FAILED|FAIL:' "$SUMMARY" && exit 1
+    exit 0
+}
+
+# ---- 1. Fashion-MNIST, resnet18_small ----------------------------------------------------------
+# Uses train_main's locals (T dev be workers fm_tf32 r50_tf32) through bash's dynamic scope.
+# Work per image: 0.46 GMACs forward at 28x28, x3 for a training step = 2.7 GFLOP; an epoch
+# (60k train + 10k test forward) is ~175 TFLOP: ~6 s at 30 TFLOP/s. The step rate measured
+# here replaces that guess.
+fashion_mnist_part() {
     local cal=(--batch 128 --img-size 28 --warmup 5 --iters 20)
     [ "$DRY" = 1 ] && cal=(--batch 8 --img-size 28 --warmup 0 --iters 2)
     gb_step fm_rate 60 "$BIN/cnnbench" model resnet18_small "${cal[@]}" --backend "$be" \
         "${fm_tf32[@]}" --no-peak --json "$W/fm_rate.json"
-    local ips epochs secs
+    local ips epochs secs share=${FM_SHARE:-0.65}
     ips=$(field "$W/fm_rate.json" resnet18_small train img_per_s)
+    gb_wanted fashion_mnist || return 0
     # What is left after part 2 needs ~170 s (generation, loader, 3 ResNet-50 epochs, synthetic).
     secs=${FM_SECONDS:-300}
-    local room=$(($(gb_left 100000) - 170))
+    local reserve=0
+    gb_wanted gen_images && reserve=170
+    local room=$(($(gb_left 100000) - reserve))
     [ "$room" -lt "$secs" ] && secs=$room
     if [ -n "${FM_EPOCHS:-}" ]; then
         epochs=$FM_EPOCHS
     elif [ "$DRY" = 1 ]; then
         epochs=2
     else
-        # 65% of the synthetic rate (loader, logits read back every step, validation), 60k
-        # train + 10k test images (test at ~3x the training rate), 4 to 40 epochs.
-        epochs=$(awk -v r="${ips:-0}" -v s="$secs" 'BEGIN {
-            e = r > 0 ? int(s * 0.65 * r / 63333) : 15; print (e < 4 ? 4 : e > 40 ? 40 : e) }')
+        # FM_SHARE (65%) of the synthetic rate (loader, logits read back every step,
+        # validation), 60k train + 10k test images (test at ~3x the training rate), 4 to 40
+        # epochs.
+        epochs=$(awk -v r="${ips:-0}" -v s="$secs" -v f="$share" 'BEGIN {
+            e = r > 0 ? int(s * f * r / 63333) : 15; print (e < 4 ? 4 : e > 40 ? 40 : e) }')
     fi
     local per
-    per=$(awk -v r="${ips:-0}" 'BEGIN { if (r > 0) printf "%.1f", 63333 / r / 0.65; else print "?" }')
+    per=$(awk -v r="${ips:-0}" -v f="$share" 'BEGIN { if (r > 0) printf "%.1f", 63333 / r / f; else print "?" }')
     gb_note "fashion-mnist plan: resnet18_small, synthetic rate ${ips:-?} img/s -> $epochs" \
         "epochs in <= ${secs} s (est. $per s/epoch)"
     local fm=(--data fashion-mnist --model resnet18_small --epochs "$epochs" --batch 128
@@ -101,8 +120,10 @@ train_main() {
         acc=${acc%%%*}
         gb_note "fashion-mnist goal >= 95.00%: $(awk -v a="$acc" 'BEGIN { print (a >= 95 ? "MET" : "not met") }')"
     fi
+}
 
-    # ---- 2. JPEG folder: decoding vs synthetic data ------------------------------------------------
+# ---- 2. JPEG folder: decoding vs synthetic data ------------------------------------------------
+jpeg_part() {
     local D=/tmp/cnn-imagefolder gen=(--classes 10 --train 500 --val 50 --procs "$(nproc)")
     [ "$DRY" = 1 ] && gen=(--classes 2 --train 8 --val 4 --size 160x120 --procs 2)
     rm -rf "$D"
@@ -136,13 +157,6 @@ train_main() {
         --backend "$be" --json "$W/loader_gpu.json"
     grep -h '^delivered' "$W/loader_gpu.log" | sed "s/^/loader (to $dev): /" | tee -a "$SUMMARY"
     rm -rf "$D"
-
-    gb_pack env.txt metrics.csv
-    trap - EXIT
-    echo "==== summary ($OUT/summary.txt; logs in logs.tar.gz)"
-    cat "$SUMMARY"
-    grep -qE 'FAILED|FAIL:' "$SUMMARY" && exit 1
-    exit 0
 }
 
 train_main "$@"

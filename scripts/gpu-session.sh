@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# gpu-session.sh — the device call of a session with a lent GPU, sized for the 15 minutes of device
+# time a task gets (the machine's start and the transfers count too, so one call of about 9
+# minutes, and a second short one while the machine is still warm). It runs the other gpu-*.sh
+# scripts in parts, most needed first, each with its share of one time budget:
+#
+#   build    scripts/gpu-verify.sh STEPS=build: sm_90, the tests and the tools
+#   fm       Fashion-MNIST with resnet18_small to >= 95% (scripts/gpu-train.sh), started after
+#            its step rate is measured alone and then run ALONGSIDE verify: neither times
+#            anything but the run's own minutes, which are stated as such
+#   verify   the whole suite, then compute-sanitizer memcheck on the GPU tests
+#   bench    cnnbench and PyTorch side by side (scripts/gpu-bench.sh): ResNet-50 batch 256
+#            (speed and peak memory), conv over ResNet-50's shapes (cuDNN, hand-written,
+#            PyTorch), VGG16, AlexNet, LeNet-5
+#   jpeg     a generated JPEG folder: decoding rate, ResNet-50 with real decoding vs synthetic
+#   extra    memcheck of the zoo's 224x224 GPU steps, bn/pool/gemm/elementwise, TF32,
+#            ResNet-50 on the hand-written kernels, its per-layer times
+#
+# A part that does not fit what is left is listed on the last line ("not run: ..."), to be given
+# as PARTS to the next call. Output in $OUT (./gpu-out when unset), at most 5 files, rewritten
+# after every part so a call cut short still brings back what was done: summary.txt (also
+# printed last), tables.md, metrics.csv, env.txt, results.tar.gz (every part's logs and JSON).
+# Environment:
+#   PARTS        which parts run (default "build fm verify bench jpeg extra"; build always runs
+#                first when the tools are missing)
+#   TIME_BUDGET  seconds for the whole call (default 540: under a 600 s timeout_s, with room to
+#                pack); DEPS_DEBS, BUILD, PY as for the other scripts
+#   DRY=1        a run on a machine without a GPU: checks the script end to end at tiny sizes
+# Usage (device tool, carry [".deps"]):
+#   DEPS_DEBS=.deps scripts/gpu-session.sh                          first call, timeout_s 600
+#   PARTS="jpeg extra" TIME_BUDGET=150 DEPS_DEBS=.deps scripts/gpu-session.sh    if time is left
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+START=$(date +%s)
+BUDGET=${TIME_BUDGET:-540}
+OUT=${OUT:-$PWD/gpu-out}
+DRY=${DRY:-0}
+PARTS=" ${PARTS:-build fm verify bench jpeg extra} "
+W=/tmp/cnn-session
+rm -rf "$W"
+mkdir -p "$W" "$OUT"
+S=$W/summary.txt
+: >"$S"
+export BUILD=${BUILD:-build-gpu}
+NOT_RUN=""
+L=0
+status=0
+
+say() { echo "$*" | tee -a "$S"; }
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+wanted() { [[ "$PARTS" == *" $1 "* ]]; }
+
+# What goes back; called after every part.
+pack() {
+    cp "$S" "$OUT/summary.txt"
+    [ -f "$W/bench-work/tables.md" ] && cp "$W/bench-work/tables.md" "$OUT/"
+    [ -f "$W/train-work/metrics.csv" ] && cp "$W/train-work/metrics.csv" "$OUT/"
+    [ -f "$W/verify/env.txt" ] && cp "$W/verify/env.txt" "$OUT/"
+    tar czf "$OUT/results.tar.gz" -C "$W" --exclude='runs' --exclude='*.safetensors' \
+        --exclude='data' . 2>/dev/null
+}
+
+# budget_for NAME CAP [MIN]: sets L to the seconds NAME gets, min(CAP, what is left less 15 s to
+# pack); false (and NAME's part joins NOT_RUN) when that is under MIN (default 30) seconds.
+budget_for() {
+    L=$(($(left) - 15))
+    [ "$L" -gt "$2" ] && L=$2
+    if [ "$L" -lt "${3:-30}" ]; then
+        say "== $1: not run (out of time)"
+        [[ " $NOT_RUN " == *" ${1%%_*} "* ]] || NOT_RUN="$NOT_RUN ${1%%_*}"
+        return 1
+    fi
+}
+
+# part NAME CAP[:MIN] SCRIPT [VAR=VALUE...]: SCRIPT with its share of the budget (see
+# budget_for), OUT=$W/NAME; its summary joins ours.
+part() {
+    local name=$1 cap=${2%:*} min=30 script=$3 t0 rc
+    [[ $2 == *:* ]] && min=${2#*:}
+    shift 3
+    budget_for "$name" "$cap" "$min" || return 0
+    say "== $name (budget $L s, at $(($(date +%s) - START)) s)"
+    t0=$(date +%s)
+    env "$@" TIME_BUDGET="$L" OUT="$W/$name" DRY="$DRY" "scripts/$script" >"$W/$name.log" 2>&1
+    rc=$?
+    finish_part "$name" "$rc" "$t0"
+}
+
+finish_part() {
+    local name=$1 rc=$2 t0=$3
+    [ -f "$W/$name/summary.txt" ] && sed 's/^/  /' "$W/$name/summary.txt" | tee -a "$S"
+    say "   $name: exit $rc after $(($(date +%s) - t0)) s"
+    [ "$rc" -eq 0 ] || status=1
+    pack
+}
+
+say "gpu-session on ${HOSTNAME:-$(uname -n)} at $(date -u +%FT%TZ): budget $BUDGET s, parts$PARTS, DRY=$DRY"
+say "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+
+BENCH=(WORK="$W/bench-work" PREBUILT=1)
+TRAIN=(WORK="$W/train-work" PREBUILT=1)
+VERIFY=(DRY="$DRY")
+VSTEPS="tests memcheck"
+if [ "$DRY" = 1 ]; then
+    # No GPU: the verify build (CUDA, sm_90) still compiles; the tools run on a CPU build, made
+    # in the build part; no sanitizer.
+    BENCH=(WORK="$W/bench-work" BUILD=build-dry PREBUILT=1)
+    TRAIN=(WORK="$W/train-work" BUILD=build-dry PREBUILT=1)
+    VERIFY=(DRY=1 TESTS_ARGS="idx_fashion cuda_roundtrip")
+    VSTEPS=tests
+fi
+
+# ---- build ------------------------------------------------------------------------------------
+if wanted build || [ ! -x "$BUILD/tests/run_tests" ] || [ ! -x "$BUILD/bin/cnnbench" ]; then
+    part build 200 gpu-verify.sh STEPS=build "${VERIFY[@]}"
+    if [ "$DRY" = 1 ]; then
+        part build_dry 400 gpu-bench.sh WORK="$W/build-dry" BUILD=build-dry ONLY=none
+    fi
+    if [ ! -x "$BUILD/tests/run_tests" ]; then
+        say "RESULT: the build failed; nothing else can run"
+        pack
+        exit 1
+    fi
+fi
+
+# ---- fm alongside verify ----------------------------------------------------------------------
+fm_pid=""
+if wanted fm && wanted verify; then
+    # The rate alone first (the step count is chosen from it), then the run in the background
+    # for as long as verify is planned to take.
+    if budget_for fm 260; then
+        part fm_rate 40 gpu-train.sh ONLY=fm_rate "${TRAIN[@]}"
+        # fashion_mnist reads fm_rate.json from the shared work folder.
+        if budget_for fm 220; then
+            say "== fm (budget $L s, alongside verify, at $(($(date +%s) - START)) s)"
+            fm_t0=$(date +%s)
+            env "${TRAIN[@]}" ONLY=fashion_mnist FM_SHARE=0.5 TIME_BUDGET="$L" OUT="$W/fm" \
+                DRY="$DRY" scripts/gpu-train.sh >"$W/fm.log" 2>&1 &
+            fm_pid=$!
+        fi
+    fi
+elif wanted fm; then
+    part fm 260 gpu-train.sh ONLY="fm_rate fashion_mnist" "${TRAIN[@]}"
+fi
+if wanted verify; then
+    vcap=220
+    part verify "$vcap" gpu-verify.sh STEPS="$VSTEPS" "${VERIFY[@]}"
+fi
+if [ -n "$fm_pid" ]; then
+    wait "$fm_pid"
+    finish_part fm $? "$fm_t0"
+fi
+
+# ---- benchmarks, alone on the machine -----------------------------------------------------------
+if wanted bench; then
+    part bench 200:60 gpu-bench.sh "${BENCH[@]}" \
+        ONLY="model_resnet50 torch_model_resnet50 conv_r50_cudnn torch_conv_r50 conv_r50_cuda \
+model_vgg16 torch_model_vgg16 model_alexnet torch_model_alexnet model_lenet5 torch_model_lenet5"
+fi
+wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
+if wanted extra; then
+    if [ "$DRY" = 1 ]; then
+        say "== extra: memcheck_models needs compute-sanitizer and a GPU (not in a DRY run)"
+    else
+        part extra_memcheck 150:60 gpu-verify.sh STEPS=memcheck_models
+    fi
+    part extra 200:60 gpu-bench.sh "${BENCH[@]}" \
+        ONLY="ops_* torch_ops_* *_tf32 model_resnet50_cuda layers"
+fi
+
+[ -n "$NOT_RUN" ] && say "not run:$NOT_RUN (give these as PARTS to the next call)"
+if [ "$status" -eq 0 ]; then say "RESULT: every part that ran passed ($(($(date +%s) - START)) s)"; else say "RESULT: FAILED (see the parts above; $(($(date +%s) - START)) s)"; fi
+pack
+exit "$status"
