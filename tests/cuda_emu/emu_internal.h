@@ -21,6 +21,11 @@ cudaError_t set_error(cudaError_t e);
  * which a real GPU would report with no more detail than the error code. */
 void report(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* CNN_EMU_NO_COMPUTE=1: launches, GEMMs and cuDNN calls are checked as usual but compute
+ * nothing, so a program's time is its host-side cost alone (results are garbage): for
+ * measuring the runtime's per-step overhead, never for tests. */
+bool no_compute();
+
 /* v rounded to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands
  * (the emulated cuBLAS and cuDNN in TF32 math mode). */
 float to_tf32(float v);

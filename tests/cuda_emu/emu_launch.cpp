@@ -352,6 +352,11 @@ void launch(const launch_cfg &cfg, void (*run)(void *), void *closure, const voi
                  "host memory", i + 1, ptrs[i]);
             return;
         }
+    if (no_compute()) {
+        s.profile[cfg.name].first++;
+        s.cfg = nullptr;
+        return;
+    }
     const int n = (int)(cfg.block.x * cfg.block.y * cfg.block.z);
     if (!ensure_pool((size_t)n)) {
         fail(cudaErrorLaunchOutOfResources, "no memory for %d fiber stacks", n);
