@@ -20,34 +20,6 @@
 #include <vector>
 
 namespace cnn_emu {
-namespace {
-
-/* Calls of each compute function, on stderr at exit when CNN_EMU_PROFILE is set (which shows
- * whether a test run reached the cuDNN paths at all). */
-struct call_counts {
-    std::mutex lock;
-    std::map<std::string, long> n;
-};
-call_counts &counts()
-{
-    static call_counts *c = new call_counts; /* never destroyed: read from atexit */
-    return *c;
-}
-void print_counts()
-{
-    for (auto &k : counts().n)
-        fprintf(stderr, "cuda-emu profile: %-44s %8ld calls\n", k.first.c_str(), k.second);
-}
-const bool counting = getenv("CNN_EMU_PROFILE") && atexit(print_counts) == 0;
-
-} /* namespace */
-
-void count(const char *fn)
-{
-    if (!counting) return;
-    std::lock_guard<std::mutex> hold(counts().lock);
-    counts().n[fn]++;
-}
 
 void say(const char *fmt, ...)
 {
@@ -290,7 +262,7 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTens
                              void *C)
 {
     const char *fn = "cudnnAddTensor";
-    count(fn);
+    count_call(fn);
     if (!h || !ready(ad) || !ready(cd) || !scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
     const int adims[4] = {ad->n, ad->c, ad->h, ad->w}, cdims[4] = {cd->n, cd->c, cd->h, cd->w};
     for (int i = 0; i < 4; i++)
@@ -387,7 +359,7 @@ cudnnStatus_t cudnnPoolingForward(cudnnHandle_t h, const cudnnPoolingDescriptor_
                                   const cudnnTensorDescriptor_t yd, void *y)
 {
     const char *fn = "cudnnPoolingForward";
-    count(fn);
+    count_call(fn);
     if (cudnnStatus_t e = pool_check(fn, h, d, xd, yd)) return e;
     if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, numel(xd) * 4) ||
         !on_device(fn, "y", y, numel(yd) * 4))
@@ -415,7 +387,7 @@ cudnnStatus_t cudnnPoolingBackward(cudnnHandle_t h, const cudnnPoolingDescriptor
                                    const cudnnTensorDescriptor_t dxd, void *dx)
 {
     const char *fn = "cudnnPoolingBackward";
-    count(fn);
+    count_call(fn);
     if (cudnnStatus_t e = pool_check(fn, h, d, xd, yd)) return e;
     if (!ready(dyd) || !ready(dxd) || dyd->n != yd->n || dyd->c != yd->c || dyd->h != yd->h ||
         dyd->w != yd->w || dxd->n != xd->n || dxd->c != xd->c || dxd->h != xd->h ||
@@ -537,7 +509,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
     void *run_mean, void *run_var, double eps, void *save_mean, void *save_invstd)
 {
     const char *fn = "cudnnBatchNormalizationForwardTraining";
-    count(fn);
+    count_call(fn);
     if (cudnnStatus_t e = bn_check(fn, h, mode, xd, yd, bnd, eps)) return e;
     if (!scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
     if (!run_mean != !run_var || !save_mean != !save_invstd) {
@@ -588,7 +560,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(
     const void *est_var, double eps)
 {
     const char *fn = "cudnnBatchNormalizationForwardInference";
-    count(fn);
+    count_call(fn);
     if (cudnnStatus_t e = bn_check(fn, h, mode, xd, yd, bnd, eps)) return e;
     if (!scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
     const size_t cb = (size_t)xd->c * 4;
@@ -625,7 +597,7 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
     double eps, const void *saved_mean, const void *saved_invstd)
 {
     const char *fn = "cudnnBatchNormalizationBackward";
-    count(fn);
+    count_call(fn);
     if (cudnnStatus_t e = bn_check(fn, h, mode, xd, dxd, bnd, eps)) return e;
     if (!ready(dyd) || dyd->n != xd->n || dyd->c != xd->c || dyd->h != xd->h || dyd->w != xd->w)
         return CUDNN_STATUS_BAD_PARAM;

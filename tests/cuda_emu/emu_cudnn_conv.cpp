@@ -412,7 +412,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
     cudnnConvolutionFwdAlgoPerf_t *perf_out, void *ws, size_t ws_bytes)
 {
     const char *fn = "cudnnFindConvolutionForwardAlgorithmEx";
-    count(fn);
+    count_call(fn);
     CONV_SETUP(fn, xd, wd, yd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
     if (!on_device(fn, "x", x, x_bytes(g)) || !on_device(fn, "w", w, w_bytes(g)) ||
@@ -432,7 +432,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
     cudnnConvolutionBwdDataAlgoPerf_t *perf_out, void *ws, size_t ws_bytes)
 {
     const char *fn = "cudnnFindConvolutionBackwardDataAlgorithmEx";
-    count(fn);
+    count_call(fn);
     CONV_SETUP(fn, dxd, wd, dyd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
     if (!on_device(fn, "w", w, w_bytes(g)) || !on_device(fn, "dy", dy, y_bytes(g)) ||
@@ -452,7 +452,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
     cudnnConvolutionBwdFilterAlgoPerf_t *perf_out, void *ws, size_t ws_bytes)
 {
     const char *fn = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
-    count(fn);
+    count_call(fn);
     CONV_SETUP(fn, xd, dwd, dyd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
     if (!on_device(fn, "x", x, x_bytes(g)) || !on_device(fn, "dy", dy, y_bytes(g)) ||
@@ -473,7 +473,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
                                       const void *beta, const cudnnTensorDescriptor_t yd, void *y)
 {
     const char *fn = "cudnnConvolutionForward";
-    count(fn);
+    count_call(fn);
     CONV_SETUP(fn, xd, wd, yd);
     if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, x_bytes(g)) ||
         !on_device(fn, "w", w, w_bytes(g)) || !on_device(fn, "y", y, y_bytes(g)))
@@ -491,7 +491,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
                                            const cudnnTensorDescriptor_t dxd, void *dx)
 {
     const char *fn = "cudnnConvolutionBackwardData";
-    count(fn);
+    count_call(fn);
     CONV_SETUP(fn, dxd, wd, dyd);
     if (!scalars(fn, alpha, beta) || !on_device(fn, "w", w, w_bytes(g)) ||
         !on_device(fn, "dy", dy, y_bytes(g)) || !on_device(fn, "dx", dx, x_bytes(g)))
@@ -509,7 +509,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              const cudnnFilterDescriptor_t dwd, void *dw)
 {
     const char *fn = "cudnnConvolutionBackwardFilter";
-    count(fn);
+    count_call(fn);
     CONV_SETUP(fn, xd, dwd, dyd);
     if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, x_bytes(g)) ||
         !on_device(fn, "dy", dy, y_bytes(g)) || !on_device(fn, "dw", dw, w_bytes(g)))
@@ -525,7 +525,7 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
                                            void *db)
 {
     const char *fn = "cudnnConvolutionBackwardBias";
-    count(fn);
+    count_call(fn);
     if (!h || !ready(dyd) || !ready(dbd) || !scalars(fn, alpha, beta))
         return CUDNN_STATUS_BAD_PARAM;
     if (dbd->n != 1 || dbd->c != dyd->c || dbd->h != 1 || dbd->w != 1) {

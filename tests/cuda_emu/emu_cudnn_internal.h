@@ -39,9 +39,6 @@ namespace cnn_emu {
  * errors through its own status only). */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Counts one call of fn, listed at exit when CNN_EMU_PROFILE is set. */
-void count(const char *fn);
-
 /* [p, p + bytes) lies wholly in one device allocation; else says so (fn, what) and is false. */
 bool on_device(const char *fn, const char *what, const void *p, size_t bytes);
 

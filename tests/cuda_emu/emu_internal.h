@@ -26,6 +26,11 @@ void report(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2
  * measuring the runtime's per-step overhead, never for tests. */
 bool no_compute();
 
+/* Counts one call of name (a CUDA, cuBLAS or cuDNN function), listed on stderr at exit when
+ * CNN_EMU_PROFILE is set: the calls that cost a real GPU host time, and whether a run reached
+ * the cuDNN paths at all. */
+void count_call(const char *name);
+
 /* v rounded to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands
  * (the emulated cuBLAS and cuDNN in TF32 math mode). */
 float to_tf32(float v);

@@ -16,6 +16,7 @@
 
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 namespace cnn_emu {
@@ -28,6 +29,36 @@ bool no_compute()
 namespace {
 
 constexpr size_t TOTAL_BYTES = (size_t)16 << 30;
+
+/* count_call's table (CNN_EMU_PROFILE), printed at exit beside the launcher's kernel profile. */
+struct call_counts {
+    std::mutex lock;
+    std::map<std::string, long> n;
+};
+
+call_counts &C()
+{
+    static call_counts *c = new call_counts; /* never destroyed: used from atexit */
+    return *c;
+}
+
+void print_calls()
+{
+    for (auto &k : C().n)
+        fprintf(stderr, "cuda-emu profile: %-40s %8ld calls\n", k.first.c_str(), k.second);
+}
+
+const bool counting_calls = getenv("CNN_EMU_PROFILE") && atexit(print_calls) == 0;
+
+const char *copy_name(cudaMemcpyKind kind, bool async)
+{
+    switch (kind) {
+    case cudaMemcpyHostToDevice: return async ? "cudaMemcpyAsync H2D" : "cudaMemcpy H2D";
+    case cudaMemcpyDeviceToHost: return async ? "cudaMemcpyAsync D2H" : "cudaMemcpy D2H";
+    case cudaMemcpyDeviceToDevice: return async ? "cudaMemcpyAsync D2D" : "cudaMemcpy D2D";
+    default: return async ? "cudaMemcpyAsync (other)" : "cudaMemcpy (other)";
+    }
+}
 
 struct alloc_table {
     std::mutex lock;
@@ -116,6 +147,13 @@ double now_ms()
 }
 
 } /* namespace */
+
+void count_call(const char *name)
+{
+    if (!counting_calls) return;
+    std::lock_guard<std::mutex> hold(C().lock);
+    C().n[name]++;
+}
 
 mem_kind memory_kind(const void *p, size_t bytes)
 {
@@ -296,7 +334,11 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void)
+{
+    count_call("cudaDeviceSynchronize");
+    return cudaSuccess;
+}
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {
@@ -307,8 +349,16 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
     return cudaSuccess;
 }
 
-cudaError_t cudaMalloc(void **p, size_t bytes) { return alloc(p, bytes, MEM_DEVICE); }
-cudaError_t cudaFree(void *p) { return release(p, MEM_DEVICE); }
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    count_call("cudaMalloc");
+    return alloc(p, bytes, MEM_DEVICE);
+}
+cudaError_t cudaFree(void *p)
+{
+    count_call("cudaFree");
+    return release(p, MEM_DEVICE);
+}
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
 {
     if (flags > 7) return set_error(cudaErrorInvalidValue);
@@ -317,17 +367,26 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
 cudaError_t cudaMallocHost(void **p, size_t bytes) { return alloc(p, bytes, MEM_PINNED); }
 cudaError_t cudaFreeHost(void *p) { return release(p, MEM_PINNED); }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+namespace {
+cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
     cudaError_t e = check_copy(dst, bytes, src, bytes, kind);
     if (e == cudaSuccess && bytes) memmove(dst, src, bytes);
     return e;
 }
+} /* namespace */
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    count_call(copy_name(kind, false));
+    return copy(dst, src, bytes, kind);
+}
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t)
 {
-    return cudaMemcpy(dst, src, bytes, kind);
+    count_call(copy_name(kind, true));
+    return copy(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
@@ -382,7 +441,11 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 }
 
 /* Work completes when it is issued, so a wait has nothing to wait for. */
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t)
+{
+    count_call("cudaStreamSynchronize");
+    return cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned)
 {
     return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
@@ -419,6 +482,7 @@ cudaError_t cudaEventQuery(cudaEvent_t e)
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
+    count_call("cudaEventSynchronize");
     return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
 }
 
@@ -512,6 +576,7 @@ extern "C" cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
                                       int ldb, const float *beta, float *c, int ldc)
 {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    count_call("cublasSgemm");
     const bool at = ta != CUBLAS_OP_N, bt = tb != CUBLAS_OP_N;
     const int ar = at ? k : m, ac = at ? m : k, br = bt ? n : k, bc = bt ? k : n;
     if (m < 0 || n < 0 || k < 0 || !alpha || !beta || lda < (ar > 1 ? ar : 1) ||
@@ -565,6 +630,7 @@ extern "C" cublasStatus_t cublasSgemv(cublasHandle_t h, cublasOperation_t t, int
                                       int incx, const float *beta, float *y, int incy)
 {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    count_call("cublasSgemv");
     if (m < 0 || n < 0 || !alpha || !beta || lda < (m > 1 ? m : 1) || incx == 0 || incy == 0)
         return CUBLAS_STATUS_INVALID_VALUE;
     const int xl = t == CUBLAS_OP_N ? n : m, yl = t == CUBLAS_OP_N ? m : n;
