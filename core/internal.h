@@ -108,6 +108,9 @@ cnn_status cnn_tensor_view(const cnn_tensor *t, cnn_shape shape, const int64_t *
 cnn_status cnn_contig(const cnn_tensor *t, cnn_tensor **out);
 /* dst += src, elementwise, same shape, both contiguous F32 on one device. Not recorded. */
 cnn_status cnn_tensor_accumulate_(cnn_tensor *dst, const cnn_tensor *src);
+/* Adds v to every element of the contiguous I64 tensor t, on its device, without waiting for
+ * the device (a counter such as BN's num_batches_tracked). */
+cnn_status cnn_tensor_add_i64_(cnn_tensor *t, int64_t v);
 /* Fills n floats of device memory with the context RNG stream (dist 0: U[a,b), 1: N(a,b^2)),
  * advancing the context's offset. */
 cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_device device);

@@ -527,6 +527,24 @@ cnn_status cnn_tensor_accumulate_(cnn_tensor *dst, const cnn_tensor *src)
 #endif
 }
 
+cnn_status cnn_tensor_add_i64_(cnn_tensor *t, int64_t v)
+{
+    CNN_CHECK(t && t->dtype == CNN_I64 && cnn_tensor_is_contiguous(t), CNN_ERR_INVALID_ARG,
+              "tensor_add_i64_: needs a contiguous I64 tensor, got %s",
+              t ? cnn_shape_of(t) : "NULL");
+    int64_t n = cnn_shape_numel(t->shape);
+    if (t->device.type == CNN_DEVICE_CPU) {
+        int64_t *p = cnn_ptr(t);
+        for (int64_t i = 0; i < n; i++) p[i] += v;
+        return CNN_OK;
+    }
+#if CNN_WITH_CUDA
+    return cnn_cuda_add_i64(cnn_ctx(), cnn_ptr(t), v, n);
+#else
+    return cnn_error(CNN_ERR_DEVICE, "tensor_add_i64_: CUDA tensor in a build without CUDA");
+#endif
+}
+
 /* ---- argument checks shared by ops ---------------------------------------------------------- */
 cnn_status cnn_check_f32(const char *op, const char *name, const cnn_tensor *t)
 {

@@ -49,6 +49,8 @@ cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, cons
 
 /* ---- basic tensor kernels (cuda/tensor_ops.cu) --------------------------------------------- */
 cnn_status cnn_cuda_fill_f32(cnn_context *ctx, float *p, float value, int64_t n);
+/* p[i] += v over n int64s (BN's num_batches_tracked, without a round trip to the host). */
+cnn_status cnn_cuda_add_i64(cnn_context *ctx, int64_t *p, int64_t v, int64_t n);
 /* dst[i] += src[i]. */
 cnn_status cnn_cuda_accumulate_f32(cnn_context *ctx, float *dst, const float *src, int64_t n);
 /* Element-by-element copy between two strided views of one shape (rank <= 4, element size
@@ -187,6 +189,9 @@ void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx);
 cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b, int64_t n);
 /* y = alpha * x (y may be x). */
 cnn_status cnn_cuda_scale_f32(cnn_context *ctx, float *y, const float *x, float alpha, int64_t n);
+/* y (rows, len): every row a copy of b (len), bit for bit (the linear layer's bias). */
+cnn_status cnn_cuda_repeat_rows_f32(cnn_context *ctx, float *y, const float *b, int64_t rows,
+                                    int64_t len);
 /* y[i] = g[0] * scale, g a one-element device array (backward of sum / mean). */
 cnn_status cnn_cuda_fill_scaled_f32(cnn_context *ctx, float *y, const float *g, float scale,
                                     int64_t n);

@@ -88,6 +88,10 @@ cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out);
 cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out);
 #endif
 
+/* *ones = at least n ones in device memory, kept by the context (filled once, on first use and
+ * when a larger n is asked for): for reductions written as a GEMV. */
+cnn_status cnn_cuda_ones(cnn_context *ctx, int64_t n, const float **ones);
+
 /* The context's slot where kernels report an out-of-range class label (cuda/loss.cu), armed
  * so that the next wait for the stream reads it; k is the class count, for the message. */
 cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long long **slot);

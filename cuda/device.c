@@ -15,6 +15,9 @@ typedef struct cnn_gpu_state {
     unsigned long long *bad_label; /* device memory, NULL until first use */
     bool bad_label_armed;          /* a kernel that may report has been queued since */
     int64_t bad_label_k;           /* the class count of the last such kernel */
+    /* A vector of ones (cnn_cuda_ones), from the caching allocator; grown, never shrunk. */
+    cnn_storage ones;
+    int64_t ones_n;
 } cnn_gpu_state;
 
 int cnn_cuda_count_devices(void)
@@ -92,6 +95,7 @@ void cnn_cuda_context_release(cnn_context *ctx)
     if (g->cudnn) (void)cudnnDestroy(g->cudnn);
 #endif
     if (g->bad_label) (void)cudaFree(g->bad_label);
+    if (g->ones.release) g->ones.release(&g->ones);
     cnn_cuda_allocator_forget_stream(g->device, g->stream);
     (void)cudaStreamDestroy(g->stream);
     (void)cudaGetLastError();
@@ -115,6 +119,31 @@ cnn_status cnn_cuda_synchronize(cnn_context *ctx)
     CNN_TRY(cnn_cuda_enter(ctx, "synchronize", &s));
     CNN_CUDA_TRY(cudaStreamSynchronize(s));
     return cnn_cuda_check_bad_label(ctx);
+}
+
+cnn_status cnn_cuda_ones(cnn_context *ctx, int64_t n, const float **ones)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "ones", &s));
+    cnn_gpu_state *g = ctx->gpu;
+    if (g->ones_n < n) {
+        int64_t want = g->ones_n ? g->ones_n : 1024;
+        while (want < n) want *= 2;
+        cnn_storage fresh;
+        memset(&fresh, 0, sizeof fresh);
+        CNN_TRY(cnn_cuda_storage_alloc(ctx, &fresh, (size_t)want * sizeof(float), "ones"));
+        cnn_status st = cnn_cuda_fill_f32(ctx, fresh.data, 1.0f, want);
+        if (st != CNN_OK) {
+            fresh.release(&fresh);
+            return st;
+        }
+        /* Released in stream order: work already queued that reads the old vector runs first. */
+        if (g->ones.release) g->ones.release(&g->ones);
+        g->ones = fresh;
+        g->ones_n = want;
+    }
+    *ones = g->ones.data;
+    return CNN_OK;
 }
 
 /* ---- bad inputs found on the device ------------------------------------------------------------

@@ -27,7 +27,7 @@ static void scratch_free(cnn_storage *s)
     if (s->release) s->release(s);
 }
 
-/* ---- add, scale, fill from a device scalar --------------------------------------------------- */
+/* ---- add, scale, fill from a device scalar, repeat a row ------------------------------------- */
 /* add and scale move four floats per load when every pointer is 16-byte aligned (always, for
  * tensors fresh from the allocator); the last n % 4 elements go one by one, in block 0. */
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
@@ -75,6 +75,23 @@ __global__ void fill_scaled_f32_kernel(float *y, const float *g, float scale, in
 {
     float v = g[0] * scale;
     GRID_STRIDE_LOOP(i, n) y[i] = v;
+}
+
+// y: (rows, len); b: (len)
+__global__ void repeat_rows_f32_kernel(float *y, const float *b, int64_t len, int64_t n)
+{
+    GRID_STRIDE_LOOP(i, n) y[i] = b[i % len];
+}
+
+extern "C" cnn_status cnn_cuda_repeat_rows_f32(cnn_context *ctx, float *y, const float *b,
+                                               int64_t rows, int64_t len)
+{
+    if (rows <= 0 || len <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "repeat_rows", &s));
+    repeat_rows_f32_kernel<<<grid_for(rows * len), THREADS, 0, s>>>(y, b, len, rows * len);
+    CNN_CUDA_LAUNCH_CHECK(repeat_rows_f32_kernel);
+    return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b,

@@ -1,15 +1,10 @@
 /* gemm_cublas.c — the linear layer on the GPU with cuBLAS: forward y = x w^T + b and backward
  * (dx, dw, db), TF32 or exact FP32 as the context says (set per call by cnn_cuda_cublas). Only
- * cuBLAS calls on device pointers; layers/linear.c checks shapes and sizes (< 2^31).
+ * cuBLAS calls on device pointers (and elementwise.cu's row repeat for the bias);
+ * layers/linear.c checks shapes and sizes (< 2^31).
  * cuBLAS is column-major: a row-major (r, c) matrix is read as its transpose, (c, r) with
  * leading dimension c, so every product below is written for the transposes. */
 #include "cuda_check.h"
-
-/* A device vector of n ones: the dbias column sums are a GEMV with it. */
-static cnn_status ones_vector(cnn_context *ctx, int64_t n, cnn_tensor **out)
-{
-    return cnn_tensor_full(CNN_SHAPE(n), 1.0f, ctx->device, out);
-}
 
 cnn_status cnn_cuda_linear_forward(cnn_context *ctx, const float *x, const float *w,
                                    const float *b, int64_t n, int64_t in, int64_t out, float *y)
@@ -20,17 +15,9 @@ cnn_status cnn_cuda_linear_forward(cnn_context *ctx, const float *x, const float
     CNN_TRY(cnn_cuda_enter(ctx, "linear", &s));
     CNN_TRY(cnn_cuda_cublas(ctx, &h));
     const float one = 1.0f, zero = 0.0f;
-    if (b) {
-        /* The bias in every row, copied exactly (a GEMM with ones would round it to TF32): row
-         * 0 from b, then the filled rows doubled until all n are. */
-        size_t row = (size_t)out * sizeof(float);
-        CNN_CUDA_TRY(cudaMemcpyAsync(y, b, row, cudaMemcpyDeviceToDevice, s));
-        for (int64_t done = 1; done < n; done *= 2) {
-            int64_t k = done < n - done ? done : n - done;
-            CNN_CUDA_TRY(cudaMemcpyAsync(y + done * out, y, (size_t)k * row,
-                                         cudaMemcpyDeviceToDevice, s));
-        }
-    }
+    /* The bias in every row, copied exactly (a GEMM with ones would round it to TF32), in one
+     * launch; the GEMM then adds onto it (beta 1). */
+    if (b) CNN_TRY(cnn_cuda_repeat_rows_f32(ctx, y, b, n, out));
     /* y^T (out, n) = w (out, in) x^T (in, n); w is stored as w^T (in, out), hence OP_T. */
     CNN_CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in, &one, w,
                                (int)in, x, (int)in, b ? &one : &zero, y, (int)out));
@@ -61,12 +48,11 @@ cnn_status cnn_cuda_linear_backward(cnn_context *ctx, const float *x, const floa
         CNN_CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)in, (int)out, (int)n, &one, x,
                                    (int)in, dy, (int)out, &zero, dw, (int)in));
     if (db) {
-        /* db (out) = dy^T (out, n) ones (n) */
-        cnn_tensor *ones = NULL;
-        CNN_TRY(ones_vector(ctx, n, &ones));
+        /* db (out) = dy^T (out, n) ones (n), the context's ones */
+        const float *ones = NULL;
+        CNN_TRY(cnn_cuda_ones(ctx, n, &ones));
         cublasStatus_t e = cublasSgemv(h, CUBLAS_OP_N, (int)out, (int)n, &one, dy, (int)out,
-                                       cnn_f32(ones), 1, &zero, db, 1);
-        cnn_tensor_free(&ones);
+                                       ones, 1, &zero, db, 1);
         if (e != CUBLAS_STATUS_SUCCESS)
             return cnn_error(cnn_cublas_status_of(e),
                              "linear backward: dbias cublasSgemv failed: %s",

@@ -5,7 +5,7 @@
 #include "launch.cuh"
 #include "philox.h"
 
-/* ---- fill and accumulate -------------------------------------------------------------------- */
+/* ---- fill, add, accumulate ------------------------------------------------------------------- */
 // p: (n)
 __global__ void fill_f32_kernel(float *p, float value, int64_t n)
 {
@@ -16,6 +16,22 @@ __global__ void fill_f32_kernel(float *p, float value, int64_t n)
 __global__ void accumulate_f32_kernel(float *dst, const float *src, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
+}
+
+// p: (n), int64
+__global__ void add_i64_kernel(int64_t *p, int64_t v, int64_t n)
+{
+    GRID_STRIDE_LOOP(i, n) p[i] += v;
+}
+
+extern "C" cnn_status cnn_cuda_add_i64(cnn_context *ctx, int64_t *p, int64_t v, int64_t n)
+{
+    if (n <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "add_i64", &s));
+    add_i64_kernel<<<grid_for(n), THREADS, 0, s>>>(p, v, n);
+    CNN_CUDA_LAUNCH_CHECK(add_i64_kernel);
+    return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_fill_f32(cnn_context *ctx, float *p, float value, int64_t n)

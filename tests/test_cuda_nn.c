@@ -475,6 +475,10 @@ static const lin_case lin_cases[] = {
     {"linear no bias", 33, 65, 129, false},
     {"linear 600 -> 513", 19, 600, 513, true},
     {"linear 4096 -> 10", 64, 4096, 10, true},
+    /* the context's vector of ones (db as a GEMV) grows past its first 1024, then serves a
+     * smaller batch again */
+    {"linear batch 2500", 2500, 9, 6, true},
+    {"linear 3x5 -> 2 after batch 2500", 3, 5, 2, true},
 };
 
 /* FP32: sums of up to 4096 O(1/sqrt(in)) products (dw: up to 64 O(1) products). */
