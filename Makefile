@@ -176,10 +176,11 @@ check-valgrind: $(TEST_BIN)
 # build-emu: its self-test, the GPU tests, the same with each block's threads run last first
 # (a missing barrier shows in one order or the other), and the no-device paths with the device
 # hidden. check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available
-# here): the self-test and the GPU tests. EMU_GPU_TESTS= narrows the GPU-test runs.
+# here): the self-test and the GPU tests. EMU_GPU_TESTS= (run_tests arguments) narrows the
+# GPU-test runs.
 .PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn emu-selftest
 EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
-EMU_GPU_TESTS ?= cuda models_on_gpu cnnbench_gpu
+EMU_GPU_TESTS ?= --gpu-only
 check-cuda-emu:
 	$(MAKE) BUILD=build-emu $(EMU_FLAGS) all emu-selftest
 	build-emu/tests/emu_selftest

@@ -14,7 +14,7 @@
 #              $DEPS_ROOT/usr/lib/x86_64-linux-gnu (+ openblas-pthread) to the build and runtime.
 #   BUILD      build folder (default build-gpu); JOBS: parallel jobs (default: all cores).
 #   GPU_TEST_FILTER  run_tests arguments choosing the tests memcheck runs (default
-#              "--gpu-only --exclude=models_on_gpu_match_cpu": every GPU test but the zoo's
+#              "--gpu-only --exclude=models_zoo_train_step": every GPU test but the zoo's
 #              224x224 training steps, which the "memcheck_models" step runs alone).
 #   TIME_BUDGET  seconds for the whole script (default 560, under the device tool's 600): each
 #              step gets at most what is left, and a step cut short counts as a failure.
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-out}"
 BUILD_DIR="${BUILD:-build-gpu}"
 JOBS="${JOBS:-$(nproc)}"
-FILTER="${GPU_TEST_FILTER:---gpu-only --exclude=models_on_gpu_match_cpu}"
+FILTER="${GPU_TEST_FILTER:---gpu-only --exclude=models_zoo_train_step}"
 STEPS=" ${STEPS:-build tests memcheck memcheck_models} "
 ARCH="-gencode arch=compute_90,code=sm_90"
 START=$(date +%s)
@@ -185,7 +185,7 @@ sanitize() {
     fi
 }
 [[ "$STEPS" == *" memcheck "* ]] && sanitize memcheck "$FILTER" 600
-[[ "$STEPS" == *" memcheck_models "* ]] && sanitize memcheck models_on_gpu_match_cpu 600 memcheck_models
+[[ "$STEPS" == *" memcheck_models "* ]] && sanitize memcheck models_zoo_train_step 600 memcheck_models
 # Shared-memory races and barrier misuse, which the CPU emulator cannot see: the tests of the
 # kernels that use shared memory or warp shuffles (conv tiles, reductions, softmax, batch norm).
 RACE_FILTER="${RACE_FILTER:-cuda_conv_hand_written cuda_sum_mean cuda_softmax_and cuda_cross_entropy_matches cuda_batch_norm_matches cuda_clip_grad}"

@@ -597,3 +597,105 @@ GPU_TEST(models_on_gpu_match_cpu)
     free_tensors(&x, &xg, &y, &s);
     cnn_model_destroy(&m);
 }
+
+/* ---- every ImageNet model, one training step on the GPU against the CPU ------------------------
+ * What the GPU must reproduce: logits, loss, and the gradients of the first and the last weight
+ * (the whole backward lies between them), with dropout on (the same seed gives the GPU the CPU's
+ * masks). Tolerances are relative to the reference's largest magnitude: cuDNN may pick
+ * Winograd or FFT algorithms, whose FP32 rounding differs from direct summation. */
+typedef struct zoo_step {
+    cnn_tensor *logits, *loss, *g_first, *g_last; /* on the CPU */
+} zoo_step;
+
+static float max_abs(const cnn_tensor *t)
+{
+    size_t n = (size_t)cnn_tensor_numel(t);
+    float *v = malloc(n * sizeof *v), m = 0;
+    if (v && cnn_tensor_read(t, v, n) == CNN_OK)
+        for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(v[i]));
+    free(v);
+    return m;
+}
+
+/* A copy on the CPU (NULL stays NULL). */
+static cnn_tensor *to_cpu(const cnn_tensor *t)
+{
+    cnn_tensor *c = NULL;
+    if (t) cnn_tensor_to(t, CNN_CPU, &c);
+    return c;
+}
+
+/* One step of `name` (weights from seed 7, dropout from seed 11) on `dev`. */
+static void zoo_train_step(const char *name, cnn_device dev, const cnn_tensor *x,
+                           const cnn_tensor *labels, zoo_step *out)
+{
+    memset(out, 0, sizeof *out);
+    cnn_model *m = NULL;
+    cnn_manual_seed(7);
+    CHECK_OK(cnn_model_create(name, 0, 0, &m));
+    if (!m) return;
+    cnn_tensor *xd = NULL, *ld = NULL, *logits = NULL, *loss = NULL;
+    CHECK_OK(cnn_model_to(m, dev));
+    CHECK_OK(cnn_tensor_to(x, dev, &xd));
+    CHECK_OK(cnn_tensor_to(labels, dev, &ld));
+    cnn_manual_seed(11);
+    CHECK_OK(cnn_model_forward(m, xd, true, &logits));
+    CHECK_OK(cnn_cross_entropy(logits, ld, 0.0f, &loss));
+    CHECK_OK(cnn_backward(loss));
+    cnn_dict *ps = cnn_model_parameters(m);
+    /* The last parameter is the classifier's bias: its weight is the one before. */
+    out->logits = to_cpu(logits);
+    out->loss = to_cpu(loss);
+    out->g_first = to_cpu(cnn_tensor_grad(cnn_dict_at(ps, 0)));
+    out->g_last = to_cpu(cnn_tensor_grad(cnn_dict_at(ps, cnn_dict_size(ps) - 2)));
+    CHECK(out->logits && out->loss && out->g_first && out->g_last);
+    free_tensors(&xd, &ld, &logits, &loss);
+    cnn_model_destroy(&m);
+}
+
+static int close_to(const char *what, const cnn_tensor *a, const cnn_tensor *ref, float tol)
+{
+    return a && ref && tensors_close(what, a, ref, tol * fmaxf(max_abs(ref), 1e-3f), 0.0f);
+}
+
+/* The issue's check: batch 8 at each model's usual size (224; LeNet-5 32). On the CPU emulator
+ * (a GPU named "Emulated ...", minutes per ImageNet model) three models at batch 2 and 64x64
+ * (LeNet-5 32x32) keep the path tested within `make check-cuda-emu`'s time. */
+GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
+{
+    static const char *const all[] = {"lenet5",   "alexnet",  "vgg16",     "vgg16_bn", "resnet18",
+                                      "resnet34", "resnet50", "resnet101", "resnet152"};
+    static const char *const emulated[] = {"lenet5", "alexnet", "resnet18"};
+    char dev_name[256] = "";
+    cnn_cuda_device_name(0, dev_name, sizeof dev_name);
+    bool emu = strstr(dev_name, "Emulated") != NULL;
+    const char *const *names = emu ? emulated : all;
+    int count = emu ? 3 : (int)(sizeof all / sizeof *all);
+    for (int i = 0; i < count && !cnn_test_failed(); i++) {
+        cnn_model *probe = NULL;
+        CHECK_OK(create_uninit(names[i], 0, &probe));
+        if (!probe) return;
+        cnn_model_info info = cnn_model_get_info(probe);
+        cnn_model_destroy(&probe);
+        int n = emu ? 2 : 8, hw = emu && info.input_h > 64 ? 64 : info.input_h;
+        cnn_manual_seed(3);
+        cnn_tensor *x = rand_tensor(CNN_SHAPE(n, info.in_channels, hw, hw), -2, 2, 0), *labels = NULL;
+        int64_t lab[8];
+        for (int j = 0; j < n; j++) lab[j] = (j * 7919 + i) % info.num_classes;
+        CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CPU, &labels));
+        zoo_step c, g;
+        zoo_train_step(names[i], CNN_CPU, x, labels, &c);
+        zoo_train_step(names[i], CNN_CUDA(0), x, labels, &g);
+        char what[96];
+        snprintf(what, sizeof what, "%s batch %d %dx%d: logits", names[i], n, hw, hw);
+        CHECK(close_to(what, g.logits, c.logits, 2e-3f));
+        snprintf(what, sizeof what, "%s: loss", names[i]);
+        CHECK(close_to(what, g.loss, c.loss, 1e-4f));
+        snprintf(what, sizeof what, "%s: first weight's gradient", names[i]);
+        CHECK(close_to(what, g.g_first, c.g_first, 2e-2f));
+        snprintf(what, sizeof what, "%s: classifier weight's gradient", names[i]);
+        CHECK(close_to(what, g.g_last, c.g_last, 2e-3f));
+        free_tensors(&x, &labels, &c.logits, &c.loss, &c.g_first, &c.g_last, &g.logits, &g.loss,
+                     &g.g_first, &g.g_last);
+    }
+}
