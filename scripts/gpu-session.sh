@@ -9,9 +9,10 @@
 #            its step rate is measured alone and then run ALONGSIDE verify: neither times
 #            anything but the run's own minutes, which are stated as such
 #   verify   the whole suite, then compute-sanitizer memcheck on the GPU tests
-#   bench    cnnbench and PyTorch side by side (scripts/gpu-bench.sh): ResNet-50 batch 256
-#            (speed and peak memory), conv over ResNet-50's shapes (cuDNN, hand-written,
-#            PyTorch), VGG16, AlexNet, LeNet-5
+#   memcheck memcheck alone (for a call after one whose verify ran out of time there)
+#   bench    cnnbench and PyTorch side by side (scripts/gpu-bench.sh): training and inference
+#            of ResNet-50 at batch 256 (speed and peak memory), VGG16, AlexNet, LeNet-5
+#   conv     conv over ResNet-50's shapes at batch 64: cuDNN, hand-written, PyTorch
 #   jpeg     a generated JPEG folder: decoding rate, ResNet-50 with real decoding vs synthetic
 #   extra    memcheck of the zoo's 224x224 GPU steps, bn/pool/gemm/elementwise, TF32,
 #            ResNet-50 on the hand-written kernels, its per-layer times
@@ -21,7 +22,7 @@
 # after every part so a call cut short still brings back what was done: summary.txt (also
 # printed last), tables.md, metrics.csv, env.txt, results.tar.gz (every part's logs and JSON).
 # Environment:
-#   PARTS        which parts run (default "build fm verify bench jpeg extra"; build always runs
+#   PARTS        which parts run (default "build fm verify bench conv jpeg extra"; build always runs
 #                first when the tools are missing)
 #   TIME_BUDGET  seconds for the whole call (default 540: under a 600 s timeout_s, with room to
 #                pack); DEPS_DEBS, BUILD, PY as for the other scripts
@@ -36,7 +37,7 @@ START=$(date +%s)
 BUDGET=${TIME_BUDGET:-540}
 OUT=${OUT:-$PWD/gpu-out}
 DRY=${DRY:-0}
-PARTS=" ${PARTS:-build fm verify bench jpeg extra} "
+PARTS=" ${PARTS:-build fm verify bench conv jpeg extra} "
 W=/tmp/cnn-session
 rm -rf "$W"
 mkdir -p "$W" "$OUT"
@@ -144,20 +145,26 @@ elif wanted fm; then
     part fm 260 gpu-train.sh ONLY="fm_rate fashion_mnist" "${TRAIN[@]}"
 fi
 if wanted verify; then
-    vcap=220
-    part verify "$vcap" gpu-verify.sh STEPS="$VSTEPS" "${VERIFY[@]}"
+    part verify 220 gpu-verify.sh STEPS="$VSTEPS" "${VERIFY[@]}"
+    # A step the budget cut short is for the next call: the suite again, or memcheck alone.
+    if grep -q "^tests: .*out of time" "$W/verify/summary.txt" 2>/dev/null; then
+        NOT_RUN="$NOT_RUN verify"
+    elif grep -q "^memcheck .*out of time" "$W/verify/summary.txt" 2>/dev/null; then
+        NOT_RUN="$NOT_RUN memcheck"
+    fi
 fi
+wanted memcheck && part memcheck 200:60 gpu-verify.sh STEPS=memcheck "${VERIFY[@]}"
 if [ -n "$fm_pid" ]; then
     wait "$fm_pid"
     finish_part fm $? "$fm_t0"
 fi
 
 # ---- benchmarks, alone on the machine -----------------------------------------------------------
-if wanted bench; then
-    part bench 200:60 gpu-bench.sh "${BENCH[@]}" \
-        ONLY="model_resnet50 torch_model_resnet50 conv_r50_cudnn torch_conv_r50 conv_r50_cuda \
-model_vgg16 torch_model_vgg16 model_alexnet torch_model_alexnet model_lenet5 torch_model_lenet5"
-fi
+wanted bench && part bench 170:60 gpu-bench.sh "${BENCH[@]}" \
+    ONLY="model_resnet50 torch_model_resnet50 model_vgg16 torch_model_vgg16 model_alexnet \
+torch_model_alexnet model_lenet5 torch_model_lenet5"
+wanted conv && part conv 130:60 gpu-bench.sh "${BENCH[@]}" \
+    ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda"
 wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
 if wanted extra; then
     if [ "$DRY" = 1 ]; then
