@@ -199,6 +199,8 @@ theirs() {
 
 # pair A B TITLE: compare's brief lines into the summary, its markdown table into tables.md.
 pair() {
+    # Only for a step of this run (a shared WORK holds earlier runs' JSON too).
+    { gb_wanted "$1" || gb_wanted "$2"; } || return 0
     [ -f "$W/$1.json" ] && [ -f "$W/$2.json" ] || return 0
     {
         echo "### $3"
@@ -212,6 +214,7 @@ pair() {
 # ratio FILES...: the hand-written/cuDNN conv ratios per pass.
 ratio() {
     local f have=()
+    gb_wanted "$1" || return 0
     for f in "$@"; do [ -f "$W/$f.json" ] && have+=("$W/$f.json"); done
     [ ${#have[@]} -gt 0 ] || return 0
     {
