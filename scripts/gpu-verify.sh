@@ -147,6 +147,10 @@ if [[ "$STEPS" == *" tests "* ]]; then
     note "tests: ${last:-no result line} ($(why "$rc"), $(($(date +%s) - t0)) s)"
     [ "$rc" -eq 0 ] || fail "test suite ($(why "$rc"))"
     grep -E '^FAIL' "$OUT/tests.log" | head -20 | tee -a "$SUMMARY"
+    # Every reason a test was skipped, counted: on the GPU machine only the long torch checks
+    # (CNN_TORCH_ALL) should be left.
+    grep -E '^skip ' "$OUT/tests.log" | sed 's/^skip [^ ]* (\(.*\))$/\1/' | sort | uniq -c |
+        sed 's/^ */skipped: /' | tee -a "$SUMMARY"
     nskip=$(grep -c 'no CUDA device' "$OUT/tests.log")
     if [ "${DRY:-0}" = 1 ]; then
         note "tests: DRY run, $nskip GPU tests skipped"

@@ -6,20 +6,35 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define FMNIST "/usr/share/datasets/fashion-mnist"
+/* Where the library looks for Fashion-MNIST: $CNN_FASHION_MNIST_DIR, else Debian's folder. */
+static const char *fmnist_dir(void)
+{
+    const char *d = getenv("CNN_FASHION_MNIST_DIR");
+    return d && *d ? d : "/usr/share/datasets/fashion-mnist";
+}
 
+/* fmnist_dir()/name, written into buf. */
+static const char *fmnist_file(const char *name, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", fmnist_dir(), name);
+    return buf;
+}
+
+/* True when the files are there; else the test is skipped, naming the folder. */
 static bool have_fashion_mnist(void)
 {
-    return access(FMNIST "/train-images-idx3-ubyte.gz", R_OK) == 0 &&
-           access(FMNIST "/t10k-labels-idx1-ubyte.gz", R_OK) == 0;
+    char a[512], b[512];
+    if (access(fmnist_file("train-images-idx3-ubyte.gz", a, sizeof a), R_OK) == 0 &&
+        access(fmnist_file("t10k-labels-idx1-ubyte.gz", b, sizeof b), R_OK) == 0)
+        return true;
+    snprintf(a, sizeof a, "Fashion-MNIST not installed in %s", fmnist_dir());
+    cnn_test_skip(a);
+    return false;
 }
 
 TEST(idx_fashion_mnist_train_facts)
 {
-    if (!have_fashion_mnist()) {
-        cnn_test_skip("Fashion-MNIST not installed in " FMNIST);
-        return;
-    }
+    if (!have_fashion_mnist()) return;
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_fashion_mnist_create(NULL, true, 1, &ds));
     CHECK(cnn_dataset_size(ds) == 60000);
@@ -59,12 +74,9 @@ TEST(idx_fashion_mnist_train_facts)
 
 TEST(idx_fashion_mnist_test_split_and_stats)
 {
-    if (!have_fashion_mnist()) {
-        cnn_test_skip("Fashion-MNIST not installed in " FMNIST);
-        return;
-    }
+    if (!have_fashion_mnist()) return;
     cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_fashion_mnist_create(FMNIST, false, 3, &ds));
+    CHECK_OK(cnn_fashion_mnist_create(fmnist_dir(), false, 3, &ds));
     CHECK(cnn_dataset_size(ds) == 10000);
     CHECK(cnn_dataset_channels(ds) == 3);
     int64_t hist[10] = {0};
@@ -72,8 +84,10 @@ TEST(idx_fashion_mnist_test_split_and_stats)
     for (int c = 0; c < 10; c++) CHECK(hist[c] == 1000);
     cnn_dataset_destroy(&ds);
     /* The generic reader computes the statistics itself: the known train values. */
-    CHECK_OK(cnn_idx_dataset_create(FMNIST "/train-images-idx3-ubyte.gz",
-                                    FMNIST "/train-labels-idx1-ubyte.gz", 1, &ds));
+    char images[512], labels[512];
+    CHECK_OK(cnn_idx_dataset_create(fmnist_file("train-images-idx3-ubyte.gz", images, sizeof images),
+                                    fmnist_file("train-labels-idx1-ubyte.gz", labels, sizeof labels),
+                                    1, &ds));
     float mean[3], std[3];
     cnn_dataset_mean_std(ds, mean, std);
     CHECK_NEAR(mean[0], 0.2860, 5e-4);
@@ -193,10 +207,7 @@ TEST(idx_corrupt_files_are_format_errors)
 
 TEST(idx_fashion_mnist_test_epoch_through_the_loader)
 {
-    if (!have_fashion_mnist()) {
-        cnn_test_skip("Fashion-MNIST not installed in " FMNIST);
-        return;
-    }
+    if (!have_fashion_mnist()) return;
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_fashion_mnist_create(NULL, false, 1, &ds));
     cnn_loader_options o = cnn_loader_default_options(ds, false, 32, 500);
