@@ -200,7 +200,8 @@ cnn_status cnn_cuda_fill_scaled_f32(cnn_context *ctx, float *y, const float *g, 
 cnn_status cnn_cuda_sum_f32(cnn_context *ctx, float *out, const float *x, int64_t n,
                             double scale);
 /* *norm (host) = sqrt of the sum of squares of `count` device arrays xs[i] of ns[i] floats,
- * reduced as cnn_cuda_sum_f32; only this scalar is copied back. */
+ * in two fixed stages as cnn_cuda_sum_f32 (a partial sum per 65,536-element chunk, all arrays
+ * in a few launches); only this scalar is copied back. */
 cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *xs, const int64_t *ns,
                               int count, float *norm);
 /* part (outer, len, inner) into the slab [at, at + len) of whole (outer, total, inner), or

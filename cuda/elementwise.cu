@@ -1,9 +1,11 @@
-/* elementwise.cu — CUDA kernels of layers/elementwise.c (add, scale, sum/mean, concat) and the
- * full-tensor reductions shared with core/optim.c (gradient norm). Reductions run in two fixed
- * stages whose order depends only on the sizes, never on timing: no float atomics, so a sum is
- * the same bits on every run. Launchers and kernels only; argument checks are the caller's. */
+/* elementwise.cu — CUDA kernels of layers/elementwise.c (add, scale, sum/mean, concat), the
+ * linear layer's bias rows, and the full-tensor reductions shared with core/optim.c (the norm
+ * of all gradients at once). Reductions run in two fixed stages whose order depends only on
+ * the sizes, never on timing: no float atomics, so a sum is the same bits on every run.
+ * Launchers and kernels only; argument checks are the caller's. */
 #include "cuda_check.h"
 #include "launch.cuh"
+#include "multi_tensor.cuh"
 
 /* Stage-1 blocks of a reduction: a constant, so the summation order is a function of n alone. */
 #define RED_BLOCKS 256
@@ -152,15 +154,12 @@ __device__ double block_sum(double v, double *sh)
     return r;
 }
 
-// x: (n) -> partial: (gridDim.x), each block's sum of x (or x^2) in double
-__global__ void reduce_partials_kernel(const float *x, int64_t n, bool square, double *partial)
+// x: (n) -> partial: (gridDim.x), each block's sum of x in double
+__global__ void reduce_partials_kernel(const float *x, int64_t n, double *partial)
 {
     __shared__ double sh[THREADS];
     double acc = 0;
-    GRID_STRIDE_LOOP(i, n) {
-        double v = x[i];
-        acc += square ? v * v : v;
-    }
+    GRID_STRIDE_LOOP(i, n) acc += x[i];
     double total = block_sum(acc, sh);
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
@@ -176,22 +175,31 @@ __global__ void reduce_finish_kernel(const double *partial, int64_t count, doubl
     if (threadIdx.x == 0) out[0] = (float)(take_sqrt ? sqrt(total) : total * scale);
 }
 
-/* Stage 1 over each of count arrays into consecutive slices of partial, then stage 2 into out.
- * Launch failures return here so the caller can release the scratch in one place. */
-static cnn_status reduce_launch(cudaStream_t s, const float *const *xs, const int64_t *ns,
-                                int count, bool square, double *partial, double scale,
-                                bool take_sqrt, float *out)
+// partial: (blocks): each block's sum of squares of its chunk (multi_tensor.cuh), in double
+__global__ void sumsq_multi_kernel(MtArgs a, double *partial)
 {
-    int64_t at = 0;
-    for (int i = 0; i < count; i++) {
-        unsigned blocks = red_blocks_for(ns[i]);
-        if (!blocks) continue;
-        reduce_partials_kernel<<<blocks, THREADS, 0, s>>>(xs[i], ns[i], square, partial + at);
+    __shared__ double sh[THREADS];
+    double acc = 0;
+    MT_CHUNK_LOOP(a, t, i) {
+        double v = t.g[i];
+        acc += v * v;
+    }
+    double total = block_sum(acc, sh);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+/* Stage 1 over x into partial, then stage 2 into out. Launch failures return here so the
+ * caller can release the scratch in one place. */
+static cnn_status reduce_launch(cudaStream_t s, const float *x, int64_t n, double *partial,
+                                double scale, float *out)
+{
+    unsigned blocks = red_blocks_for(n);
+    if (blocks) {
+        reduce_partials_kernel<<<blocks, THREADS, 0, s>>>(x, n, partial);
         CNN_CUDA_LAUNCH_CHECK(reduce_partials_kernel);
-        at += blocks;
     }
     /* Stage 2 also runs when there is nothing to sum, so the result (0, or NaN) is written. */
-    reduce_finish_kernel<<<1, THREADS, 0, s>>>(partial, at, scale, take_sqrt, out);
+    reduce_finish_kernel<<<1, THREADS, 0, s>>>(partial, blocks, scale, false, out);
     CNN_CUDA_LAUNCH_CHECK(reduce_finish_kernel);
     return CNN_OK;
 }
@@ -203,9 +211,26 @@ extern "C" cnn_status cnn_cuda_sum_f32(cnn_context *ctx, float *out, const float
     CNN_TRY(cnn_cuda_enter(ctx, "sum", &s));
     cnn_storage scratch;
     CNN_TRY(scratch_alloc(ctx, RED_BLOCKS * sizeof(double), "sum", &scratch));
-    cnn_status st = reduce_launch(s, &x, &n, 1, false, (double *)scratch.data, scale, false, out);
+    cnn_status st = reduce_launch(s, x, n, (double *)scratch.data, scale, out);
     scratch_free(&scratch);
     return st;
+}
+
+/* Both stages of cnn_cuda_norm2_f32 on stream s: sqrt of the sum of squares into dev_norm. */
+static cnn_status norm_launches(cudaStream_t s, const MtTensor *ts, int count, double *partial,
+                                float *dev_norm)
+{
+    int64_t at = 0;
+    CNN_TRY(for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
+        sumsq_multi_kernel<<<blocks, THREADS, 0, s>>>(a, partial + at);
+        CNN_CUDA_LAUNCH_CHECK(sumsq_multi_kernel);
+        at += blocks;
+        return CNN_OK;
+    }));
+    /* Also with nothing to sum, so the result (0) is written. */
+    reduce_finish_kernel<<<1, THREADS, 0, s>>>(partial, at, 1.0, true, dev_norm);
+    CNN_CUDA_LAUNCH_CHECK(reduce_finish_kernel);
+    return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *xs,
@@ -213,15 +238,29 @@ extern "C" cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *x
 {
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "grad_norm", &s));
-    int64_t total_blocks = 0;
-    for (int i = 0; i < count; i++) total_blocks += red_blocks_for(ns[i]);
-    /* The partial sums, then the one float that comes back to the host. */
-    size_t n_partial = (size_t)(total_blocks ? total_blocks : 1);
+    /* Stage 1: one partial sum per chunk of every array, in as few launches as the
+     * multi-tensor arguments allow; stage 2 adds them in order, so the bits depend on the
+     * sizes alone. Then the one float that comes back to the host. */
+    MtTensor *ts = (MtTensor *)calloc((size_t)(count > 0 ? count : 1), sizeof *ts);
+    CNN_CHECK(ts, CNN_ERR_OUT_OF_MEMORY, "grad_norm: out of host memory");
+    int64_t chunks = 0;
+    for (int i = 0; i < count; i++) {
+        ts[i].g = xs[i];
+        ts[i].n = ns[i];
+        chunks += (ns[i] + MT_CHUNK - 1) / MT_CHUNK;
+    }
+    size_t n_partial = (size_t)(chunks ? chunks : 1);
     cnn_storage scratch;
-    CNN_TRY(scratch_alloc(ctx, n_partial * sizeof(double) + sizeof(float), "grad_norm", &scratch));
+    cnn_status st = scratch_alloc(ctx, n_partial * sizeof(double) + sizeof(float), "grad_norm",
+                                  &scratch);
+    if (st != CNN_OK) {
+        free(ts);
+        return st;
+    }
     double *partial = (double *)scratch.data;
     float *dev_norm = (float *)(partial + n_partial);
-    cnn_status st = reduce_launch(s, xs, ns, count, true, partial, 1.0, true, dev_norm);
+    st = norm_launches(s, ts, count, partial, dev_norm);
+    free(ts);
     if (st == CNN_OK)
         st = cnn_cuda_memcpy(ctx, norm, CNN_CPU, dev_norm, ctx->device, sizeof(float));
     scratch_free(&scratch);

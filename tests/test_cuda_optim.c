@@ -276,3 +276,38 @@ GPU_TEST(cuda_optimizers_match_cpu_on_70_parameters_in_several_launches)
     c.weight_decay = 1e-2f;
     check_many(&c, "adam l2");
 }
+
+/* clip_grad_norm over the 70 parameters above (sizes straddling the chunks, one empty, one of
+ * 330 chunks, some without a gradient): the norm takes several multi-tensor launches and must
+ * still equal the CPU's, and so must the clipped gradients. */
+GPU_TEST(cuda_clip_grad_norm_over_70_parameters_in_several_launches)
+{
+    cnn_tensor *pc[MANY] = {0}, *pg[MANY] = {0};
+    for (int i = 0; i < MANY && !cnn_test_failed(); i++) {
+        pc[i] = rand_tensor(CNN_SHAPE(many_size(i)), -1, 1, 1);
+        pg[i] = pc[i] ? to_gpu(pc[i]) : NULL;
+        REQUIRE(pc[i] && pg[i]);
+        if (!has_grad_at(i, 0)) continue;
+        cnn_tensor *g = rand_tensor(CNN_SHAPE(many_size(i)), -1, 1, 0), *gg = to_gpu(g);
+        CHECK(gg && cnn_backward_with_grad(pc[i], g) == CNN_OK &&
+              cnn_backward_with_grad(pg[i], gg) == CNN_OK);
+        cnn_tensor_free(&g);
+        cnn_tensor_free(&gg);
+    }
+    float nc = 0, ng = 0;
+    CHECK_OK(cnn_clip_grad_norm(pc, MANY, 1.0f, &nc));
+    CHECK_OK(cnn_clip_grad_norm(pg, MANY, 1.0f, &ng));
+    CHECK(nc > 1000.0f); /* about sqrt(21.6M / 3) */
+    CHECK_NEAR(ng, nc, 1e-6 * nc);
+    for (int i = 0; i < MANY && !cnn_test_failed(); i++) {
+        if (!has_grad_at(i, 0)) continue;
+        char what[64];
+        snprintf(what, sizeof what, "clipped gradient %d", i);
+        CHECK(tensors_close(what, cnn_tensor_grad(pg[i]), cnn_tensor_grad(pc[i]), EW_ATOL,
+                            EW_RTOL));
+    }
+    for (int i = 0; i < MANY; i++) {
+        cnn_tensor_free(&pc[i]);
+        cnn_tensor_free(&pg[i]);
+    }
+}
