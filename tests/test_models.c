@@ -599,10 +599,22 @@ GPU_TEST(models_on_gpu_match_cpu)
 }
 
 /* ---- every ImageNet model, one training step on the GPU against the CPU ------------------------
- * What the GPU must reproduce: logits, loss, and the gradients of the first and the last weight
- * (the whole backward lies between them), with dropout on (the same seed gives the GPU the CPU's
- * masks). Tolerances are relative to the reference's largest magnitude: cuDNN may pick
- * Winograd or FFT algorithms, whose FP32 rounding differs from direct summation. */
+ * What the GPU must reproduce: logits and loss (the issue's check), and the gradients of the
+ * classifier's weight and of the first weight (the whole backward lies between them), with
+ * dropout on (the same seed gives the GPU the CPU's masks). Tolerances come from how much the
+ * CPU's own results move when the input is scaled by 1 + 1e-6 (measured 2026-12-03 at batch 8,
+ * 224x224, and at batch 2, 64x64 as on the emulator): logits and the classifier's gradient by
+ * at most 5e-4 and 1e-3 of their largest magnitude, held here to 10x that. The first weight's
+ * gradient moves little in most models (relative L2 norm: AlexNet 1e-3, VGG16 5e-3, ResNet-18
+ * 4e-3, ResNet-34 9e-3) but a lot in the bottleneck ResNets (ResNet-50 3%, ResNet-101 6%,
+ * ResNet-152 12%, and as much at 1e-5): in training mode at initialisation their gradients
+ * pass through max-pool and ReLU choices that any rounding flips. So each model has its own
+ * bound, a few times what it moves; a wrong backward exceeds it by far. */
+typedef struct zoo_gpu_case {
+    const char *name;
+    double first_grad_l2; /* bound on the first weight's gradient, relative L2 norm */
+} zoo_gpu_case;
+
 typedef struct zoo_step {
     cnn_tensor *logits, *loss, *g_first, *g_last; /* on the CPU */
 } zoo_step;
@@ -658,22 +670,43 @@ static int close_to(const char *what, const cnn_tensor *a, const cnn_tensor *ref
     return a && ref && tensors_close(what, a, ref, tol * fmaxf(max_abs(ref), 1e-3f), 0.0f);
 }
 
+/* ||a - ref|| <= tol * ||ref|| (L2 over all elements; both on the CPU, one shape). */
+static int close_l2(const char *what, const cnn_tensor *a, const cnn_tensor *ref, double tol)
+{
+    if (!a || !ref || cnn_tensor_numel(a) != cnn_tensor_numel(ref)) return 0;
+    const float *pa = cnn_tensor_cdata(a), *pr = cnn_tensor_cdata(ref);
+    double d = 0, r = 0;
+    for (int64_t i = 0; i < cnn_tensor_numel(ref); i++) {
+        d += ((double)pa[i] - pr[i]) * ((double)pa[i] - pr[i]);
+        r += (double)pr[i] * pr[i];
+    }
+    double rel = sqrt(d) / (sqrt(r) > 0 ? sqrt(r) : 1.0);
+    if (!(rel <= tol)) printf("    %s: relative L2 error %.3g > %.3g\n", what, rel, tol);
+    return rel <= tol;
+}
+
 /* The issue's check: batch 8 at each model's usual size (224; LeNet-5 32). On the CPU emulator
- * (a GPU named "Emulated ...", minutes per ImageNet model) three models at batch 2 and 64x64
- * (LeNet-5 32x32) keep the path tested within `make check-cuda-emu`'s time. */
+ * (a GPU named "Emulated ...") models run at batch 2 and 64x64 (LeNet-5 32x32), and only three
+ * of them unless CNN_TEST_ZOO_ALL=1 (all nine take minutes there), to keep `make
+ * check-cuda-emu` short. */
 GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
 {
-    static const char *const all[] = {"lenet5",   "alexnet",  "vgg16",     "vgg16_bn", "resnet18",
-                                      "resnet34", "resnet50", "resnet101", "resnet152"};
-    static const char *const emulated[] = {"lenet5", "alexnet", "resnet18"};
+    static const zoo_gpu_case all[] = {
+        {"lenet5", 0.01},   {"alexnet", 0.01},   {"resnet18", 0.05},  {"vgg16", 0.05},
+        {"vgg16_bn", 0.1},  {"resnet34", 0.1},   {"resnet50", 0.25},  {"resnet101", 0.3},
+        {"resnet152", 0.4},
+    };
     char dev_name[256] = "";
     cnn_cuda_device_name(0, dev_name, sizeof dev_name);
     bool emu = strstr(dev_name, "Emulated") != NULL;
-    const char *const *names = emu ? emulated : all;
-    int count = emu ? 3 : (int)(sizeof all / sizeof *all);
+    const char *every = getenv("CNN_TEST_ZOO_ALL");
+    bool few = emu && !(every && strcmp(every, "0") != 0 && *every);
+    /* The emulator's three: the first three of the list. */
+    int count = few ? 3 : (int)(sizeof all / sizeof *all);
     for (int i = 0; i < count && !cnn_test_failed(); i++) {
+        const char *name = all[i].name;
         cnn_model *probe = NULL;
-        CHECK_OK(create_uninit(names[i], 0, &probe));
+        CHECK_OK(create_uninit(name, 0, &probe));
         if (!probe) return;
         cnn_model_info info = cnn_model_get_info(probe);
         cnn_model_destroy(&probe);
@@ -684,17 +717,17 @@ GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
         for (int j = 0; j < n; j++) lab[j] = (j * 7919 + i) % info.num_classes;
         CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CPU, &labels));
         zoo_step c, g;
-        zoo_train_step(names[i], CNN_CPU, x, labels, &c);
-        zoo_train_step(names[i], CNN_CUDA(0), x, labels, &g);
+        zoo_train_step(name, CNN_CPU, x, labels, &c);
+        zoo_train_step(name, CNN_CUDA(0), x, labels, &g);
         char what[96];
-        snprintf(what, sizeof what, "%s batch %d %dx%d: logits", names[i], n, hw, hw);
-        CHECK(close_to(what, g.logits, c.logits, 2e-3f));
-        snprintf(what, sizeof what, "%s: loss", names[i]);
-        CHECK(close_to(what, g.loss, c.loss, 1e-4f));
-        snprintf(what, sizeof what, "%s: first weight's gradient", names[i]);
-        CHECK(close_to(what, g.g_first, c.g_first, 2e-2f));
-        snprintf(what, sizeof what, "%s: classifier weight's gradient", names[i]);
-        CHECK(close_to(what, g.g_last, c.g_last, 2e-3f));
+        snprintf(what, sizeof what, "%s batch %d %dx%d: logits", name, n, hw, hw);
+        CHECK(close_to(what, g.logits, c.logits, 5e-3f));
+        snprintf(what, sizeof what, "%s: loss", name);
+        CHECK(close_to(what, g.loss, c.loss, 1e-3f));
+        snprintf(what, sizeof what, "%s: classifier weight's gradient", name);
+        CHECK(close_to(what, g.g_last, c.g_last, 1e-2f));
+        snprintf(what, sizeof what, "%s: first weight's gradient", name);
+        CHECK(close_l2(what, g.g_first, c.g_first, all[i].first_grad_l2));
         free_tensors(&x, &labels, &c.logits, &c.loss, &c.g_first, &c.g_last, &g.logits, &g.loss,
                      &g.g_first, &g.g_last);
     }
