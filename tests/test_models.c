@@ -605,11 +605,13 @@ GPU_TEST(models_on_gpu_match_cpu)
  * CPU's own results move when the input is scaled by 1 + 1e-6 (measured 2026-12-03 at batch 8,
  * 224x224, and at batch 2, 64x64 as on the emulator): logits and the classifier's gradient by
  * at most 5e-4 and 1e-3 of their largest magnitude, held here to 10x that. The first weight's
- * gradient moves little in most models (relative L2 norm: AlexNet 1e-3, VGG16 5e-3, ResNet-18
- * 4e-3, ResNet-34 9e-3) but a lot in the bottleneck ResNets (ResNet-50 3%, ResNet-101 6%,
- * ResNet-152 12%, and as much at 1e-5): in training mode at initialisation their gradients
- * pass through max-pool and ReLU choices that any rounding flips. So each model has its own
- * bound, a few times what it moves; a wrong backward exceeds it by far. */
+ * gradient does not move smoothly: its gradient passes through max-pool and ReLU choices that
+ * any rounding may flip, and each flip moves it by a step. Relative L2 change: AlexNet 5e-7 at
+ * 1e-7, 1e-3 at 1e-6, 3e-3 at 1e-4; VGG16 5e-3, ResNet-18 4e-3, ResNet-34 9e-3 at 1e-6; the
+ * bottleneck ResNets far more (ResNet-50 3%, ResNet-101 6%, ResNet-152 12%, as much at 1e-5).
+ * A GPU's FP32 convolutions (Winograd, FFT) round differently by up to ~1e-5, so each model's
+ * bound is several times its largest step; a wrong backward exceeds it by far (a 10% leak in
+ * ReLU's backward moves LeNet-5's by 23%). */
 typedef struct zoo_gpu_case {
     const char *name;
     double first_grad_l2; /* bound on the first weight's gradient, relative L2 norm */
@@ -692,9 +694,9 @@ static int close_l2(const char *what, const cnn_tensor *a, const cnn_tensor *ref
 GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
 {
     static const zoo_gpu_case all[] = {
-        {"lenet5", 0.01},   {"alexnet", 0.01},   {"resnet18", 0.05},  {"vgg16", 0.05},
-        {"vgg16_bn", 0.1},  {"resnet34", 0.1},   {"resnet50", 0.25},  {"resnet101", 0.3},
-        {"resnet152", 0.4},
+        {"lenet5", 0.05},   {"alexnet", 0.05},   {"resnet18", 0.1},   {"vgg16", 0.1},
+        {"vgg16_bn", 0.15}, {"resnet34", 0.15},  {"resnet50", 0.3},   {"resnet101", 0.35},
+        {"resnet152", 0.5},
     };
     char dev_name[256] = "";
     cnn_cuda_device_name(0, dev_name, sizeof dev_name);
