@@ -95,6 +95,11 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static int is_option(const char *a)
+{
+    return strcmp(a, "--gpu-only") == 0 || strncmp(a, "--exclude=", 10) == 0;
+}
+
 /* Whether the command line selects this test: it matches a name argument (or there is none), is
  * a GPU test under --gpu-only, and matches no --exclude=TEXT. */
 static int selected(const char *full, int gpu, int argc, char **argv)
@@ -117,8 +122,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int a = 1; a < argc; a++)
-        if (strncmp(argv[a], "--", 2) == 0 && strcmp(argv[a], "--gpu-only") != 0 &&
-            strncmp(argv[a], "--exclude=", 10) != 0) {
+        if (strncmp(argv[a], "--", 2) == 0 && !is_option(argv[a])) {
             fprintf(stderr, "run_tests: unknown option %s (usage: run_tests [--gpu-only] "
                             "[--exclude=TEXT]... [TEXT]...)\n", argv[a]);
             return 2;

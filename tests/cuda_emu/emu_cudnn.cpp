@@ -14,9 +14,6 @@
 #include <string.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
-#include <string>
 #include <vector>
 
 namespace cnn_emu {
