@@ -121,11 +121,16 @@ ifeq ($(DEBUG),1)
 else
   EMU_CXXFLAGS += -O2 $(CPU_ARCH) -g1
 endif
+# Headers with kernels (cuda/*.cuh) are rewritten too, and found before the originals.
+EMU_CUH := $(patsubst %,$(BUILD)/emu-src/%,$(wildcard cuda/*.cuh))
 $(BUILD)/emu-src/%.cpp: %.cu tests/cuda_emu/emu_rewrite.pl
 	@mkdir -p $(dir $@)
 	perl -0777 -p tests/cuda_emu/emu_rewrite.pl $< > $@
+$(BUILD)/emu-src/%.cuh: %.cuh tests/cuda_emu/emu_rewrite.pl
+	@mkdir -p $(dir $@)
+	perl -0777 -p tests/cuda_emu/emu_rewrite.pl $< > $@
 
-$(BUILD)/obj/%.cu.o: $(BUILD)/emu-src/%.cpp
+$(BUILD)/obj/%.cu.o: $(BUILD)/emu-src/%.cpp $(EMU_CUH)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) -I$(dir $*) $(EMU_CXXFLAGS) -c $< -o $@
 

@@ -1,10 +1,13 @@
 /* conv2d.cu — hand-written CUDA conv2d: forward, backward-data and backward-filter as implicit
- * GEMMs over shared-memory tiles (im2col indices computed on the fly), direct kernels for
- * depthwise convs and the bias gradient. Exact FP32, no float atomics (bit-reproducible); it
- * never calls cuDNN and keeps no state between calls. */
+ * GEMMs (igemm.cuh) whose operands index the tensors on the fly, direct kernels for
+ * depthwise convs and the bias gradient. Exact FP32, or TF32 tensor cores for the GEMMs when the
+ * context asks; no float atomics (bit-reproducible); it never calls cuDNN and keeps no state
+ * between calls. */
 #include "cuda_check.h"
 
 #include <climits>
+
+#include "igemm.cuh"
 
 namespace {
 
@@ -34,127 +37,6 @@ struct Geo {
     int n, c, h, w, k, r, s, p, q, cg, kg, sh, sw, ph, pw, dh, dw, groups;
     FastDiv by_rs, by_s, by_pq, by_q, by_sh, by_sw;
 };
-
-/* ---- the implicit GEMM -----------------------------------------------------------------------
- * Per group gi: C[m][j] = sum_t A[m][t] * B[t][j] for m < M, j < NC, t in this split's part of
- * [0, KD). An Op supplies the operands and the store; rows of A and columns of B are resolved
- * once per thread (RowA / ColB) so that the inner loads only decompose t.
- * Tiles are loaded "row-fast" (consecutive threads along m or j) or "t-fast" (consecutive
- * threads along t), whichever keeps their global reads coalesced for that operand. */
-template <int BM, int BN, int BK, int TM, int TN, class Op>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-    igemm_kernel(Op op, int M, int NC, int KD, int splits, int kchunk)
-{
-    constexpr int THREADS = (BM / TM) * (BN / TN);
-    constexpr int A_LD = BM * BK / THREADS, B_LD = BN * BK / THREADS;
-    static_assert(BM * BK % THREADS == 0 && BN * BK % THREADS == 0, "tile/thread mismatch");
-    static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are read as float4");
-    /* +4 floats per row: t-fast stores of a warp then hit 32 distinct banks, and rows stay
-     * 16-byte aligned for the float4 reads. */
-    __shared__ __align__(16) float As[2][BK][BM + 4];
-    __shared__ __align__(16) float Bs[2][BK][BN + 4];
-
-    const int tid = threadIdx.x;
-    const int gi = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int m0 = blockIdx.x * BM, j0 = blockIdx.y * BN;
-    const int kbeg = split * kchunk, kend = min(KD, kbeg + kchunk);
-
-    typename Op::RowA ra[A_LD];
-    typename Op::ColB cb[B_LD];
-    int a_t[A_LD], a_m[A_LD], b_t[B_LD], b_j[B_LD];
-#pragma unroll
-    for (int i = 0; i < A_LD; i++) {
-        const int e = tid + THREADS * i;
-        a_m[i] = Op::A_T_FAST ? e / BK : e % BM;
-        a_t[i] = Op::A_T_FAST ? e % BK : e / BM;
-        ra[i] = op.row_a(gi, m0 + a_m[i], M);
-    }
-#pragma unroll
-    for (int i = 0; i < B_LD; i++) {
-        const int e = tid + THREADS * i;
-        b_j[i] = Op::B_T_FAST ? e / BK : e % BN;
-        b_t[i] = Op::B_T_FAST ? e % BK : e / BN;
-        cb[i] = op.col_b(gi, j0 + b_j[i], NC);
-    }
-
-    float acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; i++)
-#pragma unroll
-        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
-
-    float la[A_LD], lb[B_LD];
-    auto load = [&](int k0) {
-#pragma unroll
-        for (int i = 0; i < A_LD; i++) {
-            const int t = k0 + a_t[i];
-            la[i] = t < kend ? op.a(ra[i], t) : 0.0f;
-        }
-#pragma unroll
-        for (int i = 0; i < B_LD; i++) {
-            const int t = k0 + b_t[i];
-            lb[i] = t < kend ? op.b(cb[i], t) : 0.0f;
-        }
-    };
-    auto stash = [&](int buf) {
-#pragma unroll
-        for (int i = 0; i < A_LD; i++) As[buf][a_t[i]][a_m[i]] = la[i];
-#pragma unroll
-        for (int i = 0; i < B_LD; i++) Bs[buf][b_t[i]][b_j[i]] = lb[i];
-    };
-
-    /* Thread (tm, tn) owns TM/4 runs of 4 rows, run i starting at i*4*(BM/TM) + 4*tm, and the
-     * same for columns: each run is one float4 read, and the 8 threads of a quarter-warp read
-     * 128 consecutive bytes (no bank conflict); a warp's stores of C cover consecutive pixels. */
-    const int tm = tid % (BM / TM), tn = tid / (BM / TM);
-    int buf = 0;
-    if (kbeg < kend) {
-        load(kbeg);
-        stash(0);
-    }
-    __syncthreads();
-    /* Double buffering: the next tile is fetched into registers while this one is multiplied,
-     * then written to the other buffer; one barrier per step suffices because a buffer is only
-     * rewritten after the barrier that ends the step which read it. */
-    for (int k0 = kbeg; k0 < kend; k0 += BK) {
-        const bool more = k0 + BK < kend;
-        if (more) load(k0 + BK);
-#pragma unroll
-        for (int kk = 0; kk < BK; kk++) {
-            float av[TM], bv[TN];
-#pragma unroll
-            for (int i = 0; i < TM / 4; i++) {
-                const float4 v =
-                    *reinterpret_cast<const float4 *>(&As[buf][kk][i * 4 * (BM / TM) + 4 * tm]);
-                av[4 * i] = v.x, av[4 * i + 1] = v.y, av[4 * i + 2] = v.z, av[4 * i + 3] = v.w;
-            }
-#pragma unroll
-            for (int j = 0; j < TN / 4; j++) {
-                const float4 v =
-                    *reinterpret_cast<const float4 *>(&Bs[buf][kk][j * 4 * (BN / TN) + 4 * tn]);
-                bv[4 * j] = v.x, bv[4 * j + 1] = v.y, bv[4 * j + 2] = v.z, bv[4 * j + 3] = v.w;
-            }
-#pragma unroll
-            for (int i = 0; i < TM; i++)
-#pragma unroll
-                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-        }
-        if (more) stash(buf ^ 1);
-        __syncthreads();
-        buf ^= 1;
-    }
-
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-        const int m = m0 + (i / 4) * 4 * (BM / TM) + 4 * tm + i % 4;
-        if (m >= M) continue;
-#pragma unroll
-        for (int j = 0; j < TN; j++) {
-            const int col = j0 + (j / 4) * 4 * (BN / TN) + 4 * tn + j % 4;
-            if (col < NC) op.store(gi, split, m, col, acc[i][j]);
-        }
-    }
-}
 
 /* Forward. m = (n, p, q) output pixel, j = output channel within the group, t = (c, r, s).
  * x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
@@ -416,28 +298,15 @@ int grid_for(int64_t total, int threads)
     return (int)(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
 }
 
-/* Big tiles (128x128, 8x8 per thread) when both GEMM sides fill them, else 64x64 (4x4). */
-template <class Op>
-cnn_status launch_igemm(cudaStream_t st, const Op &op, int M, int NC, int KD, int groups,
-                        int splits, int kchunk)
+/* Whether this conv runs in TF32: the context asks for it and the GPU has TF32 tensor cores. */
+cnn_status use_tf32(const cnn_context *ctx, bool *tf32)
 {
-    /* An empty batch leaves nothing to compute, and a grid of 0 blocks is a launch error. */
-    if (M == 0 || NC == 0) return CNN_OK;
-    const bool big = M >= 128 && NC >= 96;
-    const int bm = big ? 128 : 64, bn = big ? 128 : 64;
-    const int64_t gx = (M + bm - 1) / bm, gy = (NC + bn - 1) / bn, gz = (int64_t)groups * splits;
-    CNN_CHECK(gx < INT_MAX && gy <= 65535 && gz <= 65535, CNN_ERR_UNSUPPORTED,
-              "conv2d: a GEMM of %d x %d x %d in %d groups is beyond the hand-written kernel's "
-              "grid",
-              M, NC, KD, groups);
-    dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)gz);
-    if (big) {
-        igemm_kernel<128, 128, 8, 8, 8, Op><<<grid, 256, 0, st>>>(op, M, NC, KD, splits, kchunk);
-        CNN_CUDA_LAUNCH_CHECK(igemm_kernel_128x128);
-    } else {
-        igemm_kernel<64, 64, 8, 4, 4, Op><<<grid, 256, 0, st>>>(op, M, NC, KD, splits, kchunk);
-        CNN_CUDA_LAUNCH_CHECK(igemm_kernel_64x64);
-    }
+    *tf32 = false;
+    if (!ctx->tf32) return CNN_OK;
+    int major = 0;
+    CNN_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                                        ctx->device.index));
+    *tf32 = major >= 8;
     return CNN_OK;
 }
 
@@ -457,8 +326,10 @@ extern "C" cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_c
         CNN_CUDA_LAUNCH_CHECK(dw_forward_kernel);
         return CNN_OK;
     }
+    bool tf32;
+    CNN_TRY(use_tf32(ctx, &tf32));
     FwdOp op{g, x, w, b, y};
-    return launch_igemm(st, op, g.n * g.p * g.q, g.kg, g.cg * g.r * g.s, g.groups, 1,
+    return launch_igemm(st, op, tf32, g.n * g.p * g.q, g.kg, g.cg * g.r * g.s, g.groups, 1,
                         g.cg * g.r * g.s);
 }
 
@@ -475,8 +346,10 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_
         CNN_CUDA_LAUNCH_CHECK(dw_backward_data_kernel);
         return CNN_OK;
     }
+    bool tf32;
+    CNN_TRY(use_tf32(ctx, &tf32));
     DataOp op{g, dy, w, dx};
-    return launch_igemm(st, op, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1,
+    return launch_igemm(st, op, tf32, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1,
                         g.kg * g.r * g.s);
 }
 
@@ -520,9 +393,11 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cn
     /* Chunks are whole tiles of BK (8) so that no split's tiles straddle another's. */
     const int kchunk = (int)(((KD + splits - 1) / splits + 7) / 8 * 8);
     splits = (KD + kchunk - 1) / kchunk;
+    bool tf32;
+    CNN_TRY(use_tf32(ctx, &tf32));
     if (splits == 1) {
         FilterOp op{g, dy, x, dw, slice};
-        return launch_igemm(st, op, M, NC, KD, g.groups, 1, KD);
+        return launch_igemm(st, op, tf32, M, NC, KD, g.groups, 1, KD);
     }
     cnn_tensor *ws = NULL;
     cnn_shape wshape = {};
@@ -530,7 +405,7 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cn
     wshape.d[0] = splits * slice;
     CNN_TRY(cnn_tensor_empty(wshape, CNN_F32, ctx->device, &ws));
     FilterOp op{g, dy, x, cnn_f32(ws), slice};
-    cnn_status s = launch_igemm(st, op, M, NC, KD, g.groups, (int)splits, kchunk);
+    cnn_status s = launch_igemm(st, op, tf32, M, NC, KD, g.groups, (int)splits, kchunk);
     if (s == CNN_OK) {
         sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(cnn_f32(ws), (int)splits, slice,
                                                                  dw);

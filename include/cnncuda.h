@@ -103,7 +103,8 @@ cnn_backend cnn_get_backend(void);
 /* Deterministic mode: only deterministic algorithms (cuDNN, atomics-free kernels). */
 void cnn_set_deterministic(bool on);
 bool cnn_is_deterministic(void);
-/* TF32 math for conv and GEMM on the GPU (default off: exact FP32). */
+/* TF32 math for conv and GEMM on the GPU (default off: exact FP32): cuDNN, cuBLAS and the
+ * hand-written conv's GEMMs then use TF32 tensor cores (sm_80 and later); other ops stay FP32. */
 void cnn_set_tf32(bool on);
 bool cnn_is_tf32(void);
 /* Seeds the current context's counter-based RNG and resets its offset to 0. */

@@ -52,29 +52,76 @@ static void ref_free(conv_ref *r)
     cnn_tensor_free(&r->y);
 }
 
+/* The CPU op's output and gradients for r's inputs (x, w, b, and dy when set; else a random dy
+ * of the output's shape). */
+static int ref_compute(const conv_case *cc, conv_ref *r)
+{
+    cnn_conv2d_params p = params_of(cc);
+    if (cnn_conv2d(r->x, r->w, r->b, &p, &r->y) != CNN_OK) return 0;
+    cnn_shape ys = cnn_tensor_shape(r->y);
+    if (!r->dy) r->dy = rand_tensor(ys, -1, 1, 0);
+    if (!r->dy || cnn_backward_with_grad(r->y, r->dy) != CNN_OK) return 0;
+    r->dx = cnn_tensor_grad(r->x);
+    r->dw = cnn_tensor_grad(r->w);
+    r->db = r->b ? cnn_tensor_grad(r->b) : NULL;
+    r->g = (cnn_cuda_conv){.n = cc->n, .c = cc->c, .h = cc->h, .w = cc->w, .k = cc->k, .r = cc->r,
+                           .s = cc->s, .p = ys.d[2], .q = ys.d[3], .cg = cc->c / cc->groups,
+                           .kg = cc->k / cc->groups, .sh = cc->sh, .sw = cc->sw, .ph = cc->ph,
+                           .pw = cc->pw, .dh = cc->dh, .dw = cc->dw, .groups = cc->groups};
+    return r->dx && r->dw && (!r->b || r->db);
+}
+
 /* Weights scaled by 1/sqrt(fan-in) keep every output O(1), so one tolerance fits all cases. */
 static int make_ref(const conv_case *cc, conv_ref *r)
 {
     memset(r, 0, sizeof *r);
     const int cg = cc->c / cc->groups;
     const float ws = 1.0f / sqrtf((float)(cg * cc->r * cc->s));
-    cnn_conv2d_params p = params_of(cc);
     r->x = rand_tensor(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), -1, 1, 1);
     r->w = rand_tensor(CNN_SHAPE(cc->k, cg, cc->r, cc->s), -ws, ws, 1);
     if (cc->bias) r->b = rand_tensor(CNN_SHAPE(cc->k), -1, 1, 1);
     if (!r->x || !r->w || (cc->bias && !r->b)) return 0;
-    if (cnn_conv2d(r->x, r->w, r->b, &p, &r->y) != CNN_OK) return 0;
-    cnn_shape ys = cnn_tensor_shape(r->y);
-    r->dy = rand_tensor(ys, -1, 1, 0);
-    if (!r->dy || cnn_backward_with_grad(r->y, r->dy) != CNN_OK) return 0;
-    r->dx = cnn_tensor_grad(r->x);
-    r->dw = cnn_tensor_grad(r->w);
-    r->db = r->b ? cnn_tensor_grad(r->b) : NULL;
-    r->g = (cnn_cuda_conv){.n = cc->n, .c = cc->c, .h = cc->h, .w = cc->w, .k = cc->k, .r = cc->r,
-                           .s = cc->s, .p = ys.d[2], .q = ys.d[3], .cg = cg,
-                           .kg = cc->k / cc->groups, .sh = cc->sh, .sw = cc->sw, .ph = cc->ph,
-                           .pw = cc->pw, .dh = cc->dh, .dw = cc->dw, .groups = cc->groups};
-    return r->dx && r->dw && (!r->b || r->db);
+    return ref_compute(cc, r);
+}
+
+/* v rounded to TF32 as a tensor core's operand: 10 mantissa bits, nearest, ties away. */
+static float tf32_round(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u = (u + 0x1000u) & ~0x1fffu;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* A CPU copy of t that requires grad, its elements rounded to TF32 when asked. */
+static cnn_tensor *cpu_copy(const cnn_tensor *t, bool tf32)
+{
+    if (!t) return NULL;
+    const int64_t n = cnn_tensor_numel(t);
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    cnn_tensor *c = NULL;
+    if (v && cnn_tensor_read(t, v, (size_t)n) == CNN_OK) {
+        for (int64_t i = 0; tf32 && i < n; i++) v[i] = tf32_round(v[i]);
+        if (cnn_tensor_from_data(cnn_tensor_shape(t), v, CNN_CPU, &c) != CNN_OK ||
+            cnn_tensor_set_requires_grad(c, true) != CNN_OK)
+            cnn_tensor_free(&c);
+    }
+    free(v);
+    return c;
+}
+
+/* What a TF32 GEMM computes from r's inputs: the CPU op on x, w and dy rounded to TF32 (the
+ * products are then exact and only the FP32 sums round); the bias is added unrounded. */
+static int make_ref_tf32(const conv_case *cc, const conv_ref *r, conv_ref *rr)
+{
+    memset(rr, 0, sizeof *rr);
+    rr->x = cpu_copy(r->x, true);
+    rr->w = cpu_copy(r->w, true);
+    rr->b = cpu_copy(r->b, false);
+    rr->dy = cpu_copy(r->dy, true);
+    if (!rr->x || !rr->w || !rr->dy || (r->b && !rr->b)) return 0;
+    return ref_compute(cc, rr);
 }
 
 /* A device copy of a CPU tensor (no grad). */
@@ -146,54 +193,78 @@ static int close_scaled(const char *what, const cnn_tensor *got, const cnn_tenso
     return tensors_close(what, got, ref, atol * mx, rtol);
 }
 
-/* Runs one implementation's three launchers on case cc and compares all four results with the
- * CPU's: |gpu - cpu| <= atol + rtol * |cpu|. */
-static void check_impl(const conv_case *cc, const conv_impl *im, float atol, float rtol)
+/* The four results of one implementation on the GPU. */
+typedef struct conv_out {
+    cnn_tensor *y, *dx, *dw, *db;
+} conv_out;
+
+static void out_free(conv_out *o)
 {
-    conv_ref r;
-    if (!make_ref(cc, &r)) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: reference failed: %s", cc->name, cnn_last_error());
-        ref_free(&r);
-        return;
-    }
-    cnn_tensor *x = gpu_copy(r.x), *w = gpu_copy(r.w), *b = gpu_copy(r.b), *dy = gpu_copy(r.dy);
-    cnn_tensor *y = nan_gpu(cnn_tensor_shape(r.dy)), *dx = nan_gpu(cnn_tensor_shape(r.x));
-    cnn_tensor *dw = nan_gpu(cnn_tensor_shape(r.w)), *db = nan_gpu(CNN_SHAPE(cc->k));
-    if (!x || !w || !dy || !y || !dx || !dw || !db || (cc->bias && !b)) {
+    cnn_tensor_free(&o->y);
+    cnn_tensor_free(&o->dx);
+    cnn_tensor_free(&o->dw);
+    cnn_tensor_free(&o->db);
+}
+
+/* Runs one implementation's three launchers on device copies of r's inputs, into NaN-poisoned
+ * outputs; a failure is reported and returns 0. */
+static int run_impl(const conv_case *cc, const conv_impl *im, const conv_ref *r, conv_out *o)
+{
+    memset(o, 0, sizeof *o);
+    cnn_tensor *x = gpu_copy(r->x), *w = gpu_copy(r->w), *b = gpu_copy(r->b), *dy = gpu_copy(r->dy);
+    o->y = nan_gpu(cnn_tensor_shape(r->dy));
+    o->dx = nan_gpu(cnn_tensor_shape(r->x));
+    o->dw = nan_gpu(cnn_tensor_shape(r->w));
+    o->db = nan_gpu(CNN_SHAPE(cc->k));
+    int ok = 0;
+    if (!x || !w || !dy || !o->y || !o->dx || !o->dw || !o->db || (cc->bias && !b)) {
         cnn_test_fail(__FILE__, __LINE__, "%s: setup failed: %s", cc->name, cnn_last_error());
         goto done;
     }
     cnn_context *ctx = cnn_context_current();
-    cnn_status s1 = im->fwd(ctx, &r.g, f(x), f(w), f(b), cnn_f32(y));
-    cnn_status s2 = im->data(ctx, &r.g, f(dy), f(w), cnn_f32(dx));
-    cnn_status s3 = im->filter(ctx, &r.g, f(dy), f(x), cnn_f32(dw), b ? cnn_f32(db) : NULL);
+    cnn_status s1 = im->fwd(ctx, &r->g, f(x), f(w), f(b), cnn_f32(o->y));
+    cnn_status s2 = im->data(ctx, &r->g, f(dy), f(w), cnn_f32(o->dx));
+    cnn_status s3 = im->filter(ctx, &r->g, f(dy), f(x), cnn_f32(o->dw), b ? cnn_f32(o->db) : NULL);
     if (s1 != CNN_OK || s2 != CNN_OK || s3 != CNN_OK) {
         cnn_test_fail(__FILE__, __LINE__, "%s %s: %s / %s / %s: %s", im->name, cc->name,
                       cnn_status_name(s1), cnn_status_name(s2), cnn_status_name(s3),
                       cnn_last_error());
         goto done;
     }
-    char what[160];
-    snprintf(what, sizeof what, "%s %s: y", im->name, cc->name);
-    if (!close_scaled(what, y, r.y, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
-    snprintf(what, sizeof what, "%s %s: dx", im->name, cc->name);
-    if (!close_scaled(what, dx, r.dx, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
-    snprintf(what, sizeof what, "%s %s: dw", im->name, cc->name);
-    if (!close_scaled(what, dw, r.dw, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
-    if (b) {
-        snprintf(what, sizeof what, "%s %s: db", im->name, cc->name);
-        if (!close_scaled(what, db, r.db, atol, rtol))
-            cnn_test_fail(__FILE__, __LINE__, "%s", what);
-    }
+    ok = 1;
 done:
     cnn_tensor_free(&x);
     cnn_tensor_free(&w);
     cnn_tensor_free(&b);
     cnn_tensor_free(&dy);
-    cnn_tensor_free(&y);
-    cnn_tensor_free(&dx);
-    cnn_tensor_free(&dw);
-    cnn_tensor_free(&db);
+    if (!ok) out_free(o);
+    return ok;
+}
+
+/* One result against its reference, a failure naming the implementation, case and tensor. */
+static void compare(const char *tag, const conv_case *cc, const char *name, const cnn_tensor *got,
+                    const cnn_tensor *ref, float atol, float rtol)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s %s: %s", tag, cc->name, name);
+    if (!close_scaled(what, got, ref, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+}
+
+/* Runs one implementation's three launchers on case cc and compares all four results with the
+ * CPU's: |gpu - cpu| <= atol + rtol * |cpu|. */
+static void check_impl(const conv_case *cc, const conv_impl *im, float atol, float rtol)
+{
+    conv_ref r;
+    conv_out o;
+    if (!make_ref(cc, &r)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: reference failed: %s", cc->name, cnn_last_error());
+    } else if (run_impl(cc, im, &r, &o)) {
+        compare(im->name, cc, "y", o.y, r.y, atol, rtol);
+        compare(im->name, cc, "dx", o.dx, r.dx, atol, rtol);
+        compare(im->name, cc, "dw", o.dw, r.dw, atol, rtol);
+        if (r.b) compare(im->name, cc, "db", o.db, r.db, atol, rtol);
+        out_free(&o);
+    }
     ref_free(&r);
 }
 
@@ -217,13 +288,65 @@ GPU_TEST(cuda_conv_cudnn_matches_cpu)
 #endif
 }
 
-/* TF32 rounds each operand to 10 mantissa bits (relative error ~5e-4 per product, ~1e-4 of
- * max|ref| over a sum of 3000 random-sign terms): 2e-3 * max|ref| + 5e-3 * |ref|, and only for
- * cuDNN, since the hand-written kernels stay exact FP32 (checked at the FP32 tolerance). */
+/* max |got - ref| / max(1, max|ref|), or -1 if a read fails. */
+static float scaled_max_diff(const cnn_tensor *got, const cnn_tensor *ref)
+{
+    const int64_t n = cnn_tensor_numel(ref);
+    float *a = malloc((size_t)(n ? n : 1) * sizeof *a), *b = malloc((size_t)(n ? n : 1) * sizeof *b);
+    float d = -1.0f, mx = 1.0f;
+    if (a && b && cnn_tensor_read(got, a, (size_t)n) == CNN_OK &&
+        cnn_tensor_read(ref, b, (size_t)n) == CNN_OK) {
+        d = 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            d = fmaxf(d, fabsf(a[i] - b[i]));
+            mx = fmaxf(mx, fabsf(b[i]));
+        }
+        d /= mx;
+    }
+    free(a);
+    free(b);
+    return d;
+}
+
+/* TF32 hand-written GEMMs against the CPU op on TF32-rounded operands: only the FP32 sums differ
+ * (in order, and a tensor core's accumulation), so 5e-5 * max|ref| + 1e-3 * |ref| holds, while
+ * rounding just one operand, or none, is off by ~3e-4 * max|ref| and fails. The bias gradient
+ * and depthwise convs (direct kernels) stay exact FP32. */
+#define TF32_ATOL 5e-5f
+
+static void check_hand_tf32(const conv_case *cc)
+{
+    conv_ref r, rr;
+    conv_out o;
+    memset(&rr, 0, sizeof rr);
+    if (!make_ref(cc, &r) || !make_ref_tf32(cc, &r, &rr)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: reference failed: %s", cc->name, cnn_last_error());
+    } else if (run_impl(cc, &hand, &r, &o)) {
+        const bool gemm = cc->c / cc->groups > 1;
+        const conv_ref *e = gemm ? &rr : &r;
+        const float atol = gemm ? TF32_ATOL : ATOL;
+        compare("hand-written tf32", cc, "y", o.y, e->y, atol, RTOL);
+        compare("hand-written tf32", cc, "dx", o.dx, e->dx, atol, RTOL);
+        compare("hand-written tf32", cc, "dw", o.dw, e->dw, atol, RTOL);
+        if (r.b) compare("hand-written tf32", cc, "db", o.db, r.db, ATOL, RTOL);
+        /* And TF32 was really used: y is measurably off the exact FP32 result. */
+        const float d = scaled_max_diff(o.y, r.y);
+        if (gemm && !(d > 2 * ATOL))
+            cnn_test_fail(__FILE__, __LINE__, "hand-written tf32 %s: y is within %g of exact FP32 "
+                          "(TF32 not used?)", cc->name, d);
+        out_free(&o);
+    }
+    ref_free(&rr);
+    ref_free(&r);
+}
+
+/* With TF32 on, the hand-written GEMMs run on the tensor cores (every case), and cuDNN may:
+ * its tolerance covers TF32's own error (~1e-4 of max|ref| over a sum of 3000 random-sign
+ * terms): 2e-3 * max|ref| + 5e-3 * |ref|. */
 GPU_TEST(cuda_conv_tf32)
 {
     cnn_set_tf32(true);
-    check_impl(&cases[10], &hand, ATOL, RTOL);
+    for (int i = 0; i < N_CASES; i++) check_hand_tf32(&cases[i]);
 #if CNN_WITH_CUDNN
     check_impl(&cases[10], &dnn, 2e-3f, 5e-3f);
     check_impl(&cases[9], &dnn, 2e-3f, 5e-3f);

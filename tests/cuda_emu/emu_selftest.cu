@@ -5,6 +5,7 @@
  * Built only with CUDA_EMU=1; it ends with "N passed, N failed" like the main suite. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -115,6 +116,30 @@ __global__ void deadlock_kernel(int *out)
 __global__ void missing_lanes_kernel(int *out)
 {
     out[threadIdx.x] = __shfl_down_sync(0xffffffffu, (int)threadIdx.x, 1);
+}
+
+/* One 16x16x8 TF32 WMMA product, c = a (16x8, column-major) * b (8x16, row-major), through
+ * shared memory, in a block of `blockDim.x` threads. mode 0: operands rounded first; 1: not
+ * rounded; 2: a misaligned matrix_a pointer; 3: half the warp calls. c: 16x16 column-major. */
+__global__ void wmma_kernel(const float *a, const float *b, float *c, int mode)
+{
+    namespace wmma = nvcuda::wmma;
+    __shared__ __align__(32) float as[16 * 8 + 8];
+    __shared__ __align__(32) float bs[8 * 16];
+    for (int i = threadIdx.x; i < 128; i += blockDim.x) {
+        as[i] = mode == 1 ? a[i] : wmma::__float_to_tf32(a[i]);
+        bs[i] = wmma::__float_to_tf32(b[i]);
+    }
+    __syncthreads();
+    if (mode == 3 && threadIdx.x >= 16) return;
+    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> fc;
+    wmma::fill_fragment(fc, 0.5f);
+    wmma::load_matrix_sync(fa, mode == 2 ? as + 4 : as, 16);
+    wmma::load_matrix_sync(fb, bs, 16);
+    wmma::mma_sync(fc, fa, fb, fc);
+    wmma::store_matrix_sync(c, fc, 16, wmma::mem_col_major);
 }
 
 /* ---- checks ------------------------------------------------------------------------------- */
@@ -326,6 +351,50 @@ static void check_cublas(void)
     cudaFree(dc);
 }
 
+/* The emulated WMMA: TF32 rounding to nearest with ties away (cvt.rna), exact products summed
+ * after the accumulator's start value, and its refusals. */
+static void check_wmma(void)
+{
+    namespace wmma = nvcuda::wmma;
+    EXPECT(wmma::__float_to_tf32(__uint_as_float(0x3f801000u)) == __uint_as_float(0x3f802000u));
+    EXPECT(wmma::__float_to_tf32(__uint_as_float(0xbf801000u)) == __uint_as_float(0xbf802000u));
+    EXPECT(wmma::__float_to_tf32(__uint_as_float(0x3f800fffu)) == 1.0f);
+    EXPECT(isinf(wmma::__float_to_tf32(INFINITY)));
+    float ha[128], hb[128], hc[256], want[256];
+    for (int i = 0; i < 128; i++) {
+        ha[i] = sinf(0.37f * (float)i + 0.1f);
+        hb[i] = cosf(0.53f * (float)i);
+    }
+    for (int r = 0; r < 16; r++)
+        for (int col = 0; col < 16; col++) {
+            float s = 0.5f;
+            for (int k = 0; k < 8; k++) s += wmma::__float_to_tf32(ha[r + 16 * k]) * wmma::__float_to_tf32(hb[k * 16 + col]);
+            want[r + 16 * col] = s;
+        }
+    float *da = nullptr, *db = nullptr, *dc = nullptr;
+    EXPECT(cudaMalloc((void **)&da, sizeof ha) == cudaSuccess);
+    EXPECT(cudaMalloc((void **)&db, sizeof hb) == cudaSuccess);
+    EXPECT(cudaMalloc((void **)&dc, sizeof hc) == cudaSuccess);
+    cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice);
+    wmma_kernel<<<1, 32>>>(da, db, dc, 0);
+    EXPECT(last() == cudaSuccess);
+    EXPECT(cudaMemcpy(hc, dc, sizeof hc, cudaMemcpyDeviceToHost) == cudaSuccess);
+    EXPECT(memcmp(hc, want, sizeof hc) == 0);
+    /* The same product from the second warp of a block. */
+    wmma_kernel<<<1, 64>>>(da, db, dc, 0);
+    EXPECT(last() == cudaSuccess);
+    wmma_kernel<<<1, 32>>>(da, db, dc, 1); /* unrounded operand */
+    EXPECT(last() == cudaErrorLaunchFailure);
+    wmma_kernel<<<1, 32>>>(da, db, dc, 2); /* misaligned pointer */
+    EXPECT(last() == cudaErrorLaunchFailure);
+    wmma_kernel<<<1, 32>>>(da, db, dc, 3); /* half a warp */
+    EXPECT(last() == cudaErrorLaunchFailure);
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+}
+
 int main(void)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -339,6 +408,7 @@ int main(void)
     check_misuse(d);
     check_memory(d);
     check_cublas();
+    check_wmma();
     cudaFree(d);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
