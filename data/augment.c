@@ -140,6 +140,17 @@ cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t)
                   (t->affine_scale[0] > 0 && t->affine_scale[0] <= t->affine_scale[1]),
               CNN_ERR_INVALID_ARG, "transform: bad affine_scale (%g, %g)", t->affine_scale[0],
               t->affine_scale[1]);
+    CNN_CHECK(t->erase_p >= 0 && t->erase_p <= 1, CNN_ERR_INVALID_ARG,
+              "transform: erase_p %g not in [0, 1]", t->erase_p);
+    CNN_CHECK((t->erase_scale[0] == 0 && t->erase_scale[1] == 0) ||
+                  (t->erase_scale[0] > 0 && t->erase_scale[0] <= t->erase_scale[1] &&
+                   t->erase_scale[1] <= 1),
+              CNN_ERR_INVALID_ARG, "transform: bad erase_scale (%g, %g): want 0 < lo <= hi <= 1",
+              t->erase_scale[0], t->erase_scale[1]);
+    CNN_CHECK((t->erase_ratio[0] == 0 && t->erase_ratio[1] == 0) ||
+                  (t->erase_ratio[0] > 0 && t->erase_ratio[0] <= t->erase_ratio[1]),
+              CNN_ERR_INVALID_ARG, "transform: bad erase_ratio (%g, %g)", t->erase_ratio[0],
+              t->erase_ratio[1]);
     for (int c = 0; c < ds->channels; c++)
         CNN_CHECK(t->std[c] > 0, CNN_ERR_INVALID_ARG, "transform: std[%d] = %g must be > 0", c,
                   t->std[c]);
@@ -340,6 +351,32 @@ static void color_jitter(sample_rng *r, const cnn_transform *t, int S, int C, fl
     }
 }
 
+/* torchvision RandomErasing with value 0, on the normalised image: up to 10 tries for a box
+ * (h, w) = (round(sqrt(area * aspect)), round(sqrt(area / aspect))) inside the image, placed
+ * uniformly; no box found, no change. */
+static void random_erase(sample_rng *r, const cnn_transform *t, int S, int C, float *img)
+{
+    if (!(rng_uniform(r, 0, 1) < t->erase_p)) return;
+    const bool dscale = t->erase_scale[1] == 0, dratio = t->erase_ratio[1] == 0;
+    const float s0 = dscale ? 0.02f : t->erase_scale[0], s1 = dscale ? 0.33f : t->erase_scale[1];
+    const float lr0 = logf(dratio ? 0.3f : t->erase_ratio[0]);
+    const float lr1 = logf(dratio ? 3.3f : t->erase_ratio[1]);
+    const float area = (float)S * (float)S;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        const float a = area * rng_uniform(r, s0, s1), aspect = expf(rng_uniform(r, lr0, lr1));
+        const int h = (int)rintf(sqrtf(a * aspect)), w = (int)rintf(sqrtf(a / aspect));
+        if (!(h < S && w < S)) continue;
+        int top = (int)(rng_uniform(r, 0, 1) * (float)(S - h + 1));
+        int left = (int)(rng_uniform(r, 0, 1) * (float)(S - w + 1));
+        if (top > S - h) top = S - h;
+        if (left > S - w) left = S - w;
+        for (int c = 0; c < C; c++)
+            for (int y = top; y < top + h; y++)
+                memset(img + ((size_t)c * S + y) * S + left, 0, (size_t)w * sizeof *img);
+        return;
+    }
+}
+
 cnn_status cnn_dataset_get(const cnn_dataset *ds, int64_t i, const cnn_transform *t,
                            uint64_t seed, int64_t epoch, float *out, int64_t *label)
 {
@@ -383,6 +420,7 @@ cnn_status cnn_dataset_get(const cnn_dataset *ds, int64_t i, const cnn_transform
         float m = t->mean[c], inv = 1.0f / t->std[c];
         for (size_t p = 0; p < plane; p++) out[c * plane + p] = (out[c * plane + p] - m) * inv;
     }
+    if (t->train && t->erase_p > 0) random_erase(&r, t, S, C, out);
     if (label) *label = ds->labels[i];
     return CNN_OK;
 }

@@ -626,7 +626,7 @@ const char *cnn_dataset_warning(const cnn_dataset *ds, int i);
 
 /* How a sample becomes a (C, img_size, img_size) float image. Steps in order: geometry ->
  * random affine -> horizontal flip -> colour jitter -> normalise ((x - mean) / std, x in
- * [0, 1]). The random steps run only when `train` is true. */
+ * [0, 1]) -> random erasing. The random steps run only when `train` is true. */
 typedef enum cnn_geometry {
     /* train: torchvision RandomResizedCrop(img_size, scale, ratio) (10 tries, then centre
      * crop); eval: Resize(round(img_size / eval_crop_ratio)) of the shorter side + CenterCrop */
@@ -648,6 +648,13 @@ typedef struct cnn_transform {
     float affine_translate;  /* max shift as a fraction of the size, per axis */
     float affine_scale[2];   /* scale range; (0, 0) means (1, 1) */
     float mean[3], std[3];   /* per output channel */
+    /* torchvision RandomErasing(p, scale, ratio, value=0) after normalising: with probability
+     * erase_p, a box of erase_scale of the area and aspect (h / w) in erase_ratio is set to 0
+     * (the mean) in every channel. erase_p 0: off; a zero range means the default (0.02, 0.33)
+     * for scale, (0.3, 3.3) for ratio. */
+    float erase_p;
+    float erase_scale[2];
+    float erase_ratio[2];
 } cnn_transform;
 /* The default pipeline for a dataset: folders -> CNN_GEOM_CROP, hflip 0.5 in training, no
  * jitter; IDX -> CNN_GEOM_PAD_OR_RESIZE, no flip, no affine. Mean/std from the dataset.

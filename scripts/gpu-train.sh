@@ -99,11 +99,14 @@ fashion_mnist_part() {
         --optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 5e-4 --schedule cosine
         --warmup-epochs 1 --label-smoothing 0.1 --workers 4 --device "$dev" --seed 1
         --checkpoint-dir "$W/runs/fm")
-    # Augmentation, where the tool offers it (random flips and shifts help on Fashion-MNIST).
+    # Augmentation, where the tool offers it: random flips and shifts, as the 0.949 ResNet18
+    # entry of the Fashion-MNIST benchmark used, and random erasing, which Zhong et al. (2017)
+    # found worth 0.9 points on Fashion-MNIST with ResNet-18 (5.17% -> 4.31% error).
     local help
     help=$("$T" --help 2>&1)
     [[ "$help" == *"--hflip"* ]] && fm+=(--hflip 0.5)
     [[ "$help" == *"--translate"* ]] && fm+=(--translate 0.1)
+    [[ "$help" == *"--random-erase"* ]] && fm+=(--random-erase 0.5)
     [ "$DRY" = 1 ] && fm+=(--limit-train 128 --limit-val 128 --batch 32 --warmup-epochs 0)
     [ "$DRY" = 1 ] || fm+=("${fm_tf32[@]}")
     STEP_SIGNAL=INT gb_step fashion_mnist $((secs + 30)) "$T" "${fm[@]}"

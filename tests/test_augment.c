@@ -144,15 +144,24 @@ TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
     cnn_dataset_destroy(&ds);
 }
 
+/* Training with a full-image crop (scale 1, ratio 1) at the native size S, no flip: the
+ * identity, before the augmentation a test turns on. */
+static cnn_transform identity_train_transform(const cnn_dataset *ds, int S)
+{
+    cnn_transform t = raw_transform(ds, true, S);
+    t.geometry = CNN_GEOM_CROP;
+    t.scale[0] = t.scale[1] = 1;
+    t.ratio[0] = t.ratio[1] = 1;
+    t.hflip_p = 0;
+    return t;
+}
+
 TEST(augment_flip_affine_zoom_and_jitter)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
-    /* A full-image crop (scale 1, ratio 1) at the native size is the identity; p = 1 flips. */
-    cnn_transform t = raw_transform(ds, true, 16);
-    t.geometry = CNN_GEOM_CROP;
-    t.scale[0] = t.scale[1] = 1;
-    t.ratio[0] = t.ratio[1] = 1;
+    /* p = 1 flips. */
+    cnn_transform t = identity_train_transform(ds, 16);
     t.hflip_p = 1;
     float out[256];
     CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 0, out, NULL));
@@ -196,5 +205,78 @@ TEST(augment_flip_affine_zoom_and_jitter)
     CHECK(bad == 0);
     t.brightness = -1;
     CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    cnn_dataset_destroy(&ds);
+}
+
+/* RandomErasing as torchvision's (value 0, after normalising): with p = 1 each draw zeroes one
+ * box, wholly inside the image, whose h * w and h / w come from the scale and ratio ranges up to
+ * the rounding of h and w; the rest is untouched. Deterministic per (seed, epoch, index), off in
+ * evaluation, and p = 0.5 erases about half the time. */
+TEST(augment_random_erasing_boxes)
+{
+    cnn_dataset *ds = data_test_synthetic(1, 16, 16);
+    REQUIRE(ds);
+    cnn_transform t = identity_train_transform(ds, 16);
+    t.mean[0] = -1; /* every pixel becomes v + 1 >= 1, so an erased one stands out as 0 */
+    t.erase_p = 1;
+    float out[256], again[256];
+    int erased = 0, bad = 0, tops[16] = {0};
+    for (int e = 0; e < 60; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, e, out, NULL));
+        int y0 = 16, y1 = -1, x0 = 16, x1 = -1, zeros = 0;
+        for (int p = 0; p < 256; p++) {
+            const int y = p / 16, x = p % 16;
+            if (out[p] == 0.0f) {
+                zeros++;
+                y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+            } else if (fabsf(out[p] - (1 + (float)p / 255.0f)) > 1e-6f) {
+                bad++;
+            }
+        }
+        if (!zeros) continue; /* ten tries without a fitting box: allowed, and rare */
+        erased++;
+        tops[y0]++;
+        const float h = (float)(y1 - y0 + 1), w = (float)(x1 - x0 + 1);
+        if (zeros != (int)(h * w) || h >= 16 || w >= 16) bad++;
+        if ((h - 0.5f) * (w - 0.5f) > 0.33f * 256 || (h + 0.5f) * (w + 0.5f) < 0.02f * 256) bad++;
+        if ((h - 0.5f) / (w + 0.5f) > 3.3f || (h + 0.5f) / (w - 0.5f) < 0.3f) bad++;
+    }
+    CHECK(bad == 0);
+    CHECK(erased >= 55);
+    int rows_used = 0;
+    for (int y = 0; y < 16; y++) rows_used += tops[y] > 0;
+    CHECK(rows_used >= 4);
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 7, out, NULL));
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 7, again, NULL));
+    CHECK(memcmp(out, again, sizeof out) == 0);
+    /* p = 0.5: about half of 200 draws. */
+    t.erase_p = 0.5f;
+    int some = 0;
+    for (int e = 0; e < 200; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, e, out, NULL));
+        int zeros = 0;
+        for (int p = 0; p < 256; p++) zeros += out[p] == 0.0f;
+        some += zeros > 0;
+    }
+    CHECK(some >= 70 && some <= 130);
+    /* Evaluation never erases. */
+    t.train = false;
+    t.erase_p = 1;
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL));
+    for (int p = 0; p < 256; p++) bad += out[p] == 0.0f;
+    CHECK(bad == 0);
+    /* Bad parameters are refused. */
+    t.train = true;
+    t.erase_p = 1.5f;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    t.erase_p = 0.5f;
+    t.erase_scale[0] = 0.5f;
+    t.erase_scale[1] = 0.2f;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    t.erase_scale[0] = t.erase_scale[1] = 0;
+    t.erase_ratio[0] = -1;
+    t.erase_ratio[1] = 2;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
     cnn_dataset_destroy(&ds);
 }

@@ -159,6 +159,7 @@ TEST(train_tool_bad_arguments)
     check_one_line_error(tool, "--epochs", "--epochs needs a value");
     check_one_line_error(tool, "--lr abc", "--lr: bad value 'abc'");
     check_one_line_error(tool, "--optimizer rmsprop", "--optimizer");
+    check_one_line_error(tool, "--random-erase 1.5", "--random-erase must be in [0, 1]");
     if (cnn_cuda_device_count() == 0)
         check_one_line_error(tool, "--device cuda --limit-train 10", "--device cuda");
     check_one_line_error(tool, "--predict x.png", "--checkpoint");

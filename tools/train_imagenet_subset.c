@@ -182,6 +182,7 @@ static cnn_loader *make_loader(const run *r, const cnn_dataset *ds, bool train)
     memcpy(lo.transform.std, r->mm.std, sizeof r->mm.std);
     if (train && o->hflip >= 0) lo.transform.hflip_p = o->hflip;
     if (train) lo.transform.affine_translate = o->translate;
+    if (train) lo.transform.erase_p = o->random_erase;
     lo.num_workers = o->workers;
     lo.seed = (uint64_t)o->seed;
     lo.limit = train ? o->limit_train : o->limit_val;

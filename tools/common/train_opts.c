@@ -48,6 +48,8 @@ static const opt_desc OPTS[] = {
      "0.5 for image folders, 0 for IDX digits and clothes)"},
     {"translate", OT_F32, F(translate), "0", true, "F",
      "training: random shift up to F of the size per axis (RandomAffine)"},
+    {"random-erase", OT_F32, F(random_erase), "0", true, "P",
+     "training: RandomErasing probability (2-33% of the area set to the mean)"},
     {"workers", OT_INT, F(workers), "1", false, "N", "decoding threads (0: in the training loop)"},
     {"device", OT_STR, F(device), "auto", false, "cpu|cuda",
      "auto: cuda if a GPU is usable, else cpu"},
@@ -249,6 +251,8 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--hflip must be -1 (the dataset's default) or in [0, 1]";
     else if (!(o->translate >= 0 && o->translate < 1))
         bad = "--translate must be in [0, 1)";
+    else if (!(o->random_erase >= 0 && o->random_erase <= 1))
+        bad = "--random-erase must be in [0, 1]";
     else if (o->workers < 0 || o->workers > CNN_LOADER_MAX_WORKERS)
         bad = "--workers must be in [0, 64]";
     else if (!one_of(o->device, devices))

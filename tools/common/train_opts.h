@@ -26,6 +26,7 @@ typedef struct train_opts {
     int img_size;
     float hflip;     /* -1: the dataset's default */
     float translate;
+    float random_erase;
     int workers;
     char device[16];
     char backend[16];
