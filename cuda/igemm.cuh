@@ -42,19 +42,22 @@ struct Tiles {
         : gi(blockIdx.z / splits), split(blockIdx.z % splits), m0(blockIdx.x * BM),
           j0(blockIdx.y * BN), kbeg(split * kchunk), kend(min(KD, kbeg + kchunk))
     {
-        const int tid = threadIdx.x;
+        /* Unsigned, so that the compiler sees (tid + THREADS * i) % BM == tid % BM when BM
+         * divides THREADS (the tile sizes are powers of 2): the row-fast operand's rows are then
+         * one row per thread, resolved once, and its RowA registers are shared. */
+        const unsigned tid = threadIdx.x;
 #pragma unroll
         for (int i = 0; i < A_LD; i++) {
-            const int e = tid + THREADS * i;
-            a_m[i] = Op::A_T_FAST ? e / BK : e % BM;
-            a_t[i] = Op::A_T_FAST ? e % BK : e / BM;
+            const unsigned e = tid + THREADS * i;
+            a_m[i] = (int)(Op::A_T_FAST ? e / BK : e % BM);
+            a_t[i] = (int)(Op::A_T_FAST ? e % BK : e / BM);
             ra[i] = op.row_a(gi, m0 + a_m[i], M);
         }
 #pragma unroll
         for (int i = 0; i < B_LD; i++) {
-            const int e = tid + THREADS * i;
-            b_j[i] = Op::B_T_FAST ? e / BK : e % BN;
-            b_t[i] = Op::B_T_FAST ? e % BK : e / BN;
+            const unsigned e = tid + THREADS * i;
+            b_j[i] = (int)(Op::B_T_FAST ? e / BK : e % BN);
+            b_t[i] = (int)(Op::B_T_FAST ? e % BK : e / BN);
             cb[i] = op.col_b(gi, j0 + b_j[i], NC);
         }
     }
