@@ -9,6 +9,8 @@
 #            its step rate is measured alone and then run ALONGSIDE verify: neither times
 #            anything but the run's own minutes, which are stated as such
 #   verify   the whole suite, then compute-sanitizer memcheck on the GPU tests
+#   default  the training tool with no arguments (LeNet-5 on Fashion-MNIST, on the GPU, >= 89%;
+#            scripts/gpu-train.sh), ALONGSIDE verify too when both run (it times nothing)
 #   memcheck memcheck alone (for a call after one whose verify ran out of time there)
 #   bench    cnnbench and PyTorch side by side (scripts/gpu-bench.sh): training and inference
 #            of ResNet-50 at batch 256 (speed and peak memory), VGG16, AlexNet, LeNet-5
@@ -22,7 +24,7 @@
 # after every part so a call cut short still brings back what was done: summary.txt (also
 # printed last), tables.md, metrics.csv, env.txt, results.tar.gz (every part's logs and JSON).
 # Environment:
-#   PARTS        which parts run (default "build fm verify bench conv jpeg extra"; build always runs
+#   PARTS        which parts run (default "build fm verify default bench conv jpeg extra"; build always runs
 #                first when the tools are missing)
 #   TIME_BUDGET  seconds for the whole call (default 540: under a 600 s timeout_s, with room to
 #                pack); DEPS_DEBS, BUILD, PY as for the other scripts
@@ -37,7 +39,7 @@ START=$(date +%s)
 BUDGET=${TIME_BUDGET:-540}
 OUT=${OUT:-$PWD/gpu-out}
 DRY=${DRY:-0}
-PARTS=" ${PARTS:-build fm verify bench conv jpeg extra} "
+PARTS=" ${PARTS:-build fm verify default bench conv jpeg extra} "
 W=/tmp/cnn-session
 rm -rf "$W"
 mkdir -p "$W" "$OUT"
@@ -144,6 +146,19 @@ if wanted fm && wanted verify; then
 elif wanted fm; then
     part fm 260 gpu-train.sh ONLY="fm_rate fashion_mnist" "${TRAIN[@]}"
 fi
+# The default run: beside verify when both run, else on its own.
+default_pid=""
+if wanted default && wanted verify; then
+    if budget_for default 170 60; then
+        say "== default (budget $L s, alongside verify, at $(($(date +%s) - START)) s)"
+        default_t0=$(date +%s)
+        env "${TRAIN[@]}" WORK="$W/default-work" ONLY=default_run TIME_BUDGET="$L" \
+            OUT="$W/default" DRY="$DRY" scripts/gpu-train.sh >"$W/default.log" 2>&1 &
+        default_pid=$!
+    fi
+elif wanted default; then
+    part default 170:60 gpu-train.sh ONLY=default_run "${TRAIN[@]}" WORK="$W/default-work"
+fi
 if wanted verify; then
     part verify 220 gpu-verify.sh STEPS="$VSTEPS" "${VERIFY[@]}"
     # A step the budget cut short is for the next call: the suite again, or memcheck alone.
@@ -154,6 +169,10 @@ if wanted verify; then
     fi
 fi
 wanted memcheck && part memcheck 200:60 gpu-verify.sh STEPS=memcheck "${VERIFY[@]}"
+if [ -n "$default_pid" ]; then
+    wait "$default_pid"
+    finish_part default $? "$default_t0"
+fi
 if [ -n "$fm_pid" ]; then
     wait "$fm_pid"
     finish_part fm $? "$fm_t0"
