@@ -108,7 +108,14 @@ cnn_status cnn_cuda_enter(cnn_context *ctx, const char *op, cudaStream_t *stream
     CNN_CHECK(g, CNN_ERR_DEVICE,
               "%s: CUDA work needs a CUDA context, but the current one is on the CPU (create one "
               "with cnn_context_create(CNN_CUDA(i), ...) and make it current)", op);
-    CNN_CUDA_TRY(cudaSetDevice(g->device));
+    /* As PyTorch's device guard: a query of the thread's device is nearly free, a
+     * cudaSetDevice on every op is not. */
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not left for the next launch check to find */
+        cur = -1;
+    }
+    if (cur != g->device) CNN_CUDA_TRY(cudaSetDevice(g->device));
     *stream = g->stream;
     return CNN_OK;
 }
