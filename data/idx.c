@@ -38,6 +38,8 @@ static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], uns
                        path, head[0], head[1], head[2], head[3], want_ndim, want_ndim);
         goto done;
     }
+    /* At most 8 GiB of data, checked before each multiply so that no product overflows. */
+    const int64_t max_total = (int64_t)1 << 33;
     int64_t total = 1;
     for (int d = 0; d < want_ndim; d++) {
         const unsigned char *p = head + 4 + 4 * d;
@@ -47,21 +49,31 @@ static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], uns
                            (long long)dims[d]);
             goto done;
         }
+        if (total > max_total / dims[d]) {
+            st = cnn_error(CNN_ERR_FORMAT, "idx: '%s' claims more than %lld data bytes (dims %lld "
+                           "... %lld)", path, (long long)max_total, (long long)dims[0],
+                           (long long)dims[d]);
+            goto done;
+        }
         total *= dims[d];
     }
-    if (total > ((int64_t)1 << 33)) {
-        st = cnn_error(CNN_ERR_FORMAT, "idx: '%s' claims %lld bytes", path, (long long)total);
-        goto done;
-    }
-    buf = malloc((size_t)total + 1);
-    if (!buf) {
-        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "idx: no memory for %lld bytes of '%s'",
-                       (long long)total, path);
-        goto done;
-    }
-    int64_t have = 0;
+    /* The buffer grows with the data actually read (from 16 MiB, doubling), so a header that
+     * claims gigabytes over a short file costs no more memory than the file holds. */
+    int64_t cap = 0, have = 0;
     while (have < total) {
-        int64_t chunk = total - have < (1 << 30) ? total - have : (1 << 30);
+        if (have == cap) {
+            int64_t grow = cap ? 2 * cap : (int64_t)1 << 24;
+            if (grow > total) grow = total;
+            unsigned char *nb = realloc(buf, (size_t)grow + 1);
+            if (!nb) {
+                st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "idx: no memory for %lld bytes of '%s'",
+                               (long long)grow, path);
+                goto done;
+            }
+            buf = nb;
+            cap = grow;
+        }
+        int64_t chunk = cap - have < (1 << 30) ? cap - have : (1 << 30);
         int r = gzread(f, buf + have, (unsigned)chunk);
         if (r <= 0) break;
         have += r;

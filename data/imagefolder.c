@@ -96,11 +96,30 @@ done:
     return st;
 }
 
+/* The largest image accepted: sides up to 32768 and 2^26 pixels in all, well above any photo
+ * (a 50 MP camera gives 8688 x 5792), and small enough that a lying header cannot make stb_image
+ * allocate gigabytes for a small file, nor stb_image_resize lose the float precision it asserts
+ * on (sides near 2^24 abort inside it). */
+#define MAX_SIDE 32768
+#define MAX_PIXELS ((int64_t)1 << 26)
+
+static cnn_status check_size(const char *path, int64_t w, int64_t h)
+{
+    if (w < 0) w = -w; /* a top-down BMP has a negative height in its header */
+    if (h < 0) h = -h;
+    CNN_CHECK(w <= MAX_SIDE && h <= MAX_SIDE && w * h <= MAX_PIXELS, CNN_ERR_FORMAT,
+              "imagefolder: '%s' is %lld x %lld pixels; images over %d a side or %lld in all are "
+              "not supported", path, (long long)w, (long long)h, MAX_SIDE, (long long)MAX_PIXELS);
+    return CNN_OK;
+}
+
 static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
 {
     const folder_impl *m = ds->impl;
     const char *path = m->paths[i];
     int w = 0, h = 0, n = 0;
+    /* The header first: its size is checked before anything is allocated for the pixels. */
+    if (stbi_info(path, &w, &h, &n)) CNN_TRY(check_size(path, w, h));
     unsigned char *pix = stbi_load(path, &w, &h, &n, ds->channels);
     if (!pix) {
         struct stat sb;
@@ -114,6 +133,11 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
     if (w <= 0 || h <= 0) {
         stbi_image_free(pix);
         return cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' decodes to a %dx%d image", path, w, h);
+    }
+    cnn_status st = check_size(path, w, h);
+    if (st != CNN_OK) {
+        stbi_image_free(pix);
+        return st;
     }
     *img = (cnn_image_u8){pix, h, w, ds->channels, true};
     return CNN_OK;

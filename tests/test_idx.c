@@ -190,6 +190,21 @@ TEST(idx_corrupt_files_are_format_errors)
     CHECK(strstr(cnn_last_error(), "5 images") && strstr(cnn_last_error(), "4 labels"));
     write_idx(bad, false, lh4, 8, 5);
     CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
+    /* Dims whose product overflows 64 bits (each is 2^28), and a header that claims 4 GiB over
+     * 40 bytes of data: refused as claimed or truncated, without reading on. */
+    unsigned char huge[16] = {0, 0, 8, 3};
+    be32(huge + 4, 1u << 28);
+    be32(huge + 8, 1u << 28);
+    be32(huge + 12, 1u << 28);
+    write_idx(bad, false, huge, 16, 40);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "claims more than") != NULL);
+    be32(huge + 8, 1u << 4);
+    be32(huge + 12, 1u << 0);
+    write_idx(bad, true, huge, 16, 40);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "truncated: 40 of 4294967296 data bytes") != NULL);
+    CHECK(ds == NULL);
     /* Missing file, bad channel count. */
     snprintf(bad, sizeof bad, "%s/missing", dir);
     CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_IO);

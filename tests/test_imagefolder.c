@@ -251,3 +251,50 @@ TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }
+
+/* Overwrites 4 bytes at offset off of dir/name with v, little- or big-endian. */
+static int patch_u32(const char *dir, const char *name, long off, uint32_t v, bool big_endian)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r+b");
+    if (!f) return -1;
+    unsigned char b[4];
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (big_endian ? 24 - 8 * i : 8 * i));
+    int ok = fseek(f, off, SEEK_SET) == 0 && fwrite(b, 1, 4, f) == 4;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* A header that claims a huge image is refused from the header alone: stb_image would allocate
+ * for it, and stb_image_resize aborts on sides near 2^24. A top-down BMP (negative height) is
+ * still a good image. */
+TEST(imagefolder_absurd_image_sizes_are_refused)
+{
+    char root[64], dir[512];
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/train", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    snprintf(dir, sizeof dir, "%s/train/k", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    REQUIRE(write_image(dir, "a_tall.bmp", 24, 20, 3, 10) == 0);
+    REQUIRE(patch_u32(dir, "a_tall.bmp", 22, (uint32_t)-16777196, false) == 0);
+    REQUIRE(write_image(dir, "b_wide.png", 4, 4, 3, 10) == 0);
+    REQUIRE(patch_u32(dir, "b_wide.png", 16, 40000, true) == 0);
+    REQUIRE(write_image(dir, "c_topdown.bmp", 4, 4, 3, 90) == 0);
+    REQUIRE(patch_u32(dir, "c_topdown.bmp", 22, (uint32_t)-4, false) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    REQUIRE(cnn_dataset_size(ds) == 3);
+    cnn_transform t = cnn_transform_default(ds, true, 8);
+    float out[3 * 8 * 8];
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "a_tall.bmp") && strstr(cnn_last_error(), "24 x 16777196") &&
+          strstr(cnn_last_error(), "not supported"));
+    CHECK_ERR(cnn_dataset_get(ds, 1, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "b_wide.png") && strstr(cnn_last_error(), "40000 x 4"));
+    CHECK_OK(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL));
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
