@@ -216,15 +216,21 @@ static int patch_sof(const char *path, int delta, unsigned char value)
     return rc;
 }
 
+/* A new folder root (>= 64 bytes) holding root/split/k/, whose path goes into dir. */
+static int one_class_folder(char *root, const char *split, char *dir, size_t n)
+{
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    if (!mkdtemp(root)) return -1;
+    snprintf(dir, n, "%s/%s", root, split);
+    if (mkdir(dir, 0755) != 0) return -1;
+    snprintf(dir, n, "%s/%s/k", root, split);
+    return mkdir(dir, 0755);
+}
+
 TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
 {
     char root[64], dir[512], path[1024];
-    strcpy(root, "/tmp/cnn_folder_XXXXXX");
-    REQUIRE(mkdtemp(root));
-    snprintf(dir, sizeof dir, "%s/val", root);
-    REQUIRE(mkdir(dir, 0755) == 0);
-    snprintf(dir, sizeof dir, "%s/val/k", root);
-    REQUIRE(mkdir(dir, 0755) == 0);
+    REQUIRE(one_class_folder(root, "val", dir, sizeof dir) == 0);
     /* 12-bit precision and arithmetic coding (SOF9), which stb_image does not decode. */
     REQUIRE(write_image(dir, "a12bit.jpg", 16, 16, 3, 10) == 0);
     snprintf(path, sizeof path, "%s/a12bit.jpg", dir);
@@ -272,12 +278,7 @@ static int patch_u32(const char *dir, const char *name, long off, uint32_t v, bo
 TEST(imagefolder_absurd_image_sizes_are_refused)
 {
     char root[64], dir[512];
-    strcpy(root, "/tmp/cnn_folder_XXXXXX");
-    REQUIRE(mkdtemp(root));
-    snprintf(dir, sizeof dir, "%s/train", root);
-    REQUIRE(mkdir(dir, 0755) == 0);
-    snprintf(dir, sizeof dir, "%s/train/k", root);
-    REQUIRE(mkdir(dir, 0755) == 0);
+    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
     REQUIRE(write_image(dir, "a_tall.bmp", 24, 20, 3, 10) == 0);
     REQUIRE(patch_u32(dir, "a_tall.bmp", 22, (uint32_t)-16777196, false) == 0);
     REQUIRE(write_image(dir, "b_wide.png", 4, 4, 3, 10) == 0);
