@@ -593,12 +593,14 @@ cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_pa
 cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, cnn_dataset **out);
 /* An ImageNet-style folder ROOT/<split>/<class>/<image files> (split e.g. "train" or "val").
  * Classes are the sub-folders sorted by name (strcmp), labels 0..K-1 in that order; files are
- * sorted within a class; files whose extension stb_image does not read (jpg jpeg png bmp gif
- * tga psd pnm ppm pgm pic hdr, any case) and hidden files are ignored. Images are decoded when
- * a sample is fetched, so a bad file shows up then, per sample. channels: 3 (RGB) or 1 (gray);
- * any source format is converted. Errors: missing root or split folder (CNN_ERR_IO), no class
- * folder or no image at all (CNN_ERR_NOT_FOUND). An empty class folder is allowed and kept
- * (its label exists with no sample) and listed in the warnings. Mean/std are ImageNet's. */
+ * sorted within a class; files without an image extension (jpg jpeg png bmp, any case) and
+ * hidden files are ignored. Images are decoded (stb_image) when a sample is fetched, so a bad
+ * file shows up then, per sample: only JPEG, PNG and BMP content is decoded, told by its first
+ * bytes, up to 32768 pixels a side and 2^26 in all. channels: 3 (RGB) or 1 (gray); other
+ * channel layouts of the source are converted. Errors: missing root or split folder
+ * (CNN_ERR_IO), no class folder or no image at all (CNN_ERR_NOT_FOUND). An empty class folder
+ * is allowed and kept (its label exists with no sample) and listed in the warnings. Mean/std
+ * are ImageNet's. */
 cnn_status cnn_imagefolder_create(const char *root, const char *split, int channels,
                                   cnn_dataset **out);
 void cnn_dataset_destroy(cnn_dataset **ds);

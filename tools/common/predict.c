@@ -161,7 +161,7 @@ bool tr_predict(const train_opts *o, cnn_device dev, char *err, size_t n)
         cnn_dataset_size(ds) != nf) {
         snprintf(err, n, "image files: %s",
                  cnn_dataset_size(ds) != nf && ds
-                     ? "some file has no image extension (jpg, png, bmp, ...)"
+                     ? "some file has no image extension (jpg, jpeg, png, bmp)"
                      : cnn_last_error());
         goto done;
     }
