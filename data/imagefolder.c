@@ -123,36 +123,99 @@ static bool decodable(const unsigned char *m, size_t n)
            (n >= 2 && m[0] == 'B' && m[1] == 'M');
 }
 
-static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
+/* A JPEG with a Huffman table (DHT segment) of more than 256 codes: the packaged stb_image
+ * (2022) does not check, and writes past its tables (found by fuzzing under UBSan; newer stb
+ * refuses such a table). The walk follows stb_image's own reading, so that it meets every table
+ * stb would: bytes before a 0xFF are skipped, a segment's tables are read until its length is
+ * used up (counts past the file's end read as 0), and the entropy-coded data after a start of
+ * scan runs to the next marker that is neither a stuffed 0xFF nor a restart (progressive files
+ * define tables between scans). Other damage is left to stb_image, which reports it. */
+static bool jpeg_huffman_overflows(const unsigned char *p, size_t n)
 {
-    const folder_impl *m = ds->impl;
-    const char *path = m->paths[i];
+    size_t i = 2;
+    while (i + 1 < n) {
+        if (p[i] != 0xFF) {
+            i++;
+            continue;
+        }
+        size_t k = i + 1;
+        while (k < n && p[k] == 0xFF) k++; /* fill bytes */
+        if (k + 2 >= n || p[k] == 0xD9) break;
+        const unsigned m = p[k];
+        i = k + 1;
+        if (m == 0 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no segment */
+        const size_t len = ((size_t)p[i] << 8) | p[i + 1];
+        if (len < 2) break; /* stb_image stops there */
+        if (m == 0xC4) {
+            long left = (long)len - 2;
+            for (size_t j = i + 2; left > 0;) {
+                unsigned codes = 0;
+                for (size_t c = j + 1; c <= j + 16; c++) codes += c < n ? p[c] : 0;
+                if (codes > 256) return true;
+                j += 17 + codes;
+                left -= 17 + (long)codes;
+            }
+        }
+        i += len;
+        if (m == 0xDA)
+            while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
+    }
+    return false;
+}
+
+/* The whole file at path, for the checks above and stb_image (which takes an int length). */
+static cnn_status read_image_file(const char *path, unsigned char **out, size_t *len)
+{
+    *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(errno));
     struct stat sb;
-    const long long size = fstat(fileno(f), &sb) == 0 ? (long long)sb.st_size : -1;
-    unsigned char magic[8];
-    const size_t got = fread(magic, 1, sizeof magic, f);
-    if (!decodable(magic, got)) {
-        fclose(f);
-        return cnn_error(CNN_ERR_FORMAT,
-                         "imagefolder: cannot decode '%s' (%lld bytes): not a JPEG, PNG or BMP file",
-                         path, size);
-    }
-    int w = 0, h = 0, n = 0;
-    unsigned char *pix = NULL;
     cnn_status st = CNN_OK;
-    /* The header first (stbi_info_from_file keeps the file position): its size is checked
-     * before anything is allocated for the pixels. */
-    if (fseek(f, 0, SEEK_SET) != 0) {
+    if (fstat(fileno(f), &sb) != 0) {
         st = cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(errno));
-    } else if (!stbi_info_from_file(f, &w, &h, &n) || (st = check_size(path, w, h)) == CNN_OK) {
-        pix = stbi_load_from_file(f, &w, &h, &n, ds->channels);
+    } else if (sb.st_size > ((off_t)1 << 28)) {
+        st = cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' is %lld bytes; image files over 256 MiB "
+                       "are not supported", path, (long long)sb.st_size);
+    } else if (!(*out = malloc((size_t)sb.st_size + 1))) {
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: no memory for the %lld bytes of '%s'",
+                       (long long)sb.st_size, path);
+    } else if ((*len = fread(*out, 1, (size_t)sb.st_size, f)) != (size_t)sb.st_size) {
+        st = cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path,
+                       ferror(f) ? strerror(errno) : "it shrank while being read");
+    }
+    fclose(f);
+    if (st != CNN_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
+{
+    const folder_impl *m = ds->impl;
+    const char *path = m->paths[i];
+    unsigned char *file = NULL, *pix = NULL;
+    size_t len = 0;
+    CNN_TRY(read_image_file(path, &file, &len));
+    int w = 0, h = 0, n = 0;
+    cnn_status st = CNN_OK;
+    if (!decodable(file, len)) {
+        st = cnn_error(CNN_ERR_FORMAT,
+                       "imagefolder: cannot decode '%s' (%zu bytes): not a JPEG, PNG or BMP file",
+                       path, len);
+    } else if (file[0] == 0xFF && jpeg_huffman_overflows(file, len)) {
+        st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): a Huffman "
+                       "table with more than 256 codes (corrupt JPEG)", path, len);
+    } else if (!stbi_info_from_memory(file, (int)len, &w, &h, &n) ||
+               (st = check_size(path, w, h)) == CNN_OK) {
+        /* The header's size was checked before anything is allocated for the pixels. */
+        pix = stbi_load_from_memory(file, (int)len, &w, &h, &n, ds->channels);
         if (!pix) {
             const char *why = stbi_failure_reason();
-            st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%lld bytes): %s", path,
-                           size, why ? why : "unknown reason");
+            st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): %s", path,
+                           len, why ? why : "unknown reason");
         } else if (w <= 0 || h <= 0) {
             st = cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' decodes to a %dx%d image", path, w,
                            h);
@@ -160,7 +223,7 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
             st = check_size(path, w, h);
         }
     }
-    fclose(f);
+    free(file);
     if (st != CNN_OK) {
         stbi_image_free(pix);
         return st;

@@ -272,10 +272,30 @@ static int patch_u32(const char *dir, const char *name, long off, uint32_t v, bo
     return ok ? 0 : -1;
 }
 
+/* The whole file at path (malloc'ed), or NULL. */
+static unsigned char *read_whole(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char *b = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long len = ftell(f);
+        b = len > 0 ? malloc((size_t)len) : NULL;
+        if (b && (fseek(f, 0, SEEK_SET) != 0 || fread(b, 1, (size_t)len, f) != (size_t)len)) {
+            free(b);
+            b = NULL;
+        }
+        *n = b ? (size_t)len : 0;
+    }
+    fclose(f);
+    return b;
+}
+
 /* A header that claims a huge image is refused from the header alone: stb_image would allocate
  * for it, and stb_image_resize aborts on sides near 2^24. A top-down BMP (negative height) is
- * still a good image. */
-TEST(imagefolder_absurd_image_sizes_are_refused)
+ * still a good image. A JPEG Huffman table of more than 256 codes is refused before stb_image
+ * sees it. */
+TEST(imagefolder_absurd_sizes_and_huffman_tables_are_refused)
 {
     char root[64], dir[512];
     REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
@@ -285,9 +305,25 @@ TEST(imagefolder_absurd_image_sizes_are_refused)
     REQUIRE(patch_u32(dir, "b_wide.png", 16, 40000, true) == 0);
     REQUIRE(write_image(dir, "c_topdown.bmp", 4, 4, 3, 90) == 0);
     REQUIRE(patch_u32(dir, "c_topdown.bmp", 22, (uint32_t)-4, false) == 0);
+    /* A Huffman table claiming 16 x 255 codes: the packaged stb_image would write past its
+     * tables. Its first DHT segment's counts start 5 bytes after the marker. */
+    REQUIRE(write_image(dir, "d_huff.jpg", 8, 8, 3, 50) == 0);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/d_huff.jpg", dir);
+    size_t n = 0;
+    unsigned char *jpg = read_whole(path, &n);
+    REQUIRE(jpg);
+    size_t dht = 2;
+    while (dht + 1 < n && !(jpg[dht] == 0xFF && jpg[dht + 1] == 0xC4)) dht++;
+    REQUIRE(dht + 21 < n);
+    for (int k = 0; k < 16; k++) jpg[dht + 5 + k] = 255;
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite(jpg, 1, n, f) == n);
+    fclose(f);
+    free(jpg);
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 3);
+    REQUIRE(cnn_dataset_size(ds) == 4);
     cnn_transform t = cnn_transform_default(ds, true, 8);
     float out[3 * 8 * 8];
     CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
@@ -296,6 +332,9 @@ TEST(imagefolder_absurd_image_sizes_are_refused)
     CHECK_ERR(cnn_dataset_get(ds, 1, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
     CHECK(strstr(cnn_last_error(), "b_wide.png") && strstr(cnn_last_error(), "40000 x 4"));
     CHECK_OK(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL));
+    CHECK_ERR(cnn_dataset_get(ds, 3, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "d_huff.jpg") &&
+          strstr(cnn_last_error(), "more than 256 codes"));
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }
