@@ -382,6 +382,9 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
 
 int main(int argc, char **argv)
 {
+    /* First: a stop that comes during start-up (CUDA's initialisation can take seconds) is
+     * then reported, with the JSON of what completed, instead of killing the process. */
+    bench_catch_signals();
     bench_opts o;
     parse_args(argc, argv, &o);
     /* The loader moves data, not arithmetic: no device peaks to compare it with. */
@@ -427,7 +430,6 @@ int main(int argc, char **argv)
     }
     bench_log l = {0};
     int rc = 0;
-    bench_catch_signals();
     for (int i = 0; i < n_env && !bench_stop; i++) rc |= run_backend(&o, &envs[i], &l);
     if (bench_stop) {
         fprintf(stderr, "cnnbench: stopped by a signal; %d result(s) completed%s\n", l.n,
