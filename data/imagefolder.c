@@ -47,8 +47,9 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool has_image_extension(const char *name)
+bool cnn_imagefolder_is_image_name(const char *name)
 {
+    if (!name) return false;
     static const char *const exts[] = {"jpg", "jpeg", "png", "bmp"};
     const char *dot = strrchr(name, '.');
     if (!dot) return false;
@@ -84,7 +85,8 @@ static cnn_status list_dir(const char *dir, bool want_dirs, strlist *out, int *n
             continue;
         }
         bool is_dir = S_ISDIR(sb.st_mode);
-        if (want_dirs ? is_dir : (S_ISREG(sb.st_mode) && has_image_extension(e->d_name)))
+        const bool image = S_ISREG(sb.st_mode) && cnn_imagefolder_is_image_name(e->d_name);
+        if (want_dirs ? is_dir : image)
             CNN_TRYG(strlist_push(out, e->d_name));
         else if (n_other)
             (*n_other)++;

@@ -603,6 +603,8 @@ cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, 
  * are ImageNet's. */
 cnn_status cnn_imagefolder_create(const char *root, const char *split, int channels,
                                   cnn_dataset **out);
+/* Whether an image folder lists a file of this name (an image extension, any case). */
+bool cnn_imagefolder_is_image_name(const char *file_name);
 void cnn_dataset_destroy(cnn_dataset **ds);
 
 int64_t cnn_dataset_size(const cnn_dataset *ds);

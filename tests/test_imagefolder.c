@@ -172,6 +172,15 @@ TEST(imagefolder_decodes_good_files_and_names_bad_ones)
     data_test_remove_tree(root);
 }
 
+TEST(imagefolder_image_names)
+{
+    CHECK(cnn_imagefolder_is_image_name("a.jpg") && cnn_imagefolder_is_image_name("b.JPEG") &&
+          cnn_imagefolder_is_image_name("dir/c.png") && cnn_imagefolder_is_image_name("d.Bmp"));
+    CHECK(!cnn_imagefolder_is_image_name("e.gif") && !cnn_imagefolder_is_image_name("f.hdr") &&
+          !cnn_imagefolder_is_image_name("jpg") && !cnn_imagefolder_is_image_name("g.jpg.txt") &&
+          !cnn_imagefolder_is_image_name(NULL));
+}
+
 TEST(imagefolder_missing_or_empty_roots_are_errors)
 {
     char root[64], dir[512];

@@ -430,5 +430,11 @@ TEST(train_tool_accuracy_eval_predict)
     }
     CHECK(ranks == 10); /* 5 classes for each of the two files */
     CHECK(sum > 2 * 50 && sum <= 2 * 100 + 0.1);
+    /* A file the image folder would not read is named, in one line. */
+    snprintf(args, sizeof args,
+             "--predict %s --checkpoint %s/run/best.safetensors %s/run/metrics.csv", path, dir,
+             dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 1);
+    CHECK(strstr(out, "metrics.csv: not a .jpg, .jpeg, .png or .bmp file") != NULL);
     remove_tree(dir);
 }

@@ -156,13 +156,17 @@ bool tr_predict(const train_opts *o, cnn_device dev, char *err, size_t n)
         snprintf(err, n, "moving the model to the device: %s", cnn_last_error());
         goto done;
     }
+    for (int i = 0; i < nf; i++)
+        if (!cnn_imagefolder_is_image_name(files[i])) {
+            snprintf(err, n, "%s: not a .jpg, .jpeg, .png or .bmp file", files[i]);
+            goto done;
+        }
     if (!tmp_folder_make(&tmp, files, nf, err, n)) goto done;
     if (cnn_imagefolder_create(tmp.root, "p", mm.in_channels, &ds) != CNN_OK ||
         cnn_dataset_size(ds) != nf) {
         snprintf(err, n, "image files: %s",
-                 cnn_dataset_size(ds) != nf && ds
-                     ? "some file has no image extension (jpg, jpeg, png, bmp)"
-                     : cnn_last_error());
+                 cnn_dataset_size(ds) != nf && ds ? "a file is missing from the temporary folder"
+                                                  : cnn_last_error());
         goto done;
     }
     cnn_transform t = cnn_transform_default(ds, false, mm.img_size);
