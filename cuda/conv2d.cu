@@ -45,6 +45,8 @@ struct FwdOp {
     Geo g;
     const float *x, *w, *bias;
     float *y;
+    int slice; /* elements of one split's part of y (a workspace) when the reduction is split */
+    FwdOp split_into(float *ws, int n) const { return FwdOp{g, x, w, nullptr, ws, n}; }
     struct RowA { int base, h0, w0; bool ok; };
     struct ColB { int base; bool ok; };
     __device__ RowA row_a(int gi, int m, int M) const
@@ -69,10 +71,10 @@ struct FwdOp {
         return __ldg(x + r.base + (c * g.h + hh) * g.w + ww);
     }
     __device__ float b(const ColB &c, int t) const { return c.ok ? __ldg(w + c.base + t) : 0.0f; }
-    __device__ void store(int gi, int, int m, int j, float v) const
+    __device__ void store(int gi, int split, int m, int j, float v) const
     {
         const int pq = g.p * g.q, n = m / pq, rem = m - n * pq, k = gi * g.kg + j;
-        y[(n * g.k + k) * pq + rem] = bias ? v + __ldg(bias + k) : v;
+        y[split * slice + (n * g.k + k) * pq + rem] = bias ? v + __ldg(bias + k) : v;
     }
 };
 
@@ -85,6 +87,8 @@ struct DataOp {
     Geo g;
     const float *dy, *w;
     float *dx;
+    int slice; /* as FwdOp's */
+    DataOp split_into(float *ws, int n) const { return DataOp{g, dy, w, ws, n}; }
     struct RowA { int base, hh, ww; bool ok; };
     struct ColB { int base; bool ok; };
     __device__ RowA row_a(int gi, int m, int M) const
@@ -116,17 +120,15 @@ struct DataOp {
         const int rs = g.r * g.s, k = g.by_rs.div(t), u = t - k * rs;
         return __ldg(w + c.base + k * g.cg * rs + u);
     }
-    __device__ void store(int gi, int, int m, int j, float v) const
+    __device__ void store(int gi, int split, int m, int j, float v) const
     {
         const int hw = g.h * g.w, n = m / hw, rem = m - n * hw;
-        dx[(n * g.c + gi * g.cg + j) * hw + rem] = v;
+        dx[split * slice + (n * g.c + gi * g.cg + j) * hw + rem] = v;
     }
 };
 
 /* Backward filter: m = output channel within the group, j = (c, r, s), t = (n, p, q), the
- * batch-and-pixel reduction, split over blockIdx.z when it is long. Each split writes its own
- * slice of ws (or dw directly when there is one split); a second kernel adds the slices in a
- * fixed order, so the result does not depend on scheduling.
+ * batch-and-pixel reduction, usually long and so split (see run_split).
  * dy: (N, K, P, Q), x: (N, C, H, W) -> dw: (K, Cg, R, S). */
 struct FilterOp {
     static constexpr bool A_T_FAST = true, B_T_FAST = true;
@@ -134,6 +136,7 @@ struct FilterOp {
     const float *dy, *x;
     float *out; /* dw, or ws: (splits, K, Cg*R*S) */
     int slice;  /* K * Cg * R * S: elements of one split's slice */
+    FilterOp split_into(float *ws, int n) const { return FilterOp{g, dy, x, ws, n}; }
     struct RowA { int base; bool ok; };
     struct ColB { int base, hoff, woff; bool ok; };
     __device__ RowA row_a(int gi, int m, int M) const
@@ -170,13 +173,15 @@ struct FilterOp {
     }
 };
 
-/* dw[i] = sum over splits of ws[s][i], in split order. */
-__global__ void sum_splits_kernel(const float *ws, int splits, int slice, float *dw)
+/* out[i] = sum over splits of ws[s][i], in split order, plus bias[(i / pq) % k] when there is a
+ * bias (out: (N, K, P, Q)). */
+__global__ void sum_splits_kernel(const float *ws, int splits, int slice, const float *bias,
+                                  int pq, int k, float *out)
 {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < slice; i += gridDim.x * blockDim.x) {
         float s = 0.0f;
-        for (int k = 0; k < splits; k++) s += ws[k * slice + i];
-        dw[i] = s;
+        for (int z = 0; z < splits; z++) s += ws[z * slice + i];
+        out[i] = bias ? s + __ldg(bias + (i / pq) % k) : s;
     }
 }
 
@@ -310,6 +315,56 @@ cnn_status use_tf32(const cnn_context *ctx, bool *tf32)
     return CNN_OK;
 }
 
+/* Runs op's GEMM (M x NC per group, reduction KD long) into out (slice elements). When its
+ * tiles fill fewer than `fill` blocks per multiprocessor, the reduction is split over
+ * blockIdx.z until they fill about that many, each split a whole number of 8-steps and at least
+ * 256 long: each split writes its own slice of a workspace, and sum_splits_kernel adds them in
+ * split order (and the bias, for the forward), so the result does not depend on scheduling. */
+template <class Op>
+cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int NC, int KD,
+                     int groups, int fill, float *out, int slice, const float *bias, int pq, int k)
+{
+    bool tf32;
+    CNN_TRY(use_tf32(ctx, &tf32));
+    const bool big = M >= 128 && NC >= 96;
+    const int64_t tiles = (int64_t)((M + (big ? 127 : 63)) / (big ? 128 : 64)) *
+                          ((NC + (big ? 127 : 63)) / (big ? 128 : 64)) * groups;
+    int sms = 0;
+    CNN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device.index));
+    int64_t splits = 1;
+    if (tiles > 0 && slice > 0 && tiles < (int64_t)fill * sms) {
+        splits = ((int64_t)fill * sms + tiles - 1) / tiles;
+        const int64_t max_by_len = KD / 256 > 0 ? KD / 256 : 1;
+        if (splits > max_by_len) splits = max_by_len;
+        if (splits > 65535 / groups) splits = 65535 / groups;
+        if ((int64_t)slice * splits >= INT_MAX) splits = INT_MAX / slice;
+        if (splits < 1) splits = 1;
+    }
+    /* Chunks are whole tiles of BK (8) so that no split's tiles straddle another's. */
+    const int kchunk = (int)(((KD + splits - 1) / splits + 7) / 8 * 8);
+    if (splits > 1) splits = (KD + kchunk - 1) / kchunk;
+    if (splits <= 1) return launch_igemm(st, op, tf32, M, NC, KD, groups, 1, KD);
+    cnn_tensor *ws = NULL;
+    cnn_shape wshape = {};
+    wshape.ndim = 1;
+    wshape.d[0] = splits * slice;
+    CNN_TRY(cnn_tensor_empty(wshape, CNN_F32, ctx->device, &ws));
+    cnn_status s = launch_igemm(st, op.split_into(cnn_f32(ws), slice), tf32, M, NC, KD, groups,
+                                (int)splits, kchunk);
+    if (s == CNN_OK) {
+        sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(cnn_f32(ws), (int)splits, slice,
+                                                                 bias, pq, k, out);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess)
+            s = cnn_error(cnn_cuda_status_of(e), "conv2d: launch of sum_splits_kernel failed: %s",
+                          cudaGetErrorString(e));
+    }
+    /* Released at once: the caching allocator reuses the block only for later work on this
+     * stream, which runs after these kernels. */
+    cnn_tensor_free(&ws);
+    return s;
+}
+
 } /* namespace */
 
 extern "C" cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *c,
@@ -326,11 +381,10 @@ extern "C" cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_c
         CNN_CUDA_LAUNCH_CHECK(dw_forward_kernel);
         return CNN_OK;
     }
-    bool tf32;
-    CNN_TRY(use_tf32(ctx, &tf32));
-    FwdOp op{g, x, w, b, y};
-    return launch_igemm(st, op, tf32, g.n * g.p * g.q, g.kg, g.cg * g.r * g.s, g.groups, 1,
-                        g.cg * g.r * g.s);
+    /* Split only when the tiles alone leave multiprocessors idle (ResNet-50's 7x7 stage). */
+    FwdOp op{g, x, w, b, y, 0};
+    return run_split(ctx, st, op, g.n * g.p * g.q, g.kg, g.cg * g.r * g.s, g.groups, 1, y,
+                     g.n * g.k * g.p * g.q, b, g.p * g.q, g.k);
 }
 
 extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *c,
@@ -346,11 +400,9 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_
         CNN_CUDA_LAUNCH_CHECK(dw_backward_data_kernel);
         return CNN_OK;
     }
-    bool tf32;
-    CNN_TRY(use_tf32(ctx, &tf32));
-    DataOp op{g, dy, w, dx};
-    return launch_igemm(st, op, tf32, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1,
-                        g.kg * g.r * g.s);
+    DataOp op{g, dy, w, dx, 0};
+    return run_split(ctx, st, op, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1, dx,
+                     g.n * g.c * g.h * g.w, nullptr, 1, 1);
 }
 
 extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *c,
@@ -372,50 +424,13 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cn
         return CNN_OK;
     }
     /* The reduction (N*P*Q) is usually far longer than the output (Kg x Cg*R*S) is wide: split
-     * it until the grid has a few blocks per multiprocessor, keeping each split >= 256 long. */
+     * it until the grid has a few blocks per multiprocessor. */
     const int M = g.kg, NC = g.cg * g.r * g.s, KD = g.n * g.p * g.q, slice = g.k * NC;
     /* An empty batch: dw = 0 (and no split arithmetic on a reduction of length 0). */
     if (KD == 0) {
         CNN_CUDA_TRY(cudaMemsetAsync(dw, 0, (size_t)slice * sizeof(float), st));
         return CNN_OK;
     }
-    const bool big = M >= 128 && NC >= 96;
-    const int64_t tiles = (int64_t)((M + (big ? 127 : 63)) / (big ? 128 : 64)) *
-                          ((NC + (big ? 127 : 63)) / (big ? 128 : 64)) * g.groups;
-    int sms = 0;
-    CNN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device.index));
-    int64_t splits = (4 * (int64_t)sms + tiles - 1) / tiles;
-    const int64_t max_by_len = KD / 256 > 0 ? KD / 256 : 1;
-    if (splits > max_by_len) splits = max_by_len;
-    if (splits > 65535 / g.groups) splits = 65535 / g.groups;
-    if ((int64_t)slice * splits >= INT_MAX) splits = INT_MAX / slice;
-    if (splits < 1) splits = 1;
-    /* Chunks are whole tiles of BK (8) so that no split's tiles straddle another's. */
-    const int kchunk = (int)(((KD + splits - 1) / splits + 7) / 8 * 8);
-    splits = (KD + kchunk - 1) / kchunk;
-    bool tf32;
-    CNN_TRY(use_tf32(ctx, &tf32));
-    if (splits == 1) {
-        FilterOp op{g, dy, x, dw, slice};
-        return launch_igemm(st, op, tf32, M, NC, KD, g.groups, 1, KD);
-    }
-    cnn_tensor *ws = NULL;
-    cnn_shape wshape = {};
-    wshape.ndim = 1;
-    wshape.d[0] = splits * slice;
-    CNN_TRY(cnn_tensor_empty(wshape, CNN_F32, ctx->device, &ws));
-    FilterOp op{g, dy, x, cnn_f32(ws), slice};
-    cnn_status s = launch_igemm(st, op, tf32, M, NC, KD, g.groups, (int)splits, kchunk);
-    if (s == CNN_OK) {
-        sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(cnn_f32(ws), (int)splits, slice,
-                                                                 dw);
-        cudaError_t e = cudaGetLastError();
-        if (e != cudaSuccess)
-            s = cnn_error(cnn_cuda_status_of(e), "conv2d backward: launch of sum_splits_kernel "
-                          "failed: %s", cudaGetErrorString(e));
-    }
-    /* Released at once: the caching allocator reuses the block only for later work on this
-     * stream, which runs after these kernels. */
-    cnn_tensor_free(&ws);
-    return s;
+    FilterOp op{g, dy, x, dw, slice};
+    return run_split(ctx, st, op, M, NC, KD, g.groups, 4, dw, slice, nullptr, 1, 1);
 }
