@@ -14,8 +14,15 @@ namespace {
 namespace wmma = nvcuda::wmma;
 
 /* v rounded to TF32 (10 mantissa bits, to nearest with ties away from zero), as a tensor core
- * reads it. */
-__device__ float to_tf32(float v) { return wmma::__float_to_tf32(v); }
+ * reads it. Before sm_80 there is no TF32 (and the TF32 kernel is never launched there). */
+__device__ float to_tf32(float v)
+{
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+    return wmma::__float_to_tf32(v);
+#else
+    return v;
+#endif
+}
 
 /* Per group gi: C[m][j] = sum_t A[m][t] * B[t][j] for m < M, j < NC, t in this split's part of
  * [0, KD). An Op supplies the operands and the store; rows of A and columns of B are resolved
