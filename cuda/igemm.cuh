@@ -1,6 +1,7 @@
 /* igemm.cuh — the implicit GEMMs behind the hand-written conv (conv2d.cu includes it; nothing
  * else does): shared-memory tiles of operands that an Op computes on the fly, multiplied in exact
- * FP32 on the CUDA cores or in TF32 on the tensor cores. Knows nothing of convolution. */
+ * FP32 on the CUDA cores or in TF32 on the tensor cores. Knows nothing of convolution but the
+ * name its errors give. */
 #ifndef CNN_IGEMM_CUH
 #define CNN_IGEMM_CUH
 
