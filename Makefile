@@ -204,8 +204,9 @@ check-cuda-emu-cudnn:
 	CNN_TOOLS_DIR=build-emu-cudnn/bin build-emu-cudnn/tests/run_tests $(EMU_GPU_TESTS)
 
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include/cnncuda $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/cnncuda.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/cnncuda/*.h $(DESTDIR)$(PREFIX)/include/cnncuda/
 	install -m 644 $(BUILD)/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libcnncuda.so $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0
 	ln -sf libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/libcnncuda.so
