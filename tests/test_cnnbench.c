@@ -6,6 +6,8 @@
  * cnnbench (skipped without a python that has torch). */
 #include "test.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -402,6 +404,41 @@ TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);
+}
+
+/* A stop signal that comes twice (as `timeout` sends it: to the command, then to its process
+ * group) is one stop: the second, 0.2 s later while a training step is still running, must not
+ * kill the process before it writes what it completed. */
+TEST(cnnbench_a_repeated_stop_signal_is_one_stop)
+{
+    char tool[512], json[64] = "/tmp/cnnbench_stop2.XXXXXX";
+    if (!bench_path(tool, sizeof tool)) return;
+    int fd = mkstemp(json);
+    REQUIRE(fd >= 0);
+    close(fd);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execl(tool, tool, "model", "resnet18", "--batch", "16", "--warmup", "0", "--iters", "50",
+              "--no-peak", "--json", json, (char *)NULL);
+        _exit(127);
+    }
+    /* A training step here takes 1.7 s (2 cores; far longer under ASan), after 0.5 s of
+     * start-up: both signals land inside the first step. */
+    usleep(1000000);
+    kill(pid, SIGTERM);
+    usleep(200000);
+    kill(pid, SIGTERM);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    if (WIFSIGNALED(st)) cnn_test_fail(__FILE__, __LINE__, "killed by signal %d", WTERMSIG(st));
+    const char *j = slurp(json);
+    CHECK(j && strstr(j, "\"complete\": false"));
+    unlink(json);
 }
 
 TEST(cnnbench_writes_completed_results_when_stopped)

@@ -329,7 +329,7 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
     bench_json_key(&j, "batch"), bench_json_int(&j, o->batch);
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);
     bench_json_key(&j, "iters"), bench_json_int(&j, o->iters);
-    bench_json_key(&j, "complete"), bench_json_bool(&j, !bench_stop);
+    bench_json_key(&j, "complete"), bench_json_bool(&j, !tool_stop);
     bench_json_key(&j, "timing");
     bench_json_str(&j, gpu ? "cuda events (host clock on the cpu)" : "host monotonic clock");
     bench_json_key(&j, "peaks");
@@ -384,7 +384,7 @@ int main(int argc, char **argv)
 {
     /* First: a stop that comes during start-up (CUDA's initialisation can take seconds) is
      * then reported, with the JSON of what completed, instead of killing the process. */
-    bench_catch_signals();
+    tool_catch_stop_signals(1);
     bench_opts o;
     parse_args(argc, argv, &o);
     /* The loader moves data, not arithmetic: no device peaks to compare it with. */
@@ -430,8 +430,8 @@ int main(int argc, char **argv)
     }
     bench_log l = {0};
     int rc = 0;
-    for (int i = 0; i < n_env && !bench_stop; i++) rc |= run_backend(&o, &envs[i], &l);
-    if (bench_stop) {
+    for (int i = 0; i < n_env && !tool_stop; i++) rc |= run_backend(&o, &envs[i], &l);
+    if (tool_stop) {
         fprintf(stderr, "cnnbench: stopped by a signal; %d result(s) completed%s\n", l.n,
                 o.json ? ", written to the JSON file" : "");
         rc = 1;

@@ -6,12 +6,12 @@
 #include "common/checkpoint.h"
 #include "common/predict.h"
 #include "common/progress.h"
+#include "common/stop_signal.h"
 #include "common/train_opts.h"
 #include "common/train_report.h"
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +19,6 @@
 #include <time.h>
 
 #define TOOL "train_imagenet_subset"
-
-static volatile sig_atomic_t g_stop;
-
-/* Only sets the flag: the loop saves a checkpoint at the next step boundary. SA_RESETHAND
- * lets a second Ctrl-C end the program at once. */
-static void on_sigint(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -248,7 +238,7 @@ static bool evaluate(run *r, tr_eval *e)
      * stays busy while the host reads. */
     cnn_tensor *prev[3] = {NULL, NULL, NULL}; /* logits, labels, loss */
     for (;;) {
-        if (g_stop) break;
+        if (tool_stop) break;
         cnn_tensor *images = NULL, *labels = NULL, *logits = NULL, *loss = NULL;
         LIB(cnn_loader_next(r->val_ld, &images, &labels), "validation data");
         if (images) forward_batch(r, images, labels, false, &logits, &loss);
@@ -262,7 +252,7 @@ static bool evaluate(run *r, tr_eval *e)
     }
     for (int i = 0; i < 3; i++) cnn_tensor_free(&prev[i]);
     cnn_set_grad_enabled(was);
-    return !g_stop;
+    return !tool_stop;
 }
 
 static void path_in_dir(const run *r, const char *name, char *buf, size_t n)
@@ -326,7 +316,7 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
     cnn_loader_stats s0, s1;
     cnn_loader_get_stats(r->train_ld, &s0);
     for (;;) {
-        if (g_stop) break;
+        if (tool_stop) break;
         cnn_tensor *images = NULL, *labels = NULL;
         LIB(cnn_loader_next(r->train_ld, &images, &labels), "training data");
         if (!images) break;
@@ -352,7 +342,7 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
     tr_progress_end(&bar);
     cnn_loader_get_stats(r->train_ld, &s1);
     *wait_s = s1.wait_seconds - s0.wait_seconds;
-    return !g_stop;
+    return !tool_stop;
 }
 
 static void train(run *r)
@@ -411,7 +401,7 @@ static void train(run *r)
                train_secs > 0 ? (double)te.n / train_secs : 0, 100 * row.data_wait,
                best ? "  *best" : "");
         fflush(stdout);
-        if (g_stop) interrupted(r);
+        if (tool_stop) interrupted(r);
         if (o->early_stop > 0 && r->st.bad_epochs >= o->early_stop) {
             printf("early stop: no better val top-1 for %d epochs\n", o->early_stop);
             break;
@@ -583,12 +573,8 @@ int main(int argc, char **argv)
         printf("resuming at epoch %lld, batch %lld (step %lld)\n", (long long)r.st.epoch + 1,
                (long long)r.st.batch, (long long)r.st.step);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    /* Ctrl-C sets tool_stop: the loop saves a checkpoint at the next step boundary. */
+    tool_catch_stop_signals(0);
 
     train(&r);
     if (r.last_eval.n == 0) {

@@ -5,8 +5,8 @@
 #define CNN_TOOLS_BENCH_H
 
 #include "cnncuda.h"
+#include "stop_signal.h"
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -71,11 +71,9 @@ typedef struct bench_log {
 bench_result *bench_log_add(bench_log *l);
 
 /* ---- timing ---------------------------------------------------------------------------------- */
-/* Set by SIGTERM / SIGINT once bench_catch_signals() ran: bench_time fails at its next repeat and
+/* tool_stop (stop_signal.h), set by SIGTERM / SIGINT: bench_time fails at its next repeat and
  * the modes' loops stop, so the tool can still write the results completed so far (a run cut
- * short by a time limit keeps them). A second signal ends the process at once. */
-extern volatile sig_atomic_t bench_stop;
-void bench_catch_signals(void);
+ * short by a time limit keeps them). */
 double bench_now_ms(void);
 /* Runs warmup + iters repeats of: setup (untimed, may be NULL), a cache flush (e->flush), then
  * cnn_synchronize, then run timed with a cnn_timer (CUDA events on the context's stream on a

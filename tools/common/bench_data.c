@@ -59,7 +59,7 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     double t0 = 0;
     int64_t images = 0;
     for (int i = 0; i < o->warmup + o->iters; i++) {
-        if (bench_stop) goto done;
+        if (tool_stop) goto done;
         if (i == o->warmup) {
             /* Steady state from here: the workers' counters and the clock restart. */
             cnn_loader_get_stats(ld, &s0);

@@ -169,7 +169,7 @@ static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_mode
     printf("%-28s %-12s %-22s %10s %12s %7s\n", "layer", "type", "input", "fwd ms", "fwd+bwd ms",
            "%step");
     int rc = 0;
-    for (int i = 0; i < s->n_layers && !bench_stop; i++) {
+    for (int i = 0; i < s->n_layers && !tool_stop; i++) {
         const cnn_layer_summary *ly = &s->layers[i];
         cnn_shape out = ly->out_shape, in = prev;
         out.d[0] = o->batch;
@@ -358,7 +358,7 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
     if (o->layers) rc |= time_layers(o, e, l, m, &sum, tt.median);
     goto done;
 fail:
-    if (!bench_stop) fprintf(stderr, "cnnbench: model %s: %s\n", o->model, cnn_last_error());
+    if (!tool_stop) fprintf(stderr, "cnnbench: model %s: %s\n", o->model, cnn_last_error());
 done:
     cnn_tensor_free(&x);
     cnn_tensor_free(&xc);

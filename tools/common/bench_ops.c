@@ -174,7 +174,7 @@ static int run_job(const bench_opts *o, bench_env *e, bench_log *l, op_job *j, c
                    const double *flops, const double *bytes)
 {
     int rc = 0;
-    for (int i = 0; i < np && !bench_stop; i++) {
+    for (int i = 0; i < np && !tool_stop; i++) {
         int p = passes[i];
         bench_result *r = bench_log_add(l);
         if (!r) return 1;
@@ -188,7 +188,7 @@ static int run_job(const bench_opts *o, bench_env *e, bench_log *l, op_job *j, c
         job_check(j, e, r);
         if (strcmp(r->check, "ok") && strcmp(r->check, "n/a")) rc = 1;
         if (bench_time(e, o->warmup, o->iters, job_setup, job_run, job_teardown, j, &r->t)) {
-            if (!bench_stop)
+            if (!tool_stop)
                 fprintf(stderr, "cnnbench: %s %s %s %s failed: %s\n", mode, name, shape,
                         pass_names[p], cnn_last_error());
             job_teardown(j);
@@ -299,7 +299,7 @@ int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
 {
     int rc = 0;
     bench_print_row(e, NULL);
-    for (int i = 0; i < o->n_shapes && !bench_stop; i++) {
+    for (int i = 0; i < o->n_shapes && !tool_stop; i++) {
         const bench_conv_shape *s = &o->shapes[i];
         op_job j = {.fwd = fwd_conv,
                     .naive = conv_naive,
@@ -438,7 +438,7 @@ int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l)
     const int shapes[][3] = {{64, 112, 112}, {256, 56, 56}, {1024, 14, 14}};
     int rc = 0;
     bench_print_row(e, NULL);
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !bench_stop; i++) {
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes && !tool_stop; i++) {
         const int n = o->batch, c = shapes[i][0], h = shapes[i][1];
         op_job j = {.fwd = fwd_bn,
                     .naive = bn_naive,
@@ -512,7 +512,7 @@ int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
                  {256, 56, 2, 2, 0, true, "avg_pool"}};
     int rc = 0;
     bench_print_row(e, NULL);
-    for (size_t i = 0; i < sizeof cases / sizeof *cases && !bench_stop; i++) {
+    for (size_t i = 0; i < sizeof cases / sizeof *cases && !tool_stop; i++) {
         const int n = o->batch, c = cases[i].c, h = cases[i].h, k = cases[i].k;
         const int P = out_size(h, k, cases[i].stride, cases[i].pad);
         op_job j = {.fwd = fwd_pool,
@@ -584,7 +584,7 @@ int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)
     bench_print_row(e, NULL);
     char shape[64];
     snprintf(shape, sizeof shape, "%d,256,56,56", n);
-    for (int add = 0; add < 2 && !bench_stop; add++) {
+    for (int add = 0; add < 2 && !tool_stop; add++) {
         op_job j = {.fwd = fwd_ew,
                     .naive = ew_naive,
                     .n_in = add ? 2 : 1,

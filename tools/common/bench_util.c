@@ -24,25 +24,6 @@ bench_result *bench_log_add(bench_log *l)
 }
 
 /* ---- timing ---------------------------------------------------------------------------------- */
-volatile sig_atomic_t bench_stop;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    bench_stop = 1;
-}
-
-void bench_catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-}
-
 double bench_now_ms(void)
 {
     struct timespec t;
@@ -67,7 +48,7 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
     }
     int rc = 0;
     for (int i = 0; i < warmup + iters && !rc; i++) {
-        if (bench_stop) {
+        if (tool_stop) {
             rc = -1;
             break;
         }
