@@ -8,7 +8,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include <stb/stb_image.h>
 
 typedef struct folder_impl {
     char **paths; /* n full paths, class by class, sorted within a class */
@@ -201,7 +200,7 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
     unsigned char *file = NULL, *pix = NULL;
     size_t len = 0;
     CNN_TRY(read_image_file(path, &file, &len));
-    int w = 0, h = 0, n = 0;
+    int w = 0, h = 0;
     cnn_status st = CNN_OK;
     if (!decodable(file, len)) {
         st = cnn_error(CNN_ERR_FORMAT,
@@ -210,12 +209,11 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
     } else if (file[0] == 0xFF && jpeg_huffman_overflows(file, len)) {
         st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): a Huffman "
                        "table with more than 256 codes (corrupt JPEG)", path, len);
-    } else if (!stbi_info_from_memory(file, (int)len, &w, &h, &n) ||
-               (st = check_size(path, w, h)) == CNN_OK) {
+    } else if (!cnn_image_info(file, len, &w, &h) || (st = check_size(path, w, h)) == CNN_OK) {
         /* The header's size was checked before anything is allocated for the pixels. */
-        pix = stbi_load_from_memory(file, (int)len, &w, &h, &n, ds->channels);
+        const char *why = NULL;
+        pix = cnn_image_decode(file, len, ds->channels, &w, &h, &why);
         if (!pix) {
-            const char *why = stbi_failure_reason();
             st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): %s", path,
                            len, why ? why : "unknown reason");
         } else if (w <= 0 || h <= 0) {
@@ -227,7 +225,7 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
     }
     free(file);
     if (st != CNN_OK) {
-        stbi_image_free(pix);
+        cnn_image_free(pix);
         return st;
     }
     *img = (cnn_image_u8){pix, h, w, ds->channels, true};
