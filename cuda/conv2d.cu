@@ -326,9 +326,7 @@ cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int
 {
     bool tf32;
     CNN_TRY(use_tf32(ctx, &tf32));
-    const bool big = M >= 128 && NC >= 96;
-    const int64_t tiles = (int64_t)((M + (big ? 127 : 63)) / (big ? 128 : 64)) *
-                          ((NC + (big ? 127 : 63)) / (big ? 128 : 64)) * groups;
+    const int64_t tiles = igemm_tiles(M, NC, groups);
     int sms = 0;
     CNN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device.index));
     int64_t splits = 1;

@@ -232,17 +232,28 @@ __global__ void __launch_bounds__(WM * WN * 32)
 }
 
 /* ---- launch ------------------------------------------------------------------------------ */
-/* Big tiles (128x128) when both GEMM sides fill them, else 64x64; on the tensor cores when TF32
- * is on and the GPU has them (sm_80 and later). */
+/* The tile side for an M x NC GEMM: big tiles (128x128) when both sides fill them, else 64. */
+inline int igemm_tile(int M, int NC) { return M >= 128 && NC >= 96 ? 128 : 64; }
+
+/* The blocks of one split of an M x NC GEMM in `groups` groups (tiles of igemm_tile's side). */
+inline int64_t igemm_tiles(int M, int NC, int groups)
+{
+    const int t = igemm_tile(M, NC);
+    return (int64_t)((M + t - 1) / t) * ((NC + t - 1) / t) * groups;
+}
+
+/* The GEMM in igemm_tile's tiles, on the tensor cores when TF32 is on and the GPU has them
+ * (sm_80 and later). */
 template <class Op>
 cnn_status launch_igemm(cudaStream_t st, const Op &op, bool tf32, int M, int NC, int KD,
                         int groups, int splits, int kchunk)
 {
     /* An empty batch leaves nothing to compute, and a grid of 0 blocks is a launch error. */
     if (M == 0 || NC == 0) return CNN_OK;
-    const bool big = M >= 128 && NC >= 96;
-    const int bm = big ? 128 : 64, bn = big ? 128 : 64;
-    const int64_t gx = (M + bm - 1) / bm, gy = (NC + bn - 1) / bn, gz = (int64_t)groups * splits;
+    const int tile = igemm_tile(M, NC);
+    const bool big = tile == 128;
+    const int64_t gx = (M + tile - 1) / tile, gy = (NC + tile - 1) / tile;
+    const int64_t gz = (int64_t)groups * splits;
     CNN_CHECK(gx < INT_MAX && gy <= 65535 && gz <= 65535, CNN_ERR_UNSUPPORTED,
               "conv2d: a GEMM of %d x %d x %d in %d groups is beyond the hand-written kernel's "
               "grid",
