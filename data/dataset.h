@@ -48,9 +48,11 @@ cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t);
 /* strdup that reports out of memory as a status. */
 cnn_status cnn_data_strdup(const char *s, const char *what, char **out);
 
-/* image_decode.c: stb_image's JPEG, PNG and BMP decoders with zero-filled allocations. The
- * header's size (false if unreadable); the pixels as channels x uint8, interleaved (NULL with
- * a reason in *why), released with free() or cnn_image_free. */
+/* image_decode.c: stb_image's JPEG, PNG and BMP decoders with zero-filled allocations. Why a
+ * file's content must not reach them (NULL when it may); the header's size (false if
+ * unreadable); the pixels as channels x uint8, interleaved (NULL with a reason in *why),
+ * released with free() or cnn_image_free. */
+const char *cnn_image_refusal(const unsigned char *file, size_t len);
 bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h);
 unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int channels, int *w,
                                 int *h, const char **why);

@@ -1,8 +1,7 @@
 /* image_decode.c — stb_image (from Debian's libstb-dev header) compiled into the library with
- * only its JPEG, PNG and BMP decoders and with zero-filled allocations: on corrupt files the
- * packaged stb_image reads heap it never wrote (valgrind, under fuzzing), which would give
- * garbage pixels that differ from run to run. Nothing else here; imagefolder.c decides what
- * reaches it. */
+ * only its JPEG, PNG and BMP decoders and with zero-filled allocations (on corrupt files the
+ * packaged stb_image reads heap it never wrote: valgrind, under fuzzing, so pixels would differ
+ * from run to run), and the checks of a file's content that keep it from stb's known faults. */
 #include "dataset.h"
 
 #include <stdlib.h>
@@ -34,6 +33,65 @@ static void *zero_realloc(void *p, size_t old, size_t n)
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <stb/stb_image.h>
+
+/* The formats decoded, told by their first bytes (a file's name can lie): JPEG, PNG and BMP.
+ * stb_image's other decoders are not even compiled in: fuzzing found its Radiance HDR decoder
+ * looping forever on a corrupt run length, and its GIF, PSD and PIC decoders have a record of
+ * memory errors. */
+static bool decodable(const unsigned char *m, size_t n)
+{
+    return (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF) ||
+           (n >= 8 && memcmp(m, "\x89PNG\r\n\x1a\n", 8) == 0) ||
+           (n >= 2 && m[0] == 'B' && m[1] == 'M');
+}
+
+/* A JPEG with a Huffman table (DHT segment) of more than 256 codes: the packaged stb_image
+ * (2022) does not check, and writes past its tables (found by fuzzing under UBSan; newer stb
+ * refuses such a table). The walk follows stb_image's own reading, so that it meets every table
+ * stb would: bytes before a 0xFF are skipped, a segment's tables are read until its length is
+ * used up (counts past the file's end read as 0), and the entropy-coded data after a start of
+ * scan runs to the next marker that is neither a stuffed 0xFF nor a restart (progressive files
+ * define tables between scans). Other damage is left to stb_image, which reports it. */
+static bool jpeg_huffman_overflows(const unsigned char *p, size_t n)
+{
+    size_t i = 2;
+    while (i + 1 < n) {
+        if (p[i] != 0xFF) {
+            i++;
+            continue;
+        }
+        size_t k = i + 1;
+        while (k < n && p[k] == 0xFF) k++; /* fill bytes */
+        if (k + 2 >= n || p[k] == 0xD9) break;
+        const unsigned m = p[k];
+        i = k + 1;
+        if (m == 0 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no segment */
+        const size_t len = ((size_t)p[i] << 8) | p[i + 1];
+        if (len < 2) break; /* stb_image stops there */
+        if (m == 0xC4) {
+            long left = (long)len - 2;
+            for (size_t j = i + 2; left > 0;) {
+                unsigned codes = 0;
+                for (size_t c = j + 1; c <= j + 16; c++) codes += c < n ? p[c] : 0;
+                if (codes > 256) return true;
+                j += 17 + codes;
+                left -= 17 + (long)codes;
+            }
+        }
+        i += len;
+        if (m == 0xDA)
+            while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
+    }
+    return false;
+}
+
+const char *cnn_image_refusal(const unsigned char *file, size_t len)
+{
+    if (!decodable(file, len)) return "not a JPEG, PNG or BMP file";
+    if (file[0] == 0xFF && jpeg_huffman_overflows(file, len))
+        return "a Huffman table with more than 256 codes (corrupt JPEG)";
+    return NULL;
+}
 
 bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h)
 {

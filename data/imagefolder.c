@@ -113,58 +113,7 @@ static cnn_status check_size(const char *path, int64_t w, int64_t h)
     return CNN_OK;
 }
 
-/* The formats decoded, told by their first bytes (a file's name can lie): JPEG, PNG and BMP.
- * stb_image's other decoders are not offered to untrusted files: fuzzing found its Radiance HDR
- * decoder looping forever on a corrupt run length, and its GIF, PSD and PIC decoders have a
- * record of memory errors. */
-static bool decodable(const unsigned char *m, size_t n)
-{
-    return (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF) ||
-           (n >= 8 && memcmp(m, "\x89PNG\r\n\x1a\n", 8) == 0) ||
-           (n >= 2 && m[0] == 'B' && m[1] == 'M');
-}
-
-/* A JPEG with a Huffman table (DHT segment) of more than 256 codes: the packaged stb_image
- * (2022) does not check, and writes past its tables (found by fuzzing under UBSan; newer stb
- * refuses such a table). The walk follows stb_image's own reading, so that it meets every table
- * stb would: bytes before a 0xFF are skipped, a segment's tables are read until its length is
- * used up (counts past the file's end read as 0), and the entropy-coded data after a start of
- * scan runs to the next marker that is neither a stuffed 0xFF nor a restart (progressive files
- * define tables between scans). Other damage is left to stb_image, which reports it. */
-static bool jpeg_huffman_overflows(const unsigned char *p, size_t n)
-{
-    size_t i = 2;
-    while (i + 1 < n) {
-        if (p[i] != 0xFF) {
-            i++;
-            continue;
-        }
-        size_t k = i + 1;
-        while (k < n && p[k] == 0xFF) k++; /* fill bytes */
-        if (k + 2 >= n || p[k] == 0xD9) break;
-        const unsigned m = p[k];
-        i = k + 1;
-        if (m == 0 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no segment */
-        const size_t len = ((size_t)p[i] << 8) | p[i + 1];
-        if (len < 2) break; /* stb_image stops there */
-        if (m == 0xC4) {
-            long left = (long)len - 2;
-            for (size_t j = i + 2; left > 0;) {
-                unsigned codes = 0;
-                for (size_t c = j + 1; c <= j + 16; c++) codes += c < n ? p[c] : 0;
-                if (codes > 256) return true;
-                j += 17 + codes;
-                left -= 17 + (long)codes;
-            }
-        }
-        i += len;
-        if (m == 0xDA)
-            while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
-    }
-    return false;
-}
-
-/* The whole file at path, for the checks above and stb_image (which takes an int length). */
+/* The whole file at path, for cnn_image_refusal and stb_image (which takes an int length). */
 static cnn_status read_image_file(const char *path, unsigned char **out, size_t *len)
 {
     *out = NULL;
@@ -202,13 +151,10 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
     CNN_TRY(read_image_file(path, &file, &len));
     int w = 0, h = 0;
     cnn_status st = CNN_OK;
-    if (!decodable(file, len)) {
-        st = cnn_error(CNN_ERR_FORMAT,
-                       "imagefolder: cannot decode '%s' (%zu bytes): not a JPEG, PNG or BMP file",
-                       path, len);
-    } else if (file[0] == 0xFF && jpeg_huffman_overflows(file, len)) {
-        st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): a Huffman "
-                       "table with more than 256 codes (corrupt JPEG)", path, len);
+    const char *refused = cnn_image_refusal(file, len);
+    if (refused) {
+        st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): %s", path,
+                       len, refused);
     } else if (!cnn_image_info(file, len, &w, &h) || (st = check_size(path, w, h)) == CNN_OK) {
         /* The header's size was checked before anything is allocated for the pixels. */
         const char *why = NULL;
