@@ -5,8 +5,6 @@
 
 #include "philox.h"
 
-#include <stb/stb_image_resize.h>
-
 /* ---- dataset accessors ------------------------------------------------------------------- */
 cnn_dataset *cnn_dataset_alloc(const cnn_dataset_ops *ops)
 {
@@ -195,21 +193,14 @@ static void random_resized_crop_box(sample_rng *r, int H, int W, const cnn_trans
     box[3] = w;
 }
 
-/* Resizes the (h, w) window at (top, left) of img into dst (S x S x C bytes). */
+/* Resizes the (h, w) window at (top, left) of img into dst (oh x ow x C bytes), as torchvision
+ * crops and then resizes. */
 static cnn_status resize_window(const cnn_image_u8 *img, int top, int left, int h, int w,
                                 unsigned char *dst, int oh, int ow)
 {
-    int C = img->channels;
-    const unsigned char *src = img->pix + ((size_t)top * img->w + left) * C;
-    if (h == oh && w == ow) {
-        for (int y = 0; y < oh; y++) memcpy(dst + (size_t)y * ow * C, src + (size_t)y * img->w * C,
-                                            (size_t)ow * C);
-        return CNN_OK;
-    }
-    if (!stbir_resize_uint8(src, w, h, img->w * C, dst, ow, oh, ow * C, C))
-        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "transform: resizing %dx%d to %dx%d failed", w, h,
-                         ow, oh);
-    return CNN_OK;
+    size_t stride = (size_t)img->w * img->channels;
+    return cnn_image_resample(img->pix + (size_t)top * stride + (size_t)left * img->channels, h,
+                              w, stride, img->channels, NULL, dst, oh, ow);
 }
 
 /* Bytes (S, S, C) -> floats (C, S, S) in [0, 1]. */
@@ -237,7 +228,7 @@ static cnn_status apply_geometry(const cnn_image_u8 *img, const cnn_transform *t
         return CNN_OK;
     }
     cnn_status st = CNN_OK;
-    unsigned char *tmp = malloc(plane * C), *mid = NULL;
+    unsigned char *tmp = malloc(plane * C);
     if (!tmp) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "transform: no memory for %dx%d", S, S);
     if (t->geometry == CNN_GEOM_PAD_OR_RESIZE) {
         CNN_TRYG(resize_window(img, 0, 0, H, W, tmp, S, S));
@@ -246,7 +237,8 @@ static cnn_status apply_geometry(const cnn_image_u8 *img, const cnn_transform *t
         random_resized_crop_box(r, H, W, t, box);
         CNN_TRYG(resize_window(img, box[0], box[1], box[2], box[3], tmp, S, S));
     } else {
-        /* Resize(round(S / ratio)) on the shorter side, then CenterCrop(S), as torchvision. */
+        /* Resize(round(S / ratio)) on the shorter side, then CenterCrop(S), as torchvision:
+         * one resample of the part of the image that the crop keeps. */
         int R = (int)lrint(S / (double)t->eval_crop_ratio);
         int nh = H <= W ? R : (int)((double)R * H / W), nw = H <= W ? (int)((double)R * W / H) : R;
         if (nh < S || nw < S) {
@@ -254,23 +246,16 @@ static cnn_status apply_geometry(const cnn_image_u8 *img, const cnn_transform *t
                            nh, S);
             goto done;
         }
-        cnn_image_u8 resized = *img;
-        if (nh != H || nw != W) {
-            mid = malloc((size_t)nh * nw * C);
-            if (!mid) {
-                st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "transform: no memory for %dx%d", nw, nh);
-                goto done;
-            }
-            CNN_TRYG(resize_window(img, 0, 0, H, W, mid, nh, nw));
-            resized = (cnn_image_u8){mid, nh, nw, C, false};
-        }
         int top = (int)lrint((nh - S) / 2.0), left = (int)lrint((nw - S) / 2.0);
-        CNN_TRYG(resize_window(&resized, top, left, S, S, tmp, S, S));
+        /* Products before quotients, so that a crop reaching the edge ends exactly there. */
+        double box[4] = {(double)top * H / nh, (double)left * W / nw, (double)(top + S) * H / nh,
+                         (double)(left + S) * W / nw};
+        if (nh == H && nw == W) CNN_TRYG(resize_window(img, top, left, S, S, tmp, S, S));
+        else CNN_TRYG(cnn_image_resample(img->pix, H, W, (size_t)W * C, C, box, tmp, S, S));
     }
     to_chw(tmp, S, C, out);
 done:
     free(tmp);
-    free(mid);
     return st;
 }
 

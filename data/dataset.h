@@ -58,4 +58,12 @@ unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int chann
                                 int *h, const char **why);
 void cnn_image_free(unsigned char *pix);
 
+/* resample.c: resizes the h x w window at src (rows `stride` bytes apart, C interleaved
+ * channels) to oh x ow as PIL's BILINEAR resize does (torchvision's Resize and
+ * RandomResizedCrop), into dst (oh * ow * C bytes). box (y0, x0, y1, x1), in source pixels,
+ * picks the part that spans the output (PIL's `box`; NULL: the whole window); the filter reads
+ * the window only. */
+cnn_status cnn_image_resample(const unsigned char *src, int h, int w, size_t stride, int C,
+                              const double *box, unsigned char *dst, int oh, int ow);
+
 #endif /* CNN_DATA_DATASET_H */
