@@ -58,15 +58,6 @@ static int64_t conv_macs(const conv_geom *g)
     return g->n * g->k * (g->p * g->q) * (g->cg * g->r * g->s);
 }
 
-/* Threads for `units` independent (sample, group) pieces of `macs` work in all: every thread
- * when each gets at least one piece and the work outweighs waking them (tiny convs, as in
- * gradchecks, run far slower in parallel), else 1 (and OpenBLAS may thread each sgemm). */
-static int unit_threads(int64_t units, int64_t macs)
-{
-    int nt = omp_get_max_threads();
-    return (nt > 1 && units >= nt && cnn_par_worth(macs)) ? nt : 1;
-}
-
 static bool is_pointwise(const conv_geom *g)
 {
     return g->r == 1 && g->s == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
@@ -82,14 +73,14 @@ static void valid_cols(int64_t off, int64_t sw, int64_t w, int64_t q, int64_t *l
     if (*hi < *lo) *hi = *lo;
 }
 
-/* x: (Cg, H, W) of one sample and group -> col: (Cg*R*S, P*Q), zeros where the window pads. */
-static void im2col(const conv_geom *g, const float *x, float *col)
+/* x: (Cg, H, W) of one sample and group -> col: (Cg*R*S, P*Q), rows ld floats apart, zeros where
+ * the window pads. */
+static void im2col(const conv_geom *g, const float *x, float *col, int64_t ld)
 {
-    const int64_t pq = g->p * g->q;
     for (int64_t c = 0; c < g->cg; c++)
         for (int64_t r = 0; r < g->r; r++)
             for (int64_t s = 0; s < g->s; s++) {
-                float *row = col + ((c * g->r + r) * g->s + s) * pq;
+                float *row = col + ((c * g->r + r) * g->s + s) * ld;
                 int64_t off = s * g->dw - g->pw, lo, hi;
                 valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
                 for (int64_t p = 0; p < g->p; p++) {
@@ -109,14 +100,13 @@ static void im2col(const conv_geom *g, const float *x, float *col)
             }
 }
 
-/* The adjoint of im2col: col (Cg*R*S, P*Q) is summed into dx (Cg, H, W). */
-static void col2im(const conv_geom *g, const float *col, float *dx)
+/* The adjoint of im2col: col (Cg*R*S, P*Q), rows ld floats apart, is summed into dx (Cg, H, W). */
+static void col2im(const conv_geom *g, const float *col, int64_t ld, float *dx)
 {
-    const int64_t pq = g->p * g->q;
     for (int64_t c = 0; c < g->cg; c++)
         for (int64_t r = 0; r < g->r; r++)
             for (int64_t s = 0; s < g->s; s++) {
-                const float *row = col + ((c * g->r + r) * g->s + s) * pq;
+                const float *row = col + ((c * g->r + r) * g->s + s) * ld;
                 int64_t off = s * g->dw - g->pw, lo, hi;
                 valid_cols(off, g->sw, g->w, g->q, &lo, &hi);
                 for (int64_t p = 0; p < g->p; p++) {
@@ -132,15 +122,87 @@ static void col2im(const conv_geom *g, const float *col, float *dx)
             }
 }
 
-static cnn_status alloc_cols(const char *op, const conv_geom *g, int nt, float **cols)
+/* ---- sample blocks -------------------------------------------------------------------------
+ * The GEMM kernels' unit of work is a block of nb samples of one group: one single-threaded
+ * sgemm whose nb * P * Q columns are the samples' output maps side by side. One sample at a
+ * time (nb = 1, straight into the tensors) suits large maps; small ones (ResNet's last stages:
+ * 7x7 at 224, 4x4 at 28 or 32) make too thin an sgemm (OpenBLAS, one thread, 512 x 4608
+ * weights: 50 GFLOP/s on 16 columns, 89 on 256), so samples are blocked up to BLOCK_COLS
+ * columns, while every thread still gets a block. 128 measured best on the 2-core machine
+ * (BENCHMARKS.md): 4x4 maps 15% faster, 7x7 8%; wider blocks' im2col matrices outgrow the
+ * cache. Per thread: cols for the im2col matrix, maps for a block of outputs (or of dy). */
+#define BLOCK_COLS 128
+
+typedef struct conv_work {
+    int64_t nb, units; /* samples per block; blocks x groups */
+    int nt;            /* threads */
+    size_t col_floats, map_floats; /* per thread */
+    float *cols, *maps;
+} conv_work;
+
+static cnn_status plan_work(const char *op, const conv_geom *g, conv_work *wk)
 {
-    *cols = NULL;
-    if (is_pointwise(g)) return CNN_OK;
-    size_t n = (size_t)nt * (size_t)(g->cg * g->r * g->s) * (size_t)(g->p * g->q);
-    *cols = malloc(n * sizeof **cols);
-    CNN_CHECK(*cols, CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory for a %zu-float im2col buffer",
-              op, n);
+    const int64_t pq = g->p * g->q, crs = g->cg * g->r * g->s, rows = crs > g->kg ? crs : g->kg;
+    const int max_nt = omp_get_max_threads();
+    int64_t nb = pq >= BLOCK_COLS ? 1 : (BLOCK_COLS + pq - 1) / pq;
+    if (nb > g->n) nb = g->n > 0 ? g->n : 1;
+    while (nb > 1 && ((g->n + nb - 1) / nb * g->groups < max_nt || rows * nb * pq >= INT_MAX))
+        nb--;
+    *wk = (conv_work){.nb = nb, .units = (g->n + nb - 1) / nb * g->groups, .nt = 1};
+    /* Threads only when each gets a unit and the work outweighs waking them (tiny convs, as in
+     * gradchecks, run far slower in parallel); else 1, and OpenBLAS may thread the sgemm. */
+    if (max_nt > 1 && wk->units >= max_nt && cnn_par_worth(conv_macs(g))) wk->nt = max_nt;
+    wk->col_floats = is_pointwise(g) && nb == 1 ? 0 : (size_t)(crs * nb * pq);
+    wk->map_floats = nb == 1 ? 0 : (size_t)(g->kg * nb * pq);
+    const size_t n = (size_t)wk->nt * (wk->col_floats + wk->map_floats);
+    if (n == 0) return CNN_OK;
+    wk->cols = malloc(n * sizeof *wk->cols);
+    CNN_CHECK(wk->cols, CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory for %zu floats of im2col "
+              "buffers", op, n);
+    wk->maps = wk->cols + (size_t)wk->nt * wk->col_floats;
     return CNN_OK;
+}
+
+/* The calling thread's buffers. */
+static float *work_cols(const conv_work *wk)
+{
+    return wk->cols + (size_t)omp_get_thread_num() * wk->col_floats;
+}
+
+static float *work_maps(const conv_work *wk)
+{
+    return wk->maps + (size_t)omp_get_thread_num() * wk->map_floats;
+}
+
+/* A block's samples [n0, n0 + cnt): rows (channels) of pq floats, `stride` floats from one
+ * sample to the next, <-> a (rows, cnt * pq) matrix of side-by-side maps. */
+static void maps_gather(const float *src, int64_t stride, int64_t cnt, int64_t rows, int64_t pq,
+                        float *m)
+{
+    for (int64_t j = 0; j < cnt; j++)
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(m + r * cnt * pq + j * pq, src + j * stride + r * pq, (size_t)pq * sizeof *m);
+}
+
+static void maps_scatter(const float *m, int64_t cnt, int64_t rows, int64_t pq, float *dst,
+                         int64_t stride)
+{
+    for (int64_t j = 0; j < cnt; j++)
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(dst + j * stride + r * pq, m + r * cnt * pq + j * pq, (size_t)pq * sizeof *m);
+}
+
+/* The im2col matrix of the block's samples (group gi), side by side in cols; returns it, or
+ * the sample itself where a pointwise conv of one sample needs no copy. */
+static const float *block_cols(const conv_geom *g, const conv_work *wk, const float *x,
+                               int64_t n0, int64_t cnt, int64_t gi)
+{
+    const int64_t hw = g->h * g->w, pq = g->p * g->q;
+    const float *xg = x + (n0 * g->c + gi * g->cg) * hw;
+    if (!wk->col_floats) return xg;
+    float *col = work_cols(wk);
+    for (int64_t j = 0; j < cnt; j++) im2col(g, xg + j * g->c * hw, col + j * pq, cnt * pq);
+    return col;
 }
 
 /* ---- depthwise (one input channel per output channel): direct loops ----------------------------
@@ -262,34 +324,29 @@ static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const flo
         depthwise_forward(g, x, w, b, y);
         return CNN_OK;
     }
-    const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
-    const int nt = unit_threads(units, conv_macs(g));
-    const bool pw = is_pointwise(g);
-    float *cols;
-    CNN_TRY(alloc_cols("conv2d", g, nt, &cols));
-    if (nt > 1) blas_single_begin();
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
-        const int64_t n = u / g->groups, gi = u % g->groups;
-        const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
-        float *yg = y + (n * g->k + gi * g->kg) * pq;
-        const float *bmat = xg;
-        if (!pw) {
-            float *col = cols + (size_t)omp_get_thread_num() * (size_t)(crs * pq);
-            im2col(g, xg, col);
-            bmat = col;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)pq, (int)crs, 1.0f,
-                    w + gi * g->kg * crs, (int)crs, bmat, (int)pq, 0.0f, yg, (int)pq);
+    const int64_t crs = g->cg * g->r * g->s, pq = g->p * g->q, ystride = g->k * pq;
+    conv_work wk;
+    CNN_TRY(plan_work("conv2d", g, &wk));
+    if (wk.nt > 1) blas_single_begin();
+    #pragma omp parallel for num_threads(wk.nt) schedule(static) if (wk.nt > 1)
+    for (int64_t u = 0; u < wk.units; u++) {
+        const int64_t n0 = u / g->groups * wk.nb, gi = u % g->groups;
+        const int64_t cnt = g->n - n0 < wk.nb ? g->n - n0 : wk.nb, ld = cnt * pq;
+        const float *bmat = block_cols(g, &wk, x, n0, cnt, gi);
+        float *yg = y + n0 * ystride + gi * g->kg * pq, *out = cnt > 1 ? work_maps(&wk) : yg;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)ld, (int)crs, 1.0f,
+                    w + gi * g->kg * crs, (int)crs, bmat, (int)ld, 0.0f, out, (int)ld);
+        if (cnt > 1) maps_scatter(out, cnt, g->kg, pq, yg, ystride);
         if (b)
-            for (int64_t k = 0; k < g->kg; k++) {
-                const float bk = b[gi * g->kg + k];
-                float *yr = yg + k * pq;
-                for (int64_t i = 0; i < pq; i++) yr[i] += bk;
-            }
+            for (int64_t j = 0; j < cnt; j++)
+                for (int64_t k = 0; k < g->kg; k++) {
+                    const float bk = b[gi * g->kg + k];
+                    float *yr = yg + j * ystride + k * pq;
+                    for (int64_t i = 0; i < pq; i++) yr[i] += bk;
+                }
     }
-    if (nt > 1) blas_single_end();
-    free(cols);
+    if (wk.nt > 1) blas_single_end();
+    free(wk.cols);
     return CNN_OK;
 }
 
@@ -307,7 +364,7 @@ static bool data_grad_as_conv(const conv_geom *g)
 static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, const float *w,
                                          float *dx)
 {
-    const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
+    const int64_t crs = g->cg * g->r * g->s, pq = g->p * g->q;
     if (is_depthwise(g)) {
         depthwise_backward_data(g, dy, w, dx);
         return CNN_OK;
@@ -332,24 +389,31 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
         free(wt);
         return st;
     }
-    const int nt = unit_threads(units, conv_macs(g));
-    const bool pw = is_pointwise(g);
-    float *cols;
-    if (!pw) memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof *dx);
-    CNN_TRY(alloc_cols("conv2d backward", g, nt, &cols));
-    if (nt > 1) blas_single_begin();
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
-        const int64_t n = u / g->groups, gi = u % g->groups;
-        float *dxg = dx + (n * g->c + gi * g->cg) * g->h * g->w;
-        const float *dyg = dy + (n * g->k + gi * g->kg) * pq;
-        float *dst = pw ? dxg : cols + (size_t)omp_get_thread_num() * (size_t)(crs * pq);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)pq, (int)g->kg, 1.0f,
-                    w + gi * g->kg * crs, (int)crs, dyg, (int)pq, 0.0f, dst, (int)pq);
-        if (!pw) col2im(g, dst, dxg);
+    conv_work wk;
+    CNN_TRY(plan_work("conv2d backward", g, &wk));
+    const int64_t hw = g->h * g->w, dystride = g->k * pq;
+    /* col2im adds into dx; only a pointwise conv of one sample per block writes dx directly. */
+    if (wk.col_floats) memset(dx, 0, (size_t)(g->n * g->c * hw) * sizeof *dx);
+    if (wk.nt > 1) blas_single_begin();
+    #pragma omp parallel for num_threads(wk.nt) schedule(static) if (wk.nt > 1)
+    for (int64_t u = 0; u < wk.units; u++) {
+        const int64_t n0 = u / g->groups * wk.nb, gi = u % g->groups;
+        const int64_t cnt = g->n - n0 < wk.nb ? g->n - n0 : wk.nb, ld = cnt * pq;
+        float *dxg = dx + (n0 * g->c + gi * g->cg) * hw;
+        const float *dyg = dy + n0 * dystride + gi * g->kg * pq;
+        if (cnt > 1) {
+            float *m = work_maps(&wk);
+            maps_gather(dyg, dystride, cnt, g->kg, pq, m);
+            dyg = m;
+        }
+        float *dst = wk.col_floats ? work_cols(&wk) : dxg;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)ld, (int)g->kg, 1.0f,
+                    w + gi * g->kg * crs, (int)crs, dyg, (int)ld, 0.0f, dst, (int)ld);
+        if (wk.col_floats)
+            for (int64_t j = 0; j < cnt; j++) col2im(g, dst + j * pq, ld, dxg + j * g->c * hw);
     }
-    if (nt > 1) blas_single_end();
-    free(cols);
+    if (wk.nt > 1) blas_single_end();
+    free(wk.cols);
     return CNN_OK;
 }
 
@@ -358,7 +422,7 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
 static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, const float *x,
                                            float *dw, float *db)
 {
-    const int64_t units = g->n * g->groups, crs = g->cg * g->r * g->s, pq = g->p * g->q;
+    const int64_t crs = g->cg * g->r * g->s, pq = g->p * g->q;
     if (db) {
         #pragma omp parallel for schedule(static) if (g->n * g->k * pq > 65536)
         for (int64_t k = 0; k < g->k; k++) {
@@ -377,45 +441,45 @@ static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, 
         depthwise_backward_filter(g, dy, x, dw);
         return CNN_OK;
     }
-    const int nt = unit_threads(units, conv_macs(g));
-    const bool pw = is_pointwise(g);
+    conv_work wk;
     const size_t wsize = (size_t)(g->k * crs);
-    float *cols, *partial = NULL;
+    float *partial = NULL;
     memset(dw, 0, wsize * sizeof *dw);
-    CNN_TRY(alloc_cols("conv2d backward", g, nt, &cols));
-    if (nt > 1) {
+    CNN_TRY(plan_work("conv2d backward", g, &wk));
+    if (wk.nt > 1) {
         /* One private dw per thread, summed at the end: the samples of a batch all add into
          * the same weights. */
-        partial = calloc((size_t)nt * wsize, sizeof *partial);
+        partial = calloc((size_t)wk.nt * wsize, sizeof *partial);
         if (!partial) {
-            free(cols);
+            free(wk.cols);
             return cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d backward: out of host memory");
         }
         blas_single_begin();
     }
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
-        const int64_t n = u / g->groups, gi = u % g->groups;
+    const int64_t dystride = g->k * pq;
+    #pragma omp parallel for num_threads(wk.nt) schedule(static) if (wk.nt > 1)
+    for (int64_t u = 0; u < wk.units; u++) {
+        const int64_t n0 = u / g->groups * wk.nb, gi = u % g->groups;
+        const int64_t cnt = g->n - n0 < wk.nb ? g->n - n0 : wk.nb, ld = cnt * pq;
         const int t = omp_get_thread_num();
-        const float *xg = x + (n * g->c + gi * g->cg) * g->h * g->w;
-        const float *dyg = dy + (n * g->k + gi * g->kg) * pq;
-        float *acc = (partial ? partial + (size_t)t * wsize : dw) + gi * g->kg * crs;
-        const float *bmat = xg;
-        if (!pw) {
-            float *col = cols + (size_t)t * (size_t)(crs * pq);
-            im2col(g, xg, col);
-            bmat = col;
+        const float *dyg = dy + n0 * dystride + gi * g->kg * pq;
+        if (cnt > 1) {
+            float *m = work_maps(&wk);
+            maps_gather(dyg, dystride, cnt, g->kg, pq, m);
+            dyg = m;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->kg, (int)crs, (int)pq, 1.0f,
-                    dyg, (int)pq, bmat, (int)pq, 1.0f, acc, (int)crs);
+        float *acc = (partial ? partial + (size_t)t * wsize : dw) + gi * g->kg * crs;
+        const float *bmat = block_cols(g, &wk, x, n0, cnt, gi);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->kg, (int)crs, (int)ld, 1.0f,
+                    dyg, (int)ld, bmat, (int)ld, 1.0f, acc, (int)crs);
     }
     if (partial) {
         blas_single_end();
-        for (int t = 0; t < nt; t++)
+        for (int t = 0; t < wk.nt; t++)
             for (size_t i = 0; i < wsize; i++) dw[i] += partial[(size_t)t * wsize + i];
     }
     free(partial);
-    free(cols);
+    free(wk.cols);
     return CNN_OK;
 }
 

@@ -151,14 +151,35 @@ static const conv_case threaded_cases[] = {
     {"threaded depthwise x2", 4, 32, 32, 32, 64, 3, 3, {.padding = {1, 1}, .groups = 32}, 1},
 };
 
+/* Forward against the naive conv and a 12-point gradcheck of x and w, for each case. */
+static void check_cases(const conv_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!forward_matches(&cases[i]))
+            cnn_test_fail(__FILE__, __LINE__, "forward of conv2d '%s'", cases[i].name);
+        if (!grads_match_n(&cases[i], 1, 1, 12))
+            cnn_test_fail(__FILE__, __LINE__, "gradcheck of conv2d '%s'", cases[i].name);
+    }
+}
+
 TEST(conv2d_gradcheck_threaded)
 {
-    for (size_t i = 0; i < sizeof threaded_cases / sizeof *threaded_cases; i++) {
-        if (!forward_matches(&threaded_cases[i]))
-            cnn_test_fail(__FILE__, __LINE__, "forward of conv2d '%s'", threaded_cases[i].name);
-        if (!grads_match_n(&threaded_cases[i], 1, 1, 12))
-            cnn_test_fail(__FILE__, __LINE__, "gradcheck of conv2d '%s'", threaded_cases[i].name);
-    }
+    check_cases(threaded_cases, sizeof threaded_cases / sizeof *threaded_cases);
+}
+
+/* Small output maps: the CPU kernels put several samples side by side in one sgemm (blocks of
+ * up to 128 columns, at least one block per thread), so a batch ends in a shorter block. */
+static const conv_case blocked_cases[] = {
+    {"blocked 3x3 on 4x4 maps", 7, 8, 4, 4, 6, 3, 3, {.padding = {1, 1}}, 1},
+    {"blocked 1x1", 7, 6, 5, 5, 5, 1, 1, {.groups = 1}, 1},
+    {"blocked 1x1 stride 2", 7, 6, 7, 7, 5, 1, 1, {.stride = {2, 2}}, 1},
+    {"blocked groups 2 stride 2", 5, 4, 6, 6, 4, 3, 3,
+     {.stride = {2, 2}, .padding = {1, 1}, .groups = 2}, 0},
+};
+
+TEST(conv2d_small_maps_blocked_samples)
+{
+    check_cases(blocked_cases, sizeof blocked_cases / sizeof *blocked_cases);
 }
 
 TEST(conv2d_forward_matches_naive_fixed)
