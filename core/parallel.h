@@ -17,4 +17,8 @@
 
 static inline bool cnn_par_worth(int64_t work) { return work >= CNN_PAR_MIN_WORK; }
 
+/* On a combined `parallel for simd`, write the clause as `if (parallel: cnn_par_worth(n))`: a
+ * plain `if` applies to the simd construct too (OpenMP 5), so every loop under the limit ran
+ * scalar (ReLU's backward, a branch per element, at 5 ns an element). */
+
 #endif

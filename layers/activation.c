@@ -24,11 +24,11 @@ static void act_forward_cpu(act_kind kind, float a, const float *x, float *y, in
 {
     switch (kind) {
     case ACT_RELU:
-        #pragma omp parallel for simd if (cnn_par_worth(n))
+        #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case ACT_LEAKY:
-        #pragma omp parallel for simd if (cnn_par_worth(n))
+        #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
         break;
     case ACT_ELU:
@@ -56,16 +56,16 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
     float a = p->param;
     switch (p->kind) {
     case ACT_RELU:
-        #pragma omp parallel for simd if (cnn_par_worth(n))
+        #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case ACT_LEAKY:
-        #pragma omp parallel for simd if (cnn_par_worth(n))
+        #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : a * dy[i];
         break;
     case ACT_ELU:
         if (p->saved_is_y) {
-            #pragma omp parallel for simd if (cnn_par_worth(n))
+            #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : dy[i] * (s[i] + a);
         } else {
             #pragma omp parallel for if (cnn_par_worth(n))
@@ -73,11 +73,11 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
         }
         break;
     case ACT_SIGMOID:
-        #pragma omp parallel for simd if (cnn_par_worth(n))
+        #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * s[i] * (1.0f - s[i]);
         break;
     case ACT_TANH:
-        #pragma omp parallel for simd if (cnn_par_worth(n))
+        #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - s[i] * s[i]);
         break;
     }

@@ -43,7 +43,7 @@ cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
         else
 #endif
         {
-            #pragma omp parallel for simd if (cnn_par_worth(n))
+            #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
         }
     }
@@ -71,7 +71,7 @@ static cnn_status scale_kernel(const cnn_tensor *a, float alpha, cnn_tensor **y)
         else
 #endif
         {
-            #pragma omp parallel for simd if (cnn_par_worth(n))
+            #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) py[i] = alpha * pa[i];
         }
         if (st != CNN_OK) cnn_tensor_free(y);
