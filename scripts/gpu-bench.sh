@@ -269,6 +269,10 @@ bench_main() {
         theirs "torch_model_$m" 90 model $m --batch "$b" "${s[@]}" "${i[@]}"
         pair "model_$m" "torch_model_$m" "$m train + infer, batch $b, FP32"
     done
+    # LeNet-5's step is mostly host time (the >= 3x goal): on the hand-written kernels it makes
+    # no cuDNN calls, so the two rows show what cuDNN's host cost per call adds.
+    ours model_lenet5_cuda 60 model lenet5 --batch "$lb" --backend "$HAND" "${lit[@]}"
+    pair model_lenet5_cuda torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, hand-written kernels"
     # 3. the other kernels, both GPU backends.
     local k
     for k in bn pool gemm elementwise; do

@@ -181,7 +181,7 @@ fi
 # ---- benchmarks, alone on the machine -----------------------------------------------------------
 wanted bench && part bench 170:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="model_resnet50 torch_model_resnet50 model_vgg16 torch_model_vgg16 model_alexnet \
-torch_model_alexnet model_lenet5 torch_model_lenet5"
+torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_cuda"
 wanted conv && part conv 130:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda"
 wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
