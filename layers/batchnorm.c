@@ -24,6 +24,45 @@ typedef struct {
  * when there is none; a copy keeps backward right if the caller updates it in place). */
 enum { BN_MEAN_HI = 0, BN_MEAN_LO = 1, BN_INVSTD = 2, BN_WEIGHT = 3, BN_ROWS = 4 };
 
+/* The sums below run in LANES independent double chains, added up at the end: the compiler
+ * vectorises them (one serial chain waits on every add's latency), and the order is fixed, so
+ * results stay deterministic. */
+#define LANES 8
+
+/* sum p[j] and, when mu is given, sum (p[j] - *mu)^2, over n floats. */
+static double lane_sum(const float *p, int64_t n, const double *mu)
+{
+    double a[LANES] = {0}, s = 0;
+    int64_t j = 0;
+    if (mu) {
+        for (; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                double d = p[j + l] - *mu;
+                a[l] += d * d;
+            }
+        for (; j < n; j++) s += (p[j] - *mu) * (p[j] - *mu);
+    } else {
+        for (; j + LANES <= n; j += LANES)
+            for (int l = 0; l < LANES; l++) a[l] += p[j + l];
+        for (; j < n; j++) s += p[j];
+    }
+    for (int l = 0; l < LANES; l++) s += a[l];
+    return s;
+}
+
+/* sum g[j] * xhat[j] over n floats, xhat = ((x - hi) - lo) * is as the forward computes it. */
+static double lane_dot_xhat(const float *restrict g, const float *restrict x, int64_t n, float hi,
+                            float lo, float is)
+{
+    double a[LANES] = {0}, s = 0;
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) a[l] += (double)g[j + l] * (((x[j + l] - hi) - lo) * is);
+    for (; j < n; j++) s += (double)g[j] * (((x[j] - hi) - lo) * is);
+    for (int l = 0; l < LANES; l++) s += a[l];
+    return s;
+}
+
 /* Batch mean and biased variance per channel, two passes in double for stability.
  * x: (N, C, inner) */
 static void bn_batch_stats(const float *x, int64_t n, int64_t c, int64_t inner, double *mean,
@@ -33,18 +72,9 @@ static void bn_batch_stats(const float *x, int64_t n, int64_t c, int64_t inner, 
     #pragma omp parallel for if (cnn_par_worth(n * c * inner))
     for (int64_t ch = 0; ch < c; ch++) {
         double s = 0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * inner;
-            for (int64_t j = 0; j < inner; j++) s += p[j];
-        }
+        for (int64_t i = 0; i < n; i++) s += lane_sum(x + (i * c + ch) * inner, inner, NULL);
         double mu = s / (double)m, q = 0;
-        for (int64_t i = 0; i < n; i++) {
-            const float *p = x + (i * c + ch) * inner;
-            for (int64_t j = 0; j < inner; j++) {
-                double d = p[j] - mu;
-                q += d * d;
-            }
-        }
+        for (int64_t i = 0; i < n; i++) q += lane_sum(x + (i * c + ch) * inner, inner, &mu);
         mean[ch] = mu;
         var[ch] = q / (double)m;
     }
@@ -85,10 +115,8 @@ static void bn_backward_kernel(const float *x, const float *dy, const float *sta
         double sdy = 0, sdyx = 0;
         for (int64_t i = 0; i < n; i++) {
             const float *px = x + (i * c + ch) * inner, *pg = dy + (i * c + ch) * inner;
-            for (int64_t j = 0; j < inner; j++) {
-                sdy += pg[j];
-                sdyx += (double)pg[j] * (((px[j] - hi) - lo) * is);
-            }
+            sdy += lane_sum(pg, inner, NULL);
+            sdyx += lane_dot_xhat(pg, px, inner, hi, lo, is);
         }
         if (db) db[ch] = (float)sdy;
         if (dw) dw[ch] = (float)sdyx;
