@@ -3,55 +3,13 @@
 gradients, optimizer states) as safetensors for tests/test_torch_parity.c to compare against.
 Usage: torch_crosscheck.py CHECK OUTDIR [MODEL]. It only writes files; it judges nothing.
 Needs torch and torchvision (Debian's 1.13 / 0.14 are enough); no `safetensors` package."""
-import json
-import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from st_io import st_load, st_save
 
 torch.set_num_threads(2)
-
-
-def st_save(path, tensors, meta=None):
-    """Safetensors writer: 8-byte little-endian header length, JSON header, raw data (F32/I64)."""
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        t = torch.as_tensor(t).detach().cpu().contiguous()
-        if t.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.bool):
-            a, dt = t.to(torch.int64).numpy(), "I64"
-        else:
-            a, dt = t.to(torch.float32).numpy(), "F32"
-        b = a.tobytes()
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    if meta:
-        header["__metadata__"] = {k: str(v) for k, v in meta.items()}
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
-def st_load(path):
-    """Safetensors reader (F32/I64) -> {name: tensor}."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, v in header.items():
-        if name == "__metadata__":
-            continue
-        dt = {"F32": np.float32, "I64": np.int64}[v["dtype"]]
-        s, e = v["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[s:e], dtype=dt).copy()).reshape(v["shape"])
-    return out
 
 
 def rnd(*shape):

@@ -25,16 +25,16 @@ static const char *torch_python(void)
     return found[0] ? found : NULL;
 }
 
-/* scripts/torch_crosscheck.py under $CNN_SOURCE_DIR, else beside this source file's folder
- * (__FILE__ is "tests/test_torch_parity.c" from the repository root, where `make test` runs). */
-static bool script_path(char *buf, size_t n)
+/* scripts/NAME under $CNN_SOURCE_DIR, else beside this source file's folder (__FILE__ is
+ * "tests/test_torch_parity.c" from the repository root, where `make test` runs). */
+static bool script_path(const char *name, char *buf, size_t n)
 {
     const char *src = getenv("CNN_SOURCE_DIR"), *slash = strrchr(__FILE__, '/');
     if (src && src[0])
-        snprintf(buf, n, "%s/scripts/torch_crosscheck.py", src);
+        snprintf(buf, n, "%s/scripts/%s", src, name);
     else
-        snprintf(buf, n, "%.*s/../scripts/torch_crosscheck.py",
-                 (int)(slash ? slash - __FILE__ : 1), slash ? __FILE__ : ".");
+        snprintf(buf, n, "%.*s/../scripts/%s", (int)(slash ? slash - __FILE__ : 1),
+                 slash ? __FILE__ : ".", name);
     return access(buf, R_OK) == 0;
 }
 
@@ -61,7 +61,7 @@ static bool xref_open(xref *r)
 static bool xref_script(xref *r, const char *check, const char *arg)
 {
     char script[512], cmd[1400], out[8192], path[128];
-    if (!script_path(script, sizeof script)) {
+    if (!script_path("torch_crosscheck.py", script, sizeof script)) {
         cnn_test_fail(__FILE__, __LINE__, "%s not found (set CNN_SOURCE_DIR)", script);
         return false;
     }
@@ -596,3 +596,37 @@ static void zoo_check(const char *name)
 #define ZOO_TEST(model) TEST(torch_zoo_##model) { zoo_check(#model); }
 ZOO_TEST(alexnet) ZOO_TEST(resnet18) ZOO_TEST(vgg16) ZOO_TEST(vgg16_bn) ZOO_TEST(resnet34)
 ZOO_TEST(resnet50) ZOO_TEST(resnet101) ZOO_TEST(resnet152)
+
+/* scripts/torchvision_weights.py writes torchvision's own state_dict (random weights here: no
+ * network): it loads strictly into the same model, and for fine-tuning into one with other
+ * classes and gray input. */
+TEST(torch_weights_script_feeds_fine_tuning)
+{
+    xref r;
+    char script[512], cmd[1400], out[4096], path[128];
+    if (!xref_open(&r)) return;
+    if (!script_path("torchvision_weights.py", script, sizeof script)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s not found (set CNN_SOURCE_DIR)", script);
+        xref_done(&r);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/resnet18.safetensors", r.dir);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' resnet18 '%s' --weights none 2>&1", torch_python(),
+             script, path);
+    int rc = cnn_test_capture(cmd, out, sizeof out);
+    if (rc != 0) cnn_test_fail(__FILE__, __LINE__, "%s exited with %d: %s", cmd, rc, out);
+    CHECK(strstr(out, "122 tensors") != NULL);
+    cnn_model *same = NULL, *gray10 = NULL;
+    CHECK_OK(cnn_model_create("resnet18", 1000, 3, &same));
+    CHECK_OK(cnn_model_create("resnet18", 10, 1, &gray10));
+    if (same && gray10) {
+        CHECK_OK(cnn_model_load(same, path, true, NULL));
+        cnn_pretrained_report pr;
+        CHECK_OK(cnn_model_load_pretrained(gray10, path, &pr));
+        CHECK(pr.n_fresh == 2 && pr.file_classes == 1000 && !strcmp(pr.adapted, "conv1.weight"));
+        CHECK(pr.n_loaded == cnn_dict_size(cnn_model_state(gray10)) - 2);
+    }
+    cnn_model_destroy(&same);
+    cnn_model_destroy(&gray10);
+    xref_done(&r);
+}

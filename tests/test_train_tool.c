@@ -164,6 +164,10 @@ TEST(train_tool_bad_arguments)
         check_one_line_error(tool, "--device cuda --limit-train 10", "--device cuda");
     check_one_line_error(tool, "--predict x.png", "--checkpoint");
     check_one_line_error(tool, "--eval-only /nonexistent.safetensors", "nonexistent.safetensors");
+    check_one_line_error(tool, "--pretrained a.safetensors --resume b.safetensors",
+                         "--pretrained starts a new run");
+    check_one_line_error(tool, "--pretrained /nonexistent/w.safetensors --limit-train 10",
+                         "--pretrained: safetensors_load: '/nonexistent/w.safetensors'");
 }
 
 TEST(train_tool_small_run_outputs)
@@ -398,6 +402,23 @@ TEST(train_tool_accuracy_eval_predict)
     double loss2 = 0, top1b = 0;
     CHECK(v && sscanf(v, "validation: loss %lf top-1 %lf%%", &loss2, &top1b) == 2);
     CHECK_NEAR(top1b, top1, 1e-9); /* the same model on the same images */
+
+    /* Fine-tuning from it: a new run that starts where it ended (from scratch, the same run
+     * ends at 9% top-1). */
+    snprintf(args, sizeof args,
+             "--pretrained %s/run/best.safetensors --limit-train 256 --limit-val 1000 --epochs 1 "
+             "--batch 64 --lr 0.0001 --checkpoint-dir %s/tuned",
+             dir, dir);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    CHECK(strstr(out, "pretrained: 10 tensors from ") && strstr(out, "new run"));
+    v = strstr(out, "validation:");
+    double top1c = 0;
+    CHECK(v && sscanf(v, "validation: loss %lf top-1 %lf%%", &loss2, &top1c) == 2);
+    if (top1c < top1 - 5)
+        cnn_test_fail(__FILE__, __LINE__, "fine-tuned top-1 %.2f%%, started from %.2f%%", top1c,
+                      top1);
 
     /* a 28x28 gray PNG: two bright vertical bars on black (trouser-like) */
     unsigned char img[28 * 28] = {0};

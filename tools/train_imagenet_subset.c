@@ -104,6 +104,19 @@ static void build_model(run *r)
         die("--model %s: %s", r->mm.model, cnn_last_error());
 }
 
+/* --pretrained: the new run's model starts from those weights, on the CPU still. */
+static void load_pretrained(run *r)
+{
+    cnn_pretrained_report pr;
+    LIB(cnn_model_load_pretrained(r->model, r->o.pretrained, &pr), "--pretrained");
+    printf("pretrained: %d tensors from %s", pr.n_loaded, r->o.pretrained);
+    if (pr.n_fresh)
+        printf("; %s left as initialised (%d classes in the file, %d here)", pr.fresh,
+               pr.file_classes, r->mm.num_classes);
+    if (pr.adapted[0]) printf("; %s summed over the file's 3 input channels", pr.adapted);
+    printf("\n");
+}
+
 /* The model of a new run and its description, from the datasets and the model's defaults. */
 static void describe_model(run *r)
 {
@@ -131,6 +144,7 @@ static void describe_model(run *r)
     memcpy(mm->mean, t.mean, sizeof mm->mean);
     memcpy(mm->std, t.std, sizeof mm->std);
     build_model(r);
+    if (o->pretrained[0]) load_pretrained(r);
     int h, w;
     if (o->img_size > 0)
         mm->img_size = o->img_size;

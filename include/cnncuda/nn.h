@@ -197,6 +197,27 @@ cnn_device cnn_model_device(const cnn_model *m);
 cnn_status cnn_model_save(const cnn_model *m, const char *path);
 cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_report *report);
 
+/* What cnn_model_load_pretrained did. */
+typedef struct cnn_pretrained_report {
+    int n_loaded;      /* model tensors set from the file */
+    int n_fresh;       /* classifier tensors left as initialised (the file has another class count) */
+    int file_classes;  /* that class count (0 when the classifier came from the file) */
+    char fresh[128];   /* their names, comma-separated */
+    char adapted[64];  /* the first conv's weight when summed over the file's 3 input channels */
+} cnn_pretrained_report;
+/* Starts a model from another one's weights, to fine-tune it: a torchvision state_dict saved as
+ * safetensors (scripts/torchvision_weights.py), or a checkpoint of this library's tools (its
+ * optimizer state, "optim.*", is ignored). Every parameter and buffer of m must be in the file
+ * with its shape, except that
+ *  - the classifier (the last linear layer's weight and bias) stays as initialised when the
+ *    file has another number of classes (new classes: the usual fine-tuning), and
+ *  - the first conv's weight of a 1-channel model is summed over the file's 3 input channels
+ *    (gray = R = G = B, as timm adapts pretrained weights to grayscale input).
+ * A tensor missing, shaped otherwise, or one in the file that m lacks (another architecture) is
+ * CNN_ERR_NOT_FOUND / CNN_ERR_SHAPE naming it, and m is left unchanged. report may be NULL. */
+cnn_status cnn_model_load_pretrained(cnn_model *m, const char *path,
+                                     cnn_pretrained_report *report);
+
 /* Per-layer summary for one image of height x width, computed from shapes alone. MACs count
  * the multiply-accumulates of conv and linear layers (bias adds excluded), as torchvision's
  * model table does (ResNet-50: 4.09 G at 224x224); batch norm, activations, pooling and

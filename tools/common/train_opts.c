@@ -66,6 +66,9 @@ static const opt_desc OPTS[] = {
     {"resume", OT_STR, F(resume), "", false, "PATH", "continue training from a checkpoint"},
     {"eval-only", OT_STR, F(eval_only), "", false, "PATH",
      "evaluate a checkpoint on the validation split and stop"},
+    {"pretrained", OT_STR, F(pretrained), "", false, "PATH",
+     "start from these weights (a torchvision state_dict as safetensors, or a\n"
+     "checkpoint): fine-tuning; a classifier for other classes stays fresh"},
     {"early-stop", OT_INT, F(early_stop), "0", true, "PATIENCE",
      "stop after PATIENCE epochs without a better val top-1 (0: never)"},
     {"stop-after", OT_INT, F(stop_after), "0", false, "N",
@@ -269,6 +272,9 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--stop-after must be >= 0";
     else if (o->predict[0] && !o->checkpoint[0])
         bad = "--predict needs --checkpoint CKPT";
+    else if (o->pretrained[0] && (o->resume[0] || o->eval_only[0] || o->predict[0]))
+        bad = "--pretrained starts a new run: it does not go with --resume, --eval-only or "
+              "--predict";
     else if (!o->data[0])
         bad = "--data must not be empty";
     if (bad) {

@@ -36,6 +36,7 @@ typedef struct train_opts {
     char checkpoint_dir[TR_PATH_MAX];
     char resume[TR_PATH_MAX];
     char eval_only[TR_PATH_MAX];
+    char pretrained[TR_PATH_MAX];
     int early_stop;
     int stop_after;
     int strict;

@@ -1,0 +1,49 @@
+"""st_io.py — safetensors files from Python without the `safetensors` package, for the scripts
+that trade tensors with the library (torch_crosscheck.py, torchvision_weights.py): the format is
+an 8-byte little-endian header length, a JSON header, then the raw data. F32 and I64 only, the
+two dtypes the library's models hold."""
+import json
+import struct
+
+import numpy as np
+import torch
+
+
+def st_save(path, tensors, meta=None):
+    """Writes {name: tensor} (integers as I64, the rest as F32) and string metadata."""
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        t = torch.as_tensor(t).detach().cpu().contiguous()
+        if t.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.bool):
+            a, dt = t.to(torch.int64).numpy(), "I64"
+        else:
+            a, dt = t.to(torch.float32).numpy(), "F32"
+        b = a.tobytes()
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    if meta:
+        header["__metadata__"] = {k: str(v) for k, v in meta.items()}
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def st_load(path):
+    """Reads an F32/I64 safetensors file -> {name: tensor}."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, v in header.items():
+        if name == "__metadata__":
+            continue
+        dt = {"F32": np.float32, "I64": np.int64}[v["dtype"]]
+        s, e = v["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[s:e], dtype=dt).copy()).reshape(v["shape"])
+    return out
