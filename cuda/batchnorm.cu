@@ -22,10 +22,33 @@ static __device__ double block_sum(double v)
     return part[0];
 }
 
-/* Element k of channel ch, k in [0, n * inner). */
-static __device__ int64_t bn_at(int64_t k, int64_t ch, int64_t c, int64_t inner)
+/* Walks k = start, start + step, ... over the elements of a (rows, inner) layout, keeping the
+ * row and the position in it up to date without a division per step (a 64-bit division costs
+ * the GPU more than the load it serves). The order of the elements is the order of k. */
+struct RowWalk {
+    int64_t row, j, drow, dj, inner;
+    /* An empty row (inner 0) has no elements: row starts past any count. */
+    __device__ RowWalk(int64_t start, int64_t step, int64_t inner_)
+        : row(inner_ > 0 ? start / inner_ : INT64_MAX), j(inner_ > 0 ? start % inner_ : 0),
+          drow(inner_ > 0 ? step / inner_ : 0), dj(inner_ > 0 ? step % inner_ : 0), inner(inner_)
+    {
+    }
+    /* Advances by step; returns whether the row went past one more boundary than drow. */
+    __device__ bool next()
+    {
+        row += drow;
+        j += dj;
+        if (j < inner) return false;
+        j -= inner;
+        row++;
+        return true;
+    }
+};
+
+/* Element (sample i, position j) of channel ch. */
+static __device__ int64_t bn_at(int64_t i, int64_t j, int64_t ch, int64_t c, int64_t inner)
 {
-    return ((k / inner) * c + ch) * inner + k % inner;
+    return (i * c + ch) * inner + j;
 }
 
 // x: (N, C, inner); stats: (4, C); rm, rv: (C) or NULL. One block per channel.
@@ -35,11 +58,12 @@ __global__ void bn_train_stats_kernel(const float *x, int64_t n, int64_t c, int6
 {
     int64_t ch = blockIdx.x, m = n * inner;
     double s = 0;
-    for (int64_t k = threadIdx.x; k < m; k += BLOCK) s += x[bn_at(k, ch, c, inner)];
+    for (RowWalk k(threadIdx.x, BLOCK, inner); k.row < n; k.next())
+        s += x[bn_at(k.row, k.j, ch, c, inner)];
     double mu = block_sum(s) / (double)m;
     double q = 0;
-    for (int64_t k = threadIdx.x; k < m; k += BLOCK) {
-        double d = x[bn_at(k, ch, c, inner)] - mu;
+    for (RowWalk k(threadIdx.x, BLOCK, inner); k.row < n; k.next()) {
+        double d = x[bn_at(k.row, k.j, ch, c, inner)] - mu;
         q += d * d;
     }
     double var = block_sum(q) / (double)m;
@@ -72,15 +96,20 @@ __global__ void bn_eval_stats_kernel(const float *rm, const float *rv, int64_t c
 __global__ void bn_forward_kernel(const float *x, const float *stats, const float *bias,
                                   int64_t n, int64_t c, int64_t inner, float *y)
 {
-    int64_t total = n * c * inner;
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
-         e += (int64_t)gridDim.x * blockDim.x) {
-        int64_t ch = (e / inner) % c;
+    const int64_t total = n * c * inner, start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    /* The plane (i * c + ch) of e advances by k.drow or one more: its channel likewise. */
+    RowWalk k(start, step, inner);
+    int64_t ch = k.row % c;
+    const int64_t dch = k.drow % c;
+    for (int64_t e = start; e < total; e += step) {
         float hi = stats[MEAN_HI * c + ch], lo = stats[MEAN_LO * c + ch];
         float a = __fmul_rn(stats[INVSTD * c + ch], stats[WEIGHT * c + ch]);
         float b = bias ? bias[ch] : 0.0f;
         /* Rounded step by step like the CPU code (no fused multiply-add). */
         y[e] = __fadd_rn(__fmul_rn((x[e] - hi) - lo, a), b);
+        ch += dch + (k.next() ? 1 : 0);
+        if (ch >= c) ch -= c;
     }
 }
 
@@ -95,8 +124,8 @@ __global__ void bn_backward_kernel(const float *x, const float *dy, const float 
     float hi = stats[MEAN_HI * c + ch], lo = stats[MEAN_LO * c + ch];
     float is = stats[INVSTD * c + ch], w = stats[WEIGHT * c + ch];
     double sdy = 0, sdyx = 0;
-    for (int64_t k = threadIdx.x; k < m; k += BLOCK) {
-        int64_t e = bn_at(k, ch, c, inner);
+    for (RowWalk k(threadIdx.x, BLOCK, inner); k.row < n; k.next()) {
+        int64_t e = bn_at(k.row, k.j, ch, c, inner);
         sdy += dy[e];
         sdyx += (double)dy[e] * (double)__fmul_rn((x[e] - hi) - lo, is);
     }
@@ -110,8 +139,8 @@ __global__ void bn_backward_kernel(const float *x, const float *dy, const float 
     float kk = __fmul_rn(w, is);
     float mdy = training ? (float)(sdy / (double)m) : 0.0f;
     float mdyx = training ? (float)(sdyx / (double)m) : 0.0f;
-    for (int64_t k = threadIdx.x; k < m; k += BLOCK) {
-        int64_t e = bn_at(k, ch, c, inner);
+    for (RowWalk k(threadIdx.x, BLOCK, inner); k.row < n; k.next()) {
+        int64_t e = bn_at(k.row, k.j, ch, c, inner);
         float xhat_m = __fmul_rn(__fmul_rn((x[e] - hi) - lo, is), mdyx);
         dx[e] = __fmul_rn(kk, (dy[e] - mdy) - xhat_m);
     }
@@ -153,7 +182,10 @@ extern "C" cnn_status cnn_cuda_batch_norm_forward(cnn_context *ctx, const float 
     if (total <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "batch_norm", &s));
-    bn_forward_kernel<<<grid_for(total, 256), 256, 0, s>>>(x, stats, bias, n, c, inner, y);
+    /* Four elements a thread at least: the walk's one division per thread is spread over
+     * them (and every test runs the walk's steps, not only its start). */
+    bn_forward_kernel<<<grid_for((total + 3) / 4, 256), 256, 0, s>>>(x, stats, bias, n, c, inner,
+                                                                     y);
     CNN_CUDA_LAUNCH_CHECK(bn_forward_kernel);
     return CNN_OK;
 }
