@@ -206,3 +206,26 @@ TEST(pretrained_refuses_other_architectures_and_changes_nothing)
     cnn_model_destroy(&five);
     cnn_model_destroy(&lenet);
 }
+
+/* A model already on the GPU takes the file's values there, the summed first conv too. */
+GPU_TEST(pretrained_into_a_model_on_the_gpu)
+{
+    char path[64];
+    temp_path(path, "gpu");
+    cnn_model *rgb = model("resnet18_small", 10, 3, 12), *gray = model("resnet18_small", 4, 1, 13);
+    cnn_model *ref = model("resnet18_small", 4, 1, 13);
+    REQUIRE(rgb && gray && ref);
+    CHECK_OK(cnn_model_save(rgb, path));
+    cnn_pretrained_report r;
+    CHECK_OK(cnn_model_load_pretrained(ref, path, &r)); /* on the CPU */
+    CHECK_OK(cnn_model_to(gray, CNN_CUDA(0)));
+    CHECK_OK(cnn_model_load_pretrained(gray, path, &r));
+    CHECK(r.n_fresh == 2 && !strcmp(r.adapted, "conv1.weight"));
+    CHECK(cnn_tensor_device(cnn_dict_get(cnn_model_state(gray), "conv1.weight")).type ==
+          CNN_DEVICE_CUDA);
+    CHECK(all_equal(gray, cnn_model_state(ref), NULL)); /* fc: the same seed's initialisation */
+    remove(path);
+    cnn_model_destroy(&rgb);
+    cnn_model_destroy(&gray);
+    cnn_model_destroy(&ref);
+}
