@@ -337,6 +337,41 @@ done:
 #endif
 }
 
+cnn_status cnn_tensor_copy_start_(cnn_tensor *dst, const cnn_tensor *src)
+{
+    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "tensor_copy_start_: NULL tensor");
+    if (src->device.type == CNN_DEVICE_CPU) return cnn_tensor_copy_(dst, src);
+    CNN_CHECK(cnn_tensor_is_pinned(dst) && cnn_tensor_is_contiguous(dst), CNN_ERR_INVALID_ARG,
+              "tensor_copy_start_: the destination of a copy from the GPU must be a contiguous "
+              "pinned CPU tensor (cnn_tensor_empty_pinned)");
+    CNN_CHECK(cnn_shape_equal(dst->shape, src->shape) && dst->dtype == src->dtype, CNN_ERR_SHAPE,
+              "tensor_copy_start_: destination %s %s, source %s %s", cnn_shape_of(dst),
+              cnn_dtype_name(dst->dtype), cnn_shape_of(src), cnn_dtype_name(src->dtype));
+#if CNN_WITH_CUDA
+    cnn_context *ctx = cnn_ctx();
+    cnn_tensor *s = NULL;
+    CNN_TRY(cnn_contig(src, &s));
+    /* The device copy (if one was made) is released at once: its memory is reused only by
+     * work queued after this copy on the same stream. */
+    cnn_status st = cnn_cuda_memcpy_to_pinned(ctx, cnn_ptr(dst), cnn_ptr(s), s->device,
+                                              cnn_tensor_nbytes(s));
+    if (st == CNN_OK) st = cnn_cuda_pinned_record_use(ctx, dst->storage);
+    cnn_tensor_free(&s);
+    return st;
+#else
+    return cnn_error(CNN_ERR_DEVICE, "tensor_copy_start_: CUDA tensor in a build without CUDA");
+#endif
+}
+
+cnn_status cnn_tensor_wait(const cnn_tensor *t)
+{
+    CNN_CHECK(t, CNN_ERR_INVALID_ARG, "tensor_wait: NULL tensor");
+#if CNN_WITH_CUDA
+    if (cnn_tensor_is_pinned(t)) return cnn_cuda_pinned_wait(t->storage);
+#endif
+    return CNN_OK;
+}
+
 cnn_status cnn_contig(const cnn_tensor *t, cnn_tensor **out)
 {
     if (cnn_tensor_is_contiguous(t)) {

@@ -458,8 +458,9 @@ cnn_status cnn_cuda_empty_cache(void)
 }
 
 /* ---- copies ------------------------------------------------------------------------------------ */
-cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
-                           cnn_device src_dev, size_t bytes)
+/* cnn_cuda_memcpy; wait: a copy into host memory has landed on return. */
+static cnn_status memcpy_ordered(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
+                                 cnn_device src_dev, size_t bytes, bool wait)
 {
     bool dst_host = dst_dev.type == CNN_DEVICE_CPU, src_host = src_dev.type == CNN_DEVICE_CPU;
     if (bytes == 0) return CNN_OK;
@@ -487,9 +488,21 @@ cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, cons
     }
     /* The caller reads host memory next: it must have landed. Having waited, report a bad
      * label a kernel found meanwhile. */
-    if (dst_host) {
+    if (dst_host && wait) {
         CNN_CUDA_TRY(cudaStreamSynchronize(s));
         CNN_TRY(cnn_cuda_check_bad_label(ctx));
     }
     return CNN_OK;
+}
+
+cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
+                           cnn_device src_dev, size_t bytes)
+{
+    return memcpy_ordered(ctx, dst, dst_dev, src, src_dev, bytes, true);
+}
+
+cnn_status cnn_cuda_memcpy_to_pinned(cnn_context *ctx, void *dst, const void *src,
+                                     cnn_device src_dev, size_t bytes)
+{
+    return memcpy_ordered(ctx, dst, CNN_CPU, src, src_dev, bytes, false);
 }

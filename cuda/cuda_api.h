@@ -36,6 +36,9 @@ bool cnn_cuda_storage_is_pinned(const cnn_storage *s);
 /* An asynchronous copy on ctx's stream reads or writes pinned storage s: its block is reused
  * only after that copy is done. No-op for other storage. */
 cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s);
+/* Waits until the copies recorded on pinned storage s are done (at once for other storage),
+ * and only for them: not for work queued after them. */
+cnn_status cnn_cuda_pinned_wait(const cnn_storage *s);
 /* Frees the cached pinned blocks no copy still uses. */
 void cnn_cuda_pinned_empty_cache(void);
 /* Makes `to`'s stream wait for the work queued so far on `from`'s stream (same device), and
@@ -46,6 +49,10 @@ cnn_status cnn_cuda_stream_handoff(cnn_context *from, cnn_context *to, cnn_tenso
  * returns once a copy into host memory has landed. */
 cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
                            cnn_device src_dev, size_t bytes);
+/* The same from the device into pinned host memory, returning before it lands (under a GPU
+ * context): the caller records it on the pinned storage (cnn_cuda_pinned_record_use). */
+cnn_status cnn_cuda_memcpy_to_pinned(cnn_context *ctx, void *dst, const void *src,
+                                     cnn_device src_dev, size_t bytes);
 
 /* ---- basic tensor kernels (cuda/tensor_ops.cu) --------------------------------------------- */
 cnn_status cnn_cuda_fill_f32(cnn_context *ctx, float *p, float value, int64_t n);

@@ -114,6 +114,14 @@ cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
     return CNN_OK;
 }
 
+cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
+{
+    if (!cnn_cuda_storage_is_pinned(s) || !s->allocator) return CNN_OK;
+    pinned_block *b = s->allocator;
+    if (b->in_use) CNN_CUDA_TRY(cudaEventSynchronize(b->last_use));
+    return CNN_OK;
+}
+
 void cnn_cuda_pinned_empty_cache(void)
 {
     pthread_mutex_lock(&g_lock);

@@ -96,6 +96,57 @@ GPU_TEST(cuda_pinned_copies_land_and_blocks_wait_for_them)
     CHECK_OK(cnn_cuda_empty_cache());
 }
 
+/* Results read back without waiting for the work queued after them: the copy captures the
+ * source as the stream reaches it (a later fill does not show), lands by cnn_tensor_wait, and
+ * a bad label is still reported, by the next call that waits for the whole stream. */
+GPU_TEST(cuda_copy_start_reads_back_without_stalling)
+{
+    const int64_t n = 1 << 20;
+    cnn_tensor *h = pinned_ramp(n, 7.0f), *d = NULL, *back = NULL, *pageable = NULL;
+    REQUIRE(h != NULL);
+    CHECK_OK(cnn_tensor_to(h, CNN_CUDA(0), &d));
+    CHECK_OK(cnn_tensor_empty_pinned(CNN_SHAPE(n), CNN_F32, &back));
+    CHECK_OK(cnn_tensor_copy_start_(back, d));
+    CHECK_OK(cnn_tensor_fill_(d, -1.0f)); /* queued after the copy */
+    CHECK_OK(cnn_tensor_wait(back));
+    const float *b = cnn_tensor_cdata(back);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += b[i] != 7.0f + (float)(i % 1000003);
+    CHECK(bad == 0);
+    CHECK(ramp_mismatches(d, n, 7.0f) == n); /* the fill did run */
+    /* A non-contiguous source (a transposed view) is made contiguous on the device first. */
+    const float six[6] = {0, 1, 2, 3, 4, 5};
+    cnn_tensor *m = NULL, *mt = NULL, *mh = NULL, *m23 = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(6), six, CNN_CUDA(0), &m));
+    CHECK_OK(cnn_tensor_reshape(m, CNN_SHAPE(2, 3), &m23));
+    CHECK_OK(cnn_tensor_transpose(m23, 0, 1, &mt));
+    CHECK_OK(cnn_tensor_empty_pinned(CNN_SHAPE(3, 2), CNN_F32, &mh));
+    CHECK_OK(cnn_tensor_copy_start_(mh, mt));
+    CHECK_OK(cnn_tensor_wait(mh));
+    const float *v = cnn_tensor_cdata(mh);
+    CHECK(v[0] == 0 && v[1] == 3 && v[2] == 1 && v[3] == 4 && v[4] == 2 && v[5] == 5);
+    /* Only pinned destinations, of the source's shape and dtype. */
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(n), CNN_CPU, &pageable));
+    CHECK_ERR(cnn_tensor_copy_start_(pageable, d), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "cnn_tensor_empty_pinned") != NULL);
+    CHECK_ERR(cnn_tensor_copy_start_(mh, d), CNN_ERR_SHAPE);
+    /* A bad label: the loss read back early is NaN; the next full wait names the label. */
+    cnn_tensor *logits = NULL, *labels = NULL, *loss = NULL, *lh = NULL;
+    const int64_t lab[2] = {1, 9};
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(2, 4), CNN_CUDA(0), &logits));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), lab, CNN_CUDA(0), &labels));
+    CHECK_OK(cnn_cross_entropy(logits, labels, 0.0f, &loss));
+    CHECK_OK(cnn_tensor_empty_pinned(cnn_tensor_shape(loss), CNN_F32, &lh));
+    CHECK_OK(cnn_tensor_copy_start_(lh, loss));
+    CHECK_OK(cnn_tensor_wait(lh));
+    CHECK(isnan(cnn_tensor_cdata(lh)[0]));
+    CHECK_ERR(cnn_synchronize(), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "label 9") != NULL);
+    CHECK_OK(cnn_synchronize());
+    cnn_tensor *tensors[] = {h, d, back, pageable, m, m23, mt, mh, logits, labels, loss, lh};
+    for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) cnn_tensor_free(&tensors[i]);
+}
+
 /* Reads a batch (on any device) into host arrays. */
 static int read_batch(const cnn_tensor *x, const cnn_tensor *y, float *px, int64_t *py)
 {

@@ -91,6 +91,22 @@ TEST(transpose_narrow_contiguous)
     cnn_tensor_free(&nr);
 }
 
+/* Without a GPU in the picture, a started copy is an ordinary one and waiting is a no-op. */
+TEST(copy_start_from_the_cpu_is_immediate)
+{
+    const float five[5] = {0, 1, 2, 3, 4};
+    cnn_tensor *a = NULL, *b = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(5), five, CNN_CPU, &a));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(5), CNN_CPU, &b));
+    CHECK_OK(cnn_tensor_copy_start_(b, a));
+    CHECK(cnn_tensor_cdata(b)[4] == 4.0f);
+    CHECK_OK(cnn_tensor_wait(b));
+    CHECK_ERR(cnn_tensor_copy_start_(NULL, a), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_tensor_wait(NULL), CNN_ERR_INVALID_ARG);
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+}
+
 TEST(copy_clone_write_i64)
 {
     cnn_tensor *a = NULL, *b = NULL, *l = NULL;

@@ -459,3 +459,27 @@ TEST(train_tool_accuracy_eval_predict)
     CHECK(strstr(out, "metrics.csv: not a .jpg, .jpeg, .png or .bmp file") != NULL);
     remove_tree(dir);
 }
+
+/* On the GPU the tool reads each step's results back while the next step runs: the statistics
+ * must still add up (every image counted once, a sane accuracy). */
+GPU_TEST(train_tool_runs_on_the_gpu)
+{
+    char tool[512], dir[256], args[1024];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args,
+             "--device cuda --limit-train 640 --limit-val 256 --epochs 2 --batch 64 --seed 2 "
+             "--checkpoint-dir %s/run",
+             dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    CHECK(strstr(out, "on cuda:0, new run") != NULL);
+    CHECK(strstr(out, "epoch 1/2  90%    576/640") != NULL); /* every step counted */
+    const char *v = strstr(out, "validation:");
+    double loss = 0, top1 = 0;
+    CHECK(v && sscanf(v, "validation: loss %lf top-1 %lf%%", &loss, &top1) == 2);
+    CHECK(loss > 0 && top1 > 15 && strstr(out, "(256 images)"));
+    remove_tree(dir);
+}

@@ -217,20 +217,55 @@ static float lr_at(const run *r, int64_t step)
     return lr;
 }
 
-/* Reads a batch's logits, labels and loss back into e's statistics. The first read waits for
- * the device, so a training step calls it after queuing backward and update. */
-static void collect(run *r, cnn_tensor *logits, cnn_tensor *labels, cnn_tensor *loss, tr_eval *e)
+/* A batch's logits, labels and loss on their way to the host. On the GPU their copies start
+ * once the step is queued and are waited for after the next step is queued, so the device
+ * never idles while the host reads; on the CPU they are the tensors themselves. */
+typedef struct step_out {
+    cnn_tensor *t[3]; /* logits, labels, loss; t[0] NULL: none */
+    int64_t step;
+} step_out;
+
+/* Takes the batch's tensors (the caller's handles become NULL). */
+static void out_start(run *r, cnn_tensor **logits, cnn_tensor **labels, cnn_tensor **loss,
+                      step_out *o)
 {
-    int64_t b = cnn_tensor_dim(labels, 0), k = r->mm.num_classes;
+    cnn_tensor **src[3] = {logits, labels, loss};
+    o->step = r->st.step;
+    for (int i = 0; i < 3; i++) {
+        if (r->dev.type == CNN_DEVICE_CPU) {
+            o->t[i] = *src[i];
+        } else {
+            o->t[i] = NULL;
+            LIB(cnn_tensor_empty_pinned(cnn_tensor_shape(*src[i]), cnn_tensor_dtype(*src[i]),
+                                        &o->t[i]),
+                "reading results back");
+            LIB(cnn_tensor_copy_start_(o->t[i], *src[i]), "reading results back");
+            cnn_tensor_free(src[i]);
+        }
+        *src[i] = NULL;
+    }
+}
+
+static void out_drop(step_out *o)
+{
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&o->t[i]);
+}
+
+/* Waits for a batch's results and adds them to e's statistics. */
+static void out_finish(run *r, step_out *o, tr_eval *e)
+{
+    int64_t b = cnn_tensor_dim(o->t[1], 0), k = r->mm.num_classes;
     int64_t lab[b];
     float lv;
     if (!r->host_logits && !(r->host_logits = malloc((size_t)(r->o.batch * k) * sizeof(float))))
         die("out of memory");
-    LIB(cnn_tensor_read(logits, r->host_logits, (size_t)(b * k)), "reading logits");
-    LIB(cnn_tensor_read(labels, lab, (size_t)b), "reading labels");
-    LIB(cnn_tensor_read(loss, &lv, 1), "reading the loss");
-    if (!isfinite(lv)) die("the loss is %g at step %lld: lower --lr", lv, (long long)r->st.step);
+    for (int i = 0; i < 3; i++) LIB(cnn_tensor_wait(o->t[i]), "reading results back");
+    LIB(cnn_tensor_read(o->t[0], r->host_logits, (size_t)(b * k)), "reading logits");
+    LIB(cnn_tensor_read(o->t[1], lab, (size_t)b), "reading labels");
+    LIB(cnn_tensor_read(o->t[2], &lv, 1), "reading the loss");
+    if (!isfinite(lv)) die("the loss is %g at step %lld: lower --lr", lv, (long long)o->step);
     tr_eval_add(e, r->host_logits, lab, b, lv);
+    out_drop(o);
 }
 
 /* One batch through the model and the loss (the loaders deliver batches on r->dev already). */
@@ -250,21 +285,21 @@ static bool evaluate(run *r, tr_eval *e)
     LIB(cnn_loader_start_epoch(r->val_ld, 0), "validation loader");
     /* A batch's results are read once the next batch's forward is queued, so that the device
      * stays busy while the host reads. */
-    cnn_tensor *prev[3] = {NULL, NULL, NULL}; /* logits, labels, loss */
+    step_out prev = {0};
     for (;;) {
         if (tool_stop) break;
         cnn_tensor *images = NULL, *labels = NULL, *logits = NULL, *loss = NULL;
         LIB(cnn_loader_next(r->val_ld, &images, &labels), "validation data");
         if (images) forward_batch(r, images, labels, false, &logits, &loss);
         cnn_tensor_free(&images);
-        if (prev[0]) collect(r, prev[0], prev[1], prev[2], e);
-        for (int i = 0; i < 3; i++) cnn_tensor_free(&prev[i]);
-        if (!logits) break;
-        prev[0] = logits;
-        prev[1] = labels;
-        prev[2] = loss;
+        step_out cur = {0};
+        if (logits) out_start(r, &logits, &labels, &loss, &cur);
+        cnn_tensor_free(&labels);
+        if (prev.t[0]) out_finish(r, &prev, e);
+        prev = cur;
+        if (!prev.t[0]) break;
     }
-    for (int i = 0; i < 3; i++) cnn_tensor_free(&prev[i]);
+    out_drop(&prev); /* interrupted: not waited for */
     cnn_set_grad_enabled(was);
     return !tool_stop;
 }
@@ -329,6 +364,7 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
     tr_progress_start(&bar, label, cnn_loader_num_samples(r->train_ld), te->n);
     cnn_loader_stats s0, s1;
     cnn_loader_get_stats(r->train_ld, &s0);
+    step_out prev = {0};
     for (;;) {
         if (tool_stop) break;
         cnn_tensor *images = NULL, *labels = NULL;
@@ -340,19 +376,27 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
         LIB(cnn_backward(loss), "backward");
         LIB(cnn_optim_step(r->opt), "optimizer step");
         cnn_optim_zero_grad(r->opt);
-        collect(r, logits, labels, loss, te);
-        cnn_tensor_free(&logits);
-        cnn_tensor_free(&loss);
         cnn_tensor_free(&images);
-        cnn_tensor_free(&labels);
+        /* This step's results go to the host while the next step is queued. */
+        step_out cur;
+        out_start(r, &logits, &labels, &loss, &cur);
+        if (prev.t[0]) {
+            out_finish(r, &prev, te);
+            tr_progress_update(&bar, te->n, tr_eval_loss(te), tr_eval_top1(te));
+        }
+        prev = cur;
         r->st.step++;
         r->st.batch++;
         r->st.position = cnn_loader_position(r->train_ld);
-        r->st.part_loss = te->loss_sum;
-        r->st.part_correct = te->top1;
-        r->st.part_seen = te->n;
+    }
+    if (prev.t[0]) {
+        out_finish(r, &prev, te);
         tr_progress_update(&bar, te->n, tr_eval_loss(te), tr_eval_top1(te));
     }
+    /* The statistics a checkpoint keeps cover every step counted in r->st. */
+    r->st.part_loss = te->loss_sum;
+    r->st.part_correct = te->top1;
+    r->st.part_seen = te->n;
     tr_progress_end(&bar);
     cnn_loader_get_stats(r->train_ld, &s1);
     *wait_s = s1.wait_seconds - s0.wait_seconds;

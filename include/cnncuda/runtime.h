@@ -163,6 +163,17 @@ cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **ou
 cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
 /* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded. */
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
+/* Reading results back without stalling the GPU: starts copying a CUDA tensor into a
+ * contiguous pinned CPU tensor of its shape and dtype and returns at once; the copy runs on the
+ * context's stream after the work queued so far, so the host can queue more (the next training
+ * step) meanwhile. cnn_tensor_wait(dst) returns once the values have landed; read dst only
+ * after it. A CPU src is copied at once. */
+cnn_status cnn_tensor_copy_start_(cnn_tensor *dst, const cnn_tensor *src);
+/* Waits until the copies started into t have landed (at once unless t is pinned), and not for
+ * the work queued after them. An error a kernel found meanwhile (a class label out of range)
+ * is reported by the next call that waits for the whole stream (cnn_tensor_read or
+ * cnn_tensor_to of a CUDA tensor, cnn_synchronize). */
+cnn_status cnn_tensor_wait(const cnn_tensor *t);
 /* Fills a tensor in place (not recorded). */
 cnn_status cnn_tensor_fill_(cnn_tensor *t, float value);
 /* Reshape: a view sharing storage when t is contiguous, else a contiguous copy. One size may
