@@ -250,8 +250,7 @@ static cnn_status apply_geometry(const cnn_image_u8 *img, const cnn_transform *t
         /* Products before quotients, so that a crop reaching the edge ends exactly there. */
         double box[4] = {(double)top * H / nh, (double)left * W / nw, (double)(top + S) * H / nh,
                          (double)(left + S) * W / nw};
-        if (nh == H && nw == W) CNN_TRYG(resize_window(img, top, left, S, S, tmp, S, S));
-        else CNN_TRYG(cnn_image_resample(img->pix, H, W, (size_t)W * C, C, box, tmp, S, S));
+        CNN_TRYG(cnn_image_resample(img->pix, H, W, (size_t)W * C, C, box, tmp, S, S));
     }
     to_chw(tmp, S, C, out);
 done:
