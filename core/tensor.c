@@ -291,15 +291,21 @@ static void cpu_strided_copy(char *dst, const int64_t *ds, const char *src, cons
             }
 }
 
+/* The rule of both copies: two tensors of one shape and dtype. */
+static cnn_status check_copy(const char *op, const cnn_tensor *dst, const cnn_tensor *src)
+{
+    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "%s: NULL tensor", op);
+    CNN_CHECK(cnn_shape_equal(dst->shape, src->shape), CNN_ERR_SHAPE,
+              "%s: destination %s and source %s differ in shape", op, cnn_shape_of(dst),
+              cnn_shape_of(src));
+    CNN_CHECK(dst->dtype == src->dtype, CNN_ERR_SHAPE, "%s: destination dtype %s, source dtype %s",
+              op, cnn_dtype_name(dst->dtype), cnn_dtype_name(src->dtype));
+    return CNN_OK;
+}
+
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src)
 {
-    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "tensor_copy_: NULL tensor");
-    CNN_CHECK(cnn_shape_equal(dst->shape, src->shape), CNN_ERR_SHAPE,
-              "tensor_copy_: destination %s and source %s differ in shape", cnn_shape_of(dst),
-              cnn_shape_of(src));
-    CNN_CHECK(dst->dtype == src->dtype, CNN_ERR_SHAPE,
-              "tensor_copy_: destination dtype %s, source dtype %s", cnn_dtype_name(dst->dtype),
-              cnn_dtype_name(src->dtype));
+    CNN_TRY(check_copy("tensor_copy_", dst, src));
     size_t es = cnn_dtype_size(src->dtype);
     if (cnn_shape_numel(src->shape) == 0) return CNN_OK;
     bool same_dev = dst->device.type == src->device.type && dst->device.index == src->device.index;
@@ -339,14 +345,11 @@ done:
 
 cnn_status cnn_tensor_copy_start_(cnn_tensor *dst, const cnn_tensor *src)
 {
-    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "tensor_copy_start_: NULL tensor");
+    CNN_TRY(check_copy("tensor_copy_start_", dst, src));
     if (src->device.type == CNN_DEVICE_CPU) return cnn_tensor_copy_(dst, src);
     CNN_CHECK(cnn_tensor_is_pinned(dst) && cnn_tensor_is_contiguous(dst), CNN_ERR_INVALID_ARG,
               "tensor_copy_start_: the destination of a copy from the GPU must be a contiguous "
               "pinned CPU tensor (cnn_tensor_empty_pinned)");
-    CNN_CHECK(cnn_shape_equal(dst->shape, src->shape) && dst->dtype == src->dtype, CNN_ERR_SHAPE,
-              "tensor_copy_start_: destination %s %s, source %s %s", cnn_shape_of(dst),
-              cnn_dtype_name(dst->dtype), cnn_shape_of(src), cnn_dtype_name(src->dtype));
 #if CNN_WITH_CUDA
     cnn_context *ctx = cnn_ctx();
     cnn_tensor *s = NULL;
