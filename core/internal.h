@@ -108,6 +108,9 @@ cnn_status cnn_tensor_view(const cnn_tensor *t, cnn_shape shape, const int64_t *
 cnn_status cnn_contig(const cnn_tensor *t, cnn_tensor **out);
 /* dst += src, elementwise, same shape, both contiguous F32 on one device. Not recorded. */
 cnn_status cnn_tensor_accumulate_(cnn_tensor *dst, const cnn_tensor *src);
+/* The gradient through a ReLU from its output y: dx = y > 0 ? dy : 0 (layers/activation.c), for
+ * ops that end in a ReLU of their own. Not recorded. */
+cnn_status cnn_relu_grad(const cnn_tensor *y, const cnn_tensor *dy, cnn_tensor **dx);
 /* Adds v to every element of the contiguous I64 tensor t, on its device, without waiting for
  * the device (a counter such as BN's num_batches_tracked). */
 cnn_status cnn_tensor_add_i64_(cnn_tensor *t, int64_t v);

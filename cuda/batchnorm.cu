@@ -205,3 +205,34 @@ extern "C" cnn_status cnn_cuda_batch_norm_backward(cnn_context *ctx, const float
     CNN_CUDA_LAUNCH_CHECK(bn_backward_kernel);
     return CNN_OK;
 }
+
+/* ---- folding an eval-mode batch norm into the conv before it ------------------------------- */
+/* One block per output channel k: s = weight / sqrt(rv + eps) in double, w_out (k, per) = w * s,
+ * b_out = fma(b - rm, s, bias): the CPU's operations (layers/batchnorm.c), so the same bits. */
+__global__ void bn_fold_kernel(const float *w, const float *b, const float *rm, const float *rv,
+                               const float *weight, const float *bias, double eps, int64_t k,
+                               int64_t per, float *w_out, float *b_out)
+{
+    for (int64_t row = blockIdx.x; row < k; row += gridDim.x) {
+        const double s = (weight ? (double)weight[row] : 1.0) / sqrt((double)rv[row] + eps);
+        for (int64_t j = threadIdx.x; j < per; j += blockDim.x)
+            w_out[row * per + j] = (float)((double)w[row * per + j] * s);
+        if (threadIdx.x == 0)
+            b_out[row] = (float)fma((b ? (double)b[row] : 0.0) - (double)rm[row], s,
+                                    bias ? (double)bias[row] : 0.0);
+    }
+}
+
+extern "C" cnn_status cnn_cuda_batch_norm_fold(cnn_context *ctx, const float *w, const float *b,
+                                               const float *rm, const float *rv,
+                                               const float *weight, const float *bias, double eps,
+                                               int64_t k, int64_t per, float *w_out, float *b_out)
+{
+    if (k <= 0) return CNN_OK;
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "batch_norm_fold", &s));
+    const unsigned blocks = (unsigned)(k < 65535 * 8 ? k : 65535 * 8);
+    bn_fold_kernel<<<blocks, 128, 0, s>>>(w, b, rm, rv, weight, bias, eps, k, per, w_out, b_out);
+    CNN_CUDA_LAUNCH_CHECK(bn_fold_kernel);
+    return CNN_OK;
+}

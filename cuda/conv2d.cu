@@ -38,15 +38,32 @@ struct Geo {
     FastDiv by_rs, by_s, by_pq, by_q, by_sh, by_sw;
 };
 
+/* The forward's epilogue (cnn_cuda_epilogue): v + b[k], + z[i], then ReLU, in cnn_conv2d's,
+ * cnn_add's and cnn_relu's order, so the fused op gives their bits. i indexes y (and z). */
+struct Epi {
+    const float *b, *z;
+    bool relu;
+    __device__ float apply(float v, int k, int i) const
+    {
+        if (b) v += __ldg(b + k);
+        if (z) v += __ldg(z + i);
+        return relu && !(v > 0.0f) ? 0.0f : v;
+    }
+};
+
 /* Forward. m = (n, p, q) output pixel, j = output channel within the group, t = (c, r, s).
- * x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+ * x: (N, C, H, W), w: (K, Cg, R, S) -> y: (N, K, P, Q) = the epilogue of the conv. FUSED false:
+ * the epilogue is at most the bias, and the store keeps to it (the residual's pointer and the
+ * ReLU cost the 128x128 kernel 15 registers: one block per multiprocessor instead of two). */
+template <bool FUSED>
 struct FwdOp {
     static constexpr bool A_T_FAST = false, B_T_FAST = true;
     Geo g;
-    const float *x, *w, *bias;
+    const float *x, *w;
+    Epi e; /* applied by the store; sum_splits_kernel's when the reduction is split */
     float *y;
     int slice; /* elements of one split's part of y (a workspace) when the reduction is split */
-    FwdOp split_into(float *ws, int n) const { return FwdOp{g, x, w, nullptr, ws, n}; }
+    FwdOp split_into(float *ws, int n) const { return FwdOp{g, x, w, Epi{}, ws, n}; }
     struct RowA { int base, h0, w0; bool ok; };
     struct ColB { int base; bool ok; };
     __device__ RowA row_a(int gi, int m, int M) const
@@ -74,7 +91,9 @@ struct FwdOp {
     __device__ void store(int gi, int split, int m, int j, float v) const
     {
         const int pq = g.p * g.q, n = m / pq, rem = m - n * pq, k = gi * g.kg + j;
-        y[split * slice + (n * g.k + k) * pq + rem] = bias ? v + __ldg(bias + k) : v;
+        const int i = (n * g.k + k) * pq + rem;
+        if (FUSED) y[split * slice + i] = e.apply(v, k, i);
+        else y[split * slice + i] = e.b ? v + __ldg(e.b + k) : v;
     }
 };
 
@@ -173,21 +192,35 @@ struct FilterOp {
     }
 };
 
-/* out[i] = sum over splits of ws[s][i], in split order, plus bias[(i / pq) % k] when there is a
- * bias (out: (N, K, P, Q)). */
-__global__ void sum_splits_kernel(const float *ws, int splits, int slice, const float *bias,
-                                  int pq, int k, float *out)
+/* out[i] = the forward's epilogue of the sum over splits of ws[s][i], in split order (channel
+ * (i / pq) % k, out: (N, K, P, Q)); e is empty for the backward passes. */
+__global__ void sum_splits_kernel(const float *ws, int splits, int slice, Epi e, int pq, int k,
+                                  float *out)
 {
+    const bool epi = e.b || e.z || e.relu;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < slice; i += gridDim.x * blockDim.x) {
         float s = 0.0f;
         for (int z = 0; z < splits; z++) s += ws[z * slice + i];
-        out[i] = bias ? s + __ldg(bias + (i / pq) % k) : s;
+        out[i] = epi ? e.apply(s, (i / pq) % k, i) : s;
+    }
+}
+
+/* y = the forward's epilogue of y, over `len` elements of a conv output starting at a row
+ * boundary: rows of pq elements, the first of channel c0, channels cycling through k. */
+__global__ void epilogue_kernel(Epi e, float *y, int len, FastDiv by_pq, FastDiv by_k, int k,
+                                int c0)
+{
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
+        const int row = by_pq.div(i);
+        int c = row - by_k.div(row) * k + c0;
+        if (c >= k) c -= k;
+        y[i] = e.apply(y[i], c, i);
     }
 }
 
 /* ---- depthwise (Cg == 1): one thread per output element ------------------------------------ */
-/* x: (N, C, H, W), w: (K, 1, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
-__global__ void dw_forward_kernel(Geo g, const float *x, const float *w, const float *b, float *y)
+/* x: (N, C, H, W), w: (K, 1, R, S) -> y: (N, K, P, Q) = the epilogue of the conv. */
+__global__ void dw_forward_kernel(Geo g, const float *x, const float *w, Epi e, float *y)
 {
     const int total = g.n * g.k * g.p * g.q;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
@@ -204,7 +237,7 @@ __global__ void dw_forward_kernel(Geo g, const float *x, const float *w, const f
                     acc = fmaf(__ldg(wk + r * g.s + s), __ldg(xc + hh * g.w + ww), acc);
             }
         }
-        y[i] = b ? acc + __ldg(b + k) : acc;
+        y[i] = e.apply(acc, k, i);
     }
 }
 
@@ -319,10 +352,10 @@ cnn_status use_tf32(const cnn_context *ctx, bool *tf32)
  * tiles fill fewer than `fill` blocks per multiprocessor, the reduction is split over
  * blockIdx.z until they fill about that many, each split a whole number of 8-steps and at least
  * 256 long: each split writes its own slice of a workspace, and sum_splits_kernel adds them in
- * split order (and the bias, for the forward), so the result does not depend on scheduling. */
+ * split order (and apply the forward's epilogue), so the result does not depend on scheduling. */
 template <class Op>
 cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int NC, int KD,
-                     int groups, int fill, float *out, int slice, const float *bias, int pq, int k)
+                     int groups, int fill, float *out, int slice, Epi e, int pq, int k)
 {
     bool tf32;
     CNN_TRY(use_tf32(ctx, &tf32));
@@ -351,7 +384,7 @@ cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int
                                 (int)splits, kchunk);
     if (s == CNN_OK) {
         sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(cnn_f32(ws), (int)splits, slice,
-                                                                 bias, pq, k, out);
+                                                                 e, pq, k, out);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess)
             s = cnn_error(cnn_cuda_status_of(e), "conv2d: launch of sum_splits_kernel failed: %s",
@@ -365,24 +398,60 @@ cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int
 
 } /* namespace */
 
-extern "C" cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *c,
-                                              const float *x, const float *w, const float *b,
-                                              float *y)
+extern "C" cnn_status cnn_cuda_conv2d_forward_fused(cnn_context *ctx, const cnn_cuda_conv *c,
+                                                    const float *x, const float *w,
+                                                    const cnn_cuda_epilogue *ce, float *y)
 {
     cudaStream_t st;
     Geo g;
     CNN_TRY(cnn_cuda_enter(ctx, "conv2d", &st));
     CNN_TRY(to_geo("conv2d", c, &g));
+    const Epi e{ce->b, ce->z, ce->relu};
     if (g.cg == 1) {
         const int blocks = grid_for((int64_t)g.n * g.k * g.p * g.q, 256);
-        dw_forward_kernel<<<blocks, 256, 0, st>>>(g, x, w, b, y);
+        dw_forward_kernel<<<blocks, 256, 0, st>>>(g, x, w, e, y);
         CNN_CUDA_LAUNCH_CHECK(dw_forward_kernel);
         return CNN_OK;
     }
     /* Split only when the tiles alone leave multiprocessors idle (ResNet-50's 7x7 stage). */
-    FwdOp op{g, x, w, b, y, 0};
-    return run_split(ctx, st, op, g.n * g.p * g.q, g.kg, g.cg * g.r * g.s, g.groups, 1, y,
-                     g.n * g.k * g.p * g.q, b, g.p * g.q, g.k);
+    const int M = g.n * g.p * g.q, NC = g.kg, KD = g.cg * g.r * g.s, slice = g.n * g.k * g.p * g.q;
+    if (e.z || e.relu)
+        return run_split(ctx, st, FwdOp<true>{g, x, w, e, y, 0}, M, NC, KD, g.groups, 1, y, slice,
+                         e, g.p * g.q, g.k);
+    return run_split(ctx, st, FwdOp<false>{g, x, w, e, y, 0}, M, NC, KD, g.groups, 1, y, slice,
+                     e, g.p * g.q, g.k);
+}
+
+extern "C" cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *c,
+                                              const float *x, const float *w, const float *b,
+                                              float *y)
+{
+    const cnn_cuda_epilogue e = {b, NULL, false};
+    return cnn_cuda_conv2d_forward_fused(ctx, c, x, w, &e, y);
+}
+
+extern "C" cnn_status cnn_cuda_conv2d_epilogue(cnn_context *ctx, const cnn_cuda_conv *c,
+                                               const cnn_cuda_epilogue *ce, float *y)
+{
+    cudaStream_t st;
+    CNN_TRY(cnn_cuda_enter(ctx, "conv2d", &st));
+    const int64_t pq = c->p * c->q, rows = c->n * c->k;
+    if (pq == 0 || rows == 0) return CNN_OK;
+    CNN_CHECK(pq < INT_MAX && c->k < INT_MAX, CNN_ERR_UNSUPPORTED,
+              "conv2d: an output map of %lld x %lld is too large", (long long)c->p,
+              (long long)c->q);
+    /* Chunks of whole rows under 2^31 elements keep the kernel's index arithmetic in 32 bits. */
+    const int64_t chunk_rows = INT_MAX / pq;
+    const FastDiv by_pq = fast_div((int)pq), by_k = fast_div((int)c->k);
+    for (int64_t row0 = 0; row0 < rows; row0 += chunk_rows) {
+        const int64_t n_rows = rows - row0 < chunk_rows ? rows - row0 : chunk_rows;
+        const int64_t at = row0 * pq, len = n_rows * pq;
+        const Epi e{ce->b, ce->z ? ce->z + at : nullptr, ce->relu};
+        epilogue_kernel<<<grid_for(len, 256), 256, 0, st>>>(e, y + at, (int)len, by_pq, by_k,
+                                                            (int)c->k, (int)(row0 % c->k));
+        CNN_CUDA_LAUNCH_CHECK(epilogue_kernel);
+    }
+    return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *c,
@@ -400,7 +469,7 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_
     }
     DataOp op{g, dy, w, dx, 0};
     return run_split(ctx, st, op, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1, dx,
-                     g.n * g.c * g.h * g.w, nullptr, 1, 1);
+                     g.n * g.c * g.h * g.w, Epi{}, 1, 1);
 }
 
 extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *c,
@@ -430,5 +499,5 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_filter(cnn_context *ctx, const cn
         return CNN_OK;
     }
     FilterOp op{g, dy, x, dw, slice};
-    return run_split(ctx, st, op, M, NC, KD, g.groups, 4, dw, slice, nullptr, 1, 1);
+    return run_split(ctx, st, op, M, NC, KD, g.groups, 4, dw, slice, Epi{}, 1, 1);
 }

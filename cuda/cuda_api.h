@@ -122,6 +122,12 @@ cnn_status cnn_cudnn_batch_norm_forward_training(cnn_context *ctx, const float *
                                                  int64_t c, int64_t inner, float *stats,
                                                  const float *bias, float momentum, float eps,
                                                  float *rm, float *rv, float *y);
+/* cnn_batch_norm_fold: s = weight / sqrt(rv + eps) in double per channel (weight, bias, b may
+ * be NULL: 1, 0, 0); w_out (k, per) = w * s, b_out (k) = (b - rm) * s + bias. */
+cnn_status cnn_cuda_batch_norm_fold(cnn_context *ctx, const float *w, const float *b,
+                                    const float *rm, const float *rv, const float *weight,
+                                    const float *bias, double eps, int64_t k, int64_t per,
+                                    float *w_out, float *b_out);
 /* cuDNN inference: y from running statistics and the weight row of stats. */
 cnn_status cnn_cudnn_batch_norm_forward_inference(cnn_context *ctx, const float *x, int64_t n,
                                                   int64_t c, int64_t inner, const float *stats,
@@ -159,11 +165,25 @@ typedef struct cnn_cuda_conv {
     int64_t n, c, h, w, k, r, s, p, q, cg, kg;
     int sh, sw, ph, pw, dh, dw, groups;
 } cnn_cuda_conv;
+/* What a conv forward applies to each output element as it writes it:
+ * y = act(conv + b[k] + z), b (k) and z (n, k, p, q) each NULL when absent, act ReLU or none;
+ * the adds in that order (cnn_conv2d's bias, then cnn_add's). */
+typedef struct cnn_cuda_epilogue {
+    const float *b, *z;
+    bool relu;
+} cnn_cuda_epilogue;
 /* Hand-written kernels (never cuDNN), exact FP32 and deterministic (no float atomics). All
  * pointers are contiguous device memory; every element of the output is written.
  * y = conv(x, w) + b (b may be NULL). */
 cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *g, const float *x,
                                    const float *w, const float *b, float *y);
+/* y = act(conv(x, w) + b + z) (e: the epilogue, applied as the GEMM stores). */
+cnn_status cnn_cuda_conv2d_forward_fused(cnn_context *ctx, const cnn_cuda_conv *g,
+                                         const float *x, const float *w,
+                                         const cnn_cuda_epilogue *e, float *y);
+/* The epilogue alone over a conv output already in y (after a cuDNN forward): one pass. */
+cnn_status cnn_cuda_conv2d_epilogue(cnn_context *ctx, const cnn_cuda_conv *g,
+                                    const cnn_cuda_epilogue *e, float *y);
 /* dx: (n, c, h, w) from dy: (n, k, p, q) and w. */
 cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv *g,
                                          const float *dy, const float *w, float *dx);

@@ -83,20 +83,37 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
     }
 }
 
-static cnn_status act_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
+/* dx (new, the input's shape and device) from the saved tensor s and dy, both contiguous. */
+static cnn_status act_grad(const act_params *p, const cnn_tensor *s, const cnn_tensor *dy,
+                           cnn_shape in_shape, cnn_device in_device, cnn_tensor **dx)
 {
-    const act_params *p = (const act_params *)node->params;
-    const cnn_tensor *s = node->saved[0];
-    CNN_ASSERT(node->n_saved == 1 && cnn_tensor_is_contiguous(s) && cnn_tensor_is_contiguous(dy));
-    CNN_TRY(cnn_tensor_empty(node->in[0].shape, CNN_F32, node->in[0].device, &dx[0]));
+    CNN_ASSERT(cnn_tensor_is_contiguous(s) && cnn_tensor_is_contiguous(dy));
+    CNN_TRY(cnn_tensor_empty(in_shape, CNN_F32, in_device, dx));
     int64_t n = cnn_shape_numel(s->shape);
 #if CNN_WITH_CUDA
-    if (cnn_on_cuda(s))
-        return cnn_cuda_activation_backward(cnn_ctx(), (int)p->kind, p->param, p->saved_is_y,
-                                            cnn_f32(s), cnn_f32(dy), cnn_f32(dx[0]), n);
+    if (cnn_on_cuda(s)) {
+        cnn_status st = cnn_cuda_activation_backward(cnn_ctx(), (int)p->kind, p->param,
+                                                     p->saved_is_y, cnn_f32(s), cnn_f32(dy),
+                                                     cnn_f32(*dx), n);
+        if (st != CNN_OK) cnn_tensor_free(dx);
+        return st;
+    }
 #endif
-    act_backward_cpu(p, cnn_f32(s), cnn_f32(dy), cnn_f32(dx[0]), n);
+    act_backward_cpu(p, cnn_f32(s), cnn_f32(dy), cnn_f32(*dx), n);
     return CNN_OK;
+}
+
+static cnn_status act_backward(cnn_node *node, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    CNN_ASSERT(node->n_saved == 1);
+    return act_grad((const act_params *)node->params, node->saved[0], dy, node->in[0].shape,
+                    node->in[0].device, &dx[0]);
+}
+
+cnn_status cnn_relu_grad(const cnn_tensor *y, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    const act_params p = {ACT_RELU, 0.0f, true};
+    return act_grad(&p, y, dy, y->shape, y->device, dx);
 }
 
 static cnn_status activation(const char *op, act_kind kind, float param, const cnn_tensor *x,

@@ -199,15 +199,16 @@ static cnn_status bn_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **d
 }
 
 /* Checks an optional per-channel tensor: F32 on x's device, shape (C). */
-static cnn_status bn_check_channel(const char *name, const cnn_tensor *t, const cnn_tensor *x,
-                                   int64_t c)
+/* t (NULL allowed) must be an F32 (c) on xt's device; xn names xt in the message. */
+static cnn_status bn_check_channel(const char *op, const char *name, const cnn_tensor *t,
+                                   const cnn_tensor *xt, const char *xn, int64_t c)
 {
     if (!t) return CNN_OK;
-    CNN_TRY(cnn_check_f32("batch_norm", name, t));
-    CNN_TRY(cnn_check_same_device("batch_norm", x, "x", t, name));
+    CNN_TRY(cnn_check_f32(op, name, t));
+    CNN_TRY(cnn_check_same_device(op, xt, xn, t, name));
     CNN_CHECK(t->shape.ndim == 1 && t->shape.d[0] == c, CNN_ERR_SHAPE,
-              "batch_norm: %s has shape %s, expected (%lld) for x %s with %lld channels", name,
-              cnn_shape_of(t), (long long)c, cnn_shape_of(x), (long long)c);
+              "%s: %s has shape %s, expected (%lld) for %s %s with %lld channels", op, name,
+              cnn_shape_of(t), (long long)c, xn, cnn_shape_of(xt), (long long)c);
     return CNN_OK;
 }
 
@@ -218,10 +219,10 @@ static cnn_status bn_check_args(const cnn_tensor *x, const cnn_tensor *rm, const
     CNN_CHECK(x->shape.ndim >= 2 && x->shape.ndim <= 4, CNN_ERR_SHAPE,
               "batch_norm: x must be (N, C), (N, C, L) or (N, C, H, W), got %s", cnn_shape_of(x));
     int64_t c = x->shape.d[1];
-    CNN_TRY(bn_check_channel("weight", w, x, c));
-    CNN_TRY(bn_check_channel("bias", b, x, c));
-    CNN_TRY(bn_check_channel("running_mean", rm, x, c));
-    CNN_TRY(bn_check_channel("running_var", rv, x, c));
+    CNN_TRY(bn_check_channel("batch_norm", "weight", w, x, "x", c));
+    CNN_TRY(bn_check_channel("batch_norm", "bias", b, x, "x", c));
+    CNN_TRY(bn_check_channel("batch_norm", "running_mean", rm, x, "x", c));
+    CNN_TRY(bn_check_channel("batch_norm", "running_var", rv, x, "x", c));
     CNN_CHECK(!rm == !rv, CNN_ERR_INVALID_ARG,
               "batch_norm: running_mean and running_var must both be given or both be NULL");
     CNN_CHECK(training || rm, CNN_ERR_INVALID_ARG,
@@ -396,5 +397,60 @@ done:
     cnn_tensor_free(&stats);
     cnn_tensor_free(&bc);
     if (st != CNN_OK) cnn_tensor_free(y);
+    return st;
+}
+
+/* ---- folding into the conv before it (eval mode) -------------------------------------------- */
+cnn_status cnn_batch_norm_fold(const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_tensor *running_mean, const cnn_tensor *running_var,
+                               const cnn_tensor *weight, const cnn_tensor *bias, float eps,
+                               cnn_tensor **w_out, cnn_tensor **b_out)
+{
+    static const char op[] = "batch_norm_fold";
+    CNN_CHECK(w_out && b_out, CNN_ERR_INVALID_ARG, "%s: w_out or b_out is NULL", op);
+    *w_out = *b_out = NULL;
+    CNN_TRY(cnn_check_f32(op, "w", w));
+    CNN_CHECK(w->shape.ndim >= 1, CNN_ERR_SHAPE, "%s: w must have an output-channel dimension, "
+              "got %s", op, cnn_shape_of(w));
+    CNN_CHECK(running_mean && running_var, CNN_ERR_INVALID_ARG,
+              "%s: running_mean and running_var are required", op);
+    CNN_CHECK(eps >= 0 && isfinite(eps), CNN_ERR_INVALID_ARG, "%s: eps %g must be >= 0", op,
+              (double)eps);
+    const int64_t k = w->shape.d[0], per = k ? cnn_shape_numel(w->shape) / k : 0;
+    const cnn_tensor *chan[5] = {b, running_mean, running_var, weight, bias};
+    static const char *const names[5] = {"b", "running_mean", "running_var", "weight", "bias"};
+    for (int i = 0; i < 5; i++) CNN_TRY(bn_check_channel(op, names[i], chan[i], w, "w", k));
+    cnn_status st = CNN_OK;
+    cnn_tensor *c[5] = {NULL}, *wc = NULL; /* contiguous inputs */
+    CNN_TRYG(cnn_contig(w, &wc));
+    for (int i = 0; i < 5; i++)
+        if (chan[i]) CNN_TRYG(cnn_contig(chan[i], &c[i]));
+    CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, w_out));
+    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(k), CNN_F32, w->device, b_out));
+    const float *pc[5];
+    for (int i = 0; i < 5; i++) pc[i] = c[i] ? cnn_f32(c[i]) : NULL;
+    const float *pw = cnn_f32(wc);
+    float *wo = cnn_f32(*w_out), *bo = cnn_f32(*b_out);
+#if CNN_WITH_CUDA
+    if (cnn_on_cuda(w)) {
+        CNN_TRYG(cnn_cuda_batch_norm_fold(cnn_ctx(), pw, pc[0], pc[1], pc[2], pc[3], pc[4], eps,
+                                          k, per, wo, bo));
+        goto done;
+    }
+#endif
+    /* cuda/batchnorm.cu's bn_fold_kernel does the same operations: the same bits. */
+    for (int64_t row = 0; row < k; row++) {
+        const double s = (pc[3] ? (double)pc[3][row] : 1.0) / sqrt((double)pc[2][row] + eps);
+        for (int64_t j = 0; j < per; j++) wo[row * per + j] = (float)((double)pw[row * per + j] * s);
+        bo[row] = (float)fma((pc[0] ? (double)pc[0][row] : 0.0) - (double)pc[1][row], s,
+                             pc[4] ? (double)pc[4][row] : 0.0);
+    }
+done:
+    cnn_tensor_free(&wc);
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&c[i]);
+    if (st != CNN_OK) {
+        cnn_tensor_free(w_out);
+        cnn_tensor_free(b_out);
+    }
     return st;
 }

@@ -25,6 +25,25 @@ typedef struct conv_geom {
 } conv_geom;
 _Static_assert(sizeof(conv_geom) <= CNN_NODE_PARAM_BYTES, "conv_geom must fit a tape node");
 
+/* What the forward applies to each output element as it writes it: y = act(conv + b + z), b[k]
+ * per output channel (NULL: none), z of y's shape (NULL: none), act ReLU or none. The order of
+ * the adds is cnn_conv2d's bias, then cnn_add's, so the fused op matches the three ops in turn
+ * bit for bit. */
+typedef struct conv_epi {
+    const float *b, *z;
+    bool relu;
+} conv_epi;
+
+// y, z: rows of pq floats (one output channel of one sample), channel bias bk
+static void epi_row(float *y, const float *z, float bk, bool relu, int64_t pq)
+{
+    for (int64_t i = 0; i < pq; i++) {
+        float v = y[i] + bk;
+        if (z) v += z[i];
+        y[i] = relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
+
 /* ---- OpenBLAS threads inside our own parallel regions --------------------------------------
  * The batch loops run one single-threaded sgemm per OpenMP thread: that beats one threaded
  * sgemm per sample with im2col between them, whose OpenBLAS workers spin against our threads.
@@ -211,10 +230,11 @@ static const float *block_cols(const conv_geom *g, const conv_work *wk, const fl
  * with C/groups == 1: depthwise, channel multipliers, and single-channel inputs. */
 static bool is_depthwise(const conv_geom *g) { return g->cg == 1; }
 
-/* x: (N, C, H, W), w: (K, 1, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
-static void depthwise_forward(const conv_geom *g, const float *x, const float *w, const float *b,
-                              float *y)
+/* x: (N, C, H, W), w: (K, 1, R, S) -> y: (N, K, P, Q) = act(conv + b + z) (conv_epi). */
+static void depthwise_forward(const conv_geom *g, const float *x, const float *w,
+                              const conv_epi *e, float *y)
 {
+    const float *b = e->b;
     const int64_t planes = g->n * g->k, pq = g->p * g->q;
     #pragma omp parallel for schedule(static) if (cnn_par_worth(conv_macs(g)))
     for (int64_t nk = 0; nk < planes; nk++) {
@@ -239,6 +259,7 @@ static void depthwise_forward(const conv_geom *g, const float *x, const float *w
                         for (int64_t q = lo; q < hi; q++) yr[q] += wv * xr[q * g->sw];
                 }
             }
+        if (e->z || e->relu) epi_row(yp, e->z ? e->z + nk * pq : NULL, 0.0f, e->relu, pq);
     }
 }
 
@@ -316,12 +337,12 @@ static void depthwise_backward_filter(const conv_geom *g, const float *dy, const
             }
 }
 
-/* x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+/* x: (N, C, H, W), w: (K, Cg, R, S) -> y: (N, K, P, Q) = act(conv + b + z) (conv_epi). */
 static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const float *w,
-                                   const float *b, float *y)
+                                   const conv_epi *e, float *y)
 {
     if (is_depthwise(g)) {
-        depthwise_forward(g, x, w, b, y);
+        depthwise_forward(g, x, w, e, y);
         return CNN_OK;
     }
     const int64_t crs = g->cg * g->r * g->s, pq = g->p * g->q, ystride = g->k * pq;
@@ -337,12 +358,12 @@ static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const flo
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)ld, (int)crs, 1.0f,
                     w + gi * g->kg * crs, (int)crs, bmat, (int)ld, 0.0f, out, (int)ld);
         if (cnt > 1) maps_scatter(out, cnt, g->kg, pq, yg, ystride);
-        if (b)
+        if (e->b || e->z || e->relu) /* while the block is still in cache */
             for (int64_t j = 0; j < cnt; j++)
                 for (int64_t k = 0; k < g->kg; k++) {
-                    const float bk = b[gi * g->kg + k];
-                    float *yr = yg + j * ystride + k * pq;
-                    for (int64_t i = 0; i < pq; i++) yr[i] += bk;
+                    const int64_t at = (yg - y) + j * ystride + k * pq;
+                    epi_row(y + at, e->z ? e->z + at : NULL, e->b ? e->b[gi * g->kg + k] : 0.0f,
+                            e->relu, pq);
                 }
     }
     if (wk.nt > 1) blas_single_end();
@@ -385,7 +406,7 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
                     float *dst = wt + ((gi * g->cg + c) * g->kg + k) * rs;
                     for (int64_t i = 0; i < rs; i++) dst[rs - 1 - i] = src[i];
                 }
-        cnn_status st = conv_forward_cpu(&t, dy, wt, NULL, dx);
+        cnn_status st = conv_forward_cpu(&t, dy, wt, &(conv_epi){0}, dx);
         free(wt);
         return st;
     }
@@ -490,22 +511,29 @@ static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, 
 enum { PASS_FORWARD, PASS_DATA, PASS_FILTER };
 
 #if CNN_WITH_CUDA
-/* forward: (x, w, bias) -> out = y; data: (dy, w) -> out = dx; filter: (dy, x) -> dw, db. */
+/* forward: (x, w, epilogue e) -> out = y; data: (dy, w) -> out = dx; filter: (dy, x) -> dw, db.
+ * The hand-written forward applies the epilogue as it stores; after a cuDNN forward, one more
+ * kernel does (bias, residual and ReLU in one pass), or cuDNN adds a lone bias. */
 static cnn_status run_gpu(int pass, const conv_geom *g, const float *a, const float *b,
-                          const float *bias, float *out, float *db)
+                          const conv_epi *e, float *out, float *db)
 {
     cnn_cuda_conv c = {.n = g->n, .c = g->c, .h = g->h, .w = g->w, .k = g->k, .r = g->r,
                        .s = g->s, .p = g->p, .q = g->q, .cg = g->cg, .kg = g->kg, .sh = g->sh,
                        .sw = g->sw, .ph = g->ph, .pw = g->pw, .dh = g->dh, .dw = g->dw,
                        .groups = g->groups};
     cnn_context *ctx = cnn_ctx();
+    const cnn_cuda_epilogue epi = e ? (cnn_cuda_epilogue){e->b, e->z, e->relu}
+                                    : (cnn_cuda_epilogue){0};
 #if CNN_WITH_CUDNN
     cnn_backend pref = cnn_get_backend();
     if (pref == CNN_BACKEND_AUTO || pref == CNN_BACKEND_CUDNN) {
+        const bool after = epi.z || epi.relu;
         cnn_status st =
-            pass == PASS_FORWARD ? cnn_cudnn_conv2d_forward(ctx, &c, a, b, bias, out)
+            pass == PASS_FORWARD ? cnn_cudnn_conv2d_forward(ctx, &c, a, b, after ? NULL : epi.b, out)
             : pass == PASS_DATA  ? cnn_cudnn_conv2d_backward_data(ctx, &c, a, b, out)
                                  : cnn_cudnn_conv2d_backward_filter(ctx, &c, a, b, out, db);
+        if (st == CNN_OK && pass == PASS_FORWARD && after)
+            st = cnn_cuda_conv2d_epilogue(ctx, &c, &epi, out);
         if (st != CNN_ERR_UNSUPPORTED) return st;
         /* Said once per process; the message is dropped, as the hand-written kernel serves. */
         static atomic_flag logged = ATOMIC_FLAG_INIT;
@@ -514,22 +542,23 @@ static cnn_status run_gpu(int pass, const conv_geom *g, const float *a, const fl
         cnn_clear_error();
     }
 #endif
-    return pass == PASS_FORWARD ? cnn_cuda_conv2d_forward(ctx, &c, a, b, bias, out)
+    return pass == PASS_FORWARD ? cnn_cuda_conv2d_forward_fused(ctx, &c, a, b, &epi, out)
            : pass == PASS_DATA  ? cnn_cuda_conv2d_backward_data(ctx, &c, a, b, out)
                                 : cnn_cuda_conv2d_backward_filter(ctx, &c, a, b, out, db);
 }
 #endif
 
-/* x: (N, C, H, W), w: (K, Cg, R, S), b: (K) or NULL -> y: (N, K, P, Q), on the CPU or the GPU. */
+/* x: (N, C, H, W), w: (K, Cg, R, S) -> y: (N, K, P, Q) = act(conv + b + z), on the CPU or the
+ * GPU. */
 static cnn_status run_forward(const conv_geom *g, bool gpu, const float *x, const float *w,
-                              const float *b, float *y)
+                              const conv_epi *e, float *y)
 {
 #if CNN_WITH_CUDA
-    if (gpu) return run_gpu(PASS_FORWARD, g, x, w, b, y, NULL);
+    if (gpu) return run_gpu(PASS_FORWARD, g, x, w, e, y, NULL);
 #else
     (void)gpu;
 #endif
-    return conv_forward_cpu(g, x, w, b, y);
+    return conv_forward_cpu(g, x, w, e, y);
 }
 
 /* dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W). */
@@ -557,24 +586,52 @@ static cnn_status run_backward_filter(const conv_geom *g, bool gpu, const float 
 }
 
 /* ---- autograd ----------------------------------------------------------------------------- */
-static cnn_status conv2d_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+/* dx[0..2] (x, w, b, those the node wants) from the conv's output gradient dy; the node saved
+ * x and w first. */
+static cnn_status conv_grads(const cnn_node *nd, const conv_geom *g, const cnn_tensor *dy,
+                             cnn_tensor **dx)
 {
-    conv_geom g;
-    memcpy(&g, nd->params, sizeof g);
     const cnn_tensor *x = nd->saved[0], *w = nd->saved[1];
     cnn_status st = CNN_OK;
     if (nd->in[0].needs_grad) {
         CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
-        CNN_TRYG(run_backward_data(&g, cnn_on_cuda(x), cnn_f32(dy), cnn_f32(w), cnn_f32(dx[0])));
+        CNN_TRYG(run_backward_data(g, cnn_on_cuda(x), cnn_f32(dy), cnn_f32(w), cnn_f32(dx[0])));
     }
     bool want_w = nd->in[1].needs_grad, want_b = nd->n_inputs > 2 && nd->in[2].needs_grad;
     if (want_w) CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
-    if (want_b) CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.k), CNN_F32, w->device, &dx[2]));
+    if (want_b) CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g->k), CNN_F32, w->device, &dx[2]));
     if (want_w || want_b)
-        CNN_TRYG(run_backward_filter(&g, cnn_on_cuda(x), cnn_f32(dy), cnn_f32(x),
+        CNN_TRYG(run_backward_filter(g, cnn_on_cuda(x), cnn_f32(dy), cnn_f32(x),
                                      want_w ? cnn_f32(dx[1]) : NULL,
                                      want_b ? cnn_f32(dx[2]) : NULL));
 done:
+    return st;
+}
+
+static cnn_status conv2d_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    conv_geom g;
+    memcpy(&g, nd->params, sizeof g);
+    return conv_grads(nd, &g, dy, dx);
+}
+
+/* The fused op's node: inputs (x, w, b, z); saved x, w, and y when there is a ReLU. */
+typedef struct fused_node {
+    conv_geom g;
+    bool relu;
+} fused_node;
+_Static_assert(sizeof(fused_node) <= CNN_NODE_PARAM_BYTES, "fused_node must fit a tape node");
+
+static cnn_status conv2d_fused_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    fused_node f;
+    memcpy(&f, nd->params, sizeof f);
+    cnn_tensor *dpre = NULL; /* the gradient before the ReLU: of conv + b + z */
+    if (f.relu) CNN_TRY(cnn_relu_grad(nd->saved[2], dy, &dpre));
+    const cnn_tensor *d = f.relu ? dpre : dy;
+    cnn_status st = conv_grads(nd, &f.g, d, dx);
+    if (st == CNN_OK && nd->in[3].needs_grad) dx[3] = cnn_tensor_retain((cnn_tensor *)d);
+    cnn_tensor_free(&dpre);
     return st;
 }
 
@@ -638,32 +695,69 @@ static cnn_status conv_resolve(const cnn_tensor *x, const cnn_tensor *w, const c
     return CNN_OK;
 }
 
-cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
-                      const cnn_conv2d_params *p, cnn_tensor **y)
+/* The forward of cnn_conv2d (z NULL, act NONE) and cnn_conv2d_fused: resolved shapes, one
+ * output written with the epilogue, and a node that saves what the backward needs. */
+static cnn_status conv2d_run(const char *op, const cnn_tensor *x, const cnn_tensor *w,
+                             const cnn_tensor *b, const cnn_tensor *z, bool relu,
+                             const cnn_conv2d_params *p, cnn_tensor **y)
 {
-    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "conv2d: y is NULL");
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
     *y = NULL;
     conv_geom g;
     CNN_TRY(conv_resolve(x, w, b, p, &g));
+    if (z) {
+        CNN_TRY(cnn_check_f32(op, "z", z));
+        CNN_TRY(cnn_check_same_device(op, x, "x", z, "z"));
+        cnn_shape ys = CNN_SHAPE(g.n, g.k, g.p, g.q);
+        CNN_CHECK(cnn_shape_equal(z->shape, ys), CNN_ERR_SHAPE,
+                  "%s: z %s does not match the output (%lld, %lld, %lld, %lld)", op,
+                  cnn_shape_of(z), (long long)g.n, (long long)g.k, (long long)g.p,
+                  (long long)g.q);
+    }
     cnn_status st = CNN_OK;
-    cnn_tensor *xc = NULL, *wc = NULL, *bc = NULL;
+    cnn_tensor *xc = NULL, *wc = NULL, *bc = NULL, *zc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_contig(w, &wc));
     if (b) CNN_TRYG(cnn_contig(b, &bc));
+    if (z) CNN_TRYG(cnn_contig(z, &zc));
     CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.k, g.p, g.q), CNN_F32, x->device, y));
-    CNN_TRYG(run_forward(&g, cnn_on_cuda(x), cnn_f32(xc), cnn_f32(wc), bc ? cnn_f32(bc) : NULL,
-                         cnn_f32(*y)));
-    const cnn_tensor *in[3] = {x, w, b};
-    if (cnn_should_record(in, 3)) {
+    const conv_epi e = {bc ? cnn_f32(bc) : NULL, zc ? cnn_f32(zc) : NULL, relu};
+    CNN_TRYG(run_forward(&g, cnn_on_cuda(x), cnn_f32(xc), cnn_f32(wc), &e, cnn_f32(*y)));
+    const cnn_tensor *in[4] = {x, w, b, z};
+    const bool fused = z || relu;
+    if (cnn_should_record(in, fused ? 4 : 3)) {
         cnn_node *nd = NULL;
-        CNN_TRYG(cnn_tape_record("conv2d", conv2d_backward, *y, in, 3, &g, sizeof g, &nd));
+        if (fused) {
+            fused_node f = {g, relu};
+            CNN_TRYG(cnn_tape_record(op, conv2d_fused_backward, *y, in, 4, &f, sizeof f, &nd));
+        } else {
+            CNN_TRYG(cnn_tape_record(op, conv2d_backward, *y, in, 3, &g, sizeof g, &nd));
+        }
         cnn_node_save(nd, xc);
         cnn_node_save(nd, wc);
+        if (relu) cnn_node_save(nd, *y);
     }
 done:
     cnn_tensor_free(&xc);
     cnn_tensor_free(&wc);
     cnn_tensor_free(&bc);
+    cnn_tensor_free(&zc);
     if (st != CNN_OK) cnn_tensor_free(y);
     return st;
+}
+
+cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                      const cnn_conv2d_params *p, cnn_tensor **y)
+{
+    return conv2d_run("conv2d", x, w, b, NULL, false, p, y);
+}
+
+cnn_status cnn_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                            const cnn_tensor *z, cnn_activation act, const cnn_conv2d_params *p,
+                            cnn_tensor **y)
+{
+    if (y) *y = NULL;
+    CNN_CHECK(act == CNN_ACT_NONE || act == CNN_ACT_RELU, CNN_ERR_INVALID_ARG,
+              "conv2d_fused: activation %d is not CNN_ACT_NONE (0) or CNN_ACT_RELU (1)", (int)act);
+    return conv2d_run("conv2d_fused", x, w, b, z, act == CNN_ACT_RELU, p, y);
 }

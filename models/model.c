@@ -286,6 +286,74 @@ static cnn_status run_step(cnn_model *m, const mstep *s, fwd_regs *r, bool train
     return CNN_OK;
 }
 
+/* ---- fusion -------------------------------------------------------------------------------
+ * A conv step and what follows it run as one cnn_conv2d_fused: a ReLU, a residual ADD (the
+ * other operand is the block's saved input or its set-aside main path) with or without a ReLU
+ * after it, and, in an evaluation pass with grad mode off, a batch norm folded into the conv's
+ * weights first (cnn_batch_norm_fold; recomputed every pass, so it never goes stale). Without
+ * the BN, the fused op gives the bits of the steps run alone, in training too. */
+typedef struct fused_span {
+    int bn;          /* the BN step folded in, or -1 */
+    bool add, relu;
+    int n;           /* steps it covers, the conv included */
+} fused_span;
+
+static fused_span plan_fusion(const cnn_model *m, int i, bool fold_bn)
+{
+    fused_span f = {-1, false, false, 1};
+    int j = i + 1;
+    if (m->no_fusion) return f;
+    if (j < m->n_steps && m->steps[j].kind == MS_BN) {
+        if (!fold_bn) return f;
+        f.bn = j++;
+    }
+    if (j < m->n_steps && m->steps[j].kind == MS_RES_ADD) {
+        f.add = true;
+        j++;
+    }
+    if (j < m->n_steps && m->steps[j].kind == MS_RELU) {
+        f.relu = true;
+        j++;
+    }
+    f.n = j - i;
+    return f;
+}
+
+static cnn_status run_fused(cnn_model *m, int i, const fused_span *f, fwd_regs *r)
+{
+    const mstep *s = &m->steps[i];
+    cnn_tensor *w = cnn_dict_at(m->state, s->t0), *b = s->bias ? cnn_dict_at(m->state, s->t0 + 1)
+                                                               : NULL;
+    cnn_tensor *wf = NULL, *bf = NULL, *y = NULL;
+    cnn_conv2d_params p;
+    CNN_TRY(mdl_conv_params(m, s, r->cur->shape, &p));
+    cnn_status st = CNN_OK;
+    if (f->bn >= 0) {
+        const int t = m->steps[f->bn].t0; /* weight, bias, running_mean, running_var */
+#define BN(k) cnn_dict_at(m->state, t + (k))
+        st = cnn_batch_norm_fold(w, b, BN(2), BN(3), BN(0), BN(1), 1e-5f, &wf, &bf);
+#undef BN
+    }
+    if (st == CNN_OK) {
+        CNN_ASSERT(!f->add || r->saved || r->main);
+        const cnn_tensor *z = !f->add ? NULL : r->main ? r->main : r->saved;
+        st = cnn_conv2d_fused(r->cur, wf ? wf : w, wf ? bf : b, z,
+                              f->relu ? CNN_ACT_RELU : CNN_ACT_NONE, &p, &y);
+    }
+    cnn_tensor_free(&wf);
+    cnn_tensor_free(&bf);
+    if (st != CNN_OK)
+        return cnn_error_prefix(st, "%s: %s%s%s%s", m->name, s->name, f->bn >= 0 ? " + bn" : "",
+                                f->add ? " + add" : "", f->relu ? " + relu" : "");
+    if (f->add) {
+        cnn_tensor_free(&r->main);
+        cnn_tensor_free(&r->saved);
+    }
+    cnn_tensor_free(&r->cur);
+    r->cur = y;
+    return CNN_OK;
+}
+
 cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, cnn_tensor **logits)
 {
     CNN_CHECK(logits, CNN_ERR_INVALID_ARG, "model_forward: logits is NULL");
@@ -303,8 +371,13 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
     CNN_TRY(mdl_shapes(m, x->shape, NULL, NULL));
     fwd_regs r = {cnn_tensor_retain((cnn_tensor *)x), NULL, NULL};
     cnn_status st = CNN_OK;
-    for (int i = 0; i < m->n_steps && st == CNN_OK; i++)
-        st = run_step(m, &m->steps[i], &r, training);
+    const bool fold_bn = !training && !cnn_is_grad_enabled();
+    for (int i = 0; i < m->n_steps && st == CNN_OK;) {
+        fused_span f = {-1, false, false, 1};
+        if (m->steps[i].kind == MS_CONV) f = plan_fusion(m, i, fold_bn);
+        st = f.n > 1 ? run_fused(m, i, &f, &r) : run_step(m, &m->steps[i], &r, training);
+        i += f.n;
+    }
     if (st == CNN_OK) {
         *logits = r.cur;
         r.cur = NULL;
@@ -314,6 +387,13 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
     cnn_tensor_free(&r.main);
     return st;
 }
+
+void cnn_model_set_fusion(cnn_model *m, bool on)
+{
+    if (m) m->no_fusion = !on;
+}
+
+bool cnn_model_fusion(const cnn_model *m) { return m && !m->no_fusion; }
 
 /* ---- state, parameters, devices ------------------------------------------------------------ */
 cnn_model_info cnn_model_get_info(const cnn_model *m)

@@ -39,6 +39,7 @@ struct cnn_model {
     int cap_no_decay;
     cnn_device device;
     bool skip_init; /* conv / linear tensors allocated, not initialised */
+    bool no_fusion; /* cnn_model_set_fusion(m, false): every step runs alone */
 };
 
 /* How a conv / linear layer is initialised (torchvision's choices). */

@@ -269,6 +269,10 @@ bench_main() {
         theirs "torch_model_$m" 90 model $m --batch "$b" "${s[@]}" "${i[@]}"
         pair "model_$m" "torch_model_$m" "$m train + infer, batch $b, FP32"
     done
+    # What fusion gains (conv + add + ReLU in one op; BN folded in inference): ResNet-50 with
+    # every layer alone.
+    ours model_resnet50_nofuse 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --no-fusion "${mit[@]}"
+    pair model_resnet50_nofuse torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, no fusion"
     # LeNet-5's step is mostly host time (the >= 3x goal): on the hand-written kernels it makes
     # no cuDNN calls, so the two rows show what cuDNN's host cost per call adds.
     ours model_lenet5_cuda 60 model lenet5 --batch "$lb" --backend "$HAND" "${lit[@]}"

@@ -192,7 +192,7 @@ if wanted extra; then
         part extra_memcheck 150:60 gpu-verify.sh STEPS=memcheck_models
     fi
     part extra 200:60 gpu-bench.sh "${BENCH[@]}" \
-        ONLY="ops_* torch_ops_* *_tf32 model_resnet50_cuda layers"
+        ONLY="ops_* torch_ops_* *_tf32 model_resnet50_cuda model_resnet50_nofuse layers"
 fi
 
 [ -n "$NOT_RUN" ] && say "not run:$NOT_RUN (give these as PARTS to the next call)"

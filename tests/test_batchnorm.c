@@ -260,3 +260,72 @@ TEST(bn_large_parallel_matches_reference)
     check_train_forward(CNN_SHAPE(8, 16, 16, 17), true, 1.0f);
     gradcheck_bn("bn train large", CNN_SHAPE(8, 4, 32, 33), true, true);
 }
+
+/* ---- cnn_batch_norm_fold ------------------------------------------------------------------- */
+/* conv2d(x, w', b') with the folded weights against batch_norm(conv2d(x, w, b)) in eval mode;
+ * and the folded tensors against the formula in double (s = gamma / sqrt(var + eps)). */
+static void check_fold(int k, bool conv_bias, bool affine)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 6, 5), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(k, 3, 3, 3), -1, 1, 0);
+    cnn_tensor *b = conv_bias ? rand_tensor(CNN_SHAPE(k), -1, 1, 0) : NULL;
+    cnn_tensor *rm = rand_tensor(CNN_SHAPE(k), -2, 2, 0), *rv = rand_tensor(CNN_SHAPE(k), 0.1f, 3, 0);
+    cnn_tensor *g = affine ? rand_tensor(CNN_SHAPE(k), -2, 2, 0) : NULL;
+    cnn_tensor *be = affine ? rand_tensor(CNN_SHAPE(k), -1, 1, 0) : NULL;
+    cnn_tensor *wf = NULL, *bf = NULL, *y = NULL, *ref = NULL, *c = NULL;
+    const float eps = 1e-3f;
+    cnn_conv2d_params p = {.padding = {1, 1}};
+    CHECK_OK(cnn_batch_norm_fold(w, b, rm, rv, g, be, eps, &wf, &bf));
+    CHECK(cnn_tensor_ndim(wf) == 4 && cnn_tensor_numel(wf) == cnn_tensor_numel(w));
+    CHECK(cnn_tensor_ndim(bf) == 1 && cnn_tensor_dim(bf, 0) == k);
+    CHECK_OK(cnn_conv2d(x, wf, bf, &p, &y));
+    CHECK_OK(cnn_conv2d(x, w, b, &p, &c));
+    CHECK_OK(cnn_batch_norm(c, rm, rv, g, be, false, 0.1f, eps, &ref));
+    CHECK(tensors_close("folded conv vs conv + eval BN", y, ref, 1e-5f, 1e-5f));
+    const float *pw = cnn_tensor_cdata(w), *pwf = cnn_tensor_cdata(wf), *pbf = cnn_tensor_cdata(bf);
+    const float *pm = cnn_tensor_cdata(rm), *pv = cnn_tensor_cdata(rv);
+    int exact = 1;
+    for (int ch = 0; ch < k; ch++) {
+        double s = (g ? (double)((const float *)cnn_tensor_cdata(g))[ch] : 1.0) /
+                   sqrt((double)pv[ch] + (double)eps);
+        double bb = b ? (double)((const float *)cnn_tensor_cdata(b))[ch] : 0.0;
+        double beta = be ? (double)((const float *)cnn_tensor_cdata(be))[ch] : 0.0;
+        exact &= pbf[ch] == (float)fma(bb - pm[ch], s, beta);
+        for (int j = 0; j < 27; j++) exact &= pwf[ch * 27 + j] == (float)((double)pw[ch * 27 + j] * s);
+    }
+    CHECK(exact);
+    cnn_tensor *all[] = {x, w, b, rm, rv, g, be, wf, bf, y, ref, c};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
+TEST(batch_norm_fold_matches_conv_then_eval_bn)
+{
+    check_fold(4, true, true);
+    check_fold(5, false, true);
+    check_fold(3, true, false);
+    CHECK(cnn_tape_size() == 0);
+}
+
+TEST(batch_norm_fold_errors)
+{
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(4, 3, 3, 3), -1, 1, 0);
+    cnn_tensor *c4 = rand_tensor(CNN_SHAPE(4), 0.5f, 1, 0), *c5 = rand_tensor(CNN_SHAPE(5), 0.5f, 1, 0);
+    cnn_tensor *wf = NULL, *bf = NULL;
+    CHECK_ERR(cnn_batch_norm_fold(w, NULL, c5, c4, NULL, NULL, 1e-5f, &wf, &bf), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "batch_norm_fold: running_mean has shape (5)") &&
+          strstr(cnn_last_error(), "(4, 3, 3, 3)"));
+    CHECK_ERR(cnn_batch_norm_fold(w, c5, c4, c4, NULL, NULL, 1e-5f, &wf, &bf), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, c4, c4, c5, 1e-5f, &wf, &bf), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, NULL, NULL, NULL, 1e-5f, &wf, &bf),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, c4, NULL, NULL, -1.0f, &wf, &bf),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm_fold(NULL, NULL, c4, c4, NULL, NULL, 1e-5f, &wf, &bf),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, c4, NULL, NULL, 1e-5f, &wf, NULL),
+              CNN_ERR_INVALID_ARG);
+    CHECK(!wf && !bf);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&c4);
+    cnn_tensor_free(&c5);
+}

@@ -144,6 +144,7 @@ TEST(cnnbench_conv_cpu_json)
                           "\"device\":",
                           "\"backend\": \"cpu\"",
                           "\"tf32\": false",
+                          "\"fusion\": true",
                           "\"results\": [",
                           "\"pass\": \"bwd_filter\"",
                           "\"shape\": \"2,4,9,9,6,3,3,2,1,1\"",
@@ -206,6 +207,14 @@ TEST(cnnbench_other_modes_cpu)
     if (rc != 0 || !strstr(out, "img/s") || !strstr(out, " train ") || !strstr(out, " infer ") ||
         !strstr(out, "conv2 ") || !strstr(out, "fc3 ") || !strstr(out, "peak host memory"))
         cnn_test_fail(__FILE__, __LINE__, "model lenet5: exit %d, output:\n%s", rc, out);
+    /* fused (the default): checked against the layers run alone; --no-fusion: nothing to check */
+    if (!strstr(out, "| fusion on |") || count_of(out, "  ok ") != 2)
+        cnn_test_fail(__FILE__, __LINE__, "model lenet5 fused: output:\n%s", out);
+    rc = run_bench(tool, "", "model lenet5 --batch 2 --warmup 0 --iters 1 --no-fusion", out,
+                   sizeof out);
+    if (rc != 0 || !strstr(out, "| fusion off |") || count_of(out, "  n/a ") != 2)
+        cnn_test_fail(__FILE__, __LINE__, "model lenet5 --no-fusion: exit %d, output:\n%s", rc,
+                      out);
     rc = run_bench(tool, "", "model lenet5 --backend cuda --warmup 0 --iters 1", out, sizeof out);
     if (cnn_cuda_device_count() == 0) CHECK(rc == 1 && strstr(out, "backend cuda: "));
 }

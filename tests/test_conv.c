@@ -307,3 +307,150 @@ TEST(conv2d_shape_errors)
     cnn_tensor_free(&wbig);
     cnn_tensor_free(&b5);
 }
+
+/* ---- cnn_conv2d_fused: act(conv + b + z) as one op ------------------------------------------ */
+/* The fused op against cnn_conv2d, cnn_add(z, .) and cnn_relu run in turn on the same inputs:
+ * the output and every gradient (x, w, b, z, for a random output gradient) must be the same
+ * bits. with_z / relu pick the epilogue. */
+static int fused_matches_separate(const conv_case *cc, bool with_z, bool relu)
+{
+    int gr = cc->p.groups ? cc->p.groups : 1, ok = 1;
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), -1, 1, 1);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(cc->k, cc->c / gr, cc->r, cc->s), -1, 1, 1);
+    cnn_tensor *b = cc->bias ? rand_tensor(CNN_SHAPE(cc->k), -1, 1, 1) : NULL;
+    cnn_tensor *conv = NULL, *sum = NULL, *ref = NULL, *y = NULL, *z = NULL, *dy = NULL;
+    cnn_tensor *g_ref[4] = {NULL}, *leaves[4] = {x, w, b, NULL};
+    char what[160];
+#define STEP(e)                                                                                   \
+    if ((e) != CNN_OK) {                                                                          \
+        printf("    %s: %s failed: %s\n", cc->name, #e, cnn_last_error());                      \
+        ok = 0;                                                                                   \
+        goto done;                                                                                \
+    }
+    STEP(cnn_conv2d(x, w, b, &cc->p, &conv));
+    if (with_z) {
+        z = rand_tensor(cnn_tensor_shape(conv), -1, 1, 1);
+        leaves[3] = z;
+    }
+    dy = rand_tensor(cnn_tensor_shape(conv), -1, 1, 0);
+    /* the separate ops, then their gradients kept aside */
+    if (with_z) {
+        STEP(cnn_add(z, conv, &sum));
+    } else {
+        sum = cnn_tensor_retain(conv);
+    }
+    if (relu) {
+        STEP(cnn_relu(sum, &ref));
+    } else {
+        ref = cnn_tensor_retain(sum);
+    }
+    STEP(cnn_backward_with_grad(ref, dy));
+    for (int i = 0; i < 4; i++)
+        if (leaves[i]) {
+            STEP(cnn_tensor_clone(cnn_tensor_grad(leaves[i]), &g_ref[i]));
+            cnn_tensor_zero_grad(leaves[i]);
+        }
+    STEP(cnn_conv2d_fused(x, w, b, z, relu ? CNN_ACT_RELU : CNN_ACT_NONE, &cc->p, &y));
+    STEP(cnn_backward_with_grad(y, dy));
+    snprintf(what, sizeof what, "fused %s (z %d, relu %d): y", cc->name, with_z, relu);
+    ok &= tensors_close(what, y, ref, 0, 0);
+    for (int i = 0; i < 4; i++)
+        if (leaves[i]) {
+            snprintf(what, sizeof what, "fused %s (z %d, relu %d): grad %d", cc->name, with_z,
+                     relu, i);
+            const cnn_tensor *g = cnn_tensor_grad(leaves[i]);
+            ok &= g && tensors_close(what, g, g_ref[i], 0, 0);
+        }
+#undef STEP
+done:
+    for (int i = 0; i < 4; i++) {
+        cnn_tensor_free(&g_ref[i]);
+        cnn_tensor_free(&leaves[i]);
+    }
+    cnn_tensor_free(&conv);
+    cnn_tensor_free(&sum);
+    cnn_tensor_free(&ref);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dy);
+    return ok;
+}
+
+TEST(conv2d_fused_same_bits_as_separate_ops)
+{
+    const conv_case *sets[] = {grad_cases, threaded_cases, blocked_cases};
+    const size_t counts[] = {sizeof grad_cases / sizeof *grad_cases,
+                             sizeof threaded_cases / sizeof *threaded_cases,
+                             sizeof blocked_cases / sizeof *blocked_cases};
+    for (int s = 0; s < 3; s++)
+        for (size_t i = 0; i < counts[s]; i++)
+            for (int mode = 1; mode < 4; mode++) /* z, relu, both */
+                if (!fused_matches_separate(&sets[s][i], mode & 1, mode & 2))
+                    cnn_test_fail(__FILE__, __LINE__, "conv2d_fused '%s' mode %d",
+                                  sets[s][i].name, mode);
+}
+
+static cnn_status f_fused(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    return cnn_conv2d_fused(in[0], in[1], in[2], in[3], CNN_ACT_RELU,
+                            (const cnn_conv2d_params *)ud, y);
+}
+
+TEST(conv2d_fused_gradcheck)
+{
+    /* Finite differences across a ReLU's kink are wrong, so every pre-activation is kept at
+     * least ~0.4 away from 0: small x, w, b (|conv + b| <= 0.6) and z = +-(1 + u). */
+    const conv_case cases[] = {
+        {"fused 3x3 stride 2", 2, 3, 7, 6, 4, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, 1},
+        {"fused depthwise", 2, 4, 5, 5, 4, 3, 3, {.padding = {1, 1}, .groups = 4}, 1},
+        {"fused 1x1 groups 2", 2, 4, 3, 4, 6, 1, 1, {.groups = 2}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const conv_case *cc = &cases[i];
+        int gr = cc->p.groups ? cc->p.groups : 1;
+        cnn_tensor *x = rand_tensor(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), -0.2f, 0.2f, 1);
+        cnn_tensor *w = rand_tensor(CNN_SHAPE(cc->k, cc->c / gr, cc->r, cc->s), -0.1f, 0.1f, 1);
+        cnn_tensor *b = cc->bias ? rand_tensor(CNN_SHAPE(cc->k), -0.1f, 0.1f, 1) : NULL;
+        cnn_tensor *y0 = NULL;
+        CHECK_OK(cnn_conv2d(x, w, b, &cc->p, &y0));
+        const int64_t n = cnn_tensor_numel(y0);
+        float *zv = malloc((size_t)n * sizeof *zv);
+        REQUIRE(zv && cnn_tensor_read(y0, zv, (size_t)n) == CNN_OK);
+        for (int64_t j = 0; j < n; j++) /* fixed signs, alternating in a scrambled order */
+            zv[j] = ((j * 7919) % 3 ? 1.0f : -1.0f) * (1.0f + 0.5f * (float)((j * 31) % 17) / 17);
+        cnn_tensor *z = NULL;
+        CHECK_OK(cnn_tensor_from_data(cnn_tensor_shape(y0), zv, CNN_CPU, &z));
+        CHECK_OK(cnn_tensor_set_requires_grad(z, true));
+        cnn_tensor *in[4] = {x, w, b, z};
+        gc_opts o = {.eps = 1e-2f, .atol = 1e-3f, .rtol = 1e-2f};
+        if (!gradcheck(cc->name, f_fused, in, 4, (void *)&cc->p, &o))
+            cnn_test_fail(__FILE__, __LINE__, "gradcheck of conv2d_fused '%s'", cc->name);
+        free(zv);
+        cnn_tensor_free(&y0);
+        for (int j = 0; j < 4; j++) cnn_tensor_free(&in[j]);
+    }
+}
+
+TEST(conv2d_fused_errors)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 8, 8), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(4, 3, 3, 3), -1, 1, 0);
+    cnn_tensor *z_bad = rand_tensor(CNN_SHAPE(2, 4, 6, 6), -1, 1, 0); /* unpadded output size */
+    cnn_tensor *z = rand_tensor(CNN_SHAPE(2, 4, 8, 8), -1, 1, 0), *y = NULL;
+    cnn_conv2d_params p = {.padding = {1, 1}};
+    CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z_bad, CNN_ACT_RELU, &p, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("z (2, 4, 6, 6)", "(2, 4, 8, 8)"));
+    CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z, (cnn_activation)7, &p, &y), CNN_ERR_INVALID_ARG);
+    CHECK(msg_has("activation 7", NULL));
+    CHECK_ERR(cnn_conv2d_fused(x, z, NULL, NULL, CNN_ACT_RELU, &p, &y), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z, CNN_ACT_RELU, &p, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(y == NULL);
+    CHECK(cnn_tape_size() == 0);
+    /* z alone (no activation) and NULL params work too */
+    CHECK_OK(cnn_conv2d_fused(x, w, NULL, z, CNN_ACT_NONE, &p, &y));
+    CHECK(cnn_tensor_dim(y, 1) == 4 && cnn_tensor_dim(y, 3) == 8);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&z);
+    cnn_tensor_free(&z_bad);
+}

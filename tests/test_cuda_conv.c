@@ -539,6 +539,110 @@ GPU_TEST(cuda_conv_dispatch_autograd_matches_cpu)
     }
 }
 
+/* cnn_conv2d_fused (z added, ReLU as `relu` says) on device copies under a backend preference,
+ * outputs poisoned: y and the four gradients (x, w, b, z) against the CPU fused op's. On
+ * cuDNN the epilogue is a kernel of its own after the conv; hand-written, the GEMM's store. */
+static void check_fused(const conv_case *cc, cnn_backend be, bool relu)
+{
+    conv_ref r;
+    REQUIRE(make_ref(cc, &r)); /* r.x, r.w, r.b, r.dy; r.y gives the output shape */
+    cnn_conv2d_params p = params_of(cc);
+    cnn_tensor *z = rand_tensor(cnn_tensor_shape(r.y), -1, 1, 1), *yc = NULL;
+    const cnn_tensor *leaf[4] = {r.x, r.w, r.b, z};
+    for (int i = 0; i < 4; i++)
+        if (leaf[i]) cnn_tensor_zero_grad((cnn_tensor *)leaf[i]);
+    const cnn_activation act = relu ? CNN_ACT_RELU : CNN_ACT_NONE;
+    CHECK_OK(cnn_conv2d_fused(r.x, r.w, r.b, z, act, &p, &yc));
+    CHECK_OK(cnn_backward_with_grad(yc, r.dy));
+    cnn_tensor *d[4], *y = NULL, *dy = gpu_copy(r.dy);
+    for (int i = 0; i < 4; i++) {
+        d[i] = gpu_copy(leaf[i]);
+        if (d[i]) CHECK_OK(cnn_tensor_set_requires_grad(d[i], true));
+    }
+    REQUIRE(d[0] && d[1] && d[3] && dy && (!cc->bias || d[2]));
+    cnn_set_backend(be);
+    const cnn_shape shapes[4] = {cnn_tensor_shape(r.y), cnn_tensor_shape(r.x),
+                                 cnn_tensor_shape(r.w), CNN_SHAPE(cc->k)};
+    poison_cache(shapes, 1);
+    cnn_status st = cnn_conv2d_fused(d[0], d[1], d[2], d[3], act, &p, &y);
+    poison_cache(shapes, 4);
+    if (st == CNN_OK) st = cnn_backward_with_grad(y, dy);
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    char what[160];
+    if (st != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "fused %s (backend %d): %s", cc->name, (int)be,
+                      cnn_last_error());
+    } else {
+        snprintf(what, sizeof what, "fused %d relu %d %s: y", (int)be, relu, cc->name);
+        if (!close_scaled(what, y, yc, ATOL, RTOL)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+        for (int i = 0; i < 4; i++) {
+            if (!d[i]) continue;
+            snprintf(what, sizeof what, "fused %d relu %d %s: grad %d", (int)be, relu, cc->name,
+                     i);
+            const cnn_tensor *got = cnn_tensor_grad(d[i]), *want = cnn_tensor_grad(leaf[i]);
+            if (!got || !want) cnn_test_fail(__FILE__, __LINE__, "%s missing", what);
+            else if (!close_scaled(what, got, want, ATOL, RTOL))
+                cnn_test_fail(__FILE__, __LINE__, "%s", what);
+        }
+    }
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&d[i]);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&yc);
+    cnn_tensor_free(&dy);
+    cnn_tensor_free(&z);
+    ref_free(&r);
+}
+
+GPU_TEST(cuda_conv_fused_matches_cpu)
+{
+    const int pick[] = {0, 1, 4, 6, 8, 10};
+    for (size_t i = 0; i < sizeof pick / sizeof *pick; i++)
+        for (int relu = 0; relu < 2; relu++) {
+            check_fused(&cases[pick[i]], CNN_BACKEND_AUTO, relu);
+            check_fused(&cases[pick[i]], CNN_BACKEND_CUDA, relu);
+        }
+    /* z must be on the conv's device */
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(1, 2, 4, 4), -1, 1, 0), *x = gpu_copy(xc);
+    cnn_tensor *wc = rand_tensor(CNN_SHAPE(3, 2, 1, 1), -1, 1, 0), *w = gpu_copy(wc), *y = NULL;
+    cnn_tensor *z = rand_tensor(CNN_SHAPE(1, 3, 4, 4), -1, 1, 0);
+    CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z, CNN_ACT_RELU, NULL, &y), CNN_ERR_DEVICE);
+    CHECK(y == NULL);
+    cnn_tensor *all[] = {xc, x, wc, w, z};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
+/* The GPU fold does the CPU's double-precision operations: the same bits. */
+GPU_TEST(cuda_batch_norm_fold_matches_cpu_bits)
+{
+    const int k = 70;
+    cnn_tensor *c[6] = {rand_tensor(CNN_SHAPE(k, 33, 3, 3), -1, 1, 0),
+                        rand_tensor(CNN_SHAPE(k), -1, 1, 0), rand_tensor(CNN_SHAPE(k), -2, 2, 0),
+                        rand_tensor(CNN_SHAPE(k), 0.1f, 3, 0), rand_tensor(CNN_SHAPE(k), -2, 2, 0),
+                        rand_tensor(CNN_SHAPE(k), -1, 1, 0)};
+    cnn_tensor *g[6], *wf = NULL, *bf = NULL, *wg = NULL, *bg = NULL;
+    for (int i = 0; i < 6; i++) g[i] = gpu_copy(c[i]);
+    REQUIRE(g[0] && g[1] && g[2] && g[3] && g[4] && g[5]);
+    for (int nb = 0; nb < 2; nb++) { /* with and without the conv bias and the BN affine */
+        cnn_tensor *b = nb ? NULL : c[1], *gm = nb ? NULL : c[4], *bt = nb ? NULL : c[5];
+        cnn_tensor *bd = nb ? NULL : g[1], *gmd = nb ? NULL : g[4], *btd = nb ? NULL : g[5];
+        CHECK_OK(cnn_batch_norm_fold(c[0], b, c[2], c[3], gm, bt, 1e-5f, &wf, &bf));
+        const cnn_shape shapes[2] = {cnn_tensor_shape(c[0]), CNN_SHAPE(k)};
+        poison_cache(shapes, 2);
+        CHECK_OK(cnn_batch_norm_fold(g[0], bd, g[2], g[3], gmd, btd, 1e-5f, &wg, &bg));
+        CHECK(cnn_tensor_device(wg).type == CNN_DEVICE_CUDA);
+        CHECK(tensors_close("gpu fold w", wg, wf, 0, 0));
+        CHECK(tensors_close("gpu fold b", bg, bf, 0, 0));
+        cnn_tensor_free(&wf);
+        cnn_tensor_free(&bf);
+        cnn_tensor_free(&wg);
+        cnn_tensor_free(&bg);
+    }
+    for (int i = 0; i < 6; i++) {
+        cnn_tensor_free(&c[i]);
+        cnn_tensor_free(&g[i]);
+    }
+}
+
 static cnn_status f_conv(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {
     return cnn_conv2d(in[0], in[1], in[2], (const cnn_conv2d_params *)ud, y);

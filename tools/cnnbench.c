@@ -43,6 +43,8 @@ static void usage(FILE *f)
         "                 loader: 224 for folders, 28 for Fashion-MNIST)\n"
         "  --workers N    loader: decoding threads (default 4)\n"
         "  --layers       model: also time each layer alone\n"
+        "  --no-fusion    model: run every layer alone (no conv + BN fold, no fused conv + add +\n"
+        "                 ReLU; see cnn_model_set_fusion)\n"
         "  --tf32         TF32 math for conv and GEMM on the GPU\n"
         "  --no-peak      skip measuring the device peak (no %%peak column)\n"
         "  --warmup N     untimed repeats first (default 3)\n"
@@ -149,9 +151,11 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             exit(0);
         }
         if (!strcmp(a, "--tf32") || !strcmp(a, "--layers") || !strcmp(a, "--list") ||
-            !strcmp(a, "--no-peak")) {
+            !strcmp(a, "--no-peak") || !strcmp(a, "--no-fusion")) {
             if (!strcmp(a, "--tf32"))
                 o->tf32 = true;
+            else if (!strcmp(a, "--no-fusion"))
+                o->no_fusion = true;
             else if (!strcmp(a, "--no-peak"))
                 o->no_peak = true;
             else if (!strcmp(a, "--layers"))
@@ -276,9 +280,11 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
                  dnn % 10000 / 100, dnn % 100);
     }
     printf("\ncnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
-           "tf32 %s | warmup %d, iters %d\n",
+           "tf32 %s%s | warmup %d, iters %d\n",
            cnn_version(), o->mode, e->backend, where, cpu, omp_get_max_threads(),
-           openblas_get_num_threads(), o->tf32 ? "on" : "off", o->warmup, o->iters);
+           openblas_get_num_threads(), o->tf32 ? "on" : "off",
+           strcmp(o->mode, "model") ? "" : o->no_fusion ? " | fusion off" : " | fusion on",
+           o->warmup, o->iters);
     if (strcmp(o->mode, "loader"))
         printf("timing: %s per repeat, median (min, max); %d MiB written between repeats to "
                "flush the caches; timer overhead %.1f us (a one-element fill), included in every "
@@ -325,6 +331,7 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
     }
     bench_json_key(&j, "backend"), bench_json_str(&j, o->backend);
     bench_json_key(&j, "tf32"), bench_json_bool(&j, o->tf32);
+    bench_json_key(&j, "fusion"), bench_json_bool(&j, !o->no_fusion);
     bench_json_key(&j, "mode"), bench_json_str(&j, o->mode);
     bench_json_key(&j, "batch"), bench_json_int(&j, o->batch);
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);

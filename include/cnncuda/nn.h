@@ -29,6 +29,15 @@ typedef struct cnn_conv2d_params {
 /* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
 cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                       const cnn_conv2d_params *p, cnn_tensor **y);
+/* The activations a fused op can end with. */
+typedef enum cnn_activation { CNN_ACT_NONE = 0, CNN_ACT_RELU = 1 } cnn_activation;
+/* y = act(conv2d(x, w, b) + z) as one op: z (NULL, or of y's shape (N, K, P, Q)) is added and
+ * the activation applied as the output is written, so y crosses memory once instead of three
+ * times (a ResNet block's last conv, residual add and ReLU; a conv and its ReLU). The same bits
+ * as cnn_conv2d, cnn_add(z, .) and cnn_relu in turn; differentiable in x, w, b and z. */
+cnn_status cnn_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                            const cnn_tensor *z, cnn_activation act, const cnn_conv2d_params *p,
+                            cnn_tensor **y);
 /* x: (N, in), w: (out, in), b: (out) or NULL -> y: (N, out) = x w^T + b. */
 cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, cnn_tensor **y);
 
@@ -38,6 +47,17 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
 cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                           const cnn_tensor *weight, const cnn_tensor *bias, bool training,
                           float momentum, float eps, cnn_tensor **y);
+
+/* Folds an eval-mode batch norm into the conv (or linear layer) before it, as PyTorch's
+ * fuse_conv_bn_weights: with s = weight / sqrt(running_var + eps) per output channel k,
+ * w_out[k] = w[k] * s[k] and b_out = (b - running_mean) * s + bias (b NULL: 0; weight / bias
+ * NULL: 1 / 0), so that conv2d(x, w_out, b_out) is batch_norm(conv2d(x, w, b)) in eval mode up
+ * to rounding (s is computed in double). w: (K, ...); the others (K). New tensors on w's
+ * device, not recorded on the tape. */
+cnn_status cnn_batch_norm_fold(const cnn_tensor *w, const cnn_tensor *b,
+                               const cnn_tensor *running_mean, const cnn_tensor *running_var,
+                               const cnn_tensor *weight, const cnn_tensor *bias, float eps,
+                               cnn_tensor **w_out, cnn_tensor **b_out);
 
 typedef struct cnn_pool2d_params {
     int kernel[2];
@@ -177,6 +197,13 @@ void cnn_model_destroy(cnn_model **m);
  * 1e-5) and num_batches_tracked; dropout is on. Eval: running statistics, no dropout. The
  * parameters require grad, so an evaluation pass should turn grad mode off to record nothing. */
 cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, cnn_tensor **logits);
+/* Fusion (on by default): cnn_model_forward runs each conv together with the ReLU and the
+ * residual add after it (cnn_conv2d_fused: the same bits as the layers run alone), and in an
+ * evaluation pass with grad mode off folds each batch norm into the conv before it
+ * (cnn_batch_norm_fold: the same logits up to rounding, fewer passes over the activations).
+ * Off: every layer runs as built (to compare, or to time the layers alone). */
+void cnn_model_set_fusion(cnn_model *m, bool on);
+bool cnn_model_fusion(const cnn_model *m);
 cnn_model_info cnn_model_get_info(const cnn_model *m);
 /* Parameters and buffers under torchvision's state_dict keys, in its order (borrowed): load
  * weights with cnn_dict_load(cnn_model_state(m), src, strict, report). */

@@ -32,6 +32,7 @@ typedef struct bench_opts {
     const char *data; /* loader: an ImageNet-style folder or "fashion-mnist" */
     int warmup, iters, batch, img_size, workers;
     bool tf32, layers, list, no_peak;
+    bool no_fusion; /* model: every layer alone (cnn_model_set_fusion off) */
     bench_conv_shape shapes[BENCH_MAX_SHAPES];
     int n_shapes;
     int m, n, k; /* gemm */

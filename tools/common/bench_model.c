@@ -301,10 +301,13 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
     cnn_model_info info = cnn_model_get_info(m);
     const int B = o->batch, S = o->img_size ? o->img_size : info.input_h, C = info.in_channels;
     if (cnn_model_summarize(m, S, S, &sum) != CNN_OK) goto fail;
-    if (e->gpu) {
+    cnn_model_set_fusion(m, !o->no_fusion);
+    if (e->gpu || !o->no_fusion) { /* the reference: on the CPU, every layer alone */
         cnn_manual_seed(1);
-        if (cnn_model_create(o->model, 0, 0, &ref) || cnn_model_to(m, e->dev)) goto fail;
+        if (cnn_model_create(o->model, 0, 0, &ref)) goto fail;
+        cnn_model_set_fusion(ref, false);
     }
+    if (e->gpu && cnn_model_to(m, e->dev)) goto fail;
     if (!(lab = malloc((size_t)B * sizeof *lab))) goto fail;
     for (int i = 0; i < B; i++) lab[i] = (i * 7919) % info.num_classes;
     if (cnn_tensor_uniform(CNN_SHAPE(B, C, S, S), -1, 1, CNN_CPU, &xc) ||
@@ -312,13 +315,14 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
         goto fail;
     char shape[64];
     snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, C, S, S);
-    /* The check: evaluation logits on this backend against the CPU library (GPU only; on the
-     * CPU the layers are the reference themselves). Eval-mode images are independent of each
-     * other, so a few of them suffice and keep the CPU reference short at large batches (it
-     * would be ~2 TFLOP for ResNet-50 at batch 256). */
+    /* The check: evaluation logits on this backend (fused unless --no-fusion) against the CPU
+     * library running every layer alone (none on the CPU with --no-fusion: the layers are the
+     * reference themselves). Eval-mode images are independent of each other, so a few of them
+     * suffice and keep the CPU reference short at large batches (it would be ~2 TFLOP for
+     * ResNet-50 at batch 256). */
     const char *check = "n/a";
     double err = 0;
-    if (e->gpu) {
+    if (ref) {
         const int nc = B < 8 ? B : 8;
         bool was = cnn_set_grad_enabled(false);
         cnn_status st = cnn_tensor_uniform(CNN_SHAPE(nc, C, S, S), -1, 1, CNN_CPU, &xsc);
@@ -329,6 +333,7 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
         if (st) goto fail;
         double tol = e->tf32 ? 2e-2 : 2e-3;
         check = bench_check_tensors(got, want, tol, tol, &err) ? "ok" : "mismatch";
+        cnn_model_destroy(&ref); /* out of the memory figures below */
     }
     cnn_optim_config oc = cnn_optim_defaults(CNN_OPTIM_SGD);
     oc.lr = 0.01f;
