@@ -226,9 +226,13 @@ static const float *block_cols(const conv_geom *g, const conv_work *wk, const fl
 
 /* ---- depthwise (one input channel per output channel): direct loops ----------------------------
  * Per (sample, channel) the sgemm would be (K/groups) x (P*Q) x (R*S), too thin to pay for its
- * packing and the im2col copy; these loops read each input row in place. They cover any conv
- * with C/groups == 1: depthwise, channel multipliers, and single-channel inputs. */
-static bool is_depthwise(const conv_geom *g) { return g->cg == 1; }
+ * packing and the im2col copy; these loops read each input row in place. They serve convs with
+ * C/groups == 1 and groups > 1 (depthwise, channel multipliers) in every pass. A single-channel
+ * input (C = 1, groups 1: LeNet-5's first conv) is another matter: its K x (R*S) x (P*Q) sgemm
+ * beats the loops 2.5-4x forward and 3-5x for the filter gradient (BENCHMARKS.md), but its data
+ * gradient, an sgemm one row tall, is 1.3-2x slower: so only that pass takes the loops. */
+static bool is_depthwise(const conv_geom *g) { return g->cg == 1 && g->groups > 1; }
+static bool data_grad_direct(const conv_geom *g) { return g->cg == 1; }
 
 /* x: (N, C, H, W), w: (K, 1, R, S) -> y: (N, K, P, Q) = act(conv + b + z) (conv_epi). */
 static void depthwise_forward(const conv_geom *g, const float *x, const float *w,
@@ -386,7 +390,7 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
                                          float *dx)
 {
     const int64_t crs = g->cg * g->r * g->s, pq = g->p * g->q;
-    if (is_depthwise(g)) {
+    if (data_grad_direct(g)) {
         depthwise_backward_data(g, dy, w, dx);
         return CNN_OK;
     }
