@@ -3,12 +3,11 @@
  * depthwise), and the backend choice for CUDA tensors. No GPU code here (that is cuda/conv2d.cu
  * and cuda/conv2d_cudnn.c); nothing kept between calls. */
 #include "internal.h"
+#include "gemm.h"
 #include "parallel.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <omp.h>
-#include <pthread.h>
 #if CNN_WITH_CUDA
 #include <stdatomic.h>
 
@@ -42,34 +41,6 @@ static void epi_row(float *y, const float *z, float bk, bool relu, int64_t pq)
         if (z) v += z[i];
         y[i] = relu && !(v > 0.0f) ? 0.0f : v;
     }
-}
-
-/* ---- OpenBLAS threads inside our own parallel regions --------------------------------------
- * The batch loops run one single-threaded sgemm per OpenMP thread: that beats one threaded
- * sgemm per sample with im2col between them, whose OpenBLAS workers spin against our threads.
- * OpenBLAS' thread count is process-wide, so it is lowered while any such region runs and put
- * back by the last one to leave. An OpenMP-built OpenBLAS runs single-threaded inside parallel
- * regions by itself (and its set_num_threads would change ours), a serial one has no threads. */
-static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int blas_depth, blas_saved_threads;
-
-static void blas_single_begin(void)
-{
-    if (openblas_get_parallel() != OPENBLAS_THREAD) return;
-    pthread_mutex_lock(&blas_lock);
-    if (blas_depth++ == 0) {
-        blas_saved_threads = openblas_get_num_threads();
-        openblas_set_num_threads(1);
-    }
-    pthread_mutex_unlock(&blas_lock);
-}
-
-static void blas_single_end(void)
-{
-    if (openblas_get_parallel() != OPENBLAS_THREAD) return;
-    pthread_mutex_lock(&blas_lock);
-    if (--blas_depth == 0) openblas_set_num_threads(blas_saved_threads);
-    pthread_mutex_unlock(&blas_lock);
 }
 
 static int64_t conv_macs(const conv_geom *g)
@@ -169,7 +140,8 @@ static cnn_status plan_work(const char *op, const conv_geom *g, conv_work *wk)
         nb--;
     *wk = (conv_work){.nb = nb, .units = (g->n + nb - 1) / nb * g->groups, .nt = 1};
     /* Threads only when each gets a unit and the work outweighs waking them (tiny convs, as in
-     * gradchecks, run far slower in parallel); else 1, and OpenBLAS may thread the sgemm. */
+     * gradchecks, run far slower in parallel); else 1, and cnn_sgemm may split the sgemm
+     * over the team itself (gemm.h). */
     if (max_nt > 1 && wk->units >= max_nt && cnn_par_worth(conv_macs(g))) wk->nt = max_nt;
     wk->col_floats = is_pointwise(g) && nb == 1 ? 0 : (size_t)(crs * nb * pq);
     wk->map_floats = nb == 1 ? 0 : (size_t)(g->kg * nb * pq);
@@ -352,15 +324,14 @@ static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const flo
     const int64_t crs = g->cg * g->r * g->s, pq = g->p * g->q, ystride = g->k * pq;
     conv_work wk;
     CNN_TRY(plan_work("conv2d", g, &wk));
-    if (wk.nt > 1) blas_single_begin();
     #pragma omp parallel for num_threads(wk.nt) schedule(static) if (wk.nt > 1)
     for (int64_t u = 0; u < wk.units; u++) {
         const int64_t n0 = u / g->groups * wk.nb, gi = u % g->groups;
         const int64_t cnt = g->n - n0 < wk.nb ? g->n - n0 : wk.nb, ld = cnt * pq;
         const float *bmat = block_cols(g, &wk, x, n0, cnt, gi);
         float *yg = y + n0 * ystride + gi * g->kg * pq, *out = cnt > 1 ? work_maps(&wk) : yg;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)ld, (int)crs, 1.0f,
-                    w + gi * g->kg * crs, (int)crs, bmat, (int)ld, 0.0f, out, (int)ld);
+        cnn_sgemm(false, false, (int)g->kg, (int)ld, (int)crs, 1.0f, w + gi * g->kg * crs,
+                  (int)crs, bmat, (int)ld, 0.0f, out, (int)ld);
         if (cnt > 1) maps_scatter(out, cnt, g->kg, pq, yg, ystride);
         if (e->b || e->z || e->relu) /* while the block is still in cache */
             for (int64_t j = 0; j < cnt; j++)
@@ -370,7 +341,6 @@ static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const flo
                             e->relu, pq);
                 }
     }
-    if (wk.nt > 1) blas_single_end();
     free(wk.cols);
     return CNN_OK;
 }
@@ -419,7 +389,6 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
     const int64_t hw = g->h * g->w, dystride = g->k * pq;
     /* col2im adds into dx; only a pointwise conv of one sample per block writes dx directly. */
     if (wk.col_floats) memset(dx, 0, (size_t)(g->n * g->c * hw) * sizeof *dx);
-    if (wk.nt > 1) blas_single_begin();
     #pragma omp parallel for num_threads(wk.nt) schedule(static) if (wk.nt > 1)
     for (int64_t u = 0; u < wk.units; u++) {
         const int64_t n0 = u / g->groups * wk.nb, gi = u % g->groups;
@@ -432,12 +401,11 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
             dyg = m;
         }
         float *dst = wk.col_floats ? work_cols(&wk) : dxg;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)ld, (int)g->kg, 1.0f,
-                    w + gi * g->kg * crs, (int)crs, dyg, (int)ld, 0.0f, dst, (int)ld);
+        cnn_sgemm(true, false, (int)crs, (int)ld, (int)g->kg, 1.0f, w + gi * g->kg * crs,
+                  (int)crs, dyg, (int)ld, 0.0f, dst, (int)ld);
         if (wk.col_floats)
             for (int64_t j = 0; j < cnt; j++) col2im(g, dst + j * pq, ld, dxg + j * g->c * hw);
     }
-    if (wk.nt > 1) blas_single_end();
     free(wk.cols);
     return CNN_OK;
 }
@@ -479,7 +447,6 @@ static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, 
             free(wk.cols);
             return cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d backward: out of host memory");
         }
-        blas_single_begin();
     }
     const int64_t dystride = g->k * pq;
     #pragma omp parallel for num_threads(wk.nt) schedule(static) if (wk.nt > 1)
@@ -495,11 +462,10 @@ static cnn_status conv_backward_filter_cpu(const conv_geom *g, const float *dy, 
         }
         float *acc = (partial ? partial + (size_t)t * wsize : dw) + gi * g->kg * crs;
         const float *bmat = block_cols(g, &wk, x, n0, cnt, gi);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->kg, (int)crs, (int)ld, 1.0f,
-                    dyg, (int)ld, bmat, (int)ld, 1.0f, acc, (int)crs);
+        cnn_sgemm(false, true, (int)g->kg, (int)crs, (int)ld, 1.0f, dyg, (int)ld, bmat, (int)ld,
+                  1.0f, acc, (int)crs);
     }
     if (partial) {
-        blas_single_end();
         for (int t = 0; t < wk.nt; t++)
             for (size_t i = 0; i < wsize; i++) dw[i] += partial[(size_t)t * wsize + i];
     }

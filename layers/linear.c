@@ -5,7 +5,7 @@
 #include "internal.h"
 #include "parallel.h"
 
-#include <cblas.h>
+#include "gemm.h"
 #include <limits.h>
 
 #if CNN_WITH_CUDA
@@ -38,16 +38,15 @@ static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
     if (nd->in[0].needs_grad) {
         /* dy: (N, out), w: (out, in) -> dx: (N, in) = dy w */
         CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.n, (int)g.in, (int)g.out,
-                    1.0f, pdy, (int)g.out, cnn_f32(w), (int)g.in, 0.0f, cnn_f32(dx[0]), (int)g.in);
+        cnn_sgemm(false, false, (int)g.n, (int)g.in, (int)g.out, 1.0f, pdy, (int)g.out,
+                  cnn_f32(w), (int)g.in, 0.0f, cnn_f32(dx[0]), (int)g.in);
     }
     if (nd->in[1].needs_grad) {
         /* dy: (N, out), x: (N, in) -> dw: (out, in) = dy^T x, summed over the batch */
         CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
         if (g.n == 0) memset(cnn_f32(dx[1]), 0, cnn_tensor_nbytes(dx[1]));
-        else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.out, (int)g.in, (int)g.n,
-                         1.0f, pdy, (int)g.out, cnn_f32(x), (int)g.in, 0.0f, cnn_f32(dx[1]),
-                         (int)g.in);
+        else cnn_sgemm(true, false, (int)g.out, (int)g.in, (int)g.n, 1.0f, pdy, (int)g.out,
+                       cnn_f32(x), (int)g.in, 0.0f, cnn_f32(dx[1]), (int)g.in);
     }
     if (nd->in[2].needs_grad) {
         /* dy: (N, out) -> db: (out), column sums */
@@ -119,9 +118,8 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
             for (int64_t i = 0; i < g.n; i++)
                 memcpy(py + i * g.out, pb, (size_t)g.out * sizeof *py);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.n, (int)g.out, (int)g.in, 1.0f,
-                    cnn_f32(xc), (int)g.in, cnn_f32(wc), (int)g.in, bc ? 1.0f : 0.0f, py,
-                    (int)g.out);
+        cnn_sgemm(false, true, (int)g.n, (int)g.out, (int)g.in, 1.0f, cnn_f32(xc), (int)g.in,
+                  cnn_f32(wc), (int)g.in, bc ? 1.0f : 0.0f, py, (int)g.out);
     }
     const cnn_tensor *in[3] = {x, w, b};
     if (cnn_should_record(in, 3)) {
