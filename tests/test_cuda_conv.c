@@ -611,6 +611,47 @@ GPU_TEST(cuda_conv_fused_matches_cpu)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
+/* On the GPU too the fused op gives the bits of cnn_conv2d, cnn_add and cnn_relu run in turn,
+ * under each backend, in FP32 and TF32 (the hand-written TF32 kernel's store, and the split-K
+ * sum, apply the epilogue as the FP32 ones do). */
+GPU_TEST(cuda_conv_fused_same_bits_as_separate_ops)
+{
+    const int pick[] = {1, 4, 10};
+    const cnn_backend bes[] = {CNN_BACKEND_AUTO, CNN_BACKEND_CUDA};
+    for (int tf = 0; tf < 2; tf++)
+        for (int bi = 0; bi < 2; bi++)
+            for (size_t i = 0; i < sizeof pick / sizeof *pick; i++) {
+                const conv_case *cc = &cases[pick[i]];
+                conv_ref r;
+                REQUIRE(make_ref(cc, &r));
+                cnn_conv2d_params p = params_of(cc);
+                cnn_tensor *zc = rand_tensor(cnn_tensor_shape(r.y), -1, 1, 0);
+                cnn_tensor *x = gpu_copy(r.x), *w = gpu_copy(r.w), *b = gpu_copy(r.b);
+                cnn_tensor *z = gpu_copy(zc), *c = NULL, *s = NULL, *ref = NULL, *y = NULL;
+                REQUIRE(x && w && z && (!cc->bias || b));
+                cnn_set_tf32(tf);
+                cnn_set_backend(bes[bi]);
+                bool was = cnn_set_grad_enabled(false);
+                CHECK_OK(cnn_conv2d(x, w, b, &p, &c));
+                CHECK_OK(cnn_add(z, c, &s));
+                CHECK_OK(cnn_relu(s, &ref));
+                const cnn_shape shapes[1] = {cnn_tensor_shape(r.y)};
+                poison_cache(shapes, 1);
+                CHECK_OK(cnn_conv2d_fused(x, w, b, z, CNN_ACT_RELU, &p, &y));
+                cnn_set_grad_enabled(was);
+                cnn_set_backend(CNN_BACKEND_AUTO);
+                cnn_set_tf32(false);
+                char what[128];
+                snprintf(what, sizeof what, "fused bits, tf32 %d backend %d %s", tf, (int)bes[bi],
+                         cc->name);
+                if (!tensors_close(what, y, ref, 0, 0))
+                    cnn_test_fail(__FILE__, __LINE__, "%s", what);
+                cnn_tensor *all[] = {zc, x, w, b, z, c, s, ref, y};
+                for (size_t k = 0; k < sizeof all / sizeof *all; k++) cnn_tensor_free(&all[k]);
+                ref_free(&r);
+            }
+}
+
 /* The GPU fold does the CPU's double-precision operations: the same bits. */
 GPU_TEST(cuda_batch_norm_fold_matches_cpu_bits)
 {
