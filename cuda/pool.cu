@@ -6,32 +6,53 @@
 #include "launch.cuh"
 
 
-static __device__ int64_t div_floor(int64_t a, int64_t b)
+/* The max and average kernels index in I: int when every extent fits comfortably in 32 bits
+ * (use_int32; always, in practice), else int64_t. A 64-bit division is a software routine of
+ * dozens of instructions on a GPU, and these kernels divide several times per element. */
+template <class I> static __device__ I div_floor(I a, I b)
 {
     return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
 }
 
-static __device__ int64_t div_ceil(int64_t a, int64_t b) { return -div_floor(-a, b); }
+template <class I> static __device__ I div_ceil(I a, I b) { return -div_floor<I>(-a, b); }
+
+/* cnn_cuda_pool_geom in I. */
+template <class I> struct PoolGeo {
+    I planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    bool exclude_pad;
+    __device__ explicit PoolGeo(const cnn_cuda_pool_geom &g)
+        : planes((I)g.planes), h((I)g.h), w((I)g.w), oh((I)g.oh), ow((I)g.ow), kh(g.kh),
+          kw(g.kw), sh(g.sh), sw(g.sw), ph(g.ph), pw(g.pw), dh(g.dh), dw(g.dw),
+          exclude_pad(g.exclude_pad)
+    {
+    }
+};
+
+#define GRID_STRIDE_LOOP_I(i, n)                                                                  \
+    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < (n);                           \
+         i += (I)gridDim.x * (I)blockDim.x)
 
 /* ---- max pooling --------------------------------------------------------------------------- */
 // x: (planes, H, W) -> y, idx: (planes, OH, OW); idx NULL: no indices wanted
-__global__ void max_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y,
+template <class I>
+__global__ void max_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, float *y,
                                         int32_t *idx)
 {
-    int64_t total = g.planes * g.oh * g.ow;
-    GRID_STRIDE_LOOP(o, total) {
-        int64_t ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+    const PoolGeo<I> g(gg);
+    I total = g.planes * g.oh * g.ow;
+    GRID_STRIDE_LOOP_I(o, total) {
+        I ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
         const float *xp = x + pl * g.h * g.w;
-        int64_t hs = oh * g.sh - g.ph, he = hs + (int64_t)(g.kh - 1) * g.dh + 1;
-        int64_t ws = ow * g.sw - g.pw, we = ws + (int64_t)(g.kw - 1) * g.dw + 1;
+        I hs = oh * g.sh - g.ph, he = hs + (I)(g.kh - 1) * g.dh + 1;
+        I ws = ow * g.sw - g.pw, we = ws + (I)(g.kw - 1) * g.dw + 1;
         if (he > g.h) he = g.h;
         if (we > g.w) we = g.w;
         while (hs < 0) hs += g.dh;
         while (ws < 0) ws += g.dw;
         float best = -INFINITY;
-        int64_t bi = (hs < he && ws < we) ? hs * g.w + ws : -1;
-        for (int64_t h = hs; h < he; h += g.dh)
-            for (int64_t w = ws; w < we; w += g.dw) {
+        I bi = (hs < he && ws < we) ? hs * g.w + ws : -1;
+        for (I h = hs; h < he; h += g.dh)
+            for (I w = ws; w < we; w += g.dw) {
                 float v = xp[h * g.w + w];
                 if (v > best || isnan(v)) {
                     best = v;
@@ -45,30 +66,32 @@ __global__ void max_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, fl
 
 /* Output rows whose window [o * s - p, o * s - p + span) holds input row i, clipped to
  * [0, out): o in [ceil((i + p - span + 1) / s), floor((i + p) / s)]. */
-static __device__ void covering(int64_t i, int64_t s, int64_t p, int64_t span, int64_t out,
-                                int64_t *lo, int64_t *hi)
+template <class I>
+static __device__ void covering(I i, I s, I p, I span, I out, I *lo, I *hi)
 {
-    *lo = div_ceil(i + p - span + 1, s);
-    *hi = div_floor(i + p, s) + 1;
+    *lo = div_ceil<I>(i + p - span + 1, s);
+    *hi = div_floor<I>(i + p, s) + 1;
     if (*lo < 0) *lo = 0;
     if (*hi > out) *hi = out;
 }
 
 // dy, idx: (planes, OH, OW) -> dx: (planes, H, W)
-__global__ void max_pool_backward_kernel(cnn_cuda_pool_geom g, const float *dy,
+template <class I>
+__global__ void max_pool_backward_kernel(cnn_cuda_pool_geom gg, const float *dy,
                                          const int32_t *idx, float *dx)
 {
-    int64_t total = g.planes * g.h * g.w;
-    GRID_STRIDE_LOOP(e, total) {
-        int64_t w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
-        int64_t ohs, ohe, ows, owe;
-        covering(h, g.sh, g.ph, (int64_t)(g.kh - 1) * g.dh + 1, g.oh, &ohs, &ohe);
-        covering(w, g.sw, g.pw, (int64_t)(g.kw - 1) * g.dw + 1, g.ow, &ows, &owe);
+    const PoolGeo<I> g(gg);
+    I total = g.planes * g.h * g.w;
+    GRID_STRIDE_LOOP_I(e, total) {
+        I w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
+        I ohs, ohe, ows, owe;
+        covering(h, g.sh, g.ph, (I)(g.kh - 1) * g.dh + 1, g.oh, &ohs, &ohe);
+        covering(w, g.sw, g.pw, (I)(g.kw - 1) * g.dw + 1, g.ow, &ows, &owe);
         int32_t me = (int32_t)(h * g.w + w);
         float s = 0.0f;
-        for (int64_t oh = ohs; oh < ohe; oh++)
-            for (int64_t ow = ows; ow < owe; ow++) {
-                int64_t o = (pl * g.oh + oh) * g.ow + ow;
+        for (I oh = ohs; oh < ohe; oh++)
+            for (I ow = ows; ow < owe; ow++) {
+                I o = (pl * g.oh + oh) * g.ow + ow;
                 if (idx[o] == me) s += dy[o];
             }
         dx[e] = s;
@@ -78,14 +101,14 @@ __global__ void max_pool_backward_kernel(cnn_cuda_pool_geom g, const float *dy,
 /* ---- average pooling ----------------------------------------------------------------------- */
 /* The CPU's avg_window: clipped to the padded input (count_include_pad divisor), then to the
  * input (exclude_pad divisor); 0 for a window outside the input. */
-static __device__ int64_t avg_window(const cnn_cuda_pool_geom &g, int64_t oh, int64_t ow,
-                                     int64_t *hs, int64_t *he, int64_t *ws, int64_t *we)
+template <class I>
+static __device__ I avg_window(const PoolGeo<I> &g, I oh, I ow, I *hs, I *he, I *ws, I *we)
 {
     *hs = oh * g.sh - g.ph;
     *ws = ow * g.sw - g.pw;
     *he = *hs + g.kh < g.h + g.ph ? *hs + g.kh : g.h + g.ph;
     *we = *ws + g.kw < g.w + g.pw ? *ws + g.kw : g.w + g.pw;
-    int64_t padded = (*he - *hs) * (*we - *ws);
+    I padded = (*he - *hs) * (*we - *ws);
     if (*hs < 0) *hs = 0;
     if (*ws < 0) *ws = 0;
     if (*he > g.h) *he = g.h;
@@ -95,33 +118,37 @@ static __device__ int64_t avg_window(const cnn_cuda_pool_geom &g, int64_t oh, in
 }
 
 // x: (planes, H, W) -> y: (planes, OH, OW)
-__global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y)
+template <class I>
+__global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, float *y)
 {
-    int64_t total = g.planes * g.oh * g.ow;
-    GRID_STRIDE_LOOP(o, total) {
-        int64_t ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+    const PoolGeo<I> g(gg);
+    I total = g.planes * g.oh * g.ow;
+    GRID_STRIDE_LOOP_I(o, total) {
+        I ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
         const float *xp = x + pl * g.h * g.w;
-        int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+        I hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
         float s = 0.0f;
-        for (int64_t h = hs; h < he; h++)
-            for (int64_t w = ws; w < we; w++) s += xp[h * g.w + w];
+        for (I h = hs; h < he; h++)
+            for (I w = ws; w < we; w++) s += xp[h * g.w + w];
         y[o] = div ? s / (float)div : 0.0f;
     }
 }
 
 // dy: (planes, OH, OW) -> dx: (planes, H, W)
-__global__ void avg_pool_backward_kernel(cnn_cuda_pool_geom g, const float *dy, float *dx)
+template <class I>
+__global__ void avg_pool_backward_kernel(cnn_cuda_pool_geom gg, const float *dy, float *dx)
 {
-    int64_t total = g.planes * g.h * g.w;
-    GRID_STRIDE_LOOP(e, total) {
-        int64_t w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
-        int64_t ohs, ohe, ows, owe;
+    const PoolGeo<I> g(gg);
+    I total = g.planes * g.h * g.w;
+    GRID_STRIDE_LOOP_I(e, total) {
+        I w = e % g.w, h = (e / g.w) % g.h, pl = e / (g.w * g.h);
+        I ohs, ohe, ows, owe;
         covering(h, g.sh, g.ph, g.kh, g.oh, &ohs, &ohe);
         covering(w, g.sw, g.pw, g.kw, g.ow, &ows, &owe);
         float s = 0.0f;
-        for (int64_t oh = ohs; oh < ohe; oh++)
-            for (int64_t ow = ows; ow < owe; ow++) {
-                int64_t hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
+        for (I oh = ohs; oh < ohe; oh++)
+            for (I ow = ows; ow < owe; ow++) {
+                I hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
                 if (div && h >= hs && h < he && w >= ws && w < we)
                     s += dy[(pl * g.oh + oh) * g.ow + ow] / (float)div;
             }
@@ -190,29 +217,53 @@ __global__ void adaptive_backward_kernel(cnn_cuda_pool_geom g, const float *dy, 
         return CNN_OK;                                                                            \
     } while (0)
 
+/* Whether the max / average kernels can index in 32 bits: every extent, and the grid-stride
+ * loop's last step past the end, well inside int. */
+static bool use_int32(const cnn_cuda_pool_geom *g)
+{
+    const int64_t lim = (int64_t)1 << 30;
+    return g->planes * g->h * g->w < lim && g->planes * g->oh * g->ow < lim &&
+           g->h + 2 * (int64_t)g->ph + (int64_t)g->kh * g->dh < lim &&
+           g->w + 2 * (int64_t)g->pw + (int64_t)g->kw * g->dw < lim &&
+           g->oh * g->sh < lim && g->ow * g->sw < lim;
+}
+
 extern "C" cnn_status cnn_cuda_max_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
                                                   const float *x, float *y, int32_t *idx)
 {
-    LAUNCH("max_pool2d", max_pool_forward_kernel, g->planes * g->oh * g->ow, *g, x, y, idx);
+    if (use_int32(g))
+        LAUNCH("max_pool2d", max_pool_forward_kernel<int>, g->planes * g->oh * g->ow, *g, x, y,
+               idx);
+    LAUNCH("max_pool2d", max_pool_forward_kernel<int64_t>, g->planes * g->oh * g->ow, *g, x, y,
+           idx);
 }
 
 extern "C" cnn_status cnn_cuda_max_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
                                                    const float *dy, const int32_t *idx, float *dx)
 {
-    LAUNCH("max_pool2d backward", max_pool_backward_kernel, g->planes * g->h * g->w, *g, dy, idx,
-           dx);
+    if (use_int32(g))
+        LAUNCH("max_pool2d backward", max_pool_backward_kernel<int>, g->planes * g->h * g->w, *g,
+               dy, idx, dx);
+    LAUNCH("max_pool2d backward", max_pool_backward_kernel<int64_t>, g->planes * g->h * g->w, *g,
+           dy, idx, dx);
 }
 
 extern "C" cnn_status cnn_cuda_avg_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
                                                   const float *x, float *y)
 {
-    LAUNCH("avg_pool2d", avg_pool_forward_kernel, g->planes * g->oh * g->ow, *g, x, y);
+    if (use_int32(g))
+        LAUNCH("avg_pool2d", avg_pool_forward_kernel<int>, g->planes * g->oh * g->ow, *g, x, y);
+    LAUNCH("avg_pool2d", avg_pool_forward_kernel<int64_t>, g->planes * g->oh * g->ow, *g, x, y);
 }
 
 extern "C" cnn_status cnn_cuda_avg_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
                                                    const float *dy, float *dx)
 {
-    LAUNCH("avg_pool2d backward", avg_pool_backward_kernel, g->planes * g->h * g->w, *g, dy, dx);
+    if (use_int32(g))
+        LAUNCH("avg_pool2d backward", avg_pool_backward_kernel<int>, g->planes * g->h * g->w, *g,
+               dy, dx);
+    LAUNCH("avg_pool2d backward", avg_pool_backward_kernel<int64_t>, g->planes * g->h * g->w, *g,
+           dy, dx);
 }
 
 extern "C" cnn_status cnn_cuda_adaptive_avg_pool2d_forward(cnn_context *ctx,

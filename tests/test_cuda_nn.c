@@ -182,6 +182,8 @@ GPU_TEST(cuda_max_pool_matches_cpu)
               PP(2, 3, 2, 1, 1, 0, 0, 0, 0, 0));
     pool_case("max 520 channels", CNN_SHAPE(1, 520, 7, 7), 0,
               PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 0));
+    /* a stride of 2^30 takes the kernels' 64-bit indexing (pool.cu's use_int32) */
+    pool_case("max stride 2^30", CNN_SHAPE(1, 3, 5, 4), 0, PP(2, 2, 1 << 30, 1, 0, 0, 0, 0, 0, 0));
 }
 
 GPU_TEST(cuda_avg_pool_matches_cpu)
@@ -200,6 +202,7 @@ GPU_TEST(cuda_avg_pool_matches_cpu)
               PP(2, 4, 1, 3, 1, 2, 0, 0, 0, 1));
     pool_case("avg 513 channels", CNN_SHAPE(1, 513, 5, 6), 1,
               PP(2, 2, 2, 2, 0, 0, 0, 0, 1, 0));
+    pool_case("avg stride 2^30", CNN_SHAPE(1, 3, 5, 4), 1, PP(2, 2, 1, 1 << 30, 1, 1, 0, 0, 0, 1));
 }
 
 GPU_TEST(cuda_adaptive_avg_pool_matches_cpu)
