@@ -130,14 +130,42 @@ typedef struct conv_work {
     float *cols, *maps;
 } conv_work;
 
+/* Samples the busiest of nt threads computes when the batch's n samples go in blocks of nb
+ * (the last one shorter), each block once per group, dealt out as OpenMP's static schedule
+ * deals loop iterations: thread t gets a contiguous run of units / nt units, one more for the
+ * first units % nt threads. */
+static int64_t busiest_thread(int64_t n, int64_t nb, int64_t groups, int nt)
+{
+    const int64_t blocks = (n + nb - 1) / nb, units = blocks * groups, q = units / nt;
+    const int64_t r = units % nt, short_by = blocks * nb - n; /* the last block's shortfall */
+    const int64_t last0 = (blocks - 1) * groups;            /* its first unit */
+    int64_t worst = 0, s0 = 0;
+    for (int t = 0; t < nt; t++) {
+        const int64_t e0 = s0 + q + (t < r);
+        const int64_t lo = s0 > last0 ? s0 : last0, in_last = e0 > lo ? e0 - lo : 0;
+        const int64_t samples = (e0 - s0) * nb - in_last * short_by;
+        if (samples > worst) worst = samples;
+        s0 = e0;
+    }
+    return worst;
+}
+
 static cnn_status plan_work(const char *op, const conv_geom *g, conv_work *wk)
 {
     const int64_t pq = g->p * g->q, crs = g->cg * g->r * g->s, rows = crs > g->kg ? crs : g->kg;
     const int max_nt = omp_get_max_threads();
-    int64_t nb = pq >= BLOCK_COLS ? 1 : (BLOCK_COLS + pq - 1) / pq;
-    if (nb > g->n) nb = g->n > 0 ? g->n : 1;
-    while (nb > 1 && ((g->n + nb - 1) / nb * g->groups < max_nt || rows * nb * pq >= INT_MAX))
-        nb--;
+    int64_t nb_max = pq >= BLOCK_COLS ? 1 : (BLOCK_COLS + pq - 1) / pq;
+    if (nb_max > g->n) nb_max = g->n > 0 ? g->n : 1;
+    while (nb_max > 1 && rows * nb_max * pq >= INT_MAX) nb_max--;
+    /* The widest block that still gives every thread a unit and loads the busiest thread least:
+     * 8 samples of 7x7 maps in blocks of 3 (at most 128 columns) load one thread with 6 samples
+     * and the other with 2; blocks of 2 give each 4. */
+    int64_t nb = 1, best = -1;
+    for (int64_t c = nb_max; c >= 1; c--) {
+        if (c > 1 && (g->n + c - 1) / c * g->groups < max_nt) continue;
+        const int64_t load = busiest_thread(g->n, c, g->groups, max_nt);
+        if (best < 0 || load < best) best = load, nb = c;
+    }
     *wk = (conv_work){.nb = nb, .units = (g->n + nb - 1) / nb * g->groups, .nt = 1};
     /* Threads only when each gets a unit and the work outweighs waking them (tiny convs, as in
      * gradchecks, run far slower in parallel); else 1, and cnn_sgemm may split the sgemm
