@@ -212,8 +212,9 @@ void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx);
  * (cuda/elementwise.cu, activation.cu, dropout.cu, loss.cu, optim.cu). Raw pointers into
  * contiguous device memory (F32, labels I64), work queued on ctx's stream; nothing comes back
  * to the host except cnn_cuda_norm2_f32's one scalar. Each mirrors the CPU loop of its op. */
-/* y = a + b. */
-cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b, int64_t n);
+/* y = a + b, then a ReLU when relu. */
+cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b, int64_t n,
+                            bool relu);
 /* y = alpha * x (y may be x). */
 cnn_status cnn_cuda_scale_f32(cnn_context *ctx, float *y, const float *x, float alpha, int64_t n);
 /* y (rows, len): every row a copy of b (len), bit for bit (the linear layer's bias). */

@@ -34,23 +34,47 @@ static void scratch_free(cnn_storage *s)
  * tensors fresh from the allocator); the last n % 4 elements go one by one, in block 0. */
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+/* a + b, then a ReLU when RELU (cnn_relu's rule: NaN -> 0). */
+template <bool RELU> static __device__ float add_act(float a, float b)
+{
+    const float v = a + b;
+    return RELU && !(v > 0.0f) ? 0.0f : v;
+}
+
 // y, a, b: (n)
+template <bool RELU>
 __global__ void add_f32_kernel(float *y, const float *a, const float *b, int64_t n)
 {
-    GRID_STRIDE_LOOP(i, n) y[i] = a[i] + b[i];
+    GRID_STRIDE_LOOP(i, n) y[i] = add_act<RELU>(a[i], b[i]);
 }
 
 // y, a, b: (n), 16-byte aligned
+template <bool RELU>
 __global__ void add_f32x4_kernel(float *y, const float *a, const float *b, int64_t n)
 {
     int64_t n4 = n / 4;
     GRID_STRIDE_LOOP(i, n4) {
         float4 u = reinterpret_cast<const float4 *>(a)[i];
         float4 v = reinterpret_cast<const float4 *>(b)[i];
-        reinterpret_cast<float4 *>(y)[i] = make_float4(u.x + v.x, u.y + v.y, u.z + v.z, u.w + v.w);
+        reinterpret_cast<float4 *>(y)[i] =
+            make_float4(add_act<RELU>(u.x, v.x), add_act<RELU>(u.y, v.y),
+                        add_act<RELU>(u.z, v.z), add_act<RELU>(u.w, v.w));
     }
     int64_t t = 4 * n4 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t < n) y[t] = a[t] + b[t];
+    if (t < n) y[t] = add_act<RELU>(a[t], b[t]);
+}
+
+template <bool RELU>
+static cnn_status launch_add(cudaStream_t s, float *y, const float *a, const float *b, int64_t n)
+{
+    if (aligned16(y) && aligned16(a) && aligned16(b)) {
+        add_f32x4_kernel<RELU><<<grid_for(n / 4 > 0 ? n / 4 : 1), THREADS, 0, s>>>(y, a, b, n);
+        CNN_CUDA_LAUNCH_CHECK(add_f32x4_kernel);
+    } else {
+        add_f32_kernel<RELU><<<grid_for(n), THREADS, 0, s>>>(y, a, b, n);
+        CNN_CUDA_LAUNCH_CHECK(add_f32_kernel);
+    }
+    return CNN_OK;
 }
 
 // y, x: (n); y may be x
@@ -97,19 +121,12 @@ extern "C" cnn_status cnn_cuda_repeat_rows_f32(cnn_context *ctx, float *y, const
 }
 
 extern "C" cnn_status cnn_cuda_add_f32(cnn_context *ctx, float *y, const float *a, const float *b,
-                                       int64_t n)
+                                       int64_t n, bool relu)
 {
     if (n <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "add", &s));
-    if (aligned16(y) && aligned16(a) && aligned16(b)) {
-        add_f32x4_kernel<<<grid_for(n / 4 > 0 ? n / 4 : 1), THREADS, 0, s>>>(y, a, b, n);
-        CNN_CUDA_LAUNCH_CHECK(add_f32x4_kernel);
-    } else {
-        add_f32_kernel<<<grid_for(n), THREADS, 0, s>>>(y, a, b, n);
-        CNN_CUDA_LAUNCH_CHECK(add_f32_kernel);
-    }
-    return CNN_OK;
+    return relu ? launch_add<true>(s, y, a, b, n) : launch_add<false>(s, y, a, b, n);
 }
 
 extern "C" cnn_status cnn_cuda_scale_f32(cnn_context *ctx, float *y, const float *x, float alpha,

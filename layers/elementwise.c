@@ -19,15 +19,28 @@ static cnn_status add_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor **d
     return CNN_OK;
 }
 
-cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
+/* Through the ReLU from its saved output, then to both inputs as add's backward. */
+static cnn_status add_relu_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor **dx)
 {
-    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "add: y is NULL");
+    cnn_tensor *d = NULL;
+    CNN_TRY(cnn_relu_grad(n->saved[0], dy, &d));
+    for (int i = 0; i < 2; i++)
+        if (n->in[i].needs_grad) dx[i] = cnn_tensor_retain(d);
+    cnn_tensor_free(&d);
+    return CNN_OK;
+}
+
+/* y = a + b, then a ReLU when relu (saving y for the backward). */
+static cnn_status add_act(const char *op, const cnn_tensor *a, const cnn_tensor *b, bool relu,
+                          cnn_tensor **y)
+{
+    CNN_CHECK(y, CNN_ERR_INVALID_ARG, "%s: y is NULL", op);
     *y = NULL;
-    CNN_TRY(cnn_check_f32("add", "a", a));
-    CNN_TRY(cnn_check_f32("add", "b", b));
-    CNN_TRY(cnn_check_same_device("add", a, "a", b, "b"));
+    CNN_TRY(cnn_check_f32(op, "a", a));
+    CNN_TRY(cnn_check_f32(op, "b", b));
+    CNN_TRY(cnn_check_same_device(op, a, "a", b, "b"));
     CNN_CHECK(cnn_shape_equal(a->shape, b->shape), CNN_ERR_SHAPE,
-              "add: a %s and b %s differ in shape", cnn_shape_of(a), cnn_shape_of(b));
+              "%s: a %s and b %s differ in shape", op, cnn_shape_of(a), cnn_shape_of(b));
     cnn_status st = CNN_OK;
     cnn_tensor *ac = NULL, *bc = NULL;
     CNN_TRYG(cnn_contig(a, &ac));
@@ -39,21 +52,42 @@ cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
         float *py = cnn_f32(*y);
         int64_t n = cnn_shape_numel(a->shape);
 #if CNN_WITH_CUDA
-        if (cnn_on_cuda(a)) CNN_TRYG(cnn_cuda_add_f32(cnn_ctx(), py, pa, pb, n));
+        if (cnn_on_cuda(a)) CNN_TRYG(cnn_cuda_add_f32(cnn_ctx(), py, pa, pb, n, relu));
         else
 #endif
-        {
+        if (relu) {
+            #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
+            for (int64_t i = 0; i < n; i++) {
+                const float v = pa[i] + pb[i];
+                py[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
             #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
         }
     }
     const cnn_tensor *in[2] = {a, b};
-    if (cnn_should_record(in, 2)) CNN_TRYG(cnn_tape_record("add", add_backward, *y, in, 2, NULL, 0, NULL));
+    if (cnn_should_record(in, 2)) {
+        cnn_node *nd = NULL;
+        CNN_TRYG(cnn_tape_record(op, relu ? add_relu_backward : add_backward, *y, in, 2, NULL, 0,
+                                 &nd));
+        if (relu) cnn_node_save(nd, *y);
+    }
 done:
     cnn_tensor_free(&ac);
     cnn_tensor_free(&bc);
     if (st != CNN_OK) cnn_tensor_free(y);
     return st;
+}
+
+cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
+{
+    return add_act("add", a, b, false, y);
+}
+
+cnn_status cnn_add_relu(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y)
+{
+    return add_act("add_relu", a, b, true, y);
 }
 
 /* ---- scale: y = alpha * a ---------------------------------------------------------------- */

@@ -233,7 +233,10 @@ typedef struct fwd_regs {
     cnn_tensor *main;   /* the block's main path while the downsample path runs */
 } fwd_regs;
 
-static cnn_status run_step(cnn_model *m, const mstep *s, fwd_regs *r, bool training)
+/* One step alone; relu_after (a RES_ADD only): the ReLU step after it joins it
+ * (cnn_add_relu). */
+static cnn_status run_step(cnn_model *m, const mstep *s, fwd_regs *r, bool training,
+                           bool relu_after)
 {
     cnn_tensor *x = r->cur, *y = NULL;
 #define T(k) cnn_dict_at(m->state, s->t0 + (k))
@@ -270,7 +273,8 @@ static cnn_status run_step(cnn_model *m, const mstep *s, fwd_regs *r, bool train
         return CNN_OK;
     case MS_RES_ADD:
         CNN_ASSERT(r->saved || r->main);
-        st = cnn_add(r->main ? r->main : r->saved, x, &y);
+        st = relu_after ? cnn_add_relu(r->main ? r->main : r->saved, x, &y)
+                        : cnn_add(r->main ? r->main : r->saved, x, &y);
         cnn_tensor_free(&r->main);
         cnn_tensor_free(&r->saved);
         break;
@@ -291,7 +295,8 @@ static cnn_status run_step(cnn_model *m, const mstep *s, fwd_regs *r, bool train
  * other operand is the block's saved input or its set-aside main path) with or without a ReLU
  * after it, and, in an evaluation pass with grad mode off, a batch norm folded into the conv's
  * weights first (cnn_batch_norm_fold; recomputed every pass, so it never goes stale). Without
- * the BN, the fused op gives the bits of the steps run alone, in training too. */
+ * the BN, the fused op gives the bits of the steps run alone, in training too; so does a
+ * residual ADD and its ReLU joined (cnn_add_relu) where a BN keeps the conv apart. */
 typedef struct fused_span {
     int bn;          /* the BN step folded in, or -1 */
     bool add, relu;
@@ -375,7 +380,12 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
     for (int i = 0; i < m->n_steps && st == CNN_OK;) {
         fused_span f = {-1, false, false, 1};
         if (m->steps[i].kind == MS_CONV) f = plan_fusion(m, i, fold_bn);
-        st = f.n > 1 ? run_fused(m, i, &f, &r) : run_step(m, &m->steps[i], &r, training);
+        /* A residual ADD that no conv took (a BN before it in training) still takes its ReLU. */
+        const bool add_relu = m->steps[i].kind == MS_RES_ADD && !m->no_fusion &&
+                              i + 1 < m->n_steps && m->steps[i + 1].kind == MS_RELU;
+        if (add_relu) f.n = 2;
+        st = f.n > 1 && !add_relu ? run_fused(m, i, &f, &r)
+                                  : run_step(m, &m->steps[i], &r, training, add_relu);
         i += f.n;
     }
     if (st == CNN_OK) {

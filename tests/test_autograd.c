@@ -108,6 +108,53 @@ static cnn_status f_mean(cnn_tensor *const *in, void *ud, cnn_tensor **y)
     return cnn_mean(in[0], y);
 }
 
+static cnn_status f_add_relu(cnn_tensor *const *in, void *ud, cnn_tensor **y)
+{
+    (void)ud;
+    return cnn_add_relu(in[0], in[1], y);
+}
+
+/* cnn_add_relu against cnn_add then cnn_relu: output and both gradients the same bits, on a
+ * small tensor and on one large enough for the threaded loops; then finite differences, with
+ * every sum kept 0.5 or more from the ReLU's kink; then the errors. */
+TEST(add_relu_same_bits_as_add_then_relu)
+{
+    const cnn_shape shapes[] = {CNN_SHAPE(3, 5), CNN_SHAPE(2, 64, 130, 131)};
+    for (int k = 0; k < 2; k++) {
+        cnn_tensor *a = rand_tensor(shapes[k], -1, 1, 1), *b = rand_tensor(shapes[k], -1, 1, 1);
+        cnn_tensor *dy = rand_tensor(shapes[k], -1, 1, 0), *s = NULL, *ref = NULL, *y = NULL;
+        cnn_tensor *ga = NULL, *gb = NULL;
+        CHECK_OK(cnn_add(a, b, &s));
+        CHECK_OK(cnn_relu(s, &ref));
+        CHECK_OK(cnn_backward_with_grad(ref, dy));
+        CHECK_OK(cnn_tensor_clone(cnn_tensor_grad(a), &ga));
+        CHECK_OK(cnn_tensor_clone(cnn_tensor_grad(b), &gb));
+        cnn_tensor_zero_grad(a);
+        cnn_tensor_zero_grad(b);
+        CHECK_OK(cnn_add_relu(a, b, &y));
+        CHECK_OK(cnn_backward_with_grad(y, dy));
+        CHECK(tensors_close("add_relu y", y, ref, 0, 0));
+        CHECK(tensors_close("add_relu grad a", cnn_tensor_grad(a), ga, 0, 0));
+        CHECK(tensors_close("add_relu grad b", cnn_tensor_grad(b), gb, 0, 0));
+        cnn_tensor *all[] = {a, b, dy, s, ref, y, ga, gb};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+    }
+    float bv[15];
+    for (int i = 0; i < 15; i++) bv[i] = (i % 3 ? 1.5f : -1.5f) + 0.03f * (float)i;
+    cnn_tensor *in[2] = {rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1), NULL}, *y = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3, 5), bv, CNN_CPU, &in[1]));
+    CHECK_OK(cnn_tensor_set_requires_grad(in[1], true));
+    CHECK(gradcheck("add_relu", f_add_relu, in, 2, NULL, NULL));
+    cnn_tensor *other = rand_tensor(CNN_SHAPE(5, 3), -1, 1, 0);
+    CHECK_ERR(cnn_add_relu(in[0], other, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "add_relu") && strstr(cnn_last_error(), "(5, 3)"));
+    CHECK_ERR(cnn_add_relu(in[0], in[1], NULL), CNN_ERR_INVALID_ARG);
+    CHECK(y == NULL);
+    cnn_tensor_free(&other);
+    cnn_tensor_free(&in[0]);
+    cnn_tensor_free(&in[1]);
+}
+
 TEST(gradcheck_elementwise)
 {
     cnn_tensor *in[2] = {rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1), rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1)};

@@ -93,11 +93,13 @@ static const cnn_shape k_shapes[] = {
 #define N_SHAPES ((int)(sizeof k_shapes / sizeof *k_shapes))
 
 /* ---- add, scale, sum, mean, concat ----------------------------------------------------------- */
-/* The ops as gradcheck's gc_fn; ud points to a letter: + add, * scale, s sum, m mean. */
+/* The ops as gradcheck's gc_fn; ud points to a letter: + add, r add_relu, * scale, s sum,
+ * m mean. */
 static cnn_status f_ew(cnn_tensor *const *x, void *ud, cnn_tensor **y)
 {
     switch (*(const char *)ud) {
     case '+': return cnn_add(x[0], x[1], y);
+    case 'r': return cnn_add_relu(x[0], x[1], y);
     case '*': return cnn_scale(x[0], -1.75f, y);
     case 's': return cnn_sum(x[0], y);
     default: return cnn_mean(x[0], y);
@@ -109,6 +111,7 @@ GPU_TEST(cuda_add_scale_match_cpu)
     for (int i = 0; i < N_SHAPES; i++) {
         cnn_shape two[2] = {k_shapes[i], k_shapes[i]};
         check_op("add", f_ew, "+", 2, two, EW_ATOL, EW_RTOL);
+        check_op("add_relu", f_ew, "r", 2, two, EW_ATOL, EW_RTOL);
         check_op("scale", f_ew, "*", 1, &k_shapes[i], EW_ATOL, EW_RTOL);
     }
 }

@@ -85,6 +85,8 @@ cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor *
 
 /* y = a + b (same shape). */
 cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y);
+/* y = relu(a + b) in one pass (a residual join): the bits of cnn_add then cnn_relu. */
+cnn_status cnn_add_relu(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y);
 /* y = a * alpha (scalar). */
 cnn_status cnn_scale(const cnn_tensor *a, float alpha, cnn_tensor **y);
 /* Concatenation of n tensors along dim (1 = channels); other dims must match. */
