@@ -375,11 +375,13 @@ static cnn_status conv_forward_cpu(const conv_geom *g, const float *x, const flo
 
 /* With stride 1, dx is itself a stride-1 conv of dy (padded by dil*(R-1) - pad) with the
  * weights flipped in space and transposed per group, so the forward's im2col + sgemm serves:
- * its sgemm has depth K*R*S instead of K, and no col2im scatter is needed. */
+ * its sgemm has depth K*R*S instead of K, and no col2im scatter is needed. But that sgemm is
+ * only C/groups rows tall: for few input channels (LeNet-5's second conv has 6) the col2im
+ * path's taller sgemm wins, 3-4x on that conv (BENCHMARKS.md); from 16 channels on as before. */
 static bool data_grad_as_conv(const conv_geom *g)
 {
     return g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->r - 1) &&
-           g->pw <= g->dw * (g->s - 1) && !is_pointwise(g) &&
+           g->pw <= g->dw * (g->s - 1) && !is_pointwise(g) && g->cg >= 16 &&
            g->kg * g->r * g->s * g->h * g->w < INT_MAX;
 }
 
