@@ -274,11 +274,32 @@ static int64_t avg_span(int64_t o, int64_t k, int64_t stride, int64_t pad, int64
     return exclude_pad ? *hi - *lo : padded;
 }
 
+/* 2x2 windows at stride 2 without padding, all inside the input (LeNet-5's pooling): every
+ * window is whole, so each output is (((x00 + x01) + x10) + x11) / 4, the generic loops' sum in
+ * their order, and each input pixel is in one window at most. The generic loops' bounds and
+ * divisors per output cost more than the four adds; these rows vectorise. */
+static bool avg_2x2(const pool_geom *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+           2 * g->oh <= g->h && 2 * g->ow <= g->w;
+}
+
 /* x: (planes, H, W) -> y: (planes, OH, OW) */
 static void avg_pool_kernel(const pool_geom *g, const float *x, float *y)
 {
     const int64_t plane_out = g->oh * g->ow;
     const bool ex = g->exclude_pad;
+    if (avg_2x2(g)) {
+        #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * 4))
+        for (int64_t pl = 0; pl < g->planes; pl++)
+            for (int64_t oh = 0; oh < g->oh; oh++) {
+                const float *r0 = x + (pl * g->h + 2 * oh) * g->w, *r1 = r0 + g->w;
+                float *yr = y + pl * plane_out + oh * g->ow;
+                for (int64_t ow = 0; ow < g->ow; ow++)
+                    yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) / 4.0f;
+            }
+        return;
+    }
     #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         const float *xp = x + pl * g->h * g->w;
@@ -302,6 +323,19 @@ static void avg_pool_backward_kernel(const pool_geom *g, const float *dy, float 
 {
     const int64_t plane_out = g->oh * g->ow;
     const bool ex = g->exclude_pad;
+    if (avg_2x2(g)) { /* each covered pixel gets its one window's share (0 + v = v) */
+        #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * 4))
+        for (int64_t pl = 0; pl < g->planes; pl++)
+            for (int64_t oh = 0; oh < g->oh; oh++) {
+                float *r0 = dx + (pl * g->h + 2 * oh) * g->w, *r1 = r0 + g->w;
+                const float *dr = dy + pl * plane_out + oh * g->ow;
+                for (int64_t ow = 0; ow < g->ow; ow++) {
+                    const float v = dr[ow] / 4.0f;
+                    r0[2 * ow] = r0[2 * ow + 1] = r1[2 * ow] = r1[2 * ow + 1] = v;
+                }
+            }
+        return;
+    }
     #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         float *d = dx + pl * g->h * g->w;

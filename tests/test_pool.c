@@ -201,7 +201,47 @@ static const pool_case avg_cases[] = {
     {6, 5, {{3, 2}, {1, 0}, {1, 0}, {0, 0}, false, false}, 6, 2},
     {5, 5, {{2, 2}, {0, 0}, {0, 0}, {0, 0}, true, false}, 3, 3},
     {7, 3, {{4, 3}, {3, 1}, {2, 1}, {0, 0}, true, true}, 3, 3},
+    /* 2x2 at stride 2 inside the input: the fast path (an odd last row and column left out) */
+    {6, 8, {{2, 2}, {2, 2}, {0, 0}, {0, 0}, false, false}, 3, 4},
+    {7, 9, {{2, 2}, {0, 0}, {0, 0}, {0, 0}, false, true}, 3, 4},
 };
+
+/* The 2x2 fast path gives the bits of the generic loops' order: (((x00 + x01) + x10) + x11) / 4
+ * forward, dy / 4 to each covered pixel (0 elsewhere) backward, on a batch large enough for the
+ * threaded loops. */
+TEST(avgpool_2x2_fast_path_bits)
+{
+    const int64_t n = 64, c = 6, h = 29, w = 27, oh = 14, ow = 13;
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(n, c, h, w), -1, 1, 1), *y = NULL;
+    cnn_pool2d_params p = {.kernel = {2, 2}};
+    CHECK_OK(cnn_avg_pool2d(x, &p, &y));
+    REQUIRE(cnn_tensor_dim(y, 2) == oh && cnn_tensor_dim(y, 3) == ow);
+    cnn_tensor *dy = rand_tensor(cnn_tensor_shape(y), -1, 1, 0);
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    const float *xv = cnn_tensor_cdata(x), *yv = cnn_tensor_cdata(y), *dyv = cnn_tensor_cdata(dy);
+    const float *dx = cnn_tensor_cdata(cnn_tensor_grad(x));
+    int bad = 0;
+    for (int64_t pl = 0; pl < n * c; pl++)
+        for (int64_t i = 0; i < h; i++)
+            for (int64_t j = 0; j < w; j++) {
+                const float *xp = xv + pl * h * w;
+                const int64_t a = i / 2, b = j / 2;
+                const bool in = a < oh && b < ow;
+                if (in && i % 2 == 0 && j % 2 == 0) {
+                    float s = 0.0f;
+                    s += xp[i * w + j];
+                    s += xp[i * w + j + 1];
+                    s += xp[(i + 1) * w + j];
+                    s += xp[(i + 1) * w + j + 1];
+                    bad += yv[(pl * oh + a) * ow + b] != s / 4.0f;
+                }
+                bad += dx[pl * h * w + i * w + j] != (in ? dyv[(pl * oh + a) * ow + b] / 4.0f : 0.0f);
+            }
+    CHECK(bad == 0);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dy);
+}
 
 TEST(avgpool_known_ceil_divisors)
 {
