@@ -441,7 +441,8 @@ cnn_status cnn_batch_norm_fold(const cnn_tensor *w, const cnn_tensor *b,
     /* cuda/batchnorm.cu's bn_fold_kernel does the same operations: the same bits. */
     for (int64_t row = 0; row < k; row++) {
         const double s = (pc[3] ? (double)pc[3][row] : 1.0) / sqrt((double)pc[2][row] + eps);
-        for (int64_t j = 0; j < per; j++) wo[row * per + j] = (float)((double)pw[row * per + j] * s);
+        for (int64_t j = 0; j < per; j++)
+            wo[row * per + j] = (float)((double)pw[row * per + j] * s);
         bo[row] = (float)fma((pc[0] ? (double)pc[0][row] : 0.0) - (double)pc[1][row], s,
                              pc[4] ? (double)pc[4][row] : 0.0);
     }

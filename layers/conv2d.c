@@ -528,8 +528,9 @@ static cnn_status run_gpu(int pass, const conv_geom *g, const float *a, const fl
     cnn_backend pref = cnn_get_backend();
     if (pref == CNN_BACKEND_AUTO || pref == CNN_BACKEND_CUDNN) {
         const bool after = epi.z || epi.relu;
+        const float *bias = after ? NULL : epi.b;
         cnn_status st =
-            pass == PASS_FORWARD ? cnn_cudnn_conv2d_forward(ctx, &c, a, b, after ? NULL : epi.b, out)
+            pass == PASS_FORWARD ? cnn_cudnn_conv2d_forward(ctx, &c, a, b, bias, out)
             : pass == PASS_DATA  ? cnn_cudnn_conv2d_backward_data(ctx, &c, a, b, out)
                                  : cnn_cudnn_conv2d_backward_filter(ctx, &c, a, b, out, db);
         if (st == CNN_OK && pass == PASS_FORWARD && after)

@@ -235,7 +235,8 @@ TEST(avgpool_2x2_fast_path_bits)
                     s += xp[(i + 1) * w + j + 1];
                     bad += yv[(pl * oh + a) * ow + b] != s / 4.0f;
                 }
-                bad += dx[pl * h * w + i * w + j] != (in ? dyv[(pl * oh + a) * ow + b] / 4.0f : 0.0f);
+                const float share = in ? dyv[(pl * oh + a) * ow + b] / 4.0f : 0.0f;
+                bad += dx[pl * h * w + i * w + j] != share;
             }
     CHECK(bad == 0);
     cnn_tensor_free(&x);
