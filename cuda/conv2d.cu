@@ -352,7 +352,7 @@ cnn_status use_tf32(const cnn_context *ctx, bool *tf32)
  * tiles fill fewer than `fill` blocks per multiprocessor, the reduction is split over
  * blockIdx.z until they fill about that many, each split a whole number of 8-steps and at least
  * 256 long: each split writes its own slice of a workspace, and sum_splits_kernel adds them in
- * split order (and apply the forward's epilogue), so the result does not depend on scheduling. */
+ * split order (applying the forward's epilogue), so the result does not depend on scheduling. */
 template <class Op>
 cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int NC, int KD,
                      int groups, int fill, float *out, int slice, Epi e, int pq, int k)
