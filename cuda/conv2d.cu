@@ -52,18 +52,20 @@ struct Epi {
 };
 
 /* Forward. m = (n, p, q) output pixel, j = output channel within the group, t = (c, r, s).
- * x: (N, C, H, W), w: (K, Cg, R, S) -> y: (N, K, P, Q) = the epilogue of the conv. FUSED false:
- * the epilogue is at most the bias, and the store keeps to it (the residual's pointer and the
- * ReLU cost the 128x128 kernel 15 registers: one block per multiprocessor instead of two). */
-template <bool FUSED>
+ * x: (N, C, H, W), w: (K, Cg, R, S) -> y: (N, K, P, Q) = conv + b, then a ReLU when RELU. The
+ * store applies no residual: adding one there cost the FP32 128x128 kernel 15 registers (143,
+ * one block per multiprocessor instead of two), so a conv with a residual stores conv + b and
+ * epilogue_kernel adds the residual and applies the ReLU after it. */
+template <bool RELU>
 struct FwdOp {
     static constexpr bool A_T_FAST = false, B_T_FAST = true;
     Geo g;
     const float *x, *w;
-    Epi e; /* applied by the store; sum_splits_kernel's when the reduction is split */
+    Epi e; /* b and relu only (z NULL): applied by the store, or by sum_splits_kernel */
     float *y;
     int slice; /* elements of one split's part of y (a workspace) when the reduction is split */
-    FwdOp split_into(float *ws, int n) const { return FwdOp{g, x, w, Epi{}, ws, n}; }
+    /* A split's partial sums: no bias, no ReLU (sum_splits_kernel applies both to the sum). */
+    FwdOp<false> split_into(float *ws, int n) const { return FwdOp<false>{g, x, w, Epi{}, ws, n}; }
     struct RowA { int base, h0, w0; bool ok; };
     struct ColB { int base; bool ok; };
     __device__ RowA row_a(int gi, int m, int M) const
@@ -92,8 +94,8 @@ struct FwdOp {
     {
         const int pq = g.p * g.q, n = m / pq, rem = m - n * pq, k = gi * g.kg + j;
         const int i = (n * g.k + k) * pq + rem;
-        if (FUSED) y[split * slice + i] = e.apply(v, k, i);
-        else y[split * slice + i] = e.b ? v + __ldg(e.b + k) : v;
+        v = e.b ? v + __ldg(e.b + k) : v;
+        y[split * slice + i] = RELU && !(v > 0.0f) ? 0.0f : v;
     }
 };
 
@@ -415,7 +417,14 @@ extern "C" cnn_status cnn_cuda_conv2d_forward_fused(cnn_context *ctx, const cnn_
     }
     /* Split only when the tiles alone leave multiprocessors idle (ResNet-50's 7x7 stage). */
     const int M = g.n * g.p * g.q, NC = g.kg, KD = g.cg * g.r * g.s, slice = g.n * g.k * g.p * g.q;
-    if (e.z || e.relu)
+    if (ce->z) { /* conv + b here, then the residual and the ReLU in one more pass */
+        const Epi bias_only{ce->b, nullptr, false};
+        CNN_TRY(run_split(ctx, st, FwdOp<false>{g, x, w, bias_only, y, 0}, M, NC, KD, g.groups,
+                          1, y, slice, bias_only, g.p * g.q, g.k));
+        const cnn_cuda_epilogue rest = {NULL, ce->z, ce->relu};
+        return cnn_cuda_conv2d_epilogue(ctx, c, &rest, y);
+    }
+    if (ce->relu)
         return run_split(ctx, st, FwdOp<true>{g, x, w, e, y, 0}, M, NC, KD, g.groups, 1, y, slice,
                          e, g.p * g.q, g.k);
     return run_split(ctx, st, FwdOp<false>{g, x, w, e, y, 0}, M, NC, KD, g.groups, 1, y, slice,

@@ -177,7 +177,8 @@ typedef struct cnn_cuda_epilogue {
  * y = conv(x, w) + b (b may be NULL). */
 cnn_status cnn_cuda_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *g, const float *x,
                                    const float *w, const float *b, float *y);
-/* y = act(conv(x, w) + b + z) (e: the epilogue, applied as the GEMM stores). */
+/* y = act(conv(x, w) + b + z): bias and ReLU applied as the GEMM stores; a residual z (with
+ * the ReLU after it) in one more pass over y, which keeps the GEMM's registers (conv2d.cu). */
 cnn_status cnn_cuda_conv2d_forward_fused(cnn_context *ctx, const cnn_cuda_conv *g,
                                          const float *x, const float *w,
                                          const cnn_cuda_epilogue *e, float *y);

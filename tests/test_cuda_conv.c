@@ -542,12 +542,12 @@ GPU_TEST(cuda_conv_dispatch_autograd_matches_cpu)
 /* cnn_conv2d_fused (z added, ReLU as `relu` says) on device copies under a backend preference,
  * outputs poisoned: y and the four gradients (x, w, b, z) against the CPU fused op's. On
  * cuDNN the epilogue is a kernel of its own after the conv; hand-written, the GEMM's store. */
-static void check_fused(const conv_case *cc, cnn_backend be, bool relu)
+static void check_fused(const conv_case *cc, cnn_backend be, bool with_z, bool relu)
 {
     conv_ref r;
     REQUIRE(make_ref(cc, &r)); /* r.x, r.w, r.b, r.dy; r.y gives the output shape */
     cnn_conv2d_params p = params_of(cc);
-    cnn_tensor *z = rand_tensor(cnn_tensor_shape(r.y), -1, 1, 1), *yc = NULL;
+    cnn_tensor *z = with_z ? rand_tensor(cnn_tensor_shape(r.y), -1, 1, 1) : NULL, *yc = NULL;
     const cnn_tensor *leaf[4] = {r.x, r.w, r.b, z};
     for (int i = 0; i < 4; i++)
         if (leaf[i]) cnn_tensor_zero_grad((cnn_tensor *)leaf[i]);
@@ -559,7 +559,7 @@ static void check_fused(const conv_case *cc, cnn_backend be, bool relu)
         d[i] = gpu_copy(leaf[i]);
         if (d[i]) CHECK_OK(cnn_tensor_set_requires_grad(d[i], true));
     }
-    REQUIRE(d[0] && d[1] && d[3] && dy && (!cc->bias || d[2]));
+    REQUIRE(d[0] && d[1] && (!with_z || d[3]) && dy && (!cc->bias || d[2]));
     cnn_set_backend(be);
     const cnn_shape shapes[4] = {cnn_tensor_shape(r.y), cnn_tensor_shape(r.x),
                                  cnn_tensor_shape(r.w), CNN_SHAPE(cc->k)};
@@ -597,9 +597,9 @@ GPU_TEST(cuda_conv_fused_matches_cpu)
 {
     const int pick[] = {0, 1, 4, 6, 8, 10};
     for (size_t i = 0; i < sizeof pick / sizeof *pick; i++)
-        for (int relu = 0; relu < 2; relu++) {
-            check_fused(&cases[pick[i]], CNN_BACKEND_AUTO, relu);
-            check_fused(&cases[pick[i]], CNN_BACKEND_CUDA, relu);
+        for (int mode = 1; mode < 4; mode++) { /* z, relu, both */
+            check_fused(&cases[pick[i]], CNN_BACKEND_AUTO, mode & 1, mode & 2);
+            check_fused(&cases[pick[i]], CNN_BACKEND_CUDA, mode & 1, mode & 2);
         }
     /* z must be on the conv's device */
     cnn_tensor *xc = rand_tensor(CNN_SHAPE(1, 2, 4, 4), -1, 1, 0), *x = gpu_copy(xc);
@@ -620,8 +620,9 @@ GPU_TEST(cuda_conv_fused_same_bits_as_separate_ops)
     const cnn_backend bes[] = {CNN_BACKEND_AUTO, CNN_BACKEND_CUDA};
     for (int tf = 0; tf < 2; tf++)
         for (int bi = 0; bi < 2; bi++)
-            for (size_t i = 0; i < sizeof pick / sizeof *pick; i++) {
-                const conv_case *cc = &cases[pick[i]];
+            for (size_t i = 0; i < 2 * sizeof pick / sizeof *pick; i++) {
+                const conv_case *cc = &cases[pick[i / 2]];
+                const bool with_z = i % 2; /* without: the ReLU in the GEMM's store */
                 conv_ref r;
                 REQUIRE(make_ref(cc, &r));
                 cnn_conv2d_params p = params_of(cc);
@@ -633,17 +634,21 @@ GPU_TEST(cuda_conv_fused_same_bits_as_separate_ops)
                 cnn_set_backend(bes[bi]);
                 bool was = cnn_set_grad_enabled(false);
                 CHECK_OK(cnn_conv2d(x, w, b, &p, &c));
-                CHECK_OK(cnn_add(z, c, &s));
+                if (with_z) {
+                    CHECK_OK(cnn_add(z, c, &s));
+                } else {
+                    s = cnn_tensor_retain(c);
+                }
                 CHECK_OK(cnn_relu(s, &ref));
                 const cnn_shape shapes[1] = {cnn_tensor_shape(r.y)};
                 poison_cache(shapes, 1);
-                CHECK_OK(cnn_conv2d_fused(x, w, b, z, CNN_ACT_RELU, &p, &y));
+                CHECK_OK(cnn_conv2d_fused(x, w, b, with_z ? z : NULL, CNN_ACT_RELU, &p, &y));
                 cnn_set_grad_enabled(was);
                 cnn_set_backend(CNN_BACKEND_AUTO);
                 cnn_set_tf32(false);
                 char what[128];
-                snprintf(what, sizeof what, "fused bits, tf32 %d backend %d %s", tf, (int)bes[bi],
-                         cc->name);
+                snprintf(what, sizeof what, "fused bits, z %d tf32 %d backend %d %s", with_z, tf,
+                         (int)bes[bi], cc->name);
                 if (!tensors_close(what, y, ref, 0, 0))
                     cnn_test_fail(__FILE__, __LINE__, "%s", what);
                 cnn_tensor *all[] = {zc, x, w, b, z, c, s, ref, y};
