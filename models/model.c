@@ -378,15 +378,20 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
     cnn_status st = CNN_OK;
     const bool fold_bn = !training && !cnn_is_grad_enabled();
     for (int i = 0; i < m->n_steps && st == CNN_OK;) {
-        fused_span f = {-1, false, false, 1};
-        if (m->steps[i].kind == MS_CONV) f = plan_fusion(m, i, fold_bn);
+        const mstep *s = &m->steps[i];
+        if (s->kind == MS_CONV) {
+            const fused_span f = plan_fusion(m, i, fold_bn);
+            if (f.n > 1) {
+                st = run_fused(m, i, &f, &r);
+                i += f.n;
+                continue;
+            }
+        }
         /* A residual ADD that no conv took (a BN before it in training) still takes its ReLU. */
-        const bool add_relu = m->steps[i].kind == MS_RES_ADD && !m->no_fusion &&
-                              i + 1 < m->n_steps && m->steps[i + 1].kind == MS_RELU;
-        if (add_relu) f.n = 2;
-        st = f.n > 1 && !add_relu ? run_fused(m, i, &f, &r)
-                                  : run_step(m, &m->steps[i], &r, training, add_relu);
-        i += f.n;
+        const bool add_relu = s->kind == MS_RES_ADD && !m->no_fusion && i + 1 < m->n_steps &&
+                              m->steps[i + 1].kind == MS_RELU;
+        st = run_step(m, s, &r, training, add_relu);
+        i += add_relu ? 2 : 1;
     }
     if (st == CNN_OK) {
         *logits = r.cur;
