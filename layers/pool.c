@@ -141,12 +141,78 @@ static cnn_shape pool_out_shape(cnn_shape s, int64_t oh, int64_t ow)
 }
 
 /* ---- max pooling ------------------------------------------------------------------------- */
-/* PyTorch's rule: the first maximum wins ties, and a NaN wins over any number. idx is the
- * position h * W + w inside the plane, -1 for a window that covers only padding; NULL when no
- * backward will need it. x: (planes, H, W) -> y, idx: (planes, OH, OW) */
+/* PyTorch's rule: the first maximum wins ties, and a NaN wins over any number (the last NaN
+ * of a window, as PyTorch's `v > best || isnan(v)` keeps it). idx is the position h * W + w
+ * inside the plane, -1 for a window that covers only padding; NULL when no backward will need
+ * it. */
+
+/* Output columns [*lo, *hi) whose windows lie wholly inside [0, W) horizontally. */
+static void max_pool_inner_cols(const pool_geom *g, int64_t *lo, int64_t *hi)
+{
+    int64_t last = g->w - 1 + g->pw - (int64_t)(g->kw - 1) * g->dw; /* ow * sw <= last */
+    *lo = (g->pw + g->sw - 1) / g->sw;
+    *hi = last < 0 ? 0 : last / g->sw + 1;
+    if (*hi > g->ow) *hi = g->ow;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* One output of rows [hs, he) (already clipped to the input): the taps one by one. */
+static void max_pool_one(const pool_geom *g, const float *xp, int64_t hs, int64_t he, int64_t ow,
+                         float *y, int32_t *idx)
+{
+    int64_t ws = ow * g->sw - g->pw;
+    int64_t we = ws + (int64_t)(g->kw - 1) * g->dw + 1;
+    if (we > g->w) we = g->w;
+    while (ws < 0) ws += g->dw;
+    float best = -INFINITY;
+    int64_t bi = (hs < he && ws < we) ? hs * g->w + ws : -1;
+    for (int64_t h = hs; h < he; h += g->dh)
+        for (int64_t w = ws; w < we; w += g->dw) {
+            float v = xp[h * g->w + w];
+            if (v > best || isnan(v)) {
+                best = v;
+                bi = h * g->w + w;
+            }
+        }
+    *y = best;
+    if (idx) *idx = (int32_t)bi;
+}
+
+/* Outputs [o0, o0 + n) of one row, n <= MAXPOOL_RUN, all with whole windows across: the same
+ * taps in the same order as max_pool_one, but each tap is applied to the run of outputs at
+ * once. The compare-and-select of one output is a chain through its taps; across outputs the
+ * chains are independent, so the loop over j vectorises instead of waiting on each chain. */
+enum { MAXPOOL_RUN = 64 };
+static void max_pool_run(const pool_geom *g, const float *xp, int64_t hs, int64_t he, int64_t o0,
+                         int64_t n, float *y, int32_t *idx)
+{
+    float best[MAXPOOL_RUN];
+    int32_t bi[MAXPOOL_RUN];
+    const int64_t sw = g->sw, w0 = o0 * sw - g->pw;
+    for (int64_t j = 0; j < n; j++) {
+        best[j] = -INFINITY;
+        bi[j] = hs < he ? (int32_t)(hs * g->w + w0 + j * sw) : -1;
+    }
+    for (int64_t h = hs; h < he; h += g->dh)
+        for (int64_t k = 0; k < g->kw; k++) {
+            const int64_t first = h * g->w + w0 + k * g->dw; /* tap k of output o0 */
+            const float *xr = xp + first;
+            for (int64_t j = 0; j < n; j++) {
+                float v = xr[j * sw];
+                bool take = v > best[j] || v != v;
+                best[j] = take ? v : best[j];
+                bi[j] = take ? (int32_t)(first + j * sw) : bi[j];
+            }
+        }
+    memcpy(y, best, (size_t)n * sizeof *y);
+    if (idx) memcpy(idx, bi, (size_t)n * sizeof *idx);
+}
+
+/* x: (planes, H, W) -> y, idx: (planes, OH, OW) */
 static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_t *idx)
 {
-    int64_t plane_out = g->oh * g->ow;
+    int64_t plane_out = g->oh * g->ow, lo, hi;
+    max_pool_inner_cols(g, &lo, &hi);
     #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         const float *xp = x + pl * g->h * g->w;
@@ -155,25 +221,17 @@ static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_
             int64_t he = hs + (int64_t)(g->kh - 1) * g->dh + 1;
             if (he > g->h) he = g->h;
             while (hs < 0) hs += g->dh;
-            for (int64_t ow = 0; ow < g->ow; ow++) {
-                int64_t ws = ow * g->sw - g->pw;
-                int64_t we = ws + (int64_t)(g->kw - 1) * g->dw + 1;
-                if (we > g->w) we = g->w;
-                while (ws < 0) ws += g->dw;
-                float best = -INFINITY;
-                int64_t bi = (hs < he && ws < we) ? hs * g->w + ws : -1;
-                for (int64_t h = hs; h < he; h += g->dh)
-                    for (int64_t w = ws; w < we; w += g->dw) {
-                        float v = xp[h * g->w + w];
-                        if (v > best || isnan(v)) {
-                            best = v;
-                            bi = h * g->w + w;
-                        }
-                    }
-                int64_t o = pl * plane_out + oh * g->ow + ow;
-                y[o] = best;
-                if (idx) idx[o] = (int32_t)bi;
+            const int64_t o = pl * plane_out + oh * g->ow;
+            float *yr = y + o;
+            int32_t *ir = idx ? idx + o : NULL;
+            for (int64_t ow = 0; ow < lo; ow++)
+                max_pool_one(g, xp, hs, he, ow, yr + ow, ir ? ir + ow : NULL);
+            for (int64_t ow = lo; ow < hi; ow += MAXPOOL_RUN) {
+                int64_t n = hi - ow < MAXPOOL_RUN ? hi - ow : MAXPOOL_RUN;
+                max_pool_run(g, xp, hs, he, ow, n, yr + ow, ir ? ir + ow : NULL);
             }
+            for (int64_t ow = hi; ow < g->ow; ow++)
+                max_pool_one(g, xp, hs, he, ow, yr + ow, ir ? ir + ow : NULL);
         }
     }
 }

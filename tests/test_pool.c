@@ -396,3 +396,83 @@ TEST(pool_large_parallel_matches_naive)
     free(yv);
     cnn_tensor_free(&x);
 }
+
+/* Naive max pooling with PyTorch's argmax rule (`v > best || isnan(v)`, taps in row-major
+ * order): y and the gradient dy routes back, dx[argmax] += dy. */
+static void ref_max_pool_route(const float *x, int h, int w, const cnn_pool2d_params *p, int oh,
+                               int ow, const float *dy, float *y, float *dx)
+{
+    int sh = eff(p->stride[0], p->kernel[0]), sw = eff(p->stride[1], p->kernel[1]);
+    int dh = eff(p->dilation[0], 1), dw = eff(p->dilation[1], 1);
+    memset(dx, 0, sizeof(float) * (size_t)(h * w));
+    for (int i = 0; i < oh; i++)
+        for (int j = 0; j < ow; j++) {
+            float best = -INFINITY;
+            int bi = -1;
+            for (int a = 0; a < p->kernel[0]; a++)
+                for (int b = 0; b < p->kernel[1]; b++) {
+                    int r = i * sh - p->padding[0] + a * dh, c = j * sw - p->padding[1] + b * dw;
+                    if (r < 0 || r >= h || c < 0 || c >= w) continue;
+                    float v = x[r * w + c];
+                    if (bi < 0) bi = r * w + c; /* the first tap, kept if nothing beats -inf */
+                    if (v > best || isnan(v)) {
+                        best = v;
+                        bi = r * w + c;
+                    }
+                }
+            y[i * ow + j] = best;
+            if (bi >= 0) dx[bi] += dy[i * ow + j];
+        }
+}
+
+/* Rows wide enough for several vectorised runs of outputs (and their scalar borders), values
+ * from a few levels so that windows tie, with NaNs and -infs: y bit for bit and the argmax
+ * (through the gradient, each dy distinct) against the naive loops, over strides, paddings,
+ * dilations and ceil mode. */
+TEST(maxpool_runs_match_naive_with_ties_nan_and_inf)
+{
+    const cnn_pool2d_params ps[] = {
+        {{3, 3}, {2, 2}, {1, 1}, {0, 0}, false, false}, {{2, 2}, {2, 2}, {0, 0}, {0, 0}, false, false},
+        {{3, 3}, {1, 1}, {1, 1}, {0, 0}, false, false}, {{2, 3}, {1, 3}, {1, 1}, {1, 2}, true, false},
+        {{1, 4}, {1, 3}, {0, 2}, {1, 1}, true, false},  {{3, 2}, {2, 1}, {0, 1}, {2, 1}, false, false},
+    };
+    const int h = 9, w = 203;
+    float *xv = malloc(sizeof(float) * h * w), *yv = malloc(sizeof(float) * h * w);
+    float *dyv = malloc(sizeof(float) * h * w), *dxv = malloc(sizeof(float) * h * w);
+    uint64_t s = 12345;
+    for (int i = 0; i < h * w; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        int r = (int)(s >> 59); /* 0..31 */
+        xv[i] = r == 0 ? NAN : r == 1 ? -INFINITY : (float)(r % 4);
+    }
+    for (size_t c = 0; c < sizeof ps / sizeof *ps; c++) {
+        cnn_tensor *x = NULL, *y = NULL, *dy = NULL;
+        REQUIRE(cnn_tensor_from_data(CNN_SHAPE(1, 1, h, w), xv, CNN_CPU, &x) == CNN_OK);
+        CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+        CHECK_OK(cnn_max_pool2d(x, &ps[c], &y));
+        REQUIRE(y);
+        int oh = (int)cnn_tensor_dim(y, 2), ow = (int)cnn_tensor_dim(y, 3);
+        for (int i = 0; i < oh * ow; i++) dyv[i] = (float)(i + 1);
+        ref_max_pool_route(xv, h, w, &ps[c], oh, ow, dyv, yv, dxv);
+        int bad = 0;
+        for (int i = 0; i < oh * ow; i++) {
+            float got = cnn_tensor_cdata(y)[i];
+            bad += isnan(yv[i]) ? !isnan(got) : memcmp(&got, &yv[i], sizeof got) != 0;
+        }
+        CHECK(bad == 0);
+        CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, oh, ow), dyv, CNN_CPU, &dy));
+        CHECK_OK(cnn_backward_with_grad(y, dy));
+        REQUIRE(cnn_tensor_grad(x));
+        int bad_dx = 0;
+        for (int i = 0; i < h * w; i++) bad_dx += cnn_tensor_cdata(cnn_tensor_grad(x))[i] != dxv[i];
+        CHECK(bad_dx == 0);
+        if (bad || bad_dx) fprintf(stderr, "  case %zu: %d outputs, %d gradients differ\n", c, bad, bad_dx);
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&dy);
+    }
+    free(xv);
+    free(yv);
+    free(dyv);
+    free(dxv);
+}
