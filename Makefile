@@ -55,8 +55,13 @@ CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -
 LDFLAGS  += $(LDFLAGS_EXTRA)
 CFLAGS   := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
 LDLIBS   := -lopenblas -lstb -lz -lm -lpthread -fopenmp
+# FUZZ=1 (clang, with DEBUG=1): libFuzzer's coverage instrumentation too, for scripts/fuzz.sh.
+DEBUG_OPT ?= -O0
+ifeq ($(FUZZ),1)
+  CFLAGS  += -fsanitize=fuzzer-no-link
+endif
 ifeq ($(DEBUG),1)
-  CFLAGS  += -O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+  CFLAGS  += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
 else
   CFLAGS  += -O3 $(CPU_ARCH) -g1
