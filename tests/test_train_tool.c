@@ -136,6 +136,45 @@ TEST(train_tool_help)
     CHECK(strstr(out, "[lenet5]") != NULL); /* defaults are listed */
 }
 
+/* The text after the last occurrence of key in s, or NULL. */
+static const char *after_last(const char *s, const char *key)
+{
+    const char *last = NULL;
+    for (const char *p = s; (p = strstr(p, key)) != NULL; p++) last = p;
+    return last ? last + strlen(key) : NULL;
+}
+
+/* Whether the last OMP_DISPLAY_ENV=verbose report of the OpenMP runtime in out (libgomp also
+ * reports from the process before it re-runs itself) says that waiting threads sleep:
+ * libgomp's spin count 0 (its OMP_WAIT_POLICY line says PASSIVE even when the variable is
+ * unset), LLVM's libomp OMP_WAIT_POLICY='PASSIVE'. -1: no report found. */
+static int omp_reports_passive(const char *out)
+{
+    const char *spin = after_last(out, "GOMP_SPINCOUNT = '");
+    if (spin) return strncmp(spin, "0'", 2) == 0;
+    const char *policy = after_last(out, "OMP_WAIT_POLICY='");
+    if (policy) return strncmp(policy, "PASSIVE", 7) == 0;
+    return -1;
+}
+
+/* The tool's OpenMP threads sleep while they wait (OMP_WAIT_POLICY=passive) unless the
+ * variable is set, as the runtime reports on a short run. */
+TEST(train_tool_omp_wait_policy)
+{
+    char tool[512], cmd[700], dir[256], args[600], out[65536];
+    if (!tool_path(tool, sizeof tool) || !make_tmpdir(dir, sizeof dir)) return;
+    snprintf(args, sizeof args,
+             "--epochs 1 --limit-train 256 --limit-val 64 --batch 64 --checkpoint-dir %s", dir);
+    const char *env[2] = {"env -u OMP_WAIT_POLICY", "env OMP_WAIT_POLICY=active"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "%s OMP_DISPLAY_ENV=verbose %s", env[i], tool);
+        CHECK(run_tool(cmd, args, out, sizeof out) == 0);
+        CHECK(omp_reports_passive(out) == (i == 0));
+        CHECK(strstr(out, "best val top-1")); /* and the tool itself ran */
+    }
+    remove_tree(dir);
+}
+
 /* A failing run: non-zero exit and exactly one line "train_imagenet_subset: ..." on stderr. */
 static void check_one_line_error(const char *tool, const char *args, const char *needle)
 {
