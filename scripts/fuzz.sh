@@ -12,6 +12,7 @@ SECS=${1:-60}
 [ $# -gt 0 ] && shift
 TARGETS=${*:-json safetensors idx image checkpoint}
 B=build-fuzz
+command -v clang >/dev/null || { echo "fuzz: needs clang (Debian: apt-get install clang)" >&2; exit 2; }
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 make BUILD=$B CC=clang CUDA=0 DEBUG=1 DEBUG_OPT=-O1 FUZZ=1 WARN="-Wall -Wextra -Wno-pass-failed" \
