@@ -93,6 +93,39 @@ const char *cnn_image_refusal(const unsigned char *file, size_t len)
     return NULL;
 }
 
+static int64_t le16(const unsigned char *p) { return p[0] | p[1] << 8; }
+static int64_t le32s(const unsigned char *p)
+{
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24);
+}
+
+/* stb_image's BMP reader gives zeros for bytes past the end of the file instead of failing, so
+ * a BMP cut short would decode as an image with black rows (a 63-byte file as 1805 x 12022,
+ * found by fuzzing). The headers stb reads: a 14-byte file header (pixel data offset at 10),
+ * then an info header of 12 bytes (16-bit width, height at 18, 20; bit depth at 24) or of 40,
+ * 56, 108 or 124 bytes (32-bit width, height at 18, 22, a negative height meaning top-down;
+ * bit depth at 28). Rows are padded to 4 bytes; the last row's padding is not required. */
+int64_t cnn_bmp_bytes_needed(const unsigned char *p, size_t n)
+{
+    if (n < 30 || p[0] != 'B' || p[1] != 'M') return 0;
+    const int64_t offset = le32s(p + 10) & 0xFFFFFFFFll, hsz = le32s(p + 14);
+    int64_t w, h, bpp;
+    if (hsz == 12) {
+        w = le16(p + 18), h = le16(p + 20), bpp = le16(p + 24);
+    } else if (hsz == 40 || hsz == 56 || hsz == 108 || hsz == 124) {
+        w = le32s(p + 18), h = le32s(p + 22), bpp = le16(p + 28);
+        if (h < 0) h = -h;
+    } else {
+        return 0;
+    }
+    if (w <= 0 || h <= 0 || w > (1 << 24) || h > (1 << 24) ||
+        !(bpp == 1 || bpp == 4 || bpp == 8 || bpp == 16 || bpp == 24 || bpp == 32))
+        return 0;
+    const int64_t row = (w * bpp + 7) / 8, stride = (row + 3) / 4 * 4;
+    return offset + stride * (h - 1) + row;
+}
+
 bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h)
 {
     int n = 0;
