@@ -85,9 +85,28 @@ static bool jpeg_huffman_overflows(const unsigned char *p, size_t n)
     return false;
 }
 
+/* A PNG chunk whose data runs past the end of the file. stb_image grows its buffer for the
+ * image data to the length a chunk claims before it reads the chunk, so a 53-byte file claiming
+ * a 1.8 GB IDAT chunk had 2 GB allocated and zeroed (found by fuzzing). Chunks: a 4-byte
+ * big-endian data length, a 4-byte type, the data, a 4-byte CRC (the last chunk's CRC may be
+ * missing: stb_image does not check it). */
+static bool png_chunk_overruns(const unsigned char *p, size_t n)
+{
+    for (size_t i = 8; i + 8 <= n;) {
+        const size_t len = (size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 |
+                           p[i + 3];
+        if (len > n - i - 8) return true;
+        if (memcmp(p + i + 4, "IEND", 4) == 0) break;
+        i += 12 + len;
+    }
+    return false;
+}
+
 const char *cnn_image_refusal(const unsigned char *file, size_t len)
 {
     if (!decodable(file, len)) return "not a JPEG, PNG or BMP file";
+    if (file[0] == 0x89 && png_chunk_overruns(file, len))
+        return "a chunk longer than the rest of the file (truncated or corrupt PNG)";
     if (file[0] == 0xFF && jpeg_huffman_overflows(file, len))
         return "a Huffman table with more than 256 codes (corrupt JPEG)";
     return NULL;

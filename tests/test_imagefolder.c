@@ -347,24 +347,30 @@ TEST(imagefolder_absurd_sizes_and_huffman_tables_are_refused)
     data_test_remove_tree(root);
 }
 
-/* stb_image reads the missing bytes of a BMP cut short as zeros: such a file is refused as
- * truncated, by name, whether bottom-up or top-down, 24-bit or 32-bit (a 108-byte header). A BMP
- * whose last row lacks only its padding is still read. 13 pixels of 3 bytes: rows of 39 bytes
- * padded to 40, 54 + 10 x 40 = 454 bytes in all. */
-TEST(imagefolder_truncated_bmp_is_refused)
+/* Files cut short, or claiming more than they hold, are refused by name before stb_image sees
+ * them: it reads the missing bytes of a BMP as zeros (a black image), and grows its buffer to a
+ * PNG chunk's claimed length before reading it (a 53-byte file cost 2 GB). BMPs bottom-up and
+ * top-down, 24-bit and 32-bit (a 108-byte header); a BMP whose last row lacks only its padding,
+ * and a PNG whose last chunk lacks only its CRC, are still read. The 13 x 10 RGB BMP has rows
+ * of 39 bytes padded to 40: 54 + 10 x 40 = 454 bytes. A PNG's first chunk after its 13-byte
+ * header (IHDR) starts at byte 33. */
+TEST(imagefolder_truncated_bmp_and_png_are_refused)
 {
     char root[64], dir[512], path[1024];
     REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
-    const char *names[6] = {"a_full.bmp", "b_nopad.bmp", "c_cut.bmp",
-                            "d_header.bmp", "e_topdown.bmp", "f_rgba.bmp"};
-    const int cut[6] = {0, 1, 40, 454 - 60, 2, 1}; /* bytes taken off the end */
-    for (int i = 0; i < 6; i++) {
+    const char *names[9] = {"a_full.bmp",    "b_nopad.bmp", "c_cut.bmp",
+                            "d_header.bmp",  "e_topdown.bmp", "f_rgba.bmp",
+                            "g_nocrc.png",   "h_cut.png",   "i_claims.png"};
+    const int cut[9] = {0, 1, 40, 454 - 60, 2, 1, 2, 20, 0}; /* bytes taken off the end */
+    const bool good[9] = {true, true, false, false, false, false, true, false, false};
+    for (int i = 0; i < 9; i++) {
         REQUIRE(write_image(dir, names[i], 13, 10, i == 5 ? 4 : 3, 30 + 20 * i) == 0);
         if (i == 4) REQUIRE(patch_u32(dir, names[i], 22, (uint32_t)-10, false) == 0);
+        if (i == 8) REQUIRE(patch_u32(dir, names[i], 33, 0x6d18003eu, true) == 0);
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         size_t n = 0;
         unsigned char *b = read_whole(path, &n);
-        REQUIRE(b && n > (size_t)cut[i]);
+        REQUIRE(b && n > (size_t)cut[i] + 45);
         if (i < 5) CHECK(n == 454);
         const int wrote = write_bytes(dir, names[i], b, n - (size_t)cut[i]);
         free(b);
@@ -372,16 +378,17 @@ TEST(imagefolder_truncated_bmp_is_refused)
     }
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 6);
+    REQUIRE(cnn_dataset_size(ds) == 9);
     cnn_transform t = cnn_transform_default(ds, false, 8);
     float out[3 * 8 * 8];
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 9; i++) {
         cnn_status st = cnn_dataset_get(ds, i, &t, 1, 0, out, NULL);
-        if (i < 2) {
+        if (good[i]) {
             CHECK_OK(st);
         } else {
-            CHECK(st == CNN_ERR_FORMAT && strstr(cnn_last_error(), names[i]) &&
-                  strstr(cnn_last_error(), "truncated"));
+            const char *e = cnn_last_error();
+            CHECK(st == CNN_ERR_FORMAT && strstr(e, names[i]) &&
+                  strstr(e, i < 6 ? "truncated" : "truncated or corrupt PNG"));
         }
     }
     cnn_dataset_destroy(&ds);
