@@ -57,9 +57,6 @@ bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h);
 unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int channels, int *w,
                                 int *h, const char **why);
 void cnn_image_free(unsigned char *pix);
-/* A BMP's length as its header describes it (offset of the pixels plus their rows), 0 for a
- * file that is not a BMP stb_image reads; a shorter file is truncated. */
-int64_t cnn_bmp_bytes_needed(const unsigned char *file, size_t len);
 
 /* resample.c: resizes the h x w window at src (rows `stride` bytes apart, C interleaved
  * channels) to oh x ow as PIL's BILINEAR resize does (torchvision's Resize and

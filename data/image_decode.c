@@ -124,8 +124,9 @@ static int64_t le32s(const unsigned char *p)
  * found by fuzzing). The headers stb reads: a 14-byte file header (pixel data offset at 10),
  * then an info header of 12 bytes (16-bit width, height at 18, 20; bit depth at 24) or of 40,
  * 56, 108 or 124 bytes (32-bit width, height at 18, 22, a negative height meaning top-down;
- * bit depth at 28). Rows are padded to 4 bytes; the last row's padding is not required. */
-int64_t cnn_bmp_bytes_needed(const unsigned char *p, size_t n)
+ * bit depth at 28). Rows are padded to 4 bytes; the last row's padding is not required.
+ * Returns the length the header calls for, 0 for a file that is not such a BMP. */
+static int64_t bmp_bytes_needed(const unsigned char *p, size_t n)
 {
     if (n < 30 || p[0] != 'B' || p[1] != 'M') return 0;
     const int64_t offset = le32s(p + 10) & 0xFFFFFFFFll, hsz = le32s(p + 14);
@@ -155,6 +156,10 @@ unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int chann
                                 int *h, const char **why)
 {
     int n = 0;
+    if (bmp_bytes_needed(file, len) > (int64_t)len) {
+        *why = "truncated BMP (shorter than its header says)";
+        return NULL;
+    }
     unsigned char *pix =
         len <= INT32_MAX ? stbi_load_from_memory(file, (int)len, w, h, &n, channels) : NULL;
     if (!pix) *why = len > INT32_MAX ? "file too large" : stbi_failure_reason();

@@ -142,26 +142,6 @@ static cnn_status read_image_file(const char *path, unsigned char **out, size_t 
     return st;
 }
 
-/* The pixels of a file whose header passed (*pix may be set even on failure). A BMP shorter
- * than its header says is refused: stb_image would read its missing rows as zeros. */
-static cnn_status decode_pixels(const char *path, const unsigned char *file, size_t len,
-                                int channels, unsigned char **pix, int *w, int *h)
-{
-    const int64_t bmp_len = cnn_bmp_bytes_needed(file, len);
-    if (bmp_len > (int64_t)len)
-        return cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' is truncated: %zu bytes, its BMP "
-                         "header calls for %lld", path, len, (long long)bmp_len);
-    const char *why = NULL;
-    *pix = cnn_image_decode(file, len, channels, w, h, &why);
-    if (!*pix)
-        return cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): %s", path,
-                         len, why ? why : "unknown reason");
-    if (*w <= 0 || *h <= 0)
-        return cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' decodes to a %dx%d image", path, *w,
-                         *h);
-    return check_size(path, *w, *h);
-}
-
 static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
 {
     const folder_impl *m = ds->impl;
@@ -177,7 +157,17 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
                        len, refused);
     } else if (!cnn_image_info(file, len, &w, &h) || (st = check_size(path, w, h)) == CNN_OK) {
         /* The header's size was checked before anything is allocated for the pixels. */
-        st = decode_pixels(path, file, len, ds->channels, &pix, &w, &h);
+        const char *why = NULL;
+        pix = cnn_image_decode(file, len, ds->channels, &w, &h, &why);
+        if (!pix) {
+            st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): %s", path,
+                           len, why ? why : "unknown reason");
+        } else if (w <= 0 || h <= 0) {
+            st = cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' decodes to a %dx%d image", path, w,
+                           h);
+        } else {
+            st = check_size(path, w, h);
+        }
     }
     free(file);
     if (st != CNN_OK) {
