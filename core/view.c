@@ -33,6 +33,8 @@ cnn_status cnn_tensor_reshape(const cnn_tensor *t, cnn_shape shape, cnn_tensor *
               "reshape: rank %d is outside 0..4", shape.ndim);
     int64_t known = 1, numel = cnn_shape_numel(t->shape);
     int infer = -1;
+    bool has_zero = false; /* then the product is 0 however large the other sizes */
+    for (int i = 0; i < shape.ndim; i++) has_zero |= shape.d[i] == 0;
     for (int i = 0; i < shape.ndim; i++) {
         if (shape.d[i] == -1) {
             CNN_CHECK(infer < 0, CNN_ERR_SHAPE, "reshape: more than one -1 in the new shape");
@@ -40,9 +42,12 @@ cnn_status cnn_tensor_reshape(const cnn_tensor *t, cnn_shape shape, cnn_tensor *
         } else {
             CNN_CHECK(shape.d[i] >= 0, CNN_ERR_SHAPE, "reshape: size %lld is negative",
                       (long long)shape.d[i]);
-            known *= shape.d[i];
+            if (!has_zero)
+                CNN_CHECK(!__builtin_mul_overflow(known, shape.d[i], &known), CNN_ERR_SHAPE,
+                          "reshape: the new shape's element count overflows 64 bits");
         }
     }
+    if (has_zero) known = 0;
     if (infer >= 0) {
         CNN_CHECK(known > 0 && numel % known == 0, CNN_ERR_SHAPE,
                   "reshape: cannot infer -1 for %lld elements of %s", (long long)numel,
@@ -158,9 +163,10 @@ cnn_status cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_
     if (dim < 0) dim += nd;
     CNN_CHECK(dim >= 0 && dim < nd, CNN_ERR_SHAPE, "narrow: dim %d out of range for %s", dim,
               cnn_shape_of(t));
-    CNN_CHECK(start >= 0 && length >= 0 && start + length <= t->shape.d[dim], CNN_ERR_SHAPE,
-              "narrow: [%lld, %lld) is outside dim %d of %s", (long long)start,
-              (long long)(start + length), dim, cnn_shape_of(t));
+    CNN_CHECK(start >= 0 && length >= 0 && start <= t->shape.d[dim] &&
+                  length <= t->shape.d[dim] - start,
+              CNN_ERR_SHAPE, "narrow: start %lld, length %lld is outside dim %d of %s",
+              (long long)start, (long long)length, dim, cnn_shape_of(t));
     cnn_shape s = t->shape;
     s.d[dim] = length;
     CNN_TRY(cnn_tensor_view(t, s, t->strides, t->offset + (size_t)(start * t->strides[dim]), out));

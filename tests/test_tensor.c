@@ -91,6 +91,33 @@ TEST(transpose_narrow_contiguous)
     cnn_tensor_free(&nr);
 }
 
+/* Sizes whose product or sum wraps around 64 bits are refused, not turned into a view larger
+ * than its storage (which then read and wrote far outside it). */
+TEST(reshape_and_narrow_refuse_overflowing_sizes)
+{
+    cnn_tensor *t = NULL, *v = NULL, *e = NULL;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(12), CNN_CPU, &t));
+    const int64_t big = ((int64_t)1 << 62) + 3; /* big * 4 wraps to 12 */
+    CHECK_ERR(cnn_tensor_reshape(t, CNN_SHAPE(big, 4), &v), CNN_ERR_SHAPE);
+    CHECK(v == NULL);
+    CHECK_ERR(cnn_tensor_reshape(t, CNN_SHAPE(big, -1), &v), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_tensor_narrow(t, 0, 1, INT64_MAX, &v), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_tensor_narrow(t, 0, INT64_MAX, 1, &v), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_tensor_narrow(t, 0, 13, 0, &v), CNN_ERR_SHAPE);
+    CHECK(v == NULL);
+    CHECK_OK(cnn_tensor_narrow(t, 0, 12, 0, &v)); /* empty, at the end: as PyTorch */
+    CHECK(cnn_tensor_numel(v) == 0);
+    cnn_tensor_free(&v);
+    /* A zero size makes the product 0 however large the others are. */
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CPU, &e));
+    CHECK_OK(cnn_tensor_reshape(e, CNN_SHAPE(big, 8, 0), &v));
+    CHECK(cnn_tensor_numel(v) == 0);
+    cnn_tensor_free(&v);
+    CHECK_ERR(cnn_tensor_reshape(e, CNN_SHAPE(0, -1), &v), CNN_ERR_SHAPE);
+    cnn_tensor_free(&e);
+    cnn_tensor_free(&t);
+}
+
 /* Without a GPU in the picture, a started copy is an ordinary one and waiting is a no-op. */
 TEST(copy_start_from_the_cpu_is_immediate)
 {
