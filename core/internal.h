@@ -134,8 +134,9 @@ const char *cnn_shape_of(const cnn_tensor *t);
 typedef struct cnn_tape {
     struct cnn_node **nodes;
     size_t n, cap;
-    uint64_t gen; /* bumped at every reset: tensors from older generations are constants */
+    uint64_t gen; /* new at every reset (unique in the process): older tensors are constants */
 } cnn_tape;
+uint64_t cnn_tape_new_gen(void); /* tape.c */
 
 struct cnn_context {
     cnn_device device;

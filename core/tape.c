@@ -4,6 +4,14 @@
  * (accumulated across backward calls until zeroed). Knows nothing of any op's math. */
 #include "internal.h"
 
+#include <stdatomic.h>
+
+/* Tape generations are unique in the process, not per tape: a context freed and another
+ * allocated at its address must not take the dead tape's tensors for its own op outputs. */
+static atomic_uint_least64_t g_next_gen = 1;
+
+uint64_t cnn_tape_new_gen(void) { return atomic_fetch_add(&g_next_gen, 1); }
+
 static bool node_valid(const cnn_tensor *t, const cnn_context *c)
 {
     return t->node && t->tape == &c->tape && t->tape_gen == c->tape.gen;
@@ -113,7 +121,7 @@ void cnn_tape_reset(void)
     cnn_tape *tape = &cnn_ctx()->tape;
     for (size_t i = 0; i < tape->n; i++) node_free(tape->nodes[i]);
     tape->n = 0;
-    tape->gen++;
+    tape->gen = cnn_tape_new_gen();
 }
 
 void cnn_tape_destroy(cnn_tape *tape)
@@ -122,6 +130,7 @@ void cnn_tape_destroy(cnn_tape *tape)
     free(tape->nodes);
     tape->nodes = NULL;
     tape->n = tape->cap = 0;
+    tape->gen = cnn_tape_new_gen();
 }
 
 size_t cnn_tape_size(void) { return cnn_ctx()->tape.n; }

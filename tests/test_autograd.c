@@ -169,3 +169,38 @@ TEST(gradcheck_elementwise)
     cnn_tensor_free(&in[0]);
     cnn_tensor_free(&in[1]);
 }
+
+/* Tape generations are unique in the process: a tensor recorded on a context that was destroyed
+ * stays a constant even when a new context is allocated at the dead one's address (glibc hands
+ * the same block back at once), instead of pointing the new tape at a freed node. */
+TEST(tensor_of_a_destroyed_context_is_a_constant)
+{
+    float v[4] = {1, 2, 3, 4};
+    cnn_context *saved = cnn_context_current();
+    for (int round = 0; round < 4; round++) {
+        cnn_context *a = NULL, *b = NULL;
+        cnn_tensor *x = NULL, *y = NULL, *z = NULL, *loss = NULL;
+        CHECK_OK(cnn_context_create(CNN_CPU, &a));
+        cnn_context_set_current(a);
+        CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4), v, CNN_CPU, &x));
+        CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+        CHECK_OK(cnn_scale(x, 2.0f, &y)); /* recorded on a's tape */
+        CHECK(cnn_tensor_requires_grad(y));
+        cnn_context_set_current(saved);
+        cnn_context_destroy(&a);
+        CHECK_OK(cnn_context_create(CNN_CPU, &b));
+        cnn_context_set_current(b);
+        CHECK(!cnn_tensor_requires_grad(y));
+        CHECK_OK(cnn_scale(y, 3.0f, &z));
+        CHECK(!cnn_tensor_requires_grad(z));
+        CHECK_OK(cnn_sum(z, &loss));
+        CHECK_ERR(cnn_backward(loss), CNN_ERR_INVALID_ARG); /* nothing to differentiate */
+        CHECK(cnn_tensor_grad(x) == NULL);
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&z);
+        cnn_tensor_free(&loss);
+        cnn_context_set_current(saved);
+        cnn_context_destroy(&b);
+    }
+}
