@@ -243,6 +243,17 @@ static cnn_status prepare(cnn_optim *opt, optim_param *q, const cnn_tensor *g)
 #endif
     CNN_CHECK(cnn_tensor_is_contiguous(p) && cnn_tensor_is_contiguous(g), CNN_ERR_INVALID_ARG,
               "optim_step: '%s' or its gradient is no longer contiguous", q->name);
+    /* The parameter moved (cnn_model_to) since its state was made: the state follows it, as
+     * PyTorch's load_state_dict casts state to its parameter's device. */
+    cnn_tensor **state[2] = {&q->s1, &q->s2};
+    for (int i = 0; i < 2; i++) {
+        cnn_tensor *s = *state[i], *moved = NULL;
+        if (!s || (s->device.type == p->device.type && s->device.index == p->device.index))
+            continue;
+        CNN_TRY(cnn_tensor_to(s, p->device, &moved));
+        cnn_tensor_free(state[i]);
+        *state[i] = moved;
+    }
     if (opt->cfg.kind == CNN_OPTIM_SGD) {
         if (uses_momentum_buffer(&opt->cfg) && !q->s1) /* filled from the first gradient */
             CNN_TRY(cnn_tensor_empty(p->shape, CNN_F32, p->device, &q->s1));

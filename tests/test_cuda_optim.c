@@ -311,3 +311,84 @@ GPU_TEST(cuda_clip_grad_norm_over_70_parameters_in_several_launches)
         cnn_tensor_free(&pg[i]);
     }
 }
+
+/* ---- a model moved between devices -------------------------------------------------------- */
+/* One training step of m on dev: forward, cross-entropy, backward, update. */
+static cnn_status model_step(cnn_model *m, cnn_optim *opt, cnn_device dev, const float *xv,
+                             const int64_t *lv)
+{
+    cnn_tensor *xh = NULL, *lh = NULL, *x = NULL, *lab = NULL, *logits = NULL, *loss = NULL;
+    cnn_status st = cnn_tensor_from_data(CNN_SHAPE(4, 1, 28, 28), xv, CNN_CPU, &xh);
+    if (st == CNN_OK) st = cnn_tensor_from_i64(CNN_SHAPE(4), lv, CNN_CPU, &lh);
+    if (st == CNN_OK) st = cnn_tensor_to(xh, dev, &x);
+    if (st == CNN_OK) st = cnn_tensor_to(lh, dev, &lab);
+    if (st == CNN_OK) st = cnn_model_to(m, dev);
+    if (st == CNN_OK) st = cnn_model_forward(m, x, true, &logits);
+    if (st == CNN_OK) st = cnn_cross_entropy(logits, lab, 0.0f, &loss);
+    if (st == CNN_OK) st = cnn_backward(loss);
+    if (st == CNN_OK) st = cnn_optim_step(opt);
+    cnn_optim_zero_grad(opt);
+    cnn_tensor *all[6] = {xh, lh, x, lab, logits, loss};
+    for (int i = 0; i < 6; i++) cnn_tensor_free(&all[i]);
+    return st;
+}
+
+/* cnn_model_to after the optimizer has state: the state follows each parameter to its new
+ * device (it stayed behind before, and the next step read device memory on the host), and
+ * four steps on GPU, CPU, GPU, CPU end where four CPU steps do. SGD with momentum (one state
+ * tensor per parameter) and AdamW (two). */
+GPU_TEST(cuda_optimizer_state_follows_a_moved_model)
+{
+    float *xv = malloc(4 * 28 * 28 * sizeof *xv);
+    REQUIRE(xv);
+    unsigned seed = 11;
+    for (int i = 0; i < 4 * 28 * 28; i++) xv[i] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
+    const int64_t lv[4] = {3, 1, 4, 1};
+    const cnn_device path[4] = {CNN_CUDA(0), CNN_CPU, CNN_CUDA(0), CNN_CPU};
+    for (int kind = 0; kind < 2 && !cnn_test_failed(); kind++) {
+        cnn_optim_config cfg = cnn_optim_defaults(kind ? CNN_OPTIM_ADAMW : CNN_OPTIM_SGD);
+        cfg.lr = 0.01f;
+        if (!kind) cfg.momentum = 0.9f;
+        cnn_model *m[2] = {0};
+        cnn_optim *opt[2] = {0};
+        for (int r = 0; r < 2; r++) { /* 0: stays on the CPU; 1: moves */
+            cnn_manual_seed(5);
+            CHECK_OK(cnn_model_create("lenet5", 10, 1, &m[r]));
+            CHECK_OK(cnn_optim_create(&cfg, &opt[r]));
+            CHECK_OK(cnn_optim_add_dict(opt[r], cnn_model_state(m[r]), false));
+        }
+        for (int s = 0; s < 4 && !cnn_test_failed(); s++) {
+            CHECK_OK(model_step(m[0], opt[0], CNN_CPU, xv, lv));
+            CHECK_OK(model_step(m[1], opt[1], path[s], xv, lv));
+            /* Every state tensor is where its parameter now is (the emulator's device memory is
+             * host memory, so only this tells a state left behind). */
+            cnn_dict *st = NULL;
+            CHECK_OK(cnn_dict_create(&st));
+            CHECK_OK(cnn_optim_state_dict(opt[1], st));
+            int n_state = 0;
+            for (int i = 0; i < cnn_dict_size(st); i++) {
+                const cnn_tensor *t = cnn_dict_at(st, i);
+                if (cnn_tensor_dtype(t) != CNN_F32) continue;
+                n_state++;
+                if (on_gpu(t) != (path[s].type == CNN_DEVICE_CUDA))
+                    cnn_test_fail(__FILE__, __LINE__, "step %d: %s is on the %s", s + 1,
+                                  cnn_dict_name(st, i), on_gpu(t) ? "GPU" : "CPU");
+            }
+            CHECK(n_state == (kind ? 2 : 1) * 10); /* LeNet-5: 10 parameters */
+            cnn_dict_destroy(&st);
+        }
+        const cnn_dict *d0 = cnn_model_state(m[0]), *d1 = cnn_model_state(m[1]);
+        for (int i = 0; i < cnn_dict_size(d0) && !cnn_test_failed(); i++) {
+            char what[160];
+            snprintf(what, sizeof what, "%s after 4 steps (%s)", cnn_dict_name(d0, i),
+                     kind ? "adamw" : "sgd");
+            if (!tensors_close(what, cnn_dict_at(d1, i), cnn_dict_at(d0, i), 1e-4f, 1e-3f))
+                cnn_test_fail(__FILE__, __LINE__, "%s differs", what);
+        }
+        for (int r = 0; r < 2; r++) {
+            cnn_optim_destroy(&opt[r]);
+            cnn_model_destroy(&m[r]);
+        }
+    }
+    free(xv);
+}
