@@ -12,7 +12,7 @@ enum { K_RELU, K_LEAKY, K_ELU, K_SIGMOID, K_TANH };
 __device__ __forceinline__ float act_forward(int kind, float x, float a)
 {
     switch (kind) {
-    case K_RELU: return x > 0.0f ? x : 0.0f;
+    case K_RELU: return x <= 0.0f ? 0.0f : x; /* NaN stays, as PyTorch's */
     case K_LEAKY: return x > 0.0f ? x : a * x;
     case K_ELU: return x > 0.0f ? x : a * expm1f(x);
     case K_SIGMOID: return 1.0f / (1.0f + expf(-x));
@@ -26,7 +26,7 @@ __device__ __forceinline__ float act_backward(int kind, float s, float dy, float
                                               bool saved_is_y)
 {
     switch (kind) {
-    case K_RELU: return s > 0.0f ? dy : 0.0f;
+    case K_RELU: return s <= 0.0f ? 0.0f : dy;
     case K_LEAKY: return s > 0.0f ? dy : a * dy;
     case K_ELU:
         if (s > 0.0f) return dy;

@@ -47,7 +47,7 @@ struct Epi {
     {
         if (b) v += __ldg(b + k);
         if (z) v += __ldg(z + i);
-        return relu && !(v > 0.0f) ? 0.0f : v;
+        return relu && v <= 0.0f ? 0.0f : v;
     }
 };
 
@@ -95,7 +95,7 @@ struct FwdOp {
         const int pq = g.p * g.q, n = m / pq, rem = m - n * pq, k = gi * g.kg + j;
         const int i = (n * g.k + k) * pq + rem;
         v = e.b ? v + __ldg(e.b + k) : v;
-        y[split * slice + i] = RELU && !(v > 0.0f) ? 0.0f : v;
+        y[split * slice + i] = RELU && v <= 0.0f ? 0.0f : v;
     }
 };
 

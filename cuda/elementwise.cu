@@ -34,11 +34,11 @@ static void scratch_free(cnn_storage *s)
  * tensors fresh from the allocator); the last n % 4 elements go one by one, in block 0. */
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* a + b, then a ReLU when RELU (cnn_relu's rule: NaN -> 0). */
+/* a + b, then a ReLU when RELU (cnn_relu's rule: NaN stays NaN). */
 template <bool RELU> static __device__ float add_act(float a, float b)
 {
     const float v = a + b;
-    return RELU && !(v > 0.0f) ? 0.0f : v;
+    return RELU && v <= 0.0f ? 0.0f : v;
 }
 
 // y, a, b: (n)

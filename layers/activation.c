@@ -25,7 +25,7 @@ static void act_forward_cpu(act_kind kind, float a, const float *x, float *y, in
     switch (kind) {
     case ACT_RELU:
         #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i]; /* NaN stays */
         break;
     case ACT_LEAKY:
         #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
@@ -57,7 +57,7 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
     switch (p->kind) {
     case ACT_RELU:
         #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
-        for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) dx[i] = s[i] <= 0.0f ? 0.0f : dy[i];
         break;
     case ACT_LEAKY:
         #pragma omp parallel for simd if (parallel: cnn_par_worth(n))

@@ -39,7 +39,7 @@ static void epi_row(float *y, const float *z, float bk, bool relu, int64_t pq)
     for (int64_t i = 0; i < pq; i++) {
         float v = y[i] + bk;
         if (z) v += z[i];
-        y[i] = relu && !(v > 0.0f) ? 0.0f : v;
+        y[i] = relu && v <= 0.0f ? 0.0f : v;
     }
 }
 

@@ -59,7 +59,7 @@ static cnn_status add_act(const char *op, const cnn_tensor *a, const cnn_tensor 
             #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
             for (int64_t i = 0; i < n; i++) {
                 const float v = pa[i] + pb[i];
-                py[i] = v > 0.0f ? v : 0.0f;
+                py[i] = v <= 0.0f ? 0.0f : v;
             }
         } else {
             #pragma omp parallel for simd if (parallel: cnn_par_worth(n))

@@ -170,3 +170,72 @@ TEST(activation_errors)
     cnn_tensor_free(&x);
     cnn_tensor_free(&lab);
 }
+
+/* ReLU keeps NaN as torch.relu does (forward NaN, gradient passed through, as PyTorch's
+ * threshold_backward on the saved output), in cnn_relu and in the fused paths that apply it
+ * (cnn_add_relu; cnn_conv2d_fused with one input channel, with two, and with a residual z):
+ * a diverging net must show its NaN, not turn it into 0. On the GPU those are the three
+ * kernels that apply it (depthwise, the GEMM's store, the epilogue pass), or cuDNN's conv and
+ * the epilogue pass. x: (1, 2, 1, 4), channel 0 [NaN, -1, 2, -0], channel 1 zeros. */
+static void relu_keeps_nan_on(cnn_device dev)
+{
+    const float xv[8] = {NAN, -1.0f, 2.0f, -0.0f, 0, 0, 0, 0}, zero[4] = {0}, ones[2] = {1, 1};
+    cnn_tensor *h = NULL, *x = NULL, *x1 = NULL, *z = NULL, *w1 = NULL, *w2 = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 4), xv, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &x));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    cnn_tensor_free(&h);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 1, 4), xv, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &x1));
+    CHECK_OK(cnn_tensor_set_requires_grad(x1, true));
+    cnn_tensor_free(&h);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 1, 4), zero, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &z));
+    cnn_tensor_free(&h);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 1, 1), ones, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &w1));
+    cnn_tensor_free(&h);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), ones, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &w2));
+    cnn_tensor_free(&h);
+    for (int op = 0; op < 5; op++) {
+        cnn_tensor *in = op == 2 ? x1 : x, *y = NULL, *s = NULL;
+        if (op == 0) CHECK_OK(cnn_relu(x, &y));
+        if (op == 1) CHECK_OK(cnn_add_relu(x, x, &y)); /* 2x, and NaN */
+        if (op == 2) CHECK_OK(cnn_conv2d_fused(x1, w1, NULL, NULL, CNN_ACT_RELU, NULL, &y));
+        if (op == 3) CHECK_OK(cnn_conv2d_fused(x, w2, NULL, NULL, CNN_ACT_RELU, NULL, &y));
+        if (op == 4) CHECK_OK(cnn_conv2d_fused(x, w2, NULL, z, CNN_ACT_RELU, NULL, &y));
+        REQUIRE(y);
+        const float k = op == 1 ? 2.0f : 1.0f; /* add_relu(x, x) doubles x and its gradient */
+        float out[8], g[8];
+        CHECK_OK(cnn_tensor_read(y, out, op < 2 ? 8 : 4));
+        if (!(isnan(out[0]) && out[1] == 0.0f && out[2] == 2.0f * k && out[3] == 0.0f &&
+              !signbit(out[3])))
+            cnn_test_fail(__FILE__, __LINE__, "op %d: y %g %g %g %g, want nan 0 %g 0", op,
+                          out[0], out[1], out[2], out[3], 2.0f * k);
+        CHECK_OK(cnn_sum(y, &s));
+        cnn_tensor_zero_grad(in);
+        CHECK_OK(cnn_backward(s));
+        REQUIRE(cnn_tensor_grad(in));
+        CHECK_OK(cnn_tensor_read(cnn_tensor_grad(in), g, op == 2 ? 4 : 8));
+        if (!(g[0] == k && g[1] == 0.0f && g[2] == k && g[3] == 0.0f))
+            cnn_test_fail(__FILE__, __LINE__, "op %d: gradient %g %g %g %g, want %g 0 %g 0", op,
+                          g[0], g[1], g[2], g[3], k, k);
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&s);
+    }
+    cnn_tensor *all[5] = {x, x1, z, w1, w2};
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&all[i]);
+}
+
+TEST(relu_keeps_nan_as_torch) { relu_keeps_nan_on(CNN_CPU); }
+
+GPU_TEST(cuda_relu_keeps_nan_as_torch)
+{
+    const cnn_backend backends[2] = {CNN_BACKEND_CUDA, CNN_BACKEND_AUTO};
+    for (int i = 0; i < 2 && !cnn_test_failed(); i++) {
+        cnn_set_backend(backends[i]);
+        relu_keeps_nan_on(CNN_CUDA(0));
+    }
+    cnn_set_backend(CNN_BACKEND_AUTO);
+}

@@ -74,6 +74,7 @@ cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
 /* Adaptive average pooling to (out_h, out_w); (1, 1) is global average pooling. */
 cnn_status cnn_adaptive_avg_pool2d(const cnn_tensor *x, int out_h, int out_w, cnn_tensor **y);
 
+/* As torch.relu: NaN stays NaN (and passes its gradient), so a diverging net shows it. */
 cnn_status cnn_relu(const cnn_tensor *x, cnn_tensor **y);
 cnn_status cnn_leaky_relu(const cnn_tensor *x, float negative_slope, cnn_tensor **y);
 cnn_status cnn_elu(const cnn_tensor *x, float alpha, cnn_tensor **y);
