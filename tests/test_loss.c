@@ -173,6 +173,47 @@ TEST(cross_entropy_hand_worked_2x3)
     cnn_tensor_free(&lab);
 }
 
+/* A -inf logit (a masked class) leaves the loss finite without label smoothing, as in PyTorch
+ * (the smoothing term, +inf then, is not added at all), and makes it +inf with smoothing. */
+static void cross_entropy_masked_logits_on(cnn_device dev)
+{
+    const float xv[6] = {0.0f, -INFINITY, 1.0f, 2.0f, 1.0f, -INFINITY};
+    const int64_t lv[2] = {0, 1};
+    /* -log softmax: row 0 at class 0: log(1 + e); row 1 at class 1: 1 + log(1 + 1/e) */
+    const double want = 0.5 * (log(1 + exp(1.0)) + 1 + log(1 + exp(-1.0)));
+    cnn_tensor *xh = NULL, *lh = NULL, *x = NULL, *lab = NULL, *loss = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 3), xv, CNN_CPU, &xh));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), lv, CNN_CPU, &lh));
+    CHECK_OK(cnn_tensor_to(xh, dev, &x));
+    CHECK_OK(cnn_tensor_to(lh, dev, &lab));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    float v, g[6];
+    CHECK_OK(cnn_cross_entropy(x, lab, 0.0f, &loss));
+    CHECK_OK(cnn_tensor_read(loss, &v, 1));
+    CHECK_NEAR(v, want, 1e-6);
+    CHECK_OK(cnn_backward(loss));
+    REQUIRE(cnn_tensor_grad(x));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(x), g, 6));
+    CHECK(g[1] == 0.0f && g[5] == 0.0f);
+    for (int i = 0; i < 6; i++) CHECK(isfinite(g[i]));
+    cnn_tensor_free(&loss);
+    CHECK_OK(cnn_cross_entropy(x, lab, 0.1f, &loss));
+    CHECK_OK(cnn_tensor_read(loss, &v, 1));
+    CHECK(isinf(v) && v > 0);
+    cnn_tensor_free(&loss);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&lab);
+    cnn_tensor_free(&xh);
+    cnn_tensor_free(&lh);
+}
+
+TEST(cross_entropy_masked_logits_as_torch) { cross_entropy_masked_logits_on(CNN_CPU); }
+
+GPU_TEST(cuda_cross_entropy_masked_logits_as_torch)
+{
+    cross_entropy_masked_logits_on(CNN_CUDA(0));
+}
+
 TEST(cross_entropy_ignore_index_leaves_samples_out)
 {
     /* Rows 0 and 2 are the 2x3 case above; rows 1 and 3 carry the ignored label: the loss is
