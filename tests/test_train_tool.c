@@ -298,10 +298,34 @@ static bool make_folder_dataset(const char *dir)
     return fclose(f) == 0;
 }
 
-/* An image folder: a bad image is skipped and listed (exit 0), or aborts with --strict. */
-TEST(train_tool_image_folder_bad_image)
+/* The learning rate in the last row of DIR/metrics.csv (its 7th column), or -1. */
+static double last_lr(const char *dir)
 {
-    char tool[512], dir[256], data[300], args[2048];
+    char p[800], line[512], last[512] = "";
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f)) memcpy(last, line, sizeof last);
+    fclose(f);
+    double v[7];
+    if (sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+               &v[6]) != 7)
+        return -1;
+    return v[6];
+}
+
+/* An image folder:
+ * - a bad image is skipped and listed (exit 0), or aborts with --strict;
+ * - the cosine schedule still ends on its last step though the bad image makes each epoch a
+ *   batch short (the schedule follows the position in the epoch, not a count of batches);
+ * - --eval-only and --resume refuse data whose classes differ from the checkpoint's by name
+ *   (same count, so the labels would silently mean other classes);
+ * - --predict works under a TMPDIR longer than the 40 characters it once cut it to;
+ * - a class folder with a line break in its name is refused at the start (checkpoints keep
+ *   the names one per line, so the run could never be resumed). */
+TEST(train_tool_image_folder)
+{
+    char tool[512], dir[256], data[300], args[2048], env_tool[1300], path[700];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
     REQUIRE(make_tmpdir(dir, sizeof dir));
@@ -323,6 +347,49 @@ TEST(train_tool_image_folder_bad_image)
              "--checkpoint-dir %s/strict",
              data, dir);
     check_one_line_error(tool, args, "broken.png");
+
+    /* 17 samples, 16 good: 4 batches of the 5 nominal. The last batch is still the cosine's
+     * last step, 9 of 10 (when counted, step 7: 0.000412). Adam's default lr 0.002. */
+    snprintf(path, sizeof path, "%s/run", dir);
+    const double lr = last_lr(path), want = 0.002 * 0.5 * (1 + cos(M_PI * 9 / 10));
+    if (!(fabs(lr - want) < 1e-9))
+        cnn_test_fail(__FILE__, __LINE__, "last epoch's lr %g, want %g (cosine step 9 of 10)",
+                      lr, want);
+
+    /* Predict under a long TMPDIR (over 40 characters). */
+    snprintf(path, sizeof path, "%s/a_temporary_directory_with_a_rather_long_name_0123456789",
+             dir);
+    REQUIRE(mkdir(path, 0777) == 0);
+    snprintf(env_tool, sizeof env_tool, "TMPDIR=%s %s", path, tool);
+    snprintf(args, sizeof args, "--predict %s/val/top/img0.png --checkpoint %s/run/best.safetensors",
+             data, dir);
+    rc = run_tool(env_tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0 && strstr(out, "  1. ") != NULL);
+
+    /* Same number of classes, another name: the checkpoint's labels would mean other classes. */
+    char from[700], to[700];
+    snprintf(from, sizeof from, "%s/val/top", data);
+    snprintf(to, sizeof to, "%s/val/upper", data);
+    REQUIRE(rename(from, to) == 0);
+    snprintf(args, sizeof args, "--eval-only %s/run/last.safetensors --data %s --img-size 32", dir,
+             data);
+    check_one_line_error(tool, args, "class 1 is 'upper', but in");
+    snprintf(args, sizeof args, "--resume %s/run/last.safetensors --data %s --epochs 3", dir, data);
+    check_one_line_error(tool, args, "class 1 is 'upper', but in");
+    REQUIRE(rename(to, from) == 0);
+
+    /* A line break in a class folder's name. */
+    const char *splits[2] = {"train", "val"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(to, sizeof to, "%s/%s/new\nline", data, splits[i]);
+        REQUIRE(mkdir(to, 0777) == 0);
+        snprintf(args, sizeof args, "cp %s/%s/top/img0.png '%s/'", data, splits[i], to);
+        REQUIRE(system(args) == 0);
+    }
+    snprintf(args, sizeof args,
+             "--data %s --img-size 32 --epochs 1 --batch 4 --checkpoint-dir %s/nl", data, dir);
+    check_one_line_error(tool, args, "line break");
     remove_tree(dir);
 }
 

@@ -146,10 +146,14 @@ static void describe_model(run *r)
     if (cnn_dataset_num_classes(r->val_ds) != k)
         die("--data %s: train has %d classes, validation %d", o->data, k,
             cnn_dataset_num_classes(r->val_ds));
-    for (int i = 0; i < k; i++)
+    for (int i = 0; i < k; i++) {
         if (strcmp(cnn_dataset_class_name(r->train_ds, i), cnn_dataset_class_name(r->val_ds, i)))
             die("--data %s: class %d is '%s' in train but '%s' in validation", o->data, i,
                 cnn_dataset_class_name(r->train_ds, i), cnn_dataset_class_name(r->val_ds, i));
+        /* Checkpoints keep the names one per line. */
+        if (strchr(cnn_dataset_class_name(r->train_ds, i), '\n'))
+            die("--data %s: class folder %d has a line break in its name; rename it", o->data, i);
+    }
     snprintf(mm->model, sizeof mm->model, "%s", o->model);
     mm->num_classes = k;
     mm->in_channels = cnn_dataset_channels(r->train_ds);
@@ -216,6 +220,20 @@ static cnn_loader *make_loader(const run *r, const cnn_dataset *ds, bool train)
     if (cnn_loader_create(ds, &lo, &l) != CNN_OK)
         die("%s loader: %s", train ? "training" : "validation", cnn_last_error());
     return l;
+}
+
+/* The schedule's step for the batch just taken from the training loader: epoch * steps per
+ * epoch + the batch's index in an epoch with no bad sample, told by how far into the epoch's
+ * order the loader now is. Bad samples skipped make an epoch fewer batches; counting those would
+ * put the schedule behind, so that the step decay came late and the cosine never reached its
+ * end. Without bad samples this is the count of steps taken. */
+static int64_t sched_step(const run *r)
+{
+    const int64_t spe = r->steps_per_epoch, pos = cnn_loader_position(r->train_ld);
+    int64_t b = (pos + r->o.batch - 1) / r->o.batch - 1;
+    if (b > spe - 1) b = spe - 1; /* drop_last: the batch may end in the dropped tail */
+    if (b < 0) b = 0;
+    return r->st.epoch * spe + b;
 }
 
 /* The learning rate of optimizer step `step` (0-based): warm-up per step, then the schedule. */
@@ -389,7 +407,7 @@ static bool train_epoch(run *r, tr_eval *te, double *wait_s)
         cnn_tensor *images = NULL, *labels = NULL;
         LIB(cnn_loader_next(r->train_ld, &images, &labels), "training data");
         if (!images) break;
-        LIB(cnn_optim_set_lr(r->opt, lr_at(r, r->st.step)), "setting the learning rate");
+        LIB(cnn_optim_set_lr(r->opt, lr_at(r, sched_step(r))), "setting the learning rate");
         cnn_tensor *logits = NULL, *loss = NULL;
         forward_batch(r, images, labels, true, &logits, &loss);
         LIB(cnn_backward(loss), "backward");
@@ -551,11 +569,16 @@ static void load_checkpoint(run *r, const char *path, bool with_state)
     cnn_dict_destroy(&d);
 }
 
-static void check_classes(const run *r, const cnn_dataset *ds)
+/* The checkpoint's classes must be the data's, by name and in order: the labels are indices. */
+static void check_classes(const run *r, const cnn_dataset *ds, const char *ckpt)
 {
     if (cnn_dataset_num_classes(ds) != r->mm.num_classes)
         die("--data %s has %d classes, the checkpoint's model %d", r->o.data,
             cnn_dataset_num_classes(ds), r->mm.num_classes);
+    for (int i = 0; i < r->mm.num_classes; i++)
+        if (strcmp(cnn_dataset_class_name(ds, i), r->mm.class_names[i]))
+            die("--data %s: class %d is '%s', but in %s it is '%s'", r->o.data, i,
+                cnn_dataset_class_name(ds, i), ckpt, r->mm.class_names[i]);
 }
 
 static void eval_only(run *r)
@@ -563,7 +586,7 @@ static void eval_only(run *r)
     load_checkpoint(r, r->o.eval_only, false);
     LIB(cnn_model_to(r->model, r->dev), "moving the model to the device");
     r->val_ds = open_split(&r->o, false, r->mm.in_channels);
-    check_classes(r, r->val_ds);
+    check_classes(r, r->val_ds, r->o.eval_only);
     r->val_ld = make_loader(r, r->val_ds, false);
     printf("evaluating %s (%s) on %s validation (%lld images)\n", r->o.eval_only, r->mm.model,
            r->o.data, (long long)cnn_loader_num_samples(r->val_ld));
@@ -599,8 +622,8 @@ int main(int argc, char **argv)
         load_checkpoint(&r, r.o.resume, true);
         r.train_ds = open_split(&r.o, true, r.mm.in_channels);
         r.val_ds = open_split(&r.o, false, r.mm.in_channels);
-        check_classes(&r, r.train_ds);
-        check_classes(&r, r.val_ds);
+        check_classes(&r, r.train_ds, r.o.resume);
+        check_classes(&r, r.val_ds, r.o.resume);
         if (!r.o.checkpoint_dir[0]) {
             snprintf(r.o.checkpoint_dir, sizeof r.o.checkpoint_dir, "%s", r.o.resume);
             char *slash = strrchr(r.o.checkpoint_dir, '/');

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 typedef struct tmp_folder {
-    char root[64], cls[96];
+    char root[PATH_MAX], cls[PATH_MAX + 8];
     char **links;
     int n;
 } tmp_folder;
@@ -39,8 +39,13 @@ static void tmp_folder_remove(tmp_folder *t)
 static bool tmp_folder_make(tmp_folder *t, char **files, int n, char *err, size_t en)
 {
     const char *tmpdir = getenv("TMPDIR");
-    snprintf(t->root, sizeof t->root, "%.40s/cnnpredict.XXXXXX",
-             tmpdir && tmpdir[0] ? tmpdir : "/tmp");
+    if (!tmpdir || !tmpdir[0]) tmpdir = "/tmp";
+    if ((size_t)snprintf(t->root, sizeof t->root, "%s/cnnpredict.XXXXXX", tmpdir) >=
+        sizeof t->root) {
+        snprintf(err, en, "TMPDIR is longer than a path may be (%zu bytes)", strlen(tmpdir));
+        t->root[0] = 0;
+        return false;
+    }
     if (!mkdtemp(t->root)) {
         snprintf(err, en, "cannot create a temporary folder in %s: %s", t->root, strerror(errno));
         t->root[0] = 0;
