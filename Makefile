@@ -165,9 +165,10 @@ $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
 
-$(TEST_BIN): $(TEST_OBJ) $(BUILD)/libcnncuda.a
+# The tests link the tools' common code too, to test its parts (train_report.c) directly.
+$(TEST_BIN): $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
 
 # Runs the whole suite; the last line reads "N passed, N failed, N skipped".
 # TESTS=substring runs only the matching tests.

@@ -62,7 +62,9 @@ void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, i
         }
         double p = col ? (double)tp / (double)col : 0, r = row ? (double)tp / (double)row : 0;
         double f1 = p + r > 0 ? 2 * p * r / (p + r) : 0;
-        if (row) {
+        /* The macro average is over the classes that occur as a label or a prediction, as
+         * sklearn's classification_report: a class only predicted counts with recall 0. */
+        if (row || col) {
             sp += p;
             sr += r;
             sf += f1;
