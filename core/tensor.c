@@ -322,18 +322,15 @@ cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src)
     cnn_status st = CNN_OK;
     cnn_tensor *s = NULL, *tmp = NULL;
     CNN_TRYG(cnn_contig(src, &s));
-    if (cnn_tensor_is_contiguous(dst)) {
-        CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(dst), dst->device, cnn_ptr(s), s->device,
-                                 cnn_tensor_nbytes(s)));
-        /* From pinned memory the copy is still running: keep its block from reuse until done
-         * (a copy into host memory has landed already). */
-        CNN_TRYG(cnn_cuda_pinned_record_use(ctx, s->storage));
-    } else {
+    if (!cnn_tensor_is_contiguous(dst))
         CNN_TRYG(cnn_tensor_empty(src->shape, src->dtype, dst->device, &tmp));
-        CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(tmp), tmp->device, cnn_ptr(s), s->device,
-                                 cnn_tensor_nbytes(s)));
-        CNN_TRYG(cnn_tensor_copy_(dst, tmp));
-    }
+    cnn_tensor *to = tmp ? tmp : dst;
+    CNN_TRYG(cnn_cuda_memcpy(ctx, cnn_ptr(to), to->device, cnn_ptr(s), s->device,
+                             cnn_tensor_nbytes(s)));
+    /* From pinned memory the copy is still running: keep its block from reuse until done
+     * (a copy into host memory has landed already). */
+    CNN_TRYG(cnn_cuda_pinned_record_use(ctx, s->storage));
+    if (tmp) CNN_TRYG(cnn_tensor_copy_(dst, tmp));
 done:
     cnn_tensor_free(&s);
     cnn_tensor_free(&tmp);

@@ -96,6 +96,33 @@ GPU_TEST(cuda_pinned_copies_land_and_blocks_wait_for_them)
     CHECK_OK(cnn_cuda_empty_cache());
 }
 
+/* The same into non-contiguous destinations (transposed views), which go through a contiguous
+ * device copy first: that copy too reads the pinned source after the call returns, so its
+ * block must wait for it (it was not recorded on this path). */
+GPU_TEST(cuda_pinned_copies_into_views_land)
+{
+    const int64_t side = 2048, n = side * side;
+    enum { K = 4 };
+    cnn_tensor *dev[K] = {0}, *view[K] = {0};
+    for (int k = 0; k < K; k++) {
+        cnn_tensor *h = pinned_ramp(n, (float)(k * 10)), *h2 = NULL;
+        REQUIRE(h != NULL);
+        CHECK_OK(cnn_tensor_reshape(h, CNN_SHAPE(side, side), &h2));
+        CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(side, side), CNN_CUDA(0), &dev[k]));
+        CHECK_OK(cnn_tensor_transpose(dev[k], 0, 1, &view[k]));
+        REQUIRE(view[k] && !cnn_tensor_is_contiguous(view[k]));
+        CHECK_OK(cnn_tensor_copy_(view[k], h2));
+        cnn_tensor_free(&h);
+        cnn_tensor_free(&h2);
+    }
+    for (int k = 0; k < K; k++) {
+        CHECK(ramp_mismatches(view[k], n, (float)(k * 10)) == 0);
+        cnn_tensor_free(&view[k]);
+        cnn_tensor_free(&dev[k]);
+    }
+    CHECK_OK(cnn_cuda_empty_cache());
+}
+
 /* Results read back without waiting for the work queued after them: the copy captures the
  * source as the stream reaches it (a later fill does not show), lands by cnn_tensor_wait, and
  * a bad label is still reported, by the next call that waits for the whole stream. */
