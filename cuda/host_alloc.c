@@ -11,8 +11,13 @@
 typedef struct pinned_block {
     void *ptr;
     size_t size;
-    cudaEvent_t last_use; /* recorded after the latest copy that reads or writes the block */
-    bool in_use;          /* last_use was recorded and may not have completed */
+    /* Recorded after the latest copy that reads or writes the block; NULL until the first.
+     * An event belongs to the device current when it was made (event_dev) and can be recorded
+     * only on that device's streams. */
+    cudaEvent_t last_use;
+    int event_dev;
+    cudaStream_t last_stream; /* where last_use was recorded */
+    bool in_use; /* last_use was recorded and may not have completed */
     struct pinned_block *next;
 } pinned_block;
 
@@ -83,14 +88,6 @@ cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const cha
                              "%s: cannot allocate %zu bytes of pinned host memory: %s", op, bytes,
                              cudaGetErrorString(e));
         }
-        e = cudaEventCreateWithFlags(&b->last_use, cudaEventDisableTiming);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            (void)cudaFreeHost(b->ptr);
-            free(b);
-            return cnn_error(cnn_cuda_status_of(e), "%s: cudaEventCreate failed: %s", op,
-                             cudaGetErrorString(e));
-        }
         b->size = size;
     }
     b->next = NULL;
@@ -109,7 +106,24 @@ cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
     cudaStream_t stream;
     CNN_TRY(cnn_cuda_enter(ctx, "pinned_record_use", &stream));
     pinned_block *b = s->allocator;
+    const int dev = ctx->device.index;
+    if (b->last_use && b->event_dev != dev) {
+        /* Used from another GPU before: let that use finish, then an event of this GPU. */
+        CNN_CUDA_TRY(cudaEventSynchronize(b->last_use));
+        (void)cudaEventDestroy(b->last_use);
+        b->last_use = NULL;
+        b->in_use = false;
+    }
+    if (!b->last_use) {
+        CNN_CUDA_TRY(cudaEventCreateWithFlags(&b->last_use, cudaEventDisableTiming));
+        b->event_dev = dev;
+    }
+    /* One event covers every use: a use on another stream first waits for the last one, so
+     * the new record completes only after both. */
+    if (b->in_use && b->last_stream != stream)
+        CNN_CUDA_TRY(cudaStreamWaitEvent(stream, b->last_use, 0));
     CNN_CUDA_TRY(cudaEventRecord(b->last_use, stream));
+    b->last_stream = stream;
     b->in_use = true;
     return CNN_OK;
 }
@@ -129,7 +143,7 @@ void cnn_cuda_pinned_empty_cache(void)
     while (b) {
         pinned_block *next = b->next;
         if (block_idle(b)) {
-            (void)cudaEventDestroy(b->last_use);
+            if (b->last_use) (void)cudaEventDestroy(b->last_use);
             (void)cudaFreeHost(b->ptr);
             free(b);
         } else {
