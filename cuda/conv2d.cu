@@ -194,15 +194,20 @@ struct FilterOp {
     }
 };
 
+/* The grid-stride loops below step a 64-bit j (n <= INT_MAX; a 32-bit index wrapped to a
+ * negative value past 2^31 - stride, which still passed i < n) and index with int i = j. */
+
 /* out[i] = the forward's epilogue of the sum over splits of ws[s][i], in split order (channel
  * (i / pq) % k, out: (N, K, P, Q)); e is empty for the backward passes. */
 __global__ void sum_splits_kernel(const float *ws, int splits, int slice, Epi e, int pq, int k,
                                   float *out)
 {
     const bool epi = e.b || e.z || e.relu;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < slice; i += gridDim.x * blockDim.x) {
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < slice;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)j;
         float s = 0.0f;
-        for (int z = 0; z < splits; z++) s += ws[z * slice + i];
+        for (int z = 0; z < splits; z++) s += ws[(int64_t)z * slice + i];
         out[i] = epi ? e.apply(s, (i / pq) % k, i) : s;
     }
 }
@@ -212,7 +217,9 @@ __global__ void sum_splits_kernel(const float *ws, int splits, int slice, Epi e,
 __global__ void epilogue_kernel(Epi e, float *y, int len, FastDiv by_pq, FastDiv by_k, int k,
                                 int c0)
 {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < len;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)j;
         const int row = by_pq.div(i);
         int c = row - by_k.div(row) * k + c0;
         if (c >= k) c -= k;
@@ -225,7 +232,9 @@ __global__ void epilogue_kernel(Epi e, float *y, int len, FastDiv by_pq, FastDiv
 __global__ void dw_forward_kernel(Geo g, const float *x, const float *w, Epi e, float *y)
 {
     const int total = g.n * g.k * g.p * g.q;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < total;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)j;
         const int q = i % g.q, p = (i / g.q) % g.p, k = (i / (g.p * g.q)) % g.k;
         const int n = i / (g.p * g.q * g.k), c = k / g.kg;
         const float *xc = x + (n * g.c + c) * g.h * g.w, *wk = w + k * g.r * g.s;
@@ -247,7 +256,9 @@ __global__ void dw_forward_kernel(Geo g, const float *x, const float *w, Epi e, 
 __global__ void dw_backward_data_kernel(Geo g, const float *dy, const float *w, float *dx)
 {
     const int total = g.n * g.c * g.h * g.w;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < total;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)j;
         const int xw = i % g.w, h = (i / g.w) % g.h, c = (i / (g.h * g.w)) % g.c;
         const int n = i / (g.h * g.w * g.c);
         float acc = 0.0f;
