@@ -82,7 +82,7 @@ cnn_status cnn_cudnn_batch_norm_forward_training(cnn_context *ctx, const float *
         h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, stats + WEIGHT * c, b,
         (double)momentum, rm, rv, (double)eps, stats + MEAN_HI * c, stats + INVSTD * c);
     if (e != CUDNN_STATUS_SUCCESS)
-        st = cnn_error(cnn_cudnn_status_of(e),
+        st = cnn_error(cnn_cudnn_run_status_of(e),
                        "batch_norm: cudnnBatchNormalizationForwardTraining failed on (%lld, %lld, "
                        "%lld): %s", (long long)n, (long long)c, (long long)inner,
                        cudnnGetErrorString(e));
@@ -117,7 +117,7 @@ cnn_status cnn_cudnn_batch_norm_forward_inference(cnn_context *ctx, const float 
         h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, stats + WEIGHT * c, b, rm,
         rv, (double)eps);
     if (e != CUDNN_STATUS_SUCCESS)
-        st = cnn_error(cnn_cudnn_status_of(e),
+        st = cnn_error(cnn_cudnn_run_status_of(e),
                        "batch_norm: cudnnBatchNormalizationForwardInference failed on (%lld, "
                        "%lld, %lld): %s", (long long)n, (long long)c, (long long)inner,
                        cudnnGetErrorString(e));
@@ -153,7 +153,7 @@ cnn_status cnn_cudnn_batch_norm_backward(cnn_context *ctx, const float *x, const
         h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, d.x, x, d.x, dy, d.x, dx, d.c,
         stats + WEIGHT * c, dw, db, (double)eps, stats + MEAN_HI * c, stats + INVSTD * c);
     if (e != CUDNN_STATUS_SUCCESS)
-        st = cnn_error(cnn_cudnn_status_of(e),
+        st = cnn_error(cnn_cudnn_run_status_of(e),
                        "batch_norm backward: cudnnBatchNormalizationBackward failed on (%lld, "
                        "%lld, %lld): %s", (long long)n, (long long)c, (long long)inner,
                        cudnnGetErrorString(e));

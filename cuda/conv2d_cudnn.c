@@ -152,12 +152,8 @@ static cnn_status setup_status_of(cudnnStatus_t e)
                        cudnnGetErrorString, st = cnn_cs_; goto done)
 /* A search or a run that cuDNN answers with NOT_SUPPORTED (a shape, a GPU or a sub-library it
  * lacks) leaves the case to the hand-written kernel, which overwrites the whole output. */
-static cnn_status run_status_of(cudnnStatus_t e)
-{
-    return (e >= 3000 && e < 4000) ? CNN_ERR_UNSUPPORTED : cnn_cudnn_status_of(e);
-}
 #define RUN_TRYG(stmt)                                                                            \
-    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, run_status_of,                  \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_run_status_of,        \
                        cudnnGetErrorString, st = cnn_cs_; goto done)
 
 static void descs_free(conv_descs *d)
@@ -331,11 +327,15 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
                    algo_workspace(c, p[i].algo) <= ws_bytes;
             continue;
         }
-        if (p[i].memory > ws_bytes) continue;
+        /* The larger of what the search used and what cuDNN says the algorithm needs: some
+         * releases reported the two differently. */
+        const size_t asked = algo_workspace(c, p[i].algo);
+        const size_t need = asked > p[i].memory ? asked : p[i].memory;
+        if (need > ws_bytes) continue;
         if (key->deterministic && !deterministic_algo(c->dir, &p[i])) continue;
         if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
         *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
-                            .workspace = p[i].memory};
+                            .workspace = need};
         goto done;
     }
     if (oom)

@@ -33,6 +33,14 @@ static inline cnn_status cnn_cudnn_status_of(cudnnStatus_t e)
                ? CNN_ERR_OUT_OF_MEMORY
                : CNN_ERR_CUDA;
 }
+/* The same for a compute call that has a hand-written fallback: cuDNN's NOT_SUPPORTED family
+ * (3000-3999: this shape, layout, GPU) and a pointer it cannot use (2003, misaligned) are
+ * CNN_ERR_UNSUPPORTED, which the layers answer with the hand-written kernel. */
+static inline cnn_status cnn_cudnn_run_status_of(cudnnStatus_t e)
+{
+    return ((int)e >= 3000 && (int)e < 4000) || (int)e == 2003 ? CNN_ERR_UNSUPPORTED
+                                                               : cnn_cudnn_status_of(e);
+}
 #endif
 
 /* The generator: evaluates stmt once; on a result other than ok, sets the thread's message to
@@ -49,10 +57,12 @@ static inline cnn_status cnn_cudnn_status_of(cudnnStatus_t e)
         }                                                                                         \
     } while (0)
 
-/* Return the status from the enclosing function on failure. */
+/* Return the status from the enclosing function on failure. A failed runtime call also sets
+ * the runtime's last error: it is cleared, or the next launch check would report it as its
+ * kernel's failure. */
 #define CNN_CUDA_TRY(stmt)                                                                        \
     CNN_CUDA_CHECK_GEN(stmt, cudaError_t, cudaSuccess, cnn_cuda_status_of, cudaGetErrorString,    \
-                       return cnn_cs_)
+                       (void)cudaGetLastError(); return cnn_cs_)
 #define CNN_CUBLAS_TRY(stmt)                                                                      \
     CNN_CUDA_CHECK_GEN(stmt, cublasStatus_t, CUBLAS_STATUS_SUCCESS, cnn_cublas_status_of,         \
                        cublasGetStatusString, return cnn_cs_)
@@ -64,7 +74,7 @@ static inline cnn_status cnn_cudnn_status_of(cudnnStatus_t e)
 /* For functions with `cnn_status st = CNN_OK;` and a `done:` clean-up label. */
 #define CNN_CUDA_TRYG(stmt)                                                                       \
     CNN_CUDA_CHECK_GEN(stmt, cudaError_t, cudaSuccess, cnn_cuda_status_of, cudaGetErrorString,    \
-                       st = cnn_cs_; goto done)
+                       (void)cudaGetLastError(); st = cnn_cs_; goto done)
 /* After every kernel launch: a bad configuration or a missing image for this GPU shows here,
  * as "<function>: launch of <kernel> failed at <file>:<line>: <error string>". */
 #define CNN_CUDA_LAUNCH_CHECK(kernel)                                                             \

@@ -72,7 +72,7 @@ cnn_status cnn_cudnn_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *
         const float one = 1.0f, zero = 0.0f;
         cudnnStatus_t e = cudnnPoolingForward(h, d.pool, &one, d.x, x, &zero, d.y, y);
         if (e != CUDNN_STATUS_SUCCESS)
-            st = cnn_error(cnn_cudnn_status_of(e), "%s: cudnnPoolingForward failed: %s",
+            st = cnn_error(cnn_cudnn_run_status_of(e), "%s: cudnnPoolingForward failed: %s",
                            max_pool ? "max_pool2d" : "avg_pool2d", cudnnGetErrorString(e));
     }
     pool_descs_free(&d);

@@ -539,6 +539,19 @@ GPU_TEST(cuda_conv_dispatch_autograd_matches_cpu)
     }
 }
 
+/* Where cuDNN declines a conv (a NOT_SUPPORTED status, as a real cuDNN may for a shape, an
+ * alignment or a GPU it has no engine for), the hand-written kernels compute it instead of the
+ * call failing. The emulated cuDNN declines on request (CNN_EMU_CUDNN_DECLINE: Find and the
+ * compute calls); on a GPU this runs as the dispatch test above. */
+GPU_TEST(cuda_conv_falls_back_where_cudnn_declines)
+{
+    setenv("CNN_EMU_CUDNN_DECLINE", "Convolution", 1);
+    const int pick[] = {1, 8};
+    for (size_t i = 0; i < sizeof pick / sizeof *pick; i++)
+        check_dispatch(&cases[pick[i]], CNN_BACKEND_CUDNN);
+    unsetenv("CNN_EMU_CUDNN_DECLINE");
+}
+
 /* cnn_conv2d_fused (z added, ReLU as `relu` says) on device copies under a backend preference,
  * outputs poisoned: y and the four gradients (x, w, b, z) against the CPU fused op's. On
  * cuDNN the epilogue is a kernel of its own after the conv; hand-written, the GEMM's store. */

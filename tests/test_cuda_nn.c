@@ -373,6 +373,25 @@ GPU_TEST(cuda_batch_norm_matches_cpu)
     }
 }
 
+/* Where cuDNN declines (a NOT_SUPPORTED status, as a real cuDNN may for a shape, an alignment
+ * or a GPU it has no engine for), batch norm and pooling run the hand-written kernels instead of
+ * failing (those statuses were CNN_ERR_CUDA, which the layers do not fall back from). The
+ * emulated cuDNN declines on request; on a GPU this runs as the cuDNN cases above. */
+GPU_TEST(cuda_bn_and_pool_fall_back_where_cudnn_declines)
+{
+    setenv("CNN_EMU_CUDNN_DECLINE", "BatchNormalization,PoolingForward", 1);
+    const bn_case bn[] = {
+        {"declined bn train", CNN_SHAPE(3, 5, 7, 9), true, true, true, true, 1e-5f},
+        {"declined bn eval", CNN_SHAPE(3, 5, 7, 9), true, true, true, false, 1e-5f},
+    };
+    for (int i = 0; i < 2; i++) bn_run(&bn[i], CNN_BACKEND_CUDNN);
+    pool_case("declined max 3x3/2 pad 1", CNN_SHAPE(2, 5, 13, 11), 0,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 0));
+    pool_case("declined avg 3x3/2 pad 1", CNN_SHAPE(2, 5, 13, 11), 1,
+              PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 1));
+    unsetenv("CNN_EMU_CUDNN_DECLINE");
+}
+
 /* Arguments on different devices are refused, naming both. */
 GPU_TEST(cuda_nn_device_mismatch_is_refused)
 {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 namespace cnn_emu {
@@ -32,6 +33,18 @@ bool on_device(const char *fn, const char *what, const void *p, size_t bytes)
 {
     if (p && memory_kind(p, bytes) == MEM_DEVICE) return true;
     say("%s: %s %p (%zu bytes) is not (wholly) in device memory", fn, what, p, bytes);
+    return false;
+}
+
+bool declines(const char *fn)
+{
+    const char *v = getenv("CNN_EMU_CUDNN_DECLINE");
+    if (!v || !*v) return false;
+    for (const char *w = v; *w;) {
+        size_t n = strcspn(w, ",");
+        if (n && strstr(fn, std::string(w, n).c_str())) return true;
+        w += n + (w[n] == ',');
+    }
     return false;
 }
 
@@ -260,6 +273,7 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTens
 {
     const char *fn = "cudnnAddTensor";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (!h || !ready(ad) || !ready(cd) || !scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
     const int adims[4] = {ad->n, ad->c, ad->h, ad->w}, cdims[4] = {cd->n, cd->c, cd->h, cd->w};
     for (int i = 0; i < 4; i++)
@@ -357,6 +371,7 @@ cudnnStatus_t cudnnPoolingForward(cudnnHandle_t h, const cudnnPoolingDescriptor_
 {
     const char *fn = "cudnnPoolingForward";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (cudnnStatus_t e = pool_check(fn, h, d, xd, yd)) return e;
     if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, numel(xd) * 4) ||
         !on_device(fn, "y", y, numel(yd) * 4))
@@ -385,6 +400,7 @@ cudnnStatus_t cudnnPoolingBackward(cudnnHandle_t h, const cudnnPoolingDescriptor
 {
     const char *fn = "cudnnPoolingBackward";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (cudnnStatus_t e = pool_check(fn, h, d, xd, yd)) return e;
     if (!ready(dyd) || !ready(dxd) || dyd->n != yd->n || dyd->c != yd->c || dyd->h != yd->h ||
         dyd->w != yd->w || dxd->n != xd->n || dxd->c != xd->c || dxd->h != xd->h ||
@@ -507,6 +523,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
 {
     const char *fn = "cudnnBatchNormalizationForwardTraining";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (cudnnStatus_t e = bn_check(fn, h, mode, xd, yd, bnd, eps)) return e;
     if (!scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
     if (!run_mean != !run_var || !save_mean != !save_invstd) {
@@ -558,6 +575,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(
 {
     const char *fn = "cudnnBatchNormalizationForwardInference";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (cudnnStatus_t e = bn_check(fn, h, mode, xd, yd, bnd, eps)) return e;
     if (!scalars(fn, alpha, beta)) return CUDNN_STATUS_BAD_PARAM;
     const size_t cb = (size_t)xd->c * 4;
@@ -595,6 +613,7 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
 {
     const char *fn = "cudnnBatchNormalizationBackward";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (cudnnStatus_t e = bn_check(fn, h, mode, xd, dxd, bnd, eps)) return e;
     if (!ready(dyd) || dyd->n != xd->n || dyd->c != xd->c || dyd->h != xd->h || dyd->w != xd->w)
         return CUDNN_STATUS_BAD_PARAM;

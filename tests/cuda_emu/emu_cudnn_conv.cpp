@@ -413,6 +413,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
 {
     const char *fn = "cudnnFindConvolutionForwardAlgorithmEx";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, xd, wd, yd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
     if (!on_device(fn, "x", x, x_bytes(g)) || !on_device(fn, "w", w, w_bytes(g)) ||
@@ -433,6 +434,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
 {
     const char *fn = "cudnnFindConvolutionBackwardDataAlgorithmEx";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, dxd, wd, dyd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
     if (!on_device(fn, "w", w, w_bytes(g)) || !on_device(fn, "dy", dy, y_bytes(g)) ||
@@ -453,6 +455,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
 {
     const char *fn = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, xd, dwd, dyd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
     if (!on_device(fn, "x", x, x_bytes(g)) || !on_device(fn, "dy", dy, y_bytes(g)) ||
@@ -474,6 +477,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
 {
     const char *fn = "cudnnConvolutionForward";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, xd, wd, yd);
     if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, x_bytes(g)) ||
         !on_device(fn, "w", w, w_bytes(g)) || !on_device(fn, "y", y, y_bytes(g)))
@@ -492,6 +496,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
 {
     const char *fn = "cudnnConvolutionBackwardData";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, dxd, wd, dyd);
     if (!scalars(fn, alpha, beta) || !on_device(fn, "w", w, w_bytes(g)) ||
         !on_device(fn, "dy", dy, y_bytes(g)) || !on_device(fn, "dx", dx, x_bytes(g)))
@@ -510,6 +515,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 {
     const char *fn = "cudnnConvolutionBackwardFilter";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, xd, dwd, dyd);
     if (!scalars(fn, alpha, beta) || !on_device(fn, "x", x, x_bytes(g)) ||
         !on_device(fn, "dy", dy, y_bytes(g)) || !on_device(fn, "dw", dw, w_bytes(g)))
@@ -526,6 +532,7 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
 {
     const char *fn = "cudnnConvolutionBackwardBias";
     count_call(fn);
+    if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     if (!h || !ready(dyd) || !ready(dbd) || !scalars(fn, alpha, beta))
         return CUDNN_STATUS_BAD_PARAM;
     if (dbd->n != 1 || dbd->c != dyd->c || dbd->h != 1 || dbd->w != 1) {

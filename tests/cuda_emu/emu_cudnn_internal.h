@@ -42,6 +42,11 @@ void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* [p, p + bytes) lies wholly in one device allocation; else says so (fn, what) and is false. */
 bool on_device(const char *fn, const char *what, const void *p, size_t bytes);
 
+/* CNN_EMU_CUDNN_DECLINE=word,word,...: a compute call whose name contains one of the words
+ * answers CUDNN_STATUS_NOT_SUPPORTED_SHAPE, as a real cuDNN may for a shape, layout or GPU it
+ * has no engine for (read at every call, so a test can set it for a while). */
+bool declines(const char *fn);
+
 /* alpha and beta are given; else says so and is false. */
 bool scalars(const char *fn, const void *alpha, const void *beta);
 
