@@ -65,6 +65,9 @@ int cnn_cuda_device_count(void);
 bool cnn_built_with_cuda(void);
 bool cnn_built_with_cudnn(void);
 
+/* Each CUDA context queues its work on a stream of its own, so a CUDA tensor produced under one
+ * context and used under another (another thread's, or another device's) must be waited for
+ * first: cnn_synchronize under the producing context, then hand the tensor over. */
 /* New context for a device. Reads CNN_BACKEND (cudnn|cuda|cpu), CNN_TF32 (0|1) and
  * CNN_DETERMINISTIC (0|1) from the environment. Fails with CNN_ERR_DEVICE for a missing GPU. */
 cnn_status cnn_context_create(cnn_device device, cnn_context **out);
@@ -98,7 +101,7 @@ void cnn_rng_set_state(uint64_t seed, uint64_t offset);
 /* Returns the host memory cached for CPU tensors (blocks >= 64 KiB kept for reuse; at most
  * CNN_CPU_CACHE_MB megabytes, default 4096, 0 disables) to the system. */
 void cnn_cpu_empty_cache(void);
-/* Waits until all work queued on the current context's device is done. */
+/* Waits until all work queued on the current context (its stream) is done. */
 cnn_status cnn_synchronize(void);
 /* A stopwatch for work queued on the current context. On a CUDA context, start and stop record
  * CUDA events on the context's stream, so the time is the device's, between the two points of
@@ -146,7 +149,8 @@ cnn_status cnn_tensor_full(cnn_shape shape, float value, cnn_device device, cnn_
  * seed gives the same values on CPU and GPU. */
 cnn_status cnn_tensor_uniform(cnn_shape shape, float low, float high, cnn_device device, cnn_tensor **out);
 cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device device, cnn_tensor **out);
-/* New F32 tensor holding a copy of `numel` host floats (row-major). */
+/* New F32 tensor holding a copy of `numel` host floats (row-major); from page-locked memory
+ * to a CUDA device the copy may still run on return (see cnn_tensor_write). */
 cnn_status cnn_tensor_from_data(cnn_shape shape, const float *data, cnn_device device, cnn_tensor **out);
 /* New I64 tensor holding a copy of host int64 values (e.g. class labels). */
 cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device device, cnn_tensor **out);
@@ -188,7 +192,10 @@ cnn_status cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_
 /* Copies the values (in logical row-major order) to host memory: n must equal numel. F32
  * tensors read into float, I64 tensors into int64_t. Synchronises with the device. */
 cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n);
-/* Writes host values (logical row-major order, n == numel) into t in place. */
+/* Writes host values (logical row-major order, n == numel) into t in place. Into a CUDA
+ * tensor from ordinary memory, src may be reused on return; from page-locked memory (the data
+ * of a cnn_tensor_empty_pinned tensor) the copy runs asynchronously, as cnn_tensor_copy_ from
+ * a pinned tensor does: do not write src again until cnn_synchronize. */
 cnn_status cnn_tensor_write(cnn_tensor *t, const void *src, size_t n);
 /* Direct pointer to a contiguous CPU F32 tensor's data; NULL otherwise. Borrowed. */
 float *cnn_tensor_data(cnn_tensor *t);
