@@ -303,11 +303,40 @@ static cnn_status check_copy(const char *op, const cnn_tensor *dst, const cnn_te
     return CNN_OK;
 }
 
+/* The bytes [lo, hi) a non-empty view spans in its storage (strides are never negative). */
+static void view_span(const cnn_tensor *t, size_t *lo, size_t *hi)
+{
+    size_t last = 0;
+    for (int i = 0; i < t->shape.ndim; i++) last += (size_t)(t->shape.d[i] - 1) * (size_t)t->strides[i];
+    *lo = t->offset;
+    *hi = t->offset + last + cnn_dtype_size(t->dtype);
+}
+
+/* Two views of one storage whose spans meet, unless they are the very same view. */
+static bool may_overlap(const cnn_tensor *a, const cnn_tensor *b)
+{
+    if (a->storage != b->storage) return false;
+    if (a->offset == b->offset && !memcmp(a->strides, b->strides, sizeof a->strides)) return false;
+    size_t alo, ahi, blo, bhi;
+    view_span(a, &alo, &ahi);
+    view_span(b, &blo, &bhi);
+    return alo < bhi && blo < ahi;
+}
+
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src)
 {
     CNN_TRY(check_copy("tensor_copy_", dst, src));
     size_t es = cnn_dtype_size(src->dtype);
     if (cnn_shape_numel(src->shape) == 0) return CNN_OK;
+    if (may_overlap(dst, src)) {
+        /* dst gets src's values as they were: through a copy, or the elements written first
+         * would be read again (a row shifted by one would repeat its first value). */
+        cnn_tensor *tmp = NULL;
+        CNN_TRY(cnn_tensor_clone(src, &tmp));
+        cnn_status st = cnn_tensor_copy_(dst, tmp);
+        cnn_tensor_free(&tmp);
+        return st;
+    }
     bool same_dev = dst->device.type == src->device.type && dst->device.index == src->device.index;
     if (same_dev && dst->device.type == CNN_DEVICE_CPU) {
         cpu_strided_copy(cnn_ptr(dst), dst->strides, cnn_ptr(src), src->strides, src->shape, es);

@@ -118,6 +118,45 @@ TEST(reshape_and_narrow_refuse_overflowing_sizes)
     cnn_tensor_free(&t);
 }
 
+/* cnn_tensor_copy_ between overlapping views of one storage gives dst the values src had
+ * before the call: each row shifted right by one, and a square matrix transposed in place
+ * (copied element by element, the first would smear one value along the row, the second would
+ * leave a symmetric matrix). */
+static void overlapping_copies_on(cnn_device dev)
+{
+    float v[16], out[16];
+    for (int i = 0; i < 16; i++) v[i] = (float)i;
+    cnn_tensor *h = NULL, *x = NULL, *a = NULL, *b = NULL, *t = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4, 4), v, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &x));
+    CHECK_OK(cnn_tensor_narrow(x, 1, 1, 3, &a));
+    CHECK_OK(cnn_tensor_narrow(x, 1, 0, 3, &b));
+    CHECK_OK(cnn_tensor_copy_(a, b));
+    CHECK_OK(cnn_tensor_read(x, out, 16));
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) {
+            const float want = (float)(r * 4 + (c ? c - 1 : 0));
+            if (out[r * 4 + c] != want)
+                cnn_test_fail(__FILE__, __LINE__, "shift: [%d][%d] = %g, want %g", r, c,
+                              out[r * 4 + c], want);
+        }
+    CHECK_OK(cnn_tensor_write(x, v, 16));
+    CHECK_OK(cnn_tensor_transpose(x, 0, 1, &t));
+    CHECK_OK(cnn_tensor_copy_(x, t));
+    CHECK_OK(cnn_tensor_read(x, out, 16));
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) CHECK(out[r * 4 + c] == v[c * 4 + r]);
+    cnn_tensor *all[5] = {h, x, a, b, t};
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&all[i]);
+}
+
+TEST(copy_between_overlapping_views_reads_the_old_values) { overlapping_copies_on(CNN_CPU); }
+
+GPU_TEST(cuda_copy_between_overlapping_views_reads_the_old_values)
+{
+    overlapping_copies_on(CNN_CUDA(0));
+}
+
 /* Without a GPU in the picture, a started copy is an ordinary one and waiting is a no-op. */
 TEST(copy_start_from_the_cpu_is_immediate)
 {

@@ -165,7 +165,8 @@ bool cnn_tensor_is_pinned(const cnn_tensor *t);
 cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **out);
 /* New contiguous copy on the same device (no autograd history). */
 cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
-/* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded. */
+/* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded.
+ * Views of one storage that overlap are fine: dst gets src's values from before the call. */
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
 /* Reading results back without stalling the GPU: starts copying a CUDA tensor into a
  * contiguous pinned CPU tensor of its shape and dtype and returns at once; the copy runs on the
