@@ -111,7 +111,19 @@ def conv_shapes(args):
         if len(v) not in (9, 10):
             raise SystemExit("torch_reference: malformed --shape '%s' "
                              "(want N,C,H,W,K,R,S,stride,pad[,groups])" % s)
-        out.append(tuple(v + [1] * (10 - len(v))) + (1,))
+        v += [1] * (10 - len(v))
+        n, c, h, w, k, r, sk, st, p, g = v
+        # cnnbench's rules, so that both refuse the same shapes with a message.
+        if min(n, c, h, w, k, r, sk, st, g) <= 0 or p < 0:
+            raise SystemExit("torch_reference: --shape '%s': only the padding may be 0, and "
+                             "nothing negative" % s)
+        if c % g or k % g:
+            raise SystemExit("torch_reference: --shape '%s': groups %d must divide C %d and K %d"
+                             % (s, g, c, k))
+        if h + 2 * p < r or w + 2 * p < sk:
+            raise SystemExit("torch_reference: --shape '%s': the kernel is larger than the padded "
+                             "input" % s)
+        out.append(tuple(v) + (1,))
     return [(",".join(str(x) for x in t[:10]), t[:10], t[10]) for t in out]
 
 

@@ -78,6 +78,7 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
         {"gemm --frobnicate 3", "unknown option '--frobnicate'"},
         {"loader", "loader needs a data folder"},
         {"loader fashion-mnist --workers 65", "--workers 65: at most 64"},
+        {"gemm --json --list", "option '--json' needs a value, not '--list'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int rc = run_bench(tool, "", cases[i].args, out, sizeof out);
@@ -201,7 +202,8 @@ TEST(cnnbench_other_modes_cpu)
     static char out[1 << 16];
     if (!bench_path(tool, sizeof tool)) return;
     int rc = run_bench(tool, "", "pool --batch 1 --warmup 0 --iters 1", out, sizeof out);
-    CHECK(rc == 0 && count_of(out, "fwd ") == 3 && count_of(out, "  ok") == 3);
+    /* both passes checked against direct loops, backward too */
+    CHECK(rc == 0 && count_of(out, "fwd ") == 3 && count_of(out, "  ok") == 6);
     rc = run_bench(tool, "", "model lenet5 --batch 2 --warmup 1 --iters 2 --layers", out,
                    sizeof out);
     if (rc != 0 || !strstr(out, "img/s") || !strstr(out, " train ") || !strstr(out, " infer ") ||
@@ -254,6 +256,18 @@ GPU_TEST(cnnbench_gpu_backends_check_ok)
                       out);
 }
 
+/* A results file of the shared JSON schema with one row. */
+static bool write_results(const char *path, const char *tool, const char *device, const char *row)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fprintf(f,
+            "{\"tool\": \"%s\", \"device\": \"%s\", \"backend\": \"cudnn\", "
+            "\"tf32\": false, \"results\": [%s]}\n",
+            tool, device, row);
+    return fclose(f) == 0;
+}
+
 TEST(bench_compare_prints_ratios)
 {
     char out[8192], dir[64] = "/tmp/cnnbench_cmp.XXXXXX", a[128], b[128], cmd[512];
@@ -270,20 +284,7 @@ TEST(bench_compare_prints_ratios)
     char r1[512], r2[512];
     snprintf(r1, sizeof r1, row, 300.0, 290.0, 310.0, 32 / 0.3, "ok");
     snprintf(r2, sizeof r2, row, 200.0, 195.0, 205.0, 32 / 0.2, "n/a");
-    FILE *f = fopen(a, "w");
-    REQUIRE(f != NULL);
-    fprintf(f,
-            "{\"tool\": \"cnnbench\", \"device\": \"cuda:0\", \"backend\": \"cudnn\", "
-            "\"tf32\": false, \"results\": [%s]}\n",
-            r1);
-    fclose(f);
-    f = fopen(b, "w");
-    REQUIRE(f != NULL);
-    fprintf(f,
-            "{\"tool\": \"torch\", \"device\": \"H100\", \"backend\": \"cudnn\", "
-            "\"tf32\": false, \"results\": [%s]}\n",
-            r2);
-    fclose(f);
+    REQUIRE(write_results(a, "cnnbench", "cuda:0", r1) && write_results(b, "torch", "H100", r2));
     snprintf(cmd, sizeof cmd, "bench/compare %s %s", a, b);
     int rc = run_cmd(cmd, out, sizeof out);
     if (rc != 0 || !strstr(out, "1.50") || !strstr(out, "0.67") || !strstr(out, "resnet50"))
@@ -291,8 +292,16 @@ TEST(bench_compare_prints_ratios)
     snprintf(cmd, sizeof cmd, "bench/compare --markdown %s %s", a, b);
     rc = run_cmd(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "| model | resnet50 | 32,3,224,224 | train |") != NULL);
+    /* A row of ours that failed its check is shown, left out of the mean, and makes exit 1. */
+    snprintf(r1, sizeof r1, row, 100.0, 90.0, 110.0, 32 / 0.1, "mismatch");
+    REQUIRE(write_results(a, "cnnbench", "cuda:0", r1));
+    snprintf(cmd, sizeof cmd, "bench/compare --markdown %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 1 || !strstr(out, "MISMATCH |") || !strstr(out, "over 0 rows") ||
+        !strstr(out, "1 MISMATCH row(s) left out"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
     /* A file that breaks the schema is refused with exit 2. */
-    f = fopen(b, "w");
+    FILE *f = fopen(b, "w");
     REQUIRE(f != NULL);
     fprintf(f, "{\"tool\": \"torch\", \"results\": []}\n");
     fclose(f);
@@ -314,7 +323,7 @@ TEST(cnnbench_loader_mode_on_a_folder)
              "loader %s --workers 2 --batch 2 --img-size 16 --warmup 1 --iters 4 --json %s", root,
              json);
     int rc = run_bench(tool, "", args, out, sizeof out);
-    if (rc != 0 || !strstr(out, "delivered ") || !strstr(out, "over 2 worker(s)") ||
+    if (rc != 0 || !strstr(out, "delivered ") || !strstr(out, "of 2 worker(s) that decoded") ||
         !strstr(out, "2,3,16,16,w2"))
         cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
     const char *j = slurp(json);

@@ -165,8 +165,17 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             continue;
         }
         if (strncmp(a, "--", 2)) die_usage("unexpected argument '%s'", a);
-        if (i + 1 >= argc) die_usage("option '%s' needs a value (or is unknown)", a);
+        static const char *const with_value[] = {"--shape", "--shapes", "--mnk",    "--backend",
+                                                 "--warmup", "--iters", "--batch",  "--img-size",
+                                                 "--workers", "--json"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+            known |= !strcmp(a, with_value[k]);
+        if (!known) die_usage("unknown option '%s'", a);
+        if (i + 1 >= argc) die_usage("option '%s' needs a value", a);
         const char *v = argv[++i];
+        /* No value starts with "--": `--json --no-peak` would write a file named --no-peak. */
+        if (!strncmp(v, "--", 2)) die_usage("option '%s' needs a value, not '%s'", a, v);
         int vals[10];
         if (!strcmp(a, "--shape")) {
             int n = parse_ints(v, vals, 9, 10, 0);
@@ -279,9 +288,10 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
                  name, drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10, dnn / 10000,
                  dnn % 10000 / 100, dnn % 100);
     }
-    printf("\ncnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
+    static int headers; /* --backend all: a blank line between the backends' tables */
+    printf("%scnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
            "tf32 %s%s | warmup %d, iters %d\n",
-           cnn_version(), o->mode, e->backend, where, cpu, omp_get_max_threads(),
+           headers++ ? "\n" : "", cnn_version(), o->mode, e->backend, where, cpu, omp_get_max_threads(),
            openblas_get_num_threads(), o->tf32 ? "on" : "off",
            strcmp(o->mode, "model") ? "" : o->no_fusion ? " | fusion off" : " | fusion on",
            o->warmup, o->iters);

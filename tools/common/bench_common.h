@@ -89,8 +89,10 @@ int bench_measure_peak(bench_env *e);
  * floor under every measurement (a kernel launch between the two events on a GPU). 0 on
  * success. */
 int bench_measure_overhead(bench_env *e);
-/* Peak resident set size of this process in MiB. */
+/* Peak resident set size of this process in MiB, since the last bench_reset_peak_rss (which
+ * sets it to the current size; so the tool's own earlier buffers are not counted). */
 double bench_peak_rss_mb(void);
+void bench_reset_peak_rss(void);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
 void bench_cpu_name(char *buf, size_t n);
 

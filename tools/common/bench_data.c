@@ -101,25 +101,30 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     bench_print_row(e, r);
     /* Each worker's rate while it was decoding: their sum is what the loader could deliver
      * to a consumer that never lets the prefetch queue fill up. */
+    /* The mean is over the workers that decoded anything in the timed part: one that found
+     * the queue full throughout has no rate, not a rate of 0. */
     double lo_rate = INFINITY, hi_rate = 0, sum = 0;
     int64_t decoded = 0;
+    int active = 0;
     for (int w = 0; w < s1.n_workers; w++) {
         int64_t n = s1.worker_images[w] - s0.worker_images[w];
         double secs = s1.decode_seconds[w] - s0.decode_seconds[w];
-        double rate = secs > 0 ? n / secs : 0;
         decoded += n;
+        if (n <= 0 || secs <= 0) continue;
+        double rate = n / secs;
+        active++;
         sum += rate;
         lo_rate = fmin(lo_rate, rate);
         hi_rate = fmax(hi_rate, rate);
     }
-    const int nw = s1.n_workers > 0 ? s1.n_workers : 1;
+    const int na = active > 0 ? active : 1;
     printf("delivered %.1f img/s (%lld images in %.3f s); per-worker decode %.1f img/s mean "
-           "(min %.1f, max %.1f) over %d worker(s), %.1f img/s together; %lld decoded, %lld "
-           "bad\n",
-           r->img_per_s, (long long)images, wall * 1e-3, sum / nw, s1.n_workers ? lo_rate : 0,
-           hi_rate, s1.n_workers, sum, (long long)decoded,
+           "(min %.1f, max %.1f) over %d of %d worker(s) that decoded, %.1f img/s together; "
+           "%lld decoded, %lld bad\n",
+           r->img_per_s, (long long)images, wall * 1e-3, sum / na, active ? lo_rate : 0, hi_rate,
+           active, s1.n_workers, sum, (long long)decoded,
            (long long)(s1.bad_samples - s0.bad_samples));
-    r->worker_img_per_s = sum / nw;
+    r->worker_img_per_s = sum / na;
     rc = 0;
 done:
     free(t);

@@ -286,12 +286,89 @@ static void model_row(bench_env *e, bench_log *l, const char *name, const char *
     bench_print_row(e, r);
 }
 
+/* Fresh models have batch norms that do nothing (gamma 1, beta 0, mean 0, var 1): a fused path
+ * that folded them wrong, or dropped them, would pass the check. So every vector (batch-norm
+ * weights, biases and statistics, conv and linear biases) gets the same random values in m and
+ * its reference: variances and BN weights in [0.5, 1.5], the rest in [-0.2, 0.2]. */
+static cnn_status randomize_vectors(cnn_model *m, cnn_model *ref)
+{
+    cnn_dict *dm = cnn_model_state(m), *dr = cnn_model_state(ref);
+    cnn_status st = CNN_OK;
+    for (int i = 0; i < cnn_dict_size(dm) && st == CNN_OK; i++) {
+        cnn_tensor *a = cnn_dict_at(dm, i), *b = cnn_dict_at(dr, i), *v = NULL;
+        const char *name = cnn_dict_name(dm, i);
+        if (cnn_tensor_ndim(a) != 1 || cnn_tensor_dtype(a) != CNN_F32) continue;
+        const size_t n = strlen(name);
+        const bool scale = (n >= 11 && !strcmp(name + n - 11, "running_var")) ||
+                           (n >= 6 && !strcmp(name + n - 6, "weight"));
+        st = cnn_tensor_uniform(cnn_tensor_shape(a), scale ? 0.5f : -0.2f, scale ? 1.5f : 0.2f,
+                                CNN_CPU, &v);
+        if (!st) st = cnn_tensor_copy_(a, v);
+        if (!st) st = cnn_tensor_copy_(b, v);
+        cnn_tensor_free(&v);
+    }
+    return st;
+}
+
+/* Runs m (its backend, fused or not) and ref (the CPU, every layer alone) on the same nc images:
+ * a training forward with cross-entropy and backward (the same dropout masks: the same seed
+ * before each), then an evaluation forward. Sets *check_train from the training logits and
+ * every parameter gradient, *check_eval from the evaluation logits ("ok" or "mismatch") and
+ * the largest errors; leaves no gradient behind. */
+static cnn_status check_model(cnn_model *m, cnn_model *ref, const bench_env *e, int nc, int C,
+                              int S, int classes, double *err_train, double *err_eval,
+                              const char **check_train, const char **check_eval)
+{
+    cnn_model *both[2] = {m, ref};
+    cnn_tensor *xc = NULL, *lc = NULL, *x[2] = {0}, *lab[2] = {0}, *logit[2] = {0},
+               *loss[2] = {0}, *ev[2] = {0};
+    int64_t labels[8];
+    for (int i = 0; i < nc; i++) labels[i] = (i * 7919 + 3) % classes;
+    const double tol = e->tf32 ? 2e-2 : 2e-3;
+    cnn_status st = cnn_tensor_uniform(CNN_SHAPE(nc, C, S, S), -1, 1, CNN_CPU, &xc);
+    if (!st) st = cnn_tensor_from_i64(CNN_SHAPE(nc), labels, CNN_CPU, &lc);
+    for (int k = 0; k < 2 && !st; k++) {
+        const cnn_device dev = k ? CNN_CPU : e->dev;
+        st = cnn_tensor_to(xc, dev, &x[k]);
+        if (!st) st = cnn_tensor_to(lc, dev, &lab[k]);
+        cnn_manual_seed(7); /* the same dropout masks on both */
+        if (!st) st = cnn_model_forward(both[k], x[k], true, &logit[k]);
+        if (!st) st = cnn_cross_entropy(logit[k], lab[k], 0.0f, &loss[k]);
+        if (!st) st = cnn_backward(loss[k]);
+        cnn_tape_reset();
+        bool was = cnn_set_grad_enabled(false);
+        if (!st) st = cnn_model_forward(both[k], x[k], false, &ev[k]);
+        cnn_set_grad_enabled(was);
+    }
+    if (!st) {
+        bool ok = bench_check_tensors(logit[0], logit[1], tol, tol, err_train);
+        const cnn_dict *pm = cnn_model_parameters(m), *pr = cnn_model_parameters(ref);
+        for (int i = 0; i < cnn_dict_size(pm); i++) {
+            const cnn_tensor *g = cnn_tensor_grad(cnn_dict_at(pm, i)),
+                             *w = cnn_tensor_grad(cnn_dict_at(pr, i));
+            double err = 0;
+            ok = ok && g && w && bench_check_tensors(g, w, tol, tol, &err);
+            if (err > *err_train) *err_train = err;
+        }
+        *check_train = ok ? "ok" : "mismatch";
+        *check_eval = bench_check_tensors(ev[0], ev[1], tol, tol, err_eval) ? "ok" : "mismatch";
+    }
+    for (int k = 0; k < 2; k++) {
+        const cnn_dict *p = cnn_model_parameters(both[k]);
+        for (int i = 0; i < cnn_dict_size(p); i++) cnn_tensor_zero_grad(cnn_dict_at(p, i));
+        cnn_tensor *t[5] = {x[k], lab[k], logit[k], loss[k], ev[k]};
+        for (int j = 0; j < 5; j++) cnn_tensor_free(&t[j]);
+    }
+    cnn_tensor_free(&xc);
+    cnn_tensor_free(&lc);
+    return st;
+}
+
 int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
 {
     cnn_model *m = NULL, *ref = NULL;
     cnn_optim *opt = NULL;
-    cnn_tensor *x = NULL, *xc = NULL, *xs = NULL, *xsc = NULL, *labels = NULL, *got = NULL,
-               *want = NULL;
+    cnn_tensor *x = NULL, *xc = NULL, *labels = NULL;
     cnn_model_summary sum = {0};
     int64_t *lab = NULL;
     int rc = 1;
@@ -307,6 +384,7 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
         if (cnn_model_create(o->model, 0, 0, &ref)) goto fail;
         cnn_model_set_fusion(ref, false);
     }
+    if (ref && randomize_vectors(m, ref)) goto fail;
     if (e->gpu && cnn_model_to(m, e->dev)) goto fail;
     if (!(lab = malloc((size_t)B * sizeof *lab))) goto fail;
     for (int i = 0; i < B; i++) lab[i] = (i * 7919) % info.num_classes;
@@ -315,24 +393,16 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
         goto fail;
     char shape[64];
     snprintf(shape, sizeof shape, "%d,%d,%d,%d", B, C, S, S);
-    /* The check: evaluation logits on this backend (fused unless --no-fusion) against the CPU
-     * library running every layer alone (none on the CPU with --no-fusion: the layers are the
-     * reference themselves). Eval-mode images are independent of each other, so a few of them
-     * suffice and keep the CPU reference short at large batches (it would be ~2 TFLOP for
-     * ResNet-50 at batch 256). */
-    const char *check = "n/a";
-    double err = 0;
+    /* The check: this backend (fused unless --no-fusion) against the CPU library running every
+     * layer alone (none on the CPU with --no-fusion: the layers are the reference themselves),
+     * on a few images (the CPU reference of ResNet-50 at batch 256 would be ~2 TFLOP): the
+     * training step's logits and every parameter gradient, and the evaluation logits. */
+    const char *check_train = "n/a", *check_eval = "n/a";
+    double err_train = 0, err_eval = 0;
     if (ref) {
-        const int nc = B < 8 ? B : 8;
-        bool was = cnn_set_grad_enabled(false);
-        cnn_status st = cnn_tensor_uniform(CNN_SHAPE(nc, C, S, S), -1, 1, CNN_CPU, &xsc);
-        if (!st) st = cnn_tensor_to(xsc, e->dev, &xs);
-        if (!st) st = cnn_model_forward(m, xs, false, &got);
-        if (!st) st = cnn_model_forward(ref, xsc, false, &want);
-        cnn_set_grad_enabled(was);
-        if (st) goto fail;
-        double tol = e->tf32 ? 2e-2 : 2e-3;
-        check = bench_check_tensors(got, want, tol, tol, &err) ? "ok" : "mismatch";
+        if (check_model(m, ref, e, B < 8 ? B : 8, C, S, info.num_classes, &err_train, &err_eval,
+                        &check_train, &check_eval))
+            goto fail;
         cnn_model_destroy(&ref); /* out of the memory figures below */
     }
     cnn_optim_config oc = cnn_optim_defaults(CNN_OPTIM_SGD);
@@ -344,6 +414,10 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
     bench_stats tt, ti;
     model_job j = {m, opt, x, labels, true};
     if (e->gpu) cnn_cuda_reset_peak_memory(e->dev.index);
+    else { /* the peak-rate measurement's and the check's buffers out of the figure */
+        cnn_cpu_empty_cache();
+        bench_reset_peak_rss();
+    }
     bench_print_row(e, NULL);
     if (bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, &j, &tt)) goto fail;
     double mem = bench_peak_rss_mb();
@@ -353,13 +427,13 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
             cnn_cuda_get_memory_stats(e->dev.index, &ms) ? 0 : ms.peak_allocated_bytes / 1048576.0;
     }
     /* Training FLOPs: forward + backward-data + backward-filter, about 3x the forward. */
-    model_row(e, l, o->model, shape, "train", &tt, 3 * fwd_flops, B, mem, check, err);
+    model_row(e, l, o->model, shape, "train", &tt, 3 * fwd_flops, B, mem, check_train, err_train);
     j.train = false;
     if (bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, &j, &ti)) goto fail;
-    model_row(e, l, o->model, shape, "infer", &ti, fwd_flops, B, 0, check, err);
+    model_row(e, l, o->model, shape, "infer", &ti, fwd_flops, B, 0, check_eval, err_eval);
     printf("peak %s memory during training: %.1f MiB%s\n", e->gpu ? "device" : "host", mem,
-           e->gpu ? " (caching allocator, allocated bytes)" : " (process peak RSS)");
-    rc = strcmp(check, "mismatch") ? 0 : 1;
+           e->gpu ? " (caching allocator, allocated bytes)" : " (process peak RSS while training)");
+    rc = strcmp(check_train, "mismatch") && strcmp(check_eval, "mismatch") ? 0 : 1;
     if (o->layers) rc |= time_layers(o, e, l, m, &sum, tt.median);
     goto done;
 fail:
@@ -367,11 +441,7 @@ fail:
 done:
     cnn_tensor_free(&x);
     cnn_tensor_free(&xc);
-    cnn_tensor_free(&xs);
-    cnn_tensor_free(&xsc);
     cnn_tensor_free(&labels);
-    cnn_tensor_free(&got);
-    cnn_tensor_free(&want);
     cnn_optim_destroy(&opt);
     cnn_model_summary_free(&sum);
     cnn_model_destroy(&m);

@@ -14,8 +14,9 @@ typedef struct op_job op_job;
 /* An op on the backend under test: inputs in[], the pass being timed and its output. */
 struct op_job {
     cnn_status (*fwd)(op_job *j, cnn_tensor **in, cnn_tensor **y);
-    /* Direct-loop check of a pass's output on host copies; -1 when the op has none for it. */
-    int (*naive)(op_job *j, int pass, const float *got, long n, double *max_err);
+    /* Direct-loop check of a pass's output `out` (job_outputs' order) on host copies; -1 when
+     * the op has none for it. */
+    int (*naive)(op_job *j, int pass, int out, const float *got, long n, double *max_err);
     cnn_tensor *in[5], *dy, *y;
     int n_in;
     unsigned grad_mask[N_PASSES]; /* which inputs need a gradient in each pass */
@@ -136,7 +137,8 @@ static void job_check(op_job *j, const bench_env *e, bench_result *r)
         float *got = outs[i] ? bench_host_copy(outs[i]) : NULL;
         double e1 = INFINITY;
         int v =
-            got && j->naive ? j->naive(j, j->pass, got, (long)cnn_tensor_numel(outs[i]), &e1) : -1;
+            got && j->naive ? j->naive(j, j->pass, i, got, (long)cnn_tensor_numel(outs[i]), &e1)
+                             : -1;
         free(got);
         if (!outs[i]) v = 0;
         if (v < 0 && !e->gpu) {
@@ -284,8 +286,9 @@ static void conv_ref_at(void *ud, long idx, double *ref, double *mag)
     *mag = m;
 }
 
-static int conv_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+static int conv_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
+    (void)out; /* one output per pass */
     const bench_conv_shape *s = &j->cs;
     /* Backward-filter points each cost N*P*Q MACs: keep the check to ~50 M MACs. */
     long per = (long)s->n * out_size(s->h, s->r, s->stride, s->pad) *
@@ -359,8 +362,9 @@ static void gemm_ref_at(void *ud, long idx, double *ref, double *mag)
     *mag = m;
 }
 
-static int gemm_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+static int gemm_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
+    (void)out; /* one output per pass */
     (void)pass;
     return bench_check(got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5, max_err);
 }
@@ -408,28 +412,76 @@ static void bn_ref_at(void *ud, long idx, double *ref, double *mag)
     *mag = fabs(xh * b->j->hw[c]) + fabs(b->j->hw[b->c + c]);
 }
 
-static int bn_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+/* Batch statistics in double: mean and 1 / sqrt(biased var + 1e-5) per channel. */
+static bool bn_stats(const op_job *j, bn_ref *b)
 {
-    if (pass != P_FWD) return -1;
     const int c = (int)j->cs.c;
-    bn_ref b = {j, calloc((size_t)c, sizeof(double)), calloc((size_t)c, sizeof(double)),
-                (long)j->cs.h * j->cs.w, c};
-    if (!b.mean || !b.invstd) {
-        free(b.mean);
-        free(b.invstd);
-        return 0;
-    }
-    const long m = (long)j->cs.n * b.hw;
-    for (long i = 0; i < n; i++) b.mean[i / b.hw % c] += j->hx[i];
-    for (int k = 0; k < c; k++) b.mean[k] /= (double)m;
+    b->mean = calloc((size_t)c, sizeof(double));
+    b->invstd = calloc((size_t)c, sizeof(double));
+    if (!b->mean || !b->invstd) return false;
+    const long n = (long)j->cs.n * c * b->hw, m = (long)j->cs.n * b->hw;
+    for (long i = 0; i < n; i++) b->mean[i / b->hw % c] += j->hx[i];
+    for (int k = 0; k < c; k++) b->mean[k] /= (double)m;
     for (long i = 0; i < n; i++) {
-        double d = j->hx[i] - b.mean[i / b.hw % c];
-        b.invstd[i / b.hw % c] += d * d;
+        double d = j->hx[i] - b->mean[i / b->hw % c];
+        b->invstd[i / b->hw % c] += d * d;
     }
-    for (int k = 0; k < c; k++) b.invstd[k] = 1.0 / sqrt(b.invstd[k] / (double)m + 1e-5);
-    int ok = bench_check(got, n, n, bn_ref_at, &b, j->rtol, 1e-5, max_err);
-    free(b.mean);
-    free(b.invstd);
+    for (int k = 0; k < c; k++) b->invstd[k] = 1.0 / sqrt(b->invstd[k] / (double)m + 1e-5);
+    return true;
+}
+
+/* Training-mode backward, per channel over its m values: dbeta = sum dy, dgamma = sum dy xh,
+ * dx = gamma invstd / m (m dy - dbeta - xh dgamma); sums[4c]: dbeta, dgamma and the sums of
+ * their terms' magnitudes. Outputs in job_outputs' order: dx, dgamma, dbeta. */
+typedef struct bn_bwd_ref {
+    bn_ref b;
+    double *sums;
+    int out;
+} bn_bwd_ref;
+
+static void bn_bwd_ref_at(void *ud, long idx, double *ref, double *mag)
+{
+    const bn_bwd_ref *r = ud;
+    const op_job *j = r->b.j;
+    const int C = r->b.c;
+    const double *db = r->sums, *dg = r->sums + C, *adb = r->sums + 2 * C, *adg = r->sums + 3 * C;
+    if (r->out > 0) { /* dgamma, dbeta: one per channel */
+        *ref = r->out == 1 ? dg[idx] : db[idx];
+        *mag = r->out == 1 ? adg[idx] : adb[idx];
+        return;
+    }
+    const int c = (int)(idx / r->b.hw % C);
+    const double m = (double)j->cs.n * r->b.hw, xh = (j->hx[idx] - r->b.mean[c]) * r->b.invstd[c];
+    const double k = j->hw[c] * r->b.invstd[c] / m;
+    *ref = k * (m * j->hdy[idx] - db[c] - xh * dg[c]);
+    *mag = fabs(k) * (m * fabs(j->hdy[idx]) + adb[c] + fabs(xh) * adg[c]);
+}
+
+static int bn_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
+{
+    const int c = (int)j->cs.c;
+    bn_bwd_ref r = {{j, NULL, NULL, (long)j->cs.h * j->cs.w, c}, NULL, out};
+    int ok = 0;
+    if (!bn_stats(j, &r.b)) goto done;
+    if (pass == P_FWD) {
+        ok = bench_check(got, n, n, bn_ref_at, &r.b, j->rtol, 1e-5, max_err);
+        goto done;
+    }
+    if (!j->hdy || !(r.sums = calloc(4 * (size_t)c, sizeof(double)))) goto done;
+    const long total = (long)j->cs.n * c * r.b.hw;
+    for (long i = 0; i < total; i++) {
+        const int ch = (int)(i / r.b.hw % c);
+        const double dy = j->hdy[i], xh = (j->hx[i] - r.b.mean[ch]) * r.b.invstd[ch];
+        r.sums[ch] += dy;
+        r.sums[c + ch] += dy * xh;
+        r.sums[2 * c + ch] += fabs(dy);
+        r.sums[3 * c + ch] += fabs(dy * xh);
+    }
+    ok = bench_check(got, n, n, bn_bwd_ref_at, &r, j->rtol, 1e-5, max_err);
+done:
+    free(r.b.mean);
+    free(r.b.invstd);
+    free(r.sums);
     return ok;
 }
 
@@ -454,7 +506,7 @@ int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l)
             cnn_tensor_zeros(CNN_SHAPE(c), e->dev, &j.in[3]) ||
             cnn_tensor_ones(CNN_SHAPE(c), e->dev, &j.in[4]) ||
             rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0])) ||
-            !(j.hw = malloc(2 * (size_t)c * sizeof(float))) ||
+            !(j.hdy = bench_host_copy(j.dy)) || !(j.hw = malloc(2 * (size_t)c * sizeof(float))) ||
             cnn_tensor_read(j.in[1], j.hw, (size_t)c) ||
             cnn_tensor_read(j.in[2], j.hw + c, (size_t)c)) {
             fprintf(stderr, "cnnbench: bn %s: %s\n", shape, cnn_last_error());
@@ -494,10 +546,51 @@ static void pool_ref_at(void *ud, long idx, double *ref, double *mag)
     *mag = fabs(*ref) + 1;
 }
 
-static int pool_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+/* dx at input idx, gathered: the outputs whose windows hold it; for max pooling only those
+ * whose maximum it is (the first in the window's order, as PyTorch), each giving its dy; for
+ * average pooling every one, dy / window size. */
+static void pool_bwd_ref_at(void *ud, long idx, double *ref, double *mag)
 {
-    if (pass != P_FWD) return -1;
-    return bench_check(got, n, n, pool_ref_at, j, 1e-6, 1e-6, max_err);
+    const op_job *j = ud;
+    const bench_conv_shape *s = &j->cs;
+    const int P = out_size(s->h, s->r, s->stride, s->pad),
+              Q = out_size(s->w, s->r, s->stride, s->pad);
+    const int w = (int)(idx % s->w), h = (int)(idx / s->w % s->h);
+    const long plane = idx / ((long)s->h * s->w);
+    double acc = 0, m = 0;
+    for (int p = 0; p < P; p++) {
+        const int h0 = p * s->stride - s->pad;
+        if (h < h0 || h >= h0 + s->r) continue;
+        for (int q = 0; q < Q; q++) {
+            const int w0 = q * s->stride - s->pad;
+            if (w < w0 || w >= w0 + s->r) continue;
+            const double dy = j->hdy[(plane * P + p) * Q + q];
+            if (!j->avg) {
+                long best = -1;
+                for (int r = 0; r < s->r; r++)
+                    for (int u = 0; u < s->r; u++) {
+                        const int hh = h0 + r, ww = w0 + u;
+                        if (hh < 0 || hh >= s->h || ww < 0 || ww >= s->w) continue;
+                        const long at = (plane * s->h + hh) * s->w + ww;
+                        if (best < 0 || j->hx[at] > j->hx[best]) best = at;
+                    }
+                if (best != idx) continue;
+                acc += dy;
+            } else {
+                acc += dy / (s->r * s->r); /* count_include_pad */
+            }
+            m += fabs(dy);
+        }
+    }
+    *ref = acc;
+    *mag = m + 1e-30;
+}
+
+static int pool_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
+{
+    (void)out; /* one output per pass */
+    if (pass == P_FWD) return bench_check(got, n, n, pool_ref_at, j, 1e-6, 1e-6, max_err);
+    return j->hdy ? bench_check(got, n, 4096, pool_bwd_ref_at, j, 1e-6, 1e-7, max_err) : 0;
 }
 
 int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
@@ -535,7 +628,8 @@ int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
         snprintf(shape, sizeof shape, "%d,%d,%d,%d,k%d,s%d,p%d", n, c, h, h, k, cases[i].stride,
                  cases[i].pad);
         if (rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
-            rand_on(e, CNN_SHAPE(n, c, P, P), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0]))) {
+            rand_on(e, CNN_SHAPE(n, c, P, P), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0])) ||
+            !(j.hdy = bench_host_copy(j.dy))) {
             fprintf(stderr, "cnnbench: pool %s: %s\n", shape, cnn_last_error());
             rc = 1;
         } else {
@@ -568,8 +662,9 @@ static void ew_ref_at(void *ud, long idx, double *ref, double *mag)
     *mag = fabs(*ref) + 1;
 }
 
-static int ew_naive(op_job *j, int pass, const float *got, long n, double *max_err)
+static int ew_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
+    (void)out; /* one output per pass */
     (void)pass;
     ew_ref w = {j, j->hw};
     return bench_check(got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
