@@ -227,7 +227,7 @@ check-example:
 	  b=$(BUILD)/examples/$$(basename $$f .c); \
 	  PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
 	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -o $$b"; \
-	  $(CC) -std=c11 -Wall -Wextra $$f $$(pkg-config --cflags --libs cnncuda) \
+	  $(CC) -std=c11 -Wall -Wextra -Werror $$f $$(pkg-config --cflags --libs cnncuda) \
 	    -Wl,-rpath,$(PREFIX)/lib -o $$b && $$b || exit 1; \
 	done
 

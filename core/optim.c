@@ -387,8 +387,9 @@ static cnn_status grads_cuda(cnn_tensor *const *params, int n, bool scale, float
 
 cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, float *total_norm)
 {
-    CNN_CHECK(n >= 0 && (params || n == 0), CNN_ERR_INVALID_ARG,
-              "clip_grad_norm: %d parameters at %p", n, (const void *)params);
+    CNN_CHECK(n >= 0, CNN_ERR_INVALID_ARG, "clip_grad_norm: negative count %d", n);
+    CNN_CHECK(params || n == 0, CNN_ERR_INVALID_ARG,
+              "clip_grad_norm: params is NULL but n is %d", n);
     CNN_CHECK(max_norm >= 0, CNN_ERR_INVALID_ARG, "clip_grad_norm: invalid max_norm %g", max_norm);
     const cnn_tensor *first = NULL;
     int first_i = -1;

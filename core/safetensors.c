@@ -119,7 +119,9 @@ static cnn_status read_header(st_reader *r)
 {
     struct stat sb;
     if (fstat(fileno(r->f), &sb) != 0) return io_err(r, "cannot stat", errno);
-    if (!S_ISREG(sb.st_mode)) return io_err(r, "not a regular file", EINVAL);
+    if (!S_ISREG(sb.st_mode))
+        return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': not a regular file%s", r->path,
+                         S_ISDIR(sb.st_mode) ? " (a folder)" : "");
     r->file_size = (uint64_t)sb.st_size;
     if (r->file_size < 8)
         return fmt_err(r, CNN_ERR_FORMAT, NULL, "file is %llu bytes, shorter than the 8-byte "

@@ -2,6 +2,7 @@
  * SGD to tell horizontal bars from vertical ones. Build against an installed library with
  *   cc tiny_net.c $(pkg-config --cflags --libs cnncuda) -o tiny_net
  */
+#define _POSIX_C_SOURCE 200809L /* rand_r */
 #include <cnncuda.h>
 
 #include <stdio.h>

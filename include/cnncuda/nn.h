@@ -26,7 +26,8 @@ typedef struct cnn_conv2d_params {
     int dilation[2]; /* 0 means 1 */
     int groups;      /* 0 means 1 */
 } cnn_conv2d_params;
-/* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q). */
+/* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q). p NULL: all
+ * defaults (stride 1, no padding). */
 cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                       const cnn_conv2d_params *p, cnn_tensor **y);
 /* The activations a fused op can end with. */
@@ -69,6 +70,7 @@ typedef struct cnn_pool2d_params {
      * padding in the divisor, as PyTorch's default count_include_pad=True does. */
     bool exclude_pad;
 } cnn_pool2d_params;
+/* p is required (it holds the window). */
 cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y);
 cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_tensor **y);
 /* Adaptive average pooling to (out_h, out_w); (1, 1) is global average pooling. */
@@ -269,7 +271,8 @@ typedef struct cnn_model_summary {
  * the layer where it fails. */
 cnn_status cnn_model_summarize(const cnn_model *m, int height, int width, cnn_model_summary *out);
 void cnn_model_summary_free(cnn_model_summary *s);
-/* Formats a summary as a table into buf (truncated to n); returns the length it needs. */
+/* Formats a summary as a table into buf (truncated to n, NUL-terminated); returns the length
+ * it needs without the NUL, as snprintf: pass n = that + 1. */
 size_t cnn_model_summary_format(const cnn_model_summary *s, char *buf, size_t n);
 
 /* ------------------------------------------------------------------------------------------

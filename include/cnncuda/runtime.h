@@ -17,7 +17,7 @@ extern "C" {
  * ---------------------------------------------------------------------------------------- */
 typedef enum cnn_status {
     CNN_OK = 0,
-    CNN_ERR_INVALID_ARG,    /* a NULL pointer, a negative size, an unknown name ... */
+    CNN_ERR_INVALID_ARG,    /* a NULL pointer, an out-of-range value or option ... */
     CNN_ERR_SHAPE,          /* shapes or dtypes that do not fit together */
     CNN_ERR_OUT_OF_MEMORY,  /* host or device allocation failed */
     CNN_ERR_IO,             /* a file could not be opened, read or written */
@@ -140,7 +140,7 @@ typedef struct cnn_shape {
 
 typedef struct cnn_tensor cnn_tensor;
 
-/* New uninitialised / zero / one / constant-filled tensor of F32 on a device. */
+/* New tensor on a device: uninitialised of any dtype; zero / one / constant-filled F32. */
 cnn_status cnn_tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device, cnn_tensor **out);
 cnn_status cnn_tensor_zeros(cnn_shape shape, cnn_device device, cnn_tensor **out);
 cnn_status cnn_tensor_ones(cnn_shape shape, cnn_device device, cnn_tensor **out);
@@ -204,7 +204,8 @@ const float *cnn_tensor_cdata(const cnn_tensor *t);
 /* Shape queries. */
 cnn_shape cnn_tensor_shape(const cnn_tensor *t);
 int cnn_tensor_ndim(const cnn_tensor *t);
-int64_t cnn_tensor_dim(const cnn_tensor *t, int i); /* negative i counts from the end */
+/* Size of dim i; a negative i counts from the end; 0 for an i out of range. */
+int64_t cnn_tensor_dim(const cnn_tensor *t, int i);
 int64_t cnn_tensor_numel(const cnn_tensor *t);
 cnn_dtype cnn_tensor_dtype(const cnn_tensor *t);
 cnn_device cnn_tensor_device(const cnn_tensor *t);
