@@ -325,14 +325,18 @@ __global__ void bias_grad_kernel(Geo g, const float *dy, float *db)
 /* ---- launch helpers ------------------------------------------------------------------------ */
 cnn_status to_geo(const char *op, const cnn_cuda_conv *c, Geo *g)
 {
+    /* Headroom below 2^31: the kernels' int loops step past their end by up to a block (256)
+     * or a tile's depth, and every extent they loop over (the GEMM's M = N*P*Q and depth,
+     * N*P*Q for the filter and bias sums) is bounded by one of these sizes. */
+    const int64_t lim = (int64_t)INT_MAX - 256;
     const int64_t big[] = {c->n * c->c * c->h * c->w, c->n * c->k * c->p * c->q,
-                           c->k * c->cg * c->r * c->s};
+                           c->k * c->cg * c->r * c->s, c->n * c->p * c->q};
     for (int64_t v : big)
-        CNN_CHECK(v < INT_MAX, CNN_ERR_UNSUPPORTED,
-                  "%s: the hand-written CUDA conv needs tensors under 2^31 elements (x (%lld, "
-                  "%lld, %lld, %lld), weight (%lld, %lld, %lld, %lld))", op, (long long)c->n,
-                  (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->k,
-                  (long long)c->cg, (long long)c->r, (long long)c->s);
+        CNN_CHECK(v <= lim, CNN_ERR_UNSUPPORTED,
+                  "%s: the hand-written CUDA conv needs tensors under 2^31 elements, less 256 "
+                  "(x (%lld, %lld, %lld, %lld), weight (%lld, %lld, %lld, %lld))", op,
+                  (long long)c->n, (long long)c->c, (long long)c->h, (long long)c->w,
+                  (long long)c->k, (long long)c->cg, (long long)c->r, (long long)c->s);
     CNN_CHECK(c->groups >= 1 && c->groups <= 65535, CNN_ERR_UNSUPPORTED,
               "%s: groups %d is more than the hand-written CUDA conv launches", op, c->groups);
     *g = Geo{(int)c->n, (int)c->c, (int)c->h, (int)c->w, (int)c->k, (int)c->r, (int)c->s,
@@ -385,8 +389,8 @@ cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int
         if (splits < 1) splits = 1;
     }
     /* Chunks are whole tiles of BK (8) so that no split's tiles straddle another's. */
-    const int kchunk = (int)(((KD + splits - 1) / splits + 7) / 8 * 8);
-    if (splits > 1) splits = (KD + kchunk - 1) / kchunk;
+    const int kchunk = (int)((((int64_t)KD + splits - 1) / splits + 7) / 8 * 8);
+    if (splits > 1) splits = (int)(((int64_t)KD + kchunk - 1) / kchunk);
     if (splits <= 1) return launch_igemm(st, op, tf32, M, NC, KD, groups, 1, KD);
     cnn_tensor *ws = NULL;
     cnn_shape wshape = {};

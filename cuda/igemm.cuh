@@ -239,7 +239,7 @@ inline int igemm_tile(int M, int NC) { return M >= 128 && NC >= 96 ? 128 : 64; }
 inline int64_t igemm_tiles(int M, int NC, int groups)
 {
     const int t = igemm_tile(M, NC);
-    return (int64_t)((M + t - 1) / t) * ((NC + t - 1) / t) * groups;
+    return (((int64_t)M + t - 1) / t) * (((int64_t)NC + t - 1) / t) * groups;
 }
 
 /* The GEMM in igemm_tile's tiles, on the tensor cores when TF32 is on and the GPU has them
@@ -252,7 +252,7 @@ cnn_status launch_igemm(cudaStream_t st, const Op &op, bool tf32, int M, int NC,
     if (M == 0 || NC == 0) return CNN_OK;
     const int tile = igemm_tile(M, NC);
     const bool big = tile == 128;
-    const int64_t gx = (M + tile - 1) / tile, gy = (NC + tile - 1) / tile;
+    const int64_t gx = ((int64_t)M + tile - 1) / tile, gy = ((int64_t)NC + tile - 1) / tile;
     const int64_t gz = (int64_t)groups * splits;
     CNN_CHECK(gx < INT_MAX && gy <= 65535 && gz <= 65535, CNN_ERR_UNSUPPORTED,
               "conv2d: a GEMM of %d x %d x %d in %d groups is beyond the hand-written kernel's "

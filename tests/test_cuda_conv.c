@@ -482,6 +482,29 @@ GPU_TEST(cuda_conv_cudnn_algorithm_cache)
 #endif
 }
 
+/* Within 256 of 2^31 elements the kernels' int loops would step past INT_MAX (the filter and
+ * bias sums over N*P*Q, the GEMM's depth and tile counts), reachable with one output channel:
+ * such shapes are refused before any memory is touched (the pointers here are never read), as
+ * CNN_ERR_UNSUPPORTED, which the layers answer with cuDNN where it is built. */
+GPU_TEST(cuda_conv_refuses_shapes_at_the_int_limit)
+{
+    cnn_context *ctx = cnn_context_current();
+    float *no = (float *)(uintptr_t)0x1000; /* never dereferenced: refused first */
+    /* x (2, 1, 1, 2^30 - 1), 1x1 weight, one output channel: N*P*Q = 2^31 - 2 */
+    const int64_t w = ((int64_t)1 << 30) - 1;
+    cnn_cuda_conv g = {.n = 2, .c = 1, .h = 1, .w = w, .k = 1, .r = 1, .s = 1, .p = 1, .q = w,
+                       .cg = 1, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    CHECK_ERR(cnn_cuda_conv2d_forward(ctx, &g, no, no, NULL, no), CNN_ERR_UNSUPPORTED);
+    CHECK_ERR(cnn_cuda_conv2d_backward_filter(ctx, &g, no, no, no, no), CNN_ERR_UNSUPPORTED);
+    CHECK_ERR(cnn_cuda_conv2d_backward_data(ctx, &g, no, no, no), CNN_ERR_UNSUPPORTED);
+    /* a GEMM depth of 2^31 - 3: x (1, 2^31 - 3, 1, 1), w (1, 2^31 - 3, 1, 1) */
+    const int64_t c = ((int64_t)1 << 31) - 3;
+    cnn_cuda_conv d = {.n = 1, .c = c, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1, .p = 1, .q = 1,
+                       .cg = c, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    CHECK_ERR(cnn_cuda_conv2d_forward(ctx, &d, no, no, NULL, no), CNN_ERR_UNSUPPORTED);
+    CHECK(strstr(cnn_last_error(), "under 2^31") != NULL);
+}
+
 /* ---- through the public op: dispatch, autograd, finite differences -------------------------- */
 /* cnn_conv2d + cnn_backward_with_grad on device copies, under a backend preference; all four
  * results against the CPU. */
