@@ -307,16 +307,19 @@ static cnn_status check_copy(const char *op, const cnn_tensor *dst, const cnn_te
 static void view_span(const cnn_tensor *t, size_t *lo, size_t *hi)
 {
     size_t last = 0;
-    for (int i = 0; i < t->shape.ndim; i++) last += (size_t)(t->shape.d[i] - 1) * (size_t)t->strides[i];
+    for (int i = 0; i < t->shape.ndim; i++)
+        last += (size_t)(t->shape.d[i] - 1) * (size_t)t->strides[i];
     *lo = t->offset;
     *hi = t->offset + last + cnn_dtype_size(t->dtype);
 }
 
-/* Two views of one storage whose spans meet, unless they are the very same view. */
+/* Two views of one storage (and one shape) whose spans meet, unless they are the very same view. */
 static bool may_overlap(const cnn_tensor *a, const cnn_tensor *b)
 {
     if (a->storage != b->storage) return false;
-    if (a->offset == b->offset && !memcmp(a->strides, b->strides, sizeof a->strides)) return false;
+    bool same = a->offset == b->offset;
+    for (int i = 0; i < a->shape.ndim; i++) same = same && a->strides[i] == b->strides[i];
+    if (same) return false;
     size_t alo, ahi, blo, bhi;
     view_span(a, &alo, &ahi);
     view_span(b, &blo, &bhi);

@@ -208,8 +208,8 @@ __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels,
             } else {
                 double nll = lse - ((double)x[label] - m);
                 /* as the CPU: no smoothing term unless asked (-inf logits make it +inf) */
-                double smooth = ls != 0.0f ? lse - sum_x / (double)k : 0.0;
-                loss[r] = (float)(ls != 0.0f ? (1.0 - ls) * nll + (double)ls * smooth : nll);
+                loss[r] = (float)(ls != 0.0f ? (1.0 - ls) * nll + (double)ls * (lse - sum_x / k)
+                                             : nll);
             }
         }
     }

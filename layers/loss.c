@@ -157,10 +157,9 @@ static double cross_entropy_cpu(const float *logits, const int64_t *labels, floa
         for (int64_t j = 0; j < k; j++) pr[j] = (float)(exp((double)(x[j] - m) - lse));
         if (labels[i] == ignore) continue;
         double nll = lse - ((double)x[labels[i]] - m);
-        /* Only with smoothing on: a -inf logit (a masked class) makes it +inf, and 0 * inf
-         * would turn PyTorch's finite loss into NaN. */
-        double smooth = ls != 0.0f ? lse - sum_x / (double)k : 0.0;
-        total += ls != 0.0f ? (1.0 - ls) * nll + (double)ls * smooth : nll;
+        /* The smoothing term only with smoothing on: a -inf logit (a masked class) makes it
+         * +inf, and 0 * inf would turn PyTorch's finite loss into NaN. */
+        total += ls != 0.0f ? (1.0 - ls) * nll + (double)ls * (lse - sum_x / (double)k) : nll;
     }
     return total;
 }
