@@ -110,6 +110,20 @@ cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long lo
 cnn_status cnn_cuda_check_bad_label(cnn_context *ctx);
 
 /* ---- allocator hooks (cuda/allocator.c) ------------------------------------------------------ */
+/* Device scratch for a launcher, from the caching allocator. Released right after the kernels
+ * that use it are queued: the block goes back to this stream's cache, and later work on the
+ * stream runs after them. */
+static inline cnn_status cnn_cuda_scratch_alloc(cnn_context *ctx, size_t bytes, const char *op,
+                                                cnn_storage *s)
+{
+    memset(s, 0, sizeof *s);
+    return cnn_cuda_storage_alloc(ctx, s, bytes, op);
+}
+static inline void cnn_cuda_scratch_free(cnn_storage *s)
+{
+    if (s->release) s->release(s);
+}
+
 /* Called when a stream is about to be destroyed (after it was synchronised): cached and live
  * blocks tagged with it become reusable by any stream. */
 void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream);

@@ -16,19 +16,6 @@ static unsigned red_blocks_for(int64_t n)
     return (unsigned)(blocks < RED_BLOCKS ? blocks : RED_BLOCKS);
 }
 
-/* Device scratch from the caching allocator. Released right after the kernels are queued: the
- * block goes back to this stream's cache, and later work on the stream runs after them. */
-static cnn_status scratch_alloc(cnn_context *ctx, size_t bytes, const char *op, cnn_storage *s)
-{
-    memset(s, 0, sizeof *s);
-    return cnn_cuda_storage_alloc(ctx, s, bytes, op);
-}
-
-static void scratch_free(cnn_storage *s)
-{
-    if (s->release) s->release(s);
-}
-
 /* ---- add, scale, fill from a device scalar, repeat a row ------------------------------------- */
 /* add and scale move four floats per load when every pointer is 16-byte aligned (always, for
  * tensors fresh from the allocator); the last n % 4 elements go one by one, in block 0. */
@@ -227,9 +214,9 @@ extern "C" cnn_status cnn_cuda_sum_f32(cnn_context *ctx, float *out, const float
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "sum", &s));
     cnn_storage scratch;
-    CNN_TRY(scratch_alloc(ctx, RED_BLOCKS * sizeof(double), "sum", &scratch));
+    CNN_TRY(cnn_cuda_scratch_alloc(ctx, RED_BLOCKS * sizeof(double), "sum", &scratch));
     cnn_status st = reduce_launch(s, x, n, (double *)scratch.data, scale, out);
-    scratch_free(&scratch);
+    cnn_cuda_scratch_free(&scratch);
     return st;
 }
 
@@ -268,8 +255,8 @@ extern "C" cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *x
     }
     size_t n_partial = (size_t)(chunks ? chunks : 1);
     cnn_storage scratch;
-    cnn_status st = scratch_alloc(ctx, n_partial * sizeof(double) + sizeof(float), "grad_norm",
-                                  &scratch);
+    cnn_status st = cnn_cuda_scratch_alloc(ctx, n_partial * sizeof(double) + sizeof(float),
+                                           "grad_norm", &scratch);
     if (st != CNN_OK) {
         free(ts);
         return st;
@@ -280,7 +267,7 @@ extern "C" cnn_status cnn_cuda_norm2_f32(cnn_context *ctx, const float *const *x
     free(ts);
     if (st == CNN_OK)
         st = cnn_cuda_memcpy(ctx, norm, CNN_CPU, dev_norm, ctx->device, sizeof(float));
-    scratch_free(&scratch);
+    cnn_cuda_scratch_free(&scratch);
     return st;
 }
 

@@ -363,6 +363,12 @@ GPU_TEST(cuda_batch_norm_matches_cpu)
         {"bn train weight only", CNN_SHAPE(2, 3, 5, 5), true, false, false, true, 1e-5f},
         {"bn train 520 channels", CNN_SHAPE(2, 520, 3, 3), true, true, true, true, 1e-5f},
         {"bn train long channel", CNN_SHAPE(8, 3, 33, 31), true, true, true, true, 1e-5f},
+        /* A channel's sums split over blocks (cuda/batchnorm.cu): 10 splits whose bounds fall
+         * inside rows, and one channel in 45 splits. */
+        {"bn train split mid-row", CNN_SHAPE(4, 2, 100, 101), true, true, true, true, 1e-5f},
+        {"bn train one channel 45 splits", CNN_SHAPE(2, 1, 300, 301), true, true, true, true,
+         1e-5f},
+        {"bn eval split channel", CNN_SHAPE(4, 2, 100, 101), true, true, true, false, 1e-5f},
         {"bn eval 4-D", CNN_SHAPE(3, 5, 7, 9), true, true, true, false, 1e-5f},
         {"bn eval (N, C) no affine", CNN_SHAPE(5, 17), false, false, true, false, 1e-5f},
         {"bn train eps 0", CNN_SHAPE(3, 4, 5, 6), true, true, true, true, 0.0f},
