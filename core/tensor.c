@@ -247,6 +247,7 @@ int64_t cnn_tensor_dim(const cnn_tensor *t, int i)
 
 bool cnn_tensor_is_contiguous(const cnn_tensor *t)
 {
+    if (!t) return false;
     int64_t st = (int64_t)cnn_dtype_size(t->dtype);
     for (int i = t->shape.ndim - 1; i >= 0; i--) {
         if (t->shape.d[i] != 1 && t->strides[i] != st) return false;

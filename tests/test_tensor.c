@@ -48,6 +48,9 @@ TEST(bad_arguments_give_errors)
     CHECK_ERR(cnn_tensor_reshape(t, CNN_SHAPE(4, 2), &r), CNN_ERR_SHAPE);
     CHECK_ERR(cnn_tensor_reshape(t, CNN_SHAPE(-1, -1), &r), CNN_ERR_SHAPE);
     cnn_tensor_free(&t);
+    /* The queries take NULL as "no tensor" (this one segfaulted). */
+    CHECK(!cnn_tensor_is_contiguous(NULL));
+    CHECK(cnn_tensor_numel(NULL) == 0);
 }
 
 TEST(reshape_views_share_storage)
