@@ -103,7 +103,8 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
-.PHONY: all lib tools tests test install deps demo clean help check-example check-valgrind
+.PHONY: all lib tools tests test install uninstall deps demo clean help check-example \
+        check-valgrind check-exports check-header
 # Keep object files make would otherwise treat as intermediate (and delete).
 .SECONDARY:
 all: lib tools tests
@@ -158,8 +159,21 @@ $(BUILD)/libcnncuda.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libcnncuda.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS) -Wl,-soname,libcnncuda.so.0
+# The shared library exports the API of include/cnncuda/*.h and nothing else (internal helpers
+# such as mdl_conv or cnn_sgemm would otherwise be interposed by a user's own function of that
+# name): the names declared there, as a linker version script. It also records the libraries it
+# was linked with, for cnncuda.pc.
+$(BUILD)/cnncuda.map: $(wildcard include/cnncuda/*.h)
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; sed 's,/\*.*,,; /^#/d; /^inline/d' $^ | \
+	  grep -o 'cnn_[a-z0-9_]* *(' | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	  echo 'local: *; };'; } > $@
+# stb_image is compiled into the library (data/image_decode.c): -lstb is for the tools and tests.
+LIB_LDLIBS = $(filter-out -lstb,$(LDLIBS))
+$(BUILD)/libcnncuda.so: $(LIB_OBJ) $(BUILD)/cnncuda.map
+	$(CC) -shared -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIB_LDLIBS) -Wl,-soname,libcnncuda.so.0 \
+	  -Wl,--version-script=$(BUILD)/cnncuda.map
+	echo '$(LIB_LDLIBS)' > $(BUILD)/libcnncuda.libs
 
 $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
@@ -217,7 +231,31 @@ install: lib
 	install -m 755 $(BUILD)/libcnncuda.so $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0
 	ln -sf libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/libcnncuda.so
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda\nLibs.private: %s\nCflags: -I$${includedir}\n' \
-	  '$(PREFIX)' '$(LDLIBS)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+	  '$(PREFIX)' "$$(cat $(BUILD)/libcnncuda.libs)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+	@# the loader's cache, so that programs find libcnncuda.so.0 in /usr/local/lib at once
+	@test -n "$(DESTDIR)" || ldconfig 2>/dev/null || true
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/cnncuda.h \
+	  $(patsubst include/%,$(DESTDIR)$(PREFIX)/include/%,$(wildcard include/cnncuda/*.h)) \
+	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/libcnncuda.so \
+	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+	-rmdir $(DESTDIR)$(PREFIX)/include/cnncuda 2>/dev/null
+
+# The shared library exports exactly the functions the public header declares.
+check-exports: $(BUILD)/libcnncuda.so $(BUILD)/cnncuda.map
+	@nm -D --defined-only $(BUILD)/libcnncuda.so | awk '{print $$3}' | sort -u > $(BUILD)/exports.txt
+	@grep -o 'cnn_[a-z0-9_]*' $(BUILD)/cnncuda.map | sort -u | diff - $(BUILD)/exports.txt && \
+	  echo "check-exports: $$(wc -l < $(BUILD)/exports.txt) symbols, all declared in include/cnncuda/"
+
+# The public header on its own: C99 and C++11, pedantic, warnings as errors (CNN_SHAPE and the
+# device macros have a C++ form: no compound literals, and a size_t size is no narrowing error).
+check-header:
+	@mkdir -p $(BUILD)
+	@printf '#include <cnncuda.h>\nint main(void) { cnn_shape s = CNN_SHAPE(2, sizeof(float)); cnn_device d = CNN_CPU; return (int)s.d[0] - 2 + (int)d.type; }\n' > $(BUILD)/header_check.c
+	$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude $(BUILD)/header_check.c -o /dev/null -c
+	$(CXX) -x c++ -std=c++11 -pedantic -Wall -Wextra -Werror -Iinclude $(BUILD)/header_check.c -o /dev/null -c
+	@echo "check-header: include/cnncuda.h compiles as C99 and C++11"
 
 # Builds examples/*.c against an installed copy (make install PREFIX=... first), through
 # pkg-config exactly as a user would, and runs each.
@@ -226,7 +264,7 @@ check-example:
 	@for f in examples/*.c; do \
 	  b=$(BUILD)/examples/$$(basename $$f .c); \
 	  PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
-	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -o $$b"; \
+	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -Wl,-rpath,$(PREFIX)/lib -o $$b"; \
 	  $(CC) -std=c11 -Wall -Wextra -Werror $$f $$(pkg-config --cflags --libs cnncuda) \
 	    -Wl,-rpath,$(PREFIX)/lib -o $$b && $$b || exit 1; \
 	done
@@ -243,7 +281,8 @@ clean:
 	rm -rf $(BUILD)
 
 help:
-	@echo "make [all|lib|tools|tests|test|install|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...]"
+	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
+	@echo "checks: check-example PREFIX=... check-exports check-header check-valgrind check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan"
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
          $(TOOL_COMMON_OBJ:.o=.d)

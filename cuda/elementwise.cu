@@ -145,7 +145,7 @@ extern "C" cnn_status cnn_cuda_fill_scaled_f32(cnn_context *ctx, float *y, const
 
 /* ---- deterministic reductions ---------------------------------------------------------------- */
 /* Sum of v over the block (blockDim.x == THREADS, a power of two) in a fixed tree order. */
-__device__ double block_sum(double v, double *sh)
+static __device__ double block_sum(double v, double *sh)
 {
     sh[threadIdx.x] = v;
     __syncthreads();

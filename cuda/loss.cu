@@ -169,7 +169,7 @@ extern "C" cnn_status cnn_cuda_softmax_backward(cnn_context *ctx, const float *y
  * its gradient row has no label term, and it is reported in *bad (the context's slot, see
  * cnn_cuda_bad_label_slot) as (sample << 32 | label as int32); the lowest sample wins.
  * logits, prob: (n, k); labels, loss: (n) */
-__device__ void report_bad_label(unsigned long long *bad, int64_t r, int64_t label)
+static __device__ void report_bad_label(unsigned long long *bad, int64_t r, int64_t label)
 {
     const int64_t l = label < INT32_MIN ? INT32_MIN : label > INT32_MAX ? INT32_MAX : label;
     const unsigned long long sample = r < 0xffffffffll ? (unsigned long long)r : 0xffffffffull;

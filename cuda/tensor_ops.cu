@@ -149,7 +149,7 @@ __global__ void uniform_f32_kernel(float *p, int64_t n, float a, float b, uint64
 
 /* Box-Muller on two words, as normal_at in core/rng.c. logf/cosf may differ from glibc's in
  * the last ulp; everything else is exact or correctly rounded on both sides. */
-__device__ float normal_from(uint32_t w1, uint32_t w2)
+static __device__ float normal_from(uint32_t w1, uint32_t w2)
 {
     float u1 = __fmul_rn(__fadd_rn((float)(w1 >> 8), 1.0f), 1.0f / 16777216.0f); /* (0, 1] */
     float u2 = cnn_u32_to_unit(w2);

@@ -1,6 +1,7 @@
 /* tiny_net.c — a first libcnncuda program: a two-layer conv net built from ops, trained with
  * SGD to tell horizontal bars from vertical ones. Build against an installed library with
  *   cc tiny_net.c $(pkg-config --cflags --libs cnncuda) -o tiny_net
+ * (a PREFIX other than /usr/local: PKG_CONFIG_PATH=PREFIX/lib/pkgconfig, -Wl,-rpath,PREFIX/lib)
  */
 #define _POSIX_C_SOURCE 200809L /* rand_r */
 #include <cnncuda.h>
@@ -25,7 +26,7 @@ static void make_batch(unsigned *seed, float *x, int64_t *y)
         int vertical = rand_r(seed) % 2, pos = rand_r(seed) % S;
         for (int r = 0; r < S; r++)
             for (int c = 0; c < S; c++) {
-                float noise = 0.2f * ((float)rand_r(seed) / RAND_MAX - 0.5f);
+                float noise = 0.2f * ((float)rand_r(seed) / (float)RAND_MAX - 0.5f);
                 x[i * S * S + r * S + c] = ((vertical ? c : r) == pos) + noise;
             }
         y[i] = vertical;

@@ -113,8 +113,8 @@ done:
     return st;
 }
 
-cnn_status mdl_conv(cnn_model *m, const char *name, int in_ch, int out_ch, int kernel,
-                    int stride, int padding, bool bias, minit init)
+cnn_status cnn_mdl_conv(cnn_model *m, const char *name, int in_ch, int out_ch, int kernel,
+                        int stride, int padding, bool bias, minit init)
 {
     mstep *s = NULL;
     CNN_TRY(push_step(m, MS_CONV, name, &s));
@@ -133,7 +133,7 @@ cnn_status mdl_conv(cnn_model *m, const char *name, int in_ch, int out_ch, int k
     return st;
 }
 
-cnn_status mdl_bn(cnn_model *m, const char *name, int channels, float gamma)
+cnn_status cnn_mdl_bn(cnn_model *m, const char *name, int channels, float gamma)
 {
     mstep *s = NULL;
     CNN_TRY(push_step(m, MS_BN, name, &s));
@@ -153,7 +153,7 @@ cnn_status mdl_bn(cnn_model *m, const char *name, int channels, float gamma)
     return add_tensor(m, name, "num_batches_tracked", &t, T_BUFFER);
 }
 
-cnn_status mdl_linear(cnn_model *m, const char *name, int in_f, int out_f, minit init)
+cnn_status cnn_mdl_linear(cnn_model *m, const char *name, int in_f, int out_f, minit init)
 {
     mstep *s = NULL;
     CNN_TRY(push_step(m, MS_LINEAR, name, &s));
@@ -169,14 +169,14 @@ cnn_status mdl_linear(cnn_model *m, const char *name, int in_f, int out_f, minit
     return st;
 }
 
-cnn_status mdl_act(cnn_model *m, const char *name, mstep_kind kind)
+cnn_status cnn_mdl_act(cnn_model *m, const char *name, mstep_kind kind)
 {
     mstep *s = NULL;
     return push_step(m, kind, name, &s);
 }
 
-cnn_status mdl_pool(cnn_model *m, const char *name, mstep_kind kind, int kernel, int stride,
-                    int padding)
+cnn_status cnn_mdl_pool(cnn_model *m, const char *name, mstep_kind kind, int kernel, int stride,
+                        int padding)
 {
     mstep *s = NULL;
     CNN_TRY(push_step(m, kind, name, &s));
@@ -186,7 +186,7 @@ cnn_status mdl_pool(cnn_model *m, const char *name, mstep_kind kind, int kernel,
     return CNN_OK;
 }
 
-cnn_status mdl_adaptive_avg(cnn_model *m, const char *name, int out_h, int out_w)
+cnn_status cnn_mdl_adaptive_avg(cnn_model *m, const char *name, int out_h, int out_w)
 {
     mstep *s = NULL;
     CNN_TRY(push_step(m, MS_ADAPTIVE_AVG, name, &s));
@@ -195,7 +195,7 @@ cnn_status mdl_adaptive_avg(cnn_model *m, const char *name, int out_h, int out_w
     return CNN_OK;
 }
 
-cnn_status mdl_dropout(cnn_model *m, const char *name, float p)
+cnn_status cnn_mdl_dropout(cnn_model *m, const char *name, float p)
 {
     mstep *s = NULL;
     CNN_TRY(push_step(m, MS_DROPOUT, name, &s));
@@ -203,14 +203,14 @@ cnn_status mdl_dropout(cnn_model *m, const char *name, float p)
     return CNN_OK;
 }
 
-cnn_status mdl_res(cnn_model *m, const char *name, mstep_kind kind)
+cnn_status cnn_mdl_res(cnn_model *m, const char *name, mstep_kind kind)
 {
     mstep *s = NULL;
     return push_step(m, kind, name, &s);
 }
 
-cnn_status mdl_conv_params(const cnn_model *m, const mstep *s, cnn_shape in,
-                           cnn_conv2d_params *p)
+cnn_status cnn_mdl_conv_params(const cnn_model *m, const mstep *s, cnn_shape in,
+                               cnn_conv2d_params *p)
 {
     *p = s->conv;
     if (s->pad_to <= 0 || (in.d[2] == s->pad_to && in.d[3] == s->pad_to)) return CNN_OK;
@@ -244,7 +244,7 @@ static cnn_status run_step(cnn_model *m, const mstep *s, fwd_regs *r, bool train
     switch (s->kind) {
     case MS_CONV: {
         cnn_conv2d_params p;
-        CNN_TRY(mdl_conv_params(m, s, x->shape, &p));
+        CNN_TRY(cnn_mdl_conv_params(m, s, x->shape, &p));
         st = cnn_conv2d(x, T(0), s->bias ? T(1) : NULL, &p, &y);
         break;
     }
@@ -331,7 +331,7 @@ static cnn_status run_fused(cnn_model *m, int i, const fused_span *f, fwd_regs *
                                                                : NULL;
     cnn_tensor *wf = NULL, *bf = NULL, *y = NULL;
     cnn_conv2d_params p;
-    CNN_TRY(mdl_conv_params(m, s, r->cur->shape, &p));
+    CNN_TRY(cnn_mdl_conv_params(m, s, r->cur->shape, &p));
     cnn_status st = CNN_OK;
     if (f->bn >= 0) {
         const int t = m->steps[f->bn].t0; /* weight, bias, running_mean, running_var */
@@ -373,7 +373,7 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
               m->name, x->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu", x->device.index,
               m->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu", m->device.index);
     /* Shapes first, so a too-small input fails before any work, naming the layer. */
-    CNN_TRY(mdl_shapes(m, x->shape, NULL, NULL));
+    CNN_TRY(cnn_mdl_shapes(m, x->shape, NULL, NULL));
     fwd_regs r = {cnn_tensor_retain((cnn_tensor *)x), NULL, NULL};
     cnn_status st = CNN_OK;
     const bool fold_bn = !training && !cnn_is_grad_enabled();

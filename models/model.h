@@ -50,18 +50,18 @@ typedef enum minit {
 } minit;
 
 /* Builders: append a step (and its tensors to the state dict). name is the module path. */
-cnn_status mdl_conv(cnn_model *m, const char *name, int in_ch, int out_ch, int kernel,
-                    int stride, int padding, bool bias, minit init);
-cnn_status mdl_bn(cnn_model *m, const char *name, int channels, float gamma);
-cnn_status mdl_linear(cnn_model *m, const char *name, int in_f, int out_f, minit init);
-cnn_status mdl_act(cnn_model *m, const char *name, mstep_kind kind); /* RELU, TANH, FLATTEN */
-cnn_status mdl_pool(cnn_model *m, const char *name, mstep_kind kind, int kernel, int stride,
-                    int padding);
-cnn_status mdl_adaptive_avg(cnn_model *m, const char *name, int out_h, int out_w);
-cnn_status mdl_dropout(cnn_model *m, const char *name, float p);
-cnn_status mdl_res(cnn_model *m, const char *name, mstep_kind kind); /* SAVE, BRANCH, ADD */
+cnn_status cnn_mdl_conv(cnn_model *m, const char *name, int in_ch, int out_ch, int kernel,
+                        int stride, int padding, bool bias, minit init);
+cnn_status cnn_mdl_bn(cnn_model *m, const char *name, int channels, float gamma);
+cnn_status cnn_mdl_linear(cnn_model *m, const char *name, int in_f, int out_f, minit init);
+cnn_status cnn_mdl_act(cnn_model *m, const char *name, mstep_kind kind); /* RELU, TANH, FLATTEN */
+cnn_status cnn_mdl_pool(cnn_model *m, const char *name, mstep_kind kind, int kernel, int stride,
+                        int padding);
+cnn_status cnn_mdl_adaptive_avg(cnn_model *m, const char *name, int out_h, int out_w);
+cnn_status cnn_mdl_dropout(cnn_model *m, const char *name, float p);
+cnn_status cnn_mdl_res(cnn_model *m, const char *name, mstep_kind kind); /* SAVE, BRANCH, ADD */
 /* The step appended last (to adjust e.g. pad_to). */
-static inline mstep *mdl_last(cnn_model *m) { return &m->steps[m->n_steps - 1]; }
+static inline mstep *cnn_mdl_last(cnn_model *m) { return &m->steps[m->n_steps - 1]; }
 
 /* Architecture builders (called by registry.c on a model whose info is filled in). */
 cnn_status cnn_build_lenet5(cnn_model *m, const cnn_model_options *o);
@@ -71,10 +71,10 @@ cnn_status cnn_build_resnet(cnn_model *m, const cnn_model_options *o, int depth,
 
 /* Shape pass over the steps for input `in`: validates every step, names the failing one, and
  * (rows non-NULL, room for n_steps) writes one summary row per named step (summary.c). */
-cnn_status mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *rows, int *n_rows);
+cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *rows, int *n_rows);
 /* A conv step's parameters for an input shape (adds the padding of pad_to). */
-cnn_status mdl_conv_params(const cnn_model *m, const mstep *s, cnn_shape in,
-                           cnn_conv2d_params *p);
+cnn_status cnn_mdl_conv_params(const cnn_model *m, const mstep *s, cnn_shape in,
+                               cnn_conv2d_params *p);
 
 /* Model object lifetime (model.c): an empty model named `name`, and its destruction. */
 cnn_status cnn_model_alloc(const char *name, cnn_model **out);

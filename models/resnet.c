@@ -10,30 +10,32 @@ static cnn_status block(cnn_model *m, const char *b, int in, int planes, int str
     char n[128];
     int out = bottleneck ? planes * 4 : planes;
 #define NAME(leaf) (snprintf(n, sizeof n, "%s.%s", b, leaf), n)
-    CNN_TRY(mdl_res(m, "", MS_RES_SAVE));
+    CNN_TRY(cnn_mdl_res(m, "", MS_RES_SAVE));
     if (bottleneck) {
-        CNN_TRY(mdl_conv(m, NAME("conv1"), in, planes, 1, 1, 0, false, MI_KAIMING_OUT));
-        CNN_TRY(mdl_bn(m, NAME("bn1"), planes, 1.0f));
-        CNN_TRY(mdl_act(m, NAME("relu"), MS_RELU));
-        CNN_TRY(mdl_conv(m, NAME("conv2"), planes, planes, 3, stride, 1, false, MI_KAIMING_OUT));
-        CNN_TRY(mdl_bn(m, NAME("bn2"), planes, 1.0f));
-        CNN_TRY(mdl_act(m, NAME("relu"), MS_RELU));
-        CNN_TRY(mdl_conv(m, NAME("conv3"), planes, out, 1, 1, 0, false, MI_KAIMING_OUT));
-        CNN_TRY(mdl_bn(m, NAME("bn3"), out, last_gamma));
+        CNN_TRY(cnn_mdl_conv(m, NAME("conv1"), in, planes, 1, 1, 0, false, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_bn(m, NAME("bn1"), planes, 1.0f));
+        CNN_TRY(cnn_mdl_act(m, NAME("relu"), MS_RELU));
+        CNN_TRY(cnn_mdl_conv(m, NAME("conv2"), planes, planes, 3, stride, 1, false,
+                             MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_bn(m, NAME("bn2"), planes, 1.0f));
+        CNN_TRY(cnn_mdl_act(m, NAME("relu"), MS_RELU));
+        CNN_TRY(cnn_mdl_conv(m, NAME("conv3"), planes, out, 1, 1, 0, false, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_bn(m, NAME("bn3"), out, last_gamma));
     } else {
-        CNN_TRY(mdl_conv(m, NAME("conv1"), in, planes, 3, stride, 1, false, MI_KAIMING_OUT));
-        CNN_TRY(mdl_bn(m, NAME("bn1"), planes, 1.0f));
-        CNN_TRY(mdl_act(m, NAME("relu"), MS_RELU));
-        CNN_TRY(mdl_conv(m, NAME("conv2"), planes, planes, 3, 1, 1, false, MI_KAIMING_OUT));
-        CNN_TRY(mdl_bn(m, NAME("bn2"), planes, last_gamma));
+        CNN_TRY(cnn_mdl_conv(m, NAME("conv1"), in, planes, 3, stride, 1, false, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_bn(m, NAME("bn1"), planes, 1.0f));
+        CNN_TRY(cnn_mdl_act(m, NAME("relu"), MS_RELU));
+        CNN_TRY(cnn_mdl_conv(m, NAME("conv2"), planes, planes, 3, 1, 1, false, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_bn(m, NAME("bn2"), planes, last_gamma));
     }
     if (stride != 1 || in != out) {
-        CNN_TRY(mdl_res(m, "", MS_RES_BRANCH));
-        CNN_TRY(mdl_conv(m, NAME("downsample.0"), in, out, 1, stride, 0, false, MI_KAIMING_OUT));
-        CNN_TRY(mdl_bn(m, NAME("downsample.1"), out, 1.0f));
+        CNN_TRY(cnn_mdl_res(m, "", MS_RES_BRANCH));
+        CNN_TRY(cnn_mdl_conv(m, NAME("downsample.0"), in, out, 1, stride, 0, false,
+                             MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_bn(m, NAME("downsample.1"), out, 1.0f));
     }
-    CNN_TRY(mdl_res(m, NAME("add"), MS_RES_ADD));
-    return mdl_act(m, NAME("relu"), MS_RELU);
+    CNN_TRY(cnn_mdl_res(m, NAME("add"), MS_RES_ADD));
+    return cnn_mdl_act(m, NAME("relu"), MS_RELU);
 #undef NAME
 }
 
@@ -49,13 +51,13 @@ cnn_status cnn_build_resnet(cnn_model *m, const cnn_model_options *o, int depth,
     bool bottleneck = depth >= 50;
     float last_gamma = o->zero_init_residual ? 0.0f : 1.0f;
     if (small) {
-        CNN_TRY(mdl_conv(m, "conv1", m->info.in_channels, 64, 3, 1, 1, false, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_conv(m, "conv1", m->info.in_channels, 64, 3, 1, 1, false, MI_KAIMING_OUT));
     } else {
-        CNN_TRY(mdl_conv(m, "conv1", m->info.in_channels, 64, 7, 2, 3, false, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_conv(m, "conv1", m->info.in_channels, 64, 7, 2, 3, false, MI_KAIMING_OUT));
     }
-    CNN_TRY(mdl_bn(m, "bn1", 64, 1.0f));
-    CNN_TRY(mdl_act(m, "relu", MS_RELU));
-    if (!small) CNN_TRY(mdl_pool(m, "maxpool", MS_MAXPOOL, 3, 2, 1));
+    CNN_TRY(cnn_mdl_bn(m, "bn1", 64, 1.0f));
+    CNN_TRY(cnn_mdl_act(m, "relu", MS_RELU));
+    if (!small) CNN_TRY(cnn_mdl_pool(m, "maxpool", MS_MAXPOOL, 3, 2, 1));
     int in = 64;
     char name[48];
     for (int l = 0; l < 4; l++) {
@@ -66,7 +68,7 @@ cnn_status cnn_build_resnet(cnn_model *m, const cnn_model_options *o, int depth,
             in = bottleneck ? planes * 4 : planes;
         }
     }
-    CNN_TRY(mdl_adaptive_avg(m, "avgpool", 1, 1));
-    CNN_TRY(mdl_act(m, "flatten", MS_FLATTEN));
-    return mdl_linear(m, "fc", in, m->info.num_classes, MI_TORCH_DEFAULT);
+    CNN_TRY(cnn_mdl_adaptive_avg(m, "avgpool", 1, 1));
+    CNN_TRY(cnn_mdl_act(m, "flatten", MS_FLATTEN));
+    return cnn_mdl_linear(m, "fc", in, m->info.num_classes, MI_TORCH_DEFAULT);
 }

@@ -48,7 +48,7 @@ static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, c
         CNN_CHECK(in.d[1] == s->in_ch, CNN_ERR_SHAPE, "%s: %s expects %d input channels, got %s",
                   m->name, s->name, s->in_ch, cnn_shape_str(in, b, sizeof b));
         cnn_conv2d_params p;
-        CNN_TRY(mdl_conv_params(m, s, in, &p));
+        CNN_TRY(cnn_mdl_conv_params(m, s, in, &p));
         *out = CNN_SHAPE(in.d[0], s->out_ch,
                          window_out(in.d[2], s->kernel, p.stride[0], p.padding[0], 1, false),
                          window_out(in.d[3], s->kernel, p.stride[1], p.padding[1], 1, false));
@@ -95,7 +95,7 @@ static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, c
     return CNN_OK;
 }
 
-cnn_status mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *rows, int *n_rows)
+cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *rows, int *n_rows)
 {
     cnn_shape cur = in, saved = CNN_SCALAR, main_path = CNN_SCALAR;
     bool have_saved = false, have_main = false;
@@ -150,7 +150,7 @@ cnn_status cnn_model_summarize(const cnn_model *m, int height, int width, cnn_mo
     CNN_CHECK(rows, CNN_ERR_OUT_OF_MEMORY, "model_summarize: out of host memory");
     cnn_shape in = CNN_SHAPE(1, m->info.in_channels, height, width);
     int n = 0;
-    cnn_status st = mdl_shapes(m, in, rows, &n);
+    cnn_status st = cnn_mdl_shapes(m, in, rows, &n);
     if (st != CNN_OK) {
         free(rows);
         return st;

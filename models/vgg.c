@@ -23,26 +23,26 @@ cnn_status cnn_build_vgg(cnn_model *m, const cnn_model_options *o, int depth, bo
     for (int i = 0; cfg[i] >= 0; i++) {
         if (cfg[i] == POOL) {
             snprintf(name, sizeof name, "features.%d", idx++);
-            CNN_TRY(mdl_pool(m, name, MS_MAXPOOL, 2, 2, 0));
+            CNN_TRY(cnn_mdl_pool(m, name, MS_MAXPOOL, 2, 2, 0));
             continue;
         }
         snprintf(name, sizeof name, "features.%d", idx++);
-        CNN_TRY(mdl_conv(m, name, in, cfg[i], 3, 1, 1, true, MI_KAIMING_OUT));
+        CNN_TRY(cnn_mdl_conv(m, name, in, cfg[i], 3, 1, 1, true, MI_KAIMING_OUT));
         if (bn) {
             snprintf(name, sizeof name, "features.%d", idx++);
-            CNN_TRY(mdl_bn(m, name, cfg[i], 1.0f));
+            CNN_TRY(cnn_mdl_bn(m, name, cfg[i], 1.0f));
         }
         snprintf(name, sizeof name, "features.%d", idx++);
-        CNN_TRY(mdl_act(m, name, MS_RELU));
+        CNN_TRY(cnn_mdl_act(m, name, MS_RELU));
         in = cfg[i];
     }
-    CNN_TRY(mdl_adaptive_avg(m, "avgpool", 7, 7));
-    CNN_TRY(mdl_act(m, "flatten", MS_FLATTEN));
-    CNN_TRY(mdl_linear(m, "classifier.0", 512 * 7 * 7, 4096, MI_NORMAL_001));
-    CNN_TRY(mdl_act(m, "classifier.1", MS_RELU));
-    CNN_TRY(mdl_dropout(m, "classifier.2", o->dropout));
-    CNN_TRY(mdl_linear(m, "classifier.3", 4096, 4096, MI_NORMAL_001));
-    CNN_TRY(mdl_act(m, "classifier.4", MS_RELU));
-    CNN_TRY(mdl_dropout(m, "classifier.5", o->dropout));
-    return mdl_linear(m, "classifier.6", 4096, m->info.num_classes, MI_NORMAL_001);
+    CNN_TRY(cnn_mdl_adaptive_avg(m, "avgpool", 7, 7));
+    CNN_TRY(cnn_mdl_act(m, "flatten", MS_FLATTEN));
+    CNN_TRY(cnn_mdl_linear(m, "classifier.0", 512 * 7 * 7, 4096, MI_NORMAL_001));
+    CNN_TRY(cnn_mdl_act(m, "classifier.1", MS_RELU));
+    CNN_TRY(cnn_mdl_dropout(m, "classifier.2", o->dropout));
+    CNN_TRY(cnn_mdl_linear(m, "classifier.3", 4096, 4096, MI_NORMAL_001));
+    CNN_TRY(cnn_mdl_act(m, "classifier.4", MS_RELU));
+    CNN_TRY(cnn_mdl_dropout(m, "classifier.5", o->dropout));
+    return cnn_mdl_linear(m, "classifier.6", 4096, m->info.num_classes, MI_NORMAL_001);
 }

@@ -46,8 +46,13 @@ typedef struct cnn_device {
     cnn_device_type type;
     int index; /* CUDA device ordinal; 0 for the CPU */
 } cnn_device;
+#ifndef __cplusplus
 #define CNN_CPU ((cnn_device){CNN_DEVICE_CPU, 0})
 #define CNN_CUDA(i) ((cnn_device){CNN_DEVICE_CUDA, (i)})
+#else /* C++ has no compound literals */
+#define CNN_CPU (cnn_device{CNN_DEVICE_CPU, 0})
+#define CNN_CUDA(i) (cnn_device{CNN_DEVICE_CUDA, (int)(i)})
+#endif
 
 /* Which implementation an op uses for CUDA tensors (CPU tensors always use the CPU code). */
 typedef enum cnn_backend {
@@ -135,8 +140,18 @@ typedef struct cnn_shape {
 } cnn_shape;
 /* CNN_SHAPE(8, 3, 32, 32) builds a cnn_shape from 1 to 4 sizes; CNN_SCALAR is rank 0. */
 #define CNN_NARGS_(a, b, c, d, n, ...) n
+#ifndef __cplusplus
 #define CNN_SHAPE(...) ((cnn_shape){CNN_NARGS_(__VA_ARGS__, 4, 3, 2, 1, 0), {__VA_ARGS__}})
 #define CNN_SCALAR ((cnn_shape){0, {0}})
+#else /* C++: no compound literals, and a size_t size must not be a narrowing error */
+inline cnn_shape cnn_shape_make_(int n, int64_t a, int64_t b = 0, int64_t c = 0, int64_t d = 0)
+{
+    cnn_shape s = {n, {a, b, c, d}};
+    return s;
+}
+#define CNN_SHAPE(...) cnn_shape_make_(CNN_NARGS_(__VA_ARGS__, 4, 3, 2, 1, 0), __VA_ARGS__)
+#define CNN_SCALAR (cnn_shape{0, {0}})
+#endif
 
 typedef struct cnn_tensor cnn_tensor;
 
