@@ -396,8 +396,16 @@ cnn_status cnn_safetensors_load(const char *path, cnn_dict **out)
     st_reader r = {.path = path};
     cnn_dict *d = NULL;
     cnn_status st = CNN_OK;
-    r.f = fopen(path, "rbe"); /* e: close-on-exec */
-    if (!r.f) return io_err(&r, "cannot open", errno);
+    /* O_NONBLOCK: a FIFO opens at once (read_header then refuses it) instead of waiting for a
+     * writer; reads of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return io_err(&r, "cannot open", errno);
+    r.f = fdopen(fd, "rb");
+    if (!r.f) {
+        st = io_err(&r, "cannot open", errno);
+        close(fd);
+        return st;
+    }
     CNN_TRYG(read_header(&r));
     CNN_TRYG(validate(&r));
     CNN_TRYG(cnn_dict_create(&d));
@@ -470,7 +478,7 @@ static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
         at += nbytes;
     }
     cnn_buf_append(b, "}", 1);
-    while (b->len % ST_ALIGN) cnn_buf_append(b, " ", 1);
+    while (!b->oom && b->len % ST_ALIGN) cnn_buf_append(b, " ", 1);
     CNN_CHECK(!b->oom, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory for the "
               "header");
     CNN_CHECK(b->len <= ST_MAX_HEADER, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': a %zu-byte "

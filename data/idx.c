@@ -3,6 +3,10 @@
  * augmentation (augment.c does that for every dataset kind). */
 #include "dataset.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 typedef struct idx_impl {
@@ -20,8 +24,22 @@ static const char *const g_fashion_classes[10] = {
 static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], unsigned char **data)
 {
     *data = NULL;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return cnn_error(CNN_ERR_IO, "idx: cannot open '%s'", path);
+    /* O_NONBLOCK: a FIFO opens at once (and is refused) instead of waiting for a writer; reads
+     * of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return cnn_error(CNN_ERR_IO, "idx: cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    int err = fstat(fd, &sb) != 0 ? errno : 0;
+    if (err || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return cnn_error(CNN_ERR_IO, "idx: cannot read '%s': %s", path,
+                         err ? strerror(err) : "not a regular file");
+    }
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return cnn_error(CNN_ERR_IO, "idx: cannot open '%s'", path);
+    }
     cnn_status st = CNN_OK;
     unsigned char head[16], *buf = NULL;
     int hlen = 4 + 4 * want_ndim;

@@ -5,8 +5,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 
 typedef struct folder_impl {
@@ -117,13 +119,21 @@ static cnn_status check_size(const char *path, int64_t w, int64_t h)
 static cnn_status read_image_file(const char *path, unsigned char **out, size_t *len)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(errno));
+    /* O_NONBLOCK: a file replaced by a FIFO since the listing opens at once (and is refused)
+     * instead of waiting for a writer; reads of a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        return cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(err));
+    }
     struct stat sb;
     cnn_status st = CNN_OK;
     if (fstat(fileno(f), &sb) != 0) {
         st = cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        st = cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': not a regular file", path);
     } else if (sb.st_size > ((off_t)1 << 28)) {
         st = cnn_error(CNN_ERR_FORMAT, "imagefolder: '%s' is %lld bytes; image files over 256 MiB "
                        "are not supported", path, (long long)sb.st_size);

@@ -3,6 +3,8 @@
 #include "test.h"
 
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -212,6 +214,25 @@ TEST(idx_corrupt_files_are_format_errors)
     CHECK_ERR(cnn_idx_dataset_create(img, lab, 2, &ds), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_fashion_mnist_create(dir, true, 1, &ds), CNN_ERR_IO);
     CHECK(ds == NULL);
+
+    /* A folder, and a FIFO (which used to block the open until a writer came: checked in a
+     * child that an alarm ends). */
+    CHECK_ERR(cnn_idx_dataset_create(dir, lab, 1, &ds), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), "not a regular file") != NULL);
+    snprintf(bad, sizeof bad, "%s/fifo", dir);
+    REQUIRE(mkfifo(bad, 0600) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        cnn_status st = cnn_idx_dataset_create(img, bad, 1, &ds);
+        _exit(st == CNN_ERR_IO && strstr(cnn_last_error(), "not a regular file") ? 0 : 1);
+    }
+    int ws = 0;
+    REQUIRE(waitpid(pid, &ws, 0) == pid);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    unlink(bad);
 
     snprintf(bad, sizeof bad, "%s/bad", dir);
     unlink(img);

@@ -5,6 +5,7 @@
 
 #include <ftw.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <stb/stb_image_write.h>
@@ -263,6 +264,35 @@ TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
     REQUIRE(unlink(path) == 0);
     CHECK_ERR(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL), CNN_ERR_IO);
     CHECK(strstr(cnn_last_error(), "good.PNG") != NULL);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+/* A file replaced by a FIFO after listing is an I/O error of that sample at once (reading it
+ * would wait for a writer forever and stall the loader): checked in a child with an alarm. */
+TEST(imagefolder_file_replaced_by_a_fifo_is_refused_without_waiting)
+{
+    char root[64], dir[512], path[1024];
+    REQUIRE(one_class_folder(root, "val", dir, sizeof dir) == 0);
+    REQUIRE(write_image(dir, "a.png", 5, 7, 3, 10) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "val", 3, &ds));
+    REQUIRE(ds && cnn_dataset_size(ds) == 1);
+    snprintf(path, sizeof path, "%s/a.png", dir);
+    REQUIRE(unlink(path) == 0 && mkfifo(path, 0600) == 0);
+    cnn_transform t = cnn_transform_default(ds, false, 4);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        float out[48];
+        cnn_status st = cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL);
+        _exit(st == CNN_ERR_IO && strstr(cnn_last_error(), "a.png") ? 0 : 1);
+    }
+    int ws = 0;
+    REQUIRE(waitpid(pid, &ws, 0) == pid);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }

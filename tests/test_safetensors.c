@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -516,6 +517,78 @@ TEST(safetensors_atomic_write)
     CHECK_ERR(cnn_safetensors_save(s.path, NULL), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_safetensors_load(s.path, NULL), CNN_ERR_INVALID_ARG);
     cnn_dict_destroy(&back), cnn_dict_destroy(&big), cnn_dict_destroy(&old);
+    scratch_close(&s);
+}
+
+/* Host memory running out while the header is built is an error, not a hang: a child process
+ * with its address space capped saves metadata too large for the header buffer to grow to.
+ * (Skipped under ASan, whose shadow memory needs an uncapped address space.) */
+TEST(safetensors_save_out_of_memory_for_the_header)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cnn_test_skip("needs RLIMIT_AS, which ASan cannot run under");
+#else
+    scratch s;
+    REQUIRE(scratch_open(&s));
+    size_t n = (size_t)40 << 20;
+    char *big = malloc(n + 1);
+    REQUIRE(big);
+    memset(big, 'a', n);
+    big[n] = 0;
+    cnn_dict *d = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_dict_set_meta(d, "k", big));
+    free(big);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        /* The header buffer doubles past 32 MiB to hold the value: leave less room than that. */
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1) _exit(3);
+        fclose(f);
+        struct rlimit cap = {(rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)24 << 20),
+                             RLIM_INFINITY};
+        cap.rlim_max = cap.rlim_cur;
+        if (setrlimit(RLIMIT_AS, &cap) != 0) _exit(3);
+        alarm(20);
+        cnn_status st = cnn_safetensors_save(s.path, d);
+        _exit(st == CNN_ERR_OUT_OF_MEMORY && strstr(cnn_last_error(), "out of host memory") ? 0
+                                                                                           : 1);
+    }
+    int ws = 0;
+    REQUIRE(waitpid(pid, &ws, 0) == pid);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (WIFSIGNALED(ws)) printf("    the saving child was killed by signal %d\n", WTERMSIG(ws));
+    CHECK(scratch_count(&s) == 0);
+    cnn_dict_destroy(&d);
+    scratch_close(&s);
+#endif
+}
+
+/* A path that names a FIFO (or another non-regular file) is refused at once: opening a FIFO
+ * for reading would otherwise wait for a writer forever. */
+TEST(safetensors_load_refuses_a_fifo_without_waiting)
+{
+    scratch s;
+    REQUIRE(scratch_open(&s));
+    REQUIRE(mkfifo(s.path, 0600) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        cnn_dict *d = NULL;
+        cnn_status st = cnn_safetensors_load(s.path, &d);
+        _exit(st == CNN_ERR_IO && d == NULL && strstr(cnn_last_error(), "not a regular file")
+                  ? 0
+                  : 1);
+    }
+    int ws = 0;
+    REQUIRE(waitpid(pid, &ws, 0) == pid);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (WIFSIGNALED(ws)) printf("    the loading child was killed by signal %d\n", WTERMSIG(ws));
     scratch_close(&s);
 }
 
