@@ -4,6 +4,13 @@
 
 #include "../tools/common/train_report.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 static const char *class_name(const void *ctx, int i)
 {
     (void)ctx;
@@ -51,4 +58,82 @@ TEST(train_report_macro_average_as_sklearn)
     CHECK_NEAR(r, 1.0, 1e-9);
     CHECK_NEAR(f1, 1.0, 1e-9);
     tr_eval_free(&e);
+}
+
+/* Writes old content to path; true on success. */
+static bool write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    bool ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+/* True when path holds exactly text. */
+static bool holds_text(const char *path, const char *text)
+{
+    char buf[256] = "";
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return n == strlen(text) && memcmp(buf, text, n) == 0;
+}
+
+/* A curves.png, metrics.csv or confusion.csv that cannot be written in full (a full disk; here
+ * a file size limit: writes past it fail with EFBIG) is an error naming the file, and the copy
+ * from the epoch before stays as it was: no truncated file, no temporary left behind. Before,
+ * the PNG writer ignored failed writes (success, a truncated file), and all three were
+ * rewritten in place. */
+TEST(train_report_failed_writes_leave_the_old_files)
+{
+    char dir[] = "/tmp/cnn_report_XXXXXX", png[64], csv[64], conf[64];
+    REQUIRE(mkdtemp(dir));
+    snprintf(png, sizeof png, "%s/curves.png", dir);
+    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
+    snprintf(conf, sizeof conf, "%s/confusion.csv", dir);
+    REQUIRE(write_text(png, "old png") && write_text(csv, "old csv") &&
+            write_text(conf, "old confusion"));
+    tr_history h = {0};
+    tr_epoch_row row = {1, 2.0, 0.5, 1.5, 0.6, 0.9, 0.01, 3.0, 0.1};
+    REQUIRE(tr_history_add(&h, &row));
+    tr_eval e;
+    REQUIRE(tr_eval_init(&e, 3));
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead */
+        struct rlimit cap = {40, 40};
+        if (setrlimit(RLIMIT_FSIZE, &cap) != 0) _exit(3);
+        char err[512] = "";
+        int bad = 0;
+        if (tr_plot_curves(&h, png, err, sizeof err) || !strstr(err, png) ||
+            !strstr(err, "too large"))
+            bad |= 1;
+        if (tr_history_write_csv(&h, csv) || errno != EFBIG) bad |= 2;
+        if (tr_eval_write_confusion_csv(&e, class_name, NULL, conf) || errno != EFBIG) bad |= 4;
+        _exit(bad);
+    }
+    int ws = 0;
+    REQUIRE(waitpid(pid, &ws, 0) == pid);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (WIFEXITED(ws) && WEXITSTATUS(ws)) printf("    failed checks: %d\n", WEXITSTATUS(ws));
+    CHECK(holds_text(png, "old png"));
+    CHECK(holds_text(csv, "old csv"));
+    CHECK(holds_text(conf, "old confusion"));
+    /* Nothing else in the folder (no .part files), and a write that fits replaces the file. */
+    DIR *d = opendir(dir);
+    int entries = 0;
+    for (struct dirent *de; d && (de = readdir(d));) entries += de->d_name[0] != '.';
+    if (d) closedir(d);
+    CHECK(entries == 3);
+    CHECK(tr_history_write_csv(&h, csv));
+    CHECK(!holds_text(csv, "old csv"));
+    remove(png);
+    remove(csv);
+    remove(conf);
+    rmdir(dir);
+    tr_eval_free(&e);
+    tr_history_free(&h);
 }

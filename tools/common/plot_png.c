@@ -3,6 +3,8 @@
  * stb_image_write (implementation in libstb.a). No other drawing library, no printing. */
 #include "train_report.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +166,17 @@ static void curve(canvas *c, const panel *p, const tr_history *h, size_t off, do
     }
 }
 
+/* stbi_write_png ignores failed writes (a full disk): the PNG goes through this callback,
+ * which keeps the first write error. */
+typedef struct { FILE *f; int err; } png_out;
+
+static void png_write(void *ctx, void *data, int size)
+{
+    png_out *o = ctx;
+    if (!o->err && fwrite(data, 1, (size_t)size, o->f) != (size_t)size)
+        o->err = errno ? errno : EIO;
+}
+
 bool tr_plot_curves(const tr_history *h, const char *path, char *err, size_t n)
 {
     if (h->n < 1) {
@@ -198,8 +211,22 @@ bool tr_plot_curves(const tr_history *h, const char *path, char *err, size_t n)
     legend(&c, acc.x + 10, 44, "TRAIN", BLUE);
     legend(&c, acc.x + 110, 44, "VAL TOP-1", ORANGE);
     legend(&c, acc.x + 250, 44, "VAL TOP-5", GREEN);
-    int ok = stbi_write_png(path, IMG_W, IMG_H, 3, c.px, IMG_W * 3);
+    char tmp[PATH_MAX];
+    png_out o = {tr_replace_open(path, tmp, sizeof tmp), 0};
+    bool ok = false;
+    if (!o.f) {
+        o.err = errno;
+    } else {
+        ok = stbi_write_png_to_func(png_write, &o, IMG_W, IMG_H, 3, c.px, IMG_W * 3) && !o.err;
+        errno = o.err;
+        ok = tr_replace_close(o.f, tmp, path, ok);
+        if (!ok) o.err = errno;
+    }
     free(c.px);
-    if (!ok) snprintf(err, n, "%s: could not write the PNG", path);
-    return ok != 0;
+    if (!ok) {
+        snprintf(err, n, "%s: could not write the PNG%s%s", path, o.err ? ": " : "",
+                 o.err ? strerror(o.err) : "");
+        return false;
+    }
+    return true;
 }

@@ -4,6 +4,7 @@
 #include "train_report.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,10 +102,34 @@ static void csv_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
+FILE *tr_replace_open(const char *path, char *tmp, size_t n)
+{
+    if ((size_t)snprintf(tmp, n, "%s.part", path) >= n) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    return fopen(tmp, "wb");
+}
+
+bool tr_replace_close(FILE *f, const char *tmp, const char *path, bool ok)
+{
+    int err = ok ? 0 : errno ? errno : EIO;
+    if (!err && ferror(f)) err = errno ? errno : EIO;
+    if (fclose(f) != 0 && !err) err = errno;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) {
+        remove(tmp);
+        errno = err;
+        return false;
+    }
+    return true;
+}
+
 bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const void *, int),
                                  const void *ctx, const char *path)
 {
-    FILE *f = fopen(path, "w");
+    char tmp[PATH_MAX];
+    FILE *f = tr_replace_open(path, tmp, sizeof tmp);
     if (!f) return false;
     fprintf(f, "true\\predicted");
     for (int j = 0; j < e->k; j++) {
@@ -117,8 +142,7 @@ bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const vo
         for (int j = 0; j < e->k; j++) fprintf(f, ",%lld", (long long)e->confusion[c * e->k + j]);
         fputc('\n', f);
     }
-    bool ok = !ferror(f);
-    return fclose(f) == 0 && ok;
+    return tr_replace_close(f, tmp, path, true);
 }
 
 void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f)
@@ -213,7 +237,8 @@ bool tr_history_parse(tr_history *h, const char *s)
 
 bool tr_history_write_csv(const tr_history *h, const char *path)
 {
-    FILE *f = fopen(path, "w");
+    char tmp[PATH_MAX];
+    FILE *f = tr_replace_open(path, tmp, sizeof tmp);
     if (!f) return false;
     fprintf(f, "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,lr,epoch_seconds,"
                "data_wait_fraction\n");
@@ -221,6 +246,5 @@ bool tr_history_write_csv(const tr_history *h, const char *path)
         const tr_epoch_row *r = &h->rows[i];
         fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.4f\n", ROW_ARGS(r));
     }
-    bool ok = !ferror(f);
-    return fclose(f) == 0 && ok;
+    return tr_replace_close(f, tmp, path, true);
 }
