@@ -459,6 +459,15 @@ static void train(run *r)
         bool done = train_epoch(r, &te, &wait);
         double train_secs = r->st.part_seconds = tr_now_s() - t0;
         if (!done || !evaluate(r, &r->last_eval)) interrupted(r);
+        /* Every sample of a split failed (its folder went away mid-run): an epoch of nothing
+         * would be recorded with a loss of 0 and the run would end "successfully". */
+        if (te.n == 0 || r->last_eval.n == 0) {
+            const cnn_loader *l = te.n == 0 ? r->train_ld : r->val_ld;
+            int nb = cnn_loader_num_bad(l);
+            die("epoch %lld: not one %s image could be read%s%s", (long long)r->st.epoch + 1,
+                te.n == 0 ? "training" : "validation", nb ? "; the last failure: " : "",
+                nb ? cnn_loader_bad_reason(l, nb - 1) : "");
+        }
         double secs = tr_now_s() - t0;
         const tr_eval *ve = &r->last_eval;
         tr_epoch_row row = {(int)r->st.epoch + 1,
