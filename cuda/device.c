@@ -12,7 +12,8 @@ typedef struct cnn_gpu_state {
     bool cudnn_unusable;         /* cudnnCreate said cuDNN cannot run here (status below) */
     int cudnn_status;
     /* Kernels report a bad input here (cnn_cuda_bad_label_slot); read at the next wait. */
-    unsigned long long *bad_label; /* device memory, NULL until first use */
+    unsigned long long *bad_label; /* device memory (bad_label_mem's), NULL until first use */
+    cnn_storage bad_label_mem;     /* from the caching allocator */
     bool bad_label_armed;          /* a kernel that may report has been queued since */
     int64_t bad_label_k;           /* the class count of the last such kernel */
     /* A vector of ones (cnn_cuda_ones), from the caching allocator; grown, never shrunk. */
@@ -94,7 +95,7 @@ void cnn_cuda_context_release(cnn_context *ctx)
     cnn_cudnn_conv2d_cache_release(ctx);
     if (g->cudnn) (void)cudnnDestroy(g->cudnn);
 #endif
-    if (g->bad_label) (void)cudaFree(g->bad_label);
+    if (g->bad_label_mem.release) g->bad_label_mem.release(&g->bad_label_mem);
     if (g->ones.release) g->ones.release(&g->ones);
     cnn_cuda_allocator_forget_stream(g->device, g->stream);
     (void)cudaStreamDestroy(g->stream);
@@ -166,15 +167,18 @@ cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long lo
     CNN_TRY(cnn_cuda_enter(ctx, "cross_entropy", &s));
     cnn_gpu_state *g = ctx->gpu;
     if (!g->bad_label) {
-        void *p = NULL;
-        CNN_CUDA_TRY(cudaMalloc(&p, sizeof *g->bad_label));
-        cudaError_t e = cudaMemsetAsync(p, 0xff, sizeof *g->bad_label, s);
+        /* From the caching allocator, which frees its cache and retries when the GPU is full. */
+        cnn_storage fresh;
+        memset(&fresh, 0, sizeof fresh);
+        CNN_TRY(cnn_cuda_storage_alloc(ctx, &fresh, sizeof *g->bad_label, "cross_entropy"));
+        cudaError_t e = cudaMemsetAsync(fresh.data, 0xff, sizeof *g->bad_label, s);
         if (e != cudaSuccess) {
-            (void)cudaFree(p);
             (void)cudaGetLastError();
+            fresh.release(&fresh);
             return cnn_error(cnn_cuda_status_of(e), "cross_entropy: %s", cudaGetErrorString(e));
         }
-        g->bad_label = p;
+        g->bad_label_mem = fresh;
+        g->bad_label = fresh.data;
     }
     g->bad_label_armed = true;
     g->bad_label_k = k;

@@ -172,3 +172,30 @@ GPU_TEST(cuda_allocator_splits_large_blocks_and_merges_them_back)
     CHECK(s4.cached_bytes == c0);
     CHECK(s4.n_cuda_free == s3.n_cuda_free + 1);
 }
+
+/* On a full GPU every allocation the library makes goes through the caching allocator, which
+ * serves it from the cache (or frees the cache and retries): the slot cross_entropy's kernel
+ * reports a bad label in too. The emulator fails every cudaMalloc on request
+ * (CNN_EMU_FAIL_MALLOC=all); on a GPU this runs as a plain cross-entropy. */
+GPU_TEST(cuda_cross_entropy_on_a_full_gpu_uses_the_cache)
+{
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t lab[2] = {1, 3};
+    cnn_tensor *x = NULL, *y = NULL, *loss = NULL, *spare[8] = {NULL};
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 4), v, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), lab, CNN_CUDA(0), &y));
+    for (int i = 0; i < 8; i++)
+        CHECK_OK(cnn_tensor_empty(CNN_SHAPE(4), CNN_F32, CNN_CUDA(0), &spare[i]));
+    for (int i = 0; i < 8; i++) cnn_tensor_free(&spare[i]); /* cached: room for what follows */
+    setenv("CNN_EMU_FAIL_MALLOC", "all", 1);
+    cnn_status st = cnn_cross_entropy(x, y, 0.0f, &loss);
+    unsetenv("CNN_EMU_FAIL_MALLOC");
+    CHECK(st == CNN_OK);
+    if (st != CNN_OK) printf("    %s\n", cnn_last_error());
+    float l = 0;
+    if (loss) CHECK_OK(cnn_tensor_read(loss, &l, 1));
+    CHECK_NEAR(l, 1.4401897f, 1e-5);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&loss);
+}

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -82,11 +83,34 @@ int device_count()
     return v && !*v ? 0 : 1;
 }
 
+/* CNN_EMU_FAIL_MALLOC (read at each call): "all" makes every device or pinned allocation
+ * (cudaMalloc, cudaHostAlloc, cudaMallocHost) fail with cudaErrorMemoryAllocation, as a full
+ * GPU would; "N" or "N,K" the Nth of them counted from the start of the process, and the K - 1
+ * after it. CNN_EMU_FAIL_MALLOC_COUNT=1 prints the number made at exit (to size a sweep). */
+std::atomic<long> n_allocs{0};
+void print_allocs()
+{
+    fprintf(stderr, "cuda-emu: %ld device/pinned allocations\n", n_allocs.load());
+}
+bool injected_alloc_failure()
+{
+    static const bool counting = getenv("CNN_EMU_FAIL_MALLOC_COUNT") && atexit(print_allocs) == 0;
+    (void)counting;
+    const long n = ++n_allocs;
+    const char *v = getenv("CNN_EMU_FAIL_MALLOC");
+    if (!v || !*v) return false;
+    if (!strcmp(v, "all")) return true;
+    char *end;
+    const long first = strtol(v, &end, 10), count = *end == ',' ? strtol(end + 1, nullptr, 10) : 1;
+    return first > 0 && n >= first && n < first + count;
+}
+
 cudaError_t alloc(void **p, size_t bytes, mem_kind kind)
 {
     if (!p) return set_error(cudaErrorInvalidValue);
     *p = nullptr;
     if (kind == MEM_DEVICE && !device_count()) return set_error(cudaErrorNoDevice);
+    if (injected_alloc_failure()) return set_error(cudaErrorMemoryAllocation);
     alloc_table &t = T();
     std::lock_guard<std::mutex> hold(t.lock);
     if (kind == MEM_DEVICE && bytes > TOTAL_BYTES - t.device_bytes)
