@@ -104,7 +104,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
 .PHONY: all lib tools tests test install uninstall deps demo clean help check-example \
-        check-valgrind check-exports check-header
+        check-valgrind check-exports check-header check-tsan
 # Keep object files make would otherwise treat as intermediate (and delete).
 .SECONDARY:
 all: lib tools tests
@@ -197,13 +197,28 @@ check-valgrind: $(TEST_BIN)
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=3 $(TEST_BIN) $(VALGRIND_TESTS)
 
+# The tests where threads meet (the loader's workers, contexts on two threads, the tools' stop
+# signals) under ThreadSanitizer, in build-tsan: any report fails. OpenMP and OpenBLAS run one
+# thread (libgomp is not instrumented: its barriers would read as races). Reports from the
+# tools the tests start go to build-tsan/tsan-logs.
+TSAN_TESTS ?= loader two_ context sigint stop
+check-tsan:
+	$(MAKE) BUILD=build-tsan CUDA=0 CC="$(CC) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread \
+	  -j2 tests tools
+	rm -rf build-tsan/tsan-logs && mkdir -p build-tsan/tsan-logs
+	rc=0; OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	  TSAN_OPTIONS=log_path=$(CURDIR)/build-tsan/tsan-logs/tsan CNN_TOOLS_DIR=build-tsan/bin \
+	  build-tsan/tests/run_tests $(TSAN_TESTS) || rc=$$?; \
+	if ls build-tsan/tsan-logs/* >/dev/null 2>&1; then cat build-tsan/tsan-logs/*; \
+	  echo "check-tsan: ThreadSanitizer reported the above"; exit 1; fi; exit $$rc
+
 # The GPU tests without a GPU, on the CPU emulator (tests/cuda_emu). check-cuda-emu, in
 # build-emu: its self-test, the GPU tests, the same with each block's threads run last first
 # (a missing barrier shows in one order or the other), and the no-device paths with the device
 # hidden. check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available
 # here): the self-test and the GPU tests. EMU_GPU_TESTS= (run_tests arguments) narrows the
 # GPU-test runs.
-.PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn emu-selftest
+.PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn check-cuda-emu-tsan emu-selftest
 EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
 EMU_GPU_TESTS ?= --gpu-only
 check-cuda-emu:
@@ -216,6 +231,14 @@ check-cuda-emu-asan:
 	$(MAKE) BUILD=build-emu-dbg $(EMU_FLAGS) DEBUG=1 all emu-selftest
 	build-emu-dbg/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
+# check-cuda-emu-tsan, in build-emu-tsan under ThreadSanitizer: the GPU tests where threads meet
+# (the emulator runs the host code of cuda/ for real: allocator, pinned memory, contexts).
+EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land
+check-cuda-emu-tsan:
+	$(MAKE) BUILD=build-emu-tsan $(EMU_FLAGS) CC="$(CC) -fsanitize=thread" \
+	  CXX="$(CXX) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread tests tools
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_TOOLS_DIR=build-emu-tsan/bin \
+	  build-emu-tsan/tests/run_tests --gpu-only $(EMU_TSAN_TESTS)
 # check-cuda-emu-cudnn, in build-emu-cudnn: the same GPU tests with CUDNN=1 on the emulated
 # cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU.
 check-cuda-emu-cudnn:
@@ -282,7 +305,7 @@ clean:
 
 help:
 	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
-	@echo "checks: check-example PREFIX=... check-exports check-header check-valgrind check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan"
+	@echo "checks: check-example PREFIX=... check-exports check-header check-valgrind check-tsan check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
          $(TOOL_COMMON_OBJ:.o=.d)

@@ -18,6 +18,9 @@ typedef struct pinned_block {
     int event_dev;
     cudaStream_t last_stream; /* where last_use was recorded */
     bool in_use; /* last_use was recorded and may not have completed */
+    /* Guards the four fields above while the block is handed out: threads that copy from (views
+     * of) one pinned tensor at once each record their use on the same block. */
+    pthread_mutex_t use_lock;
     struct pinned_block *next;
 } pinned_block;
 
@@ -89,6 +92,7 @@ cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const cha
                              cudaGetErrorString(e));
         }
         b->size = size;
+        pthread_mutex_init(&b->use_lock, NULL);
     }
     b->next = NULL;
     s->data = b->ptr;
@@ -99,14 +103,9 @@ cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const cha
 
 bool cnn_cuda_storage_is_pinned(const cnn_storage *s) { return s && s->release == pinned_release; }
 
-cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
+/* Called with b->use_lock held. */
+static cnn_status record_use(pinned_block *b, int dev, cudaStream_t stream)
 {
-    /* Under a CPU context cnn_cuda_memcpy copied synchronously: nothing is left running. */
-    if (!cnn_cuda_storage_is_pinned(s) || !s->allocator || !ctx || !ctx->gpu) return CNN_OK;
-    cudaStream_t stream;
-    CNN_TRY(cnn_cuda_enter(ctx, "pinned_record_use", &stream));
-    pinned_block *b = s->allocator;
-    const int dev = ctx->device.index;
     if (b->last_use && b->event_dev != dev) {
         /* Used from another GPU before: let that use finish, then an event of this GPU. */
         CNN_CUDA_TRY(cudaEventSynchronize(b->last_use));
@@ -128,11 +127,27 @@ cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
     return CNN_OK;
 }
 
+cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
+{
+    /* Under a CPU context cnn_cuda_memcpy copied synchronously: nothing is left running. */
+    if (!cnn_cuda_storage_is_pinned(s) || !s->allocator || !ctx || !ctx->gpu) return CNN_OK;
+    cudaStream_t stream;
+    CNN_TRY(cnn_cuda_enter(ctx, "pinned_record_use", &stream));
+    pinned_block *b = s->allocator;
+    pthread_mutex_lock(&b->use_lock);
+    cnn_status st = record_use(b, ctx->device.index, stream);
+    pthread_mutex_unlock(&b->use_lock);
+    return st;
+}
+
 cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
 {
     if (!cnn_cuda_storage_is_pinned(s) || !s->allocator) return CNN_OK;
     pinned_block *b = s->allocator;
-    if (b->in_use) CNN_CUDA_TRY(cudaEventSynchronize(b->last_use));
+    pthread_mutex_lock(&b->use_lock);
+    cudaError_t event_sync = b->in_use ? cudaEventSynchronize(b->last_use) : cudaSuccess;
+    pthread_mutex_unlock(&b->use_lock);
+    CNN_CUDA_TRY(event_sync);
     return CNN_OK;
 }
 
@@ -145,6 +160,7 @@ void cnn_cuda_pinned_empty_cache(void)
         if (block_idle(b)) {
             if (b->last_use) (void)cudaEventDestroy(b->last_use);
             (void)cudaFreeHost(b->ptr);
+            pthread_mutex_destroy(&b->use_lock);
             free(b);
         } else {
             b->next = keep;

@@ -4,6 +4,8 @@
  * reused while the compute stream still reads them), and clean refusals without a GPU. */
 #include "test.h"
 
+#include <pthread.h>
+
 cnn_dataset *data_test_synthetic(int n, int rows, int cols);
 
 static cnn_loader_options options(const cnn_dataset *ds, int batch, int workers, cnn_device dev)
@@ -120,6 +122,73 @@ GPU_TEST(cuda_pinned_copies_into_views_land)
         cnn_tensor_free(&view[k]);
         cnn_tensor_free(&dev[k]);
     }
+    CHECK_OK(cnn_cuda_empty_cache());
+}
+
+/* Two threads, each on its own CUDA context (its own stream), copy their halves of the same
+ * pinned tensors (views of one block: a data-parallel split of a batch) at the same time; the
+ * sources are then released and new pinned tensors filled while the copies may still run. The
+ * block's bookkeeping of its last use must cover both streams, or it is handed out again under
+ * a running copy (and under ThreadSanitizer the two records race). */
+enum { HALVES_K = 4 };
+#define HALF_N ((int64_t)500000) /* both halves' ramps stay below ramp_mismatches' period */
+
+typedef struct {
+    cnn_tensor **src; /* HALVES_K pinned tensors of 2 * HALF_N floats, shared */
+    pthread_barrier_t *bar;
+    int half, failures;
+    char msg[256];
+} half_job;
+
+static void *copy_halves(void *arg)
+{
+    half_job *j = arg;
+    cnn_context *ctx = NULL;
+    cnn_tensor *dev[HALVES_K] = {0};
+    bool ok = cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK;
+    if (ok) cnn_context_set_current(ctx);
+    for (int k = 0; ok && k < HALVES_K; k++) {
+        cnn_tensor *v = NULL;
+        ok = cnn_tensor_narrow(j->src[k], 0, j->half * HALF_N, HALF_N, &v) == CNN_OK &&
+             cnn_tensor_to(v, CNN_CUDA(0), &dev[k]) == CNN_OK;
+        cnn_tensor_free(&v);
+    }
+    if (!ok) snprintf(j->msg, sizeof j->msg, "copy: %s", cnn_last_error());
+    pthread_barrier_wait(j->bar); /* the main thread releases and refills the sources */
+    pthread_barrier_wait(j->bar);
+    for (int k = 0; ok && k < HALVES_K; k++)
+        if (ramp_mismatches(dev[k], HALF_N, (float)(k * 10 + j->half * HALF_N)) != 0) {
+            ok = false;
+            snprintf(j->msg, sizeof j->msg, "copy %d of half %d differs", k, j->half);
+        }
+    j->failures = !ok;
+    for (int k = 0; k < HALVES_K; k++) cnn_tensor_free(&dev[k]);
+    cnn_context_set_current(NULL);
+    cnn_context_destroy(&ctx);
+    return NULL;
+}
+
+GPU_TEST(cuda_pinned_halves_copied_from_two_threads_land)
+{
+    cnn_tensor *src[HALVES_K] = {0}, *again[HALVES_K] = {0};
+    for (int k = 0; k < HALVES_K; k++) REQUIRE((src[k] = pinned_ramp(2 * HALF_N, (float)(k * 10))));
+    pthread_barrier_t bar;
+    REQUIRE(pthread_barrier_init(&bar, NULL, 3) == 0);
+    half_job jobs[2] = {{.src = src, .bar = &bar, .half = 0}, {.src = src, .bar = &bar, .half = 1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) REQUIRE(pthread_create(&th[i], NULL, copy_halves, &jobs[i]) == 0);
+    pthread_barrier_wait(&bar);
+    for (int k = 0; k < HALVES_K; k++) {
+        cnn_tensor_free(&src[k]);
+        again[k] = pinned_ramp(2 * HALF_N, -1000.0f); /* reuses a block only once it is idle */
+        CHECK(again[k] != NULL);
+    }
+    pthread_barrier_wait(&bar);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    for (int i = 0; i < 2; i++)
+        if (jobs[i].failures) cnn_test_fail(__FILE__, __LINE__, "thread %d: %s", i, jobs[i].msg);
+    for (int k = 0; k < HALVES_K; k++) cnn_tensor_free(&again[k]);
     CHECK_OK(cnn_cuda_empty_cache());
 }
 

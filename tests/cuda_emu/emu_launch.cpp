@@ -24,6 +24,14 @@
 #else
 #define EMU_ASAN 0
 #endif
+/* Under ThreadSanitizer each fiber is a TSan fiber too: TSan keeps a call stack per thread, and
+ * switching stacks behind its back corrupts it (a SEGV inside TSan, or a hang). */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define EMU_TSAN 1
+#else
+#define EMU_TSAN 0
+#endif
 
 #if !defined(__x86_64__)
 #error "the CUDA emulator's fiber switch is written for x86-64"
@@ -112,6 +120,10 @@ struct run_state {
     const void *main_bottom = nullptr;
     size_t main_size = 0;
 #endif
+#if EMU_TSAN
+    void *tsan_main = nullptr;           /* the launching thread's own TSan context */
+    std::vector<void *> tsan_fibers;     /* per pool stack, for the running block */
+#endif
 };
 
 run_state &S()
@@ -156,7 +168,16 @@ void switch_to(void **save, void *to_sp, const void *to_bottom, size_t to_size)
     cnn_emu_switch(save, to_sp);
     __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #else
-    (void)to_bottom, (void)to_size;
+    (void)to_size;
+#if EMU_TSAN
+    run_state &s = S();
+    __tsan_switch_to_fiber(to_bottom ? s.tsan_fibers[((const char *)to_bottom - s.pool) /
+                                                     (STACK_BYTES + GUARD)]
+                                     : s.tsan_main,
+                           0);
+#else
+    (void)to_bottom;
+#endif
     cnn_emu_switch(save, to_sp);
 #endif
 }
@@ -195,6 +216,9 @@ void thread_exit();
     }
 #if EMU_ASAN
     __sanitizer_start_switch_fiber(nullptr, s.main_bottom, s.main_size);
+#endif
+#if EMU_TSAN
+    __tsan_switch_to_fiber(s.tsan_main, 0);
 #endif
     cnn_emu_switch(&s.exit_sp, s.main_sp);
     __builtin_unreachable();
@@ -264,6 +288,17 @@ void run_block()
         s.fibers[i].state = NOT_STARTED;
     }
     int stacks = 0; /* fibers started: each started at least one thread, so at most n */
+#if EMU_TSAN
+    s.tsan_main = __tsan_get_current_fiber();
+    if (s.tsan_fibers.size() < s.pool_fibers) s.tsan_fibers.resize(s.pool_fibers);
+    struct tsan_cleanup {
+        int &stacks;
+        ~tsan_cleanup()
+        {
+            for (int i = 0; i < stacks; i++) __tsan_destroy_fiber(S().tsan_fibers[(size_t)i]);
+        }
+    } tsan_cleanup_{stacks};
+#endif
     s.next = 0;
     s.live = n;
     s.arrived = 0;
@@ -285,6 +320,9 @@ void run_block()
             progress = true;
         }
         while (s.next < n) {
+#if EMU_TSAN
+            s.tsan_fibers[(size_t)stacks] = __tsan_create_fiber(0);
+#endif
             s.new_stack = s.pool + (size_t)stacks++ * (STACK_BYTES + GUARD) + GUARD;
             switch_to(&s.main_sp, make_fiber(s.new_stack), s.new_stack, STACK_BYTES);
             progress = true;

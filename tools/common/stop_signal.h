@@ -4,9 +4,10 @@
 #define CNN_TOOLS_STOP_SIGNAL_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
-/* Set (to 1) by the first stop signal. */
-extern volatile sig_atomic_t tool_stop;
+/* Set (to 1) by the first stop signal, in whichever thread handles it. */
+extern atomic_int tool_stop;
 
 /* Catches SIGINT, and SIGTERM too when `term` is true. */
 void tool_catch_stop_signals(int term);
