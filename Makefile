@@ -163,10 +163,10 @@ $(BUILD)/libcnncuda.a: $(LIB_OBJ)
 # such as mdl_conv or cnn_sgemm would otherwise be interposed by a user's own function of that
 # name): the names declared there, as a linker version script. It also records the libraries it
 # was linked with, for cnncuda.pc.
-$(BUILD)/cnncuda.map: $(wildcard include/cnncuda/*.h)
+$(BUILD)/cnncuda.map: include/cnncuda.h $(wildcard include/cnncuda/*.h)
 	@mkdir -p $(dir $@)
-	{ echo '{ global:'; sed 's,/\*.*,,; /^#/d; /^inline/d' $^ | \
-	  grep -o 'cnn_[a-z0-9_]* *(' | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	{ echo '{ global:'; $(CC) -E -P -Iinclude include/cnncuda.h | tr '\n' ' ' | \
+	  grep -oE 'cnn_[A-Za-z0-9_]+ *\(' | tr -d ' (' | sort -u | sed 's/$$/;/'; \
 	  echo 'local: *; };'; } > $@
 # stb_image is compiled into the library (data/image_decode.c): -lstb is for the tools and tests.
 LIB_LDLIBS = $(filter-out -lstb,$(LDLIBS))
