@@ -81,6 +81,24 @@ int cnn_test_capture(const char *cmd, char *out, size_t n)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+int cnn_test_fork(unsigned seconds)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) alarm(seconds);
+    return (int)pid;
+}
+
+int cnn_test_child_ok(int pid)
+{
+    int ws = 0;
+    if (waitpid((pid_t)pid, &ws, 0) != (pid_t)pid) return 0;
+    if (WIFSIGNALED(ws)) printf("    the child process was ended by signal %d\n", WTERMSIG(ws));
+    if (WIFEXITED(ws) && WEXITSTATUS(ws))
+        printf("    the child process exited with status %d\n", WEXITSTATUS(ws));
+    return WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
+}
+
 static int cmp_tests(const void *a, const void *b)
 {
     const test_entry *x = a, *y = b;

@@ -26,6 +26,12 @@ int cnn_test_tool_path(const char *name, char *buf, size_t n);
  * into out (truncated to n bytes, NUL-terminated); returns the exit status, or -1 when the
  * command did not exit normally. */
 int cnn_test_capture(const char *cmd, char *out, size_t n);
+/* For a check that could block for ever or changes the process (limits, signals): forks after
+ * flushing stdio; the child (0 returned) has an alarm in `seconds` and ends with _exit(0) when
+ * its checks hold. cnn_test_child_ok waits for it: true when it exited 0, else false (saying
+ * which signal ended it, or its exit status). */
+int cnn_test_fork(unsigned seconds);
+int cnn_test_child_ok(int pid);
 
 #define CNN_TEST_(name, gpu)                                                                      \
     static void test_##name(void);                                                                \

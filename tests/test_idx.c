@@ -4,7 +4,6 @@
 
 #include <stdint.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -221,17 +220,13 @@ TEST(idx_corrupt_files_are_format_errors)
     CHECK(strstr(cnn_last_error(), "not a regular file") != NULL);
     snprintf(bad, sizeof bad, "%s/fifo", dir);
     REQUIRE(mkfifo(bad, 0600) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
+    int pid = cnn_test_fork(10);
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        alarm(10);
         cnn_status st = cnn_idx_dataset_create(img, bad, 1, &ds);
         _exit(st == CNN_ERR_IO && strstr(cnn_last_error(), "not a regular file") ? 0 : 1);
     }
-    int ws = 0;
-    REQUIRE(waitpid(pid, &ws, 0) == pid);
-    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    CHECK(cnn_test_child_ok(pid));
     unlink(bad);
 
     snprintf(bad, sizeof bad, "%s/bad", dir);

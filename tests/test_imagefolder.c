@@ -5,7 +5,6 @@
 
 #include <ftw.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <stb/stb_image_write.h>
@@ -281,18 +280,14 @@ TEST(imagefolder_file_replaced_by_a_fifo_is_refused_without_waiting)
     snprintf(path, sizeof path, "%s/a.png", dir);
     REQUIRE(unlink(path) == 0 && mkfifo(path, 0600) == 0);
     cnn_transform t = cnn_transform_default(ds, false, 4);
-    fflush(NULL);
-    pid_t pid = fork();
+    int pid = cnn_test_fork(10);
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        alarm(10);
         float out[48];
         cnn_status st = cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL);
         _exit(st == CNN_ERR_IO && strstr(cnn_last_error(), "a.png") ? 0 : 1);
     }
-    int ws = 0;
-    REQUIRE(waitpid(pid, &ws, 0) == pid);
-    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    CHECK(cnn_test_child_ok(pid));
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }

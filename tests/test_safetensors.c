@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -539,8 +538,7 @@ TEST(safetensors_save_out_of_memory_for_the_header)
     CHECK_OK(cnn_dict_create(&d));
     CHECK_OK(cnn_dict_set_meta(d, "k", big));
     free(big);
-    fflush(NULL);
-    pid_t pid = fork();
+    int pid = cnn_test_fork(20);
     REQUIRE(pid >= 0);
     if (pid == 0) {
         /* The header buffer doubles past 32 MiB to hold the value: leave less room than that. */
@@ -552,15 +550,11 @@ TEST(safetensors_save_out_of_memory_for_the_header)
                              RLIM_INFINITY};
         cap.rlim_max = cap.rlim_cur;
         if (setrlimit(RLIMIT_AS, &cap) != 0) _exit(3);
-        alarm(20);
         cnn_status st = cnn_safetensors_save(s.path, d);
         _exit(st == CNN_ERR_OUT_OF_MEMORY && strstr(cnn_last_error(), "out of host memory") ? 0
                                                                                            : 1);
     }
-    int ws = 0;
-    REQUIRE(waitpid(pid, &ws, 0) == pid);
-    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-    if (WIFSIGNALED(ws)) printf("    the saving child was killed by signal %d\n", WTERMSIG(ws));
+    CHECK(cnn_test_child_ok(pid));
     CHECK(scratch_count(&s) == 0);
     cnn_dict_destroy(&d);
     scratch_close(&s);
@@ -574,21 +568,16 @@ TEST(safetensors_load_refuses_a_fifo_without_waiting)
     scratch s;
     REQUIRE(scratch_open(&s));
     REQUIRE(mkfifo(s.path, 0600) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
+    int pid = cnn_test_fork(10);
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        alarm(10);
         cnn_dict *d = NULL;
         cnn_status st = cnn_safetensors_load(s.path, &d);
         _exit(st == CNN_ERR_IO && d == NULL && strstr(cnn_last_error(), "not a regular file")
                   ? 0
                   : 1);
     }
-    int ws = 0;
-    REQUIRE(waitpid(pid, &ws, 0) == pid);
-    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-    if (WIFSIGNALED(ws)) printf("    the loading child was killed by signal %d\n", WTERMSIG(ws));
+    CHECK(cnn_test_child_ok(pid));
     scratch_close(&s);
 }
 

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *class_name(const void *ctx, int i)
@@ -99,8 +98,7 @@ TEST(train_report_failed_writes_leave_the_old_files)
     REQUIRE(tr_history_add(&h, &row));
     tr_eval e;
     REQUIRE(tr_eval_init(&e, 3));
-    fflush(NULL);
-    pid_t pid = fork();
+    int pid = cnn_test_fork(10);
     REQUIRE(pid >= 0);
     if (pid == 0) {
         signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead */
@@ -115,10 +113,7 @@ TEST(train_report_failed_writes_leave_the_old_files)
         if (tr_eval_write_confusion_csv(&e, class_name, NULL, conf) || errno != EFBIG) bad |= 4;
         _exit(bad);
     }
-    int ws = 0;
-    REQUIRE(waitpid(pid, &ws, 0) == pid);
-    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-    if (WIFEXITED(ws) && WEXITSTATUS(ws)) printf("    failed checks: %d\n", WEXITSTATUS(ws));
+    CHECK(cnn_test_child_ok(pid));
     CHECK(holds_text(png, "old png"));
     CHECK(holds_text(csv, "old csv"));
     CHECK(holds_text(conf, "old confusion"));
