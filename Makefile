@@ -265,11 +265,18 @@ uninstall:
 	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
 	-rmdir $(DESTDIR)$(PREFIX)/include/cnncuda 2>/dev/null
 
-# The shared library exports exactly the functions the public header declares.
-check-exports: $(BUILD)/libcnncuda.so $(BUILD)/cnncuda.map
+# The shared library exports exactly the functions the public header declares, and the static
+# one defines no global name outside the cnn_ prefix (kernels are static or in an anonymous
+# namespace, which nvcc names per file), so a user's own `fill_f32_kernel` cannot clash with ours.
+check-exports: $(BUILD)/libcnncuda.so $(BUILD)/libcnncuda.a $(BUILD)/cnncuda.map
 	@nm -D --defined-only $(BUILD)/libcnncuda.so | awk '{print $$3}' | sort -u > $(BUILD)/exports.txt
 	@grep -o 'cnn_[a-z0-9_]*' $(BUILD)/cnncuda.map | sort -u | diff - $(BUILD)/exports.txt && \
 	  echo "check-exports: $$(wc -l < $(BUILD)/exports.txt) symbols, all declared in include/cnncuda/"
+	@nm -g --defined-only $(BUILD)/libcnncuda.a | awk 'NF == 3 && $$3 !~ /^cnn_/ && \
+	  $$3 !~ /_GLOBAL__N_/ && $$3 != "DW.ref.__gxx_personality_v0"' | c++filt > $(BUILD)/stray.txt
+	@if [ -s $(BUILD)/stray.txt ]; then \
+	  echo "check-exports: libcnncuda.a defines global names outside cnn_:"; cat $(BUILD)/stray.txt; \
+	  exit 1; fi; echo "check-exports: libcnncuda.a defines no global name outside cnn_"
 
 # The public header on its own: C99 and C++11, pedantic, warnings as errors (CNN_SHAPE and the
 # device macros have a C++ form: no compound literals, and a size_t size is no narrowing error).

@@ -38,14 +38,14 @@ __device__ __forceinline__ float act_backward(int kind, float s, float dy, float
 }
 
 // x, y: (numel)
-__global__ void act_forward_kernel(int kind, const float *x, float *y, float a, int64_t n)
+static __global__ void act_forward_kernel(int kind, const float *x, float *y, float a, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) y[i] = act_forward(kind, x[i], a);
 }
 
 // s, dy, dx: (numel)
-__global__ void act_backward_kernel(int kind, const float *s, const float *dy, float *dx, float a,
-                                    bool saved_is_y, int64_t n)
+static __global__ void act_backward_kernel(int kind, const float *s, const float *dy, float *dx,
+                                           float a, bool saved_is_y, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) dx[i] = act_backward(kind, s[i], dy[i], a, saved_is_y);
 }

@@ -90,7 +90,8 @@ static __device__ int64_t bn_at(int64_t i, int64_t j, int64_t ch, int64_t c, int
 
 /* First pass of the statistics: part[ch * splits + split] = the split's sum of x.
  * x: (N, C, inner); grid (C, splits) */
-__global__ void bn_sum_kernel(const float *x, int64_t n, int64_t c, int64_t inner, double *part)
+static __global__ void bn_sum_kernel(const float *x, int64_t n, int64_t c, int64_t inner,
+                                     double *part)
 {
     const ChannelPart cp(n * inner);
     double s = 0;
@@ -103,8 +104,8 @@ __global__ void bn_sum_kernel(const float *x, int64_t n, int64_t c, int64_t inne
 
 /* Second pass: sq[ch * splits + split] = the split's sum of (x - mean)^2, the mean from the
  * first pass's partial sums. x: (N, C, inner); grid (C, splits) */
-__global__ void bn_sq_kernel(const float *x, int64_t n, int64_t c, int64_t inner,
-                             const double *sum, double *sq)
+static __global__ void bn_sq_kernel(const float *x, int64_t n, int64_t c, int64_t inner,
+                                    const double *sum, double *sq)
 {
     const ChannelPart cp(n * inner);
     const double mu = channel_total(sum + cp.ch * gridDim.y, gridDim.y) / (double)(n * inner);
@@ -120,9 +121,9 @@ __global__ void bn_sq_kernel(const float *x, int64_t n, int64_t c, int64_t inner
 
 /* The statistics rows and the running-stat update from both passes' partial sums.
  * sum, sq: (C, splits); stats: (4, C); rm, rv: (C) or NULL. One block per channel. */
-__global__ void bn_stats_finish_kernel(const double *sum, const double *sq, int64_t splits,
-                                       int64_t m, int64_t c, float momentum, float eps, float *rm,
-                                       float *rv, float *stats)
+static __global__ void bn_stats_finish_kernel(const double *sum, const double *sq, int64_t splits,
+                                              int64_t m, int64_t c, float momentum, float eps,
+                                              float *rm, float *rv, float *stats)
 {
     const int64_t ch = blockIdx.x;
     const double mu = channel_total(sum + ch * splits, splits) / (double)m;
@@ -141,8 +142,8 @@ __global__ void bn_stats_finish_kernel(const double *sum, const double *sq, int6
 }
 
 // rm, rv: (C) -> stats rows 0..2: (4, C)
-__global__ void bn_eval_stats_kernel(const float *rm, const float *rv, int64_t c, float eps,
-                                     float *stats)
+static __global__ void bn_eval_stats_kernel(const float *rm, const float *rv, int64_t c, float eps,
+                                            float *stats)
 {
     for (int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ch < c;
          ch += (int64_t)gridDim.x * blockDim.x) {
@@ -178,8 +179,8 @@ static __device__ void for_each_with_channel(int64_t n, int64_t c, int64_t inner
 }
 
 // x, y: (N, C, inner); stats: (4, C); bias: (C) or NULL
-__global__ void bn_forward_kernel(const float *x, const float *stats, const float *bias,
-                                  int64_t n, int64_t c, int64_t inner, float *y)
+static __global__ void bn_forward_kernel(const float *x, const float *stats, const float *bias,
+                                         int64_t n, int64_t c, int64_t inner, float *y)
 {
     for_each_with_channel(n, c, inner, [&](int64_t e, int64_t ch) {
         /* Rounded step by step like the CPU code (no fused multiply-add). */
@@ -192,8 +193,8 @@ __global__ void bn_forward_kernel(const float *x, const float *stats, const floa
 
 /* The backward's sums, split like the statistics: part (2, C, splits) = each split's sum of dy
  * and of dy * xhat. x, dy: (N, C, inner); stats: (4, C); grid (C, splits) */
-__global__ void bn_backward_sums_kernel(const float *x, const float *dy, const float *stats,
-                                        int64_t n, int64_t c, int64_t inner, double *part)
+static __global__ void bn_backward_sums_kernel(const float *x, const float *dy, const float *stats,
+                                               int64_t n, int64_t c, int64_t inner, double *part)
 {
     const ChannelPart cp(n * inner);
     double sdy = 0, sdyx = 0;
@@ -214,9 +215,9 @@ __global__ void bn_backward_sums_kernel(const float *x, const float *dy, const f
 
 /* dbias = sum dy, dweight = sum dy * xhat, and the means dx needs (in training) into
  * means (2, C). part: (2, C, splits); dw, db: (C) or NULL. One block per channel. */
-__global__ void bn_backward_finish_kernel(const double *part, int64_t splits, int64_t m,
-                                          int64_t c, bool training, float *dw, float *db,
-                                          float *means)
+static __global__ void bn_backward_finish_kernel(const double *part, int64_t splits, int64_t m,
+                                                 int64_t c, bool training, float *dw, float *db,
+                                                 float *means)
 {
     const int64_t ch = blockIdx.x;
     const double sdy = channel_total(part + ch * splits, splits);
@@ -231,9 +232,9 @@ __global__ void bn_backward_finish_kernel(const double *part, int64_t splits, in
 
 /* The CPU's dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) in training,
  * w * invstd * dy in eval (means zero). x, dy, dx: (N, C, inner); stats: (4, C); means: (2, C) */
-__global__ void bn_backward_dx_kernel(const float *x, const float *dy, const float *stats,
-                                      const float *means, int64_t n, int64_t c, int64_t inner,
-                                      float *dx)
+static __global__ void bn_backward_dx_kernel(const float *x, const float *dy, const float *stats,
+                                             const float *means, int64_t n, int64_t c,
+                                             int64_t inner, float *dx)
 {
     for_each_with_channel(n, c, inner, [&](int64_t e, int64_t ch) {
         float kk = __fmul_rn(stats[WEIGHT * c + ch], stats[INVSTD * c + ch]);
@@ -354,9 +355,10 @@ extern "C" cnn_status cnn_cuda_batch_norm_backward(cnn_context *ctx, const float
 /* ---- folding an eval-mode batch norm into the conv before it ------------------------------- */
 /* One block per output channel k: s = weight / sqrt(rv + eps) in double, w_out (k, per) = w * s,
  * b_out = fma(b - rm, s, bias): the CPU's operations (layers/batchnorm.c), so the same bits. */
-__global__ void bn_fold_kernel(const float *w, const float *b, const float *rm, const float *rv,
-                               const float *weight, const float *bias, double eps, int64_t k,
-                               int64_t per, float *w_out, float *b_out)
+static __global__ void bn_fold_kernel(const float *w, const float *b, const float *rm,
+                                      const float *rv, const float *weight, const float *bias,
+                                      double eps, int64_t k, int64_t per, float *w_out,
+                                      float *b_out)
 {
     for (int64_t row = blockIdx.x; row < k; row += gridDim.x) {
         const double s = (weight ? (double)weight[row] : 1.0) / sqrt((double)rv[row] + eps);

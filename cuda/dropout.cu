@@ -6,8 +6,8 @@
 #include "philox.h"
 
 // x, y: (n); counter offset + b gives elements 4b .. 4b+3. Also the backward, with x = dy.
-__global__ void dropout_f32_kernel(const float *x, float *y, int64_t n, uint64_t seed,
-                                   uint64_t offset, float keep_below, float scale)
+static __global__ void dropout_f32_kernel(const float *x, float *y, int64_t n, uint64_t seed,
+                                          uint64_t offset, float keep_below, float scale)
 {
     int64_t blocks = (n + 3) / 4;
     for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < blocks;

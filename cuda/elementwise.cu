@@ -30,14 +30,14 @@ template <bool RELU> static __device__ float add_act(float a, float b)
 
 // y, a, b: (n)
 template <bool RELU>
-__global__ void add_f32_kernel(float *y, const float *a, const float *b, int64_t n)
+static __global__ void add_f32_kernel(float *y, const float *a, const float *b, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) y[i] = add_act<RELU>(a[i], b[i]);
 }
 
 // y, a, b: (n), 16-byte aligned
 template <bool RELU>
-__global__ void add_f32x4_kernel(float *y, const float *a, const float *b, int64_t n)
+static __global__ void add_f32x4_kernel(float *y, const float *a, const float *b, int64_t n)
 {
     int64_t n4 = n / 4;
     GRID_STRIDE_LOOP(i, n4) {
@@ -65,13 +65,13 @@ static cnn_status launch_add(cudaStream_t s, float *y, const float *a, const flo
 }
 
 // y, x: (n); y may be x
-__global__ void scale_f32_kernel(float *y, const float *x, float alpha, int64_t n)
+static __global__ void scale_f32_kernel(float *y, const float *x, float alpha, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) y[i] = alpha * x[i];
 }
 
 // y, x: (n), 16-byte aligned; y may be x
-__global__ void scale_f32x4_kernel(float *y, const float *x, float alpha, int64_t n)
+static __global__ void scale_f32x4_kernel(float *y, const float *x, float alpha, int64_t n)
 {
     int64_t n4 = n / 4;
     GRID_STRIDE_LOOP(i, n4) {
@@ -84,14 +84,14 @@ __global__ void scale_f32x4_kernel(float *y, const float *x, float alpha, int64_
 }
 
 // y: (n); g: (1)
-__global__ void fill_scaled_f32_kernel(float *y, const float *g, float scale, int64_t n)
+static __global__ void fill_scaled_f32_kernel(float *y, const float *g, float scale, int64_t n)
 {
     float v = g[0] * scale;
     GRID_STRIDE_LOOP(i, n) y[i] = v;
 }
 
 // y: (rows, len); b: (len)
-__global__ void repeat_rows_f32_kernel(float *y, const float *b, int64_t len, int64_t n)
+static __global__ void repeat_rows_f32_kernel(float *y, const float *b, int64_t len, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) y[i] = b[i % len];
 }
@@ -159,7 +159,7 @@ static __device__ double block_sum(double v, double *sh)
 }
 
 // x: (n) -> partial: (gridDim.x), each block's sum of x in double
-__global__ void reduce_partials_kernel(const float *x, int64_t n, double *partial)
+static __global__ void reduce_partials_kernel(const float *x, int64_t n, double *partial)
 {
     __shared__ double sh[THREADS];
     double acc = 0;
@@ -169,8 +169,8 @@ __global__ void reduce_partials_kernel(const float *x, int64_t n, double *partia
 }
 
 // partial: (count) -> out: (1) = sum * scale, or sqrt(sum); launched with one block
-__global__ void reduce_finish_kernel(const double *partial, int64_t count, double scale,
-                                     bool take_sqrt, float *out)
+static __global__ void reduce_finish_kernel(const double *partial, int64_t count, double scale,
+                                            bool take_sqrt, float *out)
 {
     __shared__ double sh[THREADS];
     double acc = 0;
@@ -180,7 +180,7 @@ __global__ void reduce_finish_kernel(const double *partial, int64_t count, doubl
 }
 
 // partial: (blocks): each block's sum of squares of its chunk (multi_tensor.cuh), in double
-__global__ void sumsq_multi_kernel(MtArgs a, double *partial)
+static __global__ void sumsq_multi_kernel(MtArgs a, double *partial)
 {
     __shared__ double sh[THREADS];
     double acc = 0;

@@ -36,7 +36,8 @@ __device__ T block_reduce(T v, T *sh)
  * neighbouring threads read neighbouring addresses. */
 
 // x, y: (rows, k); block b handles rows b, b + gridDim.x, ...
-__global__ void softmax_rows_kernel(const float *x, float *y, int64_t rows, int64_t k, bool log)
+static __global__ void softmax_rows_kernel(const float *x, float *y, int64_t rows, int64_t k,
+                                           bool log)
 {
     __shared__ float shf[ROW_THREADS];
     __shared__ double shd[ROW_THREADS];
@@ -61,8 +62,8 @@ __global__ void softmax_rows_kernel(const float *x, float *y, int64_t rows, int6
 }
 
 // x, y: (outer, k, inner); thread t handles row t = (o, i), stepping by inner along k
-__global__ void softmax_strided_kernel(const float *x, float *y, int64_t outer, int64_t k,
-                                       int64_t inner, bool log)
+static __global__ void softmax_strided_kernel(const float *x, float *y, int64_t outer, int64_t k,
+                                              int64_t inner, bool log)
 {
     int64_t rows = outer * inner;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows;
@@ -86,8 +87,8 @@ __global__ void softmax_strided_kernel(const float *x, float *y, int64_t outer, 
 
 /* softmax: dx = y * (dy - sum_j dy_j y_j); log_softmax: dx = dy - exp(y) * sum_j dy_j. */
 // y, dy, dx: (rows, k)
-__global__ void softmax_backward_rows_kernel(const float *y, const float *dy, float *dx,
-                                             int64_t rows, int64_t k, bool log)
+static __global__ void softmax_backward_rows_kernel(const float *y, const float *dy, float *dx,
+                                                    int64_t rows, int64_t k, bool log)
 {
     __shared__ double shd[ROW_THREADS];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -104,8 +105,9 @@ __global__ void softmax_backward_rows_kernel(const float *y, const float *dy, fl
 }
 
 // y, dy, dx: (outer, k, inner)
-__global__ void softmax_backward_strided_kernel(const float *y, const float *dy, float *dx,
-                                                int64_t outer, int64_t k, int64_t inner, bool log)
+static __global__ void softmax_backward_strided_kernel(const float *y, const float *dy, float *dx,
+                                                       int64_t outer, int64_t k, int64_t inner,
+                                                       bool log)
 {
     int64_t rows = outer * inner;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows;
@@ -176,9 +178,9 @@ static __device__ void report_bad_label(unsigned long long *bad, int64_t r, int6
     atomicMin(bad, sample << 32 | (unsigned long long)(uint32_t)(int32_t)l);
 }
 
-__global__ void cross_entropy_kernel(const float *logits, const int64_t *labels, float *prob,
-                                     float *loss, int64_t n, int64_t k, float ls, int64_t ignore,
-                                     unsigned long long *bad)
+static __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels, float *prob,
+                                            float *loss, int64_t n, int64_t k, float ls,
+                                            int64_t ignore, unsigned long long *bad)
 {
     __shared__ float shf[ROW_THREADS];
     __shared__ double shd[ROW_THREADS];
@@ -218,8 +220,9 @@ __global__ void cross_entropy_kernel(const float *logits, const int64_t *labels,
 /* The batch mean over the samples not ignored, in a fixed order: *loss = sum / count (NaN when
  * every sample is ignored, as PyTorch), *count kept for backward. One block. */
 // per_sample, labels: (n)
-__global__ void cross_entropy_mean_kernel(const float *per_sample, const int64_t *labels,
-                                          int64_t n, int64_t ignore, float *loss, float *count)
+static __global__ void cross_entropy_mean_kernel(const float *per_sample, const int64_t *labels,
+                                                 int64_t n, int64_t ignore, float *loss,
+                                                 float *count)
 {
     __shared__ double sh[ROW_THREADS];
     double s = 0, c = 0;
@@ -236,9 +239,9 @@ __global__ void cross_entropy_mean_kernel(const float *per_sample, const int64_t
 }
 
 // prob, dx: (n, k); labels: (n); g: (1), the loss gradient; count: (1), samples not ignored
-__global__ void cross_entropy_backward_kernel(const float *prob, const int64_t *labels,
-                                              const float *g, const float *count, float *dx,
-                                              int64_t n, int64_t k, float ls, int64_t ignore)
+static __global__ void cross_entropy_backward_kernel(const float *prob, const int64_t *labels,
+                                                     const float *g, const float *count, float *dx,
+                                                     int64_t n, int64_t k, float ls, int64_t ignore)
 {
     /* The host's float operations, one rounding each: scale = g / count, off = ls / K. */
     float scale = __fdiv_rn(g[0], count[0]), off = __fdiv_rn(ls, (float)k);

@@ -29,15 +29,15 @@ static __device__ float lrn_scale_at(const lrn_geom &g, const float *x, int64_t 
 }
 
 // x, y: (N, C, inner)
-__global__ void lrn_forward_kernel(lrn_geom g, const float *x, float *y)
+static __global__ void lrn_forward_kernel(lrn_geom g, const float *x, float *y)
 {
     GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) y[e] = x[e] * powf(lrn_scale_at(g, x, e), -g.beta);
 }
 
 /* First half of the CPU backward: t = dy x s^(-beta-1), dx = dy s^-beta.
  * x, dy, t, dx: (N, C, inner) */
-__global__ void lrn_backward_scale_kernel(lrn_geom g, const float *x, const float *dy, float *t,
-                                          float *dx)
+static __global__ void lrn_backward_scale_kernel(lrn_geom g, const float *x, const float *dy,
+                                                 float *t, float *dx)
 {
     GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) {
         float s = lrn_scale_at(g, x, e), sb = powf(s, -g.beta);
@@ -48,7 +48,8 @@ __global__ void lrn_backward_scale_kernel(lrn_geom g, const float *x, const floa
 
 /* Second half: dx_j -= 2 beta alpha/size * x_j * t_c over the channels c whose window holds j,
  * c in [j - (size-1)/2, j + size/2], ascending. x, t, dx: (N, C, inner) */
-__global__ void lrn_backward_window_kernel(lrn_geom g, const float *x, const float *t, float *dx)
+static __global__ void lrn_backward_window_kernel(lrn_geom g, const float *x, const float *t,
+                                                  float *dx)
 {
     float f = __fmul_rn(__fmul_rn(2.0f, g.beta), g.alpha) / (float)g.size;
     GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) {

@@ -35,8 +35,8 @@ template <class I> struct PoolGeo {
 /* ---- max pooling --------------------------------------------------------------------------- */
 // x: (planes, H, W) -> y, idx: (planes, OH, OW); idx NULL: no indices wanted
 template <class I>
-__global__ void max_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, float *y,
-                                        int32_t *idx)
+static __global__ void max_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, float *y,
+                                               int32_t *idx)
 {
     const PoolGeo<I> g(gg);
     I total = g.planes * g.oh * g.ow;
@@ -77,8 +77,8 @@ static __device__ void covering(I i, I s, I p, I span, I out, I *lo, I *hi)
 
 // dy, idx: (planes, OH, OW) -> dx: (planes, H, W)
 template <class I>
-__global__ void max_pool_backward_kernel(cnn_cuda_pool_geom gg, const float *dy,
-                                         const int32_t *idx, float *dx)
+static __global__ void max_pool_backward_kernel(cnn_cuda_pool_geom gg, const float *dy,
+                                                const int32_t *idx, float *dx)
 {
     const PoolGeo<I> g(gg);
     I total = g.planes * g.h * g.w;
@@ -119,7 +119,7 @@ static __device__ I avg_window(const PoolGeo<I> &g, I oh, I ow, I *hs, I *he, I 
 
 // x: (planes, H, W) -> y: (planes, OH, OW)
 template <class I>
-__global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, float *y)
+static __global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, float *y)
 {
     const PoolGeo<I> g(gg);
     I total = g.planes * g.oh * g.ow;
@@ -136,7 +136,7 @@ __global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom gg, const float *x, f
 
 // dy: (planes, OH, OW) -> dx: (planes, H, W)
 template <class I>
-__global__ void avg_pool_backward_kernel(cnn_cuda_pool_geom gg, const float *dy, float *dx)
+static __global__ void avg_pool_backward_kernel(cnn_cuda_pool_geom gg, const float *dy, float *dx)
 {
     const PoolGeo<I> g(gg);
     I total = g.planes * g.h * g.w;
@@ -166,7 +166,7 @@ static __device__ void adaptive_span(int64_t i, int64_t in, int64_t out, int64_t
 }
 
 // x: (planes, H, W) -> y: (planes, OH, OW)
-__global__ void adaptive_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y)
+static __global__ void adaptive_forward_kernel(cnn_cuda_pool_geom g, const float *x, float *y)
 {
     int64_t total = g.planes * g.oh * g.ow;
     GRID_STRIDE_LOOP(o, total) {
@@ -183,7 +183,7 @@ __global__ void adaptive_forward_kernel(cnn_cuda_pool_geom g, const float *x, fl
 }
 
 // dy: (planes, OH, OW) -> dx: (planes, H, W)
-__global__ void adaptive_backward_kernel(cnn_cuda_pool_geom g, const float *dy, float *dx)
+static __global__ void adaptive_backward_kernel(cnn_cuda_pool_geom g, const float *dy, float *dx)
 {
     int64_t total = g.planes * g.h * g.w;
     GRID_STRIDE_LOOP(e, total) {

@@ -7,19 +7,19 @@
 
 /* ---- fill, add, accumulate ------------------------------------------------------------------- */
 // p: (n)
-__global__ void fill_f32_kernel(float *p, float value, int64_t n)
+static __global__ void fill_f32_kernel(float *p, float value, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) p[i] = value;
 }
 
 // dst, src: (n)
-__global__ void accumulate_f32_kernel(float *dst, const float *src, int64_t n)
+static __global__ void accumulate_f32_kernel(float *dst, const float *src, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
 }
 
 // p: (n), int64
-__global__ void add_i64_kernel(int64_t *p, int64_t v, int64_t n)
+static __global__ void add_i64_kernel(int64_t *p, int64_t v, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) p[i] += v;
 }
@@ -64,7 +64,7 @@ struct copy_geom {
 
 // dst, src: (d0, d1, d2, d3) with their own byte strides; T has the element's size
 template <typename T>
-__global__ void strided_copy_kernel(char *dst, const char *src, copy_geom g, int64_t n)
+static __global__ void strided_copy_kernel(char *dst, const char *src, copy_geom g, int64_t n)
 {
     GRID_STRIDE_LOOP(i, n) {
         int64_t r = i;
@@ -132,8 +132,8 @@ extern "C" cnn_status cnn_cuda_strided_copy(cnn_context *ctx, void *dst,
  * which would change the last bit. */
 
 // p: (n); counter offset + c gives elements 4c .. 4c+3
-__global__ void uniform_f32_kernel(float *p, int64_t n, float a, float b, uint64_t seed,
-                                   uint64_t offset)
+static __global__ void uniform_f32_kernel(float *p, int64_t n, float a, float b, uint64_t seed,
+                                          uint64_t offset)
 {
     int64_t n_counters = (n + 3) / 4;
     float span = __fsub_rn(b, a);
@@ -158,8 +158,8 @@ static __device__ float normal_from(uint32_t w1, uint32_t w2)
 }
 
 // p: (n); counter offset + c gives element 2c (words 0, 1) and 2c+1 (words 2, 3)
-__global__ void normal_f32_kernel(float *p, int64_t n, float mean, float std, uint64_t seed,
-                                  uint64_t offset)
+static __global__ void normal_f32_kernel(float *p, int64_t n, float mean, float std, uint64_t seed,
+                                         uint64_t offset)
 {
     int64_t n_counters = (n + 1) / 2;
     GRID_STRIDE_LOOP(c, n_counters) {
