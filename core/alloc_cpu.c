@@ -28,13 +28,17 @@ static void count_alloc(size_t bytes)
     }
 }
 
+/* Read from the environment at first use; threads racing there compute and store the same
+ * value (an atomic, so the race is defined). */
 static size_t cache_limit(void)
 {
-    static size_t limit;
+    static atomic_size_t cached;
+    size_t limit = atomic_load_explicit(&cached, memory_order_relaxed);
     if (!limit) {
         const char *v = getenv("CNN_CPU_CACHE_MB");
         limit = (v && *v) ? (size_t)strtoull(v, NULL, 10) << 20 : (size_t)4 << 30;
         if (!limit) limit = 1; /* "0" disables caching */
+        atomic_store_explicit(&cached, limit, memory_order_relaxed);
     }
     return limit;
 }

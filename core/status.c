@@ -2,6 +2,8 @@
  * messages: it never prints, exits or aborts. */
 #include "internal.h"
 
+#include <stdatomic.h>
+
 static _Thread_local char g_msg[1024];
 
 const char *cnn_last_error(void) { return g_msg; }
@@ -60,10 +62,12 @@ const char *cnn_version(void) { return CNN_VERSION; }
  * for facts a user may want when tuning, such as a backend falling back to another. */
 void cnn_log_debug(const char *fmt, ...)
 {
-    static int enabled = -1;
+    static atomic_int state = -1; /* read once; racing threads store the same value */
+    int enabled = atomic_load_explicit(&state, memory_order_relaxed);
     if (enabled < 0) {
         const char *v = getenv("CNN_DEBUG");
         enabled = v && *v && strcmp(v, "0") != 0;
+        atomic_store_explicit(&state, enabled, memory_order_relaxed);
     }
     if (!enabled) return;
     va_list ap;
