@@ -140,8 +140,9 @@ static cnn_status read_header(st_reader *r)
     r->header_len = n;
     r->data_len = r->file_size - 8 - n;
     r->header = malloc((size_t)n + 1);
-    if (!r->header) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_load: out of host "
-                                     "memory for a %llu-byte header", (unsigned long long)n);
+    if (!r->header)
+        return fmt_err(r, CNN_ERR_OUT_OF_MEMORY, NULL, "out of host memory for a %llu-byte "
+                       "header", (unsigned long long)n);
     CNN_TRY(read_exact(r, r->header, (size_t)n, "reading the header"));
     cnn_status st = cnn_json_parse(r->header, (size_t)n, ST_MAX_DEPTH, ST_MAX_VALUES, &r->root);
     if (st != CNN_OK)
@@ -165,13 +166,13 @@ static int cmp_keys(const void *a, const void *b)
 
 /* Finds a repeated key among an object's members in O(n log n): hostile headers may hold
  * millions of them. */
-static const cnn_json *find_duplicate(const cnn_json *obj, cnn_status *st)
+static const cnn_json *find_duplicate(const st_reader *r, const cnn_json *obj, cnn_status *st)
 {
     *st = CNN_OK;
     if (obj->n_children < 2) return NULL;
     const cnn_json **v = malloc(obj->n_children * sizeof *v);
     if (!v) {
-        *st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_load: out of host memory");
+        *st = fmt_err(r, CNN_ERR_OUT_OF_MEMORY, NULL, "out of host memory checking the names");
         return NULL;
     }
     size_t k = 0;
@@ -197,7 +198,7 @@ static cnn_status parse_metadata(st_reader *r, const cnn_json *m)
             return fmt_err(r, CNN_ERR_FORMAT, NULL, "\"__metadata__\" value of '%.200s' is %s, "
                            "expected a string", c->key, cnn_json_type_name(c));
     cnn_status st;
-    const cnn_json *dup = find_duplicate(m, &st);
+    const cnn_json *dup = find_duplicate(r, m, &st);
     CNN_TRY(st);
     if (dup)
         return fmt_err(r, CNN_ERR_FORMAT, NULL, "\"__metadata__\" key '%.200s' appears twice",
@@ -349,14 +350,15 @@ static cnn_status validate(st_reader *r)
     r->e = calloc(n ? n : 1, sizeof *r->e);
     r->sorted = calloc(n ? n : 1, sizeof *r->sorted);
     if (!r->e || !r->sorted)
-        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_load: out of host memory");
+        return fmt_err(r, CNN_ERR_OUT_OF_MEMORY, NULL, "out of host memory for the index of "
+                       "%zu tensors", n);
     for (const cnn_json *c = r->root->child; c; c = c->next) {
         if (c->key_len == 12 && strcmp(c->key, "__metadata__") == 0)
             CNN_TRY(parse_metadata(r, c));
         else
             CNN_TRY(parse_entry(r, c, &r->e[r->n++]));
     }
-    const cnn_json *dup = find_duplicate(r->root, &st);
+    const cnn_json *dup = find_duplicate(r, r->root, &st);
     CNN_TRY(st);
     if (dup)
         return fmt_err(r, CNN_ERR_FORMAT, NULL, "tensor name '%.200s' appears twice", dup->key);
@@ -367,15 +369,23 @@ static cnn_status validate(st_reader *r)
 /* Allocates the tensors (header order) and fills them in file order with sequential reads. */
 static cnn_status build_dict(st_reader *r, cnn_dict *d)
 {
+    /* Failures here are out of memory: the message names the file and the tensor. */
     if (r->meta)
-        for (const cnn_json *c = r->meta->child; c; c = c->next)
-            CNN_TRY(cnn_dict_set_meta(d, c->key, c->str));
+        for (const cnn_json *c = r->meta->child; c; c = c->next) {
+            cnn_status st = cnn_dict_set_meta(d, c->key, c->str);
+            if (st != CNN_OK)
+                return cnn_error_prefix(st, "safetensors_load: '%s': metadata '%.200s'", r->path,
+                                        c->key);
+        }
     for (size_t i = 0; i < r->n; i++) {
         st_entry *e = &r->e[i];
         cnn_shape s = {.ndim = e->ndim};
         for (int k = 0; k < e->ndim; k++) s.d[k] = (int64_t)e->d[k];
-        CNN_TRY(cnn_tensor_empty(s, (cnn_dtype)e->dt->dtype, CNN_CPU, &e->t));
-        CNN_TRY(cnn_dict_set(d, e->node->key, e->t));
+        cnn_status st = cnn_tensor_empty(s, (cnn_dtype)e->dt->dtype, CNN_CPU, &e->t);
+        if (st == CNN_OK) st = cnn_dict_set(d, e->node->key, e->t);
+        if (st != CNN_OK)
+            return cnn_error_prefix(st, "safetensors_load: '%s': tensor '%.200s'", r->path,
+                                    e->node->key);
     }
     if (fseeko(r->f, (off_t)(8 + r->header_len), SEEK_SET) != 0)
         return io_err(r, "seeking to the data", errno);

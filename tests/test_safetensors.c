@@ -519,6 +519,22 @@ TEST(safetensors_atomic_write)
     scratch_close(&s);
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
+/* In a forked child: caps the address space at what the process maps now plus `room` bytes,
+ * so that a larger allocation fails. False when the limit cannot be set. */
+static bool cap_address_space(size_t room)
+{
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return false;
+    int got = fscanf(f, "%ld", &pages);
+    fclose(f);
+    if (got != 1) return false;
+    rlim_t now = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
+    struct rlimit cap = {now + (rlim_t)room, now + (rlim_t)room};
+    return setrlimit(RLIMIT_AS, &cap) == 0;
+}
+#endif
 /* Host memory running out while the header is built is an error, not a hang: a child process
  * with its address space capped saves metadata too large for the header buffer to grow to.
  * (Skipped under ASan, whose shadow memory needs an uncapped address space.) */
@@ -542,14 +558,7 @@ TEST(safetensors_save_out_of_memory_for_the_header)
     REQUIRE(pid >= 0);
     if (pid == 0) {
         /* The header buffer doubles past 32 MiB to hold the value: leave less room than that. */
-        long pages = 0;
-        FILE *f = fopen("/proc/self/statm", "r");
-        if (!f || fscanf(f, "%ld", &pages) != 1) _exit(3);
-        fclose(f);
-        struct rlimit cap = {(rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)24 << 20),
-                             RLIM_INFINITY};
-        cap.rlim_max = cap.rlim_cur;
-        if (setrlimit(RLIMIT_AS, &cap) != 0) _exit(3);
+        if (!cap_address_space((size_t)24 << 20)) _exit(3);
         cnn_status st = cnn_safetensors_save(s.path, d);
         _exit(st == CNN_ERR_OUT_OF_MEMORY && strstr(cnn_last_error(), "out of host memory") ? 0
                                                                                            : 1);
@@ -557,6 +566,44 @@ TEST(safetensors_save_out_of_memory_for_the_header)
     CHECK(cnn_test_child_ok(pid));
     CHECK(scratch_count(&s) == 0);
     cnn_dict_destroy(&d);
+    scratch_close(&s);
+#endif
+}
+
+/* Loading a file whose tensor does not fit in memory says so, naming the file and the tensor
+ * (it once said only "tensor_empty: out of host memory"). Under a capped address space, as
+ * above; skipped under ASan for the same reason. */
+TEST(safetensors_load_out_of_memory_names_the_file_and_tensor)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cnn_test_skip("needs RLIMIT_AS, which ASan cannot run under");
+#else
+    scratch s;
+    REQUIRE(scratch_open(&s));
+    cnn_dict *d = NULL;
+    cnn_tensor *t = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE((int64_t)12 << 20), 0.5f, CNN_CPU, &t)); /* 48 MiB */
+    put(d, "layer4.0.conv2.weight", t);
+    CHECK_OK(cnn_safetensors_save(s.path, d));
+    cnn_dict_destroy(&d);
+    cnn_cpu_empty_cache(); /* else the load reuses the saved tensor's cached block */
+    int pid = cnn_test_fork(20);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        if (!cap_address_space((size_t)16 << 20)) _exit(3);
+        cnn_dict *got = NULL;
+        cnn_status st = cnn_safetensors_load(s.path, &got);
+        const char *msg = cnn_last_error();
+        if (st != CNN_ERR_OUT_OF_MEMORY || got) _exit(4);
+        if (!strstr(msg, s.path) || !strstr(msg, "layer4.0.conv2.weight") ||
+            !strstr(msg, "out of host memory")) {
+            fprintf(stderr, "message: %s\n", msg);
+            _exit(5);
+        }
+        _exit(0);
+    }
+    CHECK(cnn_test_child_ok(pid));
     scratch_close(&s);
 #endif
 }
