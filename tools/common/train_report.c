@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool tr_eval_init(tr_eval *e, int num_classes)
 {
@@ -115,6 +116,9 @@ bool tr_replace_close(FILE *f, const char *tmp, const char *path, bool ok)
 {
     int err = ok ? 0 : errno ? errno : EIO;
     if (!err && ferror(f)) err = errno ? errno : EIO;
+    /* On disk before the rename, so a crash leaves the old file or the new one, never an
+     * empty one under the old name. */
+    if (!err && (fflush(f) != 0 || fsync(fileno(f)) != 0)) err = errno;
     if (fclose(f) != 0 && !err) err = errno;
     if (!err && rename(tmp, path) != 0) err = errno;
     if (err) {

@@ -58,8 +58,8 @@ char *tr_history_serialize(const tr_history *h);
 bool tr_history_parse(tr_history *h, const char *s);
 /* Files the tool rewrites (metrics.csv, curves.png, confusion.csv) replace the old copy only
  * once complete: tr_replace_open opens PATH.part (its name in tmp, of n bytes), and
- * tr_replace_close closes it and, when ok and every write succeeded, renames it over PATH; else
- * removes it, leaving the old PATH. Both false with errno set on failure. */
+ * tr_replace_close syncs and closes it and, when ok and every write succeeded, renames it over
+ * PATH; else removes it, leaving the old PATH. Both false with errno set on failure. */
 FILE *tr_replace_open(const char *path, char *tmp, size_t n);
 bool tr_replace_close(FILE *f, const char *tmp, const char *path, bool ok);
 /* metrics.csv: a header and one row per epoch; false with errno set on failure. */
