@@ -51,6 +51,39 @@ TEST(branches_sum_and_no_grad_mode)
     cnn_tensor_free(&s);
 }
 
+/* add hands one gradient tensor to both its inputs, and the caller keeps the seed it passes:
+ * a slot may take such a tensor over only after copying it, or a later in-place sum into one
+ * slot changes the other. y = (a + b) + a: a gets 2 g and b g, and the seed g is left as it was. */
+TEST(shared_gradient_tensors_are_copied_before_summing)
+{
+    cnn_tensor *a = rand_tensor(CNN_SHAPE(5), -1, 1, 1), *b = rand_tensor(CNN_SHAPE(5), -1, 1, 1);
+    cnn_tensor *g = rand_tensor(CNN_SHAPE(5), -1, 1, 0), *t = NULL, *y = NULL;
+    REQUIRE(a && b && g);
+    float g0[5];
+    memcpy(g0, cnn_tensor_cdata(g), sizeof g0);
+    CHECK_OK(cnn_add(a, b, &t));
+    CHECK_OK(cnn_add(t, a, &y));
+    CHECK_OK(cnn_backward_with_grad(y, g));
+    REQUIRE(cnn_tensor_grad(a) && cnn_tensor_grad(b));
+    for (int i = 0; i < 5; i++) {
+        CHECK(cnn_tensor_cdata(g)[i] == g0[i]);
+        CHECK(cnn_tensor_cdata(cnn_tensor_grad(a))[i] == 2 * g0[i]);
+        CHECK(cnn_tensor_cdata(cnn_tensor_grad(b))[i] == g0[i]);
+    }
+    /* A second backward sums into a's gradient in place: b's and the seed stay. */
+    cnn_tensor_free(&t);
+    cnn_tensor_free(&y);
+    CHECK_OK(cnn_add(a, a, &y));
+    CHECK_OK(cnn_backward_with_grad(y, g));
+    for (int i = 0; i < 5; i++) {
+        CHECK(cnn_tensor_cdata(g)[i] == g0[i]);
+        CHECK(cnn_tensor_cdata(cnn_tensor_grad(a))[i] == 4 * g0[i]);
+        CHECK(cnn_tensor_cdata(cnn_tensor_grad(b))[i] == g0[i]);
+    }
+    cnn_tensor *all[] = {a, b, g, t, y};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
 TEST(tape_reset_releases_and_does_not_grow)
 {
     cnn_tensor *w = rand_tensor(CNN_SHAPE(16), -1, 1, 1);

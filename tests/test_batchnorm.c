@@ -191,6 +191,56 @@ TEST(bn_gradcheck_eval)
     gradcheck_bn("bn eval no affine", CNN_SHAPE(2, 2, 3), false, false);
 }
 
+/* Training-mode backward against its formula in double: with xhat = (x - mean) / sqrt(var + eps),
+ * db = sum dy, dw = sum dy xhat and
+ * dx = w / sqrt(var + eps) * (dy - mean(dy) - xhat mean(dy xhat)).
+ * The input has a large mean and a small spread, where the float mean is off by up to half its
+ * ulp (4e-3 at 1e5), as much as 1% of the spread: the backward's xhat must carry the mean's
+ * low part as the forward's does. Rows of 10 take the 8-lane sums and their tail. */
+TEST(bn_train_backward_large_mean_matches_formula)
+{
+    const int64_t n = 4, c = 3, inner = 10, m = n * inner;
+    const float eps = 1e-5f;
+    const cnn_shape s = CNN_SHAPE(n, c, 2, 5);
+    cnn_tensor *x = rand_tensor(s, 1e5f - 0.5f, 1e5f + 0.5f, 1);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(c), 0.5f, 1.5f, 1);
+    cnn_tensor *b = rand_tensor(CNN_SHAPE(c), -1, 1, 1), *dy = rand_tensor(s, -1, 1, 0);
+    cnn_tensor *y = NULL, *rdx = NULL, *rdw = NULL, *rdb = NULL;
+    REQUIRE(x && w && b && dy);
+    CHECK_OK(cnn_batch_norm(x, NULL, NULL, w, b, true, 0.1f, eps, &y));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    REQUIRE(cnn_tensor_grad(x) && cnn_tensor_grad(w) && cnn_tensor_grad(b));
+    const float *px = cnn_tensor_cdata(x), *pdy = cnn_tensor_cdata(dy), *pw = cnn_tensor_cdata(w);
+    double mean[3], var[3];
+    ref_stats(px, n, c, inner, mean, var);
+    float dx[4 * 3 * 10], dw[3], db[3];
+    for (int64_t ch = 0; ch < c; ch++) {
+        double is = 1.0 / sqrt(var[ch] + eps), sdy = 0, sdyx = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < inner; j++) {
+                int64_t e = (i * c + ch) * inner + j;
+                sdy += pdy[e];
+                sdyx += pdy[e] * (px[e] - mean[ch]) * is;
+            }
+        dw[ch] = (float)sdyx;
+        db[ch] = (float)sdy;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < inner; j++) {
+                int64_t e = (i * c + ch) * inner + j;
+                double xhat = (px[e] - mean[ch]) * is;
+                dx[e] = (float)(pw[ch] * is * (pdy[e] - sdy / m - xhat * sdyx / m));
+            }
+    }
+    CHECK_OK(cnn_tensor_from_data(s, dx, CNN_CPU, &rdx));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(c), dw, CNN_CPU, &rdw));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(c), db, CNN_CPU, &rdb));
+    CHECK(tensors_close("bn large mean dx", cnn_tensor_grad(x), rdx, 1e-4f, 1e-4f));
+    CHECK(tensors_close("bn large mean dw", cnn_tensor_grad(w), rdw, 1e-4f, 1e-4f));
+    CHECK(tensors_close("bn large mean db", cnn_tensor_grad(b), rdb, 1e-4f, 1e-4f));
+    cnn_tensor *all[] = {x, w, b, dy, y, rdx, rdw, rdb};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
 TEST(bn_errors)
 {
     cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 2, 2), -1, 1, 0);

@@ -10,9 +10,11 @@ typedef struct conv_case {
     int bias;
 } conv_case;
 
-/* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q), in double. */
-static void naive_conv(const conv_case *cc, const float *x, const float *w, const float *b,
-                       float *y, int *pp, int *qq)
+/* Sets *pp, *qq to P, Q; then calls f(ctx, yi, xi, wi), unless f is NULL, for each product
+ * x[xi] * w[wi] the conv adds into y[yi], indices into x (N, C, H, W), w (K, C/groups, R, S) and
+ * y (N, K, P, Q), in the order of a naive loop nest. */
+static void conv_visit(const conv_case *cc, int *pp, int *qq, void (*f)(void *, int, int, int),
+                       void *ctx)
 {
     int sh = cc->p.stride[0] ? cc->p.stride[0] : 1, sw = cc->p.stride[1] ? cc->p.stride[1] : 1;
     int dh = cc->p.dilation[0] ? cc->p.dilation[0] : 1;
@@ -23,22 +25,48 @@ static void naive_conv(const conv_case *cc, const float *x, const float *w, cons
     int cg = cc->c / gr, kg = cc->k / gr;
     *pp = P;
     *qq = Q;
+    if (!f) return;
     for (int n = 0; n < cc->n; n++)
         for (int k = 0; k < cc->k; k++)
             for (int p = 0; p < P; p++)
                 for (int q = 0; q < Q; q++) {
-                    double acc = b ? b[k] : 0;
+                    int yi = ((n * cc->k + k) * P + p) * Q + q;
                     for (int c = 0; c < cg; c++)
                         for (int r = 0; r < cc->r; r++)
                             for (int s = 0; s < cc->s; s++) {
                                 int hh = p * sh - ph + r * dh, ww = q * sw - pw + s * dw;
                                 if (hh < 0 || hh >= cc->h || ww < 0 || ww >= cc->w) continue;
                                 int ci = (k / kg) * cg + c;
-                                acc += (double)x[((n * cc->c + ci) * cc->h + hh) * cc->w + ww] *
-                                       w[((k * cg + c) * cc->r + r) * cc->s + s];
+                                f(ctx, yi, ((n * cc->c + ci) * cc->h + hh) * cc->w + ww,
+                                  ((k * cg + c) * cc->r + r) * cc->s + s);
                             }
-                    y[((n * cc->k + k) * P + p) * Q + q] = (float)acc;
                 }
+}
+
+typedef struct {
+    const float *x, *w, *dy;
+    double *y, *dx, *dw;
+} naive_bufs;
+
+static void fwd_product(void *ctx, int yi, int xi, int wi)
+{
+    naive_bufs *b = ctx;
+    b->y[yi] += (double)b->x[xi] * b->w[wi];
+}
+
+/* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q), in double. */
+static void naive_conv(const conv_case *cc, const float *x, const float *w, const float *b,
+                       float *y, int *pp, int *qq)
+{
+    conv_visit(cc, pp, qq, NULL, NULL);
+    int64_t len = (int64_t)cc->n * cc->k * *pp * *qq, per = (int64_t)*pp * *qq;
+    double *acc = malloc((size_t)(len ? len : 1) * sizeof *acc);
+    if (!acc) return;
+    for (int64_t i = 0; i < len; i++) acc[i] = b ? b[(i / per) % cc->k] : 0;
+    naive_bufs nb = {.x = x, .w = w, .y = acc};
+    conv_visit(cc, pp, qq, fwd_product, &nb);
+    for (int64_t i = 0; i < len; i++) y[i] = (float)acc[i];
+    free(acc);
 }
 
 /* Runs cnn_conv2d and the naive reference on the same random inputs; 1 when they agree. */
@@ -180,6 +208,99 @@ static const conv_case blocked_cases[] = {
 TEST(conv2d_small_maps_blocked_samples)
 {
     check_cases(blocked_cases, sizeof blocked_cases / sizeof *blocked_cases);
+}
+
+static void grad_products(void *ctx, int yi, int xi, int wi)
+{
+    naive_bufs *b = ctx;
+    b->dx[xi] += (double)b->dy[yi] * b->w[wi];
+    b->dw[wi] += (double)b->dy[yi] * b->x[xi];
+}
+
+/* dx and dw of naive_conv for the output gradient dy, by the adjoint of its loops, in double
+ * (dx, dw zeroed by the caller). */
+static void naive_conv_grads(const conv_case *cc, const float *x, const float *w, const float *dy,
+                             double *dx, double *dw)
+{
+    int P, Q;
+    naive_bufs nb = {.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw};
+    conv_visit(cc, &P, &Q, grad_products, &nb);
+}
+
+/* A copy in float of n doubles as a tensor of shape s. */
+static cnn_tensor *tensor_of_doubles(cnn_shape s, const double *v, int64_t n)
+{
+    float *f = malloc((size_t)n * sizeof *f);
+    cnn_tensor *t = NULL;
+    for (int64_t i = 0; f && i < n; i++) f[i] = (float)v[i];
+    if (f && cnn_tensor_from_data(s, f, CNN_CPU, &t) != CNN_OK) t = NULL;
+    free(f);
+    return t;
+}
+
+/* Every element of dx and dw (for a random output gradient) against naive_conv_grads, where a
+ * gradcheck samples only some; 1 when they agree. */
+static int grads_match_naive(const conv_case *cc)
+{
+    int gr = cc->p.groups ? cc->p.groups : 1, ok = 0;
+    cnn_shape xs = CNN_SHAPE(cc->n, cc->c, cc->h, cc->w);
+    cnn_shape ws = CNN_SHAPE(cc->k, cc->c / gr, cc->r, cc->s);
+    cnn_tensor *x = rand_tensor(xs, -1, 1, 1), *w = rand_tensor(ws, -1, 1, 1);
+    cnn_tensor *y = NULL, *dy = NULL, *dx_ref = NULL, *dw_ref = NULL;
+    double *dx = NULL, *dw = NULL;
+    if (cnn_conv2d(x, w, NULL, &cc->p, &y) != CNN_OK) {
+        printf("    %s: conv2d failed: %s\n", cc->name, cnn_last_error());
+        goto done;
+    }
+    dy = rand_tensor(CNN_SHAPE(cc->n, cc->k, cnn_tensor_dim(y, 2), cnn_tensor_dim(y, 3)), -1, 1,
+                     0);
+    if (cnn_backward_with_grad(y, dy) != CNN_OK || !cnn_tensor_grad(x) || !cnn_tensor_grad(w)) {
+        printf("    %s: backward failed: %s\n", cc->name, cnn_last_error());
+        goto done;
+    }
+    dx = calloc((size_t)cnn_tensor_numel(x), sizeof *dx);
+    dw = calloc((size_t)cnn_tensor_numel(w), sizeof *dw);
+    if (!dx || !dw) goto done;
+    naive_conv_grads(cc, cnn_tensor_cdata(x), cnn_tensor_cdata(w), cnn_tensor_cdata(dy), dx, dw);
+    dx_ref = tensor_of_doubles(xs, dx, cnn_tensor_numel(x));
+    dw_ref = tensor_of_doubles(ws, dw, cnn_tensor_numel(w));
+    if (dx_ref && dw_ref) {
+        char what[160];
+        snprintf(what, sizeof what, "%s: dx", cc->name);
+        ok = tensors_close(what, cnn_tensor_grad(x), dx_ref, 1e-4f, 1e-4f);
+        snprintf(what, sizeof what, "%s: dw", cc->name);
+        ok &= tensors_close(what, cnn_tensor_grad(w), dw_ref, 1e-4f, 1e-4f);
+    }
+done:
+    free(dx);
+    free(dw);
+    cnn_tensor *all[] = {x, w, y, dy, dx_ref, dw_ref};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+    return ok;
+}
+
+/* Paths the cases above leave out: the data gradient computed as a conv of dy (stride 1, 16 or
+ * more input channels per group) with dilations and paddings that differ between the axes, and
+ * depthwise filter gradients over batches of 8 samples and more (summed in blocks of 8). */
+static const conv_case adjoint_cases[] = {
+    {"dx as conv, dilation (2, 1) pad (2, 1)", 2, 16, 7, 8, 4, 3, 3,
+     {.padding = {2, 1}, .dilation = {2, 1}}, 0},
+    {"dx as conv, dilation (1, 3) pad (1, 2)", 1, 16, 6, 9, 3, 3, 3,
+     {.padding = {1, 2}, .dilation = {1, 3}}, 0},
+    {"dx as conv, 3x2 kernel pad (2, 0)", 2, 17, 5, 6, 5, 3, 2, {.padding = {2, 0}}, 0},
+    {"dx as conv, groups 2 dilation (1, 2)", 2, 32, 6, 7, 6, 3, 3,
+     {.padding = {1, 1}, .dilation = {1, 2}, .groups = 2}, 0},
+    {"1x1 pad (1, 0), 16 channels", 2, 16, 4, 5, 3, 1, 1, {.padding = {1, 0}}, 0},
+    {"depthwise batch 8", 8, 3, 5, 6, 3, 3, 3, {.padding = {1, 1}, .groups = 3}, 0},
+    {"depthwise x2 batch 19 stride 2", 19, 2, 7, 6, 4, 3, 3,
+     {.stride = {2, 2}, .padding = {1, 1}, .groups = 2}, 0},
+};
+
+TEST(conv2d_grads_match_naive_adjoint)
+{
+    for (size_t i = 0; i < sizeof adjoint_cases / sizeof *adjoint_cases; i++)
+        if (!grads_match_naive(&adjoint_cases[i]))
+            cnn_test_fail(__FILE__, __LINE__, "gradients of conv2d '%s'", adjoint_cases[i].name);
 }
 
 TEST(conv2d_forward_matches_naive_fixed)

@@ -35,6 +35,32 @@ TEST(linear_gradcheck)
     CHECK(linear_grads_match("linear 1 -> 1", 2, 1, 1, 1));
 }
 
+/* An empty batch: y is (0, out) and the weight and bias gradients are sums over no samples,
+ * zeros as torch's, whatever memory they are allocated in. The weight is 64 KiB, so its gradient
+ * comes from the host allocator's cache: here a block just left full of NaNs. */
+TEST(linear_empty_batch_gives_zero_gradients)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(0, 128), -1, 1, 1);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(128, 128), -1, 1, 1);
+    cnn_tensor *b = rand_tensor(CNN_SHAPE(128), -1, 1, 1), *junk = NULL, *y = NULL, *dy = NULL;
+    REQUIRE(x && w && b);
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(128, 128), NAN, CNN_CPU, &junk));
+    cnn_tensor_free(&junk);
+    CHECK_OK(cnn_linear(x, w, b, &y));
+    REQUIRE(y && cnn_tensor_dim(y, 0) == 0 && cnn_tensor_dim(y, 1) == 128);
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 128), CNN_CPU, &dy));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    const cnn_tensor *gx = cnn_tensor_grad(x), *gw = cnn_tensor_grad(w), *gb = cnn_tensor_grad(b);
+    REQUIRE(gx && gw && gb);
+    CHECK(cnn_tensor_dim(gx, 0) == 0 && cnn_tensor_dim(gx, 1) == 128);
+    int nonzero = 0;
+    for (int i = 0; i < 128 * 128; i++) nonzero += cnn_tensor_cdata(gw)[i] != 0.0f;
+    for (int i = 0; i < 128; i++) nonzero += cnn_tensor_cdata(gb)[i] != 0.0f;
+    CHECK(nonzero == 0);
+    cnn_tensor *all[] = {x, w, b, y, dy};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
 TEST(linear_forward_matches_naive)
 {
     const int sizes[][3] = {{1, 1, 1}, {3, 5, 4}, {17, 33, 9}, {64, 300, 130}};

@@ -181,6 +181,34 @@ TEST(memory_max_pool_makes_indices_only_for_backward)
     cnn_tensor_free(&x);
 }
 
+/* The tape drops a node's output gradient before routing its input gradients, so the last
+ * input that aliases it (add passes dy to both) takes it over rather than a copy: backward of
+ * sum(a + b) allocates dy (sum's backward) and one copy of it for a, not a second for b. */
+TEST(memory_add_backward_takes_over_its_output_gradient)
+{
+    const size_t block = (size_t)1 << 22; /* 4 MiB: rounds to itself */
+    cnn_tensor *a = NULL, *b = NULL, *y = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1 << 20), 1.0f, CNN_CPU, &a));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1 << 20), 2.0f, CNN_CPU, &b));
+    CHECK_OK(cnn_tensor_set_requires_grad(a, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(b, true));
+    CHECK_OK(cnn_add(a, b, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    size_t a0 = 0, a1 = 0, peak = 0;
+    cnn_cpu_empty_cache();
+    cnn_cpu_memory_stats(&a0, NULL, true);
+    CHECK_OK(cnn_backward(s));
+    cnn_cpu_memory_stats(&a1, &peak, false);
+    CHECK(a1 - a0 == 2 * block);          /* the two gradients */
+    CHECK(peak - a0 < 2 * block + 4096); /* and nothing else of their size on the way */
+    REQUIRE(cnn_tensor_grad(a) && cnn_tensor_grad(b));
+    CHECK(cnn_tensor_grad(a)->storage != cnn_tensor_grad(b)->storage);
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(a))[12345] == 1.0f);
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(b))[(1 << 20) - 1] == 1.0f);
+    cnn_tensor *all[] = {a, b, y, s};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
 /* A probe recorded first runs last in backward: by then every later node must have dropped
  * what it saved and its output gradient, and only the probe's own gradient, the leaves'
  * gradients and the caller's handles may be alive. */

@@ -421,6 +421,25 @@ TEST(clip_grad_norm_scales_when_over)
     cnn_tensor_free(&c);
 }
 
+/* The clip coefficient is max_norm / (total + 1e-6), as torch.nn.utils.clip_grad_norm_'s: with a
+ * norm near 1e-6 that term sets the scale. Gradients (3e-7, 4e-7), norm 5e-7, max_norm 2.5e-7:
+ * torch gives coefficient 1/6 (gradients 5e-8, 6.67e-8), where max_norm / total would give 1/2. */
+TEST(clip_grad_norm_adds_eps_to_the_norm)
+{
+    float v[2] = {0, 0}, g[2] = {3e-7f, 4e-7f};
+    cnn_tensor *a = param(v, 2);
+    REQUIRE(a);
+    float total = -1;
+    CHECK_OK(set_grad(a, g, 2));
+    CHECK_OK(cnn_clip_grad_norm(&a, 1, 2.5e-7f, &total));
+    CHECK_NEAR(total, 5e-7, 1e-6 * 5e-7);
+    REQUIRE(cnn_tensor_grad(a));
+    const double want[2] = {5e-8, 6.666666667e-8};
+    for (int i = 0; i < 2; i++)
+        CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(a))[i], want[i], 1e-6 * want[i]);
+    cnn_tensor_free(&a);
+}
+
 TEST(add_dict_takes_trainable_tensors_and_exempts_1d_from_decay)
 {
     float w[4] = {1, 2, 3, 4}, bv[2] = {1, 1}, gw[4] = {0, 0, 0, 0}, gb[2] = {1, -1};

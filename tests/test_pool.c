@@ -204,6 +204,10 @@ static const pool_case avg_cases[] = {
     /* 2x2 at stride 2 inside the input: the fast path (an odd last row and column left out) */
     {6, 8, {{2, 2}, {2, 2}, {0, 0}, {0, 0}, false, false}, 3, 4},
     {7, 9, {{2, 2}, {0, 0}, {0, 0}, {0, 0}, false, true}, 3, 4},
+    /* 2x2 at stride 2 with ceil_mode on one odd axis only: the last row (column) of windows
+     * runs past the input, so not the fast path */
+    {5, 6, {{2, 2}, {0, 0}, {0, 0}, {0, 0}, true, false}, 3, 3},
+    {6, 5, {{2, 2}, {0, 0}, {0, 0}, {0, 0}, true, true}, 3, 3},
 };
 
 /* The 2x2 fast path gives the bits of the generic loops' order: (((x00 + x01) + x10) + x11) / 4

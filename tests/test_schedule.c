@@ -166,6 +166,47 @@ TEST(plateau_follows_patience_cooldown_and_min_lr)
     cnn_optim_destroy(&opt);
 }
 
+/* The threshold modes the traced runs above leave out, against torch's ReduceLROnPlateau
+ * (factor 0.5, patience 0, threshold 0.1) on metrics near 10, where rel and abs differ:
+ * max mode, rel: better means above best * 1.1; min mode, abs: below best - 0.1. Then eps: a
+ * reduction smaller than eps (1e-8) is skipped, from a tiny lr or to a min_lr just below it. */
+TEST(plateau_rel_max_abs_min_and_eps_as_torch)
+{
+    const float up[5] = {10, 10.5f, 12, 12.5f, 14}, down[5] = {10, 9.95f, 9.85f, 9.8f, 9.7f};
+    const double want[5] = {1.0, 0.5, 0.5, 0.25, 0.25}; /* torch, both runs */
+    for (int run = 0; run < 2; run++) {
+        cnn_plateau_config c = cnn_sched_plateau_defaults();
+        c.mode = run ? CNN_PLATEAU_MIN : CNN_PLATEAU_MAX;
+        c.threshold_abs = run == 1;
+        c.threshold = 0.1f;
+        c.factor = 0.5f;
+        c.patience = 0;
+        cnn_plateau *p = NULL;
+        CHECK_OK(cnn_sched_plateau_create(&c, 1.0f, &p));
+        for (int e = 0; e < 5; e++) {
+            float lr = -1;
+            CHECK_OK(cnn_sched_step_metric(p, run ? down[e] : up[e], NULL, &lr));
+            CHECK_NEAR(lr, want[e], 1e-8);
+        }
+        cnn_sched_plateau_destroy(&p);
+    }
+    const float lr0[2] = {1.5e-8f, 0.1f}, min_lr[2] = {0.0f, 0.1f - 5e-9f};
+    for (int run = 0; run < 2; run++) {
+        cnn_plateau_config c = cnn_sched_plateau_defaults();
+        c.factor = 0.5f;
+        c.patience = 0;
+        c.min_lr = min_lr[run];
+        cnn_plateau *p = NULL;
+        CHECK_OK(cnn_sched_plateau_create(&c, lr0[run], &p));
+        for (int e = 0; e < 3; e++) {
+            float lr = -1;
+            CHECK_OK(cnn_sched_step_metric(p, (float)(e + 1), NULL, &lr));
+            CHECK(lr == lr0[run]);
+        }
+        cnn_sched_plateau_destroy(&p);
+    }
+}
+
 TEST(plateau_state_round_trip_resumes_identically)
 {
     cnn_plateau_config c = traced_config();
