@@ -28,6 +28,8 @@ static const conv_case cases[] = {
     {"big tiles, split-K", 4, 64, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
     {"asymmetric", 2, 5, 10, 7, 7, 3, 2, 2, 1, 1, 0, 1, 2, 1, 1},
     {"stride 3 > kernel", 2, 4, 13, 14, 6, 2, 2, 3, 3, 0, 1, 1, 1, 2, 1},
+    /* all three GEMMs split their reduction (576, 576, 512 long) and have 2 groups each */
+    {"groups 2, split-K", 2, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1},
 };
 #define N_CASES ((int)(sizeof cases / sizeof *cases))
 
@@ -691,6 +693,45 @@ GPU_TEST(cuda_conv_fused_same_bits_as_separate_ops)
                 for (size_t k = 0; k < sizeof all / sizeof *all; k++) cnn_tensor_free(&all[k]);
                 ref_free(&r);
             }
+}
+
+/* The epilogue pass alone, y = act(y + b[k] + z) over (N, K, P, Q) with each element's channel
+ * k from its row: after a cuDNN forward the ops run it with a bias, which only a cuDNN build
+ * reaches through them. On the host, the same float operations in the same order: the bits. */
+GPU_TEST(cuda_conv_epilogue_alone_matches_host)
+{
+    const cnn_cuda_conv g = {.n = 3, .c = 2, .h = 7, .w = 6, .k = 5, .r = 1, .s = 1, .p = 7,
+                             .q = 6, .cg = 2, .kg = 5, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                             .groups = 1};
+    enum { PQ = 7 * 6, N = 3 * 5 * PQ };
+    cnn_tensor *yc = rand_tensor(CNN_SHAPE(3, 5, 7, 6), -1, 1, 0);
+    cnn_tensor *bc = rand_tensor(CNN_SHAPE(5), -1, 1, 0), *zc = rand_tensor(CNN_SHAPE(N), -1, 1, 0);
+    cnn_tensor *b = gpu_copy(bc), *z = gpu_copy(zc);
+    REQUIRE(yc && b && z);
+    float y0[N], bh[5], zh[N], want[N], got[N];
+    REQUIRE(cnn_tensor_read(yc, y0, N) == CNN_OK && cnn_tensor_read(bc, bh, 5) == CNN_OK &&
+            cnn_tensor_read(zc, zh, N) == CNN_OK);
+    for (int mode = 0; mode < 4; mode++) { /* bias, bias + z, bias + ReLU, all three */
+        const bool with_z = mode & 1, relu = mode & 2;
+        cnn_tensor *y = gpu_copy(yc);
+        REQUIRE(y);
+        const cnn_cuda_epilogue e = {cnn_f32(b), with_z ? cnn_f32(z) : NULL, relu};
+        CHECK_OK(cnn_cuda_conv2d_epilogue(cnn_context_current(), &g, &e, cnn_f32(y)));
+        CHECK_OK(cnn_tensor_read(y, got, N));
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            float v = y0[i] + bh[(i / PQ) % 5];
+            if (with_z) v += zh[i];
+            want[i] = relu && v <= 0.0f ? 0.0f : v;
+            bad += memcmp(&want[i], &got[i], sizeof(float)) != 0;
+        }
+        if (bad)
+            cnn_test_fail(__FILE__, __LINE__, "epilogue z %d relu %d: %d of %d differ", with_z,
+                          relu, bad, N);
+        cnn_tensor_free(&y);
+    }
+    cnn_tensor *all[] = {yc, bc, zc, b, z};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
 /* The GPU fold does the CPU's double-precision operations: the same bits. */

@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
+
 /* Tolerances per op family (abs, rel). */
 #define EW_ATOL 1e-6f
 #define EW_RTOL 1e-5f
@@ -213,6 +217,37 @@ GPU_TEST(cuda_activations_match_cpu)
             check_op(names[c], f_act, (void *)&cases[c], 1, &k_shapes[i], EW_ATOL, EW_RTOL);
 }
 
+/* Inputs of exactly +0 and -0, which random inputs never hold: there the CPU's (and PyTorch's)
+ * rules give relu's gradient 0 and leaky_relu's and elu's the negative side's (x > 0 is false),
+ * so `>` against `>=` in a kernel shows only here. */
+GPU_TEST(cuda_activations_at_zero_match_cpu)
+{
+    const float v[8] = {0.0f, -0.0f, 1.5f, -1.5f, 0.0f, 0.25f, -0.0f, -3.0f};
+    const act_case cases[] = {{0, 0}, {1, 0.1f}, {1, -0.2f}, {2, 1.0f}, {2, -0.5f}, {3, 0}, {4, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        cnn_tensor *xc = NULL, *xg = NULL, *yc = NULL, *yg = NULL, *dc = NULL, *dg = NULL;
+        CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(8), v, CNN_CPU, &xc));
+        CHECK_OK(cnn_tensor_set_requires_grad(xc, true));
+        xg = to_gpu(xc);
+        dc = rand_tensor(CNN_SHAPE(8), 0.5f, 1.5f, 0);
+        dg = to_gpu(dc);
+        REQUIRE(xg && dg);
+        CHECK_OK(f_act(&xc, (void *)&cases[c], &yc));
+        CHECK_OK(cnn_backward_with_grad(yc, dc));
+        poison_cache(CNN_SHAPE(8));
+        CHECK_OK(f_act(&xg, (void *)&cases[c], &yg));
+        poison_cache(CNN_SHAPE(8));
+        CHECK_OK(cnn_backward_with_grad(yg, dg));
+        char name[64];
+        snprintf(name, sizeof name, "activation %zu at 0: y", c);
+        CHECK(tensors_close(name, yg, yc, EW_ATOL, EW_RTOL));
+        snprintf(name, sizeof name, "activation %zu at 0: dx", c);
+        CHECK(tensors_close(name, cnn_tensor_grad(xg), cnn_tensor_grad(xc), EW_ATOL, EW_RTOL));
+        cnn_tensor *all[6] = {xc, xg, yc, yg, dc, dg};
+        for (int i = 0; i < 6; i++) cnn_tensor_free(&all[i]);
+    }
+}
+
 GPU_TEST(cuda_ops_on_views_match_cpu)
 {
     /* A transposed view goes through the contiguous copy first; a view narrowed to start at
@@ -272,6 +307,18 @@ GPU_TEST(cuda_dropout_mask_is_the_cpu_mask)
     /* Eval mode is the identity on the GPU too. */
     CHECK_OK(cnn_dropout(xg, 0.5f, false, &y));
     CHECK(y == xg);
+#if CNN_WITH_CUDA
+    /* The kernel stores y[0, n) and nothing past it, for n short of the 4 values of the last
+     * Philox call (an op's own output hides an overrun in the allocator's rounding). */
+    cnn_tensor *yb = NULL;
+    float h[12];
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(12), 7.0f, CNN_CUDA(0), &yb));
+    CHECK_OK(cnn_cuda_dropout_f32(cnn_context_current(), cnn_f32(xg), cnn_f32(yb), 9, 3, 0, 0.5f,
+                                  2.0f));
+    CHECK_OK(cnn_tensor_read(yb, h, 12));
+    CHECK(h[9] == 7.0f && h[10] == 7.0f && h[11] == 7.0f);
+    cnn_tensor_free(&yb);
+#endif
     cnn_tensor *all[3] = {y, xc, xg};
     for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
 }
@@ -407,6 +454,16 @@ GPU_TEST(cuda_cross_entropy_bad_labels)
     cnn_tensor_free(&y);
     CHECK_ERR(cnn_synchronize(), CNN_ERR_INVALID_ARG);
     CHECK(strstr(cnn_last_error(), "sample 2") != NULL);
+    /* K itself is the first label past the end. */
+    int64_t edge[5] = {0, 1, 2, 4, 3};
+    cnn_tensor *le = NULL;
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(5), edge, CNN_CUDA(0), &le));
+    CHECK_OK(cnn_cross_entropy(x, le, 0.0f, &y));
+    CHECK_ERR(cnn_tensor_read(y, &v, 1), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "label 4 of sample 3 is outside [0, 4)") != NULL);
+    CHECK(isnan(v));
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&le);
     /* Good labels (and the ignored one) report nothing. */
     CHECK_OK(cnn_cross_entropy(x, ok, 0.0f, &y));
     CHECK_OK(cnn_tensor_read(y, &v, 1));

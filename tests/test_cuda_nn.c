@@ -213,6 +213,77 @@ GPU_TEST(cuda_adaptive_avg_pool_matches_cpu)
     adaptive_case("adaptive (C, H, W) 6x6", CNN_SHAPE(4, 15, 9), 6, 6);
 }
 
+/* got against ref element by element: both NaN, or equal (the infinities), or
+ * |got - ref| <= atol + rtol * |ref|. tensors_close counts NaN and inf as mismatches. */
+static int same_or_close(const char *what, const cnn_tensor *got, const cnn_tensor *ref,
+                         float atol, float rtol)
+{
+    const int64_t n = cnn_tensor_numel(ref);
+    const size_t sz = (size_t)(n ? n : 1) * sizeof(float);
+    float *a = malloc(sz), *b = malloc(sz);
+    int bad = !a || !b || !got || cnn_tensor_numel(got) != n ||
+              cnn_tensor_read(got, a, (size_t)n) != CNN_OK ||
+              cnn_tensor_read(ref, b, (size_t)n) != CNN_OK;
+    for (int64_t i = 0; !bad && i < n; i++) {
+        const bool ok = (isnan(a[i]) && isnan(b[i])) || a[i] == b[i] ||
+                        fabsf(a[i] - b[i]) <= atol + rtol * fabsf(b[i]);
+        if (!ok) {
+            printf("    %s: [%lld] got %.7g expected %.7g\n", what, (long long)i, a[i], b[i]);
+            bad = 1;
+        }
+    }
+    free(a);
+    free(b);
+    return !bad;
+}
+
+/* Max pooling where the maximum is not unique or not a number: values on a grid of 0.5 (many
+ * tied maxima), a few NaNs, and a corner of -inf that fills a padded window. The CPU's rules
+ * (PyTorch's): y is the first maximum in window order, NaN where the window holds one, -inf for
+ * a window of -inf, and the gradient goes to that element (the first of tied maxima, the NaN,
+ * the first -inf). Random inputs have no ties, NaN or -inf, so the cases above cannot tell
+ * these rules apart. Hand-written kernels only: cuDNN documents no choice among ties. */
+GPU_TEST(cuda_max_pool_ties_nan_and_minus_inf_as_cpu)
+{
+    const cnn_shape s = CNN_SHAPE(2, 3, 9, 8);
+    const cnn_pool2d_params ps[] = {PP(3, 3, 2, 2, 1, 1, 0, 0, 0, 0),
+                                    PP(3, 3, 1, 2, 1, 1, 2, 2, 0, 0)};
+    const int64_t n = 2 * 3 * 9 * 8;
+    float v[2 * 3 * 9 * 8];
+    cnn_tensor *r = rand_tensor(s, -2, 2, 0);
+    REQUIRE(r && cnn_tensor_read(r, v, (size_t)n) == CNN_OK);
+    cnn_tensor_free(&r);
+    for (int64_t i = 0; i < n; i++) v[i] = i % 37 == 5 ? NAN : roundf(2 * v[i]) / 2;
+    for (int h = 0; h < 2; h++)
+        for (int w = 0; w < 2; w++) v[h * 8 + w] = -INFINITY; /* plane 0's top-left corner */
+    for (size_t k = 0; k < sizeof ps / sizeof *ps; k++) {
+        cnn_tensor *xc = NULL, *xg = NULL, *yc = NULL, *yg = NULL, *dc = NULL, *dg = NULL;
+        CHECK_OK(cnn_tensor_from_data(s, v, CNN_CPU, &xc));
+        CHECK_OK(cnn_tensor_set_requires_grad(xc, true));
+        CHECK_OK(cnn_max_pool2d(xc, &ps[k], &yc));
+        dc = rand_tensor(cnn_tensor_shape(yc), -1, 1, 0);
+        xg = to_gpu(xc);
+        dg = to_gpu(dc);
+        REQUIRE(xg && dg);
+        CHECK_OK(cnn_backward_with_grad(yc, dc));
+        cnn_set_backend(CNN_BACKEND_CUDA);
+        cnn_shape shapes[2] = {cnn_tensor_shape(yc), s};
+        poison_cache(shapes, 2);
+        cnn_status st = cnn_max_pool2d(xg, &ps[k], &yg);
+        poison_cache(shapes, 2);
+        if (st == CNN_OK) st = cnn_backward_with_grad(yg, dg);
+        cnn_set_backend(CNN_BACKEND_AUTO);
+        CHECK_OK(st);
+        char what[64];
+        snprintf(what, sizeof what, "max pool ties/NaN/-inf, params %zu: y", k);
+        CHECK(same_or_close(what, yg, yc, POOL_ATOL, POOL_RTOL));
+        snprintf(what, sizeof what, "max pool ties/NaN/-inf, params %zu: dx", k);
+        CHECK(same_or_close(what, cnn_tensor_grad(xg), cnn_tensor_grad(xc), POOL_ATOL, POOL_RTOL));
+        cnn_tensor *all[] = {xc, xg, yc, yg, dc, dg};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+    }
+}
+
 /* ---- LRN ---------------------------------------------------------------------------------- */
 typedef struct lrn_ud {
     int size;
@@ -372,11 +443,61 @@ GPU_TEST(cuda_batch_norm_matches_cpu)
         {"bn eval 4-D", CNN_SHAPE(3, 5, 7, 9), true, true, true, false, 1e-5f},
         {"bn eval (N, C) no affine", CNN_SHAPE(5, 17), false, false, true, false, 1e-5f},
         {"bn train eps 0", CNN_SHAPE(3, 4, 5, 6), true, true, true, true, 0.0f},
+        /* eps comparable to the variance (about 1.3 for x uniform in [-1, 3), 0.5 to 1.5 for
+         * the running one): whether it is added under the square root shows, as 1e-5 cannot */
+        {"bn train eps 0.5", CNN_SHAPE(3, 4, 5, 6), true, true, true, true, 0.5f},
+        {"bn eval eps 0.5", CNN_SHAPE(3, 4, 5, 6), true, true, true, false, 0.5f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         bn_run(&cases[i], CNN_BACKEND_CUDA);
         bn_run(&cases[i], CNN_BACKEND_CUDNN);
     }
+}
+
+/* Batch norm of a view whose storage goes on past it, NaN there: the statistics and the
+ * backward's sums read each channel's n * inner values and nothing after them (a split's end is
+ * clamped to its channel's; here 45 splits of 4014 would reach 30 values past the end). A
+ * tensor of its own hides such a read in the allocator's slack. Forward, running stats, and the
+ * weight and bias gradients (the backward's sums over x) against the CPU on the same view. */
+GPU_TEST(cuda_batch_norm_reads_nothing_past_its_input)
+{
+    enum { C = 1, H = 300, W = 301, PLANE = C * H * W };
+    float *v = malloc(3 * (size_t)PLANE * sizeof *v);
+    cnn_tensor *r = rand_tensor(CNN_SHAPE(3, C, H, W), -1, 3, 0), *bigc = NULL, *bigg = NULL;
+    REQUIRE(v && r && cnn_tensor_read(r, v, 3 * (size_t)PLANE) == CNN_OK);
+    for (int i = 2 * PLANE; i < 3 * PLANE; i++) v[i] = NAN; /* the sample past the view */
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3, C, H, W), v, CNN_CPU, &bigc));
+    free(v);
+    cnn_tensor_free(&r);
+    REQUIRE(bigc && (bigg = to_gpu(bigc)) != NULL);
+    cnn_tensor *xc = NULL, *xg = NULL, *yc = NULL, *yg = NULL;
+    cnn_tensor *dc = rand_tensor(CNN_SHAPE(2, C, H, W), -1, 1, 0);
+    cnn_tensor *wc = rand_tensor(CNN_SHAPE(C), 0.5f, 1.5f, 1);
+    cnn_tensor *bc = rand_tensor(CNN_SHAPE(C), -1, 1, 1);
+    cnn_tensor *wg = to_gpu(wc), *bg = to_gpu(bc), *dg = to_gpu(dc);
+    bn_ud cu = {true, 0.1f, 1e-5f, rand_tensor(CNN_SHAPE(C), -0.5f, 0.5f, 0),
+                rand_tensor(CNN_SHAPE(C), 0.5f, 1.5f, 0)};
+    bn_ud gu = {true, 0.1f, 1e-5f, to_gpu(cu.rm), to_gpu(cu.rv)};
+    CHECK_OK(cnn_tensor_narrow(bigc, 0, 0, 2, &xc));
+    CHECK_OK(cnn_tensor_narrow(bigg, 0, 0, 2, &xg));
+    REQUIRE(xc && xg && wg && bg && dg && gu.rm && gu.rv);
+    cnn_tensor *inc[3] = {xc, wc, bc}, *ing[3] = {xg, wg, bg};
+    CHECK_OK(bn_f(inc, &cu, &yc));
+    CHECK_OK(cnn_backward_with_grad(yc, dc));
+    cnn_set_backend(CNN_BACKEND_CUDA);
+    cnn_status st = bn_f(ing, &gu, &yg);
+    if (st == CNN_OK) st = cnn_backward_with_grad(yg, dg);
+    cnn_set_backend(CNN_BACKEND_AUTO);
+    CHECK_OK(st);
+    const char *what = "bn of a view followed by NaN";
+    check_close(what, "y", yg, yc, BN_ATOL, BN_RTOL);
+    check_close(what, "running_mean", gu.rm, cu.rm, 1e-5f, 1e-4f);
+    check_close(what, "running_var", gu.rv, cu.rv, 1e-5f, 1e-4f);
+    check_close(what, "dweight", cnn_tensor_grad(wg), cnn_tensor_grad(wc), BN_ATOL, BN_RTOL);
+    check_close(what, "dbias", cnn_tensor_grad(bg), cnn_tensor_grad(bc), BN_ATOL, BN_RTOL);
+    cnn_tensor *all[] = {bigc, bigg, xc, xg, yc, yg, dc, dg, wc, wg, bc, bg,
+                         cu.rm, cu.rv, gu.rm, gu.rv};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
 /* Where cuDNN declines (a NOT_SUPPORTED status, as a real cuDNN may for a shape, an alignment

@@ -56,7 +56,8 @@ static void free_params(cnn_tensor **pc, cnn_tensor **pg)
 /* Five steps of one optimizer on both devices; parameters and state must agree (the kernels
  * use the CPU's float operations in the CPU's order, so they should be exact; the tolerance only
  * keeps a last-ulp libm difference in the host-side scalars from failing the test). */
-static void check_optim(const cnn_optim_config *cfg, const char *what)
+static void check_optim_tol(const cnn_optim_config *cfg, const char *what, float atol,
+                            float rtol)
 {
     static const char *names[N_PARAMS] = {"conv.weight", "conv.bias", "scale"};
     cnn_tensor *pc[N_PARAMS] = {0}, *pg[N_PARAMS] = {0};
@@ -88,7 +89,7 @@ static void check_optim(const cnn_optim_config *cfg, const char *what)
     }
     for (int i = 0; i < N_PARAMS; i++) {
         snprintf(name, sizeof name, "%s: %s after 5 steps", what, names[i]);
-        if (!on_gpu(pg[i]) || !tensors_close(name, pg[i], pc[i], EW_ATOL, EW_RTOL))
+        if (!on_gpu(pg[i]) || !tensors_close(name, pg[i], pc[i], atol, rtol))
             cnn_test_fail(__FILE__, __LINE__, "%s", name);
     }
     /* The state lives on the parameter's device and matches the CPU's. */
@@ -101,7 +102,7 @@ static void check_optim(const cnn_optim_config *cfg, const char *what)
     for (int i = 0; i < cnn_dict_size(dc); i++) {
         const cnn_tensor *tg = cnn_dict_get(dg, cnn_dict_name(dc, i));
         snprintf(name, sizeof name, "%s: state %s", what, cnn_dict_name(dc, i));
-        if (!tg || !on_gpu(tg) || !tensors_close(name, tg, cnn_dict_at(dc, i), EW_ATOL, EW_RTOL))
+        if (!tg || !on_gpu(tg) || !tensors_close(name, tg, cnn_dict_at(dc, i), atol, rtol))
             cnn_test_fail(__FILE__, __LINE__, "%s", name);
     }
 out:
@@ -110,6 +111,11 @@ out:
     cnn_optim_destroy(&oc);
     cnn_optim_destroy(&og);
     free_params(pc, pg);
+}
+
+static void check_optim(const cnn_optim_config *cfg, const char *what)
+{
+    check_optim_tol(cfg, what, EW_ATOL, EW_RTOL);
 }
 
 GPU_TEST(cuda_sgd_matches_cpu_over_5_steps)
@@ -159,6 +165,45 @@ GPU_TEST(cuda_adam_adamw_match_cpu_over_5_steps)
     check_optim(&c, "adam");
     c.weight_decay = 1e-2f;
     check_optim(&c, "adam l2");
+    /* eps near sqrt(v_hat) (the gradients are O(1)): added after the bias correction, not
+     * before it (1e-8 cannot show where it goes) */
+    c.eps = 0.1f;
+    check_optim(&c, "adam l2 eps 0.1");
+    /* 1 - beta1 >= 0.5 takes lerp's other form, m = g - (g - m) * beta1 */
+    c.beta1 = 0.3f;
+    check_optim(&c, "adam l2 eps 0.1 beta1 0.3");
+    c = cnn_optim_defaults(CNN_OPTIM_ADAMW);
+    c.lr = 1e-2f;
+    c.beta1 = 0.3f;
+    c.eps = 0.1f;
+    check_optim(&c, "adamw eps 0.1 beta1 0.3");
+}
+
+/* The host computes each parameter's scalars as the CPU path does (the same double operations
+ * and libm calls), and the kernels apply them with the CPU loop's float operations, each an _rn
+ * intrinsic in the same order: parameters and state are the CPU's bits. A reordered product or
+ * lerp's other form is off by an ulp, which the tolerance of the tests above lets through. */
+GPU_TEST(cuda_optimizers_give_the_cpu_bits)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
+    c.lr = 0.1f;
+    c.weight_decay = 1e-2f;
+    c.momentum = 0.9f;
+    c.dampening = 0.5f;
+    check_optim_tol(&c, "sgd momentum dampening wd, bits", 0, 0);
+    c.dampening = 0.0f;
+    c.nesterov = true;
+    check_optim_tol(&c, "sgd nesterov wd, bits", 0, 0);
+    c = cnn_optim_defaults(CNN_OPTIM_ADAM);
+    c.lr = 1e-2f;
+    c.weight_decay = 1e-2f;
+    check_optim_tol(&c, "adam l2, bits", 0, 0);
+    c.beta1 = 0.3f;
+    check_optim_tol(&c, "adam l2 beta1 0.3, bits", 0, 0);
+    c = cnn_optim_defaults(CNN_OPTIM_ADAMW);
+    c.lr = 1e-2f;
+    c.weight_decay = 0.1f;
+    check_optim_tol(&c, "adamw, bits", 0, 0);
 }
 
 GPU_TEST(cuda_clip_grad_norm_matches_cpu)

@@ -302,7 +302,9 @@ static void random_pair(int dist, int64_t n, float a, float b, float **cpu, floa
     cnn_rng_get_state(&seed, &offset);
     *cpu = malloc(n * sizeof **cpu);
     *gpu = malloc(n * sizeof **gpu);
-    cnn_tensor *t = poisoned(CNN_SHAPE(n), CNN_F32);
+    /* 3 poisoned elements past the n filled: the kernels store n values and nothing after
+     * them, though a counter gives 4 uniforms or 2 normals (an overrun into them fails). */
+    cnn_tensor *t = poisoned(CNN_SHAPE(n + 3), CNN_F32);
     if (!*cpu || !*gpu || !t) {
         cnn_test_fail(__FILE__, __LINE__, "out of memory");
         cnn_tensor_free(&t);
@@ -314,7 +316,16 @@ static void random_pair(int dist, int64_t n, float a, float b, float **cpu, floa
     CHECK_OK(cnn_rng_fill(cnn_f32(t), n, dist, a, b, CNN_CUDA(0)));
     cnn_rng_get_state(NULL, &off_gpu);
     CHECK(off_cpu == off_gpu);
-    CHECK_OK(cnn_tensor_read(t, *gpu, (size_t)n));
+    float *all = malloc((size_t)(n + 3) * sizeof *all);
+    CHECK(all && cnn_tensor_read(t, all, (size_t)(n + 3)) == CNN_OK);
+    if (all) {
+        memcpy(*gpu, all, (size_t)n * sizeof **gpu);
+        for (int i = 0; i < 3; i++)
+            if (!isnan(all[n + i]))
+                cnn_test_fail(__FILE__, __LINE__, "random n=%lld (dist %d) wrote element %lld "
+                              "past the end", (long long)n, dist, (long long)(n + i));
+    }
+    free(all);
     cnn_tensor_free(&t);
 }
 
