@@ -29,7 +29,7 @@ __device__ __forceinline__ float act_backward(int kind, float s, float dy, float
     case K_RELU: return s <= 0.0f ? 0.0f : dy;
     case K_LEAKY: return s > 0.0f ? dy : a * dy;
     case K_ELU:
-        if (s > 0.0f) return dy;
+        if (!(s <= 0.0f)) return dy; /* NaN passes its gradient, as the CPU's and PyTorch's */
         return saved_is_y ? dy * (s + a) : dy * a * expf(s);
     case K_SIGMOID: return dy * s * (1.0f - s);
     /* __fmul_rn keeps nvcc from fusing 1 - s*s into an FMA the CPU loop does not do. */

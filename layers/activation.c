@@ -63,13 +63,13 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
         #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
         for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : a * dy[i];
         break;
-    case ACT_ELU:
+    case ACT_ELU: /* PyTorch's `x <= 0 ? ... : dy`: a NaN passes its gradient, as in relu */
         if (p->saved_is_y) {
             #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
-            for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : dy[i] * (s[i] + a);
+            for (int64_t i = 0; i < n; i++) dx[i] = s[i] <= 0.0f ? dy[i] * (s[i] + a) : dy[i];
         } else {
             #pragma omp parallel for if (cnn_par_worth(n))
-            for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : dy[i] * a * expf(s[i]);
+            for (int64_t i = 0; i < n; i++) dx[i] = s[i] <= 0.0f ? dy[i] * a * expf(s[i]) : dy[i];
         }
         break;
     case ACT_SIGMOID:

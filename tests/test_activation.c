@@ -239,3 +239,40 @@ GPU_TEST(cuda_relu_keeps_nan_as_torch)
     }
     cnn_set_backend(CNN_BACKEND_AUTO);
 }
+
+/* NaN in ELU's backward: PyTorch's elu_backward is `x <= 0 ? negative branch : grad`, so a NaN
+ * input passes its gradient unchanged (as ReLU's does), for alpha > 0 (backward reads y) and
+ * alpha < 0 (backward reads x). Leaky ReLU's `x > 0 ? grad : slope * grad` gives slope * grad.
+ * Expected from torch 1.13, x = (NaN, -1, 2), dy = (1, 2, 3). */
+static void elu_nan_gradient_on(cnn_device dev)
+{
+    const float xv[3] = {NAN, -1.0f, 2.0f}, dyv[3] = {1, 2, 3};
+    const float alphas[3] = {1.0f, -0.5f, 0.1f};
+    const double want[3][3] = {{1, 0.735758901, 3}, {1, -0.36787945, 3}, {0.100000001, 0.2, 3}};
+    for (int t = 0; t < 3; t++) {
+        cnn_tensor *h = NULL, *x = NULL, *dy = NULL, *y = NULL;
+        CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), xv, CNN_CPU, &h));
+        CHECK_OK(cnn_tensor_to(h, dev, &x));
+        cnn_tensor_free(&h);
+        CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), dyv, CNN_CPU, &h));
+        CHECK_OK(cnn_tensor_to(h, dev, &dy));
+        cnn_tensor_free(&h);
+        CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+        if (t < 2) CHECK_OK(cnn_elu(x, alphas[t], &y));
+        else CHECK_OK(cnn_leaky_relu(x, alphas[t], &y));
+        float out[3], g[3];
+        CHECK_OK(cnn_tensor_read(y, out, 3));
+        CHECK(isnan(out[0]));
+        CHECK_OK(cnn_backward_with_grad(y, dy));
+        REQUIRE(cnn_tensor_grad(x));
+        CHECK_OK(cnn_tensor_read(cnn_tensor_grad(x), g, 3));
+        for (int i = 0; i < 3; i++) CHECK_NEAR(g[i], want[t][i], 1e-6);
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&dy);
+        cnn_tensor_free(&y);
+    }
+}
+
+TEST(elu_nan_passes_gradient_as_torch) { elu_nan_gradient_on(CNN_CPU); }
+
+GPU_TEST(cuda_elu_nan_passes_gradient_as_torch) { elu_nan_gradient_on(CNN_CUDA(0)); }
