@@ -51,8 +51,8 @@ static __global__ void softmax_rows_kernel(const float *x, float *y, int64_t row
         for (int64_t j = threadIdx.x; j < k; j += ROW_THREADS) s += exp((double)(xr[j] - m));
         s = block_reduce<double, false>(s, shd);
         if (log) {
-            float lse = m + (float)::log(s);
-            for (int64_t j = threadIdx.x; j < k; j += ROW_THREADS) yr[j] = xr[j] - lse;
+            float ls = (float)::log(s); /* (x - m) - log(s), as the CPU's softmax_cpu */
+            for (int64_t j = threadIdx.x; j < k; j += ROW_THREADS) yr[j] = (xr[j] - m) - ls;
         } else {
             float inv = (float)(1.0 / s);
             for (int64_t j = threadIdx.x; j < k; j += ROW_THREADS)
@@ -76,8 +76,8 @@ static __global__ void softmax_strided_kernel(const float *x, float *y, int64_t 
         double s = 0;
         for (int64_t j = 0; j < k; j++) s += exp((double)(xr[j * inner] - m));
         if (log) {
-            float lse = m + (float)::log(s);
-            for (int64_t j = 0; j < k; j++) yr[j * inner] = xr[j * inner] - lse;
+            float ls = (float)::log(s); /* (x - m) - log(s), as the CPU's softmax_cpu */
+            for (int64_t j = 0; j < k; j++) yr[j * inner] = (xr[j * inner] - m) - ls;
         } else {
             float inv = (float)(1.0 / s);
             for (int64_t j = 0; j < k; j++) yr[j * inner] = __fmul_rn(expf(xr[j * inner] - m), inv);

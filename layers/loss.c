@@ -30,8 +30,10 @@ static void softmax_cpu(const softmax_params *p, const float *x, float *y)
         double s = 0;
         for (int64_t j = 0; j < k; j++) s += exp((double)(xr[j * inner] - m));
         if (p->log) {
-            float lse = m + (float)log(s);
-            for (int64_t j = 0; j < k; j++) yr[j * inner] = xr[j * inner] - lse;
+            /* (x - m) - log(s), PyTorch's order: m + log(s) first would round to m for large
+             * logits (float spacing 8 at 1e8) and lose log(s) from every output. */
+            float ls = (float)log(s);
+            for (int64_t j = 0; j < k; j++) yr[j * inner] = (xr[j * inner] - m) - ls;
         } else {
             float inv = (float)(1.0 / s);
             for (int64_t j = 0; j < k; j++) yr[j * inner] = expf(xr[j * inner] - m) * inv;

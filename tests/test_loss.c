@@ -73,6 +73,47 @@ TEST(softmax_huge_logits_stay_finite)
     cnn_tensor_free(&ly);
 }
 
+/* Large logits with small gaps: log_softmax is (x - max) - log(sum), as PyTorch orders it, not
+ * x - (max + log(sum)), where max + log(sum) rounds to max (the float spacing at 1e7 is 1, at
+ * 1e8 it is 8) and every output lost its log(sum). Both layouts (the dim innermost and strided),
+ * and the gradient, which reads the output. Expected values from torch 1.13 (dy rows 1, 2, 3). */
+TEST(log_softmax_large_logits_as_torch)
+{
+    const float xv[6] = {1e7f, 1e7f + 1, 1e7f + 2, 1e8f, 1e8f, 1e8f}, dyv[6] = {1, 2, 3, 1, 2, 3};
+    const double ey[6] = {-2.40760589, -1.40760589, -0.407605946, -1.09861231, -1.09861231,
+                          -1.09861231};
+    const double edx[6] = {0.459816515, 0.531629086, -0.991446018, -0.999999881, 1.1920929e-07,
+                           1.00000012};
+    for (int dim = 1; dim >= 0; dim--) {
+        /* dim 0: the transpose (3, 2), softmax down the columns */
+        float xs[6], dys[6];
+        for (int i = 0; i < 6; i++) {
+            int j = dim ? i : (i % 2) * 3 + i / 2;
+            xs[i] = xv[j];
+            dys[i] = dyv[j];
+        }
+        cnn_shape s = dim ? CNN_SHAPE(2, 3) : CNN_SHAPE(3, 2);
+        cnn_tensor *x = NULL, *y = NULL, *dy = NULL;
+        CHECK_OK(cnn_tensor_from_data(s, xs, CNN_CPU, &x));
+        CHECK_OK(cnn_tensor_from_data(s, dys, CNN_CPU, &dy));
+        CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+        CHECK_OK(cnn_log_softmax(x, dim, &y));
+        float yv[6], g[6];
+        CHECK_OK(cnn_tensor_read(y, yv, 6));
+        CHECK_OK(cnn_backward_with_grad(y, dy));
+        REQUIRE(cnn_tensor_grad(x));
+        CHECK_OK(cnn_tensor_read(cnn_tensor_grad(x), g, 6));
+        for (int i = 0; i < 6; i++) {
+            int j = dim ? i : (i % 2) * 3 + i / 2;
+            CHECK_NEAR(yv[i], ey[j], 1e-6);
+            CHECK_NEAR(g[i], edx[j], 1e-6);
+        }
+        cnn_tensor_free(&x);
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&dy);
+    }
+}
+
 TEST(softmax_scalar_is_one_row)
 {
     /* As PyTorch: a rank-0 tensor takes dim 0 or -1; softmax 1, log_softmax 0. */
