@@ -132,7 +132,9 @@ static __global__ void bn_stats_finish_kernel(const double *sum, const double *s
         float hi = (float)mu;
         stats[MEAN_HI * c + ch] = hi;
         stats[MEAN_LO * c + ch] = (float)(mu - (double)hi);
-        stats[INVSTD * c + ch] = (float)(1.0 / sqrt(var + (double)eps));
+        /* PyTorch's InvStd: 0 when var and eps are both 0, as the CPU's bn_forward_cpu. */
+        stats[INVSTD * c + ch] =
+            var == 0 && eps == 0 ? 0.0f : (float)(1.0 / sqrt(var + (double)eps));
         if (rm) {
             double unbias = (double)m / (double)(m - 1);
             rm[ch] = (float)((1.0 - momentum) * rm[ch] + (double)momentum * mu);
@@ -231,14 +233,16 @@ static __global__ void bn_backward_finish_kernel(const double *part, int64_t spl
 }
 
 /* The CPU's dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) in training,
- * w * invstd * dy in eval (means zero). x, dy, dx: (N, C, inner); stats: (4, C); means: (2, C) */
+ * w * invstd * dy in eval (means zero, and no xhat: a non-finite x must not make dx NaN).
+ * x, dy, dx: (N, C, inner); stats: (4, C); means: (2, C) */
 static __global__ void bn_backward_dx_kernel(const float *x, const float *dy, const float *stats,
                                              const float *means, int64_t n, int64_t c,
-                                             int64_t inner, float *dx)
+                                             int64_t inner, bool training, float *dx)
 {
     for_each_with_channel(n, c, inner, [&](int64_t e, int64_t ch) {
         float kk = __fmul_rn(stats[WEIGHT * c + ch], stats[INVSTD * c + ch]);
-        float xhat_m = __fmul_rn(bn_xhat(x[e], stats, c, ch), means[c + ch]);
+        float xhat_m =
+            training ? __fmul_rn(bn_xhat(x[e], stats, c, ch), means[c + ch]) : 0.0f;
         dx[e] = __fmul_rn(kk, (dy[e] - means[ch]) - xhat_m);
     });
 }
@@ -323,8 +327,8 @@ static cnn_status bn_backward_launch(cudaStream_t s, const float *x, const float
     CNN_CUDA_LAUNCH_CHECK(bn_backward_finish_kernel);
     const int64_t total = n * c * inner;
     if (dx && total > 0) {
-        bn_backward_dx_kernel<<<grid_for((total + 3) / 4, 256), 256, 0, s>>>(x, dy, stats, means,
-                                                                           n, c, inner, dx);
+        bn_backward_dx_kernel<<<grid_for((total + 3) / 4, 256), 256, 0, s>>>(
+            x, dy, stats, means, n, c, inner, training, dx);
         CNN_CUDA_LAUNCH_CHECK(bn_backward_dx_kernel);
     }
     return CNN_OK;

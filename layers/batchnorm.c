@@ -100,7 +100,8 @@ static void bn_forward_kernel(const float *x, const float *stats, const float *b
 
 /* With xhat = (x - mean) * invstd: dbias = sum dy, dweight = sum dy * xhat. In training the
  * mean and invstd depend on x, so dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat));
- * in eval they are constants and dx = w * invstd * dy.
+ * in eval they are constants and dx = w * invstd * dy, without xhat (whose 0 * inf or NaN for
+ * a non-finite x would make that dx NaN where PyTorch's is finite).
  * x, dy, dx: (N, C, inner); stats: (4, C); dw, db: (C) or NULL */
 static void bn_backward_kernel(const float *x, const float *dy, const float *stats, int64_t n,
                                int64_t c, int64_t inner, bool training, float *dx, float *dw,
@@ -127,8 +128,11 @@ static void bn_backward_kernel(const float *x, const float *dy, const float *sta
         for (int64_t i = 0; i < n; i++) {
             const float *px = x + (i * c + ch) * inner, *pg = dy + (i * c + ch) * inner;
             float *pd = dx + (i * c + ch) * inner;
-            for (int64_t j = 0; j < inner; j++)
-                pd[j] = k * (pg[j] - mdy - ((px[j] - hi) - lo) * is * mdyx);
+            if (!training)
+                for (int64_t j = 0; j < inner; j++) pd[j] = k * pg[j];
+            else
+                for (int64_t j = 0; j < inner; j++)
+                    pd[j] = k * (pg[j] - mdy - ((px[j] - hi) - lo) * is * mdyx);
         }
     }
 }
@@ -336,7 +340,11 @@ static cnn_status bn_forward_cpu(const bn_params *p, const cnn_tensor *xc, cnn_t
         for (int64_t ch = 0; ch < c; ch++) {
             ps[BN_MEAN_HI * c + ch] = (float)mean[ch];
             ps[BN_MEAN_LO * c + ch] = (float)(mean[ch] - (double)ps[BN_MEAN_HI * c + ch]);
-            ps[BN_INVSTD * c + ch] = (float)(1.0 / sqrt(var[ch] + (double)p->eps));
+            /* PyTorch's InvStd: 0 when var and eps are both 0 (a constant channel with eps 0
+             * then gives its bias and zero gradients, not 0 * inf = NaN). */
+            ps[BN_INVSTD * c + ch] = var[ch] == 0 && p->eps == 0
+                                         ? 0.0f
+                                         : (float)(1.0 / sqrt(var[ch] + (double)p->eps));
         }
         if (rm)
             CNN_TRYG(bn_update_running(rm, rv, mean, var, c, p->n * p->inner, momentum, buf));

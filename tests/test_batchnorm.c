@@ -304,6 +304,84 @@ TEST(bn_records_only_when_needed)
     cnn_tensor_free(&s);
 }
 
+/* A new tensor on dev holding v (shape s). */
+static cnn_tensor *bn_on(cnn_shape s, const float *v, cnn_device dev)
+{
+    cnn_tensor *h = NULL, *t = NULL;
+    if (cnn_tensor_from_data(s, v, CNN_CPU, &h) == CNN_OK) (void)cnn_tensor_to(h, dev, &t);
+    cnn_tensor_free(&h);
+    return t;
+}
+
+/* Against torch 1.13 (F.batch_norm, x (4, 2), weight (2, 3), bias (0.5, -1), dy below):
+ * training with eps 0 and a constant channel (variance 0): PyTorch's InvStd makes invstd 0 when
+ * var and eps are both 0, so that channel's y is its bias and its gradients 0 (1 / sqrt(0) gave
+ * NaN). Eval with NaN and +-inf in x: dx = dy * weight / sqrt(running_var + eps) does not
+ * depend on x (its xhat * 0 term made those elements NaN). */
+static void bn_nonfinite_on(cnn_device dev)
+{
+    const float xv[8] = {5, 1, 5, 2, 5, 3, 5, 4}, dyv[8] = {1, 2, 3, 1, 5, 7, 2, 3};
+    const float wv[2] = {2, 3}, bv[2] = {0.5f, -1}, zeros[2] = {0, 0}, ones[2] = {1, 1};
+    const float ey[8] = {0.5f, -5.02492189f, 0.5f, -2.34164047f, 0.5f, 0.341640949f, 0.5f,
+                         3.02492237f};
+    const float edx[8] = {0, 0.268328071f, 0, -4.82990646f, 0, 8.85482883f, 0, -4.29325008f};
+    const float edw[2] = {0, 4.02492237f}, edb[2] = {11, 13}, erm[2] = {0.5f, 0.25f};
+    const float erv[2] = {0.9f, 1.0666666f};
+    cnn_tensor *x = bn_on(CNN_SHAPE(4, 2), xv, dev), *dy = bn_on(CNN_SHAPE(4, 2), dyv, dev);
+    cnn_tensor *w = bn_on(CNN_SHAPE(2), wv, dev), *b = bn_on(CNN_SHAPE(2), bv, dev);
+    cnn_tensor *rm = bn_on(CNN_SHAPE(2), zeros, dev), *rv = bn_on(CNN_SHAPE(2), ones, dev);
+    cnn_tensor *y = NULL;
+    REQUIRE(x && dy && w && b && rm && rv);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(w, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(b, true));
+    CHECK_OK(cnn_batch_norm(x, rm, rv, w, b, true, 0.1f, 0.0f, &y));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    float v[8], g[8], gw[2], gb[2], m[2], s[2];
+    CHECK_OK(cnn_tensor_read(y, v, 8));
+    REQUIRE(cnn_tensor_grad(x) && cnn_tensor_grad(w) && cnn_tensor_grad(b));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(x), g, 8));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(w), gw, 2));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(b), gb, 2));
+    CHECK_OK(cnn_tensor_read(rm, m, 2));
+    CHECK_OK(cnn_tensor_read(rv, s, 2));
+    for (int i = 0; i < 8; i++) {
+        CHECK_NEAR(v[i], ey[i], 1e-5);
+        CHECK_NEAR(g[i], edx[i], 1e-5);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK_NEAR(gw[i], edw[i], 1e-5);
+        CHECK_NEAR(gb[i], edb[i], 1e-5);
+        CHECK_NEAR(m[i], erm[i], 1e-6);
+        CHECK_NEAR(s[i], erv[i], 1e-6);
+    }
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&rm);
+    cnn_tensor_free(&rv);
+    /* eval, running mean (0, 1), var (1, 4), eps 1e-5 */
+    const float xe[8] = {NAN, 1, 5, INFINITY, 5, -INFINITY, 5, 4}, rmv[2] = {0, 1};
+    const float rvv[2] = {1, 4};
+    const float edxe[8] = {1.99998999f, 2.99999619f, 5.99996996f, 1.49999809f, 9.99995041f,
+                           10.4999866f, 3.99997997f, 4.49999428f};
+    x = bn_on(CNN_SHAPE(4, 2), xe, dev);
+    rm = bn_on(CNN_SHAPE(2), rmv, dev);
+    rv = bn_on(CNN_SHAPE(2), rvv, dev);
+    REQUIRE(x && rm && rv);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_batch_norm(x, rm, rv, w, b, false, 0.1f, 1e-5f, &y));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    REQUIRE(cnn_tensor_grad(x));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(x), g, 8));
+    for (int i = 0; i < 8; i++) CHECK_NEAR(g[i], edxe[i], 1e-5);
+    cnn_tensor *all[7] = {x, dy, w, b, rm, rv, y};
+    for (int i = 0; i < 7; i++) cnn_tensor_free(&all[i]);
+}
+
+TEST(bn_zero_variance_and_nonfinite_as_torch) { bn_nonfinite_on(CNN_CPU); }
+
+GPU_TEST(cuda_bn_zero_variance_and_nonfinite_as_torch) { bn_nonfinite_on(CNN_CUDA(0)); }
+
 /* Big enough for the OpenMP paths (more than 32768 elements). */
 TEST(bn_large_parallel_matches_reference)
 {
