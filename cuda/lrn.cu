@@ -41,7 +41,7 @@ static __global__ void lrn_backward_scale_kernel(lrn_geom g, const float *x, con
 {
     GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) {
         float s = lrn_scale_at(g, x, e), sb = powf(s, -g.beta);
-        t[e] = __fmul_rn(__fmul_rn(dy[e], x[e]), sb) / s;
+        t[e] = __fmul_rn(dy[e], __fmul_rn(x[e], sb / s)); /* the CPU's order (layers/lrn.c) */
         dx[e] = __fmul_rn(dy[e], sb);
     }
 }

@@ -61,7 +61,9 @@ static void lrn_backward_kernel(const lrn_params *p, const float *x, const float
     #pragma omp parallel for if (cnn_par_worth(total * p->size))
     for (int64_t e = 0; e < total; e++) {
         float s = dx[e], sb = powf(s, -p->beta); /* s^(-beta-1) = sb / s: one powf, not two */
-        t[e] = dy[e] * x[e] * sb / s;
+        /* x * (sb / s) first: |x| near FLT_MAX makes s inf and sb / s 0, where dy * x would
+         * overflow and inf * 0 turn PyTorch's finite gradient into NaN. */
+        t[e] = dy[e] * (x[e] * (sb / s));
         dx[e] = dy[e] * sb;
     }
     float f = 2.0f * p->beta * p->alpha / (float)p->size;

@@ -37,6 +37,31 @@ TEST(lrn_known_even_window)
     cnn_tensor_free(&y);
 }
 
+/* Near FLT_MAX: the scale overflows to inf, so y is 0 there (as PyTorch's x / inf), and the
+ * backward's dy * x * s^(-beta) / s must not form dy * x first (inf, then inf * 0 = NaN): it is
+ * dy * (x * (s^(-beta) / s)), 0 for an infinite scale. Expected from torch 1.13 (size 3,
+ * alpha 1e-4, beta 0.75, k 1). x, dy: (1, 3, 2). */
+TEST(lrn_huge_inputs_keep_finite_gradient_as_torch)
+{
+    const float xv[6] = {3e38f, -3e38f, 0.5f, 1, 1, 1}, dyv[6] = {1, 2, 3, 1, 2, 3};
+    const double ey[6] = {0, 0, 0, 0, 0.999968767, 0.999950051};
+    const double edx[6] = {0, 0, -4.99963535e-05, -0.00014998253, 1.99983764, 2.99970007};
+    cnn_tensor *x = NULL, *y = NULL, *dy = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 3, 2), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 3, 2), dyv, CNN_CPU, &dy));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_lrn(x, 3, 1e-4f, 0.75f, 1.0f, &y));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    REQUIRE(cnn_tensor_grad(x));
+    for (int i = 0; i < 6; i++) {
+        CHECK_NEAR(cnn_tensor_cdata(y)[i], ey[i], 1e-6);
+        CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(x))[i], edx[i], 1e-6);
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dy);
+}
+
 static void check_lrn_forward(cnn_shape s, int size, float alpha, float beta, float k)
 {
     int n = (int)s.d[0], c = (int)s.d[1], inner = 1;
