@@ -245,7 +245,8 @@ cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, float param, 
 cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param, bool saved_is_y,
                                         const float *saved, const float *dy, float *dx,
                                         int64_t n);
-/* y[i] = philox uniform i of (seed, offset) < keep_below ? x[i] * scale : 0, the CPU mask. */
+/* y[i] = x[i] * (philox uniform i of (seed, offset) < keep_below ? scale : 0), the CPU mask (a
+ * dropped NaN or inf gives NaN, as PyTorch's x * mask). */
 cnn_status cnn_cuda_dropout_f32(cnn_context *ctx, const float *x, float *y, int64_t n,
                                 uint64_t seed, uint64_t offset, float keep_below, float scale);
 /* x, y, dy, dx: (outer, k, inner), softmax (or log_softmax) over k. */

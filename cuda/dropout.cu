@@ -17,7 +17,7 @@ static __global__ void dropout_f32_kernel(const float *x, float *y, int64_t n, u
         for (int k = 0; k < 4; k++) {
             int64_t i = 4 * b + k;
             /* __fmul_rn: one rounding, as the host's x * scale. */
-            if (i < n) y[i] = cnn_u32_to_unit(r[k]) < keep_below ? __fmul_rn(x[i], scale) : 0.0f;
+            if (i < n) y[i] = __fmul_rn(x[i], cnn_u32_to_unit(r[k]) < keep_below ? scale : 0.0f);
         }
     }
 }

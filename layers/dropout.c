@@ -19,9 +19,10 @@ typedef struct {
 static float keep_below_of(const dropout_params *p) { return 1.0f - p->p; }
 static float scale_of(const dropout_params *p) { return p->p < 1.0f ? 1.0f / (1.0f - p->p) : 0.0f; }
 
-/* y[i] = keep(i) ? x[i] * scale : 0, keep(i) = uniform(seed, offset, i) < 1 - p. Also the
- * backward, with x = dy. One Philox call yields the four uniforms of elements 4j..4j+3, the same
- * numbers cnn_philox_uniform gives one at a time. */
+/* y[i] = x[i] * (keep(i) ? scale : 0), keep(i) = uniform(seed, offset, i) < 1 - p: PyTorch's
+ * x * mask / (1 - p), so a dropped NaN or inf is NaN, not 0. Also the backward, with x = dy.
+ * One Philox call yields the four uniforms of elements 4j..4j+3, the same numbers
+ * cnn_philox_uniform gives one at a time. */
 // x, y: (numel)
 static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64_t n)
 {
@@ -33,7 +34,7 @@ static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64
         cnn_philox4x32(p->seed, p->offset + (uint64_t)b, r);
         for (int k = 0; k < 4; k++) {
             int64_t i = 4 * b + k;
-            if (i < n) y[i] = cnn_u32_to_unit(r[k]) < keep_below ? x[i] * scale : 0.0f;
+            if (i < n) y[i] = x[i] * (cnn_u32_to_unit(r[k]) < keep_below ? scale : 0.0f);
         }
     }
 }

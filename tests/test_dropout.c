@@ -131,6 +131,46 @@ TEST(dropout_p1_zeros_everything)
     cnn_tensor_free(&s);
 }
 
+/* As PyTorch's x * mask / (1 - p): a dropped NaN or +-inf is NaN (x * 0), not 0, in forward
+ * and backward, so dropout cannot hide a diverging net's NaN. With p = 1 (torch 1.13:
+ * dropout((NaN, inf, -inf, 1, -2), 1) = (NaN, NaN, NaN, 0, -0), backward of (1, NaN, 1, 1, 1) =
+ * (0, NaN, 0, 0, 0)), and with p = 0.5 on all-NaN input (every output NaN, whatever the mask). */
+static void dropout_keeps_nan_on(cnn_device dev)
+{
+    const float xv[5] = {NAN, INFINITY, -INFINITY, 1, -2}, dyv[5] = {1, NAN, 1, 1, 1};
+    cnn_tensor *h = NULL, *x = NULL, *dy = NULL, *y = NULL, *big = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(5), xv, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &x));
+    cnn_tensor_free(&h);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(5), dyv, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_to(h, dev, &dy));
+    cnn_tensor_free(&h);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_dropout(x, 1.0f, true, &y));
+    float v[5], g[5];
+    CHECK_OK(cnn_tensor_read(y, v, 5));
+    CHECK(isnan(v[0]) && isnan(v[1]) && isnan(v[2]) && v[3] == 0.0f && v[4] == 0.0f);
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    REQUIRE(cnn_tensor_grad(x));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(x), g, 5));
+    CHECK(g[0] == 0.0f && isnan(g[1]) && g[2] == 0.0f && g[3] == 0.0f && g[4] == 0.0f);
+    cnn_tensor_free(&y);
+    enum { N = 1000 };
+    static float out[N];
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(N), NAN, dev, &big));
+    CHECK_OK(cnn_dropout(big, 0.5f, true, &y));
+    CHECK_OK(cnn_tensor_read(y, out, N));
+    int finite = 0;
+    for (int i = 0; i < N; i++) finite += !isnan(out[i]);
+    CHECK(finite == 0);
+    cnn_tensor *all[4] = {x, dy, y, big};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
+}
+
+TEST(dropout_keeps_nan_as_torch) { dropout_keeps_nan_on(CNN_CPU); }
+
+GPU_TEST(cuda_dropout_keeps_nan_as_torch) { dropout_keeps_nan_on(CNN_CUDA(0)); }
+
 /* Every call draws the same mask: the RNG state is pinned before each forward. */
 static cnn_status f_dropout(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 {

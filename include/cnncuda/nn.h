@@ -82,8 +82,9 @@ cnn_status cnn_leaky_relu(const cnn_tensor *x, float negative_slope, cnn_tensor 
 cnn_status cnn_elu(const cnn_tensor *x, float alpha, cnn_tensor **y);
 cnn_status cnn_sigmoid(const cnn_tensor *x, cnn_tensor **y);
 cnn_status cnn_tanh(const cnn_tensor *x, cnn_tensor **y);
-/* Inverted dropout: in training, zero with probability p and scale the rest by 1/(1-p);
- * identity (a new reference) in eval. Draws from the context RNG. */
+/* Inverted dropout: in training, zero with probability p and scale the rest by 1/(1-p), as
+ * PyTorch's x * mask / (1 - p) (a dropped NaN or inf gives NaN); identity (a new reference) in
+ * eval. Draws from the context RNG. */
 cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor **y);
 
 /* y = a + b (same shape). */
