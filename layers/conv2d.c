@@ -7,6 +7,7 @@
 #include "parallel.h"
 
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #if CNN_WITH_CUDA
 #include <stdatomic.h>
@@ -385,6 +386,17 @@ static bool data_grad_as_conv(const conv_geom *g)
            g->kg * g->r * g->s * g->h * g->w < INT_MAX;
 }
 
+/* That conv also multiplies weights by the zeros padding dy, terms the true gradient does not
+ * have: an inf weight would put inf * 0 = NaN into dx where PyTorch's (and the col2im path's)
+ * is finite. So it is taken only when every weight is finite (one pass over w: K*C/g*R*S reads
+ * against the conv's N*P*Q times as many multiply-adds). */
+static bool all_finite(const float *w, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) return false;
+    return true;
+}
+
 /* dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W), every element written. */
 static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, const float *w,
                                          float *dx)
@@ -394,7 +406,7 @@ static cnn_status conv_backward_data_cpu(const conv_geom *g, const float *dy, co
         depthwise_backward_data(g, dy, w, dx);
         return CNN_OK;
     }
-    if (data_grad_as_conv(g)) {
+    if (data_grad_as_conv(g) && all_finite(w, g->k * crs)) {
         const int64_t rs = g->r * g->s;
         conv_geom t = *g;
         t.c = g->k, t.h = g->p, t.w = g->q, t.k = g->c, t.p = g->h, t.q = g->w;

@@ -575,3 +575,35 @@ TEST(conv2d_fused_errors)
     cnn_tensor_free(&z);
     cnn_tensor_free(&z_bad);
 }
+
+/* An inf weight: dx sums w * dy over the outputs that exist only, so (torch 1.13, with and
+ * without mkldnn) x (1, 16, 3, 3) of ones, w zero but w[0, 0, 0, 0] = inf, padding 1, dy ones
+ * give dx[0, 0] = (inf, inf, 0, inf, inf, 0, 0, 0, 0) and 0 elsewhere. The stride-1 "dx as a
+ * conv of padded dy" path (16+ channels) also multiplied that weight by dy's zero padding
+ * (inf * 0 = NaN) and has to step aside for non-finite weights. */
+TEST(conv2d_inf_weight_data_grad_as_torch)
+{
+    static float xv[16 * 9], wv[16 * 9];
+    const float dyv[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < 16 * 9; i++) xv[i] = 1.0f;
+    wv[0] = INFINITY;
+    cnn_tensor *x = NULL, *w = NULL, *y = NULL, *dy = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 16, 3, 3), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 16, 3, 3), wv, CNN_CPU, &w));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 3, 3), dyv, CNN_CPU, &dy));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    const cnn_conv2d_params p = {.padding = {1, 1}};
+    CHECK_OK(cnn_conv2d(x, w, NULL, &p, &y));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    REQUIRE(cnn_tensor_grad(x));
+    const float *g = cnn_tensor_cdata(cnn_tensor_grad(x));
+    const bool inf0[9] = {1, 1, 0, 1, 1, 0, 0, 0, 0};
+    int bad = 0;
+    for (int i = 0; i < 16 * 9; i++)
+        bad += i < 9 && inf0[i] ? !(isinf(g[i]) && g[i] > 0) : g[i] != 0.0f;
+    CHECK(bad == 0);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&dy);
+}
