@@ -527,12 +527,18 @@ TEST(safetensors_atomic_write)
  * piece of 1 MiB or more is taken first; and the unused part of a thread arena's 64 MiB heap
  * (the forked thread may be on one), so the allocation meant to fail must exceed 64 MiB.
  * False when the limit cannot be set. */
+static void *volatile g_taken; /* the pieces, chained: a malloc whose result is unused may be
+                                  * left out by the compiler (clang does) */
+
 static bool cap_address_space(size_t room)
 {
     malloc_trim(0);
     for (int i = 0; i < 1 << 16; i++) {
         size_t before = mallinfo2().fordblks;
-        if (before < ((size_t)1 << 20) || !malloc((size_t)1 << 20)) break;
+        void **piece = before < ((size_t)1 << 20) ? NULL : malloc((size_t)1 << 20);
+        if (!piece) break;
+        *piece = g_taken;
+        g_taken = piece;
         if (mallinfo2().fordblks >= before) break; /* from new memory: no such piece is left */
     }
     long pages = 0;
