@@ -321,15 +321,22 @@ TEST(conv2d_forward_matches_naive_random)
 #define RND(lo, hi) ((int)((st = st * 1103515245u + 12345u) >> 16) % ((hi) - (lo) + 1) + (lo))
     int tried = 0;
     for (int it = 0; it < 200 && tried < 40; it++) {
-        conv_case cc = {"random", RND(1, 3), 0, RND(1, 12), RND(1, 12), 0, RND(1, 4), RND(1, 4),
-                        {.groups = 1}, RND(0, 1)};
+        /* One draw per statement: the order of evaluation inside an initializer list is
+         * unspecified, so gcc and clang would test different cases. */
+        conv_case cc = {"random", 0, 0, 0, 0, 0, 0, 0, {.groups = 1}, 0};
+        cc.n = RND(1, 3);
+        cc.h = RND(1, 12);
+        cc.w = RND(1, 12);
+        cc.r = RND(1, 4);
+        cc.s = RND(1, 4);
+        cc.bias = RND(0, 1);
         int gr = RND(1, 3), cg = RND(1, 3), kg = RND(1, 3);
         cc.c = gr * cg;
         cc.k = gr * kg;
-        cc.p = (cnn_conv2d_params){.stride = {RND(1, 3), RND(1, 3)},
-                                   .padding = {RND(0, 2), RND(0, 2)},
-                                   .dilation = {RND(1, 2), RND(1, 2)},
-                                   .groups = gr};
+        cc.p.groups = gr;
+        for (int i = 0; i < 2; i++) cc.p.stride[i] = RND(1, 3);
+        for (int i = 0; i < 2; i++) cc.p.padding[i] = RND(0, 2);
+        for (int i = 0; i < 2; i++) cc.p.dilation[i] = RND(1, 2);
         int dh = cc.p.dilation[0], dw = cc.p.dilation[1];
         if (cc.h + 2 * cc.p.padding[0] < dh * (cc.r - 1) + 1 ||
             cc.w + 2 * cc.p.padding[1] < dw * (cc.s - 1) + 1)

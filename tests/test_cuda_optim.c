@@ -387,7 +387,7 @@ GPU_TEST(cuda_optimizer_state_follows_a_moved_model)
     float *xv = malloc(4 * 28 * 28 * sizeof *xv);
     REQUIRE(xv);
     unsigned seed = 11;
-    for (int i = 0; i < 4 * 28 * 28; i++) xv[i] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
+    for (int i = 0; i < 4 * 28 * 28; i++) xv[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
     const int64_t lv[4] = {3, 1, 4, 1};
     const cnn_device path[4] = {CNN_CUDA(0), CNN_CPU, CNN_CUDA(0), CNN_CPU};
     for (int kind = 0; kind < 2 && !cnn_test_failed(); kind++) {

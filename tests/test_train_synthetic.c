@@ -19,7 +19,7 @@ static void quad_batch(unsigned *seed, int n, float *x, int64_t *y)
         for (int r = 0; r < IMG; r++)
             for (int c = 0; c < IMG; c++) {
                 float d2 = (float)((r - cy) * (r - cy) + (c - cx) * (c - cx));
-                float noise = 0.6f * ((float)rand_r(seed) / RAND_MAX - 0.5f);
+                float noise = 0.6f * ((float)rand_r(seed) / (float)RAND_MAX - 0.5f);
                 x[(i * IMG + r) * IMG + c] = (d2 <= 4.0f ? 1.0f : 0.0f) + noise;
             }
         y[i] = q;
