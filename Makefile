@@ -61,7 +61,10 @@ ifeq ($(FUZZ),1)
   CFLAGS  += -fsanitize=fuzzer-no-link
 endif
 ifeq ($(DEBUG),1)
-  CFLAGS  += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-omit-frame-pointer
+  # Undefined behaviour stops the run (UBSan would otherwise print a line and go on, and a passing
+  # suite could hide it).
+  CFLAGS  += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
 else
   CFLAGS  += -O3 $(CPU_ARCH) -g1
@@ -123,7 +126,8 @@ ifeq ($(CUDA_EMU),1)
 EMU_CXXFLAGS := -std=c++17 -fPIC -pthread -Wall -Wno-unknown-pragmas -ffp-contract=off \
                 -fno-strict-aliasing -MMD -MP
 ifeq ($(DEBUG),1)
-  EMU_CXXFLAGS += -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+  EMU_CXXFLAGS += -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                  -fno-omit-frame-pointer
 else
   EMU_CXXFLAGS += -O2 $(CPU_ARCH) -g1
 endif

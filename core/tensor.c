@@ -33,6 +33,9 @@ const char *cnn_dtype_name(cnn_dtype dt)
 
 int64_t cnn_shape_numel(cnn_shape s)
 {
+    /* A zero size first: an empty shape may hold sizes whose product alone overflows. */
+    for (int i = 0; i < s.ndim; i++)
+        if (s.d[i] == 0) return 0;
     int64_t n = 1;
     for (int i = 0; i < s.ndim; i++) n *= s.d[i];
     return n;
