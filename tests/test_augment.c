@@ -70,6 +70,14 @@ static cnn_transform raw_transform(const cnn_dataset *ds, bool train, int size)
     return t;
 }
 
+/* raw_transform taking its crop from the image as it is (no resize). */
+static cnn_transform crop_transform(const cnn_dataset *ds, bool train, int size)
+{
+    cnn_transform t = raw_transform(ds, train, size);
+    t.geometry = CNN_GEOM_CROP;
+    return t;
+}
+
 TEST(augment_eval_centre_crop_known_pixels)
 {
     /* 16 rows x 19 cols: the shorter side is already round(14 / 0.875) = 16, so no resize;
@@ -77,8 +85,7 @@ TEST(augment_eval_centre_crop_known_pixels)
      * Python's round in torchvision's center_crop). */
     cnn_dataset *ds = data_test_synthetic(2, 16, 19);
     REQUIRE(ds);
-    cnn_transform t = raw_transform(ds, false, 14);
-    t.geometry = CNN_GEOM_CROP;
+    cnn_transform t = crop_transform(ds, false, 14);
     float out[14 * 14];
     CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL));
     int bad = 0;
@@ -139,6 +146,28 @@ static void count_levels_off(const float *out, const unsigned char *want, int n,
     }
 }
 
+/* A folder dataset ROOT/train/a/img.png holding one w x h RGB image; root (64 bytes) receives
+ * the folder made from the mkdtemp template tmpl, for data_test_remove_tree. NULL, with nothing
+ * left behind, on failure. */
+static cnn_dataset *one_image_dataset(char *root, const char *tmpl, int w, int h,
+                                      const unsigned char *rgb)
+{
+    char dir[128], path[192];
+    snprintf(root, 64, "%s", tmpl);
+    if (!mkdtemp(root)) return NULL;
+    snprintf(dir, sizeof dir, "%s/train", root);
+    bool ok = mkdir(dir, 0755) == 0;
+    snprintf(dir, sizeof dir, "%s/train/a", root);
+    ok = ok && mkdir(dir, 0755) == 0;
+    snprintf(path, sizeof path, "%s/img.png", dir);
+    ok = ok && stbi_write_png(path, w, h, 3, rgb, w * 3);
+    cnn_dataset *ds = NULL;
+    if (ok && cnn_imagefolder_create(root, "train", 3, &ds) != CNN_OK)
+        cnn_test_fail(__FILE__, __LINE__, "imagefolder_create: %s", cnn_last_error());
+    if (!ds) data_test_remove_tree(root);
+    return ds;
+}
+
 /* Resizing is PIL's BILINEAR, as torchvision applies it to PIL images: a triangle filter whose
  * support widens with the reduction (antialiasing). The expected bytes are PIL 9.4's, from
  * Resize(round(S / 0.875)) + CenterCrop(S) (and Resize((8, 8)) for the IDX resize branch) on
@@ -147,24 +176,14 @@ static void count_levels_off(const float *out, const unsigned char *want, int n,
  * equal, none more than one level apart; the stb_image_resize used before was up to 43 off). */
 TEST(augment_resize_matches_pil_bilinear)
 {
-    char root[64], dir[128], path[192];
-    strcpy(root, "/tmp/cnn_resize_XXXXXX");
-    REQUIRE(mkdtemp(root));
-    snprintf(dir, sizeof dir, "%s/train", root);
-    REQUIRE(mkdir(dir, 0755) == 0);
-    snprintf(dir, sizeof dir, "%s/train/a", root);
-    REQUIRE(mkdir(dir, 0755) == 0);
-    snprintf(path, sizeof path, "%s/img.png", dir);
     unsigned char rgb[5 * 8 * 3];
     for (int y = 0; y < 5; y++)
         for (int x = 0; x < 8; x++)
             for (int c = 0; c < 3; c++)
                 rgb[(y * 8 + x) * 3 + c] =
                     (unsigned char)(y * 53 + x * 29 + c * 71 + (x * y) % 5 * 17);
-    REQUIRE(stbi_write_png(path, 8, 5, 3, rgb, 8 * 3));
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    if (!ds) data_test_remove_tree(root);
+    char root[64];
+    cnn_dataset *ds = one_image_dataset(root, "/tmp/cnn_resize_XXXXXX", 8, 5, rgb);
     REQUIRE(ds);
     /* S = 3 shrinks 5x8 by 5/3 and 2 (Resize(3) gives 3x4); S = 6 enlarges (Resize(7): 7x11,
      * crop from column 2). Channel-major, as the dataset delivers. */
@@ -202,8 +221,7 @@ TEST(augment_resize_matches_pil_bilinear)
         138, 143, 148, 153, 158, 124, 103, 108, 109, 114, 119, 124, 129, 132, 136, 141};
     ds = data_test_synthetic(2, 30, 40);
     REQUIRE(ds);
-    t = raw_transform(ds, false, 4);
-    t.geometry = CNN_GEOM_CROP;
+    t = crop_transform(ds, false, 4);
     CHECK_OK(cnn_dataset_get(ds, 1, &t, 0, 0, out, NULL));
     count_levels_off(out, crop4, 16, &far, &off);
     CHECK(far == 0 && off <= 16 / 4);
@@ -219,8 +237,7 @@ TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
 {
     cnn_dataset *ds = data_test_synthetic(4, 16, 16);
     REQUIRE(ds);
-    cnn_transform t = raw_transform(ds, true, 8);
-    t.geometry = CNN_GEOM_CROP;
+    cnn_transform t = crop_transform(ds, true, 8);
     t.hflip_p = 0.5f;
     t.brightness = t.contrast = 0.4f;
     float a[64], b[64];
@@ -242,8 +259,7 @@ TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
  * identity, before the augmentation a test turns on. */
 static cnn_transform identity_train_transform(const cnn_dataset *ds, int S)
 {
-    cnn_transform t = raw_transform(ds, true, S);
-    t.geometry = CNN_GEOM_CROP;
+    cnn_transform t = crop_transform(ds, true, S);
     t.scale[0] = t.scale[1] = 1;
     t.ratio[0] = t.ratio[1] = 1;
     t.hflip_p = 0;
@@ -373,4 +389,166 @@ TEST(augment_random_erasing_boxes)
     t.erase_ratio[1] = 2;
     CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
     cnn_dataset_destroy(&ds);
+}
+
+/* The defaults are torchvision's RandomResizedCrop (scale (0.08, 1), ratio (3/4, 4/3)), eval
+ * Resize(S / 0.875) + CenterCrop(S), and RandomHorizontalFlip(0.5) for photos only: none in
+ * evaluation, none for IDX digits and clothes (whose geometry pads or resizes). */
+TEST(augment_defaults_are_torchvisions)
+{
+    cnn_transform t = cnn_transform_default(NULL, true, 224);
+    CHECK(t.geometry == CNN_GEOM_CROP && t.train && t.img_size == 224);
+    CHECK(t.scale[0] == 0.08f && t.scale[1] == 1.0f);
+    CHECK(t.ratio[0] == 3.0f / 4.0f && t.ratio[1] == 4.0f / 3.0f);
+    CHECK(t.eval_crop_ratio == 0.875f && t.hflip_p == 0.5f);
+    CHECK(t.erase_p == 0 && t.affine_degrees == 0 && t.brightness == 0);
+    t = cnn_transform_default(NULL, false, 224);
+    CHECK(t.geometry == CNN_GEOM_CROP && !t.train && t.hflip_p == 0);
+    cnn_dataset *ds = data_test_synthetic(1, 8, 8);
+    REQUIRE(ds);
+    t = cnn_transform_default(ds, true, 0);
+    CHECK(t.geometry == CNN_GEOM_PAD_OR_RESIZE && t.hflip_p == 0);
+    cnn_dataset_destroy(&ds);
+}
+
+/* (top, left) of the crop that gave out (S x S, raw): a crop of S x S is copied as it is, so
+ * its first pixel (16 top + left for image 0 of a 16-column synthetic set) tells where. */
+static int crop_origin(const float *out, int cols, int *top, int *left)
+{
+    int v = (int)lrintf(out[0] * 255.0f);
+    *top = v / cols;
+    *left = v % cols;
+    return v;
+}
+
+/* RandomResizedCrop boxes as torchvision's get_params: w * h = scale * area and w / h = ratio
+ * (up to rounding), placed anywhere, the last row and column included; a box as wide as the
+ * image is accepted; after ten misses, the central crop of the ratio nearest the image's. */
+TEST(augment_random_crop_boxes_as_torchvision)
+{
+    /* 16x16 (v = 16 y + x), scale 1/4, ratio 1: 8x8 boxes at every top and left in [0, 8]. */
+    cnn_dataset *ds = data_test_synthetic(1, 16, 16);
+    REQUIRE(ds);
+    cnn_transform t = crop_transform(ds, true, 8);
+    t.hflip_p = 0;
+    t.scale[0] = t.scale[1] = 0.25f;
+    t.ratio[0] = t.ratio[1] = 1;
+    float out[64];
+    int tops[9] = {0}, lefts[9] = {0}, bad = 0;
+    for (int e = 0; e < 200; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 7, e, out, NULL));
+        int top, left;
+        crop_origin(out, 16, &top, &left);
+        if (top > 8 || left > 8) {
+            bad++;
+            continue;
+        }
+        tops[top]++;
+        lefts[left]++;
+        for (int p = 0; p < 64; p++)
+            bad += fabsf(out[p] * 255.0f - (float)(16 * (top + p / 8) + left + p % 8)) > 1e-3f;
+    }
+    CHECK(bad == 0);
+    for (int k = 0; k <= 8; k++) CHECK(tops[k] > 0 && lefts[k] > 0);
+    /* w / h = 2 (wide): an 8-row, 16-column box shrunk to 8x8 keeps the row step of the ramp
+     * (16) and doubles its column step (2), inside the image's edges. */
+    t.scale[0] = t.scale[1] = 0.5f;
+    t.ratio[0] = t.ratio[1] = 2;
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 7, 0, out, NULL));
+    CHECK_NEAR((out[4 * 8 + 3] - out[3 * 8 + 3]) * 255.0, 16.0, 1e-3);
+    CHECK_NEAR((out[3 * 8 + 4] - out[3 * 8 + 3]) * 255.0, 2.0, 1e-3);
+    cnn_dataset_destroy(&ds);
+
+    /* 16 rows x 8 columns (v = 8 y + x), scale 1/2, ratio 1: the 8x8 box is the image's full
+     * width, taken at every top in [0, 8] (not the central fallback's row 4 only). */
+    ds = data_test_synthetic(1, 16, 8);
+    REQUIRE(ds);
+    t = crop_transform(ds, true, 8);
+    t.hflip_p = 0;
+    t.scale[0] = t.scale[1] = 0.5f;
+    t.ratio[0] = t.ratio[1] = 1;
+    int tops2[9] = {0};
+    bad = 0;
+    for (int e = 0; e < 200; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 7, e, out, NULL));
+        int top, left;
+        crop_origin(out, 8, &top, &left);
+        if (top > 8 || left != 0) bad++;
+        else tops2[top]++;
+    }
+    CHECK(bad == 0);
+    for (int k = 0; k <= 8; k++) CHECK(tops2[k] > 0);
+    /* Ratio 2 never fits a 16x8 image: the fallback is the central 4x8 box (rows 6 to 9, as
+     * torchvision's h = round(8 / 2), top = (16 - 4) // 2), here shrunk to 4x4: PIL 9.4's
+     * crop((0, 6, 8, 10)).resize((4, 4), BILINEAR) has 51 at (0, 1) and 77 at (3, 2). */
+    t = crop_transform(ds, true, 4);
+    t.hflip_p = 0;
+    t.scale[0] = t.scale[1] = 1;
+    t.ratio[0] = t.ratio[1] = 2;
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 7, 3, out, NULL));
+    CHECK_NEAR(out[0 * 4 + 1] * 255.0, 51, 1e-3);
+    CHECK_NEAR(out[3 * 4 + 2] * 255.0, 77, 1e-3);
+    cnn_dataset_destroy(&ds);
+}
+
+/* Normalisation uses each channel's own mean and std, in RGB order: a gray IDX image read as
+ * 3 channels has the same pixels in each, so the channels differ only by them. */
+TEST(augment_normalises_each_channel_with_its_own_mean_and_std)
+{
+    char dir[32], img[128], lab[128];
+    strcpy(dir, "/tmp/cnn_norm_XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    REQUIRE(data_test_write_idx(dir, 1, 4, 4, img, lab) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_idx_dataset_create(img, lab, 3, &ds));
+    unlink(img);
+    unlink(lab);
+    rmdir(dir);
+    REQUIRE(ds);
+    cnn_transform t = cnn_transform_default(ds, false, 4);
+    const float mean[3] = {0.1f, 0.2f, 0.3f}, std[3] = {0.5f, 0.25f, 0.125f};
+    memcpy(t.mean, mean, sizeof mean);
+    memcpy(t.std, std, sizeof std);
+    float out[3 * 16];
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 0, 0, out, NULL));
+    int bad = 0;
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 16; p++)
+            bad += fabsf(out[c * 16 + p] - ((float)p / 255.0f - mean[c]) / std[c]) > 1e-5f;
+    CHECK(bad == 0);
+    cnn_dataset_destroy(&ds);
+}
+
+/* Contrast as torchvision's: a blend of each pixel with the mean gray level of the image, gray
+ * being 0.299 R + 0.587 G + 0.114 B. With contrast only, out = f v + (1 - f) m: two pixels give
+ * the factor f, and then the mean m, which must be the luma mean, not some other channel's. */
+TEST(augment_contrast_blends_with_the_mean_luma)
+{
+    unsigned char rgb[16 * 3];
+    double luma = 0;
+    for (int p = 0; p < 16; p++) {
+        rgb[3 * p] = (unsigned char)(60 + 3 * p);
+        rgb[3 * p + 1] = (unsigned char)(190 - 2 * p);
+        rgb[3 * p + 2] = (unsigned char)(100 + 5 * (p % 7));
+        luma += (0.299 * rgb[3 * p] + 0.587 * rgb[3 * p + 1] + 0.114 * rgb[3 * p + 2]) / 255 / 16;
+    }
+    char root[64];
+    cnn_dataset *ds = one_image_dataset(root, "/tmp/cnn_contrast_XXXXXX", 4, 4, rgb);
+    REQUIRE(ds);
+    cnn_transform t = identity_train_transform(ds, 4);
+    t.contrast = 0.3f;
+    float out[48];
+    int used = 0;
+    for (int e = 0; e < 20 && used < 3; e++) {
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 3, e, out, NULL));
+        const double va = rgb[0] / 255.0, vb = rgb[3 * 15] / 255.0;
+        const double f = (out[0] - out[15]) / (va - vb);
+        if (fabs(f - 1) < 0.1) continue; /* too weak a blend to tell m well */
+        used++;
+        CHECK(f >= 0.7 - 1e-4 && f <= 1.3 + 1e-4);
+        CHECK_NEAR((out[0] - f * va) / (1 - f), luma, 2e-3);
+    }
+    CHECK(used == 3);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
 }

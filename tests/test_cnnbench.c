@@ -190,6 +190,21 @@ TEST(cnnbench_check_catches_a_corrupted_result)
         if (rc == 0 || !strstr(out, "MISMATCH max_err="))
             cnn_test_fail(__FILE__, __LINE__, "corrupted %s: exit %d, output:\n%s", args[i], rc,
                           out);
+        /* The error reported is the corruption's (over 1), not what the other values left. */
+        for (const char *m = strstr(out, "MISMATCH max_err="); m;
+             m = strstr(m + 1, "MISMATCH max_err="))
+            if (!(atof(m + 17) >= 1.0))
+                cnn_test_fail(__FILE__, __LINE__, "corrupted %s: %.30s", args[i], m);
+        if (i == 0) { /* and so is the JSON's */
+            char json[64], jargs[256];
+            snprintf(json, sizeof json, "/tmp/cnnbench_corrupt_%d.json", (int)getpid());
+            snprintf(jargs, sizeof jargs, "%s --json %s", args[i], json);
+            run_bench(tool, "CNNBENCH_CORRUPT=1", jargs, out, sizeof out);
+            const char *j = slurp(json), *m = j ? strstr(j, "\"max_err\": ") : NULL;
+            CHECK(j && count_of(j, "\"check\": \"mismatch\", \"max_err\": ") == 3);
+            CHECK(m && atof(m + 11) >= 1.0);
+            unlink(json);
+        }
         rc = run_bench(tool, "CNNBENCH_CORRUPT=0", args[i], out, sizeof out);
         if (rc != 0 || strstr(out, "MISMATCH"))
             cnn_test_fail(__FILE__, __LINE__, "clean %s: exit %d, output:\n%s", args[i], rc, out);

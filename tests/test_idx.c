@@ -189,8 +189,18 @@ TEST(idx_corrupt_files_are_format_errors)
     write_idx(bad, false, lh4, 8, 4);
     CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
     CHECK(strstr(cnn_last_error(), "5 images") && strstr(cnn_last_error(), "4 labels"));
-    write_idx(bad, false, lh4, 8, 5);
+    /* (5 labels and a sixth byte: with a count of 4 the count check alone would refuse it.) */
+    write_idx(bad, false, lh, 8, 6);
     CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "bytes after its 5 data bytes") != NULL);
+    /* A zero dimension (0 rows: no data bytes at all) is not a dataset. */
+    unsigned char zero[16];
+    memcpy(zero, ih, 16);
+    be32(zero + 8, 0);
+    write_idx(bad, false, zero, 16, 0);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "has dim 1 = 0") != NULL);
+    CHECK(ds == NULL);
     /* Dims whose product overflows 64 bits (each is 2^28), and a header that claims 4 GiB over
      * 40 bytes of data: refused as claimed or truncated, without reading on. */
     unsigned char huge[16] = {0, 0, 8, 3};
@@ -206,6 +216,22 @@ TEST(idx_corrupt_files_are_format_errors)
     CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
     CHECK(strstr(cnn_last_error(), "truncated: 40 of 4294967296 data bytes") != NULL);
     CHECK(ds == NULL);
+    /* Fashion-MNIST files whose labels reach 10 (an eleventh class) are refused. */
+    char fimg[300], flab[300];
+    snprintf(fimg, sizeof fimg, "%s/train-images-idx3-ubyte.gz", dir);
+    snprintf(flab, sizeof flab, "%s/train-labels-idx1-ubyte.gz", dir);
+    write_idx(fimg, true, ih, 16, 5 * 4 * 2);
+    unsigned char flh[13] = {0, 0, 8, 1, 0, 0, 0, 5, 0, 9, 10, 3, 4};
+    write_idx(flab, true, flh, 13, 0);
+    CHECK_ERR(cnn_fashion_mnist_create(dir, true, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), "labels up to 10") != NULL);
+    flh[10] = 9;
+    write_idx(flab, true, flh, 13, 0);
+    CHECK_OK(cnn_fashion_mnist_create(dir, true, 1, &ds));
+    CHECK(cnn_dataset_num_classes(ds) == 10 && cnn_dataset_label(ds, 2) == 9);
+    cnn_dataset_destroy(&ds);
+    unlink(fimg);
+    unlink(flab);
     /* Missing file, bad channel count. */
     snprintf(bad, sizeof bad, "%s/missing", dir);
     CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_IO);

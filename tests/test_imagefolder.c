@@ -478,3 +478,50 @@ TEST(imagefolder_other_formats_refused_and_mutated_files_never_crash)
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }
+
+/* Two classes or two files are sorted too (whatever order the folder lists them in: pairs
+ * made in both orders), and an RGB folder normalises with ImageNet's mean and std in RGB order
+ * (a gray one with their luma-weighted values). */
+TEST(imagefolder_sorts_pairs_and_gives_imagenet_statistics)
+{
+    char root[64], dir[256];
+    strcpy(root, "/tmp/cnn_pairs_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    const char *pairs[6][2] = {{"b", "a"}, {"c", "d"}, {"y", "x"},
+                               {"m", "n"}, {"q", "p"}, {"g", "h"}};
+    int rc = 0;
+    for (int s = 0; s < 6; s++) {
+        snprintf(dir, sizeof dir, "%s/s%d", root, s);
+        rc |= mkdir(dir, 0755);
+        for (int c = 0; c < 2; c++) {
+            snprintf(dir, sizeof dir, "%s/s%d/%s", root, s, pairs[s][c]);
+            rc |= mkdir(dir, 0755);
+            rc |= write_image(dir, s % 2 ? "i1.png" : "i2.png", 2, 2, 1, 10);
+            rc |= write_image(dir, s % 2 ? "i2.png" : "i1.png", 2, 2, 1, 10);
+        }
+    }
+    REQUIRE(rc == 0);
+    char split[8], name[512];
+    for (int s = 0; s < 6; s++) {
+        snprintf(split, sizeof split, "s%d", s);
+        cnn_dataset *ds = NULL;
+        CHECK_OK(cnn_imagefolder_create(root, split, s % 2 ? 3 : 1, &ds));
+        if (!ds) continue;
+        const bool asc = strcmp(pairs[s][0], pairs[s][1]) < 0;
+        CHECK(!strcmp(cnn_dataset_class_name(ds, 0), pairs[s][asc ? 0 : 1]));
+        CHECK(!strcmp(cnn_dataset_class_name(ds, 1), pairs[s][asc ? 1 : 0]));
+        for (int i = 0; i < 4; i++) {
+            cnn_dataset_sample_name(ds, i, name, sizeof name);
+            CHECK(strstr(name, i % 2 ? "/i2.png" : "/i1.png") != NULL);
+        }
+        float mean[3], std[3];
+        cnn_dataset_mean_std(ds, mean, std);
+        const float rgb_mean[3] = {0.485f, 0.456f, 0.406f}, rgb_std[3] = {0.229f, 0.224f, 0.225f};
+        for (int c = 0; c < 3; c++) {
+            CHECK(mean[c] == (s % 2 ? rgb_mean[c] : 0.449f));
+            CHECK(std[c] == (s % 2 ? rgb_std[c] : 0.226f));
+        }
+        cnn_dataset_destroy(&ds);
+    }
+    data_test_remove_tree(root);
+}

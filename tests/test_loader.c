@@ -377,3 +377,87 @@ TEST(loader_starts_an_epoch_at_a_position_without_decoding_what_is_before)
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }
+
+/* The sample order of one epoch (raw eval transform, one batch of all n) into order. */
+static bool epoch_order(cnn_loader *l, int64_t epoch, int n, int *order)
+{
+    cnn_tensor *x = NULL, *y = NULL;
+    bool ok = cnn_loader_start_epoch(l, epoch) == CNN_OK && cnn_loader_next(l, &x, &y) == CNN_OK &&
+              x && cnn_tensor_dim(x, 0) == n;
+    for (int i = 0; ok && i < n; i++) order[i] = sample_of(cnn_tensor_cdata(x) + i * 144);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    return ok;
+}
+
+/* Shuffling draws a new uniform permutation every epoch (Fisher-Yates: a sample may stay in
+ * place, so both orders of two samples occur), and no shuffle keeps the dataset's order. */
+TEST(loader_shuffles_anew_each_epoch)
+{
+    cnn_dataset *ds = data_test_synthetic(37, 12, 12);
+    REQUIRE(ds);
+    cnn_loader_options o = raw_options(ds, false, 37, 0);
+    o.shuffle = true;
+    cnn_loader *l = NULL;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    int a[37], b[37];
+    REQUIRE(epoch_order(l, 0, 37, a) && epoch_order(l, 1, 37, b));
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    cnn_loader_destroy(&l);
+    o.shuffle = false;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    REQUIRE(epoch_order(l, 3, 37, a));
+    for (int i = 0; i < 37; i++) CHECK(a[i] == i);
+    cnn_loader_destroy(&l);
+    cnn_dataset_destroy(&ds);
+
+    ds = data_test_synthetic(2, 12, 12);
+    REQUIRE(ds);
+    o = raw_options(ds, false, 2, 0);
+    o.shuffle = true;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    int kept = 0, swapped = 0;
+    for (int e = 0; e < 16; e++) {
+        REQUIRE(epoch_order(l, e, 2, a));
+        kept += a[0] == 0 && a[1] == 1;
+        swapped += a[0] == 1 && a[1] == 0;
+    }
+    CHECK(kept > 0 && swapped > 0 && kept + swapped == 16);
+    cnn_loader_destroy(&l);
+    cnn_dataset_destroy(&ds);
+}
+
+/* A file that cannot be read any more (removed after the listing: an I/O error, not a format
+ * error) is skipped and listed like an undecodable one, unless strict. */
+TEST(loader_skips_a_file_that_went_away)
+{
+    char root[64], path[128];
+    REQUIRE(data_test_make_tree(root) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    snprintf(path, sizeof path, "%s/train/d_fish/img0.jpg", root);
+    CHECK(unlink(path) == 0);
+    cnn_loader_options o = cnn_loader_default_options(ds, false, 8, 16);
+    o.num_workers = 0;
+    cnn_loader *l = NULL;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    cnn_tensor *x = NULL, *y = NULL;
+    CHECK_OK(cnn_loader_next(l, &x, &y));
+    CHECK(x && cnn_tensor_dim(x, 0) == 6); /* 7 good files, one gone */
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&y);
+    bool listed = false;
+    for (int i = 0; i < cnn_loader_num_bad(l); i++)
+        listed |= strstr(cnn_loader_bad_name(l, i), "d_fish/img0.jpg") &&
+                  strstr(cnn_loader_bad_reason(l, i), "cannot read");
+    CHECK(listed && cnn_loader_num_bad(l) == 4);
+    cnn_loader_destroy(&l);
+    o.strict = true;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    CHECK_OK(cnn_loader_start_epoch_at(l, 0, 7)); /* d_fish/img0.jpg first */
+    CHECK_ERR(cnn_loader_next(l, &x, &y), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), "d_fish/img0.jpg") != NULL);
+    cnn_loader_destroy(&l);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}

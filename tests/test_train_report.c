@@ -59,6 +59,62 @@ TEST(train_report_macro_average_as_sklearn)
     tr_eval_free(&e);
 }
 
+static const char *letter_name(const void *ctx, int i)
+{
+    (void)ctx;
+    static const char *names[] = {"a", "b", "c", "d", "e", "f", "g"};
+    return names[i];
+}
+
+/* Top-1 and top-5 count the true class's rank: top-5 means at most 4 classes score higher.
+ * Ties go to the lower index (as argmax), both for the rank and the prediction, so equal
+ * logits do not make every label a hit. The confusion matrix has the true class in rows (in
+ * memory and in confusion.csv), the prediction in columns; the loss is a mean over samples. */
+TEST(train_report_top_k_ties_and_confusion_orientation)
+{
+    tr_eval e;
+    REQUIRE(tr_eval_init(&e, 7));
+    const float logits[4][7] = {
+        {5, 4, 3, 2, 1, 0, 0.5f}, /* label 6: rank 5, a top-5 miss; predicted 0 */
+        {5, 4, 3, 2, 1, 0, 0},    /* label 4: rank 4, a top-5 hit */
+        {0, 0, 0, 0, 0, 0, 0},    /* label 3: ties with 0, 1 and 2, rank 3; predicted 0 */
+        {0, 0, 0, 0, 0, 0, 0},    /* label 0: rank 0, a top-1 hit */
+    };
+    const int64_t labels[4] = {6, 4, 3, 0};
+    tr_eval_add(&e, &logits[0][0], labels, 4, 0.5);
+    CHECK(e.n == 4 && e.top1 == 1 && e.top5 == 3);
+    CHECK_NEAR(tr_eval_top1(&e), 0.25, 1e-12);
+    CHECK_NEAR(tr_eval_top5(&e), 0.75, 1e-12);
+    for (int t = 0; t < 7; t++)
+        for (int p = 0; p < 7; p++) {
+            const int64_t want = p == 0 && (t == 0 || t == 3 || t == 4 || t == 6);
+            if (e.confusion[t * 7 + p] != want)
+                cnn_test_fail(__FILE__, __LINE__, "confusion[true %d][predicted %d] = %lld", t,
+                              p, (long long)e.confusion[t * 7 + p]);
+        }
+    const float two[2][7] = {{0, 0, 0, 0, 0, 1, 0}, {0, 0, 0, 0, 0, 1, 0}};
+    const int64_t l2[2] = {5, 2};
+    tr_eval_add(&e, &two[0][0], l2, 2, 2.0);
+    CHECK_NEAR(tr_eval_loss(&e), (4 * 0.5 + 2 * 2.0) / 6, 1e-12);
+    char dir[] = "/tmp/cnn_confusion_XXXXXX", path[64], buf[512] = "";
+    REQUIRE(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/confusion.csv", dir);
+    CHECK(tr_eval_write_confusion_csv(&e, letter_name, NULL, path));
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    CHECK(strstr(buf, "true\\predicted,\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\"\n") == buf);
+    CHECK(strstr(buf, "\n\"a\",1,0,0,0,0,0,0\n") != NULL);
+    CHECK(strstr(buf, "\n\"c\",0,0,0,0,0,1,0\n") != NULL);
+    CHECK(strstr(buf, "\n\"d\",1,0,0,0,0,0,0\n") != NULL);
+    CHECK(strstr(buf, "\n\"f\",0,0,0,0,0,1,0\n") != NULL);
+    if (cnn_test_failed()) printf("%s", buf);
+    remove(path);
+    rmdir(dir);
+    tr_eval_free(&e);
+}
+
 /* Writes old content to path; true on success. */
 static bool write_text(const char *path, const char *text)
 {

@@ -418,6 +418,110 @@ TEST(train_tool_resume_is_exact)
     remove_tree(dir);
 }
 
+/* Data rows of DIR/metrics.csv, or -1. */
+static int metric_rows(const char *dir)
+{
+    char p[800], line[512];
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    int rows = -1; /* the header */
+    while (fgets(line, sizeof line, f)) rows++;
+    fclose(f);
+    return rows;
+}
+
+/* An lr too small to change a float weight makes every epoch's val top-1 equal: the best
+ * checkpoint stays epoch 1 (only a better top-1 replaces it), and --early-stop 2 stops after
+ * epoch 3 (two epochs without one). Resumed after epoch 2, the run keeps the best top-1 and
+ * the count of epochs without a better one, and stops at the same place. */
+TEST(train_tool_best_checkpoint_and_early_stop_on_ties)
+{
+    char tool[512], dir[256], args[1024], run[300], path[700], buf[64];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const char *common = "--limit-train 128 --limit-val 64 --batch 64 --epochs 6 --lr 1e-30 "
+                         "--early-stop 2 --seed 4";
+    for (int resumed = 0; resumed <= 1; resumed++) {
+        snprintf(run, sizeof run, "%s/%s", dir, resumed ? "b" : "a");
+        snprintf(args, sizeof args, "%s%s --checkpoint-dir %s", common,
+                 resumed ? " --stop-after 2" : "", run);
+        int rc = run_tool(tool, args, out, sizeof out);
+        if (resumed && rc == 0) {
+            CHECK(metric_rows(run) == 2);
+            snprintf(args, sizeof args, "--resume %s/last.safetensors", run);
+            rc = run_tool(tool, args, out, sizeof out);
+        }
+        CHECK(rc == 0);
+        CHECK(strstr(out, "early stop: no better val top-1 for 2 epochs") != NULL);
+        CHECK(strstr(out, "at epoch 1;") != NULL);
+        CHECK(metric_rows(run) == 3);
+        snprintf(path, sizeof path, "%s/best.safetensors", run);
+        CHECK(!strcmp(meta_of(path, "epoch", buf, sizeof buf), "1"));
+        snprintf(path, sizeof path, "%s/last.safetensors", run);
+        CHECK(!strcmp(meta_of(path, "epoch", buf, sizeof buf), "3"));
+        if (cnn_test_failed()) printf("%s\n", out);
+    }
+    /* Resumed after those 2 epochs with a real lr, epoch 3 is a new best (15.6% -> 23.4%),
+     * which restarts the count of epochs without a better one. */
+    snprintf(run, sizeof run, "%s/d", dir);
+    snprintf(args, sizeof args, "%s --stop-after 2 --checkpoint-dir %s", common, run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "--resume %s/last.safetensors --lr 0.003 --stop-after 1", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(path, sizeof path, "%s/last.safetensors", run);
+    CHECK(!strcmp(meta_of(path, "best_epoch", buf, sizeof buf), "3"));
+    CHECK(!strcmp(meta_of(path, "bad_epochs", buf, sizeof buf), "0"));
+    /* --schedule plateau (patience 2) with an lr that moves the val loss far less than the
+     * 1e-4 relative gain that counts: epochs 2, 3 and 4 are not better, so after epoch 4
+     * (3 > 2) the lr falls tenfold, and epoch 5 runs at 1e-8. */
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 5 "
+             "--lr 1e-7 --schedule plateau --seed 4 --checkpoint-dir %s/c", dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(run, sizeof run, "%s/c", dir);
+    CHECK(metric_rows(run) == 5);
+    double lr5 = last_lr(run);
+    if (fabs(lr5 - 1e-8) > 1e-13)
+        cnn_test_fail(__FILE__, __LINE__, "plateau: lr %g in epoch 5, expected 1e-08", lr5);
+    remove_tree(dir);
+}
+
+/* Warm-up then the step schedule, as the tool applies them per optimizer step: 2 steps an
+ * epoch, --warmup-epochs 2 raise the lr linearly to its base at step 4 (lr (s + 1) / 4 at step
+ * s), then it falls tenfold every epochs / 3 = 2 epochs, counted from the run's start. The lr
+ * column of metrics.csv is the lr of each epoch's last step. */
+TEST(train_tool_warmup_then_step_schedule)
+{
+    char tool[512], dir[256], args[1024], path[700], line[512];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args,
+             "--limit-train 128 --limit-val 64 --batch 64 --epochs 6 --lr 0.002 --schedule step "
+             "--warmup-epochs 2 --seed 2 --checkpoint-dir %s/run", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    const double want[6] = {0.001, 0.002, 0.0002, 0.0002, 2e-5, 2e-5};
+    snprintf(path, sizeof path, "%s/run/metrics.csv", dir);
+    FILE *f = fopen(path, "r");
+    int rows = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        double v[7];
+        if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6]) != 7)
+            continue;
+        if (rows < 6 && fabs(v[6] - want[rows]) > 1e-5 * want[rows])
+            cnn_test_fail(__FILE__, __LINE__, "epoch %d: lr %g, expected %g", rows + 1, v[6],
+                          want[rows]);
+        rows++;
+    }
+    if (f) fclose(f);
+    CHECK(rows == 6);
+    remove_tree(dir);
+}
+
 /* Ctrl-C in the middle of an epoch: exit 0 with a checkpoint and the resume command; resuming
  * from it ends bit-identical to an uninterrupted run. */
 TEST(train_tool_sigint_then_resume)
