@@ -141,19 +141,21 @@ static void bn_backward_kernel(const float *x, const float *dy, const float *sta
 typedef enum { BN_CPU, BN_CUDA, BN_CUDNN } bn_backend;
 
 /* CPU tensors: the CPU kernels. CUDA tensors: cuDNN (spatial mode) when built, preferred
- * (AUTO/CUDNN) and eps >= CUDNN_BN_MIN_EPSILON, else the hand-written kernels. */
+ * (AUTO/CUDNN) and eps >= CUDNN_BN_MIN_EPSILON, else the hand-written kernels. eps 0 (which
+ * cuDNN 9's minimum of 0 admits) takes the hand-written kernels too: they follow PyTorch's rule
+ * for a constant channel (invstd 0, not 1 / sqrt(0)), as the CPU does. */
 static bn_backend bn_backend_for(const cnn_tensor *x, float eps)
 {
     if (!cnn_on_cuda(x)) return BN_CPU;
     cnn_backend pref = cnn_get_backend();
     if (!CNN_WITH_CUDNN || (pref != CNN_BACKEND_AUTO && pref != CNN_BACKEND_CUDNN)) return BN_CUDA;
 #if CNN_WITH_CUDNN
-    if ((double)eps >= cnn_cudnn_bn_min_epsilon()) return BN_CUDNN;
+    if ((double)eps >= cnn_cudnn_bn_min_epsilon() && eps > 0) return BN_CUDNN;
 #endif
     static atomic_flag logged = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&logged))
-        cnn_log_debug("batch_norm: eps %g is below cuDNN's minimum, using the hand-written CUDA "
-                      "kernel", (double)eps);
+        cnn_log_debug("batch_norm: eps %g is 0 or below cuDNN's minimum, using the hand-written "
+                      "CUDA kernel", (double)eps);
     return BN_CUDA;
 }
 
