@@ -520,13 +520,23 @@ TEST(safetensors_atomic_write)
     scratch_close(&s);
 }
 
-#if !defined(__SANITIZE_ADDRESS__)
-/* Under valgrind (which preloads its vgpreload libraries), allocations come from valgrind's own
- * reserved space, outside what RLIMIT_AS limits. */
-static bool under_valgrind(void)
+/* Whether the checks under a capped address space can run here; else marks the test skipped.
+ * ASan's shadow memory needs an uncapped address space; under valgrind (which preloads its
+ * vgpreload libraries) allocations come from valgrind's own reserve, which RLIMIT_AS leaves
+ * alone. */
+static bool address_space_can_be_capped(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    cnn_test_skip("needs RLIMIT_AS, which ASan cannot run under");
+    return false;
+#else
     const char *p = getenv("LD_PRELOAD");
-    return p && strstr(p, "vgpreload");
+    if (p && strstr(p, "vgpreload")) {
+        cnn_test_skip("valgrind's allocator does not honour RLIMIT_AS");
+        return false;
+    }
+    return true;
+#endif
 }
 
 /* In a forked child: caps the address space at what the process maps now plus `room` bytes,
@@ -559,19 +569,13 @@ static bool cap_address_space(size_t room)
     struct rlimit cap = {now + (rlim_t)room, now + (rlim_t)room};
     return setrlimit(RLIMIT_AS, &cap) == 0;
 }
-#endif
+
 /* Host memory running out while the header is built is an error, not a hang: a child process
  * with its address space capped saves metadata too large for the header buffer to grow to.
- * (Skipped under ASan, whose shadow memory needs an uncapped address space.) */
+ * (Skipped under ASan and valgrind: address_space_can_be_capped.) */
 TEST(safetensors_save_out_of_memory_for_the_header)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    cnn_test_skip("needs RLIMIT_AS, which ASan cannot run under");
-#else
-    if (under_valgrind()) {
-        cnn_test_skip("valgrind's allocator does not honour RLIMIT_AS");
-        return;
-    }
+    if (!address_space_can_be_capped()) return;
     scratch s;
     REQUIRE(scratch_open(&s));
     size_t n = (size_t)40 << 20;
@@ -596,21 +600,14 @@ TEST(safetensors_save_out_of_memory_for_the_header)
     CHECK(scratch_count(&s) == 0);
     cnn_dict_destroy(&d);
     scratch_close(&s);
-#endif
 }
 
 /* Loading a file whose tensor does not fit in memory says so, naming the file and the tensor
  * (it once said only "tensor_empty: out of host memory"). Under a capped address space, as
- * above; skipped under ASan for the same reason. */
+ * above; skipped where address_space_can_be_capped says so. */
 TEST(safetensors_load_out_of_memory_names_the_file_and_tensor)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    cnn_test_skip("needs RLIMIT_AS, which ASan cannot run under");
-#else
-    if (under_valgrind()) {
-        cnn_test_skip("valgrind's allocator does not honour RLIMIT_AS");
-        return;
-    }
+    if (!address_space_can_be_capped()) return;
     scratch s;
     REQUIRE(scratch_open(&s));
     cnn_dict *d = NULL;
@@ -635,7 +632,6 @@ TEST(safetensors_load_out_of_memory_names_the_file_and_tensor)
     }
     CHECK(cnn_test_child_ok(pid));
     scratch_close(&s);
-#endif
 }
 
 /* A path that names a FIFO (or another non-regular file) is refused at once: opening a FIFO
