@@ -36,4 +36,15 @@ cnn_tensor *to_gpu(const cnn_tensor *t);
 /* Whether t is a tensor on a CUDA device. */
 bool on_gpu(const cnn_tensor *t);
 
+/* A tensor on cuda:0 full of NaN: an element a kernel never writes stays NaN and fails the
+ * comparison. NULL on failure. */
+cnn_tensor *nan_gpu(cnn_shape s);
+
+/* Makes the outputs an op allocates itself start as NaN. The caching allocator hands a released
+ * block back, best fit, to a later request of its size, so NaN-filled tensors of the shapes[0..n)
+ * the op is about to ask for (four of each, up to 8 shapes) are made and released just before
+ * it runs: an unwritten element then fails instead of passing as a stale zero or an old correct
+ * value. */
+void poison_cache(const cnn_shape *shapes, int n);
+
 #endif /* CNN_GRADCHECK_H */

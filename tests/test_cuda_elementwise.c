@@ -17,20 +17,6 @@
 #define SM_ATOL 1e-5f
 #define SM_RTOL 1e-4f
 
-/* Makes unwritten output elements fail. Ops allocate their own outputs, so the poison goes in
- * through the caching allocator: four NaN-filled tensors of shape s are freed just before the
- * op runs, and the allocator hands the most recently freed block of a size out first, so the
- * op's outputs (and scratch) of that size start as NaN instead of stale correct values. */
-static void poison_cache(cnn_shape s)
-{
-    cnn_tensor *t[4] = {0};
-    for (int i = 0; i < 4; i++)
-        if (cnn_tensor_full(s, NAN, CNN_CUDA(0), &t[i]) != CNN_OK) break;
-    cnn_synchronize();
-    for (int i = 0; i < 4; i++) cnn_tensor_free(&t[i]);
-}
-
-
 /* Runs f on CPU inputs (forward, then backward with a random output gradient), then on CUDA
  * copies of them with poisoned outputs, and compares the outputs and every input gradient. */
 static void check_op(const char *what, gc_fn f, void *ud, int n, const cnn_shape *shapes,
@@ -58,7 +44,7 @@ static void check_op(const char *what, gc_fn f, void *ud, int n, const cnn_shape
         cnn_test_fail(__FILE__, __LINE__, "%s: cpu backward: %s", what, cnn_last_error());
         goto out;
     }
-    poison_cache(cnn_tensor_shape(yc));
+    poison_cache((cnn_shape[]){cnn_tensor_shape(yc)}, 1);
     if (f(xg, ud, &yg) != CNN_OK) {
         cnn_test_fail(__FILE__, __LINE__, "%s: gpu forward: %s", what, cnn_last_error());
         goto out;
@@ -66,7 +52,7 @@ static void check_op(const char *what, gc_fn f, void *ud, int n, const cnn_shape
     CHECK(on_gpu(yg));
     snprintf(name, sizeof name, "%s forward", what);
     if (!tensors_close(name, yg, yc, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", name);
-    for (int i = 0; i < n; i++) poison_cache(shapes[i]);
+    poison_cache(shapes, n);
     if (cnn_backward_with_grad(yg, rg) != CNN_OK) {
         cnn_test_fail(__FILE__, __LINE__, "%s: gpu backward: %s", what, cnn_last_error());
         goto out;
@@ -141,7 +127,7 @@ GPU_TEST(cuda_sum_mean_match_cpu_and_are_deterministic)
     cnn_tensor *e = NULL, *s = NULL, *m = NULL;
     float vs = NAN, vm = 0;
     CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 5), CNN_CUDA(0), &e));
-    poison_cache(CNN_SCALAR);
+    poison_cache((cnn_shape[]){CNN_SCALAR}, 1);
     CHECK_OK(cnn_sum(e, &s));
     CHECK_OK(cnn_mean(e, &m));
     CHECK_OK(cnn_tensor_read(s, &vs, 1));
@@ -234,9 +220,9 @@ GPU_TEST(cuda_activations_at_zero_match_cpu)
         REQUIRE(xg && dg);
         CHECK_OK(f_act(&xc, (void *)&cases[c], &yc));
         CHECK_OK(cnn_backward_with_grad(yc, dc));
-        poison_cache(CNN_SHAPE(8));
+        poison_cache((cnn_shape[]){CNN_SHAPE(8)}, 1);
         CHECK_OK(f_act(&xg, (void *)&cases[c], &yg));
-        poison_cache(CNN_SHAPE(8));
+        poison_cache((cnn_shape[]){CNN_SHAPE(8)}, 1);
         CHECK_OK(cnn_backward_with_grad(yg, dg));
         char name[64];
         snprintf(name, sizeof name, "activation %zu at 0: y", c);
@@ -260,7 +246,7 @@ GPU_TEST(cuda_ops_on_views_match_cpu)
         CHECK_OK(view ? cnn_tensor_narrow(xg, 0, 1, 3, &vg) : cnn_tensor_transpose(xg, 0, 2, &vg));
         for (int d = 0; d < 2; d++) { /* CPU into y[0..2], GPU into y[3..5] */
             cnn_tensor *v = d ? vg : vc;
-            poison_cache(cnn_tensor_shape(v));
+            poison_cache((cnn_shape[]){cnn_tensor_shape(v)}, 1);
             CHECK_OK(cnn_elu(v, 0.7f, &y[3 * d]));
             CHECK_OK(cnn_add(v, v, &y[3 * d + 1]));
             CHECK_OK(cnn_scale(v, 0.3f, &y[3 * d + 2]));
@@ -403,16 +389,16 @@ static void check_cross_entropy(int64_t n, int64_t k, float ls, int ignore_every
     ce_case cg = {lg, ls};
     CHECK_OK(cnn_cross_entropy(xc, lc, ls, &yc));
     CHECK_OK(cnn_backward(yc));
-    poison_cache(CNN_SHAPE(n, k));
-    poison_cache(CNN_SHAPE(n));
-    poison_cache(CNN_SCALAR);
+    poison_cache((cnn_shape[]){CNN_SHAPE(n, k)}, 1);
+    poison_cache((cnn_shape[]){CNN_SHAPE(n)}, 1);
+    poison_cache((cnn_shape[]){CNN_SCALAR}, 1);
     CHECK_OK(f_ce(&xg, &cg, &yg));
     CHECK(on_gpu(yg));
     char name[96];
     snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d", (long long)n,
              (long long)k, ls, ignore_every);
     CHECK(tensors_close(name, yg, yc, SM_ATOL, SM_RTOL));
-    poison_cache(CNN_SHAPE(n, k));
+    poison_cache((cnn_shape[]){CNN_SHAPE(n, k)}, 1);
     CHECK_OK(cnn_backward(yg));
     snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d grad", (long long)n,
              (long long)k, ls, ignore_every);

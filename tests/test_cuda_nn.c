@@ -13,20 +13,6 @@
 
 #define MAX_IN 3
 
-/* The caching allocator hands a released block back, best fit, to the next request of its
- * size. So allocating NaN-filled tensors of the shapes an op is about to allocate, and releasing
- * them, makes the op's outputs start as NaN: an element a kernel never writes then fails the
- * comparison instead of passing as a stale zero or an old correct value. */
-static void poison_cache(const cnn_shape *shapes, int n)
-{
-    enum { COPIES = 3, MAX_SHAPES = 8 };
-    cnn_tensor *t[COPIES * MAX_SHAPES] = {0};
-    for (int i = 0; i < n && i < MAX_SHAPES; i++)
-        for (int k = 0; k < COPIES; k++)
-            (void)cnn_tensor_full(shapes[i], NAN, CNN_CUDA(0), &t[i * COPIES + k]);
-    for (int i = 0; i < COPIES * MAX_SHAPES; i++) cnn_tensor_free(&t[i]);
-}
-
 static const char *impl_name(cnn_backend b)
 {
     return b == CNN_BACKEND_CUDA ? "hand-written" : "cudnn";
