@@ -211,6 +211,54 @@ TEST(cnnbench_check_catches_a_corrupted_result)
     }
 }
 
+/* A fixed shift of the middle element (CNNBENCH_CORRUPT=abs=D): a check that reads every element
+ * with its stated tolerance flags it in every pass and reports about D as the error. D is a few
+ * times the FP32 tolerance at these shapes (conv: 2e-5 * sum|terms| + 1e-5, about 2.5e-4 for
+ * bwd_filter; gemm about 3e-5; elementwise about 1e-6), so a check that skips the middle or is
+ * several times looser lets it through. CNNBENCH_CORRUPT_CHECK limits the corruption to one
+ * named check, and that check alone must fail the run: here bwd_data, and model mode's eval. */
+TEST(cnnbench_check_catches_a_small_shift_in_the_middle)
+{
+    char tool[512], out[16384], env[128];
+    if (!bench_path(tool, sizeof tool)) return;
+    const struct {
+        const char *args;
+        double d;
+        int rows;
+    } cases[] = {{"conv --shape 1,4,8,8,4,3,3,1,1 --warmup 0 --iters 1", 1e-3, 3},
+                 {"gemm --mnk 16,8,4 --warmup 0 --iters 1", 3e-4, 1},
+                 {"elementwise --batch 1 --warmup 0 --iters 1", 1e-5, 3}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(env, sizeof env, "CNNBENCH_CORRUPT=abs=%g", cases[i].d);
+        int rc = run_bench(tool, env, cases[i].args, out, sizeof out);
+        if (rc == 0 || count_of(out, "MISMATCH max_err=") != cases[i].rows)
+            cnn_test_fail(__FILE__, __LINE__, "%s %s: exit %d, output:\n%s", env, cases[i].args,
+                          rc, out);
+        for (const char *m = strstr(out, "max_err="); m; m = strstr(m + 1, "max_err="))
+            if (!(atof(m + 8) >= 0.5 * cases[i].d && atof(m + 8) <= 2 * cases[i].d))
+                cnn_test_fail(__FILE__, __LINE__, "%s %s: %.30s", env, cases[i].args, m);
+    }
+    const char *only = "CNNBENCH_CORRUPT=abs=1e-3 CNNBENCH_CORRUPT_CHECK=bwd_data";
+    int rc = run_bench(tool, only, cases[0].args, out, sizeof out);
+    const char *bad = strstr(out, "MISMATCH");
+    if (rc == 0 || count_of(out, "MISMATCH") != 1 || !bad || !strstr(out, " bwd_data ") ||
+        strstr(out, " bwd_data ") > bad || count_of(out, "  ok") != 2)
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", only, rc, out);
+    /* model mode's checks compare whole tensors (tolerance about 2e-3 of the largest logit);
+     * batch 4 gives 40 logits, whose middle a check sampling 8 or 16 of them would miss */
+    const char *model = "model lenet5 --batch 4 --warmup 0 --iters 1";
+    for (int k = 0; k < 2; k++) {
+        snprintf(env, sizeof env, "CNNBENCH_CORRUPT=abs=0.02 CNNBENCH_CORRUPT_CHECK=%s",
+                 k ? "train" : "eval");
+        rc = run_bench(tool, env, model, out, sizeof out);
+        const char *row = strstr(out, k ? " train " : " infer ");
+        const char *eol = row ? strchr(row, '\n') : NULL, *mm = strstr(out, "MISMATCH");
+        if (rc == 0 || count_of(out, "MISMATCH") != 1 || !eol || !mm || mm < row || mm > eol ||
+            count_of(out, "  ok ") != 1)
+            cnn_test_fail(__FILE__, __LINE__, "%s %s: exit %d, output:\n%s", env, model, rc, out);
+    }
+}
+
 TEST(cnnbench_other_modes_cpu)
 {
     char tool[512];

@@ -78,7 +78,8 @@ bench_result *bench_log_add(bench_log *l);
 double bench_now_ms(void);
 /* Runs warmup + iters repeats of: setup (untimed, may be NULL), a cache flush (e->flush), then
  * cnn_synchronize, then run timed with a cnn_timer (CUDA events on the context's stream on a
- * GPU, the host clock on the CPU), then teardown (untimed, may be NULL). Each callback returns 0 on success. -1 on the first failure. */
+ * GPU, the host clock on the CPU), then teardown (untimed, may be NULL). Each callback returns 0
+ * on success. -1 on the first failure. */
 typedef int (*bench_fn)(void *ud);
 int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_fn run,
                bench_fn teardown, void *ud, bench_stats *st);
@@ -101,16 +102,20 @@ void bench_cpu_name(char *buf, size_t n);
  * sum of |terms| of a dot product). */
 typedef void (*bench_ref_fn)(void *ud, long idx, double *ref, double *mag);
 /* Compares got[0..n) with ref at `samples` indices (0 and n-1 first, then spread; every index
- * when samples >= n): element i passes when |got - ref| <= rtol * mag + atol. With the
- * environment variable CNNBENCH_CORRUPT=1 element 0 is perturbed first (for the tests: proves
- * the check catches a wrong result). Returns true when all pass; *max_err gets the largest
- * |got - ref| seen. */
-bool bench_check(const float *got, long n, long samples, bench_ref_fn ref, void *ud, double rtol,
-                 double atol, double *max_err);
+ * when samples >= n): element i passes when |got - ref| <= rtol * mag + atol. `check` names the
+ * check ("fwd", "bwd_data", "train", "eval" ...) for the corruption the tests ask for through the
+ * environment (they prove that a wrong result is caught):
+ *   CNNBENCH_CORRUPT=1       element 0 moves by 10 tolerances + 1: any check that runs flags it;
+ *   CNNBENCH_CORRUPT=abs=D   the middle element (n/2) moves by D: flagged only by a check that
+ *                            reads every element with a tolerance below D;
+ *   CNNBENCH_CORRUPT_CHECK=NAME  limits either to the checks named NAME.
+ * Returns true when all pass; *max_err gets the largest |got - ref| seen. */
+bool bench_check(const char *check, const float *got, long n, long samples, bench_ref_fn ref,
+                 void *ud, double rtol, double atol, double *max_err);
 /* Element-wise check of a tensor (any device) against a reference tensor (any device): passes
  * when |got - ref| <= rtol * |ref| + atol_rel * max|ref|. Same corruption rule. */
-bool bench_check_tensors(const cnn_tensor *got, const cnn_tensor *ref, double rtol, double atol_rel,
-                         double *max_err);
+bool bench_check_tensors(const char *check, const cnn_tensor *got, const cnn_tensor *ref,
+                         double rtol, double atol_rel, double *max_err);
 /* A host copy of a tensor's values (caller frees), NULL on failure. */
 float *bench_host_copy(const cnn_tensor *t);
 /* Fills r->check and r->max_err from a check's outcome. */

@@ -341,17 +341,18 @@ static cnn_status check_model(cnn_model *m, cnn_model *ref, const bench_env *e, 
         cnn_set_grad_enabled(was);
     }
     if (!st) {
-        bool ok = bench_check_tensors(logit[0], logit[1], tol, tol, err_train);
+        bool ok = bench_check_tensors("train", logit[0], logit[1], tol, tol, err_train);
         const cnn_dict *pm = cnn_model_parameters(m), *pr = cnn_model_parameters(ref);
         for (int i = 0; i < cnn_dict_size(pm); i++) {
             const cnn_tensor *g = cnn_tensor_grad(cnn_dict_at(pm, i)),
                              *w = cnn_tensor_grad(cnn_dict_at(pr, i));
             double err = 0;
-            ok = ok && g && w && bench_check_tensors(g, w, tol, tol, &err);
+            ok = ok && g && w && bench_check_tensors("train", g, w, tol, tol, &err);
             if (err > *err_train) *err_train = err;
         }
         *check_train = ok ? "ok" : "mismatch";
-        *check_eval = bench_check_tensors(ev[0], ev[1], tol, tol, err_eval) ? "ok" : "mismatch";
+        const bool ok_eval = bench_check_tensors("eval", ev[0], ev[1], tol, tol, err_eval);
+        *check_eval = ok_eval ? "ok" : "mismatch";
     }
     for (int k = 0; k < 2; k++) {
         const cnn_dict *p = cnn_model_parameters(both[k]);

@@ -156,7 +156,8 @@ static void job_check(op_job *j, const bench_env *e, bench_result *r)
                 if (job_setup(&c) || job_run(&c)) goto done;
                 job_outputs(&c, refs, 5);
             }
-            v = refs[i] && bench_check_tensors(outs[i], refs[i], j->rtol * 50, j->rtol * 5, &e1);
+            v = refs[i] && bench_check_tensors(pass_names[j->pass], outs[i], refs[i],
+                                               j->rtol * 50, j->rtol * 5, &e1);
         }
         ok = ok && v;
         err = fmax(err, e1);
@@ -295,7 +296,7 @@ static int conv_naive(op_job *j, int pass, int out, const float *got, long n, do
                out_size(s->w, s->s, s->stride, s->pad);
     long samples = pass == P_BWD_FILTER ? 50000000L / (per ? per : 1) : 2048;
     if (samples < 16) samples = 16;
-    return bench_check(got, n, samples, conv_ref_at, j, j->rtol, 1e-5, max_err);
+    return bench_check(pass_names[pass], got, n, samples, conv_ref_at, j, j->rtol, 1e-5, max_err);
 }
 
 int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
@@ -365,8 +366,7 @@ static void gemm_ref_at(void *ud, long idx, double *ref, double *mag)
 static int gemm_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
     (void)out; /* one output per pass */
-    (void)pass;
-    return bench_check(got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5, max_err);
+    return bench_check(pass_names[pass], got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5, max_err);
 }
 
 int bench_mode_gemm(const bench_opts *o, bench_env *e, bench_log *l)
@@ -464,7 +464,7 @@ static int bn_naive(op_job *j, int pass, int out, const float *got, long n, doub
     int ok = 0;
     if (!bn_stats(j, &r.b)) goto done;
     if (pass == P_FWD) {
-        ok = bench_check(got, n, n, bn_ref_at, &r.b, j->rtol, 1e-5, max_err);
+        ok = bench_check(pass_names[pass], got, n, n, bn_ref_at, &r.b, j->rtol, 1e-5, max_err);
         goto done;
     }
     if (!j->hdy || !(r.sums = calloc(4 * (size_t)c, sizeof(double)))) goto done;
@@ -477,7 +477,7 @@ static int bn_naive(op_job *j, int pass, int out, const float *got, long n, doub
         r.sums[2 * c + ch] += fabs(dy);
         r.sums[3 * c + ch] += fabs(dy * xh);
     }
-    ok = bench_check(got, n, n, bn_bwd_ref_at, &r, j->rtol, 1e-5, max_err);
+    ok = bench_check(pass_names[pass], got, n, n, bn_bwd_ref_at, &r, j->rtol, 1e-5, max_err);
 done:
     free(r.b.mean);
     free(r.b.invstd);
@@ -589,8 +589,9 @@ static void pool_bwd_ref_at(void *ud, long idx, double *ref, double *mag)
 static int pool_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
     (void)out; /* one output per pass */
-    if (pass == P_FWD) return bench_check(got, n, n, pool_ref_at, j, 1e-6, 1e-6, max_err);
-    return j->hdy ? bench_check(got, n, 4096, pool_bwd_ref_at, j, 1e-6, 1e-7, max_err) : 0;
+    const char *name = pass_names[pass];
+    if (pass == P_FWD) return bench_check(name, got, n, n, pool_ref_at, j, 1e-6, 1e-6, max_err);
+    return j->hdy ? bench_check(name, got, n, 4096, pool_bwd_ref_at, j, 1e-6, 1e-7, max_err) : 0;
 }
 
 int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
@@ -665,9 +666,8 @@ static void ew_ref_at(void *ud, long idx, double *ref, double *mag)
 static int ew_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
     (void)out; /* one output per pass */
-    (void)pass;
     ew_ref w = {j, j->hw};
-    return bench_check(got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
+    return bench_check(pass_names[pass], got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
 }
 
 int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)

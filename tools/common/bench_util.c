@@ -190,16 +190,26 @@ void bench_cpu_name(char *buf, size_t n)
 }
 
 /* ---- checks ---------------------------------------------------------------------------------- */
-static bool corrupt_requested(void)
+/* The corruption CNNBENCH_CORRUPT asks for on check `check` (see bench_common.h). */
+typedef struct corruption {
+    bool on;
+    double abs; /* 0: element 0 by 10 tolerances + 1; else the middle element by this */
+} corruption;
+
+static corruption corruption_for(const char *check)
 {
-    const char *v = getenv("CNNBENCH_CORRUPT");
-    return v && v[0] && strcmp(v, "0");
+    const char *v = getenv("CNNBENCH_CORRUPT"), *only = getenv("CNNBENCH_CORRUPT_CHECK");
+    corruption c = {v && v[0] && strcmp(v, "0"), 0};
+    if (c.on && only && only[0] && strcmp(only, check)) c.on = false;
+    if (c.on && !strncmp(v, "abs=", 4)) c.abs = atof(v + 4);
+    return c;
 }
 
-bool bench_check(const float *got, long n, long samples, bench_ref_fn ref, void *ud, double rtol,
-                 double atol, double *max_err)
+bool bench_check(const char *check, const float *got, long n, long samples, bench_ref_fn ref,
+                 void *ud, double rtol, double atol, double *max_err)
 {
     bool ok = true, all = samples >= n;
+    const corruption c = corruption_for(check);
     unsigned long seed = 12345;
     *max_err = 0;
     for (long t = 0; t < (all ? n : samples); t++) {
@@ -213,8 +223,8 @@ bool bench_check(const float *got, long n, long samples, bench_ref_fn ref, void 
         double r, mag;
         ref(ud, idx, &r, &mag);
         double tol = rtol * mag + atol, g = got[idx];
-        /* Well beyond the tolerance, so a check that works must flag it. */
-        if (idx == 0 && corrupt_requested()) g += 10.0 * tol + 1.0;
+        if (c.on && !c.abs && idx == 0) g += 10.0 * tol + 1.0; /* a working check must flag it */
+        if (c.on && c.abs && idx == n / 2) g += c.abs;
         double err = fabs(g - r);
         if (!(err <= tol)) ok = false;
         if (!(err <= *max_err)) *max_err = err;
@@ -245,8 +255,8 @@ static void tensor_ref_at(void *ud, long idx, double *ref, double *mag)
     *mag = fabs(t->ref[idx]);
 }
 
-bool bench_check_tensors(const cnn_tensor *got, const cnn_tensor *ref, double rtol, double atol_rel,
-                         double *max_err)
+bool bench_check_tensors(const char *check, const cnn_tensor *got, const cnn_tensor *ref,
+                         double rtol, double atol_rel, double *max_err)
 {
     *max_err = INFINITY;
     long n = (long)cnn_tensor_numel(got);
@@ -257,7 +267,7 @@ bool bench_check_tensors(const cnn_tensor *got, const cnn_tensor *ref, double rt
         double big = 0;
         for (long i = 0; i < n; i++) big = fmax(big, fabs(r[i]));
         tensor_ref tr = {r, 0};
-        ok = bench_check(g, n, n, tensor_ref_at, &tr, rtol, atol_rel * big + 1e-30, max_err);
+        ok = bench_check(check, g, n, n, tensor_ref_at, &tr, rtol, atol_rel * big + 1e-30, max_err);
     }
     free(g);
     free(r);
