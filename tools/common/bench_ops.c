@@ -1,33 +1,11 @@
 /* bench_ops.c — the kernel modes of cnnbench (conv, gemm, bn, pool, elementwise): each op runs
  * through the public API on the backend under test, its output is checked once before timing
  * (direct double loops here, or the CPU library for GPU backward passes), then timed. */
-#include "bench_common.h"
+#include "bench_job.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { P_FWD, P_BWD_DATA, P_BWD_FILTER, P_BWD, N_PASSES };
-static const char *const pass_names[N_PASSES] = {"fwd", "bwd_data", "bwd_filter", "bwd"};
-
-typedef struct op_job op_job;
-/* An op on the backend under test: inputs in[], the pass being timed and its output. */
-struct op_job {
-    cnn_status (*fwd)(op_job *j, cnn_tensor **in, cnn_tensor **y);
-    /* Direct-loop check of a pass's output `out` (job_outputs' order) on host copies; -1 when
-     * the op has none for it. */
-    int (*naive)(op_job *j, int pass, int out, const float *got, long n, double *max_err);
-    cnn_tensor *in[5], *dy, *y;
-    int n_in;
-    unsigned grad_mask[N_PASSES]; /* which inputs need a gradient in each pass */
-    int pass;
-    bench_conv_shape cs;
-    cnn_conv2d_params cp;
-    cnn_pool2d_params pp;
-    bool avg, add;
-    double rtol; /* of the sum of |terms|; GPU fp32 leaves room for Winograd/FFT algorithms */
-    float *hx, *hw, *hdy; /* host copies for the naive checks */
-};
 
 /* ---- forward functions ----------------------------------------------------------------------- */
 static cnn_status fwd_conv(op_job *j, cnn_tensor **in, cnn_tensor **y)
@@ -51,179 +29,6 @@ static cnn_status fwd_pool(op_job *j, cnn_tensor **in, cnn_tensor **y)
 static cnn_status fwd_ew(op_job *j, cnn_tensor **in, cnn_tensor **y)
 {
     return j->add ? cnn_add(in[0], in[1], y) : cnn_relu(in[0], y);
-}
-
-/* ---- timed callbacks ------------------------------------------------------------------------- */
-/* Backward passes need a recorded forward first (untimed); which inputs require grad picks
- * the pass (x alone: backward-data, w alone: backward-filter). */
-static int job_setup(void *ud)
-{
-    op_job *j = ud;
-    if (j->pass == P_FWD) return 0;
-    return j->fwd(j, j->in, &j->y) != CNN_OK;
-}
-
-static int job_run(void *ud)
-{
-    op_job *j = ud;
-    cnn_status st;
-    if (j->pass == P_FWD) {
-        bool was = cnn_set_grad_enabled(false);
-        st = j->fwd(j, j->in, &j->y);
-        cnn_set_grad_enabled(was);
-    } else {
-        st = cnn_backward_with_grad(j->y, j->dy);
-    }
-    if (st != CNN_OK) fprintf(stderr, "cnnbench: %s: %s\n", pass_names[j->pass], cnn_last_error());
-    return st != CNN_OK;
-}
-
-static int job_teardown(void *ud)
-{
-    op_job *j = ud;
-    cnn_tensor_free(&j->y);
-    for (int i = 0; i < j->n_in; i++) cnn_tensor_zero_grad(j->in[i]);
-    cnn_tape_reset();
-    return 0;
-}
-
-static void job_set_grads(op_job *j, int pass)
-{
-    j->pass = pass;
-    for (int i = 0; i < j->n_in; i++)
-        cnn_tensor_set_requires_grad(j->in[i], (j->grad_mask[pass] >> i) & 1);
-}
-
-static void job_free(op_job *j)
-{
-    for (int i = 0; i < 5; i++) cnn_tensor_free(&j->in[i]);
-    cnn_tensor_free(&j->dy);
-    cnn_tensor_free(&j->y);
-    free(j->hx);
-    free(j->hw);
-    free(j->hdy);
-    cnn_tape_reset();
-}
-
-/* The pass's outputs: y for the forward, the gradients of the inputs that need one. */
-static int job_outputs(op_job *j, cnn_tensor **out, int max)
-{
-    if (j->pass == P_FWD) {
-        out[0] = j->y;
-        return 1;
-    }
-    int n = 0;
-    for (int i = 0; i < j->n_in && n < max; i++)
-        if ((j->grad_mask[j->pass] >> i) & 1) out[n++] = cnn_tensor_grad(j->in[i]);
-    return n;
-}
-
-/* Runs the pass once untimed and checks its outputs: direct loops where the op has them,
- * else (GPU) the same pass through the CPU library on copies of the inputs, else n/a. */
-static void job_check(op_job *j, const bench_env *e, bench_result *r)
-{
-    cnn_tensor *outs[5], *refs[5] = {0};
-    bool ok = false;
-    double err = INFINITY;
-    op_job c = *j;
-    memset(c.in, 0, sizeof c.in);
-    c.dy = c.y = NULL;
-    c.hx = c.hw = c.hdy = NULL;
-    if (job_setup(j) || job_run(j)) goto done;
-    int n = job_outputs(j, outs, 5);
-    ok = true;
-    err = 0;
-    for (int i = 0; i < n && ok; i++) {
-        float *got = outs[i] ? bench_host_copy(outs[i]) : NULL;
-        double e1 = INFINITY;
-        int v =
-            got && j->naive ? j->naive(j, j->pass, i, got, (long)cnn_tensor_numel(outs[i]), &e1)
-                             : -1;
-        free(got);
-        if (!outs[i]) v = 0;
-        if (v < 0 && !e->gpu) {
-            snprintf(r->check, sizeof r->check, "n/a");
-            job_teardown(j);
-            return;
-        }
-        if (v < 0) {
-            /* Reference: the CPU library (gradient-checked) on the same input values. */
-            if (!c.in[0]) {
-                for (int k = 0; k < j->n_in; k++)
-                    if (cnn_tensor_to(j->in[k], CNN_CPU, &c.in[k])) goto done;
-                if (j->dy && cnn_tensor_to(j->dy, CNN_CPU, &c.dy)) goto done;
-                job_set_grads(&c, j->pass);
-                if (job_setup(&c) || job_run(&c)) goto done;
-                job_outputs(&c, refs, 5);
-            }
-            v = refs[i] && bench_check_tensors(pass_names[j->pass], outs[i], refs[i],
-                                               j->rtol * 50, j->rtol * 5, &e1);
-        }
-        ok = ok && v;
-        err = fmax(err, e1);
-    }
-done:
-    bench_set_check(r, ok, err);
-    job_teardown(j);
-    if (c.in[0]) job_teardown(&c);
-    for (int i = 0; i < 5; i++) cnn_tensor_free(&c.in[i]);
-    cnn_tensor_free(&c.dy);
-}
-
-/* Checks and times every pass in `passes` of a job and logs one row per pass. flops/bytes:
- * per pass, for GFLOP/s and GB/s (0: not printed). */
-static int run_job(const bench_opts *o, bench_env *e, bench_log *l, op_job *j, const char *mode,
-                   const char *name, const char *shape, int count, const int *passes, int np,
-                   const double *flops, const double *bytes)
-{
-    int rc = 0;
-    for (int i = 0; i < np && !tool_stop; i++) {
-        int p = passes[i];
-        bench_result *r = bench_log_add(l);
-        if (!r) return 1;
-        snprintf(r->mode, sizeof r->mode, "%s", mode);
-        snprintf(r->backend, sizeof r->backend, "%s", e->backend);
-        snprintf(r->name, sizeof r->name, "%s", name);
-        snprintf(r->shape, sizeof r->shape, "%s", shape);
-        snprintf(r->pass, sizeof r->pass, "%s", pass_names[p]);
-        r->count = count;
-        job_set_grads(j, p);
-        job_check(j, e, r);
-        if (strcmp(r->check, "ok") && strcmp(r->check, "n/a")) rc = 1;
-        if (bench_time(e, o->warmup, o->iters, job_setup, job_run, job_teardown, j, &r->t)) {
-            if (!tool_stop)
-                fprintf(stderr, "cnnbench: %s %s %s %s failed: %s\n", mode, name, shape,
-                        pass_names[p], cnn_last_error());
-            job_teardown(j);
-            l->n--;
-            rc = 1;
-            continue;
-        }
-        r->gflops = flops[p] / (r->t.median * 1e6);
-        r->gbs = bytes[p] / (r->t.median * 1e6);
-        if (!strcmp(mode, "conv") && e->gpu) {
-            /* What the timed runs used: cuDNN's cached choice for this key (passes 0, 1, 2 are
-             * the API's), or none cached: the hand-written kernels ran. */
-            const char *a = strcmp(e->backend, "cudnn")
-                                ? NULL
-                                : cnn_conv2d_cudnn_algo(j->in[0], j->in[1], &j->cp, p);
-            snprintf(r->algo, sizeof r->algo, "%s", a ? a : "hand-written");
-        }
-        bench_print_row(e, r);
-    }
-    return rc;
-}
-
-/* Random inputs (uniform, never zeros, so no kernel can shortcut them), drawn on the CPU so
- * that every backend sees the same values, then moved to the device. */
-static int rand_on(const bench_env *e, cnn_shape s, float lo, float hi, cnn_tensor **out)
-{
-    cnn_tensor *t = NULL;
-    if (cnn_tensor_uniform(s, lo, hi, CNN_CPU, &t)) return -1;
-    if (!e->gpu) return *out = t, 0;
-    cnn_status st = cnn_tensor_to(t, e->dev, out);
-    cnn_tensor_free(&t);
-    return st != CNN_OK;
 }
 
 /* ---- conv ------------------------------------------------------------------------------------ */
@@ -296,7 +101,8 @@ static int conv_naive(op_job *j, int pass, int out, const float *got, long n, do
                out_size(s->w, s->s, s->stride, s->pad);
     long samples = pass == P_BWD_FILTER ? 50000000L / (per ? per : 1) : 2048;
     if (samples < 16) samples = 16;
-    return bench_check(pass_names[pass], got, n, samples, conv_ref_at, j, j->rtol, 1e-5, max_err);
+    return bench_check(bench_pass_names[pass], got, n, samples, conv_ref_at, j, j->rtol, 1e-5,
+                       max_err);
 }
 
 int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
@@ -323,13 +129,13 @@ int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
             rc = 1;
             continue;
         }
-        if (rand_on(e, CNN_SHAPE(s->n, s->c, s->h, s->w), -1, 1, &j.in[0]) ||
-            rand_on(e, CNN_SHAPE(s->k, s->c / s->groups, s->r, s->s), -1, 1, &j.in[1]) ||
-            rand_on(e, CNN_SHAPE(s->n, s->k, P, Q), -1, 1, &j.dy) ||
+        if (bench_rand_on(e, CNN_SHAPE(s->n, s->c, s->h, s->w), -1, 1, &j.in[0]) ||
+            bench_rand_on(e, CNN_SHAPE(s->k, s->c / s->groups, s->r, s->s), -1, 1, &j.in[1]) ||
+            bench_rand_on(e, CNN_SHAPE(s->n, s->k, P, Q), -1, 1, &j.dy) ||
             !(j.hx = bench_host_copy(j.in[0])) || !(j.hw = bench_host_copy(j.in[1])) ||
             !(j.hdy = bench_host_copy(j.dy))) {
             fprintf(stderr, "cnnbench: conv %s: %s\n", shape, cnn_last_error());
-            job_free(&j);
+            bench_job_free(&j);
             rc = 1;
             continue;
         }
@@ -340,9 +146,9 @@ int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
         const double flops[N_PASSES] = {f, f, f, 0},
                      bytes[N_PASSES] = {bx + bw + by, by + bw + bx, bx + by + bw, 0};
         const int passes[] = {P_FWD, P_BWD_DATA, P_BWD_FILTER};
-        rc |= run_job(o, e, l, &j, "conv", o->set ? o->set : "custom", shape, s->count, passes, 3,
-                      flops, bytes);
-        job_free(&j);
+        rc |= bench_run_job(o, e, l, &j, "conv", o->set ? o->set : "custom", shape, s->count,
+                            passes, 3, flops, bytes);
+        bench_job_free(&j);
     }
     return rc;
 }
@@ -366,7 +172,8 @@ static void gemm_ref_at(void *ud, long idx, double *ref, double *mag)
 static int gemm_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
     (void)out; /* one output per pass */
-    return bench_check(pass_names[pass], got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5, max_err);
+    return bench_check(bench_pass_names[pass], got, n, 2048, gemm_ref_at, j, j->rtol, 1e-5,
+                       max_err);
 }
 
 int bench_mode_gemm(const bench_opts *o, bench_env *e, bench_log *l)
@@ -379,19 +186,19 @@ int bench_mode_gemm(const bench_opts *o, bench_env *e, bench_log *l)
     char shape[64];
     snprintf(shape, sizeof shape, "%d,%d,%d", o->m, o->n, o->k);
     bench_print_row(e, NULL);
-    if (rand_on(e, CNN_SHAPE(o->m, o->k), -1, 1, &j.in[0]) ||
-        rand_on(e, CNN_SHAPE(o->n, o->k), -1, 1, &j.in[1]) || !(j.hx = bench_host_copy(j.in[0])) ||
-        !(j.hw = bench_host_copy(j.in[1]))) {
+    if (bench_rand_on(e, CNN_SHAPE(o->m, o->k), -1, 1, &j.in[0]) ||
+        bench_rand_on(e, CNN_SHAPE(o->n, o->k), -1, 1, &j.in[1]) ||
+        !(j.hx = bench_host_copy(j.in[0])) || !(j.hw = bench_host_copy(j.in[1]))) {
         fprintf(stderr, "cnnbench: gemm %s: %s\n", shape, cnn_last_error());
-        job_free(&j);
+        bench_job_free(&j);
         return 1;
     }
     const double flops[N_PASSES] = {2.0 * o->m * o->n * (double)o->k};
     const double bytes[N_PASSES] = {
         4.0 * ((double)o->m * o->k + (double)o->n * o->k + (double)o->m * o->n)};
     const int passes[] = {P_FWD};
-    int rc = run_job(o, e, l, &j, "gemm", "sgemm", shape, 1, passes, 1, flops, bytes);
-    job_free(&j);
+    int rc = bench_run_job(o, e, l, &j, "gemm", "sgemm", shape, 1, passes, 1, flops, bytes);
+    bench_job_free(&j);
     return rc;
 }
 
@@ -464,7 +271,8 @@ static int bn_naive(op_job *j, int pass, int out, const float *got, long n, doub
     int ok = 0;
     if (!bn_stats(j, &r.b)) goto done;
     if (pass == P_FWD) {
-        ok = bench_check(pass_names[pass], got, n, n, bn_ref_at, &r.b, j->rtol, 1e-5, max_err);
+        const char *name = bench_pass_names[pass];
+        ok = bench_check(name, got, n, n, bn_ref_at, &r.b, j->rtol, 1e-5, max_err);
         goto done;
     }
     if (!j->hdy || !(r.sums = calloc(4 * (size_t)c, sizeof(double)))) goto done;
@@ -477,7 +285,7 @@ static int bn_naive(op_job *j, int pass, int out, const float *got, long n, doub
         r.sums[2 * c + ch] += fabs(dy);
         r.sums[3 * c + ch] += fabs(dy * xh);
     }
-    ok = bench_check(pass_names[pass], got, n, n, bn_bwd_ref_at, &r, j->rtol, 1e-5, max_err);
+    ok = bench_check(bench_pass_names[pass], got, n, n, bn_bwd_ref_at, &r, j->rtol, 1e-5, max_err);
 done:
     free(r.b.mean);
     free(r.b.invstd);
@@ -500,13 +308,14 @@ int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l)
                     .rtol = 1e-4};
         char shape[64];
         snprintf(shape, sizeof shape, "%d,%d,%d,%d", n, c, h, h);
-        if (rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
-            rand_on(e, CNN_SHAPE(c), 0.5f, 1.5f, &j.in[1]) ||
-            rand_on(e, CNN_SHAPE(c), -1, 1, &j.in[2]) ||
+        if (bench_rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
+            bench_rand_on(e, CNN_SHAPE(c), 0.5f, 1.5f, &j.in[1]) ||
+            bench_rand_on(e, CNN_SHAPE(c), -1, 1, &j.in[2]) ||
             cnn_tensor_zeros(CNN_SHAPE(c), e->dev, &j.in[3]) ||
             cnn_tensor_ones(CNN_SHAPE(c), e->dev, &j.in[4]) ||
-            rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0])) ||
-            !(j.hdy = bench_host_copy(j.dy)) || !(j.hw = malloc(2 * (size_t)c * sizeof(float))) ||
+            bench_rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.dy) ||
+            !(j.hx = bench_host_copy(j.in[0])) || !(j.hdy = bench_host_copy(j.dy)) ||
+            !(j.hw = malloc(2 * (size_t)c * sizeof(float))) ||
             cnn_tensor_read(j.in[1], j.hw, (size_t)c) ||
             cnn_tensor_read(j.in[2], j.hw + c, (size_t)c)) {
             fprintf(stderr, "cnnbench: bn %s: %s\n", shape, cnn_last_error());
@@ -517,9 +326,9 @@ int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l)
             const double nb = 4.0 * n * c * (double)h * h;
             const double flops[N_PASSES] = {0}, bytes[N_PASSES] = {3 * nb, 0, 0, 5 * nb};
             const int passes[] = {P_FWD, P_BWD};
-            rc |= run_job(o, e, l, &j, "bn", "batch_norm", shape, 1, passes, 2, flops, bytes);
+            rc |= bench_run_job(o, e, l, &j, "bn", "batch_norm", shape, 1, passes, 2, flops, bytes);
         }
-        job_free(&j);
+        bench_job_free(&j);
     }
     return rc;
 }
@@ -589,7 +398,7 @@ static void pool_bwd_ref_at(void *ud, long idx, double *ref, double *mag)
 static int pool_naive(op_job *j, int pass, int out, const float *got, long n, double *max_err)
 {
     (void)out; /* one output per pass */
-    const char *name = pass_names[pass];
+    const char *name = bench_pass_names[pass];
     if (pass == P_FWD) return bench_check(name, got, n, n, pool_ref_at, j, 1e-6, 1e-6, max_err);
     return j->hdy ? bench_check(name, got, n, 4096, pool_bwd_ref_at, j, 1e-6, 1e-7, max_err) : 0;
 }
@@ -628,18 +437,19 @@ int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
         char shape[64];
         snprintf(shape, sizeof shape, "%d,%d,%d,%d,k%d,s%d,p%d", n, c, h, h, k, cases[i].stride,
                  cases[i].pad);
-        if (rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
-            rand_on(e, CNN_SHAPE(n, c, P, P), -1, 1, &j.dy) || !(j.hx = bench_host_copy(j.in[0])) ||
-            !(j.hdy = bench_host_copy(j.dy))) {
+        if (bench_rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
+            bench_rand_on(e, CNN_SHAPE(n, c, P, P), -1, 1, &j.dy) ||
+            !(j.hx = bench_host_copy(j.in[0])) || !(j.hdy = bench_host_copy(j.dy))) {
             fprintf(stderr, "cnnbench: pool %s: %s\n", shape, cnn_last_error());
             rc = 1;
         } else {
             const double bx = 4.0 * n * c * (double)h * h, by = 4.0 * n * c * (double)P * P;
             const double flops[N_PASSES] = {0}, bytes[N_PASSES] = {bx + by, 0, 0, bx + by};
             const int passes[] = {P_FWD, P_BWD};
-            rc |= run_job(o, e, l, &j, "pool", cases[i].name, shape, 1, passes, 2, flops, bytes);
+            rc |= bench_run_job(o, e, l, &j, "pool", cases[i].name, shape, 1, passes, 2, flops,
+                                bytes);
         }
-        job_free(&j);
+        bench_job_free(&j);
     }
     return rc;
 }
@@ -667,7 +477,7 @@ static int ew_naive(op_job *j, int pass, int out, const float *got, long n, doub
 {
     (void)out; /* one output per pass */
     ew_ref w = {j, j->hw};
-    return bench_check(pass_names[pass], got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
+    return bench_check(bench_pass_names[pass], got, n, n, ew_ref_at, &w, 1e-6, 1e-7, max_err);
 }
 
 int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)
@@ -685,9 +495,9 @@ int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)
                     .n_in = add ? 2 : 1,
                     .add = add,
                     .grad_mask = {0, 0, 0, 1}};
-        if (rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.in[0]) ||
-            (add && rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.in[1])) ||
-            rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.dy) ||
+        if (bench_rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.in[0]) ||
+            (add && bench_rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.in[1])) ||
+            bench_rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.dy) ||
             !(j.hx = bench_host_copy(j.in[0])) || (add && !(j.hw = bench_host_copy(j.in[1]))) ||
             !(j.hdy = bench_host_copy(j.dy))) {
             fprintf(stderr, "cnnbench: elementwise %s: %s\n", shape, cnn_last_error());
@@ -696,10 +506,10 @@ int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)
             const double flops[N_PASSES] = {0};
             const double bytes[N_PASSES] = {add ? 3 * nb : 2 * nb, 0, 0, 3 * nb};
             const int passes[] = {P_FWD, P_BWD};
-            rc |= run_job(o, e, l, &j, "elementwise", add ? "add" : "relu", shape, 1, passes,
+            rc |= bench_run_job(o, e, l, &j, "elementwise", add ? "add" : "relu", shape, 1, passes,
                           add ? 1 : 2, flops, bytes);
         }
-        job_free(&j);
+        bench_job_free(&j);
     }
     return rc;
 }
