@@ -1,8 +1,16 @@
-/* gradcheck.h — finite-difference gradient checks and tensor comparisons shared by the tests. */
+/* gradcheck.h — what the tests share: finite-difference gradient checks, tensor comparisons,
+ * random tensors, GPU copies and NaN poison for outputs. */
 #ifndef CNN_GRADCHECK_H
 #define CNN_GRADCHECK_H
 
 #include "test.h"
+
+/* Releases every tensor handle given (each a cnn_tensor **). */
+#define free_tensors(...)                                                                         \
+    do {                                                                                          \
+        cnn_tensor **l_[] = {__VA_ARGS__};                                                        \
+        for (size_t i_ = 0; i_ < sizeof l_ / sizeof l_[0]; i_++) cnn_tensor_free(l_[i_]);         \
+    } while (0)
 
 /* The function under test: y = f(inputs). ud is the caller's parameters. */
 typedef cnn_status (*gc_fn)(cnn_tensor *const *inputs, void *ud, cnn_tensor **y);
