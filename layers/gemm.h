@@ -1,4 +1,5 @@
-/* gemm.h — the one CPU sgemm the layers call (conv2d.c, linear.c), and the rule for its threads.
+/* gemm.h — the one CPU sgemm the layers call (conv2d_cpu.c, linear.c), and the rule for its
+ * threads.
  *
  * OpenBLAS's pthreads build keeps a thread pool of its own: after each threaded call its workers
  * spin on sched_yield for a while, taking CPU from the OpenMP team and the data loader. On the

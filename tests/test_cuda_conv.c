@@ -1,5 +1,5 @@
 /* test_cuda_conv.c — the conv2d launchers on the GPU, hand-written kernels and cuDNN, against
- * the CPU reference (layers/conv2d.c) on fresh random inputs of awkward shapes (conv_cases.c):
+ * the CPU reference (cnn_conv2d) on fresh random inputs of awkward shapes (conv_cases.c):
  * forward, backward-data, backward-filter and the bias gradient, FP32 and TF32; the cuDNN
  * algorithm cache; deterministic mode. GPU outputs are poisoned with NaN first. The public ops on
  * device tensors are tested in test_cuda_conv_ops.c. */
