@@ -1,0 +1,269 @@
+/* train_run.c — building a run of train_imagenet_subset (see train_run.h): the device, the
+ * datasets, the model and its description, the optimizer and the loaders, for a new run, a
+ * resume or --eval-only. No training here; any failure ends the process through tr_die. */
+#include "train_run.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void tr_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, TR_TOOL ": ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+void tr_run_setup_device(tr_run *r)
+{
+    const train_opts *o = &r->o;
+    int gpus = cnn_cuda_device_count();
+    bool cuda = !strcmp(o->device, "cuda") || (!strcmp(o->device, "auto") && gpus > 0);
+    if (cuda && gpus == 0)
+        tr_die("--device cuda: no usable CUDA device (%s)",
+               cnn_built_with_cuda() ? "none found" : "this build has no CUDA");
+    r->dev = cuda ? CNN_CUDA(0) : CNN_CPU;
+    TR_LIB(cnn_context_create(r->dev, &r->ctx), "creating the device context");
+    cnn_context_set_current(r->ctx);
+    if (cuda) cnn_set_backend(!strcmp(o->backend, "cuda") ? CNN_BACKEND_CUDA : CNN_BACKEND_CUDNN);
+    cnn_set_tf32(o->tf32 != 0);
+}
+
+/* The split of --data: Fashion-MNIST's train / test set, or DIR/train and DIR/val. */
+static cnn_dataset *open_split(const train_opts *o, bool train, int channels)
+{
+    cnn_dataset *ds = NULL;
+    cnn_status s = !strcmp(o->data, "fashion-mnist")
+                       ? cnn_fashion_mnist_create(NULL, train, channels, &ds)
+                       : cnn_imagefolder_create(o->data, train ? "train" : "val", channels, &ds);
+    if (s != CNN_OK) tr_die("--data %s: %s", o->data, cnn_last_error());
+    for (int i = 0; i < cnn_dataset_num_warnings(ds); i++)
+        printf("warning: %s\n", cnn_dataset_warning(ds, i));
+    return ds;
+}
+
+static int default_channels(const train_opts *o)
+{
+    return strcmp(o->data, "fashion-mnist") ? 3 : 1;
+}
+
+/* The model of r->mm, initialised from the seed (so reproducible). */
+static void build_model(tr_run *r)
+{
+    const train_opts *o = &r->o;
+    cnn_manual_seed((uint64_t)o->seed);
+    if (cnn_model_create(r->mm.model, r->mm.num_classes, r->mm.in_channels, &r->model) != CNN_OK)
+        tr_die("--model %s: %s", r->mm.model, cnn_last_error());
+}
+
+/* --pretrained: the new run's model starts from those weights, on the CPU still. */
+static void load_pretrained(tr_run *r)
+{
+    cnn_pretrained_report pr;
+    TR_LIB(cnn_model_load_pretrained(r->model, r->o.pretrained, &pr), "--pretrained");
+    printf("pretrained: %d tensors from %s", pr.n_loaded, r->o.pretrained);
+    if (pr.n_fresh)
+        printf("; %s left as initialised (%d classes in the file, %d here)", pr.fresh,
+               pr.file_classes, r->mm.num_classes);
+    if (pr.adapted[0]) printf("; %s summed over the file's 3 input channels", pr.adapted);
+    printf("\n");
+}
+
+/* The model of a new run and its description, from the datasets and the model's defaults. */
+static void describe_model(tr_run *r)
+{
+    const train_opts *o = &r->o;
+    tr_model_meta *mm = &r->mm;
+    int k = cnn_dataset_num_classes(r->train_ds);
+    if (k < 1) tr_die("--data %s: no class", o->data);
+    if (cnn_dataset_num_classes(r->val_ds) != k)
+        tr_die("--data %s: train has %d classes, validation %d", o->data, k,
+               cnn_dataset_num_classes(r->val_ds));
+    for (int i = 0; i < k; i++) {
+        if (strcmp(cnn_dataset_class_name(r->train_ds, i), cnn_dataset_class_name(r->val_ds, i)))
+            tr_die("--data %s: class %d is '%s' in train but '%s' in validation", o->data, i,
+                   cnn_dataset_class_name(r->train_ds, i), cnn_dataset_class_name(r->val_ds, i));
+        /* Checkpoints keep the names one per line. */
+        if (strchr(cnn_dataset_class_name(r->train_ds, i), '\n'))
+            tr_die("--data %s: class folder %d has a line break in its name; rename it",
+                   o->data, i);
+    }
+    snprintf(mm->model, sizeof mm->model, "%s", o->model);
+    mm->num_classes = k;
+    mm->in_channels = cnn_dataset_channels(r->train_ds);
+    mm->class_names = calloc((size_t)k, sizeof *mm->class_names);
+    if (!mm->class_names) tr_die("out of memory");
+    for (int i = 0; i < k; i++)
+        if (!(mm->class_names[i] = strdup(cnn_dataset_class_name(r->train_ds, i))))
+            tr_die("out of memory");
+    cnn_transform t = cnn_transform_default(r->train_ds, false, o->img_size);
+    mm->geometry = (int)t.geometry;
+    memcpy(mm->mean, t.mean, sizeof mm->mean);
+    memcpy(mm->std, t.std, sizeof mm->std);
+    build_model(r);
+    if (o->pretrained[0]) load_pretrained(r);
+    int h, w;
+    if (o->img_size > 0)
+        mm->img_size = o->img_size;
+    else if (cnn_dataset_native_size(r->train_ds, &h, &w) && h == w)
+        mm->img_size = h;
+    else
+        mm->img_size = cnn_model_get_info(r->model).input_h;
+}
+
+static void build_optimizer(tr_run *r)
+{
+    const train_opts *o = &r->o;
+    cnn_optim_kind kind = !strcmp(o->optimizer, "sgd")    ? CNN_OPTIM_SGD
+                          : !strcmp(o->optimizer, "adam") ? CNN_OPTIM_ADAM
+                                                          : CNN_OPTIM_ADAMW;
+    cnn_optim_config c = cnn_optim_defaults(kind);
+    c.lr = o->lr;
+    c.weight_decay = o->weight_decay;
+    if (kind == CNN_OPTIM_SGD) c.momentum = o->momentum;
+    TR_LIB(cnn_optim_create(&c, &r->opt), "creating the optimizer");
+    cnn_dict *p = cnn_model_parameters(r->model);
+    for (int i = 0; i < cnn_dict_size(p); i++)
+        TR_LIB(cnn_optim_add_param(r->opt, cnn_dict_name(p, i), cnn_dict_at(p, i),
+                                   !cnn_model_param_no_decay(r->model, i)),
+               "adding a parameter to the optimizer");
+    if (!strcmp(o->schedule, "plateau")) {
+        cnn_plateau_config pc = cnn_sched_plateau_defaults();
+        pc.patience = 2;
+        TR_LIB(cnn_sched_plateau_create(&pc, o->lr, &r->plateau), "creating the plateau schedule");
+    }
+}
+
+static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool train)
+{
+    const train_opts *o = &r->o;
+    cnn_loader_options lo = cnn_loader_default_options(ds, train, r->mm.img_size, o->batch);
+    lo.transform.geometry = (cnn_geometry)r->mm.geometry;
+    memcpy(lo.transform.mean, r->mm.mean, sizeof r->mm.mean);
+    memcpy(lo.transform.std, r->mm.std, sizeof r->mm.std);
+    if (train && o->hflip >= 0) lo.transform.hflip_p = o->hflip;
+    if (train) lo.transform.affine_translate = o->translate;
+    if (train) lo.transform.erase_p = o->random_erase;
+    lo.num_workers = o->workers;
+    lo.seed = (uint64_t)o->seed;
+    lo.limit = train ? o->limit_train : o->limit_val;
+    lo.strict = o->strict != 0;
+    /* On a GPU the loader copies each batch ahead on its own stream from pinned memory. */
+    lo.device = r->dev;
+    cnn_loader *l = NULL;
+    if (cnn_loader_create(ds, &lo, &l) != CNN_OK)
+        tr_die("%s loader: %s", train ? "training" : "validation", cnn_last_error());
+    return l;
+}
+
+/* --resume / --eval-only: the checkpoint's options (unless given again), model and state. */
+static void load_checkpoint(tr_run *r, const char *path, bool with_state)
+{
+    char err[2048];
+    cnn_dict *d = NULL;
+    if (!tr_checkpoint_open(path, &d, &r->mm, err, sizeof err)) tr_die("%s", err);
+    if (!tr_opts_from_meta(&r->o, d, err, sizeof err) || !tr_opts_validate(&r->o, err, sizeof err))
+        tr_die("%s: %s", path, err);
+    snprintf(r->o.model, sizeof r->o.model, "%s", r->mm.model);
+    r->o.img_size = r->mm.img_size;
+    build_model(r);
+    if (!tr_checkpoint_load_model(r->model, d, err, sizeof err)) tr_die("%s: %s", path, err);
+    if (with_state) {
+        if (!tr_checkpoint_state(d, &r->st, err, sizeof err)) tr_die("%s: %s", path, err);
+        TR_LIB(cnn_model_to(r->model, r->dev), "moving the model to the device");
+        build_optimizer(r);
+        if (cnn_optim_load_state_dict(r->opt, d) != CNN_OK)
+            tr_die("%s: optimizer state: %s", path, cnn_last_error());
+        if (r->plateau && cnn_sched_plateau_load_state_dict(r->plateau, d) != CNN_OK)
+            tr_die("%s: scheduler state: %s", path, cnn_last_error());
+        cnn_rng_set_state(r->st.rng_seed, r->st.rng_offset);
+    }
+    cnn_dict_destroy(&d);
+}
+
+/* The checkpoint's classes must be the data's, by name and in order: the labels are indices. */
+static void check_classes(const tr_run *r, const cnn_dataset *ds, const char *ckpt)
+{
+    if (cnn_dataset_num_classes(ds) != r->mm.num_classes)
+        tr_die("--data %s has %d classes, the checkpoint's model %d", r->o.data,
+               cnn_dataset_num_classes(ds), r->mm.num_classes);
+    for (int i = 0; i < r->mm.num_classes; i++)
+        if (strcmp(cnn_dataset_class_name(ds, i), r->mm.class_names[i]))
+            tr_die("--data %s: class %d is '%s', but in %s it is '%s'", r->o.data, i,
+                   cnn_dataset_class_name(ds, i), ckpt, r->mm.class_names[i]);
+}
+
+void tr_run_open_train(tr_run *r)
+{
+    char err[1024];
+    if (r->o.resume[0]) {
+        load_checkpoint(r, r->o.resume, true);
+        r->train_ds = open_split(&r->o, true, r->mm.in_channels);
+        r->val_ds = open_split(&r->o, false, r->mm.in_channels);
+        check_classes(r, r->train_ds, r->o.resume);
+        check_classes(r, r->val_ds, r->o.resume);
+        if (!r->o.checkpoint_dir[0]) {
+            snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, "%s", r->o.resume);
+            char *slash = strrchr(r->o.checkpoint_dir, '/');
+            if (slash)
+                *slash = 0;
+            else
+                snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, ".");
+        }
+    } else {
+        r->train_ds = open_split(&r->o, true, default_channels(&r->o));
+        r->val_ds = open_split(&r->o, false, default_channels(&r->o));
+        describe_model(r);
+        TR_LIB(cnn_model_to(r->model, r->dev), "moving the model to the device");
+        build_optimizer(r);
+    }
+    cnn_model_info info = cnn_model_get_info(r->model);
+    if (r->mm.img_size < info.min_h)
+        tr_die("--model %s needs inputs of at least %dx%d, --img-size is %d (try --img-size %d%s)",
+               r->mm.model, info.min_h, info.min_w, r->mm.img_size, info.min_h,
+               strstr(r->mm.model, "resnet") ? " or a *_small ResNet" : "");
+    if (!r->o.checkpoint_dir[0]) {
+        char stamp[32];
+        time_t t = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
+        snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, "runs/%s-%s", r->mm.model, stamp);
+    }
+    snprintf(r->dir, sizeof r->dir, "%s", r->o.checkpoint_dir);
+    if (!tr_make_dirs(r->dir, err, sizeof err)) tr_die("%s", err);
+    r->train_ld = make_loader(r, r->train_ds, true);
+    r->val_ld = make_loader(r, r->val_ds, false);
+    r->steps_per_epoch = cnn_loader_num_batches(r->train_ld);
+    if (r->steps_per_epoch < 1) tr_die("--data %s: no training sample", r->o.data);
+}
+
+void tr_run_open_eval(tr_run *r)
+{
+    load_checkpoint(r, r->o.eval_only, false);
+    TR_LIB(cnn_model_to(r->model, r->dev), "moving the model to the device");
+    r->val_ds = open_split(&r->o, false, r->mm.in_channels);
+    check_classes(r, r->val_ds, r->o.eval_only);
+    r->val_ld = make_loader(r, r->val_ds, false);
+}
+
+void tr_run_free(tr_run *r)
+{
+    cnn_loader_destroy(&r->train_ld);
+    cnn_loader_destroy(&r->val_ld);
+    cnn_dataset_destroy(&r->train_ds);
+    cnn_dataset_destroy(&r->val_ds);
+    cnn_sched_plateau_destroy(&r->plateau);
+    cnn_optim_destroy(&r->opt);
+    cnn_model_destroy(&r->model);
+    tr_model_meta_free(&r->mm);
+    tr_history_free(&r->st.history);
+    tr_eval_free(&r->last_eval);
+    free(r->host_logits);
+    cnn_context_set_current(NULL);
+    cnn_context_destroy(&r->ctx);
+}

@@ -1,0 +1,54 @@
+/* train_run.h — what a run of train_imagenet_subset holds, and building it: the device context,
+ * the datasets, the model, the optimizer and the loaders, for a new run, a --resume or
+ * --eval-only. Not the training itself. Unlike the other tools/common code these functions end
+ * the process on failure (tr_die): they serve that tool's main flow only. */
+#ifndef TR_RUN_H
+#define TR_RUN_H
+
+#include "cnncuda.h"
+#include "checkpoint.h"
+#include "train_opts.h"
+#include "train_report.h"
+
+#define TR_TOOL "train_imagenet_subset"
+
+/* The tool's fatal error: one line "train_imagenet_subset: <message>" on stderr, exit status 1. */
+void tr_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* A failed library call: its message names the op and the values. */
+#define TR_LIB(call, what)                                                                         \
+    do {                                                                                           \
+        if ((call) != CNN_OK) tr_die("%s: %s", what, cnn_last_error());                            \
+    } while (0)
+
+/* Everything a run holds; freed by tr_run_free. */
+typedef struct tr_run {
+    train_opts o;
+    cnn_device dev;
+    cnn_context *ctx;
+    cnn_dataset *train_ds, *val_ds;
+    cnn_loader *train_ld, *val_ld;
+    cnn_model *model;
+    cnn_optim *opt;
+    cnn_plateau *plateau;
+    tr_model_meta mm;
+    tr_state st;
+    tr_eval last_eval;
+    char dir[TR_PATH_MAX];
+    int64_t steps_per_epoch;
+    float *host_logits; /* batch x num_classes, for metrics */
+} tr_run;
+
+/* r->dev and its context (made current) from r->o's --device, --backend and --tf32. */
+void tr_run_setup_device(tr_run *r);
+/* A training run on r->dev: a new one (datasets, model from --model or --pretrained, optimizer)
+ * or, with --resume, the checkpoint's options, model, optimizer, schedule, progress and RNG
+ * state, its classes checked against the data's. Then the checkpoint folder (made), both
+ * loaders and r->steps_per_epoch. */
+void tr_run_open_train(tr_run *r);
+/* --eval-only: the checkpoint's model on r->dev, the validation split (its classes checked
+ * against the checkpoint's) and its loader. */
+void tr_run_open_eval(tr_run *r);
+void tr_run_free(tr_run *r);
+
+#endif /* TR_RUN_H */
