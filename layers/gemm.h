@@ -15,9 +15,10 @@
 #include <stdbool.h>
 
 /* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm(CblasRowMajor, ...): op(A) is
- * (m, k), op(B) (k, n), C (m, n); lda, ldb, ldc the row strides of A, B, C as stored. Each
- * element of C is computed by one single-threaded sgemm whatever the split, so the result does
- * not depend on the number of threads. */
+ * (m, k), op(B) (k, n), C (m, n); lda, ldb, ldc the row strides of A, B, C as stored. The same
+ * inputs and thread count give the same bits; another thread count may round differently (the
+ * split moves the matrix edges, and some OpenBLAS kernels, Haswell/Zen among them, round an
+ * element differently near an edge), as the library's other reductions over threads do. */
 void cnn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
