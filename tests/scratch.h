@@ -1,0 +1,18 @@
+/* scratch.h — a fresh folder under /tmp for a test's files, and a check that nothing is left
+ * in it (a leftover temporary file shows up in the count). */
+#ifndef CNN_TEST_SCRATCH_H
+#define CNN_TEST_SCRATCH_H
+
+/* dir: the folder; path: dir/ckpt.safetensors, for the file under test. */
+typedef struct { char dir[64]; char path[160]; } scratch;
+
+/* Makes the folder; 0 on failure. */
+int scratch_open(scratch *s);
+
+/* Counts the entries of the folder and, if asked, removes them and the folder; -1 when the
+ * folder cannot be read. */
+int scratch_walk(const scratch *s, int remove);
+#define scratch_count(s) scratch_walk((s), 0)
+#define scratch_close(s) scratch_walk((s), 1)
+
+#endif /* CNN_TEST_SCRATCH_H */
