@@ -112,7 +112,8 @@ TEST(small_convnet_learns_synthetic_task)
         correct += best == y[i];
     }
     double acc = (double)correct / NTEST;
-    if (acc < 0.95) printf("    held-out accuracy %.3f (loss %.3f -> %.3f)\n", acc, first_loss, last_loss);
+    if (acc < 0.95)
+        printf("    held-out accuracy %.3f (loss %.3f -> %.3f)\n", acc, first_loss, last_loss);
     CHECK(acc >= 0.95);
     cnn_tensor_free(&xt);
     cnn_tensor_free(&logits);

@@ -1,0 +1,236 @@
+/* test_train_resume.c — train_imagenet_subset across runs, on small Fashion-MNIST subsets:
+ * an interrupted run (--stop-after, or Ctrl-C) resumed ends bit-identical to an uninterrupted
+ * one; the best checkpoint and --early-stop on ties, also across a resume; warm-up and the step
+ * schedule over the run's optimizer steps. */
+#include "test.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "train_tool.h"
+
+/* Every tensor of a and b: same names, shapes, dtypes and bytes. */
+static void check_same_tensors(const char *pa, const char *pb)
+{
+    cnn_dict *a = NULL, *b = NULL;
+    CHECK_OK(cnn_safetensors_load(pa, &a));
+    if (cnn_safetensors_load(pb, &b) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "loading %s: %s", pb, cnn_last_error());
+        cnn_dict_destroy(&a);
+        return;
+    }
+    CHECK(cnn_dict_size(a) == cnn_dict_size(b));
+    CHECK(cnn_dict_size(a) > 10);
+    int differ = 0;
+    for (int i = 0; i < cnn_dict_size(a); i++) {
+        const char *name = cnn_dict_name(a, i);
+        cnn_tensor *ta = cnn_dict_at(a, i), *tb = cnn_dict_get(b, name);
+        if (!tb || cnn_tensor_dtype(ta) != cnn_tensor_dtype(tb) ||
+            cnn_tensor_numel(ta) != cnn_tensor_numel(tb)) {
+            cnn_test_fail(__FILE__, __LINE__, "tensor %s missing or of another shape in %s", name,
+                          pb);
+            continue;
+        }
+        size_t esz = cnn_tensor_dtype(ta) == CNN_I64 ? 8 : 4, n = (size_t)cnn_tensor_numel(ta);
+        void *da = malloc(n * esz + 1), *db = malloc(n * esz + 1);
+        if (da && db && cnn_tensor_read(ta, da, n) == CNN_OK &&
+            cnn_tensor_read(tb, db, n) == CNN_OK && memcmp(da, db, n * esz) != 0 && differ++ < 5)
+            cnn_test_fail(__FILE__, __LINE__, "tensor %s differs between %s and %s", name, pa, pb);
+        free(da);
+        free(db);
+    }
+    cnn_dict_destroy(&a);
+    cnn_dict_destroy(&b);
+}
+
+/* 2 epochs straight vs 1 epoch (--stop-after 1) + --resume: bit-identical final weights and
+ * optimizer state, the same metrics. */
+TEST(train_tool_resume_is_exact)
+{
+    char tool[512], dir[256], args[1024], pa[600], pb[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const char *common = "--limit-train 1000 --limit-val 200 --epochs 2 --seed 11 --batch 64";
+    snprintf(args, sizeof args, "%s --checkpoint-dir %s/a", common, dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "%s --stop-after 1 --checkpoint-dir %s/b", common, dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    CHECK(strstr(out, "--resume") != NULL);
+    snprintf(args, sizeof args, "--resume %s/b/last.safetensors", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    CHECK(strstr(out, "resuming at epoch 2") != NULL);
+    snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/b/last.safetensors", dir);
+    check_same_tensors(pa, pb);
+    remove_tree(dir);
+}
+
+/* Data rows of DIR/metrics.csv, or -1. */
+static int metric_rows(const char *dir)
+{
+    char p[800], line[512];
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    int rows = -1; /* the header */
+    while (fgets(line, sizeof line, f)) rows++;
+    fclose(f);
+    return rows;
+}
+
+/* An lr too small to change a float weight makes every epoch's val top-1 equal: the best
+ * checkpoint stays epoch 1 (only a better top-1 replaces it), and --early-stop 2 stops after
+ * epoch 3 (two epochs without one). Resumed after epoch 2, the run keeps the best top-1 and
+ * the count of epochs without a better one, and stops at the same place. */
+TEST(train_tool_best_checkpoint_and_early_stop_on_ties)
+{
+    char tool[512], dir[256], args[1024], run[300], path[700], buf[64];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const char *common = "--limit-train 128 --limit-val 64 --batch 64 --epochs 6 --lr 1e-30 "
+                         "--early-stop 2 --seed 4";
+    for (int resumed = 0; resumed <= 1; resumed++) {
+        snprintf(run, sizeof run, "%s/%s", dir, resumed ? "b" : "a");
+        snprintf(args, sizeof args, "%s%s --checkpoint-dir %s", common,
+                 resumed ? " --stop-after 2" : "", run);
+        int rc = run_tool(tool, args, out, sizeof out);
+        if (resumed && rc == 0) {
+            CHECK(metric_rows(run) == 2);
+            snprintf(args, sizeof args, "--resume %s/last.safetensors", run);
+            rc = run_tool(tool, args, out, sizeof out);
+        }
+        CHECK(rc == 0);
+        CHECK(strstr(out, "early stop: no better val top-1 for 2 epochs") != NULL);
+        CHECK(strstr(out, "at epoch 1;") != NULL);
+        CHECK(metric_rows(run) == 3);
+        snprintf(path, sizeof path, "%s/best.safetensors", run);
+        CHECK(!strcmp(meta_of(path, "epoch", buf, sizeof buf), "1"));
+        snprintf(path, sizeof path, "%s/last.safetensors", run);
+        CHECK(!strcmp(meta_of(path, "epoch", buf, sizeof buf), "3"));
+        if (cnn_test_failed()) printf("%s\n", out);
+    }
+    /* Resumed after those 2 epochs with a real lr, epoch 3 is a new best (15.6% -> 23.4%),
+     * which restarts the count of epochs without a better one. */
+    snprintf(run, sizeof run, "%s/d", dir);
+    snprintf(args, sizeof args, "%s --stop-after 2 --checkpoint-dir %s", common, run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "--resume %s/last.safetensors --lr 0.003 --stop-after 1", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(path, sizeof path, "%s/last.safetensors", run);
+    CHECK(!strcmp(meta_of(path, "best_epoch", buf, sizeof buf), "3"));
+    CHECK(!strcmp(meta_of(path, "bad_epochs", buf, sizeof buf), "0"));
+    /* --schedule plateau (patience 2) with an lr that moves the val loss far less than the
+     * 1e-4 relative gain that counts: epochs 2, 3 and 4 are not better, so after epoch 4
+     * (3 > 2) the lr falls tenfold, and epoch 5 runs at 1e-8. */
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 5 "
+             "--lr 1e-7 --schedule plateau --seed 4 --checkpoint-dir %s/c", dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(run, sizeof run, "%s/c", dir);
+    CHECK(metric_rows(run) == 5);
+    double lr5 = last_lr(run);
+    if (fabs(lr5 - 1e-8) > 1e-13)
+        cnn_test_fail(__FILE__, __LINE__, "plateau: lr %g in epoch 5, expected 1e-08", lr5);
+    remove_tree(dir);
+}
+
+/* Warm-up then the step schedule, as the tool applies them per optimizer step: 2 steps an
+ * epoch, --warmup-epochs 2 raise the lr linearly to its base at step 4 (lr (s + 1) / 4 at step
+ * s), then it falls tenfold every epochs / 3 = 2 epochs, counted from the run's start. The lr
+ * column of metrics.csv is the lr of each epoch's last step. */
+TEST(train_tool_warmup_then_step_schedule)
+{
+    char tool[512], dir[256], args[1024], path[700], line[512];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args,
+             "--limit-train 128 --limit-val 64 --batch 64 --epochs 6 --lr 0.002 --schedule step "
+             "--warmup-epochs 2 --seed 2 --checkpoint-dir %s/run", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    const double want[6] = {0.001, 0.002, 0.0002, 0.0002, 2e-5, 2e-5};
+    snprintf(path, sizeof path, "%s/run/metrics.csv", dir);
+    FILE *f = fopen(path, "r");
+    int rows = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        double v[7];
+        if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6]) != 7)
+            continue;
+        if (rows < 6 && fabs(v[6] - want[rows]) > 1e-5 * want[rows])
+            cnn_test_fail(__FILE__, __LINE__, "epoch %d: lr %g, expected %g", rows + 1, v[6],
+                          want[rows]);
+        rows++;
+    }
+    if (f) fclose(f);
+    CHECK(rows == 6);
+    remove_tree(dir);
+}
+
+/* Ctrl-C in the middle of an epoch: exit 0 with a checkpoint and the resume command; resuming
+ * from it ends bit-identical to an uninterrupted run. */
+TEST(train_tool_sigint_then_resume)
+{
+    char tool[512], dir[256], ckdir[300], args[1024], pa[600], pb[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const char *common = "--limit-train 3000 --limit-val 200 --epochs 1 --seed 5 --batch 32";
+    snprintf(ckdir, sizeof ckdir, "%s/b", dir);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl(tool, tool, "--device", "cpu", "--limit-train", "3000", "--limit-val", "200",
+              "--epochs", "1", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[1024];
+    size_t len = 0;
+    bool sent = false;
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (len + strlen(line) < sizeof out) {
+            memcpy(out + len, line, strlen(line) + 1);
+            len += strlen(line);
+        }
+        /* the first progress line (10%) means training is under way */
+        if (!sent && strstr(line, " 10% ")) {
+            kill(pid, SIGINT);
+            sent = true;
+        }
+    }
+    if (f) fclose(f);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(sent);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(strstr(out, "interrupted: saved") != NULL);
+    CHECK(strstr(out, "--resume") != NULL);
+    if (cnn_test_failed()) printf("%s\n", out);
+    snprintf(args, sizeof args, "--resume %s/last.safetensors", ckdir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    /* It continues from the loader position saved, without decoding the batches done again. */
+    CHECK(strstr(out, "of the epoch's order") != NULL);
+    if (cnn_test_failed()) printf("%s\n", out);
+    snprintf(args, sizeof args, "%s --checkpoint-dir %s/a", common, dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/last.safetensors", ckdir);
+    check_same_tensors(pa, pb);
+    remove_tree(dir);
+}

@@ -1,0 +1,32 @@
+/* train_tool.h — what the tests of the built train_imagenet_subset share (test_train_tool.c,
+ * test_train_resume.c): finding and running the tool, scratch folders, reading what a run
+ * leaves. */
+#ifndef CNN_TEST_TRAIN_TOOL_H
+#define CNN_TEST_TRAIN_TOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Fashion-MNIST subsets small enough for a test run. */
+#define SUBSET "--limit-train 2000 --limit-val 500"
+
+/* The tool's path into buf; false (test skipped) when it is not built. */
+bool tool_path(char *buf, size_t n);
+
+/* Runs "tool args" with stdout and stderr (or stderr only) captured into out (n bytes,
+ * truncated); returns the exit status, or -1 when it did not exit normally. Runs on the CPU
+ * unless args name a device: the exactness checks are CPU claims. */
+int run_tool_ex(const char *tool, const char *args, bool stderr_only, char *out, size_t n);
+int run_tool(const char *tool, const char *args, char *out, size_t n);
+
+/* A fresh folder under /tmp into buf; false on failure. remove_tree removes one. */
+bool make_tmpdir(char *buf, size_t n);
+void remove_tree(const char *dir);
+
+/* The metadata value KEY of the safetensors file PATH into buf ("" when absent). */
+const char *meta_of(const char *path, const char *key, char *buf, size_t n);
+
+/* The learning rate in the last row of DIR/metrics.csv (its 7th column), or -1. */
+double last_lr(const char *dir);
+
+#endif /* CNN_TEST_TRAIN_TOOL_H */
