@@ -165,6 +165,7 @@ static void extra_checks(cnn_model *m)
     const char *name = cnn_model_get_info(m).name;
     if (strcmp(name, "vgg16") == 0) { /* conv kaiming normal (fan_out), linear N(0, 0.01) */
         CHECK_NEAR(stat(m, "classifier.6.weight", false), 0.01, 4e-4);
+        CHECK_NEAR(stat(m, "classifier.0.weight", false), 0.01, 4e-4);
         CHECK(stat(m, "classifier.3.bias", true) == 0 && stat(m, "features.0.bias", true) == 0);
         CHECK_NEAR(stat(m, "features.2.weight", false), sqrt(2.0 / 576), 0.03 * sqrt(2.0 / 576));
     } else if (strcmp(name, "resnet18_small") == 0) { /* fc: nn.Linear's default */
@@ -175,7 +176,9 @@ static void extra_checks(cnn_model *m)
         CHECK(stat(m, "fc1.weight", true) <= 0.05 && stat(m, "fc1.weight", true) > 0.045);
         CHECK_NEAR(stat(m, "fc1.weight", false), 1 / sqrt(1200.0), 0.03 / sqrt(1200.0));
         CHECK(stat(m, "conv1.bias", true) <= 1 / sqrt(25.0) && stat(m, "conv1.bias", false) > 0);
-    } else if (strcmp(name, "alexnet") == 0) { /* dropout only in training */
+    } else if (strcmp(name, "alexnet") == 0) { /* nn.Linear's default; dropout in training */
+        CHECK(stat(m, "classifier.1.weight", true) <= 1 / sqrt(9216.0));
+        CHECK_NEAR(stat(m, "classifier.1.weight", false), 1 / sqrt(3 * 9216.0), 2e-5);
         cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 63, 63), 0, 1, 0), *y1 = NULL, *y2 = NULL;
         cnn_tensor *y3 = NULL;
         bool was = cnn_set_grad_enabled(false);
