@@ -182,6 +182,16 @@ TEST(pretrained_refuses_other_architectures_and_changes_nothing)
     CHECK_OK(cnn_safetensors_save(path, d));
     CHECK_ERR(cnn_model_load_pretrained(m, path, NULL), CNN_ERR_NOT_FOUND);
     CHECK(strstr(cnn_last_error(), "'extra.weight'"));
+    /* A classifier that differs in more than its class count is another model's, not fresh. */
+    cnn_dict_destroy(&d);
+    d = snapshot(m);
+    REQUIRE(d);
+    cnn_tensor *wide = rand_tensor(CNN_SHAPE(7, 511), -1, 1, 0);
+    CHECK_OK(cnn_dict_set(d, "fc.weight", wide));
+    cnn_tensor_free(&wide);
+    CHECK_OK(cnn_safetensors_save(path, d));
+    CHECK_ERR(cnn_model_load_pretrained(m, path, NULL), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "'fc.weight' is (7, 511) in the file"));
     CHECK(all_equal(m, m0, NULL));
     /* Optimizer state beside the weights (a training checkpoint) is ignored. */
     cnn_dict_destroy(&d);
