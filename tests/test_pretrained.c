@@ -80,8 +80,9 @@ TEST(pretrained_new_classes_keep_a_fresh_classifier)
     CHECK(r.n_loaded == cnn_dict_size(cnn_model_state(b)) - 2 && r.n_fresh == 2);
     CHECK(r.file_classes == 1000 && !strcmp(r.fresh, "fc.weight, fc.bias") && !r.adapted[0]);
     CHECK(all_equal(b, ref, "fc.weight fc.bias"));
-    CHECK(same_values(cnn_dict_get(cnn_model_state(b), "fc.weight"), cnn_dict_get(b0, "fc.weight")));
-    CHECK(same_values(cnn_dict_get(cnn_model_state(b), "fc.bias"), cnn_dict_get(b0, "fc.bias")));
+    cnn_dict *bs = cnn_model_state(b);
+    CHECK(same_values(cnn_dict_get(bs, "fc.weight"), cnn_dict_get(b0, "fc.weight")));
+    CHECK(same_values(cnn_dict_get(bs, "fc.bias"), cnn_dict_get(b0, "fc.bias")));
     /* The same classes: everything loads, the classifier too. */
     cnn_model *c = model("resnet18", 1000, 3, 3);
     REQUIRE(c);
