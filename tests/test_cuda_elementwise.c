@@ -2,7 +2,7 @@
  * concat), activations, dropout, softmax / log_softmax and cross-entropy, each
  * against the CPU reference on fresh random inputs of awkward shapes. GPU tests only: skipped
  * (and counted as skipped) without a device. Tolerances are |gpu - cpu| <= abs + rel * |cpu|. */
-#include "gradcheck.h"
+#include "gpu_parity.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -17,61 +17,14 @@
 #define SM_ATOL 1e-5f
 #define SM_RTOL 1e-4f
 
-/* Runs f on CPU inputs (forward, then backward with a random output gradient), then on CUDA
- * copies of them with poisoned outputs, and compares the outputs and every input gradient. */
+/* f on inputs uniform in [-3, 3) of the given shapes, on the CPU and on the GPU (gpu_parity). */
 static void check_op(const char *what, gc_fn f, void *ud, int n, const cnn_shape *shapes,
                      float atol, float rtol)
 {
-    cnn_tensor *xc[4] = {0}, *xg[4] = {0}, *yc = NULL, *yg = NULL, *r = NULL, *rg = NULL;
-    char name[160];
-    if (n > 4) n = 4;
-    for (int i = 0; i < n; i++) {
-        xc[i] = rand_tensor(shapes[i], -3, 3, 1);
-        xg[i] = xc[i] ? to_gpu(xc[i]) : NULL;
-        if (!xg[i]) {
-            cnn_test_fail(__FILE__, __LINE__, "%s: inputs: %s", what, cnn_last_error());
-            goto out;
-        }
-    }
-    /* The CPU reference first: a backward resets the tape the other run would be on. */
-    if (f(xc, ud, &yc) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: cpu forward: %s", what, cnn_last_error());
-        goto out;
-    }
-    r = rand_tensor(cnn_tensor_shape(yc), -1, 1, 0);
-    rg = r ? to_gpu(r) : NULL;
-    if (!rg || cnn_backward_with_grad(yc, r) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: cpu backward: %s", what, cnn_last_error());
-        goto out;
-    }
-    poison_cache((cnn_shape[]){cnn_tensor_shape(yc)}, 1);
-    if (f(xg, ud, &yg) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: gpu forward: %s", what, cnn_last_error());
-        goto out;
-    }
-    CHECK(on_gpu(yg));
-    snprintf(name, sizeof name, "%s forward", what);
-    if (!tensors_close(name, yg, yc, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", name);
-    poison_cache(shapes, n);
-    if (cnn_backward_with_grad(yg, rg) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: gpu backward: %s", what, cnn_last_error());
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        const cnn_tensor *gg = cnn_tensor_grad(xg[i]), *gc = cnn_tensor_grad(xc[i]);
-        snprintf(name, sizeof name, "%s grad of input %d", what, i);
-        if (!gg || !gc || !on_gpu(gg) || !tensors_close(name, gg, gc, atol, rtol))
-            cnn_test_fail(__FILE__, __LINE__, "%s", name);
-    }
-out:
-    for (int i = 0; i < n; i++) {
-        cnn_tensor_free(&xc[i]);
-        cnn_tensor_free(&xg[i]);
-    }
-    cnn_tensor_free(&yc);
-    cnn_tensor_free(&yg);
-    cnn_tensor_free(&r);
-    cnn_tensor_free(&rg);
+    gp_case c = {.name = what, .f = f, .ud = ud, .n = n, .lo = -3, .hi = 3, .atol = atol,
+                 .rtol = rtol};
+    for (int i = 0; i < n && i < GP_MAX_IN; i++) c.in[i] = shapes[i];
+    gpu_parity(&c, CNN_BACKEND_AUTO);
 }
 
 /* Shapes every unary op runs on: odd sizes, batch 1 with 513 channels, sizes not a multiple of

@@ -3,7 +3,7 @@
  * cuDNN where it applies (CNN_BACKEND_CUDNN; linear is cuBLAS in both, and its launchers are also
  * tested directly, in FP32 and TF32): forward, every gradient, BN running stats, on fresh random
  * inputs of awkward shapes. GPU outputs start as NaN (see poison_cache). */
-#include "gradcheck.h"
+#include "gpu_parity.h"
 
 #include <stdint.h>
 
@@ -11,105 +11,9 @@
 #include "../cuda/cuda_api.h"
 #endif
 
-#define MAX_IN 3
-
 static const char *impl_name(cnn_backend b)
 {
     return b == CNN_BACKEND_CUDA ? "hand-written" : "cudnn";
-}
-
-static void check_close(const char *what, const char *part, const cnn_tensor *got,
-                        const cnn_tensor *ref, float atol, float rtol)
-{
-    char buf[200];
-    snprintf(buf, sizeof buf, "%s: %s", what, part);
-    if (!got) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: missing", buf);
-        return;
-    }
-    if (!tensors_close(buf, got, ref, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", buf);
-}
-
-/* One op on inputs[0..n) (NULL entries allowed): y = f(inputs, ud). Builds fresh random CPU
- * inputs (uniform [lo, hi), all requiring grad), runs f and its backward (with a random dy) on
- * the CPU and on the GPU with `backend`, and compares y and every input gradient:
- * |gpu - cpu| <= atol + rtol * |cpu|. */
-typedef struct op_case {
-    const char *name;
-    gc_fn f;
-    void *ud;
-    int n;
-    cnn_shape in[MAX_IN];
-    bool absent[MAX_IN];
-    float lo, hi, atol, rtol;
-} op_case;
-
-static void run_case(const op_case *oc, cnn_backend backend)
-{
-    char what[160];
-    snprintf(what, sizeof what, "%s [%s]", oc->name, impl_name(backend));
-    cnn_tensor *cx[MAX_IN] = {0}, *gx[MAX_IN] = {0};
-    cnn_tensor *cy = NULL, *gy = NULL, *cdy = NULL, *gdy = NULL;
-    for (int i = 0; i < oc->n; i++) {
-        if (oc->absent[i]) continue;
-        cx[i] = rand_tensor(oc->in[i], oc->lo, oc->hi, 1);
-        gx[i] = to_gpu(cx[i]);
-        if (!cx[i] || !gx[i]) {
-            cnn_test_fail(__FILE__, __LINE__, "%s: setup: %s", what, cnn_last_error());
-            goto done;
-        }
-    }
-    cnn_set_backend(CNN_BACKEND_AUTO);
-    if (oc->f(cx, oc->ud, &cy) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: CPU forward: %s", what, cnn_last_error());
-        goto done;
-    }
-    cdy = rand_tensor(cnn_tensor_shape(cy), -1, 1, 0);
-    gdy = to_gpu(cdy);
-    if (!gdy || cnn_backward_with_grad(cy, cdy) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: CPU backward: %s", what, cnn_last_error());
-        goto done;
-    }
-    cnn_set_backend(backend);
-    cnn_shape shapes[MAX_IN + 1];
-    int ns = 0;
-    shapes[ns++] = cnn_tensor_shape(cy);
-    for (int i = 0; i < oc->n; i++)
-        if (!oc->absent[i]) shapes[ns++] = oc->in[i];
-    poison_cache(shapes, ns);
-    if (oc->f(gx, oc->ud, &gy) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: GPU forward: %s", what, cnn_last_error());
-        goto done;
-    }
-    check_close(what, "y", gy, cy, oc->atol, oc->rtol);
-    poison_cache(shapes, ns);
-    if (cnn_backward_with_grad(gy, gdy) != CNN_OK) {
-        cnn_test_fail(__FILE__, __LINE__, "%s: GPU backward: %s", what, cnn_last_error());
-        goto done;
-    }
-    for (int i = 0; i < oc->n; i++) {
-        if (oc->absent[i]) continue;
-        char part[32];
-        snprintf(part, sizeof part, "d(input %d)", i);
-        check_close(what, part, cnn_tensor_grad(gx[i]), cnn_tensor_grad(cx[i]), oc->atol,
-                    oc->rtol);
-    }
-done:
-    cnn_set_backend(CNN_BACKEND_AUTO);
-    for (int i = 0; i < MAX_IN; i++) {
-        cnn_tensor_free(&cx[i]);
-        cnn_tensor_free(&gx[i]);
-    }
-    cnn_tensor_free(&cy);
-    cnn_tensor_free(&gy);
-    cnn_tensor_free(&cdy);
-    cnn_tensor_free(&gdy);
-}
-
-static void run_both(const op_case *oc)
-{
-    run_case(oc, CNN_BACKEND_CUDA);
-    run_case(oc, CNN_BACKEND_CUDNN);
 }
 
 /* ---- pooling ------------------------------------------------------------------------------ */
@@ -136,15 +40,15 @@ static cnn_status pool_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 static void pool_case(const char *name, cnn_shape s, int kind, cnn_pool2d_params p)
 {
     pool_ud u = {kind, p, 0, 0};
-    op_case oc = {name, pool_f, &u, 1, {s}, {false}, -2, 2, POOL_ATOL, POOL_RTOL};
-    run_both(&oc);
+    gp_case oc = {name, pool_f, &u, 1, {s}, {false}, -2, 2, POOL_ATOL, POOL_RTOL};
+    gpu_parity_both(&oc);
 }
 
 static void adaptive_case(const char *name, cnn_shape s, int oh, int ow)
 {
     pool_ud u = {.kind = 2, .oh = oh, .ow = ow};
-    op_case oc = {name, pool_f, &u, 1, {s}, {false}, -2, 2, POOL_ATOL, POOL_RTOL};
-    run_both(&oc);
+    gp_case oc = {name, pool_f, &u, 1, {s}, {false}, -2, 2, POOL_ATOL, POOL_RTOL};
+    gpu_parity_both(&oc);
 }
 
 #define PP(kh, kw, sh, sw, ph, pw, dh, dw, ceil, excl)                                            \
@@ -288,8 +192,8 @@ static cnn_status lrn_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 
 static void lrn_case(const char *name, cnn_shape s, lrn_ud u)
 {
-    op_case oc = {name, lrn_f, &u, 1, {s}, {false}, -2, 2, LRN_ATOL, LRN_RTOL};
-    run_both(&oc);
+    gp_case oc = {name, lrn_f, &u, 1, {s}, {false}, -2, 2, LRN_ATOL, LRN_RTOL};
+    gpu_parity_both(&oc);
 }
 
 GPU_TEST(cuda_lrn_matches_cpu)
@@ -379,10 +283,10 @@ static void bn_run(const bn_case *bc, cnn_backend backend)
         cnn_test_fail(__FILE__, __LINE__, "%s: GPU forward: %s", what, cnn_last_error());
         goto done;
     }
-    check_close(what, "y", gy, cy, BN_ATOL, BN_RTOL);
+    gpu_check_close(what, "y", gy, cy, BN_ATOL, BN_RTOL);
     if (cu.rm) {
-        check_close(what, "running_mean", gu.rm, cu.rm, 1e-5f, 1e-4f);
-        check_close(what, "running_var", gu.rv, cu.rv, 1e-5f, 1e-4f);
+        gpu_check_close(what, "running_mean", gu.rm, cu.rm, 1e-5f, 1e-4f);
+        gpu_check_close(what, "running_var", gu.rv, cu.rv, 1e-5f, 1e-4f);
     }
     poison_cache(shapes, 2);
     if (cnn_backward_with_grad(gy, gdy) != CNN_OK) {
@@ -392,8 +296,8 @@ static void bn_run(const bn_case *bc, cnn_backend backend)
     const char *names[3] = {"dx", "dweight", "dbias"};
     for (int i = 0; i < 3; i++)
         if (cx[i])
-            check_close(what, names[i], cnn_tensor_grad(gx[i]), cnn_tensor_grad(cx[i]), BN_ATOL,
-                        BN_RTOL);
+            gpu_check_close(what, names[i], cnn_tensor_grad(gx[i]), cnn_tensor_grad(cx[i]),
+                            BN_ATOL, BN_RTOL);
 done:
     cnn_set_backend(CNN_BACKEND_AUTO);
     for (int i = 0; i < 3; i++) {
@@ -476,11 +380,11 @@ GPU_TEST(cuda_batch_norm_reads_nothing_past_its_input)
     cnn_set_backend(CNN_BACKEND_AUTO);
     CHECK_OK(st);
     const char *what = "bn of a view followed by NaN";
-    check_close(what, "y", yg, yc, BN_ATOL, BN_RTOL);
-    check_close(what, "running_mean", gu.rm, cu.rm, 1e-5f, 1e-4f);
-    check_close(what, "running_var", gu.rv, cu.rv, 1e-5f, 1e-4f);
-    check_close(what, "dweight", cnn_tensor_grad(wg), cnn_tensor_grad(wc), BN_ATOL, BN_RTOL);
-    check_close(what, "dbias", cnn_tensor_grad(bg), cnn_tensor_grad(bc), BN_ATOL, BN_RTOL);
+    gpu_check_close(what, "y", yg, yc, BN_ATOL, BN_RTOL);
+    gpu_check_close(what, "running_mean", gu.rm, cu.rm, 1e-5f, 1e-4f);
+    gpu_check_close(what, "running_var", gu.rv, cu.rv, 1e-5f, 1e-4f);
+    gpu_check_close(what, "dweight", cnn_tensor_grad(wg), cnn_tensor_grad(wc), BN_ATOL, BN_RTOL);
+    gpu_check_close(what, "dbias", cnn_tensor_grad(bg), cnn_tensor_grad(bc), BN_ATOL, BN_RTOL);
     cnn_tensor *all[] = {bigc, bigg, xc, xg, yc, yg, dc, dg, wc, wg, bc, bg,
                          cu.rm, cu.rv, gu.rm, gu.rv};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
@@ -529,14 +433,14 @@ static cnn_status linear_f(cnn_tensor *const *in, void *ud, cnn_tensor **y)
 GPU_TEST(cuda_linear_op_matches_cpu)
 {
     cnn_set_tf32(false);
-    op_case with_bias = {"linear op 19x600 -> 513", linear_f, NULL, 3,
+    gp_case with_bias = {"linear op 19x600 -> 513", linear_f, NULL, 3,
                          {CNN_SHAPE(19, 600), CNN_SHAPE(513, 600), CNN_SHAPE(513)},
                          {false, false, false}, -1, 1, 1e-4f, 1e-3f};
-    op_case no_bias = {"linear op batch 1, no bias", linear_f, NULL, 3,
+    gp_case no_bias = {"linear op batch 1, no bias", linear_f, NULL, 3,
                        {CNN_SHAPE(1, 37), CNN_SHAPE(5, 37), CNN_SHAPE(5)},
                        {false, false, true}, -1, 1, 1e-4f, 1e-3f};
-    run_both(&with_bias);
-    run_both(&no_bias);
+    gpu_parity_both(&with_bias);
+    gpu_parity_both(&no_bias);
 }
 
 #if CNN_WITH_CUDA
@@ -584,10 +488,10 @@ static void linear_run(const lin_case *lc, float atol, float rtol)
                       cnn_status_name(s2), cnn_last_error());
         goto done;
     }
-    check_close(what, "y", gy, y, atol, rtol);
-    check_close(what, "dx", gdx, cnn_tensor_grad(x), atol, rtol);
-    check_close(what, "dw", gdw, cnn_tensor_grad(w), atol, rtol);
-    if (b) check_close(what, "db", gdb, cnn_tensor_grad(b), atol, rtol);
+    gpu_check_close(what, "y", gy, y, atol, rtol);
+    gpu_check_close(what, "dx", gdx, cnn_tensor_grad(x), atol, rtol);
+    gpu_check_close(what, "dw", gdw, cnn_tensor_grad(w), atol, rtol);
+    if (b) gpu_check_close(what, "db", gdb, cnn_tensor_grad(b), atol, rtol);
 done:
     cnn_tensor_free(&x);
     cnn_tensor_free(&w);
