@@ -3,7 +3,7 @@
 # missing. Needs root (or sudo) and Debian's package registry. The CUDA toolkit and cuDNN are
 # optional and not installed here: without them the CPU library, tools and tests still build.
 # With --torch it adds Debian's PyTorch and torchvision (about 150 MB), which the PyTorch
-# parity tests (tests/test_torch_parity.c, skipped without them) run against; CI does.
+# parity tests (tests/test_torch_*.c, skipped without them) run against; CI does.
 set -eu
 PKGS="zlib1g-dev libopenblas-dev libstb-dev dataset-fashion-mnist make gcc pkgconf"
 case "${1:-}" in
