@@ -47,7 +47,8 @@ static void release_block(cnn_storage *s);
 
 cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what)
 {
-    size_t rounded = bytes < SMALL_LIMIT ? (bytes + 63) / 64 * 64 : (bytes + GRANULE - 1) / GRANULE * GRANULE;
+    size_t rounded =
+        bytes < SMALL_LIMIT ? (bytes + 63) / 64 * 64 : (bytes + GRANULE - 1) / GRANULE * GRANULE;
     if (!rounded) rounded = 64;
     void *p = NULL;
     size_t got = rounded;

@@ -95,7 +95,8 @@ cnn_status cnn_context_create(cnn_device device, cnn_context **out)
         CNN_CHECK(n > 0, CNN_ERR_DEVICE, "context_create: no CUDA device is available (no GPU or "
                                          "no driver)");
         CNN_CHECK(device.index >= 0 && device.index < n, CNN_ERR_DEVICE,
-                  "context_create: cuda:%d requested but %d device(s) are present", device.index, n);
+                  "context_create: cuda:%d requested but %d device(s) are present", device.index,
+                  n);
 #else
         return cnn_error(CNN_ERR_DEVICE, "context_create: cuda:%d requested but libcnncuda was "
                                          "built without CUDA (CUDA=0)", device.index);

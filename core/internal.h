@@ -22,7 +22,8 @@
 /* Sets this thread's error message and returns s. */
 cnn_status cnn_error(cnn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepends "what: " to the current message (for context added on the way up). */
-cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* One line on stderr when CNN_DEBUG=1 is set, else nothing (e.g. "conv2d: cuDNN cannot do
  * this case, using the hand-written kernel"). Callers log a given fact once. */

@@ -449,8 +449,8 @@ cnn_status cnn_tensor_add_i64_(cnn_tensor *t, int64_t v)
 cnn_status cnn_check_f32(const char *op, const char *name, const cnn_tensor *t)
 {
     CNN_CHECK(t, CNN_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
-    CNN_CHECK(t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED, "%s: %s has dtype %s; only F32 is supported",
-              op, name, cnn_dtype_name(t->dtype));
+    CNN_CHECK(t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED,
+              "%s: %s has dtype %s; only F32 is supported", op, name, cnn_dtype_name(t->dtype));
     return CNN_OK;
 }
 

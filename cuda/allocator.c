@@ -4,9 +4,10 @@
  * nor cudaFree. A large request served from a larger free block takes its front and leaves the
  * rest free (a split); released neighbours of one cudaMalloc'd segment merge again, so memory
  * freed by one layer's big tensors serves the next layer's differently sized ones, and the
- * allocated bytes are the rounded requests, as PyTorch's allocator counts them. A block handed to a second stream (cnn_cuda_record_stream: the data loader's
- * copy stream fills batches the compute stream reads) is reused only after that stream's work
- * at release time is done. It owns memory only: no kernels, no printing. */
+ * allocated bytes are the rounded requests, as PyTorch's allocator counts them. A block handed to a
+ * second stream (cnn_cuda_record_stream: the data loader's copy stream fills batches the compute
+ * stream reads) is reused only after that stream's work at release time is done. It owns memory
+ * only: no kernels, no printing. */
 #include "cuda_check.h"
 
 #include <pthread.h>
@@ -417,7 +418,7 @@ cnn_status cnn_cuda_stream_handoff(cnn_context *from, cnn_context *to, cnn_tenso
     return CNN_OK;
 }
 
-/* ---- public statistics ------------------------------------------------------------------------ */
+/* ---- public statistics ----------------------------------------------------------------------- */
 cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out)
 {
     CNN_CHECK(out, CNN_ERR_INVALID_ARG, "cuda_get_memory_stats: out is NULL");
@@ -457,7 +458,7 @@ cnn_status cnn_cuda_empty_cache(void)
     return first;
 }
 
-/* ---- copies ------------------------------------------------------------------------------------ */
+/* ---- copies ---------------------------------------------------------------------------------- */
 /* cnn_cuda_memcpy; wait: a copy into host memory has landed on return. */
 static cnn_status memcpy_ordered(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
                                  cnn_device src_dev, size_t bytes, bool wait)

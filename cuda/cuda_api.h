@@ -79,7 +79,8 @@ typedef struct cnn_cuda_pool_geom {
     bool exclude_pad;
 } cnn_cuda_pool_geom;
 /* Max pooling with PyTorch's argmax (first maximum, NaN wins; h * W + w in the plane, -1 for a
- * window wholly in padding; idx NULL when no backward will run). Backward gathers, so it is deterministic and matches the CPU. */
+ * window wholly in padding; idx NULL when no backward will run). Backward gathers, so it is
+ * deterministic and matches the CPU. */
 cnn_status cnn_cuda_max_pool2d_forward(cnn_context *ctx, const cnn_cuda_pool_geom *g,
                                        const float *x, float *y, int32_t *idx);
 cnn_status cnn_cuda_max_pool2d_backward(cnn_context *ctx, const cnn_cuda_pool_geom *g,

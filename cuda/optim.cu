@@ -1,8 +1,8 @@
 /* optim.cu — fused CUDA updates for core/optim.c (and core/clip_grad.c's norm and scaling),
  * applied to all of an optimizer's parameters at once (multi_tensor.cuh: a launch covers up
  * to 32 parameters and 320 chunks of 65,536 elements, so ResNet-50's 161 parameters take a
- * handful of launches, not 161). Each element's update (weight decay, momentum / Nesterov / dampening,
- * Adam moments, bias correction) is one pass, with every float operation an explicit _rn
+ * handful of launches, not 161). Each element's update (weight decay, momentum / Nesterov /
+ * dampening, Adam moments, bias correction) is one pass, with every float operation an explicit _rn
  * intrinsic in the order of the CPU loop, so nvcc fuses nothing into an FMA and both devices
  * compute the same bits. Launchers and kernels only: state allocation and checks stay in
  * core/optim.c. */

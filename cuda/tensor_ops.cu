@@ -55,7 +55,7 @@ extern "C" cnn_status cnn_cuda_accumulate_f32(cnn_context *ctx, float *dst, cons
     return CNN_OK;
 }
 
-/* ---- strided copy ----------------------------------------------------------------------------- */
+/* ---- strided copy ---------------------------------------------------------------------------- */
 /* A rank <= 4 index space padded at the front to rank 4 (sizes 1, strides 0). */
 struct copy_geom {
     int64_t d[4];

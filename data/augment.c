@@ -207,7 +207,8 @@ static cnn_status resize_window(const cnn_image_u8 *img, int top, int left, int 
 static void to_chw(const unsigned char *hwc, int S, int C, float *out)
 {
     for (int c = 0; c < C; c++)
-        for (int p = 0; p < S * S; p++) out[(size_t)c * S * S + p] = hwc[(size_t)p * C + c] / 255.0f;
+        for (int p = 0; p < S * S; p++)
+            out[(size_t)c * S * S + p] = hwc[(size_t)p * C + c] / 255.0f;
 }
 
 /* The geometric step: decoded image -> out (C, S, S) in [0, 1]. */
@@ -283,7 +284,8 @@ static cnn_status random_affine(sample_rng *r, const cnn_transform *t, int S, in
                 for (int k = 0; k < 4; k++) {
                     int xx = x0 + (k & 1), yy = y0 + (k >> 1);
                     if (xx < 0 || yy < 0 || xx >= S || yy >= S) continue;
-                    v += p[(size_t)yy * S + xx] * ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
+                    float wx = (k & 1) ? fx : 1 - fx, wy = (k >> 1) ? fy : 1 - fy;
+                    v += p[(size_t)yy * S + xx] * wx * wy;
                 }
                 img[c * plane + (size_t)y * S + x] = v;
             }

@@ -251,7 +251,8 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
     }
     const cnn_tensor *x0 = xs[0];
     int nd = x0->shape.ndim;
-    CNN_CHECK(nd > 0, CNN_ERR_SHAPE, "concat: xs[0] is a scalar (rank 0) and cannot be concatenated");
+    CNN_CHECK(nd > 0, CNN_ERR_SHAPE,
+              "concat: xs[0] is a scalar (rank 0) and cannot be concatenated");
     int d = dim < 0 ? dim + nd : dim;
     CNN_CHECK(d >= 0 && d < nd, CNN_ERR_SHAPE, "concat: dim %d is out of range for %s (rank %d)",
               dim, cnn_shape_of(x0), nd);

@@ -19,7 +19,7 @@ cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_
     return CNN_OK;
 }
 
-/* ---- fine-tuning: weights of a model trained elsewhere ---------------------------------------- */
+/* ---- fine-tuning: weights of a model trained elsewhere --------------------------------------- */
 /* The names fine-tuning may treat apart: the first conv's weight and the last linear layer's
  * weight and bias (NULL where the model has none). */
 static void adaptable_names(const cnn_model *m, const char **conv, const char **cls_w,

@@ -190,7 +190,8 @@ TEST(add_relu_same_bits_as_add_then_relu)
 
 TEST(gradcheck_elementwise)
 {
-    cnn_tensor *in[2] = {rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1), rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1)};
+    cnn_tensor *in[2] = {rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1),
+                         rand_tensor(CNN_SHAPE(3, 5), -1, 1, 1)};
     CHECK(gradcheck("add", f_add, in, 2, NULL, NULL));
     CHECK(gradcheck("mean", f_mean, in, 1, NULL, NULL));
     cnn_tensor *c = NULL;

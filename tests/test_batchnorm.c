@@ -397,7 +397,8 @@ static void check_fold(int k, bool conv_bias, bool affine)
     cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 6, 5), -1, 1, 0);
     cnn_tensor *w = rand_tensor(CNN_SHAPE(k, 3, 3, 3), -1, 1, 0);
     cnn_tensor *b = conv_bias ? rand_tensor(CNN_SHAPE(k), -1, 1, 0) : NULL;
-    cnn_tensor *rm = rand_tensor(CNN_SHAPE(k), -2, 2, 0), *rv = rand_tensor(CNN_SHAPE(k), 0.1f, 3, 0);
+    cnn_tensor *rm = rand_tensor(CNN_SHAPE(k), -2, 2, 0),
+               *rv = rand_tensor(CNN_SHAPE(k), 0.1f, 3, 0);
     cnn_tensor *g = affine ? rand_tensor(CNN_SHAPE(k), -2, 2, 0) : NULL;
     cnn_tensor *be = affine ? rand_tensor(CNN_SHAPE(k), -1, 1, 0) : NULL;
     cnn_tensor *wf = NULL, *bf = NULL, *y = NULL, *ref = NULL, *c = NULL;
@@ -419,7 +420,8 @@ static void check_fold(int k, bool conv_bias, bool affine)
         double bb = b ? (double)((const float *)cnn_tensor_cdata(b))[ch] : 0.0;
         double beta = be ? (double)((const float *)cnn_tensor_cdata(be))[ch] : 0.0;
         exact &= pbf[ch] == (float)fma(bb - pm[ch], s, beta);
-        for (int j = 0; j < 27; j++) exact &= pwf[ch * 27 + j] == (float)((double)pw[ch * 27 + j] * s);
+        for (int j = 0; j < 27; j++)
+            exact &= pwf[ch * 27 + j] == (float)((double)pw[ch * 27 + j] * s);
     }
     CHECK(exact);
     cnn_tensor *all[] = {x, w, b, rm, rv, g, be, wf, bf, y, ref, c};
@@ -437,7 +439,8 @@ TEST(batch_norm_fold_matches_conv_then_eval_bn)
 TEST(batch_norm_fold_errors)
 {
     cnn_tensor *w = rand_tensor(CNN_SHAPE(4, 3, 3, 3), -1, 1, 0);
-    cnn_tensor *c4 = rand_tensor(CNN_SHAPE(4), 0.5f, 1, 0), *c5 = rand_tensor(CNN_SHAPE(5), 0.5f, 1, 0);
+    cnn_tensor *c4 = rand_tensor(CNN_SHAPE(4), 0.5f, 1, 0),
+               *c5 = rand_tensor(CNN_SHAPE(5), 0.5f, 1, 0);
     cnn_tensor *wf = NULL, *bf = NULL;
     CHECK_ERR(cnn_batch_norm_fold(w, NULL, c5, c4, NULL, NULL, 1e-5f, &wf, &bf), CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "batch_norm_fold: running_mean has shape (5)") &&

@@ -45,7 +45,8 @@ TEST(concat_values_dims_0_1_last)
     cnn_tensor *c[3] = {rand_tensor(CNN_SHAPE(2, 1, 3, 2), -1, 1, 0),
                         rand_tensor(CNN_SHAPE(2, 4, 3, 2), -1, 1, 0),
                         rand_tensor(CNN_SHAPE(2, 2, 3, 2), -1, 1, 0)};
-    cnn_tensor *r[3] = {rand_tensor(CNN_SHAPE(1, 3), -1, 1, 0), rand_tensor(CNN_SHAPE(2, 3), -1, 1, 0),
+    cnn_tensor *r[3] = {rand_tensor(CNN_SHAPE(1, 3), -1, 1, 0),
+                        rand_tensor(CNN_SHAPE(2, 3), -1, 1, 0),
                         rand_tensor(CNN_SHAPE(3, 3), -1, 1, 0)};
     cnn_tensor *l[3] = {rand_tensor(CNN_SHAPE(3, 2, 1), -1, 1, 0),
                         rand_tensor(CNN_SHAPE(3, 2, 5), -1, 1, 0),
@@ -148,8 +149,8 @@ TEST(concat_errors)
     CHECK_OK(cnn_tensor_full(CNN_SCALAR, 1.0f, CNN_CPU, &s));
     const cnn_tensor *ab[2] = {a, b}, *ac[2] = {a, c}, *an[2] = {a, NULL}, *ss[2] = {s, s};
     CHECK_ERR(cnn_concat(ab, 2, 1, &y), CNN_ERR_SHAPE);
-    CHECK(strstr(cnn_last_error(), "xs[1] (2, 5, 4, 5)") && strstr(cnn_last_error(), "(2, 3, 4, 4)") &&
-          strstr(cnn_last_error(), "dim 3"));
+    CHECK(strstr(cnn_last_error(), "xs[1] (2, 5, 4, 5)") &&
+          strstr(cnn_last_error(), "(2, 3, 4, 4)") && strstr(cnn_last_error(), "dim 3"));
     CHECK_ERR(cnn_concat(ac, 2, 1, &y), CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "rank 3") && strstr(cnn_last_error(), "rank 4"));
     CHECK_ERR(cnn_concat(ab, 2, 4, &y), CNN_ERR_SHAPE);

@@ -20,7 +20,8 @@ GPU_TEST(cuda_allocator_reuses_blocks)
     cnn_cuda_memory_stats s0 = stats_now();
     for (int it = 0; it < 101; it++) { /* iteration 0 warms the cache up */
         if (it == 1) s0 = stats_now();
-        for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_empty(CNN_SHAPE(sizes[k]), CNN_F32, CNN_CUDA(0), &t[k]));
+        for (int k = 0; k < K; k++)
+            CHECK_OK(cnn_tensor_empty(CNN_SHAPE(sizes[k]), CNN_F32, CNN_CUDA(0), &t[k]));
         for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_fill_(t[k], (float)it));
         for (int k = (it % 2) ? 0 : K - 1; k >= 0 && k < K; k += (it % 2) ? 1 : -1)
             cnn_tensor_free(&t[k]);

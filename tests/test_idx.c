@@ -86,9 +86,9 @@ TEST(idx_fashion_mnist_test_split_and_stats)
     cnn_dataset_destroy(&ds);
     /* The generic reader computes the statistics itself: the known train values. */
     char images[512], labels[512];
-    CHECK_OK(cnn_idx_dataset_create(fmnist_file("train-images-idx3-ubyte.gz", images, sizeof images),
-                                    fmnist_file("train-labels-idx1-ubyte.gz", labels, sizeof labels),
-                                    1, &ds));
+    CHECK_OK(cnn_idx_dataset_create(
+        fmnist_file("train-images-idx3-ubyte.gz", images, sizeof images),
+        fmnist_file("train-labels-idx1-ubyte.gz", labels, sizeof labels), 1, &ds));
     float mean[3], std[3];
     cnn_dataset_mean_std(ds, mean, std);
     CHECK_NEAR(mean[0], 0.2860, 5e-4);

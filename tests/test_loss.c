@@ -63,7 +63,8 @@ TEST(softmax_huge_logits_stay_finite)
     CHECK_OK(cnn_softmax(x, -1, &y));
     CHECK_OK(cnn_log_softmax(x, -1, &ly));
     const float *yv = cnn_tensor_cdata(y), *lv = cnn_tensor_cdata(ly);
-    const double ey[6] = {1, 0, 0, 0.5, 0.5, 0}, el[6] = {0, -1e4, -2e4, -M_LN2, -M_LN2, -1.5e4 - M_LN2};
+    const double ey[6] = {1, 0, 0, 0.5, 0.5, 0},
+                 el[6] = {0, -1e4, -2e4, -M_LN2, -M_LN2, -1.5e4 - M_LN2};
     for (int i = 0; i < 6; i++) {
         CHECK_NEAR(yv[i], ey[i], 1e-7);
         CHECK_NEAR(lv[i], el[i], 1e-3);
@@ -414,7 +415,8 @@ TEST(cross_entropy_gradcheck_and_saved)
 
 TEST(cross_entropy_errors)
 {
-    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3), -1, 1, 0), *x1 = rand_tensor(CNN_SHAPE(6), -1, 1, 0);
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3), -1, 1, 0),
+               *x1 = rand_tensor(CNN_SHAPE(6), -1, 1, 0);
     cnn_tensor *lab = NULL, *bad = NULL, *three = NULL, *f = rand_tensor(CNN_SHAPE(2), 0, 1, 0);
     cnn_tensor *loss = NULL;
     REQUIRE(x && x1 && f);

@@ -154,7 +154,8 @@ GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
         cnn_model_destroy(&probe);
         int n = emu ? 2 : 8, hw = emu && info.input_h > 64 ? 64 : info.input_h;
         cnn_manual_seed(3);
-        cnn_tensor *x = rand_tensor(CNN_SHAPE(n, info.in_channels, hw, hw), -2, 2, 0), *labels = NULL;
+        cnn_tensor *x = rand_tensor(CNN_SHAPE(n, info.in_channels, hw, hw), -2, 2, 0),
+                   *labels = NULL;
         int64_t lab[8];
         for (int j = 0; j < n; j++) lab[j] = (j * 7919 + i) % info.num_classes;
         CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CPU, &labels));

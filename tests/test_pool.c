@@ -436,9 +436,12 @@ static void ref_max_pool_route(const float *x, int h, int w, const cnn_pool2d_pa
 TEST(maxpool_runs_match_naive_with_ties_nan_and_inf)
 {
     const cnn_pool2d_params ps[] = {
-        {{3, 3}, {2, 2}, {1, 1}, {0, 0}, false, false}, {{2, 2}, {2, 2}, {0, 0}, {0, 0}, false, false},
-        {{3, 3}, {1, 1}, {1, 1}, {0, 0}, false, false}, {{2, 3}, {1, 3}, {1, 1}, {1, 2}, true, false},
-        {{1, 4}, {1, 3}, {0, 2}, {1, 1}, true, false},  {{3, 2}, {2, 1}, {0, 1}, {2, 1}, false, false},
+        {{3, 3}, {2, 2}, {1, 1}, {0, 0}, false, false},
+        {{2, 2}, {2, 2}, {0, 0}, {0, 0}, false, false},
+        {{3, 3}, {1, 1}, {1, 1}, {0, 0}, false, false},
+        {{2, 3}, {1, 3}, {1, 1}, {1, 2}, true, false},
+        {{1, 4}, {1, 3}, {0, 2}, {1, 1}, true, false},
+        {{3, 2}, {2, 1}, {0, 1}, {2, 1}, false, false},
     };
     const int h = 9, w = 203;
     float *xv = malloc(sizeof(float) * h * w), *yv = malloc(sizeof(float) * h * w);
@@ -470,7 +473,8 @@ TEST(maxpool_runs_match_naive_with_ties_nan_and_inf)
         int bad_dx = 0;
         for (int i = 0; i < h * w; i++) bad_dx += cnn_tensor_cdata(cnn_tensor_grad(x))[i] != dxv[i];
         CHECK(bad_dx == 0);
-        if (bad || bad_dx) fprintf(stderr, "  case %zu: %d outputs, %d gradients differ\n", c, bad, bad_dx);
+        if (bad || bad_dx)
+            fprintf(stderr, "  case %zu: %d outputs, %d gradients differ\n", c, bad, bad_dx);
         cnn_tensor_free(&x);
         cnn_tensor_free(&y);
         cnn_tensor_free(&dy);

@@ -291,8 +291,8 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
     static int headers; /* --backend all: a blank line between the backends' tables */
     printf("%scnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
            "tf32 %s%s | warmup %d, iters %d\n",
-           headers++ ? "\n" : "", cnn_version(), o->mode, e->backend, where, cpu, omp_get_max_threads(),
-           openblas_get_num_threads(), o->tf32 ? "on" : "off",
+           headers++ ? "\n" : "", cnn_version(), o->mode, e->backend, where, cpu,
+           omp_get_max_threads(), openblas_get_num_threads(), o->tf32 ? "on" : "off",
            strcmp(o->mode, "model") ? "" : o->no_fusion ? " | fusion off" : " | fusion on",
            o->warmup, o->iters);
     if (strcmp(o->mode, "loader"))

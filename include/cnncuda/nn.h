@@ -40,7 +40,8 @@ cnn_status cnn_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_
                             const cnn_tensor *z, cnn_activation act, const cnn_conv2d_params *p,
                             cnn_tensor **y);
 /* x: (N, in), w: (out, in), b: (out) or NULL -> y: (N, out) = x w^T + b. */
-cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b, cnn_tensor **y);
+cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
+                      cnn_tensor **y);
 
 /* Batch norm over (N, C) or (N, C, H, W), per channel C. training: batch statistics, and
  * running_mean/var (if given) updated with `momentum` (running_var with the unbiased batch
@@ -233,7 +234,7 @@ cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_
 /* What cnn_model_load_pretrained did. */
 typedef struct cnn_pretrained_report {
     int n_loaded;      /* model tensors set from the file */
-    int n_fresh;       /* classifier tensors left as initialised (the file has another class count) */
+    int n_fresh;       /* classifier tensors left as initialised (the file's class count differs) */
     int file_classes;  /* that class count (0 when the classifier came from the file) */
     char fresh[128];   /* their names, comma-separated */
     char adapted[64];  /* the first conv's weight when summed over the file's 3 input channels */

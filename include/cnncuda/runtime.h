@@ -162,13 +162,17 @@ cnn_status cnn_tensor_ones(cnn_shape shape, cnn_device device, cnn_tensor **out)
 cnn_status cnn_tensor_full(cnn_shape shape, float value, cnn_device device, cnn_tensor **out);
 /* Random F32 tensors from the current context's RNG: U[low, high) and N(mean, std^2). The same
  * seed gives the same values on CPU and GPU. */
-cnn_status cnn_tensor_uniform(cnn_shape shape, float low, float high, cnn_device device, cnn_tensor **out);
-cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device device, cnn_tensor **out);
+cnn_status cnn_tensor_uniform(cnn_shape shape, float low, float high, cnn_device device,
+                              cnn_tensor **out);
+cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device device,
+                             cnn_tensor **out);
 /* New F32 tensor holding a copy of `numel` host floats (row-major); from page-locked memory
  * to a CUDA device the copy may still run on return (see cnn_tensor_write). */
-cnn_status cnn_tensor_from_data(cnn_shape shape, const float *data, cnn_device device, cnn_tensor **out);
+cnn_status cnn_tensor_from_data(cnn_shape shape, const float *data, cnn_device device,
+                                cnn_tensor **out);
 /* New I64 tensor holding a copy of host int64 values (e.g. class labels). */
-cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device device, cnn_tensor **out);
+cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device device,
+                               cnn_tensor **out);
 /* New uninitialised CPU tensor in page-locked (pinned) host memory, for data headed to the
  * GPU: a copy from it to a CUDA tensor runs asynchronously on the context's stream (the call
  * returns before the data has moved), so do not write into the pinned tensor again until the
@@ -204,7 +208,8 @@ cnn_status cnn_tensor_contiguous(const cnn_tensor *t, cnn_tensor **out);
 /* A view of t with dims a and b swapped (strides only, no copy). Recorded by autograd. */
 cnn_status cnn_tensor_transpose(const cnn_tensor *t, int a, int b, cnn_tensor **out);
 /* A view of t narrowed along dim to [start, start+length). Recorded by autograd. */
-cnn_status cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length, cnn_tensor **out);
+cnn_status cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length,
+                             cnn_tensor **out);
 /* Copies the values (in logical row-major order) to host memory: n must equal numel. F32
  * tensors read into float, I64 tensors into int64_t. Synchronises with the device. */
 cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n);

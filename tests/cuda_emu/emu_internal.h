@@ -1,6 +1,7 @@
 /* emu_internal.h — what the parts of the CUDA emulator share: the runtime's error state, its
  * table of device / pinned allocations (emu_runtime.cpp), used by the launcher (emu_launch.cpp)
- * and the emulated cuDNN to check arguments, and TF32 rounding. Not seen by the library or the kernels. */
+ * and the emulated cuDNN to check arguments, and TF32 rounding. Not seen by the library or the
+ * kernels. */
 #ifndef CNN_EMU_INTERNAL_H
 #define CNN_EMU_INTERNAL_H
 

@@ -369,7 +369,8 @@ static void check_wmma(void)
         for (int col = 0; col < 16; col++) {
             float s = 0.5f;
             for (int k = 0; k < 8; k++)
-                s += wmma::__float_to_tf32(ha[r + 16 * k]) * wmma::__float_to_tf32(hb[k * 16 + col]);
+                s += wmma::__float_to_tf32(ha[r + 16 * k]) *
+                     wmma::__float_to_tf32(hb[k * 16 + col]);
             want[r + 16 * col] = s;
         }
     float *da = nullptr, *db = nullptr, *dc = nullptr;

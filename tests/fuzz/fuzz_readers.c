@@ -190,9 +190,9 @@ static unsigned char *safetensors_seed(size_t *n)
         cnn_tensor_from_data(CNN_SHAPE(2, 3), av, CNN_CPU, &a) != CNN_OK ||
         cnn_tensor_zeros(CNN_SHAPE(4), CNN_CPU, &b) != CNN_OK ||
         cnn_tensor_empty(CNN_SHAPE(0, 3), CNN_I64, CNN_CPU, &e) != CNN_OK ||
-        cnn_dict_set(d, "layer.weight", a) != CNN_OK || cnn_dict_set(d, "layer.bias", b) != CNN_OK ||
-        cnn_dict_set(d, "empty", e) != CNN_OK || cnn_dict_set_meta(d, "format", "pt") != CNN_OK ||
-        cnn_safetensors_save(path, d) != CNN_OK) {
+        cnn_dict_set(d, "layer.weight", a) != CNN_OK ||
+        cnn_dict_set(d, "layer.bias", b) != CNN_OK || cnn_dict_set(d, "empty", e) != CNN_OK ||
+        cnn_dict_set_meta(d, "format", "pt") != CNN_OK || cnn_safetensors_save(path, d) != CNN_OK) {
         fprintf(stderr, "fuzz: seed: %s\n", cnn_last_error());
         abort();
     }
@@ -252,7 +252,8 @@ static void write_seeds(const char *target, const char *dir)
         memcpy(&h, p, 8);
         if (!strcmp(target, "json")) {
             seed(dir, "header", p + 8, (size_t)h);
-            const char *s = "[1, -2.5e3, \"a\\u00e9\\ud83d\\ude00\", true, false, null, {\"k\": []}]";
+            const char *s =
+                "[1, -2.5e3, \"a\\u00e9\\ud83d\\ude00\", true, false, null, {\"k\": []}]";
             seed(dir, "values", s, strlen(s));
         } else {
             seed(dir, "file", p, n);
