@@ -134,13 +134,14 @@ const char *cnn_dict_meta_value(const cnn_dict *d, int i)
     return (d && i >= 0 && i < d->nm) ? d->m[i].value : NULL;
 }
 
-/* Appends name to a comma-separated list, ending it with "..." when it no longer fits. */
+/* Appends name to a comma-separated list, ending it with "..." when it no longer fits. A name
+ * goes in only if ", ..." (5 characters and the NUL) still fits after it. */
 static void list_add(char *buf, size_t cap, const char *name)
 {
     size_t len = strlen(buf);
     if (len >= 3 && strcmp(buf + len - 3, "...") == 0) return;
     size_t need = strlen(name) + (len ? 2 : 0);
-    if (len + need + 4 >= cap) {
+    if (len + need + 5 >= cap) {
         snprintf(buf + len, cap - len, "%s...", len ? ", " : "");
         return;
     }

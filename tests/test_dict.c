@@ -1,0 +1,138 @@
+/* test_dict.c — cnn_dict on its own: the names it refuses, a load that fails on a dtype and
+ * changes nothing, and the missing/unexpected lists of its load report, which hold whole names
+ * in order and end with "..." when they no longer fit in their 1024 bytes. */
+#include "test.h"
+
+static cnn_tensor *filled(cnn_shape s, float v)
+{
+    cnn_tensor *t = NULL;
+    if (cnn_tensor_full(s, v, CNN_CPU, &t) != CNN_OK) return NULL;
+    return t;
+}
+
+/* A state-dict key is never empty (nor NULL). */
+TEST(dict_refuses_empty_and_null_names)
+{
+    cnn_dict *d = NULL;
+    cnn_tensor *t = filled(CNN_SHAPE(2), 1.0f);
+    CHECK_OK(cnn_dict_create(&d));
+    REQUIRE(t && d);
+    CHECK_ERR(cnn_dict_set(d, "", t), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_dict_set(d, NULL, t), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_dict_set(d, "w", NULL), CNN_ERR_INVALID_ARG);
+    CHECK(cnn_dict_size(d) == 0);
+    CHECK_OK(cnn_dict_set(d, "w", t));
+    CHECK(cnn_dict_size(d) == 1 && cnn_dict_get(d, "w") == t && cnn_dict_get(d, "") == NULL);
+    cnn_tensor_free(&t);
+    cnn_dict_destroy(&d);
+}
+
+/* A dtype that differs in the second tensor fails the load before the first is copied, as a
+ * shape that differs does (the header: "nothing is changed"). */
+TEST(dict_load_refuses_a_dtype_mismatch_before_copying_anything)
+{
+    cnn_dict *dst = NULL, *src = NULL;
+    CHECK_OK(cnn_dict_create(&dst));
+    CHECK_OK(cnn_dict_create(&src));
+    REQUIRE(dst && src);
+    cnn_tensor *w = filled(CNN_SHAPE(2), 0.0f), *b = filled(CNN_SHAPE(2), 0.0f);
+    cnn_tensor *w1 = filled(CNN_SHAPE(2), 1.0f), *bi = NULL;
+    const int64_t v[2] = {3, 4};
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), v, CNN_CPU, &bi));
+    REQUIRE(w && b && w1 && bi);
+    CHECK_OK(cnn_dict_set(dst, "w", w));
+    CHECK_OK(cnn_dict_set(dst, "b", b));
+    CHECK_OK(cnn_dict_set(src, "w", w1));
+    CHECK_OK(cnn_dict_set(src, "b", bi));
+    CHECK_ERR(cnn_dict_load(dst, src, true, NULL), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "'b'") && strstr(cnn_last_error(), "I64"));
+    CHECK_ERR(cnn_dict_load(dst, src, false, NULL), CNN_ERR_SHAPE);
+    CHECK(cnn_tensor_cdata(w)[0] == 0.0f && cnn_tensor_cdata(w)[1] == 0.0f);
+    cnn_tensor *all[4] = {w, b, w1, bi};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
+    cnn_dict_destroy(&dst);
+    cnn_dict_destroy(&src);
+}
+
+/* The list is the names joined by ", ", in order; cut short, it ends with the item "..." and
+ * everything before it is whole names. */
+static void check_list(const char *list, char *const *names, int n, const char *what)
+{
+    size_t len = strlen(list);
+    if (len >= 1024) cnn_test_fail(__FILE__, __LINE__, "%s: %zu bytes", what, len);
+    const char *p = list;
+    int i = 0;
+    for (;; i++) {
+        const char *sep = strstr(p, ", ");
+        size_t n_item = sep ? (size_t)(sep - p) : strlen(p);
+        if (n_item == 3 && strncmp(p, "...", 3) == 0 && !sep) return; /* cut short, at the end */
+        if (i >= n || strlen(names[i]) != n_item || strncmp(p, names[i], n_item) != 0) {
+            cnn_test_fail(__FILE__, __LINE__, "%s: item %d is not the name expected (list "
+                          "ends \"%s\")", what, i, len > 12 ? list + len - 12 : list);
+            return;
+        }
+        if (!sep) break;
+        p = sep + 2;
+    }
+    if (i != n - 1)
+        cnn_test_fail(__FILE__, __LINE__, "%s: %d of %d names and no \"...\"", what, i + 1, n);
+}
+
+/* Loads an empty dict into one holding tensors under `names`: all are missing. */
+static void missing_list_of(char *const *names, int n, const char *what)
+{
+    cnn_dict *dst = NULL, *src = NULL;
+    cnn_tensor *t = filled(CNN_SHAPE(1), 0.0f);
+    if (cnn_dict_create(&dst) != CNN_OK || cnn_dict_create(&src) != CNN_OK || !t) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: setup", what);
+    } else {
+        for (int i = 0; i < n; i++) CHECK_OK(cnn_dict_set(dst, names[i], t));
+        cnn_load_report r;
+        CHECK_OK(cnn_dict_load(dst, src, false, &r));
+        CHECK(r.n_missing == n && r.n_unexpected == 0);
+        check_list(r.missing, names, n, what);
+        /* The other way round, the same names are unexpected. */
+        CHECK_OK(cnn_dict_load(src, dst, false, &r));
+        CHECK(r.n_unexpected == n && r.n_missing == 0);
+        check_list(r.unexpected, names, n, what);
+    }
+    cnn_tensor_free(&t);
+    cnn_dict_destroy(&dst);
+    cnn_dict_destroy(&src);
+}
+
+static char *name_of(char c, size_t len)
+{
+    char *s = malloc(len + 1);
+    if (s) memset(s, c, len), s[len] = '\0';
+    return s;
+}
+
+TEST(dict_load_report_lists_whole_names_then_dots)
+{
+    char what[64];
+    /* A first name that leaves 3 to 8 bytes free: ", ..." needs 6 of them. */
+    for (size_t first = 1015; first <= 1022; first++) {
+        char *names[3] = {name_of('a', first), name_of('b', 1), name_of('c', 1)};
+        REQUIRE(names[0] && names[1] && names[2]);
+        snprintf(what, sizeof what, "first name of %zu bytes", first);
+        missing_list_of(names, 3, what);
+        for (int i = 0; i < 3; i++) free(names[i]);
+    }
+    /* A name too long to fit, then a short one that would: the list stays cut at the first. */
+    char *gap[3] = {name_of('a', 500), name_of('b', 600), name_of('c', 1)};
+    REQUIRE(gap[0] && gap[1] && gap[2]);
+    missing_list_of(gap, 3, "long name then a short one");
+    for (int i = 0; i < 3; i++) free(gap[i]);
+    /* Twelve 99-byte names: ten fit. Three short ones: all fit, no dots. */
+    char *many[12];
+    for (int i = 0; i < 12; i++) {
+        many[i] = name_of('k', 99);
+        REQUIRE(many[i]);
+        many[i][0] = (char)('A' + i);
+    }
+    missing_list_of(many, 12, "twelve 99-byte names");
+    for (int i = 0; i < 12; i++) free(many[i]);
+    char *few[3] = {"x", "y.weight", "z"};
+    missing_list_of(few, 3, "three short names");
+}
