@@ -238,3 +238,32 @@ TEST(tensor_of_a_destroyed_context_is_a_constant)
         cnn_context_destroy(&b);
     }
 }
+
+/* As torch.autograd.backward: a gradient must have the output's shape, even one with the same
+ * number of elements ((3, 2) for a (2, 3) output). Only floating tensors can require grad, and
+ * only a leaf's flag can be changed ("you can only change requires_grad flags of leaf
+ * variables"). */
+TEST(backward_refuses_a_gradient_of_another_shape_and_integer_leaves)
+{
+    cnn_tensor *a = rand_tensor(CNN_SHAPE(2, 3), -1, 1, 1), *y = NULL, *g = NULL, *l = NULL;
+    REQUIRE(a);
+    CHECK_OK(cnn_scale(a, 2.0f, &y));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3, 2), CNN_CPU, &g));
+    CHECK_ERR(cnn_backward_with_grad(y, g), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_backward_with_grad(a, g), CNN_ERR_SHAPE);
+    CHECK(cnn_tensor_grad(a) == NULL);
+    cnn_tensor_free(&g);
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(6), CNN_CPU, &g));
+    CHECK_ERR(cnn_backward_with_grad(y, g), CNN_ERR_SHAPE);
+    CHECK(cnn_tensor_grad(a) == NULL);
+    CHECK_ERR(cnn_tensor_set_requires_grad(y, false), CNN_ERR_INVALID_ARG);
+    CHECK(cnn_tensor_requires_grad(y));
+    const int64_t lab[2] = {1, 2};
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), lab, CNN_CPU, &l));
+    CHECK_ERR(cnn_tensor_set_requires_grad(l, true), CNN_ERR_UNSUPPORTED);
+    CHECK(!cnn_tensor_requires_grad(l));
+    CHECK_OK(cnn_tensor_set_requires_grad(l, false));
+    cnn_tape_reset();
+    cnn_tensor *all[4] = {a, y, g, l};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
+}
