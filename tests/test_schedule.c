@@ -252,3 +252,64 @@ TEST(plateau_state_round_trip_resumes_identically)
     cnn_sched_plateau_destroy(&a);
     cnn_sched_plateau_destroy(&b);
 }
+
+static const char *meta_of(const cnn_dict *d, const char *key)
+{
+    const char *v = cnn_dict_get_meta(d, key);
+    return v ? v : "(missing)";
+}
+
+/* Both comparisons are strict in PyTorch: 'abs' min counts a metric as better only when it is
+ * below best - threshold, and a reduction smaller than or equal to eps is skipped. Traced with
+ * torch.optim.lr_scheduler.ReduceLROnPlateau(lr 1, factor 0.5, patience 0, threshold 0.5
+ * 'abs', eps 0.5) on metrics 1, 0.5, 0.5: lr stays 1, best stays 1, last_epoch is 3. */
+TEST(plateau_boundaries_are_strict_and_epochs_are_counted)
+{
+    cnn_plateau_config c = cnn_sched_plateau_defaults();
+    c.factor = 0.5f;
+    c.patience = 0;
+    c.threshold = 0.5f;
+    c.threshold_abs = true;
+    c.eps = 0.5f;
+    cnn_plateau *p = NULL;
+    cnn_dict *d = NULL;
+    CHECK_OK(cnn_sched_plateau_create(&c, 1.0f, &p));
+    const float metrics[3] = {1.0f, 0.5f, 0.5f};
+    for (int e = 0; e < 3; e++) {
+        float lr = -1;
+        CHECK_OK(cnn_sched_step_metric(p, metrics[e], NULL, &lr));
+        CHECK(lr == 1.0f);
+    }
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_sched_plateau_state_dict(p, d));
+    CHECK(strtod(meta_of(d, "sched.plateau.best"), NULL) == 1.0);
+    CHECK(!strcmp(meta_of(d, "sched.plateau.last_epoch"), "3"));
+    CHECK(!strcmp(meta_of(d, "sched.plateau.num_bad_epochs"), "0"));
+    cnn_dict_destroy(&d);
+    cnn_sched_plateau_destroy(&p);
+}
+
+/* A saved lr must be a finite non-negative number and best must not be NaN (best may be
+ * infinite: a fresh scheduler's is). A refused state changes nothing. */
+TEST(plateau_load_refuses_a_bad_lr_or_a_nan_best)
+{
+    cnn_plateau_config c = cnn_sched_plateau_defaults();
+    cnn_plateau *p = NULL;
+    cnn_dict *d = NULL;
+    CHECK_OK(cnn_sched_plateau_create(&c, 0.25f, &p));
+    CHECK_OK(cnn_dict_create(&d));
+    const char *bad[4][2] = {{"sched.plateau.lr", "-1"}, {"sched.plateau.lr", "inf"},
+                             {"sched.plateau.lr", "nan"}, {"sched.plateau.best", "nan"}};
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(cnn_sched_plateau_state_dict(p, d));
+        CHECK_OK(cnn_dict_set_meta(d, bad[i][0], bad[i][1]));
+        CHECK_ERR(cnn_sched_plateau_load_state_dict(p, d), CNN_ERR_FORMAT);
+        CHECK(strstr(cnn_last_error(), bad[i][0]));
+        CHECK(cnn_sched_plateau_get_lr(p) == 0.25f);
+    }
+    CHECK_OK(cnn_sched_plateau_state_dict(p, d));
+    CHECK_OK(cnn_dict_set_meta(d, "sched.plateau.best", "-inf"));
+    CHECK_OK(cnn_sched_plateau_load_state_dict(p, d));
+    cnn_dict_destroy(&d);
+    cnn_sched_plateau_destroy(&p);
+}
