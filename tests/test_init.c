@@ -178,3 +178,23 @@ TEST(constant_fills_views_and_seeding)
     cnn_tensor_free(&v);
     cnn_tensor_free(&t);
 }
+
+/* What torch.nn.init 1.13 refuses ("from is out of bounds for float"): an infinite bound of
+ * uniform_ and an infinite gain of xavier_uniform_; the target is left as it was. Kaiming with
+ * a fan of 0 (no elements) returns before looking at the nonlinearity, as PyTorch's no-op on a
+ * zero-element tensor does. */
+TEST(inits_refuse_infinite_bounds_and_skip_empty_tensors)
+{
+    cnn_tensor *w = NULL, *e = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(3, 4), 0.5f, CNN_CPU, &w));
+    CHECK_ERR(cnn_init_uniform_(w, -INFINITY, 1.0f), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_init_uniform_(w, 0.0f, INFINITY), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_init_xavier_uniform_(w, INFINITY), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_init_xavier_normal_(w, -1.0f), CNN_ERR_INVALID_ARG);
+    for (int i = 0; i < 12; i++) CHECK(cnn_tensor_cdata(w)[i] == 0.5f);
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CPU, &e));
+    CHECK_OK(cnn_init_kaiming_uniform_(e, 0, CNN_FAN_OUT, (cnn_nonlinearity)99));
+    CHECK_OK(cnn_init_kaiming_normal_(e, NAN, CNN_FAN_OUT, CNN_NONLIN_LEAKY_RELU));
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&e);
+}
