@@ -1,7 +1,10 @@
-/* scratch.h — a fresh folder under /tmp for a test's files, and a check that nothing is left
- * in it (a leftover temporary file shows up in the count). */
+/* scratch.h — a fresh folder under /tmp for a test's files, a check that nothing is left in it
+ * (a leftover temporary file shows up in the count), and a writer of hand-made safetensors
+ * files. */
 #ifndef CNN_TEST_SCRATCH_H
 #define CNN_TEST_SCRATCH_H
+
+#include <stddef.h>
 
 /* dir: the folder; path: dir/ckpt.safetensors, for the file under test. */
 typedef struct { char dir[64]; char path[160]; } scratch;
@@ -14,5 +17,9 @@ int scratch_open(scratch *s);
 int scratch_walk(const scratch *s, int remove);
 #define scratch_count(s) scratch_walk((s), 0)
 #define scratch_close(s) scratch_walk((s), 1)
+
+/* Writes a safetensors file as given: the 8-byte little-endian length of header, the header
+ * (no padding added), then dlen data bytes (a filler pattern when data is NULL); 0 on failure. */
+int scratch_put_file(const char *path, const char *header, const void *data, size_t dlen);
 
 #endif /* CNN_TEST_SCRATCH_H */

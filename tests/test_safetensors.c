@@ -41,22 +41,6 @@ static int same_file(const char *path, const unsigned char *bytes, size_t n)
     return same;
 }
 
-/* Writes a file: 8-byte little-endian header length, the header (as given, no padding
- * added), then dlen data bytes (a filler pattern when data is NULL). */
-static int put_file(const char *path, const char *header, const void *data, size_t dlen)
-{
-    size_t hlen = strlen(header), n = 8 + hlen + dlen;
-    unsigned char *b = malloc(n);
-    if (!b) return 0;
-    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    memcpy(b + 8, header, hlen);
-    if (data) memcpy(b + 8 + hlen, data, dlen);
-    else memset(b + 8 + hlen, 0x5a, dlen);
-    int ok = write_bytes(path, b, n);
-    free(b);
-    return ok;
-}
-
 /* Header JSON of one tensor description, and of files holding tensors named a (and b). */
 #define INFO(dt, shape, offs) "{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":" offs "}"
 #define ONE(dt, shape, offs) "{\"a\":" INFO(dt, shape, offs) "}"
@@ -205,7 +189,7 @@ TEST(safetensors_python_bytes_both_ways)
         uint16_t bf, h[2];
     } data = {3, 0.5f, {1, 2, 3, 4}, 0x3f80, {0x3c00, 0xc000}};
     CHECK(sizeof data == 34);
-    REQUIRE(put_file(s.path, hdr, &data, sizeof data));
+    REQUIRE(scratch_put_file(s.path, hdr, &data, sizeof data));
     cnn_dict *d = NULL;
     CHECK_OK(cnn_safetensors_load(s.path, &d));
     REQUIRE(cnn_dict_size(d) == 5);
@@ -237,7 +221,7 @@ TEST(safetensors_python_bytes_both_ways)
                          "  \"caf\\u00e9 \\ud83d\\ude00 \\\"q\\\"\":"
                          " { \"shape\" : [ 1 ], \"extra\": {\"x\": [true, false, null, -1.5e3]},"
                          " \"data_offsets\" : [ 0 , 4 ], \"dtype\" : \"F32\" }\n}\t\r\n";
-    REQUIRE(put_file(s.path, pretty, &data.bias, 4));
+    REQUIRE(scratch_put_file(s.path, pretty, &data.bias, 4));
     CHECK_OK(cnn_safetensors_load(s.path, &d));
     CHECK(cnn_dict_size(d) == 1 && cnn_dict_meta_size(d) == 0);
     CHECK(strcmp(cnn_dict_name(d, 0), "caf\xc3\xa9 \xf0\x9f\x98\x80 \"q\"") == 0);
@@ -340,7 +324,7 @@ TEST(safetensors_rejects_corrupt_files)
     scratch s;
     REQUIRE(scratch_open(&s));
     for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
-        REQUIRE(put_file(s.path, BAD[i].header, NULL, BAD[i].data_len));
+        REQUIRE(scratch_put_file(s.path, BAD[i].header, NULL, BAD[i].data_len));
         expect_rejected(s.path, BAD[i].what, BAD[i].want, BAD[i].needle);
     }
     /* Nesting far deeper than any header needs. */
@@ -348,7 +332,7 @@ TEST(safetensors_rejects_corrupt_files)
     for (int i = 0; i < 200; i++) strcat(deep, "[");
     for (int i = 0; i < 200; i++) strcat(deep, "]");
     strcat(deep, "}");
-    REQUIRE(put_file(s.path, deep, NULL, 0));
+    REQUIRE(scratch_put_file(s.path, deep, NULL, 0));
     expect_rejected(s.path, "nesting too deep", CNN_ERR_FORMAT, "deep");
     /* Broken length prefixes: 1000 with 12 bytes after it, 200,000,000, 2^64 - 1. */
     const struct { const char *what, *bytes; size_t n; const char *needle; } pre[] = {
@@ -367,14 +351,14 @@ TEST(safetensors_rejects_corrupt_files)
     len = (size_t)sprintf(big, "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,0],\"shape\":[");
     for (int i = 0; i < 1100000; i++) big[len++] = '0', big[len++] = ',';
     strcpy(big + len, "0]}}");
-    REQUIRE(put_file(s.path, big, NULL, 0));
+    REQUIRE(scratch_put_file(s.path, big, NULL, 0));
     expect_rejected(s.path, "2^20 values", CNN_ERR_UNSUPPORTED, "values");
     len = (size_t)sprintf(big, "{");
     for (int i = 0; i <= 65536; i++)
         len += (size_t)sprintf(big + len, "%s\"t%d\":" INFO("F32", "[0]", "[0,0]"),
                                i ? "," : "", i);
     strcpy(big + len, "}");
-    REQUIRE(put_file(s.path, big, NULL, 0));
+    REQUIRE(scratch_put_file(s.path, big, NULL, 0));
     expect_rejected(s.path, "65537 tensors", CNN_ERR_UNSUPPORTED, "65537 tensors");
     free(big);
     /* Not a file at all. */
