@@ -83,12 +83,14 @@ static cnn_status kaiming(const char *op, cnn_tensor *t, float a, cnn_fan_mode m
                           cnn_nonlinearity nl, bool normal)
 {
     CNN_TRY(check_target(op, t));
+    /* Zero elements: a no-op whatever the other arguments, as in PyTorch (which returns before
+     * computing the fan or the gain). */
+    if (cnn_shape_numel(t->shape) == 0) return CNN_OK;
     CNN_CHECK(mode == CNN_FAN_IN || mode == CNN_FAN_OUT, CNN_ERR_INVALID_ARG,
               "%s: unknown fan mode %d", op, (int)mode);
     int64_t fan_in, fan_out;
     CNN_TRY(cnn_init_fans(t, &fan_in, &fan_out));
     int64_t fan = mode == CNN_FAN_IN ? fan_in : fan_out;
-    if (fan == 0) return CNN_OK; /* zero elements: a no-op, as in PyTorch */
     float gain;
     CNN_TRY(cnn_init_gain(nl, a, &gain));
     double std = gain / sqrt((double)fan);

@@ -180,9 +180,9 @@ TEST(constant_fills_views_and_seeding)
 }
 
 /* What torch.nn.init 1.13 refuses ("from is out of bounds for float"): an infinite bound of
- * uniform_ and an infinite gain of xavier_uniform_; the target is left as it was. Kaiming with
- * a fan of 0 (no elements) returns before looking at the nonlinearity, as PyTorch's no-op on a
- * zero-element tensor does. */
+ * uniform_ and an infinite gain of xavier_uniform_; the target is left as it was. Kaiming on
+ * a zero-element tensor returns before looking at the fan mode, the fans or the nonlinearity,
+ * as PyTorch's no-op does (kaiming_uniform_ / kaiming_normal_ in torch 1.13). */
 TEST(inits_refuse_infinite_bounds_and_skip_empty_tensors)
 {
     cnn_tensor *w = NULL, *e = NULL;
@@ -195,6 +195,13 @@ TEST(inits_refuse_infinite_bounds_and_skip_empty_tensors)
     CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CPU, &e));
     CHECK_OK(cnn_init_kaiming_uniform_(e, 0, CNN_FAN_OUT, (cnn_nonlinearity)99));
     CHECK_OK(cnn_init_kaiming_normal_(e, NAN, CNN_FAN_OUT, CNN_NONLIN_LEAKY_RELU));
+    CHECK_OK(cnn_init_kaiming_uniform_(e, 0, CNN_FAN_IN, (cnn_nonlinearity)99)); /* fan_in 3 */
+    cnn_tensor_free(&e);
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0), CNN_CPU, &e)); /* 1-D: torch returns before fans */
+    CHECK_OK(cnn_init_kaiming_normal_(e, 0, CNN_FAN_IN, CNN_NONLIN_RELU));
+    CHECK_OK(cnn_init_kaiming_normal_(e, 0, (cnn_fan_mode)7, CNN_NONLIN_RELU));
+    CHECK_ERR(cnn_init_kaiming_normal_(w, 0, CNN_FAN_IN, (cnn_nonlinearity)99),
+              CNN_ERR_INVALID_ARG); /* with elements the arguments still count */
     cnn_tensor_free(&w);
     cnn_tensor_free(&e);
 }

@@ -396,7 +396,8 @@ cnn_status cnn_init_constant_(cnn_tensor *t, float value);
 cnn_status cnn_init_zeros_(cnn_tensor *t);
 cnn_status cnn_init_ones_(cnn_tensor *t);
 /* Kaiming: std = gain(nl, a) / sqrt(fan); uniform bound sqrt(3) * std. PyTorch's defaults are
- * a = 0, CNN_FAN_IN, CNN_NONLIN_LEAKY_RELU. */
+ * a = 0, CNN_FAN_IN, CNN_NONLIN_LEAKY_RELU. A tensor without elements is left as it is,
+ * whatever the other arguments (as in PyTorch). */
 cnn_status cnn_init_kaiming_uniform_(cnn_tensor *t, float a, cnn_fan_mode mode,
                                      cnn_nonlinearity nl);
 cnn_status cnn_init_kaiming_normal_(cnn_tensor *t, float a, cnn_fan_mode mode,
