@@ -1,6 +1,7 @@
 /* test_dict.c — cnn_dict on its own: the names it refuses, a load that fails on a dtype and
  * changes nothing, and the missing/unexpected lists of its load report, which hold whole names
- * in order and end with "..." when they no longer fit in their 1024 bytes. */
+ * in order and end with "..." when they no longer fit in their 1024 bytes; and indices past
+ * the entries. */
 #include "test.h"
 
 static cnn_tensor *filled(cnn_shape s, float v)
@@ -135,4 +136,27 @@ TEST(dict_load_report_lists_whole_names_then_dots)
     for (int i = 0; i < 12; i++) free(many[i]);
     char *few[3] = {"x", "y.weight", "z"};
     missing_list_of(few, 3, "three short names");
+}
+
+/* Indices outside [0, size) give NULL, for entries and for metadata; index size is a slot the
+ * dict has allocated but not filled (the first cnn_dict_set makes room for 32), so a bound off
+ * by one reads an uninitialised pointer: valgrind (make check-valgrind) reports it. */
+TEST(dict_indices_outside_the_entries_give_null)
+{
+    cnn_dict *d = NULL;
+    cnn_tensor *t = filled(CNN_SHAPE(1), 2.0f);
+    CHECK_OK(cnn_dict_create(&d));
+    REQUIRE(t && d);
+    CHECK(cnn_dict_name(d, 0) == NULL && cnn_dict_at(d, 0) == NULL);
+    CHECK_OK(cnn_dict_set(d, "w", t));
+    CHECK_OK(cnn_dict_set_meta(d, "k", "v"));
+    CHECK(cnn_dict_size(d) == 1 && cnn_dict_meta_size(d) == 1);
+    CHECK(!strcmp(cnn_dict_name(d, 0), "w") && cnn_dict_at(d, 0) == t);
+    CHECK(cnn_dict_name(d, 1) == NULL && cnn_dict_at(d, 1) == NULL);
+    CHECK(cnn_dict_name(d, -1) == NULL && cnn_dict_at(d, -1) == NULL);
+    CHECK(!strcmp(cnn_dict_meta_key(d, 0), "k") && !strcmp(cnn_dict_meta_value(d, 0), "v"));
+    CHECK(cnn_dict_meta_key(d, 1) == NULL && cnn_dict_meta_value(d, 1) == NULL);
+    CHECK(cnn_dict_meta_key(d, -1) == NULL && cnn_dict_meta_value(d, -1) == NULL);
+    cnn_tensor_free(&t);
+    cnn_dict_destroy(&d);
 }

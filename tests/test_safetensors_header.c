@@ -3,8 +3,9 @@
  * embedded U+0000), an empty name, sizes beside a zero, and the strict JSON of the reference
  * reader (serde_json): UTF-8 without surrogates, overlong forms or code points past U+10FFFF,
  * numbers with digits after '.', commas between members, the 64-level nesting bound and the
- * 2^20-value cap.
+ * 2^20-value cap; and a UTF-8 sequence cut by the end of the text.
  * The corpus of corrupt files: test_safetensors.c. */
+#include "json.h"
 #include "test.h"
 
 #include "scratch.h"
@@ -139,4 +140,16 @@ TEST(safetensors_header_depth_and_value_caps)
     }
     free(hdr);
     scratch_close(&s);
+}
+
+/* A multi-byte UTF-8 sequence cut by the end of the text is invalid, whatever byte lies past
+ * the end (here the continuation bytes that would complete it: the check must not read them). */
+TEST(utf8_sequence_cut_by_the_end_is_invalid)
+{
+    const char e_acute[] = "\xc3\xa9", euro[] = "\xe2\x82\xac", emoji[] = "\xf0\x9f\x98\x80";
+    CHECK(cnn_utf8_valid(e_acute, 2) && cnn_utf8_valid(euro, 3) && cnn_utf8_valid(emoji, 4));
+    CHECK(!cnn_utf8_valid(e_acute, 1));
+    CHECK(!cnn_utf8_valid(euro, 1) && !cnn_utf8_valid(euro, 2));
+    CHECK(!cnn_utf8_valid(emoji, 1) && !cnn_utf8_valid(emoji, 2) && !cnn_utf8_valid(emoji, 3));
+    CHECK(cnn_utf8_valid("a\xc3\xa9", 3) && !cnn_utf8_valid("a\xc3\xa9", 2));
 }
