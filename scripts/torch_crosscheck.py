@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """torch_crosscheck.py — writes PyTorch/torchvision reference data (inputs, weights, outputs,
-gradients, optimizer states) as safetensors for tests/test_torch_parity.c and test_torch_zoo.c to compare against.
+gradients, optimizer states) as safetensors for tests/test_torch_parity.c and test_torch_zoo.c
+to compare against.
 Usage: torch_crosscheck.py CHECK OUTDIR [MODEL]. It only writes files; it judges nothing.
 Needs torch and torchvision (Debian's 1.13 / 0.14 are enough); no `safetensors` package."""
 import sys
