@@ -139,6 +139,30 @@ cnn_tensor *rand_tensor(cnn_shape s, float lo, float hi, int requires_grad)
     return t;
 }
 
+cnn_tensor *leaf_of_values(cnn_shape s, const float *v)
+{
+    cnn_tensor *t = NULL;
+    if (cnn_tensor_from_data(s, v, CNN_CPU, &t) != CNN_OK) return NULL;
+    if (cnn_tensor_set_requires_grad(t, true) != CNN_OK) cnn_tensor_free(&t);
+    return t;
+}
+
+bool shape_eq(cnn_shape a, cnn_shape b)
+{
+    if (a.ndim != b.ndim) return false;
+    for (int i = 0; i < a.ndim; i++)
+        if (a.d[i] != b.d[i]) return false;
+    return true;
+}
+
+bool has_shape(const cnn_tensor *t, cnn_shape s) { return t && shape_eq(cnn_tensor_shape(t), s); }
+
+bool ends_with(const char *s, const char *tail)
+{
+    size_t a = strlen(s), b = strlen(tail);
+    return a >= b && strcmp(s + a - b, tail) == 0;
+}
+
 cnn_tensor *to_gpu(const cnn_tensor *t)
 {
     cnn_tensor *d = NULL;

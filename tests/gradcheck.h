@@ -37,6 +37,16 @@ int tensors_close(const char *what, const cnn_tensor *a, const cnn_tensor *ref, 
 /* A new CPU tensor with values uniform in [lo, hi), requiring grad if asked. */
 cnn_tensor *rand_tensor(cnn_shape s, float lo, float hi, int requires_grad);
 
+/* A new CPU leaf of shape s holding v (row-major), requiring grad; NULL on failure. */
+cnn_tensor *leaf_of_values(cnn_shape s, const float *v);
+
+/* Whether two shapes have the same rank and sizes; whether t (non-NULL) has shape s. */
+bool shape_eq(cnn_shape a, cnn_shape b);
+bool has_shape(const cnn_tensor *t, cnn_shape s);
+
+/* Whether the string s ends with tail. */
+bool ends_with(const char *s, const char *tail);
+
 /* A copy on cuda:0 of a CPU tensor, requiring grad as the source does; NULL on failure or for
  * a NULL source. */
 cnn_tensor *to_gpu(const cnn_tensor *t);

@@ -26,15 +26,6 @@ static int concat_matches(cnn_tensor *const *xs, int dim, const cnn_tensor *y)
     return 1;
 }
 
-static int has_shape(const cnn_tensor *t, cnn_shape s)
-{
-    cnn_shape ts = cnn_tensor_shape(t);
-    if (ts.ndim != s.ndim) return 0;
-    for (int i = 0; i < s.ndim; i++)
-        if (ts.d[i] != s.d[i]) return 0;
-    return 1;
-}
-
 static void free3(cnn_tensor **t)
 {
     for (int i = 0; i < 3; i++) cnn_tensor_free(&t[i]);

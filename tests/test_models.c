@@ -25,11 +25,6 @@ static const zoo_case cases[] = {
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-static int shape_eq(cnn_shape a, cnn_shape b) /* unused trailing sizes are 0 */
-{
-    return a.ndim == b.ndim && memcmp(a.d, b.d, sizeof a.d) == 0;
-}
-
 /* Models whose weights a test never reads are created without initialising them. */
 static cnn_status create_uninit(const char *name, int classes, cnn_model **m)
 {

@@ -181,12 +181,6 @@ static cnn_status ref_forward(cnn_dict *st, const char *layers, const cnn_tensor
     return s;
 }
 
-static bool ends_with(const char *s, const char *tail)
-{
-    size_t a = strlen(s), b = strlen(tail);
-    return a >= b && strcmp(s + a - b, tail) == 0;
-}
-
 /* Conv and linear weights of a model made with skip_init: U(-a, a) with a = sqrt(6 / fan_in)
  * (the ReLU-preserving scale), biases U(-0.1, 0.1), from a hash of the index (fast for VGG's
  * hundred million). BN tensors are set by randomise_batch_norms. */

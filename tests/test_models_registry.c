@@ -4,17 +4,6 @@
  * zero-initialised batch norms, and LeNet-5's summary computed by hand. */
 #include "gradcheck.h"
 
-static bool shape_eq(cnn_shape a, cnn_shape b) /* unused trailing sizes are 0 */
-{
-    return a.ndim == b.ndim && memcmp(a.d, b.d, sizeof a.d) == 0;
-}
-
-static bool ends_with(const char *s, const char *tail)
-{
-    size_t a = strlen(s), b = strlen(tail);
-    return a >= b && strcmp(s + a - b, tail) == 0;
-}
-
 /* ---- the registry ---------------------------------------------------------------------------
  * Defaults, usual and smallest input, normalisation (ImageNet's for the 1000-class RGB
  * architectures, also at other class counts; 0.5 otherwise) and, for the models test_models.c

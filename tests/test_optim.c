@@ -9,13 +9,7 @@
 
 #define NP 5
 
-static cnn_tensor *param(const float *v, int n)
-{
-    cnn_tensor *t = NULL;
-    if (cnn_tensor_from_data(CNN_SHAPE(n), v, CNN_CPU, &t) != CNN_OK) return NULL;
-    if (cnn_tensor_set_requires_grad(t, true) != CNN_OK) cnn_tensor_free(&t);
-    return t;
-}
+static cnn_tensor *param(const float *v, int n) { return leaf_of_values(CNN_SHAPE(n), v); }
 
 /* Replaces p's gradient with g (a leaf's backward seeds its grad directly). */
 static cnn_status set_grad(cnn_tensor *p, const float *g, int n)

@@ -3,15 +3,7 @@
  * the state dict of a parameter that never had a gradient, entries a state dict may not hold,
  * and gradient clipping with a NaN or infinite norm. The update formulas themselves:
  * test_optim.c. */
-#include "test.h"
-
-static cnn_tensor *leaf(cnn_shape s, const float *v)
-{
-    cnn_tensor *t = NULL;
-    if (cnn_tensor_from_data(s, v, CNN_CPU, &t) != CNN_OK) return NULL;
-    if (cnn_tensor_set_requires_grad(t, true) != CNN_OK) cnn_tensor_free(&t);
-    return t;
-}
+#include "gradcheck.h"
 
 /* Replaces p's gradient with g (a leaf's backward seeds its grad directly). */
 static cnn_status regrad(cnn_tensor *p, const cnn_tensor *g)
@@ -40,7 +32,7 @@ TEST(adam_with_zero_betas_and_zero_eps_is_sign_descent)
     c.beta2 = 0.0f;
     c.eps = 0.0f;
     cnn_optim *opt = NULL;
-    cnn_tensor *p = leaf(CNN_SHAPE(3), p0), *gt = NULL;
+    cnn_tensor *p = leaf_of_values(CNN_SHAPE(3), p0), *gt = NULL;
     REQUIRE(p);
     CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), g, CNN_CPU, &gt));
     CHECK_OK(cnn_optim_create(&c, &opt));
@@ -63,7 +55,7 @@ TEST(a_zero_learning_rate_is_valid_and_moves_nothing)
     c.lr = 0.0f;
     c.momentum = 0.9f;
     cnn_optim *opt = NULL;
-    cnn_tensor *p = leaf(CNN_SHAPE(3), p0), *g = NULL;
+    cnn_tensor *p = leaf_of_values(CNN_SHAPE(3), p0), *g = NULL;
     REQUIRE(p);
     CHECK_OK(cnn_tensor_full(CNN_SHAPE(3), 0.5f, CNN_CPU, &g));
     CHECK_OK(cnn_optim_create(&c, &opt));
@@ -87,7 +79,7 @@ TEST(add_param_refuses_non_contiguous_tensors_and_repeated_names)
     cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
     cnn_optim *opt = NULL;
     cnn_tensor *base = NULL, *tr = NULL;
-    cnn_tensor *w = leaf(CNN_SHAPE(2, 3), v), *w2 = leaf(CNN_SHAPE(6), v);
+    cnn_tensor *w = leaf_of_values(CNN_SHAPE(2, 3), v), *w2 = leaf_of_values(CNN_SHAPE(6), v);
     REQUIRE(w && w2);
     CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 3), v, CNN_CPU, &base));
     CHECK_OK(cnn_tensor_transpose(base, 0, 1, &tr));
@@ -115,8 +107,8 @@ static cnn_status two_params_one_stepped(cnn_optim **opt, cnn_tensor **a, cnn_te
 {
     const float v[2] = {1, -1};
     cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_ADAM);
-    *a = leaf(CNN_SHAPE(2), v);
-    *b = leaf(CNN_SHAPE(2), v);
+    *a = leaf_of_values(CNN_SHAPE(2), v);
+    *b = leaf_of_values(CNN_SHAPE(2), v);
     if (!*a || !*b) return CNN_ERR_OUT_OF_MEMORY;
     cnn_status st = cnn_optim_create(&c, opt);
     if (st == CNN_OK) st = cnn_optim_add_param(*opt, "a", *a, true);
@@ -199,7 +191,7 @@ TEST(load_state_dict_refuses_state_of_unstepped_params_and_unknown_keys)
 TEST(clip_grad_norm_spreads_a_nan_or_infinite_norm_as_torch)
 {
     const float z[2] = {0, 0};
-    cnn_tensor *ps[2] = {leaf(CNN_SHAPE(2), z), leaf(CNN_SHAPE(2), z)};
+    cnn_tensor *ps[2] = {leaf_of_values(CNN_SHAPE(2), z), leaf_of_values(CNN_SHAPE(2), z)};
     cnn_tensor *ga_nan = vec2(NAN, 1), *ga_inf = vec2(INFINITY, 1), *gb = vec2(3, 4);
     REQUIRE(ps[0] && ps[1] && ga_nan && ga_inf && gb);
     float norm = 0;

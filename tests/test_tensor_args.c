@@ -2,7 +2,7 @@
  * (reshape, flatten, transpose, narrow), each against what PyTorch 1.13 does with the same
  * arguments: negative dims count from the end, one past the end is refused, sizes must be
  * non-negative even when their product fits, and a size-1 dim's stride does not matter. */
-#include "test.h"
+#include "gradcheck.h"
 
 #include <stdint.h>
 
@@ -14,15 +14,6 @@ static cnn_tensor *arange_234(void)
     cnn_tensor *t = NULL;
     if (cnn_tensor_from_data(CNN_SHAPE(2, 3, 4), v, CNN_CPU, &t) != CNN_OK) return NULL;
     return t;
-}
-
-static bool shape_is(const cnn_tensor *t, cnn_shape s)
-{
-    cnn_shape got = cnn_tensor_shape(t);
-    if (got.ndim != s.ndim) return false;
-    for (int i = 0; i < s.ndim; i++)
-        if (got.d[i] != s.d[i]) return false;
-    return true;
 }
 
 /* torch.ones(6).reshape(-2, -3) raises "invalid shape dimension -2": (-2) * (-3) is 6, but a
@@ -45,10 +36,10 @@ TEST(flatten_counts_negative_start_dim_from_the_end)
     cnn_tensor *x = arange_234(), *y = NULL;
     REQUIRE(x);
     CHECK_OK(cnn_flatten(x, -2, &y));
-    CHECK(shape_is(y, CNN_SHAPE(2, 12)));
+    CHECK(has_shape(y, CNN_SHAPE(2, 12)));
     cnn_tensor_free(&y);
     CHECK_OK(cnn_flatten(x, 2, &y));
-    CHECK(shape_is(y, CNN_SHAPE(2, 3, 4)));
+    CHECK(has_shape(y, CNN_SHAPE(2, 3, 4)));
     cnn_tensor_free(&y);
     for (int start = 3; start >= -4; start -= 7) {
         CHECK_ERR(cnn_flatten(x, start, &y), CNN_ERR_SHAPE);
@@ -65,7 +56,7 @@ TEST(transpose_counts_negative_dims_from_the_end)
     REQUIRE(x);
     CHECK_OK(cnn_tensor_transpose(x, -1, 0, &y));
     REQUIRE(y);
-    CHECK(shape_is(y, CNN_SHAPE(4, 3, 2)));
+    CHECK(has_shape(y, CNN_SHAPE(4, 3, 2)));
     float out[24];
     CHECK_OK(cnn_tensor_read(y, out, 24));
     for (int k = 0; k < 4; k++)
@@ -89,7 +80,7 @@ TEST(narrow_counts_negative_dims_and_refuses_negative_lengths)
     REQUIRE(x);
     CHECK_OK(cnn_tensor_narrow(x, -1, 1, 2, &y));
     REQUIRE(y);
-    CHECK(shape_is(y, CNN_SHAPE(2, 3, 2)));
+    CHECK(has_shape(y, CNN_SHAPE(2, 3, 2)));
     float out[12];
     CHECK_OK(cnn_tensor_read(y, out, 12));
     for (int r = 0; r < 6; r++)
@@ -142,7 +133,7 @@ TEST(contiguity_ignores_size_one_dims_and_data_needs_f32)
     cnn_tensor *r = NULL, *t = NULL, *sq = NULL, *col = NULL, *l = NULL;
     CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 3), v, CNN_CPU, &r));
     CHECK_OK(cnn_tensor_transpose(r, 0, 1, &t));
-    CHECK(shape_is(t, CNN_SHAPE(3, 1)));
+    CHECK(has_shape(t, CNN_SHAPE(3, 1)));
     CHECK(cnn_tensor_is_contiguous(t));
     CHECK(cnn_tensor_cdata(t) == cnn_tensor_cdata(r));
     CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(4, 4), CNN_CPU, &sq));
