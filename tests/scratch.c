@@ -35,20 +35,24 @@ int scratch_walk(const scratch *s, int remove)
     return n;
 }
 
+int scratch_write(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
 int scratch_put_file(const char *path, const char *header, const void *data, size_t dlen)
 {
     size_t hlen = strlen(header), n = 8 + hlen + dlen;
     unsigned char *b = malloc(n);
-    FILE *f = b ? fopen(path, "wb") : NULL;
-    if (!f) {
-        free(b);
-        return 0;
-    }
+    if (!b) return 0;
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     memcpy(b + 8, header, hlen);
     if (data) memcpy(b + 8 + hlen, data, dlen);
     else memset(b + 8 + hlen, 0x5a, dlen);
-    int ok = fwrite(b, 1, n, f) == n;
+    int ok = scratch_write(path, b, n);
     free(b);
-    return fclose(f) == 0 && ok;
+    return ok;
 }

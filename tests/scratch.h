@@ -1,6 +1,6 @@
 /* scratch.h — a fresh folder under /tmp for a test's files, a check that nothing is left in it
- * (a leftover temporary file shows up in the count), and a writer of hand-made safetensors
- * files. */
+ * (a leftover temporary file shows up in the count), and writers of files, hand-made
+ * safetensors files among them. */
 #ifndef CNN_TEST_SCRATCH_H
 #define CNN_TEST_SCRATCH_H
 
@@ -17,6 +17,9 @@ int scratch_open(scratch *s);
 int scratch_walk(const scratch *s, int remove);
 #define scratch_count(s) scratch_walk((s), 0)
 #define scratch_close(s) scratch_walk((s), 1)
+
+/* Writes n bytes to a new file at path (replacing it); 0 on failure. */
+int scratch_write(const char *path, const void *data, size_t n);
 
 /* Writes a safetensors file as given: the 8-byte little-endian length of header, the header
  * (no padding added), then dlen data bytes (a filler pattern when data is NULL); 0 on failure. */

@@ -12,14 +12,6 @@
 #include "scratch.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-static int write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
 static unsigned char *read_bytes(const char *path, size_t *n)
 {
     struct stat sb;
@@ -341,7 +333,7 @@ TEST(safetensors_rejects_corrupt_files)
         {"absurd header length", "\0\xc2\xeb\x0b\0\0\0\0{}      ", 16, "absurd"},
         {"2^64-1 header length", "\xff\xff\xff\xff\xff\xff\xff\xff{}", 10, "absurd"}};
     for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) {
-        REQUIRE(write_bytes(s.path, pre[i].bytes, pre[i].n));
+        REQUIRE(scratch_write(s.path, pre[i].bytes, pre[i].n));
         expect_rejected(s.path, pre[i].what, CNN_ERR_FORMAT, pre[i].needle);
     }
     /* Resource caps: over 2^20 JSON values (a huge shape) or over 65536 tensors. */
@@ -397,7 +389,7 @@ TEST(safetensors_random_corruptions)
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
             bad[(rng >> 33) % n] = (unsigned char)(rng >> 20);
         }
-        REQUIRE(write_bytes(s.path, bad, len));
+        REQUIRE(scratch_write(s.path, bad, len));
         cnn_dict *out = NULL;
         cnn_clear_error();
         cnn_status st = cnn_safetensors_load(s.path, &out);

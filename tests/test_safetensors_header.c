@@ -94,11 +94,7 @@ TEST(safetensors_length_prefix_against_the_file_size)
     const unsigned char seven[7] = {2};
     for (int len = 0; len <= 10; len += len ? 7 : 3) {
         unsigned char b[10] = {(unsigned char)len, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
-        FILE *f = fopen(s.path, "wb");
-        REQUIRE(f);
-        size_t n = len ? sizeof b : sizeof seven;
-        CHECK(fwrite(len ? b : seven, 1, n, f) == n);
-        CHECK(fclose(f) == 0);
+        CHECK(scratch_write(s.path, len ? b : seven, len ? sizeof b : sizeof seven));
         const char *needle = len ? "larger than the 2 bytes" : "shorter than the 8-byte";
         cnn_dict *d = NULL;
         cnn_status st = cnn_safetensors_load(s.path, &d);
