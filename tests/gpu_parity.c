@@ -14,15 +14,18 @@ void gpu_check_close(const char *what, const char *part, const cnn_tensor *got,
     if (!tensors_close(buf, got, ref, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", buf);
 }
 
-static const char *backend_label(cnn_backend b)
+const char *gpu_backend_name(cnn_backend b)
 {
-    return b == CNN_BACKEND_CUDA ? " [hand-written]" : b == CNN_BACKEND_CUDNN ? " [cudnn]" : "";
+    return b == CNN_BACKEND_CUDA ? "hand-written" : b == CNN_BACKEND_CUDNN ? "cudnn" : "auto";
 }
 
 void gpu_parity(const gp_case *c, cnn_backend backend)
 {
     char what[160];
-    snprintf(what, sizeof what, "%s%s", c->name, backend_label(backend));
+    if (backend == CNN_BACKEND_AUTO)
+        snprintf(what, sizeof what, "%s", c->name);
+    else
+        snprintf(what, sizeof what, "%s [%s]", c->name, gpu_backend_name(backend));
     int n = c->n < GP_MAX_IN ? c->n : GP_MAX_IN;
     cnn_tensor *cx[GP_MAX_IN] = {0}, *gx[GP_MAX_IN] = {0};
     cnn_tensor *cy = NULL, *gy = NULL, *cdy = NULL, *gdy = NULL;

@@ -28,6 +28,9 @@ void gpu_parity(const gp_case *c, cnn_backend backend);
 /* The same case with the hand-written kernels, then with cuDNN. */
 void gpu_parity_both(const gp_case *c);
 
+/* "hand-written", "cudnn" or "auto": the backend a failure message names. */
+const char *gpu_backend_name(cnn_backend b);
+
 /* Reports a failure "what: part" unless got (any device) is within atol + rtol * |ref| of ref;
  * a NULL got is a failure. */
 void gpu_check_close(const char *what, const char *part, const cnn_tensor *got,

@@ -11,11 +11,6 @@
 #include "../cuda/cuda_api.h"
 #endif
 
-static const char *impl_name(cnn_backend b)
-{
-    return b == CNN_BACKEND_CUDA ? "hand-written" : "cudnn";
-}
-
 /* ---- pooling ------------------------------------------------------------------------------ */
 typedef struct pool_ud {
     int kind; /* 0 max, 1 avg, 2 adaptive */
@@ -251,7 +246,7 @@ typedef struct bn_case {
 static void bn_run(const bn_case *bc, cnn_backend backend)
 {
     char what[160];
-    snprintf(what, sizeof what, "%s [%s]", bc->name, impl_name(backend));
+    snprintf(what, sizeof what, "%s [%s]", bc->name, gpu_backend_name(backend));
     int64_t c = bc->x.d[1];
     cnn_tensor *cx[3] = {0}, *gx[3] = {0}, *cy = NULL, *gy = NULL, *cdy = NULL, *gdy = NULL;
     bn_ud cu = {bc->training, 0.1f, bc->eps, NULL, NULL}, gu = cu;
