@@ -257,6 +257,15 @@ TEST(cnnbench_check_catches_a_small_shift_in_the_middle)
             count_of(out, "  ok ") != 1)
             cnn_test_fail(__FILE__, __LINE__, "%s %s: exit %d, output:\n%s", env, model, rc, out);
     }
+    /* The gradients are checked whole (relative L2 within a measured bound: bench_model.c), and
+     * a wrong one fails the train row alone and is named. */
+    rc = run_bench(tool, "CNNBENCH_CORRUPT=1 CNNBENCH_CORRUPT_CHECK=grad", model, out, sizeof out);
+    const char *row = strstr(out, " train "), *mm = strstr(out, "MISMATCH max_err=");
+    if (rc == 0 || count_of(out, "MISMATCH") != 1 || !row || !mm || mm < row ||
+        mm > strchr(row, '\n') || count_of(out, "  ok ") != 1 ||
+        !strstr(out, "the gradient of conv1.weight differs") || !(atof(mm + 17) >= 1.0))
+        cnn_test_fail(__FILE__, __LINE__, "corrupted gradients, %s: exit %d, output:\n%s", model,
+                      rc, out);
 }
 
 TEST(cnnbench_other_modes_cpu)

@@ -116,6 +116,14 @@ bool bench_check(const char *check, const float *got, long n, long samples, benc
  * when |got - ref| <= rtol * |ref| + atol_rel * max|ref|. Same corruption rule. */
 bool bench_check_tensors(const char *check, const cnn_tensor *got, const cnn_tensor *ref,
                          double rtol, double atol_rel, double *max_err);
+/* ||a - ref|| / ||ref|| over n values (L2; ||a - ref|| when ref is all zeros). */
+double bench_rel_l2(const float *a, const float *ref, long n);
+/* Whole-tensor check for values that are chaotic element by element (the deep gradients of a
+ * training step: see bench_model.c): passes when bench_rel_l2(got, ref) <= bound; *err gets it.
+ * The corruption rule of bench_check applies to got (a host copy it may change): =1 moves
+ * element 0 by 10 bounds of ||ref|| + 1, abs=D moves the middle one by D. */
+bool bench_check_rel_l2(const char *check, float *got, const float *ref, long n, double bound,
+                        double *err);
 /* A host copy of a tensor's values (caller frees), NULL on failure. */
 float *bench_host_copy(const cnn_tensor *t);
 /* Fills r->check and r->max_err from a check's outcome. */

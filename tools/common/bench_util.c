@@ -274,6 +274,30 @@ bool bench_check_tensors(const char *check, const cnn_tensor *got, const cnn_ten
     return ok;
 }
 
+double bench_rel_l2(const float *a, const float *ref, long n)
+{
+    double d = 0, r = 0;
+    for (long i = 0; i < n; i++) {
+        d += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        r += (double)ref[i] * ref[i];
+    }
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+bool bench_check_rel_l2(const char *check, float *got, const float *ref, long n, double bound,
+                        double *err)
+{
+    const corruption c = corruption_for(check);
+    if (c.on && n > 0 && !c.abs) { /* 10 bounds (of ||ref||) + 1 */
+        double norm = 0;
+        for (long i = 0; i < n; i++) norm += (double)ref[i] * ref[i];
+        got[0] += (float)(10.0 * bound * sqrt(norm) + 1.0);
+    }
+    if (c.on && n > 0 && c.abs) got[n / 2] += (float)c.abs;
+    *err = bench_rel_l2(got, ref, n);
+    return *err <= bound;
+}
+
 void bench_set_check(bench_result *r, bool ok, double max_err)
 {
     snprintf(r->check, sizeof r->check, "%s", ok ? "ok" : "mismatch");
