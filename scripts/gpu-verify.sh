@@ -13,9 +13,10 @@
 #              machine that lacks them: adds $DEPS_ROOT/usr/include and
 #              $DEPS_ROOT/usr/lib/x86_64-linux-gnu (+ openblas-pthread) to the build and runtime.
 #   BUILD      build folder (default build-gpu); JOBS: parallel jobs (default: all cores).
-#   GPU_TEST_FILTER  run_tests arguments choosing the tests memcheck runs (default
-#              "--gpu-only --exclude=models_zoo_train_step": every GPU test but the zoo's
-#              224x224 training steps, which the "memcheck_models" step runs alone).
+#   GPU_TEST_FILTER  run_tests arguments choosing the tests memcheck runs (default: every GPU
+#              test but the zoo's 224x224 training steps, which the "memcheck_models" step runs
+#              alone, and the deliberate out-of-memory test; see FILTER below).
+#   SHARDS     processes the CPU tests are spread over in the "tests" step (default 4).
 #   TIME_BUDGET  seconds for the whole script (default 560, under the device tool's 600): each
 #              step gets at most what is left, and a step cut short counts as a failure.
 #   DRY=1      a run on a machine without a GPU (checks the script): a missing GPU is not a failure
@@ -30,7 +31,10 @@ cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-out}"
 BUILD_DIR="${BUILD:-build-gpu}"
 JOBS="${JOBS:-$(nproc)}"
-FILTER="${GPU_TEST_FILTER:---gpu-only --exclude=models_zoo_train_step}"
+# The deliberate out-of-memory test is left out: its cudaMalloc of more than the GPU has, and the
+# cudaGetLastError that clears it, are API errors memcheck reports (4 on the H200, 2026-12-04,
+# the only ones of 81 tests); tests.log shows it passing.
+FILTER="${GPU_TEST_FILTER:---gpu-only --exclude=models_zoo_train_step --exclude=cuda_out_of_memory_is_reported}"
 STEPS=" ${STEPS:-build tests memcheck memcheck_models} "
 ARCH="-gencode arch=compute_90,code=sm_90"
 START=$(date +%s)
@@ -138,14 +142,41 @@ fi
 [ -x "$BIN" ] || { fail "$BIN is missing (run with \"build\" in STEPS)"; finish; }
 
 # ---- the whole suite ------------------------------------------------------------------------
+# One process takes over 220 s here (2026-12-04, H200, 16 cores: 340 of 370 tests in 218 s; the
+# torch checks start python3 with torch 2.11 each, the zoo's GPU test runs nine CPU references at
+# 224x224). So the CPU tests run in SHARDS processes at once (run_tests --shard, OMP threads
+# shared out), then the GPU tests alone in one (some fill the GPU's memory on purpose). tests.log
+# holds every process's output; the counts are summed into one result line.
 if [[ "$STEPS" == *" tests "* ]]; then
     t0=$(date +%s)
-    # shellcheck disable=SC2086 # TESTS_ARGS is a list of run_tests arguments
-    timeout "$(left 300)" "$BIN" ${TESTS_ARGS:-} >"$OUT/tests.log" 2>&1
-    rc=$?
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/tests.log" | tail -1)
-    note "tests: ${last:-no result line} ($(why "$rc"), $(($(date +%s) - t0)) s)"
+    SHARDS="${SHARDS:-4}"
+    threads=$((JOBS / SHARDS > 0 ? JOBS / SHARDS : 1))
+    pids=()
+    for ((k = 0; k < SHARDS; k++)); do
+        # shellcheck disable=SC2086 # TESTS_ARGS is a list of run_tests arguments
+        OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout "$(left 300)" "$BIN" \
+            --cpu-only --shard=$k/$SHARDS ${TESTS_ARGS:-} >"$OUT/tests.cpu$k.log" 2>&1 &
+        pids+=($!)
+    done
+    # The first failure's status, or 124 if any process ran out of time.
+    rc=0
+    merge_rc() { if [ "$1" -ne 0 ] && { [ "$rc" -eq 0 ] || [ "$1" -eq 124 ]; }; then rc=$1; fi; }
+    for p in "${pids[@]}"; do
+        wait "$p"
+        merge_rc $?
+    done
+    # shellcheck disable=SC2086
+    timeout "$(left 300)" "$BIN" --gpu-only ${TESTS_ARGS:-} >"$OUT/tests.gpu.log" 2>&1
+    merge_rc $?
+    cat "$OUT"/tests.cpu*.log "$OUT/tests.gpu.log" >"$OUT/tests.log"
+    rm -f "$OUT"/tests.cpu*.log "$OUT/tests.gpu.log"
+    ends=$(grep -cE '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/tests.log")
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT/tests.log" |
+        awk '{p += $1; f += $3; s += $5} END {printf "%d passed, %d failed, %d skipped", p, f, s}')
+    [ "$ends" -eq $((SHARDS + 1)) ] || last="only $ends of $((SHARDS + 1)) processes ended: $last"
+    note "tests: $last in $((SHARDS + 1)) processes ($(why "$rc"), $(($(date +%s) - t0)) s)"
     [ "$rc" -eq 0 ] || fail "test suite ($(why "$rc"))"
+    [ "$ends" -eq $((SHARDS + 1)) ] || fail "test suite: a process ended without its result line"
     grep -E '^FAIL' "$OUT/tests.log" | head -20 | tee -a "$SUMMARY"
     # Every reason a test was skipped, counted: on the GPU machine only the long torch checks
     # (CNN_TORCH_ALL) should be left.

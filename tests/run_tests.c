@@ -1,7 +1,9 @@
 /* run_tests.c — runs every registered test (or those whose "file:name" contains an argument),
  * each in a fresh context, and ends with the line "N passed, N failed, N skipped".
- * Options: --gpu-only (only the GPU tests), --exclude=TEXT (leave out tests whose "file:name"
- * contains TEXT; repeatable). */
+ * Options: --gpu-only (only the GPU tests), --cpu-only (only the others), --exclude=TEXT (leave
+ * out tests whose "file:name" contains TEXT; repeatable), --shard=K/N (of the tests the rest
+ * selects, in their stable order, those at positions K, K+N, K+2N ...: N processes with K = 0
+ * .. N-1 run each selected test once, as scripts/gpu-verify.sh does on a many-core machine). */
 #include "test.h"
 
 #include <stdarg.h>
@@ -115,17 +117,22 @@ static double now_ms(void)
 
 static int is_option(const char *a)
 {
-    return strcmp(a, "--gpu-only") == 0 || strncmp(a, "--exclude=", 10) == 0;
+    return strcmp(a, "--gpu-only") == 0 || strcmp(a, "--cpu-only") == 0 ||
+           strncmp(a, "--exclude=", 10) == 0 || strncmp(a, "--shard=", 8) == 0;
 }
 
 /* Whether the command line selects this test: it matches a name argument (or there is none), is
- * a GPU test under --gpu-only, and matches no --exclude=TEXT. */
+ * a GPU test under --gpu-only (not one under --cpu-only), and matches no --exclude=TEXT. */
 static int selected(const char *full, int gpu, int argc, char **argv)
 {
     int names = 0, named = 0;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--gpu-only") == 0) {
             if (!gpu) return 0;
+        } else if (strcmp(argv[a], "--cpu-only") == 0) {
+            if (gpu) return 0;
+        } else if (strncmp(argv[a], "--shard=", 8) == 0) {
+            continue;
         } else if (strncmp(argv[a], "--exclude=", 10) == 0) {
             if (strstr(full, argv[a] + 10)) return 0;
         } else {
@@ -139,12 +146,22 @@ static int selected(const char *full, int gpu, int argc, char **argv)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    for (int a = 1; a < argc; a++)
-        if (strncmp(argv[a], "--", 2) == 0 && !is_option(argv[a])) {
-            fprintf(stderr, "run_tests: unknown option %s (usage: run_tests [--gpu-only] "
-                            "[--exclude=TEXT]... [TEXT]...)\n", argv[a]);
+    int shard = 0, shards = 1;
+    for (int a = 1; a < argc; a++) {
+        const char *bad = NULL;
+        char end = 0;
+        if (strncmp(argv[a], "--", 2) == 0 && !is_option(argv[a]))
+            bad = "unknown option";
+        else if (strncmp(argv[a], "--shard=", 8) == 0 &&
+                 (sscanf(argv[a] + 8, "%d/%d%c", &shard, &shards, &end) != 2 || shards < 1 ||
+                  shard < 0 || shard >= shards))
+            bad = "a shard is K/N with 0 <= K < N:";
+        if (bad) {
+            fprintf(stderr, "run_tests: %s %s (usage: run_tests [--gpu-only | --cpu-only] "
+                            "[--exclude=TEXT]... [--shard=K/N] [TEXT]...)\n", bad, argv[a]);
             return 2;
         }
+    }
     /* Registration order depends on link order; run in a stable order instead. */
     qsort(g_tests, (size_t)g_n, sizeof *g_tests, cmp_tests);
     int gpus = cnn_cuda_device_count();
@@ -152,11 +169,12 @@ int main(int argc, char **argv)
            cnn_built_with_cuda() ? "built" : "not built", gpus);
     int passed = 0, failed = 0, skipped = 0;
     double t_all = now_ms();
-    for (int i = 0; i < g_n; i++) {
+    for (int i = 0, position = 0; i < g_n; i++) {
         test_entry *t = &g_tests[i];
         char full[256];
         snprintf(full, sizeof full, "%s:%s", t->file, t->name);
         if (!selected(full, t->gpu, argc, argv)) continue;
+        if (position++ % shards != shard) continue;
         if (t->gpu && gpus == 0) {
             printf("skip %s (no CUDA device)\n", full);
             skipped++;
