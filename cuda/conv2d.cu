@@ -1,8 +1,11 @@
 /* conv2d.cu — hand-written CUDA conv2d: forward, backward-data and backward-filter as implicit
  * GEMMs (igemm.cuh) whose operands index the tensors on the fly, direct kernels for
- * depthwise convs and the bias gradient. Exact FP32, or TF32 tensor cores for the GEMMs when the
- * context asks; no float atomics (bit-reproducible); it never calls cuDNN and keeps no state
- * between calls. */
+ * depthwise convs and the bias gradient. Backward data with at most 4 input channels per group
+ * (an RGB stem, depthwise convs) is a direct gather over the valid taps instead: as a GEMM its
+ * tiles were nearly empty and ResNet-50's stem ran at 0.02 of cuDNN's throughput on an H200
+ * (the gather's speed is not yet measured on a GPU). Exact FP32, or TF32 tensor cores for the
+ * GEMMs when the context asks; no float atomics (bit-reproducible); it never calls cuDNN and
+ * keeps no state between calls. */
 #include "cuda_check.h"
 
 #include <climits>
@@ -99,7 +102,8 @@ struct FwdOp {
     }
 };
 
-/* Backward data as a gather: m = (n, h, w) input pixel, j = input channel within the group,
+/* Backward data as a gather, for more than 4 input channels per group (fewer take
+ * gather_backward_data_kernel): m = (n, h, w) input pixel, j = input channel within the group,
  * t = (k, r, s); dy contributes where (h + ph - r*dh) is a multiple of sh (likewise w), so any
  * stride and dilation is exact and every dx element is written once.
  * dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W). */
@@ -227,7 +231,7 @@ __global__ void epilogue_kernel(Epi e, float *y, int len, FastDiv by_pq, FastDiv
     }
 }
 
-/* ---- depthwise (Cg == 1): one thread per output element ------------------------------------ */
+/* ---- depthwise (Cg == 1) forward and filter gradient (its backward data is the gather below) */
 /* x: (N, C, H, W), w: (K, 1, R, S) -> y: (N, K, P, Q) = the epilogue of the conv. */
 __global__ void dw_forward_kernel(Geo g, const float *x, const float *w, Epi e, float *y)
 {
@@ -249,32 +253,6 @@ __global__ void dw_forward_kernel(Geo g, const float *x, const float *w, Epi e, 
             }
         }
         y[i] = e.apply(acc, k, i);
-    }
-}
-
-/* dy: (N, K, P, Q), w: (K, 1, R, S) -> dx: (N, C, H, W), gathered like DataOp. */
-__global__ void dw_backward_data_kernel(Geo g, const float *dy, const float *w, float *dx)
-{
-    const int total = g.n * g.c * g.h * g.w;
-    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < total;
-         j += (int64_t)gridDim.x * blockDim.x) {
-        const int i = (int)j;
-        const int xw = i % g.w, h = (i / g.w) % g.h, c = (i / (g.h * g.w)) % g.c;
-        const int n = i / (g.h * g.w * g.c);
-        float acc = 0.0f;
-        for (int k = c * g.kg; k < (c + 1) * g.kg; k++) {
-            const float *dyk = dy + (n * g.k + k) * g.p * g.q, *wk = w + k * g.r * g.s;
-            for (int r = 0; r < g.r; r++) {
-                const int ph = h + g.ph - r * g.dh, p = ph / g.sh;
-                if (ph < 0 || p * g.sh != ph || p >= g.p) continue;
-                for (int s = 0; s < g.s; s++) {
-                    const int pw = xw + g.pw - s * g.dw, q = pw / g.sw;
-                    if (pw < 0 || q * g.sw != pw || q >= g.q) continue;
-                    acc = fmaf(__ldg(wk + r * g.s + s), __ldg(dyk + p * g.q + q), acc);
-                }
-            }
-        }
-        dx[i] = acc;
     }
 }
 
@@ -320,6 +298,68 @@ __global__ void bias_grad_kernel(Geo g, const float *dy, float *db)
     }
     acc = block_sum(acc);
     if (threadIdx.x == 0) db[k] = acc;
+}
+
+/* ---- backward data for few input channels per group (Cg <= 4): a direct gather ------------ */
+/* Calls f(t, o) for each tap t < taps, in ascending order, whose output index
+ * o = (at - t*dil) / stride is whole and in [0, outs); at = the input index plus the padding.
+ * With dil == 1 the valid taps are t = at mod stride, then every stride-th t, o falling by one
+ * each step: no test per tap. A dilation > 1 takes the checking loop. */
+template <class F>
+__device__ void for_valid_taps(int at, int taps, int dil, int stride, FastDiv by_stride,
+                               int outs, F f)
+{
+    if (dil == 1) {
+        int o = by_stride.div(at), t = at - o * stride;
+        if (o >= outs) { /* the first taps land past the output's end: skip them */
+            t += (o - outs + 1) * stride;
+            o = outs - 1;
+        }
+        for (; t < taps && o >= 0; t += stride, o--) f(t, o);
+        return;
+    }
+    for (int t = 0; t < taps; t++) {
+        const int a = at - t * dil;
+        if (a < 0) break; /* a only falls from here */
+        const int o = by_stride.div(a);
+        if (o * stride == a && o < outs) f(t, o);
+    }
+}
+
+/* One thread per (n, group, h, w) input pixel computes its group's CG (= Cg) input channels:
+ * dx[n][gi*CG + c][h][w] = sum over the valid (r, s) and the group's kg output channels k of
+ * w[k][c][r][s] * dy[n][k][p][q], so each dy element loaded feeds CG multiply-adds and the
+ * index arithmetic is per tap, not per multiply-add. Every dx element is written once. For
+ * Cg == 1 this is the depthwise conv's backward data.
+ * dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W). */
+template <int CG>
+__global__ void gather_backward_data_kernel(Geo g, const float *dy, const float *w, float *dx)
+{
+    const int hw = g.h * g.w, pq = g.p * g.q, rs = g.r * g.s, total = g.n * g.groups * hw;
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < total;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)j; /* ((n * groups + gi) * H + h) * W + xw */
+        const int ng = i / hw, rem = i - ng * hw, h = rem / g.w, xw = rem - h * g.w;
+        const int n = ng / g.groups, gi = ng - n * g.groups;
+        /* dy's and w's parts for the group's first output channel */
+        const float *dyg = dy + (n * g.k + gi * g.kg) * pq, *wg = w + gi * g.kg * CG * rs;
+        float acc[CG];
+#pragma unroll
+        for (int c = 0; c < CG; c++) acc[c] = 0.0f;
+        for_valid_taps(h + g.ph, g.r, g.dh, g.sh, g.by_sh, g.p, [&](int r, int p) {
+            for_valid_taps(xw + g.pw, g.s, g.dw, g.sw, g.by_sw, g.q, [&](int s, int q) {
+                const float *d = dyg + p * g.q + q, *wk = wg + r * g.s + s;
+                for (int k = 0; k < g.kg; k++, d += pq, wk += CG * rs) {
+                    const float v = __ldg(d);
+#pragma unroll
+                    for (int c = 0; c < CG; c++) acc[c] = fmaf(__ldg(wk + c * rs), v, acc[c]);
+                }
+            });
+        });
+        float *o = dx + ng * CG * hw + rem; /* (n*C + gi*CG) * H*W + h*W + xw, as C = groups*CG */
+#pragma unroll
+        for (int c = 0; c < CG; c++) o[c * hw] = acc[c];
+    }
 }
 
 /* ---- launch helpers ------------------------------------------------------------------------ */
@@ -413,6 +453,17 @@ cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int
     return s;
 }
 
+/* dx from dy by gather_backward_data_kernel<CG> (CG = the group's input channels). */
+template <int CG>
+cnn_status launch_gather_data(cudaStream_t st, const Geo &g, const float *dy, const float *w,
+                              float *dx)
+{
+    const int blocks = grid_for((int64_t)g.n * g.groups * g.h * g.w, 256);
+    gather_backward_data_kernel<CG><<<blocks, 256, 0, st>>>(g, dy, w, dx);
+    CNN_CUDA_LAUNCH_CHECK(gather_backward_data_kernel);
+    return CNN_OK;
+}
+
 } /* namespace */
 
 extern "C" cnn_status cnn_cuda_conv2d_forward_fused(cnn_context *ctx, const cnn_cuda_conv *c,
@@ -485,11 +536,17 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_
     Geo g;
     CNN_TRY(cnn_cuda_enter(ctx, "conv2d backward", &st));
     CNN_TRY(to_geo("conv2d backward", c, &g));
-    if (g.cg == 1) {
-        const int blocks = grid_for((int64_t)g.n * g.c * g.h * g.w, 256);
-        dw_backward_data_kernel<<<blocks, 256, 0, st>>>(g, dy, w, dx);
-        CNN_CUDA_LAUNCH_CHECK(dw_backward_data_kernel);
-        return CNN_OK;
+    /* Few input channels per group (an RGB stem, depthwise and narrow grouped convs): the
+     * GEMM's columns would be the group's Cg channels, a 64-wide tile at least 94% empty, and at
+     * stride 2 three of its four reduction steps multiply zeros (ResNet-50's stem, Cg 3 and
+     * 7x7/2, ran at 0.02 of cuDNN's throughput on an H200). The gather does the valid taps
+     * only; its speed is not yet measured on a GPU. */
+    switch (g.cg) {
+    case 1: return launch_gather_data<1>(st, g, dy, w, dx);
+    case 2: return launch_gather_data<2>(st, g, dy, w, dx);
+    case 3: return launch_gather_data<3>(st, g, dy, w, dx);
+    case 4: return launch_gather_data<4>(st, g, dy, w, dx);
+    default: break;
     }
     DataOp op{g, dy, w, dx, 0};
     return run_split(ctx, st, op, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1, dx,

@@ -19,6 +19,10 @@ const conv_case conv_cases[] = {
     {"stride 3 > kernel", 2, 4, 13, 14, 6, 2, 2, 3, 3, 0, 1, 1, 1, 2, 1},
     /* all three GEMMs split their reduction (576, 576, 512 long) and have 2 groups each */
     {"groups 2, split-K", 2, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1},
+    /* backward data by the Cg <= 4 gather: its checking loop (dilation > 1 in both dims), and
+     * its stepping loop with a different stride per dim and taps past the output's end */
+    {"cg 4, dilation 2x3, stride 2", 2, 8, 13, 14, 6, 3, 3, 2, 2, 2, 3, 2, 3, 2, 1},
+    {"cg 2, stride 2x1, pad 2x0", 2, 6, 11, 9, 9, 5, 3, 2, 1, 2, 0, 1, 1, 3, 0},
 };
 const int n_conv_cases = (int)(sizeof conv_cases / sizeof *conv_cases);
 
