@@ -2,8 +2,10 @@
  * GEMMs (igemm.cuh) whose operands index the tensors on the fly, direct kernels for
  * depthwise convs and the bias gradient. Backward data with at most 4 input channels per group
  * (an RGB stem, depthwise convs) is a direct gather over the valid taps instead: as a GEMM its
- * tiles were nearly empty and ResNet-50's stem ran at 0.02 of cuDNN's throughput on an H200
- * (the gather's speed is not yet measured on a GPU). Exact FP32, or TF32 tensor cores for the
+ * tiles were nearly empty and ResNet-50's stem ran at 0.02 of cuDNN's throughput on an H200;
+ * with more channels and a stride, one GEMM per stride phase over that phase's taps only (the
+ * single GEMM multiplied zeros at 3 of 4 steps at stride 2: 0.24-0.31 of cuDNN). Neither's speed
+ * is measured on a GPU yet. Exact FP32, or TF32 tensor cores for the
  * GEMMs when the context asks; no float atomics (bit-reproducible); it never calls cuDNN and
  * keeps no state between calls. */
 #include "cuda_check.h"
@@ -103,9 +105,10 @@ struct FwdOp {
 };
 
 /* Backward data as a gather, for more than 4 input channels per group (fewer take
- * gather_backward_data_kernel): m = (n, h, w) input pixel, j = input channel within the group,
- * t = (k, r, s); dy contributes where (h + ph - r*dh) is a multiple of sh (likewise w), so any
- * stride and dilation is exact and every dx element is written once.
+ * gather_backward_data_kernel) at stride 1 or with a dilation (a strided conv without one takes
+ * PhaseDataOp): m = (n, h, w) input pixel, j = input channel within the group, t = (k, r, s); dy
+ * contributes where (h + ph - r*dh) is a multiple of sh (likewise w), so any stride and dilation
+ * is exact and every dx element is written once.
  * dy: (N, K, P, Q), w: (K, Cg, R, S) -> dx: (N, C, H, W). */
 struct DataOp {
     static constexpr bool A_T_FAST = false, B_T_FAST = true;
@@ -149,6 +152,73 @@ struct DataOp {
     {
         const int hw = g.h * g.w, n = m / hw, rem = m - n * hw;
         dx[split * slice + (n * g.c + gi * g.cg + j) * hw + rem] = v;
+    }
+};
+
+/* Backward data of a strided conv (dilation 1), one stride phase at a time. The input rows
+ * h = h0, h0 + sh, h0 + 2 sh ... (hc of them) are all reached by the same kernel rows,
+ * r = r0, r0 + sh ... (nr of them, r0 = (h0 + ph) mod sh), through dy row p = pb + hi - jr for
+ * the hi-th row and the jr-th tap (pb = (h0 + ph) / sh); columns likewise. So each of the sh*sw
+ * phases is a dense GEMM over only its taps: m = (n, hi, wi), j = input channel within the
+ * group, t = (k, jr, js), KD = Kg*nr*ns. DataOp's gather instead runs every (r, s) for every
+ * pixel and multiplies zeros where the stride skips it: 3 of every 4 steps at stride 2 (0.24-0.31
+ * of cuDNN's throughput on ResNet-50's strided convs, H200). A phase without taps (a 1x1 conv's
+ * odd rows at stride 2) gets zeros from zero_phase_kernel. */
+struct Phase {
+    int h0, w0, hc, wc; /* first input row and column, and how many of each */
+    int r0, s0, nr, ns; /* first kernel row and column, and how many of each */
+    int pb, qb;         /* dy row and column of (hi, wi) and tap (jr, js): pb + hi - jr ... */
+    FastDiv by_cells, by_wc, by_taps, by_ns; /* hc*wc, wc, nr*ns, ns */
+};
+
+struct PhaseDataOp {
+    static constexpr bool A_T_FAST = false, B_T_FAST = true;
+    Geo g;
+    Phase f;
+    const float *dy, *w;
+    float *out; /* dx; or, split, the workspace: (splits, N, C, hc, wc) */
+    int slice;  /* 0, or N*C*hc*wc: one split's part of the workspace */
+    PhaseDataOp split_into(float *ws, int n) const { return PhaseDataOp{g, f, dy, w, ws, n}; }
+    struct RowA { int base, hi, wi; bool ok; };
+    struct ColB { int base; bool ok; };
+    __device__ RowA row_a(int gi, int m, int M) const
+    {
+        RowA r{0, 0, 0, m < M};
+        if (!r.ok) return r;
+        const int n = f.by_cells.div(m), rem = m - n * f.hc * f.wc;
+        r.hi = f.by_wc.div(rem);
+        r.wi = rem - r.hi * f.wc;
+        r.base = (n * g.k + gi * g.kg) * g.p * g.q;
+        return r;
+    }
+    __device__ ColB col_b(int gi, int j, int NC) const
+    {
+        return ColB{(gi * g.kg * g.cg + j) * g.r * g.s, j < NC};
+    }
+    __device__ float a(const RowA &r, int t) const
+    {
+        const int k = f.by_taps.div(t), u = t - k * f.nr * f.ns, jr = f.by_ns.div(u);
+        const int p = f.pb + r.hi - jr, q = f.qb + r.wi - (u - jr * f.ns);
+        if (!r.ok || p < 0 || p >= g.p || q < 0 || q >= g.q) return 0.0f;
+        return __ldg(dy + r.base + (k * g.p + p) * g.q + q);
+    }
+    __device__ float b(const ColB &c, int t) const
+    {
+        if (!c.ok) return 0.0f;
+        const int k = f.by_taps.div(t), u = t - k * f.nr * f.ns, jr = f.by_ns.div(u);
+        const int ri = f.r0 + jr * g.sh, si = f.s0 + (u - jr * f.ns) * g.sw;
+        return __ldg(w + c.base + k * g.cg * g.r * g.s + ri * g.s + si);
+    }
+    __device__ void store(int gi, int split, int m, int j, float v) const
+    {
+        const int cells = f.hc * f.wc, n = f.by_cells.div(m), rem = m - n * cells;
+        const int c = gi * g.cg + j;
+        if (slice) {
+            out[split * slice + (n * g.c + c) * cells + rem] = v;
+            return;
+        }
+        const int hi = f.by_wc.div(rem), wi = rem - hi * f.wc;
+        out[(n * g.c + c) * g.h * g.w + (f.h0 + hi * g.sh) * g.w + f.w0 + wi * g.sw] = v;
     }
 };
 
@@ -229,6 +299,35 @@ __global__ void epilogue_kernel(Epi e, float *y, int len, FastDiv by_pq, FastDiv
         if (c >= k) c -= k;
         y[i] = e.apply(y[i], c, i);
     }
+}
+
+/* The dx offset of element i of a phase's compact (N, C, hc, wc) layout. */
+__device__ int phase_dx_index(const Geo &g, const Phase &f, int i)
+{
+    const int cells = f.hc * f.wc, nc = f.by_cells.div(i), rem = i - nc * cells;
+    const int hi = f.by_wc.div(rem), wi = rem - hi * f.wc;
+    return nc * g.h * g.w + (f.h0 + hi * g.sh) * g.w + f.w0 + wi * g.sw;
+}
+
+/* dx at a phase's pixels = the sum over splits of ws[s][i] (compact layout), in split order. */
+__global__ void phase_sum_kernel(const float *ws, int splits, int slice, Geo g, Phase f,
+                                 float *dx)
+{
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < slice;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)j;
+        float s = 0.0f;
+        for (int z = 0; z < splits; z++) s += ws[(int64_t)z * slice + i];
+        dx[phase_dx_index(g, f, i)] = s;
+    }
+}
+
+/* dx = 0 at the pixels of a phase that no tap reaches. */
+__global__ void zero_phase_kernel(Geo g, Phase f, int len, float *dx)
+{
+    for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < len;
+         j += (int64_t)gridDim.x * blockDim.x)
+        dx[phase_dx_index(g, f, (int)j)] = 0.0f;
 }
 
 /* ---- depthwise (Cg == 1) forward and filter gradient (its backward data is the gather below) */
@@ -405,14 +504,14 @@ cnn_status use_tf32(const cnn_context *ctx, bool *tf32)
     return CNN_OK;
 }
 
-/* Runs op's GEMM (M x NC per group, reduction KD long) into out (slice elements). When its
- * tiles fill fewer than `fill` blocks per multiprocessor, the reduction is split over
+/* Runs op's GEMM (M x NC per group, reduction KD long), whose result has slice elements. When
+ * its tiles fill fewer than `fill` blocks per multiprocessor, the reduction is split over
  * blockIdx.z until they fill about that many, each split a whole number of 8-steps and at least
- * 256 long: each split writes its own slice of a workspace, and sum_splits_kernel adds them in
- * split order (applying the forward's epilogue), so the result does not depend on scheduling. */
-template <class Op>
-cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int NC, int KD,
-                     int groups, int fill, float *out, int slice, Epi e, int pq, int k)
+ * 256 long: each split writes its own slice of a workspace, and sum(ws, splits) launches the
+ * kernel that adds them in split order into the result, so it does not depend on scheduling. */
+template <class Op, class Sum>
+cnn_status run_split_with(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int NC, int KD,
+                          int groups, int fill, int slice, Sum sum)
 {
     bool tf32;
     CNN_TRY(use_tf32(ctx, &tf32));
@@ -440,17 +539,81 @@ cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int
     cnn_status s = launch_igemm(st, op.split_into(cnn_f32(ws), slice), tf32, M, NC, KD, groups,
                                 (int)splits, kchunk);
     if (s == CNN_OK) {
-        sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(cnn_f32(ws), (int)splits, slice,
-                                                                 e, pq, k, out);
+        sum(cnn_f32(ws), (int)splits);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess)
-            s = cnn_error(cnn_cuda_status_of(e), "conv2d: launch of sum_splits_kernel failed: %s",
+            s = cnn_error(cnn_cuda_status_of(e), "conv2d: launch of the split sum failed: %s",
                           cudaGetErrorString(e));
     }
     /* Released at once: the caching allocator reuses the block only for later work on this
      * stream, which runs after these kernels. */
     cnn_tensor_free(&ws);
     return s;
+}
+
+/* run_split_with into out (slice elements, laid out as op's own result), summed by
+ * sum_splits_kernel, which applies the forward's epilogue e (empty for the backward passes). */
+template <class Op>
+cnn_status run_split(cnn_context *ctx, cudaStream_t st, const Op &op, int M, int NC, int KD,
+                     int groups, int fill, float *out, int slice, Epi e, int pq, int k)
+{
+    return run_split_with(ctx, st, op, M, NC, KD, groups, fill, slice,
+                          [&](const float *ws, int splits) {
+                              sum_splits_kernel<<<grid_for(slice, 256), 256, 0, st>>>(
+                                  ws, splits, slice, e, pq, k, out);
+                          });
+}
+
+/* The stride phase (h0, w0) of g (see PhaseDataOp); counts of 0 where it has no rows or taps. */
+Phase make_phase(const Geo &g, int h0, int w0)
+{
+    Phase f = {};
+    f.h0 = h0;
+    f.w0 = w0;
+    f.hc = h0 < g.h ? (g.h - h0 + g.sh - 1) / g.sh : 0;
+    f.wc = w0 < g.w ? (g.w - w0 + g.sw - 1) / g.sw : 0;
+    f.r0 = (h0 + g.ph) % g.sh;
+    f.s0 = (w0 + g.pw) % g.sw;
+    f.nr = f.r0 < g.r ? (g.r - f.r0 + g.sh - 1) / g.sh : 0;
+    f.ns = f.s0 < g.s ? (g.s - f.s0 + g.sw - 1) / g.sw : 0;
+    f.pb = (h0 + g.ph) / g.sh;
+    f.qb = (w0 + g.pw) / g.sw;
+    if (f.hc > 0 && f.wc > 0) {
+        f.by_cells = fast_div(f.hc * f.wc);
+        f.by_wc = fast_div(f.wc);
+    }
+    if (f.nr > 0 && f.ns > 0) {
+        f.by_taps = fast_div(f.nr * f.ns);
+        f.by_ns = fast_div(f.ns);
+    }
+    return f;
+}
+
+/* Backward data of a strided conv with dilation 1 and more than 4 input channels per group:
+ * one GEMM per stride phase (PhaseDataOp), each split as run_split splits, its split sums
+ * scattered into dx by phase_sum_kernel. */
+cnn_status backward_data_phases(cnn_context *ctx, cudaStream_t st, const Geo &g, const float *dy,
+                                const float *w, float *dx)
+{
+    for (int h0 = 0; h0 < g.sh; h0++)
+        for (int w0 = 0; w0 < g.sw; w0++) {
+            const Phase f = make_phase(g, h0, w0);
+            /* N*C*hc*wc <= N*C*H*W, which to_geo keeps under 2^31 */
+            const int cells = g.n * g.c * f.hc * f.wc;
+            if (cells == 0) continue;
+            if (f.nr == 0 || f.ns == 0) {
+                zero_phase_kernel<<<grid_for(cells, 256), 256, 0, st>>>(g, f, cells, dx);
+                CNN_CUDA_LAUNCH_CHECK(zero_phase_kernel);
+                continue;
+            }
+            const PhaseDataOp op{g, f, dy, w, dx, 0};
+            CNN_TRY(run_split_with(ctx, st, op, g.n * f.hc * f.wc, g.cg, g.kg * f.nr * f.ns,
+                                   g.groups, 1, cells, [&](const float *ws, int splits) {
+                                       phase_sum_kernel<<<grid_for(cells, 256), 256, 0, st>>>(
+                                           ws, splits, cells, g, f, dx);
+                                   }));
+        }
+    return CNN_OK;
 }
 
 /* dx from dy by gather_backward_data_kernel<CG> (CG = the group's input channels). */
@@ -548,6 +711,8 @@ extern "C" cnn_status cnn_cuda_conv2d_backward_data(cnn_context *ctx, const cnn_
     case 4: return launch_gather_data<4>(st, g, dy, w, dx);
     default: break;
     }
+    if ((g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1)
+        return backward_data_phases(ctx, st, g, dy, w, dx);
     DataOp op{g, dy, w, dx, 0};
     return run_split(ctx, st, op, g.n * g.h * g.w, g.cg, g.kg * g.r * g.s, g.groups, 1, dx,
                      g.n * g.c * g.h * g.w, Epi{}, 1, 1);

@@ -23,6 +23,12 @@ const conv_case conv_cases[] = {
      * its stepping loop with a different stride per dim and taps past the output's end */
     {"cg 4, dilation 2x3, stride 2", 2, 8, 13, 14, 6, 3, 3, 2, 2, 2, 3, 2, 3, 2, 1},
     {"cg 2, stride 2x1, pad 2x0", 2, 6, 11, 9, 9, 5, 3, 2, 1, 2, 0, 1, 1, 3, 0},
+    /* backward data by stride phase (Cg > 4, dilation 1; "3x3 stride 2" and "1x1 stride 2",
+     * whose odd phases have no taps, too): groups, stride 3 with uneven padding, and phases whose
+     * reductions (512 to 2048 long on one 16 x 16 tile) are split */
+    {"groups 2, stride 2", 2, 16, 13, 11, 12, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1},
+    {"5x5 stride 3, pad 2x1", 1, 6, 17, 16, 7, 5, 5, 3, 3, 2, 1, 1, 1, 1, 0},
+    {"stride 2, split-K", 1, 16, 8, 8, 512, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
 };
 const int n_conv_cases = (int)(sizeof conv_cases / sizeof *conv_cases);
 
