@@ -59,8 +59,13 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
         /* A kernel must not find its inputs in L2 left warm by the previous repeat. */
         if (e->flush && cnn_tensor_fill_(e->flush, (float)i) != CNN_OK) rc = -1;
         /* CUDA events around the repeat on the context's stream (the host clock on the CPU):
-         * the time between the two stream positions, as torch.cuda.Event measures it. */
-        if (!rc && cnn_synchronize() != CNN_OK) rc = -1;
+         * the time between the two stream positions, as torch.cuda.Event measures it. No
+         * synchronize before the start, as bench/torch_reference.py has none: the start event
+         * waits behind the flush on the stream, and the call's host-side setup (descriptors,
+         * algorithm lookup, launches) overlaps the flush on both sides. With one here (until
+         * 2026-12-04) ours was timed with that setup and PyTorch's without it, which made
+         * every short cuDNN call look slower than PyTorch's by the setup's microseconds. The
+         * repeat still ends synchronized: cnn_timer_elapsed_ms waits for the stop event. */
         if (!rc && cnn_timer_start(tm) != CNN_OK) rc = -1;
         if (!rc && run(ud)) rc = -1;
         if (!rc && cnn_timer_stop(tm) != CNN_OK) rc = -1;
