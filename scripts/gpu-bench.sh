@@ -269,6 +269,20 @@ bench_main() {
         theirs "torch_model_$m" 90 model $m --batch "$b" "${s[@]}" "${i[@]}"
         pair "model_$m" "torch_model_$m" "$m train + infer, batch $b, FP32"
     done
+    # Training behind PyTorch's on the H200 (2026-12-04: ResNet-50 0.79x, AlexNet 0.57x, where
+    # inference was level): whether cuDNN's 1 GiB workspace cap (PyTorch sets none) left its
+    # fastest backward algorithms out at these batches, and where AlexNet's step time goes.
+    for m in resnet50 alexnet; do
+        b=$mb s=("${sz[@]}")
+        [ $m = alexnet ] && b=$ab s=("${asz[@]}")
+        gb_step "model_${m}_ws16g" 120 env CNN_CUDNN_WORKSPACE_MB=16384 "$BIN/cnnbench" model $m \
+            --batch "$b" "${s[@]}" --backend "$FAST" "${mit[@]}" --json "$W/model_${m}_ws16g.json"
+        pair "model_${m}_ws16g" "torch_model_$m" "$m train + infer, batch $b, FP32, 16 GiB workspace cap"
+    done
+    ours model_alexnet_layers 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$FAST" \
+        --layers "${mit[@]}"
+    grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers.log" 2>/dev/null |
+        cut -c1-400 | tee -a "$SUMMARY"
     # What fusion gains (conv + add + ReLU in one op; BN folded in inference): ResNet-50 with
     # every layer alone.
     ours model_resnet50_nofuse 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --no-fusion "${mit[@]}"

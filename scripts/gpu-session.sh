@@ -138,7 +138,9 @@ if wanted fm && wanted verify; then
     if budget_for fm 230; then
         say "== fm (budget $L s, alongside verify, at $(($(date +%s) - START)) s)"
         fm_t0=$(date +%s)
-        env "${TRAIN[@]}" ONLY=fashion_mnist FM_EPOCHS="${FM_EPOCHS:-32}" TIME_BUDGET="$L" \
+        fm_epochs=${FM_EPOCHS:-32}
+        [ "$DRY" = 1 ] && fm_epochs=2
+        env "${TRAIN[@]}" ONLY=fashion_mnist FM_EPOCHS="$fm_epochs" TIME_BUDGET="$L" \
             OUT="$W/fm" DRY="$DRY" scripts/gpu-train.sh >"$W/fm.log" 2>&1 &
         fm_pid=$!
     fi
@@ -178,9 +180,10 @@ if [ -n "$fm_pid" ]; then
 fi
 
 # ---- benchmarks, alone on the machine -----------------------------------------------------------
-wanted bench && part bench 170:60 gpu-bench.sh "${BENCH[@]}" \
+wanted bench && part bench 220:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="model_resnet50 torch_model_resnet50 model_vgg16 torch_model_vgg16 model_alexnet \
-torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_cuda"
+torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_cuda model_alexnet_ws16g \
+model_alexnet_layers model_resnet50_ws16g"
 wanted conv && part conv 130:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda"
 wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
