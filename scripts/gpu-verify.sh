@@ -5,8 +5,8 @@
 # $OUT, never touches the GPU's settings, and exits non-zero if any step failed.
 #
 # Output: $OUT (the device tool's output folder; ./gpu-out when unset) gets env.txt, build.log,
-# tests.log, memcheck.log, memcheck_oom.log (racecheck.log, synccheck.log) and summary.txt; the summary is also
-# printed last.
+# tests.log, memcheck.log, memcheck_oom.log (racecheck.log, synccheck.log) and summary.txt; the
+# summary is also printed last.
 # Environment:
 #   DEPS_DEBS  a folder of .deb files to unpack into a private DEPS_ROOT (see below).
 #   DEPS_ROOT  a folder holding unpacked Debian packages (stb, OpenBLAS, zlib headers) for a
