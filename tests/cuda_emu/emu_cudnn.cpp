@@ -271,6 +271,13 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTens
                              const void *A, const void *beta, const cudnnTensorDescriptor_t cd,
                              void *C)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto AD = snap(ad), CD = snap(cd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnAddTensor(now, al.get(), AD.get(), A, be.get(), CD.get(), C);
+        });
+    }
     const char *fn = "cudnnAddTensor";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -369,6 +376,14 @@ cudnnStatus_t cudnnPoolingForward(cudnnHandle_t h, const cudnnPoolingDescriptor_
                                   const void *x, const void *beta,
                                   const cudnnTensorDescriptor_t yd, void *y)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto D = snap(d);
+        auto XD = snap(xd), YD = snap(yd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnPoolingForward(now, D.get(), al.get(), XD.get(), x, be.get(), YD.get(), y);
+        });
+    }
     const char *fn = "cudnnPoolingForward";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -398,6 +413,15 @@ cudnnStatus_t cudnnPoolingBackward(cudnnHandle_t h, const cudnnPoolingDescriptor
                                    const void *x, const void *beta,
                                    const cudnnTensorDescriptor_t dxd, void *dx)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto D = snap(d);
+        auto YD = snap(yd), DYD = snap(dyd), XD = snap(xd), DXD = snap(dxd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnPoolingBackward(now, D.get(), al.get(), YD.get(), y, DYD.get(), dy,
+                                        XD.get(), x, be.get(), DXD.get(), dx);
+        });
+    }
     const char *fn = "cudnnPoolingBackward";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -521,6 +545,15 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
     const cudnnTensorDescriptor_t bnd, const void *scale, const void *bias, double factor,
     void *run_mean, void *run_var, double eps, void *save_mean, void *save_invstd)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto XD = snap(xd), YD = snap(yd), BND = snap(bnd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnBatchNormalizationForwardTraining(
+                now, mode, al.get(), be.get(), XD.get(), x, YD.get(), y, BND.get(), scale, bias,
+                factor, run_mean, run_var, eps, save_mean, save_invstd);
+        });
+    }
     const char *fn = "cudnnBatchNormalizationForwardTraining";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -573,6 +606,15 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(
     const cudnnTensorDescriptor_t bnd, const void *scale, const void *bias, const void *est_mean,
     const void *est_var, double eps)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto XD = snap(xd), YD = snap(yd), BND = snap(bnd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnBatchNormalizationForwardInference(now, mode, al.get(), be.get(),
+                                                           XD.get(), x, YD.get(), y, BND.get(),
+                                                           scale, bias, est_mean, est_var, eps);
+        });
+    }
     const char *fn = "cudnnBatchNormalizationForwardInference";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -611,6 +653,17 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
     void *dx, const cudnnTensorDescriptor_t bnd, const void *scale, void *dscale, void *dbias,
     double eps, const void *saved_mean, const void *saved_invstd)
 {
+    if (h && capturing(h->stream)) {
+        auto ad = snap_scalar(alpha_d), bd = snap_scalar(beta_d);
+        auto ap = snap_scalar(alpha_p), bp = snap_scalar(beta_p);
+        auto XD = snap(xd), DYD = snap(dyd), DXD = snap(dxd), BND = snap(bnd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnBatchNormalizationBackward(now, mode, ad.get(), bd.get(), ap.get(),
+                                                   bp.get(), XD.get(), x, DYD.get(), dy,
+                                                   DXD.get(), dx, BND.get(), scale, dscale,
+                                                   dbias, eps, saved_mean, saved_invstd);
+        });
+    }
     const char *fn = "cudnnBatchNormalizationBackward";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;

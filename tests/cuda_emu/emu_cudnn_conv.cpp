@@ -475,6 +475,16 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
                                       cudnnConvolutionFwdAlgo_t algo, void *ws, size_t ws_bytes,
                                       const void *beta, const cudnnTensorDescriptor_t yd, void *y)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto XD = snap(xd), YD = snap(yd);
+        auto WD = snap(wd);
+        auto CV = snap(conv);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnConvolutionForward(now, al.get(), XD.get(), x, WD.get(), w, CV.get(),
+                                           algo, ws, ws_bytes, be.get(), YD.get(), y);
+        });
+    }
     const char *fn = "cudnnConvolutionForward";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -494,6 +504,17 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
                                            size_t ws_bytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxd, void *dx)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto DYD = snap(dyd), DXD = snap(dxd);
+        auto WD = snap(wd);
+        auto CV = snap(conv);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnConvolutionBackwardData(now, al.get(), WD.get(), w, DYD.get(), dy,
+                                                CV.get(), algo, ws, ws_bytes, be.get(),
+                                                DXD.get(), dx);
+        });
+    }
     const char *fn = "cudnnConvolutionBackwardData";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -513,6 +534,17 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              size_t ws_bytes, const void *beta,
                                              const cudnnFilterDescriptor_t dwd, void *dw)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto XD = snap(xd), DYD = snap(dyd);
+        auto DWD = snap(dwd);
+        auto CV = snap(conv);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnConvolutionBackwardFilter(now, al.get(), XD.get(), x, DYD.get(), dy,
+                                                  CV.get(), algo, ws, ws_bytes, be.get(),
+                                                  DWD.get(), dw);
+        });
+    }
     const char *fn = "cudnnConvolutionBackwardFilter";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
@@ -530,6 +562,14 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
                                            const void *beta, const cudnnTensorDescriptor_t dbd,
                                            void *db)
 {
+    if (h && capturing(h->stream)) {
+        auto al = snap_scalar(alpha), be = snap_scalar(beta);
+        auto DYD = snap(dyd), DBD = snap(dbd);
+        return capture_call(h->stream, [=](cudnnHandle_t now) {
+            return cudnnConvolutionBackwardBias(now, al.get(), DYD.get(), dy, be.get(), DBD.get(),
+                                                db);
+        });
+    }
     const char *fn = "cudnnConvolutionBackwardBias";
     count_call(fn);
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;

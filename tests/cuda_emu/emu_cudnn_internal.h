@@ -4,9 +4,13 @@
 #ifndef CNN_EMU_CUDNN_INTERNAL_H
 #define CNN_EMU_CUDNN_INTERNAL_H
 
+#include "emu_internal.h"
+
 #include <cudnn.h>
 
 #include <stddef.h>
+
+#include <memory>
 
 struct cudnnContext {
     cudaStream_t stream;
@@ -61,6 +65,33 @@ inline bool ready(const cudnnFilterStruct *f) { return f && f->set; }
 inline void blend(float *y, double r, float alpha, float beta)
 {
     *y = beta == 0.0f ? (float)(alpha * r) : (float)(alpha * r + (double)beta * *y);
+}
+
+/* ---- stream capture ----------------------------------------------------------------------
+ * A compute call on a handle whose stream is being captured is checked at once (computing
+ * nothing) and recorded to compute at each graph launch, with copies of its descriptors and
+ * host scalars as they are now: the library may destroy a descriptor before the graph runs. */
+
+template <class T>
+std::shared_ptr<T> snap(const T *p)
+{
+    return p ? std::make_shared<T>(*p) : nullptr;
+}
+inline std::shared_ptr<float> snap_scalar(const void *p) { return snap((const float *)p); }
+
+template <class F>
+cudnnStatus_t capture_call(cudaStream_t stream, F call)
+{
+    cudnnContext now{nullptr};
+    checking_only = true;
+    cudnnStatus_t st = call(&now);
+    checking_only = false;
+    if (st != CUDNN_STATUS_SUCCESS) return st;
+    int d = defer(stream, [call] {
+        cudnnContext later{nullptr};
+        (void)call(&later);
+    });
+    return d >= 0 ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
 }
 
 } /* namespace cnn_emu */

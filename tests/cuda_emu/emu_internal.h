@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 
+#include <functional>
+
 namespace cnn_emu {
 
 enum mem_kind { MEM_UNKNOWN = 0, MEM_DEVICE = 1, MEM_PINNED = 2 };
@@ -26,6 +28,8 @@ void report(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2
  * nothing, so a program's time is its host-side cost alone (results are garbage): for
  * measuring the runtime's per-step overhead, never for tests. */
 bool no_compute();
+/* Set around a captured call's check (emu_cudnn_internal.h): no_compute() is then true. */
+extern thread_local bool checking_only;
 
 /* Counts one call of name (a CUDA, cuBLAS or cuDNN function), listed on stderr at exit when
  * CNN_EMU_PROFILE is set: the calls that cost a real GPU host time, and whether a run reached
@@ -35,6 +39,20 @@ void count_call(const char *name);
 /* v rounded to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands
  * (the emulated cuBLAS and cuDNN in TF32 math mode). */
 float to_tf32(float v);
+
+/* Stream capture (emu_graph.cpp). capturing: stream s is being captured. defer: while it is,
+ * work for s is recorded for cudaGraphLaunch instead of run: 1; 0 when s is not captured (run
+ * it now); -1 when the capture was invalidated (the call fails with the error set). */
+bool capturing(cudaStream_t s);
+/* True on a thread while it runs a graph's recorded work: host-side call counts skip it. */
+extern thread_local bool replaying;
+int defer(cudaStream_t s, std::function<void()> work);
+/* A wait for stream s (a NULL s: none): refused while s is captured, which invalidates the
+ * capture. cudaSuccess or the error, also set as the last error. */
+cudaError_t capture_forbids_wait(cudaStream_t s);
+/* An allocation or device-wide wait ("potentially unsafe" in CUDA's terms): refused, as the
+ * thread's and the captures' modes say, invalidating the captures that refuse it. */
+cudaError_t capture_forbids_unsafe();
 
 } /* namespace cnn_emu */
 

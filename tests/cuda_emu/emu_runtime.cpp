@@ -21,10 +21,12 @@
 #include <vector>
 
 namespace cnn_emu {
+thread_local bool checking_only = false;
+
 bool no_compute()
 {
     static const bool v = getenv("CNN_EMU_NO_COMPUTE") && strcmp(getenv("CNN_EMU_NO_COMPUTE"), "0");
-    return v;
+    return v || checking_only;
 }
 
 namespace {
@@ -174,7 +176,7 @@ double now_ms()
 
 void count_call(const char *name)
 {
-    if (!counting_calls) return;
+    if (!counting_calls || replaying) return;
     std::lock_guard<std::mutex> hold(C().lock);
     C().n[name]++;
 }
@@ -212,9 +214,11 @@ void report(cudaError_t e, const char *fmt, ...)
 struct CUevent_st {
     double ms;
     bool recorded;
+    bool captured; /* last recorded in a capturing stream: no time, nothing to wait for */
 };
 struct cublasContext {
     cublasMath_t mode;
+    cudaStream_t stream;
 };
 
 using namespace cnn_emu;
@@ -237,6 +241,11 @@ const char *cudaGetErrorName(cudaError_t e)
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
     }
     return "cudaErrorUnknown";
 }
@@ -257,6 +266,15 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported:
+        return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+        return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+        return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorCapturedEvent:
+        return "operation not permitted on an event last recorded in a capturing stream";
     }
     return "unknown error";
 }
@@ -361,7 +379,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
 cudaError_t cudaDeviceSynchronize(void)
 {
     count_call("cudaDeviceSynchronize");
-    return cudaSuccess;
+    return capture_forbids_unsafe();
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -376,20 +394,27 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
     count_call("cudaMalloc");
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
     return alloc(p, bytes, MEM_DEVICE);
 }
 cudaError_t cudaFree(void *p)
 {
     count_call("cudaFree");
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
     return release(p, MEM_DEVICE);
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
 {
     if (flags > 7) return set_error(cudaErrorInvalidValue);
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
     return alloc(p, bytes, MEM_PINNED);
 }
-cudaError_t cudaMallocHost(void **p, size_t bytes) { return alloc(p, bytes, MEM_PINNED); }
-cudaError_t cudaFreeHost(void *p) { return release(p, MEM_PINNED); }
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
+cudaError_t cudaFreeHost(void *p)
+{
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
+    return release(p, MEM_PINNED);
+}
 
 namespace {
 cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
@@ -403,19 +428,27 @@ cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
     count_call(copy_name(kind, false));
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
     return copy(dst, src, bytes, kind);
 }
 
+/* A captured copy reads its source when the graph runs, as a real one does. */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
-                            cudaStream_t)
+                            cudaStream_t s)
 {
     count_call(copy_name(kind, true));
+    if (int d = defer(s, [=] { (void)copy(dst, src, bytes, kind); }))
+        return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
     return copy(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
-                              size_t width, size_t height, cudaMemcpyKind kind, cudaStream_t)
+                              size_t width, size_t height, cudaMemcpyKind kind, cudaStream_t s)
 {
+    if (int d = defer(s, [=] {
+            (void)cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, nullptr);
+        }))
+        return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
     if (width > dpitch || width > spitch || dpitch > 2147483647u || spitch > 2147483647u)
         return set_error(cudaErrorInvalidPitchValue);
     if (!width || !height) return cudaSuccess;
@@ -435,16 +468,26 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int dst_device, const void *src, int 
     return cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
 }
 
-cudaError_t cudaMemset(void *p, int value, size_t bytes)
+namespace {
+cudaError_t fill(void *p, int value, size_t bytes)
 {
     if (bytes && memory_kind(p, bytes) != MEM_DEVICE) return set_error(cudaErrorInvalidValue);
     if (bytes) memset(p, value, bytes);
     return cudaSuccess;
 }
+} /* namespace */
 
-cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t)
+cudaError_t cudaMemset(void *p, int value, size_t bytes)
 {
-    return cudaMemset(p, value, bytes);
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
+    return fill(p, value, bytes);
+}
+
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
+{
+    if (int d = defer(s, [=] { (void)fill(p, value, bytes); }))
+        return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
+    return fill(p, value, bytes);
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
@@ -465,10 +508,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 }
 
 /* Work completes when it is issued, so a wait has nothing to wait for. */
-cudaError_t cudaStreamSynchronize(cudaStream_t)
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
     count_call("cudaStreamSynchronize");
-    return cudaSuccess;
+    return capture_forbids_wait(s);
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned)
 {
@@ -480,7 +523,7 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e,
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
     if (!e || flags > 7) return set_error(cudaErrorInvalidValue);
-    *e = new CUevent_st{0.0, false};
+    *e = new CUevent_st{0.0, false, false};
     return cudaSuccess;
 }
 
@@ -491,9 +534,11 @@ cudaError_t cudaEventDestroy(cudaEvent_t e)
     return cudaSuccess;
 }
 
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    e->captured = capturing(s);
+    if (e->captured) return cudaSuccess;
     e->ms = now_ms();
     e->recorded = true;
     return cudaSuccess;
@@ -501,13 +546,15 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
 
 cudaError_t cudaEventQuery(cudaEvent_t e)
 {
-    return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+    if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    return e->captured ? set_error(cudaErrorCapturedEvent) : cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
     count_call("cudaEventSynchronize");
-    return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+    if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    return e->captured ? set_error(cudaErrorCapturedEvent) : cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
@@ -535,7 +582,7 @@ cublasStatus_t cublasCreate(cublasHandle_t *h)
 {
     if (!h) return CUBLAS_STATUS_INVALID_VALUE;
     if (!device_count()) return CUBLAS_STATUS_NOT_INITIALIZED;
-    *h = new cublasContext{CUBLAS_DEFAULT_MATH};
+    *h = new cublasContext{CUBLAS_DEFAULT_MATH, nullptr};
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -546,9 +593,11 @@ cublasStatus_t cublasDestroy(cublasHandle_t h)
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t)
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
 {
-    return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode)
@@ -607,6 +656,16 @@ extern "C" cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
         ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    if (capturing(h->stream)) {
+        /* Host scalars and the math mode are read at capture, as cuBLAS does. */
+        const float al = *alpha, be = *beta;
+        const cublasMath_t mode = h->mode;
+        int d = defer(h->stream, [=] {
+            cublasContext now{mode, nullptr};
+            (void)cublasSgemm(&now, ta, tb, m, n, k, &al, a, lda, b, ldb, &be, c, ldc);
+        });
+        if (d) return d > 0 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
     const bool tf32 = h->mode == CUBLAS_TF32_TENSOR_OP_MATH;
     std::vector<float> ta32, tb32;
     const float *pa, *pb;
@@ -659,6 +718,15 @@ extern "C" cublasStatus_t cublasSgemv(cublasHandle_t h, cublasOperation_t t, int
         return CUBLAS_STATUS_INVALID_VALUE;
     const int xl = t == CUBLAS_OP_N ? n : m, yl = t == CUBLAS_OP_N ? m : n;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    if (capturing(h->stream)) {
+        const float al = *alpha, be = *beta;
+        const cublasMath_t mode = h->mode;
+        int d = defer(h->stream, [=] {
+            cublasContext now{mode, nullptr};
+            (void)cublasSgemv(&now, t, m, n, &al, a, lda, x, incx, &be, y, incy);
+        });
+        if (d) return d > 0 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
     std::vector<float> unused;
     const float *pa;
     const size_t xs = ((size_t)(xl - 1) * (size_t)abs(incx) + 1) * sizeof(float);

@@ -397,6 +397,58 @@ static void check_wmma(void)
     cudaFree(dc);
 }
 
+/* Stream capture: work given to a capturing stream is recorded, not run, and runs at each graph
+ * launch with the arguments it had at capture; what a capture forbids fails and invalidates it. */
+__global__ void add_kernel(int *x, int v) { x[threadIdx.x] += v; }
+
+static void check_capture(int *d)
+{
+    cudaStream_t s;
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t e = nullptr;
+    int h[4] = {0}, one = 1, v = 5;
+    EXPECT(cudaStreamCreateWithFlags(&s, 1) == cudaSuccess);
+    EXPECT(cudaMemset(d, 0, 4 * sizeof(int)) == cudaSuccess);
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    enum cudaStreamCaptureStatus st;
+    EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess && st == cudaStreamCaptureStatusActive);
+    add_kernel<<<1, 4, 0, s>>>(d, v);
+    v = 100; /* the launch keeps the 5 it was given */
+    EXPECT(cudaMemcpyAsync(d + 1, &one, sizeof one, cudaMemcpyHostToDevice, s) == cudaSuccess);
+    /* relaxed mode lets this thread allocate */
+    enum cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
+    void *p = nullptr;
+    EXPECT(cudaThreadExchangeStreamCaptureMode(&m) == cudaSuccess);
+    EXPECT(cudaMalloc(&p, 64) == cudaSuccess && cudaFree(p) == cudaSuccess);
+    EXPECT(cudaThreadExchangeStreamCaptureMode(&m) == cudaSuccess);
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess && g);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    EXPECT(h[0] == 0 && h[1] == 0); /* nothing ran yet */
+    EXPECT(cudaGraphInstantiate(&e, g, 0) == cudaSuccess);
+    for (int k = 0; k < 2; k++) EXPECT(cudaGraphLaunch(e, s) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    EXPECT(h[0] == 10 && h[1] == 1 && h[2] == 10 && h[3] == 10); /* the copy came last */
+    EXPECT(cudaGraphExecDestroy(e) == cudaSuccess && cudaGraphDestroy(g) == cudaSuccess);
+    /* Forbidden while capturing in thread-local mode: a wait for the stream, an allocation, a
+     * synchronous copy; each invalidates the capture, which then ends in an error. */
+    for (int k = 0; k < 3; k++) {
+        EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+        cudaError_t r = k == 0   ? cudaStreamSynchronize(s)
+                        : k == 1 ? cudaMalloc(&p, 64)
+                                 : cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+        EXPECT(r == cudaErrorStreamCaptureUnsupported);
+        EXPECT(cudaGetLastError() == cudaErrorStreamCaptureUnsupported);
+        EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess &&
+               st == cudaStreamCaptureStatusInvalidated);
+        EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g);
+        (void)cudaGetLastError();
+    }
+    EXPECT(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) ==
+           cudaErrorStreamCaptureUnsupported); /* the legacy stream */
+    (void)cudaGetLastError();
+    EXPECT(cudaStreamDestroy(s) == cudaSuccess);
+}
+
 int main(void)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -411,6 +463,7 @@ int main(void)
     check_memory(d);
     check_cublas();
     check_wmma();
+    check_capture(d);
     cudaFree(d);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -249,6 +251,11 @@ struct launch_cfg {
 void launch(const launch_cfg &cfg, void (*run)(void *), void *closure, const void *const *ptrs,
             int nptrs);
 
+/* Stream capture (emu_graph.cpp): whether stream s is being captured, and recording work for
+ * it (see emu_internal.h). */
+bool capturing(cudaStream_t s);
+int defer(cudaStream_t s, std::function<void()> work);
+
 template <class... Q>
 struct pending {
     launch_cfg cfg;
@@ -288,11 +295,21 @@ template <class... P, class... Q>
 inline void operator*(void (*f)(P...), pending<Q...> &&p)
 {
     static_assert(sizeof...(P) == sizeof...(Q), "kernel launched with the wrong argument count");
-    closure<P...> c{f, std::make_from_tuple<std::tuple<P...>>(std::move(p.args))};
-    const void *ptrs[sizeof...(P) + 1] = {};
-    int n = 0;
-    std::apply([&](const P &...a) { (note_pointer(a, ptrs, n), ...); }, c.args);
-    launch(p.cfg, &closure<P...>::run, &c, ptrs, n);
+    auto c = std::make_shared<closure<P...>>(
+        closure<P...>{f, std::make_from_tuple<std::tuple<P...>>(std::move(p.args))});
+    const launch_cfg cfg = p.cfg;
+    auto run = [c, cfg] {
+        const void *ptrs[sizeof...(P) + 1] = {};
+        int n = 0;
+        std::apply([&](const P &...a) { (note_pointer(a, ptrs, n), ...); }, c->args);
+        launch(cfg, &closure<P...>::run, c.get(), ptrs, n);
+    };
+    /* In a capture the launch is recorded with its arguments as they are now, and run by each
+     * graph launch (its checks then too). */
+    if (capturing(cfg.stream)) {
+        if (defer(cfg.stream, run)) return;
+    }
+    run();
 }
 
 } /* namespace cnn_emu */
