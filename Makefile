@@ -170,7 +170,7 @@ $(BUILD)/libcnncuda.a: $(LIB_OBJ)
 $(BUILD)/cnncuda.map: include/cnncuda.h $(wildcard include/cnncuda/*.h)
 	@mkdir -p $(dir $@)
 	{ echo '{ global:'; $(CC) -E -P -Iinclude include/cnncuda.h | tr '\n' ' ' | \
-	  grep -oE 'cnn_[A-Za-z0-9_]+ *\(' | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	  grep -oE 'cnn_[A-Za-z0-9_]+ *\([^*]' | sed -E 's/ *\(.$$//' | sort -u | sed 's/$$/;/'; \
 	  echo 'local: *; };'; } > $@
 # stb_image is compiled into the library (data/image_decode.c): -lstb is for the tools and tests.
 LIB_LDLIBS = $(filter-out -lstb,$(LDLIBS))

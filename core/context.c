@@ -179,6 +179,26 @@ cnn_status cnn_cuda_device_name(int device, char *buf, size_t size)
                                      "built without CUDA (CUDA=0)", device);
 }
 
+cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **out)
+{
+    (void)fn;
+    (void)ud;
+    if (out) *out = NULL;
+    return cnn_error(CNN_ERR_DEVICE, "graph_capture: CUDA graphs need a CUDA context, and "
+                                     "libcnncuda was built without CUDA (CUDA=0)");
+}
+
+cnn_status cnn_graph_replay(cnn_graph *g)
+{
+    (void)g;
+    return cnn_error(CNN_ERR_DEVICE, "graph_replay: libcnncuda was built without CUDA (CUDA=0)");
+}
+
+void cnn_graph_destroy(cnn_graph **g)
+{
+    if (g) *g = NULL;
+}
+
 cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn)
 {
     if (driver) *driver = 0;

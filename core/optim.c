@@ -307,9 +307,75 @@ static cnn_status update_cuda(cnn_optim *opt)
 }
 #endif
 
+#if CNN_WITH_CUDA
+/* ---- inside a CUDA graph capture ---------------------------------------------------------
+ * The captured update is replayed with the scalars it was captured with, so a replay is
+ * refused once the learning rate changed, and each replay, not the capture, counts as a step
+ * of the parameters that had a gradient at capture. */
+typedef struct captured_step {
+    cnn_optim *opt;
+    float lr;
+    int n;      /* entries of idx */
+    int idx[];  /* the parameters updated */
+} captured_step;
+
+static cnn_status captured_step_hook(void *ud, bool commit)
+{
+    captured_step *c = ud;
+    cnn_optim *opt = c->opt;
+    if (!commit) {
+        CNN_CHECK(opt->cfg.lr == c->lr, CNN_ERR_INVALID_ARG,
+                  "graph_replay: the optimizer's learning rate is %g, but its step was captured "
+                  "with %g; capture the step again after changing it", (double)opt->cfg.lr,
+                  (double)c->lr);
+        return CNN_OK;
+    }
+    for (int i = 0; i < c->n; i++) opt->ps[c->idx[i]].step++;
+    opt->steps++;
+    return CNN_OK;
+}
+
+/* Checks that a step can be captured and registers its replay hook; the update itself is
+ * queued (recorded) by the caller as usual. */
+static cnn_status capture_step(cnn_optim *opt)
+{
+    CNN_CHECK(opt->cfg.kind == CNN_OPTIM_SGD, CNN_ERR_UNSUPPORTED,
+              "optim_step: %s inside a graph capture: its bias correction changes every step, "
+              "and a replay would repeat the captured one", kind_name(opt->cfg.kind));
+    size_t size = sizeof(captured_step) + (size_t)(opt->n ? opt->n : 1) * sizeof(int);
+    captured_step *c = malloc(size);
+    CNN_CHECK(c, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
+    *c = (captured_step){.opt = opt, .lr = opt->cfg.lr};
+    cnn_status st = CNN_OK;
+    for (int i = 0; i < opt->n && st == CNN_OK; i++) {
+        optim_param *q = &opt->ps[i];
+        if (!q->p->grad) continue;
+        if (!cnn_on_cuda(q->p))
+            st = cnn_error(CNN_ERR_UNSUPPORTED, "optim_step: parameter '%s' is on the CPU; a "
+                           "graph capture records GPU work only", q->name);
+        else if (q->step == 0)
+            st = cnn_error(CNN_ERR_INVALID_ARG, "optim_step: parameter '%s' has its first "
+                           "update inside a graph capture (its state is made then); run one "
+                           "step before capturing", q->name);
+        c->idx[c->n++] = i;
+    }
+    if (st == CNN_OK) st = cnn_cuda_capture_on_replay(cnn_ctx(), captured_step_hook, c, size);
+    free(c);
+    return st;
+}
+#endif
+
 cnn_status cnn_optim_step(cnn_optim *opt)
 {
     CNN_CHECK(opt, CNN_ERR_INVALID_ARG, "optim_step: optimizer is NULL");
+#if CNN_WITH_CUDA
+    if (cnn_cuda_capturing(cnn_ctx())) {
+        CNN_TRY(capture_step(opt));
+        for (int i = 0; i < opt->n; i++)
+            if (opt->ps[i].p->grad) CNN_TRY(prepare(opt, &opt->ps[i], opt->ps[i].p->grad));
+        return update_cuda(opt);
+    }
+#endif
     /* All checks and allocations first, so that a failure leaves every parameter unchanged. */
     bool any_cuda = false;
     for (int i = 0; i < opt->n; i++) {

@@ -55,6 +55,11 @@ static float normal_at(uint64_t seed, uint64_t offset, int64_t i)
 cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_device device)
 {
     cnn_context *c = cnn_ctx();
+#if CNN_WITH_CUDA
+    CNN_CHECK(!(device.type == CNN_DEVICE_CUDA && cnn_cuda_capturing(c)), CNN_ERR_UNSUPPORTED,
+              "random: a random fill inside a graph capture would repeat the same numbers at "
+              "every replay");
+#endif
     uint64_t seed = c->rng_seed;
     uint64_t offset = cnn_rng_take(dist == 0 ? (n + 3) / 4 : (n + 1) / 2);
     if (device.type == CNN_DEVICE_CUDA) {

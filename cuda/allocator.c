@@ -6,8 +6,10 @@
  * freed by one layer's big tensors serves the next layer's differently sized ones, and the
  * allocated bytes are the rounded requests, as PyTorch's allocator counts them. A block handed to a
  * second stream (cnn_cuda_record_stream: the data loader's copy stream fills batches the compute
- * stream reads) is reused only after that stream's work at release time is done. It owns memory
- * only: no kernels, no printing. */
+ * stream reads) is reused only after that stream's work at release time is done. While a CUDA
+ * graph is captured (cuda/graph.c), the capturing stream's allocations come from a pool of the
+ * graph's own that nothing else may reuse until the graph is destroyed, since every replay
+ * writes the same addresses. It owns memory only: no kernels, no printing. */
 #include "cuda_check.h"
 
 #include <pthread.h>
@@ -34,12 +36,24 @@ typedef struct block {
     /* The blocks before and after this one in its cudaMalloc'd segment (NULL at its ends). */
     struct block *seg_prev, *seg_next;
     bool is_free;
+    /* The graph pool the block belongs to (0: the general cache; a whole segment shares one).
+     * Only allocations made while that graph is captured may take it. */
+    int pool;
+    /* A block of another pool released while a graph was captured: the captured work may
+     * still use it at each replay, so it is kept out of the cache until that graph is gone. */
+    int held_by;
 } block;
 
 struct dev_cache {
     int device;
     block *free_list; /* ascending size, for best fit */
     block *live;      /* handed out and not yet released */
+    block *held;      /* released while a graph was captured (held_by), not yet reusable */
+    /* The capture in progress on this device (0: none) and its stream, whose allocations
+     * come from that graph's pool; the last pool number handed out. */
+    int capture_pool;
+    cudaStream_t capture_stream;
+    int last_pool;
     cnn_cuda_memory_stats stats;
 };
 
@@ -140,6 +154,7 @@ static void split(dev_cache *dc, block *b, size_t size, cudaStream_t owner)
     r->ptr = (char *)b->ptr + size;
     r->size = b->size - size;
     r->stream = owner;
+    r->pool = b->pool;
     r->dev = dc;
     r->is_free = true;
     r->seg_prev = b;
@@ -150,13 +165,15 @@ static void split(dev_cache *dc, block *b, size_t size, cudaStream_t owner)
     free_list_insert(dc, r);
 }
 
-/* Best fit among the free blocks this stream may reuse. A small request takes a block of at most
- * twice its size, whole; a large one takes any larger block and splits off what it leaves. */
-static block *take_free(dev_cache *dc, size_t size, cudaStream_t stream)
+/* Best fit among the free blocks of `pool` this stream may reuse. A small request takes a block
+ * of at most twice its size, whole; a large one takes any larger block and splits off what it
+ * leaves. */
+static block *take_free(dev_cache *dc, size_t size, cudaStream_t stream, int pool)
 {
     for (block *b = dc->free_list; b; b = b->next) {
         if (b->size < size) continue;
         if (size <= SMALL_LIMIT && b->size > 2 * size) break;
+        if (b->pool != pool) continue;
         if ((b->stream != stream && b->stream != NULL) || still_pending(b)) continue;
         list_remove(&dc->free_list, b);
         cudaStream_t owner = b->stream;
@@ -220,7 +237,7 @@ static cnn_status free_cached(int device)
     block *list = NULL;
     for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
         next = b->next;
-        if (b->seg_prev || b->seg_next) continue;
+        if (b->seg_prev || b->seg_next || b->pool) continue; /* a graph's memory stays */
         list_remove(&dc->free_list, b);
         dc->stats.reserved_bytes -= b->size;
         list_push(&list, b);
@@ -271,14 +288,9 @@ void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
 }
 
 /* ---- storage allocation and release ---------------------------------------------------------- */
-/* Called from any thread when a storage's last reference goes: the block goes back to the
- * cache, reusable at once by its stream (later work there is ordered after earlier work), or,
- * if another stream used it, once the work queued there so far is done. */
-static void block_release(cnn_storage *s)
+/* Puts a released block back in the cache (caller holds g_lock; b is in no list). */
+static void return_block(block *b)
 {
-    block *b = s->allocator;
-    if (!b) return;
-    pthread_mutex_lock(&g_lock);
     if (b->use_stream) {
         /* The event must belong to the block's device, whichever device this thread is on. */
         int prev = -1;
@@ -295,21 +307,53 @@ static void block_release(cnn_storage *s)
         b->use_stream = NULL;
     }
     dev_cache *dc = b->dev;
-    list_remove(&dc->live, b);
-    dc->stats.allocated_bytes -= b->size;
     b->is_free = true;
     if (!b->pending) b = merge_free_neighbours(dc, b);
     free_list_insert(dc, b);
+}
+
+/* Called from any thread when a storage's last reference goes: the block goes back to the
+ * cache, reusable at once by its stream (later work there is ordered after earlier work), or,
+ * if another stream used it, once the work queued there so far is done. During a capture a
+ * block of another pool is held instead (see `held_by`). */
+static void block_release(cnn_storage *s)
+{
+    block *b = s->allocator;
+    if (!b) return;
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = b->dev;
+    list_remove(&dc->live, b);
+    dc->stats.allocated_bytes -= b->size;
+    if (dc->capture_pool && b->pool != dc->capture_pool) {
+        b->held_by = dc->capture_pool;
+        list_push(&dc->held, b);
+    } else {
+        return_block(b);
+    }
     pthread_mutex_unlock(&g_lock);
     s->data = NULL;
     s->allocator = NULL;
 }
 
-/* cudaMalloc of `size` bytes; on out-of-memory, frees this device's cache and tries once more. */
-static cnn_status device_malloc(int device, size_t size, size_t bytes, const char *op, void **p)
+/* cudaMalloc of `size` bytes; on out-of-memory, frees this device's cache and tries once more.
+ * In a capture (graph.c captures in thread-local mode, where cudaMalloc is refused) the call
+ * is made in relaxed mode, as PyTorch's allocator does, and there is no second try: freeing
+ * the cache waits for the device, which a capture forbids. */
+static cnn_status device_malloc(int device, size_t size, size_t bytes, const char *op,
+                                bool capturing, void **p)
 {
-    cudaError_t e = cudaMalloc(p, size);
-    if (e == cudaErrorMemoryAllocation) {
+    cudaError_t e;
+    if (capturing) {
+        enum cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        e = cudaThreadExchangeStreamCaptureMode(&mode);
+        if (e == cudaSuccess) {
+            e = cudaMalloc(p, size);
+            (void)cudaThreadExchangeStreamCaptureMode(&mode);
+        }
+    } else {
+        e = cudaMalloc(p, size);
+    }
+    if (e == cudaErrorMemoryAllocation && !capturing) {
         (void)cudaGetLastError();
         CNN_TRY(free_cached(device));
         e = cudaMalloc(p, size);
@@ -341,7 +385,9 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
     cnn_status st = CNN_OK;
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = get_dev(device, op, &st);
-    block *b = dc ? take_free(dc, size, stream) : NULL;
+    /* The capturing stream allocates from its graph's pool; everything else from the cache. */
+    int pool = dc && dc->capture_pool && stream == dc->capture_stream ? dc->capture_pool : 0;
+    block *b = dc ? take_free(dc, size, stream, pool) : NULL;
     if (b) {
         list_push(&dc->live, b);
         note_allocated(dc, b->size);
@@ -351,7 +397,7 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
 
     if (!b) {
         void *p = NULL;
-        CNN_TRY(device_malloc(device, size, bytes, op, &p));
+        CNN_TRY(device_malloc(device, size, bytes, op, pool != 0, &p));
         b = calloc(1, sizeof *b);
         if (!b) {
             (void)cudaFree(p);
@@ -360,6 +406,7 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
         b->ptr = p;
         b->size = size;
         b->stream = stream;
+        b->pool = pool;
         b->dev = dc;
         pthread_mutex_lock(&g_lock);
         list_push(&dc->live, b);
@@ -479,6 +526,12 @@ static cnn_status memcpy_ordered(cnn_context *ctx, void *dst, cnn_device dst_dev
     }
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "memcpy", &s));
+    /* A captured copy from the host would read the host buffer at each replay, long after the
+     * caller let go of it; one to the host would be waited for, which a capture cannot do. */
+    CNN_CHECK(!(dst_host || src_host) || !cnn_cuda_capturing(ctx), CNN_ERR_UNSUPPORTED,
+              "memcpy: a copy %s the host inside a graph capture (a replay would repeat it "
+              "with the capture's host buffer); copy inputs into the graph's tensors before "
+              "cnn_graph_replay and read results after it", src_host ? "from" : "to");
     if (!dst_host && !src_host && dst_dev.index != src_dev.index) {
         CNN_CUDA_TRY(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, s));
     } else {
@@ -506,4 +559,57 @@ cnn_status cnn_cuda_memcpy_to_pinned(cnn_context *ctx, void *dst, const void *sr
                                      cnn_device src_dev, size_t bytes)
 {
     return memcpy_ordered(ctx, dst, CNN_CPU, src, src_dev, bytes, false);
+}
+
+/* ---- graph pools (cuda/graph.c) -------------------------------------------------------------- */
+cnn_status cnn_cuda_pool_begin(int device, cudaStream_t stream, int *pool)
+{
+    cnn_status st = CNN_OK;
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = get_dev(device, "graph_capture", &st);
+    if (dc && dc->capture_pool)
+        st = cnn_error(CNN_ERR_UNSUPPORTED, "graph_capture: another graph is being captured on "
+                       "cuda:%d; one capture per device at a time", device);
+    else if (dc) {
+        dc->capture_pool = *pool = ++dc->last_pool;
+        dc->capture_stream = stream;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+void cnn_cuda_pool_end(int device)
+{
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = g_devs && device >= 0 && device < g_ndev ? g_devs[device] : NULL;
+    if (dc) {
+        dc->capture_pool = 0;
+        dc->capture_stream = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+void cnn_cuda_pool_release(int device, int pool)
+{
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = g_devs && device >= 0 && device < g_ndev ? g_devs[device] : NULL;
+    if (!dc || !pool) {
+        pthread_mutex_unlock(&g_lock);
+        return;
+    }
+    /* Retag first, so that held blocks merge with the pool's free neighbours they border. */
+    for (block *b = dc->free_list; b; b = b->next)
+        if (b->pool == pool) b->pool = 0;
+    for (block *b = dc->live; b; b = b->next)
+        if (b->pool == pool) b->pool = 0;
+    for (block *b = dc->held; b; b = b->next)
+        if (b->pool == pool) b->pool = 0;
+    for (block *b = dc->held, *next; b; b = next) {
+        next = b->next;
+        if (b->held_by != pool) continue;
+        list_remove(&dc->held, b);
+        b->held_by = 0;
+        return_block(b);
+    }
+    pthread_mutex_unlock(&g_lock);
 }

@@ -370,6 +370,14 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     void *wp = NULL;
     algo_entry e;
     if (!cache_find(ctx, &key, &e)) {
+        /* Not CNN_ERR_UNSUPPORTED, which would send the call to the hand-written kernel. */
+        if (cnn_cuda_capturing(ctx)) {
+            st = cnn_error(CNN_ERR_INVALID_ARG, "conv2d: cuDNN's algorithm search for this %s "
+                           "case would run inside a graph capture (it times algorithms and "
+                           "waits for the GPU); run the captured function once before capturing "
+                           "it", dir_name[dir]);
+            goto done;
+        }
         /* A refusal is kept too (algo -1): searching again on every call would time every
          * algorithm each time only to fall back again. An out-of-memory is not kept. */
         st = search(&c, &key, &e);

@@ -21,6 +21,16 @@ cnn_status cnn_cuda_timer_record(cnn_context *ctx, void *events, bool stop);
 cnn_status cnn_cuda_timer_elapsed(void *events, double *ms);
 void cnn_cuda_timer_destroy(void *events);
 
+/* ---- CUDA graphs (cuda/graph.c) ----------------------------------------------------------- */
+/* Whether ctx's stream is being captured into a graph (cnn_graph_capture); false for NULL and
+ * CPU contexts. Ops whose work a replay could not repeat faithfully refuse to run then. */
+bool cnn_cuda_capturing(const cnn_context *ctx);
+/* Registers hook with the graph being captured on ctx: each replay calls hook(ud, false) before
+ * its launch (an error refuses the replay, nothing runs) and hook(ud, true) after it. ud
+ * (size bytes) is copied. */
+cnn_status cnn_cuda_capture_on_replay(cnn_context *ctx, cnn_status (*hook)(void *ud, bool commit),
+                                      const void *ud, size_t size);
+
 /* ---- memory (cuda/allocator.c) ------------------------------------------------------------ */
 /* Device memory for a storage from the caching allocator: sets s->data, s->release and
  * s->allocator. `op` names the caller for an out-of-memory message. */

@@ -109,6 +109,25 @@ cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long lo
  * reported one since the last check (the slot is then cleared), else CNN_OK. */
 cnn_status cnn_cuda_check_bad_label(cnn_context *ctx);
 
+/* ---- graph capture (cuda/graph.c) ------------------------------------------------------------ */
+/* The graph being captured on ctx's stream (NULL: none, or not a CUDA context); set / cleared
+ * by graph.c around the capture. */
+struct cnn_graph *cnn_cuda_capture_of(const cnn_context *ctx);
+void cnn_cuda_capture_set(cnn_context *ctx, struct cnn_graph *graph);
+/* Sets whether a kernel that may report a bad label was queued since the last wait (with its
+ * class count *k when armed); returns the old flag, and the old count in *k. A capture saves
+ * and restores it, and each replay arms it as the captured work did. */
+bool cnn_cuda_bad_label_exchange(cnn_context *ctx, bool armed, int64_t *k);
+/* Graph pools (cuda/allocator.c). begin: from now on, allocations on `stream` of cuda:device
+ * come from a new pool (its number in *pool), which only they may reuse; CNN_ERR_UNSUPPORTED
+ * while another capture runs on the device. end: allocations go to the general cache again,
+ * and the pool's blocks stay reserved for the graph. release: the graph is gone: the pool's
+ * blocks join the general cache, and blocks of other pools released during its capture
+ * (held, since the graph's work used them) go back to theirs. */
+cnn_status cnn_cuda_pool_begin(int device, cudaStream_t stream, int *pool);
+void cnn_cuda_pool_end(int device);
+void cnn_cuda_pool_release(int device, int pool);
+
 /* ---- allocator hooks (cuda/allocator.c) ------------------------------------------------------ */
 /* Device scratch for a launcher, from the caching allocator. Released right after the kernels
  * that use it are queued: the block goes back to this stream's cache, and later work on the

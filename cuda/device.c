@@ -19,6 +19,8 @@ typedef struct cnn_gpu_state {
     /* A vector of ones (cnn_cuda_ones), from the caching allocator; grown, never shrunk. */
     cnn_storage ones;
     int64_t ones_n;
+    /* The graph being captured on the stream (cuda/graph.c), NULL when none. */
+    struct cnn_graph *capture;
 } cnn_gpu_state;
 
 int cnn_cuda_count_devices(void)
@@ -121,10 +123,45 @@ cnn_status cnn_cuda_enter(cnn_context *ctx, const char *op, cudaStream_t *stream
     return CNN_OK;
 }
 
+/* What a lazily made helper says when its first use falls inside a capture: made then, it
+ * would be filled only when the graph runs, and a capture cannot wait or (safely) allocate. */
+static cnn_status first_use_in_capture(const char *what)
+{
+    return cnn_error(CNN_ERR_INVALID_ARG,
+                     "graph_capture: %s is first needed inside the capture; run the captured "
+                     "function once before capturing it", what);
+}
+
+struct cnn_graph *cnn_cuda_capture_of(const cnn_context *ctx)
+{
+    const cnn_gpu_state *g = ctx ? ctx->gpu : NULL;
+    return g ? g->capture : NULL;
+}
+
+void cnn_cuda_capture_set(cnn_context *ctx, struct cnn_graph *graph)
+{
+    cnn_gpu_state *g = ctx->gpu;
+    g->capture = graph;
+}
+
+bool cnn_cuda_bad_label_exchange(cnn_context *ctx, bool armed, int64_t *k)
+{
+    cnn_gpu_state *g = ctx->gpu;
+    bool was = g->bad_label_armed;
+    int64_t old_k = g->bad_label_k;
+    g->bad_label_armed = armed;
+    if (armed) g->bad_label_k = *k;
+    *k = old_k;
+    return was;
+}
+
 cnn_status cnn_cuda_synchronize(cnn_context *ctx)
 {
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "synchronize", &s));
+    CNN_CHECK(!cnn_cuda_capture_of(ctx), CNN_ERR_UNSUPPORTED,
+              "synchronize: waiting for the GPU inside a graph capture (the capture records "
+              "work, it runs none; read results after cnn_graph_replay)");
     CNN_CUDA_TRY(cudaStreamSynchronize(s));
     return cnn_cuda_check_bad_label(ctx);
 }
@@ -135,6 +172,7 @@ cnn_status cnn_cuda_ones(cnn_context *ctx, int64_t n, const float **ones)
     CNN_TRY(cnn_cuda_enter(ctx, "ones", &s));
     cnn_gpu_state *g = ctx->gpu;
     if (g->ones_n < n) {
+        if (g->capture) return first_use_in_capture("the context's vector of ones");
         int64_t want = g->ones_n ? g->ones_n : 1024;
         while (want < n) want *= 2;
         cnn_storage fresh;
@@ -167,6 +205,7 @@ cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long lo
     CNN_TRY(cnn_cuda_enter(ctx, "cross_entropy", &s));
     cnn_gpu_state *g = ctx->gpu;
     if (!g->bad_label) {
+        if (g->capture) return first_use_in_capture("the context's bad-label slot");
         /* From the caching allocator, which frees its cache and retries when the GPU is full. */
         cnn_storage fresh;
         memset(&fresh, 0, sizeof fresh);
@@ -267,6 +306,7 @@ cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out)
     cnn_gpu_state *g = ctx->gpu;
     CNN_ASSERT(g && out);
     if (!g->cublas) {
+        if (g->capture) return first_use_in_capture("the context's cuBLAS handle");
         cublasHandle_t h = NULL;
         CNN_CUBLAS_TRY(cublasCreate(&h));
         cublasStatus_t e = cublasSetStream(h, g->stream);
@@ -290,6 +330,7 @@ cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out)
     cnn_gpu_state *g = ctx->gpu;
     CNN_ASSERT(g && out);
     if (!g->cudnn && !g->cudnn_unusable) {
+        if (g->capture) return first_use_in_capture("the context's cuDNN handle");
         cudnnHandle_t h = NULL;
         cudnnStatus_t e = cudnnCreate(&h);
         /* A GPU or driver this cuDNN does not support, or a sub-library (libcudnn_ops/_cnn,

@@ -73,6 +73,11 @@ cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor *
         return CNN_OK;
     }
     CNN_TRY(cnn_check_f32("dropout", "x", x));
+#if CNN_WITH_CUDA
+    CNN_CHECK(!(cnn_on_cuda(x) && cnn_cuda_capturing(cnn_ctx())), CNN_ERR_UNSUPPORTED,
+              "dropout: in training inside a graph capture, every replay would drop the same "
+              "elements (its random numbers are fixed at capture)");
+#endif
     int64_t n = cnn_shape_numel(x->shape);
     dropout_params dp = {cnn_ctx()->rng_seed, cnn_rng_take((n + 3) / 4), p};
     cnn_status st = CNN_OK;

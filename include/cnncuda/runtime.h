@@ -122,6 +122,34 @@ cnn_status cnn_timer_stop(cnn_timer *t);
  * CNN_ERR_INVALID_ARG if the timer was not started and stopped. */
 cnn_status cnn_timer_elapsed_ms(cnn_timer *t, double *ms);
 
+/* CUDA graphs: a step recorded once and replayed with one launch, without the host-side cost
+ * of its ops (checks, tape, allocator, one launch per kernel). cnn_graph_capture calls fn(ud)
+ * once under the current CUDA context with the context's stream in capture mode: the GPU work
+ * fn queues there is recorded, not run, and each cnn_graph_replay runs all of it again. A
+ * replay repeats exactly what was recorded, the same addresses and the same scalar values:
+ *  - run fn once without capturing first: cuDNN's algorithm search, the optimizer's state and
+ *    the context's helper buffers are made on first use, which a capture cannot do
+ *    (CNN_ERR_INVALID_ARG names what was missing);
+ *  - tensors fn allocates come from memory kept for the graph until cnn_graph_destroy, so a
+ *    tensor fn leaves alive (a loss stored through ud) holds each replay's result; feed new
+ *    inputs by copying them into the tensors fn read (cnn_tensor_copy_), not by new tensors;
+ *  - host work in fn happens once, at capture: ops on CPU tensors, host-side counters. Waiting
+ *    for the GPU inside fn (cnn_synchronize, reading a tensor) is CNN_ERR_UNSUPPORTED, as are
+ *    random ops on the GPU (dropout in training, random fills: a replay would repeat their
+ *    numbers) and Adam/AdamW steps (their bias correction changes every step);
+ *  - an SGD step in fn replays with the learning rate it was captured with: a replay after
+ *    cnn_optim_set_lr changed it fails with CNN_ERR_INVALID_ARG (capture again); each replay
+ *    counts as one cnn_optim_step in the optimizer's step counts.
+ * Everything fn used (context, model, optimizer, tensors) must outlive the graph. When fn or
+ * the capture fails, nothing was run, *out is NULL and the error is fn's or the capture's.
+ * CNN_ERR_DEVICE on a CPU context and in a CPU-only build. */
+typedef struct cnn_graph cnn_graph;
+cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **out);
+/* Queues the recorded work on the capturing context's stream (asynchronously, as ops run). */
+cnn_status cnn_graph_replay(cnn_graph *g);
+/* Releases the graph and its memory (work already queued by a replay still completes). */
+void cnn_graph_destroy(cnn_graph **g);
+
 /* ------------------------------------------------------------------------------------------
  * Tensors: dtype, device, rank <= 4, dims and byte strides over a shared storage.
  * ---------------------------------------------------------------------------------------- */
