@@ -6,7 +6,8 @@
 #
 # Order: conv over ResNet-50's shapes at batch 64 (cuDNN, hand-written, PyTorch; FP32), the
 # hand-written/cuDNN ratios per pass; models train + infer with peak memory (resnet50 b256,
-# vgg16 b64, alexnet b256, lenet5 b256 32x32) against PyTorch; bn, pool, gemm, elementwise;
+# vgg16 b64, alexnet b256, lenet5 b256 32x32) against PyTorch, and lenet5 and resnet50 as CUDA
+# graph replays (--graph); bn, pool, gemm, elementwise;
 # then TF32 (conv and models); then ResNet-50 on the hand-written kernels and its per-layer
 # breakdown. Each step gets at most what is left of TIME_BUDGET; a step cut short is reported
 # and the next one starts.
@@ -291,6 +292,13 @@ bench_main() {
     # no cuDNN calls, so the two rows show what cuDNN's host cost per call adds.
     ours model_lenet5_cuda 60 model lenet5 --batch "$lb" --backend "$HAND" "${lit[@]}"
     pair model_lenet5_cuda torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, hand-written kernels"
+    # CUDA graphs (cnnbench --graph, cnn_graph_capture): the step captured once and replayed,
+    # without the host's cost per op; LeNet-5 (the 3x goal is about host time) and ResNet-50
+    # (the models without dropout).
+    ours model_lenet5_graph 60 model lenet5 --batch "$lb" --backend "$FAST" --graph "${lit[@]}"
+    pair model_lenet5_graph torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, CUDA graph replays"
+    ours model_resnet50_graph 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --graph "${mit[@]}"
+    pair model_resnet50_graph torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, CUDA graph replays"
     # 3. the other kernels, both GPU backends.
     local k
     for k in bn pool gemm elementwise; do

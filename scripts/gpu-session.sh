@@ -182,8 +182,8 @@ fi
 # ---- benchmarks, alone on the machine -----------------------------------------------------------
 wanted bench && part bench 220:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="model_resnet50 torch_model_resnet50 model_vgg16 torch_model_vgg16 model_alexnet \
-torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_cuda model_alexnet_ws16g \
-model_alexnet_layers model_resnet50_ws16g"
+torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_graph model_lenet5_cuda \
+model_alexnet_ws16g model_alexnet_layers model_resnet50_ws16g"
 wanted conv && part conv 130:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda"
 wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
@@ -194,7 +194,7 @@ if wanted extra; then
         part extra_memcheck 150:60 gpu-verify.sh STEPS=memcheck_models
     fi
     part extra 200:60 gpu-bench.sh "${BENCH[@]}" \
-        ONLY="ops_* torch_ops_* *_tf32 model_resnet50_cuda model_resnet50_nofuse layers"
+        ONLY="model_resnet50_graph ops_* torch_ops_* *_tf32 model_resnet50_cuda model_resnet50_nofuse layers"
 fi
 
 [ -n "$NOT_RUN" ] && say "not run:$NOT_RUN (give these as PARTS to the next call)"

@@ -79,6 +79,8 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
         {"loader", "loader needs a data folder"},
         {"loader fashion-mnist --workers 65", "--workers 65: at most 64"},
         {"gemm --json --list", "option '--json' needs a value, not '--list'"},
+        {"conv --graph", "--graph applies to mode model only"},
+        {"model lenet5 --graph", "--graph: CUDA graphs need a GPU backend"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int rc = run_bench(tool, "", cases[i].args, out, sizeof out);
@@ -326,6 +328,25 @@ GPU_TEST(cnnbench_gpu_backends_check_ok)
     if (rc != 0 || count_of(out, "  ok") != 2 * gpu_rows / 3)
         cnn_test_fail(__FILE__, __LINE__, "model lenet5 --backend gpu: exit %d, output:\n%s", rc,
                       out);
+}
+
+/* --graph: the steps are replayed from a CUDA graph, and a replay's result is checked against
+ * the step run op by op; a wrong one fails its row. */
+GPU_TEST(cnnbench_graph_replays_are_checked)
+{
+    char tool[512];
+    static char out[1 << 16];
+    if (!bench_path(tool, sizeof tool)) return;
+    const char *args = "model lenet5 --backend cuda --batch 8 --graph --warmup 1 --iters 2";
+    int rc = run_bench(tool, "", args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "| CUDA graph replays |") || count_of(out, "  ok ") != 2)
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    rc = run_bench(tool, "CNNBENCH_CORRUPT=1 CNNBENCH_CORRUPT_CHECK='graph train loss'", args, out,
+                   sizeof out);
+    const char *row = strstr(out, " train "), *mm = strstr(out, "MISMATCH");
+    if (rc != 1 || count_of(out, "MISMATCH") != 1 || !row || !mm || mm < row ||
+        mm > strchr(row, '\n') || count_of(out, "  ok ") != 1)
+        cnn_test_fail(__FILE__, __LINE__, "corrupted graph loss: exit %d, output:\n%s", rc, out);
 }
 
 /* A results file of the shared JSON schema with one row. */

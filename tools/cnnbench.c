@@ -43,6 +43,9 @@ static void usage(FILE *f)
         "                 loader: 224 for folders, 28 for Fashion-MNIST)\n"
         "  --workers N    loader: decoding threads (default 4)\n"
         "  --layers       model: also time each layer alone\n"
+        "  --graph        model: capture each step once into a CUDA graph and time its replays\n"
+        "                 (a GPU backend; models without dropout; the replay's loss or logits are\n"
+        "                 checked against the step run op by op)\n"
         "  --no-fusion    model: run every layer alone (no conv + BN fold, no fused conv + add +\n"
         "                 ReLU; see cnn_model_set_fusion)\n"
         "  --tf32         TF32 math for conv and GEMM on the GPU\n"
@@ -151,8 +154,10 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             exit(0);
         }
         if (!strcmp(a, "--tf32") || !strcmp(a, "--layers") || !strcmp(a, "--list") ||
-            !strcmp(a, "--no-peak") || !strcmp(a, "--no-fusion")) {
-            if (!strcmp(a, "--tf32"))
+            !strcmp(a, "--no-peak") || !strcmp(a, "--no-fusion") || !strcmp(a, "--graph")) {
+            if (!strcmp(a, "--graph"))
+                o->graph = true;
+            else if (!strcmp(a, "--tf32"))
                 o->tf32 = true;
             else if (!strcmp(a, "--no-fusion"))
                 o->no_fusion = true;
@@ -227,6 +232,11 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage("unknown option '%s'", a);
         }
     }
+    if (o->graph && strcmp(o->mode, "model"))
+        die_usage("--graph applies to mode model only");
+    if (o->graph && (!strcmp(o->backend, "cpu") || !strcmp(o->backend, "all")))
+        die_usage("--graph: CUDA graphs need a GPU backend (cuda, cudnn or gpu), not '%s'",
+                  o->backend);
     if (!strcmp(o->mode, "conv")) {
         if (set || !n_custom) {
             o->set = set ? set : "resnet50";
@@ -290,10 +300,11 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
     }
     static int headers; /* --backend all: a blank line between the backends' tables */
     printf("%scnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
-           "tf32 %s%s | warmup %d, iters %d\n",
+           "tf32 %s%s%s | warmup %d, iters %d\n",
            headers++ ? "\n" : "", cnn_version(), o->mode, e->backend, where, cpu,
            omp_get_max_threads(), openblas_get_num_threads(), o->tf32 ? "on" : "off",
            strcmp(o->mode, "model") ? "" : o->no_fusion ? " | fusion off" : " | fusion on",
+           o->graph ? " | CUDA graph replays" : "",
            o->warmup, o->iters);
     if (strcmp(o->mode, "loader"))
         printf("timing: %s per repeat, median (min, max); %d MiB written between repeats to "
@@ -342,6 +353,7 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
     bench_json_key(&j, "backend"), bench_json_str(&j, o->backend);
     bench_json_key(&j, "tf32"), bench_json_bool(&j, o->tf32);
     bench_json_key(&j, "fusion"), bench_json_bool(&j, !o->no_fusion);
+    bench_json_key(&j, "graph"), bench_json_bool(&j, o->graph);
     bench_json_key(&j, "mode"), bench_json_str(&j, o->mode);
     bench_json_key(&j, "batch"), bench_json_int(&j, o->batch);
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);

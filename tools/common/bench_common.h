@@ -32,6 +32,7 @@ typedef struct bench_opts {
     const char *data; /* loader: an ImageNet-style folder or "fashion-mnist" */
     int warmup, iters, batch, img_size, workers;
     bool tf32, layers, list, no_peak;
+    bool graph; /* model: time CUDA graph replays of the step (cnn_graph_capture) */
     bool no_fusion; /* model: every layer alone (cnn_model_set_fusion off) */
     bench_conv_shape shapes[BENCH_MAX_SHAPES];
     int n_shapes;
@@ -116,6 +117,21 @@ bool bench_check(const char *check, const float *got, long n, long samples, benc
  * when |got - ref| <= rtol * |ref| + atol_rel * max|ref|. Same corruption rule. */
 bool bench_check_tensors(const char *check, const cnn_tensor *got, const cnn_tensor *ref,
                          double rtol, double atol_rel, double *max_err);
+/* --graph (bench_graph.c): step(ud) is run once op by op (the warm-up a capture needs), then
+ * captured into a CUDA graph; before the first timed replay, reference(ud, &r) computes what
+ * the replay's *result must hold at the current weights, and after that replay *result is
+ * checked against it (bench_check_tensors under the name `check`; *check_out "ok" or
+ * "mismatch"). Then warmup + iters replays are timed as bench_time times a run. A refused
+ * capture (dropout, Adam) prints the library's message. 0 on success. */
+typedef struct bench_graph_job {
+    cnn_status (*step)(void *ud);
+    cnn_status (*reference)(void *ud, cnn_tensor **out);
+    void *ud;
+    cnn_tensor **result; /* where step leaves its result (replaced at each step) */
+    const char *check;
+} bench_graph_job;
+int bench_time_graph(const bench_env *e, int warmup, int iters, const bench_graph_job *g,
+                     const char **check_out, double *err, bench_stats *st);
 /* ||a - ref|| / ||ref|| over n values (L2; ||a - ref|| when ref is all zeros). */
 double bench_rel_l2(const float *a, const float *ref, long n);
 /* Whole-tensor check for values that are chaotic element by element (the deep gradients of a

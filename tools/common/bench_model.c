@@ -58,30 +58,77 @@ typedef struct model_job {
     cnn_optim *opt;
     cnn_tensor *x, *labels;
     bool train;
+    cnn_tensor *logits, *loss; /* the last step's (kept for --graph, which reads them back) */
 } model_job;
 
-static int model_run(void *ud)
+/* One training step (forward, cross-entropy, backward, SGD update) or one inference: what is
+ * timed, and with --graph what is captured. */
+static cnn_status model_step(void *ud)
 {
     model_job *j = ud;
-    cnn_tensor *logits = NULL, *loss = NULL;
     cnn_status st;
+    cnn_tensor_free(&j->logits);
+    cnn_tensor_free(&j->loss);
     if (j->train) {
-        st = cnn_model_forward(j->m, j->x, true, &logits);
-        if (!st) st = cnn_cross_entropy(logits, j->labels, 0.0f, &loss);
-        if (!st) st = cnn_backward(loss);
+        st = cnn_model_forward(j->m, j->x, true, &j->logits);
+        if (!st) st = cnn_cross_entropy(j->logits, j->labels, 0.0f, &j->loss);
+        if (!st) st = cnn_backward(j->loss);
         if (!st) st = cnn_optim_step(j->opt);
         cnn_optim_zero_grad(j->opt);
     } else {
         bool was = cnn_set_grad_enabled(false);
-        st = cnn_model_forward(j->m, j->x, false, &logits);
+        st = cnn_model_forward(j->m, j->x, false, &j->logits);
         cnn_set_grad_enabled(was);
     }
+    cnn_tape_reset();
+    return st;
+}
+
+static int model_run(void *ud)
+{
+    model_job *j = ud;
+    cnn_status st = model_step(j);
     if (st)
         fprintf(stderr, "cnnbench: model %s: %s\n", j->train ? "train" : "infer", cnn_last_error());
-    cnn_tensor_free(&logits);
-    cnn_tensor_free(&loss);
-    cnn_tape_reset();
+    cnn_tensor_free(&j->logits);
+    cnn_tensor_free(&j->loss);
     return st != CNN_OK;
+}
+
+/* What a captured step's result must be at the current weights, computed op by op: the
+ * training loss (a forward in training mode, nothing recorded, nothing updated) or the
+ * inference logits. */
+static cnn_status model_reference(void *ud, cnn_tensor **out)
+{
+    model_job *j = ud;
+    cnn_tensor *logits = NULL;
+    bool was = cnn_set_grad_enabled(false);
+    cnn_status st = cnn_model_forward(j->m, j->x, j->train, &logits);
+    if (!st && j->train) st = cnn_cross_entropy(logits, j->labels, 0.0f, out);
+    cnn_set_grad_enabled(was);
+    if (!st && !j->train) *out = cnn_tensor_retain(logits);
+    cnn_tensor_free(&logits);
+    return st;
+}
+
+/* Times the pass j->train says, op by op or (--graph) as replays of a CUDA graph; the graph's
+ * result joins the pass's check. */
+static int time_pass(const bench_opts *o, const bench_env *e, model_job *j, const char **check,
+                     double *err, bench_stats *t)
+{
+    if (!o->graph) return bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, j, t);
+    bench_graph_job g = {.step = model_step, .reference = model_reference, .ud = j,
+                         .result = j->train ? &j->loss : &j->logits,
+                         .check = j->train ? "graph train loss" : "graph infer logits"};
+    const char *gcheck = "n/a";
+    double gerr = 0;
+    int rc = bench_time_graph(e, o->warmup, o->iters, &g, &gcheck, &gerr, t);
+    if (!rc && !strcmp(gcheck, "mismatch")) *check = "mismatch";
+    if (!rc && !strcmp(*check, "n/a")) *check = gcheck;
+    if (gerr > *err) *err = gerr;
+    cnn_tensor_free(&j->logits);
+    cnn_tensor_free(&j->loss);
+    return rc;
 }
 
 /* ---- per-layer breakdown --------------------------------------------------------------------- */
@@ -492,14 +539,14 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
         goto fail;
     const double fwd_flops = 2.0 * (double)sum.total_macs * B;
     bench_stats tt, ti;
-    model_job j = {m, opt, x, labels, true};
+    model_job j = {m, opt, x, labels, true, NULL, NULL};
     if (e->gpu) cnn_cuda_reset_peak_memory(e->dev.index);
     else { /* the peak-rate measurement's and the check's buffers out of the figure */
         cnn_cpu_empty_cache();
         bench_reset_peak_rss();
     }
     bench_print_row(e, NULL);
-    if (bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, &j, &tt)) goto fail;
+    if (time_pass(o, e, &j, &check_train, &err_train, &tt)) goto fail;
     double mem = bench_peak_rss_mb();
     if (e->gpu) {
         cnn_cuda_memory_stats ms;
@@ -509,7 +556,7 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
     /* Training FLOPs: forward + backward-data + backward-filter, about 3x the forward. */
     model_row(e, l, o->model, shape, "train", &tt, 3 * fwd_flops, B, mem, check_train, err_train);
     j.train = false;
-    if (bench_time(e, o->warmup, o->iters, NULL, model_run, NULL, &j, &ti)) goto fail;
+    if (time_pass(o, e, &j, &check_eval, &err_eval, &ti)) goto fail;
     model_row(e, l, o->model, shape, "infer", &ti, fwd_flops, B, 0, check_eval, err_eval);
     printf("peak %s memory during training: %.1f MiB%s\n", e->gpu ? "device" : "host", mem,
            e->gpu ? " (caching allocator, allocated bytes)" : " (process peak RSS while training)");
