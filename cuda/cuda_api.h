@@ -55,8 +55,9 @@ void cnn_cuda_pinned_empty_cache(void);
  * records `to`'s use of each of the n device tensors' storage (cnn_cuda_record_stream). */
 cnn_status cnn_cuda_stream_handoff(cnn_context *from, cnn_context *to, cnn_tensor *const *ts,
                                    int n);
-/* Copies bytes between any two of host and device memory, ordered on the context stream;
- * returns once a copy into host memory has landed. */
+/* (cuda/memcpy.c) Copies bytes between any two of host and device memory, ordered on the
+ * context stream; returns once a copy into host memory has landed. Inside a graph capture a
+ * copy to or from the host is CNN_ERR_UNSUPPORTED. */
 cnn_status cnn_cuda_memcpy(cnn_context *ctx, void *dst, cnn_device dst_dev, const void *src,
                            cnn_device src_dev, size_t bytes);
 /* The same from the device into pinned host memory, returning before it lands (under a GPU
