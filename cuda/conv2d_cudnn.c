@@ -226,6 +226,7 @@ static cnn_status workspace_get(cnn_context *ctx, size_t bytes, const char *what
 /* The fields shared by the three cudnnConvolution*AlgoPerf_t structs. */
 typedef struct perf {
     int algo;
+    float time; /* ms, as the search measured it */
     cudnnStatus_t status;
     size_t memory;
     cudnnDeterminism_t determinism;
@@ -259,6 +260,15 @@ static size_t algo_workspace(const conv_call *c, int algo)
 }
 
 #define N_ALGOS 8 /* >= each direction's CUDNN_CONVOLUTION_*_ALGO_COUNT */
+#define ALGO_GEMM 1000 /* not cuDNN's: the 1x1 conv as cuBLAS GEMMs (conv2d_gemm.c) */
+
+/* CNN_CONV1X1=gemm|cudnn forces the choice for 1x1 convolutions (for tests and comparisons);
+ * unset or anything else: the faster. 1 gemm, -1 cuDNN, 0 by time. */
+static int gemm_preference(void)
+{
+    const char *v = getenv("CNN_CONV1X1");
+    return !v ? 0 : !strcmp(v, "gemm") ? 1 : !strcmp(v, "cudnn") ? -1 : 0;
+}
 
 /* cuDNN's own flag, and the algorithms its documentation names non-deterministic (atomics):
  * backward-data ALGO_0, backward-filter ALGO_0 and ALGO_3, excluded even if a release mislabels
@@ -271,6 +281,35 @@ static bool deterministic_algo(int dir, const perf *p)
         return p->algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 &&
                p->algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
     return true;
+}
+
+/* The GEMM path's time on the call's own buffers (the output is overwritten, as the search's
+ * runs overwrite it): one untimed run, then the mean of three between CUDA events. ws: the
+ * search's workspace when large enough, else one of its own. */
+static cnn_status time_gemm(conv_call *c, void *ws, size_t ws_bytes, float *ms)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(c->ctx, "conv2d", &s));
+    cnn_tensor *own = NULL;
+    if (!ws && ws_bytes) CNN_TRY(workspace_get(c->ctx, ws_bytes, "GEMM", &own, &ws));
+    cudaEvent_t ev[2] = {NULL, NULL};
+    cnn_status st = CNN_OK;
+    CNN_CUDA_TRYG(cudaEventCreate(&ev[0]));
+    CNN_CUDA_TRYG(cudaEventCreate(&ev[1]));
+    for (int i = 0; i < 4 && st == CNN_OK; i++) {
+        if (i == 1) CNN_CUDA_TRYG(cudaEventRecord(ev[0], s));
+        st = cnn_cuda_conv1x1_gemm(c->ctx, c->g, c->dir, c->in0, c->in1, c->out, ws, ws_bytes);
+    }
+    if (st != CNN_OK) goto done;
+    CNN_CUDA_TRYG(cudaEventRecord(ev[1], s));
+    CNN_CUDA_TRYG(cudaEventSynchronize(ev[1]));
+    CNN_CUDA_TRYG(cudaEventElapsedTime(ms, ev[0], ev[1]));
+    *ms /= 3;
+done:
+    for (int i = 0; i < 2; i++)
+        if (ev[i]) (void)cudaEventDestroy(ev[i]);
+    cnn_tensor_free(&own);
+    return st;
 }
 
 /* Times every algorithm on the call's own buffers (the output is overwritten, as the real call
@@ -301,14 +340,16 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
                                                         c->d.conv, c->d.y, c->out, count, &n, r,
                                                         wp, ws_bytes));
         for (int i = 0; i < n; i++)
-            p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
+            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
+                          r[i].mathType};
     } else if (c->dir == DIR_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         RUN_TRYG(cudnnFindConvolutionBackwardDataAlgorithmEx(c->h, c->d.w, c->in1, c->d.y,
                                                              c->in0, c->d.conv, c->d.x, c->out,
                                                              count, &n, r, wp, ws_bytes));
         for (int i = 0; i < n; i++)
-            p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
+            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
+                          r[i].mathType};
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         RUN_TRYG(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->h, c->d.x, c->in0, c->d.y,
@@ -316,11 +357,13 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
                                                                c->out, count, &n, r, wp,
                                                                ws_bytes));
         for (int i = 0; i < n; i++)
-            p[i] = (perf){r[i].algo, r[i].status, r[i].memory, r[i].determinism, r[i].mathType};
+            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
+                          r[i].mathType};
     }
     /* Results come sorted by time: the first acceptable one is the fastest. */
     bool oom = false;
-    for (int i = 0; i < n && i < N_ALGOS; i++) {
+    int best = -1;
+    for (int i = 0; i < n && i < N_ALGOS && best < 0; i++) {
         if (p[i].status != CUDNN_STATUS_SUCCESS) {
             /* An algorithm that wanted more than the cap is not an out-of-memory. */
             oom |= cnn_cudnn_status_of(p[i].status) == CNN_ERR_OUT_OF_MEMORY &&
@@ -336,8 +379,23 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
         *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
                             .workspace = need};
-        goto done;
+        best = i;
     }
+    /* A 1x1 convolution may also run as cuBLAS GEMMs (conv2d_gemm.c): timed here the same way,
+     * and kept when faster. */
+    if (cnn_cuda_conv1x1_gemm_fits(c->g)) {
+        float gemm_ms = 0;
+        const size_t gws = cnn_cuda_conv1x1_gemm_workspace(c->g, c->dir, cap);
+        st = time_gemm(c, gws <= ws_bytes ? wp : NULL, gws, &gemm_ms);
+        if (st != CNN_OK) goto done;
+        if (best < 0 || gemm_preference() > 0 ||
+            (gemm_preference() == 0 && gemm_ms < p[best].time)) {
+            *out = (algo_entry){.key = *key, .algo = ALGO_GEMM, .math = CUDNN_DEFAULT_MATH,
+                                .workspace = gws};
+            best = 0;
+        }
+    }
+    if (best >= 0) goto done;
     if (oom)
         st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d: cuDNN %s algorithm search ran out of GPU "
                        "memory", dir_name[c->dir]);
@@ -392,8 +450,12 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     }
     /* With TF32 on, run with the math type that was timed. Exact FP32 keeps FMA math even when
      * the search reports the default one, which would let Ampere and later GPUs use TF32. */
-    CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
     CNN_TRYG(workspace_get(ctx, e.workspace, dir_name[dir], &ws, &wp));
+    if (e.algo == ALGO_GEMM) {
+        st = cnn_cuda_conv1x1_gemm(ctx, g, dir, in0, in1, out, wp, e.workspace);
+        goto done;
+    }
+    CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
     const float one = 1.0f, zero = 0.0f;
     if (dir == DIR_FORWARD)
         RUN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
@@ -494,6 +556,7 @@ static const char *algo_name(int dir, int algo)
                    "backward-data names");
     _Static_assert(sizeof filter / sizeof *filter == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
                    "backward-filter names");
+    if (algo == ALGO_GEMM) return "CUBLAS_GEMM";
     const char *const *names = dir == DIR_FORWARD ? fwd : dir == DIR_DATA ? data : filter;
     const int count = dir == DIR_FORWARD ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
                       : dir == DIR_DATA  ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT

@@ -109,6 +109,18 @@ cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long lo
  * reported one since the last check (the slot is then cleared), else CNN_OK. */
 cnn_status cnn_cuda_check_bad_label(cnn_context *ctx);
 
+/* ---- 1x1 convolutions as cuBLAS GEMMs (cuda/conv2d_gemm.c) ------------------------------------ */
+/* Whether g is a 1x1, stride-1, unpadded, undilated, ungrouped convolution within int sizes. */
+bool cnn_cuda_conv1x1_gemm_fits(const cnn_cuda_conv *g);
+/* Workspace bytes pass (0 forward, 1 backward data, 2 backward filter) wants under cap (only
+ * backward-filter wants any: at least one sample's (C, K) product). */
+size_t cnn_cuda_conv1x1_gemm_workspace(const cnn_cuda_conv *g, int pass, size_t cap);
+/* Runs pass with alpha 1, beta 0: 0: in0 x, in1 w -> out y; 1: in0 dy, in1 w -> out dx;
+ * 2: in0 x, in1 dy -> out dw, with ws (ws_bytes, from cnn_cuda_conv1x1_gemm_workspace). */
+cnn_status cnn_cuda_conv1x1_gemm(cnn_context *ctx, const cnn_cuda_conv *g, int pass,
+                                 const float *in0, const float *in1, float *out, float *ws,
+                                 size_t ws_bytes);
+
 /* ---- graph capture (cuda/graph.c) ------------------------------------------------------------ */
 /* The graph being captured on ctx's stream (NULL: none, or not a CUDA context); set / cleared
  * by graph.c around the capture. */

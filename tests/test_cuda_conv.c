@@ -358,6 +358,55 @@ GPU_TEST(cuda_conv_cudnn_algorithm_cache)
 #endif
 }
 
+/* A 1x1 convolution may run as cuBLAS GEMMs (cuda/conv2d_gemm.c) where the search times them
+ * faster than cuDNN's algorithms. Forced here (CNN_CONV1X1=gemm) on 1x1 shapes, in a fresh
+ * context each (the choice is cached per context): once with the default workspace cap, once
+ * with none, where the backward-filter sums its samples one GEMV at a time. */
+GPU_TEST(cuda_conv_1x1_as_gemm_matches_cpu)
+{
+#if CNN_WITH_CUDNN
+    static const conv_case cases[] = {
+        {"1x1 as GEMM", 3, 64, 7, 7, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1},
+        {"1x1 as GEMM, odd", 5, 3, 5, 9, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0},
+        {"1x1 as GEMM, 130 -> 260", 2, 130, 3, 3, 260, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1},
+    };
+    cnn_context *outer = cnn_context_current();
+    setenv("CNN_CONV1X1", "gemm", 1);
+    for (int round = 0; round < 2; round++) {
+        if (round) setenv("CNN_CUDNN_WORKSPACE_MB", "0", 1);
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const conv_case *cc = &cases[i];
+            cnn_context *ctx = NULL;
+            REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+            cnn_context_set_current(ctx);
+            /* Twice: the first call's search writes the outputs with every candidate, so only
+             * the second (the cached choice alone, on fresh NaN outputs) shows what it wrote. */
+            check_impl(cc, &dnn, CONV_ATOL, CONV_RTOL);
+            check_impl(cc, &dnn, CONV_ATOL, CONV_RTOL);
+            cnn_tensor *x = NULL, *w = NULL;
+            cnn_conv2d_params p = params_of(cc);
+            CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), CNN_F32, CNN_CUDA(0),
+                                      &x));
+            CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc->k, cc->c, 1, 1), CNN_F32, CNN_CUDA(0), &w));
+            for (int pass = 0; pass < 3; pass++) {
+                const char *algo = cnn_conv2d_cudnn_algo(x, w, &p, pass);
+                if (!algo || strcmp(algo, "CUBLAS_GEMM"))
+                    cnn_test_fail(__FILE__, __LINE__, "%s pass %d ran %s", cc->name, pass,
+                                  algo ? algo : "(nothing cached)");
+            }
+            cnn_tensor_free(&x);
+            cnn_tensor_free(&w);
+            cnn_context_set_current(outer);
+            cnn_context_destroy(&ctx);
+        }
+    }
+    unsetenv("CNN_CONV1X1");
+    unsetenv("CNN_CUDNN_WORKSPACE_MB");
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
 /* Within 256 of 2^31 elements the kernels' int loops would step past INT_MAX (the filter and
  * bias sums over N*P*Q, the GEMM's depth and tile counts), reachable with one output channel:
  * such shapes are refused before any memory is touched (the pointers here are never read), as
