@@ -295,10 +295,14 @@ bench_main() {
     # CUDA graphs (cnnbench --graph, cnn_graph_capture): the step captured once and replayed,
     # without the host's cost per op; LeNet-5 (the 3x goal is about host time) and ResNet-50
     # (the models without dropout).
-    ours model_lenet5_graph 60 model lenet5 --batch "$lb" --backend "$FAST" --graph "${lit[@]}"
-    pair model_lenet5_graph torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, CUDA graph replays"
-    ours model_resnet50_graph 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --graph "${mit[@]}"
-    pair model_resnet50_graph torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, CUDA graph replays"
+    if [ "$DRY" = 1 ]; then
+        gb_note "model_lenet5_graph, model_resnet50_graph: not in a DRY run (CUDA graphs need a GPU)"
+    else
+        ours model_lenet5_graph 60 model lenet5 --batch "$lb" --backend "$FAST" --graph "${lit[@]}"
+        pair model_lenet5_graph torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, CUDA graph replays"
+        ours model_resnet50_graph 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --graph "${mit[@]}"
+        pair model_resnet50_graph torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, CUDA graph replays"
+    fi
     # 3. the other kernels, both GPU backends.
     local k
     for k in bn pool gemm elementwise; do
