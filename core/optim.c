@@ -27,6 +27,10 @@ struct cnn_optim {
     optim_param *ps;
     int n, cap;
     int64_t steps;
+    /* SGD on CUDA reads the learning rate from here (one float on the context's device), so a
+     * step captured in a CUDA graph follows cnn_optim_set_lr; lr_dev_value is what it holds. */
+    cnn_tensor *lr_dev;
+    float lr_dev_value;
 };
 
 static const char *kind_name(cnn_optim_kind k)
@@ -106,6 +110,7 @@ void cnn_optim_destroy(cnn_optim **opt)
 {
     if (!opt || !*opt) return;
     for (int i = 0; i < (*opt)->n; i++) param_free(&(*opt)->ps[i]);
+    cnn_tensor_free(&(*opt)->lr_dev);
     free((*opt)->ps);
     free(*opt);
     *opt = NULL;
@@ -279,6 +284,32 @@ static void update_cpu(const cnn_optim_config *c, optim_param *q, const cnn_tens
 }
 
 #if CNN_WITH_CUDA
+/* Brings the device copy of the learning rate up to cfg.lr (made on first use, on the current
+ * context's device; written on the stream, so ordered before the update that reads it). Inside
+ * a capture nothing is written: the replay hook writes it before each replay. */
+static cnn_status sync_lr(cnn_optim *opt)
+{
+    const cnn_device dev = cnn_ctx()->device;
+    cnn_tensor *t = opt->lr_dev;
+    const bool here = t && t->device.type == dev.type && t->device.index == dev.index;
+    if (here && opt->lr_dev_value == opt->cfg.lr) return CNN_OK;
+    if (cnn_cuda_capturing(cnn_ctx())) {
+        CNN_CHECK(here, CNN_ERR_INVALID_ARG, "optim_step: the first CUDA step is inside a graph "
+                  "capture (its state is made then); run one step before capturing");
+        return CNN_OK;
+    }
+    if (here) {
+        CNN_TRY(cnn_tensor_fill_(t, opt->cfg.lr));
+    } else {
+        cnn_tensor *fresh = NULL;
+        CNN_TRY(cnn_tensor_full(CNN_SHAPE(1), opt->cfg.lr, dev, &fresh));
+        cnn_tensor_free(&opt->lr_dev);
+        opt->lr_dev = fresh;
+    }
+    opt->lr_dev_value = opt->cfg.lr;
+    return CNN_OK;
+}
+
 /* All CUDA parameters with a gradient in one fused update (a few launches in all). Only a
  * failed launch can fail here. */
 static cnn_status update_cuda(cnn_optim *opt)
@@ -296,9 +327,14 @@ static cnn_status update_cuda(cnn_optim *opt)
             .wd = q->decay ? c->weight_decay : 0.0f, .step = q->step + 1};
     }
     cnn_status st = CNN_OK;
+    if (c->kind == CNN_OPTIM_SGD && count > 0) st = sync_lr(opt);
+    if (st != CNN_OK) {
+        free(us);
+        return st;
+    }
     if (c->kind == CNN_OPTIM_SGD)
-        st = cnn_cuda_sgd_update_f32(cnn_ctx(), us, count, c->lr, c->momentum, c->dampening,
-                                     c->nesterov);
+        st = cnn_cuda_sgd_update_f32(cnn_ctx(), us, count, cnn_f32(opt->lr_dev), c->momentum,
+                                     c->dampening, c->nesterov);
     else
         st = cnn_cuda_adam_update_f32(cnn_ctx(), us, count, c->lr, c->beta1, c->beta2, c->eps,
                                       c->kind == CNN_OPTIM_ADAMW);
@@ -309,12 +345,11 @@ static cnn_status update_cuda(cnn_optim *opt)
 
 #if CNN_WITH_CUDA
 /* ---- inside a CUDA graph capture ---------------------------------------------------------
- * The captured update is replayed with the scalars it was captured with, so a replay is
- * refused once the learning rate changed, and each replay, not the capture, counts as a step
- * of the parameters that had a gradient at capture. */
+ * The captured update reads the learning rate from device memory, which each replay first
+ * brings up to date; each replay, not the capture, counts as a step of the parameters that had
+ * a gradient at capture. */
 typedef struct captured_step {
     cnn_optim *opt;
-    float lr;
     int n;      /* entries of idx */
     int idx[];  /* the parameters updated */
 } captured_step;
@@ -323,13 +358,7 @@ static cnn_status captured_step_hook(void *ud, bool commit)
 {
     captured_step *c = ud;
     cnn_optim *opt = c->opt;
-    if (!commit) {
-        CNN_CHECK(opt->cfg.lr == c->lr, CNN_ERR_INVALID_ARG,
-                  "graph_replay: the optimizer's learning rate is %g, but its step was captured "
-                  "with %g; capture the step again after changing it", (double)opt->cfg.lr,
-                  (double)c->lr);
-        return CNN_OK;
-    }
+    if (!commit) return sync_lr(opt);
     for (int i = 0; i < c->n; i++) opt->ps[c->idx[i]].step++;
     opt->steps++;
     return CNN_OK;
@@ -345,7 +374,7 @@ static cnn_status capture_step(cnn_optim *opt)
     size_t size = sizeof(captured_step) + (size_t)(opt->n ? opt->n : 1) * sizeof(int);
     captured_step *c = malloc(size);
     CNN_CHECK(c, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
-    *c = (captured_step){.opt = opt, .lr = opt->cfg.lr};
+    *c = (captured_step){.opt = opt};
     cnn_status st = CNN_OK;
     for (int i = 0; i < opt->n && st == CNN_OK; i++) {
         optim_param *q = &opt->ps[i];

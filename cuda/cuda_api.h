@@ -292,9 +292,11 @@ typedef struct cnn_cuda_param_update {
     int64_t step;
 } cnn_cuda_param_update;
 /* core/optim.c's sgd_update_f32 / adam_update_f32 applied to `count` parameters, all on ctx's
- * device, in a few launches that each cover many parameters. */
+ * device, in a few launches that each cover many parameters. SGD reads its learning rate from
+ * device memory (lr: one float there). */
 cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps, int count,
-                                   float lr, float momentum, float dampening, bool nesterov);
+                                   const float *lr, float momentum, float dampening,
+                                   bool nesterov);
 cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps, int count,
                                     float lr, float beta1, float beta2, float eps, bool decoupled);
 /* xs[i] *= alpha for `count` device arrays of ns[i] floats, in a few launches. */

@@ -157,12 +157,25 @@ cnn_status cnn_graph_replay(cnn_graph *g)
               "graph_replay: inside a capture on the same context; replay it after the capture");
     cudaStream_t stream;
     CNN_TRY(cnn_cuda_enter(g->ctx, "graph_replay", &stream));
-    for (replay_hook *h = g->hooks; h; h = h->next) CNN_TRY(h->fn(h->ud, false));
-    CNN_CUDA_TRY(cudaGraphLaunch(g->exec, stream));
-    for (replay_hook *h = g->hooks; h; h = h->next) CNN_TRY(h->fn(h->ud, true));
-    if (g->arms_bad_label) {
+    /* The hooks queue their work (an optimizer's learning rate) on the current context's
+     * stream: make it the graph's for the call. */
+    cnn_context *prev = cnn_context_current();
+    cnn_context_set_current(g->ctx);
+    cnn_status st = CNN_OK;
+    for (replay_hook *h = g->hooks; h && st == CNN_OK; h = h->next) st = h->fn(h->ud, false);
+    if (st == CNN_OK) {
+        cudaError_t e = cudaGraphLaunch(g->exec, stream);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            st = cnn_error(cnn_cuda_status_of(e), "graph_replay: cudaGraphLaunch failed: %s",
+                           cudaGetErrorString(e));
+        }
+    }
+    for (replay_hook *h = g->hooks; h && st == CNN_OK; h = h->next) st = h->fn(h->ud, true);
+    if (st == CNN_OK && g->arms_bad_label) {
         int64_t k = g->bad_label_k;
         (void)cnn_cuda_bad_label_exchange(g->ctx, true, &k);
     }
-    return CNN_OK;
+    cnn_context_set_current(prev);
+    return st;
 }

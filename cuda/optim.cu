@@ -14,10 +14,12 @@
 
 namespace {
 
-/* See sgd_update_f32 in core/optim.c. */
-__global__ void sgd_multi_kernel(MtArgs a, float neg_lr, float momentum, float keep,
+/* See sgd_update_f32 in core/optim.c. The learning rate is read from device memory, so that a
+ * step captured in a CUDA graph replays with the rate set since (core/optim.c keeps it). */
+__global__ void sgd_multi_kernel(MtArgs a, const float *lr, float momentum, float keep,
                                  bool nesterov)
 {
+    const float neg_lr = -*lr;
     MT_CHUNK_LOOP(a, t, i) {
         float gi = t.g[i];
         if (t.wd != 0) gi = __fadd_rn(gi, __fmul_rn(t.wd, t.p[i]));
@@ -72,7 +74,7 @@ __global__ void scale_multi_kernel(MtArgs a, float alpha)
 } /* namespace */
 
 extern "C" cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps,
-                                              int count, float lr, float momentum,
+                                              int count, const float *lr, float momentum,
                                               float dampening, bool nesterov)
 {
     if (count <= 0) return CNN_OK;
@@ -85,7 +87,7 @@ extern "C" cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_p
                          0.0f, 0.0f, 0.0f};
     const float keep = (float)(1.0 - (double)dampening);
     cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
-        sgd_multi_kernel<<<blocks, THREADS, 0, s>>>(a, -lr, momentum, keep, nesterov);
+        sgd_multi_kernel<<<blocks, THREADS, 0, s>>>(a, lr, momentum, keep, nesterov);
         return launch_status("sgd_update", "sgd_multi_kernel");
     });
     free(ts);

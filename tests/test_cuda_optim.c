@@ -78,6 +78,10 @@ static void check_optim_tol(const cnn_optim_config *cfg, const char *what, float
         CHECK(cnn_optim_add_param(og, names[i], pg[i], i != 1) == CNN_OK);
     }
     for (int step = 0; step < 5; step++) {
+        /* A learning rate that changes between steps (as a schedule's does) must reach the
+         * GPU's update too (SGD's lives in device memory). */
+        const float lr = cfg->lr * (step % 2 ? 0.5f : 1.0f);
+        CHECK(cnn_optim_set_lr(oc, lr) == CNN_OK && cnn_optim_set_lr(og, lr) == CNN_OK);
         if (!set_grads(pc, pg, 1.0f)) {
             cnn_test_fail(__FILE__, __LINE__, "%s: gradients: %s", what, cnn_last_error());
             goto out;

@@ -137,9 +137,9 @@ cnn_status cnn_timer_elapsed_ms(cnn_timer *t, double *ms);
  *    for the GPU inside fn (cnn_synchronize, reading a tensor) is CNN_ERR_UNSUPPORTED, as are
  *    random ops on the GPU (dropout in training, random fills: a replay would repeat their
  *    numbers) and Adam/AdamW steps (their bias correction changes every step);
- *  - an SGD step in fn replays with the learning rate it was captured with: a replay after
- *    cnn_optim_set_lr changed it fails with CNN_ERR_INVALID_ARG (capture again); each replay
- *    counts as one cnn_optim_step in the optimizer's step counts.
+ *  - an SGD step in fn reads its learning rate from device memory, which each replay first
+ *    sets to the optimizer's current one, so cnn_optim_set_lr and schedules apply between
+ *    replays; each replay counts as one cnn_optim_step in the optimizer's step counts.
  * Everything fn used (context, model, optimizer, tensors) must outlive the graph. When fn or
  * the capture fails, nothing was run, *out is NULL and the error is fn's or the capture's.
  * CNN_ERR_DEVICE on a CPU context and in a CPU-only build. */
