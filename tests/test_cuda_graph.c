@@ -167,6 +167,54 @@ GPU_TEST(graph_replay_matches_training_steps_run_op_by_op)
     if (cnn_built_with_cudnn()) check_replay_matches("resnet18_small", 3, 8);
 }
 
+/* Two graphs of one model alive together, replayed in turn: a training step and an inference
+ * (each with a pool of its own). After each training replay the inference replay must give the
+ * logits an op-by-op inference gives at the new weights. */
+typedef struct infer_job {
+    step_job *j;
+    cnn_tensor *logits;
+} infer_job;
+
+static cnn_status infer_step(void *ud)
+{
+    infer_job *ij = ud;
+    cnn_tensor_free(&ij->logits);
+    bool was = cnn_set_grad_enabled(false);
+    cnn_status st = cnn_model_forward(ij->j->m, ij->j->x, false, &ij->logits);
+    cnn_set_grad_enabled(was);
+    return st;
+}
+
+GPU_TEST(graph_two_graphs_replayed_in_turn)
+{
+    step_job j;
+    infer_job ij = {&j, NULL};
+    cnn_graph *train = NULL, *infer = NULL;
+    cnn_tensor *want = NULL;
+    REQUIRE(make_job(&j, CNN_OPTIM_SGD) && load_batch(&j, 0));
+    CHECK_OK(train_step(&j));
+    CHECK_OK(infer_step(&ij));
+    CHECK_OK(cnn_graph_capture(train_step, &j, &train));
+    CHECK_OK(cnn_graph_capture(infer_step, &ij, &infer));
+    REQUIRE(train && infer);
+    for (int k = 1; k <= 3; k++) {
+        REQUIRE(load_batch(&j, k));
+        CHECK_OK(cnn_graph_replay(train));
+        CHECK_OK(cnn_graph_replay(infer));
+        bool was = cnn_set_grad_enabled(false);
+        CHECK_OK(cnn_model_forward(j.m, j.x, false, &want));
+        cnn_set_grad_enabled(was);
+        CHECK(tensors_close("inference replay after a training replay", ij.logits, want, 1e-6f,
+                            1e-5f));
+        cnn_tensor_free(&want);
+    }
+    CHECK(cnn_optim_step_count(j.opt) == 4);
+    cnn_graph_destroy(&infer);
+    cnn_graph_destroy(&train);
+    cnn_tensor_free(&ij.logits);
+    free_job(&j);
+}
+
 /* ---- refusals ------------------------------------------------------------------------------ */
 typedef struct probe {
     int what;
