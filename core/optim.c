@@ -31,6 +31,9 @@ struct cnn_optim {
      * step captured in a CUDA graph follows cnn_optim_set_lr; lr_dev_value is what it holds. */
     cnn_tensor *lr_dev;
     float lr_dev_value;
+    /* Adam on CUDA reads each parameter's per-step scalars from here (3 floats per parameter,
+     * adam_scalars), written before each step (or replay) on the stream. */
+    cnn_tensor *adam_dev;
 };
 
 static const char *kind_name(cnn_optim_kind k)
@@ -111,6 +114,7 @@ void cnn_optim_destroy(cnn_optim **opt)
     if (!opt || !*opt) return;
     for (int i = 0; i < (*opt)->n; i++) param_free(&(*opt)->ps[i]);
     cnn_tensor_free(&(*opt)->lr_dev);
+    cnn_tensor_free(&(*opt)->adam_dev);
     free((*opt)->ps);
     free(*opt);
     *opt = NULL;
@@ -195,16 +199,25 @@ static inline float lerp_f32(float a, float b, float w)
 
 /* p, g, m (exp_avg), v (exp_avg_sq): (n). step counts this update (>= 1). decoupled: AdamW's
  * p *= 1 - lr*wd before the Adam step; else wd is L2 added to the gradient. */
+/* An Adam step's scalars {shrink, step_size, bc2_sqrt}: in double as PyTorch computes them in
+ * Python, then rounded once (the CUDA update reads the same three from device memory). */
+static void adam_scalars(float lr, float beta1, float beta2, float wd, int64_t step, float out[3])
+{
+    const double bc1 = 1.0 - pow((double)beta1, (double)step);
+    const double bc2 = 1.0 - pow((double)beta2, (double)step);
+    out[0] = (float)(1.0 - (double)lr * (double)wd);
+    out[1] = (float)((double)lr / bc1);
+    out[2] = (float)sqrt(bc2);
+}
+
 static void adam_update_f32(float *p, const float *g, float *m, float *v, int64_t n, float lr,
                             float beta1, float beta2, float eps, float wd, bool decoupled,
                             int64_t step)
 {
-    /* Scalars in double as PyTorch computes them in Python, then applied in float. */
-    const double bc1 = 1.0 - pow((double)beta1, (double)step);
-    const double bc2 = 1.0 - pow((double)beta2, (double)step);
-    const float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float sc[3];
+    adam_scalars(lr, beta1, beta2, wd, step, sc);
+    const float shrink = sc[0], step_size = sc[1], bc2_sqrt = sc[2];
     const float w1 = (float)(1.0 - (double)beta1), w2 = (float)(1.0 - (double)beta2);
-    const float shrink = (float)(1.0 - (double)lr * (double)wd);
     const bool l2 = !decoupled && wd != 0, dec = decoupled && wd != 0;
     #pragma omp parallel for if (cnn_par_worth(n * 8))
     for (int64_t i = 0; i < n; i++) {
@@ -310,44 +323,90 @@ static cnn_status sync_lr(cnn_optim *opt)
     return CNN_OK;
 }
 
+/* Writes the Adam scalars of the next step of parameters idx[0, n) into opt->adam_dev (made,
+ * or remade to fit, on the current context's device; the copy is ordered on the stream, behind
+ * the updates that read the previous values). Inside a capture nothing is written: the replay
+ * hook writes before each replay. */
+static cnn_status sync_adam(cnn_optim *opt, const int *idx, int n)
+{
+    const cnn_device dev = cnn_ctx()->device;
+    const int64_t need = 3 * (int64_t)(opt->n ? opt->n : 1);
+    cnn_tensor *t = opt->adam_dev;
+    const bool fits = t && t->device.type == dev.type && t->device.index == dev.index &&
+                      cnn_shape_numel(t->shape) == need;
+    if (cnn_cuda_capturing(cnn_ctx())) {
+        CNN_CHECK(fits, CNN_ERR_INVALID_ARG, "optim_step: the first CUDA step (or the first "
+                  "since parameters were added) is inside a graph capture; run one step before "
+                  "capturing");
+        return CNN_OK;
+    }
+    float *h = calloc((size_t)need, sizeof *h);
+    CNN_CHECK(h, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
+    const cnn_optim_config *c = &opt->cfg;
+    for (int k = 0; k < n; k++) {
+        const optim_param *q = &opt->ps[idx[k]];
+        adam_scalars(c->lr, c->beta1, c->beta2, q->decay ? c->weight_decay : 0.0f, q->step + 1,
+                     h + 3 * idx[k]);
+    }
+    cnn_status st = CNN_OK;
+    if (!fits) {
+        cnn_tensor *fresh = NULL;
+        st = cnn_tensor_empty(CNN_SHAPE(need), CNN_F32, dev, &fresh);
+        if (st == CNN_OK) {
+            cnn_tensor_free(&opt->adam_dev);
+            opt->adam_dev = fresh;
+        }
+    }
+    if (st == CNN_OK) st = cnn_tensor_write(opt->adam_dev, h, (size_t)need);
+    free(h);
+    return st;
+}
+
 /* All CUDA parameters with a gradient in one fused update (a few launches in all). Only a
- * failed launch can fail here. */
+ * failed launch, or the scalars' device copy, can fail here. */
 static cnn_status update_cuda(cnn_optim *opt)
 {
     const cnn_optim_config *c = &opt->cfg;
-    cnn_cuda_param_update *us = malloc((size_t)(opt->n ? opt->n : 1) * sizeof *us);
-    CNN_CHECK(us, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
+    const size_t n = (size_t)(opt->n ? opt->n : 1);
+    cnn_cuda_param_update *us = malloc(n * sizeof *us);
+    int *idx = malloc(n * sizeof *idx);
+    cnn_status st = CNN_OK;
+    if (!us || !idx) {
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
+        goto done;
+    }
     int count = 0;
-    for (int i = 0; i < opt->n; i++) {
-        optim_param *q = &opt->ps[i];
-        if (!q->p->grad || !cnn_on_cuda(q->p)) continue;
-        us[count++] = (cnn_cuda_param_update){
+    for (int i = 0; i < opt->n; i++)
+        if (opt->ps[i].p->grad && cnn_on_cuda(opt->ps[i].p)) idx[count++] = i;
+    if (count == 0) goto done;
+    st = c->kind == CNN_OPTIM_SGD ? sync_lr(opt) : sync_adam(opt, idx, count);
+    if (st != CNN_OK) goto done;
+    for (int k = 0; k < count; k++) {
+        const optim_param *q = &opt->ps[idx[k]];
+        us[k] = (cnn_cuda_param_update){
             .p = cnn_f32(q->p), .g = cnn_f32(q->p->grad), .s1 = q->s1 ? cnn_f32(q->s1) : NULL,
             .s2 = q->s2 ? cnn_f32(q->s2) : NULL, .n = cnn_shape_numel(q->p->shape),
-            .wd = q->decay ? c->weight_decay : 0.0f, .step = q->step + 1};
-    }
-    cnn_status st = CNN_OK;
-    if (c->kind == CNN_OPTIM_SGD && count > 0) st = sync_lr(opt);
-    if (st != CNN_OK) {
-        free(us);
-        return st;
+            .wd = q->decay ? c->weight_decay : 0.0f, .step = q->step + 1,
+            .adam = opt->adam_dev ? cnn_f32(opt->adam_dev) + 3 * idx[k] : NULL};
     }
     if (c->kind == CNN_OPTIM_SGD)
         st = cnn_cuda_sgd_update_f32(cnn_ctx(), us, count, cnn_f32(opt->lr_dev), c->momentum,
                                      c->dampening, c->nesterov);
     else
-        st = cnn_cuda_adam_update_f32(cnn_ctx(), us, count, c->lr, c->beta1, c->beta2, c->eps,
+        st = cnn_cuda_adam_update_f32(cnn_ctx(), us, count, c->beta1, c->beta2, c->eps,
                                       c->kind == CNN_OPTIM_ADAMW);
+done:
     free(us);
+    free(idx);
     return st;
 }
 #endif
 
 #if CNN_WITH_CUDA
 /* ---- inside a CUDA graph capture ---------------------------------------------------------
- * The captured update reads the learning rate from device memory, which each replay first
- * brings up to date; each replay, not the capture, counts as a step of the parameters that had
- * a gradient at capture. */
+ * The captured update reads its scalars from device memory (SGD's learning rate, Adam's
+ * per-step scalars), which each replay first brings up to date; each replay, not the capture,
+ * counts as a step of the parameters that had a gradient at capture. */
 typedef struct captured_step {
     cnn_optim *opt;
     int n;      /* entries of idx */
@@ -358,7 +417,8 @@ static cnn_status captured_step_hook(void *ud, bool commit)
 {
     captured_step *c = ud;
     cnn_optim *opt = c->opt;
-    if (!commit) return sync_lr(opt);
+    if (!commit)
+        return opt->cfg.kind == CNN_OPTIM_SGD ? sync_lr(opt) : sync_adam(opt, c->idx, c->n);
     for (int i = 0; i < c->n; i++) opt->ps[c->idx[i]].step++;
     opt->steps++;
     return CNN_OK;
@@ -368,9 +428,6 @@ static cnn_status captured_step_hook(void *ud, bool commit)
  * queued (recorded) by the caller as usual. */
 static cnn_status capture_step(cnn_optim *opt)
 {
-    CNN_CHECK(opt->cfg.kind == CNN_OPTIM_SGD, CNN_ERR_UNSUPPORTED,
-              "optim_step: %s inside a graph capture: its bias correction changes every step, "
-              "and a replay would repeat the captured one", kind_name(opt->cfg.kind));
     size_t size = sizeof(captured_step) + (size_t)(opt->n ? opt->n : 1) * sizeof(int);
     captured_step *c = malloc(size);
     CNN_CHECK(c, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");

@@ -290,6 +290,9 @@ typedef struct cnn_cuda_param_update {
     int64_t n;
     float wd;
     int64_t step;
+    /* Adam: this step's shrink (1 - lr wd), step size (lr / bias correction 1) and
+     * sqrt(bias correction 2), three floats in device memory (core/optim.c computes them). */
+    const float *adam;
 } cnn_cuda_param_update;
 /* core/optim.c's sgd_update_f32 / adam_update_f32 applied to `count` parameters, all on ctx's
  * device, in a few launches that each cover many parameters. SGD reads its learning rate from
@@ -298,7 +301,7 @@ cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_param_update
                                    const float *lr, float momentum, float dampening,
                                    bool nesterov);
 cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps, int count,
-                                    float lr, float beta1, float beta2, float eps, bool decoupled);
+                                    float beta1, float beta2, float eps, bool decoupled);
 /* xs[i] *= alpha for `count` device arrays of ns[i] floats, in a few launches. */
 cnn_status cnn_cuda_scale_multi_f32(cnn_context *ctx, float *const *xs, const int64_t *ns,
                                     int count, float alpha);

@@ -20,8 +20,8 @@ struct MtTensor {
     float *s1, *s2; /* SGD: momentum buffer or NULL; Adam: exp_avg, exp_avg_sq */
     int64_t n;
     float wd;
-    bool first;                        /* SGD: the momentum buffer starts as the gradient */
-    float shrink, step_size, bc2_sqrt; /* Adam */
+    bool first;       /* SGD: the momentum buffer starts as the gradient */
+    const float *adam; /* Adam: shrink, step_size, bc2_sqrt, in device memory */
 };
 
 /* Block b of a launch updates chunk chunk_of[b] of tensor tensor_of[b]. About 3.6 KB: within

@@ -40,19 +40,22 @@ __device__ __forceinline__ float lerp_rn(float a, float b, float w)
 }
 
 /* See adam_update_f32 in core/optim.c. l2: wd is added to the gradient (Adam); dec: the
- * parameter shrinks first (AdamW). */
+ * parameter shrinks first (AdamW). The per-step scalars are read from device memory, so that a
+ * step captured in a CUDA graph replays with the ones core/optim.c writes before each replay. */
 __global__ void adam_multi_kernel(MtArgs a, float beta2, float eps, bool dec, float w1, float w2)
 {
+    const MtTensor &tt = a.t[a.tensor_of[blockIdx.x]];
+    const float shrink = tt.adam[0], step_size = tt.adam[1], bc2_sqrt = tt.adam[2];
     MT_CHUNK_LOOP(a, t, i) {
         float pi = t.p[i], gi = t.g[i];
-        if (dec && t.wd != 0) pi = __fmul_rn(pi, t.shrink);
+        if (dec && t.wd != 0) pi = __fmul_rn(pi, shrink);
         if (!dec && t.wd != 0) gi = __fadd_rn(gi, __fmul_rn(t.wd, pi));
         float mi = lerp_rn(t.s1[i], gi, w1);
         float vi = __fadd_rn(__fmul_rn(t.s2[i], beta2), __fmul_rn(__fmul_rn(w2, gi), gi));
         t.s1[i] = mi;
         t.s2[i] = vi;
-        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), t.bc2_sqrt), eps);
-        t.p[i] = __fsub_rn(pi, __fmul_rn(t.step_size, __fdiv_rn(mi, denom)));
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+        t.p[i] = __fsub_rn(pi, __fmul_rn(step_size, __fdiv_rn(mi, denom)));
     }
 }
 
@@ -84,7 +87,7 @@ extern "C" cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_p
     CNN_CHECK(ts, CNN_ERR_OUT_OF_MEMORY, "sgd_update: out of host memory");
     for (int i = 0; i < count; i++)
         ts[i] = MtTensor{ps[i].p, ps[i].g, ps[i].s1, NULL, ps[i].n, ps[i].wd, ps[i].step == 1,
-                         0.0f, 0.0f, 0.0f};
+                         NULL};
     const float keep = (float)(1.0 - (double)dampening);
     cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
         sgd_multi_kernel<<<blocks, THREADS, 0, s>>>(a, lr, momentum, keep, nesterov);
@@ -95,22 +98,17 @@ extern "C" cnn_status cnn_cuda_sgd_update_f32(cnn_context *ctx, const cnn_cuda_p
 }
 
 extern "C" cnn_status cnn_cuda_adam_update_f32(cnn_context *ctx, const cnn_cuda_param_update *ps,
-                                               int count, float lr, float beta1, float beta2,
-                                               float eps, bool decoupled)
+                                               int count, float beta1, float beta2, float eps,
+                                               bool decoupled)
 {
     if (count <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "adam_update", &s));
     MtTensor *ts = (MtTensor *)calloc((size_t)count, sizeof *ts);
     CNN_CHECK(ts, CNN_ERR_OUT_OF_MEMORY, "adam_update: out of host memory");
-    for (int i = 0; i < count; i++) {
-        /* The scalars exactly as the CPU path computes them: in double, then rounded once. */
-        const double bc1 = 1.0 - pow((double)beta1, (double)ps[i].step);
-        const double bc2 = 1.0 - pow((double)beta2, (double)ps[i].step);
+    for (int i = 0; i < count; i++)
         ts[i] = MtTensor{ps[i].p, ps[i].g, ps[i].s1, ps[i].s2, ps[i].n, ps[i].wd, false,
-                         (float)(1.0 - (double)lr * (double)ps[i].wd), (float)((double)lr / bc1),
-                         (float)sqrt(bc2)};
-    }
+                         ps[i].adam};
     const float w1 = (float)(1.0 - (double)beta1), w2 = (float)(1.0 - (double)beta2);
     cnn_status st = for_each_launch(ts, count, [&](const MtArgs &a, int blocks) {
         adam_multi_kernel<<<blocks, THREADS, 0, s>>>(a, beta2, eps, decoupled, w1, w2);

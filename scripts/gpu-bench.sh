@@ -270,6 +270,17 @@ bench_main() {
         theirs "torch_model_$m" 90 model $m --batch "$b" "${s[@]}" "${i[@]}"
         pair "model_$m" "torch_model_$m" "$m train + infer, batch $b, FP32"
     done
+    # CUDA graphs (cnnbench --graph, cnn_graph_capture): the step captured once and replayed,
+    # without the host's cost per op; LeNet-5 (the 3x goal is about host time) and ResNet-50
+    # (the models without dropout).
+    if [ "$DRY" = 1 ]; then
+        gb_note "model_lenet5_graph, model_resnet50_graph: not in a DRY run (CUDA graphs need a GPU)"
+    else
+        ours model_lenet5_graph 60 model lenet5 --batch "$lb" --backend "$FAST" --graph "${lit[@]}"
+        pair model_lenet5_graph torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, CUDA graph replays"
+        ours model_resnet50_graph 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --graph "${mit[@]}"
+        pair model_resnet50_graph torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, CUDA graph replays"
+    fi
     # Training behind PyTorch's on the H200 (2026-12-04: ResNet-50 0.79x, AlexNet 0.57x, where
     # inference was level): whether cuDNN's 1 GiB workspace cap (PyTorch sets none) left its
     # fastest backward algorithms out at these batches, and where AlexNet's step time goes.
@@ -292,17 +303,6 @@ bench_main() {
     # no cuDNN calls, so the two rows show what cuDNN's host cost per call adds.
     ours model_lenet5_cuda 60 model lenet5 --batch "$lb" --backend "$HAND" "${lit[@]}"
     pair model_lenet5_cuda torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, hand-written kernels"
-    # CUDA graphs (cnnbench --graph, cnn_graph_capture): the step captured once and replayed,
-    # without the host's cost per op; LeNet-5 (the 3x goal is about host time) and ResNet-50
-    # (the models without dropout).
-    if [ "$DRY" = 1 ]; then
-        gb_note "model_lenet5_graph, model_resnet50_graph: not in a DRY run (CUDA graphs need a GPU)"
-    else
-        ours model_lenet5_graph 60 model lenet5 --batch "$lb" --backend "$FAST" --graph "${lit[@]}"
-        pair model_lenet5_graph torch_model_lenet5 "lenet5 train + infer, batch $lb, FP32, CUDA graph replays"
-        ours model_resnet50_graph 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --graph "${mit[@]}"
-        pair model_resnet50_graph torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, CUDA graph replays"
-    fi
     # 3. the other kernels, both GPU backends.
     local k
     for k in bn pool gemm elementwise; do

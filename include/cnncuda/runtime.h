@@ -136,10 +136,10 @@ cnn_status cnn_timer_elapsed_ms(cnn_timer *t, double *ms);
  *  - host work in fn happens once, at capture: ops on CPU tensors, host-side counters. Waiting
  *    for the GPU inside fn (cnn_synchronize, reading a tensor) is CNN_ERR_UNSUPPORTED, as are
  *    random ops on the GPU (dropout in training, random fills: a replay would repeat their
- *    numbers) and Adam/AdamW steps (their bias correction changes every step);
- *  - an SGD step in fn reads its learning rate from device memory, which each replay first
- *    sets to the optimizer's current one, so cnn_optim_set_lr and schedules apply between
- *    replays; each replay counts as one cnn_optim_step in the optimizer's step counts.
+ *    numbers);
+ *  - an optimizer step in fn reads its scalars from device memory (the learning rate; Adam's
+ *    bias corrections), which each replay first brings up to date, so cnn_optim_set_lr and
+ *    schedules apply between replays; each replay counts as one cnn_optim_step.
  * Everything fn used (context, model, optimizer, tensors) must outlive the graph. When fn or
  * the capture fails, nothing was run, *out is NULL and the error is fn's or the capture's.
  * CNN_ERR_DEVICE on a CPU context and in a CPU-only build. */
