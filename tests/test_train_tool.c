@@ -383,6 +383,37 @@ TEST(train_tool_accuracy_eval_predict)
     remove_tree(dir);
 }
 
+/* --cuda-graph: the training step captured once and replayed (Adam, a cosine schedule that
+ * changes the learning rate every step) trains as the op-by-op steps do: the same validation
+ * report, down to the confusion matrix. Deterministic algorithms on both runs. */
+GPU_TEST(train_tool_cuda_graph_matches_op_by_op)
+{
+    char tool[512], dir[256], args[1024];
+    static char out[2][65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    for (int g = 0; g < 2; g++) {
+        snprintf(args, sizeof args,
+                 "--device cuda --limit-train 512 --limit-val 256 --epochs 2 --batch 64 "
+                 "--seed 5 --checkpoint-dir %s/run%d%s",
+                 dir, g, g ? " --cuda-graph" : "");
+        setenv("CNN_DETERMINISTIC", "1", 1);
+        int rc = run_tool(tool, args, out[g], sizeof out[g]);
+        unsetenv("CNN_DETERMINISTIC");
+        if (rc != 0) printf("%s\n", out[g]);
+        CHECK(rc == 0);
+    }
+    CHECK(!strstr(out[0], "--cuda-graph:"));
+    CHECK(strstr(out[1], "--cuda-graph: training step captured; replayed for each batch of 64"));
+    const char *a = strstr(out[0], "validation:"), *b = strstr(out[1], "validation:");
+    const char *ae = a ? strstr(a, "\ndata:") : NULL, *be = b ? strstr(b, "\ndata:") : NULL;
+    REQUIRE(a && b && ae && be);
+    if (ae - a != be - b || memcmp(a, b, (size_t)(ae - a)) != 0)
+        cnn_test_fail(__FILE__, __LINE__, "reports differ:\n%.*s\n---\n%.*s", (int)(ae - a), a,
+                      (int)(be - b), b);
+    remove_tree(dir);
+}
+
 /* On the GPU the tool reads each step's results back while the next step runs: the statistics
  * must still add up (every image counted once, a sane accuracy). */
 GPU_TEST(train_tool_runs_on_the_gpu)

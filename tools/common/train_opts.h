@@ -31,6 +31,7 @@ typedef struct train_opts {
     char device[16];
     char backend[16];
     int tf32;
+    int cuda_graph;
     int64_t seed;
     int64_t limit_train, limit_val;
     char checkpoint_dir[TR_PATH_MAX];

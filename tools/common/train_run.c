@@ -258,6 +258,9 @@ void tr_run_free(tr_run *r)
     cnn_dataset_destroy(&r->train_ds);
     cnn_dataset_destroy(&r->val_ds);
     cnn_sched_plateau_destroy(&r->plateau);
+    cnn_graph_destroy(&r->graph); /* before what its replays use */
+    cnn_tensor *g[4] = {r->g_images, r->g_labels, r->g_logits, r->g_loss};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&g[i]);
     cnn_optim_destroy(&r->opt);
     cnn_model_destroy(&r->model);
     tr_model_meta_free(&r->mm);

@@ -37,6 +37,12 @@ typedef struct tr_run {
     char dir[TR_PATH_MAX];
     int64_t steps_per_epoch;
     float *host_logits; /* batch x num_classes, for metrics */
+    /* --cuda-graph (train_imagenet_subset.c): the captured training step, the tensors it reads
+     * (each batch is copied in) and writes; graph_state 0: the next step warms up op by op,
+     * 1: the next captures, 2: replaying, -1: off (the capture was refused). */
+    cnn_graph *graph;
+    cnn_tensor *g_images, *g_labels, *g_logits, *g_loss;
+    int graph_state;
 } tr_run;
 
 /* r->dev and its context (made current) from r->o's --device, --backend and --tf32. */
