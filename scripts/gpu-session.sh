@@ -153,12 +153,12 @@ if wanted default && wanted verify; then
     if budget_for default 170 60; then
         say "== default (budget $L s, alongside verify, at $(($(date +%s) - START)) s)"
         default_t0=$(date +%s)
-        env "${TRAIN[@]}" WORK="$W/default-work" ONLY=default_run TIME_BUDGET="$L" \
+        env "${TRAIN[@]}" WORK="$W/default-work" ONLY="default_run default_run_graph" TIME_BUDGET="$L" \
             OUT="$W/default" DRY="$DRY" scripts/gpu-train.sh >"$W/default.log" 2>&1 &
         default_pid=$!
     fi
 elif wanted default; then
-    part default 170:60 gpu-train.sh ONLY=default_run "${TRAIN[@]}" WORK="$W/default-work"
+    part default 170:60 gpu-train.sh ONLY="default_run default_run_graph" "${TRAIN[@]}" WORK="$W/default-work"
 fi
 if wanted verify; then
     part verify 250 gpu-verify.sh STEPS="$VSTEPS" "${VERIFY[@]}"

@@ -150,6 +150,13 @@ default_part() {
         acc=${acc%%%*}
         gb_note "default run goal >= 89.00%: $(awk -v a="$acc" 'BEGIN { print (a >= 89 ? "MET" : "not met") }')"
     fi
+    # The same run with the training step replayed from a CUDA graph (--cuda-graph): the wall
+    # time LeNet-5's host-bound steps save.
+    [ "$DRY" = 1 ] && return 0
+    (cd "$d" && gb_step default_run_graph 150 "$t" --cuda-graph)
+    gb_note "default run --cuda-graph: $(grep -o 'best val top-1 [0-9.]*% at epoch [0-9]*' \
+"$W/default_run_graph.log" | tail -1) ($(grep -o 'wall time [0-9.]* s' "$W/default_run_graph.log" | tail -1)); \
+$(grep -m1 -e '--cuda-graph:' "$W/default_run_graph.log")"
 }
 
 # ---- 2. JPEG folder: decoding vs synthetic data ------------------------------------------------
