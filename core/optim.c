@@ -400,9 +400,7 @@ done:
     free(idx);
     return st;
 }
-#endif
 
-#if CNN_WITH_CUDA
 /* ---- inside a CUDA graph capture ---------------------------------------------------------
  * The captured update reads its scalars from device memory (SGD's learning rate, Adam's
  * per-step scalars), which each replay first brings up to date; each replay, not the capture,
@@ -454,13 +452,10 @@ static cnn_status capture_step(cnn_optim *opt)
 cnn_status cnn_optim_step(cnn_optim *opt)
 {
     CNN_CHECK(opt, CNN_ERR_INVALID_ARG, "optim_step: optimizer is NULL");
+    bool capturing = false;
 #if CNN_WITH_CUDA
-    if (cnn_cuda_capturing(cnn_ctx())) {
-        CNN_TRY(capture_step(opt));
-        for (int i = 0; i < opt->n; i++)
-            if (opt->ps[i].p->grad) CNN_TRY(prepare(opt, &opt->ps[i], opt->ps[i].p->grad));
-        return update_cuda(opt);
-    }
+    capturing = cnn_cuda_capturing(cnn_ctx());
+    if (capturing) CNN_TRY(capture_step(opt));
 #endif
     /* All checks and allocations first, so that a failure leaves every parameter unchanged. */
     bool any_cuda = false;
@@ -475,6 +470,7 @@ cnn_status cnn_optim_step(cnn_optim *opt)
 #else
     (void)any_cuda;
 #endif
+    if (capturing) return CNN_OK; /* recorded: each replay counts as the step (capture_step) */
     for (int i = 0; i < opt->n; i++) {
         optim_param *q = &opt->ps[i];
         if (!q->p->grad) continue;

@@ -241,9 +241,7 @@ static bool graph_step(tr_run *r, cnn_tensor *images, cnn_tensor *labels, cnn_te
         TR_LIB(cnn_tensor_clone(labels, &r->g_labels), "--cuda-graph inputs");
         if (cnn_graph_capture(graph_body, r, &r->graph) != CNN_OK) {
             printf("--cuda-graph: %s; training op by op\n", cnn_last_error());
-            cnn_tensor *g[4] = {r->g_images, r->g_labels, r->g_logits, r->g_loss};
-            for (int i = 0; i < 4; i++) cnn_tensor_free(&g[i]);
-            r->g_images = r->g_labels = r->g_logits = r->g_loss = NULL;
+            tr_run_drop_graph(r);
             r->graph_state = -1;
             return false;
         }

@@ -251,6 +251,15 @@ void tr_run_open_eval(tr_run *r)
     r->val_ld = make_loader(r, r->val_ds, false);
 }
 
+void tr_run_drop_graph(tr_run *r)
+{
+    cnn_graph_destroy(&r->graph);
+    cnn_tensor_free(&r->g_images);
+    cnn_tensor_free(&r->g_labels);
+    cnn_tensor_free(&r->g_logits);
+    cnn_tensor_free(&r->g_loss);
+}
+
 void tr_run_free(tr_run *r)
 {
     cnn_loader_destroy(&r->train_ld);
@@ -258,9 +267,7 @@ void tr_run_free(tr_run *r)
     cnn_dataset_destroy(&r->train_ds);
     cnn_dataset_destroy(&r->val_ds);
     cnn_sched_plateau_destroy(&r->plateau);
-    cnn_graph_destroy(&r->graph); /* before what its replays use */
-    cnn_tensor *g[4] = {r->g_images, r->g_labels, r->g_logits, r->g_loss};
-    for (int i = 0; i < 4; i++) cnn_tensor_free(&g[i]);
+    tr_run_drop_graph(r); /* before what its replays use */
     cnn_optim_destroy(&r->opt);
     cnn_model_destroy(&r->model);
     tr_model_meta_free(&r->mm);

@@ -55,6 +55,8 @@ void tr_run_open_train(tr_run *r);
 /* --eval-only: the checkpoint's model on r->dev, the validation split (its classes checked
  * against the checkpoint's) and its loader. */
 void tr_run_open_eval(tr_run *r);
+/* Releases the --cuda-graph graph and its tensors (all NULL after). */
+void tr_run_drop_graph(tr_run *r);
 void tr_run_free(tr_run *r);
 
 #endif /* TR_RUN_H */
