@@ -116,10 +116,25 @@ cnn_status cnn_relu_grad(const cnn_tensor *y, const cnn_tensor *dy, cnn_tensor *
  * the device (a counter such as BN's num_batches_tracked). */
 cnn_status cnn_tensor_add_i64_(cnn_tensor *t, int64_t v);
 /* Fills n floats of device memory with the context RNG stream (dist 0: U[a,b), 1: N(a,b^2)),
- * advancing the context's offset. */
+ * advancing the context's offset (inside a graph capture: each replay does, cnn_rng_draw_take). */
 cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_device device);
 /* Takes `n_counters` Philox counters from the context stream; returns the first offset. */
 uint64_t cnn_rng_take(int64_t n_counters);
+/* The Philox counters of one random op: offset, offset + 1, ... under key seed. For a CUDA
+ * kernel inside a graph capture, state points to the graph's device state {seed, base}, which
+ * each replay sets from the context stream, and offset counts from base (philox.h's
+ * cnn_philox_resolve); otherwise state is NULL. */
+typedef struct cnn_rng_draw {
+    uint64_t seed, offset;
+    const uint64_t *state;
+} cnn_rng_draw;
+/* Takes n_counters counters for an op on `device`: from the context stream, or, for CUDA work
+ * inside a graph capture, from the graph's (each replay then draws the counters the same ops
+ * run one by one would have drawn, and advances the context stream as they would). *keep, if
+ * keep is not NULL, is the tensor holding the state (borrowed; NULL outside a capture): an op
+ * whose backward draws again saves it with cnn_node_save. */
+cnn_status cnn_rng_draw_take(int64_t n_counters, cnn_device device, cnn_rng_draw *d,
+                             const cnn_tensor **keep);
 
 /* ---- argument checks shared by ops (each sets a message naming op and tensor) -------------- */
 /* NULL and dtype (F32) check, any device: for ops that dispatch to CUDA kernels. */

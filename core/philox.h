@@ -35,6 +35,17 @@ CNN_HOSTDEV void cnn_philox4x32(uint64_t key, uint64_t counter, uint32_t out[4])
     out[3] = c3;
 }
 
+/* The key and first counter of a draw (core/rng.c's cnn_rng_draw): as given, or, for a kernel
+ * captured in a CUDA graph, read from the replay's device state {seed, base} with the offset
+ * taken relative to base. */
+CNN_HOSTDEV void cnn_philox_resolve(const uint64_t *state, uint64_t *seed, uint64_t *offset)
+{
+    if (state) {
+        *seed = state[0];
+        *offset += state[1];
+    }
+}
+
 /* A float in [0, 1) from the top 24 bits of a word. */
 CNN_HOSTDEV float cnn_u32_to_unit(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
 

@@ -1,6 +1,8 @@
 /* rng.c — the context's counter-based random stream (Philox4x32-10, see philox.h). A draw of n
  * values takes a block of counters starting at the context's offset, so CPU and CUDA produce
- * identical numbers and a (seed, offset) pair restores the stream exactly. */
+ * identical numbers and a (seed, offset) pair restores the stream exactly. Random ops inside a
+ * CUDA graph capture take their counters from the graph instead (cnn_rng_draw_take), so that
+ * every replay draws new numbers: the ones the same ops run one by one would have drawn. */
 #include "internal.h"
 #include "parallel.h"
 #include "philox.h"
@@ -40,6 +42,26 @@ uint64_t cnn_rng_take(int64_t n_counters)
     return first;
 }
 
+cnn_status cnn_rng_draw_take(int64_t n_counters, cnn_device device, cnn_rng_draw *d,
+                             const cnn_tensor **keep)
+{
+    cnn_context *c = cnn_ctx();
+    if (keep) *keep = NULL;
+#if CNN_WITH_CUDA
+    if (device.type == CNN_DEVICE_CUDA && cnn_cuda_capturing(c)) {
+        const cnn_tensor *state = NULL;
+        *d = (cnn_rng_draw){0};
+        CNN_TRY(cnn_cuda_capture_rng(c, n_counters, &state, &d->offset));
+        d->state = (const uint64_t *)cnn_ptr(state);
+        if (keep) *keep = state;
+        return CNN_OK;
+    }
+#endif
+    (void)device;
+    *d = (cnn_rng_draw){c->rng_seed, cnn_rng_take(n_counters), NULL};
+    return CNN_OK;
+}
+
 /* Normal element i: Box-Muller on the two words (2*(i%2), 2*(i%2)+1) of counter offset + i/2.
  * (Kept in step with cuda/tensor_ops.cu.) */
 static float normal_at(uint64_t seed, uint64_t offset, int64_t i)
@@ -54,17 +76,12 @@ static float normal_at(uint64_t seed, uint64_t offset, int64_t i)
 
 cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_device device)
 {
-    cnn_context *c = cnn_ctx();
-#if CNN_WITH_CUDA
-    CNN_CHECK(!(device.type == CNN_DEVICE_CUDA && cnn_cuda_capturing(c)), CNN_ERR_UNSUPPORTED,
-              "random: a random fill inside a graph capture would repeat the same numbers at "
-              "every replay");
-#endif
-    uint64_t seed = c->rng_seed;
-    uint64_t offset = cnn_rng_take(dist == 0 ? (n + 3) / 4 : (n + 1) / 2);
+    cnn_rng_draw d;
+    CNN_TRY(cnn_rng_draw_take(dist == 0 ? (n + 3) / 4 : (n + 1) / 2, device, &d, NULL));
+    const uint64_t seed = d.seed, offset = d.offset;
     if (device.type == CNN_DEVICE_CUDA) {
 #if CNN_WITH_CUDA
-        return cnn_cuda_random_f32(c, data, n, dist, a, b, seed, offset);
+        return cnn_cuda_random_f32(cnn_ctx(), data, n, dist, a, b, d);
 #else
         return cnn_error(CNN_ERR_DEVICE, "random: CUDA tensor in a build without CUDA");
 #endif

@@ -31,6 +31,13 @@ bool cnn_cuda_capturing(const cnn_context *ctx);
 cnn_status cnn_cuda_capture_on_replay(cnn_context *ctx, cnn_status (*hook)(void *ud, bool commit),
                                       const void *ud, size_t size);
 
+/* Inside a capture on ctx: n_counters Philox counters of the graph's draw (cnn_rng_draw_take).
+ * *state: the graph's device tensor {seed, base} (borrowed), set from the context stream before
+ * each replay, which then advances the stream by all the counters the graph took; *offset:
+ * these counters' first, counted from base. */
+cnn_status cnn_cuda_capture_rng(cnn_context *ctx, int64_t n_counters, const cnn_tensor **state,
+                                uint64_t *offset);
+
 /* ---- memory (cuda/allocator.c) ------------------------------------------------------------ */
 /* Device memory for a storage from the caching allocator: sets s->data, s->release and
  * s->allocator. `op` names the caller for an out-of-memory message. */
@@ -78,7 +85,9 @@ cnn_status cnn_cuda_strided_copy(cnn_context *ctx, void *dst, const int64_t *dst
                                  cnn_shape shape, size_t esize);
 /* Philox stream into p: dist 0 uniform [a, b), 1 normal (mean a, std b), as core/rng.c. */
 cnn_status cnn_cuda_random_f32(cnn_context *ctx, float *p, int64_t n, int dist, float a, float b,
-                               uint64_t seed, uint64_t offset);
+                               cnn_rng_draw d);
+/* p[0] = a, p[1] = b, on the stream (a graph's random state before a replay). */
+cnn_status cnn_cuda_store_u64x2(cnn_context *ctx, uint64_t *p, uint64_t a, uint64_t b);
 
 /* ---- Pooling, batch norm, LRN and linear (cuda/pool.cu, pool_cudnn.c, batchnorm.cu,
  * batchnorm_cudnn.c, lrn.cu, gemm_cublas.c) ----------------------------------------------------
@@ -257,10 +266,10 @@ cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, float param, 
 cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param, bool saved_is_y,
                                         const float *saved, const float *dy, float *dx,
                                         int64_t n);
-/* y[i] = x[i] * (philox uniform i of (seed, offset) < keep_below ? scale : 0), the CPU mask (a
- * dropped NaN or inf gives NaN, as PyTorch's x * mask). */
+/* y[i] = x[i] * (philox uniform i of draw d < keep_below ? scale : 0), the CPU mask (a dropped
+ * NaN or inf gives NaN, as PyTorch's x * mask). */
 cnn_status cnn_cuda_dropout_f32(cnn_context *ctx, const float *x, float *y, int64_t n,
-                                uint64_t seed, uint64_t offset, float keep_below, float scale);
+                                cnn_rng_draw d, float keep_below, float scale);
 /* x, y, dy, dx: (outer, k, inner), softmax (or log_softmax) over k. */
 cnn_status cnn_cuda_softmax_forward(cnn_context *ctx, const float *x, float *y, int64_t outer,
                                     int64_t k, int64_t inner, bool log);

@@ -2,8 +2,9 @@
  * once by stream capture on the context's stream and replayed with one launch. The memory the
  * captured work uses comes from a pool of the graph's own (allocator.c), and the ops whose work
  * a replay could not repeat faithfully refuse to run inside a capture (they ask
- * cnn_cuda_capturing); ops with host-side state register hooks that each replay runs. It never
- * prints. */
+ * cnn_cuda_capturing); ops with host-side state register hooks that each replay runs. Random
+ * ops draw from the graph's counters, which each replay places at the context stream's
+ * position (cnn_cuda_capture_rng). It never prints. */
 #include "cuda_check.h"
 
 typedef struct replay_hook {
@@ -21,6 +22,8 @@ struct cnn_graph {
     replay_hook **tail;
     bool arms_bad_label;   /* the captured work queued a kernel that may report a bad label */
     int64_t bad_label_k;
+    cnn_tensor *rng_state; /* I64 {seed, base} the captured random kernels read; NULL if none */
+    uint64_t rng_counters; /* the Philox counters one replay draws */
 };
 
 bool cnn_cuda_capturing(const cnn_context *ctx) { return cnn_cuda_capture_of(ctx) != NULL; }
@@ -45,6 +48,19 @@ cnn_status cnn_cuda_capture_on_replay(cnn_context *ctx, cnn_status (*hook)(void 
     return CNN_OK;
 }
 
+cnn_status cnn_cuda_capture_rng(cnn_context *ctx, int64_t n_counters, const cnn_tensor **state,
+                                uint64_t *offset)
+{
+    cnn_graph *g = cnn_cuda_capture_of(ctx);
+    CNN_CHECK(g, CNN_ERR_INTERNAL, "capture_rng: no capture in progress");
+    if (!g->rng_state) /* from the graph's pool; written before each replay */
+        CNN_TRY(cnn_tensor_empty(CNN_SHAPE(2), CNN_I64, ctx->device, &g->rng_state));
+    *state = g->rng_state;
+    *offset = g->rng_counters;
+    g->rng_counters += (uint64_t)(n_counters > 0 ? n_counters : 0);
+    return CNN_OK;
+}
+
 void cnn_graph_destroy(cnn_graph **gp)
 {
     if (!gp || !*gp) return;
@@ -61,6 +77,7 @@ void cnn_graph_destroy(cnn_graph **gp)
         if (prev >= 0 && prev != g->device) (void)cudaSetDevice(prev);
         (void)cudaGetLastError();
     }
+    cnn_tensor_free(&g->rng_state); /* a dropout's backward may still hold it */
     cnn_cuda_pool_release(g->device, g->pool);
     for (replay_hook *h = g->hooks, *next; h; h = next) {
         next = h->next;
@@ -162,6 +179,11 @@ cnn_status cnn_graph_replay(cnn_graph *g)
     cnn_context *prev = cnn_context_current();
     cnn_context_set_current(g->ctx);
     cnn_status st = CNN_OK;
+    /* The random ops draw what they would draw run one by one from here (the stream advances
+     * once the launch is queued). */
+    if (g->rng_state)
+        st = cnn_cuda_store_u64x2(g->ctx, (uint64_t *)cnn_ptr(g->rng_state), g->ctx->rng_seed,
+                                  g->ctx->rng_offset);
     for (replay_hook *h = g->hooks; h && st == CNN_OK; h = h->next) st = h->fn(h->ud, false);
     if (st == CNN_OK) {
         cudaError_t e = cudaGraphLaunch(g->exec, stream);
@@ -171,6 +193,7 @@ cnn_status cnn_graph_replay(cnn_graph *g)
                            cudaGetErrorString(e));
         }
     }
+    if (st == CNN_OK) g->ctx->rng_offset += g->rng_counters;
     for (replay_hook *h = g->hooks; h && st == CNN_OK; h = h->next) st = h->fn(h->ud, true);
     if (st == CNN_OK && g->arms_bad_label) {
         int64_t k = g->bad_label_k;

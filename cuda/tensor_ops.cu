@@ -34,6 +34,22 @@ extern "C" cnn_status cnn_cuda_add_i64(cnn_context *ctx, int64_t *p, int64_t v, 
     return CNN_OK;
 }
 
+// p: (2)
+static __global__ void store_u64x2_kernel(uint64_t *p, uint64_t a, uint64_t b)
+{
+    p[0] = a;
+    p[1] = b;
+}
+
+extern "C" cnn_status cnn_cuda_store_u64x2(cnn_context *ctx, uint64_t *p, uint64_t a, uint64_t b)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, "store_u64x2", &s));
+    store_u64x2_kernel<<<1, 1, 0, s>>>(p, a, b);
+    CNN_CUDA_LAUNCH_CHECK(store_u64x2_kernel);
+    return CNN_OK;
+}
+
 extern "C" cnn_status cnn_cuda_fill_f32(cnn_context *ctx, float *p, float value, int64_t n)
 {
     if (n <= 0) return CNN_OK;
@@ -133,8 +149,9 @@ extern "C" cnn_status cnn_cuda_strided_copy(cnn_context *ctx, void *dst,
 
 // p: (n); counter offset + c gives elements 4c .. 4c+3
 static __global__ void uniform_f32_kernel(float *p, int64_t n, float a, float b, uint64_t seed,
-                                          uint64_t offset)
+                                          uint64_t offset, const uint64_t *state)
 {
+    cnn_philox_resolve(state, &seed, &offset);
     int64_t n_counters = (n + 3) / 4;
     float span = __fsub_rn(b, a);
     GRID_STRIDE_LOOP(c, n_counters) {
@@ -159,8 +176,9 @@ static __device__ float normal_from(uint32_t w1, uint32_t w2)
 
 // p: (n); counter offset + c gives element 2c (words 0, 1) and 2c+1 (words 2, 3)
 static __global__ void normal_f32_kernel(float *p, int64_t n, float mean, float std, uint64_t seed,
-                                         uint64_t offset)
+                                         uint64_t offset, const uint64_t *state)
 {
+    cnn_philox_resolve(state, &seed, &offset);
     int64_t n_counters = (n + 1) / 2;
     GRID_STRIDE_LOOP(c, n_counters) {
         uint32_t r[4];
@@ -172,7 +190,7 @@ static __global__ void normal_f32_kernel(float *p, int64_t n, float mean, float 
 }
 
 extern "C" cnn_status cnn_cuda_random_f32(cnn_context *ctx, float *p, int64_t n, int dist,
-                                          float a, float b, uint64_t seed, uint64_t offset)
+                                          float a, float b, cnn_rng_draw d)
 {
     CNN_CHECK(dist == 0 || dist == 1, CNN_ERR_INVALID_ARG,
               "random: distribution %d is neither 0 (uniform) nor 1 (normal)", dist);
@@ -180,10 +198,12 @@ extern "C" cnn_status cnn_cuda_random_f32(cnn_context *ctx, float *p, int64_t n,
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "random", &s));
     if (dist == 0) {
-        uniform_f32_kernel<<<grid_for((n + 3) / 4), THREADS, 0, s>>>(p, n, a, b, seed, offset);
+        uniform_f32_kernel<<<grid_for((n + 3) / 4), THREADS, 0, s>>>(p, n, a, b, d.seed, d.offset,
+                                                                     d.state);
         CNN_CUDA_LAUNCH_CHECK(uniform_f32_kernel);
     } else {
-        normal_f32_kernel<<<grid_for((n + 1) / 2), THREADS, 0, s>>>(p, n, a, b, seed, offset);
+        normal_f32_kernel<<<grid_for((n + 1) / 2), THREADS, 0, s>>>(p, n, a, b, d.seed, d.offset,
+                                                                    d.state);
         CNN_CUDA_LAUNCH_CHECK(normal_f32_kernel);
     }
     return CNN_OK;

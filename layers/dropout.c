@@ -1,7 +1,8 @@
 /* dropout.c — inverted dropout: forward, backward, CPU kernel and the choice of CUDA kernel
  * (cuda/dropout.cu). The mask is never stored: element i is kept when Philox uniform i of the
- * (seed, offset) block taken from the context stream is < 1 - p, so backward and the CUDA kernel
- * regenerate exactly the same mask. */
+ * block of counters the call drew (cnn_rng_draw_take) is < 1 - p, so backward and the CUDA
+ * kernel regenerate exactly the same mask. Inside a CUDA graph capture the block is the
+ * graph's, so each replay drops new elements. */
 #include "internal.h"
 #include "parallel.h"
 #include "philox.h"
@@ -12,7 +13,7 @@
 #include <math.h>
 
 typedef struct {
-    uint64_t seed, offset; /* the Philox block this call drew: counter offset + i/4, word i%4 */
+    cnn_rng_draw draw; /* the Philox block this call drew: counter offset + i/4, word i%4 */
     float p;
 } dropout_params;
 
@@ -31,7 +32,7 @@ static void dropout_cpu(const dropout_params *p, const float *x, float *y, int64
     #pragma omp parallel for if (cnn_par_worth(n))
     for (int64_t b = 0; b < blocks; b++) {
         uint32_t r[4];
-        cnn_philox4x32(p->seed, p->offset + (uint64_t)b, r);
+        cnn_philox4x32(p->draw.seed, p->draw.offset + (uint64_t)b, r);
         for (int k = 0; k < 4; k++) {
             int64_t i = 4 * b + k;
             if (i < n) y[i] = x[i] * (cnn_u32_to_unit(r[k]) < keep_below ? scale : 0.0f);
@@ -45,7 +46,7 @@ static cnn_status dropout_run(const dropout_params *p, const cnn_tensor *x, cnn_
     int64_t n = cnn_shape_numel(x->shape);
 #if CNN_WITH_CUDA
     if (cnn_on_cuda(x))
-        return cnn_cuda_dropout_f32(cnn_ctx(), cnn_f32(x), cnn_f32(y), n, p->seed, p->offset,
+        return cnn_cuda_dropout_f32(cnn_ctx(), cnn_f32(x), cnn_f32(y), n, p->draw,
                                     keep_below_of(p), scale_of(p));
 #endif
     dropout_cpu(p, cnn_f32(x), cnn_f32(y), n);
@@ -73,20 +74,20 @@ cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor *
         return CNN_OK;
     }
     CNN_TRY(cnn_check_f32("dropout", "x", x));
-#if CNN_WITH_CUDA
-    CNN_CHECK(!(cnn_on_cuda(x) && cnn_cuda_capturing(cnn_ctx())), CNN_ERR_UNSUPPORTED,
-              "dropout: in training inside a graph capture, every replay would drop the same "
-              "elements (its random numbers are fixed at capture)");
-#endif
     int64_t n = cnn_shape_numel(x->shape);
-    dropout_params dp = {cnn_ctx()->rng_seed, cnn_rng_take((n + 3) / 4), p};
+    dropout_params dp = {.p = p};
+    const cnn_tensor *state = NULL; /* a graph's random state, which the backward reads too */
+    CNN_TRY(cnn_rng_draw_take((n + 3) / 4, x->device, &dp.draw, &state));
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
+    cnn_node *node = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
     CNN_TRYG(dropout_run(&dp, xc, *y));
-    if (cnn_should_record(&x, 1))
-        CNN_TRYG(cnn_tape_record("dropout", dropout_backward, *y, &x, 1, &dp, sizeof dp, NULL));
+    if (cnn_should_record(&x, 1)) {
+        CNN_TRYG(cnn_tape_record("dropout", dropout_backward, *y, &x, 1, &dp, sizeof dp, &node));
+        if (state) cnn_node_save(node, state);
+    }
 done:
     cnn_tensor_free(&xc);
     if (st != CNN_OK) cnn_tensor_free(y);

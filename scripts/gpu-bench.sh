@@ -271,8 +271,7 @@ bench_main() {
         pair "model_$m" "torch_model_$m" "$m train + infer, batch $b, FP32"
     done
     # CUDA graphs (cnnbench --graph, cnn_graph_capture): the step captured once and replayed,
-    # without the host's cost per op; LeNet-5 (the 3x goal is about host time) and ResNet-50
-    # (the models without dropout).
+    # without the host's cost per op; LeNet-5 (the 3x goal is about host time) and ResNet-50.
     if [ "$DRY" = 1 ]; then
         gb_note "model_lenet5_graph, model_resnet50_graph: not in a DRY run (CUDA graphs need a GPU)"
     else

@@ -252,8 +252,8 @@ GPU_TEST(cuda_dropout_mask_is_the_cpu_mask)
     cnn_tensor *yb = NULL;
     float h[12];
     CHECK_OK(cnn_tensor_full(CNN_SHAPE(12), 7.0f, CNN_CUDA(0), &yb));
-    CHECK_OK(cnn_cuda_dropout_f32(cnn_context_current(), cnn_f32(xg), cnn_f32(yb), 9, 3, 0, 0.5f,
-                                  2.0f));
+    CHECK_OK(cnn_cuda_dropout_f32(cnn_context_current(), cnn_f32(xg), cnn_f32(yb), 9,
+                                  (cnn_rng_draw){3, 0, NULL}, 0.5f, 2.0f));
     CHECK_OK(cnn_tensor_read(yb, h, 12));
     CHECK(h[9] == 7.0f && h[10] == 7.0f && h[11] == 7.0f);
     cnn_tensor_free(&yb);

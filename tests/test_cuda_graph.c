@@ -1,8 +1,8 @@
 /* test_cuda_graph.c — CUDA graphs (cnn_graph_capture / replay / destroy): a captured LeNet-5
  * training step replayed gives what the same steps run op by op give; the capture itself runs
- * nothing; what a replay could not repeat faithfully is refused with a clear error and leaves
- * the context usable; the graph's memory is nobody else's until it is destroyed. GPU tests,
- * except the CPU-context refusal. */
+ * nothing; random ops draw new numbers at each replay, as op by op; what a replay could not
+ * repeat faithfully is refused with a clear error and leaves the context usable; the graph's
+ * memory is nobody else's until it is destroyed. GPU tests, except the CPU-context refusal. */
 #include "gradcheck.h"
 
 #define BATCH 4
@@ -139,6 +139,9 @@ static void check_replay_matches(const char *model, int c, int hw)
             CHECK(cnn_optim_step_count(b.opt) == 1);
         }
     }
+    /* Batch 1 again: its seed also puts the random stream where A's step 1 drew its dropout
+     * masks, which the replay then draws. */
+    REQUIRE(load_batch(&b, 1));
     CHECK_OK(cnn_graph_replay(g));
     CHECK(fabsf(read_scalar(b.loss) - read_scalar(loss_a[1])) <= 1e-5f * (1 + read_scalar(b.loss)));
     REQUIRE(load_batch(&b, 2));
@@ -158,13 +161,15 @@ static void check_replay_matches(const char *model, int c, int hw)
     free_job(&b);
 }
 
-/* LeNet-5 (convs, pools, linears, cuBLAS) and a small ResNet (batch norms, whose statistics and
- * counters advance at each replay; residual joins). The ResNet runs in builds with cuDNN (its
- * batch norm then cuDNN's): without, the hand-written batch norm's one block per channel of
- * 512 makes it take 40 s on the CPU emulator. */
+/* LeNet-5 (convs, pools, linears, cuBLAS), AlexNet (dropout: each replay draws new masks, the
+ * ones the op-by-op step draws) and a small ResNet (batch norms, whose statistics and counters
+ * advance at each replay; residual joins). The ResNet runs in builds with cuDNN (its batch norm
+ * then cuDNN's): without, the hand-written batch norm's one block per channel of 512 makes it
+ * take 40 s on the CPU emulator. */
 GPU_TEST(graph_replay_matches_training_steps_run_op_by_op)
 {
     check_replay_matches("lenet5", 1, 32);
+    check_replay_matches("alexnet", 3, 63);
     if (cnn_built_with_cudnn()) check_replay_matches("resnet18_small", 3, 8);
 }
 
@@ -216,6 +221,115 @@ GPU_TEST(graph_two_graphs_replayed_in_turn)
     free_job(&j);
 }
 
+/* ---- random ops ------------------------------------------------------------------------------ */
+typedef struct rand_job {
+    cnn_tensor *x, *drop, *u;
+} rand_job;
+
+/* A dropout in training mode and a uniform fill, both on the GPU. */
+static cnn_status rand_fn(void *ud)
+{
+    rand_job *j = ud;
+    cnn_tensor_free(&j->drop);
+    cnn_tensor_free(&j->u);
+    cnn_status st = cnn_dropout(j->x, 0.5f, true, &j->drop);
+    if (!st) st = cnn_tensor_uniform(CNN_SHAPE(37), -1, 1, CNN_CUDA(0), &j->u);
+    return st;
+}
+
+static int differ(const cnn_tensor *a, const cnn_tensor *b)
+{
+    float va[200], vb[200];
+    int64_t n = cnn_tensor_numel(a);
+    return n <= 200 && cnn_tensor_read(a, va, (size_t)n) == CNN_OK &&
+           cnn_tensor_read(b, vb, (size_t)n) == CNN_OK && memcmp(va, vb, (size_t)n * 4) != 0;
+}
+
+/* Each replay draws new numbers, the ones the same calls run op by op from the same stream
+ * position draw, and moves the stream as far as they do; the capture itself draws nothing. The
+ * graph follows cnn_manual_seed. */
+GPU_TEST(graph_random_ops_draw_afresh_at_each_replay)
+{
+    rand_job j = {0}, r = {0};
+    cnn_graph *g = NULL;
+    cnn_tensor *want[2][2] = {{0}};
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(4, 50), 0.5f, 1.0f, 0);
+    j.x = r.x = to_gpu(xc);
+    cnn_tensor_free(&xc);
+    REQUIRE(j.x);
+    cnn_manual_seed(5);
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(rand_fn(&r));
+        want[k][0] = cnn_tensor_retain(r.drop);
+        want[k][1] = cnn_tensor_retain(r.u);
+    }
+    CHECK(differ(want[0][0], want[1][0]) && differ(want[0][1], want[1][1]));
+    uint64_t seed = 0, after = 0, now = 1;
+    cnn_rng_get_state(&seed, &after);
+    cnn_manual_seed(5);
+    CHECK_OK(cnn_graph_capture(rand_fn, &j, &g));
+    REQUIRE(g);
+    cnn_rng_get_state(NULL, &now);
+    CHECK(now == 0);
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(cnn_graph_replay(g));
+        CHECK(tensors_close("replayed dropout", j.drop, want[k][0], 0, 0));
+        CHECK(tensors_close("replayed uniform", j.u, want[k][1], 0, 0));
+    }
+    cnn_rng_get_state(NULL, &now);
+    CHECK(seed == 5 && now == after && after > 0);
+    /* Another seed: the replay draws what an op-by-op call under it draws. */
+    cnn_manual_seed(9);
+    CHECK_OK(cnn_graph_replay(g));
+    cnn_manual_seed(9);
+    CHECK_OK(rand_fn(&r));
+    CHECK(tensors_close("replayed dropout, seed 9", j.drop, r.drop, 0, 0));
+    CHECK(tensors_close("replayed uniform, seed 9", j.u, r.u, 0, 0));
+    cnn_graph_destroy(&g);
+    for (int k = 0; k < 2; k++) free_tensors(&want[k][0], &want[k][1]);
+    free_tensors(&j.drop, &j.u, &r.drop, &r.u, &j.x);
+}
+
+static cnn_status drop_fn(void *ud)
+{
+    rand_job *j = ud;
+    cnn_tensor_free(&j->drop);
+    return cnn_dropout(j->x, 0.5f, true, &j->drop);
+}
+
+/* A dropout captured with its tape node: the backward, run op by op after the graph is gone,
+ * regenerates the last replay's mask (the node keeps the graph's random state alive). */
+GPU_TEST(graph_dropout_backward_after_the_graph_is_gone)
+{
+    rand_job j = {0};
+    cnn_graph *g = NULL;
+    cnn_tensor *xc = rand_tensor(CNN_SHAPE(4, 50), 0.5f, 1.0f, 0), *loss = NULL;
+    j.x = to_gpu(xc);
+    cnn_tensor_free(&xc);
+    REQUIRE(j.x);
+    CHECK_OK(cnn_tensor_set_requires_grad(j.x, true));
+    cnn_tape_reset();
+    CHECK_OK(cnn_graph_capture(drop_fn, &j, &g));
+    REQUIRE(g);
+    CHECK_OK(cnn_graph_replay(g));
+    CHECK_OK(cnn_graph_replay(g));
+    cnn_graph_destroy(&g);
+    CHECK_OK(cnn_sum(j.drop, &loss));
+    CHECK_OK(cnn_backward(loss));
+    float y[200], dx[200];
+    REQUIRE(cnn_tensor_grad(j.x));
+    CHECK_OK(cnn_tensor_read(j.drop, y, 200));
+    CHECK_OK(cnn_tensor_read(cnn_tensor_grad(j.x), dx, 200));
+    int bad = 0, kept = 0;
+    for (int i = 0; i < 200; i++) {
+        kept += y[i] != 0;
+        bad += dx[i] != (y[i] != 0 ? 2.0f : 0.0f);
+    }
+    CHECK(bad == 0 && kept > 50 && kept < 150);
+    cnn_tape_reset();
+    free_tensors(&loss, &j.drop, &j.x);
+}
+
 /* ---- refusals ------------------------------------------------------------------------------ */
 typedef struct probe {
     int what;
@@ -233,9 +347,7 @@ static cnn_status probe_fn(void *ud)
     switch (p->what) {
     case 0: return cnn_synchronize();
     case 1: return cnn_tensor_read(p->y, v, 16);
-    case 2: return cnn_dropout(p->x, 0.5f, true, &p->z);
-    case 3: return cnn_tensor_uniform(CNN_SHAPE(8), 0, 1, CNN_CUDA(0), &p->z);
-    case 4: return cnn_tensor_to(p->x, CNN_CPU, &p->z);
+    case 2: return cnn_tensor_to(p->x, CNN_CPU, &p->z);
     default: return cnn_relu(NULL, &p->z); /* fn's own failure */
     }
 }
@@ -249,9 +361,9 @@ GPU_TEST(graph_capture_refuses_what_a_replay_cannot_repeat)
     cnn_tensor_free(&xc);
     REQUIRE(p.x);
     const cnn_status want[] = {CNN_ERR_UNSUPPORTED, CNN_ERR_UNSUPPORTED, CNN_ERR_UNSUPPORTED,
-                               CNN_ERR_UNSUPPORTED, CNN_ERR_UNSUPPORTED, CNN_ERR_INVALID_ARG};
-    const char *words[] = {"synchronize", "memcpy", "dropout", "random", "memcpy", "relu"};
-    for (int i = 0; i < 6; i++) {
+                               CNN_ERR_INVALID_ARG};
+    const char *words[] = {"synchronize", "memcpy", "memcpy", "relu"};
+    for (int i = 0; i < 4; i++) {
         p.what = i;
         g = (cnn_graph *)&p; /* must come back NULL */
         CHECK_ERR(cnn_graph_capture(probe_fn, &p, &g), want[i]);
@@ -316,7 +428,7 @@ TEST(graph_capture_needs_a_cuda_context)
     probe p = {0};
     cnn_graph *g = NULL;
     REQUIRE((p.x = rand_tensor(CNN_SHAPE(2, 8), -1, 1, 0)));
-    p.what = 5;
+    p.what = 3;
     CHECK_ERR(cnn_graph_capture(probe_fn, &p, &g), CNN_ERR_DEVICE);
     CHECK(g == NULL && p.y == NULL); /* fn was not called */
     free_tensors(&p.x, &p.y, &p.z);

@@ -40,7 +40,8 @@ TEST(cuda_absent_is_reported_cleanly)
     CHECK_ERR(cnn_cuda_fill_f32(cpu, buf, 0.0f, 4), CNN_ERR_DEVICE);
     CHECK(strstr(cnn_last_error(), "fill") != NULL);
     CHECK_ERR(cnn_cuda_synchronize(cpu), CNN_ERR_DEVICE);
-    CHECK_ERR(cnn_cuda_random_f32(cpu, buf, 4, 2, 0.0f, 1.0f, 1, 0), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_cuda_random_f32(cpu, buf, 4, 2, 0.0f, 1.0f, (cnn_rng_draw){1, 0, NULL}),
+              CNN_ERR_INVALID_ARG);
     int64_t st4[1] = {4}, st3[1] = {3};
     CHECK_ERR(cnn_cuda_strided_copy(cpu, out, st4, buf, st4, CNN_SHAPE(4), 3), CNN_ERR_UNSUPPORTED);
     CHECK_ERR(cnn_cuda_strided_copy(cpu, out, st4, buf, st3, CNN_SHAPE(4), 4), CNN_ERR_INVALID_ARG);

@@ -134,9 +134,11 @@ cnn_status cnn_timer_elapsed_ms(cnn_timer *t, double *ms);
  *    tensor fn leaves alive (a loss stored through ud) holds each replay's result; feed new
  *    inputs by copying them into the tensors fn read (cnn_tensor_copy_), not by new tensors;
  *  - host work in fn happens once, at capture: ops on CPU tensors, host-side counters. Waiting
- *    for the GPU inside fn (cnn_synchronize, reading a tensor) is CNN_ERR_UNSUPPORTED, as are
- *    random ops on the GPU (dropout in training, random fills: a replay would repeat their
- *    numbers);
+ *    for the GPU inside fn (cnn_synchronize, reading a tensor) is CNN_ERR_UNSUPPORTED;
+ *  - random ops on the GPU (dropout in training, random fills) draw new numbers at each
+ *    replay: the ones fn run op by op would draw from the context's random stream where it is
+ *    at the replay (cnn_manual_seed applies), and the replay advances it as fn would; the
+ *    capture itself draws nothing;
  *  - an optimizer step in fn reads its scalars from device memory (the learning rate; Adam's
  *    bias corrections), which each replay first brings up to date, so cnn_optim_set_lr and
  *    schedules apply between replays; each replay counts as one cnn_optim_step.

@@ -122,7 +122,7 @@ bool bench_check_tensors(const char *check, const cnn_tensor *got, const cnn_ten
  * the replay's *result must hold at the current weights, and after that replay *result is
  * checked against it (bench_check_tensors under the name `check`; *check_out "ok" or
  * "mismatch"). Then warmup + iters replays are timed as bench_time times a run. A refused
- * capture (dropout, Adam) prints the library's message. 0 on success. */
+ * capture (an optimizer's first step) prints the library's message. 0 on success. */
 typedef struct bench_graph_job {
     cnn_status (*step)(void *ud);
     cnn_status (*reference)(void *ud, cnn_tensor **out);

@@ -17,7 +17,11 @@ int bench_time_graph(const bench_env *e, int warmup, int iters, const bench_grap
     /* The warm-up a capture needs: cuDNN's searches, the optimizer's state, helper buffers. */
     cnn_status s = g->step(g->ud);
     if (s == CNN_OK) s = cnn_graph_capture(g->step, g->ud, &graph);
+    /* The replay draws (dropout masks) from where the reference drew. */
+    uint64_t seed, offset;
+    cnn_rng_get_state(&seed, &offset);
     if (s == CNN_OK) s = g->reference(g->ud, &want);
+    cnn_rng_set_state(seed, offset);
     if (s == CNN_OK) s = cnn_graph_replay(graph);
     if (s != CNN_OK) {
         fprintf(stderr, "cnnbench: --graph: %s\n", cnn_last_error());

@@ -58,7 +58,7 @@ static const opt_desc OPTS[] = {
     {"tf32", OT_FLAG, F(tf32), "off", true, NULL, "TF32 math for conv and GEMM on the GPU"},
     {"cuda-graph", OT_FLAG, F(cuda_graph), "off", false, NULL,
      "GPU: capture the training step once as a CUDA graph and replay it\n"
-     "(less host time per step; models with dropout train op by op)"},
+     "(less host time per step; the same results)"},
     {"seed", OT_I64, F(seed), "0", true, "N", "seed of initialisation, shuffling and augmentation"},
     {"limit-train", OT_I64, F(limit_train), "0", true, "N",
      "train on N samples spread over the split (0: all)"},
