@@ -595,3 +595,71 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
 }
 
 } /* extern "C" */
+
+/* ---- for the graph API (emu_cudnn_backend.cpp) ------------------------------------------- */
+namespace cnn_emu {
+
+/* The geometry of d, checked as the legacy descriptors are (the same descriptors, made here). */
+static cudnnStatus_t geom_of(const char *fn, const conv_dims &d, geom *g)
+{
+    const int64_t v[] = {d.n, d.c, d.h, d.w, d.k, d.cg, d.r, d.s, d.p, d.q,
+                         d.ph, d.pw, d.sh, d.sw, d.dh, d.dw};
+    for (int64_t x : v)
+        if (x < 0 || x > 0x7fffffff) {
+            say("%s: a size or stride of %lld is beyond int", fn, (long long)x);
+            return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
+        }
+    if (d.cg <= 0 || d.c % d.cg != 0 || d.sh < 1 || d.sw < 1 || d.dh < 1 || d.dw < 1) {
+        say("%s: x has %lld channels, the filter %lld per group; strides %lld, %lld, "
+            "dilations %lld, %lld", fn, (long long)d.c, (long long)d.cg, (long long)d.sh,
+            (long long)d.sw, (long long)d.dh, (long long)d.dw);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    const cudnnTensorStruct x{true, (int)d.n, (int)d.c, (int)d.h, (int)d.w};
+    const cudnnTensorStruct y{true, (int)d.n, (int)d.k, (int)d.p, (int)d.q};
+    const cudnnFilterStruct w{true, (int)d.k, (int)d.cg, (int)d.r, (int)d.s};
+    const cudnnConvolutionStruct cv{true, (int)d.ph, (int)d.pw, (int)d.sh, (int)d.sw,
+                                    (int)d.dh, (int)d.dw, CUDNN_CROSS_CORRELATION,
+                                    (int)(d.c / d.cg), CUDNN_DEFAULT_MATH};
+    return conv_geom(fn, &x, &w, &cv, &y, g);
+}
+
+cudnnStatus_t conv_check(const char *fn, const conv_dims &d)
+{
+    geom g;
+    return geom_of(fn, d, &g);
+}
+
+bool conv_algo(int dir, const conv_dims &d, int algo, size_t *ws, bool *deterministic)
+{
+    geom g;
+    if (geom_of("conv_algo", d, &g) != CUDNN_STATUS_SUCCESS || algo < 0 ||
+        algo >= algo_count[dir])
+        return false;
+    const algo_info ai = info_of(dir, g, algo);
+    *ws = ai.workspace;
+    *deterministic = ai.det == CUDNN_DETERMINISTIC;
+    return ai.supported;
+}
+
+cudnnStatus_t conv_run(const char *fn, int dir, const conv_dims &d, int algo, bool tensor_core,
+                       const void *in0, const void *in1, void *out, void *ws, size_t ws_bytes)
+{
+    geom g;
+    cudnnStatus_t e = geom_of(fn, d, &g);
+    if (e != CUDNN_STATUS_SUCCESS) return e;
+    /* Operand sizes per direction: forward x, w -> y; backward-data dy, w -> dx;
+     * backward-filter x, dy -> dw. */
+    const size_t sizes[3][3] = {{x_bytes(g), w_bytes(g), y_bytes(g)},
+                                {y_bytes(g), w_bytes(g), x_bytes(g)},
+                                {x_bytes(g), y_bytes(g), w_bytes(g)}};
+    if (!on_device(fn, "input 0", in0, sizes[dir][0]) ||
+        !on_device(fn, "input 1", in1, sizes[dir][1]) ||
+        !on_device(fn, "output", out, sizes[dir][2]))
+        return CUDNN_STATUS_BAD_PARAM;
+    return run_algo(fn, dir, g, tensor_core ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH, algo,
+                    (const float *)in0, (const float *)in1, 1.0f, 0.0f, (float *)out, ws, ws_bytes);
+}
+
+} /* namespace cnn_emu */
+

@@ -67,6 +67,22 @@ inline void blend(float *y, double r, float alpha, float beta)
     *y = beta == 0.0f ? (float)(alpha * r) : (float)(alpha * r + (double)beta * *y);
 }
 
+/* ---- convolutions for the graph API (emu_cudnn_conv.cpp) ----------------------------------
+ * x (n, c, h, w), w (k, cg, r, s) with groups c / cg, y (n, k, p, q). */
+struct conv_dims {
+    int64_t n, c, h, w, k, cg, r, s, p, q, ph, pw, sh, sw, dh, dw;
+};
+/* d checked as the legacy descriptors would be (says what is wrong). */
+cudnnStatus_t conv_check(const char *fn, const conv_dims &d);
+/* Whether the legacy algorithm `algo` of direction dir (0 forward, 1 backward-data, 2
+ * backward-filter) serves d, with its workspace and determinism. */
+bool conv_algo(int dir, const conv_dims &d, int algo, size_t *ws, bool *deterministic);
+/* Runs it as the legacy compute calls do, alpha 1, beta 0 (tensor_core: the forward's TF32
+ * operands): forward in0 x, in1 w -> out y; backward-data dy, w -> dx; backward-filter x, dy
+ * -> dw. */
+cudnnStatus_t conv_run(const char *fn, int dir, const conv_dims &d, int algo, bool tensor_core,
+                       const void *in0, const void *in1, void *out, void *ws, size_t ws_bytes);
+
 /* ---- stream capture ----------------------------------------------------------------------
  * A compute call on a handle whose stream is being captured is checked at once (computing
  * nothing) and recorded to compute at each graph launch, with copies of its descriptors and
