@@ -1,6 +1,7 @@
 /* conv2d_cudnn.c — conv2d through cuDNN: NCHW float descriptors, the algorithm chosen by timing
- * (cudnnFind*AlgorithmEx) once per key and cached per context (cnn_conv2d_cudnn_algo names it),
- * workspace from the caching allocator under a cap. Built only with CUDNN=1. It answers
+ * (cudnnFind*AlgorithmEx; also, as asked, cuBLAS GEMMs for 1x1 convs and the graph API's
+ * engines) once per key and cached per context (cnn_conv2d_cudnn_algo names it), workspace from
+ * the caching allocator under a cap. Built only with CUDNN=1. It answers
  * CNN_ERR_UNSUPPORTED where cuDNN cannot do a case (the caller then uses cuda/conv2d.cu, which
  * overwrites the whole output); it never prints. */
 #include "cuda_check.h"
@@ -19,6 +20,7 @@ static const char *const dir_name[] = {"forward", "backward-data", "backward-fil
 /* Everything an algorithm's choice depends on. Zero-filled before use: compared with memcmp. */
 typedef struct algo_key {
     int device, dir, tf32, deterministic;
+    int aligned; /* all three buffers on 16-byte boundaries (a graph-API plan may need it) */
     int64_t n, c, h, w, k, r, s;
     int sh, sw, ph, pw, dh, dw, groups;
 } algo_key;
@@ -28,6 +30,7 @@ typedef struct algo_entry {
     int algo; /* -1: cuDNN declined the case (search failed as unsupported) */
     cudnnMathType_t math;
     size_t workspace;
+    cnn_cudnn_plan *plan; /* algo ALGO_ENGINE: the graph API's plan, owned by the cache */
     struct algo_entry *next;
 } algo_entry;
 
@@ -59,10 +62,13 @@ static ctx_cache *cache_of(const cnn_context *ctx, bool create)
     return c;
 }
 
-/* The key of one call: the geometry plus the context's device and math/determinism flags. */
-static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, algo_key *key)
+/* The key of one call: the geometry plus the context's device, math/determinism flags and the
+ * buffers' alignment. */
+static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, bool aligned,
+                   algo_key *key)
 {
     memset(key, 0, sizeof *key);
+    key->aligned = aligned;
     key->device = ctx->device.index;
     key->dir = dir;
     key->tf32 = ctx->tf32;
@@ -87,10 +93,12 @@ static bool cache_find(const cnn_context *ctx, const algo_key *key, algo_entry *
     return found;
 }
 
-/* Counts one search and keeps its result (algo -1: cuDNN declined the case); a failed host
- * allocation only costs a later search. */
-static void cache_put(const cnn_context *ctx, const algo_entry *val)
+/* Counts one search and keeps its result (algo -1: cuDNN declined the case), plan included;
+ * false when a failed host allocation kept nothing (the caller still owns the plan; it only
+ * costs a later search). */
+static bool cache_put(const cnn_context *ctx, const algo_entry *val)
 {
+    bool kept = false;
     pthread_mutex_lock(&cache_lock);
     ctx_cache *c = cache_of(ctx, true);
     if (c) {
@@ -101,9 +109,11 @@ static void cache_put(const cnn_context *ctx, const algo_entry *val)
             e->next = c->entries;
             c->entries = e;
             c->n_entries++;
+            kept = true;
         }
     }
     pthread_mutex_unlock(&cache_lock);
+    return kept;
 }
 
 void cnn_cudnn_conv2d_cache_stats(const cnn_context *ctx, size_t *entries, uint64_t *searches)
@@ -124,6 +134,7 @@ void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx)
         *pc = c->next;
         for (algo_entry *e = c->entries, *nx; e; e = nx) {
             nx = e->next;
+            cnn_cudnn_plan_free(e->plan);
             free(e);
         }
         free(c);
@@ -147,14 +158,6 @@ static cnn_status setup_status_of(cudnnStatus_t e)
 #define SETUP_TRY(stmt)                                                                           \
     CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, setup_status_of,                \
                        cudnnGetErrorString, st = cnn_cs_; goto done)
-#define CUDNN_TRYG(stmt)                                                                          \
-    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_status_of,            \
-                       cudnnGetErrorString, st = cnn_cs_; goto done)
-/* A search or a run that cuDNN answers with NOT_SUPPORTED (a shape, a GPU or a sub-library it
- * lacks) leaves the case to the hand-written kernel, which overwrites the whole output. */
-#define RUN_TRYG(stmt)                                                                            \
-    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_run_status_of,        \
-                       cudnnGetErrorString, st = cnn_cs_; goto done)
 
 static void descs_free(conv_descs *d)
 {
@@ -173,10 +176,10 @@ static cnn_status descs_make(const cnn_cuda_conv *g, cudnnMathType_t math, conv_
     CNN_CHECK(g->n * g->c * g->h * g->w < INT_MAX && g->n * g->k * g->p * g->q < INT_MAX &&
                   g->k * g->cg * g->r * g->s < INT_MAX,
               CNN_ERR_UNSUPPORTED, "conv2d: cuDNN takes tensors under 2^31 elements");
-    CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->x));
-    CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->y));
-    CUDNN_TRYG(cudnnCreateFilterDescriptor(&d->w));
-    CUDNN_TRYG(cudnnCreateConvolutionDescriptor(&d->conv));
+    CNN_CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->x));
+    CNN_CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->y));
+    CNN_CUDNN_TRYG(cudnnCreateFilterDescriptor(&d->w));
+    CNN_CUDNN_TRYG(cudnnCreateConvolutionDescriptor(&d->conv));
     SETUP_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
                                          (int)g->c, (int)g->h, (int)g->w));
     SETUP_TRY(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
@@ -261,6 +264,7 @@ static size_t algo_workspace(const conv_call *c, int algo)
 
 #define N_ALGOS 8 /* >= each direction's CUDNN_CONVOLUTION_*_ALGO_COUNT */
 #define ALGO_GEMM 1000 /* not cuDNN's: the 1x1 conv as cuBLAS GEMMs (conv2d_gemm.c) */
+#define ALGO_ENGINE 2000 /* a plan of cuDNN's graph API (conv2d_engine_cudnn.c) */
 
 /* CNN_CONV1X1=gemm|cudnn forces the choice for 1x1 convolutions (for tests and comparisons);
  * unset or anything else: the faster. 1 gemm, -1 cuDNN, 0 by time. */
@@ -268,6 +272,19 @@ static int gemm_preference(void)
 {
     const char *v = getenv("CNN_CONV1X1");
     return !v ? 0 : !strcmp(v, "gemm") ? 1 : !strcmp(v, "cudnn") ? -1 : 0;
+}
+
+/* CNN_CUDNN_ENGINES: whether the search also times the graph API's engines, which the legacy
+ * API lacks some of. Unset or 0: no (legacy algorithms only, the default until the engines are
+ * measured on a GPU); 1: yes, the fastest of all is kept; only: the engines alone; first: the
+ * heuristics' first acceptable engine, untimed (tests). */
+enum { ENGINES_OFF, ENGINES_TIMED, ENGINES_ONLY, ENGINES_FIRST };
+static int engines_mode(void)
+{
+    const char *v = getenv("CNN_CUDNN_ENGINES");
+    if (!v) return ENGINES_OFF;
+    return !strcmp(v, "1") ? ENGINES_TIMED : !strcmp(v, "only") ? ENGINES_ONLY
+                                       : !strcmp(v, "first") ? ENGINES_FIRST : ENGINES_OFF;
 }
 
 /* cuDNN's own flag, and the algorithms its documentation names non-deterministic (atomics):
@@ -284,46 +301,80 @@ static bool deterministic_algo(int dir, const perf *p)
 }
 
 /* The GEMM path's time on the call's own buffers (the output is overwritten, as the search's
- * runs overwrite it): one untimed run, then the mean of three between CUDA events. ws: the
- * search's workspace when large enough, else one of its own. */
+ * runs overwrite it). ws: the search's workspace when large enough, else one of its own. */
+typedef struct gemm_run {
+    conv_call *c;
+    void *ws;
+    size_t ws_bytes;
+} gemm_run;
+
+static cnn_status run_gemm(void *ud)
+{
+    gemm_run *r = ud;
+    return cnn_cuda_conv1x1_gemm(r->c->ctx, r->c->g, r->c->dir, r->c->in0, r->c->in1, r->c->out,
+                                 r->ws, r->ws_bytes);
+}
+
 static cnn_status time_gemm(conv_call *c, void *ws, size_t ws_bytes, float *ms)
 {
-    cudaStream_t s;
-    CNN_TRY(cnn_cuda_enter(c->ctx, "conv2d", &s));
     cnn_tensor *own = NULL;
     if (!ws && ws_bytes) CNN_TRY(workspace_get(c->ctx, ws_bytes, "GEMM", &own, &ws));
-    cudaEvent_t ev[2] = {NULL, NULL};
-    cnn_status st = CNN_OK;
-    CNN_CUDA_TRYG(cudaEventCreate(&ev[0]));
-    CNN_CUDA_TRYG(cudaEventCreate(&ev[1]));
-    for (int i = 0; i < 4 && st == CNN_OK; i++) {
-        if (i == 1) CNN_CUDA_TRYG(cudaEventRecord(ev[0], s));
-        st = cnn_cuda_conv1x1_gemm(c->ctx, c->g, c->dir, c->in0, c->in1, c->out, ws, ws_bytes);
-    }
-    if (st != CNN_OK) goto done;
-    CNN_CUDA_TRYG(cudaEventRecord(ev[1], s));
-    CNN_CUDA_TRYG(cudaEventSynchronize(ev[1]));
-    CNN_CUDA_TRYG(cudaEventElapsedTime(ms, ev[0], ev[1]));
-    *ms /= 3;
-done:
-    for (int i = 0; i < 2; i++)
-        if (ev[i]) (void)cudaEventDestroy(ev[i]);
+    gemm_run r = {c, ws, ws_bytes};
+    cnn_status st = cnn_cuda_time_mean(c->ctx, "conv2d", run_gemm, &r, ms);
     cnn_tensor_free(&own);
     return st;
 }
 
-/* Times every algorithm on the call's own buffers (the output is overwritten, as the real call
- * will do again) with a workspace as large as the hungriest one under the cap, and picks the
- * fastest one that succeeded, fits the cap, is deterministic when asked, and stays off the
- * tensor cores unless TF32 is on. */
+/* Times cuDNN's legacy algorithms for the call, fastest first, into p[0, *n). */
+static cnn_status find_legacy(conv_call *c, void *wp, size_t ws_bytes, perf *p, int *n)
+{
+    cnn_status st = CNN_OK;
+    const int count = c->dir == DIR_FORWARD ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
+                      : c->dir == DIR_DATA  ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
+                                            : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    if (c->dir == DIR_FORWARD) {
+        cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        CNN_CUDNN_RUN_TRYG(cudnnFindConvolutionForwardAlgorithmEx(
+            c->h, c->d.x, c->in0, c->d.w, c->in1, c->d.conv, c->d.y, c->out, count, n, r, wp,
+            ws_bytes));
+        for (int i = 0; i < *n; i++)
+            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
+                          r[i].mathType};
+    } else if (c->dir == DIR_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        CNN_CUDNN_RUN_TRYG(cudnnFindConvolutionBackwardDataAlgorithmEx(
+            c->h, c->d.w, c->in1, c->d.y, c->in0, c->d.conv, c->d.x, c->out, count, n, r, wp,
+            ws_bytes));
+        for (int i = 0; i < *n; i++)
+            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
+                          r[i].mathType};
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        CNN_CUDNN_RUN_TRYG(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            c->h, c->d.x, c->in0, c->d.y, c->in1, c->d.conv, c->d.w, c->out, count, n, r, wp,
+            ws_bytes));
+        for (int i = 0; i < *n; i++)
+            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
+                          r[i].mathType};
+    }
+done:
+    return st;
+}
+
+/* Times every candidate on the call's own buffers (the output is overwritten, as the real call
+ * will do again) and keeps the fastest acceptable one: cuDNN's legacy algorithms (with a
+ * workspace as large as the hungriest one under the cap; those that succeeded, fit the cap,
+ * are deterministic when asked, and stay off the tensor cores unless TF32 is on), the 1x1 conv
+ * as cuBLAS GEMMs, and, as CNN_CUDNN_ENGINES asks, the graph API's engines. */
 static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
 {
     const size_t cap = workspace_cap();
+    const int engines = engines_mode();
+    const bool legacy = engines != ENGINES_ONLY && engines != ENGINES_FIRST;
     const int counts[] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
-    const int count = counts[c->dir];
     size_t ws_bytes = 0;
-    for (int a = 0; a < count; a++) {
+    for (int a = 0; legacy && a < counts[c->dir]; a++) {
         size_t b = algo_workspace(c, a);
         if (b <= cap && b > ws_bytes) ws_bytes = b;
     }
@@ -334,36 +385,11 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
     cnn_status st = CNN_OK;
     perf p[N_ALGOS];
     int n = 0;
-    if (c->dir == DIR_FORWARD) {
-        cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        RUN_TRYG(cudnnFindConvolutionForwardAlgorithmEx(c->h, c->d.x, c->in0, c->d.w, c->in1,
-                                                        c->d.conv, c->d.y, c->out, count, &n, r,
-                                                        wp, ws_bytes));
-        for (int i = 0; i < n; i++)
-            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
-                          r[i].mathType};
-    } else if (c->dir == DIR_DATA) {
-        cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        RUN_TRYG(cudnnFindConvolutionBackwardDataAlgorithmEx(c->h, c->d.w, c->in1, c->d.y,
-                                                             c->in0, c->d.conv, c->d.x, c->out,
-                                                             count, &n, r, wp, ws_bytes));
-        for (int i = 0; i < n; i++)
-            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
-                          r[i].mathType};
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        RUN_TRYG(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->h, c->d.x, c->in0, c->d.y,
-                                                               c->in1, c->d.conv, c->d.w,
-                                                               c->out, count, &n, r, wp,
-                                                               ws_bytes));
-        for (int i = 0; i < n; i++)
-            p[i] = (perf){r[i].algo, r[i].time, r[i].status, r[i].memory, r[i].determinism,
-                          r[i].mathType};
-    }
+    if (legacy) CNN_TRYG(find_legacy(c, wp, ws_bytes, p, &n));
     /* Results come sorted by time: the first acceptable one is the fastest. */
-    bool oom = false;
-    int best = -1;
-    for (int i = 0; i < n && i < N_ALGOS && best < 0; i++) {
+    bool oom = false, found = false;
+    float best_ms = 0;
+    for (int i = 0; i < n && i < N_ALGOS && !found; i++) {
         if (p[i].status != CUDNN_STATUS_SUCCESS) {
             /* An algorithm that wanted more than the cap is not an out-of-memory. */
             oom |= cnn_cudnn_status_of(p[i].status) == CNN_ERR_OUT_OF_MEMORY &&
@@ -379,30 +405,46 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
         *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
                             .workspace = need};
-        best = i;
+        best_ms = p[i].time;
+        found = true;
     }
     /* A 1x1 convolution may also run as cuBLAS GEMMs (conv2d_gemm.c): timed here the same way,
      * and kept when faster. */
-    if (cnn_cuda_conv1x1_gemm_fits(c->g)) {
+    if (legacy && cnn_cuda_conv1x1_gemm_fits(c->g)) {
         float gemm_ms = 0;
         const size_t gws = cnn_cuda_conv1x1_gemm_workspace(c->g, c->dir, cap);
-        st = time_gemm(c, gws <= ws_bytes ? wp : NULL, gws, &gemm_ms);
-        if (st != CNN_OK) goto done;
-        if (best < 0 || gemm_preference() > 0 ||
-            (gemm_preference() == 0 && gemm_ms < p[best].time)) {
+        CNN_TRYG(time_gemm(c, gws <= ws_bytes ? wp : NULL, gws, &gemm_ms));
+        if (!found || gemm_preference() > 0 || (gemm_preference() == 0 && gemm_ms < best_ms)) {
             *out = (algo_entry){.key = *key, .algo = ALGO_GEMM, .math = CUDNN_DEFAULT_MATH,
                                 .workspace = gws};
-            best = 0;
+            best_ms = gemm_ms;
+            found = true;
         }
     }
-    if (best >= 0) goto done;
+    if (engines != ENGINES_OFF) {
+        const cnn_cudnn_engine_call ec = {
+            .ctx = c->ctx, .h = c->h, .g = c->g, .dir = c->dir, .tf32 = key->tf32,
+            .deterministic = key->deterministic, .aligned = key->aligned, .cap = cap,
+            .in0 = c->in0, .in1 = c->in1, .out = c->out};
+        cnn_cudnn_plan *plan = NULL;
+        float ms = 0;
+        cnn_cudnn_engine_search(&ec, engines == ENGINES_FIRST, &plan, &ms);
+        if (plan && (!found || ms < best_ms)) {
+            *out = (algo_entry){.key = *key, .algo = ALGO_ENGINE, .math = CUDNN_DEFAULT_MATH,
+                                .workspace = cnn_cudnn_plan_workspace(plan), .plan = plan};
+            found = true;
+        } else {
+            cnn_cudnn_plan_free(plan);
+        }
+    }
+    if (found) goto done;
     if (oom)
         st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d: cuDNN %s algorithm search ran out of GPU "
                        "memory", dir_name[c->dir]);
     else
-        st = cnn_error(CNN_ERR_UNSUPPORTED, "conv2d: cuDNN has no %s%s algorithm for this case "
+        st = cnn_error(CNN_ERR_UNSUPPORTED, "conv2d: cuDNN has no %s%s %s for this case "
                        "within a %zu-byte workspace", key->deterministic ? "deterministic " : "",
-                       dir_name[c->dir], cap);
+                       dir_name[c->dir], legacy ? "algorithm" : "graph-API engine", cap);
 done:
     cnn_tensor_free(&ws);
     return st;
@@ -417,7 +459,7 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     conv_call c = {.ctx = ctx, .g = g, .dir = dir, .in0 = in0, .in1 = in1, .out = out};
     CNN_TRY(cnn_cuda_cudnn(ctx, &c.h));
     algo_key key;
-    key_of(ctx, g, dir, &key);
+    key_of(ctx, g, dir, (((uintptr_t)in0 | (uintptr_t)in1 | (uintptr_t)out) & 15) == 0, &key);
     /* Exact FP32 unless TF32 is on: FMA math keeps cuDNN off the tensor cores. With TF32 the
      * default math, as PyTorch's allow_tf32 uses: it permits TF32 tensor cores for float data
      * on Ampere and later, and the search reports which math each algorithm ran with. */
@@ -427,6 +469,7 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     cnn_tensor *ws = NULL;
     void *wp = NULL;
     algo_entry e;
+    cnn_cudnn_plan *uncached = NULL; /* a plan the cache could not keep: freed after the run */
     if (!cache_find(ctx, &key, &e)) {
         /* Not CNN_ERR_UNSUPPORTED, which would send the call to the hand-written kernel. */
         if (cnn_cuda_capturing(ctx)) {
@@ -440,7 +483,8 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
          * algorithm each time only to fall back again. An out-of-memory is not kept. */
         st = search(&c, &key, &e);
         if (st == CNN_ERR_UNSUPPORTED) e = (algo_entry){.key = key, .algo = -1};
-        if (st == CNN_OK || st == CNN_ERR_UNSUPPORTED) cache_put(ctx, &e);
+        if ((st == CNN_OK || st == CNN_ERR_UNSUPPORTED) && !cache_put(ctx, &e))
+            uncached = e.plan;
         if (st != CNN_OK) goto done;
     }
     if (e.algo < 0) {
@@ -455,25 +499,31 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
         st = cnn_cuda_conv1x1_gemm(ctx, g, dir, in0, in1, out, wp, e.workspace);
         goto done;
     }
-    CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
+    if (e.algo == ALGO_ENGINE) {
+        st = cnn_cudnn_plan_run(c.h, e.plan, dir, in0, in1, out, wp);
+        goto done;
+    }
+    CNN_CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
     const float one = 1.0f, zero = 0.0f;
     if (dir == DIR_FORWARD)
-        RUN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
-                                         (cudnnConvolutionFwdAlgo_t)e.algo, wp, e.workspace,
-                                         &zero, c.d.y, out));
+        CNN_CUDNN_RUN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
+                                                   (cudnnConvolutionFwdAlgo_t)e.algo, wp,
+                                                   e.workspace, &zero, c.d.y, out));
     else if (dir == DIR_DATA)
-        RUN_TRYG(cudnnConvolutionBackwardData(c.h, &one, c.d.w, in1, c.d.y, in0, c.d.conv,
-                                              (cudnnConvolutionBwdDataAlgo_t)e.algo, wp,
-                                              e.workspace, &zero, c.d.x, out));
+        CNN_CUDNN_RUN_TRYG(cudnnConvolutionBackwardData(c.h, &one, c.d.w, in1, c.d.y, in0,
+                                                        c.d.conv,
+                                                        (cudnnConvolutionBwdDataAlgo_t)e.algo, wp,
+                                                        e.workspace, &zero, c.d.x, out));
     else
-        RUN_TRYG(cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, in0, c.d.y, in1, c.d.conv,
-                                                (cudnnConvolutionBwdFilterAlgo_t)e.algo, wp,
-                                                e.workspace, &zero, c.d.w, out));
+        CNN_CUDNN_RUN_TRYG(cudnnConvolutionBackwardFilter(
+            c.h, &one, c.d.x, in0, c.d.y, in1, c.d.conv, (cudnnConvolutionBwdFilterAlgo_t)e.algo,
+            wp, e.workspace, &zero, c.d.w, out));
 done:
     /* Freed at once: the allocator hands the block out again only to later work on this
      * stream, ordered after this call. */
     cnn_tensor_free(&ws);
     descs_free(&c.d);
+    cnn_cudnn_plan_free(uncached);
     return st;
 }
 
@@ -501,11 +551,11 @@ cnn_status cnn_cudnn_conv2d_forward(cnn_context *ctx, const cnn_cuda_conv *g, co
     cudnnTensorDescriptor_t bd = NULL, yd = NULL;
     CNN_TRY(cnn_cuda_cudnn(ctx, &h));
     CNN_TRY(bias_desc(g, &bd));
-    CUDNN_TRYG(cudnnCreateTensorDescriptor(&yd));
-    CUDNN_TRYG(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
+    CNN_CUDNN_TRYG(cudnnCreateTensorDescriptor(&yd));
+    CNN_CUDNN_TRYG(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
                                           (int)g->k, (int)g->p, (int)g->q));
     const float one = 1.0f;
-    CUDNN_TRYG(cudnnAddTensor(h, &one, bd, b, &one, yd, y));
+    CNN_CUDNN_TRYG(cudnnAddTensor(h, &one, bd, b, &one, yd, y));
 done:
     (void)cudnnDestroyTensorDescriptor(bd);
     if (yd) (void)cudnnDestroyTensorDescriptor(yd);
@@ -531,11 +581,11 @@ cnn_status cnn_cudnn_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_con
     CNN_TRY(cnn_cuda_enter(ctx, "conv2d backward", &stream));
     CNN_TRY(cnn_cuda_cudnn(ctx, &h));
     CNN_TRY(bias_desc(g, &bd));
-    CUDNN_TRYG(cudnnCreateTensorDescriptor(&yd));
-    CUDNN_TRYG(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
+    CNN_CUDNN_TRYG(cudnnCreateTensorDescriptor(&yd));
+    CNN_CUDNN_TRYG(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->n,
                                           (int)g->k, (int)g->p, (int)g->q));
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_TRYG(cudnnConvolutionBackwardBias(h, &one, yd, dy, &zero, bd, db));
+    CNN_CUDNN_TRYG(cudnnConvolutionBackwardBias(h, &one, yd, dy, &zero, bd, db));
 done:
     (void)cudnnDestroyTensorDescriptor(bd);
     if (yd) (void)cudnnDestroyTensorDescriptor(yd);
@@ -583,8 +633,12 @@ const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
                        .dh = p->dilation[0] ? p->dilation[0] : 1,
                        .dw = p->dilation[1] ? p->dilation[1] : 1,
                        .groups = p->groups ? p->groups : 1};
+    /* The alignment of x's and w's data stands for the call's: the other buffer (an output or a
+     * gradient) is a fresh allocation. */
+    const bool aligned = (((uintptr_t)cnn_ptr(x) | (uintptr_t)cnn_ptr(w)) & 15) == 0;
     algo_key key;
     algo_entry e;
-    key_of(ctx, &g, pass, &key);
-    return cache_find(ctx, &key, &e) && e.algo >= 0 ? algo_name(pass, e.algo) : NULL;
+    key_of(ctx, &g, pass, aligned, &key);
+    if (!cache_find(ctx, &key, &e) || e.algo < 0) return NULL;
+    return e.algo == ALGO_ENGINE ? cnn_cudnn_plan_name(e.plan) : algo_name(pass, e.algo);
 }

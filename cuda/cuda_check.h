@@ -75,6 +75,16 @@ static inline cnn_status cnn_cudnn_run_status_of(cudnnStatus_t e)
 #define CNN_CUDA_TRYG(stmt)                                                                       \
     CNN_CUDA_CHECK_GEN(stmt, cudaError_t, cudaSuccess, cnn_cuda_status_of, cudaGetErrorString,    \
                        (void)cudaGetLastError(); st = cnn_cs_; goto done)
+#if CNN_WITH_CUDNN
+#define CNN_CUDNN_TRYG(stmt)                                                                      \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_status_of,            \
+                       cudnnGetErrorString, st = cnn_cs_; goto done)
+/* A compute call that cuDNN answers with NOT_SUPPORTED (a shape, a GPU or a sub-library it
+ * lacks) leaves the case to the hand-written kernel, which overwrites the whole output. */
+#define CNN_CUDNN_RUN_TRYG(stmt)                                                                  \
+    CNN_CUDA_CHECK_GEN(stmt, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cnn_cudnn_run_status_of,        \
+                       cudnnGetErrorString, st = cnn_cs_; goto done)
+#endif
 /* After every kernel launch: a bad configuration or a missing image for this GPU shows here,
  * as "<function>: launch of <kernel> failed at <file>:<line>: <error string>". */
 #define CNN_CUDA_LAUNCH_CHECK(kernel)                                                             \
@@ -90,6 +100,11 @@ static inline cnn_status cnn_cudnn_run_status_of(cudnnStatus_t e)
  * starts here, since two contexts on one thread may sit on different devices. Fails with
  * CNN_ERR_DEVICE (naming op) when ctx is not a CUDA context. */
 cnn_status cnn_cuda_enter(cnn_context *ctx, const char *op, cudaStream_t *stream);
+/* The mean time of run(ud), which queues work on ctx's stream: one untimed call, then three
+ * between CUDA events (waits for the last; a search's timing, not a benchmark's). run's first
+ * failure is returned. */
+cnn_status cnn_cuda_time_mean(cnn_context *ctx, const char *op, cnn_status (*run)(void *ud),
+                              void *ud, float *ms);
 /* The context's cuBLAS handle, created on first use, bound to its stream, with TF32 tensor-op
  * math as ctx->tf32 says. The caller has entered ctx. */
 cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out);
@@ -120,6 +135,39 @@ size_t cnn_cuda_conv1x1_gemm_workspace(const cnn_cuda_conv *g, int pass, size_t 
 cnn_status cnn_cuda_conv1x1_gemm(cnn_context *ctx, const cnn_cuda_conv *g, int pass,
                                  const float *in0, const float *in1, float *out, float *ws,
                                  size_t ws_bytes);
+
+#if CNN_WITH_CUDNN
+/* ---- convolutions through cuDNN's graph API (cuda/conv2d_engine_cudnn.c) ------------------------
+ * The execution plan of one engine configuration for one direction of one convolution. */
+typedef struct cnn_cudnn_plan cnn_cudnn_plan;
+/* One call's convolution as the search sees it: dir 0 forward (in0 x, in1 w, out y), 1
+ * backward-data (in0 dy, in1 w, out dx), 2 backward-filter (in0 x, in1 dy, out dw). aligned:
+ * in0, in1 and out all lie on 16-byte boundaries (a plan made for that needs them to). */
+typedef struct cnn_cudnn_engine_call {
+    cnn_context *ctx;
+    cudnnHandle_t h;
+    const cnn_cuda_conv *g;
+    int dir;
+    bool tf32, deterministic, aligned;
+    size_t cap; /* the most workspace a plan may ask for */
+    const float *in0, *in1;
+    float *out; /* overwritten by the timing runs */
+} cnn_cudnn_engine_call;
+/* Times the engine configurations cuDNN's heuristics propose for the call (exact FP32 unless
+ * tf32, deterministic ones when asked, none compiled at run time, workspace within cap) on its
+ * own buffers; *best: the fastest plan (NULL when none could run: a shape, GPU or cuDNN build
+ * without one is no error), *ms its mean time. first_only: the heuristics' first acceptable
+ * configuration that runs, untimed (for tests: a choice that does not depend on timing). */
+void cnn_cudnn_engine_search(const cnn_cudnn_engine_call *c, bool first_only,
+                             cnn_cudnn_plan **best, float *ms);
+/* Runs a plan for the call's direction with alpha 1, beta 0 (ws: its workspace). */
+cnn_status cnn_cudnn_plan_run(cudnnHandle_t h, const cnn_cudnn_plan *p, int dir, const float *in0,
+                              const float *in1, float *out, void *ws);
+size_t cnn_cudnn_plan_workspace(const cnn_cudnn_plan *p);
+/* "ENGINE_<cuDNN's global engine index>". */
+const char *cnn_cudnn_plan_name(const cnn_cudnn_plan *p);
+void cnn_cudnn_plan_free(cnn_cudnn_plan *p);
+#endif
 
 /* ---- graph capture (cuda/graph.c) ------------------------------------------------------------ */
 /* The graph being captured on ctx's stream (NULL: none, or not a CUDA context); set / cleared

@@ -301,6 +301,30 @@ void cnn_cuda_timer_destroy(void *events)
     free(t);
 }
 
+cnn_status cnn_cuda_time_mean(cnn_context *ctx, const char *op, cnn_status (*run)(void *ud),
+                              void *ud, float *ms)
+{
+    cudaStream_t s;
+    CNN_TRY(cnn_cuda_enter(ctx, op, &s));
+    cudaEvent_t ev[2] = {NULL, NULL};
+    cnn_status st = CNN_OK;
+    CNN_CUDA_TRYG(cudaEventCreate(&ev[0]));
+    CNN_CUDA_TRYG(cudaEventCreate(&ev[1]));
+    for (int i = 0; i < 4 && st == CNN_OK; i++) {
+        if (i == 1) CNN_CUDA_TRYG(cudaEventRecord(ev[0], s));
+        st = run(ud);
+    }
+    if (st != CNN_OK) goto done;
+    CNN_CUDA_TRYG(cudaEventRecord(ev[1], s));
+    CNN_CUDA_TRYG(cudaEventSynchronize(ev[1]));
+    CNN_CUDA_TRYG(cudaEventElapsedTime(ms, ev[0], ev[1]));
+    *ms /= 3;
+done:
+    for (int i = 0; i < 2; i++)
+        if (ev[i]) (void)cudaEventDestroy(ev[i]);
+    return st;
+}
+
 cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out)
 {
     cnn_gpu_state *g = ctx->gpu;

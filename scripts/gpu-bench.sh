@@ -255,6 +255,11 @@ bench_main() {
     pair conv_r50_cudnn torch_conv_r50 "conv, ResNet-50 shapes, batch $cb, FP32: cuDNN vs PyTorch"
     ours conv_r50_cuda 180 conv "${r50[@]}" --backend "$HAND" "${it[@]}"
     ratio conv_r50_cuda conv_r50_cudnn
+    # The cuDNN search with the graph API's engines as candidates too (CNN_CUDNN_ENGINES=1, off
+    # by default), per shape against PyTorch (which reaches cuDNN that way).
+    gb_step conv_r50_engines 150 env CNN_CUDNN_ENGINES=1 "$BIN/cnnbench" conv "${r50[@]}" \
+        --backend "$FAST" "${it[@]}" --json "$W/conv_r50_engines.json"
+    pair conv_r50_engines torch_conv_r50 "conv, ResNet-50 shapes, batch $cb, FP32: cuDNN with graph-API engines vs PyTorch"
     # 2. models, FP32 (peak memory from the train row).
     local m b s
     for m in resnet50 vgg16 alexnet lenet5; do
@@ -282,13 +287,19 @@ bench_main() {
     fi
     # Training behind PyTorch's on the H200 (2026-12-04: ResNet-50 0.79x, AlexNet 0.57x, where
     # inference was level): whether cuDNN's 1 GiB workspace cap (PyTorch sets none) left its
-    # fastest backward algorithms out at these batches, and where AlexNet's step time goes.
-    for m in resnet50 alexnet; do
-        b=$mb s=("${sz[@]}")
-        [ $m = alexnet ] && b=$ab s=("${asz[@]}")
-        gb_step "model_${m}_ws16g" 120 env CNN_CUDNN_WORKSPACE_MB=16384 "$BIN/cnnbench" model $m \
-            --batch "$b" "${s[@]}" --backend "$FAST" "${mit[@]}" --json "$W/model_${m}_ws16g.json"
-        pair "model_${m}_ws16g" "torch_model_$m" "$m train + infer, batch $b, FP32, 16 GiB workspace cap"
+    # fastest backward algorithms out at these batches, whether the graph API's engines (as
+    # PyTorch reaches cuDNN) do better, and where AlexNet's step time goes.
+    local v setting what
+    for v in ws16g engines; do
+        setting=CNN_CUDNN_WORKSPACE_MB=16384 what="16 GiB workspace cap"
+        [ $v = engines ] && setting=CNN_CUDNN_ENGINES=1 what="graph-API engines"
+        for m in resnet50 alexnet; do
+            b=$mb s=("${sz[@]}")
+            [ $m = alexnet ] && b=$ab s=("${asz[@]}")
+            gb_step "model_${m}_$v" 120 env "$setting" "$BIN/cnnbench" model $m --batch "$b" \
+                "${s[@]}" --backend "$FAST" "${mit[@]}" --json "$W/model_${m}_$v.json"
+            pair "model_${m}_$v" "torch_model_$m" "$m train + infer, batch $b, FP32, $what"
+        done
     done
     ours model_alexnet_layers 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$FAST" \
         --layers "${mit[@]}"

@@ -15,7 +15,9 @@
 #   memcheck memcheck alone (for a call after one whose verify ran out of time there)
 #   bench    cnnbench and PyTorch side by side (scripts/gpu-bench.sh): training and inference
 #            of ResNet-50 at batch 256 (speed and peak memory), VGG16, AlexNet, LeNet-5
-#   conv     conv over ResNet-50's shapes at batch 64: cuDNN, hand-written, PyTorch
+#   conv     conv over ResNet-50's shapes at batch 64: cuDNN, hand-written, PyTorch; cuDNN
+#            with the graph API's engines too (CNN_CUDNN_ENGINES=1), and so ResNet-50 and
+#            AlexNet
 #   jpeg     a generated JPEG folder: decoding rate, ResNet-50 with real decoding vs synthetic
 #   extra    memcheck of the zoo's 224x224 GPU steps, bn/pool/gemm/elementwise, TF32,
 #            ResNet-50 on the hand-written kernels, its per-layer times
@@ -184,8 +186,9 @@ wanted bench && part bench 220:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="model_resnet50 torch_model_resnet50 model_vgg16 torch_model_vgg16 model_alexnet \
 torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_graph model_lenet5_cuda \
 model_alexnet_ws16g model_alexnet_layers model_resnet50_ws16g"
-wanted conv && part conv 130:60 gpu-bench.sh "${BENCH[@]}" \
-    ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda"
+wanted conv && part conv 400:60 gpu-bench.sh "${BENCH[@]}" \
+    ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda conv_r50_engines model_resnet50_engines \
+model_alexnet_engines"
 wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
 if wanted extra; then
     if [ "$DRY" = 1 ]; then

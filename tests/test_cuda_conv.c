@@ -279,10 +279,10 @@ static int run_to_host(const conv_case *cc, const conv_impl *im, const conv_ref 
     return ok;
 }
 
-/* Deterministic mode: two runs give the same bits (the hand-written kernels always do). */
-static void check_bitwise_repeat(const conv_impl *im)
+/* Deterministic mode: two runs of case cc give the same bits (the hand-written kernels always
+ * do). */
+static void check_bitwise_repeat(const conv_impl *im, const conv_case *cc)
 {
-    const conv_case *cc = &conv_cases[10];
     conv_ref r;
     REQUIRE(make_ref(cc, &r));
     float *a[3] = {NULL}, *b[3] = {NULL}; /* b stays unset when the first run fails */
@@ -304,9 +304,9 @@ static void check_bitwise_repeat(const conv_impl *im)
 GPU_TEST(cuda_conv_deterministic_is_bitwise_repeatable)
 {
     cnn_set_deterministic(true);
-    check_bitwise_repeat(&hand);
+    check_bitwise_repeat(&hand, &conv_cases[10]);
 #if CNN_WITH_CUDNN
-    check_bitwise_repeat(&dnn);
+    check_bitwise_repeat(&dnn, &conv_cases[10]);
 #endif
     cnn_set_deterministic(false);
 }
@@ -402,6 +402,112 @@ GPU_TEST(cuda_conv_1x1_as_gemm_matches_cpu)
     }
     unsetenv("CNN_CONV1X1");
     unsetenv("CNN_CUDNN_WORKSPACE_MB");
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
+/* cuDNN's graph-API engines (cuda/conv2d_engine_cudnn.c), chosen by CNN_CUDNN_ENGINES in a
+ * fresh context per mode (choices are cached per context): "first" (the heuristics' first
+ * acceptable engine, untimed) on every case, "only" (the fastest engine, timed) and "1" (the
+ * fastest of engines and legacy algorithms) on two. Each case runs twice: the first call's
+ * search may write the outputs, the second shows the cached choice's. */
+#if CNN_WITH_CUDNN
+static void check_engine_chosen(const conv_case *cc)
+{
+    cnn_tensor *x = NULL, *w = NULL;
+    cnn_conv2d_params p = params_of(cc);
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), CNN_F32, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc->k, cc->c / cc->groups, cc->r, cc->s), CNN_F32,
+                              CNN_CUDA(0), &w));
+    for (int pass = 0; pass < 3; pass++) {
+        const char *algo = cnn_conv2d_cudnn_algo(x, w, &p, pass);
+        if (!algo || strncmp(algo, "ENGINE_", 7))
+            cnn_test_fail(__FILE__, __LINE__, "%s pass %d ran %s", cc->name, pass,
+                          algo ? algo : "(nothing cached)");
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+}
+#endif
+
+GPU_TEST(cuda_conv_cudnn_graph_engines_match_cpu)
+{
+#if CNN_WITH_CUDNN
+    static const char *const modes[] = {"first", "only", "1"};
+    cnn_context *outer = cnn_context_current();
+    for (int m = 0; m < 3; m++) {
+        setenv("CNN_CUDNN_ENGINES", modes[m], 1);
+        cnn_context *ctx = NULL;
+        REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+        cnn_context_set_current(ctx);
+        for (int i = 0; i < (m == 0 ? n_conv_cases : 2); i++) {
+            check_impl(&conv_cases[i], &dnn, CONV_ATOL, CONV_RTOL);
+            check_impl(&conv_cases[i], &dnn, CONV_ATOL, CONV_RTOL);
+            if (m < 2) check_engine_chosen(&conv_cases[i]);
+        }
+        cnn_context_set_current(outer);
+        cnn_context_destroy(&ctx);
+    }
+    unsetenv("CNN_CUDNN_ENGINES");
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
+#if CNN_WITH_CUDNN
+typedef struct engine_job {
+    cnn_context *ctx;
+    const cnn_cuda_conv *g;
+    cnn_tensor *x, *w, *y;
+} engine_job;
+
+static cnn_status engine_forward(void *ud)
+{
+    engine_job *j = ud;
+    return cnn_cudnn_conv2d_forward(j->ctx, j->g, f(j->x), f(j->w), NULL, cnn_f32(j->y));
+}
+#endif
+
+/* What the engine search must pass over. TF32 when it is off: y = (1 + 2^-12) * 1 + 1 * (-1)
+ * is 2^-12 with FP32 products and sum (exact here in any order), 0 with TF32 operands.
+ * Non-deterministic engines in deterministic mode: two runs give the same bits. And a cached
+ * plan runs inside a CUDA graph capture: the replay reads the new input. */
+GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
+{
+#if CNN_WITH_CUDNN
+    cnn_context *outer = cnn_context_current(), *ctx = NULL;
+    setenv("CNN_CUDNN_ENGINES", "first", 1);
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+    cnn_context_set_current(ctx);
+    const float eps = 1.0f / 4096, xv[2] = {1.0f + eps, 1.0f}, wv[2] = {1.0f, -1.0f};
+    cnn_cuda_conv g = {.n = 1, .c = 2, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1, .p = 1, .q = 1,
+                       .cg = 2, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    cnn_tensor *x = NULL, *w = NULL, *y = NULL;
+    float yv = NAN;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), xv, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), wv, CNN_CUDA(0), &w));
+    y = nan_gpu(CNN_SHAPE(1, 1, 1, 1));
+    REQUIRE(x && w && y);
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_tensor_read(y, &yv, 1));
+    if (yv != eps) cnn_test_fail(__FILE__, __LINE__, "y = %g, exact FP32 gives %g", yv, eps);
+    engine_job job = {ctx, &g, x, w, y};
+    cnn_graph *graph = NULL;
+    const float x2[2] = {1.0f + 2 * eps, 1.0f};
+    CHECK_OK(cnn_graph_capture(engine_forward, &job, &graph));
+    CHECK_OK(cnn_tensor_write(x, x2, 2));
+    CHECK_OK(cnn_graph_replay(graph));
+    CHECK_OK(cnn_tensor_read(y, &yv, 1));
+    if (yv != 2 * eps) cnn_test_fail(__FILE__, __LINE__, "replayed y = %g, not %g", yv, 2 * eps);
+    cnn_graph_destroy(&graph);
+    cnn_set_deterministic(true);
+    check_bitwise_repeat(&dnn, &conv_cases[1]);
+    cnn_set_deterministic(false);
+    free_tensors(&x, &w, &y);
+    cnn_context_set_current(outer);
+    cnn_context_destroy(&ctx);
+    unsetenv("CNN_CUDNN_ENGINES");
 #else
     cnn_test_skip("built without cuDNN");
 #endif
