@@ -124,7 +124,7 @@ cnn_status cnn_cuda_bad_label_slot(cnn_context *ctx, int64_t k, unsigned long lo
  * reported one since the last check (the slot is then cleared), else CNN_OK. */
 cnn_status cnn_cuda_check_bad_label(cnn_context *ctx);
 
-/* ---- 1x1 convolutions as cuBLAS GEMMs (cuda/conv2d_gemm.c) ------------------------------------ */
+/* ---- 1x1 convolutions as cuBLAS GEMMs (cuda/conv2d_gemm.c) ---------------------------------- */
 /* Whether g is a 1x1, stride-1, unpadded, undilated, ungrouped convolution within int sizes. */
 bool cnn_cuda_conv1x1_gemm_fits(const cnn_cuda_conv *g);
 /* Workspace bytes pass (0 forward, 1 backward data, 2 backward filter) wants under cap (only
