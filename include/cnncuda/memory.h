@@ -60,8 +60,10 @@ cnn_status cnn_cuda_device_name(int device, char *buf, size_t size);
 cnn_status cnn_cuda_versions(int *driver, int *runtime, size_t *cudnn);
 /* The cuDNN algorithm the current context has cached for cnn_conv2d(x, w, ., p) in `pass`
  * (0 forward, 1 backward data, 2 backward filter) under its current TF32 and deterministic
- * flags: a static name such as "IMPLICIT_PRECOMP_GEMM", "WINOGRAD_NONFUSED" or "ALGO_1".
- * NULL when no choice is cached for that key (not run yet, CPU tensors, no cuDNN). */
+ * flags: a name such as "IMPLICIT_PRECOMP_GEMM", "WINOGRAD_NONFUSED", "ALGO_1", "CUBLAS_GEMM"
+ * (a 1x1 conv as cuBLAS GEMMs) or "ENGINE_12" (an engine of cuDNN's graph API, with
+ * CNN_CUDNN_ENGINES), valid while the context lives. NULL when no choice is cached for that
+ * key (not run yet, CPU tensors, no cuDNN). */
 const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
                                   const cnn_conv2d_params *p, int pass);
 
