@@ -11,7 +11,10 @@
 /* The tensors' unique ids in the graph and the variant pack. */
 enum { UID_X = 'x', UID_W = 'w', UID_Y = 'y' };
 
-/* At most this many configurations are timed per call (heuristics order: likeliest first). */
+/* Per mode, the heuristics' first MAX_CONFIGS configurations are read (likeliest first; many
+ * may be unacceptable: TF32 ones lead for float data on recent GPUs); at most MAX_TIMED
+ * acceptable ones are tried per call. */
+#define MAX_CONFIGS 64
 #define MAX_TIMED 12
 
 struct cnn_cudnn_plan {
@@ -308,12 +311,12 @@ void cnn_cudnn_engine_search(const cnn_cudnn_engine_call *c, bool first_only,
         return;
     }
     const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
-    int64_t seen[2 * MAX_TIMED];
+    int64_t seen[MAX_TIMED];
     int n_seen = 0;
     for (int m = 0; m < 2 && n_seen < MAX_TIMED && !(first_only && *best); m++) {
-        cudnnBackendDescriptor_t cfg[MAX_TIMED];
+        cudnnBackendDescriptor_t cfg[MAX_CONFIGS];
         int n = 0;
-        (void)heuristics(gd.d[N_DESCS - 1], modes[m], cfg, MAX_TIMED, &n);
+        (void)heuristics(gd.d[N_DESCS - 1], modes[m], cfg, MAX_CONFIGS, &n);
         for (int i = 0; i < n && n_seen < MAX_TIMED && !(first_only && *best); i++) {
             int64_t index = -1;
             if (!acceptable(cfg[i], c->tf32, c->deterministic, &index)) continue;
