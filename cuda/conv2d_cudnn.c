@@ -300,6 +300,44 @@ static bool deterministic_algo(int dir, const perf *p)
     return true;
 }
 
+/* Runs legacy algorithm `algo` for the call with alpha 1, beta 0, under `math` (ws: ws_bytes of
+ * workspace). */
+static cnn_status run_legacy(conv_call *c, int algo, cudnnMathType_t math, void *ws,
+                             size_t ws_bytes)
+{
+    cnn_status st = CNN_OK;
+    const float one = 1.0f, zero = 0.0f;
+    CNN_CUDNN_TRYG(cudnnSetConvolutionMathType(c->d.conv, math));
+    if (c->dir == DIR_FORWARD)
+        CNN_CUDNN_RUN_TRYG(cudnnConvolutionForward(c->h, &one, c->d.x, c->in0, c->d.w, c->in1,
+                                                   c->d.conv, (cudnnConvolutionFwdAlgo_t)algo, ws,
+                                                   ws_bytes, &zero, c->d.y, c->out));
+    else if (c->dir == DIR_DATA)
+        CNN_CUDNN_RUN_TRYG(cudnnConvolutionBackwardData(
+            c->h, &one, c->d.w, c->in1, c->d.y, c->in0, c->d.conv,
+            (cudnnConvolutionBwdDataAlgo_t)algo, ws, ws_bytes, &zero, c->d.x, c->out));
+    else
+        CNN_CUDNN_RUN_TRYG(cudnnConvolutionBackwardFilter(
+            c->h, &one, c->d.x, c->in0, c->d.y, c->in1, c->d.conv,
+            (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes, &zero, c->d.w, c->out));
+done:
+    return st;
+}
+
+/* The time of the legacy algorithm the search chose, measured as the other candidates' are
+ * (cudnnFind's own figure comes from another method of timing). */
+typedef struct legacy_run {
+    conv_call *c;
+    const algo_entry *e;
+    void *ws;
+} legacy_run;
+
+static cnn_status run_legacy_entry(void *ud)
+{
+    const legacy_run *r = ud;
+    return run_legacy(r->c, r->e->algo, r->e->math, r->ws, r->e->workspace);
+}
+
 /* The GEMM path's time on the call's own buffers (the output is overwritten, as the search's
  * runs overwrite it). ws: the search's workspace when large enough, else one of its own. */
 typedef struct gemm_run {
@@ -408,9 +446,17 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         best_ms = p[i].time;
         found = true;
     }
+    const bool gemm = legacy && cnn_cuda_conv1x1_gemm_fits(c->g);
+    if (found && (gemm || engines != ENGINES_OFF)) {
+        /* Timed again as the GEMMs and engines are, with the math it will run with. */
+        algo_entry run = *out;
+        run.math = key->tf32 ? out->math : CUDNN_FMA_MATH;
+        legacy_run r = {c, &run, wp};
+        CNN_TRYG(cnn_cuda_time_mean(c->ctx, "conv2d", run_legacy_entry, &r, &best_ms));
+    }
     /* A 1x1 convolution may also run as cuBLAS GEMMs (conv2d_gemm.c): timed here the same way,
      * and kept when faster. */
-    if (legacy && cnn_cuda_conv1x1_gemm_fits(c->g)) {
+    if (gemm) {
         float gemm_ms = 0;
         const size_t gws = cnn_cuda_conv1x1_gemm_workspace(c->g, c->dir, cap);
         CNN_TRYG(time_gemm(c, gws <= ws_bytes ? wp : NULL, gws, &gemm_ms));
@@ -503,21 +549,7 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
         st = cnn_cudnn_plan_run(c.h, e.plan, dir, in0, in1, out, wp);
         goto done;
     }
-    CNN_CUDNN_TRYG(cudnnSetConvolutionMathType(c.d.conv, key.tf32 ? e.math : CUDNN_FMA_MATH));
-    const float one = 1.0f, zero = 0.0f;
-    if (dir == DIR_FORWARD)
-        CNN_CUDNN_RUN_TRYG(cudnnConvolutionForward(c.h, &one, c.d.x, in0, c.d.w, in1, c.d.conv,
-                                                   (cudnnConvolutionFwdAlgo_t)e.algo, wp,
-                                                   e.workspace, &zero, c.d.y, out));
-    else if (dir == DIR_DATA)
-        CNN_CUDNN_RUN_TRYG(cudnnConvolutionBackwardData(c.h, &one, c.d.w, in1, c.d.y, in0,
-                                                        c.d.conv,
-                                                        (cudnnConvolutionBwdDataAlgo_t)e.algo, wp,
-                                                        e.workspace, &zero, c.d.x, out));
-    else
-        CNN_CUDNN_RUN_TRYG(cudnnConvolutionBackwardFilter(
-            c.h, &one, c.d.x, in0, c.d.y, in1, c.d.conv, (cudnnConvolutionBwdFilterAlgo_t)e.algo,
-            wp, e.workspace, &zero, c.d.w, out));
+    st = run_legacy(&c, e.algo, key.tf32 ? e.math : CUDNN_FMA_MATH, wp, e.workspace);
 done:
     /* Freed at once: the allocator hands the block out again only to later work on this
      * stream, ordered after this call. */
