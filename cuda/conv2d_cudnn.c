@@ -506,17 +506,21 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     CNN_TRY(cnn_cuda_cudnn(ctx, &c.h));
     algo_key key;
     key_of(ctx, g, dir, (((uintptr_t)in0 | (uintptr_t)in1 | (uintptr_t)out) & 15) == 0, &key);
-    /* Exact FP32 unless TF32 is on: FMA math keeps cuDNN off the tensor cores. With TF32 the
-     * default math, as PyTorch's allow_tf32 uses: it permits TF32 tensor cores for float data
-     * on Ampere and later, and the search reports which math each algorithm ran with. */
-    CNN_TRY(descs_make(g, ctx->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH, &c.d));
+    algo_entry e;
+    const bool cached = cache_find(ctx, &key, &e);
+    /* The legacy descriptors serve the search and the legacy algorithms; a cached GEMM or
+     * engine choice runs without them. Exact FP32 unless TF32 is on: FMA math keeps cuDNN off
+     * the tensor cores. With TF32 the default math, as PyTorch's allow_tf32 uses: it permits
+     * TF32 tensor cores for float data on Ampere and later, and the search reports which math
+     * each algorithm ran with. */
+    if (!cached || (e.algo != ALGO_GEMM && e.algo != ALGO_ENGINE))
+        CNN_TRY(descs_make(g, ctx->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH, &c.d));
 
     cnn_status st = CNN_OK;
     cnn_tensor *ws = NULL;
     void *wp = NULL;
-    algo_entry e;
     cnn_cudnn_plan *uncached = NULL; /* a plan the cache could not keep: freed after the run */
-    if (!cache_find(ctx, &key, &e)) {
+    if (!cached) {
         /* Not CNN_ERR_UNSUPPORTED, which would send the call to the hand-written kernel. */
         if (cnn_cuda_capturing(ctx)) {
             st = cnn_error(CNN_ERR_INVALID_ARG, "conv2d: cuDNN's algorithm search for this %s "
