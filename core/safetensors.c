@@ -1,35 +1,9 @@
-/* safetensors.c — checkpoints in Hugging Face's safetensors format: a dict written atomically
- * (temporary file, fsync, rename, fsync of the directory) and read back with the whole header
- * validated before any tensor is allocated. Files are untrusted input: nothing here may crash,
- * leak or read out of bounds on them, and nothing prints. */
-#include "json.h"
+/* safetensors.c — checkpoints in Hugging Face's safetensors format, read back with the whole
+ * header validated before any tensor is allocated (the writer is safetensors_save.c). Files are
+ * untrusted input: nothing here may crash, leak or read out of bounds on them, and nothing
+ * prints. */
+#include "safetensors.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "safetensors.c writes tensor bytes as they are in memory: it needs a little-endian host"
-#endif
-
-/* The reference implementation's limits: a larger header is refused as absurd. */
-#define ST_MAX_HEADER 100000000ull
-#define ST_MAX_DEPTH 64
-/* Resource caps for hostile headers: a node per JSON value (~100 bytes each), and cnn_dict's
- * linear lookup, which makes loading n tensors cost O(n^2). Real checkpoints hold a few
- * thousand tensors and about ten values per tensor. */
-#define ST_MAX_VALUES (1u << 20)
-#define ST_MAX_TENSORS 65536
-#define ST_ALIGN 8
-
-/* Every dtype the format defines: the ones libcnncuda stores map to a cnn_dtype; the others are
- * recognised (so the file is valid) but refused as unsupported. */
-typedef struct st_dtype {
-    const char *name;
-    int bits;
-    int dtype; /* a cnn_dtype, or -1 when unsupported */
-} st_dtype;
 static const st_dtype DTYPES[] = {
     {"F32", 32, CNN_F32},     {"F16", 16, CNN_F16},     {"BF16", 16, CNN_BF16},
     {"I64", 64, CNN_I64},     {"I32", 32, CNN_I32},     {"F64", 64, -1},
@@ -40,26 +14,19 @@ static const st_dtype DTYPES[] = {
     {"F4", 4, -1},            {"C64", 64, -1},
 };
 
-static const st_dtype *dtype_by_name(const char *s, size_t n)
+const st_dtype *cnn_st_dtype_by_name(const char *s, size_t n)
 {
     for (size_t i = 0; i < sizeof DTYPES / sizeof DTYPES[0]; i++)
         if (strlen(DTYPES[i].name) == n && memcmp(DTYPES[i].name, s, n) == 0) return &DTYPES[i];
     return NULL;
 }
 
-static const st_dtype *dtype_of(cnn_dtype dt)
+const st_dtype *cnn_st_dtype_of(cnn_dtype dt)
 {
     for (size_t i = 0; i < sizeof DTYPES / sizeof DTYPES[0]; i++)
         if (DTYPES[i].dtype == (int)dt) return &DTYPES[i];
     return NULL;
 }
-
-static const char *errstr(int err, char *buf, size_t n)
-{
-    return strerror_r(err, buf, n); /* the GNU variant: _GNU_SOURCE is set by the Makefile */
-}
-
-/* ==== reading ============================================================================ */
 
 typedef struct st_entry {
     const cnn_json *node; /* the member in the header: its key is the name */
@@ -104,7 +71,7 @@ static cnn_status io_err(const st_reader *r, const char *what, int err)
     if (err == 0)
         return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': %s: file ended early", r->path, what);
     return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': %s: %s", r->path, what,
-                     errstr(err, eb, sizeof eb));
+                     cnn_st_errstr(err, eb, sizeof eb));
 }
 
 static cnn_status read_exact(st_reader *r, void *dst, size_t n, const char *what)
@@ -229,7 +196,7 @@ static cnn_status parse_entry(st_reader *r, const cnn_json *m, st_entry *e)
     if (dtype->type != CNN_JSON_STRING)
         return fmt_err(r, CNN_ERR_FORMAT, m, "\"dtype\" is %s, expected a string",
                        cnn_json_type_name(dtype));
-    e->dt = dtype_by_name(dtype->str, dtype->len);
+    e->dt = cnn_st_dtype_by_name(dtype->str, dtype->len);
     if (!e->dt)
         return fmt_err(r, CNN_ERR_FORMAT, m, "unknown dtype '%.40s'", dtype->str);
     if (shape->type != CNN_JSON_ARRAY)
@@ -430,174 +397,5 @@ done:
     cnn_json_free(&r.root);
     free(r.header);
     fclose(r.f);
-    return st;
-}
-
-/* ==== writing ============================================================================ */
-
-static cnn_status save_err(const char *path, const char *what, int err)
-{
-    char eb[128];
-    return cnn_error(CNN_ERR_IO, "safetensors_save: '%s': %s: %s", path, what,
-                     errstr(err, eb, sizeof eb));
-}
-
-/* The header JSON, padded with spaces so the data starts 8-byte aligned, as the reference
- * writer does. Metadata first, then tensors in dict order, stored back to back. */
-static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
-{
-    int nm = cnn_dict_meta_size(d), nt = cnn_dict_size(d);
-    CNN_CHECK(nt <= ST_MAX_TENSORS, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': %d tensors is "
-              "more than the %d that safetensors_load accepts", path, nt, ST_MAX_TENSORS);
-    for (int i = 0; i < nm; i++) {
-        const char *k = cnn_dict_meta_key(d, i), *v = cnn_dict_meta_value(d, i);
-        CNN_CHECK(cnn_utf8_valid(k, strlen(k)) && cnn_utf8_valid(v, strlen(v)),
-                  CNN_ERR_INVALID_ARG, "safetensors_save: '%s': metadata entry %d is not valid "
-                  "UTF-8", path, i);
-    }
-    cnn_buf_append(b, "{", 1);
-    if (nm) {
-        cnn_buf_append(b, "\"__metadata__\":{", 16);
-        for (int i = 0; i < nm; i++) {
-            if (i) cnn_buf_append(b, ",", 1);
-            cnn_buf_json_string(b, cnn_dict_meta_key(d, i));
-            cnn_buf_append(b, ":", 1);
-            cnn_buf_json_string(b, cnn_dict_meta_value(d, i));
-        }
-        cnn_buf_append(b, "}", 1);
-    }
-    uint64_t at = 0;
-    for (int i = 0; i < nt; i++) {
-        const char *name = cnn_dict_name(d, i);
-        const cnn_tensor *t = cnn_dict_at(d, i);
-        CNN_CHECK(cnn_utf8_valid(name, strlen(name)), CNN_ERR_INVALID_ARG,
-                  "safetensors_save: '%s': tensor name %d is not valid UTF-8", path, i);
-        CNN_CHECK(strcmp(name, "__metadata__") != 0, CNN_ERR_INVALID_ARG,
-                  "safetensors_save: '%s': a tensor may not be named \"__metadata__\"", path);
-        const st_dtype *dt = dtype_of(t->dtype);
-        CNN_CHECK(dt, CNN_ERR_INVALID_ARG, "safetensors_save: '%s': tensor '%s' has unknown "
-                  "dtype %d", path, name, (int)t->dtype);
-        uint64_t nbytes = cnn_tensor_nbytes(t);
-        if (nm || i) cnn_buf_append(b, ",", 1);
-        cnn_buf_json_string(b, name);
-        cnn_buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dt->name);
-        for (int k = 0; k < t->shape.ndim; k++)
-            cnn_buf_printf(b, k ? ",%lld" : "%lld", (long long)t->shape.d[k]);
-        cnn_buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
-                       (unsigned long long)(at + nbytes));
-        at += nbytes;
-    }
-    cnn_buf_append(b, "}", 1);
-    while (!b->oom && b->len % ST_ALIGN) cnn_buf_append(b, " ", 1);
-    CNN_CHECK(!b->oom, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory for the "
-              "header");
-    CNN_CHECK(b->len <= ST_MAX_HEADER, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': a %zu-byte "
-              "header is over the %llu-byte limit of readers", path, b->len, ST_MAX_HEADER);
-    return CNN_OK;
-}
-
-/* Writes one tensor's bytes, contiguous and in row-major order, whatever its layout/device. */
-static cnn_status write_tensor(FILE *f, const char *path, const cnn_tensor *t, const char *name)
-{
-    size_t nbytes = cnn_tensor_nbytes(t);
-    if (nbytes == 0) return CNN_OK;
-    if (t->device.type == CNN_DEVICE_CPU && cnn_tensor_is_contiguous(t)) {
-        if (fwrite(cnn_ptr(t), 1, nbytes, f) != nbytes)
-            return save_err(path, "writing the temporary file failed", errno);
-        return CNN_OK;
-    }
-    void *host = malloc(nbytes);
-    CNN_CHECK(host, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory copying "
-              "tensor '%s' (%zu bytes)", name, nbytes);
-    cnn_status st = cnn_tensor_read(t, host, (size_t)cnn_tensor_numel(t));
-    if (st != CNN_OK) st = cnn_error_prefix(st, "safetensors_save: tensor '%s'", name);
-    else if (fwrite(host, 1, nbytes, f) != nbytes)
-        st = save_err(path, "writing the temporary file failed", errno);
-    free(host);
-    return st;
-}
-
-/* Makes the rename itself durable. Some file systems cannot fsync a directory (EINVAL). */
-static cnn_status sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    CNN_CHECK(dir, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
-    cnn_status st = CNN_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) st = save_err(path, "cannot open its directory to sync the rename", errno);
-    else if (fsync(fd) != 0 && errno != EINVAL)
-        st = save_err(path, "fsync of its directory failed", errno);
-    if (fd >= 0) close(fd);
-    free(dir);
-    return st;
-}
-
-cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
-{
-    CNN_CHECK(path && path[0] && d, CNN_ERR_INVALID_ARG, "safetensors_save: NULL argument or "
-              "empty path");
-    cnn_status st = CNN_OK;
-    cnn_buf hdr = {0};
-    FILE *f = NULL;
-    char *tmp = NULL;
-    CNN_TRYG(build_header(path, d, &hdr));
-    size_t tlen = strlen(path) + 64;
-    tmp = malloc(tlen);
-    if (!tmp) {
-        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
-        goto done;
-    }
-    /* Unique per process and thread, so concurrent saves to one path never share a file. */
-    snprintf(tmp, tlen, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)gettid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        st = save_err(path, "cannot create the temporary file", errno);
-        free(tmp);
-        tmp = NULL; /* nothing to remove */
-        goto done;
-    }
-    f = fdopen(fd, "wb");
-    if (!f) {
-        st = save_err(path, "cannot open the temporary file as a stream", errno);
-        close(fd);
-        goto done;
-    }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr.len >> (8 * i));
-    if (fwrite(len8, 1, 8, f) != 8 || fwrite(hdr.data, 1, hdr.len, f) != hdr.len) {
-        st = save_err(path, "writing the temporary file failed", errno);
-        goto done;
-    }
-    for (int i = 0; i < cnn_dict_size(d); i++)
-        CNN_TRYG(write_tensor(f, path, cnn_dict_at(d, i), cnn_dict_name(d, i)));
-    if (fflush(f) != 0) {
-        st = save_err(path, "writing the temporary file failed", errno);
-        goto done;
-    }
-    if (fsync(fileno(f)) != 0) {
-        st = save_err(path, "fsync of the temporary file failed", errno);
-        goto done;
-    }
-    int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) {
-        st = save_err(path, "closing the temporary file failed", errno);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        st = save_err(path, "cannot rename the temporary file over it", errno);
-        goto done;
-    }
-    free(tmp);
-    tmp = NULL;
-    st = sync_dir(path);
-done:
-    if (f) fclose(f);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
-    cnn_buf_free(&hdr);
     return st;
 }
