@@ -260,6 +260,23 @@ bench_main() {
     gb_step conv_r50_engines 150 env CNN_CUDNN_ENGINES=1 "$BIN/cnnbench" conv "${r50[@]}" \
         --backend "$FAST" "${it[@]}" --json "$W/conv_r50_engines.json"
     pair conv_r50_engines torch_conv_r50 "conv, ResNet-50 shapes, batch $cb, FP32: cuDNN with graph-API engines vs PyTorch"
+    # The same search on the cuDNN that PyTorch loads (its wheel's own, 9.19 on 2026-12-04, where
+    # ours loads the system's 9.14): whether what is left of the per-shape gap is the library's
+    # version or our dispatch. The JSON's cudnn_version says which one ran.
+    if [ "$DRY" != 1 ] && gb_wanted conv_r50_torch_cudnn; then
+        local tdir
+        tdir=$("$PY" -c 'import torch; torch.backends.cudnn.version()
+import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/maps")
+    if "/libcudnn.so" in l), ""))' 2>/dev/null)
+        if [ -n "$tdir" ]; then
+            gb_step conv_r50_torch_cudnn 150 env LD_LIBRARY_PATH="$tdir:${LD_LIBRARY_PATH:-}" \
+                CNN_CUDNN_ENGINES=1 "$BIN/cnnbench" conv "${r50[@]}" --backend "$FAST" "${it[@]}" \
+                --json "$W/conv_r50_torch_cudnn.json"
+            pair conv_r50_torch_cudnn torch_conv_r50 "conv, ResNet-50 shapes, batch $cb, FP32: cuDNN with engines, on PyTorch's cuDNN ($tdir), vs PyTorch"
+        else
+            gb_note "conv_r50_torch_cudnn: PyTorch's libcudnn not found"
+        fi
+    fi
     # 2. models, FP32 (peak memory from the train row).
     local m b s
     for m in resnet50 vgg16 alexnet lenet5; do

@@ -197,7 +197,8 @@ if wanted extra; then
         part extra_memcheck 150:60 gpu-verify.sh STEPS=memcheck_models
     fi
     part extra 200:60 gpu-bench.sh "${BENCH[@]}" \
-        ONLY="model_resnet50_graph ops_* torch_ops_* *_tf32 model_resnet50_cuda model_resnet50_nofuse layers"
+        ONLY="model_resnet50_graph conv_r50_torch_cudnn ops_* torch_ops_* *_tf32 model_resnet50_cuda \
+model_resnet50_nofuse layers"
 fi
 
 [ -n "$NOT_RUN" ] && say "not run:$NOT_RUN (give these as PARTS to the next call)"
