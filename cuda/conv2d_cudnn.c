@@ -402,8 +402,9 @@ done:
 /* Times every candidate on the call's own buffers (the output is overwritten, as the real call
  * will do again) and keeps the fastest acceptable one: cuDNN's legacy algorithms (with a
  * workspace as large as the hungriest one under the cap; those that succeeded, fit the cap,
- * are deterministic when asked, and stay off the tensor cores unless TF32 is on), the 1x1 conv
- * as cuBLAS GEMMs, and, as CNN_CUDNN_ENGINES asks, the graph API's engines. */
+ * are deterministic when asked, stay off the tensor cores unless TF32 is on, and never convert
+ * float data to FP16), the 1x1 conv as cuBLAS GEMMs, and, as CNN_CUDNN_ENGINES asks, the
+ * graph API's engines. */
 static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
 {
     const size_t cap = workspace_cap();
@@ -423,7 +424,16 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
     cnn_status st = CNN_OK;
     perf p[N_ALGOS];
     int n = 0;
-    if (legacy) CNN_TRYG(find_legacy(c, wp, ws_bytes, p, &n));
+    if (legacy) {
+        st = find_legacy(c, wp, ws_bytes, p, &n);
+        /* cuDNN declining the legacy search still leaves its graph-API engines to ask. */
+        if (st == CNN_ERR_UNSUPPORTED && engines != ENGINES_OFF) {
+            cnn_clear_error();
+            st = CNN_OK;
+            n = 0;
+        }
+        if (st != CNN_OK) goto done;
+    }
     /* Results come sorted by time: the first acceptable one is the fastest. */
     bool oom = false, found = false;
     float best_ms = 0;
@@ -440,7 +450,9 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         const size_t need = asked > p[i].memory ? asked : p[i].memory;
         if (need > ws_bytes) continue;
         if (key->deterministic && !deterministic_algo(c->dir, &p[i])) continue;
+        /* TF32 only when asked; FP16 conversion of float data never (the engines' rule). */
         if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
+        if (p[i].math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
         *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
                             .workspace = need};
         best_ms = p[i].time;

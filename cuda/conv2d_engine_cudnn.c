@@ -12,10 +12,13 @@
 enum { UID_X = 'x', UID_W = 'w', UID_Y = 'y' };
 
 /* Per mode, the heuristics' first MAX_CONFIGS configurations are read (likeliest first; many
- * may be unacceptable: TF32 ones lead for float data on recent GPUs); at most MAX_TIMED
- * acceptable ones are tried per call. */
+ * may be unacceptable: TF32 ones lead for float data on recent GPUs). Per call, at most
+ * MAX_TIMED plans that ran are timed, out of at most MAX_TRIED acceptable configurations made
+ * into plans (a configuration the heuristics propose may still fail to finalize or to run, or
+ * want more workspace than the cap: that costs a try, not a timing). */
 #define MAX_CONFIGS 64
 #define MAX_TIMED 12
+#define MAX_TRIED 32
 
 struct cnn_cudnn_plan {
     cudnnBackendDescriptor_t plan;
@@ -180,10 +183,11 @@ static cudnnStatus_t heuristics(cudnnBackendDescriptor_t graph, cudnnBackendHeur
     return e;
 }
 
-/* Whether the configuration's engine may run here: no TF32 (tensor cores on float data, or
- * inputs converted down) unless tf32, nothing non-deterministic when asked, and no engine
- * compiled at run time (seconds of NVRTC per shape, in the middle of a training step). Its
- * global index names it. */
+/* Whether the configuration's engine may run here: tensor cores on float data (TF32) only when
+ * tf32; never inputs converted down (FP16/BF16 for float data: PyTorch passes over these too,
+ * TF32 or not) nor a reduction in less than FP32; nothing non-deterministic when asked; and no
+ * engine compiled at run time (seconds of NVRTC per shape, in the middle of a training step).
+ * Its global index names it. */
 static bool acceptable(cudnnBackendDescriptor_t cfg, bool tf32, bool deterministic,
                        int64_t *index)
 {
@@ -207,9 +211,9 @@ static bool acceptable(cudnnBackendDescriptor_t cfg, bool tf32, bool determinist
         ok = true;
         for (int64_t i = 0; i < n_notes && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; i++) {
             const cudnnBackendNumericalNote_t t = notes[i];
-            if (!tf32 && (t == CUDNN_NUMERICAL_NOTE_TENSOR_CORE ||
-                          t == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
-                          t == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION))
+            if ((!tf32 && t == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) ||
+                t == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
+                t == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
                 ok = false;
             if (deterministic && t == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) ok = false;
         }
@@ -311,24 +315,33 @@ void cnn_cudnn_engine_search(const cnn_cudnn_engine_call *c, bool first_only,
         return;
     }
     const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
-    int64_t seen[MAX_TIMED];
-    int n_seen = 0;
-    for (int m = 0; m < 2 && n_seen < MAX_TIMED && !(first_only && *best); m++) {
+    /* The engines whose plans ran: the fallback list repeats mode A's engines, and one that
+     * ran is not timed again (mode A may list one engine with several knob settings: each is
+     * tried). */
+    int64_t ran[MAX_TIMED];
+    int n_ran = 0, tried = 0;
+    for (int m = 0; m < 2 && n_ran < MAX_TIMED && tried < MAX_TRIED && !(first_only && *best);
+         m++) {
         cudnnBackendDescriptor_t cfg[MAX_CONFIGS];
         int n = 0;
         (void)heuristics(gd.d[N_DESCS - 1], modes[m], cfg, MAX_CONFIGS, &n);
-        for (int i = 0; i < n && n_seen < MAX_TIMED && !(first_only && *best); i++) {
+        for (int i = 0; i < n && n_ran < MAX_TIMED && tried < MAX_TRIED &&
+                        !(first_only && *best);
+             i++) {
             int64_t index = -1;
             if (!acceptable(cfg[i], c->tf32, c->deterministic, &index)) continue;
-            /* The fallback list repeats engines of mode A's: each index is tried once. */
             bool again = false;
-            for (int k = 0; k < n_seen; k++) again |= seen[k] == index;
+            for (int k = 0; m > 0 && k < n_ran; k++) again |= ran[k] == index;
             if (again) continue;
-            seen[n_seen++] = index;
+            tried++;
             cnn_cudnn_plan *p = plan_make(c->h, cfg[i], index);
             float ms = 0;
-            if (p && p->workspace <= c->cap && runs(c, p, !first_only, &ms) &&
-                (!*best || ms < *best_ms)) {
+            if (!p || p->workspace > c->cap || !runs(c, p, !first_only, &ms)) {
+                cnn_cudnn_plan_free(p);
+                continue;
+            }
+            ran[n_ran++] = index;
+            if (!*best || ms < *best_ms) {
                 cnn_cudnn_plan_free(*best);
                 *best = p;
                 *best_ms = ms;

@@ -413,13 +413,19 @@ GPU_TEST(cuda_conv_1x1_as_gemm_matches_cpu)
  * fastest of engines and legacy algorithms) on two. Each case runs twice: the first call's
  * search may write the outputs, the second shows the cached choice's. */
 #if CNN_WITH_CUDNN
-/* The emulated cuDNN (a GPU named "Emulated ...") lists an engine noted RUNTIME_COMPILATION,
- * global index 99, first in every heuristic: the search must never take it. */
-static void check_engine_chosen(const conv_case *cc)
+/* Whether the GPU is the CPU emulator's (tests/cuda_emu: "Emulated GPU ..."). */
+static bool emulated_gpu(void)
 {
     char dev_name[256] = "";
     cnn_cuda_device_name(0, dev_name, sizeof dev_name);
-    const bool emu = strstr(dev_name, "Emulated") != NULL;
+    return strstr(dev_name, "Emulated") != NULL;
+}
+
+/* The emulated cuDNN lists an engine noted RUNTIME_COMPILATION, global index 99, early in every
+ * heuristic: the search must never take it. */
+static void check_engine_chosen(const conv_case *cc)
+{
+    const bool emu = emulated_gpu();
     cnn_tensor *x = NULL, *w = NULL;
     cnn_conv2d_params p = params_of(cc);
     CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc->n, cc->c, cc->h, cc->w), CNN_F32, CNN_CUDA(0), &x));
@@ -457,6 +463,20 @@ GPU_TEST(cuda_conv_cudnn_graph_engines_match_cpu)
         cnn_context_set_current(outer);
         cnn_context_destroy(&ctx);
     }
+    /* Where cuDNN declines the legacy search (the emulated one does on request), mode 1 still
+     * asks the engines: the call runs on one of them, not on the hand-written kernels. */
+    if (emulated_gpu()) {
+        setenv("CNN_CUDNN_ENGINES", "1", 1);
+        setenv("CNN_EMU_CUDNN_DECLINE", "FindConvolution", 1);
+        cnn_context *ctx = NULL;
+        REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+        cnn_context_set_current(ctx);
+        check_impl(&conv_cases[0], &dnn, CONV_ATOL, CONV_RTOL);
+        check_engine_chosen(&conv_cases[0]);
+        cnn_context_set_current(outer);
+        cnn_context_destroy(&ctx);
+        unsetenv("CNN_EMU_CUDNN_DECLINE");
+    }
     unsetenv("CNN_CUDNN_ENGINES");
 #else
     cnn_test_skip("built without cuDNN");
@@ -478,7 +498,8 @@ static cnn_status engine_forward(void *ud)
 #endif
 
 /* What the engine search must pass over. TF32 when it is off: y = (1 + 2^-12) * 1 + 1 * (-1)
- * is 2^-12 with FP32 products and sum (exact here in any order), 0 with TF32 operands.
+ * is 2^-12 with FP32 products and sum (exact here in any order), 0 with TF32 operands. Inputs
+ * converted down to BF16 even with TF32 on.
  * Non-deterministic engines in deterministic mode: two runs give the same bits. And a cached
  * plan runs inside a CUDA graph capture: the replay reads the new input. */
 GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
@@ -509,6 +530,15 @@ GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
     CHECK_OK(cnn_tensor_read(y, &yv, 1));
     if (yv != 2 * eps) cnn_test_fail(__FILE__, __LINE__, "replayed y = %g, not %g", yv, 2 * eps);
     cnn_graph_destroy(&graph);
+    /* With TF32 on, still no engine that converts its inputs down: 1 + 2^-9 is exact in TF32
+     * (10 mantissa bits) but not in BF16 (7), where y would be 0. */
+    const float x3[2] = {1.0f + 1.0f / 512, 1.0f};
+    cnn_set_tf32(true);
+    CHECK_OK(cnn_tensor_write(x, x3, 2));
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_tensor_read(y, &yv, 1));
+    if (yv != 1.0f / 512) cnn_test_fail(__FILE__, __LINE__, "TF32 y = %g, not 2^-9", yv);
+    cnn_set_tf32(false);
     cnn_set_deterministic(true);
     check_bitwise_repeat(&dnn, &conv_cases[1]);
     cnn_set_deterministic(false);

@@ -25,12 +25,14 @@ struct attr {
     std::vector<unsigned char> bytes;
 };
 
-/* An engine: one legacy algorithm of one direction, and its notes. */
+/* An engine: one legacy algorithm of one direction, and its notes. down_convert: it rounds x
+ * and w to BF16 first (forward only). no_plan: its execution plan will not finalize. */
 struct engine {
     int64_t index;
     int algo;
     bool tensor_core, nondet, runtime_compiled;
     size_t ws;
+    bool down_convert = false, no_plan = false;
 };
 
 /* What an operation (graph) computes, copied at finalize: the caller may destroy the
@@ -205,9 +207,12 @@ cudnnStatus_t finalize_op(desc *d, int dir)
     return conv_check("cudnnBackendFinalize", d->op.d);
 }
 
-/* The engines proposed for an operation: first those a careful caller must pass over (compiled
- * at run time; TF32 tensor cores; atomics), then the plain ones; the fallback list is one
- * deterministic engine, which mode A also lists. */
+/* The engines proposed for an operation: first twelve whose plans fail as real ones' may
+ * (80-85 will not finalize, 86-91 want more workspace than any GPU has: a search that counted
+ * these against its timing budget would find nothing), then those a careful caller must pass
+ * over (compiled at run time; forward inputs rounded to BF16; TF32 tensor cores; atomics),
+ * then the plain ones; the fallback list is one deterministic engine, which mode A also
+ * lists. */
 std::vector<engine> engines_for(const conv_op &op, cudnnBackendHeurMode_t mode)
 {
     static const int order[3][3] = {{1, 0, 2}, {0, 1, -1}, {3, 0, 1}};
@@ -220,8 +225,18 @@ std::vector<engine> engines_for(const conv_op &op, cudnnBackendHeurMode_t mode)
             out.push_back({plain[op.dir], plain[op.dir], false, !det, false, ws});
         return out;
     }
-    if (conv_algo(op.dir, op.d, plain[op.dir], &ws, &det))
-        out.push_back({99, plain[op.dir], false, !det, true, ws});
+    if (!conv_algo(op.dir, op.d, plain[op.dir], &ws, &det)) return out;
+    for (int64_t i = 80; i < 92; i++) {
+        engine e{i, plain[op.dir], false, !det, false, i < 86 ? ws : (size_t)1 << 50};
+        e.no_plan = i < 86;
+        out.push_back(e);
+    }
+    out.push_back({99, plain[op.dir], false, !det, true, ws});
+    if (op.dir == 0) {
+        engine e{97, plain[0], false, !det, false, ws};
+        e.down_convert = true;
+        out.push_back(e);
+    }
     for (int a : order[op.dir])
         if (a >= 0 && conv_algo(op.dir, op.d, a, &ws, &det))
             out.push_back({a, a, op.dir == 0 && a == 1, !det, false, ws});
@@ -262,6 +277,7 @@ cudnnStatus_t finalize(desc *d)
         const attr *h = get(d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1);
         if (!cfg || !h || !elem<cudnnHandle_t>(h, 0))
             return bad("execution plan: a handle and an engine configuration from heuristics");
+        if (cfg->eng.no_plan) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
         d->op = cfg->op;
         d->eng = cfg->eng;
         d->handle = elem<cudnnHandle_t>(h, 0);
@@ -288,6 +304,20 @@ cudnnStatus_t execute(const conv_op &op, const engine &eng, const void *x, const
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     const void *in0 = op.dir == 1 ? y : x, *in1 = op.dir == 2 ? y : w;
     void *out = (void *)(op.dir == 0 ? y : op.dir == 1 ? x : w);
+    if (eng.down_convert) {
+        /* x and w rounded to BF16 in place for the call, then put back. */
+        float *xf = (float *)x, *wf = (float *)w;
+        const int64_t nx = op.d.n * op.d.c * op.d.h * op.d.w,
+                      nw = op.d.k * op.d.cg * op.d.r * op.d.s;
+        std::vector<float> xs(xf, xf + nx), wsv(wf, wf + nw);
+        for (int64_t i = 0; i < nx; i++) xf[i] = to_bf16(xf[i]);
+        for (int64_t i = 0; i < nw; i++) wf[i] = to_bf16(wf[i]);
+        cudnnStatus_t e = conv_run(fn, op.dir, op.d, eng.algo, false, in0, in1, out, ws,
+                                   ws ? eng.ws : 0);
+        std::copy(xs.begin(), xs.end(), xf);
+        std::copy(wsv.begin(), wsv.end(), wf);
+        return e;
+    }
     /* A non-deterministic engine is its legacy algorithm: its sums change order per call. */
     return conv_run(fn, op.dir, op.d, eng.algo, eng.tensor_core, in0, in1, out, ws,
                     ws ? eng.ws : 0);
@@ -394,6 +424,7 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const p,
         if (name == CUDNN_ATTR_ENGINE_NUMERICAL_NOTE && type == CUDNN_TYPE_NUMERICAL_NOTE) {
             if (d->eng.tensor_core) notes.push_back(CUDNN_NUMERICAL_NOTE_TENSOR_CORE);
             if (d->eng.nondet) notes.push_back(CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC);
+            if (d->eng.down_convert) notes.push_back(CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS);
         } else if (name == CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE && type == CUDNN_TYPE_BEHAVIOR_NOTE) {
             if (d->eng.runtime_compiled) notes.push_back(CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION);
         } else {

@@ -39,6 +39,9 @@ void count_call(const char *name);
 /* v rounded to TF32 (10 mantissa bits, nearest even), as tensor cores read FP32 operands
  * (the emulated cuBLAS and cuDNN in TF32 math mode). */
 float to_tf32(float v);
+/* v rounded to BF16 (7 mantissa bits, nearest even): an emulated engine that converts its
+ * inputs down. */
+float to_bf16(float v);
 
 /* Stream capture (emu_graph.cpp). capturing: stream s is being captured. defer: while it is,
  * work for s is recorded for cudaGraphLaunch instead of run: 1; 0 when s is not captured (run

@@ -610,14 +610,18 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode)
 
 } /* extern "C" */
 
-float cnn_emu::to_tf32(float v)
+/* v with its `drop` lowest mantissa bits rounded away, to nearest even (inf and NaN kept). */
+static float round_mantissa(float v, int drop)
 {
-    uint32_t u;
+    uint32_t u, half = (1u << (drop - 1)) - 1u, mask = (1u << drop) - 1u;
     memcpy(&u, &v, sizeof u);
-    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + half + ((u >> drop) & 1u)) & ~mask;
     memcpy(&v, &u, sizeof v);
     return v;
 }
+
+float cnn_emu::to_tf32(float v) { return round_mantissa(v, 13); }
+float cnn_emu::to_bf16(float v) { return round_mantissa(v, 16); }
 
 namespace {
 
