@@ -238,7 +238,7 @@ check-cuda-emu-asan:
 	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
 # check-cuda-emu-tsan, in build-emu-tsan under ThreadSanitizer: the GPU tests where threads meet
 # (the emulator runs the host code of cuda/ for real: allocator, pinned memory, contexts).
-EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land
+EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land another_thread
 check-cuda-emu-tsan:
 	$(MAKE) BUILD=build-emu-tsan $(EMU_FLAGS) CC="$(CC) -fsanitize=thread" \
 	  CXX="$(CXX) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread tests tools

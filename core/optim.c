@@ -290,10 +290,29 @@ static cnn_status sync_lr(cnn_optim *opt)
     return CNN_OK;
 }
 
+/* Writes the Adam scalars of the next step of parameters idx[0, n) into t, 3 floats per
+ * parameter index (the copy is ordered on the stream, behind the updates that read the previous
+ * values). */
+static cnn_status write_adam(const cnn_optim *opt, cnn_tensor *t, const int *idx, int n)
+{
+    const int64_t need = cnn_shape_numel(t->shape);
+    float *h = calloc((size_t)need, sizeof *h);
+    CNN_CHECK(h, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
+    const cnn_optim_config *c = &opt->cfg;
+    for (int k = 0; k < n; k++) {
+        const optim_param *q = &opt->ps[idx[k]];
+        if (3 * (int64_t)idx[k] + 3 > need) continue; /* not in t (added since it was made) */
+        adam_scalars(c->lr, c->beta1, c->beta2, q->decay ? c->weight_decay : 0.0f, q->step + 1,
+                     h + 3 * idx[k]);
+    }
+    cnn_status st = cnn_tensor_write(t, h, (size_t)need);
+    free(h);
+    return st;
+}
+
 /* Writes the Adam scalars of the next step of parameters idx[0, n) into opt->adam_dev (made,
- * or remade to fit, on the current context's device; the copy is ordered on the stream, behind
- * the updates that read the previous values). Inside a capture nothing is written: the replay
- * hook writes before each replay. */
+ * or remade to fit, on the current context's device). Inside a capture nothing is written: the
+ * replay hook writes before each replay. */
 static cnn_status sync_adam(cnn_optim *opt, const int *idx, int n)
 {
     const cnn_device dev = cnn_ctx()->device;
@@ -307,26 +326,13 @@ static cnn_status sync_adam(cnn_optim *opt, const int *idx, int n)
                   "capturing");
         return CNN_OK;
     }
-    float *h = calloc((size_t)need, sizeof *h);
-    CNN_CHECK(h, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
-    const cnn_optim_config *c = &opt->cfg;
-    for (int k = 0; k < n; k++) {
-        const optim_param *q = &opt->ps[idx[k]];
-        adam_scalars(c->lr, c->beta1, c->beta2, q->decay ? c->weight_decay : 0.0f, q->step + 1,
-                     h + 3 * idx[k]);
-    }
-    cnn_status st = CNN_OK;
     if (!fits) {
         cnn_tensor *fresh = NULL;
-        st = cnn_tensor_empty(CNN_SHAPE(need), CNN_F32, dev, &fresh);
-        if (st == CNN_OK) {
-            cnn_tensor_free(&opt->adam_dev);
-            opt->adam_dev = fresh;
-        }
+        CNN_TRY(cnn_tensor_empty(CNN_SHAPE(need), CNN_F32, dev, &fresh));
+        cnn_tensor_free(&opt->adam_dev);
+        opt->adam_dev = fresh;
     }
-    if (st == CNN_OK) st = cnn_tensor_write(opt->adam_dev, h, (size_t)need);
-    free(h);
-    return st;
+    return write_adam(opt, opt->adam_dev, idx, n);
 }
 
 /* All CUDA parameters with a gradient in one fused update (a few launches in all). Only a
@@ -371,9 +377,14 @@ done:
 /* ---- inside a CUDA graph capture ---------------------------------------------------------
  * The captured update reads its scalars from device memory (SGD's learning rate, Adam's
  * per-step scalars), which each replay first brings up to date; each replay, not the capture,
- * counts as a step of the parameters that had a gradient at capture. */
+ * counts as a step of the parameters that had a gradient at capture. The graph keeps every
+ * tensor the update reads or writes (scalars, states, gradients): the optimizer may replace
+ * its own (a step on another device, parameters added) and a gradient may be zeroed (freed)
+ * between replays, and the captured addresses must stay the same memory. */
 typedef struct captured_step {
     cnn_optim *opt;
+    cnn_tensor *scalars; /* the lr_dev or adam_dev the update was captured with (kept) */
+    float lr_value;      /* what that lr_dev holds once opt->lr_dev is another tensor */
     int n;      /* entries of idx */
     int idx[];  /* the parameters updated */
 } captured_step;
@@ -382,8 +393,13 @@ static cnn_status captured_step_hook(void *ud, bool commit)
 {
     captured_step *c = ud;
     cnn_optim *opt = c->opt;
-    if (!commit)
-        return opt->cfg.kind == CNN_OPTIM_SGD ? sync_lr(opt) : sync_adam(opt, c->idx, c->n);
+    if (!commit) {
+        if (opt->cfg.kind != CNN_OPTIM_SGD) return write_adam(opt, c->scalars, c->idx, c->n);
+        float *held = c->scalars == opt->lr_dev ? &opt->lr_dev_value : &c->lr_value;
+        if (*held != opt->cfg.lr) CNN_TRY(cnn_tensor_fill_(c->scalars, opt->cfg.lr));
+        *held = opt->cfg.lr;
+        return CNN_OK;
+    }
     for (int i = 0; i < c->n; i++) opt->ps[c->idx[i]].step++;
     opt->steps++;
     return CNN_OK;
@@ -396,7 +412,7 @@ static cnn_status capture_step(cnn_optim *opt)
     size_t size = sizeof(captured_step) + (size_t)(opt->n ? opt->n : 1) * sizeof(int);
     captured_step *c = malloc(size);
     CNN_CHECK(c, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
-    *c = (captured_step){.opt = opt};
+    *c = (captured_step){.opt = opt, .lr_value = opt->lr_dev_value};
     cnn_status st = CNN_OK;
     for (int i = 0; i < opt->n && st == CNN_OK; i++) {
         optim_param *q = &opt->ps[i];
@@ -409,7 +425,15 @@ static cnn_status capture_step(cnn_optim *opt)
                            "update inside a graph capture (its state is made then); run one "
                            "step before capturing", q->name);
         c->idx[c->n++] = i;
+        cnn_context *ctx = cnn_ctx();
+        if (st == CNN_OK) st = cnn_cuda_capture_keep(ctx, q->p->grad);
+        if (st == CNN_OK) st = cnn_cuda_capture_keep(ctx, q->s1);
+        if (st == CNN_OK) st = cnn_cuda_capture_keep(ctx, q->s2);
     }
+    /* The scalars as the update will read them: checked and made current by the caller's
+     * sync_lr / sync_adam, which run in the capture only to refuse a missing tensor. */
+    c->scalars = opt->cfg.kind == CNN_OPTIM_SGD ? opt->lr_dev : opt->adam_dev;
+    if (st == CNN_OK) st = cnn_cuda_capture_keep(cnn_ctx(), c->scalars);
     if (st == CNN_OK) st = cnn_cuda_capture_on_replay(cnn_ctx(), captured_step_hook, c, size);
     free(c);
     return st;

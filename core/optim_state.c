@@ -163,6 +163,21 @@ cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d)
     cnn_status st = steps && s ? load_states(opt, d, steps, s)
                                : cnn_error(CNN_ERR_OUT_OF_MEMORY, "optim_load_state_dict: out of "
                                            "host memory");
+    /* A state tensor that exists with the same shape and device takes the loaded values in
+     * place (a CUDA graph that captured a step keeps updating the same memory); any other is
+     * replaced. */
+    for (int i = 0; st == CNN_OK && i < opt->n; i++) {
+        cnn_tensor **have[2] = {&opt->ps[i].s1, &opt->ps[i].s2};
+        for (int w = 0; w < 2 && st == CNN_OK; w++) {
+            cnn_tensor *h = *have[w], *t = s[2 * i + w];
+            if (h && t && cnn_shape_equal(h->shape, t->shape) &&
+                h->device.type == t->device.type && h->device.index == t->device.index) {
+                st = cnn_tensor_copy_(h, t);
+                cnn_tensor_free(&s[2 * i + w]);
+                s[2 * i + w] = cnn_tensor_retain(h);
+            }
+        }
+    }
     if (st == CNN_OK) {
         for (int i = 0; i < opt->n; i++) {
             optim_param *q = &opt->ps[i];

@@ -54,6 +54,9 @@ struct dev_cache {
     int capture_pool;
     cudaStream_t capture_stream;
     int last_pool;
+    /* Threads emptying this cache now (free_cached): a capture waits for them to finish, as
+     * their wait for the device would break it. */
+    int emptying;
     cnn_cuda_memory_stats stats;
 };
 
@@ -61,6 +64,7 @@ struct dev_cache {
  * not to a context; a tensor may outlive the context that allocated it and be released from any
  * thread. So each device's cache lives here, created on first use, all behind one mutex. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_emptied = PTHREAD_COND_INITIALIZER; /* some dev_cache's emptying fell */
 static dev_cache **g_devs; /* g_ndev entries, each NULL until that device's first allocation */
 static int g_ndev;
 
@@ -229,11 +233,19 @@ static size_t round_size(size_t bytes)
 /* Frees every cached segment of one device (a free block that is a whole cudaMalloc'd segment;
  * the free parts of a segment a live tensor still uses stay), after waiting for the device: a
  * cached block may still be read by work queued before its tensor was released. Leaves the
- * current device as it was. */
-static cnn_status free_cached(int device)
+ * current device as it was. While a graph is captured on the device (by any thread) nothing
+ * is freed and the answer is CNN_ERR_UNSUPPORTED: CUDA forbids waiting for a device one of
+ * whose streams is being captured (it breaks the capture), and cudaFree waits. */
+static cnn_status free_cached(int device, const char *op)
 {
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
+    if (dc && dc->capture_pool) {
+        pthread_mutex_unlock(&g_lock);
+        return cnn_error(CNN_ERR_UNSUPPORTED, "%s: a CUDA graph is being captured on cuda:%d, so "
+                         "its cached memory stays (freeing it would wait for the device, which "
+                         "breaks the capture)", op, device);
+    }
     block *list = NULL;
     for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
         next = b->next;
@@ -242,6 +254,7 @@ static cnn_status free_cached(int device)
         dc->stats.reserved_bytes -= b->size;
         list_push(&list, b);
     }
+    if (list) dc->emptying++;
     pthread_mutex_unlock(&g_lock);
     if (!list) return CNN_OK;
 
@@ -252,14 +265,14 @@ static cnn_status free_cached(int device)
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
     if (e != cudaSuccess)
-        st = cnn_error(CNN_ERR_CUDA, "empty_cache: waiting for cuda:%d failed: %s", device,
+        st = cnn_error(CNN_ERR_CUDA, "%s: waiting for cuda:%d failed: %s", op, device,
                        cudaGetErrorString(e));
     while (list) {
         block *b = list;
         list = b->next;
         e = cudaFree(b->ptr);
         if (e != cudaSuccess && st == CNN_OK)
-            st = cnn_error(CNN_ERR_CUDA, "empty_cache: cudaFree of %zu bytes on cuda:%d failed: %s",
+            st = cnn_error(CNN_ERR_CUDA, "%s: cudaFree of %zu bytes on cuda:%d failed: %s", op,
                            b->size, device, cudaGetErrorString(e));
         n_freed++;
         if (b->ready) (void)cudaEventDestroy(b->ready);
@@ -268,8 +281,21 @@ static cnn_status free_cached(int device)
     if (prev_device >= 0) (void)cudaSetDevice(prev_device);
     pthread_mutex_lock(&g_lock);
     dc->stats.n_cuda_free += n_freed;
+    dc->emptying--;
+    pthread_cond_broadcast(&g_emptied);
     pthread_mutex_unlock(&g_lock);
     return st;
+}
+
+cnn_status cnn_cuda_release_cached(int device, const char *op) { return free_cached(device, op); }
+
+bool cnn_cuda_capture_underway(int device)
+{
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
+    bool on = dc && dc->capture_pool;
+    pthread_mutex_unlock(&g_lock);
+    return on;
 }
 
 void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
@@ -336,9 +362,10 @@ static void block_release(cnn_storage *s)
 }
 
 /* cudaMalloc of `size` bytes; on out-of-memory, frees this device's cache and tries once more.
- * In a capture (graph.c captures in thread-local mode, where cudaMalloc is refused) the call
- * is made in relaxed mode, as PyTorch's allocator does, and there is no second try: freeing
- * the cache waits for the device, which a capture forbids. */
+ * On a capturing thread (graph.c captures in thread-local mode, where cudaMalloc is refused),
+ * for whichever context, the call is made in relaxed mode, as PyTorch's allocator does, and
+ * there is no second try: freeing the cache waits for the device, which a capture forbids (so
+ * does free_cached while another thread captures on the device). */
 static cnn_status device_malloc(int device, size_t size, size_t bytes, const char *op,
                                 bool capturing, void **p)
 {
@@ -355,8 +382,9 @@ static cnn_status device_malloc(int device, size_t size, size_t bytes, const cha
     }
     if (e == cudaErrorMemoryAllocation && !capturing) {
         (void)cudaGetLastError();
-        CNN_TRY(free_cached(device));
-        e = cudaMalloc(p, size);
+        cnn_status st = free_cached(device, op);
+        if (st == CNN_OK) e = cudaMalloc(p, size);
+        else if (st != CNN_ERR_UNSUPPORTED) return st;
     }
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
@@ -367,9 +395,11 @@ static cnn_status device_malloc(int device, size_t size, size_t bytes, const cha
                          "%s: out of GPU memory on cuda:%d: %zu bytes requested, %zu of %zu bytes "
                          "free", op, device, bytes, free_b, total_b);
     }
-    if (e != cudaSuccess)
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* reported here, not by the next launch check */
         return cnn_error(CNN_ERR_CUDA, "%s: cudaMalloc of %zu bytes on cuda:%d failed: %s", op,
                          size, device, cudaGetErrorString(e));
+    }
     return CNN_OK;
 }
 
@@ -397,7 +427,8 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
 
     if (!b) {
         void *p = NULL;
-        CNN_TRY(device_malloc(device, size, bytes, op, pool != 0, &p));
+        CNN_TRY(device_malloc(device, size, bytes, op, pool != 0 || cnn_cuda_thread_capturing(),
+                              &p));
         b = calloc(1, sizeof *b);
         if (!b) {
             (void)cudaFree(p);
@@ -427,6 +458,10 @@ cnn_status cnn_cuda_record_stream(cnn_context *ctx, cnn_storage *s)
     CNN_TRY(cnn_cuda_enter(ctx, "record_stream", &stream));
     CNN_CHECK(s && s->release == block_release && s->allocator, CNN_ERR_INVALID_ARG,
               "record_stream: the storage is not device memory from the caching allocator");
+    /* At release the block's use would be marked by an event recorded in the capture, which
+     * the cache could then never query. */
+    CNN_CHECK(!cnn_cuda_capturing(ctx) && !cnn_cuda_thread_capturing(), CNN_ERR_UNSUPPORTED,
+              "record_stream: inside a graph capture; hand tensors over before capturing");
     block *b = s->allocator;
     cnn_status st = CNN_OK;
     pthread_mutex_lock(&g_lock);
@@ -450,6 +485,11 @@ cnn_status cnn_cuda_stream_handoff(cnn_context *from, cnn_context *to, cnn_tenso
     CNN_TRY(cnn_cuda_enter(to, "stream_handoff", &tos));
     CNN_CHECK(from->device.index == to->device.index, CNN_ERR_DEVICE,
               "stream_handoff: from cuda:%d to cuda:%d", from->device.index, to->device.index);
+    /* Into a capture, the wait would depend on work outside it; out of one, it would pull the
+     * other stream's later work into the graph. CUDA refuses both. */
+    CNN_CHECK(!cnn_cuda_capturing(from) && !cnn_cuda_capturing(to), CNN_ERR_UNSUPPORTED,
+              "stream_handoff: %s context's stream is being captured into a graph; hand tensors "
+              "over outside the capture", cnn_cuda_capturing(from) ? "the source" : "the target");
     for (int i = 0; i < n; i++) CNN_TRY(cnn_cuda_record_stream(to, ts[i]->storage));
     cudaEvent_t ev;
     CNN_CUDA_TRY(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -498,7 +538,7 @@ cnn_status cnn_cuda_empty_cache(void)
     pthread_mutex_unlock(&g_lock);
     cnn_status first = CNN_OK;
     for (int d = 0; d < n; d++) {
-        cnn_status st = free_cached(d);
+        cnn_status st = free_cached(d, "empty_cache");
         if (first == CNN_OK) first = st;
     }
     cnn_cuda_pinned_empty_cache();
@@ -511,6 +551,7 @@ cnn_status cnn_cuda_pool_begin(int device, cudaStream_t stream, int *pool)
     cnn_status st = CNN_OK;
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = get_dev(device, "graph_capture", &st);
+    while (dc && dc->emptying) pthread_cond_wait(&g_emptied, &g_lock);
     if (dc && dc->capture_pool)
         st = cnn_error(CNN_ERR_UNSUPPORTED, "graph_capture: another graph is being captured on "
                        "cuda:%d; one capture per device at a time", device);

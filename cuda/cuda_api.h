@@ -30,6 +30,9 @@ bool cnn_cuda_capturing(const cnn_context *ctx);
  * (size bytes) is copied. */
 cnn_status cnn_cuda_capture_on_replay(cnn_context *ctx, cnn_status (*hook)(void *ud, bool commit),
                                       const void *ud, size_t size);
+/* Inside a capture on ctx: t (retained) stays alive until the graph is destroyed, as the
+ * captured work reads or writes it and its owner might let go of it sooner. NULL: nothing. */
+cnn_status cnn_cuda_capture_keep(cnn_context *ctx, cnn_tensor *t);
 
 /* Inside a capture on ctx: n_counters Philox counters of the graph's draw (cnn_rng_draw_take).
  * *state: the graph's device tensor {seed, base} (borrowed), set from the context stream before

@@ -174,6 +174,18 @@ void cnn_cudnn_plan_free(cnn_cudnn_plan *p);
  * by graph.c around the capture. */
 struct cnn_graph *cnn_cuda_capture_of(const cnn_context *ctx);
 void cnn_cuda_capture_set(cnn_context *ctx, struct cnn_graph *graph);
+/* Whether this thread is running a capture's function (for any context: in thread-local capture
+ * mode the thread may neither allocate nor wait without switching modes). */
+bool cnn_cuda_thread_capturing(void);
+/* Counts the graphs captured on ctx that are alive (+1 at capture, -1 at destroy); buffers of
+ * the context that their replays may read are kept while any is. */
+void cnn_cuda_graphs_alive(cnn_context *ctx, int delta);
+cudaStream_t cnn_cuda_stream_of(const cnn_context *ctx);
+/* Whether a graph is being captured on cuda:device now, by any thread. */
+bool cnn_cuda_capture_underway(int device);
+/* Frees cuda:device's cached memory (cnn_cuda_empty_cache for one device, errors prefixed by
+ * op); CNN_ERR_UNSUPPORTED, nothing freed, while a graph is captured there. */
+cnn_status cnn_cuda_release_cached(int device, const char *op);
 /* Sets whether a kernel that may report a bad label was queued since the last wait (with its
  * class count *k when armed); returns the old flag, and the old count in *k. A capture saves
  * and restores it, and each replay arms it as the captured work did. */

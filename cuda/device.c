@@ -21,7 +21,20 @@ typedef struct cnn_gpu_state {
     int64_t ones_n;
     /* The graph being captured on the stream (cuda/graph.c), NULL when none. */
     struct cnn_graph *capture;
+    /* Graphs captured on this context and not yet destroyed: their work may read a vector of
+     * ones that has since been outgrown, so outgrown ones wait here until none is left. */
+    int live_graphs;
+    cnn_storage *retired;
+    int n_retired;
 } cnn_gpu_state;
+
+static void release_retired(cnn_gpu_state *g)
+{
+    for (int i = 0; i < g->n_retired; i++) g->retired[i].release(&g->retired[i]);
+    free(g->retired);
+    g->retired = NULL;
+    g->n_retired = 0;
+}
 
 int cnn_cuda_count_devices(void)
 {
@@ -99,6 +112,7 @@ void cnn_cuda_context_release(cnn_context *ctx)
 #endif
     if (g->bad_label_mem.release) g->bad_label_mem.release(&g->bad_label_mem);
     if (g->ones.release) g->ones.release(&g->ones);
+    release_retired(g);
     cnn_cuda_allocator_forget_stream(g->device, g->stream);
     (void)cudaStreamDestroy(g->stream);
     (void)cudaGetLastError();
@@ -144,6 +158,20 @@ void cnn_cuda_capture_set(cnn_context *ctx, struct cnn_graph *graph)
     g->capture = graph;
 }
 
+void cnn_cuda_graphs_alive(cnn_context *ctx, int delta)
+{
+    cnn_gpu_state *g = ctx->gpu;
+    if (!g) return;
+    g->live_graphs += delta;
+    if (g->live_graphs == 0) release_retired(g);
+}
+
+cudaStream_t cnn_cuda_stream_of(const cnn_context *ctx)
+{
+    const cnn_gpu_state *g = ctx->gpu;
+    return g->stream;
+}
+
 bool cnn_cuda_bad_label_exchange(cnn_context *ctx, bool armed, int64_t *k)
 {
     cnn_gpu_state *g = ctx->gpu;
@@ -175,6 +203,11 @@ cnn_status cnn_cuda_ones(cnn_context *ctx, int64_t n, const float **ones)
         if (g->capture) return first_use_in_capture("the context's vector of ones");
         int64_t want = g->ones_n ? g->ones_n : 1024;
         while (want < n) want *= 2;
+        if (g->ones.release && g->live_graphs > 0) { /* room to retire the old one first */
+            cnn_storage *r = realloc(g->retired, (size_t)(g->n_retired + 1) * sizeof *r);
+            CNN_CHECK(r, CNN_ERR_OUT_OF_MEMORY, "ones: out of host memory");
+            g->retired = r;
+        }
         cnn_storage fresh;
         memset(&fresh, 0, sizeof fresh);
         CNN_TRY(cnn_cuda_storage_alloc(ctx, &fresh, (size_t)want * sizeof(float), "ones"));
@@ -183,8 +216,10 @@ cnn_status cnn_cuda_ones(cnn_context *ctx, int64_t n, const float **ones)
             fresh.release(&fresh);
             return st;
         }
-        /* Released in stream order: work already queued that reads the old vector runs first. */
-        if (g->ones.release) g->ones.release(&g->ones);
+        /* Released in stream order: work already queued that reads the old vector runs first.
+         * A live graph's replays may read it later: then it waits for the last one to go. */
+        if (g->ones.release && g->live_graphs > 0) g->retired[g->n_retired++] = g->ones;
+        else if (g->ones.release) g->ones.release(&g->ones);
         g->ones = fresh;
         g->ones_n = want;
     }
@@ -275,6 +310,11 @@ cnn_status cnn_cuda_timer_record(cnn_context *ctx, void *events, bool stop)
     timer_events *t = events;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, stop ? "timer_stop" : "timer_start", &s));
+    /* Recorded in a capture, the event would mark nothing a replay does, and reading it
+     * afterwards is refused by CUDA. */
+    CNN_CHECK(!cnn_cuda_capture_of(ctx), CNN_ERR_UNSUPPORTED, "timer_%s: inside a graph capture "
+              "(a replay does not record the event); time cnn_graph_replay from outside",
+              stop ? "stop" : "start");
     CNN_CUDA_TRY(cudaEventRecord(stop ? t->stop : t->start, s));
     return CNN_OK;
 }

@@ -22,11 +22,41 @@ struct cnn_graph {
     replay_hook **tail;
     bool arms_bad_label;   /* the captured work queued a kernel that may report a bad label */
     int64_t bad_label_k;
-    cnn_tensor *rng_state; /* I64 {seed, base} the captured random kernels read; NULL if none */
+    /* I64 {seed, base} the captured random kernels read (made before the capture, so that no
+     * captured work can have the same memory; freed after it when no random op took it). */
+    cnn_tensor *rng_state;
+    bool rng_used;
     uint64_t rng_counters; /* the Philox counters one replay draws */
+    /* Tensors the captured work reads or writes that their owners might let go of while the
+     * graph lives (an optimizer's state and scalars, parameter gradients): held until destroy. */
+    cnn_tensor **kept;
+    int n_kept, cap_kept;
+    bool counted; /* counted among its context's live graphs (cnn_cuda_graphs_alive) */
 };
 
+/* Whether this thread is inside cnn_graph_capture's fn: in CUDA's thread-local capture mode it
+ * may then neither allocate nor wait, for whichever context it works. */
+static _Thread_local bool tl_capturing;
+
+bool cnn_cuda_thread_capturing(void) { return tl_capturing; }
+
 bool cnn_cuda_capturing(const cnn_context *ctx) { return cnn_cuda_capture_of(ctx) != NULL; }
+
+cnn_status cnn_cuda_capture_keep(cnn_context *ctx, cnn_tensor *t)
+{
+    cnn_graph *g = cnn_cuda_capture_of(ctx);
+    CNN_CHECK(g, CNN_ERR_INTERNAL, "capture_keep: no capture in progress");
+    if (!t) return CNN_OK;
+    if (g->n_kept == g->cap_kept) {
+        int cap = g->cap_kept ? 2 * g->cap_kept : 16;
+        cnn_tensor **k = realloc(g->kept, (size_t)cap * sizeof *k);
+        CNN_CHECK(k, CNN_ERR_OUT_OF_MEMORY, "graph_capture: out of host memory");
+        g->kept = k;
+        g->cap_kept = cap;
+    }
+    g->kept[g->n_kept++] = cnn_tensor_retain(t);
+    return CNN_OK;
+}
 
 cnn_status cnn_cuda_capture_on_replay(cnn_context *ctx, cnn_status (*hook)(void *ud, bool commit),
                                       const void *ud, size_t size)
@@ -52,9 +82,8 @@ cnn_status cnn_cuda_capture_rng(cnn_context *ctx, int64_t n_counters, const cnn_
                                 uint64_t *offset)
 {
     cnn_graph *g = cnn_cuda_capture_of(ctx);
-    CNN_CHECK(g, CNN_ERR_INTERNAL, "capture_rng: no capture in progress");
-    if (!g->rng_state) /* from the graph's pool; written before each replay */
-        CNN_TRY(cnn_tensor_empty(CNN_SHAPE(2), CNN_I64, ctx->device, &g->rng_state));
+    CNN_CHECK(g && g->rng_state, CNN_ERR_INTERNAL, "capture_rng: no capture in progress");
+    g->rng_used = true;
     *state = g->rng_state;
     *offset = g->rng_counters;
     g->rng_counters += (uint64_t)(n_counters > 0 ? n_counters : 0);
@@ -66,18 +95,24 @@ void cnn_graph_destroy(cnn_graph **gp)
     if (!gp || !*gp) return;
     cnn_graph *g = *gp;
     *gp = NULL;
-    /* A replay still running keeps what it needs: CUDA releases a launched executable graph
-     * once its work is done, and the pool's blocks keep the capturing stream as their owner,
-     * so later work on that stream that reuses them is ordered after the replay. */
     if (g->exec) {
         int prev = -1;
         (void)cudaGetDevice(&prev);
         (void)cudaSetDevice(g->device);
+        /* A replay may still run: what it uses goes back to the cache below, where another
+         * stream could take it (the blocks of other pools held during the capture, the kept
+         * tensors). So wait for it, unless the stream is being captured again (a wait would
+         * break that capture: then the memory waits for the context's next use instead, as
+         * the pool's blocks keep the capturing stream as their owner). */
+        if (!cnn_cuda_capturing(g->ctx)) (void)cudaStreamSynchronize(cnn_cuda_stream_of(g->ctx));
         (void)cudaGraphExecDestroy(g->exec);
         if (prev >= 0 && prev != g->device) (void)cudaSetDevice(prev);
         (void)cudaGetLastError();
     }
     cnn_tensor_free(&g->rng_state); /* a dropout's backward may still hold it */
+    for (int i = 0; i < g->n_kept; i++) cnn_tensor_free(&g->kept[i]);
+    free(g->kept);
+    if (g->counted) cnn_cuda_graphs_alive(g->ctx, -1);
     cnn_cuda_pool_release(g->device, g->pool);
     for (replay_hook *h = g->hooks, *next; h; h = next) {
         next = h->next;
@@ -111,16 +146,21 @@ cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **o
     cudaStream_t stream;
     CNN_TRY(cnn_cuda_enter(ctx, "graph_capture", &stream));
     /* The graph's pool starts empty: give the device's cached free memory back to CUDA first,
-     * so that the pool can have it instead of holding a second copy of the step's peak. */
-    CNN_TRY(cnn_cuda_empty_cache());
+     * so that the pool can have it instead of holding a second copy of the step's peak. (Not
+     * while another capture runs on the device: then cnn_cuda_pool_begin refuses, and says so.) */
+    cnn_status cst = cnn_cuda_release_cached(ctx->device.index, "graph_capture");
+    if (cst == CNN_ERR_UNSUPPORTED) cnn_clear_error();
+    else if (cst != CNN_OK) return cst;
 
     cnn_graph *g = calloc(1, sizeof *g);
     CNN_CHECK(g, CNN_ERR_OUT_OF_MEMORY, "graph_capture: out of host memory");
     g->ctx = ctx;
     g->device = ctx->device.index;
     g->tail = &g->hooks;
-    cnn_status st = cnn_cuda_pool_begin(g->device, stream, &g->pool);
+    cnn_status st = cnn_tensor_empty(CNN_SHAPE(2), CNN_I64, ctx->device, &g->rng_state);
+    if (st == CNN_OK) st = cnn_cuda_pool_begin(g->device, stream, &g->pool);
     if (st != CNN_OK) {
+        cnn_tensor_free(&g->rng_state);
         free(g);
         return st;
     }
@@ -137,10 +177,12 @@ cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **o
                        cudaGetErrorString(e));
     } else {
         cnn_cuda_capture_set(ctx, g);
+        tl_capturing = true;
         cnn_status fn_st = fn(ud);
         cnn_cuda_capture_set(ctx, NULL);
         cudaGraph_t graph = NULL;
         e = cudaStreamEndCapture(stream, &graph);
+        tl_capturing = false;
         if (e != cudaSuccess) (void)cudaGetLastError();
         if (fn_st != CNN_OK || e != cudaSuccess) {
             st = end_failed(fn_st, e);
@@ -163,6 +205,9 @@ cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **o
         cnn_graph_destroy(&g);
         return st;
     }
+    if (!g->rng_used) cnn_tensor_free(&g->rng_state);
+    cnn_cuda_graphs_alive(ctx, +1);
+    g->counted = true;
     *out = g;
     return CNN_OK;
 }

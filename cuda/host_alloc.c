@@ -58,6 +58,9 @@ cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const cha
 {
     CNN_CHECK(cnn_cuda_count_devices() > 0, CNN_ERR_DEVICE,
               "%s: pinned host memory needs a CUDA device, and none is available", op);
+    /* Both the cache's event queries and cudaHostAlloc are refused to a capturing thread. */
+    CNN_CHECK(!cnn_cuda_thread_capturing(), CNN_ERR_UNSUPPORTED, "%s: pinned host memory "
+              "inside a graph capture; make it before capturing", op);
     size_t size = (bytes + PIN_ROUND - 1) / PIN_ROUND * PIN_ROUND;
     if (!size) size = PIN_ROUND;
 
@@ -153,6 +156,7 @@ cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
 
 void cnn_cuda_pinned_empty_cache(void)
 {
+    if (cnn_cuda_thread_capturing()) return; /* see cnn_cuda_pinned_storage_alloc */
     pthread_mutex_lock(&g_lock);
     pinned_block *keep = NULL, *b = g_free;
     while (b) {

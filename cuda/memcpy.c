@@ -16,8 +16,13 @@ static cnn_status memcpy_ordered(cnn_context *ctx, void *dst, cnn_device dst_dev
     }
     if (!ctx || !ctx->gpu) {
         /* A CUDA tensor read or written under a CPU context: there is no stream to order on,
-         * so wait for the whole device and copy synchronously. */
-        CNN_CUDA_TRY(cudaSetDevice(src_host ? dst_dev.index : src_dev.index));
+         * so wait for the whole device and copy synchronously; not while another thread
+         * captures a graph there (a wait for the device breaks the capture). */
+        const int dev = src_host ? dst_dev.index : src_dev.index;
+        CNN_CHECK(!cnn_cuda_capture_underway(dev), CNN_ERR_UNSUPPORTED, "memcpy: a CUDA tensor "
+                  "copied under a CPU context waits for all of cuda:%d, where a CUDA graph is "
+                  "being captured; copy under a CUDA context of that device instead", dev);
+        CNN_CUDA_TRY(cudaSetDevice(dev));
         CNN_CUDA_TRY(cudaDeviceSynchronize());
         CNN_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
         return CNN_OK;

@@ -423,6 +423,45 @@ GPU_TEST(graph_capture_of_optimizer_steps)
     check_optimizer_replays(CNN_OPTIM_ADAMW, "AdamW with weight decay");
 }
 
+/* The optimizer's state loaded between replays (a resume): the graph goes on from the loaded
+ * momentum, as op-by-op steps do. Memory of the cache is scribbled on right after the load, so
+ * a graph still updating a state tensor the load let go of would show it. */
+GPU_TEST(graph_optimizer_state_loaded_between_replays)
+{
+    step_job a, b;
+    cnn_graph *g = NULL;
+    cnn_dict *sd = NULL;
+    cnn_tensor *junk[32] = {NULL};
+    cnn_set_deterministic(true);
+    REQUIRE(make_job(&a, CNN_OPTIM_SGD) && make_job(&b, CNN_OPTIM_SGD));
+    REQUIRE(load_batch(&a, 0) && load_batch(&b, 0));
+    CHECK_OK(train_step(&a));
+    CHECK_OK(train_step(&b));
+    CHECK_OK(cnn_dict_create(&sd));
+    CHECK_OK(cnn_optim_state_dict(a.opt, sd));
+    CHECK_OK(cnn_graph_capture(train_step, &b, &g));
+    REQUIRE(g && sd);
+    for (int k = 1; k <= 4; k++) {
+        if (k == 3) {
+            CHECK_OK(cnn_optim_load_state_dict(a.opt, sd));
+            CHECK_OK(cnn_optim_load_state_dict(b.opt, sd));
+            cnn_dict *ps = cnn_model_parameters(b.m);
+            for (int i = 0; i < cnn_dict_size(ps) && i < 32; i++)
+                CHECK_OK(cnn_tensor_full(cnn_tensor_shape(cnn_dict_at(ps, i)), 1e3f, CNN_CUDA(0),
+                                         &junk[i]));
+        }
+        REQUIRE(load_batch(&a, k) && load_batch(&b, k));
+        CHECK_OK(train_step(&a));
+        CHECK_OK(cnn_graph_replay(g));
+    }
+    CHECK(params_close("steps after loading the optimizer state", a.m, b.m, 1e-5f));
+    cnn_graph_destroy(&g);
+    for (int i = 0; i < 32; i++) cnn_tensor_free(&junk[i]);
+    cnn_dict_destroy(&sd);
+    free_job(&a);
+    free_job(&b);
+}
+
 TEST(graph_capture_needs_a_cuda_context)
 {
     probe p = {0};

@@ -322,7 +322,8 @@ int64_t cnn_optim_step_count(const cnn_optim *opt);
 cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d);
 /* Restores what cnn_optim_state_dict wrote (entries of d outside "optim." are ignored): kind
  * must match, every parameter needs its state, shapes must match, no unknown "optim.<name>"
- * entries. lr and step counts are restored too. On failure nothing is changed. */
+ * entries. lr and step counts are restored too. A state tensor the optimizer already has
+ * (same shape and device) takes the values in place. On a bad d nothing is changed. */
 cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d);
 
 /* torch.nn.utils.clip_grad_norm_: total = L2 norm over all gradients (NULL grads skipped, the

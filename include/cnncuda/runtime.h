@@ -134,14 +134,19 @@ cnn_status cnn_timer_elapsed_ms(cnn_timer *t, double *ms);
  *    tensor fn leaves alive (a loss stored through ud) holds each replay's result; feed new
  *    inputs by copying them into the tensors fn read (cnn_tensor_copy_), not by new tensors;
  *  - host work in fn happens once, at capture: ops on CPU tensors, host-side counters. Waiting
- *    for the GPU inside fn (cnn_synchronize, reading a tensor) is CNN_ERR_UNSUPPORTED;
+ *    for the GPU inside fn (cnn_synchronize, reading a tensor), timers, pinned memory and
+ *    handing tensors between streams are CNN_ERR_UNSUPPORTED; so is what waits for the whole
+ *    device, from any thread, while the capture runs (cnn_cuda_empty_cache keeps that
+ *    device's cache);
  *  - random ops on the GPU (dropout in training, random fills) draw new numbers at each
  *    replay: the ones fn run op by op would draw from the context's random stream where it is
  *    at the replay (cnn_manual_seed applies), and the replay advances it as fn would; the
  *    capture itself draws nothing;
  *  - an optimizer step in fn reads its scalars from device memory (the learning rate; Adam's
  *    bias corrections), which each replay first brings up to date, so cnn_optim_set_lr and
- *    schedules apply between replays; each replay counts as one cnn_optim_step.
+ *    schedules apply between replays; each replay counts as one cnn_optim_step. The graph
+ *    keeps the tensors the step uses (state, scalars, gradients) until it is destroyed, and
+ *    cnn_optim_load_state_dict loads into the same state tensors, which the graph then reads.
  * Everything fn used (context, model, optimizer, tensors) must outlive the graph. When fn or
  * the capture fails, nothing was run, *out is NULL and the error is fn's or the capture's.
  * CNN_ERR_DEVICE on a CPU context and in a CPU-only build. */
@@ -149,7 +154,7 @@ typedef struct cnn_graph cnn_graph;
 cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **out);
 /* Queues the recorded work on the capturing context's stream (asynchronously, as ops run). */
 cnn_status cnn_graph_replay(cnn_graph *g);
-/* Releases the graph and its memory (work already queued by a replay still completes). */
+/* Waits for a replay still running, then releases the graph and its memory. */
 void cnn_graph_destroy(cnn_graph **g);
 
 /* ------------------------------------------------------------------------------------------

@@ -92,6 +92,25 @@ cudaError_t capture_forbids_unsafe()
     return refused ? set_error(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
 }
 
+cudaError_t capture_forbids_device_wait()
+{
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
+    if (n_captures.load(std::memory_order_relaxed) == 0) return cudaSuccess;
+    std::lock_guard<std::mutex> hold(lock);
+    if (captures.empty()) return cudaSuccess;
+    for (auto &kv : captures) kv.second.invalid = true;
+    return set_error(cudaErrorStreamCaptureUnsupported);
+}
+
+cudaError_t capture_forbids_isolation(cudaStream_t s, bool event_captured)
+{
+    if (event_captured || !capturing(s)) return cudaSuccess;
+    std::lock_guard<std::mutex> hold(lock);
+    auto it = captures.find(s);
+    if (it != captures.end()) it->second.invalid = true;
+    return set_error(cudaErrorStreamCaptureIsolation);
+}
+
 } /* namespace cnn_emu */
 
 using namespace cnn_emu;

@@ -244,6 +244,7 @@ const char *cudaGetErrorName(cudaError_t e)
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
     case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
     }
@@ -271,6 +272,8 @@ const char *cudaGetErrorString(cudaError_t e)
         return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated:
         return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureIsolation:
+        return "dependency created on uncaptured work in another stream";
     case cudaErrorStreamCaptureImplicit:
         return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorCapturedEvent:
@@ -379,7 +382,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
 cudaError_t cudaDeviceSynchronize(void)
 {
     count_call("cudaDeviceSynchronize");
-    return capture_forbids_unsafe();
+    return capture_forbids_device_wait();
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -400,7 +403,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
 cudaError_t cudaFree(void *p)
 {
     count_call("cudaFree");
-    if (cudaError_t e = capture_forbids_unsafe()) return e;
+    if (cudaError_t e = capture_forbids_device_wait()) return e;
     return release(p, MEM_DEVICE);
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
@@ -513,9 +516,10 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
     count_call("cudaStreamSynchronize");
     return capture_forbids_wait(s);
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned)
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
 {
-    return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+    if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    return capture_forbids_isolation(s, e->captured);
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, 0); }
@@ -547,6 +551,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 cudaError_t cudaEventQuery(cudaEvent_t e)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    if (cudaError_t err = capture_forbids_unsafe()) return err;
     return e->captured ? set_error(cudaErrorCapturedEvent) : cudaSuccess;
 }
 

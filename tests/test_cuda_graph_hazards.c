@@ -1,0 +1,260 @@
+/* test_cuda_graph_hazards.c — what must not break a CUDA graph once captured, or while it is
+ * captured: memory its replays read that someone else could get (the random state, the
+ * context's vector of ones once outgrown), work from another thread that waits for the device
+ * during a capture (refused there, the capture unharmed), and calls a capture cannot hold
+ * (timers, pinned memory). GPU tests; the emulator enforces CUDA's capture rules. */
+#include "gradcheck.h"
+
+#include <pthread.h>
+
+/* ---- the random state lives apart from the step's memory ----------------------------------- */
+typedef struct scratch_job {
+    cnn_tensor *u;
+} scratch_job;
+
+/* Small tensors written and released before the random op: their blocks are the first the
+ * capture's pool hands out again (to the op's output, and to anything else it allocates). */
+static cnn_status scratch_then_uniform(void *ud)
+{
+    scratch_job *j = ud;
+    cnn_tensor *tmp[4] = {NULL};
+    cnn_tensor_free(&j->u);
+    cnn_status st = CNN_OK;
+    for (int i = 0; i < 4 && !st; i++)
+        st = cnn_tensor_full(CNN_SHAPE(64), 3.0f, CNN_CUDA(0), &tmp[i]);
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&tmp[i]);
+    if (!st) st = cnn_tensor_uniform(CNN_SHAPE(37), -1, 1, CNN_CUDA(0), &j->u);
+    return st;
+}
+
+GPU_TEST(graph_random_state_is_memory_of_its_own)
+{
+    scratch_job j = {0}, r = {0};
+    cnn_graph *g = NULL;
+    cnn_manual_seed(11);
+    CHECK_OK(cnn_graph_capture(scratch_then_uniform, &j, &g));
+    REQUIRE(g);
+    for (int k = 0; k < 2; k++) {
+        uint64_t seed = 0, offset = 0;
+        cnn_rng_get_state(&seed, &offset);
+        CHECK_OK(cnn_graph_replay(g));
+        cnn_rng_set_state(seed, offset);
+        CHECK_OK(scratch_then_uniform(&r)); /* op by op from the same stream position */
+        CHECK(tensors_close("replayed uniform after a scratch tensor", j.u, r.u, 0, 0));
+    }
+    cnn_graph_destroy(&g);
+    free_tensors(&j.u, &r.u);
+}
+
+/* ---- the context's vector of ones, outgrown after a capture -------------------------------- */
+typedef struct lin_job {
+    cnn_tensor *x, *w, *b, *db;
+} lin_job;
+
+/* The bias gradient of a linear layer: cuBLAS sums dy's rows against the vector of ones. */
+static cnn_status linear_bias_grad(void *ud)
+{
+    lin_job *j = ud;
+    cnn_tensor *y = NULL, *loss = NULL;
+    cnn_tensor_zero_grad(j->w);
+    cnn_tensor_zero_grad(j->b);
+    cnn_tensor_free(&j->db);
+    cnn_status st = cnn_linear(j->x, j->w, j->b, &y);
+    if (!st) st = cnn_sum(y, &loss);
+    if (!st) st = cnn_backward(loss);
+    if (!st) j->db = cnn_tensor_retain(cnn_tensor_grad(j->b));
+    free_tensors(&y, &loss);
+    cnn_tape_reset();
+    return st;
+}
+
+static int make_lin(lin_job *j, int rows)
+{
+    memset(j, 0, sizeof *j);
+    return cnn_tensor_full(CNN_SHAPE(rows, 8), 0.5f, CNN_CUDA(0), &j->x) == CNN_OK &&
+           cnn_tensor_full(CNN_SHAPE(3, 8), 0.25f, CNN_CUDA(0), &j->w) == CNN_OK &&
+           cnn_tensor_zeros(CNN_SHAPE(3), CNN_CUDA(0), &j->b) == CNN_OK &&
+           cnn_tensor_set_requires_grad(j->w, true) == CNN_OK &&
+           cnn_tensor_set_requires_grad(j->b, true) == CNN_OK;
+}
+
+/* A larger batch run op by op after the capture outgrows the vector; the graph's replays still
+ * read the old one, which must stay ones (and nobody else's) while the graph lives. */
+GPU_TEST(graph_keeps_the_vector_of_ones_it_read)
+{
+    lin_job small, big;
+    cnn_graph *g = NULL;
+    cnn_tensor *junk[8] = {NULL};
+    REQUIRE(make_lin(&small, 4) && make_lin(&big, 5000));
+    CHECK_OK(linear_bias_grad(&small)); /* the helpers are made outside the capture */
+    CHECK_OK(cnn_graph_capture(linear_bias_grad, &small, &g));
+    REQUIRE(g);
+    CHECK_OK(linear_bias_grad(&big));
+    for (int i = 0; i < 8; i++) CHECK_OK(cnn_tensor_full(CNN_SHAPE(1024 << (i % 3)), 7.0f,
+                                                        CNN_CUDA(0), &junk[i]));
+    CHECK_OK(cnn_graph_replay(g));
+    float db[3] = {0}, want = 4.0f;
+    REQUIRE(small.db);
+    CHECK_OK(cnn_tensor_read(small.db, db, 3));
+    for (int i = 0; i < 3; i++)
+        if (db[i] != want) cnn_test_fail(__FILE__, __LINE__, "db[%d] = %g, not %g", i, db[i], want);
+    cnn_graph_destroy(&g);
+    for (int i = 0; i < 8; i++) cnn_tensor_free(&junk[i]);
+    free_tensors(&small.x, &small.w, &small.b, &small.db, &big.x, &big.w, &big.b, &big.db);
+}
+
+/* ---- another thread during a capture ----------------------------------------------------------
+ * Thread B empties the cache and reads a CUDA tensor under a CPU context (both wait for the
+ * whole device) while thread A's function is inside its capture: B is refused with
+ * CNN_ERR_UNSUPPORTED, and A's capture goes through. */
+typedef struct crossing {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int stage; /* 1: A is capturing; 2: B is done */
+    cnn_tensor *x, *y, *probe;
+    cnn_status empty_st, read_st, prep_st;
+    char empty_msg[256];
+} crossing;
+
+static void set_stage(crossing *c, int s)
+{
+    pthread_mutex_lock(&c->m);
+    c->stage = s;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->m);
+}
+
+static void wait_stage(crossing *c, int s)
+{
+    pthread_mutex_lock(&c->m);
+    while (c->stage < s) pthread_cond_wait(&c->cv, &c->m);
+    pthread_mutex_unlock(&c->m);
+}
+
+static cnn_status capture_while_b_works(void *ud)
+{
+    crossing *c = ud;
+    cnn_tensor_free(&c->y);
+    cnn_status st = cnn_relu(c->x, &c->y);
+    set_stage(c, 1);
+    wait_stage(c, 2);
+    return st;
+}
+
+static void *thread_b(void *ud)
+{
+    crossing *c = ud;
+    cnn_context *ctx = NULL;
+    cnn_tensor *t = NULL;
+    /* Some cached memory to free, from a context of this thread's own. */
+    c->prep_st = cnn_context_create(CNN_CUDA(0), &ctx);
+    if (c->prep_st == CNN_OK) {
+        cnn_context_set_current(ctx);
+        c->prep_st = cnn_tensor_zeros(CNN_SHAPE(1 << 20), CNN_CUDA(0), &t);
+        if (c->prep_st == CNN_OK) c->prep_st = cnn_synchronize();
+        cnn_tensor_free(&t);
+    }
+    wait_stage(c, 1);
+    c->empty_st = cnn_cuda_empty_cache();
+    snprintf(c->empty_msg, sizeof c->empty_msg, "%s", cnn_last_error());
+    cnn_context_set_current(NULL); /* a CPU context: the read waits for the whole device */
+    float v[4];
+    c->read_st = cnn_tensor_read(c->probe, v, 4);
+    set_stage(c, 2);
+    cnn_context_destroy(&ctx);
+    return NULL;
+}
+
+GPU_TEST(graph_capture_survives_device_waits_from_another_thread)
+{
+    crossing c = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    cnn_graph *g = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(16), -2.0f, CNN_CUDA(0), &c.x));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(4), 1.0f, CNN_CUDA(0), &c.probe));
+    CHECK_OK(cnn_synchronize());
+    pthread_t b;
+    REQUIRE(pthread_create(&b, NULL, thread_b, &c) == 0);
+    cnn_status st = cnn_graph_capture(capture_while_b_works, &c, &g);
+    if (st != CNN_OK) set_stage(&c, 2); /* never left waiting */
+    pthread_join(b, NULL);
+    CHECK_OK(st);
+    CHECK_OK(c.prep_st);
+    CHECK(c.empty_st == CNN_ERR_UNSUPPORTED); /* its message is thread B's */
+    CHECK(strstr(c.empty_msg, "captured") != NULL);
+    CHECK(c.read_st == CNN_ERR_UNSUPPORTED);
+    if (g) {
+        CHECK_OK(cnn_tensor_fill_(c.x, 5.0f));
+        CHECK_OK(cnn_graph_replay(g));
+        float y[16];
+        CHECK_OK(cnn_tensor_read(c.y, y, 16));
+        CHECK(y[0] == 5.0f && y[15] == 5.0f);
+    }
+    /* With the capture over, both work again. */
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_graph_destroy(&g);
+    free_tensors(&c.x, &c.y, &c.probe);
+}
+
+/* ---- what a capture cannot hold, and what it can ------------------------------------------- */
+typedef struct side_job {
+    int what;
+    cnn_context *other;
+    cnn_tensor *x, *y, *side;
+} side_job;
+
+static cnn_status side_fn(void *ud)
+{
+    side_job *j = ud;
+    cnn_tensor_free(&j->y);
+    cnn_status st = cnn_relu(j->x, &j->y);
+    if (st) return st;
+    if (j->what == 0) {
+        cnn_timer *t = NULL;
+        st = cnn_timer_create(&t);
+        if (!st) st = cnn_timer_start(t);
+        cnn_timer_destroy(&t);
+        return st;
+    }
+    if (j->what == 1) {
+        cnn_tensor *p = NULL;
+        st = cnn_tensor_empty_pinned(CNN_SHAPE(1000), CNN_F32, &p);
+        cnn_tensor_free(&p);
+        return st;
+    }
+    /* Work for another CUDA context from the capturing thread: it runs at once, uncaptured,
+     * and its allocations must not break the capture. */
+    cnn_context *mine = cnn_context_current();
+    cnn_context_set_current(j->other);
+    cnn_tensor_free(&j->side);
+    st = cnn_tensor_full(CNN_SHAPE(3 << 20), -1.5f, CNN_CUDA(0), &j->side);
+    cnn_tensor *abs_side = NULL;
+    if (!st) st = cnn_relu(j->side, &abs_side);
+    cnn_tensor_free(&abs_side);
+    cnn_context_set_current(mine);
+    return st;
+}
+
+GPU_TEST(graph_capture_refuses_timers_and_pinned_memory)
+{
+    side_job j = {0};
+    cnn_graph *g = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(8), 2.0f, CNN_CUDA(0), &j.x));
+    CHECK_OK(cnn_context_create(CNN_CUDA(0), &j.other));
+    REQUIRE(j.x && j.other);
+    const char *words[] = {"timer_start", "pinned"};
+    for (int i = 0; i < 2; i++) {
+        j.what = i;
+        CHECK_ERR(cnn_graph_capture(side_fn, &j, &g), CNN_ERR_UNSUPPORTED);
+        CHECK(g == NULL);
+        if (!strstr(cnn_last_error(), words[i]))
+            cnn_test_fail(__FILE__, __LINE__, "'%s' does not name %s", cnn_last_error(), words[i]);
+    }
+    j.what = 2;
+    CHECK_OK(cnn_graph_capture(side_fn, &j, &g));
+    CHECK(g != NULL);
+    CHECK_OK(cnn_graph_replay(g));
+    CHECK_OK(cnn_synchronize());
+    cnn_graph_destroy(&g);
+    cnn_context_destroy(&j.other);
+    free_tensors(&j.x, &j.y, &j.side);
+}
