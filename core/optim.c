@@ -384,7 +384,6 @@ done:
 typedef struct captured_step {
     cnn_optim *opt;
     cnn_tensor *scalars; /* the lr_dev or adam_dev the update was captured with (kept) */
-    float lr_value;      /* what that lr_dev holds once opt->lr_dev is another tensor */
     int n;      /* entries of idx */
     int idx[];  /* the parameters updated */
 } captured_step;
@@ -394,10 +393,13 @@ static cnn_status captured_step_hook(void *ud, bool commit)
     captured_step *c = ud;
     cnn_optim *opt = c->opt;
     if (!commit) {
+        if (c->n == 0 || !c->scalars) return CNN_OK; /* no update was captured */
         if (opt->cfg.kind != CNN_OPTIM_SGD) return write_adam(opt, c->scalars, c->idx, c->n);
-        float *held = c->scalars == opt->lr_dev ? &opt->lr_dev_value : &c->lr_value;
-        if (*held != opt->cfg.lr) CNN_TRY(cnn_tensor_fill_(c->scalars, opt->cfg.lr));
-        *held = opt->cfg.lr;
+        /* The optimizer's own lr_dev is rewritten only when the rate changed; one it has since
+         * replaced is the graph's alone and rewritten every time. */
+        if (c->scalars != opt->lr_dev) return cnn_tensor_fill_(c->scalars, opt->cfg.lr);
+        if (opt->lr_dev_value != opt->cfg.lr) CNN_TRY(cnn_tensor_fill_(c->scalars, opt->cfg.lr));
+        opt->lr_dev_value = opt->cfg.lr;
         return CNN_OK;
     }
     for (int i = 0; i < c->n; i++) opt->ps[c->idx[i]].step++;
@@ -412,7 +414,7 @@ static cnn_status capture_step(cnn_optim *opt)
     size_t size = sizeof(captured_step) + (size_t)(opt->n ? opt->n : 1) * sizeof(int);
     captured_step *c = malloc(size);
     CNN_CHECK(c, CNN_ERR_OUT_OF_MEMORY, "optim_step: out of host memory");
-    *c = (captured_step){.opt = opt, .lr_value = opt->lr_dev_value};
+    *c = (captured_step){.opt = opt};
     cnn_status st = CNN_OK;
     for (int i = 0; i < opt->n && st == CNN_OK; i++) {
         optim_param *q = &opt->ps[i];

@@ -136,10 +136,12 @@ static dev_cache *get_dev(int device, const char *op, cnn_status *st)
     return g_devs[device];
 }
 
-/* Whether a free block's work on a second stream may still be running. */
+/* Whether a free block's work on a second stream may still be running. A capturing thread may
+ * not ask CUDA (an event query breaks its capture): to it, such a block is still busy. */
 static bool still_pending(block *b)
 {
     if (!b->pending) return false;
+    if (cnn_cuda_thread_capturing()) return true;
     if (cudaEventQuery(b->ready) != cudaSuccess) {
         (void)cudaGetLastError(); /* not ready: an answer, not an error */
         return true;
@@ -230,21 +232,65 @@ static size_t round_size(size_t bytes)
 }
 
 /* ---- giving memory back to CUDA ------------------------------------------------------------- */
+/* ---- waiting for a whole device ----------------------------------------------------------------
+ * CUDA forbids waiting for a device one of whose streams is being captured (it breaks the
+ * capture, whichever thread waits), and a capturing thread may wait for no device at all. So a
+ * wait for cuda:device (cudaDeviceSynchronize, cudaFree) is bracketed by device_wait_begin,
+ * which refuses it with CNN_ERR_UNSUPPORTED in those cases (caller holds g_lock), and
+ * cnn_cuda_device_wait_end; in between, no capture can begin there (cnn_cuda_pool_begin waits). */
+static cnn_status device_wait_begin(dev_cache *dc, int device, const char *op, const char *what)
+{
+    if (cnn_cuda_thread_capturing())
+        return cnn_error(CNN_ERR_UNSUPPORTED, "%s: inside a graph capture, %s (it would wait for "
+                         "the device, which breaks the capture)", op, what);
+    if (dc && dc->capture_pool)
+        return cnn_error(CNN_ERR_UNSUPPORTED, "%s: a CUDA graph is being captured on cuda:%d, so "
+                         "%s (it would wait for the device, which breaks the capture)", op, device,
+                         what);
+    if (dc) dc->emptying++;
+    return CNN_OK;
+}
+
+static void device_wait_end_locked(dev_cache *dc)
+{
+    if (!dc) return;
+    dc->emptying--;
+    pthread_cond_broadcast(&g_emptied);
+}
+
+cnn_status cnn_cuda_device_wait_begin(int device, const char *op, const char *what)
+{
+    cnn_status st = CNN_OK;
+    pthread_mutex_lock(&g_lock);
+    dev_cache *dc = get_dev(device, op, &st);
+    if (dc) st = device_wait_begin(dc, device, op, what);
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+void cnn_cuda_device_wait_end(int device)
+{
+    pthread_mutex_lock(&g_lock);
+    device_wait_end_locked((g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL);
+    pthread_mutex_unlock(&g_lock);
+}
+
 /* Frees every cached segment of one device (a free block that is a whole cudaMalloc'd segment;
  * the free parts of a segment a live tensor still uses stay), after waiting for the device: a
  * cached block may still be read by work queued before its tensor was released. Leaves the
- * current device as it was. While a graph is captured on the device (by any thread) nothing
- * is freed and the answer is CNN_ERR_UNSUPPORTED: CUDA forbids waiting for a device one of
- * whose streams is being captured (it breaks the capture), and cudaFree waits. */
+ * current device as it was. CNN_ERR_UNSUPPORTED, nothing freed, where the wait is refused
+ * (device_wait_begin). */
 static cnn_status free_cached(int device, const char *op)
 {
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
-    if (dc && dc->capture_pool) {
+    bool any = false;
+    for (block *b = dc ? dc->free_list : NULL; b && !any; b = b->next)
+        any = !(b->seg_prev || b->seg_next || b->pool);
+    cnn_status wst = any ? device_wait_begin(dc, device, op, "its cached memory stays") : CNN_OK;
+    if (wst != CNN_OK) {
         pthread_mutex_unlock(&g_lock);
-        return cnn_error(CNN_ERR_UNSUPPORTED, "%s: a CUDA graph is being captured on cuda:%d, so "
-                         "its cached memory stays (freeing it would wait for the device, which "
-                         "breaks the capture)", op, device);
+        return wst;
     }
     block *list = NULL;
     for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
@@ -254,7 +300,6 @@ static cnn_status free_cached(int device, const char *op)
         dc->stats.reserved_bytes -= b->size;
         list_push(&list, b);
     }
-    if (list) dc->emptying++;
     pthread_mutex_unlock(&g_lock);
     if (!list) return CNN_OK;
 
@@ -281,19 +326,18 @@ static cnn_status free_cached(int device, const char *op)
     if (prev_device >= 0) (void)cudaSetDevice(prev_device);
     pthread_mutex_lock(&g_lock);
     dc->stats.n_cuda_free += n_freed;
-    dc->emptying--;
-    pthread_cond_broadcast(&g_emptied);
+    device_wait_end_locked(dc);
     pthread_mutex_unlock(&g_lock);
     return st;
 }
 
 cnn_status cnn_cuda_release_cached(int device, const char *op) { return free_cached(device, op); }
 
-bool cnn_cuda_capture_underway(int device)
+bool cnn_cuda_any_capture_underway(void)
 {
+    bool on = false;
     pthread_mutex_lock(&g_lock);
-    dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
-    bool on = dc && dc->capture_pool;
+    for (int d = 0; g_devs && d < g_ndev && !on; d++) on = g_devs[d] && g_devs[d]->capture_pool;
     pthread_mutex_unlock(&g_lock);
     return on;
 }
@@ -592,6 +636,12 @@ void cnn_cuda_pool_release(int device, int pool)
     for (block *b = dc->held, *next; b; b = next) {
         next = b->next;
         if (b->held_by != pool) continue;
+        /* A graph destroyed while another is captured on the device: its last replay was not
+         * waited for, so the block stays held, now until that capture's graph goes. */
+        if (dc->capture_pool) {
+            b->held_by = dc->capture_pool;
+            continue;
+        }
         list_remove(&dc->held, b);
         b->held_by = 0;
         return_block(b);

@@ -181,8 +181,13 @@ bool cnn_cuda_thread_capturing(void);
  * the context that their replays may read are kept while any is. */
 void cnn_cuda_graphs_alive(cnn_context *ctx, int delta);
 cudaStream_t cnn_cuda_stream_of(const cnn_context *ctx);
-/* Whether a graph is being captured on cuda:device now, by any thread. */
-bool cnn_cuda_capture_underway(int device);
+/* Whether a graph is being captured now on any device, by any thread. */
+bool cnn_cuda_any_capture_underway(void);
+/* Brackets a wait for all of cuda:device (cudaDeviceSynchronize, cudaFree): begin refuses it
+ * with CNN_ERR_UNSUPPORTED ("<op>: ..., <what> ...") on a capturing thread or while a graph is
+ * captured on the device, else keeps captures from starting there until end. */
+cnn_status cnn_cuda_device_wait_begin(int device, const char *op, const char *what);
+void cnn_cuda_device_wait_end(int device);
 /* Frees cuda:device's cached memory (cnn_cuda_empty_cache for one device, errors prefixed by
  * op); CNN_ERR_UNSUPPORTED, nothing freed, while a graph is captured there. */
 cnn_status cnn_cuda_release_cached(int device, const char *op);

@@ -323,6 +323,8 @@ cnn_status cnn_cuda_timer_elapsed(void *events, double *ms)
 {
     timer_events *t = events;
     float f = 0;
+    CNN_CHECK(!cnn_cuda_thread_capturing(), CNN_ERR_UNSUPPORTED, "timer_elapsed: waiting for "
+              "the GPU inside a graph capture");
     CNN_CUDA_TRY(cudaSetDevice(t->device));
     CNN_CUDA_TRY(cudaEventSynchronize(t->stop));
     CNN_CUDA_TRY(cudaEventElapsedTime(&f, t->start, t->stop));

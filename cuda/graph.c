@@ -141,7 +141,7 @@ cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **o
     cnn_context *ctx = cnn_ctx();
     CNN_CHECK(ctx->device.type == CNN_DEVICE_CUDA, CNN_ERR_DEVICE,
               "graph_capture: the current context is on the CPU; CUDA graphs need a CUDA context");
-    CNN_CHECK(!cnn_cuda_capturing(ctx), CNN_ERR_UNSUPPORTED,
+    CNN_CHECK(!cnn_cuda_capturing(ctx) && !tl_capturing, CNN_ERR_UNSUPPORTED,
               "graph_capture: called inside a capture; captures do not nest");
     cudaStream_t stream;
     CNN_TRY(cnn_cuda_enter(ctx, "graph_capture", &stream));

@@ -146,6 +146,8 @@ cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
 cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
 {
     if (!cnn_cuda_storage_is_pinned(s) || !s->allocator) return CNN_OK;
+    CNN_CHECK(!cnn_cuda_thread_capturing(), CNN_ERR_UNSUPPORTED, "pinned_wait: waiting for a "
+              "copy inside a graph capture");
     pinned_block *b = s->allocator;
     pthread_mutex_lock(&b->use_lock);
     cudaError_t event_sync = b->in_use ? cudaEventSynchronize(b->last_use) : cudaSuccess;
@@ -156,7 +158,9 @@ cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
 
 void cnn_cuda_pinned_empty_cache(void)
 {
-    if (cnn_cuda_thread_capturing()) return; /* see cnn_cuda_pinned_storage_alloc */
+    /* cudaFreeHost may wait for the devices, which breaks a capture under way on any of them,
+     * whichever thread waits (and a capturing thread may not even query events). */
+    if (cnn_cuda_thread_capturing() || cnn_cuda_any_capture_underway()) return;
     pthread_mutex_lock(&g_lock);
     pinned_block *keep = NULL, *b = g_free;
     while (b) {

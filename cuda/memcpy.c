@@ -16,15 +16,20 @@ static cnn_status memcpy_ordered(cnn_context *ctx, void *dst, cnn_device dst_dev
     }
     if (!ctx || !ctx->gpu) {
         /* A CUDA tensor read or written under a CPU context: there is no stream to order on,
-         * so wait for the whole device and copy synchronously; not while another thread
-         * captures a graph there (a wait for the device breaks the capture). */
+         * so wait for the whole device and copy synchronously (refused where that wait would
+         * break a graph capture: cnn_cuda_device_wait_begin). */
         const int dev = src_host ? dst_dev.index : src_dev.index;
-        CNN_CHECK(!cnn_cuda_capture_underway(dev), CNN_ERR_UNSUPPORTED, "memcpy: a CUDA tensor "
-                  "copied under a CPU context waits for all of cuda:%d, where a CUDA graph is "
-                  "being captured; copy under a CUDA context of that device instead", dev);
-        CNN_CUDA_TRY(cudaSetDevice(dev));
-        CNN_CUDA_TRY(cudaDeviceSynchronize());
-        CNN_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+        CNN_TRY(cnn_cuda_device_wait_begin(dev, "memcpy", "a CUDA tensor cannot be copied under a "
+                                           "CPU context (use a CUDA context of that device)"));
+        cudaError_t e = cudaSetDevice(dev);
+        if (e == cudaSuccess) e = cudaDeviceSynchronize();
+        if (e == cudaSuccess) e = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+        cnn_cuda_device_wait_end(dev);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return cnn_error(cnn_cuda_status_of(e), "memcpy: copying %zu bytes under a CPU "
+                             "context (cuda:%d) failed: %s", bytes, dev, cudaGetErrorString(e));
+        }
         return CNN_OK;
     }
     cudaStream_t s;

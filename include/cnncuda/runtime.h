@@ -154,7 +154,9 @@ typedef struct cnn_graph cnn_graph;
 cnn_status cnn_graph_capture(cnn_status (*fn)(void *ud), void *ud, cnn_graph **out);
 /* Queues the recorded work on the capturing context's stream (asynchronously, as ops run). */
 cnn_status cnn_graph_replay(cnn_graph *g);
-/* Waits for a replay still running, then releases the graph and its memory. */
+/* Waits for a replay still running, then releases the graph and its memory (destroyed inside
+ * another capture on its context, it cannot wait: memory a replay may still use is then kept
+ * until that capture's graph is destroyed). */
 void cnn_graph_destroy(cnn_graph **g);
 
 /* ------------------------------------------------------------------------------------------

@@ -415,7 +415,7 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
 cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
 cudaError_t cudaFreeHost(void *p)
 {
-    if (cudaError_t e = capture_forbids_unsafe()) return e;
+    if (cudaError_t e = capture_forbids_device_wait()) return e;
     return release(p, MEM_PINNED);
 }
 
@@ -559,6 +559,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
     count_call("cudaEventSynchronize");
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    if (cudaError_t err = capture_forbids_unsafe()) return err;
     return e->captured ? set_error(cudaErrorCapturedEvent) : cudaSuccess;
 }
 
