@@ -47,9 +47,11 @@ cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out);
 /* Restarts peak_allocated_bytes from the current allocated_bytes. */
 void cnn_cuda_reset_peak_memory(int device);
 /* Waits for each device, then returns every wholly free cudaMalloc'd segment to CUDA; live
- * tensors keep theirs, and the free rest of a segment a live tensor uses stays cached. A device
- * on which a CUDA graph is being captured (by any thread) keeps its cache: the wait would break
- * the capture; the others are emptied and the answer is CNN_ERR_UNSUPPORTED naming it. */
+ * tensors keep theirs, and the free rest of a segment a live tensor uses stays cached; idle
+ * pinned host blocks are freed too. While a CUDA graph is being captured (by any thread), a wait
+ * for its device would break the capture: that device's cache and the pinned cache are kept,
+ * and if anything was kept the answer is CNN_ERR_UNSUPPORTED naming the device (the others are
+ * emptied). */
 cnn_status cnn_cuda_empty_cache(void);
 
 /* The name of cuda:device (cudaGetDeviceProperties, e.g. "NVIDIA H100 80GB HBM3") into buf,
