@@ -50,8 +50,8 @@ void cnn_cuda_reset_peak_memory(int device);
  * tensors keep theirs, and the free rest of a segment a live tensor uses stays cached; idle
  * pinned host blocks are freed too. While a CUDA graph is being captured (by any thread), a wait
  * for its device would break the capture: that device's cache and the pinned cache are kept,
- * and if anything was kept the answer is CNN_ERR_UNSUPPORTED naming the device (the others are
- * emptied). */
+ * and if that device had memory to free the answer is CNN_ERR_UNSUPPORTED naming it (the other
+ * devices are emptied). */
 cnn_status cnn_cuda_empty_cache(void);
 
 /* The name of cuda:device (cudaGetDeviceProperties, e.g. "NVIDIA H100 80GB HBM3") into buf,
