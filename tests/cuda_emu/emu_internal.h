@@ -56,8 +56,8 @@ cudaError_t capture_forbids_wait(cudaStream_t s);
 /* An allocation or device-wide wait ("potentially unsafe" in CUDA's terms): refused, as the
  * thread's and the captures' modes say, invalidating the captures that refuse it. */
 cudaError_t capture_forbids_unsafe();
-/* A wait for the whole device (cudaDeviceSynchronize, cudaFree): refused while any stream of it
- * is captured, from whichever thread and in whichever mode (CUDA: "synchronize a broader handle
+/* A wait for the whole device (cudaDeviceSynchronize, cudaFreeHost): refused while any stream
+ * of it is captured, from whichever thread and in whichever mode (CUDA: "synchronize a broader handle
  * which encompasses an active stream capture, such as a device"), invalidating every capture. */
 cudaError_t capture_forbids_device_wait();
 /* Stream s waiting on an event: refused, invalidating the capture, when s is captured and the

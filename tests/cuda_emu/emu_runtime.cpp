@@ -403,7 +403,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
 cudaError_t cudaFree(void *p)
 {
     count_call("cudaFree");
-    if (cudaError_t e = capture_forbids_device_wait()) return e;
+    if (cudaError_t e = capture_forbids_unsafe()) return e;
     return release(p, MEM_DEVICE);
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
