@@ -54,9 +54,9 @@ struct dev_cache {
     int capture_pool;
     cudaStream_t capture_stream;
     int last_pool;
-    /* Threads emptying this cache now (free_cached): a capture waits for them to finish, as
-     * their wait for the device would break it. */
-    int emptying;
+    /* Threads waiting for the whole device now (device_wait_begin: emptying the cache, a copy
+     * under a CPU context): a capture waits for them to finish, as their wait would break it. */
+    int device_waits;
     cnn_cuda_memory_stats stats;
 };
 
@@ -64,7 +64,7 @@ struct dev_cache {
  * not to a context; a tensor may outlive the context that allocated it and be released from any
  * thread. So each device's cache lives here, created on first use, all behind one mutex. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_emptied = PTHREAD_COND_INITIALIZER; /* some dev_cache's emptying fell */
+static pthread_cond_t g_waited = PTHREAD_COND_INITIALIZER; /* some device_waits fell */
 static dev_cache **g_devs; /* g_ndev entries, each NULL until that device's first allocation */
 static int g_ndev;
 
@@ -247,15 +247,15 @@ static cnn_status device_wait_begin(dev_cache *dc, int device, const char *op, c
         return cnn_error(CNN_ERR_UNSUPPORTED, "%s: a CUDA graph is being captured on cuda:%d, so "
                          "%s (it would wait for the device, which breaks the capture)", op, device,
                          what);
-    if (dc) dc->emptying++;
+    if (dc) dc->device_waits++;
     return CNN_OK;
 }
 
 static void device_wait_end_locked(dev_cache *dc)
 {
     if (!dc) return;
-    dc->emptying--;
-    pthread_cond_broadcast(&g_emptied);
+    dc->device_waits--;
+    pthread_cond_broadcast(&g_waited);
 }
 
 cnn_status cnn_cuda_device_wait_begin(int device, const char *op, const char *what)
@@ -595,7 +595,7 @@ cnn_status cnn_cuda_pool_begin(int device, cudaStream_t stream, int *pool)
     cnn_status st = CNN_OK;
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = get_dev(device, "graph_capture", &st);
-    while (dc && dc->emptying) pthread_cond_wait(&g_emptied, &g_lock);
+    while (dc && dc->device_waits) pthread_cond_wait(&g_waited, &g_lock);
     if (dc && dc->capture_pool)
         st = cnn_error(CNN_ERR_UNSUPPORTED, "graph_capture: another graph is being captured on "
                        "cuda:%d; one capture per device at a time", device);
