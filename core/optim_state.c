@@ -164,14 +164,18 @@ cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d)
                                : cnn_error(CNN_ERR_OUT_OF_MEMORY, "optim_load_state_dict: out of "
                                            "host memory");
     /* A state tensor that exists with the same shape and device takes the loaded values in
-     * place (a CUDA graph that captured a step keeps updating the same memory); any other is
-     * replaced. */
+     * place (a CUDA graph that captured a step keeps updating the same memory), and one whose
+     * parameter has no saved state (no step yet) is zeroed in place: a fresh state, as the next
+     * op-by-op step would make it. Any other is replaced. */
     for (int i = 0; st == CNN_OK && i < opt->n; i++) {
         cnn_tensor **have[2] = {&opt->ps[i].s1, &opt->ps[i].s2};
         for (int w = 0; w < 2 && st == CNN_OK; w++) {
             cnn_tensor *h = *have[w], *t = s[2 * i + w];
-            if (h && t && cnn_shape_equal(h->shape, t->shape) &&
-                h->device.type == t->device.type && h->device.index == t->device.index) {
+            if (h && !t && steps[i] == 0) {
+                st = cnn_tensor_fill_(h, 0.0f);
+                s[2 * i + w] = cnn_tensor_retain(h);
+            } else if (h && t && cnn_shape_equal(h->shape, t->shape) &&
+                       h->device.type == t->device.type && h->device.index == t->device.index) {
                 st = cnn_tensor_copy_(h, t);
                 cnn_tensor_free(&s[2 * i + w]);
                 s[2 * i + w] = cnn_tensor_retain(h);

@@ -72,7 +72,8 @@ static int load_batch(step_job *j, int k)
     cnn_tensor *x = NULL, *l = NULL;
     int64_t lab[BATCH];
     for (int i = 0; i < BATCH; i++) lab[i] = (i * 3 + k) % 10;
-    int ok = cnn_tensor_uniform(CNN_SHAPE(BATCH, j->c, j->hw, j->hw), -1, 1, CNN_CPU, &x) == CNN_OK &&
+    const cnn_shape xs = CNN_SHAPE(BATCH, j->c, j->hw, j->hw);
+    int ok = cnn_tensor_uniform(xs, -1, 1, CNN_CPU, &x) == CNN_OK &&
              cnn_tensor_from_i64(CNN_SHAPE(BATCH), lab, CNN_CPU, &l) == CNN_OK &&
              cnn_tensor_copy_(j->x, x) == CNN_OK && cnn_tensor_copy_(j->labels, l) == CNN_OK;
     cnn_tensor_free(&x);
@@ -424,27 +425,31 @@ GPU_TEST(graph_capture_of_optimizer_steps)
 }
 
 /* The optimizer's state loaded between replays (a resume): the graph goes on from the loaded
- * momentum, as op-by-op steps do. Memory of the cache is scribbled on right after the load, so
- * a graph still updating a state tensor the load let go of would show it. */
-GPU_TEST(graph_optimizer_state_loaded_between_replays)
+ * state, as op-by-op steps do. With `fresh`, the state was saved before any step (no parameter
+ * has one), and both start over from a zero state. Memory of the cache is scribbled on right
+ * after the load, so a graph still updating a state tensor the load let go of would show it. */
+static void check_state_loaded_between_replays(cnn_optim_kind kind, bool fresh, const char *what)
 {
     step_job a, b;
     cnn_graph *g = NULL;
     cnn_dict *sd = NULL;
     cnn_tensor *junk[32] = {NULL};
-    cnn_set_deterministic(true);
-    REQUIRE(make_job(&a, CNN_OPTIM_SGD) && make_job(&b, CNN_OPTIM_SGD));
+    printf("    %s\n", what);
+    REQUIRE(make_job(&a, kind) && make_job(&b, kind));
     REQUIRE(load_batch(&a, 0) && load_batch(&b, 0));
+    CHECK_OK(cnn_dict_create(&sd));
+    REQUIRE(sd);
+    if (fresh) CHECK_OK(cnn_optim_state_dict(a.opt, sd));
     CHECK_OK(train_step(&a));
     CHECK_OK(train_step(&b));
-    CHECK_OK(cnn_dict_create(&sd));
-    CHECK_OK(cnn_optim_state_dict(a.opt, sd));
+    if (!fresh) CHECK_OK(cnn_optim_state_dict(a.opt, sd));
     CHECK_OK(cnn_graph_capture(train_step, &b, &g));
-    REQUIRE(g && sd);
+    REQUIRE(g);
     for (int k = 1; k <= 4; k++) {
         if (k == 3) {
             CHECK_OK(cnn_optim_load_state_dict(a.opt, sd));
             CHECK_OK(cnn_optim_load_state_dict(b.opt, sd));
+            CHECK(cnn_optim_step_count(b.opt) == (fresh ? 0 : 1));
             cnn_dict *ps = cnn_model_parameters(b.m);
             for (int i = 0; i < cnn_dict_size(ps) && i < 32; i++)
                 CHECK_OK(cnn_tensor_full(cnn_tensor_shape(cnn_dict_at(ps, i)), 1e3f, CNN_CUDA(0),
@@ -454,12 +459,22 @@ GPU_TEST(graph_optimizer_state_loaded_between_replays)
         CHECK_OK(train_step(&a));
         CHECK_OK(cnn_graph_replay(g));
     }
-    CHECK(params_close("steps after loading the optimizer state", a.m, b.m, 1e-5f));
+    CHECK(params_close(what, a.m, b.m, 1e-5f));
+    CHECK(cnn_optim_step_count(b.opt) == (fresh ? 2 : 3));
     cnn_graph_destroy(&g);
     for (int i = 0; i < 32; i++) cnn_tensor_free(&junk[i]);
     cnn_dict_destroy(&sd);
     free_job(&a);
     free_job(&b);
+}
+
+GPU_TEST(graph_optimizer_state_loaded_between_replays)
+{
+    cnn_set_deterministic(true);
+    check_state_loaded_between_replays(CNN_OPTIM_SGD, false, "SGD, state saved after a step");
+    check_state_loaded_between_replays(CNN_OPTIM_SGD, true, "SGD, state saved before any step");
+    check_state_loaded_between_replays(CNN_OPTIM_ADAMW, true,
+                                       "AdamW, state saved before any step");
 }
 
 TEST(graph_capture_needs_a_cuda_context)

@@ -1,7 +1,7 @@
 /* test_optim.c — SGD, Adam and AdamW against their update formulas written out in double here,
- * per-parameter weight decay, skipped NULL gradients, state-dict export/resume (bit-identical)
- * and its validation, a checkpoint through safetensors, gradient-norm clipping, and refused
- * hyper-parameters. */
+ * per-parameter weight decay, skipped NULL gradients, state-dict export/resume (bit-identical,
+ * also from a state saved before any step) and its validation, a checkpoint through
+ * safetensors, gradient-norm clipping, and refused hyper-parameters. */
 #include "gradcheck.h"
 
 #include <stdint.h>
@@ -285,9 +285,25 @@ static void check_resume(cnn_optim_config cfg)
     } else {
         CHECK(saved == NULL);
     }
+    /* A state saved before any step, loaded into an optimizer that has state: it starts over as
+     * a new optimizer does (its state tensors zeroed in place). */
+    rig c = {0};
+    cnn_dict *fresh = NULL;
+    CHECK_OK(rig_make(&c, &cfg, cnn_tensor_cdata(a.p[0]), cnn_tensor_cdata(a.p[1])));
+    CHECK_OK(cnn_dict_create(&fresh));
+    CHECK_OK(cnn_optim_state_dict(c.opt, fresh));
+    CHECK_OK(cnn_optim_load_state_dict(a.opt, fresh));
+    CHECK(cnn_optim_step_count(a.opt) == 0 && cnn_optim_get_lr(a.opt) == cfg.lr);
+    for (int s = 7; s < 10; s++) {
+        CHECK_OK(rig_step(&a, s));
+        CHECK_OK(rig_step(&c, s));
+        CHECK(rig_same(&a, &c));
+    }
+    cnn_dict_destroy(&fresh);
     cnn_dict_destroy(&d);
     rig_free(&a);
     rig_free(&b);
+    rig_free(&c);
 }
 
 TEST(state_dict_resume_is_bit_identical)

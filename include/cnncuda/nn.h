@@ -323,7 +323,10 @@ cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d);
 /* Restores what cnn_optim_state_dict wrote (entries of d outside "optim." are ignored): kind
  * must match, every parameter needs its state, shapes must match, no unknown "optim.<name>"
  * entries. lr and step counts are restored too. A state tensor the optimizer already has
- * (same shape and device) takes the values in place. On a bad d nothing is changed. */
+ * (same shape and device) takes the values in place, or is zeroed in place where d says its
+ * parameter had no step yet, so a CUDA graph that captured a step goes on from the loaded state
+ * (for SGD with dampening, a replay then starts the momentum at (1 - dampening) * grad where an
+ * op-by-op step starts it at grad). On a bad d nothing is changed. */
 cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d);
 
 /* torch.nn.utils.clip_grad_norm_: total = L2 norm over all gradients (NULL grads skipped, the
