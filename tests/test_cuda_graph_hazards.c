@@ -1,11 +1,16 @@
 /* test_cuda_graph_hazards.c — what must not break a CUDA graph once captured, or while it is
  * captured: memory its replays read that someone else could get (the random state, the
- * context's vector of ones once outgrown), work from another thread that waits for the device
- * during a capture (refused there, the capture unharmed), and calls a capture cannot hold
- * (timers, pinned memory). GPU tests; the emulator enforces CUDA's capture rules. */
+ * context's vector of ones once outgrown, an optimizer's gradients and scalars), work from
+ * another thread that waits for the device during a capture (refused there, the capture
+ * unharmed), and calls a capture cannot hold (timers, pinned memory, handing tensors between
+ * streams). GPU tests; the emulator enforces CUDA's capture rules. */
 #include "gradcheck.h"
 
 #include <pthread.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 /* ---- the random state lives apart from the step's memory ----------------------------------- */
 typedef struct scratch_job {
@@ -124,11 +129,12 @@ static cnn_status accumulate_and_step(void *ud)
     return st;
 }
 
-static int make_opt_job(opt_job *j)
+static int make_opt_job(opt_job *j, cnn_optim_kind kind)
 {
-    cnn_optim_config oc = cnn_optim_defaults(CNN_OPTIM_SGD);
+    cnn_optim_config oc = cnn_optim_defaults(kind);
     oc.lr = 0.01f;
-    oc.momentum = 0.9f;
+    if (kind == CNN_OPTIM_SGD) oc.momentum = 0.9f;
+    else oc.weight_decay = 0.05f;
     j->opt = NULL;
     return make_lin(&j->l, 4) && cnn_optim_create(&oc, &j->opt) == CNN_OK &&
            cnn_optim_add_param(j->opt, "w", j->l.w, true) == CNN_OK &&
@@ -142,7 +148,7 @@ GPU_TEST(graph_keeps_the_gradients_its_step_reads)
     opt_job j;
     cnn_graph *g = NULL;
     cnn_tensor *junk[16] = {NULL};
-    REQUIRE(make_opt_job(&j));
+    REQUIRE(make_opt_job(&j, CNN_OPTIM_SGD));
     CHECK_OK(accumulate_and_step(&j));
     CHECK_OK(cnn_graph_capture(accumulate_and_step, &j, &g));
     REQUIRE(g);
@@ -175,7 +181,7 @@ GPU_TEST(graph_of_a_step_without_gradients)
 {
     opt_job j;
     cnn_graph *g = NULL;
-    REQUIRE(make_opt_job(&j));
+    REQUIRE(make_opt_job(&j, CNN_OPTIM_SGD));
     CHECK_OK(cnn_graph_capture(step_only, &j, &g));
     REQUIRE(g);
     CHECK_OK(cnn_optim_set_lr(j.opt, 0.5f));
@@ -184,6 +190,52 @@ GPU_TEST(graph_of_a_step_without_gradients)
     cnn_graph_destroy(&g);
     cnn_optim_destroy(&j.opt);
     free_tensors(&j.l.x, &j.l.w, &j.l.b, &j.l.db);
+}
+
+/* Parameters added between replays (a layer unfrozen): the next op-by-op AdamW step remakes
+ * the optimizer's per-step scalars for the larger set, while the graph keeps the ones it
+ * captured and each replay still brings those up to date; replays and op-by-op steps agree. */
+GPU_TEST(graph_adam_replays_after_parameters_are_added)
+{
+    opt_job a, b;
+    opt_job *jobs[2] = {&a, &b};
+    cnn_tensor *extra[2] = {NULL, NULL}, *ge = NULL;
+    cnn_graph *g = NULL;
+    REQUIRE(make_opt_job(&a, CNN_OPTIM_ADAMW) && make_opt_job(&b, CNN_OPTIM_ADAMW));
+    CHECK_OK(accumulate_and_step(&a));
+    CHECK_OK(accumulate_and_step(&b));
+    CHECK_OK(cnn_graph_capture(accumulate_and_step, &b, &g));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(5), -0.5f, CNN_CUDA(0), &ge));
+    REQUIRE(g && ge);
+    for (int k = 1; k <= 4; k++) {
+        for (int i = 0; i < 2 && k == 2; i++) {
+            CHECK_OK(cnn_tensor_full(CNN_SHAPE(5), 1.0f, CNN_CUDA(0), &extra[i]));
+            REQUIRE(extra[i]);
+            CHECK_OK(cnn_tensor_set_requires_grad(extra[i], true));
+            CHECK_OK(cnn_optim_add_param(jobs[i]->opt, "extra", extra[i], true));
+        }
+        if (k != 3) {
+            CHECK_OK(accumulate_and_step(&a));
+            CHECK_OK(cnn_graph_replay(g));
+            continue;
+        }
+        for (int i = 0; i < 2; i++) { /* op by op, the new parameter with a gradient */
+            CHECK_OK(cnn_backward_with_grad(extra[i], ge));
+            CHECK_OK(accumulate_and_step(jobs[i]));
+            cnn_tensor_zero_grad(extra[i]);
+        }
+    }
+    CHECK(tensors_close("w", b.l.w, a.l.w, 1e-6f, 1e-6f));
+    CHECK(tensors_close("b", b.l.b, a.l.b, 1e-6f, 1e-6f));
+    CHECK(tensors_close("extra", extra[1], extra[0], 0, 0));
+    CHECK(cnn_optim_step_count(b.opt) == 5);
+    cnn_graph_destroy(&g);
+    for (int i = 0; i < 2; i++) {
+        cnn_optim_destroy(&jobs[i]->opt);
+        free_tensors(&jobs[i]->l.x, &jobs[i]->l.w, &jobs[i]->l.b, &jobs[i]->l.db);
+        cnn_tensor_free(&extra[i]);
+    }
+    cnn_tensor_free(&ge);
 }
 
 /* ---- another thread during a capture ----------------------------------------------------------
@@ -306,9 +358,16 @@ static cnn_status side_fn(void *ud)
         cnn_tensor_free(&p);
         return st;
     }
+    /* Handing tensors between the captured stream and another context's, either way, or
+     * marking a block as used by a stream, from the capturing thread. */
+    cnn_context *mine = cnn_context_current();
+#if CNN_WITH_CUDA
+    if (j->what == 2) return cnn_cuda_stream_handoff(mine, j->other, &j->x, 1);
+    if (j->what == 3) return cnn_cuda_stream_handoff(j->other, mine, &j->x, 1);
+    if (j->what == 4) return cnn_cuda_record_stream(j->other, j->x->storage);
+#endif
     /* Work for another CUDA context from the capturing thread: it runs at once, uncaptured,
      * and its allocations must not break the capture. */
-    cnn_context *mine = cnn_context_current();
     cnn_context_set_current(j->other);
     cnn_tensor_free(&j->side);
     st = cnn_tensor_full(CNN_SHAPE(3 << 20), -1.5f, CNN_CUDA(0), &j->side);
@@ -319,22 +378,23 @@ static cnn_status side_fn(void *ud)
     return st;
 }
 
-GPU_TEST(graph_capture_refuses_timers_and_pinned_memory)
+GPU_TEST(graph_capture_refuses_timers_pinned_memory_and_handoffs)
 {
     side_job j = {0};
     cnn_graph *g = NULL;
     CHECK_OK(cnn_tensor_full(CNN_SHAPE(8), 2.0f, CNN_CUDA(0), &j.x));
     CHECK_OK(cnn_context_create(CNN_CUDA(0), &j.other));
     REQUIRE(j.x && j.other);
-    const char *words[] = {"timer_start", "pinned"};
-    for (int i = 0; i < 2; i++) {
+    const char *words[] = {"timer_start", "pinned", "stream_handoff", "stream_handoff",
+                           "record_stream"};
+    for (int i = 0; i < 5; i++) {
         j.what = i;
         CHECK_ERR(cnn_graph_capture(side_fn, &j, &g), CNN_ERR_UNSUPPORTED);
         CHECK(g == NULL);
         if (!strstr(cnn_last_error(), words[i]))
             cnn_test_fail(__FILE__, __LINE__, "'%s' does not name %s", cnn_last_error(), words[i]);
     }
-    j.what = 2;
+    j.what = 5;
     CHECK_OK(cnn_graph_capture(side_fn, &j, &g));
     CHECK(g != NULL);
     CHECK_OK(cnn_graph_replay(g));
