@@ -562,6 +562,10 @@ cnn_status cnn_cuda_get_memory_stats(int device, cnn_cuda_memory_stats *out)
     if (dc) {
         *out = dc->stats;
         out->cached_bytes = dc->stats.reserved_bytes - dc->stats.allocated_bytes;
+        out->graph_bytes = 0;
+        for (const block *b = dc->free_list; b; b = b->next)
+            if (b->pool) out->graph_bytes += b->size;
+        for (const block *b = dc->held; b; b = b->next) out->graph_bytes += b->size;
     }
     pthread_mutex_unlock(&g_lock);
     return CNN_OK;

@@ -525,6 +525,12 @@ GPU_TEST(graph_memory_belongs_to_the_graph_until_destroyed)
     CHECK_OK(cnn_tensor_clone(j.pre, &pre_copy));
     CHECK_OK(cnn_graph_capture(mem_fn, &j, &g));
     REQUIRE(g && j.y && !j.pre);
+    /* Kept for the graph: the block of pre (released in the capture) and the pool's free one of
+     * the sum (the relu's is j.y's, live). */
+    cnn_cuda_memory_stats kept, before, after;
+    const size_t bytes = 64 * 1024 * sizeof(float); /* s */
+    CHECK_OK(cnn_cuda_get_memory_stats(0, &kept));
+    CHECK(kept.graph_bytes >= 2 * bytes && kept.graph_bytes <= kept.cached_bytes);
     /* Were any of these given a block the graph uses, the replay would read or overwrite it. */
     for (int i = 0; i < 8; i++) CHECK_OK(cnn_tensor_full(s, 42.0f, CNN_CUDA(0), &others[i]));
     CHECK_OK(cnn_tensor_uniform(s, -1, 1, CNN_CUDA(0), &fresh)); /* a new input, same tensor */
@@ -535,11 +541,12 @@ GPU_TEST(graph_memory_belongs_to_the_graph_until_destroyed)
     CHECK_OK(cnn_relu(t, &ref));
     CHECK(tensors_close("replayed relu(x + pre)", j.y, ref, 0.0f, 0.0f));
     CHECK_OK(cnn_tensor_full(s, 42.0f, CNN_CUDA(0), &c42));
-    for (int i = 0; i < 8; i++) CHECK(tensors_close("untouched by the replay", others[i], c42, 0, 0));
+    for (int i = 0; i < 8; i++)
+        CHECK(tensors_close("untouched by the replay", others[i], c42, 0, 0));
     cnn_graph_destroy(&g);
     cnn_tensor_free(&j.y); /* after the graph: back to the cache like any block */
-    cnn_cuda_memory_stats before, after;
     CHECK_OK(cnn_cuda_get_memory_stats(0, &before));
+    CHECK(before.graph_bytes == 0);
     cnn_tensor *again = NULL;
     CHECK_OK(cnn_tensor_empty(s, CNN_F32, CNN_CUDA(0), &again));
     CHECK_OK(cnn_cuda_get_memory_stats(0, &after));

@@ -37,9 +37,13 @@ typedef struct cnn_cuda_memory_stats {
     size_t allocated_bytes;      /* held by live tensors */
     size_t peak_allocated_bytes; /* the most allocated_bytes since start or the last reset */
     size_t reserved_bytes;       /* obtained from cudaMalloc: allocated + cached */
-    size_t cached_bytes;         /* reserved but free, ready for reuse */
+    size_t cached_bytes;         /* reserved but free: ready for reuse, but for graph_bytes */
     uint64_t n_cuda_malloc;      /* successful cudaMalloc calls */
     uint64_t n_cuda_free;        /* cudaFree calls */
+    /* Of cached_bytes, those kept for CUDA graphs until each is destroyed (cnn_graph_capture):
+     * free memory of a graph's pool, and blocks released while a graph was being captured,
+     * which its replays may still use. No other allocation takes them. */
+    size_t graph_bytes;
 } cnn_cuda_memory_stats;
 /* The allocator's counters for cuda:device (all zero before its first allocation).
  * CNN_ERR_DEVICE for a device that does not exist. */
