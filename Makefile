@@ -107,7 +107,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
 .PHONY: all lib tools tests test install uninstall deps demo clean help check-example \
-        check-valgrind check-exports check-header check-tsan
+        check-valgrind check-exports check-header check-tsan layout check-layout
 # Keep object files make would otherwise treat as intermediate (and delete).
 .SECONDARY:
 all: lib tools tests
@@ -292,6 +292,13 @@ check-header:
 	$(CXX) -x c++ -std=c++11 -pedantic -Wall -Wextra -Werror -Iinclude $(BUILD)/header_check.c -o /dev/null -c
 	@echo "check-header: include/cnncuda.h compiles as C99 and C++11"
 
+# LAYOUT.md, the map of the source tree, from each file's header comment (scripts/layout.py);
+# check-layout fails when a file was added, removed or re-described without `make layout`.
+layout:
+	@python3 scripts/layout.py && echo "layout: LAYOUT.md written"
+check-layout:
+	@python3 scripts/layout.py --check
+
 # Builds examples/*.c against an installed copy (make install PREFIX=... first), through
 # pkg-config exactly as a user would, and runs each.
 check-example:
@@ -317,7 +324,8 @@ clean:
 
 help:
 	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
-	@echo "checks: check-example PREFIX=... check-exports check-header check-valgrind check-tsan check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
+	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
+	@echo "docs: layout (LAYOUT.md from the files' header comments)"
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
          $(TOOL_COMMON_OBJ:.o=.d)
