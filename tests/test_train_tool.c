@@ -246,6 +246,15 @@ TEST(train_tool_image_folder)
     CHECK(strstr(out, "1 bad image(s) skipped in train") != NULL);
     CHECK(strstr(out, "broken.png") != NULL);
     CHECK(strstr(out, "bottom") != NULL && strstr(out, "top") != NULL);
+    CHECK(strstr(out, "data: 2 worker(s) decoded ") != NULL);
+    /* No workers: the training loop decodes, and the report says so. */
+    snprintf(args, sizeof args,
+             "--data %s --img-size 32 --epochs 1 --batch 4 --workers 0 --checkpoint-dir %s/inline",
+             data, dir);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "data: the training loop decoded (--workers 0) ") ||
+        !strstr(out, "(1 bad)"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
     snprintf(args, sizeof args,
              "--data %s --img-size 32 --epochs 1 --batch 4 --strict "
              "--checkpoint-dir %s/strict",

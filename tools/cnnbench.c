@@ -217,7 +217,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
         } else if (!strcmp(a, "--warmup") || !strcmp(a, "--iters") || !strcmp(a, "--batch") ||
                    !strcmp(a, "--img-size") || !strcmp(a, "--workers")) {
             int min = !strcmp(a, "--warmup") ? 0 : 1;
-            if (parse_ints(v, vals, 1, 1, min) < 0) die_usage("malformed %s '%s'", a, v);
+            if (parse_ints(v, vals, 1, 1, min) < 0)
+                die_usage("malformed %s '%s' (want a whole number >= %d)", a, v, min);
             if (!strcmp(a, "--workers") && vals[0] > CNN_LOADER_MAX_WORKERS)
                 die_usage("--workers %d: at most %d", vals[0], CNN_LOADER_MAX_WORKERS);
             int *dst = !strcmp(a, "--warmup")    ? &o->warmup

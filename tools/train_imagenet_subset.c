@@ -407,7 +407,8 @@ static void print_final(tr_run *r, double wall)
            100 * tr_eval_top1(ve), 100 * tr_eval_top5(ve), (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
     if (r->train_ld) { /* --eval-only leaves the checkpoint's folder alone */
-        tr_print_data_stats(r->train_ld, r->dev.type == CNN_DEVICE_CUDA, stdout);
+        tr_print_data_stats(r->train_ld, r->o.workers, r->dev.type == CNN_DEVICE_CUDA,
+                            stdout);
         path_in_dir(r, "confusion.csv", path, sizeof path);
         if (!tr_eval_write_confusion_csv(ve, class_name_of, &r->mm, path))
             tr_die("cannot write %s: %s", path, strerror(errno));

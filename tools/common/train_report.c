@@ -158,7 +158,7 @@ void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f)
         fprintf(f, "  %s: %s\n", cnn_loader_bad_name(l, i), cnn_loader_bad_reason(l, i));
 }
 
-void tr_print_data_stats(cnn_loader *l, bool to_gpu, FILE *f)
+void tr_print_data_stats(cnn_loader *l, int workers, bool to_gpu, FILE *f)
 {
     cnn_loader_stats s;
     cnn_loader_get_stats(l, &s);
@@ -168,10 +168,12 @@ void tr_print_data_stats(cnn_loader *l, bool to_gpu, FILE *f)
         images += s.worker_images[w];
         busy += s.decode_seconds[w];
     }
-    fprintf(f, "data: %d worker(s) decoded %lld images at %.0f img/s per worker (%lld bad); "
-               "batches %s\n",
-            s.n_workers, (long long)images, busy > 0 ? (double)images / busy : 0.0,
-            (long long)s.bad_samples,
+    char who[64];
+    if (workers > 0) snprintf(who, sizeof who, "%d worker(s) decoded", s.n_workers);
+    else snprintf(who, sizeof who, "the training loop decoded (--workers 0)");
+    fprintf(f, "data: %s %lld images at %.0f img/s %s (%lld bad); batches %s\n", who,
+            (long long)images, busy > 0 ? (double)images / busy : 0.0,
+            workers > 0 ? "per worker" : "while decoding", (long long)s.bad_samples,
             to_gpu ? "copied ahead to the GPU from pinned memory" : "in host memory");
 }
 

@@ -35,9 +35,10 @@ bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const vo
 
 /* Lists the samples a loader skipped as undecodable (nothing when there is none). */
 void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f);
-/* One line on the loader's workers: images decoded, img/s per worker while decoding, bad
- * samples, and where batches went (to_gpu: copied ahead from pinned memory). */
-void tr_print_data_stats(cnn_loader *l, bool to_gpu, FILE *f);
+/* One line on the loader's workers (`workers` as the loader was made with; 0: the training
+ * loop decoded itself): images decoded, img/s per worker while decoding, bad samples, and where
+ * batches went (to_gpu: copied ahead from pinned memory). */
+void tr_print_data_stats(cnn_loader *l, int workers, bool to_gpu, FILE *f);
 
 /* One epoch's row of metrics.csv. */
 typedef struct tr_epoch_row {
