@@ -231,7 +231,6 @@ static size_t round_size(size_t bytes)
     return (bytes + LARGE_ROUND - 1) / LARGE_ROUND * LARGE_ROUND;
 }
 
-/* ---- giving memory back to CUDA ------------------------------------------------------------- */
 /* ---- waiting for a whole device ----------------------------------------------------------------
  * CUDA forbids waiting for a device one of whose streams is being captured (it breaks the
  * capture, whichever thread waits), and a capturing thread may wait for no device at all. So a
@@ -275,6 +274,14 @@ void cnn_cuda_device_wait_end(int device)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* ---- giving memory back to CUDA ------------------------------------------------------------- */
+/* A free block cudaFree can take: a whole cudaMalloc'd segment of the general cache (a graph's
+ * memory stays). */
+static bool whole_free_segment(const block *b)
+{
+    return !(b->seg_prev || b->seg_next || b->pool);
+}
+
 /* Frees every cached segment of one device (a free block that is a whole cudaMalloc'd segment;
  * the free parts of a segment a live tensor still uses stay), after waiting for the device: a
  * cached block may still be read by work queued before its tensor was released. Leaves the
@@ -286,7 +293,7 @@ static cnn_status free_cached(int device, const char *op)
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
     bool any = false;
     for (block *b = dc ? dc->free_list : NULL; b && !any; b = b->next)
-        any = !(b->seg_prev || b->seg_next || b->pool);
+        any = whole_free_segment(b);
     cnn_status wst = any ? device_wait_begin(dc, device, op, "its cached memory stays") : CNN_OK;
     if (wst != CNN_OK) {
         pthread_mutex_unlock(&g_lock);
@@ -295,7 +302,7 @@ static cnn_status free_cached(int device, const char *op)
     block *list = NULL;
     for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
         next = b->next;
-        if (b->seg_prev || b->seg_next || b->pool) continue; /* a graph's memory stays */
+        if (!whole_free_segment(b)) continue;
         list_remove(&dc->free_list, b);
         dc->stats.reserved_bytes -= b->size;
         list_push(&list, b);

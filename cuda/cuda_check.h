@@ -189,7 +189,8 @@ bool cnn_cuda_any_capture_underway(void);
 cnn_status cnn_cuda_device_wait_begin(int device, const char *op, const char *what);
 void cnn_cuda_device_wait_end(int device);
 /* Frees cuda:device's cached memory (cnn_cuda_empty_cache for one device, errors prefixed by
- * op); CNN_ERR_UNSUPPORTED, nothing freed, while a graph is captured there. */
+ * op); CNN_ERR_UNSUPPORTED, nothing freed, where there is something to free but the wait for
+ * the device is refused (cnn_cuda_device_wait_begin). */
 cnn_status cnn_cuda_release_cached(int device, const char *op);
 /* Sets whether a kernel that may report a bad label was queued since the last wait (with its
  * class count *k when armed); returns the old flag, and the old count in *k. A capture saves
