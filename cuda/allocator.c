@@ -477,13 +477,16 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
     if (!dc) return st;
 
     if (!b) {
-        void *p = NULL;
-        CNN_TRY(device_malloc(device, size, bytes, op, pool != 0 || cnn_cuda_thread_capturing(),
-                              &p));
+        /* The record first: with it missing there is nothing to undo, where a cudaFree would
+         * wait for the device (and break a capture on this thread). */
         b = calloc(1, sizeof *b);
-        if (!b) {
-            (void)cudaFree(p);
-            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+        CNN_CHECK(b, CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+        void *p = NULL;
+        cnn_status ms = device_malloc(device, size, bytes, op,
+                                      pool != 0 || cnn_cuda_thread_capturing(), &p);
+        if (ms != CNN_OK) {
+            free(b);
+            return ms;
         }
         b->ptr = p;
         b->size = size;
