@@ -239,16 +239,22 @@ GPU_TEST(graph_adam_replays_after_parameters_are_added)
 }
 
 /* ---- another thread during a capture ----------------------------------------------------------
- * Thread B empties the caches and reads a CUDA tensor under a CPU context while thread A's
- * function is inside its capture. Both would wait for the whole device (cudaFreeHost of B's
- * cached pinned block; the read's cudaDeviceSynchronize): the cache keeps what a wait would
- * free, the read is refused with CNN_ERR_UNSUPPORTED, and A's capture goes through. */
+ * Thread B caches device and pinned memory before thread A captures, and while A's function is
+ * inside its capture, uses and releases 4 MiB more, empties the caches and reads a CUDA tensor
+ * under a CPU context. The capture's start gave the cache's whole free segments back to CUDA;
+ * the block B releases during the capture is held for the graph (its replays may use it), so
+ * emptying has nothing it may free and says so with CNN_OK, and keeps the pinned block
+ * (cudaFreeHost would wait for the device). The read would wait for the whole device and is
+ * refused with CNN_ERR_UNSUPPORTED. A's capture goes through; the held block goes back with
+ * the graph. (Emptying refuses only for a whole free segment during a capture, which can
+ * exist only between the capture's start emptying the cache and its pool opening.) */
 typedef struct crossing {
     pthread_mutex_t m;
     pthread_cond_t cv;
-    int stage; /* 1: A is capturing; 2: B is done */
+    int stage; /* 1: B has cached memory; 2: A is capturing; 3: B is done */
     cnn_tensor *x, *y, *probe;
-    cnn_status empty_st, read_st, prep_st;
+    cnn_status empty_st, read_st, prep_st, use_st;
+    size_t cached_by_b, reserved_before, reserved_after, graph_after;
     char empty_msg[256];
 } crossing;
 
@@ -272,9 +278,16 @@ static cnn_status capture_while_b_works(void *ud)
     crossing *c = ud;
     cnn_tensor_free(&c->y);
     cnn_status st = cnn_relu(c->x, &c->y);
-    set_stage(c, 1);
-    wait_stage(c, 2);
+    set_stage(c, 2);
+    wait_stage(c, 3);
     return st;
+}
+
+static cnn_cuda_memory_stats stats_of_cuda0(void)
+{
+    cnn_cuda_memory_stats ms = {0};
+    (void)cnn_cuda_get_memory_stats(0, &ms);
+    return ms;
 }
 
 static void *thread_b(void *ud)
@@ -282,7 +295,6 @@ static void *thread_b(void *ud)
     crossing *c = ud;
     cnn_context *ctx = NULL;
     cnn_tensor *t = NULL, *pinned = NULL;
-    /* Some cached memory to free, from a context of this thread's own. */
     c->prep_st = cnn_context_create(CNN_CUDA(0), &ctx);
     if (c->prep_st == CNN_OK) {
         cnn_context_set_current(ctx);
@@ -291,20 +303,32 @@ static void *thread_b(void *ud)
                                                                         &pinned);
         if (c->prep_st == CNN_OK) c->prep_st = cnn_synchronize();
         free_tensors(&t, &pinned);
+        c->cached_by_b = stats_of_cuda0().cached_bytes;
     }
-    wait_stage(c, 1);
+    set_stage(c, 1);
+    wait_stage(c, 2);
+    if (ctx) {
+        c->use_st = cnn_tensor_zeros(CNN_SHAPE(1 << 20), CNN_CUDA(0), &t);
+        if (c->use_st == CNN_OK) c->use_st = cnn_synchronize();
+        cnn_tensor_free(&t);
+    }
+    c->reserved_before = stats_of_cuda0().reserved_bytes;
     c->empty_st = cnn_cuda_empty_cache();
     snprintf(c->empty_msg, sizeof c->empty_msg, "%s", cnn_last_error());
+    cnn_cuda_memory_stats after = stats_of_cuda0();
+    c->reserved_after = after.reserved_bytes;
+    c->graph_after = after.graph_bytes;
     cnn_context_set_current(NULL); /* a CPU context: the read waits for the whole device */
     float v[4];
     c->read_st = cnn_tensor_read(c->probe, v, 4);
-    set_stage(c, 2);
+    set_stage(c, 3);
     cnn_context_destroy(&ctx);
     return NULL;
 }
 
 GPU_TEST(graph_capture_survives_device_waits_from_another_thread)
 {
+    const size_t four_mib = (size_t)4 << 20;
     crossing c = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     cnn_graph *g = NULL;
     CHECK_OK(cnn_tensor_full(CNN_SHAPE(16), -2.0f, CNN_CUDA(0), &c.x));
@@ -312,12 +336,16 @@ GPU_TEST(graph_capture_survives_device_waits_from_another_thread)
     CHECK_OK(cnn_synchronize());
     pthread_t b;
     REQUIRE(pthread_create(&b, NULL, thread_b, &c) == 0);
+    wait_stage(&c, 1);
     cnn_status st = cnn_graph_capture(capture_while_b_works, &c, &g);
-    if (st != CNN_OK) set_stage(&c, 2); /* never left waiting */
+    if (st != CNN_OK) set_stage(&c, 3); /* never left waiting */
     pthread_join(b, NULL);
     CHECK_OK(st);
     CHECK_OK(c.prep_st);
+    CHECK_OK(c.use_st);
+    CHECK(c.cached_by_b >= four_mib);
     if (c.empty_st != CNN_OK) cnn_test_fail(__FILE__, __LINE__, "B: %s", c.empty_msg);
+    CHECK(c.reserved_after == c.reserved_before && c.graph_after >= four_mib);
     CHECK(c.read_st == CNN_ERR_UNSUPPORTED); /* its message is thread B's */
     if (g) {
         CHECK_OK(cnn_tensor_fill_(c.x, 5.0f));
@@ -326,9 +354,12 @@ GPU_TEST(graph_capture_survives_device_waits_from_another_thread)
         CHECK_OK(cnn_tensor_read(c.y, y, 16));
         CHECK(y[0] == 5.0f && y[15] == 5.0f);
     }
-    /* With the capture over, both work again. */
+    /* With the capture over, both work again; the held block is the graph's until it goes. */
     CHECK_OK(cnn_cuda_empty_cache());
+    CHECK(stats_of_cuda0().graph_bytes >= four_mib);
     cnn_graph_destroy(&g);
+    CHECK_OK(cnn_cuda_empty_cache());
+    CHECK(stats_of_cuda0().graph_bytes == 0);
     free_tensors(&c.x, &c.y, &c.probe);
 }
 
