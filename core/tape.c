@@ -192,7 +192,8 @@ static cnn_status run_node(cnn_node *nd)
         cnn_tensor *g = dx[i];
         dx[i] = NULL;
         if (in->producer) st = accumulate_into(&in->producer->dout, g);
-        else st = accumulate_into(&in->leaf->grad, g);
+        else if (in->leaf->requires_grad) st = accumulate_into(&in->leaf->grad, g);
+        else cnn_tensor_free(&g); /* frozen since it was recorded: no gradient, as PyTorch */
         if (st != CNN_OK) goto done;
     }
 done:
@@ -212,7 +213,11 @@ static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
 {
     cnn_context *c = cnn_ctx();
     if (!node_valid(out, c)) {
-        if (out->requires_grad) return accumulate_into(&out->grad, seed);
+        if (out->requires_grad) {
+            cnn_status st = accumulate_into(&out->grad, seed);
+            cnn_tape_reset(); /* as after any backward */
+            return st;
+        }
         cnn_tensor_free(&seed);
         return cnn_error(CNN_ERR_INVALID_ARG,
                          "backward: tensor %s does not require grad (no recorded op produced it; "
