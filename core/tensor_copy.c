@@ -161,6 +161,10 @@ cnn_status cnn_contig(const cnn_tensor *t, cnn_tensor **out)
 cnn_status cnn_tensor_contiguous(const cnn_tensor *t, cnn_tensor **out)
 {
     CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_contiguous: NULL argument");
+    /* A copy made for autograd is recorded (as PyTorch's contiguous()): a reshape to the same
+     * shape copies a non-contiguous tensor and passes gradients back to it. */
+    if (!cnn_tensor_is_contiguous(t) && cnn_should_record(&t, 1))
+        return cnn_tensor_reshape(t, t->shape, out);
     return cnn_contig(t, out);
 }
 

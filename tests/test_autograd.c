@@ -23,6 +23,67 @@ TEST(leaf_grads_accumulate_until_zeroed)
     cnn_tensor_free(&a);
 }
 
+/* contiguous() of a transposed leaf is recorded: its gradient comes back through the copy and
+ * adds to the one the leaf gets directly (x.t().contiguous().sum() + x.sum(): all 2s). */
+TEST(contiguous_copy_passes_gradients_back)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3), -1, 1, 0), *t = NULL, *c = NULL, *s1 = NULL,
+               *s2 = NULL, *l = NULL;
+    REQUIRE(x);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_tensor_transpose(x, 0, 1, &t));
+    CHECK_OK(cnn_tensor_contiguous(t, &c));
+    CHECK(cnn_tensor_is_contiguous(c) && cnn_tensor_requires_grad(c));
+    CHECK_OK(cnn_sum(c, &s1));
+    CHECK_OK(cnn_sum(x, &s2));
+    CHECK_OK(cnn_add(s1, s2, &l));
+    CHECK_OK(cnn_backward(l));
+    REQUIRE(cnn_tensor_grad(x));
+    for (int i = 0; i < 6; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(x))[i] == 2.0f);
+    /* In no-grad mode, or already contiguous, nothing is recorded. */
+    cnn_tensor *c2 = NULL;
+    cnn_set_grad_enabled(false);
+    CHECK_OK(cnn_tensor_contiguous(t, &c2));
+    cnn_set_grad_enabled(true);
+    CHECK(!cnn_tensor_requires_grad(c2) && cnn_tape_size() == 0);
+    cnn_tensor_free(&c2);
+    CHECK_OK(cnn_tensor_contiguous(x, &c2));
+    CHECK(c2 == x && cnn_tape_size() == 0);
+    cnn_tensor_free(&c2);
+    cnn_tensor *all[] = {t, c, s1, s2, l, x};
+    for (int i = 0; i < 6; i++) cnn_tensor_free(&all[i]);
+}
+
+/* A leaf frozen after an op recorded it gets no gradient (PyTorch's AccumulateGrad checks
+ * requires_grad when it runs); and a backward from a leaf, like any other, resets the tape. */
+TEST(frozen_leaves_get_no_gradient_and_a_leafs_backward_resets_the_tape)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(3), -1, 1, 0), *w = rand_tensor(CNN_SHAPE(3), -1, 1, 0);
+    cnn_tensor *y = NULL, *s = NULL, *p = NULL;
+    REQUIRE(x && w);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(w, true));
+    CHECK_OK(cnn_add(x, w, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, false));
+    CHECK_OK(cnn_backward(s));
+    CHECK(cnn_tensor_grad(x) == NULL);
+    REQUIRE(cnn_tensor_grad(w));
+    for (int i = 0; i < 3; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(w))[i] == 1.0f);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+
+    CHECK_OK(cnn_scale(w, 2.0f, &p));
+    CHECK(cnn_tape_size() == 1);
+    cnn_tensor_zero_grad(w);
+    CHECK_OK(cnn_backward_with_grad(w, x));
+    CHECK(cnn_tape_size() == 0 && !cnn_tensor_requires_grad(p));
+    REQUIRE(cnn_tensor_grad(w));
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(w))[2] == cnn_tensor_cdata(x)[2]);
+    cnn_tensor *all[] = {p, w, x};
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
+}
+
 TEST(branches_sum_and_no_grad_mode)
 {
     cnn_tensor *a = rand_tensor(CNN_SHAPE(4), -1, 1, 1), *b = NULL, *c = NULL, *d = NULL, *s = NULL;

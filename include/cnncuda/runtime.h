@@ -217,7 +217,8 @@ cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device 
  * after the copy is done). CNN_ERR_DEVICE without CUDA or a GPU. */
 cnn_status cnn_tensor_empty_pinned(cnn_shape shape, cnn_dtype dtype, cnn_tensor **out);
 bool cnn_tensor_is_pinned(const cnn_tensor *t);
-/* Copies a tensor to another device (a new contiguous tensor, even on the same device). */
+/* Copies a tensor to another device (a new contiguous tensor, even on the same device; no
+ * autograd history, as cnn_tensor_clone: the copy is a constant). */
 cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **out);
 /* New contiguous copy on the same device (no autograd history). */
 cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
@@ -240,7 +241,8 @@ cnn_status cnn_tensor_fill_(cnn_tensor *t, float value);
 /* Reshape: a view sharing storage when t is contiguous, else a contiguous copy. One size may
  * be -1 (inferred). Recorded by autograd. */
 cnn_status cnn_tensor_reshape(const cnn_tensor *t, cnn_shape shape, cnn_tensor **out);
-/* A contiguous tensor with t's values (a new reference to t itself if already contiguous). */
+/* A contiguous tensor with t's values (a new reference to t itself if already contiguous); a
+ * copy is recorded on the tape when t requires grad, so gradients flow back to t. */
 cnn_status cnn_tensor_contiguous(const cnn_tensor *t, cnn_tensor **out);
 /* A view of t with dims a and b swapped (strides only, no copy). Recorded by autograd. */
 cnn_status cnn_tensor_transpose(const cnn_tensor *t, int a, int b, cnn_tensor **out);
