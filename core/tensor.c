@@ -32,8 +32,16 @@ const char *cnn_dtype_name(cnn_dtype dt)
     return "?";
 }
 
+/* The rank a shape's loops may walk: a bad ndim (cnn_shape_validate refuses it) reads no
+ * element past d[CNN_MAX_DIMS - 1]. */
+static int walk_rank(cnn_shape s)
+{
+    return s.ndim < 0 ? 0 : s.ndim > CNN_MAX_DIMS ? CNN_MAX_DIMS : s.ndim;
+}
+
 int64_t cnn_shape_numel(cnn_shape s)
 {
+    s.ndim = walk_rank(s);
     /* A zero size first: an empty shape may hold sizes whose product alone overflows. */
     for (int i = 0; i < s.ndim; i++)
         if (s.d[i] == 0) return 0;
@@ -69,6 +77,7 @@ const char *cnn_shape_str(cnn_shape s, char *buf, size_t n)
 {
     size_t used = 0;
     if (n == 0) return buf;
+    s.ndim = walk_rank(s);
     used += (size_t)snprintf(buf + used, n - used, "(");
     for (int i = 0; i < s.ndim && used < n; i++)
         used += (size_t)snprintf(buf + used, n - used, i ? ", %lld" : "%lld", (long long)s.d[i]);
@@ -276,6 +285,10 @@ cnn_status cnn_tensor_fill_(cnn_tensor *t, float value)
     CNN_CHECK(t, CNN_ERR_INVALID_ARG, "tensor_fill_: NULL tensor");
     CNN_CHECK(t->dtype == CNN_F32 || t->dtype == CNN_I64, CNN_ERR_UNSUPPORTED,
               "tensor_fill_: dtype %s is not supported", cnn_dtype_name(t->dtype));
+    /* Into I64 the value is truncated, as PyTorch's fill_; NaN and values past the range have
+     * no conversion (PyTorch refuses them too). */
+    CNN_CHECK(t->dtype != CNN_I64 || (value >= -0x1p63f && value < 0x1p63f), CNN_ERR_INVALID_ARG,
+              "tensor_fill_: %g does not fit an I64 tensor", value);
     int64_t n = cnn_shape_numel(t->shape);
     if (!cnn_tensor_is_contiguous(t)) {
         cnn_tensor *tmp = NULL;
@@ -352,12 +365,33 @@ cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device 
 }
 
 /* ---- host values in and out --------------------------------------------------------------- */
+/* Whether the caller's buffer [p, p + bytes) shares memory with a CPU tensor's storage (e.g.
+ * the values of a transposed view read into its own storage): then the copy goes through a
+ * temporary, as cnn_tensor_copy_ does for overlapping views. */
+static bool host_aliases(const cnn_tensor *t, const void *p, size_t bytes)
+{
+    if (t->device.type != CNN_DEVICE_CPU || !t->storage || !t->storage->data || !p || !bytes)
+        return false;
+    uintptr_t lo = (uintptr_t)t->storage->data, hi = lo + t->storage->bytes;
+    uintptr_t plo = (uintptr_t)p, phi = plo + bytes;
+    return plo < hi && lo < phi;
+}
+
 cnn_status cnn_tensor_write(cnn_tensor *t, const void *src, size_t n)
 {
     CNN_CHECK(t && (src || n == 0), CNN_ERR_INVALID_ARG, "tensor_write: NULL argument");
     CNN_CHECK((int64_t)n == cnn_shape_numel(t->shape), CNN_ERR_SHAPE,
               "tensor_write: %zu values given for a tensor of shape %s (%lld elements)", n,
               cnn_shape_of(t), (long long)cnn_shape_numel(t->shape));
+    size_t bytes = cnn_tensor_nbytes(t);
+    if (host_aliases(t, src, bytes)) {
+        void *copy = malloc(bytes);
+        CNN_CHECK(copy, CNN_ERR_OUT_OF_MEMORY, "tensor_write: out of host memory");
+        memcpy(copy, src, bytes);
+        cnn_status st = cnn_tensor_write(t, copy, n);
+        free(copy);
+        return st;
+    }
     cnn_tensor host = *t; /* a borrowed CPU view of the caller's buffer */
     cnn_storage hs = {.refcount = 1, .data = (void *)src, .bytes = cnn_tensor_nbytes(t),
                       .device = CNN_CPU};
@@ -374,6 +408,13 @@ cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n)
     CNN_CHECK((int64_t)n == cnn_shape_numel(t->shape), CNN_ERR_SHAPE,
               "tensor_read: room for %zu values given for a tensor of shape %s (%lld elements)",
               n, cnn_shape_of(t), (long long)cnn_shape_numel(t->shape));
+    if (host_aliases(t, dst, cnn_tensor_nbytes(t))) {
+        cnn_tensor *copy = NULL;
+        CNN_TRY(cnn_tensor_clone(t, &copy));
+        cnn_status st = cnn_tensor_read(copy, dst, n);
+        cnn_tensor_free(&copy);
+        return st;
+    }
     cnn_tensor host = *t;
     cnn_storage hs = {.refcount = 1, .data = dst, .bytes = cnn_tensor_nbytes(t), .device = CNN_CPU};
     host.device = CNN_CPU;
@@ -387,6 +428,8 @@ static cnn_status from_host(cnn_shape shape, cnn_dtype dt, const void *data, cnn
                             cnn_tensor **out)
 {
     CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_from_data: out is NULL");
+    *out = NULL;
+    CNN_TRY(cnn_shape_validate(shape, "tensor_from_data"));
     CNN_CHECK(data || cnn_shape_numel(shape) == 0, CNN_ERR_INVALID_ARG,
               "tensor_from_data: data is NULL");
     CNN_TRY(cnn_tensor_empty(shape, dt, device, out));

@@ -58,6 +58,7 @@ cnn_status cnn_tensor_reshape(const cnn_tensor *t, cnn_shape shape, cnn_tensor *
     char buf[64];
     CNN_CHECK(known == numel, CNN_ERR_SHAPE, "reshape: %s (%lld elements) cannot become %s",
               cnn_shape_of(t), (long long)numel, cnn_shape_str(shape, buf, sizeof buf));
+    CNN_TRY(cnn_shape_validate(shape, "reshape")); /* an empty shape's other sizes too */
     cnn_tensor *c = NULL;
     CNN_TRY(cnn_contig(t, &c));
     int64_t strides[CNN_MAX_DIMS];

@@ -111,11 +111,14 @@ TEST(reshape_and_narrow_refuse_overflowing_sizes)
     CHECK_OK(cnn_tensor_narrow(t, 0, 12, 0, &v)); /* empty, at the end: as PyTorch */
     CHECK(cnn_tensor_numel(v) == 0);
     cnn_tensor_free(&v);
-    /* A zero size makes the product 0 however large the others are. */
+    /* A zero size makes the product 0, but the strides still multiply the other sizes: those
+     * must fit as for cnn_tensor_empty (they wrapped around before, undefined behaviour). */
     CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CPU, &e));
-    CHECK_OK(cnn_tensor_reshape(e, CNN_SHAPE(big, 8, 0), &v));
+    CHECK_OK(cnn_tensor_reshape(e, CNN_SHAPE((int64_t)1 << 40, 8, 0), &v));
     CHECK(cnn_tensor_numel(v) == 0);
     cnn_tensor_free(&v);
+    CHECK_ERR(cnn_tensor_reshape(e, CNN_SHAPE(big, 8, 0), &v), CNN_ERR_SHAPE);
+    CHECK(v == NULL);
     CHECK_ERR(cnn_tensor_reshape(e, CNN_SHAPE(0, -1), &v), CNN_ERR_SHAPE);
     cnn_tensor_free(&e);
     cnn_tensor_free(&t);

@@ -192,3 +192,43 @@ TEST(host_read_and_write_need_exactly_numel_values)
     CHECK(v[0] == 0.0f && v[5] == 0.0f && v[6] == 7.0f);
     cnn_tensor_free(&t);
 }
+
+/* A host buffer that is the tensor's own storage: reading a transposed view into it transposes
+ * in place, and writing the storage's values into a shifted view shifts them, each as from a
+ * copy taken first (element by element, the first values written would be read again). */
+TEST(host_read_and_write_through_the_tensors_own_storage)
+{
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = (float)i;
+    cnn_tensor *m = NULL, *mt = NULL, *row = NULL, *tail = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4, 4), v, CNN_CPU, &m));
+    CHECK_OK(cnn_tensor_transpose(m, 0, 1, &mt));
+    CHECK_OK(cnn_tensor_read(mt, cnn_tensor_data(m), 16));
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) CHECK(cnn_tensor_cdata(m)[r * 4 + c] == (float)(c * 4 + r));
+    /* Elements 1..15 of a 16-vector take the old 0..14. */
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(16), v, CNN_CPU, &row));
+    CHECK_OK(cnn_tensor_narrow(row, 0, 1, 15, &tail));
+    CHECK_OK(cnn_tensor_write(tail, cnn_tensor_cdata(row), 15));
+    for (int i = 1; i < 16; i++) CHECK(cnn_tensor_cdata(row)[i] == (float)(i - 1));
+    cnn_tensor_free(&tail);
+    cnn_tensor_free(&row);
+    cnn_tensor_free(&mt);
+    cnn_tensor_free(&m);
+}
+
+/* A shape of rank outside 0..4 is refused by name before any of its sizes is read (d has
+ * four), and printing one shows at most four sizes. */
+TEST(shapes_of_a_bad_rank_are_refused_before_their_sizes_are_read)
+{
+    float v[4] = {0};
+    cnn_tensor *t = NULL;
+    cnn_shape bad = {.ndim = 1000, .d = {2, 3, 4, 5}};
+    CHECK_ERR(cnn_tensor_from_data(bad, v, CNN_CPU, &t), CNN_ERR_SHAPE);
+    CHECK(t == NULL && strstr(cnn_last_error(), "rank 1000"));
+    CHECK_ERR(cnn_tensor_from_data(bad, NULL, CNN_CPU, &t), CNN_ERR_SHAPE);
+    char buf[128];
+    CHECK(!strcmp(cnn_shape_str(bad, buf, sizeof buf), "(2, 3, 4, 5)"));
+    bad.ndim = -3;
+    CHECK(!strcmp(cnn_shape_str(bad, buf, sizeof buf), "()"));
+}

@@ -44,7 +44,8 @@ TEST(copy_refuses_a_dtype_mismatch_of_one_shape)
 }
 
 /* fill_ of an I64 tensor stores the value truncated toward zero, as torch's fill_(3.7) on an
- * int64 tensor gives 3 (and -2.9 gives -2); I32 is refused. */
+ * int64 tensor gives 3 (and -2.9 gives -2); NaN and values outside int64 are refused; I32 is
+ * refused. */
 TEST(fill_of_i64_tensors_truncates_the_value)
 {
     cnn_tensor *l = NULL, *i = NULL;
@@ -56,6 +57,15 @@ TEST(fill_of_i64_tensors_truncates_the_value)
     CHECK_OK(cnn_tensor_fill_(l, -2.9f));
     CHECK_OK(cnn_tensor_read(l, back, 4));
     for (int k = 0; k < 4; k++) CHECK(back[k] == -2);
+    /* No conversion for NaN or past the range: refused, as torch refuses them, values kept. */
+    const float bad[3] = {NAN, 0x1p63f, -0x1p64f};
+    for (int k = 0; k < 3; k++) {
+        CHECK_ERR(cnn_tensor_fill_(l, bad[k]), CNN_ERR_INVALID_ARG);
+        CHECK(strstr(cnn_last_error(), "I64") != NULL);
+    }
+    CHECK_OK(cnn_tensor_fill_(l, -0x1p63f)); /* INT64_MIN is in range */
+    CHECK_OK(cnn_tensor_read(l, back, 4));
+    CHECK(back[0] == INT64_MIN);
     CHECK_OK(cnn_tensor_empty(CNN_SHAPE(2), CNN_I32, CNN_CPU, &i));
     CHECK_ERR(cnn_tensor_fill_(i, 1.0f), CNN_ERR_UNSUPPORTED);
     cnn_tensor_free(&l);
