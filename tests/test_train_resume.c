@@ -70,6 +70,20 @@ TEST(train_tool_resume_is_exact)
 }
 
 /* Data rows of DIR/metrics.csv, or -1. */
+/* The bytes of the file at path into *buf (malloc'd), its size into *n; false if unreadable. */
+static bool read_whole(const char *path, unsigned char **buf, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    bool ok = fseek(f, 0, SEEK_END) == 0;
+    long len = ok ? ftell(f) : -1;
+    ok = len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (*buf = malloc((size_t)len + 1));
+    if (ok) ok = fread(*buf, 1, (size_t)len, f) == (size_t)len;
+    if (ok) *n = (size_t)len;
+    fclose(f);
+    return ok;
+}
+
 static int metric_rows(const char *dir)
 {
     char p[800], line[512];
@@ -114,6 +128,33 @@ TEST(train_tool_best_checkpoint_and_early_stop_on_ties)
         CHECK(!strcmp(meta_of(path, "epoch", buf, sizeof buf), "3"));
         if (cnn_test_failed()) printf("%s\n", out);
     }
+    /* Resumed again, the stopped run stays stopped: it is evaluated, its checkpoints and
+     * metrics stay as they were, and only the confusion matrix is written. */
+    snprintf(path, sizeof path, "%s/a/last.safetensors", dir);
+    unsigned char *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    REQUIRE(read_whole(path, &before, &nb));
+    snprintf(args, sizeof args, "--resume %s", path);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    CHECK(strstr(out, "stopped early after epoch 3 (--early-stop 2): evaluating it") != NULL);
+    CHECK(strstr(out, "\nepoch ") == NULL && strstr(out, "confusion.csv\n") != NULL);
+    CHECK(strstr(out, "best.safetensors") == NULL);
+    CHECK(read_whole(path, &after, &na) && na == nb && !memcmp(before, after, nb));
+    snprintf(run, sizeof run, "%s/a", dir);
+    CHECK(metric_rows(run) == 3);
+    free(before);
+    free(after);
+    /* A resumed run keeps its model and schedule: others given are refused by name. */
+    char one[4096];
+    snprintf(args, sizeof args, "--resume %s --model resnet18_small", path);
+    CHECK(run_tool_ex(tool, args, true, one, sizeof one) != 0);
+    CHECK(strstr(one, "--model resnet18_small: the checkpoint's run uses model lenet5") != NULL);
+    snprintf(args, sizeof args, "--resume %s --schedule plateau", path);
+    CHECK(run_tool_ex(tool, args, true, one, sizeof one) != 0);
+    CHECK(strstr(one, "--schedule plateau: the checkpoint's run uses schedule cosine") != NULL);
+    snprintf(args, sizeof args, "--resume %s --img-size 32", path);
+    CHECK(run_tool_ex(tool, args, true, one, sizeof one) != 0);
+    CHECK(strstr(one, "--img-size 32: the model in") != NULL);
     /* Resumed after those 2 epochs with a real lr, epoch 3 is a new best (15.6% -> 23.4%),
      * which restarts the count of epochs without a better one. */
     snprintf(run, sizeof run, "%s/d", dir);

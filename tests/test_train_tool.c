@@ -1,7 +1,7 @@
 /* test_train_tool.c — runs the built train_imagenet_subset (from $CNN_TOOLS_DIR, else build/bin;
  * skipped when absent) on small Fashion-MNIST subsets: exit codes and error lines, the files a
- * run leaves, image folders, an accuracy floor, --eval-only and --predict. Resume, early stop
- * and schedules across a run: test_train_resume.c. */
+ * run leaves, image folders, an accuracy floor, --eval-only and --predict; and the checkpoint
+ * folder helpers directly. Resume, early stop and schedules across a run: test_train_resume.c. */
 #include "test.h"
 
 #include <stb/stb_image.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "train_tool.h"
+#include "../tools/common/train_opts.h"
 
 static bool file_exists(const char *dir, const char *name)
 {
@@ -127,6 +128,49 @@ TEST(train_tool_bad_arguments)
                          "--pretrained starts a new run");
     check_one_line_error(tool, "--pretrained /nonexistent/w.safetensors --limit-train 10",
                          "--pretrained: safetensors_load: '/nonexistent/w.safetensors'");
+    /* An unset shell variable must not turn "--resume $CKPT" into a new run. */
+    check_one_line_error(tool, "--resume ''", "--resume: empty value");
+    check_one_line_error(tool, "--eval-only a.safetensors --resume b.safetensors",
+                         "give one at most");
+    check_one_line_error(tool, "--checkpoint a.safetensors --epochs 1",
+                         "--checkpoint is the checkpoint --predict uses");
+    check_one_line_error(tool, "--tf32 off --epochs 1", "write --tf32=off");
+    /* A checkpoint folder that cannot take files stops the run before its first epoch. */
+    char dir[256], args[600];
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args, "%s/file", dir);
+    FILE *f = fopen(args, "w");
+    REQUIRE(f);
+    fclose(f);
+    snprintf(args, sizeof args, "--limit-train 10 --checkpoint-dir %s/file", dir);
+    check_one_line_error(tool, args, "is not a folder");
+    remove_tree(dir);
+}
+
+/* A run's default folder is new even when another run of the same second has taken the name;
+ * a folder that is a file, or missing, is no checkpoint folder. */
+TEST(train_tool_checkpoint_folders)
+{
+    char dir[256], path[TR_PATH_MAX], first[TR_PATH_MAX], err[512];
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/runs/lenet5-20261205-101010", dir);
+    snprintf(first, sizeof first, "%s", path);
+    CHECK(tr_make_new_dir(path, sizeof path, err, sizeof err)); /* runs/ made on the way */
+    CHECK(!strcmp(path, first));
+    CHECK(tr_check_writable_dir(path, err, sizeof err));
+    snprintf(path, sizeof path, "%s", first);
+    CHECK(tr_make_new_dir(path, sizeof path, err, sizeof err));
+    char want[TR_PATH_MAX + 8];
+    snprintf(want, sizeof want, "%s-2", first);
+    CHECK(!strcmp(path, want));
+    snprintf(path, sizeof path, "%s/nothing", dir);
+    CHECK(!tr_check_writable_dir(path, err, sizeof err) && strstr(err, "No such file"));
+    snprintf(path, sizeof path, "%s/runs/lenet5-20261205-101010/probe", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fclose(f);
+    CHECK(!tr_check_writable_dir(path, err, sizeof err) && strstr(err, "is not a folder"));
+    remove_tree(dir);
 }
 
 TEST(train_tool_small_run_outputs)

@@ -80,7 +80,7 @@ static float lr_at(const tr_run *r, int64_t step)
  * never idles while the host reads; on the CPU they are the tensors themselves. */
 typedef struct step_out {
     cnn_tensor *t[3]; /* logits, labels, loss; t[0] NULL: none */
-    int64_t step;
+    int64_t step;     /* the optimizer step; -1 for a validation batch */
 } step_out;
 
 /* Takes the batch's tensors (the caller's handles become NULL). */
@@ -88,7 +88,7 @@ static void out_start(tr_run *r, cnn_tensor **logits, cnn_tensor **labels, cnn_t
                       step_out *o)
 {
     cnn_tensor **src[3] = {logits, labels, loss};
-    o->step = r->st.step;
+    o->step = cnn_is_grad_enabled() ? r->st.step : -1; /* -1: a validation batch */
     for (int i = 0; i < 3; i++) {
         if (r->dev.type == CNN_DEVICE_CPU) {
             o->t[i] = *src[i];
@@ -121,6 +121,10 @@ static void out_finish(tr_run *r, step_out *o, tr_eval *e)
     TR_LIB(cnn_tensor_read(o->t[0], r->host_logits, (size_t)(b * k)), "reading logits");
     TR_LIB(cnn_tensor_read(o->t[1], lab, (size_t)b), "reading labels");
     TR_LIB(cnn_tensor_read(o->t[2], &lv, 1), "reading the loss");
+    if (!isfinite(lv) && o->step < 0)
+        tr_die("the validation loss is %g: %s", lv,
+               r->o.eval_only[0] ? "the checkpoint's weights give non-finite outputs"
+                                 : "the model has diverged (lower --lr)");
     if (!isfinite(lv)) tr_die("the loss is %g at step %lld: lower --lr", lv, (long long)o->step);
     tr_eval_add(e, r->host_logits, lab, b, lv);
     out_drop(o);
@@ -324,13 +328,26 @@ static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
     return !tool_stop;
 }
 
-static void train(tr_run *r)
+/* Whether the run has met its --early-stop patience (a resumed one may have before it). */
+static bool stopped_early(const tr_run *r)
+{
+    return r->o.early_stop > 0 && r->st.bad_epochs >= r->o.early_stop;
+}
+
+/* Trains the epochs left; returns how many this call trained. */
+static int train(tr_run *r)
 {
     const train_opts *o = &r->o;
     int64_t k = r->mm.num_classes;
     tr_eval te = {0};
     if (!tr_eval_init(&te, (int)k)) tr_die("out of memory");
-    for (int ran = 0; r->st.epoch < o->epochs; ran++) {
+    int ran = 0;
+    for (; r->st.epoch < o->epochs; ran++) {
+        /* Checked before an epoch, so that a run resumed after its early stop stays stopped. */
+        if (stopped_early(r)) {
+            printf("early stop: no better val top-1 for %d epochs\n", o->early_stop);
+            break;
+        }
         if (o->stop_after > 0 && ran == o->stop_after) {
             printf("stopped after %d epoch(s) (--stop-after); continue with: " TR_TOOL
                    " --resume %s/last.safetensors\n",
@@ -390,16 +407,14 @@ static void train(tr_run *r)
                best ? "  *best" : "");
         fflush(stdout);
         if (tool_stop) interrupted(r);
-        if (o->early_stop > 0 && r->st.bad_epochs >= o->early_stop) {
-            printf("early stop: no better val top-1 for %d epochs\n", o->early_stop);
-            break;
-        }
     }
     tr_eval_free(&te);
+    return ran;
 }
 
-/* Decode throughput of the training loader's workers over the whole run. */
-static void print_final(tr_run *r, double wall)
+/* The validation report, the loaders' figures and what this invocation wrote (trained: its
+ * epochs; 0 for a finished run resumed, which only evaluates). */
+static void print_final(tr_run *r, double wall, int trained)
 {
     char path[TR_PATH_MAX + 64];
     const tr_eval *ve = &r->last_eval;
@@ -407,8 +422,9 @@ static void print_final(tr_run *r, double wall)
            100 * tr_eval_top1(ve), 100 * tr_eval_top5(ve), (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
     if (r->train_ld) { /* --eval-only leaves the checkpoint's folder alone */
-        tr_print_data_stats(r->train_ld, r->o.workers, r->dev.type == CNN_DEVICE_CUDA,
-                            stdout);
+        if (trained > 0)
+            tr_print_data_stats(r->train_ld, r->o.workers, r->dev.type == CNN_DEVICE_CUDA,
+                                stdout);
         path_in_dir(r, "confusion.csv", path, sizeof path);
         if (!tr_eval_write_confusion_csv(ve, class_name_of, &r->mm, path))
             tr_die("cannot write %s: %s", path, strerror(errno));
@@ -416,9 +432,13 @@ static void print_final(tr_run *r, double wall)
     }
     tr_print_bad_samples(r->val_ld, "validation", stdout);
     if (r->st.history.n)
-        printf("best val top-1 %.2f%% at epoch %lld; wall time %.1f s\n"
-               "wrote %s/{best,last}.safetensors, metrics.csv, curves.png, confusion.csv\n",
-               100 * r->st.best_top1, (long long)r->st.best_epoch, wall, r->dir);
+        printf("best val top-1 %.2f%% at epoch %lld; wall time %.1f s\n",
+               100 * r->st.best_top1, (long long)r->st.best_epoch, wall);
+    if (trained > 0)
+        printf("wrote %s/{best,last}.safetensors, metrics.csv, curves.png, confusion.csv\n",
+               r->dir);
+    else if (r->train_ld)
+        printf("wrote %s/confusion.csv\n", r->dir);
 }
 
 static void eval_only(tr_run *r)
@@ -427,7 +447,7 @@ static void eval_only(tr_run *r)
     printf("evaluating %s (%s) on %s validation (%lld images)\n", r->o.eval_only, r->mm.model,
            r->o.data, (long long)cnn_loader_num_samples(r->val_ld));
     if (!evaluate(r, &r->last_eval)) tr_die("interrupted");
-    print_final(r, 0);
+    print_final(r, 0, 0);
 }
 
 int main(int argc, char **argv)
@@ -454,7 +474,15 @@ int main(int argc, char **argv)
         return 0;
     }
     double t_start = tr_now_s();
+    /* Ctrl-C sets tool_stop: the loop saves a checkpoint at the next step boundary (during
+     * the set-up, before the first step). */
+    tool_catch_stop_signals(0);
     tr_run_open_train(&r);
+    if (tool_stop) {
+        printf("interrupted before the first step: nothing trained, nothing saved\n");
+        tr_run_free(&r);
+        return 0;
+    }
 
     printf(TR_TOOL " %s: %s (%lld parameters) on %s, %s\n", cnn_version(), r.mm.model,
            (long long)cnn_model_num_parameters(r.model),
@@ -465,7 +493,13 @@ int main(int argc, char **argv)
            r.mm.img_size, r.mm.img_size);
     tr_opts_print(&r.o, stdout);
     printf("checkpoints: %s\n", r.dir);
-    if (r.o.resume[0] && r.st.batch > 0 && r.st.position >= 0)
+    if (r.o.resume[0] && r.st.epoch >= r.o.epochs)
+        printf("the checkpoint's run is complete (%lld of %d epochs): evaluating it\n",
+               (long long)r.st.epoch, r.o.epochs);
+    else if (r.o.resume[0] && stopped_early(&r))
+        printf("the checkpoint's run stopped early after epoch %lld (--early-stop %d): "
+               "evaluating it\n", (long long)r.st.epoch, r.o.early_stop);
+    else if (r.o.resume[0] && r.st.batch > 0 && r.st.position >= 0)
         printf("resuming at epoch %lld, batch %lld (step %lld), from sample %lld of the epoch's "
                "order\n", (long long)r.st.epoch + 1, (long long)r.st.batch, (long long)r.st.step,
                (long long)r.st.position);
@@ -473,15 +507,12 @@ int main(int argc, char **argv)
         printf("resuming at epoch %lld, batch %lld (step %lld)\n", (long long)r.st.epoch + 1,
                (long long)r.st.batch, (long long)r.st.step);
 
-    /* Ctrl-C sets tool_stop: the loop saves a checkpoint at the next step boundary. */
-    tool_catch_stop_signals(0);
-
-    train(&r);
+    int trained = train(&r);
     if (r.last_eval.n == 0) {
         /* resumed after the last epoch: report on the saved model */
         if (!evaluate(&r, &r.last_eval)) tr_die("interrupted");
     }
-    print_final(&r, tr_now_s() - t_start);
+    print_final(&r, tr_now_s() - t_start, trained);
     tr_run_free(&r);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef enum { OT_STR, OT_INT, OT_I64, OT_F32, OT_FLAG } opt_type;
 
@@ -161,10 +162,15 @@ bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
 {
     tr_opts_defaults(o);
     o->files = argv + argc;
-    int first_file = argc;
+    int first_file = argc, bare_flag = -1; /* bare_flag: argv index of a flag given without = */
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (arg[0] != '-' || !arg[1]) {
+            if (bare_flag == a - 1 && (!strcmp(arg, "on") || !strcmp(arg, "off"))) {
+                snprintf(err, n, "'%s' after %s: a flag takes no separate value (write %s=%s)",
+                         arg, argv[a - 1], argv[a - 1], arg);
+                return false;
+            }
             /* positional arguments: --predict's further files, kept together at the end */
             if (first_file == argc)
                 first_file = a;
@@ -194,6 +200,7 @@ bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
         }
         const opt_desc *d = &OPTS[i];
         const char *v;
+        if (d->type == OT_FLAG && !eq) bare_flag = a;
         if (d->type == OT_FLAG)
             v = eq ? eq + 1 : "on";
         else if (eq)
@@ -202,6 +209,12 @@ bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
             v = argv[++a];
         else {
             snprintf(err, n, "--%s needs a value (%s)", d->name, d->arg);
+            return false;
+        }
+        /* An empty value (an unset shell variable) would read as "not given": for --resume
+         * a new run would start instead of failing. */
+        if (d->type == OT_STR && !v[0]) {
+            snprintf(err, n, "--%s: empty value (expected %s)", d->name, d->arg);
             return false;
         }
         if (!set_value(o, d, v)) {
@@ -273,8 +286,13 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--early-stop must be >= 0";
     else if (o->stop_after < 0)
         bad = "--stop-after must be >= 0";
+    else if (!!o->resume[0] + !!o->eval_only[0] + !!o->predict[0] > 1)
+        bad = "--resume, --eval-only and --predict are modes of their own: give one at most";
     else if (o->predict[0] && !o->checkpoint[0])
         bad = "--predict needs --checkpoint CKPT";
+    else if (o->checkpoint[0] && !o->predict[0])
+        bad = "--checkpoint is the checkpoint --predict uses (to train on from a checkpoint: "
+              "--resume PATH or --pretrained PATH)";
     else if (o->pretrained[0] && (o->resume[0] || o->eval_only[0] || o->predict[0]))
         bad = "--pretrained starts a new run: it does not go with --resume, --eval-only or "
               "--predict";
@@ -311,6 +329,59 @@ bool tr_make_dirs(const char *path, char *err, size_t n)
         if (!c) return true;
         *p = c;
     }
+}
+
+bool tr_opts_given(const train_opts *o, const char *name)
+{
+    for (int i = 0; i < N_OPTS; i++)
+        if (!strcmp(OPTS[i].name, name)) return o->given[i];
+    return false;
+}
+
+bool tr_make_new_dir(char *path, size_t size, char *err, size_t n)
+{
+    char *slash = strrchr(path, '/');
+    if (slash && slash != path) {
+        *slash = 0;
+        bool ok = tr_make_dirs(path, err, n);
+        *slash = '/';
+        if (!ok) return false;
+    }
+    size_t len = strlen(path);
+    for (int k = 1; k < 1000; k++) {
+        if (k > 1 && snprintf(path + len, size - len, "-%d", k) >= (int)(size - len)) break;
+        if (mkdir(path, 0777) == 0) return true;
+        if (errno != EEXIST) {
+            snprintf(err, n, "cannot create %s: %s", path, strerror(errno));
+            return false;
+        }
+    }
+    path[len] = 0;
+    snprintf(err, n, "cannot create a new folder %s-N: all taken", path);
+    return false;
+}
+
+bool tr_check_writable_dir(const char *path, char *err, size_t n)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(err, n, "checkpoint folder %s: %s", path, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        snprintf(err, n, "checkpoint folder %s is not a folder", path);
+        return false;
+    }
+    char probe[TR_PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/.write-test-XXXXXX", path);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        snprintf(err, n, "checkpoint folder %s is not writable: %s", path, strerror(errno));
+        return false;
+    }
+    close(fd);
+    unlink(probe);
+    return true;
 }
 
 void tr_opts_usage(FILE *f)
@@ -350,14 +421,28 @@ cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d)
     return CNN_OK;
 }
 
-bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, char *err, size_t n)
+bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n)
 {
     for (int i = 0; i < N_OPTS; i++) {
-        if (!OPTS[i].saved || o->given[i]) continue;
+        if (!OPTS[i].saved) continue;
         char key[64];
         snprintf(key, sizeof key, "opt.%s", OPTS[i].name);
         const char *v = cnn_dict_get_meta(d, key);
         if (!v) continue; /* an older checkpoint: keep the default */
+        /* The model goes with the weights, the optimizer and schedule with the state resumed:
+         * another one given on the command line is refused rather than dropped or mixed in. */
+        bool kept = !strcmp(OPTS[i].name, "model") ||
+                    (resume && (!strcmp(OPTS[i].name, "optimizer") ||
+                                !strcmp(OPTS[i].name, "schedule")));
+        const char *mine = (const char *)o + OPTS[i].off;
+        if (o->given[i] && kept && strcmp(mine, v)) {
+            bool model = !strcmp(OPTS[i].name, "model");
+            snprintf(err, n, "--%s %s: the checkpoint's run uses %s %s, which it keeps (start a "
+                     "new run for another%s)", OPTS[i].name, mine, OPTS[i].name, v,
+                     model ? "; --pretrained starts one from its weights" : "");
+            return false;
+        }
+        if (o->given[i]) continue;
         if (!set_value(o, &OPTS[i], v)) {
             snprintf(err, n, "checkpoint option %s has a bad value '%s'", key, v);
             return false;

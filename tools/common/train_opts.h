@@ -63,10 +63,18 @@ void tr_opts_usage(FILE *f);
 /* Stores the training options as metadata "opt.<name>" of d. */
 cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d);
 /* Restores from a checkpoint's metadata each training option not given on the command line.
- * false with a reason in err for a value that does not parse. */
-bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, char *err, size_t n);
+ * false with a reason in err for a value that does not parse, and for a --model (and, when
+ * resume, an --optimizer or --schedule) given that differs from the checkpoint's. */
+bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n);
+/* Whether the option --name was on the command line. */
+bool tr_opts_given(const train_opts *o, const char *name);
 /* mkdir -p path; false with a reason in err. */
 bool tr_make_dirs(const char *path, char *err, size_t n);
+/* Creates path (its parents as needed) as a folder that did not exist: if taken, path gets a
+ * suffix -2, -3, ... (path has room for size bytes). false with a reason in err. */
+bool tr_make_new_dir(char *path, size_t size, char *err, size_t n);
+/* Whether path is a folder this process can create files in; false with a reason in err. */
+bool tr_check_writable_dir(const char *path, char *err, size_t n);
 /* Prints the training options, a few to a line. */
 void tr_opts_print(const train_opts *o, FILE *f);
 

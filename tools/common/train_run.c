@@ -168,8 +168,13 @@ static void load_checkpoint(tr_run *r, const char *path, bool with_state)
     char err[2048];
     cnn_dict *d = NULL;
     if (!tr_checkpoint_open(path, &d, &r->mm, err, sizeof err)) tr_die("%s", err);
-    if (!tr_opts_from_meta(&r->o, d, err, sizeof err) || !tr_opts_validate(&r->o, err, sizeof err))
+    if (!tr_opts_from_meta(&r->o, d, with_state, err, sizeof err) ||
+        !tr_opts_validate(&r->o, err, sizeof err))
         tr_die("%s: %s", path, err);
+    if (tr_opts_given(&r->o, "img-size") && r->o.img_size && r->o.img_size != r->mm.img_size)
+        tr_die("--img-size %d: the model in %s takes %dx%d inputs, which it keeps (start a new "
+               "run for another size; --pretrained starts one from its weights)", r->o.img_size,
+               path, r->mm.img_size, r->mm.img_size);
     snprintf(r->o.model, sizeof r->o.model, "%s", r->mm.model);
     r->o.img_size = r->mm.img_size;
     build_model(r);
@@ -229,13 +234,19 @@ void tr_run_open_train(tr_run *r)
                r->mm.model, info.min_h, info.min_w, r->mm.img_size, info.min_h,
                strstr(r->mm.model, "resnet") ? " or a *_small ResNet" : "");
     if (!r->o.checkpoint_dir[0]) {
+        /* A folder of its own, even for two runs started in the same second. */
         char stamp[32];
         time_t t = time(NULL);
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
         snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, "runs/%s-%s", r->mm.model, stamp);
+        if (!tr_make_new_dir(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, err, sizeof err))
+            tr_die("%s", err);
+    } else if (!tr_make_dirs(r->o.checkpoint_dir, err, sizeof err)) {
+        tr_die("%s", err);
     }
     snprintf(r->dir, sizeof r->dir, "%s", r->o.checkpoint_dir);
-    if (!tr_make_dirs(r->dir, err, sizeof err)) tr_die("%s", err);
+    /* Before the first epoch, not at its end. */
+    if (!tr_check_writable_dir(r->dir, err, sizeof err)) tr_die("%s", err);
     r->train_ld = make_loader(r, r->train_ds, true);
     r->val_ld = make_loader(r, r->val_ds, false);
     r->steps_per_epoch = cnn_loader_num_batches(r->train_ld);
