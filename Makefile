@@ -69,6 +69,18 @@ ifeq ($(DEBUG),1)
 else
   CFLAGS  += -O3 $(CPU_ARCH) -g1
 endif
+# stb_image keeps a file's palette in a stack array, and a pixel index past the palette read
+# whatever the stack held: data/image_decode.c is built with zero-initialised locals (gcc >= 12,
+# clang >= 16; clang 14-15 want the second spelling), so such pixels are black every time.
+STB_ZERO_INIT := $(shell for f in "-ftrivial-auto-var-init=zero" \
+    "-ftrivial-auto-var-init=zero -enable-trivial-auto-var-init-zero-knowing-it-will-be-removed-from-clang"; \
+    do echo 'int main(void){return 0;}' | $(CC) $$f -Werror -x c -c -o /dev/null - 2>/dev/null \
+    && { echo "$$f"; break; }; done)
+ifeq ($(STB_ZERO_INIT),)
+  $(warning $(CC) cannot zero-initialise locals: palette images whose pixels index past their \
+    palette may decode differently from run to run)
+endif
+$(BUILD)/obj/data/image_decode.o: CFLAGS += $(STB_ZERO_INIT)
 NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore $(CPPFLAGS_EXTRA) \
            -DCNN_WITH_CUDA=1 -DCNN_WITH_CUDNN=$(CUDNN) -MMD -MP
 ifeq ($(CUDA_EMU),1)

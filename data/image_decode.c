@@ -1,15 +1,30 @@
 /* image_decode.c — stb_image (from Debian's libstb-dev header) compiled into the library with
  * only its JPEG, PNG and BMP decoders and with zero-filled allocations (on corrupt files the
  * packaged stb_image reads heap it never wrote: valgrind, under fuzzing, so pixels would differ
- * from run to run), and the checks of a file's content that keep it from stb's known faults. */
+ * from run to run), and the checks of a file's content that keep it from stb's known faults.
+ * The Makefile builds this file with zero-initialised locals too: stb keeps a file's palette in
+ * a stack array, and a pixel whose index is past the file's palette read whatever the stack
+ * held (different pixels from run to run); now such pixels are black, as libpng makes them. */
 #include "dataset.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Grows p from old to n bytes, the new part zeroed. */
+/* The most bytes stb_image's growing buffers may take while this thread decodes a PNG (0: no
+ * limit): what the header's size calls for, with room. A few kilobytes of compressed zeros
+ * inflate to gigabytes, which stb would allocate (and this file zero-fill) before it found the
+ * surplus. */
+static _Thread_local size_t tl_grow_limit;
+static _Thread_local bool tl_grow_refused;
+
+/* Grows p from old to n bytes, the new part zeroed; NULL (stb's "out of memory") past the
+ * thread's limit. */
 static void *zero_realloc(void *p, size_t old, size_t n)
 {
+    if (tl_grow_limit && n > tl_grow_limit) {
+        tl_grow_refused = true;
+        return NULL;
+    }
     unsigned char *q = realloc(p, n ? n : 1);
     if (q && n > old) memset(q + old, 0, n - old);
     return q;
@@ -45,15 +60,24 @@ static bool decodable(const unsigned char *m, size_t n)
            (n >= 2 && m[0] == 'B' && m[1] == 'M');
 }
 
-/* A JPEG with a Huffman table (DHT segment) of more than 256 codes: the packaged stb_image
- * (2022) does not check, and writes past its tables (found by fuzzing under UBSan; newer stb
- * refuses such a table). The walk follows stb_image's own reading, so that it meets every table
- * stb would: bytes before a 0xFF are skipped, a segment's tables are read until its length is
- * used up (counts past the file's end read as 0), and the entropy-coded data after a start of
- * scan runs to the next marker that is neither a stuffed 0xFF nor a restart (progressive files
- * define tables between scans). Other damage is left to stb_image, which reports it. */
-static bool jpeg_huffman_overflows(const unsigned char *p, size_t n)
+/* More scans than any encoder writes (libjpeg's progressive scripts have about 10): stb_image
+ * passes over the whole image for each, and reads missing entropy data as zeros, so a 10 KB
+ * file of empty scans over an 8192x8192 frame took 28 s to decode. */
+#define JPEG_MAX_SCANS 100
+
+/* Why a JPEG is refused before stb_image sees it, or NULL:
+ * - a Huffman table (DHT segment) of more than 256 codes: the packaged stb_image (2022) does
+ *   not check, and writes past its tables (found by fuzzing under UBSan; newer stb refuses
+ *   such a table);
+ * - more than JPEG_MAX_SCANS scans (start-of-scan segments).
+ * The walk follows stb_image's own reading, so that it meets every table stb would: bytes
+ * before a 0xFF are skipped, a segment's tables are read until its length is used up (counts
+ * past the file's end read as 0), and the entropy-coded data after a start of scan runs to the
+ * next marker that is neither a stuffed 0xFF nor a restart (progressive files define tables
+ * between scans). Other damage is left to stb_image, which reports it. */
+static const char *jpeg_refusal(const unsigned char *p, size_t n)
 {
+    int scans = 0;
     size_t i = 2;
     while (i + 1 < n) {
         if (p[i] != 0xFF) {
@@ -73,42 +97,73 @@ static bool jpeg_huffman_overflows(const unsigned char *p, size_t n)
             for (size_t j = i + 2; left > 0;) {
                 unsigned codes = 0;
                 for (size_t c = j + 1; c <= j + 16; c++) codes += c < n ? p[c] : 0;
-                if (codes > 256) return true;
+                if (codes > 256) return "a Huffman table with more than 256 codes (corrupt JPEG)";
                 j += 17 + codes;
                 left -= 17 + (long)codes;
             }
         }
         i += len;
+        if (m == 0xDA && ++scans > JPEG_MAX_SCANS)
+            return "more than 100 scans (no encoder writes so many: corrupt or hostile JPEG)";
         if (m == 0xDA)
             while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
     }
-    return false;
+    return NULL;
 }
 
-/* A PNG chunk whose data runs past the end of the file. stb_image grows its buffer for the
- * image data to the length a chunk claims before it reads the chunk, so a 53-byte file claiming
- * a 1.8 GB IDAT chunk had 2 GB allocated and zeroed (found by fuzzing). Chunks: a 4-byte
- * big-endian data length, a 4-byte type, the data, a 4-byte CRC (the last chunk's CRC may be
- * missing: stb_image does not check it). */
-static bool png_chunk_overruns(const unsigned char *p, size_t n)
+static uint32_t be32(const unsigned char *p)
 {
-    for (size_t i = 8; i + 8 <= n;) {
-        const size_t len = (size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 |
-                           p[i + 3];
-        if (len > n - i - 8) return true;
-        if (memcmp(p + i + 4, "IEND", 4) == 0) break;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Why a PNG's chunks are refused before stb_image sees them, or NULL. Chunks: a 4-byte
+ * big-endian data length, a 4-byte type, the data, a 4-byte CRC (the last chunk's CRC may be
+ * missing: stb_image does not check it), ending with IEND.
+ * - A chunk whose data runs past the end of the file: stb_image grows its buffer for the image
+ *   data to the length a chunk claims before it reads the chunk, so a 53-byte file claiming a
+ *   1.8 GB IDAT chunk had 2 GB allocated and zeroed (found by fuzzing).
+ * - A file that ends inside a chunk's header or before IEND: stb reads zeros past the end and
+ *   reports an "unknown chunk" of type zero, an empty reason.
+ * - An unknown critical chunk (type starting with a capital letter): stb refuses it too, but
+ *   writes its name into one static buffer shared by all threads (a data race between loader
+ *   workers, and another file's name in the message). */
+static const char *png_refusal(const unsigned char *p, size_t n)
+{
+    static const char *const critical[] = {"IHDR", "PLTE", "IDAT", "IEND", "CgBI"};
+    for (size_t i = 8; i < n;) {
+        if (n - i < 8) return "the file ends inside a chunk's header (truncated PNG)";
+        const size_t len = be32(p + i);
+        if (len > n - i - 8)
+            return "a chunk longer than the rest of the file (truncated or corrupt PNG)";
+        const unsigned char *type = p + i + 4;
+        if (memcmp(type, "IEND", 4) == 0) return NULL;
+        bool known = !(type[0] >= 'A' && type[0] <= 'Z'); /* ancillary: stb skips it */
+        for (int k = 0; k < 5 && !known; k++) known = memcmp(type, critical[k], 4) == 0;
+        if (!known) return "an unknown critical chunk (corrupt PNG)";
         i += 12 + len;
     }
-    return false;
+    return "no IEND chunk at the end (truncated PNG)";
+}
+
+/* The most bytes stb_image may hold for a PNG's inflated image data (tl_grow_limit): a row of
+ * width x channels x bit depth bits plus its filter byte, times the height, at most doubled
+ * for the interlaced passes' own rows, plus the file itself (its IDAT data is gathered in one
+ * buffer first) and a megabyte. 0 where the header is not there to read (stb refuses those). */
+static size_t png_grow_limit(const unsigned char *p, size_t n)
+{
+    if (n < 8 + 8 + 13 || memcmp(p + 12, "IHDR", 4) != 0) return 0;
+    const uint64_t w = be32(p + 16), h = be32(p + 20), depth = p[24], type = p[25];
+    const uint64_t channels = type == 2 ? 3 : type == 4 ? 2 : type == 6 ? 4 : 1;
+    if (w == 0 || h == 0 || w > (1u << 24) || h > (1u << 24) || depth > 16) return 0;
+    const uint64_t raw = h * (1 + (w * channels * depth + 7) / 8);
+    return (size_t)(2 * raw + (uint64_t)n + (1u << 20));
 }
 
 const char *cnn_image_refusal(const unsigned char *file, size_t len)
 {
     if (!decodable(file, len)) return "not a JPEG, PNG or BMP file";
-    if (file[0] == 0x89 && png_chunk_overruns(file, len))
-        return "a chunk longer than the rest of the file (truncated or corrupt PNG)";
-    if (file[0] == 0xFF && jpeg_huffman_overflows(file, len))
-        return "a Huffman table with more than 256 codes (corrupt JPEG)";
+    if (file[0] == 0x89) return png_refusal(file, len);
+    if (file[0] == 0xFF) return jpeg_refusal(file, len);
     return NULL;
 }
 
@@ -160,9 +215,15 @@ unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int chann
         *why = "truncated BMP (shorter than its header says)";
         return NULL;
     }
+    tl_grow_limit = len >= 8 && file[0] == 0x89 ? png_grow_limit(file, len) : 0;
+    tl_grow_refused = false;
     unsigned char *pix =
         len <= INT32_MAX ? stbi_load_from_memory(file, (int)len, w, h, &n, channels) : NULL;
-    if (!pix) *why = len > INT32_MAX ? "file too large" : stbi_failure_reason();
+    tl_grow_limit = 0;
+    if (!pix && tl_grow_refused)
+        *why = "its image data inflates past the size its header gives (corrupt PNG)";
+    else if (!pix)
+        *why = len > INT32_MAX ? "file too large" : stbi_failure_reason();
     return pix;
 }
 

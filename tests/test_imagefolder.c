@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <math.h>
 #include <stb/stb_image_write.h>
+#include <zlib.h>
 
 /* Every image of a class has one gray level, so labels can be checked from pixels. */
 const int data_test_class_value[4] = {40, 120, -1, 200};
@@ -414,6 +416,150 @@ TEST(imagefolder_truncated_bmp_and_png_are_refused)
             const char *e = cnn_last_error();
             CHECK(st == CNN_ERR_FORMAT && strstr(e, names[i]) &&
                   strstr(e, i < 6 ? "truncated" : "truncated or corrupt PNG"));
+        }
+    }
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+/* ---- hostile PNGs and JPEGs ------------------------------------------------------------------
+ * A PNG from parts: the signature, IHDR (w x h, bit depth 8, colour type `type`), the chunks in
+ * `extra` (type + data, each a 4-character name then its bytes; NULL-terminated list), an IDAT
+ * of `raw` deflated, and IEND unless `no_iend`. Into buf (cap bytes); returns its length. */
+typedef struct png_chunk {
+    const char *type;
+    const unsigned char *data;
+    size_t len;
+} png_chunk;
+
+static size_t put_chunk(unsigned char *b, const char *type, const unsigned char *d, size_t len)
+{
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(len >> (24 - 8 * i));
+    memcpy(b + 4, type, 4);
+    if (len) memcpy(b + 8, d, len);
+    uint32_t crc = (uint32_t)crc32(0, b + 4, (uInt)(len + 4));
+    for (int i = 0; i < 4; i++) b[8 + len + i] = (unsigned char)(crc >> (24 - 8 * i));
+    return 12 + len;
+}
+
+static size_t build_png(unsigned char *buf, size_t cap, int w, int h, int type,
+                        const png_chunk *extra, const unsigned char *raw, size_t raw_len,
+                        bool no_iend)
+{
+    unsigned char ihdr[13] = {0, 0, 0, (unsigned char)w, 0, 0, 0, (unsigned char)h, 8,
+                              (unsigned char)type, 0, 0, 0};
+    uLongf zlen = compressBound((uLong)raw_len);
+    unsigned char *z = malloc(zlen);
+    if (!z || compress2(z, &zlen, raw, (uLong)raw_len, 9) != Z_OK || zlen + 128 > cap) {
+        free(z);
+        return 0;
+    }
+    memcpy(buf, "\x89PNG\r\n\x1a\n", 8);
+    size_t n = 8 + put_chunk(buf + 8, "IHDR", ihdr, 13);
+    for (; extra && extra->type; extra++)
+        n += put_chunk(buf + n, extra->type, extra->data, extra->len);
+    n += put_chunk(buf + n, "IDAT", z, zlen);
+    if (!no_iend) n += put_chunk(buf + n, "IEND", NULL, 0);
+    free(z);
+    return n;
+}
+
+/* A progressive 8-bit gray JPEG of side x side with `scans` empty DC scans (their data read as
+ * zeros): a few bytes a scan, a pass over the whole image each for stb_image. */
+static size_t build_scans_jpeg(unsigned char *b, int side, int scans)
+{
+    static const unsigned char dqt[] = {0xFF, 0xDB, 0, 67, 0};
+    static const unsigned char dht[] = {0xFF, 0xC4, 0, 20, 0x00, 1, 0, 0, 0, 0, 0, 0, 0,
+                                        0,    0,    0, 0,  0,    0, 0, 0, 0x00};
+    static const unsigned char sos[] = {0xFF, 0xDA, 0, 8, 1, 1, 0x00, 0, 0, 0};
+    size_t n = 0;
+    b[n++] = 0xFF, b[n++] = 0xD8;
+    memcpy(b + n, dqt, sizeof dqt), n += sizeof dqt;
+    memset(b + n, 1, 64), n += 64;
+    const unsigned char sof[] = {0xFF, 0xC2, 0, 11, 8, (unsigned char)(side >> 8),
+                                 (unsigned char)side, (unsigned char)(side >> 8),
+                                 (unsigned char)side, 1, 1, 0x11, 0};
+    memcpy(b + n, sof, sizeof sof), n += sizeof sof;
+    memcpy(b + n, dht, sizeof dht), n += sizeof dht;
+    for (int s = 0; s < scans; s++) memcpy(b + n, sos, sizeof sos), n += sizeof sos;
+    b[n++] = 0xFF, b[n++] = 0xD9;
+    return n;
+}
+
+/* Fills some stack with a pattern, so that a read of stack memory nobody wrote sees it. */
+static __attribute__((noinline)) unsigned dirty_stack(unsigned seed)
+{
+    volatile unsigned char junk[65536];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(seed + 37 * i);
+    return junk[seed % sizeof junk];
+}
+
+/* What review found stb_image doing with hostile files, each kept from it:
+ * - a palette PNG whose pixel indexes past its 2-entry palette read stb's uninitialised stack
+ *   (pixels differing from run to run): now black, the same at every decode;
+ * - 64 MiB of zeros deflated into a 1x1 PNG (a 65 KB file) made stb allocate and zero-fill
+ *   gigabytes before it noticed the surplus: refused by the size its header allows;
+ * - a progressive JPEG of 101 empty scans (stb passes over the whole image for each: at
+ *   8192 x 8192, 28 s for a 10 KB file of 1,000): refused; 100 scans at 64 x 64 still decode;
+ * - a PNG cut inside a chunk header or without IEND, and one with an unknown critical chunk
+ *   (stb named it in a buffer shared by all threads): refused with a reason. */
+TEST(imagefolder_hostile_png_and_jpeg_are_refused_or_decode_alike)
+{
+    char root[64], dir[512];
+    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    static unsigned char buf[1 << 20];
+    const unsigned char pal[6] = {10, 20, 30, 200, 210, 220};
+    const png_chunk plte[] = {{"PLTE", pal, 6}, {NULL, NULL, 0}};
+    const unsigned char row[4] = {0, 0, 1, 200}; /* filter byte 0, then three indices */
+    size_t n = build_png(buf, sizeof buf, 3, 1, 3, plte, row, 4, false);
+    REQUIRE(n && write_bytes(dir, "a_palette.png", buf, n) == 0);
+    const size_t zeros = (size_t)64 << 20;
+    unsigned char *big = calloc(zeros, 1);
+    REQUIRE(big);
+    n = build_png(buf, sizeof buf, 1, 1, 0, NULL, big, zeros, false);
+    free(big);
+    REQUIRE(n && write_bytes(dir, "b_bomb.png", buf, n) == 0);
+    n = build_scans_jpeg(buf, 1024, 101);
+    REQUIRE(write_bytes(dir, "c_scans101.jpg", buf, n) == 0);
+    n = build_scans_jpeg(buf, 64, 100);
+    REQUIRE(write_bytes(dir, "d_scans100.jpg", buf, n) == 0);
+    const unsigned char gray_row[2] = {0, 77};
+    n = build_png(buf, sizeof buf, 1, 1, 0, NULL, gray_row, 2, false);
+    REQUIRE(n && write_bytes(dir, "e_good.png", buf, n) == 0);
+    REQUIRE(write_bytes(dir, "f_cut_header.png", buf, n - 12 + 4) == 0); /* IEND's length only */
+    n = build_png(buf, sizeof buf, 1, 1, 0, NULL, gray_row, 2, true);
+    REQUIRE(n && write_bytes(dir, "g_no_iend.png", buf, n) == 0);
+    const png_chunk odd[] = {{"ZZZZ", gray_row, 2}, {NULL, NULL, 0}};
+    n = build_png(buf, sizeof buf, 1, 1, 0, odd, gray_row, 2, false);
+    REQUIRE(n && write_bytes(dir, "h_critical.png", buf, n) == 0);
+
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    REQUIRE(cnn_dataset_size(ds) == 8);
+    cnn_transform t = cnn_transform_default(ds, false, 3);
+    t.geometry = CNN_GEOM_PAD_OR_RESIZE;
+    for (int c = 0; c < 3; c++) t.mean[c] = 0, t.std[c] = 1;
+    float out[3 * 3 * 3];
+    for (unsigned k = 0; k < 4; k++) {
+        (void)dirty_stack(0x5A + 91 * k);
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL));
+        /* Channel-major (3, 3, 3) after a resize of 3x1 to 3x3: the middle row holds the
+         * pixels (palette 0, palette 1, index 200 -> black). */
+        for (int c = 0; c < 3; c++) {
+            CHECK(fabsf(out[c * 9 + 3] - pal[c] / 255.0f) < 0.2f);
+            CHECK(out[c * 9 + 5] == 0.0f);
+        }
+    }
+    const char *why[8] = {NULL, "inflates past the size its header gives", "more than 100 scans",
+                          NULL, NULL, "ends inside a chunk's header", "no IEND chunk",
+                          "unknown critical chunk"};
+    for (int i = 1; i < 8; i++) {
+        cnn_status st = cnn_dataset_get(ds, i, &t, 1, 0, out, NULL);
+        if (!why[i]) {
+            CHECK_OK(st);
+        } else if (st != CNN_ERR_FORMAT || !strstr(cnn_last_error(), why[i])) {
+            cnn_test_fail(__FILE__, __LINE__, "sample %d: status %d, '%s' (want '%s')", i, st,
+                          cnn_last_error(), why[i]);
         }
     }
     cnn_dataset_destroy(&ds);
