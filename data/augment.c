@@ -259,7 +259,11 @@ done:
     return st;
 }
 
-/* torchvision RandomAffine (no shear): bilinear, zero fill, centre at the image's middle. */
+/* torchvision RandomAffine (no shear) as it transforms a PIL image: nearest neighbour (its
+ * default; PIL takes the source pixel whose cell holds the mapped centre), zero fill, centre at
+ * the image's middle, a positive angle turning the picture clockwise (F.affine's sense). Checked
+ * against torchvision 0.14 + PIL 9.4 on a 16x16 ramp for five (angle, shift, scale) sets: every
+ * pixel equal, but for two ties at exactly half a pixel at 45 degrees. */
 static cnn_status random_affine(sample_rng *r, const cnn_transform *t, int S, int C, float *img)
 {
     float angle = rng_uniform(r, -t->affine_degrees, t->affine_degrees);
@@ -270,25 +274,18 @@ static cnn_status random_affine(sample_rng *r, const cnn_transform *t, int S, in
     float *src = malloc(plane * C * sizeof *src);
     if (!src) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "transform: no memory for affine");
     memcpy(src, img, plane * C * sizeof *src);
-    double th = angle * M_PI / 180.0, cs = cos(th) / sc, sn = sin(th) / sc, mid = (S - 1) / 2.0;
+    double th = -angle * M_PI / 180.0, cs = cos(th) / sc, sn = sin(th) / sc, mid = (S - 1) / 2.0;
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
-            /* Inverse map: positive angles turn the picture counter-clockwise on screen. */
+            /* Inverse map: the source point of output pixel (x, y), then its nearest pixel
+             * (pixel centres at whole numbers: PIL's floor of the cell coordinate). */
             double ex = x - mid - tx, ey = y - mid - ty;
             double sx = cs * ex - sn * ey + mid, sy = sn * ex + cs * ey + mid;
-            int x0 = (int)floor(sx), y0 = (int)floor(sy);
-            float fx = (float)(sx - x0), fy = (float)(sy - y0);
-            for (int c = 0; c < C; c++) {
-                const float *p = src + c * plane;
-                float v = 0;
-                for (int k = 0; k < 4; k++) {
-                    int xx = x0 + (k & 1), yy = y0 + (k >> 1);
-                    if (xx < 0 || yy < 0 || xx >= S || yy >= S) continue;
-                    float wx = (k & 1) ? fx : 1 - fx, wy = (k >> 1) ? fy : 1 - fy;
-                    v += p[(size_t)yy * S + xx] * wx * wy;
-                }
-                img[c * plane + (size_t)y * S + x] = v;
-            }
+            double fx = floor(sx + 0.5), fy = floor(sy + 0.5);
+            bool inside = fx >= 0 && fy >= 0 && fx < S && fy < S;
+            size_t at = inside ? (size_t)fy * S + (size_t)fx : 0;
+            for (int c = 0; c < C; c++)
+                img[c * plane + (size_t)y * S + x] = inside ? src[c * plane + at] : 0.0f;
         }
     free(src);
     return CNN_OK;

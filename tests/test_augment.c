@@ -280,27 +280,33 @@ TEST(augment_flip_affine_zoom_and_jitter)
         for (int x = 0; x < 16; x++)
             if (fabsf(out[y * 16 + x] - (float)(y * 16 + 15 - x) / 255.0f) > 1e-6f) bad++;
     CHECK(bad == 0);
-    /* Affine zoom x2 about the centre (7.5, 7.5): bilinear is exact on the linear ramp
-     * v = 16y + x, so out(y, x) = 16 (3.75 + y/2) + 3.75 + x/2. */
+    /* Affine zoom x2 about the centre (7.5, 7.5), nearest neighbour as torchvision's default
+     * on PIL images: output x reads source x / 2 + 3.75, rounded half up, on the ramp
+     * v = 16y + x (torchvision 0.14 + PIL 9.4 give these very pixels). */
     t.hflip_p = 0;
     t.affine_scale[0] = t.affine_scale[1] = 2;
     CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 0, out, NULL));
     bad = 0;
     for (int y = 0; y < 16; y++)
         for (int x = 0; x < 16; x++) {
-            float want = (16 * (3.75f + y / 2.0f) + 3.75f + x / 2.0f) / 255.0f;
-            if (fabsf(out[y * 16 + x] - want) > 1e-5f) bad++;
+            float want = (16 * floorf(y / 2.0f + 4.25f) + floorf(x / 2.0f + 4.25f)) / 255.0f;
+            if (out[y * 16 + x] != want) bad++;
         }
     CHECK(bad == 0);
-    /* A rotation keeps the centre pixel's neighbourhood and zero-fills the corners. */
+    /* A rotation moves pixels without blending them (every output is a source value or the
+     * zero fill) and zero-fills some corner. */
     t.affine_scale[0] = t.affine_scale[1] = 0;
     t.affine_degrees = 45;
-    int zero_corners = 0;
+    int zero_corners = 0, blended = 0;
     for (int e = 0; e < 8; e++) {
         CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, e, out, NULL));
         zero_corners += out[15] == 0.0f; /* its source value is 15/255 */
+        for (int p = 0; p < 256; p++) {
+            float v = out[p] * 255.0f;
+            blended += fabsf(v - rintf(v)) > 1e-3f;
+        }
     }
-    CHECK(zero_corners >= 1);
+    CHECK(zero_corners >= 1 && blended == 0);
     /* Brightness only: every unclamped pixel is scaled by one factor in [0.5, 1.5]. */
     t.affine_degrees = 0;
     t.brightness = 0.5f;

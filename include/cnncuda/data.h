@@ -91,7 +91,8 @@ typedef struct cnn_transform {
     float eval_crop_ratio;   /* crop / resize ratio in eval (0.875) */
     float hflip_p;           /* probability of a horizontal flip (0.5 for photos, 0 for digits) */
     float brightness, contrast, saturation; /* ColorJitter factors; 0: off */
-    float affine_degrees;    /* RandomAffine: rotation in [-deg, deg]; all three 0: off */
+    float affine_degrees;    /* RandomAffine (nearest neighbour, zero fill, as torchvision's
+                              * default): rotation in [-deg, deg]; all three 0: off */
     float affine_translate;  /* max shift as a fraction of the size, per axis */
     float affine_scale[2];   /* scale range; (0, 0) means (1, 1) */
     float mean[3], std[3];   /* per output channel */
