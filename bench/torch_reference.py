@@ -456,8 +456,9 @@ def main(argv):
         return 0
     if not args.mode or (args.mode == "model" and not args.name):
         ap.error("a mode is needed (%s; model takes a NAME)" % ", ".join(MODES))
-    if args.iters < 1 or args.warmup < 0 or args.batch < 1 or len(args.mnk) != 3:
-        ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K")
+    if (args.iters < 1 or args.warmup < 0 or args.batch < 1 or len(args.mnk) != 3
+            or min(args.mnk) < 1):
+        ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K all positive")
     try:
         import torch
     except ImportError:

@@ -80,7 +80,12 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
         {"loader", "loader needs a data folder"},
         {"loader fashion-mnist --workers 65", "--workers 65: at most 64"},
         {"gemm --json --list", "option '--json' needs a value, not '--list'"},
-        {"conv --graph", "--graph applies to mode model only"},
+        {"conv --graph", "--graph does not apply to mode conv (only to model)"},
+        {"bn --shape 1,1,1,1,1,1,1,1,0", "--shape does not apply to mode bn"},
+        {"conv --mnk 4,4,4", "--mnk does not apply to mode conv"},
+        {"pool --layers", "--layers does not apply to mode pool"},
+        {"model lenet5 --img-size 8", "--img-size 8: lenet5: input 8x8"},
+        {"summary lenet5 --img-size 4", "--img-size 4: lenet5"},
         {"model lenet5 --graph", "--graph: CUDA graphs need a GPU backend"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -269,6 +274,16 @@ TEST(cnnbench_check_catches_a_small_shift_in_the_middle)
         !strstr(out, "the gradient of conv1.weight differs") || !(atof(mm + 17) >= 1.0))
         cnn_test_fail(__FILE__, __LINE__, "corrupted gradients, %s: exit %d, output:\n%s", model,
                       rc, out);
+    /* The optimizer update the timed step ends with is checked too (every parameter against
+     * p - lr * grad after one SGD step), and a wrong one fails the train row. */
+    rc = run_bench(tool, "CNNBENCH_CORRUPT=1 CNNBENCH_CORRUPT_CHECK=update", model, out,
+                   sizeof out);
+    row = strstr(out, " train ");
+    mm = strstr(out, "MISMATCH");
+    if (rc == 0 || count_of(out, "MISMATCH") != 1 || !row || !mm || mm < row ||
+        mm > strchr(row, '\n') || !strstr(out, "the SGD step moved conv1.weight"))
+        cnn_test_fail(__FILE__, __LINE__, "corrupted update, %s: exit %d, output:\n%s", model,
+                      rc, out);
 }
 
 TEST(cnnbench_other_modes_cpu)
@@ -394,6 +409,14 @@ TEST(bench_compare_prints_ratios)
     if (rc != 1 || !strstr(out, "MISMATCH |") || !strstr(out, "over 0 rows") ||
         !strstr(out, "1 MISMATCH row(s) left out"))
         cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    /* Our CPU rows are never paired with torch's GPU rows (nor their peaks compared). */
+    char cpu_row[600];
+    snprintf(r1, sizeof r1, row, 100.0, 90.0, 110.0, 32 / 0.1, "ok");
+    snprintf(cpu_row, sizeof cpu_row, "{\"backend\": \"cpu\", %s", r1 + 1);
+    REQUIRE(write_results(a, "cnnbench", "cpu", cpu_row));
+    snprintf(cmd, sizeof cmd, "bench/compare %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "no result of") != NULL);
     /* A file that breaks the schema is refused with exit 2. */
     FILE *f = fopen(b, "w");
     REQUIRE(f != NULL);
@@ -429,8 +452,9 @@ TEST(cnnbench_loader_mode_on_a_folder)
     data_test_remove_tree(root);
 }
 
-/* Writes a cnnbench-style conv JSON: one shape, three passes with the given times. */
-static bool write_conv_json(const char *path, const char *backend, const double ms[3])
+/* Writes a cnnbench-style conv JSON: one shape, three passes with the given times and check. */
+static bool write_conv_json_checked(const char *path, const char *backend, const double ms[3],
+                                    const char *check)
 {
     FILE *f = fopen(path, "w");
     if (!f) return false;
@@ -441,10 +465,15 @@ static bool write_conv_json(const char *path, const char *backend, const double 
         fprintf(f, "%s{\"mode\": \"conv\", \"backend\": \"%s\", \"name\": \"resnet50\", "
                    "\"shape\": \"64,64,56,56,64,3,3,1,1,1\", \"pass\": \"%s\", \"median_ms\": %g, "
                    "\"min_ms\": %g, \"max_ms\": %g, \"gflops\": 1, \"count\": 3, \"check\": "
-                   "\"ok\"}",
-                i ? ", " : "", backend, passes[i], ms[i], ms[i], ms[i]);
+                   "\"%s\"}",
+                i ? ", " : "", backend, passes[i], ms[i], ms[i], ms[i], check);
     fprintf(f, "]}\n");
     return fclose(f) == 0;
+}
+
+static bool write_conv_json(const char *path, const char *backend, const double ms[3])
+{
+    return write_conv_json_checked(path, backend, ms, "ok");
 }
 
 TEST(bench_conv_ratio_per_pass)
@@ -472,6 +501,13 @@ TEST(bench_conv_ratio_per_pass)
           strstr(out, "| resnet50 | 64,64,56,56,64,3,3,1,1,1 | 3 | 0.50 | 0.25 | 1.00 |"));
     snprintf(cmd, sizeof cmd, "bench/conv_ratio --num cudnn --den cpu %s", b);
     CHECK(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no conv row"));
+    /* A fast row that failed its check counts in no figure, and fails the run. */
+    const double fast[3] = {0.01, 0.01, 0.01};
+    REQUIRE(write_conv_json_checked(a, "cuda", fast, "mismatch"));
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 3 || !strstr(out, "fwd: 1 row(s) MISMATCH, left out") || strstr(out, " met"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);
 }

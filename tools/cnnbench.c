@@ -54,9 +54,12 @@ static void usage(FILE *f)
         "  --iters N      timed repeats (default 20)\n"
         "  --json FILE    also write the results as JSON\n"
         "  --help\n"
-        "Each op's output is checked once against direct double-precision loops (or, for GPU\n"
-        "backward passes of bn/pool and models, the CPU library) before it is timed; a wrong\n"
-        "result shows as MISMATCH and makes the exit status 1. Bad arguments: exit status 2.\n");
+        "Each op's output is checked once against direct double-precision loops before it is\n"
+        "timed; a model's against the CPU library running every layer alone (logits, every\n"
+        "gradient, within a bound it measures; --no-fusion on the CPU: n/a, those layers are\n"
+        "the reference) and its SGD update against p - lr * grad. A wrong result shows as\n"
+        "MISMATCH and makes the exit status 1. --layers rows and loader rows are timings only\n"
+        "(n/a). Bad arguments: exit status 2.\n");
 }
 
 /* Bad command lines end here: one line on stderr and exit status 2. */
@@ -106,6 +109,44 @@ static bool known_model(const char *name)
     return false;
 }
 
+/* The modes an option means something in (options not listed: every mode); an option given
+ * to another mode is refused rather than ignored. */
+static const struct {
+    const char *option, *modes;
+} g_applies[] = {
+    {"--shape", "conv"},          {"--shapes", "conv"},  {"--list", "conv"},
+    {"--mnk", "gemm"},            {"--layers", "model"}, {"--no-fusion", "model"},
+    {"--graph", "model"},         {"--workers", "loader"},
+    {"--img-size", "model summary loader"},
+};
+
+static void check_applies(const char *mode, const char *option)
+{
+    char m[32], all[64];
+    snprintf(m, sizeof m, " %s ", mode);
+    for (size_t k = 0; k < sizeof g_applies / sizeof *g_applies; k++) {
+        if (strcmp(option, g_applies[k].option)) continue;
+        snprintf(all, sizeof all, " %s ", g_applies[k].modes);
+        if (!strstr(all, m))
+            die_usage("%s does not apply to mode %s (only to %s)", option, mode,
+                      g_applies[k].modes);
+    }
+}
+
+/* model/summary: a model that cannot take --img-size is a bad argument, found before timing. */
+static void check_model_size(const bench_opts *o)
+{
+    cnn_model *m = NULL;
+    cnn_model_options mo = cnn_model_default_options();
+    mo.skip_init = true;
+    if (cnn_model_create_ex(o->model, &mo, &m) != CNN_OK) die_usage("%s", cnn_last_error());
+    cnn_model_summary sum = {0};
+    cnn_status st = cnn_model_summarize(m, o->img_size, o->img_size, &sum);
+    cnn_model_summary_free(&sum);
+    cnn_model_destroy(&m);
+    if (st != CNN_OK) die_usage("--img-size %d: %s", o->img_size, cnn_last_error());
+}
+
 static void parse_args(int argc, char **argv, bench_opts *o)
 {
     static const char *const modes[] = {"conv",  "gemm",    "bn",    "pool", "elementwise",
@@ -153,6 +194,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             usage(stdout);
             exit(0);
         }
+        check_applies(o->mode, a);
         if (!strcmp(a, "--tf32") || !strcmp(a, "--layers") || !strcmp(a, "--list") ||
             !strcmp(a, "--no-peak") || !strcmp(a, "--no-fusion") || !strcmp(a, "--graph")) {
             if (!strcmp(a, "--graph"))
@@ -233,8 +275,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage("unknown option '%s'", a);
         }
     }
-    if (o->graph && strcmp(o->mode, "model"))
-        die_usage("--graph applies to mode model only");
+    if (o->img_size && (!strcmp(o->mode, "model") || !strcmp(o->mode, "summary")))
+        check_model_size(o);
     if (o->graph && (!strcmp(o->backend, "cpu") || !strcmp(o->backend, "all")))
         die_usage("--graph: CUDA graphs need a GPU backend (cuda, cudnn or gpu), not '%s'",
                   o->backend);

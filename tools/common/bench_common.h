@@ -78,9 +78,10 @@ bench_result *bench_log_add(bench_log *l);
  * short by a time limit keeps them). */
 double bench_now_ms(void);
 /* Runs warmup + iters repeats of: setup (untimed, may be NULL), a cache flush (e->flush), then
- * cnn_synchronize, then run timed with a cnn_timer (CUDA events on the context's stream on a
- * GPU, the host clock on the CPU), then teardown (untimed, may be NULL). Each callback returns 0
- * on success. -1 on the first failure. */
+ * run timed with a cnn_timer (CUDA events on the context's stream on a GPU, queued behind the
+ * flush with no synchronize first, as PyTorch's script times; the host clock on the CPU), then
+ * teardown (untimed, may be NULL). Each callback returns 0 on success. -1 on the first
+ * failure. */
 typedef int (*bench_fn)(void *ud);
 int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_fn run,
                bench_fn teardown, void *ud, bench_stats *st);
