@@ -17,6 +17,14 @@ static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
     int nm = cnn_dict_meta_size(d), nt = cnn_dict_size(d);
     CNN_CHECK(nt <= ST_MAX_TENSORS, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': %d tensors is "
               "more than the %d that safetensors_load accepts", path, nt, ST_MAX_TENSORS);
+    /* The JSON values the reader will count (ST_MAX_VALUES): the outer object, the metadata
+     * object and its strings, and per tensor its object, dtype, shape array and sizes, and
+     * data_offsets array and its two numbers. */
+    uint64_t values = 1 + (nm ? 1 + (uint64_t)nm : 0);
+    for (int i = 0; i < nt; i++) values += 6 + (uint64_t)cnn_dict_at(d, i)->shape.ndim;
+    CNN_CHECK(values <= ST_MAX_VALUES, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': a header of "
+              "%llu JSON values is more than the %u that safetensors_load accepts", path,
+              (unsigned long long)values, ST_MAX_VALUES);
     for (int i = 0; i < nm; i++) {
         const char *k = cnn_dict_meta_key(d, i), *v = cnn_dict_meta_value(d, i);
         CNN_CHECK(cnn_utf8_valid(k, strlen(k)) && cnn_utf8_valid(v, strlen(v)),

@@ -372,8 +372,11 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
               CNN_ERR_DEVICE, "%s: input is on %s:%d but the model is on %s:%d (cnn_model_to)",
               m->name, x->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu", x->device.index,
               m->device.type == CNN_DEVICE_CUDA ? "cuda" : "cpu", m->device.index);
-    /* Shapes first, so a too-small input fails before any work, naming the layer. */
-    CNN_TRY(cnn_mdl_shapes(m, x->shape, NULL, NULL));
+    CNN_CHECK(x->shape.d[0] >= 1, CNN_ERR_SHAPE, "%s: input %s holds no sample (batch size 0)",
+              m->name, cnn_shape_of(x));
+    /* Shapes first, so a too-small input fails before any work (no running statistic moved),
+     * naming the layer. */
+    CNN_TRY(cnn_mdl_shapes(m, x->shape, training, NULL, NULL));
     fwd_regs r = {cnn_tensor_retain((cnn_tensor *)x), NULL, NULL};
     cnn_status st = CNN_OK;
     const bool fold_bn = !training && !cnn_is_grad_enabled();

@@ -69,9 +69,11 @@ cnn_status cnn_build_alexnet(cnn_model *m, const cnn_model_options *o);
 cnn_status cnn_build_vgg(cnn_model *m, const cnn_model_options *o, int depth, bool bn);
 cnn_status cnn_build_resnet(cnn_model *m, const cnn_model_options *o, int depth, bool small);
 
-/* Shape pass over the steps for input `in`: validates every step, names the failing one, and
- * (rows non-NULL, room for n_steps) writes one summary row per named step (summary.c). */
-cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *rows, int *n_rows);
+/* Shape pass over the steps for input `in`: validates every step (in training, also that each
+ * batch norm has more than one value per channel), names the failing one, and (rows non-NULL,
+ * room for n_steps) writes one summary row per named step (summary.c). */
+cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, bool training,
+                          cnn_layer_summary *rows, int *n_rows);
 /* A conv step's parameters for an input shape (adds the padding of pad_to). */
 cnn_status cnn_mdl_conv_params(const cnn_model *m, const mstep *s, cnn_shape in,
                                cnn_conv2d_params *p);

@@ -33,8 +33,16 @@ static int64_t window_out(int64_t in, int k, int stride, int pad, int dil, bool 
     return out;
 }
 
-static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, cnn_shape *out,
-                             int64_t *params, int64_t *macs)
+/* a * b * c * d into *r; false when it passes int64 (sizes summaries are asked for, past
+ * ~10^7 pixels a side). */
+static bool mul4(int64_t a, int64_t b, int64_t c, int64_t d, int64_t *r)
+{
+    return !__builtin_mul_overflow(a, b, r) && !__builtin_mul_overflow(*r, c, r) &&
+           !__builtin_mul_overflow(*r, d, r);
+}
+
+static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, bool training,
+                             cnn_shape *out, int64_t *params, int64_t *macs)
 {
     char b[64], c[64];
     *out = in;
@@ -54,22 +62,34 @@ static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, c
                          window_out(in.d[3], s->kernel, p.stride[1], p.padding[1], 1, false));
         int64_t w = (int64_t)s->out_ch * s->in_ch * s->kernel * s->kernel;
         *params = w + (s->bias ? s->out_ch : 0);
-        *macs = w * out->d[0] * out->d[2] * out->d[3];
+        CNN_CHECK(mul4(w, out->d[0], out->d[2], out->d[3], macs), CNN_ERR_INVALID_ARG,
+                  "%s: %s: the multiply-add count for %s passes 64 bits", m->name, s->name,
+                  cnn_shape_str(in, b, sizeof b));
         break;
     }
-    case MS_BN:
+    case MS_BN: {
         CNN_CHECK(in.ndim >= 2 && in.d[1] == s->in_ch, CNN_ERR_SHAPE,
                   "%s: %s expects %d channels, got %s", m->name, s->name, s->in_ch,
                   cnn_shape_str(in, b, sizeof b));
+        /* As cnn_batch_norm refuses it, but before any layer has run: a failing training pass
+         * would have updated the running statistics of every batch norm before this one. */
+        int64_t per_channel = in.d[0];
+        for (int i = 2; i < in.ndim; i++) per_channel *= in.d[i];
+        CNN_CHECK(!training || per_channel > 1, CNN_ERR_SHAPE,
+                  "%s: %s: batch_norm: expected more than 1 value per channel when training, got "
+                  "input of shape %s", m->name, s->name, cnn_shape_str(in, b, sizeof b));
         *params = 2 * (int64_t)s->in_ch;
         break;
+    }
     case MS_LINEAR:
         CNN_CHECK(in.ndim == 2 && in.d[1] == s->in_ch, CNN_ERR_SHAPE,
                   "%s: %s expects (N, %d) features, got %s", m->name, s->name, s->in_ch,
                   cnn_shape_str(in, b, sizeof b));
         *out = CNN_SHAPE(in.d[0], s->out_ch);
         *params = (int64_t)s->in_ch * s->out_ch + s->out_ch;
-        *macs = (int64_t)s->in_ch * s->out_ch * in.d[0];
+        CNN_CHECK(mul4(s->in_ch, s->out_ch, in.d[0], 1, macs), CNN_ERR_INVALID_ARG,
+                  "%s: %s: the multiply-add count for %s passes 64 bits", m->name, s->name,
+                  cnn_shape_str(in, b, sizeof b));
         break;
     case MS_MAXPOOL:
     case MS_AVGPOOL: {
@@ -95,7 +115,8 @@ static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, c
     return CNN_OK;
 }
 
-cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *rows, int *n_rows)
+cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, bool training,
+                          cnn_layer_summary *rows, int *n_rows)
 {
     cnn_shape cur = in, saved = CNN_SCALAR, main_path = CNN_SCALAR;
     bool have_saved = false, have_main = false;
@@ -122,7 +143,7 @@ cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, cnn_layer_summary *r
             CNN_ASSERT(cnn_shape_equal(have_main ? main_path : saved, cur));
             have_main = have_saved = false;
         } else {
-            CNN_TRY(step_shape(m, s, cur, &out, &params, &macs));
+            CNN_TRY(step_shape(m, s, cur, training, &out, &params, &macs));
         }
         if (rows) {
             cnn_layer_summary *r = &rows[nr];
@@ -150,7 +171,7 @@ cnn_status cnn_model_summarize(const cnn_model *m, int height, int width, cnn_mo
     CNN_CHECK(rows, CNN_ERR_OUT_OF_MEMORY, "model_summarize: out of host memory");
     cnn_shape in = CNN_SHAPE(1, m->info.in_channels, height, width);
     int n = 0;
-    cnn_status st = cnn_mdl_shapes(m, in, rows, &n);
+    cnn_status st = cnn_mdl_shapes(m, in, false, rows, &n);
     if (st != CNN_OK) {
         free(rows);
         return st;
@@ -161,7 +182,11 @@ cnn_status cnn_model_summarize(const cnn_model *m, int height, int width, cnn_mo
     out->out_shape = n ? rows[n - 1].out_shape : in;
     for (int i = 0; i < n; i++) {
         out->total_params += rows[i].params;
-        out->total_macs += rows[i].macs;
+        if (__builtin_add_overflow(out->total_macs, rows[i].macs, &out->total_macs)) {
+            cnn_model_summary_free(out);
+            return cnn_error(CNN_ERR_INVALID_ARG, "%s: the multiply-add count at %dx%d passes "
+                             "64 bits", m->name, height, width);
+        }
     }
     return CNN_OK;
 }

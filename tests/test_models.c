@@ -297,8 +297,46 @@ TEST(models_registry_and_input_errors)
     CHECK(forward_status(m, CNN_SHAPE(1, 1, 29, 29)) == CNN_ERR_SHAPE);
     CHECK(forward_status(m, CNN_SHAPE(1, 1, 30, 30)) == CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "lenet5") && strstr(cnn_last_error(), "28x28"));
+    CHECK(forward_status(m, CNN_SHAPE(0, 1, 32, 32)) == CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "batch size 0") != NULL);
     cnn_model_destroy(&m);
     cnn_model_destroy(&m); /* NULL-safe */
+    /* Multiply-add counts past 64 bits are refused, not wrapped into a negative count. */
+    CHECK_OK(create_uninit("resnet50", 0, &m));
+    CHECK_ERR(cnn_model_summarize(m, 2000000000, 2000000000, &s), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "64 bits") && s.layers == NULL);
+    cnn_model_destroy(&m);
+}
+
+/* One 32x32 image through ResNet-18 in training reaches layer4 at 1x1: one value per channel,
+ * which batch norm refuses in training (as torch). The shape pass refuses it first, naming the
+ * layer, so no earlier batch norm has moved its running statistics (torch's have: there the
+ * first layers ran). In evaluation the same input runs. */
+TEST(models_training_batch_of_one_refused_before_any_statistic_moves)
+{
+    cnn_model *m = NULL;
+    CHECK_OK(create_uninit("resnet18", 10, &m));
+    REQUIRE(m);
+    cnn_dict *st = cnn_model_state(m);
+    cnn_tensor *rm = cnn_dict_get(st, "bn1.running_mean");
+    cnn_tensor *nbt = cnn_dict_get(st, "bn1.num_batches_tracked");
+    REQUIRE(rm && nbt);
+    float before[64], after[64];
+    int64_t count = -1;
+    CHECK_OK(cnn_tensor_read(rm, before, 64));
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(1, 3, 32, 32), 0, 1, 0), *y = NULL;
+    CHECK_ERR(cnn_model_forward(m, x, true, &y), CNN_ERR_SHAPE);
+    CHECK(y == NULL && strstr(cnn_last_error(), "layer4.0.bn1") &&
+          strstr(cnn_last_error(), "more than 1 value per channel"));
+    CHECK_OK(cnn_tensor_read(rm, after, 64));
+    CHECK_OK(cnn_tensor_read(nbt, &count, 1));
+    CHECK(!memcmp(before, after, sizeof before) && count == 0);
+    cnn_tape_reset();
+    bool was = cnn_set_grad_enabled(false);
+    CHECK_OK(cnn_model_forward(m, x, false, &y));
+    cnn_set_grad_enabled(was);
+    free_tensors(&x, &y);
+    cnn_model_destroy(&m);
 }
 
 TEST(models_lenet_pads_28_to_32)
