@@ -7,6 +7,8 @@
 #include "launch.cuh"
 #include "multi_tensor.cuh"
 
+#include <climits>
+
 /* Stage-1 blocks of a reduction: a constant, so the summation order is a function of n alone. */
 #define RED_BLOCKS 256
 
@@ -283,11 +285,17 @@ extern "C" cnn_status cnn_cuda_concat_copy_f32(cnn_context *ctx, float *whole, f
     CNN_TRY(cnn_cuda_enter(ctx, "concat", &s));
     float *slab = whole + at * inner;
     size_t whole_pitch = (size_t)(total * inner) * sizeof(float);
-    /* One row (e.g. concat along dim 0) is one plain copy, free of the 2-D copy's pitch limit. */
-    if (outer == 1)
-        CNN_CUDA_TRY(cudaMemcpyAsync(to_slab ? slab : part, to_slab ? part : slab, width,
-                                     cudaMemcpyDeviceToDevice, s));
-    else if (to_slab)
+    /* One row (e.g. concat along dim 0) is one plain copy, free of the 2-D copy's pitch limit;
+     * rows of the whole past 2^31 - 1 bytes (the pitch limit of today's GPUs, which refuse
+     * more as "invalid pitch") are copied one by one: there are few (the whole holds outer of
+     * them, so outer < 64 on a 141 GB GPU). */
+    if (outer == 1 || whole_pitch > (size_t)INT_MAX) {
+        for (int64_t r = 0; r < outer; r++) {
+            float *w = slab + r * total * inner, *p = part + r * len * inner;
+            CNN_CUDA_TRY(cudaMemcpyAsync(to_slab ? w : p, to_slab ? p : w, width,
+                                         cudaMemcpyDeviceToDevice, s));
+        }
+    } else if (to_slab)
         CNN_CUDA_TRY(cudaMemcpy2DAsync(slab, whole_pitch, part, width, width, (size_t)outer,
                                        cudaMemcpyDeviceToDevice, s));
     else

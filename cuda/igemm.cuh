@@ -48,8 +48,11 @@ struct Tiles {
 
     __device__ Tiles(const Op &op, int M, int NC, int KD, int splits, int kchunk)
         : gi(blockIdx.z / splits), split(blockIdx.z % splits), m0(blockIdx.x * BM),
-          j0(blockIdx.y * BN), kbeg(split * kchunk), kend(min(KD, kbeg + kchunk))
+          j0(blockIdx.y * BN), kbeg(split * kchunk), kend(kbeg + min(kchunk, KD - kbeg))
     {
+        /* kend as kbeg + what is left: the launcher's split count keeps every kbeg below KD,
+         * but kbeg + kchunk of the last split can pass INT_MAX near the 2^31 limit (it wrapped
+         * negative, and that split summed nothing). */
         /* Unsigned, so that the compiler sees (tid + THREADS * i) % BM == tid % BM when BM
          * divides THREADS (the tile sizes are powers of 2): the row-fast operand's rows are then
          * one row per thread, resolved once, and its RowA registers are shared. */
