@@ -1,6 +1,8 @@
 # libcnncuda — build the library, tools and tests. `make help` lists the targets.
 # Flags: CUDA=0|1 and CUDNN=0|1 (auto-detected), DEBUG=1 (-O0 -g, ASan+UBSan), CUDA_ARCH=,
-# PREFIX= (install), BUILD= (output folder, default build).
+# PREFIX= (install), BUILD= (output folder, default build). CFLAGS, CPPFLAGS and LDFLAGS (from
+# the command line or the environment) are added after the library's own flags. A BUILD folder
+# remembers its settings: built again with other ones, everything in it is rebuilt.
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -50,24 +52,24 @@ CPU_ARCH ?= -march=x86-64-v3
 WARN     ?= -Wall -Wextra
 # CPPFLAGS_EXTRA / LDFLAGS_EXTRA: extra include and library paths, e.g. for dependencies
 # unpacked into a folder on a machine without them installed (scripts/gpu-verify.sh).
-CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE \
-            $(CPPFLAGS_EXTRA)
+CNN_CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE \
+                $(CPPFLAGS_EXTRA)
 LDFLAGS  += $(LDFLAGS_EXTRA)
-CFLAGS   := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
+CNN_CFLAGS := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
 LDLIBS   := -lopenblas -lstb -lz -lm -lpthread -fopenmp
 # FUZZ=1 (clang, with DEBUG=1): libFuzzer's coverage instrumentation too, for scripts/fuzz.sh.
 DEBUG_OPT ?= -O0
 ifeq ($(FUZZ),1)
-  CFLAGS  += -fsanitize=fuzzer-no-link
+  CNN_CFLAGS += -fsanitize=fuzzer-no-link
 endif
 ifeq ($(DEBUG),1)
   # Undefined behaviour stops the run (UBSan would otherwise print a line and go on, and a passing
   # suite could hide it).
-  CFLAGS  += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-             -fno-omit-frame-pointer
+  CNN_CFLAGS += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
 else
-  CFLAGS  += -O3 $(CPU_ARCH) -g1
+  CNN_CFLAGS += -O3 $(CPU_ARCH) -g1
 endif
 # stb_image keeps a file's palette in a stack array, and a pixel index past the palette read
 # whatever the stack held: data/image_decode.c is built with zero-initialised locals (gcc >= 12,
@@ -80,20 +82,35 @@ ifeq ($(STB_ZERO_INIT),)
   $(warning $(CC) cannot zero-initialise locals: palette images whose pixels index past their \
     palette may decode differently from run to run)
 endif
-$(BUILD)/obj/data/image_decode.o: CFLAGS += $(STB_ZERO_INIT)
+$(BUILD)/obj/data/image_decode.o: CNN_CFLAGS += $(STB_ZERO_INIT)
 NVFLAGS := -std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall $(CUDA_ARCH) -Iinclude -Icore $(CPPFLAGS_EXTRA) \
            -DCNN_WITH_CUDA=1 -DCNN_WITH_CUDNN=$(CUDNN) -MMD -MP
 ifeq ($(CUDA_EMU),1)
-  CPPFLAGS += -Itests/cuda_emu/include
+  CNN_CPPFLAGS += -Itests/cuda_emu/include
   LDLIBS   += -lstdc++
 else ifeq ($(CUDA),1)
   CUDA_LIB := $(CUDA_HOME)/lib64
-  CPPFLAGS += -I$(CUDA_HOME)/include
+  CNN_CPPFLAGS += -I$(CUDA_HOME)/include
   # nvcc's launch stubs need the C++ runtime.
   LDLIBS   += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart -lstdc++
   ifeq ($(CUDNN),1)
     LDLIBS += -lcudnn
   endif
+endif
+
+# What a build folder was built with ($(BUILD)/config.stamp, rewritten only when it changes):
+# every object depends on it, so `make CUDA=0` then `make` rebuilds all, and never mixes.
+CONFIG := CC=$(CC) CXX=$(CXX) NVCC=$(NVCC) CUDA=$(CUDA) CUDNN=$(CUDNN) CUDA_EMU=$(CUDA_EMU) \
+          DEBUG=$(DEBUG) DEBUG_OPT=$(DEBUG_OPT) FUZZ=$(FUZZ) CPU_ARCH=$(CPU_ARCH) \
+          CUDA_ARCH=$(CUDA_ARCH) WARN=$(WARN) CPPFLAGS_EXTRA=$(CPPFLAGS_EXTRA) CFLAGS=$(CFLAGS) \
+          CPPFLAGS=$(CPPFLAGS)
+CONFIG_STAMP := $(BUILD)/config.stamp
+# (Not for goals that compile nothing of the folder: check-example with CC=clang would otherwise
+# mark it as clang's, and the next plain make would rebuild it all.)
+ifeq ($(filter clean distclean help layout check-layout deps uninstall check-example \
+               check-header,$(MAKECMDGOALS)),)
+  $(shell mkdir -p $(BUILD) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = '$(CONFIG)' ] || \
+    printf '%s\n' '$(CONFIG)' > $(CONFIG_STAMP); })
 endif
 
 # ---- sources -----------------------------------------------------------------------------
@@ -118,19 +135,22 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
-.PHONY: all lib tools tests test install uninstall deps demo clean help check-example \
+.PHONY: all lib tools tests test install uninstall deps demo clean distclean help check-example \
         check-valgrind check-exports check-header check-tsan layout check-layout
-# Keep object files make would otherwise treat as intermediate (and delete).
-.SECONDARY:
+# Keep the files make would otherwise treat as intermediate (and delete): the emulator's
+# rewritten kernels and the tools' objects. (A bare .SECONDARY: made every target secondary,
+# and then a missing object older than the archive was not rebuilt.)
+.SECONDARY: $(patsubst %.cu,$(BUILD)/emu-src/%.cpp,$(wildcard cuda/*.cu)) \
+            $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 all: lib tools tests
 
 lib: $(BUILD)/libcnncuda.a $(BUILD)/libcnncuda.so
 tools: $(TOOLS)
 tests: $(TEST_BIN)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CNN_CPPFLAGS) $(CPPFLAGS) $(CNN_CFLAGS) $(CFLAGS) -c $< -o $@
 
 ifeq ($(CUDA_EMU),1)
 # The kernels as C++ (tests/cuda_emu/emu_rewrite.pl): `__shared__` arrays become statics that
@@ -152,21 +172,21 @@ $(BUILD)/emu-src/%.cuh: %.cuh tests/cuda_emu/emu_rewrite.pl
 	@mkdir -p $(dir $@)
 	perl -0777 -p tests/cuda_emu/emu_rewrite.pl $< > $@
 
-$(BUILD)/obj/%.cu.o: $(BUILD)/emu-src/%.cpp $(EMU_CUH)
+$(BUILD)/obj/%.cu.o: $(BUILD)/emu-src/%.cpp $(EMU_CUH) $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) -I$(dir $*) $(EMU_CXXFLAGS) -c $< -o $@
+	$(CXX) $(CNN_CPPFLAGS) $(CPPFLAGS) -I$(dir $*) $(EMU_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp
+$(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(EMU_CXXFLAGS) -Wextra -c $< -o $@
+	$(CXX) $(CNN_CPPFLAGS) $(CPPFLAGS) $(EMU_CXXFLAGS) -Wextra -c $< -o $@
 
 emu-selftest: $(BUILD)/tests/emu_selftest
 $(BUILD)/tests/emu_selftest: $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.o $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
 -include $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.d
 else
-$(BUILD)/obj/%.cu.o: %.cu
+$(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 endif
@@ -193,12 +213,12 @@ $(BUILD)/libcnncuda.so: $(LIB_OBJ) $(BUILD)/cnncuda.map
 
 $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
 
 # The tests link the tools' common code too, to test its parts (train_report.c) directly.
 $(TEST_BIN): $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
 
 # Runs the whole suite; the last line reads "N passed, N failed, N skipped".
 # TESTS=substring runs only the matching tests.
@@ -272,6 +292,10 @@ install: lib
 	ln -sf libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/libcnncuda.so
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda\nLibs.private: %s\nCflags: -I$${includedir}\n' \
 	  '$(PREFIX)' "$$(cat $(BUILD)/libcnncuda.libs)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+	@# cnncuda-static: the archive named in full (-lcnncuda would find the .so beside it, and a
+	@# linker without --as-needed then makes the program need libcnncuda.so.0 after all)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda-static\nDescription: convolutional networks in C with CUDA/cuDNN, linked statically\nVersion: 0.1.0\nLibs: $${libdir}/libcnncuda.a %s\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' "$$(cat $(BUILD)/libcnncuda.libs)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda-static.pc
 	@# the loader's cache, so that programs find libcnncuda.so.0 in /usr/local/lib at once
 	@test -n "$(DESTDIR)" || ldconfig 2>/dev/null || true
 
@@ -279,7 +303,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/cnncuda.h \
 	  $(patsubst include/%,$(DESTDIR)$(PREFIX)/include/%,$(wildcard include/cnncuda/*.h)) \
 	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/libcnncuda.so \
-	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda-static.pc
 	-rmdir $(DESTDIR)$(PREFIX)/include/cnncuda 2>/dev/null
 
 # The shared library exports exactly the functions the public header declares, and the static
@@ -312,7 +337,9 @@ check-layout:
 	@python3 scripts/layout.py --check
 
 # Builds examples/*.c against an installed copy (make install PREFIX=... first), through
-# pkg-config exactly as a user would, and runs each.
+# pkg-config exactly as a user would, and runs each: linked to the shared library (cnncuda),
+# then statically (cnncuda-static, with --no-as-needed so that a stray -lcnncuda would show as
+# a dependency on libcnncuda.so.0, which the check refuses).
 check-example:
 	@mkdir -p $(BUILD)/examples
 	@for f in examples/*.c; do \
@@ -321,6 +348,12 @@ check-example:
 	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -Wl,-rpath,$(PREFIX)/lib -o $$b"; \
 	  $(CC) -std=c11 -Wall -Wextra -Werror $$f $$(pkg-config --cflags --libs cnncuda) \
 	    -Wl,-rpath,$(PREFIX)/lib -o $$b && $$b || exit 1; \
+	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda-static) -o $$b-static"; \
+	  $(CC) -std=c11 -Wall -Wextra -Werror -Wl,--no-as-needed $$f \
+	    $$(pkg-config --cflags --libs cnncuda-static) -o $$b-static || exit 1; \
+	  if readelf -d $$b-static | grep -q 'libcnncuda'; then \
+	    echo "check-example: $$b-static needs libcnncuda.so"; exit 1; fi; \
+	  $$b-static > /dev/null || exit 1; \
 	done
 
 # Installs the Debian packages the build and the default demo need (only the missing ones).
@@ -328,14 +361,19 @@ deps:
 	@sh scripts/install-deps.sh
 
 # Trains the default model (LeNet-5 on Fashion-MNIST, GPU if present) from a fresh checkout.
-demo: deps all
+demo: deps
+	$(MAKE) all
 	$(BUILD)/bin/train_imagenet_subset
 
 clean:
 	rm -rf $(BUILD)
 
+# Every build folder, the check targets' fixed ones (build-emu, build-tsan, ...) included.
+distclean:
+	rm -rf build build-*
+
 help:
-	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
+	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean|distclean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
 	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
 	@echo "docs: layout (LAYOUT.md from the files' header comments)"
 
