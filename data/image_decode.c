@@ -69,7 +69,9 @@ static bool decodable(const unsigned char *m, size_t n)
  * - a Huffman table (DHT segment) of more than 256 codes: the packaged stb_image (2022) does
  *   not check, and writes past its tables (found by fuzzing under UBSan; newer stb refuses
  *   such a table);
- * - more than JPEG_MAX_SCANS scans (start-of-scan segments).
+ * - more than JPEG_MAX_SCANS scans (start-of-scan segments);
+ * - frames stb cannot decode, named: arithmetic coding, lossless or hierarchical frames, and
+ *   sample precisions other than 8 bits (12-bit).
  * The walk follows stb_image's own reading, so that it meets every table stb would: bytes
  * before a 0xFF are skipped, a segment's tables are read until its length is used up (counts
  * past the file's end read as 0), and the entropy-coded data after a start of scan runs to the
@@ -92,6 +94,14 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
         if (m == 0 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no segment */
         const size_t len = ((size_t)p[i] << 8) | p[i + 1];
         if (len < 2) break; /* stb_image stops there */
+        /* Frames stb_image cannot decode, named (stb says "unknown marker" or "only 8-bit"). */
+        if (m == 0xC9 || m == 0xCA || m == 0xCB || m == 0xCD || m == 0xCE || m == 0xCF)
+            return "arithmetic-coded JPEG (only Huffman-coded ones are supported)";
+        if (m == 0xC3 || m == 0xC5 || m == 0xC6 || m == 0xC7)
+            return "lossless or hierarchical JPEG (only baseline and progressive are supported)";
+        if ((m == 0xC0 || m == 0xC1 || m == 0xC2) && i + 2 < n && p[i + 2] != 8)
+            return p[i + 2] == 12 ? "12-bit JPEG (only 8-bit samples are supported)"
+                                  : "JPEG of a sample precision other than 8 bits (corrupt?)";
         if (m == 0xC4) {
             long left = (long)len - 2;
             for (size_t j = i + 2; left > 0;) {
