@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int scratch_open(scratch *s)
@@ -33,6 +34,18 @@ int scratch_walk(const scratch *s, int remove)
     closedir(d);
     if (remove) rmdir(s->dir);
     return n;
+}
+
+unsigned char *scratch_read(const char *path, size_t *n)
+{
+    struct stat sb;
+    FILE *f = fopen(path, "rb");
+    if (!f || fstat(fileno(f), &sb) != 0) return f ? (fclose(f), NULL) : NULL;
+    *n = (size_t)sb.st_size;
+    unsigned char *b = malloc(*n + 1);
+    if (b && fread(b, 1, *n, f) != *n) free(b), b = NULL;
+    fclose(f);
+    return b;
 }
 
 int scratch_write(const char *path, const void *data, size_t n)

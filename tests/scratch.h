@@ -18,6 +18,9 @@ int scratch_walk(const scratch *s, int remove);
 #define scratch_count(s) scratch_walk((s), 0)
 #define scratch_close(s) scratch_walk((s), 1)
 
+/* The whole file at path (malloc'ed, one spare byte), its length into *n; NULL on failure. */
+unsigned char *scratch_read(const char *path, size_t *n);
+
 /* Writes n bytes to a new file at path (replacing it); 0 on failure. */
 int scratch_write(const char *path, const void *data, size_t n);
 

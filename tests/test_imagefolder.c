@@ -4,12 +4,13 @@
 #include "test.h"
 
 #include <ftw.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <math.h>
 #include <stb/stb_image_write.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
+
+#include "scratch.h"
 
 /* Every image of a class has one gray level, so labels can be checked from pixels. */
 const int data_test_class_value[4] = {40, 120, -1, 200};
@@ -309,25 +310,6 @@ static int patch_u32(const char *dir, const char *name, long off, uint32_t v, bo
     return ok ? 0 : -1;
 }
 
-/* The whole file at path (malloc'ed), or NULL. */
-static unsigned char *read_whole(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *b = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long len = ftell(f);
-        b = len > 0 ? malloc((size_t)len) : NULL;
-        if (b && (fseek(f, 0, SEEK_SET) != 0 || fread(b, 1, (size_t)len, f) != (size_t)len)) {
-            free(b);
-            b = NULL;
-        }
-        *n = b ? (size_t)len : 0;
-    }
-    fclose(f);
-    return b;
-}
-
 /* A header that claims a huge image is refused from the header alone: stb_image would allocate
  * for it, and stb_image_resize aborts on sides near 2^24. A top-down BMP (negative height) is
  * still a good image. A JPEG Huffman table of more than 256 codes is refused before stb_image
@@ -348,7 +330,7 @@ TEST(imagefolder_absurd_sizes_and_huffman_tables_are_refused)
     char path[1024];
     snprintf(path, sizeof path, "%s/d_huff.jpg", dir);
     size_t n = 0;
-    unsigned char *jpg = read_whole(path, &n);
+    unsigned char *jpg = scratch_read(path, &n);
     REQUIRE(jpg);
     size_t dht = 2;
     while (dht + 1 < n && !(jpg[dht] == 0xFF && jpg[dht + 1] == 0xC4)) dht++;
@@ -397,7 +379,7 @@ TEST(imagefolder_truncated_bmp_and_png_are_refused)
         if (i == 8) REQUIRE(patch_u32(dir, names[i], 33, 0x6d18003eu, true) == 0);
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         size_t n = 0;
-        unsigned char *b = read_whole(path, &n);
+        unsigned char *b = scratch_read(path, &n);
         REQUIRE(b && n > (size_t)cut[i] + 45);
         if (i < 5) CHECK(n == 454);
         const int wrote = write_bytes(dir, names[i], b, n - (size_t)cut[i]);
@@ -585,7 +567,7 @@ TEST(imagefolder_other_formats_refused_and_mutated_files_never_crash)
     for (int k = 0; k < 3; k++) {
         REQUIRE(write_image(dir, seeds[k], 19, 13, 3, 60 + 50 * k) == 0);
         snprintf(path, sizeof path, "%s/%s", dir, seeds[k]);
-        REQUIRE((seed[k] = read_whole(path, &len[k])) != NULL);
+        REQUIRE((seed[k] = scratch_read(path, &len[k])) != NULL);
     }
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));

@@ -12,22 +12,10 @@
 #include "scratch.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    struct stat sb;
-    FILE *f = fopen(path, "rb");
-    if (!f || fstat(fileno(f), &sb) != 0) return f ? (fclose(f), NULL) : NULL;
-    *n = (size_t)sb.st_size;
-    unsigned char *b = malloc(*n + 1);
-    if (b && fread(b, 1, *n, f) != *n) free(b), b = NULL;
-    fclose(f);
-    return b;
-}
-
 static int same_file(const char *path, const unsigned char *bytes, size_t n)
 {
     size_t m;
-    unsigned char *now = read_bytes(path, &m);
+    unsigned char *now = scratch_read(path, &m);
     int same = now && m == n && memcmp(now, bytes, n) == 0;
     free(now);
     return same;
@@ -151,7 +139,7 @@ TEST(safetensors_round_trip_bit_exact)
     CHECK(scratch_count(&s) == 1); /* no temporary file left behind */
     /* Saving what was loaded gives the same file, byte for byte. */
     size_t n1;
-    unsigned char *b1 = read_bytes(s.path, &n1);
+    unsigned char *b1 = scratch_read(s.path, &n1);
     CHECK_OK(cnn_safetensors_save(s.path, back));
     CHECK(b1 && same_file(s.path, b1, n1));
     free(b1);
@@ -202,7 +190,7 @@ TEST(safetensors_python_bytes_both_ways)
     CHECK_OK(cnn_tensor_read(cnn_dict_get(d, "h"), hb, 2));
     CHECK(hb[0] == 0x3c00 && hb[1] == 0xc000);
     size_t n;
-    unsigned char *python = read_bytes(s.path, &n);
+    unsigned char *python = scratch_read(s.path, &n);
     CHECK_OK(cnn_safetensors_save(s.path, d));
     CHECK(python && same_file(s.path, python, n));
     free(python);
@@ -371,7 +359,7 @@ TEST(safetensors_random_corruptions)
     CHECK_OK(cnn_safetensors_save(s.path, d));
     cnn_dict_destroy(&d);
     size_t n;
-    unsigned char *good = read_bytes(s.path, &n), *bad = malloc(n);
+    unsigned char *good = scratch_read(s.path, &n), *bad = malloc(n);
     REQUIRE(good && bad && n > 64);
     uint64_t hl = 0, rng = 0x9e3779b97f4a7c15ull;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | good[i]; /* the header length */
@@ -421,7 +409,7 @@ TEST(safetensors_atomic_write)
     CHECK(scratch_count(&s) == 0);
     CHECK_OK(cnn_safetensors_save(s.path, old));
     size_t n_old;
-    unsigned char *before = read_bytes(s.path, &n_old);
+    unsigned char *before = scratch_read(s.path, &n_old);
     REQUIRE(before);
     /* A write that fails half way (the file-size limit makes write() return EFBIG) must
      * leave the old file untouched and no temporary file behind. */

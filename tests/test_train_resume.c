@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "train_tool.h"
 
 /* Every tensor of a and b: same names, shapes, dtypes and bytes. */
@@ -70,20 +71,6 @@ TEST(train_tool_resume_is_exact)
 }
 
 /* Data rows of DIR/metrics.csv, or -1. */
-/* The bytes of the file at path into *buf (malloc'd), its size into *n; false if unreadable. */
-static bool read_whole(const char *path, unsigned char **buf, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    bool ok = fseek(f, 0, SEEK_END) == 0;
-    long len = ok ? ftell(f) : -1;
-    ok = len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (*buf = malloc((size_t)len + 1));
-    if (ok) ok = fread(*buf, 1, (size_t)len, f) == (size_t)len;
-    if (ok) *n = (size_t)len;
-    fclose(f);
-    return ok;
-}
-
 static int metric_rows(const char *dir)
 {
     char p[800], line[512];
@@ -131,15 +118,15 @@ TEST(train_tool_best_checkpoint_and_early_stop_on_ties)
     /* Resumed again, the stopped run stays stopped: it is evaluated, its checkpoints and
      * metrics stay as they were, and only the confusion matrix is written. */
     snprintf(path, sizeof path, "%s/a/last.safetensors", dir);
-    unsigned char *before = NULL, *after = NULL;
     size_t nb = 0, na = 0;
-    REQUIRE(read_whole(path, &before, &nb));
+    unsigned char *before = scratch_read(path, &nb), *after = NULL;
+    REQUIRE(before);
     snprintf(args, sizeof args, "--resume %s", path);
     CHECK(run_tool(tool, args, out, sizeof out) == 0);
     CHECK(strstr(out, "stopped early after epoch 3 (--early-stop 2): evaluating it") != NULL);
     CHECK(strstr(out, "\nepoch ") == NULL && strstr(out, "confusion.csv\n") != NULL);
     CHECK(strstr(out, "best.safetensors") == NULL);
-    CHECK(read_whole(path, &after, &na) && na == nb && !memcmp(before, after, nb));
+    CHECK((after = scratch_read(path, &na)) && na == nb && !memcmp(before, after, nb));
     snprintf(run, sizeof run, "%s/a", dir);
     CHECK(metric_rows(run) == 3);
     free(before);

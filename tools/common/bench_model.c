@@ -559,9 +559,8 @@ static cnn_status check_update(cnn_model *m, const bench_env *e, int nc, int C, 
             break;
         }
         double e1 = 0;
-        /* No gradient: SGD leaves the parameter as it was. */
-        const float *zero = g[i] ? g[i] : p1;
-        sgd_ref r = {p0[i], zero, g[i] ? 0.01 : 0.0};
+        /* No gradient: SGD leaves the parameter as it was (lr 0 against any array). */
+        sgd_ref r = {p0[i], g[i] ? g[i] : p1, g[i] ? 0.01 : 0.0};
         if (!bench_check("update", p1, n, n, sgd_ref_at, &r, 1e-6, 1e-30, &e1)) {
             fprintf(stderr, "cnnbench: check train: the SGD step moved %s by up to %.3g from "
                     "p - lr * grad\n", cnn_dict_name(ps, i), e1);
