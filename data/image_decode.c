@@ -71,7 +71,9 @@ static bool decodable(const unsigned char *m, size_t n)
  *   such a table);
  * - more than JPEG_MAX_SCANS scans (start-of-scan segments);
  * - frames stb cannot decode, named: arithmetic coding, lossless or hierarchical frames, and
- *   sample precisions other than 8 bits (12-bit).
+ *   sample precisions other than 8 bits (12-bit);
+ * - a file that ends before its end-of-image marker (a download or copy cut short: stb_image
+ *   refuses it too, as "expected marker").
  * The walk follows stb_image's own reading, so that it meets every table stb would: bytes
  * before a 0xFF are skipped, a segment's tables are read until its length is used up (counts
  * past the file's end read as 0), and the entropy-coded data after a start of scan runs to the
@@ -81,6 +83,7 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
 {
     int scans = 0;
     size_t i = 2;
+    bool ended = false;
     while (i + 1 < n) {
         if (p[i] != 0xFF) {
             i++;
@@ -88,7 +91,8 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
         }
         size_t k = i + 1;
         while (k < n && p[k] == 0xFF) k++; /* fill bytes */
-        if (k + 2 >= n || p[k] == 0xD9) break;
+        ended = k < n && p[k] == 0xD9;
+        if (k + 2 >= n || ended) break;
         const unsigned m = p[k];
         i = k + 1;
         if (m == 0 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no segment */
@@ -118,7 +122,7 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
         if (m == 0xDA)
             while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
     }
-    return NULL;
+    return ended ? NULL : "the file ends before its end-of-image marker (truncated JPEG)";
 }
 
 static uint32_t be32(const unsigned char *p)

@@ -405,6 +405,60 @@ TEST(imagefolder_truncated_bmp_and_png_are_refused)
     data_test_remove_tree(root);
 }
 
+/* A JPEG cut short anywhere (before its end-of-image marker, in its headers, or inside its
+ * entropy-coded data) is refused as truncated, by name. Bytes after the end-of-image marker
+ * (some cameras and editors append them) and an end-of-image marker inside an APP1 segment (an
+ * Exif thumbnail is a whole JPEG) are not mistaken for the end. */
+TEST(imagefolder_truncated_jpeg_is_named_and_trailing_bytes_are_not)
+{
+    char root[64], dir[512], path[1024];
+    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    unsigned char p[64 * 64 * 3];
+    for (int i = 0; i < 64 * 64 * 3; i++) p[i] = (unsigned char)((i * 7919) >> 3);
+    snprintf(path, sizeof path, "%s/../source.jpg", dir);
+    REQUIRE(stbi_write_jpg(path, 64, 64, 3, p, 90));
+    size_t n = 0;
+    unsigned char *b = scratch_read(path, &n);
+    REQUIRE(b && n > 400 && b[n - 2] == 0xFF && b[n - 1] == 0xD9);
+    REQUIRE(remove(path) == 0);
+    unsigned char *e = malloc(n + 256);
+    REQUIRE(e);
+    REQUIRE(write_bytes(dir, "a_whole.jpg", b, n) == 0);
+    memcpy(e, b, n);
+    for (int i = 0; i < 100; i++) e[n + i] = (unsigned char)(i % 3 ? 0xFF : 0xD8 + i % 2);
+    REQUIRE(write_bytes(dir, "b_trailing.jpg", e, n + 100) == 0);
+    /* SOI, APP1 holding "Exif\0\0" and a thumbnail-like SOI ... EOI, then the rest. */
+    const unsigned char app1[] = {0xFF, 0xE1, 0, 14, 'E', 'x', 'i', 'f', 0, 0,
+                                  0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xD9};
+    memcpy(e, b, 2);
+    memcpy(e + 2, app1, sizeof app1);
+    memcpy(e + 2 + sizeof app1, b + 2, n - 2);
+    REQUIRE(write_bytes(dir, "c_app1.jpg", e, n + sizeof app1) == 0);
+    REQUIRE(write_bytes(dir, "d_no_eoi.jpg", b, n - 2) == 0);
+    REQUIRE(write_bytes(dir, "e_cut_data.jpg", b, n * 9 / 10) == 0);
+    REQUIRE(write_bytes(dir, "f_cut_header.jpg", b, 40) == 0);
+    free(e);
+    free(b);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    REQUIRE(cnn_dataset_size(ds) == 6);
+    cnn_transform t = cnn_transform_default(ds, false, 8);
+    float out[3 * 8 * 8], whole[3 * 8 * 8];
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, whole, NULL));
+    for (int i = 1; i < 6; i++) {
+        cnn_status st = cnn_dataset_get(ds, i, &t, 1, 0, out, NULL);
+        if (i < 3) {
+            CHECK_OK(st);
+            CHECK(memcmp(out, whole, sizeof out) == 0);
+        } else if (st != CNN_ERR_FORMAT || !strstr(cnn_last_error(), "truncated JPEG")) {
+            cnn_test_fail(__FILE__, __LINE__, "sample %d: status %d, '%s'", i, st,
+                          cnn_last_error());
+        }
+    }
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
 /* ---- hostile PNGs and JPEGs ------------------------------------------------------------------
  * A PNG from parts: the signature, IHDR (w x h, bit depth 8, colour type `type`), the chunks in
  * `extra` (type + data, each a 4-character name then its bytes; NULL-terminated list), an IDAT
