@@ -292,8 +292,8 @@ cnn_status cnn_cross_entropy_ignore(const cnn_tensor *logits, const cnn_tensor *
     CNN_CHECK(labels->shape.ndim == 1 && labels->shape.d[0] == n, CNN_ERR_SHAPE,
               "cross_entropy: labels %s do not match logits %s (expected (%lld))",
               cnn_shape_of(labels), cnn_shape_of(logits), (long long)n);
-    CNN_CHECK(label_smoothing >= 0.0f && label_smoothing < 1.0f, CNN_ERR_INVALID_ARG,
-              "cross_entropy: label_smoothing %g is outside [0, 1)", (double)label_smoothing);
+    CNN_CHECK(label_smoothing >= 0.0f && label_smoothing <= 1.0f, CNN_ERR_INVALID_ARG,
+              "cross_entropy: label_smoothing %g is outside [0, 1]", (double)label_smoothing);
     cnn_status st = CNN_OK;
     cnn_tensor *prob = NULL, *lab = NULL, *count = NULL;
     ce_params cp = {label_smoothing, ignore_index, 0};

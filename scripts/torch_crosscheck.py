@@ -284,7 +284,7 @@ def check_softmax(out):
             grads(y, [x], ref, p, ["x"])
             i += 1
     # The last case ignores two samples through PyTorch's default ignore_index, -100.
-    cases = [(6, 5, 0.0), (6, 5, 0.1), (3, 10, 0.3), (1, 2, 0.0), (6, 5, 0.2)]
+    cases = [(6, 5, 0.0), (6, 5, 0.1), (3, 10, 0.3), (1, 2, 0.0), (4, 3, 1.0), (6, 5, 0.2)]
     for i, (n, k, ls) in enumerate(cases):
         x = (rnd(n, k) * 4).requires_grad_(True)
         lab = torch.randint(0, k, (n,))

@@ -106,7 +106,7 @@ cnn_status cnn_mean(const cnn_tensor *x, cnn_tensor **y);
 cnn_status cnn_softmax(const cnn_tensor *x, int dim, cnn_tensor **y);
 cnn_status cnn_log_softmax(const cnn_tensor *x, int dim, cnn_tensor **y);
 /* Cross-entropy of logits (N, K) against I64 labels (N) in [0, K), with label smoothing in
- * [0, 1), averaged over the samples whose label is not ignore_index -> a scalar (NaN when none
+ * [0, 1], averaged over the samples whose label is not ignore_index -> a scalar (NaN when none
  * is left), as torch.nn.functional.cross_entropy. cnn_cross_entropy ignores CNN_IGNORE_INDEX
  * (-100, PyTorch's default). Any other label outside [0, K) is CNN_ERR_INVALID_ARG on the CPU.
  * On a GPU the kernel finds it without waiting for the device: the loss is NaN, and the next call

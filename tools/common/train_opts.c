@@ -41,7 +41,7 @@ static const opt_desc OPTS[] = {
     {"warmup-epochs", OT_INT, F(warmup_epochs), "0", true, "N",
      "linear learning-rate warm-up, per step, over N epochs"},
     {"label-smoothing", OT_F32, F(label_smoothing), "0", true, "S",
-     "cross-entropy label smoothing in [0, 1)"},
+     "cross-entropy label smoothing in [0, 1]"},
     {"img-size", OT_INT, F(img_size), "0", true, "S",
      "input size; 0: the dataset's own (28 for Fashion-MNIST), else the model's"},
     {"hflip", OT_F32, F(hflip), "-1", true, "P",
@@ -262,8 +262,8 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--schedule must be cosine, step or plateau";
     else if (o->warmup_epochs < 0 || o->warmup_epochs >= o->epochs)
         bad = "--warmup-epochs must be in [0, epochs)";
-    else if (o->label_smoothing < 0 || o->label_smoothing >= 1)
-        bad = "--label-smoothing must be in [0, 1)";
+    else if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
+        bad = "--label-smoothing must be in [0, 1]";
     else if (o->img_size < 0 || o->img_size > 4096)
         bad = "--img-size must be in [0, 4096]";
     else if (!(o->hflip == -1 || (o->hflip >= 0 && o->hflip <= 1)))
