@@ -199,29 +199,55 @@ static void absorb_event(block *into, block *gone)
     else (void)cudaEventDestroy(gone->ready);
 }
 
-/* Merges a block being freed (not yet in the free list) with free neighbours of its segment
- * that the same stream owns and no other stream still uses. Returns the merged block. */
+/* Whether free block b may absorb its segment neighbour n: n is free, no other stream still
+ * uses it, and both belong to one stream, or one of them to none (its stream was drained and
+ * destroyed: none of its work can still run, so the other's owner may own the whole). */
+static bool mergeable(const block *b, block *n)
+{
+    return n && n->is_free && (n->stream == b->stream || !n->stream || !b->stream) &&
+           !still_pending(n);
+}
+
+/* Merges a block being freed (not yet in the free list) with the free neighbours of its
+ * segment it may absorb (mergeable). Returns the merged block. */
 static block *merge_free_neighbours(dev_cache *dc, block *b)
 {
     block *n = b->seg_next, *p = b->seg_prev;
-    if (n && n->is_free && n->stream == b->stream && !still_pending(n)) {
+    if (mergeable(b, n)) {
         list_remove(&dc->free_list, n);
         b->size += n->size;
         b->seg_next = n->seg_next;
         if (n->seg_next) n->seg_next->seg_prev = b;
+        if (!b->stream) b->stream = n->stream;
         absorb_event(b, n);
         free(n);
     }
-    if (p && p->is_free && p->stream == b->stream && !still_pending(p)) {
+    if (mergeable(b, p)) {
         list_remove(&dc->free_list, p);
         p->size += b->size;
         p->seg_next = b->seg_next;
         if (b->seg_next) b->seg_next->seg_prev = p;
+        if (!p->stream) p->stream = b->stream;
         absorb_event(p, b);
         free(b);
         b = p;
     }
     return b;
+}
+
+/* Merges the free blocks that return_block had to leave apart because a second stream's work
+ * on one of them had not completed at its release: once that work is done they merge like any
+ * others, so their segment can go back to CUDA whole. (Caller holds g_lock.) */
+static void coalesce(dev_cache *dc)
+{
+again:
+    for (block *b = dc->free_list; b; b = b->next) {
+        if (still_pending(b) || !(mergeable(b, b->seg_prev) || mergeable(b, b->seg_next)))
+            continue;
+        list_remove(&dc->free_list, b);
+        free_list_insert(dc, merge_free_neighbours(dc, b));
+        goto again; /* the list changed under the walk; each merge leaves one block fewer */
+    }
 }
 
 static size_t round_size(size_t bytes)
@@ -291,6 +317,7 @@ static cnn_status free_cached(int device, const char *op)
 {
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
+    if (dc) coalesce(dc);
     bool any = false;
     for (block *b = dc ? dc->free_list : NULL; b && !any; b = b->next)
         any = whole_free_segment(b);
@@ -356,10 +383,13 @@ void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
     if (dc) {
         for (block *b = dc->free_list; b; b = b->next)
             if (b->stream == stream) b->stream = NULL;
-        for (block *b = dc->live; b; b = b->next) {
-            if (b->stream == stream) b->stream = NULL;
-            if (b->use_stream == stream) b->use_stream = NULL; /* drained before destruction */
-        }
+        /* Held blocks too: a graph's destruction returns them to the cache long after. */
+        block *const lists[2] = {dc->live, dc->held};
+        for (int l = 0; l < 2; l++)
+            for (block *b = lists[l]; b; b = b->next) {
+                if (b->stream == stream) b->stream = NULL;
+                if (b->use_stream == stream) b->use_stream = NULL; /* drained before destruction */
+            }
     }
     pthread_mutex_unlock(&g_lock);
 }

@@ -1,9 +1,14 @@
 /* test_cuda_allocator.c — the caching device allocator: steady-state reuse without cudaMalloc,
- * the statistics, splitting a large free block and merging its parts back, empty_cache (whole
- * segments only) and out-of-memory errors. GPU tests only: skipped without a device. */
+ * the statistics, splitting a large free block and merging its parts back (also parts left by a
+ * destroyed context, or used by a second stream), empty_cache (whole segments only) and
+ * out-of-memory errors. GPU tests only: skipped without a device. */
 #include "gradcheck.h"
 
 #include <string.h>
+
+#if CNN_WITH_CUDA
+#include "../cuda/cuda_api.h"
+#endif
 
 static cnn_cuda_memory_stats stats_now(void)
 {
@@ -199,4 +204,92 @@ GPU_TEST(cuda_cross_entropy_on_a_full_gpu_uses_the_cache)
     cnn_tensor_free(&x);
     cnn_tensor_free(&y);
     cnn_tensor_free(&loss);
+}
+
+/* A context's cached memory outlives it, owned by no stream; another context that cuts a
+ * tensor from it and releases it gets the parts merged back, so the whole segment serves it
+ * again (no cudaMalloc) and empty_cache returns it. Likewise parts a second stream used
+ * (record_stream, as the loader's hand-off does) merge once that stream's work is done: an
+ * empty_cache after it returns their segment whole. */
+GPU_TEST(cuda_allocator_merges_parts_of_destroyed_contexts_and_second_streams)
+{
+    cnn_context *home = cnn_context_current(), *a = NULL, *b = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &a) == CNN_OK);
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
+    cnn_context_set_current(a);
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats s0 = stats_now();
+    const size_t seg = (s0.cached_bytes + 64 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
+    cnn_tensor *t = dev_bytes(seg);
+    REQUIRE(t);
+    cnn_tensor_free(&t);
+    cnn_context_set_current(b);
+    cnn_context_destroy(&a);
+    cnn_cuda_memory_stats s1 = stats_now();
+    CHECK(s1.reserved_bytes == s0.reserved_bytes + seg);
+    t = dev_bytes(20 * MIB); /* cut from the ownerless segment */
+    REQUIRE(t);
+    cnn_tensor_free(&t);
+    t = dev_bytes(seg); /* the parts merged: the whole segment again */
+    REQUIRE(t);
+    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    cnn_tensor_free(&t);
+    CHECK_OK(cnn_cuda_empty_cache());
+    CHECK(stats_now().reserved_bytes == s0.reserved_bytes);
+
+#if CNN_WITH_CUDA
+    /* A part used by a second stream: kept apart at release, merged by the empty_cache after
+     * both streams are done. */
+    t = dev_bytes(seg);
+    REQUIRE(t);
+    cnn_tensor_free(&t);
+    t = dev_bytes(20 * MIB);
+    REQUIRE(t);
+    CHECK_OK(cnn_cuda_record_stream(home, t->storage));
+    cnn_tensor_free(&t);
+    CHECK_OK(cnn_synchronize());
+    cnn_context_set_current(home);
+    CHECK_OK(cnn_synchronize());
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats s2 = stats_now();
+    CHECK(s2.reserved_bytes == s0.reserved_bytes);
+#endif
+    cnn_context_set_current(home);
+    cnn_context_destroy(&b);
+}
+
+/* A tensor released inside a capture is held until the graph goes (its replays may read it).
+ * If its context is destroyed first, the block's stream goes with it: the block must come back
+ * owned by no stream, reusable by any, not tied to a stream that no longer exists. */
+static cnn_status release_in_capture(void *ud)
+{
+    cnn_tensor_free((cnn_tensor **)ud);
+    return CNN_OK;
+}
+
+GPU_TEST(cuda_allocator_block_held_by_a_graph_outlives_its_context)
+{
+    cnn_context *home = cnn_context_current(), *b = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
+    CHECK_OK(cnn_cuda_empty_cache());
+    cnn_cuda_memory_stats s0 = stats_now();
+    const size_t seg = (s0.cached_bytes + 16 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
+    cnn_context_set_current(b);
+    cnn_tensor *x = dev_bytes(seg);
+    cnn_context_set_current(home);
+    REQUIRE(x);
+    cnn_graph *g = NULL;
+    CHECK_OK(cnn_graph_capture(release_in_capture, &x, &g));
+    CHECK(x == NULL);
+    CHECK(stats_now().graph_bytes >= seg); /* held */
+    cnn_context_destroy(&b);
+    cnn_graph_destroy(&g);
+    cnn_cuda_memory_stats s1 = stats_now();
+    CHECK(s1.reserved_bytes >= s0.reserved_bytes + seg && s1.graph_bytes == 0);
+    x = dev_bytes(seg); /* home's stream takes the block: no cudaMalloc */
+    REQUIRE(x);
+    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    cnn_tensor_free(&x);
+    CHECK_OK(cnn_cuda_empty_cache());
+    CHECK(stats_now().reserved_bytes == s0.reserved_bytes);
 }
