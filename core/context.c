@@ -53,6 +53,8 @@ static void default_destructor(void *p)
 
 static void make_key(void) { pthread_key_create(&g_default_key, default_destructor); }
 
+cnn_context *cnn_ctx_if_set(void) { return g_current; }
+
 cnn_context *cnn_ctx(void)
 {
     if (g_current) return g_current;

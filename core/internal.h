@@ -98,6 +98,9 @@ bool cnn_shape_equal(cnn_shape a, cnn_shape b);
 cnn_status cnn_shape_validate(cnn_shape s, const char *what);
 /* Number of bytes of a contiguous tensor. */
 size_t cnn_tensor_nbytes(const cnn_tensor *t);
+/* cnn_tensor_empty for an op's output: a failure (out of GPU memory, above all) names op. */
+cnn_status cnn_tensor_empty_for(const char *op, cnn_shape shape, cnn_dtype dtype,
+                                cnn_device device, cnn_tensor **out);
 /* First element (storage data + offset). */
 static inline void *cnn_ptr(const cnn_tensor *t) { return (char *)t->storage->data + t->offset; }
 static inline float *cnn_f32(const cnn_tensor *t) { return (float *)cnn_ptr(t); }
@@ -166,6 +169,9 @@ struct cnn_context {
 };
 /* The thread's current context (created on first use). Never NULL. */
 cnn_context *cnn_ctx(void);
+/* The context made current on this thread with cnn_context_set_current, or NULL: creates
+ * nothing, so it is safe where a thread's contexts are being torn down. */
+cnn_context *cnn_ctx_if_set(void);
 
 /* ---- autograd ---------------------------------------------------------------------------- */
 typedef struct cnn_node cnn_node;

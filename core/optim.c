@@ -241,7 +241,7 @@ static cnn_status prepare(cnn_optim *opt, optim_param *q, const cnn_tensor *g)
     }
     if (opt->cfg.kind == CNN_OPTIM_SGD) {
         if (uses_momentum_buffer(&opt->cfg) && !q->s1) /* filled from the first gradient */
-            CNN_TRY(cnn_tensor_empty(p->shape, CNN_F32, p->device, &q->s1));
+            CNN_TRY(cnn_tensor_empty_for("optim", p->shape, CNN_F32, p->device, &q->s1));
         return CNN_OK;
     }
     if (!q->s1) CNN_TRY(cnn_tensor_zeros(p->shape, p->device, &q->s1));
@@ -328,7 +328,7 @@ static cnn_status sync_adam(cnn_optim *opt, const int *idx, int n)
     }
     if (!fits) {
         cnn_tensor *fresh = NULL;
-        CNN_TRY(cnn_tensor_empty(CNN_SHAPE(need), CNN_F32, dev, &fresh));
+        CNN_TRY(cnn_tensor_empty_for("optim", CNN_SHAPE(need), CNN_F32, dev, &fresh));
         cnn_tensor_free(&opt->adam_dev);
         opt->adam_dev = fresh;
     }

@@ -191,6 +191,12 @@ cnn_status cnn_tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device,
     return tensor_empty(shape, dtype, device, false, "tensor_empty", out);
 }
 
+cnn_status cnn_tensor_empty_for(const char *op, cnn_shape shape, cnn_dtype dtype,
+                                cnn_device device, cnn_tensor **out)
+{
+    return tensor_empty(shape, dtype, device, false, op, out);
+}
+
 cnn_status cnn_tensor_empty_pinned(cnn_shape shape, cnn_dtype dtype, cnn_tensor **out)
 {
     return tensor_empty(shape, dtype, CNN_CPU, true, "tensor_empty_pinned", out);

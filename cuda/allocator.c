@@ -6,7 +6,8 @@
  * freed by one layer's big tensors serves the next layer's differently sized ones, and the
  * allocated bytes are the rounded requests, as PyTorch's allocator counts them. A block handed to a
  * second stream (cnn_cuda_record_stream: the data loader's copy stream fills batches the compute
- * stream reads) is reused only after that stream's work at release time is done. While a CUDA
+ * stream reads; or released under another context than the one that allocated it) is reused
+ * only after that stream's work at release time is done. While a CUDA
  * graph is captured (cuda/graph.c), the capturing stream's allocations come from a pool of the
  * graph's own that nothing else may reuse until the graph is destroyed, since every replay
  * writes the same addresses. It owns memory only: no kernels, no printing. */
@@ -419,10 +420,25 @@ static void return_block(block *b)
     free_list_insert(dc, b);
 }
 
+/* A block released under a context whose stream is not the one that allocated it: a tensor
+ * handed over to that context, which used it there. Its work so far must be done before the
+ * block is reused, as for a stream named by record_stream (return_block records the event).
+ * A third stream, where one is named already, is waited for here. */
+static void note_releasing_stream(block *b, cudaStream_t rs)
+{
+    if (!rs || rs == b->stream || rs == b->use_stream) return;
+    if (!b->use_stream) {
+        b->use_stream = rs;
+    } else if (cudaStreamSynchronize(rs) != cudaSuccess) {
+        (void)cudaGetLastError();
+    }
+}
+
 /* Called from any thread when a storage's last reference goes: the block goes back to the
  * cache, reusable at once by its stream (later work there is ordered after earlier work), or,
- * if another stream used it, once the work queued there so far is done. During a capture a
- * block of another pool is held instead (see `held_by`). */
+ * if another stream used it (record_stream, or the releasing context's), once the work queued
+ * there so far is done. During a capture a block of another pool is held instead (see
+ * `held_by`). */
 static void block_release(cnn_storage *s)
 {
     block *b = s->allocator;
@@ -435,6 +451,9 @@ static void block_release(cnn_storage *s)
         b->held_by = dc->capture_pool;
         list_push(&dc->held, b);
     } else {
+        const cnn_context *ctx = cnn_ctx_if_set();
+        if (ctx && ctx->gpu && ctx->device.index == dc->device)
+            note_releasing_stream(b, cnn_cuda_stream_of(ctx));
         return_block(b);
     }
     pthread_mutex_unlock(&g_lock);

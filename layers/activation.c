@@ -129,7 +129,7 @@ static cnn_status activation(const char *op, act_kind kind, float param, const c
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for(op, x->shape, CNN_F32, x->device, y));
 #if CNN_WITH_CUDA
     if (cnn_on_cuda(x))
         CNN_TRYG(cnn_cuda_activation_forward(cnn_ctx(), (int)kind, param, cnn_f32(xc), cnn_f32(*y),

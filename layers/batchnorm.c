@@ -383,9 +383,10 @@ cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_ten
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL, *stats = NULL, *bc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(BN_ROWS, p.c), CNN_F32, x->device, &stats));
+    CNN_TRYG(cnn_tensor_empty_for("batch_norm", CNN_SHAPE(BN_ROWS, p.c), CNN_F32, x->device,
+                                  &stats));
     if (bias) CNN_TRYG(cnn_contig(bias, &bc));
-    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for("batch_norm", x->shape, CNN_F32, x->device, y));
     if (bn_backend_for(x, eps) == BN_CPU) {
         CNN_TRYG(bn_forward_cpu(&p, xc, running_mean, running_var, weight, bc, momentum, stats,
                                 *y));
@@ -435,8 +436,8 @@ cnn_status cnn_batch_norm_fold(const cnn_tensor *w, const cnn_tensor *b,
     CNN_TRYG(cnn_contig(w, &wc));
     for (int i = 0; i < 5; i++)
         if (chan[i]) CNN_TRYG(cnn_contig(chan[i], &c[i]));
-    CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, w_out));
-    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(k), CNN_F32, w->device, b_out));
+    CNN_TRYG(cnn_tensor_empty_for("batch_norm_fold", w->shape, CNN_F32, w->device, w_out));
+    CNN_TRYG(cnn_tensor_empty_for("batch_norm_fold", CNN_SHAPE(k), CNN_F32, w->device, b_out));
     const float *pc[5];
     for (int i = 0; i < 5; i++) pc[i] = c[i] ? cnn_f32(c[i]) : NULL;
     const float *pw = cnn_f32(wc);

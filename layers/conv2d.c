@@ -228,7 +228,7 @@ static cnn_status conv2d_run(const char *op, const cnn_tensor *x, const cnn_tens
     CNN_TRYG(cnn_contig(w, &wc));
     if (b) CNN_TRYG(cnn_contig(b, &bc));
     if (z) CNN_TRYG(cnn_contig(z, &zc));
-    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.k, g.p, g.q), CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for(op, CNN_SHAPE(g.n, g.k, g.p, g.q), CNN_F32, x->device, y));
     const conv_epi e = {bc ? cnn_f32(bc) : NULL, zc ? cnn_f32(zc) : NULL, relu};
     CNN_TRYG(run_forward(&g, cnn_on_cuda(x), cnn_f32(xc), cnn_f32(wc), &e, cnn_f32(*y)));
     const cnn_tensor *in[4] = {x, w, b, z};

@@ -82,7 +82,7 @@ cnn_status cnn_dropout(const cnn_tensor *x, float p, bool training, cnn_tensor *
     cnn_tensor *xc = NULL;
     cnn_node *node = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for("dropout", x->shape, CNN_F32, x->device, y));
     CNN_TRYG(dropout_run(&dp, xc, *y));
     if (cnn_should_record(&x, 1)) {
         CNN_TRYG(cnn_tape_record("dropout", dropout_backward, *y, &x, 1, &dp, sizeof dp, &node));

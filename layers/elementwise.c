@@ -45,7 +45,7 @@ static cnn_status add_act(const char *op, const cnn_tensor *a, const cnn_tensor 
     cnn_tensor *ac = NULL, *bc = NULL;
     CNN_TRYG(cnn_contig(a, &ac));
     CNN_TRYG(cnn_contig(b, &bc));
-    CNN_TRYG(cnn_tensor_empty(a->shape, CNN_F32, a->device, y));
+    CNN_TRYG(cnn_tensor_empty_for(op, a->shape, CNN_F32, a->device, y));
     {
         /* a, b, y: (numel) */
         const float *pa = cnn_f32(ac), *pb = cnn_f32(bc);
@@ -95,7 +95,7 @@ static cnn_status scale_kernel(const cnn_tensor *a, float alpha, cnn_tensor **y)
 {
     cnn_tensor *ac = NULL;
     CNN_TRY(cnn_contig(a, &ac));
-    cnn_status st = cnn_tensor_empty(a->shape, CNN_F32, a->device, y);
+    cnn_status st = cnn_tensor_empty_for("scale", a->shape, CNN_F32, a->device, y);
     if (st == CNN_OK) {
         const float *pa = cnn_f32(ac);
         float *py = cnn_f32(*y);
@@ -166,7 +166,7 @@ static cnn_status reduce(const char *op, const cnn_tensor *x, bool mean, cnn_ten
     cnn_status st = CNN_OK;
 #if CNN_WITH_CUDA
     if (cnn_on_cuda(x)) {
-        st = cnn_tensor_empty(CNN_SCALAR, CNN_F32, x->device, y);
+        st = cnn_tensor_empty_for(op, CNN_SCALAR, CNN_F32, x->device, y);
         if (st == CNN_OK) st = cnn_cuda_sum_f32(cnn_ctx(), cnn_f32(*y), p, n, scale);
         cnn_tensor_free(&xc);
         if (st != CNN_OK) {
@@ -272,7 +272,7 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
     }
     int64_t outer, inner;
     concat_extent(out, d, &outer, &inner);
-    CNN_TRY(cnn_tensor_empty(out, CNN_F32, x0->device, y));
+    CNN_TRY(cnn_tensor_empty_for("concat", out, CNN_F32, x0->device, y));
     cnn_status st = CNN_OK;
     int64_t at = 0;
     for (int i = 0; i < n; i++) {

@@ -103,7 +103,7 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_contig(w, &wc));
     if (b) CNN_TRYG(cnn_contig(b, &bc));
-    CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.n, g.out), CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for("linear", CNN_SHAPE(g.n, g.out), CNN_F32, x->device, y));
     if (cnn_on_cuda(x)) {
 #if CNN_WITH_CUDA
         CNN_TRYG(cnn_cuda_linear_forward(cnn_ctx(), cnn_f32(xc), cnn_f32(wc),

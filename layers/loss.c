@@ -100,7 +100,7 @@ static cnn_status softmax_op(const char *op, const cnn_tensor *x, int dim, bool 
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for(op, x->shape, CNN_F32, x->device, y));
 #if CNN_WITH_CUDA
     if (cnn_on_cuda(x))
         CNN_TRYG(cnn_cuda_softmax_forward(cnn_ctx(), cnn_f32(xc), cnn_f32(*y), p.outer, p.k,
@@ -228,7 +228,8 @@ static cnn_status cross_entropy_forward_cpu(const cnn_tensor *logits, const cnn_
     }
     cnn_tensor *xc = NULL;
     CNN_TRY(cnn_contig(logits, &xc));
-    cnn_status st = cnn_tensor_empty(logits->shape, CNN_F32, logits->device, prob);
+    cnn_status st =
+        cnn_tensor_empty_for("cross_entropy", logits->shape, CNN_F32, logits->device, prob);
     double total = st == CNN_OK ? cross_entropy_cpu(cnn_f32(xc), lv, cp->label_smoothing,
                                                     cp->ignore_index, n, k, cnn_f32(*prob))
                                 : 0;
@@ -252,10 +253,11 @@ static cnn_status cross_entropy_forward_cuda(const cnn_tensor *logits, const cnn
     cnn_tensor *xc = NULL, *per_sample = NULL;
     CNN_TRYG(cnn_tensor_clone(labels, lab));
     CNN_TRYG(cnn_contig(logits, &xc));
-    CNN_TRYG(cnn_tensor_empty(logits->shape, CNN_F32, logits->device, prob));
-    CNN_TRYG(cnn_tensor_empty(labels->shape, CNN_F32, logits->device, &per_sample));
-    CNN_TRYG(cnn_tensor_empty(CNN_SCALAR, CNN_F32, logits->device, count));
-    CNN_TRYG(cnn_tensor_empty(CNN_SCALAR, CNN_F32, logits->device, loss));
+    CNN_TRYG(cnn_tensor_empty_for("cross_entropy", logits->shape, CNN_F32, logits->device, prob));
+    CNN_TRYG(cnn_tensor_empty_for("cross_entropy", labels->shape, CNN_F32, logits->device,
+                                  &per_sample));
+    CNN_TRYG(cnn_tensor_empty_for("cross_entropy", CNN_SCALAR, CNN_F32, logits->device, count));
+    CNN_TRYG(cnn_tensor_empty_for("cross_entropy", CNN_SCALAR, CNN_F32, logits->device, loss));
     /* The mean over the samples not ignored; none (or an empty batch) gives NaN, as on the CPU. */
     CNN_TRYG(cnn_cuda_cross_entropy_forward(cnn_ctx(), cnn_f32(xc), (const int64_t *)cnn_ptr(*lab),
                                             cnn_f32(*prob), cnn_f32(per_sample), cnn_f32(*loss),

@@ -114,7 +114,7 @@ cnn_status cnn_lrn(const cnn_tensor *x, int size, float alpha, float beta, float
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for("lrn", x->shape, CNN_F32, x->device, y));
     if (cnn_on_cuda(x)) {
 #if CNN_WITH_CUDA
         CNN_TRYG(cnn_cuda_lrn_forward(cnn_ctx(), cnn_f32(xc), p.n, p.c, p.inner, size, alpha, beta,

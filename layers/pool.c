@@ -284,7 +284,7 @@ cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     /* The indices are kept for backward only: in eval or no-grad work they are not made. */
     const bool record = cnn_should_record(&x, 1);
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(os, CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for("max_pool2d", os, CNN_F32, x->device, y));
 #if CNN_WITH_CUDA
     cnn_cuda_pool_geom cg = cuda_geom(&g);
 #endif
@@ -292,7 +292,8 @@ cnn_status cnn_max_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     if (be == POOL_CUDNN) CNN_TRYG(cudnn_or_fallback(&be, cnn_cudnn_pool2d_forward(
                                        cnn_ctx(), &cg, true, cnn_f32(xc), cnn_f32(*y))));
 #endif
-    if (be != POOL_CUDNN && record) CNN_TRYG(cnn_tensor_empty(os, CNN_I32, x->device, &idx));
+    if (be != POOL_CUDNN && record)
+        CNN_TRYG(cnn_tensor_empty_for("max_pool2d", os, CNN_I32, x->device, &idx));
     int32_t *pidx = idx ? (int32_t *)cnn_ptr(idx) : NULL;
     if (be == POOL_CPU) max_pool_kernel(&g, cnn_f32(xc), cnn_f32(*y), pidx);
 #if CNN_WITH_CUDA
@@ -439,7 +440,8 @@ cnn_status cnn_avg_pool2d(const cnn_tensor *x, const cnn_pool2d_params *p, cnn_t
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(pool_out_shape(x->shape, g.oh, g.ow), CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for("avg_pool2d", pool_out_shape(x->shape, g.oh, g.ow), CNN_F32,
+                                  x->device, y));
 #if CNN_WITH_CUDA
     cnn_cuda_pool_geom cg = cuda_geom(&g);
 #endif
@@ -524,7 +526,8 @@ cnn_status cnn_adaptive_avg_pool2d(const cnn_tensor *x, int out_h, int out_w, cn
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
-    CNN_TRYG(cnn_tensor_empty(pool_out_shape(x->shape, out_h, out_w), CNN_F32, x->device, y));
+    CNN_TRYG(cnn_tensor_empty_for(op, pool_out_shape(x->shape, out_h, out_w), CNN_F32, x->device,
+                                  y));
     if (pool_backend_for(op, x, NULL) == POOL_CPU) {
         adaptive_kernel(&g, cnn_f32(xc), cnn_f32(*y), false);
     } else {

@@ -189,3 +189,9 @@ void poison_cache(const cnn_shape *shapes, int n)
     cnn_synchronize();
     for (int i = 0; i < COPIES * MAX_SHAPES; i++) cnn_tensor_free(&t[i]);
 }
+
+bool emulated_gpu(void)
+{
+    char name[256] = "";
+    return cnn_cuda_device_name(0, name, sizeof name) == CNN_OK && strstr(name, "Emulated");
+}

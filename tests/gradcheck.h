@@ -65,4 +65,7 @@ cnn_tensor *nan_gpu(cnn_shape s);
  * value. */
 void poison_cache(const cnn_shape *shapes, int n);
 
+/* Whether cuda:0 is the CPU emulator's (tests/cuda_emu: a GPU named "Emulated ..."). */
+bool emulated_gpu(void);
+
 #endif /* CNN_GRADCHECK_H */

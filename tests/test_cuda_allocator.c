@@ -1,8 +1,10 @@
 /* test_cuda_allocator.c — the caching device allocator: steady-state reuse without cudaMalloc,
  * the statistics, splitting a large free block and merging its parts back (also parts left by a
- * destroyed context, or used by a second stream), empty_cache (whole segments only) and
- * out-of-memory errors. GPU tests only: skipped without a device. */
+ * destroyed context, or used by a second stream), empty_cache (whole segments only), reuse of a
+ * tensor released under another context only after that context's work, and out-of-memory
+ * errors that name the op. GPU tests only: skipped without a device. */
 #include "gradcheck.h"
+#include "internal.h"
 
 #include <string.h>
 
@@ -102,6 +104,21 @@ GPU_TEST(cuda_out_of_memory_is_reported_and_survivable)
     CHECK(back[0] == 8.0f && back[2] == 8.0f);
     CHECK_OK(cnn_synchronize());
     cnn_tensor_free(&t);
+}
+
+/* An op whose output cannot fit names itself, the bytes it asked for and those free: here
+ * adaptive pooling of one pixel to 2^21 x 2^21 (2^44 bytes, beyond any GPU). */
+GPU_TEST(cuda_out_of_memory_in_an_op_names_the_op)
+{
+    cnn_tensor *x = NULL, *y = NULL;
+    const float one = 1.0f;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 1, 1), &one, CNN_CUDA(0), &x));
+    CHECK_ERR(cnn_adaptive_avg_pool2d(x, 1 << 21, 1 << 21, &y), CNN_ERR_OUT_OF_MEMORY);
+    CHECK(y == NULL);
+    const char *e = cnn_last_error();
+    CHECK(strncmp(e, "adaptive_avg_pool2d: out of GPU memory", 38) == 0);
+    CHECK(strstr(e, "17592186044416 bytes requested") && strstr(e, "bytes free"));
+    cnn_tensor_free(&x);
 }
 
 #define MIB ((size_t)1 << 20)
@@ -292,4 +309,45 @@ GPU_TEST(cuda_allocator_block_held_by_a_graph_outlives_its_context)
     cnn_tensor_free(&x);
     CHECK_OK(cnn_cuda_empty_cache());
     CHECK(stats_now().reserved_bytes == s0.reserved_bytes);
+}
+
+/* A tensor handed to another context (made and waited for under one, used under the other)
+ * and released there: its block goes back to the maker's stream, which may reuse it only once
+ * the user's work on it is done, else that work would read what the maker writes next. On the
+ * emulator, whose events stay unfinished until their stream is waited for
+ * (CNN_EMU_LAGGING_EVENTS), the block is visibly kept until then; on a GPU the user's result
+ * is checked (it would be wrong if the maker's next fill had run under it). */
+GPU_TEST(cuda_tensor_released_under_another_context_is_reused_after_its_work)
+{
+    cnn_context *home = cnn_context_current(), *b = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
+    const int64_t n = (int64_t)(8 * MIB / sizeof(float));
+    cnn_tensor *x = NULL, *y = NULL, *z = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(n), CNN_F32, CNN_CUDA(0), &x));
+    REQUIRE(x);
+    CHECK_OK(cnn_tensor_fill_(x, 3.0f));
+    CHECK_OK(cnn_synchronize());
+    const void *xp = cnn_ptr(x);
+    setenv("CNN_EMU_LAGGING_EVENTS", "1", 1);
+    cnn_context_set_current(b);
+    CHECK_OK(cnn_relu(x, &y));
+    cnn_tensor_free(&x); /* under b, b's relu maybe still running */
+    cnn_context_set_current(home);
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(n), CNN_F32, CNN_CUDA(0), &z));
+    REQUIRE(z);
+    if (emulated_gpu()) CHECK(cnn_ptr(z) != xp);
+    CHECK_OK(cnn_tensor_fill_(z, -7.0f));
+    cnn_context_set_current(b);
+    CHECK_OK(cnn_synchronize());
+    CHECK(y && all_equal(y, 3.0f));
+    cnn_tensor_free(&y);
+    cnn_context_set_current(home);
+    cnn_tensor *again[2] = {NULL, NULL}; /* b's work is done: x's block serves one of them */
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(cnn_tensor_empty(CNN_SHAPE(n), CNN_F32, CNN_CUDA(0), &again[i]));
+    REQUIRE(again[0] && again[1]);
+    if (emulated_gpu()) CHECK(cnn_ptr(again[0]) == xp || cnn_ptr(again[1]) == xp);
+    unsetenv("CNN_EMU_LAGGING_EVENTS");
+    free_tensors(&z, &again[0], &again[1]);
+    cnn_context_destroy(&b);
 }

@@ -413,14 +413,6 @@ GPU_TEST(cuda_conv_1x1_as_gemm_matches_cpu)
  * fastest of engines and legacy algorithms) on two. Each case runs twice: the first call's
  * search may write the outputs, the second shows the cached choice's. */
 #if CNN_WITH_CUDNN
-/* Whether the GPU is the CPU emulator's (tests/cuda_emu: "Emulated GPU ..."). */
-static bool emulated_gpu(void)
-{
-    char dev_name[256] = "";
-    cnn_cuda_device_name(0, dev_name, sizeof dev_name);
-    return strstr(dev_name, "Emulated") != NULL;
-}
-
 /* The emulated cuDNN lists an engine noted RUNTIME_COMPILATION, global index 99, early in every
  * heuristic: the search must never take it. */
 static void check_engine_chosen(const conv_case *cc)

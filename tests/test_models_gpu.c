@@ -136,9 +136,7 @@ GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
         {"vgg16_bn", 0.15}, {"resnet34", 0.15},  {"resnet50", 0.3},   {"resnet101", 0.35},
         {"resnet152", 0.5},
     };
-    char dev_name[256] = "";
-    cnn_cuda_device_name(0, dev_name, sizeof dev_name);
-    bool emu = strstr(dev_name, "Emulated") != NULL;
+    bool emu = emulated_gpu();
     const char *every = getenv("CNN_TEST_ZOO_ALL");
     bool few = emu && !(every && strcmp(every, "0") != 0 && *every);
     /* The emulator's three: the first three of the list. */

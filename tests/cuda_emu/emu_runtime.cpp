@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <memory>
 #include <map>
 #include <mutex>
 #include <string>
@@ -161,9 +162,25 @@ cudaError_t check_copy(void *dst, size_t dbytes, const void *src, size_t sbytes,
     return cudaSuccess;
 }
 
+/* How often a stream was waited for (or destroyed), for CNN_EMU_LAGGING_EVENTS: an event
+ * recorded there is "done" once this count moved on. Shared with the events, which may
+ * outlive the stream. */
+struct stream_clock {
+    std::atomic<uint64_t> waits{0};
+};
+std::atomic<uint64_t> g_device_waits{0}; /* cudaDeviceSynchronize calls */
+
 struct stream_obj {
     unsigned flags;
+    std::shared_ptr<stream_clock> clock = std::make_shared<stream_clock>();
 };
+
+/* CNN_EMU_LAGGING_EVENTS=1 (read at each query): a device that is always behind. */
+bool lagging_events()
+{
+    const char *v = getenv("CNN_EMU_LAGGING_EVENTS");
+    return v && *v && strcmp(v, "0") != 0;
+}
 
 double now_ms()
 {
@@ -215,6 +232,11 @@ struct CUevent_st {
     double ms;
     bool recorded;
     bool captured; /* last recorded in a capturing stream: no time, nothing to wait for */
+    /* For CNN_EMU_LAGGING_EVENTS: the stream's clock (none for the legacy stream) and its
+     * count and the device's at the last record; waited: cudaEventSynchronize since. */
+    std::shared_ptr<cnn_emu::stream_clock> clock;
+    uint64_t stream_waits_at = 0, device_waits_at = 0;
+    bool waited = false;
 };
 struct cublasContext {
     cublasMath_t mode;
@@ -382,7 +404,9 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
 cudaError_t cudaDeviceSynchronize(void)
 {
     count_call("cudaDeviceSynchronize");
-    return capture_forbids_device_wait();
+    cudaError_t e = capture_forbids_device_wait();
+    if (e == cudaSuccess) g_device_waits++;
+    return e;
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -506,6 +530,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    ((stream_obj *)s)->clock->waits++; /* its work completes, as CUDA's does after a destroy */
     delete (stream_obj *)s;
     return cudaSuccess;
 }
@@ -514,7 +539,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
     count_call("cudaStreamSynchronize");
-    return capture_forbids_wait(s);
+    cudaError_t e = capture_forbids_wait(s);
+    if (e == cudaSuccess && s) ((stream_obj *)s)->clock->waits++;
+    if (e == cudaSuccess && !s) g_device_waits++; /* the legacy stream waits for all others */
+    return e;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
 {
@@ -527,7 +555,7 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e,
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
     if (!e || flags > 7) return set_error(cudaErrorInvalidValue);
-    *e = new CUevent_st{0.0, false, false};
+    *e = new CUevent_st{0.0, false, false, nullptr};
     return cudaSuccess;
 }
 
@@ -545,6 +573,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
     if (e->captured) return cudaSuccess;
     e->ms = now_ms();
     e->recorded = true;
+    e->clock = s ? ((stream_obj *)s)->clock : nullptr;
+    e->stream_waits_at = e->clock ? e->clock->waits.load() : 0;
+    e->device_waits_at = g_device_waits;
+    e->waited = false;
     return cudaSuccess;
 }
 
@@ -552,7 +584,10 @@ cudaError_t cudaEventQuery(cudaEvent_t e)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t err = capture_forbids_unsafe()) return err;
-    return e->captured ? set_error(cudaErrorCapturedEvent) : cudaSuccess;
+    if (e->captured) return set_error(cudaErrorCapturedEvent);
+    const bool behind = e->recorded && !e->waited && e->device_waits_at == g_device_waits &&
+                        (!e->clock || e->clock->waits == e->stream_waits_at);
+    return behind && lagging_events() ? cudaErrorNotReady : cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
@@ -560,7 +595,9 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
     count_call("cudaEventSynchronize");
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t err = capture_forbids_unsafe()) return err;
-    return e->captured ? set_error(cudaErrorCapturedEvent) : cudaSuccess;
+    if (e->captured) return set_error(cudaErrorCapturedEvent);
+    e->waited = true;
+    return cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
