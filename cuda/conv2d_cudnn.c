@@ -23,6 +23,10 @@ typedef struct algo_key {
     int aligned; /* all three buffers on 16-byte boundaries (a graph-API plan may need it) */
     int64_t n, c, h, w, k, r, s;
     int sh, sw, ph, pw, dh, dw, groups;
+    /* The environment's say in the search (read at each call, so a change takes effect):
+     * CNN_CUDNN_WORKSPACE_MB, CNN_CUDNN_ENGINES, CNN_CONV1X1. */
+    size_t cap;
+    int engines, gemm_pref;
 } algo_key;
 
 typedef struct algo_entry {
@@ -64,6 +68,10 @@ static ctx_cache *cache_of(const cnn_context *ctx, bool create)
 
 /* The key of one call: the geometry plus the context's device, math/determinism flags and the
  * buffers' alignment. */
+static size_t workspace_cap(void);
+static int engines_mode(void);
+static int gemm_preference(void);
+
 static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, bool aligned,
                    algo_key *key)
 {
@@ -77,6 +85,9 @@ static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, bool
     key->k = g->k, key->r = g->r, key->s = g->s;
     key->sh = g->sh, key->sw = g->sw, key->ph = g->ph, key->pw = g->pw;
     key->dh = g->dh, key->dw = g->dw, key->groups = g->groups;
+    key->cap = workspace_cap();
+    key->engines = engines_mode();
+    key->gemm_pref = gemm_preference();
 }
 
 static bool cache_find(const cnn_context *ctx, const algo_key *key, algo_entry *out)
@@ -407,8 +418,8 @@ done:
  * graph API's engines. */
 static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
 {
-    const size_t cap = workspace_cap();
-    const int engines = engines_mode();
+    const size_t cap = key->cap;
+    const int engines = key->engines;
     const bool legacy = engines != ENGINES_ONLY && engines != ENGINES_FIRST;
     const int counts[] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
@@ -472,7 +483,7 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         float gemm_ms = 0;
         const size_t gws = cnn_cuda_conv1x1_gemm_workspace(c->g, c->dir, cap);
         CNN_TRYG(time_gemm(c, gws <= ws_bytes ? wp : NULL, gws, &gemm_ms));
-        if (!found || gemm_preference() > 0 || (gemm_preference() == 0 && gemm_ms < best_ms)) {
+        if (!found || key->gemm_pref > 0 || (key->gemm_pref == 0 && gemm_ms < best_ms)) {
             *out = (algo_entry){.key = *key, .algo = ALGO_GEMM, .math = CUDNN_DEFAULT_MATH,
                                 .workspace = gws};
             best_ms = gemm_ms;
@@ -486,7 +497,9 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
             .in0 = c->in0, .in1 = c->in1, .out = c->out};
         cnn_cudnn_plan *plan = NULL;
         float ms = 0;
-        cnn_cudnn_engine_search(&ec, engines == ENGINES_FIRST, &plan, &ms);
+        bool engine_oom = false;
+        cnn_cudnn_engine_search(&ec, engines == ENGINES_FIRST, &plan, &ms, &engine_oom);
+        oom |= engine_oom;
         if (plan && (!found || ms < best_ms)) {
             *out = (algo_entry){.key = *key, .algo = ALGO_ENGINE, .math = CUDNN_DEFAULT_MATH,
                                 .workspace = cnn_cudnn_plan_workspace(plan), .plan = plan};
@@ -497,8 +510,8 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
     }
     if (found) goto done;
     if (oom)
-        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d: cuDNN %s algorithm search ran out of GPU "
-                       "memory", dir_name[c->dir]);
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "conv2d: cuDNN %s %s search ran out of GPU memory",
+                       dir_name[c->dir], legacy ? "algorithm" : "engine");
     else
         st = cnn_error(CNN_ERR_UNSUPPORTED, "conv2d: cuDNN has no %s%s %s for this case "
                        "within a %zu-byte workspace", key->deterministic ? "deterministic " : "",

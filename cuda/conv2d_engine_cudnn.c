@@ -225,10 +225,14 @@ static bool acceptable(cudnnBackendDescriptor_t cfg, bool tf32, bool determinist
 }
 
 /* The execution plan of one configuration, or NULL where cuDNN cannot make one. */
-static cnn_cudnn_plan *plan_make(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, int64_t index)
+static cnn_cudnn_plan *plan_make(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, int64_t index,
+                                 bool *oom)
 {
     cnn_cudnn_plan *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p) {
+        *oom = true;
+        return NULL;
+    }
     int64_t ws = 0, one = 0;
     cudnnStatus_t e = cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR,
                                                    &p->plan);
@@ -239,6 +243,7 @@ static cnn_cudnn_plan *plan_make(cudnnHandle_t h, cudnnBackendDescriptor_t cfg, 
     if (!e) e = cudnnBackendGetAttribute(p->plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
                                          CUDNN_TYPE_INT64, 1, &one, &ws);
     if (e || ws < 0) {
+        *oom |= e && cnn_cudnn_status_of(e) == CNN_ERR_OUT_OF_MEMORY;
         cnn_cudnn_plan_free(p);
         return NULL;
     }
@@ -287,26 +292,28 @@ static cnn_status run_plan(void *ud)
 }
 
 /* ---- the search ------------------------------------------------------------------------------ */
-/* Whether a plan runs on the call's buffers, and (timed) its time; false where its workspace or
- * the plan itself failed: it is passed over (a GPU that has failed makes the legacy search or
- * the call fail next, with the cause). */
-static bool runs(const cnn_cudnn_engine_call *c, const cnn_cudnn_plan *p, bool timed, float *ms)
+/* Runs a plan on the call's buffers, and (timed) gives its time. A plan whose workspace or run
+ * fails is passed over by the search (a GPU that has failed makes the legacy search or the
+ * call fail next, with the cause), but an out-of-memory is told to the caller. */
+static cnn_status runs(const cnn_cudnn_engine_call *c, const cnn_cudnn_plan *p, bool timed,
+                       float *ms)
 {
     cnn_tensor *ws = NULL;
     const int64_t words = (int64_t)((p->workspace + 3) / 4);
-    if (cnn_tensor_empty(CNN_SHAPE(words > 0 ? words : 1), CNN_F32, c->ctx->device, &ws))
-        return false;
+    CNN_TRY(cnn_tensor_empty_for("conv2d", CNN_SHAPE(words > 0 ? words : 1), CNN_F32,
+                                 c->ctx->device, &ws));
     plan_run r = {c, p, cnn_ptr(ws)};
     cnn_status st = timed ? cnn_cuda_time_mean(c->ctx, "conv2d", run_plan, &r, ms) : run_plan(&r);
     cnn_tensor_free(&ws);
-    return st == CNN_OK;
+    return st;
 }
 
 void cnn_cudnn_engine_search(const cnn_cudnn_engine_call *c, bool first_only,
-                             cnn_cudnn_plan **best, float *best_ms)
+                             cnn_cudnn_plan **best, float *best_ms, bool *oom)
 {
     *best = NULL;
     *best_ms = 0;
+    *oom = false;
     graph_descs gd;
     /* A graph cuDNN will not build (a sub-library or a shape it lacks) leaves the legacy
      * algorithms alone in the choice. */
@@ -334,9 +341,12 @@ void cnn_cudnn_engine_search(const cnn_cudnn_engine_call *c, bool first_only,
             for (int k = 0; m > 0 && k < n_ran; k++) again |= ran[k] == index;
             if (again) continue;
             tried++;
-            cnn_cudnn_plan *p = plan_make(c->h, cfg[i], index);
+            cnn_cudnn_plan *p = plan_make(c->h, cfg[i], index, oom);
             float ms = 0;
-            if (!p || p->workspace > c->cap || !runs(c, p, !first_only, &ms)) {
+            cnn_status rs = p && p->workspace <= c->cap ? runs(c, p, !first_only, &ms)
+                                                        : CNN_ERR_UNSUPPORTED;
+            if (rs != CNN_OK) {
+                *oom |= rs == CNN_ERR_OUT_OF_MEMORY;
                 cnn_cudnn_plan_free(p);
                 continue;
             }

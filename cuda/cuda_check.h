@@ -156,10 +156,11 @@ typedef struct cnn_cudnn_engine_call {
 /* Times the engine configurations cuDNN's heuristics propose for the call (exact FP32 unless
  * tf32, deterministic ones when asked, none compiled at run time, workspace within cap) on its
  * own buffers; *best: the fastest plan (NULL when none could run: a shape, GPU or cuDNN build
- * without one is no error), *ms its mean time. first_only: the heuristics' first acceptable
- * configuration that runs, untimed (for tests: a choice that does not depend on timing). */
+ * without one is no error), *ms its mean time; *oom: some plan was passed over for want of
+ * memory. first_only: the heuristics' first acceptable configuration that runs, untimed (for
+ * tests: a choice that does not depend on timing). */
 void cnn_cudnn_engine_search(const cnn_cudnn_engine_call *c, bool first_only,
-                             cnn_cudnn_plan **best, float *ms);
+                             cnn_cudnn_plan **best, float *ms, bool *oom);
 /* Runs a plan for the call's direction with alpha 1, beta 0 (ws: its workspace). */
 cnn_status cnn_cudnn_plan_run(cudnnHandle_t h, const cnn_cudnn_plan *p, int dir, const float *in0,
                               const float *in1, float *out, void *ws);

@@ -407,6 +407,35 @@ GPU_TEST(cuda_conv_1x1_as_gemm_matches_cpu)
 #endif
 }
 
+/* The search's environment (CNN_CONV1X1, CNN_CUDNN_ENGINES, CNN_CUDNN_WORKSPACE_MB) is part of
+ * what a cached choice is kept for: changed within one context, the next call searches again
+ * rather than reuse a choice the new setting forbids. */
+GPU_TEST(cuda_conv_cached_choice_follows_the_environment)
+{
+#if CNN_WITH_CUDNN
+    const conv_case cc = {"1x1", 2, 16, 5, 5, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0};
+    cnn_tensor *x = NULL, *w = NULL;
+    cnn_conv2d_params p = params_of(&cc);
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc.n, cc.c, cc.h, cc.w), CNN_F32, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(cc.k, cc.c, 1, 1), CNN_F32, CNN_CUDA(0), &w));
+    const char *const prefs[] = {"gemm", "cudnn", "gemm"};
+    for (int i = 0; i < 3; i++) {
+        setenv("CNN_CONV1X1", prefs[i], 1);
+        check_impl(&cc, &dnn, CONV_ATOL, CONV_RTOL);
+        const char *algo = cnn_conv2d_cudnn_algo(x, w, &p, 0);
+        const bool gemm = algo && !strcmp(algo, "CUBLAS_GEMM");
+        if (!algo || gemm != (i != 1))
+            cnn_test_fail(__FILE__, __LINE__, "CNN_CONV1X1=%s: forward ran %s", prefs[i],
+                          algo ? algo : "(nothing cached)");
+    }
+    unsetenv("CNN_CONV1X1");
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
 /* cuDNN's graph-API engines (cuda/conv2d_engine_cudnn.c), chosen by CNN_CUDNN_ENGINES in a
  * fresh context per mode (choices are cached per context): "first" (the heuristics' first
  * acceptable engine, untimed) on every case, "only" (the fastest engine, timed) and "1" (the
@@ -488,6 +517,48 @@ static cnn_status engine_forward(void *ud)
     return cnn_cudnn_conv2d_forward(j->ctx, j->g, f(j->x), f(j->w), NULL, cnn_f32(j->y));
 }
 #endif
+
+/* Out of memory during the engine search (CNN_CUDNN_ENGINES=first: no legacy algorithm to
+ * fall back on) is CNN_ERR_OUT_OF_MEMORY, not a refusal kept for the case (which would send
+ * every later call to the hand-written kernels): with memory again, the next call runs on an
+ * engine. Needs the emulator's full-GPU switch (CNN_EMU_FAIL_MALLOC). */
+GPU_TEST(cuda_conv_cudnn_engine_search_out_of_memory_is_no_refusal)
+{
+#if CNN_WITH_CUDNN
+    if (!emulated_gpu()) {
+        cnn_test_skip("needs the CUDA emulator's CNN_EMU_FAIL_MALLOC");
+        return;
+    }
+    cnn_context *outer = cnn_context_current(), *ctx = NULL;
+    setenv("CNN_CUDNN_ENGINES", "first", 1);
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+    cnn_context_set_current(ctx);
+    CHECK_OK(cnn_cuda_empty_cache()); /* no cached block to serve the plan's workspace */
+    const float xv[2] = {2.0f, 3.0f}, wv[2] = {1.0f, -1.0f};
+    cnn_cuda_conv g = {.n = 1, .c = 2, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1, .p = 1, .q = 1,
+                       .cg = 2, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    cnn_tensor *x = NULL, *w = NULL, *y = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), xv, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), wv, CNN_CUDA(0), &w));
+    y = nan_gpu(CNN_SHAPE(1, 1, 1, 1));
+    REQUIRE(x && w && y);
+    setenv("CNN_EMU_FAIL_MALLOC", "all", 1);
+    cnn_status st = cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y));
+    unsetenv("CNN_EMU_FAIL_MALLOC");
+    if (st != CNN_ERR_OUT_OF_MEMORY || !strstr(cnn_last_error(), "engine search ran out"))
+        cnn_test_fail(__FILE__, __LINE__, "status %d: %s", st, cnn_last_error());
+    float yv = NAN;
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y)));
+    CHECK_OK(cnn_tensor_read(y, &yv, 1));
+    CHECK(yv == -1.0f);
+    free_tensors(&x, &w, &y);
+    cnn_context_set_current(outer);
+    cnn_context_destroy(&ctx);
+    unsetenv("CNN_CUDNN_ENGINES");
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
 
 /* What the engine search must pass over. TF32 when it is off: y = (1 + 2^-12) * 1 + 1 * (-1)
  * is 2^-12 with FP32 products and sum (exact here in any order), 0 with TF32 operands. Inputs
