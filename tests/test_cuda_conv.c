@@ -518,53 +518,14 @@ static cnn_status engine_forward(void *ud)
 }
 #endif
 
-/* Out of memory during the engine search (CNN_CUDNN_ENGINES=first: no legacy algorithm to
- * fall back on) is CNN_ERR_OUT_OF_MEMORY, not a refusal kept for the case (which would send
- * every later call to the hand-written kernels): with memory again, the next call runs on an
- * engine. Needs the emulator's full-GPU switch (CNN_EMU_FAIL_MALLOC). */
-GPU_TEST(cuda_conv_cudnn_engine_search_out_of_memory_is_no_refusal)
-{
-#if CNN_WITH_CUDNN
-    if (!emulated_gpu()) {
-        cnn_test_skip("needs the CUDA emulator's CNN_EMU_FAIL_MALLOC");
-        return;
-    }
-    cnn_context *outer = cnn_context_current(), *ctx = NULL;
-    setenv("CNN_CUDNN_ENGINES", "first", 1);
-    REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
-    cnn_context_set_current(ctx);
-    CHECK_OK(cnn_cuda_empty_cache()); /* no cached block to serve the plan's workspace */
-    const float xv[2] = {2.0f, 3.0f}, wv[2] = {1.0f, -1.0f};
-    cnn_cuda_conv g = {.n = 1, .c = 2, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1, .p = 1, .q = 1,
-                       .cg = 2, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
-    cnn_tensor *x = NULL, *w = NULL, *y = NULL;
-    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), xv, CNN_CUDA(0), &x));
-    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), wv, CNN_CUDA(0), &w));
-    y = nan_gpu(CNN_SHAPE(1, 1, 1, 1));
-    REQUIRE(x && w && y);
-    setenv("CNN_EMU_FAIL_MALLOC", "all", 1);
-    cnn_status st = cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y));
-    unsetenv("CNN_EMU_FAIL_MALLOC");
-    if (st != CNN_ERR_OUT_OF_MEMORY || !strstr(cnn_last_error(), "engine search ran out"))
-        cnn_test_fail(__FILE__, __LINE__, "status %d: %s", st, cnn_last_error());
-    float yv = NAN;
-    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y)));
-    CHECK_OK(cnn_tensor_read(y, &yv, 1));
-    CHECK(yv == -1.0f);
-    free_tensors(&x, &w, &y);
-    cnn_context_set_current(outer);
-    cnn_context_destroy(&ctx);
-    unsetenv("CNN_CUDNN_ENGINES");
-#else
-    cnn_test_skip("built without cuDNN");
-#endif
-}
-
 /* What the engine search must pass over. TF32 when it is off: y = (1 + 2^-12) * 1 + 1 * (-1)
  * is 2^-12 with FP32 products and sum (exact here in any order), 0 with TF32 operands. Inputs
  * converted down to BF16 even with TF32 on.
  * Non-deterministic engines in deterministic mode: two runs give the same bits. And a cached
- * plan runs inside a CUDA graph capture: the replay reads the new input. */
+ * plan runs inside a CUDA graph capture: the replay reads the new input.
+ * On the emulator, first a search with the GPU full (CNN_EMU_FAIL_MALLOC, and no cached block
+ * for a plan's workspace): CNN_ERR_OUT_OF_MEMORY, and not a refusal kept for the case (which
+ * would send the next call, with memory, to the hand-written kernels). */
 GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
 {
 #if CNN_WITH_CUDNN
@@ -572,6 +533,7 @@ GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
     setenv("CNN_CUDNN_ENGINES", "first", 1);
     REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
     cnn_context_set_current(ctx);
+    CHECK_OK(cnn_cuda_empty_cache());
     const float eps = 1.0f / 4096, xv[2] = {1.0f + eps, 1.0f}, wv[2] = {1.0f, -1.0f};
     cnn_cuda_conv g = {.n = 1, .c = 2, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1, .p = 1, .q = 1,
                        .cg = 2, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
@@ -581,6 +543,13 @@ GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
     CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2, 1, 1), wv, CNN_CUDA(0), &w));
     y = nan_gpu(CNN_SHAPE(1, 1, 1, 1));
     REQUIRE(x && w && y);
+    if (emulated_gpu()) {
+        setenv("CNN_EMU_FAIL_MALLOC", "all", 1);
+        cnn_status st = cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y));
+        unsetenv("CNN_EMU_FAIL_MALLOC");
+        if (st != CNN_ERR_OUT_OF_MEMORY || !strstr(cnn_last_error(), "engine search ran out"))
+            cnn_test_fail(__FILE__, __LINE__, "full GPU: status %d: %s", st, cnn_last_error());
+    }
     CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &g, f(x), f(w), NULL, cnn_f32(y)));
     CHECK_OK(cnn_tensor_read(y, &yv, 1));
     if (yv != eps) cnn_test_fail(__FILE__, __LINE__, "y = %g, exact FP32 gives %g", yv, eps);
