@@ -50,6 +50,7 @@ cnn_status cnn_imagefolder_create(const char *root, const char *split, int chann
 bool cnn_imagefolder_is_image_name(const char *file_name);
 void cnn_dataset_destroy(cnn_dataset **ds);
 
+/* Number of samples and of classes (0 for NULL). */
 int64_t cnn_dataset_size(const cnn_dataset *ds);
 int cnn_dataset_num_classes(const cnn_dataset *ds);
 /* Name of class i (a folder name, or Fashion-MNIST's "T-shirt/top" ...), borrowed; NULL when

@@ -79,6 +79,8 @@ cnn_status cnn_adaptive_avg_pool2d(const cnn_tensor *x, int out_h, int out_w, cn
 
 /* As torch.relu: NaN stays NaN (and passes its gradient), so a diverging net shows it. */
 cnn_status cnn_relu(const cnn_tensor *x, cnn_tensor **y);
+/* The others as torch.nn.functional's: leaky_relu (x > 0 ? x : slope * x), elu (x > 0 ? x :
+ * alpha * (exp(x) - 1)), sigmoid, tanh. */
 cnn_status cnn_leaky_relu(const cnn_tensor *x, float negative_slope, cnn_tensor **y);
 cnn_status cnn_elu(const cnn_tensor *x, float alpha, cnn_tensor **y);
 cnn_status cnn_sigmoid(const cnn_tensor *x, cnn_tensor **y);
@@ -169,7 +171,7 @@ typedef struct cnn_model cnn_model;
 
 /* Start from cnn_model_default_options() and change what you need. */
 typedef struct cnn_model_options {
-    int num_classes;         /* 0: the architecture's default (1000; LeNet-5: 10) */
+    int num_classes;         /* 0: the default (1000; LeNet-5 and the _small ResNets: 10) */
     int in_channels;         /* 0: the architecture's default (3; LeNet-5: 1) */
     bool zero_init_residual; /* ResNet: the last BN of each block starts with weight 0 */
     bool tanh;               /* LeNet-5: tanh activations (LeCun 1998) instead of ReLU */
@@ -210,7 +212,9 @@ cnn_status cnn_model_forward(cnn_model *m, const cnn_tensor *x, bool training, c
  * (cnn_batch_norm_fold: the same logits up to rounding, fewer passes over the activations).
  * Off: every layer runs as built (to compare, or to time the layers alone). */
 void cnn_model_set_fusion(cnn_model *m, bool on);
+/* Whether fusion is on (false for NULL). */
 bool cnn_model_fusion(const cnn_model *m);
+/* The model's name, classes, channels, input sizes and normalisation (all zero for NULL). */
 cnn_model_info cnn_model_get_info(const cnn_model *m);
 /* Parameters and buffers under torchvision's state_dict keys, in its order (borrowed): load
  * weights with cnn_dict_load(cnn_model_state(m), src, strict, report). */
@@ -226,6 +230,7 @@ int64_t cnn_model_num_parameters(const cnn_model *m);
  * module.to() does; a CUDA device must be the current context's. Call it between steps (not
  * with a recorded forward pending). On failure nothing moves. */
 cnn_status cnn_model_to(cnn_model *m, cnn_device device);
+/* Where the parameters are (CNN_CPU for NULL). */
 cnn_device cnn_model_device(const cnn_model *m);
 /* Writes / reads the state as safetensors (reading: strict or not, see cnn_dict_load). */
 cnn_status cnn_model_save(const cnn_model *m, const char *path);
@@ -312,6 +317,8 @@ cnn_status cnn_optim_add_dict(cnn_optim *opt, const cnn_dict *d, bool decay_1d);
 cnn_status cnn_optim_step(cnn_optim *opt);
 /* Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)). */
 void cnn_optim_zero_grad(cnn_optim *opt);
+/* The learning rate from the next step on (a negative or non-finite
+ * lr: CNN_ERR_INVALID_ARG, unchanged); get: the current one, NaN for a NULL optimizer. */
 cnn_status cnn_optim_set_lr(cnn_optim *opt, float lr);
 float cnn_optim_get_lr(const cnn_optim *opt);
 /* Number of cnn_optim_step calls so far (restored by cnn_optim_load_state_dict). */
@@ -368,12 +375,16 @@ typedef struct cnn_plateau cnn_plateau;
 /* PyTorch's defaults: min, factor 0.1, patience 10, threshold 1e-4 rel, cooldown 0, min_lr 0,
  * eps 1e-8. */
 cnn_plateau_config cnn_sched_plateau_defaults(void);
+/* A scheduler starting at initial_lr; CNN_ERR_INVALID_ARG for an unknown mode, a factor outside
+ * (0, 1), negative patience, cooldown, threshold, min_lr or eps, or a negative or non-finite
+ * initial_lr. */
 cnn_status cnn_sched_plateau_create(const cnn_plateau_config *cfg, float initial_lr,
                                     cnn_plateau **out);
 void cnn_sched_plateau_destroy(cnn_plateau **p);
 /* Feeds one epoch's metric; *lr (may be NULL) receives the lr to use next, which is also set on
  * opt when opt is not NULL. */
 cnn_status cnn_sched_step_metric(cnn_plateau *p, float metric, cnn_optim *opt, float *lr);
+/* The lr the scheduler holds now (NaN for NULL). */
 float cnn_sched_plateau_get_lr(const cnn_plateau *p);
 /* The scheduler's state (lr, best, bad-epoch and cooldown counters, epoch) as metadata
  * "sched.plateau.*" of d, and back (validated; on failure nothing is changed). */

@@ -218,6 +218,7 @@ cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device 
  * device has been synchronised; releasing it at once is always safe (its memory is reused only
  * after the copy is done). CNN_ERR_DEVICE without CUDA or a GPU. */
 cnn_status cnn_tensor_empty_pinned(cnn_shape shape, cnn_dtype dtype, cnn_tensor **out);
+/* Whether t's memory is pinned host memory (false for NULL and in a CPU-only build). */
 bool cnn_tensor_is_pinned(const cnn_tensor *t);
 /* Copies a tensor to another device (a new contiguous tensor, even on the same device; no
  * autograd history, as cnn_tensor_clone: the copy is a constant). */
