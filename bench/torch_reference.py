@@ -98,11 +98,12 @@ POOL_CASES = [(64, 112, 3, 2, 1, False, "max_pool"), (128, 112, 2, 2, 0, False, 
 
 
 def conv_shapes(args):
-    """[(shape_string, (n,c,h,w,k,r,s,stride,pad,groups), count)] for the command line."""
+    """[(shape_string, (n,c,h,w,k,r,s,stride,pad,groups), count, name)] for the command line:
+    the set's shapes, named as the set, then each --shape, named "custom"."""
     out = []
     if args.shapes or not args.shape:
         for c, h, k, r, st, p, cnt in CONV_SETS[args.shapes or "resnet50"]:
-            out.append((args.batch, c, h, h, k, r, r, st, p, 1, cnt))
+            out.append((args.batch, c, h, h, k, r, r, st, p, 1, cnt, args.shapes or "resnet50"))
     for s in args.shape or []:
         try:
             v = [int(x) for x in s.split(",")]
@@ -123,8 +124,8 @@ def conv_shapes(args):
         if h + 2 * p < r or w + 2 * p < sk:
             raise SystemExit("torch_reference: --shape '%s': the kernel is larger than the padded "
                              "input" % s)
-        out.append(tuple(v) + (1,))
-    return [(",".join(str(x) for x in t[:10]), t[:10], t[10]) for t in out]
+        out.append(tuple(v) + (1, "custom"))
+    return [(",".join(str(x) for x in t[:10]), t[:10], t[10], t[11]) for t in out]
 
 
 # ---- timing ---------------------------------------------------------------------------------------
@@ -215,8 +216,7 @@ def grad_pass(torch, b, fwd, inputs, wanted, dy):
 def bench_conv(torch, b, args):
     F = torch.nn.functional
     rows = []
-    name = args.shapes or ("resnet50" if not args.shape else "custom")
-    for shape, (n, c, h, w, k, r, s, st, p, g), count in conv_shapes(args):
+    for shape, (n, c, h, w, k, r, s, st, p, g), count, name in conv_shapes(args):
         x, wt = b.rand(n, c, h, w), b.rand(k, c // g, r, s)
 
         def conv(xx, ww):

@@ -535,10 +535,12 @@ TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
         return;
     }
     REQUIRE(mkdtemp(dir) != NULL);
-    /* Each mode's rows must pair up one to one: compare reports no unmatched row. */
-    const char *modes[] = {"conv --shape 2,4,9,9,6,3,3,2,1", "pool --batch 1"};
-    const int rows[] = {3, 6};
-    for (int i = 0; i < 2; i++) {
+    /* Each mode's rows must pair up one to one: compare reports no unmatched row. A set's rows
+     * are named as the set and a --shape's "custom" on both sides. */
+    const char *modes[] = {"conv --shape 2,4,9,9,6,3,3,2,1", "pool --batch 1",
+                           "conv --shapes alexnet --batch 1 --shape 1,4,7,7,4,3,3,1,1,2"};
+    const int rows[] = {3, 6, 18};
+    for (int i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd,
                  "%s %s --warmup 0 --iters 1 --no-peak --json %s/ours.json >/dev/null && "
                  "%s bench/torch_reference.py %s --device cpu --warmup 0 --iters 1 "
@@ -549,6 +551,12 @@ TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
         snprintf(want, sizeof want, "over %d rows; 0 of ours unmatched", rows[i]);
         if (rc != 0 || !strstr(out, want))
             cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", modes[i], rc, out);
+        if (i == 2) {
+            snprintf(cmd, sizeof cmd, "%s/ours.json", dir);
+            const char *j = slurp(cmd);
+            CHECK(j && count_of(j, "\"name\": \"custom\"") == 3 &&
+                  count_of(j, "\"name\": \"alexnet\"") == 15);
+        }
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);

@@ -283,7 +283,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     if (!strcmp(o->mode, "conv")) {
         if (set || !n_custom) {
             o->set = set ? set : "resnet50";
-            o->n_shapes = bench_conv_set(o->set, o->batch, o->shapes, BENCH_MAX_SHAPES);
+            o->n_shapes = o->n_set_shapes =
+                bench_conv_set(o->set, o->batch, o->shapes, BENCH_MAX_SHAPES);
         }
         for (int k = 0; k < n_custom; k++) add_shape(o, custom[k]);
     }

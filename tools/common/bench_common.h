@@ -36,6 +36,7 @@ typedef struct bench_opts {
     bool no_fusion; /* model: every layer alone (cnn_model_set_fusion off) */
     bench_conv_shape shapes[BENCH_MAX_SHAPES];
     int n_shapes;
+    int n_set_shapes; /* the first ones, from --shapes (named as the set); the rest "custom" */
     int m, n, k; /* gemm */
 } bench_opts;
 

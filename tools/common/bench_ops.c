@@ -146,8 +146,8 @@ int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
         const double flops[N_PASSES] = {f, f, f, 0},
                      bytes[N_PASSES] = {bx + bw + by, by + bw + bx, bx + by + bw, 0};
         const int passes[] = {P_FWD, P_BWD_DATA, P_BWD_FILTER};
-        rc |= bench_run_job(o, e, l, &j, "conv", o->set ? o->set : "custom", shape, s->count,
-                            passes, 3, flops, bytes);
+        rc |= bench_run_job(o, e, l, &j, "conv", i < o->n_set_shapes ? o->set : "custom", shape,
+                            s->count, passes, 3, flops, bytes);
         bench_job_free(&j);
     }
     return rc;
