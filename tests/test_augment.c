@@ -92,7 +92,7 @@ TEST(augment_eval_centre_crop_known_pixels)
     for (int y = 0; y < 14; y++)
         for (int x = 0; x < 14; x++) {
             float want = (float)(((y + 1) * 19 + x + 2) & 255) / 255.0f;
-            if (fabsf(out[y * 14 + x] - want) > 1e-6f) bad++;
+            if (!(fabsf(out[y * 14 + x] - want) <= 1e-6f)) bad++; /* NaN counts */
         }
     CHECK(bad == 0);
     /* A crop ratio of 1 on a 16x19 image at size 16: columns round(1.5) = 2 onward. */
@@ -278,7 +278,7 @@ TEST(augment_flip_affine_zoom_and_jitter)
     int bad = 0;
     for (int y = 0; y < 16; y++)
         for (int x = 0; x < 16; x++)
-            if (fabsf(out[y * 16 + x] - (float)(y * 16 + 15 - x) / 255.0f) > 1e-6f) bad++;
+            if (!(fabsf(out[y * 16 + x] - (float)(y * 16 + 15 - x) / 255.0f) <= 1e-6f)) bad++;
     CHECK(bad == 0);
     /* Affine zoom x2 about the centre (7.5, 7.5), nearest neighbour as torchvision's default
      * on PIL images: output x reads source x / 2 + 3.75, rounded half up, on the ramp
@@ -520,7 +520,7 @@ TEST(augment_normalises_each_channel_with_its_own_mean_and_std)
     int bad = 0;
     for (int c = 0; c < 3; c++)
         for (int p = 0; p < 16; p++)
-            bad += fabsf(out[c * 16 + p] - ((float)p / 255.0f - mean[c]) / std[c]) > 1e-5f;
+            bad += !(fabsf(out[c * 16 + p] - ((float)p / 255.0f - mean[c]) / std[c]) <= 1e-5f);
     CHECK(bad == 0);
     cnn_dataset_destroy(&ds);
 }

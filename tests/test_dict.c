@@ -56,8 +56,8 @@ TEST(dict_load_refuses_a_dtype_mismatch_before_copying_anything)
 }
 
 /* The list is the names joined by ", ", in order; cut short, it ends with the item "..." and
- * everything before it is whole names. */
-static void check_list(const char *list, char *const *names, int n, const char *what)
+ * everything before it is whole names: exactly `whole` of them (-1: not cut, all n). */
+static void check_list(const char *list, char *const *names, int n, int whole, const char *what)
 {
     size_t len = strlen(list);
     if (len >= 1024) cnn_test_fail(__FILE__, __LINE__, "%s: %zu bytes", what, len);
@@ -66,7 +66,12 @@ static void check_list(const char *list, char *const *names, int n, const char *
     for (;; i++) {
         const char *sep = strstr(p, ", ");
         size_t n_item = sep ? (size_t)(sep - p) : strlen(p);
-        if (n_item == 3 && strncmp(p, "...", 3) == 0 && !sep) return; /* cut short, at the end */
+        if (n_item == 3 && strncmp(p, "...", 3) == 0 && !sep) { /* cut short, at the end */
+            if (i != whole)
+                cnn_test_fail(__FILE__, __LINE__, "%s: cut after %d names, not %d", what, i,
+                              whole);
+            return;
+        }
         if (i >= n || strlen(names[i]) != n_item || strncmp(p, names[i], n_item) != 0) {
             cnn_test_fail(__FILE__, __LINE__, "%s: item %d is not the name expected (list "
                           "ends \"%s\")", what, i, len > 12 ? list + len - 12 : list);
@@ -75,12 +80,14 @@ static void check_list(const char *list, char *const *names, int n, const char *
         if (!sep) break;
         p = sep + 2;
     }
-    if (i != n - 1)
-        cnn_test_fail(__FILE__, __LINE__, "%s: %d of %d names and no \"...\"", what, i + 1, n);
+    if (i != n - 1 || whole != -1)
+        cnn_test_fail(__FILE__, __LINE__, "%s: %d of %d names and no \"...\" (want %d)", what,
+                      i + 1, n, whole);
 }
 
-/* Loads an empty dict into one holding tensors under `names`: all are missing. */
-static void missing_list_of(char *const *names, int n, const char *what)
+/* Loads an empty dict into one holding tensors under `names`: all are missing, listed as
+ * check_list expects (`whole` names before "...", -1 for all). */
+static void missing_list_of(char *const *names, int n, int whole, const char *what)
 {
     cnn_dict *dst = NULL, *src = NULL;
     cnn_tensor *t = filled(CNN_SHAPE(1), 0.0f);
@@ -91,11 +98,11 @@ static void missing_list_of(char *const *names, int n, const char *what)
         cnn_load_report r;
         CHECK_OK(cnn_dict_load(dst, src, false, &r));
         CHECK(r.n_missing == n && r.n_unexpected == 0);
-        check_list(r.missing, names, n, what);
+        check_list(r.missing, names, n, whole, what);
         /* The other way round, the same names are unexpected. */
         CHECK_OK(cnn_dict_load(src, dst, false, &r));
         CHECK(r.n_unexpected == n && r.n_missing == 0);
-        check_list(r.unexpected, names, n, what);
+        check_list(r.unexpected, names, n, whole, what);
     }
     cnn_tensor_free(&t);
     cnn_dict_destroy(&dst);
@@ -112,18 +119,20 @@ static char *name_of(char c, size_t len)
 TEST(dict_load_report_lists_whole_names_then_dots)
 {
     char what[64];
-    /* A first name that leaves 3 to 8 bytes free: ", ..." needs 6 of them. */
+    /* A first name that leaves 2 to 9 bytes of the 1024: a name goes in only if ", ..." and
+     * the NUL (6 bytes) still fit after it, so 1015 bytes take the second name too ("b", 3
+     * bytes with its separator), 1016 to 1018 only the first, 1019 and more none ("..."). */
     for (size_t first = 1015; first <= 1022; first++) {
         char *names[3] = {name_of('a', first), name_of('b', 1), name_of('c', 1)};
         REQUIRE(names[0] && names[1] && names[2]);
         snprintf(what, sizeof what, "first name of %zu bytes", first);
-        missing_list_of(names, 3, what);
+        missing_list_of(names, 3, first == 1015 ? 2 : first <= 1018 ? 1 : 0, what);
         for (int i = 0; i < 3; i++) free(names[i]);
     }
     /* A name too long to fit, then a short one that would: the list stays cut at the first. */
     char *gap[3] = {name_of('a', 500), name_of('b', 600), name_of('c', 1)};
     REQUIRE(gap[0] && gap[1] && gap[2]);
-    missing_list_of(gap, 3, "long name then a short one");
+    missing_list_of(gap, 3, 1, "long name then a short one");
     for (int i = 0; i < 3; i++) free(gap[i]);
     /* Twelve 99-byte names: ten fit. Three short ones: all fit, no dots. */
     char *many[12];
@@ -132,10 +141,10 @@ TEST(dict_load_report_lists_whole_names_then_dots)
         REQUIRE(many[i]);
         many[i][0] = (char)('A' + i);
     }
-    missing_list_of(many, 12, "twelve 99-byte names");
+    missing_list_of(many, 12, 10, "twelve 99-byte names");
     for (int i = 0; i < 12; i++) free(many[i]);
     char *few[3] = {"x", "y.weight", "z"};
-    missing_list_of(few, 3, "three short names");
+    missing_list_of(few, 3, -1, "three short names");
 }
 
 /* Indices outside [0, size) give NULL, for entries and for metadata; index size is a slot the

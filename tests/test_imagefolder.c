@@ -583,7 +583,8 @@ TEST(imagefolder_hostile_png_and_jpeg_are_refused_or_decode_alike)
         /* Channel-major (3, 3, 3) after a resize of 3x1 to 3x3: the middle row holds the
          * pixels (palette 0, palette 1, index 200 -> black). */
         for (int c = 0; c < 3; c++) {
-            CHECK(fabsf(out[c * 9 + 3] - pal[c] / 255.0f) < 0.2f);
+            CHECK(fabsf(out[c * 9 + 3] - pal[c] / 255.0f) < 1e-6f);
+            CHECK(fabsf(out[c * 9 + 4] - pal[3 + c] / 255.0f) < 1e-6f);
             CHECK(out[c * 9 + 5] == 0.0f);
         }
     }
