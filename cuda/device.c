@@ -367,6 +367,16 @@ done:
     return st;
 }
 
+/* cublasCreate and cudnnCreate take device memory of their own, outside the caching allocator:
+ * where that fails, the cache is given back and the creation tried once more, as a cudaMalloc
+ * is (the cache may hold all the memory a training step left). */
+static bool retry_after_freeing_cache(int device, const char *op)
+{
+    cnn_status st = cnn_cuda_release_cached(device, op);
+    if (st != CNN_OK) cnn_clear_error(); /* refused while a graph is captured: no 2nd try */
+    return st == CNN_OK;
+}
+
 cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out)
 {
     cnn_gpu_state *g = ctx->gpu;
@@ -374,8 +384,13 @@ cnn_status cnn_cuda_cublas(cnn_context *ctx, cublasHandle_t *out)
     if (!g->cublas) {
         if (g->capture) return first_use_in_capture("the context's cuBLAS handle");
         cublasHandle_t h = NULL;
-        CNN_CUBLAS_TRY(cublasCreate(&h));
-        cublasStatus_t e = cublasSetStream(h, g->stream);
+        cublasStatus_t e = cublasCreate(&h);
+        if (e == CUBLAS_STATUS_ALLOC_FAILED && retry_after_freeing_cache(g->device, "cublasCreate"))
+            e = cublasCreate(&h);
+        if (e != CUBLAS_STATUS_SUCCESS)
+            return cnn_error(cnn_cublas_status_of(e), "cuBLAS handle for cuda:%d: cublasCreate "
+                             "failed: %s", g->device, cublasGetStatusString(e));
+        e = cublasSetStream(h, g->stream);
         if (e != CUBLAS_STATUS_SUCCESS) {
             (void)cublasDestroy(h);
             return cnn_error(cnn_cublas_status_of(e), "%s: cublasSetStream failed: %s", __func__,
@@ -399,6 +414,9 @@ cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out)
         if (g->capture) return first_use_in_capture("the context's cuDNN handle");
         cudnnHandle_t h = NULL;
         cudnnStatus_t e = cudnnCreate(&h);
+        if (cnn_cudnn_status_of(e) == CNN_ERR_OUT_OF_MEMORY &&
+            retry_after_freeing_cache(g->device, "cudnnCreate"))
+            e = cudnnCreate(&h);
         /* A GPU or driver this cuDNN does not support, or a sub-library (libcudnn_ops/_cnn,
          * loaded lazily by libcudnn.so in cuDNN 9) that is missing, is a case cuDNN cannot do:
          * callers that have a hand-written kernel fall back to it. Remembered, since
@@ -408,8 +426,8 @@ cnn_status cnn_cuda_cudnn(cnn_context *ctx, cudnnHandle_t *out)
             g->cudnn_unusable = true;
             g->cudnn_status = (int)e;
         } else if (e != CUDNN_STATUS_SUCCESS) {
-            return cnn_error(cnn_cudnn_status_of(e), "%s: cudnnCreate failed: %s", __func__,
-                             cudnnGetErrorString(e));
+            return cnn_error(cnn_cudnn_status_of(e), "cuDNN handle for cuda:%d: cudnnCreate "
+                             "failed: %s", g->device, cudnnGetErrorString(e));
         } else {
             e = cudnnSetStream(h, g->stream);
             if (e != CUDNN_STATUS_SUCCESS) {

@@ -1,8 +1,9 @@
 /* test_cuda_allocator.c — the caching device allocator: steady-state reuse without cudaMalloc,
  * the statistics, splitting a large free block and merging its parts back (also parts left by a
  * destroyed context, or used by a second stream), empty_cache (whole segments only), reuse of a
- * tensor released under another context only after that context's work, and out-of-memory
- * errors that name the op. GPU tests only: skipped without a device. */
+ * tensor released under another context only after that context's work, out-of-memory errors
+ * that name the op, and cuBLAS/cuDNN handles made on a full GPU. GPU tests only: skipped
+ * without a device. */
 #include "gradcheck.h"
 #include "internal.h"
 
@@ -350,4 +351,62 @@ GPU_TEST(cuda_tensor_released_under_another_context_is_reused_after_its_work)
     unsetenv("CNN_EMU_LAGGING_EVENTS");
     free_tensors(&z, &again[0], &again[1]);
     cnn_context_destroy(&b);
+}
+
+/* cuBLAS and cuDNN handles (made at a context's first GEMM or cuDNN call) take device memory
+ * outside the cache: on a full GPU their creation gives the cache back and tries again, as a
+ * cudaMalloc does, and failing twice is an out-of-memory naming the handle. On the emulator,
+ * whose CNN_EMU_FAIL_MALLOC fails the creations too; each context's tensors come from the cache
+ * a destroyed one left (so the handle is the first thing the context really allocates). */
+static cnn_status first_gemm_or_conv(const cnn_tensor *x, const cnn_tensor *w, bool conv)
+{
+    cnn_tensor *y = NULL, *x4 = NULL, *w4 = NULL;
+    cnn_status st = CNN_OK;
+    if (!conv) {
+        st = cnn_linear(x, w, NULL, &y);
+    } else {
+        st = cnn_tensor_reshape(x, CNN_SHAPE(2, 8, 1, 1), &x4);
+        if (st == CNN_OK) st = cnn_tensor_reshape(w, CNN_SHAPE(8, 8, 1, 1), &w4);
+        if (st == CNN_OK) st = cnn_conv2d(x4, w4, NULL, NULL, &y);
+    }
+    free_tensors(&y, &x4, &w4);
+    return st;
+}
+
+GPU_TEST(cuda_handles_made_on_a_full_gpu_free_the_cache_first)
+{
+    if (!emulated_gpu()) {
+        cnn_test_skip("needs the CUDA emulator's CNN_EMU_FAIL_MALLOC");
+        return;
+    }
+    cnn_context *home = cnn_context_current(), *ctx = NULL;
+    cnn_tensor *x = NULL, *w = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(2, 8), 1.0f, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(8, 8), 0.5f, CNN_CUDA(0), &w));
+    REQUIRE(x && w);
+    CHECK_OK(cnn_synchronize());
+    const char *const modes[] = {"warm-up", "once", "all"};
+    for (int conv = 0; conv < (cnn_built_with_cudnn() ? 2 : 1); conv++)
+        for (int m = 0; m < 3; m++) {
+            REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+            cnn_context_set_current(ctx);
+            if (m) setenv("CNN_EMU_FAIL_MALLOC", modes[m], 1);
+            cnn_status st = first_gemm_or_conv(x, w, conv);
+            const char *left = getenv("CNN_EMU_FAIL_MALLOC");
+            const char *handle = conv ? "cuDNN handle" : "cuBLAS handle";
+            if (m == 0) {
+                CHECK_OK(st);
+            } else if (m == 1) {
+                if (st != CNN_OK)
+                    cnn_test_fail(__FILE__, __LINE__, "%s once: %s", handle, cnn_last_error());
+                CHECK(left && !strcmp(left, "spent")); /* the creation failed once */
+            } else if (st != CNN_ERR_OUT_OF_MEMORY || !strstr(cnn_last_error(), handle)) {
+                cnn_test_fail(__FILE__, __LINE__, "%s, all: status %d, %s", handle, st,
+                              cnn_last_error());
+            }
+            unsetenv("CNN_EMU_FAIL_MALLOC");
+            cnn_context_set_current(home);
+            cnn_context_destroy(&ctx); /* its cache is any context's now */
+        }
+    free_tensors(&x, &w);
 }

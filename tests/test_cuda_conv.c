@@ -533,6 +533,13 @@ GPU_TEST(cuda_conv_cudnn_graph_engines_filter)
     setenv("CNN_CUDNN_ENGINES", "first", 1);
     REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
     cnn_context_set_current(ctx);
+    /* The context's cuDNN handle first (a conv of another shape), so that the full GPU below
+     * fails the search, not the handle's creation. */
+    cnn_tensor *a = NULL, *b = NULL, *c = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1, 1, 2, 2), 1.0f, CNN_CUDA(0), &a));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1, 1, 1, 1), 1.0f, CNN_CUDA(0), &b));
+    CHECK_OK(cnn_conv2d(a, b, NULL, NULL, &c));
+    free_tensors(&a, &b, &c);
     CHECK_OK(cnn_cuda_empty_cache());
     const float eps = 1.0f / 4096, xv[2] = {1.0f + eps, 1.0f}, wv[2] = {1.0f, -1.0f};
     cnn_cuda_conv g = {.n = 1, .c = 2, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1, .p = 1, .q = 1,

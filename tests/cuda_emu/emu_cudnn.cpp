@@ -98,6 +98,7 @@ cudnnStatus_t cudnnCreate(cudnnHandle_t *handle)
         (void)cudaGetLastError();
         return CUDNN_STATUS_NOT_INITIALIZED;
     }
+    if (injected_alloc_failure()) return CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
     *handle = new cudnnContext{nullptr};
     return CUDNN_STATUS_SUCCESS;
 }

@@ -31,6 +31,14 @@ bool no_compute();
 /* Set around a captured call's check (emu_cudnn_internal.h): no_compute() is then true. */
 extern thread_local bool checking_only;
 
+/* CNN_EMU_FAIL_MALLOC (read at each call): whether this allocation fails. Counted: device and
+ * pinned allocations (cudaMalloc, cudaHostAlloc, cudaMallocHost) and the device memory that
+ * cublasCreate and cudnnCreate take. "all": every one fails, as on a full GPU; "once": the next
+ * one, and the variable becomes "spent"; "N" or "N,K": the Nth counted from the start of the
+ * process, and the K - 1 after it. CNN_EMU_FAIL_MALLOC_COUNT=1 prints the number made at exit
+ * (to size a sweep). */
+bool injected_alloc_failure();
+
 /* Counts one call of name (a CUDA, cuBLAS or cuDNN function), listed on stderr at exit when
  * CNN_EMU_PROFILE is set: the calls that cost a real GPU host time, and whether a run reached
  * the cuDNN paths at all. */

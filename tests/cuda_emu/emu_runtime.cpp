@@ -86,15 +86,14 @@ int device_count()
     return v && !*v ? 0 : 1;
 }
 
-/* CNN_EMU_FAIL_MALLOC (read at each call): "all" makes every device or pinned allocation
- * (cudaMalloc, cudaHostAlloc, cudaMallocHost) fail with cudaErrorMemoryAllocation, as a full
- * GPU would; "N" or "N,K" the Nth of them counted from the start of the process, and the K - 1
- * after it. CNN_EMU_FAIL_MALLOC_COUNT=1 prints the number made at exit (to size a sweep). */
 std::atomic<long> n_allocs{0};
 void print_allocs()
 {
     fprintf(stderr, "cuda-emu: %ld device/pinned allocations\n", n_allocs.load());
 }
+
+} /* namespace */
+
 bool injected_alloc_failure()
 {
     static const bool counting = getenv("CNN_EMU_FAIL_MALLOC_COUNT") && atexit(print_allocs) == 0;
@@ -103,10 +102,16 @@ bool injected_alloc_failure()
     const char *v = getenv("CNN_EMU_FAIL_MALLOC");
     if (!v || !*v) return false;
     if (!strcmp(v, "all")) return true;
+    if (!strcmp(v, "once")) {
+        setenv("CNN_EMU_FAIL_MALLOC", "spent", 1);
+        return true;
+    }
     char *end;
     const long first = strtol(v, &end, 10), count = *end == ',' ? strtol(end + 1, nullptr, 10) : 1;
     return first > 0 && n >= first && n < first + count;
 }
+
+namespace {
 
 cudaError_t alloc(void **p, size_t bytes, mem_kind kind)
 {
@@ -625,6 +630,7 @@ cublasStatus_t cublasCreate(cublasHandle_t *h)
 {
     if (!h) return CUBLAS_STATUS_INVALID_VALUE;
     if (!device_count()) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (injected_alloc_failure()) return CUBLAS_STATUS_ALLOC_FAILED; /* its workspace */
     *h = new cublasContext{CUBLAS_DEFAULT_MATH, nullptr};
     return CUBLAS_STATUS_SUCCESS;
 }
