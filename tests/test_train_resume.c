@@ -201,6 +201,45 @@ TEST(train_tool_warmup_then_step_schedule)
     remove_tree(dir);
 }
 
+/* Runs the tool with args (an argv list, NULL-terminated) and sends SIGINT when a line of its
+ * output contains `at`; its output in out. Returns the wait status (-1: `at` never came). */
+static int run_and_interrupt(const char *tool, char *const *args, const char *at, char *out,
+                             size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(tool, args);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[1024];
+    size_t len = 0;
+    bool sent = false;
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (len + strlen(line) < cap) {
+            memcpy(out + len, line, strlen(line) + 1);
+            len += strlen(line);
+        }
+        if (!sent && strstr(line, at)) {
+            kill(pid, SIGINT);
+            sent = true;
+        }
+    }
+    if (f) fclose(f);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return sent ? st : -1;
+}
+
 /* Ctrl-C in the middle of an epoch: exit 0 with a checkpoint and the resume command; resuming
  * from it ends bit-identical to an uninterrupted run. */
 TEST(train_tool_sigint_then_resume)
@@ -211,44 +250,16 @@ TEST(train_tool_sigint_then_resume)
     REQUIRE(make_tmpdir(dir, sizeof dir));
     const char *common = "--limit-train 3000 --limit-val 200 --epochs 1 --seed 5 --batch 32";
     snprintf(ckdir, sizeof ckdir, "%s/b", dir);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execl(tool, tool, "--device", "cpu", "--limit-train", "3000", "--limit-val", "200",
-              "--epochs", "1", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
-              (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[1024];
-    size_t len = 0;
-    bool sent = false;
-    out[0] = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (len + strlen(line) < sizeof out) {
-            memcpy(out + len, line, strlen(line) + 1);
-            len += strlen(line);
-        }
-        /* the first progress line (10%) means training is under way */
-        if (!sent && strstr(line, " 10% ")) {
-            kill(pid, SIGINT);
-            sent = true;
-        }
-    }
-    if (f) fclose(f);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    CHECK(sent);
+    char *argv[] = {tool, "--device", "cpu", "--limit-train", "3000", "--limit-val", "200",
+                    "--epochs", "1", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
+                    NULL};
+    /* the first progress line (10%) means training is under way */
+    int st = run_and_interrupt(tool, argv, " 10% ", out, sizeof out);
+    CHECK(st != -1);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(strstr(out, "interrupted: saved") != NULL);
     CHECK(strstr(out, "--resume") != NULL);
+    CHECK(strstr(out, "so far") == NULL); /* no epoch completed */
     if (cnn_test_failed()) printf("%s\n", out);
     snprintf(args, sizeof args, "--resume %s/last.safetensors", ckdir);
     CHECK(run_tool(tool, args, out, sizeof out) == 0);
@@ -260,5 +271,28 @@ TEST(train_tool_sigint_then_resume)
     snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);
     snprintf(pb, sizeof pb, "%s/last.safetensors", ckdir);
     check_same_tensors(pa, pb);
+    remove_tree(dir);
+}
+
+/* Interrupted after an epoch, the tool says the best accuracy so far, as a finished run says
+ * its best (the GPU session's script reads that line). */
+TEST(train_tool_sigint_after_an_epoch_reports_the_best_so_far)
+{
+    char tool[512], dir[256], ckdir[300];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(ckdir, sizeof ckdir, "%s/c", dir);
+    char *argv[] = {tool, "--device", "cpu", "--limit-train", "1000", "--limit-val", "200",
+                    "--epochs", "2", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
+                    NULL};
+    int st = run_and_interrupt(tool, argv, "epoch 2/2  10% ", out, sizeof out);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *e1 = strstr(out, "epoch 1/2  train loss"), *best = strstr(out, "so far");
+    CHECK(e1 && best && strstr(out, "best val top-1 ") && strstr(out, "% at epoch 1 so far"));
+    /* the figure is epoch 1's top-1 */
+    const char *t1 = e1 ? strstr(e1, "top-1 ") : NULL, *tb = strstr(out, "best val top-1 ");
+    CHECK(t1 && tb && strncmp(t1 + 6, tb + 15, 5) == 0);
+    if (cnn_test_failed()) printf("%s\n", out);
     remove_tree(dir);
 }

@@ -198,6 +198,9 @@ static void interrupted(tr_run *r)
            "resume with: " TR_TOOL " --resume %s/last.safetensors\n",
            r->dir, (long long)r->st.epoch + 1, (long long)r->st.batch,
            (long long)r->steps_per_epoch, r->dir);
+    if (r->st.history.n) /* what the epochs completed reached, as a finished run says it */
+        printf("best val top-1 %.2f%% at epoch %lld so far\n", 100 * r->st.best_top1,
+               (long long)r->st.best_epoch);
     exit(0);
 }
 
