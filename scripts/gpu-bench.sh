@@ -87,7 +87,7 @@ gb_step() {
 gb_python() {
     local p
     for p in ${PY:-} python3 /usr/bin/python3; do
-        if "$p" -c 'import torch, torchvision' >/dev/null 2>&1; then
+        if timeout 120 "$p" -c 'import torch, torchvision' >/dev/null 2>&1; then
             echo "$p"
             return 0
         fi
@@ -159,16 +159,17 @@ gb_env() {
     if [ -s "$W/env.txt" ]; then return 0; fi
     {
         echo "== date"; date -u
-        echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "no nvidia-smi"
-        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
+        echo "== nvidia-smi"; timeout 20 nvidia-smi 2>&1 || echo "no nvidia-smi"
+        timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
             --format=csv 2>&1
         echo "== nvcc"; nvcc --version 2>&1 | tail -2
         echo "== cpu"; nproc; grep -m1 'model name' /proc/cpuinfo
         echo "== torch"
-        "$PY" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")' 2>&1
-        echo "== build"; grep -m1 '^libcnncuda:' "$W/verify/build.log" "$W/build.log" 2>/dev/null
+        timeout 120 "$PY" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")' 2>&1
+        echo "== build"; grep -h -m1 '^libcnncuda:' "$W/verify/build.log" "$W/build.log" \
+            ${BUILD_LOG:+"$BUILD_LOG"} 2>/dev/null | head -1
     } >"$W/env.txt" 2>&1
-    gb_note "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+    gb_note "gpu: $(timeout 20 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
     gb_note "torch: $(grep -A1 '^== torch' "$W/env.txt" | tail -1)"
 }
 
@@ -265,7 +266,7 @@ bench_main() {
     # version or our dispatch. The JSON's cudnn_version says which one ran.
     if [ "$DRY" != 1 ] && gb_wanted conv_r50_torch_cudnn; then
         local tdir
-        tdir=$("$PY" -c 'import torch; torch.backends.cudnn.version()
+        tdir=$(timeout 120 "$PY" -c 'import torch; torch.backends.cudnn.version()
 import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/maps")
     if "/libcudnn.so" in l), ""))' 2>/dev/null)
         if [ -n "$tdir" ]; then

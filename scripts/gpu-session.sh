@@ -22,8 +22,8 @@
 #   extra    memcheck of the zoo's 224x224 GPU steps, bn/pool/gemm/elementwise, TF32,
 #            ResNet-50 on the hand-written kernels, its per-layer times
 #
-# A part that does not fit what is left is listed on the last line ("not run: ..."), to be given
-# as PARTS to the next call. Output in $OUT (./gpu-out when unset), at most 5 files, rewritten
+# A part that does not fit what is left, or one of whose steps was cut or skipped for time, is
+# listed on the last line ("not run: ..."), to be given as PARTS to the next call. Output in $OUT (./gpu-out when unset), at most 5 files, rewritten
 # after every part so a call cut short still brings back what was done: summary.txt (also
 # printed last), tables.md, metrics.csv, env.txt, results.tar.gz (every part's logs and JSON).
 # Environment:
@@ -34,7 +34,8 @@
 #   DRY=1        a run on a machine without a GPU: checks the script end to end at tiny sizes
 # Usage (device tool, carry [".deps"]):
 #   DEPS_DEBS=.deps scripts/gpu-session.sh                          first call, timeout_s 600
-#   PARTS="jpeg extra" TIME_BUDGET=150 DEPS_DEBS=.deps scripts/gpu-session.sh    if time is left
+#   PARTS="jpeg extra" TIME_BUDGET=<seconds left - 40> DEPS_DEBS=.deps scripts/gpu-session.sh
+#                           if time is left (jpeg needs 115 s of it; extra 75 for each of its two)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -57,14 +58,17 @@ say() { echo "$*" | tee -a "$S"; }
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 wanted() { [[ "$PARTS" == *" $1 "* ]]; }
 
-# What goes back; called after every part.
+# What goes back; called after every part. The archive is written aside and moved into place,
+# so a call killed while packing still leaves the previous one whole.
 pack() {
     cp "$S" "$OUT/summary.txt"
     [ -f "$W/bench-work/tables.md" ] && cp "$W/bench-work/tables.md" "$OUT/"
     [ -f "$W/train-work/metrics.csv" ] && cp "$W/train-work/metrics.csv" "$OUT/"
-    [ -f "$W/verify/env.txt" ] && cp "$W/verify/env.txt" "$OUT/"
-    tar czf "$OUT/results.tar.gz" -C "$W" --exclude='runs' --exclude='*.safetensors' \
-        --exclude='data' . 2>/dev/null
+    if [ -f "$W/verify/env.txt" ]; then cp "$W/verify/env.txt" "$OUT/"
+    elif [ -f "$W/build/env.txt" ]; then cp "$W/build/env.txt" "$OUT/"; fi
+    tar czf "/tmp/cnn-session-results.tar.gz" -C "$W" --exclude='runs' \
+        --exclude='*.safetensors' --exclude='data' . 2>/dev/null &&
+        mv -f /tmp/cnn-session-results.tar.gz "$OUT/results.tar.gz"
 }
 
 # budget_for NAME CAP [MIN]: sets L to the seconds NAME gets, min(CAP, what is left less 15 s to
@@ -80,7 +84,8 @@ budget_for() {
 }
 
 # part NAME CAP[:MIN] SCRIPT [VAR=VALUE...]: SCRIPT with its share of the budget (see
-# budget_for), OUT=$W/NAME; its summary joins ours.
+# budget_for), OUT=$W/NAME; its summary joins ours. The script keeps to its budget itself; the
+# outer timeout is for a command in it that hangs (a GPU query, say).
 part() {
     local name=$1 cap=${2%:*} min=30 script=$3 t0 rc
     [[ $2 == *:* ]] && min=${2#*:}
@@ -88,7 +93,8 @@ part() {
     budget_for "$name" "$cap" "$min" || return 0
     say "== $name (budget $L s, at $(($(date +%s) - START)) s)"
     t0=$(date +%s)
-    env "$@" TIME_BUDGET="$L" OUT="$W/$name" DRY="$DRY" "scripts/$script" >"$W/$name.log" 2>&1
+    timeout -k 10 $((L + 30)) env "$@" TIME_BUDGET="$L" OUT="$W/$name" DRY="$DRY" \
+        "scripts/$script" >"$W/$name.log" 2>&1
     rc=$?
     finish_part "$name" "$rc" "$t0"
 }
@@ -98,14 +104,31 @@ finish_part() {
     [ -f "$W/$name/summary.txt" ] && sed 's/^/  /' "$W/$name/summary.txt" | tee -a "$S"
     say "   $name: exit $rc after $(($(date +%s) - t0)) s"
     [ "$rc" -eq 0 ] || status=1
+    # A step of it cut short or skipped for time: the part is for the next call too.
+    if [ "${name%%_*}" != build ] &&
+        grep -qE 'skipped \(out of time\)|CUT SHORT' "$W/$name/summary.txt" 2>/dev/null; then
+        [[ " $NOT_RUN " == *" ${name%%_*} "* ]] || NOT_RUN="$NOT_RUN ${name%%_*}"
+    fi
     pack
 }
 
 say "gpu-session on ${HOSTNAME:-$(uname -n)} at $(date -u +%FT%TZ): budget $BUDGET s, parts$PARTS, DRY=$DRY"
-say "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+say "gpu: $(timeout 20 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 
-BENCH=(WORK="$W/bench-work" PREBUILT=1)
-TRAIN=(WORK="$W/train-work" PREBUILT=1)
+# The .deb files are unpacked once, here: parts run side by side, and each unpacking its own
+# would rewrite libraries and data files while the others load them.
+if [ -n "${DEPS_DEBS:-}" ] && [ -z "${DEPS_ROOT:-}" ]; then
+    DEPS_ROOT=/tmp/cnn-deps-root
+    if [ ! -f "$DEPS_ROOT/.unpacked" ]; then
+        mkdir -p "$DEPS_ROOT"
+        for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$DEPS_ROOT"; done
+        touch "$DEPS_ROOT/.unpacked"
+    fi
+    export DEPS_ROOT
+fi
+
+BENCH=(WORK="$W/bench-work" PREBUILT=1 BUILD_LOG="$W/build/build.log")
+TRAIN=(WORK="$W/train-work" PREBUILT=1 BUILD_LOG="$W/build/build.log")
 VERIFY=(DRY="$DRY")
 VSTEPS="tests memcheck"
 if [ "$DRY" = 1 ]; then
@@ -137,13 +160,13 @@ if wanted fm && wanted verify; then
     # first: that step spent its 40 s starting torch on the H200 (2026-12-04) and measured
     # nothing; the run itself went at 5.1 s an epoch there beside verify (15 epochs in 77 s,
     # 94.78%), so 32 epochs take about 165 s.
-    if budget_for fm 230; then
+    if budget_for fm 250; then
         say "== fm (budget $L s, alongside verify, at $(($(date +%s) - START)) s)"
         fm_t0=$(date +%s)
         fm_epochs=${FM_EPOCHS:-32}
         [ "$DRY" = 1 ] && fm_epochs=2
-        env "${TRAIN[@]}" ONLY=fashion_mnist FM_EPOCHS="$fm_epochs" TIME_BUDGET="$L" \
-            OUT="$W/fm" DRY="$DRY" scripts/gpu-train.sh >"$W/fm.log" 2>&1 &
+        timeout -k 10 $((L + 30)) env "${TRAIN[@]}" ONLY=fashion_mnist FM_EPOCHS="$fm_epochs" \
+            TIME_BUDGET="$L" OUT="$W/fm" DRY="$DRY" scripts/gpu-train.sh >"$W/fm.log" 2>&1 &
         fm_pid=$!
     fi
 elif wanted fm; then
@@ -155,8 +178,9 @@ if wanted default && wanted verify; then
     if budget_for default 170 60; then
         say "== default (budget $L s, alongside verify, at $(($(date +%s) - START)) s)"
         default_t0=$(date +%s)
-        env "${TRAIN[@]}" WORK="$W/default-work" ONLY="default_run default_run_graph" TIME_BUDGET="$L" \
-            OUT="$W/default" DRY="$DRY" scripts/gpu-train.sh >"$W/default.log" 2>&1 &
+        timeout -k 10 $((L + 30)) env "${TRAIN[@]}" WORK="$W/default-work" \
+            ONLY="default_run default_run_graph" TIME_BUDGET="$L" OUT="$W/default" DRY="$DRY" \
+            scripts/gpu-train.sh >"$W/default.log" 2>&1 &
         default_pid=$!
     fi
 elif wanted default; then
@@ -189,7 +213,7 @@ model_alexnet_ws16g model_alexnet_layers model_resnet50_ws16g"
 wanted conv && part conv 400:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda conv_r50_engines model_resnet50_engines \
 model_alexnet_engines"
-wanted jpeg && part jpeg 170:140 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
+wanted jpeg && part jpeg 170:100 gpu-train.sh ONLY="gen_images loader_cpu r50_jpeg r50_synthetic loader_gpu" "${TRAIN[@]}"
 if wanted extra; then
     if [ "$DRY" = 1 ]; then
         say "== extra: memcheck_models needs compute-sanitizer and a GPU (not in a DRY run)"

@@ -105,7 +105,7 @@ fashion_mnist_part() {
     # entry of the Fashion-MNIST benchmark used, and random erasing, which Zhong et al. (2017)
     # found worth 0.9 points on Fashion-MNIST with ResNet-18 (5.17% -> 4.31% error).
     local help
-    help=$("$T" --help 2>&1)
+    help=$(timeout 20 "$T" --help 2>&1)
     [[ "$help" == *"--hflip"* ]] && fm+=(--hflip 0.5)
     [[ "$help" == *"--translate"* ]] && fm+=(--translate 0.1)
     [[ "$help" == *"--random-erase"* ]] && fm+=(--random-erase 0.5)
