@@ -1,7 +1,7 @@
 #!/bin/sh
 # fetch-gpu-deps.sh — downloads (not installs) the Debian packages a lent GPU machine lacks
 # (OpenBLAS, stb, zlib headers, Fashion-MNIST) into .deps/ (git-ignored, about 45 MB), to be
-# carried with a device run. scripts/gpu-verify.sh unpacks them there with dpkg -x when
+# carried with a device run. The gpu-*.sh scripts unpack them there (scripts/deps-root.sh) when
 # DEPS_DEBS is set, without installing anything on that machine.
 set -eu
 cd "$(dirname "$0")/.."

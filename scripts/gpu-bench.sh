@@ -96,15 +96,10 @@ gb_python() {
 }
 
 # Unpacks DEPS_DEBS (once per machine) and points the build and the runtime at it.
+# shellcheck source=scripts/deps-root.sh
+. "$(dirname "${BASH_SOURCE[0]}")/deps-root.sh"
 gb_deps() {
-    if [ -n "${DEPS_DEBS:-}" ] && [ -z "${DEPS_ROOT:-}" ]; then
-        DEPS_ROOT=/tmp/cnn-deps-root
-        if [ ! -f "$DEPS_ROOT/.unpacked" ]; then
-            mkdir -p "$DEPS_ROOT"
-            for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$DEPS_ROOT" || return 1; done
-            touch "$DEPS_ROOT/.unpacked"
-        fi
-    fi
+    unpack_deps || return 1
     if [ -n "${DEPS_ROOT:-}" ]; then
         export DEPS_ROOT
         export CNN_FASHION_MNIST_DIR="${CNN_FASHION_MNIST_DIR:-$DEPS_ROOT/usr/share/datasets/fashion-mnist}"

@@ -117,15 +117,9 @@ say "gpu: $(timeout 20 nvidia-smi --query-gpu=name,driver_version --format=csv,n
 
 # The .deb files are unpacked once, here: parts run side by side, and each unpacking its own
 # would rewrite libraries and data files while the others load them.
-if [ -n "${DEPS_DEBS:-}" ] && [ -z "${DEPS_ROOT:-}" ]; then
-    DEPS_ROOT=/tmp/cnn-deps-root
-    if [ ! -f "$DEPS_ROOT/.unpacked" ]; then
-        mkdir -p "$DEPS_ROOT"
-        for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$DEPS_ROOT"; done
-        touch "$DEPS_ROOT/.unpacked"
-    fi
-    export DEPS_ROOT
-fi
+# shellcheck source=scripts/deps-root.sh
+. "$(dirname "${BASH_SOURCE[0]}")/deps-root.sh"
+unpack_deps || say "a package of $DEPS_DEBS did not unpack"
 
 BENCH=(WORK="$W/bench-work" PREBUILT=1 BUILD_LOG="$W/build/build.log")
 TRAIN=(WORK="$W/train-work" PREBUILT=1 BUILD_LOG="$W/build/build.log")

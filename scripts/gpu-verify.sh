@@ -77,14 +77,9 @@ CPP_EXTRA=""
 LD_EXTRA="-lstdc++"
 # DEPS_DEBS: a folder of .deb files (scripts/fetch-gpu-deps.sh puts them in .deps/, carried
 # with the device run) unpacked here with dpkg -x into a private root, never installed.
-if [ -n "${DEPS_DEBS:-}" ] && [ -z "${DEPS_ROOT:-}" ]; then
-    DEPS_ROOT=/tmp/cnn-deps-root
-    if [ ! -f "$DEPS_ROOT/.unpacked" ]; then
-        mkdir -p "$DEPS_ROOT"
-        for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$DEPS_ROOT"; done
-        touch "$DEPS_ROOT/.unpacked"
-    fi
-fi
+# shellcheck source=scripts/deps-root.sh
+. "$(dirname "${BASH_SOURCE[0]}")/deps-root.sh"
+unpack_deps || echo "gpu-verify: a package of $DEPS_DEBS did not unpack" >&2
 if [ -n "${DEPS_ROOT:-}" ]; then
     export CNN_FASHION_MNIST_DIR="${CNN_FASHION_MNIST_DIR:-$DEPS_ROOT/usr/share/datasets/fashion-mnist}"
     D="$(cd "$DEPS_ROOT" && pwd)"
