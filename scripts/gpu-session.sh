@@ -32,6 +32,7 @@
 #   TIME_BUDGET  seconds for the whole call (default 540: under a 600 s timeout_s, with room to
 #                pack); DEPS_DEBS, BUILD, PY as for the other scripts
 #   DRY=1        a run on a machine without a GPU: checks the script end to end at tiny sizes
+#   FRESH=1      forget what an earlier call on this machine left in /tmp/cnn-session
 # Usage (device tool, carry [".deps"]):
 #   DEPS_DEBS=.deps scripts/gpu-session.sh                          first call, timeout_s 600
 #   PARTS="jpeg extra" TIME_BUDGET=<seconds left - 40> DEPS_DEBS=.deps scripts/gpu-session.sh
@@ -44,8 +45,10 @@ BUDGET=${TIME_BUDGET:-540}
 OUT=${OUT:-$PWD/gpu-out}
 DRY=${DRY:-0}
 PARTS=" ${PARTS:-build fm verify default bench conv jpeg extra} "
+# The work folder outlives a call on a machine still warm: a second call's comparisons pair
+# with PyTorch's results of the first (its PyTorch runs are not repeated). FRESH=1 empties it.
 W=/tmp/cnn-session
-rm -rf "$W"
+[ "${FRESH:-0}" = 1 ] && rm -rf "$W"
 mkdir -p "$W" "$OUT"
 S=$W/summary.txt
 : >"$S"
