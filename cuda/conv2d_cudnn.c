@@ -66,12 +66,12 @@ static ctx_cache *cache_of(const cnn_context *ctx, bool create)
     return c;
 }
 
-/* The key of one call: the geometry plus the context's device, math/determinism flags and the
- * buffers' alignment. */
 static size_t workspace_cap(void);
 static int engines_mode(void);
 static int gemm_preference(void);
 
+/* The key of one call: the geometry plus the context's device, math/determinism flags, the
+ * buffers' alignment and the environment's settings for the search. */
 static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, bool aligned,
                    algo_key *key)
 {
