@@ -7,10 +7,10 @@
  * allocated bytes are the rounded requests, as PyTorch's allocator counts them. A block handed to a
  * second stream (cnn_cuda_record_stream: the data loader's copy stream fills batches the compute
  * stream reads; or released under another context than the one that allocated it) is reused
- * only after that stream's work at release time is done. While a CUDA
- * graph is captured (cuda/graph.c), the capturing stream's allocations come from a pool of the
- * graph's own that nothing else may reuse until the graph is destroyed, since every replay
- * writes the same addresses. It owns memory only: no kernels, no printing. */
+ * only after that stream's work at release time is done. While a CUDA graph is captured
+ * (cuda/graph.c), the capturing stream's allocations come from a pool of the graph's own that
+ * nothing else may reuse until the graph is destroyed, since every replay writes the same
+ * addresses. It owns memory only: no kernels, no printing. */
 #include "cuda_check.h"
 
 #include <pthread.h>
@@ -382,11 +382,9 @@ void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
     if (dc) {
-        for (block *b = dc->free_list; b; b = b->next)
-            if (b->stream == stream) b->stream = NULL;
         /* Held blocks too: a graph's destruction returns them to the cache long after. */
-        block *const lists[2] = {dc->live, dc->held};
-        for (int l = 0; l < 2; l++)
+        block *const lists[3] = {dc->free_list, dc->live, dc->held};
+        for (int l = 0; l < 3; l++)
             for (block *b = lists[l]; b; b = b->next) {
                 if (b->stream == stream) b->stream = NULL;
                 if (b->use_stream == stream) b->use_stream = NULL; /* drained before destruction */
