@@ -93,19 +93,22 @@ static cnn_status write_tensor(FILE *f, const char *path, const cnn_tensor *t, c
     return st;
 }
 
-/* Makes the rename itself durable. Some file systems cannot fsync a directory (EINVAL). */
-static cnn_status sync_dir(const char *path)
+/* The folder holding path ("." for a bare name), whose entry the rename changes (malloc'ed). */
+static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    CNN_CHECK(dir, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
+/* Makes the rename itself durable. Some file systems cannot fsync a directory (EINVAL). */
+static cnn_status sync_dir(const char *path, const char *dir)
+{
     cnn_status st = CNN_OK;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) st = save_err(path, "cannot open its directory to sync the rename", errno);
     else if (fsync(fd) != 0 && errno != EINVAL)
         st = save_err(path, "fsync of its directory failed", errno);
     if (fd >= 0) close(fd);
-    free(dir);
     return st;
 }
 
@@ -116,12 +119,17 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
     cnn_status st = CNN_OK;
     cnn_buf hdr = {0};
     FILE *f = NULL;
-    char *tmp = NULL;
+    char *tmp = NULL, *dir = NULL;
     CNN_TRYG(build_header(path, d, &hdr));
     size_t tlen = strlen(path) + 64;
+    /* Everything the save allocates, before anything is written: once the rename has replaced
+     * the old file, only the disk can fail. */
     tmp = malloc(tlen);
-    if (!tmp) {
+    dir = dir_of(path);
+    if (!tmp || !dir) {
         st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
+        free(tmp);
+        tmp = NULL; /* no file to remove */
         goto done;
     }
     /* Unique per process and thread, so concurrent saves to one path never share a file. */
@@ -167,13 +175,14 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
     }
     free(tmp);
     tmp = NULL;
-    st = sync_dir(path);
+    st = sync_dir(path, dir);
 done:
     if (f) fclose(f);
     if (tmp) {
         unlink(tmp);
         free(tmp);
     }
+    free(dir);
     cnn_buf_free(&hdr);
     return st;
 }
