@@ -50,8 +50,10 @@ cnn_status cnn_data_strdup(const char *s, const char *what, char **out);
 
 /* image_decode.c: stb_image's JPEG, PNG and BMP decoders with zero-filled allocations. Why a
  * file's content must not reach them (NULL when it may); the header's size (false if
- * unreadable); the pixels as channels x uint8, interleaved (NULL with a reason in *why),
- * released with free() or cnn_image_free. */
+ * unreadable); the pixels as channels x uint8, interleaved (NULL with a reason in *why:
+ * CNN_IMAGE_OUT_OF_MEMORY when memory ran out, which says nothing about the file), released
+ * with free() or cnn_image_free. */
+#define CNN_IMAGE_OUT_OF_MEMORY "out of memory"
 const char *cnn_image_refusal(const unsigned char *file, size_t len);
 bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h);
 unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int channels, int *w,

@@ -16,6 +16,16 @@
  * surplus. */
 static _Thread_local size_t tl_grow_limit;
 static _Thread_local bool tl_grow_refused;
+/* An allocation of stb_image's failed while this thread decoded: its failure reason may then
+ * name another format's fault (it goes on to the next decoder), so this decides. */
+static _Thread_local bool tl_out_of_memory;
+
+static void *zero_alloc(size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (!p) tl_out_of_memory = true;
+    return p;
+}
 
 /* Grows p from old to n bytes, the new part zeroed; NULL (stb's "out of memory") past the
  * thread's limit. */
@@ -26,6 +36,7 @@ static void *zero_realloc(void *p, size_t old, size_t n)
         return NULL;
     }
     unsigned char *q = realloc(p, n ? n : 1);
+    if (!q) tl_out_of_memory = true;
     if (q && n > old) memset(q + old, 0, n - old);
     return q;
 }
@@ -36,7 +47,7 @@ static void *zero_realloc(void *p, size_t old, size_t n)
 #define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
 #define STBI_NO_STDIO
-#define STBI_MALLOC(sz) calloc(1, (sz) ? (sz) : 1)
+#define STBI_MALLOC(sz) zero_alloc(sz)
 #define STBI_REALLOC_SIZED(p, oldsz, newsz) zero_realloc((p), (oldsz), (newsz))
 #define STBI_FREE(p) free(p)
 /* stb_image's own warnings, for this file only (some are reported at its end). */
@@ -230,14 +241,16 @@ unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int chann
         return NULL;
     }
     tl_grow_limit = len >= 8 && file[0] == 0x89 ? png_grow_limit(file, len) : 0;
-    tl_grow_refused = false;
+    tl_grow_refused = tl_out_of_memory = false;
     unsigned char *pix =
         len <= INT32_MAX ? stbi_load_from_memory(file, (int)len, w, h, &n, channels) : NULL;
     tl_grow_limit = 0;
     if (!pix && tl_grow_refused)
         *why = "its image data inflates past the size its header gives (corrupt PNG)";
+    else if (!pix && len > INT32_MAX)
+        *why = "file too large";
     else if (!pix)
-        *why = len > INT32_MAX ? "file too large" : stbi_failure_reason();
+        *why = tl_out_of_memory ? CNN_IMAGE_OUT_OF_MEMORY : stbi_failure_reason();
     return pix;
 }
 

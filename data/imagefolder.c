@@ -169,7 +169,10 @@ static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *
         /* The header's size was checked before anything is allocated for the pixels. */
         const char *why = NULL;
         pix = cnn_image_decode(file, len, ds->channels, &w, &h, &why);
-        if (!pix) {
+        if (!pix && why && !strcmp(why, CNN_IMAGE_OUT_OF_MEMORY)) {
+            st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory decoding '%s' "
+                           "(%zu bytes)", path, len);
+        } else if (!pix) {
             st = cnn_error(CNN_ERR_FORMAT, "imagefolder: cannot decode '%s' (%zu bytes): %s", path,
                            len, why ? why : "unknown reason");
         } else if (w <= 0 || h <= 0) {

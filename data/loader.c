@@ -92,7 +92,8 @@ static double fill_slot(cnn_loader *l, slot *s, int64_t k, int64_t index)
     s->error = NULL;
     s->status = cnn_dataset_get(l->ds, index, &l->opt.transform, l->opt.seed, l->epoch, s->pix,
                                 &s->label);
-    if (s->status != CNN_OK) s->error = strdup(cnn_last_error());
+    if (s->status != CNN_OK && !(s->error = strdup(cnn_last_error())))
+        s->status = CNN_ERR_OUT_OF_MEMORY; /* the reason is lost: not a bad file's */
     return cnn_monotonic_s() - t0;
 }
 
@@ -328,23 +329,26 @@ static cnn_status alloc_batch(cnn_loader *l, int64_t b, cnn_tensor **images, cnn
     return st;
 }
 
-static void record_bad(cnn_loader *l, const slot *s)
+/* Lists a bad sample (once per file); out of memory for the list is an error: a bad file left
+ * off the list would be skipped without a word. */
+static cnn_status record_bad(cnn_loader *l, const slot *s)
 {
-    if (l->bad_seen[s->index]) return;
+    if (l->bad_seen[s->index]) return CNN_OK;
     char name[4096];
     cnn_dataset_sample_name(l->ds, s->index, name, sizeof name);
     bad_entry *nb = realloc(l->bad, (size_t)(l->n_bad + 1) * sizeof *nb);
-    if (!nb) return;
-    l->bad = nb;
-    nb[l->n_bad].name = strdup(name);
-    nb[l->n_bad].reason = strdup(s->error ? s->error : "unknown error");
-    if (!nb[l->n_bad].name || !nb[l->n_bad].reason) {
-        free(nb[l->n_bad].name);
-        free(nb[l->n_bad].reason);
-        return;
+    if (nb) l->bad = nb;
+    char *nm = nb ? strdup(name) : NULL, *why = nm ? strdup(s->error) : NULL;
+    if (!why) {
+        free(nm);
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "loader_next: out of memory listing the bad "
+                         "sample %s", name);
     }
+    nb[l->n_bad].name = nm;
+    nb[l->n_bad].reason = why;
     l->n_bad++;
     l->bad_seen[s->index] = true;
+    return CNN_OK;
 }
 
 /* Waits for (or, with no workers, makes) epoch position k; returns its slot. */
@@ -397,14 +401,16 @@ static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **la
             release(l, s);
             continue;
         }
-        record_bad(l, s);
-        bool fatal = s->status != CNN_ERR_FORMAT && s->status != CNN_ERR_IO;
-        if (l->opt.strict || fatal) {
-            st = cnn_error(s->status, "loader_next: %s", s->error ? s->error : "sample failed");
-            release(l, s);
-            goto done;
-        }
+        /* A file that cannot be read or decoded is a bad sample; any other failure (out of
+         * memory) says nothing about the file and fails the call. */
+        bool bad_file = s->status == CNN_ERR_FORMAT || s->status == CNN_ERR_IO;
+        if (bad_file) st = record_bad(l, s);
+        if (st == CNN_OK && (l->opt.strict || !bad_file))
+            st = s->error ? cnn_error(s->status, "loader_next: %s", s->error)
+                          : cnn_error(s->status, "loader_next: out of memory for a sample's "
+                                      "error message");
         release(l, s);
+        if (st != CNN_OK) goto done;
     }
     if (m == 0 || (m < B && l->opt.drop_last)) goto done; /* end of the epoch */
     if (m < B) {
@@ -468,7 +474,8 @@ static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor 
     sent_batch b = l->ahead;
     l->ahead = (sent_batch){0};
     if (b.status != CNN_OK) {
-        cnn_status st = cnn_error(b.status, "%s", b.error ? b.error : "loader_next failed");
+        cnn_status st = cnn_error(b.status, "%s", b.error ? b.error : "loader_next failed (out "
+                                  "of host memory for its message)");
         free(b.error);
         return st;
     }
