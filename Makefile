@@ -136,7 +136,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(BUILD)/tests/run_tests
 
 .PHONY: all lib tools tests test install uninstall deps demo clean distclean help check-example \
-        check-valgrind check-exports check-header check-tsan layout check-layout
+        check-valgrind check-exports check-header check-tsan layout check-layout \
+        check-alloc-failures
 # Keep the files make would otherwise treat as intermediate (and delete): the emulator's
 # rewritten kernels and the tools' objects. (A bare .SECONDARY: made every target secondary,
 # and then a missing object older than the archive was not rebuilt.)
@@ -233,6 +234,18 @@ VALGRIND_TESTS ?= test_safetensors.c: test_safetensors_limits.c: test_safetensor
 check-valgrind: $(TEST_BIN)
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=3 $(TEST_BIN) $(VALGRIND_TESTS)
+
+# The library's heap allocations made to fail one at a time, in scenarios over the whole CPU
+# API (tests/fault/alloc_failures.c): each must end in an out-of-memory error or an unchanged
+# result, with nothing leaked (run it in an ASan build, DEBUG=1) and nothing corrupted. The
+# program is linked with --wrap so that the library's malloc, calloc, realloc, aligned_alloc,
+# strdup and strndup go through its counters. ALLOC_FAILURES= (scenario names) narrows it.
+ALLOC_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup,-Wl,--wrap=$(f))
+$(BUILD)/tests/alloc_failures: $(BUILD)/obj/tests/fault/alloc_failures.o $(BUILD)/libcnncuda.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS) $(ALLOC_WRAP)
+check-alloc-failures: $(BUILD)/tests/alloc_failures
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $< $(ALLOC_FAILURES)
 
 # The tests where threads meet (the loader's workers, contexts on two threads, the tools' stop
 # signals) under ThreadSanitizer, in build-tsan: any report fails. OpenMP and OpenBLAS run one
@@ -374,8 +387,8 @@ distclean:
 
 help:
 	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean|distclean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
-	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
+	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-alloc-failures check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
 	@echo "docs: layout (LAYOUT.md from the files' header comments)"
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/tests/fault/alloc_failures.d $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
          $(TOOL_COMMON_OBJ:.o=.d)

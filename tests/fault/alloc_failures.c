@@ -1,10 +1,10 @@
-/* alloc_failures.c — makes the library's k-th heap allocation fail, for every k, in a set of
- * scenarios that use the whole CPU side of the API (ops, autograd, optimizers, models,
- * checkpoints, datasets and loaders), and checks what a serious library owes its user when the
- * host runs out of memory:
+/* alloc_failures.c — makes the library's k-th heap allocation fail, for every k, in scenarios
+ * over the CPU side of the API (ops, autograd, optimizers, models, checkpoints, datasets and
+ * loaders), and checks each outcome. What a library owes its user when the host runs out of
+ * memory:
  *   - no crash, no abort, no hang;
- *   - the call returns an error whose message says memory ran out (CNN_ERR_OUT_OF_MEMORY, or a
- *     message naming memory), not a misleading one ("corrupt file", "bad image");
+ *   - the call returns CNN_ERR_OUT_OF_MEMORY with a message that says memory ran out, not a
+ *     misleading status or message ("corrupt file", "bad image");
  *   - a failure the library absorbs (a retry, an optional cache) leaves the result unchanged;
  *   - nothing leaks (LeakSanitizer, when built with DEBUG=1);
  *   - what the API promises to leave untouched on failure is untouched (parameters after
@@ -522,8 +522,9 @@ static void sweep(const char *name, scenario_fn fn, int tries)
         } else if (s != CNN_OK && !hit) {
             snprintf(what, sizeof what, "an error without an allocation failing: %s",
                      cnn_last_error());
-        } else if (s != CNN_OK && s != CNN_ERR_OUT_OF_MEMORY && !mentions_memory(cnn_last_error())) {
-            snprintf(what, sizeof what, "%s: \"%s\" does not say memory ran out",
+        } else if (s != CNN_OK &&
+                   (s != CNN_ERR_OUT_OF_MEMORY || !mentions_memory(cnn_last_error()))) {
+            snprintf(what, sizeof what, "%s \"%s\" does not say memory ran out",
                      cnn_status_name(s), cnn_last_error());
         }
         absorbed += s == CNN_OK && hit;
