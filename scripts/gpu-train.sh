@@ -111,6 +111,7 @@ fashion_mnist_part() {
     [[ "$help" == *"--random-erase"* ]] && fm+=(--random-erase 0.5)
     [ "$DRY" = 1 ] && fm+=(--limit-train 128 --limit-val 128 --batch 32 --warmup-epochs 0)
     [ "$DRY" = 1 ] || fm+=("${fm_tf32[@]}")
+    rm -rf "$W/runs/fm" # a second call's run (the tool refuses a folder holding another run's)
     STEP_SIGNAL=INT gb_step fashion_mnist $((secs + 30)) "$T" "${fm[@]}"
     cp "$W/runs/fm/metrics.csv" "$W/metrics.csv" 2>/dev/null
     local best final
@@ -175,6 +176,7 @@ jpeg_part() {
         --workers "$workers" --device "$dev" --seed 1 --checkpoint-dir "$W/runs/r50")
     [ "$DRY" = 1 ] && tr+=("${isz[@]}" --epochs 2)
     [ "$DRY" = 1 ] || tr+=("${r50_tf32[@]}")
+    rm -rf "$W/runs/r50"
     STEP_SIGNAL=INT gb_step r50_jpeg 150 "${tr[@]}"
     grep -h '^data:' "$W/r50_jpeg.log" | sed 's/^/resnet50 JPEG run, /' | tee -a "$SUMMARY"
     local syn=("${rb[@]}" --warmup 3 --iters 10)

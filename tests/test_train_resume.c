@@ -129,6 +129,20 @@ TEST(train_tool_best_checkpoint_and_early_stop_on_ties)
     CHECK((after = scratch_read(path, &na)) && na == nb && !memcmp(before, after, nb));
     snprintf(run, sizeof run, "%s/a", dir);
     CHECK(metric_rows(run) == 3);
+    free(after);
+    /* A folder holding another run's checkpoints is not written over: neither by a new run
+     * named to it nor by a run resumed from elsewhere into it. */
+    char refused[4096];
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --checkpoint-dir %s/a", dir);
+    CHECK(run_tool_ex(tool, args, true, refused, sizeof refused) != 0);
+    CHECK(strstr(refused, "a already holds another run's last.safetensors, which this run would "
+                          "overwrite: continue that run with --resume ") != NULL);
+    snprintf(args, sizeof args, "--resume %s --checkpoint-dir %s/b", path, dir);
+    CHECK(run_tool_ex(tool, args, true, refused, sizeof refused) != 0);
+    CHECK(strstr(refused, "b already holds another run's last.safetensors") != NULL);
+    CHECK((after = scratch_read(path, &na)) && na == nb && !memcmp(before, after, nb));
+    CHECK(metric_rows(run) == 3);
+    if (cnn_test_failed()) printf("%s\n", refused);
     free(before);
     free(after);
     /* A resumed run keeps its model and schedule: others given are refused by name. */

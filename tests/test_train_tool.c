@@ -84,10 +84,10 @@ TEST(train_tool_omp_wait_policy)
 {
     char tool[512], cmd[700], dir[256], args[600], out[65536];
     if (!tool_path(tool, sizeof tool) || !make_tmpdir(dir, sizeof dir)) return;
-    snprintf(args, sizeof args,
-             "--epochs 1 --limit-train 256 --limit-val 64 --batch 64 --checkpoint-dir %s", dir);
     const char *env[2] = {"env -u OMP_WAIT_POLICY", "env OMP_WAIT_POLICY=active"};
     for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "--epochs 1 --limit-train 256 --limit-val 64 --batch 64 "
+                 "--checkpoint-dir %s/run%d", dir, i);
         snprintf(cmd, sizeof cmd, "%s OMP_DISPLAY_ENV=verbose %s", env[i], tool);
         CHECK(run_tool(cmd, args, out, sizeof out) == 0);
         CHECK(omp_reports_passive(out) == (i == 0));

@@ -4,6 +4,7 @@
 #include "train_opts.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -66,7 +67,8 @@ static const opt_desc OPTS[] = {
     {"limit-val", OT_I64, F(limit_val), "0", true, "N", "validate on N samples (0: all)"},
     {"checkpoint-dir", OT_STR, F(checkpoint_dir), "", false, "DIR",
      "where checkpoints, metrics.csv and curves.png go (default runs/<model>-<time>;\n"
-     "with --resume, the resumed checkpoint's folder)"},
+     "with --resume, the resumed checkpoint's folder); one holding another run's\n"
+     "checkpoints is refused"},
     {"resume", OT_STR, F(resume), "", false, "PATH", "continue training from a checkpoint"},
     {"eval-only", OT_STR, F(eval_only), "", false, "PATH",
      "evaluate a checkpoint on the validation split and stop"},
@@ -381,6 +383,30 @@ bool tr_check_writable_dir(const char *path, char *err, size_t n)
     }
     close(fd);
     unlink(probe);
+    return true;
+}
+
+bool tr_check_unused_dir(const char *path, const char *resume, char *err, size_t n)
+{
+    char here[PATH_MAX], theirs[PATH_MAX], file[TR_PATH_MAX + 32];
+    if (resume && resume[0] && realpath(path, here)) {
+        snprintf(file, sizeof file, "%s", resume);
+        char *slash = strrchr(file, '/');
+        if (slash) *slash = 0;
+        if (realpath(slash ? (file[0] ? file : "/") : ".", theirs) && !strcmp(here, theirs))
+            return true; /* continuing the run whose folder this is */
+    }
+    static const char *const names[] = {"last.safetensors", "best.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(file, sizeof file, "%s/%s", path, names[i]);
+        if (access(file, F_OK) == 0) {
+            snprintf(err, n, "--checkpoint-dir %s already holds another run's %s, which this "
+                     "run would overwrite: continue that run with --resume %s/last.safetensors, "
+                     "or name a new folder (without --checkpoint-dir each run gets its own)",
+                     path, names[i], path);
+            return false;
+        }
+    }
     return true;
 }
 

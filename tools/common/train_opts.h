@@ -75,6 +75,11 @@ bool tr_make_dirs(const char *path, char *err, size_t n);
 bool tr_make_new_dir(char *path, size_t size, char *err, size_t n);
 /* Whether path is a folder this process can create files in; false with a reason in err. */
 bool tr_check_writable_dir(const char *path, char *err, size_t n);
+/* Whether path may take this run's checkpoints: false, with a reason and the way out in err,
+ * when it already holds another run's (last.safetensors or best.safetensors), which the run
+ * would overwrite. resume: the checkpoint this run continues (NULL or ""), whose own folder
+ * is this run's. */
+bool tr_check_unused_dir(const char *path, const char *resume, char *err, size_t n);
 /* Prints the training options, a few to a line. */
 void tr_opts_print(const train_opts *o, FILE *f);
 

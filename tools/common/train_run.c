@@ -241,7 +241,8 @@ void tr_run_open_train(tr_run *r)
         snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, "runs/%s-%s", r->mm.model, stamp);
         if (!tr_make_new_dir(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, err, sizeof err))
             tr_die("%s", err);
-    } else if (!tr_make_dirs(r->o.checkpoint_dir, err, sizeof err)) {
+    } else if (!tr_make_dirs(r->o.checkpoint_dir, err, sizeof err) ||
+               !tr_check_unused_dir(r->o.checkpoint_dir, r->o.resume, err, sizeof err)) {
         tr_die("%s", err);
     }
     snprintf(r->dir, sizeof r->dir, "%s", r->o.checkpoint_dir);
