@@ -1,6 +1,6 @@
 /* alloc_failures.c — makes the library's k-th heap allocation fail, for every k, in scenarios
- * over the CPU side of the API (ops, autograd, optimizers, models, checkpoints, datasets and
- * loaders), and checks each outcome. What a library owes its user when the host runs out of
+ * over the API (ops, autograd, optimizers, models, checkpoints, datasets and loaders), and
+ * checks each outcome. What a library owes its user when the host runs out of
  * memory:
  *   - no crash, no abort, no hang;
  *   - the call returns CNN_ERR_OUT_OF_MEMORY with a message that says memory ran out, not a
@@ -13,7 +13,9 @@
  * Built by `make check-alloc-failures` with -Wl,--wrap for malloc, calloc, realloc,
  * aligned_alloc, strdup and strndup, so that only the library's own calls (and this file's) go
  * through the counters below; OpenMP, OpenBLAS and zlib allocate as usual. Not part of run_tests:
- * the wrapping needs its own link. Prints "N passed, N failed" as the suite does. */
+ * the wrapping needs its own link. In a CUDA build (the emulator's too) the scenarios run again
+ * with everything on cuda:0, so the library's host code for the GPU fails too. Prints "N passed,
+ * N failed" as the suite does. */
 #include "cnncuda.h"
 
 #include <math.h>
@@ -63,7 +65,8 @@ char *__wrap_strndup(const char *s, size_t n) { return fail_now() ? NULL : __rea
 int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 
 /* ---- scenarios ----------------------------------------------------------------------------- */
-static char g_dir[64]; /* this run's scratch folder */
+static char g_dir[64];  /* this run's scratch folder */
+static cnn_device g_dev; /* where the scenarios put their tensors, models and batches */
 
 /* A scenario does its work, frees everything and returns the first error; *sum is a checksum of
  * its result. It may add a line to g_broken when a promise of the API does not hold. */
@@ -116,18 +119,18 @@ static cnn_status ops_step(double *sum)
     cnn_manual_seed(7);
     cnn_tensor **x = &t[0], **w1 = &t[1], **b1 = &t[2], **g = &t[3], **be = &t[4], **rm = &t[5],
                **rv = &t[6], **w2 = &t[7], **w3 = &t[8], **b3 = &t[9], **y = &t[10];
-    TRY(cnn_tensor_normal(CNN_SHAPE(2, 3, 9, 9), 0, 1, CNN_CPU, x));
-    TRY(cnn_tensor_normal(CNN_SHAPE(4, 3, 3, 3), 0, 0.3f, CNN_CPU, w1));
-    TRY(cnn_tensor_normal(CNN_SHAPE(4), 0, 0.1f, CNN_CPU, b1));
-    TRY(cnn_tensor_ones(CNN_SHAPE(4), CNN_CPU, g));
-    TRY(cnn_tensor_zeros(CNN_SHAPE(4), CNN_CPU, be));
-    TRY(cnn_tensor_zeros(CNN_SHAPE(4), CNN_CPU, rm));
-    TRY(cnn_tensor_ones(CNN_SHAPE(4), CNN_CPU, rv));
-    TRY(cnn_tensor_normal(CNN_SHAPE(6, 8, 3, 3), 0, 0.2f, CNN_CPU, w2));
-    TRY(cnn_tensor_normal(CNN_SHAPE(5, 6), 0, 0.3f, CNN_CPU, w3));
-    TRY(cnn_tensor_zeros(CNN_SHAPE(5), CNN_CPU, b3));
+    TRY(cnn_tensor_normal(CNN_SHAPE(2, 3, 9, 9), 0, 1, g_dev, x));
+    TRY(cnn_tensor_normal(CNN_SHAPE(4, 3, 3, 3), 0, 0.3f, g_dev, w1));
+    TRY(cnn_tensor_normal(CNN_SHAPE(4), 0, 0.1f, g_dev, b1));
+    TRY(cnn_tensor_ones(CNN_SHAPE(4), g_dev, g));
+    TRY(cnn_tensor_zeros(CNN_SHAPE(4), g_dev, be));
+    TRY(cnn_tensor_zeros(CNN_SHAPE(4), g_dev, rm));
+    TRY(cnn_tensor_ones(CNN_SHAPE(4), g_dev, rv));
+    TRY(cnn_tensor_normal(CNN_SHAPE(6, 8, 3, 3), 0, 0.2f, g_dev, w2));
+    TRY(cnn_tensor_normal(CNN_SHAPE(5, 6), 0, 0.3f, g_dev, w3));
+    TRY(cnn_tensor_zeros(CNN_SHAPE(5), g_dev, b3));
     int64_t labels[2] = {1, 4};
-    TRY(cnn_tensor_from_i64(CNN_SHAPE(2), labels, CNN_CPU, y));
+    TRY(cnn_tensor_from_i64(CNN_SHAPE(2), labels, g_dev, y));
     cnn_tensor *params[7] = {*w1, *b1, *g, *be, *w2, *w3, *b3};
     for (int i = 0; i < 7; i++) TRY(cnn_tensor_set_requires_grad(params[i], true));
 
@@ -244,9 +247,10 @@ static cnn_status model_io(double *sum)
     put_old(spath);
     cnn_manual_seed(3);
     TRY(cnn_model_create("lenet5", 10, 1, &m));
-    TRY(cnn_tensor_normal(CNN_SHAPE(2, 1, 32, 32), 0, 1, CNN_CPU, &x));
+    TRY(cnn_model_to(m, g_dev));
+    TRY(cnn_tensor_normal(CNN_SHAPE(2, 1, 32, 32), 0, 1, g_dev, &x));
     int64_t labels[2] = {3, 8};
-    TRY(cnn_tensor_from_i64(CNN_SHAPE(2), labels, CNN_CPU, &y));
+    TRY(cnn_tensor_from_i64(CNN_SHAPE(2), labels, g_dev, &y));
     TRY(cnn_model_forward(m, x, true, &logits));
     TRY(cnn_cross_entropy(logits, y, 0, &loss));
     TRY(cnn_backward(loss));
@@ -272,6 +276,7 @@ static cnn_status model_io(double *sum)
 
     cnn_manual_seed(4);
     TRY(cnn_model_create("lenet5", 10, 1, &m2));
+    TRY(cnn_model_to(m2, g_dev));
     double fresh = dict_checksum(cnn_model_state(m2));
     st = cnn_model_load(m2, wpath, true, NULL);
     if (st != CNN_OK && dict_checksum(cnn_model_state(m2)) != fresh)
@@ -318,10 +323,11 @@ static cnn_status resnet(double *sum)
     cnn_tensor *x = NULL, *a = NULL, *l = NULL, *b = NULL;
     cnn_manual_seed(5);
     TRY(cnn_model_create("resnet18_small", 4, 1, &m));
+    TRY(cnn_model_to(m, g_dev));
     TRY(cnn_model_summarize(m, 4, 4, &s));
     char text[64];
     size_t len = cnn_model_summary_format(&s, text, sizeof text);
-    TRY(cnn_tensor_normal(CNN_SHAPE(2, 1, 4, 4), 0, 1, CNN_CPU, &x));
+    TRY(cnn_tensor_normal(CNN_SHAPE(2, 1, 4, 4), 0, 1, g_dev, &x));
     TRY(cnn_model_forward(m, x, true, &a));
     TRY(cnn_mean(a, &l));
     TRY(cnn_backward(l));
@@ -353,6 +359,7 @@ static cnn_status one_epoch(const cnn_dataset *ds, const cnn_transform *tr, int 
     cnn_loader_options o = cnn_loader_default_options(ds, true, tr->img_size, 4);
     o.transform = *tr;
     o.num_workers = workers;
+    o.device = g_dev;
     o.seed = 11;
     TRY(cnn_loader_create(ds, &o, &ld));
     TRY(cnn_loader_start_epoch(ld, 1));
@@ -472,7 +479,8 @@ static int g_passed, g_failed_count;
 
 static cnn_status run_armed(scenario_fn fn, long fail_at, double *sum, long *count)
 {
-    cnn_cpu_empty_cache(); /* every run starts from the same cold cache */
+    cnn_cpu_empty_cache(); /* every run starts from the same cold caches */
+    if (g_dev.type == CNN_DEVICE_CUDA) (void)cnn_cuda_empty_cache();
     g_broken[0] = 0;
     atomic_store(&g_count, 0);
     atomic_store(&g_failed, 0);
@@ -529,6 +537,7 @@ static void sweep(const char *name, scenario_fn fn, int tries)
         }
         absorbed += s == CNN_OK && hit;
         cnn_cpu_empty_cache();
+        if (g_dev.type == CNN_DEVICE_CUDA) (void)cnn_cuda_empty_cache();
         if (!what[0] && __lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check())
             snprintf(what, sizeof what, "memory leaked (LeakSanitizer's report above)");
         if (!what[0]) {
@@ -568,36 +577,60 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         scenario_fn fn;
-        int tries; /* 0: every allocation (sampled past the first 400) */
-    } all[] = {{"ops_step", ops_step, 0},       {"model_io", model_io, 0},
-               {"resnet", resnet, 60},          {"idx_data", idx_data, 0},
-               {"folder_data", folder_data, 0}, {"folder_data_threads", folder_data_threads, 0}};
-    /* --at K SCENARIO: one run with allocation K failing, and what it returned (to look into a
+        int tries;     /* 0: every allocation (sampled past the first 400) */
+        bool cpu_only; /* too slow for the CUDA emulator (about 30 s a run under ASan) */
+    } all[] = {{"ops_step", ops_step, 0, false},
+               {"model_io", model_io, 0, false},
+               {"resnet", resnet, 60, true},
+               {"idx_data", idx_data, 0, false},
+               {"folder_data", folder_data, 0, false},
+               {"folder_data_threads", folder_data_threads, 0, false}};
+    /* Every scenario on the CPU, then on cuda:0 if there is one (on the CUDA emulator too: the
+     * library's host code for the GPU is what fails there). */
+    int n_dev = cnn_cuda_device_count() > 0 ? 2 : 1;
+    cnn_context *gpu = NULL;
+    if (n_dev == 2 && cnn_context_create(CNN_CUDA(0), &gpu) != CNN_OK) {
+        fprintf(stderr, "alloc_failures: cuda:0: %s\n", cnn_last_error());
+        return 2;
+    }
+    /* --at K NAME: one run with allocation K failing, and what it returned (to look into a
      * problem the sweep showed). */
-    if (argc == 4 && !strcmp(argv[1], "--at")) {
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            if (!strcmp(all[i].name, argv[3])) {
+    bool at = argc == 4 && !strcmp(argv[1], "--at");
+    if (!at && !__lsan_do_recoverable_leak_check)
+        printf("(not an ASan build: leaks are not checked; build with DEBUG=1 for that)\n");
+    int found = 0;
+    for (int dv = 0; dv < n_dev; dv++) {
+        g_dev = dv ? CNN_CUDA(0) : CNN_CPU;
+        cnn_context_set_current(dv ? gpu : NULL);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+            if (dv && all[i].cpu_only) continue;
+            char name[64];
+            snprintf(name, sizeof name, "%s%s", all[i].name, dv ? "@cuda:0" : "");
+            if (at) {
+                if (strcmp(name, argv[3])) continue;
+                found = 1;
                 double sum = NAN; /* first a clean run, as the sweep makes */
                 cnn_status st = run_armed(all[i].fn, 0, &sum, NULL);
                 if (st == CNN_OK) st = run_armed(all[i].fn, atol(argv[2]), &sum, NULL);
-                printf("%s with allocation %s failing: %s \"%s\", result %.9g%s%s\n", argv[3],
+                printf("%s with allocation %s failing: %s \"%s\", result %.9g%s%s\n", name,
                        argv[2], cnn_status_name(st), st ? cnn_last_error() : "", sum,
                        g_broken[0] ? "; " : "", g_broken);
-                return 0;
+                continue;
             }
-        fprintf(stderr, "alloc_failures: no scenario '%s'\n", argv[3]);
-        return 2;
+            int chosen = argc < 2;
+            for (int a = 1; a < argc; a++) chosen |= strstr(name, argv[a]) != NULL;
+            if (chosen) sweep(name, all[i].fn, all[i].tries);
+            found |= chosen;
+        }
     }
-    if (!__lsan_do_recoverable_leak_check)
-        printf("(not an ASan build: leaks are not checked; build with DEBUG=1 for that)\n");
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        int chosen = argc < 2;
-        for (int a = 1; a < argc; a++) chosen |= strstr(all[i].name, argv[a]) != NULL;
-        if (chosen) sweep(all[i].name, all[i].fn, all[i].tries);
-    }
+    cnn_context_set_current(NULL);
+    cnn_context_destroy(&gpu);
+    if (!found) fprintf(stderr, "alloc_failures: no scenario's name is or contains '%s'\n",
+                        argv[at ? 3 : 1]);
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "alloc_failures: could not remove %s\n", g_dir);
+    if (at || !found) return found ? 0 : 2;
     printf("%d passed, %d failed\n", g_passed, g_failed_count);
     return g_failed_count ? 1 : 0;
 }
