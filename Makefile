@@ -240,7 +240,8 @@ check-valgrind: $(TEST_BIN)
 # result, with nothing leaked (run it in an ASan build, DEBUG=1) and nothing corrupted. The
 # program is linked with --wrap so that the library's malloc, calloc, realloc, aligned_alloc,
 # strdup and strndup go through its counters. With a GPU (or on the CUDA emulator) the
-# scenarios run again on cuda:0 ("ops_step@cuda:0"). ALLOC_FAILURES= (parts of scenario names,
+# scenarios run again on cuda:0 ("ops_step@cuda:0"), and on the emulator with the GPU's
+# allocations failing ("/gpu-full", "/gpu-once"). ALLOC_FAILURES= (parts of scenario names,
 # e.g. model_io or @cuda) narrows it.
 ALLOC_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup,-Wl,--wrap=$(f))
 $(BUILD)/tests/alloc_failures: $(BUILD)/obj/tests/fault/alloc_failures.o $(BUILD)/libcnncuda.a

@@ -94,6 +94,10 @@ void print_allocs()
 
 } /* namespace */
 
+/* The allocations counted so far, as CNN_EMU_FAIL_MALLOC=N counts them (for a sweep that fails
+ * the k-th allocation of a run: tests/fault/alloc_failures.c). */
+extern "C" long cnn_emu_alloc_count(void) { return n_allocs.load(); }
+
 bool injected_alloc_failure()
 {
     static const bool counting = getenv("CNN_EMU_FAIL_MALLOC_COUNT") && atexit(print_allocs) == 0;

@@ -14,8 +14,9 @@
  * aligned_alloc, strdup and strndup, so that only the library's own calls (and this file's) go
  * through the counters below; OpenMP, OpenBLAS and zlib allocate as usual. Not part of run_tests:
  * the wrapping needs its own link. In a CUDA build (the emulator's too) the scenarios run again
- * with everything on cuda:0, so the library's host code for the GPU fails too. Prints "N passed,
- * N failed" as the suite does. */
+ * with everything on cuda:0, so the library's host code for the GPU fails too; on the emulator,
+ * which counts the GPU's allocations, they run twice more with those failing instead. Prints
+ * "N passed, N failed" as the suite does. */
 #include "cnncuda.h"
 
 #include <math.h>
@@ -63,6 +64,13 @@ char *__wrap_strndup(const char *s, size_t n) { return fail_now() ? NULL : __rea
 
 /* LeakSanitizer's on-demand check, present in ASan builds (DEBUG=1) only. */
 int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+/* The CUDA emulator's count of device, pinned and handle allocations (CUDA_EMU=1 builds only),
+ * whose CNN_EMU_FAIL_MALLOC=N,K fails the N-th and the K-1 after it: out of GPU memory from the
+ * k-th allocation of a run on. */
+long cnn_emu_alloc_count(void) __attribute__((weak));
+/* The sweep fails GPU allocations, not the host's: 1 the k-th and every one after it (a full
+ * GPU), 2 the k-th only (the allocator's retry after emptying its cache must absorb it). */
+static int g_fail_device;
 
 /* ---- scenarios ----------------------------------------------------------------------------- */
 static char g_dir[64];  /* this run's scratch folder */
@@ -477,18 +485,42 @@ static int setup_files(void)
 /* ---- the sweep ----------------------------------------------------------------------------- */
 static int g_passed, g_failed_count;
 
+/* The bytes live tensors hold on cuda:0 (0 for a CPU pass). */
+static size_t device_allocated(void)
+{
+    cnn_cuda_memory_stats ms = {0};
+    if (g_dev.type != CNN_DEVICE_CUDA || cnn_cuda_get_memory_stats(0, &ms) != CNN_OK) return 0;
+    return ms.allocated_bytes;
+}
+
+/* One run of a scenario with allocation fail_at failing (0: none): the host's fail_at-th, or
+ * the GPU's (g_fail_device). *count: the allocations of the kind the run made. */
 static cnn_status run_armed(scenario_fn fn, long fail_at, double *sum, long *count)
 {
     cnn_cpu_empty_cache(); /* every run starts from the same cold caches */
     if (g_dev.type == CNN_DEVICE_CUDA) (void)cnn_cuda_empty_cache();
     g_broken[0] = 0;
+    size_t live = device_allocated();
+    long base = g_fail_device ? cnn_emu_alloc_count() : 0;
+    char spec[64];
+    snprintf(spec, sizeof spec, "%ld,%ld", base + fail_at, g_fail_device == 1 ? 1L << 40 : 1);
+    if (g_fail_device && fail_at) setenv("CNN_EMU_FAIL_MALLOC", spec, 1);
     atomic_store(&g_count, 0);
     atomic_store(&g_failed, 0);
-    atomic_store(&g_fail_at, fail_at);
+    atomic_store(&g_fail_at, g_fail_device ? 0 : fail_at);
     atomic_store(&g_armed, 1);
     cnn_status st = fn(sum);
     atomic_store(&g_armed, 0);
+    if (g_fail_device) {
+        unsetenv("CNN_EMU_FAIL_MALLOC");
+        long made = cnn_emu_alloc_count() - base;
+        atomic_store(&g_failed, fail_at > 0 && made >= fail_at);
+        atomic_store(&g_count, made);
+    }
     if (count) *count = atomic_load(&g_count);
+    if (device_allocated() != live)
+        broken("tensors of %zu bytes are left on cuda:0 after the run",
+               device_allocated() - live);
     return st;
 }
 
@@ -504,7 +536,10 @@ static void sweep(const char *name, scenario_fn fn, int tries)
 {
     double ref = NAN;
     long n = 0;
+    /* A first run makes what a context keeps once made (handles, lazily allocated buffers);
+     * the second is the reference. */
     cnn_status st = run_armed(fn, 0, &ref, &n);
+    if (st == CNN_OK) st = run_armed(fn, 0, &ref, &n);
     if (st != CNN_OK || g_broken[0]) {
         printf("FAIL %s: the run without failures: %s %s\n", name,
                st ? cnn_last_error() : "", g_broken);
@@ -593,19 +628,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "alloc_failures: cuda:0: %s\n", cnn_last_error());
         return 2;
     }
+    /* Deterministic algorithms only, so that a run gives the same bits every time: cuDNN's
+     * others (atomics) need not. */
+    cnn_context_set_current(gpu);
+    if (gpu) cnn_set_deterministic(true);
     /* --at K NAME: one run with allocation K failing, and what it returned (to look into a
      * problem the sweep showed). */
     bool at = argc == 4 && !strcmp(argv[1], "--at");
     if (!at && !__lsan_do_recoverable_leak_check)
         printf("(not an ASan build: leaks are not checked; build with DEBUG=1 for that)\n");
     int found = 0;
-    for (int dv = 0; dv < n_dev; dv++) {
+    /* Passes: the CPU; cuda:0 with host allocations failing; cuda:0 with the GPU's failing,
+     * from the k-th on and the k-th alone (the emulator's only: it can count them). */
+    int n_pass = n_dev == 2 ? (cnn_emu_alloc_count ? 4 : 2) : 1;
+    static const char *const suffix[4] = {"", "@cuda:0", "@cuda:0/gpu-full", "@cuda:0/gpu-once"};
+    for (int pass = 0; pass < n_pass; pass++) {
+        int dv = pass > 0;
         g_dev = dv ? CNN_CUDA(0) : CNN_CPU;
+        g_fail_device = pass >= 2 ? pass - 1 : 0;
         cnn_context_set_current(dv ? gpu : NULL);
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
             if (dv && all[i].cpu_only) continue;
             char name[64];
-            snprintf(name, sizeof name, "%s%s", all[i].name, dv ? "@cuda:0" : "");
+            snprintf(name, sizeof name, "%s%s", all[i].name, suffix[pass]);
             if (at) {
                 if (strcmp(name, argv[3])) continue;
                 found = 1;
