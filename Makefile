@@ -239,11 +239,12 @@ check-valgrind: $(TEST_BIN)
 # API (tests/fault/alloc_failures.c): each must end in an out-of-memory error or an unchanged
 # result, with nothing leaked (run it in an ASan build, DEBUG=1) and nothing corrupted. The
 # program is linked with --wrap so that the library's malloc, calloc, realloc, aligned_alloc,
-# strdup and strndup go through its counters. With a GPU (or on the CUDA emulator) the
-# scenarios run again on cuda:0 ("ops_step@cuda:0"), and on the emulator with the GPU's
-# allocations failing ("/gpu-full", "/gpu-once"). ALLOC_FAILURES= (parts of scenario names,
-# e.g. model_io or @cuda) narrows it.
-ALLOC_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup,-Wl,--wrap=$(f))
+# strdup, strndup and pthread_create go through its counters. With a GPU (or on the CUDA
+# emulator) the scenarios run again on cuda:0 ("ops_step@cuda:0"), and on the emulator with
+# the GPU's allocations failing ("/gpu-full", "/gpu-once"). ALLOC_FAILURES= (parts of scenario
+# names, e.g. model_io or @cuda) narrows it.
+ALLOC_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup pthread_create,\
+                -Wl,--wrap=$(f))
 $(BUILD)/tests/alloc_failures: $(BUILD)/obj/tests/fault/alloc_failures.o $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS) $(ALLOC_WRAP)

@@ -12,6 +12,7 @@
 
 #include "philox.h"
 
+#include <errno.h>
 #include <pthread.h>
 
 /* One decoded sample in the ring. Owned by a worker between claim and `ready`, then by the
@@ -256,8 +257,13 @@ cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *op
         int rc = pthread_create(&l->threads[w], NULL, worker_main, a);
         if (rc != 0) {
             free(a);
-            st = cnn_error(CNN_ERR_INTERNAL, "loader_create: cannot start worker %d: %s", w,
-                           strerror(rc));
+            /* EAGAIN: the system's thread limit or memory for the thread's stack ran out. */
+            st = rc == EAGAIN || rc == ENOMEM
+                     ? cnn_error(CNN_ERR_OUT_OF_MEMORY, "loader_create: not enough memory (or "
+                                 "threads) to start worker %d of %d: %s", w + 1,
+                                 opt->num_workers, strerror(rc))
+                     : cnn_error(CNN_ERR_INTERNAL, "loader_create: cannot start worker %d: %s",
+                                 w + 1, strerror(rc));
             goto done;
         }
         l->n_threads++;

@@ -11,16 +11,18 @@
  *     cnn_optim_step, a model after cnn_model_load, an old checkpoint after cnn_safetensors_save);
  *   - the same scenario run again without a failure gives the first run's result bit for bit.
  * Built by `make check-alloc-failures` with -Wl,--wrap for malloc, calloc, realloc,
- * aligned_alloc, strdup and strndup, so that only the library's own calls (and this file's) go
- * through the counters below; OpenMP, OpenBLAS and zlib allocate as usual. Not part of run_tests:
- * the wrapping needs its own link. In a CUDA build (the emulator's too) the scenarios run again
- * with everything on cuda:0, so the library's host code for the GPU fails too; on the emulator,
- * which counts the GPU's allocations, they run twice more with those failing instead. Prints
- * "N passed, N failed" as the suite does. */
+ * aligned_alloc, strdup, strndup and pthread_create, so that only the library's own calls (and
+ * this file's) go through the counters below; OpenMP, OpenBLAS and zlib allocate as usual. Not
+ * part of run_tests: the wrapping needs its own link. In a CUDA build (the emulator's too) the
+ * scenarios run again with everything on cuda:0, so the library's host code for the GPU fails
+ * too; on the emulator, which counts the GPU's allocations, they run twice more with those
+ * failing instead. Prints "N passed, N failed" as the suite does. */
 #include "cnncuda.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,6 +63,13 @@ void *__wrap_aligned_alloc(size_t a, size_t n)
 }
 char *__wrap_strdup(const char *s) { return fail_now() ? NULL : __real_strdup(s); }
 char *__wrap_strndup(const char *s, size_t n) { return fail_now() ? NULL : __real_strndup(s, n); }
+/* A thread's stack is an allocation too: pthread_create fails with EAGAIN when it cannot have
+ * one. */
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg)
+{
+    return fail_now() ? EAGAIN : __real_pthread_create(t, a, f, arg);
+}
 
 /* LeakSanitizer's on-demand check, present in ASan builds (DEBUG=1) only. */
 int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
