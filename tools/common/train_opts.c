@@ -386,14 +386,21 @@ bool tr_check_writable_dir(const char *path, char *err, size_t n)
     return true;
 }
 
+void tr_dir_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, n, ".");
+    else
+        snprintf(out, n, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+}
+
 bool tr_check_unused_dir(const char *path, const char *resume, char *err, size_t n)
 {
     char here[PATH_MAX], theirs[PATH_MAX], file[TR_PATH_MAX + 32];
     if (resume && resume[0] && realpath(path, here)) {
-        snprintf(file, sizeof file, "%s", resume);
-        char *slash = strrchr(file, '/');
-        if (slash) *slash = 0;
-        if (realpath(slash ? (file[0] ? file : "/") : ".", theirs) && !strcmp(here, theirs))
+        tr_dir_of(resume, file, sizeof file);
+        if (realpath(file, theirs) && !strcmp(here, theirs))
             return true; /* continuing the run whose folder this is */
     }
     static const char *const names[] = {"last.safetensors", "best.safetensors"};

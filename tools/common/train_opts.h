@@ -75,6 +75,8 @@ bool tr_make_dirs(const char *path, char *err, size_t n);
 bool tr_make_new_dir(char *path, size_t size, char *err, size_t n);
 /* Whether path is a folder this process can create files in; false with a reason in err. */
 bool tr_check_writable_dir(const char *path, char *err, size_t n);
+/* The folder of a file's path into out: "." for a bare name, "/" for one at the root. */
+void tr_dir_of(const char *path, char *out, size_t n);
 /* Whether path may take this run's checkpoints: false, with a reason and the way out in err,
  * when it already holds another run's (last.safetensors or best.safetensors), which the run
  * would overwrite. resume: the checkpoint this run continues (NULL or ""), whose own folder

@@ -213,14 +213,8 @@ void tr_run_open_train(tr_run *r)
         r->val_ds = open_split(&r->o, false, r->mm.in_channels);
         check_classes(r, r->train_ds, r->o.resume);
         check_classes(r, r->val_ds, r->o.resume);
-        if (!r->o.checkpoint_dir[0]) {
-            snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, "%s", r->o.resume);
-            char *slash = strrchr(r->o.checkpoint_dir, '/');
-            if (slash)
-                *slash = 0;
-            else
-                snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, ".");
-        }
+        if (!r->o.checkpoint_dir[0])
+            tr_dir_of(r->o.resume, r->o.checkpoint_dir, sizeof r->o.checkpoint_dir);
     } else {
         r->train_ds = open_split(&r->o, true, default_channels(&r->o));
         r->val_ds = open_split(&r->o, false, default_channels(&r->o));
