@@ -580,8 +580,6 @@ static void sweep(const char *name, scenario_fn fn, int tries)
                      cnn_status_name(s), cnn_last_error());
         }
         absorbed += s == CNN_OK && hit;
-        cnn_cpu_empty_cache();
-        if (g_dev.type == CNN_DEVICE_CUDA) (void)cnn_cuda_empty_cache();
         if (!what[0] && __lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check())
             snprintf(what, sizeof what, "memory leaked (LeakSanitizer's report above)");
         if (!what[0]) {
