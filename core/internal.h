@@ -6,6 +6,7 @@
 
 #include "cnncuda.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,13 @@ cnn_status cnn_error(cnn_status s, const char *fmt, ...) __attribute__((format(p
 /* Prepends "what: " to the current message (for context added on the way up). */
 cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The status for a failed system call's errno: out of memory (ENOMEM, e.g. a stream's buffer)
+ * is CNN_ERR_OUT_OF_MEMORY, anything else about a file CNN_ERR_IO. */
+static inline cnn_status cnn_errno_status(int err)
+{
+    return err == ENOMEM ? CNN_ERR_OUT_OF_MEMORY : CNN_ERR_IO;
+}
 
 /* One line on stderr when CNN_DEBUG=1 is set, else nothing (e.g. "conv2d: cuDNN cannot do
  * this case, using the hand-written kernel"). Callers log a given fact once. */

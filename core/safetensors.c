@@ -70,7 +70,7 @@ static cnn_status io_err(const st_reader *r, const char *what, int err)
     char eb[128];
     if (err == 0)
         return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': %s: file ended early", r->path, what);
-    return cnn_error(CNN_ERR_IO, "safetensors_load: '%s': %s: %s", r->path, what,
+    return cnn_error(cnn_errno_status(err), "safetensors_load: '%s': %s: %s", r->path, what,
                      cnn_st_errstr(err, eb, sizeof eb));
 }
 

@@ -6,7 +6,7 @@
 static cnn_status save_err(const char *path, const char *what, int err)
 {
     char eb[128];
-    return cnn_error(CNN_ERR_IO, "safetensors_save: '%s': %s: %s", path, what,
+    return cnn_error(cnn_errno_status(err), "safetensors_save: '%s': %s: %s", path, what,
                      cnn_st_errstr(err, eb, sizeof eb));
 }
 
@@ -100,18 +100,6 @@ static char *dir_of(const char *path)
     return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
 }
 
-/* Makes the rename itself durable. Some file systems cannot fsync a directory (EINVAL). */
-static cnn_status sync_dir(const char *path, const char *dir)
-{
-    cnn_status st = CNN_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) st = save_err(path, "cannot open its directory to sync the rename", errno);
-    else if (fsync(fd) != 0 && errno != EINVAL)
-        st = save_err(path, "fsync of its directory failed", errno);
-    if (fd >= 0) close(fd);
-    return st;
-}
-
 cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
 {
     CNN_CHECK(path && path[0] && d, CNN_ERR_INVALID_ARG, "safetensors_save: NULL argument or "
@@ -120,6 +108,7 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
     cnn_buf hdr = {0};
     FILE *f = NULL;
     char *tmp = NULL, *dir = NULL;
+    int dir_fd = -1;
     CNN_TRYG(build_header(path, d, &hdr));
     size_t tlen = strlen(path) + 64;
     /* Everything the save allocates, before anything is written: once the rename has replaced
@@ -169,14 +158,26 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
         st = save_err(path, "closing the temporary file failed", errno);
         goto done;
     }
+    /* The folder is opened before the rename, so that the old file is still there if it
+     * cannot be (out of descriptors); its fsync makes the rename itself durable. */
+    dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) {
+        st = save_err(path, "cannot open its folder to sync the rename", errno);
+        goto done;
+    }
     if (rename(tmp, path) != 0) {
         st = save_err(path, "cannot rename the temporary file over it", errno);
         goto done;
     }
     free(tmp);
     tmp = NULL;
-    st = sync_dir(path, dir);
+    /* Past the rename nothing can be undone: the error says the new file is in place. Some
+     * file systems cannot fsync a folder (EINVAL). */
+    if (fsync(dir_fd) != 0 && errno != EINVAL)
+        st = save_err(path, "the new file is in place, but the fsync of its folder failed (the "
+                      "rename may not survive a crash)", errno);
 done:
+    if (dir_fd >= 0) close(dir_fd);
     if (f) fclose(f);
     if (tmp) {
         unlink(tmp);

@@ -158,7 +158,10 @@ typedef struct cnn_load_report {
  * NULL. */
 cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report);
 
-/* Writes a dict (tensors + metadata) as a safetensors file: temporary file, fsync, rename. */
+/* Writes a dict (tensors + metadata) as a safetensors file: temporary file, fsync, rename,
+ * fsync of the folder. On any error (CNN_ERR_IO with the system's reason, e.g. "No space left on
+ * device") the file at path is as it was and no temporary file is left, with one exception that
+ * the message states: "the new file is in place" when only the last fsync failed. */
 cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d);
 /* Reads and fully validates a safetensors file into a new dict of CPU tensors. */
 cnn_status cnn_safetensors_load(const char *path, cnn_dict **out);
@@ -232,7 +235,8 @@ int64_t cnn_model_num_parameters(const cnn_model *m);
 cnn_status cnn_model_to(cnn_model *m, cnn_device device);
 /* Where the parameters are (CNN_CPU for NULL). */
 cnn_device cnn_model_device(const cnn_model *m);
-/* Writes / reads the state as safetensors (reading: strict or not, see cnn_dict_load). */
+/* Writes / reads the state as safetensors (writing as cnn_safetensors_save does; reading:
+ * strict or not, see cnn_dict_load). */
 cnn_status cnn_model_save(const cnn_model *m, const char *path);
 cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_report *report);
 
