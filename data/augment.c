@@ -363,6 +363,15 @@ static void random_erase(sample_rng *r, const cnn_transform *t, int S, int C, fl
 cnn_status cnn_dataset_get(const cnn_dataset *ds, int64_t i, const cnn_transform *t,
                            uint64_t seed, int64_t epoch, float *out, int64_t *label)
 {
+    bool bad_sample = false;
+    return cnn_dataset_fetch(ds, i, t, seed, epoch, out, label, &bad_sample);
+}
+
+cnn_status cnn_dataset_fetch(const cnn_dataset *ds, int64_t i, const cnn_transform *t,
+                             uint64_t seed, int64_t epoch, float *out, int64_t *label,
+                             bool *bad_sample)
+{
+    *bad_sample = false;
     CNN_CHECK(ds && t && out, CNN_ERR_INVALID_ARG, "dataset_get: NULL dataset, transform or out");
     CNN_CHECK(i >= 0 && i < ds->n, CNN_ERR_INVALID_ARG,
               "dataset_get: index %lld out of range [0, %lld)", (long long)i, (long long)ds->n);
@@ -372,11 +381,16 @@ cnn_status cnn_dataset_get(const cnn_dataset *ds, int64_t i, const cnn_transform
     int S = cnn_transform_output_size(ds, t);
     if (S <= 0) return CNN_ERR_INVALID_ARG;
     cnn_image_u8 img = {0};
-    CNN_TRY(ds->ops->decode(ds, i, &img));
+    bool process_fault = false;
+    cnn_status st = ds->ops->decode(ds, i, &img, &process_fault);
+    if (st != CNN_OK) {
+        *bad_sample = (st == CNN_ERR_IO || st == CNN_ERR_FORMAT) && !process_fault;
+        return st;
+    }
     sample_rng r = {seed, ((uint64_t)epoch << 40) + ((uint64_t)i << 8), 0};
     int C = img.channels;
     size_t plane = (size_t)S * S;
-    cnn_status st = apply_geometry(&img, t, S, &r, out);
+    st = apply_geometry(&img, t, S, &r, out);
     if (img.owned) free(img.pix);
     if (st != CNN_OK) {
         char name[512];

@@ -17,8 +17,11 @@ typedef struct cnn_image_u8 {
 } cnn_image_u8;
 
 typedef struct cnn_dataset_ops {
-    /* Decodes sample i with ds->channels channels. Fails with IO / FORMAT naming the file. */
-    cnn_status (*decode)(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img);
+    /* Decodes sample i with ds->channels channels. Fails with IO / FORMAT naming the file, or
+     * OUT_OF_MEMORY; sets *process_fault for an IO failure that is the process's, not the
+     * file's (out of file descriptors). */
+    cnn_status (*decode)(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img,
+                         bool *process_fault);
     /* Writes the sample's name (a path, or "file[i]") into buf. */
     void (*sample_name)(const cnn_dataset *ds, int64_t i, char *buf, size_t n);
     /* Frees what impl holds (the common fields are freed by cnn_dataset_destroy). */
@@ -43,6 +46,12 @@ struct cnn_dataset {
 cnn_dataset *cnn_dataset_alloc(const cnn_dataset_ops *ops);
 /* Appends a formatted warning (dropped silently if memory runs out: warnings are advisory). */
 void cnn_dataset_warn(cnn_dataset *ds, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* cnn_dataset_get, also saying whether a failure is the sample's (its file cannot be read or
+ * decoded: a bad sample, which the loader may skip) or the process's (out of memory or file
+ * descriptors: the loader's call fails, strict or not). */
+cnn_status cnn_dataset_fetch(const cnn_dataset *ds, int64_t i, const cnn_transform *t,
+                             uint64_t seed, int64_t epoch, float *out, int64_t *label,
+                             bool *bad_sample);
 /* Checks a transform's fields against a dataset (ranges, std > 0 per channel). */
 cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t);
 /* strdup that reports out of memory as a status. */

@@ -19,6 +19,21 @@ static const char *const g_fashion_classes[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
+/* A failed gzread: the system's reason for a failed read (Z_ERRNO), else zlib's for data that
+ * does not inflate (a corrupt .gz). */
+static cnn_status read_error(gzFile f, const char *path)
+{
+    int err = errno, z = Z_OK;
+    const char *why = gzerror(f, &z);
+    if (z == Z_ERRNO || z == Z_OK)
+        return cnn_error(cnn_errno_status(err), "idx: cannot read '%s': %s", path,
+                         strerror(err));
+    if (z == Z_MEM_ERROR)
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "idx: out of memory reading '%s'", path);
+    return cnn_error(CNN_ERR_FORMAT, "idx: '%s' is %s: %s", path,
+                     z == Z_BUF_ERROR ? "truncated" : "corrupt", why);
+}
+
 /* Reads a whole IDX file of unsigned bytes with `want_ndim` dims. gzread reads plain files
  * as they are, so one path serves both. */
 static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], unsigned char **data)
@@ -27,26 +42,32 @@ static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], uns
     /* O_NONBLOCK: a FIFO opens at once (and is refused) instead of waiting for a writer; reads
      * of a regular file ignore the flag. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return cnn_error(CNN_ERR_IO, "idx: cannot open '%s': %s", path, strerror(errno));
+    if (fd < 0)
+        return cnn_error(cnn_errno_status(errno), "idx: cannot open '%s': %s", path,
+                         strerror(errno));
     struct stat sb;
     int err = fstat(fd, &sb) != 0 ? errno : 0;
     if (err || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return cnn_error(CNN_ERR_IO, "idx: cannot read '%s': %s", path,
-                         err ? strerror(err) : "not a regular file");
+        return cnn_error(err ? cnn_errno_status(err) : CNN_ERR_IO, "idx: cannot read '%s': %s",
+                         path, err ? strerror(err) : "not a regular file");
     }
-    gzFile f = gzdopen(fd, "rb");
+    gzFile f = gzdopen(fd, "rb"); /* fails only when zlib has no memory for its state */
     if (!f) {
         close(fd);
-        return cnn_error(CNN_ERR_IO, "idx: cannot open '%s'", path);
+        return cnn_error(CNN_ERR_OUT_OF_MEMORY, "idx: out of memory opening '%s'", path);
     }
     cnn_status st = CNN_OK;
     unsigned char head[16], *buf = NULL;
     int hlen = 4 + 4 * want_ndim;
     int got = gzread(f, head, (unsigned)hlen);
+    if (got < 0) {
+        st = read_error(f, path);
+        goto done;
+    }
     if (got != hlen) {
         st = cnn_error(CNN_ERR_FORMAT, "idx: '%s' is truncated: %d of %d header bytes", path,
-                       got < 0 ? 0 : got, hlen);
+                       got, hlen);
         goto done;
     }
     if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] != want_ndim) {
@@ -93,7 +114,11 @@ static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], uns
         }
         int64_t chunk = cap - have < (1 << 30) ? cap - have : (1 << 30);
         int r = gzread(f, buf + have, (unsigned)chunk);
-        if (r <= 0) break;
+        if (r < 0) {
+            st = read_error(f, path);
+            goto done;
+        }
+        if (r == 0) break;
         have += r;
     }
     if (have < total) {
@@ -103,9 +128,11 @@ static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], uns
                        (long long)have, (long long)total, errnum ? ": " : "", errnum ? why : "");
         goto done;
     }
-    if (gzread(f, head, 1) > 0) {
-        st = cnn_error(CNN_ERR_FORMAT, "idx: '%s' has bytes after its %lld data bytes", path,
-                       (long long)total);
+    got = gzread(f, head, 1);
+    if (got != 0) {
+        st = got < 0 ? read_error(f, path)
+                     : cnn_error(CNN_ERR_FORMAT, "idx: '%s' has bytes after its %lld data bytes",
+                                 path, (long long)total);
         goto done;
     }
     *data = buf;
@@ -116,8 +143,10 @@ done:
     return st;
 }
 
-static cnn_status idx_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
+static cnn_status idx_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img,
+                             bool *process_fault)
 {
+    (void)process_fault; /* only memory can run out: the images are in memory */
     const idx_impl *m = ds->impl;
     size_t plane = (size_t)m->rows * (size_t)m->cols;
     unsigned char *src = m->images + (size_t)i * plane;

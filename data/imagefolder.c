@@ -67,21 +67,43 @@ static cnn_status join_path(const char *a, const char *b, char *out, size_t n)
     return CNN_OK;
 }
 
-/* Names in dir (not hidden) that are directories (want_dirs) or regular files, sorted. */
+/* A folder the dataset needs: missing (or not a folder) says `missing`; a folder that cannot be
+ * looked at says why. */
+static cnn_status check_folder(const char *path, const char *what, const char *missing)
+{
+    struct stat sb;
+    errno = 0;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return CNN_OK;
+    if (errno != 0 && errno != ENOENT && errno != ENOTDIR)
+        return cnn_error(cnn_errno_status(errno), "imagefolder: cannot read the %s '%s': %s",
+                         what, path, strerror(errno));
+    return cnn_error(CNN_ERR_IO, "imagefolder: %s '%s' %s", what, path, missing);
+}
+
+/* Names in dir (not hidden) that are directories (want_dirs) or regular files, sorted. An entry
+ * that vanished or is a dangling link counts as other; an error while listing fails, so that a
+ * class is never silently short of files. */
 static cnn_status list_dir(const char *dir, bool want_dirs, strlist *out, int *n_other)
 {
     DIR *d = opendir(dir);
     if (!d)
-        return cnn_error(CNN_ERR_IO, "imagefolder: cannot open folder '%s': %s", dir,
+        return cnn_error(cnn_errno_status(errno), "imagefolder: cannot open folder '%s': %s", dir,
                          strerror(errno));
     cnn_status st = CNN_OK;
     struct dirent *e;
     char path[4096];
-    while ((e = readdir(d)) != NULL) {
+    for (;;) {
+        errno = 0;
+        if (!(e = readdir(d))) break;
         if (e->d_name[0] == '.') continue;
         CNN_TRYG(join_path(dir, e->d_name, path, sizeof path));
         struct stat sb;
         if (stat(path, &sb) != 0) {
+            if (errno != ENOENT && errno != ELOOP) {
+                st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot read '%s': %s", path,
+                               strerror(errno));
+                goto done;
+            }
             if (n_other) (*n_other)++;
             continue;
         }
@@ -91,6 +113,11 @@ static cnn_status list_dir(const char *dir, bool want_dirs, strlist *out, int *n
             CNN_TRYG(strlist_push(out, e->d_name));
         else if (n_other)
             (*n_other)++;
+    }
+    if (errno != 0) {
+        st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot list folder '%s': %s", dir,
+                       strerror(errno));
+        goto done;
     }
     if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
 done:
@@ -115,8 +142,11 @@ static cnn_status check_size(const char *path, int64_t w, int64_t h)
     return CNN_OK;
 }
 
-/* The whole file at path, for cnn_image_refusal and stb_image (which takes an int length). */
-static cnn_status read_image_file(const char *path, unsigned char **out, size_t *len)
+/* The whole file at path, for cnn_image_refusal and stb_image (which takes an int length).
+ * *process_fault: the file could not be opened for a reason that is the process's (out of file
+ * descriptors), not the file's. */
+static cnn_status read_image_file(const char *path, unsigned char **out, size_t *len,
+                                  bool *process_fault)
 {
     *out = NULL;
     /* O_NONBLOCK: a file replaced by a FIFO since the listing opens at once (and is refused)
@@ -126,12 +156,15 @@ static cnn_status read_image_file(const char *path, unsigned char **out, size_t 
     if (!f) {
         int err = errno;
         if (fd >= 0) close(fd);
-        return cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(err));
+        *process_fault = err == EMFILE || err == ENFILE;
+        return cnn_error(cnn_errno_status(err), "imagefolder: cannot read '%s': %s", path,
+                         strerror(err));
     }
     struct stat sb;
     cnn_status st = CNN_OK;
     if (fstat(fileno(f), &sb) != 0) {
-        st = cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': %s", path, strerror(errno));
+        st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot read '%s': %s", path,
+                       strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
         st = cnn_error(CNN_ERR_IO, "imagefolder: cannot read '%s': not a regular file", path);
     } else if (sb.st_size > ((off_t)1 << 28)) {
@@ -152,13 +185,14 @@ static cnn_status read_image_file(const char *path, unsigned char **out, size_t 
     return st;
 }
 
-static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img)
+static cnn_status folder_decode(const cnn_dataset *ds, int64_t i, cnn_image_u8 *img,
+                                bool *process_fault)
 {
     const folder_impl *m = ds->impl;
     const char *path = m->paths[i];
     unsigned char *file = NULL, *pix = NULL;
     size_t len = 0;
-    CNN_TRY(read_image_file(path, &file, &len));
+    CNN_TRY(read_image_file(path, &file, &len, process_fault));
     int w = 0, h = 0;
     cnn_status st = CNN_OK;
     const char *refused = cnn_image_refusal(file, len);
@@ -217,13 +251,10 @@ cnn_status cnn_imagefolder_create(const char *root, const char *split, int chann
     CNN_CHECK(root && split, CNN_ERR_INVALID_ARG, "imagefolder_create: root or split is NULL");
     CNN_CHECK(channels == 1 || channels == 3, CNN_ERR_INVALID_ARG,
               "imagefolder_create: channels must be 1 or 3, got %d", channels);
-    struct stat sb;
-    CNN_CHECK(stat(root, &sb) == 0 && S_ISDIR(sb.st_mode), CNN_ERR_IO,
-              "imagefolder: root '%s' is not a folder", root);
     char dir[4096], cdir[4096], fpath[4096];
+    CNN_TRY(check_folder(root, "root", "is not a folder"));
     CNN_TRY(join_path(root, split, dir, sizeof dir));
-    CNN_CHECK(stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode), CNN_ERR_IO,
-              "imagefolder: split folder '%s' does not exist", dir);
+    CNN_TRY(check_folder(dir, "split folder", "does not exist"));
 
     cnn_status st = CNN_OK;
     strlist classes = {0}, files = {0}, all = {0};

@@ -23,6 +23,7 @@ typedef struct slot {
     int64_t index;     /* dataset index */
     int64_t label;
     cnn_status status;
+    bool bad_sample;   /* the failure is the file's (it cannot be read or decoded) */
     char *error;       /* message of a failed sample (malloc'd) */
     bool ready;
 } slot;
@@ -91,10 +92,12 @@ static double fill_slot(cnn_loader *l, slot *s, int64_t k, int64_t index)
     s->index = index;
     free(s->error);
     s->error = NULL;
-    s->status = cnn_dataset_get(l->ds, index, &l->opt.transform, l->opt.seed, l->epoch, s->pix,
-                                &s->label);
-    if (s->status != CNN_OK && !(s->error = strdup(cnn_last_error())))
+    s->status = cnn_dataset_fetch(l->ds, index, &l->opt.transform, l->opt.seed, l->epoch,
+                                  s->pix, &s->label, &s->bad_sample);
+    if (s->status != CNN_OK && !(s->error = strdup(cnn_last_error()))) {
         s->status = CNN_ERR_OUT_OF_MEMORY; /* the reason is lost: not a bad file's */
+        s->bad_sample = false;
+    }
     return cnn_monotonic_s() - t0;
 }
 
@@ -408,8 +411,8 @@ static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **la
             continue;
         }
         /* A file that cannot be read or decoded is a bad sample; any other failure (out of
-         * memory) says nothing about the file and fails the call. */
-        bool bad_file = s->status == CNN_ERR_FORMAT || s->status == CNN_ERR_IO;
+         * memory or file descriptors) says nothing about the file and fails the call. */
+        bool bad_file = s->bad_sample;
         if (bad_file) st = record_bad(l, s);
         if (st == CNN_OK && (l->opt.strict || !bad_file))
             st = s->error ? cnn_error(s->status, "loader_next: %s", s->error)

@@ -170,6 +170,23 @@ TEST(idx_corrupt_files_are_format_errors)
     CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
     CHECK(strstr(cnn_last_error(), bad) && strstr(cnn_last_error(), "truncated"));
     CHECK(ds == NULL);
+    /* A gzip stream cut short, and one whose compressed bytes were changed. */
+    write_idx(bad, true, ih, 16, 40);
+    unsigned char zb[256];
+    FILE *gz = fopen(bad, "rb");
+    size_t zn = gz ? fread(zb, 1, sizeof zb, gz) : 0;
+    if (gz) fclose(gz);
+    CHECK(zn > 30 && zn < sizeof zb);
+    CHECK(truncate(bad, (off_t)zn - 12) == 0); /* into the deflate data, before the trailer */
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), bad) && strstr(cnn_last_error(), "truncated"));
+    for (size_t i = 12; i < zn - 8; i++) zb[i] ^= 0x5a;
+    gz = fopen(bad, "wb");
+    CHECK(gz && fwrite(zb, 1, zn, gz) == zn);
+    if (gz) fclose(gz);
+    CHECK_ERR(cnn_idx_dataset_create(bad, lab, 1, &ds), CNN_ERR_FORMAT);
+    CHECK(strstr(cnn_last_error(), bad) != NULL);
+    CHECK(ds == NULL);
     write_idx(bad, false, lh, 8, 3);
     CHECK_ERR(cnn_idx_dataset_create(img, bad, 1, &ds), CNN_ERR_FORMAT);
     CHECK(strstr(cnn_last_error(), bad) != NULL);

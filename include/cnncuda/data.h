@@ -168,7 +168,8 @@ int64_t cnn_loader_position(const cnn_loader *l);
  * drop_last). With `strict`, a bad sample makes this call fail with CNN_ERR_FORMAT (or
  * CNN_ERR_IO) naming the file; the partial batch is discarded and the next call goes on with
  * the following samples. Running out of memory while decoding a sample is not a bad sample: it
- * fails the call (CNN_ERR_OUT_OF_MEMORY) in the same way, strict or not. */
+ * fails the call (CNN_ERR_OUT_OF_MEMORY) in the same way, strict or not; so does running out of
+ * file descriptors (CNN_ERR_IO, "Too many open files"). */
 cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels);
 /* Samples per epoch (after `limit`) and batches per epoch if no sample is bad. */
 int64_t cnn_loader_num_samples(const cnn_loader *l);
