@@ -137,7 +137,7 @@ TEST_BIN := $(BUILD)/tests/run_tests
 
 .PHONY: all lib tools tests test install uninstall deps demo clean distclean help check-example \
         check-valgrind check-exports check-header check-tsan layout check-layout \
-        check-alloc-failures
+        check-alloc-failures check-io-failures
 # Keep the files make would otherwise treat as intermediate (and delete): the emulator's
 # rewritten kernels and the tools' objects. (A bare .SECONDARY: made every target secondary,
 # and then a missing object older than the archive was not rebuilt.)
@@ -235,21 +235,29 @@ check-valgrind: $(TEST_BIN)
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=3 $(TEST_BIN) $(VALGRIND_TESTS)
 
-# The library's heap allocations made to fail one at a time, in scenarios over the whole CPU
-# API (tests/fault/alloc_failures.c): each must end in an out-of-memory error or an unchanged
-# result, with nothing leaked (run it in an ASan build, DEBUG=1) and nothing corrupted. The
-# program is linked with --wrap so that the library's malloc, calloc, realloc, aligned_alloc,
-# strdup, strndup and pthread_create go through its counters. With a GPU (or on the CUDA
-# emulator) the scenarios run again on cuda:0 ("ops_step@cuda:0"), and on the emulator with
-# the GPU's allocations failing ("/gpu-full", "/gpu-once"). ALLOC_FAILURES= (parts of scenario
-# names, e.g. model_io or @cuda) narrows it.
-ALLOC_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup pthread_create,\
-                -Wl,--wrap=$(f))
-$(BUILD)/tests/alloc_failures: $(BUILD)/obj/tests/fault/alloc_failures.o $(BUILD)/libcnncuda.a
+# The library's calls made to fail one at a time, in scenarios over the whole API
+# (tests/fault/): each must end in an error that names the cause or an unchanged result, with
+# nothing leaked (run it in an ASan build, DEBUG=1) and nothing corrupted. The program is linked
+# with --wrap so that the library's own calls go through its counters.
+#   check-alloc-failures: the heap allocations (malloc, calloc, realloc, aligned_alloc, strdup,
+#     strndup, pthread_create). With a GPU (or on the CUDA emulator) the scenarios run again on
+#     cuda:0 ("ops_step@cuda:0"), and on the emulator with the GPU's allocations failing
+#     ("/gpu-full", "/gpu-once").
+#   check-io-failures: the file-system calls, as a full or failing disk fails them ("/io") and
+#     as a process out of file descriptors does ("/io-limits").
+# ALLOC_FAILURES= / IO_FAILURES= (parts of scenario names, e.g. model_io or @cuda) narrow them.
+FAULT_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup pthread_create \
+                open fdopen fread fwrite ferror fflush fsync fclose fseeko fstat stat rename \
+                opendir readdir gzdopen gzread,-Wl,--wrap=$(f))
+FAULT_OBJ := $(BUILD)/obj/tests/fault/fault_sweep.o $(BUILD)/obj/tests/fault/scenarios.o
+$(BUILD)/tests/fault_sweep: $(FAULT_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS) $(ALLOC_WRAP)
-check-alloc-failures: $(BUILD)/tests/alloc_failures
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $< $(ALLOC_FAILURES)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(FAULT_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS) \
+	  $(FAULT_WRAP)
+check-alloc-failures: $(BUILD)/tests/fault_sweep
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $< alloc $(ALLOC_FAILURES)
+check-io-failures: $(BUILD)/tests/fault_sweep
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $< io $(IO_FAILURES)
 
 # The tests where threads meet (the loader's workers, contexts on two threads, the tools' stop
 # signals) under ThreadSanitizer, in build-tsan: any report fails. OpenMP and OpenBLAS run one
@@ -391,8 +399,8 @@ distclean:
 
 help:
 	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean|distclean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
-	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-alloc-failures check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
+	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-alloc-failures check-io-failures check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
 	@echo "docs: layout (LAYOUT.md from the files' header comments)"
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/tests/fault/alloc_failures.d $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d) \
          $(TOOL_COMMON_OBJ:.o=.d)

@@ -29,7 +29,7 @@ FOLDERS = [
     ("tests/cuda_emu", "the CPU emulator of the CUDA runtime, kernels, cuBLAS and cuDNN"),
     ("tests/cuda_emu/include", "the emulator's stand-ins for the CUDA headers"),
     ("tests/fuzz", "libFuzzer targets for the file readers"),
-    ("tests/fault", "allocation failures injected one at a time (make check-alloc-failures)"),
+    ("tests/fault", "allocation and file-system failures injected one at a time (make check-alloc-failures, check-io-failures)"),
 ]
 # Tracked folders the map leaves out on purpose: CI's script, whose comment says what it runs.
 UNMAPPED = {".ci"}
