@@ -39,6 +39,7 @@ typedef struct sent_batch {
     cnn_tensor *x, *y;
     int64_t end; /* the epoch position after it */
     cnn_status status;
+    bool bad_stop; /* the error is a bad sample's in strict mode */
     char *error;
 } sent_batch;
 
@@ -64,6 +65,8 @@ struct cnn_loader {
     int64_t next_claim;  /* next epoch position a worker takes */
     int64_t consumed;    /* positions the consumer has released */
     int64_t handed;      /* the position after the last batch handed to the caller */
+    bool retry;          /* the last call failed for want of memory or descriptors: the next
+                            starts again at `handed`, so that no sample is lost */
     int busy;            /* workers between claim and completion */
 
     bad_entry *bad;
@@ -310,6 +313,7 @@ cnn_status cnn_loader_start_epoch_at(cnn_loader *l, int64_t epoch, int64_t posit
     }
     /* Positions before `position` are neither decoded nor handed out. */
     l->next_claim = l->consumed = l->handed = position;
+    l->retry = false;
     l->started = true;
     pthread_cond_broadcast(&l->cv_work);
     pthread_mutex_unlock(&l->mu);
@@ -394,8 +398,10 @@ static void release(cnn_loader *l, slot *s)
     pthread_mutex_unlock(&l->mu);
 }
 
-/* The next batch of the epoch in host memory (NULLs at its end): waits for the workers. */
-static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels)
+/* The next batch of the epoch in host memory (NULLs at its end): waits for the workers.
+ * *bad_stop: it failed on a bad sample in strict mode. */
+static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels,
+                             bool *bad_stop)
 {
     cnn_status st = CNN_OK;
     cnn_tensor *x = NULL, *y = NULL;
@@ -414,10 +420,12 @@ static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **la
          * memory or file descriptors) says nothing about the file and fails the call. */
         bool bad_file = s->bad_sample;
         if (bad_file) st = record_bad(l, s);
-        if (st == CNN_OK && (l->opt.strict || !bad_file))
+        if (st == CNN_OK && (l->opt.strict || !bad_file)) {
+            *bad_stop = bad_file;
             st = s->error ? cnn_error(s->status, "loader_next: %s", s->error)
                           : cnn_error(s->status, "loader_next: out of memory for a sample's "
                                       "error message");
+        }
         release(l, s);
         if (st != CNN_OK) goto done;
     }
@@ -450,7 +458,7 @@ static void send_ahead(cnn_loader *l)
     cnn_tensor *hx = NULL, *hy = NULL;
     sent_batch *a = &l->ahead;
     *a = (sent_batch){.valid = true};
-    a->status = pack_batch(l, &hx, &hy);
+    a->status = pack_batch(l, &hx, &hy, &a->bad_stop);
     a->end = l->consumed;
     if (a->status == CNN_OK && hx) {
         cnn_context *caller = cnn_context_current();
@@ -471,7 +479,8 @@ static void send_ahead(cnn_loader *l)
 
 /* CUDA destination: hands over the batch sent ahead (ordering the caller's stream after its
  * copy), then sends the following one. */
-static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels)
+static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels,
+                                 bool *bad_stop)
 {
     cnn_context *caller = cnn_context_current();
     cnn_device cur = cnn_current_device();
@@ -483,6 +492,7 @@ static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor 
     sent_batch b = l->ahead;
     l->ahead = (sent_batch){0};
     if (b.status != CNN_OK) {
+        *bad_stop = b.bad_stop;
         cnn_status st = cnn_error(b.status, "%s", b.error ? b.error : "loader_next failed (out "
                                   "of host memory for its message)");
         free(b.error);
@@ -511,15 +521,19 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
     CNN_CHECK(l, CNN_ERR_INVALID_ARG, "loader_next: loader is NULL");
     double t0 = cnn_monotonic_s();
     if (!l->started) CNN_TRY(cnn_loader_start_epoch(l, 0));
+    /* After a failure that was not the data's, the batch that failed is made again. */
+    if (l->retry) CNN_TRY(cnn_loader_start_epoch_at(l, l->epoch, l->handed));
     cnn_status st;
+    bool bad_stop = false;
 #if CNN_WITH_CUDA
-    if (l->copy_ctx) st = next_on_device(l, images, labels);
+    if (l->copy_ctx) st = next_on_device(l, images, labels, &bad_stop);
     else
 #endif
     {
-        st = pack_batch(l, images, labels);
+        st = pack_batch(l, images, labels, &bad_stop);
         if (*images) l->handed = l->consumed;
     }
+    l->retry = st != CNN_OK && !bad_stop;
     if (*images) l->stats.batches++;
     l->stats.wait_seconds += cnn_monotonic_s() - t0;
     return st;

@@ -163,13 +163,14 @@ int64_t cnn_loader_position(const cnn_loader *l);
  * device (the CPU unless set). At the end of the epoch both are set to NULL and CNN_OK is
  * returned (again on every later call, until cnn_loader_start_epoch). Bad samples
  * (undecodable files) are skipped and recorded: the batch is completed from the following
- * samples, so every batch
- * has batch_size samples except the epoch's last, which may be smaller (or dropped with
- * drop_last). With `strict`, a bad sample makes this call fail with CNN_ERR_FORMAT (or
- * CNN_ERR_IO) naming the file; the partial batch is discarded and the next call goes on with
- * the following samples. Running out of memory while decoding a sample is not a bad sample: it
- * fails the call (CNN_ERR_OUT_OF_MEMORY) in the same way, strict or not; so does running out of
- * file descriptors (CNN_ERR_IO, "Too many open files"). */
+ * samples, so every batch has batch_size samples except the epoch's last, which may be smaller
+ * (or dropped with drop_last). With `strict`, a bad sample makes this call fail with
+ * CNN_ERR_FORMAT (or CNN_ERR_IO) naming the file; the partial batch is discarded and the next
+ * call goes on with the following samples. Any other failure is not the data's: running out
+ * of memory (host or device: CNN_ERR_OUT_OF_MEMORY) or of file descriptors (CNN_ERR_IO, "Too
+ * many open files") fails the call, strict or not, without listing the sample it met as bad,
+ * and the next call makes the same batch again: once memory is freed, the epoch goes on as if
+ * the failure had not happened. */
 cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labels);
 /* Samples per epoch (after `limit`) and batches per epoch if no sample is bad. */
 int64_t cnn_loader_num_samples(const cnn_loader *l);

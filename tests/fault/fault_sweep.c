@@ -276,7 +276,7 @@ static cnn_status run_armed(scenario_fn fn, long fail_at, double *sum, long *cou
 
 /* Whether an error's status and message name the failure planted: out of memory, or the
  * system's reason for the failed file-system call. */
-static int names_the_cause(cnn_status s, const char *msg)
+int fault_names_the_cause(cnn_status s, const char *msg)
 {
     int err = atomic_load(&g_errno);
     if (g_kind == KIND_ALLOC || g_fail_device || err == ENOMEM)
@@ -339,7 +339,7 @@ static void sweep(const char *name, scenario_fn fn, int tries)
             snprintf(what, sizeof what, "the failure was absorbed but the result changed");
         } else if (s != CNN_OK && !hit) {
             snprintf(what, sizeof what, "an error without a call failing: %s", cnn_last_error());
-        } else if (s != CNN_OK && !names_the_cause(s, cnn_last_error())) {
+        } else if (s != CNN_OK && !fault_names_the_cause(s, cnn_last_error())) {
             snprintf(what, sizeof what, "%s \"%s\" does not name the cause (%s)",
                      cnn_status_name(s), cnn_last_error(),
                      g_kind == KIND_ALLOC ? "out of memory" : strerror(atomic_load(&g_errno)));
@@ -408,7 +408,8 @@ int main(int argc, char **argv)
                {"resnet", resnet, 60, true, false},
                {"idx_data", idx_data, 0, false, true},
                {"folder_data", folder_data, 0, false, true},
-               {"folder_data_threads", folder_data_threads, 0, false, true}};
+               {"folder_data_threads", folder_data_threads, 0, false, true},
+               {"folder_data_retry", folder_data_retry, 0, false, true}};
     /* Every scenario on the CPU, then on cuda:0 if there is one (on the CUDA emulator too: the
      * library's host code for the GPU is what fails there). */
     int n_dev = cnn_cuda_device_count() > 0 ? 2 : 1;

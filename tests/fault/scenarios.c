@@ -306,9 +306,11 @@ done:
 }
 
 /* Every batch of one epoch from a loader over ds, with the transform tr; *bad: the bad files
- * listed, and those other than the planted one (".../f.jpg") in g_extra_bad. */
+ * listed, and those other than the planted one (".../f.jpg") in g_extra_bad. With `retry`, a
+ * failed cnn_loader_next (which must name its cause) is called again once: the loader promises
+ * the same batch, so the epoch must give the same result as one without a failure. */
 static cnn_status one_epoch(const cnn_dataset *ds, const cnn_transform *tr, int workers,
-                            double *sum, int *bad)
+                            bool retry, double *sum, int *bad)
 {
     cnn_status st = CNN_OK;
     cnn_loader *ld = NULL;
@@ -321,7 +323,15 @@ static cnn_status one_epoch(const cnn_dataset *ds, const cnn_transform *tr, int 
     TRY(cnn_loader_create(ds, &o, &ld));
     TRY(cnn_loader_start_epoch(ld, 1));
     for (;;) {
-        TRY(cnn_loader_next(ld, &im, &lb));
+        st = cnn_loader_next(ld, &im, &lb);
+        if (st != CNN_OK && retry) {
+            retry = false;
+            if (!fault_names_the_cause(st, cnn_last_error()))
+                broken("cnn_loader_next: %s \"%s\" does not name the cause", cnn_status_name(st),
+                       cnn_last_error());
+            continue;
+        }
+        TRY(st);
         if (!im) break;
         *sum += checksum(im);
         cnn_tensor_free(&im);
@@ -357,7 +367,7 @@ cnn_status idx_data(double *sum)
     tr.erase_p = 0.5f;
     int bad = 0;
     *sum = 0;
-    TRY(one_epoch(ds, &tr, 0, sum, &bad));
+    TRY(one_epoch(ds, &tr, 0, false, sum, &bad));
     *sum += 1000.0 * bad;
 done:
     cnn_dataset_destroy(&ds);
@@ -365,8 +375,9 @@ done:
 }
 
 /* An image folder (PNG, JPEG, BMP, and one file that is not an image) through the loader with
- * crops, flips and colour jitter, decoding on the calling thread (workers 0) or on two workers. */
-static cnn_status folder_data_workers(double *sum, int workers)
+ * crops, flips and colour jitter, decoding on the calling thread (workers 0) or on two workers;
+ * with `retry`, a failed batch is asked for again. */
+static cnn_status folder_data_workers(double *sum, int workers, bool retry)
 {
     cnn_status st = CNN_OK;
     cnn_dataset *ds = NULL;
@@ -377,7 +388,7 @@ static cnn_status folder_data_workers(double *sum, int workers)
     tr.brightness = tr.contrast = tr.saturation = 0.3f;
     int bad = 0;
     *sum = 0;
-    TRY(one_epoch(ds, &tr, workers, sum, &bad));
+    TRY(one_epoch(ds, &tr, workers, retry, sum, &bad));
     *sum += 1000.0 * bad;
     int extra = 0;
     for (const char *c = g_extra_bad; *c; c++) extra += *c == '\n';
@@ -386,8 +397,9 @@ done:
     cnn_dataset_destroy(&ds);
     return st;
 }
-cnn_status folder_data(double *sum) { return folder_data_workers(sum, 0); }
-cnn_status folder_data_threads(double *sum) { return folder_data_workers(sum, 2); }
+cnn_status folder_data(double *sum) { return folder_data_workers(sum, 0, false); }
+cnn_status folder_data_threads(double *sum) { return folder_data_workers(sum, 2, false); }
+cnn_status folder_data_retry(double *sum) { return folder_data_workers(sum, 2, true); }
 
 /* ---- the files the data scenarios read, written before anything is armed ------------------ */
 int setup_files(void)

@@ -26,6 +26,8 @@ extern char g_extra_bad[2048];
  * that only the library's calls are counted and failed. */
 void fault_pause(void);
 void fault_resume(void);
+/* Whether an error's status and message name the failure planted in this run. */
+int fault_names_the_cause(cnn_status s, const char *msg);
 
 /* Writes the files the data scenarios read (before anything is armed); 0 on failure. */
 int setup_files(void);
@@ -36,5 +38,6 @@ cnn_status resnet(double *sum);
 cnn_status idx_data(double *sum);
 cnn_status folder_data(double *sum);
 cnn_status folder_data_threads(double *sum);
+cnn_status folder_data_retry(double *sum);
 
 #endif /* CNN_FAULT_SCENARIOS_H */
