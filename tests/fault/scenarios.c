@@ -1,8 +1,9 @@
 /* scenarios.c — what fault_sweep.c runs with a failure planted: ops and autograd with SGD and
  * AdamW, LeNet-5 checkpoints through safetensors (with optimizer and scheduler state, and as
  * pretrained weights), a ResNet built and run, an IDX loader, and an image-folder loader on the
- * calling thread and on two workers, over files setup_files writes. Each checks the promises the
- * API makes for a failed call (parameters, models and old files untouched, no stray files). */
+ * calling thread, on two workers, and asked again after a failed batch, over files setup_files
+ * writes. Each checks the promises the API makes for a failed call (parameters, models and old
+ * files untouched, no stray files, a retried batch the same). */
 #include "scenarios.h"
 
 #include <math.h>
@@ -19,7 +20,6 @@ char g_dir[64];
 cnn_device g_dev;
 char g_broken[512];
 char g_extra_bad[2048];
-
 
 void broken(const char *fmt, ...)
 {
