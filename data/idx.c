@@ -19,12 +19,21 @@ static const char *const g_fashion_classes[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
+/* zlib's reason for a failed read, without the "<fd:N>: " it puts first for a stream opened
+ * with gzdopen. */
+static const char *zlib_reason(gzFile f, int *z)
+{
+    const char *why = gzerror(f, z);
+    if (strncmp(why, "<fd:", 4) == 0 && strstr(why, ">: ")) why = strstr(why, ">: ") + 3;
+    return why;
+}
+
 /* A failed gzread: the system's reason for a failed read (Z_ERRNO), else zlib's for data that
  * does not inflate (a corrupt .gz). */
 static cnn_status read_error(gzFile f, const char *path)
 {
     int err = errno, z = Z_OK;
-    const char *why = gzerror(f, &z);
+    const char *why = zlib_reason(f, &z);
     if (z == Z_ERRNO || z == Z_OK)
         return cnn_error(cnn_errno_status(err), "idx: cannot read '%s': %s", path,
                          strerror(err));
@@ -123,7 +132,7 @@ static cnn_status idx_read(const char *path, int want_ndim, int64_t dims[3], uns
     }
     if (have < total) {
         int errnum = 0;
-        const char *why = gzerror(f, &errnum);
+        const char *why = zlib_reason(f, &errnum);
         st = cnn_error(CNN_ERR_FORMAT, "idx: '%s' is truncated: %lld of %lld data bytes%s%s", path,
                        (long long)have, (long long)total, errnum ? ": " : "", errnum ? why : "");
         goto done;
