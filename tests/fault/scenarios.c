@@ -3,7 +3,8 @@
  * pretrained weights), a ResNet built and run, an IDX loader, and an image-folder loader on the
  * calling thread, on two workers, and asked again after a failed batch, over files setup_files
  * writes. Each checks the promises the API makes for a failed call (parameters, models and old
- * files untouched, no stray files, a retried batch the same). */
+ * files untouched, an optimizer or scheduler whose load failed as it was, no stray files, a
+ * retried batch the same). */
 #include "scenarios.h"
 
 #include <math.h>
@@ -246,9 +247,15 @@ cnn_status model_io(double *sum)
     TRY(cnn_safetensors_load(spath, &d2));
     TRY(cnn_optim_create(&cfg, &opt2));
     TRY(cnn_optim_add_dict(opt2, cnn_model_parameters(m2), false));
-    TRY(cnn_optim_load_state_dict(opt2, d2));
+    st = cnn_optim_load_state_dict(opt2, d2);
+    if (st != CNN_OK && (cnn_optim_step_count(opt2) != 0 || cnn_optim_get_lr(opt2) != cfg.lr))
+        broken("a failed cnn_optim_load_state_dict changed the optimizer");
+    TRY(st);
     TRY(cnn_sched_plateau_create(&pc, 1.0f, &pl2));
-    TRY(cnn_sched_plateau_load_state_dict(pl2, d2));
+    st = cnn_sched_plateau_load_state_dict(pl2, d2);
+    if (st != CNN_OK && cnn_sched_plateau_get_lr(pl2) != 1.0f)
+        broken("a failed cnn_sched_plateau_load_state_dict changed the scheduler");
+    TRY(st);
     *sum = dict_checksum(cnn_model_state(m2)) + dict_checksum(cnn_model_state(m3)) +
            pr.n_loaded + cnn_optim_get_lr(opt2) +
            (double)cnn_optim_step_count(opt2) + cnn_sched_plateau_get_lr(pl2);
