@@ -115,21 +115,9 @@ struct dirent *__real_readdir(DIR *d);
 gzFile __real_gzdopen(int fd, const char *mode);
 int __real_gzread(gzFile f, void *buf, unsigned n);
 
-#define MAX_FAILED_STREAMS 64
-static FILE *_Atomic g_failed_stream[MAX_FAILED_STREAMS];
-static void stream_failed(FILE *f)
-{
-    for (int i = 0; i < MAX_FAILED_STREAMS; i++) {
-        FILE *none = NULL;
-        if (atomic_compare_exchange_strong(&g_failed_stream[i], &none, f)) return;
-    }
-}
-static int stream_has_failed(FILE *f)
-{
-    for (int i = 0; i < MAX_FAILED_STREAMS; i++)
-        if (atomic_load(&g_failed_stream[i]) == f) return 1;
-    return 0;
-}
+/* The stream whose read or write was failed (a run fails one call, so one stream at most),
+ * until it is closed. */
+static FILE *_Atomic g_failed_stream;
 
 int __wrap_open(const char *path, int flags, ...)
 {
@@ -152,25 +140,23 @@ FILE *__wrap_fdopen(int fd, const char *mode)
 size_t __wrap_fread(void *p, size_t size, size_t n, FILE *f)
 {
     if (!fail_now(KIND_IO, EIO)) return __real_fread(p, size, n, f);
-    stream_failed(f);
+    atomic_store(&g_failed_stream, f);
     return 0;
 }
 size_t __wrap_fwrite(const void *p, size_t size, size_t n, FILE *f)
 {
     if (!fail_now(KIND_IO, ENOSPC)) return __real_fwrite(p, size, n, f);
-    stream_failed(f);
+    atomic_store(&g_failed_stream, f);
     return 0;
 }
-int __wrap_ferror(FILE *f) { return stream_has_failed(f) || __real_ferror(f); }
+int __wrap_ferror(FILE *f) { return f == atomic_load(&g_failed_stream) || __real_ferror(f); }
 int __wrap_fflush(FILE *f) { return fail_now(KIND_IO, ENOSPC) ? EOF : __real_fflush(f); }
 int __wrap_fsync(int fd) { return fail_now(KIND_IO, EIO) ? -1 : __real_fsync(fd); }
 /* The stream is closed either way, as fclose does when its final flush fails. */
 int __wrap_fclose(FILE *f)
 {
-    for (int i = 0; i < MAX_FAILED_STREAMS; i++) {
-        FILE *was = f;
-        atomic_compare_exchange_strong(&g_failed_stream[i], &was, NULL);
-    }
+    FILE *was = f;
+    atomic_compare_exchange_strong(&g_failed_stream, &was, NULL);
     int rc = __real_fclose(f);
     return fail_now(KIND_IO, ENOSPC) ? EOF : rc;
 }
@@ -255,6 +241,7 @@ static cnn_status run_armed(scenario_fn fn, long fail_at, double *sum, long *cou
     atomic_store(&g_count, 0);
     atomic_store(&g_failed, 0);
     atomic_store(&g_call, NULL);
+    atomic_store(&g_failed_stream, NULL);
     atomic_store(&g_fail_at, g_fail_device ? 0 : fail_at);
     atomic_store(&g_armed, 1);
     cnn_status st = fn(sum);
