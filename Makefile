@@ -106,11 +106,21 @@ CONFIG := CC=$(CC) CXX=$(CXX) NVCC=$(NVCC) CUDA=$(CUDA) CUDNN=$(CUDNN) CUDA_EMU=
           CPPFLAGS=$(CPPFLAGS)
 CONFIG_STAMP := $(BUILD)/config.stamp
 # (Not for goals that compile nothing of the folder: check-example with CC=clang would otherwise
-# mark it as clang's, and the next plain make would rebuild it all.)
-ifeq ($(filter clean distclean help layout check-layout deps uninstall check-example \
+# mark it as clang's, and the next plain make would rebuild it all. Nor for `make -n`, which
+# only prints.)
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+ifeq ($(DRY_RUN)$(filter clean distclean help layout check-layout deps uninstall check-example \
                check-header,$(MAKECMDGOALS)),)
   $(shell mkdir -p $(BUILD) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = '$(CONFIG)' ] || \
     printf '%s\n' '$(CONFIG)' > $(CONFIG_STAMP); })
+endif
+$(CONFIG_STAMP):
+	@mkdir -p $(@D) && printf '%s\n' '$(CONFIG)' > $@
+# `make -n` with another configuration shows the full rebuild a real make would run.
+ifneq ($(DRY_RUN),)
+  ifneq ($(strip $(shell cat $(CONFIG_STAMP) 2>/dev/null)),$(strip $(CONFIG)))
+    .PHONY: $(CONFIG_STAMP)
+  endif
 endif
 
 # ---- sources -----------------------------------------------------------------------------
