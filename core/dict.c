@@ -148,40 +148,66 @@ static void list_add(char *buf, size_t cap, const char *name)
     snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", name);
 }
 
-cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report)
+/* s's values in dtype dt, as a new CPU tensor (*out), for a float tensor in another format. */
+static cnn_status converted(const cnn_tensor *s, cnn_dtype dt, cnn_tensor **out)
 {
-    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "dict_load: NULL argument");
-    cnn_load_report r;
-    memset(&r, 0, sizeof r);
-    /* Validate everything before copying anything, so a failure changes nothing. */
+    cnn_tensor *host = NULL;
+    CNN_TRY(cnn_tensor_to(s, CNN_CPU, &host));
+    cnn_status st = cnn_tensor_to_dtype(host, dt, out);
+    cnn_tensor_free(&host);
+    return st;
+}
+
+/* Checks src's tensors against dst's (the report's names; a shape or dtype that differs is an
+ * error) and converts those in another float format: conv[i] for dst's entry i, else NULL. */
+static cnn_status check_load(const cnn_dict *dst, const cnn_dict *src, cnn_load_report *r,
+                             cnn_tensor **conv)
+{
     for (int i = 0; i < dst->n; i++) {
         cnn_tensor *s = cnn_dict_get(src, dst->e[i].name);
         if (!s) {
-            r.n_missing++;
-            list_add(r.missing, sizeof r.missing, dst->e[i].name);
+            r->n_missing++;
+            list_add(r->missing, sizeof r->missing, dst->e[i].name);
             continue;
         }
         cnn_tensor *t = dst->e[i].t;
         CNN_CHECK(cnn_shape_equal(s->shape, t->shape), CNN_ERR_SHAPE,
                   "load: tensor '%s' has shape %s in the checkpoint but %s in the model",
                   dst->e[i].name, cnn_shape_of(s), cnn_shape_of(t));
-        CNN_CHECK(s->dtype == t->dtype, CNN_ERR_SHAPE,
+        CNN_CHECK(s->dtype == t->dtype || (cnn_dtype_is_float(s->dtype) &&
+                                           cnn_dtype_is_float(t->dtype)), CNN_ERR_SHAPE,
                   "load: tensor '%s' has dtype %s in the checkpoint but %s in the model",
                   dst->e[i].name, cnn_dtype_name(s->dtype), cnn_dtype_name(t->dtype));
+        if (s->dtype != t->dtype) CNN_TRY(converted(s, t->dtype, &conv[i]));
     }
     for (int i = 0; i < src->n; i++)
         if (find(dst, src->e[i].name) < 0) {
-            r.n_unexpected++;
-            list_add(r.unexpected, sizeof r.unexpected, src->e[i].name);
+            r->n_unexpected++;
+            list_add(r->unexpected, sizeof r->unexpected, src->e[i].name);
         }
-    if (report) *report = r;
-    if (strict && (r.n_missing || r.n_unexpected))
-        return cnn_error(CNN_ERR_NOT_FOUND, "load (strict): %d missing tensor(s)%s%s, %d "
-                         "unexpected tensor(s)%s%s", r.n_missing, r.n_missing ? ": " : "",
-                         r.missing, r.n_unexpected, r.n_unexpected ? ": " : "", r.unexpected);
-    for (int i = 0; i < dst->n; i++) {
-        cnn_tensor *s = cnn_dict_get(src, dst->e[i].name);
-        if (s) CNN_TRY(cnn_tensor_copy_(dst->e[i].t, s));
-    }
     return CNN_OK;
+}
+
+cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report)
+{
+    CNN_CHECK(dst && src, CNN_ERR_INVALID_ARG, "dict_load: NULL argument");
+    cnn_load_report r;
+    memset(&r, 0, sizeof r);
+    /* Validate (and convert) everything before copying anything, so a failure changes
+     * nothing. */
+    cnn_tensor **conv = calloc((size_t)dst->n + 1, sizeof *conv);
+    CNN_CHECK(conv, CNN_ERR_OUT_OF_MEMORY, "load: out of host memory");
+    cnn_status st = check_load(dst, src, &r, conv);
+    if (st == CNN_OK && report) *report = r;
+    if (st == CNN_OK && strict && (r.n_missing || r.n_unexpected))
+        st = cnn_error(CNN_ERR_NOT_FOUND, "load (strict): %d missing tensor(s)%s%s, %d "
+                       "unexpected tensor(s)%s%s", r.n_missing, r.n_missing ? ": " : "",
+                       r.missing, r.n_unexpected, r.n_unexpected ? ": " : "", r.unexpected);
+    for (int i = 0; st == CNN_OK && i < dst->n; i++) {
+        cnn_tensor *s = conv[i] ? conv[i] : cnn_dict_get(src, dst->e[i].name);
+        if (s) st = cnn_tensor_copy_(dst->e[i].t, s);
+    }
+    for (int i = 0; i < dst->n; i++) cnn_tensor_free(&conv[i]);
+    free(conv);
+    return st;
 }

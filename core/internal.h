@@ -100,6 +100,13 @@ size_t cnn_cpu_cached_bytes(void);
 
 size_t cnn_dtype_size(cnn_dtype dt);
 const char *cnn_dtype_name(cnn_dtype dt);
+/* The half-precision formats (dtype.c): to F32 exactly; from F32 rounded to nearest even,
+ * past the range to +-infinity, NaN to a quiet NaN (F16 keeps its sign), as PyTorch. */
+float cnn_f16_to_f32(uint16_t h);
+uint16_t cnn_f32_to_f16(float f);
+float cnn_bf16_to_f32(uint16_t b);
+uint16_t cnn_f32_to_bf16(float f);
+bool cnn_dtype_is_float(cnn_dtype dt);
 int64_t cnn_shape_numel(cnn_shape s);
 bool cnn_shape_equal(cnn_shape a, cnn_shape b);
 /* Checks 0 <= ndim <= 4 and every size >= 0; `what` names the caller in the message. */

@@ -47,12 +47,13 @@ static bool differ_in_classes(cnn_shape a, cnn_shape b)
     return true;
 }
 
-/* w: (K, 3, R, S) float -> *out: (K, 1, R, S), the sum over the input channels. */
+/* w: (K, 3, R, S) CPU, any float format -> *out: (K, 1, R, S) F32, the sum over the input
+ * channels (in F32, as timm sums a half-precision conv). */
 static cnn_status sum_input_channels(const cnn_tensor *w, cnn_tensor **out)
 {
     const int64_t k = w->shape.d[0], rs = w->shape.d[2] * w->shape.d[3];
     cnn_tensor *c = NULL;
-    CNN_TRY(cnn_tensor_contiguous(w, &c));
+    CNN_TRY(cnn_tensor_to_dtype(w, CNN_F32, &c));
     cnn_status st = cnn_tensor_empty(CNN_SHAPE(k, 1, w->shape.d[2], w->shape.d[3]), CNN_F32,
                                      CNN_CPU, out);
     if (st == CNN_OK) {
@@ -99,7 +100,7 @@ cnn_status cnn_model_load_pretrained(cnn_model *m, const char *path,
             r.n_fresh++;
             r.file_classes = (int)f->shape.d[0];
             add_name(r.fresh, sizeof r.fresh, name);
-        } else if (same_name(name, conv) && f->dtype == CNN_F32 && f->shape.ndim == 4 &&
+        } else if (same_name(name, conv) && cnn_dtype_is_float(f->dtype) && f->shape.ndim == 4 &&
                    f->shape.d[1] == 3 && t->shape.d[1] == 1 && f->shape.d[0] == t->shape.d[0] &&
                    f->shape.d[2] == t->shape.d[2] && f->shape.d[3] == t->shape.d[3]) {
             st = sum_input_channels(f, &summed);

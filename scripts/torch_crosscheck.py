@@ -400,10 +400,28 @@ def check_clip(out):
     st_save(f"{out}/ref.safetensors", ref)
 
 
+def check_dtype(out):
+    """x: F32 values (random at every scale, the half formats' edges and ties, specials) with
+    torch's x.half() and x.bfloat16() as x16 / xb16; h16 / hb16: every 16-bit code of each
+    format, with torch's .float() of them as h16f / hb16f."""
+    torch.manual_seed(11)
+    r = torch.randn(20000) * torch.pow(2.0, torch.randint(-40, 40, (20000,)).float())
+    bits = torch.randint(-2**31, 2**31 - 1, (20000,), dtype=torch.int64).to(torch.int32)
+    edges = torch.tensor([65504.0, 65519.99, 65520.0, 2.0**-24, 2.0**-25, 1.5 * 2.0**-25,
+                          2.0**-14, -0.0, 0.0, float("inf"), float("-inf"), float("nan"),
+                          1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11, 1.0 + 2.0**-8, 3.4e38, 1e-40])
+    x = torch.cat([r, bits.view(torch.float32), edges])
+    codes = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    h16, hb16 = codes.view(torch.float16), codes.view(torch.bfloat16)
+    st_save(f"{out}/ref.safetensors", {"x": x, "x16": x.half(), "xb16": x.bfloat16(),
+                                        "h16": h16, "h16f": h16.float(), "hb16": hb16,
+                                        "hb16f": hb16.float()})
+
+
 CHECKS = {"conv2d": check_conv2d, "linear": check_linear, "batch_norm": check_batch_norm,
           "pool": check_pool, "lrn": check_lrn, "softmax": check_softmax,
           "activations": check_activations, "optim": check_optim, "sched": check_sched,
-          "clip": check_clip}
+          "clip": check_clip, "dtype": check_dtype}
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:

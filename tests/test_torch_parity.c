@@ -1,7 +1,7 @@
-/* test_torch_parity.c — our ops, optimizers, schedules and gradient clipping against real
- * PyTorch (the zoo models: test_torch_zoo.c): scripts/torch_crosscheck.py writes reference data
- * into a fresh /tmp folder, these tests load it, compare within `abs + rel * |ref|` and remove
- * the folder (tests/torch_xref.c). Skipped without a python that imports torch and torchvision
+/* test_torch_parity.c — our ops, optimizers, schedules, gradient clipping and half-precision
+ * conversions against real PyTorch (the zoo models: test_torch_zoo.c):
+ * scripts/torch_crosscheck.py writes reference data into a fresh /tmp folder, these tests load
+ * it, compare within `abs + rel * |ref|` and remove the folder (tests/torch_xref.c). Skipped without a python that imports torch and torchvision
  * ($CNN_PYTHON, /usr/bin/python3, python3). */
 #include "torch_xref.h"
 
@@ -272,6 +272,60 @@ TEST(torch_clip_grad_norm)
                   "clip c%d clipped grad %d", i, j);
         cnn_tensor_free(&tot);
         for (int j = 0; j < 3; j++) cnn_tensor_free(&p[j]);
+    }
+done:
+    xref_done(&r);
+}
+
+/* ---- half-precision formats ------------------------------------------------------------------ */
+/* Whether the n codes (16-bit, or 32-bit when wide) of a and b are equal, NaN matching any NaN
+ * (torch keeps a NaN's payload or not depending on its code path); names the first that is
+ * not, and how many. */
+static bool same_codes(const cnn_tensor *a, const cnn_tensor *b, bool wide, uint32_t nan_above,
+                       const char *what)
+{
+    const int64_t n = cnn_tensor_numel(a);
+    uint32_t *x = calloc((size_t)n + 1, 4), *y = calloc((size_t)n + 1, 4);
+    bool ok = x && y && n == cnn_tensor_numel(b) && cnn_tensor_read(a, x, (size_t)n) == CNN_OK &&
+              cnn_tensor_read(b, y, (size_t)n) == CNN_OK;
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; ok && i < n; i++) {
+        uint32_t u = wide ? x[i] : ((uint16_t *)x)[i], v = wide ? y[i] : ((uint16_t *)y)[i];
+        uint32_t mag = wide ? 0x7fffffffu : 0x7fffu;
+        bool un = (u & mag) > nan_above, vn = (v & mag) > nan_above;
+        if (un || vn ? !(un && vn) : u != v) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    }
+    if (!ok || bad)
+        cnn_test_fail(__FILE__, __LINE__, "%s: %s%lld of %lld differ (first at %lld)", what,
+                      ok ? "" : "could not read; ", (long long)bad, (long long)n, (long long)first);
+    free(x);
+    free(y);
+    return ok && !bad;
+}
+
+/* x.half(), x.bfloat16() and h.float() of torch against ours: F32 values at every scale, the
+ * formats' edges, ties and specials, random bit patterns, and every F16 and BF16 code. */
+TEST(torch_half_precision_conversions)
+{
+    xref r;
+    cnn_tensor *t = NULL;
+    if (!xref_run(&r, "dtype")) goto done;
+    static const struct { const char *src, *ref; cnn_dtype to; bool wide; uint32_t nan; } c[] = {
+        {"x", "x16", CNN_F16, false, 0x7c00u},     {"x", "xb16", CNN_BF16, false, 0x7f80u},
+        {"h16", "h16f", CNN_F32, true, 0x7f800000u}, {"hb16", "hb16f", CNN_F32, true, 0x7f800000u}};
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        const cnn_tensor *src = ref_get(&r, "%s", c[i].src), *ref = ref_get(&r, "%s", c[i].ref);
+        if (!src || !ref || cnn_tensor_dtype(ref) != c[i].to ||
+            cnn_tensor_to_dtype(src, c[i].to, &t) != CNN_OK) {
+            cnn_test_fail(__FILE__, __LINE__, "%s -> %s: %s", c[i].src, c[i].ref,
+                          cnn_last_error());
+        } else {
+            same_codes(t, ref, c[i].wide, c[i].nan, c[i].ref);
+        }
+        cnn_tensor_free(&t);
     }
 done:
     xref_done(&r);

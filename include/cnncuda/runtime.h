@@ -166,8 +166,8 @@ void cnn_graph_destroy(cnn_graph **g);
  * ---------------------------------------------------------------------------------------- */
 typedef enum cnn_dtype {
     CNN_F32 = 0,  /* every op */
-    CNN_F16 = 1,  /* storage only, for now */
-    CNN_BF16 = 2, /* storage only, for now */
+    CNN_F16 = 1,  /* storage only (files, cnn_tensor_to_dtype) */
+    CNN_BF16 = 2, /* storage only (files, cnn_tensor_to_dtype) */
     CNN_I64 = 3,  /* class labels, counters (e.g. num_batches_tracked) */
     CNN_I32 = 4   /* indices (e.g. max-pool argmax) */
 } cnn_dtype;
@@ -225,6 +225,11 @@ bool cnn_tensor_is_pinned(const cnn_tensor *t);
 cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **out);
 /* New contiguous copy on the same device (no autograd history). */
 cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
+/* New contiguous CPU copy of a CPU tensor in another float format (no autograd history), as
+ * PyTorch's t.to(dtype): F16 and BF16 to F32 exactly; F32 to F16 or BF16 rounded to nearest
+ * even, values past the format's range to +-infinity, NaN to NaN. The same dtype gives a clone
+ * (any device). Integer dtypes, or a CUDA tensor, are CNN_ERR_UNSUPPORTED. */
+cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out);
 /* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded.
  * Views of one storage that overlap are fine: dst gets src's values from before the call. */
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
@@ -253,7 +258,8 @@ cnn_status cnn_tensor_transpose(const cnn_tensor *t, int a, int b, cnn_tensor **
 cnn_status cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length,
                              cnn_tensor **out);
 /* Copies the values (in logical row-major order) to host memory: n must equal numel. F32
- * tensors read into float, I64 tensors into int64_t. Synchronises with the device. */
+ * tensors read into float, I64 into int64_t, I32 into int32_t, F16 and BF16 into their bits
+ * (uint16_t). Synchronises with the device. */
 cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n);
 /* Writes host values (logical row-major order, n == numel) into t in place. Into a CUDA
  * tensor from ordinary memory, src may be reused on return; from page-locked memory (the data

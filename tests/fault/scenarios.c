@@ -185,14 +185,14 @@ static int entries(const char *dir)
 
 /* A LeNet-5 training step, then its weights and its optimizer's and scheduler's state through
  * safetensors files into a second model and optimizer, and the weights as pretrained ones into a
- * third model. */
+ * third model, then as F16 into that one again. */
 cnn_status model_io(double *sum)
 {
     cnn_status st = CNN_OK;
     cnn_model *m = NULL, *m2 = NULL, *m3 = NULL;
     cnn_optim *opt = NULL, *opt2 = NULL;
     cnn_plateau *pl = NULL, *pl2 = NULL;
-    cnn_dict *d = NULL, *d2 = NULL;
+    cnn_dict *d = NULL, *d2 = NULL, *d3 = NULL;
     cnn_tensor *x = NULL, *y = NULL, *logits = NULL, *loss = NULL;
     char wpath[128], spath[128];
     snprintf(wpath, sizeof wpath, "%s/io/weights.safetensors", g_dir);
@@ -244,6 +244,22 @@ cnn_status model_io(double *sum)
     TRY(cnn_model_create("lenet5", 10, 1, &m3));
     cnn_pretrained_report pr;
     TRY(cnn_model_load_pretrained(m3, wpath, &pr));
+    /* m's weights in F16, converted back to F32 as they load into m3. */
+    TRY(cnn_dict_create(&d3));
+    for (int i = 0; i < cnn_dict_size(cnn_model_state(m)); i++) {
+        cnn_tensor *host = NULL, *half = NULL;
+        st = cnn_tensor_to(cnn_dict_at(cnn_model_state(m), i), CNN_CPU, &host);
+        if (st == CNN_OK) st = cnn_tensor_to_dtype(host, CNN_F16, &half);
+        if (st == CNN_OK) st = cnn_dict_set(d3, cnn_dict_name(cnn_model_state(m), i), half);
+        cnn_tensor_free(&host);
+        cnn_tensor_free(&half);
+        TRY(st);
+    }
+    double before = dict_checksum(cnn_model_state(m3));
+    st = cnn_dict_load(cnn_model_state(m3), d3, true, NULL);
+    if (st != CNN_OK && dict_checksum(cnn_model_state(m3)) != before)
+        broken("a failed cnn_dict_load of F16 weights changed the model");
+    TRY(st);
     TRY(cnn_safetensors_load(spath, &d2));
     TRY(cnn_optim_create(&cfg, &opt2));
     TRY(cnn_optim_add_dict(opt2, cnn_model_parameters(m2), false));
@@ -265,6 +281,7 @@ done:
     for (int i = 0; i < 4; i++) cnn_tensor_free(&ts[i]);
     cnn_dict_destroy(&d);
     cnn_dict_destroy(&d2);
+    cnn_dict_destroy(&d3);
     cnn_sched_plateau_destroy(&pl);
     cnn_sched_plateau_destroy(&pl2);
     cnn_optim_destroy(&opt);

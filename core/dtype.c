@@ -1,0 +1,117 @@
+/* dtype.c — the half-precision storage formats (IEEE binary16 "F16" and bfloat16 "BF16")
+ * to and from F32, bit for bit as PyTorch converts them, and cnn_tensor_to_dtype on them.
+ * Integer arithmetic only, so no FPU mode or compiler option changes a result. */
+#include "internal.h"
+
+float cnn_f16_to_f32(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu,
+                   man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* infinity, or NaN with its payload */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13); /* rebias 15 -> 127 */
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: man * 2^-24, normal in F32: shift the leading 1 into place */
+        int e = 113; /* F32 biased exponent of 2^-14, the smallest normal F16 */
+        uint32_t m = man;
+        while (!(m & 0x400u)) m <<= 1, e--;
+        bits = sign | ((uint32_t)e << 23) | ((m & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* q + 1 when the `drop` low bits of m are above half of 1 << drop, or exactly half and q odd. */
+static uint32_t round_even(uint32_t m, int drop)
+{
+    const uint32_t q = m >> drop, rem = m & ((1u << drop) - 1), half = 1u << (drop - 1);
+    return q + (rem > half || (rem == half && (q & 1)));
+}
+
+uint16_t cnn_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return sign | 0x7e00u; /* NaN: quiet, as PyTorch's c10::Half */
+    if (ax >= 0x477ff000u) return sign | 0x7c00u; /* >= 65520 rounds past 65504: infinity */
+    if (ax >= 0x38800000u) /* normal: drop 13 mantissa bits; a carry moves into the exponent */
+        return sign | (uint16_t)(round_even(ax - 0x38000000u, 13));
+    const uint32_t e = ax >> 23; /* below 2^-14: subnormal (or 0) in F16 */
+    if (e < 102) return sign;    /* <= 2^-25, half the smallest subnormal: ties to even 0 */
+    /* (m * 2^(e - 150)) / 2^-24 = m >> (126 - e); 1024 there is the smallest normal. */
+    return sign | (uint16_t)round_even((ax & 0x7fffffu) | 0x800000u, (int)(126 - e));
+}
+
+float cnn_bf16_to_f32(uint16_t b)
+{
+    const uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t cnn_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u; /* NaN, as c10::BFloat16 */
+    return (uint16_t)(((uint64_t)x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+bool cnn_dtype_is_float(cnn_dtype dt)
+{
+    return dt == CNN_F32 || dt == CNN_F16 || dt == CNN_BF16;
+}
+
+static float load_float(const char *p, cnn_dtype dt)
+{
+    uint16_t h;
+    float f;
+    switch (dt) {
+    case CNN_F16: memcpy(&h, p, 2); return cnn_f16_to_f32(h);
+    case CNN_BF16: memcpy(&h, p, 2); return cnn_bf16_to_f32(h);
+    default: memcpy(&f, p, 4); return f;
+    }
+}
+
+static void store_float(char *p, cnn_dtype dt, float f)
+{
+    uint16_t h;
+    switch (dt) {
+    case CNN_F16: h = cnn_f32_to_f16(f); memcpy(p, &h, 2); break;
+    case CNN_BF16: h = cnn_f32_to_bf16(f); memcpy(p, &h, 2); break;
+    default: memcpy(p, &f, 4); break;
+    }
+}
+
+cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out)
+{
+    CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_to_dtype: NULL argument");
+    *out = NULL;
+    if (t->dtype == dtype) return cnn_tensor_clone(t, out);
+    CNN_CHECK(cnn_dtype_is_float(t->dtype) && cnn_dtype_is_float(dtype), CNN_ERR_UNSUPPORTED,
+              "tensor_to_dtype: %s to %s: only the float formats (F32, F16, BF16) convert",
+              cnn_dtype_name(t->dtype), cnn_dtype_name(dtype));
+    CNN_CHECK(t->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED, "tensor_to_dtype: the "
+              "tensor is on cuda:%d; conversions run on the CPU (cnn_tensor_to it first)",
+              t->device.index);
+    cnn_tensor *c = NULL;
+    CNN_TRY(cnn_contig(t, &c));
+    cnn_status st = cnn_tensor_empty(t->shape, dtype, CNN_CPU, out);
+    if (st == CNN_OK) {
+        const char *src = cnn_ptr(c);
+        char *dst = cnn_ptr(*out);
+        const size_t ss = cnn_dtype_size(t->dtype), ds = cnn_dtype_size(dtype);
+        const int64_t n = cnn_shape_numel(t->shape);
+        for (int64_t i = 0; i < n; i++)
+            store_float(dst + (size_t)i * ds, dtype, load_float(src + (size_t)i * ss, t->dtype));
+    }
+    cnn_tensor_free(&c);
+    return st;
+}

@@ -1,0 +1,389 @@
+/* test_dtype.c — the half-precision formats: F16/BF16 <-> F32 against an oracle that finds the
+ * nearest value by search (and against the compiler's _Float16 where it has one), then
+ * cnn_tensor_to_dtype, and half-precision weights loaded into an F32 model (cnn_dict_load,
+ * cnn_model_load, cnn_model_load_pretrained). PyTorch's own conversions: test_torch_parity.c. */
+#include "../core/internal.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+/* ---- the oracle ------------------------------------------------------------------------------
+ * A format with `man` mantissa bits and exponent bias `bias`: the value of a non-negative code
+ * below the infinity code, by arithmetic rather than bit moves. */
+typedef struct { int man, bias; uint16_t inf; } fmt;
+static const fmt F16 = {10, 15, 0x7c00}, BF16 = {7, 127, 0x7f80};
+
+/* The infinity code's "value" by the same formula is the power of two past the largest value. */
+static double value_of(fmt f, uint32_t code)
+{
+    const uint32_t e = code >> f.man, m = code & ((1u << f.man) - 1);
+    return e ? ldexp((double)((1u << f.man) + m), (int)e - f.bias - f.man)
+             : ldexp((double)m, 1 - f.bias - f.man);
+}
+
+/* The code nearest to a finite |x| (ties to the even code); rounding past the largest value
+ * reaches the infinity code, as it should. */
+static uint16_t nearest(fmt f, double ax)
+{
+    uint32_t lo = 0, hi = f.inf;
+    if (ax >= value_of(f, hi)) return f.inf;
+    while (hi - lo > 1) { /* value(lo) <= ax < value(hi) */
+        uint32_t mid = (lo + hi) / 2;
+        if (value_of(f, mid) <= ax) lo = mid;
+        else hi = mid;
+    }
+    double dl = ax - value_of(f, lo), dh = value_of(f, hi) - ax;
+    return (uint16_t)(dl < dh || (dl == dh && !(lo & 1)) ? lo : hi);
+}
+
+static uint16_t oracle_from_f32(fmt f, float x)
+{
+    return (uint16_t)((signbit(x) ? 0x8000u : 0u) | nearest(f, fabs((double)x)));
+}
+
+static float f32_of(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint32_t bits_of(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+/* Whether a conversion's result is right: equal bits, or both NaN. */
+static bool same(uint32_t got, uint32_t want, bool got_nan, bool want_nan)
+{
+    return got_nan || want_nan ? got_nan && want_nan : got == want;
+}
+
+TEST(every_f16_and_bf16_code_converts_to_the_f32_of_its_value)
+{
+    int bad = 0;
+    for (uint32_t c = 0; c < 65536; c++) {
+        const uint32_t s = c & 0x8000u, a = c & 0x7fffu;
+        /* F16: finite codes by value; 0x7c00 infinity; above it NaN with the payload kept. */
+        float want = a < 0x7c00u ? (float)value_of(F16, a) : a == 0x7c00u ? INFINITY : NAN;
+        float got = cnn_f16_to_f32((uint16_t)c);
+        if (s) want = -want;
+        if (!same(bits_of(got), bits_of(want), isnan(got), isnan(want)) ||
+            (a > 0x7c00u && (bits_of(got) & 0x7fffffu) != (a & 0x3ffu) << 13)) {
+            if (bad++ < 5) cnn_test_fail(__FILE__, __LINE__, "F16 %04x -> %a", c, got);
+        }
+        float bwant = a < 0x7f80u ? (float)value_of(BF16, a) : a == 0x7f80u ? INFINITY : NAN;
+        float bgot = cnn_bf16_to_f32((uint16_t)c);
+        if (s) bwant = -bwant;
+        if (!same(bits_of(bgot), bits_of(bwant), isnan(bgot), isnan(bwant)) && bad++ < 5)
+            cnn_test_fail(__FILE__, __LINE__, "BF16 %04x -> %a", c, bgot);
+#ifdef __FLT16_MAX__
+        _Float16 h;
+        memcpy(&h, &(uint16_t){(uint16_t)c}, 2);
+        if (!same(bits_of(got), bits_of((float)h), isnan(got), isnan((float)h)) && bad++ < 5)
+            cnn_test_fail(__FILE__, __LINE__, "F16 %04x -> %a, _Float16 says %a", c, got,
+                          (float)h);
+#endif
+    }
+    CHECK(bad == 0);
+}
+
+/* One F32 pattern to F16 and BF16, against the search oracle (and _Float16 where the compiler
+ * has it); NaN must stay NaN. */
+static void check_from_f32(uint32_t bits, int *bad)
+{
+    const float x = f32_of(bits);
+    const uint16_t h = cnn_f32_to_f16(x), b = cnn_f32_to_bf16(x);
+    const bool nan = isnan(x);
+    if (nan ? (h & 0x7fffu) <= 0x7c00u || (h >> 15) != (bits >> 31)
+            : h != oracle_from_f32(F16, x)) {
+        if ((*bad)++ < 5) cnn_test_fail(__FILE__, __LINE__, "%08x -> F16 %04x", bits, h);
+    }
+    if (nan ? b != 0x7fc0u : b != oracle_from_f32(BF16, x)) {
+        if ((*bad)++ < 5) cnn_test_fail(__FILE__, __LINE__, "%08x -> BF16 %04x", bits, b);
+    }
+#ifdef __FLT16_MAX__
+    _Float16 ref = (_Float16)x;
+    uint16_t rb;
+    memcpy(&rb, &ref, 2);
+    if (!nan && h != rb && (*bad)++ < 5)
+        cnn_test_fail(__FILE__, __LINE__, "%08x -> F16 %04x, _Float16 says %04x", bits, h, rb);
+#endif
+}
+
+/* Every pattern of the top 20 bits (sign, exponent, the mantissa bits F16 keeps and its
+ * rounding bit) with low bits below, at and above a tie, then random patterns. */
+TEST(f32_rounds_to_the_nearest_f16_and_bf16_ties_to_even)
+{
+    /* F16's rounding bit is bit 12 (higher for its subnormals), BF16's bit 15: both in the
+     * top 20; the low 12 are the sticky bits below. */
+    static const uint32_t low[] = {0, 1, 0x7ff, 0x800, 0x801, 0xfff};
+    int bad = 0;
+    for (uint32_t top = 0; top < (1u << 20) && bad < 5; top++)
+        for (size_t i = 0; i < sizeof low / sizeof *low; i++)
+            check_from_f32(top << 12 | low[i], &bad);
+    uint64_t s = 0x9e3779b97f4a7c15u;
+    for (int i = 0; i < 1000000 && bad < 5; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        check_from_f32((uint32_t)s, &bad);
+    }
+    /* The edges by name: F16's largest, the tie past it, its smallest subnormal and half of it
+     * (a tie to 0), and BF16's largest F32 neighbour. */
+    CHECK(cnn_f32_to_f16(65504.0f) == 0x7bff && cnn_f32_to_f16(65519.99f) == 0x7bff);
+    CHECK(cnn_f32_to_f16(65520.0f) == 0x7c00 && cnn_f32_to_f16(-INFINITY) == 0xfc00);
+    CHECK(cnn_f32_to_f16(0x1p-24f) == 0x0001 && cnn_f32_to_f16(0x1p-25f) == 0x0000);
+    CHECK(cnn_f32_to_f16(0x1.8p-25f) == 0x0001 && cnn_f32_to_f16(-0.0f) == 0x8000);
+    CHECK(cnn_f32_to_bf16(f32_of(0x7f7fffffu)) == 0x7f80 && cnn_f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(cnn_f32_to_bf16(f32_of(0x3f808000u)) == 0x3f80); /* tie, even below */
+    CHECK(cnn_f32_to_bf16(f32_of(0x3f818000u)) == 0x3f82); /* tie, even above */
+    CHECK(bad == 0);
+}
+
+/* ---- tensors ------------------------------------------------------------------------------- */
+static const float SPECIAL[8] = {1.0f, -2.5f, 65520.0f, 0x1p-25f, 1e-30f, -0.0f, 3.14159265f,
+                                 1.0009765625f};
+
+TEST(tensor_to_dtype_converts_float_formats_and_refuses_the_rest)
+{
+    cnn_tensor *x = NULL, *t = NULL, *h = NULL, *b = NULL, *back = NULL, *i64 = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 4), SPECIAL, CNN_CPU, &x));
+    /* A transposed view converts in logical order. */
+    CHECK_OK(cnn_tensor_transpose(x, 0, 1, &t));
+    CHECK_OK(cnn_tensor_to_dtype(t, CNN_F16, &h));
+    CHECK_OK(cnn_tensor_to_dtype(t, CNN_BF16, &b));
+    REQUIRE(cnn_tensor_dtype(h) == CNN_F16 &&
+            cnn_shape_equal(cnn_tensor_shape(h), CNN_SHAPE(4, 2)));
+    uint16_t hv[8], bv[8];
+    CHECK_OK(cnn_tensor_read(h, hv, 8));
+    CHECK_OK(cnn_tensor_read(b, bv, 8));
+    for (int i = 0; i < 8; i++) {
+        const float v = SPECIAL[(i % 2) * 4 + i / 2];
+        CHECK(hv[i] == cnn_f32_to_f16(v) && bv[i] == cnn_f32_to_bf16(v));
+    }
+    CHECK(hv[4] == 0x7c00 && hv[6] == 0x0000); /* 65520 -> inf; 2^-25 -> 0 */
+    /* Back to F32 exactly; F16 <-> BF16 goes through F32. */
+    CHECK_OK(cnn_tensor_to_dtype(h, CNN_F32, &back));
+    for (int i = 0; i < 8; i++)
+        CHECK(bits_of(cnn_tensor_cdata(back)[i]) == bits_of(cnn_f16_to_f32(hv[i])));
+    cnn_tensor_free(&back);
+    CHECK_OK(cnn_tensor_to_dtype(h, CNN_BF16, &back));
+    uint16_t hb[8];
+    CHECK_OK(cnn_tensor_read(back, hb, 8));
+    for (int i = 0; i < 8; i++) CHECK(hb[i] == cnn_f32_to_bf16(cnn_f16_to_f32(hv[i])));
+    cnn_tensor_free(&back);
+    /* The same dtype is a contiguous copy. */
+    CHECK_OK(cnn_tensor_to_dtype(t, CNN_F32, &back));
+    CHECK(cnn_tensor_is_contiguous(back) && cnn_tensor_cdata(back)[1] == SPECIAL[4]);
+    cnn_tensor_free(&back);
+    const int64_t iv[2] = {1, 2};
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), iv, CNN_CPU, &i64));
+    CHECK_ERR(cnn_tensor_to_dtype(i64, CNN_F32, &back), CNN_ERR_UNSUPPORTED);
+    CHECK(back == NULL && strstr(cnn_last_error(), "I64 to F32"));
+    CHECK_ERR(cnn_tensor_to_dtype(x, CNN_I64, &back), CNN_ERR_UNSUPPORTED);
+    CHECK_ERR(cnn_tensor_to_dtype(NULL, CNN_F16, &back), CNN_ERR_INVALID_ARG);
+    cnn_tensor *all[] = {x, t, h, b, i64};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
+GPU_TEST(tensor_to_dtype_refuses_a_cuda_tensor_and_loads_convert_across_devices)
+{
+    cnn_tensor *x = NULL, *g = NULL, *h = NULL, *out = NULL, *gh = NULL, *dst = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(8), SPECIAL, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_to(x, CNN_CUDA(0), &g));
+    CHECK_ERR(cnn_tensor_to_dtype(g, CNN_F16, &out), CNN_ERR_UNSUPPORTED);
+    CHECK(strstr(cnn_last_error(), "cuda:0"));
+    CHECK_OK(cnn_tensor_to_dtype(x, CNN_F16, &h));
+    /* F16 on the CPU into an F32 tensor on the GPU, and F16 on the GPU into one on the CPU. */
+    CHECK_OK(cnn_tensor_to(h, CNN_CUDA(0), &gh));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(8), CNN_CPU, &dst));
+    cnn_dict *d = NULL, *s = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_dict_create(&s));
+    CHECK_OK(cnn_dict_set(d, "a", g));
+    CHECK_OK(cnn_dict_set(d, "b", dst));
+    CHECK_OK(cnn_dict_set(s, "a", h));
+    CHECK_OK(cnn_dict_set(s, "b", gh));
+    CHECK_OK(cnn_dict_load(d, s, true, NULL));
+    float ga[8];
+    CHECK_OK(cnn_tensor_read(g, ga, 8));
+    for (int i = 0; i < 8; i++) {
+        const float want = cnn_f16_to_f32(cnn_f32_to_f16(SPECIAL[i]));
+        CHECK(bits_of(ga[i]) == bits_of(want));
+        CHECK(bits_of(cnn_tensor_cdata(dst)[i]) == bits_of(want));
+    }
+    cnn_dict_destroy(&d);
+    cnn_dict_destroy(&s);
+    cnn_tensor *all[] = {x, g, h, gh, dst};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
+/* ---- half-precision weights into a model ---------------------------------------------------- */
+/* m's state with every float tensor in dtype dt (buffers of other dtypes as they are). */
+static cnn_dict *state_as(cnn_model *m, cnn_dtype dt)
+{
+    const cnn_dict *st = cnn_model_state(m);
+    cnn_dict *d = NULL;
+    if (cnn_dict_create(&d) != CNN_OK) return NULL;
+    for (int i = 0; i < cnn_dict_size(st); i++) {
+        const cnn_tensor *t = cnn_dict_at(st, i);
+        cnn_tensor *c = NULL;
+        cnn_status s = cnn_tensor_dtype(t) == CNN_F32 ? cnn_tensor_to_dtype(t, dt, &c)
+                                                      : cnn_tensor_clone(t, &c);
+        if (s == CNN_OK) s = cnn_dict_set(d, cnn_dict_name(st, i), c);
+        cnn_tensor_free(&c);
+        if (s != CNN_OK) {
+            cnn_dict_destroy(&d);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+/* Every F32 tensor of m equal, bit for bit, to the F32 value of src's tensor in format dt. */
+static int holds_rounded(cnn_model *m, const cnn_dict *src, cnn_dtype dt)
+{
+    const cnn_dict *st = cnn_model_state(m);
+    int ok = 1;
+    for (int i = 0; ok && i < cnn_dict_size(st); i++) {
+        const cnn_tensor *t = cnn_dict_at(st, i), *s = cnn_dict_get(src, cnn_dict_name(st, i));
+        if (cnn_tensor_dtype(t) != CNN_F32) continue;
+        const int64_t n = cnn_tensor_numel(t);
+        uint16_t *h = malloc((size_t)n * 2 + 2);
+        ok = h && s && cnn_tensor_read(s, h, (size_t)n) == CNN_OK;
+        for (int64_t j = 0; ok && j < n; j++) {
+            const float want = dt == CNN_F16 ? cnn_f16_to_f32(h[j]) : cnn_bf16_to_f32(h[j]);
+            ok = bits_of(cnn_tensor_cdata(t)[j]) == bits_of(want);
+        }
+        free(h);
+        if (!ok) cnn_test_fail(__FILE__, __LINE__, "tensor %s", cnn_dict_name(st, i));
+    }
+    return ok;
+}
+
+TEST(half_precision_weights_load_into_an_f32_model_as_pytorch_converts_them)
+{
+    char dir[] = "/tmp/cnn_dtype_XXXXXX", path[64];
+    REQUIRE(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/w.safetensors", dir);
+    cnn_model *src = NULL, *m = NULL;
+    cnn_manual_seed(7);
+    CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &src));
+    cnn_manual_seed(8);
+    CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &m));
+    const cnn_dtype dts[2] = {CNN_F16, CNN_BF16};
+    for (int k = 0; k < 2; k++) {
+        cnn_dict *d = state_as(src, dts[k]);
+        REQUIRE(d);
+        /* In memory, then through a file (a checkpoint's load is strict). */
+        CHECK_OK(cnn_dict_load((cnn_dict *)cnn_model_state(m), d, true, NULL));
+        CHECK(holds_rounded(m, d, dts[k]));
+        CHECK_OK(cnn_safetensors_save(path, d));
+        cnn_manual_seed(9);
+        cnn_model_destroy(&m);
+        CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &m));
+        CHECK_OK(cnn_model_load(m, path, true, NULL));
+        CHECK(holds_rounded(m, d, dts[k]));
+        /* num_batches_tracked (I64) came across as it was. */
+        const cnn_tensor *nbt = cnn_dict_get(cnn_model_state(m), "bn1.num_batches_tracked");
+        CHECK(nbt && cnn_tensor_dtype(nbt) == CNN_I64);
+        cnn_dict_destroy(&d);
+    }
+    unlink(path);
+    rmdir(dir);
+    cnn_model_destroy(&src);
+    cnn_model_destroy(&m);
+}
+
+/* An I64 buffer given as F16 is still refused, after the float tensor before it was
+ * converted, and nothing changes; so is a strict load with a name missing. */
+TEST(a_load_that_fails_after_converting_changes_nothing)
+{
+    cnn_tensor *w = NULL, *n = NULL, *wf = NULL, *w16 = NULL, *nf = NULL, *n16 = NULL;
+    const int64_t one = 1;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(8), CNN_CPU, &w));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(1), &one, CNN_CPU, &n));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(8), SPECIAL, CNN_CPU, &wf));
+    CHECK_OK(cnn_tensor_to_dtype(wf, CNN_F16, &w16));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1), 2.0f, CNN_CPU, &nf));
+    CHECK_OK(cnn_tensor_to_dtype(nf, CNN_F16, &n16));
+    cnn_dict *d = NULL, *s = NULL, *s2 = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_dict_create(&s));
+    CHECK_OK(cnn_dict_create(&s2));
+    CHECK_OK(cnn_dict_set(d, "w", w));
+    CHECK_OK(cnn_dict_set(d, "n", n));
+    CHECK_OK(cnn_dict_set(s, "w", w16));
+    CHECK_OK(cnn_dict_set(s, "n", n16));
+    CHECK_ERR(cnn_dict_load(d, s, false, NULL), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "'n'") && strstr(cnn_last_error(), "F16") &&
+          strstr(cnn_last_error(), "I64"));
+    for (int i = 0; i < 8; i++) CHECK(cnn_tensor_cdata(w)[i] == 0.0f);
+    CHECK_OK(cnn_dict_set(s2, "w", w16));
+    CHECK_ERR(cnn_dict_load(d, s2, true, NULL), CNN_ERR_NOT_FOUND);
+    for (int i = 0; i < 8; i++) CHECK(cnn_tensor_cdata(w)[i] == 0.0f);
+    cnn_load_report r;
+    CHECK_OK(cnn_dict_load(d, s2, false, &r));
+    CHECK(r.n_missing == 1 && !strcmp(r.missing, "n"));
+    CHECK(cnn_tensor_cdata(w)[0] == 1.0f && isinf(cnn_tensor_cdata(w)[2]));
+    cnn_dict_destroy(&d);
+    cnn_dict_destroy(&s);
+    cnn_dict_destroy(&s2);
+    cnn_tensor *all[] = {w, n, wf, w16, nf, n16};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
+/* Pretrained BF16 weights of an RGB model into a gray one: the first conv summed over its
+ * three input channels in F32, the rest converted. */
+TEST(pretrained_half_precision_weights_adapt_to_a_gray_model)
+{
+    char dir[] = "/tmp/cnn_dtype_XXXXXX", path[64];
+    REQUIRE(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/rgb.safetensors", dir);
+    cnn_model *rgb = NULL, *gray = NULL;
+    cnn_manual_seed(3);
+    CHECK_OK(cnn_model_create("resnet18_small", 10, 3, &rgb));
+    CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &gray));
+    cnn_dict *d = state_as(rgb, CNN_BF16);
+    REQUIRE(d);
+    CHECK_OK(cnn_safetensors_save(path, d));
+    cnn_pretrained_report r;
+    CHECK_OK(cnn_model_load_pretrained(gray, path, &r));
+    CHECK(!strcmp(r.adapted, "conv1.weight") && r.n_fresh == 0);
+    const cnn_tensor *w3 = cnn_dict_get(d, "conv1.weight");
+    const cnn_tensor *w1 = cnn_dict_get(cnn_model_state(gray), "conv1.weight");
+    REQUIRE(w3 && w1);
+    const int64_t k = cnn_tensor_dim(w1, 0), rs = cnn_tensor_numel(w1) / k;
+    uint16_t *h = malloc((size_t)cnn_tensor_numel(w3) * 2);
+    REQUIRE(h);
+    CHECK_OK(cnn_tensor_read(w3, h, (size_t)cnn_tensor_numel(w3)));
+    int bad = 0;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < rs; j++) {
+            float want = cnn_bf16_to_f32(h[(i * 3 + 0) * rs + j]) +
+                         cnn_bf16_to_f32(h[(i * 3 + 1) * rs + j]) +
+                         cnn_bf16_to_f32(h[(i * 3 + 2) * rs + j]);
+            bad += bits_of(cnn_tensor_cdata(w1)[i * rs + j]) != bits_of(want);
+        }
+    CHECK(bad == 0);
+    free(h);
+    const cnn_tensor *fc = cnn_dict_get(cnn_model_state(gray), "fc.weight");
+    const cnn_tensor *fc16 = cnn_dict_get(d, "fc.weight");
+    uint16_t f0;
+    cnn_tensor *one = NULL;
+    REQUIRE(fc && fc16);
+    CHECK_OK(cnn_tensor_narrow(fc16, 0, 0, 1, &one));
+    cnn_tensor *first = NULL;
+    CHECK_OK(cnn_tensor_narrow(one, 1, 0, 1, &first));
+    CHECK_OK(cnn_tensor_read(first, &f0, 1));
+    CHECK(bits_of(cnn_tensor_cdata(fc)[0]) == bits_of(cnn_bf16_to_f32(f0)));
+    cnn_tensor_free(&first);
+    cnn_tensor_free(&one);
+    cnn_dict_destroy(&d);
+    unlink(path);
+    rmdir(dir);
+    cnn_model_destroy(&rgb);
+    cnn_model_destroy(&gray);
+}
