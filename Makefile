@@ -54,7 +54,7 @@ WARN     ?= -Wall -Wextra
 # unpacked into a folder on a machine without them installed (scripts/gpu-verify.sh).
 CNN_CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE \
                 $(CPPFLAGS_EXTRA)
-LDFLAGS  += $(LDFLAGS_EXTRA)
+CNN_LDFLAGS := $(LDFLAGS_EXTRA)
 CNN_CFLAGS := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
 LDLIBS   := -lopenblas -lstb -lz -lm -lpthread -fopenmp
 # FUZZ=1 (clang, with DEBUG=1): libFuzzer's coverage instrumentation too, for scripts/fuzz.sh.
@@ -67,7 +67,7 @@ ifeq ($(DEBUG),1)
   # suite could hide it).
   CNN_CFLAGS += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
-  LDFLAGS += -fsanitize=address,undefined
+  CNN_LDFLAGS += -fsanitize=address,undefined
 else
   CNN_CFLAGS += -O3 $(CPU_ARCH) -g1
 endif
@@ -194,7 +194,7 @@ $(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp $(CONFIG_STAMP)
 emu-selftest: $(BUILD)/tests/emu_selftest
 $(BUILD)/tests/emu_selftest: $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.o $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(CNN_LDFLAGS) $(LDFLAGS) $(LDLIBS)
 -include $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.d
 else
 $(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
@@ -218,18 +218,18 @@ $(BUILD)/cnncuda.map: include/cnncuda.h $(wildcard include/cnncuda/*.h)
 # stb_image is compiled into the library (data/image_decode.c): -lstb is for the tools and tests.
 LIB_LDLIBS = $(filter-out -lstb,$(LDLIBS))
 $(BUILD)/libcnncuda.so: $(LIB_OBJ) $(BUILD)/cnncuda.map
-	$(CC) -shared -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIB_LDLIBS) -Wl,-soname,libcnncuda.so.0 \
+	$(CC) -shared -o $@ $(LIB_OBJ) $(CNN_LDFLAGS) $(LDFLAGS) $(LIB_LDLIBS) -Wl,-soname,libcnncuda.so.0 \
 	  -Wl,--version-script=$(BUILD)/cnncuda.map
 	echo '$(LIB_LDLIBS)' > $(BUILD)/libcnncuda.libs
 
 $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(CNN_LDFLAGS) $(LDFLAGS) $(LDLIBS)
 
 # The tests link the tools' common code too, to test its parts (train_report.c) directly.
 $(TEST_BIN): $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(TEST_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a $(CNN_LDFLAGS) $(LDFLAGS) $(LDLIBS)
 
 # Runs the whole suite; the last line reads "N passed, N failed, N skipped".
 # TESTS=substring runs only the matching tests.
@@ -262,7 +262,7 @@ FAULT_WRAP := $(foreach f,malloc calloc realloc aligned_alloc strdup strndup pth
 FAULT_OBJ := $(BUILD)/obj/tests/fault/fault_sweep.o $(BUILD)/obj/tests/fault/scenarios.o
 $(BUILD)/tests/fault_sweep: $(FAULT_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(FAULT_OBJ) $(BUILD)/libcnncuda.a $(LDFLAGS) $(LDLIBS) \
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(FAULT_OBJ) $(BUILD)/libcnncuda.a $(CNN_LDFLAGS) $(LDFLAGS) $(LDLIBS) \
 	  $(FAULT_WRAP)
 check-alloc-failures: $(BUILD)/tests/fault_sweep
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $< alloc $(ALLOC_FAILURES)
