@@ -1,6 +1,7 @@
 /* dtype.c — the half-precision storage formats (IEEE binary16 "F16" and bfloat16 "BF16")
- * to and from F32, bit for bit as PyTorch converts them, and cnn_tensor_to_dtype on them.
- * Integer arithmetic only, so no FPU mode or compiler option changes a result. */
+ * to and from F32, bit for bit as PyTorch converts them, and cnn_tensor_to_dtype between them,
+ * F32 and F64. The half formats' conversions use integer arithmetic only, so no FPU mode or
+ * compiler option changes a result. */
 #include "internal.h"
 
 float cnn_f16_to_f32(uint16_t h)
@@ -66,26 +67,33 @@ uint16_t cnn_f32_to_bf16(float f)
 
 bool cnn_dtype_is_float(cnn_dtype dt)
 {
-    return dt == CNN_F32 || dt == CNN_F16 || dt == CNN_BF16;
+    return dt == CNN_F32 || dt == CNN_F16 || dt == CNN_BF16 || dt == CNN_F64;
 }
 
-static float load_float(const char *p, cnn_dtype dt)
+/* A value of any float format, exactly, as a double. */
+static double load_float(const char *p, cnn_dtype dt)
 {
     uint16_t h;
     float f;
+    double d;
     switch (dt) {
     case CNN_F16: memcpy(&h, p, 2); return cnn_f16_to_f32(h);
     case CNN_BF16: memcpy(&h, p, 2); return cnn_bf16_to_f32(h);
+    case CNN_F64: memcpy(&d, p, 8); return d;
     default: memcpy(&f, p, 4); return f;
     }
 }
 
-static void store_float(char *p, cnn_dtype dt, float f)
+/* Stores v in format dt: to F64 exactly, else rounded to F32 first (PyTorch's double to half
+ * also goes through float) and from there to a half format. */
+static void store_float(char *p, cnn_dtype dt, double v)
 {
+    const float f = (float)v;
     uint16_t h;
     switch (dt) {
     case CNN_F16: h = cnn_f32_to_f16(f); memcpy(p, &h, 2); break;
     case CNN_BF16: h = cnn_f32_to_bf16(f); memcpy(p, &h, 2); break;
+    case CNN_F64: memcpy(p, &v, 8); break;
     default: memcpy(p, &f, 4); break;
     }
 }
@@ -96,7 +104,7 @@ cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor 
     *out = NULL;
     if (t->dtype == dtype) return cnn_tensor_clone(t, out);
     CNN_CHECK(cnn_dtype_is_float(t->dtype) && cnn_dtype_is_float(dtype), CNN_ERR_UNSUPPORTED,
-              "tensor_to_dtype: %s to %s: only the float formats (F32, F16, BF16) convert",
+              "tensor_to_dtype: %s to %s: only the float formats (F32, F16, BF16, F64) convert",
               cnn_dtype_name(t->dtype), cnn_dtype_name(dtype));
     CNN_CHECK(t->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED, "tensor_to_dtype: the "
               "tensor is on cuda:%d; conversions run on the CPU (cnn_tensor_to it first)",

@@ -6,7 +6,7 @@
 
 static const st_dtype DTYPES[] = {
     {"F32", 32, CNN_F32},     {"F16", 16, CNN_F16},     {"BF16", 16, CNN_BF16},
-    {"I64", 64, CNN_I64},     {"I32", 32, CNN_I32},     {"F64", 64, -1},
+    {"I64", 64, CNN_I64},     {"I32", 32, CNN_I32},     {"F64", 64, CNN_F64},
     {"U64", 64, -1},          {"U32", 32, -1},          {"I16", 16, -1},
     {"U16", 16, -1},          {"I8", 8, -1},            {"U8", 8, -1},
     {"BOOL", 8, -1},          {"F8_E5M2", 8, -1},       {"F8_E4M3", 8, -1},
@@ -283,7 +283,7 @@ static cnn_status check_supported(st_reader *r)
         const cnn_json *m = e->node;
         if (e->dt->dtype < 0)
             return fmt_err(r, CNN_ERR_UNSUPPORTED, m, "dtype %s is not supported (F32, F16, "
-                           "BF16, I64 and I32 are)", e->dt->name);
+                           "BF16, F64, I64 and I32 are)", e->dt->name);
         if (e->ndim > CNN_MAX_DIMS)
             return fmt_err(r, CNN_ERR_UNSUPPORTED, m, "rank %d is above the supported %d",
                            e->ndim, CNN_MAX_DIMS);

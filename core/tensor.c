@@ -16,6 +16,7 @@ size_t cnn_dtype_size(cnn_dtype dt)
     case CNN_BF16: return 2;
     case CNN_I64: return 8;
     case CNN_I32: return 4;
+    case CNN_F64: return 8;
     }
     return 0;
 }
@@ -28,6 +29,7 @@ const char *cnn_dtype_name(cnn_dtype dt)
     case CNN_BF16: return "BF16";
     case CNN_I64: return "I64";
     case CNN_I32: return "I32";
+    case CNN_F64: return "F64";
     }
     return "?";
 }

@@ -403,7 +403,8 @@ def check_clip(out):
 def check_dtype(out):
     """x: F32 values (random at every scale, the half formats' edges and ties, specials) with
     torch's x.half() and x.bfloat16() as x16 / xb16; h16 / hb16: every 16-bit code of each
-    format, with torch's .float() of them as h16f / hb16f."""
+    format, with torch's .float() of them as h16f / hb16f; d: F64 values, with torch's
+    .float(), .half() and .bfloat16() of them as d32 / d16 / db16."""
     torch.manual_seed(11)
     r = torch.randn(20000) * torch.pow(2.0, torch.randint(-40, 40, (20000,)).float())
     bits = torch.randint(-2**31, 2**31 - 1, (20000,), dtype=torch.int64).to(torch.int32)
@@ -413,9 +414,14 @@ def check_dtype(out):
     x = torch.cat([r, bits.view(torch.float32), edges])
     codes = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
     h16, hb16 = codes.view(torch.float16), codes.view(torch.bfloat16)
+    d = torch.cat([torch.randn(20000, dtype=torch.float64) *
+                   torch.pow(2.0, torch.randint(-60, 60, (20000,)).double()),
+                   x.double() * (1 + 2.0**-30), x.double() * (1 - 2.0**-40),
+                   torch.tensor([1e300, -1e-300, 1.0 + 2.0**-11 + 2.0**-30], dtype=torch.float64)])
     st_save(f"{out}/ref.safetensors", {"x": x, "x16": x.half(), "xb16": x.bfloat16(),
                                         "h16": h16, "h16f": h16.float(), "hb16": hb16,
-                                        "hb16f": hb16.float()})
+                                        "hb16f": hb16.float(), "d": d, "d32": d.float(),
+                                        "d16": d.half(), "db16": d.bfloat16()}, f64=True)
 
 
 CHECKS = {"conv2d": check_conv2d, "linear": check_linear, "batch_norm": check_batch_norm,

@@ -1,6 +1,6 @@
-/* test_dtype.c — the half-precision formats: F16/BF16 <-> F32 against an oracle that finds the
- * nearest value by search (and against the compiler's _Float16 where it has one), then
- * cnn_tensor_to_dtype, and half-precision weights loaded into an F32 model (cnn_dict_load,
+/* test_dtype.c — the float formats: F16/BF16 <-> F32 against an oracle that finds the nearest
+ * value by search (and against the compiler's _Float16 where it has one), F64, then
+ * cnn_tensor_to_dtype, and F16/BF16/F64 weights loaded into an F32 model (cnn_dict_load,
  * cnn_model_load, cnn_model_load_pretrained). PyTorch's own conversions: test_torch_parity.c. */
 #include "../core/internal.h"
 #include "test.h"
@@ -188,6 +188,42 @@ TEST(tensor_to_dtype_converts_float_formats_and_refuses_the_rest)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
+/* F64: to F32 as C's cast rounds (to nearest even), to the half formats through F32 (double
+ * rounding, as PyTorch's double to half), from F32 exactly. */
+TEST(f64_converts_to_f32_by_rounding_once_and_to_the_half_formats_through_f32)
+{
+    static const double v[] = {1.0 + 0x1p-30, 1.0 + 0x1p-24 + 0x1p-40, 1e300, -1e-300, -0.0,
+                               3.4028235677973366e38, 0x1.ffffffp127, 1.0 + 0x1p-11 + 0x1p-30,
+                               1e-45, 65519.999, 0.1};
+    const int n = (int)(sizeof v / sizeof *v);
+    cnn_tensor *h = NULL, *d = NULL, *f = NULL, *f16 = NULL, *back = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(n + 1), CNN_F64, CNN_CPU, &d));
+    double dv[16];
+    memcpy(dv, v, sizeof v);
+    dv[n] = NAN;
+    CHECK_OK(cnn_tensor_write(d, dv, (size_t)n + 1));
+    CHECK_OK(cnn_tensor_to_dtype(d, CNN_F32, &f));
+    CHECK_OK(cnn_tensor_to_dtype(d, CNN_F16, &f16));
+    uint16_t hv[16];
+    CHECK_OK(cnn_tensor_read(f16, hv, (size_t)n + 1));
+    for (int i = 0; i < n; i++) {
+        const float want = (float)v[i];
+        CHECK(bits_of(cnn_tensor_cdata(f)[i]) == bits_of(want));
+        CHECK(hv[i] == cnn_f32_to_f16(want));
+    }
+    CHECK(isnan(cnn_tensor_cdata(f)[n]) && (hv[n] & 0x7fff) > 0x7c00);
+    CHECK(cnn_tensor_cdata(f)[0] == 1.0f && isinf(cnn_tensor_cdata(f)[2]));
+    CHECK(bits_of(cnn_tensor_cdata(f)[3]) == 0x80000000u && isinf(cnn_tensor_cdata(f)[6]));
+    /* 1 + 2^-11 + 2^-30: above F16's tie at 1 + 2^-11, but F32 rounds it onto the tie first. */
+    CHECK(hv[7] == 0x3c00);
+    /* F32 -> F64 -> F32 changes nothing. */
+    CHECK_OK(cnn_tensor_to_dtype(f, CNN_F64, &h));
+    CHECK_OK(cnn_tensor_to_dtype(h, CNN_F32, &back));
+    CHECK(memcmp(cnn_tensor_cdata(back), cnn_tensor_cdata(f), (size_t)(n + 1) * 4) == 0);
+    cnn_tensor *all[] = {h, d, f, f16, back};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
 GPU_TEST(tensor_to_dtype_refuses_a_cuda_tensor_and_loads_convert_across_devices)
 {
     cnn_tensor *x = NULL, *g = NULL, *h = NULL, *out = NULL, *gh = NULL, *dst = NULL;
@@ -220,7 +256,7 @@ GPU_TEST(tensor_to_dtype_refuses_a_cuda_tensor_and_loads_convert_across_devices)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
-/* ---- half-precision weights into a model ---------------------------------------------------- */
+/* ---- weights in other formats into a model -------------------------------------------------- */
 /* m's state with every float tensor in dtype dt (buffers of other dtypes as they are). */
 static cnn_dict *state_as(cnn_model *m, cnn_dtype dt)
 {
@@ -242,28 +278,26 @@ static cnn_dict *state_as(cnn_model *m, cnn_dtype dt)
     return d;
 }
 
-/* Every F32 tensor of m equal, bit for bit, to the F32 value of src's tensor in format dt. */
-static int holds_rounded(cnn_model *m, const cnn_dict *src, cnn_dtype dt)
+/* Every F32 tensor of m equal, bit for bit, to src's tensor converted to F32 (a conversion the
+ * tests above check). */
+static int holds_converted(cnn_model *m, const cnn_dict *src)
 {
     const cnn_dict *st = cnn_model_state(m);
     int ok = 1;
     for (int i = 0; ok && i < cnn_dict_size(st); i++) {
         const cnn_tensor *t = cnn_dict_at(st, i), *s = cnn_dict_get(src, cnn_dict_name(st, i));
         if (cnn_tensor_dtype(t) != CNN_F32) continue;
-        const int64_t n = cnn_tensor_numel(t);
-        uint16_t *h = malloc((size_t)n * 2 + 2);
-        ok = h && s && cnn_tensor_read(s, h, (size_t)n) == CNN_OK;
-        for (int64_t j = 0; ok && j < n; j++) {
-            const float want = dt == CNN_F16 ? cnn_f16_to_f32(h[j]) : cnn_bf16_to_f32(h[j]);
-            ok = bits_of(cnn_tensor_cdata(t)[j]) == bits_of(want);
-        }
-        free(h);
+        cnn_tensor *want = NULL;
+        ok = s && cnn_tensor_to_dtype(s, CNN_F32, &want) == CNN_OK &&
+             memcmp(cnn_tensor_cdata(want), cnn_tensor_cdata(t),
+                    (size_t)cnn_tensor_numel(t) * 4) == 0;
+        cnn_tensor_free(&want);
         if (!ok) cnn_test_fail(__FILE__, __LINE__, "tensor %s", cnn_dict_name(st, i));
     }
     return ok;
 }
 
-TEST(half_precision_weights_load_into_an_f32_model_as_pytorch_converts_them)
+TEST(weights_in_other_float_formats_load_into_an_f32_model)
 {
     char dir[] = "/tmp/cnn_dtype_XXXXXX", path[64];
     REQUIRE(mkdtemp(dir));
@@ -273,19 +307,19 @@ TEST(half_precision_weights_load_into_an_f32_model_as_pytorch_converts_them)
     CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &src));
     cnn_manual_seed(8);
     CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &m));
-    const cnn_dtype dts[2] = {CNN_F16, CNN_BF16};
-    for (int k = 0; k < 2; k++) {
+    const cnn_dtype dts[3] = {CNN_F16, CNN_BF16, CNN_F64};
+    for (int k = 0; k < 3; k++) {
         cnn_dict *d = state_as(src, dts[k]);
         REQUIRE(d);
         /* In memory, then through a file (a checkpoint's load is strict). */
         CHECK_OK(cnn_dict_load((cnn_dict *)cnn_model_state(m), d, true, NULL));
-        CHECK(holds_rounded(m, d, dts[k]));
+        CHECK(holds_converted(m, d));
         CHECK_OK(cnn_safetensors_save(path, d));
         cnn_manual_seed(9);
         cnn_model_destroy(&m);
         CHECK_OK(cnn_model_create("resnet18_small", 10, 1, &m));
         CHECK_OK(cnn_model_load(m, path, true, NULL));
-        CHECK(holds_rounded(m, d, dts[k]));
+        CHECK(holds_converted(m, d));
         /* num_batches_tracked (I64) came across as it was. */
         const cnn_tensor *nbt = cnn_dict_get(cnn_model_state(m), "bn1.num_batches_tracked");
         CHECK(nbt && cnn_tensor_dtype(nbt) == CNN_I64);

@@ -273,13 +273,13 @@ static const bad_case BAD[] = {
     {"metadata an array", "{\"__metadata__\":[\"a\"]}", 0, FMT, "__metadata__"},
     {"metadata twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, FMT, "twice"},
     {"metadata key twice", "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, FMT, "twice"},
-    {"F64 is unsupported", ONE("F64", "[1]", "[0,8]"), 8, UNSUP, "F64"},
+    {"U64 is unsupported", ONE("U64", "[1]", "[0,8]"), 8, UNSUP, "U64"},
     {"U8 is unsupported", ONE("U8", "[3]", "[0,3]"), 3, UNSUP, "U8"},
     {"BOOL is unsupported", ONE("BOOL", "[]", "[0,1]"), 1, UNSUP, "BOOL"},
     {"rank 5 is unsupported", ONE("F32", "[1,1,1,1,2]", "[0,8]"), 8, UNSUP, "rank 5"},
     {"empty, huge strides", ONE("F32", "[4611686018427387904,0,2]", "[0,0]"), 0, UNSUP, "strides"},
     {"NUL in a name", "{\"a\\u0000b\":" INFO("F32", "[1]", "[0,4]") "}", 4, UNSUP, "U+0000"},
-    {"corrupt beats unsupported", ONE("F64", "[1]", "[0,8]"), 12, FMT, "cover 8 bytes"},
+    {"corrupt beats unsupported", ONE("U64", "[1]", "[0,8]"), 12, FMT, "cover 8 bytes"},
 };
 
 static void expect_rejected(const char *path, const char *what, cnn_status want, const char *needle)

@@ -1,8 +1,9 @@
-/* test_torch_parity.c — our ops, optimizers, schedules, gradient clipping and half-precision
+/* test_torch_parity.c — our ops, optimizers, schedules, gradient clipping and float-format
  * conversions against real PyTorch (the zoo models: test_torch_zoo.c):
  * scripts/torch_crosscheck.py writes reference data into a fresh /tmp folder, these tests load
- * it, compare within `abs + rel * |ref|` and remove the folder (tests/torch_xref.c). Skipped without a python that imports torch and torchvision
- * ($CNN_PYTHON, /usr/bin/python3, python3). */
+ * it, compare within `abs + rel * |ref|` and remove the folder (tests/torch_xref.c). Skipped
+ * without a python that imports torch and torchvision ($CNN_PYTHON, /usr/bin/python3,
+ * python3). */
 #include "torch_xref.h"
 
 /* ---- ops -------------------------------------------------------------------------------- */
@@ -307,7 +308,8 @@ static bool same_codes(const cnn_tensor *a, const cnn_tensor *b, bool wide, uint
 }
 
 /* x.half(), x.bfloat16() and h.float() of torch against ours: F32 values at every scale, the
- * formats' edges, ties and specials, random bit patterns, and every F16 and BF16 code. */
+ * formats' edges, ties and specials, random bit patterns, and every F16 and BF16 code; and F64
+ * values (at every scale, and beside F32 values) to F32, F16 and BF16. */
 TEST(torch_half_precision_conversions)
 {
     xref r;
@@ -315,7 +317,9 @@ TEST(torch_half_precision_conversions)
     if (!xref_run(&r, "dtype")) goto done;
     static const struct { const char *src, *ref; cnn_dtype to; bool wide; uint32_t nan; } c[] = {
         {"x", "x16", CNN_F16, false, 0x7c00u},     {"x", "xb16", CNN_BF16, false, 0x7f80u},
-        {"h16", "h16f", CNN_F32, true, 0x7f800000u}, {"hb16", "hb16f", CNN_F32, true, 0x7f800000u}};
+        {"h16", "h16f", CNN_F32, true, 0x7f800000u}, {"hb16", "hb16f", CNN_F32, true, 0x7f800000u},
+        {"d", "d32", CNN_F32, true, 0x7f800000u},    {"d", "d16", CNN_F16, false, 0x7c00u},
+        {"d", "db16", CNN_BF16, false, 0x7f80u}};
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
         const cnn_tensor *src = ref_get(&r, "%s", c[i].src), *ref = ref_get(&r, "%s", c[i].ref);
         if (!src || !ref || cnn_tensor_dtype(ref) != c[i].to ||

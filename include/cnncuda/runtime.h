@@ -169,7 +169,8 @@ typedef enum cnn_dtype {
     CNN_F16 = 1,  /* storage only (files, cnn_tensor_to_dtype) */
     CNN_BF16 = 2, /* storage only (files, cnn_tensor_to_dtype) */
     CNN_I64 = 3,  /* class labels, counters (e.g. num_batches_tracked) */
-    CNN_I32 = 4   /* indices (e.g. max-pool argmax) */
+    CNN_I32 = 4,  /* indices (e.g. max-pool argmax) */
+    CNN_F64 = 5   /* storage only (files, cnn_tensor_to_dtype) */
 } cnn_dtype;
 
 #define CNN_MAX_DIMS 4
@@ -226,9 +227,10 @@ cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **ou
 /* New contiguous copy on the same device (no autograd history). */
 cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
 /* New contiguous CPU copy of a CPU tensor in another float format (no autograd history), as
- * PyTorch's t.to(dtype): F16 and BF16 to F32 exactly; F32 to F16 or BF16 rounded to nearest
- * even, values past the format's range to +-infinity, NaN to NaN. The same dtype gives a clone
- * (any device). Integer dtypes, or a CUDA tensor, are CNN_ERR_UNSUPPORTED. */
+ * PyTorch's t.to(dtype): to a wider format exactly; to a narrower one rounded to nearest even
+ * (F64 to F16 or BF16 through F32, as PyTorch), values past the format's range to +-infinity,
+ * NaN to NaN. The same dtype gives a clone (any device). Integer dtypes, or a CUDA tensor, are
+ * CNN_ERR_UNSUPPORTED. */
 cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out);
 /* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded.
  * Views of one storage that overlap are fine: dst gets src's values from before the call. */
@@ -258,8 +260,8 @@ cnn_status cnn_tensor_transpose(const cnn_tensor *t, int a, int b, cnn_tensor **
 cnn_status cnn_tensor_narrow(const cnn_tensor *t, int dim, int64_t start, int64_t length,
                              cnn_tensor **out);
 /* Copies the values (in logical row-major order) to host memory: n must equal numel. F32
- * tensors read into float, I64 into int64_t, I32 into int32_t, F16 and BF16 into their bits
- * (uint16_t). Synchronises with the device. */
+ * tensors read into float, F64 into double, I64 into int64_t, I32 into int32_t, F16 and BF16
+ * into their bits (uint16_t). Synchronises with the device. */
 cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n);
 /* Writes host values (logical row-major order, n == numel) into t in place. Into a CUDA
  * tensor from ordinary memory, src may be reused on return; from page-locked memory (the data
