@@ -153,6 +153,10 @@ cnn_status cnn_mdl_shapes(const cnn_model *m, cnn_shape in, bool training,
             r->out_shape = out;
             r->params = params;
             r->macs = macs;
+            r->in_shape = cur;
+            if (s->kind == MS_CONV) CNN_TRY(cnn_mdl_conv_params(m, s, cur, &r->conv));
+            if (s->kind == MS_MAXPOOL || s->kind == MS_AVGPOOL) r->pool = s->pool;
+            if (s->kind == MS_DROPOUT) r->dropout_p = s->p;
         }
         nr++;
         cur = out;

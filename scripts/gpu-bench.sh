@@ -317,7 +317,7 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
     ours model_alexnet_layers 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$FAST" \
         --layers "${mit[@]}"
     grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers.log" 2>/dev/null |
-        cut -c1-400 | tee -a "$SUMMARY"
+        cut -c1-700 | tee -a "$SUMMARY"
     # What fusion gains (conv + add + ReLU in one op; BN folded in inference): ResNet-50 with
     # every layer alone.
     ours model_resnet50_nofuse 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --no-fusion "${mit[@]}"
@@ -357,7 +357,13 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
     ours model_resnet50_cuda 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$HAND" "${mit[@]}"
     pair model_resnet50_cuda torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, hand-written kernels"
     ours layers 150 model resnet50 --batch "$cb" "${sz[@]}" --backend "$FAST" --layers "${mit[@]}"
-    grep -hE '^(per type|layers timed alone)' "$W/layers.log" 2>/dev/null | cut -c1-400 | tee -a "$SUMMARY"
+    grep -hE '^(per type|layers timed alone)' "$W/layers.log" 2>/dev/null | cut -c1-700 | tee -a "$SUMMARY"
+    # AlexNet's layers on the hand-written kernels: beside the cuDNN rows above, which of the
+    # two pools (and bias gradients, in the conv rows) is faster.
+    ours model_alexnet_layers_hand 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$HAND" \
+        --layers "${mit[@]}"
+    grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers_hand.log" 2>/dev/null |
+        cut -c1-700 | tee -a "$SUMMARY"
     gb_pack tables.md env.txt
     trap - EXIT
     echo "==== summary ($OUT/summary.txt; full tables in tables.md, JSON in json.tar.gz)"

@@ -297,7 +297,8 @@ TEST(cnnbench_other_modes_cpu)
     rc = run_bench(tool, "", "model lenet5 --batch 2 --warmup 1 --iters 2 --layers", out,
                    sizeof out);
     if (rc != 0 || !strstr(out, "img/s") || !strstr(out, " train ") || !strstr(out, " infer ") ||
-        !strstr(out, "conv2 ") || !strstr(out, "fc3 ") || !strstr(out, "peak host memory"))
+        !strstr(out, "conv2 ") || !strstr(out, "fc3 ") || !strstr(out, "peak host memory") ||
+        !strstr(out, "pool2                        AvgPool2d         (2, 16, 10, 10)"))
         cnn_test_fail(__FILE__, __LINE__, "model lenet5: exit %d, output:\n%s", rc, out);
     /* fused (the default): checked against the layers run alone; --no-fusion: nothing to check */
     if (!strstr(out, "| fusion on |") || count_of(out, "  ok ") != 2)

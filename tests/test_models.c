@@ -289,6 +289,15 @@ TEST(models_registry_and_input_errors)
     cnn_model_summary s;
     CHECK_ERR(cnn_model_summarize(m, 62, 62, &s), CNN_ERR_SHAPE);
     CHECK_OK(cnn_model_summarize(m, 63, 63, &s));
+    /* torchvision's AlexNet: an 11x11/4 conv padded by 2, 3x3/2 max pools, dropout 0.5. */
+    REQUIRE(s.n_layers > 15);
+    CHECK(s.layers[0].conv.stride[0] == 4 && s.layers[0].conv.padding[0] == 2);
+    CHECK(!strcmp(s.layers[2].type, "MaxPool2d") && s.layers[2].pool.kernel[1] == 3 &&
+          s.layers[2].pool.stride[1] == 2 && s.layers[2].pool.padding[1] == 0);
+    CHECK(shape_eq(s.layers[2].in_shape, s.layers[1].out_shape));
+    CHECK(!strcmp(s.layers[15].type, "Dropout") && s.layers[15].dropout_p == 0.5f);
+    CHECK(!strcmp(s.layers[14].type, "Flatten") && s.layers[14].dropout_p == 0.0f &&
+          s.layers[14].pool.kernel[0] == 0 && s.layers[14].conv.stride[0] == 0);
     cnn_model_summary_free(&s);
     CHECK(forward_status(m, CNN_SHAPE(1, 1, 64, 64)) == CNN_ERR_SHAPE); /* 1 channel, not 3 */
     CHECK(forward_status(m, CNN_SHAPE(3, 64, 64)) == CNN_ERR_SHAPE);
@@ -358,6 +367,12 @@ TEST(models_lenet_pads_28_to_32)
     REQUIRE(sum.total_params == 61706 && sum.n_layers > 2);
     CHECK(shape_eq(sum.layers[0].out_shape, CNN_SHAPE(1, 6, 28, 28)));
     CHECK(strcmp(sum.layers[1].type, "ReLU") == 0);
+    /* The conv as it runs on a 28x28 image: padded by 2 (the zero-padding to 32x32). */
+    CHECK(shape_eq(sum.layers[0].in_shape, CNN_SHAPE(1, 1, 28, 28)));
+    CHECK(sum.layers[0].conv.padding[0] == 2 && sum.layers[0].conv.padding[1] == 2);
+    cnn_model_summary_free(&sum);
+    CHECK_OK(cnn_model_summarize(m, 32, 32, &sum));
+    CHECK(sum.layers[0].conv.padding[0] == 0 && sum.layers[0].conv.padding[1] == 0);
     cnn_model_summary_free(&sum);
     cnn_model_destroy(&m);
     cnn_model_options o = cnn_model_default_options(); /* LeCun's tanh */
@@ -383,6 +398,22 @@ TEST(models_summary_rows_and_format)
     int adds = 0;
     for (int i = 0; i < s.n_layers; i++) adds += strcmp(s.layers[i].type, "Add") == 0;
     CHECK(adds == 8);
+    /* What each layer runs with: the stem's 7x7/2 pad 3, the 3x3/2 pad 1 max pool, and a
+     * downsample conv's input, the block's (not the layer before it in the table). */
+    CHECK(shape_eq(s.layers[0].in_shape, CNN_SHAPE(1, 3, 224, 224)));
+    CHECK(s.layers[0].conv.stride[0] == 2 && s.layers[0].conv.padding[1] == 3);
+    int pool = -1, down = -1;
+    for (int i = 0; i < s.n_layers; i++) {
+        if (!strcmp(s.layers[i].type, "MaxPool2d")) pool = i;
+        if (!strcmp(s.layers[i].name, "layer2.0.downsample.0")) down = i;
+    }
+    REQUIRE(pool >= 0 && down > 0);
+    const cnn_pool2d_params *pp = &s.layers[pool].pool;
+    CHECK(pp->kernel[0] == 3 && pp->stride[0] == 2 && pp->padding[0] == 1);
+    CHECK(shape_eq(s.layers[pool].in_shape, CNN_SHAPE(1, 64, 112, 112)));
+    CHECK(shape_eq(s.layers[down].in_shape, CNN_SHAPE(1, 64, 56, 56)));
+    CHECK(shape_eq(s.layers[down - 1].out_shape, CNN_SHAPE(1, 128, 28, 28)));
+    CHECK(s.layers[down].conv.stride[0] == 2 && s.layers[down].conv.padding[0] == 0);
     size_t need = cnn_model_summary_format(&s, NULL, 0);
     char *buf = malloc(need + 1), small[16];
     REQUIRE(buf && cnn_model_summary_format(&s, buf, need + 1) == need && strlen(buf) == need);

@@ -273,6 +273,13 @@ typedef struct cnn_layer_summary {
     cnn_shape out_shape; /* for a batch of 1 */
     int64_t params;      /* trainable scalars of this layer */
     int64_t macs;
+    /* What the layer runs with, so that it can be rebuilt alone (cnnbench --layers); zeros
+     * where a field does not apply. */
+    cnn_shape in_shape;     /* for a batch of 1 (an Add: each of its two inputs) */
+    cnn_conv2d_params conv; /* Conv2d, at this input size (LeNet-5's zero-padding of a 28x28
+                               image to 32x32 included); the kernel is the weight's R x S */
+    cnn_pool2d_params pool; /* MaxPool2d, AvgPool2d */
+    float dropout_p;        /* Dropout */
 } cnn_layer_summary;
 typedef struct cnn_model_summary {
     int n_layers;

@@ -132,25 +132,36 @@ static int time_pass(const bench_opts *o, const bench_env *e, model_job *j, cons
 }
 
 /* ---- per-layer breakdown --------------------------------------------------------------------- */
-/* The model API has no hooks, so each Conv2d, Linear, BatchNorm2d, ReLU and Add layer is rebuilt
- * alone from the summary (its input shape is the previous layer's output, or the block input
- * for a ResNet downsample) and the model's own weights, then timed forward and forward +
- * backward. Pooling, flatten and dropout layers are not timed alone: they fall in "other". */
+/* The model API has no hooks, so each layer but Flatten (a view) is rebuilt alone from the
+ * summary (its input shape and parameters, cnn_layer_summary) and the model's own weights, then
+ * timed forward and forward + backward; dropout in training mode, as in the step. */
+enum { L_CONV, L_LINEAR, L_BN, L_RELU, L_ADD, L_MAXPOOL, L_AVGPOOL, L_ADAPTIVE, L_DROPOUT,
+       L_TANH, L_KINDS };
+static const char *const LAYER_TYPES[L_KINDS] = {"Conv2d", "Linear", "BatchNorm2d", "ReLU", "Add",
+                                                 "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+                                                 "Dropout", "Tanh"};
 typedef struct layer_job {
-    int kind; /* 0 conv, 1 linear, 2 bn, 3 relu, 4 add */
+    int kind;
+    const cnn_layer_summary *ly;
     cnn_tensor *x, *x2, *w, *b, *rm, *rv, *y, *dy;
-    cnn_conv2d_params cp;
     bool bwd;
 } layer_job;
 
 static cnn_status layer_fwd(layer_job *j, cnn_tensor **y)
 {
+    const cnn_layer_summary *ly = j->ly;
     switch (j->kind) {
-    case 0: return cnn_conv2d(j->x, j->w, j->b, &j->cp, y);
-    case 1: return cnn_linear(j->x, j->w, j->b, y);
-    case 2: return cnn_batch_norm(j->x, j->rm, j->rv, j->w, j->b, true, 0.1f, 1e-5f, y);
-    case 3: return cnn_relu(j->x, y);
-    default: return cnn_add(j->x, j->x2, y);
+    case L_CONV: return cnn_conv2d(j->x, j->w, j->b, &ly->conv, y);
+    case L_LINEAR: return cnn_linear(j->x, j->w, j->b, y);
+    case L_BN: return cnn_batch_norm(j->x, j->rm, j->rv, j->w, j->b, true, 0.1f, 1e-5f, y);
+    case L_RELU: return cnn_relu(j->x, y);
+    case L_ADD: return cnn_add(j->x, j->x2, y);
+    case L_MAXPOOL: return cnn_max_pool2d(j->x, &ly->pool, y);
+    case L_AVGPOOL: return cnn_avg_pool2d(j->x, &ly->pool, y);
+    case L_ADAPTIVE:
+        return cnn_adaptive_avg_pool2d(j->x, (int)ly->out_shape.d[2], (int)ly->out_shape.d[3], y);
+    case L_DROPOUT: return cnn_dropout(j->x, ly->dropout_p, true, y);
+    default: return cnn_tanh(j->x, y);
     }
 }
 
@@ -182,85 +193,59 @@ static cnn_status rand_like_in(const bench_env *e, cnn_shape s, cnn_tensor **out
     return cnn_tensor_uniform(s, -1, 1, e->dev, out);
 }
 
-static bool ends_with(const char *s, const char *t)
+/* The model's tensor "<layer>.<what>" (borrowed), or NULL. */
+static cnn_tensor *layer_tensor(cnn_dict *state, const char *layer, const char *what)
 {
-    size_t a = strlen(s), b = strlen(t);
-    return a >= b && !strcmp(s + a - b, t);
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", layer, what);
+    return cnn_dict_get(state, key);
 }
 
-/* Stride and padding that turn `in` into `out` for kernel r: the symmetric padding first. */
-static bool find_stride_pad(int in, int out, int r, int *stride, int *pad)
+/* j's inputs for layer ly at batch n: random activations, the model's weights, copies of its
+ * batch-norm buffers (the timed steps update them). */
+static cnn_status layer_setup(const bench_env *e, cnn_dict *state, const cnn_layer_summary *ly,
+                              int n, layer_job *j)
 {
-    for (int pass = 0; pass < 2; pass++)
-        for (int p = pass ? 0 : (r - 1) / 2; p <= (pass ? r : (r - 1) / 2); p++)
-            for (int s = 1; s <= 4; s++)
-                if ((in + 2 * p - r) / s + 1 == out && in + 2 * p >= r) {
-                    *stride = s;
-                    *pad = p;
-                    return true;
-                }
-    return false;
+    cnn_shape in = ly->in_shape;
+    in.d[0] = n;
+    cnn_status st = rand_like_in(e, in, &j->x);
+    if (!st && j->kind == L_ADD) st = rand_like_in(e, in, &j->x2);
+    if (!st && (j->kind == L_CONV || j->kind == L_LINEAR || j->kind == L_BN)) {
+        cnn_tensor *w = layer_tensor(state, ly->name, "weight");
+        cnn_tensor *b = layer_tensor(state, ly->name, "bias");
+        j->w = w ? cnn_tensor_retain(w) : NULL;
+        j->b = b ? cnn_tensor_retain(b) : NULL;
+        if (!w) st = CNN_ERR_NOT_FOUND;
+    }
+    if (!st && j->kind == L_BN) {
+        cnn_tensor *rm = layer_tensor(state, ly->name, "running_mean");
+        cnn_tensor *rv = layer_tensor(state, ly->name, "running_var");
+        st = rm && rv ? cnn_tensor_clone(rm, &j->rm) : CNN_ERR_NOT_FOUND;
+        if (!st) st = cnn_tensor_clone(rv, &j->rv);
+    }
+    return st;
 }
 
 static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_model *m,
                        const cnn_model_summary *s, double step_ms)
 {
-    const int kinds = 5;
-    const char *types[] = {"Conv2d", "Linear", "BatchNorm2d", "ReLU", "Add"};
-    double type_ms[5] = {0}, total = 0;
-    cnn_shape prev = s->in_shape, block_in = s->in_shape;
-    prev.d[0] = block_in.d[0] = o->batch;
+    double type_ms[L_KINDS] = {0}, total = 0;
     cnn_dict *state = cnn_model_state(m);
     printf(
         "\nper-layer (each rebuilt alone on its input shape; fwd+bwd = forward then backward)\n");
-    printf("%-28s %-12s %-22s %10s %12s %7s\n", "layer", "type", "input", "fwd ms", "fwd+bwd ms",
+    printf("%-28s %-17s %-22s %10s %12s %7s\n", "layer", "type", "input", "fwd ms", "fwd+bwd ms",
            "%step");
     int rc = 0;
     for (int i = 0; i < s->n_layers && !tool_stop; i++) {
         const cnn_layer_summary *ly = &s->layers[i];
-        cnn_shape out = ly->out_shape, in = prev;
-        out.d[0] = o->batch;
-        if (ends_with(ly->name, ".conv1")) block_in = prev;
-        if (strstr(ly->name, "downsample.0")) in = block_in;
-        prev = out;
-        int kind = -1;
-        for (int k = 0; k < kinds; k++)
-            if (!strcmp(ly->type, types[k])) kind = k;
-        if (kind < 0) continue;
-        layer_job j = {.kind = kind};
-        char key[64], sb[40];
-        cnn_status st = rand_like_in(e, in, &j.x);
-        if (!st && kind <= 2) {
-            snprintf(key, sizeof key, "%s.weight", ly->name);
-            j.w = cnn_tensor_retain(cnn_dict_get(state, key));
-            snprintf(key, sizeof key, "%s.bias", ly->name);
-            cnn_tensor *b = cnn_dict_get(state, key);
-            j.b = b ? cnn_tensor_retain(b) : NULL;
-            if (!j.w) st = CNN_ERR_NOT_FOUND;
-        }
-        if (!st && kind == 0) {
-            int r = (int)cnn_tensor_dim(j.w, 2), stride = 1, pad = 0;
-            j.cp.groups = (int)(in.d[1] / cnn_tensor_dim(j.w, 1));
-            if (!find_stride_pad((int)in.d[2], (int)out.d[2], r, &stride, &pad)) st = CNN_ERR_SHAPE;
-            j.cp.stride[0] = j.cp.stride[1] = stride;
-            j.cp.padding[0] = j.cp.padding[1] = pad;
-        }
-        if (!st && kind == 1 && in.ndim != 2) st = CNN_ERR_SHAPE;
-        if (!st && kind == 2) {
-            snprintf(key, sizeof key, "%s.running_mean", ly->name);
-            cnn_tensor *rm = cnn_dict_get(state, key);
-            if (!rm)
-                st = CNN_ERR_NOT_FOUND;
-            else
-                st = cnn_tensor_clone(rm, &j.rm);
-            snprintf(key, sizeof key, "%s.running_var", ly->name);
-            cnn_tensor *rv = cnn_dict_get(state, key);
-            if (!st && !rv)
-                st = CNN_ERR_NOT_FOUND;
-            else if (!st)
-                st = cnn_tensor_clone(rv, &j.rv);
-        }
-        if (!st && kind == 4) st = rand_like_in(e, in, &j.x2);
+        layer_job j = {.kind = -1, .ly = ly};
+        for (int k = 0; k < L_KINDS; k++)
+            if (!strcmp(ly->type, LAYER_TYPES[k])) j.kind = k;
+        if (j.kind < 0) continue; /* Flatten: a view */
+        char sb[40];
+        cnn_shape in = ly->in_shape;
+        in.d[0] = o->batch;
+        cnn_status st = layer_setup(e, state, ly, o->batch, &j);
         bench_stats tf = {0}, tb = {0};
         if (!st) {
             /* The model's first layer reads the images, which need no gradient: the step runs
@@ -281,9 +266,9 @@ static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_mode
                     ly->type, cnn_last_error());
             rc = 1;
         } else {
-            type_ms[kind] += tb.median;
+            type_ms[j.kind] += tb.median;
             total += tb.median;
-            printf("%-28s %-12s %-22s %10.3f %12.3f %6.1f%%\n", ly->name, ly->type,
+            printf("%-28s %-17s %-22s %10.3f %12.3f %6.1f%%\n", ly->name, ly->type,
                    cnn_shape_str(in, sb, sizeof sb), tf.median, tb.median,
                    100 * tb.median / step_ms);
             for (int p = 0; p < 2; p++) {
@@ -304,14 +289,15 @@ static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_mode
         for (int k = 0; k < 7; k++) cnn_tensor_free(&ts[k]);
     }
     printf("per type (fwd+bwd):");
-    for (int k = 0; k < kinds; k++)
+    for (int k = 0; k < L_KINDS; k++)
         if (type_ms[k] > 0)
-            printf("  %s %.3f ms (%.1f%%)", types[k], type_ms[k], 100 * type_ms[k] / step_ms);
+            printf("  %s %.3f ms (%.1f%%)", LAYER_TYPES[k], type_ms[k],
+                   100 * type_ms[k] / step_ms);
     /* Each layer alone starts with caches flushed, where in the step it finds its input warm:
      * their sum can pass the step's time, and then there is no "other" to tell. */
     if (total <= step_ms)
-        printf("\nlayers timed alone: %.3f ms of the %.3f ms step; other (pooling, flatten, "
-               "dropout, loss, optimizer, overhead): %.3f ms\n",
+        printf("\nlayers timed alone: %.3f ms of the %.3f ms step; other (loss, optimizer, "
+               "overhead): %.3f ms\n",
                total, step_ms, step_ms - total);
     else
         printf("\nlayers timed alone: %.3f ms, more than the %.3f ms step (each alone starts with "
