@@ -8,6 +8,7 @@ Runs with torch 1.13 and 2.x (only APIs present in both).
 
   python3 bench/torch_reference.py conv --shapes resnet50 --batch 64 --json torch_conv.json
   python3 bench/torch_reference.py model resnet50 --batch 256 --json torch_resnet50.json
+  python3 bench/torch_reference.py model alexnet --batch 256 --layers --json torch_alexnet.json
   python3 bench/torch_reference.py bn --device cpu --batch 2 --iters 2
   python3 bench/torch_reference.py --check-schema cnnbench.json
 """
@@ -332,12 +333,15 @@ def bench_elementwise(torch, b, args):
 
 
 def lenet5(torch):
+    from collections import OrderedDict
     nn = torch.nn
     # Identical to the zoo's lenet5: conv1 6@5x5, avgpool2, conv2 16@5x5, avgpool2, fc
-    # 400-120-84-10, ReLU; torchvision-style names.
-    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5),
-                         nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
-                         nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    # 400-120-84-10, ReLU; the zoo's module names (which --layers rows pair on).
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 6, 5)), ("act1", nn.ReLU()), ("pool1", nn.AvgPool2d(2)),
+        ("conv2", nn.Conv2d(6, 16, 5)), ("act2", nn.ReLU()), ("pool2", nn.AvgPool2d(2)),
+        ("flatten", nn.Flatten()), ("fc1", nn.Linear(400, 120)), ("act3", nn.ReLU()),
+        ("fc2", nn.Linear(120, 84)), ("act4", nn.ReLU()), ("fc3", nn.Linear(84, 10))]))
 
 
 def count_macs(torch, model, x):
@@ -356,6 +360,54 @@ def count_macs(torch, model, x):
     for h in hs:
         h.remove()
     return total[0]
+
+
+def bench_layers(torch, b, model, x):
+    """cnnbench --layers' rows: each leaf module (Flatten, a view, aside) alone on the input it
+    gets in one training-mode forward, timed forward (no grad) and forward + backward (the
+    gradients of its parameters and, but for the first layer, which reads the images, of its
+    input); an in-place ReLU runs out of place, as ours does."""
+    calls = []
+
+    def pre(name):
+        def hook(m, inp):
+            calls.append((name, m, tuple(inp[0].shape)))
+        return hook
+    hs = [m.register_forward_pre_hook(pre(n)) for n, m in model.named_modules()
+          if n and not list(m.children())]
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    rows = []
+    for i, (name, m, shp) in enumerate(calls):
+        if isinstance(m, torch.nn.Flatten):
+            continue
+        inplace = getattr(m, "inplace", False)
+        if inplace:
+            m.inplace = False
+        xin = b.rand(*shp)
+        with torch.no_grad():
+            dy = b.rand(*m(xin).shape)
+        need = ([xin.detach().requires_grad_(True)] if i > 0 else []) + list(m.parameters())
+
+        def fwd():
+            with torch.no_grad():
+                m(xin)
+
+        def fwd_bwd():
+            y = m(need[0] if i > 0 else xin)
+            if need:
+                torch.autograd.grad(y, need, dy)
+        tf = b.time(fwd)
+        tb = b.time(fwd_bwd)
+        if inplace:
+            m.inplace = True
+        shape = "(%s)" % ", ".join(str(d) for d in shp)
+        rows.append(b.row("layer", name, shape, "infer", tf))
+        rows.append(b.row("layer", name, shape, "train", tb))
+    return rows
 
 
 def bench_model(torch, b, args):
@@ -398,6 +450,8 @@ def bench_model(torch, b, args):
     rows.append(b.row("model", args.name, shape, "infer", t, img_per_s=B / (t[0] * 1e-3),
                       gflops=2.0 * macs / (t[0] * 1e6)))
     print("peak %s memory during training: %.1f MiB" % ("device" if b.dev == "cuda" else "host", mem))
+    if args.layers:
+        rows += bench_layers(torch, b, model, x)
     return rows
 
 
@@ -443,6 +497,8 @@ def main(argv):
     ap.add_argument("--tf32", action="store_true")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--layers", action="store_true",
+                    help="model: each layer alone too, as cnnbench --layers")
     ap.add_argument("--json")
     ap.add_argument("--check-schema", metavar="FILE", help="validate a JSON file and exit")
     args = ap.parse_args(argv)

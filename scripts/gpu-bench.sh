@@ -318,6 +318,8 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
         --layers "${mit[@]}"
     grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers.log" 2>/dev/null |
         cut -c1-700 | tee -a "$SUMMARY"
+    theirs torch_model_alexnet_layers 90 model alexnet --batch "$ab" "${asz[@]}" --layers "${mit[@]}"
+    pair model_alexnet_layers torch_model_alexnet_layers "alexnet layer by layer, batch $ab, FP32"
     # What fusion gains (conv + add + ReLU in one op; BN folded in inference): ResNet-50 with
     # every layer alone.
     ours model_resnet50_nofuse 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$FAST" --no-fusion "${mit[@]}"
@@ -364,6 +366,7 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
         --layers "${mit[@]}"
     grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers_hand.log" 2>/dev/null |
         cut -c1-700 | tee -a "$SUMMARY"
+    pair model_alexnet_layers_hand torch_model_alexnet_layers "alexnet layer by layer, batch $ab, FP32, hand-written kernels"
     gb_pack tables.md env.txt
     trap - EXIT
     echo "==== summary ($OUT/summary.txt; full tables in tables.md, JSON in json.tar.gz)"

@@ -206,7 +206,7 @@ fi
 wanted bench && part bench 220:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="model_resnet50 torch_model_resnet50 model_vgg16 torch_model_vgg16 model_alexnet \
 torch_model_alexnet model_lenet5 torch_model_lenet5 model_lenet5_graph model_lenet5_cuda \
-model_alexnet_ws16g model_alexnet_layers model_resnet50_ws16g"
+model_alexnet_ws16g model_alexnet_layers torch_model_alexnet_layers model_resnet50_ws16g"
 wanted conv && part conv 400:60 gpu-bench.sh "${BENCH[@]}" \
     ONLY="conv_r50_cudnn torch_conv_r50 conv_r50_cuda conv_r50_engines model_resnet50_engines \
 model_alexnet_engines"

@@ -539,9 +539,10 @@ TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
     /* Each mode's rows must pair up one to one: compare reports no unmatched row. A set's rows
      * are named as the set and a --shape's "custom" on both sides. */
     const char *modes[] = {"conv --shape 2,4,9,9,6,3,3,2,1", "pool --batch 1",
-                           "conv --shapes alexnet --batch 1 --shape 1,4,7,7,4,3,3,1,1,2"};
-    const int rows[] = {3, 6, 18};
-    for (int i = 0; i < 3; i++) {
+                           "conv --shapes alexnet --batch 1 --shape 1,4,7,7,4,3,3,1,1,2",
+                           "model lenet5 --batch 2 --layers"}; /* 2 model, 11 x 2 layer rows */
+    const int rows[] = {3, 6, 18, 24};
+    for (int i = 0; i < 4; i++) {
         snprintf(cmd, sizeof cmd,
                  "%s %s --warmup 0 --iters 1 --no-peak --json %s/ours.json >/dev/null && "
                  "%s bench/torch_reference.py %s --device cpu --warmup 0 --iters 1 "
