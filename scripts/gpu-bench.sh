@@ -360,6 +360,8 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
     pair model_resnet50_cuda torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, hand-written kernels"
     ours layers 150 model resnet50 --batch "$cb" "${sz[@]}" --backend "$FAST" --layers "${mit[@]}"
     grep -hE '^(per type|layers timed alone)' "$W/layers.log" 2>/dev/null | cut -c1-700 | tee -a "$SUMMARY"
+    theirs torch_layers 120 model resnet50 --batch "$cb" "${sz[@]}" --layers "${mit[@]}"
+    pair layers torch_layers "resnet50 layer by layer, batch $cb, FP32"
     # AlexNet's layers on the hand-written kernels: beside the cuDNN rows above, which of the
     # two pools (and bias gradients, in the conv rows) is faster.
     ours model_alexnet_layers_hand 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$HAND" \

@@ -219,7 +219,7 @@ if wanted extra; then
     fi
     part extra 200:60 gpu-bench.sh "${BENCH[@]}" \
         ONLY="model_resnet50_graph conv_r50_torch_cudnn ops_* torch_ops_* *_tf32 model_resnet50_cuda \
-model_resnet50_nofuse layers model_alexnet_layers_hand"
+model_resnet50_nofuse layers torch_layers model_alexnet_layers_hand"
 fi
 
 [ -n "$NOT_RUN" ] && say "not run:$NOT_RUN (give these as PARTS to the next call)"
