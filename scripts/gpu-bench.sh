@@ -208,6 +208,13 @@ pair() {
     bench/compare --brief "$W/$1.json" "$W/$2.json" 2>&1 | tee -a "$SUMMARY"
 }
 
+# layer_types NAME: the per-type totals of a --layers step of this run into the summary.
+layer_types() {
+    gb_wanted "$1" || return 0
+    grep -hE '^(per type|layers timed alone)' "$W/$1.log" 2>/dev/null | cut -c1-700 |
+        tee -a "$SUMMARY"
+}
+
 # ratio FILES...: the hand-written/cuDNN conv ratios per pass.
 ratio() {
     local f have=()
@@ -316,8 +323,7 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
     done
     ours model_alexnet_layers 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$FAST" \
         --layers "${mit[@]}"
-    grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers.log" 2>/dev/null |
-        cut -c1-700 | tee -a "$SUMMARY"
+    layer_types model_alexnet_layers
     theirs torch_model_alexnet_layers 90 model alexnet --batch "$ab" "${asz[@]}" --layers "${mit[@]}"
     pair model_alexnet_layers torch_model_alexnet_layers "alexnet layer by layer, batch $ab, FP32"
     # What fusion gains (conv + add + ReLU in one op; BN folded in inference): ResNet-50 with
@@ -359,15 +365,14 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
     ours model_resnet50_cuda 120 model resnet50 --batch "$mb" "${sz[@]}" --backend "$HAND" "${mit[@]}"
     pair model_resnet50_cuda torch_model_resnet50 "resnet50 train + infer, batch $mb, FP32, hand-written kernels"
     ours layers 150 model resnet50 --batch "$cb" "${sz[@]}" --backend "$FAST" --layers "${mit[@]}"
-    grep -hE '^(per type|layers timed alone)' "$W/layers.log" 2>/dev/null | cut -c1-700 | tee -a "$SUMMARY"
+    layer_types layers
     theirs torch_layers 120 model resnet50 --batch "$cb" "${sz[@]}" --layers "${mit[@]}"
     pair layers torch_layers "resnet50 layer by layer, batch $cb, FP32"
     # AlexNet's layers on the hand-written kernels: beside the cuDNN rows above, which of the
     # two pools (and bias gradients, in the conv rows) is faster.
     ours model_alexnet_layers_hand 90 model alexnet --batch "$ab" "${asz[@]}" --backend "$HAND" \
         --layers "${mit[@]}"
-    grep -hE '^(per type|layers timed alone)' "$W/model_alexnet_layers_hand.log" 2>/dev/null |
-        cut -c1-700 | tee -a "$SUMMARY"
+    layer_types model_alexnet_layers_hand
     pair model_alexnet_layers_hand torch_model_alexnet_layers "alexnet layer by layer, batch $ab, FP32, hand-written kernels"
     gb_pack tables.md env.txt
     trap - EXIT
