@@ -343,10 +343,11 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
                  dnn % 10000 / 100, dnn % 100);
     }
     static int headers; /* --backend all: a blank line between the backends' tables */
-    printf("%scnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads | "
-           "tf32 %s%s%s | warmup %d, iters %d\n",
+    printf("%scnnbench %s | %s | backend %s on %s | host %s | %d OpenMP / %d OpenBLAS threads "
+           "(%s kernels) | tf32 %s%s%s | warmup %d, iters %d\n",
            headers++ ? "\n" : "", cnn_version(), o->mode, e->backend, where, cpu,
-           omp_get_max_threads(), openblas_get_num_threads(), o->tf32 ? "on" : "off",
+           omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename(),
+           o->tf32 ? "on" : "off",
            strcmp(o->mode, "model") ? "" : o->no_fusion ? " | fusion off" : " | fusion on",
            o->graph ? " | CUDA graph replays" : "",
            o->warmup, o->iters);
