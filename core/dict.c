@@ -148,9 +148,11 @@ static void list_add(char *buf, size_t cap, const char *name)
     snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", name);
 }
 
-/* s's values in dtype dt, as a new CPU tensor (*out), for a float tensor in another format. */
+/* s's values in dtype dt, as a new CPU tensor (*out), for a float tensor in another format (a
+ * CUDA one is brought to the host first). */
 static cnn_status converted(const cnn_tensor *s, cnn_dtype dt, cnn_tensor **out)
 {
+    if (!cnn_on_cuda(s)) return cnn_tensor_to_dtype(s, dt, out);
     cnn_tensor *host = NULL;
     CNN_TRY(cnn_tensor_to(s, CNN_CPU, &host));
     cnn_status st = cnn_tensor_to_dtype(host, dt, out);
