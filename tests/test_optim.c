@@ -450,6 +450,28 @@ TEST(clip_grad_norm_adds_eps_to_the_norm)
     cnn_tensor_free(&a);
 }
 
+/* The squares are summed in double: gradients of 1e20, whose squares overflow float (PyTorch's
+ * float32 norm is inf there and zeroes them), give the true norm and are scaled to max_norm; ones
+ * of 1e-30, whose squares underflow float, keep their norm too. */
+TEST(clip_grad_norm_neither_overflows_nor_underflows)
+{
+    float v[3] = {0, 0, 0}, big[3] = {1e20f, 1e20f, 1e20f}, tiny[3] = {1e-30f, 1e-30f, 1e-30f};
+    cnn_tensor *a = param(v, 3);
+    REQUIRE(a);
+    float total = -1;
+    CHECK_OK(set_grad(a, big, 3));
+    CHECK_OK(cnn_clip_grad_norm(&a, 1, 1.0f, &total));
+    CHECK_NEAR(total, 1.7320508e20, 1e-6 * 1.7320508e20);
+    REQUIRE(cnn_tensor_grad(a));
+    for (int i = 0; i < 3; i++)
+        CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(a))[i], 0.57735027, 1e-6);
+    CHECK_OK(set_grad(a, tiny, 3));
+    CHECK_OK(cnn_clip_grad_norm(&a, 1, 1.0f, &total));
+    CHECK_NEAR(total, 1.7320508e-30, 1e-6 * 1.7320508e-30);
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(a))[0] == 1e-30f);
+    cnn_tensor_free(&a);
+}
+
 TEST(add_dict_takes_trainable_tensors_and_exempts_1d_from_decay)
 {
     float w[4] = {1, 2, 3, 4}, bv[2] = {1, 1}, gw[4] = {0, 0, 0, 0}, gb[2] = {1, -1};

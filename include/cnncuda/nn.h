@@ -351,7 +351,10 @@ cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d);
 
 /* torch.nn.utils.clip_grad_norm_: total = L2 norm over all gradients (NULL grads skipped, the
  * params array may hold NULLs); every gradient is multiplied by min(1, max_norm / (total +
- * 1e-6)). total_norm may be NULL. */
+ * 1e-6)). total_norm may be NULL. The squares are summed in double, so the norm is right
+ * where PyTorch's float32 one over- or underflows (gradients beyond about 1.8e19, where PyTorch's
+ * norm is inf and every gradient becomes 0, or below about 1e-19); a negative max_norm is an
+ * error. */
 cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, float *total_norm);
 /* The same over an optimizer's parameters. */
 cnn_status cnn_optim_clip_grad_norm(cnn_optim *opt, float max_norm, float *total_norm);
