@@ -89,6 +89,8 @@ cnn_status cnn_clip_grad_norm(cnn_tensor *const *params, int n, float max_norm, 
     float coef = max_norm / (total + 1e-6f);
     /* As PyTorch: grads are multiplied by min(coef, 1), so a NaN/inf norm spreads to them. */
     if (coef >= 1.0f) return CNN_OK;
+    for (int i = 0; i < n; i++)
+        if (params[i]) cnn_storage_bump(params[i]->grad);
 #if CNN_WITH_CUDA
     if (first && cnn_on_cuda(first)) return grads_cuda(params, n, true, coef, NULL);
 #endif

@@ -72,6 +72,10 @@ struct cnn_storage {
     /* Returns the memory to whoever allocated it (CPU free, or the CUDA caching allocator). */
     void (*release)(cnn_storage *s);
     void *allocator; /* the allocator's own state, for release */
+    /* PyTorch's version counter, shared by every view of the storage: bumped by each in-place
+     * write the API offers (cnn_storage_bump), compared by backward with the version a node saw
+     * when it saved a tensor, so a gradient is never computed from values changed since. */
+    uint64_t version;
 };
 
 struct cnn_node;
@@ -118,6 +122,15 @@ cnn_status cnn_tensor_empty_for(const char *op, cnn_shape shape, cnn_dtype dtype
                                 cnn_device device, cnn_tensor **out);
 /* First element (storage data + offset). */
 static inline void *cnn_ptr(const cnn_tensor *t) { return (char *)t->storage->data + t->offset; }
+/* Marks t's storage as written in place (atomic: loader threads write one batch at once). */
+static inline void cnn_storage_bump(cnn_tensor *t)
+{
+    if (t && t->storage) __atomic_fetch_add(&t->storage->version, 1, __ATOMIC_RELAXED);
+}
+static inline uint64_t cnn_storage_version(const cnn_tensor *t)
+{
+    return t->storage ? __atomic_load_n(&t->storage->version, __ATOMIC_RELAXED) : 0;
+}
 static inline float *cnn_f32(const cnn_tensor *t) { return (float *)cnn_ptr(t); }
 static inline bool cnn_on_cuda(const cnn_tensor *t) { return t->device.type == CNN_DEVICE_CUDA; }
 /* New view of t's storage with another shape/strides (retains the storage). */
@@ -214,6 +227,8 @@ struct cnn_node {
     cnn_tensor *dout;     /* accumulated gradient of the output during backward */
     int n_saved;
     cnn_tensor *saved[CNN_NODE_MAX_SAVED];
+    uint64_t saved_version[CNN_NODE_MAX_SAVED]; /* each storage's version when saved */
+    bool live; /* on the way back from the tensor backward started at */
     union { /* the op's packed parameters, aligned for any struct an op stores */
         unsigned char params[CNN_NODE_PARAM_BYTES];
         uint64_t params_align_;
@@ -227,7 +242,8 @@ bool cnn_should_record(const cnn_tensor *const *inputs, int n);
 cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor *out,
                            const cnn_tensor *const *inputs, int n, const void *params,
                            size_t psize, cnn_node **node);
-/* Keeps t alive for the node's backward (retained; released after backward or at reset). */
+/* Keeps t alive for the node's backward (retained; released after backward or at reset); a
+ * backward after t's storage was written in place is refused. */
 void cnn_node_save(cnn_node *node, const cnn_tensor *t);
 
 #endif /* CNN_INTERNAL_H */

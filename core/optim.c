@@ -463,6 +463,8 @@ cnn_status cnn_optim_step(cnn_optim *opt)
 #else
     (void)any_cuda;
 #endif
+    for (int i = 0; i < opt->n; i++)
+        if (opt->ps[i].p->grad) cnn_storage_bump(opt->ps[i].p);
     if (capturing) return CNN_OK; /* recorded: each replay counts as the step (capture_step) */
     for (int i = 0; i < opt->n; i++) {
         optim_param *q = &opt->ps[i];

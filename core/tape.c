@@ -112,8 +112,10 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
 void cnn_node_save(cnn_node *node, const cnn_tensor *t)
 {
     /* CNN_NODE_MAX_SAVED bounds what any op saves; an op saving more is a bug caught in tests. */
-    if (node->n_saved < CNN_NODE_MAX_SAVED)
+    if (node->n_saved < CNN_NODE_MAX_SAVED) {
+        node->saved_version[node->n_saved] = cnn_storage_version(t);
         node->saved[node->n_saved++] = cnn_tensor_retain((cnn_tensor *)t);
+    }
 }
 
 void cnn_tape_reset(void)
@@ -207,6 +209,30 @@ done:
     return st;
 }
 
+/* Before any gradient is computed: every node backward will run (those `out` depends on) must
+ * find what it saved as it was, or its gradient would be silently wrong. As PyTorch refuses a
+ * backward after "one of the variables needed for gradient computation has been modified by an
+ * inplace operation"; checked first, so a refused backward changes no gradient. */
+static cnn_status check_saved_versions(const cnn_tape *tape, size_t start, cnn_node *last)
+{
+    last->live = true;
+    for (size_t i = start; i-- > 0;) {
+        cnn_node *nd = tape->nodes[i];
+        if (!nd->live) continue;
+        for (int k = 0; k < nd->n_saved; k++) {
+            uint64_t now = cnn_storage_version(nd->saved[k]);
+            CNN_CHECK(now == nd->saved_version[k], CNN_ERR_INVALID_ARG,
+                      "backward: a tensor %s that %s saved for its gradient was modified in "
+                      "place after %s ran (version %llu, expected %llu): compute the forward "
+                      "again after changing it", cnn_shape_of(nd->saved[k]), nd->op, nd->op,
+                      (unsigned long long)now, (unsigned long long)nd->saved_version[k]);
+        }
+        for (int k = 0; k < nd->n_inputs; k++)
+            if (nd->in[k].needs_grad && nd->in[k].producer) nd->in[k].producer->live = true;
+    }
+    return CNN_OK;
+}
+
 /* Walks the tape back from `out`, whose gradient is seeded with `seed` (consumed: taken over
  * when nobody else holds it, so cnn_backward's seed costs no copy). */
 static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
@@ -231,7 +257,13 @@ static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
         return cnn_error(CNN_ERR_INTERNAL, "backward: the node of %s is not on the tape",
                          cnn_shape_of(out));
     }
-    cnn_status st = accumulate_into(&out->node->dout, seed);
+    cnn_status st = check_saved_versions(tape, start, out->node);
+    if (st != CNN_OK) {
+        cnn_tensor_free(&seed);
+        cnn_tape_reset(); /* as after any backward */
+        return st;
+    }
+    st = accumulate_into(&out->node->dout, seed);
     bool was = c->grad_enabled;
     c->grad_enabled = false; /* backward functions may call ops: record none of them */
     for (size_t i = start; st == CNN_OK && i-- > 0;) {
@@ -246,7 +278,9 @@ static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
 cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad)
 {
     CNN_CHECK(out && grad, CNN_ERR_INVALID_ARG, "backward: NULL tensor");
-    CNN_CHECK(cnn_shape_equal(out->shape, grad->shape) && grad->dtype == CNN_F32, CNN_ERR_SHAPE,
+    CNN_CHECK(grad->dtype == CNN_F32, CNN_ERR_SHAPE, "backward: gradient %s is %s, not F32",
+              cnn_shape_of(grad), cnn_dtype_name(grad->dtype));
+    CNN_CHECK(cnn_shape_equal(out->shape, grad->shape), CNN_ERR_SHAPE,
               "backward: gradient %s does not match output %s", cnn_shape_of(grad),
               cnn_shape_of(out));
     CNN_TRY(cnn_check_same_device("backward", out, "output", grad, "gradient"));

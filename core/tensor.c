@@ -298,6 +298,7 @@ cnn_status cnn_tensor_fill_(cnn_tensor *t, float value)
     CNN_CHECK(t->dtype != CNN_I64 || (value >= -0x1p63f && value < 0x1p63f), CNN_ERR_INVALID_ARG,
               "tensor_fill_: %g does not fit an I64 tensor", value);
     int64_t n = cnn_shape_numel(t->shape);
+    cnn_storage_bump(t);
     if (!cnn_tensor_is_contiguous(t)) {
         cnn_tensor *tmp = NULL;
         CNN_TRY(cnn_tensor_empty(t->shape, t->dtype, t->device, &tmp));

@@ -71,6 +71,7 @@ static bool may_overlap(const cnn_tensor *a, const cnn_tensor *b)
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src)
 {
     CNN_TRY(check_copy("tensor_copy_", dst, src));
+    cnn_storage_bump(dst);
     size_t es = cnn_dtype_size(src->dtype);
     if (cnn_shape_numel(src->shape) == 0) return CNN_OK;
     if (may_overlap(dst, src)) {
@@ -117,6 +118,7 @@ done:
 cnn_status cnn_tensor_copy_start_(cnn_tensor *dst, const cnn_tensor *src)
 {
     CNN_TRY(check_copy("tensor_copy_start_", dst, src));
+    cnn_storage_bump(dst);
     if (src->device.type == CNN_DEVICE_CPU) return cnn_tensor_copy_(dst, src);
     CNN_CHECK(cnn_tensor_is_pinned(dst) && cnn_tensor_is_contiguous(dst), CNN_ERR_INVALID_ARG,
               "tensor_copy_start_: the destination of a copy from the GPU must be a contiguous "

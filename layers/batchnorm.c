@@ -396,6 +396,10 @@ cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_ten
                                 *y));
 #endif
     }
+    if (training) { /* the running statistics were updated in place (NULLs are skipped) */
+        cnn_storage_bump(running_mean);
+        cnn_storage_bump(running_var);
+    }
     const cnn_tensor *in[3] = {x, weight, bias};
     if (cnn_should_record(in, 3)) {
         cnn_node *nd = NULL;

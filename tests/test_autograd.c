@@ -328,3 +328,77 @@ TEST(backward_refuses_a_gradient_of_another_shape_and_integer_leaves)
     cnn_tensor *all[4] = {a, y, g, l};
     for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
 }
+
+/* PyTorch's version counter: a tensor an op saved for its backward, written in place after the
+ * op ran (fill_, copy_, write, an optimizer step, a load), makes the backward fail, naming the op,
+ * before any gradient changes; the forward run again after the write is fine. Conv with a 3x3
+ * kernel over a 3x3 input: dw = x, so a missed write would show as dw = 100. */
+TEST(backward_refuses_a_saved_tensor_written_in_place)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(1, 1, 3, 3), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(1, 1, 3, 3), -1, 1, 1), *y = NULL, *s = NULL;
+    REQUIRE(x && w);
+    cnn_conv2d_params p = {0};
+    CHECK_OK(cnn_conv2d(x, w, NULL, &p, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_tensor_fill_(x, 100.0f));
+    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "conv2d") && strstr(cnn_last_error(), "modified in place"));
+    CHECK(cnn_tensor_grad(w) == NULL && cnn_tape_size() == 0);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+    CHECK_OK(cnn_conv2d(x, w, NULL, &p, &y)); /* the write came first: fine */
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(w));
+    for (int i = 0; i < 9; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(w))[i] == 100.0f);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+
+    /* An optimizer step between forward and backward changes the saved weight. */
+    cnn_optim *opt = NULL;
+    cnn_optim_config cfg = cnn_optim_defaults(CNN_OPTIM_SGD);
+    CHECK_OK(cnn_optim_create(&cfg, &opt));
+    CHECK_OK(cnn_optim_add_param(opt, "w", w, true));
+    CHECK_OK(cnn_conv2d(x, w, NULL, &p, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_optim_step(opt)); /* w still has the last gradient */
+    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(w))[0] == 100.0f); /* not accumulated into */
+    cnn_optim_destroy(&opt);
+    cnn_tensor *all[] = {x, w, y, s};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
+}
+
+/* Only what the backward needs counts, as in PyTorch: sigmoid saves its output, not its input,
+ * so writing the input is fine and writing the output (here through a view of one row) is not;
+ * a write to what a node off the loss's path saved does not stop the backward either. */
+TEST(backward_checks_only_what_its_nodes_saved)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3), -1, 1, 1), *z = rand_tensor(CNN_SHAPE(2, 3), -1,
+                                                                              1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(4, 3), -1, 1, 1);
+    cnn_tensor *y = NULL, *s = NULL, *row = NULL, *off = NULL, *ones = NULL;
+    REQUIRE(x && z && w);
+    CHECK_OK(cnn_sigmoid(x, &y));
+    CHECK_OK(cnn_linear(z, w, NULL, &off)); /* saves z, off the path of s */
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_tensor_fill_(z, 7.0f));
+    CHECK_OK(cnn_tensor_fill_(x, 0.0f)); /* sigmoid's backward does not read x */
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(x));
+    cnn_tensor_zero_grad(x);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+
+    CHECK_OK(cnn_sigmoid(x, &y)); /* y = 0.5 everywhere, dy/dx = 0.25 */
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_tensor_narrow(y, 0, 1, 1, &row));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(1, 3), CNN_CPU, &ones));
+    CHECK_OK(cnn_tensor_copy_(row, ones)); /* y's storage, through a view */
+    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "sigmoid"));
+    CHECK(cnn_tensor_grad(x) == NULL);
+    cnn_tensor *all[] = {x, z, w, y, s, row, off, ones};
+    for (int i = 0; i < 8; i++) cnn_tensor_free(&all[i]);
+}

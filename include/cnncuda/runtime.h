@@ -299,7 +299,12 @@ cnn_tensor *cnn_tensor_grad(const cnn_tensor *t);
 /* Drops a leaf's gradient (the next backward writes a fresh one). */
 void cnn_tensor_zero_grad(cnn_tensor *t);
 /* Back-propagates from a scalar loss (its gradient seeded with 1), accumulating into the
- * .grad of every leaf that requires grad, then resets the tape. */
+ * .grad of every leaf that requires grad, then resets the tape. As PyTorch (its version
+ * counter), a tensor an op saved for this backward that was written in place after the op ran
+ * (cnn_tensor_copy_, _fill_, _write, an initialiser, an optimizer step, a load, a training-mode
+ * batch norm's running statistics; through any view of its storage) makes the backward fail with
+ * CNN_ERR_INVALID_ARG naming the op, before any gradient changes; run the forward again. Writes
+ * through a cnn_tensor_data pointer are not seen. */
 cnn_status cnn_backward(cnn_tensor *loss);
 /* As cnn_backward, but seeds the gradient of `out` (any shape) with `grad` (same shape). */
 cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad);
