@@ -189,15 +189,18 @@ static cnn_status conv_resolve(const cnn_tensor *x, const cnn_tensor *w, const c
         CNN_CHECK(b->shape.ndim == 1 && b->shape.d[0] == g->k, CNN_ERR_SHAPE,
                   "conv2d: bias %s does not match weight %s (expected (%lld))", cnn_shape_of(b),
                   cnn_shape_of(w), (long long)g->k);
-    g->p = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1;
-    g->q = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1;
+    /* In int64: padding and dilation are ints, and 2 * padding may not fit one. */
+    const int64_t span_h = g->h + 2 * (int64_t)g->ph - (int64_t)g->dh * (g->r - 1) - 1;
+    const int64_t span_w = g->w + 2 * (int64_t)g->pw - (int64_t)g->dw * (g->s - 1) - 1;
+    g->p = span_h / g->sh + 1;
+    g->q = span_w / g->sw + 1;
     /* C's division truncates toward zero, so a negative numerator must be caught first. */
-    CNN_CHECK(g->h + 2 * g->ph - g->dh * (g->r - 1) - 1 >= 0 &&
-              g->w + 2 * g->pw - g->dw * (g->s - 1) - 1 >= 0, CNN_ERR_SHAPE,
+    CNN_CHECK(span_h >= 0 && span_w >= 0, CNN_ERR_SHAPE,
               "conv2d: input %s is smaller than the weight %s's window (padding (%d, %d), "
               "dilation (%d, %d)): the output would be empty", cnn_shape_of(x), cnn_shape_of(w),
               g->ph, g->pw, g->dh, g->dw);
-    CNN_CHECK(g->cg * g->r * g->s * g->p * g->q < INT_MAX && g->k * g->cg * g->r * g->s < INT_MAX,
+    const double patch = (double)g->cg * (double)g->r * (double)g->s; /* exact below 2^53 */
+    CNN_CHECK(patch * (double)g->p * (double)g->q < INT_MAX && (double)g->k * patch < INT_MAX,
               CNN_ERR_UNSUPPORTED, "conv2d: input %s with weight %s is too large for one sgemm",
               cnn_shape_of(x), cnn_shape_of(w));
     return CNN_OK;

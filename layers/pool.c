@@ -21,6 +21,14 @@ typedef struct {
     bool exclude_pad; /* avg: divide by the in-input count only */
 } pool_geom;
 
+/* Element visits of one call, for the threading decision: in double, as a kernel near INT_MAX
+ * (over a small output) makes the int64 product overflow. */
+static int64_t pool_work(const pool_geom *g)
+{
+    double v = (double)g->planes * (double)g->oh * (double)g->ow * g->kh * g->kw;
+    return v < 0x1p62 ? (int64_t)v : INT64_MAX;
+}
+
 static int64_t floor_div(int64_t a, int64_t b)
 {
     return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
@@ -213,7 +221,7 @@ static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_
 {
     int64_t plane_out = g->oh * g->ow, lo, hi;
     max_pool_inner_cols(g, &lo, &hi);
-    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
+    #pragma omp parallel for if (cnn_par_worth(pool_work(g)))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         const float *xp = x + pl * g->h * g->w;
         for (int64_t oh = 0; oh < g->oh; oh++) {
@@ -359,7 +367,7 @@ static void avg_pool_kernel(const pool_geom *g, const float *x, float *y)
             }
         return;
     }
-    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
+    #pragma omp parallel for if (cnn_par_worth(pool_work(g)))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         const float *xp = x + pl * g->h * g->w;
         float *yp = y + pl * plane_out;
@@ -395,7 +403,7 @@ static void avg_pool_backward_kernel(const pool_geom *g, const float *dy, float 
             }
         return;
     }
-    #pragma omp parallel for if (cnn_par_worth(g->planes * plane_out * g->kh * g->kw))
+    #pragma omp parallel for if (cnn_par_worth(pool_work(g)))
     for (int64_t pl = 0; pl < g->planes; pl++) {
         float *d = dx + pl * g->h * g->w;
         const float *dyp = dy + pl * plane_out;

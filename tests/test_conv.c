@@ -388,6 +388,20 @@ static int msg_has(const char *a, const char *b)
     return ok;
 }
 
+/* Padding of 2^30 doubles past int: the output size is worked out in int64, and the call is
+ * refused as too large (it was undefined behaviour, and in a release build a wrong reason). */
+TEST(conv2d_huge_padding_is_too_large_not_an_overflow)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(1, 1, 5, 5), -1, 1, 0);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(1, 1, 3, 3), -1, 1, 0), *y = NULL;
+    REQUIRE(x && w);
+    cnn_conv2d_params p = {.padding = {1 << 30, 0}};
+    CHECK_ERR(cnn_conv2d(x, w, NULL, &p, &y), CNN_ERR_UNSUPPORTED);
+    CHECK(y == NULL && strstr(cnn_last_error(), "too large"));
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+}
+
 TEST(conv2d_shape_errors)
 {
     cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 8, 8), -1, 1, 0);

@@ -2,6 +2,7 @@
  * (ceil_mode included), forward against naive loops written independently here, argmax routing
  * on ties, gradchecks of every configuration, and argument errors. */
 #include "gradcheck.h"
+#include <limits.h>
 
 typedef struct {
     int h, w;
@@ -118,6 +119,30 @@ static void check_pool_case(const char *what, const pool_case *pc, gc_fn f,
     cnn_tensor_free(&x);
     cnn_tensor_free(&y);
     cnn_tensor_free(&want);
+}
+
+/* A kernel of INT_MAX with padding INT_MAX / 2 over a 4x4 input: every window holds the whole
+ * plane, so a (2, 3, 4, 4) output of the plane's max, as PyTorch gives (the work estimate for the
+ * threading decision overflowed int64 here). */
+TEST(pool_kernel_near_int_max)
+{
+    cnn_tensor *x = distinct_tensor(CNN_SHAPE(2, 3, 4, 4), 0), *y = NULL;
+    REQUIRE(x);
+    cnn_pool2d_params p = {.kernel = {INT_MAX, INT_MAX}, .stride = {1, 1},
+                           .padding = {INT_MAX / 2, INT_MAX / 2}};
+    CHECK_OK(cnn_max_pool2d(x, &p, &y));
+    REQUIRE(y && cnn_tensor_numel(y) == 96);
+    const float *px = cnn_tensor_cdata(x), *py = cnn_tensor_cdata(y);
+    for (int pl = 0; pl < 6; pl++) {
+        float m = px[pl * 16];
+        for (int i = 1; i < 16; i++) m = fmaxf(m, px[pl * 16 + i]);
+        for (int i = 0; i < 16; i++) CHECK(py[pl * 16 + i] == m);
+    }
+    cnn_tensor_free(&y);
+    CHECK_OK(cnn_avg_pool2d(x, &p, &y));
+    CHECK(y && cnn_tensor_numel(y) == 96);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&x);
 }
 
 TEST(maxpool_known_4x4_k3_s2_ceil)
