@@ -204,7 +204,17 @@ static cnn_status bn_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **d
     return CNN_OK;
 }
 
-/* Checks an optional per-channel tensor: F32 on x's device, shape (C). */
+/* An empty input (batch 0, or an empty spatial size) has an empty output and leaves the running
+ * statistics alone, as PyTorch; weight and bias get zero gradients. */
+static cnn_status bn_empty_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
+{
+    (void)dy;
+    for (int i = 0; i < 3; i++)
+        if (nd->in[i].needs_grad) CNN_TRY(cnn_tensor_zeros(nd->in[i].shape, nd->in[i].device,
+                                                           &dx[i]));
+    return CNN_OK;
+}
+
 /* t (NULL allowed) must be an F32 (c) on xt's device; xn names xt in the message. */
 static cnn_status bn_check_channel(const char *op, const char *name, const cnn_tensor *t,
                                    const cnn_tensor *xt, const char *xn, int64_t c)
@@ -235,7 +245,7 @@ static cnn_status bn_check_args(const cnn_tensor *x, const cnn_tensor *rm, const
               "batch_norm: eval mode (training=false) needs running_mean and running_var");
     CNN_CHECK(eps >= 0, CNN_ERR_INVALID_ARG, "batch_norm: eps %g must be >= 0", (double)eps);
     int64_t per_channel = cnn_shape_numel(x->shape) / (c ? c : 1);
-    CNN_CHECK(!training || c == 0 || per_channel > 1, CNN_ERR_SHAPE,
+    CNN_CHECK(!training || per_channel != 1, CNN_ERR_SHAPE,
               "batch_norm: expected more than 1 value per channel when training, got input of "
               "shape %s", cnn_shape_of(x));
     return CNN_OK;
@@ -381,6 +391,14 @@ cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_ten
     bn_params p = {x->shape.d[0], x->shape.d[1], 1, training, eps};
     for (int i = 2; i < x->shape.ndim; i++) p.inner *= x->shape.d[i];
     cnn_status st = CNN_OK;
+    if (cnn_shape_numel(x->shape) == 0) {
+        CNN_TRY(cnn_tensor_empty_for("batch_norm", x->shape, CNN_F32, x->device, y));
+        const cnn_tensor *in[3] = {x, weight, bias};
+        if (cnn_should_record(in, 3))
+            st = cnn_tape_record("batch_norm", bn_empty_backward, *y, in, 3, NULL, 0, NULL);
+        if (st != CNN_OK) cnn_tensor_free(y);
+        return st;
+    }
     cnn_tensor *xc = NULL, *stats = NULL, *bc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));
     CNN_TRYG(cnn_tensor_empty_for("batch_norm", CNN_SHAPE(BN_ROWS, p.c), CNN_F32, x->device,

@@ -283,6 +283,37 @@ TEST(bn_errors)
     cnn_tensor_free(&one4);
 }
 
+/* An empty batch (or an empty spatial size) is not an error, as in PyTorch: the output is empty,
+ * the running statistics stay as they were, and weight and bias get zero gradients. */
+TEST(bn_empty_input_gives_an_empty_output_and_zero_gradients)
+{
+    const cnn_shape shapes[2] = {CNN_SHAPE(0, 3, 2, 2), CNN_SHAPE(2, 3, 0, 2)};
+    for (int k = 0; k < 2; k++) {
+        cnn_tensor *x = rand_tensor(shapes[k], -1, 1, 1), *w = rand_tensor(CNN_SHAPE(3), 1, 2, 1);
+        cnn_tensor *b = rand_tensor(CNN_SHAPE(3), -1, 1, 1), *rm = NULL, *rv = NULL, *y = NULL,
+                   *s = NULL;
+        REQUIRE(x && w && b);
+        CHECK_OK(cnn_tensor_full(CNN_SHAPE(3), 0.5f, CNN_CPU, &rm));
+        CHECK_OK(cnn_tensor_full(CNN_SHAPE(3), 2.0f, CNN_CPU, &rv));
+        CHECK_OK(cnn_batch_norm(x, rm, rv, w, b, true, 0.1f, 1e-5f, &y));
+        REQUIRE(y);
+        char a[64], e[64];
+        cnn_shape_str(shapes[k], e, sizeof e);
+        CHECK(!strcmp(cnn_shape_str(cnn_tensor_shape(y), a, sizeof a), e));
+        for (int c = 0; c < 3; c++)
+            CHECK(cnn_tensor_cdata(rm)[c] == 0.5f && cnn_tensor_cdata(rv)[c] == 2.0f);
+        CHECK_OK(cnn_sum(y, &s));
+        CHECK_OK(cnn_backward(s));
+        REQUIRE(cnn_tensor_grad(x) && cnn_tensor_grad(w) && cnn_tensor_grad(b));
+        CHECK(!strcmp(cnn_shape_str(cnn_tensor_shape(cnn_tensor_grad(x)), a, sizeof a), e));
+        for (int c = 0; c < 3; c++)
+            CHECK(cnn_tensor_cdata(cnn_tensor_grad(w))[c] == 0.0f &&
+                  cnn_tensor_cdata(cnn_tensor_grad(b))[c] == 0.0f);
+        cnn_tensor *all[] = {x, w, b, rm, rv, y, s};
+        for (int i = 0; i < 7; i++) cnn_tensor_free(&all[i]);
+    }
+}
+
 TEST(bn_records_only_when_needed)
 {
     cnn_tensor *x = rand_tensor(CNN_SHAPE(4, 2), -1, 1, 0), *w = rand_tensor(CNN_SHAPE(2), 1, 2, 1);
