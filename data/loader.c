@@ -221,7 +221,10 @@ cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *op
     l->C = ds->channels;
     int64_t size = ds->n;
     l->n = opt->limit > 0 && opt->limit < size ? opt->limit : size;
-    l->n_slots = (int64_t)l->opt.prefetch * opt->batch_size;
+    /* A batch never holds more than the epoch's samples: a batch size above the data set's
+     * costs no more memory than the data set (as PyTorch's DataLoader, whose batch is short). */
+    int64_t per_batch = opt->batch_size < l->n ? opt->batch_size : l->n;
+    l->n_slots = (int64_t)l->opt.prefetch * (per_batch > 0 ? per_batch : 1);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv_work, NULL);
     pthread_cond_init(&l->cv_ready, NULL);
@@ -407,7 +410,10 @@ static cnn_status pack_batch(cnn_loader *l, cnn_tensor **images, cnn_tensor **la
     cnn_tensor *x = NULL, *y = NULL;
     int64_t B = l->opt.batch_size, m = 0;
     size_t sample_floats = (size_t)l->C * l->S * l->S;
-    if (l->consumed < l->n) CNN_TRYG(alloc_batch(l, B, &x, &y));
+    /* Rows for what the epoch has left at most: the last batch, or a batch size above the data
+     * set's, gets no more memory than its samples. */
+    int64_t rows = l->n - l->consumed < B ? l->n - l->consumed : B;
+    if (rows > 0) CNN_TRYG(alloc_batch(l, rows, &x, &y));
     while (m < B && l->consumed < l->n) {
         slot *s = acquire(l, l->consumed);
         if (s->status == CNN_OK) {

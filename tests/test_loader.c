@@ -92,6 +92,24 @@ TEST(loader_every_sample_once_per_epoch)
     cnn_dataset_destroy(&ds);
 }
 
+/* A batch size far above the data set's gives one short batch per epoch and costs memory for
+ * the samples only, as PyTorch's DataLoader (before, slots for the whole batch size were
+ * allocated up front: 2^30 of them for 37 samples). */
+TEST(loader_batch_larger_than_the_data_set)
+{
+    cnn_dataset *ds = data_test_synthetic(37, 12, 12);
+    REQUIRE(ds);
+    cnn_loader_options o = raw_options(ds, false, 1 << 30, 2);
+    cnn_loader *l = NULL;
+    CHECK_OK(cnn_loader_create(ds, &o, &l));
+    REQUIRE(l);
+    CHECK(cnn_loader_num_batches(l) == 1);
+    int seen[37] = {0}, sizes[2] = {0};
+    CHECK(run_epoch(l, 0, seen, 37, sizes, 2) == 1 && sizes[0] == 37);
+    cnn_loader_destroy(&l);
+    cnn_dataset_destroy(&ds);
+}
+
 /* All batches of two epochs, concatenated (images then labels per batch). */
 static float *collect(const cnn_dataset *ds, int workers, int prefetch, size_t *n_out)
 {
