@@ -129,6 +129,10 @@ cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t)
               t->scale[0], t->scale[1], t->ratio[0], t->ratio[1]);
     CNN_CHECK(t->eval_crop_ratio > 0 && t->eval_crop_ratio <= 1, CNN_ERR_INVALID_ARG,
               "transform: eval_crop_ratio %g not in (0, 1]", t->eval_crop_ratio);
+    const int S = cnn_transform_output_size(ds, t);
+    CNN_CHECK(S <= 0 || S / (double)t->eval_crop_ratio <= 65536, CNN_ERR_INVALID_ARG,
+              "transform: eval_crop_ratio %g would resize to %g pixels before the %d-pixel "
+              "crop (at most 65536)", t->eval_crop_ratio, S / (double)t->eval_crop_ratio, S);
     CNN_CHECK(t->hflip_p >= 0 && t->hflip_p <= 1, CNN_ERR_INVALID_ARG,
               "transform: hflip_p %g not in [0, 1]", t->hflip_p);
     CNN_CHECK(t->brightness >= 0 && t->contrast >= 0 && t->saturation >= 0 &&
@@ -240,14 +244,15 @@ static cnn_status apply_geometry(const cnn_image_u8 *img, const cnn_transform *t
     } else {
         /* Resize(round(S / ratio)) on the shorter side, then CenterCrop(S), as torchvision:
          * one resample of the part of the image that the crop keeps. */
-        int R = (int)lrint(S / (double)t->eval_crop_ratio);
-        int nh = H <= W ? R : (int)((double)R * H / W), nw = H <= W ? (int)((double)R * W / H) : R;
+        int64_t R = lrint(S / (double)t->eval_crop_ratio); /* <= 65536: cnn_transform_check */
+        int64_t nh = H <= W ? R : (int64_t)((double)R * H / W);
+        int64_t nw = H <= W ? (int64_t)((double)R * W / H) : R;
         if (nh < S || nw < S) {
-            st = cnn_error(CNN_ERR_INTERNAL, "transform: resized %dx%d smaller than crop %d", nw,
-                           nh, S);
+            st = cnn_error(CNN_ERR_INTERNAL, "transform: resized %lldx%lld smaller than crop %d",
+                           (long long)nw, (long long)nh, S);
             goto done;
         }
-        int top = (int)lrint((nh - S) / 2.0), left = (int)lrint((nw - S) / 2.0);
+        int64_t top = lrint((nh - S) / 2.0), left = lrint((nw - S) / 2.0);
         /* Products before quotients, so that a crop reaching the edge ends exactly there. */
         double box[4] = {(double)top * H / nh, (double)left * W / nw, (double)(top + S) * H / nh,
                          (double)(left + S) * W / nw};

@@ -109,6 +109,22 @@ TEST(augment_eval_centre_crop_known_pixels)
     cnn_dataset_destroy(&ds);
 }
 
+/* A crop ratio so small that the resize before the crop would pass 65536 pixels is refused as an
+ * argument (it overflowed int before, and came back as an internal error). */
+TEST(augment_refuses_a_crop_ratio_that_resizes_past_65536)
+{
+    cnn_dataset *ds = data_test_synthetic(2, 16, 19);
+    REQUIRE(ds);
+    cnn_transform t = crop_transform(ds, false, 14);
+    float out[14 * 14];
+    t.eval_crop_ratio = 1e-30f;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "eval_crop_ratio"));
+    t.eval_crop_ratio = 14.0f / 65536; /* exactly the limit */
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL));
+    cnn_dataset_destroy(&ds);
+}
+
 TEST(augment_pad_and_normalise)
 {
     cnn_dataset *ds = data_test_synthetic(3, 28, 28);
