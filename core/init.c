@@ -70,14 +70,18 @@ cnn_status cnn_init_normal_(cnn_tensor *t, float mean, float std)
     return fill_random(t, true, mean, std);
 }
 
-cnn_status cnn_init_constant_(cnn_tensor *t, float value)
+static cnn_status constant(const char *op, cnn_tensor *t, float value)
 {
-    CNN_TRY(check_target("init_constant_", t));
+    CNN_TRY(check_target(op, t));
     return cnn_tensor_fill_(t, value);
 }
 
-cnn_status cnn_init_zeros_(cnn_tensor *t) { return cnn_init_constant_(t, 0.0f); }
-cnn_status cnn_init_ones_(cnn_tensor *t) { return cnn_init_constant_(t, 1.0f); }
+cnn_status cnn_init_constant_(cnn_tensor *t, float value)
+{
+    return constant("init_constant_", t, value);
+}
+cnn_status cnn_init_zeros_(cnn_tensor *t) { return constant("init_zeros_", t, 0.0f); }
+cnn_status cnn_init_ones_(cnn_tensor *t) { return constant("init_ones_", t, 1.0f); }
 
 static cnn_status kaiming(const char *op, cnn_tensor *t, float a, cnn_fan_mode mode,
                           cnn_nonlinearity nl, bool normal)

@@ -170,6 +170,12 @@ static cnn_status tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device devi
     CNN_TRY(cnn_shape_validate(shape, what));
     CNN_CHECK(cnn_dtype_size(dtype) > 0, CNN_ERR_INVALID_ARG, "%s: unknown dtype %d", what,
               (int)dtype);
+    CNN_CHECK(device.type == CNN_DEVICE_CPU || device.type == CNN_DEVICE_CUDA,
+              CNN_ERR_INVALID_ARG, "%s: unknown device type %d (CNN_CPU or CNN_CUDA(i))", what,
+              (int)device.type);
+    CNN_CHECK(device.type == CNN_DEVICE_CPU || device.index >= 0, CNN_ERR_INVALID_ARG,
+              "%s: invalid device cuda:%d", what, device.index);
+    if (device.type == CNN_DEVICE_CPU) device.index = 0; /* as cnn_context_create: one CPU */
     cnn_tensor *t = calloc(1, sizeof *t);
     if (!t) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
     t->refcount = 1;
@@ -433,14 +439,13 @@ cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n)
     return cnn_tensor_copy_(&host, t);
 }
 
-static cnn_status from_host(cnn_shape shape, cnn_dtype dt, const void *data, cnn_device device,
-                            cnn_tensor **out)
+static cnn_status from_host(const char *op, cnn_shape shape, cnn_dtype dt, const void *data,
+                            cnn_device device, cnn_tensor **out)
 {
-    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_from_data: out is NULL");
+    CNN_CHECK(out, CNN_ERR_INVALID_ARG, "%s: out is NULL", op);
     *out = NULL;
-    CNN_TRY(cnn_shape_validate(shape, "tensor_from_data"));
-    CNN_CHECK(data || cnn_shape_numel(shape) == 0, CNN_ERR_INVALID_ARG,
-              "tensor_from_data: data is NULL");
+    CNN_TRY(cnn_shape_validate(shape, op));
+    CNN_CHECK(data || cnn_shape_numel(shape) == 0, CNN_ERR_INVALID_ARG, "%s: data is NULL", op);
     CNN_TRY(cnn_tensor_empty(shape, dt, device, out));
     cnn_status st = cnn_tensor_write(*out, data, (size_t)cnn_shape_numel(shape));
     if (st != CNN_OK) cnn_tensor_free(out);
@@ -450,13 +455,13 @@ static cnn_status from_host(cnn_shape shape, cnn_dtype dt, const void *data, cnn
 cnn_status cnn_tensor_from_data(cnn_shape shape, const float *data, cnn_device device,
                                 cnn_tensor **out)
 {
-    return from_host(shape, CNN_F32, data, device, out);
+    return from_host("tensor_from_data", shape, CNN_F32, data, device, out);
 }
 
 cnn_status cnn_tensor_from_i64(cnn_shape shape, const int64_t *data, cnn_device device,
                                cnn_tensor **out)
 {
-    return from_host(shape, CNN_I64, data, device, out);
+    return from_host("tensor_from_i64", shape, CNN_I64, data, device, out);
 }
 
 /* ---- gradient accumulation (used by the tape and optimizers) ------------------------------ */

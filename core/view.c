@@ -74,10 +74,10 @@ cnn_status cnn_tensor_reshape(const cnn_tensor *t, cnn_shape shape, cnn_tensor *
 cnn_status cnn_flatten(const cnn_tensor *x, int start_dim, cnn_tensor **y)
 {
     CNN_CHECK(x && y, CNN_ERR_INVALID_ARG, "flatten: NULL argument");
-    int nd = x->shape.ndim;
+    int nd = x->shape.ndim, given = start_dim;
     if (start_dim < 0) start_dim += nd;
     CNN_CHECK(nd == 0 || (start_dim >= 0 && start_dim < nd), CNN_ERR_SHAPE,
-              "flatten: start_dim %d is out of range for %s", start_dim, cnn_shape_of(x));
+              "flatten: start_dim %d is out of range for %s", given, cnn_shape_of(x));
     cnn_shape s = {0, {0}};
     if (nd == 0) {
         s = CNN_SHAPE(1);
@@ -116,11 +116,11 @@ cnn_status cnn_tensor_transpose(const cnn_tensor *t, int a, int b, cnn_tensor **
 {
     CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "transpose: NULL argument");
     *out = NULL;
-    int nd = t->shape.ndim;
+    int nd = t->shape.ndim, ga = a, gb = b;
     if (a < 0) a += nd;
     if (b < 0) b += nd;
     CNN_CHECK(a >= 0 && a < nd && b >= 0 && b < nd, CNN_ERR_SHAPE,
-              "transpose: dims (%d, %d) out of range for %s", a, b, cnn_shape_of(t));
+              "transpose: dims (%d, %d) out of range for %s", ga, gb, cnn_shape_of(t));
     cnn_shape s = t->shape;
     int64_t strides[CNN_MAX_DIMS];
     memcpy(strides, t->strides, sizeof strides);

@@ -45,6 +45,7 @@ TEST(flatten_counts_negative_start_dim_from_the_end)
         CHECK_ERR(cnn_flatten(x, start, &y), CNN_ERR_SHAPE);
         CHECK(y == NULL);
     }
+    CHECK(strstr(cnn_last_error(), "start_dim -4 ")); /* as given, not after adding the rank */
     cnn_tensor_free(&x);
 }
 
@@ -68,6 +69,7 @@ TEST(transpose_counts_negative_dims_from_the_end)
     CHECK(y == NULL);
     CHECK_ERR(cnn_tensor_transpose(x, 3, 0, &y), CNN_ERR_SHAPE);
     CHECK_ERR(cnn_tensor_transpose(x, -4, 0, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "dims (-4, 0)"));
     cnn_tensor_free(&y);
     cnn_tensor_free(&x);
 }
@@ -231,4 +233,49 @@ TEST(shapes_of_a_bad_rank_are_refused_before_their_sizes_are_read)
     CHECK(!strcmp(cnn_shape_str(bad, buf, sizeof buf), "(2, 3, 4, 5)"));
     bad.ndim = -3;
     CHECK(!strcmp(cnn_shape_str(bad, buf, sizeof buf), "()"));
+}
+
+/* A device is CNN_CPU or CNN_CUDA(i): an unknown type is refused by name, and a CPU index other
+ * than 0 means the one CPU (as cnn_context_create takes it), so the tensor works with others. */
+TEST(creation_checks_the_device)
+{
+    cnn_tensor *a = NULL, *b = NULL, *c = NULL;
+    CHECK_ERR(cnn_tensor_zeros(CNN_SHAPE(2), (cnn_device){(cnn_device_type)7, 0}, &a),
+              CNN_ERR_INVALID_ARG);
+    CHECK(a == NULL && strstr(cnn_last_error(), "unknown device type 7"));
+    CHECK_ERR(cnn_tensor_zeros(CNN_SHAPE(2), CNN_CUDA(-1), &a), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "cuda:-1"));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(2), (cnn_device){CNN_DEVICE_CPU, 3}, &a));
+    REQUIRE(a);
+    CHECK(cnn_tensor_device(a).type == CNN_DEVICE_CPU && cnn_tensor_device(a).index == 0);
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(2), CNN_CPU, &b));
+    CHECK_OK(cnn_add(a, b, &c));
+    cnn_tensor_free(&c);
+    CHECK_OK(cnn_tensor_to(a, (cnn_device){CNN_DEVICE_CPU, 5}, &c));
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&c);
+}
+
+/* Each message names the function called and the problem (here: a dtype, not a shape). */
+TEST(argument_errors_name_the_function_and_the_problem)
+{
+    cnn_tensor *t = NULL, *y = NULL, *g = NULL;
+    const int64_t v[3] = {1, 2, 3};
+    CHECK_ERR(cnn_tensor_from_i64(CNN_SHAPE(3), NULL, CNN_CPU, &t), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "tensor_from_i64"));
+    CHECK_ERR(cnn_init_zeros_(NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "init_zeros_"));
+    CHECK_ERR(cnn_init_ones_(NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "init_ones_"));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3), CNN_CPU, &t));
+    CHECK_OK(cnn_tensor_set_requires_grad(t, true));
+    CHECK_OK(cnn_scale(t, 2.0f, &y));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(3), v, CNN_CPU, &g));
+    CHECK_ERR(cnn_backward_with_grad(y, g), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "I64"));
+    cnn_tape_reset();
+    cnn_tensor_free(&t);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&g);
 }
