@@ -87,6 +87,19 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
         {"model lenet5 --img-size 8", "--img-size 8: lenet5: input 8x8"},
         {"summary lenet5 --img-size 4", "--img-size 4: lenet5"},
         {"model lenet5 --graph", "--graph: CUDA graphs need a GPU backend"},
+        /* summary and conv --list time nothing: no JSON, no timing options, no batch */
+        {"summary lenet5 --json /tmp/cnnbench_never.json",
+         "--json does not apply to mode summary, which times nothing"},
+        {"conv --list --json /tmp/cnnbench_never.json",
+         "--json does not apply to conv --list, which times nothing"},
+        {"summary lenet5 --batch 7", "--batch does not apply to mode summary"},
+        {"summary lenet5 --iters 5", "--iters does not apply to mode summary"},
+        {"summary lenet5 --tf32", "--tf32 does not apply to mode summary"},
+        {"conv --shapes vgg16 --list --backend all", "--backend does not apply to conv --list"},
+        {"conv --list --no-peak", "--no-peak does not apply to conv --list"},
+        /* found before any timing, not after it */
+        {"gemm --mnk 8,8,8 --warmup 0 --iters 1 --json /nonexistent/dir/x.json",
+         "cannot write /nonexistent/dir/x.json: No such file or directory"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int rc = run_bench(tool, "", cases[i].args, out, sizeof out);
@@ -96,7 +109,24 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
                           "one line with '%s')",
                           cases[i].args, rc, out, cases[i].msg);
     }
+    CHECK(access("/tmp/cnnbench_never.json", F_OK) != 0);
     CHECK(run_bench(tool, "", "--help", out, sizeof out) == 0 && strstr(out, "usage: cnnbench"));
+}
+
+/* The --json file is probed before the timing: one that did not exist is not left behind
+ * when the run writes nothing, and one that existed is not changed by the probe. */
+TEST(cnnbench_json_probe_leaves_no_file)
+{
+    char tool[512], out[8192], json[64], args[256];
+    if (!bench_path(tool, sizeof tool)) return;
+    snprintf(json, sizeof json, "/tmp/cnnbench_probe_%d.json", (int)getpid());
+    unlink(json);
+    /* --backend cuda fails on a CPU-only build before writing anything; elsewhere it writes */
+    snprintf(args, sizeof args, "gemm --mnk 8,8,8 --warmup 0 --iters 1 --backend cuda --json %s",
+             json);
+    int rc = run_bench(tool, "", args, out, sizeof out);
+    CHECK(rc == 0 ? access(json, F_OK) == 0 : access(json, F_OK) != 0);
+    unlink(json);
 }
 
 TEST(cnnbench_summary_resnet50_totals)
@@ -450,6 +480,29 @@ TEST(cnnbench_loader_mode_on_a_folder)
     snprintf(args, sizeof args, "loader %s/nothing --iters 1", root);
     rc = run_bench(tool, "", args, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "is not a folder") != NULL);
+    /* The train/ split itself, as --help says: the same 10 files. */
+    snprintf(args, sizeof args, "loader %s/train --batch 2 --img-size 16 --warmup 0 --iters 4",
+             root);
+    rc = run_bench(tool, "", args, out, sizeof out);
+    if (rc != 0 || !strstr(out, ": 10 training images") || !strstr(out, "2,3,16,16,w4"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    /* Not one image decodes: the reason is the loader's, with the count. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/allbad", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/allbad/train", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/allbad/train/a", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/allbad/train/a/zero.jpg", root);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fclose(f);
+    snprintf(args, sizeof args, "loader %s/allbad --img-size 16 --warmup 0 --iters 1", root);
+    rc = run_bench(tool, "", args, out, sizeof out);
+    if (rc != 1 || !strstr(out, "not one training image could be read (1 bad); the first "
+                                "failure: ") || !strstr(out, "zero.jpg' (0 bytes)"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
     data_test_remove_tree(root);
 }
 

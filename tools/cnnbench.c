@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void usage(FILE *f)
 {
@@ -26,10 +27,11 @@ static void usage(FILE *f)
         "  model NAME     a zoo model: training step (forward + cross-entropy + backward + SGD\n"
         "                 momentum update) and inference, img/s; --layers adds a per-layer table\n"
         "  summary NAME   the zoo's layer table, total params and GMACs (no timing)\n"
-        "  loader DATA    training batches of DATA (an ImageNet-style folder, its train/ split,\n"
-        "                 or fashion-mnist) through the data loader with --workers threads and\n"
-        "                 nothing else to do: img/s delivered (to the GPU with a GPU backend)\n"
-        "                 and each worker's decode img/s; --warmup/--iters count batches\n"
+        "  loader DATA    training batches of DATA (an ImageNet-style folder, whose train/ is\n"
+        "                 read; such a split folder itself, DIR/train; or fashion-mnist)\n"
+        "                 through the data loader with --workers threads and nothing else to\n"
+        "                 do: img/s delivered (to the GPU with a GPU backend) and each\n"
+        "                 worker's decode img/s; --warmup/--iters count batches\n"
         "options:\n"
         "  --backend cpu|cuda|cudnn|gpu|all   (default cpu; gpu = cuda and cudnn; all = cpu plus\n"
         "                 each GPU backend present)\n"
@@ -118,7 +120,18 @@ static const struct {
     {"--mnk", "gemm"},            {"--layers", "model"}, {"--no-fusion", "model"},
     {"--graph", "model"},         {"--workers", "loader"},
     {"--img-size", "model summary loader"},
+    {"--batch", "conv bn pool elementwise model loader"},
 };
+
+/* The options about timing and its report: summary and conv --list time nothing. */
+static bool is_timing_option(const char *option)
+{
+    static const char *const timing[] = {"--backend", "--tf32",  "--no-peak",
+                                         "--warmup",  "--iters", "--json"};
+    for (size_t k = 0; k < sizeof timing / sizeof *timing; k++)
+        if (!strcmp(option, timing[k])) return true;
+    return false;
+}
 
 static void check_applies(const char *mode, const char *option)
 {
@@ -145,6 +158,21 @@ static void check_model_size(const bench_opts *o)
     cnn_model_summary_free(&sum);
     cnn_model_destroy(&m);
     if (st != CNN_OK) die_usage("--img-size %d: %s", o->img_size, cnn_last_error());
+}
+
+/* --json's file is checked before the timing, not found unwritable after it: opened for
+ * appending (which leaves a file that exists as it is), and removed if it did not exist. */
+static void check_json_writable(const char *path)
+{
+    struct stat sb;
+    const bool existed = stat(path, &sb) == 0;
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        fprintf(stderr, "cnnbench: cannot write %s: %s\n", path, strerror(errno));
+        exit(2);
+    }
+    fclose(f);
+    if (!existed) remove(path);
 }
 
 static void parse_args(int argc, char **argv, bench_opts *o)
@@ -185,7 +213,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage("loader needs a data folder (DIR/train/<class>/*) or fashion-mnist");
         o->data = argv[i++];
     }
-    const char *set = NULL;
+    const char *set = NULL, *timing = NULL; /* timing: the last timing option given */
     bench_conv_shape custom[BENCH_MAX_SHAPES];
     int n_custom = 0;
     for (; i < argc; i++) {
@@ -195,6 +223,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             exit(0);
         }
         check_applies(o->mode, a);
+        if (is_timing_option(a)) timing = a;
         if (!strcmp(a, "--tf32") || !strcmp(a, "--layers") || !strcmp(a, "--list") ||
             !strcmp(a, "--no-peak") || !strcmp(a, "--no-fusion") || !strcmp(a, "--graph")) {
             if (!strcmp(a, "--graph"))
@@ -275,6 +304,9 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage("unknown option '%s'", a);
         }
     }
+    if (timing && (!strcmp(o->mode, "summary") || o->list))
+        die_usage("%s does not apply to %s, which times nothing", timing,
+                  o->list ? "conv --list" : "mode summary");
     if (o->img_size && (!strcmp(o->mode, "model") || !strcmp(o->mode, "summary")))
         check_model_size(o);
     if (o->graph && (!strcmp(o->backend, "cpu") || !strcmp(o->backend, "all")))
@@ -288,6 +320,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
         }
         for (int k = 0; k < n_custom; k++) add_shape(o, custom[k]);
     }
+    if (o->json) check_json_writable(o->json);
 }
 
 /* ---- the backends ---------------------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -14,7 +15,8 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Next batch, wrapping into the following epoch when one ends; 0 on success. */
+/* Next batch, wrapping into the following epoch when one ends; 0 on success, -1 on a failure
+ * (cnn_last_error), 1 for an epoch without a single batch: every image was bad. */
 static int next_batch(cnn_loader *ld, int64_t *epoch, cnn_tensor **images, cnn_tensor **labels)
 {
     for (int tries = 0; tries < 2; tries++) {
@@ -22,7 +24,30 @@ static int next_batch(cnn_loader *ld, int64_t *epoch, cnn_tensor **images, cnn_t
         if (*images) return 0;
         if (cnn_loader_start_epoch(ld, ++*epoch) != CNN_OK) return -1;
     }
-    return -1; /* an epoch without a single batch */
+    return 1;
+}
+
+/* The training images of DATA: Fashion-MNIST's, DATA/train of an ImageNet-style folder, or,
+ * when DATA is a folder without train/, DATA itself as a split (DATA/<class>/<images>), opened
+ * as the split of its parent folder; *as_split says which. */
+static cnn_status open_train(const char *data, cnn_dataset **ds, bool *as_split)
+{
+    char root[4096], train[4096 + 8];
+    struct stat sb;
+    *as_split = false;
+    if (!strcmp(data, "fashion-mnist")) return cnn_fashion_mnist_create(NULL, true, 1, ds);
+    snprintf(train, sizeof train, "%s/train", data);
+    if (stat(data, &sb) != 0 || !S_ISDIR(sb.st_mode) || stat(train, &sb) == 0 ||
+        strlen(data) >= sizeof root)
+        return cnn_imagefolder_create(data, "train", 3, ds);
+    *as_split = true;
+    snprintf(root, sizeof root, "%s", data);
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/') root[--len] = 0;
+    char *slash = strrchr(root, '/');
+    if (!slash) return cnn_imagefolder_create(".", root, 3, ds);
+    *slash = 0;
+    return cnn_imagefolder_create(slash == root ? "/" : root, slash + 1, 3, ds);
 }
 
 int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
@@ -32,10 +57,11 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     cnn_loader *ld = NULL;
     double *t = NULL;
     int rc = 1;
-    cnn_status st = fmnist ? cnn_fashion_mnist_create(NULL, true, 1, &ds)
-                           : cnn_imagefolder_create(o->data, "train", 3, &ds);
-    if (st != CNN_OK) {
-        fprintf(stderr, "cnnbench: loader %s: %s\n", o->data, cnn_last_error());
+    bool as_split;
+    if (open_train(o->data, &ds, &as_split) != CNN_OK) {
+        fprintf(stderr, "cnnbench: loader %s: %s%s\n", o->data,
+                as_split ? "no train/ folder in it, and read as a split folder: " : "",
+                cnn_last_error());
         return 1;
     }
     /* The training pipeline as train_imagenet_subset builds it: default augmentation, the
@@ -67,7 +93,16 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
         }
         cnn_tensor *x = NULL, *y = NULL;
         double b0 = bench_now_ms();
-        if (next_batch(ld, &epoch, &x, &y) || (e->gpu && cnn_synchronize() != CNN_OK)) {
+        int got = next_batch(ld, &epoch, &x, &y);
+        if (got > 0) {
+            int nb = cnn_loader_num_bad(ld);
+            fprintf(stderr,
+                    "cnnbench: loader %s: not one training image could be read (%d bad)%s%s\n",
+                    o->data, nb, nb ? "; the first failure: " : "",
+                    nb ? cnn_loader_bad_reason(ld, 0) : "");
+            goto done;
+        }
+        if (got || (e->gpu && cnn_synchronize() != CNN_OK)) {
             fprintf(stderr, "cnnbench: loader %s: %s\n", o->data, cnn_last_error());
             cnn_tensor_free(&x);
             cnn_tensor_free(&y);
