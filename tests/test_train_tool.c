@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "train_tool.h"
 #include "../tools/common/train_opts.h"
 
@@ -135,6 +136,18 @@ TEST(train_tool_bad_arguments)
     check_one_line_error(tool, "--checkpoint a.safetensors --epochs 1",
                          "--checkpoint is the checkpoint --predict uses");
     check_one_line_error(tool, "--tf32 off --epochs 1", "write --tf32=off");
+    check_one_line_error(tool, "--batch 2147483647 --limit-train 3", "--batch must be in [1, ");
+    /* What does nothing in a mode is refused there, not ignored. */
+    check_one_line_error(tool, "--eval-only a.safetensors --epochs 3",
+                         "--epochs does nothing with --eval-only");
+    check_one_line_error(tool, "--eval-only a.safetensors --checkpoint-dir d",
+                         "--checkpoint-dir does nothing with --eval-only");
+    check_one_line_error(tool, "--eval-only a.safetensors --optimizer sgd",
+                         "--optimizer does nothing with --eval-only");
+    check_one_line_error(tool, "--predict x.png --checkpoint c.safetensors --data /nonexistent",
+                         "--data does nothing with --predict");
+    check_one_line_error(tool, "--predict x.png --checkpoint c.safetensors --batch 4",
+                         "--batch does nothing with --predict");
     /* A checkpoint folder that cannot take files stops the run before its first epoch. */
     char dir[256], args[600];
     REQUIRE(make_tmpdir(dir, sizeof dir));
@@ -144,6 +157,91 @@ TEST(train_tool_bad_arguments)
     fclose(f);
     snprintf(args, sizeof args, "--limit-train 10 --checkpoint-dir %s/file", dir);
     check_one_line_error(tool, args, "is not a folder");
+    /* An input size the model refuses stops the run before its folder is made. */
+    snprintf(args, sizeof args,
+             "--img-size 30 --limit-train 10 --limit-val 10 --epochs 1 --checkpoint-dir %s/s30",
+             dir);
+    check_one_line_error(tool, args, "--img-size 30: lenet5: input 30x30 must be 32x32");
+    snprintf(args, sizeof args, "%s/s30", dir);
+    CHECK(access(args, F_OK) != 0);
+    remove_tree(dir);
+}
+
+/* Paths in the commands the tool prints are quoted for the shell when they need it. */
+TEST(train_tool_shell_quote)
+{
+    char buf[TR_QUOTED_MAX];
+    CHECK(!strcmp(tr_shell_quote("runs/lenet5-1/last.safetensors", buf, sizeof buf),
+                  "runs/lenet5-1/last.safetensors"));
+    CHECK(!strcmp(tr_shell_quote("my run/last.safetensors", buf, sizeof buf),
+                  "'my run/last.safetensors'"));
+    CHECK(!strcmp(tr_shell_quote("it's $HOME", buf, sizeof buf), "'it'\\''s $HOME'"));
+    CHECK(!strcmp(tr_shell_quote("", buf, sizeof buf), "''"));
+    CHECK(!strcmp(tr_shell_quote("~/x", buf, sizeof buf), "'~/x'"));
+    char err[4096], dir[256], path[600];
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/my run", dir);
+    REQUIRE(mkdir(path, 0777) == 0);
+    snprintf(path, sizeof path, "%s/my run/last.safetensors", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/my run", dir);
+    CHECK(!tr_check_unused_dir(path, NULL, err, sizeof err));
+    char want[700];
+    snprintf(want, sizeof want, "continue that run with --resume '%s/last.safetensors',", path);
+    if (!strstr(err, want)) cnn_test_fail(__FILE__, __LINE__, "want \"%s\" in: %s", want, err);
+    remove_tree(dir);
+}
+
+/* A run in a folder whose name has a space: the printed --resume command works when pasted
+ * into a shell; resumed once it is finished, the run is evaluated and its files are left as
+ * they were, confusion.csv included (here evaluated on fewer images than the run's). */
+TEST(train_tool_resume_command_and_finished_run)
+{
+    char tool[512], dir[256], args[1024], path[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args,
+             "--limit-train 128 --limit-val 64 --batch 64 --epochs 2 --stop-after 1 "
+             "--checkpoint-dir '%s/my run'", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    char want[700];
+    snprintf(want, sizeof want, "continue with: train_imagenet_subset --resume '%s/my "
+             "run/last.safetensors'\n", dir);
+    const char *cont = strstr(out, want);
+    if (rc != 0 || !cont)
+        cnn_test_fail(__FILE__, __LINE__, "exit %d, no \"%s\" in:\n%s", rc, want, out);
+    REQUIRE(cont);
+    /* The printed command, as a shell reads it. */
+    cont = strstr(cont, "--resume");
+    snprintf(args, sizeof args, "%.*s", (int)(strchr(cont, '\n') - cont), cont);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "epoch 2/2"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d:\n%s", args, rc, out);
+    const char *files[] = {"confusion.csv", "metrics.csv", "last.safetensors", "curves.png"};
+    size_t nb[4] = {0};
+    unsigned char *before[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/my run/%s", dir, files[i]);
+        before[i] = scratch_read(path, &nb[i]);
+        REQUIRE(before[i]);
+    }
+    snprintf(args, sizeof args, "--resume '%s/my run/last.safetensors' --limit-val 16", dir);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "is complete (2 of 2 epochs): evaluating it") ||
+        !strstr(out, "(16 images)") || !strstr(out, "is left as it was"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d:\n%s", args, rc, out);
+    for (int i = 0; i < 4; i++) {
+        size_t na = 0;
+        snprintf(path, sizeof path, "%s/my run/%s", dir, files[i]);
+        unsigned char *after = scratch_read(path, &na);
+        if (!after || na != nb[i] || memcmp(before[i], after, na))
+            cnn_test_fail(__FILE__, __LINE__, "%s changed", files[i]);
+        free(after);
+        free(before[i]);
+    }
     remove_tree(dir);
 }
 
@@ -323,6 +421,20 @@ TEST(train_tool_image_folder)
     rc = run_tool(env_tool, args, out, sizeof out);
     if (rc != 0) printf("%s\n", out);
     CHECK(rc == 0 && strstr(out, "  1. ") != NULL);
+    /* A folder or a FIFO named like an image is named as given, before any is classified. */
+    char odd[2][300];
+    snprintf(odd[0], sizeof odd[0], "%s/folder.png", dir);
+    snprintf(odd[1], sizeof odd[1], "%s/fifo.png", dir);
+    REQUIRE(mkdir(odd[0], 0777) == 0 && mkfifo(odd[1], 0600) == 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "--predict %s/val/top/img0.png --checkpoint "
+                 "%s/run/best.safetensors %s", data, dir, odd[i]);
+        snprintf(path, sizeof path, "%s: not a regular file", odd[i]);
+        check_one_line_error(tool, args, path);
+        snprintf(args, sizeof args, "--predict %s --checkpoint %s/run/best.safetensors", odd[i],
+                 dir);
+        check_one_line_error(tool, args, path);
+    }
 
     /* Same number of classes, another name: the checkpoint's labels would mean other classes. */
     char from[700], to[700];

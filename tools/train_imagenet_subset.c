@@ -191,13 +191,22 @@ static void write_curves(tr_run *r)
     if (!tr_plot_curves(&r->st.history, path, err, sizeof err)) tr_die("%s", err);
 }
 
+/* The path of last.safetensors, quoted for a shell: a command to paste. */
+static const char *last_quoted(const tr_run *r, char *buf, size_t n)
+{
+    char path[TR_PATH_MAX + 64];
+    path_in_dir(r, "last.safetensors", path, sizeof path);
+    return tr_shell_quote(path, buf, n);
+}
+
 static void interrupted(tr_run *r)
 {
+    char quoted[TR_QUOTED_MAX];
     save(r, "last.safetensors");
     printf("\ninterrupted: saved %s/last.safetensors (epoch %lld, after batch %lld of %lld)\n"
-           "resume with: " TR_TOOL " --resume %s/last.safetensors\n",
+           "resume with: " TR_TOOL " --resume %s\n",
            r->dir, (long long)r->st.epoch + 1, (long long)r->st.batch,
-           (long long)r->steps_per_epoch, r->dir);
+           (long long)r->steps_per_epoch, last_quoted(r, quoted, sizeof quoted));
     if (r->st.history.n) /* what the epochs completed reached, as a finished run says it */
         printf("best val top-1 %.2f%% at epoch %lld so far\n", 100 * r->st.best_top1,
                (long long)r->st.best_epoch);
@@ -352,9 +361,10 @@ static int train(tr_run *r)
             break;
         }
         if (o->stop_after > 0 && ran == o->stop_after) {
+            char quoted[TR_QUOTED_MAX];
             printf("stopped after %d epoch(s) (--stop-after); continue with: " TR_TOOL
-                   " --resume %s/last.safetensors\n",
-                   ran, r->dir);
+                   " --resume %s\n",
+                   ran, last_quoted(r, quoted, sizeof quoted));
             break;
         }
         double t0 = tr_now_s() - r->st.part_seconds, wait = 0;
@@ -424,15 +434,14 @@ static void print_final(tr_run *r, double wall, int trained)
     printf("\nvalidation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)\n", tr_eval_loss(ve),
            100 * tr_eval_top1(ve), 100 * tr_eval_top5(ve), (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
-    if (r->train_ld) { /* --eval-only leaves the checkpoint's folder alone */
-        if (trained > 0)
-            tr_print_data_stats(r->train_ld, r->o.workers, r->dev.type == CNN_DEVICE_CUDA,
-                                stdout);
+    /* --eval-only, and a finished run resumed, leave the checkpoint's folder as it was. */
+    if (trained > 0) {
+        tr_print_data_stats(r->train_ld, r->o.workers, r->dev.type == CNN_DEVICE_CUDA, stdout);
         path_in_dir(r, "confusion.csv", path, sizeof path);
         if (!tr_eval_write_confusion_csv(ve, class_name_of, &r->mm, path))
             tr_die("cannot write %s: %s", path, strerror(errno));
-        tr_print_bad_samples(r->train_ld, "train", stdout);
     }
+    if (r->train_ld) tr_print_bad_samples(r->train_ld, "train", stdout);
     tr_print_bad_samples(r->val_ld, "validation", stdout);
     if (r->st.history.n)
         printf("best val top-1 %.2f%% at epoch %lld; wall time %.1f s\n",
@@ -441,7 +450,7 @@ static void print_final(tr_run *r, double wall, int trained)
         printf("wrote %s/{best,last}.safetensors, metrics.csv, curves.png, confusion.csv\n",
                r->dir);
     else if (r->train_ld)
-        printf("wrote %s/confusion.csv\n", r->dir);
+        printf("nothing written: %s is left as it was\n", r->dir);
 }
 
 static void eval_only(tr_run *r)

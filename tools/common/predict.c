@@ -147,6 +147,21 @@ bool tr_predict(const train_opts *o, cnn_device dev, char *err, size_t n)
     files[0] = (char *)o->predict;
     for (int i = 0; i < o->n_files; i++) files[i + 1] = o->files[i];
     int nf = o->n_files + 1;
+    /* Each file named as the user gave it, not as its link in the temporary folder: a folder
+     * or a FIFO named like an image would be met there under another name. */
+    for (int i = 0; i < nf; i++) {
+        struct stat sb;
+        const char *why = !cnn_imagefolder_is_image_name(files[i])
+                              ? "not a .jpg, .jpeg, .png or .bmp file"
+                          : stat(files[i], &sb) != 0 ? strerror(errno)
+                          : !S_ISREG(sb.st_mode)     ? "not a regular file"
+                                                     : NULL;
+        if (why) {
+            snprintf(err, n, "%s: %s", files[i], why);
+            free(files);
+            return false;
+        }
+    }
     if (!tr_checkpoint_open(o->checkpoint, &d, &mm, err, n)) {
         free(files);
         return false;
@@ -161,11 +176,6 @@ bool tr_predict(const train_opts *o, cnn_device dev, char *err, size_t n)
         snprintf(err, n, "moving the model to the device: %s", cnn_last_error());
         goto done;
     }
-    for (int i = 0; i < nf; i++)
-        if (!cnn_imagefolder_is_image_name(files[i])) {
-            snprintf(err, n, "%s: not a .jpg, .jpeg, .png or .bmp file", files[i]);
-            goto done;
-        }
     if (!tmp_folder_make(&tmp, files, nf, err, n)) goto done;
     if (cnn_imagefolder_create(tmp.root, "p", mm.in_channels, &ds) != CNN_OK ||
         cnn_dataset_size(ds) != nf) {

@@ -3,6 +3,7 @@
  * checkpoints so that --resume continues with the same settings. Never exits. */
 #include "train_opts.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -30,7 +31,7 @@ static const opt_desc OPTS[] = {
      "DIR/train/<class>/*, DIR/val/<class>/*"},
     {"model", OT_STR, F(model), "lenet5", true, "NAME", "any zoo name (lenet5, resnet18, ...)"},
     {"epochs", OT_INT, F(epochs), "12", true, "N", "training epochs"},
-    {"batch", OT_INT, F(batch), "128", true, "N", "batch size"},
+    {"batch", OT_INT, F(batch), "128", true, "N", "batch size (at most " TR_BATCH_MAX_STR ")"},
     {"lr", OT_F32, F(lr), "0.002", true, "LR", "base learning rate (after warm-up)"},
     {"optimizer", OT_STR, F(optimizer), "adam", true, "sgd|adam|adamw", "optimizer"},
     {"momentum", OT_F32, F(momentum), "0.9", true, "M", "SGD momentum (Adam: unused)"},
@@ -241,6 +242,30 @@ static bool one_of(const char *v, const char *const *names)
     return false;
 }
 
+/* The options that do something with --eval-only (the device; the validation split and its
+ * loader; the model and input size, checked against the checkpoint's) and with --predict (the
+ * device; the rest comes from the checkpoint). Any other given with them is refused rather
+ * than ignored. */
+static const char *const EVAL_ONLY_OPTS[] = {"eval-only", "data",    "model",     "img-size",
+                                             "batch",     "workers", "limit-val", "strict",
+                                             "device",    "backend", "tf32",      NULL};
+static const char *const PREDICT_OPTS[] = {"predict", "checkpoint", "device", "backend", "tf32",
+                                           NULL};
+
+/* An option given that does nothing in o's mode (--eval-only or --predict); false with the
+ * reason in err. */
+static bool check_mode_options(const train_opts *o, char *err, size_t n)
+{
+    const char *mode = o->eval_only[0] ? "--eval-only" : o->predict[0] ? "--predict" : NULL;
+    for (int i = 0; mode && i < N_OPTS; i++) {
+        if (!o->given[i] || one_of(OPTS[i].name, o->eval_only[0] ? EVAL_ONLY_OPTS : PREDICT_OPTS))
+            continue;
+        snprintf(err, n, "--%s does nothing with %s: leave it out", OPTS[i].name, mode);
+        return false;
+    }
+    return true;
+}
+
 bool tr_opts_validate(const train_opts *o, char *err, size_t n)
 {
     static const char *const optims[] = {"sgd", "adam", "adamw", NULL};
@@ -250,8 +275,8 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
     const char *bad = NULL;
     if (o->epochs < 1)
         bad = "--epochs must be >= 1";
-    else if (o->batch < 1)
-        bad = "--batch must be >= 1";
+    else if (o->batch < 1 || o->batch > TR_BATCH_MAX)
+        bad = "--batch must be in [1, " TR_BATCH_MAX_STR "]";
     else if (!(o->lr > 0))
         bad = "--lr must be > 0";
     else if (!one_of(o->optimizer, optims))
@@ -304,6 +329,7 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         snprintf(err, n, "%s", bad);
         return false;
     }
+    if (!check_mode_options(o, err, n)) return false;
     /* a bad --model fails here, before any dataset is read */
     int count = 0;
     const char *const *names = cnn_model_names(&count);
@@ -407,14 +433,45 @@ bool tr_check_unused_dir(const char *path, const char *resume, char *err, size_t
     for (int i = 0; i < 2; i++) {
         snprintf(file, sizeof file, "%s/%s", path, names[i]);
         if (access(file, F_OK) == 0) {
+            char last[TR_PATH_MAX + 32], quoted[TR_QUOTED_MAX];
+            snprintf(last, sizeof last, "%s/last.safetensors", path);
             snprintf(err, n, "--checkpoint-dir %s already holds another run's %s, which this "
-                     "run would overwrite: continue that run with --resume %s/last.safetensors, "
-                     "or name a new folder (without --checkpoint-dir each run gets its own)",
-                     path, names[i], path);
+                     "run would overwrite: continue that run with --resume %s, or name a new "
+                     "folder (without --checkpoint-dir each run gets its own)",
+                     path, names[i], tr_shell_quote(last, quoted, sizeof quoted));
             return false;
         }
     }
     return true;
+}
+
+/* Appends s to buf (n bytes, *k used), as much as fits. */
+static void append(char *buf, size_t n, size_t *k, const char *s)
+{
+    for (; *s; s++)
+        if (*k + 1 < n) buf[(*k)++] = *s;
+}
+
+const char *tr_shell_quote(const char *s, char *buf, size_t n)
+{
+    bool plain = s[0] != 0;
+    for (const char *p = s; *p; p++)
+        plain = plain && (isalnum((unsigned char)*p) || strchr("%+,-./:=@_", *p));
+    if (plain) {
+        snprintf(buf, n, "%s", s);
+        return buf;
+    }
+    /* Inside single quotes only ' itself is special: it is written '\'' (close the quotes,
+     * an escaped quote, open them again). */
+    size_t k = 0;
+    append(buf, n, &k, "'");
+    for (const char *p = s; *p; p++) {
+        const char c[2] = {*p, 0};
+        append(buf, n, &k, *p == '\'' ? "'\\''" : c);
+    }
+    append(buf, n, &k, "'");
+    buf[k] = 0;
+    return buf;
 }
 
 void tr_opts_usage(FILE *f)

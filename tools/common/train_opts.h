@@ -10,6 +10,11 @@
 
 #define TR_PATH_MAX 1024
 #define TR_MAX_OPTS 40
+/* The largest --batch (a batch of 65536 224x224 RGB images is 39 GB of floats). */
+#define TR_BATCH_MAX 65536
+#define TR_BATCH_MAX_STR "65536"
+/* Room for a path of up to TR_PATH_MAX + 32 bytes quoted by tr_shell_quote. */
+#define TR_QUOTED_MAX (4 * (TR_PATH_MAX + 32) + 3)
 
 typedef struct train_opts {
     char data[TR_PATH_MAX];
@@ -82,6 +87,9 @@ void tr_dir_of(const char *path, char *out, size_t n);
  * would overwrite. resume: the checkpoint this run continues (NULL or ""), whose own folder
  * is this run's. */
 bool tr_check_unused_dir(const char *path, const char *resume, char *err, size_t n);
+/* s as one word for a POSIX shell into buf (n bytes): as it is when every character is plain
+ * (letters, digits, %+,-./:=@_), else in single quotes, each ' written '\''. Returns buf. */
+const char *tr_shell_quote(const char *s, char *buf, size_t n);
 /* Prints the training options, a few to a line. */
 void tr_opts_print(const train_opts *o, FILE *f);
 

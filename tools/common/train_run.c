@@ -227,6 +227,12 @@ void tr_run_open_train(tr_run *r)
         tr_die("--model %s needs inputs of at least %dx%d, --img-size is %d (try --img-size %d%s)",
                r->mm.model, info.min_h, info.min_w, r->mm.img_size, info.min_h,
                strstr(r->mm.model, "resnet") ? " or a *_small ResNet" : "");
+    /* Any other size the model refuses (LeNet-5 takes 32x32 or 28x28 only) is found here, as
+     * cnnbench finds it, before the run's folder is made and its first step fails. */
+    cnn_model_summary sum = {0};
+    cnn_status st = cnn_model_summarize(r->model, r->mm.img_size, r->mm.img_size, &sum);
+    cnn_model_summary_free(&sum);
+    if (st != CNN_OK) tr_die("--img-size %d: %s", r->mm.img_size, cnn_last_error());
     if (!r->o.checkpoint_dir[0]) {
         /* A folder of its own, even for two runs started in the same second. */
         char stamp[32];
