@@ -73,7 +73,10 @@ static cnn_status check_folder(const char *path, const char *what, const char *m
 {
     struct stat sb;
     errno = 0;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return CNN_OK;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return CNN_OK;
+        return cnn_error(CNN_ERR_IO, "imagefolder: %s '%s' is not a folder", what, path);
+    }
     if (errno != 0 && errno != ENOENT && errno != ENOTDIR)
         return cnn_error(cnn_errno_status(errno), "imagefolder: cannot read the %s '%s': %s",
                          what, path, strerror(errno));

@@ -194,8 +194,14 @@ TEST(imagefolder_missing_or_empty_roots_are_errors)
     CHECK_ERR(cnn_imagefolder_create(dir, "train", 3, &ds), CNN_ERR_IO);
     CHECK(strstr(cnn_last_error(), dir) != NULL);
     CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_IO);
-    CHECK(strstr(cnn_last_error(), "train") != NULL);
+    CHECK(strstr(cnn_last_error(), "train") && strstr(cnn_last_error(), "does not exist"));
     snprintf(dir, sizeof dir, "%s/train", root);
+    FILE *f = fopen(dir, "w"); /* a file where the split folder should be: said so */
+    REQUIRE(f);
+    fclose(f);
+    CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), "train' is not a folder"));
+    REQUIRE(remove(dir) == 0);
     REQUIRE(mkdir(dir, 0755) == 0);
     CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_NOT_FOUND);
     CHECK(strstr(cnn_last_error(), "no class folders") != NULL);
