@@ -47,8 +47,9 @@ static __global__ void max_pool_forward_kernel(cnn_cuda_pool_geom gg, const floa
         I ws = ow * g.sw - g.pw, we = ws + (I)(g.kw - 1) * g.dw + 1;
         if (he > g.h) he = g.h;
         if (we > g.w) we = g.w;
-        while (hs < 0) hs += g.dh;
-        while (ws < 0) ws += g.dw;
+        /* the first taps inside (a loop of dh steps took ~2^30 of them for padding 2^30) */
+        if (hs < 0) hs += (-hs + g.dh - 1) / g.dh * g.dh;
+        if (ws < 0) ws += (-ws + g.dw - 1) / g.dw * g.dw;
         float best = -INFINITY;
         I bi = (hs < he && ws < we) ? hs * g.w + ws : -1;
         for (I h = hs; h < he; h += g.dh)
@@ -217,12 +218,13 @@ static __global__ void adaptive_backward_kernel(cnn_cuda_pool_geom g, const floa
         return CNN_OK;                                                                            \
     } while (0)
 
-/* Whether the max / average kernels can index in 32 bits: every extent, and the grid-stride
- * loop's last step past the end, well inside int. */
+/* Whether the max / average kernels can index in 32 bits: every extent, the window's area (the
+ * average's divisor), and the grid-stride loop's last step past the end, well inside int. */
 static bool use_int32(const cnn_cuda_pool_geom *g)
 {
     const int64_t lim = (int64_t)1 << 30;
     return g->planes * g->h * g->w < lim && g->planes * g->oh * g->ow < lim &&
+           (int64_t)g->kh * g->kw < lim &&
            g->h + 2 * (int64_t)g->ph + (int64_t)g->kh * g->dh < lim &&
            g->w + 2 * (int64_t)g->pw + (int64_t)g->kw * g->dw < lim &&
            g->oh * g->sh < lim && g->ow * g->sw < lim;

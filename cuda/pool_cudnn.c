@@ -17,10 +17,12 @@ static void pool_descs_free(pool_descs *d)
     if (d->y) (void)cudnnDestroyTensorDescriptor(d->y);
 }
 
-/* cuDNN's int sizes and strides: x and y each under 2^31 elements. */
+/* cuDNN's int sizes and strides: x and y each under 2^31 elements, windows far inside int. */
 static bool fits_cudnn(const cnn_cuda_pool_geom *g)
 {
-    return g->planes * g->h * g->w <= INT_MAX && g->planes * g->oh * g->ow <= INT_MAX;
+    return g->planes * g->h * g->w <= INT_MAX && g->planes * g->oh * g->ow <= INT_MAX &&
+           cnn_cuda_window_fits_int(g->h, g->w, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh,
+                                    g->dw);
 }
 
 /* The N * C planes go in cuDNN's N, with C = 1, so (C, H, W) inputs need no special case.

@@ -158,7 +158,7 @@ static cnn_shape pool_out_shape(cnn_shape s, int64_t oh, int64_t ow)
 static void max_pool_inner_cols(const pool_geom *g, int64_t *lo, int64_t *hi)
 {
     int64_t last = g->w - 1 + g->pw - (int64_t)(g->kw - 1) * g->dw; /* ow * sw <= last */
-    *lo = (g->pw + g->sw - 1) / g->sw;
+    *lo = ((int64_t)g->pw + g->sw - 1) / g->sw;
     *hi = last < 0 ? 0 : last / g->sw + 1;
     if (*hi > g->ow) *hi = g->ow;
     if (*lo > *hi) *lo = *hi;
@@ -171,7 +171,7 @@ static void max_pool_one(const pool_geom *g, const float *xp, int64_t hs, int64_
     int64_t ws = ow * g->sw - g->pw;
     int64_t we = ws + (int64_t)(g->kw - 1) * g->dw + 1;
     if (we > g->w) we = g->w;
-    while (ws < 0) ws += g->dw;
+    if (ws < 0) ws += (-ws + g->dw - 1) / g->dw * g->dw; /* the first tap inside */
     float best = -INFINITY;
     int64_t bi = (hs < he && ws < we) ? hs * g->w + ws : -1;
     for (int64_t h = hs; h < he; h += g->dh)
@@ -228,7 +228,7 @@ static void max_pool_kernel(const pool_geom *g, const float *x, float *y, int32_
             int64_t hs = oh * g->sh - g->ph;
             int64_t he = hs + (int64_t)(g->kh - 1) * g->dh + 1;
             if (he > g->h) he = g->h;
-            while (hs < 0) hs += g->dh;
+            if (hs < 0) hs += (-hs + g->dh - 1) / g->dh * g->dh;
             const int64_t o = pl * plane_out + oh * g->ow;
             float *yr = y + o;
             int32_t *ir = idx ? idx + o : NULL;

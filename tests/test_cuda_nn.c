@@ -5,6 +5,7 @@
  * inputs of awkward shapes. GPU outputs start as NaN (see poison_cache). */
 #include "gpu_parity.h"
 
+#include <limits.h>
 #include <stdint.h>
 
 #if CNN_WITH_CUDA
@@ -88,6 +89,26 @@ GPU_TEST(cuda_avg_pool_matches_cpu)
     pool_case("avg 513 channels", CNN_SHAPE(1, 513, 5, 6), 1,
               PP(2, 2, 2, 2, 0, 0, 0, 0, 1, 0));
     pool_case("avg stride 2^30", CNN_SHAPE(1, 3, 5, 4), 1, PP(2, 2, 1, 1 << 30, 1, 1, 0, 0, 0, 1));
+}
+
+/* Windows far past int: a 46341x46341 average's divisor (2^31.0000...) overflowed the 32-bit
+ * kernel and came out negative, and INT_MAX windows are beyond cuDNN's int descriptors (both
+ * backends then take the 64-bit kernels). The values are ~1e-8, so the bound is relative only. */
+GPU_TEST(cuda_pool_windows_past_int)
+{
+    const cnn_pool2d_params wide[3] = {PP(46341, 46341, 1, 1, 23170, 23170, 0, 0, 0, 0),
+                                       PP(INT_MAX, INT_MAX, 1, 1, INT_MAX / 2, INT_MAX / 2, 0, 0,
+                                          0, 0),
+                                       PP(INT_MAX, INT_MAX, 1, 1, INT_MAX / 2, INT_MAX / 2, 0, 0,
+                                          0, 0)};
+    const int kinds[3] = {1, 1, 0};
+    for (int i = 0; i < 3; i++) {
+        pool_ud u = {kinds[i], wide[i], 0, 0};
+        gp_case oc = {i == 0 ? "avg 46341^2 window" : i == 1 ? "avg INT_MAX window"
+                                                             : "max INT_MAX window",
+                      pool_f, &u, 1, {CNN_SHAPE(1, 2, 4, 4)}, {false}, 0.5f, 2, 0.0f, 1e-5f};
+        gpu_parity_both(&oc);
+    }
 }
 
 GPU_TEST(cuda_adaptive_avg_pool_matches_cpu)
