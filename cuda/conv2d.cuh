@@ -86,6 +86,11 @@ inline cnn_status to_geo(const char *op, const cnn_cuda_conv *c, Geo *g)
                   "(x (%lld, %lld, %lld, %lld), weight (%lld, %lld, %lld, %lld))", op,
                   (long long)c->n, (long long)c->c, (long long)c->h, (long long)c->w,
                   (long long)c->k, (long long)c->cg, (long long)c->r, (long long)c->s);
+    CNN_CHECK(cnn_cuda_window_fits_int(c->h, c->w, (int)c->r, (int)c->s, c->sh, c->sw, c->ph,
+                                       c->pw, c->dh, c->dw),
+              CNN_ERR_UNSUPPORTED, "%s: the hand-written CUDA conv indexes in 32 bits: padding "
+              "(%d, %d), stride (%d, %d) and dilation (%d, %d) are too large for it", op, c->ph,
+              c->pw, c->sh, c->sw, c->dh, c->dw);
     CNN_CHECK(c->groups >= 1 && c->groups <= 65535, CNN_ERR_UNSUPPORTED,
               "%s: groups %d is more than the hand-written CUDA conv launches", op, c->groups);
     *g = Geo{(int)c->n, (int)c->c, (int)c->h, (int)c->w, (int)c->k, (int)c->r, (int)c->s,

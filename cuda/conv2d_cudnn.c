@@ -187,6 +187,10 @@ static cnn_status descs_make(const cnn_cuda_conv *g, cudnnMathType_t math, conv_
     CNN_CHECK(g->n * g->c * g->h * g->w < INT_MAX && g->n * g->k * g->p * g->q < INT_MAX &&
                   g->k * g->cg * g->r * g->s < INT_MAX,
               CNN_ERR_UNSUPPORTED, "conv2d: cuDNN takes tensors under 2^31 elements");
+    CNN_CHECK(cnn_cuda_window_fits_int(g->h, g->w, (int)g->r, (int)g->s, g->sh, g->sw, g->ph,
+                                       g->pw, g->dh, g->dw),
+              CNN_ERR_UNSUPPORTED, "conv2d: padding, stride or dilation near 2^30 is not given "
+              "to cuDNN");
     CNN_CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->x));
     CNN_CUDNN_TRYG(cudnnCreateTensorDescriptor(&d->y));
     CNN_CUDNN_TRYG(cudnnCreateFilterDescriptor(&d->w));

@@ -249,8 +249,9 @@ Phase make_phase(const Geo &g, int h0, int w0)
 cnn_status backward_data_phases(cnn_context *ctx, cudaStream_t st, const Geo &g, const float *dy,
                                 const float *w, float *dx)
 {
-    for (int h0 = 0; h0 < g.sh; h0++)
-        for (int w0 = 0; w0 < g.sw; w0++) {
+    /* A phase (h0, w0) past the input has no pixels: a stride of 2^20 makes 2^40 phases. */
+    for (int h0 = 0; h0 < g.sh && h0 < g.h; h0++)
+        for (int w0 = 0; w0 < g.sw && w0 < g.w; w0++) {
             const Phase f = make_phase(g, h0, w0);
             /* N*C*hc*wc <= N*C*H*W, which to_geo keeps under 2^31 */
             const int cells = g.n * g.c * f.hc * f.wc;

@@ -5,6 +5,7 @@
  * device tensors are tested in test_cuda_conv_ops.c. */
 #include "conv_cases.h"
 
+#include <limits.h>
 #include <stdint.h>
 
 #if CNN_WITH_CUDA
@@ -611,6 +612,27 @@ GPU_TEST(cuda_conv_refuses_shapes_at_the_int_limit)
                        .cg = c, .kg = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
     CHECK_ERR(cnn_cuda_conv2d_forward(ctx, &d, no, no, NULL, no), CNN_ERR_UNSUPPORTED);
     CHECK(strstr(cnn_last_error(), "under 2^31") != NULL);
+    /* Padding and stride near INT_MAX over a 4x4 input (a 3x3 output, valid on the CPU): the
+     * kernels' int index arithmetic wrapped (out-of-bounds reads in backward data). */
+    cnn_cuda_conv e = {.n = 1, .c = 3, .h = 4, .w = 4, .k = 2, .r = 1, .s = 1, .p = 3, .q = 3,
+                       .cg = 3, .kg = 2, .sh = INT_MAX, .sw = INT_MAX, .ph = INT_MAX,
+                       .pw = INT_MAX, .dh = 1, .dw = 1, .groups = 1};
+    CHECK_ERR(cnn_cuda_conv2d_backward_data(ctx, &e, no, no, no), CNN_ERR_UNSUPPORTED);
+    CHECK(strstr(cnn_last_error(), "32 bits") != NULL);
+    CHECK_ERR(cnn_cuda_conv2d_forward(ctx, &e, no, no, NULL, no), CNN_ERR_UNSUPPORTED);
+    CHECK_ERR(cnn_cuda_conv2d_backward_filter(ctx, &e, no, no, no, no), CNN_ERR_UNSUPPORTED);
+}
+
+/* A stride far above the input: backward data ran one (empty) GEMM phase per stride phase,
+ * 2^40 of them here, where only the 4x4 phases that hold pixels need one. */
+GPU_TEST(cuda_conv_huge_stride_matches_cpu)
+{
+    const conv_case cc = {"1x1 stride 2^20, 5 channels", 1, 5, 4, 4, 2, 1, 1, 1 << 20, 1 << 20,
+                          0, 0, 1, 1, 1, 1};
+    check_impl(&cc, &hand, CONV_ATOL, CONV_RTOL);
+#if CNN_WITH_CUDNN
+    check_impl(&cc, &dnn, CONV_ATOL, CONV_RTOL);
+#endif
 }
 
 /* Without a GPU this runs: the launchers refuse a CPU context before touching CUDA. */
