@@ -221,8 +221,8 @@ static cnn_status apply_geometry(const cnn_image_u8 *img, const cnn_transform *t
 {
     int C = img->channels, H = img->h, W = img->w;
     size_t plane = (size_t)S * S;
-    if (t->geometry == CNN_GEOM_PAD_OR_RESIZE && H <= S && W <= S && (S - H) % 2 == 0 &&
-        (S - W) % 2 == 0) {
+    if (t->geometry == CNN_GEOM_PAD_OR_RESIZE && H <= S && W <= S && S - H <= 8 && S - W <= 8 &&
+        (S - H) % 2 == 0 && (S - W) % 2 == 0) {
         int py = (S - H) / 2, px = (S - W) / 2;
         memset(out, 0, plane * C * sizeof *out);
         for (int c = 0; c < C; c++)

@@ -141,6 +141,20 @@ TEST(augment_pad_and_normalise)
     CHECK_NEAR(out[31 * 32 + 31], -0.5, 1e-6);
     CHECK_NEAR(out[2 * 32 + 2], ((74 & 255) / 255.0 - 0.25) / 0.5, 1e-5);
     CHECK_NEAR(out[(2 + 5) * 32 + 2 + 9], (((74 + 5 * 28 + 9) & 255) / 255.0 - 0.25) / 0.5, 1e-5);
+    /* A margin of 4 a side still pads (28 -> 36); a larger one resizes instead (28 -> 64: padded,
+     * the image would fill a fifth of the input), corner pixel to corner pixel. */
+    float big[64 * 64];
+    t.mean[0] = 0.0f;
+    t.std[0] = 1.0f;
+    t.img_size = 36;
+    CHECK_OK(cnn_dataset_get(ds, 2, &t, 0, 0, big, NULL));
+    CHECK(big[0] == 0.0f && big[4 * 36 + 4] == (74 & 255) / 255.0f);
+    t.img_size = 64;
+    CHECK_OK(cnn_dataset_get(ds, 2, &t, 0, 0, big, NULL));
+    CHECK_NEAR(big[0], 74 / 255.0, 1.5 / 255);
+    CHECK_NEAR(big[64 * 64 - 1], ((74 + 27 * 28 + 27) & 255) / 255.0, 1.5 / 255);
+    t.mean[0] = 0.25f;
+    t.std[0] = 0.5f;
     /* img_size 0 keeps the native 28x28; a zero std is refused. */
     t.img_size = 0;
     CHECK(cnn_transform_output_size(ds, &t) == 28);

@@ -79,8 +79,9 @@ typedef enum cnn_geometry {
     /* train: torchvision RandomResizedCrop(img_size, scale, ratio) (10 tries, then centre
      * crop); eval: Resize(round(img_size / eval_crop_ratio)) of the shorter side + CenterCrop */
     CNN_GEOM_CROP = 0,
-    /* Zero-pad (centred) up to img_size when the image is smaller by an even amount per side
-     * (28 -> 32 for LeNet), else resize to img_size x img_size; the same in train and eval */
+    /* Zero-pad (centred) up to img_size when the image is smaller by an even amount of at most
+     * 8 per axis, 4 a side (28 -> 32 for LeNet), else resize to img_size x img_size (28 -> 64
+     * for AlexNet: padded, the image would fill a fifth of it); the same in train and eval */
     CNN_GEOM_PAD_OR_RESIZE = 1
 } cnn_geometry;
 typedef struct cnn_transform {
