@@ -242,9 +242,23 @@ unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int chann
     }
     tl_grow_limit = len >= 8 && file[0] == 0x89 ? png_grow_limit(file, len) : 0;
     tl_grow_refused = tl_out_of_memory = false;
+    /* One channel from a colour file: decoded as it is, then made gray below as PIL's
+     * convert('L') makes it (stb would keep a JPEG's Y plane, or truncate its own weights). */
+    const int ask = channels == 1 ? 0 : channels;
     unsigned char *pix =
-        len <= INT32_MAX ? stbi_load_from_memory(file, (int)len, w, h, &n, channels) : NULL;
+        len <= INT32_MAX ? stbi_load_from_memory(file, (int)len, w, h, &n, ask) : NULL;
     tl_grow_limit = 0;
+    if (pix && channels == 1 && n > 1) {
+        /* In place: pixel i is written after pixels 0..i were read. PIL's L = (19595 R +
+         * 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601, rounded); gray + alpha keeps the gray. */
+        const size_t np = (size_t)*w * (size_t)*h;
+        for (size_t i = 0; i < np; i++) {
+            const unsigned char *p = pix + i * (size_t)n;
+            pix[i] = n == 2 ? p[0]
+                            : (unsigned char)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] +
+                                               0x8000u) >> 16);
+        }
+    }
     if (!pix && tl_grow_refused)
         *why = "its image data inflates past the size its header gives (corrupt PNG)";
     else if (!pix && len > INT32_MAX)

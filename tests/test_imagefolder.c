@@ -175,6 +175,62 @@ TEST(imagefolder_decodes_good_files_and_names_bad_ones)
     data_test_remove_tree(root);
 }
 
+/* One channel from colour files is PIL's convert('L'): L = (19595 R + 38470 G + 7471 B + 2^15)
+ * >> 16 of the decoded RGB. stb_image's own gray truncated other weights (1 level off) and kept a
+ * JPEG's Y plane (for saturated colours, tens of levels from PIL's). */
+static void gray_of_rgb(const char *name)
+{
+    unsigned char rgb[4 * 4 * 3];
+    for (int i = 0; i < 16; i++) {
+        const unsigned char px[6][3] = {{0, 255, 0}, {0, 0, 255}, {255, 0, 0},
+                                        {200, 100, 50}, {255, 0, 255}, {13, 77, 250}};
+        for (int c = 0; c < 3; c++) rgb[i * 3 + c] = px[i % 6][c];
+    }
+    char root[64], dir[128], path[192];
+    strcpy(root, "/tmp/cnn_gray_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/train", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    snprintf(dir, sizeof dir, "%s/train/a", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const bool png = strstr(name, ".png") != NULL;
+    REQUIRE(png ? stbi_write_png(path, 4, 4, 3, rgb, 12) : stbi_write_jpg(path, 4, 4, 3, rgb, 90));
+    cnn_dataset *gray = NULL, *color = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 1, &gray));
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &color));
+    REQUIRE(gray && color);
+    float g[16], c[48];
+    cnn_transform tg = cnn_transform_default(gray, false, 4), tc = cnn_transform_default(color,
+                                                                                      false, 4);
+    tg.geometry = tc.geometry = CNN_GEOM_PAD_OR_RESIZE; /* 4x4 at 4: the pixels as they are */
+    for (int k = 0; k < 3; k++) {
+        tg.mean[k] = tc.mean[k] = 0.0f;
+        tg.std[k] = tc.std[k] = 1.0f;
+    }
+    CHECK_OK(cnn_dataset_get(gray, 0, &tg, 0, 0, g, NULL));
+    CHECK_OK(cnn_dataset_get(color, 0, &tc, 0, 0, c, NULL));
+    int off = 0;
+    for (int i = 0; i < 16; i++) {
+        unsigned r = (unsigned)lrintf(c[i] * 255), gg = (unsigned)lrintf(c[16 + i] * 255),
+                 b = (unsigned)lrintf(c[32 + i] * 255);
+        if (png) CHECK(r == rgb[i * 3] && gg == rgb[i * 3 + 1] && b == rgb[i * 3 + 2]);
+        unsigned want = (19595 * r + 38470 * gg + 7471 * b + 0x8000) >> 16;
+        off += (unsigned)lrintf(g[i] * 255) != want;
+    }
+    if (off) cnn_test_fail(__FILE__, __LINE__, "%s: %d of 16 gray pixels differ from PIL's", name,
+                           off);
+    cnn_dataset_destroy(&gray);
+    cnn_dataset_destroy(&color);
+    data_test_remove_tree(root);
+}
+
+TEST(imagefolder_gray_from_colour_is_pils)
+{
+    gray_of_rgb("c.png");
+    gray_of_rgb("c.jpg");
+}
+
 TEST(imagefolder_image_names)
 {
     CHECK(cnn_imagefolder_is_image_name("a.jpg") && cnn_imagefolder_is_image_name("b.JPEG") &&
