@@ -389,6 +389,8 @@ TEST(train_tool_image_folder)
     CHECK(strstr(out, "broken.png") != NULL);
     CHECK(strstr(out, "bottom") != NULL && strstr(out, "top") != NULL);
     CHECK(strstr(out, "data: 2 worker(s) decoded ") != NULL);
+    /* Two classes: the "top-5" (always 100%) is labelled for what it is. */
+    CHECK(strstr(out, " top-2 100.00%") != NULL && strstr(out, "top-5") == NULL);
     /* No workers: the training loop decodes, and the report says so. */
     snprintf(args, sizeof args,
              "--data %s --img-size 32 --epochs 1 --batch 4 --workers 0 --checkpoint-dir %s/inline",
@@ -490,6 +492,20 @@ TEST(train_tool_accuracy_eval_predict)
     double loss2 = 0, top1b = 0;
     CHECK(v && sscanf(v, "validation: loss %lf top-1 %lf%%", &loss2, &top1b) == 2);
     CHECK_NEAR(top1b, top1, 1e-9); /* the same model on the same images */
+    /* The validation loss is the training criterion, label smoothing included (as torchvision's
+     * reference scripts evaluate): linear in the smoothing s, (1 - s) * NLL + s * the mean of
+     * -log p over the classes, which for a trained model is far above the NLL. */
+    double ls[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "--eval-only %s/run/last.safetensors --limit-val 1000 "
+                 "--label-smoothing %g", dir, k * 0.5);
+        CHECK(run_tool(tool, args, out, sizeof out) == 0);
+        v = strstr(out, "validation:");
+        CHECK(v && sscanf(v, "validation: loss %lf", &ls[k]) == 1);
+    }
+    CHECK_NEAR(ls[0], loss2, 1e-9);
+    CHECK_NEAR(ls[1], (ls[0] + ls[2]) / 2, 2e-4);
+    CHECK(ls[2] > ls[0] + 0.5);
 
     /* Fine-tuning from it: a new run that starts where it ended (from scratch, the same run
      * ends at 9% top-1). */

@@ -130,12 +130,18 @@ static void out_finish(tr_run *r, step_out *o, tr_eval *e)
     out_drop(o);
 }
 
-/* One batch through the model and the loss (the loaders deliver batches on r->dev already). */
+/* The k of the "top-5" figures: with 5 classes or fewer every class is among the top 5, so the
+ * figure (100%) is labelled top-K for what it is. */
+static int top_k(const tr_run *r) { return r->mm.num_classes < 5 ? r->mm.num_classes : 5; }
+
+/* One batch through the model and the loss (the loaders deliver batches on r->dev already).
+ * Validation uses the training criterion, label smoothing included, as torchvision's reference
+ * scripts do: the two losses (and a plateau schedule's) stay on one scale. */
 static void forward_batch(tr_run *r, cnn_tensor *images, cnn_tensor *labels, bool train,
                           cnn_tensor **logits, cnn_tensor **loss)
 {
     TR_LIB(cnn_model_forward(r->model, images, train, logits), "forward");
-    TR_LIB(cnn_cross_entropy(*logits, labels, train ? r->o.label_smoothing : 0.0f, loss), "loss");
+    TR_LIB(cnn_cross_entropy(*logits, labels, r->o.label_smoothing, loss), "loss");
 }
 
 /* Validation pass into e (fresh). False when Ctrl-C interrupted it. */
@@ -412,10 +418,10 @@ static int train(tr_run *r)
         save(r, "last.safetensors");
         if (best) save(r, "best.safetensors");
         write_curves(r);
-        printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%% top-5 %.2f%%"
+        printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%% top-%d %.2f%%"
                "  lr %.3g  %.1f s (%.0f img/s, data wait %.1f%%)%s\n",
                row.epoch, o->epochs, row.train_loss, 100 * row.train_acc, row.val_loss,
-               100 * row.val_top1, 100 * row.val_top5, row.lr, secs,
+               100 * row.val_top1, top_k(r), 100 * row.val_top5, row.lr, secs,
                train_secs > 0 ? (double)te.n / train_secs : 0, 100 * row.data_wait,
                best ? "  *best" : "");
         fflush(stdout);
@@ -431,8 +437,9 @@ static void print_final(tr_run *r, double wall, int trained)
 {
     char path[TR_PATH_MAX + 64];
     const tr_eval *ve = &r->last_eval;
-    printf("\nvalidation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)\n", tr_eval_loss(ve),
-           100 * tr_eval_top1(ve), 100 * tr_eval_top5(ve), (long long)ve->n);
+    printf("\nvalidation: loss %.4f  top-1 %.2f%%  top-%d %.2f%%  (%lld images)\n",
+           tr_eval_loss(ve), 100 * tr_eval_top1(ve), top_k(r), 100 * tr_eval_top5(ve),
+           (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
     /* --eval-only, and a finished run resumed, leave the checkpoint's folder as it was. */
     if (trained > 0) {

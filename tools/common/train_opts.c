@@ -43,7 +43,7 @@ static const opt_desc OPTS[] = {
     {"warmup-epochs", OT_INT, F(warmup_epochs), "0", true, "N",
      "linear learning-rate warm-up, per step, over N epochs"},
     {"label-smoothing", OT_F32, F(label_smoothing), "0", true, "S",
-     "cross-entropy label smoothing in [0, 1]"},
+     "cross-entropy label smoothing in [0, 1] (validation loss too)"},
     {"img-size", OT_INT, F(img_size), "0", true, "S",
      "input size; 0: the dataset's own (28 for Fashion-MNIST), else the model's"},
     {"hflip", OT_F32, F(hflip), "-1", true, "P",
@@ -243,12 +243,12 @@ static bool one_of(const char *v, const char *const *names)
 }
 
 /* The options that do something with --eval-only (the device; the validation split and its
- * loader; the model and input size, checked against the checkpoint's) and with --predict (the
- * device; the rest comes from the checkpoint). Any other given with them is refused rather
- * than ignored. */
-static const char *const EVAL_ONLY_OPTS[] = {"eval-only", "data",    "model",     "img-size",
-                                             "batch",     "workers", "limit-val", "strict",
-                                             "device",    "backend", "tf32",      NULL};
+ * loader; the model and input size, checked against the checkpoint's; the loss's label
+ * smoothing) and with --predict (the device; the rest comes from the checkpoint). Any other
+ * given with them is refused rather than ignored. */
+static const char *const EVAL_ONLY_OPTS[] = {
+    "eval-only", "data",   "model",  "img-size", "label-smoothing", "batch", "workers",
+    "limit-val", "strict", "device", "backend",  "tf32",            NULL};
 static const char *const PREDICT_OPTS[] = {"predict", "checkpoint", "device", "backend", "tf32",
                                            NULL};
 
