@@ -432,6 +432,29 @@ TEST(bench_compare_prints_ratios)
     snprintf(cmd, sizeof cmd, "bench/compare --markdown %s %s", a, b);
     rc = run_cmd(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "| model | resnet50 | 32,3,224,224 | train |") != NULL);
+    /* A --layers file holds the step and its layers: their totals are kept apart (the step was
+     * added into its own layers' total). Layers 10 + 20 ms against 20 + 40: 0.50. */
+    const char *lrow = "{\"mode\": \"layer\", \"name\": \"conv%d\", \"shape\": \"1\", \"pass\": "
+                       "\"train\", \"median_ms\": %g, \"min_ms\": %g, \"max_ms\": %g, "
+                       "\"check\": \"n/a\"}";
+    char la[3][512], lb[3][512], all_a[1600], all_b[1600];
+    snprintf(r1, sizeof r1, row, 300.0, 290.0, 310.0, 32 / 0.3, "ok");
+    for (int i = 1; i <= 2; i++) {
+        snprintf(la[i], sizeof la[i], lrow, i, 10.0 * i, 10.0 * i, 10.0 * i);
+        snprintf(lb[i], sizeof lb[i], lrow, i, 20.0 * i, 20.0 * i, 20.0 * i);
+    }
+    snprintf(all_a, sizeof all_a, "%s, %s, %s", r1, la[1], la[2]);
+    snprintf(all_b, sizeof all_b, "%s, %s, %s", r2, lb[1], lb[2]);
+    REQUIRE(write_results(a, "cnnbench", "cuda:0", all_a) &&
+            write_results(b, "torch", "H100", all_b));
+    snprintf(cmd, sizeof cmd, "bench/compare %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 0 || !strstr(out, "layer cudnn train 0.50; model cudnn train 1.50"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    snprintf(cmd, sizeof cmd, "bench/compare --brief %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 0 || !strstr(out, "count-weighted train 0.50"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
     /* A row of ours that failed its check is shown, left out of the mean, and makes exit 1. */
     snprintf(r1, sizeof r1, row, 100.0, 90.0, 110.0, 32 / 0.1, "mismatch");
     REQUIRE(write_results(a, "cnnbench", "cuda:0", r1));
