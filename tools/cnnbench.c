@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,7 +434,14 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
     bench_json_key(&j, "fusion"), bench_json_bool(&j, !o->no_fusion);
     bench_json_key(&j, "graph"), bench_json_bool(&j, o->graph);
     bench_json_key(&j, "mode"), bench_json_str(&j, o->mode);
-    bench_json_key(&j, "batch"), bench_json_int(&j, o->batch);
+    /* conv shapes carry their own N (--shape strings theirs, a --shapes set --batch): the batch
+     * is theirs when they share one, else null (each row's shape says it). */
+    long long batch = o->batch;
+    for (int i = 0; i < o->n_shapes && !strcmp(o->mode, "conv"); i++)
+        batch = i == 0 || o->shapes[i].n == batch ? o->shapes[i].n : -1;
+    bench_json_key(&j, "batch");
+    if (batch >= 0) bench_json_int(&j, batch);
+    else bench_json_num(&j, NAN);
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);
     bench_json_key(&j, "iters"), bench_json_int(&j, o->iters);
     bench_json_key(&j, "complete"), bench_json_bool(&j, !tool_stop);

@@ -170,11 +170,22 @@ static int layer_run(void *ud)
     layer_job *j = ud;
     cnn_tensor_free(&j->y);
     cnn_status st = layer_fwd(j, &j->y);
-    if (!st && j->bwd) {
-        if (!j->dy)
-            st = cnn_tensor_uniform(cnn_tensor_shape(j->y), -1, 1, cnn_tensor_device(j->y), &j->dy);
-        if (!st) st = cnn_backward_with_grad(j->y, j->dy);
-    }
+    if (!st && j->bwd) st = cnn_backward_with_grad(j->y, j->dy);
+    return st != CNN_OK;
+}
+
+/* The backward's random dy, drawn before the first timed repeat (as bench/torch_reference.py
+ * draws its own): the forward run once, untimed, for the output's shape. */
+static int layer_prepare_dy(void *ud)
+{
+    layer_job *j = ud;
+    if (j->dy) return 0;
+    cnn_tensor *y = NULL;
+    bool was = cnn_set_grad_enabled(false);
+    cnn_status st = layer_fwd(j, &y);
+    cnn_set_grad_enabled(was);
+    if (!st) st = cnn_tensor_uniform(cnn_tensor_shape(y), -1, 1, cnn_tensor_device(y), &j->dy);
+    cnn_tensor_free(&y);
     return st != CNN_OK;
 }
 
@@ -258,7 +269,8 @@ static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_mode
                      : CNN_OK;
             cnn_set_grad_enabled(was);
             j.bwd = true;
-            if (!st && bench_time(e, o->warmup, o->iters, NULL, layer_run, layer_teardown, &j, &tb))
+            if (!st && bench_time(e, o->warmup, o->iters, layer_prepare_dy, layer_run,
+                                  layer_teardown, &j, &tb))
                 st = CNN_ERR_INTERNAL;
         }
         if (st) {
