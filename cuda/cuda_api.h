@@ -95,7 +95,6 @@ cnn_status cnn_cuda_store_u64x2(cnn_context *ctx, uint64_t *p, uint64_t a, uint6
 /* ---- Pooling, batch norm, LRN and linear (cuda/pool.cu, pool_cudnn.c, batchnorm.cu,
  * batchnorm_cudnn.c, lrn.cu, gemm_cublas.c) ----------------------------------------------------
  * Every pointer is device memory of a contiguous tensor; the layer files check shapes first. */
-/* One 2-D pooling call over `planes` = N * C planes of (H, W), as layers/pool.c resolved it. */
 /* Whether a window's padded extents, reach and stride (each axis) stay far inside int, as the
  * hand-written kernels' 32-bit index arithmetic and cuDNN's int descriptors need: a padding,
  * stride or dilation near 2^30 is valid (the CPU takes it) but beyond both. */
@@ -107,6 +106,7 @@ static inline bool cnn_cuda_window_fits_int(int64_t h, int64_t w, int kh, int kw
            w + 2 * (int64_t)pw + (int64_t)kw * dw + sw < lim;
 }
 
+/* One 2-D pooling call over `planes` = N * C planes of (H, W), as layers/pool.c resolved it. */
 typedef struct cnn_cuda_pool_geom {
     int64_t planes, h, w, oh, ow;
     int kh, kw, sh, sw, ph, pw, dh, dw;

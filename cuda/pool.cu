@@ -225,8 +225,8 @@ static bool use_int32(const cnn_cuda_pool_geom *g)
     const int64_t lim = (int64_t)1 << 30;
     return g->planes * g->h * g->w < lim && g->planes * g->oh * g->ow < lim &&
            (int64_t)g->kh * g->kw < lim &&
-           g->h + 2 * (int64_t)g->ph + (int64_t)g->kh * g->dh < lim &&
-           g->w + 2 * (int64_t)g->pw + (int64_t)g->kw * g->dw < lim &&
+           cnn_cuda_window_fits_int(g->h, g->w, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh,
+                                    g->dw) &&
            g->oh * g->sh < lim && g->ow * g->sw < lim;
 }
 
