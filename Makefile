@@ -1,11 +1,18 @@
 # libcnncuda — build the library, tools and tests. `make help` lists the targets.
 # Flags: CUDA=0|1 and CUDNN=0|1 (auto-detected), DEBUG=1 (-O0 -g, ASan+UBSan), CUDA_ARCH=,
-# PREFIX= (install), BUILD= (output folder, default build). CFLAGS, CPPFLAGS and LDFLAGS (from
-# the command line or the environment) are added after the library's own flags. A BUILD folder
-# remembers its settings: built again with other ones, everything in it is rebuilt.
+# PREFIX= (install; libdir= and includedir= too), BUILD= (output folder, default build). CFLAGS,
+# CPPFLAGS and LDFLAGS (from the command line or the environment) are added after the library's
+# own flags. A BUILD folder remembers its settings: built again with other ones, everything in
+# it is rebuilt.
 
 BUILD   ?= build
-PREFIX  ?= /usr/local
+# Installation folders, by their GNU names too (prefix= is PREFIX=). Absolute paths without
+# spaces: cnncuda.pc names them, and pkg-config has no way to quote a space.
+prefix     ?= /usr/local
+PREFIX     ?= $(prefix)
+libdir     ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+pkgconfigdir ?= $(libdir)/pkgconfig
 CC      ?= cc
 DEBUG   ?= 0
 
@@ -92,7 +99,8 @@ else ifeq ($(CUDA),1)
   CUDA_LIB := $(CUDA_HOME)/lib64
   CNN_CPPFLAGS += -I$(CUDA_HOME)/include
   # nvcc's launch stubs need the C++ runtime.
-  LDLIBS   += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart -lstdc++
+  # (-Xlinker -rpath=: the spelling gcc, clang and nvcc all take, for cnncuda.pc's users.)
+  LDLIBS   += -L$(CUDA_LIB) -Xlinker -rpath=$(CUDA_LIB) -lcublas -lcudart -lstdc++
   ifeq ($(CUDNN),1)
     LDLIBS += -lcudnn
   endif
@@ -220,7 +228,10 @@ LIB_LDLIBS = $(filter-out -lstb,$(LDLIBS))
 $(BUILD)/libcnncuda.so: $(LIB_OBJ) $(BUILD)/cnncuda.map
 	$(CC) -shared -o $@ $(LIB_OBJ) $(CNN_LDFLAGS) $(LDFLAGS) $(LIB_LDLIBS) -Wl,-soname,libcnncuda.so.0 \
 	  -Wl,--version-script=$(BUILD)/cnncuda.map
-	echo '$(LIB_LDLIBS)' > $(BUILD)/libcnncuda.libs
+	@# what cnncuda.pc lists: -fopenmp becomes the OpenMP runtime the library was linked to (clang
+	@# would read -fopenmp as libomp, nvcc refuses it), as readelf names it
+	omp=$$(readelf -d $@ | sed -n 's/.*Shared library: \[lib\(g*omp\)\.so.*/\1/p' | head -n 1); \
+	  echo '$(LIB_LDLIBS)' | sed "s/-fopenmp/$${omp:+-l$$omp}/" > $(BUILD)/libcnncuda.libs
 
 $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_COMMON_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
@@ -318,29 +329,42 @@ check-cuda-emu-cudnn:
 	build-emu-cudnn/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu-cudnn/bin build-emu-cudnn/tests/run_tests $(EMU_GPU_TESTS)
 
+# The install folders must be absolute and without spaces (see prefix above); DESTDIR (staging)
+# may be anything. A sanitizer build's users must link the sanitizers too: cnncuda.pc says so.
+comma := ,
+INSTALL_SAN := $(if $(filter 1,$(DEBUG)),-fsanitize=address$(comma)undefined)
+define check_install_dirs
+	@for d in '$(PREFIX)' '$(libdir)' '$(includedir)' '$(pkgconfigdir)'; do \
+	  case "$$d" in *[[:space:]]*) echo "$@: '$$d' has a space: pkg-config cannot name it" >&2; \
+	    exit 1;; /*) ;; *) echo "$@: '$$d' is not an absolute path" >&2; exit 1;; esac; done
+endef
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include/cnncuda $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/cnncuda.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 include/cnncuda/*.h $(DESTDIR)$(PREFIX)/include/cnncuda/
-	install -m 644 $(BUILD)/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libcnncuda.so $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0
-	ln -sf libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/libcnncuda.so
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda\nLibs.private: %s\nCflags: -I$${includedir}\n' \
-	  '$(PREFIX)' "$$(cat $(BUILD)/libcnncuda.libs)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc
+	$(check_install_dirs)
+	install -d "$(DESTDIR)$(includedir)/cnncuda" "$(DESTDIR)$(libdir)" "$(DESTDIR)$(pkgconfigdir)"
+	install -m 644 include/cnncuda.h "$(DESTDIR)$(includedir)/"
+	install -m 644 include/cnncuda/*.h "$(DESTDIR)$(includedir)/cnncuda/"
+	install -m 644 $(BUILD)/libcnncuda.a "$(DESTDIR)$(libdir)/"
+	install -m 755 $(BUILD)/libcnncuda.so "$(DESTDIR)$(libdir)/libcnncuda.so.0"
+	ln -sf libcnncuda.so.0 "$(DESTDIR)$(libdir)/libcnncuda.so"
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: cnncuda\nDescription: convolutional networks in C with CUDA/cuDNN\nVersion: 0.1.0\nLibs: -L$${libdir} -lcnncuda%s\nLibs.private: %s\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(libdir)' '$(includedir)' '$(if $(INSTALL_SAN), $(INSTALL_SAN))' \
+	  "$$(cat $(BUILD)/libcnncuda.libs)" > "$(DESTDIR)$(pkgconfigdir)/cnncuda.pc"
 	@# cnncuda-static: the archive named in full (-lcnncuda would find the .so beside it, and a
 	@# linker without --as-needed then makes the program need libcnncuda.so.0 after all)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnncuda-static\nDescription: convolutional networks in C with CUDA/cuDNN, linked statically\nVersion: 0.1.0\nLibs: $${libdir}/libcnncuda.a %s\nCflags: -I$${includedir}\n' \
-	  '$(PREFIX)' "$$(cat $(BUILD)/libcnncuda.libs)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda-static.pc
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: cnncuda-static\nDescription: convolutional networks in C with CUDA/cuDNN, linked statically\nVersion: 0.1.0\nLibs: $${libdir}/libcnncuda.a %s\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(libdir)' '$(includedir)' \
+	  "$(if $(INSTALL_SAN),$(INSTALL_SAN) )$$(cat $(BUILD)/libcnncuda.libs)" \
+	  > "$(DESTDIR)$(pkgconfigdir)/cnncuda-static.pc"
 	@# the loader's cache, so that programs find libcnncuda.so.0 in /usr/local/lib at once
 	@test -n "$(DESTDIR)" || ldconfig 2>/dev/null || true
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/include/cnncuda.h \
-	  $(patsubst include/%,$(DESTDIR)$(PREFIX)/include/%,$(wildcard include/cnncuda/*.h)) \
-	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.a $(DESTDIR)$(PREFIX)/lib/libcnncuda.so \
-	  $(DESTDIR)$(PREFIX)/lib/libcnncuda.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda.pc \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnncuda-static.pc
-	-rmdir $(DESTDIR)$(PREFIX)/include/cnncuda 2>/dev/null
+	$(check_install_dirs)
+	rm -f "$(DESTDIR)$(includedir)/cnncuda.h" "$(DESTDIR)$(libdir)/libcnncuda.a" \
+	  "$(DESTDIR)$(libdir)/libcnncuda.so" "$(DESTDIR)$(libdir)/libcnncuda.so.0" \
+	  "$(DESTDIR)$(pkgconfigdir)/cnncuda.pc" "$(DESTDIR)$(pkgconfigdir)/cnncuda-static.pc"
+	for h in include/cnncuda/*.h; do rm -f "$(DESTDIR)$(includedir)/cnncuda/$${h##*/}"; done
+	-rmdir "$(DESTDIR)$(includedir)/cnncuda" 2>/dev/null
 
 # The shared library exports exactly the functions the public header declares, and the static
 # one defines no global name outside the cnn_ prefix (kernels are static or in an anonymous
@@ -379,10 +403,10 @@ check-example:
 	@mkdir -p $(BUILD)/examples
 	@for f in examples/*.c; do \
 	  b=$(BUILD)/examples/$$(basename $$f .c); \
-	  PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig; export PKG_CONFIG_PATH; \
-	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -Wl,-rpath,$(PREFIX)/lib -o $$b"; \
+	  PKG_CONFIG_PATH='$(pkgconfigdir)'; export PKG_CONFIG_PATH; \
+	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda) -Wl,-rpath,$(libdir) -o $$b"; \
 	  $(CC) -std=c11 -Wall -Wextra -Werror $$f $$(pkg-config --cflags --libs cnncuda) \
-	    -Wl,-rpath,$(PREFIX)/lib -o $$b && $$b || exit 1; \
+	    -Wl,-rpath,'$(libdir)' -o $$b && $$b || exit 1; \
 	  echo "$(CC) $$f \$$(pkg-config --cflags --libs cnncuda-static) -o $$b-static"; \
 	  $(CC) -std=c11 -Wall -Wextra -Werror -Wl,--no-as-needed $$f \
 	    $$(pkg-config --cflags --libs cnncuda-static) -o $$b-static || exit 1; \
@@ -408,7 +432,7 @@ distclean:
 	rm -rf build build-*
 
 help:
-	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean|distclean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [DESTDIR=...]"
+	@echo "make [all|lib|tools|tests|test|install|uninstall|deps|demo|clean|distclean] [CUDA=0|1] [CUDNN=0|1] [DEBUG=1] [CUDA_ARCH=...] [PREFIX=...] [libdir=...] [includedir=...] [DESTDIR=...]"
 	@echo "checks: check-example PREFIX=... check-exports check-header check-layout check-valgrind check-tsan check-alloc-failures check-io-failures check-cuda-emu check-cuda-emu-cudnn check-cuda-emu-asan check-cuda-emu-tsan"
 	@echo "docs: layout (LAYOUT.md from the files' header comments)"
 
