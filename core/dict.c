@@ -148,26 +148,34 @@ static void list_add(char *buf, size_t cap, const char *name)
     snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", name);
 }
 
-/* s's values in dtype dt, as a new CPU tensor (*out), for a float tensor in another format (a
- * CUDA one is brought to the host first). */
-static cnn_status converted(const cnn_tensor *s, cnn_dtype dt, cnn_tensor **out)
+/* s's values in dtype dt, as a new CPU tensor (*out), for a tensor in another dtype (a CUDA one
+ * is brought to the host first); an error names the tensor. */
+static cnn_status converted(const char *name, const cnn_tensor *s, cnn_dtype dt, cnn_tensor **out)
 {
-    if (!cnn_on_cuda(s)) return cnn_tensor_to_dtype(s, dt, out);
     cnn_tensor *host = NULL;
-    CNN_TRY(cnn_tensor_to(s, CNN_CPU, &host));
-    cnn_status st = cnn_tensor_to_dtype(host, dt, out);
+    cnn_status st = cnn_on_cuda(s) ? cnn_tensor_to(s, CNN_CPU, &host) : CNN_OK;
+    if (st == CNN_OK) st = cnn_tensor_to_dtype(host ? host : s, dt, out);
     cnn_tensor_free(&host);
-    return st;
+    if (st != CNN_OK) return cnn_error_prefix(st, "load: tensor '%s'", name);
+    return CNN_OK;
 }
 
-/* Checks src's tensors against dst's (the report's names; a shape or dtype that differs is an
- * error) and converts those in another float format: conv[i] for dst's entry i, else NULL. */
+/* The missing entry keeps its value, as PyTorch's module keeps its own counter. */
+bool cnn_dict_optional_name(const char *name)
+{
+    const char *last = strrchr(name, '.');
+    return !strcmp(last ? last + 1 : name, "num_batches_tracked");
+}
+
+/* Checks src's tensors against dst's (the report's names; a shape that differs is an error)
+ * and converts those in another dtype: conv[i] for dst's entry i, else NULL. */
 static cnn_status check_load(const cnn_dict *dst, const cnn_dict *src, cnn_load_report *r,
                              cnn_tensor **conv)
 {
     for (int i = 0; i < dst->n; i++) {
         cnn_tensor *s = cnn_dict_get(src, dst->e[i].name);
         if (!s) {
+            if (cnn_dict_optional_name(dst->e[i].name)) continue;
             r->n_missing++;
             list_add(r->missing, sizeof r->missing, dst->e[i].name);
             continue;
@@ -176,11 +184,7 @@ static cnn_status check_load(const cnn_dict *dst, const cnn_dict *src, cnn_load_
         CNN_CHECK(cnn_shape_equal(s->shape, t->shape), CNN_ERR_SHAPE,
                   "load: tensor '%s' has shape %s in the checkpoint but %s in the model",
                   dst->e[i].name, cnn_shape_of(s), cnn_shape_of(t));
-        CNN_CHECK(s->dtype == t->dtype || (cnn_dtype_is_float(s->dtype) &&
-                                           cnn_dtype_is_float(t->dtype)), CNN_ERR_SHAPE,
-                  "load: tensor '%s' has dtype %s in the checkpoint but %s in the model",
-                  dst->e[i].name, cnn_dtype_name(s->dtype), cnn_dtype_name(t->dtype));
-        if (s->dtype != t->dtype) CNN_TRY(converted(s, t->dtype, &conv[i]));
+        if (s->dtype != t->dtype) CNN_TRY(converted(dst->e[i].name, s, t->dtype, &conv[i]));
     }
     for (int i = 0; i < src->n; i++)
         if (find(dst, src->e[i].name) < 0) {

@@ -1,6 +1,6 @@
 /* dtype.c — the half-precision storage formats (IEEE binary16 "F16" and bfloat16 "BF16")
- * to and from F32, bit for bit as PyTorch converts them, and cnn_tensor_to_dtype between them,
- * F32 and F64. The half formats' conversions use integer arithmetic only, so no FPU mode or
+ * to and from F32, bit for bit as PyTorch converts them, and cnn_tensor_to_dtype between any
+ * two dtypes. The half formats' conversions use integer arithmetic only, so no FPU mode or
  * compiler option changes a result. */
 #include "internal.h"
 
@@ -70,31 +70,52 @@ bool cnn_dtype_is_float(cnn_dtype dt)
     return dt == CNN_F32 || dt == CNN_F16 || dt == CNN_BF16 || dt == CNN_F64;
 }
 
-/* A value of any float format, exactly, as a double. */
-static double load_float(const char *p, cnn_dtype dt)
+/* A value of any dtype, exactly, as a long double (whose 64-bit mantissa on x86-64 holds every
+ * I64; elsewhere it is at least a double). */
+static long double load_value(const char *p, cnn_dtype dt)
 {
     uint16_t h;
     float f;
     double d;
+    int64_t l;
+    int32_t i;
     switch (dt) {
     case CNN_F16: memcpy(&h, p, 2); return cnn_f16_to_f32(h);
     case CNN_BF16: memcpy(&h, p, 2); return cnn_bf16_to_f32(h);
     case CNN_F64: memcpy(&d, p, 8); return d;
+    case CNN_I64: memcpy(&l, p, 8); return (long double)l;
+    case CNN_I32: memcpy(&i, p, 4); return i;
     default: memcpy(&f, p, 4); return f;
     }
 }
 
-/* Stores v in format dt: to F64 exactly, else rounded to F32 first (PyTorch's double to half
- * also goes through float) and from there to a half format. */
-static void store_float(char *p, cnn_dtype dt, double v)
+/* Stores v in format dt: to F64 rounded once, else rounded to F32 first (PyTorch's double to
+ * half also goes through float) and from there to a half format; to an integer truncated toward
+ * zero, as C's and PyTorch's casts, false when v is NaN, infinite or out of the integer's
+ * range (where those casts are undefined). */
+static bool store_value(char *p, cnn_dtype dt, long double v)
 {
     const float f = (float)v;
+    const double d = (double)v;
     uint16_t h;
     switch (dt) {
-    case CNN_F16: h = cnn_f32_to_f16(f); memcpy(p, &h, 2); break;
-    case CNN_BF16: h = cnn_f32_to_bf16(f); memcpy(p, &h, 2); break;
-    case CNN_F64: memcpy(p, &v, 8); break;
-    default: memcpy(p, &f, 4); break;
+    case CNN_F16: h = cnn_f32_to_f16(f); memcpy(p, &h, 2); return true;
+    case CNN_BF16: h = cnn_f32_to_bf16(f); memcpy(p, &h, 2); return true;
+    case CNN_F64: memcpy(p, &d, 8); return true;
+    case CNN_I64: {
+        /* -2^63 <= v < 2^63, both bounds exact in any long double */
+        if (!(v >= -0x1p63L && v < 0x1p63L)) return false;
+        const int64_t l = (int64_t)v;
+        memcpy(p, &l, 8);
+        return true;
+    }
+    case CNN_I32: {
+        if (!(v > -0x1p31L - 1 && v < 0x1p31L)) return false;
+        const int32_t i = (int32_t)v;
+        memcpy(p, &i, 4);
+        return true;
+    }
+    default: memcpy(p, &f, 4); return true;
     }
 }
 
@@ -103,9 +124,8 @@ cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor 
     CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_to_dtype: NULL argument");
     *out = NULL;
     if (t->dtype == dtype) return cnn_tensor_clone(t, out);
-    CNN_CHECK(cnn_dtype_is_float(t->dtype) && cnn_dtype_is_float(dtype), CNN_ERR_UNSUPPORTED,
-              "tensor_to_dtype: %s to %s: only the float formats (F32, F16, BF16, F64) convert",
-              cnn_dtype_name(t->dtype), cnn_dtype_name(dtype));
+    CNN_CHECK((unsigned)dtype <= CNN_F64, CNN_ERR_INVALID_ARG,
+              "tensor_to_dtype: %d is not a dtype", (int)dtype);
     CNN_CHECK(t->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED, "tensor_to_dtype: the "
               "tensor is on cuda:%d; conversions run on the CPU (cnn_tensor_to it first)",
               t->device.index);
@@ -117,8 +137,14 @@ cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor 
         char *dst = cnn_ptr(*out);
         const size_t ss = cnn_dtype_size(t->dtype), ds = cnn_dtype_size(dtype);
         const int64_t n = cnn_shape_numel(t->shape);
-        for (int64_t i = 0; i < n; i++)
-            store_float(dst + (size_t)i * ds, dtype, load_float(src + (size_t)i * ss, t->dtype));
+        for (int64_t i = 0; i < n && st == CNN_OK; i++) {
+            const long double v = load_value(src + (size_t)i * ss, t->dtype);
+            if (!store_value(dst + (size_t)i * ds, dtype, v))
+                st = cnn_error(CNN_ERR_INVALID_ARG, "tensor_to_dtype: %s to %s: element %lld "
+                               "(%Lg) is not a number %s can hold", cnn_dtype_name(t->dtype),
+                               cnn_dtype_name(dtype), (long long)i, v, cnn_dtype_name(dtype));
+        }
+        if (st != CNN_OK) cnn_tensor_free(out);
     }
     cnn_tensor_free(&c);
     return st;

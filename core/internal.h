@@ -111,6 +111,9 @@ uint16_t cnn_f32_to_f16(float f);
 float cnn_bf16_to_f32(uint16_t b);
 uint16_t cnn_f32_to_bf16(float f);
 bool cnn_dtype_is_float(cnn_dtype dt);
+/* True for a state entry a load may find missing (dict.c): a batch norm's num_batches_tracked,
+ * which files from before PyTorch 0.4.1 lack and PyTorch's load_state_dict lets them. */
+bool cnn_dict_optional_name(const char *name);
 int64_t cnn_shape_numel(cnn_shape s);
 bool cnn_shape_equal(cnn_shape a, cnn_shape b);
 /* Checks 0 <= ndim <= 4 and every size >= 0; `what` names the caller in the message. */

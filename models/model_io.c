@@ -89,7 +89,9 @@ cnn_status cnn_model_load_pretrained(cnn_model *m, const char *path,
         const char *name = cnn_dict_name(m->state, i);
         const cnn_tensor *t = cnn_dict_at(m->state, i);
         cnn_tensor *f = cnn_dict_get(src, name);
-        if (!f) {
+        if (!f && cnn_dict_optional_name(name)) {
+            continue; /* kept, as cnn_dict_load keeps it */
+        } else if (!f) {
             st = cnn_error(CNN_ERR_NOT_FOUND, "the file has no tensor '%s' (weights of another "
                            "model?)", name);
         } else if (cnn_shape_equal(f->shape, t->shape)) {

@@ -153,10 +153,12 @@ typedef struct cnn_load_report {
     char unexpected[1024];
 } cnn_load_report;
 /* Copies src's values into dst's tensors of the same names (any devices; shapes must match,
- * and dtypes too except that a float format converts to another as cnn_tensor_to_dtype does,
- * e.g. F16, BF16 or F64 weights into an F32 model, as PyTorch's load_state_dict; else
- * CNN_ERR_SHAPE naming the tensor, and nothing is changed). strict: missing or unexpected
- * names are an error (CNN_ERR_NOT_FOUND) and nothing is changed. report may be NULL. */
+ * else CNN_ERR_SHAPE naming the tensor; another dtype converts as cnn_tensor_to_dtype does, as
+ * PyTorch's load_state_dict: F16, BF16 or F64 weights into an F32 model, an F32 or F16 counter
+ * into an I64 one, and a value the dtype cannot hold is an error naming the tensor). On any
+ * error nothing is changed. strict: missing or unexpected names are an error
+ * (CNN_ERR_NOT_FOUND). A missing "*.num_batches_tracked" (files from before PyTorch 0.4.1) is
+ * not missing: the tensor keeps its value, as in PyTorch. report may be NULL. */
 cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report);
 
 /* Writes a dict (tensors + metadata) as a safetensors file: temporary file, fsync, rename,
@@ -236,8 +238,9 @@ int64_t cnn_model_num_parameters(const cnn_model *m);
 cnn_status cnn_model_to(cnn_model *m, cnn_device device);
 /* Where the parameters are (CNN_CPU for NULL). */
 cnn_device cnn_model_device(const cnn_model *m);
-/* Writes / reads the state as safetensors (writing as cnn_safetensors_save does, in F32;
- * reading: strict or not, F16, BF16 and F64 files too, see cnn_dict_load). */
+/* Writes / reads the state as safetensors (writing as cnn_safetensors_save does, in the
+ * state's dtypes: F32, and I64 for the batch norms' num_batches_tracked; reading: strict or
+ * not, other dtypes converted, see cnn_dict_load). */
 cnn_status cnn_model_save(const cnn_model *m, const char *path);
 cnn_status cnn_model_load(cnn_model *m, const char *path, bool strict, cnn_load_report *report);
 
@@ -250,10 +253,10 @@ typedef struct cnn_pretrained_report {
     char adapted[64];  /* the first conv's weight when summed over the file's 3 input channels */
 } cnn_pretrained_report;
 /* Starts a model from another one's weights, to fine-tune it: a torchvision state_dict saved as
- * safetensors (scripts/torchvision_weights.py; F32, or F16/BF16/F64 converted as cnn_dict_load
+ * safetensors (scripts/torchvision_weights.py; F32, or other dtypes converted as cnn_dict_load
  * does), or a checkpoint of this library's tools (its optimizer state, "optim.*", is
- * ignored). Every parameter and buffer of m must be in the file
- * with its shape, except that
+ * ignored). Every parameter and buffer of m must be in the file with its shape (a missing
+ * num_batches_tracked keeps its value, as cnn_dict_load), except that
  *  - the classifier (the last linear layer's weight and bias) stays as initialised when the
  *    file has another number of classes (new classes: the usual fine-tuning), and
  *  - the first conv's weight of a 1-channel model is summed over the file's 3 input channels

@@ -226,11 +226,12 @@ bool cnn_tensor_is_pinned(const cnn_tensor *t);
 cnn_status cnn_tensor_to(const cnn_tensor *t, cnn_device device, cnn_tensor **out);
 /* New contiguous copy on the same device (no autograd history). */
 cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
-/* New contiguous CPU copy of a CPU tensor in another float format (no autograd history), as
- * PyTorch's t.to(dtype): to a wider format exactly; to a narrower one rounded to nearest even
- * (F64 to F16 or BF16 through F32, as PyTorch), values past the format's range to +-infinity,
- * NaN to NaN. The same dtype gives a clone (any device). Integer dtypes, or a CUDA tensor, are
- * CNN_ERR_UNSUPPORTED. */
+/* New contiguous CPU copy of a CPU tensor in another dtype (no autograd history), as PyTorch's
+ * t.to(dtype): to a wider format exactly; to a narrower float one rounded to nearest even (F64
+ * to F16 or BF16 through F32, as PyTorch), values past the format's range to +-infinity, NaN to
+ * NaN; to an integer truncated toward zero, where a NaN, infinite or out-of-range value (which
+ * PyTorch's cast leaves undefined) is CNN_ERR_INVALID_ARG naming the element. The same dtype
+ * gives a clone (any device); another dtype of a CUDA tensor is CNN_ERR_UNSUPPORTED. */
 cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out);
 /* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded.
  * Views of one storage that overlap are fine: dst gets src's values from before the call. */
