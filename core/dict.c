@@ -2,6 +2,7 @@
  * expose, optimizers fill and checkpoints read and write. Lookup is linear: dicts hold at most
  * a few thousand entries and are walked once per save/load. */
 #include "internal.h"
+#include "json.h"
 
 typedef struct { char *name; cnn_tensor *t; } dict_entry;
 typedef struct { char *key, *value; } meta_entry;
@@ -89,6 +90,11 @@ cnn_tensor *cnn_dict_at(const cnn_dict *d, int i)
 cnn_status cnn_dict_set_meta(cnn_dict *d, const char *key, const char *value)
 {
     CNN_CHECK(d && key && value, CNN_ERR_INVALID_ARG, "dict_set_meta: NULL argument");
+    /* safetensors' metadata is JSON text: refused here, where the caller can say which. */
+    CNN_CHECK(cnn_utf8_valid(key, strlen(key)), CNN_ERR_INVALID_ARG,
+              "dict_set_meta: a key is not valid UTF-8 text");
+    CNN_CHECK(cnn_utf8_valid(value, strlen(value)), CNN_ERR_INVALID_ARG,
+              "dict_set_meta: the value of '%s' is not valid UTF-8 text", key);
     char *v = strdup(value);
     CNN_CHECK(v, CNN_ERR_OUT_OF_MEMORY, "dict_set_meta: out of host memory");
     for (int i = 0; i < d->nm; i++)

@@ -25,12 +25,7 @@ static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
     CNN_CHECK(values <= ST_MAX_VALUES, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': a header of "
               "%llu JSON values is more than the %u that safetensors_load accepts", path,
               (unsigned long long)values, ST_MAX_VALUES);
-    for (int i = 0; i < nm; i++) {
-        const char *k = cnn_dict_meta_key(d, i), *v = cnn_dict_meta_value(d, i);
-        CNN_CHECK(cnn_utf8_valid(k, strlen(k)) && cnn_utf8_valid(v, strlen(v)),
-                  CNN_ERR_INVALID_ARG, "safetensors_save: '%s': metadata entry %d is not valid "
-                  "UTF-8", path, i);
-    }
+    /* (Metadata is UTF-8 already: cnn_dict_set_meta refuses anything else.) */
     cnn_buf_append(b, "{", 1);
     if (nm) {
         cnn_buf_append(b, "\"__metadata__\":{", 16);

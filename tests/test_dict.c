@@ -179,3 +179,20 @@ TEST(dict_indices_outside_the_entries_give_null)
     cnn_tensor_free(&t);
     cnn_dict_destroy(&d);
 }
+
+/* Metadata is JSON text in a file: a key or value that is not UTF-8 is refused when set (the
+ * caller can still say which), not when the dict is saved. */
+TEST(dict_set_meta_refuses_text_that_is_not_utf8)
+{
+    cnn_dict *d = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    REQUIRE(d);
+    CHECK_ERR(cnn_dict_set_meta(d, "classes", "caf\xe9"), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "'classes'") && strstr(cnn_last_error(), "UTF-8"));
+    CHECK_ERR(cnn_dict_set_meta(d, "k\xff", "v"), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_dict_set_meta(d, "surrogate", "\xed\xa0\x80"), CNN_ERR_INVALID_ARG);
+    CHECK(cnn_dict_meta_size(d) == 0);
+    CHECK_OK(cnn_dict_set_meta(d, "classes", "caf\xc3\xa9"));
+    CHECK(!strcmp(cnn_dict_get_meta(d, "classes"), "caf\xc3\xa9"));
+    cnn_dict_destroy(&d);
+}

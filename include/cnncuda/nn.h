@@ -138,7 +138,8 @@ cnn_tensor *cnn_dict_get(const cnn_dict *d, const char *name);
 int cnn_dict_size(const cnn_dict *d);
 const char *cnn_dict_name(const cnn_dict *d, int i);
 cnn_tensor *cnn_dict_at(const cnn_dict *d, int i);
-/* String metadata (safetensors' __metadata__): set (copies), get (borrowed or NULL), list. */
+/* String metadata (safetensors' __metadata__): set (copies; key and value must be UTF-8
+ * text, else CNN_ERR_INVALID_ARG naming the key), get (borrowed or NULL), list. */
 cnn_status cnn_dict_set_meta(cnn_dict *d, const char *key, const char *value);
 const char *cnn_dict_get_meta(const cnn_dict *d, const char *key);
 int cnn_dict_meta_size(const cnn_dict *d);
