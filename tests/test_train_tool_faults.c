@@ -12,7 +12,7 @@
 
 static bool exists(const char *dir, const char *name)
 {
-    char p[700];
+    char p[1024];
     struct stat sb;
     snprintf(p, sizeof p, "%s/%s", dir, name);
     return stat(p, &sb) == 0;
@@ -83,7 +83,7 @@ TEST(train_tool_divergence_and_non_finite_weights_are_named)
     snprintf(path, sizeof path, "%s/b/best.safetensors", dir);
     CHECK(optim_tensors(path) == 0);
     snprintf(args, sizeof args, "--resume %s/b/best.safetensors --epochs 2", dir);
-    SAYS(tool, args, "holds the weights only", "last.safetensors", "--pretrained");
+    SAYS(tool, args, "holds weights only", "last.safetensors", "--pretrained");
 
     /* Resumed at an absurd --lr, it diverges after its own first step: the checkpoints are
      * from before. */

@@ -59,3 +59,15 @@ double last_lr(const char *dir)
         return -1;
     return v[6];
 }
+
+void check_one_line_error(const char *tool, const char *args, const char *needle)
+{
+    char out[8192];
+    int rc = run_tool_ex(tool, args, true, out, sizeof out);
+    if (rc == 0) cnn_test_fail(__FILE__, __LINE__, "'%s' exited 0", args);
+    if (strncmp(out, "train_imagenet_subset: ", 23) != 0 ||
+        strchr(out, '\n') != out + strlen(out) - 1)
+        cnn_test_fail(__FILE__, __LINE__, "'%s' printed not one error line: %s", args, out);
+    if (!strstr(out, needle))
+        cnn_test_fail(__FILE__, __LINE__, "'%s': reason lacks '%s': %s", args, needle, out);
+}

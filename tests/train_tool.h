@@ -19,6 +19,10 @@ bool tool_path(char *buf, size_t n);
 int run_tool_ex(const char *tool, const char *args, bool stderr_only, char *out, size_t n);
 int run_tool(const char *tool, const char *args, char *out, size_t n);
 
+/* A failing run: non-zero exit and exactly one line "train_imagenet_subset: ..." on stderr,
+ * holding needle (a test failure otherwise). */
+void check_one_line_error(const char *tool, const char *args, const char *needle);
+
 /* A fresh folder under /tmp into buf; false on failure. remove_tree removes one. */
 bool make_tmpdir(char *buf, size_t n);
 void remove_tree(const char *dir);

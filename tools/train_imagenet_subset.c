@@ -109,6 +109,30 @@ static void out_drop(step_out *o)
     for (int i = 0; i < 3; i++) cnn_tensor_free(&o->t[i]);
 }
 
+/* A loss that is not finite ends the run, with what caused it as far as the tool can tell and
+ * what is on disk. step: the optimizer step of a training batch, -1 for a validation batch.
+ * Weights this process has not updated yet (step r->first_step, or a validation pass before
+ * any training here) came so from the checkpoint or --pretrained: no --lr is to blame. */
+static void die_non_finite(const tr_run *r, float lv, int64_t step)
+{
+    const char *v = isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf"; /* never "-nan" */
+    char what[64];
+    if (step >= 0) snprintf(what, sizeof what, "the loss is %s at step %lld", v, (long long)step);
+    else snprintf(what, sizeof what, "the validation loss is %s", v);
+    if (step >= 0 ? step == r->first_step : r->st.step == r->first_step)
+        tr_die("%s, before this run updated any weight: the weights it %s give non-finite "
+               "outputs", what, r->o.eval_only[0] || r->o.resume[0] ? "loaded from the checkpoint"
+                                    : r->o.pretrained[0] ? "started from (--pretrained)"
+                                                         : "was initialised with");
+    char kept[TR_PATH_MAX + 160];
+    if (r->st.epoch == 0 && !r->o.resume[0])
+        snprintf(kept, sizeof kept, "no epoch finished, so nothing was saved");
+    else
+        snprintf(kept, sizeof kept, "the checkpoints in %s are from before it (if a run "
+                 "resumed from them diverges again, start a new one)", r->dir);
+    tr_die("%s: training diverged (lower --lr, or add --warmup-epochs); %s", what, kept);
+}
+
 /* Waits for a batch's results and adds them to e's statistics. */
 static void out_finish(tr_run *r, step_out *o, tr_eval *e)
 {
@@ -121,11 +145,7 @@ static void out_finish(tr_run *r, step_out *o, tr_eval *e)
     TR_LIB(cnn_tensor_read(o->t[0], r->host_logits, (size_t)(b * k)), "reading logits");
     TR_LIB(cnn_tensor_read(o->t[1], lab, (size_t)b), "reading labels");
     TR_LIB(cnn_tensor_read(o->t[2], &lv, 1), "reading the loss");
-    if (!isfinite(lv) && o->step < 0)
-        tr_die("the validation loss is %g: %s", lv,
-               r->o.eval_only[0] ? "the checkpoint's weights give non-finite outputs"
-                                 : "the model has diverged (lower --lr)");
-    if (!isfinite(lv)) tr_die("the loss is %g at step %lld: lower --lr", lv, (long long)o->step);
+    if (!isfinite(lv)) die_non_finite(r, lv, o->step);
     tr_eval_add(e, r->host_logits, lab, b, lv);
     out_drop(o);
 }
@@ -177,13 +197,16 @@ static void path_in_dir(const tr_run *r, const char *name, char *buf, size_t n)
     snprintf(buf, n, "%s/%s", r->dir, name);
 }
 
+/* last.safetensors holds everything a resumed run needs; best.safetensors the weights and the
+ * metadata only, so that it loads into torchvision as it is (load_state_dict, strict). */
 static void save(tr_run *r, const char *name)
 {
     char path[TR_PATH_MAX + 64], err[2048];
+    const bool all = strcmp(name, "best.safetensors") != 0;
     path_in_dir(r, name, path, sizeof path);
     cnn_rng_get_state(&r->st.rng_seed, &r->st.rng_offset);
-    if (!tr_checkpoint_save(path, r->model, r->opt, r->plateau, &r->o, &r->mm, &r->st, err,
-                            sizeof err))
+    if (!tr_checkpoint_save(path, r->model, all ? r->opt : NULL, all ? r->plateau : NULL, &r->o,
+                            &r->mm, &r->st, err, sizeof err))
         tr_die("%s", err);
 }
 
@@ -526,6 +549,7 @@ int main(int argc, char **argv)
         printf("resuming at epoch %lld, batch %lld (step %lld)\n", (long long)r.st.epoch + 1,
                (long long)r.st.batch, (long long)r.st.step);
 
+    r.first_step = r.st.step;
     int trained = train(&r);
     if (r.last_eval.n == 0) {
         /* resumed after the last epoch: report on the saved model */

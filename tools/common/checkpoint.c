@@ -58,6 +58,30 @@ static cnn_status meta_names(cnn_dict *d, const tr_model_meta *mm)
     return st;
 }
 
+bool tr_checkpoint_check_text(const train_opts *o, const tr_model_meta *mm, char *err,
+                              size_t n)
+{
+    cnn_dict *d = NULL;
+    if (cnn_dict_create(&d) != CNN_OK) {
+        snprintf(err, n, "out of memory");
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; ok && i < mm->num_classes; i++)
+        if (cnn_dict_set_meta(d, "class_names", mm->class_names[i]) != CNN_OK) {
+            snprintf(err, n, "class %d's folder name '%s' is not UTF-8 text, which checkpoints "
+                     "store class names as: rename it", i, mm->class_names[i]);
+            ok = false;
+        }
+    if (ok && tr_opts_to_meta(o, d) != CNN_OK) {
+        snprintf(err, n, "a checkpoint cannot store this run's options (%s): give --data as a "
+                 "UTF-8 path, e.g. through a link", cnn_last_error());
+        ok = false;
+    }
+    cnn_dict_destroy(&d);
+    return ok;
+}
+
 #define TRY(x)                                                                                     \
     do {                                                                                           \
         if ((x) != CNN_OK) goto done;                                                              \
@@ -217,6 +241,8 @@ bool tr_checkpoint_open(const char *path, cnn_dict **d, tr_model_meta *mm, char 
     snprintf(mm->model, sizeof mm->model, "%s", model);
     return true;
 }
+
+bool tr_checkpoint_resumable(const cnn_dict *d) { return cnn_dict_get_meta(d, "optim.kind"); }
 
 bool tr_checkpoint_state(const cnn_dict *d, tr_state *s, char *err, size_t n)
 {

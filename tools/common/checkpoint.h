@@ -1,7 +1,8 @@
 /* checkpoint.h — training checkpoints of train_imagenet_subset: one safetensors file holding
- * the model state (torchvision names), the optimizer state ("optim.*"), the plateau scheduler
- * state and metadata (what the model is, its input, class names, progress, RNG state, best
- * accuracy, history and the training options), written atomically. Never prints or exits. */
+ * the model state (torchvision names), the optimizer state ("optim.*", not in
+ * best.safetensors), the plateau scheduler state and metadata (what the model is, its input,
+ * class names, progress, RNG state, best accuracy, history and the training options), written
+ * atomically. Never prints or exits. */
 #ifndef TR_CHECKPOINT_H
 #define TR_CHECKPOINT_H
 
@@ -41,12 +42,20 @@ typedef struct tr_state {
 void tr_model_meta_free(tr_model_meta *m);
 
 /* Each function below returns false with a one-line reason in err (n bytes) on failure. */
-/* Writes path atomically. opt and plateau may be NULL. */
+/* Whether a checkpoint can hold the run's text (class names, the --data path): safetensors
+ * metadata is UTF-8 text. Checked before training, so that no epoch is lost to it. */
+bool tr_checkpoint_check_text(const train_opts *o, const tr_model_meta *mm, char *err,
+                              size_t n);
+/* Writes path atomically. opt and plateau may be NULL: best.safetensors is written without
+ * them, the weights alone (torchvision's state_dict, loadable as it is) with the metadata;
+ * tr_checkpoint_resumable tells the two kinds apart. */
 bool tr_checkpoint_save(const char *path, cnn_model *model, const cnn_optim *opt,
                         const cnn_plateau *plateau, const train_opts *o, const tr_model_meta *mm,
                         const tr_state *s, char *err, size_t n);
 /* Loads path (fully validated) and parses its model description into mm. */
 bool tr_checkpoint_open(const char *path, cnn_dict **d, tr_model_meta *mm, char *err, size_t n);
+/* Whether a loaded checkpoint holds the optimizer state a resumed run needs. */
+bool tr_checkpoint_resumable(const cnn_dict *d);
 /* Parses the progress of a loaded checkpoint (s->history is replaced). */
 bool tr_checkpoint_state(const cnn_dict *d, tr_state *s, char *err, size_t n);
 /* Copies the checkpoint's model tensors into model (every model tensor must be there; other

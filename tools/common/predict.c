@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,10 +95,11 @@ static void print_read_error(const char *file, const char *link, const char *msg
         printf("%s: cannot read: %s\n", file, msg);
 }
 
-/* Prints one file's top-5; false on failure (err set). */
+/* Prints one file's top-5; false on failure (err set: a library error, or probabilities that
+ * are not finite, which a checkpoint with non-finite weights gives: there is nothing to rank). */
 static bool classify(cnn_model *m, const cnn_dataset *ds, int64_t i, const cnn_transform *t,
                      const tr_model_meta *mm, cnn_device dev, const char *file, const char *link,
-                     float *img, bool *bad)
+                     float *img, bool *bad, char *err, size_t n)
 {
     int S = mm->img_size, K = mm->num_classes;
     if (cnn_dataset_get(ds, i, t, 0, 0, img, NULL) != CNN_OK) {
@@ -114,6 +116,14 @@ static bool classify(cnn_model *m, const cnn_dataset *ds, int64_t i, const cnn_t
         cnn_tensor_to(x, dev, &xd) == CNN_OK &&
         cnn_model_forward(m, xd, false, &logits) == CNN_OK &&
         cnn_softmax(logits, 1, &prob) == CNN_OK && cnn_tensor_read(prob, p, (size_t)K) == CNN_OK;
+    if (!ok) snprintf(err, n, "%s: %s", file, p && idx ? cnn_last_error() : "out of memory");
+    for (int k = 0; ok && k < K; k++)
+        if (!isfinite(p[k])) {
+            snprintf(err, n, "%s: the class probabilities are not finite (class %d: %s): the "
+                     "checkpoint's weights give non-finite outputs", file, k,
+                     isnan(p[k]) ? "nan" : "inf");
+            ok = false;
+        }
     if (ok) {
         for (int k = 0; k < K; k++) idx[k] = k;
         qsort_r(idx, (size_t)K, sizeof *idx, cmp_desc, p);
@@ -196,8 +206,7 @@ bool tr_predict(const train_opts *o, cnn_device dev, char *err, size_t n)
     bool was = cnn_set_grad_enabled(false);
     ok = true;
     for (int i = 0; i < nf && ok; i++) {
-        ok = classify(m, ds, i, &t, &mm, dev, files[i], tmp.links[i], img, &bad);
-        if (!ok) snprintf(err, n, "%s: %s", files[i], cnn_last_error());
+        ok = classify(m, ds, i, &t, &mm, dev, files[i], tmp.links[i], img, &bad, err, n);
     }
     cnn_set_grad_enabled(was);
     if (ok && bad) {

@@ -180,6 +180,10 @@ static void load_checkpoint(tr_run *r, const char *path, bool with_state)
     build_model(r);
     if (!tr_checkpoint_load_model(r->model, d, err, sizeof err)) tr_die("%s: %s", path, err);
     if (with_state) {
+        if (!tr_checkpoint_resumable(d))
+            tr_die("%s holds weights only, without the optimizer's state (best.safetensors "
+                   "keeps just the weights): resume from the last.safetensors beside it, or "
+                   "start a new run from these weights with --pretrained", path);
         if (!tr_checkpoint_state(d, &r->st, err, sizeof err)) tr_die("%s: %s", path, err);
         TR_LIB(cnn_model_to(r->model, r->dev), "moving the model to the device");
         build_optimizer(r);
@@ -233,6 +237,7 @@ void tr_run_open_train(tr_run *r)
     cnn_status st = cnn_model_summarize(r->model, r->mm.img_size, r->mm.img_size, &sum);
     cnn_model_summary_free(&sum);
     if (st != CNN_OK) tr_die("--img-size %d: %s", r->mm.img_size, cnn_last_error());
+    if (!tr_checkpoint_check_text(&r->o, &r->mm, err, sizeof err)) tr_die("%s", err);
     if (!r->o.checkpoint_dir[0]) {
         /* A folder of its own, even for two runs started in the same second. */
         char stamp[32];

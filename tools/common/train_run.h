@@ -36,6 +36,7 @@ typedef struct tr_run {
     tr_eval last_eval;
     char dir[TR_PATH_MAX];
     int64_t steps_per_epoch;
+    int64_t first_step; /* r->st.step when this process started training */
     float *host_logits; /* batch x num_classes, for metrics */
     /* --cuda-graph (train_imagenet_subset.c): the captured training step, the tensors it reads
      * (each batch is copied in) and writes; graph_state 0: the next step warms up op by op,
