@@ -3,6 +3,7 @@
  * record nothing on the tape. */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 
 static cnn_status check_target(const char *op, const cnn_tensor *t)
@@ -57,8 +58,10 @@ static cnn_status fill_random(cnn_tensor *t, bool normal, float a, float b)
 cnn_status cnn_init_uniform_(cnn_tensor *t, float low, float high)
 {
     CNN_TRY(check_target("init_uniform_", t));
-    CNN_CHECK(low <= high && isfinite(low) && isfinite(high), CNN_ERR_INVALID_ARG,
-              "init_uniform_: need finite low <= high, got [%g, %g)", low, high);
+    CNN_CHECK(low <= high && isfinite(low) && isfinite(high) &&
+                  (double)high - (double)low <= FLT_MAX,
+              CNN_ERR_INVALID_ARG, "init_uniform_: need finite low <= high with high - low <= "
+              "FLT_MAX, got [%g, %g)", low, high);
     return fill_random(t, false, low, high);
 }
 

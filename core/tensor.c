@@ -3,6 +3,9 @@
  * tensors and devices in tensor_copy.c, ops in layers/. */
 #include "internal.h"
 
+#include <float.h>
+#include <math.h>
+
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
 #endif
@@ -367,7 +370,12 @@ cnn_status cnn_tensor_uniform(cnn_shape shape, float low, float high, cnn_device
                               cnn_tensor **out)
 {
     CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_uniform: out is NULL");
-    CNN_CHECK(low <= high, CNN_ERR_INVALID_ARG, "tensor_uniform: low %g > high %g", low, high);
+    /* As PyTorch's uniform_: finite bounds whose span a float holds (a wider one, or an
+     * infinite bound, made every value infinite or NaN). */
+    CNN_CHECK(isfinite(low) && isfinite(high) && low <= high &&
+                  (double)high - (double)low <= FLT_MAX,
+              CNN_ERR_INVALID_ARG, "tensor_uniform: need finite low <= high with high - low <= "
+              "FLT_MAX, got [%g, %g)", low, high);
     return random_tensor(shape, 0, low, high, device, out);
 }
 

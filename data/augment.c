@@ -5,6 +5,8 @@
 
 #include "philox.h"
 
+#include <math.h>
+
 /* ---- dataset accessors ------------------------------------------------------------------- */
 cnn_dataset *cnn_dataset_alloc(const cnn_dataset_ops *ops)
 {
@@ -123,6 +125,22 @@ cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t)
               "transform: img_size %d out of range", t->img_size);
     CNN_CHECK(t->geometry == CNN_GEOM_CROP || t->geometry == CNN_GEOM_PAD_OR_RESIZE,
               CNN_ERR_INVALID_ARG, "transform: unknown geometry %d", (int)t->geometry);
+    /* Every number finite, as torchvision's transforms refuse others: an infinite angle or
+     * scale would give a blank image rather than an error. */
+    const struct { const char *name; float v; } nums[] = {
+        {"scale[0]", t->scale[0]}, {"scale[1]", t->scale[1]}, {"ratio[0]", t->ratio[0]},
+        {"ratio[1]", t->ratio[1]}, {"eval_crop_ratio", t->eval_crop_ratio},
+        {"hflip_p", t->hflip_p}, {"brightness", t->brightness}, {"contrast", t->contrast},
+        {"saturation", t->saturation}, {"affine_degrees", t->affine_degrees},
+        {"affine_translate", t->affine_translate}, {"affine_scale[0]", t->affine_scale[0]},
+        {"affine_scale[1]", t->affine_scale[1]}, {"erase_p", t->erase_p},
+        {"erase_scale[0]", t->erase_scale[0]}, {"erase_scale[1]", t->erase_scale[1]},
+        {"erase_ratio[0]", t->erase_ratio[0]}, {"erase_ratio[1]", t->erase_ratio[1]},
+        {"mean[0]", t->mean[0]}, {"mean[1]", t->mean[1]}, {"mean[2]", t->mean[2]},
+        {"std[0]", t->std[0]}, {"std[1]", t->std[1]}, {"std[2]", t->std[2]}};
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
+        CNN_CHECK(isfinite(nums[i].v), CNN_ERR_INVALID_ARG, "transform: %s is %g, not a finite "
+                  "number", nums[i].name, nums[i].v);
     CNN_CHECK(t->scale[0] > 0 && t->scale[0] <= t->scale[1] && t->ratio[0] > 0 &&
                   t->ratio[0] <= t->ratio[1],
               CNN_ERR_INVALID_ARG, "transform: bad scale (%g, %g) or ratio (%g, %g)",

@@ -351,6 +351,19 @@ TEST(augment_flip_affine_zoom_and_jitter)
     CHECK(bad == 0);
     t.brightness = -1;
     CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    /* Infinite parameters are refused by name (they gave a blank or constant image). */
+    t.brightness = 0;
+    t.affine_degrees = INFINITY;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "affine_degrees"));
+    t.affine_degrees = 0;
+    t.affine_scale[0] = 1, t.affine_scale[1] = INFINITY;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "affine_scale[1]"));
+    t.affine_scale[1] = 1;
+    t.mean[0] = NAN;
+    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "mean[0]"));
     cnn_dataset_destroy(&ds);
 }
 

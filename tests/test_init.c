@@ -189,6 +189,20 @@ TEST(inits_refuse_infinite_bounds_and_skip_empty_tensors)
     CHECK_OK(cnn_tensor_full(CNN_SHAPE(3, 4), 0.5f, CNN_CPU, &w));
     CHECK_ERR(cnn_init_uniform_(w, -INFINITY, 1.0f), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_init_uniform_(w, 0.0f, INFINITY), CNN_ERR_INVALID_ARG);
+    /* Finite bounds whose span overflows a float (every value came out infinite). */
+    CHECK_ERR(cnn_init_uniform_(w, -3.4e38f, 3.4e38f), CNN_ERR_INVALID_ARG);
+    cnn_tensor *u = NULL;
+    CHECK_ERR(cnn_tensor_uniform(CNN_SHAPE(4), -3.4e38f, 3.4e38f, CNN_CPU, &u),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_tensor_uniform(CNN_SHAPE(4), 0.0f, INFINITY, CNN_CPU, &u), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_tensor_uniform(CNN_SHAPE(4), -INFINITY, -INFINITY, CNN_CPU, &u),
+              CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_tensor_uniform(CNN_SHAPE(4), NAN, 1.0f, CNN_CPU, &u), CNN_ERR_INVALID_ARG);
+    CHECK(u == NULL && strstr(cnn_last_error(), "FLT_MAX"));
+    /* The widest span allowed gives finite values. */
+    CHECK_OK(cnn_tensor_uniform(CNN_SHAPE(64), -1.7e38f, 1.7e38f, CNN_CPU, &u));
+    for (int i = 0; i < 64; i++) CHECK(isfinite(cnn_tensor_cdata(u)[i]));
+    cnn_tensor_free(&u);
     CHECK_ERR(cnn_init_xavier_uniform_(w, INFINITY), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_init_xavier_normal_(w, -1.0f), CNN_ERR_INVALID_ARG);
     for (int i = 0; i < 12; i++) CHECK(cnn_tensor_cdata(w)[i] == 0.5f);
