@@ -73,7 +73,7 @@ ifeq ($(DEBUG),1)
   # Undefined behaviour stops the run (UBSan would otherwise print a line and go on, and a passing
   # suite could hide it).
   CNN_CFLAGS += $(DEBUG_OPT) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-                -fno-omit-frame-pointer
+                -fno-omit-frame-pointer -DCNN_KEEP_STB_ASSERTS
   CNN_LDFLAGS += -fsanitize=address,undefined
 else
   CNN_CFLAGS += -O3 $(CPU_ARCH) -g1
@@ -378,6 +378,9 @@ check-exports: $(BUILD)/libcnncuda.so $(BUILD)/libcnncuda.a $(BUILD)/cnncuda.map
 	@if [ -s $(BUILD)/stray.txt ]; then \
 	  echo "check-exports: libcnncuda.a defines global names outside cnn_:"; cat $(BUILD)/stray.txt; \
 	  exit 1; fi; echo "check-exports: libcnncuda.a defines no global name outside cnn_"
+	@# and calls nothing that aborts (stb_image's asserts are compiled out but for DEBUG=1)
+	@if [ "$(DEBUG)" != 1 ] && nm -u $(BUILD)/libcnncuda.a | grep -qw '__assert_fail\|abort'; then \
+	  echo "check-exports: libcnncuda.a calls assert or abort"; exit 1; fi
 
 # The public header on its own: C99 and C++11, pedantic, warnings as errors (CNN_SHAPE and the
 # device macros have a C++ form: no compound literals, and a size_t size is no narrowing error).

@@ -50,6 +50,13 @@ static void *zero_realloc(void *p, size_t old, size_t n)
 #define STBI_MALLOC(sz) zero_alloc(sz)
 #define STBI_REALLOC_SIZED(p, oldsz, newsz) zero_realloc((p), (oldsz), (newsz))
 #define STBI_FREE(p) free(p)
+/* stb_image checks its own invariants with assert(), which would abort the process, and the
+ * library never aborts: release builds compile them out (the decoders check what a file says
+ * before it reaches them: BMP masks, Huffman tables). Sanitizer builds (DEBUG=1, which the
+ * fuzzing uses) keep them, so that a reachable one would show. */
+#ifndef CNN_KEEP_STB_ASSERTS
+#define STBI_ASSERT(x) ((void)0)
+#endif
 /* stb_image's own warnings, for this file only (some are reported at its end). */
 #pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wunknown-warning-option"
