@@ -125,14 +125,6 @@ void cnn_cpu_empty_cache(void)
     pthread_mutex_unlock(&g_lock);
 }
 
-size_t cnn_cpu_cached_bytes(void)
-{
-    pthread_mutex_lock(&g_lock);
-    size_t c = g_cached;
-    pthread_mutex_unlock(&g_lock);
-    return c;
-}
-
 void cnn_cpu_memory_stats(size_t *allocated, size_t *peak, bool reset_peak)
 {
     if (allocated) *allocated = atomic_load(&g_allocated);

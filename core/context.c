@@ -1,5 +1,7 @@
 /* context.c — per-thread contexts: device, grad mode, backend preference, math modes, RNG and
- * the tape. The only mutable state of the library is the thread-local current context. */
+ * the tape. The only mutable state of the library besides the thread-local current context is
+ * its process-wide caches (the CPU, device and pinned allocators, cuDNN's algorithm choices),
+ * each behind its own lock. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -7,8 +9,6 @@
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
 #endif
-
-void cnn_tape_destroy(cnn_tape *tape); /* tape.c */
 
 static _Thread_local cnn_context *g_current;
 static _Thread_local cnn_context *g_default; /* the thread's own CPU context, made lazily */

@@ -68,7 +68,6 @@ struct cnn_storage {
     int refcount;
     void *data;
     size_t bytes;
-    cnn_device device;
     /* Returns the memory to whoever allocated it (CPU free, or the CUDA caching allocator). */
     void (*release)(cnn_storage *s);
     void *allocator; /* the allocator's own state, for release */
@@ -100,7 +99,6 @@ struct cnn_tensor {
 /* Host memory for a CPU storage from the caching allocator (alloc_cpu.c): sets s->data,
  * s->release and s->allocator. */
 cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what);
-size_t cnn_cpu_cached_bytes(void);
 
 size_t cnn_dtype_size(cnn_dtype dt);
 const char *cnn_dtype_name(cnn_dtype dt);
@@ -115,6 +113,8 @@ bool cnn_dtype_is_float(cnn_dtype dt);
  * which files from before PyTorch 0.4.1 lack and PyTorch's load_state_dict lets them. */
 bool cnn_dict_optional_name(const char *name);
 int64_t cnn_shape_numel(cnn_shape s);
+/* The byte strides of a contiguous (row-major) tensor of shape s, esize bytes an element. */
+void cnn_contiguous_strides(cnn_shape s, size_t esize, int64_t *strides);
 bool cnn_shape_equal(cnn_shape a, cnn_shape b);
 /* Checks 0 <= ndim <= 4 and every size >= 0; `what` names the caller in the message. */
 cnn_status cnn_shape_validate(cnn_shape s, const char *what);
@@ -170,11 +170,13 @@ typedef struct cnn_rng_draw {
 cnn_status cnn_rng_draw_take(int64_t n_counters, cnn_device device, cnn_rng_draw *d,
                              const cnn_tensor **keep);
 
+/* PyTorch's output size of a conv or pooling window along one axis (layers/pool.c; ceil_mode
+ * for pooling only): floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or the ceiling. */
+int64_t cnn_window_out(int64_t in, int k, int stride, int pad, int dil, bool ceil_mode);
+
 /* ---- argument checks shared by ops (each sets a message naming op and tensor) -------------- */
 /* NULL and dtype (F32) check, any device: for ops that dispatch to CUDA kernels. */
 cnn_status cnn_check_f32(const char *op, const char *name, const cnn_tensor *t);
-/* cnn_check_f32 plus "on the CPU": for ops (or paths) without a CUDA kernel. */
-cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t);
 cnn_status cnn_check_same_device(const char *op, const cnn_tensor *a, const char *an,
                                  const cnn_tensor *b, const char *bn);
 /* "(8, 3, 32, 32)" of a tensor, in a thread-local rotating buffer (valid for a few calls). */
@@ -187,6 +189,7 @@ typedef struct cnn_tape {
     uint64_t gen; /* new at every reset (unique in the process): older tensors are constants */
 } cnn_tape;
 uint64_t cnn_tape_new_gen(void); /* tape.c */
+void cnn_tape_destroy(cnn_tape *tape); /* tape.c, for context.c */
 
 struct cnn_context {
     cnn_device device;
@@ -225,8 +228,6 @@ struct cnn_node {
     cnn_backward_fn backward;
     int n_inputs;
     cnn_node_input *in;
-    cnn_shape out_shape;
-    cnn_device out_device;
     cnn_tensor *dout;     /* accumulated gradient of the output during backward */
     int n_saved;
     cnn_tensor *saved[CNN_NODE_MAX_SAVED];

@@ -1,5 +1,6 @@
-/* status.c — the thread-local error message behind cnn_last_error(). Only formats and stores
- * messages: it never prints, exits or aborts. */
+/* status.c — the thread-local error message behind cnn_last_error(), and cnn_log_debug. Only
+ * formats and stores messages: it never exits or aborts, and prints nothing but the debug lines
+ * CNN_DEBUG=1 asks for (on stderr). */
 #include "internal.h"
 
 #include <stdatomic.h>

@@ -85,8 +85,6 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
     nd->backward = backward;
     nd->n_inputs = n;
     nd->in = in;
-    nd->out_shape = out->shape;
-    nd->out_device = out->device;
     if (params && psize) memcpy(nd->params, params, psize);
     for (int i = 0; i < n; i++) {
         const cnn_tensor *x = inputs[i];

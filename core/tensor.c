@@ -107,7 +107,6 @@ static cnn_status storage_new(size_t bytes, cnn_device device, bool pinned, cons
     if (!s) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
     s->refcount = 1;
     s->bytes = bytes;
-    s->device = device;
     if (device.type == CNN_DEVICE_CPU) {
 #if CNN_WITH_CUDA
         cnn_status st = pinned ? cnn_cuda_pinned_storage_alloc(s, bytes, what)
@@ -156,13 +155,18 @@ static void storage_release(cnn_storage *s)
 }
 
 /* ---- tensor lifetime --------------------------------------------------------------------- */
+void cnn_contiguous_strides(cnn_shape s, size_t esize, int64_t *strides)
+{
+    int64_t st = (int64_t)esize;
+    for (int i = s.ndim - 1; i >= 0; i--) {
+        strides[i] = st;
+        st *= s.d[i];
+    }
+}
+
 static void set_contiguous_strides(cnn_tensor *t)
 {
-    int64_t st = (int64_t)cnn_dtype_size(t->dtype);
-    for (int i = t->shape.ndim - 1; i >= 0; i--) {
-        t->strides[i] = st;
-        st *= t->shape.d[i];
-    }
+    cnn_contiguous_strides(t->shape, cnn_dtype_size(t->dtype), t->strides);
 }
 
 static cnn_status tensor_empty(cnn_shape shape, cnn_dtype dtype, cnn_device device, bool pinned,
@@ -416,8 +420,7 @@ cnn_status cnn_tensor_write(cnn_tensor *t, const void *src, size_t n)
         return st;
     }
     cnn_tensor host = *t; /* a borrowed CPU view of the caller's buffer */
-    cnn_storage hs = {.refcount = 1, .data = (void *)src, .bytes = cnn_tensor_nbytes(t),
-                      .device = CNN_CPU};
+    cnn_storage hs = {.refcount = 1, .data = (void *)src, .bytes = cnn_tensor_nbytes(t)};
     host.device = CNN_CPU;
     host.storage = &hs;
     host.offset = 0;
@@ -439,7 +442,7 @@ cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n)
         return st;
     }
     cnn_tensor host = *t;
-    cnn_storage hs = {.refcount = 1, .data = dst, .bytes = cnn_tensor_nbytes(t), .device = CNN_CPU};
+    cnn_storage hs = {.refcount = 1, .data = dst, .bytes = cnn_tensor_nbytes(t)};
     host.device = CNN_CPU;
     host.storage = &hs;
     host.offset = 0;
@@ -516,17 +519,6 @@ cnn_status cnn_check_f32(const char *op, const char *name, const cnn_tensor *t)
     CNN_CHECK(t, CNN_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
     CNN_CHECK(t->dtype == CNN_F32, CNN_ERR_UNSUPPORTED,
               "%s: %s has dtype %s; only F32 is supported", op, name, cnn_dtype_name(t->dtype));
-    return CNN_OK;
-}
-
-cnn_status cnn_check_tensor(const char *op, const char *name, const cnn_tensor *t)
-{
-    CNN_TRY(cnn_check_f32(op, name, t));
-    /* Ops with CUDA kernels check with cnn_check_f32 and dispatch; the others must refuse a
-     * CUDA tensor here rather than hand device memory to CPU loops. */
-    CNN_CHECK(t->device.type == CNN_DEVICE_CPU, CNN_ERR_UNSUPPORTED,
-              "%s: %s is on cuda:%d, and this op has no CUDA kernel in this build (copy it to the "
-              "CPU with cnn_tensor_to)", op, name, t->device.index);
     return CNN_OK;
 }
 

@@ -5,21 +5,12 @@
 typedef struct { int a, b; } transpose_params;
 typedef struct { int dim; int64_t start; } narrow_params;
 
-static void contiguous_strides(cnn_shape s, size_t esize, int64_t *strides)
-{
-    int64_t st = (int64_t)esize;
-    for (int i = s.ndim - 1; i >= 0; i--) {
-        strides[i] = st;
-        st *= s.d[i];
-    }
-}
-
 static cnn_status reshape_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor **dx)
 {
     cnn_tensor *c = NULL;
     int64_t strides[CNN_MAX_DIMS];
     CNN_TRY(cnn_contig(dy, &c));
-    contiguous_strides(n->in[0].shape, cnn_dtype_size(c->dtype), strides);
+    cnn_contiguous_strides(n->in[0].shape, cnn_dtype_size(c->dtype), strides);
     cnn_status st = cnn_tensor_view(c, n->in[0].shape, strides, c->offset, &dx[0]);
     cnn_tensor_free(&c);
     return st;
@@ -62,7 +53,7 @@ cnn_status cnn_tensor_reshape(const cnn_tensor *t, cnn_shape shape, cnn_tensor *
     cnn_tensor *c = NULL;
     CNN_TRY(cnn_contig(t, &c));
     int64_t strides[CNN_MAX_DIMS];
-    contiguous_strides(shape, cnn_dtype_size(t->dtype), strides);
+    cnn_contiguous_strides(shape, cnn_dtype_size(t->dtype), strides);
     cnn_status st = cnn_tensor_view(c, shape, strides, c->offset, out);
     cnn_tensor_free(&c);
     if (st == CNN_OK && cnn_should_record(&t, 1))

@@ -38,9 +38,9 @@ typedef struct algo_entry {
     struct algo_entry *next;
 } algo_entry;
 
-/* One context's cache. The context struct (core/) has no slot for it, so the caches live in a
- * list keyed by the context's address; entries also carry the device, so a later context at a
- * reused address could at worst reuse a choice made for the same shapes on the same device. */
+/* One context's cache, in a process-wide list keyed by the context's address (entries carry the
+ * device too); a context's cache is freed when the context is (cnn_cudnn_conv2d_cache_release,
+ * from cuda/device.c), so no later context at the same address inherits it. */
 typedef struct ctx_cache {
     const cnn_context *ctx;
     algo_entry *entries;

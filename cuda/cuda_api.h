@@ -1,4 +1,4 @@
-/* cuda_api.h — the plain-C face of cuda/: what core/ and layers/ may call on CUDA tensors.
+/* cuda_api.h — the plain-C face of cuda/: what core/, layers/ and data/loader.c may call.
  * Declared here, defined in the .c and .cu files of cuda/; only built (and only called) when
  * CNN_WITH_CUDA is 1. It includes no CUDA header, so nothing outside cuda/ ever does. */
 #ifndef CNN_CUDA_API_H

@@ -1,6 +1,6 @@
 /* elementwise.cu — CUDA kernels of layers/elementwise.c (add, scale, sum/mean, concat), the
- * linear layer's bias rows, and the full-tensor reductions shared with core/optim.c (the norm
- * of all gradients at once). Reductions run in two fixed stages whose order depends only on
+ * linear layer's bias rows, and the full-tensor reductions, e.g. core/clip_grad.c's norm of all
+ * gradients at once. Reductions run in two fixed stages whose order depends only on
  * the sizes, never on timing: no float atomics, so a sum is the same bits on every run.
  * Launchers and kernels only; argument checks are the caller's. */
 #include "cuda_check.h"

@@ -1,5 +1,5 @@
-/* igemm.cuh — the implicit GEMMs behind the hand-written conv (conv2d.cu includes it; nothing
- * else does): shared-memory tiles of operands that an Op computes on the fly, multiplied in exact
+/* igemm.cuh — the implicit GEMMs behind the hand-written conv (through conv2d.cuh: conv2d.cu and
+ * conv2d_data.cu): shared-memory tiles of operands that an Op computes on the fly, multiplied in exact
  * FP32 on the CUDA cores or in TF32 on the tensor cores. Knows nothing of convolution but the
  * name its errors give. */
 #ifndef CNN_IGEMM_CUH

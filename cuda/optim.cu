@@ -1,4 +1,4 @@
-/* optim.cu — fused CUDA updates for core/optim.c (and core/clip_grad.c's norm and scaling),
+/* optim.cu — fused CUDA updates for core/optim.c (and core/clip_grad.c's scaling),
  * applied to all of an optimizer's parameters at once (multi_tensor.cuh: a launch covers up
  * to 32 parameters and 320 chunks of 65,536 elements, so ResNet-50's 161 parameters take a
  * handful of launches, not 161). Each element's update (weight decay, momentum / Nesterov /

@@ -162,6 +162,19 @@ static bn_backend bn_backend_for(const cnn_tensor *x, float eps)
 #if CNN_WITH_CUDA
 /* cuDNN's backward assumes batch statistics, so eval mode, and a call that needs no dx, take the
  * hand-written kernel. */
+#if CNN_WITH_CUDNN
+/* cuDNN cannot here (e.g. no usable handle on this GPU): said once per process, and the message
+ * dropped, as the hand-written kernels serve. */
+static void cudnn_declined(void)
+{
+    static atomic_flag logged = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&logged))
+        cnn_log_debug("batch_norm: cuDNN declined (%s), using the hand-written kernel",
+                      cnn_last_error());
+    cnn_clear_error();
+}
+#endif
+
 static cnn_status bn_backward_gpu(const bn_params *p, const cnn_tensor *x, const cnn_tensor *stats,
                                   const cnn_tensor *dy, float *dx, float *dw, float *db)
 {
@@ -170,7 +183,8 @@ static cnn_status bn_backward_gpu(const bn_params *p, const cnn_tensor *x, const
         cnn_status st = cnn_cudnn_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy),
                                                       cnn_f32(stats), p->n, p->c, p->inner,
                                                       p->eps, dx, dw, db);
-        if (st != CNN_ERR_UNSUPPORTED) return st; /* else the hand-written kernel below */
+        if (st != CNN_ERR_UNSUPPORTED) return st;
+        cudnn_declined(); /* and the hand-written kernel below serves */
     }
 #endif
     return cnn_cuda_batch_norm_backward(cnn_ctx(), cnn_f32(x), cnn_f32(dy), cnn_f32(stats), p->n,
@@ -306,8 +320,7 @@ static cnn_status bn_forward_gpu(const bn_params *p, const cnn_tensor *xc, cnn_t
                                                           cnn_f32(y));
         /* cuDNN cannot here (e.g. no usable handle on this GPU): the hand-written kernels can. */
         if (st == CNN_ERR_UNSUPPORTED) {
-            cnn_log_debug("batch_norm: cuDNN declined (%s), using the hand-written kernel",
-                          cnn_last_error());
+            cudnn_declined();
             be = BN_CUDA;
             st = CNN_OK;
         }

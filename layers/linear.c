@@ -1,5 +1,6 @@
 /* linear.c — fully connected layer as torch.nn.functional.linear (y = x w^T + b): shape rules,
- * forward, backward (dx, dw, db) and the CPU kernels, all OpenBLAS sgemm (threaded by OpenBLAS).
+ * forward, backward (dx, dw, db) and the CPU kernels, all through cnn_sgemm (layers/gemm.c:
+ * OpenBLAS's sgemm single-threaded, split over the OpenMP team).
  * CUDA tensors go to cuBLAS (cuda/gemm_cublas.c) whatever the backend preference: there is no
  * hand-written GEMM. */
 #include "internal.h"

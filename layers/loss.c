@@ -1,8 +1,9 @@
 /* loss.c — softmax, log_softmax and cross-entropy: shape rules, forward, backward, CPU kernels
  * and the choice of CUDA kernel (cuda/loss.cu). All subtract the maximum before exponentiating
  * so large logits stay finite; each saves only its probabilities (or log-probabilities), never
- * its input. On CUDA, cross-entropy leaves its labels on the device and does not check them:
- * a label outside [0, K) gives a NaN loss instead of CNN_ERR_INVALID_ARG (no host round trip). */
+ * its input. On CUDA, cross-entropy leaves its labels on the device (no host round trip): a
+ * label outside [0, K) gives a NaN loss, and the next call that waits for the device returns
+ * CNN_ERR_INVALID_ARG (cuda/loss.cu records it in the context). */
 #include "internal.h"
 #include "parallel.h"
 #if CNN_WITH_CUDA

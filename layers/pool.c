@@ -36,9 +36,9 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 /* PyTorch's pooling_output_shape: with ceil_mode the last window must still start inside the
  * input or its left padding, so a window lying wholly in the right padding is dropped. */
-static int64_t pool_out_size(int64_t in, int k, int s, int pad, int dil, bool ceil_mode)
+int64_t cnn_window_out(int64_t in, int k, int s, int pad, int dil, bool ceil_mode)
 {
-    int64_t span = in + 2 * pad - (int64_t)dil * (k - 1) - 1;
+    int64_t span = in + 2 * (int64_t)pad - (int64_t)dil * (k - 1) - 1;
     int64_t out = floor_div(span + (ceil_mode ? s - 1 : 0), s) + 1;
     if (ceil_mode && (out - 1) * s >= in + pad) out--;
     return out;
@@ -86,8 +86,8 @@ static cnn_status pool_geometry(const char *op, const cnn_tensor *x, const cnn_p
     g->dh = max_pool && p->dilation[0] ? p->dilation[0] : 1;
     g->dw = max_pool && p->dilation[1] ? p->dilation[1] : 1;
     g->exclude_pad = !max_pool && p->exclude_pad;
-    g->oh = pool_out_size(g->h, g->kh, g->sh, g->ph, g->dh, p->ceil_mode);
-    g->ow = pool_out_size(g->w, g->kw, g->sw, g->pw, g->dw, p->ceil_mode);
+    g->oh = cnn_window_out(g->h, g->kh, g->sh, g->ph, g->dh, p->ceil_mode);
+    g->ow = cnn_window_out(g->w, g->kw, g->sw, g->pw, g->dw, p->ceil_mode);
     CNN_CHECK(g->oh > 0 && g->ow > 0, CNN_ERR_SHAPE,
               "%s: kernel (%d, %d) with dilation (%d, %d) is larger than the padded input "
               "(%lld, %lld) of x %s (output size (%lld, %lld))", op, g->kh, g->kw, g->dh, g->dw,
@@ -108,15 +108,16 @@ static pool_backend pool_backend_for(const char *op, const cnn_tensor *x, const 
     cnn_backend pref = cnn_get_backend();
     if (!CNN_WITH_CUDNN || !g || (pref != CNN_BACKEND_AUTO && pref != CNN_BACKEND_CUDNN))
         return POOL_CUDA;
-    bool floor_shape = g->oh == pool_out_size(g->h, g->kh, g->sh, g->ph, g->dh, false) &&
-                       g->ow == pool_out_size(g->w, g->kw, g->sw, g->pw, g->dw, false);
+    bool floor_shape = g->oh == cnn_window_out(g->h, g->kh, g->sh, g->ph, g->dh, false) &&
+                       g->ow == cnn_window_out(g->w, g->kw, g->sw, g->pw, g->dw, false);
     /* cuDNN's descriptors take int strides: the whole of x and y must stay below 2^31. */
     bool fits = g->planes * g->h * g->w <= INT32_MAX && g->planes * g->oh * g->ow <= INT32_MAX;
     if (g->dh == 1 && g->dw == 1 && floor_shape && fits) return POOL_CUDNN;
     static atomic_flag logged = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&logged))
-        cnn_log_debug("%s: cuDNN has no dilation or ceil_mode output size, using the hand-written "
-                      "CUDA kernel", op);
+        cnn_log_debug("%s: cuDNN has no %s, using the hand-written CUDA kernel", op,
+                      !fits ? "int64 strides (a tensor of 2^31 elements or more)"
+                            : "dilation or ceil_mode output size");
     return POOL_CUDA;
 }
 
@@ -126,7 +127,12 @@ static pool_backend pool_backend_for(const char *op, const cnn_tensor *x, const 
 static cnn_status cudnn_or_fallback(pool_backend *be, cnn_status st)
 {
     if (st != CNN_ERR_UNSUPPORTED) return st;
-    cnn_log_debug("pool: cuDNN declined (%s), using the hand-written kernel", cnn_last_error());
+    /* Said once per process; the message is dropped, as the hand-written kernel serves. */
+    static atomic_flag logged = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&logged))
+        cnn_log_debug("pool: cuDNN declined (%s), using the hand-written kernel",
+                      cnn_last_error());
+    cnn_clear_error();
     *be = POOL_CUDA;
     return CNN_OK;
 }

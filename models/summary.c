@@ -21,18 +21,6 @@ static const char *type_name(mstep_kind k)
     }
 }
 
-static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-/* PyTorch's output size for conv and pooling windows (ceil mode: the last window must start
- * inside the input or its left padding). */
-static int64_t window_out(int64_t in, int k, int stride, int pad, int dil, bool ceil_mode)
-{
-    int64_t span = in + 2 * (int64_t)pad - (int64_t)dil * (k - 1) - 1;
-    int64_t out = floor_div(span + (ceil_mode ? stride - 1 : 0), stride) + 1;
-    if (ceil_mode && out > 0 && (out - 1) * stride >= in + pad) out--;
-    return out;
-}
-
 /* a * b * c * d into *r; false when it passes int64 (sizes summaries are asked for, past
  * ~10^7 pixels a side). */
 static bool mul4(int64_t a, int64_t b, int64_t c, int64_t d, int64_t *r)
@@ -58,8 +46,8 @@ static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, b
         cnn_conv2d_params p;
         CNN_TRY(cnn_mdl_conv_params(m, s, in, &p));
         *out = CNN_SHAPE(in.d[0], s->out_ch,
-                         window_out(in.d[2], s->kernel, p.stride[0], p.padding[0], 1, false),
-                         window_out(in.d[3], s->kernel, p.stride[1], p.padding[1], 1, false));
+                         cnn_window_out(in.d[2], s->kernel, p.stride[0], p.padding[0], 1, false),
+                         cnn_window_out(in.d[3], s->kernel, p.stride[1], p.padding[1], 1, false));
         int64_t w = (int64_t)s->out_ch * s->in_ch * s->kernel * s->kernel;
         *params = w + (s->bias ? s->out_ch : 0);
         CNN_CHECK(mul4(w, out->d[0], out->d[2], out->d[3], macs), CNN_ERR_INVALID_ARG,
@@ -94,10 +82,11 @@ static cnn_status step_shape(const cnn_model *m, const mstep *s, cnn_shape in, b
     case MS_MAXPOOL:
     case MS_AVGPOOL: {
         const cnn_pool2d_params *p = &s->pool;
-        int dil = s->kind == MS_MAXPOOL ? p->dilation[0] : 1;
-        for (int i = 0; i < 2; i++)
-            out->d[2 + i] = window_out(in.d[2 + i], p->kernel[i], p->stride[i], p->padding[i], dil,
-                                       p->ceil_mode);
+        for (int i = 0; i < 2; i++) {
+            int dil = s->kind == MS_MAXPOOL ? p->dilation[i] : 1;
+            out->d[2 + i] = cnn_window_out(in.d[2 + i], p->kernel[i], p->stride[i],
+                                           p->padding[i], dil, p->ceil_mode);
+        }
         break;
     }
     case MS_ADAPTIVE_AVG:

@@ -36,10 +36,11 @@ UNMAPPED = {".ci"}
 
 HEADER = """# The source tree, file by file
 
-Each file begins with a comment saying what it is for; this map lists every file with that
-comment's first sentence. The folders and how they depend on each other are described in
-DESIGN.md (the shared design document); this map is generated from the files themselves by
-`make layout`, and `make check-layout` (run by CI) fails when it is out of date.
+Each file begins with a comment saying what it is for; this map lists every file (but CI's
+script, .ci/run) with that comment's first sentence. The folders and how they depend on each
+other are described in DESIGN.md (the shared design document); this map is generated from the
+files themselves by `make layout`, and `make check-layout` (run by CI) fails when it is out of
+date.
 """
 
 # A header comment: /* name — text */ or /* name (note) — text */ (C, CUDA), """name — text""" (Python), or the first
@@ -81,6 +82,8 @@ def header_text(path):
 
 
 def first_sentence(text):
+    # A blank comment line ends a paragraph, and the first sentence with it.
+    text = re.split(r"\n\s*\*?\s*\n", text)[0]
     flat = re.sub(r"\s*\n\s*\*?\s*", " ", text).strip()
     return re.split(r"(?<=\.)\s+(?=[A-Z])", flat)[0].rstrip()
 

@@ -9,7 +9,7 @@
 
 #include <stb/stb_image_write.h>
 
-void data_test_remove_tree(const char *root);
+#include "data_fixtures.h"
 
 static void put_be32(FILE *f, uint32_t v)
 {

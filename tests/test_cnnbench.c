@@ -12,9 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The folder tree of test_imagefolder.c (7 good images in 3 classes, 3 bad files). */
-int data_test_make_tree(char *root);
-void data_test_remove_tree(const char *root);
+#include "data_fixtures.h"
 
 static bool bench_path(char *buf, size_t n) { return cnn_test_tool_path("cnnbench", buf, n); }
 

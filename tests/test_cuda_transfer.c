@@ -6,7 +6,7 @@
 
 #include <pthread.h>
 
-cnn_dataset *data_test_synthetic(int n, int rows, int cols);
+#include "data_fixtures.h"
 
 static cnn_loader_options options(const cnn_dataset *ds, int batch, int workers, cnn_device dev)
 {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "data_fixtures.h"
 #include "scratch.h"
 
 /* Every image of a class has one gray level, so labels can be checked from pixels. */

@@ -6,11 +6,7 @@
 
 #include <unistd.h>
 
-int data_test_write_idx(const char *dir, int n, int rows, int cols, char *img, char *lab);
-int data_test_make_tree(char *root);
-void data_test_remove_tree(const char *root);
-extern const int data_test_class_value[4];
-cnn_dataset *data_test_synthetic(int n, int rows, int cols);
+#include "data_fixtures.h"
 
 /* The dataset index of a sample from its first pixel (raw transform: mean 0, std 1): the
  * synthetic dataset stores (i * 37) & 255 there, and 173 is 37's inverse modulo 256. (A search

@@ -18,8 +18,9 @@ extern "C" {
 /* ------------------------------------------------------------------------------------------
  * Datasets and data loading (data/). A dataset maps an index to (image, label); a transform
  * turns the decoded image into a normalised (C, H, W) float image; a loader shuffles, decodes
- * on worker threads and hands out CPU batches. All randomness comes from (seed, epoch, sample
- * index), so a seed gives the same batches whatever the number of workers.
+ * on worker threads and hands out batches (on the CPU, or copied ahead to a CUDA device). All
+ * randomness comes from (seed, epoch, sample index), so a seed gives the same batches whatever
+ * the number of workers.
  * ---------------------------------------------------------------------------------------- */
 typedef struct cnn_dataset cnn_dataset;
 

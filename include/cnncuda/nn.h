@@ -43,9 +43,9 @@ cnn_status cnn_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_
 cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                       cnn_tensor **y);
 
-/* Batch norm over (N, C) or (N, C, H, W), per channel C. training: batch statistics, and
- * running_mean/var (if given) updated with `momentum` (running_var with the unbiased batch
- * variance, as PyTorch). Eval: running statistics. weight/bias NULL: no affine. */
+/* Batch norm over (N, C), (N, C, L) or (N, C, H, W), per channel C. training: batch
+ * statistics, and running_mean/var (if given) updated with `momentum` (running_var with the
+ * unbiased batch variance, as PyTorch). Eval: running statistics. weight/bias NULL: no affine. */
 cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                           const cnn_tensor *weight, const cnn_tensor *bias, bool training,
                           float momentum, float eps, cnn_tensor **y);

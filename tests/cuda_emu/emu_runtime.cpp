@@ -95,7 +95,7 @@ void print_allocs()
 } /* namespace */
 
 /* The allocations counted so far, as CNN_EMU_FAIL_MALLOC=N counts them (for a sweep that fails
- * the k-th allocation of a run: tests/fault/alloc_failures.c). */
+ * the k-th allocation of a run: tests/fault/fault_sweep.c). */
 extern "C" long cnn_emu_alloc_count(void) { return n_allocs.load(); }
 
 bool injected_alloc_failure()

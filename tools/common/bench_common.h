@@ -55,6 +55,8 @@ typedef struct bench_env {
 typedef struct bench_stats {
     double median, min, max; /* ms */
 } bench_stats;
+/* The statistics of n > 0 timings t (sorted in place). */
+bench_stats bench_stats_of(double *t, int n);
 
 typedef struct bench_result {
     char mode[16], backend[8], name[48], shape[64], pass[16], check[12], algo[24];

@@ -9,12 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Next batch, wrapping into the following epoch when one ends; 0 on success, -1 on a failure
  * (cnn_last_error), 1 for an epoch without a single batch: every image was bad. */
 static int next_batch(cnn_loader *ld, int64_t *epoch, cnn_tensor **images, cnn_tensor **labels)
@@ -117,7 +111,6 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     }
     const double wall = bench_now_ms() - t0;
     cnn_loader_get_stats(ld, &s1);
-    qsort(t, (size_t)o->iters, sizeof *t, cmp_double);
     bench_result *r = bench_log_add(l);
     if (!r) goto done;
     snprintf(r->mode, sizeof r->mode, "loader");
@@ -126,9 +119,7 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     snprintf(r->shape, sizeof r->shape, "%d,%d,%d,%d,w%d", o->batch, c, s, s, o->workers);
     snprintf(r->pass, sizeof r->pass, "train");
     snprintf(r->check, sizeof r->check, "n/a");
-    r->t.min = t[0];
-    r->t.max = t[o->iters - 1];
-    r->t.median = o->iters % 2 ? t[o->iters / 2] : 0.5 * (t[o->iters / 2 - 1] + t[o->iters / 2]);
+    r->t = bench_stats_of(t, o->iters);
     r->img_per_s = wall > 0 ? images / (wall * 1e-3) : 0;
     r->gbs = wall > 0 ? 4.0 * images * c * s * s / (wall * 1e6) : 0;
     r->count = 1;

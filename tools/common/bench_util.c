@@ -37,6 +37,13 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+bench_stats bench_stats_of(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return (bench_stats){.min = t[0], .max = t[n - 1],
+                         .median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2])};
+}
+
 int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_fn run,
                bench_fn teardown, void *ud, bench_stats *st)
 {
@@ -75,12 +82,7 @@ int bench_time(const bench_env *e, int warmup, int iters, bench_fn setup, bench_
         if (!rc && i >= warmup) t[i - warmup] = ms;
     }
     cnn_timer_destroy(&tm);
-    if (!rc) {
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        st->min = t[0];
-        st->max = t[iters - 1];
-        st->median = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
-    }
+    if (!rc) *st = bench_stats_of(t, iters);
     free(t);
     return rc;
 }

@@ -39,7 +39,6 @@ static void format_eta(double s, char *buf, size_t n)
 void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc)
 {
     double t = tr_now_s(), el = t - p->t0;
-    p->done = done;
     double frac = (double)done / (double)p->total;
     if (frac > 1) frac = 1;
     double ips = el > 0 ? (done - p->already) / el : 0;

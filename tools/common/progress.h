@@ -9,7 +9,7 @@
 typedef struct tr_progress {
     char label[32];
     bool tty;
-    int64_t total, done, already;
+    int64_t total, already;
     int next_tenth;
     double t0, last_draw;
 } tr_progress;

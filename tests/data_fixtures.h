@@ -1,0 +1,23 @@
+/* data_fixtures.h — the data sets the data tests share, each defined beside the tests that
+ * describe it: IDX files and synthetic IDX data sets (test_augment.c), the small image-folder
+ * tree with bad files (test_imagefolder.c). */
+#ifndef CNN_TEST_DATA_FIXTURES_H
+#define CNN_TEST_DATA_FIXTURES_H
+
+#include "cnncuda.h"
+
+/* Writes dir/img and dir/lab: n images rows x cols with pixel (i, y, x) = (i*37 + y*cols + x)
+ * mod 256 and label i mod 3, their paths into img and lab. Returns 0 on success. */
+int data_test_write_idx(const char *dir, int n, int rows, int cols, char *img, char *lab);
+/* n such images, loaded as a data set and their files removed; NULL on failure. */
+cnn_dataset *data_test_synthetic(int n, int rows, int cols);
+
+/* Writes ROOT/train/<4 classes>/... (7 good images in 3 classes, 3 bad files; the list is at
+ * the definition) under a new /tmp folder whose path is put in root (>= 64 bytes); 0 on
+ * success. data_test_remove_tree removes such a tree. */
+int data_test_make_tree(char *root);
+void data_test_remove_tree(const char *root);
+/* The gray level of every image of class i (-1: the empty class). */
+extern const int data_test_class_value[4];
+
+#endif /* CNN_TEST_DATA_FIXTURES_H */
