@@ -45,21 +45,22 @@ static void check_same_tensors(const char *pa, const char *pb)
     cnn_dict_destroy(&b);
 }
 
-/* 2 epochs straight vs 1 epoch (--stop-after 1) + --resume: bit-identical final weights and
- * optimizer state, the same metrics. */
-TEST(train_tool_resume_is_exact)
+/* 2 epochs straight vs 1 epoch (--stop-after 1) + --resume, every run with the options
+ * `common` (the resume with `device` too): bit-identical final weights and optimizer state, the
+ * same metrics. */
+static void check_resume_exact(const char *common, const char *device)
 {
     char tool[512], dir[256], args[1024], pa[600], pb[600];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
     REQUIRE(make_tmpdir(dir, sizeof dir));
-    const char *common = "--limit-train 1000 --limit-val 200 --epochs 2 --seed 11 --batch 64";
-    snprintf(args, sizeof args, "%s --checkpoint-dir %s/a", common, dir);
+    snprintf(args, sizeof args, "%s %s --checkpoint-dir %s/a", common, device, dir);
     CHECK(run_tool(tool, args, out, sizeof out) == 0);
-    snprintf(args, sizeof args, "%s --stop-after 1 --checkpoint-dir %s/b", common, dir);
+    snprintf(args, sizeof args, "%s %s --stop-after 1 --checkpoint-dir %s/b", common, device,
+             dir);
     CHECK(run_tool(tool, args, out, sizeof out) == 0);
     CHECK(strstr(out, "--resume") != NULL);
-    snprintf(args, sizeof args, "--resume %s/b/last.safetensors", dir);
+    snprintf(args, sizeof args, "--resume %s/b/last.safetensors %s", dir, device);
     int rc = run_tool(tool, args, out, sizeof out);
     if (rc != 0) printf("%s\n", out);
     CHECK(rc == 0);
@@ -68,6 +69,21 @@ TEST(train_tool_resume_is_exact)
     snprintf(pb, sizeof pb, "%s/b/last.safetensors", dir);
     check_same_tensors(pa, pb);
     remove_tree(dir);
+}
+
+TEST(train_tool_resume_is_exact)
+{
+    check_resume_exact("--limit-train 1000 --limit-val 200 --epochs 2 --seed 11 --batch 64", "");
+}
+
+/* On a GPU, with the hand-written kernels: they add in a fixed order (no atomics) and are
+ * chosen without timing, so a resumed run is bit-identical too. (cuDNN's algorithms are timed
+ * anew in each process, and its fastest backward ones add with atomics: a resumed cuDNN run
+ * matches an uninterrupted one to rounding only, as README says.) */
+GPU_TEST(train_tool_resume_on_the_gpu_is_exact_with_the_hand_written_kernels)
+{
+    check_resume_exact("--limit-train 256 --limit-val 64 --epochs 2 --seed 11 --batch 64",
+                       "--device cuda --backend cuda");
 }
 
 /* Data rows of DIR/metrics.csv, or -1. */
