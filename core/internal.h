@@ -90,7 +90,9 @@ struct cnn_tensor {
     size_t offset;                 /* in bytes, into storage->data */
     bool requires_grad;            /* leaf flag, set by the user */
     cnn_tensor *grad;              /* a leaf's accumulated gradient */
-    /* The op that produced this tensor, valid only while tape->gen == tape_gen. */
+    int tape_refs;                 /* how many of refcount tape nodes hold (saved tensors) */
+    /* The op that produced this tensor, valid only while tape->gen == tape_gen; NULLed when
+     * the node is freed, so a non-NULL node is always a live one. */
     struct cnn_node *node;
     struct cnn_tape *tape;
     uint64_t tape_gen;
@@ -228,11 +230,13 @@ struct cnn_node {
     cnn_backward_fn backward;
     int n_inputs;
     cnn_node_input *in;
+    cnn_tensor *out;      /* the output, not retained: NULLed when the tensor is freed */
     cnn_tensor *dout;     /* accumulated gradient of the output during backward */
     int n_saved;
     cnn_tensor *saved[CNN_NODE_MAX_SAVED];
     uint64_t saved_version[CNN_NODE_MAX_SAVED]; /* each storage's version when saved */
     bool live; /* on the way back from the tensor backward started at */
+    bool keep; /* reachable from a tensor someone holds (the tape's sweep) */
     union { /* the op's packed parameters, aligned for any struct an op stores */
         unsigned char params[CNN_NODE_PARAM_BYTES];
         uint64_t params_align_;

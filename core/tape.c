@@ -1,7 +1,9 @@
 /* tape.c — reverse-mode autograd. Ops append nodes in execution order (so the tape is already
  * topologically sorted); cnn_backward walks it backwards, handing each node the gradient of its
  * output and routing the input gradients it returns to producers (summed) or leaves
- * (accumulated across backward calls until zeroed). Knows nothing of any op's math. */
+ * (accumulated across backward calls until zeroed). Nodes that no tensor anyone holds can reach
+ * any more (a forward whose output was freed without a backward) are dropped as the tape grows.
+ * Knows nothing of any op's math. */
 #include "internal.h"
 
 #include <stdatomic.h>
@@ -51,13 +53,60 @@ bool cnn_should_record(const cnn_tensor *const *inputs, int n)
     return false;
 }
 
+static void release_saved(cnn_node *n)
+{
+    for (int i = 0; i < n->n_saved; i++) {
+        __atomic_sub_fetch(&n->saved[i]->tape_refs, 1, __ATOMIC_RELAXED);
+        cnn_tensor_free(&n->saved[i]);
+    }
+    n->n_saved = 0;
+}
+
 static void node_free(cnn_node *n)
 {
+    if (n->out) n->out->node = NULL;
     for (int i = 0; i < n->n_inputs; i++) cnn_tensor_free(&n->in[i].leaf);
-    for (int i = 0; i < n->n_saved; i++) cnn_tensor_free(&n->saved[i]);
+    release_saved(n);
     cnn_tensor_free(&n->dout);
     free(n->in);
     free(n);
+}
+
+/* True while someone besides the tape (a caller, a model, a later op's input) holds the node's
+ * output: its references outnumber those of the nodes that saved it. */
+static bool output_held(const cnn_node *n)
+{
+    const cnn_tensor *y = n->out;
+    return y && __atomic_load_n(&y->refcount, __ATOMIC_ACQUIRE) >
+                    __atomic_load_n(&y->tape_refs, __ATOMIC_ACQUIRE);
+}
+
+/* Drops the nodes no held tensor can reach: a backward from any tensor still held walks only
+ * its own node and, through their inputs, the nodes before it. Without this, every forward run
+ * in grad mode whose output was freed without a backward (an evaluation loop that forgot
+ * cnn_set_grad_enabled(false)) would keep its saved activations until the next backward or
+ * reset, as PyTorch frees such a graph with its output. One pass from the end suffices: the
+ * tape is in execution order, so a node's consumers come after it. */
+static void tape_sweep(cnn_tape *tape)
+{
+    for (size_t i = tape->n; i-- > 0;) {
+        cnn_node *nd = tape->nodes[i];
+        if (!nd->keep && !output_held(nd)) continue;
+        nd->keep = true;
+        for (int k = 0; k < nd->n_inputs; k++)
+            if (nd->in[k].producer) nd->in[k].producer->keep = true;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < tape->n; i++) {
+        cnn_node *nd = tape->nodes[i];
+        if (!nd->keep) {
+            node_free(nd);
+            continue;
+        }
+        nd->keep = false;
+        tape->nodes[kept++] = nd;
+    }
+    tape->n = kept;
 }
 
 cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor *out,
@@ -67,12 +116,18 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
     cnn_context *c = cnn_ctx();
     cnn_tape *tape = &c->tape;
     CNN_ASSERT(psize <= CNN_NODE_PARAM_BYTES && n > 0);
+    /* A full tape is swept first and grows only if more than half of it is still reachable, so
+     * each node costs O(1) sweeping on average. */
     if (tape->n == tape->cap) {
-        size_t cap = tape->cap ? tape->cap * 2 : 256;
-        cnn_node **nodes = realloc(tape->nodes, cap * sizeof *nodes);
-        if (!nodes) return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory (tape)", op);
-        tape->nodes = nodes;
-        tape->cap = cap;
+        tape_sweep(tape);
+        if (tape->n > tape->cap / 2 || tape->cap == 0) {
+            size_t cap = tape->cap ? tape->cap * 2 : 256;
+            cnn_node **nodes = realloc(tape->nodes, cap * sizeof *nodes);
+            if (!nodes)
+                return cnn_error(CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory (tape)", op);
+            tape->nodes = nodes;
+            tape->cap = cap;
+        }
     }
     cnn_node *nd = calloc(1, sizeof *nd);
     cnn_node_input *in = calloc((size_t)n, sizeof *in);
@@ -99,6 +154,8 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
             in[i].needs_grad = true;
         }
     }
+    if (out->node) out->node->out = NULL; /* recorded again: the older node keeps no output */
+    nd->out = out;
     out->node = nd;
     out->tape = tape;
     out->tape_gen = tape->gen;
@@ -113,6 +170,7 @@ void cnn_node_save(cnn_node *node, const cnn_tensor *t)
     if (node->n_saved < CNN_NODE_MAX_SAVED) {
         node->saved_version[node->n_saved] = cnn_storage_version(t);
         node->saved[node->n_saved++] = cnn_tensor_retain((cnn_tensor *)t);
+        __atomic_add_fetch(&((cnn_tensor *)t)->tape_refs, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -202,8 +260,7 @@ done:
     /* What this node saved and its output gradient are no longer needed: free them now so peak
      * memory falls as the walk proceeds. */
     cnn_tensor_free(&nd->dout);
-    for (int i = 0; i < nd->n_saved; i++) cnn_tensor_free(&nd->saved[i]);
-    nd->n_saved = 0;
+    release_saved(nd);
     return st;
 }
 

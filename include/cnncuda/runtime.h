@@ -311,7 +311,10 @@ cnn_status cnn_backward(cnn_tensor *loss);
 cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad);
 /* Drops everything recorded on the current context's tape (and what it saved). */
 void cnn_tape_reset(void);
-/* Number of ops recorded on the current context's tape. */
+/* Number of ops on the current context's tape: those recorded since the last backward or
+ * reset, less the ones no held tensor leads to any more, which are dropped as the tape grows
+ * (as PyTorch frees a graph with its output: an evaluation loop run in grad mode costs time,
+ * not memory). */
 size_t cnn_tape_size(void);
 
 #ifdef __cplusplus
