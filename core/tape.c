@@ -300,9 +300,15 @@ static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
             return st;
         }
         cnn_tensor_free(&seed);
+        /* A non-NULL node is a live one (node_free clears it), so its tape is alive too. */
+        CNN_CHECK(!out->node, CNN_ERR_INVALID_ARG,
+                  "backward: the tensor of shape %s was recorded on another context's tape: "
+                  "make that context current (on the thread that recorded it) first",
+                  cnn_shape_of(out));
         return cnn_error(CNN_ERR_INVALID_ARG,
-                         "backward: tensor %s does not require grad (no recorded op produced it; "
-                         "was grad mode off, or the tape reset?)", cnn_shape_of(out));
+                         "backward: the tensor of shape %s does not require grad (no recorded op "
+                         "produced it; was grad mode off, or the tape reset?)",
+                         cnn_shape_of(out));
     }
     cnn_tape *tape = &c->tape;
     size_t start = tape->n;

@@ -300,6 +300,34 @@ TEST(tensor_of_a_destroyed_context_is_a_constant)
     }
 }
 
+/* A loss recorded on one context and back-propagated under another is refused for what it is,
+ * not as "does not require grad"; under its own context again, the backward runs. */
+TEST(backward_under_another_context_names_the_cause)
+{
+    float v[3] = {1, 2, 3};
+    cnn_context *saved = cnn_context_current(), *a = NULL, *b = NULL;
+    cnn_tensor *x = NULL, *loss = NULL;
+    CHECK_OK(cnn_context_create(CNN_CPU, &a));
+    CHECK_OK(cnn_context_create(CNN_CPU, &b));
+    cnn_context_set_current(a);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3), v, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_sum(x, &loss));
+    cnn_context_set_current(b);
+    CHECK_ERR(cnn_backward(loss), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "another context's tape"));
+    CHECK(cnn_tensor_grad(x) == NULL);
+    cnn_context_set_current(a);
+    CHECK_OK(cnn_backward(loss));
+    REQUIRE(cnn_tensor_grad(x));
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(x))[2] == 1.0f);
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&loss);
+    cnn_context_set_current(saved);
+    cnn_context_destroy(&a);
+    cnn_context_destroy(&b);
+}
+
 /* As torch.autograd.backward: a gradient must have the output's shape, even one with the same
  * number of elements ((3, 2) for a (2, 3) output). Only floating tensors can require grad, and
  * only a leaf's flag can be changed ("you can only change requires_grad flags of leaf
