@@ -122,7 +122,8 @@ int cnn_transform_output_size(const cnn_dataset *ds, const cnn_transform *t)
 cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t)
 {
     CNN_CHECK(t->img_size >= 0 && t->img_size <= 16384, CNN_ERR_INVALID_ARG,
-              "transform: img_size %d out of range", t->img_size);
+              "transform: img_size %d not in [0, 16384] (0: the dataset's own size)",
+              t->img_size);
     CNN_CHECK(t->geometry == CNN_GEOM_CROP || t->geometry == CNN_GEOM_PAD_OR_RESIZE,
               CNN_ERR_INVALID_ARG, "transform: unknown geometry %d", (int)t->geometry);
     /* Every number finite, as torchvision's transforms refuse others: an infinite angle or

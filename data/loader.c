@@ -203,9 +203,10 @@ cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *op
     CNN_CHECK(opt->num_workers >= 0 && opt->num_workers <= CNN_LOADER_MAX_WORKERS,
               CNN_ERR_INVALID_ARG, "loader_create: num_workers %d not in [0, %d]",
               opt->num_workers, CNN_LOADER_MAX_WORKERS);
-    CNN_CHECK(opt->prefetch >= 0 && opt->prefetch <= 64 && opt->limit >= 0, CNN_ERR_INVALID_ARG,
-              "loader_create: prefetch %d not in [0, 64] or limit %lld < 0", opt->prefetch,
-              (long long)opt->limit);
+    CNN_CHECK(opt->prefetch >= 0 && opt->prefetch <= 64, CNN_ERR_INVALID_ARG,
+              "loader_create: prefetch %d not in [0, 64]", opt->prefetch);
+    CNN_CHECK(opt->limit >= 0, CNN_ERR_INVALID_ARG,
+              "loader_create: limit %lld must be >= 0 (0: every sample)", (long long)opt->limit);
     CNN_CHECK(opt->device.type == CNN_DEVICE_CPU || opt->device.type == CNN_DEVICE_CUDA,
               CNN_ERR_INVALID_ARG, "loader_create: unknown device type %d", (int)opt->device.type);
     int S = cnn_transform_output_size(ds, &opt->transform);

@@ -201,8 +201,13 @@ static cnn_status conv_resolve(const cnn_tensor *x, const cnn_tensor *w, const c
               g->ph, g->pw, g->dh, g->dw);
     const double patch = (double)g->cg * (double)g->r * (double)g->s; /* exact below 2^53 */
     CNN_CHECK(patch * (double)g->p * (double)g->q < INT_MAX && (double)g->k * patch < INT_MAX,
-              CNN_ERR_UNSUPPORTED, "conv2d: input %s with weight %s is too large for one sgemm",
-              cnn_shape_of(x), cnn_shape_of(w));
+              CNN_ERR_UNSUPPORTED,
+              "conv2d: input %s with weight %s (padding (%d, %d), stride (%d, %d), dilation "
+              "(%d, %d)) gives a %lld x %lld output: per image, its unfolded input (%.0f x %.0f "
+              "values) or its weight (%.0f) would not fit one GEMM's 2^31 - 1 elements",
+              cnn_shape_of(x), cnn_shape_of(w), g->ph, g->pw, g->sh, g->sw, g->dh, g->dw,
+              (long long)g->p, (long long)g->q, patch, (double)g->p * (double)g->q,
+              (double)g->k * patch);
     return CNN_OK;
 }
 

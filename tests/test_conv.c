@@ -389,7 +389,9 @@ static int msg_has(const char *a, const char *b)
 }
 
 /* Padding of 2^30 doubles past int: the output size is worked out in int64, and the call is
- * refused as too large (it was undefined behaviour, and in a release build a wrong reason). */
+ * refused as too large (it was undefined behaviour, and in a release build a wrong reason). The
+ * message names the padding and the output it gives, and the documented limit: a 64x64 kernel
+ * over a 788x788 image unfolds to 4096 x 525625 values per image, past 2^31 - 1. */
 TEST(conv2d_huge_padding_is_too_large_not_an_overflow)
 {
     cnn_tensor *x = rand_tensor(CNN_SHAPE(1, 1, 5, 5), -1, 1, 0);
@@ -397,7 +399,18 @@ TEST(conv2d_huge_padding_is_too_large_not_an_overflow)
     REQUIRE(x && w);
     cnn_conv2d_params p = {.padding = {1 << 30, 0}};
     CHECK_ERR(cnn_conv2d(x, w, NULL, &p, &y), CNN_ERR_UNSUPPORTED);
-    CHECK(y == NULL && strstr(cnn_last_error(), "too large"));
+    CHECK(y == NULL && strstr(cnn_last_error(), "padding (1073741824, 0)") &&
+          strstr(cnn_last_error(), "gives a 2147483651 x 3 output"));
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+
+    x = rand_tensor(CNN_SHAPE(1, 1, 788, 788), -1, 1, 0);
+    w = rand_tensor(CNN_SHAPE(1, 1, 64, 64), -1, 1, 0);
+    REQUIRE(x && w);
+    CHECK_ERR(cnn_conv2d(x, w, NULL, NULL, &y), CNN_ERR_UNSUPPORTED);
+    CHECK(y == NULL && strstr(cnn_last_error(), "gives a 725 x 725 output") &&
+          strstr(cnn_last_error(), "(4096 x 525625 values)") &&
+          strstr(cnn_last_error(), "2^31 - 1"));
     cnn_tensor_free(&x);
     cnn_tensor_free(&w);
 }

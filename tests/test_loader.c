@@ -306,6 +306,21 @@ TEST(loader_limit_restart_and_destroy_mid_epoch)
     o.num_workers = CNN_LOADER_MAX_WORKERS + 1;
     CHECK_ERR(cnn_loader_create(ds, &o, &l), CNN_ERR_INVALID_ARG);
     o.num_workers = 0;
+    /* Each bad field named alone, with its valid range. */
+    cnn_loader_options bad = o;
+    bad.prefetch = -3;
+    CHECK_ERR(cnn_loader_create(ds, &bad, &l), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "prefetch -3 not in [0, 64]") &&
+          !strstr(cnn_last_error(), "limit"));
+    bad = o;
+    bad.limit = -5;
+    CHECK_ERR(cnn_loader_create(ds, &bad, &l), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "limit -5 must be >= 0") &&
+          !strstr(cnn_last_error(), "prefetch"));
+    bad = o;
+    bad.transform.img_size = 100000;
+    CHECK_ERR(cnn_loader_create(ds, &bad, &l), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "img_size 100000 not in [0, 16384]"));
     o.transform.std[0] = -1;
     CHECK_ERR(cnn_loader_create(ds, &o, &l), CNN_ERR_INVALID_ARG);
     CHECK(l == NULL);

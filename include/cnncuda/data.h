@@ -86,7 +86,8 @@ typedef enum cnn_geometry {
     CNN_GEOM_PAD_OR_RESIZE = 1
 } cnn_geometry;
 typedef struct cnn_transform {
-    int img_size;            /* output height = width; 0: the dataset's native size (IDX) */
+    int img_size;            /* output height = width, at most 16384; 0: the dataset's native
+                              * size (IDX) */
     bool train;              /* random augmentation on (training) or off (evaluation) */
     cnn_geometry geometry;
     float scale[2];          /* RandomResizedCrop area fraction range (0.08, 1) */

@@ -27,7 +27,9 @@ typedef struct cnn_conv2d_params {
     int groups;      /* 0 means 1 */
 } cnn_conv2d_params;
 /* x: (N, C, H, W), w: (K, C/groups, R, S), b: (K) or NULL -> y: (N, K, P, Q). p NULL: all
- * defaults (stride 1, no padding). */
+ * defaults (stride 1, no padding). Limit: per image, (C/groups)·R·S·P·Q (the unfolded input of
+ * one GEMM) and K·(C/groups)·R·S must be below 2^31 (for a 64-channel 3x3 conv, outputs up to
+ * about 1930 x 1930); a larger conv is CNN_ERR_UNSUPPORTED, not run. */
 cnn_status cnn_conv2d(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                       const cnn_conv2d_params *p, cnn_tensor **y);
 /* The activations a fused op can end with. */
