@@ -6,9 +6,10 @@
  * or as a return value documented "new") and releases it with the matching
  * `cnn_*_free(&p)` / `cnn_*_destroy(&p)`, which also sets p to NULL. Functions that take a
  * `const cnn_tensor *` (or a plain pointer) only borrow it. Tensors are reference counted
- * inside the library: the autograd tape keeps what it saved alive until it is reset, so
- * freeing your handle never invalidates anybody else's. Pointers documented "borrowed" stay
- * valid only as long as the object they came from.
+ * inside the library: the autograd tape keeps what it saved alive for as long as a backward
+ * could need it, so freeing your handle never invalidates anybody else's. Pointers documented
+ * "borrowed" (a model's parameters, a dict's entries) stay valid only as long as the object
+ * they came from; cnn_tensor_retain one to keep it longer.
  *
  * ERRORS. Every fallible function returns a cnn_status (or NULL) and, on failure, leaves a
  * message naming the op and the offending shapes/values, read with cnn_last_error(). The
