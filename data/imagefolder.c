@@ -1,5 +1,6 @@
 /* imagefolder.c — the ImageNet folder layout ROOT/<split>/<class>/<files>: lists classes and
- * files once (sorted), and decodes one file per sample with stb_image. It never augments
+ * files once (sorted; a class folder's sub-folders too, as torchvision's ImageFolder), and
+ * decodes one file per sample with stb_image. It never augments
  * (augment.c) and never prints: empty classes and ignored files become dataset warnings. */
 #include "dataset.h"
 
@@ -12,7 +13,7 @@
 
 
 typedef struct folder_impl {
-    char **paths; /* n full paths, class by class, sorted within a class */
+    char **paths; /* n full paths, class by class, in torchvision's order within a class */
     size_t n;
 } folder_impl;
 
@@ -83,48 +84,218 @@ static cnn_status check_folder(const char *path, const char *what, const char *m
     return cnn_error(CNN_ERR_IO, "imagefolder: %s '%s' %s", what, path, missing);
 }
 
-/* Names in dir (not hidden) that are directories (want_dirs) or regular files, sorted. An entry
- * that vanished or is a dangling link counts as other; an error while listing fails, so that a
- * class is never silently short of files. */
-static cnn_status list_dir(const char *dir, bool want_dirs, strlist *out, int *n_other)
+/* The next entry of the open folder d (dir) that is not hidden, its path in path (n bytes) and
+ * its status in *sb, following links; *gone when it vanished or is a dangling link. NULL at the
+ * end of the folder (*st CNN_OK) or on an error (*st set): an error while listing fails, so
+ * that nothing is silently missing. */
+static const char *next_entry(DIR *d, const char *dir, char *path, size_t n, struct stat *sb,
+                              bool *gone, cnn_status *st)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return cnn_error(cnn_errno_status(errno), "imagefolder: cannot open folder '%s': %s", dir,
-                         strerror(errno));
-    cnn_status st = CNN_OK;
-    struct dirent *e;
-    char path[4096];
     for (;;) {
         errno = 0;
-        if (!(e = readdir(d))) break;
-        if (e->d_name[0] == '.') continue;
-        CNN_TRYG(join_path(dir, e->d_name, path, sizeof path));
-        struct stat sb;
-        if (stat(path, &sb) != 0) {
-            if (errno != ENOENT && errno != ELOOP) {
-                st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot read '%s': %s", path,
-                               strerror(errno));
-                goto done;
-            }
-            if (n_other) (*n_other)++;
-            continue;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            *st = errno == 0 ? CNN_OK
+                             : cnn_error(cnn_errno_status(errno),
+                                         "imagefolder: cannot list folder '%s': %s", dir,
+                                         strerror(errno));
+            return NULL;
         }
-        bool is_dir = S_ISDIR(sb.st_mode);
-        const bool image = S_ISREG(sb.st_mode) && cnn_imagefolder_is_image_name(e->d_name);
-        if (want_dirs ? is_dir : image)
-            CNN_TRYG(strlist_push(out, e->d_name));
-        else if (n_other)
-            (*n_other)++;
+        if (e->d_name[0] == '.') continue;
+        if ((*st = join_path(dir, e->d_name, path, n)) != CNN_OK) return NULL;
+        *gone = stat(path, sb) != 0;
+        if (*gone && errno != ENOENT && errno != ELOOP) {
+            *st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot read '%s': %s", path,
+                            strerror(errno));
+            return NULL;
+        }
+        return e->d_name;
     }
-    if (errno != 0) {
-        st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot list folder '%s': %s", dir,
-                       strerror(errno));
-        goto done;
-    }
-    if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
+}
+
+static DIR *open_folder(const char *dir, cnn_status *st)
+{
+    DIR *d = opendir(dir);
+    *st = d ? CNN_OK
+            : cnn_error(cnn_errno_status(errno), "imagefolder: cannot open folder '%s': %s", dir,
+                        strerror(errno));
+    return d;
+}
+
+/* The class folders of a split: the names in dir (not hidden) that are folders (or links to
+ * folders), sorted. */
+static cnn_status list_class_folders(const char *dir, strlist *out)
+{
+    cnn_status st;
+    DIR *d = open_folder(dir, &st);
+    if (!d) return st;
+    char path[4096];
+    struct stat sb;
+    bool gone;
+    for (const char *name; (name = next_entry(d, dir, path, sizeof path, &sb, &gone, &st));)
+        if (!gone && S_ISDIR(sb.st_mode)) CNN_TRYG(strlist_push(out, name));
+    if (st == CNN_OK && out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
 done:
     closedir(d);
+    return st;
+}
+
+/* A class's files, found by walking its folder and every folder below it (links followed, as
+ * torchvision's ImageFolder does with os.walk(followlinks=True)); listed as torchvision lists
+ * them: folder by folder in the order of their paths (strcmp), files sorted within each. */
+typedef struct walk_entry {
+    char *dir;     /* a folder met, as a path */
+    strlist files; /* the image names directly in it, sorted */
+} walk_entry;
+
+typedef struct class_walk {
+    walk_entry *v;
+    size_t n, cap;
+    int ignored;         /* entries that are neither image files nor folders */
+    char examples[160];  /* the first few of them, for the warning */
+    int loops;           /* links back to a folder being walked, not followed */
+    size_t base_len;     /* of the class folder's path and its '/': names below it start there */
+} class_walk;
+
+#define WALK_MAX_DEPTH 64
+
+static void note_ignored(class_walk *w, const char *rel)
+{
+    if (w->ignored++ < 3) {
+        size_t used = strlen(w->examples);
+        snprintf(w->examples + used, sizeof w->examples - used, "%s'%s'", used ? ", " : "", rel);
+    }
+}
+
+/* Walks dir, depth folders below the class folder; anc holds the device and inode of each
+ * folder on the way down, so that a link back to one is not followed. */
+static cnn_status walk_dir(class_walk *w, const char *dir, dev_t *anc_dev, ino_t *anc_ino,
+                           int depth)
+{
+    strlist names = {0}, subdirs = {0};
+    cnn_status st;
+    char path[4096];
+    DIR *d = open_folder(dir, &st);
+    if (!d) return st;
+    struct stat sb;
+    bool gone;
+    for (const char *name; (name = next_entry(d, dir, path, sizeof path, &sb, &gone, &st));) {
+        if (gone) {
+            note_ignored(w, path + w->base_len);
+        } else if (S_ISDIR(sb.st_mode)) {
+            bool loop = false;
+            for (int i = 0; i <= depth; i++)
+                loop |= anc_dev[i] == sb.st_dev && anc_ino[i] == sb.st_ino;
+            if (loop || depth + 1 >= WALK_MAX_DEPTH) w->loops++;
+            else CNN_TRYG(strlist_push(&subdirs, name));
+        } else if (S_ISREG(sb.st_mode) && cnn_imagefolder_is_image_name(name)) {
+            CNN_TRYG(strlist_push(&names, name));
+        } else {
+            note_ignored(w, path + w->base_len);
+        }
+    }
+    if (st != CNN_OK) goto done;
+    closedir(d);
+    d = NULL;
+    if (names.n > 1) qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 8;
+        walk_entry *v = realloc(w->v, cap * sizeof *v);
+        if (!v) {
+            st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory");
+            goto done;
+        }
+        w->v = v;
+        w->cap = cap;
+    }
+    CNN_TRYG(cnn_data_strdup(dir, "imagefolder", &w->v[w->n].dir));
+    w->v[w->n++].files = names;
+    names = (strlist){0};
+    for (size_t i = 0; i < subdirs.n; i++) {
+        struct stat sb;
+        CNN_TRYG(join_path(dir, subdirs.v[i], path, sizeof path));
+        if (stat(path, &sb) != 0) { /* gone since it was listed */
+            note_ignored(w, path + w->base_len);
+            continue;
+        }
+        anc_dev[depth + 1] = sb.st_dev;
+        anc_ino[depth + 1] = sb.st_ino;
+        CNN_TRYG(walk_dir(w, path, anc_dev, anc_ino, depth + 1));
+    }
+done:
+    if (d) closedir(d);
+    strlist_free(&names);
+    strlist_free(&subdirs);
+    return st;
+}
+
+static void class_walk_free(class_walk *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->v[i].dir);
+        strlist_free(&w->v[i].files);
+    }
+    free(w->v);
+    *w = (class_walk){0};
+}
+
+static int cmp_walk_entry(const void *a, const void *b)
+{
+    return strcmp(((const walk_entry *)a)->dir, ((const walk_entry *)b)->dir);
+}
+
+/* Appends the image files of class folder cdir, in torchvision's order, to all (full paths)
+ * and their label to labels (grown as needed); warns of what was ignored. */
+static cnn_status list_class(cnn_dataset *ds, const char *cname, size_t label, const char *cdir,
+                             strlist *all, int64_t **labels, size_t *lcap)
+{
+    class_walk w = {0};
+    dev_t anc_dev[WALK_MAX_DEPTH];
+    ino_t anc_ino[WALK_MAX_DEPTH];
+    struct stat sb;
+    char fpath[4096];
+    cnn_status st = CNN_OK;
+    if (stat(cdir, &sb) != 0)
+        return cnn_error(cnn_errno_status(errno), "imagefolder: cannot read '%s': %s", cdir,
+                         strerror(errno));
+    anc_dev[0] = sb.st_dev;
+    anc_ino[0] = sb.st_ino;
+    w.base_len = strlen(cdir) + 1;
+    CNN_TRYG(walk_dir(&w, cdir, anc_dev, anc_ino, 0));
+    if (w.n > 1) qsort(w.v, w.n, sizeof *w.v, cmp_walk_entry); /* folder by folder, by path */
+    size_t found = 0;
+    for (size_t k = 0; k < w.n; k++) found += w.v[k].files.n;
+    if (all->n + found > *lcap) {
+        size_t cap = (all->n + found) * 2;
+        int64_t *nl = realloc(*labels, cap * sizeof *nl);
+        if (!nl) {
+            st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory");
+            goto done;
+        }
+        *labels = nl;
+        *lcap = cap;
+    }
+    for (size_t k = 0; k < w.n; k++) {
+        for (size_t i = 0; i < w.v[k].files.n; i++) {
+            CNN_TRYG(join_path(w.v[k].dir, w.v[k].files.v[i], fpath, sizeof fpath));
+            CNN_TRYG(strlist_push(all, fpath));
+            (*labels)[all->n - 1] = (int64_t)label;
+        }
+    }
+    if (found == 0)
+        cnn_dataset_warn(ds, "class '%s' (label %zu) has no images: '%s'", cname, label, cdir);
+    if (w.ignored)
+        cnn_dataset_warn(ds, "class '%s': ignored %d entr%s of '%s' that %s not image files "
+                         "(jpg, jpeg, png, bmp): %s%s", cname, w.ignored,
+                         w.ignored == 1 ? "y" : "ies", cdir, w.ignored == 1 ? "is" : "are",
+                         w.examples, w.ignored > 3 ? ", ..." : "");
+    if (w.loops)
+        cnn_dataset_warn(ds, "class '%s': %d link%s in '%s' lead%s back to a folder above (or "
+                         "below %d levels): not followed", cname, w.loops,
+                         w.loops == 1 ? "" : "s", cdir, w.loops == 1 ? "s" : "",
+                         WALK_MAX_DEPTH);
+done:
+    class_walk_free(&w);
     return st;
 }
 
@@ -254,13 +425,13 @@ cnn_status cnn_imagefolder_create(const char *root, const char *split, int chann
     CNN_CHECK(root && split, CNN_ERR_INVALID_ARG, "imagefolder_create: root or split is NULL");
     CNN_CHECK(channels == 1 || channels == 3, CNN_ERR_INVALID_ARG,
               "imagefolder_create: channels must be 1 or 3, got %d", channels);
-    char dir[4096], cdir[4096], fpath[4096];
-    CNN_TRY(check_folder(root, "root", "is not a folder"));
+    char dir[4096], cdir[4096];
+    CNN_TRY(check_folder(root, "root", "does not exist"));
     CNN_TRY(join_path(root, split, dir, sizeof dir));
     CNN_TRY(check_folder(dir, "split folder", "does not exist"));
 
     cnn_status st = CNN_OK;
-    strlist classes = {0}, files = {0}, all = {0};
+    strlist classes = {0}, all = {0};
     int64_t *labels = NULL;
     size_t lcap = 0;
     cnn_dataset *ds = cnn_dataset_alloc(&g_folder_ops);
@@ -272,7 +443,7 @@ cnn_status cnn_imagefolder_create(const char *root, const char *split, int chann
     }
     ds->impl = m;
     ds->channels = channels;
-    CNN_TRYG(list_dir(dir, true, &classes, NULL));
+    CNN_TRYG(list_class_folders(dir, &classes));
     if (classes.n == 0) {
         st = cnn_error(CNN_ERR_NOT_FOUND, "imagefolder: '%s' has no class folders", dir);
         goto done;
@@ -283,29 +454,7 @@ cnn_status cnn_imagefolder_create(const char *root, const char *split, int chann
     }
     for (size_t c = 0; c < classes.n; c++) {
         CNN_TRYG(join_path(dir, classes.v[c], cdir, sizeof cdir));
-        int ignored = 0;
-        CNN_TRYG(list_dir(cdir, false, &files, &ignored));
-        if (files.n == 0) cnn_dataset_warn(ds, "class '%s' (label %zu) has no images: '%s'",
-                                           classes.v[c], c, cdir);
-        if (ignored)
-            cnn_dataset_warn(ds, "class '%s': ignored %d entries that are not image files",
-                             classes.v[c], ignored);
-        if (all.n + files.n > lcap) {
-            size_t cap = (all.n + files.n) * 2;
-            int64_t *nl = realloc(labels, cap * sizeof *nl);
-            if (!nl) {
-                st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory");
-                goto done;
-            }
-            labels = nl;
-            lcap = cap;
-        }
-        for (size_t f = 0; f < files.n; f++) {
-            CNN_TRYG(join_path(cdir, files.v[f], fpath, sizeof fpath));
-            labels[all.n] = (int64_t)c;
-            CNN_TRYG(strlist_push(&all, fpath));
-        }
-        strlist_free(&files);
+        CNN_TRYG(list_class(ds, classes.v[c], c, cdir, &all, &labels, &lcap));
     }
     if (all.n == 0) {
         st = cnn_error(CNN_ERR_NOT_FOUND, "imagefolder: no image files under '%s' (%zu classes)",
@@ -332,7 +481,6 @@ cnn_status cnn_imagefolder_create(const char *root, const char *split, int chann
 done:
     free(labels);
     strlist_free(&classes);
-    strlist_free(&files);
     strlist_free(&all);
     cnn_dataset_destroy(&ds);
     return st;

@@ -500,7 +500,7 @@ TEST(cnnbench_loader_mode_on_a_folder)
           strstr(j, "\"img_per_s\": "));
     snprintf(args, sizeof args, "loader %s/nothing --iters 1", root);
     rc = run_bench(tool, "", args, out, sizeof out);
-    CHECK(rc == 1 && strstr(out, "is not a folder") != NULL);
+    CHECK(rc == 1 && strstr(out, "does not exist") != NULL);
     /* The train/ split itself, as --help says: the same 10 files. */
     snprintf(args, sizeof args, "loader %s/train --batch 2 --img-size 16 --warmup 0 --iters 4",
              root);

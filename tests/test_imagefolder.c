@@ -241,6 +241,65 @@ TEST(imagefolder_image_names)
           !cnn_imagefolder_is_image_name(NULL));
 }
 
+/* As torchvision's ImageFolder (os.walk with followlinks=True), a class folder's sub-folders are
+ * walked: files folder by folder in the order of the folders' paths (k/sub-x before k/sub/deep,
+ * as '-' < '/'), sorted within each; links are followed, except one back to a folder being
+ * walked (torchvision would loop); hidden entries (macOS's ._ files, .git) are skipped; the
+ * warning about ignored entries names the folder and the first of them. */
+TEST(imagefolder_walks_sub_folders_in_torchvisions_order)
+{
+    char root[64], dir[512], path[600], target[600];
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    const char *dirs[] = {"train", "train/k", "train/k/sub", "train/k/sub-x", "train/k/sub/deep",
+                          "train/k/.git", "train/only_nested", "train/only_nested/2019"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", root, dirs[i]);
+        REQUIRE(mkdir(dir, 0755) == 0);
+    }
+    const char *files[] = {"k/b.png", "k/sub/a.png", "k/sub-x/c.png", "k/sub/deep/d.png",
+                           "only_nested/2019/e.png"};
+    const char *hidden[] = {"k/._b.png", "k/.git/f.png"};
+    for (int i = 0; i < 5 + 2; i++) {
+        const char *f = i < 5 ? files[i] : hidden[i - 5];
+        snprintf(dir, sizeof dir, "%s/train/%s", root, f);
+        *strrchr(dir, '/') = 0;
+        REQUIRE(write_image(dir, strrchr(f, '/') + 1, 8, 8, 3, 50) == 0);
+    }
+    snprintf(dir, sizeof dir, "%s/train/k", root);
+    REQUIRE(write_bytes(dir, "notes.txt", "x", 1) == 0);
+    snprintf(path, sizeof path, "%s/train/k/sub/deep/up", root);
+    snprintf(target, sizeof target, "%s/train/k", root);
+    REQUIRE(symlink(target, path) == 0); /* a loop: k/sub/deep/up -> k */
+    snprintf(path, sizeof path, "%s/train/k/sub/linked.png", root);
+    snprintf(target, sizeof target, "%s/train/k/b.png", root);
+    REQUIRE(symlink(target, path) == 0); /* a linked file counts */
+
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    REQUIRE(ds && cnn_dataset_size(ds) == 6 && cnn_dataset_num_classes(ds) == 2);
+    const char *want[6] = {"k/b.png", "k/sub/a.png", "k/sub/linked.png", "k/sub-x/c.png",
+                           "k/sub/deep/d.png", "only_nested/2019/e.png"};
+    char name[600];
+    for (int i = 0; i < 6; i++) {
+        cnn_dataset_sample_name(ds, i, name, sizeof name);
+        snprintf(path, sizeof path, "%s/train/%s", root, want[i]);
+        CHECK(strcmp(name, path) == 0);
+        CHECK(cnn_dataset_label(ds, i) == (i < 5 ? 0 : 1));
+    }
+    bool ignored = false, loop = false;
+    for (int i = 0; cnn_dataset_warning(ds, i); i++) {
+        const char *w = cnn_dataset_warning(ds, i);
+        CHECK(!strstr(w, "no images")); /* only_nested has one, below it */
+        ignored |= strstr(w, "ignored 1 entry") && strstr(w, "'notes.txt'") &&
+                   strstr(w, "/train/k'") != NULL;
+        loop |= strstr(w, "1 link") && strstr(w, "back to a folder") != NULL;
+    }
+    CHECK(ignored && loop);
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
 TEST(imagefolder_missing_or_empty_roots_are_errors)
 {
     char root[64], dir[512];
@@ -249,7 +308,7 @@ TEST(imagefolder_missing_or_empty_roots_are_errors)
     cnn_dataset *ds = NULL;
     snprintf(dir, sizeof dir, "%s/nowhere", root);
     CHECK_ERR(cnn_imagefolder_create(dir, "train", 3, &ds), CNN_ERR_IO);
-    CHECK(strstr(cnn_last_error(), dir) != NULL);
+    CHECK(strstr(cnn_last_error(), dir) && strstr(cnn_last_error(), "does not exist"));
     CHECK_ERR(cnn_imagefolder_create(root, "train", 3, &ds), CNN_ERR_IO);
     CHECK(strstr(cnn_last_error(), "train") && strstr(cnn_last_error(), "does not exist"));
     snprintf(dir, sizeof dir, "%s/train", root);

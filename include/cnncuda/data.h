@@ -36,9 +36,12 @@ cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_pa
  * with its 10 class names and the train split's mean/std (0.2860, 0.3530) for both splits. */
 cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, cnn_dataset **out);
 /* An ImageNet-style folder ROOT/<split>/<class>/<image files> (split e.g. "train" or "val").
- * Classes are the sub-folders sorted by name (strcmp), labels 0..K-1 in that order; files are
- * sorted within a class; files without an image extension (jpg jpeg png bmp, any case) and
- * hidden files are ignored. Images are decoded (stb_image) when a sample is fetched, so a bad
+ * Classes are the sub-folders sorted by name (strcmp), labels 0..K-1 in that order. A class's
+ * files are those in its folder and in every folder below it (links followed, but not one back
+ * to a folder above), in torchvision ImageFolder's order: folder by folder in the order of
+ * their paths, files sorted within each. Files without an image extension (jpg jpeg png bmp,
+ * any case) are ignored and named in a warning; hidden entries (names starting with '.', such
+ * as macOS's ._ files) are skipped. Images are decoded (stb_image) when a sample is fetched, so a bad
  * file shows up then, per sample: only JPEG, PNG and BMP content is decoded, told by its first
  * bytes, up to 32768 pixels a side and 2^26 in all. channels: 3 (RGB) or 1 (gray); other
  * channel layouts of the source are converted. Errors: missing root or split folder
