@@ -59,6 +59,51 @@ TEST(train_report_macro_average_as_sklearn)
     tr_eval_free(&e);
 }
 
+static const char *utf8_name(const void *ctx, int i)
+{
+    (void)ctx;
+    static const char *names[] = {"\xc3\x89t\xc3\xa9", /* Été */
+                                  "\xe6\x97\xa5\xe6\x9c\xac", /* 日本 */
+                                  /* é then 13 CJK characters (27 columns) */
+                                  "\xc3\xa9\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1"
+                                  "\xe3\x81\xaf\xe4\xb8\x96\xe7\x95\x8c\xe3\x81\xae\xe7\x8c\xab"
+                                  "\xe5\x86\x99\xe7\x9c\x9f\xe3\x81\xa7\xe3\x81\x99"};
+    return names[i];
+}
+
+/* Class names are UTF-8: the report's columns count terminal columns (a CJK character takes
+ * two), and a name too long is cut between characters. It was cut at 24 bytes, in the middle of
+ * a character (invalid UTF-8 in the output), and names with accents or CJK shifted the columns
+ * after them. */
+TEST(train_report_cuts_and_pads_utf8_names_by_columns)
+{
+    tr_eval e;
+    REQUIRE(tr_eval_init(&e, 3));
+    const float logits[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    const int64_t labels[3] = {0, 1, 2};
+    tr_eval_add(&e, logits, labels, 3, 0.5);
+    char buf[4096] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    REQUIRE(f);
+    tr_eval_print_report(&e, utf8_name, NULL, f);
+    fclose(f);
+    /* the table: name in 24 columns, then " %9.4f" */
+    CHECK(strstr(buf, "   0 \xc3\x89t\xc3\xa9"
+          "                         1.0000"));
+    CHECK(strstr(buf, "   1 \xe6\x97\xa5\xe6\x9c\xac"
+          "                        1.0000"));
+    /* é + 11 CJK characters are 23 columns; the 12th would make 25 */
+    CHECK(strstr(buf, "   2 \xc3\xa9\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf"
+                      "\xe4\xb8\x96\xe7\x95\x8c\xe3\x81\xae\xe7\x8c\xab\xe5\x86\x99\xe7\x9c\x9f"
+                      "     1.0000"));
+    /* the confusion matrix: name in 23 columns, then " %5lld" */
+    CHECK(strstr(buf, "   0 \xc3\x89t\xc3\xa9                         1     0     0"));
+    CHECK(strstr(buf, "   2 \xc3\xa9\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf"
+                      "\xe4\xb8\x96\xe7\x95\x8c\xe3\x81\xae\xe7\x8c\xab\xe5\x86\x99\xe7\x9c\x9f"
+                      "     0     0     1"));
+    tr_eval_free(&e);
+}
+
 static const char *letter_name(const void *ctx, int i)
 {
     (void)ctx;

@@ -4,6 +4,7 @@
 #include "predict.h"
 
 #include "checkpoint.h"
+#include "train_report.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -128,8 +129,11 @@ static bool classify(cnn_model *m, const cnn_dataset *ds, int64_t i, const cnn_t
         for (int k = 0; k < K; k++) idx[k] = k;
         qsort_r(idx, (size_t)K, sizeof *idx, cmp_desc, p);
         printf("%s:\n", file);
-        for (int k = 0; k < K && k < 5; k++)
-            printf("  %d. %-32s %6.2f%%\n", k + 1, mm->class_names[idx[k]], 100.0 * p[idx[k]]);
+        for (int k = 0; k < K && k < 5; k++) {
+            printf("  %d. ", k + 1);
+            tr_print_cell(stdout, mm->class_names[idx[k]], 32, false);
+            printf(" %6.2f%%\n", 100.0 * p[idx[k]]);
+        }
     }
     free(p);
     free(idx);

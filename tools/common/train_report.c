@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,54 @@ double tr_eval_loss(const tr_eval *e) { return e->n ? e->loss_sum / (double)e->n
 double tr_eval_top1(const tr_eval *e) { return e->n ? (double)e->top1 / (double)e->n : 0; }
 double tr_eval_top5(const tr_eval *e) { return e->n ? (double)e->top5 / (double)e->n : 0; }
 
+/* One UTF-8 character at s: its code point, and its length in *len (an invalid byte: 1, and
+ * U+FFFD). */
+static uint32_t utf8_next(const unsigned char *s, int *len)
+{
+    int n = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+          : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    uint32_t c = n == 1 ? s[0] : n == 2 ? s[0] & 0x1Fu : n == 3 ? s[0] & 0x0Fu : s[0] & 0x07u;
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) n = 0; /* also stops at the string's end */
+        if (!n) break;
+        c = c << 6 | (s[i] & 0x3Fu);
+    }
+    *len = n ? n : 1;
+    return n ? c : 0xFFFD;
+}
+
+/* The columns a character takes on a terminal, as wcwidth says for the common cases: 2 for
+ * East Asian wide and full-width ones (CJK, Hangul, kana, emoji), 0 for combining marks and
+ * zero-width spaces, else 1. */
+static int columns_of(uint32_t c)
+{
+    static const uint32_t zero[][2] = {{0x0300, 0x036F}, {0x200B, 0x200F}, {0xFE00, 0xFE0F}};
+    static const uint32_t wide[][2] = {{0x1100, 0x115F},   {0x2E80, 0x303E},   {0x3041, 0x33FF},
+                                       {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0xA000, 0xA4CF},
+                                       {0xAC00, 0xD7A3},   {0xF900, 0xFAFF},   {0xFE30, 0xFE4F},
+                                       {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},   {0x1F300, 0x1F64F},
+                                       {0x1F900, 0x1F9FF}, {0x20000, 0x3FFFD}};
+    for (size_t i = 0; i < sizeof zero / sizeof *zero; i++)
+        if (c >= zero[i][0] && c <= zero[i][1]) return 0;
+    for (size_t i = 0; i < sizeof wide / sizeof *wide; i++)
+        if (c >= wide[i][0] && c <= wide[i][1]) return 2;
+    return 1;
+}
+
+void tr_print_cell(FILE *f, const char *s, int width, bool cut)
+{
+    int used = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int len;
+        int w = columns_of(utf8_next(p, &len));
+        if (cut && used + w > width) break;
+        fwrite(p, 1, (size_t)len, f);
+        used += w;
+        p += len;
+    }
+    for (; used < width; used++) fputc(' ', f);
+}
+
 void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, int),
                           const void *ctx, FILE *f)
 {
@@ -72,8 +121,9 @@ void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, i
             sf += f1;
             counted++;
         }
-        fprintf(f, "%4d %-24.24s %9.4f %9.4f %9.4f %8lld\n", c, names(ctx, c), p, r, f1,
-                (long long)row);
+        fprintf(f, "%4d ", c);
+        tr_print_cell(f, names(ctx, c), 24, true);
+        fprintf(f, " %9.4f %9.4f %9.4f %8lld\n", p, r, f1, (long long)row);
     }
     if (counted)
         fprintf(f, "%4s %-24s %9.4f %9.4f %9.4f %8lld\n", "", "macro avg", sp / counted,
@@ -86,7 +136,8 @@ void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, i
     for (int j = 0; j < k; j++) fprintf(f, " %5d", j);
     fputc('\n', f);
     for (int c = 0; c < k; c++) {
-        fprintf(f, "%4d %-23.23s", c, names(ctx, c));
+        fprintf(f, "%4d ", c);
+        tr_print_cell(f, names(ctx, c), 23, true);
         for (int j = 0; j < k; j++) fprintf(f, " %5lld", (long long)e->confusion[c * k + j]);
         fputc('\n', f);
     }

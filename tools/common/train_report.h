@@ -25,6 +25,9 @@ void tr_eval_add(tr_eval *e, const float *logits, const int64_t *labels, int64_t
 double tr_eval_loss(const tr_eval *e);
 double tr_eval_top1(const tr_eval *e);
 double tr_eval_top5(const tr_eval *e);
+/* Prints UTF-8 text s in a column `width` terminal columns wide (a CJK character takes two),
+ * padded with spaces; cut: cut at the last whole character that fits, else printed whole. */
+void tr_print_cell(FILE *f, const char *s, int width, bool cut);
 /* Per-class precision/recall/F1 table, then the confusion matrix when k <= 20. names(i) gives
  * class i's name. */
 void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, int),
