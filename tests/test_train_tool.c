@@ -391,6 +391,8 @@ TEST(train_tool_image_folder)
              "--checkpoint-dir %s/strict",
              data, dir);
     check_one_line_error(tool, args, "broken.png");
+    snprintf(path, sizeof path, "%s/strict", dir); /* made for the run, removed with it */
+    CHECK(access(path, F_OK) != 0);
 
     /* 17 samples, 16 good: 4 batches of the 5 nominal. The last batch is still the cosine's
      * last step, 9 of 10 (when counted, step 7: 0.000412). Adam's default lr 0.002. */

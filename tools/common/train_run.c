@@ -7,7 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+/* The folder this run made for its outputs: a run that fails before writing anything there
+ * removes it (rmdir removes only an empty folder), rather than leave an empty
+ * runs/<model>-<time> behind for every failed start. */
+static char g_new_dir[TR_PATH_MAX];
 
 void tr_die(const char *fmt, ...)
 {
@@ -17,6 +24,7 @@ void tr_die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+    if (g_new_dir[0]) rmdir(g_new_dir);
     exit(1);
 }
 
@@ -246,9 +254,14 @@ void tr_run_open_train(tr_run *r)
         snprintf(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, "runs/%s-%s", r->mm.model, stamp);
         if (!tr_make_new_dir(r->o.checkpoint_dir, sizeof r->o.checkpoint_dir, err, sizeof err))
             tr_die("%s", err);
-    } else if (!tr_make_dirs(r->o.checkpoint_dir, err, sizeof err) ||
-               !tr_check_unused_dir(r->o.checkpoint_dir, r->o.resume, err, sizeof err)) {
-        tr_die("%s", err);
+        snprintf(g_new_dir, sizeof g_new_dir, "%s", r->o.checkpoint_dir);
+    } else {
+        struct stat sb;
+        bool existed = stat(r->o.checkpoint_dir, &sb) == 0;
+        if (!tr_make_dirs(r->o.checkpoint_dir, err, sizeof err) ||
+            !tr_check_unused_dir(r->o.checkpoint_dir, r->o.resume, err, sizeof err))
+            tr_die("%s", err);
+        if (!existed) snprintf(g_new_dir, sizeof g_new_dir, "%s", r->o.checkpoint_dir);
     }
     snprintf(r->dir, sizeof r->dir, "%s", r->o.checkpoint_dir);
     /* Before the first epoch, not at its end. */
