@@ -136,7 +136,7 @@ static void fuzz_checkpoint(const uint8_t *d, size_t n)
     train_opts o;
     tr_opts_defaults(&o);
     if (!tr_checkpoint_open(path, &dict, &mm, err, sizeof err) ||
-        !tr_opts_from_meta(&o, dict, true, err, sizeof err) || !tr_opts_validate(&o, err, sizeof err))
+        !tr_opts_from_meta(&o, dict, true, err, sizeof err, NULL, 0) || !tr_opts_validate(&o, err, sizeof err))
         goto out;
     /* Other models are as valid, but creating a ResNet-152 per input would be all we did. */
     if (strcmp(mm.model, "lenet5") || mm.num_classes > 100) goto out;

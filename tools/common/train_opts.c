@@ -511,28 +511,52 @@ cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d)
     return CNN_OK;
 }
 
-bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n)
+bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n,
+                       char *notes, size_t nn)
 {
+    if (notes && nn) notes[0] = 0;
     for (int i = 0; i < N_OPTS; i++) {
         if (!OPTS[i].saved) continue;
-        char key[64];
+        char key[64], mine[TR_PATH_MAX + 32];
         snprintf(key, sizeof key, "opt.%s", OPTS[i].name);
         const char *v = cnn_dict_get_meta(d, key);
         if (!v) continue; /* an older checkpoint: keep the default */
-        /* The model goes with the weights, the optimizer and schedule with the state resumed:
-         * another one given on the command line is refused rather than dropped or mixed in. */
-        bool kept = !strcmp(OPTS[i].name, "model") ||
-                    (resume && (!strcmp(OPTS[i].name, "optimizer") ||
-                                !strcmp(OPTS[i].name, "schedule")));
-        const char *mine = (const char *)o + OPTS[i].off;
-        if (o->given[i] && kept && strcmp(mine, v)) {
-            bool model = !strcmp(OPTS[i].name, "model");
-            snprintf(err, n, "--%s %s: the checkpoint's run uses %s %s, which it keeps (start a "
-                     "new run for another%s)", OPTS[i].name, mine, OPTS[i].name, v,
-                     model ? "; --pretrained starts one from its weights" : "");
-            return false;
+        const char *name = OPTS[i].name;
+        if (o->given[i]) {
+            get_value(o, &OPTS[i], true, mine, sizeof mine);
+            if (!strcmp(mine, v)) continue;
+            /* The model goes with the weights; a resumed run keeps the optimizer and schedule
+             * whose state it loads, and the samples of its epochs and their order (another
+             * --limit-train or --seed mid-epoch would read some twice and skip others): another
+             * one given is refused rather than dropped or mixed in. Any other change is the
+             * user's to make (a longer run, a lower lr), and is said. */
+            bool model = !strcmp(name, "model");
+            bool kept = model || (resume && (!strcmp(name, "optimizer") ||
+                                             !strcmp(name, "schedule") ||
+                                             !strcmp(name, "limit-train") ||
+                                             !strcmp(name, "seed")));
+            if (kept) {
+                snprintf(err, n, "--%s %s: the checkpoint's run uses %s %s, which it keeps "
+                         "(start a new run for another%s)", name, mine, name, v,
+                         model ? "; --pretrained starts one from its weights" : "");
+                return false;
+            }
+            /* (--img-size is checked against the model's own input size by the caller.) */
+            if (resume && notes && nn && strcmp(name, "img-size")) {
+                /* Both as --help shows values (0.002, not 0.00200000009). */
+                train_opts run = *o;
+                char shown[2][TR_PATH_MAX + 32];
+                get_value(o, &OPTS[i], false, shown[0], sizeof shown[0]);
+                if (set_value(&run, &OPTS[i], v))
+                    get_value(&run, &OPTS[i], false, shown[1], sizeof shown[1]);
+                else
+                    snprintf(shown[1], sizeof shown[1], "%s", v);
+                size_t used = strlen(notes);
+                snprintf(notes + used, nn - used, "%s--%s %s (the run's: %s)", used ? ", " : "",
+                         name, shown[0], shown[1]);
+            }
+            continue;
         }
-        if (o->given[i]) continue;
         if (!set_value(o, &OPTS[i], v)) {
             snprintf(err, n, "checkpoint option %s has a bad value '%s'", key, v);
             return false;

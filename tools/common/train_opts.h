@@ -69,8 +69,11 @@ void tr_opts_usage(FILE *f);
 cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d);
 /* Restores from a checkpoint's metadata each training option not given on the command line.
  * false with a reason in err for a value that does not parse, and for a --model (and, when
- * resume, an --optimizer or --schedule) given that differs from the checkpoint's. */
-bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n);
+ * resume, an --optimizer, --schedule, --limit-train or --seed) given that differs from the
+ * checkpoint's. When resume, the other options given with another value than the run's are
+ * listed in notes (nn bytes; may be NULL), e.g. "--lr 0.003 (the run's: 0.002)". */
+bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n,
+                       char *notes, size_t nn);
 /* Whether the option --name was on the command line. */
 bool tr_opts_given(const train_opts *o, const char *name);
 /* mkdir -p path; false with a reason in err. */

@@ -173,12 +173,15 @@ static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool trai
 /* --resume / --eval-only: the checkpoint's options (unless given again), model and state. */
 static void load_checkpoint(tr_run *r, const char *path, bool with_state)
 {
-    char err[2048];
+    char err[2048], changed[2048];
     cnn_dict *d = NULL;
     if (!tr_checkpoint_open(path, &d, &r->mm, err, sizeof err)) tr_die("%s", err);
-    if (!tr_opts_from_meta(&r->o, d, with_state, err, sizeof err) ||
+    if (!tr_opts_from_meta(&r->o, d, with_state, err, sizeof err, changed, sizeof changed) ||
         !tr_opts_validate(&r->o, err, sizeof err))
         tr_die("%s: %s", path, err);
+    if (changed[0])
+        printf("resumed with %s: the run goes on from its checkpoint, but no longer as it would "
+               "have without the change\n", changed);
     if (tr_opts_given(&r->o, "img-size") && r->o.img_size && r->o.img_size != r->mm.img_size)
         tr_die("--img-size %d: the model in %s takes %dx%d inputs, which it keeps (start a new "
                "run for another size; --pretrained starts one from its weights)", r->o.img_size,
