@@ -439,6 +439,25 @@ TEST(train_tool_image_folder)
     check_one_line_error(tool, args, "class 1 is 'upper', but in");
     REQUIRE(rename(to, from) == 0);
 
+    /* One class: top-k is top-1, printed once (it read "top-1 100.00% top-1 100.00%"). */
+    const char *sp[2] = {"train", "val"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof from, "%s/%s/bottom", data, sp[i]);
+        snprintf(to, sizeof to, "%s/%s-bottom", dir, sp[i]);
+        REQUIRE(rename(from, to) == 0);
+    }
+    snprintf(args, sizeof args,
+             "--data %s --img-size 32 --epochs 1 --batch 4 --checkpoint-dir %s/one", data, dir);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "top-1 100.00%  lr") ||
+        !strstr(out, "top-1 100.00%  (") || strstr(out, "top-1 100.00% top"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof from, "%s/%s/bottom", data, sp[i]);
+        snprintf(to, sizeof to, "%s/%s-bottom", dir, sp[i]);
+        REQUIRE(rename(to, from) == 0);
+    }
+
     /* A line break in a class folder's name. */
     const char *splits[2] = {"train", "val"};
     for (int i = 0; i < 2; i++) {

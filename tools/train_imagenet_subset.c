@@ -154,6 +154,14 @@ static void out_finish(tr_run *r, step_out *o, tr_eval *e)
  * figure (100%) is labelled top-K for what it is. */
 static int top_k(const tr_run *r) { return r->mm.num_classes < 5 ? r->mm.num_classes : 5; }
 
+/* sep + "top-k 12.34%" after the top-1, or nothing when top-k is top-1 (a single class). */
+static const char *top_k_text(const tr_run *r, const char *sep, double acc, char *buf, size_t n)
+{
+    if (top_k(r) > 1) snprintf(buf, n, "%stop-%d %.2f%%", sep, top_k(r), 100 * acc);
+    else buf[0] = 0;
+    return buf;
+}
+
 /* One batch through the model and the loss (the loaders deliver batches on r->dev already).
  * Validation uses the training criterion, label smoothing included, as torchvision's reference
  * scripts do: the two losses (and a plateau schedule's) stay on one scale. */
@@ -441,10 +449,11 @@ static int train(tr_run *r)
         save(r, "last.safetensors");
         if (best) save(r, "best.safetensors");
         write_curves(r);
-        printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%% top-%d %.2f%%"
+        char tk[32];
+        printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s"
                "  lr %.3g  %.1f s (%.0f img/s, data wait %.1f%%)%s\n",
                row.epoch, o->epochs, row.train_loss, 100 * row.train_acc, row.val_loss,
-               100 * row.val_top1, top_k(r), 100 * row.val_top5, row.lr, secs,
+               100 * row.val_top1, top_k_text(r, " ", row.val_top5, tk, sizeof tk), row.lr, secs,
                train_secs > 0 ? (double)te.n / train_secs : 0, 100 * row.data_wait,
                best ? "  *best" : "");
         fflush(stdout);
@@ -460,8 +469,9 @@ static void print_final(tr_run *r, double wall, int trained)
 {
     char path[TR_PATH_MAX + 64];
     const tr_eval *ve = &r->last_eval;
-    printf("\nvalidation: loss %.4f  top-1 %.2f%%  top-%d %.2f%%  (%lld images)\n",
-           tr_eval_loss(ve), 100 * tr_eval_top1(ve), top_k(r), 100 * tr_eval_top5(ve),
+    char tk[32];
+    printf("\nvalidation: loss %.4f  top-1 %.2f%%%s  (%lld images)\n", tr_eval_loss(ve),
+           100 * tr_eval_top1(ve), top_k_text(r, "  ", tr_eval_top5(ve), tk, sizeof tk),
            (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
     /* --eval-only, and a finished run resumed, leave the checkpoint's folder as it was. */

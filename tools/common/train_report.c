@@ -222,7 +222,7 @@ void tr_print_data_stats(cnn_loader *l, int workers, bool to_gpu, FILE *f)
     char who[64];
     if (workers > 0) snprintf(who, sizeof who, "%d worker(s) decoded", s.n_workers);
     else snprintf(who, sizeof who, "the training loop decoded (--workers 0)");
-    fprintf(f, "data: %s %lld images at %.0f img/s %s (%lld bad); batches %s\n", who,
+    fprintf(f, "training data: %s %lld images at %.0f img/s %s (%lld bad); batches %s\n", who,
             (long long)images, busy > 0 ? (double)images / busy : 0.0,
             workers > 0 ? "per worker" : "while decoding", (long long)s.bad_samples,
             to_gpu ? "copied ahead to the GPU from pinned memory" : "in host memory");
