@@ -93,6 +93,10 @@ TEST(cnnbench_rejects_bad_arguments_with_exit_2)
         {"summary lenet5 --batch 7", "--batch does not apply to mode summary"},
         {"summary lenet5 --iters 5", "--iters does not apply to mode summary"},
         {"summary lenet5 --tf32", "--tf32 does not apply to mode summary"},
+        /* an option that would be ignored is refused */
+        {"conv --shape 1,8,8,8,8,3,3,1,1 --batch 64",
+         "--batch sets the batch of a shape set (--shapes); each --shape gives its own N"},
+        {"gemm --mnk 8,8,8 --tf32", "--tf32: TF32 is a GPU math mode"},
         {"conv --shapes vgg16 --list --backend all", "--backend does not apply to conv --list"},
         {"conv --list --no-peak", "--no-peak does not apply to conv --list"},
         /* found before any timing, not after it */
@@ -137,7 +141,7 @@ TEST(cnnbench_summary_resnet50_totals)
     CHECK(strstr(out, "4.09 GMACs") != NULL);
     CHECK(strstr(out, "layer4.2.conv3") != NULL);
     REQUIRE(run_bench(tool, "", "summary lenet5", out, sizeof out) == 0);
-    CHECK(strstr(out, "total params 61,706") != NULL);
+    CHECK(strstr(out, "total params 61,706, 0.42 MMACs per image") != NULL); /* not 0.00 GMACs */
 }
 
 TEST(cnnbench_conv_shape_tables_match_the_zoo)
@@ -190,7 +194,7 @@ TEST(cnnbench_conv_cpu_json)
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strstr(j, keys[i]))
             cnn_test_fail(__FILE__, __LINE__, "JSON lacks %s:\n%s", keys[i], j);
-    CHECK(count_of(j, "\"median_ms\": ") == 6);
+    CHECK(count_of(j, "\"median_ms\": ") == 6 && strstr(j, "\"complete\": true"));
     const char *res = strstr(j, "\"results\"");
     REQUIRE(res != NULL);
     const char *m = strstr(res, "\"median_ms\": ");
@@ -211,6 +215,15 @@ TEST(cnnbench_conv_cpu_json)
                 cnn_test_fail(__FILE__, __LINE__, "%s: exit %d: %s", cmd, rc, out);
         }
     }
+    /* A row that could not run (4 TB of input) leaves the file marked incomplete: it said
+     * "complete": true after the failed run, and bench/compare took it as a whole. */
+    snprintf(args, sizeof args,
+             "conv --shape 1,4,7,7,4,3,3,1,1 --shape 1000,1000,1000,1000,1,1,1,1,0 --warmup 0 "
+             "--iters 1 --no-peak --json %s", json);
+    rc = run_bench(tool, "", args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "out of host memory"));
+    j = slurp(json); /* a static buffer, rewritten */
+    CHECK(j && strstr(j, "\"complete\": false") && count_of(j, "\"median_ms\": ") == 3);
     unlink(json);
 }
 

@@ -215,6 +215,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
         o->data = argv[i++];
     }
     const char *set = NULL, *timing = NULL; /* timing: the last timing option given */
+    bool batch_given = false;
     bench_conv_shape custom[BENCH_MAX_SHAPES];
     int n_custom = 0;
     for (; i < argc; i++) {
@@ -299,6 +300,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
                        : !strcmp(a, "--workers") ? &o->workers
                                                  : &o->img_size;
             *dst = vals[0];
+            batch_given |= dst == &o->batch;
         } else if (!strcmp(a, "--json")) {
             o->json = v;
         } else {
@@ -313,7 +315,12 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     if (o->graph && (!strcmp(o->backend, "cpu") || !strcmp(o->backend, "all")))
         die_usage("--graph: CUDA graphs need a GPU backend (cuda, cudnn or gpu), not '%s'",
                   o->backend);
+    if (o->tf32 && !strcmp(o->backend, "cpu"))
+        die_usage("--tf32: TF32 is a GPU math mode, the cpu backend computes in FP32");
     if (!strcmp(o->mode, "conv")) {
+        if (batch_given && n_custom && !set)
+            die_usage("--batch sets the batch of a shape set (--shapes); each --shape gives "
+                      "its own N");
         if (set || !n_custom) {
             o->set = set ? set : "resnet50";
             o->n_shapes = o->n_set_shapes =
@@ -341,7 +348,7 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
 {
     cnn_context *ctx = NULL;
     if (cnn_context_create(e->dev, &ctx) != CNN_OK) {
-        fprintf(stderr, "cnnbench: backend %s: %s\n", e->backend, cnn_last_error());
+        bench_error("backend %s: %s\n", e->backend, cnn_last_error());
         return 1;
     }
     cnn_context_set_current(ctx);
@@ -356,11 +363,11 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
     if (cnn_tensor_empty(CNN_SHAPE(flush_floats), CNN_F32, e->dev, &e->flush) != CNN_OK)
         rc = 1;
     if (!rc && bench_measure_overhead(e)) {
-        fprintf(stderr, "cnnbench: timing the timer on %s: %s\n", e->backend, cnn_last_error());
+        bench_error("timing the timer on %s: %s\n", e->backend, cnn_last_error());
         rc = 1;
     }
     if (!rc && !o->no_peak && bench_measure_peak(e)) {
-        fprintf(stderr, "cnnbench: measuring the %s peak: %s\n", e->backend, cnn_last_error());
+        bench_error("measuring the %s peak: %s\n", e->backend, cnn_last_error());
         rc = 1;
     }
     char cpu[160], where[384] = "the CPU";
@@ -444,7 +451,7 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
     else bench_json_num(&j, NAN);
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);
     bench_json_key(&j, "iters"), bench_json_int(&j, o->iters);
-    bench_json_key(&j, "complete"), bench_json_bool(&j, !tool_stop);
+    bench_json_key(&j, "complete"), bench_json_bool(&j, !tool_stop && !bench_error_count());
     bench_json_key(&j, "timing");
     bench_json_str(&j, gpu ? "cuda events (host clock on the cpu)" : "host monotonic clock");
     bench_json_key(&j, "peaks");
@@ -529,16 +536,15 @@ int main(int argc, char **argv)
         if (!all && !gpu && strcmp(o.backend, b)) continue;
         bool usable = has_gpu && (i == 0 || cnn_built_with_cudnn());
         /* all and gpu skip what is missing; gpu still needs a device (the cuda backend). */
+        const char *why = !cnn_built_with_cuda() ? "this build has no CUDA backend (CUDA=0)"
+                          : !has_gpu             ? "no CUDA device found"
+                                                 : "this build has no cuDNN (CUDNN=0)";
         if (!usable && (gpu ? i == 0 : !all)) {
-            fprintf(stderr, "cnnbench: backend %s: %s\n", b,
-                    !cnn_built_with_cuda() ? "this build has no CUDA backend (CUDA=0)"
-                    : !has_gpu             ? "no CUDA device found"
-                                           : "this build has no cuDNN (CUDNN=0)");
+            fprintf(stderr, "cnnbench: backend %s: %s\n", b, why);
             return 1;
         }
         if (!usable) {
-            printf("backend %s: skipped (%s)\n", b,
-                   has_gpu ? "no cuDNN in this build" : "no CUDA device");
+            printf("backend %s: skipped (%s)\n", b, why);
             continue;
         }
         envs[n_env++] = (bench_env){.backend = b, .dev = CNN_CUDA(0), .gpu = true, .tf32 = o.tf32};

@@ -74,6 +74,10 @@ typedef struct bench_log {
 
 /* A zeroed new row (NULL when out of memory). */
 bench_result *bench_log_add(bench_log *l);
+/* Prints "cnnbench: " and the message (fmt ends with its newline) for a benchmark that could
+ * not run, and counts it: a JSON file is "complete" only when none failed (and no signal came). */
+void bench_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int bench_error_count(void);
 
 /* ---- timing ---------------------------------------------------------------------------------- */
 /* tool_stop (stop_signal.h), set by SIGTERM / SIGINT: bench_time fails at its next repeat and

@@ -53,7 +53,7 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     int rc = 1;
     bool as_split;
     if (open_train(o->data, &ds, &as_split) != CNN_OK) {
-        fprintf(stderr, "cnnbench: loader %s: %s%s\n", o->data,
+        bench_error("loader %s: %s%s\n", o->data,
                 as_split ? "no train/ folder in it, and read as a split folder: " : "",
                 cnn_last_error());
         return 1;
@@ -68,7 +68,7 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
     int64_t epoch = 0;
     if (cnn_loader_create(ds, &lo, &ld) != CNN_OK || cnn_loader_start_epoch(ld, 0) != CNN_OK ||
         !(t = malloc((size_t)o->iters * sizeof *t))) {
-        fprintf(stderr, "cnnbench: loader %s: %s\n", o->data, cnn_last_error());
+        bench_error("loader %s: %s\n", o->data, cnn_last_error());
         goto done;
     }
     int s = cnn_transform_output_size(ds, &lo.transform), c = cnn_dataset_channels(ds);
@@ -97,7 +97,7 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
             goto done;
         }
         if (got || (e->gpu && cnn_synchronize() != CNN_OK)) {
-            fprintf(stderr, "cnnbench: loader %s: %s\n", o->data, cnn_last_error());
+            bench_error("loader %s: %s\n", o->data, cnn_last_error());
             cnn_tensor_free(&x);
             cnn_tensor_free(&y);
             goto done;

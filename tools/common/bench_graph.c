@@ -24,7 +24,7 @@ int bench_time_graph(const bench_env *e, int warmup, int iters, const bench_grap
     cnn_rng_set_state(seed, offset);
     if (s == CNN_OK) s = cnn_graph_replay(graph);
     if (s != CNN_OK) {
-        fprintf(stderr, "cnnbench: --graph: %s\n", cnn_last_error());
+        bench_error("--graph: %s\n", cnn_last_error());
         goto done;
     }
     *check_out = bench_check_tensors(g->check, *g->result, want, 1e-4, 1e-4, err) ? "ok"

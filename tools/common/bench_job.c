@@ -31,7 +31,7 @@ static int job_run(void *ud)
         st = cnn_backward_with_grad(j->y, j->dy);
     }
     if (st != CNN_OK)
-        fprintf(stderr, "cnnbench: %s: %s\n", bench_pass_names[j->pass], cnn_last_error());
+        bench_error("%s: %s\n", bench_pass_names[j->pass], cnn_last_error());
     return st != CNN_OK;
 }
 
@@ -147,7 +147,7 @@ int bench_run_job(const bench_opts *o, bench_env *e, bench_log *l, op_job *j, co
         if (strcmp(r->check, "ok") && strcmp(r->check, "n/a")) rc = 1;
         if (bench_time(e, o->warmup, o->iters, job_setup, job_run, job_teardown, j, &r->t)) {
             if (!tool_stop)
-                fprintf(stderr, "cnnbench: %s %s %s %s failed: %s\n", mode, name, shape,
+                bench_error("%s %s %s %s failed: %s\n", mode, name, shape,
                         bench_pass_names[p], cnn_last_error());
             job_teardown(j);
             l->n--;

@@ -27,14 +27,14 @@ int bench_mode_summary(const bench_opts *o)
     cnn_model_options mo = cnn_model_default_options();
     mo.skip_init = true; /* shapes only */
     if (cnn_model_create_ex(o->model, &mo, &m) != CNN_OK) {
-        fprintf(stderr, "cnnbench: %s\n", cnn_last_error());
+        bench_error("%s\n", cnn_last_error());
         return 2;
     }
     cnn_model_info info = cnn_model_get_info(m);
     int s = o->img_size ? o->img_size : info.input_h;
     cnn_model_summary sum = {0};
     if (cnn_model_summarize(m, s, s, &sum) != CNN_OK) {
-        fprintf(stderr, "cnnbench: summary %s at %dx%d: %s\n", o->model, s, s, cnn_last_error());
+        bench_error("summary %s at %dx%d: %s\n", o->model, s, s, cnn_last_error());
         cnn_model_destroy(&m);
         return 2;
     }
@@ -44,8 +44,11 @@ int bench_mode_summary(const bench_opts *o)
         cnn_model_summary_format(&sum, buf, need);
         fputs(buf, stdout);
     }
-    printf("%s at %dx%d: total params %s, %.2f GMACs per image\n", info.name, s, s,
-           thousands(sum.total_params, a, sizeof a), (double)sum.total_macs / 1e9);
+    /* LeNet-5's 0.42 MMACs read as "0.00 GMACs" */
+    const bool giga = sum.total_macs >= 100000000;
+    printf("%s at %dx%d: total params %s, %.2f %sMACs per image\n", info.name, s, s,
+           thousands(sum.total_params, a, sizeof a), (double)sum.total_macs / (giga ? 1e9 : 1e6),
+           giga ? "G" : "M");
     free(buf);
     cnn_model_summary_free(&sum);
     cnn_model_destroy(&m);
@@ -89,7 +92,7 @@ static int model_run(void *ud)
     model_job *j = ud;
     cnn_status st = model_step(j);
     if (st)
-        fprintf(stderr, "cnnbench: model %s: %s\n", j->train ? "train" : "infer", cnn_last_error());
+        bench_error("model %s: %s\n", j->train ? "train" : "infer", cnn_last_error());
     cnn_tensor_free(&j->logits);
     cnn_tensor_free(&j->loss);
     return st != CNN_OK;
@@ -274,7 +277,7 @@ static int time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_mode
                 st = CNN_ERR_INTERNAL;
         }
         if (st) {
-            fprintf(stderr, "cnnbench: layer %s (%s): could not time it alone: %s\n", ly->name,
+            bench_error("layer %s (%s): could not time it alone: %s\n", ly->name,
                     ly->type, cnn_last_error());
             rc = 1;
         } else {
@@ -388,7 +391,7 @@ static void free_grads(float **g, long *lens, int n)
 
 static cnn_status no_memory(void)
 {
-    fprintf(stderr, "cnnbench: model check: out of host memory for copies of the gradients\n");
+    bench_error("model check: out of host memory for copies of the gradients\n");
     return CNN_ERR_OUT_OF_MEMORY;
 }
 
@@ -652,7 +655,7 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
     if (o->layers) rc |= time_layers(o, e, l, m, &sum, tt.median);
     goto done;
 fail:
-    if (!tool_stop) fprintf(stderr, "cnnbench: model %s: %s\n", o->model, cnn_last_error());
+    if (!tool_stop) bench_error("model %s: %s\n", o->model, cnn_last_error());
 done:
     cnn_tensor_free(&x);
     cnn_tensor_free(&xc);

@@ -125,7 +125,7 @@ int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
         const int P = out_size(s->h, s->r, s->stride, s->pad),
                   Q = out_size(s->w, s->s, s->stride, s->pad);
         if (P < 1 || Q < 1) {
-            fprintf(stderr, "cnnbench: conv %s: empty output\n", shape);
+            bench_error("conv %s: empty output\n", shape);
             rc = 1;
             continue;
         }
@@ -134,7 +134,7 @@ int bench_mode_conv(const bench_opts *o, bench_env *e, bench_log *l)
             bench_rand_on(e, CNN_SHAPE(s->n, s->k, P, Q), -1, 1, &j.dy) ||
             !(j.hx = bench_host_copy(j.in[0])) || !(j.hw = bench_host_copy(j.in[1])) ||
             !(j.hdy = bench_host_copy(j.dy))) {
-            fprintf(stderr, "cnnbench: conv %s: %s\n", shape, cnn_last_error());
+            bench_error("conv %s: %s\n", shape, cnn_last_error());
             bench_job_free(&j);
             rc = 1;
             continue;
@@ -189,7 +189,7 @@ int bench_mode_gemm(const bench_opts *o, bench_env *e, bench_log *l)
     if (bench_rand_on(e, CNN_SHAPE(o->m, o->k), -1, 1, &j.in[0]) ||
         bench_rand_on(e, CNN_SHAPE(o->n, o->k), -1, 1, &j.in[1]) ||
         !(j.hx = bench_host_copy(j.in[0])) || !(j.hw = bench_host_copy(j.in[1]))) {
-        fprintf(stderr, "cnnbench: gemm %s: %s\n", shape, cnn_last_error());
+        bench_error("gemm %s: %s\n", shape, cnn_last_error());
         bench_job_free(&j);
         return 1;
     }
@@ -318,7 +318,7 @@ int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l)
             !(j.hw = malloc(2 * (size_t)c * sizeof(float))) ||
             cnn_tensor_read(j.in[1], j.hw, (size_t)c) ||
             cnn_tensor_read(j.in[2], j.hw + c, (size_t)c)) {
-            fprintf(stderr, "cnnbench: bn %s: %s\n", shape, cnn_last_error());
+            bench_error("bn %s: %s\n", shape, cnn_last_error());
             rc = 1;
         } else {
             /* Bytes of the minimal traffic: forward reads x twice (statistics, normalise) and
@@ -440,7 +440,7 @@ int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l)
         if (bench_rand_on(e, CNN_SHAPE(n, c, h, h), -1, 1, &j.in[0]) ||
             bench_rand_on(e, CNN_SHAPE(n, c, P, P), -1, 1, &j.dy) ||
             !(j.hx = bench_host_copy(j.in[0])) || !(j.hdy = bench_host_copy(j.dy))) {
-            fprintf(stderr, "cnnbench: pool %s: %s\n", shape, cnn_last_error());
+            bench_error("pool %s: %s\n", shape, cnn_last_error());
             rc = 1;
         } else {
             const double bx = 4.0 * n * c * (double)h * h, by = 4.0 * n * c * (double)P * P;
@@ -500,7 +500,7 @@ int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l)
             bench_rand_on(e, CNN_SHAPE(n, 256, 56, 56), -1, 1, &j.dy) ||
             !(j.hx = bench_host_copy(j.in[0])) || (add && !(j.hw = bench_host_copy(j.in[1]))) ||
             !(j.hdy = bench_host_copy(j.dy))) {
-            fprintf(stderr, "cnnbench: elementwise %s: %s\n", shape, cnn_last_error());
+            bench_error("elementwise %s: %s\n", shape, cnn_last_error());
             rc = 1;
         } else {
             const double flops[N_PASSES] = {0};

@@ -1,9 +1,11 @@
 /* bench_util.c — cnnbench's shared machinery: per-repeat timing with cnn_timer (CUDA events on
  * the GPU, the host clock on the CPU) and median/min/max, the measured device peaks, output
- * checks and a dependency-free JSON writer. Only public API calls; no CUDA header. */
+ * checks, the error count and a dependency-free JSON writer. Only public API calls; no CUDA header. */
 #include "bench_common.h"
 
+#include <malloc.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -151,8 +153,25 @@ int bench_measure_overhead(bench_env *e)
     return rc ? -1 : 0;
 }
 
+static int g_errors;
+
+void bench_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cnnbench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    g_errors++;
+}
+
+int bench_error_count(void) { return g_errors; }
+
 void bench_reset_peak_rss(void)
 {
+    /* Memory freed before (the checks' copies) goes back to the system first: glibc keeps
+     * freed heap, and the RSS the reset starts from would count it. */
+    malloc_trim(0);
     /* Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM) to its current RSS. */
     FILE *f = fopen("/proc/self/clear_refs", "w");
     if (!f) return;
