@@ -14,6 +14,7 @@ Runs with torch 1.13 and 2.x (only APIs present in both).
 """
 import argparse
 import json
+import os
 import resource
 import signal
 import sys
@@ -332,13 +333,15 @@ def bench_elementwise(torch, b, args):
     return rows
 
 
-def lenet5(torch):
+def lenet5(torch, size=32):
     from collections import OrderedDict
     nn = torch.nn
     # Identical to the zoo's lenet5: conv1 6@5x5, avgpool2, conv2 16@5x5, avgpool2, fc
-    # 400-120-84-10, ReLU; the zoo's module names (which --layers rows pair on).
+    # 400-120-84-10, ReLU; the zoo's module names (which --layers rows pair on). A 28x28 input
+    # is zero-padded to 32x32 by conv1's padding, as the zoo does.
     return nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(1, 6, 5)), ("act1", nn.ReLU()), ("pool1", nn.AvgPool2d(2)),
+        ("conv1", nn.Conv2d(1, 6, 5, padding=2 if size == 28 else 0)), ("act1", nn.ReLU()),
+        ("pool1", nn.AvgPool2d(2)),
         ("conv2", nn.Conv2d(6, 16, 5)), ("act2", nn.ReLU()), ("pool2", nn.AvgPool2d(2)),
         ("flatten", nn.Flatten()), ("fc1", nn.Linear(400, 120)), ("act3", nn.ReLU()),
         ("fc2", nn.Linear(120, 84)), ("act4", nn.ReLU()), ("fc3", nn.Linear(84, 10))]))
@@ -412,7 +415,7 @@ def bench_layers(torch, b, model, x):
 
 def bench_model(torch, b, args):
     if args.name == "lenet5":
-        model, chans, size, classes = lenet5(torch), 1, args.img_size or 32, 10
+        model, chans, size, classes = lenet5(torch, args.img_size or 32), 1, args.img_size or 32, 10
     else:
         import torchvision
         if not hasattr(torchvision.models, args.name):
@@ -496,7 +499,8 @@ def main(argv):
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--tf32", action="store_true")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads (0: OMP_NUM_THREADS if set, else every core, as cnnbench)")
     ap.add_argument("--layers", action="store_true",
                     help="model: each layer alone too, as cnnbench --layers")
     ap.add_argument("--json")
@@ -515,6 +519,17 @@ def main(argv):
     if (args.iters < 1 or args.warmup < 0 or args.batch < 1 or len(args.mnk) != 3
             or min(args.mnk) < 1):
         ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K all positive")
+    if args.json:
+        # Found before the timing, as cnnbench does: a file that did not exist is not left.
+        existed = os.path.exists(args.json)
+        try:
+            open(args.json, "a").close()
+        except OSError as e:
+            print("torch_reference: cannot write %s: %s" % (args.json, e.strerror),
+                  file=sys.stderr)
+            return 2
+        if not existed:
+            os.unlink(args.json)
     try:
         import torch
     except ImportError:
@@ -524,8 +539,12 @@ def main(argv):
     if args.device == "cuda" and not torch.cuda.is_available():
         print("torch_reference: no CUDA device (use --device cpu)", file=sys.stderr)
         return 1
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        # torch's own default is the physical cores (1 on a 2-vCPU machine), cnnbench's every
+        # core OpenMP sees: the same count on both sides, unless --threads says otherwise.
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        torch.set_num_threads(args.threads if args.threads > 0 else
+                              int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count() or 1)
     torch.backends.cudnn.benchmark = True
     set_tf32(torch, args.tf32)
     torch.manual_seed(1)
@@ -549,10 +568,15 @@ def main(argv):
         complete = False
         print("torch_reference: stopped by a signal; %d result(s) completed%s"
               % (len(b.rows), ", written to the JSON file" if args.json else ""), file=sys.stderr)
+    except (RuntimeError, ValueError) as e:  # what torch raises for a case it cannot run
+        complete = False
+        print("torch_reference: %s%s: %s" % (args.mode, " " + args.name if args.name else "",
+                                             str(e).strip().splitlines()[0]), file=sys.stderr)
     doc = {"tool": "torch", "version": torch.__version__, "device": dev,
            "backend": "cudnn" if args.device == "cuda" else "cpu", "tf32": args.tf32,
            "cudnn_version": cudnn, "mode": args.mode, "batch": args.batch,
            "warmup": args.warmup, "iters": args.iters, "complete": complete,
+           "threads": torch.get_num_threads(),
            "timing": "CUDA events" if args.device == "cuda" else "perf_counter",
            "results": b.rows}
     errs = schema_errors(doc)

@@ -433,6 +433,7 @@ TEST(bench_compare_prints_ratios)
                       "\"pass\": \"train\", \"median_ms\": %g, \"min_ms\": %g, \"max_ms\": %g, "
                       "\"img_per_s\": %g, \"check\": \"%s\"}";
     char r1[512], r2[512];
+    FILE *f = NULL;
     snprintf(r1, sizeof r1, row, 300.0, 290.0, 310.0, 32 / 0.3, "ok");
     snprintf(r2, sizeof r2, row, 200.0, 195.0, 205.0, 32 / 0.2, "n/a");
     REQUIRE(write_results(a, "cnnbench", "cuda:0", r1) && write_results(b, "torch", "H100", r2));
@@ -481,9 +482,30 @@ TEST(bench_compare_prints_ratios)
     REQUIRE(write_results(a, "cnnbench", "cpu", cpu_row));
     snprintf(cmd, sizeof cmd, "bench/compare %s %s", a, b);
     rc = run_cmd(cmd, out, sizeof out);
-    CHECK(rc == 1 && strstr(out, "no result of") != NULL);
+    CHECK(rc == 1 && strstr(out, "no result of") != NULL &&
+          strstr(out, "kind of device: ours cpu, torch's gpu") != NULL);
+    /* Throughputs divide in one unit: a file giving only GB/s against ours with GFLOP/s and
+     * GB/s, at equal times, is 1.00, not 100 GFLOP/s over 5 GB/s. Runs that are not alike (TF32
+     * on one side, an incomplete file, other repeats) are warned about. */
+    const char *bn = "{\"mode\": \"bn\", \"name\": \"bn\", \"shape\": \"8,8,8,8\", \"pass\": "
+                     "\"fwd\", \"median_ms\": 2, \"min_ms\": 2, \"max_ms\": 2, %s\"gbs\": 5, "
+                     "\"check\": \"ok\"}";
+    snprintf(r1, sizeof r1, bn, "\"gflops\": 100, ");
+    snprintf(r2, sizeof r2, bn, "");
+    REQUIRE(write_results(a, "cnnbench", "cuda:0", r1));
+    f = fopen(b, "w");
+    REQUIRE(f != NULL);
+    fprintf(f, "{\"tool\": \"torch\", \"device\": \"cuda:0\", \"backend\": \"cudnn\", "
+            "\"tf32\": true, \"iters\": 5, \"complete\": false, \"results\": [%s]}\n", r2);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "bench/compare --markdown %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 0 || !strstr(out, "| 1.00 | 1.00 |") ||
+        !strstr(out, "warning: TF32 settings differ: ours False, torch True") ||
+        !strstr(out, "warning: torch's file is incomplete"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
     /* A file that breaks the schema is refused with exit 2. */
-    FILE *f = fopen(b, "w");
+    f = fopen(b, "w");
     REQUIRE(f != NULL);
     fprintf(f, "{\"tool\": \"torch\", \"results\": []}\n");
     fclose(f);
@@ -623,8 +645,10 @@ TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
         return;
     }
     REQUIRE(mkdtemp(dir) != NULL);
-    /* Each mode's rows must pair up one to one: compare reports no unmatched row. A set's rows
-     * are named as the set and a --shape's "custom" on both sides. */
+    /* Each mode's rows must pair up one to one: compare reports no unmatched row on either
+     * side, and no difference between the runs (the same thread count included: torch's own
+     * default was the physical cores, 1 here, against cnnbench's 2). A set's rows are named as
+     * the set and a --shape's "custom" on both sides. */
     const char *modes[] = {"conv --shape 2,4,9,9,6,3,3,2,1", "pool --batch 1",
                            "conv --shapes alexnet --batch 1 --shape 1,4,7,7,4,3,3,1,1,2",
                            "model lenet5 --batch 2 --layers"}; /* 2 model, 11 x 2 layer rows */
@@ -636,9 +660,9 @@ TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
                  "--json %s/torch.json >/dev/null && bench/compare %s/ours.json %s/torch.json",
                  tool, modes[i], dir, py, modes[i], dir, dir, dir);
         int rc = run_cmd(cmd, out, sizeof out);
-        char want[64];
-        snprintf(want, sizeof want, "over %d rows; 0 of ours unmatched", rows[i]);
-        if (rc != 0 || !strstr(out, want))
+        char want[80];
+        snprintf(want, sizeof want, "over %d rows; 0 of ours and 0 of torch's unmatched", rows[i]);
+        if (rc != 0 || !strstr(out, want) || strstr(out, "warning"))
             cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", modes[i], rc, out);
         if (i == 2) {
             snprintf(cmd, sizeof cmd, "%s/ours.json", dir);

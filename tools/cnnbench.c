@@ -452,6 +452,7 @@ static int write_json(const char *path, const bench_opts *o, const bench_env *en
     bench_json_key(&j, "warmup"), bench_json_int(&j, o->warmup);
     bench_json_key(&j, "iters"), bench_json_int(&j, o->iters);
     bench_json_key(&j, "complete"), bench_json_bool(&j, !tool_stop && !bench_error_count());
+    bench_json_key(&j, "threads"), bench_json_int(&j, omp_get_max_threads());
     bench_json_key(&j, "timing");
     bench_json_str(&j, gpu ? "cuda events (host clock on the cpu)" : "host monotonic clock");
     bench_json_key(&j, "peaks");
