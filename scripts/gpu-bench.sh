@@ -238,15 +238,16 @@ bench_main() {
     trap 'gb_pack tables.md env.txt' EXIT
     gb_build || exit 1
     gb_env
-    local cb r50 mb vb ab lb sz vsz asz it mit oit lit
+    local cb r50 mb vb ab lb sz vsz asz it mit oit lit tf32
     if [ "$DRY" = 1 ]; then
-        FAST=cpu HAND=cpu GPUS=cpu TDEV=cpu
+        # TF32 is a GPU math mode: cnnbench refuses --tf32 with the cpu backend.
+        FAST=cpu HAND=cpu GPUS=cpu TDEV=cpu tf32=()
         cb=1 mb=2 vb=1 ab=2 lb=8 sz=(--img-size 64) vsz=(--img-size 32) asz=(--img-size 64)
         it=(--warmup 0 --iters 1) mit=(--warmup 1 --iters 2) oit=(--warmup 0 --iters 1)
         lit=(--warmup 1 --iters 2)
         r50=(--shapes resnet50 --batch 1)
     else
-        FAST=cudnn HAND=cuda GPUS=gpu TDEV=cuda
+        FAST=cudnn HAND=cuda GPUS=gpu TDEV=cuda tf32=(--tf32)
         cb=64 mb=256 vb=64 ab=256 lb=256 sz=() vsz=() asz=()
         it=(--warmup 2 --iters 10) mit=(--warmup 3 --iters 10) oit=(--warmup 3 --iters 20)
         lit=(--warmup 10 --iters 100)
@@ -345,8 +346,8 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
     done
     # 4. TF32: conv (both backends) and the big models.
     if [[ " ${SKIP:-} " != *" tf32 "* ]]; then
-        ours conv_r50_cudnn_tf32 150 conv "${r50[@]}" --backend "$FAST" --tf32 "${it[@]}"
-        theirs torch_conv_r50_tf32 90 conv "${r50[@]}" --tf32 "${it[@]}"
+        ours conv_r50_cudnn_tf32 150 conv "${r50[@]}" --backend "$FAST" "${tf32[@]}" "${it[@]}"
+        theirs torch_conv_r50_tf32 90 conv "${r50[@]}" "${tf32[@]}" "${it[@]}"
         pair conv_r50_cudnn_tf32 torch_conv_r50_tf32 "conv, ResNet-50 shapes, batch $cb, TF32: cuDNN vs PyTorch"
         for m in resnet50 vgg16 alexnet; do
             case $m in
@@ -354,11 +355,11 @@ import os; print(next((os.path.dirname(l.split()[-1]) for l in open("/proc/self/
             vgg16) b=$vb s=("${vsz[@]}") ;;
             alexnet) b=$ab s=("${asz[@]}") ;;
             esac
-            ours "model_${m}_tf32" 100 model $m --batch "$b" "${s[@]}" --backend "$FAST" --tf32 "${mit[@]}"
-            theirs "torch_model_${m}_tf32" 80 model $m --batch "$b" "${s[@]}" --tf32 "${mit[@]}"
+            ours "model_${m}_tf32" 100 model $m --batch "$b" "${s[@]}" --backend "$FAST" "${tf32[@]}" "${mit[@]}"
+            theirs "torch_model_${m}_tf32" 80 model $m --batch "$b" "${s[@]}" "${tf32[@]}" "${mit[@]}"
             pair "model_${m}_tf32" "torch_model_${m}_tf32" "$m train + infer, batch $b, TF32"
         done
-        ours conv_r50_cuda_tf32 180 conv "${r50[@]}" --backend "$HAND" --tf32 "${it[@]}"
+        ours conv_r50_cuda_tf32 180 conv "${r50[@]}" --backend "$HAND" "${tf32[@]}" "${it[@]}"
         ratio conv_r50_cuda_tf32 conv_r50_cudnn_tf32
     fi
     # 5. ResNet-50 on the hand-written kernels end to end, and where its step goes.
