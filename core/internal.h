@@ -92,7 +92,8 @@ struct cnn_tensor {
     cnn_tensor *grad;              /* a leaf's accumulated gradient */
     int tape_refs;                 /* how many of refcount tape nodes hold (saved tensors) */
     /* The op that produced this tensor, valid only while tape->gen == tape_gen; NULLed when
-     * the node is freed, so a non-NULL node is always a live one. */
+     * the node is freed, so a non-NULL node is always a live one. Written under tape.c's link
+     * lock, read atomically. */
     struct cnn_node *node;
     struct cnn_tape *tape;
     uint64_t tape_gen;
@@ -253,5 +254,8 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
 /* Keeps t alive for the node's backward (retained; released after backward or at reset); a
  * backward after t's storage was written in place is refused. */
 void cnn_node_save(cnn_node *node, const cnn_tensor *t);
+/* Clears the link between a tensor being freed and the node that recorded it (on any thread:
+ * tape.c's link lock). */
+void cnn_tape_unlink(cnn_tensor *t);
 
 #endif /* CNN_INTERNAL_H */

@@ -6,6 +6,7 @@
  * Knows nothing of any op's math. */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 /* Tape generations are unique in the process, not per tape: a context freed and another
@@ -14,9 +15,30 @@ static atomic_uint_least64_t g_next_gen = 1;
 
 uint64_t cnn_tape_new_gen(void) { return atomic_fetch_add(&g_next_gen, 1); }
 
+/* The link between a node and its output (node->out, tensor->node) is the one part of a tape
+ * another thread may touch: a tensor recorded here may be released on another thread, and its
+ * release clears the link (cnn_tape_unlink). Both sides are written under this lock, and
+ * tensor->node is read atomically, so a sweep never reads a tensor being freed and a release
+ * never writes into a node being freed. */
+static pthread_mutex_t g_link_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static cnn_node *node_of(const cnn_tensor *t)
+{
+    return __atomic_load_n(&t->node, __ATOMIC_ACQUIRE);
+}
+
+void cnn_tape_unlink(cnn_tensor *t)
+{
+    if (!node_of(t)) return;
+    pthread_mutex_lock(&g_link_lock);
+    if (t->node) t->node->out = NULL;
+    __atomic_store_n(&t->node, NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g_link_lock);
+}
+
 static bool node_valid(const cnn_tensor *t, const cnn_context *c)
 {
-    return t->node && t->tape == &c->tape && t->tape_gen == c->tape.gen;
+    return node_of(t) && t->tape == &c->tape && t->tape_gen == c->tape.gen;
 }
 
 bool cnn_tensor_requires_grad(const cnn_tensor *t)
@@ -64,7 +86,9 @@ static void release_saved(cnn_node *n)
 
 static void node_free(cnn_node *n)
 {
-    if (n->out) n->out->node = NULL;
+    pthread_mutex_lock(&g_link_lock);
+    if (n->out) __atomic_store_n(&n->out->node, NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g_link_lock);
     for (int i = 0; i < n->n_inputs; i++) cnn_tensor_free(&n->in[i].leaf);
     release_saved(n);
     cnn_tensor_free(&n->dout);
@@ -76,9 +100,12 @@ static void node_free(cnn_node *n)
  * output: its references outnumber those of the nodes that saved it. */
 static bool output_held(const cnn_node *n)
 {
+    pthread_mutex_lock(&g_link_lock);
     const cnn_tensor *y = n->out;
-    return y && __atomic_load_n(&y->refcount, __ATOMIC_ACQUIRE) >
-                    __atomic_load_n(&y->tape_refs, __ATOMIC_ACQUIRE);
+    bool held = y && __atomic_load_n(&y->refcount, __ATOMIC_ACQUIRE) >
+                         __atomic_load_n(&y->tape_refs, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&g_link_lock);
+    return held;
 }
 
 /* Drops the nodes no held tensor can reach: a backward from any tensor still held walks only
@@ -147,16 +174,18 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
         in[i].shape = x->shape;
         in[i].device = x->device;
         if (node_valid(x, c)) {
-            in[i].producer = x->node;
+            in[i].producer = node_of(x);
             in[i].needs_grad = true;
         } else if (x->requires_grad) {
             in[i].leaf = cnn_tensor_retain((cnn_tensor *)x);
             in[i].needs_grad = true;
         }
     }
+    pthread_mutex_lock(&g_link_lock);
     if (out->node) out->node->out = NULL; /* recorded again: the older node keeps no output */
     nd->out = out;
-    out->node = nd;
+    __atomic_store_n(&out->node, nd, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g_link_lock);
     out->tape = tape;
     out->tape_gen = tape->gen;
     tape->nodes[tape->n++] = nd;
@@ -301,7 +330,7 @@ static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
         }
         cnn_tensor_free(&seed);
         /* A non-NULL node is a live one (node_free clears it), so its tape is alive too. */
-        CNN_CHECK(!out->node, CNN_ERR_INVALID_ARG,
+        CNN_CHECK(!node_of(out), CNN_ERR_INVALID_ARG,
                   "backward: the tensor of shape %s was recorded on another context's tape: "
                   "make that context current (on the thread that recorded it) first",
                   cnn_shape_of(out));
@@ -311,20 +340,21 @@ static cnn_status backward_from(cnn_tensor *out, cnn_tensor *seed)
                          cnn_shape_of(out));
     }
     cnn_tape *tape = &c->tape;
+    cnn_node *last = node_of(out); /* out is held here, and its node on this thread's tape */
     size_t start = tape->n;
-    while (start > 0 && tape->nodes[start - 1] != out->node) start--;
-    if (start == 0) { /* out->node is valid, so it is on the tape: a broken invariant */
+    while (start > 0 && tape->nodes[start - 1] != last) start--;
+    if (start == 0) { /* out's node is valid, so it is on the tape: a broken invariant */
         cnn_tensor_free(&seed);
         return cnn_error(CNN_ERR_INTERNAL, "backward: the node of %s is not on the tape",
                          cnn_shape_of(out));
     }
-    cnn_status st = check_saved_versions(tape, start, out->node);
+    cnn_status st = check_saved_versions(tape, start, last);
     if (st != CNN_OK) {
         cnn_tensor_free(&seed);
         cnn_tape_reset(); /* as after any backward */
         return st;
     }
-    st = accumulate_into(&out->node->dout, seed);
+    st = accumulate_into(&last->dout, seed);
     bool was = c->grad_enabled;
     c->grad_enabled = false; /* backward functions may call ops: record none of them */
     for (size_t i = start; st == CNN_OK && i-- > 0;) {

@@ -239,7 +239,7 @@ void cnn_tensor_free(cnn_tensor **tp)
     cnn_tensor *t = *tp;
     *tp = NULL;
     if (__atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
-    if (t->node) t->node->out = NULL; /* the node outlives its output: see the tape's sweep */
+    cnn_tape_unlink(t); /* its node may outlive it: see the tape's sweep */
     cnn_tensor_free(&t->grad);
     storage_release(t->storage);
     free(t);
