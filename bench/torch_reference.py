@@ -483,7 +483,7 @@ def device_name(torch, dev):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "cpu"
+    return "unknown"  # as cnnbench names a CPU it cannot read
 
 
 def main(argv):
@@ -520,16 +520,21 @@ def main(argv):
             or min(args.mnk) < 1):
         ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K all positive")
     if args.json:
-        # Found before the timing, as cnnbench does: a file that did not exist is not left.
-        existed = os.path.exists(args.json)
-        try:
-            open(args.json, "a").close()
-        except OSError as e:
-            print("torch_reference: cannot write %s: %s" % (args.json, e.strerror),
-                  file=sys.stderr)
+        # Found before the timing, as cnnbench does, without creating or removing anything: the
+        # file (or a link's target) must be writable, or its folder when it does not exist yet.
+        target = os.path.realpath(args.json)
+        folder = os.path.dirname(target) or "."
+        if os.path.isdir(target):
+            why = "it is a folder"
+        elif os.path.exists(target):
+            why = None if os.access(target, os.W_OK) else "permission denied"
+        elif not os.path.isdir(folder):
+            why = "no folder %s" % folder
+        else:
+            why = None if os.access(folder, os.W_OK | os.X_OK) else "permission denied"
+        if why:
+            print("torch_reference: cannot write %s: %s" % (args.json, why), file=sys.stderr)
             return 2
-        if not existed:
-            os.unlink(args.json)
     try:
         import torch
     except ImportError:
@@ -543,8 +548,10 @@ def main(argv):
         # torch's own default is the physical cores (1 on a 2-vCPU machine), cnnbench's every
         # core OpenMP sees: the same count on both sides, unless --threads says otherwise.
         omp = os.environ.get("OMP_NUM_THREADS", "")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            os.cpu_count() or 1  # the CPUs this process may run on, as OpenMP counts them
         torch.set_num_threads(args.threads if args.threads > 0 else
-                              int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count() or 1)
+                              int(omp) if omp.isdigit() and int(omp) > 0 else cores)
     torch.backends.cudnn.benchmark = True
     set_tf32(torch, args.tf32)
     torch.manual_seed(1)

@@ -360,8 +360,10 @@ static int run_backend(const bench_opts *o, bench_env *e, bench_log *l)
     int rc = 0;
     /* Bigger than the last-level cache (H100 L2: 50 MB; server CPUs' L3: up to 32 MB per die). */
     const int64_t flush_floats = e->gpu ? 32 << 20 : 16 << 20;
-    if (cnn_tensor_empty(CNN_SHAPE(flush_floats), CNN_F32, e->dev, &e->flush) != CNN_OK)
+    if (cnn_tensor_empty(CNN_SHAPE(flush_floats), CNN_F32, e->dev, &e->flush) != CNN_OK) {
+        bench_error("backend %s: the cache-flush buffer: %s\n", e->backend, cnn_last_error());
         rc = 1;
+    }
     if (!rc && bench_measure_overhead(e)) {
         bench_error("timing the timer on %s: %s\n", e->backend, cnn_last_error());
         rc = 1;

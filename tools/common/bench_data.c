@@ -90,10 +90,9 @@ int bench_mode_loader(const bench_opts *o, bench_env *e, bench_log *l)
         int got = next_batch(ld, &epoch, &x, &y);
         if (got > 0) {
             int nb = cnn_loader_num_bad(ld);
-            fprintf(stderr,
-                    "cnnbench: loader %s: not one training image could be read (%d bad)%s%s\n",
-                    o->data, nb, nb ? "; the first failure: " : "",
-                    nb ? cnn_loader_bad_reason(ld, 0) : "");
+            bench_error("loader %s: not one training image could be read (%d bad)%s%s\n",
+                        o->data, nb, nb ? "; the first failure: " : "",
+                        nb ? cnn_loader_bad_reason(ld, 0) : "");
             goto done;
         }
         if (got || (e->gpu && cnn_synchronize() != CNN_OK)) {
