@@ -2,7 +2,8 @@
  * build/bin; skipped when absent) when numbers or names go wrong: a diverging run says why and
  * what it kept; non-finite weights given to --eval-only, --pretrained and --predict are named as
  * the cause; best.safetensors holds the weights alone and --resume refuses it; a class folder
- * or --data path that is not UTF-8 is refused before the first epoch. */
+ * or --data path that is not UTF-8 is refused before the first epoch; a resume inside an epoch
+ * on a training split shorter than where it stopped is refused naming both. */
 #include "test.h"
 
 #include <stb/stb_image_write.h>
@@ -25,6 +26,18 @@ static bool poison(const char *src, const char *dst)
     bool ok = cnn_safetensors_load(src, &d) == CNN_OK;
     cnn_tensor *w = ok ? cnn_dict_get(d, "conv1.weight") : NULL;
     ok = w && cnn_tensor_fill_(w, NAN) == CNN_OK && cnn_safetensors_save(dst, d) == CNN_OK;
+    cnn_dict_destroy(&d);
+    return ok;
+}
+
+/* A copy of checkpoint src at dst whose run stopped inside its epoch, at sample `position`. */
+static bool stopped_at(const char *src, const char *dst, const char *position)
+{
+    cnn_dict *d = NULL;
+    bool ok = cnn_safetensors_load(src, &d) == CNN_OK &&
+              cnn_dict_set_meta(d, "batch", "1") == CNN_OK &&
+              cnn_dict_set_meta(d, "position", position) == CNN_OK &&
+              cnn_safetensors_save(dst, d) == CNN_OK;
     cnn_dict_destroy(&d);
     return ok;
 }
@@ -89,6 +102,17 @@ TEST(train_tool_divergence_and_non_finite_weights_are_named)
      * from before. */
     snprintf(args, sizeof args, "--resume %s/b/last.safetensors --epochs 2 --lr 1e30", dir);
     SAYS(tool, args, "training diverged", "are from before it");
+
+    /* Resumed inside an epoch on data with fewer training images than it had read: said so,
+     * not as the loader's "position ... is outside the epoch's ... samples". */
+    snprintf(path, sizeof path, "%s/p", dir);
+    REQUIRE(mkdir(path, 0777) == 0);
+    snprintf(args, sizeof args, "%s/b/last.safetensors", dir);
+    snprintf(path, sizeof path, "%s/p/last.safetensors", dir);
+    REQUIRE(stopped_at(args, path, "100000"));
+    snprintf(args, sizeof args, "--resume %s --epochs 2", path);
+    SAYS(tool, args, "the checkpoint stopped at sample 100000 of its epoch",
+         "this training split has 256", "resume with the run's data");
 
     /* Weights that are NaN to begin with: the weights are to blame, not --lr. */
     snprintf(nan_ckpt, sizeof nan_ckpt, "%s/nan.safetensors", dir);

@@ -319,6 +319,11 @@ static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
      * (the loader's order depends only on (seed, epoch), so the rest is the same), without
      * decoding them again; an older checkpoint without the position skips them by decoding. */
     const bool at_position = r->st.batch > 0 && r->st.position >= 0;
+    /* Another --data may hold fewer training images than the run stopped at. */
+    if (at_position && r->st.position > cnn_loader_num_samples(r->train_ld))
+        tr_die("--data %s: the checkpoint stopped at sample %lld of its epoch, but this training "
+               "split has %lld: resume with the run's data", r->o.data,
+               (long long)r->st.position, (long long)cnn_loader_num_samples(r->train_ld));
     TR_LIB(cnn_loader_start_epoch_at(r->train_ld, e, at_position ? r->st.position : 0),
            "training loader");
     for (int64_t b = 0; b < (at_position ? 0 : r->st.batch); b++) {
