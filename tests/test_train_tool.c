@@ -375,7 +375,7 @@ TEST(train_tool_image_folder)
     CHECK(strstr(out, "1 bad image(s) skipped in train") != NULL);
     CHECK(strstr(out, "broken.png") != NULL);
     CHECK(strstr(out, "bottom") != NULL && strstr(out, "top") != NULL);
-    CHECK(strstr(out, "data: 2 worker(s) decoded ") != NULL);
+    CHECK(strstr(out, "\ntraining data: 2 worker(s) decoded ") != NULL);
     /* Two classes: the "top-5" (always 100%) is labelled for what it is. */
     CHECK(strstr(out, " top-2 100.00%") != NULL && strstr(out, "top-5") == NULL);
     /* No workers: the training loop decodes, and the report says so. */
@@ -383,7 +383,7 @@ TEST(train_tool_image_folder)
              "--data %s --img-size 32 --epochs 1 --batch 4 --workers 0 --checkpoint-dir %s/inline",
              data, dir);
     rc = run_tool(tool, args, out, sizeof out);
-    if (rc != 0 || !strstr(out, "data: the training loop decoded (--workers 0) ") ||
+    if (rc != 0 || !strstr(out, "training data: the training loop decoded (--workers 0) ") ||
         !strstr(out, "(1 bad)"))
         cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
     snprintf(args, sizeof args,
@@ -595,7 +595,8 @@ GPU_TEST(train_tool_cuda_graph_matches_op_by_op)
     CHECK(!strstr(out[0], "--cuda-graph:"));
     CHECK(strstr(out[1], "--cuda-graph: training step captured; replayed for each batch of 64"));
     const char *a = strstr(out[0], "validation:"), *b = strstr(out[1], "validation:");
-    const char *ae = a ? strstr(a, "\ndata:") : NULL, *be = b ? strstr(b, "\ndata:") : NULL;
+    const char *ae = a ? strstr(a, "\ntraining data:") : NULL;
+    const char *be = b ? strstr(b, "\ntraining data:") : NULL;
     REQUIRE(a && b && ae && be);
     if (ae - a != be - b || memcmp(a, b, (size_t)(ae - a)) != 0)
         cnn_test_fail(__FILE__, __LINE__, "reports differ:\n%.*s\n---\n%.*s", (int)(ae - a), a,
