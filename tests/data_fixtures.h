@@ -1,6 +1,6 @@
 /* data_fixtures.h — the data sets the data tests share, each defined beside the tests that
  * describe it: IDX files and synthetic IDX data sets (test_augment.c), the small image-folder
- * tree with bad files (test_imagefolder.c). */
+ * tree with bad files and the image and byte writers (test_imagefolder.c). */
 #ifndef CNN_TEST_DATA_FIXTURES_H
 #define CNN_TEST_DATA_FIXTURES_H
 
@@ -19,5 +19,9 @@ int data_test_make_tree(char *root);
 void data_test_remove_tree(const char *root);
 /* The gray level of every image of class i (-1: the empty class). */
 extern const int data_test_class_value[4];
+/* dir/name: a w x h image of `comp` channels, every byte `value`, as PNG, BMP or JPEG by its
+ * extension; dir/name holding the n bytes at data. 0 on success, -1 on failure. */
+int data_test_write_image(const char *dir, const char *name, int w, int h, int comp, int value);
+int data_test_write_bytes(const char *dir, const char *name, const void *data, size_t n);
 
 #endif /* CNN_TEST_DATA_FIXTURES_H */

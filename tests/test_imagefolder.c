@@ -1,6 +1,7 @@
 /* test_imagefolder.c — the folder dataset on a small tree the test writes itself (mixed PNG /
- * JPEG / BMP, gray and RGB, several sizes, bad files, an empty class), and its errors. The tree
- * builder is shared with test_loader.c. */
+ * JPEG / BMP, gray and RGB, several sizes, bad files, an empty class): listing, order, labels,
+ * decoding and its errors. The tree builder and the file writers are shared with
+ * test_loader.c and test_image_decode.c (data_fixtures.h). */
 #include "test.h"
 
 #include <ftw.h>
@@ -16,7 +17,7 @@
 /* Every image of a class has one gray level, so labels can be checked from pixels. */
 const int data_test_class_value[4] = {40, 120, -1, 200};
 
-static int write_image(const char *dir, const char *name, int w, int h, int comp, int value)
+int data_test_write_image(const char *dir, const char *name, int w, int h, int comp, int value)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -32,7 +33,7 @@ static int write_image(const char *dir, const char *name, int w, int h, int comp
     return ok ? 0 : -1;
 }
 
-static int write_bytes(const char *dir, const char *name, const void *data, size_t n)
+int data_test_write_bytes(const char *dir, const char *name, const void *data, size_t n)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -77,19 +78,19 @@ int data_test_make_tree(char *root)
         rc |= mkdir(dir, 0755);
     }
     snprintf(dir, sizeof dir, "%s/train/B_dog", root);
-    rc |= write_image(dir, "img0.png", 33, 17, 1, 40);
-    rc |= write_image(dir, "img1.jpg", 50, 60, 3, 40);
+    rc |= data_test_write_image(dir, "img0.png", 33, 17, 1, 40);
+    rc |= data_test_write_image(dir, "img1.jpg", 50, 60, 3, 40);
     rc |= write_truncated_jpeg(dir, "trunc.jpg");
-    rc |= write_bytes(dir, "notes.txt", "not an image\n", 13);
+    rc |= data_test_write_bytes(dir, "notes.txt", "not an image\n", 13);
     snprintf(dir, sizeof dir, "%s/train/a_cat", root);
-    rc |= write_image(dir, "img0.png", 20, 30, 3, 120);
-    rc |= write_image(dir, "img1.jpg", 40, 25, 1, 120);
-    rc |= write_image(dir, "img2.bmp", 16, 16, 3, 120);
-    rc |= write_bytes(dir, "zero.jpg", "", 0);
+    rc |= data_test_write_image(dir, "img0.png", 20, 30, 3, 120);
+    rc |= data_test_write_image(dir, "img1.jpg", 40, 25, 1, 120);
+    rc |= data_test_write_image(dir, "img2.bmp", 16, 16, 3, 120);
+    rc |= data_test_write_bytes(dir, "zero.jpg", "", 0);
     snprintf(dir, sizeof dir, "%s/train/d_fish", root);
-    rc |= write_image(dir, "img0.jpg", 24, 24, 3, 200);
-    rc |= write_image(dir, "img1.png", 9, 12, 1, 200);
-    rc |= write_bytes(dir, "text.jpg", "hello, I am not a JPEG\n", 23);
+    rc |= data_test_write_image(dir, "img0.jpg", 24, 24, 3, 200);
+    rc |= data_test_write_image(dir, "img1.png", 9, 12, 1, 200);
+    rc |= data_test_write_bytes(dir, "text.jpg", "hello, I am not a JPEG\n", 23);
     return rc ? -1 : 0;
 }
 
@@ -264,10 +265,10 @@ TEST(imagefolder_walks_sub_folders_in_torchvisions_order)
         const char *f = i < 5 ? files[i] : hidden[i - 5];
         snprintf(dir, sizeof dir, "%s/train/%s", root, f);
         *strrchr(dir, '/') = 0;
-        REQUIRE(write_image(dir, strrchr(f, '/') + 1, 8, 8, 3, 50) == 0);
+        REQUIRE(data_test_write_image(dir, strrchr(f, '/') + 1, 8, 8, 3, 50) == 0);
     }
     snprintf(dir, sizeof dir, "%s/train/k", root);
-    REQUIRE(write_bytes(dir, "notes.txt", "x", 1) == 0);
+    REQUIRE(data_test_write_bytes(dir, "notes.txt", "x", 1) == 0);
     snprintf(path, sizeof path, "%s/train/k/sub/deep/up", root);
     snprintf(target, sizeof target, "%s/train/k", root);
     REQUIRE(symlink(target, path) == 0); /* a loop: k/sub/deep/up -> k */
@@ -331,460 +332,6 @@ TEST(imagefolder_missing_or_empty_roots_are_errors)
     data_test_remove_tree(root);
 }
 
-/* Rewrites one byte of a file: at the first FF C0 (baseline SOF) marker plus `delta`. */
-static int patch_sof(const char *path, int delta, unsigned char value)
-{
-    FILE *f = fopen(path, "r+b");
-    if (!f) return -1;
-    unsigned char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    int rc = -1;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (buf[i] == 0xFF && buf[i + 1] == 0xC0) {
-            fseek(f, (long)(i + (size_t)delta), SEEK_SET);
-            fputc(value, f);
-            rc = 0;
-            break;
-        }
-    fclose(f);
-    return rc;
-}
-
-/* A new folder root (>= 64 bytes) holding root/split/k/, whose path goes into dir. */
-static int one_class_folder(char *root, const char *split, char *dir, size_t n)
-{
-    strcpy(root, "/tmp/cnn_folder_XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    snprintf(dir, n, "%s/%s", root, split);
-    if (mkdir(dir, 0755) != 0) return -1;
-    snprintf(dir, n, "%s/%s/k", root, split);
-    return mkdir(dir, 0755);
-}
-
-TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
-{
-    char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "val", dir, sizeof dir) == 0);
-    /* 12-bit precision and arithmetic coding (SOF9), which stb_image does not decode. */
-    REQUIRE(write_image(dir, "a12bit.jpg", 16, 16, 3, 10) == 0);
-    snprintf(path, sizeof path, "%s/a12bit.jpg", dir);
-    REQUIRE(patch_sof(path, 4, 12) == 0);
-    REQUIRE(write_image(dir, "arith.jpg", 16, 16, 3, 10) == 0);
-    snprintf(path, sizeof path, "%s/arith.jpg", dir);
-    REQUIRE(patch_sof(path, 1, 0xC9) == 0);
-    REQUIRE(write_image(dir, "good.PNG", 5, 7, 3, 10) == 0);
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "val", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 3);
-    cnn_transform t = cnn_transform_default(ds, true, 4);
-    float out[48];
-    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
-    CHECK(strstr(cnn_last_error(), "a12bit.jpg") && strstr(cnn_last_error(), "12-bit JPEG"));
-    CHECK_ERR(cnn_dataset_get(ds, 1, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
-    CHECK(strstr(cnn_last_error(), "arith.jpg") &&
-          strstr(cnn_last_error(), "arithmetic-coded JPEG"));
-    CHECK_OK(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL));
-    /* A file removed after listing is an I/O error of that sample. */
-    snprintf(path, sizeof path, "%s/good.PNG", dir);
-    REQUIRE(unlink(path) == 0);
-    CHECK_ERR(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL), CNN_ERR_IO);
-    CHECK(strstr(cnn_last_error(), "good.PNG") != NULL);
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
-/* A file replaced by a FIFO after listing is an I/O error of that sample at once (reading it
- * would wait for a writer forever and stall the loader): checked in a child with an alarm. */
-TEST(imagefolder_file_replaced_by_a_fifo_is_refused_without_waiting)
-{
-    char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "val", dir, sizeof dir) == 0);
-    REQUIRE(write_image(dir, "a.png", 5, 7, 3, 10) == 0);
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "val", 3, &ds));
-    REQUIRE(ds && cnn_dataset_size(ds) == 1);
-    snprintf(path, sizeof path, "%s/a.png", dir);
-    REQUIRE(unlink(path) == 0 && mkfifo(path, 0600) == 0);
-    cnn_transform t = cnn_transform_default(ds, false, 4);
-    int pid = cnn_test_fork(10);
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        float out[48];
-        cnn_status st = cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL);
-        _exit(st == CNN_ERR_IO && strstr(cnn_last_error(), "a.png") ? 0 : 1);
-    }
-    CHECK(cnn_test_child_ok(pid));
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
-/* Overwrites 4 bytes at offset off of dir/name with v, little- or big-endian. */
-static int patch_u32(const char *dir, const char *name, long off, uint32_t v, bool big_endian)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r+b");
-    if (!f) return -1;
-    unsigned char b[4];
-    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (big_endian ? 24 - 8 * i : 8 * i));
-    int ok = fseek(f, off, SEEK_SET) == 0 && fwrite(b, 1, 4, f) == 4;
-    fclose(f);
-    return ok ? 0 : -1;
-}
-
-/* A header that claims a huge image is refused from the header alone: stb_image would allocate
- * for it, and stb_image_resize aborts on sides near 2^24. A top-down BMP (negative height) is
- * still a good image. A JPEG Huffman table of more than 256 codes is refused before stb_image
- * sees it. */
-TEST(imagefolder_absurd_sizes_and_huffman_tables_are_refused)
-{
-    char root[64], dir[512];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
-    REQUIRE(write_image(dir, "a_tall.bmp", 24, 20, 3, 10) == 0);
-    REQUIRE(patch_u32(dir, "a_tall.bmp", 22, (uint32_t)-16777196, false) == 0);
-    REQUIRE(write_image(dir, "b_wide.png", 4, 4, 3, 10) == 0);
-    REQUIRE(patch_u32(dir, "b_wide.png", 16, 40000, true) == 0);
-    REQUIRE(write_image(dir, "c_topdown.bmp", 4, 4, 3, 90) == 0);
-    REQUIRE(patch_u32(dir, "c_topdown.bmp", 22, (uint32_t)-4, false) == 0);
-    /* A Huffman table claiming 16 x 255 codes: the packaged stb_image would write past its
-     * tables. Its first DHT segment's counts start 5 bytes after the marker. */
-    REQUIRE(write_image(dir, "d_huff.jpg", 8, 8, 3, 50) == 0);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/d_huff.jpg", dir);
-    size_t n = 0;
-    unsigned char *jpg = scratch_read(path, &n);
-    REQUIRE(jpg);
-    size_t dht = 2;
-    while (dht + 1 < n && !(jpg[dht] == 0xFF && jpg[dht + 1] == 0xC4)) dht++;
-    REQUIRE(dht + 21 < n);
-    for (int k = 0; k < 16; k++) jpg[dht + 5 + k] = 255;
-    const int wrote = write_bytes(dir, "d_huff.jpg", jpg, n);
-    free(jpg);
-    REQUIRE(wrote == 0);
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 4);
-    cnn_transform t = cnn_transform_default(ds, true, 8);
-    float out[3 * 8 * 8];
-    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
-    CHECK(strstr(cnn_last_error(), "a_tall.bmp") && strstr(cnn_last_error(), "24 x 16777196") &&
-          strstr(cnn_last_error(), "not supported"));
-    CHECK_ERR(cnn_dataset_get(ds, 1, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
-    CHECK(strstr(cnn_last_error(), "b_wide.png") && strstr(cnn_last_error(), "40000 x 4"));
-    CHECK_OK(cnn_dataset_get(ds, 2, &t, 1, 0, out, NULL));
-    CHECK_ERR(cnn_dataset_get(ds, 3, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
-    CHECK(strstr(cnn_last_error(), "d_huff.jpg") &&
-          strstr(cnn_last_error(), "more than 256 codes"));
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
-/* Files cut short, or claiming more than they hold, are refused by name before stb_image sees
- * them: it reads the missing bytes of a BMP as zeros (a black image), and grows its buffer to a
- * PNG chunk's claimed length before reading it (a 53-byte file cost 2 GB). BMPs bottom-up and
- * top-down, 24-bit and 32-bit (a 108-byte header); a BMP whose last row lacks only its padding,
- * and a PNG whose last chunk lacks only its CRC, are still read. The 13 x 10 RGB BMP has rows
- * of 39 bytes padded to 40: 54 + 10 x 40 = 454 bytes. A PNG's first chunk after its 13-byte
- * header (IHDR) starts at byte 33. */
-TEST(imagefolder_truncated_bmp_and_png_are_refused)
-{
-    char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
-    const char *names[9] = {"a_full.bmp",    "b_nopad.bmp", "c_cut.bmp",
-                            "d_header.bmp",  "e_topdown.bmp", "f_rgba.bmp",
-                            "g_nocrc.png",   "h_cut.png",   "i_claims.png"};
-    const int cut[9] = {0, 1, 40, 454 - 60, 2, 1, 2, 20, 0}; /* bytes taken off the end */
-    const bool good[9] = {true, true, false, false, false, false, true, false, false};
-    for (int i = 0; i < 9; i++) {
-        REQUIRE(write_image(dir, names[i], 13, 10, i == 5 ? 4 : 3, 30 + 20 * i) == 0);
-        if (i == 4) REQUIRE(patch_u32(dir, names[i], 22, (uint32_t)-10, false) == 0);
-        if (i == 8) REQUIRE(patch_u32(dir, names[i], 33, 0x6d18003eu, true) == 0);
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        size_t n = 0;
-        unsigned char *b = scratch_read(path, &n);
-        REQUIRE(b && n > (size_t)cut[i] + 45);
-        if (i < 5) CHECK(n == 454);
-        const int wrote = write_bytes(dir, names[i], b, n - (size_t)cut[i]);
-        free(b);
-        REQUIRE(wrote == 0);
-    }
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 9);
-    cnn_transform t = cnn_transform_default(ds, false, 8);
-    float out[3 * 8 * 8];
-    for (int i = 0; i < 9; i++) {
-        cnn_status st = cnn_dataset_get(ds, i, &t, 1, 0, out, NULL);
-        if (good[i]) {
-            CHECK_OK(st);
-        } else {
-            const char *e = cnn_last_error();
-            CHECK(st == CNN_ERR_FORMAT && strstr(e, names[i]) &&
-                  strstr(e, i < 6 ? "truncated" : "truncated or corrupt PNG"));
-        }
-    }
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
-/* A JPEG cut short anywhere (before its end-of-image marker, in its headers, or inside its
- * entropy-coded data) is refused as truncated, by name. Bytes after the end-of-image marker
- * (some cameras and editors append them) and an end-of-image marker inside an APP1 segment (an
- * Exif thumbnail is a whole JPEG) are not mistaken for the end. */
-TEST(imagefolder_truncated_jpeg_is_named_and_trailing_bytes_are_not)
-{
-    char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
-    unsigned char p[64 * 64 * 3];
-    for (int i = 0; i < 64 * 64 * 3; i++) p[i] = (unsigned char)((i * 7919) >> 3);
-    snprintf(path, sizeof path, "%s/../source.jpg", dir);
-    REQUIRE(stbi_write_jpg(path, 64, 64, 3, p, 90));
-    size_t n = 0;
-    unsigned char *b = scratch_read(path, &n);
-    REQUIRE(b && n > 400 && b[n - 2] == 0xFF && b[n - 1] == 0xD9);
-    REQUIRE(remove(path) == 0);
-    unsigned char *e = malloc(n + 256);
-    REQUIRE(e);
-    REQUIRE(write_bytes(dir, "a_whole.jpg", b, n) == 0);
-    memcpy(e, b, n);
-    for (int i = 0; i < 100; i++) e[n + i] = (unsigned char)(i % 3 ? 0xFF : 0xD8 + i % 2);
-    REQUIRE(write_bytes(dir, "b_trailing.jpg", e, n + 100) == 0);
-    /* SOI, APP1 holding "Exif\0\0" and a thumbnail-like SOI ... EOI, then the rest. */
-    const unsigned char app1[] = {0xFF, 0xE1, 0, 14, 'E', 'x', 'i', 'f', 0, 0,
-                                  0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xD9};
-    memcpy(e, b, 2);
-    memcpy(e + 2, app1, sizeof app1);
-    memcpy(e + 2 + sizeof app1, b + 2, n - 2);
-    REQUIRE(write_bytes(dir, "c_app1.jpg", e, n + sizeof app1) == 0);
-    REQUIRE(write_bytes(dir, "d_no_eoi.jpg", b, n - 2) == 0);
-    REQUIRE(write_bytes(dir, "e_cut_data.jpg", b, n * 9 / 10) == 0);
-    REQUIRE(write_bytes(dir, "f_cut_header.jpg", b, 40) == 0);
-    free(e);
-    free(b);
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 6);
-    cnn_transform t = cnn_transform_default(ds, false, 8);
-    float out[3 * 8 * 8], whole[3 * 8 * 8];
-    CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, whole, NULL));
-    for (int i = 1; i < 6; i++) {
-        cnn_status st = cnn_dataset_get(ds, i, &t, 1, 0, out, NULL);
-        if (i < 3) {
-            CHECK_OK(st);
-            CHECK(memcmp(out, whole, sizeof out) == 0);
-        } else if (st != CNN_ERR_FORMAT || !strstr(cnn_last_error(), "truncated JPEG")) {
-            cnn_test_fail(__FILE__, __LINE__, "sample %d: status %d, '%s'", i, st,
-                          cnn_last_error());
-        }
-    }
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
-/* ---- hostile PNGs and JPEGs ------------------------------------------------------------------
- * A PNG from parts: the signature, IHDR (w x h, bit depth 8, colour type `type`), the chunks in
- * `extra` (type + data, each a 4-character name then its bytes; NULL-terminated list), an IDAT
- * of `raw` deflated, and IEND unless `no_iend`. Into buf (cap bytes); returns its length. */
-typedef struct png_chunk {
-    const char *type;
-    const unsigned char *data;
-    size_t len;
-} png_chunk;
-
-static size_t put_chunk(unsigned char *b, const char *type, const unsigned char *d, size_t len)
-{
-    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(len >> (24 - 8 * i));
-    memcpy(b + 4, type, 4);
-    if (len) memcpy(b + 8, d, len);
-    uint32_t crc = (uint32_t)crc32(0, b + 4, (uInt)(len + 4));
-    for (int i = 0; i < 4; i++) b[8 + len + i] = (unsigned char)(crc >> (24 - 8 * i));
-    return 12 + len;
-}
-
-static size_t build_png(unsigned char *buf, size_t cap, int w, int h, int type,
-                        const png_chunk *extra, const unsigned char *raw, size_t raw_len,
-                        bool no_iend)
-{
-    unsigned char ihdr[13] = {0, 0, 0, (unsigned char)w, 0, 0, 0, (unsigned char)h, 8,
-                              (unsigned char)type, 0, 0, 0};
-    uLongf zlen = compressBound((uLong)raw_len);
-    unsigned char *z = malloc(zlen);
-    if (!z || compress2(z, &zlen, raw, (uLong)raw_len, 9) != Z_OK || zlen + 128 > cap) {
-        free(z);
-        return 0;
-    }
-    memcpy(buf, "\x89PNG\r\n\x1a\n", 8);
-    size_t n = 8 + put_chunk(buf + 8, "IHDR", ihdr, 13);
-    for (; extra && extra->type; extra++)
-        n += put_chunk(buf + n, extra->type, extra->data, extra->len);
-    n += put_chunk(buf + n, "IDAT", z, zlen);
-    if (!no_iend) n += put_chunk(buf + n, "IEND", NULL, 0);
-    free(z);
-    return n;
-}
-
-/* A progressive 8-bit gray JPEG of side x side with `scans` empty DC scans (their data read as
- * zeros): a few bytes a scan, a pass over the whole image each for stb_image. */
-static size_t build_scans_jpeg(unsigned char *b, int side, int scans)
-{
-    static const unsigned char dqt[] = {0xFF, 0xDB, 0, 67, 0};
-    static const unsigned char dht[] = {0xFF, 0xC4, 0, 20, 0x00, 1, 0, 0, 0, 0, 0, 0, 0,
-                                        0,    0,    0, 0,  0,    0, 0, 0, 0x00};
-    static const unsigned char sos[] = {0xFF, 0xDA, 0, 8, 1, 1, 0x00, 0, 0, 0};
-    size_t n = 0;
-    b[n++] = 0xFF, b[n++] = 0xD8;
-    memcpy(b + n, dqt, sizeof dqt), n += sizeof dqt;
-    memset(b + n, 1, 64), n += 64;
-    const unsigned char sof[] = {0xFF, 0xC2, 0, 11, 8, (unsigned char)(side >> 8),
-                                 (unsigned char)side, (unsigned char)(side >> 8),
-                                 (unsigned char)side, 1, 1, 0x11, 0};
-    memcpy(b + n, sof, sizeof sof), n += sizeof sof;
-    memcpy(b + n, dht, sizeof dht), n += sizeof dht;
-    for (int s = 0; s < scans; s++) memcpy(b + n, sos, sizeof sos), n += sizeof sos;
-    b[n++] = 0xFF, b[n++] = 0xD9;
-    return n;
-}
-
-/* Fills some stack with a pattern, so that a read of stack memory nobody wrote sees it. */
-static __attribute__((noinline)) unsigned dirty_stack(unsigned seed)
-{
-    volatile unsigned char junk[65536];
-    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(seed + 37 * i);
-    return junk[seed % sizeof junk];
-}
-
-/* What review found stb_image doing with hostile files, each kept from it:
- * - a palette PNG whose pixel indexes past its 2-entry palette read stb's uninitialised stack
- *   (pixels differing from run to run): now black, the same at every decode;
- * - 64 MiB of zeros deflated into a 1x1 PNG (a 65 KB file) made stb allocate and zero-fill
- *   gigabytes before it noticed the surplus: refused by the size its header allows;
- * - a progressive JPEG of 101 empty scans (stb passes over the whole image for each: at
- *   8192 x 8192, 28 s for a 10 KB file of 1,000): refused; 100 scans at 64 x 64 still decode;
- * - a PNG cut inside a chunk header or without IEND, and one with an unknown critical chunk
- *   (stb named it in a buffer shared by all threads): refused with a reason. */
-TEST(imagefolder_hostile_png_and_jpeg_are_refused_or_decode_alike)
-{
-    char root[64], dir[512];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
-    static unsigned char buf[1 << 20];
-    const unsigned char pal[6] = {10, 20, 30, 200, 210, 220};
-    const png_chunk plte[] = {{"PLTE", pal, 6}, {NULL, NULL, 0}};
-    const unsigned char row[4] = {0, 0, 1, 200}; /* filter byte 0, then three indices */
-    size_t n = build_png(buf, sizeof buf, 3, 1, 3, plte, row, 4, false);
-    REQUIRE(n && write_bytes(dir, "a_palette.png", buf, n) == 0);
-    const size_t zeros = (size_t)64 << 20;
-    unsigned char *big = calloc(zeros, 1);
-    REQUIRE(big);
-    n = build_png(buf, sizeof buf, 1, 1, 0, NULL, big, zeros, false);
-    free(big);
-    REQUIRE(n && write_bytes(dir, "b_bomb.png", buf, n) == 0);
-    n = build_scans_jpeg(buf, 1024, 101);
-    REQUIRE(write_bytes(dir, "c_scans101.jpg", buf, n) == 0);
-    n = build_scans_jpeg(buf, 64, 100);
-    REQUIRE(write_bytes(dir, "d_scans100.jpg", buf, n) == 0);
-    const unsigned char gray_row[2] = {0, 77};
-    n = build_png(buf, sizeof buf, 1, 1, 0, NULL, gray_row, 2, false);
-    REQUIRE(n && write_bytes(dir, "e_good.png", buf, n) == 0);
-    REQUIRE(write_bytes(dir, "f_cut_header.png", buf, n - 12 + 4) == 0); /* IEND's length only */
-    n = build_png(buf, sizeof buf, 1, 1, 0, NULL, gray_row, 2, true);
-    REQUIRE(n && write_bytes(dir, "g_no_iend.png", buf, n) == 0);
-    const png_chunk odd[] = {{"ZZZZ", gray_row, 2}, {NULL, NULL, 0}};
-    n = build_png(buf, sizeof buf, 1, 1, 0, odd, gray_row, 2, false);
-    REQUIRE(n && write_bytes(dir, "h_critical.png", buf, n) == 0);
-
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 8);
-    cnn_transform t = cnn_transform_default(ds, false, 3);
-    t.geometry = CNN_GEOM_PAD_OR_RESIZE;
-    for (int c = 0; c < 3; c++) t.mean[c] = 0, t.std[c] = 1;
-    float out[3 * 3 * 3];
-    for (unsigned k = 0; k < 4; k++) {
-        (void)dirty_stack(0x5A + 91 * k);
-        CHECK_OK(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL));
-        /* Channel-major (3, 3, 3) after a resize of 3x1 to 3x3: the middle row holds the
-         * pixels (palette 0, palette 1, index 200 -> black). */
-        for (int c = 0; c < 3; c++) {
-            CHECK(fabsf(out[c * 9 + 3] - pal[c] / 255.0f) < 1e-6f);
-            CHECK(fabsf(out[c * 9 + 4] - pal[3 + c] / 255.0f) < 1e-6f);
-            CHECK(out[c * 9 + 5] == 0.0f);
-        }
-    }
-    const char *why[8] = {NULL, "inflates past the size its header gives", "more than 100 scans",
-                          NULL, NULL, "ends inside a chunk's header", "no IEND chunk",
-                          "unknown critical chunk"};
-    for (int i = 1; i < 8; i++) {
-        cnn_status st = cnn_dataset_get(ds, i, &t, 1, 0, out, NULL);
-        if (!why[i]) {
-            CHECK_OK(st);
-        } else if (st != CNN_ERR_FORMAT || !strstr(cnn_last_error(), why[i])) {
-            cnn_test_fail(__FILE__, __LINE__, "sample %d: status %d, '%s' (want '%s')", i, st,
-                          cnn_last_error(), why[i]);
-        }
-    }
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
-/* Only JPEG, PNG and BMP content is decoded, whatever the name says: stb_image's other decoders
- * (here Radiance HDR, whose run-length decoder a corrupt file sent into an endless loop) never
- * see a file. And mutated JPEG, PNG and BMP files (bits flipped, bytes set, cut short; a fixed
- * seed) each decode or give a format error naming the file: never a crash (under ASan in CI). */
-TEST(imagefolder_other_formats_refused_and_mutated_files_never_crash)
-{
-    char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
-    float hdr_px[4 * 4 * 3];
-    for (int i = 0; i < 48; i++) hdr_px[i] = (float)i / 10;
-    snprintf(path, sizeof path, "%s/a_hdr.jpg", dir);
-    REQUIRE(stbi_write_hdr(path, 4, 4, 3, hdr_px));
-    const char *seeds[3] = {"b.jpg", "c.png", "d.bmp"};
-    unsigned char *seed[3];
-    size_t len[3];
-    for (int k = 0; k < 3; k++) {
-        REQUIRE(write_image(dir, seeds[k], 19, 13, 3, 60 + 50 * k) == 0);
-        snprintf(path, sizeof path, "%s/%s", dir, seeds[k]);
-        REQUIRE((seed[k] = scratch_read(path, &len[k])) != NULL);
-    }
-    cnn_dataset *ds = NULL;
-    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
-    REQUIRE(cnn_dataset_size(ds) == 4);
-    cnn_transform t = cnn_transform_default(ds, true, 16);
-    float out[3 * 16 * 16];
-    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 1, 0, out, NULL), CNN_ERR_FORMAT);
-    CHECK(strstr(cnn_last_error(), "a_hdr.jpg") && strstr(cnn_last_error(), "not a JPEG, PNG"));
-    uint64_t r = 0x9E3779B97F4A7C15ull;
-    int decoded = 0, refused = 0, unnamed = 0;
-    unsigned char *buf = malloc(len[0] + len[1] + len[2]);
-    REQUIRE(buf);
-    for (int it = 0; it < 600; it++) {
-        const int k = it % 3;
-        size_t n = len[k];
-        memcpy(buf, seed[k], n);
-        for (int j = 0; j < 1 + it % 4; j++) {
-            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-            const size_t at = (size_t)(r >> 8) % (j % 2 ? n : (n < 200 ? n : 200));
-            if (r % 5 == 0) n = at > 2 ? at : n; /* cut short */
-            else if (r % 5 == 1) buf[at] = (unsigned char)(r >> 40);
-            else buf[at] ^= (unsigned char)(1u << (r >> 50) % 8);
-        }
-        REQUIRE(write_bytes(dir, seeds[k], buf, n) == 0);
-        cnn_status st = cnn_dataset_get(ds, 1 + k, &t, 1, it, out, NULL);
-        if (st == CNN_OK) {
-            decoded++;
-        } else {
-            refused++;
-            unnamed += st != CNN_ERR_FORMAT || !strstr(cnn_last_error(), seeds[k]);
-        }
-    }
-    CHECK(unnamed == 0);
-    CHECK(decoded > 50 && refused > 50);
-    free(buf);
-    for (int k = 0; k < 3; k++) free(seed[k]);
-    cnn_dataset_destroy(&ds);
-    data_test_remove_tree(root);
-}
-
 /* Two classes or two files are sorted too (whatever order the folder lists them in: pairs
  * made in both orders), and an RGB folder normalises with ImageNet's mean and std in RGB order
  * (a gray one with their luma-weighted values). */
@@ -802,8 +349,8 @@ TEST(imagefolder_sorts_pairs_and_gives_imagenet_statistics)
         for (int c = 0; c < 2; c++) {
             snprintf(dir, sizeof dir, "%s/s%d/%s", root, s, pairs[s][c]);
             rc |= mkdir(dir, 0755);
-            rc |= write_image(dir, s % 2 ? "i1.png" : "i2.png", 2, 2, 1, 10);
-            rc |= write_image(dir, s % 2 ? "i2.png" : "i1.png", 2, 2, 1, 10);
+            rc |= data_test_write_image(dir, s % 2 ? "i1.png" : "i2.png", 2, 2, 1, 10);
+            rc |= data_test_write_image(dir, s % 2 ? "i2.png" : "i1.png", 2, 2, 1, 10);
         }
     }
     REQUIRE(rc == 0);
