@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,9 +61,12 @@ bool cnn_imagefolder_is_image_name(const char *name)
     return false;
 }
 
+/* a/b, without doubling a slash that ends a ("data/" + "train" is "data/train"). */
 static cnn_status join_path(const char *a, const char *b, char *out, size_t n)
 {
-    int k = snprintf(out, n, "%s/%s", a, b);
+    size_t la = strlen(a);
+    while (la > 0 && a[la - 1] == '/') la--; /* "/" itself gives "/b" */
+    int k = la <= INT_MAX ? snprintf(out, n, "%.*s/%s", (int)la, a, b) : -1;
     if (k < 0 || (size_t)k >= n)
         return cnn_error(CNN_ERR_INVALID_ARG, "imagefolder: path '%s/%s' is too long", a, b);
     return CNN_OK;

@@ -136,6 +136,14 @@ TEST(imagefolder_lists_sorted_classes_and_files)
     CHECK(empty_seen && ignored_seen);
     CHECK(cnn_dataset_warning(ds, 2) == NULL);
     cnn_dataset_destroy(&ds);
+    /* A root given with trailing slashes names its files with single ones. */
+    char slashed[80];
+    snprintf(slashed, sizeof slashed, "%s//", root);
+    CHECK_OK(cnn_imagefolder_create(slashed, "train", 3, &ds));
+    cnn_dataset_sample_name(ds, 0, name, sizeof name);
+    CHECK(strncmp(name, root, strlen(root)) == 0 && !strstr(name, "//") &&
+          strstr(name, "/train/B_dog/img0.png"));
+    cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }
 

@@ -427,6 +427,15 @@ TEST(train_tool_image_folder)
         check_one_line_error(tool, args, path);
     }
 
+    /* The run's folder named another way ("data/") is no change worth a note; --epochs is.
+     * The skipped file is named without a doubled slash. */
+    snprintf(args, sizeof args, "--resume %s/run/last.safetensors --data %s/ --epochs 3", dir,
+             data);
+    rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0 || !strstr(out, "resumed with --epochs 3 (the run's: 2): ") ||
+        !strstr(out, "/data/train/top/broken.png") || strstr(out, "//"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+
     /* Same number of classes, another name: the checkpoint's labels would mean other classes. */
     char from[700], to[700];
     snprintf(from, sizeof from, "%s/val/top", data);

@@ -511,6 +511,13 @@ cnn_status tr_opts_to_meta(const train_opts *o, cnn_dict *d)
     return CNN_OK;
 }
 
+/* "data/", "./data" and "data" name one folder: giving it again another way changes nothing. */
+static bool same_folder(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
 bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err, size_t n,
                        char *notes, size_t nn)
 {
@@ -524,7 +531,7 @@ bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err,
         const char *name = OPTS[i].name;
         if (o->given[i]) {
             get_value(o, &OPTS[i], true, mine, sizeof mine);
-            if (!strcmp(mine, v)) continue;
+            if (!strcmp(mine, v) || (!strcmp(name, "data") && same_folder(mine, v))) continue;
             /* The model goes with the weights; a resumed run keeps the optimizer and schedule
              * whose state it loads, and the samples of its epochs and their order (another
              * --limit-train or --seed mid-epoch would read some twice and skip others): another
