@@ -41,7 +41,8 @@ static const opt_desc OPTS[] = {
      "cosine: per step, to 0; step: x0.1 every epochs/3 epochs;\n"
      "plateau: ReduceLROnPlateau(factor 0.1, patience 2) on the val loss"},
     {"warmup-epochs", OT_INT, F(warmup_epochs), "0", true, "N",
-     "linear learning-rate warm-up, per step, over N epochs"},
+     "linear learning-rate warm-up, per step, over N epochs, then the schedule\n"
+     "(cosine's curve starts after it; plateau counts its epochs' val losses)"},
     {"label-smoothing", OT_F32, F(label_smoothing), "0", true, "S",
      "cross-entropy label smoothing in [0, 1] (validation loss too)"},
     {"img-size", OT_INT, F(img_size), "0", true, "S",
