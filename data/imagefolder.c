@@ -45,9 +45,49 @@ static void strlist_free(strlist *l)
     *l = (strlist){0};
 }
 
+/* The next character of a name as Python reads file names (UTF-8, strict, with surrogateescape):
+ * a valid sequence gives its code point, any other byte b stands alone as U+DC00 + b. */
+static uint32_t next_char(const unsigned char **p)
+{
+    const unsigned char *s = *p;
+    unsigned b = s[0];
+    int len = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
+            : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+    /* The second byte's range rules out overlong forms, surrogates and code points > U+10FFFF. */
+    unsigned lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+    unsigned hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+    uint32_t c = len > 1 ? b & (0x7Fu >> len) : b;
+    for (int i = 1; i < len; i++) {
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) {
+            len = 0; /* (a NUL ends the name here too) */
+            break;
+        }
+        c = c << 6 | (s[i] & 0x3F);
+    }
+    if (len == 0) {
+        *p = s + 1;
+        return 0xDC00 + b;
+    }
+    *p = s + len;
+    return c;
+}
+
+/* Names in the order of Python's sorted() on os.scandir's str names, which torchvision's
+ * ImageFolder uses: by code point, and an undecodable byte after U+DBFF and before U+E000
+ * ("\xC3x" after "\xC3\xA9", where strcmp puts it before). */
+static int cmp_name(const char *a, const char *b)
+{
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    while (*p && *q) {
+        uint32_t x = next_char(&p), y = next_char(&q);
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return (*p != 0) - (*q != 0);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return cmp_name(*(char *const *)a, *(char *const *)b);
 }
 
 bool cnn_imagefolder_is_image_name(const char *name)
@@ -146,7 +186,7 @@ done:
 
 /* A class's files, found by walking its folder and every folder below it (links followed, as
  * torchvision's ImageFolder does with os.walk(followlinks=True)); listed as torchvision lists
- * them: folder by folder in the order of their paths (strcmp), files sorted within each. */
+ * them: folder by folder in the order of their paths (as cmp_name sorts), files sorted within each. */
 typedef struct walk_entry {
     char *dir;     /* a folder met, as a path */
     strlist files; /* the image names directly in it, sorted */
@@ -245,7 +285,7 @@ static void class_walk_free(class_walk *w)
 
 static int cmp_walk_entry(const void *a, const void *b)
 {
-    return strcmp(((const walk_entry *)a)->dir, ((const walk_entry *)b)->dir);
+    return cmp_name(((const walk_entry *)a)->dir, ((const walk_entry *)b)->dir);
 }
 
 /* Appends the image files of class folder cdir, in torchvision's order, to all (full paths)

@@ -309,6 +309,49 @@ TEST(imagefolder_walks_sub_folders_in_torchvisions_order)
     data_test_remove_tree(root);
 }
 
+/* Names sort as Python's sorted() sorts os.scandir's str names, as torchvision's ImageFolder
+ * lists classes and files: by code point, with each byte that is not UTF-8 read as U+DC00 + b
+ * (surrogateescape). The order below is torchvision 0.14's find_classes on these folders; a
+ * byte-wise strcmp put "\xC3" and "\xC3x" before "é" (\xC3\xA9) and "\xE4\xB8" before U+4E00. */
+TEST(imagefolder_sorts_names_as_python_does)
+{
+    static const char *const want[] = {"z",            "\xC3\xA9",     "\xE4\xB8\x80",
+                                       "\xC3",         "\xC3x",        "\xE4\xB8",
+                                       "\xED\xA0\x80", "\xEF\xBC\xA1", "\xF0\x9F\x98\x80"};
+    enum { K = sizeof want / sizeof *want };
+    char root[64], dir[512];
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/train", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    for (int i = K - 1; i >= 0; i--) { /* made in reverse, so that no listing order helps */
+        snprintf(dir, sizeof dir, "%s/train/%s", root, want[i]);
+        REQUIRE(mkdir(dir, 0755) == 0);
+        REQUIRE(data_test_write_image(dir, "a.png", 8, 8, 3, 50) == 0);
+    }
+    /* Within a class, files in the same order. */
+    char file[32], name[600];
+    for (int i = K - 1; i >= 0; i--) {
+        snprintf(file, sizeof file, "%s.png", want[i]);
+        snprintf(dir, sizeof dir, "%s/train/z", root);
+        REQUIRE(data_test_write_image(dir, file, 8, 8, 3, 50) == 0);
+    }
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    REQUIRE(ds && cnn_dataset_num_classes(ds) == K && cnn_dataset_size(ds) == 2 * K);
+    for (int i = 0; i < K; i++) {
+        if (strcmp(cnn_dataset_class_name(ds, i), want[i]))
+            cnn_test_fail(__FILE__, __LINE__, "class %d is '%s', want '%s'", i,
+                          cnn_dataset_class_name(ds, i), want[i]);
+        /* Class "z" holds a.png and then the K named files, "z.png" first. */
+        cnn_dataset_sample_name(ds, 1 + i, name, sizeof name);
+        snprintf(dir, sizeof dir, "%s/train/z/%s.png", root, want[i]);
+        CHECK(strcmp(name, dir) == 0);
+    }
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
 TEST(imagefolder_missing_or_empty_roots_are_errors)
 {
     char root[64], dir[512];

@@ -36,7 +36,8 @@ cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_pa
  * with its 10 class names and the train split's mean/std (0.2860, 0.3530) for both splits. */
 cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, cnn_dataset **out);
 /* An ImageNet-style folder ROOT/<split>/<class>/<image files> (split e.g. "train" or "val").
- * Classes are the sub-folders sorted by name (strcmp), labels 0..K-1 in that order. A class's
+ * Classes are the sub-folders sorted by name as Python sorts them (by code point of the UTF-8
+ * name, a byte outside valid UTF-8 as U+DC00 + byte), labels 0..K-1 in that order. A class's
  * files are those in its folder and in every folder below it (links followed, but not one back
  * to a folder above), in torchvision ImageFolder's order: folder by folder in the order of
  * their paths, files sorted within each. Files without an image extension (jpg jpeg png bmp,
