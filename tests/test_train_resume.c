@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -242,10 +243,10 @@ TEST(train_tool_warmup_then_step_schedule)
     remove_tree(dir);
 }
 
-/* Runs the tool with args (an argv list, NULL-terminated) and sends SIGINT when a line of its
- * output contains `at`; its output in out. Returns the wait status (-1: `at` never came). */
-static int run_and_interrupt(const char *tool, char *const *args, const char *at, char *out,
-                             size_t cap)
+/* Runs the tool with args (an argv list, NULL-terminated) and sends signal sig when a line of
+ * its output contains `at`; its output in out. Returns the wait status (-1: `at` never came). */
+static int run_and_interrupt(const char *tool, char *const *args, const char *at, int sig,
+                             char *out, size_t cap)
 {
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -271,7 +272,7 @@ static int run_and_interrupt(const char *tool, char *const *args, const char *at
             len += strlen(line);
         }
         if (!sent && strstr(line, at)) {
-            kill(pid, SIGINT);
+            kill(pid, sig);
             sent = true;
         }
     }
@@ -295,7 +296,7 @@ TEST(train_tool_sigint_then_resume)
                     "--epochs", "1", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
                     NULL};
     /* the first progress line (10%) means training is under way */
-    int st = run_and_interrupt(tool, argv, " 10% ", out, sizeof out);
+    int st = run_and_interrupt(tool, argv, " 10% ", SIGINT, out, sizeof out);
     CHECK(st != -1);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(strstr(out, "interrupted: saved") != NULL);
@@ -315,9 +316,10 @@ TEST(train_tool_sigint_then_resume)
     remove_tree(dir);
 }
 
-/* Interrupted after an epoch, the tool says the best accuracy so far, as a finished run says
- * its best (the GPU session's script reads that line). */
-TEST(train_tool_sigint_after_an_epoch_reports_the_best_so_far)
+/* Stopped by SIGTERM (what a batch system or `timeout` sends) after an epoch, the tool saves and
+ * exits 0 as for Ctrl-C (it was killed by it, with nothing saved), and says the best accuracy
+ * so far, as a finished run says its best (the GPU session's script reads that line). */
+TEST(train_tool_sigterm_after_an_epoch_reports_the_best_so_far)
 {
     char tool[512], dir[256], ckdir[300];
     static char out[65536];
@@ -327,13 +329,41 @@ TEST(train_tool_sigint_after_an_epoch_reports_the_best_so_far)
     char *argv[] = {tool, "--device", "cpu", "--limit-train", "1000", "--limit-val", "200",
                     "--epochs", "2", "--seed", "5", "--batch", "32", "--checkpoint-dir", ckdir,
                     NULL};
-    int st = run_and_interrupt(tool, argv, "epoch 2/2  10% ", out, sizeof out);
+    int st = run_and_interrupt(tool, argv, "epoch 2/2  10% ", SIGTERM, out, sizeof out);
     CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(strstr(out, "interrupted: saved") && strstr(out, "resume with: "));
     const char *e1 = strstr(out, "epoch 1/2  train loss"), *best = strstr(out, "so far");
     CHECK(e1 && best && strstr(out, "best val top-1 ") && strstr(out, "% at epoch 1 so far"));
     /* the figure is epoch 1's top-1 */
     const char *t1 = e1 ? strstr(e1, "top-1 ") : NULL, *tb = strstr(out, "best val top-1 ");
     CHECK(t1 && tb && strncmp(t1 + 6, tb + 15, 5) == 0);
     if (cnn_test_failed()) printf("%s\n", out);
+    remove_tree(dir);
+}
+
+/* An epoch's files are written before its last.safetensors, which commits the epoch: a run
+ * stopped between them (killed, or here failing to write confusion.csv, a folder in the way)
+ * resumes from the epoch before and writes them all again. Had last.safetensors gone first, a
+ * resume would go on from the new epoch with an old best.safetensors or no confusion.csv. */
+TEST(train_tool_last_checkpoint_is_written_after_the_epochs_other_files)
+{
+    char tool[512], dir[256], run[300], args[1024], path[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(path, sizeof path, "%s/confusion.csv", run);
+    REQUIRE(mkdir(run, 0777) == 0 && mkdir(path, 0777) == 0);
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 2 "
+             "--checkpoint-dir %s", run);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc == 0 || !strstr(out, "confusion.csv"))
+        cnn_test_fail(__FILE__, __LINE__, "exit %d:\n%s", rc, out);
+    /* Epoch 1's best weights and metrics were written, its last.safetensors not. */
+    snprintf(path, sizeof path, "%s/best.safetensors", run);
+    CHECK(access(path, F_OK) == 0);
+    CHECK(metric_rows(run) == 1);
+    snprintf(path, sizeof path, "%s/last.safetensors", run);
+    CHECK(access(path, F_OK) != 0);
     remove_tree(dir);
 }

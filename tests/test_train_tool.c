@@ -186,7 +186,7 @@ TEST(train_tool_shell_quote)
  * they were, confusion.csv included (here evaluated on fewer images than the run's). */
 TEST(train_tool_resume_command_and_finished_run)
 {
-    char tool[512], dir[256], args[1024], path[600];
+    char tool[512], dir[256], args[2048], path[600];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
     REQUIRE(make_tmpdir(dir, sizeof dir));
@@ -194,17 +194,19 @@ TEST(train_tool_resume_command_and_finished_run)
              "--limit-train 128 --limit-val 64 --batch 64 --epochs 2 --stop-after 1 "
              "--checkpoint-dir '%s/my run'", dir);
     int rc = run_tool(tool, args, out, sizeof out);
-    char want[700];
-    snprintf(want, sizeof want, "continue with: train_imagenet_subset --resume '%s/my "
-             "run/last.safetensors'\n", dir);
+    /* The command names the tool as it was started (here by its path), not by a bare name
+     * that the shell would not find. */
+    char want[1300];
+    snprintf(want, sizeof want, "continue with: %s --resume '%s/my run/last.safetensors'\n",
+             tool, dir);
     const char *cont = strstr(out, want);
     if (rc != 0 || !cont)
         cnn_test_fail(__FILE__, __LINE__, "exit %d, no \"%s\" in:\n%s", rc, want, out);
     REQUIRE(cont);
-    /* The printed command, as a shell reads it. */
-    cont = strstr(cont, "--resume");
-    snprintf(args, sizeof args, "%.*s", (int)(strchr(cont, '\n') - cont), cont);
-    rc = run_tool(tool, args, out, sizeof out);
+    /* The printed command, whole, as a shell reads it. */
+    cont += strlen("continue with: ");
+    snprintf(args, sizeof args, "%.*s 2>&1", (int)(strchr(cont, '\n') - cont), cont);
+    rc = cnn_test_capture(args, out, sizeof out);
     if (rc != 0 || !strstr(out, "epoch 2/2"))
         cnn_test_fail(__FILE__, __LINE__, "%s: exit %d:\n%s", args, rc, out);
     const char *files[] = {"confusion.csv", "metrics.csv", "last.safetensors", "curves.png"};

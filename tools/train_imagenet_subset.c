@@ -218,6 +218,15 @@ static void save(tr_run *r, const char *name)
         tr_die("%s", err);
 }
 
+/* The last validation's confusion matrix (a finished run's is its last epoch's). */
+static void write_confusion(tr_run *r)
+{
+    char path[TR_PATH_MAX + 64];
+    path_in_dir(r, "confusion.csv", path, sizeof path);
+    if (!tr_eval_write_confusion_csv(&r->last_eval, class_name_of, &r->mm, path))
+        tr_die("cannot write %s: %s", path, strerror(errno));
+}
+
 static void write_curves(tr_run *r)
 {
     char path[TR_PATH_MAX + 64], err[512];
@@ -241,9 +250,9 @@ static void interrupted(tr_run *r)
     char quoted[TR_QUOTED_MAX];
     save(r, "last.safetensors");
     printf("\ninterrupted: saved %s/last.safetensors (epoch %lld, after batch %lld of %lld)\n"
-           "resume with: " TR_TOOL " --resume %s\n",
+           "resume with: %s --resume %s\n",
            r->dir, (long long)r->st.epoch + 1, (long long)r->st.batch,
-           (long long)r->steps_per_epoch, last_quoted(r, quoted, sizeof quoted));
+           (long long)r->steps_per_epoch, tr_invocation(), last_quoted(r, quoted, sizeof quoted));
     if (r->st.history.n) /* what the epochs completed reached, as a finished run says it */
         printf("best val top-1 %.2f%% at epoch %lld so far\n", 100 * r->st.best_top1,
                (long long)r->st.best_epoch);
@@ -404,9 +413,8 @@ static int train(tr_run *r)
         }
         if (o->stop_after > 0 && ran == o->stop_after) {
             char quoted[TR_QUOTED_MAX];
-            printf("stopped after %d epoch(s) (--stop-after); continue with: " TR_TOOL
-                   " --resume %s\n",
-                   ran, last_quoted(r, quoted, sizeof quoted));
+            printf("stopped after %d epoch(s) (--stop-after); continue with: %s --resume %s\n",
+                   ran, tr_invocation(), last_quoted(r, quoted, sizeof quoted));
             break;
         }
         double t0 = tr_now_s() - r->st.part_seconds, wait = 0;
@@ -451,9 +459,12 @@ static int train(tr_run *r)
         r->st.batch = r->st.position = 0;
         r->st.part_loss = r->st.part_seconds = 0;
         r->st.part_correct = r->st.part_seen = 0;
-        save(r, "last.safetensors");
+        /* last.safetensors last: a run killed before it is renamed into place resumes from
+         * the epoch before and writes every file of this epoch again; once it is, they are. */
         if (best) save(r, "best.safetensors");
         write_curves(r);
+        write_confusion(r);
+        save(r, "last.safetensors");
         char tk[32];
         printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s"
                "  lr %.3g  %.1f s (%.0f img/s, data wait %.1f%%)%s\n",
@@ -462,7 +473,8 @@ static int train(tr_run *r)
                train_secs > 0 ? (double)te.n / train_secs : 0, 100 * row.data_wait,
                best ? "  *best" : "");
         fflush(stdout);
-        if (tool_stop) interrupted(r);
+        /* After the last epoch there is nothing to resume: the run ends as it would have. */
+        if (tool_stop && r->st.epoch < o->epochs && !stopped_early(r)) interrupted(r);
     }
     tr_eval_free(&te);
     return ran;
@@ -472,20 +484,16 @@ static int train(tr_run *r)
  * epochs; 0 for a finished run resumed, which only evaluates). */
 static void print_final(tr_run *r, double wall, int trained)
 {
-    char path[TR_PATH_MAX + 64];
     const tr_eval *ve = &r->last_eval;
     char tk[32];
     printf("\nvalidation: loss %.4f  top-1 %.2f%%%s  (%lld images)\n", tr_eval_loss(ve),
            100 * tr_eval_top1(ve), top_k_text(r, "  ", tr_eval_top5(ve), tk, sizeof tk),
            (long long)ve->n);
     tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
-    /* --eval-only, and a finished run resumed, leave the checkpoint's folder as it was. */
-    if (trained > 0) {
+    /* The files were written with each epoch's checkpoint; --eval-only, and a finished run
+     * resumed, leave the checkpoint's folder as it was. */
+    if (trained > 0)
         tr_print_data_stats(r->train_ld, r->o.workers, r->dev.type == CNN_DEVICE_CUDA, stdout);
-        path_in_dir(r, "confusion.csv", path, sizeof path);
-        if (!tr_eval_write_confusion_csv(ve, class_name_of, &r->mm, path))
-            tr_die("cannot write %s: %s", path, strerror(errno));
-    }
     if (r->train_ld) tr_print_bad_samples(r->train_ld, "train", stdout);
     tr_print_bad_samples(r->val_ld, "validation", stdout);
     if (r->st.history.n)
@@ -519,6 +527,12 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!tr_opts_validate(&r.o, err, sizeof err)) tr_die("%s", err);
+    tr_set_invocation(argv[0]);
+    /* Training: Ctrl-C or SIGTERM (a batch system's stop, `timeout`) sets tool_stop, and the
+     * loop saves a checkpoint at the next step boundary (during the set-up, before the first
+     * step). --predict and --eval-only write nothing, and simply end. */
+    bool training = !r.o.predict[0] && !r.o.eval_only[0];
+    if (training) tool_catch_stop_signals(1);
     tr_run_setup_device(&r);
     if (r.o.predict[0]) {
         if (!tr_predict(&r.o, r.dev, err, sizeof err)) tr_die("%s", err);
@@ -531,11 +545,9 @@ int main(int argc, char **argv)
         return 0;
     }
     double t_start = tr_now_s();
-    /* Ctrl-C sets tool_stop: the loop saves a checkpoint at the next step boundary (during
-     * the set-up, before the first step). */
-    tool_catch_stop_signals(0);
     tr_run_open_train(&r);
     if (tool_stop) {
+        tr_run_remove_new_dir();
         printf("interrupted before the first step: nothing trained, nothing saved\n");
         tr_run_free(&r);
         return 0;
@@ -568,7 +580,8 @@ int main(int argc, char **argv)
     int trained = train(&r);
     if (r.last_eval.n == 0) {
         /* resumed after the last epoch: report on the saved model */
-        if (!evaluate(&r, &r.last_eval)) tr_die("interrupted");
+        if (!evaluate(&r, &r.last_eval))
+            tr_die("interrupted while evaluating the finished run: nothing written");
     }
     print_final(&r, tr_now_s() - t_start, trained);
     tr_run_free(&r);

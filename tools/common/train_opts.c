@@ -481,9 +481,10 @@ void tr_opts_usage(FILE *f)
                "       train_imagenet_subset --predict IMAGE --checkpoint CKPT [IMAGE...]\n"
                "Trains a zoo model on Fashion-MNIST or an ImageNet-style folder, writing\n"
                "checkpoints (best.safetensors, last.safetensors), metrics.csv, confusion.csv\n"
-               "and curves.png. Ctrl-C saves last.safetensors after the current step, prints how\n"
-               "to resume and exits 0; --resume continues bit-identically on the same device and\n"
-               "OMP_NUM_THREADS, from the loader's position (batches done are not read again).\n"
+               "and curves.png. Ctrl-C or SIGTERM saves last.safetensors after the current step,\n"
+               "prints how to resume and exits 0; --resume continues bit-identically on the same\n"
+               "device and OMP_NUM_THREADS, from the loader's position (batches done are not\n"
+               "read again).\n"
                "options (default in brackets):\n");
     for (int i = 0; i < N_OPTS; i++) {
         const opt_desc *d = &OPTS[i];

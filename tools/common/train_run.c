@@ -16,6 +16,23 @@
  * runs/<model>-<time> behind for every failed start. */
 static char g_new_dir[TR_PATH_MAX];
 
+static char g_invocation[TR_QUOTED_MAX] = TR_TOOL;
+
+void tr_set_invocation(const char *argv0)
+{
+    char quoted[TR_QUOTED_MAX];
+    if (argv0 && argv0[0] && strlen(argv0) <= TR_PATH_MAX)
+        snprintf(g_invocation, sizeof g_invocation, "%s",
+                 tr_shell_quote(argv0, quoted, sizeof quoted));
+}
+
+const char *tr_invocation(void) { return g_invocation; }
+
+void tr_run_remove_new_dir(void)
+{
+    if (g_new_dir[0]) rmdir(g_new_dir);
+}
+
 void tr_die(const char *fmt, ...)
 {
     va_list ap;
@@ -24,7 +41,7 @@ void tr_die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    if (g_new_dir[0]) rmdir(g_new_dir);
+    tr_run_remove_new_dir();
     exit(1);
 }
 
@@ -187,7 +204,6 @@ static void load_checkpoint(tr_run *r, const char *path, bool with_state)
                "run for another size; --pretrained starts one from its weights)", r->o.img_size,
                path, r->mm.img_size, r->mm.img_size);
     snprintf(r->o.model, sizeof r->o.model, "%s", r->mm.model);
-    r->o.img_size = r->mm.img_size;
     build_model(r);
     if (!tr_checkpoint_load_model(r->model, d, err, sizeof err)) tr_die("%s: %s", path, err);
     if (with_state) {

@@ -46,6 +46,14 @@ typedef struct tr_run {
     int graph_state;
 } tr_run;
 
+/* argv[0], quoted for a shell: the tool's name in the commands it prints (--resume ...), as the
+ * user started it, so that they run when pasted. */
+void tr_set_invocation(const char *argv0);
+const char *tr_invocation(void);
+/* Removes the folder this run made for its outputs if it is still empty (a run stopped before
+ * its first step). */
+void tr_run_remove_new_dir(void);
+
 /* r->dev and its context (made current) from r->o's --device, --backend and --tf32. */
 void tr_run_setup_device(tr_run *r);
 /* A training run on r->dev: a new one (datasets, model from --model or --pretrained, optimizer)
