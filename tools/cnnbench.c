@@ -509,7 +509,7 @@ int main(int argc, char **argv)
 {
     /* First: a stop that comes during start-up (CUDA's initialisation can take seconds) is
      * then reported, with the JSON of what completed, instead of killing the process. */
-    tool_catch_stop_signals(1);
+    tool_catch_stop_signals();
     bench_opts o;
     parse_args(argc, argv, &o);
     /* The loader moves data, not arithmetic: no device peaks to compare it with. */

@@ -532,7 +532,7 @@ int main(int argc, char **argv)
      * loop saves a checkpoint at the next step boundary (during the set-up, before the first
      * step). --predict and --eval-only write nothing, and simply end. */
     bool training = !r.o.predict[0] && !r.o.eval_only[0];
-    if (training) tool_catch_stop_signals(1);
+    if (training) tool_catch_stop_signals();
     tr_run_setup_device(&r);
     if (r.o.predict[0]) {
         if (!tr_predict(&r.o, r.dev, err, sizeof err)) tr_die("%s", err);

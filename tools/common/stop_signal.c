@@ -27,15 +27,19 @@ static void on_stop(int sig)
     raise(sig);
 }
 
-void tool_catch_stop_signals(int term)
+void tool_catch_stop_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;
+    /* The work stops at its own next check, so a call the signal lands in goes on: without
+     * SA_RESTART a write to a pipe (stdout through `tee`) could fail with EINTR and lose
+     * output, and a read of a file on a network filesystem count as a bad image. */
+    sa.sa_flags = SA_RESTART;
     /* One handler at a time per thread (other threads may still take one: see above). */
     sigemptyset(&sa.sa_mask);
     sigaddset(&sa.sa_mask, SIGINT);
     sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
-    if (term) sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }

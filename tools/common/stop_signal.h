@@ -9,7 +9,7 @@
 /* Set (to 1) by the first stop signal, in whichever thread handles it. */
 extern atomic_int tool_stop;
 
-/* Catches SIGINT, and SIGTERM too when `term` is true. */
-void tool_catch_stop_signals(int term);
+/* Catches SIGINT and SIGTERM. */
+void tool_catch_stop_signals(void);
 
 #endif
