@@ -367,3 +367,38 @@ TEST(train_tool_last_checkpoint_is_written_after_the_epochs_other_files)
     CHECK(access(path, F_OK) != 0);
     remove_tree(dir);
 }
+
+/* A checkpoint's temporary file left by a run killed while saving it (as large as the
+ * checkpoint, one more per kill) is removed when the folder is next trained in, once its
+ * process is gone; one of a live process, and other files, are left alone. */
+TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
+{
+    char tool[512], dir[256], run[300], args[1024], dead[600], live[600], other[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 2 "
+             "--stop-after 1 --checkpoint-dir %s", run);
+    REQUIRE(run_tool(tool, args, out, sizeof out) == 0);
+    pid_t gone = fork(); /* a process id that no process has once it is waited for */
+    REQUIRE(gone >= 0);
+    if (gone == 0) _exit(0);
+    REQUIRE(waitpid(gone, NULL, 0) == gone);
+    snprintf(dead, sizeof dead, "%s/last.safetensors.tmp.%ld.%ld", run, (long)gone, (long)gone);
+    snprintf(live, sizeof live, "%s/best.safetensors.tmp.%ld.7", run, (long)getpid());
+    snprintf(other, sizeof other, "%s/notes.tmp.%ld.1", run, (long)gone);
+    const char *const made[3] = {dead, live, other};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(made[i], "w");
+        REQUIRE(f && fputs("partial", f) >= 0 && fclose(f) == 0);
+    }
+    snprintf(args, sizeof args, "--resume %s/last.safetensors", run);
+    int rc = run_tool(tool, args, out, sizeof out);
+    snprintf(args, sizeof args, "removed %s: a checkpoint being written when its run (process "
+             "%ld) was killed", dead, (long)gone);
+    if (rc != 0 || !strstr(out, args))
+        cnn_test_fail(__FILE__, __LINE__, "exit %d, no \"%s\" in:\n%s", rc, args, out);
+    CHECK(access(dead, F_OK) != 0 && access(live, F_OK) == 0 && access(other, F_OK) == 0);
+    remove_tree(dir);
+}

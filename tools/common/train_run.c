@@ -3,6 +3,9 @@
  * resume or --eval-only. No training here; any failure ends the process through tr_die. */
 #include "train_run.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +238,33 @@ static void check_classes(const tr_run *r, const cnn_dataset *ds, const char *ck
                    cnn_dataset_class_name(ds, i), ckpt, r->mm.class_names[i]);
 }
 
+/* The temporary files (NAME.tmp.<pid>.<tid>, see cnn_safetensors_save) of checkpoints whose
+ * writer was killed before it renamed them: each as large as a checkpoint, one more for every
+ * run killed while saving (a batch system's SIGKILL). Removed once their process is gone. */
+static void remove_partial_checkpoints(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char base[8];
+        long pid, tid;
+        int end = 0;
+        if (sscanf(e->d_name, "%4[a-z].safetensors.tmp.%ld.%ld%n", base, &pid, &tid, &end) != 3 ||
+            e->d_name[end] || (strcmp(base, "last") && strcmp(base, "best")))
+            continue;
+        /* kill(pid, 0) fails with ESRCH only when no such process exists. */
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[TR_PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            printf("removed %s: a checkpoint being written when its run (process %ld) was "
+                   "killed\n", path, pid);
+    }
+    closedir(d);
+}
+
 void tr_run_open_train(tr_run *r)
 {
     char err[1024];
@@ -285,6 +315,7 @@ void tr_run_open_train(tr_run *r)
     snprintf(r->dir, sizeof r->dir, "%s", r->o.checkpoint_dir);
     /* Before the first epoch, not at its end. */
     if (!tr_check_writable_dir(r->dir, err, sizeof err)) tr_die("%s", err);
+    remove_partial_checkpoints(r->dir);
     r->train_ld = make_loader(r, r->train_ds, true);
     r->val_ld = make_loader(r, r->val_ds, false);
     r->steps_per_epoch = cnn_loader_num_batches(r->train_ld);
