@@ -252,7 +252,8 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
                            const cnn_tensor *const *inputs, int n, const void *params,
                            size_t psize, cnn_node **node);
 /* Keeps t alive for the node's backward (retained; released after backward or at reset); a
- * backward after t's storage was written in place is refused. */
+ * backward after t's storage was written in place is refused. A NULL t keeps its slot empty:
+ * an input that only gradients nobody asked for would read (PyTorch saves it neither). */
 void cnn_node_save(cnn_node *node, const cnn_tensor *t);
 /* Clears the link between a tensor being freed and the node that recorded it (on any thread:
  * tape.c's link lock). */

@@ -78,6 +78,7 @@ bool cnn_should_record(const cnn_tensor *const *inputs, int n)
 static void release_saved(cnn_node *n)
 {
     for (int i = 0; i < n->n_saved; i++) {
+        if (!n->saved[i]) continue;
         __atomic_sub_fetch(&n->saved[i]->tape_refs, 1, __ATOMIC_RELAXED);
         cnn_tensor_free(&n->saved[i]);
     }
@@ -197,9 +198,9 @@ void cnn_node_save(cnn_node *node, const cnn_tensor *t)
 {
     /* CNN_NODE_MAX_SAVED bounds what any op saves; an op saving more is a bug caught in tests. */
     if (node->n_saved < CNN_NODE_MAX_SAVED) {
-        node->saved_version[node->n_saved] = cnn_storage_version(t);
-        node->saved[node->n_saved++] = cnn_tensor_retain((cnn_tensor *)t);
-        __atomic_add_fetch(&((cnn_tensor *)t)->tape_refs, 1, __ATOMIC_RELAXED);
+        node->saved_version[node->n_saved] = t ? cnn_storage_version(t) : 0;
+        node->saved[node->n_saved++] = t ? cnn_tensor_retain((cnn_tensor *)t) : NULL;
+        if (t) __atomic_add_fetch(&((cnn_tensor *)t)->tape_refs, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -304,6 +305,7 @@ static cnn_status check_saved_versions(const cnn_tape *tape, size_t start, cnn_n
         cnn_node *nd = tape->nodes[i];
         if (!nd->live) continue;
         for (int k = 0; k < nd->n_saved; k++) {
+            if (!nd->saved[k]) continue;
             uint64_t now = cnn_storage_version(nd->saved[k]);
             CNN_CHECK(now == nd->saved_version[k], CNN_ERR_INVALID_ARG,
                       "backward: a tensor %s that %s saved for its gradient was modified in "

@@ -17,6 +17,11 @@
  *
  * THREADS. Each thread has a current context (device, stream, grad mode, RNG, tape); a thread
  * that sets none gets its own default CPU context. Two threads never share a context implicitly.
+ * A tensor may be read by several threads at once, and released (cnn_tensor_free) on any
+ * thread; one being written (an in-place op, an optimizer step, a load, a backward accumulating
+ * into a leaf's gradient) must not be used by another thread meanwhile. So two threads whose
+ * graphs share a leaf that requires grad (one model's parameters) back-propagate one after the
+ * other, or each into its own copy of the leaf; PyTorch would lock the gradient instead.
  */
 #ifndef CNNCUDA_H
 #define CNNCUDA_H

@@ -21,16 +21,19 @@ static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
 {
     linear_geom g;
     memcpy(&g, nd->params, sizeof g);
+    /* x is saved only when dw is wanted, w only when dx is (cnn_linear). */
     const cnn_tensor *x = nd->saved[0], *w = nd->saved[1];
     const float *pdy = cnn_f32(dy);
+    const cnn_shape xs = CNN_SHAPE(g.n, g.in), ws = CNN_SHAPE(g.out, g.in);
     cnn_status st = CNN_OK;
-    if (cnn_on_cuda(x)) {
+    if (cnn_on_cuda(dy)) {
 #if CNN_WITH_CUDA
-        if (nd->in[0].needs_grad) CNN_TRY(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
-        if (nd->in[1].needs_grad) CNN_TRY(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
+        if (nd->in[0].needs_grad) CNN_TRY(cnn_tensor_empty(xs, CNN_F32, dy->device, &dx[0]));
+        if (nd->in[1].needs_grad) CNN_TRY(cnn_tensor_empty(ws, CNN_F32, dy->device, &dx[1]));
         if (nd->in[2].needs_grad)
-            CNN_TRY(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, w->device, &dx[2]));
-        return cnn_cuda_linear_backward(cnn_ctx(), cnn_f32(x), cnn_f32(w), pdy, g.n, g.in, g.out,
+            CNN_TRY(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, dy->device, &dx[2]));
+        return cnn_cuda_linear_backward(cnn_ctx(), x ? cnn_f32(x) : NULL, w ? cnn_f32(w) : NULL,
+                                        pdy, g.n, g.in, g.out,
                                         dx[0] ? cnn_f32(dx[0]) : NULL,
                                         dx[1] ? cnn_f32(dx[1]) : NULL,
                                         dx[2] ? cnn_f32(dx[2]) : NULL);
@@ -38,20 +41,20 @@ static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
     }
     if (nd->in[0].needs_grad) {
         /* dy: (N, out), w: (out, in) -> dx: (N, in) = dy w */
-        CNN_TRYG(cnn_tensor_empty(x->shape, CNN_F32, x->device, &dx[0]));
+        CNN_TRYG(cnn_tensor_empty(xs, CNN_F32, dy->device, &dx[0]));
         cnn_sgemm(false, false, (int)g.n, (int)g.in, (int)g.out, 1.0f, pdy, (int)g.out,
                   cnn_f32(w), (int)g.in, 0.0f, cnn_f32(dx[0]), (int)g.in);
     }
     if (nd->in[1].needs_grad) {
         /* dy: (N, out), x: (N, in) -> dw: (out, in) = dy^T x, summed over the batch */
-        CNN_TRYG(cnn_tensor_empty(w->shape, CNN_F32, w->device, &dx[1]));
+        CNN_TRYG(cnn_tensor_empty(ws, CNN_F32, dy->device, &dx[1]));
         if (g.n == 0) memset(cnn_f32(dx[1]), 0, cnn_tensor_nbytes(dx[1]));
         else cnn_sgemm(true, false, (int)g.out, (int)g.in, (int)g.n, 1.0f, pdy, (int)g.out,
                        cnn_f32(x), (int)g.in, 0.0f, cnn_f32(dx[1]), (int)g.in);
     }
     if (nd->in[2].needs_grad) {
         /* dy: (N, out) -> db: (out), column sums */
-        CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, w->device, &dx[2]));
+        CNN_TRYG(cnn_tensor_empty(CNN_SHAPE(g.out), CNN_F32, dy->device, &dx[2]));
         float *db = cnn_f32(dx[2]);
         #pragma omp parallel for schedule(static) if (cnn_par_worth(g.n * g.out))
         for (int64_t o = 0; o < g.out; o++) {
@@ -126,8 +129,8 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
     if (cnn_should_record(in, 3)) {
         cnn_node *nd = NULL;
         CNN_TRYG(cnn_tape_record("linear", linear_backward, *y, in, 3, &g, sizeof g, &nd));
-        cnn_node_save(nd, xc);
-        cnn_node_save(nd, wc);
+        cnn_node_save(nd, nd->in[1].needs_grad ? xc : NULL); /* for dw = dy^T x */
+        cnn_node_save(nd, nd->in[0].needs_grad ? wc : NULL); /* for dx = dy w */
     }
 done:
     cnn_tensor_free(&xc);

@@ -430,3 +430,51 @@ TEST(backward_checks_only_what_its_nodes_saved)
     cnn_tensor *all[] = {x, z, w, y, s, row, off, ones};
     for (int i = 0; i < 8; i++) cnn_tensor_free(&all[i]);
 }
+
+/* linear saves x only for dw and w only for dx, as PyTorch does: writing the one that no wanted
+ * gradient reads is fine (a frozen input's weight updated between forward and backward); with
+ * both gradients wanted, either write is refused. dy = 1: dw[o][i] = sum_n x[n][i] and
+ * dx[n][i] = sum_o w[o][i]. */
+TEST(linear_saves_only_what_the_wanted_gradients_read)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3), -1, 1, 0), *w = rand_tensor(CNN_SHAPE(4, 3), -1,
+                                                                              1, 1);
+    cnn_tensor *y = NULL, *s = NULL;
+    REQUIRE(x && w);
+    CHECK_OK(cnn_linear(x, w, NULL, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_tensor_fill_(w, 3.0f)); /* dw does not read w */
+    CHECK_OK(cnn_backward(s));
+    const float *px = cnn_tensor_cdata(x), *dw = cnn_tensor_cdata(cnn_tensor_grad(w));
+    REQUIRE(dw);
+    for (int o = 0; o < 4; o++)
+        for (int i = 0; i < 3; i++) CHECK_NEAR(dw[o * 3 + i], px[i] + px[3 + i], 1e-6);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+
+    /* x wanted, w frozen: writing x is fine. */
+    CHECK_OK(cnn_tensor_set_requires_grad(w, false));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_linear(x, w, NULL, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_tensor_fill_(x, -2.0f));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(x));
+    for (int k = 0; k < 6; k++) CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(x))[k], 12.0f, 1e-6);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+
+    /* Both wanted: dx reads w and dw reads x, so a write to either is refused. */
+    CHECK_OK(cnn_tensor_set_requires_grad(w, true));
+    for (int which = 0; which < 2; which++) {
+        CHECK_OK(cnn_linear(x, w, NULL, &y));
+        CHECK_OK(cnn_sum(y, &s));
+        CHECK_OK(cnn_tensor_fill_(which ? x : w, 1.0f));
+        CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+        CHECK(strstr(cnn_last_error(), "linear") && strstr(cnn_last_error(), "modified in place"));
+        cnn_tensor_free(&y);
+        cnn_tensor_free(&s);
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+}

@@ -459,6 +459,34 @@ GPU_TEST(cuda_linear_op_matches_cpu)
     gpu_parity_both(&no_bias);
 }
 
+/* With one of x and w wanting a gradient, linear saves only what that gradient reads
+ * (layers/linear.c), and the cuBLAS backward is given NULL for the other. */
+GPU_TEST(cuda_linear_with_one_gradient_wanted_matches_cpu)
+{
+    cnn_set_tf32(false);
+    for (int want_x = 0; want_x < 2; want_x++) {
+        cnn_tensor *x = rand_tensor(CNN_SHAPE(5, 70), -1, 1, want_x);
+        cnn_tensor *w = rand_tensor(CNN_SHAPE(33, 70), -1, 1, !want_x);
+        cnn_tensor *gx = NULL, *gw = NULL, *y = NULL, *s = NULL, *gy = NULL, *gs = NULL;
+        REQUIRE(x && w);
+        CHECK_OK(cnn_linear(x, w, NULL, &y));
+        CHECK_OK(cnn_sum(y, &s));
+        CHECK_OK(cnn_backward(s));
+        CHECK_OK(cnn_tensor_to(x, CNN_CUDA(0), &gx));
+        CHECK_OK(cnn_tensor_to(w, CNN_CUDA(0), &gw));
+        CHECK_OK(cnn_tensor_set_requires_grad(want_x ? gx : gw, true));
+        CHECK_OK(cnn_linear(gx, gw, NULL, &gy));
+        CHECK_OK(cnn_sum(gy, &gs));
+        CHECK_OK(cnn_backward(gs));
+        gpu_check_close(want_x ? "linear, x only" : "linear, w only", "gradient",
+                        cnn_tensor_grad(want_x ? gx : gw), cnn_tensor_grad(want_x ? x : w),
+                        1e-4f, 1e-4f);
+        CHECK(cnn_tensor_grad(want_x ? gw : gx) == NULL);
+        cnn_tensor *all[] = {x, w, gx, gw, y, s, gy, gs};
+        for (int i = 0; i < 8; i++) cnn_tensor_free(&all[i]);
+    }
+}
+
 #if CNN_WITH_CUDA
 typedef struct lin_case {
     const char *name;

@@ -28,6 +28,7 @@ static saved_set tape_saved(const cnn_tensor *const *skip, int n_skip)
     const cnn_tape *tp = &cnn_ctx()->tape;
     for (size_t i = 0; i < tp->n; i++)
         for (int k = 0; k < tp->nodes[i]->n_saved; k++) {
+            if (!tp->nodes[i]->saved[k]) continue; /* an empty slot */
             const cnn_storage *s = tp->nodes[i]->saved[k]->storage;
             bool dup = false;
             for (int j = 0; j < r.n && !dup; j++) dup = seen[j] == s;
