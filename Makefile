@@ -285,7 +285,7 @@ check-io-failures: $(BUILD)/tests/fault_sweep
 # signals) under ThreadSanitizer, in build-tsan: any report fails. OpenMP and OpenBLAS run one
 # thread (libgomp is not instrumented: its barriers would read as races). Reports from the
 # tools the tests start go to build-tsan/tsan-logs.
-TSAN_TESTS ?= loader two_ context sigint stop
+TSAN_TESTS ?= loader two_ context sigint sigterm stop
 check-tsan:
 	$(MAKE) BUILD=build-tsan CUDA=0 CC="$(CC) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread \
 	  -j2 tests tools
