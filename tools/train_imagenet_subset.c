@@ -218,6 +218,28 @@ static void save(tr_run *r, const char *name)
         tr_die("%s", err);
 }
 
+/* A resumed run whose last completed epoch was its best, before it trains: the model holds that
+ * epoch's weights, so a best.safetensors that is missing or older (a run killed after saving
+ * last.safetensors and before best.safetensors) is written now. */
+static void repair_best(tr_run *r)
+{
+    char path[TR_PATH_MAX + 64], err[2048];
+    if (r->st.best_epoch < 1 || r->st.best_epoch != r->st.epoch || r->st.batch != 0) return;
+    path_in_dir(r, "best.safetensors", path, sizeof path);
+    cnn_dict *d = NULL;
+    tr_model_meta mm = {0};
+    const char *e = NULL;
+    bool current = access(path, F_OK) == 0 && tr_checkpoint_open(path, &d, &mm, err, sizeof err) &&
+                   (e = cnn_dict_get_meta(d, "epoch")) && atoll(e) == r->st.epoch;
+    cnn_dict_destroy(&d);
+    tr_model_meta_free(&mm);
+    if (current) return;
+    save(r, "best.safetensors");
+    r->best_repaired = true;
+    printf("wrote %s: epoch %lld's weights, which the run had not saved as its best\n", path,
+           (long long)r->st.epoch);
+}
+
 /* The last validation's confusion matrix (a finished run's is its last epoch's). */
 static void write_confusion(tr_run *r)
 {
@@ -459,12 +481,14 @@ static int train(tr_run *r)
         r->st.batch = r->st.position = 0;
         r->st.part_loss = r->st.part_seconds = 0;
         r->st.part_correct = r->st.part_seen = 0;
-        /* last.safetensors last: a run killed before it is renamed into place resumes from
-         * the epoch before and writes every file of this epoch again; once it is, they are. */
-        if (best) save(r, "best.safetensors");
+        /* The epoch's files, then last.safetensors, which commits the epoch: a run killed
+         * before that resumes from the epoch before and writes them all again. best.safetensors
+         * comes after, as a folder holding one without a last.safetensors belongs to nobody's
+         * run (a run killed between the two has it written when resumed: repair_best). */
         write_curves(r);
         write_confusion(r);
         save(r, "last.safetensors");
+        if (best) save(r, "best.safetensors");
         char tk[32];
         printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s"
                "  lr %.3g  %.1f s (%.0f img/s, data wait %.1f%%)%s\n",
@@ -502,7 +526,7 @@ static void print_final(tr_run *r, double wall, int trained)
     if (trained > 0)
         printf("wrote %s/{best,last}.safetensors, metrics.csv, curves.png, confusion.csv\n",
                r->dir);
-    else if (r->train_ld)
+    else if (r->train_ld && !r->best_repaired)
         printf("nothing written: %s is left as it was\n", r->dir);
 }
 
@@ -576,6 +600,7 @@ int main(int argc, char **argv)
         printf("resuming at epoch %lld, batch %lld (step %lld)\n", (long long)r.st.epoch + 1,
                (long long)r.st.batch, (long long)r.st.step);
 
+    if (r.o.resume[0]) repair_best(&r);
     r.first_step = r.st.step;
     int trained = train(&r);
     if (r.last_eval.n == 0) {

@@ -38,7 +38,8 @@ static const opt_desc OPTS[] = {
     {"weight-decay", OT_F32, F(weight_decay), "0", true, "WD",
      "weight decay (never on biases and batch-norm parameters)"},
     {"schedule", OT_STR, F(schedule), "cosine", true, "cosine|step|plateau",
-     "cosine: per step, to 0; step: x0.1 every epochs/3 epochs;\n"
+     "cosine: per step, to 0; step: x0.1 every epochs/3 epochs, counted\n"
+     "from the first (warm-up included);\n"
      "plateau: ReduceLROnPlateau(factor 0.1, patience 2) on the val loss"},
     {"warmup-epochs", OT_INT, F(warmup_epochs), "0", true, "N",
      "linear learning-rate warm-up, per step, over N epochs, then the schedule\n"

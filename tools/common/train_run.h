@@ -37,6 +37,7 @@ typedef struct tr_run {
     char dir[TR_PATH_MAX];
     int64_t steps_per_epoch;
     int64_t first_step; /* r->st.step when this process started training */
+    bool best_repaired; /* a resumed run wrote the best.safetensors its last epoch had missed */
     float *host_logits; /* batch x num_classes, for metrics */
     /* --cuda-graph (train_imagenet_subset.c): the captured training step, the tensors it reads
      * (each batch is copied in) and writes; graph_state 0: the next step warms up op by op,
