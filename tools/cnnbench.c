@@ -112,6 +112,18 @@ static bool known_model(const char *name)
     return false;
 }
 
+/* The zoo's names, comma-separated, for the messages that want one. */
+static const char *zoo_names(char *buf, size_t size)
+{
+    int n;
+    const char *const *names = cnn_model_names(&n);
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%s", i ? ", " : "", names[i]);
+    return buf;
+}
+
 /* The modes an option means something in (options not listed: every mode); an option given
  * to another mode is refused rather than ignored. */
 static const struct {
@@ -202,13 +214,13 @@ static void parse_args(int argc, char **argv, bench_opts *o)
                   o->mode);
     int i = 2;
     if (!strcmp(o->mode, "model") || !strcmp(o->mode, "summary")) {
+        char names[1024];
         if (argc < 3 || argv[2][0] == '-')
-            die_usage("%s needs a model name, e.g. resnet50", o->mode);
+            die_usage("%s needs a model name (%s)", o->mode, zoo_names(names, sizeof names));
         o->model = argv[i++];
         if (!known_model(o->model))
-            die_usage(
-                "unknown model '%s' (see cnn_model_names: lenet5, alexnet, vgg16, resnet50, ...)",
-                o->model);
+            die_usage("unknown model '%s' (known: %s)", o->model,
+                      zoo_names(names, sizeof names));
     } else if (!strcmp(o->mode, "loader")) {
         if (argc < 3 || argv[2][0] == '-')
             die_usage("loader needs a data folder (DIR/train/<class>/*) or fashion-mnist");
