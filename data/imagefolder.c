@@ -186,7 +186,8 @@ done:
 
 /* A class's files, found by walking its folder and every folder below it (links followed, as
  * torchvision's ImageFolder does with os.walk(followlinks=True)); listed as torchvision lists
- * them: folder by folder in the order of their paths (as cmp_name sorts), files sorted within each. */
+ * them: folder by folder in the order of their paths (as cmp_name sorts), files sorted within
+ * each. */
 typedef struct walk_entry {
     char *dir;     /* a folder met, as a path */
     strlist files; /* the image names directly in it, sorted */

@@ -229,7 +229,8 @@ static void repair_best(tr_run *r)
     cnn_dict *d = NULL;
     tr_model_meta mm = {0};
     const char *e = NULL;
-    bool current = access(path, F_OK) == 0 && tr_checkpoint_open(path, &d, &mm, err, sizeof err) &&
+    /* (A missing or unreadable file fails to open.) */
+    bool current = tr_checkpoint_open(path, &d, &mm, err, sizeof err) &&
                    (e = cnn_dict_get_meta(d, "epoch")) && atoll(e) == r->st.epoch;
     cnn_dict_destroy(&d);
     tr_model_meta_free(&mm);
