@@ -161,6 +161,10 @@ int bench_mode_bn(const bench_opts *o, bench_env *e, bench_log *l);
 int bench_mode_pool(const bench_opts *o, bench_env *e, bench_log *l);
 int bench_mode_elementwise(const bench_opts *o, bench_env *e, bench_log *l);
 int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l);
+/* model --layers: each layer of s timed alone at o->batch on e's backend, printed with its share
+ * of the whole step's step_ms, and logged as "layer" rows. */
+int bench_time_layers(const bench_opts *o, bench_env *e, bench_log *l, cnn_model *m,
+                      const cnn_model_summary *s, double step_ms);
 int bench_mode_summary(const bench_opts *o);
 /* Batches of o->data's training split through the loader (o->workers threads), delivered to
  * e's device with no other work: img/s and each worker's decode rate. */
