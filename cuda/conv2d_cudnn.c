@@ -1,9 +1,9 @@
 /* conv2d_cudnn.c — conv2d through cuDNN: NCHW float descriptors, the algorithm chosen by timing
  * (cudnnFind*AlgorithmEx; also, as asked, cuBLAS GEMMs for 1x1 convs and the graph API's
- * engines) once per key and cached per context (cnn_conv2d_cudnn_algo names it), workspace from
- * the caching allocator under a cap. Built only with CUDNN=1. It answers
- * CNN_ERR_UNSUPPORTED where cuDNN cannot do a case (the caller then uses cuda/conv2d.cu, which
- * overwrites the whole output); it never prints. */
+ * engines) once per key and kept per context (conv2d_cache_cudnn.c; cnn_conv2d_cudnn_algo names
+ * the choice), workspace from the caching allocator under a cap. Built only with CUDNN=1. It
+ * answers CNN_ERR_UNSUPPORTED where cuDNN cannot do a case (the caller then uses cuda/conv2d.cu,
+ * which overwrites the whole output); it never prints. */
 #include "cuda_check.h"
 
 #include <limits.h>
@@ -17,55 +17,6 @@
 enum { DIR_FORWARD, DIR_DATA, DIR_FILTER };
 static const char *const dir_name[] = {"forward", "backward-data", "backward-filter"};
 
-/* Everything an algorithm's choice depends on. Zero-filled before use: compared with memcmp. */
-typedef struct algo_key {
-    int device, dir, tf32, deterministic;
-    int aligned; /* all three buffers on 16-byte boundaries (a graph-API plan may need it) */
-    int64_t n, c, h, w, k, r, s;
-    int sh, sw, ph, pw, dh, dw, groups;
-    /* The environment's say in the search (read at each call, so a change takes effect):
-     * CNN_CUDNN_WORKSPACE_MB, CNN_CUDNN_ENGINES, CNN_CONV1X1. */
-    size_t cap;
-    int engines, gemm_pref;
-} algo_key;
-
-typedef struct algo_entry {
-    algo_key key;
-    int algo; /* -1: cuDNN declined the case (search failed as unsupported) */
-    cudnnMathType_t math;
-    size_t workspace;
-    cnn_cudnn_plan *plan; /* algo ALGO_ENGINE: the graph API's plan, owned by the cache */
-    struct algo_entry *next;
-} algo_entry;
-
-/* One context's cache, in a process-wide list keyed by the context's address (entries carry the
- * device too); a context's cache is freed when the context is (cnn_cudnn_conv2d_cache_release,
- * from cuda/device.c), so no later context at the same address inherits it. */
-typedef struct ctx_cache {
-    const cnn_context *ctx;
-    algo_entry *entries;
-    size_t n_entries;
-    uint64_t searches;
-    struct ctx_cache *next;
-} ctx_cache;
-
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static ctx_cache *caches;
-
-/* Called with cache_lock held. */
-static ctx_cache *cache_of(const cnn_context *ctx, bool create)
-{
-    for (ctx_cache *c = caches; c; c = c->next)
-        if (c->ctx == ctx) return c;
-    if (!create) return NULL;
-    ctx_cache *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->ctx = ctx;
-    c->next = caches;
-    caches = c;
-    return c;
-}
-
 static size_t workspace_cap(void);
 static int engines_mode(void);
 static int gemm_preference(void);
@@ -73,7 +24,7 @@ static int gemm_preference(void);
 /* The key of one call: the geometry plus the context's device, math/determinism flags, the
  * buffers' alignment and the environment's settings for the search. */
 static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, bool aligned,
-                   algo_key *key)
+                   cnn_conv_algo_key *key)
 {
     memset(key, 0, sizeof *key);
     key->aligned = aligned;
@@ -88,70 +39,6 @@ static void key_of(const cnn_context *ctx, const cnn_cuda_conv *g, int dir, bool
     key->cap = workspace_cap();
     key->engines = engines_mode();
     key->gemm_pref = gemm_preference();
-}
-
-static bool cache_find(const cnn_context *ctx, const algo_key *key, algo_entry *out)
-{
-    bool found = false;
-    pthread_mutex_lock(&cache_lock);
-    ctx_cache *c = cache_of(ctx, false);
-    for (algo_entry *e = c ? c->entries : NULL; e && !found; e = e->next)
-        if (memcmp(&e->key, key, sizeof *key) == 0) {
-            *out = *e;
-            found = true;
-        }
-    pthread_mutex_unlock(&cache_lock);
-    return found;
-}
-
-/* Counts one search and keeps its result (algo -1: cuDNN declined the case), plan included;
- * false when a failed host allocation kept nothing (the caller still owns the plan; it only
- * costs a later search). */
-static bool cache_put(const cnn_context *ctx, const algo_entry *val)
-{
-    bool kept = false;
-    pthread_mutex_lock(&cache_lock);
-    ctx_cache *c = cache_of(ctx, true);
-    if (c) {
-        c->searches++;
-        algo_entry *e = malloc(sizeof *e);
-        if (e) {
-            *e = *val;
-            e->next = c->entries;
-            c->entries = e;
-            c->n_entries++;
-            kept = true;
-        }
-    }
-    pthread_mutex_unlock(&cache_lock);
-    return kept;
-}
-
-void cnn_cudnn_conv2d_cache_stats(const cnn_context *ctx, size_t *entries, uint64_t *searches)
-{
-    pthread_mutex_lock(&cache_lock);
-    ctx_cache *c = cache_of(ctx, false);
-    if (entries) *entries = c ? c->n_entries : 0;
-    if (searches) *searches = c ? c->searches : 0;
-    pthread_mutex_unlock(&cache_lock);
-}
-
-void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx)
-{
-    pthread_mutex_lock(&cache_lock);
-    for (ctx_cache **pc = &caches; *pc; pc = &(*pc)->next) {
-        ctx_cache *c = *pc;
-        if (c->ctx != ctx) continue;
-        *pc = c->next;
-        for (algo_entry *e = c->entries, *nx; e; e = nx) {
-            nx = e->next;
-            cnn_cudnn_plan_free(e->plan);
-            free(e);
-        }
-        free(c);
-        break;
-    }
-    pthread_mutex_unlock(&cache_lock);
 }
 
 /* ---- descriptors --------------------------------------------------------------------------- */
@@ -278,8 +165,6 @@ static size_t algo_workspace(const conv_call *c, int algo)
 }
 
 #define N_ALGOS 8 /* >= each direction's CUDNN_CONVOLUTION_*_ALGO_COUNT */
-#define ALGO_GEMM 1000 /* not cuDNN's: the 1x1 conv as cuBLAS GEMMs (conv2d_gemm.c) */
-#define ALGO_ENGINE 2000 /* a plan of cuDNN's graph API (conv2d_engine_cudnn.c) */
 
 /* CNN_CONV1X1=gemm|cudnn forces the choice for 1x1 convolutions (for tests and comparisons);
  * unset or anything else: the faster. 1 gemm, -1 cuDNN, 0 by time. */
@@ -343,7 +228,7 @@ done:
  * (cudnnFind's own figure comes from another method of timing). */
 typedef struct legacy_run {
     conv_call *c;
-    const algo_entry *e;
+    const cnn_conv_algo_entry *e;
     void *ws;
 } legacy_run;
 
@@ -420,7 +305,7 @@ done:
  * are deterministic when asked, stay off the tensor cores unless TF32 is on, and never convert
  * float data to FP16), the 1x1 conv as cuBLAS GEMMs, and, as CNN_CUDNN_ENGINES asks, the
  * graph API's engines. */
-static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
+static cnn_status search(conv_call *c, const cnn_conv_algo_key *key, cnn_conv_algo_entry *out)
 {
     const size_t cap = key->cap;
     const int engines = key->engines;
@@ -468,15 +353,15 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         /* TF32 only when asked; FP16 conversion of float data never (the engines' rule). */
         if (!key->tf32 && p[i].math != CUDNN_DEFAULT_MATH && p[i].math != CUDNN_FMA_MATH) continue;
         if (p[i].math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-        *out = (algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
-                            .workspace = need};
+        *out = (cnn_conv_algo_entry){.key = *key, .algo = p[i].algo, .math = p[i].math,
+                                     .workspace = need};
         best_ms = p[i].time;
         found = true;
     }
     const bool gemm = legacy && cnn_cuda_conv1x1_gemm_fits(c->g);
     if (found && (gemm || engines != ENGINES_OFF)) {
         /* Timed again as the GEMMs and engines are, with the math it will run with. */
-        algo_entry run = *out;
+        cnn_conv_algo_entry run = *out;
         run.math = key->tf32 ? out->math : CUDNN_FMA_MATH;
         legacy_run r = {c, &run, wp};
         CNN_TRYG(cnn_cuda_time_mean(c->ctx, "conv2d", run_legacy_entry, &r, &best_ms));
@@ -488,8 +373,8 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         const size_t gws = cnn_cuda_conv1x1_gemm_workspace(c->g, c->dir, cap);
         CNN_TRYG(time_gemm(c, gws <= ws_bytes ? wp : NULL, gws, &gemm_ms));
         if (!found || key->gemm_pref > 0 || (key->gemm_pref == 0 && gemm_ms < best_ms)) {
-            *out = (algo_entry){.key = *key, .algo = ALGO_GEMM, .math = CUDNN_DEFAULT_MATH,
-                                .workspace = gws};
+            *out = (cnn_conv_algo_entry){.key = *key, .algo = CNN_CONV_ALGO_GEMM,
+                                         .math = CUDNN_DEFAULT_MATH, .workspace = gws};
             best_ms = gemm_ms;
             found = true;
         }
@@ -505,8 +390,10 @@ static cnn_status search(conv_call *c, const algo_key *key, algo_entry *out)
         cnn_cudnn_engine_search(&ec, engines == ENGINES_FIRST, &plan, &ms, &engine_oom);
         oom |= engine_oom;
         if (plan && (!found || ms < best_ms)) {
-            *out = (algo_entry){.key = *key, .algo = ALGO_ENGINE, .math = CUDNN_DEFAULT_MATH,
-                                .workspace = cnn_cudnn_plan_workspace(plan), .plan = plan};
+            *out = (cnn_conv_algo_entry){.key = *key, .algo = CNN_CONV_ALGO_ENGINE,
+                                         .math = CUDNN_DEFAULT_MATH,
+                                         .workspace = cnn_cudnn_plan_workspace(plan),
+                                         .plan = plan};
             found = true;
         } else {
             cnn_cudnn_plan_free(plan);
@@ -533,16 +420,16 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     CNN_TRY(cnn_cuda_enter(ctx, "conv2d", &stream));
     conv_call c = {.ctx = ctx, .g = g, .dir = dir, .in0 = in0, .in1 = in1, .out = out};
     CNN_TRY(cnn_cuda_cudnn(ctx, &c.h));
-    algo_key key;
+    cnn_conv_algo_key key;
     key_of(ctx, g, dir, (((uintptr_t)in0 | (uintptr_t)in1 | (uintptr_t)out) & 15) == 0, &key);
-    algo_entry e;
-    const bool cached = cache_find(ctx, &key, &e);
+    cnn_conv_algo_entry e;
+    const bool cached = cnn_conv_algo_cache_find(ctx, &key, &e);
     /* The legacy descriptors serve the search and the legacy algorithms; a cached GEMM or
      * engine choice runs without them. Exact FP32 unless TF32 is on: FMA math keeps cuDNN off
      * the tensor cores. With TF32 the default math, as PyTorch's allow_tf32 uses: it permits
      * TF32 tensor cores for float data on Ampere and later, and the search reports which math
      * each algorithm ran with. */
-    if (!cached || (e.algo != ALGO_GEMM && e.algo != ALGO_ENGINE))
+    if (!cached || (e.algo != CNN_CONV_ALGO_GEMM && e.algo != CNN_CONV_ALGO_ENGINE))
         CNN_TRY(descs_make(g, ctx->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH, &c.d));
 
     cnn_status st = CNN_OK;
@@ -561,8 +448,8 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
         /* A refusal is kept too (algo -1): searching again on every call would time every
          * algorithm each time only to fall back again. An out-of-memory is not kept. */
         st = search(&c, &key, &e);
-        if (st == CNN_ERR_UNSUPPORTED) e = (algo_entry){.key = key, .algo = -1};
-        if ((st == CNN_OK || st == CNN_ERR_UNSUPPORTED) && !cache_put(ctx, &e))
+        if (st == CNN_ERR_UNSUPPORTED) e = (cnn_conv_algo_entry){.key = key, .algo = -1};
+        if ((st == CNN_OK || st == CNN_ERR_UNSUPPORTED) && !cnn_conv_algo_cache_put(ctx, &e))
             uncached = e.plan;
         if (st != CNN_OK) goto done;
     }
@@ -574,11 +461,11 @@ static cnn_status run_conv(cnn_context *ctx, const cnn_cuda_conv *g, int dir, co
     /* With TF32 on, run with the math type that was timed. Exact FP32 keeps FMA math even when
      * the search reports the default one, which would let Ampere and later GPUs use TF32. */
     CNN_TRYG(workspace_get(ctx, e.workspace, dir_name[dir], &ws, &wp));
-    if (e.algo == ALGO_GEMM) {
+    if (e.algo == CNN_CONV_ALGO_GEMM) {
         st = cnn_cuda_conv1x1_gemm(ctx, g, dir, in0, in1, out, wp, e.workspace);
         goto done;
     }
-    if (e.algo == ALGO_ENGINE) {
+    if (e.algo == CNN_CONV_ALGO_ENGINE) {
         st = cnn_cudnn_plan_run(c.h, e.plan, dir, in0, in1, out, wp);
         goto done;
     }
@@ -658,27 +545,6 @@ done:
 }
 
 /* ---- what the cache chose (cnn_conv2d_cudnn_algo) ------------------------------------------ */
-static const char *algo_name(int dir, int algo)
-{
-    static const char *const fwd[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT",
-                                      "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
-    static const char *const data[] = {"ALGO_0", "ALGO_1", "FFT", "FFT_TILING", "WINOGRAD",
-                                       "WINOGRAD_NONFUSED"};
-    static const char *const filter[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD",
-                                         "WINOGRAD_NONFUSED", "FFT_TILING"};
-    _Static_assert(sizeof fwd / sizeof *fwd == CUDNN_CONVOLUTION_FWD_ALGO_COUNT, "forward names");
-    _Static_assert(sizeof data / sizeof *data == CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                   "backward-data names");
-    _Static_assert(sizeof filter / sizeof *filter == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                   "backward-filter names");
-    if (algo == ALGO_GEMM) return "CUBLAS_GEMM";
-    const char *const *names = dir == DIR_FORWARD ? fwd : dir == DIR_DATA ? data : filter;
-    const int count = dir == DIR_FORWARD ? CUDNN_CONVOLUTION_FWD_ALGO_COUNT
-                      : dir == DIR_DATA  ? CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
-                                         : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
-    return algo >= 0 && algo < count ? names[algo] : "UNKNOWN";
-}
-
 const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
                                   const cnn_conv2d_params *p, int pass)
 {
@@ -701,9 +567,10 @@ const char *cnn_conv2d_cudnn_algo(const cnn_tensor *x, const cnn_tensor *w,
     /* The alignment of x's and w's data stands for the call's: the other buffer (an output or a
      * gradient) is a fresh allocation. */
     const bool aligned = (((uintptr_t)cnn_ptr(x) | (uintptr_t)cnn_ptr(w)) & 15) == 0;
-    algo_key key;
-    algo_entry e;
+    cnn_conv_algo_key key;
+    cnn_conv_algo_entry e;
     key_of(ctx, &g, pass, aligned, &key);
-    if (!cache_find(ctx, &key, &e) || e.algo < 0) return NULL;
-    return e.algo == ALGO_ENGINE ? cnn_cudnn_plan_name(e.plan) : algo_name(pass, e.algo);
+    if (!cnn_conv_algo_cache_find(ctx, &key, &e) || e.algo < 0) return NULL;
+    return e.algo == CNN_CONV_ALGO_ENGINE ? cnn_cudnn_plan_name(e.plan)
+                                          : cnn_conv_algo_name(pass, e.algo);
 }

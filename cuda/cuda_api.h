@@ -238,7 +238,7 @@ cnn_status cnn_cudnn_conv2d_backward_data(cnn_context *ctx, const cnn_cuda_conv 
 cnn_status cnn_cudnn_conv2d_backward_filter(cnn_context *ctx, const cnn_cuda_conv *g,
                                             const float *dy, const float *x, float *dw,
                                             float *db);
-/* Algorithm cache of ctx: entries held and searches (cudnnFind* calls) made so far. */
+/* Algorithm cache of ctx (conv2d_cache_cudnn.c): entries held and searches made so far. */
 void cnn_cudnn_conv2d_cache_stats(const cnn_context *ctx, size_t *entries, uint64_t *searches);
 /* Drops ctx's cache; cnn_cuda_context_release calls it. */
 void cnn_cudnn_conv2d_cache_release(const cnn_context *ctx);

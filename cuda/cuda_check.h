@@ -168,6 +168,43 @@ size_t cnn_cudnn_plan_workspace(const cnn_cudnn_plan *p);
 /* "ENGINE_<cuDNN's global engine index>". */
 const char *cnn_cudnn_plan_name(const cnn_cudnn_plan *p);
 void cnn_cudnn_plan_free(cnn_cudnn_plan *p);
+
+/* ---- the algorithm each convolution chose (cuda/conv2d_cache_cudnn.c) --------------------------
+ * conv2d_cudnn.c's search keeps its result per context under a key of everything the choice
+ * depends on; dir as in cnn_cudnn_engine_call. An entry's algo is cuDNN's algorithm number for
+ * its direction, or one of these: */
+#define CNN_CONV_ALGO_GEMM 1000   /* the 1x1 conv as cuBLAS GEMMs (conv2d_gemm.c) */
+#define CNN_CONV_ALGO_ENGINE 2000 /* a plan of cuDNN's graph API (conv2d_engine_cudnn.c) */
+/* Everything an algorithm's choice depends on. Zero-filled before use: compared with memcmp. */
+typedef struct cnn_conv_algo_key {
+    int device, dir, tf32, deterministic;
+    int aligned; /* all three buffers on 16-byte boundaries (a graph-API plan may need it) */
+    int64_t n, c, h, w, k, r, s;
+    int sh, sw, ph, pw, dh, dw, groups;
+    /* The environment's say in the search (read at each call, so a change takes effect):
+     * CNN_CUDNN_WORKSPACE_MB, CNN_CUDNN_ENGINES, CNN_CONV1X1. */
+    size_t cap;
+    int engines, gemm_pref;
+} cnn_conv_algo_key;
+
+typedef struct cnn_conv_algo_entry {
+    cnn_conv_algo_key key;
+    int algo; /* -1: cuDNN declined the case (search failed as unsupported) */
+    cudnnMathType_t math;
+    size_t workspace;
+    cnn_cudnn_plan *plan; /* algo CNN_CONV_ALGO_ENGINE: the graph API's plan, owned by the cache */
+    struct cnn_conv_algo_entry *next;
+} cnn_conv_algo_entry;
+/* The entry ctx's cache holds for key, copied to *out; false when there is none. */
+bool cnn_conv_algo_cache_find(const cnn_context *ctx, const cnn_conv_algo_key *key,
+                              cnn_conv_algo_entry *out);
+/* Counts one search and keeps its result (algo -1: cuDNN declined the case), plan included;
+ * false when a failed host allocation kept nothing (the caller still owns the plan; it only
+ * costs a later search). */
+bool cnn_conv_algo_cache_put(const cnn_context *ctx, const cnn_conv_algo_entry *val);
+/* cuDNN's name of a direction's algorithm ("IMPLICIT_GEMM", "ALGO_1", ...), "CUBLAS_GEMM" for
+ * CNN_CONV_ALGO_GEMM; a plan names itself (cnn_cudnn_plan_name). */
+const char *cnn_conv_algo_name(int dir, int algo);
 #endif
 
 /* ---- graph capture (cuda/graph.c) ------------------------------------------------------------ */
