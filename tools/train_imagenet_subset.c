@@ -1,8 +1,8 @@
 /* train_imagenet_subset.c — trains a zoo model on Fashion-MNIST or an ImageNet-style folder:
  * the epoch loop with validation, checkpoints, Ctrl-C and resume, and the --eval-only /
- * --predict modes. The pieces live in tools/common/ (options, building the run, progress
- * display, metrics and plots, checkpoint files, prediction). A fatal error prints one line on
- * stderr. */
+ * --predict modes. The pieces live in tools/common/ (options, building the run, the
+ * --cuda-graph step, progress display, metrics and plots, checkpoint files, prediction). A fatal
+ * error prints one line on stderr. */
 #include "cnncuda.h"
 #include "common/checkpoint.h"
 #include "common/predict.h"
@@ -282,67 +282,6 @@ static void interrupted(tr_run *r)
     exit(0);
 }
 
-/* ---- --cuda-graph --------------------------------------------------------------------------
- * The training step is captured once into a CUDA graph and replayed for every batch of the
- * captured size: each batch is copied into the graph's input tensors, and the graph's logits
- * and loss go to the host as an op-by-op step's do. What is captured: */
-static cnn_status graph_body(void *ud)
-{
-    tr_run *r = ud;
-    cnn_tensor_free(&r->g_logits);
-    cnn_tensor_free(&r->g_loss);
-    cnn_status st = cnn_model_forward(r->model, r->g_images, true, &r->g_logits);
-    if (!st) st = cnn_cross_entropy(r->g_logits, r->g_labels, r->o.label_smoothing, &r->g_loss);
-    if (!st) st = cnn_backward(r->g_loss);
-    if (!st) st = cnn_optim_step(r->opt);
-    cnn_optim_zero_grad(r->opt);
-    cnn_tape_reset();
-    return st;
-}
-
-static bool same_shape(const cnn_tensor *a, const cnn_tensor *b)
-{
-    cnn_shape x = cnn_tensor_shape(a), y = cnn_tensor_shape(b);
-    if (x.ndim != y.ndim) return false;
-    for (int i = 0; i < x.ndim; i++)
-        if (x.d[i] != y.d[i]) return false;
-    return true;
-}
-
-/* One training step through the graph (*logits, *loss: new handles on the graph's outputs);
- * false when this step is to run op by op instead: without --cuda-graph, the first step (the
- * warm-up a capture needs), a batch of another size, or after the capture was refused. */
-static bool graph_step(tr_run *r, cnn_tensor *images, cnn_tensor *labels, cnn_tensor **logits,
-                       cnn_tensor **loss)
-{
-    if (!r->o.cuda_graph || r->graph_state < 0 || r->dev.type != CNN_DEVICE_CUDA) return false;
-    if (r->graph_state == 0) {
-        r->graph_state = 1;
-        return false;
-    }
-    if (r->graph && !same_shape(images, r->g_images)) return false;
-    if (!r->graph) {
-        TR_LIB(cnn_tensor_clone(images, &r->g_images), "--cuda-graph inputs");
-        TR_LIB(cnn_tensor_clone(labels, &r->g_labels), "--cuda-graph inputs");
-        if (cnn_graph_capture(graph_body, r, &r->graph) != CNN_OK) {
-            printf("--cuda-graph: %s; training op by op\n", cnn_last_error());
-            tr_run_drop_graph(r);
-            r->graph_state = -1;
-            return false;
-        }
-        r->graph_state = 2;
-        printf("--cuda-graph: training step captured; replayed for each batch of %lld\n",
-               (long long)cnn_tensor_dim(images, 0));
-    } else {
-        TR_LIB(cnn_tensor_copy_(r->g_images, images), "--cuda-graph inputs");
-        TR_LIB(cnn_tensor_copy_(r->g_labels, labels), "--cuda-graph inputs");
-    }
-    TR_LIB(cnn_graph_replay(r->graph), "--cuda-graph replay");
-    *logits = cnn_tensor_retain(r->g_logits);
-    *loss = cnn_tensor_retain(r->g_loss);
-    return true;
-}
-
 /* One training epoch: returns false when Ctrl-C stopped it (state saved by the caller). */
 static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
 {
@@ -381,7 +320,7 @@ static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
         if (!images) break;
         TR_LIB(cnn_optim_set_lr(r->opt, lr_at(r, sched_step(r))), "setting the learning rate");
         cnn_tensor *logits = NULL, *loss = NULL;
-        if (!graph_step(r, images, labels, &logits, &loss)) {
+        if (!tr_graph_step(r, images, labels, &logits, &loss)) {
             forward_batch(r, images, labels, true, &logits, &loss);
             TR_LIB(cnn_backward(loss), "backward");
             TR_LIB(cnn_optim_step(r->opt), "optimizer step");

@@ -331,15 +331,6 @@ void tr_run_open_eval(tr_run *r)
     r->val_ld = make_loader(r, r->val_ds, false);
 }
 
-void tr_run_drop_graph(tr_run *r)
-{
-    cnn_graph_destroy(&r->graph);
-    cnn_tensor_free(&r->g_images);
-    cnn_tensor_free(&r->g_labels);
-    cnn_tensor_free(&r->g_logits);
-    cnn_tensor_free(&r->g_loss);
-}
-
 void tr_run_free(tr_run *r)
 {
     cnn_loader_destroy(&r->train_ld);

@@ -1,7 +1,8 @@
 /* train_run.h — what a run of train_imagenet_subset holds, and building it: the device context,
  * the datasets, the model, the optimizer and the loaders, for a new run, a --resume or
- * --eval-only. Not the training itself. Unlike the other tools/common code these functions end
- * the process on failure (tr_die): they serve that tool's main flow only. */
+ * --eval-only, and its --cuda-graph step (train_graph.c); not the epoch loop. Unlike the other
+ * tools/common code these functions end the process on failure (tr_die): they serve that tool's
+ * main flow only. */
 #ifndef TR_RUN_H
 #define TR_RUN_H
 
@@ -39,7 +40,7 @@ typedef struct tr_run {
     int64_t first_step; /* r->st.step when this process started training */
     bool best_repaired; /* a resumed run wrote the best.safetensors its last epoch had missed */
     float *host_logits; /* batch x num_classes, for metrics */
-    /* --cuda-graph (train_imagenet_subset.c): the captured training step, the tensors it reads
+    /* --cuda-graph (train_graph.c): the captured training step, the tensors it reads
      * (each batch is copied in) and writes; graph_state 0: the next step warms up op by op,
      * 1: the next captures, 2: replaying, -1: off (the capture was refused). */
     cnn_graph *graph;
@@ -65,6 +66,12 @@ void tr_run_open_train(tr_run *r);
 /* --eval-only: the checkpoint's model on r->dev, the validation split (its classes checked
  * against the checkpoint's) and its loader. */
 void tr_run_open_eval(tr_run *r);
+/* --cuda-graph (train_graph.c): one training step through the graph (*logits, *loss: new
+ * handles on the graph's outputs); false when this step is to run op by op instead: without
+ * --cuda-graph, the first step (the warm-up a capture needs), a batch of another size, or after
+ * the capture was refused. */
+bool tr_graph_step(tr_run *r, cnn_tensor *images, cnn_tensor *labels, cnn_tensor **logits,
+                   cnn_tensor **loss);
 /* Releases the --cuda-graph graph and its tensors (all NULL after). */
 void tr_run_drop_graph(tr_run *r);
 void tr_run_free(tr_run *r);
