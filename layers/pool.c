@@ -368,8 +368,9 @@ static void avg_pool_kernel(const pool_geom *g, const float *x, float *y)
             for (int64_t oh = 0; oh < g->oh; oh++) {
                 const float *r0 = x + (pl * g->h + 2 * oh) * g->w, *r1 = r0 + g->w;
                 float *yr = y + pl * plane_out + oh * g->ow;
-                for (int64_t ow = 0; ow < g->ow; ow++)
-                    yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) / 4.0f;
+                for (int64_t ow = 0; ow < g->ow; ow++) /* in double, as the generic loops */
+                    yr[ow] = (float)(((((double)r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) +
+                                      r1[2 * ow + 1]) / 4.0);
             }
         return;
     }
@@ -382,10 +383,10 @@ static void avg_pool_kernel(const pool_geom *g, const float *x, float *y)
             for (int64_t ow = 0; ow < g->ow; ow++) {
                 int64_t ws, we, fw = avg_span(ow, g->kw, g->sw, g->pw, g->w, ex, &ws, &we);
                 int64_t div = fh * fw;
-                float s = 0;
+                double s = 0; /* a float sum of a 512 x 512 window came out 0.3% off */
                 for (int64_t h = hs; h < he; h++)
                     for (int64_t w = ws; w < we; w++) s += xp[h * g->w + w];
-                yp[oh * g->ow + ow] = div ? s / (float)div : 0.0f;
+                yp[oh * g->ow + ow] = div ? (float)(s / (double)div) : 0.0f;
             }
         }
     }
@@ -496,10 +497,10 @@ static void adaptive_kernel(const pool_geom *g, const float *src, float *dst, bo
                     for (int64_t h = hs; h < he; h++)
                         for (int64_t w = ws; w < we; w++) dst[pl * plane_in + h * g->w + w] += v;
                 } else {
-                    float s = 0;
+                    double s = 0; /* as in avg_pool_kernel */
                     for (int64_t h = hs; h < he; h++)
                         for (int64_t w = ws; w < we; w++) s += src[pl * plane_in + h * g->w + w];
-                    dst[o] = s / div;
+                    dst[o] = (float)(s / div);
                 }
             }
         }

@@ -236,7 +236,7 @@ static const pool_case avg_cases[] = {
 };
 
 /* The 2x2 fast path gives the bits of the generic loops' order: (((x00 + x01) + x10) + x11) / 4
- * forward, dy / 4 to each covered pixel (0 elsewhere) backward, on a batch large enough for the
+ * summed in double forward, dy / 4 to each covered pixel (0 elsewhere) backward, on a batch large enough for the
  * threaded loops. */
 TEST(avgpool_2x2_fast_path_bits)
 {
@@ -257,12 +257,12 @@ TEST(avgpool_2x2_fast_path_bits)
                 const int64_t a = i / 2, b = j / 2;
                 const bool in = a < oh && b < ow;
                 if (in && i % 2 == 0 && j % 2 == 0) {
-                    float s = 0.0f;
+                    double s = 0;
                     s += xp[i * w + j];
                     s += xp[i * w + j + 1];
                     s += xp[(i + 1) * w + j];
                     s += xp[(i + 1) * w + j + 1];
-                    bad += yv[(pl * oh + a) * ow + b] != s / 4.0f;
+                    bad += yv[(pl * oh + a) * ow + b] != (float)(s / 4);
                 }
                 const float share = in ? dyv[(pl * oh + a) * ow + b] / 4.0f : 0.0f;
                 bad += dx[pl * h * w + i * w + j] != share;
