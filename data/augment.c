@@ -371,8 +371,10 @@ static void random_erase(sample_rng *r, const cnn_transform *t, int S, int C, fl
     const float area = (float)S * (float)S;
     for (int attempt = 0; attempt < 10; attempt++) {
         const float a = area * rng_uniform(r, s0, s1), aspect = expf(rng_uniform(r, lr0, lr1));
-        const int h = (int)rintf(sqrtf(a * aspect)), w = (int)rintf(sqrtf(a / aspect));
-        if (!(h < S && w < S)) continue;
+        /* Compared before the conversion: an extreme ratio gives sides past INT_MAX, or inf. */
+        const float hf = rintf(sqrtf(a * aspect)), wf = rintf(sqrtf(a / aspect));
+        if (!(hf < (float)S && wf < (float)S)) continue;
+        const int h = (int)hf, w = (int)wf;
         int top = (int)(rng_uniform(r, 0, 1) * (float)(S - h + 1));
         int left = (int)(rng_uniform(r, 0, 1) * (float)(S - w + 1));
         if (top > S - h) top = S - h;

@@ -437,6 +437,16 @@ TEST(augment_random_erasing_boxes)
     t.erase_ratio[0] = -1;
     t.erase_ratio[1] = 2;
     CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
+    /* Extreme ratios are legal: every box is then far taller or wider than the image (one side
+     * past 2^31, or infinite), so, as in torchvision, nothing is erased. */
+    const float extreme[] = {1e30f, 3e38f, 1e-30f};
+    for (int i = 0; i < 3; i++) {
+        t.erase_p = 1;
+        t.erase_ratio[0] = t.erase_ratio[1] = extreme[i];
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL));
+        for (int p = 0; p < 256; p++) bad += out[p] == 0.0f;
+        CHECK(bad == 0);
+    }
     cnn_dataset_destroy(&ds);
 }
 
