@@ -268,7 +268,9 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
             CNN_CHECK(j == d || x->shape.d[j] == x0->shape.d[j], CNN_ERR_SHAPE,
                       "concat: xs[%d] %s and xs[0] %s differ in dim %d (only dim %d may differ)", i,
                       cnn_shape_of(x), cnn_shape_of(x0), j, d);
-        out.d[d] += x->shape.d[d];
+        CNN_CHECK(!__builtin_add_overflow(out.d[d], x->shape.d[d], &out.d[d]), CNN_ERR_SHAPE,
+                  "concat: the sizes along dim %d add up past 2^63 - 1 (at xs[%d] %s)", d, i,
+                  cnn_shape_of(x));
     }
     int64_t outer, inner;
     concat_extent(out, d, &outer, &inner);

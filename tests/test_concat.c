@@ -153,6 +153,16 @@ TEST(concat_errors)
     CHECK_ERR(cnn_concat(NULL, 2, 1, &y), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_concat(ss, 2, 0, &y), CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "scalar"));
+    /* Empty tensors may be long along dim 1: 64 of 2^58 add up to 2^64, which an int64 size
+     * cannot hold (it wrapped to 0: a (0, 0) result). */
+    cnn_tensor *e = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(0, (int64_t)1 << 58), CNN_F32, CNN_CPU, &e));
+    REQUIRE(e);
+    const cnn_tensor *es[64];
+    for (int i = 0; i < 64; i++) es[i] = e;
+    CHECK_ERR(cnn_concat(es, 64, 1, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "dim 1") && strstr(cnn_last_error(), "2^63"));
+    cnn_tensor_free(&e);
     CHECK(y == NULL);
     cnn_tensor_free(&a);
     cnn_tensor_free(&b);
