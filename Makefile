@@ -59,8 +59,11 @@ CPU_ARCH ?= -march=x86-64-v3
 WARN     ?= -Wall -Wextra
 # CPPFLAGS_EXTRA / LDFLAGS_EXTRA: extra include and library paths, e.g. for dependencies
 # unpacked into a folder on a machine without them installed (scripts/gpu-verify.sh).
+# OpenBLAS's own cblas.h (with openblas_get_parallel and OPENBLAS_THREAD), wherever the system's
+# alternatives point <cblas.h>: with Debian's netlib libblas-dev chosen there, it lacks them.
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 CNN_CPPFLAGS := -Iinclude -Icore -DCNN_WITH_CUDA=$(CUDA) -DCNN_WITH_CUDNN=$(CUDNN) -D_GNU_SOURCE \
-                $(CPPFLAGS_EXTRA)
+                $(OPENBLAS_CFLAGS) $(CPPFLAGS_EXTRA)
 CNN_LDFLAGS := $(LDFLAGS_EXTRA)
 CNN_CFLAGS := -std=c11 $(WARN) -fPIC -fopenmp -pthread -MMD -MP
 LDLIBS   := -lopenblas -lstb -lz -lm -lpthread -fopenmp
