@@ -5,7 +5,7 @@
 #include "gradcheck.h"
 
 /* |got - want| within rel of want. */
-static int close_to(const char *what, float got, double want, double rel)
+static int near_exact(const char *what, float got, double want, double rel)
 {
     if (fabs(got - want) <= rel * fabs(want)) return 1;
     fprintf(stderr, "  %s: %.7g, exactly %.7g (%.3g%% off)\n", what, got, want,
@@ -35,16 +35,16 @@ static void check_large_map(int groups, int kernel)
     const float *dw = cnn_tensor_data(cnn_tensor_grad(w));
     REQUIRE(db && dw);
     /* The library's own sums: a float's rounding of the exact sum, and then some. */
-    for (int k = 0; k < 2; k++) CHECK(close_to("db[k]", db[k], (double)H * W * d, 1e-6));
+    for (int k = 0; k < 2; k++) CHECK(near_exact("db[k]", db[k], (double)H * W * d, 1e-6));
     if (kernel == 3) {
         /* Depthwise: dw (2, 1, 3, 3); the centre tap sees every position, a corner tap misses
          * one row and one column. */
-        CHECK(close_to("dw centre", dw[4], (double)H * W * d, 1e-6));
-        CHECK(close_to("dw corner", dw[0], (double)(H - 1) * (W - 1) * d, 1e-6));
+        CHECK(near_exact("dw centre", dw[4], (double)H * W * d, 1e-6));
+        CHECK(near_exact("dw corner", dw[0], (double)(H - 1) * (W - 1) * d, 1e-6));
     } else {
         /* 1x1 through OpenBLAS's SGEMM, whose blocked float sums (as in PyTorch's conv) come
          * within about 1e-5 here. */
-        for (int i = 0; i < 4; i++) CHECK(close_to("dw", dw[i], (double)H * W * d, 1e-4));
+        for (int i = 0; i < 4; i++) CHECK(near_exact("dw", dw[i], (double)H * W * d, 1e-4));
     }
     free_tensors(&x, &w, &b, &y, &dy);
     cnn_tape_reset();
@@ -68,8 +68,8 @@ TEST(avg_pools_sum_large_windows_accurately)
     REQUIRE(y && z);
     const float *yv = cnn_tensor_data(y), *zv = cnn_tensor_data(z);
     for (int c = 0; c < 2; c++) {
-        CHECK(close_to("avg_pool2d", yv[c], (double)0.001f, 1e-6));
-        CHECK(close_to("adaptive_avg_pool2d", zv[c], (double)0.001f, 1e-6));
+        CHECK(near_exact("avg_pool2d", yv[c], (double)0.001f, 1e-6));
+        CHECK(near_exact("adaptive_avg_pool2d", zv[c], (double)0.001f, 1e-6));
     }
     free_tensors(&x, &y, &z);
 }
