@@ -236,8 +236,8 @@ static const pool_case avg_cases[] = {
 };
 
 /* The 2x2 fast path gives the bits of the generic loops' order: (((x00 + x01) + x10) + x11) / 4
- * summed in double forward, dy / 4 to each covered pixel (0 elsewhere) backward, on a batch large enough for the
- * threaded loops. */
+ * summed in double forward, dy / 4 to each covered pixel (0 elsewhere) backward, on a batch
+ * large enough for the threaded loops. */
 TEST(avgpool_2x2_fast_path_bits)
 {
     const int64_t n = 64, c = 6, h = 29, w = 27, oh = 14, ow = 13;
