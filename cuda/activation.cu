@@ -20,17 +20,15 @@ __device__ __forceinline__ float act_forward(int kind, float x, float a)
     }
 }
 
-/* s is the saved output y (saved_is_y) or the input x; see act_backward_cpu for why the sign
- * of y stands in for the sign of x. */
-__device__ __forceinline__ float act_backward(int kind, float s, float dy, float a,
-                                              bool saved_is_y)
+/* s is the saved output y or the input x, as layers/activation.c chose; see act_backward_cpu
+ * for why the sign of y stands in for the sign of x. */
+__device__ __forceinline__ float act_backward(int kind, float s, float dy, float a)
 {
     switch (kind) {
     case K_RELU: return s <= 0.0f ? 0.0f : dy;
     case K_LEAKY: return s > 0.0f ? dy : a * dy;
-    case K_ELU:
-        if (!(s <= 0.0f)) return dy; /* NaN passes its gradient, as the CPU's and PyTorch's */
-        return saved_is_y ? dy * (s + a) : dy * a * expf(s);
+    case K_ELU: /* s is x (see act_backward_cpu); a NaN passes its gradient, as on the CPU */
+        return s <= 0.0f ? dy * a * expf(s) : dy;
     case K_SIGMOID: return dy * s * (1.0f - s);
     /* __fmul_rn keeps nvcc from fusing 1 - s*s into an FMA the CPU loop does not do. */
     default: return dy * (1.0f - __fmul_rn(s, s));
@@ -45,9 +43,9 @@ static __global__ void act_forward_kernel(int kind, const float *x, float *y, fl
 
 // s, dy, dx: (numel)
 static __global__ void act_backward_kernel(int kind, const float *s, const float *dy, float *dx,
-                                           float a, bool saved_is_y, int64_t n)
+                                           float a, int64_t n)
 {
-    GRID_STRIDE_LOOP(i, n) dx[i] = act_backward(kind, s[i], dy[i], a, saved_is_y);
+    GRID_STRIDE_LOOP(i, n) dx[i] = act_backward(kind, s[i], dy[i], a);
 }
 
 extern "C" cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, float param,
@@ -64,15 +62,15 @@ extern "C" cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, fl
 }
 
 extern "C" cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param,
-                                                   bool saved_is_y, const float *saved,
-                                                   const float *dy, float *dx, int64_t n)
+                                                   const float *saved, const float *dy, float *dx,
+                                                   int64_t n)
 {
     CNN_CHECK(kind >= K_RELU && kind <= K_TANH, CNN_ERR_INTERNAL,
               "activation backward: unknown kind %d", kind);
     if (n <= 0) return CNN_OK;
     cudaStream_t s;
     CNN_TRY(cnn_cuda_enter(ctx, "activation backward", &s));
-    act_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(kind, saved, dy, dx, param, saved_is_y, n);
+    act_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(kind, saved, dy, dx, param, n);
     CNN_CUDA_LAUNCH_CHECK(act_backward_kernel);
     return CNN_OK;
 }

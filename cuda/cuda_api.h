@@ -274,12 +274,12 @@ cnn_status cnn_cuda_concat_copy_f32(cnn_context *ctx, float *whole, float *part,
                                     int64_t total, int64_t at, int64_t len, int64_t inner,
                                     bool to_slab);
 /* kind in layers/activation.c's order: 0 relu, 1 leaky_relu, 2 elu, 3 sigmoid, 4 tanh; param:
- * negative_slope or alpha. Backward reads `saved`: the output when saved_is_y, else the input. */
+ * negative_slope or alpha. Backward reads `saved`: the output or the input, as
+ * layers/activation.c saved it (the input for elu and a negative slope). */
 cnn_status cnn_cuda_activation_forward(cnn_context *ctx, int kind, float param, const float *x,
                                        float *y, int64_t n);
-cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param, bool saved_is_y,
-                                        const float *saved, const float *dy, float *dx,
-                                        int64_t n);
+cnn_status cnn_cuda_activation_backward(cnn_context *ctx, int kind, float param,
+                                        const float *saved, const float *dy, float *dx, int64_t n);
 /* y[i] = x[i] * (philox uniform i of draw d < keep_below ? scale : 0), the CPU mask (a dropped
  * NaN or inf gives NaN, as PyTorch's x * mask). */
 cnn_status cnn_cuda_dropout_f32(cnn_context *ctx, const float *x, float *y, int64_t n,

@@ -47,8 +47,9 @@ static void act_forward_cpu(act_kind kind, float a, const float *x, float *y, in
 }
 
 /* s is the saved tensor (output y or input x, per p->saved_is_y).
- * relu: y > 0 <=> x > 0. leaky with slope >= 0: likewise. elu with alpha >= 0: y <= 0 <=> x <= 0
- * and there dy/dx = alpha * exp(x) = y + alpha. */
+ * relu: y > 0 <=> x > 0. leaky with slope >= 0: likewise. elu always reads x: there dy/dx =
+ * alpha * exp(x), as PyTorch computes it; y + alpha equals it but cancels once y nears -alpha
+ * (0 below x = -17.3 for alpha 1). */
 // s, dy, dx: (numel)
 static void act_backward_cpu(const act_params *p, const float *s, const float *dy, float *dx,
                              int64_t n)
@@ -64,13 +65,8 @@ static void act_backward_cpu(const act_params *p, const float *s, const float *d
         for (int64_t i = 0; i < n; i++) dx[i] = s[i] > 0.0f ? dy[i] : a * dy[i];
         break;
     case ACT_ELU: /* PyTorch's `x <= 0 ? ... : dy`: a NaN passes its gradient, as in relu */
-        if (p->saved_is_y) {
-            #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
-            for (int64_t i = 0; i < n; i++) dx[i] = s[i] <= 0.0f ? dy[i] * (s[i] + a) : dy[i];
-        } else {
-            #pragma omp parallel for if (cnn_par_worth(n))
-            for (int64_t i = 0; i < n; i++) dx[i] = s[i] <= 0.0f ? dy[i] * a * expf(s[i]) : dy[i];
-        }
+        #pragma omp parallel for if (cnn_par_worth(n))
+        for (int64_t i = 0; i < n; i++) dx[i] = s[i] <= 0.0f ? dy[i] * a * expf(s[i]) : dy[i];
         break;
     case ACT_SIGMOID:
         #pragma omp parallel for simd if (parallel: cnn_par_worth(n))
@@ -93,8 +89,7 @@ static cnn_status act_grad(const act_params *p, const cnn_tensor *s, const cnn_t
 #if CNN_WITH_CUDA
     if (cnn_on_cuda(s)) {
         cnn_status st = cnn_cuda_activation_backward(cnn_ctx(), (int)p->kind, p->param,
-                                                     p->saved_is_y, cnn_f32(s), cnn_f32(dy),
-                                                     cnn_f32(*dx), n);
+                                                     cnn_f32(s), cnn_f32(dy), cnn_f32(*dx), n);
         if (st != CNN_OK) cnn_tensor_free(dx);
         return st;
     }
@@ -124,8 +119,9 @@ static cnn_status activation(const char *op, act_kind kind, float param, const c
     CNN_TRY(cnn_check_f32(op, "x", x));
     CNN_CHECK(isfinite(param), CNN_ERR_INVALID_ARG, "%s: %s %g is not finite", op,
               kind == ACT_LEAKY ? "negative_slope" : "alpha", (double)param);
-    /* Only a negative slope/alpha breaks the sign correspondence that lets backward read y. */
-    act_params p = {kind, param, !((kind == ACT_LEAKY || kind == ACT_ELU) && param < 0.0f)};
+    /* elu's backward reads x (see act_backward_cpu), and so does leaky_relu's with a negative
+     * slope, which breaks the sign correspondence that lets the others read y. */
+    act_params p = {kind, param, !(kind == ACT_ELU || (kind == ACT_LEAKY && param < 0.0f))};
     cnn_status st = CNN_OK;
     cnn_tensor *xc = NULL;
     CNN_TRYG(cnn_contig(x, &xc));

@@ -109,7 +109,7 @@ TEST(activation_saturation_gradients)
     }
 }
 
-TEST(activation_saves_output_not_input)
+TEST(activation_saves_what_its_backward_reads)
 {
     cnn_tensor *x = away_from_zero(CNN_SHAPE(3, 4));
     REQUIRE(x);
@@ -118,13 +118,37 @@ TEST(activation_saves_output_not_input)
         cnn_tensor *y = NULL;
         CHECK_OK(apply(cases[c].kind, cases[c].a, x, &y));
         REQUIRE(y->node && y->node->n_saved == 1);
-        /* Only a negative slope/alpha needs the input (the sign of y no longer tells x's). */
-        if (cases[c].a < 0) CHECK(y->node->saved[0] == x);
+        /* elu's gradient is a * exp(x), as PyTorch computes it (from y it would be y + a, which
+         * cancels in the tail); leaky_relu with a negative slope needs x's sign, which y's no
+         * longer tells. Every other case saves its output. */
+        if (cases[c].kind == 2 || cases[c].a < 0) CHECK(y->node->saved[0] == x);
         else CHECK(y->node->saved[0] == y);
         cnn_tensor_free(&y);
         cnn_tape_reset();
     }
     cnn_tensor_free(&x);
+}
+
+/* elu far in the negative tail: dx = a * exp(x) stays accurate (from y + a it lost every digit:
+ * 0 below x = -17.3, where PyTorch gives 1.5e-8 at -18). */
+TEST(elu_gradient_in_the_negative_tail)
+{
+    float xv[5] = {-9.0f, -14.0f, -17.0f, -18.0f, -25.0f};
+    cnn_tensor *x = NULL, *y = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(5), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_elu(x, 1.0f, &y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_backward(s));
+    const float *dx = cnn_tensor_cdata(cnn_tensor_grad(x));
+    REQUIRE(dx);
+    for (int i = 0; i < 5; i++) {
+        const double want = exp((double)xv[i]);
+        if (!(fabs(dx[i] - want) <= 1e-6 * want))
+            cnn_test_fail(__FILE__, __LINE__, "elu'(%g) = %.8g, exactly %.8g", (double)xv[i],
+                          (double)dx[i], want);
+    }
+    free_tensors(&x, &y, &s);
 }
 
 TEST(activation_large_tensor_threaded)
