@@ -31,7 +31,7 @@ static __device__ float lrn_scale_at(const lrn_geom &g, const float *x, int64_t 
 // x, y: (N, C, inner)
 static __global__ void lrn_forward_kernel(lrn_geom g, const float *x, float *y)
 {
-    GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) y[e] = x[e] * powf(lrn_scale_at(g, x, e), -g.beta);
+    GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) y[e] = x[e] / powf(lrn_scale_at(g, x, e), g.beta);
 }
 
 /* First half of the CPU backward: t = dy x s^(-beta-1), dx = dy s^-beta.
@@ -41,7 +41,7 @@ static __global__ void lrn_backward_scale_kernel(lrn_geom g, const float *x, con
 {
     GRID_STRIDE_LOOP(e, g.n * g.c * g.inner) {
         float s = lrn_scale_at(g, x, e), sb = powf(s, -g.beta);
-        t[e] = __fmul_rn(dy[e], __fmul_rn(x[e], sb / s)); /* the CPU's order (layers/lrn.c) */
+        t[e] = __fmul_rn(dy[e], __fmul_rn(x[e] / s, sb)); /* the CPU's order (layers/lrn.c) */
         dx[e] = __fmul_rn(dy[e], sb);
     }
 }

@@ -49,7 +49,7 @@ static void lrn_scale(const lrn_params *p, const float *x, float *scale)
         }
 }
 
-/* With y_c = x_c * s_c^-beta and s_c = k + alpha/size * sum_{c' in W(c)} x_c'^2:
+/* With y_c = x_c / s_c^beta and s_c = k + alpha/size * sum_{c' in W(c)} x_c'^2:
  * dx_j = dy_j * s_j^-beta - 2 beta alpha/size * x_j * sum_{c : j in W(c)} dy_c x_c s_c^(-beta-1).
  * j is in W(c) exactly when c lies in [j - (size-1)/2, j + size/2].
  * x, dy, dx: (N, C, inner); t: scratch of the same size */
@@ -61,9 +61,10 @@ static void lrn_backward_kernel(const lrn_params *p, const float *x, const float
     #pragma omp parallel for if (cnn_par_worth(total * p->size))
     for (int64_t e = 0; e < total; e++) {
         float s = dx[e], sb = powf(s, -p->beta); /* s^(-beta-1) = sb / s: one powf, not two */
-        /* x * (sb / s) first: |x| near FLT_MAX makes s inf and sb / s 0, where dy * x would
-         * overflow and inf * 0 turn PyTorch's finite gradient into NaN. */
-        t[e] = dy[e] * (x[e] * (sb / s));
+        /* (x / s) * sb: x / s and sb stay in range where sb / s underflows (x = 1e16, s = 2e27:
+         * 1.7e-48, which dropped the term); |x| near FLT_MAX makes s inf and x / s 0, where
+         * dy * x would overflow and inf * 0 turn PyTorch's finite gradient into NaN. */
+        t[e] = dy[e] * ((x[e] / s) * sb);
         dx[e] = dy[e] * sb;
     }
     float f = 2.0f * p->beta * p->alpha / (float)p->size;
@@ -126,9 +127,10 @@ cnn_status cnn_lrn(const cnn_tensor *x, int size, float alpha, float beta, float
         float *py = cnn_f32(*y);
         int64_t total = p.n * p.c * p.inner;
         lrn_scale(&p, px, py);
-        /* one powf (about 16 operations) per element */
+        /* one powf (about 16 operations) per element; x / s^beta, as PyTorch: s^-beta
+         * overflows first (k 0, beta 2, x 1e-10: inf where the quotient is 1e30) */
         #pragma omp parallel for if (cnn_par_worth(total * 16))
-        for (int64_t e = 0; e < total; e++) py[e] = px[e] * powf(py[e], -beta);
+        for (int64_t e = 0; e < total; e++) py[e] = px[e] / powf(py[e], beta);
     }
     if (cnn_should_record(&x, 1)) {
         cnn_node *nd = NULL;

@@ -62,6 +62,34 @@ TEST(lrn_huge_inputs_keep_finite_gradient_as_torch)
     cnn_tensor_free(&dy);
 }
 
+/* Large but not huge inputs: at x = 1e16 (size 5, alpha 1e-4, beta 0.75, k 1, one channel) the
+ * scale is 2e27 and s^(-beta-1) 1.7e-48, below the smallest float, so the gradient's cross term
+ * must not form it (x / s first, then s^-beta: -1.6718507e-21 exactly, where the dropped term
+ * gave +3.34e-21). And with k 0 and beta 2, s^-beta overflows where x / s^beta does not (PyTorch's
+ * form): x = 1e-10 (size 1, alpha 1) gives 1e30, not inf. */
+TEST(lrn_large_and_small_scales_as_torch)
+{
+    const float big = 1e16f, tiny = 1e-10f;
+    cnn_tensor *x = NULL, *y = NULL, *dy = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 1), &big, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1, 1, 1), 1.0f, CNN_CPU, &dy));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_lrn(x, 5, 1e-4f, 0.75f, 1.0f, &y));
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    REQUIRE(cnn_tensor_grad(x));
+    const double xd = big, sd = 1.0 + (double)1e-4f / 5 * xd * xd;
+    const double want = pow(sd, -0.75) - 2 * 0.75 * (double)1e-4f / 5 * xd * xd * pow(sd, -1.75);
+    const float got = cnn_tensor_cdata(cnn_tensor_grad(x))[0];
+    if (!(fabs(got - want) <= 1e-5 * fabs(want)))
+        cnn_test_fail(__FILE__, __LINE__, "lrn dx at 1e16: %.8g, exactly %.8g", (double)got, want);
+    free_tensors(&x, &y, &dy);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 1, 1), &tiny, CNN_CPU, &x));
+    CHECK_OK(cnn_lrn(x, 1, 1.0f, 2.0f, 0.0f, &y));
+    const double yd = (double)tiny / pow((double)tiny * tiny, 2);
+    CHECK(y && fabs(cnn_tensor_cdata(y)[0] - yd) <= 1e-5 * yd);
+    free_tensors(&x, &y);
+}
+
 static void check_lrn_forward(cnn_shape s, int size, float alpha, float beta, float k)
 {
     int n = (int)s.d[0], c = (int)s.d[1], inner = 1;
