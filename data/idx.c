@@ -244,17 +244,19 @@ cnn_status cnn_idx_dataset_create(const char *images_path, const char *labels_pa
         snprintf(name, sizeof name, "%d", c);
         CNN_TRYG(cnn_data_strdup(name, "idx_dataset_create", &ds->class_names[c]));
     }
-    /* Mean/std over every pixel (scaled to [0, 1]), from a byte histogram: exact and fast. */
+    /* Mean/std over every pixel (scaled to [0, 1]), from a byte histogram: exact and fast. The
+     * variance takes a second pass over the bins: E[x^2] - mean^2 cancels, and gave a constant
+     * image set a std of 3e-10 instead of 0 (then the 1.0 fallback). */
     int64_t hist[256] = {0};
     size_t total = (size_t)ds->n * (size_t)m->rows * (size_t)m->cols;
     for (size_t p = 0; p < total; p++) hist[m->images[p]]++;
-    double s = 0, s2 = 0;
-    for (int v = 0; v < 256; v++) {
-        double x = v / 255.0;
-        s += hist[v] * x;
-        s2 += hist[v] * x * x;
-    }
-    double mean = s / (double)total, var = s2 / (double)total - mean * mean;
+    int64_t sum = 0; /* below 2^53: exact as a double too */
+    for (int v = 0; v < 256; v++) sum += hist[v] * v;
+    /* One correctly rounded quotient: for a constant set it is exactly v / 255.0. */
+    const double mean = (double)sum / (255.0 * (double)total);
+    double s2 = 0;
+    for (int v = 0; v < 256; v++) s2 += (double)hist[v] * (v / 255.0 - mean) * (v / 255.0 - mean);
+    const double var = s2 / (double)total;
     for (int c = 0; c < 3; c++) {
         ds->mean[c] = (float)mean;
         ds->std[c] = var > 0 ? (float)sqrt(var) : 1.0f;

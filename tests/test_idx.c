@@ -125,6 +125,38 @@ static void be32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)v;
 }
 
+/* Every pixel 7: the mean is 7/255 and the spread none, so std is the 1.0 fallback (the data set
+ * then normalises to x - mean), not the 3.3e-10 a one-pass E[x^2] - mean^2 left, which turned
+ * the zero padding into -8.3e7. */
+TEST(idx_constant_images_have_no_spread)
+{
+    char dir[] = "/tmp/cnn_idx_XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char img[256], lab[256];
+    snprintf(img, sizeof img, "%s/img", dir);
+    snprintf(lab, sizeof lab, "%s/lab", dir);
+    unsigned char buf[16 + 4 * 28 * 28] = {0, 0, 8, 3}, lh[8] = {0, 0, 8, 1};
+    be32(buf + 4, 4);
+    be32(buf + 8, 28);
+    be32(buf + 12, 28);
+    memset(buf + 16, 7, 4 * 28 * 28);
+    be32(lh + 4, 4);
+    FILE *f = fopen(img, "wb");
+    REQUIRE(f);
+    CHECK(fwrite(buf, 1, sizeof buf, f) == sizeof buf && fclose(f) == 0);
+    write_idx(lab, false, lh, 8, 4);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_idx_dataset_create(img, lab, 1, &ds));
+    float mean[3], std[3];
+    cnn_dataset_mean_std(ds, mean, std);
+    CHECK_NEAR(mean[0], 7 / 255.0, 1e-7);
+    CHECK(std[0] == 1.0f);
+    cnn_dataset_destroy(&ds);
+    remove(img);
+    remove(lab);
+    rmdir(dir);
+}
+
 TEST(idx_corrupt_files_are_format_errors)
 {
     char dir[] = "/tmp/cnn_idx_XXXXXX";

@@ -68,7 +68,8 @@ int cnn_dataset_channels(const cnn_dataset *ds);
 /* Stored image size of datasets that have one (IDX: 28 x 28) in *height, *width (may be NULL);
  * returns the side when square, else 0 (folders: sizes vary, all 0). */
 int cnn_dataset_native_size(const cnn_dataset *ds, int *height, int *width);
-/* Per-channel mean/std of the pixels scaled to [0, 1] used by the default normalisation. */
+/* Per-channel mean/std of the pixels scaled to [0, 1] used by the default normalisation (std 1
+ * where the pixels do not vary at all, so that normalising only centres them). */
 void cnn_dataset_mean_std(const cnn_dataset *ds, float mean[3], float std[3]);
 /* Writes a name for sample i (its file path, or "file[i]" for IDX) into buf; returns buf. */
 const char *cnn_dataset_sample_name(const cnn_dataset *ds, int64_t i, char *buf, size_t n);
