@@ -439,9 +439,11 @@ cnn_status cnn_dataset_fetch(const cnn_dataset *ds, int64_t i, const cnn_transfo
         if (t->brightness > 0 || t->contrast > 0 || t->saturation > 0)
             color_jitter(&r, t, S, C, out);
     }
+    /* (x - mean) / std, as torchvision's Normalize: its bits, and a tiny (subnormal) std gives
+     * what the quotient gives, where a reciprocal 1 / std was already inf. */
     for (int c = 0; c < C; c++) {
-        float m = t->mean[c], inv = 1.0f / t->std[c];
-        for (size_t p = 0; p < plane; p++) out[c * plane + p] = (out[c * plane + p] - m) * inv;
+        const float m = t->mean[c], sd = t->std[c];
+        for (size_t p = 0; p < plane; p++) out[c * plane + p] = (out[c * plane + p] - m) / sd;
     }
     if (t->train && t->erase_p > 0) random_erase(&r, t, S, C, out);
     if (label) *label = ds->labels[i];

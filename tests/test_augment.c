@@ -450,6 +450,21 @@ TEST(augment_random_erasing_boxes)
     cnn_dataset_destroy(&ds);
 }
 
+/* Normalize is (x - mean) / std, as torchvision's: with a tiny (subnormal) std a pixel equal to
+ * the mean gives 0 (a reciprocal 1 / std was inf, and 0 * inf NaN), the others overflow to inf. */
+TEST(augment_normalize_divides_by_std)
+{
+    cnn_dataset *ds = data_test_synthetic(1, 16, 16);
+    REQUIRE(ds);
+    cnn_transform t = identity_train_transform(ds, 16);
+    t.mean[0] = 0; /* pixel 0 is 0 */
+    t.std[0] = 1e-39f;
+    float out[256];
+    CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 0, out, NULL));
+    CHECK(out[0] == 0.0f && isinf(out[255]) && out[255] > 0);
+    cnn_dataset_destroy(&ds);
+}
+
 /* The defaults are torchvision's RandomResizedCrop (scale (0.08, 1), ratio (3/4, 4/3)), eval
  * Resize(S / 0.875) + CenterCrop(S), and RandomHorizontalFlip(0.5) for photos only: none in
  * evaluation, none for IDX digits and clothes (whose geometry pads or resizes). */
