@@ -176,10 +176,12 @@ static __global__ void adaptive_forward_kernel(cnn_cuda_pool_geom g, const float
         int64_t hs, he, ws, we;
         adaptive_span(oh, g.h, g.oh, &hs, &he);
         adaptive_span(ow, g.w, g.ow, &ws, &we);
-        float s = 0.0f;
+        /* In double, as the CPU's: a global pool over a 512 x 512 map summed in float came out
+         * 0.25% off (PyTorch takes a 1x1 adaptive pool as a mean, a tree reduction). */
+        double s = 0.0;
         for (int64_t h = hs; h < he; h++)
             for (int64_t w = ws; w < we; w++) s += xp[h * g.w + w];
-        y[o] = s / (float)((he - hs) * (we - ws));
+        y[o] = (float)(s / (double)((he - hs) * (we - ws)));
     }
 }
 

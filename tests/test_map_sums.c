@@ -73,3 +73,17 @@ TEST(avg_pools_sum_large_windows_accurately)
     }
     free_tensors(&x, &y, &z);
 }
+
+/* The same global pool on the GPU (always the hand-written kernel). */
+GPU_TEST(cuda_adaptive_avg_pool_sums_a_large_window_accurately)
+{
+    cnn_tensor *x = NULL, *z = NULL, *h = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(1, 2, 512, 512), 0.001f, CNN_CUDA(0), &x));
+    REQUIRE(x);
+    CHECK_OK(cnn_adaptive_avg_pool2d(x, 1, 1, &z));
+    CHECK_OK(cnn_tensor_to(z, CNN_CPU, &h));
+    REQUIRE(h);
+    for (int c = 0; c < 2; c++)
+        CHECK(near_exact("cuda adaptive_avg_pool2d", cnn_tensor_cdata(h)[c], (double)0.001f, 1e-6));
+    free_tensors(&x, &z, &h);
+}
