@@ -128,10 +128,12 @@ static __global__ void avg_pool_forward_kernel(cnn_cuda_pool_geom gg, const floa
         I ow = o % g.ow, oh = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
         const float *xp = x + pl * g.h * g.w;
         I hs, he, ws, we, div = avg_window(g, oh, ow, &hs, &he, &ws, &we);
-        float s = 0.0f;
+        /* In double, as the CPU's (the same order, so the same bits): a float sum overflowed
+         * to inf for a window of values near FLT_MAX whose mean is finite. */
+        double s = 0.0;
         for (I h = hs; h < he; h++)
             for (I w = ws; w < we; w++) s += xp[h * g.w + w];
-        y[o] = div ? s / (float)div : 0.0f;
+        y[o] = div ? (float)(s / (double)div) : 0.0f;
     }
 }
 
