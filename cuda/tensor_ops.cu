@@ -159,7 +159,9 @@ static __global__ void uniform_f32_kernel(float *p, int64_t n, float a, float b,
         cnn_philox4x32(seed, offset + (uint64_t)c, r);
         for (int k = 0; k < 4; k++) {
             int64_t i = 4 * c + k;
-            if (i < n) p[i] = __fadd_rn(a, __fmul_rn(span, cnn_u32_to_unit(r[k])));
+            if (i >= n) continue;
+            const float v = __fadd_rn(a, __fmul_rn(span, cnn_u32_to_unit(r[k])));
+            p[i] = v < b ? v : nextafterf(b, a); /* never b itself, as core/rng.c */
         }
     }
 }

@@ -183,9 +183,11 @@ typedef struct sample_rng {
     uint64_t key, base, i;
 } sample_rng;
 
+/* U[lo, hi): a draw that rounds onto hi is the largest float below it, as core/rng.c's. */
 static float rng_uniform(sample_rng *r, float lo, float hi)
 {
-    return lo + (hi - lo) * cnn_philox_uniform(r->key, r->base, r->i++);
+    const float v = lo + (hi - lo) * cnn_philox_uniform(r->key, r->base, r->i++);
+    return v < hi ? v : nextafterf(hi, lo);
 }
 
 /* torchvision RandomResizedCrop.get_params: crop box (top, left, h, w). */
@@ -413,7 +415,12 @@ cnn_status cnn_dataset_fetch(const cnn_dataset *ds, int64_t i, const cnn_transfo
         *bad_sample = (st == CNN_ERR_IO || st == CNN_ERR_FORMAT) && !process_fault;
         return st;
     }
-    sample_rng r = {seed, ((uint64_t)epoch << 40) + ((uint64_t)i << 8), 0};
+    /* The seed tagged, as the loader's shuffle is: the training tool seeds the context's stream
+     * (weights, dropout) with the same number, and an untagged key made sample i's first epoch
+     * draw the words of that stream's counters 256 i on (AlexNet's flips followed the signs of
+     * its initial weights). */
+    sample_rng r = {seed ^ 0x4155474D454E54ull /* "AUGMENT" */,
+                    ((uint64_t)epoch << 40) + ((uint64_t)i << 8), 0};
     int C = img.channels;
     size_t plane = (size_t)S * S;
     st = apply_geometry(&img, t, S, &r, out);

@@ -1,8 +1,12 @@
 /* test_rng.c — the context RNG's draws as a stream: each draw of uniform or normal values,
  * whatever its size, takes values no other draw takes (a draw of 3 uniforms or 3 normals must
  * not leave counters that the next draw uses again), and the two normals Box-Muller makes from
- * one counter are two different values. Seeding and distributions: test_tensor.c. */
+ * one counter are two different values; U[low, high) never gives high, on the CPU and the GPU;
+ * and the data augmentation's per-sample streams are not the context's stream under the same
+ * seed. Seeding and distributions: test_tensor.c. */
 #include "test.h"
+
+#include "data_fixtures.h"
 
 /* Draws `rounds` tensors of n values each after seeding, and fails on any value seen twice. */
 static void draws_never_repeat(bool normal, int64_t n, int rounds)
@@ -67,4 +71,86 @@ TEST(rng_two_draws_equal_one_draw_of_both_on_whole_counters)
         cnn_tensor_free(&b);
         cnn_tensor_free(&both);
     }
+}
+
+/* a + (b - a) * u rounds onto b for some u < 1: U[1, 1.0001) did in about 6 of 10,000 draws. */
+static void uniform_excludes_high(cnn_device dev)
+{
+    const int64_t n = 1 << 20;
+    cnn_tensor *t = NULL;
+    cnn_manual_seed(5);
+    CHECK_OK(cnn_tensor_uniform(CNN_SHAPE(n), 1.0f, 1.0001f, dev, &t));
+    float *v = malloc((size_t)n * sizeof *v);
+    REQUIRE(t && v);
+    CHECK_OK(cnn_tensor_read(t, v, (size_t)n));
+    int64_t out = 0, top = 0;
+    for (int64_t i = 0; i < n; i++) {
+        out += !(v[i] >= 1.0f && v[i] < 1.0001f);
+        top += v[i] == nextafterf(1.0001f, 0.0f);
+    }
+    if (out) cnn_test_fail(__FILE__, __LINE__, "%lld of %lld draws outside [1, 1.0001)",
+                           (long long)out, (long long)n);
+    CHECK(top > 0); /* the draws that rounded up, and a few that land there anyway */
+    free(v);
+    cnn_tensor_free(&t);
+}
+
+TEST(rng_uniform_never_gives_high)
+{
+    uniform_excludes_high(CNN_CPU);
+}
+
+GPU_TEST(cuda_rng_uniform_never_gives_high_and_matches_cpu)
+{
+    uniform_excludes_high(CNN_CUDA(0));
+    cnn_tensor *c = NULL, *g = NULL, *h = NULL;
+    cnn_manual_seed(5);
+    CHECK_OK(cnn_tensor_uniform(CNN_SHAPE(100003), 1.0f, 1.0001f, CNN_CPU, &c));
+    cnn_manual_seed(5);
+    CHECK_OK(cnn_tensor_uniform(CNN_SHAPE(100003), 1.0f, 1.0001f, CNN_CUDA(0), &g));
+    CHECK_OK(cnn_tensor_to(g, CNN_CPU, &h));
+    REQUIRE(c && h);
+    CHECK(memcmp(cnn_tensor_cdata(c), cnn_tensor_cdata(h), 100003 * sizeof(float)) == 0);
+    cnn_tensor_free(&c);
+    cnn_tensor_free(&g);
+    cnn_tensor_free(&h);
+}
+
+/* The training tool seeds the context (weights, dropout) and the loader with one number. Sample
+ * i's augmentation draws j = 0, 1, ... once took the words of the context's counters 256 i on,
+ * i.e. its uniform values 1024 i + j: the flips of 256 samples agreed with one of those values
+ * 256 times in 256. Independent streams agree about 128 times. */
+TEST(rng_augmentation_streams_are_not_the_context_stream)
+{
+    const int n = 256;
+    cnn_dataset *ds = data_test_synthetic(n, 16, 16);
+    REQUIRE(ds);
+    cnn_transform t = cnn_transform_default(ds, true, 16), plain;
+    t.hflip_p = 0.5f;
+    plain = t;
+    plain.hflip_p = 0;
+    bool flipped[256];
+    float a[256], b[256];
+    for (int i = 0; i < n; i++) {
+        CHECK_OK(cnn_dataset_get(ds, i, &t, 11, 0, a, NULL));
+        CHECK_OK(cnn_dataset_get(ds, i, &plain, 11, 0, b, NULL));
+        flipped[i] = memcmp(a, b, sizeof a) != 0;
+    }
+    cnn_manual_seed(11);
+    cnn_tensor *u = NULL;
+    CHECK_OK(cnn_tensor_uniform(CNN_SHAPE(1024 * n), 0.0f, 1.0f, CNN_CPU, &u));
+    REQUIRE(u);
+    const float *uv = cnn_tensor_cdata(u);
+    int most = 0, flips = 0;
+    for (int i = 0; i < n; i++) flips += flipped[i];
+    for (int j = 0; j < 16; j++) {
+        int agree = 0;
+        for (int i = 0; i < n; i++) agree += flipped[i] == (uv[1024 * i + j] < 0.5f);
+        most = agree > most ? agree : most;
+    }
+    if (flips < 80 || flips > 176 || most > 200)
+        cnn_test_fail(__FILE__, __LINE__, "%d of %d samples flipped; a context draw agreed with "
+                      "the flips %d times", flips, n, most);
+    cnn_tensor_free(&u);
+    cnn_dataset_destroy(&ds);
 }
