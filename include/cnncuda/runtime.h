@@ -100,7 +100,9 @@ bool cnn_is_deterministic(void);
  * hand-written conv's GEMMs then use TF32 tensor cores (sm_80 and later); other ops stay FP32. */
 void cnn_set_tf32(bool on);
 bool cnn_is_tf32(void);
-/* Seeds the current context's counter-based RNG and resets its offset to 0. */
+/* Seeds the current context's counter-based RNG and resets its offset to 0. Every context
+ * (each thread's default one too) starts from the same fixed seed, so two contexts left unseeded
+ * draw the same numbers, dropout masks included: seed each one of them differently. */
 void cnn_manual_seed(uint64_t seed);
 /* The RNG state (seed, offset): saving and restoring both reproduces the stream exactly. */
 void cnn_rng_get_state(uint64_t *seed, uint64_t *offset);
