@@ -500,6 +500,7 @@ static cnn_status next_on_device(cnn_loader *l, cnn_tensor **images, cnn_tensor 
     l->ahead = (sent_batch){0};
     if (b.status != CNN_OK) {
         *bad_stop = b.bad_stop;
+        if (b.bad_stop) l->handed = b.end; /* as on the host path */
         cnn_status st = cnn_error(b.status, "%s", b.error ? b.error : "loader_next failed (out "
                                   "of host memory for its message)");
         free(b.error);
@@ -538,7 +539,9 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
 #endif
     {
         st = pack_batch(l, images, labels, &bad_stop);
-        if (*images) l->handed = l->consumed;
+        /* After a strict stop too: the next call goes on after the bad sample, and so does a
+         * resume from cnn_loader_position. */
+        if (*images || bad_stop) l->handed = l->consumed;
     }
     l->retry = st != CNN_OK && !bad_stop;
     if (*images) l->stats.batches++;

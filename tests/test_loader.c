@@ -248,6 +248,10 @@ TEST(loader_strict_mode_names_the_bad_file)
     CHECK_ERR(cnn_loader_next(l, &x, &y), CNN_ERR_FORMAT);
     CHECK(strstr(cnn_last_error(), "B_dog/trunc.jpg") != NULL);
     CHECK(x == NULL && y == NULL);
+    /* The position is past the bad sample, where the next call goes on: a resume there gives
+     * the batch that call gives (it said 0, and a resume met the bad file again). */
+    CHECK(cnn_loader_position(l) == 3);
+    CHECK_OK(cnn_loader_start_epoch_at(l, 0, cnn_loader_position(l)));
     /* The next call goes on with samples 3, 4, 5 (a_cat, label 1). */
     CHECK_OK(cnn_loader_next(l, &x, &y));
     REQUIRE(x && cnn_tensor_dim(x, 0) == 3 && cnn_tensor_dim(x, 1) == 1);
