@@ -118,9 +118,9 @@ typedef struct cnn_transform {
  * img_size 0 keeps an IDX dataset's native size (a folder needs img_size > 0). */
 cnn_transform cnn_transform_default(const cnn_dataset *ds, bool train, int img_size);
 /* Sample i decoded and transformed into out[C * S * S] (S = img_size, or the native size),
- * with its label in *label (may be NULL). Randomness from (seed, epoch, i) only. A file that
- * cannot be decoded gives CNN_ERR_FORMAT / CNN_ERR_IO naming it and stb_image's reason.
- * Thread-safe: several threads may fetch from one dataset. */
+ * with its label in *label (may be NULL). Randomness from (seed, epoch, i) only (0 <= epoch <
+ * 2^24). A file that cannot be decoded gives CNN_ERR_FORMAT / CNN_ERR_IO naming it and
+ * stb_image's reason. Thread-safe: several threads may fetch from one dataset. */
 cnn_status cnn_dataset_get(const cnn_dataset *ds, int64_t i, const cnn_transform *t,
                            uint64_t seed, int64_t epoch, float *out, int64_t *label);
 /* Output size S of a transform on a dataset (0 with an error if it has none). */
@@ -135,7 +135,8 @@ typedef struct cnn_loader_options {
                               cnn_loader_next on the calling thread */
     int prefetch;          /* batches decoded ahead of the consumer; 0 means 2 */
     int64_t limit;         /* > 0: use only `limit` samples, spread evenly over the dataset
-                              (indices floor(k * size / limit)) so every class appears */
+                              (indices floor(k * size / limit)), so the classes appear about
+                              in proportion (one smaller than size / limit may not at all) */
     uint64_t seed;
     bool strict;           /* a bad sample fails cnn_loader_next instead of being skipped */
     cnn_transform transform;
@@ -156,8 +157,9 @@ cnn_status cnn_loader_create(const cnn_dataset *ds, const cnn_loader_options *op
                              cnn_loader **out);
 /* Stops and joins the workers (safe at any point of an epoch) and frees everything. */
 void cnn_loader_destroy(cnn_loader **l);
-/* Starts (or restarts, dropping what was prefetched) epoch `epoch`: its permutation and
- * augmentation draws depend on (seed, epoch). cnn_loader_next starts epoch 0 if none was. */
+/* Starts (or restarts, dropping what was prefetched) epoch `epoch` (0 <= epoch < 2^24): its
+ * permutation and augmentation draws depend on (seed, epoch). cnn_loader_next starts epoch 0 if
+ * none was. */
 cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch);
 /* Starts epoch `epoch` at a position in its order (0 <= position <= samples per epoch): the
  * samples before it are neither decoded nor handed out, so the batches that follow are those an
@@ -165,7 +167,8 @@ cnn_status cnn_loader_start_epoch(cnn_loader *l, int64_t epoch);
  * inside an epoch (bad samples met before the position are not listed again). */
 cnn_status cnn_loader_start_epoch_at(cnn_loader *l, int64_t epoch, int64_t position);
 /* The position in the current epoch's order just after the last batch handed out (bad samples
- * skipped included); 0 at the start of an epoch. */
+ * skipped included), or after the bad sample that failed a strict call (where the next call
+ * goes on); 0 at the start of an epoch. */
 int64_t cnn_loader_position(const cnn_loader *l);
 /* The next batch: new tensors images (B, C, S, S) F32 and labels (B) I64 on the options'
  * device (the CPU unless set). At the end of the epoch both are set to NULL and CNN_OK is

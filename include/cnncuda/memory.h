@@ -19,8 +19,9 @@ extern "C" {
  * CPU memory: what CPU tensors hold (process-wide, every context and thread together)
  * ---------------------------------------------------------------------------------------- */
 /* Bytes held by live CPU tensor storages now (*allocated) and the most held at any moment since
- * the start or the last reset (*peak): sizes as allocated (rounded up to 64 B, 4 KiB from
- * 64 KiB), cached free blocks excluded, as torch.cuda.memory_allocated / max_memory_allocated
+ * the start or the last reset (*peak): the sizes of the blocks the storages hold (a request
+ * rounded up to 64 B, 4 KiB from 64 KiB, or a cached block up to 25% larger that served it),
+ * cached free blocks excluded, as torch.cuda.memory_allocated / max_memory_allocated
  * count device memory; pinned tensors (cnn_tensor_empty_pinned) are not counted. Either pointer
  * may be NULL. reset_peak: after reading, the peak restarts from the current allocated bytes. */
 void cnn_cpu_memory_stats(size_t *allocated, size_t *peak, bool reset_peak);

@@ -185,7 +185,8 @@ typedef struct cnn_model_options {
     int in_channels;         /* 0: the architecture's default (3; LeNet-5: 1) */
     bool zero_init_residual; /* ResNet: the last BN of each block starts with weight 0 */
     bool tanh;               /* LeNet-5: tanh activations (LeCun 1998) instead of ReLU */
-    float dropout;           /* AlexNet / VGG classifier dropout probability (default 0.5) */
+    float dropout;           /* AlexNet / VGG classifier dropout probability, in [0, 1)
+                              * (default 0.5) */
     bool skip_init;          /* conv / linear weights left uninitialised (no RNG, no fill):
                                 for loading a checkpoint right after creation */
 } cnn_model_options;

@@ -302,7 +302,9 @@ cnn_tensor *cnn_tensor_grad(const cnn_tensor *t);
 /* Drops a leaf's gradient (the next backward writes a fresh one). */
 void cnn_tensor_zero_grad(cnn_tensor *t);
 /* Back-propagates from a scalar loss (its gradient seeded with 1), accumulating into the
- * .grad of every leaf that requires grad, then resets the tape. As PyTorch (its version
+ * .grad of every leaf that requires grad, then resets the tape: every graph recorded on this
+ * context goes, not only the loss's (unlike PyTorch's), so several losses are summed (cnn_add)
+ * into one before a single backward. As PyTorch (its version
  * counter), a tensor an op saved for this backward that was written in place after the op ran
  * (cnn_tensor_copy_, _fill_, _write, an initialiser, an optimizer step, a load, a training-mode
  * batch norm's running statistics; through any view of its storage) makes the backward fail with
