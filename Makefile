@@ -109,6 +109,10 @@ else ifeq ($(CUDA),1)
   endif
 endif
 
+# A plain `make` builds everything: the config stamp's rule below is the first in the file and
+# would otherwise be the default goal (make built the stamp alone and said it was up to date).
+.DEFAULT_GOAL := all
+
 # What a build folder was built with ($(BUILD)/config.stamp, rewritten only when it changes):
 # every object depends on it, so `make CUDA=0` then `make` rebuilds all, and never mixes.
 CONFIG := CC=$(CC) CXX=$(CXX) NVCC=$(NVCC) CUDA=$(CUDA) CUDNN=$(CUDNN) CUDA_EMU=$(CUDA_EMU) \
