@@ -4,6 +4,7 @@
 #ifndef CNN_PHILOX_H
 #define CNN_PHILOX_H
 
+#include <math.h>
 #include <stdint.h>
 
 #ifdef __CUDACC__
@@ -55,6 +56,14 @@ CNN_HOSTDEV float cnn_philox_uniform(uint64_t seed, uint64_t offset, uint64_t i)
     uint32_t r[4];
     cnn_philox4x32(seed, offset + i / 4, r);
     return cnn_u32_to_unit(r[i % 4]);
+}
+
+/* A draw v = lo + (hi - lo) * u of U[lo, hi), kept below hi: rounding can land v on hi, which
+ * the range excludes (U[1, 1.0001): 6 in 10,000 draws); such a draw is the largest float below
+ * hi. (The caller computes v: a kernel spells out its rounding to match the CPU's.) */
+CNN_HOSTDEV float cnn_uniform_below(float v, float lo, float hi)
+{
+    return v < hi ? v : nextafterf(hi, lo);
 }
 
 #endif /* CNN_PHILOX_H */

@@ -89,12 +89,9 @@ cnn_status cnn_rng_fill(float *data, int64_t n, int dist, float a, float b, cnn_
     if (dist == 0) {
         /* One Philox call (about 60 integer operations) per element counts as its work. */
         #pragma omp parallel for if (cnn_par_worth(n * 60))
-        for (int64_t i = 0; i < n; i++) {
-            /* Rounding can land a + (b - a) * u on b, which U[a, b) excludes (U[1, 1.0001): 6
-             * in 10,000 draws): such a draw is the largest float below b, as on the GPU. */
-            const float v = a + (b - a) * cnn_philox_uniform(seed, offset, (uint64_t)i);
-            data[i] = v < b ? v : nextafterf(b, a);
-        }
+        for (int64_t i = 0; i < n; i++)
+            data[i] = cnn_uniform_below(a + (b - a) * cnn_philox_uniform(seed, offset, (uint64_t)i),
+                                        a, b);
     } else {
         #pragma omp parallel for if (cnn_par_worth(n * 60))
         for (int64_t i = 0; i < n; i++) data[i] = a + b * normal_at(seed, offset, i);

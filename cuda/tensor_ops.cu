@@ -161,7 +161,7 @@ static __global__ void uniform_f32_kernel(float *p, int64_t n, float a, float b,
             int64_t i = 4 * c + k;
             if (i >= n) continue;
             const float v = __fadd_rn(a, __fmul_rn(span, cnn_u32_to_unit(r[k])));
-            p[i] = v < b ? v : nextafterf(b, a); /* never b itself, as core/rng.c */
+            p[i] = cnn_uniform_below(v, a, b);
         }
     }
 }

@@ -183,11 +183,9 @@ typedef struct sample_rng {
     uint64_t key, base, i;
 } sample_rng;
 
-/* U[lo, hi): a draw that rounds onto hi is the largest float below it, as core/rng.c's. */
 static float rng_uniform(sample_rng *r, float lo, float hi)
 {
-    const float v = lo + (hi - lo) * cnn_philox_uniform(r->key, r->base, r->i++);
-    return v < hi ? v : nextafterf(hi, lo);
+    return cnn_uniform_below(lo + (hi - lo) * cnn_philox_uniform(r->key, r->base, r->i++), lo, hi);
 }
 
 /* torchvision RandomResizedCrop.get_params: crop box (top, left, h, w). */
