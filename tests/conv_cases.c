@@ -1,4 +1,5 @@
-/* conv_cases.c — the conv2d cases of the GPU conv tests and their CPU oracle (conv_cases.h). */
+/* conv_cases.c — the conv2d cases of the GPU conv tests, their CPU oracle and the runner of the
+ * launchers against it (conv_cases.h). */
 #include "conv_cases.h"
 
 #if CNN_WITH_CUDA
@@ -95,6 +96,128 @@ int close_scaled(const char *what, const cnn_tensor *got, const cnn_tensor *ref,
     for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(v[i]));
     free(v);
     return tensors_close(what, got, ref, atol * mx, rtol);
+}
+
+const conv_impl conv_hand = {"hand-written", cnn_cuda_conv2d_forward,
+                             cnn_cuda_conv2d_backward_data, cnn_cuda_conv2d_backward_filter};
+#if CNN_WITH_CUDNN
+const conv_impl conv_dnn = {"cudnn", cnn_cudnn_conv2d_forward, cnn_cudnn_conv2d_backward_data,
+                            cnn_cudnn_conv2d_backward_filter};
+#endif
+
+void conv_out_free(conv_out *o)
+{
+    cnn_tensor_free(&o->y);
+    cnn_tensor_free(&o->dx);
+    cnn_tensor_free(&o->dw);
+    cnn_tensor_free(&o->db);
+}
+
+int conv_run(const conv_case *cc, const conv_impl *im, const conv_ref *r, conv_out *o)
+{
+    memset(o, 0, sizeof *o);
+    cnn_tensor *x = to_gpu(r->x), *w = to_gpu(r->w), *b = to_gpu(r->b), *dy = to_gpu(r->dy);
+    o->y = nan_gpu(cnn_tensor_shape(r->dy));
+    o->dx = nan_gpu(cnn_tensor_shape(r->x));
+    o->dw = nan_gpu(cnn_tensor_shape(r->w));
+    o->db = nan_gpu(CNN_SHAPE(cc->k));
+    int ok = 0;
+    if (!x || !w || !dy || !o->y || !o->dx || !o->dw || !o->db || (cc->bias && !b)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: setup failed: %s", cc->name, cnn_last_error());
+        goto done;
+    }
+    cnn_context *ctx = cnn_context_current();
+    cnn_status s1 = im->fwd(ctx, &r->g, dev_f32(x), dev_f32(w), dev_f32(b), cnn_f32(o->y));
+    cnn_status s2 = im->data(ctx, &r->g, dev_f32(dy), dev_f32(w), cnn_f32(o->dx));
+    cnn_status s3 = im->filter(ctx, &r->g, dev_f32(dy), dev_f32(x), cnn_f32(o->dw),
+                               b ? cnn_f32(o->db) : NULL);
+    if (s1 != CNN_OK || s2 != CNN_OK || s3 != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s %s: %s / %s / %s: %s", im->name, cc->name,
+                      cnn_status_name(s1), cnn_status_name(s2), cnn_status_name(s3),
+                      cnn_last_error());
+        goto done;
+    }
+    ok = 1;
+done:
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&dy);
+    if (!ok) conv_out_free(o);
+    return ok;
+}
+
+void conv_compare(const char *tag, const conv_case *cc, const char *name, const cnn_tensor *got,
+                  const cnn_tensor *ref, float atol, float rtol)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s %s: %s", tag, cc->name, name);
+    if (!close_scaled(what, got, ref, atol, rtol)) cnn_test_fail(__FILE__, __LINE__, "%s", what);
+}
+
+void check_impl(const conv_case *cc, const conv_impl *im, float atol, float rtol)
+{
+    conv_ref r;
+    conv_out o;
+    if (!make_ref(cc, &r)) {
+        cnn_test_fail(__FILE__, __LINE__, "%s: reference failed: %s", cc->name, cnn_last_error());
+    } else if (conv_run(cc, im, &r, &o)) {
+        conv_compare(im->name, cc, "y", o.y, r.y, atol, rtol);
+        conv_compare(im->name, cc, "dx", o.dx, r.dx, atol, rtol);
+        conv_compare(im->name, cc, "dw", o.dw, r.dw, atol, rtol);
+        if (r.b) conv_compare(im->name, cc, "db", o.db, r.db, atol, rtol);
+        conv_out_free(&o);
+    }
+    ref_free(&r);
+}
+
+/* Runs forward, backward-data and backward-filter of case cc with im and reads the three
+ * results back into host arrays (each malloc'ed). */
+static int run_to_host(const conv_case *cc, const conv_impl *im, const conv_ref *r, float **out)
+{
+    (void)cc; /* the case's geometry already shaped r's tensors */
+    cnn_tensor *x = to_gpu(r->x), *w = to_gpu(r->w), *dy = to_gpu(r->dy);
+    cnn_tensor *y = nan_gpu(cnn_tensor_shape(r->dy)), *dx = nan_gpu(cnn_tensor_shape(r->x));
+    cnn_tensor *dw = nan_gpu(cnn_tensor_shape(r->w));
+    cnn_tensor *res[3] = {y, dx, dw};
+    cnn_context *ctx = cnn_context_current();
+    int ok = x && w && dy && y && dx && dw &&
+             im->fwd(ctx, &r->g, dev_f32(x), dev_f32(w), NULL, cnn_f32(y)) == CNN_OK &&
+             im->data(ctx, &r->g, dev_f32(dy), dev_f32(w), cnn_f32(dx)) == CNN_OK &&
+             im->filter(ctx, &r->g, dev_f32(dy), dev_f32(x), cnn_f32(dw), NULL) == CNN_OK;
+    for (int i = 0; i < 3; i++) {
+        out[i] = NULL;
+        if (!ok) continue;
+        size_t n = (size_t)cnn_tensor_numel(res[i]);
+        out[i] = malloc(n * sizeof *out[i]);
+        ok = out[i] && cnn_tensor_read(res[i], out[i], n) == CNN_OK;
+    }
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&dy);
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&res[i]);
+    return ok;
+}
+
+/* The hand-written kernels always give the same bits; cuDNN in deterministic mode. */
+void check_bitwise_repeat(const conv_impl *im, const conv_case *cc)
+{
+    conv_ref r;
+    REQUIRE(make_ref(cc, &r));
+    float *a[3] = {NULL}, *b[3] = {NULL}; /* b stays unset when the first run fails */
+    int ok = run_to_host(cc, im, &r, a) && run_to_host(cc, im, &r, b);
+    if (!ok) cnn_test_fail(__FILE__, __LINE__, "%s: runs failed: %s", im->name, cnn_last_error());
+    const int64_t n[3] = {cnn_tensor_numel(r.y), cnn_tensor_numel(r.x), cnn_tensor_numel(r.w)};
+    static const char *const names[3] = {"y", "dx", "dw"};
+    for (int i = 0; ok && i < 3; i++)
+        if (memcmp(a[i], b[i], (size_t)n[i] * sizeof(float)) != 0)
+            cnn_test_fail(__FILE__, __LINE__, "%s: %s differs between two runs", im->name,
+                          names[i]);
+    for (int i = 0; i < 3; i++) {
+        free(a[i]);
+        free(b[i]);
+    }
+    ref_free(&r);
 }
 
 #endif /* CNN_WITH_CUDA */
