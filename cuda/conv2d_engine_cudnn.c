@@ -8,6 +8,11 @@
 
 #include <stdio.h>
 
+/* cuDNN 9.19 marks CUDNN_ATTR_OPERATIONGRAPH_HANDLE and CUDNN_ATTR_EXECUTION_PLAN_HANDLE
+ * deprecated; 9.0 requires them, and what replaces them is newer than 9.0 (the GPU machines have
+ * 9.14), so they stay. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
 /* The tensors' unique ids in the graph and the variant pack. */
 enum { UID_X = 'x', UID_W = 'w', UID_Y = 'y' };
 
@@ -175,10 +180,10 @@ static cudnnStatus_t heuristics(cudnnBackendDescriptor_t graph, cudnnBackendHeur
     if (!e && avail > 0)
         e = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, avail, &got, cfg);
-    if (!e && got < *n) {
-        for (int i = (int)got; i < *n; i++) (void)cudnnBackendDestroyDescriptor(cfg[i]);
-        *n = (int)got;
-    }
+    /* Descriptors cuDNN did not fill (all of them when it failed) are not handed on. */
+    const int filled = e ? 0 : (int)(got < *n ? got : *n);
+    for (int i = filled; i < *n; i++) (void)cudnnBackendDestroyDescriptor(cfg[i]);
+    *n = filled;
     if (heur) (void)cudnnBackendDestroyDescriptor(heur);
     return e;
 }

@@ -1,7 +1,8 @@
 /* test_cuda_conv_search.c — cuDNN's algorithm search behind the conv2d launchers: the choice
  * cached per shape, direction and mode; 1x1 convs as cuBLAS GEMMs; the environment's settings;
  * the graph API's engines and what they must pass over (TF32 off, down-converted inputs,
- * non-deterministic engines), against the CPU reference (conv_cases.c). */
+ * non-deterministic engines) and the pointers' alignment they are promised, against the CPU
+ * reference (conv_cases.c). */
 #include "conv_cases.h"
 
 #include <stdint.h>
@@ -195,6 +196,94 @@ GPU_TEST(cuda_conv_cudnn_graph_engines_match_cpu)
         cnn_context_destroy(&ctx);
         unsetenv("CNN_EMU_CUDNN_DECLINE");
     }
+    unsetenv("CNN_CUDNN_ENGINES");
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
+#if CNN_WITH_CUDNN
+/* A device buffer of one float and then s's elements (t's, or NaN where t is NULL); *at points
+ * past the first float: 4-byte aligned, never 16 (allocations are). NULL on failure. */
+static cnn_tensor *offset_gpu(const cnn_tensor *t, cnn_shape s, float **at)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s.ndim; i++) n *= s.d[i];
+    float *h = malloc((size_t)(n + 1) * sizeof *h);
+    cnn_tensor *buf = NULL;
+    if (h) {
+        h[0] = 0.0f;
+        if (!t) {
+            for (int64_t i = 0; i < n; i++) h[i + 1] = NAN;
+        } else if (cnn_tensor_read(t, h + 1, (size_t)n) != CNN_OK) {
+            free(h);
+            return NULL;
+        }
+        if (cnn_tensor_from_data(CNN_SHAPE(n + 1), h, CNN_CUDA(0), &buf) != CNN_OK) buf = NULL;
+    }
+    free(h);
+    *at = buf ? cnn_f32(buf) + 1 : NULL;
+    return buf;
+}
+
+/* What offset_gpu's buffer holds after its first element, as a CPU tensor of shape s (NULL on
+ * failure). */
+static cnn_tensor *offset_read(const cnn_tensor *buf, cnn_shape s)
+{
+    const int64_t n = cnn_tensor_numel(buf);
+    float *h = malloc((size_t)n * sizeof *h);
+    cnn_tensor *t = NULL;
+    if (h && cnn_tensor_read(buf, h, (size_t)n) == CNN_OK &&
+        cnn_tensor_from_data(s, h + 1, CNN_CPU, &t) != CNN_OK)
+        t = NULL;
+    free(h);
+    return t;
+}
+#endif
+
+/* Buffers 4 bytes past a 16-byte boundary (a view's data may start anywhere) through the graph
+ * API's engines alone (CNN_CUDNN_ENGINES=only: a call that no engine runs fails): each tensor
+ * promises cuDNN the alignment its pointer has. Promised 16, cuDNN refuses every plan
+ * (BAD_PARAM_MISALIGNED_POINTER; the emulated cuDNN checks it as the real one does). */
+GPU_TEST(cuda_conv_cudnn_engines_take_unaligned_buffers)
+{
+#if CNN_WITH_CUDNN
+    const conv_case *cc = &conv_cases[1];
+    cnn_context *outer = cnn_context_current(), *ctx = NULL;
+    setenv("CNN_CUDNN_ENGINES", "only", 1);
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+    cnn_context_set_current(ctx);
+    conv_ref r;
+    REQUIRE(make_ref(cc, &r));
+    float *x, *w, *dy, *y, *dx, *dw;
+    const cnn_shape xs = cnn_tensor_shape(r.x), ws = cnn_tensor_shape(r.w);
+    const cnn_shape ys = cnn_tensor_shape(r.dy);
+    cnn_tensor *bufs[6] = {offset_gpu(r.x, xs, &x), offset_gpu(r.w, ws, &w),
+                           offset_gpu(r.dy, ys, &dy), offset_gpu(NULL, ys, &y),
+                           offset_gpu(NULL, xs, &dx), offset_gpu(NULL, ws, &dw)};
+    for (int i = 0; i < 6; i++) REQUIRE(bufs[i]);
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, x, w, NULL, y));
+    CHECK_OK(cnn_cudnn_conv2d_backward_data(ctx, &r.g, dy, w, dx));
+    CHECK_OK(cnn_cudnn_conv2d_backward_filter(ctx, &r.g, dy, x, dw, NULL));
+    /* r.y includes the case's bias: the reference here is without it. */
+    cnn_tensor *y_ref = NULL;
+    const cnn_conv2d_params p = params_of(cc);
+    CHECK_OK(cnn_conv2d(r.x, r.w, NULL, &p, &y_ref));
+    const cnn_tensor *refs[3] = {y_ref, r.dx, r.dw};
+    static const char *const names[3] = {"y", "dx", "dw"};
+    for (int i = 0; i < 3; i++) {
+        const cnn_shape s[3] = {ys, xs, ws};
+        cnn_tensor *got = offset_read(bufs[3 + i], s[i]);
+        char what[64];
+        snprintf(what, sizeof what, "unaligned %s", names[i]);
+        CHECK(got && refs[i] && close_scaled(what, got, refs[i], CONV_ATOL, CONV_RTOL));
+        cnn_tensor_free(&got);
+    }
+    cnn_tensor_free(&y_ref);
+    for (int i = 0; i < 6; i++) cnn_tensor_free(&bufs[i]);
+    ref_free(&r);
+    cnn_context_set_current(outer);
+    cnn_context_destroy(&ctx);
     unsetenv("CNN_CUDNN_ENGINES");
 #else
     cnn_test_skip("built without cuDNN");

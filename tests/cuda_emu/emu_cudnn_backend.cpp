@@ -41,6 +41,7 @@ struct conv_op {
     int dir;
     conv_dims d;
     int64_t uid[3];
+    int64_t align[3]; /* the byte alignment each tensor promised its pointer */
 };
 
 struct desc {
@@ -48,6 +49,7 @@ struct desc {
     bool final = false;
     std::map<int, attr> attrs;
     int64_t dims[4] = {0, 0, 0, 0}, uid = 0;   /* tensor */
+    int64_t align = 0;                          /* tensor */
     int64_t conv[9] = {0};                      /* convolution: pads, strides, dilations */
     conv_op op{};                               /* operation, graph, heuristics, cfg, plan */
     std::vector<engine> results;                /* heuristics */
@@ -70,6 +72,9 @@ size_t elem_size(cudnnBackendAttributeType_t t)
     case CUDNN_TYPE_HANDLE: return sizeof(cudnnHandle_t);
     case CUDNN_TYPE_INT64: return sizeof(int64_t);
     case CUDNN_TYPE_FLOAT: return sizeof(float);
+    case CUDNN_TYPE_DOUBLE: return sizeof(double);
+    case CUDNN_TYPE_BOOLEAN: return sizeof(bool);
+    case CUDNN_TYPE_CHAR: return sizeof(char);
     case CUDNN_TYPE_VOID_PTR: return sizeof(void *);
     case CUDNN_TYPE_BACKEND_DESCRIPTOR: return sizeof(cudnnBackendDescriptor_t);
     default: return sizeof(int); /* the enum types */
@@ -124,6 +129,7 @@ cudnnStatus_t finalize_tensor(desc *d)
     const int64_t a = elem<int64_t>(al, 0);
     if (a < 4 || (a & (a - 1))) return bad("tensor: alignment is not a power of 2 of 4 or more");
     d->uid = elem<int64_t>(uid, 0);
+    d->align = a;
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -200,7 +206,10 @@ cudnnStatus_t finalize_op(desc *d, int dir)
                         cv->conv[0], cv->conv[1], cv->conv[2], cv->conv[3], cv->conv[4],
                         cv->conv[5]};
     if (y[0] != x[0] || y[1] != w[0]) return bad("convolution operation: y's N or K is off");
-    for (int i = 0; i < 3; i++) d->op.uid[i] = t[i]->uid;
+    for (int i = 0; i < 3; i++) {
+        d->op.uid[i] = t[i]->uid;
+        d->op.align[i] = t[i]->align;
+    }
     if (d->op.uid[0] == d->op.uid[1] || d->op.uid[0] == d->op.uid[2] ||
         d->op.uid[1] == d->op.uid[2])
         return bad("convolution operation: two tensors share a unique id");
@@ -470,6 +479,13 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
         say("%s: the variant pack lacks a pointer for one of the graph's tensors", fn);
         return CUDNN_STATUS_BAD_PARAM;
     }
+    /* As cuDNN: a pointer less aligned than its tensor's CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT. */
+    for (int t = 0; t < 3; t++)
+        if ((uintptr_t)ptr[t] % (uintptr_t)plan->op.align[t]) {
+            say("%s: tensor %lld's pointer %p is not %lld-byte aligned", fn,
+                (long long)plan->op.uid[t], ptr[t], (long long)plan->op.align[t]);
+            return CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
+        }
     void *ws = wa ? elem<void *>(wa, 0) : nullptr;
     if (plan->eng.ws && !on_device(fn, "workspace", ws, plan->eng.ws))
         return CUDNN_STATUS_BAD_PARAM;
