@@ -417,8 +417,7 @@ cnn_status cnn_dataset_fetch(const cnn_dataset *ds, int64_t i, const cnn_transfo
      * (weights, dropout) with the same number, and an untagged key made sample i's first epoch
      * draw the words of that stream's counters 256 i on (AlexNet's flips followed the signs of
      * its initial weights). */
-    sample_rng r = {seed ^ 0x4155474D454E54ull /* "AUGMENT" */,
-                    ((uint64_t)epoch << 40) + ((uint64_t)i << 8), 0};
+    sample_rng r = {seed ^ CNN_AUGMENT_TAG, cnn_augment_counter(epoch, i), 0};
     int C = img.channels;
     size_t plane = (size_t)S * S;
     st = apply_geometry(&img, t, S, &r, out);

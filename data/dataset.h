@@ -63,6 +63,17 @@ cnn_status cnn_data_strdup(const char *s, const char *what, char **out);
  * CNN_IMAGE_OUT_OF_MEMORY when memory ran out, which says nothing about the file), released
  * with free() or cnn_image_free. */
 #define CNN_IMAGE_OUT_OF_MEMORY "out of memory"
+
+/* The random streams of the data pipeline: Philox keyed by the seed tagged, so that neither
+ * draws the words of the context's stream (weights, dropout), which the training tool seeds
+ * with the same number. The augmentation: 256 counters per sample from
+ * cnn_augment_counter(epoch, index); the loader's shuffle: counters from epoch << 40. */
+#define CNN_AUGMENT_TAG 0x4155474D454E54ull /* "AUGMENT" */
+#define CNN_SHUFFLE_TAG 0x53485546464C45ull /* "SHUFFLE" */
+static inline uint64_t cnn_augment_counter(int64_t epoch, int64_t i)
+{
+    return ((uint64_t)epoch << 40) + ((uint64_t)i << 8);
+}
 const char *cnn_image_refusal(const unsigned char *file, size_t len);
 bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h);
 unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int channels, int *w,

@@ -304,7 +304,7 @@ cnn_status cnn_loader_start_epoch_at(cnn_loader *l, int64_t epoch, int64_t posit
     memcpy(l->perm, l->base, (size_t)l->n * sizeof *l->perm);
     if (l->opt.shuffle) {
         /* Fisher-Yates from Philox(seed ^ tag; epoch, step): the same order for any workers. */
-        uint64_t key = l->opt.seed ^ 0x53485546464C45ull, ctr = (uint64_t)epoch << 40;
+        uint64_t key = l->opt.seed ^ CNN_SHUFFLE_TAG, ctr = (uint64_t)epoch << 40;
         for (int64_t i = l->n - 1; i > 0; i--) {
             uint32_t r[4];
             cnn_philox4x32(key, ctr + (uint64_t)i, r);

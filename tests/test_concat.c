@@ -1,5 +1,6 @@
 /* test_concat.c — concat along dims 0, 1 and -1 of inputs with different sizes: values by index,
- * gradchecks (with an input that needs no gradient and a non-contiguous one), and errors. */
+ * gradchecks along each (with an input that needs no gradient and a non-contiguous one), and
+ * errors. */
 #include "gradcheck.h"
 
 /* True when y == concat(xs, dim), element by element over y's row-major index. */
@@ -129,6 +130,15 @@ TEST(concat_gradcheck)
     REQUIRE(b[0] && b[1] && b[2]);
     CHECK(gradcheck("concat dim 0", f_concat, b, 3, &dim, NULL));
     free3(b);
+    /* dim -1 (the last): widths 1, 2, 3 (the third transposed from (2, 3, 3, 2)). The backward
+     * takes the dim as normalised: read as given, it indexed the shape at -1. */
+    dim = -1;
+    cnn_tensor *c[3] = {rand_tensor(CNN_SHAPE(2, 3, 2, 1), -1, 1, 1),
+                        rand_tensor(CNN_SHAPE(2, 3, 2, 2), -1, 1, 1),
+                        rand_tensor(CNN_SHAPE(2, 3, 3, 2), -1, 1, 1)};
+    REQUIRE(c[0] && c[1] && c[2]);
+    CHECK(gradcheck("concat dim -1", f_concat, c, 3, &dim, NULL));
+    free3(c);
 }
 
 TEST(concat_errors)

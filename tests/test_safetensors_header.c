@@ -3,7 +3,8 @@
  * embedded U+0000), an empty name, sizes beside a zero, and the strict JSON of the reference
  * reader (serde_json): UTF-8 without surrogates, overlong forms or code points past U+10FFFF,
  * numbers with digits after '.', commas between members, the 64-level nesting bound and the
- * 2^20-value cap; and a UTF-8 sequence cut by the end of the text.
+ * 2^20-value cap; a UTF-8 sequence cut by the end of the text; and tensors listed in another
+ * order than their data's.
  * The corpus of corrupt files: test_safetensors.c. */
 #include "json.h"
 #include "test.h"
@@ -103,6 +104,26 @@ TEST(safetensors_length_prefix_against_the_file_size)
                           cnn_status_name(st), cnn_last_error());
         cnn_dict_destroy(&d);
     }
+    scratch_close(&s);
+}
+
+/* The format asks only that the offsets tile the data: a header may list "a" first while b's
+ * bytes come first (a reader that took the data in header order swapped the two). */
+TEST(safetensors_header_order_need_not_be_data_order)
+{
+    scratch s;
+    REQUIRE(scratch_open(&s));
+    char hdr[256] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    while (strlen(hdr) % 8) strcat(hdr, " ");
+    const float data[2] = {2.0f, 1.0f}; /* b's bytes, then a's */
+    REQUIRE(scratch_put_file(s.path, hdr, data, sizeof data));
+    cnn_dict *d = NULL;
+    CHECK_OK(cnn_safetensors_load(s.path, &d));
+    REQUIRE(d && cnn_dict_get(d, "a") && cnn_dict_get(d, "b"));
+    CHECK(cnn_tensor_cdata(cnn_dict_get(d, "a"))[0] == 1.0f);
+    CHECK(cnn_tensor_cdata(cnn_dict_get(d, "b"))[0] == 2.0f);
+    cnn_dict_destroy(&d);
     scratch_close(&s);
 }
 
