@@ -59,7 +59,10 @@ gb_wanted() {
 
 # gb_step NAME CAP CMD...: runs CMD with at most min(CAP, what is left) seconds (SIGTERM, then
 # SIGKILL 5 s later; STEP_SIGNAL overrides the first), output in $W/NAME.log; one summary line.
-# A step that SKIP or ONLY leaves out returns 0 and says so only for SKIP.
+# A step that SKIP or ONLY leaves out returns 0 and says so only for SKIP. In a work folder
+# shared by several calls (WORK, scripts/gpu-session.sh), a step that ended well in an earlier
+# call is not run again ($W/NAME.done; RERUN=1 runs it anyway): a part that a call's budget cut
+# goes on in the next call from the step it had reached, its earlier results kept.
 gb_step() {
     local name=$1 cap=$2 l t0 rc
     shift 2
@@ -67,6 +70,13 @@ gb_step() {
         [ -z "${ONLY:-}" ] && gb_note "$name: skipped (SKIP)"
         return 0
     fi
+    if [ -n "${WORK:-}" ] && [ -f "$W/$name.done" ] && [ "${RERUN:-0}" != 1 ]; then
+        gb_note "$name: ok in an earlier call (kept, not run again)"
+        return 0
+    fi
+    # An earlier call's JSON of a step that fails now must not pair as this call's result.
+    rm -f "$W/$name.done" "$W/$name.json"
+    RAN_NOW="${RAN_NOW:-} $name "
     l=$(gb_left "$cap")
     if [ "$l" -lt "${MIN_STEP:-8}" ]; then
         gb_note "$name: skipped (out of time)"
@@ -76,7 +86,10 @@ gb_step() {
     timeout -k 5 -s "${STEP_SIGNAL:-TERM}" "$l" "$@" >"$W/$name.log" 2>&1
     rc=$?
     case $rc in
-    0) gb_note "$name: ok ($(($(date +%s) - t0)) s)" ;;
+    0)
+        gb_note "$name: ok ($(($(date +%s) - t0)) s)"
+        [ -n "${WORK:-}" ] && : >"$W/$name.done"
+        ;;
     124 | 137) gb_note "$name: CUT SHORT after $(($(date +%s) - t0)) s (limit $l s)" ;;
     *) gb_note "$name: FAILED exit $rc ($(($(date +%s) - t0)) s): $(grep -v '^\s*$' "$W/$name.log" | tail -1 | cut -c1-200)" ;;
     esac
@@ -194,12 +207,13 @@ theirs() {
         --json "$W/$name.json"
 }
 
-# pair A B TITLE: compare's brief lines into the summary, its markdown table into tables.md.
+# pair A B TITLE: compare's brief lines into the summary, its markdown table into tables.md
+# (once: not again when both steps were kept from an earlier call, which wrote it).
 pair() {
     # Only for a step of this run (a shared WORK holds earlier runs' JSON too).
     { gb_wanted "$1" || gb_wanted "$2"; } || return 0
     [ -f "$W/$1.json" ] && [ -f "$W/$2.json" ] || return 0
-    {
+    [[ "${RAN_NOW:-}" == *" $1 "* || "${RAN_NOW:-}" == *" $2 "* ]] && {
         echo "### $3"
         echo
         bench/compare --markdown "$W/$1.json" "$W/$2.json"
@@ -219,9 +233,13 @@ layer_types() {
 ratio() {
     local f have=()
     gb_wanted "$1" || return 0
-    for f in "$@"; do [ -f "$W/$f.json" ] && have+=("$W/$f.json"); done
+    local now=0
+    for f in "$@"; do
+        [ -f "$W/$f.json" ] && have+=("$W/$f.json")
+        [[ "${RAN_NOW:-}" == *" $f "* ]] && now=1
+    done
     [ ${#have[@]} -gt 0 ] || return 0
-    {
+    [ "$now" = 1 ] && {
         echo "### hand-written / cuDNN conv throughput"
         echo
         bench/conv_ratio --markdown --num "$HAND" --den "$FAST" "${have[@]}"

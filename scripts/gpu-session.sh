@@ -46,7 +46,9 @@ OUT=${OUT:-$PWD/gpu-out}
 DRY=${DRY:-0}
 PARTS=" ${PARTS:-build fm verify default bench conv jpeg extra} "
 # The work folder outlives a call on a machine still warm: a second call's comparisons pair
-# with PyTorch's results of the first (its PyTorch runs are not repeated). FRESH=1 empties it.
+# with the first's results, and a step that ended well there is not run again (gpu-bench.sh's
+# gb_step), so a part the first call cut goes on from where it was; a Fashion-MNIST run cut
+# resumes from its checkpoint. FRESH=1 empties it.
 W=/tmp/cnn-session
 [ "${FRESH:-0}" = 1 ] && rm -rf "$W"
 mkdir -p "$W" "$OUT"
@@ -107,9 +109,11 @@ finish_part() {
     [ -f "$W/$name/summary.txt" ] && sed 's/^/  /' "$W/$name/summary.txt" | tee -a "$S"
     say "   $name: exit $rc after $(($(date +%s) - t0)) s"
     [ "$rc" -eq 0 ] || status=1
-    # A step of it cut short or skipped for time: the part is for the next call too.
-    if [ "${name%%_*}" != build ] &&
-        grep -qE 'skipped \(out of time\)|CUT SHORT' "$W/$name/summary.txt" 2>/dev/null; then
+    # A step of it cut short or skipped for time: the part is for the next call too (verify
+    # says itself which of its steps is).
+    if [ "${name%%_*}" != build ] && [ "$name" != verify ] &&
+        grep -qE 'skipped \(out of time\)|not run \(out of time\)|CUT SHORT|exit 124: out of time' \
+            "$W/$name/summary.txt" 2>/dev/null; then
         [[ " $NOT_RUN " == *" ${name%%_*} "* ]] || NOT_RUN="$NOT_RUN ${name%%_*}"
     fi
     pack
@@ -188,7 +192,7 @@ if wanted verify; then
     # A step the budget cut short is for the next call: the suite again, or memcheck alone.
     if grep -q "^tests: .*out of time" "$W/verify/summary.txt" 2>/dev/null; then
         NOT_RUN="$NOT_RUN verify"
-    elif grep -q "^memcheck .*out of time" "$W/verify/summary.txt" 2>/dev/null; then
+    elif grep -qE "^memcheck(_oom)?[ :].*out of time" "$W/verify/summary.txt" 2>/dev/null; then
         NOT_RUN="$NOT_RUN memcheck"
     fi
 fi

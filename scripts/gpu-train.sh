@@ -111,7 +111,17 @@ fashion_mnist_part() {
     [[ "$help" == *"--random-erase"* ]] && fm+=(--random-erase 0.5)
     [ "$DRY" = 1 ] && fm+=(--limit-train 128 --limit-val 128 --batch 32 --warmup-epochs 0)
     [ "$DRY" = 1 ] || fm+=("${fm_tf32[@]}")
-    rm -rf "$W/runs/fm" # a second call's run (the tool refuses a folder holding another run's)
+    # A run an earlier call's budget cut (SIGINT: the tool saved last.safetensors) goes on from
+    # its checkpoint, with the settings it keeps there; else a new run in a clean folder (the
+    # tool refuses a folder holding another run's).
+    if [ -n "${WORK:-}" ] && [ -f "$W/fashion_mnist.done" ]; then
+        : # finished in an earlier call: gb_step keeps its results
+    elif [ -n "${WORK:-}" ] && [ -f "$W/runs/fm/last.safetensors" ]; then
+        gb_note "fashion-mnist: resuming the run an earlier call began"
+        fm=(--resume "$W/runs/fm/last.safetensors" --workers 4 --device "$dev")
+    else
+        rm -rf "$W/runs/fm"
+    fi
     STEP_SIGNAL=INT gb_step fashion_mnist $((secs + 30)) "$T" "${fm[@]}"
     cp "$W/runs/fm/metrics.csv" "$W/metrics.csv" 2>/dev/null
     local best final
@@ -164,7 +174,8 @@ $(grep -m1 -e '--cuda-graph:' "$W/default_run_graph.log")"
 jpeg_part() {
     local D=/tmp/cnn-imagefolder gen=(--classes 10 --train 500 --val 50 --procs "$(nproc)")
     [ "$DRY" = 1 ] && gen=(--classes 2 --train 8 --val 4 --size 160x120 --procs 2)
-    rm -rf "$D"
+    # The folder an earlier call generated is kept for this one (its gen_images step is done).
+    if [ ! -f "$W/gen_images.done" ] || [ ! -d "$D/train" ]; then rm -rf "$D" "$W/gen_images.done"; fi
     gb_step gen_images 90 "$PY" scripts/gen_image_folder.py "$D" "${gen[@]}"
     grep -h '^wrote' "$W/gen_images.log" | tee -a "$SUMMARY"
     local lb=(--batch 256 --warmup 3 --iters 15) rb=(--batch 256) isz=()
@@ -178,7 +189,7 @@ jpeg_part() {
     [ "$DRY" = 1 ] || tr+=("${r50_tf32[@]}")
     rm -rf "$W/runs/r50"
     STEP_SIGNAL=INT gb_step r50_jpeg 150 "${tr[@]}"
-    grep -h '^data:' "$W/r50_jpeg.log" | sed 's/^/resnet50 JPEG run, /' | tee -a "$SUMMARY"
+    grep -h '^training data:' "$W/r50_jpeg.log" | sed 's/^/resnet50 JPEG run, /' | tee -a "$SUMMARY"
     local syn=("${rb[@]}" --warmup 3 --iters 10)
     [ "$DRY" = 1 ] && syn=("${rb[@]}" "${isz[@]}" --warmup 0 --iters 2)
     gb_step r50_synthetic 90 "$BIN/cnnbench" model resnet50 "${syn[@]}" --backend "$be" \
@@ -195,7 +206,7 @@ jpeg_part() {
     gb_step loader_gpu 45 "$BIN/cnnbench" loader "$D" --workers "$workers" "${lb[@]}" "${isz[@]}" \
         --backend "$be" --json "$W/loader_gpu.json"
     grep -h '^delivered' "$W/loader_gpu.log" | sed "s/^/loader (to $dev): /" | tee -a "$SUMMARY"
-    rm -rf "$D"
+    [ -n "${WORK:-}" ] || rm -rf "$D"
 }
 
 train_main "$@"

@@ -125,10 +125,19 @@ static int close_l2(const char *what, const cnn_tensor *a, const cnn_tensor *ref
     return rel <= tol;
 }
 
+/* Whether environment variable name is set to something other than "" or "0". */
+static bool env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 /* The issue's check: batch 8 at each model's usual size (224; LeNet-5 32). On the CPU emulator
  * (a GPU named "Emulated ...") models run at batch 2 and 64x64 (LeNet-5 32x32), and only three
  * of them unless CNN_TEST_ZOO_ALL=1 (all nine take minutes there), to keep `make
- * check-cuda-emu` short. */
+ * check-cuda-emu` short. CNN_TEST_ZOO_SMALL=1 takes those sizes on a GPU too, for all nine:
+ * under compute-sanitizer (scripts/gpu-verify.sh, memcheck_models), where 224x224 steps take
+ * too long, the same kernels run on smaller maps. */
 GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
 {
     static const zoo_gpu_case all[] = {
@@ -136,9 +145,8 @@ GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
         {"vgg16_bn", 0.15}, {"resnet34", 0.15},  {"resnet50", 0.3},   {"resnet101", 0.35},
         {"resnet152", 0.5},
     };
-    bool emu = emulated_gpu();
-    const char *every = getenv("CNN_TEST_ZOO_ALL");
-    bool few = emu && !(every && strcmp(every, "0") != 0 && *every);
+    const bool emu = emulated_gpu(), small = emu || env_on("CNN_TEST_ZOO_SMALL");
+    const bool few = emu && !env_on("CNN_TEST_ZOO_ALL");
     /* The emulator's three: the first three of the list. */
     int count = few ? 3 : (int)(sizeof all / sizeof *all);
     for (int i = 0; i < count && !cnn_test_failed(); i++) {
@@ -150,7 +158,7 @@ GPU_TEST(models_zoo_train_step_on_gpu_matches_cpu)
         if (!probe) return;
         cnn_model_info info = cnn_model_get_info(probe);
         cnn_model_destroy(&probe);
-        int n = emu ? 2 : 8, hw = emu && info.input_h > 64 ? 64 : info.input_h;
+        int n = small ? 2 : 8, hw = small && info.input_h > 64 ? 64 : info.input_h;
         cnn_manual_seed(3);
         cnn_tensor *x = rand_tensor(CNN_SHAPE(n, info.in_channels, hw, hw), -2, 2, 0),
                    *labels = NULL;
