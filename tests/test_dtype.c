@@ -1,7 +1,8 @@
 /* test_dtype.c — the float formats: F16/BF16 <-> F32 against an oracle that finds the nearest
  * value by search (and against the compiler's _Float16 where it has one), F64, then
  * cnn_tensor_to_dtype, and F16/BF16/F64 weights loaded into an F32 model (cnn_dict_load,
- * cnn_model_load, cnn_model_load_pretrained). PyTorch's own conversions: test_torch_parity.c. */
+ * cnn_model_load, cnn_model_load_pretrained); to an integer dtype, the range's exclusive bounds.
+ * PyTorch's own conversions: test_torch_parity.c. */
 #include "../core/internal.h"
 #include "test.h"
 
@@ -550,4 +551,26 @@ TEST(pretrained_half_precision_weights_adapt_to_a_gray_model)
     rmdir(dir);
     cnn_model_destroy(&rgb);
     cnn_model_destroy(&gray);
+}
+
+/* To an integer, a value converts when its truncation toward zero fits, as C's and PyTorch's
+ * casts (torch 1.13: float64 -2147483648.5 -> int32 -2147483648, 2147483647.5 -> 2147483647);
+ * 2^63 does not fit I64 (the cast is undefined there; x86 gives INT64_MIN) and is refused.
+ * Both bounds are exclusive: one off accepted 2^63 as INT64_MIN, or refused -2147483648.5. */
+TEST(tensor_to_dtype_integer_range_edges)
+{
+    cnn_tensor *f = NULL, *i = NULL, *d = NULL, *o = NULL;
+    const float top = 0x1p63f;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1), &top, CNN_CPU, &f));
+    CHECK_ERR(cnn_tensor_to_dtype(f, CNN_I64, &i), CNN_ERR_INVALID_ARG);
+    CHECK(i == NULL && strstr(cnn_last_error(), "element 0") != NULL);
+    const double edges[2] = {-2147483648.5, 2147483647.5};
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(2), CNN_F64, CNN_CPU, &d));
+    CHECK_OK(cnn_tensor_write(d, edges, 2));
+    CHECK_OK(cnn_tensor_to_dtype(d, CNN_I32, &o));
+    int32_t got[2] = {0, 0};
+    if (o) CHECK_OK(cnn_tensor_read(o, got, 2));
+    CHECK(got[0] == INT32_MIN && got[1] == INT32_MAX);
+    cnn_tensor *all[] = {f, i, d, o};
+    for (size_t k = 0; k < sizeof all / sizeof *all; k++) cnn_tensor_free(&all[k]);
 }

@@ -1,7 +1,7 @@
 /* test_imagefolder.c — the folder dataset on a small tree the test writes itself (mixed PNG /
  * JPEG / BMP, gray and RGB, several sizes, bad files, an empty class): listing, order, labels,
- * decoding and its errors. The tree builder and the file writers are shared with
- * test_loader.c and test_image_decode.c (data_fixtures.h). */
+ * decoding and its errors; links that loop back or lead nowhere. The tree builder and the file
+ * writers are shared with test_loader.c and test_image_decode.c (data_fixtures.h). */
 #include "test.h"
 
 #include <ftw.h>
@@ -427,5 +427,44 @@ TEST(imagefolder_sorts_pairs_and_gives_imagenet_statistics)
         }
         cnn_dataset_destroy(&ds);
     }
+    data_test_remove_tree(root);
+}
+
+/* A link to the very folder being walked (k/self -> k) is a loop too: not followed, warned
+ * about, its files listed once. A dangling link named like an image (k/gone.png -> nothing) is
+ * an ignored entry, named in the warning, not a sample and not silently dropped.
+ * (A loop check that skipped the folder itself listed k's image twice, as k/a.png and
+ * k/self/a.png.) */
+TEST(imagefolder_self_link_and_dangling_link)
+{
+    char root[64], dir[300], link[400], target[400];
+    strcpy(root, "/tmp/cnn_round2_XXXXXX");
+    REQUIRE(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/train", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    snprintf(dir, sizeof dir, "%s/train/k", root);
+    REQUIRE(mkdir(dir, 0755) == 0);
+    REQUIRE(data_test_write_image(dir, "a.png", 8, 8, 3, 50) == 0);
+    snprintf(link, sizeof link, "%s/self", dir);
+    REQUIRE(symlink(dir, link) == 0);
+    snprintf(link, sizeof link, "%s/gone.png", dir);
+    snprintf(target, sizeof target, "%s/nowhere.png", root);
+    REQUIRE(symlink(target, link) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    if (ds) {
+        CHECK(cnn_dataset_size(ds) == 1 && cnn_dataset_num_classes(ds) == 1);
+        bool loop = false, ignored = false;
+        for (int i = 0; cnn_dataset_warning(ds, i); i++) {
+            const char *w = cnn_dataset_warning(ds, i);
+            loop |= strstr(w, "1 link") && strstr(w, "back to a folder");
+            ignored |= strstr(w, "ignored 1 entry") && strstr(w, "'gone.png'");
+        }
+        CHECK(loop && ignored);
+        if (cnn_test_failed())
+            for (int i = 0; cnn_dataset_warning(ds, i); i++)
+                printf("    warning: %s\n", cnn_dataset_warning(ds, i));
+    }
+    cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }

@@ -1,5 +1,6 @@
 /* test_train_report.c — the training tool's report (tools/common/train_report.c), tested
- * directly: the per-class table and its macro average against sklearn's classification_report. */
+ * directly: the per-class table (support: true labels) and its macro average against sklearn's
+ * classification_report. */
 #include "test.h"
 
 #include "../tools/common/train_report.h"
@@ -232,4 +233,47 @@ TEST(train_report_failed_writes_leave_the_old_files)
     rmdir(dir);
     tr_eval_free(&e);
     tr_history_free(&h);
+}
+
+/* The support column is sklearn's: the number of samples whose TRUE class is the row's (a row
+ * sum of the confusion matrix), not how often the class was predicted; the macro line's is the
+ * sample count. classification_report([0, 0, 1, 1], [0, 2, 1, 2]) supports: 2, 2, 0; total 4.
+ * (The predicted counts, a column sum, would be 1, 1, 2.) */
+static const char *abc_name(const void *ctx, int i)
+{
+    (void)ctx;
+    static const char *names[] = {"a", "b", "c"};
+    return names[i];
+}
+
+TEST(train_report_support_counts_true_labels)
+{
+    tr_eval e;
+    REQUIRE(tr_eval_init(&e, 3));
+    const float logits[12] = {1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1}; /* predicted 0, 2, 1, 2 */
+    const int64_t labels[4] = {0, 0, 1, 1};
+    tr_eval_add(&e, logits, labels, 4, 0.5);
+    char buf[4096] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    REQUIRE(f);
+    tr_eval_print_report(&e, abc_name, NULL, f);
+    fclose(f);
+    const long long want[3] = {2, 2, 0};
+    for (int c = 0; c < 3; c++) {
+        char head[16];
+        snprintf(head, sizeof head, "\n%4d %s ", c, abc_name(NULL, c));
+        const char *row = strstr(buf, head);
+        double p, r, f1;
+        long long support = -1;
+        CHECK(row && sscanf(row + strlen(head), "%lf %lf %lf %lld", &p, &r, &f1, &support) == 4);
+        if (support != want[c])
+            cnn_test_fail(__FILE__, __LINE__, "class %d: support %lld, want %lld", c, support,
+                          want[c]);
+    }
+    const char *m = strstr(buf, "macro avg");
+    double p, r, f1;
+    long long total = -1;
+    CHECK(m && sscanf(m, "macro avg %lf %lf %lf %lld", &p, &r, &f1, &total) == 4 && total == 4);
+    if (cnn_test_failed()) printf("%s", buf);
+    tr_eval_free(&e);
 }

@@ -1,7 +1,7 @@
 /* test_train_resume.c — train_imagenet_subset across runs, on small Fashion-MNIST subsets:
  * an interrupted run (--stop-after, or Ctrl-C) resumed ends bit-identical to an uninterrupted
  * one; the best checkpoint and --early-stop on ties, also across a resume; warm-up and the step
- * schedule over the run's optimizer steps. */
+ * schedule over the run's optimizer steps, the warm-up ending on its last step. */
 #include "test.h"
 
 #include <signal.h>
@@ -217,23 +217,21 @@ TEST(train_tool_best_checkpoint_and_early_stop_on_ties)
     remove_tree(dir);
 }
 
-/* Warm-up then the step schedule, as the tool applies them per optimizer step: 2 steps an
- * epoch, --warmup-epochs 2 raise the lr linearly to its base at step 4 (lr (s + 1) / 4 at step
- * s), then it falls tenfold every epochs / 3 = 2 epochs, counted from the run's start. The lr
- * column of metrics.csv is the lr of each epoch's last step. */
-TEST(train_tool_warmup_then_step_schedule)
+/* Runs the tool on `limit` training samples (batch 64) for `epochs` epochs at lr 0.002 with the
+ * step schedule and --warmup-epochs 2, and checks metrics.csv's lr column (each epoch's last
+ * step's lr) against want[0, epochs). */
+static void check_warmup_lrs(int limit, int epochs, const double *want)
 {
     char tool[512], dir[256], args[1024], path[700], line[512];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
     REQUIRE(make_tmpdir(dir, sizeof dir));
     snprintf(args, sizeof args,
-             "--limit-train 128 --limit-val 64 --batch 64 --epochs 6 --lr 0.002 --schedule step "
-             "--warmup-epochs 2 --seed 2 --checkpoint-dir %s/run", dir);
+             "--limit-train %d --limit-val 64 --batch 64 --epochs %d --lr 0.002 --schedule step "
+             "--warmup-epochs 2 --seed 2 --checkpoint-dir %s/run", limit, epochs, dir);
     int rc = run_tool(tool, args, out, sizeof out);
     if (rc != 0) printf("%s\n", out);
     CHECK(rc == 0);
-    const double want[6] = {0.001, 0.002, 0.0002, 0.0002, 2e-5, 2e-5};
     snprintf(path, sizeof path, "%s/run/metrics.csv", dir);
     FILE *f = fopen(path, "r");
     int rows = 0;
@@ -242,14 +240,33 @@ TEST(train_tool_warmup_then_step_schedule)
         if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
                    &v[6]) != 7)
             continue;
-        if (rows < 6 && fabs(v[6] - want[rows]) > 1e-5 * want[rows])
+        if (rows < epochs && fabs(v[6] - want[rows]) > 1e-5 * want[rows])
             cnn_test_fail(__FILE__, __LINE__, "epoch %d: lr %g, expected %g", rows + 1, v[6],
                           want[rows]);
         rows++;
     }
     if (f) fclose(f);
-    CHECK(rows == 6);
+    CHECK(rows == epochs);
     remove_tree(dir);
+}
+
+/* Warm-up then the step schedule, as the tool applies them per optimizer step: 2 steps an
+ * epoch, --warmup-epochs 2 raise the lr linearly to its base at step 4 (lr (s + 1) / 4 at step
+ * s), then it falls tenfold every epochs / 3 = 2 epochs, counted from the run's start. */
+TEST(train_tool_warmup_then_step_schedule)
+{
+    const double want[6] = {0.001, 0.002, 0.0002, 0.0002, 2e-5, 2e-5};
+    check_warmup_lrs(128, 6, want);
+}
+
+/* The warm-up's last step is step warm - 1: with one step an epoch (where every step shows in
+ * metrics.csv; with two, an epoch's first never does), --warmup-epochs 2 gives 0.001 and 0.002
+ * at steps 0 and 1, and step 2 already follows the step schedule (3 epochs: x0.1 every epoch,
+ * from the start: 0.002 * 0.01). A warm-up one step too long gave step 2 0.003. */
+TEST(train_tool_warmup_ends_on_its_last_step)
+{
+    const double want[3] = {0.001, 0.002, 2e-5};
+    check_warmup_lrs(64, 3, want);
 }
 
 /* Runs the tool with args (an argv list, NULL-terminated) and sends signal sig when a line of
