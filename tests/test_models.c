@@ -166,6 +166,11 @@ static void extra_checks(cnn_model *m)
         CHECK_NEAR(stat(m, "features.2.weight", false), sqrt(2.0 / 576), 0.03 * sqrt(2.0 / 576));
     } else if (strcmp(name, "resnet18_small") == 0) { /* fc: nn.Linear's default */
         CHECK_NEAR(stat(m, "layer3.0.conv2.weight", false), sqrt(2.0 / 2304), 0.0006);
+        /* convs: kaiming_normal_ with fan_out, seen where fan_in differs (128 out of 64 in: fan
+         * in would give 0.177) and in a normal's tails (a uniform's end at sqrt(3) std) */
+        const double ds = stat(m, "layer2.0.downsample.0.weight", false);
+        CHECK_NEAR(ds, sqrt(2.0 / 128), 0.03 * sqrt(2.0 / 128));
+        CHECK(stat(m, "layer3.0.conv2.weight", true) > 3 * sqrt(2.0 / 2304));
         CHECK(stat(m, "fc.weight", true) <= 1 / sqrt(512.0));
         CHECK(stat(m, "fc.weight", false) > 0.5 / sqrt(3 * 512.0));
     } else if (strcmp(name, "lenet5") == 0) { /* PyTorch's defaults everywhere */
