@@ -285,9 +285,7 @@ TEST(augment_random_crop_is_deterministic_per_seed_epoch_index)
     cnn_dataset_destroy(&ds);
 }
 
-/* Training with a full-image crop (scale 1, ratio 1) at the native size S, no flip: the
- * identity, before the augmentation a test turns on. */
-static cnn_transform identity_train_transform(const cnn_dataset *ds, int S)
+cnn_transform data_test_identity_transform(const cnn_dataset *ds, int S)
 {
     cnn_transform t = crop_transform(ds, true, S);
     t.scale[0] = t.scale[1] = 1;
@@ -301,7 +299,7 @@ TEST(augment_flip_affine_zoom_and_jitter)
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
     /* p = 1 flips. */
-    cnn_transform t = identity_train_transform(ds, 16);
+    cnn_transform t = data_test_identity_transform(ds, 16);
     t.hflip_p = 1;
     float out[256];
     CHECK_OK(cnn_dataset_get(ds, 0, &t, 5, 0, out, NULL));
@@ -375,7 +373,7 @@ TEST(augment_random_erasing_boxes)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
-    cnn_transform t = identity_train_transform(ds, 16);
+    cnn_transform t = data_test_identity_transform(ds, 16);
     t.mean[0] = -1; /* every pixel becomes v + 1 >= 1, so an erased one stands out as 0 */
     t.erase_p = 1;
     float out[256], again[256];
@@ -456,7 +454,7 @@ TEST(augment_normalize_divides_by_std)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
-    cnn_transform t = identity_train_transform(ds, 16);
+    cnn_transform t = data_test_identity_transform(ds, 16);
     t.mean[0] = 0; /* pixel 0 is 0 */
     t.std[0] = 1e-39f;
     float out[256];
@@ -609,7 +607,7 @@ TEST(augment_contrast_blends_with_the_mean_luma)
     char root[64];
     cnn_dataset *ds = one_image_dataset(root, "/tmp/cnn_contrast_XXXXXX", 4, 4, rgb);
     REQUIRE(ds);
-    cnn_transform t = identity_train_transform(ds, 4);
+    cnn_transform t = data_test_identity_transform(ds, 4);
     t.contrast = 0.3f;
     float out[48];
     int used = 0;

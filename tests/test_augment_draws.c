@@ -11,20 +11,6 @@
 #include "data_fixtures.h"
 #include "philox.h"
 
-/* A training transform of the synthetic 1-channel images that keeps them whole (the crop
- * takes the full square image) and unflipped, x in [0, 1] unnormalised. */
-static cnn_transform whole_image(const cnn_dataset *ds, int size)
-{
-    cnn_transform t = cnn_transform_default(ds, true, size);
-    t.geometry = CNN_GEOM_CROP;
-    t.scale[0] = t.scale[1] = 1;
-    t.ratio[0] = t.ratio[1] = 1;
-    t.hflip_p = 0;
-    t.mean[0] = 0;
-    t.std[0] = 1;
-    return t;
-}
-
 /* torchvision: top = randint(0, H - h + 1), so a box may touch the last row and column. 5x5
  * boxes on 16x16, 400 epochs: the last row and column are each covered with probability
  * 5/12 per epoch. Pixels are >= 1 after the mean of -1; erased ones are 0. */
@@ -32,7 +18,7 @@ TEST(augment_random_erasing_reaches_the_last_row_and_column)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
-    cnn_transform t = whole_image(ds, 16);
+    cnn_transform t = data_test_identity_transform(ds, 16);
     t.mean[0] = -1;
     t.erase_p = 1;
     t.erase_scale[0] = t.erase_scale[1] = 0.1f;
@@ -58,7 +44,7 @@ TEST(augment_random_resized_crop_fallback_of_a_tall_image)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 8);
     REQUIRE(ds);
-    cnn_transform t = whole_image(ds, 8);
+    cnn_transform t = data_test_identity_transform(ds, 8);
     t.ratio[0] = 3.0f / 4.0f;
     t.ratio[1] = 4.0f / 3.0f;
     float out[64];
@@ -77,7 +63,7 @@ TEST(augment_brightness_factor_is_clipped_at_zero)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
-    cnn_transform t = whole_image(ds, 16);
+    cnn_transform t = data_test_identity_transform(ds, 16);
     t.brightness = 3;
     float out[256];
     int outside = 0;
@@ -107,7 +93,7 @@ TEST(augment_color_jitter_order_is_a_uniform_shuffle)
 {
     cnn_dataset *ds = data_test_synthetic(1, 16, 16);
     REQUIRE(ds);
-    cnn_transform t = whole_image(ds, 16);
+    cnn_transform t = data_test_identity_transform(ds, 16);
     t.brightness = 0.9f;
     t.contrast = 0.9f;
     const uint64_t seed = 11;
