@@ -1,6 +1,7 @@
 /* data_fixtures.h — the data sets the data tests share, each defined beside the tests that
  * describe it: IDX files, synthetic IDX data sets and a transform that keeps them as they are
- * (test_augment.c), the small image-folder tree with bad files and the image and byte writers
+ * (test_augment.c), loader options that hand their samples out as they are (test_loader.c),
+ * the small image-folder tree with bad files and the image and byte writers
  * (test_imagefolder.c). */
 #ifndef CNN_TEST_DATA_FIXTURES_H
 #define CNN_TEST_DATA_FIXTURES_H
@@ -15,6 +16,13 @@ cnn_dataset *data_test_synthetic(int n, int rows, int cols);
 /* A training transform that leaves such an image of size S as it is: a full-image crop (scale 1,
  * ratio 1), no flip, mean 0 and std 1; a test turns on the augmentation it checks. */
 cnn_transform data_test_identity_transform(const cnn_dataset *ds, int S);
+
+/* The index of a synthetic sample from its first pixel under such a transform, -1 if none; the
+ * loader options that keep the 12 x 12 images as they are (mean 0, std 1, seed 2024, no
+ * shuffle), training or eval transform (test_loader.c). */
+int data_test_sample_of(const float *pix);
+cnn_loader_options data_test_raw_options(const cnn_dataset *ds, bool train, int batch,
+                                         int workers);
 
 /* Writes ROOT/train/<4 classes>/... (7 good images in 3 classes, 3 bad files; the list is at
  * the definition) under a new /tmp folder whose path is put in root (>= 64 bytes); 0 on

@@ -1,7 +1,7 @@
-/* test_dict.c — cnn_dict on its own: the names it refuses, a load that fails on a dtype and
- * changes nothing, and the missing/unexpected lists of its load report, which hold whole names
- * in order and end with "..." when they no longer fit in their 1024 bytes; and indices past
- * the entries. */
+/* test_dict.c — cnn_dict on its own: the names it refuses, a name set again replacing its
+ * entry in place, a load that fails on a dtype and changes nothing, and the missing/unexpected
+ * lists of its load report, which hold whole names in order and end with "..." when they no
+ * longer fit in their 1024 bytes; and indices past the entries. */
 #include "test.h"
 
 static cnn_tensor *filled(cnn_shape s, float v)
@@ -194,5 +194,27 @@ TEST(dict_set_meta_refuses_text_that_is_not_utf8)
     CHECK(cnn_dict_meta_size(d) == 0);
     CHECK_OK(cnn_dict_set_meta(d, "classes", "caf\xc3\xa9"));
     CHECK(!strcmp(cnn_dict_get_meta(d, "classes"), "caf\xc3\xa9"));
+    cnn_dict_destroy(&d);
+}
+
+/* Setting a name again replaces its tensor where it stands, whichever entry it is (the first
+ * one too): one entry per name, in the order the names were first set, each holding the
+ * latest tensor. */
+TEST(dict_set_again_replaces_any_entry_in_place)
+{
+    cnn_dict *d = NULL;
+    cnn_tensor *t[3] = {filled(CNN_SHAPE(1), 1.0f), filled(CNN_SHAPE(1), 2.0f),
+                        filled(CNN_SHAPE(1), 3.0f)};
+    CHECK_OK(cnn_dict_create(&d));
+    REQUIRE(d && t[0] && t[1] && t[2]);
+    CHECK_OK(cnn_dict_set(d, "a", t[0]));
+    CHECK_OK(cnn_dict_set(d, "b", t[1]));
+    CHECK_OK(cnn_dict_set(d, "a", t[2]));
+    CHECK_OK(cnn_dict_set(d, "b", t[0]));
+    CHECK(cnn_dict_size(d) == 2);
+    CHECK(!strcmp(cnn_dict_name(d, 0), "a") && !strcmp(cnn_dict_name(d, 1), "b"));
+    CHECK(cnn_dict_get(d, "a") == t[2] && cnn_dict_at(d, 0) == t[2]);
+    CHECK(cnn_dict_get(d, "b") == t[0] && cnn_dict_at(d, 1) == t[0]);
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&t[i]);
     cnn_dict_destroy(&d);
 }

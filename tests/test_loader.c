@@ -11,13 +11,14 @@
 /* The dataset index of a sample from its first pixel (raw transform: mean 0, std 1): the
  * synthetic dataset stores (i * 37) & 255 there, and 173 is 37's inverse modulo 256. (A search
  * loop over i is miscompiled by Debian's clang 14 at -O2: it never matches.) */
-static int sample_of(const float *pix)
+int data_test_sample_of(const float *pix)
 {
     int v = (int)lrintf(pix[0] * 255.0f);
     return v >= 0 && v < 256 ? (v * 173) & 255 : -1;
 }
 
-static cnn_loader_options raw_options(const cnn_dataset *ds, bool train, int batch, int workers)
+cnn_loader_options data_test_raw_options(const cnn_dataset *ds, bool train, int batch,
+                                         int workers)
 {
     cnn_loader_options o = cnn_loader_default_options(ds, train, 12, batch);
     o.num_workers = workers;
@@ -44,7 +45,7 @@ static int run_epoch(cnn_loader *l, int64_t epoch, int *seen, int n_seen, int *s
         int64_t labels[64];
         if (b > 64 || cnn_tensor_read(y, labels, (size_t)b) != CNN_OK) return -1;
         for (int64_t i = 0; i < b; i++) {
-            int s = sample_of(p + i * 144);
+            int s = data_test_sample_of(p + i * 144);
             if (s < 0 || s >= n_seen || labels[i] != s % 3) return -1;
             seen[s]++;
         }
@@ -61,7 +62,7 @@ TEST(loader_every_sample_once_per_epoch)
     cnn_dataset *ds = data_test_synthetic(37, 12, 12);
     REQUIRE(ds);
     for (int drop = 0; drop <= 1; drop++) {
-        cnn_loader_options o = raw_options(ds, false, 5, 2);
+        cnn_loader_options o = data_test_raw_options(ds, false, 5, 2);
         o.shuffle = true;
         o.drop_last = drop;
         cnn_loader *l = NULL;
@@ -95,7 +96,7 @@ TEST(loader_batch_larger_than_the_data_set)
 {
     cnn_dataset *ds = data_test_synthetic(37, 12, 12);
     REQUIRE(ds);
-    cnn_loader_options o = raw_options(ds, false, 1 << 30, 2);
+    cnn_loader_options o = data_test_raw_options(ds, false, 1 << 30, 2);
     cnn_loader *l = NULL;
     CHECK_OK(cnn_loader_create(ds, &o, &l));
     REQUIRE(l);
@@ -109,7 +110,7 @@ TEST(loader_batch_larger_than_the_data_set)
 /* All batches of two epochs, concatenated (images then labels per batch). */
 static float *collect(const cnn_dataset *ds, int workers, int prefetch, size_t *n_out)
 {
-    cnn_loader_options o = raw_options(ds, true, 4, workers);
+    cnn_loader_options o = data_test_raw_options(ds, true, 4, workers);
     o.prefetch = prefetch;
     o.transform.hflip_p = 0.5f;
     o.transform.brightness = o.transform.contrast = 0.3f;
@@ -272,7 +273,7 @@ TEST(loader_limit_restart_and_destroy_mid_epoch)
 {
     cnn_dataset *ds = data_test_synthetic(40, 12, 12);
     REQUIRE(ds);
-    cnn_loader_options o = raw_options(ds, false, 4, 3);
+    cnn_loader_options o = data_test_raw_options(ds, false, 4, 3);
     o.limit = 10;
     cnn_loader *l = NULL;
     CHECK_OK(cnn_loader_create(ds, &o, &l));
@@ -283,7 +284,7 @@ TEST(loader_limit_restart_and_destroy_mid_epoch)
     cnn_loader_destroy(&l);
 
     /* Restart in the middle of an epoch, then finish a full one. */
-    o = raw_options(ds, false, 4, 3);
+    o = data_test_raw_options(ds, false, 4, 3);
     o.shuffle = true;
     CHECK_OK(cnn_loader_create(ds, &o, &l));
     cnn_tensor *x = NULL, *y = NULL;
@@ -418,7 +419,8 @@ static bool epoch_order(cnn_loader *l, int64_t epoch, int n, int *order)
     cnn_tensor *x = NULL, *y = NULL;
     bool ok = cnn_loader_start_epoch(l, epoch) == CNN_OK && cnn_loader_next(l, &x, &y) == CNN_OK &&
               x && cnn_tensor_dim(x, 0) == n;
-    for (int i = 0; ok && i < n; i++) order[i] = sample_of(cnn_tensor_cdata(x) + i * 144);
+    for (int i = 0; ok && i < n; i++)
+        order[i] = data_test_sample_of(cnn_tensor_cdata(x) + i * 144);
     cnn_tensor_free(&x);
     cnn_tensor_free(&y);
     return ok;
@@ -430,7 +432,7 @@ TEST(loader_shuffles_anew_each_epoch)
 {
     cnn_dataset *ds = data_test_synthetic(37, 12, 12);
     REQUIRE(ds);
-    cnn_loader_options o = raw_options(ds, false, 37, 0);
+    cnn_loader_options o = data_test_raw_options(ds, false, 37, 0);
     o.shuffle = true;
     cnn_loader *l = NULL;
     CHECK_OK(cnn_loader_create(ds, &o, &l));
@@ -447,7 +449,7 @@ TEST(loader_shuffles_anew_each_epoch)
 
     ds = data_test_synthetic(2, 12, 12);
     REQUIRE(ds);
-    o = raw_options(ds, false, 2, 0);
+    o = data_test_raw_options(ds, false, 2, 0);
     o.shuffle = true;
     CHECK_OK(cnn_loader_create(ds, &o, &l));
     int kept = 0, swapped = 0;

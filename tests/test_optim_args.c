@@ -1,8 +1,9 @@
 /* test_optim_args.c — the edges of the optimizers against torch.optim 1.13: hyper-parameters
  * PyTorch accepts (Adam with betas (0, 0) and eps 0 is sign descent), parameters it refuses,
- * the state dict of a parameter that never had a gradient, entries a state dict may not hold,
- * and gradient clipping with a NaN or infinite norm. The update formulas themselves:
- * test_optim.c. */
+ * the state dict of a parameter that never had a gradient, entries a state dict may not hold
+ * (a refused load keeps the learning rate too), and gradient clipping with a NaN or infinite
+ * norm, and as an in-place write of the gradients that backward checks. The update formulas
+ * themselves: test_optim.c. */
 #include "gradcheck.h"
 
 /* Replaces p's gradient with g (a leaf's backward seeds its grad directly). */
@@ -213,4 +214,58 @@ TEST(clip_grad_norm_spreads_a_nan_or_infinite_norm_as_torch)
     cnn_tensor_free(&gb);
     cnn_tensor_free(&ps[0]);
     cnn_tensor_free(&ps[1]);
+}
+
+/* A refused load changes nothing, the learning rate included: a state with another lr whose
+ * later entries are wrong (a negative step count, a missing tensor) leaves the lr as it was,
+ * so a resume that failed cannot go on training at the checkpoint's rate. */
+TEST(a_refused_load_leaves_the_learning_rate_alone)
+{
+    cnn_optim *opt = NULL;
+    cnn_tensor *a = NULL, *b = NULL;
+    cnn_dict *d = NULL;
+    CHECK_OK(two_params_one_stepped(&opt, &a, &b));
+    const float lr = cnn_optim_get_lr(opt);
+    for (int variant = 0; variant < 2; variant++) {
+        cnn_dict *bad = NULL;
+        CHECK_OK(cnn_dict_create(&d));
+        CHECK_OK(cnn_optim_state_dict(opt, d));
+        CHECK_OK(cnn_dict_set_meta(d, "optim.lr", "0.25"));
+        if (variant == 0) CHECK_OK(cnn_dict_set_meta(d, "optim.a.step", "-2"));
+        CHECK_OK(cnn_dict_create(&bad));
+        for (int i = 0; i < cnn_dict_meta_size(d); i++)
+            CHECK_OK(cnn_dict_set_meta(bad, cnn_dict_meta_key(d, i), cnn_dict_meta_value(d, i)));
+        if (variant == 0) CHECK_ERR(cnn_optim_load_state_dict(opt, bad), CNN_ERR_FORMAT);
+        else CHECK_ERR(cnn_optim_load_state_dict(opt, bad), CNN_ERR_NOT_FOUND); /* no tensors */
+        CHECK(cnn_optim_get_lr(opt) == lr);
+        cnn_dict_destroy(&bad);
+        cnn_dict_destroy(&d);
+    }
+    cnn_optim_destroy(&opt);
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+}
+
+/* Clipping scales the gradients in place, so a forward that read a gradient before the clip
+ * cannot back-propagate through the scaled values: backward refuses, as after any in-place
+ * write (here linear saved p's gradient, its input, for w's gradient). */
+TEST(clip_grad_norm_counts_as_an_in_place_write_of_the_gradients)
+{
+    const float z[2] = {0, 0};
+    cnn_tensor *p = leaf_of_values(CNN_SHAPE(1, 2), z), *w = leaf_of_values(CNN_SHAPE(1, 2), z);
+    cnn_tensor *g = NULL, *out = NULL, *s = NULL;
+    const float gv[2] = {3, 4};
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2), gv, CNN_CPU, &g));
+    REQUIRE(p && w && g);
+    CHECK_OK(regrad(p, g));
+    CHECK_OK(cnn_linear(cnn_tensor_grad(p), w, NULL, &out));
+    CHECK_OK(cnn_sum(out, &s));
+    float norm = 0;
+    CHECK_OK(cnn_clip_grad_norm(&p, 1, 1.0f, &norm));
+    CHECK(norm == 5.0f);
+    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "modified in place") != NULL);
+    CHECK(cnn_tensor_grad(w) == NULL);
+    cnn_tensor *all[5] = {p, w, g, out, s};
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&all[i]);
 }

@@ -3,7 +3,8 @@
  * create_graph), so the ops they call are not recorded; a backward that returns a gradient of
  * the wrong shape is reported as an internal error instead of landing in a leaf's grad; and
  * forwards whose outputs were freed without a backward are dropped as the tape grows, while
- * everything a held tensor's backward needs stays. */
+ * everything a held tensor's backward needs stays (also once swept nodes that saved it are
+ * gone). */
 #include "internal.h"
 #include "test.h"
 
@@ -234,5 +235,35 @@ TEST(outputs_released_on_two_other_threads_while_the_tape_sweeps)
     REQUIRE(cnn_tensor_grad(x));
     CHECK(cnn_tensor_cdata(cnn_tensor_grad(x))[7] == 1.0f);
     cnn_tensor_free(&held);
+    cnn_tensor_free(&x);
+}
+
+/* The other count the sweep reads: a node that saved a tensor gives its hold back when it is
+ * swept. y = 2x, held by the caller, is saved by 600 linear nodes whose outputs are freed (so
+ * the sweeps drop them); if a swept node left its hold on y counted, y would look held by the
+ * tape alone and its node would go too, leaving sum(y) a constant and x without a gradient. */
+TEST(an_output_held_by_the_caller_outlives_the_swept_nodes_that_saved_it)
+{
+    cnn_tensor *x = NULL, *w = NULL, *y = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(2, 4), CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3, 4), CNN_CPU, &w));
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(w, true)); /* so that linear saves its input y */
+    CHECK_OK(cnn_scale(x, 2.0f, &y));
+    for (int i = 0; i < 600 && !cnn_test_failed(); i++) {
+        cnn_tensor *z = NULL;
+        CHECK_OK(cnn_linear(y, w, NULL, &z));
+        cnn_tensor_free(&z);
+    }
+    CHECK(cnn_tape_size() <= 256); /* swept at least twice */
+    CHECK(cnn_tensor_requires_grad(y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(x));
+    for (int i = 0; i < 8; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(x))[i] == 2.0f);
+    CHECK(cnn_tensor_grad(w) == NULL);
+    cnn_tensor_free(&s);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&w);
     cnn_tensor_free(&x);
 }
