@@ -1,8 +1,9 @@
 /* test_cuda_conv.c — the conv2d launchers on the GPU, hand-written kernels and cuDNN, against
  * the CPU reference (cnn_conv2d) on fresh random inputs of awkward shapes (conv_cases.c):
  * forward, backward-data, backward-filter and the bias gradient, FP32 and TF32; deterministic
- * mode; shapes at the int limit. GPU outputs are poisoned with NaN first. cuDNN's algorithm
- * search is tested in test_cuda_conv_search.c, the public ops on device tensors in
+ * mode; shapes at the int limit. GPU outputs are poisoned with NaN first, and the hand-written
+ * launchers also run on buffers guarded past their ends (nothing read or written there). cuDNN's
+ * algorithm search is tested in test_cuda_conv_search.c, the public ops on device tensors in
  * test_cuda_conv_ops.c. */
 #include "conv_cases.h"
 
@@ -156,6 +157,107 @@ GPU_TEST(cuda_conv_bias_grad_alone)
     cnn_tensor_free(&dy);
     cnn_tensor_free(&db);
     ref_free(&r);
+}
+
+/* ---- nothing read or written past the buffers ---------------------------------------------- */
+/* The value the guard after an output holds: no kernel computes it from these inputs. */
+#define GUARD_OUT 7.0f
+
+/* A device buffer of 2n floats: src's n values (NaN when src is NULL), then n copies of guard;
+ * NULL on failure. */
+static cnn_tensor *guarded_gpu(const cnn_tensor *src, int64_t n, float guard)
+{
+    float *v = malloc((size_t)(2 * n) * sizeof *v);
+    cnn_tensor *t = NULL;
+    if (!v) return NULL;
+    const bool ok = !src || cnn_tensor_read(src, v, (size_t)n) == CNN_OK;
+    for (int64_t i = 0; !src && i < n; i++) v[i] = NAN;
+    for (int64_t i = n; i < 2 * n; i++) v[i] = guard;
+    if (ok && cnn_tensor_from_data(CNN_SHAPE(2 * n), v, CNN_CUDA(0), &t) != CNN_OK) t = NULL;
+    free(v);
+    return t;
+}
+
+/* Output `name` of case cc, in buf (guarded_gpu of ref's size): the guard still holds GUARD_OUT
+ * everywhere, and the values before it agree with ref (conv_compare). */
+static void check_guarded(const char *tag, const conv_case *cc, const char *name,
+                          const cnn_tensor *buf, const cnn_tensor *ref, float atol, float rtol)
+{
+    const int64_t n = cnn_tensor_numel(ref);
+    float *v = malloc((size_t)(2 * n) * sizeof *v);
+    cnn_tensor *got = NULL;
+    if (!v || cnn_tensor_read(buf, v, (size_t)(2 * n)) != CNN_OK ||
+        cnn_tensor_from_data(cnn_tensor_shape(ref), v, CNN_CPU, &got) != CNN_OK) {
+        cnn_test_fail(__FILE__, __LINE__, "%s %s %s: read: %s", tag, cc->name, name,
+                      cnn_last_error());
+        free(v);
+        return;
+    }
+    int64_t past = 0, first = -1;
+    for (int64_t i = n; i < 2 * n; i++)
+        if (v[i] != GUARD_OUT && past++ == 0) first = i - n;
+    if (past)
+        cnn_test_fail(__FILE__, __LINE__, "%s %s: %lld elements written past the end of %s "
+                      "(the first at %lld past it: %g)", tag, cc->name, (long long)past, name,
+                      (long long)first, v[n + first]);
+    conv_compare(tag, cc, name, got, ref, atol, rtol);
+    cnn_tensor_free(&got);
+    free(v);
+}
+
+/* The hand-written launchers on buffers that go on past their tensors: each input followed by
+ * NaN, each output by GUARD_OUT. A kernel that reads past an input (the last step of a GEMM's
+ * depth when it is not a multiple of 8, a tile's rows past M) gets NaN, which reaches a result
+ * even when multiplied by a masked zero; one that stores past an output (a tile's row M, or its
+ * column NC) changes the guard. The outputs of conv_run are tensors of their own, where such a
+ * store lands in the allocator's rounding or in the next output, which a later launch rewrites
+ * (the emulator runs the blocks in order; a GPU runs them at once, and they race). FP32 and TF32
+ * (the tensor-core kernel has its own stores); cuDNN is outside what this checks. */
+GPU_TEST(cuda_conv_touches_nothing_past_its_buffers)
+{
+    cnn_context *ctx = cnn_context_current();
+    for (int tf32 = 0; tf32 < 2; tf32++) {
+        cnn_set_tf32(tf32 == 1);
+        const char *tag = tf32 ? "hand-written tf32, guarded" : "hand-written, guarded";
+        /* TF32's own error, as cuda_conv_tf32's cuDNN bound: the guards are the point here */
+        const float atol = tf32 ? 2e-3f : CONV_ATOL, rtol = tf32 ? 5e-3f : CONV_RTOL;
+        for (int i = 0; i < n_conv_cases; i++) {
+            const conv_case *cc = &conv_cases[i];
+            conv_ref r;
+            if (!make_ref(cc, &r)) {
+                cnn_test_fail(__FILE__, __LINE__, "%s: reference: %s", cc->name,
+                              cnn_last_error());
+                ref_free(&r);
+                continue;
+            }
+            const int64_t nx = cnn_tensor_numel(r.x), nw = cnn_tensor_numel(r.w);
+            const int64_t ny = cnn_tensor_numel(r.y), nb = cc->k;
+            cnn_tensor *x = guarded_gpu(r.x, nx, NAN), *w = guarded_gpu(r.w, nw, NAN);
+            cnn_tensor *b = r.b ? guarded_gpu(r.b, nb, NAN) : NULL;
+            cnn_tensor *dy = guarded_gpu(r.dy, ny, NAN), *y = guarded_gpu(NULL, ny, GUARD_OUT);
+            cnn_tensor *dx = guarded_gpu(NULL, nx, GUARD_OUT);
+            cnn_tensor *dw = guarded_gpu(NULL, nw, GUARD_OUT);
+            cnn_tensor *db = guarded_gpu(NULL, nb, GUARD_OUT);
+            if (x && w && dy && y && dx && dw && db && (b || !r.b)) {
+                CHECK_OK(cnn_cuda_conv2d_forward(ctx, &r.g, cnn_f32(x), cnn_f32(w), dev_f32(b),
+                                                 cnn_f32(y)));
+                CHECK_OK(cnn_cuda_conv2d_backward_data(ctx, &r.g, cnn_f32(dy), cnn_f32(w),
+                                                       cnn_f32(dx)));
+                CHECK_OK(cnn_cuda_conv2d_backward_filter(ctx, &r.g, cnn_f32(dy), cnn_f32(x),
+                                                         cnn_f32(dw), b ? cnn_f32(db) : NULL));
+                check_guarded(tag, cc, "y", y, r.y, atol, rtol);
+                check_guarded(tag, cc, "dx", dx, r.dx, atol, rtol);
+                check_guarded(tag, cc, "dw", dw, r.dw, atol, rtol);
+                if (r.b) check_guarded(tag, cc, "db", db, r.db, CONV_ATOL, CONV_RTOL);
+            } else {
+                cnn_test_fail(__FILE__, __LINE__, "%s: setup: %s", cc->name, cnn_last_error());
+            }
+            cnn_tensor *all[] = {x, w, b, dy, y, dx, dw, db};
+            for (size_t k = 0; k < sizeof all / sizeof *all; k++) cnn_tensor_free(&all[k]);
+            ref_free(&r);
+        }
+    }
+    cnn_set_tf32(false);
 }
 
 GPU_TEST(cuda_conv_deterministic_is_bitwise_repeatable)

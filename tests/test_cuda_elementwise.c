@@ -320,9 +320,10 @@ static cnn_status f_ce(cnn_tensor *const *x, void *ud, cnn_tensor **y)
     return cnn_cross_entropy(x[0], c->labels, c->ls, y);
 }
 
-/* Cross-entropy of (n, k) logits on both devices with the same random labels; with
- * ignore_every > 0, every ignore_every-th label (from the second) is CNN_IGNORE_INDEX. */
-static void check_cross_entropy(int64_t n, int64_t k, float ls, int ignore_every)
+/* Cross-entropy of (n, k) logits uniform in [center - 4, center + 4) on both devices with the
+ * same random labels; with ignore_every > 0, every ignore_every-th label (from the second) is
+ * CNN_IGNORE_INDEX. */
+static void check_cross_entropy(int64_t n, int64_t k, float ls, int ignore_every, float center)
 {
     int64_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
     cnn_tensor *lc = NULL, *lg = NULL, *xc = NULL, *xg = NULL, *yc = NULL, *yg = NULL;
@@ -337,7 +338,7 @@ static void check_cross_entropy(int64_t n, int64_t k, float ls, int ignore_every
     CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(n), lab, CNN_CUDA(0), &lg));
     free(lab);
     /* The CPU reference (forward and backward) first, then the GPU with poisoned outputs. */
-    xc = rand_tensor(CNN_SHAPE(n, k), -4, 4, 1);
+    xc = rand_tensor(CNN_SHAPE(n, k), center - 4, center + 4, 1);
     REQUIRE(xc && (xg = to_gpu(xc)) != NULL);
     ce_case cg = {lg, ls};
     CHECK_OK(cnn_cross_entropy(xc, lc, ls, &yc));
@@ -348,13 +349,13 @@ static void check_cross_entropy(int64_t n, int64_t k, float ls, int ignore_every
     CHECK_OK(f_ce(&xg, &cg, &yg));
     CHECK(on_gpu(yg));
     char name[96];
-    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d", (long long)n,
-             (long long)k, ls, ignore_every);
+    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d at %g", (long long)n,
+             (long long)k, ls, ignore_every, center);
     CHECK(tensors_close(name, yg, yc, SM_ATOL, SM_RTOL));
     poison_cache((cnn_shape[]){CNN_SHAPE(n, k)}, 1);
     CHECK_OK(cnn_backward(yg));
-    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d grad", (long long)n,
-             (long long)k, ls, ignore_every);
+    snprintf(name, sizeof name, "cross_entropy (%lld, %lld) ls %g ignore %d at %g grad",
+             (long long)n, (long long)k, ls, ignore_every, center);
     CHECK(cnn_tensor_grad(xg) && tensors_close(name, cnn_tensor_grad(xg), cnn_tensor_grad(xc),
                                                SM_ATOL, SM_RTOL));
     cnn_tensor *all[6] = {lc, lg, xc, xg, yc, yg};
@@ -365,9 +366,36 @@ GPU_TEST(cuda_cross_entropy_matches_cpu)
 {
     const int64_t sizes[][2] = {{1, 10}, {5, 3}, {37, 1000}, {256, 10}, {3, 1}, {2, 1537}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        check_cross_entropy(sizes[i][0], sizes[i][1], 0.0f, 0);
-        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f, 0);
-        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f, 3);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.0f, 0, 0.0f);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f, 0, 0.0f);
+        check_cross_entropy(sizes[i][0], sizes[i][1], 0.1f, 3, 0.0f);
+    }
+}
+
+/* Logits far from 0, where the result depends on the row's maximum being subtracted before exp
+ * (the CPU reference does): near -100, exp underflows in float and the sum of exps' reciprocal
+ * overflows it (a maximum that starts at 0 instead of -inf subtracts nothing there); near +1000,
+ * exp overflows even in double. The logits near 0 of the tests above give the same results either
+ * way. Both softmax layouts (the dim innermost, and strided) and cross-entropy. */
+GPU_TEST(cuda_softmax_and_cross_entropy_of_far_logits_match_cpu)
+{
+    const float centers[] = {-100.0f, 1000.0f};
+    const struct {
+        cnn_shape s;
+        int dim;
+    } cases[] = {{CNN_SHAPE(5, 300), 1}, {CNN_SHAPE(3, 7, 11), 1}, {CNN_SHAPE(4, 9), 0}};
+    for (int c = 0; c < 2; c++) {
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+            for (int lg = 0; lg < 2; lg++) {
+                sm_case sc = {cases[i].dim, lg == 1};
+                gp_case g = {.name = lg ? "log_softmax of far logits" : "softmax of far logits",
+                             .f = f_softmax, .ud = &sc, .n = 1, .in = {cases[i].s},
+                             .lo = centers[c] - 3, .hi = centers[c] + 3, .atol = SM_ATOL,
+                             .rtol = SM_RTOL};
+                gpu_parity(&g, CNN_BACKEND_AUTO);
+            }
+        check_cross_entropy(37, 300, 0.0f, 0, centers[c]);
+        check_cross_entropy(5, 10, 0.1f, 3, centers[c]);
     }
 }
 

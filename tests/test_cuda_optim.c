@@ -204,6 +204,10 @@ GPU_TEST(cuda_optimizers_give_the_cpu_bits)
     check_optim_tol(&c, "adam l2, bits", 0, 0);
     c.beta1 = 0.3f;
     check_optim_tol(&c, "adam l2 beta1 0.3, bits", 0, 0);
+    /* 1 - beta1 = 0.5 exactly, the boundary between lerp's two forms: torch.lerp (and the CPU)
+     * takes the second at weight 0.5, and the first form's bits differ there */
+    c.beta1 = 0.5f;
+    check_optim_tol(&c, "adam l2 beta1 0.5, bits", 0, 0);
     c = cnn_optim_defaults(CNN_OPTIM_ADAMW);
     c.lr = 1e-2f;
     c.weight_decay = 0.1f;
