@@ -315,6 +315,7 @@ EMU_GPU_TESTS ?= --gpu-only
 check-cuda-emu:
 	$(MAKE) BUILD=build-emu $(EMU_FLAGS) all emu-selftest
 	build-emu/tests/emu_selftest
+	CNN_EMU_ORDER=reverse build-emu/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CNN_EMU_ORDER=reverse CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CUDA_VISIBLE_DEVICES= CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests absent without_gpu

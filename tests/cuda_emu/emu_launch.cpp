@@ -100,8 +100,9 @@ struct run_state {
     void *main_sp = nullptr;
     int cur = -1, live = 0, arrived = 0, nthreads = 0;
     int next = 0;                /* threads of the block started so far */
-    /* CNN_EMU_ORDER=reverse: threads start and resume last first, so that a test run both ways
-     * shows a missing barrier whose effect depends on which thread runs first. */
+    /* CNN_EMU_ORDER=reverse: threads start and resume last first, and blocks run last first, so
+     * that a test run both ways shows a missing barrier whose effect depends on which thread
+     * runs first, or a block writing where another block writes. */
     bool reverse = getenv("CNN_EMU_ORDER") && !strcmp(getenv("CNN_EMU_ORDER"), "reverse");
     char *new_stack = nullptr;   /* the stack of the fiber being started */
     void *exit_sp = nullptr;     /* where a finished fiber's last stack pointer goes */
@@ -413,10 +414,15 @@ void launch(const launch_cfg &cfg, void (*run)(void *), void *closure, const voi
     blockDim = cfg.block;
     gridDim = cfg.grid;
     bool dead = false;
-    for (unsigned z = 0; z < cfg.grid.z && !dead; z++)
-        for (unsigned y = 0; y < cfg.grid.y && !dead; y++)
-            for (unsigned x = 0; x < cfg.grid.x && !dead; x++) {
-                blockIdx = uint3{x, y, z};
+    /* Blocks run one after another, in order; reversed too under CNN_EMU_ORDER=reverse, so that
+     * a block's store into another block's part of an output (which a GPU's concurrent blocks
+     * race on) is not always hidden by the owner rewriting it afterwards. */
+    const dim3 g = cfg.grid;
+    for (unsigned z = 0; z < g.z && !dead; z++)
+        for (unsigned y = 0; y < g.y && !dead; y++)
+            for (unsigned x = 0; x < g.x && !dead; x++) {
+                blockIdx = s.reverse ? uint3{g.x - 1 - x, g.y - 1 - y, g.z - 1 - z}
+                                     : uint3{x, y, z};
                 run_block();
                 dead = s.live > 0;
             }

@@ -65,6 +65,13 @@ __global__ void half_warp_kernel(int *out)
     out[threadIdx.x] = __shfl_sync(mask, (int)threadIdx.x, 0, 16);
 }
 
+/* Every thread 0 stores its block's linear index in out[0]: the last block to run wins. */
+__global__ void last_block_kernel(int *out)
+{
+    if (threadIdx.x == 0)
+        out[0] = (int)(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+}
+
 /* Reads shared memory nobody wrote: the emulator poisons it, so it is -1 (0xFFFFFFFF). */
 __global__ void unwritten_shared_kernel(int *out)
 {
@@ -240,6 +247,13 @@ static void check_results(int *d)
     bad = 0;
     for (int t = 0; t < 64; t++) bad += got[t] != -1;
     EXPECT(bad == 0);
+
+    /* The blocks run in order, last first under CNN_EMU_ORDER=reverse (see emu_launch.cpp). */
+    const bool reverse = getenv("CNN_EMU_ORDER") && !strcmp(getenv("CNN_EMU_ORDER"), "reverse");
+    last_block_kernel<<<dim3(3, 2, 2), 32>>>(o1);
+    EXPECT(last() == cudaSuccess);
+    cudaMemcpy(got, o1, sizeof(int), cudaMemcpyDeviceToHost);
+    EXPECT(got[0] == (reverse ? 0 : 11));
 
     dynamic_shared_kernel<<<1, 256, 256 * sizeof(int)>>>(o1);
     EXPECT(last() == cudaSuccess);
