@@ -18,8 +18,9 @@ cnn_dataset *data_test_synthetic(int n, int rows, int cols);
 cnn_transform data_test_identity_transform(const cnn_dataset *ds, int S);
 
 /* The index of a synthetic sample from its first pixel under such a transform, -1 if none; the
- * loader options that keep the 12 x 12 images as they are (mean 0, std 1, seed 2024, no
- * shuffle), training or eval transform (test_loader.c). */
+ * default loader options for 12 x 12 images of the training or the eval transform (shuffled for
+ * training only) with mean 0 and std 1, so pixels stay as stored, and seed 2024
+ * (test_loader.c). */
 int data_test_sample_of(const float *pix);
 cnn_loader_options data_test_raw_options(const cnn_dataset *ds, bool train, int batch,
                                          int workers);
