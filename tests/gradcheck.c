@@ -147,6 +147,16 @@ cnn_tensor *leaf_of_values(cnn_shape s, const float *v)
     return t;
 }
 
+cnn_status set_grad_values(cnn_tensor *p, const float *v)
+{
+    cnn_tensor *g = NULL;
+    cnn_tensor_zero_grad(p);
+    cnn_status st = cnn_tensor_from_data(cnn_tensor_shape(p), v, CNN_CPU, &g);
+    if (st == CNN_OK) st = cnn_backward_with_grad(p, g);
+    cnn_tensor_free(&g);
+    return st;
+}
+
 bool shape_eq(cnn_shape a, cnn_shape b)
 {
     if (a.ndim != b.ndim) return false;

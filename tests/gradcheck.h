@@ -40,6 +40,10 @@ cnn_tensor *rand_tensor(cnn_shape s, float lo, float hi, int requires_grad);
 /* A new CPU leaf of shape s holding v (row-major), requiring grad; NULL on failure. */
 cnn_tensor *leaf_of_values(cnn_shape s, const float *v);
 
+/* Replaces leaf p's gradient with the values v (as many as p holds, row-major): a leaf's
+ * backward seeds its gradient directly. */
+cnn_status set_grad_values(cnn_tensor *p, const float *v);
+
 /* Whether two shapes have the same rank and sizes; whether t (non-NULL) has shape s. */
 bool shape_eq(cnn_shape a, cnn_shape b);
 bool has_shape(const cnn_tensor *t, cnn_shape s);

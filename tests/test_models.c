@@ -257,71 +257,6 @@ TEST(models_deep_resnet_forward_backward)
     forward_backward("resnet50_small", 10, 3, 16);
 }
 
-/* Status of a forward pass on a random input of shape s (the output must be NULL on error). */
-static cnn_status forward_status(cnn_model *m, cnn_shape s)
-{
-    cnn_tensor *x = rand_tensor(s, 0, 1, 0), *y = NULL;
-    cnn_status st = cnn_model_forward(m, x, false, &y);
-    if (st != CNN_OK) CHECK(y == NULL && cnn_last_error()[0]);
-    free_tensors(&x, &y);
-    return st;
-}
-
-TEST(models_registry_and_input_errors)
-{
-    int n = 0;
-    const char *const *names = cnn_model_names(&n);
-    REQUIRE(names && n == 18);
-    for (int i = 0; i < n; i++) { /* every listed name builds */
-        cnn_model *m = NULL;
-        CHECK_OK(create_uninit(names[i], 0, &m));
-        cnn_model_destroy(&m);
-    }
-    cnn_model *m = NULL;
-    CHECK_ERR(cnn_model_create("resnet51", 0, 0, &m), CNN_ERR_NOT_FOUND);
-    CHECK(strstr(cnn_last_error(), "resnet51") && strstr(cnn_last_error(), "resnet50") &&
-          strstr(cnn_last_error(), "lenet5"));
-    CHECK_ERR(cnn_model_create(NULL, 0, 0, &m), CNN_ERR_INVALID_ARG);
-    CHECK_ERR(cnn_model_create("resnet18", -1, 0, &m), CNN_ERR_INVALID_ARG);
-    CHECK_ERR(cnn_model_create("resnet18", 10, -3, &m), CNN_ERR_INVALID_ARG);
-    cnn_model_options o = {.dropout = 1.0f};
-    CHECK_ERR(cnn_model_create_ex("vgg16", &o, &m), CNN_ERR_INVALID_ARG);
-    CHECK(m == NULL);
-
-    CHECK_OK(create_uninit("alexnet", 10, &m));
-    CHECK(forward_status(m, CNN_SHAPE(1, 3, 62, 62)) == CNN_ERR_SHAPE); /* 63x63 is the minimum */
-    CHECK(strstr(cnn_last_error(), "alexnet") && strstr(cnn_last_error(), "features.12"));
-    cnn_model_summary s;
-    CHECK_ERR(cnn_model_summarize(m, 62, 62, &s), CNN_ERR_SHAPE);
-    CHECK_OK(cnn_model_summarize(m, 63, 63, &s));
-    /* torchvision's AlexNet: an 11x11/4 conv padded by 2, 3x3/2 max pools, dropout 0.5. */
-    REQUIRE(s.n_layers > 15);
-    CHECK(s.layers[0].conv.stride[0] == 4 && s.layers[0].conv.padding[0] == 2);
-    CHECK(!strcmp(s.layers[2].type, "MaxPool2d") && s.layers[2].pool.kernel[1] == 3 &&
-          s.layers[2].pool.stride[1] == 2 && s.layers[2].pool.padding[1] == 0);
-    CHECK(shape_eq(s.layers[2].in_shape, s.layers[1].out_shape));
-    CHECK(!strcmp(s.layers[15].type, "Dropout") && s.layers[15].dropout_p == 0.5f);
-    CHECK(!strcmp(s.layers[14].type, "Flatten") && s.layers[14].dropout_p == 0.0f &&
-          s.layers[14].pool.kernel[0] == 0 && s.layers[14].conv.stride[0] == 0);
-    cnn_model_summary_free(&s);
-    CHECK(forward_status(m, CNN_SHAPE(1, 1, 64, 64)) == CNN_ERR_SHAPE); /* 1 channel, not 3 */
-    CHECK(forward_status(m, CNN_SHAPE(3, 64, 64)) == CNN_ERR_SHAPE);
-    cnn_model_destroy(&m);
-    CHECK_OK(cnn_model_create("lenet5", 0, 0, &m));
-    CHECK(forward_status(m, CNN_SHAPE(1, 1, 29, 29)) == CNN_ERR_SHAPE);
-    CHECK(forward_status(m, CNN_SHAPE(1, 1, 30, 30)) == CNN_ERR_SHAPE);
-    CHECK(strstr(cnn_last_error(), "lenet5") && strstr(cnn_last_error(), "28x28"));
-    CHECK(forward_status(m, CNN_SHAPE(0, 1, 32, 32)) == CNN_ERR_SHAPE);
-    CHECK(strstr(cnn_last_error(), "batch size 0") != NULL);
-    cnn_model_destroy(&m);
-    cnn_model_destroy(&m); /* NULL-safe */
-    /* Multiply-add counts past 64 bits are refused, not wrapped into a negative count. */
-    CHECK_OK(create_uninit("resnet50", 0, &m));
-    CHECK_ERR(cnn_model_summarize(m, 2000000000, 2000000000, &s), CNN_ERR_INVALID_ARG);
-    CHECK(strstr(cnn_last_error(), "64 bits") && s.layers == NULL);
-    cnn_model_destroy(&m);
-}
-
 /* One 32x32 image through ResNet-18 in training reaches layer4 at 1x1: one value per channel,
  * which batch norm refuses in training (as torch). The shape pass refuses it first, naming the
  * layer, so no earlier batch norm has moved its running statistics (torch's have: there the
@@ -388,46 +323,6 @@ TEST(models_lenet_pads_28_to_32)
     cnn_model_summary_free(&sum);
     cnn_model_destroy(&m);
     free_tensors(&x28, &x32, &y28, &y32);
-}
-
-TEST(models_summary_rows_and_format)
-{
-    cnn_model *m = NULL;
-    CHECK_OK(create_uninit("resnet18", 0, &m));
-    cnn_model_summary s;
-    CHECK_OK(cnn_model_summarize(m, 224, 224, &s));
-    REQUIRE(s.n_layers > 0);
-    CHECK(strcmp(s.layers[0].name, "conv1") == 0 && strcmp(s.layers[0].type, "Conv2d") == 0);
-    CHECK(shape_eq(s.layers[0].out_shape, CNN_SHAPE(1, 64, 112, 112)));
-    CHECK(s.layers[0].macs == 64LL * 3 * 49 * 112 * 112 && s.layers[0].params == 64 * 3 * 49);
-    int adds = 0;
-    for (int i = 0; i < s.n_layers; i++) adds += strcmp(s.layers[i].type, "Add") == 0;
-    CHECK(adds == 8);
-    /* What each layer runs with: the stem's 7x7/2 pad 3, the 3x3/2 pad 1 max pool, and a
-     * downsample conv's input, the block's (not the layer before it in the table). */
-    CHECK(shape_eq(s.layers[0].in_shape, CNN_SHAPE(1, 3, 224, 224)));
-    CHECK(s.layers[0].conv.stride[0] == 2 && s.layers[0].conv.padding[1] == 3);
-    int pool = -1, down = -1;
-    for (int i = 0; i < s.n_layers; i++) {
-        if (!strcmp(s.layers[i].type, "MaxPool2d")) pool = i;
-        if (!strcmp(s.layers[i].name, "layer2.0.downsample.0")) down = i;
-    }
-    REQUIRE(pool >= 0 && down > 0);
-    const cnn_pool2d_params *pp = &s.layers[pool].pool;
-    CHECK(pp->kernel[0] == 3 && pp->stride[0] == 2 && pp->padding[0] == 1);
-    CHECK(shape_eq(s.layers[pool].in_shape, CNN_SHAPE(1, 64, 112, 112)));
-    CHECK(shape_eq(s.layers[down].in_shape, CNN_SHAPE(1, 64, 56, 56)));
-    CHECK(shape_eq(s.layers[down - 1].out_shape, CNN_SHAPE(1, 128, 28, 28)));
-    CHECK(s.layers[down].conv.stride[0] == 2 && s.layers[down].conv.padding[0] == 0);
-    size_t need = cnn_model_summary_format(&s, NULL, 0);
-    char *buf = malloc(need + 1), small[16];
-    REQUIRE(buf && cnn_model_summary_format(&s, buf, need + 1) == need && strlen(buf) == need);
-    CHECK(strstr(buf, "layer4.1.conv2") && strstr(buf, "BatchNorm2d") && strstr(buf, "11689512"));
-    CHECK(cnn_model_summary_format(&s, small, sizeof small) == need && strlen(small) == 15);
-    free(buf);
-    cnn_model_summary_free(&s);
-    CHECK_ERR(cnn_model_summarize(m, 0, 224, &s), CNN_ERR_INVALID_ARG);
-    cnn_model_destroy(&m);
 }
 
 TEST(models_zero_init_residual)

@@ -1,9 +1,8 @@
 /* test_optim_args.c — the edges of the optimizers against torch.optim 1.13: hyper-parameters
  * PyTorch accepts (Adam with betas (0, 0) and eps 0 is sign descent), parameters it refuses,
  * the state dict of a parameter that never had a gradient, entries a state dict may not hold
- * (a refused load keeps the learning rate too), and gradient clipping with a NaN or infinite
- * norm, and as an in-place write of the gradients that backward checks. The update formulas
- * themselves: test_optim.c. */
+ * (a refused load keeps the learning rate too). The update formulas themselves: test_optim.c;
+ * gradient clipping: test_clip_grad.c. */
 #include "gradcheck.h"
 
 /* Replaces p's gradient with g (a leaf's backward seeds its grad directly). */
@@ -185,37 +184,6 @@ TEST(load_state_dict_refuses_state_of_unstepped_params_and_unknown_keys)
     for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
 }
 
-/* torch.nn.utils.clip_grad_norm_([a, b], 1.0) multiplies every gradient by
- * clamp(1 / (norm + 1e-6), max=1): a NaN norm makes them all NaN; an infinite one makes them
- * 0, and inf * 0 NaN. PyTorch 1.13 gives (nan, [nan, nan], [nan, nan]) for a.grad = [nan, 1],
- * b.grad = [3, 4], and (inf, [nan, 0], [0, 0]) for a.grad = [inf, 1]. */
-TEST(clip_grad_norm_spreads_a_nan_or_infinite_norm_as_torch)
-{
-    const float z[2] = {0, 0};
-    cnn_tensor *ps[2] = {leaf_of_values(CNN_SHAPE(2), z), leaf_of_values(CNN_SHAPE(2), z)};
-    cnn_tensor *ga_nan = vec2(NAN, 1), *ga_inf = vec2(INFINITY, 1), *gb = vec2(3, 4);
-    REQUIRE(ps[0] && ps[1] && ga_nan && ga_inf && gb);
-    float norm = 0;
-    CHECK_OK(regrad(ps[0], ga_nan));
-    CHECK_OK(regrad(ps[1], gb));
-    CHECK_OK(cnn_clip_grad_norm(ps, 2, 1.0f, &norm));
-    CHECK(isnan(norm));
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 2; i++) CHECK(isnan(cnn_tensor_cdata(cnn_tensor_grad(ps[k]))[i]));
-    CHECK_OK(regrad(ps[0], ga_inf));
-    CHECK_OK(regrad(ps[1], gb));
-    CHECK_OK(cnn_clip_grad_norm(ps, 2, 1.0f, &norm));
-    CHECK(isinf(norm) && norm > 0);
-    const float *a = cnn_tensor_cdata(cnn_tensor_grad(ps[0]));
-    const float *b = cnn_tensor_cdata(cnn_tensor_grad(ps[1]));
-    CHECK(isnan(a[0]) && a[1] == 0.0f && b[0] == 0.0f && b[1] == 0.0f);
-    cnn_tensor_free(&ga_nan);
-    cnn_tensor_free(&ga_inf);
-    cnn_tensor_free(&gb);
-    cnn_tensor_free(&ps[0]);
-    cnn_tensor_free(&ps[1]);
-}
-
 /* A refused load changes nothing, the learning rate included: a state with another lr whose
  * later entries are wrong (a negative step count, a missing tensor) leaves the lr as it was,
  * so a resume that failed cannot go on training at the checkpoint's rate. */
@@ -244,28 +212,4 @@ TEST(a_refused_load_leaves_the_learning_rate_alone)
     cnn_optim_destroy(&opt);
     cnn_tensor_free(&a);
     cnn_tensor_free(&b);
-}
-
-/* Clipping scales the gradients in place, so a forward that read a gradient before the clip
- * cannot back-propagate through the scaled values: backward refuses, as after any in-place
- * write (here linear saved p's gradient, its input, for w's gradient). */
-TEST(clip_grad_norm_counts_as_an_in_place_write_of_the_gradients)
-{
-    const float z[2] = {0, 0};
-    cnn_tensor *p = leaf_of_values(CNN_SHAPE(1, 2), z), *w = leaf_of_values(CNN_SHAPE(1, 2), z);
-    cnn_tensor *g = NULL, *out = NULL, *s = NULL;
-    const float gv[2] = {3, 4};
-    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2), gv, CNN_CPU, &g));
-    REQUIRE(p && w && g);
-    CHECK_OK(regrad(p, g));
-    CHECK_OK(cnn_linear(cnn_tensor_grad(p), w, NULL, &out));
-    CHECK_OK(cnn_sum(out, &s));
-    float norm = 0;
-    CHECK_OK(cnn_clip_grad_norm(&p, 1, 1.0f, &norm));
-    CHECK(norm == 5.0f);
-    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
-    CHECK(strstr(cnn_last_error(), "modified in place") != NULL);
-    CHECK(cnn_tensor_grad(w) == NULL);
-    cnn_tensor *all[5] = {p, w, g, out, s};
-    for (int i = 0; i < 5; i++) cnn_tensor_free(&all[i]);
 }
