@@ -1,7 +1,7 @@
 /* data_fixtures.h — the data sets the data tests share, each defined beside the tests that
  * describe it: IDX files, synthetic IDX data sets and a transform that keeps them as they are
  * (test_augment.c), loader options that hand their samples out as they are (test_loader.c),
- * the small image-folder tree with bad files and the image and byte writers
+ * the small image-folder tree with bad files, a one-class folder and the image and byte writers
  * (test_imagefolder.c). */
 #ifndef CNN_TEST_DATA_FIXTURES_H
 #define CNN_TEST_DATA_FIXTURES_H
@@ -36,5 +36,8 @@ extern const int data_test_class_value[4];
  * extension; dir/name holding the n bytes at data. 0 on success, -1 on failure. */
 int data_test_write_image(const char *dir, const char *name, int w, int h, int comp, int value);
 int data_test_write_bytes(const char *dir, const char *name, const void *data, size_t n);
+/* A new folder root (>= 64 bytes) holding root/split/k/, whose path goes into dir (n bytes); 0
+ * on success. */
+int data_test_one_class_folder(char *root, const char *split, char *dir, size_t n);
 
 #endif /* CNN_TEST_DATA_FIXTURES_H */

@@ -1,6 +1,6 @@
 /* test_idx.c — the IDX reader against facts of the real Fashion-MNIST files, the pad-to-32
- * pipeline, the population std, and corrupt / truncated / mismatched IDX files written by the
- * test. */
+ * pipeline, the population std, the side limit, and corrupt / truncated / mismatched IDX files
+ * written by the test. */
 #include "test.h"
 
 #include <stdint.h>
@@ -367,6 +367,32 @@ TEST(idx_std_is_the_population_std)
     CHECK_NEAR(mean[0], 0.5 / 255, 1e-8);
     CHECK_NEAR(std[0], 0.5 / 255, 1e-8);
     cnn_dataset_destroy(&ds);
+    unlink(img);
+    unlink(lab);
+    rmdir(dir);
+}
+
+/* Images may be up to 65536 pixels a side on each axis: one image of 1 x 65536 loads, and
+ * 1 x 65537 or 65537 x 1 is a format error naming the size (the check covers both axes). */
+TEST(idx_sides_up_to_65536_on_both_axes)
+{
+    static const int shapes[3][2] = {{1, 65536}, {1, 65537}, {65537, 1}}; /* rows, cols */
+    char dir[] = "/tmp/cnn_idx_side_XXXXXX", img[256], lab[256];
+    REQUIRE(mkdtemp(dir));
+    for (int s = 0; s < 3; s++) {
+        REQUIRE(data_test_write_idx(dir, 1, shapes[s][0], shapes[s][1], img, lab) == 0);
+        cnn_dataset *ds = NULL;
+        if (s == 0) {
+            CHECK_OK(cnn_idx_dataset_create(img, lab, 1, &ds));
+            int h = 0, w = 0;
+            cnn_dataset_native_size(ds, &h, &w);
+            CHECK(h == 1 && w == 65536);
+        } else {
+            CHECK_ERR(cnn_idx_dataset_create(img, lab, 1, &ds), CNN_ERR_FORMAT);
+            CHECK(ds == NULL && strstr(cnn_last_error(), "65537"));
+        }
+        cnn_dataset_destroy(&ds);
+    }
     unlink(img);
     unlink(lab);
     rmdir(dir);

@@ -2,7 +2,8 @@
  * JPEG variants stb_image cannot decode, files replaced by FIFOs, absurd sizes and Huffman
  * tables, truncated BMPs, PNGs and JPEGs, hostile PNGs and JPEGs built byte by byte, other
  * formats and randomly mutated files. Each is a per-sample error naming the file, never a crash
- * or a wrong image. */
+ * or a wrong image; and legal files at the edges of those checks (256 Huffman codes, CgBI,
+ * gray + alpha, interlaced RGBA) still decode. */
 #include "test.h"
 
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../data/dataset.h"
 #include "data_fixtures.h"
 #include "scratch.h"
 
@@ -33,21 +35,10 @@ static int patch_sof(const char *path, int delta, unsigned char value)
     return rc;
 }
 
-/* A new folder root (>= 64 bytes) holding root/split/k/, whose path goes into dir. */
-static int one_class_folder(char *root, const char *split, char *dir, size_t n)
-{
-    strcpy(root, "/tmp/cnn_folder_XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    snprintf(dir, n, "%s/%s", root, split);
-    if (mkdir(dir, 0755) != 0) return -1;
-    snprintf(dir, n, "%s/%s/k", root, split);
-    return mkdir(dir, 0755);
-}
-
 TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
 {
     char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "val", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "val", dir, sizeof dir) == 0);
     /* 12-bit precision and arithmetic coding (SOF9), which stb_image does not decode. */
     REQUIRE(data_test_write_image(dir, "a12bit.jpg", 16, 16, 3, 10) == 0);
     snprintf(path, sizeof path, "%s/a12bit.jpg", dir);
@@ -81,7 +72,7 @@ TEST(imagefolder_rejected_jpeg_variants_are_per_sample_errors)
 TEST(imagefolder_file_replaced_by_a_fifo_is_refused_without_waiting)
 {
     char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "val", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "val", dir, sizeof dir) == 0);
     REQUIRE(data_test_write_image(dir, "a.png", 5, 7, 3, 10) == 0);
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_imagefolder_create(root, "val", 3, &ds));
@@ -122,7 +113,7 @@ static int patch_u32(const char *dir, const char *name, long off, uint32_t v, bo
 TEST(imagefolder_absurd_sizes_and_huffman_tables_are_refused)
 {
     char root[64], dir[512];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
     REQUIRE(data_test_write_image(dir, "a_tall.bmp", 24, 20, 3, 10) == 0);
     REQUIRE(patch_u32(dir, "a_tall.bmp", 22, (uint32_t)-16777196, false) == 0);
     REQUIRE(data_test_write_image(dir, "b_wide.png", 4, 4, 3, 10) == 0);
@@ -172,7 +163,7 @@ TEST(imagefolder_absurd_sizes_and_huffman_tables_are_refused)
 TEST(imagefolder_truncated_bmp_and_png_are_refused)
 {
     char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
     const char *names[9] = {"a_full.bmp",    "b_nopad.bmp", "c_cut.bmp",
                             "d_header.bmp",  "e_topdown.bmp", "f_rgba.bmp",
                             "g_nocrc.png",   "h_cut.png",   "i_claims.png"};
@@ -217,7 +208,7 @@ TEST(imagefolder_truncated_bmp_and_png_are_refused)
 TEST(imagefolder_truncated_jpeg_is_named_and_trailing_bytes_are_not)
 {
     char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
     unsigned char p[64 * 64 * 3];
     for (int i = 0; i < 64 * 64 * 3; i++) p[i] = (unsigned char)((i * 7919) >> 3);
     snprintf(path, sizeof path, "%s/../source.jpg", dir);
@@ -288,8 +279,11 @@ static size_t build_png(unsigned char *buf, size_t cap, int w, int h, int type,
                         const png_chunk *extra, const unsigned char *raw, size_t raw_len,
                         bool no_iend)
 {
-    unsigned char ihdr[13] = {0, 0, 0, (unsigned char)w, 0, 0, 0, (unsigned char)h, 8,
-                              (unsigned char)type, 0, 0, 0};
+    unsigned char ihdr[13] = {0, 0, 0, 0, 0, 0, 0, 0, 8, (unsigned char)type, 0, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        ihdr[i] = (unsigned char)((unsigned)w >> (24 - 8 * i));
+        ihdr[4 + i] = (unsigned char)((unsigned)h >> (24 - 8 * i));
+    }
     uLongf zlen = compressBound((uLong)raw_len);
     unsigned char *z = malloc(zlen);
     if (!z || compress2(z, &zlen, raw, (uLong)raw_len, 9) != Z_OK || zlen + 128 > cap) {
@@ -348,7 +342,7 @@ static __attribute__((noinline)) unsigned dirty_stack(unsigned seed)
 TEST(imagefolder_hostile_png_and_jpeg_are_refused_or_decode_alike)
 {
     char root[64], dir[512];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
     static unsigned char buf[1 << 20];
     const unsigned char pal[6] = {10, 20, 30, 200, 210, 220};
     const png_chunk plte[] = {{"PLTE", pal, 6}, {NULL, NULL, 0}};
@@ -417,7 +411,7 @@ TEST(imagefolder_hostile_png_and_jpeg_are_refused_or_decode_alike)
 TEST(imagefolder_other_formats_refused_and_mutated_files_never_crash)
 {
     char root[64], dir[512], path[1024];
-    REQUIRE(one_class_folder(root, "train", dir, sizeof dir) == 0);
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
     float hdr_px[4 * 4 * 3];
     for (int i = 0; i < 48; i++) hdr_px[i] = (float)i / 10;
     snprintf(path, sizeof path, "%s/a_hdr.jpg", dir);
@@ -467,4 +461,78 @@ TEST(imagefolder_other_formats_refused_and_mutated_files_never_crash)
     for (int k = 0; k < 3; k++) free(seed[k]);
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
+}
+
+/* ---- the refusals' boundaries --------------------------------------------------------------
+ * A Huffman table of exactly 256 codes is legal (every 8-bit symbol once) and passes the check
+ * that stops stb_image writing past its tables; 257 does not. SOF1 (extended sequential) is
+ * checked for 12-bit samples as SOF0 and SOF2 are; Apple's CgBI chunk is a known critical
+ * chunk (stb_image reads iPhone PNGs), where another unknown one is refused. */
+TEST(image_refusal_boundaries)
+{
+    unsigned char b[320];
+    size_t n = 0;
+    b[n++] = 0xFF, b[n++] = 0xD8, b[n++] = 0xFF, b[n++] = 0xC4, b[n++] = 1, b[n++] = 19;
+    b[n++] = 0x00; /* DC table 0: 255 codes of 9 bits, 1 of 10 */
+    for (int l = 1; l <= 16; l++) b[n++] = l == 9 ? 255 : l == 10 ? 1 : 0;
+    for (int s = 0; s < 256; s++) b[n++] = (unsigned char)s;
+    b[n++] = 0xFF, b[n++] = 0xD9;
+    CHECK(cnn_image_refusal(b, n) == NULL);
+    b[7 + 9] = 2; /* 2 codes of 10 bits: 257 in all (the segment's length grows by one) */
+    b[5] = 20;
+    const char *why = cnn_image_refusal(b, n);
+    CHECK(why && strstr(why, "more than 256 codes"));
+    static const unsigned char sof1[] = {0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0, 8, 0,
+                                         8,    1,    1,    0x11, 0, 0xFF, 0xD9};
+    why = cnn_image_refusal(sof1, sizeof sof1);
+    CHECK(why && strstr(why, "12-bit"));
+    unsigned char png[256];
+    const unsigned char row[2] = {0, 7}, cgbi[4] = {0x50, 0, 0x20, 0x06};
+    const png_chunk apple[] = {{"CgBI", cgbi, 4}, {NULL, NULL, 0}};
+    const png_chunk other[] = {{"CgBJ", cgbi, 4}, {NULL, NULL, 0}};
+    n = build_png(png, sizeof png, 1, 1, 0, apple, row, 2, false);
+    CHECK(n > 0 && cnn_image_refusal(png, n) == NULL);
+    n = build_png(png, sizeof png, 1, 1, 0, other, row, 2, false);
+    why = n ? cnn_image_refusal(png, n) : NULL;
+    CHECK(why && strstr(why, "unknown critical chunk"));
+}
+
+/* One channel from gray + alpha keeps the gray (PIL's convert('L') of an LA image), not the
+ * alpha; and an interlaced RGBA PNG of 600 x 600 decodes: its seven passes' rows hold more
+ * bytes than stb_image's first guess (the plain image's), so stb doubles its buffer, which the
+ * limit on a PNG's inflated data (made for compressed zeros that claim gigabytes) must allow
+ * for every colour type. */
+TEST(image_gray_alpha_and_interlaced_rgba_decode)
+{
+    unsigned char la[5] = {0, 90, 200, 91, 201}, png[4096]; /* filter 0, (L, A) twice */
+    size_t n = build_png(png, sizeof png, 2, 1, 4, NULL, la, sizeof la, false);
+    int w = 0, h = 0;
+    const char *why = NULL;
+    unsigned char *pix = n ? cnn_image_decode(png, n, 1, &w, &h, &why) : NULL;
+    CHECK(pix && w == 2 && h == 1 && pix[0] == 90 && pix[1] == 91);
+    free(pix);
+    enum { S = 600 };
+    static const int adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                    {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}}; /* x0 y0 dx dy */
+    unsigned char *raw = calloc((size_t)2 * S * S * 4, 1);
+    REQUIRE(raw);
+    size_t len = 0;
+    for (int p = 0; p < 7; p++) {
+        const int pw = (S - adam7[p][0] + adam7[p][2] - 1) / adam7[p][2];
+        const int ph = (S - adam7[p][1] + adam7[p][3] - 1) / adam7[p][3];
+        for (int y = 0; y < ph; y++, len += 1 + (size_t)pw * 4) /* filter 0, then RGBA */
+            for (int x = 0; x < pw; x++) memcpy(raw + len + 1 + 4 * x, "\x0a\x14\x1e\xff", 4);
+    }
+    n = build_png(png, sizeof png, S, S, 6, NULL, raw, len, false);
+    free(raw);
+    REQUIRE(n > 0);
+    unsigned char ihdr[13];
+    memcpy(ihdr, png + 16, 13);
+    ihdr[12] = 1; /* Adam7 */
+    put_chunk(png + 8, "IHDR", ihdr, 13);
+    pix = cnn_image_decode(png, n, 3, &w, &h, &why);
+    if (!pix) cnn_test_fail(__FILE__, __LINE__, "interlaced PNG refused: %s", why);
+    CHECK(pix && w == S && h == S && pix[0] == 10 && pix[1] == 20 && pix[2] == 30);
+    CHECK(pix && pix[3 * (S * S - 1)] == 10 && pix[3 * (S * S - 1) + 2] == 30);
+    free(pix);
 }

@@ -1,7 +1,8 @@
 /* test_imagefolder.c — the folder dataset on a small tree the test writes itself (mixed PNG /
  * JPEG / BMP, gray and RGB, several sizes, bad files, an empty class): listing, order, labels,
- * decoding and its errors; links that loop back or lead nowhere. The tree builder and the file
- * writers are shared with test_loader.c and test_image_decode.c (data_fixtures.h). */
+ * decoding and its errors; links that loop back or lead nowhere, FIFOs, the side limit. The
+ * tree builder and the file writers are shared with test_loader.c and test_image_decode.c
+ * (data_fixtures.h). */
 #include "test.h"
 
 #include <ftw.h>
@@ -42,6 +43,16 @@ int data_test_write_bytes(const char *dir, const char *name, const void *data, s
     size_t w = n ? fwrite(data, 1, n, f) : 0;
     fclose(f);
     return w == n ? 0 : -1;
+}
+
+int data_test_one_class_folder(char *root, const char *split, char *dir, size_t n)
+{
+    strcpy(root, "/tmp/cnn_folder_XXXXXX");
+    if (!mkdtemp(root)) return -1;
+    snprintf(dir, n, "%s/%s", root, split);
+    if (mkdir(dir, 0755) != 0) return -1;
+    snprintf(dir, n, "%s/%s/k", root, split);
+    return mkdir(dir, 0755);
 }
 
 /* A noisy 64x64 JPEG cut to three quarters of its length (inside the entropy-coded data). */
@@ -464,6 +475,64 @@ TEST(imagefolder_self_link_and_dangling_link)
         if (cnn_test_failed())
             for (int i = 0; cnn_dataset_warning(ds, i); i++)
                 printf("    warning: %s\n", cnn_dataset_warning(ds, i));
+    }
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+/* Three ignored entries are all named in the warning (the first three are; a fourth would be
+ * "..."), and a FIFO named like an image is one of them: only regular files are samples. An
+ * overlong UTF-8 form ("\xC1\x81", 'A' in two bytes) is not decoded: Python reads both bytes
+ * as U+DCC1 U+DC81 (surrogateescape), which sort after "k", where 'A' would sort first. */
+TEST(imagefolder_fifo_overlong_name_and_three_ignored_entries)
+{
+    char root[64], dir[300], path[400];
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
+    snprintf(path, sizeof path, "%s/train/\xC1\x81", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    REQUIRE(data_test_write_image(path, "a.png", 8, 8, 3, 50) == 0);
+    REQUIRE(data_test_write_image(dir, "a.png", 8, 8, 3, 50) == 0);
+    REQUIRE(data_test_write_bytes(dir, "x.txt", "x", 1) == 0);
+    REQUIRE(data_test_write_bytes(dir, "y.txt", "y", 1) == 0);
+    snprintf(path, sizeof path, "%s/f.png", dir);
+    REQUIRE(mkfifo(path, 0644) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
+    if (ds) {
+        CHECK(cnn_dataset_size(ds) == 2 && cnn_dataset_num_classes(ds) == 2);
+        CHECK(strcmp(cnn_dataset_class_name(ds, 0), "k") == 0);
+        CHECK(strcmp(cnn_dataset_class_name(ds, 1), "\xC1\x81") == 0);
+        bool named = false;
+        for (int i = 0; cnn_dataset_warning(ds, i); i++) {
+            const char *w = cnn_dataset_warning(ds, i);
+            named |= strstr(w, "ignored 3 entries") && strstr(w, "'f.png'") &&
+                     strstr(w, "'x.txt'") && strstr(w, "'y.txt'") && !strstr(w, "...");
+        }
+        CHECK(named);
+    }
+    cnn_dataset_destroy(&ds);
+    data_test_remove_tree(root);
+}
+
+/* The size limit lets an image of 32768 pixels a side through and refuses 32769 (a per-sample
+ * format error naming the size), checked on 1-pixel-high PNGs. */
+TEST(imagefolder_side_limit_is_32768_inclusive)
+{
+    char root[64], dir[300];
+    REQUIRE(data_test_one_class_folder(root, "train", dir, sizeof dir) == 0);
+    REQUIRE(data_test_write_image(dir, "a.png", 32768, 1, 1, 77) == 0);
+    REQUIRE(data_test_write_image(dir, "b.png", 32769, 1, 1, 77) == 0);
+    cnn_dataset *ds = NULL;
+    CHECK_OK(cnn_imagefolder_create(root, "train", 1, &ds));
+    if (ds) {
+        cnn_transform t = cnn_transform_default(ds, false, 8);
+        t.mean[0] = 0;
+        t.std[0] = 1;
+        float out[64];
+        CHECK_OK(cnn_dataset_get(ds, 0, &t, 0, 0, out, NULL));
+        CHECK_NEAR(out[0] * 255.0, 77, 1e-3);
+        CHECK_ERR(cnn_dataset_get(ds, 1, &t, 0, 0, out, NULL), CNN_ERR_FORMAT);
+        CHECK(strstr(cnn_last_error(), "32769 x 1"));
     }
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
