@@ -1,8 +1,9 @@
 /* test_train_report.c — the training tool's report (tools/common/train_report.c), tested
  * directly: the per-class table (support: true labels) and its macro average against sklearn's
- * classification_report. */
+ * classification_report; the confusion matrix and confusion.csv; the epoch history. */
 #include "test.h"
 
+#include "scratch.h"
 #include "../tools/common/train_report.h"
 
 #include <dirent.h>
@@ -112,6 +113,25 @@ static const char *letter_name(const void *ctx, int i)
     return names[i];
 }
 
+/* The confusion.csv tr_eval_write_confusion_csv writes for e into buf (n bytes), through a
+ * scratch folder it removes; false when it is not written. */
+static bool confusion_csv_of(const tr_eval *e, const char *(*names)(const void *, int), char *buf,
+                             size_t n)
+{
+    scratch s;
+    char path[200];
+    size_t len = 0;
+    if (!scratch_open(&s)) return false;
+    snprintf(path, sizeof path, "%s/confusion.csv", s.dir);
+    unsigned char *text =
+        tr_eval_write_confusion_csv(e, names, NULL, path) ? scratch_read(path, &len) : NULL;
+    snprintf(buf, n, "%.*s", (int)len, text ? (const char *)text : "");
+    bool ok = text != NULL;
+    free(text);
+    scratch_close(&s);
+    return ok;
+}
+
 /* Top-1 and top-5 count the true class's rank: top-5 means at most 4 classes score higher.
  * Ties go to the lower index (as argmax), both for the rank and the prediction, so equal
  * logits do not make every label a hit. The confusion matrix has the true class in rows (in
@@ -142,22 +162,14 @@ TEST(train_report_top_k_ties_and_confusion_orientation)
     const int64_t l2[2] = {5, 2};
     tr_eval_add(&e, &two[0][0], l2, 2, 2.0);
     CHECK_NEAR(tr_eval_loss(&e), (4 * 0.5 + 2 * 2.0) / 6, 1e-12);
-    char dir[] = "/tmp/cnn_confusion_XXXXXX", path[64], buf[512] = "";
-    REQUIRE(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/confusion.csv", dir);
-    CHECK(tr_eval_write_confusion_csv(&e, letter_name, NULL, path));
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) fclose(f);
-    buf[n] = 0;
+    char buf[512];
+    CHECK(confusion_csv_of(&e, letter_name, buf, sizeof buf));
     CHECK(strstr(buf, "true\\predicted,\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\"\n") == buf);
     CHECK(strstr(buf, "\n\"a\",1,0,0,0,0,0,0\n") != NULL);
     CHECK(strstr(buf, "\n\"c\",0,0,0,0,0,1,0\n") != NULL);
     CHECK(strstr(buf, "\n\"d\",1,0,0,0,0,0,0\n") != NULL);
     CHECK(strstr(buf, "\n\"f\",0,0,0,0,0,1,0\n") != NULL);
     if (cnn_test_failed()) printf("%s", buf);
-    remove(path);
-    rmdir(dir);
     tr_eval_free(&e);
 }
 
@@ -276,4 +288,108 @@ TEST(train_report_support_counts_true_labels)
     CHECK(m && sscanf(m, "macro avg %lf %lf %lf %lld", &p, &r, &f1, &total) == 4 && total == 4);
     if (cnn_test_failed()) printf("%s", buf);
     tr_eval_free(&e);
+}
+
+/* A label outside [0, k) (a loader bug, or a checkpoint of fewer classes) is no sample of any
+ * class: it is neither a hit nor a row of the confusion matrix. Counted, label k would read
+ * the next sample's logits as its own and write past the matrix. */
+TEST(train_report_labels_out_of_range_are_skipped)
+{
+    tr_eval e;
+    REQUIRE(tr_eval_init(&e, 3));
+    /* Label 3 of the first sample, read as a class, would take the second sample's 9. */
+    const float logits[6] = {0, 1, 0, 9, 0, 0};
+    const int64_t labels[2] = {3, -1};
+    tr_eval_add(&e, logits, labels, 2, 0.5);
+    CHECK(e.top1 == 0 && e.top5 == 0);
+    for (int i = 0; i < 9; i++) CHECK(e.confusion[i] == 0);
+    tr_eval_free(&e);
+}
+
+/* "c<i>" for any class index. */
+static const char *numbered_name(const void *ctx, int i)
+{
+    (void)ctx;
+    static char names[32][8];
+    snprintf(names[i % 32], sizeof names[0], "c%d", i);
+    return names[i % 32];
+}
+
+/* The confusion matrix is printed up to 20 classes (at 6 columns each, it still fits a wide
+ * terminal); from 21 on, the report points to confusion.csv instead. */
+TEST(train_report_prints_the_matrix_up_to_20_classes)
+{
+    static char buf[32768];
+    for (int k = 20; k <= 21; k++) {
+        tr_eval e;
+        REQUIRE(tr_eval_init(&e, k));
+        memset(buf, 0, sizeof buf);
+        FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+        REQUIRE(f);
+        tr_eval_print_report(&e, numbered_name, NULL, f);
+        fclose(f);
+        bool matrix = strstr(buf, "confusion matrix (rows: true class") != NULL;
+        bool pointer = strstr(buf, "see confusion.csv") != NULL;
+        if (matrix != (k <= 20) || pointer != (k > 20))
+            cnn_test_fail(__FILE__, __LINE__, "%d classes: matrix %d, pointer %d", k, matrix,
+                          pointer);
+        tr_eval_free(&e);
+    }
+}
+
+static const char *quoted_name(const void *ctx, int i)
+{
+    (void)ctx;
+    static const char *names[] = {"a,b", "say \"hi\""};
+    return names[i];
+}
+
+/* Class names come from folder names: a comma stays inside its quoted field, and a quote is
+ * doubled (RFC 4180), else the row splits into more columns than there are classes. */
+TEST(train_report_confusion_csv_quotes_names)
+{
+    tr_eval e;
+    REQUIRE(tr_eval_init(&e, 2));
+    const float logits[2] = {0, 1};
+    const int64_t labels[1] = {1};
+    tr_eval_add(&e, logits, labels, 1, 0.5);
+    char buf[256];
+    CHECK(confusion_csv_of(&e, quoted_name, buf, sizeof buf));
+    CHECK(!strcmp(buf, "true\\predicted,\"a,b\",\"say \"\"hi\"\"\"\n"
+                       "\"a,b\",0,0\n"
+                       "\"say \"\"hi\"\"\",0,1\n"));
+    if (cnn_test_failed()) printf("%s", buf);
+    tr_eval_free(&e);
+}
+
+/* The history stored in checkpoints reads back bit-exact; text after a row that is not ';'
+ * and another row makes it malformed (a cut or edited checkpoint), and the history given is
+ * then left as it was. */
+TEST(train_report_history_round_trip_and_junk)
+{
+    tr_history h = {0}, back = {0};
+    tr_epoch_row rows[2] = {{1, 2.0 / 3, 0.1, 1.5, 0.6, 0.9, 1e-3 / 7, 3.25, 0.125},
+                            {2, 0.5, 0.7, 1.25, 0.65, 0.95, 2e-4, 3.5, 0.0625}};
+    REQUIRE(tr_history_add(&h, &rows[0]) && tr_history_add(&h, &rows[1]));
+    char *s = tr_history_serialize(&h);
+    REQUIRE(s);
+    CHECK(tr_history_parse(&back, s));
+    REQUIRE(back.n == 2);
+    for (int i = 0; i < 2; i++) {
+        const tr_epoch_row *a = &h.rows[i], *b = &back.rows[i];
+        CHECK(a->epoch == b->epoch && a->train_loss == b->train_loss &&
+              a->train_acc == b->train_acc && a->val_loss == b->val_loss &&
+              a->val_top1 == b->val_top1 && a->val_top5 == b->val_top5 && a->lr == b->lr &&
+              a->seconds == b->seconds && a->data_wait == b->data_wait);
+    }
+    free(s);
+    static const char *const bad[] = {"1,2,3,4,5,6,7,8,9x", "1,2,3,4,5,6,7,8,9;2,2",
+                                      "1,2,3,4,5,6,7,8,9 1,2,3,4,5,6,7,8,9", "1,2,3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (tr_history_parse(&back, bad[i]))
+            cnn_test_fail(__FILE__, __LINE__, "'%s' read as a history", bad[i]);
+        CHECK(back.n == 2 && back.rows[1].epoch == 2);
+    }
+    tr_history_free(&h);
+    tr_history_free(&back);
 }

@@ -1,0 +1,143 @@
+/* test_train_opts.c — the training tool's command line (tools/common/train_opts.c), tested
+ * in-process: each range check at both sides of its bound, values a field cannot hold, the
+ * modes' exclusions, and the folder of a checkpoint path. */
+#include "test.h"
+
+#include "../tools/common/train_opts.h"
+
+#define MAX_ARGS 16
+
+/* Parses and validates the words of args (split at spaces) as the tool's command line; false
+ * with the reason in err when either refuses them. */
+static bool accepts(const char *args, char *err, size_t n)
+{
+    char buf[2048], *argv[MAX_ARGS + 1] = {"train_imagenet_subset"};
+    int argc = 1;
+    snprintf(buf, sizeof buf, "%s", args);
+    for (char *w = strtok(buf, " "); w && argc < MAX_ARGS; w = strtok(NULL, " ")) argv[argc++] = w;
+    argv[argc] = NULL;
+    static train_opts o; /* over 8 KB of paths */
+    err[0] = 0;
+    return tr_opts_parse(&o, argc, argv, err, n) && tr_opts_validate(&o, err, n);
+}
+
+/* args must be accepted. */
+static void check_accepted(const char *args, int line)
+{
+    char err[4096];
+    if (!accepts(args, err, sizeof err))
+        cnn_test_fail(__FILE__, line, "'%s' refused: %s", args, err);
+}
+
+/* args must be refused with needle in the reason. */
+static void check_refused(const char *args, const char *needle, int line)
+{
+    char err[4096];
+    if (accepts(args, err, sizeof err))
+        cnn_test_fail(__FILE__, line, "'%s' accepted, want an error holding '%s'", args, needle);
+    else if (!strstr(err, needle))
+        cnn_test_fail(__FILE__, line, "'%s': error '%s' does not hold '%s'", args, err, needle);
+}
+
+#define ACCEPTED(args) check_accepted(args, __LINE__)
+#define REFUSED(args, needle) check_refused(args, needle, __LINE__)
+
+/* Every bound is checked on both sides: the last value in range is taken and the first one
+ * past it refused, so that a < written for <= (or the reverse) shows. */
+TEST(train_opts_ranges_at_their_bounds)
+{
+    ACCEPTED("--batch 65536");
+    REFUSED("--batch 65537", "--batch must be in [1, 65536]");
+    REFUSED("--batch 0", "--batch must be in [1, 65536]");
+    ACCEPTED("--optimizer sgd --momentum 0");
+    ACCEPTED("--optimizer sgd --momentum 0.999");
+    REFUSED("--optimizer sgd --momentum 1", "--momentum must be in [0, 1)");
+    /* warm-up must leave the schedule at least one epoch */
+    ACCEPTED("--epochs 3 --warmup-epochs 2");
+    REFUSED("--epochs 3 --warmup-epochs 3", "--warmup-epochs must be in [0, epochs)");
+    ACCEPTED("--label-smoothing 1");
+    REFUSED("--label-smoothing 1.001", "--label-smoothing must be in [0, 1]");
+    REFUSED("--label-smoothing -0.001", "--label-smoothing must be in [0, 1]");
+    /* --hflip 0 turns flipping off (IDX digits must not be mirrored); -1 is the default */
+    ACCEPTED("--hflip 0");
+    ACCEPTED("--hflip 1");
+    ACCEPTED("--hflip -1");
+    REFUSED("--hflip -0.5", "--hflip must be -1");
+    REFUSED("--hflip 1.5", "--hflip must be -1");
+    ACCEPTED("--translate 0.999");
+    REFUSED("--translate 1", "--translate must be in [0, 1)");
+    ACCEPTED("--img-size 4096");
+    REFUSED("--img-size 4097", "--img-size must be in [0, 4096]");
+    ACCEPTED("--workers 0");
+    ACCEPTED("--workers 64");
+    REFUSED("--workers 65", "--workers must be in [0, 64]");
+    ACCEPTED("--seed 0");
+    REFUSED("--seed -1", "--seed must be >= 0");
+    ACCEPTED("--stop-after 0");
+    REFUSED("--stop-after -1", "--stop-after must be >= 0");
+    ACCEPTED("--early-stop 0");
+    REFUSED("--early-stop -1", "--early-stop must be >= 0");
+    REFUSED("--limit-val -1", "--limit-train/--limit-val must be >= 0");
+}
+
+/* A value the field cannot hold is refused by the parser, not wrapped, cut or taken as
+ * infinite: 2^32 + 1 epochs would become 1 in an int, "inf" passes "--lr must be > 0", and NaN
+ * passes every range check written as "bad if x < lo || x >= hi". */
+TEST(train_opts_values_a_field_cannot_hold)
+{
+    REFUSED("--epochs 4294967297", "--epochs: bad value '4294967297'");
+    REFUSED("--batch 2147483648", "--batch: bad value");
+    REFUSED("--lr inf", "--lr: bad value 'inf'");
+    REFUSED("--optimizer sgd --momentum nan", "--momentum: bad value 'nan'");
+    REFUSED("--label-smoothing nan", "--label-smoothing: bad value");
+    /* --optimizer is a 16-byte field: 15 characters and the NUL fit, 16 do not (they would
+     * run into the next field). */
+    REFUSED("--optimizer abcdefghijklmno", "--optimizer must be sgd, adam or adamw");
+    REFUSED("--optimizer abcdefghijklmnop", "--optimizer: bad value 'abcdefghijklmnop'");
+}
+
+/* The modes are exclusive, and each refuses what would do nothing in it. */
+TEST(train_opts_modes_refuse_what_they_ignore)
+{
+    REFUSED("--pretrained w.safetensors --eval-only c.safetensors",
+            "--pretrained starts a new run");
+    REFUSED("--pretrained w.safetensors --predict x.png --checkpoint c.safetensors",
+            "--pretrained starts a new run");
+    REFUSED("--eval-only c.safetensors --epochs 3", "--epochs does nothing with --eval-only");
+    ACCEPTED("--eval-only c.safetensors --label-smoothing 0.1 --limit-val 10 --batch 4");
+    ACCEPTED("--predict x.png --checkpoint c.safetensors y.png z.png");
+    REFUSED("x.png", "image files need --predict");
+}
+
+/* The folder of a checkpoint path (where a resumed run writes): "/" for a file at the root,
+ * "." for a bare name. */
+TEST(train_opts_dir_of)
+{
+    char out[64];
+    tr_dir_of("/last.safetensors", out, sizeof out);
+    CHECK(!strcmp(out, "/"));
+    tr_dir_of("last.safetensors", out, sizeof out);
+    CHECK(!strcmp(out, "."));
+    tr_dir_of("runs/a/last.safetensors", out, sizeof out);
+    CHECK(!strcmp(out, "runs/a"));
+}
+
+/* With no option, the run is the one README.md reports (LeNet-5 on Fashion-MNIST, 12 epochs
+ * of Adam at 0.002 on a cosine schedule, batches of 128): a changed default would silently
+ * change every plain run and the numbers quoted for it. */
+TEST(train_opts_defaults_are_the_documented_run)
+{
+    static train_opts o;
+    char *argv[] = {"train_imagenet_subset", NULL}, err[512] = "";
+    REQUIRE(tr_opts_parse(&o, 1, argv, err, sizeof err));
+    CHECK(!strcmp(o.data, "fashion-mnist") && !strcmp(o.model, "lenet5"));
+    CHECK(o.epochs == 12 && o.batch == 128 && o.lr == 0.002f);
+    CHECK(!strcmp(o.optimizer, "adam") && o.momentum == 0.9f && o.weight_decay == 0);
+    CHECK(!strcmp(o.schedule, "cosine") && o.warmup_epochs == 0 && o.label_smoothing == 0);
+    CHECK(o.img_size == 0 && o.hflip == -1 && o.translate == 0 && o.random_erase == 0);
+    CHECK(o.workers == 1 && !strcmp(o.device, "auto") && !strcmp(o.backend, "cudnn"));
+    CHECK(!o.tf32 && !o.cuda_graph && !o.strict && o.seed == 0);
+    CHECK(o.limit_train == 0 && o.limit_val == 0 && o.early_stop == 0 && o.stop_after == 0);
+    CHECK(!o.resume[0] && !o.eval_only[0] && !o.predict[0] && !o.checkpoint_dir[0]);
+    CHECK(tr_opts_validate(&o, err, sizeof err));
+}

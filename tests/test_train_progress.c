@@ -1,0 +1,95 @@
+/* test_train_progress.c — what the training tool shows of a run besides its numbers, tested
+ * directly: the progress lines written when stdout is no terminal (tools/common/progress.c)
+ * and curves.png (tools/common/plot_png.c). */
+#include "test.h"
+
+#include "scratch.h"
+#include "../tools/common/progress.h"
+#include "../tools/common/train_report.h"
+
+#include <stb/stb_image.h>
+#include <unistd.h>
+
+/* The lines a non-terminal stdout gets from an epoch of `total` samples of which `already`
+ * were trained before a resume, updated at each of done[0..n): into out (size bytes). */
+static bool progress_lines(int64_t total, int64_t already, const int64_t *done, int n,
+                           char *out, size_t size)
+{
+    scratch s;
+    char path[200];
+    size_t len = 0;
+    if (!scratch_open(&s)) return false;
+    snprintf(path, sizeof path, "%s/out.txt", s.dir);
+    int pid = cnn_test_fork(10);
+    if (pid == 0) {
+        if (!freopen(path, "w", stdout)) _exit(3);
+        tr_progress p;
+        tr_progress_start(&p, "epoch 1", total, already);
+        for (int i = 0; i < n; i++) tr_progress_update(&p, done[i], 0.5, 0.25);
+        tr_progress_end(&p);
+        fflush(stdout);
+        _exit(0);
+    }
+    bool ok = pid > 0 && cnn_test_child_ok(pid);
+    unsigned char *text = ok ? scratch_read(path, &len) : NULL;
+    snprintf(out, size, "%.*s", (int)len, text ? (const char *)text : "");
+    ok = text != NULL;
+    free(text);
+    scratch_close(&s);
+    return ok;
+}
+
+/* One line per tenth of the epoch passed, from 10% to 90% (the epoch's own line ends it, so
+ * no 100% line), and none for a tenth a resumed run had done before it stopped. */
+TEST(train_progress_lines_once_per_tenth)
+{
+    char out[4096];
+    const int64_t done[] = {5, 10, 12, 50, 99, 100};
+    REQUIRE(progress_lines(100, 0, done, 6, out, sizeof out));
+    int lines = 0;
+    for (const char *p = out; *p; p++) lines += *p == '\n';
+    CHECK(lines == 3);
+    CHECK(strstr(out, "epoch 1  10%     10/100") == out);
+    CHECK(strstr(out, "\nepoch 1  50%     50/100"));
+    CHECK(strstr(out, "\nepoch 1  90%     99/100"));
+    CHECK(!strstr(out, "100%"));
+    if (cnn_test_failed()) printf("%s", out);
+    /* resumed at 35 of 100: the 30% line was written before the interruption */
+    const int64_t after[] = {39, 40};
+    REQUIRE(progress_lines(100, 35, after, 2, out, sizeof out));
+    CHECK(!strstr(out, " 30%"));
+    CHECK(strstr(out, "epoch 1  40%     40/100") == out);
+    if (cnn_test_failed()) printf("%s", out);
+}
+
+/* RGB of pixel (x, y) of an image w pixels wide. */
+static bool pixel_is(const unsigned char *px, int w, int x, int y, int r, int g, int b)
+{
+    const unsigned char *p = px + 3 * ((size_t)y * w + x);
+    return p[0] == r && p[1] == g && p[2] == b;
+}
+
+/* A run at 100% accuracy throughout (a small, easy dataset) leaves the accuracy panel no
+ * range of its own: it is widened down to 99%, else its scale divides by zero and every
+ * point lands off the plot. The one epoch's val top-5 (green, drawn last) sits at the
+ * panel's top, x = 590 + 360 / 2, y = 80. */
+TEST(train_progress_curves_of_a_perfect_run)
+{
+    scratch s;
+    char path[200];
+    REQUIRE(scratch_open(&s));
+    snprintf(path, sizeof path, "%s/curves.png", s.dir);
+    tr_history h = {0};
+    tr_epoch_row row = {1, 0.1, 1.0, 0.05, 1.0, 1.0, 0.01, 2.0, 0.1};
+    REQUIRE(tr_history_add(&h, &row));
+    char err[512] = "";
+    CHECK(tr_plot_curves(&h, path, err, sizeof err));
+    int w = 0, ht = 0, ch = 0;
+    unsigned char *px = stbi_load(path, &w, &ht, &ch, 3);
+    REQUIRE(px);
+    CHECK(w == 1000 && ht == 420);
+    CHECK(pixel_is(px, w, 770, 80, 44, 160, 44));
+    stbi_image_free(px);
+    tr_history_free(&h);
+    scratch_close(&s);
+}
