@@ -1,6 +1,7 @@
 /* test_augment.c — the per-sample transforms on synthetic IDX images the test writes: eval
  * geometry (resize + centre crop gives known pixels), padding, normalisation, flip, affine
- * zoom, colour jitter, and determinism of the random steps in (seed, epoch, index). */
+ * zoom, colour jitter, and determinism of the random steps in (seed, epoch, index).
+ * RandomErasing and where the other draws land: test_augment_draws.c. */
 #include "test.h"
 
 #include <stdint.h>
@@ -362,89 +363,6 @@ TEST(augment_flip_affine_zoom_and_jitter)
     t.mean[0] = NAN;
     CHECK_ERR(cnn_dataset_get(ds, 0, &t, 5, 3, out, NULL), CNN_ERR_INVALID_ARG);
     CHECK(strstr(cnn_last_error(), "mean[0]"));
-    cnn_dataset_destroy(&ds);
-}
-
-/* RandomErasing as torchvision's (value 0, after normalising): with p = 1 each draw zeroes one
- * box, wholly inside the image, whose h * w and h / w come from the scale and ratio ranges up to
- * the rounding of h and w; the rest is untouched. Deterministic per (seed, epoch, index), off in
- * evaluation, and p = 0.5 erases about half the time. */
-TEST(augment_random_erasing_boxes)
-{
-    cnn_dataset *ds = data_test_synthetic(1, 16, 16);
-    REQUIRE(ds);
-    cnn_transform t = data_test_identity_transform(ds, 16);
-    t.mean[0] = -1; /* every pixel becomes v + 1 >= 1, so an erased one stands out as 0 */
-    t.erase_p = 1;
-    float out[256], again[256];
-    int erased = 0, bad = 0, tops[16] = {0};
-    for (int e = 0; e < 60; e++) {
-        CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, e, out, NULL));
-        int y0 = 16, y1 = -1, x0 = 16, x1 = -1, zeros = 0;
-        for (int p = 0; p < 256; p++) {
-            const int y = p / 16, x = p % 16;
-            if (out[p] == 0.0f) {
-                zeros++;
-                y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
-                x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
-            } else if (fabsf(out[p] - (1 + (float)p / 255.0f)) > 1e-6f) {
-                bad++;
-            }
-        }
-        if (!zeros) continue; /* ten tries without a fitting box: allowed, and rare */
-        erased++;
-        tops[y0]++;
-        const float h = (float)(y1 - y0 + 1), w = (float)(x1 - x0 + 1);
-        if (zeros != (int)(h * w) || h >= 16 || w >= 16) bad++;
-        if ((h - 0.5f) * (w - 0.5f) > 0.33f * 256 || (h + 0.5f) * (w + 0.5f) < 0.02f * 256) bad++;
-        if ((h - 0.5f) / (w + 0.5f) > 3.3f || (h + 0.5f) / (w - 0.5f) < 0.3f) bad++;
-    }
-    CHECK(bad == 0);
-    CHECK(erased >= 55);
-    int rows_used = 0;
-    for (int y = 0; y < 16; y++) rows_used += tops[y] > 0;
-    CHECK(rows_used >= 4);
-    CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 7, out, NULL));
-    CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 7, again, NULL));
-    CHECK(memcmp(out, again, sizeof out) == 0);
-    /* p = 0.5: about half of 200 draws. */
-    t.erase_p = 0.5f;
-    int some = 0;
-    for (int e = 0; e < 200; e++) {
-        CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, e, out, NULL));
-        int zeros = 0;
-        for (int p = 0; p < 256; p++) zeros += out[p] == 0.0f;
-        some += zeros > 0;
-    }
-    CHECK(some >= 70 && some <= 130);
-    /* Evaluation never erases. */
-    t.train = false;
-    t.erase_p = 1;
-    CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL));
-    for (int p = 0; p < 256; p++) bad += out[p] == 0.0f;
-    CHECK(bad == 0);
-    /* Bad parameters are refused. */
-    t.train = true;
-    t.erase_p = 1.5f;
-    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
-    t.erase_p = 0.5f;
-    t.erase_scale[0] = 0.5f;
-    t.erase_scale[1] = 0.2f;
-    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
-    t.erase_scale[0] = t.erase_scale[1] = 0;
-    t.erase_ratio[0] = -1;
-    t.erase_ratio[1] = 2;
-    CHECK_ERR(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL), CNN_ERR_INVALID_ARG);
-    /* Extreme ratios are legal: every box is then far taller or wider than the image (one side
-     * past 2^31, or infinite), so, as in torchvision, nothing is erased. */
-    const float extreme[] = {1e30f, 3e38f, 1e-30f};
-    for (int i = 0; i < 3; i++) {
-        t.erase_p = 1;
-        t.erase_ratio[0] = t.erase_ratio[1] = extreme[i];
-        CHECK_OK(cnn_dataset_get(ds, 0, &t, 9, 3, out, NULL));
-        for (int p = 0; p < 256; p++) bad += out[p] == 0.0f;
-        CHECK(bad == 0);
-    }
     cnn_dataset_destroy(&ds);
 }
 
