@@ -244,7 +244,9 @@ static cnn_tensor *offset_read(const cnn_tensor *buf, cnn_shape s)
 /* Buffers 4 bytes past a 16-byte boundary (a view's data may start anywhere) through the graph
  * API's engines alone (CNN_CUDNN_ENGINES=only: a call that no engine runs fails): each tensor
  * promises cuDNN the alignment its pointer has. Promised 16, cuDNN refuses every plan
- * (BAD_PARAM_MISALIGNED_POINTER; the emulated cuDNN checks it as the real one does). */
+ * (BAD_PARAM_MISALIGNED_POINTER; the emulated cuDNN checks it as the real one does). The same
+ * case on aligned buffers runs first in the context: the plans cached for it, promised 16,
+ * must not serve the offset buffers (the alignment is part of the cached choice's key). */
 GPU_TEST(cuda_conv_cudnn_engines_take_unaligned_buffers)
 {
 #if CNN_WITH_CUDNN
@@ -262,6 +264,16 @@ GPU_TEST(cuda_conv_cudnn_engines_take_unaligned_buffers)
                            offset_gpu(r.dy, ys, &dy), offset_gpu(NULL, ys, &y),
                            offset_gpu(NULL, xs, &dx), offset_gpu(NULL, ws, &dw)};
     for (int i = 0; i < 6; i++) REQUIRE(bufs[i]);
+    cnn_tensor *al[6] = {to_gpu(r.x), to_gpu(r.w), to_gpu(r.dy), nan_gpu(ys), nan_gpu(xs),
+                         nan_gpu(ws)};
+    for (int i = 0; i < 6; i++) REQUIRE(al[i]);
+    CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, cnn_f32(al[0]), cnn_f32(al[1]), NULL,
+                                      cnn_f32(al[3])));
+    CHECK_OK(cnn_cudnn_conv2d_backward_data(ctx, &r.g, cnn_f32(al[2]), cnn_f32(al[1]),
+                                            cnn_f32(al[4])));
+    CHECK_OK(cnn_cudnn_conv2d_backward_filter(ctx, &r.g, cnn_f32(al[2]), cnn_f32(al[0]),
+                                              cnn_f32(al[5]), NULL));
+    for (int i = 0; i < 6; i++) cnn_tensor_free(&al[i]);
     CHECK_OK(cnn_cudnn_conv2d_forward(ctx, &r.g, x, w, NULL, y));
     CHECK_OK(cnn_cudnn_conv2d_backward_data(ctx, &r.g, dy, w, dx));
     CHECK_OK(cnn_cudnn_conv2d_backward_filter(ctx, &r.g, dy, x, dw, NULL));
