@@ -269,45 +269,6 @@ TEST(train_tool_warmup_ends_on_its_last_step)
     check_warmup_lrs(64, 3, want);
 }
 
-/* Runs the tool with args (an argv list, NULL-terminated) and sends signal sig when a line of
- * its output contains `at`; its output in out. Returns the wait status (-1: `at` never came). */
-static int run_and_interrupt(const char *tool, char *const *args, const char *at, int sig,
-                             char *out, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execv(tool, args);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[1024];
-    size_t len = 0;
-    bool sent = false;
-    out[0] = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (len + strlen(line) < cap) {
-            memcpy(out + len, line, strlen(line) + 1);
-            len += strlen(line);
-        }
-        if (!sent && strstr(line, at)) {
-            kill(pid, sig);
-            sent = true;
-        }
-    }
-    if (f) fclose(f);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return sent ? st : -1;
-}
-
 /* Ctrl-C in the middle of an epoch: exit 0 with a checkpoint and the resume command; resuming
  * from it ends bit-identical to an uninterrupted run. */
 TEST(train_tool_sigint_then_resume)

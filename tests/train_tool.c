@@ -4,6 +4,10 @@
 
 #include "test.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 bool tool_path(char *buf, size_t n)
 {
     return cnn_test_tool_path("train_imagenet_subset", buf, n);
@@ -45,19 +49,23 @@ const char *meta_of(const char *path, const char *key, char *buf, size_t n)
     return buf;
 }
 
-double last_lr(const char *dir)
+bool metrics_row(const char *dir, int row, double v[7])
 {
-    char p[800], line[512], last[512] = "";
+    char p[800], line[512], want[512] = "";
     snprintf(p, sizeof p, "%s/metrics.csv", dir);
     FILE *f = fopen(p, "r");
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f)) memcpy(last, line, sizeof last);
+    if (!f) return false;
+    for (int k = -1; fgets(line, sizeof line, f); k++) /* k: the row (-1: the header) */
+        if (row < 0 || k == row) memcpy(want, line, sizeof want);
     fclose(f);
+    return sscanf(want, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                  &v[6]) == 7;
+}
+
+double last_lr(const char *dir)
+{
     double v[7];
-    if (sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-               &v[6]) != 7)
-        return -1;
-    return v[6];
+    return metrics_row(dir, -1, v) ? v[6] : -1;
 }
 
 void check_one_line_error(const char *tool, const char *args, const char *needle)
@@ -70,4 +78,41 @@ void check_one_line_error(const char *tool, const char *args, const char *needle
         cnn_test_fail(__FILE__, __LINE__, "'%s' printed not one error line: %s", args, out);
     if (!strstr(out, needle))
         cnn_test_fail(__FILE__, __LINE__, "'%s': reason lacks '%s': %s", args, needle, out);
+}
+
+int run_and_interrupt(const char *tool, char *const *args, const char *at, int sig, char *out,
+                      size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(tool, args);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[1024];
+    size_t len = 0;
+    bool sent = false;
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (len + strlen(line) < cap) {
+            memcpy(out + len, line, strlen(line) + 1);
+            len += strlen(line);
+        }
+        if (!sent && strstr(line, at)) {
+            kill(pid, sig);
+            sent = true;
+        }
+    }
+    if (f) fclose(f);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return sent ? st : -1;
 }
