@@ -205,6 +205,10 @@ TEST(inits_refuse_infinite_bounds_and_skip_empty_tensors)
     cnn_tensor_free(&u);
     CHECK_ERR(cnn_init_xavier_uniform_(w, INFINITY), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_init_xavier_normal_(w, -1.0f), CNN_ERR_INVALID_ARG);
+    /* A mean that is not finite is refused as well (torch fills infinities or NaNs): no
+     * initialisation gives a weight that is not a number. */
+    CHECK_ERR(cnn_init_normal_(w, INFINITY, 1.0f), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_init_normal_(w, NAN, 1.0f), CNN_ERR_INVALID_ARG);
     for (int i = 0; i < 12; i++) CHECK(cnn_tensor_cdata(w)[i] == 0.5f);
     CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CPU, &e));
     CHECK_OK(cnn_init_kaiming_uniform_(e, 0, CNN_FAN_OUT, (cnn_nonlinearity)99));

@@ -3,10 +3,14 @@
  * not leave counters that the next draw uses again), and the two normals Box-Muller makes from
  * one counter are two different values; U[low, high) never gives high, on the CPU and the GPU;
  * and the data augmentation's per-sample streams are not the context's stream under the same
- * seed. Seeding and distributions: test_tensor.c. */
+ * seed. Philox4x32-10 gives Random123's known answer, and each normal is Box-Muller on its own
+ * two words. Seeding and distributions: test_tensor.c. */
 #include "test.h"
 
 #include "data_fixtures.h"
+#include "philox.h"
+
+#include <float.h>
 
 /* Draws `rounds` tensors of n values each after seeding, and fails on any value seen twice. */
 static void draws_never_repeat(bool normal, int64_t n, int rounds)
@@ -153,4 +157,48 @@ TEST(rng_augmentation_streams_are_not_the_context_stream)
                       "the flips %d times", flips, n, most);
     cnn_tensor_free(&u);
     cnn_dataset_destroy(&ds);
+}
+
+/* Random123's known answer for Philox4x32-10 (counter 0, key 0): a generator with fewer rounds
+ * or another multiplier or key constant still looks random to every other test here. */
+TEST(rng_philox_gives_random123s_known_answer)
+{
+    uint32_t r[4];
+    cnn_philox4x32(0, 0, r);
+    CHECK(r[0] == 0x6627e8d5u && r[1] == 0xe169c58du && r[2] == 0xbc57ac4cu &&
+          r[3] == 0x9b00dbd8u);
+}
+
+/* Normal i is Box-Muller on words 2 (i % 2) and 2 (i % 2) + 1 of counter offset + i / 2, with
+ * u1 = (top 24 bits + 1) / 2^24 in (0, 1] (the CUDA kernel computes the same). Guards against
+ * the two normals of a counter sharing a word (lanes i % 2 and i % 2 + 1: still two different
+ * values, but dependent ones) and against u1 in [0, 1), whose 0 gives an infinite normal; its
+ * values differ from these by several ulps where u1 is small. */
+TEST(rng_normal_is_box_muller_on_two_words_of_its_own)
+{
+    const int64_t n = 4096;
+    uint64_t seed, offset;
+    cnn_manual_seed(21);
+    cnn_rng_get_state(&seed, &offset);
+    cnn_tensor *t = NULL;
+    CHECK_OK(cnn_tensor_normal(CNN_SHAPE(n), 0.0f, 1.0f, CNN_CPU, &t));
+    REQUIRE(t);
+    const float *v = cnn_tensor_cdata(t);
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t r[4];
+        cnn_philox4x32(seed, offset + (uint64_t)i / 2, r);
+        const int lane = (int)(i % 2) * 2;
+        const float u1 = ((float)(r[lane] >> 8) + 1.0f) * (1.0f / 16777216.0f);
+        const float u2 = cnn_u32_to_unit(r[lane + 1]);
+        const float want = sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
+        if (!(fabsf(v[i] - want) <= 4 * FLT_EPSILON * fabsf(want) + 1e-7f)) {
+            bad++;
+            first = first < 0 ? i : first;
+        }
+    }
+    if (bad)
+        cnn_test_fail(__FILE__, __LINE__, "%lld of %lld normals differ from Box-Muller on their "
+                      "words (first: %lld)", (long long)bad, (long long)n, (long long)first);
+    cnn_tensor_free(&t);
 }

@@ -8,6 +8,8 @@ TEST(create_and_query)
     CHECK(cnn_tensor_ndim(t) == 4);
     CHECK(cnn_tensor_numel(t) == 120);
     CHECK(cnn_tensor_dim(t, -1) == 5 && cnn_tensor_dim(t, 1) == 3);
+    /* Out of range is 0: dim 4 of a 4-d tensor is past its sizes, not the next field read. */
+    CHECK(cnn_tensor_dim(t, 4) == 0 && cnn_tensor_dim(t, -5) == 0);
     CHECK(cnn_tensor_is_contiguous(t));
     CHECK(cnn_tensor_dtype(t) == CNN_F32);
     CHECK(cnn_tensor_device(t).type == CNN_DEVICE_CPU);

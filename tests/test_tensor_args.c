@@ -30,7 +30,8 @@ TEST(reshape_refuses_negative_sizes_whose_product_fits)
     cnn_tensor_free(&t);
 }
 
-/* torch.flatten(x, -2) of a (2, 3, 4) is (2, 12); start_dim 3 or -4 is out of range. */
+/* torch.flatten(x, -2) of a (2, 3, 4) is (2, 12); start_dim 3 or -4 is out of range. A 0-d
+ * tensor flattens to shape (1), as torch.flatten(torch.tensor(5.)), not to a 0-d view. */
 TEST(flatten_counts_negative_start_dim_from_the_end)
 {
     cnn_tensor *x = arange_234(), *y = NULL;
@@ -46,6 +47,11 @@ TEST(flatten_counts_negative_start_dim_from_the_end)
         CHECK(y == NULL);
     }
     CHECK(strstr(cnn_last_error(), "start_dim -4 ")); /* as given, not after adding the rank */
+    cnn_tensor_free(&x);
+    CHECK_OK(cnn_tensor_full(CNN_SCALAR, 5.0f, CNN_CPU, &x));
+    CHECK_OK(cnn_flatten(x, 0, &y));
+    CHECK(has_shape(y, CNN_SHAPE(1)) && cnn_tensor_cdata(y)[0] == 5.0f);
+    cnn_tensor_free(&y);
     cnn_tensor_free(&x);
 }
 
@@ -75,7 +81,8 @@ TEST(transpose_counts_negative_dims_from_the_end)
 }
 
 /* torch.narrow(x, -1, 1, 2) of a (2, 3, 4) is x[..., 1:3]; a negative length is refused
- * ("start (1) + length (-1) exceeds dimension size"), as is a dim past the rank. */
+ * ("start (1) + length (-1) exceeds dimension size"), as is a dim past the rank, even with a
+ * length of 0 ("Dimension out of range"; the size read one past the last dim is 0). */
 TEST(narrow_counts_negative_dims_and_refuses_negative_lengths)
 {
     cnn_tensor *x = arange_234(), *y = NULL;
@@ -92,6 +99,8 @@ TEST(narrow_counts_negative_dims_and_refuses_negative_lengths)
     CHECK(y == NULL);
     CHECK_ERR(cnn_tensor_narrow(x, 0, 2, -2, &y), CNN_ERR_SHAPE);
     CHECK_ERR(cnn_tensor_narrow(x, 3, 0, 1, &y), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_tensor_narrow(x, 3, 0, 0, &y), CNN_ERR_SHAPE);
+    CHECK(y == NULL);
     CHECK_ERR(cnn_tensor_narrow(x, -4, 0, 1, &y), CNN_ERR_SHAPE);
     cnn_tensor_free(&y);
     cnn_tensor_free(&x);

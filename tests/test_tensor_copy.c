@@ -1,6 +1,7 @@
 /* test_tensor_copy.c — copies and fills at their edges: strided views of one storage that share
  * a single element (their byte spans meet in one float), copies between tensors of one shape and
- * different dtypes, and fills of I64 tensors. The overlap cases of whole rows: test_tensor.c. */
+ * different dtypes, fills of I64 tensors, and a conversion just below I32's range. The overlap
+ * cases of whole rows: test_tensor.c. */
 #include "test.h"
 
 /* x = 0..15 seen as (8, 2); its column 0 holds x[0], x[2], ..., x[14]. dst = rows 2..4 of it
@@ -70,4 +71,27 @@ TEST(fill_of_i64_tensors_truncates_the_value)
     CHECK_ERR(cnn_tensor_fill_(i, 1.0f), CNN_ERR_UNSUPPORTED);
     cnn_tensor_free(&l);
     cnn_tensor_free(&i);
+}
+
+/* -2147483649 truncates to itself, one below INT32_MIN: refused (x86's cast gave INT32_MIN),
+ * while -2147483648.75 truncates to INT32_MIN and converts. test_dtype.c has the other edges. */
+TEST(to_i32_refuses_the_integer_just_below_its_range)
+{
+    cnn_tensor *d = NULL, *o = NULL;
+    const double below[2] = {-2147483648.75, -2147483649.0};
+    int32_t got = 0;
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(cnn_tensor_empty(CNN_SHAPE(1), CNN_F64, CNN_CPU, &d));
+        CHECK_OK(cnn_tensor_write(d, &below[k], 1));
+        if (k == 0) {
+            CHECK_OK(cnn_tensor_to_dtype(d, CNN_I32, &o));
+            if (o) CHECK_OK(cnn_tensor_read(o, &got, 1));
+            CHECK(got == INT32_MIN);
+        } else {
+            CHECK_ERR(cnn_tensor_to_dtype(d, CNN_I32, &o), CNN_ERR_INVALID_ARG);
+            CHECK(o == NULL && strstr(cnn_last_error(), "element 0") != NULL);
+        }
+        cnn_tensor_free(&d);
+        cnn_tensor_free(&o);
+    }
 }
