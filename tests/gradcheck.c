@@ -200,6 +200,22 @@ void poison_cache(const cnn_shape *shapes, int n)
     for (int i = 0; i < COPIES * MAX_SHAPES; i++) cnn_tensor_free(&t[i]);
 }
 
+cnn_cuda_memory_stats gpu_memory_stats(void)
+{
+    cnn_cuda_memory_stats s;
+    if (cnn_cuda_get_memory_stats(0, &s) != CNN_OK) memset(&s, 0, sizeof s);
+    return s;
+}
+
+cnn_tensor *gpu_bytes(size_t bytes)
+{
+    cnn_tensor *t = NULL;
+    if (cnn_tensor_empty(CNN_SHAPE((int64_t)(bytes / sizeof(float))), CNN_F32, CNN_CUDA(0), &t) !=
+        CNN_OK)
+        return NULL;
+    return t;
+}
+
 bool emulated_gpu(void)
 {
     char name[256] = "";

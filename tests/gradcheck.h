@@ -69,6 +69,12 @@ cnn_tensor *nan_gpu(cnn_shape s);
  * value. */
 void poison_cache(const cnn_shape *shapes, int n);
 
+/* The caching allocator's statistics for cuda:0 (all zero where they cannot be read). */
+cnn_cuda_memory_stats gpu_memory_stats(void);
+
+/* An uninitialised F32 tensor of `bytes` bytes (a multiple of 4) on cuda:0; NULL on failure. */
+cnn_tensor *gpu_bytes(size_t bytes);
+
 /* Whether cuda:0 is the CPU emulator's (tests/cuda_emu: a GPU named "Emulated ..."). */
 bool emulated_gpu(void);
 

@@ -13,21 +13,14 @@
 #include "../cuda/cuda_api.h"
 #endif
 
-static cnn_cuda_memory_stats stats_now(void)
-{
-    cnn_cuda_memory_stats s;
-    if (cnn_cuda_get_memory_stats(0, &s) != CNN_OK) memset(&s, 0, sizeof s);
-    return s;
-}
-
 GPU_TEST(cuda_allocator_reuses_blocks)
 {
     const int64_t sizes[] = {1, 100, 1000, 4096, 70000, 300000, 1500000, 5000000};
     enum { K = sizeof sizes / sizeof *sizes };
     cnn_tensor *t[K] = {0};
-    cnn_cuda_memory_stats s0 = stats_now();
+    cnn_cuda_memory_stats s0 = gpu_memory_stats();
     for (int it = 0; it < 101; it++) { /* iteration 0 warms the cache up */
-        if (it == 1) s0 = stats_now();
+        if (it == 1) s0 = gpu_memory_stats();
         for (int k = 0; k < K; k++)
             CHECK_OK(cnn_tensor_empty(CNN_SHAPE(sizes[k]), CNN_F32, CNN_CUDA(0), &t[k]));
         for (int k = 0; k < K; k++) CHECK_OK(cnn_tensor_fill_(t[k], (float)it));
@@ -35,7 +28,7 @@ GPU_TEST(cuda_allocator_reuses_blocks)
             cnn_tensor_free(&t[k]);
     }
     CHECK_OK(cnn_synchronize());
-    cnn_cuda_memory_stats s1 = stats_now();
+    cnn_cuda_memory_stats s1 = gpu_memory_stats();
     CHECK(s1.n_cuda_malloc == s0.n_cuda_malloc);
     CHECK(s1.n_cuda_free == s0.n_cuda_free);
     CHECK(s1.allocated_bytes == s0.allocated_bytes);
@@ -44,15 +37,15 @@ GPU_TEST(cuda_allocator_reuses_blocks)
 
     /* Statistics follow one large tensor. */
     cnn_cuda_reset_peak_memory(0);
-    cnn_cuda_memory_stats a = stats_now();
+    cnn_cuda_memory_stats a = gpu_memory_stats();
     CHECK(a.peak_allocated_bytes == a.allocated_bytes);
     cnn_tensor *big = NULL;
     CHECK_OK(cnn_tensor_empty(CNN_SHAPE(5000000), CNN_F32, CNN_CUDA(0), &big));
-    cnn_cuda_memory_stats b = stats_now();
+    cnn_cuda_memory_stats b = gpu_memory_stats();
     CHECK(b.allocated_bytes >= a.allocated_bytes + 20000000);
     CHECK(b.peak_allocated_bytes >= a.allocated_bytes + 20000000);
     cnn_tensor_free(&big);
-    cnn_cuda_memory_stats c = stats_now();
+    cnn_cuda_memory_stats c = gpu_memory_stats();
     CHECK(c.allocated_bytes == a.allocated_bytes);
     CHECK(c.peak_allocated_bytes == b.peak_allocated_bytes);
     cnn_cuda_memory_stats bad;
@@ -69,13 +62,13 @@ GPU_TEST(cuda_empty_cache_returns_free_blocks)
      * still use (none, unless an earlier test left a tensor alive). A tensor larger than all of
      * it gets a segment of its own, which the next empty_cache returns whole. */
     CHECK_OK(cnn_cuda_empty_cache());
-    size_t c0 = stats_now().cached_bytes, big = c0 + ((size_t)12 << 20);
+    size_t c0 = gpu_memory_stats().cached_bytes, big = c0 + ((size_t)12 << 20);
     CHECK_OK(cnn_tensor_empty(CNN_SHAPE((int64_t)(big / 4)), CNN_F32, CNN_CUDA(0), &tmp));
     cnn_tensor_free(&tmp);
-    cnn_cuda_memory_stats a = stats_now();
+    cnn_cuda_memory_stats a = gpu_memory_stats();
     CHECK(a.cached_bytes >= c0 + big);
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats b = stats_now();
+    cnn_cuda_memory_stats b = gpu_memory_stats();
     CHECK(b.cached_bytes == c0);
     CHECK(b.reserved_bytes == b.allocated_bytes + c0);
     CHECK(b.allocated_bytes == a.allocated_bytes);
@@ -88,14 +81,14 @@ GPU_TEST(cuda_empty_cache_returns_free_blocks)
 GPU_TEST(cuda_out_of_memory_is_reported_and_survivable)
 {
     cnn_tensor *t = NULL;
-    cnn_cuda_memory_stats a = stats_now();
+    cnn_cuda_memory_stats a = gpu_memory_stats();
     /* 2^48 floats: 1125899906842624 bytes, beyond any GPU */
     CHECK_ERR(cnn_tensor_empty(CNN_SHAPE((int64_t)1 << 48), CNN_F32, CNN_CUDA(0), &t),
               CNN_ERR_OUT_OF_MEMORY);
     CHECK(t == NULL);
     CHECK(strstr(cnn_last_error(), "1125899906842624") != NULL);
     CHECK(strstr(cnn_last_error(), "tensor_empty") != NULL);
-    cnn_cuda_memory_stats b = stats_now();
+    cnn_cuda_memory_stats b = gpu_memory_stats();
     CHECK(b.allocated_bytes == a.allocated_bytes);
     /* The context still works. */
     float v[3] = {1, 2, 3}, back[3] = {0};
@@ -124,15 +117,6 @@ GPU_TEST(cuda_out_of_memory_in_an_op_names_the_op)
 
 #define MIB ((size_t)1 << 20)
 
-static cnn_tensor *dev_bytes(size_t bytes)
-{
-    cnn_tensor *t = NULL;
-    if (cnn_tensor_empty(CNN_SHAPE((int64_t)(bytes / sizeof(float))), CNN_F32, CNN_CUDA(0), &t) !=
-        CNN_OK)
-        return NULL;
-    return t;
-}
-
 /* Every element of a device tensor equals v. */
 static bool all_equal(const cnn_tensor *t, float v)
 {
@@ -147,23 +131,23 @@ static bool all_equal(const cnn_tensor *t, float v)
 GPU_TEST(cuda_allocator_splits_large_blocks_and_merges_them_back)
 {
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats s0 = stats_now();
+    cnn_cuda_memory_stats s0 = gpu_memory_stats();
     const size_t c0 = s0.cached_bytes; /* free parts of segments live tensors use (normally 0) */
     /* A segment larger than all of that, so it is a fresh cudaMalloc. */
     const size_t seg = (c0 + 64 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
-    cnn_tensor *a = dev_bytes(seg), *b = NULL, *c = NULL;
+    cnn_tensor *a = gpu_bytes(seg), *b = NULL, *c = NULL;
     REQUIRE(a);
-    cnn_cuda_memory_stats s1 = stats_now();
+    cnn_cuda_memory_stats s1 = gpu_memory_stats();
     CHECK(s1.n_cuda_malloc == s0.n_cuda_malloc + 1);
     CHECK(s1.reserved_bytes == s0.reserved_bytes + seg);
     cnn_tensor_free(&a);
 
     /* Two tensors cut from free memory: no cudaMalloc, and each counts its own rounded size, not
      * the block it was cut from. Their memory does not overlap. */
-    b = dev_bytes(20 * MIB);
-    c = dev_bytes(30 * MIB);
+    b = gpu_bytes(20 * MIB);
+    c = gpu_bytes(30 * MIB);
     REQUIRE(b && c);
-    cnn_cuda_memory_stats s2 = stats_now();
+    cnn_cuda_memory_stats s2 = gpu_memory_stats();
     CHECK(s2.n_cuda_malloc == s1.n_cuda_malloc);
     CHECK(s2.reserved_bytes == s1.reserved_bytes);
     CHECK(s2.allocated_bytes == s0.allocated_bytes + 50 * MIB);
@@ -176,22 +160,22 @@ GPU_TEST(cuda_allocator_splits_large_blocks_and_merges_them_back)
     /* Released, the parts merge again: the whole segment serves a request of its full size. */
     cnn_tensor_free(&b);
     cnn_tensor_free(&c);
-    a = dev_bytes(seg);
+    a = gpu_bytes(seg);
     REQUIRE(a);
-    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    CHECK(gpu_memory_stats().n_cuda_malloc == s1.n_cuda_malloc);
     cnn_tensor_free(&a);
 
     /* A live part keeps its segment through empty_cache; once it goes, the segment is returned. */
-    b = dev_bytes(10 * MIB);
+    b = gpu_bytes(10 * MIB);
     REQUIRE(b);
-    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    CHECK(gpu_memory_stats().n_cuda_malloc == s1.n_cuda_malloc);
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats s3 = stats_now();
+    cnn_cuda_memory_stats s3 = gpu_memory_stats();
     if (c0 == 0) CHECK(s3.reserved_bytes == s1.reserved_bytes); /* b was cut from the segment */
     CHECK(s3.allocated_bytes == s0.allocated_bytes + 10 * MIB);
     cnn_tensor_free(&b);
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats s4 = stats_now();
+    cnn_cuda_memory_stats s4 = gpu_memory_stats();
     CHECK(s4.reserved_bytes == s0.reserved_bytes);
     CHECK(s4.cached_bytes == c0);
     CHECK(s4.n_cuda_free == s3.n_cuda_free + 1);
@@ -236,32 +220,32 @@ GPU_TEST(cuda_allocator_merges_parts_of_destroyed_contexts_and_second_streams)
     REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
     cnn_context_set_current(a);
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats s0 = stats_now();
+    cnn_cuda_memory_stats s0 = gpu_memory_stats();
     const size_t seg = (s0.cached_bytes + 64 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
-    cnn_tensor *t = dev_bytes(seg);
+    cnn_tensor *t = gpu_bytes(seg);
     REQUIRE(t);
     cnn_tensor_free(&t);
     cnn_context_set_current(b);
     cnn_context_destroy(&a);
-    cnn_cuda_memory_stats s1 = stats_now();
+    cnn_cuda_memory_stats s1 = gpu_memory_stats();
     CHECK(s1.reserved_bytes == s0.reserved_bytes + seg);
-    t = dev_bytes(20 * MIB); /* cut from the ownerless segment */
+    t = gpu_bytes(20 * MIB); /* cut from the ownerless segment */
     REQUIRE(t);
     cnn_tensor_free(&t);
-    t = dev_bytes(seg); /* the parts merged: the whole segment again */
+    t = gpu_bytes(seg); /* the parts merged: the whole segment again */
     REQUIRE(t);
-    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    CHECK(gpu_memory_stats().n_cuda_malloc == s1.n_cuda_malloc);
     cnn_tensor_free(&t);
     CHECK_OK(cnn_cuda_empty_cache());
-    CHECK(stats_now().reserved_bytes == s0.reserved_bytes);
+    CHECK(gpu_memory_stats().reserved_bytes == s0.reserved_bytes);
 
 #if CNN_WITH_CUDA
     /* A part used by a second stream: kept apart at release, merged by the empty_cache after
      * both streams are done. */
-    t = dev_bytes(seg);
+    t = gpu_bytes(seg);
     REQUIRE(t);
     cnn_tensor_free(&t);
-    t = dev_bytes(20 * MIB);
+    t = gpu_bytes(20 * MIB);
     REQUIRE(t);
     CHECK_OK(cnn_cuda_record_stream(home, t->storage));
     cnn_tensor_free(&t);
@@ -269,7 +253,7 @@ GPU_TEST(cuda_allocator_merges_parts_of_destroyed_contexts_and_second_streams)
     cnn_context_set_current(home);
     CHECK_OK(cnn_synchronize());
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats s2 = stats_now();
+    cnn_cuda_memory_stats s2 = gpu_memory_stats();
     CHECK(s2.reserved_bytes == s0.reserved_bytes);
 #endif
     cnn_context_set_current(home);
@@ -290,26 +274,26 @@ GPU_TEST(cuda_allocator_block_held_by_a_graph_outlives_its_context)
     cnn_context *home = cnn_context_current(), *b = NULL;
     REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
     CHECK_OK(cnn_cuda_empty_cache());
-    cnn_cuda_memory_stats s0 = stats_now();
+    cnn_cuda_memory_stats s0 = gpu_memory_stats();
     const size_t seg = (s0.cached_bytes + 16 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
     cnn_context_set_current(b);
-    cnn_tensor *x = dev_bytes(seg);
+    cnn_tensor *x = gpu_bytes(seg);
     cnn_context_set_current(home);
     REQUIRE(x);
     cnn_graph *g = NULL;
     CHECK_OK(cnn_graph_capture(release_in_capture, &x, &g));
     CHECK(x == NULL);
-    CHECK(stats_now().graph_bytes >= seg); /* held */
+    CHECK(gpu_memory_stats().graph_bytes >= seg); /* held */
     cnn_context_destroy(&b);
     cnn_graph_destroy(&g);
-    cnn_cuda_memory_stats s1 = stats_now();
+    cnn_cuda_memory_stats s1 = gpu_memory_stats();
     CHECK(s1.reserved_bytes >= s0.reserved_bytes + seg && s1.graph_bytes == 0);
-    x = dev_bytes(seg); /* home's stream takes the block: no cudaMalloc */
+    x = gpu_bytes(seg); /* home's stream takes the block: no cudaMalloc */
     REQUIRE(x);
-    CHECK(stats_now().n_cuda_malloc == s1.n_cuda_malloc);
+    CHECK(gpu_memory_stats().n_cuda_malloc == s1.n_cuda_malloc);
     cnn_tensor_free(&x);
     CHECK_OK(cnn_cuda_empty_cache());
-    CHECK(stats_now().reserved_bytes == s0.reserved_bytes);
+    CHECK(gpu_memory_stats().reserved_bytes == s0.reserved_bytes);
 }
 
 /* A tensor handed to another context (made and waited for under one, used under the other)
