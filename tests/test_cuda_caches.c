@@ -1,6 +1,7 @@
-/* test_cuda_caches.c — the device and pinned caches beyond test_cuda_allocator.c: rounding, splits
- * and merges at their edges, no reuse or merge across streams or with a block a second stream may
- * still use, the retry after a failed cudaMalloc, graph pools and replays, pinned best fit. */
+/* test_cuda_caches.c — the device and pinned caches beyond test_cuda_allocator.c: rounding,
+ * splits and merges at their edges, no reuse or merge across streams or with a block a second
+ * stream may still use, the retry after a failed cudaMalloc, graph pools and replays, pinned
+ * best fit. */
 #include "gradcheck.h"
 #include "internal.h"
 
