@@ -109,6 +109,7 @@ GPU_TEST(cuda_conv_1x1_gemm_workspace_fits_the_batch)
 #endif
 }
 
+#if CNN_WITH_CUDNN
 /* Whether one direction's call ran: OK does; a refusal fails the test on the emulated cuDNN
  * (which has a way without workspace in every direction) and is allowed on a real one (whose
  * set of algorithms and engines is its own), where the op would fall back. */
@@ -169,6 +170,7 @@ static size_t no_workspace_peak(const conv_case *cc, const char *engines)
     end_context(outer, &ctx);
     return extra;
 }
+#endif
 
 /* CNN_CUDNN_WORKSPACE_MB=0: cuDNN's search and the choices it keeps take no workspace (on the
  * emulated cuDNN each direction has an algorithm and an engine without one; a real cuDNN may
