@@ -175,6 +175,28 @@ TEST(activation_large_tensor_threaded)
     cnn_tensor_free(&g);
 }
 
+/* The gradient at exactly 0 and -0, as torch 1.13 gives it (x = (0, -0, 1, -1), dy = 1): relu
+ * 0; leaky_relu its slope (PyTorch's `x > 0 ? dy : slope * dy`, read from y for a positive slope
+ * and from x for a negative one); elu alpha (`x <= 0 ? dy * alpha * exp(x) : dy`). */
+TEST(activation_gradient_at_zero_as_torch)
+{
+    const float xv[4] = {0.0f, -0.0f, 1.0f, -1.0f};
+    const act_case cs[4] = {{0, 0, 0}, {1, 0.1f, 0}, {1, -0.5f, 0}, {2, 0.5f, 0}};
+    const double want[4][4] = {
+        {0, 0, 1, 0}, {0.1, 0.1, 1, 0.1}, {-0.5, -0.5, 1, -0.5}, {0.5, 0.5, 1, 0.183939721}};
+    for (int c = 0; c < 4; c++) {
+        cnn_tensor *x = leaf_of_values(CNN_SHAPE(4), xv), *y = NULL, *s = NULL;
+        REQUIRE(x);
+        CHECK_OK(apply(cs[c].kind, cs[c].a, x, &y));
+        CHECK_OK(cnn_sum(y, &s));
+        CHECK_OK(cnn_backward(s));
+        REQUIRE(cnn_tensor_grad(x));
+        for (int i = 0; i < 4; i++)
+            CHECK_NEAR(cnn_tensor_cdata(cnn_tensor_grad(x))[i], want[c][i], 1e-6);
+        free_tensors(&x, &y, &s);
+    }
+}
+
 TEST(activation_errors)
 {
     cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 2), -1, 1, 0), *y = NULL, *lab = NULL;

@@ -265,6 +265,19 @@ TEST(gradcheck_elementwise)
     cnn_tensor_free(&in[1]);
 }
 
+/* The mean of no elements is NaN, as torch.mean of an empty tensor (the sum is 0). */
+TEST(mean_of_an_empty_tensor_is_nan)
+{
+    cnn_tensor *e = NULL, *m = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(0, 3), CNN_CPU, &e));
+    CHECK_OK(cnn_mean(e, &m));
+    CHECK_OK(cnn_sum(e, &s));
+    REQUIRE(m && s);
+    CHECK(isnan(cnn_tensor_cdata(m)[0]));
+    CHECK(cnn_tensor_cdata(s)[0] == 0.0f);
+    free_tensors(&e, &m, &s);
+}
+
 /* Tape generations are unique in the process: a tensor recorded on a context that was destroyed
  * stays a constant even when a new context is allocated at the dead one's address (glibc hands
  * the same block back at once), instead of pointing the new tape at a freed node. */

@@ -284,9 +284,18 @@ TEST(bn_errors)
           strstr(cnn_last_error(), "(2, 3, 2, 2)"));
     CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, w4, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
     CHECK_ERR(cnn_batch_norm(x, w4, c3, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK_ERR(cnn_batch_norm(x, c3, w4, NULL, NULL, false, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "running_var has shape (4)"));
+    /* Refused before anything runs: the running mean is left as it was. */
+    float rm_before[3], rm_after[3];
+    CHECK_OK(cnn_tensor_read(c3, rm_before, 3));
     CHECK_ERR(cnn_batch_norm(x, c3, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "running_mean and running_var must both be given"));
+    CHECK_OK(cnn_tensor_read(c3, rm_after, 3));
+    CHECK(memcmp(rm_before, rm_after, sizeof rm_after) == 0);
     CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, NULL, false, 0.1f, 1e-5f, &y),
               CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "eval mode (training=false) needs running_mean"));
     CHECK_ERR(cnn_batch_norm(x, NULL, NULL, NULL, NULL, true, 0.1f, -1.0f, &y),
               CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_batch_norm(one, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &y), CNN_ERR_SHAPE);
@@ -336,6 +345,31 @@ TEST(bn_empty_input_gives_an_empty_output_and_zero_gradients)
         cnn_tensor *all[] = {x, w, b, rm, rv, y, s};
         for (int i = 0; i < 7; i++) cnn_tensor_free(&all[i]);
     }
+}
+
+/* Eval mode only reads the running statistics: an op that saved one of them (elu saves its
+ * input) still back-propagates. Training mode writes them in place, and that backward is
+ * refused, as PyTorch's version counter refuses it. */
+TEST(bn_eval_leaves_the_running_stats_unwritten)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 2, 2), -1, 1, 0);
+    cnn_tensor *rm = rand_tensor(CNN_SHAPE(3), -1, 1, 1), *rv = rand_tensor(CNN_SHAPE(3), 1, 2, 0);
+    REQUIRE(x && rm && rv);
+    for (int training = 0; training < 2; training++) {
+        cnn_tensor *e = NULL, *s = NULL, *y = NULL;
+        CHECK_OK(cnn_elu(rm, 1.0f, &e));
+        CHECK_OK(cnn_sum(e, &s));
+        CHECK_OK(cnn_batch_norm(x, rm, rv, NULL, NULL, training, 0.1f, 1e-5f, &y));
+        if (training) {
+            CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+            CHECK(strstr(cnn_last_error(), "elu") && strstr(cnn_last_error(), "in place"));
+        } else {
+            CHECK_OK(cnn_backward(s));
+            CHECK(cnn_tensor_grad(rm) != NULL);
+        }
+        free_tensors(&e, &s, &y);
+    }
+    free_tensors(&x, &rm, &rv);
 }
 
 TEST(bn_records_only_when_needed)
@@ -506,6 +540,9 @@ TEST(batch_norm_fold_errors)
               CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, c4, NULL, NULL, -1.0f, &wf, &bf),
               CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, c4, NULL, NULL, INFINITY, &wf, &bf),
+              CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "eps inf"));
     CHECK_ERR(cnn_batch_norm_fold(NULL, NULL, c4, c4, NULL, NULL, 1e-5f, &wf, &bf),
               CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_batch_norm_fold(w, NULL, c4, c4, NULL, NULL, 1e-5f, &wf, NULL),

@@ -40,6 +40,13 @@ TEST(clip_grad_norm_scales_when_over)
     CHECK(total == 0);
     CHECK_ERR(cnn_clip_grad_norm(ps, 4, -1.0f, NULL), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_clip_grad_norm(NULL, 2, 1.0f, NULL), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_clip_grad_norm(ps, -1, 1.0f, NULL), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "negative count -1"));
+    /* max_norm 0 is valid: torch's coefficient 0 / (norm + 1e-6) zeroes the gradients. */
+    CHECK_OK(cnn_clip_grad_norm(ps, 4, 0.0f, &total));
+    CHECK_NEAR(total, 1.0, 1e-5);
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(a))[1] == 0.0f);
+    CHECK(cnn_tensor_cdata(cnn_tensor_grad(b))[0] == 0.0f);
     cnn_optim_destroy(&opt);
     cnn_tensor_free(&a);
     cnn_tensor_free(&b);

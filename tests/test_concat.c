@@ -146,7 +146,8 @@ TEST(concat_errors)
     cnn_tensor *a = rand_tensor(CNN_SHAPE(2, 3, 4, 4), -1, 1, 0);
     cnn_tensor *b = rand_tensor(CNN_SHAPE(2, 5, 4, 5), -1, 1, 0);
     cnn_tensor *c = rand_tensor(CNN_SHAPE(2, 3, 16), -1, 1, 0), *s = NULL, *y = NULL;
-    REQUIRE(a && b && c);
+    cnn_tensor *d = rand_tensor(CNN_SHAPE(3, 3, 4, 4), -1, 1, 0);
+    REQUIRE(a && b && c && d);
     CHECK_OK(cnn_tensor_full(CNN_SCALAR, 1.0f, CNN_CPU, &s));
     const cnn_tensor *ab[2] = {a, b}, *ac[2] = {a, c}, *an[2] = {a, NULL}, *ss[2] = {s, s};
     CHECK_ERR(cnn_concat(ab, 2, 1, &y), CNN_ERR_SHAPE);
@@ -157,6 +158,11 @@ TEST(concat_errors)
     CHECK_ERR(cnn_concat(ab, 2, 4, &y), CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "dim 4"));
     CHECK_ERR(cnn_concat(ab, 2, -5, &y), CNN_ERR_SHAPE);
+    const cnn_tensor *cc[2] = {c, c}, *ad[2] = {a, d};
+    CHECK_ERR(cnn_concat(cc, 2, 3, &y), CNN_ERR_SHAPE); /* one past the last dim */
+    CHECK(strstr(cnn_last_error(), "dim 3 is out of range for (2, 3, 16)"));
+    CHECK_ERR(cnn_concat(ad, 2, 1, &y), CNN_ERR_SHAPE); /* the batch differs */
+    CHECK(strstr(cnn_last_error(), "differ in dim 0"));
     CHECK_ERR(cnn_concat(an, 2, 1, &y), CNN_ERR_INVALID_ARG);
     CHECK(strstr(cnn_last_error(), "xs[1]"));
     CHECK_ERR(cnn_concat(ab, 0, 1, &y), CNN_ERR_INVALID_ARG);
@@ -177,5 +183,6 @@ TEST(concat_errors)
     cnn_tensor_free(&a);
     cnn_tensor_free(&b);
     cnn_tensor_free(&c);
+    cnn_tensor_free(&d);
     cnn_tensor_free(&s);
 }

@@ -94,6 +94,14 @@ TEST(conv2d_shape_errors)
     CHECK(msg_has("(2, 3, 8, 8)", "groups 2"));
     CHECK_ERR(cnn_conv2d(x, w, b5, &p, &y), CNN_ERR_SHAPE);
     CHECK(msg_has("(5)", "(4, 3, 3, 3)"));
+    cnn_tensor *x4 = rand_tensor(CNN_SHAPE(1, 4, 8, 8), -1, 1, 0); /* 4 = 1 per group x 4 */
+    REQUIRE(x4);
+    CHECK_ERR(cnn_conv2d(x4, w6, NULL, &g4, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("6 output channels", "not divisible by groups 4"));
+    cnn_tensor_free(&x4);
+    cnn_conv2d_params gneg = {.groups = -3};
+    CHECK_ERR(cnn_conv2d(x, w6, NULL, &gneg, &y), CNN_ERR_INVALID_ARG);
+    CHECK(msg_has("groups -3 is negative", NULL));
     cnn_conv2d_params neg = {.stride = {-1, 1}};
     CHECK_ERR(cnn_conv2d(x, w, NULL, &neg, &y), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_conv2d(NULL, w, NULL, &p, &y), CNN_ERR_INVALID_ARG);
@@ -120,6 +128,11 @@ TEST(conv2d_fused_errors)
     cnn_conv2d_params p = {.padding = {1, 1}};
     CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z_bad, CNN_ACT_RELU, &p, &y), CNN_ERR_SHAPE);
     CHECK(msg_has("z (2, 4, 6, 6)", "(2, 4, 8, 8)"));
+    cnn_tensor *z_t = rand_tensor(CNN_SHAPE(4, 2, 8, 8), -1, 1, 0); /* as many elements */
+    REQUIRE(z_t);
+    CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z_t, CNN_ACT_NONE, &p, &y), CNN_ERR_SHAPE);
+    CHECK(msg_has("z (4, 2, 8, 8)", "(2, 4, 8, 8)"));
+    cnn_tensor_free(&z_t);
     CHECK_ERR(cnn_conv2d_fused(x, w, NULL, z, (cnn_activation)7, &p, &y), CNN_ERR_INVALID_ARG);
     CHECK(msg_has("activation 7", NULL));
     CHECK_ERR(cnn_conv2d_fused(x, z, NULL, NULL, CNN_ACT_RELU, &p, &y), CNN_ERR_SHAPE);

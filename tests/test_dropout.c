@@ -202,6 +202,13 @@ TEST(dropout_errors)
     CHECK_ERR(cnn_dropout(x, NAN, true, &y), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_dropout(NULL, 0.5f, true, &y), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_dropout(x, 0.5f, true, NULL), CNN_ERR_INVALID_ARG);
+    /* Integer elements are not multiplied by the mask as floats. */
+    const int64_t lv[2] = {1, 2};
+    cnn_tensor *lab = NULL;
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), lv, CNN_CPU, &lab));
+    CHECK_ERR(cnn_dropout(lab, 0.5f, true, &y), CNN_ERR_UNSUPPORTED);
+    CHECK(strstr(cnn_last_error(), "dropout") && strstr(cnn_last_error(), "I64"));
     CHECK(y == NULL);
+    cnn_tensor_free(&lab);
     cnn_tensor_free(&x);
 }

@@ -437,12 +437,19 @@ TEST(bad_hyper_parameters_and_arguments_are_refused)
     c = cnn_optim_defaults(CNN_OPTIM_SGD);
     c.momentum = -1;
     CHECK_ERR(cnn_optim_create(&c, &opt), CNN_ERR_INVALID_ARG);
+    c.momentum = 0.9f;
+    c.dampening = INFINITY;
+    CHECK_ERR(cnn_optim_create(&c, &opt), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "dampening inf"));
     c = cnn_optim_defaults(CNN_OPTIM_ADAM);
     c.beta1 = 1.0f;
     CHECK_ERR(cnn_optim_create(&c, &opt), CNN_ERR_INVALID_ARG);
     c.beta1 = 0.9f;
     c.beta2 = -0.5f;
     CHECK_ERR(cnn_optim_create(&c, &opt), CNN_ERR_INVALID_ARG);
+    c.beta2 = 1.0f; /* torch's 0 <= beta2 < 1 */
+    CHECK_ERR(cnn_optim_create(&c, &opt), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "beta2 1"));
     c.beta2 = 0.999f;
     c.eps = -1;
     CHECK_ERR(cnn_optim_create(&c, &opt), CNN_ERR_INVALID_ARG);
@@ -459,6 +466,8 @@ TEST(bad_hyper_parameters_and_arguments_are_refused)
     c = cnn_optim_defaults(CNN_OPTIM_ADAM);
     CHECK_OK(cnn_optim_create(&c, &opt));
     CHECK_ERR(cnn_optim_set_lr(opt, -1.0f), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_optim_set_lr(opt, INFINITY), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "learning rate inf"));
     CHECK(cnn_optim_get_lr(opt) == 1e-3f);
     CHECK_OK(cnn_optim_set_lr(opt, 0.25f));
     CHECK(cnn_optim_get_lr(opt) == 0.25f);

@@ -90,6 +90,18 @@ TEST(add_param_refuses_non_contiguous_tensors_and_repeated_names)
     CHECK_OK(cnn_optim_add_param(opt, "w", w, true));
     CHECK_ERR(cnn_optim_add_param(opt, "w", w2, true), CNN_ERR_INVALID_ARG);
     CHECK(strstr(cnn_last_error(), "'w'"));
+    /* A dict refused part-way (its "w" is taken) adds none of its tensors: not its "a" either,
+     * which the state dict below would list. */
+    cnn_dict *ad = NULL;
+    cnn_tensor *a = leaf_of_values(CNN_SHAPE(3), v);
+    REQUIRE(a);
+    CHECK_OK(cnn_dict_create(&ad));
+    CHECK_OK(cnn_dict_set(ad, "a", a));
+    CHECK_OK(cnn_dict_set(ad, "w", w2));
+    CHECK_ERR(cnn_optim_add_dict(opt, ad, true), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "'w'"));
+    cnn_dict_destroy(&ad);
+    cnn_tensor_free(&a);
     cnn_dict *d = NULL;
     CHECK_OK(cnn_dict_create(&d));
     CHECK_OK(cnn_optim_state_dict(opt, d));

@@ -379,6 +379,10 @@ TEST(pool_errors)
     CHECK_ERR(cnn_max_pool2d(x, &pad, &y), CNN_ERR_INVALID_ARG);
     CHECK(strstr(cnn_last_error(), "half"));
     CHECK_ERR(cnn_avg_pool2d(x, &pad, &y), CNN_ERR_INVALID_ARG);
+    cnn_pool2d_params pad_w = {.kernel = {3, 3}, .padding = {0, 2}}; /* the width's rule too */
+    CHECK_ERR(cnn_max_pool2d(x, &pad_w, &y), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "padding (0, 2)"));
+    CHECK_ERR(cnn_avg_pool2d(x, &pad_w, &y), CNN_ERR_INVALID_ARG);
     cnn_pool2d_params big = {.kernel = {5, 5}, .padding = {0, 0}};
     CHECK_ERR(cnn_max_pool2d(x, &big, &y), CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "(1, 2, 4, 4)"));
@@ -394,6 +398,9 @@ TEST(pool_errors)
     cnn_pool2d_params zero = {.kernel = {0, 2}};
     CHECK_ERR(cnn_avg_pool2d(x, &zero, &y), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_adaptive_avg_pool2d(x, -1, 2, &y), CNN_ERR_INVALID_ARG);
+    CHECK_OK(cnn_adaptive_avg_pool2d(x, 0, 2, &y)); /* 0 is a size: empty, as torch's forward */
+    CHECK(y && cnn_tensor_dim(y, 1) == 2 && cnn_tensor_dim(y, 2) == 0 && cnn_tensor_dim(y, 3) == 2);
+    cnn_tensor_free(&y);
     CHECK_ERR(cnn_adaptive_avg_pool2d(x2, 1, 1, &y), CNN_ERR_SHAPE);
     CHECK_ERR(cnn_adaptive_avg_pool2d(NULL, 1, 1, &y), CNN_ERR_INVALID_ARG);
     CHECK(y == NULL);

@@ -75,6 +75,12 @@ TEST(schedules_refuse_bad_arguments)
     CHECK_ERR(cnn_sched_cosine_lr(0.1f, 10, 10, 0, 1, &lr), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_sched_cosine_lr(0.1f, -1, 10, 0, 1, &lr), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_sched_cosine_lr(0.1f, 0, 10, -1, 1, &lr), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_sched_cosine_lr(0.1f, 0, 10, INFINITY, 1, &lr), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "eta_min inf"));
+    CHECK_ERR(cnn_sched_step_lr(0.1f, 3, INFINITY, 1, &lr), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "gamma inf"));
+    CHECK_ERR(cnn_sched_multistep_lr(0.1f, NULL, 0, -0.5f, 1, &lr), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "gamma -0.5"));
 
     cnn_plateau *p = NULL;
     cnn_plateau_config c = cnn_sched_plateau_defaults();
@@ -83,6 +89,24 @@ TEST(schedules_refuse_bad_arguments)
     c = cnn_sched_plateau_defaults();
     c.patience = -1;
     CHECK_ERR(cnn_sched_plateau_create(&c, 0.1f, &p), CNN_ERR_INVALID_ARG);
+    c = cnn_sched_plateau_defaults();
+    c.cooldown = -1;
+    CHECK_ERR(cnn_sched_plateau_create(&c, 0.1f, &p), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "cooldown -1"));
+    c = cnn_sched_plateau_defaults();
+    c.threshold = INFINITY;
+    CHECK_ERR(cnn_sched_plateau_create(&c, 0.1f, &p), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "threshold inf"));
+    c = cnn_sched_plateau_defaults();
+    c.eps = -1e-8f;
+    CHECK_ERR(cnn_sched_plateau_create(&c, 0.1f, &p), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "eps -1e-08"));
+    c = cnn_sched_plateau_defaults();
+    c.min_lr = -1e-3f;
+    CHECK_ERR(cnn_sched_plateau_create(&c, 0.1f, &p), CNN_ERR_INVALID_ARG);
+    c = cnn_sched_plateau_defaults();
+    CHECK_ERR(cnn_sched_plateau_create(&c, INFINITY, &p), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "initial learning rate inf"));
     c = cnn_sched_plateau_defaults();
     c.mode = (cnn_plateau_mode)5;
     CHECK_ERR(cnn_sched_plateau_create(&c, 0.1f, &p), CNN_ERR_INVALID_ARG);
