@@ -1,9 +1,10 @@
 /* test_cuda_allocator.c — the caching device allocator: steady-state reuse without cudaMalloc,
  * the statistics, splitting a large free block and merging its parts back (also parts left by a
  * destroyed context, or used by a second stream), empty_cache (whole segments only), reuse of a
- * tensor released under another context only after that context's work, out-of-memory errors
- * that name the op, and cuBLAS/cuDNN handles made on a full GPU. GPU tests only: skipped
- * without a device. */
+ * tensor released under another context only after that context's work (or a read's wait),
+ * a destroyed second stream forgotten, a destroyed context's helpers given back, out-of-memory
+ * errors that name the op, and cuBLAS/cuDNN handles made on a full GPU. GPU tests only:
+ * skipped without a device. */
 #include "gradcheck.h"
 #include "internal.h"
 
@@ -335,6 +336,106 @@ GPU_TEST(cuda_tensor_released_under_another_context_is_reused_after_its_work)
     unsetenv("CNN_EMU_LAGGING_EVENTS");
     free_tensors(&z, &again[0], &again[1]);
     cnn_context_destroy(&b);
+}
+
+#if CNN_WITH_CUDA
+/* A tensor handed to a second context's stream, which is then destroyed (its work drained):
+ * the block forgets that stream, so a third context may take the tensor over (one second
+ * stream per block is all the cache tracks, and a dead one must not hold the place), and the
+ * release records nothing on the dead stream. */
+GPU_TEST(cuda_allocator_forgets_a_destroyed_second_stream)
+{
+    cnn_context *home = cnn_context_current(), *user = NULL, *next = NULL;
+    cnn_tensor *t = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &user) == CNN_OK);
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &next) == CNN_OK); /* while user's stream lives */
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(64), 2.0f, CNN_CUDA(0), &t));
+    REQUIRE(t);
+    CHECK_OK(cnn_cuda_stream_handoff(home, user, &t, 1));
+    cnn_context_destroy(&user);
+    CHECK_OK(cnn_cuda_stream_handoff(home, next, &t, 1));
+    cnn_context_set_current(next);
+    float v[64];
+    CHECK_OK(cnn_tensor_read(t, v, 64));
+    CHECK(v[0] == 2.0f && v[63] == 2.0f);
+    cnn_context_set_current(home);
+    cnn_tensor_free(&t);
+    cnn_context_destroy(&next);
+}
+
+/* A read waits for the reading context's stream, or, under a CPU context, which has none, for
+ * the whole device: after it, a block kept from reuse for that stream's work (here home's, on a
+ * block the other context made) is reusable at once. The emulator shows "work left" only
+ * through CNN_EMU_LAGGING_EVENTS (an event unfinished until its stream or the device is waited
+ * for), so this needs it. */
+GPU_TEST(cuda_reads_wait_for_their_stream_or_the_device)
+{
+    if (!emulated_gpu()) {
+        cnn_test_skip("needs the CUDA emulator's CNN_EMU_LAGGING_EVENTS");
+        return;
+    }
+    cnn_context *home = cnn_context_current(), *maker = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &maker) == CNN_OK);
+    cnn_tensor *y = gpu_bytes(64);
+    REQUIRE(y);
+    CHECK_OK(cnn_cuda_empty_cache());
+    for (int cpu = 0; cpu < 2; cpu++) {
+        cnn_context_set_current(maker);
+        cnn_tensor *x = gpu_bytes(8 * MIB), *z = NULL;
+        cnn_context_set_current(home);
+        REQUIRE(x);
+        CHECK_OK(cnn_cuda_record_stream(home, x->storage));
+        setenv("CNN_EMU_LAGGING_EVENTS", "1", 1);
+        cnn_context_set_current(maker);
+        cnn_tensor_free(&x); /* kept until home's work is done */
+        cnn_context_set_current(cpu ? NULL : home);
+        float v[16];
+        cnn_status st = cnn_tensor_read(y, v, 16);
+        cnn_context_set_current(maker);
+        cnn_cuda_memory_stats s = gpu_memory_stats();
+        z = gpu_bytes(8 * MIB);
+        if (st != CNN_OK || !z || gpu_memory_stats().n_cuda_malloc != s.n_cuda_malloc)
+            cnn_test_fail(__FILE__, __LINE__, "read under the %s context: %s, then a cudaMalloc",
+                          cpu ? "CPU" : "second stream's", st ? cnn_last_error() : "ok");
+        unsetenv("CNN_EMU_LAGGING_EVENTS");
+        cnn_tensor_free(&z);
+        cnn_context_set_current(home);
+    }
+    cnn_tensor_free(&y);
+    cnn_context_destroy(&maker);
+}
+#endif
+
+/* A context's own device helpers, its vector of ones (a linear layer's bias gradient) and its
+ * bad-label slot (a cross entropy), go back to the cache with the context: after it, the
+ * allocated bytes are what they were before it. */
+GPU_TEST(cuda_destroyed_context_gives_its_helpers_memory_back)
+{
+    cnn_context *home = cnn_context_current(), *ctx = NULL;
+    const size_t a0 = gpu_memory_stats().allocated_bytes;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+    cnn_context_set_current(ctx);
+    const int64_t lab[4] = {0, 1, 2, 1};
+    cnn_tensor *x = NULL, *w = NULL, *b = NULL, *y = NULL, *loss = NULL, *labels = NULL;
+    float v = 0;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(4, 8), 0.5f, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(3, 8), 0.25f, CNN_CUDA(0), &w));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(3), CNN_CUDA(0), &b));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(4), lab, CNN_CUDA(0), &labels));
+    if (x && w && b && labels && cnn_tensor_set_requires_grad(b, true) == CNN_OK &&
+        cnn_linear(x, w, b, &y) == CNN_OK && cnn_sum(y, &loss) == CNN_OK) {
+        CHECK_OK(cnn_backward(loss));
+        cnn_tensor_free(&loss);
+        CHECK_OK(cnn_cross_entropy(y, labels, 0.0f, &loss));
+        CHECK(loss && cnn_tensor_read(loss, &v, 1) == CNN_OK);
+    } else {
+        cnn_test_fail(__FILE__, __LINE__, "setup: %s", cnn_last_error());
+    }
+    cnn_tape_reset();
+    free_tensors(&x, &w, &b, &y, &loss, &labels);
+    cnn_context_set_current(home);
+    cnn_context_destroy(&ctx);
+    CHECK(gpu_memory_stats().allocated_bytes == a0);
 }
 
 /* cuBLAS and cuDNN handles (made at a context's first GEMM or cuDNN call) take device memory

@@ -1,7 +1,7 @@
 /* test_cuda_caches.c — the device and pinned caches beyond test_cuda_allocator.c: rounding,
  * splits and merges at their edges, no reuse or merge across streams or with a block a second
- * stream may still use, the retry after a failed cudaMalloc, graph pools and replays, pinned
- * best fit. */
+ * stream may still use (and no event query about one on a capturing thread), the retry after a
+ * failed cudaMalloc, graph pools and replays, pinned best fit. */
 #include "gradcheck.h"
 #include "internal.h"
 
@@ -367,6 +367,50 @@ GPU_TEST(graph_pool_serves_only_the_capturing_stream)
     cnn_tensor_free(&c.x);
     cnn_context_destroy(&c.other);
 }
+
+#if CNN_WITH_CUDA
+/* The capturing thread may not ask whether a block's second-stream work is done (an event
+ * query breaks its capture): to it such a block is still busy, and is passed over. Here the
+ * allocation made for another context inside the capture meets one (kept unfinished by
+ * CNN_EMU_LAGGING_EVENTS, its segment kept by a live neighbour), and the capture holds. */
+GPU_TEST(cuda_allocator_asks_no_event_on_a_capturing_thread)
+{
+    if (!emulated_gpu()) {
+        cnn_test_skip("needs the CUDA emulator's CNN_EMU_LAGGING_EVENTS");
+        return;
+    }
+    cnn_context *home = cnn_context_current(), *third = NULL;
+    capture_elsewhere j = {NULL, NULL, NULL};
+    cnn_graph *g = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &j.other) == CNN_OK);
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &third) == CNN_OK);
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(16), CNN_CUDA(0), &j.x));
+    cnn_context_set_current(j.other);
+    const size_t seg = cache_one_segment(16 * MIB);
+    cnn_tensor *a = seg ? gpu_bytes(4 * MIB) : NULL, *c = seg ? gpu_bytes(seg - 4 * MIB) : NULL;
+    cnn_context_set_current(home);
+    REQUIRE(j.x && a && c);
+    CHECK_OK(cnn_cuda_record_stream(third, a->storage));
+    setenv("CNN_EMU_LAGGING_EVENTS", "1", 1);
+    cnn_context_set_current(j.other);
+    cnn_tensor_free(&a); /* kept apart: third's work on it is not done */
+    cnn_context_set_current(home);
+    cnn_status st = cnn_graph_capture(fill_and_allocate_elsewhere, &j, &g);
+    unsetenv("CNN_EMU_LAGGING_EVENTS");
+    CHECK_OK(st);
+    if (g) {
+        float v[16] = {0};
+        CHECK_OK(cnn_graph_replay(g));
+        CHECK_OK(cnn_tensor_read(j.x, v, 16));
+        CHECK(v[0] == 1.0f && v[15] == 1.0f);
+    }
+    cnn_graph_destroy(&g);
+    free_tensors(&j.x, &j.made, &c);
+    cnn_context_destroy(&third);
+    cnn_context_destroy(&j.other);
+    CHECK_OK(cnn_cuda_empty_cache());
+}
+#endif
 
 static cnn_status release_in_capture(void *ud)
 {

@@ -349,6 +349,7 @@ static cnn_status probe_fn(void *ud)
     case 0: return cnn_synchronize();
     case 1: return cnn_tensor_read(p->y, v, 16);
     case 2: return cnn_tensor_to(p->x, CNN_CPU, &p->z);
+    case 3: return cnn_tensor_write(p->y, (const float[16]){0}, 16); /* from the host */
     default: return cnn_relu(NULL, &p->z); /* fn's own failure */
     }
 }
@@ -362,9 +363,9 @@ GPU_TEST(graph_capture_refuses_what_a_replay_cannot_repeat)
     cnn_tensor_free(&xc);
     REQUIRE(p.x);
     const cnn_status want[] = {CNN_ERR_UNSUPPORTED, CNN_ERR_UNSUPPORTED, CNN_ERR_UNSUPPORTED,
-                               CNN_ERR_INVALID_ARG};
-    const char *words[] = {"synchronize", "memcpy", "memcpy", "relu"};
-    for (int i = 0; i < 4; i++) {
+                               CNN_ERR_UNSUPPORTED, CNN_ERR_INVALID_ARG};
+    const char *words[] = {"synchronize", "memcpy", "memcpy", "memcpy", "relu"};
+    for (int i = 0; i < 5; i++) {
         p.what = i;
         g = (cnn_graph *)&p; /* must come back NULL */
         CHECK_ERR(cnn_graph_capture(probe_fn, &p, &g), want[i]);

@@ -1,9 +1,10 @@
 /* test_cuda_graph_hazards.c — what must not break a CUDA graph once captured, or while it is
  * captured: memory its replays read that someone else could get (the random state, the
- * context's vector of ones once outgrown, an optimizer's gradients and scalars), work from
- * another thread that waits for the device during a capture (refused there, the capture
- * unharmed), and calls a capture cannot hold (timers, pinned memory, handing tensors between
- * streams). GPU tests; the emulator enforces CUDA's capture rules. */
+ * context's vector of ones once outgrown, kept until the last graph goes; an optimizer's
+ * gradients and scalars), work from another thread that waits for the device during a capture
+ * (refused there, the capture unharmed), and calls a capture cannot hold (timers, pinned
+ * memory, handing tensors between streams). GPU tests; the emulator enforces CUDA's capture
+ * rules. */
 #include "gradcheck.h"
 
 #include <pthread.h>
@@ -84,13 +85,14 @@ static int make_lin(lin_job *j, int rows)
 }
 
 /* A larger batch run op by op after the capture outgrows the vector; the graph's replays still
- * read the old one, which must stay ones (and nobody else's) while the graph lives. */
+ * read the old one, which must stay ones (and nobody else's) while the graph lives. The
+ * captured batch is exactly as long as the vector (1024): it needs no new one. */
 GPU_TEST(graph_keeps_the_vector_of_ones_it_read)
 {
     lin_job small, big;
     cnn_graph *g = NULL;
     cnn_tensor *junk[8] = {NULL};
-    REQUIRE(make_lin(&small, 4) && make_lin(&big, 5000));
+    REQUIRE(make_lin(&small, 1024) && make_lin(&big, 5000));
     CHECK_OK(linear_bias_grad(&small)); /* the helpers are made outside the capture */
     CHECK_OK(cnn_graph_capture(linear_bias_grad, &small, &g));
     REQUIRE(g);
@@ -98,7 +100,7 @@ GPU_TEST(graph_keeps_the_vector_of_ones_it_read)
     for (int i = 0; i < 8; i++) CHECK_OK(cnn_tensor_full(CNN_SHAPE(1024 << (i % 3)), 7.0f,
                                                         CNN_CUDA(0), &junk[i]));
     CHECK_OK(cnn_graph_replay(g));
-    float db[3] = {0}, want = 4.0f;
+    float db[3] = {0}, want = 1024.0f;
     REQUIRE(small.db);
     CHECK_OK(cnn_tensor_read(small.db, db, 3));
     for (int i = 0; i < 3; i++)
@@ -106,6 +108,93 @@ GPU_TEST(graph_keeps_the_vector_of_ones_it_read)
     cnn_graph_destroy(&g);
     for (int i = 0; i < 8; i++) cnn_tensor_free(&junk[i]);
     free_tensors(&small.x, &small.w, &small.b, &small.db, &big.x, &big.w, &big.b, &big.db);
+}
+
+static cnn_status fill_x(void *ud) { return cnn_tensor_fill_((cnn_tensor *)ud, 3.0f); }
+
+/* Runs j's step and drops all it left (the gradients): the allocated bytes that change are the
+ * context's vector of ones. */
+static size_t allocated_after_step(lin_job *j)
+{
+    CHECK(linear_bias_grad(j) == CNN_OK);
+    cnn_tensor_zero_grad(j->w);
+    cnn_tensor_zero_grad(j->b);
+    cnn_tensor_free(&j->db);
+    return gpu_memory_stats().allocated_bytes;
+}
+
+/* An outgrown vector of ones waits while a graph lives, and goes with the last one; once no
+ * graph lives, the next outgrown one goes at once (never left for the context's end). Ones of
+ * 1024, 8192 and 32768 floats: 4, 32 and 128 KiB. */
+GPU_TEST(graph_destroyed_releases_the_outgrown_vector_of_ones)
+{
+    const size_t kib = 1024;
+    lin_job small, big, huge;
+    cnn_tensor *x = NULL;
+    cnn_graph *g = NULL;
+    REQUIRE(make_lin(&small, 4) && make_lin(&big, 5000) && make_lin(&huge, 20000));
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(8), CNN_CUDA(0), &x));
+    const size_t a0 = allocated_after_step(&small);
+    CHECK_OK(cnn_graph_capture(fill_x, x, &g)); /* reads no ones, but may live long */
+    REQUIRE(g);
+    const size_t a1 = allocated_after_step(&big);
+    CHECK(a1 == a0 + 32 * kib); /* the 4 KiB one waits for the graph */
+    cnn_graph_destroy(&g);
+    const size_t a2 = gpu_memory_stats().allocated_bytes;
+    CHECK(a2 == a1 - 4 * kib);
+    CHECK_OK(cnn_graph_capture(fill_x, x, &g));
+    cnn_graph_destroy(&g);
+    const size_t a3 = allocated_after_step(&huge);
+    CHECK(a3 == a2 + 128 * kib - 32 * kib);
+    if (cnn_test_failed())
+        cnn_test_fail(__FILE__, __LINE__, "allocated: %zu, %zu, %zu, %zu bytes", a0, a1, a2, a3);
+    free_tensors(&x, &small.x, &small.w, &small.b, &big.x, &big.w, &big.b, &huge.x, &huge.w,
+                 &huge.b);
+}
+
+typedef struct helper_job {
+    int what; /* 0: a GEMM, 1: a bias gradient, 2: a cross entropy */
+    lin_job l;
+    cnn_tensor *labels; /* I64 (4), on the GPU */
+} helper_job;
+
+static cnn_status use_a_helper(void *ud)
+{
+    helper_job *h = ud;
+    if (h->what == 1) return linear_bias_grad(&h->l);
+    cnn_tensor *y = NULL, *loss = NULL;
+    cnn_status st = cnn_linear(h->l.x, h->l.w, NULL, &y);
+    if (!st && h->what == 2) st = cnn_cross_entropy(y, h->labels, 0.0f, &loss);
+    free_tensors(&y, &loss);
+    cnn_tape_reset();
+    return st;
+}
+
+/* The context's helpers (cuBLAS handle, vector of ones, bad-label slot) are made at their
+ * first use, which a capture cannot hold (it may neither allocate nor fill them for good):
+ * there it is refused, naming the helper, and once made outside the same work is captured.
+ * The test's context is fresh: none of them exists yet. */
+GPU_TEST(graph_capture_refuses_helpers_first_needed_inside)
+{
+    const char *what[] = {"cuBLAS handle", "vector of ones", "bad-label slot"};
+    const int64_t lab[4] = {0, 1, 2, 0};
+    helper_job h = {0};
+    cnn_graph *g = NULL;
+    REQUIRE(make_lin(&h.l, 4));
+    CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(4), lab, CNN_CUDA(0), &h.labels));
+    for (int i = 0; i < 3; i++) {
+        h.what = i;
+        CHECK_ERR(cnn_graph_capture(use_a_helper, &h, &g), CNN_ERR_INVALID_ARG);
+        if (!strstr(cnn_last_error(), what[i]))
+            cnn_test_fail(__FILE__, __LINE__, "'%s' does not name the %s", cnn_last_error(),
+                          what[i]);
+        CHECK(g == NULL);
+        CHECK_OK(use_a_helper(&h));
+        CHECK_OK(cnn_graph_capture(use_a_helper, &h, &g));
+        CHECK(g != NULL);
+        cnn_graph_destroy(&g);
+    }
+    free_tensors(&h.l.x, &h.l.w, &h.l.b, &h.l.db, &h.labels);
 }
 
 /* ---- the optimizer's tensors --------------------------------------------------------------- */
@@ -172,6 +261,38 @@ GPU_TEST(graph_keeps_the_gradients_its_step_reads)
     for (int i = 0; i < 16; i++) cnn_tensor_free(&junk[i]);
     cnn_optim_destroy(&j.opt);
     free_tensors(&j.l.x, &j.l.w, &j.l.b, &j.l.db);
+}
+
+/* Once the graphs, the optimizer, the tensors and the context are gone, nothing they held
+ * stays allocated: not the tensors a graph kept (here an SGD step's gradients, momentum and
+ * learning rate), nor its random state (a uniform's). */
+GPU_TEST(graph_leaves_nothing_allocated_once_all_is_gone)
+{
+    cnn_context *home = cnn_context_current(), *ctx = NULL;
+    const size_t a0 = gpu_memory_stats().allocated_bytes;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &ctx) == CNN_OK);
+    cnn_context_set_current(ctx);
+    opt_job j;
+    scratch_job r = {0};
+    cnn_graph *g[2] = {NULL, NULL};
+    if (make_opt_job(&j, CNN_OPTIM_SGD) && accumulate_and_step(&j) == CNN_OK) {
+        CHECK_OK(cnn_graph_capture(accumulate_and_step, &j, &g[0]));
+        CHECK_OK(cnn_graph_capture(scratch_then_uniform, &r, &g[1]));
+        cnn_context_set_current(home); /* a replay runs on its graph's context, from anywhere */
+        for (int i = 0; i < 2; i++) CHECK(g[i] && cnn_graph_replay(g[i]) == CNN_OK);
+        CHECK(cnn_context_current() == home);
+        cnn_context_set_current(ctx);
+        CHECK_OK(cnn_synchronize());
+    } else {
+        cnn_test_fail(__FILE__, __LINE__, "setup: %s", cnn_last_error());
+    }
+    for (int i = 0; i < 2; i++) cnn_graph_destroy(&g[i]);
+    cnn_optim_destroy(&j.opt);
+    free_tensors(&j.l.x, &j.l.w, &j.l.b, &j.l.db, &r.u);
+    cnn_context_set_current(home);
+    cnn_context_destroy(&ctx);
+    const size_t a1 = gpu_memory_stats().allocated_bytes;
+    if (a1 != a0) cnn_test_fail(__FILE__, __LINE__, "%zu bytes allocated, not %zu", a1, a0);
 }
 
 /* A captured step with no gradient to apply: replays update nothing and count as steps. */
@@ -368,6 +489,7 @@ typedef struct side_job {
     int what;
     cnn_context *other;
     cnn_tensor *x, *y, *side;
+    cnn_timer *timed; /* started and stopped before the capture */
 } side_job;
 
 static cnn_status side_fn(void *ud)
@@ -381,6 +503,19 @@ static cnn_status side_fn(void *ud)
         st = cnn_timer_create(&t);
         if (!st) st = cnn_timer_start(t);
         cnn_timer_destroy(&t);
+        return st;
+    }
+    if (j->what == 5) {
+        double ms = 0;
+        return cnn_timer_elapsed_ms(j->timed, &ms); /* it would wait for the stop event */
+    }
+    if (j->what == 6) { /* a capture begun inside this one, for another context */
+        cnn_context *home = cnn_context_current();
+        cnn_graph *inner = NULL;
+        cnn_context_set_current(j->other);
+        st = cnn_graph_capture(fill_x, j->x, &inner);
+        cnn_context_set_current(home);
+        cnn_graph_destroy(&inner);
         return st;
     }
     if (j->what == 1) {
@@ -417,20 +552,24 @@ GPU_TEST(graph_capture_refuses_timers_pinned_memory_and_handoffs)
     CHECK_OK(cnn_context_create(CNN_CUDA(0), &j.other));
     REQUIRE(j.x && j.other);
     const char *words[] = {"timer_start", "pinned", "stream_handoff", "stream_handoff",
-                           "record_stream"};
-    for (int i = 0; i < 5; i++) {
+                           "record_stream", "timer_elapsed", "nest"};
+    CHECK_OK(cnn_timer_create(&j.timed));
+    CHECK_OK(cnn_timer_start(j.timed));
+    CHECK_OK(cnn_timer_stop(j.timed));
+    for (int i = 0; i < 7; i++) {
         j.what = i;
         CHECK_ERR(cnn_graph_capture(side_fn, &j, &g), CNN_ERR_UNSUPPORTED);
         CHECK(g == NULL);
         if (!strstr(cnn_last_error(), words[i]))
             cnn_test_fail(__FILE__, __LINE__, "'%s' does not name %s", cnn_last_error(), words[i]);
     }
-    j.what = 5;
+    j.what = 7;
     CHECK_OK(cnn_graph_capture(side_fn, &j, &g));
     CHECK(g != NULL);
     CHECK_OK(cnn_graph_replay(g));
     CHECK_OK(cnn_synchronize());
     cnn_graph_destroy(&g);
+    cnn_timer_destroy(&j.timed);
     cnn_context_destroy(&j.other);
     free_tensors(&j.x, &j.y, &j.side);
 }

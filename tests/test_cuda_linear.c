@@ -152,6 +152,35 @@ GPU_TEST(cuda_linear_cublas_tf32)
     cnn_set_tf32(false);
 }
 
+/* The TF32 flag is read at every GEMM, not only when the context's cuBLAS handle is made:
+ * turned on, off and on again, the same linear gives TF32's and FP32's exact results in turn.
+ * x's 1 + 2^-12 keeps its last bits in FP32 (4 of them sum to 4 + 2^-10) and rounds to 1 as a
+ * TF32 operand (10 mantissa bits). Whether a GPU's cuBLAS uses TF32 for so small a GEMM is its
+ * choice: there only the FP32 results are pinned; the emulator always rounds. */
+GPU_TEST(cuda_linear_follows_the_tf32_flag_at_each_call)
+{
+    cnn_tensor *x = NULL, *w = NULL, *y = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(2, 4), 1.0f + 0x1p-12f, CNN_CUDA(0), &x));
+    CHECK_OK(cnn_tensor_ones(CNN_SHAPE(3, 4), CNN_CUDA(0), &w));
+    REQUIRE(x && w);
+    for (int k = 0; k < 3; k++) {
+        const bool tf32 = k != 1;
+        float v[6] = {0};
+        cnn_set_tf32(tf32);
+        cnn_tensor_free(&y);
+        CHECK_OK(cnn_linear(x, w, NULL, &y));
+        CHECK_OK(cnn_tensor_read(y, v, 6));
+        if (tf32 && !emulated_gpu()) continue;
+        const float want = tf32 ? 4.0f : 4.0f + 0x1p-10f;
+        for (int i = 0; i < 6; i++)
+            if (v[i] != want)
+                cnn_test_fail(__FILE__, __LINE__, "tf32 %d: y[%d] = %.9g, not %.9g", tf32, i,
+                              v[i], want);
+    }
+    cnn_set_tf32(false);
+    free_tensors(&x, &w, &y);
+}
+
 /* An empty batch: y has no rows, dw and db are zeros (not left unwritten). */
 GPU_TEST(cuda_linear_cublas_empty_batch)
 {

@@ -1,12 +1,14 @@
 /* test_cuda_runtime.c — the CUDA runtime foundation: a clean refusal without a GPU, host/device
  * copies, the fill / accumulate / strided-copy kernels, Philox parity with the CPU, two contexts
- * on two threads and the timer. The caching allocator has test_cuda_allocator.c.
+ * on two threads, the timer, and captures after a copy under a CPU context. The caching
+ * allocator has test_cuda_allocator.c.
  * GPU tests poison every device output first, so elements a kernel never wrote fail. */
 #include "gradcheck.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #if CNN_WITH_CUDA
 #include "../cuda/cuda_api.h"
@@ -294,6 +296,43 @@ GPU_TEST(cuda_tensor_to_roundtrips_f32_and_i64)
     cnn_tensor_free(&l);
     cnn_tensor_free(&lg);
     cnn_tensor_free(&lc);
+}
+
+static cnn_status fill_five(void *ud) { return cnn_tensor_fill_((cnn_tensor *)ud, 5.0f); }
+
+/* A read under a CPU context, then a capture: true when both worked and the replay filled x. */
+static bool read_under_cpu_then_capture(cnn_tensor *x)
+{
+    cnn_context *ctx = cnn_context_current();
+    cnn_graph *g = NULL;
+    float h[16] = {0};
+    cnn_context_set_current(NULL);
+    bool ok = cnn_tensor_read(x, h, 16) == CNN_OK && h[0] == 2.0f;
+    cnn_context_set_current(ctx);
+    ok = ok && cnn_graph_capture(fill_five, x, &g) == CNN_OK && cnn_graph_replay(g) == CNN_OK;
+    ok = ok && cnn_tensor_read(x, h, 16) == CNN_OK && h[0] == 5.0f && h[15] == 5.0f;
+    cnn_graph_destroy(&g);
+    return ok;
+}
+
+/* A copy under a CPU context waits for the whole device, which a capture on that device must
+ * not meet, so captures wait for such waits to end: once done, the wait must not be counted
+ * still, or every later capture on the device would wait for ever. On the emulator the check
+ * runs in a child process with an alarm (CUDA proper cannot be used across a fork). */
+GPU_TEST(cuda_copy_under_a_cpu_context_lets_later_captures_begin)
+{
+    cnn_tensor *x = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(16), 2.0f, CNN_CUDA(0), &x));
+    REQUIRE(x);
+    CHECK_OK(cnn_synchronize());
+    if (!emulated_gpu()) {
+        CHECK(read_under_cpu_then_capture(x));
+    } else {
+        int pid = cnn_test_fork(30);
+        if (pid == 0) _exit(read_under_cpu_then_capture(x) ? 0 : 1);
+        CHECK(pid > 0 && cnn_test_child_ok(pid));
+    }
+    cnn_tensor_free(&x);
 }
 
 /* Draws n values on the CPU and (into a poisoned tensor) on the GPU from the same state. */
