@@ -216,6 +216,19 @@ cnn_tensor *gpu_bytes(size_t bytes)
     return t;
 }
 
+size_t gpu_fresh_segment(size_t at_least)
+{
+    CHECK(cnn_cuda_empty_cache() == CNN_OK);
+    size_t c0 = gpu_memory_stats().cached_bytes;
+    return (c0 + at_least + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
+}
+
+cnn_status gpu_release_in_capture(void *ud)
+{
+    cnn_tensor_free((cnn_tensor **)ud);
+    return CNN_OK;
+}
+
 bool emulated_gpu(void)
 {
     char name[256] = "";

@@ -75,6 +75,16 @@ cnn_cuda_memory_stats gpu_memory_stats(void);
 /* An uninitialised F32 tensor of `bytes` bytes (a multiple of 4) on cuda:0; NULL on failure. */
 cnn_tensor *gpu_bytes(size_t bytes);
 
+#define MIB ((size_t)1 << 20)
+
+/* Empties cuda:0's cache and returns the size of a segment larger than every free block it still
+ * keeps (the free parts of segments live tensors use): at least `at_least` bytes, rounded up to
+ * the allocator's 2 MiB step. A request of that size is a fresh cudaMalloc. */
+size_t gpu_fresh_segment(size_t at_least);
+
+/* A cnn_graph_capture body that releases the tensor *(cnn_tensor **)ud (held for the graph). */
+cnn_status gpu_release_in_capture(void *ud);
+
 /* Whether cuda:0 is the CPU emulator's (tests/cuda_emu: a GPU named "Emulated ..."). */
 bool emulated_gpu(void);
 

@@ -116,7 +116,6 @@ GPU_TEST(cuda_out_of_memory_in_an_op_names_the_op)
     cnn_tensor_free(&x);
 }
 
-#define MIB ((size_t)1 << 20)
 
 /* Every element of a device tensor equals v. */
 static bool all_equal(const cnn_tensor *t, float v)
@@ -131,11 +130,9 @@ static bool all_equal(const cnn_tensor *t, float v)
 
 GPU_TEST(cuda_allocator_splits_large_blocks_and_merges_them_back)
 {
-    CHECK_OK(cnn_cuda_empty_cache());
+    const size_t seg = gpu_fresh_segment(64 * MIB); /* empties the cache */
     cnn_cuda_memory_stats s0 = gpu_memory_stats();
     const size_t c0 = s0.cached_bytes; /* free parts of segments live tensors use (normally 0) */
-    /* A segment larger than all of that, so it is a fresh cudaMalloc. */
-    const size_t seg = (c0 + 64 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
     cnn_tensor *a = gpu_bytes(seg), *b = NULL, *c = NULL;
     REQUIRE(a);
     cnn_cuda_memory_stats s1 = gpu_memory_stats();
@@ -220,9 +217,8 @@ GPU_TEST(cuda_allocator_merges_parts_of_destroyed_contexts_and_second_streams)
     REQUIRE(cnn_context_create(CNN_CUDA(0), &a) == CNN_OK);
     REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
     cnn_context_set_current(a);
-    CHECK_OK(cnn_cuda_empty_cache());
+    const size_t seg = gpu_fresh_segment(64 * MIB); /* empties the cache */
     cnn_cuda_memory_stats s0 = gpu_memory_stats();
-    const size_t seg = (s0.cached_bytes + 64 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
     cnn_tensor *t = gpu_bytes(seg);
     REQUIRE(t);
     cnn_tensor_free(&t);
@@ -264,25 +260,18 @@ GPU_TEST(cuda_allocator_merges_parts_of_destroyed_contexts_and_second_streams)
 /* A tensor released inside a capture is held until the graph goes (its replays may read it).
  * If its context is destroyed first, the block's stream goes with it: the block must come back
  * owned by no stream, reusable by any, not tied to a stream that no longer exists. */
-static cnn_status release_in_capture(void *ud)
-{
-    cnn_tensor_free((cnn_tensor **)ud);
-    return CNN_OK;
-}
-
 GPU_TEST(cuda_allocator_block_held_by_a_graph_outlives_its_context)
 {
     cnn_context *home = cnn_context_current(), *b = NULL;
     REQUIRE(cnn_context_create(CNN_CUDA(0), &b) == CNN_OK);
-    CHECK_OK(cnn_cuda_empty_cache());
+    const size_t seg = gpu_fresh_segment(16 * MIB); /* empties the cache */
     cnn_cuda_memory_stats s0 = gpu_memory_stats();
-    const size_t seg = (s0.cached_bytes + 16 * MIB + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
     cnn_context_set_current(b);
     cnn_tensor *x = gpu_bytes(seg);
     cnn_context_set_current(home);
     REQUIRE(x);
     cnn_graph *g = NULL;
-    CHECK_OK(cnn_graph_capture(release_in_capture, &x, &g));
+    CHECK_OK(cnn_graph_capture(gpu_release_in_capture, &x, &g));
     CHECK(x == NULL);
     CHECK(gpu_memory_stats().graph_bytes >= seg); /* held */
     cnn_context_destroy(&b);

@@ -11,22 +11,12 @@
 #include "../cuda/cuda_api.h"
 #endif
 
-#define MIB ((size_t)1 << 20)
 #define KIB ((size_t)1 << 10)
-
-/* A segment larger than every free block the cache keeps after an empty_cache (the free parts
- * of segments live tensors use), so that it is a fresh cudaMalloc. */
-static size_t fresh_segment(size_t at_least)
-{
-    CHECK(cnn_cuda_empty_cache() == CNN_OK);
-    size_t c0 = gpu_memory_stats().cached_bytes;
-    return (c0 + at_least + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
-}
 
 /* Such a segment, made and released: cached whole, the current stream's. Its size, or 0. */
 static size_t cache_one_segment(size_t at_least)
 {
-    size_t seg = fresh_segment(at_least);
+    size_t seg = gpu_fresh_segment(at_least);
     cnn_tensor *t = gpu_bytes(seg);
     if (!t) return 0;
     cnn_tensor_free(&t);
@@ -412,12 +402,6 @@ GPU_TEST(cuda_allocator_asks_no_event_on_a_capturing_thread)
 }
 #endif
 
-static cnn_status release_in_capture(void *ud)
-{
-    cnn_tensor_free((cnn_tensor **)ud);
-    return CNN_OK;
-}
-
 static cnn_status destroy_in_capture(void *ud)
 {
     cnn_graph_destroy((cnn_graph **)ud);
@@ -433,7 +417,7 @@ GPU_TEST(graph_destroyed_during_another_capture_keeps_its_held_block)
     cnn_tensor *x = gpu_bytes(16 * MIB);
     REQUIRE(x);
     cnn_graph *g1 = NULL, *g2 = NULL;
-    CHECK_OK(cnn_graph_capture(release_in_capture, &x, &g1));
+    CHECK_OK(cnn_graph_capture(gpu_release_in_capture, &x, &g1));
     CHECK(gpu_memory_stats().graph_bytes >= g0 + 16 * MIB);
     CHECK_OK(cnn_graph_capture(destroy_in_capture, &g1, &g2));
     CHECK(g1 == NULL);
