@@ -431,6 +431,7 @@ TEST(cross_entropy_errors)
     CHECK_ERR(cnn_cross_entropy(x, f, 0.0f, &loss), CNN_ERR_SHAPE);
     CHECK(strstr(cnn_last_error(), "I64") && strstr(cnn_last_error(), "F32"));
     cnn_tensor *i32 = NULL; /* integers, but 32-bit: not read as I64 */
+    cnn_tensor_free(&lab);
     CHECK_OK(cnn_tensor_from_i64(CNN_SHAPE(2), ok, CNN_CPU, &lab));
     CHECK_OK(cnn_tensor_to_dtype(lab, CNN_I32, &i32));
     cnn_tensor_free(&lab);
