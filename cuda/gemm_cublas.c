@@ -18,6 +18,11 @@ cnn_status cnn_cuda_linear_forward(cnn_context *ctx, const float *x, const float
     /* The bias in every row, copied exactly (a GEMM with ones would round it to TF32), in one
      * launch; the GEMM then adds onto it (beta 1). */
     if (b) CNN_TRY(cnn_cuda_repeat_rows_f32(ctx, y, b, n, out));
+    /* No input features: y is the bias alone, or zeros (cuBLAS wants leading dimensions >= 1). */
+    if (in == 0) {
+        if (!b) CNN_CUDA_TRY(cudaMemsetAsync(y, 0, (size_t)(n * out) * sizeof(float), s));
+        return CNN_OK;
+    }
     /* y^T (out, n) = w (out, in) x^T (in, n); w is stored as w^T (in, out), hence OP_T. */
     CNN_CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in, &one, w,
                                (int)in, x, (int)in, b ? &one : &zero, y, (int)out));
@@ -33,7 +38,11 @@ cnn_status cnn_cuda_linear_backward(cnn_context *ctx, const float *x, const floa
     CNN_TRY(cnn_cuda_enter(ctx, "linear backward", &s));
     CNN_TRY(cnn_cuda_cublas(ctx, &h));
     const float one = 1.0f, zero = 0.0f;
-    if (dx && n > 0)
+    /* No output features: dx is a sum of nothing, zeros. No input features: dx and dw are
+     * empty. cuBLAS is never called with an empty dimension (it wants leading dimensions >= 1). */
+    if (dx && n > 0 && out == 0)
+        CNN_CUDA_TRY(cudaMemsetAsync(dx, 0, (size_t)(n * in) * sizeof(float), s));
+    else if (dx && n > 0 && in > 0)
         /* dx^T (in, n) = w^T (in, out) dy^T (out, n) */
         CNN_CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)in, (int)n, (int)out, &one, w,
                                    (int)in, dy, (int)out, &zero, dx, (int)in));
@@ -43,11 +52,11 @@ cnn_status cnn_cuda_linear_backward(cnn_context *ctx, const float *x, const floa
         if (db) CNN_CUDA_TRY(cudaMemsetAsync(db, 0, (size_t)out * sizeof(float), s));
         return CNN_OK;
     }
-    if (dw)
+    if (dw && in > 0 && out > 0)
         /* dw^T (in, out) = x^T (in, n) dy (n, out); dy is stored as dy^T (out, n), hence OP_T. */
         CNN_CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)in, (int)out, (int)n, &one, x,
                                    (int)in, dy, (int)out, &zero, dw, (int)in));
-    if (db) {
+    if (db && out > 0) {
         /* db (out) = dy^T (out, n) ones (n), the context's ones */
         const float *ones = NULL;
         CNN_TRY(cnn_cuda_ones(ctx, n, &ones));

@@ -17,6 +17,14 @@ typedef struct linear_geom {
     int64_t n, in, out;
 } linear_geom;
 
+/* Zeros in a CPU tensor (memset wants a pointer even for no bytes; an empty tensor may have
+ * none). */
+static void zero_fill(cnn_tensor *t)
+{
+    size_t bytes = cnn_tensor_nbytes(t);
+    if (bytes) memset(cnn_f32(t), 0, bytes);
+}
+
 static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor **dx)
 {
     linear_geom g;
@@ -42,15 +50,19 @@ static cnn_status linear_backward(cnn_node *nd, const cnn_tensor *dy, cnn_tensor
     if (nd->in[0].needs_grad) {
         /* dy: (N, out), w: (out, in) -> dx: (N, in) = dy w */
         CNN_TRYG(cnn_tensor_empty(xs, CNN_F32, dy->device, &dx[0]));
-        cnn_sgemm(false, false, (int)g.n, (int)g.in, (int)g.out, 1.0f, pdy, (int)g.out,
-                  cnn_f32(w), (int)g.in, 0.0f, cnn_f32(dx[0]), (int)g.in);
+        /* no output features: a sum of nothing, zeros (as torch's) */
+        if (g.out == 0) zero_fill(dx[0]);
+        else if (g.n > 0 && g.in > 0)
+            cnn_sgemm(false, false, (int)g.n, (int)g.in, (int)g.out, 1.0f, pdy, (int)g.out,
+                      cnn_f32(w), (int)g.in, 0.0f, cnn_f32(dx[0]), (int)g.in);
     }
     if (nd->in[1].needs_grad) {
         /* dy: (N, out), x: (N, in) -> dw: (out, in) = dy^T x, summed over the batch */
         CNN_TRYG(cnn_tensor_empty(ws, CNN_F32, dy->device, &dx[1]));
-        if (g.n == 0) memset(cnn_f32(dx[1]), 0, cnn_tensor_nbytes(dx[1]));
-        else cnn_sgemm(true, false, (int)g.out, (int)g.in, (int)g.n, 1.0f, pdy, (int)g.out,
-                       cnn_f32(x), (int)g.in, 0.0f, cnn_f32(dx[1]), (int)g.in);
+        if (g.n == 0) zero_fill(dx[1]);
+        else if (g.out > 0 && g.in > 0)
+            cnn_sgemm(true, false, (int)g.out, (int)g.in, (int)g.n, 1.0f, pdy, (int)g.out,
+                      cnn_f32(x), (int)g.in, 0.0f, cnn_f32(dx[1]), (int)g.in);
     }
     if (nd->in[2].needs_grad) {
         /* dy: (N, out) -> db: (out), column sums */
@@ -87,8 +99,6 @@ static cnn_status linear_resolve(const cnn_tensor *x, const cnn_tensor *w, const
         CNN_CHECK(b->shape.ndim == 1 && b->shape.d[0] == w->shape.d[0], CNN_ERR_SHAPE,
                   "linear: bias %s does not match weight %s (expected (%lld))", cnn_shape_of(b),
                   cnn_shape_of(w), (long long)w->shape.d[0]);
-    CNN_CHECK(w->shape.d[0] > 0 && w->shape.d[1] > 0, CNN_ERR_SHAPE,
-              "linear: weight %s has an empty dimension", cnn_shape_of(w));
     *g = (linear_geom){.n = x->shape.d[0], .in = x->shape.d[1], .out = w->shape.d[0]};
     CNN_CHECK(g->n < INT_MAX && g->in < INT_MAX && g->out < INT_MAX, CNN_ERR_UNSUPPORTED,
               "linear: input %s with weight %s is too large for one sgemm", cnn_shape_of(x),
@@ -117,13 +127,18 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
         /* x: (N, in), w: (out, in), b: (out) -> y: (N, out); the bias rows go in first so the
          * sgemm adds onto them (beta = 1). */
         float *py = cnn_f32(*y);
-        if (bc) {
-            const float *pb = cnn_f32(bc);
-            for (int64_t i = 0; i < g.n; i++)
-                memcpy(py + i * g.out, pb, (size_t)g.out * sizeof *py);
+        if (g.n > 0 && g.out > 0) {
+            if (bc) {
+                const float *pb = cnn_f32(bc);
+                for (int64_t i = 0; i < g.n; i++)
+                    memcpy(py + i * g.out, pb, (size_t)g.out * sizeof *py);
+            }
+            /* no input features: y is the bias alone, or zeros (BLAS wants k >= 1 here) */
+            if (g.in == 0 && !bc) zero_fill(*y);
+            else if (g.in > 0)
+                cnn_sgemm(false, true, (int)g.n, (int)g.out, (int)g.in, 1.0f, cnn_f32(xc),
+                          (int)g.in, cnn_f32(wc), (int)g.in, bc ? 1.0f : 0.0f, py, (int)g.out);
         }
-        cnn_sgemm(false, true, (int)g.n, (int)g.out, (int)g.in, 1.0f, cnn_f32(xc), (int)g.in,
-                  cnn_f32(wc), (int)g.in, bc ? 1.0f : 0.0f, py, (int)g.out);
     }
     const cnn_tensor *in[3] = {x, w, b};
     if (cnn_should_record(in, 3)) {

@@ -26,8 +26,16 @@ GPU_TEST(cuda_linear_op_matches_cpu)
     gp_case no_bias = {"linear op batch 1, no bias", linear_f, NULL, 3,
                        {CNN_SHAPE(1, 37), CNN_SHAPE(5, 37), CNN_SHAPE(5)},
                        {false, false, true}, -1, 1, 1e-4f, 1e-3f};
+    gp_case no_in = {"linear op 4x0 -> 6", linear_f, NULL, 3,
+                     {CNN_SHAPE(4, 0), CNN_SHAPE(6, 0), CNN_SHAPE(6)},
+                     {false, false, false}, -1, 1, 1e-5f, 1e-5f};
+    gp_case no_out = {"linear op 4x9 -> 0", linear_f, NULL, 3,
+                      {CNN_SHAPE(4, 9), CNN_SHAPE(0, 9), CNN_SHAPE(0)},
+                      {false, false, false}, -1, 1, 1e-5f, 1e-5f};
     gpu_parity_both(&with_bias);
     gpu_parity_both(&no_bias);
+    gpu_parity_both(&no_in);
+    gpu_parity_both(&no_out);
 }
 
 /* With one of x and w wanting a gradient, linear saves only what that gradient reads
@@ -70,7 +78,7 @@ static void linear_run(const lin_case *lc, float atol, float rtol)
 {
     char what[160];
     snprintf(what, sizeof what, "%s%s", lc->name, cnn_is_tf32() ? " [tf32]" : "");
-    float ws = 1.0f / sqrtf((float)lc->in);
+    float ws = lc->in ? 1.0f / sqrtf((float)lc->in) : 1.0f;
     cnn_tensor *x = rand_tensor(CNN_SHAPE(lc->n, lc->in), -1, 1, 1);
     cnn_tensor *w = rand_tensor(CNN_SHAPE(lc->out, lc->in), -ws, ws, 1);
     cnn_tensor *b = lc->bias ? rand_tensor(CNN_SHAPE(lc->out), -1, 1, 1) : NULL;
@@ -133,6 +141,11 @@ static const lin_case lin_cases[] = {
      * smaller batch again */
     {"linear batch 2500", 2500, 9, 6, true},
     {"linear 3x5 -> 2 after batch 2500", 3, 5, 2, true},
+    /* no input features: y is the bias (or zeros), dx and dw empty; no output features: y and
+     * dw empty, dx zeros. cuBLAS is not called (it refuses leading dimensions of 0). */
+    {"linear 7x0 -> 5", 7, 0, 5, true},
+    {"linear 7x0 -> 5 no bias", 7, 0, 5, false},
+    {"linear 7x9 -> 0", 7, 9, 0, true},
 };
 
 /* FP32: sums of up to 4096 O(1/sqrt(in)) products (dw: up to 64 O(1) products). */

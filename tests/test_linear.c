@@ -62,6 +62,61 @@ TEST(linear_empty_batch_gives_zero_gradients)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
+/* No input or no output features, as torch 1.13's F.linear: with a (5, 0) weight y is the bias
+ * in every row (zeros without one) and db the column sums of dy; with a (0, 4) weight y is
+ * (N, 0) and dx zeros. The outputs are allocated where a block of NaNs just was, so anything
+ * left unwritten shows. */
+TEST(linear_empty_features_as_torch)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(3, 0), -1, 1, 1);
+    cnn_tensor *w = rand_tensor(CNN_SHAPE(5, 0), -1, 1, 1);
+    cnn_tensor *b = NULL, *y = NULL, *dy = NULL, *junk = NULL;
+    const float bias[5] = {0.5f, -1, 2, 0, 3};
+    float dyv[15], v[15];
+    for (int i = 0; i < 15; i++) dyv[i] = (float)i;
+    REQUIRE(x && w);
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(5), bias, CNN_CPU, &b));
+    CHECK_OK(cnn_tensor_set_requires_grad(b, true));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(3, 5), dyv, CNN_CPU, &dy));
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        CHECK_OK(cnn_tensor_full(CNN_SHAPE(3, 5), NAN, CNN_CPU, &junk));
+        cnn_tensor_free(&junk);
+        CHECK_OK(cnn_linear(x, w, with_bias ? b : NULL, &y));
+        REQUIRE(y && cnn_tensor_dim(y, 0) == 3 && cnn_tensor_dim(y, 1) == 5);
+        CHECK_OK(cnn_tensor_read(y, v, 15));
+        for (int i = 0; i < 15; i++) CHECK(v[i] == (with_bias ? bias[i % 5] : 0.0f));
+        CHECK_OK(cnn_backward_with_grad(y, dy));
+        cnn_tensor_free(&y);
+    }
+    const cnn_tensor *gb = cnn_tensor_grad(b);
+    REQUIRE(gb && cnn_tensor_grad(x) && cnn_tensor_grad(w));
+    CHECK(cnn_tensor_numel(cnn_tensor_grad(x)) == 0 && cnn_tensor_dim(cnn_tensor_grad(w), 0) == 5);
+    for (int j = 0; j < 5; j++) CHECK(cnn_tensor_cdata(gb)[j] == 15.0f + 3 * j); /* 15 18 .. 27 */
+    cnn_tensor_free(&x);
+    cnn_tensor_free(&w);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&dy);
+
+    x = rand_tensor(CNN_SHAPE(3, 4), -1, 1, 1);
+    w = rand_tensor(CNN_SHAPE(0, 4), -1, 1, 1);
+    b = rand_tensor(CNN_SHAPE(0), -1, 1, 1);
+    REQUIRE(x && w && b);
+    CHECK_OK(cnn_linear(x, w, b, &y));
+    REQUIRE(y && cnn_tensor_dim(y, 0) == 3 && cnn_tensor_dim(y, 1) == 0);
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(3, 0), CNN_CPU, &dy));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(3, 4), NAN, CNN_CPU, &junk));
+    cnn_tensor_free(&junk);
+    CHECK_OK(cnn_backward_with_grad(y, dy));
+    const cnn_tensor *gx = cnn_tensor_grad(x);
+    REQUIRE(gx && cnn_tensor_grad(w) && cnn_tensor_grad(b));
+    for (int i = 0; i < 12; i++) CHECK(cnn_tensor_cdata(gx)[i] == 0.0f);
+    CHECK(cnn_tensor_numel(cnn_tensor_grad(w)) == 0 && cnn_tensor_numel(cnn_tensor_grad(b)) == 0);
+    cnn_tensor *all[] = {x, w, b, y, dy};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+    CHECK(linear_grads_match("linear 3x0 -> 5", 3, 0, 5, 1));
+    CHECK(linear_grads_match("linear 3x4 -> 0", 3, 4, 0, 1));
+}
+
 TEST(linear_forward_matches_naive)
 {
     const int sizes[][3] = {{1, 1, 1}, {3, 5, 4}, {17, 33, 9}, {64, 300, 130}};

@@ -41,7 +41,8 @@ typedef enum cnn_activation { CNN_ACT_NONE = 0, CNN_ACT_RELU = 1 } cnn_activatio
 cnn_status cnn_conv2d_fused(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                             const cnn_tensor *z, cnn_activation act, const cnn_conv2d_params *p,
                             cnn_tensor **y);
-/* x: (N, in), w: (out, in), b: (out) or NULL -> y: (N, out) = x w^T + b. */
+/* x: (N, in), w: (out, in), b: (out) or NULL -> y: (N, out) = x w^T + b. Any of N, in, out
+ * may be 0, as in PyTorch: with in 0, y is b in every row (zeros without b). */
 cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor *b,
                       cnn_tensor **y);
 
