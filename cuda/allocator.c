@@ -10,56 +10,11 @@
  * only after that stream's work at release time is done. While a CUDA graph is captured
  * (cuda/graph.c), the capturing stream's allocations come from a pool of the graph's own that
  * nothing else may reuse until the graph is destroyed, since every replay writes the same
- * addresses. It owns memory only: no kernels, no printing. */
-#include "cuda_check.h"
+ * addresses. It owns memory only: no kernels, no printing. The free lists themselves (best
+ * fit, splits, merges) are allocator_blocks.c's. */
+#include "allocator_blocks.h"
 
 #include <pthread.h>
-
-#define SMALL_LIMIT ((size_t)1 << 20) /* requests up to 1 MiB come from the small sizes */
-#define SMALL_ROUND ((size_t)512)
-#define LARGE_ROUND ((size_t)2 << 20)
-
-typedef struct dev_cache dev_cache;
-
-typedef struct block {
-    void *ptr;
-    size_t size;
-    /* The stream that allocated it: work queued there is ordered before any reuse by that same
-     * stream. NULL once that stream was drained and destroyed: then any stream may take it. */
-    cudaStream_t stream;
-    /* Another stream the block was handed to (cnn_cuda_record_stream): at release an event is
-     * recorded there, and the block is reused only once that event has completed. */
-    cudaStream_t use_stream;
-    cudaEvent_t ready; /* created on first need */
-    bool pending;      /* `ready` was recorded and may not have completed */
-    dev_cache *dev;
-    struct block *prev, *next; /* in the device's live list or its free list */
-    /* The blocks before and after this one in its cudaMalloc'd segment (NULL at its ends). */
-    struct block *seg_prev, *seg_next;
-    bool is_free;
-    /* The graph pool the block belongs to (0: the general cache; a whole segment shares one).
-     * Only allocations made while that graph is captured may take it. */
-    int pool;
-    /* A block of another pool released while a graph was captured: the captured work may
-     * still use it at each replay, so it is kept out of the cache until that graph is gone. */
-    int held_by;
-} block;
-
-struct dev_cache {
-    int device;
-    block *free_list; /* ascending size, for best fit */
-    block *live;      /* handed out and not yet released */
-    block *held;      /* released while a graph was captured (held_by), not yet reusable */
-    /* The capture in progress on this device (0: none) and its stream, whose allocations
-     * come from that graph's pool; the last pool number handed out. */
-    int capture_pool;
-    cudaStream_t capture_stream;
-    int last_pool;
-    /* Threads waiting for the whole device now (device_wait_begin: emptying the cache, a copy
-     * under a CPU context): a capture waits for them to finish, as their wait would break it. */
-    int device_waits;
-    cnn_cuda_memory_stats stats;
-};
 
 /* The library's one piece of process-wide state, and why: device memory belongs to the process,
  * not to a context; a tensor may outlive the context that allocated it and be released from any
@@ -68,44 +23,6 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_waited = PTHREAD_COND_INITIALIZER; /* some device_waits fell */
 static dev_cache **g_devs; /* g_ndev entries, each NULL until that device's first allocation */
 static int g_ndev;
-
-/* ---- lists (caller holds g_lock) ------------------------------------------------------------ */
-static void list_remove(block **head, block *b)
-{
-    if (b->prev) b->prev->next = b->next;
-    else *head = b->next;
-    if (b->next) b->next->prev = b->prev;
-    b->prev = b->next = NULL;
-}
-
-static void list_push(block **head, block *b)
-{
-    b->prev = NULL;
-    b->next = *head;
-    if (*head) (*head)->prev = b;
-    *head = b;
-}
-
-static void free_list_insert(dev_cache *dc, block *b)
-{
-    block *prev = NULL, *cur = dc->free_list;
-    while (cur && cur->size < b->size) {
-        prev = cur;
-        cur = cur->next;
-    }
-    b->prev = prev;
-    b->next = cur;
-    if (cur) cur->prev = b;
-    if (prev) prev->next = b;
-    else dc->free_list = b;
-}
-
-static void note_allocated(dev_cache *dc, size_t size)
-{
-    dc->stats.allocated_bytes += size;
-    if (dc->stats.allocated_bytes > dc->stats.peak_allocated_bytes)
-        dc->stats.peak_allocated_bytes = dc->stats.allocated_bytes;
-}
 
 /* The cache of a device, created on first use; NULL (with a message) for a device that does not
  * exist or when host memory runs out. */
@@ -137,126 +54,6 @@ static dev_cache *get_dev(int device, const char *op, cnn_status *st)
     return g_devs[device];
 }
 
-/* Whether a free block's work on a second stream may still be running. A capturing thread may
- * not ask CUDA (an event query breaks its capture): to it, such a block is still busy. */
-static bool still_pending(block *b)
-{
-    if (!b->pending) return false;
-    if (cnn_cuda_thread_capturing()) return true;
-    if (cudaEventQuery(b->ready) != cudaSuccess) {
-        (void)cudaGetLastError(); /* not ready: an answer, not an error */
-        return true;
-    }
-    b->pending = false;
-    return false;
-}
-
-/* Cuts a block taken for `size` bytes after its front: the rest becomes a free block of the
- * same segment, still owned by `owner` (the stream the whole block belonged to). Without host
- * memory for the bookkeeping the block is simply used whole. */
-static void split(dev_cache *dc, block *b, size_t size, cudaStream_t owner)
-{
-    block *r = calloc(1, sizeof *r);
-    if (!r) return;
-    r->ptr = (char *)b->ptr + size;
-    r->size = b->size - size;
-    r->stream = owner;
-    r->pool = b->pool;
-    r->dev = dc;
-    r->is_free = true;
-    r->seg_prev = b;
-    r->seg_next = b->seg_next;
-    if (b->seg_next) b->seg_next->seg_prev = r;
-    b->seg_next = r;
-    b->size = size;
-    free_list_insert(dc, r);
-}
-
-/* Best fit among the free blocks of `pool` this stream may reuse. A small request takes a block
- * of at most twice its size, whole; a large one takes any larger block and splits off what it
- * leaves. */
-static block *take_free(dev_cache *dc, size_t size, cudaStream_t stream, int pool)
-{
-    for (block *b = dc->free_list; b; b = b->next) {
-        if (b->size < size) continue;
-        if (size <= SMALL_LIMIT && b->size > 2 * size) break;
-        if (b->pool != pool) continue;
-        if ((b->stream != stream && b->stream != NULL) || still_pending(b)) continue;
-        list_remove(&dc->free_list, b);
-        cudaStream_t owner = b->stream;
-        b->stream = stream;
-        b->is_free = false;
-        if (size > SMALL_LIMIT && b->size - size >= LARGE_ROUND) split(dc, b, size, owner);
-        return b;
-    }
-    return NULL;
-}
-
-/* Gives the event of a block that is going away to the block absorbing it, or destroys it. */
-static void absorb_event(block *into, block *gone)
-{
-    if (!gone->ready) return;
-    if (!into->ready) into->ready = gone->ready;
-    else (void)cudaEventDestroy(gone->ready);
-}
-
-/* Whether free block b may absorb its segment neighbour n: n is free, no other stream still
- * uses it, and both belong to one stream, or one of them to none (its stream was drained and
- * destroyed: none of its work can still run, so the other's owner may own the whole). */
-static bool mergeable(const block *b, block *n)
-{
-    return n && n->is_free && (n->stream == b->stream || !n->stream || !b->stream) &&
-           !still_pending(n);
-}
-
-/* Merges a block being freed (not yet in the free list) with the free neighbours of its
- * segment it may absorb (mergeable). Returns the merged block. */
-static block *merge_free_neighbours(dev_cache *dc, block *b)
-{
-    block *n = b->seg_next, *p = b->seg_prev;
-    if (mergeable(b, n)) {
-        list_remove(&dc->free_list, n);
-        b->size += n->size;
-        b->seg_next = n->seg_next;
-        if (n->seg_next) n->seg_next->seg_prev = b;
-        if (!b->stream) b->stream = n->stream;
-        absorb_event(b, n);
-        free(n);
-    }
-    if (mergeable(b, p)) {
-        list_remove(&dc->free_list, p);
-        p->size += b->size;
-        p->seg_next = b->seg_next;
-        if (b->seg_next) b->seg_next->seg_prev = p;
-        if (!p->stream) p->stream = b->stream;
-        absorb_event(p, b);
-        free(b);
-        b = p;
-    }
-    return b;
-}
-
-/* Merges the free blocks that return_block had to leave apart because a second stream's work
- * on one of them had not completed at its release: once that work is done they merge like any
- * others, so their segment can go back to CUDA whole. (Caller holds g_lock.) */
-static void coalesce(dev_cache *dc)
-{
-again:
-    for (block *b = dc->free_list; b; b = b->next) {
-        if (still_pending(b) || !(mergeable(b, b->seg_prev) || mergeable(b, b->seg_next)))
-            continue;
-        list_remove(&dc->free_list, b);
-        free_list_insert(dc, merge_free_neighbours(dc, b));
-        goto again; /* the list changed under the walk; each merge leaves one block fewer */
-    }
-}
-
-static size_t round_size(size_t bytes)
-{
-    if (bytes <= SMALL_ROUND) return SMALL_ROUND;
-    if (bytes <= SMALL_LIMIT) return (bytes + SMALL_ROUND - 1) / SMALL_ROUND * SMALL_ROUND;
-    return (bytes + LARGE_ROUND - 1) / LARGE_ROUND * LARGE_ROUND;
-}
 
 /* ---- waiting for a whole device ----------------------------------------------------------------
  * CUDA forbids waiting for a device one of whose streams is being captured (it breaks the
@@ -318,7 +115,7 @@ static cnn_status free_cached(int device, const char *op)
 {
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = (g_devs && device >= 0 && device < g_ndev) ? g_devs[device] : NULL;
-    if (dc) coalesce(dc);
+    if (dc) cnn_cache_coalesce(dc);
     bool any = false;
     for (block *b = dc ? dc->free_list : NULL; b && !any; b = b->next)
         any = whole_free_segment(b);
@@ -331,9 +128,9 @@ static cnn_status free_cached(int device, const char *op)
     for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
         next = b->next;
         if (!whole_free_segment(b)) continue;
-        list_remove(&dc->free_list, b);
+        cnn_block_list_remove(&dc->free_list, b);
         dc->stats.reserved_bytes -= b->size;
-        list_push(&list, b);
+        cnn_block_list_push(&list, b);
     }
     pthread_mutex_unlock(&g_lock);
     if (!list) return CNN_OK;
@@ -394,33 +191,10 @@ void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
 }
 
 /* ---- storage allocation and release ---------------------------------------------------------- */
-/* Puts a released block back in the cache (caller holds g_lock; b is in no list). */
-static void return_block(block *b)
-{
-    if (b->use_stream) {
-        /* The event must belong to the block's device, whichever device this thread is on. */
-        int prev = -1;
-        (void)cudaGetDevice(&prev);
-        cudaError_t e = cudaSetDevice(b->dev->device);
-        if (e == cudaSuccess && !b->ready)
-            e = cudaEventCreateWithFlags(&b->ready, cudaEventDisableTiming);
-        if (e == cudaSuccess) e = cudaEventRecord(b->ready, b->use_stream);
-        b->pending = e == cudaSuccess;
-        /* No event to wait on: wait for the stream itself rather than risk a reuse under it. */
-        if (e != cudaSuccess) (void)cudaStreamSynchronize(b->use_stream);
-        if (prev >= 0 && prev != b->dev->device) (void)cudaSetDevice(prev);
-        (void)cudaGetLastError();
-        b->use_stream = NULL;
-    }
-    dev_cache *dc = b->dev;
-    b->is_free = true;
-    if (!b->pending) b = merge_free_neighbours(dc, b);
-    free_list_insert(dc, b);
-}
 
 /* A block released under a context whose stream is not the one that allocated it: a tensor
  * handed over to that context, which used it there. Its work so far must be done before the
- * block is reused, as for a stream named by record_stream (return_block records the event).
+ * block is reused, as for a stream named by record_stream (cnn_cache_return records the event).
  * A third stream, where one is named already, is waited for here. */
 static void note_releasing_stream(block *b, cudaStream_t rs)
 {
@@ -443,16 +217,16 @@ static void block_release(cnn_storage *s)
     if (!b) return;
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = b->dev;
-    list_remove(&dc->live, b);
+    cnn_block_list_remove(&dc->live, b);
     dc->stats.allocated_bytes -= b->size;
     if (dc->capture_pool && b->pool != dc->capture_pool) {
         b->held_by = dc->capture_pool;
-        list_push(&dc->held, b);
+        cnn_block_list_push(&dc->held, b);
     } else {
         const cnn_context *ctx = cnn_ctx_if_set();
         if (ctx && ctx->gpu && ctx->device.index == dc->device)
             note_releasing_stream(b, cnn_cuda_stream_of(ctx));
-        return_block(b);
+        cnn_cache_return(b);
     }
     pthread_mutex_unlock(&g_lock);
     s->data = NULL;
@@ -508,17 +282,17 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
     int device = ctx->device.index;
     CNN_CHECK(bytes <= SIZE_MAX - LARGE_ROUND, CNN_ERR_OUT_OF_MEMORY,
               "%s: %zu bytes requested on cuda:%d is beyond any device", op, bytes, device);
-    size_t size = round_size(bytes);
+    size_t size = cnn_cache_round_size(bytes);
 
     cnn_status st = CNN_OK;
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = get_dev(device, op, &st);
     /* The capturing stream allocates from its graph's pool; everything else from the cache. */
     int pool = dc && dc->capture_pool && stream == dc->capture_stream ? dc->capture_pool : 0;
-    block *b = dc ? take_free(dc, size, stream, pool) : NULL;
+    block *b = dc ? cnn_cache_take_free(dc, size, stream, pool) : NULL;
     if (b) {
-        list_push(&dc->live, b);
-        note_allocated(dc, b->size);
+        cnn_block_list_push(&dc->live, b);
+        cnn_cache_note_allocated(dc, b->size);
     }
     pthread_mutex_unlock(&g_lock);
     if (!dc) return st;
@@ -541,10 +315,10 @@ cnn_status cnn_cuda_storage_alloc(cnn_context *ctx, cnn_storage *s, size_t bytes
         b->pool = pool;
         b->dev = dc;
         pthread_mutex_lock(&g_lock);
-        list_push(&dc->live, b);
+        cnn_block_list_push(&dc->live, b);
         dc->stats.reserved_bytes += size;
         dc->stats.n_cuda_malloc++;
-        note_allocated(dc, size);
+        cnn_cache_note_allocated(dc, size);
         pthread_mutex_unlock(&g_lock);
     }
     s->data = b->ptr;
@@ -703,9 +477,9 @@ void cnn_cuda_pool_release(int device, int pool)
             b->held_by = dc->capture_pool;
             continue;
         }
-        list_remove(&dc->held, b);
+        cnn_block_list_remove(&dc->held, b);
         b->held_by = 0;
-        return_block(b);
+        cnn_cache_return(b);
     }
     pthread_mutex_unlock(&g_lock);
 }
