@@ -1,6 +1,7 @@
 /* test_cuda_cudnn_dispatch.c — the cuDNN dispatch layer: conv choices cached per groups, refusals
- * kept, workspaces within the cap and the batch, failures not taken for refusals; batch norm's
- * momentum and statistics rows for the hand-written backward; NaN through cuDNN's max pooling. */
+ * kept, workspaces within the cap and the batch, failures not taken for refusals, timings
+ * waited for; batch norm's momentum and statistics rows for the hand-written backward; NaN
+ * through cuDNN's max pooling. */
 #include "conv_cases.h"
 #include "gpu_parity.h"
 
@@ -69,6 +70,32 @@ GPU_TEST(cuda_conv_cudnn_choice_keeps_groups_apart)
     }
     end_context(outer, &ctx);
     unsetenv("CNN_CONV1X1");
+#else
+    cnn_test_skip("built without cuDNN");
+#endif
+}
+
+/* The search times its candidates (legacy algorithms, the 1x1 GEMMs, the graph API's engines)
+ * with CUDA events, waiting for the last before reading the time: on a device that is always
+ * behind (the emulator's CNN_EMU_LAGGING_EVENTS) each direction still finds an algorithm and
+ * matches the CPU, where a missing wait would read "not ready" as a failure. */
+GPU_TEST(cuda_conv_cudnn_search_waits_for_its_timings)
+{
+#if CNN_WITH_CUDNN
+    if (!emulated_gpu()) {
+        cnn_test_skip("needs the CUDA emulator's CNN_EMU_LAGGING_EVENTS");
+        return;
+    }
+    const conv_case cc = {"1x1 lagging device", 2, 8, 5, 5, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+    cnn_context *outer, *ctx = begin_context(&outer);
+    REQUIRE(ctx);
+    setenv("CNN_CUDNN_ENGINES", "1", 1);
+    setenv("CNN_EMU_LAGGING_EVENTS", "1", 1);
+    const char *algo = run_and_name(&cc);
+    unsetenv("CNN_EMU_LAGGING_EVENTS");
+    unsetenv("CNN_CUDNN_ENGINES");
+    if (!algo) cnn_test_fail(__FILE__, __LINE__, "no algorithm cached: %s", cnn_last_error());
+    end_context(outer, &ctx);
 #else
     cnn_test_skip("built without cuDNN");
 #endif

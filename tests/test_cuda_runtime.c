@@ -1,13 +1,12 @@
 /* test_cuda_runtime.c — the CUDA runtime foundation: a clean refusal without a GPU, host/device
  * copies, the fill / accumulate / strided-copy kernels, Philox parity with the CPU, two contexts
- * on two threads, the timer, and captures after a copy under a CPU context. The caching
- * allocator has test_cuda_allocator.c.
+ * on two threads, and captures after a copy under a CPU context. The caching allocator has
+ * test_cuda_allocator.c, the timer test_timer.c.
  * GPU tests poison every device output first, so elements a kernel never wrote fail. */
 #include "gradcheck.h"
 
 #include <pthread.h>
 #include <stdint.h>
-#include <time.h>
 #include <unistd.h>
 
 #if CNN_WITH_CUDA
@@ -517,55 +516,3 @@ GPU_TEST(cuda_mixing_devices_is_refused)
 }
 
 #endif /* CNN_WITH_CUDA */
-
-TEST(timer_on_the_cpu_measures_host_time)
-{
-    cnn_timer *t = NULL;
-    double ms = -1;
-    CHECK_OK(cnn_timer_create(&t));
-    CHECK_ERR(cnn_timer_elapsed_ms(t, &ms), CNN_ERR_INVALID_ARG); /* never started */
-    CHECK_OK(cnn_timer_start(t));
-    CHECK_ERR(cnn_timer_elapsed_ms(t, &ms), CNN_ERR_INVALID_ARG); /* not stopped */
-    struct timespec nap = {0, 20 * 1000 * 1000};
-    nanosleep(&nap, NULL);
-    CHECK_OK(cnn_timer_stop(t));
-    CHECK_OK(cnn_timer_elapsed_ms(t, &ms));
-    CHECK(ms >= 19.0 && ms < 2000.0);
-    CHECK_ERR(cnn_timer_start(NULL), CNN_ERR_INVALID_ARG);
-    cnn_timer_destroy(&t);
-    CHECK(t == NULL);
-    cnn_timer_destroy(&t); /* NULL-safe */
-}
-
-GPU_TEST(cuda_timer_measures_queued_work_on_the_stream)
-{
-    cnn_timer *t = NULL;
-    cnn_tensor *x = NULL;
-    double empty = -1, busy = -1;
-    CHECK_OK(cnn_timer_create(&t));
-    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(64 << 20), CNN_F32, CNN_CUDA(0), &x));
-    CHECK_OK(cnn_synchronize());
-    CHECK_OK(cnn_timer_start(t));
-    CHECK_OK(cnn_timer_stop(t));
-    CHECK_OK(cnn_timer_elapsed_ms(t, &empty));
-    CHECK_OK(cnn_timer_start(t));
-    for (int i = 0; i < 20; i++) CHECK_OK(cnn_tensor_fill_(x, (float)i));
-    CHECK_OK(cnn_timer_stop(t));
-    CHECK_OK(cnn_timer_elapsed_ms(t, &busy)); /* waits for the stop event */
-    printf("  empty interval %.4f ms, 20 fills of 256 MiB %.3f ms\n", empty, busy);
-    CHECK(empty >= 0 && empty < 1.0);
-    CHECK(busy > empty);
-    float last = 0;
-    cnn_tensor *one = NULL;
-    CHECK_OK(cnn_tensor_narrow(x, 0, 0, 1, &one));
-    CHECK_OK(cnn_tensor_read(one, &last, 1));
-    CHECK(last == 19.0f);
-    /* Under a CPU context the CUDA timer refuses rather than mixing clocks. */
-    cnn_context *gpu = cnn_context_current();
-    cnn_context_set_current(NULL);
-    CHECK_ERR(cnn_timer_start(t), CNN_ERR_DEVICE);
-    cnn_context_set_current(gpu);
-    cnn_tensor_free(&one);
-    cnn_tensor_free(&x);
-    cnn_timer_destroy(&t);
-}

@@ -246,6 +246,7 @@ struct CUevent_st {
     std::shared_ptr<cnn_emu::stream_clock> clock;
     uint64_t stream_waits_at = 0, device_waits_at = 0;
     bool waited = false;
+    unsigned flags = 0; /* cudaEventDisableTiming: no elapsed time */
 };
 struct cublasContext {
     cublasMath_t mode;
@@ -565,6 +566,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
     if (!e || flags > 7) return set_error(cudaErrorInvalidValue);
     *e = new CUevent_st{0.0, false, false, nullptr};
+    (*e)->flags = flags;
     return cudaSuccess;
 }
 
@@ -589,14 +591,21 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
     return cudaSuccess;
 }
 
+/* Whether the work before e's last record is still running, as CNN_EMU_LAGGING_EVENTS models
+ * a device: until e, its stream or the device is waited for. */
+static bool event_behind(const CUevent_st *e)
+{
+    return lagging_events() && e->recorded && !e->waited &&
+           e->device_waits_at == g_device_waits &&
+           (!e->clock || e->clock->waits == e->stream_waits_at);
+}
+
 cudaError_t cudaEventQuery(cudaEvent_t e)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t err = capture_forbids_unsafe()) return err;
     if (e->captured) return set_error(cudaErrorCapturedEvent);
-    const bool behind = e->recorded && !e->waited && e->device_waits_at == g_device_waits &&
-                        (!e->clock || e->clock->waits == e->stream_waits_at);
-    return behind && lagging_events() ? cudaErrorNotReady : cudaSuccess;
+    return event_behind(e) ? cudaErrorNotReady : cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
@@ -613,6 +622,12 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 {
     if (!ms || !start || !end) return set_error(cudaErrorInvalidResourceHandle);
     if (!start->recorded || !end->recorded) return set_error(cudaErrorInvalidResourceHandle);
+    if ((start->flags | end->flags) & cudaEventDisableTiming)
+        return set_error(cudaErrorInvalidResourceHandle);
+    /* Both must have completed (CUDA answers cudaErrorNotReady, as a query does): a start
+     * recorded earlier on end's stream has when end has. */
+    const bool same_stream = start->clock == end->clock && start->ms <= end->ms;
+    if (event_behind(end) || (event_behind(start) && !same_stream)) return cudaErrorNotReady;
     *ms = (float)(end->ms - start->ms);
     return cudaSuccess;
 }

@@ -1,7 +1,8 @@
 /* emu_selftest.cu — checks the CUDA emulator itself (make check-cuda-emu runs it): that it
  * refuses what an H100 refuses (block and grid limits, shared memory, host pointers, copies of
- * the wrong kind, absurd allocations), that barriers and warp shuffles compute what they do on a
- * GPU, and that misuse (deadlock, divergent barrier, bad masks) is reported, not hung on.
+ * the wrong kind, absurd allocations, elapsed times of unfinished or untimed events), that
+ * barriers and warp shuffles compute what they do on a GPU, and that misuse (deadlock,
+ * divergent barrier, bad masks) is reported, not hung on.
  * Built only with CUDA_EMU=1; it ends with "N passed, N failed" like the main suite. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -463,6 +464,41 @@ static void check_capture(int *d)
     EXPECT(cudaStreamDestroy(s) == cudaSuccess);
 }
 
+/* Events as CUDA times them: an elapsed time needs two timing events that have completed; with
+ * CNN_EMU_LAGGING_EVENTS nothing completes until it (or its stream, or the device) is waited for,
+ * and a start recorded earlier on the end's stream completes with the end. */
+static void check_events(void)
+{
+    cudaStream_t s, s2;
+    cudaEvent_t a, b, untimed;
+    float ms = -1;
+    EXPECT(cudaStreamCreateWithFlags(&s, 1) == cudaSuccess);
+    EXPECT(cudaStreamCreateWithFlags(&s2, 1) == cudaSuccess);
+    EXPECT(cudaEventCreate(&a) == cudaSuccess && cudaEventCreate(&b) == cudaSuccess);
+    EXPECT(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming) == cudaSuccess);
+    setenv("CNN_EMU_LAGGING_EVENTS", "1", 1);
+    EXPECT(cudaEventRecord(a, s) == cudaSuccess && cudaEventRecord(untimed, s) == cudaSuccess);
+    EXPECT(cudaEventRecord(b, s) == cudaSuccess);
+    EXPECT(cudaEventQuery(b) == cudaErrorNotReady);
+    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaErrorNotReady && ms == -1);
+    EXPECT(cudaGetLastError() == cudaSuccess); /* an answer, not an error */
+    EXPECT(cudaEventSynchronize(b) == cudaSuccess);
+    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaSuccess && ms >= 0);
+    EXPECT(cudaEventSynchronize(untimed) == cudaSuccess);
+    EXPECT(cudaEventElapsedTime(&ms, a, untimed) == cudaErrorInvalidResourceHandle);
+    (void)cudaGetLastError();
+    /* a start on another stream completes on its own */
+    EXPECT(cudaEventRecord(a, s2) == cudaSuccess && cudaEventRecord(b, s) == cudaSuccess);
+    EXPECT(cudaEventSynchronize(b) == cudaSuccess);
+    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaErrorNotReady);
+    EXPECT(cudaStreamSynchronize(s2) == cudaSuccess);
+    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
+    unsetenv("CNN_EMU_LAGGING_EVENTS");
+    EXPECT(cudaEventDestroy(a) == cudaSuccess && cudaEventDestroy(b) == cudaSuccess);
+    EXPECT(cudaEventDestroy(untimed) == cudaSuccess);
+    EXPECT(cudaStreamDestroy(s) == cudaSuccess && cudaStreamDestroy(s2) == cudaSuccess);
+}
+
 int main(void)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -478,6 +514,7 @@ int main(void)
     check_cublas();
     check_wmma();
     check_capture(d);
+    check_events();
     cudaFree(d);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
