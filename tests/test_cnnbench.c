@@ -373,13 +373,21 @@ TEST(cnnbench_loader_mode_on_a_folder)
     if (!bench_path(tool, sizeof tool)) return;
     REQUIRE(data_test_make_tree(root) == 0);
     snprintf(json, sizeof json, "%s/loader.json", root);
+    /* A val/ split beside train/: the tree's training images are train/'s alone. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/val", root);
+    REQUIRE(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/val/a_cat", root);
+    REQUIRE(mkdir(path, 0755) == 0 && data_test_write_image(path, "v.png", 8, 8, 3, 9) == 0);
     /* 7 good images, batch 2: the 5 batches wrap into a second epoch. */
     snprintf(args, sizeof args,
              "loader %s --workers 2 --batch 2 --img-size 16 --warmup 1 --iters 4 --json %s", root,
              json);
     int rc = run_bench(tool, "", args, out, sizeof out);
+    /* The 4 timed batches hold 7 images (the epoch's last batch holds one). */
     if (rc != 0 || !strstr(out, "delivered ") || !strstr(out, "of 2 worker(s) that decoded") ||
-        !strstr(out, "2,3,16,16,w2"))
+        !strstr(out, "2,3,16,16,w2") || !strstr(out, ": 10 training images") ||
+        !strstr(out, "(7 images in "))
         cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
     const char *j = slurp(json);
     CHECK(j && strstr(j, "\"mode\": \"loader\"") && strstr(j, "\"worker_img_per_s\": ") &&
@@ -388,13 +396,16 @@ TEST(cnnbench_loader_mode_on_a_folder)
     rc = run_bench(tool, "", args, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "does not exist") != NULL);
     /* The train/ split itself, as --help says: the same 10 files. */
-    snprintf(args, sizeof args, "loader %s/train --batch 2 --img-size 16 --warmup 0 --iters 4",
-             root);
-    rc = run_bench(tool, "", args, out, sizeof out);
-    if (rc != 0 || !strstr(out, ": 10 training images") || !strstr(out, "2,3,16,16,w4"))
-        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    /* Named with trailing slashes too; without --img-size, at the folders' usual 224. */
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "loader %s/train%s --batch 2 --warmup 0 --iters 4%s", root,
+                 i ? "//" : "", i ? "" : " --img-size 16");
+        rc = run_bench(tool, "", args, out, sizeof out);
+        if (rc != 0 || !strstr(out, ": 10 training images") ||
+            !strstr(out, i ? "2,3,224,224,w4" : "2,3,16,16,w4"))
+            cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    }
     /* Not one image decodes: the reason is the loader's, with the count. */
-    char path[256];
     snprintf(path, sizeof path, "%s/allbad", root);
     REQUIRE(mkdir(path, 0755) == 0);
     snprintf(path, sizeof path, "%s/allbad/train", root);

@@ -183,7 +183,9 @@ TEST(linear_shape_errors)
  * no split: the same bits as one single-threaded cblas_sgemm. */
 TEST(sgemm_split_over_threads_right_and_repeatable)
 {
-    const int shapes[][3] = {{40, 300, 200}, {300, 40, 200}, {7, 9, 5}, {256, 256, 64}};
+    /* 311 columns or rows (a prime): no thread count splits them evenly. */
+    const int shapes[][3] = {{40, 300, 200}, {300, 40, 200}, {7, 9, 5}, {256, 256, 64},
+                             {40, 311, 200}, {311, 40, 200}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++)
@@ -242,4 +244,30 @@ TEST(sgemm_split_over_threads_right_and_repeatable)
                     cnn_tensor_free(&tb_);
                     cnn_tensor_free(&tc);
                 }
+}
+
+/* OpenBLAS runs single-threaded between cnn_blas_serial_begin and the matching end (nested
+ * pairs too), and the last end puts back the thread count the caller had, as cnn_sgemm does
+ * around each call. Only for a pthreads OpenBLAS: an OpenMP or serial one is left alone. */
+TEST(blas_serial_sections_restore_the_thread_count)
+{
+    if (openblas_get_parallel() != OPENBLAS_THREAD) {
+        cnn_test_skip("OpenBLAS is not the pthreads build");
+        return;
+    }
+    const int saved = openblas_get_num_threads();
+    openblas_set_num_threads(2);
+    REQUIRE(openblas_get_num_threads() == 2);
+    cnn_blas_serial_begin();
+    CHECK(openblas_get_num_threads() == 1);
+    cnn_blas_serial_begin();
+    cnn_blas_serial_end();
+    CHECK(openblas_get_num_threads() == 1);
+    cnn_blas_serial_end();
+    CHECK(openblas_get_num_threads() == 2);
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {0};
+    cnn_sgemm(false, false, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+    CHECK(c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4);
+    CHECK(openblas_get_num_threads() == 2);
+    openblas_set_num_threads(saved);
 }

@@ -353,6 +353,8 @@ TEST(models_summary_rows_and_format)
     REQUIRE(buf && cnn_model_summary_format(&s, buf, need + 1) == need && strlen(buf) == need);
     CHECK(strstr(buf, "layer4.1.conv2") && strstr(buf, "BatchNorm2d") && strstr(buf, "11689512"));
     CHECK(cnn_model_summary_format(&s, small, sizeof small) == need && strlen(small) == 15);
+    CHECK(cnn_model_summary_format(&s, NULL, 100) == need); /* no buffer: counts, whatever n */
+    CHECK(cnn_model_summary_format(NULL, small, sizeof small) == 0 && small[0] == '\0');
     free(buf);
     cnn_model_summary_free(&s);
     CHECK_ERR(cnn_model_summarize(m, 0, 224, &s), CNN_ERR_INVALID_ARG);

@@ -218,6 +218,42 @@ TEST(pretrained_refuses_other_architectures_and_changes_nothing)
     cnn_model_destroy(&lenet);
 }
 
+/* A file without the batch norms' num_batches_tracked counters (torchvision's older weights)
+ * loads, the counters kept; a first conv whose input channels are neither the file's 3 nor 1 is
+ * refused as a shape mismatch, not summed. cnn_model_load's refusals name the model and file. */
+TEST(pretrained_without_counters_and_other_input_channels)
+{
+    char path[64];
+    temp_path(path, "counters");
+    cnn_model *src = model("resnet18_small", 10, 3, 12), *dst = model("resnet18_small", 10, 3, 13);
+    cnn_model *two = model("resnet18_small", 10, 2, 14);
+    REQUIRE(src && dst && two);
+    const cnn_dict *s = cnn_model_state(src);
+    cnn_dict *d = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    for (int i = 0; i < cnn_dict_size(s); i++)
+        if (!strstr(cnn_dict_name(s, i), "num_batches_tracked"))
+            CHECK_OK(cnn_dict_set(d, cnn_dict_name(s, i), cnn_dict_at(s, i)));
+    REQUIRE(cnn_dict_size(d) < cnn_dict_size(s));
+    CHECK_OK(cnn_safetensors_save(path, d));
+    cnn_pretrained_report r;
+    CHECK_OK(cnn_model_load_pretrained(dst, path, &r));
+    CHECK(r.n_loaded == cnn_dict_size(d) && r.n_fresh == 0 && !r.adapted[0]);
+    CHECK(all_equal(dst, s, NULL));
+    CHECK_OK(cnn_model_save(src, path));
+    CHECK_ERR(cnn_model_load_pretrained(two, path, NULL), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "'conv1.weight' is (64, 3, 3, 3) in the file but "
+                                   "(64, 2, 3, 3) in the model"));
+    CHECK_ERR(cnn_model_load(two, path, true, NULL), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "resnet18_small: loading ") &&
+          strstr(cnn_last_error(), path));
+    remove(path);
+    cnn_dict_destroy(&d);
+    cnn_model_destroy(&src);
+    cnn_model_destroy(&dst);
+    cnn_model_destroy(&two);
+}
+
 /* A model already on the GPU takes the file's values there, the summed first conv too. */
 GPU_TEST(pretrained_into_a_model_on_the_gpu)
 {

@@ -1,6 +1,6 @@
 /* test_safetensors_limits.c — safetensors under resource limits and on files that are not
  * files: host memory running out while saving or loading (in a forked child with its address
- * space capped), and a FIFO given as the path. */
+ * space capped), and a FIFO given as the path; and the CPU allocator emptying its cache then. */
 #include "test.h"
 
 #include <malloc.h>
@@ -123,6 +123,29 @@ TEST(safetensors_load_out_of_memory_names_the_file_and_tensor)
     }
     CHECK(cnn_test_child_ok(pid));
     scratch_close(&s);
+}
+
+/* A host allocation that fails while the cache holds blocks empties the cache and tries again
+ * (core/alloc_cpu.c): in a child with its address space capped, a 100 MiB tensor fits only once
+ * a cached 160 MiB block (too large to be taken for it: more than 25% larger) is given back. */
+TEST(cpu_allocation_empties_the_cache_when_memory_runs_out)
+{
+    if (!address_space_can_be_capped()) return;
+    cnn_cpu_empty_cache();
+    cnn_tensor *big = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE((int64_t)40 << 20), CNN_F32, CNN_CPU, &big));
+    cnn_tensor_free(&big); /* its 160 MiB block stays in the cache */
+    int pid = cnn_test_fork(20);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        if (!cap_address_space((size_t)32 << 20)) _exit(3);
+        cnn_tensor *t = NULL;
+        cnn_status st = cnn_tensor_empty(CNN_SHAPE((int64_t)25 << 20), CNN_F32, CNN_CPU, &t);
+        if (st != CNN_OK) fprintf(stderr, "    %s\n", cnn_last_error());
+        _exit(st == CNN_OK ? 0 : 1);
+    }
+    CHECK(cnn_test_child_ok(pid));
+    cnn_cpu_empty_cache();
 }
 
 /* A path that names a FIFO (or another non-regular file) is refused at once: opening a FIFO

@@ -19,6 +19,11 @@ TEST(timer_on_the_cpu_measures_host_time)
     CHECK_OK(cnn_timer_stop(t));
     CHECK_OK(cnn_timer_elapsed_ms(t, &ms));
     CHECK(ms >= 19.0 && ms < 2000.0);
+    /* Started again: not stopped since, so no interval (not the stop before minus the start). */
+    CHECK_OK(cnn_timer_start(t));
+    CHECK_ERR(cnn_timer_elapsed_ms(t, &ms), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_timer_elapsed_ms(NULL, &ms), CNN_ERR_INVALID_ARG);
+    CHECK_ERR(cnn_timer_elapsed_ms(t, NULL), CNN_ERR_INVALID_ARG);
     CHECK_ERR(cnn_timer_start(NULL), CNN_ERR_INVALID_ARG);
     cnn_timer_destroy(&t);
     CHECK(t == NULL);

@@ -383,7 +383,7 @@ TEST(train_tool_epoch_files_come_before_the_last_checkpoint_and_the_best_after)
  * process is gone; one of a live process, and other files, are left alone. */
 TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
 {
-    char tool[512], dir[256], run[300], args[1024], dead[600], live[600], other[600];
+    char tool[512], dir[256], run[300], args[1024], dead[600], live[600], other[600], best[600];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
     REQUIRE(make_tmpdir(dir, sizeof dir));
@@ -398,8 +398,9 @@ TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
     snprintf(dead, sizeof dead, "%s/last.safetensors.tmp.%ld.%ld", run, (long)gone, (long)gone);
     snprintf(live, sizeof live, "%s/best.safetensors.tmp.%ld.7", run, (long)getpid());
     snprintf(other, sizeof other, "%s/notes.tmp.%ld.1", run, (long)gone);
-    const char *const made[3] = {dead, live, other};
-    for (int i = 0; i < 3; i++) {
+    snprintf(best, sizeof best, "%s/best.safetensors.tmp.%ld.3", run, (long)gone);
+    const char *const made[4] = {dead, live, other, best};
+    for (int i = 0; i < 4; i++) {
         FILE *f = fopen(made[i], "w");
         REQUIRE(f && fputs("partial", f) >= 0 && fclose(f) == 0);
     }
@@ -410,5 +411,6 @@ TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
     if (rc != 0 || !strstr(out, args))
         cnn_test_fail(__FILE__, __LINE__, "exit %d, no \"%s\" in:\n%s", rc, args, out);
     CHECK(access(dead, F_OK) != 0 && access(live, F_OK) == 0 && access(other, F_OK) == 0);
+    CHECK(access(best, F_OK) != 0);
     remove_tree(dir);
 }

@@ -152,6 +152,9 @@ TEST(train_tool_bad_arguments)
     check_one_line_error(tool, args, "--img-size 30: lenet5: input 30x30 must be 32x32");
     snprintf(args, sizeof args, "%s/s30", dir);
     CHECK(access(args, F_OK) != 0);
+    check_one_line_error(tool, "--img-size 27 --limit-train 10 --limit-val 10 --epochs 1",
+                         "--model lenet5 needs inputs of at least 28x28, --img-size is 27 "
+                         "(try --img-size 28)");
     remove_tree(dir);
 }
 
@@ -421,8 +424,9 @@ TEST(train_tool_accuracy_eval_predict)
 }
 
 /* --cuda-graph: the training step captured once and replayed (Adam, a cosine schedule that
- * changes the learning rate every step) trains as the op-by-op steps do: the same validation
- * report, down to the confusion matrix. Deterministic algorithms on both runs. */
+ * changes the learning rate every step, label smoothing) trains as the op-by-op steps do: the
+ * same validation report, down to the confusion matrix. The epoch's last batch, smaller, runs op
+ * by op. Deterministic algorithms on both runs. */
 GPU_TEST(train_tool_cuda_graph_matches_op_by_op)
 {
     char tool[512], dir[256], args[1024];
@@ -431,8 +435,8 @@ GPU_TEST(train_tool_cuda_graph_matches_op_by_op)
     REQUIRE(make_tmpdir(dir, sizeof dir));
     for (int g = 0; g < 2; g++) {
         snprintf(args, sizeof args,
-                 "--device cuda --limit-train 512 --limit-val 256 --epochs 2 --batch 64 "
-                 "--seed 5 --checkpoint-dir %s/run%d%s",
+                 "--device cuda --limit-train 500 --limit-val 256 --epochs 2 --batch 64 "
+                 "--label-smoothing 0.1 --seed 5 --checkpoint-dir %s/run%d%s",
                  dir, g, g ? " --cuda-graph" : "");
         setenv("CNN_DETERMINISTIC", "1", 1);
         int rc = run_tool(tool, args, out[g], sizeof out[g]);

@@ -1,7 +1,8 @@
 /* test_train_tool_folder.c — runs the built train_imagenet_subset (from $CNN_TOOLS_DIR, else
  * build/bin; skipped when absent) on a tiny image folder it writes: bad images skipped or fatal
  * with --strict, decoding without workers, --predict, --resume and --eval-only against renamed
- * classes, one class, a class name with a line break. Fashion-MNIST runs: test_train_tool.c. */
+ * or added classes, one class, a class name with a line break, the augmentation options.
+ * Fashion-MNIST runs: test_train_tool.c. */
 #include "test.h"
 
 #include <stb/stb_image_write.h>
@@ -171,5 +172,78 @@ TEST(train_tool_image_folder)
     snprintf(args, sizeof args,
              "--data %s --img-size 32 --epochs 1 --batch 4 --checkpoint-dir %s/nl", data, dir);
     check_one_line_error(tool, args, "line break");
+    remove_tree(dir);
+}
+
+/* Adds a class folder NAME, with one image, to DATA/SPLIT; false on failure. */
+static bool add_class(const char *data, const char *split, const char *name)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "mkdir '%s/%s/%s' && cp '%s/%s/top/img0.png' '%s/%s/%s/'", data,
+             split, name, data, split, data, split, name);
+    return system(cmd) == 0;
+}
+
+/* The splits and the checkpoint must agree on the number of classes: a validation split with a
+ * class more than the training split is refused at the start, and so is data with a class more
+ * than the checkpoint's model for --resume and --eval-only (the labels are indices). */
+TEST(train_tool_folder_class_counts_must_agree)
+{
+    char tool[512], dir[256], data[300], args[2048];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    REQUIRE(add_class(data, "val", "zebra"));
+    snprintf(args, sizeof args,
+             "--data %s --img-size 32 --epochs 1 --batch 4 --checkpoint-dir %s/run", data, dir);
+    check_one_line_error(tool, args, "train has 2 classes, validation 3");
+    snprintf(args, sizeof args, "rm -r '%s/val/zebra'", data);
+    REQUIRE(system(args) == 0);
+    snprintf(args, sizeof args,
+             "--data %s --img-size 32 --epochs 1 --batch 4 --checkpoint-dir %s/run", data, dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    REQUIRE(add_class(data, "train", "zebra") && add_class(data, "val", "zebra"));
+    snprintf(args, sizeof args, "--resume %s/run/last.safetensors --data %s --epochs 2", dir,
+             data);
+    check_one_line_error(tool, args, "has 3 classes, the checkpoint's model 2");
+    snprintf(args, sizeof args, "--eval-only %s/run/last.safetensors --data %s", dir, data);
+    check_one_line_error(tool, args, "has 3 classes, the checkpoint's model 2");
+    remove_tree(dir);
+}
+
+/* The training augmentation options reach the loader: from one seed, --hflip 0 (no flips)
+ * trains other weights than the folder's default (flips half the images), and adding
+ * --random-erase 1 other weights again. (--workers 0: the same draws every run.) */
+TEST(train_tool_augmentation_options_reach_the_loader)
+{
+    char tool[512], dir[256], data[300], args[2048], path[700];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    const char *opts[3] = {"", "--hflip 0", "--hflip 0 --random-erase 1"};
+    cnn_dict *d[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "--data %s --img-size 32 --epochs 1 --batch 4 --workers 0 "
+                 "--seed 5 %s --checkpoint-dir %s/run%d", data, opts[k], dir, k);
+        int rc = run_tool(tool, args, out, sizeof out);
+        if (rc != 0) cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+        snprintf(path, sizeof path, "%s/run%d/last.safetensors", dir, k);
+        CHECK_OK(cnn_safetensors_load(path, &d[k]));
+    }
+    for (int k = 1; k < 3; k++) {
+        const cnn_tensor *a = cnn_dict_get(d[k - 1], "conv1.weight");
+        const cnn_tensor *b = cnn_dict_get(d[k], "conv1.weight");
+        REQUIRE(a && b && cnn_tensor_numel(a) == cnn_tensor_numel(b));
+        if (!memcmp(cnn_tensor_cdata(a), cnn_tensor_cdata(b),
+                    (size_t)cnn_tensor_numel(a) * sizeof(float)))
+            cnn_test_fail(__FILE__, __LINE__, "'%s' trains the weights '%s' does", opts[k],
+                          opts[k - 1]);
+    }
+    for (int k = 0; k < 3; k++) cnn_dict_destroy(&d[k]);
     remove_tree(dir);
 }

@@ -92,6 +92,11 @@ TEST(train_tool_weight_decay_skips_biases)
         weights += decays;
     }
     CHECK(biases == 5 && weights == 5);
+    /* SGD with the tool's default --momentum 0.9 keeps a momentum buffer per parameter. */
+    int buffers = 0;
+    for (int i = 0; i < cnn_dict_size(d[0]); i++)
+        buffers += strstr(cnn_dict_name(d[0], i), ".momentum_buffer") != NULL;
+    CHECK(buffers == 10);
     cnn_dict_destroy(&d[0]);
     cnn_dict_destroy(&d[1]);
     remove_tree(dir);
