@@ -305,10 +305,11 @@ check-tsan:
 
 # The GPU tests without a GPU, on the CPU emulator (tests/cuda_emu). check-cuda-emu, in
 # build-emu: its self-test, the GPU tests, the same with each block's threads run last first
-# (a missing barrier shows in one order or the other), and the no-device paths with the device
-# hidden. check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available
-# here): the self-test and the GPU tests. EMU_GPU_TESTS= (run_tests arguments) narrows the
-# GPU-test runs.
+# (a missing barrier shows in one order or the other) and copies to and from pinned memory
+# landing only when waited for (CNN_EMU_LAGGING_COPIES: a missing wait reads 0xFF), and the
+# no-device paths with the device hidden. check-cuda-emu-asan, in build-emu-dbg under
+# ASan/UBSan (the memcheck available here): the self-test and the GPU tests. EMU_GPU_TESTS=
+# (run_tests arguments) narrows the GPU-test runs.
 .PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn check-cuda-emu-tsan emu-selftest
 EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
 EMU_GPU_TESTS ?= --gpu-only
@@ -317,7 +318,8 @@ check-cuda-emu:
 	build-emu/tests/emu_selftest
 	CNN_EMU_ORDER=reverse build-emu/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
-	CNN_EMU_ORDER=reverse CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
+	CNN_EMU_ORDER=reverse CNN_EMU_LAGGING_COPIES=1 CNN_TOOLS_DIR=build-emu/bin \
+	  build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CUDA_VISIBLE_DEVICES= CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests absent without_gpu
 check-cuda-emu-asan:
 	$(MAKE) BUILD=build-emu-dbg $(EMU_FLAGS) DEBUG=1 all emu-selftest
@@ -329,8 +331,8 @@ EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_lan
 check-cuda-emu-tsan:
 	$(MAKE) BUILD=build-emu-tsan $(EMU_FLAGS) CC="$(CC) -fsanitize=thread" \
 	  CXX="$(CXX) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread tests tools
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_TOOLS_DIR=build-emu-tsan/bin \
-	  build-emu-tsan/tests/run_tests --gpu-only $(EMU_TSAN_TESTS)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_EMU_LAGGING_COPIES=1 \
+	  CNN_TOOLS_DIR=build-emu-tsan/bin build-emu-tsan/tests/run_tests --gpu-only $(EMU_TSAN_TESTS)
 # check-cuda-emu-cudnn, in build-emu-cudnn: the same GPU tests with CUDNN=1 on the emulated
 # cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU.
 check-cuda-emu-cudnn:

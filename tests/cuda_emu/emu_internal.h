@@ -1,13 +1,16 @@
 /* emu_internal.h — what the parts of the CUDA emulator share: the runtime's error state, its
  * table of device / pinned allocations (emu_runtime.cpp), used by the launcher (emu_launch.cpp)
- * and the emulated cuDNN to check arguments, and TF32 rounding. Not seen by the library or the
- * kernels. */
+ * and the emulated cuDNN to check arguments, TF32 rounding, stream capture (emu_graph.cpp) and
+ * lagging copies (emu_copies.cpp). Not seen by the library or the kernels. */
 #ifndef CNN_EMU_INTERNAL_H
 #define CNN_EMU_INTERNAL_H
 
 #include <cuda_runtime.h>
 
+#include <stdint.h>
+
 #include <functional>
+#include <map>
 
 namespace cnn_emu {
 
@@ -71,6 +74,30 @@ cudaError_t capture_forbids_device_wait();
 /* Stream s waiting on an event: refused, invalidating the capture, when s is captured and the
  * event was not recorded inside a capture (a dependency on uncaptured work). */
 cudaError_t capture_forbids_isolation(cudaStream_t s, bool event_captured);
+
+/* CNN_EMU_LAGGING_COPIES=1 (emu_copies.cpp, read at each copy): asynchronous copies between
+ * pinned host memory and the device land when the host waits for them. Streams are named by
+ * ids (0: the legacy stream); blocking: a stream that syncs with the legacy one.
+ * lag_copy: takes a (checked, uncaptured) cudaMemcpyAsync when the mode is on and one side is
+ * pinned; false: copy it now. A copy into pinned memory leaves 0xFF there until it lands; one
+ * from pinned memory copies now and checks at landing that its source was left alone. */
+bool lagging_copies();
+bool lag_copy(void *dst, const void *src, size_t bytes, uint64_t stream, bool blocking);
+/* A position in a stream's work (an event's record), with the positions of other streams it
+ * waited for (cudaStreamWaitEvent). */
+struct copy_mark {
+    uint64_t stream = 0, seq = 0;
+    std::map<uint64_t, uint64_t> after;
+};
+copy_mark mark_stream(uint64_t stream);
+void stream_waits(uint64_t stream, const copy_mark &m);
+/* Landing: the copies before m (cudaEventSynchronize, a finished cudaEventQuery,
+ * cudaStreamSynchronize of a stream: its mark now), those on the legacy and blocking streams
+ * (cudaStreamSynchronize(0)), all (cudaDeviceSynchronize, cudaFreeHost). cudaErrorIllegalState
+ * (reported) when a pinned source changed before its copy landed. */
+cudaError_t land_upto(const copy_mark &m);
+cudaError_t land_legacy();
+cudaError_t land_all();
 
 } /* namespace cnn_emu */
 

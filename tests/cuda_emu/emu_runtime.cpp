@@ -1,6 +1,7 @@
 /* emu_runtime.cpp — the CUDA runtime and cuBLAS of the emulator: one "Emulated GPU" (sm_90,
- * 132 SMs, 16 GiB) whose memory is host memory, streams and events that complete at once, and
- * copies that check each pointer lies in memory of the kind the call says. Test
+ * 132 SMs, 16 GiB) whose memory is host memory, streams and events that complete at once (or
+ * lag, as CNN_EMU_LAGGING_EVENTS / _COPIES ask), and copies that check each pointer lies in
+ * memory of the kind the call says. Test
  * infrastructure: it may print (emu_internal.h's report), and it never touches a real GPU. */
 #include "emu_internal.h"
 
@@ -179,10 +180,16 @@ struct stream_clock {
 };
 std::atomic<uint64_t> g_device_waits{0}; /* cudaDeviceSynchronize calls */
 
+std::atomic<uint64_t> g_stream_ids{1}; /* 0 is the legacy stream (CNN_EMU_LAGGING_COPIES) */
+
 struct stream_obj {
     unsigned flags;
     std::shared_ptr<stream_clock> clock = std::make_shared<stream_clock>();
+    uint64_t id = g_stream_ids++;
 };
+
+uint64_t stream_id(cudaStream_t s) { return s ? ((stream_obj *)s)->id : 0; }
+bool stream_blocking(cudaStream_t s) { return !s || !(((stream_obj *)s)->flags & 1); }
 
 /* CNN_EMU_LAGGING_EVENTS=1 (read at each query): a device that is always behind. */
 bool lagging_events()
@@ -247,6 +254,7 @@ struct CUevent_st {
     uint64_t stream_waits_at = 0, device_waits_at = 0;
     bool waited = false;
     unsigned flags = 0; /* cudaEventDisableTiming: no elapsed time */
+    cnn_emu::copy_mark mark; /* where the last record was, for CNN_EMU_LAGGING_COPIES */
 };
 struct cublasContext {
     cublasMath_t mode;
@@ -416,7 +424,7 @@ cudaError_t cudaDeviceSynchronize(void)
     count_call("cudaDeviceSynchronize");
     cudaError_t e = capture_forbids_device_wait();
     if (e == cudaSuccess) g_device_waits++;
-    return e;
+    return e == cudaSuccess ? land_all() : e;
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -450,7 +458,9 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, byt
 cudaError_t cudaFreeHost(void *p)
 {
     if (cudaError_t e = capture_forbids_device_wait()) return e;
-    return release(p, MEM_PINNED);
+    cudaError_t landed = land_all(); /* it waits for the device first */
+    cudaError_t e = release(p, MEM_PINNED);
+    return e == cudaSuccess ? landed : e;
 }
 
 namespace {
@@ -476,6 +486,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     count_call(copy_name(kind, true));
     if (int d = defer(s, [=] { (void)copy(dst, src, bytes, kind); }))
         return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
+    cudaError_t e = check_copy(dst, bytes, src, bytes, kind);
+    if (e != cudaSuccess || lag_copy(dst, src, bytes, stream_id(s), stream_blocking(s))) return e;
     return copy(dst, src, bytes, kind);
 }
 
@@ -552,12 +564,15 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
     cudaError_t e = capture_forbids_wait(s);
     if (e == cudaSuccess && s) ((stream_obj *)s)->clock->waits++;
     if (e == cudaSuccess && !s) g_device_waits++; /* the legacy stream waits for all others */
-    return e;
+    if (e != cudaSuccess) return e;
+    return s ? land_upto(mark_stream(stream_id(s))) : land_legacy();
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
-    return capture_forbids_isolation(s, e->captured);
+    cudaError_t err = capture_forbids_isolation(s, e->captured);
+    if (err == cudaSuccess && e->recorded && !e->captured) stream_waits(stream_id(s), e->mark);
+    return err;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, 0); }
@@ -565,7 +580,7 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e,
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 {
     if (!e || flags > 7) return set_error(cudaErrorInvalidValue);
-    *e = new CUevent_st{0.0, false, false, nullptr};
+    *e = new CUevent_st{};
     (*e)->flags = flags;
     return cudaSuccess;
 }
@@ -588,6 +603,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
     e->stream_waits_at = e->clock ? e->clock->waits.load() : 0;
     e->device_waits_at = g_device_waits;
     e->waited = false;
+    e->mark = mark_stream(stream_id(s));
     return cudaSuccess;
 }
 
@@ -605,7 +621,8 @@ cudaError_t cudaEventQuery(cudaEvent_t e)
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t err = capture_forbids_unsafe()) return err;
     if (e->captured) return set_error(cudaErrorCapturedEvent);
-    return event_behind(e) ? cudaErrorNotReady : cudaSuccess;
+    if (event_behind(e)) return cudaErrorNotReady;
+    return e->recorded ? land_upto(e->mark) : cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
@@ -615,7 +632,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
     if (cudaError_t err = capture_forbids_unsafe()) return err;
     if (e->captured) return set_error(cudaErrorCapturedEvent);
     e->waited = true;
-    return cudaSuccess;
+    return e->recorded ? land_upto(e->mark) : cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)

@@ -499,6 +499,65 @@ static void check_events(void)
     EXPECT(cudaStreamDestroy(s) == cudaSuccess && cudaStreamDestroy(s2) == cudaSuccess);
 }
 
+/* CNN_EMU_LAGGING_COPIES: a copy into pinned memory lands when the host waits for it (its
+ * stream, an event after it, a stream that waited for such an event, the device), with what
+ * its source held when it was issued; pageable copies stay synchronous; a pinned source changed
+ * before its copy was waited for is reported at the wait. */
+static void check_lagging_copies(int *d)
+{
+    cudaStream_t s, s2;
+    cudaEvent_t ev, ev2;
+    float *pin = nullptr, h[4] = {1, 2, 3, 4};
+    EXPECT(cudaStreamCreateWithFlags(&s, 1) == cudaSuccess);
+    EXPECT(cudaStreamCreateWithFlags(&s2, 1) == cudaSuccess);
+    EXPECT(cudaEventCreate(&ev) == cudaSuccess && cudaEventCreate(&ev2) == cudaSuccess);
+    EXPECT(cudaHostAlloc((void **)&pin, sizeof h, 0) == cudaSuccess);
+    EXPECT(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice) == cudaSuccess);
+    setenv("CNN_EMU_LAGGING_COPIES", "1", 1);
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(isnan(pin[0]) && isnan(pin[3]));
+    EXPECT(cudaStreamSynchronize(s2) == cudaSuccess && isnan(pin[0])); /* another stream */
+    EXPECT(cudaStreamSynchronize(0) == cudaSuccess && isnan(pin[0]));  /* s is non-blocking */
+    EXPECT(cudaStreamSynchronize(s) == cudaSuccess && pin[0] == 1 && pin[3] == 4);
+    /* an event after the copy lands it; one before does not */
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(cudaEventRecord(ev, s) == cudaSuccess && isnan(pin[1]));
+    EXPECT(cudaEventSynchronize(ev) == cudaSuccess && pin[1] == 2);
+    EXPECT(cudaEventRecord(ev, s) == cudaSuccess);
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(cudaEventSynchronize(ev) == cudaSuccess && cudaEventQuery(ev) == cudaSuccess);
+    EXPECT(isnan(pin[1]));
+    EXPECT(cudaDeviceSynchronize() == cudaSuccess && pin[1] == 2);
+    /* through another stream that waited for an event after the copy; stream order: the
+     * source as it was when the copy was issued */
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(cudaMemsetAsync(d, 0, sizeof h, s) == cudaSuccess);
+    EXPECT(cudaEventRecord(ev, s) == cudaSuccess && cudaStreamWaitEvent(s2, ev, 0) == cudaSuccess);
+    EXPECT(cudaEventRecord(ev2, s2) == cudaSuccess && isnan(pin[2]));
+    EXPECT(cudaEventQuery(ev2) == cudaSuccess && pin[2] == 3);
+    /* from pinned memory: the source must be left alone until the copy is waited for */
+    pin[0] = 5;
+    EXPECT(cudaMemcpyAsync(d, pin, sizeof h, cudaMemcpyHostToDevice, s) == cudaSuccess);
+    pin[0] = 6;
+    EXPECT(cudaStreamSynchronize(s) == cudaErrorIllegalState);
+    EXPECT(cudaGetLastError() == cudaErrorIllegalState);
+    EXPECT(cudaMemcpyAsync(d, pin, sizeof h, cudaMemcpyHostToDevice, s) == cudaSuccess);
+    EXPECT(cudaStreamSynchronize(s) == cudaSuccess);
+    /* pageable memory: at once */
+    float back[4] = {0, 0, 0, 0};
+    EXPECT(cudaMemcpyAsync(back, d, sizeof back, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(back[0] == 6 && back[3] == 4);
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(cudaFreeHost(pin) == cudaSuccess); /* waits for the device: lands before the free */
+    unsetenv("CNN_EMU_LAGGING_COPIES");
+    EXPECT(cudaHostAlloc((void **)&pin, sizeof h, 0) == cudaSuccess);
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    EXPECT(pin[0] == 6); /* without the mode: at once */
+    EXPECT(cudaFreeHost(pin) == cudaSuccess);
+    EXPECT(cudaEventDestroy(ev) == cudaSuccess && cudaEventDestroy(ev2) == cudaSuccess);
+    EXPECT(cudaStreamDestroy(s) == cudaSuccess && cudaStreamDestroy(s2) == cudaSuccess);
+}
+
 int main(void)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -515,6 +574,7 @@ int main(void)
     check_wmma();
     check_capture(d);
     check_events();
+    check_lagging_copies(d);
     cudaFree(d);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
