@@ -461,6 +461,13 @@ static void check_capture(int *d)
     EXPECT(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) ==
            cudaErrorStreamCaptureUnsupported); /* the legacy stream */
     (void)cudaGetLastError();
+    setenv("CNN_EMU_INVALIDATE_CAPTURE", "1", 1); /* every capture fails at its end */
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    add_kernel<<<1, 4, 0, s>>>(d, 1);
+    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g);
+    (void)cudaGetLastError();
+    unsetenv("CNN_EMU_INVALIDATE_CAPTURE");
+    EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone);
     EXPECT(cudaStreamDestroy(s) == cudaSuccess);
 }
 
