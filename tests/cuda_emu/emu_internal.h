@@ -20,6 +20,11 @@ enum mem_kind { MEM_UNKNOWN = 0, MEM_DEVICE = 1, MEM_PINNED = 2 };
  * bytes 0 accepts a pointer one past the end of an allocation. */
 mem_kind memory_kind(const void *p, size_t bytes);
 
+/* 1, or 0 where CUDA_VISIBLE_DEVICES="" hides the device (emu_device.cpp). */
+int device_count();
+/* The device's memory: cudaMalloc fails beyond it. */
+constexpr size_t EMU_TOTAL_BYTES = (size_t)16 << 30;
+
 /* Sets the error cudaGetLastError returns next; returns e. */
 cudaError_t set_error(cudaError_t e);
 

@@ -1,14 +1,11 @@
-/* emu_runtime.cpp — the CUDA runtime and cuBLAS of the emulator: one "Emulated GPU" (sm_90,
- * 132 SMs, 16 GiB) whose memory is host memory, streams and events that complete at once (or
- * lag, as CNN_EMU_LAGGING_EVENTS / _COPIES ask), and copies that check each pointer lies in
- * memory of the kind the call says. Test
- * infrastructure: it may print (emu_internal.h's report), and it never touches a real GPU. */
+/* emu_runtime.cpp — the CUDA runtime of the emulator: device and pinned memory (host memory
+ * in a table of allocations), copies and memsets that check each pointer lies in memory of the
+ * kind the call says, streams and events that complete at once (or lag, as
+ * CNN_EMU_LAGGING_EVENTS / _COPIES ask), the error state and call counts. The device itself is
+ * emu_device.cpp; cuBLAS, emu_cublas.cpp. Test infrastructure: it may print (emu_internal.h's
+ * report), and it never touches a real GPU. */
 #include "emu_internal.h"
 
-#include <cublas_v2.h>
-
-#include <cblas.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +17,6 @@
 #include <map>
 #include <mutex>
 #include <string>
-#include <vector>
 
 namespace cnn_emu {
 thread_local bool checking_only = false;
@@ -33,7 +29,6 @@ bool no_compute()
 
 namespace {
 
-constexpr size_t TOTAL_BYTES = (size_t)16 << 30;
 
 /* count_call's table (CNN_EMU_PROFILE), printed at exit beside the launcher's kernel profile. */
 struct call_counts {
@@ -78,14 +73,7 @@ alloc_table &T()
 }
 
 thread_local cudaError_t last_error = cudaSuccess;
-thread_local int current_device = 0;
 
-/* CUDA_VISIBLE_DEVICES="" hides the device, as it would a real one. */
-int device_count()
-{
-    const char *v = getenv("CUDA_VISIBLE_DEVICES");
-    return v && !*v ? 0 : 1;
-}
 
 std::atomic<long> n_allocs{0};
 void print_allocs()
@@ -98,6 +86,7 @@ void print_allocs()
 /* The allocations counted so far, as CNN_EMU_FAIL_MALLOC=N counts them (for a sweep that fails
  * the k-th allocation of a run: tests/fault/fault_sweep.c). */
 extern "C" long cnn_emu_alloc_count(void) { return n_allocs.load(); }
+
 
 bool injected_alloc_failure()
 {
@@ -126,7 +115,7 @@ cudaError_t alloc(void **p, size_t bytes, mem_kind kind)
     if (injected_alloc_failure()) return set_error(cudaErrorMemoryAllocation);
     alloc_table &t = T();
     std::lock_guard<std::mutex> hold(t.lock);
-    if (kind == MEM_DEVICE && bytes > TOTAL_BYTES - t.device_bytes)
+    if (kind == MEM_DEVICE && bytes > EMU_TOTAL_BYTES - t.device_bytes)
         return set_error(cudaErrorMemoryAllocation);
     if (bytes == 0) return cudaSuccess;
     /* 256-byte aligned like cudaMalloc, and exactly `bytes` long, so that under ASan an
@@ -256,71 +245,10 @@ struct CUevent_st {
     unsigned flags = 0; /* cudaEventDisableTiming: no elapsed time */
     cnn_emu::copy_mark mark; /* where the last record was, for CNN_EMU_LAGGING_COPIES */
 };
-struct cublasContext {
-    cublasMath_t mode;
-    cudaStream_t stream;
-};
 
 using namespace cnn_emu;
 
 extern "C" {
-
-const char *cudaGetErrorName(cudaError_t e)
-{
-    switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidPitchValue: return "cudaErrorInvalidPitchValue";
-    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorNotReady: return "cudaErrorNotReady";
-    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
-    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
-    case cudaErrorIllegalState: return "cudaErrorIllegalState";
-    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
-    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
-    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
-    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
-    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
-    }
-    return "cudaErrorUnknown";
-}
-
-const char *cudaGetErrorString(cudaError_t e)
-{
-    switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorInvalidPitchValue: return "invalid pitch argument";
-    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorNotReady: return "device not ready";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
-    case cudaErrorLaunchFailure: return "unspecified launch failure";
-    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
-    case cudaErrorStreamCaptureUnsupported:
-        return "operation not permitted when stream is capturing";
-    case cudaErrorStreamCaptureInvalidated:
-        return "operation failed due to a previous error during capture";
-    case cudaErrorStreamCaptureIsolation:
-        return "dependency created on uncaptured work in another stream";
-    case cudaErrorStreamCaptureImplicit:
-        return "operation would make the legacy stream depend on a capturing blocking stream";
-    case cudaErrorCapturedEvent:
-        return "operation not permitted on an event last recorded in a capturing stream";
-    }
-    return "unknown error";
-}
 
 cudaError_t cudaGetLastError(void)
 {
@@ -330,94 +258,6 @@ cudaError_t cudaGetLastError(void)
 }
 
 cudaError_t cudaPeekAtLastError(void) { return last_error; }
-
-cudaError_t cudaGetDeviceCount(int *count)
-{
-    if (!count) return set_error(cudaErrorInvalidValue);
-    *count = device_count();
-    return *count ? cudaSuccess : set_error(cudaErrorNoDevice);
-}
-
-/* 13.0, the toolkit this emulates. */
-cudaError_t cudaDriverGetVersion(int *version)
-{
-    if (!version) return set_error(cudaErrorInvalidValue);
-    *version = 13000;
-    return cudaSuccess;
-}
-
-cudaError_t cudaRuntimeGetVersion(int *version) { return cudaDriverGetVersion(version); }
-
-cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
-{
-    if (!prop) return set_error(cudaErrorInvalidValue);
-    if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
-    memset(prop, 0, sizeof *prop);
-    snprintf(prop->name, sizeof prop->name, "Emulated GPU (cuda-emu, sm_90)");
-    prop->totalGlobalMem = TOTAL_BYTES;
-    prop->sharedMemPerBlock = 48 << 10;
-    prop->sharedMemPerBlockOptin = 227 << 10;
-    prop->sharedMemPerMultiprocessor = 228 << 10;
-    prop->regsPerBlock = 65536;
-    prop->warpSize = 32;
-    prop->memPitch = 2147483647;
-    prop->maxThreadsPerBlock = 1024;
-    prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024;
-    prop->maxThreadsDim[2] = 64;
-    prop->maxGridSize[0] = 2147483647;
-    prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
-    prop->maxThreadsPerMultiProcessor = 2048;
-    prop->clockRate = 1980000;
-    prop->major = 9;
-    prop->minor = 0;
-    prop->multiProcessorCount = 132;
-    prop->l2CacheSize = 50 << 20;
-    prop->memoryBusWidth = 5120;
-    prop->unifiedAddressing = 1;
-    return cudaSuccess;
-}
-
-cudaError_t cudaSetDevice(int device)
-{
-    if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
-    current_device = device;
-    return cudaSuccess;
-}
-
-cudaError_t cudaGetDevice(int *device)
-{
-    if (!device) return set_error(cudaErrorInvalidValue);
-    *device = current_device;
-    return cudaSuccess;
-}
-
-cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
-{
-    if (!value) return set_error(cudaErrorInvalidValue);
-    if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
-    switch (attr) {
-    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimX: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimY: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimZ: *value = 64; break;
-    case cudaDevAttrMaxGridDimX: *value = 2147483647; break;
-    case cudaDevAttrMaxGridDimY: *value = 65535; break;
-    case cudaDevAttrMaxGridDimZ: *value = 65535; break;
-    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 << 10; break;
-    case cudaDevAttrWarpSize: *value = 32; break;
-    case cudaDevAttrMaxPitch: *value = 2147483647; break;
-    case cudaDevAttrClockRate: *value = 1980000; break;
-    case cudaDevAttrMultiProcessorCount: *value = 132; break;
-    case cudaDevAttrL2CacheSize: *value = 50 << 20; break;
-    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = 2048; break;
-    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
-    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
-    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = 228 << 10; break;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 227 << 10; break;
-    default: return set_error(cudaErrorInvalidValue);
-    }
-    return cudaSuccess;
-}
 
 cudaError_t cudaDeviceSynchronize(void)
 {
@@ -431,8 +271,8 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {
     if (!free_bytes || !total_bytes) return set_error(cudaErrorInvalidValue);
     std::lock_guard<std::mutex> hold(T().lock);
-    *total_bytes = TOTAL_BYTES;
-    *free_bytes = TOTAL_BYTES - T().device_bytes;
+    *total_bytes = EMU_TOTAL_BYTES;
+    *free_bytes = EMU_TOTAL_BYTES - T().device_bytes;
     return cudaSuccess;
 }
 
@@ -649,186 +489,4 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
     return cudaSuccess;
 }
 
-/* ---- cuBLAS ------------------------------------------------------------------------------ */
-const char *cublasGetStatusString(cublasStatus_t s)
-{
-    switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    }
-    return "CUBLAS_STATUS_UNKNOWN";
-}
-
-cublasStatus_t cublasCreate(cublasHandle_t *h)
-{
-    if (!h) return CUBLAS_STATUS_INVALID_VALUE;
-    if (!device_count()) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (injected_alloc_failure()) return CUBLAS_STATUS_ALLOC_FAILED; /* its workspace */
-    *h = new cublasContext{CUBLAS_DEFAULT_MATH, nullptr};
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasDestroy(cublasHandle_t h)
-{
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    delete h;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
-{
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    h->stream = s;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode)
-{
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (mode > CUBLAS_TF32_TENSOR_OP_MATH) return CUBLAS_STATUS_INVALID_VALUE;
-    h->mode = mode;
-    return CUBLAS_STATUS_SUCCESS;
-}
-
 } /* extern "C" */
-
-/* v with its `drop` lowest mantissa bits rounded away, to nearest even (inf and NaN kept). */
-static float round_mantissa(float v, int drop)
-{
-    uint32_t u, half = (1u << (drop - 1)) - 1u, mask = (1u << drop) - 1u;
-    memcpy(&u, &v, sizeof u);
-    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + half + ((u >> drop) & 1u)) & ~mask;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
-float cnn_emu::to_tf32(float v) { return round_mantissa(v, 13); }
-float cnn_emu::to_bf16(float v) { return round_mantissa(v, 16); }
-
-namespace {
-
-/* A column-major (rows, cols) operand with leading dimension ld, checked to lie in device
- * memory, rounded to TF32 into tmp when asked. */
-bool operand(const float *p, int rows, int cols, int ld, bool tf32, std::vector<float> &tmp,
-             const float **out)
-{
-    if (rows == 0 || cols == 0) {
-        *out = p;
-        return true;
-    }
-    size_t span = ((size_t)ld * (size_t)(cols - 1) + (size_t)rows) * sizeof(float);
-    if (memory_kind(p, span) != MEM_DEVICE) return false;
-    *out = p;
-    if (tf32) {
-        tmp.assign(p, p + span / sizeof(float));
-        for (float &v : tmp) v = to_tf32(v);
-        *out = tmp.data();
-    }
-    return true;
-}
-
-} /* namespace */
-
-extern "C" cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
-                                      cublasOperation_t tb, int m, int n, int k,
-                                      const float *alpha, const float *a, int lda, const float *b,
-                                      int ldb, const float *beta, float *c, int ldc)
-{
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    count_call("cublasSgemm");
-    const bool at = ta != CUBLAS_OP_N, bt = tb != CUBLAS_OP_N;
-    const int ar = at ? k : m, ac = at ? m : k, br = bt ? n : k, bc = bt ? k : n;
-    if (m < 0 || n < 0 || k < 0 || !alpha || !beta || lda < (ar > 1 ? ar : 1) ||
-        ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    if (capturing(h->stream)) {
-        /* Host scalars and the math mode are read at capture, as cuBLAS does. */
-        const float al = *alpha, be = *beta;
-        const cublasMath_t mode = h->mode;
-        int d = defer(h->stream, [=] {
-            cublasContext now{mode, nullptr};
-            (void)cublasSgemm(&now, ta, tb, m, n, k, &al, a, lda, b, ldb, &be, c, ldc);
-        });
-        if (d) return d > 0 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
-    }
-    const bool tf32 = h->mode == CUBLAS_TF32_TENSOR_OP_MATH;
-    std::vector<float> ta32, tb32;
-    const float *pa, *pb;
-    float *pc = c;
-    if (!operand(a, ar, ac, lda, tf32, ta32, &pa) || !operand(b, br, bc, ldb, tf32, tb32, &pb) ||
-        memory_kind(pc, ((size_t)ldc * (size_t)(n - 1) + (size_t)m) * sizeof(float)) !=
-            MEM_DEVICE) {
-        report(cudaErrorIllegalAddress, "cublasSgemm: an operand is not (wholly) in device "
-               "memory (m %d, n %d, k %d, lda %d, ldb %d, ldc %d)", m, n, k, lda, ldb, ldc);
-        return CUBLAS_STATUS_EXECUTION_FAILED;
-    }
-    if (no_compute()) return CUBLAS_STATUS_SUCCESS;
-    if (k == 0) {
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < m; i++) {
-                float &v = pc[(size_t)j * ldc + i];
-                v = *beta == 0.0f ? 0.0f : *beta * v;
-            }
-        return CUBLAS_STATUS_SUCCESS;
-    }
-    cblas_sgemm(CblasColMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans, m,
-                n, k, *alpha, pa, lda, pb, ldb, *beta, pc, ldc);
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-extern "C" cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
-                                                    cublasOperation_t tb, int m, int n, int k,
-                                                    const float *alpha, const float *a, int lda,
-                                                    long long stride_a, const float *b, int ldb,
-                                                    long long stride_b, const float *beta,
-                                                    float *c, int ldc, long long stride_c,
-                                                    int batch)
-{
-    if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
-    for (int i = 0; i < batch; i++) {
-        cublasStatus_t s = cublasSgemm(h, ta, tb, m, n, k, alpha, a + i * stride_a, lda,
-                                       b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
-        if (s != CUBLAS_STATUS_SUCCESS) return s;
-    }
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-extern "C" cublasStatus_t cublasSgemv(cublasHandle_t h, cublasOperation_t t, int m, int n,
-                                      const float *alpha, const float *a, int lda, const float *x,
-                                      int incx, const float *beta, float *y, int incy)
-{
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    count_call("cublasSgemv");
-    if (m < 0 || n < 0 || !alpha || !beta || lda < (m > 1 ? m : 1) || incx == 0 || incy == 0)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    const int xl = t == CUBLAS_OP_N ? n : m, yl = t == CUBLAS_OP_N ? m : n;
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    if (capturing(h->stream)) {
-        const float al = *alpha, be = *beta;
-        const cublasMath_t mode = h->mode;
-        int d = defer(h->stream, [=] {
-            cublasContext now{mode, nullptr};
-            (void)cublasSgemv(&now, t, m, n, &al, a, lda, x, incx, &be, y, incy);
-        });
-        if (d) return d > 0 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
-    }
-    std::vector<float> unused;
-    const float *pa;
-    const size_t xs = ((size_t)(xl - 1) * (size_t)abs(incx) + 1) * sizeof(float);
-    const size_t ys = ((size_t)(yl - 1) * (size_t)abs(incy) + 1) * sizeof(float);
-    if (!operand(a, m, n, lda, false, unused, &pa) || memory_kind(x, xs) != MEM_DEVICE ||
-        memory_kind(y, ys) != MEM_DEVICE) {
-        report(cudaErrorIllegalAddress, "cublasSgemv: an operand is not (wholly) in device "
-               "memory (m %d, n %d, lda %d)", m, n, lda);
-        return CUBLAS_STATUS_EXECUTION_FAILED;
-    }
-    if (no_compute()) return CUBLAS_STATUS_SUCCESS;
-    /* cuBLAS GEMV ignores TF32 mode: exact FP32, as cblas. */
-    cblas_sgemv(CblasColMajor, t == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, *alpha, pa,
-                lda, x, incx, *beta, y, incy);
-    return CUBLAS_STATUS_SUCCESS;
-}
