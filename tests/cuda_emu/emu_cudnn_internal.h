@@ -1,6 +1,7 @@
-/* emu_cudnn_internal.h — what the two halves of the emulated cuDNN share: the descriptor
+/* emu_cudnn_internal.h — what the parts of the emulated cuDNN share: the descriptor
  * structs behind cudnn.h's handles, and the argument checks (emu_cudnn.cpp defines them;
- * emu_cudnn_conv.cpp holds the convolutions). Not seen by the library. */
+ * emu_cudnn_conv.cpp holds the convolutions, emu_cudnn_conv_ref.cpp their arithmetic). Not seen
+ * by the library. */
 #ifndef CNN_EMU_CUDNN_INTERNAL_H
 #define CNN_EMU_CUDNN_INTERNAL_H
 
@@ -66,6 +67,30 @@ inline void blend(float *y, double r, float alpha, float beta)
 {
     *y = beta == 0.0f ? (float)(alpha * r) : (float)(alpha * r + (double)beta * *y);
 }
+
+/* ---- convolution arithmetic (emu_cudnn_conv_ref.cpp) --------------------------------------
+ * x (n, c, h, w), w (k, cg = c / groups, r, s), y (n, k, p, q); kg = k / groups. */
+struct geom {
+    int n, c, h, w, k, cg, kg, r, s, p, q, ph, pw, sh, sw, dh, dw, groups;
+    bool flip; /* CUDNN_CONVOLUTION: the filter is applied rotated by 180 degrees */
+};
+/* g from the descriptors, with cuDNN's output formula
+ * P = 1 + (H + 2 pad - ((R - 1) dilation + 1)) / stride; any mismatch says so: BAD_PARAM. */
+cudnnStatus_t conv_geom(const char *fn, const cudnnTensorStruct *x, const cudnnFilterStruct *w,
+                        const cudnnConvolutionStruct *cv, const cudnnTensorStruct *y, geom *g);
+size_t x_bytes(const geom &g);
+size_t w_bytes(const geom &g);
+size_t y_bytes(const geom &g);
+/* One image's unfolded input, as an explicit-GEMM algorithm would hold it. */
+size_t col_bytes(const geom &g);
+/* y = alpha conv(x, w) + beta y. */
+void conv_fwd(const geom &g, const float *x, const float *w, float alpha, float beta, float *y);
+/* dx = alpha conv_transpose(dy, w) + beta dx; nondet: summed in float in a changing order. */
+void conv_bwd_data(const geom &g, const float *dy, const float *w, float alpha, float beta,
+                   float *dx, bool nondet);
+/* dw = alpha (x correlated with dy) + beta dw; nondet as above. */
+void conv_bwd_filter(const geom &g, const float *x, const float *dy, float alpha, float beta,
+                     float *dw, bool nondet);
 
 /* ---- convolutions for the graph API (emu_cudnn_conv.cpp) ----------------------------------
  * x (n, c, h, w), w (k, cg, r, s) with groups c / cg, y (n, k, p, q). */
