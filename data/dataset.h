@@ -57,11 +57,11 @@ cnn_status cnn_transform_check(const cnn_dataset *ds, const cnn_transform *t);
 /* strdup that reports out of memory as a status. */
 cnn_status cnn_data_strdup(const char *s, const char *what, char **out);
 
-/* image_decode.c: stb_image's JPEG, PNG and BMP decoders with zero-filled allocations. Why a
- * file's content must not reach them (NULL when it may); the header's size (false if
- * unreadable); the pixels as channels x uint8, interleaved (NULL with a reason in *why:
- * CNN_IMAGE_OUT_OF_MEMORY when memory ran out, which says nothing about the file), released
- * with free() or cnn_image_free. */
+/* image_decode.c: stb_image's JPEG, PNG and BMP decoders with zero-filled allocations, and
+ * image_pnm.c's PBM/PGM/PPM. Why a file's content must not reach them (NULL when it may); the
+ * header's size (false if unreadable); the pixels as channels x uint8, interleaved (NULL with a
+ * reason in *why: CNN_IMAGE_OUT_OF_MEMORY when memory ran out, which says nothing about the
+ * file), released with free() or cnn_image_free. */
 #define CNN_IMAGE_OUT_OF_MEMORY "out of memory"
 
 /* The random streams of the data pipeline: Philox keyed by the seed tagged, so that neither
@@ -79,6 +79,15 @@ bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h);
 unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int channels, int *w,
                                 int *h, const char **why);
 void cnn_image_free(unsigned char *pix);
+
+/* image_pnm.c: the same for Netpbm files ("P1".."P6" and a blank: cnn_pnm_is). Decoded to
+ * channels 0 (as the file has them), 1 or 3; *native: the channels pix holds (3 for a PPM asked
+ * for 1, which the caller makes gray); malloc'd. */
+bool cnn_pnm_is(const unsigned char *file, size_t len);
+const char *cnn_pnm_refusal(const unsigned char *file, size_t len);
+bool cnn_pnm_info(const unsigned char *file, size_t len, int *w, int *h);
+unsigned char *cnn_pnm_decode(const unsigned char *file, size_t len, int channels, int *w,
+                              int *h, int *native, const char **why);
 
 /* resample.c: resizes the h x w window at src (rows `stride` bytes apart, C interleaved
  * channels) to oh x ow as PIL's BILINEAR resize does (torchvision's Resize and

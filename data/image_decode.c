@@ -67,10 +67,10 @@ static void *zero_realloc(void *p, size_t old, size_t n)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <stb/stb_image.h>
 
-/* The formats decoded, told by their first bytes (a file's name can lie): JPEG, PNG and BMP.
- * stb_image's other decoders are not even compiled in: fuzzing found its Radiance HDR decoder
- * looping forever on a corrupt run length, and its GIF, PSD and PIC decoders have a record of
- * memory errors. */
+/* The formats stb_image decodes, told by their first bytes (a file's name can lie): JPEG, PNG
+ * and BMP (Netpbm files go to image_pnm.c). stb_image's other decoders are not even compiled
+ * in: fuzzing found its Radiance HDR decoder looping forever on a corrupt run length, and its
+ * GIF, PSD and PIC decoders have a record of memory errors. */
 static bool decodable(const unsigned char *m, size_t n)
 {
     return (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF) ||
@@ -193,7 +193,8 @@ static size_t png_grow_limit(const unsigned char *p, size_t n)
 
 const char *cnn_image_refusal(const unsigned char *file, size_t len)
 {
-    if (!decodable(file, len)) return "not a JPEG, PNG or BMP file";
+    if (cnn_pnm_is(file, len)) return cnn_pnm_refusal(file, len);
+    if (!decodable(file, len)) return "not a JPEG, PNG, BMP or PNM file";
     if (file[0] == 0x89) return png_refusal(file, len);
     if (file[0] == 0xFF) return jpeg_refusal(file, len);
     return NULL;
@@ -236,36 +237,51 @@ static int64_t bmp_bytes_needed(const unsigned char *p, size_t n)
 bool cnn_image_info(const unsigned char *file, size_t len, int *w, int *h)
 {
     int n = 0;
-    return len <= INT32_MAX && stbi_info_from_memory(file, (int)len, w, h, &n);
+    if (cnn_pnm_is(file, len)) return cnn_pnm_info(file, len, w, h);
+    return decodable(file, len) && len <= INT32_MAX &&
+           stbi_info_from_memory(file, (int)len, w, h, &n);
+}
+
+/* n-channel pixels made one-channel, as PIL's convert('L') makes them (stb would keep a JPEG's
+ * Y plane, or truncate its own weights). In place: pixel i is written after pixels 0..i were
+ * read. PIL's L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601, rounded); gray + alpha
+ * keeps the gray. */
+static unsigned char *to_gray(unsigned char *pix, int w, int h, int n)
+{
+    const size_t np = (size_t)w * (size_t)h;
+    for (size_t i = 0; n > 1 && i < np; i++) {
+        const unsigned char *p = pix + i * (size_t)n;
+        pix[i] = n == 2 ? p[0]
+                        : (unsigned char)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] +
+                                           0x8000u) >> 16);
+    }
+    return pix;
 }
 
 unsigned char *cnn_image_decode(const unsigned char *file, size_t len, int channels, int *w,
                                 int *h, const char **why)
 {
     int n = 0;
+    if (cnn_pnm_is(file, len)) {
+        unsigned char *pix = cnn_pnm_decode(file, len, channels == 1 ? 0 : channels, w, h, &n, why);
+        return pix && channels == 1 ? to_gray(pix, *w, *h, n) : pix;
+    }
+    if (!decodable(file, len)) {
+        *why = "not a JPEG, PNG, BMP or PNM file";
+        return NULL;
+    }
     if (bmp_bytes_needed(file, len) > (int64_t)len) {
         *why = "truncated BMP (shorter than its header says)";
         return NULL;
     }
     tl_grow_limit = len >= 8 && file[0] == 0x89 ? png_grow_limit(file, len) : 0;
     tl_grow_refused = tl_out_of_memory = false;
-    /* One channel from a colour file: decoded as it is, then made gray below as PIL's
-     * convert('L') makes it (stb would keep a JPEG's Y plane, or truncate its own weights). */
+    /* One channel from a colour file: decoded as it is, then made gray (to_gray). */
     const int ask = channels == 1 ? 0 : channels;
     unsigned char *pix =
         len <= INT32_MAX ? stbi_load_from_memory(file, (int)len, w, h, &n, ask) : NULL;
     tl_grow_limit = 0;
-    if (pix && channels == 1 && n > 1) {
-        /* In place: pixel i is written after pixels 0..i were read. PIL's L = (19595 R +
-         * 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601, rounded); gray + alpha keeps the gray. */
-        const size_t np = (size_t)*w * (size_t)*h;
-        for (size_t i = 0; i < np; i++) {
-            const unsigned char *p = pix + i * (size_t)n;
-            pix[i] = n == 2 ? p[0]
-                            : (unsigned char)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] +
-                                               0x8000u) >> 16);
-        }
-    }
+    if (pix && channels == 1) pix = to_gray(pix, *w, *h, n);
     if (!pix && tl_grow_refused)
         *why = "its image data inflates past the size its header gives (corrupt PNG)";
     else if (!pix && len > INT32_MAX)

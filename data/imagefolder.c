@@ -93,7 +93,7 @@ static int cmp_str(const void *a, const void *b)
 bool cnn_imagefolder_is_image_name(const char *name)
 {
     if (!name) return false;
-    static const char *const exts[] = {"jpg", "jpeg", "png", "bmp"};
+    static const char *const exts[] = {"jpg", "jpeg", "png", "bmp", "ppm", "pgm", "pbm", "pnm"};
     const char *dot = strrchr(name, '.');
     if (!dot) return false;
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
@@ -331,7 +331,7 @@ static cnn_status list_class(cnn_dataset *ds, const char *cname, size_t label, c
         cnn_dataset_warn(ds, "class '%s' (label %zu) has no images: '%s'", cname, label, cdir);
     if (w.ignored)
         cnn_dataset_warn(ds, "class '%s': ignored %d entr%s of '%s' that %s not image files "
-                         "(jpg, jpeg, png, bmp): %s%s", cname, w.ignored,
+                         "(jpg, jpeg, png, bmp, ppm, pgm, pbm, pnm): %s%s", cname, w.ignored,
                          w.ignored == 1 ? "y" : "ies", cdir, w.ignored == 1 ? "is" : "are",
                          w.examples, w.ignored > 3 ? ", ..." : "");
     if (w.loops)

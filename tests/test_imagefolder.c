@@ -181,7 +181,7 @@ TEST(imagefolder_decodes_good_files_and_names_bad_ones)
                 CHECK(st == CNN_ERR_FORMAT);
                 CHECK(strstr(cnn_last_error(), name) != NULL);
                 /* The path, then stb_image's reason, or ours for what is no image at all. */
-                const char *why = i == 2 ? "): " : "): not a JPEG, PNG or BMP file";
+                const char *why = i == 2 ? "): " : "): not a JPEG, PNG, BMP or PNM file";
                 CHECK(strstr(cnn_last_error(), why) != NULL);
                 continue;
             }

@@ -420,7 +420,8 @@ TEST(train_tool_accuracy_eval_predict)
              "--predict %s --checkpoint %s/run/best.safetensors %s/run/metrics.csv", path, dir,
              dir);
     CHECK(run_tool(tool, args, out, sizeof out) == 1);
-    CHECK(strstr(out, "metrics.csv: not a .jpg, .jpeg, .png or .bmp file") != NULL);
+    CHECK(strstr(out, "metrics.csv: not a .jpg, .jpeg, .png, .bmp, .ppm, .pgm, .pbm or .pnm "
+                      "file") != NULL);
     remove_tree(dir);
 }
 

@@ -40,11 +40,13 @@ cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, 
  * name, a byte outside valid UTF-8 as U+DC00 + byte), labels 0..K-1 in that order. A class's
  * files are those in its folder and in every folder below it (links followed, but not one back
  * to a folder above), in torchvision ImageFolder's order: folder by folder in the order of
- * their paths, files sorted within each. Files without an image extension (jpg jpeg png bmp,
- * any case) are ignored and named in a warning; hidden entries (names starting with '.', such
- * as macOS's ._ files) are skipped. Images are decoded (stb_image) when a sample is fetched, so
- * a bad file shows up then, per sample: only JPEG, PNG and BMP content is decoded, told by its
- * first bytes, up to 32768 pixels a side and 2^26 in all. channels: 3 (RGB) or 1 (gray); other
+ * their paths, files sorted within each. Files without an image extension (jpg jpeg png bmp
+ * ppm pgm pbm pnm, any case) are ignored and named in a warning; hidden entries (names starting
+ * with '.', such as macOS's ._ files) are skipped. Images are decoded (stb_image; Netpbm files
+ * by the library itself) when a sample is fetched, so a bad file shows up then, per sample: only
+ * JPEG, PNG, BMP and Netpbm (PBM, PGM, PPM; samples scaled from their maxval to 0..255, a PBM's 1
+ * black) content is decoded, told by its first bytes, up to 32768 pixels a side and 2^26 in
+ * all. channels: 3 (RGB) or 1 (gray); other
  * channel layouts of the source are converted. Errors: missing root or split folder
  * (CNN_ERR_IO), no class folder or no image at all (CNN_ERR_NOT_FOUND). An empty class folder
  * is allowed and kept (its label exists with no sample) and listed in the warnings. Mean/std

@@ -274,6 +274,18 @@ static void write_seeds(const char *target, const char *dir)
             snprintf(path, sizeof path, "%s/c%d.jpg", dir, comp);
             stbi_write_jpg(path, 13, 10, comp, px, 60);
         }
+        /* Netpbm: raw 8- and 16-bit, plain, and both bitmaps. */
+        static const char *const pnm[][2] = {
+            {"raw.ppm", "P6\n# c\n3 2\n255\n"}, {"wide.pgm", "P5 3 2 1023\n"},
+            {"plain.ppm", "P3 2 1 15 0 1 2 3 4 15\n"}, {"raw.pbm", "P4 13 2\n"},
+            {"plain.pbm", "P1 3 2 010\n1 1 0\n"}};
+        for (int k = 0; k < 5; k++) {
+            unsigned char f[64];
+            const size_t h = strlen(pnm[k][1]), raster = k < 2 ? 18 : k == 3 ? 4 : 0;
+            memcpy(f, pnm[k][1], h);
+            memcpy(f + h, px, raster);
+            seed(dir, pnm[k][0], f, h + raster);
+        }
     } /* checkpoint: its seed, the header, was written by LLVMFuzzerInitialize */
 }
 

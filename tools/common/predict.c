@@ -166,7 +166,7 @@ bool tr_predict(const train_opts *o, cnn_device dev, char *err, size_t n)
     for (int i = 0; i < nf; i++) {
         struct stat sb;
         const char *why = !cnn_imagefolder_is_image_name(files[i])
-                              ? "not a .jpg, .jpeg, .png or .bmp file"
+                              ? "not a .jpg, .jpeg, .png, .bmp, .ppm, .pgm, .pbm or .pnm file"
                           : stat(files[i], &sb) != 0 ? strerror(errno)
                           : !S_ISREG(sb.st_mode)     ? "not a regular file"
                                                      : NULL;
