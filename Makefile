@@ -207,10 +207,13 @@ $(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp $(CONFIG_STAMP)
 	$(CXX) $(CNN_CPPFLAGS) $(CPPFLAGS) $(EMU_CXXFLAGS) -Wextra -c $< -o $@
 
 emu-selftest: $(BUILD)/tests/emu_selftest
-$(BUILD)/tests/emu_selftest: $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.o $(BUILD)/libcnncuda.a
+EMU_SELFTEST_OBJ := $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.o \
+                    $(BUILD)/obj/tests/cuda_emu/emu_selftest_streams.cu.o
+$(BUILD)/tests/emu_selftest: $(EMU_SELFTEST_OBJ) $(BUILD)/libcnncuda.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libcnncuda.a $(CNN_LDFLAGS) $(LDFLAGS) $(LDLIBS)
--include $(BUILD)/obj/tests/cuda_emu/emu_selftest.cu.d
+	$(CC) $(CNN_CFLAGS) $(CFLAGS) -o $@ $(EMU_SELFTEST_OBJ) $(BUILD)/libcnncuda.a $(CNN_LDFLAGS) \
+	  $(LDFLAGS) $(LDLIBS)
+-include $(EMU_SELFTEST_OBJ:.o=.d)
 else
 $(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
@@ -305,20 +308,21 @@ check-tsan:
 
 # The GPU tests without a GPU, on the CPU emulator (tests/cuda_emu). check-cuda-emu, in
 # build-emu: its self-test, the GPU tests, the same with each block's threads run last first
-# (a missing barrier shows in one order or the other) and copies to and from pinned memory
-# landing only when waited for (CNN_EMU_LAGGING_COPIES: a missing wait reads 0xFF), and the
-# no-device paths with the device hidden. check-cuda-emu-asan, in build-emu-dbg under
-# ASan/UBSan (the memcheck available here): the self-test and the GPU tests. EMU_GPU_TESTS=
-# (run_tests arguments) narrows the GPU-test runs.
+# (a missing barrier shows in one order or the other), copies to and from pinned memory
+# landing only when waited for (CNN_EMU_LAGGING_COPIES: a missing wait reads 0xFF) and two
+# devices (CNN_EMU_DEVICES=2: the multi-device tests run, and a kernel on the wrong device or
+# reading the other's memory fails), and the no-device paths with the device hidden.
+# check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available here): the
+# self-test and the GPU tests. EMU_GPU_TESTS= (run_tests arguments) narrows the GPU-test runs.
 .PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn check-cuda-emu-tsan emu-selftest
 EMU_FLAGS     := CUDA_EMU=1 CUDA=1 CUDNN=0
 EMU_GPU_TESTS ?= --gpu-only
 check-cuda-emu:
 	$(MAKE) BUILD=build-emu $(EMU_FLAGS) all emu-selftest
 	build-emu/tests/emu_selftest
-	CNN_EMU_ORDER=reverse build-emu/tests/emu_selftest
+	CNN_EMU_ORDER=reverse CNN_EMU_DEVICES=2 build-emu/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
-	CNN_EMU_ORDER=reverse CNN_EMU_LAGGING_COPIES=1 CNN_TOOLS_DIR=build-emu/bin \
+	CNN_EMU_ORDER=reverse CNN_EMU_LAGGING_COPIES=1 CNN_EMU_DEVICES=2 CNN_TOOLS_DIR=build-emu/bin \
 	  build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CUDA_VISIBLE_DEVICES= CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests absent without_gpu
 check-cuda-emu-asan:
@@ -327,18 +331,21 @@ check-cuda-emu-asan:
 	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
 # check-cuda-emu-tsan, in build-emu-tsan under ThreadSanitizer: the GPU tests where threads meet
 # (the emulator runs the host code of cuda/ for real: allocator, pinned memory, contexts).
-EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land another_thread
+EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land another_thread \
+                  cuda_tensors_cross_devices
 check-cuda-emu-tsan:
 	$(MAKE) BUILD=build-emu-tsan $(EMU_FLAGS) CC="$(CC) -fsanitize=thread" \
 	  CXX="$(CXX) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread tests tools
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_EMU_LAGGING_COPIES=1 \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_EMU_LAGGING_COPIES=1 CNN_EMU_DEVICES=2 \
 	  CNN_TOOLS_DIR=build-emu-tsan/bin build-emu-tsan/tests/run_tests --gpu-only $(EMU_TSAN_TESTS)
 # check-cuda-emu-cudnn, in build-emu-cudnn: the same GPU tests with CUDNN=1 on the emulated
-# cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU.
+# cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU;
+# with two devices, so the multi-device tests reach them on the second device too.
 check-cuda-emu-cudnn:
 	$(MAKE) BUILD=build-emu-cudnn CUDA_EMU=1 CUDA=1 CUDNN=1 all emu-selftest
 	build-emu-cudnn/tests/emu_selftest
-	CNN_TOOLS_DIR=build-emu-cudnn/bin build-emu-cudnn/tests/run_tests $(EMU_GPU_TESTS)
+	CNN_EMU_DEVICES=2 CNN_TOOLS_DIR=build-emu-cudnn/bin build-emu-cudnn/tests/run_tests \
+	  $(EMU_GPU_TESTS)
 
 # The install folders must be absolute and without spaces (see prefix above); DESTDIR (staging)
 # may be anything. A sanitizer build's users must link the sanitizers too: cnncuda.pc says so.

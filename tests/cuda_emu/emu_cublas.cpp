@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <initializer_list>
 #include <vector>
 
 struct cublasContext {
@@ -103,6 +104,16 @@ bool operand(const float *p, int rows, int cols, int ld, bool tf32, std::vector<
     return true;
 }
 
+/* An operand on another device than the one h's stream runs on (checked when called, not again
+ * when a graph replays the call). */
+bool foreign(cublasHandle_t h, const char *fn, std::initializer_list<const void *> ps)
+{
+    if (replaying) return false;
+    for (const void *p : ps)
+        if (foreign_device_memory(fn, p, stream_device(h->stream))) return true;
+    return false;
+}
+
 } /* namespace */
 
 extern "C" cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
@@ -139,6 +150,7 @@ extern "C" cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
                "memory (m %d, n %d, k %d, lda %d, ldb %d, ldc %d)", m, n, k, lda, ldb, ldc);
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
+    if (foreign(h, "cublasSgemm", {a, b, c})) return CUBLAS_STATUS_EXECUTION_FAILED;
     if (no_compute()) return CUBLAS_STATUS_SUCCESS;
     if (k == 0) {
         for (int j = 0; j < n; j++)
@@ -199,6 +211,7 @@ extern "C" cublasStatus_t cublasSgemv(cublasHandle_t h, cublasOperation_t t, int
                "memory (m %d, n %d, lda %d)", m, n, lda);
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
+    if (foreign(h, "cublasSgemv", {a, x, y})) return CUBLAS_STATUS_EXECUTION_FAILED;
     if (no_compute()) return CUBLAS_STATUS_SUCCESS;
     /* cuBLAS GEMV ignores TF32 mode: exact FP32, as cblas. */
     cblas_sgemv(CblasColMajor, t == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, *alpha, pa,

@@ -31,7 +31,8 @@ void say(const char *fmt, ...)
 
 bool on_device(const char *fn, const char *what, const void *p, size_t bytes)
 {
-    if (p && memory_kind(p, bytes) == MEM_DEVICE) return true;
+    if (p && memory_kind(p, bytes) == MEM_DEVICE)
+        return replaying || !foreign_device_memory(fn, p, current_device());
     say("%s: %s %p (%zu bytes) is not (wholly) in device memory", fn, what, p, bytes);
     return false;
 }

@@ -1,7 +1,8 @@
-/* emu_device.cpp — the emulator's one device as the CUDA runtime describes it: "Emulated GPU"
- * (sm_90, 132 SMs, 16 GiB, an H100's limits), hidden by CUDA_VISIBLE_DEVICES="", the current
- * device of each thread, driver and runtime versions (13.0), and the names and descriptions of
- * the errors the emulator returns. Test infrastructure, as the rest of cuda_emu. */
+/* emu_device.cpp — the emulator's devices as the CUDA runtime describes them: "Emulated GPU"
+ * (sm_90, 132 SMs, 16 GiB, an H100's limits), one or CNN_EMU_DEVICES of them, hidden by
+ * CUDA_VISIBLE_DEVICES="", the current device of each thread, driver and runtime versions
+ * (13.0), and the names and descriptions of the errors the emulator returns. Test
+ * infrastructure, as the rest of cuda_emu. */
 #include "emu_internal.h"
 
 #include <stdio.h>
@@ -9,15 +10,23 @@
 #include <string.h>
 
 namespace {
-thread_local int current_device = 0;
+thread_local int g_current = 0;
 } /* namespace */
 
-/* CUDA_VISIBLE_DEVICES="" hides the device, as it would a real one. */
+/* CUDA_VISIBLE_DEVICES="" hides the devices, as it would real ones; CNN_EMU_DEVICES=N (read
+ * once) makes N of them, for the library's multi-device paths. */
 int cnn_emu::device_count()
 {
+    static const int n = [] {
+        const char *v = getenv("CNN_EMU_DEVICES");
+        const int k = v ? atoi(v) : 1;
+        return k < 1 ? 1 : k > EMU_MAX_DEVICES ? EMU_MAX_DEVICES : k;
+    }();
     const char *v = getenv("CUDA_VISIBLE_DEVICES");
-    return v && !*v ? 0 : 1;
+    return v && !*v ? 0 : n;
 }
+
+int cnn_emu::current_device() { return g_current; }
 
 using namespace cnn_emu;
 
@@ -129,14 +138,14 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
 cudaError_t cudaSetDevice(int device)
 {
     if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
-    current_device = device;
+    g_current = device;
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDevice(int *device)
 {
     if (!device) return set_error(cudaErrorInvalidValue);
-    *device = current_device;
+    *device = g_current;
     return cudaSuccess;
 }
 

@@ -95,14 +95,18 @@ cudaError_t capture_forbids_unsafe()
     return refused ? set_error(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
 }
 
-cudaError_t capture_forbids_device_wait()
+cudaError_t capture_forbids_device_wait(bool every_device)
 {
     if (cudaError_t e = capture_forbids_unsafe()) return e;
     if (n_captures.load(std::memory_order_relaxed) == 0) return cudaSuccess;
     std::lock_guard<std::mutex> hold(lock);
-    if (captures.empty()) return cudaSuccess;
-    for (auto &kv : captures) kv.second.invalid = true;
-    return set_error(cudaErrorStreamCaptureUnsupported);
+    bool hit = false;
+    for (auto &kv : captures)
+        if (every_device || stream_device(kv.first) == current_device()) {
+            kv.second.invalid = true;
+            hit = true;
+        }
+    return hit ? set_error(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
 }
 
 cudaError_t capture_forbids_isolation(cudaStream_t s, bool event_captured)

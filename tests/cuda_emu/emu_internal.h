@@ -20,10 +20,22 @@ enum mem_kind { MEM_UNKNOWN = 0, MEM_DEVICE = 1, MEM_PINNED = 2 };
  * bytes 0 accepts a pointer one past the end of an allocation. */
 mem_kind memory_kind(const void *p, size_t bytes);
 
-/* 1, or 0 where CUDA_VISIBLE_DEVICES="" hides the device (emu_device.cpp). */
+/* CNN_EMU_DEVICES (1 to 8, default 1) devices, or 0 where CUDA_VISIBLE_DEVICES="" hides them
+ * (emu_device.cpp); the calling thread's current one (cudaSetDevice). */
+constexpr int EMU_MAX_DEVICES = 8;
 int device_count();
-/* The device's memory: cudaMalloc fails beyond it. */
+int current_device();
+/* Each device's memory: cudaMalloc fails beyond it. */
 constexpr size_t EMU_TOTAL_BYTES = (size_t)16 << 30;
+/* The device whose allocation holds p (the one current at its cudaMalloc); -1 for memory that
+ * is no device allocation. The device a call on stream s runs on: s's (the one current at its
+ * creation), or for the legacy stream (NULL) the current one. (emu_runtime.cpp) */
+int device_of(const void *p);
+int stream_device(cudaStream_t s);
+/* p, device memory, is another device's than `device`, whose kernels and libraries cannot
+ * read it (no peer access is ever enabled): says so (fn: the call) and sets
+ * cudaErrorIllegalAddress. False for memory of `device` and for what is no device memory. */
+bool foreign_device_memory(const char *fn, const void *p, int device);
 
 /* Sets the error cudaGetLastError returns next; returns e. */
 cudaError_t set_error(cudaError_t e);
@@ -72,10 +84,11 @@ cudaError_t capture_forbids_wait(cudaStream_t s);
 /* An allocation or device-wide wait ("potentially unsafe" in CUDA's terms): refused, as the
  * thread's and the captures' modes say, invalidating the captures that refuse it. */
 cudaError_t capture_forbids_unsafe();
-/* A wait for the whole device (cudaDeviceSynchronize, cudaFreeHost): refused while any stream
- * of it is captured, from whichever thread and in whichever mode (CUDA: "synchronize a broader handle
- * which encompasses an active stream capture, such as a device"), invalidating every capture. */
-cudaError_t capture_forbids_device_wait();
+/* A wait for the whole device (cudaDeviceSynchronize: the current one; cudaFreeHost: every
+ * one, every_device): refused while any stream of it is captured, from whichever thread and in
+ * whichever mode (CUDA: "synchronize a broader handle which encompasses an active stream
+ * capture, such as a device"), invalidating those captures. */
+cudaError_t capture_forbids_device_wait(bool every_device);
 /* Stream s waiting on an event: refused, invalidating the capture, when s is captured and the
  * event was not recorded inside a capture (a dependency on uncaptured work). */
 cudaError_t capture_forbids_isolation(cudaStream_t s, bool event_captured);

@@ -385,12 +385,27 @@ void launch(const launch_cfg &cfg, void (*run)(void *), void *closure, const voi
     s.cur = -1;
     s.failed = false;
     if (!check_config(cfg)) return;
-    for (int i = 0; i < nptrs; i++)
+    /* A launch runs on its stream's device, which must be the current one (a graph's replay
+     * runs its launches where they were captured). */
+    const int dev = stream_device(cfg.stream);
+    if (!replaying && dev != current_device()) {
+        fail(cudaErrorInvalidResourceHandle, "launched on a stream of device %d while device %d "
+             "is current", dev, current_device());
+        return;
+    }
+    for (int i = 0; i < nptrs; i++) {
         if (ptrs[i] && memory_kind(ptrs[i], 0) == MEM_UNKNOWN) {
             fail(cudaErrorIllegalAddress, "pointer argument %d (%p) is neither device nor pinned "
                  "host memory", i + 1, ptrs[i]);
             return;
         }
+        if (ptrs[i] && device_of(ptrs[i]) >= 0 && device_of(ptrs[i]) != dev) {
+            fail(cudaErrorIllegalAddress, "pointer argument %d (%p) is memory of device %d; the "
+                 "kernel runs on device %d (peer access is never enabled)", i + 1, ptrs[i],
+                 device_of(ptrs[i]), dev);
+            return;
+        }
+    }
     if (no_compute()) {
         s.profile[cfg.name].first++;
         s.cfg = nullptr;

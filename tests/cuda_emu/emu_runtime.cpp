@@ -60,10 +60,16 @@ const char *copy_name(cudaMemcpyKind kind, bool async)
     }
 }
 
+struct block {
+    size_t bytes;
+    mem_kind kind;
+    int device; /* MEM_DEVICE: the device current at its cudaMalloc */
+};
+
 struct alloc_table {
     std::mutex lock;
-    std::map<uintptr_t, std::pair<size_t, mem_kind>> blocks; /* start -> (bytes, kind) */
-    size_t device_bytes = 0;
+    std::map<uintptr_t, block> blocks; /* by start */
+    size_t device_bytes[EMU_MAX_DEVICES] = {};
 };
 
 alloc_table &T()
@@ -115,15 +121,16 @@ cudaError_t alloc(void **p, size_t bytes, mem_kind kind)
     if (injected_alloc_failure()) return set_error(cudaErrorMemoryAllocation);
     alloc_table &t = T();
     std::lock_guard<std::mutex> hold(t.lock);
-    if (kind == MEM_DEVICE && bytes > EMU_TOTAL_BYTES - t.device_bytes)
+    const int dev = current_device();
+    if (kind == MEM_DEVICE && bytes > EMU_TOTAL_BYTES - t.device_bytes[dev])
         return set_error(cudaErrorMemoryAllocation);
     if (bytes == 0) return cudaSuccess;
     /* 256-byte aligned like cudaMalloc, and exactly `bytes` long, so that under ASan an
      * access one past the request is caught. */
     void *q = nullptr;
     if (posix_memalign(&q, 256, bytes) != 0) return set_error(cudaErrorMemoryAllocation);
-    t.blocks[(uintptr_t)q] = {bytes, kind};
-    if (kind == MEM_DEVICE) t.device_bytes += bytes;
+    t.blocks[(uintptr_t)q] = {bytes, kind, kind == MEM_DEVICE ? dev : -1};
+    if (kind == MEM_DEVICE) t.device_bytes[dev] += bytes;
     *p = q;
     return cudaSuccess;
 }
@@ -134,8 +141,8 @@ cudaError_t release(void *p, mem_kind kind)
     alloc_table &t = T();
     std::lock_guard<std::mutex> hold(t.lock);
     auto it = t.blocks.find((uintptr_t)p);
-    if (it == t.blocks.end() || it->second.second != kind) return set_error(cudaErrorInvalidValue);
-    if (kind == MEM_DEVICE) t.device_bytes -= it->second.first;
+    if (it == t.blocks.end() || it->second.kind != kind) return set_error(cudaErrorInvalidValue);
+    if (kind == MEM_DEVICE) t.device_bytes[it->second.device] -= it->second.bytes;
     t.blocks.erase(it);
     free(p);
     return cudaSuccess;
@@ -175,9 +182,13 @@ struct stream_obj {
     unsigned flags;
     std::shared_ptr<stream_clock> clock = std::make_shared<stream_clock>();
     uint64_t id = g_stream_ids++;
+    int device = current_device();
 };
 
 uint64_t stream_id(cudaStream_t s) { return s ? ((stream_obj *)s)->id : 0; }
+} /* namespace */
+int stream_device(cudaStream_t s) { return s ? ((stream_obj *)s)->device : current_device(); }
+namespace {
 bool stream_blocking(cudaStream_t s) { return !s || !(((stream_obj *)s)->flags & 1); }
 
 /* CNN_EMU_LAGGING_EVENTS=1 (read at each query): a device that is always behind. */
@@ -210,8 +221,30 @@ mem_kind memory_kind(const void *p, size_t bytes)
     auto it = t.blocks.upper_bound((uintptr_t)p);
     if (it == t.blocks.begin()) return MEM_UNKNOWN;
     --it;
-    uintptr_t a = (uintptr_t)p, start = it->first, end = start + it->second.first;
-    return a >= start && a <= end && bytes <= end - a ? it->second.second : MEM_UNKNOWN;
+    uintptr_t a = (uintptr_t)p, start = it->first, end = start + it->second.bytes;
+    return a >= start && a <= end && bytes <= end - a ? it->second.kind : MEM_UNKNOWN;
+}
+
+int device_of(const void *p)
+{
+    alloc_table &t = T();
+    std::lock_guard<std::mutex> hold(t.lock);
+    auto it = t.blocks.upper_bound((uintptr_t)p);
+    if (it == t.blocks.begin()) return -1;
+    --it;
+    const uintptr_t a = (uintptr_t)p, start = it->first;
+    return it->second.kind == MEM_DEVICE && a >= start && a <= start + it->second.bytes
+               ? it->second.device
+               : -1;
+}
+
+bool foreign_device_memory(const char *fn, const void *p, int device)
+{
+    const int d = p ? device_of(p) : -1;
+    if (d < 0 || d == device) return false;
+    report(cudaErrorIllegalAddress, "%s: %p is memory of device %d, used on device %d (peer access "
+           "is never enabled)", fn, p, d, device);
+    return true;
 }
 
 cudaError_t set_error(cudaError_t e)
@@ -243,6 +276,7 @@ struct CUevent_st {
     uint64_t stream_waits_at = 0, device_waits_at = 0;
     bool waited = false;
     unsigned flags = 0; /* cudaEventDisableTiming: no elapsed time */
+    int device = cnn_emu::current_device(); /* the one current at its creation */
     cnn_emu::copy_mark mark; /* where the last record was, for CNN_EMU_LAGGING_COPIES */
 };
 
@@ -262,7 +296,7 @@ cudaError_t cudaPeekAtLastError(void) { return last_error; }
 cudaError_t cudaDeviceSynchronize(void)
 {
     count_call("cudaDeviceSynchronize");
-    cudaError_t e = capture_forbids_device_wait();
+    cudaError_t e = capture_forbids_device_wait(false);
     if (e == cudaSuccess) g_device_waits++;
     return e == cudaSuccess ? land_all() : e;
 }
@@ -272,7 +306,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
     if (!free_bytes || !total_bytes) return set_error(cudaErrorInvalidValue);
     std::lock_guard<std::mutex> hold(T().lock);
     *total_bytes = EMU_TOTAL_BYTES;
-    *free_bytes = EMU_TOTAL_BYTES - T().device_bytes;
+    *free_bytes = EMU_TOTAL_BYTES - T().device_bytes[current_device()];
     return cudaSuccess;
 }
 
@@ -297,7 +331,7 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
 cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
 cudaError_t cudaFreeHost(void *p)
 {
-    if (cudaError_t e = capture_forbids_device_wait()) return e;
+    if (cudaError_t e = capture_forbids_device_wait(true)) return e;
     cudaError_t landed = land_all(); /* it waits for the device first */
     cudaError_t e = release(p, MEM_PINNED);
     return e == cudaSuccess ? landed : e;
@@ -354,6 +388,12 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int dst_device, const void *src, int 
     if (dst_device < 0 || dst_device >= device_count() || src_device < 0 ||
         src_device >= device_count())
         return set_error(cudaErrorInvalidDevice);
+    if (bytes && (device_of(dst) != dst_device || device_of(src) != src_device)) {
+        report(cudaErrorInvalidValue, "cudaMemcpyPeerAsync: dst %p is on device %d (given %d), "
+               "src %p on device %d (given %d)", dst, device_of(dst), dst_device, src,
+               device_of(src), src_device);
+        return cudaErrorInvalidValue;
+    }
     return cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
 }
 
@@ -435,6 +475,11 @@ cudaError_t cudaEventDestroy(cudaEvent_t e)
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    if (e->device != stream_device(s)) { /* as CUDA's stream and event behaviour says */
+        report(cudaErrorInvalidResourceHandle, "cudaEventRecord: an event of device %d recorded "
+               "on a stream of device %d", e->device, stream_device(s));
+        return cudaErrorInvalidResourceHandle;
+    }
     e->captured = capturing(s);
     if (e->captured) return cudaSuccess;
     e->ms = now_ms();
@@ -479,7 +524,7 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 {
     if (!ms || !start || !end) return set_error(cudaErrorInvalidResourceHandle);
     if (!start->recorded || !end->recorded) return set_error(cudaErrorInvalidResourceHandle);
-    if ((start->flags | end->flags) & cudaEventDisableTiming)
+    if ((start->flags | end->flags) & cudaEventDisableTiming || start->device != end->device)
         return set_error(cudaErrorInvalidResourceHandle);
     /* Both must have completed (CUDA answers cudaErrorNotReady, as a query does): a start
      * recorded earlier on end's stream has when end has. */

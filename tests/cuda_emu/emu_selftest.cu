@@ -2,8 +2,9 @@
  * refuses what an H100 refuses (block and grid limits, shared memory, host pointers, copies of
  * the wrong kind, absurd allocations, elapsed times of unfinished or untimed events), that
  * barriers and warp shuffles compute what they do on a GPU, and that misuse (deadlock,
- * divergent barrier, bad masks) is reported, not hung on.
- * Built only with CUDA_EMU=1; it ends with "N passed, N failed" like the main suite. */
+ * divergent barrier, bad masks) is reported, not hung on; streams, events, capture and several
+ * devices are emu_selftest_streams.cu's. Built only with CUDA_EMU=1; it ends with "N passed, N
+ * failed" like the main suite. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <mma.h>
@@ -13,17 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
+#include "emu_selftest.h"
 
-#define EXPECT(cond)                                                                              \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            passed++;                                                                             \
-        } else {                                                                                  \
-            failed++;                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                \
-        }                                                                                         \
-    } while (0)
+int passed, failed;
 
 /* ---- kernels ------------------------------------------------------------------------------ */
 __global__ void fill_kernel(int *out, int n)
@@ -151,8 +144,6 @@ __global__ void wmma_kernel(const float *a, const float *b, float *c, int mode)
 }
 
 /* ---- checks ------------------------------------------------------------------------------- */
-static cudaError_t last(void) { return cudaGetLastError(); }
-
 static void check_limits(int *d)
 {
     fill_kernel<<<1, 1024>>>(d, 1024);
@@ -318,7 +309,8 @@ static void check_memory(int *d)
     int v = 0;
     EXPECT(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0) == cudaSuccess &&
            v == 132);
-    EXPECT(cudaSetDevice(1) == cudaErrorInvalidDevice);
+    int n = 0;
+    EXPECT(cudaGetDeviceCount(&n) == cudaSuccess && cudaSetDevice(n) == cudaErrorInvalidDevice);
     cudaGetLastError();
 }
 
@@ -412,164 +404,12 @@ static void check_wmma(void)
     cudaFree(dc);
 }
 
-/* Stream capture: work given to a capturing stream is recorded, not run, and runs at each graph
- * launch with the arguments it had at capture; what a capture forbids fails and invalidates it. */
-__global__ void add_kernel(int *x, int v) { x[threadIdx.x] += v; }
-
-static void check_capture(int *d)
-{
-    cudaStream_t s;
-    cudaGraph_t g = nullptr;
-    cudaGraphExec_t e = nullptr;
-    int h[4] = {0}, one = 1, v = 5;
-    EXPECT(cudaStreamCreateWithFlags(&s, 1) == cudaSuccess);
-    EXPECT(cudaMemset(d, 0, 4 * sizeof(int)) == cudaSuccess);
-    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-    enum cudaStreamCaptureStatus st;
-    EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess && st == cudaStreamCaptureStatusActive);
-    add_kernel<<<1, 4, 0, s>>>(d, v);
-    v = 100; /* the launch keeps the 5 it was given */
-    EXPECT(cudaMemcpyAsync(d + 1, &one, sizeof one, cudaMemcpyHostToDevice, s) == cudaSuccess);
-    /* relaxed mode lets this thread allocate */
-    enum cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
-    void *p = nullptr;
-    EXPECT(cudaThreadExchangeStreamCaptureMode(&m) == cudaSuccess);
-    EXPECT(cudaMalloc(&p, 64) == cudaSuccess && cudaFree(p) == cudaSuccess);
-    EXPECT(cudaThreadExchangeStreamCaptureMode(&m) == cudaSuccess);
-    EXPECT(cudaStreamEndCapture(s, &g) == cudaSuccess && g);
-    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
-    EXPECT(h[0] == 0 && h[1] == 0); /* nothing ran yet */
-    EXPECT(cudaGraphInstantiate(&e, g, 0) == cudaSuccess);
-    for (int k = 0; k < 2; k++) EXPECT(cudaGraphLaunch(e, s) == cudaSuccess);
-    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
-    EXPECT(h[0] == 10 && h[1] == 1 && h[2] == 10 && h[3] == 10); /* the copy came last */
-    EXPECT(cudaGraphExecDestroy(e) == cudaSuccess && cudaGraphDestroy(g) == cudaSuccess);
-    /* Forbidden while capturing in thread-local mode: a wait for the stream, an allocation, a
-     * synchronous copy; each invalidates the capture, which then ends in an error. */
-    for (int k = 0; k < 3; k++) {
-        EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-        cudaError_t r = k == 0   ? cudaStreamSynchronize(s)
-                        : k == 1 ? cudaMalloc(&p, 64)
-                                 : cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
-        EXPECT(r == cudaErrorStreamCaptureUnsupported);
-        EXPECT(cudaGetLastError() == cudaErrorStreamCaptureUnsupported);
-        EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess &&
-               st == cudaStreamCaptureStatusInvalidated);
-        EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g);
-        (void)cudaGetLastError();
-    }
-    EXPECT(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) ==
-           cudaErrorStreamCaptureUnsupported); /* the legacy stream */
-    (void)cudaGetLastError();
-    setenv("CNN_EMU_INVALIDATE_CAPTURE", "1", 1); /* every capture fails at its end */
-    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-    add_kernel<<<1, 4, 0, s>>>(d, 1);
-    EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g);
-    (void)cudaGetLastError();
-    unsetenv("CNN_EMU_INVALIDATE_CAPTURE");
-    EXPECT(cudaStreamIsCapturing(s, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone);
-    EXPECT(cudaStreamDestroy(s) == cudaSuccess);
-}
-
-/* Events as CUDA times them: an elapsed time needs two timing events that have completed; with
- * CNN_EMU_LAGGING_EVENTS nothing completes until it (or its stream, or the device) is waited for,
- * and a start recorded earlier on the end's stream completes with the end. */
-static void check_events(void)
-{
-    cudaStream_t s, s2;
-    cudaEvent_t a, b, untimed;
-    float ms = -1;
-    EXPECT(cudaStreamCreateWithFlags(&s, 1) == cudaSuccess);
-    EXPECT(cudaStreamCreateWithFlags(&s2, 1) == cudaSuccess);
-    EXPECT(cudaEventCreate(&a) == cudaSuccess && cudaEventCreate(&b) == cudaSuccess);
-    EXPECT(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming) == cudaSuccess);
-    setenv("CNN_EMU_LAGGING_EVENTS", "1", 1);
-    EXPECT(cudaEventRecord(a, s) == cudaSuccess && cudaEventRecord(untimed, s) == cudaSuccess);
-    EXPECT(cudaEventRecord(b, s) == cudaSuccess);
-    EXPECT(cudaEventQuery(b) == cudaErrorNotReady);
-    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaErrorNotReady && ms == -1);
-    EXPECT(cudaGetLastError() == cudaSuccess); /* an answer, not an error */
-    EXPECT(cudaEventSynchronize(b) == cudaSuccess);
-    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaSuccess && ms >= 0);
-    EXPECT(cudaEventSynchronize(untimed) == cudaSuccess);
-    EXPECT(cudaEventElapsedTime(&ms, a, untimed) == cudaErrorInvalidResourceHandle);
-    (void)cudaGetLastError();
-    /* a start on another stream completes on its own */
-    EXPECT(cudaEventRecord(a, s2) == cudaSuccess && cudaEventRecord(b, s) == cudaSuccess);
-    EXPECT(cudaEventSynchronize(b) == cudaSuccess);
-    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaErrorNotReady);
-    EXPECT(cudaStreamSynchronize(s2) == cudaSuccess);
-    EXPECT(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
-    unsetenv("CNN_EMU_LAGGING_EVENTS");
-    EXPECT(cudaEventDestroy(a) == cudaSuccess && cudaEventDestroy(b) == cudaSuccess);
-    EXPECT(cudaEventDestroy(untimed) == cudaSuccess);
-    EXPECT(cudaStreamDestroy(s) == cudaSuccess && cudaStreamDestroy(s2) == cudaSuccess);
-}
-
-/* CNN_EMU_LAGGING_COPIES: a copy into pinned memory lands when the host waits for it (its
- * stream, an event after it, a stream that waited for such an event, the device), with what
- * its source held when it was issued; pageable copies stay synchronous; a pinned source changed
- * before its copy was waited for is reported at the wait. */
-static void check_lagging_copies(int *d)
-{
-    cudaStream_t s, s2;
-    cudaEvent_t ev, ev2;
-    float *pin = nullptr, h[4] = {1, 2, 3, 4};
-    EXPECT(cudaStreamCreateWithFlags(&s, 1) == cudaSuccess);
-    EXPECT(cudaStreamCreateWithFlags(&s2, 1) == cudaSuccess);
-    EXPECT(cudaEventCreate(&ev) == cudaSuccess && cudaEventCreate(&ev2) == cudaSuccess);
-    EXPECT(cudaHostAlloc((void **)&pin, sizeof h, 0) == cudaSuccess);
-    EXPECT(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice) == cudaSuccess);
-    setenv("CNN_EMU_LAGGING_COPIES", "1", 1);
-    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(isnan(pin[0]) && isnan(pin[3]));
-    EXPECT(cudaStreamSynchronize(s2) == cudaSuccess && isnan(pin[0])); /* another stream */
-    EXPECT(cudaStreamSynchronize(0) == cudaSuccess && isnan(pin[0]));  /* s is non-blocking */
-    EXPECT(cudaStreamSynchronize(s) == cudaSuccess && pin[0] == 1 && pin[3] == 4);
-    /* an event after the copy lands it; one before does not */
-    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(cudaEventRecord(ev, s) == cudaSuccess && isnan(pin[1]));
-    EXPECT(cudaEventSynchronize(ev) == cudaSuccess && pin[1] == 2);
-    EXPECT(cudaEventRecord(ev, s) == cudaSuccess);
-    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(cudaEventSynchronize(ev) == cudaSuccess && cudaEventQuery(ev) == cudaSuccess);
-    EXPECT(isnan(pin[1]));
-    EXPECT(cudaDeviceSynchronize() == cudaSuccess && pin[1] == 2);
-    /* through another stream that waited for an event after the copy; stream order: the
-     * source as it was when the copy was issued */
-    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(cudaMemsetAsync(d, 0, sizeof h, s) == cudaSuccess);
-    EXPECT(cudaEventRecord(ev, s) == cudaSuccess && cudaStreamWaitEvent(s2, ev, 0) == cudaSuccess);
-    EXPECT(cudaEventRecord(ev2, s2) == cudaSuccess && isnan(pin[2]));
-    EXPECT(cudaEventQuery(ev2) == cudaSuccess && pin[2] == 3);
-    /* from pinned memory: the source must be left alone until the copy is waited for */
-    pin[0] = 5;
-    EXPECT(cudaMemcpyAsync(d, pin, sizeof h, cudaMemcpyHostToDevice, s) == cudaSuccess);
-    pin[0] = 6;
-    EXPECT(cudaStreamSynchronize(s) == cudaErrorIllegalState);
-    EXPECT(cudaGetLastError() == cudaErrorIllegalState);
-    EXPECT(cudaMemcpyAsync(d, pin, sizeof h, cudaMemcpyHostToDevice, s) == cudaSuccess);
-    EXPECT(cudaStreamSynchronize(s) == cudaSuccess);
-    /* pageable memory: at once */
-    float back[4] = {0, 0, 0, 0};
-    EXPECT(cudaMemcpyAsync(back, d, sizeof back, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(back[0] == 6 && back[3] == 4);
-    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(cudaFreeHost(pin) == cudaSuccess); /* waits for the device: lands before the free */
-    unsetenv("CNN_EMU_LAGGING_COPIES");
-    EXPECT(cudaHostAlloc((void **)&pin, sizeof h, 0) == cudaSuccess);
-    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
-    EXPECT(pin[0] == 6); /* without the mode: at once */
-    EXPECT(cudaFreeHost(pin) == cudaSuccess);
-    EXPECT(cudaEventDestroy(ev) == cudaSuccess && cudaEventDestroy(ev2) == cudaSuccess);
-    EXPECT(cudaStreamDestroy(s) == cudaSuccess && cudaStreamDestroy(s2) == cudaSuccess);
-}
-
 int main(void)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     int n = 0;
-    EXPECT(cudaGetDeviceCount(&n) == cudaSuccess && n == 1);
+    const char *devs = getenv("CNN_EMU_DEVICES");
+    EXPECT(cudaGetDeviceCount(&n) == cudaSuccess && n == (devs ? atoi(devs) : 1));
     int *d = nullptr;
     EXPECT(cudaMalloc((void **)&d, 1024 * sizeof(int)) == cudaSuccess);
     printf("emu_selftest: the \"cuda-emu:\" lines below are the errors it provokes\n");
@@ -582,6 +422,7 @@ int main(void)
     check_capture(d);
     check_events();
     check_lagging_copies(d);
+    check_devices(d);
     cudaFree(d);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
