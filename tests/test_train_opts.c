@@ -80,6 +80,27 @@ TEST(train_opts_ranges_at_their_bounds)
     REFUSED("--limit-val -1", "--limit-train/--limit-val must be >= 0");
 }
 
+/* --device: auto, cpu, cuda (cuda:0) or cuda:N; nothing else, whichever devices exist (the
+ * tool says at start whether the one named is there). */
+TEST(train_opts_device_names)
+{
+    ACCEPTED("--device auto");
+    ACCEPTED("--device cpu");
+    ACCEPTED("--device cuda");
+    ACCEPTED("--device cuda:0");
+    ACCEPTED("--device cuda:7");
+    ACCEPTED("--device cuda:999");
+    const char *bad[] = {"cuda:", "cuda:x", "cuda:-1", "cuda:1x", "cuda:1000", "cuda1", "gpu",
+                         "CUDA", "cuda:+1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[64];
+        snprintf(args, sizeof args, "--device %s", bad[i]);
+        REFUSED(args, "--device must be auto, cpu, cuda or cuda:N");
+    }
+    CHECK(tr_device_index("cuda") == 0 && tr_device_index("cuda:12") == 12);
+    CHECK(tr_device_index("cpu") == -1 && tr_device_index("auto") == -1);
+}
+
 /* A value the field cannot hold is refused by the parser, not wrapped, cut or taken as
  * infinite: 2^32 + 1 epochs would become 1 in an int, "inf" passes "--lr must be > 0", and NaN
  * passes every range check written as "bad if x < lo || x >= hi". */

@@ -483,6 +483,49 @@ GPU_TEST(train_tool_cuda_graph_matches_op_by_op)
 
 /* On the GPU the tool reads each step's results back while the next step runs: the statistics
  * must still add up (every image counted once, a sane accuracy). */
+/* --device cuda:N: the run is on device N (its graph capture too), and trains as on cuda:0 (on
+ * the emulator, to the same validation report; two GPUs may pick different cuDNN algorithms). A
+ * device that is not there is a one-line error before anything is written. */
+GPU_TEST(train_tool_runs_on_the_device_named)
+{
+    char tool[512], dir[256], args[1024];
+    static char out[2][65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    const int gpus = cnn_cuda_device_count();
+    snprintf(args, sizeof args, "--device cuda:%d --checkpoint-dir %s/none", gpus, dir);
+    int rc = run_tool(tool, args, out[0], sizeof out[0]);
+    char want[96];
+    snprintf(want, sizeof want, "--device cuda:%d: there %s only %d CUDA device", gpus,
+             gpus == 1 ? "is" : "are", gpus);
+    CHECK(rc == 1 && strstr(out[0], want) && access(dir, F_OK) == 0);
+    struct stat sb;
+    CHECK(stat(strcat(strcpy(args, dir), "/none"), &sb) != 0); /* no run folder left behind */
+    if (gpus < 2) {
+        remove_tree(dir);
+        cnn_test_skip("training on a second device needs two CUDA devices");
+        return;
+    }
+    for (int d = 0; d < 2; d++) {
+        snprintf(args, sizeof args,
+                 "--device cuda:%d --limit-train 320 --limit-val 128 --epochs 1 --batch 64 "
+                 "--seed 3 --cuda-graph --checkpoint-dir %s/run%d",
+                 1 - d, dir, d);
+        setenv("CNN_DETERMINISTIC", "1", 1);
+        rc = run_tool(tool, args, out[d], sizeof out[d]);
+        unsetenv("CNN_DETERMINISTIC");
+        if (rc != 0) printf("%s\n", out[d]);
+        CHECK(rc == 0);
+    }
+    CHECK(strstr(out[0], "on cuda:1, new run") && strstr(out[1], "on cuda:0, new run"));
+    CHECK(strstr(out[0], "--cuda-graph: training step captured"));
+    int n0 = 0, n1 = 0;
+    const char *r0 = val_report(out[0], &n0), *r1 = val_report(out[1], &n1);
+    CHECK(r0 && r1);
+    if (r0 && r1 && emulated_gpu()) CHECK(n0 == n1 && memcmp(r0, r1, (size_t)n0) == 0);
+    remove_tree(dir);
+}
+
 GPU_TEST(train_tool_runs_on_the_gpu)
 {
     char tool[512], dir[256], args[1024];

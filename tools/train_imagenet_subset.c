@@ -517,9 +517,11 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    char where[16] = "cpu";
+    if (r.dev.type == CNN_DEVICE_CUDA) snprintf(where, sizeof where, "cuda:%d", r.dev.index);
     printf(TR_TOOL " %s: %s (%lld parameters) on %s, %s\n", cnn_version(), r.mm.model,
-           (long long)cnn_model_num_parameters(r.model),
-           r.dev.type == CNN_DEVICE_CPU ? "cpu" : "cuda:0", r.o.resume[0] ? "resumed" : "new run");
+           (long long)cnn_model_num_parameters(r.model), where,
+           r.o.resume[0] ? "resumed" : "new run");
     printf("data %s: %lld train / %lld val images, %d classes, %dx%dx%d input\n", r.o.data,
            (long long)cnn_loader_num_samples(r.train_ld),
            (long long)cnn_loader_num_samples(r.val_ld), r.mm.num_classes, r.mm.in_channels,

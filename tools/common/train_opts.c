@@ -56,8 +56,8 @@ static const opt_desc OPTS[] = {
     {"random-erase", OT_F32, F(random_erase), "0", true, "P",
      "training: RandomErasing probability (2-33% of the area set to the mean)"},
     {"workers", OT_INT, F(workers), "1", false, "N", "decoding threads (0: in the training loop)"},
-    {"device", OT_STR, F(device), "auto", false, "cpu|cuda",
-     "auto: cuda if a GPU is usable, else cpu"},
+    {"device", OT_STR, F(device), "auto", false, "cpu|cuda|cuda:N",
+     "auto: cuda if a GPU is usable, else cpu; cuda is cuda:0"},
     {"backend", OT_STR, F(backend), "cudnn", false, "cudnn|cuda",
      "kernels for CUDA tensors: cuDNN where possible, or hand-written only"},
     {"tf32", OT_FLAG, F(tf32), "off", true, NULL, "TF32 math for conv and GEMM on the GPU"},
@@ -244,6 +244,15 @@ static bool one_of(const char *v, const char *const *names)
     return false;
 }
 
+int tr_device_index(const char *device)
+{
+    if (!strcmp(device, "cuda")) return 0;
+    if (strncmp(device, "cuda:", 5) != 0) return -1;
+    const char *d = device + 5;
+    const size_t n = strspn(d, "0123456789");
+    return n >= 1 && n <= 3 && d[n] == '\0' ? atoi(d) : -1;
+}
+
 /* The options that do something with --eval-only (the device; the validation split and its
  * loader; the model and input size, checked against the checkpoint's; the loss's label
  * smoothing) and with --predict (the device; the rest comes from the checkpoint). Any other
@@ -272,7 +281,7 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
 {
     static const char *const optims[] = {"sgd", "adam", "adamw", NULL};
     static const char *const scheds[] = {"cosine", "step", "plateau", NULL};
-    static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
+    static const char *const devices[] = {"auto", "cpu", NULL};
     static const char *const backends[] = {"cudnn", "cuda", NULL};
     const char *bad = NULL;
     if (o->epochs < 1)
@@ -303,8 +312,8 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--random-erase must be in [0, 1]";
     else if (o->workers < 0 || o->workers > CNN_LOADER_MAX_WORKERS)
         bad = "--workers must be in [0, 64]";
-    else if (!one_of(o->device, devices))
-        bad = "--device must be cpu or cuda";
+    else if (!one_of(o->device, devices) && tr_device_index(o->device) < 0)
+        bad = "--device must be auto, cpu, cuda or cuda:N";
     else if (!one_of(o->backend, backends))
         bad = "--backend must be cudnn or cuda";
     else if (o->seed < 0)

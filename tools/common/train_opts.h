@@ -63,6 +63,9 @@ void tr_opts_defaults(train_opts *o);
 bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n);
 /* Cross-checks the values (ranges, known names); false with a reason in err. */
 bool tr_opts_validate(const train_opts *o, char *err, size_t n);
+/* The CUDA device a --device value names: 0 for "cuda", N for "cuda:N" (up to three digits);
+ * -1 for anything else ("auto", "cpu", a malformed name). */
+int tr_device_index(const char *device);
 /* Prints the usage with every option and its default. */
 void tr_opts_usage(FILE *f);
 /* Stores the training options as metadata "opt.<name>" of d. */

@@ -51,12 +51,15 @@ void tr_die(const char *fmt, ...)
 void tr_run_setup_device(tr_run *r)
 {
     const train_opts *o = &r->o;
-    int gpus = cnn_cuda_device_count();
-    bool cuda = !strcmp(o->device, "cuda") || (!strcmp(o->device, "auto") && gpus > 0);
+    int gpus = cnn_cuda_device_count(), index = tr_device_index(o->device);
+    bool cuda = index >= 0 || (!strcmp(o->device, "auto") && gpus > 0);
     if (cuda && gpus == 0)
-        tr_die("--device cuda: no usable CUDA device (%s)",
+        tr_die("--device %s: no usable CUDA device (%s)", o->device,
                cnn_built_with_cuda() ? "none found" : "this build has no CUDA");
-    r->dev = cuda ? CNN_CUDA(0) : CNN_CPU;
+    if (index >= gpus)
+        tr_die("--device %s: there %s only %d CUDA device%s (cuda:0%s)", o->device,
+               gpus == 1 ? "is" : "are", gpus, gpus == 1 ? "" : "s", gpus == 1 ? "" : " and up");
+    r->dev = cuda ? CNN_CUDA(index < 0 ? 0 : index) : CNN_CPU;
     TR_LIB(cnn_context_create(r->dev, &r->ctx), "creating the device context");
     cnn_context_set_current(r->ctx);
     if (cuda) cnn_set_backend(!strcmp(o->backend, "cuda") ? CNN_BACKEND_CUDA : CNN_BACKEND_CUDNN);
