@@ -148,7 +148,7 @@ static void *device_worker(void *arg)
     return NULL;
 }
 
-GPU_TEST(cuda_two_threads_train_on_two_devices_at_once)
+GPU_TEST(cuda_each_device_trains_on_a_thread_of_its_own)
 {
     if (!two_devices()) return;
     cnn_tensor *in[N_IN] = {0}, *cpu[N_OUT] = {0};
