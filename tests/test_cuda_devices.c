@@ -232,9 +232,19 @@ GPU_TEST(cuda_tensors_cross_devices_only_when_asked)
     CHECK_OK(cnn_cuda_get_memory_stats(1, &t1));
     CHECK(t1.allocated_bytes >= s1.allocated_bytes + (8u << 20));
     CHECK(t0.allocated_bytes == s0.allocated_bytes);
+    const uint64_t mallocs = t1.n_cuda_malloc;
+    /* Released under the other device's context (after a wait under its own, as the API asks):
+     * its block goes back to cuda:1's cache, and cuda:1 takes it again. */
+    CHECK_OK(cnn_synchronize());
+    cnn_context_set_current(ctx[0]);
     cnn_tensor_free(&big);
     CHECK_OK(cnn_cuda_get_memory_stats(1, &t1));
     CHECK(t1.allocated_bytes == s1.allocated_bytes);
+    cnn_context_set_current(ctx[1]);
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(2 << 20), 1.5f, CNN_CUDA(1), &big));
+    CHECK_OK(cnn_cuda_get_memory_stats(1, &t1));
+    CHECK(t1.n_cuda_malloc == mallocs); /* the first one's block, reused */
+    cnn_tensor_free(&big);
 
     /* A timer belongs to its device. */
     cnn_timer *tm = NULL;
