@@ -261,8 +261,8 @@ test: $(TEST_BIN) $(TOOLS)
 # leak fails. (OpenMP's thread stacks show as "possibly lost" and are not counted.) Run it on a
 # CUDA=0 build: libcudart's dlopen of the driver trips valgrind's false positives inside ld.so.
 VALGRIND_TESTS ?= test_safetensors.c: test_safetensors_limits.c: test_safetensors_header.c: \
-  test_dict.c: test_idx.c: test_imagefolder.c: test_image_decode.c: test_loader.c: \
-  test_augment.c:
+  test_dict.c: test_idx.c: test_imagefolder.c: test_image_decode.c: test_image_pnm.c: \
+  test_loader.c: test_augment.c:
 check-valgrind: $(TEST_BIN)
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=3 $(TEST_BIN) $(VALGRIND_TESTS)
