@@ -399,10 +399,11 @@ void launch(const launch_cfg &cfg, void (*run)(void *), void *closure, const voi
                  "host memory", i + 1, ptrs[i]);
             return;
         }
-        if (ptrs[i] && device_of(ptrs[i]) >= 0 && device_of(ptrs[i]) != dev) {
+        const int pd = ptrs[i] ? device_of(ptrs[i]) : -1;
+        if (pd >= 0 && pd != dev) {
             fail(cudaErrorIllegalAddress, "pointer argument %d (%p) is memory of device %d; the "
-                 "kernel runs on device %d (peer access is never enabled)", i + 1, ptrs[i],
-                 device_of(ptrs[i]), dev);
+                 "kernel runs on device %d (peer access is never enabled)", i + 1, ptrs[i], pd,
+                 dev);
             return;
         }
     }

@@ -214,28 +214,31 @@ void count_call(const char *name)
     C().n[name]++;
 }
 
+/* The allocation [p, p + bytes) lies in (bytes 0: p may be one past its end), or NULL; with
+ * the table's lock held. */
+static const block *holding(const alloc_table &t, const void *p, size_t bytes)
+{
+    auto it = t.blocks.upper_bound((uintptr_t)p);
+    if (it == t.blocks.begin()) return nullptr;
+    --it;
+    uintptr_t a = (uintptr_t)p, start = it->first, end = start + it->second.bytes;
+    return a >= start && a <= end && bytes <= end - a ? &it->second : nullptr;
+}
+
 mem_kind memory_kind(const void *p, size_t bytes)
 {
     alloc_table &t = T();
     std::lock_guard<std::mutex> hold(t.lock);
-    auto it = t.blocks.upper_bound((uintptr_t)p);
-    if (it == t.blocks.begin()) return MEM_UNKNOWN;
-    --it;
-    uintptr_t a = (uintptr_t)p, start = it->first, end = start + it->second.bytes;
-    return a >= start && a <= end && bytes <= end - a ? it->second.kind : MEM_UNKNOWN;
+    const block *b = holding(t, p, bytes);
+    return b ? b->kind : MEM_UNKNOWN;
 }
 
 int device_of(const void *p)
 {
     alloc_table &t = T();
     std::lock_guard<std::mutex> hold(t.lock);
-    auto it = t.blocks.upper_bound((uintptr_t)p);
-    if (it == t.blocks.begin()) return -1;
-    --it;
-    const uintptr_t a = (uintptr_t)p, start = it->first;
-    return it->second.kind == MEM_DEVICE && a >= start && a <= start + it->second.bytes
-               ? it->second.device
-               : -1;
+    const block *b = holding(t, p, 0);
+    return b && b->kind == MEM_DEVICE ? b->device : -1;
 }
 
 bool foreign_device_memory(const char *fn, const void *p, int device)
