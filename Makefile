@@ -311,7 +311,9 @@ check-tsan:
 # (a missing barrier shows in one order or the other), copies to and from pinned memory
 # landing only when waited for (CNN_EMU_LAGGING_COPIES: a missing wait reads 0xFF) and two
 # devices (CNN_EMU_DEVICES=2: the multi-device tests run, and a kernel on the wrong device or
-# reading the other's memory fails), and the no-device paths with the device hidden.
+# reading the other's memory fails), each stream's work run only when the host waits for it
+# (CNN_EMU_LAGGING_STREAMS: work that reads another stream's results without an event sees
+# stale ones), and the no-device paths with the device hidden.
 # check-cuda-emu-asan, in build-emu-dbg under ASan/UBSan (the memcheck available here): the
 # self-test and the GPU tests. EMU_GPU_TESTS= (run_tests arguments) narrows the GPU-test runs.
 .PHONY: check-cuda-emu check-cuda-emu-asan check-cuda-emu-cudnn check-cuda-emu-tsan emu-selftest
@@ -323,6 +325,8 @@ check-cuda-emu:
 	CNN_EMU_ORDER=reverse CNN_EMU_DEVICES=2 build-emu/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CNN_EMU_ORDER=reverse CNN_EMU_LAGGING_COPIES=1 CNN_EMU_DEVICES=2 CNN_TOOLS_DIR=build-emu/bin \
+	  build-emu/tests/run_tests $(EMU_GPU_TESTS)
+	CNN_EMU_LAGGING_STREAMS=1 CNN_EMU_DEVICES=2 CNN_TOOLS_DIR=build-emu/bin \
 	  build-emu/tests/run_tests $(EMU_GPU_TESTS)
 	CUDA_VISIBLE_DEVICES= CNN_TOOLS_DIR=build-emu/bin build-emu/tests/run_tests absent without_gpu
 check-cuda-emu-asan:

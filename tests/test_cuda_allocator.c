@@ -2,9 +2,9 @@
  * the statistics, splitting a large free block and merging its parts back (also parts left by a
  * destroyed context, or used by a second stream), empty_cache (whole segments only), reuse of a
  * tensor released under another context only after that context's work (or a read's wait),
- * a destroyed second stream forgotten, a destroyed context's helpers given back, out-of-memory
- * errors that name the op, and cuBLAS/cuDNN handles made on a full GPU. GPU tests only:
- * skipped without a device. */
+ * a tensor handed to a second stream kept until that stream read it, a destroyed second stream
+ * forgotten, a destroyed context's helpers given back, out-of-memory errors that name the op,
+ * and cuBLAS/cuDNN handles made on a full GPU. GPU tests only: skipped without a device. */
 #include "gradcheck.h"
 #include "internal.h"
 
@@ -350,6 +350,35 @@ GPU_TEST(cuda_allocator_forgets_a_destroyed_second_stream)
     cnn_context_set_current(home);
     cnn_tensor_free(&t);
     cnn_context_destroy(&next);
+}
+
+/* A tensor handed over to a second context's stream (as the loader hands its batches to the
+ * caller) and read there, then released by its first context, waits for the second stream's
+ * work before its block serves another tensor. On a GPU the read has usually run long before;
+ * CNN_EMU_LAGGING_STREAMS (make check-cuda-emu's third pass) holds it back until its stream is
+ * waited for, so a block reused under it is overwritten first. */
+GPU_TEST(cuda_handed_over_tensor_is_reused_only_after_the_second_stream_read_it)
+{
+    cnn_context *home = cnn_context_current(), *user = NULL;
+    REQUIRE(cnn_context_create(CNN_CUDA(0), &user) == CNN_OK);
+    const int64_t n = (int64_t)(8 * MIB / sizeof(float));
+    cnn_tensor *t = NULL, *y = NULL, *z = NULL;
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(n), 2.0f, CNN_CUDA(0), &t));
+    REQUIRE(t);
+    CHECK_OK(cnn_cuda_stream_handoff(home, user, &t, 1));
+    cnn_context_set_current(user);
+    CHECK_OK(cnn_relu(t, &y));
+    cnn_context_set_current(home);
+    cnn_tensor_free(&t);
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(n), -1.0f, CNN_CUDA(0), &z));
+    CHECK_OK(cnn_synchronize());
+    cnn_context_set_current(user);
+    CHECK_OK(cnn_synchronize());
+    CHECK(y && all_equal(y, 2.0f));
+    cnn_tensor_free(&y);
+    cnn_context_set_current(home);
+    cnn_tensor_free(&z);
+    cnn_context_destroy(&user);
 }
 
 /* A read waits for the reading context's stream, or, under a CPU context, which has none, for

@@ -129,7 +129,7 @@ extern "C" cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
         ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    if (capturing(h->stream)) {
+    if (deferring(h->stream)) {
         /* Host scalars and the math mode are read at capture, as cuBLAS does. */
         const float al = *alpha, be = *beta;
         const cublasMath_t mode = h->mode;
@@ -192,7 +192,7 @@ extern "C" cublasStatus_t cublasSgemv(cublasHandle_t h, cublasOperation_t t, int
         return CUBLAS_STATUS_INVALID_VALUE;
     const int xl = t == CUBLAS_OP_N ? n : m, yl = t == CUBLAS_OP_N ? m : n;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    if (capturing(h->stream)) {
+    if (deferring(h->stream)) {
         const float al = *alpha, be = *beta;
         const cublasMath_t mode = h->mode;
         int d = defer(h->stream, [=] {

@@ -275,7 +275,7 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTens
                              const void *A, const void *beta, const cudnnTensorDescriptor_t cd,
                              void *C)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto AD = snap(ad), CD = snap(cd);
         return capture_call(h->stream, [=](cudnnHandle_t now) {
@@ -380,7 +380,7 @@ cudnnStatus_t cudnnPoolingForward(cudnnHandle_t h, const cudnnPoolingDescriptor_
                                   const void *x, const void *beta,
                                   const cudnnTensorDescriptor_t yd, void *y)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto D = snap(d);
         auto XD = snap(xd), YD = snap(yd);
@@ -417,7 +417,7 @@ cudnnStatus_t cudnnPoolingBackward(cudnnHandle_t h, const cudnnPoolingDescriptor
                                    const void *x, const void *beta,
                                    const cudnnTensorDescriptor_t dxd, void *dx)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto D = snap(d);
         auto YD = snap(yd), DYD = snap(dyd), XD = snap(xd), DXD = snap(dxd);

@@ -491,7 +491,7 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
         return CUDNN_STATUS_BAD_PARAM;
     const conv_op op = plan->op;
     const engine eng = plan->eng;
-    if (capturing(h->stream))
+    if (deferring(h->stream))
         return capture_call(h->stream, [=](cudnnHandle_t) {
             return execute(op, eng, ptr[0], ptr[1], ptr[2], ws);
         });

@@ -68,7 +68,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
     const cudnnTensorDescriptor_t bnd, const void *scale, const void *bias, double factor,
     void *run_mean, void *run_var, double eps, void *save_mean, void *save_invstd)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto XD = snap(xd), YD = snap(yd), BND = snap(bnd);
         return capture_call(h->stream, [=](cudnnHandle_t now) {
@@ -129,7 +129,7 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(
     const cudnnTensorDescriptor_t bnd, const void *scale, const void *bias, const void *est_mean,
     const void *est_var, double eps)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto XD = snap(xd), YD = snap(yd), BND = snap(bnd);
         return capture_call(h->stream, [=](cudnnHandle_t now) {
@@ -176,7 +176,7 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
     void *dx, const cudnnTensorDescriptor_t bnd, const void *scale, void *dscale, void *dbias,
     double eps, const void *saved_mean, const void *saved_invstd)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto ad = snap_scalar(alpha_d), bd = snap_scalar(beta_d);
         auto ap = snap_scalar(alpha_p), bp = snap_scalar(beta_p);
         auto XD = snap(xd), DYD = snap(dyd), DXD = snap(dxd), BND = snap(bnd);

@@ -243,6 +243,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
 {
     const char *fn = "cudnnFindConvolutionForwardAlgorithmEx";
     count_call(fn);
+    if (h) (void)run_stream_work(h->stream); /* it runs after the stream's work, and blocks */
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, xd, wd, yd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
@@ -264,6 +265,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
 {
     const char *fn = "cudnnFindConvolutionBackwardDataAlgorithmEx";
     count_call(fn);
+    if (h) (void)run_stream_work(h->stream); /* it runs after the stream's work, and blocks */
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, dxd, wd, dyd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
@@ -285,6 +287,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
 {
     const char *fn = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
     count_call(fn);
+    if (h) (void)run_stream_work(h->stream); /* it runs after the stream's work, and blocks */
     if (declines(fn)) return CUDNN_STATUS_NOT_SUPPORTED_SHAPE;
     CONV_SETUP(fn, xd, dwd, dyd);
     if (!perf_out) return CUDNN_STATUS_BAD_PARAM;
@@ -305,7 +308,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
                                       cudnnConvolutionFwdAlgo_t algo, void *ws, size_t ws_bytes,
                                       const void *beta, const cudnnTensorDescriptor_t yd, void *y)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto XD = snap(xd), YD = snap(yd);
         auto WD = snap(wd);
@@ -334,7 +337,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
                                            size_t ws_bytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxd, void *dx)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto DYD = snap(dyd), DXD = snap(dxd);
         auto WD = snap(wd);
@@ -364,7 +367,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              size_t ws_bytes, const void *beta,
                                              const cudnnFilterDescriptor_t dwd, void *dw)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto XD = snap(xd), DYD = snap(dyd);
         auto DWD = snap(dwd);
@@ -392,7 +395,7 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
                                            const void *beta, const cudnnTensorDescriptor_t dbd,
                                            void *db)
 {
-    if (h && capturing(h->stream)) {
+    if (h && deferring(h->stream)) {
         auto al = snap_scalar(alpha), be = snap_scalar(beta);
         auto DYD = snap(dyd), DBD = snap(dbd);
         return capture_call(h->stream, [=](cudnnHandle_t now) {

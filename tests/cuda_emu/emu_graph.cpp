@@ -52,7 +52,11 @@ bool capturing(cudaStream_t s)
 
 int defer(cudaStream_t s, std::function<void()> work)
 {
-    if (!capturing(s)) return 0;
+    if (!capturing(s)) {
+        if (replaying || !lagging_streams()) return 0;
+        queue_work(s, std::move(work)); /* CNN_EMU_LAGGING_STREAMS */
+        return 1;
+    }
     std::lock_guard<std::mutex> hold(lock);
     auto it = captures.find(s);
     if (it == captures.end()) return 0;
@@ -191,6 +195,19 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s)
     if (!exec) return set_error(cudaErrorInvalidResourceHandle);
     if (capturing(s)) return set_error(cudaErrorStreamCaptureUnsupported);
     count_call("cudaGraphLaunch");
+    if (!replaying && lagging_streams()) { /* runs with its stream's queue */
+        std::vector<std::function<void()>> work = exec->work; /* exec may go first */
+        queue_work(s, [work] {
+            cudaError_t first = cudaSuccess;
+            for (auto &w : work) {
+                w();
+                cudaError_t now = cudaGetLastError();
+                if (first == cudaSuccess) first = now;
+            }
+            if (first != cudaSuccess) set_error(first);
+        });
+        return cudaSuccess;
+    }
     cudaError_t before = cudaGetLastError();
     cudaError_t e = cudaSuccess;
     replaying = true;

@@ -1,7 +1,8 @@
 /* emu_internal.h — what the parts of the CUDA emulator share: the runtime's error state, its
  * table of device / pinned allocations (emu_runtime.cpp), used by the launcher (emu_launch.cpp)
- * and the emulated cuDNN to check arguments, TF32 rounding, stream capture (emu_graph.cpp) and
- * lagging copies (emu_copies.cpp). Not seen by the library or the kernels. */
+ * and the emulated cuDNN to check arguments, TF32 rounding, stream capture (emu_graph.cpp),
+ * lagging copies (emu_copies.cpp) and lagging streams (emu_streams.cpp). Not seen by the
+ * library or the kernels. */
 #ifndef CNN_EMU_INTERNAL_H
 #define CNN_EMU_INTERNAL_H
 
@@ -32,6 +33,10 @@ constexpr size_t EMU_TOTAL_BYTES = (size_t)16 << 30;
  * creation), or for the legacy stream (NULL) the current one. (emu_runtime.cpp) */
 int device_of(const void *p);
 int stream_device(cudaStream_t s);
+/* A stream's id (0: the legacy stream, NULL); whether it syncs with the legacy stream (it, and
+ * those made without cudaStreamNonBlocking). */
+uint64_t stream_id(cudaStream_t s);
+bool stream_blocking(cudaStream_t s);
 /* p, device memory, is another device's than `device`, whose kernels and libraries cannot
  * read it (no peer access is ever enabled): says so (fn: the call) and sets
  * cudaErrorIllegalAddress. False for memory of `device` and for what is no device memory. */
@@ -116,6 +121,33 @@ void stream_waits(uint64_t stream, const copy_mark &m);
 cudaError_t land_upto(const copy_mark &m);
 cudaError_t land_legacy();
 cudaError_t land_all();
+
+/* CNN_EMU_LAGGING_STREAMS=1 (emu_streams.cpp, read at each call): each stream's work is
+ * checked when issued and queued, and runs only when the host waits for it.
+ * deferring: work for s is to be recorded, not run: s is captured, or streams lag (but not for
+ * work that runs from a queue or a graph: replaying). queue_work: appends work to s's queue.
+ * defer_launch: a kernel launch on s recorded for its capture (as defer), or checked now and
+ * queued (1), or to be run now (0). */
+bool lagging_streams();
+bool deferring(cudaStream_t s);
+void queue_work(cudaStream_t s, std::function<void()> work);
+int defer_launch(cudaStream_t s, std::function<void()> run);
+/* A position in a stream's queue (an event's record). work_pending: work issued before it has
+ * not run. queue_wait: s's later work runs after it (cudaStreamWaitEvent). */
+struct work_mark {
+    int device = 0;
+    uint64_t stream = 0, seq = 0;
+};
+work_mark mark_work(cudaStream_t s);
+bool work_pending(const work_mark &m);
+void queue_wait(cudaStream_t s, const work_mark &m);
+/* Running queued work, with the first error it set (also left as the last error): up to a
+ * mark (cudaEventSynchronize, cudaEventQuery); all of s (cudaStreamSynchronize; for NULL, the
+ * legacy stream and the blocking streams of the current device, as a synchronous copy waits);
+ * all of a device (cudaDeviceSynchronize), or of every device for -1 (cudaFree, cudaFreeHost). */
+cudaError_t run_work_upto(const work_mark &m);
+cudaError_t run_stream_work(cudaStream_t s);
+cudaError_t run_device_work(int device);
 
 } /* namespace cnn_emu */
 

@@ -1,9 +1,9 @@
 /* emu_runtime.cpp — the CUDA runtime of the emulator: device and pinned memory (host memory
  * in a table of allocations), copies and memsets that check each pointer lies in memory of the
  * kind the call says, streams and events that complete at once (or lag, as
- * CNN_EMU_LAGGING_EVENTS / _COPIES ask), the error state and call counts. The device itself is
- * emu_device.cpp; cuBLAS, emu_cublas.cpp. Test infrastructure: it may print (emu_internal.h's
- * report), and it never touches a real GPU. */
+ * CNN_EMU_LAGGING_EVENTS / _COPIES / _STREAMS ask), the error state and call counts. The
+ * device itself is emu_device.cpp; cuBLAS, emu_cublas.cpp. Test infrastructure: it may print
+ * (emu_internal.h's report), and it never touches a real GPU. */
 #include "emu_internal.h"
 
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace cnn_emu {
 thread_local bool checking_only = false;
@@ -185,11 +186,11 @@ struct stream_obj {
     int device = current_device();
 };
 
-uint64_t stream_id(cudaStream_t s) { return s ? ((stream_obj *)s)->id : 0; }
 } /* namespace */
+uint64_t stream_id(cudaStream_t s) { return s ? ((stream_obj *)s)->id : 0; }
 int stream_device(cudaStream_t s) { return s ? ((stream_obj *)s)->device : current_device(); }
-namespace {
 bool stream_blocking(cudaStream_t s) { return !s || !(((stream_obj *)s)->flags & 1); }
+namespace {
 
 /* CNN_EMU_LAGGING_EVENTS=1 (read at each query): a device that is always behind. */
 bool lagging_events()
@@ -281,6 +282,7 @@ struct CUevent_st {
     unsigned flags = 0; /* cudaEventDisableTiming: no elapsed time */
     int device = cnn_emu::current_device(); /* the one current at its creation */
     cnn_emu::copy_mark mark; /* where the last record was, for CNN_EMU_LAGGING_COPIES */
+    cnn_emu::work_mark work; /* and for CNN_EMU_LAGGING_STREAMS */
 };
 
 using namespace cnn_emu;
@@ -300,8 +302,11 @@ cudaError_t cudaDeviceSynchronize(void)
 {
     count_call("cudaDeviceSynchronize");
     cudaError_t e = capture_forbids_device_wait(false);
-    if (e == cudaSuccess) g_device_waits++;
-    return e == cudaSuccess ? land_all() : e;
+    if (e != cudaSuccess) return e;
+    g_device_waits++;
+    const cudaError_t ran = run_device_work(current_device());
+    e = land_all();
+    return ran != cudaSuccess ? ran : e;
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -323,7 +328,9 @@ cudaError_t cudaFree(void *p)
 {
     count_call("cudaFree");
     if (cudaError_t e = capture_forbids_unsafe()) return e;
-    return release(p, MEM_DEVICE);
+    const cudaError_t ran = run_device_work(-1); /* cudaFree waits for the device */
+    const cudaError_t e = release(p, MEM_DEVICE);
+    return e != cudaSuccess ? e : ran;
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags)
 {
@@ -335,9 +342,10 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, byt
 cudaError_t cudaFreeHost(void *p)
 {
     if (cudaError_t e = capture_forbids_device_wait(true)) return e;
-    cudaError_t landed = land_all(); /* it waits for the device first */
-    cudaError_t e = release(p, MEM_PINNED);
-    return e == cudaSuccess ? landed : e;
+    const cudaError_t ran = run_device_work(-1); /* it waits for the device first */
+    const cudaError_t landed = land_all();
+    const cudaError_t e = release(p, MEM_PINNED);
+    return e != cudaSuccess ? e : ran != cudaSuccess ? ran : landed;
 }
 
 namespace {
@@ -353,17 +361,46 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 {
     count_call(copy_name(kind, false));
     if (cudaError_t e = capture_forbids_unsafe()) return e;
+    if (cudaError_t e = run_stream_work(nullptr)) return e; /* on the legacy stream */
     return copy(dst, src, bytes, kind);
 }
+
+namespace {
+/* CNN_EMU_LAGGING_STREAMS: the copy, checked, runs with its stream's queue. Pageable host
+ * memory is staged as CUDA stages it: a source is read now; a destination makes the copy wait
+ * for its stream and run now. A pinned destination reads 0xFF until the copy runs; a pinned
+ * source is read when it runs. */
+cudaError_t queue_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                       cudaStream_t s)
+{
+    if (!bytes) return cudaSuccess;
+    const mem_kind dk = memory_kind(dst, bytes), sk = memory_kind(src, bytes);
+    if (dk == MEM_UNKNOWN) {
+        if (cudaError_t e = run_stream_work(s)) return e;
+        return copy(dst, src, bytes, kind);
+    }
+    if (sk == MEM_UNKNOWN) {
+        auto staged = std::make_shared<std::vector<unsigned char>>(
+            (const unsigned char *)src, (const unsigned char *)src + bytes);
+        queue_work(s, [=] { memmove(dst, staged->data(), bytes); });
+        return cudaSuccess;
+    }
+    if (dk == MEM_PINNED && sk == MEM_DEVICE) memset(dst, 0xFF, bytes);
+    queue_work(s, [=] { memmove(dst, src, bytes); });
+    return cudaSuccess;
+}
+} /* namespace */
 
 /* A captured copy reads its source when the graph runs, as a real one does. */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t s)
 {
     count_call(copy_name(kind, true));
-    if (int d = defer(s, [=] { (void)copy(dst, src, bytes, kind); }))
+    if (int d = capturing(s) ? defer(s, [=] { (void)copy(dst, src, bytes, kind); }) : 0)
         return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
     cudaError_t e = check_copy(dst, bytes, src, bytes, kind);
+    if (e == cudaSuccess && !replaying && lagging_streams())
+        return queue_copy(dst, src, bytes, kind, s);
     if (e != cudaSuccess || lag_copy(dst, src, bytes, stream_id(s), stream_blocking(s))) return e;
     return copy(dst, src, bytes, kind);
 }
@@ -371,22 +408,33 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
                               size_t width, size_t height, cudaMemcpyKind kind, cudaStream_t s)
 {
-    if (int d = defer(s, [=] {
+    if (int d = !capturing(s) ? 0 : defer(s, [=] {
             (void)cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, nullptr);
         }))
         return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
     if (width > dpitch || width > spitch || dpitch > 2147483647u || spitch > 2147483647u)
         return set_error(cudaErrorInvalidPitchValue);
     if (!width || !height) return cudaSuccess;
-    cudaError_t e = check_copy(dst, dpitch * (height - 1) + width, src,
-                               spitch * (height - 1) + width, kind);
+    const size_t dbytes = dpitch * (height - 1) + width, sbytes = spitch * (height - 1) + width;
+    cudaError_t e = check_copy(dst, dbytes, src, sbytes, kind);
+    if (e == cudaSuccess && !replaying && lagging_streams()) {
+        /* CNN_EMU_LAGGING_STREAMS: queued between device buffers; else it waits for its stream
+         * and runs now. */
+        if (memory_kind(dst, dbytes) == MEM_DEVICE && memory_kind(src, sbytes) == MEM_DEVICE) {
+            queue_work(s, [=] {
+                (void)cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, nullptr);
+            });
+            return cudaSuccess;
+        }
+        e = run_stream_work(s);
+    }
     for (size_t r = 0; e == cudaSuccess && r < height; r++)
         memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
     return e;
 }
 
 cudaError_t cudaMemcpyPeerAsync(void *dst, int dst_device, const void *src, int src_device,
-                                size_t bytes, cudaStream_t)
+                                size_t bytes, cudaStream_t s)
 {
     if (dst_device < 0 || dst_device >= device_count() || src_device < 0 ||
         src_device >= device_count())
@@ -396,6 +444,10 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int dst_device, const void *src, int 
                "src %p on device %d (given %d)", dst, device_of(dst), dst_device, src,
                device_of(src), src_device);
         return cudaErrorInvalidValue;
+    }
+    if (!replaying && lagging_streams() && !capturing(s)) {
+        queue_work(s, [=] { memmove(dst, src, bytes); });
+        return cudaSuccess;
     }
     return cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
 }
@@ -412,11 +464,15 @@ cudaError_t fill(void *p, int value, size_t bytes)
 cudaError_t cudaMemset(void *p, int value, size_t bytes)
 {
     if (cudaError_t e = capture_forbids_unsafe()) return e;
+    if (cudaError_t e = run_stream_work(nullptr)) return e; /* on the legacy stream */
     return fill(p, value, bytes);
 }
 
 cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
 {
+    /* (queued by CNN_EMU_LAGGING_STREAMS: the pointer is checked now, as CUDA checks it) */
+    if (bytes && !capturing(s) && memory_kind(p, bytes) != MEM_DEVICE)
+        return set_error(cudaErrorInvalidValue);
     if (int d = defer(s, [=] { (void)fill(p, value, bytes); }))
         return d > 0 ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
     return fill(p, value, bytes);
@@ -435,6 +491,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    (void)run_stream_work(s); /* its queued work runs (CUDA lets it finish after the destroy) */
     ((stream_obj *)s)->clock->waits++; /* its work completes, as CUDA's does after a destroy */
     delete (stream_obj *)s;
     return cudaSuccess;
@@ -448,13 +505,18 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
     if (e == cudaSuccess && s) ((stream_obj *)s)->clock->waits++;
     if (e == cudaSuccess && !s) g_device_waits++; /* the legacy stream waits for all others */
     if (e != cudaSuccess) return e;
-    return s ? land_upto(mark_stream(stream_id(s))) : land_legacy();
+    const cudaError_t ran = run_stream_work(s);
+    e = s ? land_upto(mark_stream(stream_id(s))) : land_legacy();
+    return ran != cudaSuccess ? ran : e;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     cudaError_t err = capture_forbids_isolation(s, e->captured);
-    if (err == cudaSuccess && e->recorded && !e->captured) stream_waits(stream_id(s), e->mark);
+    if (err == cudaSuccess && e->recorded && !e->captured) {
+        stream_waits(stream_id(s), e->mark);
+        queue_wait(s, e->work);
+    }
     return err;
 }
 
@@ -492,6 +554,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
     e->device_waits_at = g_device_waits;
     e->waited = false;
     e->mark = mark_stream(stream_id(s));
+    e->work = mark_work(s);
     return cudaSuccess;
 }
 
@@ -504,13 +567,21 @@ static bool event_behind(const CUevent_st *e)
            (!e->clock || e->clock->waits == e->stream_waits_at);
 }
 
+/* The work before e's last record has run, and its copies have landed. */
+static cudaError_t waited_for(cudaEvent_t e)
+{
+    const cudaError_t ran = run_work_upto(e->work);
+    const cudaError_t landed = land_upto(e->mark);
+    return ran != cudaSuccess ? ran : landed;
+}
+
 cudaError_t cudaEventQuery(cudaEvent_t e)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t err = capture_forbids_unsafe()) return err;
     if (e->captured) return set_error(cudaErrorCapturedEvent);
     if (event_behind(e)) return cudaErrorNotReady;
-    return e->recorded ? land_upto(e->mark) : cudaSuccess;
+    return e->recorded ? waited_for(e) : cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
@@ -520,7 +591,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
     if (cudaError_t err = capture_forbids_unsafe()) return err;
     if (e->captured) return set_error(cudaErrorCapturedEvent);
     e->waited = true;
-    return e->recorded ? land_upto(e->mark) : cudaSuccess;
+    return e->recorded ? waited_for(e) : cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
@@ -532,7 +603,9 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
     /* Both must have completed (CUDA answers cudaErrorNotReady, as a query does): a start
      * recorded earlier on end's stream has when end has. */
     const bool same_stream = start->clock == end->clock && start->ms <= end->ms;
-    if (event_behind(end) || (event_behind(start) && !same_stream)) return cudaErrorNotReady;
+    if (event_behind(end) || (event_behind(start) && !same_stream) || work_pending(end->work) ||
+        work_pending(start->work))
+        return cudaErrorNotReady;
     *ms = (float)(end->ms - start->ms);
     return cudaSuccess;
 }

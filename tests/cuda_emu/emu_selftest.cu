@@ -423,6 +423,7 @@ int main(void)
     check_events();
     check_lagging_copies(d);
     check_devices(d);
+    check_lagging_streams(d);
     cudaFree(d);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -1,6 +1,6 @@
 /* emu_selftest.h — what the two files of the emulator's self-test share: the pass/fail
  * counts and EXPECT, the last launch's error, and the checks emu_selftest_streams.cu holds
- * (streams, events, capture, lagging copies, several devices), which main runs. */
+ * (streams, events, capture, lagging copies, several devices, lagging streams), which main runs. */
 #ifndef CNN_EMU_SELFTEST_H
 #define CNN_EMU_SELFTEST_H
 
@@ -27,5 +27,6 @@ void check_capture(int *d);
 void check_events(void);
 void check_lagging_copies(int *d);
 void check_devices(int *d);
+void check_lagging_streams(int *d);
 
 #endif /* CNN_EMU_SELFTEST_H */

@@ -1,6 +1,7 @@
 /* emu_selftest_streams.cu — the emulator's self-test, part two (emu_selftest.cu runs it): stream
  * capture and graphs, events (lagging ones too), copies that land only when waited for
- * (CNN_EMU_LAGGING_COPIES) and, with CNN_EMU_DEVICES=2, the rules of several devices. */
+ * (CNN_EMU_LAGGING_COPIES), with CNN_EMU_DEVICES=2 the rules of several devices, and streams
+ * whose work runs only when waited for (CNN_EMU_LAGGING_STREAMS). */
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -210,4 +211,96 @@ void check_devices(int *d)
     EXPECT(cudaEventDestroy(e1) == cudaSuccess && cudaStreamDestroy(s1) == cudaSuccess);
     EXPECT(cudaSetDevice(0) == cudaSuccess);
     EXPECT(cudaEventDestroy(e0) == cudaSuccess && cudaStreamDestroy(s0) == cudaSuccess);
+}
+
+/* CNN_EMU_LAGGING_STREAMS: each stream's work runs only when the host waits for it (the stream,
+ * an event after the work, the device, a cudaFree) or when queued work of another stream waits
+ * for one of its events; synchronous copies wait for the legacy stream only. A launch's
+ * configuration answers at once, a fault in queued work at the wait; a graph launch is queued
+ * too; pageable memory is staged (a source read at once, a destination waits for the stream). */
+static __global__ void scale_kernel(int *x, int v) { x[threadIdx.x] *= v; }
+static __global__ void diverge_kernel(void)
+{
+    if (threadIdx.x == 0) __syncthreads();
+}
+
+void check_lagging_streams(int *d)
+{
+    cudaStream_t a, b;
+    cudaEvent_t ev, t0;
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    int *pin = nullptr, *tmp = nullptr, h[4] = {0}, n = 0;
+    float ms = 0;
+    EXPECT(cudaStreamCreateWithFlags(&a, 1) == cudaSuccess);
+    EXPECT(cudaStreamCreateWithFlags(&b, 1) == cudaSuccess);
+    EXPECT(cudaEventCreate(&ev) == cudaSuccess && cudaEventCreate(&t0) == cudaSuccess);
+    EXPECT(cudaHostAlloc((void **)&pin, sizeof h, 0) == cudaSuccess);
+    EXPECT(cudaMemset(d, 0, sizeof h) == cudaSuccess);
+    setenv("CNN_EMU_LAGGING_STREAMS", "1", 1);
+    iota_kernel<<<1, 4, 0, a>>>(d, 4);
+    EXPECT(last() == cudaSuccess);
+    EXPECT(cudaMemcpyAsync(pin, d, sizeof h, cudaMemcpyDeviceToHost, a) == cudaSuccess);
+    EXPECT(pin[0] == -1 && pin[3] == -1);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 0);
+    EXPECT(cudaStreamSynchronize(b) == cudaSuccess && pin[3] == -1);
+    EXPECT(cudaStreamSynchronize(a) == cudaSuccess && pin[0] == 0 && pin[3] == 3);
+    /* b's work reads a's results without an event: it runs first */
+    add_kernel<<<1, 4, 0, a>>>(d, 10);
+    scale_kernel<<<1, 4, 0, b>>>(d, 2);
+    EXPECT(cudaStreamSynchronize(b) == cudaSuccess && cudaStreamSynchronize(a) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 16);
+    add_kernel<<<1, 4, 0, a>>>(d, 10);
+    EXPECT(cudaEventRecord(ev, a) == cudaSuccess && cudaStreamWaitEvent(b, ev, 0) == cudaSuccess);
+    scale_kernel<<<1, 4, 0, b>>>(d, 2);
+    EXPECT(cudaStreamSynchronize(b) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 52);
+    /* events */
+    EXPECT(cudaEventRecord(t0, a) == cudaSuccess);
+    add_kernel<<<1, 4, 0, a>>>(d, 1);
+    EXPECT(cudaEventRecord(ev, a) == cudaSuccess);
+    EXPECT(cudaEventElapsedTime(&ms, t0, ev) == cudaErrorNotReady);
+    EXPECT(cudaEventQuery(ev) == cudaSuccess && cudaEventElapsedTime(&ms, t0, ev) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 53);
+    /* errors */
+    iota_kernel<<<1, 2048, 0, a>>>(d, 4);
+    EXPECT(last() == cudaErrorInvalidConfiguration);
+    diverge_kernel<<<1, 2, 0, a>>>();
+    EXPECT(last() == cudaSuccess);
+    EXPECT(cudaStreamSynchronize(a) == cudaErrorLaunchFailure && last() == cudaErrorLaunchFailure);
+    /* a device's wait leaves another device's work queued */
+    add_kernel<<<1, 4, 0, a>>>(d, 1);
+    if (cudaGetDeviceCount(&n) == cudaSuccess && n >= 2) {
+        EXPECT(cudaSetDevice(1) == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess);
+        EXPECT(cudaSetDevice(0) == cudaSuccess);
+        EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 53);
+    }
+    EXPECT(cudaDeviceSynchronize() == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 54);
+    /* a graph launch */
+    EXPECT(cudaStreamBeginCapture(b, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    add_kernel<<<1, 4, 0, b>>>(d, 1);
+    EXPECT(cudaStreamEndCapture(b, &g) == cudaSuccess && cudaGraphInstantiate(&ge, g, 0) == 0);
+    EXPECT(cudaGraphLaunch(ge, b) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 54);
+    EXPECT(cudaStreamSynchronize(b) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 55);
+    EXPECT(cudaGraphExecDestroy(ge) == cudaSuccess && cudaGraphDestroy(g) == cudaSuccess);
+    /* cudaFree waits for the device */
+    add_kernel<<<1, 4, 0, a>>>(d, 1);
+    EXPECT(cudaMalloc((void **)&tmp, 16) == cudaSuccess && cudaFree(tmp) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 56);
+    /* pageable memory: a destination waits for the stream, a source is read at once */
+    add_kernel<<<1, 4, 0, a>>>(d, 1);
+    EXPECT(cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, a) == cudaSuccess);
+    EXPECT(h[3] == 57);
+    int src[4] = {100, 101, 102, 103};
+    EXPECT(cudaMemcpyAsync(d, src, sizeof src, cudaMemcpyHostToDevice, a) == cudaSuccess);
+    src[0] = 7;
+    EXPECT(cudaStreamSynchronize(a) == cudaSuccess);
+    EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[0] == 100);
+    unsetenv("CNN_EMU_LAGGING_STREAMS");
+    EXPECT(cudaFreeHost(pin) == cudaSuccess);
+    EXPECT(cudaEventDestroy(ev) == cudaSuccess && cudaEventDestroy(t0) == cudaSuccess);
+    EXPECT(cudaStreamDestroy(a) == cudaSuccess && cudaStreamDestroy(b) == cudaSuccess);
 }

@@ -255,6 +255,9 @@ void launch(const launch_cfg &cfg, void (*run)(void *), void *closure, const voi
  * it (see emu_internal.h). */
 bool capturing(cudaStream_t s);
 int defer(cudaStream_t s, std::function<void()> work);
+/* A launch recorded for a capture, or checked and queued for CNN_EMU_LAGGING_STREAMS (nonzero),
+ * or to be run now (0): emu_streams.cpp. */
+int defer_launch(cudaStream_t s, std::function<void()> run);
 
 template <class... Q>
 struct pending {
@@ -305,10 +308,9 @@ inline void operator*(void (*f)(P...), pending<Q...> &&p)
         launch(cfg, &closure<P...>::run, c.get(), ptrs, n);
     };
     /* In a capture the launch is recorded with its arguments as they are now, and run by each
-     * graph launch (its checks then too). */
-    if (capturing(cfg.stream)) {
-        if (defer(cfg.stream, run)) return;
-    }
+     * graph launch (its checks then too); with lagging streams it is checked now and run when
+     * its stream's queue runs. */
+    if (defer_launch(cfg.stream, run)) return;
     run();
 }
 
