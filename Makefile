@@ -344,12 +344,13 @@ check-cuda-emu-tsan:
 	  CNN_TOOLS_DIR=build-emu-tsan/bin build-emu-tsan/tests/run_tests --gpu-only $(EMU_TSAN_TESTS)
 # check-cuda-emu-cudnn, in build-emu-cudnn: the same GPU tests with CUDNN=1 on the emulated
 # cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU;
-# with two devices, so the multi-device tests reach them on the second device too.
+# with two devices, so the multi-device tests reach them on the second device too, and with
+# lagging streams (each cuDNN call computes when the host waits for its stream).
 check-cuda-emu-cudnn:
 	$(MAKE) BUILD=build-emu-cudnn CUDA_EMU=1 CUDA=1 CUDNN=1 all emu-selftest
 	build-emu-cudnn/tests/emu_selftest
-	CNN_EMU_DEVICES=2 CNN_TOOLS_DIR=build-emu-cudnn/bin build-emu-cudnn/tests/run_tests \
-	  $(EMU_GPU_TESTS)
+	CNN_EMU_DEVICES=2 CNN_EMU_LAGGING_STREAMS=1 CNN_TOOLS_DIR=build-emu-cudnn/bin \
+	  build-emu-cudnn/tests/run_tests $(EMU_GPU_TESTS)
 
 # The install folders must be absolute and without spaces (see prefix above); DESTDIR (staging)
 # may be anything. A sanitizer build's users must link the sanitizers too: cnncuda.pc says so.

@@ -53,7 +53,7 @@ bool capturing(cudaStream_t s)
 int defer(cudaStream_t s, std::function<void()> work)
 {
     if (!capturing(s)) {
-        if (replaying || !lagging_streams()) return 0;
+        if (replaying || checking_only || !lagging_streams()) return 0;
         queue_work(s, std::move(work)); /* CNN_EMU_LAGGING_STREAMS */
         return 1;
     }

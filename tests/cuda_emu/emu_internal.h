@@ -125,7 +125,8 @@ cudaError_t land_all();
 /* CNN_EMU_LAGGING_STREAMS=1 (emu_streams.cpp, read at each call): each stream's work is
  * checked when issued and queued, and runs only when the host waits for it.
  * deferring: work for s is to be recorded, not run: s is captured, or streams lag (but not for
- * work that runs from a queue or a graph: replaying). queue_work: appends work to s's queue.
+ * work that runs from a queue or a graph, replaying, nor for a recorded call's checks,
+ * checking_only). queue_work: appends work to s's queue.
  * defer_launch: a kernel launch on s recorded for its capture (as defer), or checked now and
  * queued (1), or to be run now (0). */
 bool lagging_streams();

@@ -115,7 +115,10 @@ bool lagging_streams()
     return v && *v && strcmp(v, "0") != 0;
 }
 
-bool deferring(cudaStream_t s) { return capturing(s) || (!replaying && lagging_streams()); }
+bool deferring(cudaStream_t s)
+{
+    return capturing(s) || (!replaying && !checking_only && lagging_streams());
+}
 
 void queue_work(cudaStream_t s, std::function<void()> work)
 {
@@ -128,7 +131,7 @@ void queue_work(cudaStream_t s, std::function<void()> work)
 int defer_launch(cudaStream_t s, std::function<void()> run)
 {
     if (capturing(s)) return defer(s, std::move(run));
-    if (replaying || !lagging_streams()) return 0;
+    if (replaying || checking_only || !lagging_streams()) return 0;
     /* The launch's own checks (configuration, stream, pointer arguments) answer now, as a
      * real launch's do; only its execution waits. */
     const cudaError_t before = cudaGetLastError();
