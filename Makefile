@@ -334,13 +334,14 @@ check-cuda-emu-asan:
 	build-emu-dbg/tests/emu_selftest
 	CNN_TOOLS_DIR=build-emu-dbg/bin build-emu-dbg/tests/run_tests $(EMU_GPU_TESTS)
 # check-cuda-emu-tsan, in build-emu-tsan under ThreadSanitizer: the GPU tests where threads meet
-# (the emulator runs the host code of cuda/ for real: allocator, pinned memory, contexts).
+# (the emulator runs the host code of cuda/ for real: allocator, pinned memory, contexts), with
+# lagging streams (one thread's wait runs the work another thread queued).
 EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land another_thread \
                   cuda_tensors_cross_devices
 check-cuda-emu-tsan:
 	$(MAKE) BUILD=build-emu-tsan $(EMU_FLAGS) CC="$(CC) -fsanitize=thread" \
 	  CXX="$(CXX) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread tests tools
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_EMU_LAGGING_COPIES=1 CNN_EMU_DEVICES=2 \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CNN_EMU_LAGGING_STREAMS=1 CNN_EMU_DEVICES=2 \
 	  CNN_TOOLS_DIR=build-emu-tsan/bin build-emu-tsan/tests/run_tests --gpu-only $(EMU_TSAN_TESTS)
 # check-cuda-emu-cudnn, in build-emu-cudnn: the same GPU tests with CUDNN=1 on the emulated
 # cuDNN (tests/cuda_emu/emu_cudnn*.cpp), so the cuDNN paths (cuda/*_cudnn.c) run without a GPU;
