@@ -282,7 +282,8 @@ struct CUevent_st {
     unsigned flags = 0; /* cudaEventDisableTiming: no elapsed time */
     int device = cnn_emu::current_device(); /* the one current at its creation */
     cnn_emu::copy_mark mark; /* where the last record was, for CNN_EMU_LAGGING_COPIES */
-    cnn_emu::work_mark work; /* and for CNN_EMU_LAGGING_STREAMS */
+    cnn_emu::work_mark work; /* and for CNN_EMU_LAGGING_STREAMS, */
+    std::shared_ptr<std::atomic<double>> ran_ms; /* with the time its queue reached it */
 };
 
 using namespace cnn_emu;
@@ -554,6 +555,11 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
     e->device_waits_at = g_device_waits;
     e->waited = false;
     e->mark = mark_stream(stream_id(s));
+    e->ran_ms = nullptr;
+    if (!replaying && lagging_streams()) { /* its time is when the work before it has run */
+        auto t = e->ran_ms = std::make_shared<std::atomic<double>>(e->ms);
+        queue_work(s, [t] { *t = now_ms(); });
+    }
     e->work = mark_work(s);
     return cudaSuccess;
 }
@@ -606,7 +612,9 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
     if (event_behind(end) || (event_behind(start) && !same_stream) || work_pending(end->work) ||
         work_pending(start->work))
         return cudaErrorNotReady;
-    *ms = (float)(end->ms - start->ms);
+    const double t0 = start->ran_ms ? start->ran_ms->load() : start->ms;
+    const double t1 = end->ran_ms ? end->ran_ms->load() : end->ms;
+    *ms = (float)(t1 - t0);
     return cudaSuccess;
 }
 

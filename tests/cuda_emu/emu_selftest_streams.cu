@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "emu_selftest.h"
 
@@ -262,6 +263,12 @@ void check_lagging_streams(int *d)
     EXPECT(cudaEventElapsedTime(&ms, t0, ev) == cudaErrorNotReady);
     EXPECT(cudaEventQuery(ev) == cudaSuccess && cudaEventElapsedTime(&ms, t0, ev) == cudaSuccess);
     EXPECT(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess && h[3] == 53);
+    /* an event's time is when its queue reached it: the host's 20 ms between the records are
+     * no work of the stream */
+    EXPECT(cudaEventRecord(t0, a) == cudaSuccess);
+    usleep(20000);
+    EXPECT(cudaEventRecord(ev, a) == cudaSuccess && cudaEventSynchronize(ev) == cudaSuccess);
+    EXPECT(cudaEventElapsedTime(&ms, t0, ev) == cudaSuccess && ms >= 0 && ms < 10);
     /* errors */
     iota_kernel<<<1, 2048, 0, a>>>(d, 4);
     EXPECT(last() == cudaErrorInvalidConfiguration);
