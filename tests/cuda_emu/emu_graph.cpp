@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -188,38 +189,39 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
     return cudaSuccess;
 }
 
-/* Runs the recorded work now (streams complete at once here); the first error any of it sets
- * is the launch's result, as a fault inside a real graph would surface at the next check. */
+/* Runs a graph's recorded work; the first error any of it sets is the result, and becomes the
+ * last error (unless one was pending), as a fault inside a real graph would surface at the next
+ * check. */
+static cudaError_t run_graph(const std::vector<std::function<void()>> &work)
+{
+    const cudaError_t before = cudaGetLastError();
+    const bool was = replaying;
+    cudaError_t e = cudaSuccess;
+    replaying = true;
+    for (auto &w : work) {
+        w();
+        cudaError_t now = cudaGetLastError();
+        if (e == cudaSuccess) e = now;
+    }
+    replaying = was;
+    if (before != cudaSuccess) set_error(before);
+    else if (e != cudaSuccess) set_error(e);
+    return e;
+}
+
+/* Runs the recorded work now (streams complete at once here), or with its stream's queue under
+ * CNN_EMU_LAGGING_STREAMS. */
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s)
 {
     if (!exec) return set_error(cudaErrorInvalidResourceHandle);
     if (capturing(s)) return set_error(cudaErrorStreamCaptureUnsupported);
     count_call("cudaGraphLaunch");
-    if (!replaying && lagging_streams()) { /* runs with its stream's queue */
-        std::vector<std::function<void()>> work = exec->work; /* exec may go first */
-        queue_work(s, [work] {
-            cudaError_t first = cudaSuccess;
-            for (auto &w : work) {
-                w();
-                cudaError_t now = cudaGetLastError();
-                if (first == cudaSuccess) first = now;
-            }
-            if (first != cudaSuccess) set_error(first);
-        });
+    if (!replaying && lagging_streams()) {
+        auto work = std::make_shared<const std::vector<std::function<void()>>>(exec->work);
+        queue_work(s, [work] { (void)run_graph(*work); }); /* exec may be destroyed first */
         return cudaSuccess;
     }
-    cudaError_t before = cudaGetLastError();
-    cudaError_t e = cudaSuccess;
-    replaying = true;
-    for (auto &w : exec->work) {
-        w();
-        cudaError_t now = cudaGetLastError();
-        if (e == cudaSuccess) e = now;
-    }
-    replaying = false;
-    if (before != cudaSuccess) set_error(before);
-    else if (e != cudaSuccess) set_error(e);
-    return e;
+    return run_graph(exec->work);
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
