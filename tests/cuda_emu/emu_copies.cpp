@@ -69,11 +69,7 @@ template <typename F> cudaError_t land(F done)
 
 namespace cnn_emu {
 
-bool lagging_copies()
-{
-    const char *v = getenv("CNN_EMU_LAGGING_COPIES");
-    return v && *v && strcmp(v, "0") != 0;
-}
+bool lagging_copies() { return env_flag("CNN_EMU_LAGGING_COPIES"); }
 
 bool lag_copy(void *dst, const void *src, size_t bytes, uint64_t stream, bool blocking)
 {

@@ -49,6 +49,8 @@ cudaError_t set_error(cudaError_t e);
  * which a real GPU would report with no more detail than the error code. */
 void report(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* True when the environment variable `name` is set, non-empty and not "0". */
+bool env_flag(const char *name);
 /* CNN_EMU_NO_COMPUTE=1: launches, GEMMs and cuDNN calls are checked as usual but compute
  * nothing, so a program's time is its host-side cost alone (results are garbage): for
  * measuring the runtime's per-step overhead, never for tests. */
@@ -149,6 +151,8 @@ void queue_wait(cudaStream_t s, const work_mark &m);
 cudaError_t run_work_upto(const work_mark &m);
 cudaError_t run_stream_work(cudaStream_t s);
 cudaError_t run_device_work(int device);
+/* Drops s's queue once its work has run (cudaStreamDestroy). */
+void forget_stream(cudaStream_t s);
 
 } /* namespace cnn_emu */
 

@@ -22,9 +22,15 @@
 namespace cnn_emu {
 thread_local bool checking_only = false;
 
+bool env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 bool no_compute()
 {
-    static const bool v = getenv("CNN_EMU_NO_COMPUTE") && strcmp(getenv("CNN_EMU_NO_COMPUTE"), "0");
+    static const bool v = env_flag("CNN_EMU_NO_COMPUTE");
     return v || checking_only;
 }
 
@@ -193,11 +199,7 @@ bool stream_blocking(cudaStream_t s) { return !s || !(((stream_obj *)s)->flags &
 namespace {
 
 /* CNN_EMU_LAGGING_EVENTS=1 (read at each query): a device that is always behind. */
-bool lagging_events()
-{
-    const char *v = getenv("CNN_EMU_LAGGING_EVENTS");
-    return v && *v && strcmp(v, "0") != 0;
-}
+bool lagging_events() { return env_flag("CNN_EMU_LAGGING_EVENTS"); }
 
 double now_ms()
 {
@@ -493,6 +495,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
     (void)run_stream_work(s); /* its queued work runs (CUDA lets it finish after the destroy) */
+    forget_stream(s);
     ((stream_obj *)s)->clock->waits++; /* its work completes, as CUDA's does after a destroy */
     delete (stream_obj *)s;
     return cudaSuccess;

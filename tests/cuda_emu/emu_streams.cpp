@@ -109,11 +109,7 @@ cudaError_t finish(cudaError_t before, cudaError_t first)
 
 namespace cnn_emu {
 
-bool lagging_streams()
-{
-    const char *v = getenv("CNN_EMU_LAGGING_STREAMS");
-    return v && *v && strcmp(v, "0") != 0;
-}
+bool lagging_streams() { return env_flag("CNN_EMU_LAGGING_STREAMS"); }
 
 bool deferring(cudaStream_t s)
 {
@@ -202,6 +198,13 @@ cudaError_t run_device_work(int device)
     }
     for (const key &k : keys) run_upto(k, now, first);
     return finish(before, first);
+}
+
+void forget_stream(cudaStream_t s)
+{
+    std::lock_guard<std::mutex> hold(Q().lock);
+    auto q = Q().queues.find(key_of(s));
+    if (q != Q().queues.end() && q->second.items.empty()) Q().queues.erase(q);
 }
 
 } /* namespace cnn_emu */
