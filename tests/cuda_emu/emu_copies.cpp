@@ -8,7 +8,6 @@
  * memory stay synchronous, as CUDA's are. Test infrastructure, as the rest of cuda_emu. */
 #include "emu_internal.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>

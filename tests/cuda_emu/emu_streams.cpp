@@ -8,9 +8,6 @@
  * before a wait see stale values. Test infrastructure, as the rest of cuda_emu. */
 #include "emu_internal.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #include <atomic>
 #include <deque>
 #include <map>
