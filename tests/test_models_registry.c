@@ -141,6 +141,8 @@ TEST(models_decay_groups_buffers_and_fresh_batch_norms)
             if (cnn_model_param_no_decay(m, i) != (cnn_tensor_ndim(cnn_dict_at(p, i)) == 1))
                 cnn_test_fail(__FILE__, __LINE__, "%s: %s decays wrongly", names[k],
                               cnn_dict_name(p, i));
+        /* one past the last parameter is no parameter (a sanitizer sees the read past it) */
+        CHECK(!cnn_model_param_no_decay(m, cnn_dict_size(p)));
         for (int i = 0; i < cnn_dict_size(d); i++) {
             const char *n = cnn_dict_name(d, i);
             cnn_tensor *t = cnn_dict_at(d, i);
