@@ -1,13 +1,13 @@
 /* image_pnm.c — Netpbm's bitmaps, gray maps and pixel maps (PBM, PGM, PPM: P1 to P6, plain and
- * raw, any maxval up to 65535), which torchvision's ImageFolder also reads, decoded here rather
- * than by stb_image: the packaged stb_image reads only P5 and P6, takes a 16-bit sample's high
- * byte whatever the maxval, leaves a maxval below 255 unscaled, and decodes a file cut short as
- * black rows. Here a sample v becomes round(v / maxval * 255) in double, half to even, as
- * Pillow (torchvision's loader) computes it, a raw sample above the maxval 255 and a plain one an
- * error, as there; a PBM's 1 is black. One difference: Pillow keeps a 16-bit PGM as 32-bit
- * integers, which torchvision's convert('RGB') clips at 255; here it is scaled like the rest. A
- * file cut short or a malformed header is refused with a reason. A file of several images gives
- * its first. */
+ * raw, any maxval up to 65535; torchvision's ImageFolder lists .ppm and .pgm files, not .pbm or
+ * .pnm ones), decoded here rather than by stb_image: the packaged stb_image reads only P5 and P6,
+ * takes a 16-bit sample's high byte whatever the maxval, leaves a maxval below 255 unscaled, and
+ * decodes a file cut short as black rows. Here a sample v becomes round(v / maxval * 255) in
+ * double, half to even, as Pillow (torchvision's loader) computes it, a raw sample above the
+ * maxval 255 and a plain one an error, as there; a PBM's 1 is black. One difference: Pillow keeps
+ * a 16-bit PGM as 32-bit integers, which torchvision's convert('RGB') clips at 255; here it is
+ * scaled like the rest. A file cut short or a malformed header is refused with a reason. A file of
+ * several images gives its first. */
 #include "dataset.h"
 
 #include <math.h>

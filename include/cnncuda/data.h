@@ -41,7 +41,8 @@ cnn_status cnn_fashion_mnist_create(const char *root, bool train, int channels, 
  * files are those in its folder and in every folder below it (links followed, but not one back
  * to a folder above), in torchvision ImageFolder's order: folder by folder in the order of
  * their paths, files sorted within each. Files without an image extension (jpg jpeg png bmp
- * ppm pgm pbm pnm, any case) are ignored and named in a warning; hidden entries (names starting
+ * ppm pgm pbm pnm, any case; torchvision's list leaves out pbm and pnm and has tif, tiff and
+ * webp, not read here) are ignored and named in a warning; hidden entries (names starting
  * with '.', such as macOS's ._ files) are skipped. Images are decoded (stb_image; Netpbm files
  * by the library itself) when a sample is fetched, so a bad file shows up then, per sample: only
  * JPEG, PNG, BMP and Netpbm (PBM, PGM, PPM; samples scaled from their maxval to 0..255, a PBM's 1
