@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 
@@ -179,25 +180,35 @@ cnn_status cnn_sched_plateau_state_dict(const cnn_plateau *p, cnn_dict *d)
 cnn_status cnn_sched_plateau_load_state_dict(cnn_plateau *p, const cnn_dict *d)
 {
     CNN_CHECK(p && d, CNN_ERR_INVALID_ARG, "sched_plateau_load_state_dict: NULL argument");
-    double x[5];
+    double x[2] = {0, 0};
+    int64_t n[3] = {0, 0, 0};
     for (int i = 0; i < 5; i++) {
         const char *s = cnn_dict_get_meta(d, g_keys[i]);
         CNN_CHECK(s, CNN_ERR_NOT_FOUND, "sched_plateau_load_state_dict: metadata '%s' is missing",
                   g_keys[i]);
         char *end = NULL;
         errno = 0;
-        x[i] = i < 2 ? strtod(s, &end) : (double)strtoll(s, &end, 10);
-        bool ok = errno == 0 && end != s && *end == '\0';
-        if (i == 0) ok = ok && x[0] >= 0 && isfinite(x[0]);
-        if (i == 1) ok = ok && !isnan(x[1]);
-        if (i >= 2) ok = ok && x[i] >= 0;
+        bool ok;
+        if (i < 2) {
+            x[i] = strtod(s, &end);
+            ok = errno == 0 && end != s && *end == '\0';
+            /* the lr goes to the optimizer as a float: one beyond FLT_MAX would be inf there */
+            if (i == 0) ok = ok && x[0] >= 0 && x[0] <= FLT_MAX;
+            if (i == 1) ok = ok && !isnan(x[1]);
+        } else {
+            /* counts read as integers (not through a double, which rounds above 2^53 and
+             * makes INT64_MAX negative), up to 2^53: beyond any run, and room to count on */
+            long long v = strtoll(s, &end, 10);
+            ok = errno == 0 && end != s && *end == '\0' && v >= 0 && v <= (1LL << 53);
+            n[i - 2] = v;
+        }
         CNN_CHECK(ok, CNN_ERR_FORMAT, "sched_plateau_load_state_dict: metadata '%s' = '%s' is "
                   "not valid", g_keys[i], s);
     }
     p->lr = x[0];
     p->best = x[1];
-    p->bad_epochs = (int64_t)x[2];
-    p->cooldown_left = (int64_t)x[3];
-    p->epoch = (int64_t)x[4];
+    p->bad_epochs = n[0];
+    p->cooldown_left = n[1];
+    p->epoch = n[2];
     return CNN_OK;
 }

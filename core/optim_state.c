@@ -71,8 +71,10 @@ static cnn_status parse_i64(const cnn_dict *d, const char *key, int64_t *v)
     char *end = NULL;
     errno = 0;
     long long x = strtoll(s, &end, 10);
-    CNN_CHECK(errno == 0 && end != s && *end == '\0' && x >= 0, CNN_ERR_FORMAT,
-              "optim_load_state_dict: metadata '%s' = '%s' is not a count", key, s);
+    /* up to 2^53 steps: beyond any run, and step + 1 cannot overflow in the updates */
+    CNN_CHECK(errno == 0 && end != s && *end == '\0' && x >= 0 && x <= (1LL << 53),
+              CNN_ERR_FORMAT, "optim_load_state_dict: metadata '%s' = '%s' is not a count (0 to "
+              "2^53)", key, s);
     *v = x;
     return CNN_OK;
 }

@@ -178,10 +178,18 @@ TEST(load_state_dict_refuses_state_of_unstepped_params_and_unknown_keys)
     CHECK_ERR(cnn_optim_load_state_dict(fresh, d), CNN_ERR_NOT_FOUND);
     CHECK(strstr(cnn_last_error(), "optim.a.bogus"));
     cnn_dict_destroy(&d);
-    /* Counts are never negative, and lr is a finite number >= 0. */
-    const char *bad[5][2] = {{"optim.step", "-1"}, {"optim.a.step", "-2"}, {"optim.lr", "-0.5"},
-                             {"optim.lr", "inf"}, {"optim.lr", "nan"}};
-    for (int i = 0; i < 5; i++) {
+    /* Counts are integers from 0 to 2^53 (a step of INT64_MAX overflowed step + 1 in the
+     * update, and Adam wrote NaN), and lr is a finite number >= 0 that a float holds. */
+    const char *bad[9][2] = {{"optim.step", "-1"},
+                             {"optim.a.step", "-2"},
+                             {"optim.a.step", "9223372036854775807"},
+                             {"optim.step", "9007199254740993"},
+                             {"optim.a.step", "2.5"},
+                             {"optim.lr", "-0.5"},
+                             {"optim.lr", "inf"},
+                             {"optim.lr", "nan"},
+                             {"optim.lr", "1e300"}};
+    for (int i = 0; i < 9; i++) {
         CHECK_OK(cnn_dict_create(&d));
         CHECK_OK(cnn_optim_state_dict(opt, d));
         CHECK_OK(cnn_dict_set_meta(d, bad[i][0], bad[i][1]));
@@ -190,6 +198,17 @@ TEST(load_state_dict_refuses_state_of_unstepped_params_and_unknown_keys)
         cnn_dict_destroy(&d);
     }
     CHECK(cnn_optim_get_lr(fresh) == c.lr);
+    /* The largest step loads, and Adam's next update from it is finite. */
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_optim_state_dict(opt, d));
+    CHECK_OK(cnn_dict_set_meta(d, "optim.a.step", "9007199254740992"));
+    CHECK_OK(cnn_optim_load_state_dict(fresh, d));
+    cnn_dict_destroy(&d);
+    float before[2] = {0, 0}, av[2] = {0, 0};
+    CHECK_OK(cnn_tensor_read(a, before, 2));
+    CHECK_OK(cnn_optim_step(fresh));
+    CHECK_OK(cnn_tensor_read(a, av, 2));
+    CHECK(isfinite(av[0]) && isfinite(av[1]) && av[0] != before[0] && av[1] != before[1]);
     cnn_optim_destroy(&opt);
     cnn_optim_destroy(&fresh);
     cnn_tensor *all[3] = {a, b, z};

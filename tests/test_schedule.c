@@ -313,8 +313,9 @@ TEST(plateau_boundaries_are_strict_and_epochs_are_counted)
     cnn_sched_plateau_destroy(&p);
 }
 
-/* A saved lr must be a finite non-negative number and best must not be NaN (best may be
- * infinite: a fresh scheduler's is). A refused state changes nothing. */
+/* A saved lr must be a non-negative number a float holds and best must not be NaN (best may be
+ * infinite: a fresh scheduler's is); counts are integers from 0 to 2^53 (INT64_MAX once passed
+ * through a double and came back negative). A refused state changes nothing. */
 TEST(plateau_load_refuses_a_bad_lr_or_a_nan_best)
 {
     cnn_plateau_config c = cnn_sched_plateau_defaults();
@@ -322,9 +323,15 @@ TEST(plateau_load_refuses_a_bad_lr_or_a_nan_best)
     cnn_dict *d = NULL;
     CHECK_OK(cnn_sched_plateau_create(&c, 0.25f, &p));
     CHECK_OK(cnn_dict_create(&d));
-    const char *bad[4][2] = {{"sched.plateau.lr", "-1"}, {"sched.plateau.lr", "inf"},
-                             {"sched.plateau.lr", "nan"}, {"sched.plateau.best", "nan"}};
-    for (int i = 0; i < 4; i++) {
+    const char *bad[8][2] = {{"sched.plateau.lr", "-1"},
+                             {"sched.plateau.lr", "inf"},
+                             {"sched.plateau.lr", "nan"},
+                             {"sched.plateau.lr", "1e300"},
+                             {"sched.plateau.best", "nan"},
+                             {"sched.plateau.num_bad_epochs", "9223372036854775807"},
+                             {"sched.plateau.cooldown_counter", "9007199254740993"},
+                             {"sched.plateau.last_epoch", "1.5"}};
+    for (int i = 0; i < 8; i++) {
         CHECK_OK(cnn_sched_plateau_state_dict(p, d));
         CHECK_OK(cnn_dict_set_meta(d, bad[i][0], bad[i][1]));
         CHECK_ERR(cnn_sched_plateau_load_state_dict(p, d), CNN_ERR_FORMAT);
@@ -333,7 +340,12 @@ TEST(plateau_load_refuses_a_bad_lr_or_a_nan_best)
     }
     CHECK_OK(cnn_sched_plateau_state_dict(p, d));
     CHECK_OK(cnn_dict_set_meta(d, "sched.plateau.best", "-inf"));
+    CHECK_OK(cnn_dict_set_meta(d, "sched.plateau.last_epoch", "9007199254740992"));
     CHECK_OK(cnn_sched_plateau_load_state_dict(p, d));
+    cnn_dict_destroy(&d);
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_sched_plateau_state_dict(p, d));
+    CHECK(!strcmp(meta_of(d, "sched.plateau.last_epoch"), "9007199254740992"));
     cnn_dict_destroy(&d);
     cnn_sched_plateau_destroy(&p);
 }

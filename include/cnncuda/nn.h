@@ -349,13 +349,13 @@ int64_t cnn_optim_step_count(const cnn_optim *opt);
  * momentum) or "optim.<param>.exp_avg" / ".exp_avg_sq" (Adam/AdamW), and metadata
  * "optim.kind", "optim.lr", "optim.step" and "optim.<param>.step". */
 cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d);
-/* Restores what cnn_optim_state_dict wrote (entries of d outside "optim." are ignored): kind
- * must match, every parameter needs its state, shapes must match, no unknown "optim.<name>"
- * entries. lr and step counts are restored too. A state tensor the optimizer already has
- * (same shape and device) takes the values in place, or is zeroed in place where d says its
- * parameter had no step yet, so a CUDA graph that captured a step goes on from the loaded state
- * (for SGD with dampening, a replay then starts the momentum at (1 - dampening) * grad where an
- * op-by-op step starts it at grad). On a bad d nothing is changed. */
+/* Restores what cnn_optim_state_dict wrote (entries of d outside "optim." are ignored): kind must
+ * match, every parameter needs its state, shapes must match, no unknown "optim.<name>" entries. lr
+ * (finite, >= 0) and step counts (integers 0 to 2^53) are restored too. A state tensor the
+ * optimizer already has (same shape and device) takes the values in place, or is zeroed in place
+ * where d says its parameter had no step yet, so a CUDA graph that captured a step goes on from
+ * the loaded state (for SGD with dampening, a replay then starts the momentum at (1 - dampening) *
+ * grad where an op-by-op step starts it at grad). On a bad d nothing is changed. */
 cnn_status cnn_optim_load_state_dict(cnn_optim *opt, const cnn_dict *d);
 
 /* torch.nn.utils.clip_grad_norm_: total = L2 norm over all gradients (NULL grads skipped, the
@@ -412,7 +412,8 @@ cnn_status cnn_sched_step_metric(cnn_plateau *p, float metric, cnn_optim *opt, f
 /* The lr the scheduler holds now (NaN for NULL). */
 float cnn_sched_plateau_get_lr(const cnn_plateau *p);
 /* The scheduler's state (lr, best, bad-epoch and cooldown counters, epoch) as metadata
- * "sched.plateau.*" of d, and back (validated; on failure nothing is changed). */
+ * "sched.plateau.*" of d, and back (validated: an lr a float holds, >= 0; best not NaN; counts
+ * integers 0 to 2^53; on failure nothing is changed). */
 cnn_status cnn_sched_plateau_state_dict(const cnn_plateau *p, cnn_dict *d);
 cnn_status cnn_sched_plateau_load_state_dict(cnn_plateau *p, const cnn_dict *d);
 
