@@ -60,6 +60,10 @@ TEST(train_checkpoint_state_refuses_impossible_progress)
     CHECK(!state_reads("0", "-1", "42", "position", __LINE__));
     CHECK(!state_reads("3", "192", "-1", "rng_seed", __LINE__));
     CHECK(state_reads("3", "192", "18446744073709551615", NULL, __LINE__));
+    /* counts up to 2^53: a batch of INT64_MAX would overflow as the run counts on */
+    CHECK(state_reads("3", "9007199254740992", "42", NULL, __LINE__));
+    CHECK(!state_reads("3", "9007199254740993", "42", "position", __LINE__));
+    CHECK(!state_reads("9223372036854775807", "192", "42", "batch", __LINE__));
 }
 
 /* Saves a checkpoint of metadata alone (a lenet5 of 3 classes, 1 channel, 32x32) with the

@@ -141,14 +141,16 @@ done:
     return ok;
 }
 
-/* Metadata readers: false when the key is absent or its value malformed. */
+/* Metadata readers: false when the key is absent or its value malformed. Integers beyond
+ * +-2^53 are malformed: no run counts that far, and a counter read as INT64_MAX would overflow
+ * at its next step. */
 static bool get_i64(const cnn_dict *d, const char *key, int64_t *v)
 {
     const char *s = cnn_dict_get_meta(d, key);
     char *end = NULL;
     errno = 0;
     long long x = s ? strtoll(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end) return false;
+    if (!s || errno || end == s || *end || x > (1LL << 53) || x < -(1LL << 53)) return false;
     *v = x;
     return true;
 }
