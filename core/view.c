@@ -67,8 +67,10 @@ cnn_status cnn_flatten(const cnn_tensor *x, int start_dim, cnn_tensor **y)
     CNN_CHECK(x && y, CNN_ERR_INVALID_ARG, "flatten: NULL argument");
     int nd = x->shape.ndim, given = start_dim;
     if (start_dim < 0) start_dim += nd;
-    CNN_CHECK(nd == 0 || (start_dim >= 0 && start_dim < nd), CNN_ERR_SHAPE,
-              "flatten: start_dim %d is out of range for %s", given, cnn_shape_of(x));
+    /* a 0-d tensor takes 0 and -1, as torch.flatten does (its dims count as one there) */
+    CNN_CHECK(nd == 0 ? given == 0 || given == -1 : start_dim >= 0 && start_dim < nd,
+              CNN_ERR_SHAPE, "flatten: start_dim %d is out of range for %s", given,
+              cnn_shape_of(x));
     cnn_shape s = {0, {0}};
     if (nd == 0) {
         s = CNN_SHAPE(1);
