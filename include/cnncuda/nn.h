@@ -48,7 +48,9 @@ cnn_status cnn_linear(const cnn_tensor *x, const cnn_tensor *w, const cnn_tensor
 
 /* Batch norm over (N, C), (N, C, L) or (N, C, H, W), per channel C. training: batch
  * statistics, and running_mean/var (if given) updated with `momentum` (running_var with the
- * unbiased batch variance, as PyTorch). Eval: running statistics. weight/bias NULL: no affine. */
+ * unbiased batch variance, as PyTorch). Eval: running statistics, which must then be given
+ * (CNN_ERR_INVALID_ARG without: F.batch_norm would use the batch's). weight/bias NULL: no
+ * affine. */
 cnn_status cnn_batch_norm(const cnn_tensor *x, cnn_tensor *running_mean, cnn_tensor *running_var,
                           const cnn_tensor *weight, const cnn_tensor *bias, bool training,
                           float momentum, float eps, cnn_tensor **y);
@@ -116,7 +118,9 @@ cnn_status cnn_log_softmax(const cnn_tensor *x, int dim, cnn_tensor **y);
  * (-100, PyTorch's default). Any other label outside [0, K) is CNN_ERR_INVALID_ARG on the CPU.
  * On a GPU the kernel finds it without waiting for the device: the loss is NaN, and the next call
  * that waits for the device anyway (cnn_tensor_read, cnn_tensor_to the CPU, cnn_synchronize)
- * returns CNN_ERR_INVALID_ARG naming the label and sample, once. */
+ * returns CNN_ERR_INVALID_ARG naming the label and sample, once. An ignored sample's logits get
+ * a zero gradient, even non-finite ones (PyTorch's is NaN where the row holds a NaN or is all
+ * -inf). */
 #define CNN_IGNORE_INDEX (-100)
 cnn_status cnn_cross_entropy(const cnn_tensor *logits, const cnn_tensor *labels,
                              float label_smoothing, cnn_tensor **loss);
