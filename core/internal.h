@@ -232,6 +232,7 @@ struct cnn_node {
     int n_inputs;
     cnn_node_input *in;
     cnn_tensor *out;      /* the output, not retained: NULLed when the tensor is freed */
+    uint64_t out_version; /* its storage's version when recorded */
     cnn_tensor *dout;     /* accumulated gradient of the output during backward */
     int n_saved;
     cnn_tensor *saved[CNN_NODE_MAX_SAVED];

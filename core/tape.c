@@ -185,6 +185,7 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
     pthread_mutex_lock(&g_link_lock);
     if (out->node) out->node->out = NULL; /* recorded again: the older node keeps no output */
     nd->out = out;
+    nd->out_version = cnn_storage_version(out);
     __atomic_store_n(&out->node, nd, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&g_link_lock);
     out->tape = tape;
@@ -224,7 +225,10 @@ void cnn_tape_destroy(cnn_tape *tape)
 size_t cnn_tape_size(void) { return cnn_ctx()->tape.n; }
 
 /* Adds g into *slot: takes g over when the slot is empty (cloning if someone else also holds
- * it, so a later in-place sum cannot change their copy), else sums in place. Consumes g. */
+ * it, so a later in-place sum cannot change their copy), else sums in place, which counts as a
+ * write (a version bump, as PyTorch's AccumulateGrad): a leaf's .grad that a node of this graph
+ * saved, and that this backward adds into before that node runs, is caught (run_node). Consumes
+ * g. */
 static cnn_status accumulate_into(cnn_tensor **slot, cnn_tensor *g)
 {
     cnn_status st = CNN_OK;
@@ -242,14 +246,48 @@ static cnn_status accumulate_into(cnn_tensor **slot, cnn_tensor *g)
         cnn_tensor *gc = NULL;
         st = cnn_contig(g, &gc);
         if (st == CNN_OK) st = cnn_tensor_accumulate_(*slot, gc);
+        if (st == CNN_OK) cnn_storage_bump(*slot);
         cnn_tensor_free(&gc);
     }
     cnn_tensor_free(&g);
     return st;
 }
 
+/* Whether every tensor nd saved for its gradient is as it was when nd ran: PyTorch's "one of
+ * the variables needed for gradient computation has been modified by an inplace operation".
+ * And whether its output, while still held, is: the tape records no in-place write (PyTorch
+ * records one as an op of its own), so after fill_ or copy_ into an op's output (or a view of
+ * it) the gradient would still be the op's, as if nothing had been written. */
+static cnn_status check_node_saved(const cnn_node *nd)
+{
+    char shape[64] = "";
+    pthread_mutex_lock(&g_link_lock);
+    const cnn_tensor *y = nd->out;
+    uint64_t out_now = y ? cnn_storage_version(y) : nd->out_version;
+    if (y) cnn_shape_str(y->shape, shape, sizeof shape);
+    pthread_mutex_unlock(&g_link_lock);
+    CNN_CHECK(out_now == nd->out_version, CNN_ERR_INVALID_ARG,
+              "backward: the output %s of %s was written in place after %s ran (version %llu, "
+              "expected %llu), which the tape does not record, so its gradient would be wrong: "
+              "compute the forward again after the write, or write into a copy", shape, nd->op,
+              nd->op, (unsigned long long)out_now, (unsigned long long)nd->out_version);
+    for (int k = 0; k < nd->n_saved; k++) {
+        if (!nd->saved[k]) continue;
+        uint64_t now = cnn_storage_version(nd->saved[k]);
+        CNN_CHECK(now == nd->saved_version[k], CNN_ERR_INVALID_ARG,
+                  "backward: a tensor %s that %s saved for its gradient was modified in place "
+                  "after %s ran (version %llu, expected %llu): compute the forward again after "
+                  "changing it", cnn_shape_of(nd->saved[k]), nd->op, nd->op,
+                  (unsigned long long)now, (unsigned long long)nd->saved_version[k]);
+    }
+    return CNN_OK;
+}
+
 static cnn_status run_node(cnn_node *nd)
 {
+    /* Checked for every node before the walk; again here for what the walk itself wrote: a
+     * gradient added into a leaf's .grad that this node saved. */
+    CNN_TRY(check_node_saved(nd));
     cnn_status st = CNN_OK;
     cnn_tensor *dx_stack[8] = {0};
     cnn_tensor **dx = nd->n_inputs <= 8 ? dx_stack : calloc((size_t)nd->n_inputs, sizeof *dx);
@@ -304,15 +342,7 @@ static cnn_status check_saved_versions(const cnn_tape *tape, size_t start, cnn_n
     for (size_t i = start; i-- > 0;) {
         cnn_node *nd = tape->nodes[i];
         if (!nd->live) continue;
-        for (int k = 0; k < nd->n_saved; k++) {
-            if (!nd->saved[k]) continue;
-            uint64_t now = cnn_storage_version(nd->saved[k]);
-            CNN_CHECK(now == nd->saved_version[k], CNN_ERR_INVALID_ARG,
-                      "backward: a tensor %s that %s saved for its gradient was modified in "
-                      "place after %s ran (version %llu, expected %llu): compute the forward "
-                      "again after changing it", cnn_shape_of(nd->saved[k]), nd->op, nd->op,
-                      (unsigned long long)now, (unsigned long long)nd->saved_version[k]);
-        }
+        CNN_TRY(check_node_saved(nd));
         for (int k = 0; k < nd->n_inputs; k++)
             if (nd->in[k].needs_grad && nd->in[k].producer) nd->in[k].producer->live = true;
     }

@@ -444,6 +444,65 @@ TEST(backward_checks_only_what_its_nodes_saved)
     for (int i = 0; i < 8; i++) cnn_tensor_free(&all[i]);
 }
 
+/* Adding into a leaf's .grad is a write, as PyTorch's AccumulateGrad: here x.grad is linear's
+ * weight, and the backward reaches scale's node (recorded later, so run first), which adds 3
+ * into x.grad, before linear's, which reads it for dx2. PyTorch refuses ("modified by an inplace
+ * operation"); without the check dx2 came out 4 where the forward had used 1. */
+TEST(backward_refuses_a_saved_grad_that_the_same_backward_adds_into)
+{
+    const float xv[2] = {1, 2}, x2v[2] = {5, 7};
+    cnn_tensor *x = NULL, *x2 = NULL, *s = NULL, *z = NULL, *sz = NULL, *sc = NULL, *ss = NULL;
+    cnn_tensor *l = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(1, 2), x2v, CNN_CPU, &x2));
+    REQUIRE(x && x2);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_tensor_set_requires_grad(x2, true));
+    CHECK_OK(cnn_sum(x, &s));
+    CHECK_OK(cnn_backward(s)); /* x.grad = (1, 1) */
+    REQUIRE(cnn_tensor_grad(x));
+    CHECK_OK(cnn_linear(x2, cnn_tensor_grad(x), NULL, &z)); /* saves x.grad for dx2 */
+    CHECK_OK(cnn_sum(z, &sz));
+    CHECK_OK(cnn_scale(x, 3.0f, &sc));
+    CHECK_OK(cnn_sum(sc, &ss));
+    CHECK_OK(cnn_add(sz, ss, &l));
+    CHECK_ERR(cnn_backward(l), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "linear") && strstr(cnn_last_error(), "modified in place"));
+    CHECK(cnn_tensor_grad(x2) == NULL && cnn_tape_size() == 0);
+    cnn_tensor *all[] = {x, x2, s, z, sz, sc, ss, l};
+    for (int i = 0; i < 8; i++) cnn_tensor_free(&all[i]);
+}
+
+/* An in-place write into an op's output is not recorded (PyTorch records it as an op), so a
+ * backward through the op would give the op's gradient as if nothing had been written: scale
+ * saves nothing, and without the output's version check x.grad came out (2, 2, 2, 2) where
+ * PyTorch, having recorded the fill, gives (0, 0, 2, 2). Refused instead, naming the op, with
+ * no gradient changed. */
+TEST(backward_refuses_an_output_written_in_place)
+{
+    const float xv[4] = {1, 2, 3, 4};
+    cnn_tensor *x = NULL, *y = NULL, *head = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(4), xv, CNN_CPU, &x));
+    REQUIRE(x);
+    CHECK_OK(cnn_tensor_set_requires_grad(x, true));
+    CHECK_OK(cnn_scale(x, 2.0f, &y));
+    CHECK_OK(cnn_tensor_narrow(y, 0, 0, 2, &head));
+    CHECK_OK(cnn_tensor_fill_(head, 0.0f)); /* y's storage, through a view */
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_ERR(cnn_backward(s), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "scale") && strstr(cnn_last_error(), "written in place"));
+    CHECK(cnn_tensor_grad(x) == NULL && cnn_tape_size() == 0);
+    cnn_tensor *all[] = {y, head, s};
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
+    CHECK_OK(cnn_scale(x, 2.0f, &y)); /* the forward again: fine */
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(x));
+    for (int i = 0; i < 4; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(x))[i] == 2.0f);
+    cnn_tensor *rest[] = {x, y, s};
+    for (int i = 0; i < 3; i++) cnn_tensor_free(&rest[i]);
+}
+
 /* linear saves x only for dw and w only for dx, as PyTorch does: writing the one that no wanted
  * gradient reads is fine (a frozen input's weight updated between forward and backward); with
  * both gradients wanted, either write is refused. dy = 1: dw[o][i] = sum_n x[n][i] and

@@ -235,7 +235,8 @@ cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
  * PyTorch's cast leaves undefined) is CNN_ERR_INVALID_ARG naming the element. The same dtype
  * gives a clone (any device); another dtype of a CUDA tensor is CNN_ERR_UNSUPPORTED. */
 cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out);
-/* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded.
+/* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded (a
+ * backward through the op that made dst is refused after it: cnn_backward).
  * Views of one storage that overlap are fine: dst gets src's values from before the call. */
 cnn_status cnn_tensor_copy_(cnn_tensor *dst, const cnn_tensor *src);
 /* Reading results back without stalling the GPU: starts copying a CUDA tensor into a
@@ -249,7 +250,7 @@ cnn_status cnn_tensor_copy_start_(cnn_tensor *dst, const cnn_tensor *src);
  * is reported by the next call that waits for the whole stream (cnn_tensor_read or
  * cnn_tensor_to of a CUDA tensor, cnn_synchronize). */
 cnn_status cnn_tensor_wait(const cnn_tensor *t);
-/* Fills a tensor in place (not recorded). */
+/* Fills a tensor in place (not recorded: as cnn_tensor_copy_). */
 cnn_status cnn_tensor_fill_(cnn_tensor *t, float value);
 /* Reshape: a view sharing storage when t is contiguous, else a contiguous copy. One size may
  * be -1 (inferred). Recorded by autograd. */
@@ -308,8 +309,13 @@ void cnn_tensor_zero_grad(cnn_tensor *t);
  * counter), a tensor an op saved for this backward that was written in place after the op ran
  * (cnn_tensor_copy_, _fill_, _write, an initialiser, an optimizer step, a load, a training-mode
  * batch norm's running statistics; through any view of its storage) makes the backward fail with
- * CNN_ERR_INVALID_ARG naming the op, before any gradient changes; run the forward again. Writes
- * through a cnn_tensor_data pointer are not seen. */
+ * CNN_ERR_INVALID_ARG naming the op, before any gradient changes; run the forward again. So does
+ * such a write into a recorded op's output while that output tensor is still held (PyTorch
+ * records the write as an op; the tape does not, and the op's gradient would then be wrong);
+ * one written only through a view after the output tensor itself was freed is not seen. Adding
+ * into a leaf's .grad is such a write too: where an op saved that .grad and this backward adds
+ * into it before the op's turn, the backward stops there, the gradients added so far kept (as
+ * PyTorch's). Writes through a cnn_tensor_data pointer are not seen. */
 cnn_status cnn_backward(cnn_tensor *loss);
 /* As cnn_backward, but seeds the gradient of `out` (any shape) with `grad` (same shape). */
 cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad);
