@@ -102,14 +102,29 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
     cnn_status st = CNN_OK;
     cnn_buf hdr = {0};
     FILE *f = NULL;
-    char *tmp = NULL, *dir = NULL;
+    char *tmp = NULL, *dir = NULL, *resolved = NULL;
+    const char *target = path; /* the file the rename replaces */
     int dir_fd = -1;
     CNN_TRYG(build_header(path, d, &hdr));
-    size_t tlen = strlen(path) + 64;
+    /* A link is written through, as open() writes a link's target: the rename replaces the
+     * target, not the link. The new file keeps the old one's permissions (a checkpoint made
+     * private stays private). */
+    struct stat sb;
+    bool exists = lstat(path, &sb) == 0;
+    if (exists && S_ISLNK(sb.st_mode)) {
+        resolved = realpath(path, NULL);
+        if (!resolved) {
+            st = save_err(path, "cannot follow the symbolic link", errno);
+            goto done;
+        }
+        target = resolved;
+        exists = lstat(target, &sb) == 0;
+    }
+    size_t tlen = strlen(target) + 64;
     /* Everything the save allocates, before anything is written: once the rename has replaced
      * the old file, only the disk can fail. */
     tmp = malloc(tlen);
-    dir = dir_of(path);
+    dir = dir_of(target);
     if (!tmp || !dir) {
         st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
         free(tmp);
@@ -117,12 +132,17 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
         goto done;
     }
     /* Unique per process and thread, so concurrent saves to one path never share a file. */
-    snprintf(tmp, tlen, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)gettid());
+    snprintf(tmp, tlen, "%s.tmp.%ld.%ld", target, (long)getpid(), (long)gettid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
         st = save_err(path, "cannot create the temporary file", errno);
         free(tmp);
         tmp = NULL; /* nothing to remove */
+        goto done;
+    }
+    if (exists && fchmod(fd, sb.st_mode & 07777) != 0) {
+        st = save_err(path, "cannot give the temporary file the old file's permissions", errno);
+        close(fd);
         goto done;
     }
     f = fdopen(fd, "wb");
@@ -160,7 +180,7 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
         st = save_err(path, "cannot open its folder to sync the rename", errno);
         goto done;
     }
-    if (rename(tmp, path) != 0) {
+    if (rename(tmp, target) != 0) {
         st = save_err(path, "cannot rename the temporary file over it", errno);
         goto done;
     }
@@ -179,6 +199,7 @@ done:
         free(tmp);
     }
     free(dir);
+    free(resolved);
     cnn_buf_free(&hdr);
     return st;
 }

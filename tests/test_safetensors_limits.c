@@ -167,3 +167,42 @@ TEST(safetensors_load_refuses_a_fifo_without_waiting)
     CHECK(cnn_test_child_ok(pid));
     scratch_close(&s);
 }
+
+/* Saving over a symbolic link writes its target, as open() would (the rename used to replace
+ * the link with a file of its own, leaving the target as it was), and a file's permissions
+ * stay (a checkpoint made private used to become readable by all at the next save). A link
+ * to nothing is refused, naming the path. */
+TEST(safetensors_save_writes_through_links_and_keeps_permissions)
+{
+    scratch s;
+    REQUIRE(scratch_open(&s));
+    char link[192], dangling[192];
+    snprintf(link, sizeof link, "%s/link.safetensors", s.dir);
+    snprintf(dangling, sizeof dangling, "%s/dangling.safetensors", s.dir);
+    cnn_dict *d = NULL, *back = NULL;
+    cnn_tensor *t = NULL;
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_tensor_full(CNN_SHAPE(2), 1.0f, CNN_CPU, &t));
+    REQUIRE(d && t);
+    CHECK_OK(cnn_dict_set(d, "w", t));
+    CHECK_OK(cnn_safetensors_save(s.path, d));
+    REQUIRE(chmod(s.path, 0600) == 0);
+    REQUIRE(symlink("ckpt.safetensors", link) == 0);
+    CHECK_OK(cnn_tensor_fill_(t, 2.0f));
+    CHECK_OK(cnn_safetensors_save(link, d));
+    struct stat sb;
+    CHECK(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode));
+    CHECK(lstat(s.path, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 07777) == 0600);
+    CHECK_OK(cnn_safetensors_load(s.path, &back));
+    float v[2] = {0, 0};
+    if (back) CHECK_OK(cnn_tensor_read(cnn_dict_get(back, "w"), v, 2));
+    CHECK(v[0] == 2.0f && v[1] == 2.0f);
+    cnn_dict_destroy(&back);
+    REQUIRE(symlink("missing/x.safetensors", dangling) == 0);
+    CHECK_ERR(cnn_safetensors_save(dangling, d), CNN_ERR_IO);
+    CHECK(strstr(cnn_last_error(), dangling) && strstr(cnn_last_error(), "symbolic link"));
+    CHECK(scratch_count(&s) == 3); /* the file and the two links: no temporary file left */
+    cnn_tensor_free(&t);
+    cnn_dict_destroy(&d);
+    scratch_close(&s);
+}
