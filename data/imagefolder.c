@@ -198,8 +198,11 @@ typedef struct class_walk {
     size_t n, cap;
     int ignored;         /* entries that are neither image files nor folders */
     char examples[160];  /* the first few of them, for the warning */
-    int loops;           /* links back to a folder being walked, not followed */
+    int loops;           /* links back to a folder being walked or above, not followed */
     size_t base_len;     /* of the class folder's path and its '/': names below it start there */
+    size_t n_above;      /* the folders above the class folder, up to '/': */
+    dev_t *above_dev;    /* a link to one of them would take in the other classes, */
+    ino_t *above_ino;    /* or everything under the root */
 } class_walk;
 
 #define WALK_MAX_DEPTH 64
@@ -231,6 +234,8 @@ static cnn_status walk_dir(class_walk *w, const char *dir, dev_t *anc_dev, ino_t
             bool loop = false;
             for (int i = 0; i <= depth; i++)
                 loop |= anc_dev[i] == sb.st_dev && anc_ino[i] == sb.st_ino;
+            for (size_t i = 0; i < w->n_above; i++)
+                loop |= w->above_dev[i] == sb.st_dev && w->above_ino[i] == sb.st_ino;
             if (loop || depth + 1 >= WALK_MAX_DEPTH) w->loops++;
             else CNN_TRYG(strlist_push(&subdirs, name));
         } else if (S_ISREG(sb.st_mode) && cnn_imagefolder_is_image_name(name)) {
@@ -281,7 +286,43 @@ static void class_walk_free(class_walk *w)
         strlist_free(&w->v[i].files);
     }
     free(w->v);
+    free(w->above_dev);
+    free(w->above_ino);
     *w = (class_walk){0};
+}
+
+/* The folders above class folder cdir (those of its real path, '/' included) into w, so that
+ * the walk below follows no link up to one of them. */
+static cnn_status find_folders_above(class_walk *w, const char *cdir)
+{
+    char *real = realpath(cdir, NULL);
+    if (!real)
+        return cnn_error(cnn_errno_status(errno), "imagefolder: cannot resolve '%s': %s", cdir,
+                         strerror(errno));
+    size_t n = 1; /* '/' and one per '/' after it */
+    for (const char *c = real + 1; *c; c++) n += *c == '/';
+    w->above_dev = malloc(n * sizeof *w->above_dev);
+    w->above_ino = malloc(n * sizeof *w->above_ino);
+    cnn_status st = CNN_OK;
+    if (!w->above_dev || !w->above_ino) {
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "imagefolder: out of memory");
+        goto done;
+    }
+    /* Cut the path at its last '/' again and again: the parent, its parent, ..., '/'. */
+    for (char *slash; strcmp(real, "/") != 0 && (slash = strrchr(real, '/'));) {
+        slash[slash == real] = '\0';
+        struct stat sb;
+        if (stat(real, &sb) != 0) {
+            st = cnn_error(cnn_errno_status(errno), "imagefolder: cannot read '%s' (above "
+                           "'%s'): %s", real, cdir, strerror(errno));
+            goto done;
+        }
+        w->above_dev[w->n_above] = sb.st_dev;
+        w->above_ino[w->n_above++] = sb.st_ino;
+    }
+done:
+    free(real);
+    return st;
 }
 
 static int cmp_walk_entry(const void *a, const void *b)
@@ -306,6 +347,7 @@ static cnn_status list_class(cnn_dataset *ds, const char *cname, size_t label, c
     anc_dev[0] = sb.st_dev;
     anc_ino[0] = sb.st_ino;
     w.base_len = strlen(cdir) + 1;
+    CNN_TRYG(find_folders_above(&w, cdir));
     CNN_TRYG(walk_dir(&w, cdir, anc_dev, anc_ino, 0));
     if (w.n > 1) qsort(w.v, w.n, sizeof *w.v, cmp_walk_entry); /* folder by folder, by path */
     size_t found = 0;

@@ -262,10 +262,10 @@ TEST(imagefolder_image_names)
 }
 
 /* As torchvision's ImageFolder (os.walk with followlinks=True), a class folder's sub-folders are
- * walked: files folder by folder in the order of the folders' paths (k/sub-x before k/sub/deep,
- * as '-' < '/'), sorted within each; links are followed, except one back to a folder being
- * walked (torchvision would loop); hidden entries (macOS's ._ files, .git) are skipped; the
- * warning about ignored entries names the folder and the first of them. */
+ * walked: files folder by folder in the order of the folders' paths (k/sub-x before k/sub/deep, as
+ * '-' < '/'), sorted within each; links are followed, except one back to a folder being walked or
+ * above the class folder (torchvision would loop); hidden entries (macOS's ._ files, .git) are
+ * skipped; the warning about ignored entries names the folder and the first of them. */
 TEST(imagefolder_walks_sub_folders_in_torchvisions_order)
 {
     char root[64], dir[512], path[600], target[600];
@@ -294,6 +294,13 @@ TEST(imagefolder_walks_sub_folders_in_torchvisions_order)
     snprintf(path, sizeof path, "%s/train/k/sub/linked.png", root);
     snprintf(target, sizeof target, "%s/train/k/b.png", root);
     REQUIRE(symlink(target, path) == 0); /* a linked file counts */
+    /* Links up to the split folder and to the root, above the class folder: followed, class
+     * only_nested took in k's images (and everything under the root) as its own. */
+    snprintf(path, sizeof path, "%s/train/only_nested/up", root);
+    snprintf(target, sizeof target, "%s/train", root);
+    REQUIRE(symlink(target, path) == 0);
+    snprintf(path, sizeof path, "%s/train/only_nested/2019/top", root);
+    REQUIRE(symlink(root, path) == 0);
 
     cnn_dataset *ds = NULL;
     CHECK_OK(cnn_imagefolder_create(root, "train", 3, &ds));
@@ -307,15 +314,16 @@ TEST(imagefolder_walks_sub_folders_in_torchvisions_order)
         CHECK(strcmp(name, path) == 0);
         CHECK(cnn_dataset_label(ds, i) == (i < 5 ? 0 : 1));
     }
-    bool ignored = false, loop = false;
+    bool ignored = false, loop = false, loops_up = false;
     for (int i = 0; cnn_dataset_warning(ds, i); i++) {
         const char *w = cnn_dataset_warning(ds, i);
         CHECK(!strstr(w, "no images")); /* only_nested has one, below it */
         ignored |= strstr(w, "ignored 1 entry") && strstr(w, "'notes.txt'") &&
                    strstr(w, "/train/k'") != NULL;
-        loop |= strstr(w, "1 link") && strstr(w, "back to a folder") != NULL;
+        loop |= strstr(w, "1 link") && strstr(w, "/train/k'") && strstr(w, "back to a folder");
+        loops_up |= strstr(w, "2 links") && strstr(w, "/train/only_nested'") != NULL;
     }
-    CHECK(ignored && loop);
+    CHECK(ignored && loop && loops_up);
     cnn_dataset_destroy(&ds);
     data_test_remove_tree(root);
 }
