@@ -189,8 +189,10 @@ cnn_status cnn_loader_next(cnn_loader *l, cnn_tensor **images, cnn_tensor **labe
 /* Samples per epoch (after `limit`) and batches per epoch if no sample is bad. */
 int64_t cnn_loader_num_samples(const cnn_loader *l);
 int64_t cnn_loader_num_batches(const cnn_loader *l);
-/* Bad samples met so far (each file once, in the order met): count, path, reason. Borrowed,
- * valid until the loader is destroyed; call from the thread that calls cnn_loader_next. */
+/* Bad samples met so far (each file once, in the order met): count, path, reason. A loader
+ * with a device packs the next batch as it hands one out, so its list runs a batch ahead of the
+ * batches returned. Borrowed, valid until the loader is destroyed; call from the thread that
+ * calls cnn_loader_next. */
 int cnn_loader_num_bad(const cnn_loader *l);
 const char *cnn_loader_bad_name(const cnn_loader *l, int i);
 const char *cnn_loader_bad_reason(const cnn_loader *l, int i);
