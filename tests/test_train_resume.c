@@ -414,3 +414,61 @@ TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
     CHECK(access(best, F_OK) != 0);
     remove_tree(dir);
 }
+
+/* Options a resumed run takes or refuses, where the run's state is involved: a new --lr scales a
+ * plateau schedule's rate (it held the rate it reached: epoch 5 after the fall at epoch 4 runs
+ * at 2e-8 under --lr 2e-7, where the new rate was said and then dropped, 1e-8); SGD's momentum
+ * may change but not to or from 0 (its buffers: the state failed to load after the change was
+ * said to be used); the command to go on names the device given (a checkpoint does not keep
+ * it, and an exact resume needs it); and a finished run resumed into a new folder is evaluated
+ * without writing there (an orphan best.safetensors was, "which the run had not saved as its
+ * best"). */
+TEST(train_tool_resume_takes_a_new_lr_and_momentum_with_the_runs_state)
+{
+    char tool[512], dir[256], args[1024], run[400], path[600];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(run, sizeof run, "%s/p", dir);
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 5 "
+             "--lr 1e-7 --schedule plateau --seed 4 --stop-after 4 --checkpoint-dir %s", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "--resume %s/last.safetensors --lr 2e-7", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    CHECK(strstr(out, "resumed with --lr 2e-07 (the run's: 1e-07)") != NULL);
+    CHECK(metric_rows(run) == 5);
+    double lr5 = last_lr(run);
+    if (fabs(lr5 - 2e-8) > 1e-13)
+        cnn_test_fail(__FILE__, __LINE__, "plateau: lr %g in epoch 5, expected 2e-08", lr5);
+
+    snprintf(run, sizeof run, "%s/s", dir);
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 2 "
+             "--optimizer sgd --stop-after 1 --device cpu --workers 2 --checkpoint-dir %s", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    /* The command it gives to go on keeps the options a checkpoint does not (the device). */
+    snprintf(path, sizeof path, "--resume %s/last.safetensors --device cpu --workers 2\n", run);
+    CHECK(strstr(out, "continue with: ") && strstr(out, path));
+    snprintf(args, sizeof args, "--resume %s/last.safetensors --momentum 0", run);
+    CHECK(run_tool_ex(tool, args, true, out, sizeof out) != 0);
+    CHECK(strstr(out, "--momentum 0: the checkpoint's SGD run has momentum 0.9, which a resumed "
+                      "run keeps") != NULL);
+    snprintf(args, sizeof args, "--resume %s/last.safetensors --momentum 0.5", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    CHECK(strstr(out, "resumed with --momentum 0.5 (the run's: 0.9)") != NULL);
+    CHECK(metric_rows(run) == 2);
+
+    snprintf(run, sizeof run, "%s/one", dir);
+    snprintf(args, sizeof args, "--limit-train 128 --limit-val 64 --batch 64 --epochs 1 "
+             "--checkpoint-dir %s", run);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0); /* its one epoch is its best */
+    snprintf(args, sizeof args, "--resume %s/last.safetensors --checkpoint-dir %s/fresh", run,
+             dir);
+    CHECK(run_tool(tool, args, out, sizeof out) == 0);
+    CHECK(strstr(out, "is complete (1 of 1 epochs)") && strstr(out, "nothing written (") &&
+          !strstr(out, "best.safetensors"));
+    snprintf(path, sizeof path, "%s/fresh", dir);
+    struct stat sb;
+    CHECK(stat(path, &sb) != 0);
+    if (cnn_test_failed()) printf("%s\n", out);
+    remove_tree(dir);
+}

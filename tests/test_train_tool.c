@@ -200,10 +200,10 @@ TEST(train_tool_resume_command_and_finished_run)
              "--checkpoint-dir '%s/my run'", dir);
     int rc = run_tool(tool, args, out, sizeof out);
     /* The command names the tool as it was started (here by its path), not by a bare name
-     * that the shell would not find. */
+     * that the shell would not find, and the device run_tool gave (not kept by checkpoints). */
     char want[1300];
-    snprintf(want, sizeof want, "continue with: %s --resume '%s/my run/last.safetensors'\n",
-             tool, dir);
+    snprintf(want, sizeof want,
+             "continue with: %s --resume '%s/my run/last.safetensors' --device cpu\n", tool, dir);
     const char *cont = strstr(out, want);
     if (rc != 0 || !cont)
         cnn_test_fail(__FILE__, __LINE__, "exit %d, no \"%s\" in:\n%s", rc, want, out);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* OpenMP threads that wait for work sleep instead of spinning, unless OMP_WAIT_POLICY says
@@ -218,6 +219,22 @@ static void save(tr_run *r, const char *name)
         tr_die("%s", err);
 }
 
+/* Whether the run has met its --early-stop patience (a resumed one may have before it). */
+static bool stopped_early(const tr_run *r)
+{
+    return r->o.early_stop > 0 && r->st.bad_epochs >= r->o.early_stop;
+}
+
+/* Whether the run's folder is the one --resume's checkpoint is in. */
+static bool in_checkpoint_folder(const tr_run *r)
+{
+    char dir[TR_PATH_MAX];
+    tr_dir_of(r->o.resume, dir, sizeof dir);
+    struct stat a, b;
+    return stat(dir, &a) == 0 && stat(r->dir, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 /* A resumed run whose last completed epoch was its best, before it trains: the model holds that
  * epoch's weights, so a best.safetensors that is missing or older (a run killed after saving
  * last.safetensors and before best.safetensors) is written now. */
@@ -225,6 +242,9 @@ static void repair_best(tr_run *r)
 {
     char path[TR_PATH_MAX + 64], err[2048];
     if (r->st.best_epoch < 1 || r->st.best_epoch != r->st.epoch || r->st.batch != 0) return;
+    /* A run with nothing left to train, resumed into another folder (--checkpoint-dir), is
+     * only evaluated: that folder is not its run's, and gets no file. */
+    if ((r->st.epoch >= r->o.epochs || stopped_early(r)) && !in_checkpoint_folder(r)) return;
     path_in_dir(r, "best.safetensors", path, sizeof path);
     cnn_dict *d = NULL;
     tr_model_meta mm = {0};
@@ -261,21 +281,27 @@ static void write_curves(tr_run *r)
 }
 
 /* The path of last.safetensors, quoted for a shell: a command to paste. */
-static const char *last_quoted(const tr_run *r, char *buf, size_t n)
+/* What follows --resume in the command that continues the run: last.safetensors' path, and the
+ * options given that the checkpoint does not keep (--device, ...: a bit-identical resume needs
+ * the same device). */
+static const char *resume_args(const tr_run *r, char *buf, size_t n)
 {
-    char path[TR_PATH_MAX + 64];
+    char path[TR_PATH_MAX + 64], rt[512];
     path_in_dir(r, "last.safetensors", path, sizeof path);
-    return tr_shell_quote(path, buf, n);
+    tr_shell_quote(path, buf, n);
+    size_t used = strlen(buf);
+    snprintf(buf + used, n - used, "%s", tr_opts_runtime_args(&r->o, rt, sizeof rt));
+    return buf;
 }
 
 static void interrupted(tr_run *r)
 {
-    char quoted[TR_QUOTED_MAX];
+    char quoted[TR_QUOTED_MAX + 512];
     save(r, "last.safetensors");
     printf("\ninterrupted: saved %s/last.safetensors (epoch %lld, after batch %lld of %lld)\n"
            "resume with: %s --resume %s\n",
            r->dir, (long long)r->st.epoch + 1, (long long)r->st.batch,
-           (long long)r->steps_per_epoch, tr_invocation(), last_quoted(r, quoted, sizeof quoted));
+           (long long)r->steps_per_epoch, tr_invocation(), resume_args(r, quoted, sizeof quoted));
     if (r->st.history.n) /* what the epochs completed reached, as a finished run says it */
         printf("best val top-1 %.2f%% at epoch %lld so far\n", 100 * r->st.best_top1,
                (long long)r->st.best_epoch);
@@ -353,12 +379,6 @@ static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
     return !tool_stop;
 }
 
-/* Whether the run has met its --early-stop patience (a resumed one may have before it). */
-static bool stopped_early(const tr_run *r)
-{
-    return r->o.early_stop > 0 && r->st.bad_epochs >= r->o.early_stop;
-}
-
 /* Trains the epochs left; returns how many this call trained. */
 static int train(tr_run *r)
 {
@@ -374,9 +394,9 @@ static int train(tr_run *r)
             break;
         }
         if (o->stop_after > 0 && ran == o->stop_after) {
-            char quoted[TR_QUOTED_MAX];
+            char quoted[TR_QUOTED_MAX + 512];
             printf("stopped after %d epoch(s) (--stop-after); continue with: %s --resume %s\n",
-                   ran, tr_invocation(), last_quoted(r, quoted, sizeof quoted));
+                   ran, tr_invocation(), resume_args(r, quoted, sizeof quoted));
             break;
         }
         double t0 = tr_now_s() - r->st.part_seconds, wait = 0;
@@ -466,8 +486,13 @@ static void print_final(tr_run *r, double wall, int trained)
     if (trained > 0)
         printf("wrote %s/{best,last}.safetensors, metrics.csv, curves.png, confusion.csv\n",
                r->dir);
-    else if (r->train_ld && !r->best_repaired)
-        printf("nothing written: %s is left as it was\n", r->dir);
+    else if (r->train_ld && !r->best_repaired) {
+        /* A folder made for this invocation (a new --checkpoint-dir) goes again, empty. */
+        tr_run_remove_new_dir();
+        struct stat sb;
+        if (stat(r->dir, &sb) == 0) printf("nothing written: %s is left as it was\n", r->dir);
+        else printf("nothing written (%s, made for it, removed again)\n", r->dir);
+    }
 }
 
 static void eval_only(tr_run *r)

@@ -423,6 +423,25 @@ bool tr_check_writable_dir(const char *path, char *err, size_t n)
     return true;
 }
 
+const char *tr_opts_runtime_args(const train_opts *o, char *buf, size_t n)
+{
+    static const char *const names[] = {"device", "backend", "workers", "cuda-graph"};
+    size_t used = 0;
+    buf[0] = 0;
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        for (int i = 0; i < N_OPTS; i++) {
+            if (strcmp(OPTS[i].name, names[k]) || !o->given[i]) continue;
+            char v[TR_PATH_MAX + 32], q[TR_QUOTED_MAX];
+            get_value(o, &OPTS[i], false, v, sizeof v);
+            int w = snprintf(buf + used, n - used, " --%s %s", names[k],
+                             tr_shell_quote(v, q, sizeof q));
+            if (w > 0 && (size_t)w < n - used) used += (size_t)w;
+            else buf[used] = 0; /* (does not fit: left out whole) */
+        }
+    }
+    return buf;
+}
+
 void tr_dir_of(const char *path, char *out, size_t n)
 {
     const char *slash = strrchr(path, '/');

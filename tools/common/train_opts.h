@@ -96,6 +96,10 @@ bool tr_check_unused_dir(const char *path, const char *resume, char *err, size_t
 /* s as one word for a POSIX shell into buf (n bytes): as it is when every character is plain
  * (letters, digits, %+,-./:=@_), else in single quotes, each ' written '\''. Returns buf. */
 const char *tr_shell_quote(const char *s, char *buf, size_t n);
+/* " --device cuda:1 --backend cuda ...": the options given that a checkpoint does not keep
+ * (device, backend, workers, cuda-graph), for the command that resumes the run as it ran.
+ * Returns buf ("" when none was given). */
+const char *tr_opts_runtime_args(const train_opts *o, char *buf, size_t n);
 /* Prints the training options, a few to a line. */
 void tr_opts_print(const train_opts *o, FILE *f);
 

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -193,6 +194,28 @@ static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool trai
     return l;
 }
 
+/* A float written by the tool into metadata key (exact text); false when absent or malformed. */
+static bool meta_float(const cnn_dict *d, const char *key, double *v)
+{
+    const char *s = cnn_dict_get_meta(d, key);
+    char *end = NULL;
+    if (s) *v = strtod(s, &end);
+    return s && end != s && !*end && isfinite(*v);
+}
+
+/* A new --lr on resume scales a plateau schedule's rate as it is the other schedules' base rate:
+ * the plateau holds the rate it reached, so its reductions so far are kept. */
+static void scale_plateau_lr(const tr_run *r, cnn_dict *d)
+{
+    double run_lr, held;
+    if (!r->plateau || !tr_opts_given(&r->o, "lr") || !meta_float(d, "opt.lr", &run_lr) ||
+        !meta_float(d, "sched.plateau.lr", &held) || (float)run_lr == r->o.lr)
+        return; /* (a malformed rate is refused by the load) */
+    char v[48];
+    snprintf(v, sizeof v, "%.17g", run_lr > 0 ? held * r->o.lr / run_lr : r->o.lr);
+    TR_LIB(cnn_dict_set_meta(d, "sched.plateau.lr", v), "scaling the plateau's learning rate");
+}
+
 /* --resume / --eval-only: the checkpoint's options (unless given again), model and state. */
 static void load_checkpoint(tr_run *r, const char *path, bool with_state)
 {
@@ -202,6 +225,14 @@ static void load_checkpoint(tr_run *r, const char *path, bool with_state)
     if (!tr_opts_from_meta(&r->o, d, with_state, err, sizeof err, changed, sizeof changed) ||
         !tr_opts_validate(&r->o, err, sizeof err))
         tr_die("%s: %s", path, err);
+    /* SGD keeps a momentum buffer per parameter only with momentum: another non-zero momentum
+     * goes on with the buffers, but none has none to go on with, and 0 would drop them. */
+    double run_m;
+    if (with_state && !strcmp(r->o.optimizer, "sgd") && tr_opts_given(&r->o, "momentum") &&
+        meta_float(d, "opt.momentum", &run_m) && (run_m == 0) != (r->o.momentum == 0))
+        tr_die("--momentum %g: the checkpoint's SGD run has momentum %g%s, which a resumed run "
+               "keeps (another non-zero momentum is taken; start a new run for this one)",
+               (double)r->o.momentum, run_m, run_m == 0 ? " (no momentum buffers)" : "");
     if (changed[0])
         printf("resumed with %s: the run goes on from its checkpoint, but no longer as it would "
                "have without the change\n", changed);
@@ -222,6 +253,7 @@ static void load_checkpoint(tr_run *r, const char *path, bool with_state)
         build_optimizer(r);
         if (cnn_optim_load_state_dict(r->opt, d) != CNN_OK)
             tr_die("%s: optimizer state: %s", path, cnn_last_error());
+        scale_plateau_lr(r, d);
         if (r->plateau && cnn_sched_plateau_load_state_dict(r->plateau, d) != CNN_OK)
             tr_die("%s: scheduler state: %s", path, cnn_last_error());
         cnn_rng_set_state(r->st.rng_seed, r->st.rng_offset);
