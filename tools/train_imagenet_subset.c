@@ -280,10 +280,9 @@ static void write_curves(tr_run *r)
     if (!tr_plot_curves(&r->st.history, path, err, sizeof err)) tr_die("%s", err);
 }
 
-/* The path of last.safetensors, quoted for a shell: a command to paste. */
-/* What follows --resume in the command that continues the run: last.safetensors' path, and the
- * options given that the checkpoint does not keep (--device, ...: a bit-identical resume needs
- * the same device). */
+/* What follows --resume in the command that continues the run, to paste into a shell:
+ * last.safetensors' path, quoted, and the options given that the checkpoint does not keep
+ * (--device, ...: a bit-identical resume needs the same device). */
 static const char *resume_args(const tr_run *r, char *buf, size_t n)
 {
     char path[TR_PATH_MAX + 64], rt[512];

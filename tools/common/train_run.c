@@ -203,8 +203,8 @@ static bool meta_float(const cnn_dict *d, const char *key, double *v)
     return s && end != s && !*end && isfinite(*v);
 }
 
-/* A new --lr on resume scales a plateau schedule's rate as it is the other schedules' base rate:
- * the plateau holds the rate it reached, so its reductions so far are kept. */
+/* A new --lr on resume scales a plateau schedule's rate, as it replaces the other schedules'
+ * base rate: the plateau holds the rate it reached, so its reductions so far are kept. */
 static void scale_plateau_lr(const tr_run *r, cnn_dict *d)
 {
     double run_lr, held;
