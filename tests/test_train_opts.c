@@ -114,7 +114,37 @@ TEST(train_opts_values_a_field_cannot_hold)
     /* --optimizer is a 16-byte field: 15 characters and the NUL fit, 16 do not (they would
      * run into the next field). */
     REFUSED("--optimizer abcdefghijklmno", "--optimizer must be sgd, adam or adamw");
-    REFUSED("--optimizer abcdefghijklmnop", "--optimizer: bad value 'abcdefghijklmnop'");
+    REFUSED("--optimizer abcdefghijklmnop", "--optimizer: bad value 'abcdefghijklmnop' (too "
+            "long, over 15 characters");
+    /* Each refusal says why: a valid number a float cannot hold is not "bad" as text. */
+    REFUSED("--lr 1e-40", "--lr: bad value '1e-40' (too close to 0 for a float; expected LR)");
+    REFUSED("--lr 1e39", "--lr: bad value '1e39' (too large for a float");
+    REFUSED("--lr 0.1x", "--lr: bad value '0.1x' (not a number");
+    REFUSED("--epochs 4294967297", "(out of range; expected N)");
+    REFUSED("--epochs 3.5", "(not an integer; expected N)");
+    REFUSED("--tf32=maybe", "--tf32: bad value 'maybe' (not on or off; expected on|off)");
+    /* A value too long for its field is named by its first 60 characters, so that the reason
+     * still fits the message. */
+    char args[1200] = "--checkpoint-dir ";
+    memset(args + strlen(args), 'y', 1100);
+    REFUSED(args, "--checkpoint-dir: bad value 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+            "yyyyyyyy...' (too long, over 1023 characters; expected DIR)");
+}
+
+/* An option that takes a value does not take the next option as it, as argparse: once
+ * "--checkpoint-dir --strict" trained without --strict into a folder named "--strict". A value
+ * that begins with "--" is written --name=--value; a negative number has one dash. */
+TEST(train_opts_an_option_is_not_the_value_of_the_one_before)
+{
+    REFUSED("--checkpoint-dir --strict", "--checkpoint-dir needs a value (DIR), not the option "
+            "'--strict'");
+    REFUSED("--checkpoint-dir --tf32", "not the option '--tf32'");
+    REFUSED("--eval-only --limit-val=64", "--eval-only needs a value (PATH), not the option "
+            "'--limit-val=64'");
+    REFUSED("--epochs -h", "--epochs needs a value (N), not the option '-h'");
+    REFUSED("--epochs", "--epochs needs a value (N)");
+    ACCEPTED("--checkpoint-dir=--runs");
+    ACCEPTED("--hflip -1 --translate 0");
 }
 
 /* The modes are exclusive, and each refuses what would do nothing in it. */

@@ -94,33 +94,38 @@ static const opt_desc OPTS[] = {
 #define N_OPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
 _Static_assert(sizeof OPTS / sizeof OPTS[0] <= TR_MAX_OPTS, "TR_MAX_OPTS too small");
 
-/* Parses text into the field of option d; false if it is not a complete, in-range value. */
-static bool set_value(train_opts *o, const opt_desc *d, const char *v)
+/* Parses text into the field of option d. NULL when it is a complete, in-range value, else
+ * why it is not. */
+static const char *set_value(train_opts *o, const opt_desc *d, const char *v)
 {
     char *p = (char *)o + d->off, *end = NULL;
     errno = 0;
     switch (d->type) {
     case OT_STR:
-        if (strlen(v) >= d->size) return false;
+        if (strlen(v) >= d->size) return "too long";
         memcpy(p, v, strlen(v) + 1);
-        return true;
+        return NULL;
     case OT_INT: {
         long x = strtol(v, &end, 10);
-        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L) return false;
+        if (end == v || *end) return "not an integer";
+        if (errno || x < -2147483647L || x > 2147483647L) return "out of range";
         *(int *)p = (int)x;
-        return true;
+        return NULL;
     }
     case OT_I64: {
         long long x = strtoll(v, &end, 10);
-        if (errno || end == v || *end) return false;
+        if (end == v || *end) return "not an integer";
+        if (errno) return "out of range";
         *(int64_t *)p = x;
-        return true;
+        return NULL;
     }
     case OT_F32: {
         float x = strtof(v, &end);
-        if (errno || end == v || *end || !isfinite(x)) return false;
+        if (end == v || *end) return "not a number";
+        if (errno) return fabsf(x) < 1 ? "too close to 0 for a float" : "too large for a float";
+        if (!isfinite(x)) return "not finite";
         *(float *)p = x;
-        return true;
+        return NULL;
     }
     case OT_FLAG:
         if (!strcmp(v, "on") || !strcmp(v, "1"))
@@ -128,10 +133,10 @@ static bool set_value(train_opts *o, const opt_desc *d, const char *v)
         else if (!strcmp(v, "off") || !strcmp(v, "0") || !v[0])
             *(int *)p = 0;
         else
-            return false;
-        return true;
+            return "not on or off";
+        return NULL;
     }
-    return false;
+    return "of an unknown type";
 }
 
 /* The value of option d as text: exact (read back bit-identical by set_value) or short. */
@@ -210,10 +215,16 @@ bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
             v = eq ? eq + 1 : "on";
         else if (eq)
             v = eq + 1;
-        else if (a + 1 < argc)
+        else if (a + 1 < argc && strncmp(argv[a + 1], "--", 2) != 0 && strcmp(argv[a + 1], "-h"))
             v = argv[++a];
         else {
-            snprintf(err, n, "--%s needs a value (%s)", d->name, d->arg);
+            /* The next argument is an option, not this one's value (as argparse, a value that
+             * begins with -- is written --name=--value). */
+            if (a + 1 < argc)
+                snprintf(err, n, "--%s needs a value (%s), not the option '%s'", d->name, d->arg,
+                         argv[a + 1]);
+            else
+                snprintf(err, n, "--%s needs a value (%s)", d->name, d->arg);
             return false;
         }
         /* An empty value (an unset shell variable) would read as "not given": for --resume
@@ -222,8 +233,15 @@ bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
             snprintf(err, n, "--%s: empty value (expected %s)", d->name, d->arg);
             return false;
         }
-        if (!set_value(o, d, v)) {
-            snprintf(err, n, "--%s: bad value '%s' (expected %s)", d->name, v,
+        const char *why = set_value(o, d, v);
+        if (why) {
+            /* A value of a few kilobytes is named by its start: the message stays one line. */
+            int shown = strlen(v) > 64 ? 60 : (int)strlen(v);
+            char limit[48] = "";
+            if (d->type == OT_STR)
+                snprintf(limit, sizeof limit, ", over %zu characters", d->size - 1);
+            snprintf(err, n, "--%s: bad value '%.*s%s' (%s%s; expected %s)", d->name, shown, v,
+                     shown < (int)strlen(v) ? "..." : "", why, limit,
                      d->type == OT_FLAG ? "on|off" : d->arg);
             return false;
         }
@@ -585,7 +603,7 @@ bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err,
                 train_opts run = *o;
                 char shown[2][TR_PATH_MAX + 32];
                 get_value(o, &OPTS[i], false, shown[0], sizeof shown[0]);
-                if (set_value(&run, &OPTS[i], v))
+                if (!set_value(&run, &OPTS[i], v))
                     get_value(&run, &OPTS[i], false, shown[1], sizeof shown[1]);
                 else
                     snprintf(shown[1], sizeof shown[1], "%s", v);
@@ -595,8 +613,9 @@ bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err,
             }
             continue;
         }
-        if (!set_value(o, &OPTS[i], v)) {
-            snprintf(err, n, "checkpoint option %s has a bad value '%s'", key, v);
+        const char *why = set_value(o, &OPTS[i], v);
+        if (why) {
+            snprintf(err, n, "checkpoint option %s has a bad value '%s' (%s)", key, v, why);
             return false;
         }
     }
