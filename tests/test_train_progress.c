@@ -93,3 +93,27 @@ TEST(train_progress_curves_of_a_perfect_run)
     tr_history_free(&h);
     scratch_close(&s);
 }
+
+/* Each grid line of curves.png is labelled with its own value: a step of 0.25 (a largest loss
+ * near 1) or 2.5 (accuracies above 90%) once drew "0.8" at 0.75 and "98" at 97.5, and losses
+ * near 1e-7 were all "0.00". */
+TEST(train_progress_tick_labels_are_the_grid_values)
+{
+    static const struct {
+        double v, step;
+        const char *want;
+    } cases[] = {
+        {0.75, 0.25, "0.75"}, {0.25, 0.25, "0.25"},   {0, 0.25, "0.00"},    {-1e-17, 0.25, "0.00"},
+        {97.5, 2.5, "97.5"},  {92.5, 2.5, "92.5"},    {100, 2.5, "100.0"},  {99.75, 0.25, "99.75"},
+        {7.5, 2.5, "7.5"},    {4, 2, "4"},            {15, 5, "15"},        {0.5, 0.5, "0.5"},
+        {0.3, 0.1, "0.3"},    {0.06, 0.02, "0.06"},   {3e-4, 1e-4, "0.0003"},
+        {7.5e-7, 2.5e-7, "7.5e-07"},                  {2e-7, 1e-7, "2e-07"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[32];
+        tr_tick_label(cases[i].v, cases[i].step, got, sizeof got);
+        if (strcmp(got, cases[i].want))
+            cnn_test_fail(__FILE__, __LINE__, "tick %g (step %g): '%s', want '%s'", cases[i].v,
+                          cases[i].step, got, cases[i].want);
+    }
+}

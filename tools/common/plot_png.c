@@ -120,16 +120,28 @@ static double nice_range(panel *p)
     return step;
 }
 
+void tr_tick_label(double v, double step, char *buf, size_t n)
+{
+    int d = 0; /* the decimals a multiple of step needs: 0.25 two, 2.5 one, 5 none */
+    for (double s = step; d < 4 && fabs(s - round(s)) > 1e-6 * s; s *= 10) d++;
+    if (fabs(v) < step / 2) v = 0; /* not -0.00 */
+    if (fabs(step - round(step * pow(10, d)) / pow(10, d)) <= 1e-6 * step)
+        snprintf(buf, n, "%.*f", d, v);
+    else
+        snprintf(buf, n, "%.3g", v); /* 2.5e-07: a step below 1e-4 */
+}
+
 /* Axes, grid and tick labels; the title above the plot, "EPOCH" below it. */
 static void axes(canvas *c, panel *p, const char *title, int n_epochs)
 {
     double step = nice_range(p);
-    int decimals = step >= 1 ? 0 : step >= 0.1 ? 1 : 2;
-    for (double v = p->ymin; v <= p->ymax + step / 2; v += step) {
+    int ticks = (int)lround((p->ymax - p->ymin) / step);
+    for (int i = 0; i <= ticks; i++) {
+        double v = p->ymin + i * step;
         int y = px_y(p, v);
         line(c, p->x, y, p->x + p->w, y, GRID, 1);
         char lab[32];
-        snprintf(lab, sizeof lab, "%.*f", decimals, v);
+        tr_tick_label(v, step, lab, sizeof lab);
         text(c, p->x - 8 - text_width(lab), y - 5, lab, BLACK);
     }
     int every = n_epochs <= 10 ? 1 : (n_epochs + 9) / 10;

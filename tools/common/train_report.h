@@ -71,5 +71,9 @@ bool tr_history_write_csv(const tr_history *h, const char *path);
 /* curves.png: loss (train, val) and accuracy (train, val top-1, val top-5) per epoch in two
  * panels with axes and tick labels. false with a reason in err. */
 bool tr_plot_curves(const tr_history *h, const char *path, char *err, size_t n);
+/* The label of the grid line at v on an axis whose lines are step apart: with the decimals
+ * the step needs to be shown exactly (0.25: two, 2.5: one), in exponent form for a step
+ * below 1e-4. */
+void tr_tick_label(double v, double step, char *buf, size_t n);
 
 #endif /* TR_REPORT_H */
