@@ -25,7 +25,7 @@ static bool macro_of(const tr_eval *e, double *p, double *r, double *f1)
     char buf[4096] = "";
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
     if (!f) return false;
-    tr_eval_print_report(e, class_name, NULL, f);
+    tr_eval_print_report(e, class_name, NULL, NULL, f);
     fclose(f);
     const char *m = strstr(buf, "macro avg");
     return m && sscanf(m, "macro avg %lf %lf %lf", p, r, f1) == 3;
@@ -87,7 +87,7 @@ TEST(train_report_cuts_and_pads_utf8_names_by_columns)
     char buf[4096] = "";
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
     REQUIRE(f);
-    tr_eval_print_report(&e, utf8_name, NULL, f);
+    tr_eval_print_report(&e, utf8_name, NULL, NULL, f);
     fclose(f);
     /* the table: name in 24 columns, then " %9.4f" */
     CHECK(strstr(buf, "   0 \xc3\x89t\xc3\xa9"
@@ -268,7 +268,7 @@ TEST(train_report_support_counts_true_labels)
     char buf[4096] = "";
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
     REQUIRE(f);
-    tr_eval_print_report(&e, abc_name, NULL, f);
+    tr_eval_print_report(&e, abc_name, NULL, NULL, f);
     fclose(f);
     const long long want[3] = {2, 2, 0};
     for (int c = 0; c < 3; c++) {
@@ -316,25 +316,30 @@ static const char *numbered_name(const void *ctx, int i)
 }
 
 /* The confusion matrix is printed up to 20 classes (at 6 columns each, it still fits a wide
- * terminal); from 21 on, the report points to confusion.csv instead. */
+ * terminal); from 21 on, the report names the CSV this evaluation's matrix went to instead, and
+ * where none was written (--eval-only writes nothing) it prints the matrix whatever its size:
+ * it once pointed --eval-only to a confusion.csv of another evaluation, or to none. */
 TEST(train_report_prints_the_matrix_up_to_20_classes)
 {
     static char buf[32768];
-    for (int k = 20; k <= 21; k++) {
-        tr_eval e;
-        REQUIRE(tr_eval_init(&e, k));
-        memset(buf, 0, sizeof buf);
-        FILE *f = fmemopen(buf, sizeof buf - 1, "w");
-        REQUIRE(f);
-        tr_eval_print_report(&e, numbered_name, NULL, f);
-        fclose(f);
-        bool matrix = strstr(buf, "confusion matrix (rows: true class") != NULL;
-        bool pointer = strstr(buf, "see confusion.csv") != NULL;
-        if (matrix != (k <= 20) || pointer != (k > 20))
-            cnn_test_fail(__FILE__, __LINE__, "%d classes: matrix %d, pointer %d", k, matrix,
-                          pointer);
-        tr_eval_free(&e);
-    }
+    for (int k = 20; k <= 21; k++)
+        for (int with_csv = 0; with_csv < 2; with_csv++) {
+            tr_eval e;
+            REQUIRE(tr_eval_init(&e, k));
+            memset(buf, 0, sizeof buf);
+            FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+            REQUIRE(f);
+            tr_eval_print_report(&e, numbered_name, NULL, with_csv ? "runs/x/confusion.csv" : NULL,
+                                 f);
+            fclose(f);
+            bool matrix = strstr(buf, "confusion matrix (rows: true class") != NULL;
+            bool pointer = strstr(buf, "see runs/x/confusion.csv)") != NULL;
+            bool want_pointer = k > 20 && with_csv;
+            if (matrix == want_pointer || pointer != want_pointer)
+                cnn_test_fail(__FILE__, __LINE__, "%d classes, csv %d: matrix %d, pointer %d", k,
+                              with_csv, matrix, pointer);
+            tr_eval_free(&e);
+        }
 }
 
 static const char *quoted_name(const void *ctx, int i)

@@ -472,7 +472,11 @@ static void print_final(tr_run *r, double wall, int trained)
     printf("\nvalidation: loss %.4f  top-1 %.2f%%%s  (%lld images)\n", tr_eval_loss(ve),
            100 * tr_eval_top1(ve), top_k_text(r, "  ", tr_eval_top5(ve), tk, sizeof tk),
            (long long)ve->n);
-    tr_eval_print_report(ve, class_name_of, &r->mm, stdout);
+    /* The matrix this report is of is in the folder only when this invocation trained: one
+     * that only evaluates (--eval-only, a finished run resumed) prints it whatever its size. */
+    char csv[TR_PATH_MAX + 64];
+    path_in_dir(r, "confusion.csv", csv, sizeof csv);
+    tr_eval_print_report(ve, class_name_of, &r->mm, trained > 0 ? csv : NULL, stdout);
     /* The files were written with each epoch's checkpoint; --eval-only, and a finished run
      * resumed, leave the checkpoint's folder as it was. */
     if (trained > 0)

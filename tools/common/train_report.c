@@ -99,7 +99,7 @@ void tr_print_cell(FILE *f, const char *s, int width, bool cut)
 }
 
 void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, int),
-                          const void *ctx, FILE *f)
+                          const void *ctx, const char *csv, FILE *f)
 {
     const int k = e->k;
     double sp = 0, sr = 0, sf = 0;
@@ -128,8 +128,8 @@ void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, i
     if (counted)
         fprintf(f, "%4s %-24s %9.4f %9.4f %9.4f %8lld\n", "", "macro avg", sp / counted,
                 sr / counted, sf / counted, (long long)e->n);
-    if (k > 20) {
-        fprintf(f, "(confusion matrix of %d classes: see confusion.csv)\n", k);
+    if (k > 20 && csv) {
+        fprintf(f, "(confusion matrix of %d classes: see %s)\n", k, csv);
         return;
     }
     fprintf(f, "confusion matrix (rows: true class, columns: predicted class)\n%28s", "");

@@ -28,10 +28,11 @@ double tr_eval_top5(const tr_eval *e);
 /* Prints UTF-8 text s in a column `width` terminal columns wide (a CJK character takes two),
  * padded with spaces; cut: cut at the last whole character that fits, else printed whole. */
 void tr_print_cell(FILE *f, const char *s, int width, bool cut);
-/* Per-class precision/recall/F1 table, then the confusion matrix when k <= 20. names(i) gives
- * class i's name. */
+/* Per-class precision/recall/F1 table, then the confusion matrix: printed up to 20 classes,
+ * and above when csv (the file this evaluation's matrix was written to) is NULL, else named.
+ * names(i) gives class i's name. */
 void tr_eval_print_report(const tr_eval *e, const char *(*names)(const void *, int),
-                          const void *ctx, FILE *f);
+                          const void *ctx, const char *csv, FILE *f);
 /* The confusion matrix as CSV (header row of class names); false with errno set on failure. */
 bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const void *, int),
                                  const void *ctx, const char *path);
