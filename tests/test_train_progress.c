@@ -117,3 +117,23 @@ TEST(train_progress_tick_labels_are_the_grid_values)
                           cases[i].step, got, cases[i].want);
     }
 }
+
+/* The bar fits the terminal, one column to spare: at 80 columns a 92-character line wrapped,
+ * and each redraw's "\r" went back only to the start of its last row, leaving a row behind. */
+TEST(train_progress_bar_fits_the_terminal)
+{
+    tr_progress p;
+    tr_progress_start(&p, "epoch 12/100", 6000, 0);
+    p.t0 -= 4000; /* 3000 images in 4000 s: an ETA over an hour, the longest form */
+    const int cols[] = {200, 120, 100, 80, 60, 40, 20};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        char line[256];
+        tr_progress_bar_line(&p, 3000, 0.1234, 0.9, cols[i], line, sizeof line);
+        if (strlen(line) > (size_t)cols[i] - 1 || strncmp(line, "epoch 12/100 [", 14))
+            cnn_test_fail(__FILE__, __LINE__, "%d columns: '%s' (%zu characters)", cols[i],
+                          line, strlen(line));
+        /* Wide enough, all of it: the speed and the ETA's hours; at 80 the loss still shows. */
+        if (cols[i] >= 120) CHECK(strstr(line, "img/s") && strstr(line, "ETA 1:06:40"));
+        if (cols[i] == 80) CHECK(strstr(line, "loss 0.1234  acc  90.00%"));
+    }
+}

@@ -3,7 +3,9 @@
 #include "progress.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,23 +38,61 @@ static void format_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%d:%02d", t / 60, t % 60);
 }
 
+/* The fraction of the epoch done, the images per second of this invocation and the ETA. */
+static double rates(const tr_progress *p, int64_t done, double t, double *ips, char *eta,
+                    size_t n)
+{
+    double el = t - p->t0, frac = (double)done / (double)p->total;
+    *ips = el > 0 ? (done - p->already) / el : 0;
+    format_eta(*ips > 0 ? (p->total - done) / *ips : 0, eta, n);
+    return frac > 1 ? 1 : frac;
+}
+
+void tr_progress_bar_line(const tr_progress *p, int64_t done, double loss, double acc, int cols,
+                          char *buf, size_t n)
+{
+    double ips;
+    char eta[32], speed[32], tail[96];
+    double frac = rates(p, done, tr_now_s(), &ips, eta, sizeof eta);
+    snprintf(speed, sizeof speed, " %7.0f img/s", ips);
+    snprintf(tail, sizeof tail, "  loss %.4f  acc %6.2f%%  ETA %s", loss, 100 * acc, eta);
+    /* The line must fit one row less one column: a wrapped line leaves a row behind at each
+     * redraw. The speed goes first, then the bar shrinks, then the end is cut. */
+    int room = (cols > 1 ? cols : 80) - 1;
+    int fixed = (int)(strlen(p->label) + strlen(" [] 100%") + strlen(tail));
+    bool with_speed = fixed + BAR_WIDTH + (int)strlen(speed) <= room;
+    int width = room - fixed - (with_speed ? (int)strlen(speed) : 0);
+    width = width > BAR_WIDTH ? BAR_WIDTH : width < 8 ? 8 : width;
+    char bar[BAR_WIDTH + 1];
+    int fill = (int)(frac * width);
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    snprintf(buf, n, "%s [%s] %3d%%%s%s", p->label, bar, (int)(frac * 100),
+             with_speed ? speed : "", tail);
+    if (strlen(buf) > (size_t)room) buf[room] = 0;
+}
+
+/* The terminal's width in columns: the window's, else $COLUMNS, else 80. */
+static int terminal_cols(void)
+{
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int v = c ? atoi(c) : 0;
+    return v > 0 ? v : 80;
+}
+
 void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc)
 {
-    double t = tr_now_s(), el = t - p->t0;
-    double frac = (double)done / (double)p->total;
-    if (frac > 1) frac = 1;
-    double ips = el > 0 ? (done - p->already) / el : 0;
+    double t = tr_now_s(), ips;
     char eta[32];
-    format_eta(ips > 0 ? (p->total - done) / ips : 0, eta, sizeof eta);
+    double frac = rates(p, done, t, &ips, eta, sizeof eta);
     if (p->tty) {
         if (done < p->total && t - p->last_draw < 0.1) return;
         p->last_draw = t;
-        char bar[BAR_WIDTH + 1];
-        int fill = (int)(frac * BAR_WIDTH);
-        for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < fill ? '#' : '.';
-        bar[BAR_WIDTH] = 0;
-        printf("\r%s [%s] %3d%% %7.0f img/s  loss %.4f  acc %6.2f%%  ETA %s \033[K", p->label, bar,
-               (int)(frac * 100), ips, loss, 100 * acc, eta);
+        char line[256];
+        tr_progress_bar_line(p, done, loss, acc, terminal_cols(), line, sizeof line);
+        printf("\r%s\033[K", line);
         fflush(stdout);
         return;
     }
