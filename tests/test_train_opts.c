@@ -127,8 +127,8 @@ TEST(train_opts_values_a_field_cannot_hold)
      * still fits the message. */
     char args[1200] = "--checkpoint-dir ";
     memset(args + strlen(args), 'y', 1100);
-    REFUSED(args, "--checkpoint-dir: bad value 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
-            "yyyyyyyy...' (too long, over 1023 characters; expected DIR)");
+    REFUSED(args, "--checkpoint-dir: bad value 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+            "yyyyyyyyyyyyyyyyyyyy...' (too long, over 1023 characters; expected DIR)");
 }
 
 /* An option that takes a value does not take the next option as it, as argparse: once
