@@ -418,7 +418,7 @@ int bench_mode_model(const bench_opts *o, bench_env *e, bench_log *l)
     if (ref && randomize_vectors(m, ref)) goto fail;
     if (e->gpu && cnn_model_to(m, e->dev)) goto fail;
     if (!(lab = malloc((size_t)B * sizeof *lab))) goto fail;
-    for (int i = 0; i < B; i++) lab[i] = (i * 7919) % info.num_classes;
+    for (int i = 0; i < B; i++) lab[i] = (int64_t)i * 7919 % info.num_classes; /* as torch's */
     if (cnn_tensor_uniform(CNN_SHAPE(B, C, S, S), -1, 1, CNN_CPU, &xc) ||
         cnn_tensor_to(xc, e->dev, &x) || cnn_tensor_from_i64(CNN_SHAPE(B), lab, e->dev, &labels))
         goto fail;
