@@ -179,6 +179,70 @@ TEST(bench_conv_ratio_per_pass)
     CHECK(system(cmd) == 0);
 }
 
+/* A cnnbench-style conv JSON of one backend: each of the n shapes at 1 ms in all three passes,
+ * with "complete" as given. */
+static bool write_conv_shapes(const char *path, const char *backend, const char *const *shapes,
+                              int n, bool complete)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fprintf(f, "{\"tool\": \"cnnbench\", \"device\": \"x\", \"backend\": \"%s\", \"tf32\": false, "
+               "\"complete\": %s, \"results\": [", backend, complete ? "true" : "false");
+    const char *passes[3] = {"fwd", "bwd_data", "bwd_filter"};
+    for (int s = 0; s < n; s++)
+        for (int i = 0; i < 3; i++)
+            fprintf(f, "%s{\"mode\": \"conv\", \"backend\": \"%s\", \"name\": \"resnet50\", "
+                       "\"shape\": \"%s\", \"pass\": \"%s\", \"median_ms\": 1, \"min_ms\": 1, "
+                       "\"max_ms\": 1, \"gflops\": 1, \"count\": 1, \"check\": \"ok\"}",
+                    s || i ? ", " : "", backend, shapes[s], passes[i]);
+    fprintf(f, "]}\n");
+    return fclose(f) == 0;
+}
+
+TEST(bench_conv_ratio_fails_on_unpaired_rows_and_incomplete_files)
+{
+    char out[8192], dir[64] = "/tmp/cnnbench_ratio.XXXXXX", a[128], b[128], cmd[512];
+    if (!have_python() || access("bench/conv_ratio", X_OK) != 0) {
+        cnn_test_skip("python3 or bench/conv_ratio (run from the repository root) not found");
+        return;
+    }
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(a, sizeof a, "%s/cuda.json", dir);
+    snprintf(b, sizeof b, "%s/cudnn.json", dir);
+    /* cnnbench leaves out a shape whose timing failed: the cuda file lacks the stem's shape.
+     * That shape is counted and named in every pass, no pass says the goal is met on what is
+     * left, and the exit status is 3 (it was 0: the shape vanished from "the set"). */
+    const char *both[2] = {"64,64,56,56,64,3,3,1,1,1", "64,3,224,224,64,7,7,2,3,1"};
+    REQUIRE(write_conv_shapes(a, "cuda", both, 1, true) &&
+            write_conv_shapes(b, "cudnn", both, 2, true));
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio %s %s", a, b);
+    int rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 3 || count_of(out, ": 1 row(s) with no partner") != 3 ||
+        count_of(out, "0 of cuda (-), 1 of cudnn (64,3,224,224,64,7,7,2,3,1)") != 3 ||
+        count_of(out, "over the 1 paired shape(s) only") != 3 || strstr(out, " met"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    /* The same the other way round (the numerator's side has the extra row). */
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio --num cudnn --den cuda %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 3 || !strstr(out, "fwd: 1 row(s) with no partner, left out of the figures below: "
+                                "1 of cudnn (64,3,224,224,64,7,7,2,3,1), 0 of cuda (-)"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    /* Every row paired, but a file marked incomplete: warned about, and the run fails. */
+    REQUIRE(write_conv_shapes(a, "cuda", both, 2, false));
+    snprintf(cmd, sizeof cmd, "bench/conv_ratio %s %s", a, b);
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 3 || !strstr(out, "warning: ") || !strstr(out, "cuda.json is incomplete") ||
+        strstr(out, "no partner") || count_of(out, "goal >= 0.50 met") != 3)
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    /* Both complete and paired: the goal is met, exit 0. */
+    REQUIRE(write_conv_shapes(a, "cuda", both, 2, true));
+    rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 0 || count_of(out, "over the set") != 3)
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
 {
     char tool[512], dir[64] = "/tmp/cnnbench_torch.XXXXXX", cmd[1024];
