@@ -4,7 +4,9 @@ pooling, elementwise ops and zoo models timed through PyTorch (cuDNN with
 torch.backends.cudnn.benchmark=True, or the CPU with --device cpu), written in cnnbench's JSON
 schema, row for row, so that bench/compare can put the two side by side. It imports torch only
 when it times something: --check-schema and the shape tables work on any machine with python3.
-Runs with torch 1.13 and 2.x (only APIs present in both).
+Runs with torch 1.13 and 2.x (only APIs present in both). Refuses what cnnbench refuses, with
+exit status 2: a NAME but after model, an option given to a mode it does not apply to, and
+conv's --batch with only --shape options (each gives its own N).
 
   python3 bench/torch_reference.py conv --shapes resnet50 --batch 64 --json torch_conv.json
   python3 bench/torch_reference.py model resnet50 --batch 256 --json torch_resnet50.json
@@ -27,6 +29,11 @@ ROW_KEYS = {"mode": str, "name": str, "shape": str, "pass": str, "median_ms": (i
 PASSES = {"fwd", "bwd_data", "bwd_filter", "bwd", "train", "infer"}
 CHECKS = {"ok", "mismatch", "n/a"}
 MODES = ("conv", "gemm", "bn", "pool", "elementwise", "model")
+# The modes an option means something in, as cnnbench's (tools/cnnbench.c g_applies): an option
+# given to another mode is refused (exit 2), not ignored. Options not listed: every mode.
+APPLIES = (("--shape", ("conv",)), ("--shapes", ("conv",)), ("--mnk", ("gemm",)),
+           ("--layers", ("model",)), ("--img-size", ("model",)),
+           ("--batch", ("conv", "bn", "pool", "elementwise", "model")))
 
 
 def schema_errors(doc):
@@ -492,9 +499,11 @@ def main(argv):
     ap.add_argument("name", nargs="?", help="model: lenet5, alexnet, vgg16, resnet50, ...")
     ap.add_argument("--shapes", choices=sorted(CONV_SETS))
     ap.add_argument("--shape", action="append", help="N,C,H,W,K,R,S,stride,pad[,groups]")
-    ap.add_argument("--mnk", type=lambda s: [int(v) for v in s.split(",")], default=[1024, 1024, 1024])
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--img-size", type=int, default=0)
+    # No defaults here (None: not given), so that an option given to a mode it does not apply
+    # to is found; the defaults (--mnk 1024,1024,1024, --batch 32) are set after that check.
+    ap.add_argument("--mnk", type=lambda s: [int(v) for v in s.split(",")])
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--img-size", type=int)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--tf32", action="store_true")
@@ -516,6 +525,22 @@ def main(argv):
         return 0
     if not args.mode or (args.mode == "model" and not args.name):
         ap.error("a mode is needed (%s; model takes a NAME)" % ", ".join(MODES))
+    # cnnbench's rules: a NAME only after model, an option only in the modes it applies to, and
+    # conv's --batch only with a set (each --shape gives its own N).
+    if args.name and args.mode != "model":
+        ap.error("unexpected argument '%s'" % args.name)
+    given = {"--shape": args.shape is not None, "--shapes": args.shapes is not None,
+             "--mnk": args.mnk is not None, "--layers": args.layers,
+             "--img-size": args.img_size is not None, "--batch": args.batch is not None}
+    for option, modes in APPLIES:
+        if given[option] and args.mode not in modes:
+            ap.error("%s does not apply to mode %s (only to %s)" % (option, args.mode,
+                                                                   " ".join(modes)))
+    if args.mode == "conv" and given["--batch"] and args.shape and not args.shapes:
+        ap.error("--batch sets the batch of a shape set (--shapes); each --shape gives its own N")
+    args.mnk = args.mnk if given["--mnk"] else [1024, 1024, 1024]
+    args.batch = args.batch if given["--batch"] else 32
+    args.img_size = args.img_size or 0
     if (args.iters < 1 or args.warmup < 0 or args.batch < 1 or len(args.mnk) != 3
             or min(args.mnk) < 1):
         ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K all positive")

@@ -243,6 +243,48 @@ TEST(bench_conv_ratio_fails_on_unpaired_rows_and_incomplete_files)
     CHECK(system(cmd) == 0);
 }
 
+TEST(bench_torch_reference_refuses_what_cnnbench_refuses)
+{
+    char tool[512], cmd[1024], out[8192];
+    if (!bench_path(tool, sizeof tool)) return;
+    if (!have_python() || access("bench/torch_reference.py", R_OK) != 0) {
+        cnn_test_skip("python3 or bench/torch_reference.py (run from the repository root) not "
+                      "found");
+        return;
+    }
+    /* A NAME but after model, an option given to a mode it does not apply to, and conv's --batch
+     * with only --shape options: cnnbench refuses them (exit 2), and torch_reference.py refuses
+     * them alike, before it imports torch (it ignored them: `conv vgg16` timed resnet50). */
+    static const struct {
+        const char *args, *why;
+    } bad[] = {
+        {"conv vgg16", "unexpected argument 'vgg16'"},
+        {"gemm --shapes vgg16 --mnk 8,8,8", "--shapes does not apply to mode gemm"},
+        {"gemm --batch 7 --mnk 8,8,8", "--batch does not apply to mode gemm"},
+        {"conv --mnk 8,8,8", "--mnk does not apply to mode conv"},
+        {"bn --layers", "--layers does not apply to mode bn"},
+        {"pool --img-size 32", "--img-size does not apply to mode pool"},
+        {"model lenet5 --shapes vgg16", "--shapes does not apply to mode model"},
+        {"model lenet5 --shape 2,8,10,10,16,3,3,1,1", "--shape does not apply to mode model"},
+        {"conv --shape 2,8,10,10,16,3,3,1,1 --batch 4", "--batch sets the batch of a shape set"},
+        /* Accepted: the run goes on to the --json check, which both refuse with exit 2 too. */
+        {"conv --shapes vgg16 --shape 2,8,10,10,16,3,3,1,1 --batch 4", "cannot write"},
+        {"model lenet5 --layers --img-size 32 --batch 2", "cannot write"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s --warmup 0 --iters 1 --json /nonexistent/x.json", tool,
+                 bad[i].args);
+        int rc = run_cmd(cmd, out, sizeof out);
+        if (rc != 2 || !strstr(out, bad[i].why))
+            cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+        snprintf(cmd, sizeof cmd, "python3 bench/torch_reference.py %s --warmup 0 --iters 1 "
+                 "--json /nonexistent/x.json", bad[i].args);
+        rc = run_cmd(cmd, out, sizeof out);
+        if (rc != 2 || !strstr(out, bad[i].why))
+            cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    }
+}
+
 TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
 {
     char tool[512], dir[64] = "/tmp/cnnbench_torch.XXXXXX", cmd[1024];
