@@ -604,9 +604,15 @@ def main(argv):
         complete = False
         print("torch_reference: %s%s: %s" % (args.mode, " " + args.name if args.name else "",
                                              str(e).strip().splitlines()[0]), file=sys.stderr)
+    # As cnnbench: conv shapes carry their own N (a --shape string its, a --shapes set --batch),
+    # and the batch is theirs when they share one, else null (each row's shape says it).
+    batch = args.batch
+    if args.mode == "conv":
+        ns = {t[1][0] for t in conv_shapes(args)}
+        batch = ns.pop() if len(ns) == 1 else None
     doc = {"tool": "torch", "version": torch.__version__, "device": dev,
            "backend": "cudnn" if args.device == "cuda" else "cpu", "tf32": args.tf32,
-           "cudnn_version": cudnn, "mode": args.mode, "batch": args.batch,
+           "cudnn_version": cudnn, "mode": args.mode, "batch": batch,
            "warmup": args.warmup, "iters": args.iters, "complete": complete,
            "threads": torch.get_num_threads(),
            "timing": "CUDA events" if args.device == "cuda" else "perf_counter",

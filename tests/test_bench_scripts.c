@@ -285,6 +285,42 @@ TEST(bench_torch_reference_refuses_what_cnnbench_refuses)
     }
 }
 
+TEST(bench_torch_reference_json_batch_is_the_shapes_shared_n)
+{
+    char tool[512], dir[64] = "/tmp/cnnbench_torch.XXXXXX", cmd[1024], path[128], out[8192];
+    if (!bench_path(tool, sizeof tool)) return;
+    const char *py = torch_python();
+    if (!py || access("bench/torch_reference.py", R_OK) != 0) {
+        cnn_test_skip("no python with torch, or not run from the repository root");
+        return;
+    }
+    REQUIRE(mkdtemp(dir) != NULL);
+    /* conv's "batch" is the shapes' shared N on both sides (torch's was --batch, 32 by
+     * default, for --shape strings of N = 3), and null where their Ns differ. */
+    static const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--shape 3,2,4,4,2,1,1,1,0 --shape 3,2,5,5,2,1,1,1,0", "\"batch\": 3,"},
+        {"--shape 2,2,4,4,2,1,1,1,0 --shape 3,2,4,4,2,1,1,1,0", "\"batch\": null,"},
+        {"--shapes alexnet --batch 1 --shape 1,4,7,7,4,3,3,1,1", "\"batch\": 1,"},
+    };
+    snprintf(path, sizeof path, "%s/out.json", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int side = 0; side < 2; side++) {
+            snprintf(cmd, sizeof cmd, "%s%s conv %s --warmup 0 --iters 1 --json %s%s",
+                     side ? py : tool, side ? " bench/torch_reference.py" : "", cases[i].args,
+                     path, side ? " --device cpu" : " --no-peak");
+            int rc = run_cmd(cmd, out, sizeof out);
+            const char *j = rc == 0 ? slurp(path) : NULL;
+            if (!j || !strstr(j, cases[i].want))
+                cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, want %s in:\n%s", cmd, rc,
+                              cases[i].want, j ? j : out);
+        }
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
 {
     char tool[512], dir[64] = "/tmp/cnnbench_torch.XXXXXX", cmd[1024];
