@@ -377,7 +377,7 @@ def bench_layers(torch, b, model, x):
     gets in one training-mode forward, timed forward (no grad) and forward + backward (the
     gradients of its parameters and, but for the first layer, which reads the images, of its
     input); an in-place ReLU runs out of place, as ours does."""
-    calls = []
+    calls = []  # a module called more than once (ResNet's relu) gives a row per call, one name
 
     def pre(name):
         def hook(m, inp):

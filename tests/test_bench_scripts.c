@@ -119,6 +119,56 @@ TEST(bench_compare_prints_ratios)
     CHECK(system(cmd) == 0);
 }
 
+TEST(bench_compare_pairs_repeated_keys_in_order)
+{
+    char out[8192], dir[64] = "/tmp/cnnbench_cmp.XXXXXX", a[128], b[128], cmd[512];
+    if (!have_python() || access("bench/compare", X_OK) != 0) {
+        cnn_test_skip("python3 or bench/compare (run from the repository root) not found");
+        return;
+    }
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(a, sizeof a, "%s/ours.json", dir);
+    snprintf(b, sizeof b, "%s/torch.json", dir);
+    /* torchvision's ResNet blocks call one relu module two or three times: torch's --layers
+     * file has a row per call under one name, as ours has a row per layer. Rows of one key pair
+     * in order (ours relu 1 and 2 ms with torch's 10 and 20 ms: 0.10 both; the third relu of
+     * ours has no partner), a torch row is used once (its second conv1 is left over), and a row
+     * torch has no module for (add) stays unmatched. Before, torch's rows of one key overwrote
+     * each other: all three relu rows paired with the 20 ms call, and none was counted left. */
+    const char *fmt = "{\"mode\": \"layer\", \"name\": \"%s\", \"shape\": \"1\", "
+                      "\"pass\": \"train\", \"median_ms\": %g, \"min_ms\": %g, "
+                      "\"max_ms\": %g, \"check\": \"n/a\"}";
+    static const struct {
+        const char *name;
+        double ms;
+    } mine[] = {{"conv1", 4}, {"layer1.0.relu", 1}, {"layer1.0.relu", 2},
+                {"layer1.0.add", 5}, {"layer1.0.relu", 3}},
+      refs[] = {{"conv1", 8}, {"layer1.0.relu", 10}, {"conv1", 9}, {"layer1.0.relu", 20}};
+    char rows_a[2048] = "", rows_b[2048] = "", r[256];
+    for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) {
+        snprintf(r, sizeof r, fmt, mine[i].name, mine[i].ms, mine[i].ms, mine[i].ms);
+        snprintf(rows_a + strlen(rows_a), sizeof rows_a - strlen(rows_a), "%s%s", i ? ", " : "",
+                 r);
+    }
+    for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
+        snprintf(r, sizeof r, fmt, refs[i].name, refs[i].ms, refs[i].ms, refs[i].ms);
+        snprintf(rows_b + strlen(rows_b), sizeof rows_b - strlen(rows_b), "%s%s", i ? ", " : "",
+                 r);
+    }
+    REQUIRE(write_results(a, "cnnbench", "cuda:0", rows_a) &&
+            write_results(b, "torch", "cuda:0", rows_b));
+    snprintf(cmd, sizeof cmd, "bench/compare --markdown %s %s", a, b);
+    int rc = run_cmd(cmd, out, sizeof out);
+    if (rc != 0 || !strstr(out, "| layer | conv1 | 1 | train | cudnn | 4.000 | 8.000 | 0.50 |") ||
+        !strstr(out, "| layer1.0.relu | 1 | train | cudnn | 1.000 | 10.000 | 0.10 |") ||
+        !strstr(out, "| layer1.0.relu | 1 | train | cudnn | 2.000 | 20.000 | 0.10 |") ||
+        strstr(out, "3.000") || strstr(out, "layer1.0.add") ||
+        !strstr(out, "over 3 rows (2 of ours and 1 of torch's unmatched)"))
+        cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 /* Writes a cnnbench-style conv JSON: one shape, three passes with the given times and check. */
 static bool write_conv_json_checked(const char *path, const char *backend, const double ms[3],
                                     const char *check)
