@@ -31,6 +31,7 @@ Method (torch 1.13.1 + torchvision 0.14.1 on the CPU; run with /usr/bin/python3)
   workspaces (benchmark mode) and the caching allocator's rounding, which the CPU does not.
 
   /usr/bin/python3 bench/torch_memory.py --batch 8,16 --img-size 224 [--model resnet50] [--json F]
+  (--batch: distinct sizes; one alone gives no line fit. Bad arguments: exit status 2.)
 """
 import argparse
 import json
@@ -112,12 +113,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--batch", default="8,16",
-                    help="batch sizes, comma-separated; two or more fit peak = a + b * B")
+                    help="batch sizes, comma-separated, each once; two or more fit "
+                    "peak = a + b * B")
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu-batch", type=int, default=256, help="batch to project to")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args()
+    # Checked before torch is imported: a size given twice would divide the line fit by zero
+    # after all the measuring, before --json is written.
+    batches = []
+    for v in a.batch.split(","):
+        if not v.isdigit() or int(v) < 1:
+            ap.error("--batch '%s': want batch sizes >= 1, comma-separated" % a.batch)
+        if int(v) in batches:
+            ap.error("--batch '%s': batch size %s is given twice" % (a.batch, v))
+        batches.append(int(v))
 
     import torch
     import torch.nn.functional as F
@@ -127,7 +138,7 @@ def main():
     torch.set_num_threads(a.threads)
     model = getattr(torchvision.models, a.model)().train()
     n_params = sum(p.numel() for p in model.parameters())
-    runs = [measure(model, int(b), a.img_size, torch, F) for b in a.batch.split(",")]
+    runs = [measure(model, b, a.img_size, torch, F) for b in batches]
     print("%s %dx%d, torch %s (CPU, %d threads), %d parameters: params + grads + momentum "
           "%.1f MiB" % (a.model, a.img_size, a.img_size, torch.__version__, a.threads, n_params,
                         12 * n_params / MIB))
@@ -152,7 +163,7 @@ def main():
     print("  projected peak at B=%d: params + momentum %.1f MiB + B x %.2f MiB saved + %.1f MiB "
           "beyond (B=%d) = %.2f GiB" % (a.gpu_batch, 8 * n_params / MIB, per_image / MIB,
                                         beyond / MIB, big["batch"], projected / MIB / 1024))
-    if len(runs) >= 2:
+    if len(runs) >= 2:  # sizes are distinct (checked above): no division by zero
         lo, hi = runs[0], runs[-1]
         slope = (hi["step_peak_bytes"] - lo["step_peak_bytes"]) / (hi["batch"] - lo["batch"])
         base = lo["step_peak_bytes"] - slope * lo["batch"]

@@ -371,6 +371,46 @@ TEST(bench_torch_reference_json_batch_is_the_shapes_shared_n)
     CHECK(system(cmd) == 0);
 }
 
+TEST(bench_torch_memory_refuses_a_repeated_batch)
+{
+    char cmd[1024], dir[64] = "/tmp/cnnbench_mem.XXXXXX", json[128];
+    static char out[1 << 14];
+    if (!have_python() || access("bench/torch_memory.py", R_OK) != 0) {
+        cnn_test_skip("python3 or bench/torch_memory.py (run from the repository root) not found");
+        return;
+    }
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(json, sizeof json, "%s/m.json", dir);
+    /* A batch size given twice divided the line fit by zero after all the measuring, before
+     * --json was written: it is refused up front (before torch is imported), with exit 2, as is
+     * a size that is not a whole number >= 1. */
+    static const struct {
+        const char *batch, *why;
+    } bad[] = {{"2,2", "batch size 2 is given twice"},
+               {"2,3,2", "batch size 2 is given twice"},
+               {"2,x", "want batch sizes >= 1"},
+               {"0,2", "want batch sizes >= 1"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(cmd, sizeof cmd, "python3 bench/torch_memory.py --batch %s --model resnet18 "
+                 "--img-size 32 --threads 1 --json %s", bad[i].batch, json);
+        int rc = run_cmd(cmd, out, sizeof out);
+        if (rc != 2 || !strstr(out, bad[i].why) || access(json, F_OK) == 0)
+            cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    }
+    /* Distinct sizes in any order still measure and fit the line (with torch). */
+    const char *py = torch_python();
+    if (py) {
+        snprintf(cmd, sizeof cmd, "%s bench/torch_memory.py --batch 3,2 --model resnet18 "
+                 "--img-size 32 --threads 1 --json %s", py, json);
+        int rc = run_cmd(cmd, out, sizeof out);
+        const char *j = rc == 0 ? slurp(json) : NULL;
+        if (!j || !strstr(j, "\"peak_fit_per_image_bytes\""))
+            cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", cmd, rc, out);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 TEST(bench_torch_reference_cpu_matches_cnnbench_rows)
 {
     char tool[512], dir[64] = "/tmp/cnnbench_torch.XXXXXX", cmd[1024];
