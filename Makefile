@@ -337,7 +337,7 @@ check-cuda-emu-asan:
 # (the emulator runs the host code of cuda/ for real: allocator, pinned memory, contexts), with
 # lagging streams (one thread's wait runs the work another thread queued).
 EMU_TSAN_TESTS ?= two_threads cuda_loader cuda_copy_start cuda_pinned_copies_land another_thread \
-                  cuda_tensors_cross_devices
+                  cuda_tensors_cross_devices cuda_release_during cuda_pinned_empty_cache
 check-cuda-emu-tsan:
 	$(MAKE) BUILD=build-emu-tsan $(EMU_FLAGS) CC="$(CC) -fsanitize=thread" \
 	  CXX="$(CXX) -fsanitize=thread" LDFLAGS_EXTRA=-fsanitize=thread tests tools

@@ -426,7 +426,12 @@ cnn_status cnn_tensor_write(cnn_tensor *t, const void *src, size_t n)
     host.storage = &hs;
     host.offset = 0;
     set_contiguous_strides(&host);
-    return cnn_tensor_copy_(t, &host);
+    CNN_TRY(cnn_tensor_copy_(t, &host));
+#if CNN_WITH_CUDA
+    /* From a pinned tensor's data the copy may still run: its block is reused only after. */
+    if (t->device.type == CNN_DEVICE_CUDA) CNN_TRY(cnn_cuda_pinned_record_use_at(cnn_ctx(), src));
+#endif
+    return CNN_OK;
 }
 
 cnn_status cnn_tensor_read(const cnn_tensor *t, void *dst, size_t n)

@@ -21,6 +21,7 @@
  * thread. So each device's cache lives here, created on first use, all behind one mutex. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_waited = PTHREAD_COND_INITIALIZER; /* some device_waits fell */
+static int g_all_waits; /* threads waiting for every device (cnn_cuda_all_devices_wait_begin) */
 static dev_cache **g_devs; /* g_ndev entries, each NULL until that device's first allocation */
 static int g_ndev;
 
@@ -81,6 +82,25 @@ static void device_wait_end_locked(dev_cache *dc)
     pthread_cond_broadcast(&g_waited);
 }
 
+bool cnn_cuda_all_devices_wait_begin(void)
+{
+    if (cnn_cuda_thread_capturing()) return false;
+    pthread_mutex_lock(&g_lock);
+    bool any = false;
+    for (int d = 0; g_devs && d < g_ndev && !any; d++) any = g_devs[d] && g_devs[d]->capture_pool;
+    if (!any) g_all_waits++;
+    pthread_mutex_unlock(&g_lock);
+    return !any;
+}
+
+void cnn_cuda_all_devices_wait_end(void)
+{
+    pthread_mutex_lock(&g_lock);
+    g_all_waits--;
+    pthread_cond_broadcast(&g_waited);
+    pthread_mutex_unlock(&g_lock);
+}
+
 cnn_status cnn_cuda_device_wait_begin(int device, const char *op, const char *what)
 {
     cnn_status st = CNN_OK;
@@ -108,9 +128,10 @@ static bool whole_free_segment(const block *b)
 
 /* Frees every cached segment of one device (a free block that is a whole cudaMalloc'd segment;
  * the free parts of a segment a live tensor still uses stay), after waiting for the device: a
- * cached block may still be read by work queued before its tensor was released. Leaves the
- * current device as it was. CNN_ERR_UNSUPPORTED, nothing freed, where the wait is refused
- * (device_wait_begin). */
+ * cached block may still be read by work queued before its tensor was released, and a block a
+ * second stream used merges with its free neighbours only once that stream's work is done
+ * (cnn_cache_coalesce after the wait). Leaves the current device as it was.
+ * CNN_ERR_UNSUPPORTED, nothing freed, where the wait is refused (device_wait_begin). */
 static cnn_status free_cached(int device, const char *op)
 {
     pthread_mutex_lock(&g_lock);
@@ -118,22 +139,10 @@ static cnn_status free_cached(int device, const char *op)
     if (dc) cnn_cache_coalesce(dc);
     bool any = false;
     for (block *b = dc ? dc->free_list : NULL; b && !any; b = b->next)
-        any = whole_free_segment(b);
+        any = whole_free_segment(b) || (b->pending && !b->pool);
     cnn_status wst = any ? device_wait_begin(dc, device, op, "its cached memory stays") : CNN_OK;
-    if (wst != CNN_OK) {
-        pthread_mutex_unlock(&g_lock);
-        return wst;
-    }
-    block *list = NULL;
-    for (block *b = dc ? dc->free_list : NULL, *next; b; b = next) {
-        next = b->next;
-        if (!whole_free_segment(b)) continue;
-        cnn_block_list_remove(&dc->free_list, b);
-        dc->stats.reserved_bytes -= b->size;
-        cnn_block_list_push(&list, b);
-    }
     pthread_mutex_unlock(&g_lock);
-    if (!list) return CNN_OK;
+    if (wst != CNN_OK || !any) return wst;
 
     cnn_status st = CNN_OK;
     int prev_device = -1;
@@ -144,6 +153,19 @@ static cnn_status free_cached(int device, const char *op)
     if (e != cudaSuccess)
         st = cnn_error(CNN_ERR_CUDA, "%s: waiting for cuda:%d failed: %s", op, device,
                        cudaGetErrorString(e));
+    /* Taken after the wait, so every block taken was released before it: none is still used.
+     * One released since is still pending, and stays. */
+    pthread_mutex_lock(&g_lock);
+    if (st == CNN_OK) cnn_cache_coalesce(dc);
+    block *list = NULL;
+    for (block *b = st == CNN_OK ? dc->free_list : NULL, *next; b; b = next) {
+        next = b->next;
+        if (!whole_free_segment(b) || b->pending) continue;
+        cnn_block_list_remove(&dc->free_list, b);
+        dc->stats.reserved_bytes -= b->size;
+        cnn_block_list_push(&list, b);
+    }
+    pthread_mutex_unlock(&g_lock);
     while (list) {
         block *b = list;
         list = b->next;
@@ -164,15 +186,6 @@ static cnn_status free_cached(int device, const char *op)
 }
 
 cnn_status cnn_cuda_release_cached(int device, const char *op) { return free_cached(device, op); }
-
-bool cnn_cuda_any_capture_underway(void)
-{
-    bool on = false;
-    pthread_mutex_lock(&g_lock);
-    for (int d = 0; g_devs && d < g_ndev && !on; d++) on = g_devs[d] && g_devs[d]->capture_pool;
-    pthread_mutex_unlock(&g_lock);
-    return on;
-}
 
 void cnn_cuda_allocator_forget_stream(int device, cudaStream_t stream)
 {
@@ -219,13 +232,24 @@ static void block_release(cnn_storage *s)
     dev_cache *dc = b->dev;
     cnn_block_list_remove(&dc->live, b);
     dc->stats.allocated_bytes -= b->size;
+    const cnn_context *ctx = cnn_ctx_if_set();
+    cudaStream_t rs = ctx && ctx->gpu ? cnn_cuda_stream_of(ctx) : NULL;
+    if (rs && ctx->device.index != dc->device) {
+        /* Released under a context of another device (a peer copy read it there): an event of
+         * the block's device cannot be recorded on that stream, so its work is waited for now
+         * (not by a capturing thread, which may not wait: runtime.h says so). */
+        if (!cnn_cuda_thread_capturing() && cudaStreamSynchronize(rs) != cudaSuccess)
+            (void)cudaGetLastError();
+        rs = NULL;
+    }
     if (dc->capture_pool && b->pool != dc->capture_pool) {
+        /* Held until the graph is destroyed; then returned after the releasing stream's work
+         * (the capture's own stream is the graph's, which its destruction waits for). */
+        if (rs != dc->capture_stream) note_releasing_stream(b, rs);
         b->held_by = dc->capture_pool;
         cnn_block_list_push(&dc->held, b);
     } else {
-        const cnn_context *ctx = cnn_ctx_if_set();
-        if (ctx && ctx->gpu && ctx->device.index == dc->device)
-            note_releasing_stream(b, cnn_cuda_stream_of(ctx));
+        note_releasing_stream(b, rs);
         cnn_cache_return(b);
     }
     pthread_mutex_unlock(&g_lock);
@@ -430,7 +454,7 @@ cnn_status cnn_cuda_pool_begin(int device, cudaStream_t stream, int *pool)
     cnn_status st = CNN_OK;
     pthread_mutex_lock(&g_lock);
     dev_cache *dc = get_dev(device, "graph_capture", &st);
-    while (dc && dc->device_waits) pthread_cond_wait(&g_waited, &g_lock);
+    while (dc && (dc->device_waits || g_all_waits)) pthread_cond_wait(&g_waited, &g_lock);
     if (dc && dc->capture_pool)
         st = cnn_error(CNN_ERR_UNSUPPORTED, "graph_capture: another graph is being captured on "
                        "cuda:%d; one capture per device at a time", device);

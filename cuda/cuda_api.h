@@ -56,6 +56,9 @@ bool cnn_cuda_storage_is_pinned(const cnn_storage *s);
 /* An asynchronous copy on ctx's stream reads or writes pinned storage s: its block is reused
  * only after that copy is done. No-op for other storage. */
 cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s);
+/* The same for the pinned block that holds host address p, if one does (the caller copied
+ * from a pointer into a pinned tensor's data); no-op for other memory. */
+cnn_status cnn_cuda_pinned_record_use_at(cnn_context *ctx, const void *p);
 /* Waits until the copies recorded on pinned storage s are done (at once for other storage),
  * and only for them: not for work queued after them. */
 cnn_status cnn_cuda_pinned_wait(const cnn_storage *s);

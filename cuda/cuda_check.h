@@ -219,8 +219,11 @@ bool cnn_cuda_thread_capturing(void);
  * the context that their replays may read are kept while any is. */
 void cnn_cuda_graphs_alive(cnn_context *ctx, int delta);
 cudaStream_t cnn_cuda_stream_of(const cnn_context *ctx);
-/* Whether a graph is being captured now on any device, by any thread. */
-bool cnn_cuda_any_capture_underway(void);
+/* Brackets a wait for every device (cudaFreeHost): begin is false, and no wait may follow, on a
+ * capturing thread or while a graph is captured on any device, else keeps captures from
+ * starting anywhere until end. */
+bool cnn_cuda_all_devices_wait_begin(void);
+void cnn_cuda_all_devices_wait_end(void);
 /* Brackets a wait for all of cuda:device (cudaDeviceSynchronize, cudaFree): begin refuses it
  * with CNN_ERR_UNSUPPORTED ("<op>: ..., <what> ...") on a capturing thread or while a graph is
  * captured on the device, else keeps captures from starting there until end. */

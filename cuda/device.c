@@ -326,6 +326,8 @@ cnn_status cnn_cuda_timer_elapsed(void *events, double *ms)
     CNN_CHECK(!cnn_cuda_thread_capturing(), CNN_ERR_UNSUPPORTED, "timer_elapsed: waiting for "
               "the GPU inside a graph capture");
     CNN_CUDA_TRY(cudaSetDevice(t->device));
+    /* Both: start may have been recorded under another context's stream, still behind. */
+    CNN_CUDA_TRY(cudaEventSynchronize(t->start));
     CNN_CUDA_TRY(cudaEventSynchronize(t->stop));
     CNN_CUDA_TRY(cudaEventElapsedTime(&f, t->start, t->stop));
     *ms = f;

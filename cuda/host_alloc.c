@@ -21,13 +21,17 @@ typedef struct pinned_block {
     /* Guards the four fields above while the block is handed out: threads that copy from (views
      * of) one pinned tensor at once each record their use on the same block. */
     pthread_mutex_t use_lock;
-    struct pinned_block *next;
+    /* In g_free while cached, in g_live (which also links prev) while handed out. */
+    struct pinned_block *prev, *next;
 } pinned_block;
 
 /* Process-wide like the device cache (allocator.c), for the same reason: a tensor may be freed
  * from any thread and outlive its context. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pinned_block *g_free;
+/* The blocks handed out: a copy from a pointer into one (cnn_tensor_write of a pinned tensor's
+ * data) finds its block here. */
+static pinned_block *g_live;
 
 /* Whether a cached block is free to hand out: its last recorded copy has completed. */
 static bool block_idle(pinned_block *b)
@@ -47,6 +51,12 @@ static void pinned_release(cnn_storage *s)
     pinned_block *b = s->allocator;
     if (!b) return;
     pthread_mutex_lock(&g_lock);
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        g_live = b->next;
+    if (b->next) b->next->prev = b->prev;
+    b->prev = NULL;
     b->next = g_free;
     g_free = b;
     pthread_mutex_unlock(&g_lock);
@@ -97,7 +107,12 @@ cnn_status cnn_cuda_pinned_storage_alloc(cnn_storage *s, size_t bytes, const cha
         b->size = size;
         pthread_mutex_init(&b->use_lock, NULL);
     }
-    b->next = NULL;
+    pthread_mutex_lock(&g_lock);
+    b->prev = NULL;
+    b->next = g_live;
+    if (g_live) g_live->prev = b;
+    g_live = b;
+    pthread_mutex_unlock(&g_lock);
     s->data = b->ptr;
     s->release = pinned_release;
     s->allocator = b;
@@ -143,6 +158,25 @@ cnn_status cnn_cuda_pinned_record_use(cnn_context *ctx, cnn_storage *s)
     return st;
 }
 
+cnn_status cnn_cuda_pinned_record_use_at(cnn_context *ctx, const void *p)
+{
+    if (!ctx || !ctx->gpu || !p) return CNN_OK;
+    cudaStream_t stream;
+    CNN_TRY(cnn_cuda_enter(ctx, "pinned_record_use", &stream));
+    pthread_mutex_lock(&g_lock);
+    pinned_block *b = g_live;
+    while (b && !((const char *)p >= (const char *)b->ptr &&
+                  (const char *)p < (const char *)b->ptr + b->size))
+        b = b->next;
+    /* Locked before g_lock is let go: the block cannot be released, and reused, in between. */
+    if (b) pthread_mutex_lock(&b->use_lock);
+    pthread_mutex_unlock(&g_lock);
+    if (!b) return CNN_OK;
+    cnn_status st = record_use(b, ctx->device.index, stream);
+    pthread_mutex_unlock(&b->use_lock);
+    return st;
+}
+
 cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
 {
     if (!cnn_cuda_storage_is_pinned(s) || !s->allocator) return CNN_OK;
@@ -159,8 +193,9 @@ cnn_status cnn_cuda_pinned_wait(const cnn_storage *s)
 void cnn_cuda_pinned_empty_cache(void)
 {
     /* cudaFreeHost may wait for the devices, which breaks a capture under way on any of them,
-     * whichever thread waits (and a capturing thread may not even query events). */
-    if (cnn_cuda_thread_capturing() || cnn_cuda_any_capture_underway()) return;
+     * whichever thread waits (and a capturing thread may not even query events): nothing is
+     * freed while one is, and none begins until the frees are done. */
+    if (!cnn_cuda_all_devices_wait_begin()) return;
     pthread_mutex_lock(&g_lock);
     pinned_block *keep = NULL, *b = g_free;
     while (b) {
@@ -179,4 +214,5 @@ void cnn_cuda_pinned_empty_cache(void)
     g_free = keep;
     (void)cudaGetLastError();
     pthread_mutex_unlock(&g_lock);
+    cnn_cuda_all_devices_wait_end();
 }

@@ -73,8 +73,10 @@ bool cnn_built_with_cudnn(void);
 /* Each CUDA context queues its work on a stream of its own, so a CUDA tensor produced under one
  * context and used under another (another thread's, or another device's) must be waited for
  * first: cnn_synchronize under the producing context, then hand the tensor over. Released under
- * the context that used it, its memory is reused only after the work queued there by then;
- * released under a third context (or a CPU one), cnn_synchronize the user's context first. */
+ * the context that used it, its memory is reused only after the work queued there by then
+ * (under a context of another device the release waits for that work, except inside a graph
+ * capture, where no wait is allowed: release such a tensor outside it); released under a third
+ * context (or a CPU one), cnn_synchronize the user's context first. */
 /* New context for a device. Reads CNN_BACKEND (cudnn|cuda|cpu), CNN_TF32 (0|1) and
  * CNN_DETERMINISTIC (0|1) from the environment. Fails with CNN_ERR_DEVICE for a missing GPU. */
 cnn_status cnn_context_create(cnn_device device, cnn_context **out);
