@@ -10,7 +10,8 @@ float cnn_f16_to_f32(uint16_t h)
                    man = h & 0x3ffu;
     uint32_t bits;
     if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* infinity, or NaN with its payload */
+        /* infinity, or NaN with its payload, quieted as c10's conversion (and the FPU's) does */
+        bits = sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0);
     } else if (exp != 0) {
         bits = sign | ((exp + 112) << 23) | (man << 13); /* rebias 15 -> 127 */
     } else if (man == 0) {
@@ -119,6 +120,32 @@ static bool store_value(char *p, cnn_dtype dt, long double v)
     }
 }
 
+/* F32, F16 and BF16 convert among themselves through F32 bit patterns only: a long double on
+ * the way may quiet a signalling NaN or not, as the optimiser folds it (BF16 to F32 keeps the
+ * bits in PyTorch). */
+static bool is_f32_family(cnn_dtype dt) { return dt == CNN_F32 || dt == CNN_F16 || dt == CNN_BF16; }
+
+static float load_f32(const char *p, cnn_dtype dt)
+{
+    uint16_t h;
+    float f;
+    if (dt == CNN_F32) {
+        memcpy(&f, p, 4);
+        return f;
+    }
+    memcpy(&h, p, 2);
+    return dt == CNN_F16 ? cnn_f16_to_f32(h) : cnn_bf16_to_f32(h);
+}
+
+static void store_f32(char *p, cnn_dtype dt, float f)
+{
+    uint16_t h = dt == CNN_F16 ? cnn_f32_to_f16(f) : cnn_f32_to_bf16(f);
+    if (dt == CNN_F32)
+        memcpy(p, &f, 4);
+    else
+        memcpy(p, &h, 2);
+}
+
 cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out)
 {
     CNN_CHECK(t && out, CNN_ERR_INVALID_ARG, "tensor_to_dtype: NULL argument");
@@ -137,7 +164,10 @@ cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor 
         char *dst = cnn_ptr(*out);
         const size_t ss = cnn_dtype_size(t->dtype), ds = cnn_dtype_size(dtype);
         const int64_t n = cnn_shape_numel(t->shape);
-        for (int64_t i = 0; i < n && st == CNN_OK; i++) {
+        const bool f32_family = is_f32_family(t->dtype) && is_f32_family(dtype);
+        for (int64_t i = 0; f32_family && i < n; i++)
+            store_f32(dst + (size_t)i * ds, dtype, load_f32(src + (size_t)i * ss, t->dtype));
+        for (int64_t i = 0; !f32_family && i < n && st == CNN_OK; i++) {
             const long double v = load_value(src + (size_t)i * ss, t->dtype);
             if (!store_value(dst + (size_t)i * ds, dtype, v))
                 st = cnn_error(CNN_ERR_INVALID_ARG, "tensor_to_dtype: %s to %s: element %lld "

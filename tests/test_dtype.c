@@ -68,12 +68,13 @@ TEST(every_f16_and_bf16_code_converts_to_the_f32_of_its_value)
     int bad = 0;
     for (uint32_t c = 0; c < 65536; c++) {
         const uint32_t s = c & 0x8000u, a = c & 0x7fffu;
-        /* F16: finite codes by value; 0x7c00 infinity; above it NaN with the payload kept. */
+        /* F16: finite codes by value; 0x7c00 infinity; above it NaN with the payload kept and
+         * the quiet bit set, as torch's .float() gives (0x7c01 -> 0x7fc02000). */
         float want = a < 0x7c00u ? (float)value_of(F16, a) : a == 0x7c00u ? INFINITY : NAN;
         float got = cnn_f16_to_f32((uint16_t)c);
         if (s) want = -want;
         if (!same(bits_of(got), bits_of(want), isnan(got), isnan(want)) ||
-            (a > 0x7c00u && (bits_of(got) & 0x7fffffu) != (a & 0x3ffu) << 13)) {
+            (a > 0x7c00u && (bits_of(got) & 0x7fffffu) != (((a & 0x3ffu) << 13) | 0x400000u))) {
             if (bad++ < 5) cnn_test_fail(__FILE__, __LINE__, "F16 %04x -> %a", c, got);
         }
         float bwant = a < 0x7f80u ? (float)value_of(BF16, a) : a == 0x7f80u ? INFINITY : NAN;
@@ -185,6 +186,33 @@ TEST(tensor_to_dtype_converts_float_formats)
     CHECK_ERR(cnn_tensor_to_dtype(i64, (cnn_dtype)17, &back), CNN_ERR_INVALID_ARG);
     CHECK(back == NULL);
     cnn_tensor *all[] = {x, t, h, b, i64};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
+}
+
+/* Signalling NaNs convert as torch's .float(): F16's quieted (0x7c01 -> 0x7fc02000), BF16's
+ * bits kept (0x7f81 -> 0x7f810000), whatever the build: through a long double, an -O0 build
+ * quieted BF16's and an -O3 build kept F16's. */
+TEST(tensor_to_dtype_signalling_nans_as_torch)
+{
+    const uint16_t hv[3] = {0x7c01, 0xfc01, 0x7d55}, bv[2] = {0x7f81, 0xffa5};
+    const uint32_t hwant[3] = {0x7fc02000u, 0xffc02000u, 0x7feaa000u};
+    const uint32_t bwant[2] = {0x7f810000u, 0xffa50000u};
+    cnn_tensor *h = NULL, *b = NULL, *hf = NULL, *bf = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(3), CNN_F16, CNN_CPU, &h));
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(2), CNN_BF16, CNN_CPU, &b));
+    CHECK_OK(cnn_tensor_write(h, hv, 3));
+    CHECK_OK(cnn_tensor_write(b, bv, 2));
+    CHECK_OK(cnn_tensor_to_dtype(h, CNN_F32, &hf));
+    CHECK_OK(cnn_tensor_to_dtype(b, CNN_F32, &bf));
+    for (int i = 0; hf && i < 3; i++)
+        if (bits_of(cnn_tensor_cdata(hf)[i]) != hwant[i])
+            cnn_test_fail(__FILE__, __LINE__, "F16 %04x -> %08x, torch %08x", hv[i],
+                          bits_of(cnn_tensor_cdata(hf)[i]), hwant[i]);
+    for (int i = 0; bf && i < 2; i++)
+        if (bits_of(cnn_tensor_cdata(bf)[i]) != bwant[i])
+            cnn_test_fail(__FILE__, __LINE__, "BF16 %04x -> %08x, torch %08x", bv[i],
+                          bits_of(cnn_tensor_cdata(bf)[i]), bwant[i]);
+    cnn_tensor *all[] = {h, b, hf, bf};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) cnn_tensor_free(&all[i]);
 }
 
