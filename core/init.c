@@ -14,22 +14,32 @@ static cnn_status check_target(const char *op, const cnn_tensor *t)
     return CNN_OK;
 }
 
+/* torch.nn.init.calculate_gain in double, as Python computes it: Kaiming's bounds take it
+ * unrounded (a gain rounded to float first made a quarter of them 1 ulp low). */
+static cnn_status gain_of(const char *op, cnn_nonlinearity nl, double param, double *gain)
+{
+    switch (nl) {
+    case CNN_NONLIN_LINEAR:
+    case CNN_NONLIN_SIGMOID: *gain = 1.0; return CNN_OK;
+    case CNN_NONLIN_TANH: *gain = 5.0 / 3.0; return CNN_OK;
+    case CNN_NONLIN_RELU: *gain = sqrt(2.0); return CNN_OK;
+    case CNN_NONLIN_LEAKY_RELU:
+        CNN_CHECK(isfinite(param), CNN_ERR_INVALID_ARG, "%s: negative slope %g is not a number",
+                  op, param);
+        *gain = sqrt(2.0 / (1.0 + param * param));
+        return CNN_OK;
+    case CNN_NONLIN_SELU: *gain = 0.75; return CNN_OK;
+    }
+    return cnn_error(CNN_ERR_INVALID_ARG, "%s: unknown nonlinearity %d", op, (int)nl);
+}
+
 cnn_status cnn_init_gain(cnn_nonlinearity nl, float param, float *gain)
 {
     CNN_CHECK(gain, CNN_ERR_INVALID_ARG, "init_gain: gain is NULL");
-    switch (nl) {
-    case CNN_NONLIN_LINEAR:
-    case CNN_NONLIN_SIGMOID: *gain = 1.0f; return CNN_OK;
-    case CNN_NONLIN_TANH: *gain = 5.0f / 3.0f; return CNN_OK;
-    case CNN_NONLIN_RELU: *gain = (float)sqrt(2.0); return CNN_OK;
-    case CNN_NONLIN_LEAKY_RELU:
-        CNN_CHECK(isfinite(param), CNN_ERR_INVALID_ARG, "init_gain: negative slope %g is not a "
-                  "number", param);
-        *gain = (float)sqrt(2.0 / (1.0 + (double)param * param));
-        return CNN_OK;
-    case CNN_NONLIN_SELU: *gain = 0.75f; return CNN_OK;
-    }
-    return cnn_error(CNN_ERR_INVALID_ARG, "init_gain: unknown nonlinearity %d", (int)nl);
+    double g = 0;
+    CNN_TRY(gain_of("init_gain", nl, param, &g));
+    *gain = (float)g;
+    return CNN_OK;
 }
 
 cnn_status cnn_init_fans(const cnn_tensor *t, int64_t *fan_in, int64_t *fan_out)
@@ -86,7 +96,7 @@ cnn_status cnn_init_constant_(cnn_tensor *t, float value)
 cnn_status cnn_init_zeros_(cnn_tensor *t) { return constant("init_zeros_", t, 0.0f); }
 cnn_status cnn_init_ones_(cnn_tensor *t) { return constant("init_ones_", t, 1.0f); }
 
-static cnn_status kaiming(const char *op, cnn_tensor *t, float a, cnn_fan_mode mode,
+static cnn_status kaiming(const char *op, cnn_tensor *t, double a, cnn_fan_mode mode,
                           cnn_nonlinearity nl, bool normal)
 {
     CNN_TRY(check_target(op, t));
@@ -98,8 +108,8 @@ static cnn_status kaiming(const char *op, cnn_tensor *t, float a, cnn_fan_mode m
     int64_t fan_in, fan_out;
     CNN_TRY(cnn_init_fans(t, &fan_in, &fan_out));
     int64_t fan = mode == CNN_FAN_IN ? fan_in : fan_out;
-    float gain;
-    CNN_TRY(cnn_init_gain(nl, a, &gain));
+    double gain;
+    CNN_TRY(gain_of(op, nl, a, &gain));
     double std = gain / sqrt((double)fan);
     return normal ? fill_random(t, true, 0.0f, (float)std)
                   : fill_random(t, false, (float)(-sqrt(3.0) * std), (float)(sqrt(3.0) * std));
@@ -150,9 +160,12 @@ cnn_status cnn_init_default_(cnn_tensor *weight, cnn_tensor *bias)
                   "init_default_: bias %s does not match weight %s (expected (%lld))",
                   cnn_shape_of(bias), cnn_shape_of(weight), (long long)weight->shape.d[0]);
     }
-    /* kaiming_uniform_(a=sqrt(5)): gain sqrt(1/3), bound sqrt(3) * gain / sqrt(fan_in). */
-    CNN_TRY(cnn_init_kaiming_uniform_(weight, (float)sqrt(5.0), CNN_FAN_IN, CNN_NONLIN_LEAKY_RELU));
+    /* kaiming_uniform_(a=sqrt(5)): gain sqrt(1/3), bound sqrt(3) * gain / sqrt(fan_in), with
+     * Python's double sqrt(5). */
+    CNN_TRY(kaiming("init_default_", weight, sqrt(5.0), CNN_FAN_IN, CNN_NONLIN_LEAKY_RELU, false));
     if (!bias) return CNN_OK;
-    float bound = fan_in > 0 ? (float)(1.0 / sqrt((double)fan_in)) : 0.0f;
+    /* No inputs: PyTorch's bound is the integer 0, so the bias is +0 (U[-0, 0) drew -0). */
+    if (fan_in == 0) return cnn_tensor_fill_(bias, 0.0f);
+    float bound = (float)(1.0 / sqrt((double)fan_in));
     return cnn_init_uniform_(bias, -bound, bound);
 }
