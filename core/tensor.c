@@ -388,7 +388,11 @@ cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device 
                              cnn_tensor **out)
 {
     CNN_CHECK(out, CNN_ERR_INVALID_ARG, "tensor_normal: out is NULL");
-    CNN_CHECK(std >= 0, CNN_ERR_INVALID_ARG, "tensor_normal: std %g is negative", std);
+    /* As tensor_uniform's bounds (a NaN or infinite argument made every value NaN or
+     * infinite). */
+    CNN_CHECK(isfinite(mean) && isfinite(std) && std >= 0, CNN_ERR_INVALID_ARG,
+              "tensor_normal: need a finite mean and a finite std >= 0, got mean %g, std %g",
+              mean, std);
     return random_tensor(shape, 1, mean, std, device, out);
 }
 

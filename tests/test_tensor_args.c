@@ -191,6 +191,14 @@ TEST(uniform_with_equal_bounds_and_normal_with_zero_std_are_constants)
         CHECK(cnn_tensor_cdata(u)[i] == 2.0f && cnn_tensor_cdata(n)[i] == 3.0f);
     cnn_tensor_free(&u);
     cnn_tensor_free(&n);
+    /* As uniform's bounds, a mean or std that is NaN or infinite is refused (it made every
+     * value NaN or infinite), and the message says which. */
+    const float bad[][2] = {{NAN, 1}, {INFINITY, 1}, {0, INFINITY}, {0, NAN}, {0, -1}};
+    for (int i = 0; i < 5; i++) {
+        CHECK_ERR(cnn_tensor_normal(CNN_SHAPE(5), bad[i][0], bad[i][1], CNN_CPU, &n),
+                  CNN_ERR_INVALID_ARG);
+        CHECK(n == NULL && strstr(cnn_last_error(), "need a finite mean and a finite std >= 0"));
+    }
 }
 
 /* Host reads and writes take exactly numel values: one fewer or one more is refused, and a
