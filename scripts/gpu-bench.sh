@@ -238,7 +238,9 @@ ratio() {
         [ -f "$W/$f.json" ] && have+=("$W/$f.json")
         [[ "${RAN_NOW:-}" == *" $f "* ]] && now=1
     done
-    [ ${#have[@]} -gt 0 ] || return 0
+    # Both backends' files, or no ratio (one alone would pair its rows with themselves in
+    # a dry run, where both backends are the CPU).
+    [ ${#have[@]} -eq $# ] || return 0
     [ "$now" = 1 ] && {
         echo "### hand-written / cuDNN conv throughput"
         echo
