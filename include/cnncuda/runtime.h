@@ -233,8 +233,9 @@ cnn_status cnn_tensor_clone(const cnn_tensor *t, cnn_tensor **out);
 /* New contiguous CPU copy of a CPU tensor in another dtype (no autograd history), as PyTorch's
  * t.to(dtype): to a wider format exactly; to a narrower float one rounded to nearest even (F64
  * to F16 or BF16 through F32, as PyTorch), values past the format's range to +-infinity, NaN to
- * NaN; to an integer truncated toward zero, where a NaN, infinite or out-of-range value (which
- * PyTorch's cast leaves undefined) is CNN_ERR_INVALID_ARG naming the element. The same dtype
+ * NaN; to an integer truncated toward zero, where a NaN, infinite or out-of-range value is
+ * CNN_ERR_INVALID_ARG naming the element (PyTorch's cast leaves a float's undefined and wraps
+ * an I64 into I32 modulo 2^32). The same dtype
  * gives a clone (any device); another dtype of a CUDA tensor is CNN_ERR_UNSUPPORTED. */
 cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out);
 /* Copies src's values into dst in place: same shape and dtype, any devices. Not recorded (a
