@@ -85,8 +85,6 @@ static int terminal_cols(void)
 void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc)
 {
     double t = tr_now_s(), ips;
-    char eta[32];
-    double frac = rates(p, done, t, &ips, eta, sizeof eta);
     if (p->tty) {
         if (done < p->total && t - p->last_draw < 0.1) return;
         p->last_draw = t;
@@ -96,6 +94,8 @@ void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc)
         fflush(stdout);
         return;
     }
+    char eta[32];
+    double frac = rates(p, done, t, &ips, eta, sizeof eta);
     int tenth = (int)(frac * 10 + 1e-9);
     if (tenth >= p->next_tenth) {
         if (tenth < 10)
