@@ -139,11 +139,12 @@ static float load_f32(const char *p, cnn_dtype dt)
 
 static void store_f32(char *p, cnn_dtype dt, float f)
 {
-    uint16_t h = dt == CNN_F16 ? cnn_f32_to_f16(f) : cnn_f32_to_bf16(f);
-    if (dt == CNN_F32)
+    if (dt == CNN_F32) {
         memcpy(p, &f, 4);
-    else
-        memcpy(p, &h, 2);
+        return;
+    }
+    uint16_t h = dt == CNN_F16 ? cnn_f32_to_f16(f) : cnn_f32_to_bf16(f);
+    memcpy(p, &h, 2);
 }
 
 cnn_status cnn_tensor_to_dtype(const cnn_tensor *t, cnn_dtype dtype, cnn_tensor **out)
