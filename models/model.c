@@ -456,6 +456,7 @@ static void swap_storage(cnn_tensor *t, cnn_tensor *src)
 cnn_status cnn_model_to(cnn_model *m, cnn_device device)
 {
     CNN_CHECK(m, CNN_ERR_INVALID_ARG, "model_to: model is NULL");
+    if (device.type == CNN_DEVICE_CPU) device.index = 0; /* one CPU, as tensors say */
     int n = cnn_dict_size(m->state);
     cnn_tensor **moved = calloc(2 * (size_t)n + 1, sizeof *moved); /* data, grad per tensor */
     CNN_CHECK(moved, CNN_ERR_OUT_OF_MEMORY, "model_to: out of host memory");

@@ -421,6 +421,12 @@ TEST(models_to_keeps_handles_values_and_grads)
     if (cnn_cuda_device_count() == 0) CHECK_ERR(cnn_model_to(m, CNN_CUDA(0)), CNN_ERR_DEVICE);
     CHECK(cnn_tensor_device(w).type == CNN_DEVICE_CPU && max_abs_diff(w, c) == 0.0f);
     CHECK(cnn_model_device(m).type == CNN_DEVICE_CPU && cnn_tensor_grad(w) == g);
+    /* A CPU index other than 0 is the one CPU, as for tensors: nothing moves, forward works. */
+    const void *data = cnn_tensor_data(w);
+    CHECK_OK(cnn_model_to(m, (cnn_device){CNN_DEVICE_CPU, 4}));
+    CHECK(cnn_tensor_data(w) == data && cnn_model_device(m).index == 0);
+    cnn_tensor_free(&y);
+    CHECK_OK(cnn_model_forward(m, x, false, &y));
     free_tensors(&c, &x, &y, &s);
     cnn_model_destroy(&m);
 }
