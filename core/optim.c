@@ -92,6 +92,9 @@ cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *par
 {
     CNN_CHECK(opt && name && param, CNN_ERR_INVALID_ARG, "optim_add_param: NULL argument");
     CNN_CHECK(name[0], CNN_ERR_INVALID_ARG, "optim_add_param: empty parameter name");
+    CNN_CHECK(strlen(name) <= OPTIM_NAME_MAX, CNN_ERR_INVALID_ARG, "optim_add_param: name "
+              "'%.60s...' has %zu characters; a state-dict key holds a name of at most %d", name,
+              strlen(name), OPTIM_NAME_MAX);
     CNN_CHECK(param->dtype == CNN_F32, CNN_ERR_UNSUPPORTED,
               "optim_add_param: '%s' has dtype %s; only F32 parameters can be optimized", name,
               cnn_dtype_name(param->dtype));

@@ -5,6 +5,11 @@
 
 #include "internal.h"
 
+/* State-dict keys are "optim.<name>.<suffix>", at most OPTIM_KEY_MAX - 1 characters; the
+ * longest suffix is "momentum_buffer", so a parameter name has at most OPTIM_NAME_MAX. */
+#define OPTIM_KEY_MAX 512
+#define OPTIM_NAME_MAX (OPTIM_KEY_MAX - 1 - (int)(sizeof "optim..momentum_buffer" - 1))
+
 typedef struct {
     char *name;
     cnn_tensor *p;

@@ -18,8 +18,6 @@ static const char *kind_name(cnn_optim_kind k)
     return "?";
 }
 
-#define KEY_MAX 512
-
 static const char *state_suffix(const cnn_optim_config *c, int which)
 {
     if (c->kind == CNN_OPTIM_SGD) return which == 0 && c->momentum != 0 ? "momentum_buffer" : NULL;
@@ -28,8 +26,8 @@ static const char *state_suffix(const cnn_optim_config *c, int which)
 
 static cnn_status key_of(char *buf, const char *name, const char *suffix)
 {
-    int len = snprintf(buf, KEY_MAX, "optim.%s.%s", name, suffix);
-    CNN_CHECK(len > 0 && len < KEY_MAX, CNN_ERR_INVALID_ARG,
+    int len = snprintf(buf, OPTIM_KEY_MAX, "optim.%s.%s", name, suffix);
+    CNN_CHECK(len > 0 && len < OPTIM_KEY_MAX, CNN_ERR_INVALID_ARG,
               "optim: parameter name '%.64s...' is too long for a state-dict key", name);
     return CNN_OK;
 }
@@ -37,7 +35,7 @@ static cnn_status key_of(char *buf, const char *name, const char *suffix)
 cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d)
 {
     CNN_CHECK(opt && d, CNN_ERR_INVALID_ARG, "optim_state_dict: NULL argument");
-    char key[KEY_MAX], val[64];
+    char key[OPTIM_KEY_MAX], val[64];
     CNN_TRY(cnn_dict_set_meta(d, "optim.kind", kind_name(opt->cfg.kind)));
     snprintf(val, sizeof val, "%.9g", opt->cfg.lr);
     CNN_TRY(cnn_dict_set_meta(d, "optim.lr", val));
@@ -110,7 +108,7 @@ static bool expected_meta(const cnn_optim *opt, const char *key)
 static cnn_status load_states(const cnn_optim *opt, const cnn_dict *d, int64_t *steps,
                               cnn_tensor **s)
 {
-    char key[KEY_MAX];
+    char key[OPTIM_KEY_MAX];
     for (int i = 0; i < opt->n; i++) {
         const optim_param *q = &opt->ps[i];
         CNN_TRY(key_of(key, q->name, "step"));

@@ -195,6 +195,40 @@ TEST(null_grads_are_skipped_with_their_own_step_count)
     cnn_tensor_free(&b);
 }
 
+/* A name is refused when its longest state-dict key ("optim.<name>.momentum_buffer") would
+ * not fit: the optimizer could never be saved. The longest accepted name round-trips. */
+TEST(parameter_names_fit_their_state_dict_keys)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
+    c.momentum = 0.9f;
+    cnn_optim *opt = NULL, *back = NULL;
+    cnn_tensor *a = param(P0[0], NP), *b = param(P0[1], NP);
+    cnn_dict *d = NULL;
+    char name[491];
+    float g[NP] = {1, -2, 3, -4, 5};
+    REQUIRE(a && b);
+    memset(name, 'n', 490);
+    name[490] = 0;
+    CHECK_OK(cnn_optim_create(&c, &opt));
+    CHECK_ERR(cnn_optim_add_param(opt, name, a, true), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "has 490 characters") && strstr(cnn_last_error(), "489"));
+    name[489] = 0;
+    CHECK_OK(cnn_optim_add_param(opt, name, a, true));
+    CHECK_OK(set_grad_values(a, g));
+    CHECK_OK(cnn_optim_step(opt));
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_optim_state_dict(opt, d));
+    CHECK_OK(cnn_optim_create(&c, &back));
+    CHECK_OK(cnn_optim_add_param(back, name, b, true));
+    CHECK_OK(cnn_optim_load_state_dict(back, d));
+    CHECK(cnn_optim_step_count(back) == 1);
+    cnn_dict_destroy(&d);
+    cnn_optim_destroy(&opt);
+    cnn_optim_destroy(&back);
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+}
+
 /* An optimizer over two parameters ("conv.weight" (5), "conv.bias" (3), no decay). */
 typedef struct {
     cnn_optim *opt;
