@@ -108,7 +108,8 @@ POOL_CASES = [(64, 112, 3, 2, 1, False, "max_pool"), (128, 112, 2, 2, 0, False, 
 
 def conv_shapes(args):
     """[(shape_string, (n,c,h,w,k,r,s,stride,pad,groups), count, name)] for the command line:
-    the set's shapes, named as the set, then each --shape, named "custom"."""
+    the set's shapes, named as the set, then each --shape, named "custom". ValueError for a
+    --shape that cnnbench refuses (main checks them before importing torch)."""
     out = []
     if args.shapes or not args.shape:
         for c, h, k, r, st, p, cnt in CONV_SETS[args.shapes or "resnet50"]:
@@ -119,20 +120,17 @@ def conv_shapes(args):
         except ValueError:
             v = []
         if len(v) not in (9, 10):
-            raise SystemExit("torch_reference: malformed --shape '%s' "
-                             "(want N,C,H,W,K,R,S,stride,pad[,groups])" % s)
+            raise ValueError("malformed --shape '%s' (want N,C,H,W,K,R,S,stride,pad[,groups])"
+                             % s)
         v += [1] * (10 - len(v))
         n, c, h, w, k, r, sk, st, p, g = v
         # cnnbench's rules, so that both refuse the same shapes with a message.
         if min(n, c, h, w, k, r, sk, st, g) <= 0 or p < 0:
-            raise SystemExit("torch_reference: --shape '%s': only the padding may be 0, and "
-                             "nothing negative" % s)
+            raise ValueError("--shape '%s': only the padding may be 0, and nothing negative" % s)
         if c % g or k % g:
-            raise SystemExit("torch_reference: --shape '%s': groups %d must divide C %d and K %d"
-                             % (s, g, c, k))
+            raise ValueError("--shape '%s': groups %d must divide C %d and K %d" % (s, g, c, k))
         if h + 2 * p < r or w + 2 * p < sk:
-            raise SystemExit("torch_reference: --shape '%s': the kernel is larger than the padded "
-                             "input" % s)
+            raise ValueError("--shape '%s': the kernel is larger than the padded input" % s)
         out.append(tuple(v) + (1, "custom"))
     return [(",".join(str(x) for x in t[:10]), t[:10], t[10], t[11]) for t in out]
 
@@ -544,6 +542,11 @@ def main(argv):
     if (args.iters < 1 or args.warmup < 0 or args.batch < 1 or len(args.mnk) != 3
             or min(args.mnk) < 1):
         ap.error("--iters and --batch must be >= 1, --warmup >= 0, --mnk M,N,K all positive")
+    if args.mode == "conv":
+        try:
+            conv_shapes(args)
+        except ValueError as e:  # cnnbench's refusal, with its exit status 2
+            ap.error(str(e))
     if args.json:
         # Found before the timing, as cnnbench does, without creating or removing anything: the
         # file (or a link's target) must be writable, or its folder when it does not exist yet.

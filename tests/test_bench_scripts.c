@@ -317,6 +317,11 @@ TEST(bench_torch_reference_refuses_what_cnnbench_refuses)
         {"model lenet5 --shapes vgg16", "--shapes does not apply to mode model"},
         {"model lenet5 --shape 2,8,10,10,16,3,3,1,1", "--shape does not apply to mode model"},
         {"conv --shape 2,8,10,10,16,3,3,1,1 --batch 4", "--batch sets the batch of a shape set"},
+        /* Shapes cnnbench refuses, refused before torch is needed. */
+        {"conv --shape 1,2,3", "malformed --shape '1,2,3'"},
+        {"conv --shape 1,3,8,8,4,3,3,1,1,2", "groups 2 must divide C 3 and K 4"},
+        {"conv --shape 1,3,8,8,4,3,3,0,1", "only the padding may be 0"},
+        {"conv --shape 1,3,2,2,4,7,7,1,1", "the kernel is larger than the padded input"},
         /* Accepted: the run goes on to the --json check, which both refuse with exit 2 too. */
         {"conv --shapes vgg16 --shape 2,8,10,10,16,3,3,1,1 --batch 4", "cannot write"},
         {"model lenet5 --layers --img-size 32 --batch 2", "cannot write"},
