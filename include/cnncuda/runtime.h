@@ -205,7 +205,8 @@ cnn_status cnn_tensor_zeros(cnn_shape shape, cnn_device device, cnn_tensor **out
 cnn_status cnn_tensor_ones(cnn_shape shape, cnn_device device, cnn_tensor **out);
 cnn_status cnn_tensor_full(cnn_shape shape, float value, cnn_device device, cnn_tensor **out);
 /* Random F32 tensors from the current context's RNG: U[low, high) and N(mean, std^2). The same
- * seed gives the same values on CPU and GPU. */
+ * seed gives the same values on CPU and GPU (normal: up to the last bit or so of a value, where
+ * the GPU's logf/cosf round differently from the C library's). */
 cnn_status cnn_tensor_uniform(cnn_shape shape, float low, float high, cnn_device device,
                               cnn_tensor **out);
 cnn_status cnn_tensor_normal(cnn_shape shape, float mean, float std, cnn_device device,
