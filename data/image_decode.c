@@ -91,7 +91,11 @@ static bool decodable(const unsigned char *m, size_t n)
  * - frames stb cannot decode, named: arithmetic coding, lossless or hierarchical frames, and
  *   sample precisions other than 8 bits (12-bit);
  * - a file that ends before its end-of-image marker (a download or copy cut short: stb_image
- *   refuses it too, as "expected marker").
+ *   refuses it too, as "expected marker");
+ * - a four-component (CMYK or YCCK) frame without an Adobe APP14 segment saying which: stb
+ *   decodes such a file as YCbCr and drops the fourth component, so its colours come out wrong
+ *   without a word (libjpeg takes it as plain CMYK, stb cannot). With the segment's transform 0
+ *   (Adobe's inverted CMYK) or 2 (YCCK) stb converts it as Photoshop writes it.
  * The walk follows stb_image's own reading, so that it meets every table stb would: bytes
  * before a 0xFF are skipped, a segment's tables are read until its length is used up (counts
  * past the file's end read as 0), and the entropy-coded data after a start of scan runs to the
@@ -99,7 +103,7 @@ static bool decodable(const unsigned char *m, size_t n)
  * between scans). Other damage is left to stb_image, which reports it. */
 static const char *jpeg_refusal(const unsigned char *p, size_t n)
 {
-    int scans = 0;
+    int scans = 0, components = 0, adobe = -1; /* the frame's; the last APP14's transform */
     size_t i = 2;
     bool ended = false;
     while (i + 1 < n) {
@@ -124,6 +128,11 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
         if ((m == 0xC0 || m == 0xC1 || m == 0xC2) && i + 2 < n && p[i + 2] != 8)
             return p[i + 2] == 12 ? "12-bit JPEG (only 8-bit samples are supported)"
                                   : "JPEG of a sample precision other than 8 bits (corrupt?)";
+        if (m >= 0xC0 && m <= 0xC2 && i + 7 < n) components = p[i + 7];
+        /* As stb reads APP14: "Adobe\0" (the version's first byte as the 6th), the version's
+         * second byte, two 16-bit flags, the transform. */
+        if (m == 0xEE && len >= 14 && i + 13 < n && !memcmp(p + i + 2, "Adobe", 6))
+            adobe = p[i + 13];
         if (m == 0xC4) {
             long left = (long)len - 2;
             for (size_t j = i + 2; left > 0;) {
@@ -140,7 +149,11 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
         if (m == 0xDA)
             while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
     }
-    return ended ? NULL : "the file ends before its end-of-image marker (truncated JPEG)";
+    if (!ended) return "the file ends before its end-of-image marker (truncated JPEG)";
+    if (components == 4 && adobe != 0 && adobe != 2)
+        return "a CMYK JPEG without Adobe's marker saying how its colours are stored (only "
+               "Adobe CMYK and YCCK JPEGs are supported)";
+    return NULL;
 }
 
 static uint32_t be32(const unsigned char *p)

@@ -536,3 +536,118 @@ TEST(image_gray_alpha_and_interlaced_rgba_decode)
     CHECK(pix && pix[3 * (S * S - 1)] == 10 && pix[3 * (S * S - 1) + 2] == 30);
     free(pix);
 }
+
+typedef struct {
+    unsigned char *b;
+    size_t n;
+    unsigned acc;
+    int bits;
+} bit_writer;
+
+/* k bits of v, most significant first; a whole 0xFF byte is followed by a stuffed 0. */
+static void put_bits(bit_writer *w, unsigned v, int k)
+{
+    for (int i = k - 1; i >= 0; i--) {
+        w->acc = (w->acc << 1) | ((v >> i) & 1);
+        if (++w->bits < 8) continue;
+        w->b[w->n++] = (unsigned char)w->acc;
+        if (w->acc == 0xFF) w->b[w->n++] = 0;
+        w->acc = 0;
+        w->bits = 0;
+    }
+}
+
+/* A flat baseline JPEG, w x h (multiples of 8), whose nc components hold the values v[]:
+ * DC-only blocks (quantiser 8, so a coefficient v - 128 decodes to v), a 4-bit code per DC
+ * size category, a 1-bit end of block. adobe >= 0 adds an Adobe APP14 segment with that
+ * colour transform. */
+static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int nc, int adobe)
+{
+    static const unsigned char app14[] = {0xFF, 0xEE, 0, 14, 'A', 'd', 'o', 'b',
+                                          'e',  0,    100, 0, 0, 0, 0};
+    size_t n = 0;
+    b[n++] = 0xFF, b[n++] = 0xD8;
+    if (adobe >= 0) {
+        memcpy(b + n, app14, sizeof app14), n += sizeof app14;
+        b[n++] = (unsigned char)adobe;
+    }
+    const unsigned char dqt[] = {0xFF, 0xDB, 0, 67, 0, 8};
+    memcpy(b + n, dqt, sizeof dqt), n += sizeof dqt;
+    memset(b + n, 1, 63), n += 63;
+    const unsigned char sof[] = {0xFF, 0xC0, 0, (unsigned char)(8 + 3 * nc), 8,
+                                 (unsigned char)(h >> 8), (unsigned char)h,
+                                 (unsigned char)(w >> 8), (unsigned char)w, (unsigned char)nc};
+    memcpy(b + n, sof, sizeof sof), n += sizeof sof;
+    for (int c = 0; c < nc; c++) b[n++] = (unsigned char)(c + 1), b[n++] = 0x11, b[n++] = 0;
+    const unsigned char dht_dc[] = {0xFF, 0xC4, 0, 31, 0x00, 0, 0, 0, 12}; /* 12 4-bit codes */
+    memcpy(b + n, dht_dc, sizeof dht_dc), n += sizeof dht_dc;
+    memset(b + n, 0, 12), n += 12;
+    for (int s = 0; s < 12; s++) b[n++] = (unsigned char)s;
+    const unsigned char dht_ac[] = {0xFF, 0xC4, 0, 20, 0x10, 1}; /* one 1-bit code: EOB */
+    memcpy(b + n, dht_ac, sizeof dht_ac), n += sizeof dht_ac;
+    memset(b + n, 0, 16), n += 16;
+    const unsigned char sos[] = {0xFF, 0xDA, 0, (unsigned char)(6 + 2 * nc), (unsigned char)nc};
+    memcpy(b + n, sos, sizeof sos), n += sizeof sos;
+    for (int c = 0; c < nc; c++) b[n++] = (unsigned char)(c + 1), b[n++] = 0x00;
+    b[n++] = 0, b[n++] = 63, b[n++] = 0;
+    bit_writer bw = {b, n, 0, 0};
+    int pred[4] = {0, 0, 0, 0};
+    for (int blk = 0; blk < (w / 8) * (h / 8); blk++)
+        for (int c = 0; c < nc; c++) {
+            const int dc = v[c] - 128, diff = dc - pred[c];
+            int cat = 0;
+            for (int a = abs(diff); a; a >>= 1) cat++;
+            put_bits(&bw, (unsigned)cat, 4);
+            if (cat) put_bits(&bw, (unsigned)(diff >= 0 ? diff : diff + (1 << cat) - 1), cat);
+            put_bits(&bw, 0, 1);
+            pred[c] = dc;
+        }
+    while (bw.bits) put_bits(&bw, 1, 1);
+    n = bw.n;
+    b[n++] = 0xFF, b[n++] = 0xD9;
+    return n;
+}
+
+/* Four-component JPEGs: Adobe's (inverted) CMYK and YCCK decode to their colours; one without
+ * the Adobe segment, or with another transform, is refused with a reason (stb_image read it as
+ * YCbCr and dropped the fourth component: a green file came out blue, without a word). */
+TEST(image_cmyk_jpeg_decodes_with_adobes_marker_and_is_refused_without)
+{
+    static unsigned char b[4096];
+    static const struct {
+        int v[4], nc, adobe, rgb; /* rgb: the colour expected, 0xRRGGBB; -1: refused */
+    } cases[] = {
+        {{200, 128, 128, 0}, 3, -1, 0xC8C8C8},  /* the builder's check: YCbCr gray 200 */
+        {{255, 0, 0, 255}, 4, 0, 0xFF0000},     /* Adobe CMYK (inverted): C 0, M Y 100%: red */
+        {{0, 255, 0, 255}, 4, 0, 0x00FF00},     /* green */
+        {{55, 128, 128, 255}, 4, 2, 0xC8C8C8},  /* YCCK: Y 55 is C = M = Y = 200 (inverted) */
+        {{0, 255, 0, 255}, 4, -1, -1},          /* no marker: plain or inverted CMYK unknown */
+        {{0, 255, 0, 255}, 4, 1, -1},           /* transform 1 is YCbCr: no fourth component */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t n = build_flat_jpeg(b, 16, 8, cases[i].v, cases[i].nc, cases[i].adobe);
+        int w = 0, h = 0;
+        const char *why = cnn_image_refusal(b, n); /* first, as the dataset does */
+        unsigned char *pix = why ? NULL : cnn_image_decode(b, n, 3, &w, &h, &why);
+        if (cases[i].rgb < 0) {
+            CHECK(!pix && why && strstr(why, "CMYK JPEG without Adobe's marker"));
+            if (pix) cnn_test_fail(__FILE__, __LINE__, "case %zu decoded: %d %d %d", i, pix[0],
+                                   pix[1], pix[2]);
+            free(pix);
+            continue;
+        }
+        if (!pix) cnn_test_fail(__FILE__, __LINE__, "case %zu refused: %s", i, why);
+        for (int p = 0; pix && p < 16 * 8; p++)
+            for (int c = 0; c < 3; c++) {
+                const int want = (cases[i].rgb >> (16 - 8 * c)) & 0xFF;
+                if (abs(pix[3 * p + c] - want) > 1) {
+                    cnn_test_fail(__FILE__, __LINE__, "case %zu pixel %d channel %d: %d, not %d",
+                                  i, p, c, pix[3 * p + c], want);
+                    p = 16 * 8;
+                    break;
+                }
+            }
+        CHECK(!pix || (w == 16 && h == 8));
+        free(pix);
+    }
+}
