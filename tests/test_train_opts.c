@@ -66,6 +66,16 @@ TEST(train_opts_ranges_at_their_bounds)
     REFUSED("--hflip 1.5", "--hflip must be -1");
     ACCEPTED("--translate 0.999");
     REFUSED("--translate 1", "--translate must be in [0, 1)");
+    ACCEPTED("--rotate 180");
+    REFUSED("--rotate 180.01", "--rotate must be in [0, 180]");
+    REFUSED("--rotate -1", "--rotate must be in [0, 180]");
+    ACCEPTED("--zoom 0.999");
+    REFUSED("--zoom 1", "--zoom must be in [0, 1)");
+    REFUSED("--zoom -0.1", "--zoom must be in [0, 1)");
+    ACCEPTED("--color-jitter 1");
+    REFUSED("--color-jitter 1.001", "--color-jitter must be in [0, 1]");
+    REFUSED("--color-jitter -0.001", "--color-jitter must be in [0, 1]");
+    REFUSED("--eval-only c.safetensors --rotate 10", "--rotate does nothing with --eval-only");
     ACCEPTED("--img-size 4096");
     REFUSED("--img-size 4097", "--img-size must be in [0, 4096]");
     ACCEPTED("--workers 0");
@@ -160,6 +170,32 @@ TEST(train_opts_modes_refuse_what_they_ignore)
     REFUSED("x.png", "image files need --predict");
 }
 
+/* The augmentation options reach the training transform as torchvision's arguments; left at
+ * their defaults they keep the dataset's (a folder's flip 0.5, no affine, no jitter). */
+TEST(train_opts_augment_sets_the_training_transform)
+{
+    static train_opts o;
+    char *argv[] = {"train_imagenet_subset", "--hflip", "0.25", "--translate", "0.1",
+                    "--rotate", "15", "--zoom", "0.2", "--color-jitter", "0.4",
+                    "--random-erase", "0.5", NULL};
+    char err[512] = "";
+    REQUIRE(tr_opts_parse(&o, 13, argv, err, sizeof err));
+    REQUIRE(tr_opts_validate(&o, err, sizeof err));
+    cnn_transform t = {.hflip_p = 0.5f};
+    tr_opts_augment(&o, &t);
+    CHECK(t.hflip_p == 0.25f && t.affine_translate == 0.1f && t.affine_degrees == 15.0f);
+    CHECK(t.affine_scale[0] == 1 - 0.2f && t.affine_scale[1] == 1 + 0.2f);
+    CHECK(t.brightness == 0.4f && t.contrast == 0.4f && t.saturation == 0.4f);
+    CHECK(t.erase_p == 0.5f);
+    char *plain[] = {"train_imagenet_subset", NULL};
+    REQUIRE(tr_opts_parse(&o, 1, plain, err, sizeof err));
+    cnn_transform d = {.hflip_p = 0.5f};
+    tr_opts_augment(&o, &d);
+    CHECK(d.hflip_p == 0.5f && d.affine_translate == 0 && d.affine_degrees == 0);
+    CHECK(d.affine_scale[0] == 0 && d.affine_scale[1] == 0 && d.erase_p == 0);
+    CHECK(d.brightness == 0 && d.contrast == 0 && d.saturation == 0);
+}
+
 /* The folder of a checkpoint path (where a resumed run writes): "/" for a file at the root,
  * "." for a bare name. */
 TEST(train_opts_dir_of)
@@ -186,6 +222,7 @@ TEST(train_opts_defaults_are_the_documented_run)
     CHECK(!strcmp(o.optimizer, "adam") && o.momentum == 0.9f && o.weight_decay == 0);
     CHECK(!strcmp(o.schedule, "cosine") && o.warmup_epochs == 0 && o.label_smoothing == 0);
     CHECK(o.img_size == 0 && o.hflip == -1 && o.translate == 0 && o.random_erase == 0);
+    CHECK(o.rotate == 0 && o.zoom == 0 && o.color_jitter == 0);
     CHECK(o.workers == 1 && !strcmp(o.device, "auto") && !strcmp(o.backend, "cudnn"));
     CHECK(!o.tf32 && !o.cuda_graph && !o.strict && o.seed == 0);
     CHECK(o.limit_train == 0 && o.limit_val == 0 && o.early_stop == 0 && o.stop_after == 0);

@@ -53,6 +53,12 @@ static const opt_desc OPTS[] = {
      "0.5 for image folders, 0 for IDX digits and clothes)"},
     {"translate", OT_F32, F(translate), "0", true, "F",
      "training: random shift up to F of the size per axis (RandomAffine)"},
+    {"rotate", OT_F32, F(rotate), "0", true, "DEG",
+     "training: random rotation in [-DEG, DEG] degrees (RandomAffine)"},
+    {"zoom", OT_F32, F(zoom), "0", true, "F",
+     "training: random scale in [1-F, 1+F] (RandomAffine)"},
+    {"color-jitter", OT_F32, F(color_jitter), "0", true, "F",
+     "training: ColorJitter(brightness=F, contrast=F, saturation=F)"},
     {"random-erase", OT_F32, F(random_erase), "0", true, "P",
      "training: RandomErasing probability (2-33% of the area set to the mean)"},
     {"workers", OT_INT, F(workers), "1", false, "N", "decoding threads (0: in the training loop)"},
@@ -295,6 +301,16 @@ static bool check_mode_options(const train_opts *o, char *err, size_t n)
     return true;
 }
 
+void tr_opts_augment(const train_opts *o, cnn_transform *t)
+{
+    if (o->hflip >= 0) t->hflip_p = o->hflip;
+    t->affine_translate = o->translate;
+    t->affine_degrees = o->rotate;
+    if (o->zoom > 0) t->affine_scale[0] = 1 - o->zoom, t->affine_scale[1] = 1 + o->zoom;
+    if (o->color_jitter > 0) t->brightness = t->contrast = t->saturation = o->color_jitter;
+    t->erase_p = o->random_erase;
+}
+
 bool tr_opts_validate(const train_opts *o, char *err, size_t n)
 {
     static const char *const optims[] = {"sgd", "adam", "adamw", NULL};
@@ -326,6 +342,12 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n)
         bad = "--hflip must be -1 (the dataset's default) or in [0, 1]";
     else if (!(o->translate >= 0 && o->translate < 1))
         bad = "--translate must be in [0, 1)";
+    else if (!(o->rotate >= 0 && o->rotate <= 180))
+        bad = "--rotate must be in [0, 180]";
+    else if (!(o->zoom >= 0 && o->zoom < 1))
+        bad = "--zoom must be in [0, 1)";
+    else if (!(o->color_jitter >= 0 && o->color_jitter <= 1))
+        bad = "--color-jitter must be in [0, 1]";
     else if (!(o->random_erase >= 0 && o->random_erase <= 1))
         bad = "--random-erase must be in [0, 1]";
     else if (o->workers < 0 || o->workers > CNN_LOADER_MAX_WORKERS)

@@ -31,6 +31,9 @@ typedef struct train_opts {
     int img_size;
     float hflip;     /* -1: the dataset's default */
     float translate;
+    float rotate;       /* degrees */
+    float zoom;         /* scale in [1 - zoom, 1 + zoom] */
+    float color_jitter; /* brightness = contrast = saturation */
     float random_erase;
     int workers;
     char device[16];
@@ -66,6 +69,10 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n);
 /* The CUDA device a --device value names: 0 for "cuda", N for "cuda:N" (up to three digits);
  * -1 for anything else ("auto", "cpu", a malformed name). */
 int tr_device_index(const char *device);
+/* The training augmentation options (--hflip, --translate, --rotate, --zoom, --color-jitter,
+ * --random-erase) set on a training transform; the dataset's defaults stay for those left at
+ * theirs (--hflip -1 keeps the dataset's flip). */
+void tr_opts_augment(const train_opts *o, cnn_transform *t);
 /* Prints the usage with every option and its default. */
 void tr_opts_usage(FILE *f);
 /* Stores the training options as metadata "opt.<name>" of d. */

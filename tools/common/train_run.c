@@ -179,9 +179,7 @@ static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool trai
     lo.transform.geometry = (cnn_geometry)r->mm.geometry;
     memcpy(lo.transform.mean, r->mm.mean, sizeof r->mm.mean);
     memcpy(lo.transform.std, r->mm.std, sizeof r->mm.std);
-    if (train && o->hflip >= 0) lo.transform.hflip_p = o->hflip;
-    if (train) lo.transform.affine_translate = o->translate;
-    if (train) lo.transform.erase_p = o->random_erase;
+    if (train) tr_opts_augment(o, &lo.transform);
     lo.num_workers = o->workers;
     lo.seed = (uint64_t)o->seed;
     lo.limit = train ? o->limit_train : o->limit_val;
