@@ -132,8 +132,11 @@ TEST(train_progress_bar_fits_the_terminal)
         if (strlen(line) > (size_t)cols[i] - 1 || strncmp(line, "epoch 12/100 [", 14))
             cnn_test_fail(__FILE__, __LINE__, "%d columns: '%s' (%zu characters)", cols[i],
                           line, strlen(line));
-        /* Wide enough, all of it: the speed and the ETA's hours; at 80 the loss still shows. */
-        if (cols[i] >= 120) CHECK(strstr(line, "img/s") && strstr(line, "ETA 1:06:40"));
-        if (cols[i] == 80) CHECK(strstr(line, "loss 0.1234  acc  90.00%"));
+        /* Wide enough, all of it: the speed and the ETA's hours, at 80 columns too (the bar
+         * shrinks first), with a full bar from 100. */
+        if (cols[i] >= 80) CHECK(strstr(line, "img/s") && strstr(line, "ETA 1:06:40"));
+        if (cols[i] >= 80) CHECK(strstr(line, "loss 0.1234  acc  90.00%"));
+        if (cols[i] >= 100) CHECK(strstr(line, "[############............]  50% 1 img/s  loss"));
+        if (cols[i] == 60) CHECK(!strstr(line, "img/s") && strstr(line, "loss 0.1234"));
     }
 }

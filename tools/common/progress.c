@@ -54,13 +54,14 @@ void tr_progress_bar_line(const tr_progress *p, int64_t done, double loss, doubl
     double ips;
     char eta[32], speed[32], tail[96];
     double frac = rates(p, done, tr_now_s(), &ips, eta, sizeof eta);
-    snprintf(speed, sizeof speed, " %7.0f img/s", ips);
+    snprintf(speed, sizeof speed, " %.0f img/s", ips);
     snprintf(tail, sizeof tail, "  loss %.4f  acc %6.2f%%  ETA %s", loss, 100 * acc, eta);
     /* The line must fit one row less one column: a wrapped line leaves a row behind at each
-     * redraw. The speed goes first, then the bar shrinks, then the end is cut. */
+     * redraw. The bar shrinks first (to 8), then the speed goes, then the end is cut: at 80
+     * columns everything shows. */
     int room = (cols > 1 ? cols : 80) - 1;
     int fixed = (int)(strlen(p->label) + strlen(" [] 100%") + strlen(tail));
-    bool with_speed = fixed + BAR_WIDTH + (int)strlen(speed) <= room;
+    bool with_speed = fixed + 8 + (int)strlen(speed) <= room;
     int width = room - fixed - (with_speed ? (int)strlen(speed) : 0);
     width = width > BAR_WIDTH ? BAR_WIDTH : width < 8 ? 8 : width;
     char bar[BAR_WIDTH + 1];
