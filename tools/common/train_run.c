@@ -65,6 +65,13 @@ void tr_run_setup_device(tr_run *r)
     cnn_context_set_current(r->ctx);
     if (cuda) cnn_set_backend(!strcmp(o->backend, "cuda") ? CNN_BACKEND_CUDA : CNN_BACKEND_CUDNN);
     cnn_set_tf32(o->tf32 != 0);
+    /* GPU options given for a run that is on the CPU (--device cpu, or auto without a GPU). */
+    const bool tf32 = tr_opts_given(o, "tf32"), backend = tr_opts_given(o, "backend");
+    const bool graph = tr_opts_given(o, "cuda-graph");
+    if (!cuda && (tf32 || backend || graph))
+        printf("note:%s%s%s for a GPU run only; this run is on the CPU, where %s nothing\n",
+               tf32 ? " --tf32" : "", backend ? " --backend" : "", graph ? " --cuda-graph" : "",
+               tf32 + backend + graph > 1 ? "they do" : "it does");
 }
 
 /* The split of --data: Fashion-MNIST's train / test set, or DIR/train and DIR/val. */
