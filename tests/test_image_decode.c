@@ -557,11 +557,13 @@ static void put_bits(bit_writer *w, unsigned v, int k)
     }
 }
 
-/* A flat baseline JPEG, w x h (multiples of 8), whose nc components hold the values v[]:
- * DC-only blocks (quantiser 8, so a coefficient v - 128 decodes to v), a 4-bit code per DC
- * size category, a 1-bit end of block. adobe >= 0 adds an Adobe APP14 segment with that
- * colour transform. */
-static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int nc, int adobe)
+/* A flat JPEG, w x h (multiples of 8), whose nc components hold the values v[]: DC-only
+ * blocks (quantiser 8, so a coefficient v - 128 decodes to v), a 4-bit code per DC size
+ * category, and for a baseline frame a 1-bit end of block; a progressive frame (progressive
+ * true) has its one DC scan and no AC scans (those coefficients stay 0). adobe >= 0 adds an
+ * Adobe APP14 segment with that colour transform. */
+static size_t build_jpeg_ex(unsigned char *b, int w, int h, const int *v, int nc, int adobe,
+                            bool progressive)
 {
     static const unsigned char app14[] = {0xFF, 0xEE, 0, 14, 'A', 'd', 'o', 'b',
                                           'e',  0,    100, 0, 0, 0, 0};
@@ -574,7 +576,7 @@ static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int 
     const unsigned char dqt[] = {0xFF, 0xDB, 0, 67, 0, 8};
     memcpy(b + n, dqt, sizeof dqt), n += sizeof dqt;
     memset(b + n, 1, 63), n += 63;
-    const unsigned char sof[] = {0xFF, 0xC0, 0, (unsigned char)(8 + 3 * nc), 8,
+    const unsigned char sof[] = {0xFF, progressive ? 0xC2 : 0xC0, 0, (unsigned char)(8 + 3 * nc), 8,
                                  (unsigned char)(h >> 8), (unsigned char)h,
                                  (unsigned char)(w >> 8), (unsigned char)w, (unsigned char)nc};
     memcpy(b + n, sof, sizeof sof), n += sizeof sof;
@@ -589,7 +591,7 @@ static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int 
     const unsigned char sos[] = {0xFF, 0xDA, 0, (unsigned char)(6 + 2 * nc), (unsigned char)nc};
     memcpy(b + n, sos, sizeof sos), n += sizeof sos;
     for (int c = 0; c < nc; c++) b[n++] = (unsigned char)(c + 1), b[n++] = 0x00;
-    b[n++] = 0, b[n++] = 63, b[n++] = 0;
+    b[n++] = 0, b[n++] = progressive ? 0 : 63, b[n++] = 0; /* spectral selection, Ah/Al */
     bit_writer bw = {b, n, 0, 0};
     int pred[4] = {0, 0, 0, 0};
     for (int blk = 0; blk < (w / 8) * (h / 8); blk++)
@@ -599,13 +601,44 @@ static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int 
             for (int a = abs(diff); a; a >>= 1) cat++;
             put_bits(&bw, (unsigned)cat, 4);
             if (cat) put_bits(&bw, (unsigned)(diff >= 0 ? diff : diff + (1 << cat) - 1), cat);
-            put_bits(&bw, 0, 1);
+            if (!progressive) put_bits(&bw, 0, 1);
             pred[c] = dc;
         }
     while (bw.bits) put_bits(&bw, 1, 1);
     n = bw.n;
     b[n++] = 0xFF, b[n++] = 0xD9;
     return n;
+}
+
+static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int nc, int adobe)
+{
+    return build_jpeg_ex(b, w, h, v, nc, adobe, false);
+}
+
+/* A progressive JPEG decodes to the pixels of the same image written baseline (gray, and a
+ * colour whose chroma is not neutral), through the dataset's refusal check too. */
+TEST(image_progressive_jpeg_decodes_as_its_baseline_twin)
+{
+    static unsigned char b[2][4096];
+    static const int v[2][3] = {{200, 128, 128}, {90, 60, 200}};
+    for (int k = 0; k < 2; k++) {
+        unsigned char *pix[2] = {NULL, NULL};
+        for (int prog = 0; prog < 2; prog++) {
+            size_t n = build_jpeg_ex(b[prog], 24, 16, v[k], 3, -1, prog);
+            int w = 0, h = 0;
+            const char *why = cnn_image_refusal(b[prog], n);
+            pix[prog] = why ? NULL : cnn_image_decode(b[prog], n, 3, &w, &h, &why);
+            if (!pix[prog]) cnn_test_fail(__FILE__, __LINE__, "colour %d %s refused: %s", k,
+                                          prog ? "progressive" : "baseline", why);
+            CHECK(!pix[prog] || (w == 24 && h == 16));
+        }
+        CHECK(b[1][2 + 69 + 1] == 0xC2); /* after SOI and the DQT: a progressive frame */
+        CHECK(pix[0] && pix[1] && !memcmp(pix[0], pix[1], 24 * 16 * 3));
+        if (k == 0) CHECK(pix[1] && pix[1][0] == 200 && pix[1][1] == 200 && pix[1][2] == 200);
+        if (k == 1) CHECK(pix[1] && pix[1][2] < pix[1][0]); /* Cr 200: red over blue */
+        free(pix[0]);
+        free(pix[1]);
+    }
 }
 
 /* Four-component JPEGs: Adobe's (inverted) CMYK and YCCK decode to their colours; one without
