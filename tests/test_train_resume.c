@@ -66,6 +66,8 @@ static void check_resume_exact(const char *common, const char *device)
     if (rc != 0) printf("%s\n", out);
     CHECK(rc == 0);
     CHECK(strstr(out, "resuming at epoch 2") != NULL);
+    /* The run's TF32 comes back with it (the header names it on a GPU). */
+    if (strstr(common, "--tf32")) CHECK(strstr(out, "(TF32), resumed") != NULL);
     snprintf(pa, sizeof pa, "%s/a/last.safetensors", dir);
     snprintf(pb, sizeof pb, "%s/b/last.safetensors", dir);
     check_same_tensors(pa, pb);
@@ -93,6 +95,15 @@ TEST(train_tool_resume_with_dropout_is_exact)
 GPU_TEST(train_tool_resume_on_the_gpu_is_exact_with_the_hand_written_kernels)
 {
     check_resume_exact("--limit-train 256 --limit-val 64 --epochs 2 --seed 11 --batch 64",
+                       "--device cuda --backend cuda");
+}
+
+/* With TF32 (the hand-written GEMMs round their inputs to TF32): the resumed run takes TF32
+ * from the checkpoint, as the uninterrupted one had it from the command line. It ran without
+ * TF32 while its option list said tf32=on. */
+GPU_TEST(train_tool_resume_on_the_gpu_keeps_tf32)
+{
+    check_resume_exact("--limit-train 256 --limit-val 64 --epochs 2 --seed 11 --batch 64 --tf32",
                        "--device cuda --backend cuda");
 }
 

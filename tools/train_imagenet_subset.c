@@ -545,8 +545,9 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    char where[16] = "cpu";
-    if (r.dev.type == CNN_DEVICE_CUDA) snprintf(where, sizeof where, "cuda:%d", r.dev.index);
+    char where[24] = "cpu";
+    if (r.dev.type == CNN_DEVICE_CUDA)
+        snprintf(where, sizeof where, "cuda:%d%s", r.dev.index, cnn_is_tf32() ? " (TF32)" : "");
     printf(TR_TOOL " %s: %s (%lld parameters) on %s, %s\n", cnn_version(), r.mm.model,
            (long long)cnn_model_num_parameters(r.model), where,
            r.o.resume[0] ? "resumed" : "new run");

@@ -230,6 +230,7 @@ static void load_checkpoint(tr_run *r, const char *path, bool with_state)
     if (!tr_opts_from_meta(&r->o, d, with_state, err, sizeof err, changed, sizeof changed) ||
         !tr_opts_validate(&r->o, err, sizeof err))
         tr_die("%s: %s", path, err);
+    cnn_set_tf32(r->o.tf32 != 0); /* the run's (tr_run_setup_device set the command line's) */
     /* SGD keeps a momentum buffer per parameter only with momentum: another non-zero momentum
      * goes on with the buffers, but none has none to go on with, and 0 would drop them. */
     double run_m;
