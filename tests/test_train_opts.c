@@ -196,6 +196,28 @@ TEST(train_opts_augment_sets_the_training_transform)
     CHECK(d.brightness == 0 && d.contrast == 0 && d.saturation == 0);
 }
 
+/* A checkpoint from before an option existed has no "opt.<name>": its run had the default, so
+ * a resume given another value says so, as for any other changed option; given the default, or
+ * not given, nothing is said and the default stays. */
+TEST(train_opts_resume_notes_options_newer_than_the_checkpoint)
+{
+    static train_opts o;
+    cnn_dict *d = NULL;
+    char err[512] = "", notes[512] = "";
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_dict_set_meta(d, "opt.model", "lenet5"));
+    char *argv[] = {"train_imagenet_subset", "--rotate", "10", "--zoom", "0", NULL};
+    REQUIRE(tr_opts_parse(&o, 5, argv, err, sizeof err));
+    CHECK(tr_opts_from_meta(&o, d, true, err, sizeof err, notes, sizeof notes));
+    CHECK(!strcmp(notes, "--rotate 10 (the run's: 0)"));
+    CHECK(o.rotate == 10 && o.zoom == 0 && o.color_jitter == 0 && !strcmp(o.model, "lenet5"));
+    char *plain[] = {"train_imagenet_subset", NULL};
+    REQUIRE(tr_opts_parse(&o, 1, plain, err, sizeof err));
+    CHECK(tr_opts_from_meta(&o, d, true, err, sizeof err, notes, sizeof notes));
+    CHECK(notes[0] == 0 && o.rotate == 0);
+    cnn_dict_destroy(&d);
+}
+
 /* The folder of a checkpoint path (where a resumed run writes): "/" for a file at the root,
  * "." for a bare name. */
 TEST(train_opts_dir_of)

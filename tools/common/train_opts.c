@@ -595,10 +595,17 @@ bool tr_opts_from_meta(train_opts *o, const cnn_dict *d, bool resume, char *err,
     if (notes && nn) notes[0] = 0;
     for (int i = 0; i < N_OPTS; i++) {
         if (!OPTS[i].saved) continue;
-        char key[64], mine[TR_PATH_MAX + 32];
+        char key[64], mine[TR_PATH_MAX + 32], def[TR_PATH_MAX + 32];
         snprintf(key, sizeof key, "opt.%s", OPTS[i].name);
         const char *v = cnn_dict_get_meta(d, key);
-        if (!v) continue; /* an older checkpoint: keep the default */
+        if (!v && !o->given[i]) continue; /* an older checkpoint: keep the default */
+        if (!v) {
+            /* An option newer than the checkpoint, given: its run had the default. */
+            train_opts run = *o;
+            set_value(&run, &OPTS[i], OPTS[i].def);
+            get_value(&run, &OPTS[i], true, def, sizeof def);
+            v = def;
+        }
         const char *name = OPTS[i].name;
         if (o->given[i]) {
             get_value(o, &OPTS[i], true, mine, sizeof mine);
