@@ -150,9 +150,12 @@ static const char *jpeg_refusal(const unsigned char *p, size_t n)
             while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0 && (p[i + 1] & 0xF8) != 0xD0)) i++;
     }
     if (!ended) return "the file ends before its end-of-image marker (truncated JPEG)";
-    if (components == 4 && adobe != 0 && adobe != 2)
+    if (components == 4 && adobe < 0)
         return "a CMYK JPEG without Adobe's marker saying how its colours are stored (only "
                "Adobe CMYK and YCCK JPEGs are supported)";
+    if (components == 4 && adobe != 0 && adobe != 2)
+        return "a 4-component JPEG whose Adobe marker gives neither CMYK (transform 0) nor YCCK "
+               "(2): its colours are unknown";
     return NULL;
 }
 

@@ -334,7 +334,8 @@ cnn_optim_config cnn_optim_defaults(cnn_optim_kind kind);
 cnn_status cnn_optim_create(const cnn_optim_config *cfg, cnn_optim **out);
 void cnn_optim_destroy(cnn_optim **opt);
 /* Adds a leaf F32 contiguous parameter under a unique name (in its state-dict keys; at most 489
- * characters); the optimizer retains it. apply_weight_decay false exempts it from weight decay (e.g. BN weights, biases). */
+ * characters); the optimizer retains it. apply_weight_decay false exempts it from weight decay
+ * (e.g. BN weights, biases). */
 cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *param,
                                bool apply_weight_decay);
 /* Adds every tensor of d that requires grad, under its dict name; tensors of rank <= 1 (biases,

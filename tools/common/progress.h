@@ -21,8 +21,8 @@ void tr_progress_start(tr_progress *p, const char *label, int64_t total, int64_t
 /* `done` images so far, with the running mean loss and accuracy (0..1). */
 void tr_progress_update(tr_progress *p, int64_t done, double loss, double acc);
 /* The bar's line for a terminal `cols` columns wide (no "\r"): label, bar, percentage, speed,
- * loss, accuracy and ETA in at most cols - 1 characters (the speed dropped, then the bar
- * shortened, then the end cut to fit), so that a redraw in place never wraps. */
+ * loss, accuracy and ETA in at most cols - 1 characters (the bar shortened to 8, then the
+ * speed dropped, then the end cut to fit), so that a redraw in place never wraps. */
 void tr_progress_bar_line(const tr_progress *p, int64_t done, double loss, double acc, int cols,
                           char *buf, size_t n);
 /* Clears the bar (terminal) so that the epoch summary starts on a clean line. */

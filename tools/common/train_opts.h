@@ -70,8 +70,9 @@ bool tr_opts_validate(const train_opts *o, char *err, size_t n);
  * -1 for anything else ("auto", "cpu", a malformed name). */
 int tr_device_index(const char *device);
 /* The training augmentation options (--hflip, --translate, --rotate, --zoom, --color-jitter,
- * --random-erase) set on a training transform; the dataset's defaults stay for those left at
- * theirs (--hflip -1 keeps the dataset's flip). */
+ * --random-erase) set on a training transform. --hflip -1, --zoom 0 and --color-jitter 0 leave
+ * the transform's own values (a folder's flip 0.5); the others are set as given (their
+ * defaults, 0, turn them off, as the dataset defaults do). */
 void tr_opts_augment(const train_opts *o, cnn_transform *t);
 /* Prints the usage with every option and its default. */
 void tr_opts_usage(FILE *f);
