@@ -58,7 +58,8 @@ void tr_progress_bar_line(const tr_progress *p, int64_t done, double loss, doubl
     snprintf(tail, sizeof tail, "  loss %.4f  acc %6.2f%%  ETA %s", loss, 100 * acc, eta);
     /* The line must fit one row less one column: a wrapped line leaves a row behind at each
      * redraw. The bar shrinks first (to 8), then the speed goes, then the end is cut: at 80
-     * columns everything shows. */
+     * columns everything shows for a label like "epoch 3/12" (not for "epoch 123/1000" with
+     * an ETA in hours). */
     int room = (cols > 1 ? cols : 80) - 1;
     int fixed = (int)(strlen(p->label) + strlen(" [] 100%") + strlen(tail));
     bool with_speed = fixed + 8 + (int)strlen(speed) <= room;
