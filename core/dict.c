@@ -140,6 +140,63 @@ const char *cnn_dict_meta_value(const cnn_dict *d, int i)
     return (d && i >= 0 && i < d->nm) ? d->m[i].value : NULL;
 }
 
+/* arr (capacity *cap elements of esize bytes; `first` when empty) grown to hold need, by
+ * doubling: the new array, or NULL (arr and *cap unchanged) when host memory ran out. */
+static void *grown(void *arr, int *cap, int need, size_t esize, int first)
+{
+    int c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    void *p = realloc(arr, (size_t)c * esize);
+    if (p) *cap = c;
+    return p;
+}
+
+/* Makes room for `more` entries and `more_meta` metadata (the arrays grow; nothing else does). */
+static cnn_status reserve(cnn_dict *d, int more, int more_meta)
+{
+    if (d->n + more > d->cap) {
+        dict_entry *e = grown(d->e, &d->cap, d->n + more, sizeof *e, 32);
+        CNN_CHECK(e, CNN_ERR_OUT_OF_MEMORY, "dict: out of host memory");
+        d->e = e;
+    }
+    if (d->nm + more_meta > d->capm) {
+        meta_entry *m = grown(d->m, &d->capm, d->nm + more_meta, sizeof *m, 16);
+        CNN_CHECK(m, CNN_ERR_OUT_OF_MEMORY, "dict: out of host memory");
+        d->m = m;
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_dict_move_into(cnn_dict *dst, cnn_dict *src)
+{
+    CNN_CHECK(dst && src && dst != src, CNN_ERR_INVALID_ARG, "dict_move_into: bad argument");
+    CNN_TRY(reserve(dst, src->n, src->nm));
+    /* Nothing below can fail: the strings and tensors change owners. */
+    for (int i = 0; i < src->n; i++) {
+        int j = find(dst, src->e[i].name);
+        if (j < 0) {
+            dst->e[dst->n++] = src->e[i];
+            continue;
+        }
+        cnn_tensor_free(&dst->e[j].t);
+        dst->e[j].t = src->e[i].t;
+        free(src->e[i].name);
+    }
+    for (int i = 0; i < src->nm; i++) {
+        int j = 0;
+        while (j < dst->nm && strcmp(dst->m[j].key, src->m[i].key) != 0) j++;
+        if (j == dst->nm) {
+            dst->m[dst->nm++] = src->m[i];
+            continue;
+        }
+        free(dst->m[j].value);
+        dst->m[j].value = src->m[i].value;
+        free(src->m[i].key);
+    }
+    src->n = src->nm = 0;
+    return CNN_OK;
+}
+
 /* Appends name to a comma-separated list, ending it with "..." when it no longer fits. A name
  * goes in only if ", ..." (5 characters and the NUL) still fits after it. */
 static void list_add(char *buf, size_t cap, const char *name)

@@ -112,6 +112,9 @@ uint16_t cnn_f32_to_f16(float f);
 float cnn_bf16_to_f32(uint16_t b);
 uint16_t cnn_f32_to_bf16(float f);
 bool cnn_dtype_is_float(cnn_dtype dt);
+/* Moves every entry and metadata of src into dst, replacing those of the same name, and leaves
+ * src empty (dict.c). All or nothing: on failure (host memory) neither dict has changed. */
+cnn_status cnn_dict_move_into(cnn_dict *dst, cnn_dict *src);
 /* True for a state entry a load may find missing (dict.c): a batch norm's num_batches_tracked,
  * which files from before PyTorch 0.4.1 lack and PyTorch's load_state_dict lets them. */
 bool cnn_dict_optional_name(const char *name);

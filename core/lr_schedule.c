@@ -173,8 +173,13 @@ cnn_status cnn_sched_plateau_state_dict(const cnn_plateau *p, cnn_dict *d)
     snprintf(v[2], sizeof v[2], "%" PRId64, p->bad_epochs);
     snprintf(v[3], sizeof v[3], "%" PRId64, p->cooldown_left);
     snprintf(v[4], sizeof v[4], "%" PRId64, p->epoch);
-    for (int i = 0; i < 5; i++) CNN_TRY(cnn_dict_set_meta(d, g_keys[i], v[i]));
-    return CNN_OK;
+    cnn_dict *t = NULL; /* filled first, so that a failure part way leaves d unchanged */
+    CNN_TRY(cnn_dict_create(&t));
+    cnn_status st = CNN_OK;
+    for (int i = 0; i < 5 && st == CNN_OK; i++) st = cnn_dict_set_meta(t, g_keys[i], v[i]);
+    if (st == CNN_OK) st = cnn_dict_move_into(d, t);
+    cnn_dict_destroy(&t);
+    return st;
 }
 
 cnn_status cnn_sched_plateau_load_state_dict(cnn_plateau *p, const cnn_dict *d)

@@ -5,6 +5,7 @@
  * kernel (cuda/optim.cu) doing the same float operations, and the state tensors live on the
  * parameter's device. */
 #include "internal.h"
+#include "json.h"
 #include "optim.h"
 #include "parallel.h"
 #if CNN_WITH_CUDA
@@ -95,6 +96,9 @@ cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *par
     CNN_CHECK(strlen(name) <= OPTIM_NAME_MAX, CNN_ERR_INVALID_ARG, "optim_add_param: name "
               "'%.60s...' has %zu characters; a state-dict key holds a name of at most %d", name,
               strlen(name), OPTIM_NAME_MAX);
+    /* Its state-dict keys are a checkpoint's JSON text, which cnn_dict_set_meta refuses. */
+    CNN_CHECK(cnn_utf8_valid(name, strlen(name)), CNN_ERR_INVALID_ARG,
+              "optim_add_param: the parameter name is not valid UTF-8 text");
     CNN_CHECK(param->dtype == CNN_F32, CNN_ERR_UNSUPPORTED,
               "optim_add_param: '%s' has dtype %s; only F32 parameters can be optimized", name,
               cnn_dtype_name(param->dtype));

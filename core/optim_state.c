@@ -32,20 +32,20 @@ static cnn_status key_of(char *buf, const char *name, const char *suffix)
     return CNN_OK;
 }
 
-cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d)
+/* The state into t, a fresh dict, so that a failure part way leaves the caller's unchanged. */
+static cnn_status fill_state(const cnn_optim *opt, cnn_dict *t)
 {
-    CNN_CHECK(opt && d, CNN_ERR_INVALID_ARG, "optim_state_dict: NULL argument");
     char key[OPTIM_KEY_MAX], val[64];
-    CNN_TRY(cnn_dict_set_meta(d, "optim.kind", kind_name(opt->cfg.kind)));
+    CNN_TRY(cnn_dict_set_meta(t, "optim.kind", kind_name(opt->cfg.kind)));
     snprintf(val, sizeof val, "%.9g", opt->cfg.lr);
-    CNN_TRY(cnn_dict_set_meta(d, "optim.lr", val));
+    CNN_TRY(cnn_dict_set_meta(t, "optim.lr", val));
     snprintf(val, sizeof val, "%" PRId64, opt->steps);
-    CNN_TRY(cnn_dict_set_meta(d, "optim.step", val));
+    CNN_TRY(cnn_dict_set_meta(t, "optim.step", val));
     for (int i = 0; i < opt->n; i++) {
         const optim_param *q = &opt->ps[i];
         CNN_TRY(key_of(key, q->name, "step"));
         snprintf(val, sizeof val, "%" PRId64, q->step);
-        CNN_TRY(cnn_dict_set_meta(d, key, val));
+        CNN_TRY(cnn_dict_set_meta(t, key, val));
         if (q->step == 0) continue;
         for (int w = 0; w < 2; w++) {
             const char *suffix = state_suffix(&opt->cfg, w);
@@ -54,12 +54,23 @@ cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d)
             CNN_ASSERT(s);
             CNN_TRY(key_of(key, q->name, suffix));
             CNN_TRY(cnn_tensor_clone(s, &copy));
-            cnn_status st = cnn_dict_set(d, key, copy);
+            cnn_status st = cnn_dict_set(t, key, copy);
             cnn_tensor_free(&copy);
             CNN_TRY(st);
         }
     }
     return CNN_OK;
+}
+
+cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d)
+{
+    CNN_CHECK(opt && d, CNN_ERR_INVALID_ARG, "optim_state_dict: NULL argument");
+    cnn_dict *t = NULL;
+    CNN_TRY(cnn_dict_create(&t));
+    cnn_status st = fill_state(opt, t);
+    if (st == CNN_OK) st = cnn_dict_move_into(d, t);
+    cnn_dict_destroy(&t);
+    return st;
 }
 
 static cnn_status parse_i64(const cnn_dict *d, const char *key, int64_t *v)

@@ -229,6 +229,50 @@ TEST(parameter_names_fit_their_state_dict_keys)
     cnn_tensor_free(&b);
 }
 
+/* The keys are a checkpoint's JSON text: a name that is not UTF-8 is refused when added (before,
+ * every cnn_optim_state_dict failed); one that is, multi-byte characters and all, round-trips.
+ * A second state dict into the same dict replaces the first's entries and keeps the others. */
+TEST(parameter_names_are_utf8_and_a_second_state_dict_replaces_the_first)
+{
+    cnn_optim_config c = cnn_optim_defaults(CNN_OPTIM_SGD);
+    c.momentum = 0.9f;
+    cnn_optim *opt = NULL, *back = NULL;
+    cnn_tensor *a = param(P0[0], NP), *b = param(P0[1], NP), *other = param(P0[1], NP);
+    cnn_dict *d = NULL;
+    float g[NP] = {1, -2, 3, -4, 5};
+    REQUIRE(a && b && other);
+    CHECK_OK(cnn_optim_create(&c, &opt));
+    CHECK_ERR(cnn_optim_add_param(opt, "conv\xff.weight", a, true), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "not valid UTF-8"));
+    CHECK_ERR(cnn_optim_add_param(opt, "conv\xc3", a, true), CNN_ERR_INVALID_ARG);
+    CHECK_OK(cnn_optim_add_param(opt, "poids.\xc3\xa9t\xc3\xa9", a, true)); /* "poids.été" */
+    CHECK_OK(set_grad_values(a, g));
+    CHECK_OK(cnn_optim_step(opt));
+    CHECK_OK(cnn_dict_create(&d));
+    CHECK_OK(cnn_dict_set(d, "model.weight", other));
+    CHECK_OK(cnn_dict_set_meta(d, "note", "kept"));
+    CHECK_OK(cnn_optim_state_dict(opt, d));
+    const int n = cnn_dict_size(d), nm = cnn_dict_meta_size(d);
+    CHECK(n == 2 && nm == 5);
+    CHECK_OK(set_grad_values(a, g));
+    CHECK_OK(cnn_optim_step(opt));
+    CHECK_OK(cnn_optim_state_dict(opt, d));
+    CHECK(cnn_dict_size(d) == n && cnn_dict_meta_size(d) == nm);
+    CHECK(cnn_dict_get(d, "model.weight") == other);
+    CHECK(!strcmp(cnn_dict_get_meta(d, "note"), "kept"));
+    CHECK(!strcmp(cnn_dict_get_meta(d, "optim.step"), "2"));
+    CHECK_OK(cnn_optim_create(&c, &back));
+    CHECK_OK(cnn_optim_add_param(back, "poids.\xc3\xa9t\xc3\xa9", b, true));
+    CHECK_OK(cnn_optim_load_state_dict(back, d));
+    CHECK(cnn_optim_step_count(back) == 2);
+    cnn_dict_destroy(&d);
+    cnn_optim_destroy(&opt);
+    cnn_optim_destroy(&back);
+    cnn_tensor_free(&a);
+    cnn_tensor_free(&b);
+    cnn_tensor_free(&other);
+}
+
 /* An optimizer over two parameters ("conv.weight" (5), "conv.bias" (3), no decay). */
 typedef struct {
     cnn_optim *opt;

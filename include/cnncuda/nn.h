@@ -333,8 +333,8 @@ cnn_optim_config cnn_optim_defaults(cnn_optim_kind kind);
 /* New optimizer with no parameters. Bad hyper-parameters -> CNN_ERR_INVALID_ARG. */
 cnn_status cnn_optim_create(const cnn_optim_config *cfg, cnn_optim **out);
 void cnn_optim_destroy(cnn_optim **opt);
-/* Adds a leaf F32 contiguous parameter under a unique name (in its state-dict keys; at most 489
- * characters); the optimizer retains it. apply_weight_decay false exempts it from weight decay
+/* Adds a leaf F32 contiguous parameter under a unique name (in its state-dict keys: UTF-8, at
+ * most 489 bytes); the optimizer retains it. apply_weight_decay false exempts it from weight decay
  * (e.g. BN weights, biases). */
 cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *param,
                                bool apply_weight_decay);
@@ -354,7 +354,7 @@ float cnn_optim_get_lr(const cnn_optim *opt);
 int64_t cnn_optim_step_count(const cnn_optim *opt);
 /* Adds the optimizer's state to d (copies): tensors "optim.<param>.momentum_buffer" (SGD with
  * momentum) or "optim.<param>.exp_avg" / ".exp_avg_sq" (Adam/AdamW), and metadata
- * "optim.kind", "optim.lr", "optim.step" and "optim.<param>.step". */
+ * "optim.kind", "optim.lr", "optim.step" and "optim.<param>.step". On failure d is unchanged. */
 cnn_status cnn_optim_state_dict(const cnn_optim *opt, cnn_dict *d);
 /* Restores what cnn_optim_state_dict wrote (entries of d outside "optim." are ignored): kind must
  * match, every parameter needs its state, shapes must match, no unknown "optim.<name>" entries. lr
@@ -420,7 +420,7 @@ cnn_status cnn_sched_step_metric(cnn_plateau *p, float metric, cnn_optim *opt, f
 float cnn_sched_plateau_get_lr(const cnn_plateau *p);
 /* The scheduler's state (lr, best, bad-epoch and cooldown counters, epoch) as metadata
  * "sched.plateau.*" of d, and back (validated: an lr a float holds, >= 0; best not NaN; counts
- * integers 0 to 2^53; on failure nothing is changed). */
+ * integers 0 to 2^53; on failure nothing is changed, d or the scheduler). */
 cnn_status cnn_sched_plateau_state_dict(const cnn_plateau *p, cnn_dict *d);
 cnn_status cnn_sched_plateau_load_state_dict(cnn_plateau *p, const cnn_dict *d);
 

@@ -225,8 +225,15 @@ cnn_status model_io(double *sum)
         broken("a failed cnn_model_save did not keep the old file");
     TRY(st);
     TRY(cnn_dict_create(&d));
-    TRY(cnn_optim_state_dict(opt, d));
-    TRY(cnn_sched_plateau_state_dict(pl, d));
+    st = cnn_optim_state_dict(opt, d);
+    if (st != CNN_OK && (cnn_dict_size(d) || cnn_dict_meta_size(d)))
+        broken("a failed cnn_optim_state_dict left part of the state in the dict");
+    TRY(st);
+    const int n_state = cnn_dict_size(d), n_meta = cnn_dict_meta_size(d);
+    st = cnn_sched_plateau_state_dict(pl, d);
+    if (st != CNN_OK && (cnn_dict_size(d) != n_state || cnn_dict_meta_size(d) != n_meta))
+        broken("a failed cnn_sched_plateau_state_dict changed the dict");
+    TRY(st);
     st = cnn_safetensors_save(spath, d);
     in_place = st != CNN_OK && strstr(cnn_last_error(), "the new file is in place");
     if (st != CNN_OK && !in_place && !is_old(spath))
