@@ -144,7 +144,12 @@ bool cnn_set_grad_enabled(bool enabled)
     return old;
 }
 bool cnn_is_grad_enabled(void) { return cnn_ctx()->grad_enabled; }
-void cnn_set_backend(cnn_backend backend) { cnn_ctx()->backend = backend; }
+void cnn_set_backend(cnn_backend backend)
+{
+    /* A value outside the enum (a cast integer) would be taken as "not cuDNN" by every op. */
+    int b = (int)backend;
+    if (b >= CNN_BACKEND_AUTO && b <= CNN_BACKEND_CPU) cnn_ctx()->backend = backend;
+}
 cnn_backend cnn_get_backend(void) { return cnn_ctx()->backend; }
 void cnn_set_deterministic(bool on) { cnn_ctx()->deterministic = on; }
 bool cnn_is_deterministic(void) { return cnn_ctx()->deterministic; }

@@ -62,6 +62,22 @@ TEST(context_reads_its_backend_from_the_environment)
     }
 }
 
+/* cnn_set_backend takes each backend and ignores a value outside the enum, which the ops
+ * would otherwise take for "hand-written kernels". */
+TEST(context_backend_outside_the_enum_is_ignored)
+{
+    cnn_backend before = cnn_get_backend();
+    cnn_set_backend(CNN_BACKEND_CUDNN);
+    cnn_set_backend((cnn_backend)7);
+    CHECK(cnn_get_backend() == CNN_BACKEND_CUDNN);
+    cnn_set_backend((cnn_backend)-1);
+    CHECK(cnn_get_backend() == CNN_BACKEND_CUDNN);
+    cnn_set_backend(CNN_BACKEND_CPU);
+    CHECK(cnn_get_backend() == CNN_BACKEND_CPU);
+    cnn_set_backend(before);
+    CHECK(cnn_get_backend() == before);
+}
+
 /* There is one CPU: a context asked for cpu:3 is on cpu:0, as the tensors it makes are. */
 TEST(context_on_the_cpu_is_cpu_0)
 {

@@ -92,7 +92,7 @@ cnn_device cnn_current_device(void);
 /* Grad mode of the current context: when off, ops record nothing. Returns the previous mode. */
 bool cnn_set_grad_enabled(bool enabled);
 bool cnn_is_grad_enabled(void);
-/* Backend preference of the current context (see cnn_backend). */
+/* Backend preference of the current context (see cnn_backend; a value outside it is ignored). */
 void cnn_set_backend(cnn_backend backend);
 cnn_backend cnn_get_backend(void);
 /* Deterministic mode: only deterministic algorithms (cuDNN, atomics-free kernels). */
