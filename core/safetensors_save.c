@@ -10,9 +10,49 @@ static cnn_status save_err(const char *path, const char *what, int err)
                      cnn_st_errstr(err, eb, sizeof eb));
 }
 
+/* The order the tensors' bytes are stored in (order[k]: the dict index of the k-th): largest
+ * element first, dict order among equal sizes, as the reference writer sorts by alignment. The
+ * data starts 8-byte aligned and every size is a power of two, so each tensor then starts at a
+ * multiple of its element size (an I64 after an odd number of F32s would not). */
+static cnn_status data_order(const char *path, const cnn_dict *d, int *order)
+{
+    for (int i = 0; i < cnn_dict_size(d); i++)
+        CNN_CHECK(cnn_st_dtype_of(cnn_dict_at(d, i)->dtype), CNN_ERR_INVALID_ARG,
+                  "safetensors_save: '%s': tensor '%s' has unknown dtype %d", path,
+                  cnn_dict_name(d, i), (int)cnn_dict_at(d, i)->dtype);
+    int k = 0;
+    for (size_t es = ST_ALIGN; es >= 1; es /= 2)
+        for (int i = 0; i < cnn_dict_size(d); i++)
+            if (cnn_dtype_size(cnn_dict_at(d, i)->dtype) == es) order[k++] = i;
+    CNN_CHECK(k == cnn_dict_size(d), CNN_ERR_INTERNAL, "safetensors_save: an element size "
+              "that is not 1, 2, 4 or 8 bytes");
+    return CNN_OK;
+}
+
+/* Tensor i's entry of the header, its bytes at [at, at + size) of the data. */
+static cnn_status header_entry(const char *path, const cnn_dict *d, int i, uint64_t at,
+                               cnn_buf *b, int nm)
+{
+    const char *name = cnn_dict_name(d, i);
+    const cnn_tensor *t = cnn_dict_at(d, i);
+    CNN_CHECK(cnn_utf8_valid(name, strlen(name)), CNN_ERR_INVALID_ARG,
+              "safetensors_save: '%s': tensor name %d is not valid UTF-8", path, i);
+    CNN_CHECK(strcmp(name, "__metadata__") != 0, CNN_ERR_INVALID_ARG,
+              "safetensors_save: '%s': a tensor may not be named \"__metadata__\"", path);
+    if (nm || i) cnn_buf_append(b, ",", 1);
+    cnn_buf_json_string(b, name);
+    cnn_buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", cnn_st_dtype_of(t->dtype)->name);
+    for (int k = 0; k < t->shape.ndim; k++)
+        cnn_buf_printf(b, k ? ",%lld" : "%lld", (long long)t->shape.d[k]);
+    cnn_buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
+                   (unsigned long long)(at + cnn_tensor_nbytes(t)));
+    return CNN_OK;
+}
+
 /* The header JSON, padded with spaces so the data starts 8-byte aligned, as the reference
- * writer does. Metadata first, then tensors in dict order, stored back to back. */
-static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
+ * writer does. Metadata first, then tensors in dict order (so a load gives that order back),
+ * their bytes stored back to back in `order`. */
+static cnn_status build_header(const char *path, const cnn_dict *d, const int *order, cnn_buf *b)
 {
     int nm = cnn_dict_meta_size(d), nt = cnn_dict_size(d);
     CNN_CHECK(nt <= ST_MAX_TENSORS, CNN_ERR_UNSUPPORTED, "safetensors_save: '%s': %d tensors is "
@@ -37,27 +77,16 @@ static cnn_status build_header(const char *path, const cnn_dict *d, cnn_buf *b)
         }
         cnn_buf_append(b, "}", 1);
     }
-    uint64_t at = 0;
-    for (int i = 0; i < nt; i++) {
-        const char *name = cnn_dict_name(d, i);
-        const cnn_tensor *t = cnn_dict_at(d, i);
-        CNN_CHECK(cnn_utf8_valid(name, strlen(name)), CNN_ERR_INVALID_ARG,
-                  "safetensors_save: '%s': tensor name %d is not valid UTF-8", path, i);
-        CNN_CHECK(strcmp(name, "__metadata__") != 0, CNN_ERR_INVALID_ARG,
-                  "safetensors_save: '%s': a tensor may not be named \"__metadata__\"", path);
-        const st_dtype *dt = cnn_st_dtype_of(t->dtype);
-        CNN_CHECK(dt, CNN_ERR_INVALID_ARG, "safetensors_save: '%s': tensor '%s' has unknown "
-                  "dtype %d", path, name, (int)t->dtype);
-        uint64_t nbytes = cnn_tensor_nbytes(t);
-        if (nm || i) cnn_buf_append(b, ",", 1);
-        cnn_buf_json_string(b, name);
-        cnn_buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dt->name);
-        for (int k = 0; k < t->shape.ndim; k++)
-            cnn_buf_printf(b, k ? ",%lld" : "%lld", (long long)t->shape.d[k]);
-        cnn_buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
-                       (unsigned long long)(at + nbytes));
-        at += nbytes;
+    uint64_t *start = malloc(((size_t)nt + 1) * sizeof *start), at = 0;
+    CNN_CHECK(start, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
+    for (int k = 0; k < nt; k++) {
+        start[order[k]] = at;
+        at += cnn_tensor_nbytes(cnn_dict_at(d, order[k]));
     }
+    cnn_status st = CNN_OK;
+    for (int i = 0; i < nt && st == CNN_OK; i++) st = header_entry(path, d, i, start[i], b, nm);
+    free(start);
+    CNN_TRY(st);
     cnn_buf_append(b, "}", 1);
     while (!b->oom && b->len % ST_ALIGN) cnn_buf_append(b, " ", 1);
     CNN_CHECK(!b->oom, CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory for the "
@@ -105,7 +134,13 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
     char *tmp = NULL, *dir = NULL, *resolved = NULL;
     const char *target = path; /* the file the rename replaces */
     int dir_fd = -1;
-    CNN_TRYG(build_header(path, d, &hdr));
+    int *order = malloc(((size_t)cnn_dict_size(d) + 1) * sizeof *order);
+    if (!order) {
+        st = cnn_error(CNN_ERR_OUT_OF_MEMORY, "safetensors_save: out of host memory");
+        goto done;
+    }
+    CNN_TRYG(data_order(path, d, order));
+    CNN_TRYG(build_header(path, d, order, &hdr));
     /* A link is written through, as open() writes a link's target: the rename replaces the
      * target, not the link. The new file keeps the old one's permissions (a checkpoint made
      * private stays private). */
@@ -157,8 +192,8 @@ cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d)
         st = save_err(path, "writing the temporary file failed", errno);
         goto done;
     }
-    for (int i = 0; i < cnn_dict_size(d); i++)
-        CNN_TRYG(write_tensor(f, path, cnn_dict_at(d, i), cnn_dict_name(d, i)));
+    for (int k = 0; k < cnn_dict_size(d); k++)
+        CNN_TRYG(write_tensor(f, path, cnn_dict_at(d, order[k]), cnn_dict_name(d, order[k])));
     if (fflush(f) != 0) {
         st = save_err(path, "writing the temporary file failed", errno);
         goto done;
@@ -200,6 +235,7 @@ done:
     }
     free(dir);
     free(resolved);
+    free(order);
     cnn_buf_free(&hdr);
     return st;
 }

@@ -175,7 +175,8 @@ cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_lo
  * path is as it was and no temporary file is left, with one exception that the message states:
  * "the new file is in place" when only the last fsync failed. A path that is a symbolic link
  * is written through (its target replaced, the temporary file beside the target); the new file
- * keeps the old one's permissions. */
+ * keeps the old one's permissions. The header lists the tensors in dict order; their bytes are
+ * stored largest element first (as Python's writer does), so each starts aligned to its size. */
 cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d);
 /* Reads and fully validates a safetensors file into a new dict of CPU tensors. */
 cnn_status cnn_safetensors_load(const char *path, cnn_dict **out);
