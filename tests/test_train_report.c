@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *class_name(const void *ctx, int i)
@@ -244,6 +245,47 @@ TEST(train_report_failed_writes_leave_the_old_files)
     remove(conf);
     rmdir(dir);
     tr_eval_free(&e);
+    tr_history_free(&h);
+}
+
+/* A report file that is a symbolic link (say metrics.csv linked into a dashboard's folder) is
+ * written through, as checkpoints are: the link stays, the file it names gets the new contents
+ * and keeps its permissions, and nothing is left beside either. Before, the link was replaced
+ * by a new file with default permissions, and the linked file went stale. */
+TEST(train_report_files_write_through_links_and_keep_permissions)
+{
+    char dir[] = "/tmp/cnn_report_XXXXXX", real[64], csv[64], png[64], png_real[64];
+    REQUIRE(mkdtemp(dir));
+    snprintf(real, sizeof real, "%s/kept.csv", dir);
+    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
+    snprintf(png_real, sizeof png_real, "%s/kept.png", dir);
+    snprintf(png, sizeof png, "%s/curves.png", dir);
+    REQUIRE(write_text(real, "old csv") && chmod(real, 0640) == 0 && symlink("kept.csv", csv) == 0);
+    REQUIRE(write_text(png_real, "old png") && chmod(png_real, 0604) == 0 &&
+            symlink(png_real, png) == 0);
+    tr_history h = {0};
+    tr_epoch_row row = {1, 2.0, 0.5, 1.5, 0.6, 0.9, 0.01, 3.0, 0.1};
+    REQUIRE(tr_history_add(&h, &row));
+    char err[512] = "";
+    CHECK(tr_history_write_csv(&h, csv));
+    CHECK(tr_plot_curves(&h, png, err, sizeof err));
+    struct stat sb;
+    CHECK(lstat(csv, &sb) == 0 && S_ISLNK(sb.st_mode));
+    CHECK(lstat(png, &sb) == 0 && S_ISLNK(sb.st_mode));
+    CHECK(stat(real, &sb) == 0 && (sb.st_mode & 0777) == 0640 && !holds_text(real, "old csv"));
+    CHECK(stat(png_real, &sb) == 0 && (sb.st_mode & 0777) == 0604 &&
+          !holds_text(png_real, "old png"));
+    FILE *f = fopen(real, "r");
+    char line[32] = "";
+    CHECK(f && fgets(line, sizeof line, f) && !strncmp(line, "epoch,", 6));
+    if (f) fclose(f);
+    DIR *d = opendir(dir);
+    int entries = 0;
+    for (struct dirent *de; d && (de = readdir(d));) entries += de->d_name[0] != '.';
+    if (d) closedir(d);
+    CHECK(entries == 4);
+    remove(csv), remove(real), remove(png), remove(png_real);
+    rmdir(dir);
     tr_history_free(&h);
 }
 

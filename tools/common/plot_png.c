@@ -231,7 +231,7 @@ bool tr_plot_curves(const tr_history *h, const char *path, char *err, size_t n)
     } else {
         ok = stbi_write_png_to_func(png_write, &o, IMG_W, IMG_H, 3, c.px, IMG_W * 3) && !o.err;
         errno = o.err;
-        ok = tr_replace_close(o.f, tmp, path, ok);
+        ok = tr_replace_close(o.f, tmp, ok);
         if (!ok) o.err = errno;
     }
     free(c.px);

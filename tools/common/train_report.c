@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bool tr_eval_init(tr_eval *e, int num_classes)
@@ -156,14 +157,32 @@ static void csv_field(FILE *f, const char *s)
 
 FILE *tr_replace_open(const char *path, char *tmp, size_t n)
 {
-    if ((size_t)snprintf(tmp, n, "%s.part", path) >= n) {
+    /* A link is written through, as cnn_safetensors_save does: the file it names is replaced
+     * (the new one beside it, with its permissions), and the link stays. */
+    char real[PATH_MAX];
+    const char *target = path;
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+        if (!realpath(path, real)) return NULL;
+        target = real;
+    }
+    bool exists = stat(target, &sb) == 0;
+    if ((size_t)snprintf(tmp, n, "%s.part", target) >= n) {
         errno = ENAMETOOLONG;
         return NULL;
     }
-    return fopen(tmp, "wb");
+    FILE *f = fopen(tmp, "wb");
+    if (f && exists && fchmod(fileno(f), sb.st_mode & 07777) != 0) {
+        int err = errno;
+        fclose(f);
+        remove(tmp);
+        errno = err;
+        return NULL;
+    }
+    return f;
 }
 
-bool tr_replace_close(FILE *f, const char *tmp, const char *path, bool ok)
+bool tr_replace_close(FILE *f, const char *tmp, bool ok)
 {
     int err = ok ? 0 : errno ? errno : EIO;
     if (!err && ferror(f)) err = errno ? errno : EIO;
@@ -171,7 +190,9 @@ bool tr_replace_close(FILE *f, const char *tmp, const char *path, bool ok)
      * empty one under the old name. */
     if (!err && (fflush(f) != 0 || fsync(fileno(f)) != 0)) err = errno;
     if (fclose(f) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
+    char target[PATH_MAX];
+    snprintf(target, sizeof target, "%.*s", (int)(strlen(tmp) - strlen(".part")), tmp);
+    if (!err && rename(tmp, target) != 0) err = errno;
     if (err) {
         remove(tmp);
         errno = err;
@@ -197,7 +218,7 @@ bool tr_eval_write_confusion_csv(const tr_eval *e, const char *(*names)(const vo
         for (int j = 0; j < e->k; j++) fprintf(f, ",%lld", (long long)e->confusion[c * e->k + j]);
         fputc('\n', f);
     }
-    return tr_replace_close(f, tmp, path, true);
+    return tr_replace_close(f, tmp, true);
 }
 
 void tr_print_bad_samples(const cnn_loader *l, const char *split, FILE *f)
@@ -303,5 +324,5 @@ bool tr_history_write_csv(const tr_history *h, const char *path)
         const tr_epoch_row *r = &h->rows[i];
         fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.4f\n", ROW_ARGS(r));
     }
-    return tr_replace_close(f, tmp, path, true);
+    return tr_replace_close(f, tmp, true);
 }

@@ -62,11 +62,13 @@ char *tr_history_serialize(const tr_history *h);
 /* Replaces h with a string from tr_history_serialize; false when it does not parse. */
 bool tr_history_parse(tr_history *h, const char *s);
 /* Files the tool rewrites (metrics.csv, curves.png, confusion.csv) replace the old copy only
- * once complete: tr_replace_open opens PATH.part (its name in tmp, of n bytes), and
- * tr_replace_close syncs and closes it and, when ok and every write succeeded, renames it over
- * PATH; else removes it, leaving the old PATH. Both false with errno set on failure. */
+ * once complete: tr_replace_open opens PATH.part (its name in tmp, of n bytes; where PATH is a
+ * symbolic link, the file it names takes PATH's place: the link stays, the file is replaced),
+ * with the old file's permissions, and tr_replace_close syncs and closes it and, when ok and
+ * every write succeeded, renames it over that file; else removes it, leaving the old one. NULL
+ * or false with errno set on failure. */
 FILE *tr_replace_open(const char *path, char *tmp, size_t n);
-bool tr_replace_close(FILE *f, const char *tmp, const char *path, bool ok);
+bool tr_replace_close(FILE *f, const char *tmp, bool ok);
 /* metrics.csv: a header and one row per epoch; false with errno set on failure. */
 bool tr_history_write_csv(const tr_history *h, const char *path);
 /* curves.png: loss (train, val) and accuracy (train, val top-1, val top-5) per epoch in two
