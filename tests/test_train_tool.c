@@ -345,6 +345,34 @@ TEST(train_tool_gpu_options_on_the_cpu_are_noted)
     remove_tree(dir);
 }
 
+/* ResNet-18 at 32x32 ends in a batch norm over a 1x1 map, which cannot train on a batch of one
+ * image. Five images in batches of 4 leave one for the last batch: that batch is left out with
+ * a note (before, the run failed at the end of its first epoch and kept nothing); a training
+ * split of one image is refused before the run starts. */
+TEST(train_tool_a_last_batch_of_one_image_is_left_out_for_a_1x1_batch_norm)
+{
+    char tool[512], dir[256], args[1024];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args, "--model resnet18 --img-size 32 --limit-train 5 --limit-val 8 "
+             "--batch 4 --epochs 1 --device cpu --checkpoint-dir %s/run", dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) printf("%s\n", out);
+    CHECK(rc == 0);
+    CHECK(strstr(out, "note: 5 training images leave 1 for the last batch of 4, and layer4.0.bn1 "
+                      "(a batch norm over a 1x1 map at --img-size 32) cannot train on one image"));
+    CHECK(strstr(out, "epoch 1/1  train loss"));
+    snprintf(args, sizeof args, "%s/run", dir);
+    double v[7];
+    CHECK(metrics_row(args, 0, v) && v[0] == 1);
+    snprintf(args, sizeof args, "--model resnet18 --img-size 32 --limit-train 1 --limit-val 8 "
+             "--epochs 1 --device cpu --checkpoint-dir %s/run2", dir);
+    check_one_line_error(tool, args, "layer4.0.bn1 normalises a 1x1 map, which cannot be trained "
+                                     "on one image, and the training split has one");
+    remove_tree(dir);
+}
+
 /* End to end: LeNet-5 trained on 10,000 Fashion-MNIST images for 2 epochs (batch 64, lr 3e-3)
  * reaches >= 78% top-1 on 1,000 test images (81.1% measured); then --eval-only and --predict on
  * that checkpoint. */

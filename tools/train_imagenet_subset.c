@@ -334,7 +334,10 @@ static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
     char label[32];
     snprintf(label, sizeof label, "epoch %lld/%d", (long long)e + 1, r->o.epochs);
     tr_progress bar;
-    tr_progress_start(&bar, label, cnn_loader_num_samples(r->train_ld), te->n);
+    /* What the epoch trains on: a last batch left out (tr_run_open_train) is not counted. */
+    int64_t total = cnn_loader_num_samples(r->train_ld);
+    if (total > r->steps_per_epoch * r->o.batch) total = r->steps_per_epoch * r->o.batch;
+    tr_progress_start(&bar, label, total, te->n);
     cnn_loader_stats s0, s1;
     cnn_loader_get_stats(r->train_ld, &s0);
     step_out prev = {0};

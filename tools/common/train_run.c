@@ -179,7 +179,8 @@ static void build_optimizer(tr_run *r)
     }
 }
 
-static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool train)
+static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool train,
+                               bool drop_last)
 {
     const train_opts *o = &r->o;
     cnn_loader_options lo = cnn_loader_default_options(ds, train, r->mm.img_size, o->batch);
@@ -191,6 +192,7 @@ static cnn_loader *make_loader(const tr_run *r, const cnn_dataset *ds, bool trai
     lo.seed = (uint64_t)o->seed;
     lo.limit = train ? o->limit_train : o->limit_val;
     lo.strict = o->strict != 0;
+    lo.drop_last = drop_last;
     /* On a GPU the loader copies each batch ahead on its own stream from pinned memory. */
     lo.device = r->dev;
     cnn_loader *l = NULL;
@@ -333,6 +335,13 @@ void tr_run_open_train(tr_run *r)
      * cnnbench finds it, before the run's folder is made and its first step fails. */
     cnn_model_summary sum = {0};
     cnn_status st = cnn_model_summarize(r->model, r->mm.img_size, r->mm.img_size, &sum);
+    char bn_1x1[sizeof sum.layers->name] = ""; /* a batch norm over a 1x1 map at this size */
+    for (int i = 0; st == CNN_OK && i < sum.n_layers && !bn_1x1[0]; i++) {
+        const cnn_layer_summary *l = &sum.layers[i];
+        if (!strcmp(l->type, "BatchNorm2d") && l->out_shape.ndim == 4 &&
+            l->out_shape.d[2] * l->out_shape.d[3] == 1)
+            snprintf(bn_1x1, sizeof bn_1x1, "%s", l->name);
+    }
     cnn_model_summary_free(&sum);
     if (st != CNN_OK) tr_die("--img-size %d: %s", r->mm.img_size, cnn_last_error());
     if (!tr_checkpoint_check_text(&r->o, &r->mm, err, sizeof err)) tr_die("%s", err);
@@ -357,8 +366,25 @@ void tr_run_open_train(tr_run *r)
     /* Before the first epoch, not at its end. */
     if (!tr_check_writable_dir(r->dir, err, sizeof err)) tr_die("%s", err);
     remove_partial_checkpoints(r->dir);
-    r->train_ld = make_loader(r, r->train_ds, true);
-    r->val_ld = make_loader(r, r->val_ds, false);
+    r->train_ld = make_loader(r, r->train_ds, true, false);
+    /* Such a batch norm has one value per channel in a batch of one image, which it cannot
+     * normalise in training (PyTorch's refuses it too): a last training batch of one image
+     * would end the run at the end of its first epoch, so that batch is left out. */
+    const int64_t n_train = cnn_loader_num_samples(r->train_ld);
+    if (bn_1x1[0] && n_train == 1)
+        tr_die("--model %s at --img-size %d: %s normalises a 1x1 map, which cannot be trained "
+               "on one image, and the training split has one (use more images, or a larger "
+               "--img-size)", r->mm.model, r->mm.img_size, bn_1x1);
+    if (bn_1x1[0] && n_train % r->o.batch == 1) {
+        cnn_loader_destroy(&r->train_ld);
+        r->train_ld = make_loader(r, r->train_ds, true, true);
+        printf("note: %lld training images leave 1 for the last batch of %d, and %s (a batch "
+               "norm over a 1x1 map at --img-size %d) cannot train on one image: each epoch "
+               "leaves that image out (another each epoch: the order is shuffled); a --batch "
+               "that leaves no single image over uses them all\n", (long long)n_train,
+               r->o.batch, bn_1x1, r->mm.img_size);
+    }
+    r->val_ld = make_loader(r, r->val_ds, false, false);
     r->steps_per_epoch = cnn_loader_num_batches(r->train_ld);
     if (r->steps_per_epoch < 1) tr_die("--data %s: no training sample", r->o.data);
 }
@@ -369,7 +395,7 @@ void tr_run_open_eval(tr_run *r)
     TR_LIB(cnn_model_to(r->model, r->dev), "moving the model to the device");
     r->val_ds = open_split(&r->o, false, r->mm.in_channels);
     check_classes(r, r->val_ds, r->o.eval_only);
-    r->val_ld = make_loader(r, r->val_ds, false);
+    r->val_ld = make_loader(r, r->val_ds, false, false);
 }
 
 void tr_run_free(tr_run *r)
