@@ -24,7 +24,7 @@ static bool env_flag(const char *name)
 static void context_defaults(cnn_context *c, cnn_device device)
 {
     memset(c, 0, sizeof *c);
-    c->tape.gen = cnn_tape_new_gen();
+    c->tape.gen = c->tape.first_gen = cnn_tape_new_gen();
     c->device = device;
     c->grad_enabled = true;
     c->backend = CNN_BACKEND_AUTO;

@@ -192,7 +192,9 @@ const char *cnn_shape_of(const cnn_tensor *t);
 typedef struct cnn_tape {
     struct cnn_node **nodes;
     size_t n, cap;
-    uint64_t gen; /* new at every reset (unique in the process): older tensors are constants */
+    uint64_t gen;       /* new at every backward or reset (unique in the process) */
+    uint64_t first_gen; /* the tape's first: a tensor of an older one at this address was
+                           recorded by a destroyed context, and is a constant here */
 } cnn_tape;
 uint64_t cnn_tape_new_gen(void); /* tape.c */
 void cnn_tape_destroy(cnn_tape *tape); /* tape.c, for context.c */
@@ -221,6 +223,8 @@ typedef cnn_status (*cnn_backward_fn)(cnn_node *node, const cnn_tensor *dy, cnn_
 
 typedef struct cnn_node_input {
     bool needs_grad;
+    bool stale;           /* recorded on a graph a backward (or reset) has freed: no gradient
+                             can reach what it came from, so a backward through it fails */
     cnn_node *producer;   /* the op that made this input, if it is on the tape */
     cnn_tensor *leaf;     /* retained leaf that requires grad, else NULL */
     cnn_shape shape;

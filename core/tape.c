@@ -41,6 +41,15 @@ static bool node_valid(const cnn_tensor *t, const cnn_context *c)
     return node_of(t) && t->tape == &c->tape && t->tape_gen == c->tape.gen;
 }
 
+/* An op's output recorded on this context's tape before its last backward or reset, which
+ * freed the node: the gradient path it had is gone (a view of a parameter kept from an earlier
+ * step). PyTorch keeps such a graph; a backward through a view of it still works there. */
+static bool stale(const cnn_tensor *t, const cnn_context *c)
+{
+    return !t->requires_grad && t->tape == &c->tape && t->tape_gen >= c->tape.first_gen &&
+           t->tape_gen != c->tape.gen && !node_of(t);
+}
+
 bool cnn_tensor_requires_grad(const cnn_tensor *t)
 {
     return t && (t->requires_grad || node_valid(t, cnn_ctx()));
@@ -70,8 +79,12 @@ bool cnn_should_record(const cnn_tensor *const *inputs, int n)
 {
     cnn_context *c = cnn_ctx();
     if (!c->grad_enabled) return false;
+    /* A stale input is recorded too, so that a backward through the op can refuse it rather
+     * than silently leave out the gradient it once carried. */
     for (int i = 0; i < n; i++)
-        if (inputs[i] && (inputs[i]->requires_grad || node_valid(inputs[i], c))) return true;
+        if (inputs[i] && (inputs[i]->requires_grad || node_valid(inputs[i], c) ||
+                          stale(inputs[i], c)))
+            return true;
     return false;
 }
 
@@ -180,6 +193,8 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
         } else if (x->requires_grad) {
             in[i].leaf = cnn_tensor_retain((cnn_tensor *)x);
             in[i].needs_grad = true;
+        } else {
+            in[i].stale = stale(x, c);
         }
     }
     pthread_mutex_lock(&g_link_lock);
@@ -333,18 +348,27 @@ done:
 }
 
 /* Before any gradient is computed: every node backward will run (those `out` depends on) must
- * find what it saved as it was, or its gradient would be silently wrong. As PyTorch refuses a
+ * find what it saved as it was, and no input from a graph already freed, or its gradient would
+ * be silently wrong. As PyTorch refuses a
  * backward after "one of the variables needed for gradient computation has been modified by an
  * inplace operation"; checked first, so a refused backward changes no gradient. */
 static cnn_status check_saved_versions(const cnn_tape *tape, size_t start, cnn_node *last)
 {
+    char shape[64];
     last->live = true;
     for (size_t i = start; i-- > 0;) {
         cnn_node *nd = tape->nodes[i];
         if (!nd->live) continue;
         CNN_TRY(check_node_saved(nd));
-        for (int k = 0; k < nd->n_inputs; k++)
+        for (int k = 0; k < nd->n_inputs; k++) {
+            CNN_CHECK(!nd->in[k].stale, CNN_ERR_INVALID_ARG, "backward: input %d %s of %s was "
+                      "computed by ops recorded before an earlier backward (or cnn_tape_reset), "
+                      "which freed their graph, so its gradient cannot reach what it came from: "
+                      "compute it again after each backward (a view of a parameter too), or use "
+                      "a cnn_tensor_clone of it as a constant", k,
+                      cnn_shape_str(nd->in[k].shape, shape, sizeof shape), nd->op);
             if (nd->in[k].needs_grad && nd->in[k].producer) nd->in[k].producer->live = true;
+        }
     }
     return CNN_OK;
 }

@@ -84,6 +84,57 @@ TEST(frozen_leaves_get_no_gradient_and_a_leafs_backward_resets_the_tape)
     for (int i = 0; i < 3; i++) cnn_tensor_free(&all[i]);
 }
 
+/* A view of a parameter taken before a backward belongs to the graph that backward freed. Used
+ * after it beside the parameter itself (sum(x·v^T) + sum(x·w^T), v = w[0:2]), its share of the
+ * gradient cannot reach w: the backward refuses, naming the op, before any gradient changes
+ * (before, w.grad silently lacked v's share). Ops on it still run, and a clone is a constant. */
+TEST(backward_refuses_an_input_from_a_graph_an_earlier_backward_freed)
+{
+    float xv[6] = {1, 0, 1, 1, 2, 3};
+    cnn_tensor *w = NULL, *x = NULL, *v = NULL, *s = NULL, *a = NULL, *b = NULL, *sa = NULL,
+               *sb = NULL, *loss = NULL, *c = NULL, *r = NULL;
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(4, 3), CNN_CPU, &w));
+    CHECK_OK(cnn_tensor_set_requires_grad(w, true));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 3), xv, CNN_CPU, &x));
+    CHECK_OK(cnn_tensor_narrow(w, 0, 0, 2, &v));
+    CHECK_OK(cnn_sum(v, &s));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(w));
+    CHECK(!cnn_tensor_requires_grad(v));
+    CHECK_OK(cnn_linear(x, v, NULL, &a));
+    CHECK_OK(cnn_linear(x, w, NULL, &b));
+    CHECK_OK(cnn_sum(a, &sa));
+    CHECK_OK(cnn_sum(b, &sb));
+    CHECK_OK(cnn_add(sa, sb, &loss));
+    CHECK_ERR(cnn_backward(loss), CNN_ERR_INVALID_ARG);
+    CHECK(strstr(cnn_last_error(), "input 1 (2, 3) of linear") &&
+          strstr(cnn_last_error(), "an earlier backward"));
+    const float *g = cnn_tensor_cdata(cnn_tensor_grad(w)); /* the first backward's, unchanged */
+    for (int i = 0; i < 12; i++) CHECK(g[i] == (i < 6 ? 1.0f : 0.0f));
+    CHECK(cnn_tape_size() == 0);
+    /* As a constant: a clone of it (w.grad gets w's share only: column sums of x, each row). */
+    cnn_tensor_zero_grad(w);
+    CHECK_OK(cnn_tensor_clone(v, &c));
+    cnn_tensor *drop[] = {a, b, sa, sb, loss};
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&drop[i]);
+    a = b = sa = sb = loss = NULL;
+    CHECK_OK(cnn_linear(x, c, NULL, &a));
+    CHECK_OK(cnn_linear(x, w, NULL, &b));
+    CHECK_OK(cnn_sum(a, &sa));
+    CHECK_OK(cnn_sum(b, &sb));
+    CHECK_OK(cnn_add(sa, sb, &loss));
+    CHECK_OK(cnn_backward(loss));
+    REQUIRE(cnn_tensor_grad(w));
+    g = cnn_tensor_cdata(cnn_tensor_grad(w));
+    static const float col[3] = {2, 2, 4};
+    for (int i = 0; i < 12; i++) CHECK(g[i] == col[i % 3]);
+    /* A forward op on it alone, never back-propagated, runs as before. */
+    CHECK_OK(cnn_relu(v, &r));
+    cnn_tensor *all[] = {w, x, v, s, a, b, sa, sb, loss, c, r};
+    for (int i = 0; i < 11; i++) cnn_tensor_free(&all[i]);
+    cnn_tape_reset();
+}
+
 TEST(branches_sum_and_no_grad_mode)
 {
     cnn_tensor *a = rand_tensor(CNN_SHAPE(4), -1, 1, 1), *b = NULL, *c = NULL, *d = NULL, *s = NULL;

@@ -319,7 +319,11 @@ void cnn_tensor_zero_grad(cnn_tensor *t);
  * one written only through a view after the output tensor itself was freed is not seen. Adding
  * into a leaf's .grad is such a write too: where an op saved that .grad and this backward adds
  * into it before the op's turn, the backward stops there, the gradients added so far kept (as
- * PyTorch's). Writes through a cnn_tensor_data pointer are not seen. */
+ * PyTorch's). Writes through a cnn_tensor_data pointer are not seen. An op's output kept from
+ * before an earlier backward (or cnn_tape_reset) has lost its graph, a view of a parameter
+ * too: a backward through an op that took it as an input fails (CNN_ERR_INVALID_ARG, before
+ * any gradient changes) rather than leave out its share (PyTorch keeps a view's graph); take
+ * the view again after each backward, or pass a cnn_tensor_clone as a constant. */
 cnn_status cnn_backward(cnn_tensor *loss);
 /* As cnn_backward, but seeds the gradient of `out` (any shape) with `grad` (same shape). */
 cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad);
