@@ -103,7 +103,9 @@ cnn_status cnn_add_relu(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y
 cnn_status cnn_scale(const cnn_tensor *a, float alpha, cnn_tensor **y);
 /* Concatenation of n tensors along dim (1 = channels); other dims must match. */
 cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **y);
-/* Flattens dims start_dim.. into one (torch.flatten(x, start_dim)); a view when possible. */
+/* Flattens dims start_dim.. into one (torch.flatten(x, start_dim)): as cnn_tensor_reshape, a
+ * view of a contiguous x, else a copy (torch.flatten also views a non-contiguous x where its
+ * strides allow; do not count on either aliasing x). */
 cnn_status cnn_flatten(const cnn_tensor *x, int start_dim, cnn_tensor **y);
 /* Sum / mean of all elements -> a scalar (rank 0). */
 cnn_status cnn_sum(const cnn_tensor *x, cnn_tensor **y);
