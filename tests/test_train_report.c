@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <locale.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -105,6 +106,33 @@ TEST(train_report_cuts_and_pads_utf8_names_by_columns)
                       "\xe4\xb8\x96\xe7\x95\x8c\xe3\x81\xae\xe7\x8c\xab\xe5\x86\x99\xe7\x9c\x9f"
                       "     0     0     1"));
     tr_eval_free(&e);
+}
+
+/* Emoji and symbols a terminal shows two columns wide, beyond CJK: U+2615 (hot beverage),
+ * U+1F680 (rocket), U+2705, U+2B50, U+1FAE0, which were counted as one column each and shifted
+ * the rest of their row by one; a combining accent takes none. */
+TEST(train_report_counts_wide_emoji_as_two_columns)
+{
+    static const char *const cells[] = {"tea\xe2\x98\x95", "\xf0\x9f\x9a\x80", "\xe2\x9c\x85",
+                                        "\xe2\xad\x90", "\xf0\x9f\xab\xa0", "e\xcc\x81"};
+    static const int cols[] = {5, 2, 2, 2, 2, 1};
+    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (!utf8) {
+        cnn_test_skip("no C.UTF-8 locale: the report counts columns from its own short table");
+        return;
+    }
+    freelocale(utf8);
+    for (int i = 0; i < 6; i++) {
+        char buf[64] = "";
+        FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+        REQUIRE(f);
+        tr_print_cell(f, cells[i], 8, true);
+        fclose(f);
+        size_t pad = strlen(buf) - strlen(cells[i]);
+        if (strncmp(buf, cells[i], strlen(cells[i])) != 0 || (int)pad != 8 - cols[i])
+            cnn_test_fail(__FILE__, __LINE__, "cell %d: '%s' padded with %zu spaces, not %d", i,
+                          buf, pad, 8 - cols[i]);
+    }
 }
 
 static const char *letter_name(const void *ctx, int i)

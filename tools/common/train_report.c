@@ -5,11 +5,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <locale.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <wchar.h>
 
 bool tr_eval_init(tr_eval *e, int num_classes)
 {
@@ -67,11 +69,25 @@ static uint32_t utf8_next(const unsigned char *s, int *len)
     return n ? c : 0xFFFD;
 }
 
-/* The columns a character takes on a terminal, as wcwidth says for the common cases: 2 for
- * East Asian wide and full-width ones (CJK, Hangul, kana, emoji), 0 for combining marks and
- * zero-width spaces, else 1. */
+/* The columns a character takes on a terminal: what the C library's wcwidth says in its
+ * UTF-8 locale, as terminals count them (it knows the Unicode tables: every wide emoji, ☕ and
+ * 🚀 too), 1 for what it calls unprintable. Where there is no such locale, the common cases:
+ * 2 for East Asian wide and full-width characters (CJK, Hangul, kana, most emoji), 0 for
+ * combining marks and zero-width spaces, else 1. */
 static int columns_of(uint32_t c)
 {
+    static locale_t utf8;
+    static int tried;
+    if (!tried) { /* the tool prints from one thread */
+        utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+        tried = 1;
+    }
+    if (utf8) {
+        locale_t was = uselocale(utf8);
+        int w = wcwidth((wchar_t)c);
+        uselocale(was);
+        return w < 0 ? 1 : w;
+    }
     static const uint32_t zero[][2] = {{0x0300, 0x036F}, {0x200B, 0x200F}, {0xFE00, 0xFE0F}};
     static const uint32_t wide[][2] = {{0x1100, 0x115F},   {0x2E80, 0x303E},   {0x3041, 0x33FF},
                                        {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0xA000, 0xA4CF},
