@@ -168,6 +168,25 @@ TEST(train_opts_modes_refuse_what_they_ignore)
     ACCEPTED("--eval-only c.safetensors --label-smoothing 0.1 --limit-val 10 --batch 4");
     ACCEPTED("--predict x.png --checkpoint c.safetensors y.png z.png");
     REFUSED("x.png", "image files need --predict");
+    /* "--" ends the options: a file named like one comes after it */
+    REFUSED("--predict x.png --checkpoint c.safetensors -y.png", "unknown option '-y.png'");
+    ACCEPTED("--predict x.png --checkpoint c.safetensors -- -y.png --z.png");
+    ACCEPTED("--predict x.png --checkpoint c.safetensors --");
+    REFUSED("--predict x.png --checkpoint c.safetensors y.png -- -z.png",
+            "'--': options must come before the image files");
+    REFUSED("-- x.png", "image files need --predict");
+}
+
+/* After "--" every word is an image file, in order, whatever it looks like. */
+TEST(train_opts_double_dash_ends_the_options)
+{
+    char *argv[] = {"train_imagenet_subset", "--predict", "a.png", "--checkpoint", "c.st",
+                    "--", "-b.png", "--epochs", NULL};
+    static train_opts o;
+    char err[512] = "";
+    CHECK(tr_opts_parse(&o, 8, argv, err, sizeof err));
+    CHECK(o.n_files == 2 && !strcmp(o.files[0], "-b.png") && !strcmp(o.files[1], "--epochs"));
+    CHECK(!strcmp(o.predict, "a.png") && !tr_opts_given(&o, "epochs"));
 }
 
 /* The augmentation options reach the training transform as torchvision's arguments; left at

@@ -201,6 +201,11 @@ bool tr_opts_parse(train_opts *o, int argc, char **argv, char *err, size_t n)
             snprintf(err, n, "'%s': options must come before the image files", arg);
             return false;
         }
+        if (!strcmp(arg, "--")) { /* the end of the options: the rest are files, "-x.png" too */
+            if (a + 1 < argc) first_file = a + 1;
+            o->n_files = argc - a - 1;
+            break;
+        }
         if (!strcmp(arg, "-h")) arg = "--help";
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, n, "unknown option '%s' (see --help)", arg);
@@ -547,7 +552,7 @@ const char *tr_shell_quote(const char *s, char *buf, size_t n)
 void tr_opts_usage(FILE *f)
 {
     fprintf(f, "usage: train_imagenet_subset [options]\n"
-               "       train_imagenet_subset --predict IMAGE --checkpoint CKPT [IMAGE...]\n"
+               "       train_imagenet_subset --predict IMAGE --checkpoint CKPT [--] [IMAGE...]\n"
                "Trains a zoo model on Fashion-MNIST or an ImageNet-style folder, writing\n"
                "checkpoints (best.safetensors, last.safetensors), metrics.csv, confusion.csv\n"
                "and curves.png. Ctrl-C or SIGTERM saves last.safetensors after the current step,\n"
