@@ -94,7 +94,7 @@ cnn_status cnn_optim_add_param(cnn_optim *opt, const char *name, cnn_tensor *par
     CNN_CHECK(opt && name && param, CNN_ERR_INVALID_ARG, "optim_add_param: NULL argument");
     CNN_CHECK(name[0], CNN_ERR_INVALID_ARG, "optim_add_param: empty parameter name");
     CNN_CHECK(strlen(name) <= OPTIM_NAME_MAX, CNN_ERR_INVALID_ARG, "optim_add_param: name "
-              "'%.60s...' has %zu characters; a state-dict key holds a name of at most %d", name,
+              "'%.60s...' has %zu bytes; a state-dict key holds a name of at most %d", name,
               strlen(name), OPTIM_NAME_MAX);
     /* Its state-dict keys are a checkpoint's JSON text, which cnn_dict_set_meta refuses. */
     CNN_CHECK(cnn_utf8_valid(name, strlen(name)), CNN_ERR_INVALID_ARG,

@@ -11,9 +11,10 @@ static cnn_status save_err(const char *path, const char *what, int err)
 }
 
 /* The order the tensors' bytes are stored in (order[k]: the dict index of the k-th): largest
- * element first, dict order among equal sizes, as the reference writer sorts by alignment. The
- * data starts 8-byte aligned and every size is a power of two, so each tensor then starts at a
- * multiple of its element size (an I64 after an odd number of F32s would not). */
+ * element first, dict order among equal sizes (Python's writer sorts by dtype, largest first,
+ * then by name, so a dict in its order gives its file byte for byte). The data starts 8-byte
+ * aligned and every size is a power of two, so each tensor then starts at a multiple of its
+ * element size (an I64 after an odd number of F32s would not). */
 static cnn_status data_order(const char *path, const cnn_dict *d, int *order)
 {
     for (int i = 0; i < cnn_dict_size(d); i++)

@@ -211,7 +211,7 @@ TEST(parameter_names_fit_their_state_dict_keys)
     name[490] = 0;
     CHECK_OK(cnn_optim_create(&c, &opt));
     CHECK_ERR(cnn_optim_add_param(opt, name, a, true), CNN_ERR_INVALID_ARG);
-    CHECK(strstr(cnn_last_error(), "has 490 characters") && strstr(cnn_last_error(), "489"));
+    CHECK(strstr(cnn_last_error(), "has 490 bytes") && strstr(cnn_last_error(), "489"));
     name[489] = 0;
     CHECK_OK(cnn_optim_add_param(opt, name, a, true));
     CHECK_OK(set_grad_values(a, g));

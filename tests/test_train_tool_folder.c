@@ -1,7 +1,8 @@
 /* test_train_tool_folder.c — runs the built train_imagenet_subset (from $CNN_TOOLS_DIR, else
  * build/bin; skipped when absent) on a tiny image folder it writes: bad images skipped or fatal
  * with --strict, decoding without workers, --predict, --resume and --eval-only against renamed
- * or added classes, one class, a class name with a line break, the augmentation options.
+ * or added classes, one class, a class name with a line break, the augmentation options, a
+ * batch of one image that bad files leave for a model that cannot train on one.
  * Fashion-MNIST runs: test_train_tool.c. */
 #include "test.h"
 
@@ -211,6 +212,32 @@ TEST(train_tool_folder_class_counts_must_agree)
     check_one_line_error(tool, args, "has 3 classes, the checkpoint's model 2");
     snprintf(args, sizeof args, "--eval-only %s/run/last.safetensors --data %s", dir, data);
     check_one_line_error(tool, args, "has 3 classes, the checkpoint's model 2");
+    remove_tree(dir);
+}
+
+/* ResNet-18 at 32x32 cannot train on a batch of one image (layer4's batch norm sees a 1x1 map).
+ * 17 training files in batches of 5 leave 2 over, but one file is bad, so the last batch holds
+ * one image: it is left out with a note, and the run ends well (before, it failed at the end of
+ * its first epoch). --batch 1 is refused before the run starts. */
+TEST(train_tool_a_batch_of_one_image_that_bad_files_leave_is_left_out)
+{
+    char tool[512], dir[256], data[300], args[2048];
+    static char out[65536];
+    if (!tool_path(tool, sizeof tool)) return;
+    REQUIRE(make_tmpdir(dir, sizeof dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    snprintf(args, sizeof args, "--data %s --model resnet18 --img-size 32 --epochs 1 --batch 5 "
+             "--workers 0 --checkpoint-dir %s/run", data, dir);
+    int rc = run_tool(tool, args, out, sizeof out);
+    if (rc != 0) cnn_test_fail(__FILE__, __LINE__, "%s: exit %d, output:\n%s", args, rc, out);
+    CHECK(strstr(out, "note: bad files left a batch of 1 image, which layer4.0.bn1 cannot train "
+                      "on: it is left out"));
+    CHECK(!strstr(out, "training images leave 1"));
+    snprintf(args, sizeof args, "--data %s --model resnet18 --img-size 32 --epochs 1 --batch 1 "
+             "--checkpoint-dir %s/run2", data, dir);
+    check_one_line_error(tool, args, "layer4.0.bn1 normalises a 1x1 map, which cannot be trained "
+                                     "on one image: use a --batch of 2 or more");
     remove_tree(dir);
 }
 

@@ -346,6 +346,19 @@ static bool train_epoch(tr_run *r, tr_eval *te, double *wait_s)
         cnn_tensor *images = NULL, *labels = NULL;
         TR_LIB(cnn_loader_next(r->train_ld, &images, &labels), "training data");
         if (!images) break;
+        if (r->bn_1x1[0] && cnn_tensor_dim(images, 0) == 1) {
+            /* Bad files skipped left one image for this batch (tr_run_open_train). */
+            if (!r->one_image_noted)
+                printf("%snote: bad files left a batch of 1 image, which %s cannot train on: "
+                       "it is left out, as is any other such batch\n", bar.tty ? "\n" : "",
+                       r->bn_1x1);
+            r->one_image_noted = true;
+            cnn_tensor_free(&images);
+            cnn_tensor_free(&labels);
+            r->st.batch++;
+            r->st.position = cnn_loader_position(r->train_ld);
+            continue;
+        }
         TR_LIB(cnn_optim_set_lr(r->opt, lr_at(r, sched_step(r))), "setting the learning rate");
         cnn_tensor *logits = NULL, *loss = NULL;
         if (!tr_graph_step(r, images, labels, &logits, &loss)) {

@@ -178,7 +178,8 @@ cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_lo
  * "the new file is in place" when only the last fsync failed. A path that is a symbolic link
  * is written through (its target replaced, the temporary file beside the target); the new file
  * keeps the old one's permissions. The header lists the tensors in dict order; their bytes are
- * stored largest element first (as Python's writer does), so each starts aligned to its size. */
+ * stored largest element first, dict order among equal sizes (Python's writer also sorts by
+ * dtype, then by name), so each starts at a multiple of its element size. */
 cnn_status cnn_safetensors_save(const char *path, const cnn_dict *d);
 /* Reads and fully validates a safetensors file into a new dict of CPU tensors. */
 cnn_status cnn_safetensors_load(const char *path, cnn_dict **out);

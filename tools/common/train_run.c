@@ -335,13 +335,16 @@ void tr_run_open_train(tr_run *r)
      * cnnbench finds it, before the run's folder is made and its first step fails. */
     cnn_model_summary sum = {0};
     cnn_status st = cnn_model_summarize(r->model, r->mm.img_size, r->mm.img_size, &sum);
-    char bn_1x1[sizeof sum.layers->name] = ""; /* a batch norm over a 1x1 map at this size */
-    for (int i = 0; st == CNN_OK && i < sum.n_layers && !bn_1x1[0]; i++) {
+    for (int i = 0; st == CNN_OK && i < sum.n_layers && !r->bn_1x1[0]; i++) {
         const cnn_layer_summary *l = &sum.layers[i];
         if (!strcmp(l->type, "BatchNorm2d") && l->out_shape.ndim == 4 &&
             l->out_shape.d[2] * l->out_shape.d[3] == 1)
-            snprintf(bn_1x1, sizeof bn_1x1, "%s", l->name);
+            snprintf(r->bn_1x1, sizeof r->bn_1x1, "%s", l->name);
     }
+    if (r->bn_1x1[0] && r->o.batch == 1)
+        tr_die("--model %s at --img-size %d: %s normalises a 1x1 map, which cannot be trained "
+               "on one image: use a --batch of 2 or more, or a larger --img-size", r->mm.model,
+               r->mm.img_size, r->bn_1x1);
     cnn_model_summary_free(&sum);
     if (st != CNN_OK) tr_die("--img-size %d: %s", r->mm.img_size, cnn_last_error());
     if (!tr_checkpoint_check_text(&r->o, &r->mm, err, sizeof err)) tr_die("%s", err);
@@ -369,7 +372,9 @@ void tr_run_open_train(tr_run *r)
     r->train_ld = make_loader(r, r->train_ds, true, false);
     /* Such a batch norm has one value per channel in a batch of one image, which it cannot
      * normalise in training (PyTorch's refuses it too): a last training batch of one image
-     * would end the run at the end of its first epoch, so that batch is left out. */
+     * would end the run at the end of its first epoch, so that batch is left out (and one that
+     * bad files leave, at its step: train_epoch). */
+    const char *bn_1x1 = r->bn_1x1;
     const int64_t n_train = cnn_loader_num_samples(r->train_ld);
     if (bn_1x1[0] && n_train == 1)
         tr_die("--model %s at --img-size %d: %s normalises a 1x1 map, which cannot be trained "

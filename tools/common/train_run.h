@@ -37,6 +37,10 @@ typedef struct tr_run {
     tr_eval last_eval;
     char dir[TR_PATH_MAX];
     int64_t steps_per_epoch;
+    /* A batch norm that normalises a 1x1 map at this input size (cannot train on one image),
+     * or ""; one_image_noted: a batch of one image was left out and the run said so. */
+    char bn_1x1[48];
+    bool one_image_noted;
     int64_t first_step; /* r->st.step when this process started training */
     bool best_repaired; /* a resumed run wrote the best.safetensors its last epoch had missed */
     float *host_logits; /* batch x num_classes, for metrics */
