@@ -46,6 +46,41 @@ static int find(const cnn_dict *d, const char *name)
     return -1;
 }
 
+static int find_meta(const cnn_dict *d, const char *key)
+{
+    for (int i = 0; i < d->nm; i++)
+        if (strcmp(d->m[i].key, key) == 0) return i;
+    return -1;
+}
+
+/* arr (capacity *cap elements of esize bytes; `first` when empty) grown to hold need, by
+ * doubling: the new array, or NULL (arr and *cap unchanged) when host memory ran out. */
+static void *grown(void *arr, int *cap, int need, size_t esize, int first)
+{
+    int c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    void *p = realloc(arr, (size_t)c * esize);
+    if (p) *cap = c;
+    return p;
+}
+
+/* Makes room for `more` entries and `more_meta` metadata (the arrays grow; nothing else does);
+ * `what` names the caller in the error. */
+static cnn_status reserve(cnn_dict *d, int more, int more_meta, const char *what)
+{
+    if (d->n + more > d->cap) {
+        dict_entry *e = grown(d->e, &d->cap, d->n + more, sizeof *e, 32);
+        CNN_CHECK(e, CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+        d->e = e;
+    }
+    if (d->nm + more_meta > d->capm) {
+        meta_entry *m = grown(d->m, &d->capm, d->nm + more_meta, sizeof *m, 16);
+        CNN_CHECK(m, CNN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+        d->m = m;
+    }
+    return CNN_OK;
+}
+
 cnn_status cnn_dict_set(cnn_dict *d, const char *name, cnn_tensor *t)
 {
     CNN_CHECK(d && name && t, CNN_ERR_INVALID_ARG, "dict_set: NULL argument");
@@ -57,13 +92,7 @@ cnn_status cnn_dict_set(cnn_dict *d, const char *name, cnn_tensor *t)
         cnn_tensor_free(&old);
         return CNN_OK;
     }
-    if (d->n == d->cap) {
-        int cap = d->cap ? d->cap * 2 : 32;
-        dict_entry *e = realloc(d->e, (size_t)cap * sizeof *e);
-        CNN_CHECK(e, CNN_ERR_OUT_OF_MEMORY, "dict_set: out of host memory");
-        d->e = e;
-        d->cap = cap;
-    }
+    CNN_TRY(reserve(d, 1, 0, "dict_set"));
     char *copy = strdup(name);
     CNN_CHECK(copy, CNN_ERR_OUT_OF_MEMORY, "dict_set: out of host memory");
     d->e[d->n++] = (dict_entry){copy, cnn_tensor_retain(t)};
@@ -97,21 +126,16 @@ cnn_status cnn_dict_set_meta(cnn_dict *d, const char *key, const char *value)
               "dict_set_meta: the value of '%s' is not valid UTF-8 text", key);
     char *v = strdup(value);
     CNN_CHECK(v, CNN_ERR_OUT_OF_MEMORY, "dict_set_meta: out of host memory");
-    for (int i = 0; i < d->nm; i++)
-        if (strcmp(d->m[i].key, key) == 0) {
-            free(d->m[i].value);
-            d->m[i].value = v;
-            return CNN_OK;
-        }
-    if (d->nm == d->capm) {
-        int cap = d->capm ? d->capm * 2 : 16;
-        meta_entry *m = realloc(d->m, (size_t)cap * sizeof *m);
-        if (!m) {
-            free(v);
-            return cnn_error(CNN_ERR_OUT_OF_MEMORY, "dict_set_meta: out of host memory");
-        }
-        d->m = m;
-        d->capm = cap;
+    int i = find_meta(d, key);
+    if (i >= 0) {
+        free(d->m[i].value);
+        d->m[i].value = v;
+        return CNN_OK;
+    }
+    cnn_status st = reserve(d, 0, 1, "dict_set_meta");
+    if (st != CNN_OK) {
+        free(v);
+        return st;
     }
     char *k = strdup(key);
     if (!k) {
@@ -124,10 +148,8 @@ cnn_status cnn_dict_set_meta(cnn_dict *d, const char *key, const char *value)
 
 const char *cnn_dict_get_meta(const cnn_dict *d, const char *key)
 {
-    if (!d || !key) return NULL;
-    for (int i = 0; i < d->nm; i++)
-        if (strcmp(d->m[i].key, key) == 0) return d->m[i].value;
-    return NULL;
+    int i = d && key ? find_meta(d, key) : -1;
+    return i >= 0 ? d->m[i].value : NULL;
 }
 
 int cnn_dict_meta_size(const cnn_dict *d) { return d ? d->nm : 0; }
@@ -140,37 +162,10 @@ const char *cnn_dict_meta_value(const cnn_dict *d, int i)
     return (d && i >= 0 && i < d->nm) ? d->m[i].value : NULL;
 }
 
-/* arr (capacity *cap elements of esize bytes; `first` when empty) grown to hold need, by
- * doubling: the new array, or NULL (arr and *cap unchanged) when host memory ran out. */
-static void *grown(void *arr, int *cap, int need, size_t esize, int first)
-{
-    int c = *cap ? *cap : first;
-    while (c < need) c *= 2;
-    void *p = realloc(arr, (size_t)c * esize);
-    if (p) *cap = c;
-    return p;
-}
-
-/* Makes room for `more` entries and `more_meta` metadata (the arrays grow; nothing else does). */
-static cnn_status reserve(cnn_dict *d, int more, int more_meta)
-{
-    if (d->n + more > d->cap) {
-        dict_entry *e = grown(d->e, &d->cap, d->n + more, sizeof *e, 32);
-        CNN_CHECK(e, CNN_ERR_OUT_OF_MEMORY, "dict: out of host memory");
-        d->e = e;
-    }
-    if (d->nm + more_meta > d->capm) {
-        meta_entry *m = grown(d->m, &d->capm, d->nm + more_meta, sizeof *m, 16);
-        CNN_CHECK(m, CNN_ERR_OUT_OF_MEMORY, "dict: out of host memory");
-        d->m = m;
-    }
-    return CNN_OK;
-}
-
 cnn_status cnn_dict_move_into(cnn_dict *dst, cnn_dict *src)
 {
     CNN_CHECK(dst && src && dst != src, CNN_ERR_INVALID_ARG, "dict_move_into: bad argument");
-    CNN_TRY(reserve(dst, src->n, src->nm));
+    CNN_TRY(reserve(dst, src->n, src->nm, "dict_move_into"));
     /* Nothing below can fail: the strings and tensors change owners. */
     for (int i = 0; i < src->n; i++) {
         int j = find(dst, src->e[i].name);
@@ -183,9 +178,8 @@ cnn_status cnn_dict_move_into(cnn_dict *dst, cnn_dict *src)
         free(src->e[i].name);
     }
     for (int i = 0; i < src->nm; i++) {
-        int j = 0;
-        while (j < dst->nm && strcmp(dst->m[j].key, src->m[i].key) != 0) j++;
-        if (j == dst->nm) {
+        int j = find_meta(dst, src->m[i].key);
+        if (j < 0) {
             dst->m[dst->nm++] = src->m[i];
             continue;
         }
