@@ -341,10 +341,28 @@ void tr_run_open_train(tr_run *r)
             l->out_shape.d[2] * l->out_shape.d[3] == 1)
             snprintf(r->bn_1x1, sizeof r->bn_1x1, "%s", l->name);
     }
-    if (r->bn_1x1[0] && r->o.batch == 1)
+    /* Such a batch norm has one value per channel in a batch of one image, which it cannot
+     * normalise in training (PyTorch's refuses it too): a last training batch of one image
+     * would end the run at the end of its first epoch, so that batch is left out (and one that
+     * bad files leave, at its step: train_epoch). The images counted as the loader counts. */
+    const char *bn_1x1 = r->bn_1x1;
+    const int64_t size = cnn_dataset_size(r->train_ds), lim = r->o.limit_train;
+    const int64_t n_train = lim > 0 && lim < size ? lim : size;
+    if (bn_1x1[0] && r->o.batch == 1)
         tr_die("--model %s at --img-size %d: %s normalises a 1x1 map, which cannot be trained "
                "on one image: use a --batch of 2 or more, or a larger --img-size", r->mm.model,
-               r->mm.img_size, r->bn_1x1);
+               r->mm.img_size, bn_1x1);
+    if (bn_1x1[0] && n_train == 1)
+        tr_die("--model %s at --img-size %d: %s normalises a 1x1 map, which cannot be trained "
+               "on one image, and the training split has one (use more images, or a larger "
+               "--img-size)", r->mm.model, r->mm.img_size, bn_1x1);
+    const bool drop_last = bn_1x1[0] && n_train % r->o.batch == 1;
+    if (drop_last)
+        printf("note: %lld training images leave 1 for the last batch of %d, and %s (a batch "
+               "norm over a 1x1 map at --img-size %d) cannot train on one image: each epoch "
+               "leaves that image out (another each epoch: the order is shuffled); a --batch "
+               "that leaves no single image over uses them all\n", (long long)n_train,
+               r->o.batch, bn_1x1, r->mm.img_size);
     cnn_model_summary_free(&sum);
     if (st != CNN_OK) tr_die("--img-size %d: %s", r->mm.img_size, cnn_last_error());
     if (!tr_checkpoint_check_text(&r->o, &r->mm, err, sizeof err)) tr_die("%s", err);
@@ -369,26 +387,7 @@ void tr_run_open_train(tr_run *r)
     /* Before the first epoch, not at its end. */
     if (!tr_check_writable_dir(r->dir, err, sizeof err)) tr_die("%s", err);
     remove_partial_checkpoints(r->dir);
-    r->train_ld = make_loader(r, r->train_ds, true, false);
-    /* Such a batch norm has one value per channel in a batch of one image, which it cannot
-     * normalise in training (PyTorch's refuses it too): a last training batch of one image
-     * would end the run at the end of its first epoch, so that batch is left out (and one that
-     * bad files leave, at its step: train_epoch). */
-    const char *bn_1x1 = r->bn_1x1;
-    const int64_t n_train = cnn_loader_num_samples(r->train_ld);
-    if (bn_1x1[0] && n_train == 1)
-        tr_die("--model %s at --img-size %d: %s normalises a 1x1 map, which cannot be trained "
-               "on one image, and the training split has one (use more images, or a larger "
-               "--img-size)", r->mm.model, r->mm.img_size, bn_1x1);
-    if (bn_1x1[0] && n_train % r->o.batch == 1) {
-        cnn_loader_destroy(&r->train_ld);
-        r->train_ld = make_loader(r, r->train_ds, true, true);
-        printf("note: %lld training images leave 1 for the last batch of %d, and %s (a batch "
-               "norm over a 1x1 map at --img-size %d) cannot train on one image: each epoch "
-               "leaves that image out (another each epoch: the order is shuffled); a --batch "
-               "that leaves no single image over uses them all\n", (long long)n_train,
-               r->o.batch, bn_1x1, r->mm.img_size);
-    }
+    r->train_ld = make_loader(r, r->train_ds, true, drop_last);
     r->val_ld = make_loader(r, r->val_ds, false, false);
     r->steps_per_epoch = cnn_loader_num_batches(r->train_ld);
     if (r->steps_per_epoch < 1) tr_die("--data %s: no training sample", r->o.data);
