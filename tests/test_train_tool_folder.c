@@ -42,6 +42,14 @@ static bool make_folder_dataset(const char *dir)
     return fclose(f) == 0;
 }
 
+/* A fresh folder under /tmp (dir) holding that dataset in dir/data (data). */
+static bool folder_in_tmpdir(char *dir, size_t dn, char *data, size_t n)
+{
+    if (!make_tmpdir(dir, dn)) return false;
+    snprintf(data, n, "%s/data", dir);
+    return mkdir(data, 0777) == 0 && make_folder_dataset(data);
+}
+
 /* An image folder:
  * - a bad image is skipped and listed (exit 0), or aborts with --strict;
  * - the cosine schedule still ends on its last step though the bad image makes each epoch a
@@ -56,9 +64,7 @@ TEST(train_tool_image_folder)
     char tool[512], dir[256], data[300], args[2048], env_tool[1300], path[700];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
-    REQUIRE(make_tmpdir(dir, sizeof dir));
-    snprintf(data, sizeof data, "%s/data", dir);
-    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    REQUIRE(folder_in_tmpdir(dir, sizeof dir, data, sizeof data));
     snprintf(args, sizeof args,
              "--data %s --model lenet5 --img-size 32 --epochs 2 --batch 4 --workers 2 "
              "--checkpoint-dir %s/run",
@@ -193,9 +199,7 @@ TEST(train_tool_folder_class_counts_must_agree)
     char tool[512], dir[256], data[300], args[2048];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
-    REQUIRE(make_tmpdir(dir, sizeof dir));
-    snprintf(data, sizeof data, "%s/data", dir);
-    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    REQUIRE(folder_in_tmpdir(dir, sizeof dir, data, sizeof data));
     REQUIRE(add_class(data, "val", "zebra"));
     snprintf(args, sizeof args,
              "--data %s --img-size 32 --epochs 1 --batch 4 --checkpoint-dir %s/run", data, dir);
@@ -224,9 +228,7 @@ TEST(train_tool_a_batch_of_one_image_that_bad_files_leave_is_left_out)
     char tool[512], dir[256], data[300], args[2048];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
-    REQUIRE(make_tmpdir(dir, sizeof dir));
-    snprintf(data, sizeof data, "%s/data", dir);
-    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    REQUIRE(folder_in_tmpdir(dir, sizeof dir, data, sizeof data));
     snprintf(args, sizeof args, "--data %s --model resnet18 --img-size 32 --epochs 1 --batch 5 "
              "--workers 0 --checkpoint-dir %s/run", data, dir);
     int rc = run_tool(tool, args, out, sizeof out);
@@ -249,9 +251,7 @@ TEST(train_tool_augmentation_options_reach_the_loader)
     char tool[512], dir[256], data[300], args[2048], path[700];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
-    REQUIRE(make_tmpdir(dir, sizeof dir));
-    snprintf(data, sizeof data, "%s/data", dir);
-    REQUIRE(mkdir(data, 0777) == 0 && make_folder_dataset(data));
+    REQUIRE(folder_in_tmpdir(dir, sizeof dir, data, sizeof data));
     const char *opts[3] = {"", "--hflip 0", "--hflip 0 --random-erase 1"};
     cnn_dict *d[3] = {NULL, NULL, NULL};
     for (int k = 0; k < 3; k++) {
