@@ -238,10 +238,19 @@ static cnn_status check_load(const cnn_dict *dst, const cnn_dict *src, cnn_load_
             continue;
         }
         cnn_tensor *t = dst->e[i].t;
-        CNN_CHECK(cnn_shape_equal(s->shape, t->shape), CNN_ERR_SHAPE,
+        /* PyTorch loads a (1,) tensor into a scalar (files from PyTorch 0.3). */
+        bool scalar_of_one = t->shape.ndim == 0 && s->shape.ndim == 1 && s->shape.d[0] == 1;
+        CNN_CHECK(cnn_shape_equal(s->shape, t->shape) || scalar_of_one, CNN_ERR_SHAPE,
                   "load: tensor '%s' has shape %s in the checkpoint but %s in the model",
                   dst->e[i].name, cnn_shape_of(s), cnn_shape_of(t));
         if (s->dtype != t->dtype) CNN_TRY(converted(dst->e[i].name, s, t->dtype, &conv[i]));
+        if (scalar_of_one) {
+            const cnn_tensor *from = conv[i] ? conv[i] : s;
+            cnn_tensor *v = NULL;
+            CNN_TRY(cnn_tensor_view(from, CNN_SCALAR, NULL, from->offset, &v));
+            cnn_tensor_free(&conv[i]);
+            conv[i] = v;
+        }
     }
     for (int i = 0; i < src->n; i++)
         if (find(dst, src->e[i].name) < 0) {

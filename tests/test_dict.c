@@ -1,7 +1,8 @@
 /* test_dict.c — cnn_dict on its own: the names it refuses, a name set again replacing its
- * entry in place, a load that fails on a dtype and changes nothing, and the missing/unexpected
- * lists of its load report, which hold whole names in order and end with "..." when they no
- * longer fit in their 1024 bytes; and indices past the entries. */
+ * entry in place, a load that fails on a dtype and changes nothing, a (1,) tensor loading into
+ * a scalar, and the missing/unexpected lists of its load report, which hold whole names in
+ * order and end with "..." when they no longer fit in their 1024 bytes; and indices past the
+ * entries. */
 #include "test.h"
 
 static cnn_tensor *filled(cnn_shape s, float v)
@@ -61,6 +62,46 @@ TEST(dict_load_converts_dtypes_and_fails_before_copying_anything)
     CHECK(got[0] == 3 && got[1] == -1 && cnn_tensor_cdata(w)[1] == 1.0f);
     cnn_tensor *all[4] = {w, b, w1, bf};
     for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
+    cnn_dict_destroy(&dst);
+    cnn_dict_destroy(&src);
+}
+
+/* A (1,) tensor loads into a scalar, as PyTorch's load_state_dict keeps 0.3 files loading (a
+ * (1,) num_batches_tracked), converting its dtype on the way; (2,) and a scalar into (1,) are
+ * shape errors that change nothing. */
+TEST(dict_load_takes_a_one_element_vector_into_a_scalar)
+{
+    cnn_dict *dst = NULL, *src = NULL;
+    cnn_tensor *nbt = NULL, *one = filled(CNN_SHAPE(1), 7.0f), *two = filled(CNN_SHAPE(2), 5.0f);
+    cnn_tensor *w = filled(CNN_SHAPE(1), 0.0f), *sc = filled(CNN_SCALAR, 2.0f);
+    const int64_t zero = 0;
+    CHECK_OK(cnn_tensor_from_i64(CNN_SCALAR, &zero, CNN_CPU, &nbt));
+    CHECK_OK(cnn_dict_create(&dst));
+    CHECK_OK(cnn_dict_create(&src));
+    REQUIRE(dst && src && nbt && one && two && w && sc);
+    CHECK_OK(cnn_dict_set(dst, "bn.num_batches_tracked", nbt));
+    CHECK_OK(cnn_dict_set(src, "bn.num_batches_tracked", one));
+    CHECK_OK(cnn_dict_load(dst, src, true, NULL));
+    int64_t got = -1;
+    CHECK_OK(cnn_tensor_read(nbt, &got, 1));
+    CHECK(got == 7 && cnn_tensor_ndim(nbt) == 0);
+    CHECK_OK(cnn_dict_set(src, "bn.num_batches_tracked", two));
+    CHECK_ERR(cnn_dict_load(dst, src, true, NULL), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "num_batches_tracked") && strstr(cnn_last_error(), "(2)"));
+    CHECK_OK(cnn_tensor_read(nbt, &got, 1));
+    CHECK(got == 7);
+    /* Not the other way round: a scalar does not load into a (1,) tensor. */
+    cnn_dict_destroy(&dst);
+    cnn_dict_destroy(&src);
+    CHECK_OK(cnn_dict_create(&dst));
+    CHECK_OK(cnn_dict_create(&src));
+    REQUIRE(dst && src);
+    CHECK_OK(cnn_dict_set(dst, "w", w));
+    CHECK_OK(cnn_dict_set(src, "w", sc));
+    CHECK_ERR(cnn_dict_load(dst, src, true, NULL), CNN_ERR_SHAPE);
+    CHECK(cnn_tensor_cdata(w)[0] == 0.0f);
+    cnn_tensor *all[5] = {nbt, one, two, w, sc};
+    for (int i = 0; i < 5; i++) cnn_tensor_free(&all[i]);
     cnn_dict_destroy(&dst);
     cnn_dict_destroy(&src);
 }
