@@ -206,6 +206,9 @@ static void concat_copy(float *whole, float *part, int64_t outer, int64_t total,
     }
 }
 
+/* PyTorch's legacy rule: a 1-D tensor of size 0 is left out, whatever the others' shapes. */
+static bool legacy_empty(cnn_shape s) { return s.ndim == 1 && s.d[0] == 0; }
+
 static void concat_extent(cnn_shape s, int dim, int64_t *outer, int64_t *inner)
 {
     *outer = *inner = 1;
@@ -222,7 +225,7 @@ static cnn_status concat_backward(cnn_node *n, const cnn_tensor *dy, cnn_tensor 
     int64_t outer, inner, total = dy->shape.d[dim], at = 0;
     concat_extent(dy->shape, dim, &outer, &inner);
     for (int i = 0; i < n->n_inputs; i++) {
-        int64_t len = n->in[i].shape.d[dim];
+        int64_t len = legacy_empty(n->in[i].shape) ? 0 : n->in[i].shape.d[dim];
         if (n->in[i].needs_grad) {
             CNN_TRY(cnn_tensor_empty(n->in[i].shape, CNN_F32, n->in[i].device, &dx[i]));
 #if CNN_WITH_CUDA
@@ -244,32 +247,38 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
     *y = NULL;
     CNN_CHECK(xs && n >= 1, CNN_ERR_INVALID_ARG, "concat: needs at least one tensor, got %d%s", n,
               xs ? "" : " (xs is NULL)");
-    char name[32];
+    char name[32], name_r[32];
+    int r = -1; /* the first input that is not a legacy (0,): the shape the others follow */
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "xs[%d]", i);
         CNN_TRY(cnn_check_f32("concat", name, xs[i]));
+        if (r < 0 && !legacy_empty(xs[i]->shape)) r = i;
     }
-    const cnn_tensor *x0 = xs[0];
+    if (r < 0) r = 0; /* only (0,) tensors: the result is (0,) along any dim, as PyTorch's */
+    const bool all_legacy = legacy_empty(xs[r]->shape);
+    const cnn_tensor *x0 = xs[r];
+    snprintf(name_r, sizeof name_r, "xs[%d]", r);
     int nd = x0->shape.ndim;
     CNN_CHECK(nd > 0, CNN_ERR_SHAPE,
-              "concat: xs[0] is a scalar (rank 0) and cannot be concatenated");
-    int d = dim < 0 ? dim + nd : dim;
+              "concat: %s is a scalar (rank 0) and cannot be concatenated", name_r);
+    int d = all_legacy ? 0 : dim < 0 ? dim + nd : dim;
     CNN_CHECK(d >= 0 && d < nd, CNN_ERR_SHAPE, "concat: dim %d is out of range for %s (rank %d)",
               dim, cnn_shape_of(x0), nd);
     cnn_shape out = x0->shape;
-    for (int i = 1; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         const cnn_tensor *x = xs[i];
         snprintf(name, sizeof name, "xs[%d]", i);
-        CNN_TRY(cnn_check_same_device("concat", x0, "xs[0]", x, name));
+        CNN_TRY(cnn_check_same_device("concat", x0, name_r, x, name));
+        if (i == r || legacy_empty(x->shape)) continue;
         CNN_CHECK(x->shape.ndim == nd, CNN_ERR_SHAPE,
-                  "concat: xs[%d] %s has rank %d but xs[0] %s has rank %d", i, cnn_shape_of(x),
-                  x->shape.ndim, cnn_shape_of(x0), nd);
+                  "concat: %s %s has rank %d but %s %s has rank %d", name, cnn_shape_of(x),
+                  x->shape.ndim, name_r, cnn_shape_of(x0), nd);
         for (int j = 0; j < nd; j++)
             CNN_CHECK(j == d || x->shape.d[j] == x0->shape.d[j], CNN_ERR_SHAPE,
-                      "concat: xs[%d] %s and xs[0] %s differ in dim %d (only dim %d may differ)", i,
-                      cnn_shape_of(x), cnn_shape_of(x0), j, d);
+                      "concat: %s %s and %s %s differ in dim %d (only dim %d may differ)", name,
+                      cnn_shape_of(x), name_r, cnn_shape_of(x0), j, d);
         CNN_CHECK(!__builtin_add_overflow(out.d[d], x->shape.d[d], &out.d[d]), CNN_ERR_SHAPE,
-                  "concat: the sizes along dim %d add up past 2^63 - 1 (at xs[%d] %s)", d, i,
+                  "concat: the sizes along dim %d add up past 2^63 - 1 (at %s %s)", d, name,
                   cnn_shape_of(x));
     }
     int64_t outer, inner;
@@ -278,6 +287,7 @@ cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **
     cnn_status st = CNN_OK;
     int64_t at = 0;
     for (int i = 0; i < n; i++) {
+        if (legacy_empty(xs[i]->shape)) continue;
         cnn_tensor *xc = NULL;
         CNN_TRYG(cnn_contig(xs[i], &xc));
         int64_t len = xs[i]->shape.d[d];

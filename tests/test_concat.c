@@ -1,6 +1,6 @@
 /* test_concat.c — concat along dims 0, 1 and -1 of inputs with different sizes: values by index,
- * gradchecks along each (with an input that needs no gradient and a non-contiguous one), and
- * errors. */
+ * gradchecks along each (with an input that needs no gradient and a non-contiguous one), legacy
+ * (0,) inputs left out as in PyTorch, and errors. */
 #include "gradcheck.h"
 
 /* True when y == concat(xs, dim), element by element over y's row-major index. */
@@ -139,6 +139,44 @@ TEST(concat_gradcheck)
     REQUIRE(c[0] && c[1] && c[2]);
     CHECK(gradcheck("concat dim -1", f_concat, c, 3, &dim, NULL));
     free3(c);
+}
+
+/* PyTorch's legacy rule: a (0,) tensor is left out whatever the others' shapes (its gradient
+ * is a (0,) tensor); only (0,) tensors give (0,) along any dim; a (0, 3) is not one of them. */
+TEST(concat_leaves_out_legacy_empty_vectors)
+{
+    cnn_tensor *x = rand_tensor(CNN_SHAPE(2, 3, 4, 4), -1, 1, 1), *e = NULL, *z = NULL;
+    cnn_tensor *e2 = NULL, *y = NULL, *s = NULL;
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(0), CNN_F32, CNN_CPU, &e));
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(0), CNN_F32, CNN_CPU, &z));
+    CHECK_OK(cnn_tensor_empty(CNN_SHAPE(0, 3), CNN_F32, CNN_CPU, &e2));
+    REQUIRE(x && e && z && e2);
+    CHECK_OK(cnn_tensor_set_requires_grad(e, true));
+    const cnn_tensor *xs[4] = {e, x, z, x};
+    CHECK_OK(cnn_concat(xs, 4, 1, &y));
+    REQUIRE(y);
+    CHECK(shape_eq(cnn_tensor_shape(y), CNN_SHAPE(2, 6, 4, 4)));
+    cnn_tensor *const xx[2] = {x, x};
+    CHECK(concat_matches(xx, 1, y));
+    CHECK_OK(cnn_sum(y, &s));
+    CHECK_OK(cnn_backward(s));
+    REQUIRE(cnn_tensor_grad(x) && cnn_tensor_grad(e));
+    CHECK(shape_eq(cnn_tensor_shape(cnn_tensor_grad(e)), CNN_SHAPE(0)));
+    for (int i = 0; i < 96; i++) CHECK(cnn_tensor_cdata(cnn_tensor_grad(x))[i] == 2.0f);
+    cnn_tensor_free(&y);
+    cnn_tensor_free(&s);
+    const cnn_tensor *ee[2] = {e, z}, *ex[2] = {e2, x};
+    CHECK_OK(cnn_concat(ee, 2, 5, &y));
+    CHECK(y && shape_eq(cnn_tensor_shape(y), CNN_SHAPE(0)));
+    cnn_tensor_free(&y);
+    CHECK_ERR(cnn_concat(ex, 2, 1, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "xs[1] (2, 3, 4, 4) has rank 4 but xs[0] (0, 3) has rank 2"));
+    const cnn_tensor *zx[2] = {z, x};
+    CHECK_ERR(cnn_concat(zx, 2, 4, &y), CNN_ERR_SHAPE);
+    CHECK(strstr(cnn_last_error(), "dim 4 is out of range for (2, 3, 4, 4)"));
+    CHECK(y == NULL);
+    cnn_tensor *all[4] = {x, e, z, e2};
+    for (int i = 0; i < 4; i++) cnn_tensor_free(&all[i]);
 }
 
 TEST(concat_errors)

@@ -110,6 +110,10 @@ GPU_TEST(cuda_concat_matches_cpu)
     int d[2] = {1, 0};
     cnn_shape one[1] = {CNN_SHAPE(11)};
     check_op("concat of one", f_concat, d, 1, one, 0, 0);
+    /* Legacy (0,) inputs are left out, first and in the middle. */
+    int e[2] = {4, 1};
+    cnn_shape s4[4] = {CNN_SHAPE(0), CNN_SHAPE(2, 3, 5, 7), CNN_SHAPE(0), CNN_SHAPE(2, 4, 5, 7)};
+    check_op("concat with (0,) inputs", f_concat, e, 4, s4, 0, 0);
 }
 
 GPU_TEST(cuda_add_refuses_mixed_devices)

@@ -101,7 +101,8 @@ cnn_status cnn_add(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y);
 cnn_status cnn_add_relu(const cnn_tensor *a, const cnn_tensor *b, cnn_tensor **y);
 /* y = a * alpha (scalar). */
 cnn_status cnn_scale(const cnn_tensor *a, float alpha, cnn_tensor **y);
-/* Concatenation of n tensors along dim (1 = channels); other dims must match. */
+/* Concatenation of n tensors along dim (1 = channels); other dims must match. As torch.cat, a
+ * 1-D tensor of size 0 is left out whatever the others' shapes (its gradient is of size 0). */
 cnn_status cnn_concat(const cnn_tensor *const *xs, int n, int dim, cnn_tensor **y);
 /* Flattens dims start_dim.. into one (torch.flatten(x, start_dim)): as cnn_tensor_reshape, a
  * view of a contiguous x, else a copy (torch.flatten also views a non-contiguous x where its
@@ -167,8 +168,9 @@ typedef struct cnn_load_report {
  * PyTorch's load_state_dict: F16, BF16 or F64 weights into an F32 model, an F32 or F16 counter
  * into an I64 one, and a value the dtype cannot hold is an error naming the tensor); a (1,)
  * tensor loads into a scalar, as PyTorch loads files of its 0.3. On any error nothing is
- * changed. strict: missing or unexpected names are an error (CNN_ERR_NOT_FOUND). A missing "*.num_batches_tracked" (files from before PyTorch 0.4.1) is
- * not missing: the tensor keeps its value, as in PyTorch. report may be NULL. */
+ * changed. strict: missing or unexpected names are an error (CNN_ERR_NOT_FOUND). A missing
+ * "*.num_batches_tracked" (files from before PyTorch 0.4.1) is not missing: the tensor keeps
+ * its value, as in PyTorch. report may be NULL. */
 cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report);
 
 /* Writes a dict (tensors + metadata) as a safetensors file: temporary file (PATH.tmp.<pid>.<tid>,
