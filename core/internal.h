@@ -195,6 +195,8 @@ typedef struct cnn_tape {
     uint64_t gen;       /* new at every backward or reset (unique in the process) */
     uint64_t first_gen; /* the tape's first: a tensor of an older one at this address was
                            recorded by a destroyed context, and is a constant here */
+    size_t freed;       /* outputs released since the last sweep (atomic: any thread) */
+    size_t n_swept;     /* nodes the last sweep kept */
 } cnn_tape;
 uint64_t cnn_tape_new_gen(void); /* tape.c */
 void cnn_tape_destroy(cnn_tape *tape); /* tape.c, for context.c */

@@ -31,7 +31,11 @@ void cnn_tape_unlink(cnn_tensor *t)
 {
     if (!node_of(t)) return;
     pthread_mutex_lock(&g_link_lock);
-    if (t->node) t->node->out = NULL;
+    if (t->node) {
+        t->node->out = NULL;
+        /* The node is alive (node_free clears t->node under this lock), so its tape is too. */
+        __atomic_add_fetch(&t->tape->freed, 1, __ATOMIC_RELAXED);
+    }
     __atomic_store_n(&t->node, NULL, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&g_link_lock);
 }
@@ -147,7 +151,8 @@ static void tape_sweep(cnn_tape *tape)
         nd->keep = false;
         tape->nodes[kept++] = nd;
     }
-    tape->n = kept;
+    tape->n = tape->n_swept = kept;
+    __atomic_store_n(&tape->freed, 0, __ATOMIC_RELAXED);
 }
 
 cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor *out,
@@ -157,10 +162,15 @@ cnn_status cnn_tape_record(const char *op, cnn_backward_fn backward, cnn_tensor 
     cnn_context *c = cnn_ctx();
     cnn_tape *tape = &c->tape;
     CNN_ASSERT(psize <= CNN_NODE_PARAM_BYTES && n > 0);
-    /* A full tape is swept first and grows only if more than half of it is still reachable, so
-     * each node costs O(1) sweeping on average. */
-    if (tape->n == tape->cap) {
-        tape_sweep(tape);
+    /* The tape is swept when full, and when as many outputs were released since the last
+     * sweep as it kept then (at least 16): a forward whose output was freed goes within about
+     * one more forward, not a tape's capacity later. Each release or node is counted by one
+     * sweep, so a node costs O(1) sweeping on average. A full tape grows only if more than half
+     * of it is still reachable. */
+    size_t freed = __atomic_load_n(&tape->freed, __ATOMIC_RELAXED);
+    bool full = tape->n == tape->cap;
+    if (full || (freed >= 16 && freed >= tape->n_swept)) tape_sweep(tape);
+    if (full) {
         if (tape->n > tape->cap / 2 || tape->cap == 0) {
             size_t cap = tape->cap ? tape->cap * 2 : 256;
             cnn_node **nodes = realloc(tape->nodes, cap * sizeof *nodes);
@@ -224,7 +234,8 @@ void cnn_tape_reset(void)
 {
     cnn_tape *tape = &cnn_ctx()->tape;
     for (size_t i = 0; i < tape->n; i++) node_free(tape->nodes[i]);
-    tape->n = 0;
+    tape->n = tape->n_swept = 0;
+    __atomic_store_n(&tape->freed, 0, __ATOMIC_RELAXED);
     tape->gen = cnn_tape_new_gen();
 }
 

@@ -103,9 +103,11 @@ static cnn_status small_forward(const cnn_tensor *x, const cnn_tensor *w, cnn_te
 }
 
 /* As forgetting torch.no_grad() in an evaluation loop costs PyTorch only time, it must not cost
- * the tape all of memory: 3,000 forwards in grad mode, each output freed without a backward,
- * leave a tape of at most its first capacity and the memory of one forward's saved tensors. A
- * loss held from the first iteration still back-propagates exactly, through every sweep. */
+ * the tape memory: 3,000 forwards in grad mode, each output freed without a backward, leave a
+ * tape of a few forwards (each frees 2 outputs, so one sweep per 8 of them: at most 27 nodes;
+ * before, dead nodes stayed until the tape's 256 were full) and the memory of as many
+ * forwards' saved tensors. A loss held from the first iteration still back-propagates exactly,
+ * through every sweep. */
 TEST(forwards_freed_without_a_backward_are_dropped_from_the_tape)
 {
     cnn_tensor *x = NULL, *w = NULL, *held = NULL, *loss = NULL, *want = NULL;
@@ -127,12 +129,12 @@ TEST(forwards_freed_without_a_backward_are_dropped_from_the_tape)
         if (i == 99) cnn_cpu_memory_stats(&base, &peak, false);
     }
     cnn_cpu_memory_stats(&after, &peak, false);
-    CHECK(most_nodes <= 256);
-    /* A full tape of 256 nodes holds at most 86 forwards' outputs (relu's and sum's, saved or
-     * not yet swept; twice their size for the allocator's rounding); without the sweep the
-     * 2,900 forwards since `base` would keep 33 times that. */
+    CHECK(most_nodes <= 32);
+    /* The tape holds at most 9 forwards' outputs (relu's and sum's, saved or not yet swept;
+     * twice their size for the allocator's rounding); without the sweep the 2,900 forwards
+     * since `base` would keep 300 times that. */
     size_t per_forward = 2 * (16 * 64 + 1) * sizeof(float);
-    CHECK(after <= base + 86 * per_forward);
+    CHECK(after <= base + 9 * per_forward);
     CHECK(cnn_tensor_requires_grad(held));
     CHECK_OK(cnn_backward(held));
     REQUIRE(cnn_tensor_grad(w));

@@ -330,9 +330,11 @@ cnn_status cnn_backward_with_grad(cnn_tensor *out, const cnn_tensor *grad);
 /* Drops everything recorded on the current context's tape (and what it saved). */
 void cnn_tape_reset(void);
 /* Number of ops on the current context's tape: those recorded since the last backward or
- * reset, less the ones no held tensor leads to any more, which are dropped as the tape grows
- * (as PyTorch frees a graph with its output: an evaluation loop run in grad mode costs time,
- * not memory). */
+ * reset, less the ones no held tensor leads to any more. Those are dropped as later ops are
+ * recorded, once as many outputs were released as the tape last kept (at least 16): PyTorch
+ * frees a graph with its output, here a forward run in grad mode and freed without a backward
+ * (an evaluation loop that forgot cnn_set_grad_enabled(false)) is dropped within about one
+ * more forward, so such a loop holds a few forwards' memory, not one per iteration. */
 size_t cnn_tape_size(void);
 
 #ifdef __cplusplus
