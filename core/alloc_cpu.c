@@ -2,7 +2,10 @@
  * back to the OS are page-faulted in again on the next allocation (hundreds of ms per 50 MB on
  * a VM), and a training step reallocates the same sizes every time, so blocks of 64 KiB and up
  * are kept on a free list and reused. The cache is process-wide (tensors are freed from any
- * thread), guarded by a mutex, and capped; it never changes any value a tensor holds. It also
+ * thread), guarded by a mutex, and capped: by CNN_CPU_CACHE_MB, and so that cached and live
+ * bytes together stay within twice the most ever live at once (a loop whose sizes keep
+ * changing would otherwise fill the cap with blocks it never takes again; a training loop
+ * repeating its sizes stays well inside). It never changes any value a tensor holds. It also
  * counts the bytes live tensors hold and their peak (cnn_cpu_memory_stats), cached blocks not. */
 #include "internal.h"
 
@@ -17,15 +20,22 @@ typedef struct { void *p; size_t bytes; } cpu_block;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static cpu_block *g_free;
 static size_t g_n, g_cap, g_cached;
-/* Counted apart from the lock: small blocks never take it. */
-static atomic_size_t g_allocated, g_peak;
+/* Counted apart from the lock: small blocks never take it. g_high is the peak that no reset
+ * lowers. */
+static atomic_size_t g_allocated, g_peak, g_high;
+
+static void raise_to(atomic_size_t *peak, size_t now)
+{
+    size_t was = atomic_load(peak);
+    while (now > was && !atomic_compare_exchange_weak(peak, &was, now)) {
+    }
+}
 
 static void count_alloc(size_t bytes)
 {
     size_t now = atomic_fetch_add(&g_allocated, bytes) + bytes;
-    size_t peak = atomic_load(&g_peak);
-    while (now > peak && !atomic_compare_exchange_weak(&g_peak, &peak, now)) {
-    }
+    raise_to(&g_peak, now);
+    raise_to(&g_high, now);
 }
 
 /* Read from the environment at first use; threads racing there compute and store the same
@@ -91,8 +101,11 @@ static void release_block(cnn_storage *s)
         return;
     }
     pthread_mutex_lock(&g_lock);
-    /* Make room under the cap by dropping the largest cached blocks first. */
-    while (g_n && g_cached + bytes > cache_limit()) {
+    /* Make room under the caps by dropping the largest cached blocks first. The block was live,
+     * so with the cache empty it always fits under twice the high-water mark. */
+    size_t room = 2 * atomic_load(&g_high) - atomic_load(&g_allocated);
+    if (room > cache_limit()) room = cache_limit();
+    while (g_n && g_cached + bytes > room) {
         size_t big = 0;
         for (size_t i = 1; i < g_n; i++)
             if (g_free[i].bytes > g_free[big].bytes) big = i;
@@ -123,6 +136,14 @@ void cnn_cpu_empty_cache(void)
     g_n = 0;
     g_cached = 0;
     pthread_mutex_unlock(&g_lock);
+}
+
+size_t cnn_cpu_cached_bytes(void)
+{
+    pthread_mutex_lock(&g_lock);
+    size_t cached = g_cached;
+    pthread_mutex_unlock(&g_lock);
+    return cached;
 }
 
 void cnn_cpu_memory_stats(size_t *allocated, size_t *peak, bool reset_peak)

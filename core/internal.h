@@ -102,6 +102,8 @@ struct cnn_tensor {
 /* Host memory for a CPU storage from the caching allocator (alloc_cpu.c): sets s->data,
  * s->release and s->allocator. */
 cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what);
+/* Bytes in the blocks the host cache holds (for tests). */
+size_t cnn_cpu_cached_bytes(void);
 
 size_t cnn_dtype_size(cnn_dtype dt);
 const char *cnn_dtype_name(cnn_dtype dt);

@@ -1,6 +1,7 @@
 /* test_cpu_cache.c — the host caching allocator (core/alloc_cpu.c): which cached block an
- * allocation takes (the closest no more than 25% larger, from 64 KiB up), the cap
- * (CNN_CPU_CACHE_MB, checked in a child process started with it) and the peak reset. */
+ * allocation takes (the closest no more than 25% larger, from 64 KiB up), the caps
+ * (CNN_CPU_CACHE_MB, and twice the most ever live at once; each checked in a child process)
+ * and the peak reset. */
 #include "internal.h"
 #include "test.h"
 
@@ -101,24 +102,57 @@ static void cap_checks(void)
     cnn_cpu_empty_cache();
 }
 
-/* The cap is read from CNN_CPU_CACHE_MB once per process, so its checks run in a fresh run of
- * this test program with CNN_CPU_CACHE_MB=1, which runs this test only (and, told so by
- * CNN_TEST_CACHE_CAP_CHILD, the checks instead of starting another). */
-TEST(cpu_cache_cap_drops_the_largest_blocks_first)
+/* Runs this program again on test `name` alone with CNN_TEST_CACHE_CAP_CHILD set (and `env`,
+ * "" for none), which runs the checks rather than another child: each cap is read, or each
+ * mark counted, once per process. */
+static void run_child(const char *name, const char *env)
 {
-    if (getenv("CNN_TEST_CACHE_CAP_CHILD")) {
-        cap_checks();
+    char self[4096], cmd[4600], out[8192];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        cnn_test_fail(__FILE__, __LINE__, "readlink /proc/self/exe failed");
         return;
     }
-    char self[4096], cmd[4400], out[8192];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    REQUIRE(len > 0);
     self[len] = 0;
-    snprintf(cmd, sizeof cmd,
-             "CNN_TEST_CACHE_CAP_CHILD=1 CNN_CPU_CACHE_MB=1 '%s' "
-             "'test_cpu_cache.c:cpu_cache_cap_drops_the_largest_blocks_first' 2>&1", self);
+    snprintf(cmd, sizeof cmd, "CNN_TEST_CACHE_CAP_CHILD=1 %s '%s' 'test_cpu_cache.c:%s' 2>&1",
+             env, self, name);
     int rc = cnn_test_capture(cmd, out, sizeof out);
     if (rc != 0 || !strstr(out, "1 passed, 0 failed"))
-        cnn_test_fail(__FILE__, __LINE__, "the run with CNN_CPU_CACHE_MB=1: exit %d, output:\n%s",
+        cnn_test_fail(__FILE__, __LINE__, "the run of %s (%s): exit %d, output:\n%s", name, env,
                       rc, out);
+}
+
+/* The high-water checks, in a child process whose most live at once starts at nothing. */
+static void high_water_checks(void)
+{
+    /* Sizes growing 64 KiB at a time up to 16 MiB, one live at a time: none is taken again.
+     * The cache keeps what fits beside the live bytes under twice the most ever live (16 MiB
+     * and the process's own); before, it kept all 256 blocks, 2 GiB. */
+    for (int64_t kib = 64; kib <= 16384; kib += 64) block_kib(kib);
+    size_t live = 0, peak = 0;
+    cnn_cpu_memory_stats(&live, &peak, false);
+    CHECK(cnn_cpu_cached_bytes() > 0);
+    CHECK(cnn_cpu_cached_bytes() + live <= 2 * peak);
+    /* A loop repeating its sizes keeps them all and takes them again. */
+    cnn_cpu_empty_cache();
+    const int64_t step[] = {4096, 2048, 1024, 512, 0};
+    cache_blocks(step);
+    size_t cached = cnn_cpu_cached_bytes();
+    CHECK(cached == (4096 + 2048 + 1024 + 512) * KIB);
+    for (int i = 0; i < 3; i++) cache_blocks(step);
+    CHECK(cnn_cpu_cached_bytes() == cached);
+    cnn_cpu_empty_cache();
+}
+
+TEST(cpu_cache_stays_within_twice_the_most_ever_live)
+{
+    if (getenv("CNN_TEST_CACHE_CAP_CHILD")) high_water_checks();
+    else run_child("cpu_cache_stays_within_twice_the_most_ever_live", "");
+}
+
+/* The checks of the 1 MiB cap run in a process started with CNN_CPU_CACHE_MB=1. */
+TEST(cpu_cache_cap_drops_the_largest_blocks_first)
+{
+    if (getenv("CNN_TEST_CACHE_CAP_CHILD")) cap_checks();
+    else run_child("cpu_cache_cap_drops_the_largest_blocks_first", "CNN_CPU_CACHE_MB=1");
 }
