@@ -88,17 +88,25 @@ TEST(frozen_leaves_get_no_gradient_and_a_leafs_backward_resets_the_tape)
  * after it beside the parameter itself (sum(x·v^T) + sum(x·w^T), v = w[0:2]), its share of the
  * gradient cannot reach w: the backward refuses, naming the op, before any gradient changes
  * (before, w.grad silently lacked v's share). Ops on it still run, and a clone is a constant. */
+/* w (4, 3) zeros requiring grad, x (2, 3), and v = w's first two rows, taken before a backward
+ * of sum(v): an input from a graph that backward freed. */
+static void stale_view(cnn_tensor **w, cnn_tensor **x, cnn_tensor **v, cnn_tensor **s)
+{
+    const float xv[6] = {1, 0, 1, 1, 2, 3};
+    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(4, 3), CNN_CPU, w));
+    CHECK_OK(cnn_tensor_set_requires_grad(*w, true));
+    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 3), xv, CNN_CPU, x));
+    CHECK_OK(cnn_tensor_narrow(*w, 0, 0, 2, v));
+    CHECK_OK(cnn_sum(*v, s));
+    CHECK_OK(cnn_backward(*s));
+}
+
 TEST(backward_refuses_an_input_from_a_graph_an_earlier_backward_freed)
 {
-    float xv[6] = {1, 0, 1, 1, 2, 3};
     cnn_tensor *w = NULL, *x = NULL, *v = NULL, *s = NULL, *a = NULL, *b = NULL, *sa = NULL,
                *sb = NULL, *loss = NULL, *c = NULL, *r = NULL;
-    CHECK_OK(cnn_tensor_zeros(CNN_SHAPE(4, 3), CNN_CPU, &w));
-    CHECK_OK(cnn_tensor_set_requires_grad(w, true));
-    CHECK_OK(cnn_tensor_from_data(CNN_SHAPE(2, 3), xv, CNN_CPU, &x));
-    CHECK_OK(cnn_tensor_narrow(w, 0, 0, 2, &v));
-    CHECK_OK(cnn_sum(v, &s));
-    CHECK_OK(cnn_backward(s));
+    stale_view(&w, &x, &v, &s);
+    REQUIRE(w && x && v && s);
     REQUIRE(cnn_tensor_grad(w));
     CHECK(!cnn_tensor_requires_grad(v));
     CHECK_OK(cnn_linear(x, v, NULL, &a));
@@ -600,4 +608,24 @@ TEST(linear_saves_only_what_the_wanted_gradients_read)
     }
     cnn_tensor_free(&x);
     cnn_tensor_free(&w);
+}
+
+/* A stale input blocks only a backward that reaches it: an op on an old view of a parameter,
+ * kept but off the path (r = relu(v) below), leaves a backward of something else alone. */
+TEST(a_stale_input_off_the_backward_path_blocks_nothing)
+{
+    cnn_tensor *w = NULL, *x = NULL, *v = NULL, *s = NULL, *r = NULL, *b = NULL, *sb = NULL;
+    stale_view(&w, &x, &v, &s);
+    REQUIRE(w && x && v && s);
+    CHECK_OK(cnn_relu(v, &r)); /* recorded (its input is stale), held, never back-propagated */
+    CHECK_OK(cnn_linear(x, w, NULL, &b));
+    CHECK_OK(cnn_sum(b, &sb));
+    CHECK_OK(cnn_backward(sb));
+    REQUIRE(cnn_tensor_grad(w));
+    const float *g = cnn_tensor_cdata(cnn_tensor_grad(w)); /* ones (rows 0-1) + column sums */
+    static const float col[3] = {2, 2, 4};
+    for (int i = 0; i < 12; i++) CHECK(g[i] == (i < 6 ? 1.0f : 0.0f) + col[i % 3]);
+    cnn_tensor *all[] = {w, x, v, s, r, b, sb};
+    for (int i = 0; i < 7; i++) cnn_tensor_free(&all[i]);
+    cnn_tape_reset();
 }

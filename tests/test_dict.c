@@ -2,7 +2,8 @@
  * entry in place, a load that fails on a dtype and changes nothing, a (1,) tensor loading into
  * a scalar, and the missing/unexpected lists of its load report, which hold whole names in
  * order and end with "..." when they no longer fit in their 1024 bytes; and indices past the
- * entries. */
+ * entries; cnn_dict_move_into replacing by name and growing to any size. */
+#include "internal.h" /* cnn_dict_move_into, a tensor's refcount */
 #include "test.h"
 
 static cnn_tensor *filled(cnn_shape s, float v)
@@ -258,4 +259,51 @@ TEST(dict_set_again_replaces_any_entry_in_place)
     CHECK(cnn_dict_get(d, "b") == t[0] && cnn_dict_at(d, 1) == t[0]);
     for (int i = 0; i < 3; i++) cnn_tensor_free(&t[i]);
     cnn_dict_destroy(&d);
+}
+
+/* cnn_dict_move_into (internal): an entry or metadata of the same name is replaced in place
+ * (the old tensor let go of), the others are appended in src's order, src is left empty, and
+ * dst grows however many it takes (here past twice its capacity in one move). */
+TEST(dict_move_into_replaces_by_name_and_grows_to_any_size)
+{
+    cnn_dict *dst = NULL, *src = NULL;
+    cnn_tensor *old = filled(CNN_SHAPE(2), -1.0f), *neu = filled(CNN_SHAPE(2), -2.0f);
+    REQUIRE(old && neu);
+    CHECK_OK(cnn_dict_create(&dst));
+    CHECK_OK(cnn_dict_create(&src));
+    CHECK_OK(cnn_dict_set(dst, "a", old));
+    CHECK_OK(cnn_dict_set_meta(dst, "k", "old"));
+    char name[16], val[16];
+    for (int i = 0; i < 100; i++) {
+        cnn_tensor *t = filled(CNN_SHAPE(1), (float)i);
+        REQUIRE(t);
+        snprintf(name, sizeof name, "n%d", i);
+        CHECK_OK(cnn_dict_set(src, name, t));
+        cnn_tensor_free(&t);
+        snprintf(name, sizeof name, "m%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        CHECK_OK(cnn_dict_set_meta(src, name, val));
+    }
+    CHECK_OK(cnn_dict_set(src, "a", neu));
+    CHECK_OK(cnn_dict_set_meta(src, "k", "new"));
+    CHECK(old->refcount == 2);
+    CHECK_OK(cnn_dict_move_into(dst, src));
+    CHECK(old->refcount == 1); /* dst let go of the tensor it replaced */
+    CHECK(cnn_dict_size(src) == 0 && cnn_dict_meta_size(src) == 0);
+    REQUIRE(cnn_dict_size(dst) == 101 && cnn_dict_meta_size(dst) == 101);
+    CHECK(!strcmp(cnn_dict_name(dst, 0), "a") && cnn_dict_at(dst, 0) == neu);
+    CHECK(!strcmp(cnn_dict_meta_key(dst, 0), "k") && !strcmp(cnn_dict_meta_value(dst, 0), "new"));
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof name, "n%d", i);
+        CHECK(!strcmp(cnn_dict_name(dst, i + 1), name) &&
+              cnn_tensor_cdata(cnn_dict_at(dst, i + 1))[0] == (float)i);
+        snprintf(name, sizeof name, "m%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        CHECK(!strcmp(cnn_dict_meta_key(dst, i + 1), name) &&
+              !strcmp(cnn_dict_get_meta(dst, name), val));
+    }
+    cnn_dict_destroy(&src);
+    cnn_dict_destroy(&dst);
+    cnn_tensor_free(&old);
+    cnn_tensor_free(&neu);
 }

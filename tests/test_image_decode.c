@@ -610,11 +610,6 @@ static size_t build_jpeg_ex(unsigned char *b, int w, int h, const int *v, int nc
     return n;
 }
 
-static size_t build_flat_jpeg(unsigned char *b, int w, int h, const int *v, int nc, int adobe)
-{
-    return build_jpeg_ex(b, w, h, v, nc, adobe, false);
-}
-
 /* A progressive JPEG decodes to the pixels of the same image written baseline (gray, and a
  * colour whose chroma is not neutral), through the dataset's refusal check too. */
 TEST(image_progressive_jpeg_decodes_as_its_baseline_twin)
@@ -641,9 +636,10 @@ TEST(image_progressive_jpeg_decodes_as_its_baseline_twin)
     }
 }
 
-/* Four-component JPEGs: Adobe's (inverted) CMYK and YCCK decode to their colours; one without
- * the Adobe segment, or with another transform, is refused with a reason (stb_image read it as
- * YCbCr and dropped the fourth component: a green file came out blue, without a word). */
+/* Four-component JPEGs, baseline and progressive: Adobe's (inverted) CMYK and YCCK decode to
+ * their colours; one without the Adobe segment, or with another transform, is refused with a
+ * reason (stb_image read it as YCbCr and dropped the fourth component: a green file came out
+ * blue, without a word). */
 TEST(image_cmyk_jpeg_decodes_with_adobes_marker_and_is_refused_without)
 {
     static unsigned char b[4096];
@@ -657,8 +653,11 @@ TEST(image_cmyk_jpeg_decodes_with_adobes_marker_and_is_refused_without)
         {{0, 255, 0, 255}, 4, -1, -1},          /* no marker: plain or inverted CMYK unknown */
         {{0, 255, 0, 255}, 4, 1, -2},           /* transform 1 is YCbCr: no fourth component */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        size_t n = build_flat_jpeg(b, 16, 8, cases[i].v, cases[i].nc, cases[i].adobe);
+    for (size_t j = 0; j < 2 * sizeof cases / sizeof *cases; j++) {
+        const size_t i = j / 2;
+        const bool prog = j % 2;
+        size_t n = build_jpeg_ex(b, 16, 8, cases[i].v, cases[i].nc, cases[i].adobe, prog);
+        CHECK(b[2 + (cases[i].adobe >= 0 ? 16 : 0) + 69 + 1] == (prog ? 0xC2 : 0xC0));
         int w = 0, h = 0;
         const char *why = cnn_image_refusal(b, n); /* first, as the dataset does */
         unsigned char *pix = why ? NULL : cnn_image_decode(b, n, 3, &w, &h, &why);
@@ -666,18 +665,19 @@ TEST(image_cmyk_jpeg_decodes_with_adobes_marker_and_is_refused_without)
             CHECK(!pix && why &&
                   strstr(why, cases[i].rgb == -1 ? "CMYK JPEG without Adobe's marker"
                                                  : "Adobe marker gives neither CMYK"));
-            if (pix) cnn_test_fail(__FILE__, __LINE__, "case %zu decoded: %d %d %d", i, pix[0],
-                                   pix[1], pix[2]);
+            if (pix) cnn_test_fail(__FILE__, __LINE__, "case %zu%s decoded: %d %d %d", i,
+                                   prog ? " (progressive)" : "", pix[0], pix[1], pix[2]);
             free(pix);
             continue;
         }
-        if (!pix) cnn_test_fail(__FILE__, __LINE__, "case %zu refused: %s", i, why);
+        if (!pix) cnn_test_fail(__FILE__, __LINE__, "case %zu%s refused: %s", i,
+                                prog ? " (progressive)" : "", why);
         for (int p = 0; pix && p < 16 * 8; p++)
             for (int c = 0; c < 3; c++) {
                 const int want = (cases[i].rgb >> (16 - 8 * c)) & 0xFF;
                 if (abs(pix[3 * p + c] - want) > 1) {
-                    cnn_test_fail(__FILE__, __LINE__, "case %zu pixel %d channel %d: %d, not %d",
-                                  i, p, c, pix[3 * p + c], want);
+                    cnn_test_fail(__FILE__, __LINE__, "case %zu%s pixel %d channel %d: %d, not %d",
+                                  i, prog ? " (progressive)" : "", p, c, pix[3 * p + c], want);
                     p = 16 * 8;
                     break;
                 }

@@ -140,3 +140,23 @@ TEST(train_progress_bar_fits_the_terminal)
         if (cols[i] == 60) CHECK(!strstr(line, "img/s") && strstr(line, "loss 0.1234"));
     }
 }
+
+/* The speed shows as soon as it fits beside a bar shrunk to 8: at the narrowest width that
+ * shows it, the line fills the row but one column exactly (it was dropped a column early, or
+ * kept at one too few). */
+TEST(train_progress_bar_keeps_the_speed_wherever_it_fits)
+{
+    tr_progress p;
+    tr_progress_start(&p, "epoch 3/12", 6000, 0);
+    p.t0 -= 40; /* 3000 images in 40 s: 75 img/s */
+    int first = 0;
+    char line[256];
+    for (int cols = 40; cols <= 140 && !first; cols++) {
+        tr_progress_bar_line(&p, 3000, 0.1234, 0.9, cols, line, sizeof line);
+        if (strstr(line, "img/s")) first = cols;
+    }
+    REQUIRE(first > 0);
+    tr_progress_bar_line(&p, 3000, 0.1234, 0.9, first, line, sizeof line);
+    CHECK(strlen(line) == (size_t)first - 1);
+    CHECK(strstr(line, "[####....]  50% 75 img/s  loss 0.1234"));
+}

@@ -110,19 +110,22 @@ TEST(train_report_cuts_and_pads_utf8_names_by_columns)
 
 /* Emoji and symbols a terminal shows two columns wide, beyond CJK: U+2615 (hot beverage),
  * U+1F680 (rocket), U+2705, U+2B50, U+1FAE0, which were counted as one column each and shifted
- * the rest of their row by one; a combining accent takes none. */
-TEST(train_report_counts_wide_emoji_as_two_columns)
+ * the rest of their row by one; a combining accent takes none; a character the C library calls
+ * unprintable (wcwidth -1: U+0378, unassigned; U+0085, a C1 control) takes one, as the
+ * terminal's replacement glyph does. */
+TEST(train_report_counts_columns_as_a_terminal_shows_them)
 {
     static const char *const cells[] = {"tea\xe2\x98\x95", "\xf0\x9f\x9a\x80", "\xe2\x9c\x85",
-                                        "\xe2\xad\x90", "\xf0\x9f\xab\xa0", "e\xcc\x81"};
-    static const int cols[] = {5, 2, 2, 2, 2, 1};
+                                        "\xe2\xad\x90", "\xf0\x9f\xab\xa0", "e\xcc\x81",
+                                        "a\xcd\xb8", "b\xc2\x85"};
+    static const int cols[] = {5, 2, 2, 2, 2, 1, 2, 2};
     locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     if (!utf8) {
         cnn_test_skip("no C.UTF-8 locale: the report counts columns from its own short table");
         return;
     }
     freelocale(utf8);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 8; i++) {
         char buf[64] = "";
         FILE *f = fmemopen(buf, sizeof buf - 1, "w");
         REQUIRE(f);
@@ -312,6 +315,14 @@ TEST(train_report_files_write_through_links_and_keep_permissions)
     for (struct dirent *de; d && (de = readdir(d));) entries += de->d_name[0] != '.';
     if (d) closedir(d);
     CHECK(entries == 4);
+    /* A new file (no old one to take permissions from) gets the usual 0666 less the umask. */
+    char fresh[80];
+    snprintf(fresh, sizeof fresh, "%s/fresh.csv", dir);
+    mode_t was = umask(022);
+    CHECK(tr_history_write_csv(&h, fresh));
+    umask(was);
+    CHECK(stat(fresh, &sb) == 0 && (sb.st_mode & 07777) == 0644);
+    remove(fresh);
     remove(csv), remove(real), remove(png), remove(png_real);
     rmdir(dir);
     tr_history_free(&h);
