@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -391,10 +392,13 @@ TEST(train_tool_epoch_files_come_before_the_last_checkpoint_and_the_best_after)
 
 /* A checkpoint's temporary file left by a run killed while saving it (as large as the
  * checkpoint, one more per kill) is removed when the folder is next trained in, once its
- * process is gone; one of a live process, and other files, are left alone. */
+ * process is gone, or when the process of its id started after it was written (process 1, in a
+ * container, run after run); one of a live process written since it started, and other files,
+ * are left alone. */
 TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
 {
     char tool[512], dir[256], run[300], args[1024], dead[600], live[600], other[600], best[600];
+    char reused[600], recent[600];
     static char out[65536];
     if (!tool_path(tool, sizeof tool)) return;
     REQUIRE(make_tmpdir(dir, sizeof dir));
@@ -410,11 +414,17 @@ TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
     snprintf(live, sizeof live, "%s/best.safetensors.tmp.%ld.7", run, (long)getpid());
     snprintf(other, sizeof other, "%s/notes.tmp.%ld.1", run, (long)gone);
     snprintf(best, sizeof best, "%s/best.safetensors.tmp.%ld.3", run, (long)gone);
-    const char *const made[4] = {dead, live, other, best};
-    for (int i = 0; i < 4; i++) {
+    snprintf(reused, sizeof reused, "%s/last.safetensors.tmp.1.9", run);
+    snprintf(recent, sizeof recent, "%s/best.safetensors.tmp.1.8", run);
+    const char *const made[6] = {dead, live, other, best, reused, recent};
+    for (int i = 0; i < 6; i++) {
         FILE *f = fopen(made[i], "w");
         REQUIRE(f && fputs("partial", f) >= 0 && fclose(f) == 0);
     }
+    /* Written in 1970: before process 1 started, whatever it is. */
+    const struct timeval old[2] = {{1000, 0}, {1000, 0}};
+    REQUIRE(utimes(reused, old) == 0);
+    const bool proc1 = access("/proc/1/stat", R_OK) == 0;
     snprintf(args, sizeof args, "--resume %s/last.safetensors", run);
     int rc = run_tool(tool, args, out, sizeof out);
     snprintf(args, sizeof args, "removed %s: a checkpoint being written when its run (process "
@@ -423,6 +433,8 @@ TEST(train_tool_removes_partial_checkpoints_of_killed_runs)
         cnn_test_fail(__FILE__, __LINE__, "exit %d, no \"%s\" in:\n%s", rc, args, out);
     CHECK(access(dead, F_OK) != 0 && access(live, F_OK) == 0 && access(other, F_OK) == 0);
     CHECK(access(best, F_OK) != 0);
+    CHECK(access(recent, F_OK) == 0);
+    if (proc1) CHECK(access(reused, F_OK) != 0); /* else its start is unknown: kept */
     remove_tree(dir);
 }
 

@@ -281,9 +281,38 @@ static void check_classes(const tr_run *r, const cnn_dataset *ds, const char *ck
                    cnn_dataset_class_name(ds, i), ckpt, r->mm.class_names[i]);
 }
 
+/* When process pid started, in seconds since the epoch (to within about a second: the boot
+ * time is whole seconds), from /proc; -1 when unknown. */
+static double process_start(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* Field 22, start time in clock ticks after boot; field 2, the name, may hold anything
+     * but ends at the last ')'; field 3 follows it. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ticks = 0, boot = 0;
+    for (int field = 3; p && field <= 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (p && field == 22 && sscanf(p + 1, "%llu", &ticks) != 1) p = NULL;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    if (!p || hz <= 0 || !(f = fopen("/proc/stat", "r"))) return -1;
+    while (fgets(buf, sizeof buf, f) && sscanf(buf, "btime %llu", &boot) != 1) {
+    }
+    fclose(f);
+    return boot ? (double)boot + (double)ticks / (double)hz : -1;
+}
+
 /* The temporary files (NAME.tmp.<pid>.<tid>, see cnn_safetensors_save) of checkpoints whose
  * writer was killed before it renamed them: each as large as a checkpoint, one more for every
- * run killed while saving (a batch system's SIGKILL). Removed once their process is gone. */
+ * run killed while saving (a batch system's SIGKILL). Removed once their process is gone, or
+ * when the process of that id started after the file was last written (the id was given again:
+ * in a container the training process is often process 1, run after run). */
 static void remove_partial_checkpoints(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -296,11 +325,17 @@ static void remove_partial_checkpoints(const char *dir)
         if (sscanf(e->d_name, "%4[a-z].safetensors.tmp.%ld.%ld%n", base, &pid, &tid, &end) != 3 ||
             e->d_name[end] || (strcmp(base, "last") && strcmp(base, "best")))
             continue;
-        /* kill(pid, 0) fails with ESRCH only when no such process exists. */
-        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
+        if (pid <= 0) continue;
         char path[TR_PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        /* kill(pid, 0) fails with ESRCH only when no such process exists. A live process's
+         * file is left alone unless it is older than the process by more than the start
+         * time's uncertainty. */
+        bool gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+        struct stat st;
+        double start = gone ? -1 : process_start(pid);
+        if (!gone && !(start > 0 && stat(path, &st) == 0 && (double)st.st_mtime < start - 2))
+            continue;
         if (unlink(path) == 0)
             printf("removed %s: a checkpoint being written when its run (process %ld) was "
                    "killed\n", path, pid);
