@@ -102,8 +102,14 @@ struct cnn_tensor {
 /* Host memory for a CPU storage from the caching allocator (alloc_cpu.c): sets s->data,
  * s->release and s->allocator. */
 cnn_status cnn_cpu_storage_alloc(cnn_storage *s, size_t bytes, const char *what);
-/* Bytes in the blocks the host cache holds (for tests). */
-size_t cnn_cpu_cached_bytes(void);
+/* The size of a CPU storage's block (its allocator field, less alloc_cpu.c's flag bit). */
+static inline size_t cnn_cpu_block_bytes(const cnn_storage *s)
+{
+    return (size_t)(uintptr_t)s->allocator & ~(size_t)1;
+}
+/* For tests: the bytes the host cache holds, and how many blocks of 64 KiB and up were
+ * allocated from the system so far. */
+void cnn_cpu_cache_counts(size_t *cached, size_t *fresh);
 
 size_t cnn_dtype_size(cnn_dtype dt);
 const char *cnn_dtype_name(cnn_dtype dt);

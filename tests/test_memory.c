@@ -13,7 +13,7 @@ static size_t cpu_allocated(void)
 }
 
 /* What alloc_cpu.c counts for a CPU storage: the size of the block it handed out. */
-static size_t block_of(const cnn_storage *s) { return (size_t)(uintptr_t)s->allocator; }
+static size_t block_of(const cnn_storage *s) { return cnn_cpu_block_bytes(s); }
 
 /* Distinct storages the current tape saved, skipping those of `skip` (params, inputs made
  * before the forward); sums their requested bytes and their allocated blocks. */

@@ -110,8 +110,8 @@ void cnn_manual_seed(uint64_t seed);
 void cnn_rng_get_state(uint64_t *seed, uint64_t *offset);
 void cnn_rng_set_state(uint64_t seed, uint64_t offset);
 /* Returns the host memory cached for CPU tensors (blocks >= 64 KiB kept for reuse; at most
- * CNN_CPU_CACHE_MB megabytes, default 4096, 0 disables, and no more than keeps cached and live
- * bytes within twice the most ever live at once) to the system. */
+ * CNN_CPU_CACHE_MB megabytes, default 4096, 0 disables; blocks not yet reused only while they
+ * and the live bytes stay within twice the most ever live at once) to the system. */
 void cnn_cpu_empty_cache(void);
 /* Waits until all work queued on the current context (its stream) is done. */
 cnn_status cnn_synchronize(void);
