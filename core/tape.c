@@ -2,8 +2,8 @@
  * topologically sorted); cnn_backward walks it backwards, handing each node the gradient of its
  * output and routing the input gradients it returns to producers (summed) or leaves
  * (accumulated across backward calls until zeroed). Nodes that no tensor anyone holds can reach
- * any more (a forward whose output was freed without a backward) are dropped as the tape grows.
- * Knows nothing of any op's math. */
+ * any more (a forward whose output was freed without a backward) are dropped as later ops are
+ * recorded. Knows nothing of any op's math. */
 #include "internal.h"
 
 #include <pthread.h>

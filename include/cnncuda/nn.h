@@ -167,8 +167,9 @@ typedef struct cnn_load_report {
  * else CNN_ERR_SHAPE naming the tensor; another dtype converts as cnn_tensor_to_dtype does, as
  * PyTorch's load_state_dict: F16, BF16 or F64 weights into an F32 model, an F32 or F16 counter
  * into an I64 one, and a value the dtype cannot hold is an error naming the tensor); a (1,)
- * tensor loads into a scalar, as PyTorch loads files of its 0.3. On any error nothing is
- * changed. strict: missing or unexpected names are an error (CNN_ERR_NOT_FOUND). A missing
+ * tensor loads into a scalar, as PyTorch loads files of its 0.3 (PyTorch takes the first
+ * element of any longer one too, silently; here that is a shape error). On any error nothing
+ * is changed. strict: missing or unexpected names are an error (CNN_ERR_NOT_FOUND). A missing
  * "*.num_batches_tracked" (files from before PyTorch 0.4.1) is not missing: the tensor keeps
  * its value, as in PyTorch. report may be NULL. */
 cnn_status cnn_dict_load(cnn_dict *dst, const cnn_dict *src, bool strict, cnn_load_report *report);
